@@ -1,0 +1,78 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "tokenctl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tokenctl", targets: ["tokenctl"]),
+        .executable(name: "fakellm", targets: ["FakeLLMServer"]),
+        .library(name: "FakeLLM", targets: ["FakeLLM"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries: module maps and typed wrappers only, no logic.
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+
+        .target(name: "Metering", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .target(name: "Policy", dependencies: [
+            "Metering",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "Ledger", dependencies: ["CSQLite", "Metering"]),
+        .target(name: "Upstream", dependencies: [
+            "CCurl",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Gateway", dependencies: [
+            "Upstream", "Metering", "Policy", "Ledger",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Reports", dependencies: ["Ledger", "Metering"]),
+        .target(name: "FakeLLM", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "FakeLLMServer", dependencies: [
+            "FakeLLM",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "tokenctl", dependencies: [
+            "Gateway", "Reports", "Ledger", "Policy", "Metering", "FakeLLM",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "MeteringTests", dependencies: ["Metering"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger"]),
+        .testTarget(name: "UpstreamTests", dependencies: [
+            "Upstream", "FakeLLM",
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "GatewayTests", dependencies: [
+            "Gateway", "FakeLLM", "Ledger", "Reports", "Policy", "Metering",
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+    ]
+)

@@ -1,0 +1,137 @@
+/// A calendar day (UTC) as days since 1970-01-01; price changes take effect at 00:00 UTC.
+public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public var daysSinceEpoch: Int
+
+    public init(daysSinceEpoch: Int) { self.daysSinceEpoch = daysSinceEpoch }
+
+    /// Parses `YYYY-MM-DD`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              (1...12).contains(m), (1...Day.daysIn(month: m, year: y)).contains(d) else { return nil }
+        daysSinceEpoch = Day.civilToDays(y, m, d)
+    }
+
+    /// The day containing a Unix time in seconds.
+    public init(unixSeconds: Int64) {
+        daysSinceEpoch = Int((unixSeconds >= 0 ? unixSeconds : unixSeconds - 86_399) / 86_400)
+    }
+
+    public var unixSeconds: Int64 { Int64(daysSinceEpoch) * 86_400 }
+
+    public static func < (a: Day, b: Day) -> Bool { a.daysSinceEpoch < b.daysSinceEpoch }
+
+    public var description: String {
+        let (y, m, d) = Day.daysToCivil(daysSinceEpoch)
+        func pad(_ v: Int, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+    }
+
+    static func daysIn(month m: Int, year y: Int) -> Int {
+        switch m {
+        case 2: return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    // Howard Hinnant's days_from_civil / civil_from_days.
+    static func civilToDays(_ y0: Int, _ m: Int, _ d: Int) -> Int {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func daysToCivil(_ z0: Int) -> (Int, Int, Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+/// What one token of each kind costs for a model from a given day, in pico-dollars per token.
+public struct ModelPrice: Sendable, Hashable, Codable {
+    public var model: ModelPattern
+    public var effectiveFrom: Day
+    public var input: Money
+    public var cachedInput: Money
+    public var cacheWrite: Money
+    public var output: Money
+    /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
+    public var source: String
+
+    public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
+                cacheWrite: Money, output: Money, source: String = "") {
+        self.model = model
+        self.effectiveFrom = effectiveFrom
+        self.input = input
+        self.cachedInput = cachedInput
+        self.cacheWrite = cacheWrite
+        self.output = output
+        self.source = source
+    }
+
+    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`.
+    public var id: String { "\(model.text)@\(effectiveFrom)" }
+
+    /// Converts a price per one million tokens, in dollars with at most six decimals,
+    /// to an exact per-token amount. Nil if the text is not such a decimal.
+    public static func perToken(fromPerMillion text: String) -> Money? {
+        // $x per 1M tokens = x * 10^12 / 10^6 pd per token = x * 10^6 pd per token.
+        guard let picos = Money.parseDecimal(text, scale: 6) else { return nil }
+        return Money(picodollars: picos)
+    }
+
+    /// Exact cost of the usage; nil if it would overflow one `Money` (over $9.2M in one call).
+    public func cost(of usage: Usage) -> Money? {
+        var total: Int64 = 0
+        for (tokens, price) in [(usage.inputTokens, input), (usage.cachedInputTokens, cachedInput),
+                                (usage.cacheWriteTokens, cacheWrite), (usage.outputTokens, output)] {
+            guard tokens >= 0 else { return nil }
+            let (product, o1) = Int64(tokens).multipliedReportingOverflow(by: price.picodollars)
+            let (sum, o2) = total.addingReportingOverflow(product)
+            if o1 || o2 { return nil }
+            total = sum
+        }
+        return Money(picodollars: total)
+    }
+}
+
+/// All known prices; answers "what did this model cost per token on that day".
+public struct PriceBook: Sendable, Hashable {
+    public private(set) var entries: [ModelPrice]
+
+    public init(_ entries: [ModelPrice] = []) { self.entries = entries }
+
+    /// The entry in force for `model` on `day`: among patterns that match, an exact name beats
+    /// a glob and a more specific glob beats a looser one; then the latest `effectiveFrom <= day`.
+    public func price(for model: String, on day: Day) -> ModelPrice? {
+        var best: ModelPrice?
+        for entry in entries where entry.effectiveFrom <= day && entry.model.matches(model) {
+            guard let current = best else { best = entry; continue }
+            if rank(entry) > rank(current) ||
+                (rank(entry) == rank(current) && entry.effectiveFrom > current.effectiveFrom) {
+                best = entry
+            }
+        }
+        return best
+    }
+
+    /// Whether any entry (of any date) covers the model.
+    public func covers(_ model: String) -> Bool { entries.contains { $0.model.matches(model) } }
+
+    private func rank(_ e: ModelPrice) -> (Int, Int) { (e.model.isExact ? 1 : 0, e.model.specificity) }
+}
+
+private func > (a: (Int, Int), b: (Int, Int)) -> Bool { a.0 != b.0 ? a.0 > b.0 : a.1 > b.1 }

@@ -1,0 +1,41 @@
+/// Tokens of one call, normalised across dialects so that each field is billed at exactly one price.
+///
+/// - `inputTokens`: input billed at the plain input price — excludes cache reads and cache writes
+///   (OpenAI's `prompt_tokens` includes `cached_tokens`, so they are subtracted; Anthropic's
+///   `input_tokens` already excludes them).
+/// - `cachedInputTokens`: input read from the provider's prompt cache.
+/// - `cacheWriteTokens`: input written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+/// - `outputTokens`: all generated tokens, reasoning included (billed at the output price).
+/// - `reasoningTokens`: the part of `outputTokens` spent on hidden reasoning (informational).
+public struct Usage: Sendable, Hashable, Codable {
+    public var inputTokens: Int
+    public var cachedInputTokens: Int
+    public var cacheWriteTokens: Int
+    public var outputTokens: Int
+    public var reasoningTokens: Int
+
+    public init(inputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
+                outputTokens: Int = 0, reasoningTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.cachedInputTokens = cachedInputTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.outputTokens = outputTokens
+        self.reasoningTokens = reasoningTokens
+    }
+
+    public static let zero = Usage()
+
+    /// All prompt-side tokens, whatever their price.
+    public var totalInputTokens: Int { inputTokens + cachedInputTokens + cacheWriteTokens }
+    public var totalTokens: Int { totalInputTokens + outputTokens }
+}
+
+/// Where a row's usage came from.
+public enum UsageSource: String, Sendable, Hashable, Codable {
+    /// Reported by the provider in the body or stream.
+    case provider
+    /// Estimated by tokenctl (e.g. a cancelled stream without a usage event).
+    case estimated
+    /// No usage (refused before upstream, or upstream failed).
+    case none
+}
