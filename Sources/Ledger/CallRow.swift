@@ -1,0 +1,107 @@
+import Metering
+
+/// The mapping between `LedgerEntry` and a row of `calls`: one column list, used by both the
+/// INSERT and the SELECTs, so the two cannot drift apart.
+enum CallRow {
+    static let columns = [
+        "id", "request_id", "started_at", "first_byte_at", "ended_at", "latency_us",
+        "key_id", "user", "team", "dialect", "route", "provider", "model_requested", "model_served",
+        "stream", "status", "outcome",
+        "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+        "usage_source", "cost_pd",
+        "price_id", "price_input", "price_cached_input", "price_cache_write", "price_output",
+        "ttft_us", "upstream_us", "error_message",
+    ]
+
+    static let insertSQL =
+        "INSERT INTO calls (\(columns.joined(separator: ", "))) VALUES (" +
+        columns.indices.map { "?\($0 + 1)" }.joined(separator: ", ") + ")"
+
+    static let selectList = columns.joined(separator: ", ")
+
+    /// Binds every column of `entry` to an INSERT prepared from `insertSQL`.
+    static func bind(_ entry: LedgerEntry, to s: Statement) {
+        s.bind(entry.id, at: 1)
+        s.bind(entry.requestId, at: 2)
+        s.bind(entry.startedAt, at: 3)
+        s.bind(entry.firstByteAt, at: 4)
+        s.bind(entry.endedAt, at: 5)
+        s.bind(entry.latencyMicros, at: 6)
+        s.bind(entry.keyId, at: 7)
+        s.bind(entry.user, at: 8)
+        s.bind(entry.team, at: 9)
+        s.bind(entry.dialect.rawValue, at: 10)
+        s.bind(entry.route, at: 11)
+        s.bind(entry.provider, at: 12)
+        s.bind(entry.modelRequested, at: 13)
+        s.bind(entry.modelServed, at: 14)
+        s.bind(entry.stream, at: 15)
+        s.bind(entry.status, at: 16)
+        s.bind(entry.outcome.rawValue, at: 17)
+        s.bind(entry.usage.inputTokens, at: 18)
+        s.bind(entry.usage.cachedInputTokens, at: 19)
+        s.bind(entry.usage.cacheWriteTokens, at: 20)
+        s.bind(entry.usage.outputTokens, at: 21)
+        s.bind(entry.usage.reasoningTokens, at: 22)
+        s.bind(entry.usageSource.rawValue, at: 23)
+        s.bind(entry.cost.picodollars, at: 24)
+        s.bind(entry.priceId, at: 25)
+        s.bind(entry.price?.input.picodollars, at: 26)
+        s.bind(entry.price?.cachedInput.picodollars, at: 27)
+        s.bind(entry.price?.cacheWrite.picodollars, at: 28)
+        s.bind(entry.price?.output.picodollars, at: 29)
+        s.bind(entry.ttftMicros, at: 30)
+        s.bind(entry.upstreamMicros, at: 31)
+        s.bind(entry.errorMessage, at: 32)
+    }
+
+    /// Reads the current row of a SELECT whose first columns are `selectList`.
+    static func decode(_ s: Statement) throws -> LedgerEntry {
+        let id = s.string(at: 0)
+        func parse<T: RawRepresentable<String>>(_ type: T.Type, _ column: Int32, _ name: String) throws -> T {
+            let text = s.string(at: column)
+            guard let value = T(rawValue: text) else {
+                throw LedgerError.invalidRow("unknown \(name) '\(text)' in call \(id)")
+            }
+            return value
+        }
+        return LedgerEntry(
+            id: id,
+            requestId: s.string(at: 1),
+            startedAt: s.int64(at: 2),
+            firstByteAt: s.optionalInt64(at: 3),
+            endedAt: s.int64(at: 4),
+            keyId: s.optionalString(at: 6),
+            user: s.optionalString(at: 7),
+            team: s.optionalString(at: 8),
+            dialect: try parse(Dialect.self, 9, "dialect"),
+            route: s.string(at: 10),
+            provider: s.optionalString(at: 11),
+            modelRequested: s.optionalString(at: 12),
+            modelServed: s.optionalString(at: 13),
+            stream: s.bool(at: 14),
+            status: s.int(at: 15),
+            outcome: try parse(Outcome.self, 16, "outcome"),
+            usage: Usage(inputTokens: s.int(at: 17), cachedInputTokens: s.int(at: 18),
+                         cacheWriteTokens: s.int(at: 19), outputTokens: s.int(at: 20),
+                         reasoningTokens: s.int(at: 21)),
+            usageSource: try parse(UsageSource.self, 22, "usage source"),
+            cost: Money(picodollars: s.int64(at: 23)),
+            price: try decodePrice(s, callId: id),
+            ttftMicros: s.optionalInt64(at: 29),
+            upstreamMicros: s.optionalInt64(at: 30),
+            errorMessage: s.optionalString(at: 31))
+    }
+
+    private static func decodePrice(_ s: Statement, callId: String) throws -> ModelPrice? {
+        guard let priceId = s.optionalString(at: 24) else { return nil }
+        // The id is `<pattern>@<day>`; a pattern may itself contain '@', the day never does.
+        guard let at = priceId.lastIndex(of: "@"),
+              let day = Day(String(priceId[priceId.index(after: at)...])) else {
+            throw LedgerError.invalidRow("malformed price id '\(priceId)' in call \(callId)")
+        }
+        func money(_ column: Int32) -> Money { Money(picodollars: s.optionalInt64(at: column) ?? 0) }
+        return ModelPrice(model: ModelPattern(String(priceId[..<at])), effectiveFrom: day,
+                          input: money(25), cachedInput: money(26), cacheWrite: money(27), output: money(28))
+    }
+}

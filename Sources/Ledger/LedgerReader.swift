@@ -1,0 +1,83 @@
+import Foundation
+
+/// Read access to the ledger on its own connection; works on a live ledger while a server
+/// (another process or a `LedgerWriter`) writes, thanks to WAL. Thread-safe: calls are serialised.
+public final class LedgerReader: @unchecked Sendable {
+    private let lock = NSLock()
+    let connection: SQLiteConnection
+
+    /// Opens an existing ledger (a missing file is an error, so a mistyped path does not silently
+    /// report nothing), bringing an older schema up to date.
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000) throws {
+        connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: busyTimeoutMillis)
+        try Schema.migrate(connection)
+    }
+
+    public func close() {
+        locked { connection.close() }
+    }
+
+    /// Calls that started in `[since, until)`, in start order.
+    public func entries(since: Int64, until: Int64) throws -> [LedgerEntry] {
+        var entries: [LedgerEntry] = []
+        try forEachEntry(since: since, until: until) { entries.append($0) }
+        return entries
+    }
+
+    /// Visits the calls that started in `[since, until)` in start order, one row in memory at a time.
+    public func forEachEntry(since: Int64, until: Int64, _ body: (LedgerEntry) throws -> Void) throws {
+        try locked {
+            let s = try connection.prepare("""
+                SELECT \(CallRow.selectList) FROM calls
+                WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at, rowid
+                """)
+            s.bind(since, at: 1)
+            s.bind(until, at: 2)
+            while try s.step() { try body(try CallRow.decode(s)) }
+        }
+    }
+
+    /// The first call recorded with this `x-request-id`.
+    public func entry(requestId: String) throws -> LedgerEntry? {
+        try single("SELECT \(CallRow.selectList) FROM calls WHERE request_id = ?1 ORDER BY rowid LIMIT 1", requestId)
+    }
+
+    /// The call with this id.
+    public func entry(id: String) throws -> LedgerEntry? {
+        try single("SELECT \(CallRow.selectList) FROM calls WHERE id = ?1", id)
+    }
+
+    /// Number of calls recorded in total.
+    public func count() throws -> Int {
+        try locked { Int(try connection.scalarInt("SELECT COUNT(*) FROM calls") ?? 0) }
+    }
+
+    /// Aggregates the calls that started in `[query.since, query.until)`, rows by cost descending.
+    ///
+    /// Money is exact: costs are summed in SQL per (group, UTC day) and folded into `Money.Total`
+    /// (Int128). Bound: one group's spend within one UTC day must stay below $9,223,372.036854775807
+    /// (Int64.max pico-dollars); beyond it the report throws sqlite's "integer overflow" rather than
+    /// wrap. Latency figures cover non-refused calls; memory grows by 8 bytes per such call.
+    public func report(_ query: ReportQuery) throws -> Report {
+        try locked {
+            // One read transaction: every statement of the report sees the same snapshot.
+            try connection.execute("BEGIN")
+            defer { try? connection.execute("COMMIT") }
+            return try ReportAggregation(query: query).run(on: connection)
+        }
+    }
+
+    private func single(_ sql: String, _ key: String) throws -> LedgerEntry? {
+        try locked {
+            let s = try connection.prepare(sql)
+            s.bind(key, at: 1)
+            return try s.step() ? try CallRow.decode(s) : nil
+        }
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+}

@@ -1,0 +1,295 @@
+import CSQLite
+import Foundation
+
+/// The single writer of the ledger: one dedicated thread drains everything queued into one
+/// transaction (group commit), then tells each caller its row is durable.
+///
+/// Threading: `append` may be called from any thread; it only enqueues under a lock and wakes the
+/// writer when the queue goes from empty to non-empty. Callbacks run on the writer thread, in
+/// append order, after their transaction committed; they must be quick and must not call `flush`
+/// or `close` (hop to your own event loop instead).
+///
+/// Failures: a failed transaction is rolled back and retried with backoff, keeping its rows; no
+/// callback runs before its row is committed. A row rejected by a constraint (a duplicate call id)
+/// gets a failure callback, since retrying cannot help; the rest of its batch commits. Only when
+/// closing while commits still fail do the remaining rows get `.failure`. Call `close()` before
+/// dropping the writer: its thread keeps it alive until then.
+public final class LedgerWriter: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<Void, LedgerError>) -> Void
+
+    public struct Options: Sendable {
+        /// Most rows per transaction; a backlog larger than this commits in several transactions.
+        public var maxBatch: Int
+        /// How long BEGIN waits for another process's write lock before the attempt counts as failed.
+        public var busyTimeoutMillis: Int32
+        /// First retry delay after a failed commit; doubles per attempt up to `retryMaxMillis`.
+        public var retryInitialMillis: Int
+        public var retryMaxMillis: Int
+        /// Attempts per batch once `close()` was called, before its rows are failed.
+        public var closeRetries: Int
+        /// WAL pages written since the last checkpoint that make the writer checkpoint when idle;
+        /// at four times this it checkpoints even under load. The checkpoint runs after callbacks,
+        /// never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
+        public var checkpointPages: Int32
+        /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
+        public var onCommitFailure: (@Sendable (LedgerError, Int) -> Void)?
+
+        public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
+                    retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 1_000,
+                    onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil) {
+            self.maxBatch = max(1, maxBatch)
+            self.busyTimeoutMillis = busyTimeoutMillis
+            self.retryInitialMillis = max(1, retryInitialMillis)
+            self.retryMaxMillis = max(self.retryInitialMillis, retryMaxMillis)
+            self.closeRetries = max(1, closeRetries)
+            self.checkpointPages = max(1, checkpointPages)
+            self.onCommitFailure = onCommitFailure
+        }
+    }
+
+    private struct Pending {
+        let entry: LedgerEntry
+        let onCommit: Completion
+    }
+
+    public let path: String
+    private let options: Options
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var accepted: UInt64 = 0
+    /// Entries whose callback has run (committed or failed).
+    private var settled: UInt64 = 0
+    private var flushWaiters = 0
+    private var stopping = false
+    private var stopped = false
+    private var thread: Thread?
+
+    // Touched only by the writer thread once it runs.
+    private let connection: SQLiteConnection
+    private let insert: Statement
+    private let begin: Statement
+    private let commit: Statement
+    private let rollback: Statement
+    private let wal = WalProgress()
+    private var walPagesAtCheckpoint: Int32 = 0
+
+    /// Opens (creating if needed) and migrates the ledger at `path`, then starts the writer thread.
+    public init(path: String, options: Options = Options()) throws {
+        self.path = path
+        self.options = options
+        connection = try SQLiteConnection(path: path, busyTimeoutMillis: options.busyTimeoutMillis)
+        try connection.configureForLedger()
+        try Schema.migrate(connection)
+        // After a burst, the WAL is cut back to this size when it restarts.
+        try connection.execute("PRAGMA journal_size_limit = 67108864")
+        insert = try connection.prepare(CallRow.insertSQL)
+        begin = try connection.prepare("BEGIN IMMEDIATE")
+        commit = try connection.prepare("COMMIT")
+        rollback = try connection.prepare("ROLLBACK")
+        sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
+
+        // Weak: once `run` returns, nothing but the owner keeps the writer alive.
+        let thread = Thread { [weak self] in self?.run() }
+        thread.name = "tokenctl-ledger"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Queues `entry`; `onCommit` runs exactly once: `.success` after the row is committed, or a
+    /// failure (see the type's notes). After `close()`, fails at once with `.closed` on the caller's thread.
+    public func append(_ entry: LedgerEntry, onCommit: @escaping Completion) {
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            onCommit(.failure(.closed))
+            return
+        }
+        queue.append(Pending(entry: entry, onCommit: onCommit))
+        accepted += 1
+        // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
+        if queue.count == 1 { condition.broadcast() }
+        condition.unlock()
+    }
+
+    /// Rows queued and not yet settled: the ledger's backlog, for metrics.
+    public var backlog: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return Int(accepted - settled)
+    }
+
+    /// Blocks until every row appended before this call is committed and its callback has run.
+    public func flush() {
+        precondition(Thread.current !== thread, "flush() from a ledger callback would deadlock")
+        condition.lock()
+        let target = accepted
+        flushWaiters += 1
+        while settled < target && !stopped { condition.wait() }
+        flushWaiters -= 1
+        condition.unlock()
+    }
+
+    /// Commits everything queued, stops the thread and closes the database. Idempotent.
+    public func close() {
+        precondition(Thread.current !== thread, "close() from a ledger callback would deadlock")
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    // MARK: Writer thread
+
+    private func run() {
+        var batch: [Pending] = []
+        while nextBatch(into: &batch) {
+            switch commitWithRetry(batch) {
+            case .committed(let rejected):
+                for (index, pending) in batch.enumerated() {
+                    pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
+                }
+                settle(batch.count)
+                checkpointIfDue()
+            case .failed(let error):
+                // Only reached while closing: nothing more will commit, so say so to everyone.
+                for pending in batch { pending.onCommit(.failure(error)) }
+                settle(batch.count)
+                condition.lock()
+                let rest = queue
+                queue.removeAll()
+                condition.unlock()
+                for pending in rest { pending.onCommit(.failure(error)) }
+                settle(rest.count)
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+        sqlite3_wal_hook(connection.handle, nil, nil)
+        // Finalized first so the close is immediate: the last connection to close checkpoints
+        // and removes the WAL.
+        for statement in [insert, begin, commit, rollback] { statement.finalize() }
+        connection.close()
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for work and moves up to `maxBatch` rows into the empty `batch`; false once closing
+    /// and drained. Swaps buffers, so neither array reallocates in steady state.
+    private func nextBatch(into batch: inout [Pending]) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !stopping { condition.wait() }
+        if queue.isEmpty { return false }
+        if queue.count <= options.maxBatch {
+            swap(&batch, &queue)
+        } else {
+            batch.append(contentsOf: queue.prefix(options.maxBatch))
+            queue.removeFirst(options.maxBatch)
+        }
+        return true
+    }
+
+    private func settle(_ count: Int) {
+        condition.lock()
+        settled += UInt64(count)
+        if flushWaiters > 0 || stopping { condition.broadcast() }
+        condition.unlock()
+    }
+
+    private enum BatchResult {
+        /// Committed; the indexes listed were rejected by a constraint and are not in the ledger.
+        case committed(rejected: [Int: LedgerError])
+        case failed(LedgerError)
+    }
+
+    private func commitWithRetry(_ batch: [Pending]) -> BatchResult {
+        var attempt = 0
+        while true {
+            let result = write(batch)
+            guard case .failed(let error) = result else { return result }
+            attempt += 1
+            options.onCommitFailure?(error, attempt)
+            condition.lock()
+            let closing = stopping
+            condition.unlock()
+            if closing && attempt >= options.closeRetries { return result }
+            pause(attempt: attempt, closing: closing)
+        }
+    }
+
+    private func write(_ batch: [Pending]) -> BatchResult {
+        do {
+            try begin.run()
+        } catch {
+            return .failed(Self.ledgerError(error))
+        }
+        var rejected: [Int: LedgerError] = [:]
+        for (index, pending) in batch.enumerated() {
+            CallRow.bind(pending.entry, to: insert)
+            do {
+                try insert.run()
+            } catch let error as LedgerError where error.isConstraintViolation {
+                // Only this statement was undone; the transaction and the other rows stand.
+                rejected[index] = error
+            } catch {
+                try? rollback.run()
+                return .failed(Self.ledgerError(error))
+            }
+        }
+        do {
+            try commit.run()
+        } catch {
+            try? rollback.run()
+            return .failed(Self.ledgerError(error))
+        }
+        return .committed(rejected: rejected)
+    }
+
+    /// Backoff between attempts; cut short once if `close()` arrives, so closing is not delayed by a long wait.
+    private func pause(attempt: Int, closing: Bool) {
+        let millis = min(options.retryInitialMillis << min(attempt - 1, 20), options.retryMaxMillis)
+        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1_000)
+        condition.lock()
+        while Date() < deadline && (closing || !stopping) {
+            _ = condition.wait(until: deadline)
+        }
+        condition.unlock()
+    }
+
+    private func checkpointIfDue() {
+        let pages = wal.pages
+        // The WAL restarted from its beginning since the last checkpoint.
+        if pages < walPagesAtCheckpoint { walPagesAtCheckpoint = 0 }
+        let written = pages - walPagesAtCheckpoint
+        guard written >= options.checkpointPages else { return }
+        if written < options.checkpointPages * 4 {
+            condition.lock()
+            let idle = queue.isEmpty
+            condition.unlock()
+            guard idle else { return }
+        }
+        // PASSIVE: never waits for readers (a running report keeps its snapshot).
+        sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        walPagesAtCheckpoint = pages
+    }
+
+    private static func ledgerError(_ error: any Error) -> LedgerError {
+        error as? LedgerError ?? .invalidRow(String(describing: error))
+    }
+}
+
+/// Pages in the WAL after the latest commit, reported by SQLite's WAL hook on the writer thread.
+private final class WalProgress {
+    var pages: Int32 = 0
+}
+
+/// Installing a WAL hook replaces SQLite's auto-checkpoint; `checkpointIfDue` takes its place.
+private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = {
+    context, _, _, pages in
+    if let context { Unmanaged<WalProgress>.fromOpaque(context).takeUnretainedValue().pages = pages }
+    return SQLITE_OK
+}

@@ -1,0 +1,118 @@
+import Metering
+
+/// What a report groups calls by.
+public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
+    /// The principal's user; "(none)" when the call had none (e.g. refused before auth).
+    case user
+    /// The principal's team; "(none)" when unset.
+    case team
+    /// The model served, else the model requested; "(none)" when neither is known.
+    case model
+    /// The UTC day the call started, `YYYY-MM-DD`.
+    case day
+
+    /// Label of a NULL user, team or model.
+    public static let noneLabel = "(none)"
+}
+
+/// Which calls a report covers and how it groups them.
+public struct ReportQuery: Sendable, Hashable {
+    /// Unix microseconds; calls with `since <= startedAt < until` are counted.
+    public var since: Int64
+    public var until: Int64
+    /// Grouping, outermost first; duplicates are dropped. Empty: one row for everything.
+    public var groupBy: [ReportDimension]
+
+    public init(since: Int64, until: Int64, groupBy: [ReportDimension] = []) {
+        self.since = since
+        self.until = until
+        var seen = Set<ReportDimension>()
+        self.groupBy = groupBy.filter { seen.insert($0).inserted }
+    }
+
+    /// The whole UTC days `from ... through` (inclusive), e.g. one month.
+    public init(days from: Day, through last: Day, groupBy: [ReportDimension] = []) {
+        self.init(since: from.unixSeconds * UnixTime.microsPerSecond,
+                  until: (last.unixSeconds + 86_400) * UnixTime.microsPerSecond, groupBy: groupBy)
+    }
+}
+
+/// Counters of a group of calls (or of all calls in the report).
+public struct ReportFigures: Sendable, Hashable {
+    /// All calls, refusals included.
+    public var requests = 0
+    /// Calls whose outcome starts with `refused_`.
+    public var refused = 0
+    /// Calls with an error outcome (`Outcome.isError`).
+    public var errors = 0
+    public var inputTokens = 0
+    public var cachedInputTokens = 0
+    public var cacheWriteTokens = 0
+    public var outputTokens = 0
+    public var reasoningTokens = 0
+    /// Exact sum of the calls' costs.
+    public var cost = Money.Total()
+    /// Calls the latency figures cover: every call that was not refused (refusals never reach a
+    /// provider, so their near-zero latency would hide the providers' own).
+    public var timedRequests = 0
+    /// Sum of those calls' latencies (µs); the mean is derived from it.
+    public var latencySumMicros: Int64 = 0
+    /// Nearest-rank 95th percentile of those calls' total latency (µs); nil when none.
+    public var latencyP95Micros: Int64?
+
+    public init() {}
+
+    /// Mean total latency (µs) of the timed calls, rounded half up; nil when none.
+    public var latencyMeanMicros: Int64? {
+        timedRequests == 0 ? nil : (latencySumMicros + Int64(timedRequests) / 2) / Int64(timedRequests)
+    }
+
+    /// Adds counters and sums (not the p95, which does not add up).
+    public mutating func absorb(_ other: ReportFigures) {
+        requests += other.requests
+        refused += other.refused
+        errors += other.errors
+        inputTokens += other.inputTokens
+        cachedInputTokens += other.cachedInputTokens
+        cacheWriteTokens += other.cacheWriteTokens
+        outputTokens += other.outputTokens
+        reasoningTokens += other.reasoningTokens
+        cost.picodollars += other.cost.picodollars
+        timedRequests += other.timedRequests
+        latencySumMicros += other.latencySumMicros
+    }
+}
+
+/// One group of a report: its dimension labels and its figures.
+@dynamicMemberLookup
+public struct ReportRow: Sendable, Hashable {
+    /// Labels in the order of `ReportQuery.groupBy`.
+    public var values: [String]
+    public var figures: ReportFigures
+
+    public init(values: [String], figures: ReportFigures) {
+        self.values = values
+        self.figures = figures
+    }
+
+    public subscript<T>(dynamicMember path: KeyPath<ReportFigures, T>) -> T { figures[keyPath: path] }
+}
+
+/// The result of a report query: rows by cost (highest first), and totals over all of them.
+public struct Report: Sendable, Hashable {
+    public var query: ReportQuery
+    public var rows: [ReportRow]
+    /// Sums of every row's counters (exactly), mean and p95 over all timed calls.
+    public var totals: ReportFigures
+
+    public init(query: ReportQuery, rows: [ReportRow], totals: ReportFigures) {
+        self.query = query
+        self.rows = rows
+        self.totals = totals
+    }
+
+    /// The label of `dimension` in `row`, or nil if the report does not group by it.
+    public func value(of dimension: ReportDimension, in row: ReportRow) -> String? {
+        query.groupBy.firstIndex(of: dimension).map { row.values[$0] }
+    }
+}

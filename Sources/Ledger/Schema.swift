@@ -1,0 +1,108 @@
+/// The ledger's schema as an ordered list of migrations. `PRAGMA user_version` holds the number
+/// of migrations applied; opening a ledger applies the missing ones, each in its own transaction.
+/// Append new migrations at the end; never edit a released one.
+enum Schema {
+    struct Migration {
+        let version: Int
+        let sql: String
+    }
+
+    static let migrations: [Migration] = [
+        // v1: one row per call. Money and prices in pico-dollars (INTEGER, exact); times in Unix µs.
+        Migration(version: 1, sql: """
+            CREATE TABLE calls (
+                id TEXT NOT NULL UNIQUE,
+                request_id TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                first_byte_at INTEGER,
+                ended_at INTEGER NOT NULL,
+                latency_us INTEGER NOT NULL,
+                key_id TEXT,
+                user TEXT,
+                team TEXT,
+                dialect TEXT NOT NULL,
+                route TEXT NOT NULL,
+                provider TEXT,
+                model_requested TEXT,
+                model_served TEXT,
+                stream INTEGER NOT NULL,
+                status INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                cached_input_tokens INTEGER NOT NULL,
+                cache_write_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                reasoning_tokens INTEGER NOT NULL,
+                usage_source TEXT NOT NULL,
+                cost_pd INTEGER NOT NULL,
+                price_id TEXT,
+                price_input INTEGER,
+                price_cached_input INTEGER,
+                price_cache_write INTEGER,
+                price_output INTEGER,
+                ttft_us INTEGER,
+                upstream_us INTEGER,
+                error_message TEXT
+            );
+            CREATE INDEX calls_started_at ON calls(started_at);
+            CREATE INDEX calls_user_started_at ON calls(user, started_at);
+            CREATE INDEX calls_request_id ON calls(request_id);
+            """),
+        // v2: client API keys (secrets stored hashed by Policy) and a change stamp that triggers
+        // bump on every key change, so a server can poll one integer instead of reloading keys.
+        Migration(version: 2, sql: """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                secret_hash TEXT UNIQUE NOT NULL,
+                user TEXT NOT NULL,
+                team TEXT,
+                created_at INTEGER,
+                revoked_at INTEGER
+            );
+            CREATE TABLE meta (
+                name TEXT PRIMARY KEY,
+                value INTEGER NOT NULL
+            );
+            INSERT INTO meta(name, value) VALUES ('api_keys_stamp', 0);
+            CREATE TRIGGER api_keys_stamp_insert AFTER INSERT ON api_keys BEGIN
+                UPDATE meta SET value = value + 1 WHERE name = 'api_keys_stamp';
+            END;
+            CREATE TRIGGER api_keys_stamp_update AFTER UPDATE ON api_keys BEGIN
+                UPDATE meta SET value = value + 1 WHERE name = 'api_keys_stamp';
+            END;
+            CREATE TRIGGER api_keys_stamp_delete AFTER DELETE ON api_keys BEGIN
+                UPDATE meta SET value = value + 1 WHERE name = 'api_keys_stamp';
+            END;
+            """),
+    ]
+
+    static var latestVersion: Int { migrations.last?.version ?? 0 }
+
+    /// Brings the database up to `target` (default: latest). Safe to call from several processes
+    /// at once: the version is re-read inside a write transaction before each migration.
+    static func migrate(_ connection: SQLiteConnection, upTo target: Int = latestVersion) throws {
+        let current = try version(of: connection)
+        if current > latestVersion {
+            throw LedgerError.schemaTooNew(found: current, supported: latestVersion)
+        }
+        // The common case (already current) takes no write lock, so a report never waits on the server.
+        guard current < target else { return }
+        for migration in migrations where migration.version <= target {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                if try version(of: connection) < migration.version {
+                    try connection.execute(migration.sql)
+                    try connection.execute("PRAGMA user_version = \(migration.version)")
+                }
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    static func version(of connection: SQLiteConnection) throws -> Int {
+        Int(try connection.scalarInt("PRAGMA user_version") ?? 0)
+    }
+}

@@ -1,0 +1,29 @@
+import Ledger
+
+/// RFC 4180 CSV: a header of stable snake_case names (the grouped dimensions in query order, then
+/// `requests,refused,errors,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,
+/// reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,latency_p95_ms`), one record per
+/// group, CRLF line ends. Absent latencies are empty fields. No totals record: summing a column
+/// gives the total (exactly, for `cost_picodollars`).
+enum CSVRendering {
+    static func render(_ report: Report, query: ReportQuery) -> String {
+        let header = query.groupBy.map(\.rawValue) + MetricColumn.all.map(\.name)
+        var output = record(header)
+        for row in report.rows {
+            output += record(row.values + MetricColumn.all.map { $0.value(row.figures) ?? "" })
+        }
+        return output
+    }
+
+    private static func record(_ fields: [String]) -> String {
+        fields.map(quoted).joined(separator: ",") + "\r\n"
+    }
+
+    /// Quotes a field that holds a comma, quote, CR or LF, doubling its quotes.
+    static func quoted(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else {
+            return field
+        }
+        return "\"" + field.replacing("\"", with: "\"\"") + "\""
+    }
+}

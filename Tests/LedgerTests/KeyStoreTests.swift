@@ -1,0 +1,58 @@
+import Testing
+@testable import Ledger
+
+@Suite struct KeyStoreTests {
+    @Test func insertListRevoke() throws {
+        let dir = try TemporaryDirectory()
+        let store = try KeyStore(path: dir.path())
+        let stamp0 = try store.changeStamp()
+        try store.insert(APIKeyRecord(id: "k1", secretHash: "hash1", user: "alice", team: "research", createdAt: 1))
+        try store.insert(APIKeyRecord(id: "k2", secretHash: "hash2", user: "bob", createdAt: 2))
+        let stamp1 = try store.changeStamp()
+        #expect(stamp1 != stamp0)
+        #expect(try store.list().map(\.id) == ["k1", "k2"])
+        #expect(try store.list()[0] == APIKeyRecord(id: "k1", secretHash: "hash1", user: "alice", team: "research", createdAt: 1))
+
+        #expect(try store.revoke(id: "k1", at: 99))
+        #expect(try !store.revoke(id: "k1", at: 100), "already revoked")
+        #expect(try !store.revoke(id: "nope"))
+        let stamp2 = try store.changeStamp()
+        #expect(stamp2 != stamp1)
+        #expect(try store.activeKeys().map(\.id) == ["k2"])
+        let all = try store.list()
+        #expect(all.count == 2)
+        #expect(all[0].revokedAt == 99 && all[0].isRevoked)
+        #expect(try store.changeStamp() == stamp2, "reads do not move the stamp")
+    }
+
+    @Test func duplicatesAreConstraintViolations() throws {
+        let dir = try TemporaryDirectory()
+        let store = try KeyStore(path: dir.path())
+        try store.insert(APIKeyRecord(id: "k1", secretHash: "hash1", user: "alice"))
+        for duplicate in [APIKeyRecord(id: "k1", secretHash: "other", user: "x"),
+                          APIKeyRecord(id: "k9", secretHash: "hash1", user: "x")] {
+            do {
+                try store.insert(duplicate)
+                Issue.record("duplicate accepted")
+            } catch let error as LedgerError {
+                #expect(error.isConstraintViolation)
+            }
+        }
+        #expect(try store.list().count == 1)
+    }
+
+    @Test func stampSeesChangesFromAnotherProcess() throws {
+        let dir = try TemporaryDirectory()
+        let server = try KeyStore(path: dir.path())
+        let cli = try KeyStore(path: dir.path())
+        let before = try server.changeStamp()
+        try cli.insert(APIKeyRecord(id: "k1", secretHash: "h", user: "u"))
+        #expect(try server.changeStamp() != before)
+        let afterInsert = try server.changeStamp()
+        // A revoke through raw SQL (e.g. an admin's sqlite3 shell) moves it too.
+        let raw = try SQLiteConnection(path: dir.path())
+        try raw.execute("UPDATE api_keys SET revoked_at = 5 WHERE id = 'k1'")
+        #expect(try server.changeStamp() != afterInsert)
+        #expect(try server.activeKeys().isEmpty)
+    }
+}

@@ -1,0 +1,141 @@
+import Metering
+import Testing
+@testable import Ledger
+
+@Suite struct LedgerReportTests {
+    /// A varied month: three users (and calls without one), two teams, two models, five days,
+    /// refusals, errors, a served model differing from the requested one, and one without a model.
+    static func month() -> [LedgerEntry] {
+        var entries: [LedgerEntry] = []
+        let users: [(String?, String?)] = [("alice", "research"), ("bob", "research"), ("carol", nil), (nil, nil)]
+        for n in 0..<400 {
+            let (user, team) = users[n % users.count]
+            let outcome: Outcome = user == nil ? .refusedAuth : (n % 13 == 0 ? .upstreamError : (n % 17 == 0 ? .timeout : .ok))
+            let day = Int64(n % 5) * UnixTime.microsPerDay
+            let usage = outcome.isRefusal ? Usage.zero
+                : Usage(inputTokens: 10 * n, cachedInputTokens: n, cacheWriteTokens: n % 3, outputTokens: 5 * n,
+                        reasoningTokens: n % 7)
+            var entry = sampleEntry(n, startedAt: day0 + day + Int64(n) * 1_000, latency: Int64(n % 50) * 1_000 + 7,
+                                    user: user, team: team, model: n % 3 == 0 ? "claude-3-5-haiku" : "gpt-4o-mini",
+                                    outcome: outcome, usage: usage, cost: Money(picodollars: Int64(n) * 1_234_567))
+            if n % 10 == 1 { entry.modelServed = nil }                     // falls back to requested
+            if n % 50 == 2 { entry.modelServed = nil; entry.modelRequested = nil }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    private func ledger(_ entries: [LedgerEntry]) throws -> (TemporaryDirectory, LedgerReader) {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        #expect(appendAll(entries, to: writer).isEmpty)
+        writer.close()
+        return (dir, try LedgerReader(path: dir.path()))
+    }
+
+    private func label(_ entry: LedgerEntry, _ dimension: ReportDimension) -> String {
+        switch dimension {
+        case .user: return entry.user ?? "(none)"
+        case .team: return entry.team ?? "(none)"
+        case .model: return entry.modelServed ?? entry.modelRequested ?? "(none)"
+        case .day: return Day(unixSeconds: entry.startedAt / 1_000_000).description
+        }
+    }
+
+    /// The report computed naively in Swift, to compare against the SQL.
+    private func expected(_ entries: [LedgerEntry], _ query: ReportQuery) -> [[String]: ReportFigures] {
+        var groups: [[String]: ReportFigures] = [:]
+        var latencies: [[String]: [Int64]] = [:]
+        for e in entries where e.startedAt >= query.since && e.startedAt < query.until {
+            let key = query.groupBy.map { label(e, $0) }
+            var f = groups[key] ?? ReportFigures()
+            f.requests += 1
+            if e.outcome.isRefusal { f.refused += 1 } else {
+                f.timedRequests += 1
+                f.latencySumMicros += e.latencyMicros
+                latencies[key, default: []].append(e.latencyMicros)
+            }
+            if e.outcome.isError { f.errors += 1 }
+            f.inputTokens += e.usage.inputTokens
+            f.cachedInputTokens += e.usage.cachedInputTokens
+            f.cacheWriteTokens += e.usage.cacheWriteTokens
+            f.outputTokens += e.usage.outputTokens
+            f.reasoningTokens += e.usage.reasoningTokens
+            f.cost.add(e.cost)
+            groups[key] = f
+        }
+        for (key, values) in latencies {
+            let sorted = values.sorted()
+            groups[key]?.latencyP95Micros = sorted[(95 * sorted.count + 99) / 100 - 1]
+        }
+        return groups
+    }
+
+    @Test(arguments: [[], [ReportDimension.user], [.team], [.model], [.day], [.user, .model], [.day, .team, .user, .model]])
+    func matchesNaiveComputation(groupBy: [ReportDimension]) throws {
+        let entries = Self.month()
+        let (dir, reader) = try ledger(entries)
+        _ = dir
+        let query = ReportQuery(since: day0 + UnixTime.microsPerDay / 2, until: day0 + 4 * UnixTime.microsPerDay,
+                                groupBy: groupBy)
+        let report = try reader.report(query)
+        let want = expected(entries, query)
+        #expect(report.rows.count == want.count)
+        for row in report.rows {
+            #expect(row.figures == want[row.values], "group \(row.values)")
+        }
+        let costs = report.rows.map(\.cost.picodollars)
+        #expect(costs == costs.sorted(by: >), "sorted by cost descending")
+
+        var sum = ReportFigures()
+        for row in report.rows { sum.absorb(row.figures) }
+        sum.latencyP95Micros = report.totals.latencyP95Micros
+        #expect(sum == report.totals)
+        #expect(report.totals.latencyP95Micros == expected(entries, ReportQuery(since: query.since, until: query.until))[[]]?.latencyP95Micros)
+    }
+
+    @Test func labelsAndRange() throws {
+        let entries = Self.month()
+        let (dir, reader) = try ledger(entries)
+        _ = dir
+        let byUser = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.user]))
+        #expect(Set(byUser.rows.map(\.values)) == [["alice"], ["bob"], ["carol"], ["(none)"]])
+        let none = try #require(byUser.rows.first { $0.values == ["(none)"] })
+        #expect(none.refused == 100 && none.requests == 100 && none.cost.picodollars > 0)
+        #expect(none.latencyMeanMicros == nil && none.latencyP95Micros == nil)
+        #expect(byUser.value(of: .user, in: none) == "(none)")
+        #expect(byUser.value(of: .team, in: none) == nil)
+
+        let byDay = try reader.report(ReportQuery(days: Day("2025-01-02")!, through: Day("2025-01-03")!, groupBy: [.day]))
+        #expect(Set(byDay.rows.map(\.values)) == [["2025-01-02"], ["2025-01-03"]])
+        #expect(byDay.totals.requests == 160)
+
+        // Half-open: a call at `since` counts, one at `until` does not.
+        let first = entries[0].startedAt
+        #expect(try reader.report(ReportQuery(since: first, until: first + 1)).totals.requests == 1)
+        #expect(try reader.report(ReportQuery(since: first - 1, until: first)).totals.requests == 0)
+        #expect(try reader.report(ReportQuery(since: 0, until: 1)).rows.isEmpty)
+    }
+
+    /// Money is summed per (group, day) in SQL and in Int128 across days, so a total past
+    /// Int64.max pico-dollars is still exact.
+    @Test func totalsBeyondInt64AreExact() throws {
+        let big = Money(picodollars: 4_000_000_000_000_000_000)  // $4M in one call
+        let entries = (0..<3).map { n in
+            sampleEntry(n, startedAt: day0 + Int64(n) * UnixTime.microsPerDay, cost: big)
+        }
+        let (dir, reader) = try ledger(entries)
+        _ = dir
+        let report = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.user]))
+        #expect(report.rows.count == 1)
+        #expect(report.totals.cost.picodollars == 3 * Int128(big.picodollars))
+        #expect(report.totals.cost.formatted() == "12000000.000000")
+    }
+
+    @Test func overflowWithinOneGroupDayFailsLoudly() throws {
+        let big = Money(picodollars: 5_000_000_000_000_000_000)
+        let (dir, reader) = try ledger([sampleEntry(1, cost: big), sampleEntry(2, cost: big)])
+        _ = dir
+        #expect(throws: LedgerError.self) { try reader.report(ReportQuery(since: 0, until: .max)) }
+    }
+}
