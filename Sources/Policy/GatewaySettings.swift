@@ -1,0 +1,28 @@
+/// What to do with a call for a routed model that has no price on the call's day.
+public enum UnpricedModelPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Refuse with 400 naming the model: nothing is used that cannot be costed.
+    case refuse
+    /// Forward it and record the tokens at zero cost.
+    case allow
+}
+
+/// Process-wide limits from `gateway.yaml`; every field has a default, so the file is optional.
+public struct GatewaySettings: Sendable, Hashable {
+    /// Largest request body accepted from a client.
+    public var maxBodyBytes: Int
+    public var unpricedModels: UnpricedModelPolicy
+    /// Default deadline of an upstream call; a provider's `timeout_ms` overrides it.
+    public var requestTimeoutMs: Int
+    /// Default upstream connect timeout; a provider's `connect_timeout_ms` overrides it.
+    public var connectTimeoutMs: Int
+
+    public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
+                requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000) {
+        self.maxBodyBytes = maxBodyBytes
+        self.unpricedModels = unpricedModels
+        self.requestTimeoutMs = requestTimeoutMs
+        self.connectTimeoutMs = connectTimeoutMs
+    }
+
+    public static let defaults = GatewaySettings()
+}

@@ -1,0 +1,48 @@
+import Metering
+
+/// One validated, immutable policy: what the gateway consults on every call.
+/// Built by `PolicyLoader`; a reload builds a new set and swaps it in whole.
+public struct PolicySet: Sendable {
+    public let providers: [String: Provider]
+    /// In file order; the first route whose pattern matches a model decides its provider.
+    public let routes: [ModelRoute]
+    public let prices: PriceBook
+    public let gateway: GatewaySettings
+    /// Short hash of the policy files' bytes, to tell in metrics and logs which policy served a call.
+    public let version: String
+    /// Things that load but deserve an admin's look (unset key variables, unpriced routes, ...).
+    public let warnings: [PolicyProblem]
+
+    public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
+                gateway: GatewaySettings = .defaults, version: String = "", warnings: [PolicyProblem] = []) {
+        self.providers = providers
+        self.routes = routes
+        self.prices = prices
+        self.gateway = gateway
+        self.version = version
+        self.warnings = warnings
+    }
+
+    /// The route a model takes: the first whose pattern matches.
+    public func route(forModel model: String) -> ModelRoute? {
+        routes.first { $0.pattern.matches(model) }
+    }
+
+    /// The provider serving a model, or nil if no route matches (the call is refused).
+    public func provider(forModel model: String) -> Provider? {
+        route(forModel: model).flatMap { providers[$0.provider] }
+    }
+
+    /// Models to advertise on `GET /v1/models`: every exact name in the price book or in a route
+    /// that routes to a provider, sorted. Globs are not listed: they name no particular model.
+    public func listedModels() -> [String] {
+        var names = Set<String>()
+        for entry in prices.entries where entry.model.isExact && provider(forModel: entry.model.text) != nil {
+            names.insert(entry.model.text)
+        }
+        for route in routes where route.pattern.isExact && provider(forModel: route.pattern.text) != nil {
+            names.insert(route.pattern.text)
+        }
+        return names.sorted()
+    }
+}

@@ -1,0 +1,107 @@
+import Metering
+import Yams
+
+/// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, output, source }`,
+/// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
+///
+/// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
+/// never pass through one. `cached_input` and `cache_write` default to `input` when absent
+/// (no discount, no surcharge), which is right for providers without prompt caching.
+enum PricesFile {
+    static let name = "prices.yaml"
+    static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "output", "source"]
+
+    struct PlacedPrice {
+        let price: ModelPrice
+        let line: Int
+        let field: String
+    }
+
+    static func read(_ root: Node?, _ reader: inout PolicyFileReader) -> [PlacedPrice] {
+        guard let root, PolicyFileReader.tag(of: root) != .null else { return [] }
+        guard let items = reader.sequence(root, "prices") else { return [] }
+        var prices: [PlacedPrice] = []
+        var seen: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let field = "prices[\(index)]"
+            guard let price = readEntry(item, field, &reader) else { continue }
+            let line = PolicyFileReader.line(of: item)
+            if let earlier = seen[price.id] {
+                reader.problem(item, "\(field).effective_from",
+                               "duplicate of the entry at line \(earlier) (same model and effective_from)")
+                continue
+            }
+            seen[price.id] = line
+            prices.append(PlacedPrice(price: price, line: line, field: field))
+        }
+        return prices
+    }
+
+    private static func readEntry(_ node: Node, _ field: String, _ reader: inout PolicyFileReader) -> ModelPrice? {
+        guard let fields = reader.mapping(node, field, allowed: keys) else { return nil }
+        var model: ModelPattern?
+        if let entry = reader.require(fields, "model"), let text = reader.string(entry) {
+            if let why = ProvidersFile.modelPatternProblem(text) {
+                reader.problem(entry.value, entry.path, why)
+            } else {
+                model = ModelPattern(text)
+            }
+        }
+        var day: Day?
+        if let entry = reader.require(fields, "effective_from"), let text = reader.string(entry) {
+            day = Day(text)
+            if day == nil { reader.problem(entry.value, entry.path, "bad date '\(text)' (expected YYYY-MM-DD)") }
+        }
+        let input = reader.require(fields, "input").flatMap { perToken($0, &reader) }
+        let output = reader.require(fields, "output").flatMap { perToken($0, &reader) }
+        // Absent means "same as input"; present but invalid is a problem, not a silent default.
+        let cachedInput = fields["cached_input"].map { perToken($0, &reader) } ?? input
+        let cacheWrite = fields["cache_write"].map { perToken($0, &reader) } ?? input
+        var source = ""
+        if let entry = fields["source"], let text = reader.string(entry) { source = text }
+        guard let model, let day, let input, let output, let cachedInput, let cacheWrite else { return nil }
+        return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
+                          cacheWrite: cacheWrite, output: output, source: source)
+    }
+
+    /// A quoted price per 1M tokens as an exact per-token amount, or nil (problem recorded).
+    private static func perToken(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> Money? {
+        let node = entry.value
+        guard case .scalar(let scalar) = node else {
+            reader.problem(node, entry.path, "expected a price such as \"0.15\", found \(PolicyFileReader.kind(of: node))")
+            return nil
+        }
+        let tag = PolicyFileReader.tag(of: node)
+        if tag == .null {
+            reader.problem(node, entry.path, "missing value")
+            return nil
+        }
+        let text = scalar.string
+        if tag == .int || tag == .float {
+            reader.problem(node, entry.path,
+                           "write the price as a quoted string, \"\(text)\": bare YAML numbers are floats and may not be exact")
+            return nil
+        }
+        if text.hasPrefix("-") {
+            reader.problem(node, entry.path, "negative price '\(text)'")
+            return nil
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        let isDecimal = (parts.count == 1 || parts.count == 2) && parts.allSatisfy {
+            !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber }
+        }
+        guard isDecimal else {
+            reader.problem(node, entry.path, "'\(text)' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"")
+            return nil
+        }
+        if parts.count == 2 && parts[1].count > 6 {
+            reader.problem(node, entry.path, "'\(text)' has more than six decimals")
+            return nil
+        }
+        guard let money = ModelPrice.perToken(fromPerMillion: text) else {
+            reader.problem(node, entry.path, "'\(text)' is too large")
+            return nil
+        }
+        return money
+    }
+}

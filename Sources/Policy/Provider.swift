@@ -1,0 +1,73 @@
+import Metering
+
+/// An upstream the proxy may call. Only configured providers are ever contacted (no open proxy).
+///
+/// `apiKey` is resolved from the environment at load time and never printed: `description`,
+/// `debugDescription` and `dump` show `<redacted>` in its place (invariant 6).
+public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable {
+    public let name: String
+    public let dialect: Dialect
+    /// `http(s)://host[:port][/path]` without a trailing slash; `Endpoint.upstreamPath` is appended.
+    public let baseURL: String
+    /// Environment variable holding the key; nil for upstreams that need none (a local server).
+    public let apiKeyEnv: String?
+    /// The key itself, or nil when `apiKeyEnv` is absent or unset.
+    public let apiKey: String?
+    /// Static headers sent upstream unless the client sent one of the same name (case-insensitive).
+    /// Anthropic-dialect providers get `anthropic-version: 2023-06-01` unless configured otherwise.
+    public let headers: [(String, String)]
+    public let connectTimeoutMs: Int
+    /// Deadline for the whole upstream call.
+    public let timeoutMs: Int
+
+    public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
+                apiKey: String? = nil, headers: [(String, String)] = [],
+                connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
+                timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs) {
+        self.name = name
+        self.dialect = dialect
+        self.baseURL = baseURL
+        self.apiKeyEnv = apiKeyEnv
+        self.apiKey = apiKey
+        self.headers = headers
+        self.connectTimeoutMs = connectTimeoutMs
+        self.timeoutMs = timeoutMs
+    }
+
+    /// The default `anthropic-version` sent when neither the policy nor the client sets one.
+    public static let defaultAnthropicVersion = "2023-06-01"
+
+    /// The configured value of a static header (case-insensitive name).
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    public static func == (a: Provider, b: Provider) -> Bool {
+        a.name == b.name && a.dialect == b.dialect && a.baseURL == b.baseURL
+            && a.apiKeyEnv == b.apiKeyEnv && a.apiKey == b.apiKey
+            && a.headers.elementsEqual(b.headers, by: { $0.0 == $1.0 && $0.1 == $1.1 })
+            && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
+    }
+
+    private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
+
+    // Header values are left out too: an admin may have put a credential in a custom header.
+    public var description: String {
+        "Provider(name: \(name), dialect: \(dialect.rawValue), baseURL: \(baseURL), "
+            + "apiKeyEnv: \(apiKeyEnv ?? "<none>"), apiKey: \(redactedKey), "
+            + "headers: [\(headers.map(\.0).joined(separator: ", "))], "
+            + "connectTimeoutMs: \(connectTimeoutMs), timeoutMs: \(timeoutMs))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "name": name, "dialect": dialect, "baseURL": baseURL,
+            "apiKeyEnv": apiKeyEnv ?? "<none>", "apiKey": redactedKey,
+            "headers": headers.map(\.0),
+            "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
+        ], displayStyle: .struct)
+    }
+}

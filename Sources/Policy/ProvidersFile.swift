@@ -1,0 +1,221 @@
+import Foundation
+import Metering
+import Yams
+
+/// `providers.yaml`: the upstreams (`providers:`) and which models go to which (`models:`).
+enum ProvidersFile {
+    static let name = "providers.yaml"
+    static let rootKeys = ["providers", "models"]
+    static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms"]
+    static let routeKeys = ["match", "provider"]
+
+    /// A route with where it was written, for messages from later cross-file checks.
+    struct PlacedRoute {
+        let route: ModelRoute
+        let line: Int
+        let field: String
+    }
+
+    struct Contents {
+        var providers: [String: Provider] = [:]
+        var routes: [PlacedRoute] = []
+    }
+
+    static func read(_ root: Node?, gateway: GatewaySettings, environment: [String: String],
+                     _ reader: inout PolicyFileReader) -> Contents {
+        var contents = Contents()
+        guard let root, PolicyFileReader.tag(of: root) != .null else {
+            reader.problem(nil, "", "empty file (expected 'providers' and 'models')")
+            return contents
+        }
+        guard let fields = reader.mapping(root, "", allowed: rootKeys) else { return contents }
+
+        // Names declared, valid or not, so a broken provider does not also break every route to it.
+        var declared: [String] = []
+        if let entry = reader.require(fields, "providers"), let providers = reader.mapping(entry.value, entry.path) {
+            for item in providers.entries {
+                declared.append(item.key)
+                if let provider = readProvider(item, gateway: gateway, environment: environment, &reader) {
+                    contents.providers[item.key] = provider
+                }
+            }
+        }
+        if let entry = reader.require(fields, "models"), let items = reader.sequence(entry.value, entry.path) {
+            for (index, item) in items.enumerated() {
+                let field = "\(entry.path)[\(index)]"
+                guard let route = readRoute(item, field, declared: declared, &reader) else { continue }
+                if let earlier = contents.routes.first(where: { GlobRelation.covers($0.route.pattern, route.pattern) }) {
+                    let message = earlier.route.pattern == route.pattern
+                        ? "duplicate of the route at line \(earlier.line)"
+                        : "never matches: every model it matches is taken by the earlier route "
+                            + "'\(earlier.route.pattern)' at line \(earlier.line) (put specific routes first)"
+                    reader.problem(item, "\(field).match", message)
+                    continue
+                }
+                contents.routes.append(PlacedRoute(route: route, line: PolicyFileReader.line(of: item), field: field))
+            }
+        }
+        return contents
+    }
+
+    private static func readProvider(_ item: MappingFields.Entry, gateway: GatewaySettings,
+                                     environment: [String: String], _ reader: inout PolicyFileReader) -> Provider? {
+        let name = item.key
+        if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            reader.problem(item.keyNode, item.path, "provider names may use only letters, digits, '-', '_' and '.'")
+        }
+        guard let fields = reader.mapping(item.value, item.path, allowed: providerKeys) else { return nil }
+
+        var dialect: Dialect?
+        if let entry = reader.require(fields, "dialect"), let text = reader.string(entry) {
+            dialect = Dialect(rawValue: text)
+            if dialect == nil {
+                let expected = PolicyFileReader.oneOf(Dialect.allCases.map(\.rawValue))
+                reader.problem(entry.value, entry.path, "unknown dialect '\(text)' (expected \(expected))")
+            }
+        }
+        var baseURL: String?
+        if let entry = reader.require(fields, "base_url"), let text = reader.string(entry) {
+            switch normaliseBaseURL(text) {
+            case .success(let url): baseURL = url
+            case .failure(let why): reader.problem(entry.value, entry.path, "bad URL: \(why.reason)")  // not echoed: it may hold credentials
+            }
+        }
+        var apiKeyEnv: String?, apiKey: String?
+        if let entry = fields["api_key_env"], let variable = reader.string(entry) {
+            if isEnvironmentName(variable) {
+                apiKeyEnv = variable
+                apiKey = environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+                if apiKey == nil {
+                    reader.warning(entry.value, entry.path,
+                                   "environment variable \(variable) is not set; calls to '\(name)' will be sent without a key")
+                }
+            } else {
+                reader.problem(entry.value, entry.path,
+                               "'\(variable)' is not an environment variable name (letters, digits, '_'; not starting with a digit)")
+            }
+        }
+        var headers: [(String, String)] = []
+        if let entry = fields["headers"] { headers = readHeaders(entry, &reader) }
+        var connectTimeoutMs = gateway.connectTimeoutMs, timeoutMs = gateway.requestTimeoutMs
+        if let entry = fields["connect_timeout_ms"], let value = reader.integer(entry, in: GatewayFile.timeoutRange) {
+            connectTimeoutMs = value
+        }
+        if let entry = fields["timeout_ms"], let value = reader.integer(entry, in: GatewayFile.timeoutRange) {
+            timeoutMs = value
+        }
+        guard let dialect, let baseURL else { return nil }
+        if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
+            headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
+        }
+        return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
+                        headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs)
+    }
+
+    /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.
+    static let reservedHeaders: [String: String] = [
+        "authorization": "credentials come from api_key_env",
+        "x-api-key": "credentials come from api_key_env",
+        "proxy-authorization": "credentials come from api_key_env",
+        "host": "set from base_url",
+        "content-length": "set by the proxy",
+        "transfer-encoding": "set by the proxy",
+        "connection": "set by the proxy",
+        "keep-alive": "set by the proxy",
+        "upgrade": "set by the proxy",
+        "te": "set by the proxy",
+        "trailer": "set by the proxy",
+    ]
+
+    private static func readHeaders(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> [(String, String)] {
+        guard let fields = reader.mapping(entry.value, entry.path) else { return [] }
+        var headers: [(String, String)] = []
+        var seen: [String: Int] = [:]
+        for item in fields.entries {
+            let lower = item.key.lowercased()
+            let tokenChars = "!#$%&'*+-.^_`|~"
+            if item.key.isEmpty || !item.key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || tokenChars.contains($0)) }) {
+                reader.problem(item.keyNode, item.path, "'\(item.key)' is not a valid header name")
+                continue
+            }
+            if let why = reservedHeaders[lower] {
+                reader.problem(item.keyNode, item.path, "header '\(item.key)' may not be configured (\(why))")
+                continue
+            }
+            if let line = seen[lower] {
+                reader.problem(item.keyNode, item.path, "duplicate of the header at line \(line) (names are case-insensitive)")
+                continue
+            }
+            seen[lower] = PolicyFileReader.line(of: item.keyNode)
+            guard let value = reader.string(item) else { continue }
+            // CR/LF would let a value smuggle extra headers into the upstream request.
+            if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
+                reader.problem(item.value, item.path, "header values may not contain control characters or line breaks")
+                continue
+            }
+            headers.append((item.key, value))
+        }
+        return headers
+    }
+
+    private static func readRoute(_ node: Node, _ field: String, declared: [String],
+                                  _ reader: inout PolicyFileReader) -> ModelRoute? {
+        guard let fields = reader.mapping(node, field, allowed: routeKeys) else { return nil }
+        var pattern: ModelPattern?
+        if let entry = reader.require(fields, "match"), let text = reader.string(entry) {
+            if let why = modelPatternProblem(text) {
+                reader.problem(entry.value, entry.path, why)
+            } else {
+                pattern = ModelPattern(text)
+            }
+        }
+        var provider: String?
+        if let entry = reader.require(fields, "provider"), let name = reader.string(entry) {
+            if declared.contains(name) {
+                provider = name
+            } else {
+                let known = declared.isEmpty ? "none is declared" : "expected \(PolicyFileReader.oneOf(declared.sorted()))"
+                reader.problem(entry.value, entry.path, "unknown provider '\(name)' (\(known))")
+            }
+        }
+        guard let pattern, let provider else { return nil }
+        return ModelRoute(pattern: pattern, provider: provider)
+    }
+
+    /// Why a model name or glob is unusable, or nil if it is fine. Shared with `prices.yaml`.
+    static func modelPatternProblem(_ text: String) -> String? {
+        if text.isEmpty { return "empty model name" }
+        if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 }) {
+            return "model name '\(text)' contains whitespace or control characters"
+        }
+        return nil
+    }
+
+    static func isEnvironmentName(_ text: String) -> Bool {
+        guard let first = text.first, first.isASCII, first.isLetter || first == "_" else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    }
+
+    struct URLProblem: Error { let reason: String }
+
+    /// `http(s)://host[:port][/path]` with trailing slashes removed, or why not.
+    static func normaliseBaseURL(_ text: String) -> Result<String, URLProblem> {
+        var url = text
+        while url.hasSuffix("/") { url.removeLast() }
+        if url.contains(where: { $0.isWhitespace }) { return .failure(.init(reason: "contains whitespace")) }
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased() else {
+            return .failure(.init(reason: "not a URL"))
+        }
+        guard scheme == "http" || scheme == "https" else {
+            return .failure(.init(reason: "scheme must be http or https"))
+        }
+        guard let host = parts.host, !host.isEmpty else { return .failure(.init(reason: "no host")) }
+        guard parts.user == nil, parts.password == nil else {
+            return .failure(.init(reason: "credentials in the URL would be logged; use api_key_env"))
+        }
+        guard parts.query == nil, parts.fragment == nil else {
+            return .failure(.init(reason: "a base URL takes no query or fragment"))
+        }
+        return .success(url)
+    }
+}

@@ -1,0 +1,45 @@
+import Testing
+@testable import Policy
+
+@Suite struct GatewayFileTests {
+    @Test func absentOrEmptyMeansDefaults() throws {
+        #expect(try PolicyFixture.with().load().gateway == .defaults)
+        #expect(try PolicyFixture.with(gateway: "# nothing set\n").load().gateway == .defaults)
+        #expect(GatewaySettings.defaults.maxBodyBytes == 10 * 1024 * 1024)
+        #expect(GatewaySettings.defaults.unpricedModels == .refuse)
+        #expect(GatewaySettings.defaults.requestTimeoutMs == 600_000)
+        #expect(GatewaySettings.defaults.connectTimeoutMs == 10_000)
+    }
+
+    @Test func valuesAreReadAndFeedProviderDefaults() throws {
+        let set = try PolicyFixture.with(gateway: """
+            max_body_bytes: 1_048_576
+            unpriced_models: allow
+            request_timeout_ms: 120000
+            connect_timeout_ms: 5000
+            """).load()
+        #expect(set.gateway == GatewaySettings(maxBodyBytes: 1_048_576, unpricedModels: .allow,
+                                               requestTimeoutMs: 120_000, connectTimeoutMs: 5_000))
+        #expect(set.providers["openai"]?.timeoutMs == 120_000)
+        #expect(set.providers["openai"]?.connectTimeoutMs == 5_000)
+    }
+
+    @Test func badValuesAreProblems() throws {
+        #expect(try PolicyFixture.with(gateway: """
+            max_body_bytes: 0
+            unpriced_models: maybe
+            request_timeout_ms: 1.5
+            connect_timeout_ms: 0x10
+            max_bytes: 3
+            """).problems() == [
+            "gateway.yaml:1: max_body_bytes: 0 is out of range (1...1073741824)",
+            "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
+            "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
+            "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms or connect_timeout_ms)",
+        ])
+        #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
+            "gateway.yaml:1: expected a mapping, found a list",
+        ])
+    }
+}

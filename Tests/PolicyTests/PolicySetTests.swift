@@ -1,0 +1,148 @@
+import Foundation
+import Metering
+import Testing
+@testable import Policy
+
+@Suite struct PolicySetTests {
+    static let providers = """
+        providers:
+          openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+          local: { dialect: openai, base_url: "http://127.0.0.1:11434/v1" }
+          anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com" }
+        models:
+          - { match: "gpt-4o-local", provider: local }
+          - { match: "gpt-*", provider: openai }
+          - { match: "o3*", provider: openai }
+          - { match: "claude-*", provider: anthropic }
+        """
+    static let prices = """
+        - { model: "gpt-4o-local", effective_from: "2024-01-01", input: "0", output: "0" }
+        - { model: "gpt-4o", effective_from: "2024-05-13", input: "2.5", output: "10" }
+        - { model: "o3", effective_from: "2025-04-16", input: "2", output: "8" }
+        - { model: "claude-3-5-haiku-*", effective_from: "2024-11-04", input: "0.8", output: "4" }
+        """
+
+    @Test func firstMatchingRouteWins() throws {
+        let set = try PolicyFixture.with(providers: Self.providers, prices: Self.prices).load()
+        #expect(set.provider(forModel: "gpt-4o-local")?.name == "local")
+        #expect(set.provider(forModel: "gpt-4o")?.name == "openai")
+        #expect(set.provider(forModel: "o3-mini")?.name == "openai")
+        #expect(set.provider(forModel: "claude-sonnet-4-5")?.name == "anthropic")
+        #expect(set.provider(forModel: "o1") == nil)
+        #expect(set.provider(forModel: "llama3") == nil)
+        #expect(set.route(forModel: "gpt-4o-local")?.pattern == ModelPattern("gpt-4o-local"))
+        #expect(set.routes.map(\.description) == [
+            "gpt-4o-local -> local", "gpt-* -> openai", "o3* -> openai", "claude-* -> anthropic",
+        ])
+    }
+
+    @Test func listedModelsAreExactRoutedNames() throws {
+        let set = try PolicyFixture.with(providers: Self.providers, prices: Self.prices).load()
+        #expect(set.listedModels() == ["gpt-4o", "gpt-4o-local", "o3"])
+    }
+
+    @Test func exactRouteWithoutPriceIsAnErrorWhenRefusingAndAWarningWhenAllowing() throws {
+        let providers = """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+            models:
+              - { match: "ft:gpt-4o:acme", provider: openai }
+              - { match: "gpt-*", provider: openai }
+              - { match: "o1*", provider: openai }
+            """
+        #expect(try PolicyFixture.with(providers: providers).problems() == [
+            "providers.yaml:4: models[0].match: no price for model 'ft:gpt-4o:acme' in prices.yaml; every call would be refused (add a price, or set unpriced_models: allow in gateway.yaml)",
+        ])
+        let set = try PolicyFixture.with(providers: providers, prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            - { model: "llama-3", effective_from: "2024-07-18", input: "0", output: "0" }
+            - { model: "llama-3", effective_from: "2025-07-18", input: "0", output: "0" }
+            """, gateway: "unpriced_models: allow\n").load()
+        #expect(set.warnings.map(\.description) == [
+            "providers.yaml:4: models[0].match: no price for model 'ft:gpt-4o:acme' in prices.yaml; calls for it will be recorded at zero cost",
+            "providers.yaml:6: models[2].match: no price in prices.yaml matches any model of 'o1*'; calls for it will be recorded at zero cost",
+            "prices.yaml:2: prices[1].model: no route in providers.yaml sends 'llama-3' to a provider; this price is unused",
+        ])
+        #expect(set.listedModels() == ["ft:gpt-4o:acme", "gpt-4o-mini"])
+    }
+
+    @Test func missingFilesAndDirectory() throws {
+        #expect(try PolicyFixture([:]).problems() == [
+            "providers.yaml: missing required file",
+            "prices.yaml: missing required file",
+        ])
+        #expect(throws: PolicyError.self) { try PolicyLoader.load(directory: "/nonexistent/tokenctl", environment: [:]) }
+    }
+
+    @Test func strayYamlFilesAreWarnedAboutNotRead() throws {
+        let fixture = try PolicyFixture([
+            "providers.yaml": PolicyFixture.providers, "prices.yaml": PolicyFixture.prices,
+            "gateway.yml": "max_body_bytes: oops\n", "README.md": "notes",
+        ])
+        #expect(try fixture.load().warnings.map(\.description) == [
+            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' will be sent without a key",
+            "gateway.yml: not a policy file tokenctl reads (expected gateway.yaml, providers.yaml or prices.yaml); ignored",
+        ])
+    }
+
+    @Test func versionFollowsTheBytes() throws {
+        let a = try PolicyFixture.with().load().version
+        let b = try PolicyFixture.with().load().version
+        let c = try PolicyFixture.with(gateway: "max_body_bytes: 1024\n").load().version
+        #expect(a.count == 12 && a.allSatisfy { $0.isHexDigit && !$0.isUppercase })
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    @Test func errorDescriptionListsOneProblemPerLine() {
+        let error = PolicyError(problems: [
+            PolicyProblem(file: "a.yaml", line: 3, field: "x.y", message: "bad"),
+            PolicyProblem(file: "b.yaml", line: 0, field: "", message: "missing required file"),
+        ])
+        #expect(error.description == "a.yaml:3: x.y: bad\nb.yaml: missing required file")
+    }
+
+    @Test func providerSecretsAreRedactedEverywhere() throws {
+        let secret = "sk-proj-SECRET-0123456789"
+        let set = try PolicyFixture.with().load(["OPENAI_API_KEY": secret])
+        let provider = try #require(set.providers["openai"])
+        #expect(provider.apiKey == secret)
+        var dumped = ""
+        dump(provider, to: &dumped)
+        var dumpedSet = ""
+        dump(set, to: &dumpedSet)
+        for text in ["\(provider)", String(reflecting: provider), dumped, dumpedSet,
+                     String(describing: set), String(reflecting: set), "\(set.providers)"] {
+            #expect(!text.contains(secret))
+        }
+        #expect("\(provider)".contains("apiKey: <redacted>"))
+        #expect(Provider(name: "l", dialect: .openai, baseURL: "http://x").description.contains("apiKey: <none>"))
+    }
+}
+
+@Suite struct GlobRelationTests {
+    @Test func covers() {
+        func covers(_ a: String, _ b: String) -> Bool { GlobRelation.covers(ModelPattern(a), ModelPattern(b)) }
+        #expect(covers("gpt-*", "gpt-4o"))
+        #expect(covers("gpt-*", "gpt-4o-*"))
+        #expect(covers("*", "anything*"))
+        #expect(covers("gpt-*", "gpt-*"))
+        #expect(covers("*-mini", "gpt-*-mini"))
+        #expect(!covers("gpt-4o", "gpt-*"))
+        #expect(!covers("gpt-4o-*", "gpt-*"))
+        #expect(!covers("o1*", "o3*"))
+        #expect(!covers("*-mini", "gpt-*"))
+    }
+
+    @Test func intersects() {
+        func meet(_ a: String, _ b: String) -> Bool { GlobRelation.intersects(ModelPattern(a), ModelPattern(b)) }
+        #expect(meet("gpt-*", "*-mini"))
+        #expect(meet("claude-*", "claude-3-5-haiku-*"))
+        #expect(meet("a*c", "ab*"))
+        #expect(meet("gpt-4o", "gpt-4o"))
+        #expect(!meet("gpt-*", "claude-*"))
+        #expect(!meet("o1*", "o3*"))
+        #expect(!meet("a*b", "*c"))
+        #expect(!meet("gpt-4o", "gpt-4o-mini"))
+    }
+}

@@ -1,0 +1,71 @@
+import Metering
+import Testing
+@testable import Policy
+
+@Suite struct PricesFileTests {
+    @Test func eachPriceProblemNamesItsLineAndField() throws {
+        let fixture = try PolicyFixture.with(prices: """
+            - model: gpt-4o-mini
+              effective_from: "2024-07-18"
+              input: 0.15
+              output: "-0.60"
+            - { model: "gpt-4o", effective_from: "2024-13-01", input: "2.5", output: "10.0000001" }
+            - { model: "gpt-4.1", effective_from: 2025-04-14, input: "$2", output: "8", cached_input: "0.5.1" }
+            - { model: "gpt-4.1", effective_from: 2025-04-14, input: "2", output: "8" }
+            - { model: "gpt-4.1", effective_from: 2025-04-14, input: "2", output: "8", currency: "EUR" }
+            - { effective_from: "2025-01-01", input: "1" }
+            - "gpt-5"
+            - { model: "gpt-5", effective_from: "2025-08-07", input: "99999999999999", output: "" }
+            """)
+        #expect(fixture.problems() == [
+            "prices.yaml:3: prices[0].input: write the price as a quoted string, \"0.15\": bare YAML numbers are floats and may not be exact",
+            "prices.yaml:4: prices[0].output: negative price '-0.60'",
+            "prices.yaml:5: prices[1].effective_from: bad date '2024-13-01' (expected YYYY-MM-DD)",
+            "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
+            "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
+            "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, output or source)",
+            "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
+            "prices.yaml:9: prices[5].model: missing required field",
+            "prices.yaml:9: prices[5].output: missing required field",
+            "prices.yaml:10: prices[6]: expected a mapping, found string 'gpt-5'",
+            "prices.yaml:11: prices[7].input: '99999999999999' is too large",
+            "prices.yaml:11: prices[7].output: '' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
+        ])
+    }
+
+    @Test func rootMustBeAList() throws {
+        #expect(try PolicyFixture.with(prices: "gpt-4o: \"2.5\"\n").problems() == [
+            "prices.yaml:1: prices: expected a list, found a mapping",
+        ])
+    }
+
+    @Test func priceBookHasExactPerTokenAmounts() throws {
+        let set = try PolicyFixture.with(prices: """
+            - model: gpt-4o-mini
+              effective_from: "2024-07-18"
+              input: "0.15"
+              cached_input: "0.075"
+              output: "0.60"
+              source: https://openai.com/api/pricing/
+            - { model: "gpt-4o-mini", effective_from: "2026-01-01", input: "0.000001", cache_write: "0", output: "1" }
+            """).load()
+        let book = set.prices
+        let old = try #require(book.price(for: "gpt-4o-mini", on: Day("2025-06-30")!))
+        #expect(old.input == Money(picodollars: 150_000))          // $0.15 / 1M = 150,000 pd a token
+        #expect(old.cachedInput == Money(picodollars: 75_000))
+        #expect(old.cacheWrite == old.input)                        // absent: defaults to input
+        #expect(old.output == Money(picodollars: 600_000))
+        #expect(old.source == "https://openai.com/api/pricing/")
+        #expect(old.id == "gpt-4o-mini@2024-07-18")
+        let usage = Usage(inputTokens: 1_000_000, cachedInputTokens: 1_000_000, outputTokens: 1_000_000)
+        #expect(old.cost(of: usage) == Money(dollars: "0.825"))
+
+        let new = try #require(book.price(for: "gpt-4o-mini", on: Day("2026-01-01")!))
+        #expect(new.input == Money(picodollars: 1))
+        #expect(new.cachedInput == new.input)                       // absent: defaults to input
+        #expect(new.cacheWrite == .zero)
+        #expect(new.output == Money(picodollars: 1_000_000))
+        #expect(book.price(for: "gpt-4o-mini", on: Day("2024-07-17")!) == nil)
+    }
+}

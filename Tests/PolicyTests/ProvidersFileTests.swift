@@ -1,0 +1,162 @@
+import Metering
+import Testing
+@testable import Policy
+
+@Suite struct ProvidersFileTests {
+    @Test func unknownDialectNamesFileLineAndField() throws {
+        let fixture = try PolicyFixture.with(providers: """
+            # comment
+            providers:
+              anthropic:
+                dialect: anthropic
+                base_url: https://api.anthropic.com
+              openai:
+                dialect: opneai
+                base_url: https://api.openai.com/v1
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "claude-*", provider: anthropic }
+            """, prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            - { model: "claude-haiku-4-5", effective_from: "2025-10-01", input: "1", output: "5" }
+            """)
+        #expect(fixture.problems() == [
+            "providers.yaml:7: providers.openai.dialect: unknown dialect 'opneai' (expected openai or anthropic)",
+        ])
+    }
+
+    @Test func everyProblemIsReportedNotJustTheFirst() throws {
+        let fixture = try PolicyFixture.with(providers: """
+            providers:
+              openai:
+                dialect: openai
+                base_url: ftp://api.openai.com/v1
+                api_key_env: 1BAD
+                timeout_ms: "600000"
+                colour: blue
+              local:
+                base_url: http://localhost:8080/v1/
+              broken: { dialect: openai, base_url: "https://" }
+              creds: { dialect: openai, base_url: "https://user:hunter2@example.com" }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "gpt-4o", provider: openai }
+              - { match: "gpt-*", provider: openai }
+              - { match: "llama-*", provider: ollama }
+              - { match: "", provider: local }
+              - { pattern: "x" }
+            """)
+        #expect(fixture.problems() == [
+            "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
+            "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
+            "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms or timeout_ms)",
+            "providers.yaml:9: providers.local.dialect: missing required field",
+            "providers.yaml:10: providers.broken.base_url: bad URL: no host",
+            "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",
+            "providers.yaml:14: models[1].match: never matches: every model it matches is taken by the earlier route 'gpt-*' at line 13 (put specific routes first)",
+            "providers.yaml:15: models[2].match: duplicate of the route at line 13",
+            "providers.yaml:16: models[3].provider: unknown provider 'ollama' (expected broken, creds, local or openai)",
+            "providers.yaml:17: models[4].match: empty model name",
+            "providers.yaml:18: models[5].pattern: unknown key 'pattern' (expected match or provider)",
+            "providers.yaml:18: models[5].match: missing required field",
+            "providers.yaml:18: models[5].provider: missing required field",
+        ])
+        // The secret-bearing URL is never echoed back.
+        #expect(!fixture.problems().joined().contains("hunter2"))
+    }
+
+    @Test func missingSectionsAndWrongShapes() throws {
+        #expect(try PolicyFixture.with(providers: "providers: {}\n").problems() == [
+            "providers.yaml:1: models: missing required field",
+        ])
+        #expect(try PolicyFixture.with(providers: "providers: [openai]\nmodels: {}\n").problems() == [
+            "providers.yaml:1: providers: expected a mapping, found a list",
+            "providers.yaml:2: models: expected a list, found a mapping",
+        ])
+        #expect(try PolicyFixture.with(providers: "").problems() == [
+            "providers.yaml: empty file (expected 'providers' and 'models')",
+        ])
+    }
+
+    @Test func yamlSyntaxErrorCarriesItsLine() throws {
+        let problems = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+            models:
+              - { match: "gpt-*", provider: openai
+            """).problems()
+        #expect(problems.count == 1)
+        #expect(problems.first?.hasPrefix("providers.yaml:5: yaml: syntax error:") == true)
+    }
+
+    @Test func duplicateYamlKeyIsASyntaxProblem() throws {
+        let problems = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+            providers:
+              other: { dialect: openai, base_url: "https://example.com" }
+            models: []
+            """).problems()
+        #expect(problems == ["providers.yaml:1: yaml: duplicate key 'providers' in one mapping"])
+    }
+
+    @Test func headersAreValidatedAndAnthropicVersionDefaulted() throws {
+        let bad = try PolicyFixture.with(providers: """
+            providers:
+              openai:
+                dialect: openai
+                base_url: https://api.openai.com/v1
+                headers:
+                  Authorization: Bearer sk-x
+                  "bad header": x
+                  OpenAI-Organization: org-1
+                  openai-organization: org-2
+            models:
+              - { match: "gpt-*", provider: openai }
+            """).problems()
+        #expect(bad == [
+            "providers.yaml:6: providers.openai.headers.Authorization: header 'Authorization' may not be configured (credentials come from api_key_env)",
+            "providers.yaml:7: providers.openai.headers.bad header: 'bad header' is not a valid header name",
+            "providers.yaml:9: providers.openai.headers.openai-organization: duplicate of the header at line 8 (names are case-insensitive)",
+        ])
+
+        let set = try PolicyFixture.with(providers: """
+            providers:
+              anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com/" }
+              pinned:
+                dialect: anthropic
+                base_url: https://proxy.example.com
+                headers: { anthropic-version: "2024-01-01", x-team: "ml" }
+                connect_timeout_ms: 2_000
+                timeout_ms: 30000
+            models:
+              - { match: "claude-*", provider: anthropic }
+              - { match: "pinned-*", provider: pinned }
+            """, prices: """
+            - { model: "claude-*", effective_from: "2025-01-01", input: "3", output: "15" }
+            - { model: "pinned-*", effective_from: "2025-01-01", input: "3", output: "15" }
+            """).load()
+        let anthropic = try #require(set.providers["anthropic"])
+        #expect(anthropic.baseURL == "https://api.anthropic.com")
+        #expect(anthropic.header("Anthropic-Version") == "2023-06-01")
+        #expect(anthropic.connectTimeoutMs == 10_000 && anthropic.timeoutMs == 600_000)
+        #expect(anthropic.apiKeyEnv == nil && anthropic.apiKey == nil)
+        let pinned = try #require(set.providers["pinned"])
+        #expect(pinned.headers.map(\.0) == ["anthropic-version", "x-team"])
+        #expect(pinned.header("anthropic-version") == "2024-01-01")
+        #expect(pinned.connectTimeoutMs == 2_000 && pinned.timeoutMs == 30_000)
+    }
+
+    @Test func apiKeyIsResolvedFromTheEnvironmentOrWarned() throws {
+        let withKey = try PolicyFixture.with().load(["OPENAI_API_KEY": "sk-live-123"])
+        #expect(withKey.providers["openai"]?.apiKey == "sk-live-123")
+        #expect(withKey.warnings.isEmpty)
+
+        let without = try PolicyFixture.with().load(["OPENAI_API_KEY": ""])
+        #expect(without.providers["openai"]?.apiKey == nil)
+        #expect(without.warnings.map(\.description) == [
+            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' will be sent without a key",
+        ])
+    }
+}
