@@ -1,1 +1,75 @@
-print("fakellm")
+import ArgumentParser
+import FakeLLM
+import Foundation
+
+/// `fakellm`: runs a FakeLLM server until SIGINT or SIGTERM.
+struct FakeLLMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fakellm",
+        abstract: "A fast fake OpenAI/Anthropic provider for tests and benchmarks.",
+        discussion: """
+            OpenAI base URL: http://HOST:PORT/v1. Anthropic base URL: http://HOST:PORT.
+            Per-request knobs: x-fake-chunks, x-fake-first-byte-delay-ms, x-fake-chunk-gap-ms,
+            x-fake-fail (http-500 | http-429 | http-400 | html-502 | non-json-200 | cut-mid-stream |
+            reset-before-headers), x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens,
+            x-fake-reasoning-tokens.
+            """)
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 0
+
+    @Option(help: "Event-loop threads.")
+    var threads = 1
+
+    @Option(help: "Content deltas (output tokens) per answer.")
+    var chunks = 8
+
+    @Option(name: .customLong("chunk-gap-ms"), help: "Milliseconds before each content delta.")
+    var chunkGapMS = 0.0
+
+    @Option(name: .customLong("first-byte-delay-ms"), help: "Milliseconds before the first response byte.")
+    var firstByteDelayMS = 0.0
+
+    @Option(name: .customLong("api-key"), help: "Require this key (OpenAI: Bearer; Anthropic: x-api-key or Bearer).")
+    var apiKey: String?
+
+    @Flag(help: "Flush events due at the same instant together (less CPU; event boundaries may merge on the wire).")
+    var coalesceEvents = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard chunks >= 0 else { throw ValidationError("--chunks must not be negative") }
+        guard chunkGapMS >= 0, firstByteDelayMS >= 0 else { throw ValidationError("delays must not be negative") }
+    }
+
+    func run() throws {
+        // Nobody can read recorded exchanges from outside the process, so do not keep them.
+        let server = try FakeLLMServer.start(FakeLLMConfiguration(
+            host: host, port: port, threads: threads,
+            firstByteDelay: .nanoseconds(Int64(firstByteDelayMS * 1_000_000)),
+            chunkCount: chunks,
+            chunkGap: .nanoseconds(Int64(chunkGapMS * 1_000_000)),
+            requiredAPIKey: apiKey, recordExchanges: false, coalesceEvents: coalesceEvents))
+        print("fakellm listening on \(server.baseURL)")
+        fflush(nil)  // all streams: `stdout` itself is not concurrency-safe to name
+
+        let stop = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)  // let the dispatch source see it instead
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        stop.wait()
+        try server.shutdown()
+        withExtendedLifetime(sources) {}
+    }
+}
+
+FakeLLMCommand.main()

@@ -1,0 +1,149 @@
+/// Per-request knobs, as request headers. Names are matched case-insensitively.
+public enum FakeHeader {
+    /// Content deltas (output tokens) for this answer; overrides `chunkCount`.
+    public static let chunks = "x-fake-chunks"
+    /// Milliseconds (fractions allowed) before the first byte; overrides `firstByteDelay`.
+    public static let firstByteDelayMS = "x-fake-first-byte-delay-ms"
+    /// Milliseconds before each content delta; overrides `chunkGap`.
+    public static let chunkGapMS = "x-fake-chunk-gap-ms"
+    /// One of `FakeFailure`'s raw values.
+    public static let fail = "x-fake-fail"
+    /// Any status >= 400: answer with it and the dialect's error body for it.
+    public static let status = "x-fake-status"
+    /// Input tokens served from the prompt cache (OpenAI `cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`), on top of the uncached input.
+    public static let cachedTokens = "x-fake-cached-tokens"
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+    public static let cacheWriteTokens = "x-fake-cache-write-tokens"
+    /// Hidden reasoning tokens (OpenAI `reasoning_tokens`), on top of the content deltas.
+    public static let reasoningTokens = "x-fake-reasoning-tokens"
+    /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
+    public static let requestID = "x-request-id"
+}
+
+/// Ways to misbehave, chosen with `x-fake-fail`.
+public enum FakeFailure: String, Sendable, CaseIterable {
+    /// 500 with the dialect's server-error body.
+    case http500 = "http-500"
+    /// 429 with the dialect's rate-limit body and `retry-after: 1`.
+    case http429 = "http-429"
+    /// 400 with the dialect's invalid-request body.
+    case http400 = "http-400"
+    /// 502 with an nginx-style HTML page.
+    case html502 = "html-502"
+    /// 200, `content-type: application/json`, a body that is not JSON.
+    case nonJSON200 = "non-json-200"
+    /// The normal answer, but the connection closes after half of its events (streaming) or
+    /// half of its body bytes (non-streaming, with the full `content-length` announced).
+    case cutMidStream = "cut-mid-stream"
+    /// The connection is reset (RST, SO_LINGER 0) before any response byte.
+    case resetBeforeHeaders = "reset-before-headers"
+}
+
+/// What the request headers ask of this one answer, read in one pass over the headers.
+struct RequestKnobs {
+    var chunks: Int
+    var firstByteDelay: Duration
+    var chunkGap: Duration
+    var failure: FakeFailure?
+    var status: Int?
+    var cachedTokens = 0
+    var cacheWriteTokens = 0
+    var reasoningTokens = 0
+    var requestID: String?
+    var authorization: String?
+    var apiKey: String?
+    var hasAnthropicVersion = false
+    /// Set when a knob header has a value FakeLLM cannot use; the answer is a 400 naming it.
+    var invalid: String?
+
+    init(defaults: FakeLLMConfiguration) {
+        chunks = defaults.chunkCount
+        firstByteDelay = defaults.firstByteDelay
+        chunkGap = defaults.chunkGap
+    }
+
+    mutating func apply(name: String, value: String) {
+        let utf8 = name.utf8
+        guard let first = utf8.first else { return }
+        switch first | 0x20 {  // ASCII lower-case of the first letter
+        case UInt8(ascii: "x"):
+            if asciiEqualsIgnoringCase(name, FakeHeader.requestID) {
+                requestID = value
+            } else if asciiEqualsIgnoringCase(name, "x-api-key") {
+                apiKey = value
+            } else if utf8.count > 7, asciiEqualsIgnoringCase(name.prefix(7), "x-fake-") {
+                applyKnob(name: name, value: value)
+            }
+        case UInt8(ascii: "a"):
+            if asciiEqualsIgnoringCase(name, "authorization") {
+                authorization = value
+            } else if asciiEqualsIgnoringCase(name, "anthropic-version") {
+                hasAnthropicVersion = true
+            }
+        default:
+            break
+        }
+    }
+
+    private mutating func applyKnob(name: String, value: String) {
+        let trimmed = value.trimmingASCIISpaces()
+        if asciiEqualsIgnoringCase(name, FakeHeader.chunks) {
+            chunks = count(trimmed, name: name, limit: 1_000_000) ?? chunks
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.firstByteDelayMS) {
+            firstByteDelay = milliseconds(trimmed, name: name) ?? firstByteDelay
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.chunkGapMS) {
+            chunkGap = milliseconds(trimmed, name: name) ?? chunkGap
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.fail) {
+            failure = FakeFailure(rawValue: trimmed.lowercased())
+            if failure == nil {
+                let known = FakeFailure.allCases.map(\.rawValue).joined(separator: ", ")
+                invalid = "\(name): unknown failure mode '\(trimmed)' (known: \(known))"
+            }
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.status) {
+            if let code = count(trimmed, name: name, limit: 599), code >= 100 { status = code }
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.cachedTokens) {
+            cachedTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.cacheWriteTokens) {
+            cacheWriteTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if asciiEqualsIgnoringCase(name, FakeHeader.reasoningTokens) {
+            reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        }
+    }
+
+    private mutating func count(_ value: String, name: String, limit: Int) -> Int? {
+        guard let n = Int(value), n >= 0, n <= limit else {
+            invalid = "\(name): expected an integer from 0 to \(limit), got '\(value)'"
+            return nil
+        }
+        return n
+    }
+
+    private mutating func milliseconds(_ value: String, name: String) -> Duration? {
+        guard let ms = Double(value), ms >= 0, ms <= 3_600_000 else {
+            invalid = "\(name): expected milliseconds from 0 to 3600000, got '\(value)'"
+            return nil
+        }
+        return .nanoseconds(Int64(ms * 1_000_000))
+    }
+}
+
+/// ASCII case-insensitive equality; `lower` must already be lower-case.
+func asciiEqualsIgnoringCase<S: StringProtocol>(_ name: S, _ lower: String) -> Bool {
+    let a = name.utf8, b = lower.utf8
+    guard a.count == b.count else { return false }
+    for (x, y) in zip(a, b) where x != y {
+        guard x >= UInt8(ascii: "A"), x <= UInt8(ascii: "Z"), x | 0x20 == y else { return false }
+    }
+    return true
+}
+
+extension String {
+    func trimmingASCIISpaces() -> String {
+        guard let first = utf8.first, let last = utf8.last, first == 0x20 || last == 0x20 else { return self }
+        var slice = Substring(self)
+        while slice.first == " " { slice.removeFirst() }
+        while slice.last == " " { slice.removeLast() }
+        return String(slice)
+    }
+}

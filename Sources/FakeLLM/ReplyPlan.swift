@@ -1,0 +1,113 @@
+import NIOCore
+import NIOHTTP1
+
+/// One body write, sent `delay` after the previous one (the first after `firstByteDelay`).
+struct ReplyPiece {
+    var bytes: ByteBuffer
+    var delay: Duration
+}
+
+/// How an answer ends.
+enum ReplyEnding: Equatable {
+    /// Every piece, then the end of the message; keep-alive as the client asked.
+    case complete
+    /// Close the connection after this many pieces (no terminating chunk).
+    case cutAfter(Int)
+    /// Reset the connection before any response byte.
+    case resetBeforeHeaders
+}
+
+/// A fully built answer: status, headers and timed body pieces, computed before the first
+/// write so the writer only paces bytes.
+struct ReplyPlan {
+    var status: HTTPResponseStatus
+    var headers: HTTPHeaders
+    var pieces: [ReplyPiece]
+    var ending: ReplyEnding = .complete
+    /// Streams send their head as soon as the first-byte delay is over, before any paced
+    /// piece; plain bodies send head and body together.
+    var headFirst = false
+
+    /// A complete body with `content-length`, sent `delay` after the first-byte delay.
+    static func body(status: HTTPResponseStatus = .ok, contentType: String = "application/json",
+                     _ text: String, delay: Duration = .zero) -> ReplyPlan {
+        let bytes = ByteBuffer(string: text)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(6)
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(bytes.readableBytes))
+        return ReplyPlan(status: status, headers: headers, pieces: [ReplyPiece(bytes: bytes, delay: delay)])
+    }
+
+    /// A server-sent-event stream: chunked transfer encoding, one write per event.
+    static func eventStream(_ pieces: [ReplyPiece]) -> ReplyPlan {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(6)
+        headers.add(name: "content-type", value: "text/event-stream; charset=utf-8")
+        headers.add(name: "cache-control", value: "no-cache")
+        return ReplyPlan(status: .ok, headers: headers, pieces: pieces, headFirst: true)
+    }
+
+    static func reset() -> ReplyPlan {
+        ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .resetBeforeHeaders)
+    }
+
+    /// Keeps the first half of the answer, then closes: half the events of a stream, or half
+    /// the bytes of a body whose full `content-length` was announced.
+    mutating func cutHalfway() {
+        if pieces.count == 1 {
+            var whole = pieces[0].bytes
+            let firstHalf = whole.readSlice(length: whole.readableBytes / 2) ?? ByteBuffer()
+            pieces = [ReplyPiece(bytes: firstHalf, delay: pieces[0].delay), ReplyPiece(bytes: whole, delay: .zero)]
+            ending = .cutAfter(1)
+        } else {
+            ending = .cutAfter(pieces.count / 2)
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// `data: <json>\n\n`
+    static func sseData(_ json: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(json.utf8.count + 8)
+        buffer.writeStaticString("data: ")
+        buffer.writeString(json)
+        buffer.writeStaticString("\n\n")
+        return buffer
+    }
+
+    /// `event: <name>\ndata: <json>\n\n`
+    static func sseEvent(_ name: String, _ json: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(name.utf8.count + json.utf8.count + 16)
+        buffer.writeStaticString("event: ")
+        buffer.writeString(name)
+        buffer.writeStaticString("\ndata: ")
+        buffer.writeString(json)
+        buffer.writeStaticString("\n\n")
+        return buffer
+    }
+}
+
+/// `text` as the inside of a JSON string literal (quotes not included).
+func jsonEscaped(_ text: String) -> String {
+    let needsEscape = text.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    guard needsEscape else { return text }
+    var out = ""
+    out.reserveCapacity(text.utf8.count + 8)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
