@@ -88,7 +88,7 @@ enum ProvidersFile {
                 apiKey = environment[variable].flatMap { $0.isEmpty ? nil : $0 }
                 if apiKey == nil {
                     reader.warning(entry.value, entry.path,
-                                   "environment variable \(variable) is not set; calls to '\(name)' will be sent without a key")
+                                   "environment variable \(variable) is not set; calls to '\(name)' are refused with 502 until it is set")
                 }
             } else {
                 reader.problem(entry.value, entry.path,

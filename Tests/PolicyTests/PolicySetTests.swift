@@ -80,7 +80,7 @@ import Testing
             "gateway.yml": "max_body_bytes: oops\n", "README.md": "notes",
         ])
         #expect(try fixture.load().warnings.map(\.description) == [
-            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' will be sent without a key",
+            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' are refused with 502 until it is set",
             "gateway.yml: not a policy file tokenctl reads (expected gateway.yaml, providers.yaml or prices.yaml); ignored",
         ])
     }

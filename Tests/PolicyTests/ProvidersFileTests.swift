@@ -156,7 +156,7 @@ import Testing
         let without = try PolicyFixture.with().load(["OPENAI_API_KEY": ""])
         #expect(without.providers["openai"]?.apiKey == nil)
         #expect(without.warnings.map(\.description) == [
-            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' will be sent without a key",
+            "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' are refused with 502 until it is set",
         ])
     }
 }
