@@ -4,10 +4,11 @@ public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConverti
 
     public init(daysSinceEpoch: Int) { self.daysSinceEpoch = daysSinceEpoch }
 
-    /// Parses `YYYY-MM-DD`.
+    /// Parses `YYYY-MM-DD` (digits only: no signs, no empty parts).
     public init?(_ text: String) {
-        let parts = text.split(separator: "-")
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              parts.allSatisfy({ $0.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }),
               let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
               (1...12).contains(m), (1...Day.daysIn(month: m, year: y)).contains(d) else { return nil }
         daysSinceEpoch = Day.civilToDays(y, m, d)
@@ -95,15 +96,17 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     /// Exact cost of the usage; nil if it would overflow one `Money` (over $9.2M in one call).
     public func cost(of usage: Usage) -> Money? {
+        // Unrolled rather than looping over an array: this runs on every settled call.
         var total: Int64 = 0
-        for (tokens, price) in [(usage.inputTokens, input), (usage.cachedInputTokens, cachedInput),
-                                (usage.cacheWriteTokens, cacheWrite), (usage.outputTokens, output)] {
-            guard tokens >= 0 else { return nil }
+        func add(_ tokens: Int, _ price: Money) -> Bool {
+            guard tokens >= 0 else { return false }
             let (product, o1) = Int64(tokens).multipliedReportingOverflow(by: price.picodollars)
             let (sum, o2) = total.addingReportingOverflow(product)
-            if o1 || o2 { return nil }
             total = sum
+            return !o1 && !o2
         }
+        guard add(usage.inputTokens, input), add(usage.cachedInputTokens, cachedInput),
+              add(usage.cacheWriteTokens, cacheWrite), add(usage.outputTokens, output) else { return nil }
         return Money(picodollars: total)
     }
 }

@@ -1,0 +1,268 @@
+import NIOCore
+
+/// Why a request body was refused, with a message fit for the client (it names the field).
+public enum RequestPeekError: Error, Sendable, Hashable, CustomStringConvertible {
+    case emptyBody
+    case malformedJSON(offset: Int, problem: String)
+    case notAnObject
+    /// `requirement` completes "field 'x' ...", e.g. "must be a string".
+    case invalidField(name: String, requirement: String)
+    /// A field tokenctl reads appears twice; refused because parsers disagree on which copy wins.
+    case duplicateField(name: String)
+    case missingField(name: String)
+
+    /// The offending field as a dotted path (`stream_options.include_usage`), if any.
+    public var field: String? {
+        switch self {
+        case .invalidField(let name, _), .duplicateField(let name), .missingField(let name): return name
+        case .emptyBody, .malformedJSON, .notAnObject: return nil
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .emptyBody: return "request body is empty"
+        case .malformedJSON(let offset, let problem): return "malformed JSON at byte \(offset): \(problem)"
+        case .notAnObject: return "request body must be a JSON object"
+        case .invalidField(let name, let requirement): return "field '\(name)' \(requirement)"
+        case .duplicateField(let name): return "field '\(name)' appears more than once"
+        case .missingField(let name): return "field '\(name)' is required"
+        }
+    }
+
+    public var description: String { message }
+}
+
+/// What admission needs from a request body, read in one validating pass (no Foundation).
+///
+/// The body must be well-formed JSON whose top level is an object. Only top-level fields count,
+/// plus `stream_options.include_usage` and `metadata.user_id`; JSON `null` reads as absent.
+public struct RequestPeek: Sendable, Hashable {
+    public var model: String?
+    public var stream = false
+    /// `stream_options.include_usage`; nil when absent or null.
+    public var includeUsage: Bool?
+    public var maxTokens: Int?
+    public var maxCompletionTokens: Int?
+    public var maxOutputTokens: Int?
+    public var user: String?
+    /// Anthropic's `metadata.user_id` (OpenAI metadata may carry one too).
+    public var metadataUserID: String?
+    /// Size of the body; the prompt-size figure admission estimates from.
+    public var bodyBytes = 0
+
+    /// Where `withIncludeUsage` edits; offsets into the body this peek read.
+    struct Anchors: Sendable, Hashable {
+        var objectStart = 0
+        var objectIsEmpty = true
+        /// The value of `stream_options` (object or `null`).
+        var streamOptions: Range<Int>?
+        var streamOptionsIsNull = false
+        var streamOptionsIsEmpty = true
+        /// The value of `stream_options.include_usage` (`true`, `false` or `null`).
+        var includeUsage: Range<Int>?
+    }
+    var anchors = Anchors()
+
+    /// Output caps above this are refused: no model comes near, so a larger value is a mistake.
+    public static let maxTokensLimit = 1_000_000_000
+
+    /// The output cap the caller set, whichever field carries it; the largest if several do,
+    /// so a reservation sized from it is never too small.
+    public var outputCap: Int? {
+        let largest = Swift.max(maxTokens ?? -1, maxCompletionTokens ?? -1, maxOutputTokens ?? -1)
+        return largest >= 0 ? largest : nil
+    }
+
+    /// The model, or the error a client should get when it is missing.
+    public func requireModel() throws(RequestPeekError) -> String {
+        guard let model else { throw .missingField(name: "model") }
+        return model
+    }
+
+    public init(body: UnsafeRawBufferPointer) throws(RequestPeekError) {
+        bodyBytes = body.count
+        var reader = Reader()
+        do {
+            try reader.read(body, into: &self)
+        } catch {
+            throw RequestPeekError.malformedJSON(offset: error.offset, problem: error.expected)
+        }
+        if let problem = reader.problem { throw problem }
+    }
+
+    public init(body: [UInt8]) throws(RequestPeekError) {
+        let result = body.withUnsafeBytes { bytes in Result { () throws(RequestPeekError) in try RequestPeek(body: bytes) } }
+        self = try result.get()
+    }
+
+    public init(body: ByteBuffer) throws(RequestPeekError) {
+        let result = body.withUnsafeReadableBytes { bytes in Result { () throws(RequestPeekError) in try RequestPeek(body: bytes) } }
+        self = try result.get()
+    }
+}
+
+/// The single pass behind `RequestPeek.init`. Field problems are remembered rather than thrown
+/// so the scan still validates the rest; a syntax error anywhere takes precedence.
+private struct Reader {
+    var problem: RequestPeekError?
+    /// Fields met so far, one bit each (a Set would allocate on every request).
+    private var seen: UInt16 = 0
+
+    /// The fields read; their raw value is their bit in `seen`.
+    enum Field: UInt16 {
+        case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
+        case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
+
+        var name: String {
+            switch self {
+            case .model: return "model"
+            case .stream: return "stream"
+            case .maxTokens: return "max_tokens"
+            case .maxCompletionTokens: return "max_completion_tokens"
+            case .maxOutputTokens: return "max_output_tokens"
+            case .user: return "user"
+            case .streamOptions: return "stream_options"
+            case .includeUsage: return "stream_options.include_usage"
+            case .metadata: return "metadata"
+            case .metadataUserID: return "metadata.user_id"
+            }
+        }
+    }
+
+    mutating func note(_ error: RequestPeekError) {
+        if problem == nil { problem = error }
+    }
+
+    /// Records a field; a second sighting is a problem.
+    mutating func first(_ field: Field) -> Bool {
+        if seen & field.rawValue == 0 { seen |= field.rawValue; return true }
+        note(.duplicateField(name: field.name))
+        return false
+    }
+
+    mutating func read(_ body: UnsafeRawBufferPointer, into peek: inout RequestPeek) throws(JSONSyntaxError) {
+        var scanner = JSONScanner(body)
+        scanner.skipWhitespace()
+        guard let first = scanner.current else {
+            note(body.isEmpty ? .emptyBody : .malformedJSON(offset: scanner.index, problem: "unexpected end of input"))
+            return
+        }
+        guard first == UInt8(ascii: "{") else {
+            // A valid non-object value is "not an object"; garbage is malformed.
+            try scanner.skipValue()
+            try scanner.expectEnd()
+            note(.notAnObject)
+            return
+        }
+        peek.anchors.objectStart = scanner.index
+        try scanner.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            peek.anchors.objectIsEmpty = false
+            return try topLevel(&s, key, &peek)
+        }
+        try scanner.expectEnd()
+    }
+
+    private mutating func topLevel(_ s: inout JSONScanner, _ key: JSONScanner.StringToken,
+                                   _ peek: inout RequestPeek) throws(JSONSyntaxError) -> Bool {
+        if s.key(key, is: "model") {
+            guard first(.model) else { return false }
+            peek.model = try string(&s, .model, nullable: false)
+        } else if s.key(key, is: "stream") {
+            guard first(.stream) else { return false }
+            peek.stream = try bool(&s, .stream) ?? false
+        } else if s.key(key, is: "max_tokens") {
+            guard first(.maxTokens) else { return false }
+            peek.maxTokens = try count(&s, .maxTokens)
+        } else if s.key(key, is: "max_completion_tokens") {
+            guard first(.maxCompletionTokens) else { return false }
+            peek.maxCompletionTokens = try count(&s, .maxCompletionTokens)
+        } else if s.key(key, is: "max_output_tokens") {
+            guard first(.maxOutputTokens) else { return false }
+            peek.maxOutputTokens = try count(&s, .maxOutputTokens)
+        } else if s.key(key, is: "user") {
+            guard first(.user) else { return false }
+            peek.user = try string(&s, .user, nullable: true)
+        } else if s.key(key, is: "stream_options") {
+            guard first(.streamOptions) else { return false }
+            let start = s.index
+            if s.skipNull() {
+                peek.anchors.streamOptions = start..<s.index
+                peek.anchors.streamOptionsIsNull = true
+                return true
+            }
+            guard s.current == UInt8(ascii: "{") else {
+                note(.invalidField(name: Field.streamOptions.name, requirement: "must be an object"))
+                return false
+            }
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                peek.anchors.streamOptionsIsEmpty = false
+                guard s.key(key, is: "include_usage"), first(.includeUsage) else { return false }
+                let valueStart = s.index
+                peek.includeUsage = try bool(&s, .includeUsage)
+                peek.anchors.includeUsage = valueStart..<s.index
+                return true
+            }
+            peek.anchors.streamOptions = start..<s.index
+        } else if s.key(key, is: "metadata") {
+            guard first(.metadata) else { return false }
+            if s.skipNull() { return true }
+            guard s.current == UInt8(ascii: "{") else {
+                note(.invalidField(name: Field.metadata.name, requirement: "must be an object"))
+                return false
+            }
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                guard s.key(key, is: "user_id"), first(.metadataUserID) else { return false }
+                peek.metadataUserID = try string(&s, .metadataUserID, nullable: true)
+                return true
+            }
+        } else {
+            return false
+        }
+        return true
+    }
+
+    // Value readers: on a wrong type they note the problem and skip the value.
+
+    private mutating func string(_ s: inout JSONScanner, _ field: Field, nullable: Bool) throws(JSONSyntaxError) -> String? {
+        if nullable, s.skipNull() { return nil }
+        guard s.current == UInt8(ascii: "\"") else {
+            note(.invalidField(name: field.name, requirement: "must be a string"))
+            try s.skipValue()
+            return nil
+        }
+        return s.string(try s.scanString())
+    }
+
+    private mutating func bool(_ s: inout JSONScanner, _ field: Field) throws(JSONSyntaxError) -> Bool? {
+        switch s.current {
+        case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+            switch try s.scanLiteral() {
+            case .true: return true
+            case .false: return false
+            case .null: return nil
+            }
+        default:
+            note(.invalidField(name: field.name, requirement: "must be a boolean"))
+            try s.skipValue()
+            return nil
+        }
+    }
+
+    private mutating func count(_ s: inout JSONScanner, _ field: Field) throws(JSONSyntaxError) -> Int? {
+        if s.skipNull() { return nil }
+        guard let c = s.current, c == UInt8(ascii: "-") || JSONScanner.isDigit(c) else {
+            note(.invalidField(name: field.name, requirement: "must be a non-negative integer"))
+            try s.skipValue()
+            return nil
+        }
+        switch s.integer(try s.scanNumber(), limit: RequestPeek.maxTokensLimit) {
+        case .value(let v): return v
+        case .negative, .fractional:
+            note(.invalidField(name: field.name, requirement: "must be a non-negative integer"))
+        case .tooLarge:
+            note(.invalidField(name: field.name, requirement: "must be at most \(RequestPeek.maxTokensLimit)"))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,211 @@
+import NIOCore
+
+extension ResponseMeter {
+    /// The relay's states, swift-nio style: each state owns its data, and a transition moves the
+    /// data out (leaving `.modifying`) so buffers are mutated in place, never copied.
+    struct StateMachine: Sendable {
+        enum State: Sendable {
+            case awaitingHead
+            case streaming(Streaming)
+            case buffering(Buffering)
+            case finished
+            /// Transient, while a state's data is out being mutated.
+            case modifying
+        }
+
+        private var state: State = .awaitingHead
+        private let endpoint: Endpoint
+        private let stripInjectedUsage: Bool
+
+        init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+            self.endpoint = endpoint
+            self.stripInjectedUsage = stripInjectedUsage
+        }
+
+        var isStreaming: Bool {
+            if case .streaming = state { return true }
+            return false
+        }
+
+        mutating func head(status: Int, isEventStream: Bool) {
+            guard case .awaitingHead = state else {
+                assertionFailure("head(status:contentType:) called twice or after the body")
+                return
+            }
+            if status < 400 && isEventStream {
+                state = .streaming(Streaming(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage))
+            } else {
+                state = .buffering(Buffering(endpoint: endpoint, status: status))
+            }
+        }
+
+        /// Moves the state out, leaving `.modifying`: a plain `switch state` binding would
+        /// copy the payload (a retain per buffer it owns, on every chunk).
+        private mutating func takeState() -> State {
+            var taken = State.modifying
+            swap(&taken, &state)
+            return taken
+        }
+
+        mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
+            switch takeState() {
+            case .awaitingHead:
+                assertionFailure("body bytes before head(status:contentType:)")
+                state = .buffering(Buffering(endpoint: endpoint, status: 200))
+                return consume(chunk)
+            case .streaming(var streaming):
+                let out = streaming.consume(chunk)
+                state = .streaming(streaming)
+                return out
+            case .buffering(var buffering):
+                let out = buffering.consume(chunk)
+                state = .buffering(buffering)
+                return out
+            case .finished:
+                assertionFailure("body bytes after finish()")
+                state = .finished
+                return [chunk]  // never lose bytes
+            case .modifying:
+                preconditionFailure("ResponseMeter state machine re-entered")
+            }
+        }
+
+        mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
+            switch takeState() {
+            case .awaitingHead, .finished:
+                state = .finished
+                return ([], MeterResult())
+            case .streaming(var streaming):
+                state = .finished
+                return streaming.finish()
+            case .buffering(var buffering):
+                state = .finished
+                return buffering.finish()
+            case .modifying:
+                preconditionFailure("ResponseMeter state machine re-entered")
+            }
+        }
+    }
+
+    /// An event stream: released event by event, the terminal event held.
+    struct Streaming: Sendable {
+        private var parser = SSEParser()
+        private var reading: StreamReading
+        private var pending = PendingBytes()
+        /// Where the terminal event starts; from here on everything is held.
+        private var terminalStart: Int?
+        /// Events to drop, not yet passed by the release point.
+        private var stripped: [Range<Int>] = []
+        /// An event outgrew `ResponseMeter.bodyLimit`: bytes now pass as they come, unread.
+        private var passthrough = false
+
+        init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+            reading = StreamReading(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage)
+        }
+
+        mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
+            guard chunk.readableBytes > 0 else { return [] }
+            if passthrough { return [chunk] }
+            pending.append(chunk)
+            chunk.withUnsafeReadableBytes { bytes in
+                var index = 0
+                while let range = parser.next(in: bytes, from: &index) { take(range) }
+            }
+            var out: [ByteBuffer] = []
+            // Everything before the block still being read is whole; stop at the terminal event.
+            release(upTo: terminalStart ?? parser.blockStart, into: &out)
+            if terminalStart == nil && pending.end - pending.start > ResponseMeter.bodyLimit {
+                // One event this large is not a stream we know; holding it would let a broken
+                // upstream grow memory without bound. Relay the rest as it comes, unread.
+                passthrough = true
+                release(upTo: pending.end, into: &out)
+                parser = SSEParser()
+            }
+            return out
+        }
+
+        mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
+            if !passthrough, let range = parser.finish() { take(range) }
+            var held: [ByteBuffer] = []
+            release(upTo: pending.end, into: &held)
+            let result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
+                                     providerErrorMessage: ResponseUsage.truncated(reading.errorMessage),
+                                     sawTerminalEvent: terminalStart != nil, isStream: true)
+            return (held, result)
+        }
+
+        /// One event dispatched by the parser; its fields are readable until the next `next`.
+        private mutating func take(_ range: Range<Int>) {
+            guard terminalStart == nil else { return }  // after the end: relayed, not read
+            // Local references (not copies) so `reading` can change while they are read.
+            let name = parser.eventTypeBytes, data = parser.dataBytes
+            let role = name.withUnsafeBytes { name in
+                data.withUnsafeBytes { data in reading.read(name: name, data: data) }
+            }
+            switch role {
+            case .pass: break
+            case .strip: stripped.append(range)
+            case .terminal: terminalStart = range.lowerBound
+            }
+        }
+
+        private mutating func release(upTo boundary: Int, into out: inout [ByteBuffer]) {
+            while let range = stripped.first, range.upperBound <= boundary {
+                pending.release(upTo: range.lowerBound, into: &out)
+                pending.drop(upTo: range.upperBound)
+                stripped.removeFirst()
+            }
+            pending.release(upTo: boundary, into: &out)
+        }
+    }
+
+    /// Any other response: relayed one chunk behind, kept for reading usage at the end.
+    struct Buffering: Sendable {
+        private let endpoint: Endpoint
+        private let status: Int
+        private var held: ByteBuffer?
+        private var body: [ByteBuffer] = []
+        private var bodyBytes = 0
+        private var tooLarge = false
+
+        init(endpoint: Endpoint, status: Int) {
+            self.endpoint = endpoint
+            self.status = status
+        }
+
+        mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
+            guard chunk.readableBytes > 0 else { return [] }
+            if !tooLarge {
+                bodyBytes += chunk.readableBytes
+                if bodyBytes > ResponseMeter.bodyLimit {
+                    tooLarge = true
+                    body = []
+                } else {
+                    body.append(chunk)
+                }
+            }
+            defer { held = chunk }
+            return held.map { [$0] } ?? []
+        }
+
+        mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
+            let heldBytes = held.map { [$0] } ?? []
+            guard !tooLarge else {
+                return (heldBytes, MeterResult())
+            }
+            var whole: ByteBuffer
+            if body.count == 1 {
+                whole = body[0]
+            } else {
+                whole = ByteBuffer()
+                whole.reserveCapacity(bodyBytes)
+                for part in body { whole.writeImmutableBuffer(part) }
+            }
+            let reading = ResponseUsage.read(endpoint: endpoint, status: status, body: whole)
+            let result = MeterResult(usage: reading.usage, servedModel: reading.servedModel,
+                                     providerErrorMessage: reading.providerErrorMessage,
+                                     sawTerminalEvent: reading.isCompleteJSON, isStream: false)
+            return (heldBytes, result)
+        }
+    }
+}

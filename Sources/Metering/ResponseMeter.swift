@@ -1,0 +1,93 @@
+import NIOCore
+
+/// What metering learned from one upstream response.
+public struct MeterResult: Sendable, Hashable {
+    /// Normalised usage the provider reported; nil if none (or nonsense) was seen.
+    public var usage: Usage?
+    /// The model the provider says served the call.
+    public var servedModel: String?
+    /// The provider's error message (error body, or an error event in a stream), ≤ 500 characters.
+    public var providerErrorMessage: String?
+    /// The response ended the way a complete one does: the stream's terminal event was seen
+    /// (`[DONE]`, `response.completed`…, `message_stop`), or the body is one whole JSON value.
+    public var sawTerminalEvent: Bool
+    /// The response was relayed as a server-sent event stream.
+    public var isStream: Bool
+
+    public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
+                sawTerminalEvent: Bool = false, isStream: Bool = false) {
+        self.usage = usage
+        self.servedModel = servedModel
+        self.providerErrorMessage = providerErrorMessage
+        self.sawTerminalEvent = sawTerminalEvent
+        self.isStream = isStream
+    }
+}
+
+/// The relay's view of one upstream response: which bytes go to the client now, which wait
+/// for the call's ledger row to commit (invariant 1), and the usage they carried. Pure: no I/O.
+///
+/// Streams (`text/event-stream`, status < 400) are released event by event as each completes;
+/// an event is never split, so when the provider writes whole events the chunks go out as
+/// they came. The terminal event and anything after it are held for `finish()`. Every other
+/// response is released chunk by chunk one behind: the latest chunk is held. Concatenating
+/// everything `consume` returned and `finish().held` gives back the upstream bytes exactly,
+/// minus the usage event when `stripInjectedUsage` is set.
+///
+/// Non-streamed bodies are kept (as references to the chunks, not copies) for reading usage
+/// at `finish()`, up to `bodyLimit` bytes; a larger body is relayed intact but its usage is nil.
+/// A stream event that grows past `bodyLimit` without ending turns the rest of the stream into
+/// a plain pass-through (nothing held or read after it), so memory stays bounded.
+public struct ResponseMeter: Sendable {
+    /// Largest non-streamed body read for usage.
+    public static let bodyLimit = 16 << 20
+
+    private var machine: StateMachine
+    /// Bytes handed out so far (`consume`'s output, then `finish()`'s held bytes).
+    public private(set) var bytesForwarded = 0
+
+    /// `stripInjectedUsage`: the proxy set `stream_options.include_usage` for an OpenAI
+    /// chat/completions client that did not ask, so the usage chunk is read and not relayed.
+    public init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+        machine = StateMachine(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage)
+    }
+
+    /// The upstream status and content type; once, before any body bytes.
+    public mutating func head(status: Int, contentType: String?) {
+        machine.head(status: status, isEventStream: ResponseMeter.isEventStream(contentType))
+    }
+
+    /// Upstream body bytes; returns the bytes to send to the client now, in order.
+    public mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
+        let out = machine.consume(chunk)
+        for slice in out { bytesForwarded += slice.readableBytes }
+        return out
+    }
+
+    /// Upstream ended (or was cut off): the bytes to send once the ledger row commits, and what
+    /// the response said about usage.
+    public mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
+        let (held, result) = machine.finish()
+        for slice in held { bytesForwarded += slice.readableBytes }
+        return (held, result)
+    }
+
+    /// Whether the response is being relayed as an event stream (known after `head`).
+    public var isStreaming: Bool { machine.isStreaming }
+
+    /// `text/event-stream`, parameters and case ignored.
+    static func isEventStream(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let media = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return media.trimmingASCIISpaces().lowercased() == "text/event-stream"
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingASCIISpaces() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return s
+    }
+}

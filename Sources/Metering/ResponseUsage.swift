@@ -1,0 +1,258 @@
+import NIOCore
+
+/// What a complete response body says about the call.
+public struct ResponseReading: Sendable, Hashable {
+    /// Normalised usage (see `Usage`); nil when the body carries none or carries nonsense.
+    public var usage: Usage?
+    /// The model the provider says served the call.
+    public var servedModel: String?
+    /// The provider's error message (`error.message`), at most 500 characters, for the ledger.
+    public var providerErrorMessage: String?
+    /// The body is one complete, well-formed JSON value.
+    public var isCompleteJSON: Bool
+
+    public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
+                isCompleteJSON: Bool = false) {
+        self.usage = usage
+        self.servedModel = servedModel
+        self.providerErrorMessage = providerErrorMessage
+        self.isCompleteJSON = isCompleteJSON
+    }
+}
+
+/// Reads usage from complete (non-streamed) JSON response bodies, per endpoint.
+///
+/// Shapes (all top-level `model`, `usage`, `error`):
+/// - OpenAI chat.completions / completions: `usage.prompt_tokens` (includes
+///   `prompt_tokens_details.cached_tokens`), `usage.completion_tokens` (includes
+///   `completion_tokens_details.reasoning_tokens`). Embeddings: `usage.prompt_tokens` only.
+/// - OpenAI responses: `usage.input_tokens` (includes `input_tokens_details.cached_tokens`),
+///   `usage.output_tokens` (includes `output_tokens_details.reasoning_tokens`).
+/// - Anthropic messages: `usage.input_tokens` (excludes cache), `cache_read_input_tokens`,
+///   `cache_creation_input_tokens`, `output_tokens`.
+/// - Anthropic count_tokens is free: `Usage.zero`.
+/// Errors (status >= 400) carry no usage; their message is `error.message`, or the body's text
+/// when it has none (an HTML page from a load balancer, say).
+public enum ResponseUsage {
+    public static let errorMessageLimit = 500
+
+    public static func read(endpoint: Endpoint, status: Int, body: UnsafeRawBufferPointer) -> ResponseReading {
+        var scanner = JSONScanner(body)
+        var fields: ResponseFields?
+        do {
+            let read = try scanner.readResponseFields(dialect: endpoint.dialect)
+            try scanner.expectEnd()
+            fields = read
+        } catch {
+            fields = nil
+        }
+        var reading = ResponseReading(isCompleteJSON: fields != nil)
+        reading.servedModel = fields?.model
+        if status >= 400 {
+            reading.providerErrorMessage = truncated(fields?.errorMessage) ?? bodyText(body)
+            return reading
+        }
+        reading.providerErrorMessage = truncated(fields?.errorMessage)
+        if endpoint == .countTokens {
+            reading.usage = fields != nil ? .zero : nil
+        } else {
+            reading.usage = fields?.usage?.normalised(endpoint.dialect)
+        }
+        return reading
+    }
+
+    public static func read(endpoint: Endpoint, status: Int, body: [UInt8]) -> ResponseReading {
+        body.withUnsafeBytes { read(endpoint: endpoint, status: status, body: $0) }
+    }
+
+    public static func read(endpoint: Endpoint, status: Int, body: ByteBuffer) -> ResponseReading {
+        body.withUnsafeReadableBytes { read(endpoint: endpoint, status: status, body: $0) }
+    }
+
+    static func truncated(_ message: String?) -> String? {
+        guard let message, !message.isEmpty else { return nil }
+        return message.count <= errorMessageLimit ? message : String(message.prefix(errorMessageLimit))
+    }
+
+    /// A non-JSON (or message-less) error body as text, trimmed and truncated.
+    private static func bodyText(_ body: UnsafeRawBufferPointer) -> String? {
+        // Decode at most a few bytes per character allowed; the rest cannot be shown anyway.
+        let prefix = UnsafeRawBufferPointer(rebasing: body[..<min(body.count, errorMessageLimit * 4)])
+        let text = String(decoding: prefix, as: UTF8.self)
+        let trimmed = text.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()
+        return truncated(String(trimmed))
+    }
+}
+
+/// Token counts as the provider reported them, before normalisation. Nil means "not given".
+struct ReportedUsage: Sendable, Hashable {
+    /// Counts above this are treated as garbage: no single call comes near.
+    static let countLimit = 100_000_000
+
+    var input: Int?
+    var cached: Int?
+    var cacheWrite: Int?
+    var output: Int?
+    var reasoning: Int?
+    /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
+    var invalid = false
+
+    /// Fields the newer report gives replace ours (Anthropic's cumulative `message_delta`).
+    mutating func merge(_ newer: ReportedUsage) {
+        input = newer.input ?? input
+        cached = newer.cached ?? cached
+        cacheWrite = newer.cacheWrite ?? cacheWrite
+        output = newer.output ?? output
+        reasoning = newer.reasoning ?? reasoning
+        invalid = invalid || newer.invalid
+    }
+
+    /// Per the rules in `Usage`: OpenAI input counts include cached tokens, Anthropic's do not.
+    func normalised(_ dialect: Dialect) -> Usage? {
+        guard !invalid, input != nil || output != nil || cached != nil || cacheWrite != nil else { return nil }
+        let output = output ?? 0
+        let reasoning = min(reasoning ?? 0, output)
+        let cached = cached ?? 0
+        switch dialect {
+        case .openai:
+            let plain = (input ?? 0) - cached
+            guard plain >= 0 else { return nil }
+            return Usage(inputTokens: plain, cachedInputTokens: cached, cacheWriteTokens: 0,
+                         outputTokens: output, reasoningTokens: reasoning)
+        case .anthropic:
+            return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite ?? 0,
+                         outputTokens: output, reasoningTokens: reasoning)
+        }
+    }
+}
+
+/// The members of a response body or stream event that metering reads.
+struct ResponseFields {
+    var type: String?
+    var model: String?
+    var usage: ReportedUsage?
+    var errorMessage: String?
+    /// A top-level `"choices": []` (OpenAI's include_usage chunk).
+    var choicesEmpty = false
+
+    /// Fills in what a wrapped object (`response`, `message`) said.
+    mutating func adopt(_ inner: ResponseFields) {
+        model = inner.model ?? model
+        usage = inner.usage ?? usage
+        errorMessage = inner.errorMessage ?? errorMessage
+    }
+}
+
+extension JSONScanner {
+    /// Reads the object at the cursor: `type`, `model`, `usage`, `error` and `choices`, and
+    /// one level into `response` (OpenAI responses events) or `message` (Anthropic
+    /// `message_start`). A top-level string `message` is an OpenAI responses `error` event's text.
+    mutating func readResponseFields(dialect: Dialect, nested: Bool = false) throws(JSONSyntaxError) -> ResponseFields {
+        var fields = ResponseFields()
+        try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            if s.key(key, is: "usage") {
+                fields.usage = try s.readUsage(dialect)
+            } else if s.key(key, is: "model") {
+                guard s.current == UInt8(ascii: "\"") else { return false }
+                fields.model = s.string(try s.scanString())
+            } else if s.key(key, is: "type") {
+                guard s.current == UInt8(ascii: "\"") else { return false }
+                fields.type = s.string(try s.scanString())
+            } else if s.key(key, is: "error") {
+                fields.errorMessage = try s.readErrorMessage() ?? fields.errorMessage
+            } else if s.key(key, is: "choices") {
+                fields.choicesEmpty = s.skipEmptyArray()
+                return fields.choicesEmpty
+            } else if !nested, s.key(key, is: "response") || s.key(key, is: "message") {
+                if s.current == UInt8(ascii: "{") {
+                    fields.adopt(try s.readResponseFields(dialect: dialect, nested: true))
+                } else if s.current == UInt8(ascii: "\"") {
+                    let text = s.string(try s.scanString())
+                    fields.errorMessage = fields.errorMessage ?? text
+                } else {
+                    return false
+                }
+            } else {
+                return false
+            }
+            return true
+        }
+        return fields
+    }
+
+    /// `error`: an object with a `message` string, or a bare string; anything else is nil.
+    mutating func readErrorMessage() throws(JSONSyntaxError) -> String? {
+        if current == UInt8(ascii: "\"") { return string(try scanString()) }
+        guard current == UInt8(ascii: "{") else { try skipValue(); return nil }
+        var message: String?
+        try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            guard s.key(key, is: "message"), s.current == UInt8(ascii: "\"") else { return false }
+            message = s.string(try s.scanString())
+            return true
+        }
+        return message
+    }
+
+    /// A `usage` value in the dialect's shape; nil for `null` or a non-object.
+    mutating func readUsage(_ dialect: Dialect) throws(JSONSyntaxError) -> ReportedUsage? {
+        guard current == UInt8(ascii: "{") else { try skipValue(); return nil }
+        var usage = ReportedUsage()
+        try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            switch dialect {
+            case .openai:
+                if s.key(key, is: "prompt_tokens") || s.key(key, is: "input_tokens") {
+                    usage.input = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "completion_tokens") || s.key(key, is: "output_tokens") {
+                    usage.output = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "prompt_tokens_details") || s.key(key, is: "input_tokens_details") {
+                    usage.cached = try s.readDetail("cached_tokens", &usage.invalid) ?? usage.cached
+                } else if s.key(key, is: "completion_tokens_details") || s.key(key, is: "output_tokens_details") {
+                    usage.reasoning = try s.readDetail("reasoning_tokens", &usage.invalid) ?? usage.reasoning
+                } else {
+                    return false
+                }
+            case .anthropic:
+                if s.key(key, is: "input_tokens") {
+                    usage.input = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "cache_read_input_tokens") {
+                    usage.cached = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "cache_creation_input_tokens") {
+                    usage.cacheWrite = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "output_tokens") {
+                    usage.output = try s.readCount(&usage.invalid)
+                } else {
+                    return false
+                }
+            }
+            return true
+        }
+        return usage
+    }
+
+    /// One member of a `*_details` object.
+    private mutating func readDetail(_ name: StaticString, _ invalid: inout Bool) throws(JSONSyntaxError) -> Int? {
+        guard current == UInt8(ascii: "{") else { try skipValue(); return nil }
+        var value: Int?
+        try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            guard s.key(key, is: name) else { return false }
+            value = try s.readCount(&invalid)
+            return true
+        }
+        return value
+    }
+
+    /// A token count: nil for `null`; sets `invalid` for anything but an integer in range.
+    private mutating func readCount(_ invalid: inout Bool) throws(JSONSyntaxError) -> Int? {
+        if skipNull() { return nil }
+        guard let c = current, c == UInt8(ascii: "-") || JSONScanner.isDigit(c) else {
+            invalid = true
+            try skipValue()
+            return nil
+        }
+        guard case .value(let count) = integer(try scanNumber(), limit: ReportedUsage.countLimit) else {
+            invalid = true
+            return nil
+        }
+        return count
+    }
+}

@@ -1,0 +1,181 @@
+/// What the relay does with one SSE event.
+enum EventRole: Equatable {
+    /// Send it on.
+    case pass
+    /// Drop it: the usage chunk the proxy asked for on the client's behalf.
+    case strip
+    /// The stream's last event: hold it, and everything after, until the ledger row commits.
+    case terminal
+}
+
+/// Reads usage, served model and errors from a stream's events, one event at a time.
+///
+/// Only events that can carry them are parsed: the event name decides for OpenAI responses
+/// and Anthropic; OpenAI chat/completions chunks are parsed only when a cheap byte scan finds a
+/// `"usage"` object or an `"error"` key (and the first chunk, for the model).
+///
+/// - chat.completions / completions: usage from the chunk with a non-null `usage` (with
+///   `choices: []` it is the injected usage chunk, stripped when asked); terminal `data: [DONE]`.
+/// - responses: model from `response.created`, usage from `response.usage` of the terminal
+///   `response.completed` / `response.incomplete` / `response.failed`.
+/// - Anthropic: `message_start`'s `message.usage`, then `message_delta`'s cumulative `usage`
+///   (latest value of each field wins); terminal `message_stop`, or `error` (the stream ends there).
+struct StreamReading {
+    let endpoint: Endpoint
+    let stripInjectedUsage: Bool
+    private(set) var usage: ReportedUsage?
+    private(set) var servedModel: String?
+    private(set) var errorMessage: String?
+    /// Chat chunks read in full while looking for the model (Azure's first chunk has none).
+    private var modelLookups = 0
+
+    init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+        self.endpoint = endpoint
+        self.stripInjectedUsage = stripInjectedUsage && (endpoint == .chatCompletions || endpoint == .completions)
+    }
+
+    var normalisedUsage: Usage? { usage?.normalised(endpoint.dialect) }
+
+    /// Decides an event's role and takes what it carries. `name` is the `event` field (empty if none).
+    mutating func read(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
+        switch endpoint {
+        case .responses: return readResponsesEvent(name: name, data: data)
+        case .messages, .countTokens: return readAnthropicEvent(name: name, data: data)
+        case .chatCompletions, .completions, .embeddings: return readChatChunk(data: data)
+        }
+    }
+
+    private mutating func readChatChunk(data: UnsafeRawBufferPointer) -> EventRole {
+        if ByteSearch.equals(data, "[DONE]") { return .terminal }
+        let lookForModel = servedModel == nil && modelLookups < 4
+        if lookForModel { modelLookups += 1 }
+        let keys = lookForModel ? (usageObject: true, error: true) : StreamReading.scanKeys(data)
+        guard keys.usageObject || keys.error, let fields = parse(data) else { return .pass }
+        adoptModel(fields.model)
+        if let message = fields.errorMessage { errorMessage = message }
+        guard let reported = fields.usage else { return .pass }
+        usage = reported  // the usage chunk reports the whole call
+        return stripInjectedUsage && fields.choicesEmpty ? .strip : .pass
+    }
+
+    /// The events that matter to metering, by name.
+    enum EventKind {
+        case responseCreated, responseTerminal, error, messageStart, messageDelta, messageStop, other
+
+        init(_ name: UnsafeRawBufferPointer) {
+            func named(_ text: StaticString) -> Bool { ByteSearch.equals(name, text) }
+            if named("response.created") || named("response.in_progress") {
+                self = .responseCreated
+            } else if named("response.completed") || named("response.incomplete") || named("response.failed") {
+                self = .responseTerminal
+            } else if named("error") {
+                self = .error
+            } else if named("message_start") {
+                self = .messageStart
+            } else if named("message_delta") {
+                self = .messageDelta
+            } else if named("message_stop") {
+                self = .messageStop
+            } else {
+                self = .other
+            }
+        }
+
+        init(_ name: String) {
+            var name = name
+            self = name.withUTF8 { EventKind(UnsafeRawBufferPointer($0)) }
+        }
+    }
+
+    /// The event's kind from its `event` field or, when it has none, from its JSON `type`
+    /// (then parsed here, and handed back so it is not parsed twice).
+    private func kind(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> (EventKind, ResponseFields?) {
+        guard name.isEmpty else { return (EventKind(name), nil) }
+        guard let fields = parse(data), let type = fields.type else { return (.other, nil) }
+        return (EventKind(type), fields)
+    }
+
+    private mutating func readResponsesEvent(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
+        let (kind, parsed) = kind(name: name, data: data)
+        let wanted: Bool
+        switch kind {
+        case .responseTerminal, .error: wanted = true
+        case .responseCreated: wanted = servedModel == nil
+        default: return .pass
+        }
+        let role: EventRole = kind == .responseTerminal ? .terminal : .pass
+        guard wanted, let fields = parsed ?? parse(data) else { return role }
+        adoptModel(fields.model)
+        if let message = fields.errorMessage { errorMessage = message }
+        if kind == .responseTerminal, let reported = fields.usage { usage = reported }
+        return role
+    }
+
+    private mutating func readAnthropicEvent(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
+        let (kind, parsed) = kind(name: name, data: data)
+        switch kind {
+        case .messageStop: return .terminal
+        case .messageStart, .messageDelta, .error: break
+        default: return .pass
+        }
+        let role: EventRole = kind == .error ? .terminal : .pass
+        guard let fields = parsed ?? parse(data) else { return role }
+        adoptModel(fields.model)
+        if let message = fields.errorMessage { errorMessage = message }
+        if let reported = fields.usage {
+            if usage == nil { usage = reported } else { usage!.merge(reported) }
+        }
+        return role
+    }
+
+    /// The first non-empty model named wins.
+    private mutating func adoptModel(_ model: String?) {
+        if servedModel == nil, let model, !model.isEmpty { servedModel = model }
+    }
+
+    private func parse(_ data: UnsafeRawBufferPointer) -> ResponseFields? {
+        var scanner = JSONScanner(data)
+        scanner.skipWhitespace()
+        guard scanner.current == UInt8(ascii: "{") else { return nil }
+        return try? scanner.readResponseFields(dialect: endpoint.dialect)
+    }
+
+    /// Whether the bytes hold `"usage"` or `"error"` followed by `:` and an object. Looks only
+    /// at each `{` (a chunk has a handful) and what precedes it. May say yes for text inside
+    /// strings (the JSON parse then decides); never says no to a real key written without
+    /// escapes, which is how providers write them.
+    static func scanKeys(_ data: UnsafeRawBufferPointer) -> (usageObject: Bool, error: Bool) {
+        var usageObject = false, error = false
+        var i = 0
+        while true {
+            i = ByteSearch.first(UInt8(ascii: "{"), in: data, from: i)
+            guard i < data.count else { break }
+            var j = i - 1
+            i += 1
+            while j >= 0, isSpace(data[j]) { j -= 1 }
+            guard j >= 0, data[j] == UInt8(ascii: ":") else { continue }
+            j -= 1
+            while j >= 0, isSpace(data[j]) { j -= 1 }
+            let keyStart = j - 6  // `"usage"` and `"error"` are both 7 bytes
+            guard keyStart >= 0 else { continue }
+            if matches(data, at: keyStart, "\"usage\"") {
+                usageObject = true
+            } else if matches(data, at: keyStart, "\"error\"") {
+                error = true
+            }
+        }
+        return (usageObject, error)
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
+    static func matches(_ data: UnsafeRawBufferPointer, at index: Int, _ text: StaticString) -> Bool {
+        let count = text.utf8CodeUnitCount
+        guard index + count <= data.count else { return false }
+        let literal = text.utf8Start
+        for k in 0..<count where data[index + k] != literal[k] { return false }
+        return true
+    }
+}

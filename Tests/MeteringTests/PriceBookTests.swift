@@ -1,0 +1,71 @@
+import Testing
+@testable import Metering
+
+@Suite struct PriceBookTests {
+    func price(_ pattern: String, _ from: String, input: String, cached: String = "0", write: String = "0",
+               output: String = "0") -> ModelPrice {
+        ModelPrice(model: ModelPattern(pattern), effectiveFrom: Day(from)!,
+                   input: ModelPrice.perToken(fromPerMillion: input)!, cachedInput: ModelPrice.perToken(fromPerMillion: cached)!,
+                   cacheWrite: ModelPrice.perToken(fromPerMillion: write)!, output: ModelPrice.perToken(fromPerMillion: output)!)
+    }
+
+    @Test func exactBeatsGlobAndSpecificBeatsLoose() {
+        let book = PriceBook([
+            price("gpt-4o*", "2024-01-01", input: "5"),
+            price("gpt-4o-mini*", "2024-01-01", input: "0.15"),
+            price("gpt-4o-mini", "2023-01-01", input: "0.1"),
+            price("*", "2020-01-01", input: "99"),
+        ])
+        let day = Day("2025-01-01")!
+        #expect(book.price(for: "gpt-4o-mini", on: day)?.id == "gpt-4o-mini@2023-01-01")
+        #expect(book.price(for: "gpt-4o-mini-2024-07-18", on: day)?.id == "gpt-4o-mini*@2024-01-01")
+        #expect(book.price(for: "gpt-4o-2024-08-06", on: day)?.id == "gpt-4o*@2024-01-01")
+        #expect(book.price(for: "claude-3", on: day)?.id == "*@2020-01-01")
+        #expect(PriceBook().price(for: "x", on: day) == nil)
+    }
+
+    @Test func latestEffectivePriceOnTheDay() {
+        let book = PriceBook([
+            price("claude-sonnet-4*", "2025-05-22", input: "3"),
+            price("claude-sonnet-4*", "2025-09-01", input: "2.5"),
+            price("claude-sonnet-4*", "2026-01-01", input: "2"),
+        ])
+        #expect(book.price(for: "claude-sonnet-4-5", on: Day("2025-05-21")!) == nil)
+        #expect(book.price(for: "claude-sonnet-4-5", on: Day("2025-05-22")!)?.input.picodollars == 3_000_000)
+        #expect(book.price(for: "claude-sonnet-4-5", on: Day("2025-08-31")!)?.input.picodollars == 3_000_000)
+        #expect(book.price(for: "claude-sonnet-4-5", on: Day("2025-09-01")!)?.input.picodollars == 2_500_000)
+        #expect(book.price(for: "claude-sonnet-4-5", on: Day("2030-01-01")!)?.input.picodollars == 2_000_000)
+        #expect(book.covers("claude-sonnet-4-0"))
+        #expect(!book.covers("claude-opus-4"))
+    }
+
+    @Test func costIsExactForAwkwardPrices() {
+        let p = price("gemini-flash", "2024-01-01", input: "0.075", cached: "0.0375", write: "3.75", output: "0.30")
+        let usage = Usage(inputTokens: 1_234_567, cachedInputTokens: 333_333, cacheWriteTokens: 7, outputTokens: 999_999)
+        let cost = p.cost(of: usage)
+        #expect(cost?.picodollars == 405_118_462_500)
+        #expect(cost?.formatted(decimals: 12) == "0.405118462500")
+        // One token at $0.075 per million is 75,000 pd: exact, no rounding.
+        #expect(p.cost(of: Usage(inputTokens: 1))?.picodollars == 75_000)
+        #expect(p.cost(of: Usage(cacheWriteTokens: 3))?.picodollars == 11_250_000)
+        #expect(p.cost(of: .zero) == Money.zero)
+    }
+
+    @Test func overflowOrNegativeIsNil() {
+        let p = price("o1-pro", "2024-01-01", input: "150", output: "600")
+        #expect(p.cost(of: Usage(outputTokens: 15_372_286_728)) != nil)  // ≈ $9.22M, just fits
+        #expect(p.cost(of: Usage(outputTokens: 15_372_286_729)) == nil)
+        #expect(p.cost(of: Usage(inputTokens: Int.max)) == nil)
+        #expect(p.cost(of: Usage(inputTokens: 61_489_146_912, outputTokens: 1)) == nil)  // sum overflows
+        #expect(p.cost(of: Usage(inputTokens: -1)) == nil)
+    }
+
+    @Test func modelPatterns() {
+        #expect(ModelPattern("claude-3-5-haiku-*").matches("claude-3-5-haiku-20241022"))
+        #expect(!ModelPattern("claude-3-5-haiku-*").matches("claude-3-5-sonnet-20241022"))
+        #expect(ModelPattern("*mini*").matches("gpt-4o-mini-2024"))
+        #expect(ModelPattern("a*b*c").matches("abbbc") && !ModelPattern("a*b*c").matches("abcb"))
+        #expect(ModelPattern("gpt-4o").isExact && !ModelPattern("gpt-*").isExact)
+        #expect(ModelPattern("gpt-*").specificity == 4)
+    }
+}

@@ -1,0 +1,188 @@
+import NIOCore
+import Testing
+@testable import Metering
+
+@Suite struct RequestPeekTests {
+    func peek(_ text: String) throws(RequestPeekError) -> RequestPeek { try RequestPeek(body: Array(text.utf8)) }
+
+    func message(_ text: String) -> String? {
+        do { _ = try peek(text); return nil } catch { return error.message }
+    }
+
+    @Test func readsTheFieldsAdmissionNeeds() throws {
+        let body = #"""
+        {
+          "model": "gpt-4o-mini",
+          "messages": [{"role": "user", "content": "Hi \"model\": \"x\" {"}, {"role": "tool", "content": [1, 2.5e-3, -0, true, null]}],
+          "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"model": {"type": "string"}}}}}],
+          "stream": true,
+          "stream_options": {"include_usage": false},
+          "max_completion_tokens": 1e3,
+          "user": "user-\u00e9\ud83d\ude00",
+          "metadata": {"user_id": "u-42", "other": {"deep": [[]]}}
+        }
+        """#
+        let p = try peek(body)
+        #expect(p.model == "gpt-4o-mini")
+        #expect(p.stream)
+        #expect(p.includeUsage == false)
+        #expect(p.maxCompletionTokens == 1000)
+        #expect(p.maxTokens == nil)
+        #expect(p.outputCap == 1000)
+        #expect(p.user == "user-é😀")
+        #expect(p.metadataUserID == "u-42")
+        #expect(p.bodyBytes == body.utf8.count)
+        #expect(try p.requireModel() == "gpt-4o-mini")
+    }
+
+    @Test func nullsReadAsAbsent() throws {
+        let p = try peek(#"{"model":"m","stream":null,"stream_options":null,"max_tokens":null,"user":null,"metadata":null}"#)
+        #expect(!p.stream)
+        #expect(p.includeUsage == nil && p.maxTokens == nil && p.user == nil && p.metadataUserID == nil)
+        #expect(p.outputCap == nil)
+    }
+
+    @Test func anthropicAndResponsesCaps() throws {
+        let a = try peek(#"{"model":"claude-3-5-haiku-latest","max_tokens":1024,"metadata":{"user_id":"abc"},"messages":[]}"#)
+        #expect(a.maxTokens == 1024 && a.metadataUserID == "abc")
+        let r = try peek(#"{"model":"o4-mini","max_output_tokens":2048,"input":"hi"}"#)
+        #expect(r.maxOutputTokens == 2048 && r.outputCap == 2048)
+        let both = try peek(#"{"model":"m","max_tokens":10,"max_completion_tokens":20}"#)
+        #expect(both.outputCap == 20)
+        #expect(throws: RequestPeekError.missingField(name: "model")) { try peek(#"{"max_tokens":1}"#).requireModel() }
+    }
+
+    @Test func integerNotations() throws {
+        #expect(try peek(#"{"max_tokens":-0}"#).maxTokens == 0)
+        #expect(try peek(#"{"max_tokens":0.0}"#).maxTokens == 0)
+        #expect(try peek(#"{"max_tokens":1e3}"#).maxTokens == 1000)
+        #expect(try peek(#"{"max_tokens":1E+3}"#).maxTokens == 1000)
+        #expect(try peek(#"{"max_tokens":1000.000}"#).maxTokens == 1000)
+        #expect(try peek(#"{"max_tokens":12500e-1}"#).maxTokens == 1250)
+        #expect(try peek(#"{"max_tokens":0.5e1}"#).maxTokens == 5)
+        let nonInteger = "field 'max_tokens' must be a non-negative integer"
+        #expect(message(#"{"max_tokens":1.5}"#) == nonInteger)
+        #expect(message(#"{"max_tokens":15e-1}"#) == nonInteger)
+        #expect(message(#"{"max_tokens":-1}"#) == nonInteger)
+        #expect(message(#"{"max_tokens":"100"}"#) == nonInteger)
+        #expect(message(#"{"max_tokens":true}"#) == nonInteger)
+        #expect(message(#"{"max_completion_tokens":1e-400}"#) == "field 'max_completion_tokens' must be a non-negative integer")
+        #expect(message(#"{"max_output_tokens":1e400}"#) == "field 'max_output_tokens' must be at most 1000000000")
+        #expect(message(#"{"max_tokens":99999999999999999999999}"#) == "field 'max_tokens' must be at most 1000000000")
+    }
+
+    @Test func wrongTypesNameTheField() {
+        #expect(message(#"{"model":42}"#) == "field 'model' must be a string")
+        #expect(message(#"{"model":null}"#) == "field 'model' must be a string")
+        #expect(message(#"{"model":"m","stream":"true"}"#) == "field 'stream' must be a boolean")
+        #expect(message(#"{"stream_options":true}"#) == "field 'stream_options' must be an object")
+        #expect(message(#"{"stream_options":{"include_usage":1}}"#) == "field 'stream_options.include_usage' must be a boolean")
+        #expect(message(#"{"user":["a"]}"#) == "field 'user' must be a string")
+        #expect(message(#"{"metadata":"x"}"#) == "field 'metadata' must be an object")
+        #expect(message(#"{"metadata":{"user_id":7}}"#) == "field 'metadata.user_id' must be a string")
+        #expect(message(#"{"model":"a","model":"b"}"#) == "field 'model' appears more than once")
+        #expect(message(#"{"max_tokens":1,"max_tokens":100000}"#) == "field 'max_tokens' appears more than once")
+        #expect(message(#"{"stream_options":{"include_usage":true,"include_usage":false}}"#)
+                == "field 'stream_options.include_usage' appears more than once")
+        #expect((try? peek(#"{"model":7}"#)) == nil)
+        do { _ = try peek(#"{"stream":1}"#) } catch { #expect(error.field == "stream") }
+    }
+
+    @Test func malformedBodies() {
+        #expect(message("") == "request body is empty")
+        #expect(message("   ") == "malformed JSON at byte 3: unexpected end of input")
+        #expect(message("[1,2]") == "request body must be a JSON object")
+        #expect(message(#""text""#) == "request body must be a JSON object")
+        #expect(message("nope") == "malformed JSON at byte 1: invalid literal")
+        #expect(message(#"{"model":"gpt-4o" "stream":true}"#) == "malformed JSON at byte 18: expected ',' or '}'")
+        #expect(message(#"{"model":"gpt-4o""#) == "malformed JSON at byte 17: unexpected end of input")
+        #expect(message(#"{"model":"gpt"#) == "malformed JSON at byte 13: unexpected end of input")
+        #expect(message(#"{"model":"m",}"#) == "malformed JSON at byte 13: expected a member name in double quotes")
+        #expect(message(#"{model:"m"}"#) == "malformed JSON at byte 1: expected a member name in double quotes")
+        #expect(message(#"{"a" 1}"#) == "malformed JSON at byte 5: expected ':'")
+        #expect(message(#"{"a":[1,2}"#) == "malformed JSON at byte 9: expected ',' or ']'")
+        #expect(message(#"{"a":01}"#) == "malformed JSON at byte 6: leading zeros are not allowed")
+        #expect(message(#"{"a":1.}"#) == "malformed JSON at byte 7: expected a digit after '.'")
+        #expect(message(#"{"a":+1}"#) == "malformed JSON at byte 5: expected a value")
+        #expect(message(#"{"a":tru}"#) == "malformed JSON at byte 8: invalid literal")
+        #expect(message(#"{"a":"\x"}"#) == "malformed JSON at byte 7: invalid escape in string")
+        #expect(message(#"{"a":"\u12G4"}"#) == #"malformed JSON at byte 10: expected a hex digit in \u escape"#)
+        #expect(message("{\"a\":\"tab\there\"}") == "malformed JSON at byte 9: control character in string")
+        #expect(message(#"{"a":1} {"#) == "malformed JSON at byte 8: unexpected content after the top-level value")
+        #expect(message(#"{"a":{"b":{"c":[[{"d":1}]]}}"#) == "malformed JSON at byte 28: unexpected end of input")
+        // A syntax error wins over a field error met earlier.
+        #expect(message(#"{"model":1,"x":}"#) == "malformed JSON at byte 15: expected a value")
+    }
+
+    @Test func everyTruncationIsRejected() {
+        let body = Array(#"{"model":"m","messages":[{"role":"user","content":"h\u00e9"}],"stream":true,"max_tokens":1e2,"n":null}"#.utf8)
+        #expect((try? RequestPeek(body: body)) != nil)
+        for cut in 0..<body.count {
+            #expect((try? RequestPeek(body: Array(body[..<cut]))) == nil, "cut at \(cut)")
+        }
+    }
+
+    @Test func deepNestingDoesNotOverflowTheStack() throws {
+        let depth = 200_000
+        let body = "{\"model\":\"m\",\"x\":" + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}"
+        #expect(try peek(body).model == "m")
+        let unbalanced = "{\"x\":" + String(repeating: "[{\"a\":", count: 1000) + "1" + String(repeating: "}]", count: 999) + "]}"
+        #expect(message(unbalanced)?.hasPrefix("malformed JSON") == true)
+    }
+
+    @Test func escapedKeysAreRecognised() throws {
+        let p = try peek(#"{"mod\u0065l":"m\/1","\u0073tream":true}"#)
+        #expect(p.model == "m/1" && p.stream)
+        #expect(try peek(#"{"model":"\ud83d"}"#).model == "\u{FFFD}")
+    }
+
+    @Test func readsByteBuffers() throws {
+        var buffer = ByteBuffer(string: "xx")
+        buffer.moveReaderIndex(forwardBy: 2)
+        buffer.writeString(#"{"model":"m"}"#)
+        #expect(try RequestPeek(body: buffer).model == "m")
+    }
+}
+
+@Suite struct IncludeUsageTests {
+    func rewrite(_ text: String) throws -> String {
+        let body = Array(text.utf8)
+        let peek = try RequestPeek(body: body)
+        let out = peek.withIncludeUsage(body)
+        // The rewritten body reads back with include_usage on, everything else the same.
+        let again = try RequestPeek(body: out)
+        #expect(again.includeUsage == true)
+        #expect(again.model == peek.model && again.stream == peek.stream && again.maxTokens == peek.maxTokens)
+        let viaBuffer = peek.withIncludeUsage(ByteBuffer(body))
+        #expect(viaBuffer.bytes == out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test func insertsWhenAbsent() throws {
+        #expect(try rewrite(#"{"model":"m","stream":true}"#)
+                == #"{"stream_options":{"include_usage":true},"model":"m","stream":true}"#)
+        #expect(try rewrite(" { \"model\" : \"m\" } ")
+                == #" {"stream_options":{"include_usage":true}, "model" : "m" } "#)
+        #expect(try rewrite("{}") == #"{"stream_options":{"include_usage":true}}"#)
+    }
+
+    @Test func editsStreamOptions() throws {
+        #expect(try rewrite(#"{"model":"m","stream_options":null,"stream":true}"#)
+                == #"{"model":"m","stream_options":{"include_usage":true},"stream":true}"#)
+        #expect(try rewrite(#"{"model":"m","stream_options":{}}"#)
+                == #"{"model":"m","stream_options":{"include_usage":true}}"#)
+        #expect(try rewrite(#"{"model":"m","stream_options":{ "x": 1 }}"#)
+                == #"{"model":"m","stream_options":{"include_usage":true, "x": 1 }}"#)
+        #expect(try rewrite(#"{"model":"m","stream_options":{"x":1,"include_usage": false}}"#)
+                == #"{"model":"m","stream_options":{"x":1,"include_usage": true}}"#)
+        #expect(try rewrite(#"{"model":"m","stream_options":{"include_usage":null}}"#)
+                == #"{"model":"m","stream_options":{"include_usage":true}}"#)
+    }
+
+    @Test func leavesTrueAlone() throws {
+        let text = #"{"model":"m","stream_options":{"include_usage":true}}"#
+        let peek = try RequestPeek(body: Array(text.utf8))
+        #expect(!peek.needsIncludeUsage)
+        #expect(try rewrite(text) == text)
+    }
+}

@@ -1,0 +1,261 @@
+import NIOCore
+import Testing
+@testable import Metering
+
+/// What one relay of a response produced.
+struct Relay: Equatable {
+    var sent: [[UInt8]]  // per consume call, the bytes returned
+    var held: [UInt8]
+    var result: MeterResult
+
+    var sentBytes: [UInt8] { sent.flatMap { $0 } }
+    var all: [UInt8] { sentBytes + held }
+}
+
+func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = false,
+           status: Int = 200, contentType: String? = "text/event-stream; charset=utf-8") -> Relay {
+    var meter = ResponseMeter(endpoint: endpoint, stripInjectedUsage: strip)
+    meter.head(status: status, contentType: contentType)
+    var sent: [[UInt8]] = []
+    for chunk in chunks {
+        sent.append(meter.consume(ByteBuffer(chunk)).flatMap(\.bytes))
+    }
+    let (held, result) = meter.finish()
+    let out = Relay(sent: sent, held: held.flatMap(\.bytes), result: result)
+    #expect(meter.bytesForwarded == out.all.count)
+    return out
+}
+
+@Suite struct ResponseMeterTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var endpoint: Endpoint
+        var blocks: [String]
+        var usage: Usage
+        var model: String
+        var testDescription: String { endpoint.rawValue }
+    }
+
+    static let cases = [
+        Case(endpoint: .chatCompletions, blocks: Fixtures.chatStreamEvents, usage: Fixtures.chatStreamUsage, model: Fixtures.chatStreamModel),
+        Case(endpoint: .completions, blocks: Fixtures.completionsStreamEvents, usage: Usage(inputTokens: 5, outputTokens: 16),
+             model: "gpt-3.5-turbo-instruct"),
+        Case(endpoint: .responses, blocks: Fixtures.responsesStreamEvents, usage: Fixtures.responsesUsage, model: Fixtures.responsesModel),
+        Case(endpoint: .messages, blocks: Fixtures.anthropicStreamEvents, usage: Fixtures.anthropicUsage, model: Fixtures.anthropicModel),
+    ]
+
+    /// Every cut in two, and single bytes, give the same bytes out and the same usage; the
+    /// terminal event (the last block) never leaves through `consume`.
+    @Test(arguments: cases, ["\n", "\r\n"])
+    func splitAtEveryByte(_ c: Case, newline: String) {
+        let bytes = Fixtures.sse(c.blocks, newline: newline)
+        let terminalStart = bytes.count - Fixtures.sse([c.blocks.last!], newline: newline).count
+        let expected = MeterResult(usage: c.usage, servedModel: c.model, sawTerminalEvent: true, isStream: true)
+        var splits = (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] }
+        splits.append(bytes.indices.map { bytes[$0...$0] })
+        for chunks in splits {
+            let r = relay(c.endpoint, chunks)
+            #expect(r.all == bytes)
+            #expect(r.result == expected)
+            #expect(r.sentBytes == Array(bytes[..<terminalStart]), "terminal held")
+            if r.all != bytes || r.result != expected || r.sentBytes.count != terminalStart { break }
+        }
+    }
+
+    /// When the provider writes whole events, chunks go out one-to-one.
+    @Test(arguments: cases)
+    func wholeEventsPassOneToOne(_ c: Case) {
+        let chunks = c.blocks.map { Fixtures.sse([$0])[...] }
+        let r = relay(c.endpoint, chunks)
+        #expect(r.sent == chunks.dropLast().map(Array.init) + [[]])
+        #expect(r.held == Array(chunks.last!))
+        #expect(r.result.usage == c.usage)
+    }
+
+    @Test func injectedUsageChunkIsStripped() {
+        let bytes = Fixtures.sse(Fixtures.chatStreamEvents)
+        var without = Fixtures.chatStreamEvents
+        without.remove(at: Fixtures.chatStreamUsageIndex)
+        let expected = Fixtures.sse(without)
+        for cut in 0...bytes.count {
+            let r = relay(.chatCompletions, [bytes[..<cut], bytes[cut...]], strip: true)
+            #expect(r.all == expected, "cut at \(cut)")
+            #expect(r.result.usage == Fixtures.chatStreamUsage)
+            #expect(r.held == Fixtures.sse(["data: [DONE]"]))
+            if r.all != expected { break }
+        }
+        let single = relay(.chatCompletions, bytes.indices.map { bytes[$0...$0] }, strip: true)
+        #expect(single.all == expected)
+        // A client that asked for usage gets the chunk.
+        #expect(relay(.chatCompletions, [bytes[...]], strip: false).all == bytes)
+        // Responses and Anthropic streams are never stripped.
+        let anthropic = Fixtures.sse(Fixtures.anthropicStreamEvents)
+        #expect(relay(.messages, [anthropic[...]], strip: true).all == anthropic)
+    }
+
+    @Test func keepAlivesAndCommentsAreNeverLost() {
+        let bytes = Array(": OPENROUTER PROCESSING\n\n".utf8) + Fixtures.sse(Fixtures.chatStreamEvents) + Array(": trailing\n".utf8)
+        for cut in 0...bytes.count {
+            let r = relay(.chatCompletions, [bytes[..<cut], bytes[cut...]], strip: true)
+            var without = Fixtures.chatStreamEvents
+            without.remove(at: Fixtures.chatStreamUsageIndex)
+            #expect(r.all == Array(": OPENROUTER PROCESSING\n\n".utf8) + Fixtures.sse(without) + Array(": trailing\n".utf8))
+        }
+        // A complete keep-alive goes out at once.
+        let ping = relay(.messages, [Array(": ping\n\n".utf8)[...], Array("event: ping\ndata: {}\n\n".utf8)[...]])
+        #expect(ping.sent == [Array(": ping\n\n".utf8), Array("event: ping\ndata: {}\n\n".utf8)])
+    }
+
+    @Test func partialEventIsHeldUntilComplete() {
+        var meter = ResponseMeter(endpoint: .messages, stripInjectedUsage: false)
+        meter.head(status: 200, contentType: "text/event-stream")
+        #expect(meter.isStreaming)
+        let first = Array("event: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_delta\ndata: {\"ty".utf8)
+        let out = meter.consume(ByteBuffer(first)).flatMap(\.bytes)
+        #expect(out == Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8))
+        let out2 = meter.consume(ByteBuffer(Array("pe\":\"content_block_delta\"}\n\n".utf8))).flatMap(\.bytes)
+        #expect(out2 == Array("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n".utf8))
+    }
+
+    @Test func truncatedStreamHasNoTerminal() {
+        var blocks = Fixtures.anthropicStreamEvents
+        blocks.removeLast(2)  // cut before message_delta
+        let bytes = Fixtures.sse(blocks) + Array("event: content_block_delta\ndata: {\"ty".utf8)
+        let r = relay(.messages, [bytes[...]])
+        #expect(r.all == bytes)
+        #expect(!r.result.sawTerminalEvent)
+        // message_start's counts are what we have.
+        #expect(r.result.usage == Usage(inputTokens: 21, cachedInputTokens: 12055, cacheWriteTokens: 1843, outputTokens: 2))
+        #expect(r.held == Array("event: content_block_delta\ndata: {\"ty".utf8))
+    }
+
+    @Test func anthropicDeltaCarriesCumulativeInput() {
+        let blocks = [
+            #"event: message_start\#ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-opus-4-1-20250805","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#,
+            #"event: message_delta\#ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":3012,"cache_creation_input_tokens":100,"cache_read_input_tokens":200,"output_tokens":89,"server_tool_use":{"web_search_requests":1}}}"#,
+            #"event: message_stop\#ndata: {"type":"message_stop"}"#,
+        ]
+        let r = relay(.messages, [Fixtures.sse(blocks)[...]])
+        #expect(r.result.usage == Usage(inputTokens: 3012, cachedInputTokens: 200, cacheWriteTokens: 100, outputTokens: 89))
+        #expect(r.result.servedModel == "claude-opus-4-1-20250805")
+    }
+
+    @Test func errorEventsAreRecorded() {
+        let anthropic = Fixtures.sse([
+            Fixtures.anthropicStreamEvents[0],
+            #"event: error\#ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ])
+        let a = relay(.messages, [anthropic[...]])
+        #expect(a.result.providerErrorMessage == "Overloaded")
+        #expect(a.result.sawTerminalEvent)
+        #expect(a.held.count > 0)
+        let failed = Fixtures.sse([
+            Fixtures.responsesStreamEvents[0],
+            #"event: error\#ndata: {"type":"error","code":"server_error","message":"The server had an error","param":null,"sequence_number":1}"#,
+            #"event: response.failed\#ndata: {"type":"response.failed","sequence_number":2,"response":{"id":"resp_1","object":"response","status":"failed","model":"gpt-4.1","error":{"code":"server_error","message":"The model failed"},"usage":null}}"#,
+        ])
+        let f = relay(.responses, [failed[...]])
+        #expect(f.result.providerErrorMessage == "The model failed")
+        #expect(f.result.sawTerminalEvent && f.result.usage == nil)
+        let chat = Fixtures.sse([#"data: {"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#])
+        #expect(relay(.chatCompletions, [chat[...]]).result.providerErrorMessage?.hasPrefix("The server had an error") == true)
+    }
+
+    @Test func azureFirstChunkWithoutModel() {
+        var blocks = Fixtures.chatStreamEvents
+        blocks.insert(#"data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#, at: 0)
+        let bytes = Fixtures.sse(blocks)
+        let r = relay(.chatCompletions, [bytes[...]], strip: true)
+        #expect(r.result.servedModel == Fixtures.chatStreamModel)
+        #expect(r.result.usage == Fixtures.chatStreamUsage)
+        blocks.remove(at: Fixtures.chatStreamUsageIndex + 1)
+        #expect(r.all == Fixtures.sse(blocks))  // the filter chunk has no usage: not stripped
+    }
+
+    @Test func eventsWithoutNamesAreReadByType() {
+        let blocks = Fixtures.anthropicStreamEvents.map { String($0[$0.firstIndex(of: "\n")!...].dropFirst()) }
+        let bytes = Fixtures.sse(blocks)
+        let r = relay(.messages, [bytes[...]])
+        #expect(r.result.usage == Fixtures.anthropicUsage && r.result.sawTerminalEvent)
+        #expect(r.sentBytes.count == bytes.count - Fixtures.sse([blocks.last!]).count)
+    }
+
+    @Test func jsonBodyHoldsOnlyTheLastChunk() {
+        let body = Array(Fixtures.chatBody.utf8)
+        let chunks = stride(from: 0, to: body.count, by: 100).map { body[$0..<min($0 + 100, body.count)] }
+        var meter = ResponseMeter(endpoint: .chatCompletions, stripInjectedUsage: true)
+        meter.head(status: 200, contentType: "application/json")
+        #expect(!meter.isStreaming)
+        var previous: ArraySlice<UInt8>?
+        for chunk in chunks {
+            let out = meter.consume(ByteBuffer(chunk))
+            #expect(out.map(\.bytes) == (previous.map { [Array($0)] } ?? []))
+            _ = meter.consume(ByteBuffer())  // empty chunks change nothing
+            previous = chunk
+        }
+        let (held, result) = meter.finish()
+        #expect(held.map(\.bytes) == [Array(chunks.last!)])
+        #expect(result == MeterResult(usage: Fixtures.chatUsage, servedModel: "o3-mini-2025-01-31", sawTerminalEvent: true))
+        // Split anywhere, the usage is the same.
+        for cut in 0...body.count {
+            let r = relay(.chatCompletions, [body[..<cut], body[cut...]], contentType: "application/json")
+            #expect(r.all == body && r.result.usage == Fixtures.chatUsage)
+        }
+    }
+
+    @Test func errorStatusIsBufferedEvenAsEventStream() {
+        let body = Array(Fixtures.anthropicError.utf8)
+        let r = relay(.messages, [body[..<10], body[10...]], status: 529, contentType: "text/event-stream")
+        #expect(r.sent == [[], Array(body[..<10])])
+        #expect(r.held == Array(body[10...]))
+        #expect(r.result.providerErrorMessage == "model: claude-nope")
+        #expect(r.result.usage == nil && !r.result.isStream)
+    }
+
+    @Test func hugeBodyIsRelayedButNotMetered() {
+        let part = [UInt8](repeating: UInt8(ascii: " "), count: 1 << 20)
+        var chunks: [ArraySlice<UInt8>] = [Array("{\"model\":\"m\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1},\"pad\":\"".utf8)[...]]
+        for _ in 0..<17 { chunks.append(part[...]) }
+        chunks.append(Array("\"}".utf8)[...])
+        let r = relay(.chatCompletions, chunks, contentType: "application/json")
+        #expect(r.all.count == chunks.reduce(0) { $0 + $1.count })
+        #expect(r.result.usage == nil)
+    }
+
+    @Test func endlessEventTurnsIntoPassThrough() {
+        let start = Fixtures.sse([Fixtures.anthropicStreamEvents[0]])
+        let part = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        var chunks: [ArraySlice<UInt8>] = [start[...], Array("event: content_block_delta\ndata: ".utf8)[...]]
+        for _ in 0..<17 { chunks.append(part[...]) }
+        chunks.append(Fixtures.sse([Fixtures.anthropicStreamEvents.last!])[...])
+        let r = relay(.messages, chunks)
+        #expect(r.all == chunks.flatMap { $0 })
+        #expect(r.held.isEmpty)
+        #expect(r.sent.last == Array(chunks.last!))  // passed as it came
+        #expect(r.result.usage?.inputTokens == 21 && !r.result.sawTerminalEvent)
+    }
+
+    @Test func contentTypeDecidesStreaming() {
+        #expect(ResponseMeter.isEventStream("text/event-stream"))
+        #expect(ResponseMeter.isEventStream("Text/Event-Stream ; charset=utf-8"))
+        #expect(!ResponseMeter.isEventStream("application/json"))
+        #expect(!ResponseMeter.isEventStream(nil))
+        #expect(!ResponseMeter.isEventStream("text/event-streamx"))
+    }
+
+    @Test func finishWithoutBody() {
+        var meter = ResponseMeter(endpoint: .chatCompletions, stripInjectedUsage: false)
+        meter.head(status: 200, contentType: "text/event-stream")
+        let (held, result) = meter.finish()
+        #expect(held.isEmpty && result.usage == nil && !result.sawTerminalEvent && result.isStream)
+    }
+
+    @Test func scanKeysFindsOnlyUsageObjects() {
+        func scan(_ s: String) -> (Bool, Bool) {
+            Array(s.utf8).withUnsafeBytes { let r = StreamReading.scanKeys($0); return (r.usageObject, r.error) }
+        }
+        #expect(scan(#"{"usage":null}"#) == (false, false))
+        #expect(scan(#"{"usage" : {"a":1}}"#) == (true, false))
+        #expect(scan(#"{"error":{}}"#) == (false, true))
+        #expect(scan(#"{"usage"#) == (false, false))
+    }
+}

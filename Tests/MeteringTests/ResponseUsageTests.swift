@@ -1,0 +1,93 @@
+import NIOCore
+import Testing
+@testable import Metering
+
+@Suite struct ResponseUsageTests {
+    func read(_ endpoint: Endpoint, _ body: String, status: Int = 200) -> ResponseReading {
+        ResponseUsage.read(endpoint: endpoint, status: status, body: Array(body.utf8))
+    }
+
+    @Test func chatCompletionsSubtractsCachedTokens() {
+        let r = read(.chatCompletions, Fixtures.chatBody)
+        #expect(r.usage == Fixtures.chatUsage)
+        #expect(r.servedModel == "o3-mini-2025-01-31")
+        #expect(r.providerErrorMessage == nil)
+        #expect(r.isCompleteJSON)
+    }
+
+    @Test func completionsWithoutDetails() {
+        let body = #"{"id":"cmpl-1","object":"text_completion","created":1,"model":"gpt-3.5-turbo-instruct","choices":[{"text":"x","index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#
+        #expect(read(.completions, body).usage == Usage(inputTokens: 5, outputTokens: 7))
+    }
+
+    @Test func embeddingsHaveNoOutput() {
+        let r = read(.embeddings, Fixtures.embeddingsBody)
+        #expect(r.usage == Usage(inputTokens: 8))
+        #expect(r.servedModel == "text-embedding-3-small")
+    }
+
+    @Test func responsesIncludeCachedAndReasoning() {
+        let r = read(.responses, Fixtures.responsesBody)
+        #expect(r.usage == Fixtures.responsesUsage)
+        #expect(r.servedModel == Fixtures.responsesModel)
+    }
+
+    @Test func anthropicInputExcludesCache() {
+        let r = read(.messages, Fixtures.anthropicBody)
+        #expect(r.usage == Usage(inputTokens: 2095, cachedInputTokens: 50000, cacheWriteTokens: 0, outputTokens: 503))
+        #expect(r.servedModel == "claude-sonnet-4-5-20250929")
+    }
+
+    @Test func anthropicNullCacheFields() {
+        let body = #"{"type":"message","model":"claude-3-haiku-20240307","usage":{"input_tokens":10,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":3}}"#
+        #expect(read(.messages, body).usage == Usage(inputTokens: 10, outputTokens: 3))
+    }
+
+    @Test func countTokensIsFree() {
+        #expect(read(.countTokens, #"{"input_tokens":2095}"#).usage == .zero)
+        #expect(read(.countTokens, "not json").usage == nil)
+    }
+
+    @Test func errorBodiesGiveTheProviderMessage() {
+        let o = read(.chatCompletions, Fixtures.openAIError, status: 401)
+        #expect(o.usage == nil)
+        #expect(o.providerErrorMessage?.hasPrefix("Incorrect API key provided: sk-abc.") == true)
+        let a = read(.messages, Fixtures.anthropicError, status: 404)
+        #expect(a.providerErrorMessage == "model: claude-nope")
+        #expect(a.usage == nil)
+        #expect(read(.chatCompletions, #"{"error":"rate limited"}"#, status: 429).providerErrorMessage == "rate limited")
+        #expect(read(.chatCompletions, "  <html>502 Bad Gateway</html>\n", status: 502).providerErrorMessage
+                == "<html>502 Bad Gateway</html>")
+        #expect(read(.chatCompletions, "", status: 500).providerErrorMessage == nil)
+    }
+
+    @Test func errorMessagesAreTruncated() {
+        let long = String(repeating: "é", count: 600)
+        let r = read(.messages, #"{"type":"error","error":{"type":"invalid_request_error","message":"\#(long)"}}"#, status: 400)
+        #expect(r.providerErrorMessage == String(repeating: "é", count: 500))
+    }
+
+    @Test func nonsenseCountsMeanNoUsage() {
+        func usage(_ u: String) -> Usage? { read(.chatCompletions, #"{"model":"m","usage":\#(u)}"#).usage }
+        #expect(usage(#"{"prompt_tokens":-1,"completion_tokens":2}"#) == nil)
+        #expect(usage(#"{"prompt_tokens":100000001,"completion_tokens":2}"#) == nil)
+        #expect(usage(#"{"prompt_tokens":1e300,"completion_tokens":2}"#) == nil)
+        #expect(usage(#"{"prompt_tokens":1.5,"completion_tokens":2}"#) == nil)
+        #expect(usage(#"{"prompt_tokens":"3","completion_tokens":2}"#) == nil)
+        #expect(usage(#"{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":11}}"#) == nil)
+        #expect(usage("null") == nil)
+        #expect(usage("{}") == nil)
+        #expect(usage(#"{"prompt_tokens":100000000,"completion_tokens":2.0}"#) == Usage(inputTokens: 100_000_000, outputTokens: 2))
+        // Reasoning is part of output; a larger figure is clamped rather than trusted.
+        #expect(usage(#"{"prompt_tokens":1,"completion_tokens":2,"completion_tokens_details":{"reasoning_tokens":5}}"#)
+                == Usage(inputTokens: 1, outputTokens: 2, reasoningTokens: 2))
+        #expect(read(.chatCompletions, #"{"usage":{"prompt_tokens":1}"#).usage == nil)  // truncated body
+    }
+
+    @Test func bodyMayBeAByteBufferSlice() {
+        var buffer = ByteBuffer(string: "junk")
+        buffer.moveReaderIndex(forwardBy: 4)
+        buffer.writeString(Fixtures.anthropicBody)
+        #expect(ResponseUsage.read(endpoint: .messages, status: 200, body: buffer).servedModel == "claude-sonnet-4-5-20250929")
+    }
+}
