@@ -1,0 +1,255 @@
+import CCurl
+import Logging
+import NIOCore
+
+/// The one thread that runs every upstream transfer through a curl multi handle.
+///
+/// Threading rule: only the driver thread touches curl handles (the multi
+/// handle, every easy handle) and the "curl thread" state of transfers. Other
+/// threads talk to it only through `submit`, which appends to a locked queue
+/// and calls `curl_multi_wakeup` (documented thread-safe) when the queue goes
+/// from empty to non-empty — one wake per batch, not per command. The multi
+/// handle is created and configured in `init`, before the thread exists.
+///
+/// Results go back in one hop per event loop per curl pass: everything the
+/// pass produced for the transfers of one loop (heads, body bytes, ends) is
+/// handed over in a single `EventLoop.execute`.
+final class CurlDriver: @unchecked Sendable {
+    enum Command {
+        case start(CurlTransfer)
+        case cancel(CurlTransfer)
+        case pause(CurlTransfer)
+        case resume(CurlTransfer)
+        case shutdown
+    }
+
+    let allocator = ByteBufferAllocator()
+    private let configuration: UpstreamConfiguration
+    private let logger: Logger
+    private let multi: UnsafeMutableRawPointer
+    private var thread: DriverThread?
+
+    // Shared: guarded by `lock`.
+    private let lock = PThreadLock()
+    private var queue: [Command] = []
+    private var accepting = true
+
+    // Curl thread only.
+    private var running: [CurlTransfer] = []
+    private var dirty: [CurlTransfer] = []
+    private var commands: [Command] = []
+    private var pool: CurlEasyHandlePool
+
+    init(configuration: UpstreamConfiguration, logger: Logger) {
+        CurlRuntime.initialize()
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
+        self.multi = multi
+        self.configuration = configuration
+        self.logger = logger
+        pool = CurlEasyHandlePool(capacity: configuration.easyHandlePoolSize)
+        queue.reserveCapacity(64)
+        commands.reserveCapacity(64)
+        _ = tc_multi_setopt_long(multi, CURLMOPT_PIPELINING, configuration.http2 ? CURLPIPE_MULTIPLEX : 0)
+        if configuration.maxHostConnections > 0 {
+            _ = tc_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxHostConnections)
+        }
+        if configuration.maxTotalConnections > 0 {
+            _ = tc_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, configuration.maxTotalConnections)
+        }
+        if configuration.connectionCacheSize > 0 {
+            _ = tc_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.connectionCacheSize)
+        }
+        thread = DriverThread(name: "tokenctl-curl") { [self] in run() }
+    }
+
+    /// Hands a command to the curl thread. Returns false after shutdown.
+    @discardableResult
+    func submit(_ command: Command) -> Bool {
+        lock.withLock {
+            guard accepting else { return false }
+            queue.append(command)
+            // The thread drains the whole queue at once, so only the first
+            // command after a drain needs to wake it. Waking under the lock
+            // keeps it ordered before the multi handle's cleanup.
+            if queue.count == 1 { curl_multi_wakeup(multi) }
+            return true
+        }
+    }
+
+    /// Cancels every transfer, waits for the thread to finish and frees curl.
+    /// Only the first call waits; call it from outside the curl thread.
+    func shutdown() {
+        let first = lock.withLock {
+            guard accepting else { return false }
+            accepting = false
+            queue.append(.shutdown)
+            curl_multi_wakeup(multi)
+            return true
+        }
+        if first { thread?.join() }
+    }
+
+    // MARK: - Curl thread
+
+    /// Notes that `transfer` has something to deliver after this pass.
+    func markDirty(_ transfer: CurlTransfer) {
+        guard !transfer.isDirty else { return }
+        transfer.isDirty = true
+        dirty.append(transfer)
+    }
+
+    private func run() {
+        var stillRunning: Int32 = 0
+        var stop = false
+        while !stop {
+            lock.withLock { swap(&queue, &commands) }
+            for command in commands {
+                switch command {
+                case .start(let t): begin(t)
+                case .cancel(let t): abort(t)
+                case .pause(let t): pause(t)
+                case .resume(let t): resume(t)
+                case .shutdown: stop = true
+                }
+            }
+            commands.removeAll(keepingCapacity: true)
+            if stop { break }
+
+            check(curl_multi_perform(multi, &stillRunning), "curl_multi_perform")
+            collectCompletions()
+            flush()
+            // Sleeps until socket activity, curl's next timer, or a wakeup.
+            check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
+        }
+        for transfer in running.reversed() { abort(transfer) }
+        flush()
+        pool.drain()
+        curl_multi_cleanup(multi)
+    }
+
+    /// Multi-level failures are not tied to one transfer: log them (they mean
+    /// out of memory or a bug), and keep serving.
+    private func check(_ code: CURLMcode, _ call: String) {
+        guard code != CURLM_OK else { return }
+        logger.error("\(call) failed", metadata: ["code": "\(code.rawValue)", "message": "\(String(cString: curl_multi_strerror(code)))"])
+    }
+
+    private func begin(_ transfer: CurlTransfer) {
+        guard let easy = pool.take() else {
+            fail(transfer, .transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
+            return
+        }
+        transfer.easy = easy
+        let rc = transfer.configure(easy, http2: configuration.http2)
+        guard rc == CURLE_OK else {
+            fail(transfer, CurlRuntime.error(code: rc, errorBuffer: easy.errorBuffer))
+            return
+        }
+        let mrc = curl_multi_add_handle(multi, easy.raw)
+        guard mrc == CURLM_OK else {
+            let message = String(cString: curl_multi_strerror(mrc))
+            fail(transfer, .transport(code: Int(mrc.rawValue), message: message))
+            return
+        }
+        transfer.curlState.added()
+        transfer.activeIndex = running.count
+        running.append(transfer)
+    }
+
+    /// Setup failed before the handle joined the multi handle.
+    private func fail(_ transfer: CurlTransfer, _ error: UpstreamError) {
+        logger.debug("upstream transfer setup failed", metadata: ["url": "\(transfer.url)", "error": "\(error)"])
+        _ = transfer.curlState.completed()
+        if let easy = transfer.easy {
+            transfer.easy = nil
+            pool.give(easy)
+        }
+        transfer.finish(.failure(error))
+    }
+
+    /// Removes the handle mid-transfer. libcurl closes an HTTP/1 connection
+    /// removed before its response ended (it cannot be reused); on HTTP/2
+    /// only the stream is reset.
+    private func abort(_ transfer: CurlTransfer) {
+        guard transfer.curlState.cancel() else { return }
+        detach(transfer)
+        transfer.finish(.failure(.cancelled))
+    }
+
+    private func pause(_ transfer: CurlTransfer) {
+        guard transfer.curlState.pause(), let easy = transfer.easy else { return }
+        curl_easy_pause(easy.raw, CURLPAUSE_RECV)
+    }
+
+    private func resume(_ transfer: CurlTransfer) {
+        // May call the write callback at once with data curl held back.
+        guard transfer.curlState.resume(), let easy = transfer.easy else { return }
+        curl_easy_pause(easy.raw, CURLPAUSE_CONT)
+    }
+
+    private func collectCompletions() {
+        var left: Int32 = 0
+        while let message = curl_multi_info_read(multi, &left) {
+            guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+            // The message is freed by curl_multi_remove_handle: read it first.
+            let code = message.pointee.data.result
+            var raw: UnsafeMutableRawPointer?
+            _ = tc_easy_getinfo_pointer(handle, CURLINFO_PRIVATE, &raw)
+            guard let raw else { continue }
+            let transfer = Unmanaged<CurlTransfer>.fromOpaque(raw).takeUnretainedValue()
+            guard transfer.curlState.completed(), let easy = transfer.easy else { continue }
+            let result: Result<UpstreamTiming, UpstreamError>
+            if code == CURLE_OK {
+                transfer.ensureHead()
+                result = .success(transfer.timing(of: easy))
+            } else {
+                result = .failure(CurlRuntime.error(code: code, errorBuffer: easy.errorBuffer))
+            }
+            detach(transfer)
+            transfer.finish(result)
+        }
+    }
+
+    /// Takes a running transfer's handle out of the multi handle and back to the pool.
+    private func detach(_ transfer: CurlTransfer) {
+        guard let easy = transfer.easy else { return }
+        curl_multi_remove_handle(multi, easy.raw)
+        transfer.easy = nil
+        pool.give(easy)
+        let index = transfer.activeIndex
+        let last = running.removeLast()
+        if last !== transfer {
+            running[index] = last
+            last.activeIndex = index
+        }
+        transfer.activeIndex = -1
+    }
+
+    /// Sends what this pass produced: one hop per event loop.
+    private func flush() {
+        guard !dirty.isEmpty else { return }
+        if dirty.count == 1 {
+            let transfer = dirty[0]
+            let delivery = transfer.takeDelivery()
+            dirty.removeAll(keepingCapacity: true)
+            transfer.eventLoop.execute { transfer.deliver(delivery) }
+            return
+        }
+        var batches: [(loop: any EventLoop, items: [(CurlTransfer, Delivery)])] = []
+        for transfer in dirty {
+            let item = (transfer, transfer.takeDelivery())
+            if let i = batches.firstIndex(where: { $0.loop === transfer.eventLoop }) {
+                batches[i].items.append(item)
+            } else {
+                batches.append((transfer.eventLoop, [item]))
+            }
+        }
+        dirty.removeAll(keepingCapacity: true)
+        for batch in batches {
+            let items = batch.items
+            batch.loop.execute {
+                for (transfer, delivery) in items { transfer.deliver(delivery) }
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import CCurl
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Process-wide setup libcurl needs once, before any handle exists.
+enum CurlRuntime {
+    /// Swift runs a global's initializer exactly once, thread-safely.
+    private static let initialized: Bool = {
+        // A peer closing mid-write must surface as an error, not kill the process;
+        // CURLOPT_NOSIGNAL alone does not cover every write path (e.g. OpenSSL).
+        signal(SIGPIPE, SIG_IGN)
+        return curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK
+    }()
+
+    static func initialize() {
+        precondition(initialized, "curl_global_init failed")
+    }
+
+    /// Maps a finished transfer's `CURLcode` to the public error.
+    static func error(code: CURLcode, errorBuffer: UnsafePointer<CChar>) -> UpstreamError {
+        var message = String(cString: errorBuffer)
+        if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timeout(message)
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT,
+             CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_UNSUPPORTED_PROTOCOL,
+             CURLE_URL_MALFORMAT:
+            return .connect(message)
+        default:
+            return .transport(code: Int(code.rawValue), message: message)
+        }
+    }
+}

@@ -1,0 +1,272 @@
+import CCurl
+import NIOCore
+
+/// What one curl pass produced for a transfer, handed to its event loop in one hop.
+struct Delivery: Sendable {
+    var head: UpstreamHead?
+    var body: ByteBuffer?
+    var end: Result<UpstreamTiming, UpstreamError>?
+}
+
+/// One upstream call, seen from both sides of the hop.
+///
+/// Ownership (why `@unchecked Sendable` is sound): the fields are split by the
+/// thread that may touch them and never shared —
+/// - immutable `let`s: any thread;
+/// - "event loop" fields: only on `eventLoop`;
+/// - "curl thread" fields, the header list and the body copy: only on the
+///   driver thread once `start` has been enqueued (built before that, by the
+///   thread calling `start`, and published through the driver's locked queue).
+final class CurlTransfer: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    let driver: CurlDriver
+    let url: String
+    let method: String
+    let connectTimeoutMs: Int
+    let totalTimeoutMs: Int
+
+    // MARK: event loop
+
+    /// Dropped after the end is delivered, so an owner holding its
+    /// `UpstreamTransfer` does not keep itself alive through a cycle.
+    private var handler: (any UpstreamResponseHandler)?
+    private var delivery = DeliveryStateMachine()
+
+    // MARK: curl thread
+
+    var curlState = CurlTransferStateMachine()
+    var easy: CurlEasyHandle?
+    /// Slot in the driver's list of running transfers.
+    var activeIndex = -1
+    /// Already in the driver's list of transfers with something to deliver.
+    var isDirty = false
+    private var headers: UnsafeMutablePointer<curl_slist>?
+    private var body: UnsafeMutableRawBufferPointer?
+    private var parser = ResponseHeadParser()
+    private var headSeen = false
+    private var pending = Delivery()
+    private var bytesReceived = 0
+
+    init(request: UpstreamRequest, eventLoop: any EventLoop, handler: any UpstreamResponseHandler,
+         driver: CurlDriver) {
+        self.eventLoop = eventLoop
+        self.driver = driver
+        self.handler = handler
+        url = request.url
+        method = request.method.uppercased()
+        connectTimeoutMs = request.connectTimeoutMs
+        totalTimeoutMs = request.totalTimeoutMs
+        // Built here, on the caller's thread, to keep string work off the
+        // single curl thread.
+        headers = Self.headerList(request.headers)
+        if request.body.readableBytes > 0 {
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: request.body.readableBytes, alignment: 1)
+            request.body.withUnsafeReadableBytes { copy.copyMemory(from: $0) }
+            body = copy
+        }
+    }
+
+    deinit {
+        freeRequestMemory()
+    }
+
+    // MARK: - Event loop side
+
+    /// Forwards what a curl pass produced, as far as the owner still wants it.
+    func deliver(_ d: Delivery) {
+        eventLoop.assertInEventLoop()
+        if let head = d.head, delivery.headArrived() {
+            handler?.upstreamHead(head)
+        }
+        // Re-checked after each call: the handler may cancel from inside one.
+        if let chunk = d.body, delivery.bodyArrived() {
+            handler?.upstreamBody(chunk)
+        }
+        if let end = d.end, let result = delivery.endArrived(end, cancelled: UpstreamError.cancelled) {
+            let handler = self.handler
+            self.handler = nil
+            handler?.upstreamEnd(result)
+        }
+    }
+
+    func cancel() {
+        onEventLoop { transfer in
+            if transfer.delivery.cancel() { transfer.driver.submit(.cancel(transfer)) }
+        }
+    }
+
+    func pause() {
+        onEventLoop { transfer in
+            if transfer.delivery.pause() { transfer.driver.submit(.pause(transfer)) }
+        }
+    }
+
+    func resume() {
+        onEventLoop { transfer in
+            if transfer.delivery.resume() { transfer.driver.submit(.resume(transfer)) }
+        }
+    }
+
+    private func onEventLoop(_ body: @escaping @Sendable (CurlTransfer) -> Void) {
+        if eventLoop.inEventLoop {
+            body(self)
+        } else {
+            eventLoop.execute { body(self) }
+        }
+    }
+
+    // MARK: - Curl thread side
+
+    /// Sets the options of this transfer on `easy`. Returns the first failure.
+    func configure(_ easy: CurlEasyHandle, http2: Bool) -> CURLcode {
+        let h = easy.raw
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        var rc = CURLE_OK
+        func set(_ code: CURLcode) { if rc == CURLE_OK { rc = code } }
+
+        set(tc_easy_setopt_string(h, CURLOPT_URL, url))
+        set(tc_easy_setopt_pointer(h, CURLOPT_PRIVATE, me))
+        set(tc_easy_setopt_pointer(h, CURLOPT_ERRORBUFFER, easy.errorBuffer))
+        set(tc_easy_setopt_write_callback(h, CURLOPT_WRITEFUNCTION, curlBodyCallback))
+        set(tc_easy_setopt_pointer(h, CURLOPT_WRITEDATA, me))
+        set(tc_easy_setopt_write_callback(h, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        set(tc_easy_setopt_pointer(h, CURLOPT_HEADERDATA, me))
+        set(tc_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1))
+        set(tc_easy_setopt_long(h, CURLOPT_TCP_NODELAY, 1))
+        set(tc_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
+        // Only ever the configured upstream: no proxy from the environment,
+        // no redirects, no other schemes.
+        set(tc_easy_setopt_string(h, CURLOPT_PROXY, ""))
+        set(tc_easy_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0))
+        set(tc_easy_setopt_string(h, CURLOPT_PROTOCOLS_STR, "http,https"))
+        set(tc_easy_setopt_long(
+            h, CURLOPT_HTTP_VERSION, http2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1)))
+        if http2 && url.utf8.starts(with: "https:".utf8) {
+            // Join a connection still negotiating HTTP/2 rather than open another.
+            set(tc_easy_setopt_long(h, CURLOPT_PIPEWAIT, 1))
+        }
+        if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
+        if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
+        set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers))
+
+        switch method {
+        case "GET":
+            set(tc_easy_setopt_long(h, CURLOPT_HTTPGET, 1))
+        case "HEAD":
+            set(tc_easy_setopt_long(h, CURLOPT_NOBODY, 1))
+        default:
+            // POSTFIELDS makes it a POST with a body from memory (an empty one
+            // is still sent as Content-Length: 0); other verbs rename it.
+            set(tc_easy_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body?.count ?? 0)))
+            set(tc_easy_setopt_pointer(h, CURLOPT_POSTFIELDS, body?.baseAddress ?? UnsafeMutableRawPointer(mutating: Self.emptyBody)))
+            if method != "POST" { set(tc_easy_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)) }
+        }
+        return rc
+    }
+
+    /// One header line from curl's header callback.
+    func receiveHeaderLine(_ line: UnsafeRawBufferPointer) {
+        if let head = parser.parse(line: line) {
+            headSeen = true
+            pending.head = head
+            driver.markDirty(self)
+        }
+    }
+
+    /// Body bytes from curl's write callback.
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) {
+        if !headSeen { synthesizeHead() }
+        if pending.body == nil {
+            pending.body = driver.allocator.buffer(capacity: bytes.count)
+        }
+        pending.body!.writeBytes(bytes)
+        bytesReceived += bytes.count
+        driver.markDirty(self)
+    }
+
+    /// A successful transfer must have delivered a head; call before detaching
+    /// the handle (the status comes from it).
+    func ensureHead() {
+        if !headSeen { synthesizeHead() }
+    }
+
+    /// Records the end; the driver has already removed the handle or never added it.
+    func finish(_ result: Result<UpstreamTiming, UpstreamError>) {
+        pending.end = result
+        freeRequestMemory()
+        driver.markDirty(self)
+    }
+
+    /// Reads the timing of the finished transfer (before its handle is reset).
+    func timing(of easy: CurlEasyHandle) -> UpstreamTiming {
+        var connect: curl_off_t = 0, firstByte: curl_off_t = 0, total: curl_off_t = 0
+        var connects = 0
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_CONNECT_TIME_T, &connect)
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_STARTTRANSFER_TIME_T, &firstByte)
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_TOTAL_TIME_T, &total)
+        _ = tc_easy_getinfo_long(easy.raw, CURLINFO_NUM_CONNECTS, &connects)
+        return UpstreamTiming(
+            connectMicros: Int64(connect), firstByteMicros: Int64(firstByte), totalMicros: Int64(total),
+            bytesReceived: bytesReceived, reusedConnection: connects == 0)
+    }
+
+    /// Hands over what accumulated since the last pass.
+    func takeDelivery() -> Delivery {
+        isDirty = false
+        defer { pending = Delivery() }
+        return pending
+    }
+
+    /// A response without a parsable status line (curl rejects HTTP/0.9, so
+    /// this is defensive): report curl's status with no headers.
+    private func synthesizeHead() {
+        headSeen = true
+        var code = 0
+        if let easy { _ = tc_easy_getinfo_long(easy.raw, CURLINFO_RESPONSE_CODE, &code) }
+        pending.head = UpstreamHead(status: code)
+    }
+
+    private func freeRequestMemory() {
+        if let headers {
+            curl_slist_free_all(headers)
+            self.headers = nil
+        }
+        if let body {
+            body.deallocate()
+            self.body = nil
+        }
+    }
+
+    /// A non-NULL body for empty POSTs: NULL would make curl read stdin.
+    /// Never written, so sharing it across threads is safe.
+    nonisolated(unsafe) private static let emptyBody: UnsafeRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+        p.storeBytes(of: 0, as: UInt8.self)
+        return UnsafeRawPointer(p)
+    }()
+
+    /// Names curl must compute or must not send: the body's length is known,
+    /// and `Expect: 100-continue` would cost a round trip.
+    private static let ownedHeaders = ["content-length", "transfer-encoding", "expect"]
+
+    private static func headerList(_ headers: [(String, String)]) -> UnsafeMutablePointer<curl_slist>? {
+        var list: UnsafeMutablePointer<curl_slist>?
+        var hasContentType = false
+        for (name, value) in headers {
+            guard !name.isEmpty,
+                  !name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
+                  !value.utf8.contains(where: { $0 == 13 || $0 == 10 }),
+                  !ownedHeaders.contains(where: { name.caseInsensitiveEquals($0) })
+            else { continue }
+            if name.caseInsensitiveEquals("content-type") { hasContentType = true }
+            // "Name;" is curl's syntax for a header with an empty value ("Name:" would remove it).
+            list = curl_slist_append(list, value.isEmpty ? "\(name);" : "\(name): \(value)")
+        }
+        list = curl_slist_append(list, "Expect:")
+        if !hasContentType {
+            // Otherwise curl adds application/x-www-form-urlencoded to a POST.
+            list = curl_slist_append(list, "Content-Type:")
+        }
+        return list
+    }
+}

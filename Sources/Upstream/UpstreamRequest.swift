@@ -1,0 +1,63 @@
+import NIOCore
+
+/// One HTTP call to an upstream provider.
+public struct UpstreamRequest: Sendable {
+    public var url: String
+    public var method: String
+    /// Sent as given (names as written). `Content-Length`, `Transfer-Encoding`
+    /// and `Expect` are dropped: the body is sent from memory and its length is
+    /// known. Headers whose name or value contains CR or LF are dropped
+    /// (no header injection). Set `Content-Type` yourself: curl's
+    /// form-urlencoded default is suppressed.
+    public var headers: [(String, String)]
+    public var body: ByteBuffer
+    /// Limit for TCP (+TLS) connect; 0 means curl's default (300 s).
+    public var connectTimeoutMs: Int
+    /// Deadline for the whole transfer, including time spent paused; 0 means none.
+    public var totalTimeoutMs: Int
+
+    public init(
+        url: String,
+        method: String = "POST",
+        headers: [(String, String)] = [],
+        body: ByteBuffer = ByteBuffer(),
+        connectTimeoutMs: Int = 10_000,
+        totalTimeoutMs: Int = 600_000
+    ) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+        self.connectTimeoutMs = connectTimeoutMs
+        self.totalTimeoutMs = totalTimeoutMs
+    }
+}
+
+/// Settings of the shared curl multi handle.
+public struct UpstreamConfiguration: Sendable {
+    /// `CURLMOPT_MAX_HOST_CONNECTIONS`; 0 = unlimited. Transfers beyond it
+    /// wait inside curl for a free connection (HTTP/2 streams share one).
+    public var maxHostConnections: Int
+    /// `CURLMOPT_MAX_TOTAL_CONNECTIONS`; 0 = unlimited.
+    public var maxTotalConnections: Int
+    /// `CURLMOPT_MAXCONNECTS`: idle connections kept for reuse; 0 = curl's default.
+    public var connectionCacheSize: Int
+    /// Easy handles kept for reuse after a transfer (`curl_easy_reset`).
+    public var easyHandlePoolSize: Int
+    /// Negotiate HTTP/2 over TLS (ALPN) and multiplex streams on one connection.
+    public var http2: Bool
+
+    public init(
+        maxHostConnections: Int = 0,
+        maxTotalConnections: Int = 0,
+        connectionCacheSize: Int = 0,
+        easyHandlePoolSize: Int = 64,
+        http2: Bool = true
+    ) {
+        self.maxHostConnections = maxHostConnections
+        self.maxTotalConnections = maxTotalConnections
+        self.connectionCacheSize = connectionCacheSize
+        self.easyHandlePoolSize = easyHandlePoolSize
+        self.http2 = http2
+    }
+}

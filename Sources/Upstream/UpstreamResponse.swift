@@ -1,0 +1,94 @@
+import NIOCore
+
+/// Status line and headers of the final (non-1xx) response.
+public struct UpstreamHead: Sendable {
+    public var status: Int
+    public var reason: String
+    public var httpVersion: UpstreamHTTPVersion
+    /// In arrival order, names as the server sent them.
+    public var headers: [(name: String, value: String)]
+
+    public init(
+        status: Int, reason: String = "", httpVersion: UpstreamHTTPVersion = .http1_1,
+        headers: [(name: String, value: String)] = []
+    ) {
+        self.status = status
+        self.reason = reason
+        self.httpVersion = httpVersion
+        self.headers = headers
+    }
+
+    /// First value of a header, name compared case-insensitively.
+    public func first(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+}
+
+public struct UpstreamHTTPVersion: Sendable, Hashable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+    public init(major: Int, minor: Int) {
+        self.major = major
+        self.minor = minor
+    }
+    public static let http1_0 = UpstreamHTTPVersion(major: 1, minor: 0)
+    public static let http1_1 = UpstreamHTTPVersion(major: 1, minor: 1)
+    public static let http2 = UpstreamHTTPVersion(major: 2, minor: 0)
+    public var description: String { minor == 0 && major >= 2 ? "HTTP/\(major)" : "HTTP/\(major).\(minor)" }
+}
+
+/// Measured by curl for one transfer.
+public struct UpstreamTiming: Sendable {
+    /// Start → TCP connect done (`CURLINFO_CONNECT_TIME_T`); 0 on a reused connection.
+    public var connectMicros: Int64
+    /// Start → first response byte (`CURLINFO_STARTTRANSFER_TIME_T`).
+    public var firstByteMicros: Int64
+    /// Start → end (`CURLINFO_TOTAL_TIME_T`).
+    public var totalMicros: Int64
+    /// Body bytes handed to the handler.
+    public var bytesReceived: Int
+    /// The transfer ran on a connection kept from an earlier one.
+    public var reusedConnection: Bool
+
+    public init(connectMicros: Int64 = 0, firstByteMicros: Int64 = 0, totalMicros: Int64 = 0,
+                bytesReceived: Int = 0, reusedConnection: Bool = false) {
+        self.connectMicros = connectMicros
+        self.firstByteMicros = firstByteMicros
+        self.totalMicros = totalMicros
+        self.bytesReceived = bytesReceived
+        self.reusedConnection = reusedConnection
+    }
+}
+
+/// Why a transfer did not complete. An HTTP error status is not an error here:
+/// it arrives as a head like any other.
+public enum UpstreamError: Error, Sendable, Equatable {
+    /// Name resolution, TCP connect or TLS handshake failed.
+    case connect(String)
+    /// The connect timeout or the total deadline passed.
+    case timeout(String)
+    /// `UpstreamTransfer.cancel()` or `UpstreamClient.shutdown()`.
+    case cancelled
+    /// Anything else curl reported (e.g. connection reset, malformed response).
+    case transport(code: Int, message: String)
+}
+
+/// Receives one transfer's response. Every call happens on the event loop
+/// given to `UpstreamClient.start`, in this order: at most one `upstreamHead`,
+/// then `upstreamBody` calls (only after the head), then exactly one
+/// `upstreamEnd`, always last.
+public protocol UpstreamResponseHandler: AnyObject {
+    func upstreamHead(_ head: UpstreamHead)
+    func upstreamBody(_ chunk: ByteBuffer)
+    func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>)
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        let a = utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { x, y in
+            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+        }
+    }
+}

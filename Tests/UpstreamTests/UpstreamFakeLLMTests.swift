@@ -1,0 +1,192 @@
+import FakeLLM
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Upstream
+
+/// End to end against FakeLLM on 127.0.0.1: real curl, real sockets.
+@Suite struct UpstreamFakeLLMTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    private func withFake<T>(
+        _ body: (FakeLLMServer, UpstreamClient) async throws -> T
+    ) async throws -> T {
+        let fake = try await FakeLLMServer.started(FakeLLMConfiguration(chunkCount: 8))
+        let client = UpstreamClient(logger: Logger(label: "upstream-test"))
+        do {
+            let result = try await body(fake, client)
+            client.shutdown()
+            try await fake.shutdownGracefully()
+            return result
+        } catch {
+            client.shutdown()
+            try? await fake.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func chat(_ fake: FakeLLMServer, id: String, stream: Bool, headers: [(String, String)] = [],
+                      totalTimeoutMs: Int = 30_000) -> UpstreamRequest {
+        UpstreamRequest(
+            url: fake.openAIBaseURL + "/chat/completions",
+            headers: [("Content-Type", "application/json"), ("Authorization", "Bearer sk-test"),
+                      (FakeHeader.requestID, id)] + headers,
+            body: ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":\#(stream)}"#),
+            totalTimeoutMs: totalTimeoutMs)
+    }
+
+    @Test func nonStreamingPostGetsStatusHeadersAndExactBody() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(chat(fake, id: "plain-1", stream: false), on: group.next())
+            let exchange = try #require(fake.exchange(requestID: "plain-1"))
+            let head = try #require(r.head)
+            #expect(head.status == 200)
+            #expect(head.first("content-type") == "application/json")
+            #expect(head.first("content-length") == String(exchange.responseBody.count))
+            #expect(head.first("x-request-id") == "plain-1")
+            #expect(r.body == exchange.responseBody)
+            #expect(r.wellOrdered)
+            #expect(r.offLoopCalls == 0)
+            #expect(exchange.requestHeader("content-type") == "application/json")
+            #expect(exchange.requestHeader("expect") == nil)
+            guard case .success(let timing) = r.end else {
+                Issue.record("expected success, got \(String(describing: r.end))")
+                return
+            }
+            #expect(timing.bytesReceived == exchange.responseBody.count)
+        }
+    }
+
+    @Test func streamingResponseArrivesInSeveralChunks() async throws {
+        try await withFake { fake, client in
+            let request = chat(fake, id: "stream-1", stream: true,
+                               headers: [(FakeHeader.chunks, "6"), (FakeHeader.chunkGapMS, "15")])
+            let r = try await client.run(request, on: group.next())
+            let exchange = try #require(fake.exchange(requestID: "stream-1"))
+            #expect(r.head?.first("content-type")?.hasPrefix("text/event-stream") == true)
+            #expect(r.chunks.count > 3)
+            #expect(r.body == exchange.responseBody)
+            #expect(r.text.hasSuffix("data: [DONE]\n\n"))
+            #expect(r.wellOrdered)
+            #expect(r.offLoopCalls == 0)
+        }
+    }
+
+    @Test func fiftyConcurrentStreamsAllCompleteWithExactBytes() async throws {
+        try await withFake { fake, client in
+            let results = try await withThrowingTaskGroup(of: (String, Recording).self) { tasks in
+                for i in 0..<50 {
+                    let id = "many-\(i)"
+                    let request = chat(fake, id: id, stream: true,
+                                       headers: [(FakeHeader.chunks, "20"), (FakeHeader.chunkGapMS, "2")])
+                    let loop = group.next()
+                    tasks.addTask { (id, try await client.run(request, on: loop)) }
+                }
+                return try await tasks.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            #expect(results.count == 50)
+            for (id, r) in results {
+                let exchange = try #require(fake.exchange(requestID: id))
+                #expect(r.body == exchange.responseBody, "\(id)")
+                #expect(r.head?.status == 200)
+                #expect(r.wellOrdered)
+                #expect(r.offLoopCalls == 0)
+                if case .failure(let error) = r.end { Issue.record("\(id): \(error)") }
+            }
+        }
+    }
+
+    @Test func providerErrorStatusIsRelayed() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(
+                chat(fake, id: "e500", stream: false, headers: [(FakeHeader.fail, "http-500")]), on: group.next())
+            #expect(r.head?.status == 500)
+            #expect(r.body == fake.exchange(requestID: "e500")?.responseBody)
+            if case .failure(let error) = r.end { Issue.record("unexpected \(error)") }
+        }
+    }
+
+    @Test func cutMidStreamIsATransportErrorAfterThePartialBody() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(
+                chat(fake, id: "cut", stream: true, headers: [(FakeHeader.fail, "cut-mid-stream")]), on: group.next())
+            guard case .transport(let code, let message) = r.error else {
+                Issue.record("expected transport error, got \(String(describing: r.end))")
+                return
+            }
+            #expect(code != 0 && !message.isEmpty)
+            #expect(r.head?.status == 200)
+            #expect(r.body == fake.exchange(requestID: "cut")?.responseBody)
+            #expect(r.wellOrdered)
+        }
+    }
+
+    @Test func resetBeforeHeadersIsAnErrorWithoutHead() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(
+                chat(fake, id: "rst", stream: false, headers: [(FakeHeader.fail, "reset-before-headers")]),
+                on: group.next())
+            switch r.error {
+            case .transport, .connect: break
+            default: Issue.record("expected transport/connect error, got \(String(describing: r.end))")
+            }
+            #expect(r.calls == ["end"])
+        }
+    }
+
+    @Test func firstByteDelayBeyondTheDeadlineTimesOut() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(
+                chat(fake, id: "slow", stream: true, headers: [(FakeHeader.firstByteDelayMS, "3000")],
+                     totalTimeoutMs: 250),
+                on: group.next())
+            guard case .timeout = r.error else {
+                Issue.record("expected timeout, got \(String(describing: r.end))")
+                return
+            }
+            #expect(r.calls == ["end"])
+        }
+    }
+
+    @Test func firstByteTimeIsMeasured() async throws {
+        try await withFake { fake, client in
+            let r = try await client.run(
+                chat(fake, id: "fb", stream: true, headers: [(FakeHeader.firstByteDelayMS, "120")]), on: group.next())
+            guard case .success(let timing) = r.end else {
+                Issue.record("expected success, got \(String(describing: r.end))")
+                return
+            }
+            #expect(timing.firstByteMicros >= 110_000)
+            #expect(timing.totalMicros >= timing.firstByteMicros)
+        }
+    }
+
+    @Test func cancelMidStreamEndsCancelledAndTheProviderSeesTheClose() async throws {
+        try await withFake { fake, client in
+            let request = chat(fake, id: "cancel-1", stream: true,
+                               headers: [(FakeHeader.chunks, "200"), (FakeHeader.chunkGapMS, "20")])
+            let r = try await client.run(request, on: group.next(), script: Script(cancelAfterChunks: 2))
+            #expect(r.error == .cancelled)
+            #expect(r.wellOrdered)
+            #expect(r.offLoopCalls == 0)
+            // FakeLLM records an unfinished exchange when the client connection closes.
+            try await waitUntil { fake.exchange(requestID: "cancel-1") != nil }
+            let exchange = try #require(fake.exchange(requestID: "cancel-1"))
+            #expect(!exchange.completed)
+            #expect(exchange.responseChunks.count < 50)
+        }
+    }
+
+    @Test func pauseAndResumeDeliverEveryByteInOrder() async throws {
+        try await withFake { fake, client in
+            let request = chat(fake, id: "pause-1", stream: true,
+                               headers: [(FakeHeader.chunks, "40"), (FakeHeader.chunkGapMS, "1")])
+            let r = try await client.run(
+                request, on: group.next(), script: Script(pauseEachChunkFor: .milliseconds(3)))
+            #expect(r.body == fake.exchange(requestID: "pause-1")?.responseBody)
+            #expect(r.wellOrdered)
+            if case .failure(let error) = r.end { Issue.record("unexpected \(error)") }
+        }
+    }
+}
