@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "tokenctl",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tokenctl", targets: ["tokenctl"]),
         .executable(name: "fakellm", targets: ["FakeLLMServer"]),
@@ -44,6 +44,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Reports", dependencies: ["Ledger", "Metering"]),
@@ -62,10 +63,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "MeteringTests", dependencies: ["Metering"]),
+        .testTarget(name: "MeteringTests", dependencies: [
+            "Metering",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger", "Metering"]),
         .testTarget(name: "UpstreamTests", dependencies: [
             "Upstream", "FakeLLM",
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,0 +1,68 @@
+import Ledger
+import Metering
+import Policy
+
+/// Builds the ledger row of a call from the plain values the stages produced.
+enum CallRecord {
+    /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
+    static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
+        var entry = base(requestID: request.requestID, startedAt: request.startedAt,
+                         dialect: request.endpoint.dialect, route: request.endpoint.rawValue,
+                         principal: admission.principal)
+        entry.provider = admission.provider.name
+        entry.modelRequested = admission.model
+        entry.stream = admission.stream
+        return entry
+    }
+
+    /// The row of a call the gateway answered itself (auth, bad input, unknown model, …).
+    static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal) -> LedgerEntry {
+        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+                         route: line.route, principal: principal)
+        entry.modelRequested = model
+        entry.status = refusal.status
+        entry.outcome = refusal.outcome
+        entry.errorMessage = refusal.message
+        return entry
+    }
+
+    /// Replaces the row's usage and cost with what was metered, priced exactly.
+    static func settle(_ entry: inout LedgerEntry, usage: Usage?, price: ModelPrice?) {
+        guard let usage else {
+            entry.usage = .zero
+            entry.usageSource = .none
+            entry.cost = .zero
+            return
+        }
+        entry.usage = usage
+        entry.usageSource = .provider
+        entry.price = price
+        if let price {
+            if let cost = price.cost(of: usage) {
+                entry.cost = cost
+            } else {
+                entry.cost = .zero
+                entry.errorMessage = "cost overflow: usage \(usage) at price \(price.id)"
+            }
+        } else {
+            entry.cost = .zero
+        }
+    }
+
+    private static func base(requestID: String, startedAt: Int64, dialect: Dialect, route: String,
+                             principal: Principal?) -> LedgerEntry {
+        LedgerEntry(
+            id: CallIdentity.newCallID(),
+            requestId: requestID,
+            startedAt: startedAt,
+            endedAt: startedAt,
+            keyId: principal?.keyId,
+            user: principal?.user,
+            team: principal?.team,
+            dialect: dialect,
+            route: route,
+            stream: false,
+            status: 0,
+            outcome: .ok)
+    }
+}

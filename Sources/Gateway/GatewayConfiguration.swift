@@ -1,0 +1,18 @@
+/// Where and how the gateway listens. Call-level settings (body limit, timeouts, unpriced
+/// models) come from the policy's `gateway.yaml`, so admins change them with the policies.
+public struct GatewayConfiguration: Sendable {
+    public var host: String
+    /// 0 binds an ephemeral port (tests, demo); the bound port is `GatewayServer.port`.
+    public var port: Int
+    /// Event loop threads; each connection's calls run on one of them.
+    public var eventLoopThreads: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080,
+                eventLoopThreads: Int = System.coreCount) {
+        self.host = host
+        self.port = port
+        self.eventLoopThreads = eventLoopThreads
+    }
+}
+
+import NIOCore

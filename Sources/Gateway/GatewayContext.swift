@@ -1,0 +1,45 @@
+import Ledger
+import Logging
+import NIOCore
+import Policy
+import Upstream
+
+/// What every connection handler shares: read-only policy plus the thread-safe services.
+final class GatewayContext: Sendable {
+    let policy: PolicySet
+    let principals: PrincipalDirectory
+    let upstream: UpstreamClient
+    let ledger: LedgerWriter
+    let logger: Logger
+
+    init(policy: PolicySet, principals: PrincipalDirectory, upstream: UpstreamClient,
+         ledger: LedgerWriter, logger: Logger) {
+        self.policy = policy
+        self.principals = principals
+        self.upstream = upstream
+        self.ledger = ledger
+        self.logger = logger
+    }
+
+    /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it has committed: the client's
+    /// final bytes wait for the row (invariant 1). If the row cannot commit, the connection is
+    /// cut instead, so no client ever holds a complete answer the ledger lacks.
+    func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
+                then deliver: @escaping () -> Void) {
+        var entry = entry
+        entry.endedAt = UnixTime.nowMicros()
+        let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
+        let logger = self.logger
+        ledger.append(entry) { result in
+            loop.execute {
+                let (connection, deliver) = onLoop.value
+                if case .failure(let error) = result {
+                    logger.error("ledger commit failed", metadata: ["error": "\(error)"])
+                    connection.abort()
+                    return
+                }
+                deliver()
+            }
+        }
+    }
+}

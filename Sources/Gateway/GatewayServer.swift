@@ -1,0 +1,83 @@
+import Ledger
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Policy
+import Upstream
+
+/// The running proxy: the SwiftNIO HTTP/1.1 server plus the services its calls share
+/// (the curl driver thread, the ledger writer thread, the key directory).
+public final class GatewayServer: Sendable {
+    public let port: Int
+    public let host: String
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: any Channel
+    private let context: GatewayContext
+
+    /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
+    public static func start(configuration: GatewayConfiguration, policy: PolicySet,
+                             databasePath: String, logger: Logger) throws -> GatewayServer {
+        let ledger = try LedgerWriter(path: databasePath)
+        let keys = try KeyStore(path: databasePath)
+        let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
+        let upstream = UpstreamClient(logger: logger)
+        let context = GatewayContext(policy: policy, principals: principals, upstream: upstream,
+                                     ledger: ledger, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        do {
+            let channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port)
+                .wait()
+            principals.startPolling()
+            return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
+                                 host: configuration.host, group: group, channel: channel, context: context)
+        } catch {
+            upstream.shutdown()
+            ledger.close()
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
+                 context: GatewayContext) {
+        self.port = port
+        self.host = host
+        self.group = group
+        self.channel = channel
+        self.context = context
+    }
+
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Stops accepting, cancels what is still in flight (each cancelled call is recorded),
+    /// then flushes and closes the ledger.
+    public func shutdown() throws {
+        try? channel.close().wait()
+        context.principals.stopPolling()
+        context.upstream.shutdown()
+        // Let the event loops run the cancelled calls' settlement before the ledger closes.
+        for loop in group.makeIterator() {
+            try? loop.submit {}.wait()
+        }
+        context.ledger.flush()
+        context.ledger.close()
+        try group.syncShutdownGracefully()
+    }
+
+    /// Blocks until the listening channel closes.
+    public func wait() throws {
+        try channel.closeFuture.wait()
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Ledger
+import Logging
+import NIOConcurrencyHelpers
+import Policy
+
+/// Answers "whose key is this?" from memory. Keys live hashed in the ledger database; a
+/// background thread polls the key store's change stamp once a second and swaps in a new
+/// snapshot only when keys were created or revoked, so identification never touches the disk.
+public final class PrincipalDirectory: Sendable {
+    private let principalsByHash: NIOLockedValueBox<[String: Principal]>
+    private let keyStore: KeyStore
+    private let logger: Logger
+    private let stopped = NIOLockedValueBox(false)
+
+    public init(keyStore: KeyStore, logger: Logger) throws {
+        self.keyStore = keyStore
+        self.logger = logger
+        self.principalsByHash = .init(try PrincipalDirectory.snapshot(keyStore))
+    }
+
+    /// The principal for a presented secret, or nil if unknown or revoked.
+    public func principal(forSecret secret: String) -> Principal? {
+        guard APIKeySecret.looksValid(secret) else { return nil }
+        let hash = APIKeySecret.hash(secret)
+        return principalsByHash.withLockedValue { $0[hash] }
+    }
+
+    /// Reloads now (used by tests and after `keys create` in the same process).
+    public func reload() throws {
+        let fresh = try PrincipalDirectory.snapshot(keyStore)
+        principalsByHash.withLockedValue { $0 = fresh }
+    }
+
+    public func startPolling(every interval: TimeInterval = 1.0) {
+        let thread = Thread { [self] in
+            var lastStamp = (try? keyStore.changeStamp()) ?? -1
+            while !stopped.withLockedValue({ $0 }) {
+                Thread.sleep(forTimeInterval: interval)
+                do {
+                    let stamp = try keyStore.changeStamp()
+                    if stamp != lastStamp {
+                        try reload()
+                        lastStamp = stamp
+                        logger.info("api keys reloaded", metadata: ["stamp": "\(stamp)"])
+                    }
+                } catch {
+                    logger.error("api key reload failed; keeping the previous keys", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        thread.name = "tokenctl-keys"
+        thread.start()
+    }
+
+    public func stopPolling() {
+        stopped.withLockedValue { $0 = true }
+    }
+
+    private static func snapshot(_ store: KeyStore) throws -> [String: Principal] {
+        var map: [String: Principal] = [:]
+        for record in try store.activeKeys() {
+            map[record.secretHash] = Principal(keyId: record.id, user: record.user, team: record.team)
+        }
+        return map
+    }
+}

@@ -1,0 +1,160 @@
+import Ledger
+import Logging
+import Metering
+import NIOCore
+import NIOHTTP1
+import Policy
+import Upstream
+
+/// One admitted call in flight: relays the provider's answer to the client as it arrives,
+/// meters it, and records it. Lives on its connection's event loop; every method runs there.
+///
+/// The final bytes (the terminal SSE event, or the last chunk of a body) are held back by the
+/// `ResponseMeter` and written only after the call's ledger row has committed (invariant 1).
+final class ProxiedCall: UpstreamResponseHandler {
+    private let request: CallRequest
+    private let admission: Admission
+    private let gateway: GatewayContext
+    private let connection: ClientConnection
+    private var meter: ResponseMeter
+    private var transfer: UpstreamTransfer?
+    private var phase: Phase = .awaitingHead
+    private var upstreamStatus = 0
+    private var firstByteAt: Int64?
+    private var clientPaused = false
+
+    private enum Phase { case awaitingHead, relaying, settling, done }
+
+    init(request: CallRequest, admission: Admission, gateway: GatewayContext, connection: ClientConnection) {
+        self.request = request
+        self.admission = admission
+        self.gateway = gateway
+        self.connection = connection
+        self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+    }
+
+    func start() {
+        let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
+        transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
+    }
+
+    // MARK: client side
+
+    /// The client closed its connection: abort the upstream transfer; the end is recorded
+    /// as `client_cancelled` with whatever usage was seen.
+    func clientDisconnected() {
+        guard phase == .awaitingHead || phase == .relaying else { return }
+        transfer?.cancel()
+    }
+
+    func clientWritabilityChanged(isWritable: Bool) {
+        if !isWritable, !clientPaused, phase == .relaying {
+            clientPaused = true
+            transfer?.pause()
+        } else if isWritable, clientPaused {
+            clientPaused = false
+            transfer?.resume()
+        }
+    }
+
+    // MARK: UpstreamResponseHandler
+
+    func upstreamHead(_ head: UpstreamHead) {
+        guard phase == .awaitingHead else { return }
+        phase = .relaying
+        upstreamStatus = head.status
+        let contentType = head.first("content-type")
+        meter.head(status: head.status, contentType: contentType)
+        var headers = HTTPHeaders()
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if ProxiedCall.hopByHop.contains(lower) { continue }
+            if lower == "content-length", admission.stripInjectedUsage { continue }
+            if lower == "x-request-id" { headers.add(name: "x-upstream-request-id", value: value); continue }
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "x-request-id", value: request.requestID)
+        connection.writeHead(status: head.status, headers: headers)
+    }
+
+    func upstreamBody(_ chunk: ByteBuffer) {
+        guard phase == .relaying else { return }
+        if firstByteAt == nil { firstByteAt = UnixTime.nowMicros() }
+        for part in meter.consume(chunk) {
+            connection.writeBody(part)
+        }
+        connection.flush()
+    }
+
+    func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
+        guard phase == .awaitingHead || phase == .relaying else { return }
+        let headSent = phase == .relaying
+        phase = .settling
+        let (held, metered) = meter.finish()
+        var entry = CallRecord.entry(for: request, admission: admission)
+        entry.firstByteAt = firstByteAt
+        entry.modelServed = metered.servedModel
+        if let ttft = firstByteAt { entry.ttftMicros = ttft - request.startedAt }
+
+        switch result {
+        case .success(let timing):
+            entry.upstreamMicros = timing.totalMicros
+            entry.status = upstreamStatus
+            if upstreamStatus >= 400 {
+                entry.outcome = .upstreamError
+                entry.errorMessage = metered.providerErrorMessage
+            } else {
+                entry.outcome = .ok
+            }
+            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            record(entry) { [self] in
+                for part in held { connection.writeBody(part) }
+                connection.writeEnd()
+                phase = .done
+            }
+
+        case .failure(let error):
+            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            let refusal: Refusal?
+            switch error {
+            case .cancelled:
+                entry.outcome = .clientCancelled
+                entry.status = 499
+                entry.errorMessage = "client closed the connection"
+                refusal = nil
+            case .timeout(let message):
+                refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(message)")
+            case .connect(let message):
+                refusal = Refusal(.upstreamUnreachable, "Could not reach provider '\(admission.provider.name)': \(message)")
+            case .transport(_, let message):
+                refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
+            }
+            if let refusal {
+                // Once the client has a head, a failure is the provider's answer breaking off.
+                entry.outcome = headSent ? .upstreamError : refusal.outcome
+                entry.status = headSent ? upstreamStatus : refusal.status
+                entry.errorMessage = refusal.message
+            }
+            record(entry) { [self] in
+                phase = .done
+                if headSent || refusal == nil {
+                    // The client already has a head (or is gone): pass on what arrived, then cut
+                    // the connection so a truncated answer is never mistaken for a complete one.
+                    for part in held { connection.writeBody(part) }
+                    connection.abort()
+                } else if let refusal {
+                    connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
+                }
+            }
+        }
+    }
+
+    private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
+        gateway.record(entry, on: connection.eventLoop, connection: connection, then: deliver)
+    }
+
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+        "proxy-authenticate", "proxy-authorization",
+    ]
+}

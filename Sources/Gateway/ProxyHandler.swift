@@ -1,0 +1,219 @@
+import Foundation
+import Ledger
+import Metering
+import NIOCore
+import NIOHTTP1
+import Policy
+
+/// The HTTP/1.1 server side of one client connection. Reads a request, routes it, and runs the
+/// call on this connection's event loop (no Task per request). Ordering of pipelined requests
+/// is kept by NIO's `HTTPServerPipelineHandler` in front of this handler.
+final class ProxyHandler: ChannelInboundHandler, ClientConnection {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let gateway: GatewayContext
+    private var context: ChannelHandlerContext?
+    private var state: State = .idle
+    private var keepAlive = true
+    private var responseVersion = HTTPVersion.http1_1
+
+    private enum State {
+        case idle
+        case receiving(head: HTTPRequestHead, body: ByteBuffer, startedAt: Int64)
+        /// The body is over the limit: read and drop the rest, then answer 413.
+        case discarding(head: HTTPRequestHead, startedAt: Int64)
+        case responding(call: ProxiedCall?)
+    }
+
+    init(gateway: GatewayContext) {
+        self.gateway = gateway
+    }
+
+    var eventLoop: any EventLoop { context!.eventLoop }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let startedAt = UnixTime.nowMicros()
+            keepAlive = head.isKeepAlive
+            responseVersion = head.version
+            let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            if declared > gateway.policy.gateway.maxBodyBytes {
+                state = .discarding(head: head, startedAt: startedAt)
+            } else {
+                let capacity = min(max(declared, 256), 1 << 20)
+                state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: capacity),
+                                   startedAt: startedAt)
+            }
+        case .body(var chunk):
+            guard case .receiving(let head, var body, let startedAt) = state else { return }
+            if body.readableBytes + chunk.readableBytes > gateway.policy.gateway.maxBodyBytes {
+                state = .discarding(head: head, startedAt: startedAt)
+                return
+            }
+            state = .idle  // drop the reference so the append does not copy
+            body.writeBuffer(&chunk)
+            state = .receiving(head: head, body: body, startedAt: startedAt)
+        case .end:
+            switch state {
+            case .receiving(let head, let body, let startedAt):
+                state = .responding(call: nil)
+                dispatch(head: head, body: body, startedAt: startedAt)
+            case .discarding(let head, let startedAt):
+                state = .responding(call: nil)
+                keepAlive = false
+                let limit = gateway.policy.gateway.maxBodyBytes
+                refuse(line(for: head, startedAt: startedAt), principal: nil, model: nil,
+                       Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml)."))
+            case .idle, .responding:
+                break
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .responding(let call?) = state { call.clientDisconnected() }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .responding(let call?) = state {
+            call.clientWritabilityChanged(isWritable: context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: routing
+
+    private func dispatch(head: HTTPRequestHead, body: ByteBuffer, startedAt: Int64) {
+        let line = line(for: head, startedAt: startedAt)
+        let path = Self.path(of: head.uri)
+
+        if head.method == .POST, let endpoint = Endpoint(proxyPath: path) {
+            var forwarded: [(String, String)] = []
+            for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
+                forwarded.append((name.lowercased(), value))
+            }
+            let request = CallRequest(endpoint: endpoint, requestID: line.requestID, startedAt: startedAt,
+                                      presentedSecret: Self.secret(in: head.headers),
+                                      forwardedHeaders: forwarded, body: body)
+            proxy(request)
+            return
+        }
+        switch (head.method, path) {
+        case (.GET, "/healthz"):
+            writeJSON(status: 200, body: #"{"status":"ok","policy_version":"\#(gateway.policy.version)"}"#,
+                      requestID: line.requestID)
+        case (.GET, "/v1/models"):
+            let request = CallRequest(endpoint: line.dialect == .anthropic ? .messages : .chatCompletions,
+                                      requestID: line.requestID, startedAt: startedAt,
+                                      presentedSecret: Self.secret(in: head.headers), forwardedHeaders: [],
+                                      body: ByteBuffer())
+            switch Admit.identify(request, in: gateway.principals) {
+            case .failure(let refusal):
+                refuse(line, principal: nil, model: nil, refusal)
+            case .success:
+                writeJSON(status: 200, body: ModelList.body(gateway.policy.listedModels(), dialect: line.dialect),
+                          requestID: line.requestID)
+            }
+        default:
+            let known = Endpoint(proxyPath: path) != nil
+            let message = known
+                ? "\(head.method.rawValue) is not supported on \(path); use POST."
+                : "Unknown route \(head.method.rawValue) \(path)."
+            refuse(line, principal: nil, model: nil, Refusal(.notFound, message))
+        }
+    }
+
+    private func proxy(_ request: CallRequest) {
+        let principal: Principal
+        switch Admit.identify(request, in: gateway.principals) {
+        case .failure(let refusal):
+            return refuse(request.line, principal: nil, model: (try? RequestPeek(body: request.body))?.model, refusal)
+        case .success(let p):
+            principal = p
+        }
+        switch Admit.admit(request, principal: principal, policy: gateway.policy,
+                           today: Day(unixSeconds: request.startedAt / 1_000_000)) {
+        case .failure(let refusal):
+            refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)
+        case .success(let admission):
+            let call = ProxiedCall(request: request, admission: admission, gateway: gateway, connection: self)
+            state = .responding(call: call)
+            call.start()
+        }
+    }
+
+    /// Records the refusal, then answers it in the caller's dialect once the row has committed.
+    private func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal) {
+        let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal)
+        gateway.record(entry, on: eventLoop, connection: self) { [self] in
+            writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
+        }
+    }
+
+    private func line(for head: HTTPRequestHead, startedAt: Int64) -> RequestLine {
+        let path = Self.path(of: head.uri)
+        let endpoint = Endpoint(proxyPath: path)
+        let dialect = endpoint?.dialect
+            ?? (head.headers.contains(name: "x-api-key") || head.headers.contains(name: "anthropic-version")
+                ? .anthropic : .openai)
+        return RequestLine(requestID: CallIdentity.requestID(fromClient: head.headers.first(name: "x-request-id")),
+                           startedAt: startedAt, dialect: dialect,
+                           route: endpoint?.rawValue ?? String(path.prefix(200)))
+    }
+
+    private static func path(of uri: String) -> String {
+        if let q = uri.firstIndex(of: "?") { return String(uri[..<q]) }
+        return uri
+    }
+
+    /// The caller's key: `Authorization: Bearer KEY` (OpenAI SDKs) or `x-api-key: KEY` (Anthropic SDKs).
+    private static func secret(in headers: HTTPHeaders) -> String? {
+        if let key = headers.first(name: "x-api-key") { return key }
+        if let auth = headers.first(name: "authorization") {
+            let prefix = "bearer "
+            if auth.count > prefix.count, auth.prefix(prefix.count).lowercased() == prefix {
+                return String(auth.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return nil
+    }
+
+    // MARK: ClientConnection
+
+    func writeHead(status: Int, headers: HTTPHeaders) {
+        guard let context else { return }
+        var headers = headers
+        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+        let head = HTTPResponseHead(version: responseVersion, status: HTTPResponseStatus(statusCode: status),
+                                    headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func writeBody(_ chunk: ByteBuffer) {
+        context?.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func writeEnd() {
+        guard let context else { return }
+        state = .idle
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func abort() {
+        state = .idle
+        context?.close(promise: nil)
+    }
+}
