@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Policy
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, list and revoke client API keys (stored only as SHA-256 hashes).",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a key for a user; prints the secret once, as the last line of stdout.")
+
+        @Option(help: "The user the key's calls are billed to.")
+        var user: String
+
+        @Option(help: "The user's team (for team reports and budgets).")
+        var team: String?
+
+        @OptionGroup var ledger: LedgerOptions
+
+        func run() throws {
+            let store = try openKeyStore(ledger.db)
+            let (id, secret) = APIKeySecret.generate()
+            try store.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
+                                          createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil))
+            print("created key \(id) for user \(user)\(team.map { " (team \($0))" } ?? ""); the secret is shown once:")
+            print(secret)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (ids, owners, state; never secrets).")
+
+        @OptionGroup var ledger: LedgerOptions
+
+        func run() throws {
+            let records = try openKeyStore(ledger.db).list()
+            let rows = records.map { r in
+                [r.id, r.user, r.team ?? "-", r.createdAt.map(Self.date) ?? "-", r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
+            }
+            print(TextTable.render(header: ["ID", "USER", "TEAM", "CREATED", "STATE"], rows: rows))
+        }
+
+        static func date(_ micros: Int64) -> String {
+            let formatter = ISO8601DateFormatter()
+            return formatter.string(from: Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a key by id; a running proxy refuses it within about a second.")
+
+        @Argument(help: "The key id (key_…), as shown by `keys list`.")
+        var id: String
+
+        @OptionGroup var ledger: LedgerOptions
+
+        func run() throws {
+            guard try openKeyStore(ledger.db).revoke(id: id) else {
+                FileHandle.standardError.write(Data("no active key with id \(id)\n".utf8))
+                throw ExitCode(1)
+            }
+            print("revoked \(id)")
+        }
+    }
+}
+
+func openKeyStore(_ path: String) throws -> KeyStore {
+    let dir = (path as NSString).deletingLastPathComponent
+    if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    return try KeyStore(path: path)
+}
+
+/// Left-aligned columns for terminal listings.
+enum TextTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import Metering
+
+struct Prices: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the price book: dollars per 1M tokens, effective dates and sources.",
+        discussion: "With --model, shows the entry that model is charged by on the given day (default today, UTC).")
+
+    @Option(help: "Directory of policy files.")
+    var policies: String = "policies"
+
+    @Option(help: "Show only the entry in force for this model.")
+    var model: String?
+
+    @Option(help: "The day for --model, YYYY-MM-DD (UTC).")
+    var on: String?
+
+    func run() throws {
+        let book = try loadPolicyOrExit(policies).prices
+        var entries = book.entries
+        if let model {
+            let day = try on.map { text in
+                guard let day = Day(text) else { throw ValidationError("--on must be YYYY-MM-DD") }
+                return day
+            } ?? Day(unixSeconds: Int64(Date().timeIntervalSince1970))
+            guard let entry = book.price(for: model, on: day) else {
+                FileHandle.standardError.write(Data("no price for \(model) on \(day)\n".utf8))
+                throw ExitCode(1)
+            }
+            entries = [entry]
+        }
+        let rows = entries.map { e in
+            [e.model.text, e.effectiveFrom.description, Self.perMillion(e.input), Self.perMillion(e.cachedInput),
+             Self.perMillion(e.cacheWrite), Self.perMillion(e.output), e.source]
+        }
+        print(TextTable.render(
+            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "OUTPUT/1M", "SOURCE"], rows: rows))
+    }
+
+    /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.
+    static func perMillion(_ perToken: Money) -> String {
+        "$" + Money(picodollars: perToken.picodollars * 1_000_000).formatted(decimals: 6)
+    }
+}
