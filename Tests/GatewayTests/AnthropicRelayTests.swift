@@ -1,0 +1,49 @@
+import FakeLLM
+import Foundation
+import Ledger
+import Metering
+import Testing
+
+@Suite("Anthropic dialect end to end")
+struct AnthropicRelayTests {
+    @Test("messages, streaming and not, with cache reads and writes")
+    func messages() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-cached-tokens": "13", "x-fake-cache-write-tokens": "17"])
+        defer { h.shutdown() }
+        for (id, stream) in [("msg-1", false), ("msg-2", true)] {
+            let body = #"{"model":"claude-3-5-haiku-20241022","max_tokens":100,"stream":\#(stream),"messages":[{"role":"user","content":"hello"}]}"#
+            let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id)
+            let exchange = try #require(h.fake.exchange(requestID: id))
+            #expect(r.status == 200)
+            #expect(r.body == exchange.responseBody)
+            #expect(exchange.requestHeader("x-api-key") == h.providerKey)
+            #expect(exchange.requestHeader("anthropic-version") == "2023-06-01")
+            let expected = try #require(FakeUsage.expected(for: exchange))
+            let row = try #require(try h.row(id))
+            #expect(row.dialect == .anthropic)
+            #expect(row.stream == stream)
+            #expect(row.usage == Usage(inputTokens: expected.uncachedInputTokens, cachedInputTokens: 13,
+                                       cacheWriteTokens: 17, outputTokens: expected.outputTokens))
+            #expect(row.cost.picodollars == Int64(expected.uncachedInputTokens) * HarnessPrice.haikuInput
+                    + 13 * HarnessPrice.haikuCached + 17 * HarnessPrice.haikuWrite
+                    + Int64(expected.outputTokens) * HarnessPrice.haikuOutput)
+            #expect(row.priceId == "claude-3-5-haiku-*@2024-11-04")
+            if stream { #expect(r.text.contains("event: message_stop")) }
+        }
+    }
+
+    @Test("count_tokens is forwarded and recorded at no cost")
+    func countTokens() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-sonnet-4-20250514","messages":[{"role":"user","content":"count me"}]}"#
+        let r = try await h.post("/v1/messages/count_tokens", key: h.bobKey, dialect: "anthropic", json: body,
+                                 requestID: "count-1")
+        let exchange = try #require(h.fake.exchange(requestID: "count-1"))
+        #expect(r.status == 200)
+        #expect(r.body == exchange.responseBody)
+        let row = try #require(try h.row("count-1"))
+        #expect(row.outcome == .ok)
+        #expect(row.cost == .zero)
+    }
+}

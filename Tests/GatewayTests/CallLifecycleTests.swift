@@ -1,0 +1,75 @@
+import FakeLLM
+import Foundation
+import Ledger
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@Suite("Call lifecycle")
+struct CallLifecycleTests {
+    @Test("a client that disconnects mid-stream cancels the upstream transfer and is recorded")
+    func clientDisconnectCancels() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-chunk-gap-ms": "100", "x-fake-chunks": "40"])
+        defer { h.shutdown() }
+        let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"long"}]}"#
+        try await TestHTTPClient.sendAndHangUp(port: h.port, path: "/v1/chat/completions",
+                                               headers: [("authorization", "Bearer \(h.aliceKey)"),
+                                                         ("content-type", "application/json"),
+                                                         ("x-request-id", "gone-1")],
+                                               body: Array(body.utf8), afterChunks: 2)
+        // The stream would take 4 s; the cancelled call is settled long before that.
+        var row: LedgerEntry?
+        for _ in 0..<100 where row == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            row = try h.row("gone-1")
+        }
+        let recorded = try #require(row)
+        #expect(recorded.outcome == .clientCancelled)
+        #expect(recorded.latencyMicros < 3_000_000)
+        let exchange = try #require(h.fake.exchange(requestID: "gone-1"))
+        #expect(!exchange.completed)
+    }
+
+    @Test("a revoked key is refused within two seconds, a new key accepted")
+    func keyRevocationReachesRunningServer() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: chat, requestID: "k-1").status == 200)
+        let keys = try KeyStore(path: h.dbPath)
+        let bob = try #require(try keys.list().first { $0.user == "bob" })
+        #expect(try keys.revoke(id: bob.id))
+        keys.close()
+        var status = 200
+        for attempt in 0..<30 where status == 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            status = try await h.post("/v1/chat/completions", key: h.bobKey, json: chat, requestID: "k-2-\(attempt)").status
+        }
+        #expect(status == 401)
+    }
+
+    @Test("x-request-id is generated when absent and returned")
+    func requestIDGenerated() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let r = try await TestHTTPClient.postJSON(port: h.port, path: "/v1/chat/completions", key: h.aliceKey,
+                                                  json: #"{"model":"gpt-4o-mini","messages":[]}"#)
+        let id = try #require(r.header("x-request-id"))
+        #expect(id.hasPrefix("req_"))
+        #expect(try h.row(id)?.outcome == .ok)
+    }
+
+    @Test("keep-alive connections serve several calls in order")
+    func keepAlive() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let responses = try await TestHTTPClient.sendSequentially(
+            port: h.port, count: 3, path: "/v1/chat/completions",
+            headers: [("authorization", "Bearer \(h.aliceKey)"), ("content-type", "application/json")],
+            body: Array(#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"again"}]}"#.utf8))
+        #expect(responses.map { $0.status } == [200, 200, 200])
+        #expect(responses.allSatisfy { $0.complete })
+        #expect(try h.allRows().count == 3)
+    }
+}

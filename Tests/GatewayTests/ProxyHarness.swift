@@ -1,0 +1,109 @@
+import FakeLLM
+import Foundation
+import Gateway
+import Ledger
+import Logging
+import Policy
+
+/// A real tokenctl in front of a real FakeLLM, on ephemeral loopback ports, with a real SQLite
+/// ledger in a temporary directory and two keys (alice@research, bob without a team).
+final class ProxyHarness: Sendable {
+    let fake: FakeLLMServer
+    let server: GatewayServer
+    let directory: URL
+    let dbPath: String
+    let aliceKey: String
+    let bobKey: String
+    let providerKey = "provider-secret-\(UInt32.random(in: 0...UInt32.max))"
+
+    var port: Int { server.port }
+
+    /// Prices with awkward decimals so that exactness is tested, per 1M tokens.
+    static let prices = """
+        - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", cached_input: "0.075", output: "0.6", source: test }
+        - { model: "gpt-4o-mini", effective_from: "2020-01-01", input: "9", cached_input: "9", output: "9", source: "an older price that must not apply" }
+        - { model: "o4-mini", effective_from: "2025-04-16", input: "1.1", cached_input: "0.275", output: "4.4", source: test }
+        - { model: "text-embedding-3-small", effective_from: "2024-01-25", input: "0.02", output: "0", source: test }
+        - { model: "claude-3-5-haiku-*", effective_from: "2024-11-04", input: "0.8", cached_input: "0.08", cache_write: "1", output: "4", source: test }
+        - { model: "claude-sonnet-4-*", effective_from: "2025-05-22", input: "3", cached_input: "0.3", cache_write: "3.75", output: "15", source: test }
+        """
+
+    /// `providerHeaders` are static upstream headers (a providers.yaml feature) — tests use them to
+    /// turn FakeLLM's knobs (cached tokens, failures) since client headers are not forwarded.
+    init(gatewayYAML: String = "", providerHeaders: [String: String] = [:], providersYAML: String? = nil,
+         fakeConfiguration: FakeLLMConfiguration = .init()) throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var fakeConfiguration = fakeConfiguration
+        fakeConfiguration.requiredAPIKey = providerKey
+        fake = try FakeLLMServer.start(fakeConfiguration)
+
+        let policies = directory.appendingPathComponent("policies")
+        try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
+        let headers = providerHeaders.isEmpty ? ""
+            : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
+        try (providersYAML ?? """
+            providers:
+              openai:    { dialect: openai,    base_url: "\(fake.baseURL)/v1", api_key_env: E2E_PROVIDER_KEY\(headers) }
+              anthropic: { dialect: anthropic, base_url: "\(fake.baseURL)",    api_key_env: E2E_PROVIDER_KEY\(headers) }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "o4-*", provider: openai }
+              - { match: "text-embedding-*", provider: openai }
+              - { match: "claude-*", provider: anthropic }
+            """).write(to: policies.appendingPathComponent("providers.yaml"), atomically: true, encoding: .utf8)
+        try Self.prices.write(to: policies.appendingPathComponent("prices.yaml"), atomically: true, encoding: .utf8)
+        if !gatewayYAML.isEmpty {
+            try gatewayYAML.write(to: policies.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
+        }
+        let policy = try PolicyLoader.load(directory: policies.path, environment: ["E2E_PROVIDER_KEY": providerKey])
+
+        dbPath = directory.appendingPathComponent("ledger.sqlite").path
+        let keys = try KeyStore(path: dbPath)
+        func makeKey(_ user: String, _ team: String?) throws -> String {
+            let (id, secret) = APIKeySecret.generate()
+            try keys.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
+                                         createdAt: UnixTime.nowMicros()))
+            return secret
+        }
+        aliceKey = try makeKey("alice", "research")
+        bobKey = try makeKey("bob", nil)
+        keys.close()
+
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .warning
+        server = try GatewayServer.start(configuration: GatewayConfiguration(port: 0, eventLoopThreads: 2),
+                                         policy: policy, databasePath: dbPath, logger: logger)
+    }
+
+    func shutdown() {
+        try? server.shutdown()
+        try? fake.shutdown()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// The committed row of a call, read through a separate connection as a report would.
+    func row(_ requestID: String) throws -> LedgerEntry? {
+        let reader = try LedgerReader(path: dbPath)
+        defer { reader.close() }
+        return try reader.entry(requestId: requestID)
+    }
+
+    func allRows() throws -> [LedgerEntry] {
+        let reader = try LedgerReader(path: dbPath)
+        defer { reader.close() }
+        return try reader.entries(since: 0, until: Int64.max)
+    }
+
+    func post(_ path: String, key: String?, dialect: String = "openai", json: String,
+              requestID: String, headers: [(String, String)] = []) async throws -> ReceivedResponse {
+        try await TestHTTPClient.postJSON(port: port, path: path, key: key, dialect: dialect, json: json,
+                                          headers: [("x-request-id", requestID)] + headers)
+    }
+}
+
+/// Exact cost of a usage at prices per 1M tokens given in micro-dollars per 1M tokens (pd per token).
+func picodollars(_ tokens: [(Int, Int64)]) -> Int64 {
+    tokens.reduce(0) { $0 + Int64($1.0) * $1.1 }
+}

@@ -1,0 +1,164 @@
+import FakeLLM
+import Foundation
+import Ledger
+import Testing
+
+/// Every refusal: the right status, a body in the caller's dialect naming the problem, a ledger
+/// row with the refusal's outcome, and the process still serving afterwards.
+@Suite("Refusals and upstream failures")
+struct RefusalTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+    static let message = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#
+
+    private func json(_ r: ReceivedResponse) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+    }
+
+    private func openAIError(_ r: ReceivedResponse) throws -> [String: Any] {
+        try #require(try json(r)["error"] as? [String: Any])
+    }
+
+    @Test("missing and invalid keys get 401 in each dialect")
+    func authentication() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let missing = try await h.post("/v1/chat/completions", key: nil, json: Self.chat, requestID: "auth-1")
+        #expect(missing.status == 401)
+        #expect(try openAIError(missing)["code"] as? String == "invalid_api_key")
+        let wrong = try await h.post("/v1/chat/completions", key: "tk-" + String(repeating: "x", count: 43),
+                                     json: Self.chat, requestID: "auth-2")
+        #expect(wrong.status == 401)
+        let anthropic = try await h.post("/v1/messages", key: "not-a-key", dialect: "anthropic", json: Self.message,
+                                         requestID: "auth-3")
+        #expect(anthropic.status == 401)
+        let body = try json(anthropic)
+        #expect(body["type"] as? String == "error")
+        #expect((body["error"] as? [String: Any])?["type"] as? String == "authentication_error")
+        for id in ["auth-1", "auth-2", "auth-3"] {
+            let row = try #require(try h.row(id))
+            #expect(row.outcome == .refusedAuth)
+            #expect(row.status == 401)
+            #expect(row.user == nil)
+        }
+        #expect(h.fake.requestCount == 0)
+    }
+
+    @Test("malformed JSON and wrong field types get 400 naming the problem")
+    func badInput() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let cases: [(String, String, String)] = [
+            ("bad-1", #"{"model":"gpt-4o-mini","messages":[}"#, "JSON"),
+            ("bad-2", #"{"model":42,"messages":[]}"#, "model"),
+            ("bad-3", #"{"model":"gpt-4o-mini","stream":"yes"}"#, "stream"),
+            ("bad-4", #"{"messages":[]}"#, "model"),
+            ("bad-5", #"[1,2,3]"#, "object"),
+        ]
+        for (id, body, mentions) in cases {
+            let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: id)
+            #expect(r.status == 400, "\(id)")
+            let message = try openAIError(r)["message"] as? String ?? ""
+            #expect(message.contains(mentions), "\(id): \(message)")
+            #expect(try h.row(id)?.outcome == .refusedBadRequest, "\(id)")
+        }
+        let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                         json: #"{"model":"#, requestID: "bad-6")
+        #expect(anthropic.status == 400)
+        #expect(((try json(anthropic))["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
+        #expect(h.fake.requestCount == 0)
+    }
+
+    @Test("a body over max_body_bytes gets 413")
+    func tooLarge() async throws {
+        let h = try ProxyHarness(gatewayYAML: "max_body_bytes: 2048\n")
+        defer { h.shutdown() }
+        let big = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""# + String(repeating: "x", count: 5000) + #""}]}"#
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: big, requestID: "big-1")
+        #expect(r.status == 413)
+        #expect(try h.row("big-1")?.outcome == .refusedTooLarge)
+        let ok = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "big-2")
+        #expect(ok.status == 200)
+    }
+
+    @Test("unrouted model gets 404, routed but unpriced model gets 400")
+    func unknownAndUnpricedModels() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let unknown = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                       json: #"{"model":"llama-9","messages":[]}"#, requestID: "model-1")
+        #expect(unknown.status == 404)
+        #expect(try openAIError(unknown)["code"] as? String == "model_not_found")
+        #expect((try openAIError(unknown)["message"] as? String)?.contains("llama-9") == true)
+        #expect(try h.row("model-1")?.outcome == .refusedUnknownModel)
+
+        let unpriced = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                        json: #"{"model":"gpt-unpriced","messages":[]}"#, requestID: "model-2")
+        #expect(unpriced.status == 400)
+        #expect((try openAIError(unpriced)["message"] as? String)?.contains("gpt-unpriced") == true)
+        let row = try #require(try h.row("model-2"))
+        #expect(row.outcome == .refusedUnpriced)
+        #expect(row.user == "alice")
+        #expect(row.modelRequested == "gpt-unpriced")
+        #expect(h.fake.requestCount == 0)
+    }
+
+    @Test("unknown routes get 404 in the guessed dialect")
+    func unknownRoute() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/images/generations", key: h.aliceKey, json: "{}", requestID: "route-1")
+        #expect(r.status == 404)
+        #expect(try h.row("route-1")?.outcome == .refusedNotFound)
+    }
+
+    @Test("an unreachable upstream gets 502, recorded")
+    func upstreamUnreachable() async throws {
+        // Port 1 on loopback: nothing listens there, so the connect is refused at once.
+        let providers = """
+            providers:
+              openai: { dialect: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """
+        let h = try ProxyHarness(providersYAML: providers)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "down-1")
+        #expect(r.status == 502)
+        #expect(try openAIError(r)["type"] as? String == "api_error")
+        let row = try #require(try h.row("down-1"))
+        #expect(row.outcome == .upstreamUnreachable)
+        #expect(row.status == 502)
+    }
+
+    @Test("upstream errors are passed through with their body and recorded", arguments: [
+        ("http-500", 500), ("http-429", 429), ("html-502", 502), ("http-400", 400),
+    ])
+    func upstreamErrorsPassThrough(failure: String, status: Int) async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": failure])
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "fail-1")
+        let exchange = try #require(h.fake.exchange(requestID: "fail-1"))
+        #expect(r.status == status)
+        #expect(r.body == exchange.responseBody)
+        let row = try #require(try h.row("fail-1"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.status == status)
+        #expect(row.cost == .zero)
+        let again = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: Self.message,
+                                     requestID: "fail-2")
+        #expect(again.status == status)
+    }
+
+    @Test("a stream cut by the provider is recorded and the client connection is closed, not completed")
+    func streamCutMidway() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "cut-mid-stream"])
+        defer { h.shutdown() }
+        let body = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "cut-1")
+        #expect(r.status == 200)
+        #expect(!r.complete)
+        let row = try #require(try h.row("cut-1"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage != nil)
+    }
+}

@@ -1,0 +1,177 @@
+"""Calls tokenctl with the official OpenAI and Anthropic Python SDKs, then checks the ledger.
+
+Run by scripts/sdk-compat.sh (part of `make test`). Prints one line per check and a final
+'N passed, N failed' line; exits 1 on any failure.
+"""
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import traceback
+
+import anthropic
+import openai
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--base-url", required=True)
+parser.add_argument("--key", required=True)
+parser.add_argument("--db", required=True)
+parser.add_argument("--tokenctl", required=True)
+args = parser.parse_args()
+
+oai = openai.OpenAI(base_url=args.base_url + "/v1", api_key=args.key, max_retries=0)
+ant = anthropic.Anthropic(base_url=args.base_url, api_key=args.key, max_retries=0)
+request_ids = []  # (x-request-id, route) of calls expected to be recorded as ok
+passed = failed = 0
+
+
+def check(name):
+    def run(fn):
+        global passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {name}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+        return fn
+    return run
+
+
+def rid(name):
+    value = f"sdk-{name}"
+    request_ids.append(value)
+    return {"x-request-id": value}
+
+
+@check("openai chat non-stream")
+def _():
+    r = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                    extra_headers=rid("chat"))
+    assert r.choices[0].message.content, r
+    assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
+
+
+@check("openai chat stream without include_usage: no usage chunk reaches the client")
+def _():
+    chunks = list(oai.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                              messages=[{"role": "user", "content": "hi"}],
+                                              extra_headers=rid("chat-stream")))
+    assert len(chunks) > 1, chunks
+    assert all(c.choices for c in chunks), "a chunk without choices (the injected usage chunk) leaked"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text, chunks
+
+
+@check("openai chat stream with include_usage: the usage chunk arrives")
+def _():
+    chunks = list(oai.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                              stream_options={"include_usage": True},
+                                              messages=[{"role": "user", "content": "hi"}],
+                                              extra_headers=rid("chat-stream-usage")))
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+
+
+@check("openai responses non-stream and stream")
+def _():
+    r = oai.responses.create(model="gpt-4o-mini", input="hi", extra_headers=rid("responses"))
+    assert r.output_text, r
+    assert r.usage.input_tokens > 0, r.usage
+    events = list(oai.responses.create(model="gpt-4o-mini", input="hi", stream=True,
+                                       extra_headers=rid("responses-stream")))
+    assert events[-1].type == "response.completed", events[-1]
+
+
+@check("openai embeddings")
+def _():
+    r = oai.embeddings.create(model="text-embedding-3-small", input="hello", extra_headers=rid("embeddings"))
+    assert r.data and r.usage.prompt_tokens > 0, r
+
+
+@check("openai models list")
+def _():
+    ids = [m.id for m in oai.models.list()]
+    assert "gpt-4o-mini" in ids, ids
+
+
+@check("anthropic messages non-stream")
+def _():
+    m = ant.messages.create(model="claude-haiku-4-5", max_tokens=64,
+                            messages=[{"role": "user", "content": "hi"}], extra_headers=rid("messages"))
+    assert m.content[0].text and m.usage.output_tokens > 0, m
+
+
+@check("anthropic messages stream")
+def _():
+    with ant.messages.stream(model="claude-haiku-4-5", max_tokens=64,
+                             messages=[{"role": "user", "content": "hi"}],
+                             extra_headers=rid("messages-stream")) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.usage.output_tokens > 0, final
+
+
+@check("openai SDK surfaces a bad key as AuthenticationError")
+def _():
+    bad = openai.OpenAI(base_url=args.base_url + "/v1", api_key="tk-wrong", max_retries=0)
+    try:
+        bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+    else:
+        raise AssertionError("no error")
+
+
+@check("anthropic SDK surfaces a bad key as AuthenticationError")
+def _():
+    bad = anthropic.Anthropic(base_url=args.base_url, api_key="tk-wrong", max_retries=0)
+    try:
+        bad.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                            messages=[{"role": "user", "content": "hi"}])
+    except anthropic.AuthenticationError as e:
+        assert e.status_code == 401
+    else:
+        raise AssertionError("no error")
+
+
+@check("openai SDK surfaces an unrouted model as NotFoundError")
+def _():
+    try:
+        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    except openai.NotFoundError as e:
+        assert "no-such-model" in str(e), e
+    else:
+        raise AssertionError("no error")
+
+
+@check("every successful SDK call has a committed ledger row with usage and cost")
+def _():
+    db = sqlite3.connect(args.db)
+    for request_id in request_ids:
+        row = db.execute("SELECT outcome, input_tokens + cached_input_tokens + cache_write_tokens, "
+                         "output_tokens, cost_pd, user FROM calls WHERE request_id = ?",
+                         (request_id,)).fetchone()
+        assert row is not None, f"no row for {request_id}"
+        outcome, input_tokens, output_tokens, cost, user = row
+        assert outcome == "ok" and user == "sdk-alice", (request_id, row)
+        assert input_tokens > 0 and cost > 0, (request_id, row)
+    refused = db.execute("SELECT count(*) FROM calls WHERE outcome LIKE 'refused_%'").fetchone()[0]
+    assert refused >= 3, refused
+
+
+@check("tokenctl report --format json totals equal the ledger's sums")
+def _():
+    out = subprocess.run([args.tokenctl, "report", "--db", args.db, "--by", "user", "--format", "json"],
+                         check=True, capture_output=True, text=True).stdout
+    report = json.loads(out)
+    db = sqlite3.connect(args.db)
+    total = db.execute("SELECT sum(cost_pd), count(*) FROM calls").fetchone()
+    assert int(report["totals"]["cost_picodollars"]) == total[0], (report["totals"], total)
+    assert report["totals"]["requests"] == total[1], (report["totals"], total)
+
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
