@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make run` and `make test`.
+POLICIES ?= policies
+DB       ?= data/tokenctl.sqlite
+HOST     ?= 127.0.0.1
+PORT     ?= 8080
+
+.PHONY: run test deps build unit-tests sdk-tests demo clean
+
+deps:
+	@scripts/install-deps.sh
+
+## Install what is missing, build (release) and run the proxy on policies/ and data/tokenctl.sqlite.
+run: deps
+	swift build -c release --product tokenctl
+	@mkdir -p $(dir $(DB))
+	.build/release/tokenctl serve --policies $(POLICIES) --db $(DB) --host $(HOST) --port $(PORT)
+
+## Install what is missing and run every test: Swift unit + end-to-end tests, then the official SDKs' compatibility test.
+test: deps unit-tests sdk-tests
+
+unit-tests:
+	swift build --build-tests
+	swift test --skip-build
+
+sdk-tests:
+	scripts/sdk-compat.sh
+
+demo: deps
+	swift build --product tokenctl
+	.build/debug/tokenctl demo
+
+clean:
+	rm -rf .build

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Compatibility test with the official `openai` and `anthropic` Python SDKs: starts FakeLLM and
+# tokenctl on free loopback ports with a throwaway policy and ledger, runs Tests/sdk/sdk_compat.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bin="$root/.build/debug"
+if [ ! -x "$bin/tokenctl" ] || [ ! -x "$bin/fakellm" ]; then
+  swift build --product tokenctl
+  swift build --product fakellm
+fi
+
+python3 -m venv --help >/dev/null 2>&1 || scripts/install-deps.sh python3-venv
+venv="$root/.build/sdk-venv"
+if ! "$venv/bin/python" -c "import openai, anthropic" >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check openai anthropic
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Waits for a "listening on http://…" line in a log and prints the URL.
+listening_url() {
+  for _ in $(seq 1 200); do
+    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" 2>/dev/null | head -1 || true)
+    [ -n "$url" ] && { echo "$url"; return 0; }
+    sleep 0.05
+  done
+  echo "no listening line in $1:" >&2; cat "$1" >&2; return 1
+}
+
+provider_key="fake-provider-key-$$"
+"$bin/fakellm" --port 0 --api-key "$provider_key" >"$work/fakellm.log" 2>&1 &
+pids+=($!)
+fake=$(listening_url "$work/fakellm.log")
+
+mkdir -p "$work/policies"
+cp policies/prices.yaml "$work/policies/"
+[ -f policies/gateway.yaml ] && cp policies/gateway.yaml "$work/policies/"
+cat >"$work/policies/providers.yaml" <<YAML
+providers:
+  openai:    { dialect: openai,    base_url: "$fake/v1", api_key_env: SDK_TEST_PROVIDER_KEY }
+  anthropic: { dialect: anthropic, base_url: "$fake",    api_key_env: SDK_TEST_PROVIDER_KEY }
+models:
+  - { match: "gpt-*", provider: openai }
+  - { match: "text-embedding-*", provider: openai }
+  - { match: "claude-*", provider: anthropic }
+YAML
+
+db="$work/ledger.sqlite"
+key=$("$bin/tokenctl" keys create --user sdk-alice --team sdk --db "$db" | tail -1)
+SDK_TEST_PROVIDER_KEY="$provider_key" "$bin/tokenctl" serve --policies "$work/policies" --db "$db" --port 0 \
+  >"$work/tokenctl.log" 2>&1 &
+pids+=($!)
+proxy=$(listening_url "$work/tokenctl.log")
+
+"$venv/bin/python" Tests/sdk/sdk_compat.py --base-url "$proxy" --key "$key" --db "$db" \
+  --tokenctl "$bin/tokenctl" || { echo "--- tokenctl log"; tail -50 "$work/tokenctl.log"; exit 1; }
