@@ -17,14 +17,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-listening_url() {
-  for _ in $(seq 1 200); do
-    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return 0; }
-    sleep 0.05
-  done
-  cat "$1" >&2; return 1
-}
+. scripts/lib.sh
 
 # System under test on core 0; FakeLLM and the load generator on core 1.
 taskset -c 1 "$bin/fakellm" --port 0 >"$work/fake.log" 2>&1 &

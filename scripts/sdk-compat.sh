@@ -22,15 +22,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Waits for a "listening on http://…" line in a log and prints the URL.
-listening_url() {
-  for _ in $(seq 1 200); do
-    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return 0; }
-    sleep 0.05
-  done
-  echo "no listening line in $1:" >&2; cat "$1" >&2; return 1
-}
+. scripts/lib.sh
 
 provider_key="fake-provider-key-$$"
 "$bin/fakellm" --port 0 --api-key "$provider_key" >"$work/fakellm.log" 2>&1 &

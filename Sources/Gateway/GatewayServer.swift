@@ -34,7 +34,7 @@ public final class GatewayServer: Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context))
+                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context, eventLoop: channel.eventLoop))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)

@@ -26,11 +26,14 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case responding(call: ProxiedCall?)
     }
 
-    init(gateway: GatewayContext) {
-        self.gateway = gateway
-    }
+    /// The connection's loop; kept apart from `context`, which is gone once the channel closes
+    /// while a call that still has to be recorded lives on.
+    let eventLoop: any EventLoop
 
-    var eventLoop: any EventLoop { context!.eventLoop }
+    init(gateway: GatewayContext, eventLoop: any EventLoop) {
+        self.gateway = gateway
+        self.eventLoop = eventLoop
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -45,6 +48,11 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             if declared > gateway.policy.gateway.maxBodyBytes {
                 state = .discarding(head: head, startedAt: startedAt)
             } else {
+                // curl and some SDKs wait (1 s for curl) for this before sending a large body.
+                if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+                                          promise: nil)
+                }
                 let capacity = min(max(declared, 256), 1 << 20)
                 state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: capacity),
                                    startedAt: startedAt)

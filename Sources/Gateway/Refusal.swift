@@ -51,10 +51,10 @@ public struct Refusal: Error, Sendable {
     public func body(in dialect: Dialect) -> String {
         switch dialect {
         case .openai:
-            let param = field.map { "\"\(JSONText.escape($0))\"" } ?? "null"
-            return #"{"error":{"message":"\#(JSONText.escape(message))","type":"\#(openAIType)","param":\#(param),"code":"\#(openAICode)"}}"#
+            let param = field.map(JSONString.literal) ?? "null"
+            return #"{"error":{"message":\#(JSONString.literal(message)),"type":"\#(openAIType)","param":\#(param),"code":"\#(openAICode)"}}"#
         case .anthropic:
-            return #"{"type":"error","error":{"type":"\#(anthropicType)","message":"\#(JSONText.escape(message))"}}"#
+            return #"{"type":"error","error":{"type":"\#(anthropicType)","message":\#(JSONString.literal(message))}}"#
         }
     }
 
@@ -91,27 +91,5 @@ public struct Refusal: Error, Sendable {
         case .forbidden: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout: return "api_error"
         }
-    }
-}
-
-/// Minimal JSON string escaping for the few bodies the gateway writes itself.
-enum JSONText {
-    static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
     }
 }

@@ -1,3 +1,4 @@
+import Metering
 import Ledger
 
 /// One JSON object, keys in a stable order:
@@ -41,21 +42,5 @@ enum JSONRendering {
     }
 
     /// A JSON string literal (RFC 8259 escaping).
-    static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func string(_ text: String) -> String { JSONString.literal(text) }
 }

@@ -73,3 +73,18 @@ struct CallLifecycleTests {
         #expect(try h.allRows().count == 3)
     }
 }
+
+@Suite("HTTP details")
+struct HTTPDetailTests {
+    @Test("Expect: 100-continue gets 100 Continue, then the answer")
+    func expectContinue() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                 json: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+                                 requestID: "cont-1", headers: [("expect", "100-continue")])
+        #expect(r.interim == [100])
+        #expect(r.status == 200)
+        #expect(r.complete)
+    }
+}

@@ -9,6 +9,8 @@ struct ReceivedResponse: Sendable {
     var chunks: [[UInt8]]
     /// False if the connection closed before the response's end.
     var complete: Bool
+    /// Statuses of informational (1xx) responses that came first, e.g. 100 Continue.
+    var interim: [Int] = []
 
     var body: [UInt8] { chunks.flatMap { $0 } }
     var text: String { String(decoding: body, as: UTF8.self) }
@@ -54,8 +56,8 @@ enum TestHTTPClient {
     static func sendSequentially(port: Int, count: Int, path: String, headers: [(String, String)],
                                  body: [UInt8]) async throws -> [ReceivedResponse] {
         var responses: [ReceivedResponse] = []
-        let collector = SequentialCollector()
-        let channel = try await connect(port: port, handler: collector)
+        let collector = Collector()
+        let channel = try await connect(port: port, collector: collector)
         for _ in 0..<count {
             let promise = channel.eventLoop.makePromise(of: ReceivedResponse.self)
             try await channel.eventLoop.submit { collector.expect(promise) }.get()
@@ -67,15 +69,15 @@ enum TestHTTPClient {
     }
 
     private static func connect(port: Int, collector: Collector) async throws -> any Channel {
-        try await connect(port: port, handler: collector)
-    }
-
-    private static func connect(port: Int, handler: some ChannelInboundHandler & Sendable) async throws -> any Channel {
         try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(HTTPRequestEncoder())
+                    // Forward 1xx responses so tests can see 100 Continue.
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(
+                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
+                    try sync.addHandler(collector)
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
@@ -92,12 +94,20 @@ enum TestHTTPClient {
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
     }
 
-    /// Collects one response after another on a keep-alive connection. Event-loop bound.
-    private final class SequentialCollector: ChannelInboundHandler, @unchecked Sendable {
+    /// Collects the response to each request in turn (several on a keep-alive connection).
+    /// Touched only on its channel's event loop.
+    private final class Collector: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
         typealias InboundIn = HTTPClientResponsePart
         private var promise: EventLoopPromise<ReceivedResponse>?
         private var response = ReceivedResponse(status: 0, headers: [], chunks: [], complete: false)
+        private let stopAfterChunks: Int?
 
+        init(promise: EventLoopPromise<ReceivedResponse>? = nil, stopAfterChunks: Int? = nil) {
+            self.promise = promise
+            self.stopAfterChunks = stopAfterChunks
+        }
+
+        /// Starts collecting the next response.
         func expect(_ promise: EventLoopPromise<ReceivedResponse>) {
             self.promise = promise
             response = ReceivedResponse(status: 0, headers: [], chunks: [], complete: false)
@@ -105,38 +115,8 @@ enum TestHTTPClient {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let head):
-                response.status = Int(head.status.code)
-                response.headers = head.headers.map { ($0.name, $0.value) }
-            case .body(let buffer):
-                response.chunks.append(Array(buffer.readableBytesView))
-            case .end:
-                response.complete = true
-                promise?.succeed(response)
-                promise = nil
-            }
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            promise?.succeed(response)
-            promise = nil
-        }
-    }
-
-    private final class Collector: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-        typealias InboundIn = HTTPClientResponsePart
-        private let promise: EventLoopPromise<ReceivedResponse>
-        private var response = ReceivedResponse(status: 0, headers: [], chunks: [], complete: false)
-        private var done = false
-        private let stopAfterChunks: Int?
-
-        init(promise: EventLoopPromise<ReceivedResponse>, stopAfterChunks: Int? = nil) {
-            self.promise = promise
-            self.stopAfterChunks = stopAfterChunks
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
+            case .head(let head) where head.status.code < 200:
+                response.interim.append(Int(head.status.code))
             case .head(let head):
                 response.status = Int(head.status.code)
                 response.headers = head.headers.map { ($0.name, $0.value) }
@@ -146,6 +126,8 @@ enum TestHTTPClient {
                     finish()
                     context.close(promise: nil)
                 }
+            case .end where response.status == 0:
+                break  // the end of an informational response
             case .end:
                 response.complete = true
                 finish()
@@ -160,9 +142,8 @@ enum TestHTTPClient {
         }
 
         private func finish() {
-            guard !done else { return }
-            done = true
-            promise.succeed(response)
+            promise?.succeed(response)
+            promise = nil
         }
     }
 }
