@@ -130,8 +130,9 @@ final class ProxiedCall: UpstreamResponseHandler {
                 refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
             }
             if let refusal {
-                // Once the client has a head, a failure is the provider's answer breaking off.
-                entry.outcome = headSent ? .upstreamError : refusal.outcome
+                // Once the client has a head, a failure is the provider's answer breaking off
+                // (a deadline stays a timeout either way).
+                entry.outcome = headSent && refusal.kind != .upstreamTimeout ? .upstreamError : refusal.outcome
                 entry.status = headSent ? upstreamStatus : refusal.status
                 entry.errorMessage = refusal.message
             }
