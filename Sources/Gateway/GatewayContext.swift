@@ -4,17 +4,17 @@ import NIOCore
 import Policy
 import Upstream
 
-/// What every connection handler shares: read-only policy plus the thread-safe services.
+/// What every connection handler shares: the policy in force and the thread-safe services.
 final class GatewayContext: Sendable {
-    let policy: PolicySet
+    let policies: PolicyReloader
     let principals: PrincipalDirectory
     let upstream: UpstreamClient
     let ledger: LedgerWriter
     let logger: Logger
 
-    init(policy: PolicySet, principals: PrincipalDirectory, upstream: UpstreamClient,
+    init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger) {
-        self.policy = policy
+        self.policies = policies
         self.principals = principals
         self.upstream = upstream
         self.ledger = ledger

@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 import Logging
 import NIOCore
@@ -16,13 +17,18 @@ public final class GatewayServer: Sendable {
     private let context: GatewayContext
 
     /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
+    /// With `policyDirectory`, changes to its files are picked up while serving (see `PolicyReloader`).
     public static func start(configuration: GatewayConfiguration, policy: PolicySet,
+                             policyDirectory: String? = nil,
+                             environment: [String: String] = ProcessInfo.processInfo.environment,
                              databasePath: String, logger: Logger) throws -> GatewayServer {
         let ledger = try LedgerWriter(path: databasePath)
         let keys = try KeyStore(path: databasePath)
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
-        let context = GatewayContext(policy: policy, principals: principals, upstream: upstream,
+        let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
+                                      logger: logger)
+        let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
                                      ledger: ledger, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
         do {
@@ -40,6 +46,7 @@ public final class GatewayServer: Sendable {
                 .bind(host: configuration.host, port: configuration.port)
                 .wait()
             principals.startPolling()
+            policies.startWatching()
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context)
         } catch {
@@ -66,6 +73,7 @@ public final class GatewayServer: Sendable {
     public func shutdown() throws {
         try? channel.close().wait()
         context.principals.stopPolling()
+        context.policies.stopWatching()
         context.upstream.shutdown()
         // Let the event loops run the cancelled calls' settlement before the ledger closes.
         for loop in group.makeIterator() {
@@ -75,6 +83,13 @@ public final class GatewayServer: Sendable {
         context.ledger.close()
         try group.syncShutdownGracefully()
     }
+
+    /// Reloads the policy directory now (SIGHUP); false if the change was refused.
+    @discardableResult
+    public func reloadPolicy() -> Bool { context.policies.reloadNow() }
+
+    /// The policy in force.
+    public var policy: PolicySet { context.policies.policy }
 
     /// Blocks until the listening channel closes.
     public func wait() throws {

@@ -16,6 +16,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     private var context: ChannelHandlerContext?
     private var state: State = .idle
     private var keepAlive = true
+    /// The policy in force when the current request's head arrived; the whole call uses it.
+    private var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
 
     private enum State {
@@ -33,6 +35,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     init(gateway: GatewayContext, eventLoop: any EventLoop) {
         self.gateway = gateway
         self.eventLoop = eventLoop
+        self.policy = gateway.policies.policy
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -42,10 +45,11 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         switch unwrapInboundIn(data) {
         case .head(let head):
             let startedAt = UnixTime.nowMicros()
+            policy = gateway.policies.policy
             keepAlive = head.isKeepAlive
             responseVersion = head.version
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            if declared > gateway.policy.gateway.maxBodyBytes {
+            if declared > policy.gateway.maxBodyBytes {
                 state = .discarding(head: head, startedAt: startedAt)
             } else {
                 // curl and some SDKs wait (1 s for curl) for this before sending a large body.
@@ -59,7 +63,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             }
         case .body(var chunk):
             guard case .receiving(let head, var body, let startedAt) = state else { return }
-            if body.readableBytes + chunk.readableBytes > gateway.policy.gateway.maxBodyBytes {
+            if body.readableBytes + chunk.readableBytes > policy.gateway.maxBodyBytes {
                 state = .discarding(head: head, startedAt: startedAt)
                 return
             }
@@ -74,7 +78,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             case .discarding(let head, let startedAt):
                 state = .responding(call: nil)
                 keepAlive = false
-                let limit = gateway.policy.gateway.maxBodyBytes
+                let limit = policy.gateway.maxBodyBytes
                 refuse(line(for: head, startedAt: startedAt), principal: nil, model: nil,
                        Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml)."))
             case .idle, .responding:
@@ -114,7 +118,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         }
         switch (head.method, path) {
         case (.GET, "/healthz"):
-            writeJSON(status: 200, body: #"{"status":"ok","policy_version":"\#(gateway.policy.version)"}"#,
+            writeJSON(status: 200, body: #"{"status":"ok","policy_version":"\#(policy.version)"}"#,
                       requestID: line.requestID)
         case (.GET, "/v1/models"):
             let request = CallRequest(endpoint: line.dialect == .anthropic ? .messages : .chatCompletions,
@@ -125,7 +129,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             case .failure(let refusal):
                 refuse(line, principal: nil, model: nil, refusal)
             case .success:
-                writeJSON(status: 200, body: ModelList.body(gateway.policy.listedModels(), dialect: line.dialect),
+                writeJSON(status: 200, body: ModelList.body(policy.listedModels(), dialect: line.dialect),
                           requestID: line.requestID)
             }
         default:
@@ -145,7 +149,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case .success(let p):
             principal = p
         }
-        switch Admit.admit(request, principal: principal, policy: gateway.policy,
+        switch Admit.admit(request, principal: principal, policy: policy,
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
         case .failure(let refusal):
             refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)

@@ -41,7 +41,7 @@ public struct Refusal: Error, Sendable {
         case .notFound: return .refusedNotFound
         case .unknownModel: return .refusedUnknownModel
         case .unpriced: return .refusedUnpriced
-        case .forbidden: return .refusedForbidden
+        case .forbidden: return .refusedModel
         case .providerKeyMissing, .upstreamUnreachable: return .upstreamUnreachable
         case .upstreamTimeout: return .timeout
         }

@@ -11,6 +11,7 @@ enum CallRow {
         "usage_source", "cost_pd",
         "price_id", "price_input", "price_cached_input", "price_cache_write", "price_output",
         "ttft_us", "upstream_us", "error_message",
+        "plan", "output_cap_requested", "output_cap_applied",
     ]
 
     static let insertSQL =
@@ -53,6 +54,9 @@ enum CallRow {
         s.bind(entry.ttftMicros, at: 30)
         s.bind(entry.upstreamMicros, at: 31)
         s.bind(entry.errorMessage, at: 32)
+        s.bind(entry.plan, at: 33)
+        s.bind(entry.outputCapRequested, at: 34)
+        s.bind(entry.outputCapApplied, at: 35)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -90,7 +94,10 @@ enum CallRow {
             price: try decodePrice(s, callId: id),
             ttftMicros: s.optionalInt64(at: 29),
             upstreamMicros: s.optionalInt64(at: 30),
-            errorMessage: s.optionalString(at: 31))
+            errorMessage: s.optionalString(at: 31),
+            plan: s.optionalString(at: 32),
+            outputCapRequested: s.optionalInt64(at: 33).map(Int.init),
+            outputCapApplied: s.optionalInt64(at: 34).map(Int.init))
     }
 
     private static func decodePrice(_ s: Statement, callId: String) throws -> ModelPrice? {

@@ -20,7 +20,18 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
     case refusedNotFound = "refused_not_found"
     case refusedUnknownModel = "refused_unknown_model"
     case refusedUnpriced = "refused_unpriced"
-    case refusedForbidden = "refused_forbidden"
+    /// The payer's plan does not allow the model.
+    case refusedModel = "refused_model"
+    /// Too many calls in flight for the payer (`max_concurrent`).
+    case refusedConcurrency = "refused_concurrency"
+    /// A requests- or tokens-per-minute limit.
+    case refusedRate = "refused_rate"
+    /// The asked output is over the plan's cap and the plan rejects instead of clamping.
+    case refusedCap = "refused_cap"
+    /// A user, team or org budget cannot pay for the call's worst case.
+    case refusedQuota = "refused_quota"
+    /// The org-wide spend rate is over its limit.
+    case refusedBreaker = "refused_breaker"
 
     /// Raw values with this prefix are refusals: the proxy answered without calling upstream.
     public static let refusalPrefix = "refused_"
@@ -68,6 +79,11 @@ public struct LedgerEntry: Sendable, Hashable {
     public var ttftMicros: Int64?
     public var upstreamMicros: Int64?
     public var errorMessage: String?
+    /// The payer's plan when the call was admitted (nil before plans, or when refused earlier).
+    public var plan: String?
+    /// The output cap the client asked for, and the one sent upstream after clamping/injection.
+    public var outputCapRequested: Int?
+    public var outputCapApplied: Int?
 
     /// `<model pattern>@<effective day>` of the price used, as stored in `price_id`.
     public var priceId: String? { price?.id }
@@ -81,7 +97,8 @@ public struct LedgerEntry: Sendable, Hashable {
                 modelRequested: String? = nil, modelServed: String? = nil, stream: Bool = false,
                 status: Int, outcome: Outcome, usage: Usage = .zero, usageSource: UsageSource = .none,
                 cost: Money = .zero, price: ModelPrice? = nil,
-                ttftMicros: Int64? = nil, upstreamMicros: Int64? = nil, errorMessage: String? = nil) {
+                ttftMicros: Int64? = nil, upstreamMicros: Int64? = nil, errorMessage: String? = nil,
+                plan: String? = nil, outputCapRequested: Int? = nil, outputCapApplied: Int? = nil) {
         self.id = id
         self.requestId = requestId
         self.startedAt = startedAt
@@ -105,5 +122,8 @@ public struct LedgerEntry: Sendable, Hashable {
         self.ttftMicros = ttftMicros
         self.upstreamMicros = upstreamMicros
         self.errorMessage = errorMessage
+        self.plan = plan
+        self.outputCapRequested = outputCapRequested
+        self.outputCapApplied = outputCapApplied
     }
 }

@@ -75,6 +75,11 @@ public final class LedgerReader: @unchecked Sendable {
         }
     }
 
+    /// Runs a query of another file of this module on the serialised connection.
+    func withConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        try locked { try body(connection) }
+    }
+
     private func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }

@@ -74,6 +74,14 @@ enum Schema {
                 UPDATE meta SET value = value + 1 WHERE name = 'api_keys_stamp';
             END;
             """),
+        // v3: plans (issue: policies). The plan the payer was on, and the output cap the client
+        // asked for and the one sent upstream (clamped or injected), so refusals and clamps can
+        // be explained and simulated later.
+        Migration(version: 3, sql: """
+            ALTER TABLE calls ADD COLUMN plan TEXT;
+            ALTER TABLE calls ADD COLUMN output_cap_requested INTEGER;
+            ALTER TABLE calls ADD COLUMN output_cap_applied INTEGER;
+            """),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

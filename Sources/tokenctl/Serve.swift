@@ -8,7 +8,11 @@ import Policy
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the proxy.",
-        discussion: "Stops on SIGINT or SIGTERM: stops accepting, cancels calls still in flight (recorded), flushes the ledger.")
+        discussion: """
+            Stops on SIGINT or SIGTERM: stops accepting, cancels calls still in flight (recorded), \
+            flushes the ledger. Policy file changes are picked up within a second (SIGHUP reloads at \
+            once); a change with problems is refused and logged, and the previous policy stays in force.
+            """)
 
     @Option(help: "Directory of policy files (providers.yaml, prices.yaml, gateway.yaml).")
     var policies: String = "policies"
@@ -35,7 +39,7 @@ struct Serve: ParsableCommand {
 
         let server = try GatewayServer.start(
             configuration: GatewayConfiguration(host: host, port: port, eventLoopThreads: threads),
-            policy: policy, databasePath: ledger.db, logger: logger)
+            policy: policy, policyDirectory: policies, databasePath: ledger.db, logger: logger)
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
             "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))
@@ -52,6 +56,11 @@ struct Serve: ParsableCommand {
             source.resume()
             sources.append(source)
         }
+        signal(SIGHUP, SIG_IGN)
+        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: stop)
+        hangUp.setEventHandler { server.reloadPolicy() }
+        hangUp.resume()
+        sources.append(hangUp)
         try server.wait()
         _ = sources
     }

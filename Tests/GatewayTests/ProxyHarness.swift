@@ -12,6 +12,7 @@ final class ProxyHarness: Sendable {
     let server: GatewayServer
     let directory: URL
     let dbPath: String
+    let policyDirectory: URL
     let aliceKey: String
     let bobKey: String
     let providerKey = "provider-secret-\(UInt32.random(in: 0...UInt32.max))"
@@ -40,6 +41,7 @@ final class ProxyHarness: Sendable {
         fake = try FakeLLMServer.start(fakeConfiguration)
 
         let policies = directory.appendingPathComponent("policies")
+        policyDirectory = policies
         try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
         let headers = providerHeaders.isEmpty ? ""
             : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
@@ -57,7 +59,8 @@ final class ProxyHarness: Sendable {
         if !gatewayYAML.isEmpty {
             try gatewayYAML.write(to: policies.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
         }
-        let policy = try PolicyLoader.load(directory: policies.path, environment: ["E2E_PROVIDER_KEY": providerKey])
+        let environment = ["E2E_PROVIDER_KEY": providerKey]
+        let policy = try PolicyLoader.load(directory: policies.path, environment: environment)
 
         dbPath = directory.appendingPathComponent("ledger.sqlite").path
         let keys = try KeyStore(path: dbPath)
@@ -74,7 +77,13 @@ final class ProxyHarness: Sendable {
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
         server = try GatewayServer.start(configuration: GatewayConfiguration(port: 0, eventLoopThreads: 2),
-                                         policy: policy, databasePath: dbPath, logger: logger)
+                                         policy: policy, policyDirectory: policies.path, environment: environment,
+                                         databasePath: dbPath, logger: logger)
+    }
+
+    /// Replaces one policy file (the running server picks it up by itself).
+    func writePolicy(_ name: String, _ text: String) throws {
+        try text.write(to: policyDirectory.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
 
     func shutdown() {

@@ -30,9 +30,14 @@ import Testing
             try Schema.migrate(connection, upTo: 1)
             #expect(try Schema.version(of: connection) == 1)
             #expect(try !tables(connection).contains("api_keys"))
-            let insert = try connection.prepare(CallRow.insertSQL)
-            CallRow.bind(sampleEntry(1), to: insert)
-            try insert.run()
+            // A row as a v1 ledger held it (no later columns).
+            try connection.execute("""
+                INSERT INTO calls (id, request_id, started_at, ended_at, latency_us, dialect, route, stream,
+                  status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
+                  reasoning_tokens, usage_source, cost_pd)
+                VALUES ('call-1', 'req-1', \(day0), \(day0 + 1000), 1000, 'openai', 'chat.completions', 0,
+                  200, 'ok', 10, 0, 0, 5, 0, 'provider', 4500000)
+                """)
             connection.close()
         }
         let writer = try LedgerWriter(path: path)

@@ -252,8 +252,8 @@ import Testing
     }
 }
 
-/// Polls `condition` for up to `seconds`.
-func waitUntil(seconds: Double = 5, _ condition: @Sendable () -> Bool) async throws {
+/// Polls `condition` for up to `seconds` (generous: CI machines are slow when busy; a pass returns at once).
+func waitUntil(seconds: Double = 30, _ condition: @Sendable () -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while !condition() {
         guard ContinuousClock.now < deadline else {

@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import Policy
+
+/// Keeps the policy in force and replaces it when its files change. A background thread looks at
+/// the files' sizes and modification times every `interval` (and `reloadNow()` serves SIGHUP);
+/// a changed directory is loaded in full and swapped in only if it has no problem. An invalid
+/// change is logged with the loader's `file:line: field: message` lines and the last good
+/// policy stays in force.
+public final class PolicyReloader: Sendable {
+    private let current: NIOLockedValueBox<PolicySet>
+    private let directory: String?
+    private let environment: [String: String]
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var fingerprint: [String: String] = [:]
+        var stopped = false
+        var reloads = 0
+        var failedReloads = 0
+        var lastError: String?
+    }
+
+    public init(policy: PolicySet, directory: String?, environment: [String: String], logger: Logger) {
+        self.current = NIOLockedValueBox(policy)
+        self.directory = directory
+        self.environment = environment
+        self.logger = logger
+        if let directory { state.withLockedValue { $0.fingerprint = Self.fingerprint(of: directory) } }
+    }
+
+    /// The policy in force: read once per call, so a call sees one consistent policy.
+    public var policy: PolicySet { current.withLockedValue { $0 } }
+
+    public var failedReloads: Int { state.withLockedValue { $0.failedReloads } }
+    public var lastError: String? { state.withLockedValue { $0.lastError } }
+
+    /// Loads the directory now; on success the new policy is in force. Returns whether it was.
+    @discardableResult
+    public func reloadNow() -> Bool {
+        guard let directory else { return false }
+        let fingerprint = Self.fingerprint(of: directory)
+        do {
+            let fresh = try PolicyLoader.load(directory: directory, environment: environment)
+            let old = current.withLockedValue { old in
+                defer { old = fresh }
+                return old.version
+            }
+            state.withLockedValue {
+                $0.fingerprint = fingerprint
+                $0.reloads += 1
+                $0.lastError = nil
+            }
+            if old != fresh.version {
+                logger.info("policy reloaded", metadata: ["version": "\(fresh.version)", "previous": "\(old)"])
+            }
+            for warning in fresh.warnings { logger.warning("\(warning)") }
+            return true
+        } catch {
+            state.withLockedValue {
+                $0.fingerprint = fingerprint  // do not retry the same broken files every second
+                $0.failedReloads += 1
+                $0.lastError = error.description
+            }
+            logger.error("policy change refused; the previous policy stays in force",
+                         metadata: ["version": "\(policy.version)"])
+            for problem in error.problems { logger.error("\(problem)") }
+            return false
+        }
+    }
+
+    /// Starts watching the directory (no-op without one).
+    public func startWatching(every interval: TimeInterval = 0.5) {
+        guard let directory else { return }
+        let thread = Thread { [self] in
+            while !state.withLockedValue({ $0.stopped }) {
+                Thread.sleep(forTimeInterval: interval)
+                let seen = state.withLockedValue { $0.fingerprint }
+                if Self.fingerprint(of: directory) != seen { reloadNow() }
+            }
+        }
+        thread.name = "tokenctl-policy"
+        thread.start()
+    }
+
+    public func stopWatching() {
+        state.withLockedValue { $0.stopped = true }
+    }
+
+    /// Name → size and modification time of each YAML file: cheap to read every half second.
+    private static func fingerprint(of directory: String) -> [String: String] {
+        let manager = FileManager.default
+        var result: [String: String] = [:]
+        for name in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+            let attributes = try? manager.attributesOfItem(atPath: directory + "/" + name)
+            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            result[name] = "\(size)@\(modified)"
+        }
+        return result
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import Ledger
+import Testing
+
+@Suite("Policy hot reload")
+struct PolicyReloadTests {
+    static let big = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""# + String(repeating: "x", count: 3000) + #""}]}"#
+
+    private func status(_ h: ProxyHarness, _ id: String) async throws -> Int {
+        try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.big, requestID: id).status
+    }
+
+    @Test("a valid change is in force within two seconds; an invalid one is refused and the last good policy serves")
+    func reload() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let before = h.server.policy.version
+        #expect(try await status(h, "r-0") == 200)
+
+        try h.writePolicy("gateway.yaml", "max_body_bytes: 1024\n")
+        var seen = 200
+        for attempt in 0..<20 where seen == 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            seen = try await status(h, "r-1-\(attempt)")
+        }
+        #expect(seen == 413)
+        let good = h.server.policy.version
+        #expect(good != before)
+
+        try h.writePolicy("gateway.yaml", "max_body_bytes: -5\nunknown_key: 1\n")
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(h.server.policy.version == good)
+        #expect(try await status(h, "r-2") == 413)
+        #expect(h.server.reloadPolicy() == false)
+
+        try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
+        #expect(h.server.reloadPolicy())
+        #expect(try await status(h, "r-3") == 200)
+    }
+}
