@@ -51,7 +51,7 @@ public struct RequestPeek: Sendable, Hashable {
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
 
-    /// Where `withIncludeUsage` edits; offsets into the body this peek read.
+    /// Where `withIncludeUsage` and `withOutputCap` edit; offsets into the body this peek read.
     struct Anchors: Sendable, Hashable {
         var objectStart = 0
         var objectIsEmpty = true
@@ -61,6 +61,10 @@ public struct RequestPeek: Sendable, Hashable {
         var streamOptionsIsEmpty = true
         /// The value of `stream_options.include_usage` (`true`, `false` or `null`).
         var includeUsage: Range<Int>?
+        /// The values of the top-level output caps (a number or `null`).
+        var maxTokens: Range<Int>?
+        var maxCompletionTokens: Range<Int>?
+        var maxOutputTokens: Range<Int>?
     }
     var anchors = Anchors()
 
@@ -173,13 +177,19 @@ private struct Reader {
             peek.stream = try bool(&s, .stream) ?? false
         } else if s.key(key, is: "max_tokens") {
             guard first(.maxTokens) else { return false }
+            let start = s.index
             peek.maxTokens = try count(&s, .maxTokens)
+            peek.anchors.maxTokens = start..<s.index
         } else if s.key(key, is: "max_completion_tokens") {
             guard first(.maxCompletionTokens) else { return false }
+            let start = s.index
             peek.maxCompletionTokens = try count(&s, .maxCompletionTokens)
+            peek.anchors.maxCompletionTokens = start..<s.index
         } else if s.key(key, is: "max_output_tokens") {
             guard first(.maxOutputTokens) else { return false }
+            let start = s.index
             peek.maxOutputTokens = try count(&s, .maxOutputTokens)
+            peek.anchors.maxOutputTokens = start..<s.index
         } else if s.key(key, is: "user") {
             guard first(.user) else { return false }
             peek.user = try string(&s, .user, nullable: true)

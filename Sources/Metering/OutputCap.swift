@@ -1,0 +1,204 @@
+import NIOCore
+
+/// The body a plan's output cap sends upstream, and what the client asked for.
+public struct OutputCapRewrite: Sendable {
+    /// The body to send: the original buffer itself when nothing changed.
+    public var body: ByteBuffer
+    /// A peek of `body`, identical to `RequestPeek(body: body)` without reading it again, so
+    /// `peek.withIncludeUsage(body)` can follow directly.
+    public var peek: RequestPeek
+    /// The output cap the client set on this endpoint's fields (the largest if several); nil
+    /// when absent or `null`.
+    public var requested: Int?
+    /// The most output tokens the call can produce once `body` goes upstream: what a
+    /// reservation is sized from. 0 for endpoints without output (embeddings, count_tokens).
+    public var applied: Int
+    /// Whether `body` differs from the original.
+    public var changed: Bool
+}
+
+extension RequestPeek {
+    /// What OpenAI's legacy completions endpoint produces when `max_tokens` is absent.
+    public static let completionsDefaultMaxTokens = 16
+
+    /// The top-level fields that bound output on `endpoint`; `inject` is the one added when
+    /// the client set none (nil: never add one).
+    private static func capFields(_ endpoint: Endpoint) -> (first: CapField?, second: CapField?, inject: CapField?) {
+        switch endpoint {
+        case .chatCompletions: return (.maxCompletionTokens, .maxTokens, .maxCompletionTokens)
+        case .completions: return (.maxTokens, nil, .maxTokens)
+        case .responses: return (.maxOutputTokens, nil, .maxOutputTokens)
+        case .messages: return (.maxTokens, nil, nil)
+        case .embeddings, .countTokens: return (nil, nil, nil)
+        }
+    }
+
+    /// The output cap the client set in the fields `endpoint` reads; the largest if several.
+    public func requestedOutput(on endpoint: Endpoint) -> Int? {
+        let fields = Self.capFields(endpoint)
+        let a = fields.first.flatMap(value), b = fields.second.flatMap(value)
+        guard let a else { return b }
+        guard let b else { return a }
+        return Swift.max(a, b)
+    }
+
+    /// Whether any output field `endpoint` reads asks for more than `cap`: for plans that
+    /// refuse instead of clamping. A request setting none does not exceed; `withOutputCap`
+    /// then adds the cap.
+    public func exceedsCap(_ cap: Int, endpoint: Endpoint) -> Bool {
+        (requestedOutput(on: endpoint) ?? 0) > cap
+    }
+
+    /// Whether any of `max_tokens`, `max_completion_tokens`, `max_output_tokens` is above
+    /// `cap`, whatever the endpoint.
+    public func exceedsCap(_ cap: Int) -> Bool {
+        (outputCap ?? 0) > cap
+    }
+
+    /// The body this peek read, with the output bounded by `cap`. `body` must be the exact
+    /// bytes the peek was made from; `cap` must be in `0...maxTokensLimit` (plans validate it).
+    ///
+    /// - chat.completions: `max_completion_tokens` and `max_tokens`, each if present, become
+    ///   `min(value, cap)`; with neither, `"max_completion_tokens":cap` is added.
+    /// - completions: `max_tokens` likewise. Absent, the provider writes at most
+    ///   `completionsDefaultMaxTokens` (16), so the body is left alone unless the cap is lower.
+    /// - responses: `max_output_tokens` likewise.
+    /// - messages: `max_tokens` is clamped. Anthropic requires it, so when absent the body is
+    ///   left alone (the provider refuses it); `applied` is then `cap`.
+    /// - embeddings, count_tokens: unchanged, `applied` 0.
+    ///
+    /// Only top-level fields count. A value at or below the cap (in any notation) is left as
+    /// it is; a clamp replaces just the number's bytes with the cap in decimal. An added
+    /// member goes right after the opening `{` (or replaces a `null` value of the field, so
+    /// the key never appears twice). Every other byte is kept.
+    public func withOutputCap(_ cap: Int, endpoint: Endpoint, body: ByteBuffer) -> OutputCapRewrite {
+        precondition((0...Self.maxTokensLimit).contains(cap), "output cap out of range")
+        precondition(body.readableBytes == bodyBytes, "withOutputCap needs the body the peek read")
+        let fields = Self.capFields(endpoint)
+        let requested = requestedOutput(on: endpoint)
+        var edits: [CapEdit] = []  // at most two; no allocation when nothing changes
+        func clamp(_ field: CapField?) {
+            guard let field, let v = value(field), v > cap, let range = anchor(field) else { return }
+            edits.append(CapEdit(field: field, range: range, text: String(cap), valueOffset: 0))
+        }
+        clamp(fields.first)
+        clamp(fields.second)
+        var applied = requested.map { Swift.min($0, cap) } ?? 0
+        if requested == nil, fields.first != nil {
+            applied = cap
+            if endpoint == .completions, cap >= Self.completionsDefaultMaxTokens {
+                applied = Self.completionsDefaultMaxTokens
+            } else if let field = fields.inject {
+                if let null = anchor(field) {
+                    edits.append(CapEdit(field: field, range: null, text: String(cap), valueOffset: 0))
+                } else {
+                    let at = anchors.objectStart + 1
+                    let member = "\"\(field.name)\":"
+                    edits.append(CapEdit(field: field, range: at..<at,
+                                         text: member + String(cap) + (anchors.objectIsEmpty ? "" : ","),
+                                         valueOffset: member.utf8.count, valueLength: String(cap).utf8.count))
+                }
+            }
+        }
+        guard !edits.isEmpty else {
+            return OutputCapRewrite(body: body, peek: self, requested: requested, applied: applied, changed: false)
+        }
+        if edits.count == 2, edits[1].range.lowerBound < edits[0].range.lowerBound { edits.swapAt(0, 1) }
+        return OutputCapRewrite(body: Self.splice(body, edits), peek: applying(edits, cap: cap),
+                                requested: requested, applied: applied, changed: true)
+    }
+
+    /// `body` with each edit's range replaced by its text; edits sorted, not overlapping.
+    private static func splice(_ body: ByteBuffer, _ edits: [CapEdit]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(body.readableBytes + edits.reduce(0) { $0 + $1.delta })
+        let start = body.readerIndex
+        var copied = 0
+        for edit in edits {
+            out.writeImmutableBuffer(body.getSlice(at: start + copied, length: edit.range.lowerBound - copied)!)
+            out.writeString(edit.text)
+            copied = edit.range.upperBound
+        }
+        out.writeImmutableBuffer(body.getSlice(at: start + copied, length: body.readableBytes - copied)!)
+        return out
+    }
+
+    /// This peek moved onto the spliced body: the edited fields hold `cap`, offsets shift.
+    private func applying(_ edits: [CapEdit], cap: Int) -> RequestPeek {
+        // Where byte `p` of the old body lands: after every edit that ends at or before it.
+        func shift(_ p: Int, except skipped: Int? = nil) -> Int {
+            var q = p
+            for (i, edit) in edits.enumerated() where edit.range.upperBound <= p && i != skipped { q += edit.delta }
+            return q
+        }
+        func shift(_ r: Range<Int>?) -> Range<Int>? { r.map { shift($0.lowerBound)..<shift($0.upperBound) } }
+        var out = self
+        out.bodyBytes += edits.reduce(0) { $0 + $1.delta }
+        out.anchors.streamOptions = shift(anchors.streamOptions)
+        out.anchors.includeUsage = shift(anchors.includeUsage)
+        out.anchors.maxTokens = shift(anchors.maxTokens)
+        out.anchors.maxCompletionTokens = shift(anchors.maxCompletionTokens)
+        out.anchors.maxOutputTokens = shift(anchors.maxOutputTokens)
+        for (i, edit) in edits.enumerated() {
+            let valueStart = shift(edit.range.lowerBound, except: i) + edit.valueOffset
+            out.set(edit.field, value: cap, anchor: valueStart..<valueStart + edit.valueLength)
+            if edit.range.isEmpty { out.anchors.objectIsEmpty = false }
+        }
+        return out
+    }
+
+    private func value(_ field: CapField) -> Int? {
+        switch field {
+        case .maxTokens: return maxTokens
+        case .maxCompletionTokens: return maxCompletionTokens
+        case .maxOutputTokens: return maxOutputTokens
+        }
+    }
+
+    private func anchor(_ field: CapField) -> Range<Int>? {
+        switch field {
+        case .maxTokens: return anchors.maxTokens
+        case .maxCompletionTokens: return anchors.maxCompletionTokens
+        case .maxOutputTokens: return anchors.maxOutputTokens
+        }
+    }
+
+    private mutating func set(_ field: CapField, value: Int, anchor: Range<Int>) {
+        switch field {
+        case .maxTokens: maxTokens = value; anchors.maxTokens = anchor
+        case .maxCompletionTokens: maxCompletionTokens = value; anchors.maxCompletionTokens = anchor
+        case .maxOutputTokens: maxOutputTokens = value; anchors.maxOutputTokens = anchor
+        }
+    }
+}
+
+private enum CapField {
+    case maxTokens, maxCompletionTokens, maxOutputTokens
+
+    var name: String {
+        switch self {
+        case .maxTokens: return "max_tokens"
+        case .maxCompletionTokens: return "max_completion_tokens"
+        case .maxOutputTokens: return "max_output_tokens"
+        }
+    }
+}
+
+/// One splice: `range` of the body becomes `text`, whose value digits sit at `valueOffset`.
+private struct CapEdit {
+    var field: CapField
+    var range: Range<Int>
+    var text: String
+    var valueOffset: Int
+    var valueLength: Int
+
+    init(field: CapField, range: Range<Int>, text: String, valueOffset: Int, valueLength: Int? = nil) {
+        self.field = field
+        self.range = range
+        self.text = text
+        self.valueOffset = valueOffset
+        self.valueLength = valueLength ?? text.utf8.count
+    }
+
+    var delta: Int { text.utf8.count - range.count }
+}
