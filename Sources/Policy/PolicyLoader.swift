@@ -5,15 +5,17 @@ import Yams
 
 /// Turns a policy directory into a validated `PolicySet`, or a `PolicyError` listing every problem.
 ///
-/// Each file has a reader (`GatewayFile`, `ProvidersFile`, `PricesFile`); checks that need two
-/// files (routes vs prices) run last. A new file (plans, quotas) adds a reader and an entry in
-/// `knownFiles`.
+/// Each file has a reader (`GatewayFile`, `ProvidersFile`, `PricesFile`, `PlansFile`); checks
+/// that need two files (routes vs prices) run last, except plans' models, which `PlansFile`
+/// checks against the routes and prices read before it. A new file adds a reader and an entry
+/// in `knownFiles`.
 public enum PolicyLoader {
     /// Files read, in load order; `required` ones must exist.
     public static let knownFiles: [(name: String, required: Bool)] = [
         (GatewayFile.name, false),
         (ProvidersFile.name, true),
         (PricesFile.name, true),
+        (PlansFile.name, false),
     ]
 
     public static func load(directory: String,
@@ -68,7 +70,16 @@ public enum PolicyLoader {
         var (pricesReader, pricesRoot, pricesParsed) = reader(PricesFile.name)
         let prices = pricesParsed ? PricesFile.read(pricesRoot, &pricesReader) : []
 
-        for reader in [gatewayReader, providersReader, pricesReader] {
+        // Plans' models are checked against routes and prices only when those files are sound:
+        // otherwise every plan would repeat their problems as "not routed" or "no price".
+        let catalog = providersReader.problems.isEmpty && pricesReader.problems.isEmpty
+            ? PlansFile.ModelCatalog(routes: upstreams.routes.map(\.route.pattern), prices: prices.map(\.price.model),
+                                     refuseUnpriced: gateway.unpricedModels == .refuse)
+            : nil
+        var (plansReader, plansRoot, plansParsed) = reader(PlansFile.name)
+        let plans = plansParsed ? PlansFile.read(plansRoot, catalog: catalog, &plansReader) : .unlimited
+
+        for reader in [gatewayReader, providersReader, pricesReader, plansReader] {
             problems += reader.problems
             warnings += reader.warnings
         }
@@ -78,7 +89,7 @@ public enum PolicyLoader {
         guard problems.isEmpty else { return nil }
         let routes = upstreams.routes.map(\.route)
         return PolicySet(providers: upstreams.providers, routes: routes, prices: book, gateway: gateway,
-                         version: version(of: sources), warnings: ordered(warnings))
+                         plans: plans, version: version(of: sources), warnings: ordered(warnings))
     }
 
     /// Routes that no price covers, and prices that no route reaches.

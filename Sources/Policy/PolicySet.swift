@@ -8,17 +8,21 @@ public struct PolicySet: Sendable {
     public let routes: [ModelRoute]
     public let prices: PriceBook
     public let gateway: GatewaySettings
+    /// Plans, user overrides, team and org budgets from plans.yaml; `.unlimited` without it.
+    public let plans: PlanBook
     /// Short hash of the policy files' bytes, to tell in metrics and logs which policy served a call.
     public let version: String
     /// Things that load but deserve an admin's look (unset key variables, unpriced routes, ...).
     public let warnings: [PolicyProblem]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
-                gateway: GatewaySettings = .defaults, version: String = "", warnings: [PolicyProblem] = []) {
+                gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
+                warnings: [PolicyProblem] = []) {
         self.providers = providers
         self.routes = routes
         self.prices = prices
         self.gateway = gateway
+        self.plans = plans
         self.version = version
         self.warnings = warnings
     }

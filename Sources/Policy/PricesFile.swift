@@ -64,44 +64,11 @@ enum PricesFile {
                           cacheWrite: cacheWrite, output: output, source: source)
     }
 
+    static let priceMeaning = PolicyFileReader.DecimalMeaning(
+        noun: "price", withArticle: "a price", unit: "dollars per 1M tokens", example: "0.15")
+
     /// A quoted price per 1M tokens as an exact per-token amount, or nil (problem recorded).
     private static func perToken(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> Money? {
-        let node = entry.value
-        guard case .scalar(let scalar) = node else {
-            reader.problem(node, entry.path, "expected a price such as \"0.15\", found \(PolicyFileReader.kind(of: node))")
-            return nil
-        }
-        let tag = PolicyFileReader.tag(of: node)
-        if tag == .null {
-            reader.problem(node, entry.path, "missing value")
-            return nil
-        }
-        let text = scalar.string
-        if tag == .int || tag == .float {
-            reader.problem(node, entry.path,
-                           "write the price as a quoted string, \"\(text)\": bare YAML numbers are floats and may not be exact")
-            return nil
-        }
-        if text.hasPrefix("-") {
-            reader.problem(node, entry.path, "negative price '\(text)'")
-            return nil
-        }
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        let isDecimal = (parts.count == 1 || parts.count == 2) && parts.allSatisfy {
-            !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber }
-        }
-        guard isDecimal else {
-            reader.problem(node, entry.path, "'\(text)' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"")
-            return nil
-        }
-        if parts.count == 2 && parts[1].count > 6 {
-            reader.problem(node, entry.path, "'\(text)' has more than six decimals")
-            return nil
-        }
-        guard let money = ModelPrice.perToken(fromPerMillion: text) else {
-            reader.problem(node, entry.path, "'\(text)' is too large")
-            return nil
-        }
-        return money
+        reader.decimal(entry, priceMeaning, convert: ModelPrice.perToken(fromPerMillion:))
     }
 }

@@ -81,7 +81,7 @@ import Testing
         ])
         #expect(try fixture.load().warnings.map(\.description) == [
             "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' are refused with 502 until it is set",
-            "gateway.yml: not a policy file tokenctl reads (expected gateway.yaml, providers.yaml or prices.yaml); ignored",
+            "gateway.yml: not a policy file tokenctl reads (expected gateway.yaml, providers.yaml, prices.yaml or plans.yaml); ignored",
         ])
     }
 
