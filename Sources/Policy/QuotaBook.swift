@@ -1,0 +1,89 @@
+import Foundation
+import Metering
+import Synchronization
+
+/// Budgets per payer and calendar period, with reservations so that concurrent calls cannot
+/// overshoot them (invariant 3).
+///
+/// Admission reserves a call's worst-case cost and tokens against every budget that applies
+/// (user, team, org; day, week, month), atomically: all of them or none. Settlement replaces the
+/// reservation with the actual spend. So at any moment `spent + reserved ≤ limit` for each
+/// budget, as long as each call's actual spend stays within its reservation.
+///
+/// **Periods.** A budget's period is the calendar day, ISO week (from Monday) or month in the
+/// policy's time zone (`CalendarPeriod`). A call is charged to the periods it was *reserved* in:
+/// one admitted at 23:59 and finishing at 00:01 counts against yesterday (it was admitted
+/// against yesterday's remaining budget), and today's budget starts untouched. The ledger query
+/// that rebuilds this book at start-up groups calls by their start time the same way.
+///
+/// **Memory.** One bucket per (scope, period, period start) in use. Buckets of periods that are
+/// over and hold nothing are dropped; reservations still open `abandonAfter` after they were
+/// made are released (see `QuotaBookStateMachine`). Both happen at most once a minute.
+///
+/// Thread-safe: one lock acquisition per call. All times are Unix microseconds.
+public final class QuotaBook: Sendable {
+    private let state: Mutex<QuotaBookStateMachine>
+
+    /// `abandonAfter`: how long a reservation may stay open before it is released as abandoned;
+    /// keep it well above the longest call deadline. Default one hour.
+    public init(abandonAfter: Int64 = 3_600_000_000) {
+        state = Mutex(QuotaBookStateMachine(abandonAfter: abandonAfter))
+    }
+
+    /// Reserves `cost` and `tokens` (the call's worst case) against every budget in `budgets`,
+    /// or refuses with the first budget, in order, that `spent + reserved + cost` (or the same in
+    /// tokens) would exceed. Budgets with neither a usd nor a tokens limit are ignored.
+    public func reserve(budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
+                        timeZone: TimeZone) -> Result<QuotaReservation, QuotaRefusal> {
+        state.withLock { $0.reserve(budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone) }
+    }
+
+    /// Removes the reservation and spends `cost` and `tokens` (the actual use) in the periods it
+    /// was reserved in. Returns false, changing nothing, if it was already settled or released.
+    @discardableResult
+    public func settle(_ reservation: QuotaReservation, cost: Money, tokens: Int, now: Int64) -> Bool {
+        state.withLock { $0.settle(reservation, cost: cost, tokens: tokens, now: now) }
+    }
+
+    /// Removes the reservation without spending anything (the call never reached the provider).
+    /// Returns false, changing nothing, if it was already settled or released.
+    @discardableResult
+    public func release(_ reservation: QuotaReservation, now: Int64) -> Bool {
+        state.withLock { $0.release(reservation, now: now) }
+    }
+
+    /// What is left of each tracked budget in its current period, in order.
+    public func remaining(budgets: [BudgetLimit], now: Int64, timeZone: TimeZone) -> [QuotaStanding] {
+        state.withLock { $0.remaining(budgets: budgets, now: now, timeZone: timeZone) }
+    }
+
+    /// Adds spend recorded in the ledger to a period (at start-up, before serving). Adds rather
+    /// than sets, so a scope's spend may be given in parts (e.g. a team's, member by member).
+    /// `periodStart` must be `CalendarPeriod(timeZone:).interval(of: period, containing: now).start`
+    /// in the policy's zone, or the spend lands in a bucket no call looks at.
+    public func restore(scope: PayerScope, period: BudgetPeriod, periodStart: Int64, spent: Money.Total,
+                        tokens: Int) {
+        state.withLock {
+            $0.restore(scope: scope, period: period, periodStart: periodStart, spent: spent, tokens: tokens)
+        }
+    }
+
+    /// `restore` with a single amount.
+    public func restore(scope: PayerScope, period: BudgetPeriod, periodStart: Int64, spent: Money,
+                        tokens: Int) {
+        var total = Money.Total()
+        total.add(spent)
+        restore(scope: scope, period: period, periodStart: periodStart, spent: total, tokens: tokens)
+    }
+
+    /// Reservations not yet settled or released (for metrics and tests).
+    public var openReservations: Int { state.withLock { $0.open.count } }
+
+    /// Buckets held in memory (for metrics and tests).
+    public var trackedBuckets: Int { state.withLock { $0.buckets.count } }
+
+    /// One bucket's sums, for tests.
+    func bucket(_ scope: PayerScope, _ period: BudgetPeriod, start: Int64) -> QuotaBucket? {
+        state.withLock { $0.buckets[QuotaBucketKey(scope: scope, period: period, start: start)] }
+    }
+}

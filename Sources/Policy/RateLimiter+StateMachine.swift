@@ -1,0 +1,158 @@
+/// The rate limiter's table of meters, one pair (requests, tokens) per key: pure, time passed in.
+///
+/// A key's entry exists only while one of its meters is in use; a full meter is the same as no
+/// entry. Entries that have become full are dropped by a sweep at most once a minute, so memory
+/// is bounded by the keys active in the last minute (plus any settlement debt).
+struct RateLimiterStateMachine: Sendable {
+    struct Entry: Sendable, Hashable {
+        var requests = GCRACell.full
+        var tokens = GCRACell.full
+
+        func isIdle(at now: Int64) -> Bool {
+            !requests.isBusy(at: now) && !tokens.isBusy(at: now)
+        }
+    }
+
+    /// One key's verdict before anything is stored.
+    enum Evaluation {
+        case fits(Entry, RateStatus)
+        case over(RateStatus, RateDimension, retryAfterMicros: Int64)
+
+        var retryAfter: Int64 {
+            if case .over(_, _, let wait) = self { return wait }
+            return 0
+        }
+    }
+
+    /// One meter's verdict: the pushed cell, or how long until the call would fit.
+    enum Metered {
+        case fits(GCRACell)
+        case over(wait: Int64)
+    }
+
+    private(set) var entries: [String: Entry] = [:]
+    private var nextSweep: Int64 = .min
+
+    // MARK: Admission
+
+    mutating func admit(_ key: String, limits: RateLimits, tokens: Int, now: Int64) -> RateDecision {
+        sweepIfDue(now)
+        guard limits.requestsPerMinute != nil || limits.tokensPerMinute != nil else {
+            return .allowed(.unlimited)
+        }
+        switch Self.evaluate(entries[key] ?? Entry(), limits, tokens: tokens, now: now) {
+        case .fits(let updated, let status):
+            entries[key] = updated
+            return .allowed(status)
+        case .over(let status, let which, let wait):
+            return .limited(status, which: which, retryAfterMicros: wait)
+        }
+    }
+
+    /// Both keys or neither: a call refused by either consumes nothing from the other.
+    mutating func admit(_ first: String, limits firstLimits: RateLimits,
+                        and second: String, limits secondLimits: RateLimits,
+                        tokens: Int, now: Int64) -> RateDecision {
+        sweepIfDue(now)
+        let a = Self.evaluate(entries[first] ?? Entry(), firstLimits, tokens: tokens, now: now)
+        let b = Self.evaluate(entries[second] ?? Entry(), secondLimits, tokens: tokens, now: now)
+        switch (a, b) {
+        case (.fits(let entryA, let statusA), .fits(let entryB, let statusB)):
+            if firstLimits.requestsPerMinute != nil || firstLimits.tokensPerMinute != nil { entries[first] = entryA }
+            if secondLimits.requestsPerMinute != nil || secondLimits.tokensPerMinute != nil { entries[second] = entryB }
+            return .allowed(statusA.tighter(statusB))
+        default:
+            let refusal = a.retryAfter >= b.retryAfter ? a : b
+            guard case .over(let status, let which, let wait) = refusal else { preconditionFailure() }
+            return .limited(status, which: which, retryAfterMicros: wait)
+        }
+    }
+
+    /// Charges one request and `tokens` to `entry`, or says which limit refuses and for how long
+    /// (the longer wait if both do, so a retry at that moment fits both).
+    static func evaluate(_ entry: Entry, _ limits: RateLimits, tokens: Int, now: Int64) -> Evaluation {
+        var updated = entry
+        var refusal: (which: RateDimension, wait: Int64)?
+        if let limit = limits.requestsPerMinute {
+            switch meter(entry.requests, limit: limit, units: 1, now: now) {
+            case .fits(let cell): updated.requests = cell
+            case .over(let wait): refusal = (.requests, wait)
+            }
+        }
+        if let limit = limits.tokensPerMinute {
+            switch meter(entry.tokens, limit: limit, units: tokens, now: now) {
+            case .fits(let cell): updated.tokens = cell
+            case .over(let wait): if wait > (refusal?.wait ?? -1) { refusal = (.tokens, wait) }
+            }
+        }
+        if let refusal {
+            return .over(status(of: entry, limits, now: now), refusal.which, retryAfterMicros: refusal.wait)
+        }
+        return .fits(updated, status(of: updated, limits, now: now))
+    }
+
+    static func meter(_ cell: GCRACell, limit: Int, units: Int, now: Int64) -> Metered {
+        guard let rate = GCRACell.rate(limit) else { return .over(wait: GCRACell.period) }
+        let pushed = cell.started(at: now, rate: rate)
+            .advanced(by: GCRACell.charge(units, rate: rate), rate: rate)
+        return pushed.fits(at: now) ? .fits(pushed) : .over(wait: pushed.wait(from: now))
+    }
+
+    static func status(of entry: Entry, _ limits: RateLimits, now: Int64) -> RateStatus {
+        RateStatus(requests: limits.requestsPerMinute.map { status(of: entry.requests, limit: $0, now: now) },
+                   tokens: limits.tokensPerMinute.map { status(of: entry.tokens, limit: $0, now: now) })
+    }
+
+    static func status(of cell: GCRACell, limit: Int, now: Int64) -> RateMeterStatus {
+        guard let rate = GCRACell.rate(limit) else {
+            return RateMeterStatus(limit: max(0, limit), remaining: 0, resetMicros: 0)
+        }
+        return RateMeterStatus(limit: limit, remaining: Int(cell.remaining(at: now, rate: rate)),
+                               resetMicros: cell.untilFull(at: now))
+    }
+
+    // MARK: Settlement
+
+    /// Replaces the estimate charged at admission with the actual token count.
+    mutating func correct(_ key: String, limits: RateLimits, estimatedTokens: Int, actualTokens: Int,
+                          now: Int64) {
+        sweepIfDue(now)
+        guard let limit = limits.tokensPerMinute, let rate = GCRACell.rate(limit) else { return }
+        let charged = GCRACell.charge(estimatedTokens, rate: rate)
+        let actual = Int64(max(0, actualTokens))
+        if actual > charged {
+            let cell = entries[key]?.tokens ?? .full
+            entries[key, default: Entry()].tokens = cell.charged(extra: actual - charged, rate: rate, now: now)
+        } else if actual < charged, let cell = entries[key]?.tokens {
+            entries[key]?.tokens = cell.refunded(charged - actual, rate: rate, now: now)
+        }
+    }
+
+    // MARK: Pruning
+
+    /// Drops the entries whose meters are both full, at most once per minute.
+    mutating func sweepIfDue(_ now: Int64) {
+        guard now >= nextSweep else { return }
+        nextSweep = now + GCRACell.period
+        guard !entries.isEmpty else { return }
+        let idle = entries.compactMap { $0.value.isIdle(at: now) ? $0.key : nil }
+        for key in idle { entries.removeValue(forKey: key) }
+    }
+}
+
+extension RateStatus {
+    /// Per limit, the status of whichever key has less left (the one a client will hit first).
+    func tighter(_ other: RateStatus) -> RateStatus {
+        RateStatus(requests: RateMeterStatus.tighter(requests, other.requests),
+                   tokens: RateMeterStatus.tighter(tokens, other.tokens))
+    }
+}
+
+extension RateMeterStatus {
+    static func tighter(_ a: RateMeterStatus?, _ b: RateMeterStatus?) -> RateMeterStatus? {
+        guard let a else { return b }
+        guard let b else { return a }
+        if a.remaining != b.remaining { return a.remaining < b.remaining ? a : b }
+        return a.resetMicros >= b.resetMicros ? a : b
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Metering
+import Testing
+@testable import Policy
+
+@Suite struct QuotaBookTests {
+    static let zone = TimeZone(identifier: "UTC")!
+    static let now = utc("2026-11-30T12:00:00Z")
+    static let dayStart = utc("2026-11-30T00:00:00Z")
+    static let monthStart = utc("2026-11-01T00:00:00Z")
+
+    static func dollars(_ text: String) -> Money { Money(dollars: text)! }
+
+    static let bobMonthly = BudgetLimit(scope: .user("bob"), period: .month, usd: dollars("20"))
+    static let bobDailyTokens = BudgetLimit(scope: .user("bob"), period: .day, tokens: 10_000)
+    static let teamMonthly = BudgetLimit(scope: .team("ml"), period: .month, usd: dollars("100"))
+
+    func reserve(_ book: QuotaBook, _ budgets: [BudgetLimit], _ cost: String, tokens: Int = 0,
+                 at now: Int64 = now) -> Result<QuotaReservation, QuotaRefusal> {
+        book.reserve(budgets: budgets, cost: Self.dollars(cost), tokens: tokens, now: now, timeZone: Self.zone)
+    }
+
+    @Test func reservationsHoldBudgetUntilSettledWithTheActualCost() throws {
+        let book = QuotaBook()
+        let budgets = [Self.bobMonthly, Self.teamMonthly]
+        let r = try reserve(book, budgets, "15").get()
+        #expect(book.remaining(budgets: budgets, now: Self.now, timeZone: Self.zone) == [
+            QuotaStanding(limit: Self.bobMonthly, usdLeft: Self.dollars("5"), tokensLeft: nil,
+                          resetsAt: utc("2026-12-01T00:00:00Z")),
+            QuotaStanding(limit: Self.teamMonthly, usdLeft: Self.dollars("85"), tokensLeft: nil,
+                          resetsAt: utc("2026-12-01T00:00:00Z")),
+        ])
+        // Held, the next $6 does not fit; settled at $2, it does.
+        #expect(throws: QuotaRefusal.self) { try reserve(book, budgets, "6").get() }
+        #expect(book.settle(r, cost: Self.dollars("2"), tokens: 0, now: Self.now))
+        let bucket = book.bucket(.user("bob"), .month, start: Self.monthStart)
+        #expect(bucket?.spent == 2 * Int128(Money.picosPerDollar) && bucket?.reserved == 0)
+        #expect(try reserve(book, budgets, "18").get().cost == Self.dollars("18"))
+        #expect(throws: QuotaRefusal.self) { try reserve(book, budgets, "0.000000000001").get() }
+    }
+
+    @Test func refusalNamesTheFirstBudgetThatWouldBeExceeded() throws {
+        let book = QuotaBook()
+        book.restore(scope: .user("bob"), period: .month, periodStart: Self.monthStart,
+                     spent: Self.dollars("19.98"), tokens: 0)
+        book.restore(scope: .team("ml"), period: .month, periodStart: Self.monthStart,
+                     spent: Self.dollars("99.99"), tokens: 0)
+        let held = try reserve(book, [Self.bobMonthly], "0.01").get()
+        let budgets = [Self.bobDailyTokens, Self.bobMonthly, Self.teamMonthly]
+        guard case .failure(let refusal) = reserve(book, budgets, "0.05", tokens: 500) else {
+            Issue.record("admitted"); return
+        }
+        #expect(refusal == QuotaRefusal(
+            limit: Self.bobMonthly, exceeded: .usd, spent: Self.dollars("19.98"), reserved: Self.dollars("0.01"),
+            spentTokens: 0, reservedTokens: 0, requested: Self.dollars("0.05"), requestedTokens: 500,
+            periodStart: Self.monthStart, resetsAt: utc("2026-12-01T00:00:00Z")))
+        #expect(refusal.description == "user bob's monthly budget of $20.00 is exhausted: $19.98 spent, "
+                + "$0.01 held by calls in flight, this call needs up to $0.05; resets 2026-12-01T00:00:00Z")
+        // Nothing was held by the refused call, not even in the budgets checked before the failing one.
+        #expect(book.bucket(.user("bob"), .day, start: Self.dayStart) == nil)
+        #expect(book.openReservations == 1)
+        book.release(held, now: Self.now)
+        // The team's is next in line.
+        guard case .failure(let team) = reserve(book, budgets, "0.02", tokens: 500) else {
+            Issue.record("admitted"); return
+        }
+        #expect(team.limit == Self.teamMonthly && team.spent == Self.dollars("99.99"))
+    }
+
+    @Test func tokenBudgetsCountTokens() throws {
+        let book = QuotaBook()
+        let r = try reserve(book, [Self.bobDailyTokens], "0", tokens: 9_000).get()
+        guard case .failure(let refusal) = reserve(book, [Self.bobDailyTokens], "0", tokens: 1_001) else {
+            Issue.record("admitted"); return
+        }
+        #expect(refusal.exceeded == .tokens && refusal.reservedTokens == 9_000)
+        #expect(refusal.description == "user bob's daily token budget of 10000 is exhausted: 0 spent, "
+                + "9000 held by calls in flight, this call needs up to 1001; resets 2026-12-01T00:00:00Z")
+        book.settle(r, cost: .zero, tokens: 4_000, now: Self.now)
+        #expect(book.remaining(budgets: [Self.bobDailyTokens], now: Self.now, timeZone: Self.zone)
+                == [QuotaStanding(limit: Self.bobDailyTokens, usdLeft: nil, tokensLeft: 6_000,
+                                  resetsAt: utc("2026-12-01T00:00:00Z"))])
+    }
+
+    @Test func lifecycleEndsOnceSettleOrRelease() throws {
+        let book = QuotaBook()
+        let a = try reserve(book, [Self.bobMonthly], "5").get()
+        #expect(book.settle(a, cost: Self.dollars("3"), tokens: 10, now: Self.now))
+        #expect(!book.settle(a, cost: Self.dollars("3"), tokens: 10, now: Self.now))  // double settle: no-op
+        #expect(!book.release(a, now: Self.now))
+        let b = try reserve(book, [Self.bobMonthly], "5").get()
+        #expect(a.id != b.id)
+        #expect(book.release(b, now: Self.now))
+        #expect(!book.settle(b, cost: Self.dollars("5"), tokens: 10, now: Self.now))  // settle after release: no-op
+        let bucket = book.bucket(.user("bob"), .month, start: Self.monthStart)
+        #expect(bucket == QuotaBucket(spent: 3 * Int128(Money.picosPerDollar), reserved: 0, spentTokens: 10,
+                                      reservedTokens: 0))
+        #expect(book.openReservations == 0)
+    }
+
+    @Test func aCallSpanningMidnightIsChargedToThePeriodItWasReservedIn() throws {
+        let book = QuotaBook()
+        let budgets = [BudgetLimit(scope: .user("bob"), period: .day, usd: Self.dollars("1")), Self.bobMonthly]
+        let beforeMidnight = utc("2026-11-30T23:59:59Z")
+        let r = try reserve(book, budgets, "0.80", at: beforeMidnight).get()
+        let afterMidnight = utc("2026-12-01T00:00:01Z")
+        // Today is fresh even while yesterday's call runs.
+        #expect(book.remaining(budgets: budgets, now: afterMidnight, timeZone: Self.zone).map(\.usdLeft)
+                == [Self.dollars("1"), Self.dollars("20")])
+        book.settle(r, cost: Self.dollars("0.50"), tokens: 0, now: afterMidnight)
+        #expect(book.bucket(.user("bob"), .day, start: Self.dayStart)?.spent == Int128(Self.dollars("0.50").picodollars))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.spent == Int128(Self.dollars("0.50").picodollars))
+        #expect(book.remaining(budgets: budgets, now: afterMidnight, timeZone: Self.zone).map(\.usdLeft)
+                == [Self.dollars("1"), Self.dollars("20")])
+    }
+
+    @Test func budgetsWithoutLimitsAreIgnoredAndRepeatsHoldOnce() throws {
+        let book = QuotaBook()
+        let none = BudgetLimit(scope: .org, period: .day)
+        let tokens = BudgetLimit(scope: .user("bob"), period: .month, tokens: 1_000)
+        let budgets = [none, Self.bobMonthly, tokens]  // bob's month twice: usd and tokens
+        let r = try reserve(book, budgets, "1", tokens: 100).get()
+        #expect(book.trackedBuckets == 1)
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)
+                == QuotaBucket(spent: 0, reserved: Int128(Money.picosPerDollar), spentTokens: 0, reservedTokens: 100))
+        #expect(book.remaining(budgets: budgets, now: Self.now, timeZone: Self.zone).count == 2)
+        book.settle(r, cost: Self.dollars("1"), tokens: 100, now: Self.now)
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)
+                == QuotaBucket(spent: Int128(Money.picosPerDollar), reserved: 0, spentTokens: 100, reservedTokens: 0))
+        #expect(try reserve(book, [], "1000").get().budgets.isEmpty)
+    }
+
+    @Test func aRefusalByARepeatedBudgetUndoesTheHoldAndReportsOnlyOthers() throws {
+        let book = QuotaBook()
+        let usd = BudgetLimit(scope: .user("bob"), period: .month, usd: Self.dollars("1"))
+        let tokens = BudgetLimit(scope: .user("bob"), period: .month, tokens: 100)
+        let other = try reserve(book, [usd, tokens], "0.25", tokens: 40).get()
+        guard case .failure(let refusal) = reserve(book, [usd, tokens], "0.5", tokens: 61) else {
+            Issue.record("admitted"); return
+        }
+        #expect(refusal.limit == tokens && refusal.exceeded == .tokens)
+        #expect(refusal.reservedTokens == 40 && refusal.reserved == Self.dollars("0.25"))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)
+                == QuotaBucket(spent: 0, reserved: Int128(Self.dollars("0.25").picodollars), spentTokens: 0,
+                               reservedTokens: 40))
+        book.release(other, now: Self.now)
+        // A call too large for a fresh budget leaves no empty bucket behind.
+        #expect(throws: QuotaRefusal.self) {
+            try reserve(book, [BudgetLimit(scope: .team("new"), period: .day, usd: Self.dollars("1"))], "2").get()
+        }
+        #expect(book.bucket(.team("new"), .day, start: Self.dayStart) == nil)
+    }
+
+    @Test func oldPeriodsArePrunedButNotWhileHeld() throws {
+        let days: Int64 = 86_400_000_000
+        let book = QuotaBook(abandonAfter: 3 * days)
+        let day = BudgetLimit(scope: .user("bob"), period: .day, usd: Self.dollars("1"))
+        let settled = try reserve(book, [day], "0.1").get()
+        book.settle(settled, cost: Self.dollars("0.1"), tokens: 0, now: Self.now)
+        _ = try reserve(book, [BudgetLimit(scope: .user("amy"), period: .day, usd: Self.dollars("1"))], "0.1").get()
+        #expect(book.trackedBuckets == 2)
+        // Two days on: bob's old day goes; amy's is still held by her open call.
+        let later = Self.now + 2 * days
+        _ = try reserve(book, [day], "0.1", at: later).get()
+        #expect(book.bucket(.user("bob"), .day, start: Self.dayStart) == nil)
+        #expect(book.bucket(.user("amy"), .day, start: Self.dayStart)?.reserved == Int128(Self.dollars("0.1").picodollars))
+        #expect(book.openReservations == 2)
+        // Past `abandonAfter` amy's call is released, then her old day pruned; bob's newer call stays.
+        _ = try reserve(book, [day], "0.1", at: Self.now + 3 * days + 1).get()
+        #expect(book.openReservations == 2)
+        #expect(book.bucket(.user("amy"), .day, start: Self.dayStart) == nil)
+        #expect(book.trackedBuckets == 2)
+    }
+
+    @Test func restoreAddsToAPeriod() throws {
+        let book = QuotaBook()
+        var part = Money.Total()
+        part.add(Self.dollars("40"))
+        book.restore(scope: .team("ml"), period: .month, periodStart: Self.monthStart, spent: part, tokens: 1_000)
+        book.restore(scope: .team("ml"), period: .month, periodStart: Self.monthStart, spent: part, tokens: 1_000)
+        #expect(book.remaining(budgets: [Self.teamMonthly], now: Self.now, timeZone: Self.zone).first?.usdLeft
+                == Self.dollars("20"))
+        #expect(throws: QuotaRefusal.self) { try reserve(book, [Self.teamMonthly], "20.01").get() }
+    }
+
+    @Test func periodsFollowThePolicyTimeZone() throws {
+        let book = QuotaBook()
+        let berlin = TimeZone(identifier: "Europe/Berlin")!
+        let day = BudgetLimit(scope: .org, period: .day, usd: Self.dollars("1"))
+        // 23:30 UTC on 30 Nov is already 1 December in Berlin.
+        let late = utc("2026-11-30T23:30:00Z")
+        let r = book.reserve(budgets: [day], cost: Self.dollars("1"), tokens: 0, now: late, timeZone: berlin)
+        #expect(try r.get().periodStart(.day) == utc("2026-11-30T23:00:00Z"))
+        #expect(book.remaining(budgets: [day], now: late, timeZone: Self.zone).first?.usdLeft == Self.dollars("1"))
+        #expect(book.remaining(budgets: [day], now: late, timeZone: berlin).first?.resetsAt == utc("2026-12-01T23:00:00Z"))
+    }
+}
