@@ -20,6 +20,8 @@ struct CallRequest {
     var presentedSecret: String?
     /// Client headers that are forwarded (protocol versions and betas).
     var forwardedHeaders: [(String, String)]
+    /// `x-tokenctl-user`: the end user a service key calls for (honoured only for such keys).
+    var declaredEndUser: String?
     var body: ByteBuffer
 
     var line: RequestLine {
@@ -30,6 +32,12 @@ struct CallRequest {
 /// The decision to let a call go upstream, with everything forwarding and settlement need.
 struct Admission {
     var principal: Principal
+    var payer: Payer
+    /// Tokens the prompt is estimated at (rate limits and quota reservations count it).
+    var promptEstimate: Int
+    /// The output limit the client asked for, and the one sent upstream (clamped or injected).
+    var outputCapRequested: Int?
+    var outputCapApplied: Int?
     var model: String
     var provider: Provider
     var price: ModelPrice?
@@ -83,12 +91,113 @@ enum Admit {
                 "The gateway has no key for provider '\(provider.name)': set \(provider.apiKeyEnv ?? "") where tokenctl runs."))
         }
 
+        let payer = payer(of: principal, request: request, peek: peek, plans: policy.plans)
+        guard payer.plan.allows(model: model) else {
+            return .failure(Refusal(.forbidden,
+                "The model '\(model)' is not allowed on plan '\(payer.plan.planName)' (see plans.yaml).", field: "model"))
+        }
+
+        // The plan's output cap: clamp (or inject) the output limit, or refuse if the plan says so.
+        var peeked = peek
+        var body = request.body
+        var applied = peek.requestedOutput(on: request.endpoint)
+        let requested = applied
+        if let cap = payer.plan.outputCap {
+            if cap.onOver == .reject, peek.exceedsCap(cap.maxTokens, endpoint: request.endpoint) {
+                return .failure(Refusal(.outputOverCap,
+                    "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
+                    field: outputField(request.endpoint)))
+            }
+            let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body)
+            peeked = rewrite.peek
+            body = rewrite.body
+            applied = rewrite.applied
+        }
+
         // OpenAI streams report usage only when asked: ask, and strip the answer later.
-        let strip = peek.stream && peek.needsIncludeUsage
+        let strip = peeked.stream && peeked.needsIncludeUsage
             && (request.endpoint == .chatCompletions || request.endpoint == .completions)
-        let body = strip ? peek.withIncludeUsage(request.body) : request.body
-        return .success(Admission(principal: principal, model: model, provider: provider, price: price,
+        if strip { body = peeked.withIncludeUsage(body) }
+        return .success(Admission(principal: principal, payer: payer, promptEstimate: PromptEstimate.tokens(peek),
+                                  outputCapRequested: requested, outputCapApplied: applied,
+                                  model: model, provider: provider, price: price,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
+    }
+
+    /// The counting checks, in the policy's order, once the call is otherwise admissible:
+    /// concurrency, rate limits, the spend-rate breaker, then the quota reservation of the worst
+    /// case. What one check took is given back when a later one refuses.
+    static func enforce(_ admission: Admission, endpoint: Endpoint, policy: PolicySet, enforcer: Enforcer,
+                        now: Int64) -> Result<Hold, Refusal> {
+        let payer = admission.payer
+        let plan = payer.plan
+        let concurrencyKey = "user:" + payer.user
+        guard enforcer.concurrency.tryAcquire(concurrencyKey, limit: plan.rate.maxConcurrent) else {
+            return .failure(Refusal(.tooManyConcurrent,
+                "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
+                headers: LimitHeaders.retryAfter(1_000_000)))
+        }
+        let output = admission.outputCapApplied ?? (endpoint == .embeddings || endpoint == .countTokens ? 0 : Enforcer.defaultOutputReserve)
+        let estimated = admission.promptEstimate + output
+        let rateKey = "user:" + payer.user
+        let rate: RateStatus
+        switch enforcer.rates.admit(rateKey, limits: plan.rate, tokens: estimated, now: now) {
+        case .limited(let status, let which, let retryAfter):
+            enforcer.concurrency.release(concurrencyKey)
+            let limit = which == .requests ? "\(plan.rate.requestsPerMinute ?? 0) requests" : "\(plan.rate.tokensPerMinute ?? 0) tokens"
+            return .failure(Refusal(.rateLimited(which),
+                "Rate limit reached for \(payer.user) on plan '\(plan.planName)': \(limit) per minute. Retry after \(LimitHeaders.duration(retryAfter)).",
+                headers: LimitHeaders.retryAfter(retryAfter) + LimitHeaders.rate(status)))
+        case .allowed(let status):
+            rate = status
+        }
+        func giveBack() {
+            enforcer.rates.correct(rateKey, limits: plan.rate, estimatedTokens: estimated, actualTokens: 0, now: now)
+            enforcer.concurrency.release(concurrencyKey)
+        }
+        let breaker = enforcer.breaker.isTripped(limitPerHour: policy.plans.orgSpendRatePerHour, now: now)
+        if breaker.tripped {
+            giveBack()
+            return .failure(Refusal(.spendRateTripped,
+                "The organisation's spend rate is over its limit of $\(policy.plans.orgSpendRatePerHour?.formatted(decimals: 2) ?? "0") per hour; calls resume as it falls.",
+                headers: LimitHeaders.retryAfter(breaker.retryAfterMicros)))
+        }
+        let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
+        var reservation: QuotaReservation?
+        if !plan.budgets.isEmpty {
+            switch enforcer.quotas.reserve(budgets: plan.budgets, cost: worstCase, tokens: estimated, now: now,
+                                           timeZone: policy.plans.timeZone) {
+            case .failure(let refusal):
+                giveBack()
+                return .failure(Refusal(.quotaExhausted, "Quota exhausted: \(refusal).",
+                                        headers: [("x-should-retry", "false")]))
+            case .success(let held):
+                reservation = held
+            }
+        }
+        return .success(Hold(payer: payer, concurrencyKey: concurrencyKey, rateKey: rateKey,
+                             estimatedTokens: estimated, reservation: reservation, rate: rate,
+                             timeZone: policy.plans.timeZone))
+    }
+
+    /// Who pays: the key's user, or the end user a key allowed to attribute names (header
+    /// `x-tokenctl-user`, OpenAI `user`, Anthropic `metadata.user_id`), under the key's team.
+    private static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek,
+                              plans: PlanBook) -> Payer {
+        var user = principal.user
+        if plans.mayAttributeEndUsers(keyUser: principal.user),
+           let named = request.declaredEndUser ?? peek.user ?? peek.metadataUserID, !named.isEmpty {
+            user = String(named.prefix(128))
+        }
+        return Payer(user: user, team: principal.team, plan: plans.effectivePlan(user: user, team: principal.team))
+    }
+
+    private static func outputField(_ endpoint: Endpoint) -> String {
+        switch endpoint {
+        case .responses: return "max_output_tokens"
+        case .chatCompletions: return "max_completion_tokens"
+        default: return "max_tokens"
+        }
     }
 
     private static func missingKeyMessage(_ dialect: Dialect) -> String {

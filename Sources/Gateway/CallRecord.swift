@@ -9,16 +9,32 @@ enum CallRecord {
         var entry = base(requestID: request.requestID, startedAt: request.startedAt,
                          dialect: request.endpoint.dialect, route: request.endpoint.rawValue,
                          principal: admission.principal)
+        entry.user = admission.payer.user
+        entry.team = admission.payer.team
+        entry.plan = admission.payer.plan.planName
+        entry.outputCapRequested = admission.outputCapRequested
+        entry.outputCapApplied = admission.outputCapApplied
         entry.provider = admission.provider.name
         entry.modelRequested = admission.model
         entry.stream = admission.stream
         return entry
     }
 
-    /// The row of a call the gateway answered itself (auth, bad input, unknown model, …).
-    static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal) -> LedgerEntry {
+    /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…).
+    /// With `admission`, the payer and plan it had been resolved to are recorded too.
+    static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal,
+                        admission: Admission? = nil) -> LedgerEntry {
         var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
                          route: line.route, principal: principal)
+        if let admission {
+            entry.user = admission.payer.user
+            entry.team = admission.payer.team
+            entry.plan = admission.payer.plan.planName
+            entry.provider = admission.provider.name
+            entry.stream = admission.stream
+            entry.outputCapRequested = admission.outputCapRequested
+            entry.outputCapApplied = admission.outputCapApplied
+        }
         entry.modelRequested = model
         entry.status = refusal.status
         entry.outcome = refusal.outcome

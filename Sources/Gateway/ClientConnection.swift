@@ -18,11 +18,12 @@ protocol ClientConnection: AnyObject {
 
 extension ClientConnection {
     func writeRefusal(_ refusal: Refusal, dialect: Dialect, requestID: String) {
-        writeJSON(status: refusal.status, body: refusal.body(in: dialect), requestID: requestID)
+        writeJSON(status: refusal.status, body: refusal.body(in: dialect), requestID: requestID,
+                  extraHeaders: refusal.headers)
     }
 
-    func writeJSON(status: Int, body: String, requestID: String?) {
-        var headers = HTTPHeaders()
+    func writeJSON(status: Int, body: String, requestID: String?, extraHeaders: [(String, String)] = []) {
+        var headers = HTTPHeaders(extraHeaders)
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.utf8.count))
         if let requestID { headers.add(name: "x-request-id", value: requestID) }

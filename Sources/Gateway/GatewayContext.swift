@@ -11,6 +11,7 @@ final class GatewayContext: Sendable {
     let upstream: UpstreamClient
     let ledger: LedgerWriter
     let logger: Logger
+    let enforcer = Enforcer()
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger) {

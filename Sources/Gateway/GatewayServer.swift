@@ -1,6 +1,7 @@
 import Foundation
 import Ledger
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -15,6 +16,10 @@ public final class GatewayServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let context: GatewayContext
+    private let keys: KeyStore
+    /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
+    private let stopped = NIOLockedValueBox(false)
+    private let stoppedCondition = ConditionLock(value: 0)
 
     /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
     /// With `policyDirectory`, changes to its files are picked up while serving (see `PolicyReloader`).
@@ -30,6 +35,16 @@ public final class GatewayServer: Sendable {
                                       logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
                                      ledger: ledger, logger: logger)
+        // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
+        do {
+            let reader = try LedgerReader(path: databasePath)
+            defer { reader.close() }
+            try context.enforcer.rebuild(from: reader, plans: policy.plans, now: UnixTime.nowMicros())
+        } catch {
+            upstream.shutdown()
+            ledger.close()
+            throw error
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
         do {
             let channel = try ServerBootstrap(group: group)
@@ -48,7 +63,8 @@ public final class GatewayServer: Sendable {
             principals.startPolling()
             policies.startWatching()
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
-                                 host: configuration.host, group: group, channel: channel, context: context)
+                                 host: configuration.host, group: group, channel: channel, context: context,
+                                 keys: keys)
         } catch {
             upstream.shutdown()
             ledger.close()
@@ -58,7 +74,8 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext) {
+                 context: GatewayContext, keys: KeyStore) {
+        self.keys = keys
         self.port = port
         self.host = host
         self.group = group
@@ -71,6 +88,15 @@ public final class GatewayServer: Sendable {
     /// Stops accepting, cancels what is still in flight (each cancelled call is recorded),
     /// then flushes and closes the ledger.
     public func shutdown() throws {
+        let first = stopped.withLockedValue { wasStopped in
+            defer { wasStopped = true }
+            return !wasStopped
+        }
+        guard first else { return wait() }
+        defer {
+            stoppedCondition.lock()
+            stoppedCondition.unlock(withValue: 1)
+        }
         try? channel.close().wait()
         context.principals.stopPolling()
         context.policies.stopWatching()
@@ -81,6 +107,7 @@ public final class GatewayServer: Sendable {
         }
         context.ledger.flush()
         context.ledger.close()
+        keys.close()
         try group.syncShutdownGracefully()
     }
 
@@ -88,11 +115,15 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func reloadPolicy() -> Bool { context.policies.reloadNow() }
 
+    /// Quota reservations of calls in flight (each is settled when its call ends).
+    public var openQuotaReservations: Int { context.enforcer.quotas.openReservations }
+
     /// The policy in force.
     public var policy: PolicySet { context.policies.policy }
 
-    /// Blocks until the listening channel closes.
-    public func wait() throws {
-        try channel.closeFuture.wait()
+    /// Blocks until `shutdown()` has finished: every call in flight recorded, the ledger closed.
+    public func wait() {
+        stoppedCondition.lock(whenValue: 1)
+        stoppedCondition.unlock()
     }
 }

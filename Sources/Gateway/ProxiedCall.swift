@@ -14,6 +14,8 @@ import Upstream
 final class ProxiedCall: UpstreamResponseHandler {
     private let request: CallRequest
     private let admission: Admission
+    /// What admission took from the shared limits; settled exactly once, when the call ends.
+    private let hold: Hold
     private let gateway: GatewayContext
     private let connection: ClientConnection
     private var meter: ResponseMeter
@@ -22,12 +24,19 @@ final class ProxiedCall: UpstreamResponseHandler {
     private var upstreamStatus = 0
     private var firstByteAt: Int64?
     private var clientPaused = false
+    /// The client went away (as opposed to the gateway cancelling the call, e.g. at shutdown).
+    private var clientGone = false
+    /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
+    /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
+    private var providerRejectedKey = false
 
     private enum Phase { case awaitingHead, relaying, settling, done }
 
-    init(request: CallRequest, admission: Admission, gateway: GatewayContext, connection: ClientConnection) {
+    init(request: CallRequest, admission: Admission, hold: Hold, gateway: GatewayContext,
+         connection: ClientConnection) {
         self.request = request
         self.admission = admission
+        self.hold = hold
         self.gateway = gateway
         self.connection = connection
         self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
@@ -44,6 +53,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// as `client_cancelled` with whatever usage was seen.
     func clientDisconnected() {
         guard phase == .awaitingHead || phase == .relaying else { return }
+        clientGone = true
         transfer?.cancel()
     }
 
@@ -65,6 +75,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         upstreamStatus = head.status
         let contentType = head.first("content-type")
         meter.head(status: head.status, contentType: contentType)
+        if head.status == 401 || head.status == 403 {
+            providerRejectedKey = true
+            return
+        }
         var headers = HTTPHeaders()
         for (name, value) in head.headers {
             let lower = name.lowercased()
@@ -74,13 +88,27 @@ final class ProxiedCall: UpstreamResponseHandler {
             headers.add(name: name, value: value)
         }
         headers.add(name: "x-request-id", value: request.requestID)
+        for (name, value) in LimitHeaders.rate(hold.rate) { headers.replaceOrAdd(name: name, value: value) }
+        if !hold.payer.plan.budgets.isEmpty {
+            var standings = gateway.enforcer.quotas.remaining(budgets: hold.payer.plan.budgets, now: UnixTime.nowMicros(),
+                                                              timeZone: hold.timeZone)
+            // What was left when this call started: its own worst-case hold is not yet spending.
+            if let held = hold.reservation?.cost {
+                for i in standings.indices {
+                    standings[i].usdLeft = standings[i].usdLeft.map { Money(picodollars: $0.picodollars + held.picodollars) }
+                }
+            }
+            for (name, value) in LimitHeaders.budget(standings) { headers.add(name: name, value: value) }
+        }
         connection.writeHead(status: head.status, headers: headers)
     }
 
     func upstreamBody(_ chunk: ByteBuffer) {
         guard phase == .relaying else { return }
         if firstByteAt == nil { firstByteAt = UnixTime.nowMicros() }
-        for part in meter.consume(chunk) {
+        let parts = meter.consume(chunk)
+        if providerRejectedKey { return }
+        for part in parts {
             connection.writeBody(part)
         }
         connection.flush()
@@ -88,7 +116,7 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
         guard phase == .awaitingHead || phase == .relaying else { return }
-        let headSent = phase == .relaying
+        var headSent = phase == .relaying
         phase = .settling
         let (held, metered) = meter.finish()
         var entry = CallRecord.entry(for: request, admission: admission)
@@ -100,13 +128,31 @@ final class ProxiedCall: UpstreamResponseHandler {
         case .success(let timing):
             entry.upstreamMicros = timing.totalMicros
             entry.status = upstreamStatus
+            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            if providerRejectedKey {
+                let refusal = Refusal(.providerAuthFailed,
+                    "Provider '\(admission.provider.name)' rejected the gateway's API key (HTTP \(upstreamStatus)); the gateway's administrator must check \(admission.provider.apiKeyEnv ?? "its key").")
+                entry.status = refusal.status
+                entry.outcome = refusal.outcome
+                entry.errorMessage = refusal.message
+                record(entry) { [self] in
+                    phase = .done
+                    connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
+                }
+                return
+            }
             if upstreamStatus >= 400 {
                 entry.outcome = .upstreamError
                 entry.errorMessage = metered.providerErrorMessage
+            } else if metered.isStream && !metered.sawTerminalEvent {
+                entry.outcome = .upstreamError
+                entry.errorMessage = "the provider's stream ended without its final event"
             } else {
                 entry.outcome = .ok
+                if metered.usage == nil && request.endpoint != .countTokens {
+                    entry.errorMessage = "the provider reported no usage; recorded without tokens or cost"
+                }
             }
-            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
             record(entry) { [self] in
                 for part in held { connection.writeBody(part) }
                 connection.writeEnd()
@@ -116,12 +162,15 @@ final class ProxiedCall: UpstreamResponseHandler {
         case .failure(let error):
             CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
             let refusal: Refusal?
+            if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {
-            case .cancelled:
+            case .cancelled where clientGone:
                 entry.outcome = .clientCancelled
                 entry.status = 499
                 entry.errorMessage = "client closed the connection"
                 refusal = nil
+            case .cancelled:
+                refusal = Refusal(.shuttingDown, "The gateway stopped while the call was in flight; retry it.")
             case .timeout(let message):
                 refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(message)")
             case .connect(let message):
@@ -132,7 +181,8 @@ final class ProxiedCall: UpstreamResponseHandler {
             if let refusal {
                 // Once the client has a head, a failure is the provider's answer breaking off
                 // (a deadline stays a timeout either way).
-                entry.outcome = headSent && refusal.kind != .upstreamTimeout ? .upstreamError : refusal.outcome
+                entry.outcome = headSent && refusal.kind != .upstreamTimeout && refusal.kind != .shuttingDown
+                    ? .upstreamError : refusal.outcome
                 entry.status = headSent ? upstreamStatus : refusal.status
                 entry.errorMessage = refusal.message
             }
@@ -150,12 +200,16 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
     }
 
+    /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
+        hold.settle(in: gateway.enforcer, cost: entry.cost, tokens: entry.usage.totalTokens, now: UnixTime.nowMicros())
         gateway.record(entry, on: connection.eventLoop, connection: connection, then: deliver)
     }
 
     private static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
         "proxy-authenticate", "proxy-authorization",
+        // The gateway's provider account is nobody else's business.
+        "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
     ]
 }

@@ -112,7 +112,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             }
             let request = CallRequest(endpoint: endpoint, requestID: line.requestID, startedAt: startedAt,
                                       presentedSecret: Self.secret(in: head.headers),
-                                      forwardedHeaders: forwarded, body: body)
+                                      forwardedHeaders: forwarded,
+                                      declaredEndUser: head.headers.first(name: "x-tokenctl-user"), body: body)
             proxy(request)
             return
         }
@@ -124,7 +125,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             let request = CallRequest(endpoint: line.dialect == .anthropic ? .messages : .chatCompletions,
                                       requestID: line.requestID, startedAt: startedAt,
                                       presentedSecret: Self.secret(in: head.headers), forwardedHeaders: [],
-                                      body: ByteBuffer())
+                                      declaredEndUser: nil, body: ByteBuffer())
             switch Admit.identify(request, in: gateway.principals) {
             case .failure(let refusal):
                 refuse(line, principal: nil, model: nil, refusal)
@@ -132,12 +133,13 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                 writeJSON(status: 200, body: ModelList.body(policy.listedModels(), dialect: line.dialect),
                           requestID: line.requestID)
             }
+        case (_, _) where Endpoint(proxyPath: path) != nil:
+            refuse(line, principal: nil, model: nil,
+                   Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use POST.",
+                           headers: [("allow", "POST")]))
         default:
-            let known = Endpoint(proxyPath: path) != nil
-            let message = known
-                ? "\(head.method.rawValue) is not supported on \(path); use POST."
-                : "Unknown route \(head.method.rawValue) \(path)."
-            refuse(line, principal: nil, model: nil, Refusal(.notFound, message))
+            refuse(line, principal: nil, model: nil,
+                   Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
         }
     }
 
@@ -145,24 +147,34 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         let principal: Principal
         switch Admit.identify(request, in: gateway.principals) {
         case .failure(let refusal):
-            return refuse(request.line, principal: nil, model: (try? RequestPeek(body: request.body))?.model, refusal)
+            // An unknown caller's body is not read: no work, and no caller-chosen text in the ledger.
+            return refuse(request.line, principal: nil, model: nil, refusal)
         case .success(let p):
             principal = p
         }
+        let admission: Admission
         switch Admit.admit(request, principal: principal, policy: policy,
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
         case .failure(let refusal):
-            refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)
-        case .success(let admission):
-            let call = ProxiedCall(request: request, admission: admission, gateway: gateway, connection: self)
+            return refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)
+        case .success(let admitted):
+            admission = admitted
+        }
+        switch Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
+                             now: UnixTime.nowMicros()) {
+        case .failure(let refusal):
+            refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission)
+        case .success(let hold):
+            let call = ProxiedCall(request: request, admission: admission, hold: hold, gateway: gateway, connection: self)
             state = .responding(call: call)
             call.start()
         }
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
-    private func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal) {
-        let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal)
+    private func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
+                        admission: Admission? = nil) {
+        let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal, admission: admission)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
@@ -214,8 +226,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     func flush() { context?.flush() }
 
     func writeEnd() {
+        state = .idle  // first: a closed connection must still drop its call (no handler ⇄ call cycle)
         guard let context else { return }
-        state = .idle
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {

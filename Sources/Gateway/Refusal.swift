@@ -1,34 +1,47 @@
 import Ledger
 import Metering
 import NIOCore
+import Policy
 
 /// Why the gateway answers a call itself instead of the provider; carries what the client is told
 /// and what the ledger records.
 public struct Refusal: Error, Sendable {
-    public enum Kind: Sendable {
+    public enum Kind: Sendable, Equatable {
         case unauthenticated, badRequest, tooLarge, notFound, unknownModel, unpriced, forbidden
-        case providerKeyMissing, upstreamUnreachable, upstreamTimeout
+        case providerKeyMissing, upstreamUnreachable, upstreamTimeout, methodNotAllowed
+        /// The provider refused the gateway's own key: the caller is not at fault.
+        case providerAuthFailed
+        /// The gateway stopped while the call was in flight.
+        case shuttingDown
+        // Plans: what the payer may do.
+        case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
 
     public var kind: Kind
     public var message: String
     /// The request field the message is about, when there is one (OpenAI's `param`).
     public var field: String?
+    /// Extra response headers: `retry-after`, `x-ratelimit-*`, `x-should-retry`.
+    public var headers: [(String, String)]
 
-    public init(_ kind: Kind, _ message: String, field: String? = nil) {
+    public init(_ kind: Kind, _ message: String, field: String? = nil, headers: [(String, String)] = []) {
         self.kind = kind
         self.message = message
         self.field = field
+        self.headers = headers
     }
 
     public var status: Int {
         switch kind {
         case .unauthenticated: return 401
-        case .badRequest, .unpriced: return 400
+        case .badRequest, .unpriced, .outputOverCap: return 400
+        case .tooManyConcurrent, .rateLimited, .quotaExhausted, .spendRateTripped: return 429
         case .tooLarge: return 413
         case .notFound, .unknownModel: return 404
+        case .methodNotAllowed: return 405
+        case .shuttingDown: return 503
         case .forbidden: return 403
-        case .providerKeyMissing, .upstreamUnreachable: return 502
+        case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
         }
     }
@@ -38,10 +51,17 @@ public struct Refusal: Error, Sendable {
         case .unauthenticated: return .refusedAuth
         case .badRequest: return .refusedBadRequest
         case .tooLarge: return .refusedTooLarge
-        case .notFound: return .refusedNotFound
+        case .notFound, .methodNotAllowed: return .refusedNotFound
+        case .providerAuthFailed: return .upstreamError
+        case .shuttingDown: return .interrupted
         case .unknownModel: return .refusedUnknownModel
         case .unpriced: return .refusedUnpriced
         case .forbidden: return .refusedModel
+        case .tooManyConcurrent: return .refusedConcurrency
+        case .rateLimited: return .refusedRate
+        case .outputOverCap: return .refusedCap
+        case .quotaExhausted: return .refusedQuota
+        case .spendRateTripped: return .refusedBreaker
         case .providerKeyMissing, .upstreamUnreachable: return .upstreamUnreachable
         case .upstreamTimeout: return .timeout
         }
@@ -60,19 +80,30 @@ public struct Refusal: Error, Sendable {
 
     private var openAIType: String {
         switch kind {
-        case .unauthenticated: return "invalid_request_error"
-        case .badRequest, .tooLarge, .notFound, .unknownModel, .unpriced: return "invalid_request_error"
+        case .tooManyConcurrent, .rateLimited(.requests), .spendRateTripped: return "requests"
+        case .rateLimited(.tokens): return "tokens"
+        case .quotaExhausted: return "insufficient_quota"
+        case .unauthenticated, .badRequest, .tooLarge, .notFound, .methodNotAllowed, .unknownModel, .unpriced,
+             .outputOverCap:
+            return "invalid_request_error"
         case .forbidden: return "permission_error"
-        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout: return "api_error"
+        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown:
+            return "api_error"
         }
     }
 
     private var openAICode: String {
         switch kind {
+        case .tooManyConcurrent, .rateLimited, .spendRateTripped: return "rate_limit_exceeded"
+        case .quotaExhausted: return "insufficient_quota"
+        case .outputOverCap: return "output_over_cap"
         case .unauthenticated: return "invalid_api_key"
         case .badRequest: return "invalid_request"
         case .tooLarge: return "request_too_large"
         case .notFound: return "not_found"
+        case .methodNotAllowed: return "method_not_allowed"
+        case .providerAuthFailed: return "provider_auth_failed"
+        case .shuttingDown: return "gateway_shutting_down"
         case .unknownModel: return "model_not_found"
         case .unpriced: return "model_not_priced"
         case .forbidden: return "model_not_allowed"
@@ -84,12 +115,18 @@ public struct Refusal: Error, Sendable {
 
     private var anthropicType: String {
         switch kind {
+        case .tooManyConcurrent, .rateLimited, .spendRateTripped: return "rate_limit_error"
+        // Anthropic's own name for "no money left"; still status 429 so SDKs raise RateLimitError,
+        // and `x-should-retry: false` stops their retries.
+        case .quotaExhausted: return "billing_error"
+        case .outputOverCap: return "invalid_request_error"
         case .unauthenticated: return "authentication_error"
-        case .badRequest, .unpriced: return "invalid_request_error"
+        case .badRequest, .unpriced, .methodNotAllowed: return "invalid_request_error"
         case .tooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden: return "permission_error"
-        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout: return "api_error"
+        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
+        case .shuttingDown: return "overloaded_error"
         }
     }
 }

@@ -30,6 +30,7 @@ public struct APIKeyRecord: Sendable, Hashable {
 public final class KeyStore: @unchecked Sendable {
     private let lock = NSLock()
     private let connection: SQLiteConnection
+    private var isClosed = false
     private let stampQuery: Statement
 
     private static let columns = "id, secret_hash, user, team, created_at, revoked_at"
@@ -88,11 +89,14 @@ public final class KeyStore: @unchecked Sendable {
         }
     }
 
+    /// Closes the store; later calls throw `LedgerError.closed` (a poller may still be running).
     public func close() {
-        locked {
-            stampQuery.finalize()
-            connection.close()
-        }
+        lock.lock()
+        defer { lock.unlock() }
+        guard !isClosed else { return }
+        isClosed = true
+        stampQuery.finalize()
+        connection.close()
     }
 
     private func query(_ sql: String) throws -> [APIKeyRecord] {
@@ -108,9 +112,10 @@ public final class KeyStore: @unchecked Sendable {
         }
     }
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+    private func locked<T>(_ body: () throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
+        guard !isClosed else { throw LedgerError.closed }
         return try body()
     }
 }

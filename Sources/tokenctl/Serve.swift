@@ -61,7 +61,7 @@ struct Serve: ParsableCommand {
         hangUp.setEventHandler { server.reloadPolicy() }
         hangUp.resume()
         sources.append(hangUp)
-        try server.wait()
+        server.wait()
         _ = sources
     }
 }

@@ -13,8 +13,13 @@ final class ProxyHarness: Sendable {
     let directory: URL
     let dbPath: String
     let policyDirectory: URL
+    let environment: [String: String]
     let aliceKey: String
     let bobKey: String
+    /// Alice's team mate.
+    let carolKey: String
+    /// A service key that may name its end users (when plans.yaml allows `svc-*`).
+    let serviceKey: String
     let providerKey = "provider-secret-\(UInt32.random(in: 0...UInt32.max))"
 
     var port: Int { server.port }
@@ -26,13 +31,14 @@ final class ProxyHarness: Sendable {
         - { model: "o4-mini", effective_from: "2025-04-16", input: "1.1", cached_input: "0.275", output: "4.4", source: test }
         - { model: "text-embedding-3-small", effective_from: "2024-01-25", input: "0.02", output: "0", source: test }
         - { model: "claude-3-5-haiku-*", effective_from: "2024-11-04", input: "0.8", cached_input: "0.08", cache_write: "1", output: "4", source: test }
+        - { model: "gpt-quota", effective_from: "2024-01-01", input: "1", output: "1", source: "1 µ$ a token, for exact budgets" }
         - { model: "claude-sonnet-4-*", effective_from: "2025-05-22", input: "3", cached_input: "0.3", cache_write: "3.75", output: "15", source: test }
         """
 
     /// `providerHeaders` are static upstream headers (a providers.yaml feature) — tests use them to
     /// turn FakeLLM's knobs (cached tokens, failures) since client headers are not forwarded.
-    init(gatewayYAML: String = "", providerHeaders: [String: String] = [:], providersYAML: String? = nil,
-         fakeConfiguration: FakeLLMConfiguration = .init()) throws {
+    init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
+         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init()) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -56,10 +62,13 @@ final class ProxyHarness: Sendable {
               - { match: "claude-*", provider: anthropic }
             """).write(to: policies.appendingPathComponent("providers.yaml"), atomically: true, encoding: .utf8)
         try Self.prices.write(to: policies.appendingPathComponent("prices.yaml"), atomically: true, encoding: .utf8)
+        if !plansYAML.isEmpty {
+            try plansYAML.write(to: policies.appendingPathComponent("plans.yaml"), atomically: true, encoding: .utf8)
+        }
         if !gatewayYAML.isEmpty {
             try gatewayYAML.write(to: policies.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
         }
-        let environment = ["E2E_PROVIDER_KEY": providerKey]
+        environment = ["E2E_PROVIDER_KEY": providerKey]
         let policy = try PolicyLoader.load(directory: policies.path, environment: environment)
 
         dbPath = directory.appendingPathComponent("ledger.sqlite").path
@@ -72,6 +81,8 @@ final class ProxyHarness: Sendable {
         }
         aliceKey = try makeKey("alice", "research")
         bobKey = try makeKey("bob", nil)
+        carolKey = try makeKey("carol", "research")
+        serviceKey = try makeKey("svc-chat", "support")
         keys.close()
 
         var logger = Logger(label: "e2e")

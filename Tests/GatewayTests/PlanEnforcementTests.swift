@@ -1,0 +1,233 @@
+import FakeLLM
+import Foundation
+import Gateway
+import Ledger
+import Logging
+import Metering
+import Policy
+import Testing
+
+/// Plans enforced end to end: the real server, FakeLLM and the SQLite ledger.
+@Suite("Plans: models, caps, rate limits, concurrency, quotas")
+struct PlanEnforcementTests {
+    static func chat(_ model: String = "gpt-4o-mini", maxTokens: Int? = nil, stream: Bool = false) -> String {
+        let cap = maxTokens.map { #","max_tokens":\#($0)"# } ?? ""
+        return #"{"model":"\#(model)","stream":\#(stream)\#(cap),"messages":[{"role":"user","content":"hello"}]}"#
+    }
+
+    private func error(_ r: ReceivedResponse) throws -> [String: Any] {
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        return try #require(body["error"] as? [String: Any])
+    }
+
+    @Test("a model outside the plan gets 403 naming model and plan")
+    func modelNotAllowed() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: small }
+            plans: { small: { models: ["gpt-4o-mini"] } }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("o4-mini"), requestID: "m-1")
+        #expect(r.status == 403)
+        let message = try error(r)["message"] as? String ?? ""
+        #expect(message.contains("o4-mini") && message.contains("small"))
+        #expect(try h.row("m-1")?.outcome == .refusedModel)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "m-2").status == 200)
+    }
+
+    @Test("output over the cap is clamped before it goes upstream, or refused when the plan rejects")
+    func outputCap() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: clamped }
+            plans:
+              clamped: { max_output_tokens: 512 }
+              strict: { max_output_tokens: 512, on_output_over_cap: reject }
+            users: { bob: { plan: strict } }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(maxTokens: 4_000), requestID: "cap-1")
+        #expect(r.status == 200)
+        let sent = String(decoding: try #require(h.fake.exchange(requestID: "cap-1")).requestBody, as: UTF8.self)
+        #expect(sent.contains(#""max_tokens":512"#))
+        let row = try #require(try h.row("cap-1"))
+        #expect(row.outputCapRequested == 4_000 && row.outputCapApplied == 512 && row.plan == "clamped")
+
+        let injected = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cap-2")
+        #expect(injected.status == 200)
+        let sent2 = String(decoding: try #require(h.fake.exchange(requestID: "cap-2")).requestBody, as: UTF8.self)
+        #expect(sent2.contains(#""max_completion_tokens":512"#))
+
+        let refused = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(maxTokens: 4_000), requestID: "cap-3")
+        #expect(refused.status == 400)
+        #expect(try h.row("cap-3")?.outcome == .refusedCap)
+        #expect(h.fake.exchange(requestID: "cap-3") == nil)
+    }
+
+    @Test("requests per minute: 429 with retry-after and x-ratelimit headers, in each dialect")
+    func rateLimit() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: slow }
+            plans: { slow: { requests_per_minute: 2 } }
+            """)
+        defer { h.shutdown() }
+        let first = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-1")
+        #expect(first.status == 200)
+        #expect(first.header("x-ratelimit-limit-requests") == "2")
+        #expect(first.header("x-ratelimit-remaining-requests") == "1")
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-2").status == 200)
+        let limited = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-3")
+        #expect(limited.status == 429)
+        #expect(try error(limited)["code"] as? String == "rate_limit_exceeded")
+        #expect(try error(limited)["type"] as? String == "requests")
+        let retryAfter = try #require(limited.header("retry-after").flatMap(Int.init))
+        #expect((1...30).contains(retryAfter))
+        #expect(limited.header("retry-after-ms") != nil)
+        #expect(limited.header("x-ratelimit-remaining-requests") == "0")
+        #expect(try h.row("rl-3")?.outcome == .refusedRate)
+        let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                         json: #"{"model":"claude-3-5-haiku-20241022","max_tokens":5,"messages":[]}"#,
+                                         requestID: "rl-4")
+        #expect(anthropic.status == 429)
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(anthropic.body)) as? [String: Any])
+        #expect((body["error"] as? [String: Any])?["type"] as? String == "rate_limit_error")
+        // Bob has his own allowance.
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(), requestID: "rl-5").status == 200)
+    }
+
+    @Test("max_concurrent: a second call while one streams gets 429; the slot frees when it ends")
+    func concurrency() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: one }
+            plans: { one: { max_concurrent: 1 } }
+            """, providerHeaders: ["x-fake-first-byte-delay-ms": "400"])
+        defer { h.shutdown() }
+        async let slow = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-1")
+        try await Task.sleep(for: .milliseconds(150))
+        let second = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-2")
+        #expect(second.status == 429)
+        #expect(try await slow.status == 200)
+        #expect(try h.row("cc-2")?.outcome == .refusedConcurrency)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-3").status == 200)
+    }
+
+    /// Worst case of one call to gpt-quota ($1 per 1M tokens each way = 1 µ$ a token).
+    static func worstCaseMicros(body: String, cap: Int) -> Int { PromptEstimate.tokens(bodyBytes: body.utf8.count) + cap }
+
+    @Test("500 concurrent calls against a budget that fits N worst cases: at most N admitted, spend within budget, nothing left reserved")
+    func quotaHoldsUnderConcurrency() async throws {
+        let body = Self.chat("gpt-quota", maxTokens: 50)
+        let n = 7
+        let budget = Money(picodollars: Int64(n * Self.worstCaseMicros(body: body, cap: 50)) * 1_000_000)
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { daily_usd: "\(budget.formatted(decimals: 6))" } } }
+            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1500"])
+        defer { h.shutdown() }
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<500 {
+                group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "q-\(i)").status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == n)
+        #expect(statuses.filter { $0 == 429 }.count == 500 - n)
+        let rows = try h.allRows()
+        #expect(rows.count == 500)
+        var spent = Money.Total()
+        for row in rows { spent.add(row.cost) }
+        #expect(spent.picodollars <= Int128(budget.picodollars))
+        #expect(rows.filter { $0.outcome == .refusedQuota }.count == 500 - n)
+        #expect(h.server.openQuotaReservations == 0)
+    }
+
+    @Test("a team budget is shared by its members")
+    func teamBudget() async throws {
+        let body = Self.chat("gpt-quota", maxTokens: 50)
+        let worst = Self.worstCaseMicros(body: body, cap: 50)
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: open }
+            plans: { open: {} }
+            teams: { research: { budget: { monthly_usd: "\(Money(picodollars: Int64(2 * worst) * 1_000_000).formatted(decimals: 6))" } } }
+            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1000"])
+        defer { h.shutdown() }
+        async let a = h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "t-1")
+        async let c = h.post("/v1/chat/completions", key: h.carolKey, json: body, requestID: "t-2")
+        // Both hold their reservation (they wait on the slow provider) before the third asks.
+        for _ in 0..<200 where h.server.openQuotaReservations < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(h.server.openQuotaReservations == 2)
+        let third = try await h.post("/v1/chat/completions", key: h.carolKey, json: body, requestID: "t-3")
+        #expect(try await a.status == 200)
+        #expect(try await c.status == 200)
+        #expect(third.status == 429)
+        #expect((try error(third)["message"] as? String)?.contains("team research") == true)
+        // Bob is in no team: unaffected.
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: body, requestID: "t-4").status == 200)
+    }
+
+    @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named")
+    func quotaExhaustedShape() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: broke }
+            plans: { broke: { budget: { monthly_usd: "0" } } }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "qx-1")
+        #expect(r.status == 429)
+        #expect(r.header("x-should-retry") == "false")
+        #expect(try error(r)["code"] as? String == "insufficient_quota")
+        let message = try error(r)["message"] as? String ?? ""
+        #expect(message.contains("user alice") && message.contains("monthly") && message.contains("resets"))
+        #expect(try h.row("qx-1")?.outcome == .refusedQuota)
+        #expect(h.fake.requestCount == 0)
+    }
+
+    @Test("a restart continues the budget where the ledger left it")
+    func restartKeepsSpend() async throws {
+        let plans = """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { monthly_usd: "1" } } }
+            """
+        let h = try ProxyHarness(plansYAML: plans)
+        defer { h.shutdown() }
+        let first = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-quota"), requestID: "rs-1")
+        let second = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-quota"), requestID: "rs-2")
+        #expect(first.header("x-tokenctl-budget-remaining-usd") == "1.000000")
+        #expect(second.header("x-tokenctl-budget-remaining-usd") != "1.000000")
+        try h.server.shutdown()
+
+        // A new process on the same ledger: the third call must see what the second one saw, less its own cost.
+        let policy = try PolicyLoader.load(directory: h.policyDirectory.path, environment: h.environment)
+        var logger = Logger(label: "restart")
+        logger.logLevel = .warning
+        let again = try GatewayServer.start(configuration: .init(port: 0, eventLoopThreads: 1), policy: policy,
+                                            databasePath: h.dbPath, logger: logger)
+        defer { try? again.shutdown() }
+        let third = try await TestHTTPClient.postJSON(port: again.port, path: "/v1/chat/completions", key: h.aliceKey,
+                                                      json: Self.chat("gpt-quota"), headers: [("x-request-id", "rs-3")])
+        #expect(third.status == 200)
+        // The header says what was left when the call started: the budget less the first two calls.
+        let spentBefore = try h.allRows().filter { $0.requestId != "rs-3" }.reduce(Int64(0)) { $0 + $1.cost.picodollars }
+        #expect(spentBefore > 0)
+        let expectedLeft = Money(picodollars: 1_000_000_000_000 - spentBefore).formatted(decimals: 6)
+        #expect(third.header("x-tokenctl-budget-remaining-usd") == expectedLeft)
+    }
+
+    @Test("a service key may name its end user; other keys cannot")
+    func endUserAttribution() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: open }
+            plans: { open: {} }
+            keys: { attribute_end_users: ["svc-*"] }
+            """)
+        defer { h.shutdown() }
+        let named = #"{"model":"gpt-4o-mini","user":"u-42","messages":[{"role":"user","content":"hi"}]}"#
+        _ = try await h.post("/v1/chat/completions", key: h.serviceKey, json: named, requestID: "eu-1")
+        _ = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat(), requestID: "eu-2",
+                             headers: [("x-tokenctl-user", "u-7")])
+        _ = try await h.post("/v1/chat/completions", key: h.aliceKey, json: named, requestID: "eu-3")
+        #expect(try h.row("eu-1")?.user == "u-42")
+        #expect(try h.row("eu-1")?.team == "support")
+        #expect(try h.row("eu-2")?.user == "u-7")
+        #expect(try h.row("eu-3")?.user == "alice")
+    }
+}
