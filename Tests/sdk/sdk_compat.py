@@ -8,6 +8,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import traceback
 
 import anthropic
@@ -18,6 +20,8 @@ parser.add_argument("--base-url", required=True)
 parser.add_argument("--key", required=True)
 parser.add_argument("--db", required=True)
 parser.add_argument("--tokenctl", required=True)
+parser.add_argument("--paced-key", required=True)
+parser.add_argument("--broke-key", required=True)
 args = parser.parse_args()
 
 oai = openai.OpenAI(base_url=args.base_url + "/v1", api_key=args.key, max_retries=0)
@@ -145,6 +149,36 @@ def _():
         assert "no-such-model" in str(e), e
     else:
         raise AssertionError("no error")
+
+
+@check("openai SDK: a 429 (one call at a time) is retried after retry-after and then succeeds")
+def _():
+    client = openai.OpenAI(base_url=args.base_url + "/v1", api_key=args.paced_key, max_retries=2)
+    ask = dict(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}])
+    first = threading.Thread(target=lambda: client.chat.completions.create(**ask))
+    first.start()
+    time.sleep(0.3)  # the first call is now in flight at the slow provider
+    second = client.chat.completions.with_raw_response.create(**ask)
+    first.join()
+    assert second.http_response.status_code == 200, second.http_response.status_code
+    db = sqlite3.connect(args.db)
+    outcomes = [r[0] for r in db.execute("SELECT outcome FROM calls WHERE user = 'sdk-paced'")]
+    assert outcomes.count("ok") == 2 and outcomes.count("refused_concurrency") >= 1, outcomes
+
+
+@check("openai SDK: an exhausted quota fails at once with insufficient_quota, one HTTP request")
+def _():
+    client = openai.OpenAI(base_url=args.base_url + "/v1", api_key=args.broke_key, max_retries=2)
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    except openai.RateLimitError as e:
+        assert e.code == "insufficient_quota", e.code
+        assert "monthly" in str(e), str(e)
+    else:
+        raise AssertionError("no error")
+    db = sqlite3.connect(args.db)
+    rows = db.execute("SELECT outcome FROM calls WHERE user = 'sdk-broke'").fetchall()
+    assert rows == [("refused_quota",)], rows
 
 
 @check("every successful SDK call has a committed ledger row with usage and cost")
