@@ -115,6 +115,9 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func reloadPolicy() -> Bool { context.policies.reloadNow() }
 
+    /// Admitted calls not yet ended.
+    public var callsInFlight: Int { context.enforcer.concurrency.totalInFlight }
+
     /// Quota reservations of calls in flight (each is settled when its call ends).
     public var openQuotaReservations: Int { context.enforcer.quotas.openReservations }
 

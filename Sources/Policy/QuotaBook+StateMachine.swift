@@ -101,8 +101,13 @@ struct QuotaBookStateMachine: Sendable {
         for index in 0..<end where budgets[index].isTracked && !Self.repeats(budgets, index) {
             let key = QuotaBucketKey(scope: budgets[index].scope, period: budgets[index].period,
                                      start: reservation.periodStart(budgets[index].period))
-            buckets[key]?.unhold(reservation)
-            dropIfEmpty(key)
+            guard var bucket = buckets[key] else { continue }
+            bucket.unhold(reservation)
+            if bucket == QuotaBucket() {
+                buckets.removeValue(forKey: key)
+            } else {
+                buckets[key] = bucket
+            }
         }
     }
 

@@ -120,11 +120,15 @@ struct RateLimiterStateMachine: Sendable {
         guard let limit = limits.tokensPerMinute, let rate = GCRACell.rate(limit) else { return }
         let charged = GCRACell.charge(estimatedTokens, rate: rate)
         let actual = Int64(max(0, actualTokens))
+        // Read, change, write back whole: `entries[key]?.tokens = …` goes through the optional
+        // subscript's modify coroutine, which allocates its frame on every call.
         if actual > charged {
-            let cell = entries[key]?.tokens ?? .full
-            entries[key, default: Entry()].tokens = cell.charged(extra: actual - charged, rate: rate, now: now)
-        } else if actual < charged, let cell = entries[key]?.tokens {
-            entries[key]?.tokens = cell.refunded(charged - actual, rate: rate, now: now)
+            var entry = entries[key] ?? Entry()
+            entry.tokens = entry.tokens.charged(extra: actual - charged, rate: rate, now: now)
+            entries[key] = entry
+        } else if actual < charged, var entry = entries[key] {
+            entry.tokens = entry.tokens.refunded(charged - actual, rate: rate, now: now)
+            entries[key] = entry
         }
     }
 

@@ -99,10 +99,11 @@ struct PlanEnforcementTests {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: one }
             plans: { one: { max_concurrent: 1 } }
-            """, providerHeaders: ["x-fake-first-byte-delay-ms": "400"])
+            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1500"])
         defer { h.shutdown() }
         async let slow = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-1")
-        try await Task.sleep(for: .milliseconds(150))
+        for _ in 0..<1_000 where h.server.callsInFlight == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(h.server.callsInFlight == 1)
         let second = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-2")
         #expect(second.status == 429)
         #expect(try await slow.status == 200)
@@ -110,22 +111,24 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-3").status == 200)
     }
 
-    /// Worst case of one call to gpt-quota ($1 per 1M tokens each way = 1 µ$ a token).
-    static func worstCaseMicros(body: String, cap: Int) -> Int { PromptEstimate.tokens(bodyBytes: body.utf8.count) + cap }
+    /// gpt-exact costs 1 µ$ per output token and nothing for input, and FakeLLM answers with
+    /// exactly the 50 tokens the call asks for: each call's actual cost equals the worst case it
+    /// reserves, so a settled call frees nothing and the number admitted does not depend on timing.
+    static let exactCall = chat("gpt-exact", maxTokens: 50)
+    static let exactCost = Money(picodollars: 50 * 1_000_000)
 
-    @Test("500 concurrent calls against a budget that fits N worst cases: at most N admitted, spend within budget, nothing left reserved")
+    @Test("500 concurrent calls against a budget that fits N worst cases: N admitted, spend within budget, nothing left reserved")
     func quotaHoldsUnderConcurrency() async throws {
-        let body = Self.chat("gpt-quota", maxTokens: 50)
         let n = 7
-        let budget = Money(picodollars: Int64(n * Self.worstCaseMicros(body: body, cap: 50)) * 1_000_000)
+        let budget = Money(picodollars: Int64(n) * Self.exactCost.picodollars)
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: metered }
             plans: { metered: { budget: { daily_usd: "\(budget.formatted(decimals: 6))" } } }
-            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1500"])
+            """, providerHeaders: ["x-fake-chunks": "50", "x-fake-first-byte-delay-ms": "200"])
         defer { h.shutdown() }
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
             for i in 0..<500 {
-                group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "q-\(i)").status }
+                group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "q-\(i)").status }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
         }
@@ -135,33 +138,27 @@ struct PlanEnforcementTests {
         #expect(rows.count == 500)
         var spent = Money.Total()
         for row in rows { spent.add(row.cost) }
-        #expect(spent.picodollars <= Int128(budget.picodollars))
+        #expect(spent.picodollars == Int128(budget.picodollars))
         #expect(rows.filter { $0.outcome == .refusedQuota }.count == 500 - n)
         #expect(h.server.openQuotaReservations == 0)
     }
 
     @Test("a team budget is shared by its members")
     func teamBudget() async throws {
-        let body = Self.chat("gpt-quota", maxTokens: 50)
-        let worst = Self.worstCaseMicros(body: body, cap: 50)
+        let teamBudget = Money(picodollars: 2 * Self.exactCost.picodollars)
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: open }
             plans: { open: {} }
-            teams: { research: { budget: { monthly_usd: "\(Money(picodollars: Int64(2 * worst) * 1_000_000).formatted(decimals: 6))" } } }
-            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1000"])
+            teams: { research: { budget: { monthly_usd: "\(teamBudget.formatted(decimals: 6))" } } }
+            """, providerHeaders: ["x-fake-chunks": "50"])
         defer { h.shutdown() }
-        async let a = h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "t-1")
-        async let c = h.post("/v1/chat/completions", key: h.carolKey, json: body, requestID: "t-2")
-        // Both hold their reservation (they wait on the slow provider) before the third asks.
-        for _ in 0..<200 where h.server.openQuotaReservations < 2 { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(h.server.openQuotaReservations == 2)
-        let third = try await h.post("/v1/chat/completions", key: h.carolKey, json: body, requestID: "t-3")
-        #expect(try await a.status == 200)
-        #expect(try await c.status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "t-1").status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "t-2").status == 200)
+        let third = try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "t-3")
         #expect(third.status == 429)
         #expect((try error(third)["message"] as? String)?.contains("team research") == true)
         // Bob is in no team: unaffected.
-        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: body, requestID: "t-4").status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.exactCall, requestID: "t-4").status == 200)
     }
 
     @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named")

@@ -32,6 +32,7 @@ final class ProxyHarness: Sendable {
         - { model: "text-embedding-3-small", effective_from: "2024-01-25", input: "0.02", output: "0", source: test }
         - { model: "claude-3-5-haiku-*", effective_from: "2024-11-04", input: "0.8", cached_input: "0.08", cache_write: "1", output: "4", source: test }
         - { model: "gpt-quota", effective_from: "2024-01-01", input: "1", output: "1", source: "1 µ$ a token, for exact budgets" }
+        - { model: "gpt-exact", effective_from: "2024-01-01", input: "0", output: "1", source: "output only: worst case = actual when the output cap is reached" }
         - { model: "claude-sonnet-4-*", effective_from: "2025-05-22", input: "3", cached_input: "0.3", cache_write: "3.75", output: "15", source: test }
         """
 
