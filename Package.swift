@@ -60,6 +60,7 @@ let package = Package(
         .executableTarget(name: "tokenctl", dependencies: [
             "Gateway", "Reports", "Ledger", "Policy", "Metering", "FakeLLM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -79,7 +79,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                 state = .responding(call: nil)
                 keepAlive = false
                 let limit = policy.gateway.maxBodyBytes
-                refuse(line(for: head, startedAt: startedAt), principal: nil, model: nil,
+                refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil,
                        Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml)."))
             case .idle, .responding:
                 break
@@ -134,11 +134,11 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                           requestID: line.requestID)
             }
         case (_, _) where Endpoint(proxyPath: path) != nil:
-            refuse(line, principal: nil, model: nil,
+            refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use POST.",
                            headers: [("allow", "POST")]))
         default:
-            refuse(line, principal: nil, model: nil,
+            refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
         }
     }
@@ -178,6 +178,12 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
+    }
+
+    /// The caller, if the request carries a valid key: refusals that come before identification
+    /// (too large, wrong route) are still recorded against whoever made them.
+    private func knownPrincipal(_ head: HTTPRequestHead) -> Principal? {
+        Self.secret(in: head.headers).flatMap(gateway.principals.principal(forSecret:))
     }
 
     private func line(for head: HTTPRequestHead, startedAt: Int64) -> RequestLine {

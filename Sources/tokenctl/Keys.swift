@@ -20,6 +20,18 @@ struct Keys: ParsableCommand {
 
         @OptionGroup var ledger: LedgerOptions
 
+        func validate() throws {
+            for (name, value) in [("--user", user), ("--team", team)] {
+                guard let value else { continue }
+                // Names are billing identities: " alice" and "alice" must not become two payers.
+                guard !value.isEmpty, value == value.trimmingCharacters(in: .whitespacesAndNewlines),
+                      value.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) }),
+                      value.count <= 128 else {
+                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces or control characters (at most 128)")
+                }
+            }
+        }
+
         func run() throws {
             let store = try openKeyStore(ledger.db)
             let (id, secret) = APIKeySecret.generate()
@@ -36,7 +48,7 @@ struct Keys: ParsableCommand {
         @OptionGroup var ledger: LedgerOptions
 
         func run() throws {
-            let records = try openKeyStore(ledger.db).list()
+            let records = try KeyStore(path: existingLedger(ledger.db)).list()
             let rows = records.map { r in
                 [r.id, r.user, r.team ?? "-", r.createdAt.map(Self.date) ?? "-", r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
             }
@@ -44,8 +56,7 @@ struct Keys: ParsableCommand {
         }
 
         static func date(_ micros: Int64) -> String {
-            let formatter = ISO8601DateFormatter()
-            return formatter.string(from: Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+            Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601)
         }
     }
 
@@ -59,7 +70,7 @@ struct Keys: ParsableCommand {
         @OptionGroup var ledger: LedgerOptions
 
         func run() throws {
-            guard try openKeyStore(ledger.db).revoke(id: id) else {
+            guard try KeyStore(path: existingLedger(ledger.db)).revoke(id: id) else {
                 FileHandle.standardError.write(Data("no active key with id \(id)\n".utf8))
                 throw ExitCode(1)
             }
@@ -69,9 +80,14 @@ struct Keys: ParsableCommand {
 }
 
 func openKeyStore(_ path: String) throws -> KeyStore {
+    try createParentDirectory(of: path)
+    return try KeyStore(path: path)
+}
+
+/// Creates the folder a ledger file goes in (`data/` by default).
+func createParentDirectory(of path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-    return try KeyStore(path: path)
 }
 
 /// Left-aligned columns for terminal listings.

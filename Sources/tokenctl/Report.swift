@@ -8,7 +8,8 @@ struct Report: ParsableCommand {
         abstract: "What each user (team, model, day) cost over a period.",
         discussion: """
             Reads the ledger (also while a proxy writes it). Money is exact: the table shows dollars \
-            to the micro-dollar, CSV and JSON also carry exact pico-dollars (cost_picodollars).
+            to the micro-dollar, CSV and JSON also carry exact pico-dollars (cost_picodollars). \
+            Each row is rounded for display on its own; TOTAL is the exact sum, rounded once.
             """)
 
     @OptionGroup var ledger: LedgerOptions
@@ -26,14 +27,15 @@ struct Report: ParsableCommand {
     var format: ReportFormat = .table
 
     func run() throws {
-        guard FileManager.default.fileExists(atPath: ledger.db) else {
-            throw ValidationError("no ledger at \(ledger.db) (run `tokenctl serve` first, or pass --db)")
-        }
+        let path = try existingLedger(ledger.db)
         let query = ReportQuery(
             since: try since.map(ReportPeriod.parseInstant) ?? 0,
             until: try until.map(ReportPeriod.parseInstant) ?? UnixTime.nowMicros() + 1,
             groupBy: by)
-        let reader = try LedgerReader(path: ledger.db)
+        guard query.since < query.until else {
+            throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
+        }
+        let reader = try LedgerReader(path: path)
         defer { reader.close() }
         print(ReportRenderer.render(try reader.report(query), query: query, format: format), terminator: "")
     }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Gateway
 import Logging
+import NIOCore
 import Policy
 
 struct Serve: ParsableCommand {
@@ -25,7 +26,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one and prints it).")
     var port: Int = 8080
 
-    @Option(help: "Event loop threads (default: one per core).")
+    @Option(help: "Event loop threads (one per core by default).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
@@ -33,13 +34,16 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "tokenctl")
         let policy = try loadPolicyOrExit(policies)
         for warning in policy.warnings { logger.warning("\(warning)") }
-        try FileManager.default.createDirectory(
-            atPath: (ledger.db as NSString).deletingLastPathComponent.isEmpty ? "." : (ledger.db as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true)
+        try createParentDirectory(of: ledger.db)
 
-        let server = try GatewayServer.start(
-            configuration: GatewayConfiguration(host: host, port: port, eventLoopThreads: threads),
-            policy: policy, policyDirectory: policies, databasePath: ledger.db, logger: logger)
+        let server: GatewayServer
+        do {
+            server = try GatewayServer.start(
+                configuration: GatewayConfiguration(host: host, port: port, eventLoopThreads: threads),
+                policy: policy, policyDirectory: policies, databasePath: ledger.db, logger: logger)
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw CommandFailure("cannot listen on \(host):\(port): the address is already in use (pick another with --port)")
+        }
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
             "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))

@@ -76,6 +76,7 @@ struct RefusalTests {
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: big, requestID: "big-1")
         #expect(r.status == 413)
         #expect(try h.row("big-1")?.outcome == .refusedTooLarge)
+        #expect(try h.row("big-1")?.user == "alice")
         let ok = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "big-2")
         #expect(ok.status == 200)
     }
@@ -109,6 +110,11 @@ struct RefusalTests {
         let r = try await h.post("/v1/images/generations", key: h.aliceKey, json: "{}", requestID: "route-1")
         #expect(r.status == 404)
         #expect(try h.row("route-1")?.outcome == .refusedNotFound)
+        #expect(try h.row("route-1")?.user == "alice")
+        let get = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/chat/completions",
+                                                headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-2")])
+        #expect(get.status == 405)
+        #expect(get.header("allow") == "POST")
     }
 
     @Test("an unreachable upstream gets 502, recorded")
