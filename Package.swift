@@ -47,7 +47,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "Reports", dependencies: ["Ledger", "Metering"]),
+        .target(name: "Reports", dependencies: ["Ledger", "Metering", "Policy"]),
         .target(name: "FakeLLM", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,7 +70,7 @@ let package = Package(
         ]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger", "Metering"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger", "Metering", "Policy"]),
         .testTarget(name: "UpstreamTests", dependencies: [
             "Upstream", "FakeLLM",
             .product(name: "NIOPosix", package: "swift-nio"),

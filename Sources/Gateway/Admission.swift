@@ -139,9 +139,13 @@ enum Admit {
         }
         let output = admission.outputCapApplied ?? (endpoint == .embeddings || endpoint == .countTokens ? 0 : Enforcer.defaultOutputReserve)
         let estimated = admission.promptEstimate + output
+        // The payer's limits hold per user and per key at once: a user's keys share the user's
+        // allowance, and one key (a service key naming many end users) cannot exceed it either.
         let rateKey = "user:" + payer.user
+        let keyRateKey = "key:" + admission.principal.keyId
         let rate: RateStatus
-        switch enforcer.rates.admit(rateKey, limits: plan.rate, tokens: estimated, now: now) {
+        switch enforcer.rates.admit(rateKey, limits: plan.rate, and: keyRateKey, limits: plan.rate,
+                                    tokens: estimated, now: now) {
         case .limited(let status, let which, let retryAfter):
             enforcer.concurrency.release(concurrencyKey)
             let limit = which == .requests ? "\(plan.rate.requestsPerMinute ?? 0) requests" : "\(plan.rate.tokensPerMinute ?? 0) tokens"
@@ -152,7 +156,9 @@ enum Admit {
             rate = status
         }
         func giveBack() {
-            enforcer.rates.correct(rateKey, limits: plan.rate, estimatedTokens: estimated, actualTokens: 0, now: now)
+            for key in [rateKey, keyRateKey] {
+                enforcer.rates.correct(key, limits: plan.rate, estimatedTokens: estimated, actualTokens: 0, now: now)
+            }
             enforcer.concurrency.release(concurrencyKey)
         }
         let breaker = enforcer.breaker.isTripped(limitPerHour: policy.plans.orgSpendRatePerHour, now: now)
@@ -175,7 +181,7 @@ enum Admit {
                 reservation = held
             }
         }
-        return .success(Hold(payer: payer, concurrencyKey: concurrencyKey, rateKey: rateKey,
+        return .success(Hold(payer: payer, concurrencyKey: concurrencyKey, rateKeys: [rateKey, keyRateKey],
                              estimatedTokens: estimated, reservation: reservation, rate: rate,
                              timeZone: policy.plans.timeZone))
     }

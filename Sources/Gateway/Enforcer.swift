@@ -58,7 +58,8 @@ struct Payer: Sendable {
 struct Hold: Sendable {
     var payer: Payer
     var concurrencyKey: String
-    var rateKey: String
+    /// The user's and the key's rate meters, charged together.
+    var rateKeys: [String]
     var estimatedTokens: Int
     var reservation: QuotaReservation?
     var rate: RateStatus
@@ -68,8 +69,10 @@ struct Hold: Sendable {
     /// tokens, the concurrency slot is freed. Runs exactly once per admitted call.
     func settle(in enforcer: Enforcer, cost: Money, tokens: Int, now: Int64) {
         if let reservation { enforcer.quotas.settle(reservation, cost: cost, tokens: tokens, now: now) }
-        enforcer.rates.correct(rateKey, limits: payer.plan.rate, estimatedTokens: estimatedTokens,
-                               actualTokens: tokens, now: now)
+        for key in rateKeys {
+            enforcer.rates.correct(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens,
+                                   actualTokens: tokens, now: now)
+        }
         enforcer.concurrency.release(concurrencyKey)
         if cost > .zero { enforcer.breaker.record(cost: cost, now: now) }
     }

@@ -77,8 +77,8 @@ public final class PolicyReloader: Sendable {
         let thread = Thread { [self] in
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
-                let seen = state.withLockedValue { $0.fingerprint }
-                if Self.fingerprint(of: directory) != seen { reloadNow() }
+                let (seen, stopped) = state.withLockedValue { ($0.fingerprint, $0.stopped) }
+                if !stopped, Self.fingerprint(of: directory) != seen { reloadNow() }
             }
         }
         thread.name = "tokenctl-policy"

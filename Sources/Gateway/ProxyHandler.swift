@@ -119,7 +119,10 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         }
         switch (head.method, path) {
         case (.GET, "/healthz"):
-            writeJSON(status: 200, body: #"{"status":"ok","policy_version":"\#(policy.version)"}"#,
+            // The policy in force and failed reloads since start (a refused change keeps the old one).
+            let failed = gateway.policies.failedReloads
+            writeJSON(status: 200,
+                      body: #"{"status":"ok","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed)}"#,
                       requestID: line.requestID)
         case (.GET, "/v1/models"):
             let request = CallRequest(endpoint: line.dialect == .anthropic ? .messages : .chatCompletions,

@@ -1,11 +1,13 @@
 import ArgumentParser
+import Ledger
 import Policy
+import Reports
 
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Work with policy files.",
-        subcommands: [Check.self])
+        subcommands: [Check.self, Simulate.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -18,6 +20,39 @@ struct PolicyCommand: ParsableCommand {
             let policy = try loadPolicyOrExit(directory)
             for warning in policy.warnings { print("warning: \(warning)") }
             print("\(directory): ok (version \(policy.version), \(policy.providers.count) providers, \(policy.routes.count) routes, \(policy.prices.entries.count) prices)")
+        }
+    }
+}
+
+extension PolicyCommand {
+    struct Simulate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay the ledger's calls against a candidate policy: what its plans would refuse or clamp, and save.",
+            discussion: """
+                Runs the gateway's own rate limiters, concurrency gates, quota book and breaker in \
+                recorded time over the calls that started in [--since, --until), using each call's \
+                actual tokens and cost. Nothing is changed.
+                """)
+
+        @Argument(help: "The candidate policy directory.")
+        var directory: String = "policies"
+
+        @OptionGroup var ledger: LedgerOptions
+
+        @Option(help: "Start of the replay: YYYY-MM-DD (UTC) or an ISO 8601 date-time.")
+        var since: String
+
+        @Option(help: "End of the replay (exclusive). Default: now.")
+        var until: String?
+
+        func run() throws {
+            let policy = try loadPolicyOrExit(directory)
+            let reader = try LedgerReader(path: existingLedger(ledger.db))
+            defer { reader.close() }
+            let from = try ReportPeriod.parseInstant(since)
+            let to = try until.map(ReportPeriod.parseInstant) ?? UnixTime.nowMicros() + 1
+            let entries = try reader.entries(since: from, until: to)
+            print(PolicySimulation.table(PolicySimulation.run(entries, policy: policy)), terminator: "")
         }
     }
 }

@@ -1,0 +1,73 @@
+import Foundation
+import Ledger
+import Metering
+import Policy
+import Reports
+import Testing
+
+@Suite("policy simulate")
+struct PolicySimulationTests {
+    private func policy(plans: String) throws -> PolicySet {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("simulate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try """
+            providers:
+              openai: { dialect: openai, base_url: "http://127.0.0.1:9/v1" }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "o4-*", provider: openai }
+            """.write(to: dir.appendingPathComponent("providers.yaml"), atomically: true, encoding: .utf8)
+        try """
+            - { model: "gpt-4o-mini", effective_from: "2024-01-01", input: "1", output: "1" }
+            - { model: "o4-mini", effective_from: "2024-01-01", input: "1", output: "1" }
+            """.write(to: dir.appendingPathComponent("prices.yaml"), atomically: true, encoding: .utf8)
+        try plans.write(to: dir.appendingPathComponent("plans.yaml"), atomically: true, encoding: .utf8)
+        return try PolicyLoader.load(directory: dir.path, environment: [:])
+    }
+
+    /// A call of 10 µ$ (at $1 per 1M tokens: 4 input + 6 output tokens).
+    private func call(_ n: Int, user: String, model: String = "gpt-4o-mini", asked: Int? = nil,
+                      outcome: Outcome = .ok) -> LedgerEntry {
+        let price = ModelPrice(model: ModelPattern(model), effectiveFrom: Day("2024-01-01")!,
+                               input: Money(picodollars: 1_000_000), cachedInput: Money(picodollars: 1_000_000),
+                               cacheWrite: Money(picodollars: 1_000_000), output: Money(picodollars: 1_000_000))
+        let usage = Usage(inputTokens: 4, outputTokens: 6)
+        return LedgerEntry(id: "c\(n)", requestId: "r\(n)", startedAt: day0 + Int64(n) * 1_000_000,
+                           endedAt: day0 + Int64(n) * 1_000_000 + 500_000, user: user, dialect: .openai,
+                           route: "chat.completions", modelRequested: model, status: 200, outcome: outcome,
+                           usage: usage, usageSource: .provider, cost: price.cost(of: usage)!, price: price,
+                           outputCapRequested: asked)
+    }
+
+    @Test("counts what the candidate plans would refuse and the spend they would save")
+    func refusalsAndSavings() throws {
+        let candidate = try policy(plans: """
+            defaults: { plan: small }
+            plans:
+              small: { models: ["gpt-4o-mini"], budget: { daily_usd: "0.00002" } }
+              capped: { max_output_tokens: 2, on_output_over_cap: clamp }
+            users: { carol: { plan: capped } }
+            """)
+        let entries = [
+            call(1, user: "alice"), call(2, user: "alice"), call(3, user: "alice"),
+            call(4, user: "bob", model: "o4-mini"),
+            call(5, user: "carol", asked: 100),
+            call(6, user: "alice", outcome: .refusedAuth),  // refused back then: not replayed
+        ]
+        let results = PolicySimulation.run(entries, policy: candidate)
+        let alice = try #require(results.first { $0.user == "alice" })
+        #expect(alice.calls == 3)
+        #expect(alice.refused[.quota] == 1)
+        #expect(alice.spent.picodollars == 20_000_000)
+        #expect(alice.saved.picodollars == 10_000_000)
+        let bob = try #require(results.first { $0.user == "bob" })
+        #expect(bob.refused[.model] == 1 && bob.saved.picodollars == 10_000_000)
+        let carol = try #require(results.first { $0.user == "carol" })
+        #expect(carol.clamped == 1)
+        #expect(carol.saved.picodollars == 4_000_000)  // 6 output tokens clamped to 2
+        let table = PolicySimulation.table(results)
+        #expect(table.contains("refused_quota"))
+        #expect(table.split(separator: "\n").last?.hasPrefix("TOTAL") == true)
+    }
+}
