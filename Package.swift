@@ -49,6 +49,7 @@ let package = Package(
         ]),
         .target(name: "Reports", dependencies: ["Ledger", "Metering", "Policy"]),
         .target(name: "FakeLLM", dependencies: [
+            "Metering",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import Metering
 import NIOCore
 import NIOHTTP1
 
@@ -91,23 +92,4 @@ extension ByteBuffer {
 }
 
 /// `text` as the inside of a JSON string literal (quotes not included).
-func jsonEscaped(_ text: String) -> String {
-    let needsEscape = text.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
-    guard needsEscape else { return text }
-    var out = ""
-    out.reserveCapacity(text.utf8.count + 8)
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
-}
+func jsonEscaped(_ text: String) -> String { JSONString.escaped(text) }

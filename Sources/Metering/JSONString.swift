@@ -1,10 +1,18 @@
 /// Writes JSON string literals for the few JSON texts tokenctl composes itself (error bodies,
-/// model lists, reports); one escaping rule for all of them.
+/// model lists, reports, the fake provider's answers); one escaping rule for all of them.
 public enum JSONString {
     /// `text` as a quoted JSON string literal (RFC 8259 escaping).
     public static func literal(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
+        "\"" + escaped(text) + "\""
+    }
+
+    /// `text` as the inside of a JSON string literal (quotes not included). Text that needs no
+    /// escaping, the common case, is returned as it is.
+    public static func escaped(_ text: String) -> String {
+        let needsEscape = text.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        guard needsEscape else { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -18,6 +26,6 @@ public enum JSONString {
             default: out.unicodeScalars.append(scalar)
             }
         }
-        return out + "\""
+        return out
     }
 }
