@@ -42,8 +42,10 @@ final class Enforcer: Sendable {
             }
             quotas.restore(scope: .org, period: period, periodStart: start, spent: org.0, tokens: org.1)
         }
-        let lastHour = try reader.spend(since: now - 3_600_000_000).reduce(into: Int128(0)) { $0 += $1.cost.picodollars }
-        breaker.record(cost: Money(picodollars: Int64(clamping: lastHour)), now: now)
+        // Each minute's spend in its own minute, so it leaves the breaker's window when it should.
+        for (minute, cost) in try reader.spendPerMinute(since: now - 3_600_000_000) {
+            breaker.record(cost: Money(picodollars: Int64(clamping: cost.picodollars)), now: max(minute, now - 3_600_000_000))
+        }
     }
 }
 

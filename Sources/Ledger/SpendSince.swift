@@ -39,3 +39,23 @@ extension LedgerReader {
         }
     }
 }
+
+extension LedgerReader {
+    /// Spend per minute (Unix µs of the minute's start → cost) of the calls that started at or
+    /// after `since`, refusals left out: rebuilds a sliding-hour spend rate at start-up.
+    public func spendPerMinute(since: Int64) throws -> [(minute: Int64, cost: Money.Total)] {
+        try withConnection { connection in
+            let s = try connection.prepare("""
+                SELECT started_at / 60000000, SUM(cost_pd) FROM calls
+                WHERE started_at >= ?1 AND outcome NOT LIKE 'refused\\_%' ESCAPE '\\'
+                GROUP BY 1 ORDER BY 1
+                """)
+            s.bind(since, at: 1)
+            var rows: [(minute: Int64, cost: Money.Total)] = []
+            while try s.step() {
+                rows.append((s.int64(at: 0) * 60_000_000, Money.Total(picodollars: Int128(s.int64(at: 1)))))
+            }
+            return rows
+        }
+    }
+}

@@ -48,4 +48,22 @@ struct SpendSinceTests {
         #expect(back.plan == "free" && back.outputCapRequested == 4_000 && back.outputCapApplied == 512)
         #expect(back == entry)
     }
+
+    @Test("spend per minute groups by the minute a call started in")
+    func perMinute() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        appendAll([
+            sampleEntry(1, startedAt: day0 + 1_000, cost: Money(picodollars: 5)),
+            sampleEntry(2, startedAt: day0 + 59_000_000, cost: Money(picodollars: 7)),
+            sampleEntry(3, startedAt: day0 + 61_000_000, cost: Money(picodollars: 11)),
+            sampleEntry(4, startedAt: day0 + 62_000_000, outcome: .refusedRate, cost: .zero),
+        ], to: writer)
+        writer.close()
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        let minutes = try reader.spendPerMinute(since: day0)
+        #expect(minutes.map(\.minute) == [day0, day0 + 60_000_000])
+        #expect(minutes.map(\.cost.picodollars) == [Int128(12), Int128(11)])
+    }
 }
