@@ -50,9 +50,9 @@ struct Admission {
 
 /// Identify → admit, before any byte goes upstream. Pure: reads the policy and the request only.
 enum Admit {
-    static func identify(_ request: CallRequest, in principals: PrincipalDirectory) -> Result<Principal, Refusal> {
-        guard let secret = request.presentedSecret, !secret.isEmpty else {
-            return .failure(Refusal(.unauthenticated, missingKeyMessage(request.endpoint.dialect)))
+    static func identify(secret: String?, dialect: Dialect, in principals: PrincipalDirectory) -> Result<Principal, Refusal> {
+        guard let secret, !secret.isEmpty else {
+            return .failure(Refusal(.unauthenticated, missingKeyMessage(dialect)))
         }
         guard let principal = principals.principal(forSecret: secret) else {
             return .failure(Refusal(.unauthenticated, "Invalid API key: the key is unknown or was revoked."))

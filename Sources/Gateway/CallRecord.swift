@@ -6,9 +6,9 @@ import Policy
 enum CallRecord {
     /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
     static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
-        var entry = base(requestID: request.requestID, startedAt: request.startedAt,
-                         dialect: request.endpoint.dialect, route: request.endpoint.rawValue,
-                         principal: admission.principal)
+        let line = request.line
+        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+                         route: line.route, principal: admission.principal)
         entry.user = admission.payer.user
         entry.team = admission.payer.team
         entry.plan = admission.payer.plan.planName

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Where and how the gateway listens. Call-level settings (body limit, timeouts, unpriced
 /// models) come from the policy's `gateway.yaml`, so admins change them with the policies.
 public struct GatewayConfiguration: Sendable {
@@ -15,4 +17,3 @@ public struct GatewayConfiguration: Sendable {
     }
 }
 
-import NIOCore

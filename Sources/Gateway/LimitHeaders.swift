@@ -1,3 +1,4 @@
+import Foundation
 import Metering
 import Policy
 
@@ -44,4 +45,3 @@ enum LimitHeaders {
     }
 }
 
-import Foundation

@@ -125,11 +125,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                       body: #"{"status":"ok","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed)}"#,
                       requestID: line.requestID)
         case (.GET, "/v1/models"):
-            let request = CallRequest(endpoint: line.dialect == .anthropic ? .messages : .chatCompletions,
-                                      requestID: line.requestID, startedAt: startedAt,
-                                      presentedSecret: Self.secret(in: head.headers), forwardedHeaders: [],
-                                      declaredEndUser: nil, body: ByteBuffer())
-            switch Admit.identify(request, in: gateway.principals) {
+            switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
                 refuse(line, principal: nil, model: nil, refusal)
             case .success:
@@ -148,7 +144,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
 
     private func proxy(_ request: CallRequest) {
         let principal: Principal
-        switch Admit.identify(request, in: gateway.principals) {
+        switch Admit.identify(secret: request.presentedSecret, dialect: request.endpoint.dialect, in: gateway.principals) {
         case .failure(let refusal):
             // An unknown caller's body is not read: no work, and no caller-chosen text in the ledger.
             return refuse(request.line, principal: nil, model: nil, refusal)

@@ -27,7 +27,7 @@ struct Serve: ParsableCommand {
     var port: Int = 8080
 
     @Option(help: "Event loop threads (one per core by default).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    var threads: Int = System.coreCount
 
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
