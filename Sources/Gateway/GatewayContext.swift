@@ -12,6 +12,7 @@ final class GatewayContext: Sendable {
     let ledger: LedgerWriter
     let logger: Logger
     let enforcer = Enforcer()
+    let metrics = GatewayMetrics()
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger) {
@@ -31,7 +32,10 @@ final class GatewayContext: Sendable {
         entry.endedAt = UnixTime.nowMicros()
         let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
         let logger = self.logger
+        let metrics = self.metrics
+        let recorded = entry
         ledger.append(entry) { result in
+            if case .success = result { metrics.recordCall(recorded) }
             loop.execute {
                 let (connection, deliver) = onLoop.value
                 if case .failure(let error) = result {

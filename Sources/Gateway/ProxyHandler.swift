@@ -124,6 +124,17 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             writeJSON(status: 200,
                       body: #"{"status":"ok","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed)}"#,
                       requestID: line.requestID)
+        case (.GET, "/metrics"):
+            let body = gateway.metrics.render(
+                policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
+                callsInFlight: gateway.enforcer.concurrency.totalInFlight,
+                openReservations: gateway.enforcer.quotas.openReservations, ledgerBacklog: gateway.ledger.backlog)
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
+            headers.add(name: "content-length", value: String(body.count))
+            writeHead(status: 200, headers: headers)
+            writeBody(ByteBuffer(bytes: body))
+            writeEnd()
         case (.GET, "/v1/models"):
             switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
