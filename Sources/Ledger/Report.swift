@@ -10,6 +10,16 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     case model
     /// The UTC day the call started, `YYYY-MM-DD`.
     case day
+    /// The UTC week (Monday to Sunday) the call started, as its Monday `YYYY-MM-DD`.
+    case week
+    /// The UTC month the call started, `YYYY-MM`.
+    case month
+    /// The provider the call was routed to; "(none)" for calls refused before routing.
+    case provider
+    /// The payer's plan; "(none)" before plans or for calls refused before admission.
+    case plan
+    /// The API key id the call was made with.
+    case key
 
     /// Label of a NULL user, team or model.
     public static let noneLabel = "(none)"

@@ -36,6 +36,13 @@ struct ReportAggregation {
         case .team: return "team"
         case .model: return "COALESCE(model_served, model_requested)"
         case .day: return "(started_at / \(UnixTime.microsPerDay))"
+        // 1970-01-01 was a Thursday: shifting by 3 days makes weeks start on Monday.
+        case .week:
+            return "strftime('%Y-%m-%d', (((started_at / \(UnixTime.microsPerDay)) + 3) / 7 * 7 - 3) * 86400, 'unixepoch')"
+        case .month: return "strftime('%Y-%m', started_at / 1000000, 'unixepoch')"
+        case .provider: return "provider"
+        case .plan: return "plan"
+        case .key: return "key_id"
         }
     }
 

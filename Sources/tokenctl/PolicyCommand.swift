@@ -49,8 +49,7 @@ extension PolicyCommand {
             let policy = try loadPolicyOrExit(directory)
             let reader = try LedgerReader(path: existingLedger(ledger.db))
             defer { reader.close() }
-            let from = try ReportPeriod.parseInstant(since)
-            let to = try until.map(ReportPeriod.parseInstant) ?? UnixTime.nowMicros() + 1
+            let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros())
             let entries = try reader.entries(since: from, until: to)
             print(PolicySimulation.table(PolicySimulation.run(entries, policy: policy)), terminator: "")
         }

@@ -14,13 +14,16 @@ struct Report: ParsableCommand {
 
     @OptionGroup var ledger: LedgerOptions
 
-    @Option(help: "Start of the period, inclusive: YYYY-MM-DD (UTC) or an ISO 8601 date-time. Default: the beginning.")
+    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
     var since: String?
 
-    @Option(help: "End of the period, exclusive: YYYY-MM-DD (UTC) or an ISO 8601 date-time. Default: now.")
+    @Option(help: "End, exclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: now.")
     var until: String?
 
-    @Option(help: "Group by user, team, model or day; repeat to nest (--by team --by model).")
+    @Option(help: "A whole month instead of --since/--until: YYYY-MM (UTC) or last-month.")
+    var period: String?
+
+    @Option(help: "Group by user, team, model, provider, plan, key, day, week or month; repeat to nest (--by team --by model).")
     var by: [ReportDimension] = [.user]
 
     @Option(help: "Output format: table, csv or json.")
@@ -28,10 +31,11 @@ struct Report: ParsableCommand {
 
     func run() throws {
         let path = try existingLedger(ledger.db)
-        let query = ReportQuery(
-            since: try since.map(ReportPeriod.parseInstant) ?? 0,
-            until: try until.map(ReportPeriod.parseInstant) ?? UnixTime.nowMicros() + 1,
-            groupBy: by)
+        if period != nil, since != nil || until != nil {
+            throw CommandFailure("give either --period or --since/--until, not both")
+        }
+        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        let query = ReportQuery(since: from, until: to, groupBy: by)
         guard query.since < query.until else {
             throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
         }

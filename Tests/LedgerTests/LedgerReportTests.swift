@@ -39,6 +39,15 @@ import Testing
         case .team: return entry.team ?? "(none)"
         case .model: return entry.modelServed ?? entry.modelRequested ?? "(none)"
         case .day: return Day(unixSeconds: entry.startedAt / 1_000_000).description
+        case .week:
+            let day = Day(unixSeconds: entry.startedAt / 1_000_000)
+            // 1970-01-01 was a Thursday; Monday is 3 days before it.
+            let monday = day.daysSinceEpoch - ((day.daysSinceEpoch + 3) % 7)
+            return Day(daysSinceEpoch: monday).description
+        case .month: return String(Day(unixSeconds: entry.startedAt / 1_000_000).description.prefix(7))
+        case .provider: return entry.provider ?? "(none)"
+        case .plan: return entry.plan ?? "(none)"
+        case .key: return entry.keyId ?? "(none)"
         }
     }
 
@@ -71,7 +80,8 @@ import Testing
         return groups
     }
 
-    @Test(arguments: [[], [ReportDimension.user], [.team], [.model], [.day], [.user, .model], [.day, .team, .user, .model]])
+    @Test(arguments: [[], [ReportDimension.user], [.team], [.model], [.day], [.user, .model], [.day, .team, .user, .model],
+                      [.week], [.month], [.provider], [.plan], [.key], [.month, .provider, .user]])
     func matchesNaiveComputation(groupBy: [ReportDimension]) throws {
         let entries = Self.month()
         let (dir, reader) = try ledger(entries)
@@ -137,5 +147,19 @@ import Testing
         let (dir, reader) = try ledger([sampleEntry(1, cost: big), sampleEntry(2, cost: big)])
         _ = dir
         #expect(throws: LedgerError.self) { try reader.report(ReportQuery(since: 0, until: .max)) }
+    }
+
+    @Test("weeks start on Monday and months are calendar months (UTC)")
+    func weeksAndMonths() throws {
+        let sunday = Day("2025-01-05")!.unixSeconds * 1_000_000
+        let entries = [sampleEntry(1, startedAt: sunday + 3_600_000_000),
+                       sampleEntry(2, startedAt: sunday + UnixTime.microsPerDay),        // Monday 2025-01-06
+                       sampleEntry(3, startedAt: Day("2025-02-01")!.unixSeconds * 1_000_000)]
+        let (dir, reader) = try ledger(entries)
+        defer { reader.close(); _ = dir }
+        let weeks = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.week])).rows.map(\.values).sorted { $0[0] < $1[0] }
+        #expect(weeks == [["2024-12-30"], ["2025-01-06"], ["2025-01-27"]])
+        let months = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.month])).rows.map(\.values).sorted { $0[0] < $1[0] }
+        #expect(months == [["2025-01"], ["2025-02"]])
     }
 }
