@@ -32,10 +32,15 @@ public struct ReportQuery: Sendable, Hashable {
     public var until: Int64
     /// Grouping, outermost first; duplicates are dropped. Empty: one row for everything.
     public var groupBy: [ReportDimension]
+    /// Only calls whose dimension has this label (e.g. `.user: "alice"`, `.model: "gpt-4o"`);
+    /// `ReportDimension.noneLabel` selects calls without a value.
+    public var filters: [ReportDimension: String]
 
-    public init(since: Int64, until: Int64, groupBy: [ReportDimension] = []) {
+    public init(since: Int64, until: Int64, groupBy: [ReportDimension] = [],
+                filters: [ReportDimension: String] = [:]) {
         self.since = since
         self.until = until
+        self.filters = filters
         var seen = Set<ReportDimension>()
         self.groupBy = groupBy.filter { seen.insert($0).inserted }
     }
@@ -124,5 +129,21 @@ public struct Report: Sendable, Hashable {
     /// The label of `dimension` in `row`, or nil if the report does not group by it.
     public func value(of dimension: ReportDimension, in row: ReportRow) -> String? {
         query.groupBy.firstIndex(of: dimension).map { row.values[$0] }
+    }
+}
+
+extension Report {
+    /// Label of the row that gathers the groups past `top(_:)`.
+    public static let othersLabel = "(others)"
+
+    /// The `count` costliest rows, the rest folded into one `(others)` row, so the rows still add
+    /// up to the totals exactly. The folded row has no p95 (percentiles do not add up).
+    public func top(_ count: Int) -> Report {
+        guard count >= 0, rows.count > count else { return self }
+        var others = ReportFigures()
+        for row in rows[count...] { others.absorb(row.figures) }
+        others.latencyP95Micros = nil
+        let folded = ReportRow(values: query.groupBy.map { _ in Report.othersLabel }, figures: others)
+        return Report(query: query, rows: Array(rows.prefix(count)) + [folded], totals: totals)
     }
 }

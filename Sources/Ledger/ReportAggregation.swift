@@ -30,6 +30,34 @@ struct ReportAggregation {
         Outcome.allCases.filter(\.isError).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
     private static let inRange = "started_at >= ?1 AND started_at < ?2"
 
+    /// The period and the filters, as a WHERE condition; filter values are bound from ?3 on.
+    private var selection: String {
+        var condition = Self.inRange
+        for (index, (dimension, label)) in orderedFilters.enumerated() {
+            let expression = Self.expression(dimension)
+            condition += label == ReportDimension.noneLabel
+                ? " AND \(expression) IS NULL" : " AND \(expression) = ?\(index + 3)"
+        }
+        return condition
+    }
+
+    private var orderedFilters: [(ReportDimension, String)] {
+        query.filters.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key, $0.value) }
+    }
+
+    private func bindSelection(_ s: Statement) {
+        s.bind(query.since, at: 1)
+        s.bind(query.until, at: 2)
+        for (index, (dimension, label)) in orderedFilters.enumerated() where label != ReportDimension.noneLabel {
+            // The day dimension is an integer in SQL: bind the day number of a YYYY-MM-DD label.
+            if dimension == .day, let day = Day(label) {
+                s.bind(Int64(day.daysSinceEpoch), at: Int32(index + 3))
+            } else {
+                s.bind(label, at: Int32(index + 3))
+            }
+        }
+    }
+
     private static func expression(_ dimension: ReportDimension) -> String {
         switch dimension {
         case .user: return "user"
@@ -78,11 +106,10 @@ struct ReportAggregation {
                 SUM(input_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens),
                 SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_pd),
                 SUM(NOT \(Self.refused)), SUM(CASE WHEN \(Self.refused) THEN 0 ELSE latency_us END)
-            FROM calls WHERE \(Self.inRange)
+            FROM calls WHERE \(selection)
             GROUP BY \(groupExpressions.joined(separator: ", "))
             """)
-        s.bind(query.since, at: 1)
-        s.bind(query.until, at: 2)
+        bindSelection(s)
         var groups: [[KeyPart]: ReportFigures] = [:]
         let first = Int32(groupExpressions.count)
         while try s.step() {
@@ -110,10 +137,9 @@ struct ReportAggregation {
         let dimensions = query.groupBy
         let s = try connection.prepare("""
             SELECT \(dimensions.map { Self.expression($0) + ", " }.joined())latency_us
-            FROM calls WHERE \(Self.inRange) AND NOT \(Self.refused)
+            FROM calls WHERE \(selection) AND NOT \(Self.refused)
             """)
-        s.bind(query.since, at: 1)
-        s.bind(query.until, at: 2)
+        bindSelection(s)
         var latencies: [[KeyPart]: [Int64]] = [:]
         var all: [Int64] = []
         let column = Int32(dimensions.count)

@@ -26,6 +26,18 @@ struct Report: ParsableCommand {
     @Option(help: "Group by user, team, model, provider, plan, key, day, week or month; repeat to nest (--by team --by model).")
     var by: [ReportDimension] = [.user]
 
+    @Option(help: "Only this user's calls.")
+    var user: String?
+
+    @Option(help: "Only this team's calls.")
+    var team: String?
+
+    @Option(help: "Only calls of this model (as served, else as requested).")
+    var model: String?
+
+    @Option(help: "Show the N costliest groups; the rest are folded into one (others) row.")
+    var top: Int?
+
     @Option(help: "Output format: table, csv or json.")
     var format: ReportFormat = .table
 
@@ -35,13 +47,19 @@ struct Report: ParsableCommand {
             throw CommandFailure("give either --period or --since/--until, not both")
         }
         let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
-        let query = ReportQuery(since: from, until: to, groupBy: by)
+        var filters: [ReportDimension: String] = [:]
+        filters[.user] = user
+        filters[.team] = team
+        filters[.model] = model
+        let query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
         guard query.since < query.until else {
             throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
         }
         let reader = try LedgerReader(path: path)
         defer { reader.close() }
-        print(ReportRenderer.render(try reader.report(query), query: query, format: format), terminator: "")
+        var report = try reader.report(query)
+        if let top { report = report.top(top) }
+        print(ReportRenderer.render(report, query: query, format: format), terminator: "")
     }
 }
 

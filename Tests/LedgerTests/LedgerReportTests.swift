@@ -162,4 +162,38 @@ import Testing
         let months = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.month])).rows.map(\.values).sorted { $0[0] < $1[0] }
         #expect(months == [["2025-01"], ["2025-02"]])
     }
+
+    @Test("filters select calls by user, team, model or none; top folds the rest so totals still add up")
+    func filtersAndTop() throws {
+        let entries = Self.month()
+        let (dir, reader) = try ledger(entries)
+        defer { reader.close(); _ = dir }
+        let all = ReportQuery(since: 0, until: .max, groupBy: [.user])
+        for (dimension, value) in [(ReportDimension.user, "alice"), (.team, "research"), (.model, "gpt-4o-mini"),
+                                   (.user, ReportDimension.noneLabel), (.day, "2025-01-02")] {
+            var filtered = all
+            filtered.filters = [dimension: value]
+            let report = try reader.report(filtered)
+            let matching = entries.filter { label(for: $0, dimension) == value }
+            #expect(report.totals.requests == matching.count, "\(dimension)=\(value)")
+            var cost = Money.Total()
+            for e in matching { cost.add(e.cost) }
+            #expect(report.totals.cost == cost, "\(dimension)=\(value)")
+        }
+        var both = all
+        both.filters = [.user: "alice", .model: "claude-3-5-haiku"]
+        #expect(try reader.report(both).totals.requests
+                == entries.filter { $0.user == "alice" && label(for: $0, .model) == "claude-3-5-haiku" }.count)
+
+        let full = try reader.report(all)
+        let top = full.top(1)
+        #expect(top.rows.count == 2)
+        #expect(top.rows[0] == full.rows[0])
+        #expect(top.rows[1].values == [Report.othersLabel])
+        var sum = ReportFigures()
+        for row in top.rows { sum.absorb(row.figures) }
+        #expect(sum.cost == full.totals.cost && sum.requests == full.totals.requests)
+    }
+
+    private func label(for entry: LedgerEntry, _ dimension: ReportDimension) -> String { label(entry, dimension) }
 }
