@@ -10,7 +10,7 @@ struct TokenCtl: ParsableCommand {
             from `tokenctl keys create`. Policies (providers, routes, prices) live in a directory of YAML \
             files; the ledger is a SQLite file.
             """,
-        subcommands: [Serve.self, Keys.self, Report.self, PolicyCommand.self, Prices.self, Demo.self])
+        subcommands: [Serve.self, Keys.self, Report.self, Export.self, PolicyCommand.self, Prices.self, Demo.self])
 }
 
 /// Options every command that touches the ledger shares.

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Reports
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stream raw ledger rows as CSV or JSON lines (one call per row, exact money).",
+        discussion: "Rows are read one at a time, so any ledger size streams in constant memory. A progress line goes to stderr for exports longer than a second.")
+
+    @OptionGroup var ledger: LedgerOptions
+
+    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: the beginning.")
+    var since: String?
+
+    @Option(help: "End, exclusive. Default: now.")
+    var until: String?
+
+    @Option(help: "A whole month instead: YYYY-MM or last-month.")
+    var period: String?
+
+    @Option(help: "csv or jsonl.")
+    var format: LedgerExport.Format = .csv
+
+    @Option(help: "Write to this file instead of stdout.")
+    var out: String?
+
+    func run() throws {
+        let path = try existingLedger(ledger.db)
+        if period != nil, since != nil || until != nil {
+            throw CommandFailure("give either --period or --since/--until, not both")
+        }
+        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        let output: FileHandle
+        if let out {
+            guard FileManager.default.createFile(atPath: out, contents: nil) else {
+                throw CommandFailure("cannot write \(out)")
+            }
+            output = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        } else {
+            output = FileHandle.standardOutput
+        }
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        var buffer = LedgerExport.header(format) ?? ""
+        var rows = 0
+        let started = Date()
+        var lastProgress = started
+        try reader.forEachEntry(since: from, until: to) { entry in
+            buffer += LedgerExport.line(entry, format: format)
+            rows += 1
+            if buffer.utf8.count >= 1 << 16 {
+                output.write(Data(buffer.utf8))
+                buffer.removeAll(keepingCapacity: true)
+                let now = Date()
+                if now.timeIntervalSince(started) > 1, now.timeIntervalSince(lastProgress) > 0.5 {
+                    FileHandle.standardError.write(Data("\rexported \(rows) rows".utf8))
+                    lastProgress = now
+                }
+            }
+        }
+        output.write(Data(buffer.utf8))
+        if Date().timeIntervalSince(started) > 1 {
+            FileHandle.standardError.write(Data("\rexported \(rows) rows\n".utf8))
+        }
+        if out != nil { try output.close() }
+    }
+}
+
+extension LedgerExport.Format: ExpressibleByArgument {}
