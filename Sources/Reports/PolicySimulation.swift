@@ -113,13 +113,7 @@ public enum PolicySimulation {
         rows.append(["TOTAL", "", String(results.reduce(0) { $0 + $1.calls })]
                     + Verdict.allCases.map { v in String(results.reduce(0) { $0 + ($1.refused[v] ?? 0) }) }
                     + [String(results.reduce(0) { $0 + $1.clamped }), "$" + spent.formatted(), "$" + saved.formatted()])
-        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
-        return ([header] + rows).map { row in
-            row.enumerated().map { i, cell in
-                i < 2 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                      : String(repeating: " ", count: widths[i] - cell.count) + cell
-            }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
+        return TextColumns.render(header: header, rows: rows, labelColumns: 2)
     }
 }
 

@@ -18,20 +18,9 @@ enum TableRendering {
         let totals = ["TOTAL"] + Array(repeating: "", count: labelHeadings.count - 1)
             + metrics.map { cell($0, report.totals) }
 
-        var widths = headings.map(\.count)
-        for line in lines + [totals] {
-            for (index, text) in line.enumerated() { widths[index] = max(widths[index], text.count) }
-        }
-        let labelCount = labelHeadings.count
-        func format(_ line: [String]) -> String {
-            line.enumerated().map { index, text in
-                let padding = String(repeating: " ", count: widths[index] - text.count)
-                return index < labelCount ? text + padding : padding + text
-            }
-            .joined(separator: "  ")
-            .trailingSpacesRemoved
-        }
-        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        let columns = TextColumns(fitting: [headings] + lines + [totals], labelColumns: labelHeadings.count)
+        let format = columns.line
+        let rule = columns.rule
 
         var output = "Usage from \(Timestamp.iso8601(micros: query.since)) to \(Timestamp.iso8601(micros: query.until))"
         if !query.groupBy.isEmpty { output += ", by " + query.groupBy.map(\.rawValue).joined(separator: ", ") }
@@ -64,13 +53,5 @@ enum TableRendering {
             text.append(character)
         }
         return (negative ? "-" : "") + text
-    }
-}
-
-private extension String {
-    var trailingSpacesRemoved: String {
-        var text = self
-        while text.last == " " { text.removeLast() }
-        return text
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Ledger
 import Policy
+import Reports
 
 struct Keys: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,7 +53,7 @@ struct Keys: ParsableCommand {
             let rows = records.map { r in
                 [r.id, r.user, r.team ?? "-", r.createdAt.map(Self.date) ?? "-", r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
             }
-            print(TextTable.render(header: ["ID", "USER", "TEAM", "CREATED", "STATE"], rows: rows))
+            print(TextColumns.render(header: ["ID", "USER", "TEAM", "CREATED", "STATE"], rows: rows, labelColumns: 5), terminator: "")
         }
 
         static func date(_ micros: Int64) -> String {
@@ -88,17 +89,4 @@ func openKeyStore(_ path: String) throws -> KeyStore {
 func createParentDirectory(of path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-}
-
-/// Left-aligned columns for terminal listings.
-enum TextTable {
-    static func render(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
-        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Metering
+import Reports
 
 struct Prices: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,8 +35,9 @@ struct Prices: ParsableCommand {
             [e.model.text, e.effectiveFrom.description, Self.perMillion(e.input), Self.perMillion(e.cachedInput),
              Self.perMillion(e.cacheWrite), Self.perMillion(e.output), e.source]
         }
-        print(TextTable.render(
-            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "OUTPUT/1M", "SOURCE"], rows: rows))
+        print(TextColumns.render(
+            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "OUTPUT/1M", "SOURCE"], rows: rows,
+            labelColumns: 7), terminator: "")
     }
 
     /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.
