@@ -9,6 +9,8 @@ public enum ReportFormat: String, Sendable, Hashable, CaseIterable {
     case csv
     /// One JSON object; see `JSONRendering` for the field names.
     case json
+    /// A GitHub-flavoured Markdown table with a bold totals row, for issues, wikis and e-mail.
+    case markdown
 }
 
 /// Turns a `Report` into text. Money is rendered from exact integers: the only rounding is to the
@@ -21,6 +23,7 @@ public enum ReportRenderer {
         case .table: return TableRendering.render(report, query: query)
         case .csv: return CSVRendering.render(report, query: query)
         case .json: return JSONRendering.render(report, query: query)
+        case .markdown: return MarkdownRendering.render(report, query: query)
         }
     }
 }

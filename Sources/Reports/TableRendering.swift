@@ -34,7 +34,8 @@ enum TableRendering {
         return output
     }
 
-    private static func cell(_ column: MetricColumn, _ figures: ReportFigures) -> String {
+    /// A figure as the table shows it: counts grouped by thousands, dollars with `$`, `-` when absent.
+    static func cell(_ column: MetricColumn, _ figures: ReportFigures) -> String {
         guard let value = column.value(figures) else { return "-" }
         switch column.kind {
         case .count: return grouped(value)

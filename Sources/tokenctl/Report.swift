@@ -38,7 +38,7 @@ struct Report: ParsableCommand {
     @Option(help: "Show the N costliest groups; the rest are folded into one (others) row.")
     var top: Int?
 
-    @Option(help: "Output format: table, csv or json.")
+    @Option(help: "Output format: table, csv, json or markdown.")
     var format: ReportFormat = .table
 
     func run() throws {
