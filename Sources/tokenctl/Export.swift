@@ -10,14 +10,7 @@ struct Export: ParsableCommand {
 
     @OptionGroup var ledger: LedgerOptions
 
-    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: the beginning.")
-    var since: String?
-
-    @Option(help: "End, exclusive. Default: now.")
-    var until: String?
-
-    @Option(help: "A whole month instead: YYYY-MM or last-month.")
-    var period: String?
+    @OptionGroup var span: PeriodOptions
 
     @Option(help: "csv or jsonl.")
     var format: LedgerExport.Format = .csv
@@ -27,10 +20,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let path = try existingLedger(ledger.db)
-        if period != nil, since != nil || until != nil {
-            throw CommandFailure("give either --period or --since/--until, not both")
-        }
-        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        let (from, to) = try span.range()
         let output: FileHandle
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil) else {

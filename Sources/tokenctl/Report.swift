@@ -14,14 +14,7 @@ struct Report: ParsableCommand {
 
     @OptionGroup var ledger: LedgerOptions
 
-    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
-    var since: String?
-
-    @Option(help: "End, exclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: now.")
-    var until: String?
-
-    @Option(help: "A whole month instead of --since/--until: YYYY-MM (UTC) or last-month.")
-    var period: String?
+    @OptionGroup var span: PeriodOptions
 
     @Option(help: "Group by user, team, model, provider, plan, key, day, week or month; repeat to nest (--by team --by model).")
     var by: [ReportDimension] = [.user]
@@ -43,18 +36,12 @@ struct Report: ParsableCommand {
 
     func run() throws {
         let path = try existingLedger(ledger.db)
-        if period != nil, since != nil || until != nil {
-            throw CommandFailure("give either --period or --since/--until, not both")
-        }
-        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        let (from, to) = try span.range()
         var filters: [ReportDimension: String] = [:]
         filters[.user] = user
         filters[.team] = team
         filters[.model] = model
         let query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
-        guard query.since < query.until else {
-            throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
-        }
         let reader = try LedgerReader(path: path)
         defer { reader.close() }
         var report = try reader.report(query)

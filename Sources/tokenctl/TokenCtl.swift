@@ -1,4 +1,6 @@
 import ArgumentParser
+import Ledger
+import Reports
 
 @main
 struct TokenCtl: ParsableCommand {
@@ -17,4 +19,28 @@ struct TokenCtl: ParsableCommand {
 struct LedgerOptions: ParsableArguments {
     @Option(name: .long, help: "The ledger database file (SQLite).")
     var db: String = "data/tokenctl.sqlite"
+}
+
+/// The period options of commands that read a span of the ledger (`report`, `export`).
+struct PeriodOptions: ParsableArguments {
+    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
+    var since: String?
+
+    @Option(help: "End, exclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: now.")
+    var until: String?
+
+    @Option(help: "A whole month instead of --since/--until: YYYY-MM (UTC) or last-month.")
+    var period: String?
+
+    /// `[since, until)` in Unix microseconds; refuses both forms at once and an empty span.
+    func range() throws -> (Int64, Int64) {
+        if period != nil, since != nil || until != nil {
+            throw CommandFailure("give either --period or --since/--until, not both")
+        }
+        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        guard from < to else {
+            throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
+        }
+        return (from, to)
+    }
 }
