@@ -17,6 +17,7 @@ enum CallRecord {
         entry.provider = admission.provider.name
         entry.modelRequested = admission.model
         entry.stream = admission.stream
+        entry.requestHash = RequestFingerprint.of(request.body)
         return entry
     }
 

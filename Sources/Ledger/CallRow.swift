@@ -11,7 +11,7 @@ enum CallRow {
         "usage_source", "cost_pd",
         "price_id", "price_input", "price_cached_input", "price_cache_write", "price_output",
         "ttft_us", "upstream_us", "error_message",
-        "plan", "output_cap_requested", "output_cap_applied",
+        "plan", "output_cap_requested", "output_cap_applied", "request_hash",
     ]
 
     static let insertSQL =
@@ -57,6 +57,7 @@ enum CallRow {
         s.bind(entry.plan, at: 33)
         s.bind(entry.outputCapRequested, at: 34)
         s.bind(entry.outputCapApplied, at: 35)
+        s.bind(entry.requestHash, at: 36)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -97,7 +98,8 @@ enum CallRow {
             errorMessage: s.optionalString(at: 31),
             plan: s.optionalString(at: 32),
             outputCapRequested: s.optionalInt64(at: 33).map(Int.init),
-            outputCapApplied: s.optionalInt64(at: 34).map(Int.init))
+            outputCapApplied: s.optionalInt64(at: 34).map(Int.init),
+            requestHash: s.optionalInt64(at: 35))
     }
 
     private static func decodePrice(_ s: Statement, callId: String) throws -> ModelPrice? {

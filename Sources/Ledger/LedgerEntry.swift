@@ -84,6 +84,9 @@ public struct LedgerEntry: Sendable, Hashable {
     /// The output cap the client asked for, and the one sent upstream after clamping/injection.
     public var outputCapRequested: Int?
     public var outputCapApplied: Int?
+    /// `RequestFingerprint` of the request body as the client sent it: equal bodies from the same
+    /// user within a short time are retries or regenerations. Nil for calls refused before the body was read.
+    public var requestHash: Int64?
 
     /// `<model pattern>@<effective day>` of the price used, as stored in `price_id`.
     public var priceId: String? { price?.id }
@@ -98,7 +101,8 @@ public struct LedgerEntry: Sendable, Hashable {
                 status: Int, outcome: Outcome, usage: Usage = .zero, usageSource: UsageSource = .none,
                 cost: Money = .zero, price: ModelPrice? = nil,
                 ttftMicros: Int64? = nil, upstreamMicros: Int64? = nil, errorMessage: String? = nil,
-                plan: String? = nil, outputCapRequested: Int? = nil, outputCapApplied: Int? = nil) {
+                plan: String? = nil, outputCapRequested: Int? = nil, outputCapApplied: Int? = nil,
+                requestHash: Int64? = nil) {
         self.id = id
         self.requestId = requestId
         self.startedAt = startedAt
@@ -125,5 +129,6 @@ public struct LedgerEntry: Sendable, Hashable {
         self.plan = plan
         self.outputCapRequested = outputCapRequested
         self.outputCapApplied = outputCapApplied
+        self.requestHash = requestHash
     }
 }

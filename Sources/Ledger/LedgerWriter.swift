@@ -33,10 +33,14 @@ public final class LedgerWriter: @unchecked Sendable {
         public var checkpointPages: Int32
         /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
         public var onCommitFailure: (@Sendable (LedgerError, Int) -> Void)?
+        /// Called on the writer thread after each committed transaction, with its row count and
+        /// how long it took from BEGIN to COMMIT (retries included), for metrics.
+        public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
                     retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 1_000,
-                    onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil) {
+                    onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil,
+                    onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)? = nil) {
             self.maxBatch = max(1, maxBatch)
             self.busyTimeoutMillis = busyTimeoutMillis
             self.retryInitialMillis = max(1, retryInitialMillis)
@@ -44,6 +48,7 @@ public final class LedgerWriter: @unchecked Sendable {
             self.closeRetries = max(1, closeRetries)
             self.checkpointPages = max(1, checkpointPages)
             self.onCommitFailure = onCommitFailure
+            self.onBatchCommitted = onBatchCommitted
         }
     }
 
@@ -145,9 +150,12 @@ public final class LedgerWriter: @unchecked Sendable {
 
     private func run() {
         var batch: [Pending] = []
+        let clock = ContinuousClock()
         while nextBatch(into: &batch) {
+            let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):
+                options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
                 }

@@ -1,3 +1,4 @@
+import Foundation
 import Metering
 
 /// What a report groups calls by.
@@ -35,6 +36,10 @@ public struct ReportQuery: Sendable, Hashable {
     /// Only calls whose dimension has this label (e.g. `.user: "alice"`, `.model: "gpt-4o"`);
     /// `ReportDimension.noneLabel` selects calls without a value.
     public var filters: [ReportDimension: String]
+    /// The zone of the day, week and month dimensions and of active days (default UTC).
+    public var timeZone: TimeZone = TimeZone(identifier: "UTC")!
+    /// A call is a retry if the same user sent the same body this recently (default 120 s).
+    public static let retryWindowMicros: Int64 = 120 * 1_000_000
 
     public init(since: Int64, until: Int64, groupBy: [ReportDimension] = [],
                 filters: [ReportDimension: String] = [:]) {
@@ -74,6 +79,17 @@ public struct ReportFigures: Sendable, Hashable {
     public var latencySumMicros: Int64 = 0
     /// Nearest-rank 95th percentile of those calls' total latency (µs); nil when none.
     public var latencyP95Micros: Int64?
+    /// Nearest-rank median of the same latencies (µs); nil when none.
+    public var latencyP50Micros: Int64?
+    /// Nearest-rank median time to first byte (µs) of the calls that got one; nil when none.
+    public var ttftP50Micros: Int64?
+    /// Distinct days (in the query's time zone) with at least one call.
+    public var activeDays = 0
+    /// Calls that repeat an earlier call: same user, same request fingerprint, started within
+    /// `ReportQuery.retryWindowMicros` of that call. Their cost is what users' regenerations and
+    /// retries cost.
+    public var retries = 0
+    public var retryCost = Money.Total()
 
     public init() {}
 
@@ -82,7 +98,7 @@ public struct ReportFigures: Sendable, Hashable {
         timedRequests == 0 ? nil : (latencySumMicros + Int64(timedRequests) / 2) / Int64(timedRequests)
     }
 
-    /// Adds counters and sums (not the p95, which does not add up).
+    /// Adds counters and sums (not percentiles or active days, which do not add up).
     public mutating func absorb(_ other: ReportFigures) {
         requests += other.requests
         refused += other.refused
@@ -95,6 +111,8 @@ public struct ReportFigures: Sendable, Hashable {
         cost.picodollars += other.cost.picodollars
         timedRequests += other.timedRequests
         latencySumMicros += other.latencySumMicros
+        retries += other.retries
+        retryCost.picodollars += other.retryCost.picodollars
     }
 }
 

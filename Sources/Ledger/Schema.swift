@@ -82,6 +82,13 @@ enum Schema {
             ALTER TABLE calls ADD COLUMN output_cap_requested INTEGER;
             ALTER TABLE calls ADD COLUMN output_cap_applied INTEGER;
             """),
+        // v4 (issue: reports): a fingerprint of the request body, so reports can tell retries
+        // and regenerations (same user, same body, shortly after); and admin keys, which may
+        // read the dashboard and its API.
+        Migration(version: 4, sql: """
+            ALTER TABLE calls ADD COLUMN request_hash INTEGER;
+            ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+            """),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
