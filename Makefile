@@ -4,7 +4,7 @@ DB       ?= data/tokenctl.sqlite
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 
-.PHONY: run test deps build unit-tests sdk-tests demo clean
+.PHONY: run test deps build unit-tests sdk-tests crash-tests demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -16,7 +16,7 @@ run: deps
 	.build/release/tokenctl serve --policies $(POLICIES) --db $(DB) --host $(HOST) --port $(PORT)
 
 ## Install what is missing and run every test: Swift unit + end-to-end tests, then the official SDKs' compatibility test.
-test: deps unit-tests sdk-tests
+test: deps unit-tests sdk-tests crash-tests
 
 unit-tests:
 	swift build --build-tests
@@ -24,6 +24,9 @@ unit-tests:
 
 sdk-tests:
 	scripts/sdk-compat.sh
+
+crash-tests:
+	scripts/crash-test.sh
 
 demo: deps
 	swift build --product tokenctl

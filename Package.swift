@@ -67,6 +67,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Fuzzing (scripts/fuzz.sh): the properties, and one executable per libFuzzer target.
+        .target(name: "FuzzChecks", dependencies: [
+            "Metering", "Policy",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "FuzzSSE", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/SSE"),
+        .executableTarget(name: "FuzzResponseUsage", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/ResponseUsage"),
+        .executableTarget(name: "FuzzPolicy", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/Policy"),
+
         .testTarget(name: "MeteringTests", dependencies: [
             "Metering",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -78,6 +87,8 @@ let package = Package(
             "Upstream", "FakeLLM",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
+                    resources: [.copy("Corpus")]),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "FakeLLM", "Ledger", "Reports", "Policy", "Metering",
             .product(name: "NIOPosix", package: "swift-nio"),

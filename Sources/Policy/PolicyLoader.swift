@@ -44,6 +44,19 @@ public enum PolicyLoader {
         return set
     }
 
+    /// Validates policy files given in memory, keyed by file name (e.g. `providers.yaml`), with
+    /// the same checks and messages as `load(directory:)`; required files that are absent are problems.
+    public static func load(files: [String: Data],
+                            environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(PolicyError) -> PolicySet {
+        var problems = knownFiles.filter { $0.required && files[$0.name] == nil }
+            .map { PolicyProblem(file: $0.name, line: 0, field: "", message: "missing required file") }
+        var warnings: [PolicyProblem] = []
+        let set = build(files, environment: environment, problems: &problems, warnings: &warnings)
+        guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems)) }
+        return set
+    }
+
     /// Validates file contents already in memory (keyed by file name); nil when problems were found.
     static func build(_ sources: [String: Data], environment: [String: String],
                       problems: inout [PolicyProblem], warnings: inout [PolicyProblem]) -> PolicySet? {

@@ -20,6 +20,23 @@ import Policy
         #expect(set.version.count == 12)
     }
 
+    @Test func loadsTheSameFromMemoryAsFromTheDirectory() throws {
+        var files: [String: Data] = [:]
+        for (name, _) in PolicyLoader.knownFiles {
+            files[name] = FileManager.default.contents(atPath: Self.directory + "/" + name)
+        }
+        let fromDisk = try PolicyLoader.load(directory: Self.directory, environment: Self.environment)
+        let fromMemory = try PolicyLoader.load(files: files, environment: Self.environment)
+        #expect(fromMemory.version == fromDisk.version)
+        files["prices.yaml"] = nil
+        #expect(throws: PolicyError.self) { try PolicyLoader.load(files: files, environment: Self.environment) }
+        do {
+            _ = try PolicyLoader.load(files: files, environment: Self.environment)
+        } catch {
+            #expect(error.problems.contains { $0.file == "prices.yaml" && $0.message == "missing required file" })
+        }
+    }
+
     @Test func routesTheMainModels() throws {
         let set = try PolicyLoader.load(directory: Self.directory, environment: Self.environment)
         for model in ["gpt-4o-mini", "gpt-5", "o1", "o3-mini", "o4-mini", "text-embedding-3-small"] {
