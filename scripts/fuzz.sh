@@ -25,6 +25,8 @@ product() {
 }
 
 scratch=.build-fuzz
+# Swift's own crash handler trips over ASan; libFuzzer reports the crash itself.
+export SWIFT_BACKTRACE=enable=no
 failed=0
 for target in "${targets[@]}"; do
     name=$(product "$target")

@@ -150,7 +150,10 @@ struct PolicyFileReader {
         case .scanner(let context, let problem, let mark, _),
              .parser(let context, let problem, let mark, _),
              .composer(let context, let problem, let mark, _):
-            return (mark.line, "syntax error: " + join(context, problem))
+            // At the end of a file without a final newline, libyaml's mark is on the line after
+            // the last one: point at the last line instead (found by fuzzing).
+            let lines = text.utf8.count { $0 == UInt8(ascii: "\n") } + (text.utf8.last == UInt8(ascii: "\n") ? 0 : 1)
+            return (min(mark.line, max(lines, 1)), "syntax error: " + join(context, problem))
         case .reader(let problem, let offset, _, _):
             let line = offset.map { text.prefix($0).filter { $0 == "\n" }.count + 1 } ?? 0
             return (line, "unreadable text: \(problem)")

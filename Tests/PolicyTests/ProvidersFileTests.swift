@@ -87,7 +87,9 @@ import Testing
               - { match: "gpt-*", provider: openai
             """).problems()
         #expect(problems.count == 1)
-        #expect(problems.first?.hasPrefix("providers.yaml:5: yaml: syntax error:") == true)
+        // libyaml notices the unclosed '{' at the end of the input; the problem points at the
+        // file's last line, never past it.
+        #expect(problems.first?.hasPrefix("providers.yaml:4: yaml: syntax error:") == true)
     }
 
     @Test func duplicateYamlKeyIsASyntaxProblem() throws {
