@@ -29,6 +29,10 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
     /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
     private var providerRejectedKey = false
+    /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
+    /// one cancelled the transfer, so its end is recorded as a timeout.
+    private var watch: UpstreamWatch?
+    private var expired: UpstreamWatch.Expiry?
 
     private enum Phase { case awaitingHead, relaying, settling, done }
 
@@ -45,6 +49,28 @@ final class ProxiedCall: UpstreamResponseHandler {
     func start() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
+        let provider = admission.provider
+        let watch = UpstreamWatch(firstByteMs: provider.firstByteTimeoutMs, idleMs: provider.idleTimeoutMs,
+                                  sentAt: UnixTime.nowMicros())
+        if watch.isActive {
+            self.watch = watch
+            checkDeadlines()
+        }
+    }
+
+    /// Looks at the deadlines, then again when the next one could pass.
+    private func checkDeadlines() {
+        guard let watch, phase == .awaitingHead || phase == .relaying else { return }
+        switch watch.verdict(at: UnixTime.nowMicros()) {
+        case .done:
+            break
+        case .expired(let expiry):
+            expired = expiry
+            transfer?.cancel()
+        case .checkAt(let instant):
+            let delay = TimeAmount.microseconds(max(instant - UnixTime.nowMicros(), 1_000))
+            connection.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in checkDeadlines() }
+        }
     }
 
     // MARK: client side
@@ -60,9 +86,11 @@ final class ProxiedCall: UpstreamResponseHandler {
     func clientWritabilityChanged(isWritable: Bool) {
         if !isWritable, !clientPaused, phase == .relaying {
             clientPaused = true
+            watch?.paused(at: UnixTime.nowMicros())
             transfer?.pause()
         } else if isWritable, clientPaused {
             clientPaused = false
+            watch?.resumed(at: UnixTime.nowMicros())
             transfer?.resume()
         }
     }
@@ -72,6 +100,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     func upstreamHead(_ head: UpstreamHead) {
         guard phase == .awaitingHead else { return }
         phase = .relaying
+        watch?.head(at: UnixTime.nowMicros())
+        // Without a first-byte deadline no timer runs yet: the idle watch starts with the head.
+        if watch?.firstByteMicros == nil { checkDeadlines() }
         upstreamStatus = head.status
         let contentType = head.first("content-type")
         meter.head(status: head.status, contentType: contentType)
@@ -105,7 +136,9 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamBody(_ chunk: ByteBuffer) {
         guard phase == .relaying else { return }
-        if firstByteAt == nil { firstByteAt = UnixTime.nowMicros() }
+        let now = UnixTime.nowMicros()
+        if firstByteAt == nil { firstByteAt = now }
+        watch?.bytes(at: now)
         let parts = meter.consume(chunk)
         if providerRejectedKey { return }
         for part in parts {
@@ -164,6 +197,8 @@ final class ProxiedCall: UpstreamResponseHandler {
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {
+            case .cancelled where expired != nil:
+                refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(expired!.message).")
             case .cancelled where clientGone:
                 entry.outcome = .clientCancelled
                 entry.status = 499

@@ -20,11 +20,17 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public let connectTimeoutMs: Int
     /// Deadline for the whole upstream call.
     public let timeoutMs: Int
+    /// Longest wait for the provider's response head after the request is sent; nil: only `timeoutMs`.
+    public let firstByteTimeoutMs: Int?
+    /// Longest silence between two pieces of a response body (a stalled stream); nil: only `timeoutMs`.
+    /// Time the client itself holds the relay paused (backpressure) does not count.
+    public let idleTimeoutMs: Int?
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
-                timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs) {
+                timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
+                firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -33,6 +39,8 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.headers = headers
         self.connectTimeoutMs = connectTimeoutMs
         self.timeoutMs = timeoutMs
+        self.firstByteTimeoutMs = firstByteTimeoutMs
+        self.idleTimeoutMs = idleTimeoutMs
     }
 
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
@@ -48,6 +56,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.apiKeyEnv == b.apiKeyEnv && a.apiKey == b.apiKey
             && a.headers.elementsEqual(b.headers, by: { $0.0 == $1.0 && $0.1 == $1.1 })
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
+            && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -57,7 +66,9 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         "Provider(name: \(name), dialect: \(dialect.rawValue), baseURL: \(baseURL), "
             + "apiKeyEnv: \(apiKeyEnv ?? "<none>"), apiKey: \(redactedKey), "
             + "headers: [\(headers.map(\.0).joined(separator: ", "))], "
-            + "connectTimeoutMs: \(connectTimeoutMs), timeoutMs: \(timeoutMs))"
+            + "connectTimeoutMs: \(connectTimeoutMs), timeoutMs: \(timeoutMs), "
+            + "firstByteTimeoutMs: \(firstByteTimeoutMs.map(String.init) ?? "none"), "
+            + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"))"
     }
 
     public var debugDescription: String { description }
@@ -68,6 +79,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "apiKeyEnv": apiKeyEnv ?? "<none>", "apiKey": redactedKey,
             "headers": headers.map(\.0),
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
+            "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
         ], displayStyle: .struct)
     }
 }

@@ -6,7 +6,8 @@ import Yams
 enum ProvidersFile {
     static let name = "providers.yaml"
     static let rootKeys = ["providers", "models"]
-    static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms"]
+    static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
+                                       "first_byte_timeout_ms", "idle_timeout_ms"]
     static let routeKeys = ["match", "provider"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -104,12 +105,15 @@ enum ProvidersFile {
         if let entry = fields["timeout_ms"], let value = reader.integer(entry, in: GatewayFile.timeoutRange) {
             timeoutMs = value
         }
+        let firstByteTimeoutMs = fields["first_byte_timeout_ms"].flatMap { reader.integer($0, in: GatewayFile.timeoutRange) }
+        let idleTimeoutMs = fields["idle_timeout_ms"].flatMap { reader.integer($0, in: GatewayFile.timeoutRange) }
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
         }
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
-                        headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs)
+                        headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
+                        firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs)
     }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.

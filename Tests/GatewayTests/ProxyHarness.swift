@@ -38,7 +38,9 @@ final class ProxyHarness: Sendable {
 
     /// `providerHeaders` are static upstream headers (a providers.yaml feature) — tests use them to
     /// turn FakeLLM's knobs (cached tokens, failures) since client headers are not forwarded.
+    /// `providerOptions` are extra providers.yaml fields for both providers (e.g. `idle_timeout_ms: 200`).
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
+         providerOptions: String = "",
          providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init()) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
@@ -50,8 +52,9 @@ final class ProxyHarness: Sendable {
         let policies = directory.appendingPathComponent("policies")
         policyDirectory = policies
         try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
-        let headers = providerHeaders.isEmpty ? ""
+        var headers = providerHeaders.isEmpty ? ""
             : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
+        if !providerOptions.isEmpty { headers += ", " + providerOptions }
         try (providersYAML ?? """
             providers:
               openai:    { dialect: openai,    base_url: "\(fake.baseURL)/v1", api_key_env: E2E_PROVIDER_KEY\(headers) }

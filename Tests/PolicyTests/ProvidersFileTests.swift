@@ -25,6 +25,38 @@ import Testing
         ])
     }
 
+    @Test func firstByteAndIdleDeadlinesAreOptionalAndChecked() throws {
+        let fixture = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1", first_byte_timeout_ms: 30000, idle_timeout_ms: 15000 }
+              anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com" }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "claude-*", provider: anthropic }
+            """, prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            - { model: "claude-haiku-4-5", effective_from: "2025-10-01", input: "1", output: "5" }
+            """)
+        let set = try fixture.load()
+        #expect(set.providers["openai"]?.firstByteTimeoutMs == 30_000)
+        #expect(set.providers["openai"]?.idleTimeoutMs == 15_000)
+        #expect(set.providers["anthropic"]?.firstByteTimeoutMs == nil)
+        #expect(set.providers["anthropic"]?.idleTimeoutMs == nil)
+
+        let bad = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1", first_byte_timeout_ms: 0, idle_timeout_ms: soon }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """, prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            """)
+        let problems = bad.problems()
+        #expect(problems.count == 2)
+        #expect(problems.contains { $0.hasPrefix("providers.yaml:2: providers.openai.first_byte_timeout_ms:") })
+        #expect(problems.contains { $0.hasPrefix("providers.yaml:2: providers.openai.idle_timeout_ms:") })
+    }
+
     @Test func everyProblemIsReportedNotJustTheFirst() throws {
         let fixture = try PolicyFixture.with(providers: """
             providers:
@@ -50,7 +82,7 @@ import Testing
             "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
             "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
             "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
-            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms or timeout_ms)",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms or idle_timeout_ms)",
             "providers.yaml:9: providers.local.dialect: missing required field",
             "providers.yaml:10: providers.broken.base_url: bad URL: no host",
             "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",
