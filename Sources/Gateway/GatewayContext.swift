@@ -13,6 +13,7 @@ final class GatewayContext: Sendable {
     let logger: Logger
     let enforcer = Enforcer()
     let metrics = GatewayMetrics()
+    let providerGates = ProviderGates()
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger) {

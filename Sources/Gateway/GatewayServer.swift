@@ -101,6 +101,7 @@ public final class GatewayServer: Sendable {
         context.principals.stopPolling()
         context.policies.stopWatching()
         context.upstream.shutdown()
+        context.providerGates.refuseWaiters(Refusal(.shuttingDown, "The gateway stopped while the call waited for its provider; retry it."))
         // Let the event loops run the cancelled calls' settlement before the ledger closes.
         for loop in group.makeIterator() {
             try? loop.submit {}.wait()

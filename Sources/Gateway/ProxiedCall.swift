@@ -34,7 +34,15 @@ final class ProxiedCall: UpstreamResponseHandler {
     private var watch: UpstreamWatch?
     private var expired: UpstreamWatch.Expiry?
 
-    private enum Phase { case awaitingHead, relaying, settling, done }
+    /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
+    private var slot: Slot = .none
+
+    private enum Phase { case waitingForSlot, awaitingHead, relaying, settling, done }
+    private enum Slot {
+        case none
+        case waiting(ticket: UInt64, gate: ProviderGate)
+        case held(ProviderGate)
+    }
 
     init(request: CallRequest, admission: Admission, hold: Hold, gateway: GatewayContext,
          connection: ClientConnection) {
@@ -46,7 +54,47 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
     }
 
+    /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
     func start() {
+        let gate = gateway.providerGates.gate(for: admission.provider)
+        let call = NIOLoopBound(self, eventLoop: connection.eventLoop)
+        phase = .waitingForSlot
+        let ticket = gate.acquire(on: connection.eventLoop) { decision in
+            call.value.slotDecided(decision, gate: gate)
+        }
+        // Not decided at once: the call waits in the provider's queue.
+        if case .none = slot, phase == .waitingForSlot { slot = .waiting(ticket: ticket, gate: gate) }
+    }
+
+    private func slotDecided(_ decision: ProviderGate.Decision, gate: ProviderGate) {
+        guard phase == .waitingForSlot else {
+            // The client left while the slot was being handed over: pass it on.
+            if case .granted = decision { gate.release() }
+            return
+        }
+        switch decision {
+        case .granted:
+            slot = .held(gate)
+            phase = .awaitingHead
+            startTransfer()
+        case .refused(let refusal):
+            slot = .none
+            phase = .settling
+            let entry = CallRecord.refused(request.line, principal: admission.principal, model: admission.model,
+                                           refusal: refusal, admission: admission)
+            record(entry) { [self] in
+                phase = .done
+                connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
+            }
+        }
+    }
+
+    private func releaseSlot() {
+        if case .held(let gate) = slot { gate.release() }
+        slot = .none
+    }
+
+    private func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
         let provider = admission.provider
@@ -78,6 +126,20 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The client closed its connection: abort the upstream transfer; the end is recorded
     /// as `client_cancelled` with whatever usage was seen.
     func clientDisconnected() {
+        if phase == .waitingForSlot {
+            // Gone before any upstream call: nothing was used; the row says so.
+            if case .waiting(let ticket, let gate) = slot { gate.withdraw(ticket) }
+            slot = .none
+            clientGone = true
+            phase = .settling
+            var entry = CallRecord.entry(for: request, admission: admission)
+            CallRecord.settle(&entry, usage: nil, price: admission.price)
+            entry.outcome = .clientCancelled
+            entry.status = 499
+            entry.errorMessage = "client closed the connection while the call waited for a provider slot"
+            record(entry) { [self] in phase = .done }
+            return
+        }
         guard phase == .awaitingHead || phase == .relaying else { return }
         clientGone = true
         transfer?.cancel()
@@ -151,6 +213,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
         phase = .settling
+        releaseSlot()
         let (held, metered) = meter.finish()
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt

@@ -13,6 +13,8 @@ public struct Refusal: Error, Sendable {
         case providerAuthFailed
         /// The gateway stopped while the call was in flight.
         case shuttingDown
+        /// The provider's concurrency limit is reached and its wait queue is full or timed out.
+        case providerBusy
         // Plans: what the payer may do.
         case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
@@ -39,7 +41,7 @@ public struct Refusal: Error, Sendable {
         case .tooLarge: return 413
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
-        case .shuttingDown: return 503
+        case .shuttingDown, .providerBusy: return 503
         case .forbidden: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
@@ -64,6 +66,7 @@ public struct Refusal: Error, Sendable {
         case .spendRateTripped: return .refusedBreaker
         case .providerKeyMissing, .upstreamUnreachable: return .upstreamUnreachable
         case .upstreamTimeout: return .timeout
+        case .providerBusy: return .refusedProviderBusy
         }
     }
 
@@ -87,7 +90,8 @@ public struct Refusal: Error, Sendable {
              .outputOverCap:
             return "invalid_request_error"
         case .forbidden: return "permission_error"
-        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown:
+        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
+             .providerBusy:
             return "api_error"
         }
     }
@@ -110,6 +114,7 @@ public struct Refusal: Error, Sendable {
         case .providerKeyMissing: return "provider_key_missing"
         case .upstreamUnreachable: return "upstream_unreachable"
         case .upstreamTimeout: return "upstream_timeout"
+        case .providerBusy: return "provider_busy"
         }
     }
 
@@ -126,7 +131,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
-        case .shuttingDown: return "overloaded_error"
+        case .shuttingDown, .providerBusy: return "overloaded_error"
         }
     }
 }

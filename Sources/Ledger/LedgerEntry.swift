@@ -32,6 +32,8 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
     case refusedQuota = "refused_quota"
     /// The org-wide spend rate is over its limit.
     case refusedBreaker = "refused_breaker"
+    /// The provider's `max_concurrent` slots were taken and its wait queue full or timed out.
+    case refusedProviderBusy = "refused_provider_busy"
 
     /// Raw values with this prefix are refusals: the proxy answered without calling upstream.
     public static let refusalPrefix = "refused_"

@@ -25,12 +25,14 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     /// Longest silence between two pieces of a response body (a stalled stream); nil: only `timeoutMs`.
     /// Time the client itself holds the relay paused (backpressure) does not count.
     public let idleTimeoutMs: Int?
+    /// Concurrency limit and wait queue for calls to this provider.
+    public let limits: ProviderLimits
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
-                firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil) {
+                firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -41,6 +43,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.timeoutMs = timeoutMs
         self.firstByteTimeoutMs = firstByteTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
+        self.limits = limits
     }
 
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
@@ -57,6 +60,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.headers.elementsEqual(b.headers, by: { $0.0 == $1.0 && $0.1 == $1.1 })
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
+            && a.limits == b.limits
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -68,7 +72,8 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             + "headers: [\(headers.map(\.0).joined(separator: ", "))], "
             + "connectTimeoutMs: \(connectTimeoutMs), timeoutMs: \(timeoutMs), "
             + "firstByteTimeoutMs: \(firstByteTimeoutMs.map(String.init) ?? "none"), "
-            + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"))"
+            + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"), "
+            + "maxConcurrent: \(limits.maxConcurrent.map(String.init) ?? "none"))"
     }
 
     public var debugDescription: String { description }
@@ -80,6 +85,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "headers": headers.map(\.0),
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
+            "limits": limits,
         ], displayStyle: .struct)
     }
 }

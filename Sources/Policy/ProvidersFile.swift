@@ -7,7 +7,8 @@ enum ProvidersFile {
     static let name = "providers.yaml"
     static let rootKeys = ["providers", "models"]
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
-                                       "first_byte_timeout_ms", "idle_timeout_ms"]
+                                       "first_byte_timeout_ms", "idle_timeout_ms",
+                                       "max_concurrent", "max_queue", "queue_timeout_ms"]
     static let routeKeys = ["match", "provider"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -107,13 +108,21 @@ enum ProvidersFile {
         }
         let firstByteTimeoutMs = fields["first_byte_timeout_ms"].flatMap { reader.integer($0, in: GatewayFile.timeoutRange) }
         let idleTimeoutMs = fields["idle_timeout_ms"].flatMap { reader.integer($0, in: GatewayFile.timeoutRange) }
+        let maxConcurrent = fields["max_concurrent"].flatMap { reader.integer($0, in: 1...1_000_000) }
+        let maxQueue = fields["max_queue"].flatMap { reader.integer($0, in: 0...1_000_000) }
+        let queueTimeoutMs = fields["queue_timeout_ms"].flatMap { reader.integer($0, in: GatewayFile.timeoutRange) }
+        for key in ["max_queue", "queue_timeout_ms"] where fields[key] != nil && fields["max_concurrent"] == nil {
+            reader.problem(fields[key]!.value, fields[key]!.path, "has no effect without max_concurrent")
+        }
+        let limits = ProviderLimits(maxConcurrent: maxConcurrent, maxQueue: maxQueue,
+                                    queueTimeoutMs: queueTimeoutMs ?? ProviderLimits.defaultQueueTimeoutMs)
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
         }
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
-                        firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs)
+                        firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits)
     }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.

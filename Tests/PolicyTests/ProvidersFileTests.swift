@@ -57,6 +57,34 @@ import Testing
         #expect(problems.contains { $0.hasPrefix("providers.yaml:2: providers.openai.idle_timeout_ms:") })
     }
 
+    @Test func providerSlotsAndQueue() throws {
+        let prices = """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            """
+        let set = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1", max_concurrent: 8 }
+              local: { dialect: openai, base_url: "http://127.0.0.1:9/v1", max_concurrent: 2, max_queue: 0, queue_timeout_ms: 750 }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "llama-*", provider: local }
+            """, prices: prices).load()
+        #expect(set.providers["openai"]?.limits == ProviderLimits(maxConcurrent: 8, maxQueue: 8, queueTimeoutMs: 5_000))
+        #expect(set.providers["local"]?.limits == ProviderLimits(maxConcurrent: 2, maxQueue: 0, queueTimeoutMs: 750))
+
+        let problems = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1", max_queue: 3 }
+              other: { dialect: openai, base_url: "https://example.com/v1", max_concurrent: 0 }
+            models:
+              - { match: "gpt-*", provider: openai }
+              - { match: "x-*", provider: other }
+            """, prices: prices).problems()
+        #expect(problems.count == 2)
+        #expect(problems.contains("providers.yaml:2: providers.openai.max_queue: has no effect without max_concurrent"))
+        #expect(problems.contains { $0.hasPrefix("providers.yaml:3: providers.other.max_concurrent:") })
+    }
+
     @Test func everyProblemIsReportedNotJustTheFirst() throws {
         let fixture = try PolicyFixture.with(providers: """
             providers:
@@ -82,7 +110,7 @@ import Testing
             "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
             "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
             "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
-            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms or idle_timeout_ms)",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue or queue_timeout_ms)",
             "providers.yaml:9: providers.local.dialect: missing required field",
             "providers.yaml:10: providers.broken.base_url: bad URL: no host",
             "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",

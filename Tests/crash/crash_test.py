@@ -24,7 +24,7 @@ OUTCOMES = {
     "ok", "upstream_error", "upstream_unreachable", "timeout", "client_cancelled", "interrupted",
     "refused_auth", "refused_bad_request", "refused_too_large", "refused_not_found",
     "refused_unknown_model", "refused_unpriced", "refused_model", "refused_concurrency",
-    "refused_rate", "refused_cap", "refused_quota", "refused_breaker",
+    "refused_rate", "refused_cap", "refused_quota", "refused_breaker", "refused_provider_busy",
 }
 
 

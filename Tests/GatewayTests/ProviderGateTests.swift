@@ -1,0 +1,143 @@
+import Foundation
+import Ledger
+import NIOCore
+import NIOPosix
+import Policy
+import Testing
+@testable import Gateway
+
+/// `max_concurrent`, `max_queue` and `queue_timeout_ms` of providers.yaml.
+@Suite("Provider slots and wait queue")
+struct ProviderGateTests {
+    typealias Machine = ProviderGate.StateMachine
+
+    @Test("the state machine: slots, FIFO queue, refusal when full, withdraw, release")
+    func stateMachine() {
+        var m = Machine(limits: ProviderLimits(maxConcurrent: 2, maxQueue: 2))
+        let admissions = (1...5).map { m.acquire(UInt64($0)) }
+        #expect(admissions == [.granted, .granted, .queued, .queued, .refused])
+        #expect(m.inFlight == 2 && Array(m.waiting) == [3, 4])
+        let withdrawn = [m.withdraw(3), m.withdraw(3)]
+        #expect(withdrawn == [true, false])
+        let handedOn = [m.release(), m.release(), m.release()]
+        #expect(handedOn == [4, nil, nil])   // the slot goes to the longest waiter
+        #expect(m.inFlight == 0 && m.waiting.isEmpty)
+    }
+
+    @Test("a waiter never jumps the queue, and a reload that raises the limit lets waiters through")
+    func fifoAndReload() {
+        var m = Machine(limits: ProviderLimits(maxConcurrent: 1, maxQueue: 3))
+        let admissions = [m.acquire(1), m.acquire(2), m.acquire(3)]
+        #expect(admissions == [.granted, .queued, .queued])
+        let raised = m.update(ProviderLimits(maxConcurrent: 2, maxQueue: 3))
+        #expect(raised == [2])
+        let lowered = m.update(ProviderLimits(maxConcurrent: 1, maxQueue: 3))
+        #expect(lowered == [])               // lower: nobody is cut off
+        let handedOn = [m.release(), m.release()]
+        #expect(handedOn == [nil, 3])        // 2 in flight over a limit of 1: the first slot is not handed on
+        let unlimited = m.update(.unlimited)
+        #expect(unlimited == [])
+        let free = m.acquire(9)
+        #expect(free == .granted)            // no limit: never queued
+    }
+
+    @Test("no limit configured: every call is granted")
+    func unlimited() {
+        var m = Machine(limits: .unlimited)
+        let admissions = (1...1_000).map { m.acquire(UInt64($0)) }
+        #expect(admissions.allSatisfy { $0 == .granted })
+        #expect(m.inFlight == 1_000)
+    }
+
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+
+    static func waitFor(_ what: String, _ condition: () -> Bool) async throws {
+        for _ in 0..<500 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+        guard condition() else { throw TestFailure(what) }
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    @Test("past max_concurrent a call waits; a full queue and an expired wait get 503 + retry-after, recorded")
+    func queueFullAndWaitExpired() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "1500"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 300")
+        defer { h.shutdown() }
+        async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-a")
+        try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
+        async let second = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-b")
+        try await Self.waitFor("second call admitted") { h.server.callsInFlight == 2 }
+        let third = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "slot-c")
+        #expect(third.status == 503)
+        #expect(third.header("retry-after") == "1")
+        #expect(third.text.contains("\"provider_busy\"") && third.text.contains("already waiting"))
+        let waited = try await second
+        #expect(waited.status == 503)
+        #expect(waited.text.contains("waited 300 ms"))
+        #expect(try await first.status == 200)
+
+        let rows = try ["slot-a", "slot-b", "slot-c"].map { try #require(try h.row($0)) }
+        #expect(rows.map(\.outcome) == [.ok, .refusedProviderBusy, .refusedProviderBusy])
+        #expect(rows[1].status == 503 && rows[1].cost == .zero && rows[1].user == "alice")
+        #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
+    }
+
+    @Test("a waiting call is served when a slot frees, in each dialect")
+    func waiterServed() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "200"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 4, queue_timeout_ms: 10000")
+        defer { h.shutdown() }
+        let message = #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#
+        async let a = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "served-a")
+        async let b = h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "served-b")
+        async let c = h.post("/v1/messages", key: h.carolKey, dialect: "anthropic", json: message, requestID: "served-c")
+        let statuses = try await [a.status, b.status, c.status]
+        #expect(statuses == [200, 200, 200])
+        for id in ["served-a", "served-b", "served-c"] { #expect(try h.row(id)?.outcome == .ok) }
+    }
+
+    @Test("a client that leaves while waiting is recorded as client_cancelled and frees its place")
+    func waiterLeaves() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "800"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 10000")
+        defer { h.shutdown() }
+        async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "leave-a")
+        try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
+        try RawClient.sendAndClose(port: h.port, requestID: "leave-b", key: h.bobKey, body: Self.chat,
+                                   after: .milliseconds(100))
+        try await Self.waitFor("the waiter's row") { (try? h.row("leave-b")) != nil }
+        let left = try #require(try h.row("leave-b"))
+        #expect(left.outcome == .clientCancelled)
+        #expect(left.cost == .zero)
+        #expect(left.errorMessage?.contains("waited for a provider slot") == true)
+        // Its place is free again: a new call waits and is served after the first.
+        let next = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "leave-c")
+        #expect(next.status == 200)
+        #expect(try await first.status == 200)
+    }
+}
+
+/// A client that sends a request and hangs up without reading an answer.
+enum RawClient {
+    static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let request = "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer \(key)\r\n"
+            + "content-type: application/json\r\nx-request-id: \(requestID)\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+        let bytes = Array(request.utf8)
+        guard send(fd, bytes, bytes.count, 0) == bytes.count else { throw POSIXError(.EIO) }
+        Thread.sleep(forTimeInterval: Double(after.components.attoseconds) / 1e18 + Double(after.components.seconds))
+    }
+}
