@@ -23,6 +23,9 @@ public struct FakeExchange: Sendable {
     public var responseChunks: [[UInt8]]
     /// False when the answer was cut, reset, or the client left before its end.
     public var completed: Bool
+    /// When FakeLLM finished the answer or saw its client leave (Unix seconds): with the time a
+    /// proxy's client hung up, the delay until the cancellation reached the provider.
+    public var endedAt: Double = 0
 
     /// The first value of a request header, by case-insensitive name.
     public func requestHeader(_ name: String) -> String? {

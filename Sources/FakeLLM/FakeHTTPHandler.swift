@@ -78,7 +78,10 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
-        if let exchange = reply?.exchange { log.record(exchange) }  // the client left mid-answer
+        if var exchange = reply?.exchange {  // the client left mid-answer
+            exchange.endedAt = Date().timeIntervalSince1970
+            log.record(exchange)
+        }
         reply = nil
         context.fireChannelInactive()
     }
@@ -176,6 +179,7 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         reply = nil
         if var exchange = r.exchange {
             exchange.completed = true
+            exchange.endedAt = Date().timeIntervalSince1970
             log.record(exchange)
         }
         if let last { context.write(wrapOutboundOut(.body(.byteBuffer(last))), promise: nil) }

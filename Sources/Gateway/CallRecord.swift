@@ -66,6 +66,20 @@ enum CallRecord {
         }
     }
 
+    /// A stream that broke off (client gone, deadline, shutdown) after text reached the client
+    /// but before the provider's output usage: bill the text streamed (`OutputEstimate`), with
+    /// the provider's input count if it sent one (Anthropic does, first) or the prompt estimate.
+    static func estimateIfCut(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
+                              price: ModelPrice?) {
+        guard metered.estimatedOutputTokens > 0, (metered.usage?.outputTokens ?? 0) == 0 else { return }
+        var usage = metered.usage ?? Usage(inputTokens: promptEstimate)
+        usage.outputTokens = metered.estimatedOutputTokens
+        entry.usage = usage
+        entry.usageSource = .estimated
+        entry.price = price
+        entry.cost = price?.cost(of: usage) ?? .zero
+    }
+
     private static func base(requestID: String, startedAt: Int64, dialect: Dialect, route: String,
                              principal: Principal?) -> LedgerEntry {
         LedgerEntry(

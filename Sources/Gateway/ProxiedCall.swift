@@ -257,6 +257,8 @@ final class ProxiedCall: UpstreamResponseHandler {
 
         case .failure(let error):
             CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            CallRecord.estimateIfCut(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                     price: admission.price)
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {

@@ -128,9 +128,11 @@ extension ResponseMeter {
             if !passthrough, let range = parser.finish() { take(range) }
             var held: [ByteBuffer] = []
             release(upTo: pending.end, into: &held)
-            let result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
+            var result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
                                      providerErrorMessage: ResponseUsage.truncated(reading.errorMessage),
                                      sawTerminalEvent: terminalStart != nil, isStream: true)
+            result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: reading.text.bytes,
+                                                                 textEvents: reading.text.events)
             return (held, result)
         }
 

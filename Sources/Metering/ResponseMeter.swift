@@ -13,6 +13,8 @@ public struct MeterResult: Sendable, Hashable {
     public var sawTerminalEvent: Bool
     /// The response was relayed as a server-sent event stream.
     public var isStream: Bool
+    /// `OutputEstimate` of the text streamed (0 for a body): bills a stream cut before its usage.
+    public var estimatedOutputTokens = 0
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 sawTerminalEvent: Bool = false, isStream: Bool = false) {

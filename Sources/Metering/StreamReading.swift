@@ -28,6 +28,8 @@ struct StreamReading {
     private(set) var errorMessage: String?
     /// Chat chunks read in full while looking for the model (Azure's first chunk has none).
     private var modelLookups = 0
+    /// Generated text streamed so far, for an estimate if the stream is cut before its usage.
+    private(set) var text = StreamedText()
 
     init(endpoint: Endpoint, stripInjectedUsage: Bool) {
         self.endpoint = endpoint
@@ -38,6 +40,7 @@ struct StreamReading {
 
     /// Decides an event's role and takes what it carries. `name` is the `event` field (empty if none).
     mutating func read(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
+        text.count(data)
         switch endpoint {
         case .responses: return readResponsesEvent(name: name, data: data)
         case .messages, .countTokens: return readAnthropicEvent(name: name, data: data)

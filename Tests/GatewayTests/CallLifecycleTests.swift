@@ -1,6 +1,7 @@
 import FakeLLM
 import Foundation
 import Ledger
+import Metering
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -13,11 +14,12 @@ struct CallLifecycleTests {
         let h = try ProxyHarness(providerHeaders: ["x-fake-chunk-gap-ms": "100", "x-fake-chunks": "40"])
         defer { h.shutdown() }
         let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"long"}]}"#
-        try await TestHTTPClient.sendAndHangUp(port: h.port, path: "/v1/chat/completions",
+        let received = try await TestHTTPClient.sendAndHangUp(port: h.port, path: "/v1/chat/completions",
                                                headers: [("authorization", "Bearer \(h.aliceKey)"),
                                                          ("content-type", "application/json"),
                                                          ("x-request-id", "gone-1")],
                                                body: Array(body.utf8), afterChunks: 2)
+        let hungUp = try #require(received.hungUpAt)
         // The stream would take 4 s; the cancelled call is settled long before that.
         var row: LedgerEntry?
         for _ in 0..<100 where row == nil {
@@ -29,6 +31,26 @@ struct CallLifecycleTests {
         #expect(recorded.latencyMicros < 3_000_000)
         let exchange = try #require(h.fake.exchange(requestID: "gone-1"))
         #expect(!exchange.completed)
+        // How long the cancellation took to reach the provider (printed, not asserted: timing
+        // belongs to benchmarks; the 4 s stream only shows it was cut well before its end).
+        let propagation = exchange.endedAt - hungUp
+        print("client hang-up reached FakeLLM after \(Int(propagation * 1_000_000)) µs")
+        #expect(propagation < 3)
+
+        // The text the client was sent is billed: estimated output, the prompt estimate as input.
+        #expect(recorded.usageSource == .estimated)
+        #expect(recorded.usage.outputTokens >= 1)
+        #expect(recorded.usage.inputTokens == PromptEstimate.tokens(bodyBytes: body.utf8.count))
+        #expect(recorded.cost.picodollars == picodollars([(recorded.usage.inputTokens, 150_000),
+                                                          (recorded.usage.outputTokens, 600_000)]))
+    }
+
+    @Test("the output estimate: text events and bytes, whichever is larger")
+    func outputEstimate() {
+        #expect(OutputEstimate.tokens(textBytes: 0, textEvents: 0) == 0)
+        #expect(OutputEstimate.tokens(textBytes: 5, textEvents: 1) == 2)     // "Hello": 5 bytes
+        #expect(OutputEstimate.tokens(textBytes: 8, textEvents: 6) == 6)     // one token per chunk
+        #expect(OutputEstimate.tokens(textBytes: 401, textEvents: 3) == 101) // long deltas
     }
 
     @Test("a revoked key is refused within two seconds, a new key accepted")

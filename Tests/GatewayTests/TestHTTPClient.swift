@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -11,6 +12,8 @@ struct ReceivedResponse: Sendable {
     var complete: Bool
     /// Statuses of informational (1xx) responses that came first, e.g. 100 Continue.
     var interim: [Int] = []
+    /// When the client hung up on purpose (`sendAndHangUp`), Unix seconds.
+    var hungUpAt: Double?
 
     var body: [UInt8] { chunks.flatMap { $0 } }
     var text: String { String(decoding: body, as: UTF8.self) }
@@ -43,13 +46,15 @@ enum TestHTTPClient {
     }
 
     /// Sends a request, reads `afterChunks` body chunks, then closes the connection.
+    @discardableResult
     static func sendAndHangUp(port: Int, path: String, headers: [(String, String)], body: [UInt8],
-                              afterChunks: Int) async throws {
+                              afterChunks: Int) async throws -> ReceivedResponse {
         let promise = group.next().makePromise(of: ReceivedResponse.self)
         let channel = try await connect(port: port, collector: Collector(promise: promise, stopAfterChunks: afterChunks))
         try await write(channel, path: path, port: port, headers: headers, body: body)
-        _ = try await promise.futureResult.get()
+        let response = try await promise.futureResult.get()
         try? await channel.close()
+        return response
     }
 
     /// Sends `count` identical requests one after the other on one keep-alive connection.
@@ -123,8 +128,9 @@ enum TestHTTPClient {
             case .body(let buffer):
                 response.chunks.append(Array(buffer.readableBytesView))
                 if let stop = stopAfterChunks, response.chunks.count >= stop {
-                    finish()
+                    response.hungUpAt = Date().timeIntervalSince1970
                     context.close(promise: nil)
+                    finish()
                 }
             case .end where response.status == 0:
                 break  // the end of an informational response

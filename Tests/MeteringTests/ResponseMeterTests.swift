@@ -49,7 +49,10 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
     func splitAtEveryByte(_ c: Case, newline: String) {
         let bytes = Fixtures.sse(c.blocks, newline: newline)
         let terminalStart = bytes.count - Fixtures.sse([c.blocks.last!], newline: newline).count
-        let expected = MeterResult(usage: c.usage, servedModel: c.model, sawTerminalEvent: true, isStream: true)
+        var expected = MeterResult(usage: c.usage, servedModel: c.model, sawTerminalEvent: true, isStream: true)
+        // The output estimate must not depend on the read boundaries either.
+        expected.estimatedOutputTokens = relay(c.endpoint, [bytes[...]]).result.estimatedOutputTokens
+        #expect(expected.estimatedOutputTokens > 0)
         var splits = (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] }
         splits.append(bytes.indices.map { bytes[$0...$0] })
         for chunks in splits {
@@ -69,6 +72,21 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(r.sent == chunks.dropLast().map(Array.init) + [[]])
         #expect(r.held == Array(chunks.last!))
         #expect(r.result.usage == c.usage)
+    }
+
+    @Test("the output estimate counts each event's delta text, escapes as sent, empty deltas not at all")
+    func outputEstimateOfAStream() {
+        let events = [
+            #"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+            #"data: {"choices":[{"delta":{"content":"Hello"}}]}"#,
+            #"data: {"choices":[{"delta":{"content":" \"wor\"ld\" and a longer tail of text"}}]}"#,
+            #"data: {"choices":[{"delta":{"content":"!"}}]}"#,
+        ]
+        let bytes = Fixtures.sse(events)
+        let r = relay(.chatCompletions, [bytes[...]])
+        // 3 text events; 5 + 36 + 1 = 42 bytes of text → 11 tokens by bytes.
+        #expect(r.result.estimatedOutputTokens == 11)
+        #expect(r.result.usage == nil)
     }
 
     @Test func injectedUsageChunkIsStripped() {

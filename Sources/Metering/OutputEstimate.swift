@@ -1,0 +1,62 @@
+/// Output tokens of a stream that was cut short before the provider reported usage (the client
+/// left, or a deadline passed), estimated from what was streamed so the partial use is billed
+/// (recorded with `usage_source = estimated`).
+///
+/// Rule: the larger of (a) the number of events that carried generated text and (b) the text's
+/// bytes / 4, rounded up. Why: providers stream at least one token per non-empty delta (OpenAI
+/// chat sends about one token per chunk, so (a) is close there), and BPE tokenizers average
+/// about 4 bytes of English per token (Anthropic and the Responses API send several tokens per
+/// delta, where (b) decides). Text is the value of the delta's text field (`content`, `text`,
+/// `delta`, `thinking`, `partial_json`, `reasoning_content`, `arguments`) counted as the raw
+/// JSON string bytes, escapes included. It errs low for scripts that take more bytes per token
+/// than they use (CJK: ~3 bytes, ~1 token) only through (b), which (a) then bounds from below.
+public enum OutputEstimate {
+    public static let bytesPerToken = 4
+
+    public static func tokens(textBytes: Int, textEvents: Int) -> Int {
+        max(textEvents, (textBytes + bytesPerToken - 1) / bytesPerToken)
+    }
+}
+
+/// Counts the generated text of a stream's events, for `OutputEstimate`.
+struct StreamedText {
+    private(set) var bytes = 0
+    private(set) var events = 0
+
+    /// The delta's text fields, as `"key":"` prefixes.
+    private static let keys: [StaticString] = [
+        "\"content\":\"", "\"text\":\"", "\"delta\":\"", "\"thinking\":\"", "\"partial_json\":\"",
+        "\"reasoning_content\":\"", "\"arguments\":\"",
+    ]
+
+    /// Adds the text of one event's data: the first text field found (an event carries one delta).
+    mutating func count(_ data: UnsafeRawBufferPointer) {
+        var i = 0
+        while true {
+            i = ByteSearch.first(UInt8(ascii: "\""), in: data, from: i)
+            guard i < data.count else { return }
+            if let key = Self.keys.first(where: { StreamReading.matches(data, at: i, $0) }) {
+                let length = Self.stringLength(data, from: i + key.utf8CodeUnitCount)
+                if length > 0 {
+                    bytes += length
+                    events += 1
+                }
+                return
+            }
+            i += 1
+        }
+    }
+
+    /// Bytes of the JSON string starting at `start` up to its closing quote (escapes included).
+    private static func stringLength(_ data: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var i = start
+        while i < data.count {
+            switch data[i] {
+            case UInt8(ascii: "\\"): i += 2
+            case UInt8(ascii: "\""): return i - start
+            default: i += 1
+            }
+        }
+        return min(i, data.count) - start
+    }
+}
