@@ -38,6 +38,9 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     case cutMidStream = "cut-mid-stream"
     /// The connection is reset (RST, SO_LINGER 0) before any response byte.
     case resetBeforeHeaders = "reset-before-headers"
+    /// 400 whose message quotes the credential the request carried, split over several body
+    /// writes: a careless upstream (or a debugging proxy) echoing headers.
+    case echoCredential400 = "echo-credential-400"
 }
 
 /// What the request headers ask of this one answer, read in one pass over the headers.

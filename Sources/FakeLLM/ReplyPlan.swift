@@ -53,6 +53,19 @@ struct ReplyPlan {
         ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .resetBeforeHeaders)
     }
 
+    /// Sends a one-piece body in `count` writes 5 ms apart (the same bytes and `content-length`),
+    /// so a reader sees it in several chunks.
+    mutating func splitBody(into count: Int) {
+        guard pieces.count == 1, count > 1 else { return }
+        var whole = pieces[0].bytes
+        let size = max(1, (whole.readableBytes + count - 1) / count)
+        var split: [ReplyPiece] = []
+        while whole.readableBytes > 0, let slice = whole.readSlice(length: min(size, whole.readableBytes)) {
+            split.append(ReplyPiece(bytes: slice, delay: split.isEmpty ? pieces[0].delay : .milliseconds(5)))
+        }
+        pieces = split
+    }
+
     /// Keeps the first half of the answer, then closes: half the events of a stream, or half
     /// the bytes of a body whose full `content-length` was announced.
     mutating func cutHalfway() {

@@ -79,6 +79,13 @@ enum Router {
             return ErrorReplies.plan(dialect, status: 400, message: "Fake invalid request (x-fake-fail: http-400)",
                                      requestID: requestID)
         case .html502: return ErrorReplies.html502()
+        case .echoCredential400:
+            let credential = dialect == .openAI ? knobs.authorization : (knobs.apiKey ?? knobs.authorization)
+            var plan = ErrorReplies.plan(dialect, status: 400,
+                                         message: "Bad request from a client with credentials \(credential ?? "none")",
+                                         requestID: requestID)
+            plan.splitBody(into: 3)
+            return plan
         case .nonJSON200: return ErrorReplies.nonJSON200()
         case .cutMidStream, .none: break
         }

@@ -31,6 +31,11 @@ final class ProxiedCall: UpstreamResponseHandler {
     private var providerRejectedKey = false
     /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
     /// one cancelled the transfer, so its end is recorded as a timeout.
+    /// An error answer held whole until its end, so the provider key can be scrubbed from it
+    /// (`CredentialScrub`); nil while relaying normally.
+    private var errorHold: [ByteBuffer]?
+    private var errorHoldBytes = 0
+    private var errorTooLarge = false
     private var watch: UpstreamWatch?
     private var expired: UpstreamWatch.Expiry?
 
@@ -172,11 +177,13 @@ final class ProxiedCall: UpstreamResponseHandler {
             providerRejectedKey = true
             return
         }
+        if head.status >= 400, admission.provider.apiKey != nil { errorHold = [] }
         var headers = HTTPHeaders()
         for (name, value) in head.headers {
             let lower = name.lowercased()
             if ProxiedCall.hopByHop.contains(lower) { continue }
-            if lower == "content-length", admission.stripInjectedUsage { continue }
+            // A scrubbed error body may change length: it goes chunked.
+            if lower == "content-length", admission.stripInjectedUsage || errorHold != nil { continue }
             if lower == "x-request-id" { headers.add(name: "x-upstream-request-id", value: value); continue }
             headers.add(name: name, value: value)
         }
@@ -203,6 +210,16 @@ final class ProxiedCall: UpstreamResponseHandler {
         watch?.bytes(at: now)
         let parts = meter.consume(chunk)
         if providerRejectedKey { return }
+        if errorHold != nil {
+            errorHold! += parts
+            errorHoldBytes += parts.reduce(0) { $0 + $1.readableBytes }
+            // Nobody needs an error page over a MiB; relaying it unscrubbed is not an option.
+            if errorHoldBytes > CredentialScrub.holdLimit {
+                errorTooLarge = true
+                transfer?.cancel()
+            }
+            return
+        }
         for part in parts {
             connection.writeBody(part)
         }
@@ -239,7 +256,8 @@ final class ProxiedCall: UpstreamResponseHandler {
             }
             if upstreamStatus >= 400 {
                 entry.outcome = .upstreamError
-                entry.errorMessage = metered.providerErrorMessage
+                entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
+                                                           secret: admission.provider.apiKey)
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
@@ -250,7 +268,7 @@ final class ProxiedCall: UpstreamResponseHandler {
                 }
             }
             record(entry) { [self] in
-                for part in held { connection.writeBody(part) }
+                for part in releasable(held) { connection.writeBody(part) }
                 connection.writeEnd()
                 phase = .done
             }
@@ -262,6 +280,9 @@ final class ProxiedCall: UpstreamResponseHandler {
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {
+            case .cancelled where errorTooLarge:
+                refusal = Refusal(.upstreamUnreachable,
+                                  "The provider's error answer passed \(CredentialScrub.holdLimit) bytes and was cut off.")
             case .cancelled where expired != nil:
                 refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(expired!.message).")
             case .cancelled where clientGone:
@@ -291,13 +312,20 @@ final class ProxiedCall: UpstreamResponseHandler {
                 if headSent || refusal == nil {
                     // The client already has a head (or is gone): pass on what arrived, then cut
                     // the connection so a truncated answer is never mistaken for a complete one.
-                    for part in held { connection.writeBody(part) }
+                    for part in releasable(held) { connection.writeBody(part) }
                     connection.abort()
                 } else if let refusal {
                     connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
                 }
             }
         }
+    }
+
+    /// The held bytes to send last: with an error answer held for scrubbing, all of it, scrubbed.
+    private func releasable(_ held: [ByteBuffer]) -> [ByteBuffer] {
+        guard let hold = errorHold, let key = admission.provider.apiKey else { return held }
+        errorHold = nil
+        return [CredentialScrub.scrub(hold + held, secret: key)]
     }
 
     /// Settles the call's hold with what it really used, then records it.

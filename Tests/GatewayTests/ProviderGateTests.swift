@@ -61,10 +61,10 @@ struct ProviderGateTests {
         init(_ description: String) { self.description = description }
     }
 
-    @Test("past max_concurrent a call waits; a full queue and an expired wait get 503 + retry-after, recorded")
-    func queueFullAndWaitExpired() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "1500"],
-                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 300")
+    @Test("past max_concurrent a call waits; with the queue full the next gets 503 + retry-after at once")
+    func queueFull() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 20000")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
@@ -74,14 +74,32 @@ struct ProviderGateTests {
         #expect(third.status == 503)
         #expect(third.header("retry-after") == "1")
         #expect(third.text.contains("\"provider_busy\"") && third.text.contains("already waiting"))
-        let waited = try await second
-        #expect(waited.status == 503)
-        #expect(waited.text.contains("waited 300 ms"))
         #expect(try await first.status == 200)
+        #expect(try await second.status == 200)   // served once the first call ended
 
         let rows = try ["slot-a", "slot-b", "slot-c"].map { try #require(try h.row($0)) }
-        #expect(rows.map(\.outcome) == [.ok, .refusedProviderBusy, .refusedProviderBusy])
-        #expect(rows[1].status == 503 && rows[1].cost == .zero && rows[1].user == "alice")
+        #expect(rows.map(\.outcome) == [.ok, .ok, .refusedProviderBusy])
+        #expect(rows[2].status == 503 && rows[2].cost == .zero && rows[2].user == "bob")
+        #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
+    }
+
+    @Test("a wait longer than queue_timeout_ms ends in 503, recorded, its reservation released")
+    func waitExpires() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 200")
+        defer { h.shutdown() }
+        async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "wait-a")
+        try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
+        // Each provider has its own slots: the same wait at the Anthropic provider is not affected.
+        let waited = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "wait-b")
+        #expect(waited.status == 503)
+        #expect(waited.text.contains("waited 200 ms"))
+        let other = try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic",
+                                     json: #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+                                     requestID: "wait-c")
+        #expect(other.status == 200)
+        #expect(try h.row("wait-b")?.outcome == .refusedProviderBusy)
+        #expect(try await first.status == 200)
         #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
     }
 

@@ -41,7 +41,8 @@ final class ProxyHarness: Sendable {
     /// `providerOptions` are extra providers.yaml fields for both providers (e.g. `idle_timeout_ms: 200`).
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
          providerOptions: String = "",
-         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init()) throws {
+         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(),
+         logger: Logger? = nil) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -89,8 +90,8 @@ final class ProxyHarness: Sendable {
         serviceKey = try makeKey("svc-chat", "support")
         keys.close()
 
-        var logger = Logger(label: "e2e")
-        logger.logLevel = .warning
+        var logger = logger ?? Logger(label: "e2e")
+        if logger.logLevel > .warning { logger.logLevel = .warning }
         server = try GatewayServer.start(configuration: GatewayConfiguration(port: 0, eventLoopThreads: 2),
                                          policy: policy, policyDirectory: policies.path, environment: environment,
                                          databasePath: dbPath, logger: logger)

@@ -91,7 +91,9 @@ enum TestHTTPClient {
     private static func write(_ channel: any Channel, method: HTTPMethod = .POST, path: String, port: Int,
                               headers: [(String, String)], body: [UInt8]?) async throws {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers.add(name: "host", value: "127.0.0.1:\(port)")
+        if !headers.contains(where: { $0.0.lowercased() == "host" }) {
+            head.headers.add(name: "host", value: "127.0.0.1:\(port)")
+        }
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         if let body { head.headers.add(name: "content-length", value: String(body.count)) }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)

@@ -1,0 +1,115 @@
+import FakeLLM
+import Foundation
+import Ledger
+import Logging
+import NIOConcurrencyHelpers
+import NIOHTTP1
+import Testing
+
+/// Invariant 6: the provider key never reaches a client, a log line, a metric or the ledger,
+/// even when the provider echoes request headers in an error; and nothing a client sends
+/// (Host, an absolute URL) can point the gateway at another upstream.
+@Suite("Secrets and upstream choice")
+struct SecretHygieneTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+    static let stream = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+    static let message = #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#
+
+    @Test("after traffic that includes errors echoing the gateway's key, the key is nowhere")
+    func providerKeyNeverLeaks() async throws {
+        let logs = LogCapture()
+        let echo = try ProxyHarness(providerHeaders: ["x-fake-fail": "echo-credential-400"], logger: logs.logger)
+        defer { echo.shutdown() }
+        let key = echo.providerKey
+        var responses: [ReceivedResponse] = []
+        responses.append(try await echo.post("/v1/chat/completions", key: echo.aliceKey, json: Self.chat, requestID: "echo-openai"))
+        responses.append(try await echo.post("/v1/messages", key: echo.aliceKey, dialect: "anthropic", json: Self.message,
+                                             requestID: "echo-anthropic"))
+        // The provider really did echo it: the check below would catch a relay that passed it on.
+        let echoed = try #require(echo.fake.exchange(requestID: "echo-openai"))
+        #expect(echoed.responseText.contains(key))
+        #expect(echoed.responseChunks.count >= 2)
+        for r in responses {
+            #expect(r.status == 400)
+            #expect(r.text.contains(CredentialScrubText.replacement))
+        }
+        #expect(try echo.row("echo-openai")?.errorMessage?.contains(CredentialScrubText.replacement) == true)
+
+        // Ordinary traffic and other failures on a second gateway sharing nothing but the checks.
+        let plain = try ProxyHarness(logger: logs.logger)
+        defer { plain.shutdown() }
+        responses.append(try await plain.post("/v1/chat/completions", key: plain.aliceKey, json: Self.chat, requestID: "ok-1"))
+        responses.append(try await plain.post("/v1/chat/completions", key: plain.aliceKey, json: Self.stream, requestID: "ok-2"))
+        responses.append(try await plain.post("/v1/chat/completions", key: "tk-wrong", json: Self.chat, requestID: "bad-key"))
+        responses.append(try await TestHTTPClient.send(port: plain.port, method: .GET, path: "/metrics"))
+        responses.append(try await TestHTTPClient.send(port: plain.port, method: .GET, path: "/healthz"))
+
+        for (harness, name) in [(echo, "echo"), (plain, "plain")] {
+            let key = harness.providerKey
+            for r in responses {
+                #expect(!r.text.contains(key), "a response body of \(name)")
+                #expect(!r.headers.contains { $0.1.contains(key) }, "a response header of \(name)")
+            }
+            // The ledger file itself, byte for byte (rows, WAL, keys table).
+            for suffix in ["", "-wal"] {
+                if let bytes = FileManager.default.contents(atPath: harness.dbPath + suffix) {
+                    #expect(bytes.range(of: Data(key.utf8)) == nil, "ledger\(suffix) of \(name)")
+                }
+            }
+            #expect(!logs.text.contains(key), "logs")
+        }
+    }
+
+    @Test("a Host header or an absolute URL naming another server does not reach it")
+    func clientCannotChooseTheUpstream() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let decoy = try FakeLLMServer.start(FakeLLMConfiguration())
+        defer { try? decoy.shutdown() }
+        let decoyHost = "127.0.0.1:\(decoy.port)"
+        let viaHost = try await TestHTTPClient.postJSON(port: h.port, path: "/v1/chat/completions", key: h.aliceKey,
+                                                        json: Self.chat,
+                                                        headers: [("host", decoyHost), ("x-request-id", "host-1")])
+        #expect(viaHost.status == 200)
+        #expect(h.fake.exchange(requestID: "host-1") != nil)
+        let absolute = try await TestHTTPClient.postJSON(port: h.port, path: "http://\(decoyHost)/v1/chat/completions",
+                                                         key: h.aliceKey, json: Self.chat,
+                                                         headers: [("x-request-id", "absolute-1")])
+        #expect(absolute.status == 404 || h.fake.exchange(requestID: "absolute-1") != nil)
+        #expect(decoy.requestCount == 0)
+    }
+}
+
+/// The replacement text, as the tests see it (the scrubber itself is internal).
+enum CredentialScrubText {
+    static let replacement = "[redacted]"
+}
+
+/// Every log line and its metadata, as text, from every logger made with `logger`.
+final class LogCapture: Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+
+    var logger: Logger {
+        Logger(label: "capture") { [lines] label in Handler(label: label, lines: lines) }
+    }
+
+    var text: String { lines.withLockedValue { $0.joined(separator: "\n") } }
+
+    struct Handler: LogHandler {
+        let label: String
+        let lines: NIOLockedValueBox<[String]>
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            let error = event.error.map { " error: \($0)" } ?? ""
+            lines.withLockedValue { $0.append("\(event.level) \(label): \(event.message) \(all)\(error)") }
+        }
+    }
+}
