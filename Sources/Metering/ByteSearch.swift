@@ -17,7 +17,8 @@ enum ByteSearch {
         (word &- ones &* UInt64(limit)) & ~word & highs
     }
 
-    /// First index at or after `start` holding `"`, `\` or a control character; `count` if none.
+    /// First index at or after `start` holding `"`, `\`, a control character or a non-ASCII
+    /// byte (which starts a UTF-8 sequence to validate); `count` if none.
     @inline(__always)
     static func stringSpecial(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
         guard let base = bytes.baseAddress else { return 0 }
@@ -25,12 +26,12 @@ enum ByteSearch {
         var i = start
         while i + 8 <= count {
             let word = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            if has(word, 0x22) | has(word, 0x5C) | hasBelow(word, 0x20) != 0 { break }
+            if has(word, 0x22) | has(word, 0x5C) | hasBelow(word, 0x20) | (word & 0x8080_8080_8080_8080) != 0 { break }
             i += 8
         }
         while i < count {
             let byte = base.load(fromByteOffset: i, as: UInt8.self)
-            if byte == 0x22 || byte == 0x5C || byte < 0x20 { return i }
+            if byte == 0x22 || byte == 0x5C || byte < 0x20 || byte >= 0x80 { return i }
             i += 1
         }
         return count

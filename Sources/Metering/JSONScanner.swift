@@ -75,6 +75,13 @@ struct JSONScanner {
                 index += 1
                 return StringToken(start: start, end: index - 1, hasEscapes: hasEscapes)
             }
+            if byte >= 0x80 {
+                guard let length = JSONScanner.utf8SequenceLength(bytes, at: index) else {
+                    throw failure("invalid UTF-8 in string")
+                }
+                index += length
+                continue
+            }
             guard byte == UInt8(ascii: "\\") else { throw failure("control character in string") }
             hasEscapes = true
             index += 1
@@ -270,6 +277,27 @@ struct JSONScanner {
     mutating func expectEnd() throws(JSONSyntaxError) {
         skipWhitespace()
         guard index == bytes.count else { throw failure("unexpected content after the top-level value") }
+    }
+
+    /// Length of the well-formed UTF-8 sequence at `i` (RFC 3629: no overlong forms, no
+    /// surrogates, nothing past U+10FFFF), or nil.
+    static func utf8SequenceLength(_ bytes: UnsafeRawBufferPointer, at i: Int) -> Int? {
+        let lead = bytes[i]
+        let length: Int
+        var low: UInt8 = 0x80, high: UInt8 = 0xBF  // allowed range of the second byte
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: return nil
+        }
+        guard i + length <= bytes.count, (low...high).contains(bytes[i + 1]) else { return nil }
+        for k in 2..<length where bytes[i + k] & 0xC0 != 0x80 { return nil }
+        return length
     }
 
     static func isDigit(_ byte: UInt8) -> Bool { byte &- UInt8(ascii: "0") < 10 }

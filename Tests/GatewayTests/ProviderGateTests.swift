@@ -124,7 +124,7 @@ struct ProviderGateTests {
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "leave-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
-        try RawClient.sendAndClose(port: h.port, requestID: "leave-b", key: h.bobKey, body: Self.chat,
+        try RawSocketClient.sendAndClose(port: h.port, requestID: "leave-b", key: h.bobKey, body: Self.chat,
                                    after: .milliseconds(100))
         try await Self.waitFor("the waiter's row") { (try? h.row("leave-b")) != nil }
         let left = try #require(try h.row("leave-b"))
@@ -135,27 +135,5 @@ struct ProviderGateTests {
         let next = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "leave-c")
         #expect(next.status == 200)
         #expect(try await first.status == 200)
-    }
-}
-
-/// A client that sends a request and hangs up without reading an answer.
-enum RawClient {
-    static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let request = "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer \(key)\r\n"
-            + "content-type: application/json\r\nx-request-id: \(requestID)\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
-        let bytes = Array(request.utf8)
-        guard send(fd, bytes, bytes.count, 0) == bytes.count else { throw POSIXError(.EIO) }
-        Thread.sleep(forTimeInterval: Double(after.components.attoseconds) / 1e18 + Double(after.components.seconds))
     }
 }

@@ -14,7 +14,7 @@ import Testing
             }
             let start = Int.random(in: 0...count, using: &generator)
             bytes.withUnsafeBytes { raw in
-                let special = bytes[start...].firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 } ?? count
+                let special = bytes[start...].firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || $0 >= 0x80 } ?? count
                 #expect(ByteSearch.stringSpecial(raw, from: start) == special)
                 let lineEnd = bytes[start...].firstIndex { $0 == 0x0A || $0 == 0x0D } ?? count
                 #expect(ByteSearch.lineEnd(raw, from: start) == lineEnd)

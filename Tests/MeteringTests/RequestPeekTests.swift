@@ -5,6 +5,27 @@ import Testing
 @Suite struct RequestPeekTests {
     func peek(_ text: String) throws(RequestPeekError) -> RequestPeek { try RequestPeek(body: Array(text.utf8)) }
 
+    @Test("strings must be well-formed UTF-8: valid multi-byte text passes, broken sequences are refused")
+    func utf8Validation() throws {
+        func body(_ middle: [UInt8]) -> [UInt8] {
+            Array(#"{"model":"m","messages":[{"role":"user","content":"a"#.utf8) + middle + Array(#"b"}]}"#.utf8)
+        }
+        for valid: [UInt8] in [[0xC3, 0xA9], [0xE2, 0x82, 0xAC], [0xF0, 0x9F, 0x98, 0x80], [0xEF, 0xBF, 0xBF], [0xF4, 0x8F, 0xBF, 0xBF]] {
+            #expect(throws: Never.self) { try RequestPeek(body: body(valid)) }
+        }
+        let invalid: [[UInt8]] = [
+            [0xC3, 0x28],              // bad continuation
+            [0xC0, 0xAF],              // overlong '/'
+            [0xE0, 0x80, 0xAF],        // overlong
+            [0xED, 0xA0, 0x80],        // UTF-16 surrogate
+            [0xF4, 0x90, 0x80, 0x80],  // past U+10FFFF
+            [0xFF], [0x80], [0xE2, 0x82],
+        ]
+        for bad in invalid {
+            #expect(throws: RequestPeekError.self, "\(bad)") { try RequestPeek(body: body(bad)) }
+        }
+    }
+
     func message(_ text: String) -> String? {
         do { _ = try peek(text); return nil } catch { return error.message }
     }

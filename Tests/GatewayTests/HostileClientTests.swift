@@ -1,0 +1,68 @@
+import Foundation
+import Ledger
+import Testing
+
+/// Request-side bad input: every case gets a clear answer (or a closed connection), the server
+/// keeps serving, and the ledger stays consistent.
+@Suite("Hostile and unusual clients")
+struct HostileClientTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+
+    /// The server still answers a normal call (nothing got stuck or crashed).
+    static func stillServing(_ h: ProxyHarness, _ id: String) async throws {
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: id)
+        #expect(r.status == 200)
+    }
+
+    @Test("HTTP/1.0: answered, then the connection closes")
+    func http10() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        client.send(RawSocketClient.request(version: "HTTP/1.0", key: h.aliceKey, body: Self.chat, requestID: "h10"))
+        let (bytes, closed) = client.readUntilClosed()
+        #expect(RawSocketClient.statuses(bytes) == [200])
+        #expect(closed)
+        #expect(try h.row("h10")?.outcome == .ok)
+    }
+
+    @Test("pipelined requests in one write are answered in order")
+    func pipelined() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        let bad = #"{"model":42}"#
+        client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "pipe-1")
+                    + RawSocketClient.request(key: h.aliceKey, body: bad, requestID: "pipe-2")
+                    + RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "pipe-3",
+                                              extra: ["connection: close"]))
+        let (bytes, _) = client.readUntilClosed()
+        #expect(RawSocketClient.statuses(bytes) == [200, 400, 200])
+        let text = String(decoding: bytes, as: UTF8.self)
+        let order = ["pipe-1", "pipe-2", "pipe-3"].compactMap { text.range(of: "x-request-id: \($0)")?.lowerBound }
+        #expect(order.count == 3 && order == order.sorted())
+        #expect(try ["pipe-1", "pipe-2", "pipe-3"].map { try h.row($0)?.outcome } == [.ok, .refusedBadRequest, .ok])
+    }
+
+    @Test("invalid UTF-8 and truncated JSON bodies get 400 naming the problem")
+    func badBodies() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        var invalid = Array(#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#.utf8)
+        invalid += [0xC3, 0x28, 0xFF]
+        invalid += Array(#""}]}"#.utf8)
+        let r1 = try await TestHTTPClient.send(port: h.port, path: "/v1/chat/completions",
+                                               headers: [("authorization", "Bearer \(h.aliceKey)"),
+                                                         ("content-type", "application/json"), ("x-request-id", "utf8")],
+                                               body: invalid)
+        #expect(r1.status == 400)
+        #expect(r1.text.contains("invalid_request"))
+        let truncated = String(Self.chat.dropLast(7))
+        let r2 = try await h.post("/v1/chat/completions", key: h.aliceKey, json: truncated, requestID: "trunc")
+        #expect(r2.status == 400)
+        for id in ["utf8", "trunc"] { #expect(try h.row(id)?.outcome == .refusedBadRequest) }
+        try await Self.stillServing(h, "after-bad-bodies")
+    }
+}

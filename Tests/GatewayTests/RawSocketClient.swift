@@ -1,0 +1,80 @@
+import Foundation
+
+/// A client on a plain socket, for what a well-behaved HTTP client never sends: pipelined
+/// requests, HTTP/1.0, slow or endless headers, invalid bytes, a hang-up before the answer.
+struct RawSocketClient {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            Glibc.close(fd)
+            throw POSIXError(.ECONNREFUSED)
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Sends all of `bytes`; false if the server closed the connection meanwhile.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            sent += n
+        }
+        return true
+    }
+
+    @discardableResult
+    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+
+    /// Reads until the server closes the connection (or `timeout` passes); returns what came.
+    func readUntilClosed(timeout: TimeInterval = 10) -> (bytes: [UInt8], closed: Bool) {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (out, true) }
+            if n < 0 { return (out, errno == ECONNRESET) }
+            out += buffer[..<n]
+        }
+        return (out, false)
+    }
+
+    func close() { Glibc.close(fd) }
+
+    /// A request's bytes, as written by hand.
+    static func request(_ method: String = "POST", _ path: String = "/v1/chat/completions", version: String = "HTTP/1.1",
+                        key: String, body: String, requestID: String, extra: [String] = []) -> String {
+        var lines = ["\(method) \(path) \(version)", "host: 127.0.0.1", "authorization: Bearer \(key)",
+                     "content-type: application/json", "x-request-id: \(requestID)",
+                     "content-length: \(body.utf8.count)"]
+        lines += extra
+        return lines.joined(separator: "\r\n") + "\r\n\r\n" + body
+    }
+
+    /// Statuses of the responses in `bytes`, in order.
+    static func statuses(_ bytes: [UInt8]) -> [Int] {
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.components(separatedBy: "HTTP/1.").dropFirst().compactMap { Int($0.dropFirst(2).prefix(3)) }
+    }
+
+    /// Sends a request and hangs up `after` later without reading an answer.
+    static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) throws {
+        let client = try RawSocketClient(port: port)
+        defer { client.close() }
+        client.send(request(key: key, body: body, requestID: requestID))
+        Thread.sleep(forTimeInterval: Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18)
+    }
+}
