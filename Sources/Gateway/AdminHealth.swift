@@ -30,6 +30,7 @@ enum AdminHealth {
         out += ",\"last_hour\":{\"since\":" + time(since) + ",\"until\":" + time(now)
         out += ",\"requests\":\(recent.requests),\"refused\":\(recent.refused),\"errors\":\(recent.errors)"
         out += ",\"error_rate\":" + ratio(recent.errors, upstreamCalls)
+        out += ",\"latency_mean_ms\":" + millis(recent.latencyMeanMicros)
         out += ",\"latency_p50_ms\":" + millis(recent.latencyP50Micros)
         out += ",\"latency_p95_ms\":" + millis(recent.latencyP95Micros)
         out += ",\"ttft_p50_ms\":" + millis(recent.ttftP50Micros)

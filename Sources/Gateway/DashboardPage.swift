@@ -33,10 +33,10 @@ header select, header button { font:inherit; padding:4px 8px; border-radius:4px;
 #status { color:#b8c0ca; font-size:12px; }
 main { padding:16px 24px 32px; max-width:1280px; margin:0 auto; }
 h2 { font-size:15px; margin:20px 0 8px; color:var(--muted); text-transform:uppercase; letter-spacing:.04em; }
-.tiles { display:grid; grid-template-columns:repeat(auto-fill, minmax(170px, 1fr)); gap:10px; }
+.tiles { display:grid; grid-template-columns:repeat(auto-fill, minmax(140px, 1fr)); gap:10px; }
 .tile { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:10px 12px; }
 .tile .label { color:var(--muted); font-size:12px; }
-.tile .value { font-size:22px; font-weight:600; margin-top:2px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+.tile .value { font-size:20px; font-weight:600; margin-top:2px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 .tile .sub { color:var(--muted); font-size:12px; }
 .grid { display:grid; grid-template-columns:1fr 1fr; gap:12px; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:12px; min-width:0; }
@@ -89,9 +89,9 @@ svg text { font:11px system-ui, sans-serif; fill:#4a525c; }
   <div class="grid" style="margin-top:12px">
     <div class="card wide"><h3>Cost per day, by user</h3><div id="daily"></div></div>
     <div class="card"><h3>Top users</h3><div id="users"></div></div>
-    <div class="card"><h3>Daily cost per active user</h3><div id="peruser"></div></div>
-    <div class="card"><h3>Cost by team</h3><div id="teams"></div></div>
     <div class="card"><h3>Cost by model</h3><div id="models"></div></div>
+    <div class="card"><h3>Cost by team</h3><div id="teams"></div></div>
+    <div class="card"><h3>Daily cost per active user</h3><div id="peruser"></div></div>
     <div class="card wide"><h3>Budget use (current periods)</h3><div id="budgets"></div></div>
   </div>
 </main>
@@ -188,16 +188,16 @@ function stackedBars(labels, series, fmt, opts) {
 function hbars(items, fmt, opts) {
   opts = opts || {};
   if (!items.length) return '<div class="empty">' + esc(opts.empty || "No calls in this period.") + '</div>';
-  const W = 560, row = 24, L = 150, R = 120, H = items.length * row + 4;
+  const W = opts.width || 560, row = 22, L = 150, R = 130, H = items.length * row + 4;
   const max = opts.max || Math.max.apply(null, items.map(i => i.value)) || 1;
   let svg = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%" role="img">';
   items.forEach((item, i) => {
     const y = 2 + i * row;
     const w = Math.max(1, (W - L - R) * Math.min(item.value, max) / max);
     const name = item.name.length > 22 ? item.name.slice(0, 21) + "…" : item.name;
-    svg += '<text x="' + (L - 8) + '" y="' + (y + 15) + '" text-anchor="end">' + esc(name) + '</text>';
+    svg += '<text x="' + (L - 8) + '" y="' + (y + 14) + '" text-anchor="end">' + esc(name) + '</text>';
     svg += '<rect x="' + L + '" y="' + (y + 3) + '" width="' + w.toFixed(1) + '" height="' + (row - 8) + '" rx="2" fill="' + (item.color || COLORS[0]) + '"><title>' + esc(item.name + ": " + fmt(item.value)) + '</title></rect>';
-    svg += '<text x="' + (L + w + 6).toFixed(1) + '" y="' + (y + 15) + '">' + esc(item.label || fmt(item.value)) + '</text>';
+    svg += '<text x="' + (L + w + 6).toFixed(1) + '" y="' + (y + 14) + '">' + esc(item.label || fmt(item.value)) + '</text>';
   });
   return svg + '</svg>';
 }
@@ -219,7 +219,7 @@ function renderHealth(h) {
   $("healthtiles").innerHTML =
     tile("Calls", num(last.requests), num(last.refused) + " refused") +
     tile("Error rate", pct(last.error_rate), num(last.errors) + " errors", last.error_rate > 0.05 ? "bad" : "") +
-    tile("Latency p50 / p95", ms(last.latency_p50_ms) + " / " + ms(last.latency_p95_ms), "whole call") +
+    tile("Latency p50 / p95", ms(last.latency_p50_ms) + " / " + ms(last.latency_p95_ms), "mean " + ms(last.latency_mean_ms) + ", whole call") +
     tile("TTFT p50", ms(last.ttft_p50_ms), "time to first byte") +
     tile("In flight", num(h.calls_in_flight), num(h.open_reservations) + " quota reservations") +
     tile("Ledger backlog", num(h.ledger_backlog), "rows waiting to commit", h.ledger_backlog > 1000 ? "bad" : "") +
@@ -240,7 +240,7 @@ function renderHealth(h) {
   $("minutes").innerHTML = any ? stackedBars(labels, [
     {name: "served", color: COLORS[0], values: ok},
     {name: "refused", color: "#e0b34c", values: refused},
-    {name: "errors", color: "#c8372d", values: errors}], v => Math.round(v), {height: 170, maxLabels: 12}) +
+    {name: "errors", color: "#c8372d", values: errors}], v => Math.round(v), {height: 140, maxLabels: 12}) +
     '<div class="note">UTC minutes; errors are provider or transit failures, refusals are the gateway\'s own answers.</div>'
     : '<div class="empty">No calls in the last hour.</div>';
   // Budgets.
@@ -249,7 +249,7 @@ function renderHealth(h) {
     value: b.used_share,
     color: b.used_share >= 1 ? "#c8372d" : b.used_share >= 0.8 ? "#e08a2c" : COLORS[2],
     label: pct(b.used_share) + (b.limit_usd ? " of " + usd(b.limit_usd) : " of " + num(b.limit_tokens) + " tok"),
-  })), pct, {max: 1, empty: "No budgets in plans.yaml apply to the current keys."});
+  })), pct, {max: 1, width: 1180, empty: "No budgets in plans.yaml apply to the current keys."});
 }
 
 function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
@@ -272,7 +272,7 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
     tile("Total cost", usd(t.cost_usd), "exact: $" + t.cost_usd) +
     tile("Requests", num(t.requests), num(t.refused) + " refused, " + num(t.errors) + " errors") +
     tile("Active users", num(users.size), "made a call that reached a model") +
-    tile("Daily cost per active user", meanPerUser === null ? "–" : usd(meanPerUser), "mean over " + activeDays.length + " active days") +
+    tile("Daily cost per active user", meanPerUser === null ? "–" : usd(meanPerUser), "mean over " + activeDays.length + (activeDays.length === 1 ? " active day" : " active days")) +
     tile("Retry share", retryCost === undefined ? "–" : usd(retryCost),
          retryCost === undefined ? "not in this report version" : num(retries) + " retries, " + pct(Number(t.cost_usd) > 0 ? Number(retryCost) / Number(t.cost_usd) : 0) + " of cost") +
     tile("Tokens", num(t.input_tokens + t.output_tokens), num(t.input_tokens) + " in · " + num(t.output_tokens) + " out");
@@ -284,12 +284,13 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
   })}));
   const others = days.map((d, i) => Math.max(0, (costByDay.get(d) || 0) - series.reduce((s, x) => s + x.values[i], 0)));
   if (others.some(v => v > 1e-9)) series.push({name: "others", color: COLORS[5], values: others});
-  const moneyAxis = v => "$" + (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(v >= 0.01 ? 2 : 4));
-  $("daily").innerHTML = stackedBars(days, series, moneyAxis, {short: d => d.slice(5)});
+  const moneyAxis = v => v === 0 ? "$0" : "$" + (v >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
+  $("daily").innerHTML = stackedBars(days, series, moneyAxis, {height: 190, short: d => d.slice(5)});
   $("peruser").innerHTML = stackedBars(days, [{name: "per active user", color: COLORS[4], values: perUserDay}], moneyAxis,
     {width: 560, height: 200, maxLabels: 7, short: d => d.slice(5)}) + '<div class="note">That day\'s cost divided by its users with a call that reached a model.</div>';
-  const bars = (rows, dim) => rows.slice(0, 10).map((r, i) => ({name: r[dim], value: Number(r.cost_usd), color: COLORS[i % 5],
-    label: usd(r.cost_usd) + " · " + num(r.requests) + " calls"}));
+  // The ten costliest; groups that cost nothing (only refusals) are left out.
+  const bars = (rows, dim) => rows.filter(r => Number(r.cost_usd) > 0).slice(0, 10).map((r, i) => ({name: r[dim],
+    value: Number(r.cost_usd), color: COLORS[i % 5], label: usd(r.cost_usd) + " · " + num(r.requests) + (r.requests === 1 ? " call" : " calls")}));
   $("users").innerHTML = hbars(bars(byUser.rows, "user"), usd);
   $("teams").innerHTML = hbars(bars(byTeam.rows, "team"), usd);
   $("models").innerHTML = hbars(bars(byModel.rows, "model"), usd);
