@@ -17,6 +17,7 @@ public final class GatewayServer: Sendable {
     private let channel: any Channel
     private let context: GatewayContext
     private let keys: KeyStore
+    private let admin: AdminAPI
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
@@ -35,11 +36,13 @@ public final class GatewayServer: Sendable {
                                       logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
                                      ledger: ledger, logger: logger)
+        let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
             let reader = try LedgerReader(path: databasePath)
             defer { reader.close() }
             try context.enforcer.rebuild(from: reader, plans: policy.plans, now: UnixTime.nowMicros())
+            admin = try AdminAPI(gateway: context, databasePath: databasePath)
         } catch {
             upstream.shutdown()
             ledger.close()
@@ -55,7 +58,8 @@ public final class GatewayServer: Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context, eventLoop: channel.eventLoop))
+                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context, admin: admin,
+                                                                                   eventLoop: channel.eventLoop))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)
@@ -64,8 +68,9 @@ public final class GatewayServer: Sendable {
             policies.startWatching()
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
-                                 keys: keys)
+                                 keys: keys, admin: admin)
         } catch {
+            admin.shutdown()
             upstream.shutdown()
             ledger.close()
             try? group.syncShutdownGracefully()
@@ -74,8 +79,9 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: KeyStore) {
+                 context: GatewayContext, keys: KeyStore, admin: AdminAPI) {
         self.keys = keys
+        self.admin = admin
         self.port = port
         self.host = host
         self.group = group
@@ -106,6 +112,7 @@ public final class GatewayServer: Sendable {
         for loop in group.makeIterator() {
             try? loop.submit {}.wait()
         }
+        admin.shutdown()
         context.ledger.flush()
         context.ledger.close()
         keys.close()

@@ -26,6 +26,11 @@ public final class PrincipalDirectory: Sendable {
         return principalsByHash.withLockedValue { $0[hash] }
     }
 
+    /// Every active key's principal (the admin API lists budgets per payer from it).
+    public var all: [Principal] {
+        principalsByHash.withLockedValue { Array($0.values) }
+    }
+
     /// Reloads now (used by tests and after `keys create` in the same process).
     public func reload() throws {
         let fresh = try PrincipalDirectory.snapshot(keyStore)
@@ -60,7 +65,8 @@ public final class PrincipalDirectory: Sendable {
     private static func snapshot(_ store: KeyStore) throws -> [String: Principal] {
         var map: [String: Principal] = [:]
         for record in try store.activeKeys() {
-            map[record.secretHash] = Principal(keyId: record.id, user: record.user, team: record.team)
+            map[record.secretHash] = Principal(keyId: record.id, user: record.user, team: record.team,
+                                               role: record.admin ? .admin : .caller)
         }
         return map
     }

@@ -13,6 +13,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let gateway: GatewayContext
+    private let admin: AdminAPI
     private var context: ChannelHandlerContext?
     private var state: State = .idle
     private var keepAlive = true
@@ -32,8 +33,9 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     /// while a call that still has to be recorded lives on.
     let eventLoop: any EventLoop
 
-    init(gateway: GatewayContext, eventLoop: any EventLoop) {
+    init(gateway: GatewayContext, admin: AdminAPI, eventLoop: any EventLoop) {
         self.gateway = gateway
+        self.admin = admin
         self.eventLoop = eventLoop
         self.policy = gateway.policies.policy
     }
@@ -135,10 +137,22 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             writeHead(status: 200, headers: headers)
             writeBody(ByteBuffer(bytes: body))
             writeEnd()
+        case (.GET, "/dashboard"):
+            // The page holds no data (it asks for an admin key and calls /admin/api/…), so it needs none.
+            var headers = HTTPHeaders(DashboardPage.headers)
+            let page = ByteBuffer(string: DashboardPage.html)
+            headers.add(name: "content-length", value: String(page.readableBytes))
+            writeHead(status: 200, headers: headers)
+            writeBody(page)
+            writeEnd()
+        case (_, _) where path.hasPrefix("/admin/"):
+            answerAdmin(head, path: path, requestID: line.requestID)
         case (.GET, "/v1/models"):
             switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
                 refuse(line, principal: nil, model: nil, refusal)
+            case .success(let principal) where principal.isAdmin:
+                refuse(line, principal: principal, model: nil, Self.adminKeyOnModelRoute)
             case .success:
                 writeJSON(status: 200, body: ModelList.body(policy.listedModels(), dialect: line.dialect),
                           requestID: line.requestID)
@@ -159,6 +173,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case .failure(let refusal):
             // An unknown caller's body is not read: no work, and no caller-chosen text in the ledger.
             return refuse(request.line, principal: nil, model: nil, refusal)
+        case .success(let p) where p.isAdmin:
+            return refuse(request.line, principal: p, model: nil, Self.adminKeyOnModelRoute)
         case .success(let p):
             principal = p
         }
@@ -179,6 +195,27 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             state = .responding(call: call)
             call.start()
         }
+    }
+
+    /// Admin keys read the admin API and nothing else: they never run up a bill.
+    private static let adminKeyOnModelRoute = Refusal(
+        .wrongKeyRole, "This is an admin key: it opens the dashboard and the admin API, not model calls. Use a caller key (tokenctl keys create --user NAME).")
+
+    /// `/admin/…`: answered (JSON, OpenAI-style errors) once the admin API's work, which runs off
+    /// this loop, is done. Not recorded in the ledger, which holds model calls only.
+    private func answerAdmin(_ head: HTTPRequestHead, path: String, requestID: String) {
+        let query = head.uri.firstIndex(of: "?").map { String(head.uri[head.uri.index(after: $0)...]) }
+        admin.answer(method: head.method, path: path, queryString: query, secret: Self.secret(in: head.headers),
+                     on: eventLoop)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                // The pool only fails when stopped (shutdown): answer as the proxy does then.
+                let answer = (try? result.get())
+                    ?? AdminAPI.Answer.refusal(Refusal(.shuttingDown, "The gateway is shutting down."))
+                var headers = answer.headers
+                headers.append(("cache-control", "no-store"))
+                writeJSON(status: answer.status, body: answer.body, requestID: requestID, extraHeaders: headers)
+            }
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.

@@ -9,6 +9,9 @@ public struct Refusal: Error, Sendable {
     public enum Kind: Sendable, Equatable {
         case unauthenticated, badRequest, tooLarge, notFound, unknownModel, unpriced, forbidden
         case providerKeyMissing, upstreamUnreachable, upstreamTimeout, methodNotAllowed
+        /// A valid key used where its role does not reach: an admin key on a model route, or a
+        /// caller key on an admin route.
+        case wrongKeyRole
         /// The provider refused the gateway's own key: the caller is not at fault.
         case providerAuthFailed
         /// The gateway stopped while the call was in flight.
@@ -42,7 +45,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
         case .shuttingDown, .providerBusy: return 503
-        case .forbidden: return 403
+        case .forbidden, .wrongKeyRole: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
         }
@@ -50,7 +53,7 @@ public struct Refusal: Error, Sendable {
 
     public var outcome: Outcome {
         switch kind {
-        case .unauthenticated: return .refusedAuth
+        case .unauthenticated, .wrongKeyRole: return .refusedAuth
         case .badRequest: return .refusedBadRequest
         case .tooLarge: return .refusedTooLarge
         case .notFound, .methodNotAllowed: return .refusedNotFound
@@ -89,7 +92,7 @@ public struct Refusal: Error, Sendable {
         case .unauthenticated, .badRequest, .tooLarge, .notFound, .methodNotAllowed, .unknownModel, .unpriced,
              .outputOverCap:
             return "invalid_request_error"
-        case .forbidden: return "permission_error"
+        case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
              .providerBusy:
             return "api_error"
@@ -111,6 +114,7 @@ public struct Refusal: Error, Sendable {
         case .unknownModel: return "model_not_found"
         case .unpriced: return "model_not_priced"
         case .forbidden: return "model_not_allowed"
+        case .wrongKeyRole: return "wrong_key_role"
         case .providerKeyMissing: return "provider_key_missing"
         case .upstreamUnreachable: return "upstream_unreachable"
         case .upstreamTimeout: return "upstream_timeout"
@@ -129,7 +133,7 @@ public struct Refusal: Error, Sendable {
         case .badRequest, .unpriced, .methodNotAllowed: return "invalid_request_error"
         case .tooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
-        case .forbidden: return "permission_error"
+        case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
         case .shuttingDown, .providerBusy: return "overloaded_error"
         }

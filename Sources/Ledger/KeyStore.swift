@@ -11,17 +11,20 @@ public struct APIKeyRecord: Sendable, Hashable {
     public var createdAt: Int64?
     /// Unix microseconds; nil while the key is active.
     public var revokedAt: Int64?
+    /// An admin key opens the admin API and dashboard, and nothing else (it makes no model calls).
+    public var admin: Bool
 
     public var isRevoked: Bool { revokedAt != nil }
 
     public init(id: String, secretHash: String, user: String, team: String? = nil,
-                createdAt: Int64? = nil, revokedAt: Int64? = nil) {
+                createdAt: Int64? = nil, revokedAt: Int64? = nil, admin: Bool = false) {
         self.id = id
         self.secretHash = secretHash
         self.user = user
         self.team = team
         self.createdAt = createdAt
         self.revokedAt = revokedAt
+        self.admin = admin
     }
 }
 
@@ -33,7 +36,7 @@ public final class KeyStore: @unchecked Sendable {
     private var isClosed = false
     private let stampQuery: Statement
 
-    private static let columns = "id, secret_hash, user, team, created_at, revoked_at"
+    private static let columns = "id, secret_hash, user, team, created_at, revoked_at, admin"
 
     /// Opens (creating and migrating if needed) the ledger at `path`.
     public init(path: String, busyTimeoutMillis: Int32 = 5_000) throws {
@@ -46,13 +49,14 @@ public final class KeyStore: @unchecked Sendable {
     /// Adds a key. Throws a constraint violation (`isConstraintViolation`) if the id or hash exists.
     public func insert(_ key: APIKeyRecord) throws {
         try locked {
-            let s = try connection.prepare("INSERT INTO api_keys (\(Self.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            let s = try connection.prepare("INSERT INTO api_keys (\(Self.columns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             s.bind(key.id, at: 1)
             s.bind(key.secretHash, at: 2)
             s.bind(key.user, at: 3)
             s.bind(key.team, at: 4)
             s.bind(key.createdAt, at: 5)
             s.bind(key.revokedAt, at: 6)
+            s.bind(key.admin, at: 7)
             try s.run()
         }
     }
@@ -106,7 +110,7 @@ public final class KeyStore: @unchecked Sendable {
             while try s.step() {
                 keys.append(APIKeyRecord(id: s.string(at: 0), secretHash: s.string(at: 1), user: s.string(at: 2),
                                          team: s.optionalString(at: 3), createdAt: s.optionalInt64(at: 4),
-                                         revokedAt: s.optionalInt64(at: 5)))
+                                         revokedAt: s.optionalInt64(at: 5), admin: s.int64(at: 6) != 0))
             }
             return keys
         }

@@ -7,10 +7,12 @@ public final class LedgerReader: @unchecked Sendable {
     let connection: SQLiteConnection
 
     /// Opens an existing ledger (a missing file is an error, so a mistyped path does not silently
-    /// report nothing), bringing an older schema up to date.
-    public init(path: String, busyTimeoutMillis: Int32 = 5_000) throws {
+    /// report nothing), bringing an older schema up to date. `readOnly` then refuses any write on
+    /// this connection (`PRAGMA query_only`): for readers that serve untrusted requests.
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000, readOnly: Bool = false) throws {
         connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: busyTimeoutMillis)
         try Schema.migrate(connection)
+        if readOnly { try connection.execute("PRAGMA query_only = 1") }
     }
 
     public func close() {

@@ -13,15 +13,21 @@ struct Keys: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a key for a user; prints the secret once, as the last line of stdout.")
 
-        @Option(help: "The user the key's calls are billed to.")
+        @Option(help: "The user the key's calls are billed to (for an admin key: who holds it).")
         var user: String
 
         @Option(help: "The user's team (for team reports and budgets).")
         var team: String?
 
+        @Flag(help: "An admin key: opens the dashboard and the admin API (/admin/api/…), and is refused on model routes.")
+        var admin = false
+
         @OptionGroup var ledger: LedgerOptions
 
         func validate() throws {
+            if admin, team != nil {
+                throw ValidationError("--team does not apply to an admin key: it makes no billed calls")
+            }
             for (name, value) in [("--user", user), ("--team", team)] {
                 guard let value else { continue }
                 // Names are billing identities: " alice" and "alice" must not become two payers.
@@ -37,23 +43,27 @@ struct Keys: ParsableCommand {
             let store = try openKeyStore(ledger.db)
             let (id, secret) = APIKeySecret.generate()
             try store.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
-                                          createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil))
-            print("created key \(id) for user \(user)\(team.map { " (team \($0))" } ?? ""); the secret is shown once:")
+                                          createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil,
+                                          admin: admin))
+            let what = admin ? "admin key" : "key"
+            print("created \(what) \(id) for user \(user)\(team.map { " (team \($0))" } ?? ""); the secret is shown once:")
             print(secret)
         }
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List keys (ids, owners, state; never secrets).")
+        static let configuration = CommandConfiguration(abstract: "List keys (ids, owners, role, state; never secrets).")
 
         @OptionGroup var ledger: LedgerOptions
 
         func run() throws {
             let records = try KeyStore(path: existingLedger(ledger.db)).list()
             let rows = records.map { r in
-                [r.id, r.user, r.team ?? "-", r.createdAt.map(Self.date) ?? "-", r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
+                [r.id, r.user, r.team ?? "-", r.admin ? "admin" : "caller", r.createdAt.map(Self.date) ?? "-",
+                 r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
             }
-            print(TextColumns.render(header: ["ID", "USER", "TEAM", "CREATED", "STATE"], rows: rows, labelColumns: 5), terminator: "")
+            print(TextColumns.render(header: ["ID", "USER", "TEAM", "ROLE", "CREATED", "STATE"], rows: rows, labelColumns: 6),
+                  terminator: "")
         }
 
         static func date(_ micros: Int64) -> String {

@@ -6,7 +6,8 @@ import Logging
 import Policy
 
 /// A real tokenctl in front of a real FakeLLM, on ephemeral loopback ports, with a real SQLite
-/// ledger in a temporary directory and two keys (alice@research, bob without a team).
+/// ledger in a temporary directory and keys (alice@research, bob without a team, carol@research,
+/// a service key, an admin key).
 final class ProxyHarness: Sendable {
     let fake: FakeLLMServer
     let server: GatewayServer
@@ -20,6 +21,8 @@ final class ProxyHarness: Sendable {
     let carolKey: String
     /// A service key that may name its end users (when plans.yaml allows `svc-*`).
     let serviceKey: String
+    /// An admin key (user "ops"): the admin API and dashboard only.
+    let adminKey: String
     let providerKey = "provider-secret-\(UInt32.random(in: 0...UInt32.max))"
 
     var port: Int { server.port }
@@ -78,16 +81,17 @@ final class ProxyHarness: Sendable {
 
         dbPath = directory.appendingPathComponent("ledger.sqlite").path
         let keys = try KeyStore(path: dbPath)
-        func makeKey(_ user: String, _ team: String?) throws -> String {
+        func makeKey(_ user: String, _ team: String?, admin: Bool = false) throws -> String {
             let (id, secret) = APIKeySecret.generate()
             try keys.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
-                                         createdAt: UnixTime.nowMicros()))
+                                         createdAt: UnixTime.nowMicros(), admin: admin))
             return secret
         }
         aliceKey = try makeKey("alice", "research")
         bobKey = try makeKey("bob", nil)
         carolKey = try makeKey("carol", "research")
         serviceKey = try makeKey("svc-chat", "support")
+        adminKey = try makeKey("ops", nil, admin: true)
         keys.close()
 
         var logger = logger ?? Logger(label: "e2e")

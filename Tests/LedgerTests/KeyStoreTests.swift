@@ -55,4 +55,17 @@ import Testing
         #expect(try server.changeStamp() != afterInsert)
         #expect(try server.activeKeys().isEmpty)
     }
+
+    @Test func adminFlagRoundTrips() throws {
+        let dir = try TemporaryDirectory()
+        let store = try KeyStore(path: dir.path())
+        try store.insert(APIKeyRecord(id: "k1", secretHash: "h1", user: "ops", createdAt: 1, admin: true))
+        try store.insert(APIKeyRecord(id: "k2", secretHash: "h2", user: "alice", createdAt: 2))
+        #expect(try store.list().map(\.admin) == [true, false])
+        #expect(try store.activeKeys().map(\.admin) == [true, false])
+        // Keys written before the flag existed (or by hand) default to ordinary keys.
+        let raw = try SQLiteConnection(path: dir.path())
+        try raw.execute("INSERT INTO api_keys (id, secret_hash, user) VALUES ('k3', 'h3', 'bob')")
+        #expect(try store.list().first { $0.id == "k3" }?.admin == false)
+    }
 }

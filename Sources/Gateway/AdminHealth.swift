@@ -1,0 +1,99 @@
+import Foundation
+import Ledger
+import Metering
+import Policy
+
+/// The body of `GET /admin/api/health`: live gauges of this process, the last hour's calls from
+/// the ledger, and budget use from the quota book. Runs off the event loop (it reads the ledger).
+enum AdminHealth {
+    /// The window of the "recent" figures and of the per-minute series.
+    static let windowMicros: Int64 = 3_600_000_000
+    /// Budgets listed, the most used first.
+    static let maxBudgets = 100
+
+    static func render(gateway: GatewayContext, reader: LedgerReader, now: Int64) throws -> String {
+        let policy = gateway.policies.policy
+        let since = now - windowMicros
+        let recent = try reader.report(ReportQuery(since: since, until: now + 1)).totals
+        let minutes = try reader.activityPerMinute(since: since, until: now + 1)
+
+        var out = "{\"now\":" + time(now)
+        out += ",\"policy\":{\"version\":" + JSONString.literal(policy.version)
+        out += ",\"reload_errors\":\(gateway.policies.failedReloads)"
+        out += ",\"last_reload_error\":" + (gateway.policies.lastError.map(JSONString.literal) ?? "null")
+        out += ",\"time_zone\":" + JSONString.literal(policy.plans.timeZone.identifier) + "}"
+        out += ",\"calls_in_flight\":\(gateway.enforcer.concurrency.totalInFlight)"
+        out += ",\"open_reservations\":\(gateway.enforcer.quotas.openReservations)"
+        out += ",\"ledger_backlog\":\(gateway.ledger.backlog)"
+
+        let upstreamCalls = recent.requests - recent.refused
+        out += ",\"last_hour\":{\"since\":" + time(since) + ",\"until\":" + time(now)
+        out += ",\"requests\":\(recent.requests),\"refused\":\(recent.refused),\"errors\":\(recent.errors)"
+        out += ",\"error_rate\":" + ratio(recent.errors, upstreamCalls)
+        out += ",\"latency_mean_ms\":" + millis(recent.latencyMeanMicros)
+        out += ",\"latency_p50_ms\":" + millis(recent.latencyP50Micros)
+        out += ",\"latency_p95_ms\":" + millis(recent.latencyP95Micros)
+        out += ",\"ttft_p50_ms\":" + millis(recent.ttftP50Micros)
+        out += ",\"cost_usd\":" + JSONString.literal(recent.cost.formatted(decimals: 6)) + "}"
+
+        out += ",\"per_minute\":[" + minutes.map { m in
+            "{\"minute\":" + time(m.minute) + ",\"requests\":\(m.requests),\"refused\":\(m.refused),\"errors\":\(m.errors)"
+                + ",\"latency_mean_ms\":"
+                + millis(m.timedRequests == 0 ? nil : m.latencySumMicros / Int64(m.timedRequests)) + "}"
+        }.joined(separator: ",") + "]"
+
+        out += ",\"budgets\":[" + budgets(gateway: gateway, plans: policy.plans, now: now).joined(separator: ",") + "]}\n"
+        return out
+    }
+
+    /// Every budget that applies to a payer with an active key (and the org's), in its current
+    /// period: the limit, what is used (spent plus reserved for calls in flight) and its share.
+    private static func budgets(gateway: GatewayContext, plans: PlanBook, now: Int64) -> [String] {
+        var limits = plans.orgBudgets
+        for principal in gateway.principals.all where !principal.isAdmin {
+            limits += plans.effectivePlan(user: principal.user, team: principal.team).budgets
+        }
+        var seen = Set<String>()
+        limits = limits.filter { seen.insert("\($0.scope)|\($0.period.rawValue)").inserted }
+        let standings = gateway.enforcer.quotas.remaining(budgets: limits, now: now, timeZone: plans.timeZone)
+        let rows = standings.map { standing -> (share: Double, json: String) in
+            let limit = standing.limit
+            var share = 0.0
+            var json = "{\"scope\":"
+            switch limit.scope {
+            case .org: json += "\"org\",\"name\":null"
+            case .team(let name): json += "\"team\",\"name\":" + JSONString.literal(name)
+            case .user(let name): json += "\"user\",\"name\":" + JSONString.literal(name)
+            }
+            json += ",\"period\":\"\(limit.period.rawValue)\",\"resets_at\":" + time(standing.resetsAt)
+            if let usd = limit.usd, let left = standing.usdLeft {
+                let used = Money(picodollars: usd.picodollars - left.picodollars)
+                share = max(share, usd.picodollars > 0 ? Double(used.picodollars) / Double(usd.picodollars) : 1)
+                json += ",\"limit_usd\":" + JSONString.literal(usd.formatted()) + ",\"used_usd\":" + JSONString.literal(used.formatted())
+            } else {
+                json += ",\"limit_usd\":null,\"used_usd\":null"
+            }
+            if let tokens = limit.tokens, let left = standing.tokensLeft {
+                share = max(share, tokens > 0 ? Double(tokens - left) / Double(tokens) : 1)
+                json += ",\"limit_tokens\":\(tokens),\"used_tokens\":\(tokens - left)"
+            } else {
+                json += ",\"limit_tokens\":null,\"used_tokens\":null"
+            }
+            return (share, json + ",\"used_share\":" + String(format: "%.4f", share) + "}")
+        }
+        return rows.sorted { $0.share > $1.share }.prefix(maxBudgets).map(\.json)
+    }
+
+    private static func time(_ micros: Int64) -> String {
+        JSONString.literal(Date(timeIntervalSince1970: Double(micros / 1_000_000)).formatted(.iso8601))
+    }
+
+    private static func millis(_ micros: Int64?) -> String {
+        guard let micros else { return "null" }
+        return String(micros / 1_000) + "." + String(format: "%03lld", micros % 1_000)
+    }
+
+    private static func ratio(_ part: Int, _ whole: Int) -> String {
+        whole == 0 ? "null" : String(format: "%.4f", Double(part) / Double(whole))
+    }
+}
