@@ -29,6 +29,8 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
     /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
     private var providerRejectedKey = false
+    /// This call's share of the provider's in-flight and backlog gauges.
+    private var load: UpstreamCallLoad
 
     private enum Phase { case awaitingHead, relaying, settling, done }
 
@@ -40,10 +42,12 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.gateway = gateway
         self.connection = connection
         self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+        self.load = gateway.metrics.upstreamLoad(provider: admission.provider.name)
     }
 
     func start() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
+        load.sent()
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
     }
 
@@ -72,6 +76,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     func upstreamHead(_ head: UpstreamHead) {
         guard phase == .awaitingHead else { return }
         phase = .relaying
+        load.headArrived()
         upstreamStatus = head.status
         let contentType = head.first("content-type")
         meter.head(status: head.status, contentType: contentType)
@@ -118,6 +123,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
         phase = .settling
+        load.ended()
         let (held, metered) = meter.finish()
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt
