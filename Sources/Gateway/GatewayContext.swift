@@ -11,12 +11,14 @@ final class GatewayContext: Sendable {
     let upstream: UpstreamClient
     let ledger: LedgerWriter
     let logger: Logger
-    let enforcer = Enforcer()
-    let metrics = GatewayMetrics()
+    let enforcer: Enforcer
+    let metrics: GatewayMetrics
     let providerGates = ProviderGates()
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
-         ledger: LedgerWriter, logger: Logger) {
+         ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics) {
+        self.enforcer = enforcer
+        self.metrics = metrics
         self.policies = policies
         self.principals = principals
         self.upstream = upstream
@@ -36,7 +38,10 @@ final class GatewayContext: Sendable {
         let metrics = self.metrics
         let recorded = entry
         ledger.append(entry) { result in
-            if case .success = result { metrics.recordCall(recorded) }
+            switch result {
+            case .success: metrics.recordCall(recorded)
+            case .failure: metrics.recordCommitFailure(recorded)
+            }
             loop.execute {
                 let (connection, deliver) = onLoop.value
                 if case .failure(let error) = result {

@@ -1,71 +1,333 @@
+import Foundation
 import Ledger
 import Metering
+import Policy
 import Prometheus
+import Synchronization
 
-/// What `GET /metrics` shows, in Prometheus' text format. Labels are bounded by the policy
-/// (route, outcome, price entry), never by what callers send: a caller-chosen model name or a
-/// per-user label would let any client grow the series without bound.
+/// What `GET /metrics` shows, in Prometheus' text format (README, "Metrics"). Labels are bounded
+/// by the policy or by code (`MetricLabels`), never by what callers send.
+///
+/// Calls are counted from their committed ledger row (`recordCall`, on the ledger writer thread),
+/// so metrics and the ledger agree; the handles of each label set are cached, so a call costs a
+/// few dictionary look-ups and atomic adds, not a registry look-up with label arrays. Upstream
+/// load is counted by `ProxiedCall` as it happens. Budget, spend and policy gauges are read at
+/// scrape time.
 final class GatewayMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
-    private let durationBuckets: [Duration] = [
+    private let policies: PolicyReloader
+    private let enforcer: Enforcer
+    private let series = Mutex(SeriesCache())
+    private let upstreamLoads = Mutex([String: UpstreamLoad]())
+    private let activity: Mutex<SpendActivity>
+    private let ledgerBatchRows: ValueHistogram
+    private let ledgerCommitDuration: DurationHistogram
+
+    static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
         .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(120),
     ]
+    static let commitBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .seconds(1),
+    ]
+    static let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 4_096]
+
+    init(policies: PolicyReloader, enforcer: Enforcer) {
+        self.policies = policies
+        self.enforcer = enforcer
+        activity = Mutex(SpendActivity(timeZone: policies.policy.plans.timeZone))
+        ledgerBatchRows = registry.makeValueHistogram(
+            descriptor: .named("tokenctl_ledger_batch_rows",
+                "Rows per ledger transaction (group commit)"),
+            buckets: Self.batchBuckets)
+        ledgerCommitDuration = registry.makeDurationHistogram(
+            descriptor: .named("tokenctl_ledger_commit_duration_seconds",
+                "Time to write and commit one ledger transaction"),
+            buckets: Self.commitBuckets)
+    }
+
+    /// Ledger writer options that feed the batch metrics.
+    var ledgerOptions: LedgerWriter.Options {
+        var options = LedgerWriter.Options()
+        options.onBatchCommitted = { [ledgerBatchRows, ledgerCommitDuration] rows, duration in
+            ledgerBatchRows.record(Double(rows))
+            ledgerCommitDuration.record(duration)
+        }
+        return options
+    }
+
+    /// Reads today's and this month's spend from the ledger (start-up, before serving).
+    func restoreActivity(from reader: LedgerReader, timeZone: TimeZone, now: Int64) throws {
+        var restored = SpendActivity(timeZone: timeZone)
+        try restored.restore(from: reader, now: now, timeZone: timeZone)
+        activity.withLock { $0 = restored }
+    }
+
+    // MARK: Per call
 
     /// Counts a call whose row has committed.
     func recordCall(_ entry: LedgerEntry) {
-        let route = entry.route.count <= 40 && entry.route.allSatisfy({ $0.isLetter || $0 == "." || $0 == "_" })
-            ? entry.route : "other"
-        let callLabels = [("route", route), ("outcome", entry.outcome.rawValue)]
-        registry.makeCounter(descriptor: Self.name("requests", "total", "Calls recorded in the ledger, by route and outcome"),
-                             labels: callLabels).increment()
-        registry.makeDurationHistogram(
-            descriptor: Self.name("request_duration", "seconds", "Time from request to recorded end, by route and outcome"),
-            labels: callLabels, buckets: durationBuckets)
-            .recordNanoseconds(max(0, entry.latencyMicros) * 1_000)
-        guard let priceID = entry.priceId else { return }
-        let price = [("price", priceID)]
-        for (direction, tokens) in [("input", entry.usage.inputTokens), ("cached_input", entry.usage.cachedInputTokens),
-                                    ("cache_write", entry.usage.cacheWriteTokens), ("output", entry.usage.outputTokens)]
-        where tokens > 0 {
-            registry.makeCounter(descriptor: Self.name("tokens", "total", "Tokens by direction and price entry (model@effective_from)"),
-                                 labels: price + [("direction", direction)])
-                .increment(by: Int64(tokens))
+        let policy = policies.policy
+        let refused = entry.outcome.isRefusal
+        series.withLock { cache in
+            let labels = cache.labels(for: policy)
+            let model = labels.model(entry.modelRequested, price: entry.price)
+            let call = cache.call(CallKey(route: MetricLabels.route(entry.route), model: model, outcome: entry.outcome),
+                                  registry)
+            call.requests.increment()
+            call.duration.recordNanoseconds(max(0, entry.latencyMicros) * 1_000)
+            if let ttft = entry.ttftMicros { call.ttft.recordNanoseconds(max(0, ttft) * 1_000) }
+            if refused {
+                let reason = String(entry.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count))
+                cache.refusal(PlanKey(name: reason, plan: labels.plan(entry.plan)), registry).increment()
+                return
+            }
+            let provider = labels.provider(entry.provider)
+            if let upstream = entry.upstreamMicros {
+                cache.upstreamDuration(provider, registry).recordNanoseconds(max(0, upstream) * 1_000)
+            }
+            if entry.outcome.isError {
+                cache.error(ErrorKey(kind: entry.outcome.rawValue, provider: provider), registry).increment()
+            }
+            let usage = entry.usage
+            if usage != .zero {
+                let tokens = cache.tokens(model, registry)
+                if usage.inputTokens > 0 { tokens.input.increment(by: Int64(usage.inputTokens)) }
+                if usage.cachedInputTokens > 0 { tokens.cachedInput.increment(by: Int64(usage.cachedInputTokens)) }
+                if usage.cacheWriteTokens > 0 { tokens.cacheWrite.increment(by: Int64(usage.cacheWriteTokens)) }
+                if usage.outputTokens > 0 { tokens.output.increment(by: Int64(usage.outputTokens)) }
+            }
+            if entry.cost > .zero {
+                let team = cache.teams.label(entry.team, listed: labels.listedTeams)
+                // A float for dashboards only; the ledger and reports keep exact integers.
+                cache.cost(CostKey(model: model, team: team, plan: labels.plan(entry.plan)), registry)
+                    .increment(by: Double(entry.cost.picodollars) / 1e12)
+            }
         }
-        if entry.cost > .zero {
-            // A float for dashboards only; the ledger and reports keep exact integers.
-            registry.makeCounter(descriptor: Self.name("cost_usd", "total", "Spend in US dollars by price entry (approximate; the ledger is exact)"),
-                                 labels: price)
-                .increment(by: Double(entry.cost.picodollars) / 1e12)
+        guard !refused else { return }
+        let timeZone = policy.plans.timeZone
+        activity.withLock {
+            $0.add(user: entry.user, picodollars: entry.cost.picodollars, startedAt: entry.startedAt,
+                   now: entry.endedAt, timeZone: timeZone)
         }
     }
 
-    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(namespace: "tokenctl", metricName: metric, unitName: unit, helpText: help)
+    /// A row that could not commit (its client's connection is cut instead).
+    func recordCommitFailure(_ entry: LedgerEntry) {
+        series.withLock { cache in
+            let provider = cache.labels(for: policies.policy).provider(entry.provider)
+            cache.error(ErrorKey(kind: "ledger_commit_failed", provider: provider), registry).increment()
+        }
     }
+
+    /// The load gauges of `provider` (a policy name), for one call to hold.
+    func upstreamLoad(provider: String) -> UpstreamCallLoad {
+        UpstreamCallLoad(load(of: provider))
+    }
+
+    private func load(of provider: String) -> UpstreamLoad {
+        upstreamLoads.withLock { loads in
+            if let load = loads[provider] { return load }
+            let load = UpstreamLoad(provider: provider, registry: registry)
+            loads[provider] = load
+            return load
+        }
+    }
+
+    // MARK: Scrape
 
     /// The whole exposition, with the gauges read at scrape time.
     func render(policyVersion: String, reloadErrors: Int, callsInFlight: Int, openReservations: Int,
                 ledgerBacklog: Int) -> [UInt8] {
-        var out = registry.emitToBuffer()
-        out += Array("""
-            # HELP tokenctl_policy_info The policy in force (its version is a hash of the files).
-            # TYPE tokenctl_policy_info gauge
-            tokenctl_policy_info{version="\(policyVersion)"} 1
-            # HELP tokenctl_policy_reload_errors_total Policy changes refused since start (the previous policy stayed in force).
-            # TYPE tokenctl_policy_reload_errors_total counter
-            tokenctl_policy_reload_errors_total \(reloadErrors)
-            # HELP tokenctl_calls_in_flight Admitted calls not yet ended.
-            # TYPE tokenctl_calls_in_flight gauge
-            tokenctl_calls_in_flight \(callsInFlight)
-            # HELP tokenctl_quota_reservations_open Quota reservations of calls in flight.
-            # TYPE tokenctl_quota_reservations_open gauge
-            tokenctl_quota_reservations_open \(openReservations)
-            # HELP tokenctl_ledger_backlog Rows waiting for the ledger writer.
-            # TYPE tokenctl_ledger_backlog gauge
-            tokenctl_ledger_backlog \(ledgerBacklog)
+        let policy = policies.policy
+        let now = UnixTime.nowMicros()
+        // Every provider of the policy shows its load, 0 when idle.
+        for name in policy.providers.keys { _ = load(of: name) }
+        var out = MetricsExposition(registry.emitToBuffer())
 
-            """.utf8)
-        return out
+        out.family("tokenctl_policy_info", "gauge", "The policy in force (its version is a hash of the files)")
+        out.sample("tokenctl_policy_info", ["version": policyVersion], 1)
+        out.family("tokenctl_policy_reload_errors_total", "counter",
+                   "Policy changes refused since start (the previous policy stayed in force)")
+        out.sample("tokenctl_policy_reload_errors_total", [:], Double(reloadErrors))
+        out.family("tokenctl_calls_in_flight", "gauge", "Admitted calls not yet ended")
+        out.sample("tokenctl_calls_in_flight", [:], Double(callsInFlight))
+        out.family("tokenctl_quota_reservations_open", "gauge", "Quota reservations of calls in flight")
+        out.sample("tokenctl_quota_reservations_open", [:], Double(openReservations))
+        out.family("tokenctl_ledger_backlog", "gauge", "Rows waiting for the ledger writer")
+        out.sample("tokenctl_ledger_backlog", [:], Double(ledgerBacklog))
+
+        if let limit = policy.plans.orgSpendRatePerHour {
+            out.family("tokenctl_org_spend_rate_limit_usd_per_hour", "gauge",
+                       "The org's spend-rate limit (plans.yaml org.spend_rate.usd_per_hour)")
+            out.sample("tokenctl_org_spend_rate_limit_usd_per_hour", [:], Self.usd(Int128(limit.picodollars)))
+        }
+        out.family("tokenctl_org_spend_last_hour_usd", "gauge",
+                   "Spend of the last hour as the spend-rate breaker counts it (sliding window of minutes)")
+        out.sample("tokenctl_org_spend_last_hour_usd", [:],
+                   Self.usd(Int128(enforcer.breaker.spentLastHour(now: now).picodollars)))
+
+        let timeZone = policy.plans.timeZone
+        let spend = activity.withLock { activity -> SpendActivity in
+            activity.roll(now: now, timeZone: timeZone)
+            return activity
+        }
+        out.family("tokenctl_spend_usd", "gauge",
+                   "Spend of the current calendar period in the policy's time zone (calls that started in it)")
+        out.sample("tokenctl_spend_usd", ["period": "day"], Self.usd(spend.daySpend))
+        out.sample("tokenctl_spend_usd", ["period": "month"], Self.usd(spend.monthSpend))
+        out.family("tokenctl_active_users", "gauge",
+                   "Users with at least one call that was not refused in the current calendar period")
+        out.sample("tokenctl_active_users", ["period": "day"], Double(spend.dayUsers.count))
+        out.sample("tokenctl_active_users", ["period": "month"], Double(spend.monthUsers.count))
+
+        let settings = policy.gateway.metrics
+        if settings.userLabels == .top {
+            out.family("tokenctl_top_user_spend_usd", "gauge",
+                       "Spend of the period's biggest spenders (metrics.user_labels: top, top_users in gateway.yaml)")
+            for (period, users) in [("day", spend.dayUsers), ("month", spend.monthUsers)] {
+                for top in SpendActivity.top(settings.topUsers, of: users) {
+                    out.sample("tokenctl_top_user_spend_usd", ["user": top.user, "period": period],
+                               Self.usd(top.picodollars))
+                }
+            }
+        }
+
+        BudgetGauges.write(plans: policy.plans, uses: enforcer.quotas.currentUse(now: now, timeZone: timeZone),
+                           into: &out)
+        return out.bytes
+    }
+
+    static func usd(_ picodollars: Int128) -> Double { Double(picodollars) / 1e12 }
+}
+
+// MARK: - Cached handles
+
+private struct CallKey: Hashable {
+    var route: String
+    var model: String
+    var outcome: Outcome
+}
+
+private struct CallSeries {
+    let requests: Counter
+    let duration: DurationHistogram
+    let ttft: DurationHistogram
+}
+
+private struct TokenSeries {
+    let input: Counter
+    let cachedInput: Counter
+    let cacheWrite: Counter
+    let output: Counter
+}
+
+private struct CostKey: Hashable {
+    var model: String
+    var team: String
+    var plan: String
+}
+
+private struct PlanKey: Hashable {
+    var name: String
+    var plan: String
+}
+
+private struct ErrorKey: Hashable {
+    var kind: String
+    var provider: String
+}
+
+/// Metric handles per label set, and the label book of the policy they were built for.
+private struct SeriesCache {
+    private var book: MetricLabels?
+    var teams = TeamLabels()
+    private var calls: [CallKey: CallSeries] = [:]
+    private var tokens: [String: TokenSeries] = [:]
+    private var costs: [CostKey: Counter] = [:]
+    private var refusals: [PlanKey: Counter] = [:]
+    private var errors: [ErrorKey: Counter] = [:]
+    private var upstream: [String: DurationHistogram] = [:]
+
+    mutating func labels(for policy: PolicySet) -> MetricLabels {
+        if let book, book.version == policy.version { return book }
+        let fresh = MetricLabels(policy)
+        book = fresh
+        return fresh
+    }
+
+    mutating func call(_ key: CallKey, _ registry: PrometheusCollectorRegistry) -> CallSeries {
+        if let series = calls[key] { return series }
+        let labels = [("route", key.route), ("model", key.model), ("outcome", key.outcome.rawValue)]
+        let series = CallSeries(
+            requests: registry.makeCounter(descriptor: .named("tokenctl_requests_total",
+                "Calls recorded in the ledger, by route, model and outcome"),
+                labels: labels),
+            duration: registry.makeDurationHistogram(
+                descriptor: .named("tokenctl_request_duration_seconds",
+                    "Time from the request to the call's recorded end, by route, model and outcome"),
+                labels: labels, buckets: GatewayMetrics.durationBuckets),
+            ttft: registry.makeDurationHistogram(
+                descriptor: .named("tokenctl_ttft_seconds",
+                    "Time from the request to the provider's first body byte, by route, model and outcome"),
+                labels: labels, buckets: GatewayMetrics.durationBuckets))
+        calls[key] = series
+        return series
+    }
+
+    mutating func tokens(_ model: String, _ registry: PrometheusCollectorRegistry) -> TokenSeries {
+        if let series = tokens[model] { return series }
+        func counter(_ direction: String) -> Counter {
+            registry.makeCounter(descriptor: .named("tokenctl_tokens_total",
+                "Tokens by model and direction (input, cached_input, cache_write, output)"),
+                labels: [("model", model), ("direction", direction)])
+        }
+        let series = TokenSeries(input: counter("input"), cachedInput: counter("cached_input"),
+                                 cacheWrite: counter("cache_write"), output: counter("output"))
+        tokens[model] = series
+        return series
+    }
+
+    mutating func cost(_ key: CostKey, _ registry: PrometheusCollectorRegistry) -> Counter {
+        if let counter = costs[key] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: .named("tokenctl_cost_usd_total",
+                "Spend in US dollars by model, team and plan (a float for dashboards; the ledger is exact)"),
+            labels: [("model", key.model), ("team", key.team), ("plan", key.plan)])
+        costs[key] = counter
+        return counter
+    }
+
+    mutating func refusal(_ key: PlanKey, _ registry: PrometheusCollectorRegistry) -> Counter {
+        if let counter = refusals[key] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: .named("tokenctl_refusals_total",
+                "Calls the gateway refused, by reason (the ledger outcome without refused_) and plan"),
+            labels: [("reason", key.name), ("plan", key.plan)])
+        refusals[key] = counter
+        return counter
+    }
+
+    mutating func error(_ key: ErrorKey, _ registry: PrometheusCollectorRegistry) -> Counter {
+        if let counter = errors[key] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: .named("tokenctl_errors_total",
+                "Failed calls by kind (upstream_error, upstream_unreachable, timeout, interrupted, ledger_commit_failed) and provider"),
+            labels: [("kind", key.kind), ("provider", key.provider)])
+        errors[key] = counter
+        return counter
+    }
+
+    mutating func upstreamDuration(_ provider: String, _ registry: PrometheusCollectorRegistry) -> DurationHistogram {
+        if let histogram = upstream[provider] { return histogram }
+        let histogram = registry.makeDurationHistogram(
+            descriptor: .named("tokenctl_upstream_duration_seconds",
+                "Time of the upstream transfer, from sending the request to its last byte, by provider"),
+            labels: [("provider", provider)],
+            buckets: GatewayMetrics.durationBuckets)
+        upstream[provider] = histogram
+        return histogram
     }
 }

@@ -28,20 +28,24 @@ public final class GatewayServer: Sendable {
                              policyDirectory: String? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment,
                              databasePath: String, logger: Logger) throws -> GatewayServer {
-        let ledger = try LedgerWriter(path: databasePath)
+        let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
+                                      logger: logger)
+        let enforcer = Enforcer()
+        let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
+        let ledger = try LedgerWriter(path: databasePath, options: metrics.ledgerOptions)
         let keys = try KeyStore(path: databasePath)
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
-        let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
-                                      logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
-                                     ledger: ledger, logger: logger)
+                                     ledger: ledger, logger: logger, enforcer: enforcer, metrics: metrics)
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
             let reader = try LedgerReader(path: databasePath)
             defer { reader.close() }
-            try context.enforcer.rebuild(from: reader, plans: policy.plans, now: UnixTime.nowMicros())
+            let now = UnixTime.nowMicros()
+            try context.enforcer.rebuild(from: reader, plans: policy.plans, now: now)
+            try metrics.restoreActivity(from: reader, timeZone: policy.plans.timeZone, now: now)
             admin = try AdminAPI(gateway: context, databasePath: databasePath)
         } catch {
             upstream.shutdown()

@@ -29,15 +29,17 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
     /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
     private var providerRejectedKey = false
-    /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
-    /// one cancelled the transfer, so its end is recorded as a timeout.
     /// An error answer held whole until its end, so the provider key can be scrubbed from it
     /// (`CredentialScrub`); nil while relaying normally.
     private var errorHold: [ByteBuffer]?
     private var errorHoldBytes = 0
     private var errorTooLarge = false
+    /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
+    /// one cancelled the transfer, so its end is recorded as a timeout.
     private var watch: UpstreamWatch?
     private var expired: UpstreamWatch.Expiry?
+    /// This call's share of the provider's in-flight and backlog gauges.
+    private var load: UpstreamCallLoad
 
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
     private var slot: Slot = .none
@@ -57,6 +59,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.gateway = gateway
         self.connection = connection
         self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+        self.load = gateway.metrics.upstreamLoad(provider: admission.provider.name)
     }
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
@@ -68,10 +71,14 @@ final class ProxiedCall: UpstreamResponseHandler {
             call.value.slotDecided(decision, gate: gate)
         }
         // Not decided at once: the call waits in the provider's queue.
-        if case .none = slot, phase == .waitingForSlot { slot = .waiting(ticket: ticket, gate: gate) }
+        if case .none = slot, phase == .waitingForSlot {
+            slot = .waiting(ticket: ticket, gate: gate)
+            load.queued()
+        }
     }
 
     private func slotDecided(_ decision: ProviderGate.Decision, gate: ProviderGate) {
+        load.dequeued()
         guard phase == .waitingForSlot else {
             // The client left while the slot was being handed over: pass it on.
             if case .granted = decision { gate.release() }
@@ -101,6 +108,7 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     private func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
+        load.sent()
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
         let provider = admission.provider
         let watch = UpstreamWatch(firstByteMs: provider.firstByteTimeoutMs, idleMs: provider.idleTimeoutMs,
@@ -134,6 +142,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         if phase == .waitingForSlot {
             // Gone before any upstream call: nothing was used; the row says so.
             if case .waiting(let ticket, let gate) = slot { gate.withdraw(ticket) }
+            load.dequeued()
             slot = .none
             clientGone = true
             phase = .settling
@@ -167,6 +176,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     func upstreamHead(_ head: UpstreamHead) {
         guard phase == .awaitingHead else { return }
         phase = .relaying
+        load.headArrived()
         watch?.head(at: UnixTime.nowMicros())
         // Without a first-byte deadline no timer runs yet: the idle watch starts with the head.
         if watch?.firstByteMicros == nil { checkDeadlines() }
@@ -231,6 +241,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         var headSent = phase == .relaying
         phase = .settling
         releaseSlot()
+        load.ended()
         let (held, metered) = meter.finish()
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt

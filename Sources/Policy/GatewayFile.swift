@@ -3,7 +3,10 @@ import Yams
 /// `gateway.yaml`: process-wide settings. Optional; an absent or empty file means all defaults.
 enum GatewayFile {
     static let name = "gateway.yaml"
-    static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms"]
+    static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics"]
+    static let metricsKeys = ["user_labels", "top_users"]
+    /// More per-user series than this is no longer a bounded label set.
+    static let topUsersRange = 1...1_000
     /// Upper bound for any timeout: a day. Longer is surely a typo (seconds written as ms × 1000).
     static let timeoutRange = 1...86_400_000
     static let bodyRange = 1...1_073_741_824
@@ -28,6 +31,29 @@ enum GatewayFile {
         if let entry = fields["connect_timeout_ms"], let value = reader.integer(entry, in: timeoutRange) {
             settings.connectTimeoutMs = value
         }
+        if let entry = fields["metrics"] { settings.metrics = readMetrics(entry, &reader) }
         return settings
+    }
+
+    /// `metrics: { user_labels: none|top, top_users: N }`.
+    private static func readMetrics(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> MetricsSettings {
+        var metrics = MetricsSettings.defaults
+        guard PolicyFileReader.tag(of: entry.value) != .null,
+              let fields = reader.mapping(entry.value, entry.path, allowed: metricsKeys) else { return metrics }
+        if let labels = fields["user_labels"], let text = reader.string(labels) {
+            if let value = MetricsSettings.UserLabels(rawValue: text) {
+                metrics.userLabels = value
+            } else {
+                let names = MetricsSettings.UserLabels.allCases.map(\.rawValue)
+                reader.problem(labels.value, labels.path, "unknown value '\(text)' (expected \(PolicyFileReader.oneOf(names)))")
+            }
+        }
+        if let top = fields["top_users"], let value = reader.integer(top, in: topUsersRange) {
+            metrics.topUsers = value
+            if metrics.userLabels != .top {
+                reader.warning(top.value, top.path, "has no effect unless user_labels is top")
+            }
+        }
+        return metrics
     }
 }

@@ -15,13 +15,17 @@ public struct GatewaySettings: Sendable, Hashable {
     public var requestTimeoutMs: Int
     /// Default upstream connect timeout; a provider's `connect_timeout_ms` overrides it.
     public var connectTimeoutMs: Int
+    /// What `GET /metrics` may label by user.
+    public var metrics: MetricsSettings
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
-                requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000) {
+                requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
+                metrics: MetricsSettings = .defaults) {
         self.maxBodyBytes = maxBodyBytes
         self.unpricedModels = unpricedModels
         self.requestTimeoutMs = requestTimeoutMs
         self.connectTimeoutMs = connectTimeoutMs
+        self.metrics = metrics
     }
 
     public static let defaults = GatewaySettings()

@@ -68,6 +68,12 @@ public struct PlanBook: Sendable, Hashable {
         return plan
     }
 
+    /// Teams plans.yaml lists, sorted (for metrics: budget gauges and bounded team labels).
+    public var teamNames: [String] { teams.keys.sorted() }
+
+    /// A plan as an unlisted user gets it (budgets scoped to `.user("")`); nil for an unknown name.
+    public func plan(named name: String) -> EffectivePlan? { plans[name] }
+
     /// The budgets `team` shares (`.team` scope); empty for a team plans.yaml does not list.
     public func budgets(ofTeam team: String) -> [BudgetLimit] { teams[team] ?? [] }
 

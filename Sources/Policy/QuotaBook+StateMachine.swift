@@ -183,6 +183,19 @@ struct QuotaBookStateMachine: Sendable {
         return standings
     }
 
+    mutating func currentUse(now: Int64, timeZone: TimeZone) -> [BudgetUse] {
+        let clock = clockIndex(for: timeZone)
+        var starts = PeriodStarts()
+        for period in BudgetPeriod.allCases { starts[period] = clocks[clock].interval(of: period, containing: now).start }
+        var uses: [BudgetUse] = []
+        for (key, bucket) in buckets where key.start == starts[key.period] {
+            uses.append(BudgetUse(scope: key.scope, period: key.period,
+                                  picodollars: bucket.spent + bucket.reserved,
+                                  tokens: bucket.spentTokens + bucket.reservedTokens))
+        }
+        return uses
+    }
+
     mutating func restore(scope: PayerScope, period: BudgetPeriod, periodStart: Int64, spent: Money.Total,
                           tokens: Int) {
         let key = QuotaBucketKey(scope: scope, period: period, start: periodStart)

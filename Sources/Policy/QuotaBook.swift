@@ -76,6 +76,12 @@ public final class QuotaBook: Sendable {
         restore(scope: scope, period: period, periodStart: periodStart, spent: total, tokens: tokens)
     }
 
+    /// Every budget bucket of the current day, week and month in `timeZone`: what each scope has
+    /// spent plus what calls in flight hold (for budget utilisation metrics; one pass, O(buckets)).
+    public func currentUse(now: Int64, timeZone: TimeZone) -> [BudgetUse] {
+        state.withLock { $0.currentUse(now: now, timeZone: timeZone) }
+    }
+
     /// Reservations not yet settled or released (for metrics and tests).
     public var openReservations: Int { state.withLock { $0.open.count } }
 

@@ -17,3 +17,18 @@ public struct QuotaStanding: Sendable, Hashable {
         self.resetsAt = resetsAt
     }
 }
+
+/// What one scope has used of its current period: spent plus held by calls in flight.
+public struct BudgetUse: Sendable, Hashable {
+    public var scope: PayerScope
+    public var period: BudgetPeriod
+    public var picodollars: Int128
+    public var tokens: Int128
+
+    public init(scope: PayerScope, period: BudgetPeriod, picodollars: Int128, tokens: Int128) {
+        self.scope = scope
+        self.period = period
+        self.picodollars = picodollars
+        self.tokens = tokens
+    }
+}

@@ -110,26 +110,3 @@ struct HTTPDetailTests {
         #expect(r.complete)
     }
 }
-
-@Suite("Metrics")
-struct MetricsTests {
-    @Test("GET /metrics: calls by route and outcome, tokens and cost by price entry, the policy in force")
-    func metrics() async throws {
-        let h = try ProxyHarness()
-        defer { h.shutdown() }
-        _ = try await h.post("/v1/chat/completions", key: h.aliceKey,
-                             json: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#, requestID: "met-1")
-        _ = try await h.post("/v1/chat/completions", key: nil, json: "{}", requestID: "met-2")
-        let r = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics")
-        #expect(r.status == 200)
-        let text = r.text
-        #expect(text.contains(#"tokenctl_requests_total{route="chat.completions",outcome="ok"} 1"#))
-        #expect(text.contains(#"tokenctl_requests_total{route="chat.completions",outcome="refused_auth"} 1"#))
-        #expect(text.contains(#"tokenctl_tokens_total{price="gpt-4o-mini@2024-07-18",direction="output"}"#))
-        #expect(text.contains("tokenctl_cost_usd_total"))
-        #expect(text.contains(#"tokenctl_policy_info{version="\#(h.server.policy.version)"} 1"#))
-        #expect(text.contains("tokenctl_policy_reload_errors_total 0"))
-        #expect(text.contains("tokenctl_request_duration_seconds_bucket"))
-        #expect(!text.contains("alice"))
-    }
-}

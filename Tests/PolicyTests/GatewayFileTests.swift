@@ -36,10 +36,36 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms or connect_timeout_ms)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms or metrics)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",
+        ])
+    }
+
+    @Test func metricsUserLabels() throws {
+        #expect(GatewaySettings.defaults.metrics == MetricsSettings(userLabels: .none, topUsers: 20))
+        let env = ["OPENAI_API_KEY": "k"]
+        let set = try PolicyFixture.with(gateway: "metrics: { user_labels: top, top_users: 5 }\n").load(env)
+        #expect(set.gateway.metrics == MetricsSettings(userLabels: .top, topUsers: 5))
+        #expect(set.warnings.isEmpty)
+        #expect(try PolicyFixture.with(gateway: "metrics:\n").load().gateway.metrics == .defaults)
+
+        let idle = try PolicyFixture.with(gateway: "metrics: { top_users: 5 }\n").load(env)
+        #expect(idle.warnings.map(\.description) == ["gateway.yaml:1: metrics.top_users: has no effect unless user_labels is top"])
+
+        #expect(try PolicyFixture.with(gateway: """
+            metrics:
+              user_labels: all
+              top_users: 5000
+              per_user: true
+            """).problems() == [
+            "gateway.yaml:2: metrics.user_labels: unknown value 'all' (expected none or top)",
+            "gateway.yaml:3: metrics.top_users: 5000 is out of range (1...1000)",
+            "gateway.yaml:4: metrics.per_user: unknown key 'per_user' (expected user_labels or top_users)",
+        ])
+        #expect(try PolicyFixture.with(gateway: "metrics: [top]\n").problems() == [
+            "gateway.yaml:1: metrics: expected a mapping, found a list",
         ])
     }
 }
