@@ -70,6 +70,9 @@ struct ProviderGateTests {
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
         async let second = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-b")
         try await Self.waitFor("second call admitted") { h.server.callsInFlight == 2 }
+        let metrics = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics").text
+        #expect(metrics.contains(#"tokenctl_upstream_backlog{provider="openai",stage="queued"} 1"#))
+        #expect(metrics.contains(#"tokenctl_upstream_backlog{provider="openai",stage="awaiting_head"} 1"#))
         let third = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "slot-c")
         #expect(third.status == 503)
         #expect(third.header("retry-after") == "1")
