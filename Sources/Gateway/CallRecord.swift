@@ -66,10 +66,11 @@ enum CallRecord {
         }
     }
 
-    /// A stream that broke off (client gone, deadline, shutdown) after text reached the client
-    /// but before the provider's output usage: bill the text streamed (`OutputEstimate`), with
-    /// the provider's input count if it sent one (Anthropic does, first) or the prompt estimate.
-    static func estimateIfCut(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
+    /// An answer without usable output usage — a stream that broke off (client gone, deadline,
+    /// shutdown) after text reached the client, or a provider that reported none, or nonsense —
+    /// is billed for the text sent (`OutputEstimate`), with the provider's input count if it sent
+    /// one (Anthropic does, first) or the prompt estimate.
+    static func estimateMissingUsage(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
                               price: ModelPrice?) {
         guard metered.estimatedOutputTokens > 0, (metered.usage?.outputTokens ?? 0) == 0 else { return }
         var usage = metered.usage ?? Usage(inputTokens: promptEstimate)

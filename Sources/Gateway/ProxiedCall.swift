@@ -272,10 +272,21 @@ final class ProxiedCall: UpstreamResponseHandler {
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
+            } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
+                entry.outcome = .upstreamError
+                entry.errorMessage = "the provider's answer is not a complete JSON document"
+            } else if metered.bodyUnread {
+                entry.outcome = .ok
+                entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes: relayed, its usage not read (no tokens or cost)"
             } else {
                 entry.outcome = .ok
                 if metered.usage == nil && request.endpoint != .countTokens {
-                    entry.errorMessage = "the provider reported no usage; recorded without tokens or cost"
+                    // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                             price: admission.price)
+                    entry.errorMessage = entry.usageSource == .estimated
+                        ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
+                        : "the provider reported no usage; recorded without tokens or cost"
                 }
             }
             record(entry) { [self] in
@@ -286,7 +297,7 @@ final class ProxiedCall: UpstreamResponseHandler {
 
         case .failure(let error):
             CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
-            CallRecord.estimateIfCut(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+            CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                      price: admission.price)
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client

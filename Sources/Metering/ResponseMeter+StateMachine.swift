@@ -193,7 +193,9 @@ extension ResponseMeter {
         mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
             let heldBytes = held.map { [$0] } ?? []
             guard !tooLarge else {
-                return (heldBytes, MeterResult())
+                var result = MeterResult()
+                result.bodyUnread = true
+                return (heldBytes, result)
             }
             var whole: ByteBuffer
             if body.count == 1 {
@@ -204,9 +206,15 @@ extension ResponseMeter {
                 for part in body { whole.writeImmutableBuffer(part) }
             }
             let reading = ResponseUsage.read(endpoint: endpoint, status: status, body: whole)
-            let result = MeterResult(usage: reading.usage, servedModel: reading.servedModel,
+            var result = MeterResult(usage: reading.usage, servedModel: reading.servedModel,
                                      providerErrorMessage: reading.providerErrorMessage,
                                      sawTerminalEvent: reading.isCompleteJSON, isStream: false)
+            if reading.usage == nil, status < 400 {
+                // No usable usage (missing, negative, absurd): the answer's text is the estimate.
+                var text = StreamedText()
+                whole.withUnsafeReadableBytes { text.count($0) }
+                result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: text.bytes, textEvents: text.events)
+            }
             return (heldBytes, result)
         }
     }

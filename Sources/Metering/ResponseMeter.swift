@@ -13,8 +13,11 @@ public struct MeterResult: Sendable, Hashable {
     public var sawTerminalEvent: Bool
     /// The response was relayed as a server-sent event stream.
     public var isStream: Bool
-    /// `OutputEstimate` of the text streamed (0 for a body): bills a stream cut before its usage.
+    /// `OutputEstimate` of the text sent: bills an answer without usable usage (a cut stream,
+    /// a body whose usage is missing or nonsense); 0 when not needed.
     public var estimatedOutputTokens = 0
+    /// A body over `ResponseMeter.bodyLimit`: relayed intact, but not read (no usage, no JSON check).
+    public var bodyUnread = false
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 sawTerminalEvent: Bool = false, isStream: Bool = false) {

@@ -1,0 +1,126 @@
+import Foundation
+import Ledger
+import Metering
+import Testing
+
+/// Upstream-side bad input: answers FakeLLM never gives, from a canned provider. Each gets a
+/// clear answer for the client, a consistent ledger row, and no crash.
+@Suite("Broken provider answers")
+struct UpstreamHostileTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+    static let stream = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
+
+    static func response(status: String = "200 OK", contentType: String = "application/json", _ body: String) -> [UInt8] {
+        Array("HTTP/1.1 \(status)\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)".utf8)
+    }
+
+    static func streamHead() -> [UInt8] {
+        Array("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".utf8)
+    }
+
+    /// A harness whose OpenAI provider is `canned`.
+    static func harness(_ canned: CannedProvider, scheme: String = "http") throws -> ProxyHarness {
+        try ProxyHarness(providersYAML: """
+            providers:
+              openai: { dialect: openai, base_url: "\(scheme)://127.0.0.1:\(canned.port)/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """)
+    }
+
+    static func body(usage: String) -> String {
+        #"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, friend"},"finish_reason":"stop"}],"usage":"# + usage + "}"
+    }
+
+    @Test("missing, negative or absurd usage: the answer is relayed, the row is ok with estimated tokens", arguments: [
+        "null", #"{"prompt_tokens":-5,"completion_tokens":3,"total_tokens":-2}"#,
+        #"{"prompt_tokens":100000000000000,"completion_tokens":5,"total_tokens":100000000000005}"#,
+        #"{"prompt_tokens":"many","completion_tokens":5}"#,
+    ])
+    func badUsage(_ usage: String) async throws {
+        let text = Self.body(usage: usage)
+        let canned = try CannedProvider([Self.response(text)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "usage")
+        #expect(r.status == 200)
+        #expect(r.text == text)
+        let row = try #require(try h.row("usage"))
+        #expect(row.outcome == .ok)
+        #expect(row.usageSource == .estimated)
+        #expect(row.usage.inputTokens == PromptEstimate.tokens(bodyBytes: Self.chat.utf8.count))
+        #expect(row.usage.outputTokens == OutputEstimate.tokens(textBytes: "Hello there, friend".utf8.count, textEvents: 1))
+        #expect(row.cost.picodollars == Int64(row.usage.inputTokens) * 150_000 + Int64(row.usage.outputTokens) * 600_000)
+        #expect(row.errorMessage?.contains("no usable usage") == true)
+    }
+
+    @Test("a non-JSON 200 and an HTML error page are passed through and recorded")
+    func notJSON() async throws {
+        let page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+        let canned = try CannedProvider([Self.response(status: "502 Bad Gateway", contentType: "text/html", page)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "html")
+        #expect(r.status == 502)
+        #expect(r.text == page)
+        let row = try #require(try h.row("html"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage?.contains("502 Bad Gateway") == true)
+
+        let garbage = try CannedProvider([Self.response("this is not json")])
+        defer { garbage.shutdown() }
+        let g = try Self.harness(garbage)
+        defer { g.shutdown() }
+        let r2 = try await g.post("/v1/chat/completions", key: g.aliceKey, json: Self.chat, requestID: "garbage")
+        #expect(r2.status == 200 && r2.text == "this is not json")
+        let row2 = try #require(try g.row("garbage"))
+        #expect(row2.outcome == .upstreamError)   // not a complete JSON answer
+    }
+
+    @Test("an SSE event over 1 MiB is relayed intact; memory stays bounded by the meter's limit")
+    func hugeEvent() async throws {
+        let big = String(repeating: "x", count: 2 << 20)
+        let events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(big)\"}}]}\n\n"
+            + #"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":9,"total_tokens":16}}"# + "\n\n"
+            + "data: [DONE]\n\n"
+        let canned = try CannedProvider([Self.streamHead(), Array(events.utf8)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "huge-event")
+        #expect(r.status == 200)
+        #expect(r.text == events)
+        let row = try #require(try h.row("huge-event"))
+        #expect(row.outcome == .ok)
+        #expect(row.usage.inputTokens == 7 && row.usage.outputTokens == 9)
+    }
+
+    @Test("a connection reset mid-stream cuts the client off; the row says upstream_unreachable or upstream_error")
+    func resetMidStream() async throws {
+        let first = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n"
+        let canned = try CannedProvider([Self.streamHead(), Array(first.utf8)], ending: .reset)
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "reset")
+        #expect(!r.complete)
+        let row = try #require(try h.row("reset"))
+        #expect(row.outcome == .upstreamError || row.outcome == .upstreamUnreachable)
+        #expect(row.usageSource == .estimated)   // "Hello" reached the client
+        #expect(row.usage.outputTokens == 2)
+    }
+
+    @Test("a TLS handshake failure (https to a plain server) is a 502 in the caller's dialect")
+    func tlsFailure() async throws {
+        let canned = try CannedProvider([Self.response("{}")])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned, scheme: "https")
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "tls")
+        #expect(r.status == 502)
+        #expect(r.text.contains("upstream_unreachable"))
+        #expect(try h.row("tls")?.outcome == .upstreamUnreachable)
+    }
+}
