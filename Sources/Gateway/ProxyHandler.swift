@@ -24,10 +24,17 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     private enum State {
         case idle
         case receiving(head: HTTPRequestHead, body: ByteBuffer, startedAt: Int64)
-        /// The body is over the limit: read and drop the rest, then answer 413.
-        case discarding(head: HTTPRequestHead, startedAt: Int64)
         case responding(call: ProxiedCall?)
     }
+
+    /// The head of the next request (`header_timeout_ms`), or the body of this one
+    /// (`body_timeout_ms`), must arrive by this timer.
+    private var readDeadline: Scheduled<Void>?
+
+    /// More request headers than any SDK sends (they send about 20), or more bytes of them:
+    /// refused with 431 before anything else is done with the request.
+    static let maxHeaderCount = 256
+    static let maxHeaderBytes = 64 * 1024
 
     /// The connection's loop; kept apart from `context`, which is gone once the channel closes
     /// while a call that still has to be recorded lives on.
@@ -40,8 +47,51 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         self.policy = gateway.policies.policy
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { awaitRequest() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        readDeadline?.cancel()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        awaitRequest()
+        context.fireChannelActive()
+    }
+
+    /// Waiting for a request head (a new connection, or idle between keep-alive requests): a
+    /// client that does not finish one in time (a slowloris, or a forgotten connection) is closed.
+    private func awaitRequest() {
+        readDeadline?.cancel()
+        let timeout = TimeAmount.milliseconds(Int64(gateway.policies.policy.gateway.headerTimeoutMs))
+        readDeadline = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            guard case .idle = state else { return }
+            context?.close(promise: nil)
+        }
+    }
+
+    /// The head arrived: the body has `body_timeout_ms` to follow, else 408.
+    private func awaitBody(head: HTTPRequestHead, startedAt: Int64) {
+        readDeadline?.cancel()
+        let timeout = gateway.policies.policy.gateway.bodyTimeoutMs
+        readDeadline = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(timeout))) { [self] in
+            guard case .receiving = state else { return }
+            refuseBeforeEnd(head: head, startedAt: startedAt,
+                            Refusal(.requestTimeout, "The request body did not arrive within \(timeout) ms (body_timeout_ms in gateway.yaml)."))
+        }
+    }
+
+    /// Answers a request whose head or body broke a limit before its end: the rest of it is not
+    /// read (the connection closes after the answer).
+    private func refuseBeforeEnd(head: HTTPRequestHead, startedAt: Int64, _ refusal: Refusal) {
+        readDeadline?.cancel()
+        state = .responding(call: nil)
+        keepAlive = false
+        refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil, refusal)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -51,42 +101,53 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             keepAlive = head.isKeepAlive
             responseVersion = head.version
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            if declared > policy.gateway.maxBodyBytes {
-                state = .discarding(head: head, startedAt: startedAt)
-            } else {
-                // curl and some SDKs wait (1 s for curl) for this before sending a large body.
-                if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                          promise: nil)
-                }
-                let capacity = min(max(declared, 256), 1 << 20)
-                state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: capacity),
-                                   startedAt: startedAt)
+            let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+            if head.headers.count > Self.maxHeaderCount || headerBytes > Self.maxHeaderBytes {
+                return refuseBeforeEnd(head: head, startedAt: startedAt, Refusal(.headersTooLarge,
+                    "Too many request headers (\(head.headers.count), \(headerBytes) bytes; the limit is \(Self.maxHeaderCount) headers and \(Self.maxHeaderBytes) bytes)."))
             }
+            if declared > policy.gateway.maxBodyBytes {
+                // Answered at once: a client must not be able to make the gateway read (or wait
+                // for) a body it will refuse anyway.
+                return refuseBeforeEnd(head: head, startedAt: startedAt, tooLarge)
+            }
+            // curl and some SDKs wait (1 s for curl) for this before sending a large body.
+            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+                                      promise: nil)
+            }
+            let capacity = min(max(declared, 256), 1 << 20)
+            state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: capacity),
+                               startedAt: startedAt)
+            awaitBody(head: head, startedAt: startedAt)
         case .body(var chunk):
             guard case .receiving(let head, var body, let startedAt) = state else { return }
             if body.readableBytes + chunk.readableBytes > policy.gateway.maxBodyBytes {
-                state = .discarding(head: head, startedAt: startedAt)
-                return
+                return refuseBeforeEnd(head: head, startedAt: startedAt, tooLarge)
             }
             state = .idle  // drop the reference so the append does not copy
             body.writeBuffer(&chunk)
             state = .receiving(head: head, body: body, startedAt: startedAt)
         case .end:
-            switch state {
-            case .receiving(let head, let body, let startedAt):
-                state = .responding(call: nil)
-                dispatch(head: head, body: body, startedAt: startedAt)
-            case .discarding(let head, let startedAt):
-                state = .responding(call: nil)
-                keepAlive = false
-                let limit = policy.gateway.maxBodyBytes
-                refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil,
-                       Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml)."))
-            case .idle, .responding:
-                break
-            }
+            guard case .receiving(let head, let body, let startedAt) = state else { return }
+            readDeadline?.cancel()
+            state = .responding(call: nil)
+            dispatch(head: head, body: body, startedAt: startedAt)
         }
+    }
+
+    /// A request NIO cannot parse (e.g. headers past its decoder's limit) has already been
+    /// answered 400 by `HTTPServerProtocolErrorHandler`; nothing more can be read from this
+    /// connection, so it is closed. There is no request to record.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            readDeadline?.cancel()
+            if case .responding(let call?) = state { call.clientDisconnected() }
+            state = .responding(call: nil)
+            context.close(promise: nil)
+            return
+        }
+        context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -233,6 +294,11 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         Self.secret(in: head.headers).flatMap(gateway.principals.principal(forSecret:))
     }
 
+    private var tooLarge: Refusal {
+        let limit = policy.gateway.maxBodyBytes
+        return Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml).")
+    }
+
     private func line(for head: HTTPRequestHead, startedAt: Int64) -> RequestLine {
         let path = Self.path(of: head.uri)
         let endpoint = Endpoint(proxyPath: path)
@@ -283,6 +349,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         guard let context else { return }
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            awaitRequest()
         } else {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }

@@ -18,6 +18,10 @@ public struct Refusal: Error, Sendable {
         case shuttingDown
         /// The provider's concurrency limit is reached and its wait queue is full or timed out.
         case providerBusy
+        /// The client did not send its whole body in time (`body_timeout_ms`).
+        case requestTimeout
+        /// Too many request headers, or too large.
+        case headersTooLarge
         // Plans: what the payer may do.
         case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
@@ -42,6 +46,8 @@ public struct Refusal: Error, Sendable {
         case .badRequest, .unpriced, .outputOverCap: return 400
         case .tooManyConcurrent, .rateLimited, .quotaExhausted, .spendRateTripped: return 429
         case .tooLarge: return 413
+        case .requestTimeout: return 408
+        case .headersTooLarge: return 431
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
         case .shuttingDown, .providerBusy: return 503
@@ -54,7 +60,8 @@ public struct Refusal: Error, Sendable {
     public var outcome: Outcome {
         switch kind {
         case .unauthenticated, .wrongKeyRole: return .refusedAuth
-        case .badRequest: return .refusedBadRequest
+        case .badRequest, .requestTimeout: return .refusedBadRequest
+        case .headersTooLarge: return .refusedTooLarge
         case .tooLarge: return .refusedTooLarge
         case .notFound, .methodNotAllowed: return .refusedNotFound
         case .providerAuthFailed: return .upstreamError
@@ -90,7 +97,7 @@ public struct Refusal: Error, Sendable {
         case .rateLimited(.tokens): return "tokens"
         case .quotaExhausted: return "insufficient_quota"
         case .unauthenticated, .badRequest, .tooLarge, .notFound, .methodNotAllowed, .unknownModel, .unpriced,
-             .outputOverCap:
+             .outputOverCap, .requestTimeout, .headersTooLarge:
             return "invalid_request_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
@@ -107,6 +114,8 @@ public struct Refusal: Error, Sendable {
         case .unauthenticated: return "invalid_api_key"
         case .badRequest: return "invalid_request"
         case .tooLarge: return "request_too_large"
+        case .requestTimeout: return "request_timeout"
+        case .headersTooLarge: return "request_headers_too_large"
         case .notFound: return "not_found"
         case .methodNotAllowed: return "method_not_allowed"
         case .providerAuthFailed: return "provider_auth_failed"
@@ -130,8 +139,8 @@ public struct Refusal: Error, Sendable {
         case .quotaExhausted: return "billing_error"
         case .outputOverCap: return "invalid_request_error"
         case .unauthenticated: return "authentication_error"
-        case .badRequest, .unpriced, .methodNotAllowed: return "invalid_request_error"
-        case .tooLarge: return "request_too_large"
+        case .badRequest, .unpriced, .methodNotAllowed, .requestTimeout: return "invalid_request_error"
+        case .tooLarge, .headersTooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"

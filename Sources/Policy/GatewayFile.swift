@@ -3,7 +3,8 @@ import Yams
 /// `gateway.yaml`: process-wide settings. Optional; an absent or empty file means all defaults.
 enum GatewayFile {
     static let name = "gateway.yaml"
-    static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics"]
+    static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics",
+                       "header_timeout_ms", "body_timeout_ms"]
     static let metricsKeys = ["user_labels", "top_users"]
     /// More per-user series than this is no longer a bounded label set.
     static let topUsersRange = 1...1_000
@@ -32,6 +33,12 @@ enum GatewayFile {
             settings.connectTimeoutMs = value
         }
         if let entry = fields["metrics"] { settings.metrics = readMetrics(entry, &reader) }
+        if let entry = fields["header_timeout_ms"], let value = reader.integer(entry, in: timeoutRange) {
+            settings.headerTimeoutMs = value
+        }
+        if let entry = fields["body_timeout_ms"], let value = reader.integer(entry, in: timeoutRange) {
+            settings.bodyTimeoutMs = value
+        }
         return settings
     }
 

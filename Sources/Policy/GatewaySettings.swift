@@ -17,10 +17,17 @@ public struct GatewaySettings: Sendable, Hashable {
     public var connectTimeoutMs: Int
     /// What `GET /metrics` may label by user.
     public var metrics: MetricsSettings
+    /// A connection waiting for a request (new, or idle between keep-alive requests) must deliver
+    /// a whole request head within this, else it is closed (slowloris; idle keep-alive).
+    public var headerTimeoutMs: Int
+    /// A request's body must arrive whole within this after its head, else 408.
+    public var bodyTimeoutMs: Int
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
                 requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
-                metrics: MetricsSettings = .defaults) {
+                metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000) {
+        self.headerTimeoutMs = headerTimeoutMs
+        self.bodyTimeoutMs = bodyTimeoutMs
         self.maxBodyBytes = maxBodyBytes
         self.unpricedModels = unpricedModels
         self.requestTimeoutMs = requestTimeoutMs

@@ -65,4 +65,78 @@ struct HostileClientTests {
         for id in ["utf8", "trunc"] { #expect(try h.row(id)?.outcome == .refusedBadRequest) }
         try await Self.stillServing(h, "after-bad-bodies")
     }
+
+    @Test("a 100 MiB body is refused with 413 without being read, and recorded")
+    func hugeBody() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer \(h.aliceKey)\r\n"
+            + "content-type: application/json\r\nx-request-id: huge\r\ncontent-length: \(100 << 20)\r\n\r\n"
+        client.send(head)
+        // Only the first MiB is offered; the answer must not wait for the other 99.
+        client.send([UInt8](repeating: UInt8(ascii: " "), count: 1 << 20))
+        let (bytes, _) = client.readUntilClosed(timeout: 5)
+        #expect(RawSocketClient.statuses(bytes).first == 413)
+        #expect(try h.row("huge")?.outcome == .refusedTooLarge)
+        try await Self.stillServing(h, "after-huge")
+    }
+
+    @Test("too many headers: 431 in the caller's dialect, recorded, and the connection closes")
+    func tooManyHeaders() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        let extra = (0..<300).map { "x-many-\($0): a" }
+        client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "many", extra: extra))
+        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        #expect(closed)
+        #expect(RawSocketClient.statuses(bytes) == [431])
+        #expect(String(decoding: bytes, as: UTF8.self).contains("request_headers_too_large"))
+        #expect(try h.row("many")?.outcome == .refusedTooLarge)
+        try await Self.stillServing(h, "after-many")
+    }
+
+    @Test("a header flood past the HTTP decoder's limit: 400 and the connection closes")
+    func headerFlood() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        let extra = (0..<10_000).map { "x-flood-\($0): \(String(repeating: "a", count: 20))" }
+        client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "flood", extra: extra))
+        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        #expect(closed)
+        #expect(RawSocketClient.statuses(bytes) == [400])
+        try await Self.stillServing(h, "after-flood")
+    }
+
+    @Test("a client that sends half a request head and stalls is disconnected (slowloris)")
+    func slowHeaders() async throws {
+        let h = try ProxyHarness(gatewayYAML: "header_timeout_ms: 4000\n")
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        client.send("POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
+        let (_, closed) = client.readUntilClosed(timeout: 9)
+        #expect(closed)
+        try await Self.stillServing(h, "after-slow-head")
+    }
+
+    @Test("a client that stops sending its body midway is answered 408 and recorded")
+    func slowBody() async throws {
+        let h = try ProxyHarness(gatewayYAML: "body_timeout_ms: 300\n")
+        defer { h.shutdown() }
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        let full = RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "slow-body")
+        client.send(String(full.dropLast(10)))
+        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        #expect(closed)
+        #expect(RawSocketClient.statuses(bytes) == [408])
+        #expect(try h.row("slow-body")?.outcome == .refusedBadRequest)
+        try await Self.stillServing(h, "after-slow-body")
+    }
 }

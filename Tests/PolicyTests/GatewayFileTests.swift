@@ -36,7 +36,7 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms or metrics)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms or body_timeout_ms)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",
