@@ -71,16 +71,44 @@ proxy=$(listening_url "$work/tokenctl.log")
   --paced-key "$paced_key" --broke-key "$broke_key" \
   --tokenctl "$bin/tokenctl" || { echo "--- tokenctl log"; tail -50 "$work/tokenctl.log"; exit 1; }
 
-# Shutdown: a call in flight at SIGTERM is recorded (as interrupted) and serve exits 0.
-curl -s -o /dev/null -H "authorization: Bearer $key" -H 'content-type: application/json' \
-  -H 'x-request-id: sdk-sigterm' -d '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"hi"}]}' \
-  "$proxy/v1/chat/completions" &
+# Shutdown (SIGTERM): the server stops accepting, lets the call in flight finish (default drain
+# 30 s), records it, and exits 0; the client gets the whole answer.
+outcome_of() {
+  python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"select outcome from calls where request_id=?\", (sys.argv[2],)).fetchone(); print(r[0] if r else 'none')" "$db" "$1"
+}
+sigterm_call() {  # request id, proxy url; prints the HTTP status curl got
+  curl -s -o "$work/$1.body" -w '%{http_code}' -H "authorization: Bearer $key" -H 'content-type: application/json' \
+    -H "x-request-id: $1" -d '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"hi"}]}' \
+    "$2/v1/chat/completions" > "$work/$1.status" || true
+}
+sigterm_call sdk-drained "$proxy" &
+curl_pid=$!
 sleep 0.3
 kill -TERM "$serve_pid"
 code=0; wait "$serve_pid" || code=$?
-outcome=$(python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"select outcome from calls where request_id='sdk-sigterm'\").fetchone(); print(r[0] if r else 'none')" "$db")
-if [ "$code" = 0 ] && [ "$outcome" = interrupted ]; then
-  echo "ok   serve: SIGTERM records the call in flight (interrupted) and exits 0"
+wait "$curl_pid"
+outcome=$(outcome_of sdk-drained)
+if [ "$code" = 0 ] && [ "$outcome" = ok ] && [ "$(cat "$work/sdk-drained.status")" = 200 ]; then
+  echo "ok   serve: SIGTERM drains: the call in flight finishes (200, recorded ok) and serve exits 0"
 else
-  echo "FAIL serve: SIGTERM exit code $code, in-flight call recorded as '$outcome'"; tail -20 "$work/tokenctl.log"; exit 1
+  echo "FAIL serve: SIGTERM exit code $code, in-flight call got $(cat "$work/sdk-drained.status") and was recorded as '$outcome'"; tail -20 "$work/tokenctl.log"; exit 1
+fi
+
+# Past --drain-timeout the call still in flight is cancelled and recorded as interrupted.
+SDK_TEST_PROVIDER_KEY="$provider_key" "$bin/tokenctl" serve --policies "$work/policies" --db "$db" --port 0 \
+  --drain-timeout 0.2 >"$work/tokenctl2.log" 2>&1 &
+serve_pid=$!
+pids+=($serve_pid)
+proxy=$(listening_url "$work/tokenctl2.log")
+sigterm_call sdk-interrupted "$proxy" &
+curl_pid=$!
+sleep 0.3
+kill -TERM "$serve_pid"
+code=0; wait "$serve_pid" || code=$?
+wait "$curl_pid"
+outcome=$(outcome_of sdk-interrupted)
+if [ "$code" = 0 ] && [ "$outcome" = interrupted ]; then
+  echo "ok   serve: past --drain-timeout the call in flight is cancelled, recorded as interrupted, exit 0"
+else
+  echo "FAIL serve: drain timeout: exit code $code, in-flight call recorded as '$outcome'"; tail -20 "$work/tokenctl2.log"; exit 1
 fi

@@ -18,6 +18,7 @@ public final class GatewayServer: Sendable {
     private let context: GatewayContext
     private let keys: KeyStore
     private let admin: AdminAPI
+    private let connections: OpenConnections
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
@@ -53,6 +54,7 @@ public final class GatewayServer: Sendable {
             throw error
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        let connections = OpenConnections()
         do {
             let channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
@@ -60,7 +62,8 @@ public final class GatewayServer: Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    connections.add(channel)
+                    return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context, admin: admin,
                                                                                    eventLoop: channel.eventLoop))
@@ -72,7 +75,7 @@ public final class GatewayServer: Sendable {
             policies.startWatching()
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
-                                 keys: keys, admin: admin)
+                                 keys: keys, admin: admin, connections: connections)
         } catch {
             admin.shutdown()
             upstream.shutdown()
@@ -83,7 +86,8 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: KeyStore, admin: AdminAPI) {
+                 context: GatewayContext, keys: KeyStore, admin: AdminAPI, connections: OpenConnections) {
+        self.connections = connections
         self.keys = keys
         self.admin = admin
         self.port = port
@@ -94,6 +98,20 @@ public final class GatewayServer: Sendable {
     }
 
     public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Graceful stop (SIGTERM): stops accepting and closes idle connections, lets calls in
+    /// flight finish for up to `timeout` (their connections close after the answer), then
+    /// `shutdown()`: whatever is still running is cancelled and recorded as `interrupted`.
+    /// Blocks; returns once the ledger is closed.
+    public func drain(timeout: Duration) {
+        try? channel.close().wait()
+        connections.drain()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline && (callsInFlight > 0 || context.ledger.backlog > 0) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        try? shutdown()
+    }
 
     /// Stops accepting, cancels what is still in flight (each cancelled call is recorded),
     /// then flushes and closes the ledger.

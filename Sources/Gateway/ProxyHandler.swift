@@ -17,6 +17,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     private var context: ChannelHandlerContext?
     private var state: State = .idle
     private var keepAlive = true
+    /// The gateway is stopping: no connection is kept alive after its current answer.
+    private var draining = false
     /// The policy in force when the current request's head arrived; the whole call uses it.
     private var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
@@ -98,7 +100,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case .head(let head):
             let startedAt = UnixTime.nowMicros()
             policy = gateway.policies.policy
-            keepAlive = head.isKeepAlive
+            keepAlive = head.isKeepAlive && !draining
             responseVersion = head.version
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
@@ -148,6 +150,17 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             return
         }
         context.fireErrorCaught(error)
+    }
+
+    /// The gateway is stopping: an idle connection closes now; a busy one answers, then closes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is OpenConnections.Draining else { return context.fireUserInboundEventTriggered(event) }
+        draining = true
+        keepAlive = false
+        if case .idle = state {
+            readDeadline?.cancel()
+            context.close(promise: nil)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

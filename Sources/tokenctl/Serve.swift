@@ -5,13 +5,15 @@ import Gateway
 import Logging
 import NIOCore
 import Policy
+import ServiceLifecycle
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the proxy.",
         discussion: """
-            Stops on SIGINT or SIGTERM: stops accepting, cancels calls still in flight (recorded), \
-            flushes the ledger. Policy file changes are picked up within a second (SIGHUP reloads at \
+            Stops on SIGINT or SIGTERM: stops accepting and closes idle connections, lets calls in \
+            flight finish for up to --drain-timeout seconds, cancels the rest (recorded as \
+            interrupted), flushes and closes the ledger, exits 0. Policy file changes are picked up within a second (SIGHUP reloads at \
             once); a change with problems is refused and logged, and the previous policy stays in force.
             """)
 
@@ -29,7 +31,16 @@ struct Serve: ParsableCommand {
     @Option(help: "Event loop threads (one per core by default).")
     var threads: Int = System.coreCount
 
-    func run() throws {
+    @Option(help: "Seconds calls in flight may take to finish after SIGTERM/SIGINT before they are cancelled.")
+    var drainTimeout: Double = 30
+
+    func validate() throws {
+        guard drainTimeout >= 0, drainTimeout <= 3_600 else {
+            throw ValidationError("--drain-timeout must be between 0 and 3600 seconds")
+        }
+    }
+
+    func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "tokenctl")
         let policy = try loadPolicyOrExit(policies)
@@ -48,25 +59,39 @@ struct Serve: ParsableCommand {
         FileHandle.standardOutput.write(Data(
             "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))
 
-        let stop = DispatchQueue(label: "tokenctl.signals")
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: stop)
-            source.setEventHandler {
-                logger.info("shutting down")
-                do { try server.shutdown() } catch { logger.error("shutdown: \(error)") }
-            }
-            source.resume()
-            sources.append(source)
-        }
+        // SIGHUP reloads the policy now; SIGTERM and SIGINT are the service group's graceful shutdown.
         signal(SIGHUP, SIG_IGN)
-        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: stop)
+        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "tokenctl.sighup"))
         hangUp.setEventHandler { server.reloadPolicy() }
         hangUp.resume()
-        sources.append(hangUp)
-        server.wait()
-        _ = sources
+        defer { hangUp.cancel() }
+
+        let service = GatewayService(server: server, drainTimeout: .milliseconds(Int64(drainTimeout * 1_000)),
+                                     logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The running gateway as a service: waits for the group's graceful shutdown (SIGTERM/SIGINT),
+/// then drains it (see `GatewayServer.drain`), off the concurrency pool since draining blocks.
+struct GatewayService: Service {
+    let server: GatewayServer
+    let drainTimeout: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("shutting down: draining calls in flight", metadata: ["in_flight": "\(server.callsInFlight)"])
+        let server = self.server, timeout = drainTimeout
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                server.drain(timeout: timeout)
+                done.resume()
+            }
+        }
+        logger.info("stopped: ledger flushed and closed")
     }
 }
 

@@ -3,7 +3,7 @@ import Ledger
 import Reports
 
 @main
-struct TokenCtl: ParsableCommand {
+struct TokenCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenctl",
         abstract: "An LLM token-cost accounting proxy: forwards OpenAI and Anthropic calls, meters them, records every call.",
