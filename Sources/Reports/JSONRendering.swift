@@ -23,7 +23,7 @@ enum JSONRendering {
     static func render(_ report: Report, query: ReportQuery, summary: ReportSummary? = nil) -> String {
         var output = "{\"since\":" + string(Timestamp.iso8601(micros: query.since))
         output += ",\"until\":" + string(Timestamp.iso8601(micros: query.until))
-        output += ",\"time_zone\":" + string(query.timeZone.identifier)
+        output += ",\"time_zone\":" + string(ZoneName.of(query.timeZone))
         output += ",\"group_by\":[" + query.groupBy.map { string($0.rawValue) }.joined(separator: ",") + "]"
         let context = MetricColumn.Context(totalCost: report.totals.cost)
         output += ",\"rows\":[" + report.rows.map { row in

@@ -152,7 +152,7 @@ enum Timestamp {
         let ofDay = seconds - day.unixSeconds
         var text = "\(day)T\(pad(ofDay / 3_600, 2)):\(pad(ofDay / 60 % 60, 2)):\(pad(ofDay % 60, 2))"
         if fraction != 0 { text += "." + pad(fraction, 6) }
-        guard let timeZone, timeZone.identifier != "UTC", timeZone.identifier != "GMT" else { return text + "Z" }
+        guard let timeZone, !ZoneName.isUTC(timeZone) else { return text + "Z" }
         let sign = offsetSeconds < 0 ? "-" : "+"
         let magnitude = abs(offsetSeconds)
         return text + sign + pad(magnitude / 3_600, 2) + ":" + pad(magnitude / 60 % 60, 2)
@@ -162,7 +162,7 @@ enum Timestamp {
     static func span(_ query: ReportQuery) -> String {
         let zone = query.timeZone
         var text = "from \(iso8601(micros: query.since, in: zone)) to \(iso8601(micros: query.until, in: zone))"
-        if zone.identifier != "UTC" { text += " (\(zone.identifier))" }
+        if !ZoneName.isUTC(zone) { text += " (\(zone.identifier))" }
         return text
     }
 
@@ -170,4 +170,12 @@ enum Timestamp {
         let text = String(value)
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }
+}
+
+/// Time zone names as reports print them.
+enum ZoneName {
+    /// Foundation on Linux names `TimeZone(identifier: "UTC")` "GMT": both print as UTC.
+    static func isUTC(_ zone: TimeZone) -> Bool { zone.identifier == "UTC" || zone.identifier == "GMT" }
+
+    static func of(_ zone: TimeZone) -> String { isUTC(zone) ? "UTC" : zone.identifier }
 }

@@ -19,7 +19,7 @@ enum SummaryText {
     static let shownBudgets = 10
 
     static func render(_ summary: ReportSummary) -> String {
-        var output = "Summary" + (summary.timeZone.identifier == "UTC" ? "" : " (\(summary.timeZone.identifier))") + "\n\n"
+        var output = "Summary" + (ZoneName.isUTC(summary.timeZone) ? "" : " (\(summary.timeZone.identifier))") + "\n\n"
         let facts = SummaryText.facts(summary).map { ["  " + $0.0, $0.1] }
         output += TextColumns.render(header: facts[0], rows: Array(facts.dropFirst()), labelColumns: 2)
         for section in sections(summary) {
