@@ -24,11 +24,13 @@ enum HTMLRendering {
             body += figure("Latency by model (p50 and p95)", SVGCharts.latency(summary.models))
             body += "</section>\n"
         }
-        body += "<h2>Report</h2>\n" + table(report, query: query, columns: columns)
+        // A wide table scrolls inside its box rather than widening the page.
+        body += "<h2>Report</h2>\n<div class=\"wide\">\n" + table(report, query: query, columns: columns) + "</div>\n"
         if let summary {
             for section in SummaryText.sections(summary) {
-                body += "<h2>\(XML.escaped(section.title))</h2>\n<table>\n<tr>"
-                    + section.header.map { "<th>\(XML.escaped($0))</th>" }.joined() + "</tr>\n"
+                body += "<h2>\(XML.escaped(section.title))</h2>\n<table>\n<tr>" + section.header.enumerated().map {
+                    "<th\($0.offset < section.labelColumns ? " class=\"label\"" : "")>\(XML.escaped($0.element))</th>"
+                }.joined() + "</tr>\n"
                 for row in section.rows {
                     body += "<tr>" + row.enumerated().map { index, cell in
                         "<td\(index < section.labelColumns ? " class=\"label\"" : "")>\(XML.escaped(cell))</td>"
@@ -62,8 +64,8 @@ enum HTMLRendering {
         let metrics = columns.metrics
         let labels = query.groupBy.isEmpty ? [""] : query.groupBy.map(\.rawValue)
         let context = MetricColumn.Context(totalCost: report.totals.cost)
-        var html = "<table class=\"report\">\n<tr>" + (labels + metrics.map { $0.heading ?? $0.name })
-            .map { "<th>\(XML.escaped($0))</th>" }.joined() + "</tr>\n"
+        var html = "<table class=\"report\">\n<tr>" + labels.map { "<th class=\"label\">\(XML.escaped($0))</th>" }.joined()
+            + metrics.map { "<th>\(XML.escaped($0.heading ?? $0.name))</th>" }.joined() + "</tr>\n"
         func row(_ cells: [String], figures: [String], total: Bool = false) -> String {
             "<tr\(total ? " class=\"total\"" : "")>" + cells.map { "<td class=\"label\">\(XML.escaped($0))</td>" }.joined()
                 + figures.map { "<td>\(XML.escaped($0))</td>" }.joined() + "</tr>\n"
@@ -79,14 +81,19 @@ enum HTMLRendering {
     }
 
     private static let style = """
-        body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2433; margin: 24px 32px; background: #fff; }
+        body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2433; margin: 20px 20px; background: #fff; }
         h1 { font-size: 22px; margin: 0 0 4px; }
         h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d8dde6; padding-bottom: 4px; }
         .period { color: #5a6473; margin: 0 0 8px; }
         table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
         th, td { padding: 3px 10px; border-bottom: 1px solid #eceff4; text-align: right; white-space: nowrap; }
         th { background: #f4f6f9; font-weight: 600; }
-        td.label, table.facts th { text-align: left; }
+        td.label, th.label, table.facts th { text-align: left; }
+        .wide { overflow-x: auto; }
+        table.report { font-size: 11px; }
+        table.report th, table.report td { padding: 3px 4px; }
+        table.report th { white-space: normal; vertical-align: bottom; max-width: 64px; }
+        table.report th.label { max-width: none; }
         table.facts th { background: none; font-weight: 500; color: #5a6473; }
         table.facts td { text-align: left; }
         tr.total td { font-weight: 700; border-top: 2px solid #1d2433; }
