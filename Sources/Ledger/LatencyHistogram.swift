@@ -125,14 +125,25 @@ struct SparseHistogram: Sendable, Hashable {
     }
 }
 
-/// Dense bucket counts for a report group: merged from many rollups, then read as percentiles.
+/// Bucket counts for a report group, merged from many cells, then read as percentiles. Dense
+/// from the lowest bucket seen to the highest (a group's latencies span a few hundred buckets),
+/// in 32-bit counts: a report may hold tens of thousands of groups (e.g. by day and user).
 struct DenseHistogram {
-    private(set) var counts: [Int] = []
+    private var base = 0
+    private var counts: [UInt32] = []
     private(set) var total = 0
 
     mutating func add(index: Int, count: Int) {
-        if index >= counts.count { counts.append(contentsOf: repeatElement(0, count: index + 1 - counts.count)) }
-        counts[index] += count
+        if counts.isEmpty {
+            base = index
+            counts = [0]
+        } else if index < base {
+            counts.insert(contentsOf: repeatElement(0, count: base - index), at: 0)
+            base = index
+        } else if index - base >= counts.count {
+            counts.append(contentsOf: repeatElement(0, count: index - base + 1 - counts.count))
+        }
+        counts[index - base] += UInt32(count)
         total += count
     }
 
@@ -143,7 +154,7 @@ struct DenseHistogram {
     }
 
     mutating func add(_ other: DenseHistogram) {
-        for (index, count) in other.counts.enumerated() where count != 0 { add(index: index, count: count) }
+        for (offset, count) in other.counts.enumerated() where count != 0 { add(index: other.base + offset, count: Int(count)) }
     }
 
     /// The representative of the bucket holding the nearest-rank element; nil when empty.
@@ -151,9 +162,9 @@ struct DenseHistogram {
         guard total > 0 else { return nil }
         let rank = LatencyBuckets.rank(percent: percent, count: total)
         var seen = 0
-        for (index, count) in counts.enumerated() {
-            seen += count
-            if seen >= rank { return LatencyBuckets.representative(of: index) }
+        for (offset, count) in counts.enumerated() {
+            seen += Int(count)
+            if seen >= rank { return LatencyBuckets.representative(of: base + offset) }
         }
         return nil
     }
