@@ -39,6 +39,9 @@ guard arguments.count == 3, let rows = Int(arguments[2]), rows > 0 else {
     exit(2)
 }
 let path = arguments[1]
+/// WRITER_ONLY=1: build every entry first, then time only append + flush (the writer in isolation).
+let writerOnly = ProcessInfo.processInfo.environment["WRITER_ONLY"] == "1"
+var prebuilt: [LedgerEntry] = []
 let models: [(String, String, Int64, Int64)] = [  // model, provider, input and output pd per token
     ("gpt-4o", "openai", 2_500_000, 10_000_000), ("gpt-4o-mini", "openai", 150_000, 600_000),
     ("gpt-4.1", "openai", 2_000_000, 8_000_000), ("gpt-4.1-mini", "openai", 400_000, 1_600_000),
@@ -89,10 +92,14 @@ var n = 0
     // Calls end in any order: append those that ended by `limit`, by their end.
     pending.sort { $0.endedAt < $1.endedAt }
     let ready = pending.prefix { $0.endedAt <= limit }
-    for entry in ready { writer.append(entry) { _ in } }
     written += ready.count
+    if writerOnly {
+        prebuilt.append(contentsOf: ready)
+    } else {
+        for entry in ready { writer.append(entry) { _ in } }
+        if written % 200_000 < ready.count { writer.flush() }
+    }
     pending.removeFirst(ready.count)
-    if written % 200_000 < ready.count { writer.flush() }
 }
 
 // One second of traffic at a time, at the hour's share of the month's rows.
@@ -118,6 +125,15 @@ while n < rows {
     if second * 1_000_000 >= monthMicros { second = 0 }  // wraps only if rows outrun the month's weights
 }
 drain(upTo: .max)
+if writerOnly {
+    let start = clock.now
+    for entry in prebuilt { writer.append(entry) { _ in } }
+    writer.flush()
+    let elapsed = clock.now - start
+    let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print(String(format: "writer alone: %d rows appended and committed in %.2f s: %.0f rows/s", prebuilt.count, secs,
+                 Double(prebuilt.count) / secs))
+}
 writer.flush()
 writer.close()
 let seconds = Double((clock.now - started).components.attoseconds) / 1e18 + Double((clock.now - started).components.seconds)
