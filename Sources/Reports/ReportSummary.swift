@@ -5,9 +5,9 @@ import Policy
 
 /// The summary block of a report: where the money goes and where it is heading.
 ///
-/// Every figure comes from the report engine (`LedgerReader.report`): the period by day and
-/// user, by model, the month so far, and each budget period by user and team. Definitions (the
-/// README repeats them):
+/// Every figure comes from the report engine (`LedgerReader.report`): the period by day, user
+/// and team (and by model, for charts); the month so far and budget periods by user and team
+/// when those rows cannot answer them. Definitions (the README repeats them):
 ///
 /// - A user is *active* on a day (in the report's zone) if they made a call that day, refused or
 ///   not; calls without a user (refused before identification) make nobody active.
@@ -122,44 +122,93 @@ public struct ReportSummary: Sendable {
 
 extension ReportSummary {
     /// Computes the summary of `query` (its period, filters and zone; its grouping is ignored).
-    /// `plans` gives the budgets (nil: none); `now` bounds periods that have not ended.
-    public static func compute(reader: LedgerReader, query: ReportQuery, plans: PlanBook?,
-                               now: Int64) throws -> ReportSummary {
-        func run(_ groupBy: [ReportDimension], since: Int64 = query.since, until: Int64 = query.until,
-                 filtered: Bool = true, zone: TimeZone = query.timeZone) throws -> Report {
+    /// `plans` gives the budgets (nil: none); `now` bounds periods that have not ended;
+    /// `models` adds the by-model breakdown (the html charts use it).
+    ///
+    /// One engine query by day, user and team serves the days, the users, the month so far and
+    /// every budget period made of whole days inside the report; only what it cannot answer
+    /// (a month that began before `since`, budgets in another zone or outside the period, a
+    /// filtered report) costs another engine query.
+    public static func compute(reader: LedgerReader, query: ReportQuery, plans: PlanBook?, now: Int64,
+                               models: Bool = true) throws -> ReportSummary {
+        func run(_ groupBy: [ReportDimension], _ since: Int64, _ until: Int64, _ filtered: Bool,
+                 _ zone: TimeZone) throws -> Report {
             var q = ReportQuery(since: since, until: until, groupBy: groupBy, filters: filtered ? query.filters : [:])
             q.timeZone = zone
             return try reader.report(q)
         }
-        let byDayAndUser = try run([.day, .user])
-        let (days, users) = activity(byDayAndUser.rows)
+        let byDay = try run([.day, .user, .team], query.since, query.until, true, query.timeZone)
+        let cells = DayCells(rows: byDay.rows, zone: query.timeZone)
+        let (days, users) = activity(byDay.rows)
         let end = min(query.until, now)
         var start = query.since
         if start == 0, let first = days.first.flatMap({ Day($0.day) }) {
             start = ReportPeriod.localMidnight(first, in: query.timeZone)
         }
         var summary = ReportSummary(
-            timeZone: query.timeZone, totals: byDayAndUser.totals, activeUsers: users.count, days: days, users: users,
-            models: try run([.model]).rows, burnStart: start, burnEnd: max(end, start),
-            budgets: [], forecast: nil)
+            timeZone: query.timeZone, totals: byDay.totals, activeUsers: users.count, days: days, users: users,
+            models: models ? try run([.model], query.since, query.until, true, query.timeZone).rows : [],
+            burnStart: start, burnEnd: max(end, start), budgets: [], forecast: nil)
         // The instant the report "stands at": its last microsecond, or now.
         let asOf = max(query.since, end - 1)
+        // Rows of the report's days answer a span of whole local days inside the period (calls
+        // after now do not exist yet, so an open period covers up to any later end).
+        func covered(_ interval: PeriodInterval, zone: TimeZone) -> Bool {
+            zone.identifier == query.timeZone.identifier && interval.start >= query.since
+                && (interval.end <= query.until || query.until > now)
+        }
         let month = CalendarPeriod(timeZone: query.timeZone).interval(of: .month, containing: asOf)
-        let monthToDate = try run([], since: month.start, until: asOf + 1).totals.cost
+        let monthToDate = covered(month, zone: query.timeZone)
+            ? cells.sum(in: month).cost
+            : try run([], month.start, asOf + 1, true, query.timeZone).totals.cost
         var projected = monthToDate
         if summary.burnEnd > summary.burnStart, month.end > asOf + 1 {
-            projected.picodollars += byDayAndUser.totals.cost.picodollars * Int128(month.end - (asOf + 1))
+            projected.picodollars += byDay.totals.cost.picodollars * Int128(month.end - (asOf + 1))
                 / Int128(summary.burnEnd - summary.burnStart)
         }
         summary.forecast = Forecast(monthStart: month.start, monthEnd: month.end, monthToDate: monthToDate,
                                     projected: projected)
-        if let plans { summary.budgets = try budgetUse(plans: plans, asOf: asOf, run: run) }
+        if let plans {
+            summary.budgets = try budgetUse(plans: plans, asOf: asOf, payers: query.filters.isEmpty ? byDay.rows : nil) {
+                interval in
+                if query.filters.isEmpty, covered(interval, zone: plans.timeZone) { return cells.rows(in: interval) }
+                return try run([.user, .team], interval.start, interval.end, false, plans.timeZone)
+                    .rows.map { (user: $0.values[0], team: $0.values[1], figures: $0.figures) }
+            }
+        }
         return summary
     }
 
-    /// Days (gaps between the first and last filled with empty days) and users by cost.
+    /// The rows of a report by day, user and team, with each day's first instant in the zone.
+    private struct DayCells {
+        var cells: [(start: Int64, user: String, team: String, figures: ReportFigures)] = []
+
+        init(rows: [ReportRow], zone: TimeZone) {
+            var starts: [String: Int64] = [:]
+            for row in rows {
+                guard let day = Day(row.values[0]) else { continue }
+                let start = starts[row.values[0]] ?? ReportPeriod.localMidnight(day, in: zone)
+                starts[row.values[0]] = start
+                cells.append((start, row.values[1], row.values[2], row.figures))
+            }
+        }
+
+        func rows(in interval: PeriodInterval) -> [(user: String, team: String, figures: ReportFigures)] {
+            cells.filter { interval.contains($0.start) }.map { ($0.user, $0.team, $0.figures) }
+        }
+
+        func sum(in interval: PeriodInterval) -> ReportFigures {
+            var total = ReportFigures()
+            for cell in cells where interval.contains(cell.start) { total.absorb(cell.figures) }
+            return total
+        }
+    }
+
+    /// Days (gaps between the first and last filled with empty days) and users by cost, from
+    /// rows by day, user and team (a user in two teams is one active user).
     private static func activity(_ rows: [ReportRow]) -> ([DayActivity], [UserCost]) {
         var perDay: [String: DayActivity] = [:]
+        var perDayUser: [String: [String: Money.Total]] = [:]
         var perUser: [String: Money.Total] = [:]
         for row in rows {
             let (day, user) = (row.values[0], row.values[1])
@@ -167,8 +216,7 @@ extension ReportSummary {
             entry.requests += row.requests
             entry.cost.picodollars += row.cost.picodollars
             if user != ReportDimension.noneLabel, row.requests > 0 {
-                entry.activeUsers += 1
-                entry.userCosts.append(UserCost(user: user, cost: row.cost))
+                perDayUser[day, default: [:]][user, default: .init()].picodollars += row.cost.picodollars
                 perUser[user, default: .init()].picodollars += row.cost.picodollars
             }
             perDay[day] = entry
@@ -179,7 +227,9 @@ extension ReportSummary {
             for number in first...last {
                 let label = Day(daysSinceEpoch: number).description
                 var entry = perDay[label] ?? DayActivity(day: label, requests: 0, activeUsers: 0, cost: .init(), userCosts: [])
-                entry.userCosts.sort(by: costly)
+                let users = perDayUser[label] ?? [:]
+                entry.activeUsers = users.count
+                entry.userCosts = users.map { UserCost(user: $0.key, cost: $0.value) }.sorted(by: costly)
                 days.append(entry)
             }
         }
@@ -191,30 +241,41 @@ extension ReportSummary {
         a.cost.picodollars != b.cost.picodollars ? a.cost.picodollars > b.cost.picodollars : a.user < b.user
     }
 
-    /// Spend against each budget of the payers that made calls, one engine query per budget
-    /// period (day, week, month) by user and team.
+    /// Spend against each budget of the payers that made calls. `spend(interval)` gives the
+    /// spend by user and team in a budget period. Periods no budget uses are skipped, judged from
+    /// `payers` (rows whose user and team are the second and third labels; nil: judge nothing).
     private static func budgetUse(
-        plans: PlanBook, asOf: Int64,
-        run: ([ReportDimension], Int64, Int64, Bool, TimeZone) throws -> Report
+        plans: PlanBook, asOf: Int64, payers: [ReportRow]?,
+        spend: (PeriodInterval) throws -> [(user: String, team: String, figures: ReportFigures)]
     ) throws -> [BudgetUse] {
+        func plan(_ user: String, _ team: String) -> EffectivePlan {
+            plans.effectivePlan(user: user, team: team == ReportDimension.noneLabel ? nil : team)
+        }
+        var periods = Set(BudgetPeriod.allCases)
+        if let payers {
+            periods = Set(plans.orgBudgets.map(\.period))
+            var seen = Set<[String]>()
+            for row in payers where row.values[1] != ReportDimension.noneLabel && seen.insert([row.values[1], row.values[2]]).inserted {
+                periods.formUnion(plan(row.values[1], row.values[2]).budgets.map(\.period))
+            }
+        }
         let calendar = CalendarPeriod(timeZone: plans.timeZone)
         var uses: [BudgetUse] = []
-        for period in BudgetPeriod.allCases {
+        for period in BudgetPeriod.allCases where periods.contains(period) {
             let interval = calendar.interval(of: period, containing: asOf)
-            let report = try run([.user, .team], interval.start, interval.end, false, plans.timeZone)
             var spent: [PayerScope: (cost: Money.Total, tokens: Int)] = [:]
             var limits: [PayerScope: BudgetLimit] = [:]
+            var all = ReportFigures()
             func charge(_ scope: PayerScope, _ figures: ReportFigures) {
                 var sum = spent[scope] ?? (Money.Total(), 0)
                 sum.cost.picodollars += figures.cost.picodollars
                 sum.tokens += figures.inputTokens + figures.cachedInputTokens + figures.cacheWriteTokens + figures.outputTokens
                 spent[scope] = sum
             }
-            for row in report.rows {
-                let (user, team) = (row.values[0], row.values[1])
-                guard user != ReportDimension.noneLabel else { continue }
-                let plan = plans.effectivePlan(user: user, team: team == ReportDimension.noneLabel ? nil : team)
-                for budget in plan.budgets where budget.period == period {
+            for row in try spend(interval) {
+                all.absorb(row.figures)
+                guard row.user != ReportDimension.noneLabel else { continue }
+                for budget in plan(row.user, row.team).budgets where budget.period == period {
                     if case .org = budget.scope { continue }
                     limits[budget.scope] = budget
                     charge(budget.scope, row.figures)
@@ -222,8 +283,7 @@ extension ReportSummary {
             }
             for budget in plans.orgBudgets where budget.period == period {
                 limits[.org] = budget
-                spent[.org] = nil
-                charge(.org, report.totals)
+                charge(.org, all)
             }
             for (scope, budget) in limits {
                 let sum = spent[scope] ?? (Money.Total(), 0)

@@ -81,7 +81,8 @@ struct Report: ParsableCommand {
         if let top { report = report.top(top) }
         let wantsSummary = summary ?? (format != .csv)
         let computed = wantsSummary
-            ? try ReportSummary.compute(reader: reader, query: query, plans: policy?.plans, now: now) : nil
+            ? try ReportSummary.compute(reader: reader, query: query, plans: policy?.plans, now: now,
+                                        models: format == .html) : nil
         let text = ReportRenderer.render(report, query: query, format: format, columns: selected, summary: computed)
         if let out {
             do {

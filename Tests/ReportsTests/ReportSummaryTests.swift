@@ -60,11 +60,12 @@ struct ReportSummaryTests {
           budget: { monthly_usd: "1000" }
         """
 
-    private func summary(zone: String = "UTC", now: Int64 = day0 + 400 * 24 * hour) throws -> ReportSummary {
+    private func summary(zone: String = "UTC", now: Int64 = day0 + 400 * 24 * hour,
+                         filters: [ReportDimension: String] = [:]) throws -> ReportSummary {
         let dir = try TemporaryDirectory()
         let reader = try ledger(with: Self.entries(), in: dir)
         defer { reader.close() }
-        var query = ReportQuery(since: day0, until: day0 + 3 * 24 * Self.hour, groupBy: [.team])
+        var query = ReportQuery(since: day0, until: day0 + 3 * 24 * Self.hour, groupBy: [.team], filters: filters)
         query.timeZone = TimeZone(identifier: zone)!
         return try ReportSummary.compute(reader: reader, query: query,
                                          plans: try loadTestPolicy(plans: Self.plans).plans, now: now)
@@ -114,6 +115,13 @@ struct ReportSummaryTests {
         #expect(rows == ["user carol day 80.00%", "user alice month 55.00%", "user bob month 25.00%",
                          "user carol month 20.00%", "team research month 10.50%", "org month 1.45%"])
         #expect(s.budgets.first?.start == day0 + 2 * 24 * Self.hour)
+        // The day's budget came from the report's own rows, the month's from an engine query;
+        // a filtered report (every call is gpt-4o-mini) queries all of them: the same figures.
+        let filtered = try summary(filters: [.model: "gpt-4o-mini"])
+        #expect(filtered.budgets == s.budgets)
+        #expect(filtered.forecast == s.forecast)
+        // Budgets never narrow with the report's filters.
+        #expect(try summary(filters: [.user: "bob"]).budgets == s.budgets)
     }
 
     @Test("an open period burns over the time elapsed, and the forecast runs to the month's end")
