@@ -56,10 +56,9 @@ public final class LedgerReader: @unchecked Sendable {
 
     /// Aggregates the calls that started in `[query.since, query.until)`, rows by cost descending.
     ///
-    /// Money is exact: costs are summed in SQL per (group, UTC day) and folded into `Money.Total`
-    /// (Int128). Bound: one group's spend within one UTC day must stay below $9,223,372.036854775807
-    /// (Int64.max pico-dollars); beyond it the report throws sqlite's "integer overflow" rather than
-    /// wrap. Latency figures cover non-refused calls; memory grows by 8 bytes per such call.
+    /// Reads the writer's hourly and daily rollups where they cover the period and raw calls for
+    /// the ragged edges (see `ReportAggregation`). Money is exact (Int128, no bound beyond one
+    /// call's Int64); percentiles are within `LatencyBuckets.relativeError` of nearest-rank.
     public func report(_ query: ReportQuery) throws -> Report {
         try locked {
             // One read transaction: every statement of the report sees the same snapshot.

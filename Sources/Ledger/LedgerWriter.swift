@@ -77,6 +77,14 @@ public final class LedgerWriter: @unchecked Sendable {
     private let begin: Statement
     private let commit: Statement
     private let rollback: Statement
+    private let markRetry: Statement
+    private let dataVersion: Statement
+    private let rollups: RollupStore
+    private let retries: RetryTracker
+    /// `PRAGMA data_version` when the in-memory key ids and recent calls were loaded; another
+    /// connection's commit changes it, and a rollback sets `stale`: either makes the next batch reload.
+    private var seenDataVersion: Int64 = 0
+    private var stale = false
     private let wal = WalProgress()
     private var walPagesAtCheckpoint: Int32 = 0
 
@@ -93,6 +101,11 @@ public final class LedgerWriter: @unchecked Sendable {
         begin = try connection.prepare("BEGIN IMMEDIATE")
         commit = try connection.prepare("COMMIT")
         rollback = try connection.prepare("ROLLBACK")
+        markRetry = try connection.prepare("UPDATE calls SET retry = 1 WHERE rowid = ?1")
+        dataVersion = try connection.prepare("PRAGMA data_version")
+        rollups = try RollupStore(connection: connection)
+        retries = try RetryTracker(connection: connection, store: rollups)
+        seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
@@ -177,7 +190,9 @@ public final class LedgerWriter: @unchecked Sendable {
         sqlite3_wal_hook(connection.handle, nil, nil)
         // Finalized first so the close is immediate: the last connection to close checkpoints
         // and removes the WAL.
-        for statement in [insert, begin, commit, rollback] { statement.finalize() }
+        for statement in [insert, begin, commit, rollback, markRetry, dataVersion] { statement.finalize() }
+        rollups.finalize()
+        retries.finalize()
         connection.close()
         condition.lock()
         stopped = true
@@ -229,6 +244,8 @@ public final class LedgerWriter: @unchecked Sendable {
         }
     }
 
+    /// Inserts the batch and, in the same transaction, its retry flags and rollup cells: rejected
+    /// rows never reach the rollups, and a rollback takes the rollups with it.
     private func write(_ batch: [Pending]) -> BatchResult {
         do {
             try begin.run()
@@ -236,25 +253,61 @@ public final class LedgerWriter: @unchecked Sendable {
             return .failed(Self.ledgerError(error))
         }
         var rejected: [Int: LedgerError] = [:]
-        for (index, pending) in batch.enumerated() {
-            CallRow.bind(pending.entry, to: insert)
-            do {
-                try insert.run()
-            } catch let error as LedgerError where error.isConstraintViolation {
-                // Only this statement was undone; the transaction and the other rows stand.
-                rejected[index] = error
-            } catch {
-                try? rollback.run()
-                return .failed(Self.ledgerError(error))
-            }
-        }
         do {
+            let version = try Self.read(dataVersion)
+            if stale || version != seenDataVersion {
+                try rollups.reloadKeys()
+                try retries.reload()
+                seenDataVersion = version
+                stale = false
+            }
+            var cells: [CellAddress: RollupCellBuilder] = [:]
+            for (index, pending) in batch.enumerated() {
+                let entry = pending.entry
+                CallRow.bind(entry, to: insert)
+                do {
+                    try insert.run()
+                } catch let error as LedgerError where error.isConstraintViolation {
+                    // Only this statement was undone; the transaction and the other rows stand.
+                    rejected[index] = error
+                    continue
+                }
+                let rowid = sqlite3_last_insert_rowid(connection.handle)
+                let key = try rollups.id(of: RollupKey(entry))
+                let (isRetry, flagged) = try retries.record(entry, rowid: rowid, key: key)
+                if isRetry { try mark(rowid) }
+                for call in flagged {
+                    try mark(call.rowid)
+                    for span in RollupSpan.allCases {
+                        cells[CellAddress(span: span, number: span.number(of: call.startedAt), key: call.key),
+                              default: RollupCellBuilder()].markRetry(cost: call.cost)
+                    }
+                }
+                let facts = RollupFacts(entry, retry: isRetry)
+                for span in RollupSpan.allCases {
+                    cells[CellAddress(span: span, number: span.number(of: entry.startedAt), key: key),
+                          default: RollupCellBuilder()].add(facts, quarter: span.quarter(of: entry.startedAt))
+                }
+            }
+            for (address, builder) in cells { try rollups.merge(builder.built(), into: address) }
             try commit.run()
         } catch {
             try? rollback.run()
+            stale = true
             return .failed(Self.ledgerError(error))
         }
+        retries.prune()
         return .committed(rejected: rejected)
+    }
+
+    private func mark(_ rowid: Int64) throws {
+        markRetry.bind(rowid, at: 1)
+        try markRetry.run()
+    }
+
+    private static func read(_ pragma: Statement) throws -> Int64 {
+        defer { pragma.reset() }
+        return try pragma.step() ? pragma.int64(at: 0) : 0
     }
 
     /// Backoff between attempts; cut short once if `close()` arrives, so closing is not delayed by a long wait.

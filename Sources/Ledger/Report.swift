@@ -9,11 +9,11 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     case team
     /// The model served, else the model requested; "(none)" when neither is known.
     case model
-    /// The UTC day the call started, `YYYY-MM-DD`.
+    /// The day the call started in the query's time zone, `YYYY-MM-DD`.
     case day
-    /// The UTC week (Monday to Sunday) the call started, as its Monday `YYYY-MM-DD`.
+    /// The week (Monday to Sunday, in the query's time zone) the call started, as its Monday `YYYY-MM-DD`.
     case week
-    /// The UTC month the call started, `YYYY-MM`.
+    /// The month the call started in the query's time zone, `YYYY-MM`.
     case month
     /// The provider the call was routed to; "(none)" for calls refused before routing.
     case provider
@@ -77,11 +77,13 @@ public struct ReportFigures: Sendable, Hashable {
     public var timedRequests = 0
     /// Sum of those calls' latencies (µs); the mean is derived from it.
     public var latencySumMicros: Int64 = 0
-    /// Nearest-rank 95th percentile of those calls' total latency (µs); nil when none.
+    /// 95th percentile of those calls' total latency (µs); nil when none. Percentiles are
+    /// nearest-rank over log-spaced buckets, within `LatencyBuckets.relativeError` (1.9 %) of the
+    /// exact nearest-rank value (exact below 128 µs).
     public var latencyP95Micros: Int64?
-    /// Nearest-rank median of the same latencies (µs); nil when none.
+    /// Median of the same latencies (µs), same definition; nil when none.
     public var latencyP50Micros: Int64?
-    /// Nearest-rank median time to first byte (µs) of the calls that got one; nil when none.
+    /// Median time to first byte (µs) of the calls that got one, same definition; nil when none.
     public var ttftP50Micros: Int64?
     /// Distinct days (in the query's time zone) with at least one call.
     public var activeDays = 0
@@ -135,7 +137,8 @@ public struct ReportRow: Sendable, Hashable {
 public struct Report: Sendable, Hashable {
     public var query: ReportQuery
     public var rows: [ReportRow]
-    /// Sums of every row's counters (exactly), mean and p95 over all timed calls.
+    /// Sums of every row's counters (exactly); percentiles over all calls of the report; active
+    /// days are the distinct days with any call.
     public var totals: ReportFigures
 
     public init(query: ReportQuery, rows: [ReportRow], totals: ReportFigures) {
@@ -155,12 +158,17 @@ extension Report {
     public static let othersLabel = "(others)"
 
     /// The `count` costliest rows, the rest folded into one `(others)` row, so the rows still add
-    /// up to the totals exactly. The folded row has no p95 (percentiles do not add up).
+    /// up to the totals exactly. The folded row carries only figures that add up: its counters,
+    /// tokens, costs, retries and mean latency are exact sums; it has no percentiles (nil) and no
+    /// active days (0), since neither can be derived from the folded rows' own values.
     public func top(_ count: Int) -> Report {
         guard count >= 0, rows.count > count else { return self }
         var others = ReportFigures()
         for row in rows[count...] { others.absorb(row.figures) }
         others.latencyP95Micros = nil
+        others.latencyP50Micros = nil
+        others.ttftP50Micros = nil
+        others.activeDays = 0
         let folded = ReportRow(values: query.groupBy.map { _ in Report.othersLabel }, figures: others)
         return Report(query: query, rows: Array(rows.prefix(count)) + [folded], totals: totals)
     }

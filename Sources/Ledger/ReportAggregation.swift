@@ -1,165 +1,151 @@
 import Metering
 
-/// The SQL behind `LedgerReader.report`.
+/// The engine behind `LedgerReader.report`: reads rollup cells where they cover the period
+/// exactly and raw rows for the ragged edges, then folds them per group.
 ///
-/// Money bound: SQLite's `SUM` over INTEGER fails on Int64 overflow, so costs are summed in SQL
-/// only per (group, UTC day), and those partial sums are folded into `Money.Total` (Int128) in
-/// Swift. The bound is therefore per group and day: one group's spend within one UTC day must
-/// stay below Int64.max pico-dollars ($9,223,372.036854775807), else the report fails with
-/// sqlite's "integer overflow" (it never silently wraps). Token counts are summed the same way.
+/// Plan: the period (clamped to the calls present, narrowed by day/week/month filters) is cut
+/// into segments at the boundaries of the time dimensions grouped by (local midnights, Mondays,
+/// first days of months in `query.timeZone`). Each segment is read as whole UTC days from
+/// `rollup_days`, whole UTC hours from `rollup_hours`, and the rest (period edges or zone offsets
+/// off the hour) from `calls`. Zones whose local days do not start on a quarter hour are read
+/// wholly from `calls` (no current zone; kept correct, not fast).
 ///
-/// Latency: mean and nearest-rank p95 of `latency_us` over calls that were not refused; the p95
-/// is computed in Swift from the latencies of the period (see `percentiles`).
+/// Money bound: none beyond one call's Int64. Cells store exact Int128 sums, raw rows are summed
+/// in Int128 here, and the group sums are `Money.Total` (Int128).
+///
+/// Percentiles (latency p50/p95 over calls not refused, TTFT p50 over calls with one) follow
+/// `LatencyBuckets`: the nearest-rank bucket's representative, within 1.9 % of the exact value.
+/// Active days: distinct local dates with a call, from the cells' quarter-hour presence.
 struct ReportAggregation {
     let query: ReportQuery
 
-    private enum KeyPart: Hashable {
-        case text(String?)
-        case day(Int64)
+    private static let timeDimensions: Set<ReportDimension> = [.day, .week, .month]
 
-        var label: String {
-            switch self {
-            case .text(let value): return value ?? ReportDimension.noneLabel
-            case .day(let day): return Day(daysSinceEpoch: Int(day)).description
-            }
-        }
-    }
-
-    private static let refused = "substr(outcome, 1, \(Outcome.refusalPrefix.count)) = '\(Outcome.refusalPrefix)'"
-    private static let error = "outcome IN (" +
-        Outcome.allCases.filter(\.isError).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
-    private static let inRange = "started_at >= ?1 AND started_at < ?2"
-
-    /// The period and the filters, as a WHERE condition; filter values are bound from ?3 on.
-    private var selection: String {
-        var condition = Self.inRange
-        for (index, (dimension, label)) in orderedFilters.enumerated() {
-            let expression = Self.expression(dimension)
-            condition += label == ReportDimension.noneLabel
-                ? " AND \(expression) IS NULL" : " AND \(expression) = ?\(index + 3)"
-        }
-        return condition
-    }
-
-    private var orderedFilters: [(ReportDimension, String)] {
-        query.filters.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key, $0.value) }
-    }
-
-    private func bindSelection(_ s: Statement) {
-        s.bind(query.since, at: 1)
-        s.bind(query.until, at: 2)
-        for (index, (dimension, label)) in orderedFilters.enumerated() where label != ReportDimension.noneLabel {
-            // The day dimension is an integer in SQL: bind the day number of a YYYY-MM-DD label.
-            if dimension == .day, let day = Day(label) {
-                s.bind(Int64(day.daysSinceEpoch), at: Int32(index + 3))
-            } else {
-                s.bind(label, at: Int32(index + 3))
-            }
-        }
-    }
-
-    private static func expression(_ dimension: ReportDimension) -> String {
-        switch dimension {
-        case .user: return "user"
-        case .team: return "team"
-        case .model: return "COALESCE(model_served, model_requested)"
-        case .day: return "(started_at / \(UnixTime.microsPerDay))"
-        // 1970-01-01 was a Thursday: shifting by 3 days makes weeks start on Monday.
-        case .week:
-            return "strftime('%Y-%m-%d', (((started_at / \(UnixTime.microsPerDay)) + 3) / 7 * 7 - 3) * 86400, 'unixepoch')"
-        case .month: return "strftime('%Y-%m', started_at / 1000000, 'unixepoch')"
-        case .provider: return "provider"
-        case .plan: return "plan"
-        case .key: return "key_id"
-        }
+    private struct Segment {
+        var since: Int64
+        var until: Int64
+        var labels: [ReportDimension: String]
     }
 
     func run(on connection: SQLiteConnection) throws -> Report {
-        let groups = try sums(on: connection)
-        let p95s = try percentiles(on: connection)
-        var totals = ReportFigures()
-        var rows: [ReportRow] = []
-        for (key, figures) in groups {
-            var figures = figures
-            figures.latencyP95Micros = query.groupBy.isEmpty ? p95s.all : p95s.groups[key]
-            totals.absorb(figures)
-            rows.append(ReportRow(values: key.map(\.label), figures: figures))
+        var calendar = LocalCalendar(timeZone: query.timeZone)
+        guard let (since, until) = try period(on: connection, calendar: &calendar) else {
+            return Report(query: query, rows: [], totals: ReportFigures())
         }
-        totals.latencyP95Micros = p95s.all
-        // Ties (e.g. free calls) by label, so the output is stable from run to run.
-        rows.sort { a, b in
-            a.cost.picodollars != b.cost.picodollars
-                ? a.cost.picodollars > b.cost.picodollars
-                : a.values.lexicographicallyPrecedes(b.values)
+        let rawOnly = !calendar.localDaysStartOnQuarterHours(since: since, until: until)
+        var folding = ReportFolding(query: query, calendar: calendar, keys: try RollupStore.keys(on: connection))
+        for (index, segment) in segments(since: since, until: until, calendar: &folding.calendar).enumerated() {
+            folding.startSegment(index, labels: segment.labels)
+            for piece in Self.pieces(segment.since, segment.until, rawOnly: rawOnly) {
+                switch piece {
+                case .raw(let a, let b): try folding.readCalls(since: a, until: b, on: connection)
+                case .cells(let span, let a, let b): try folding.readCells(span, from: a, to: b, on: connection)
+                }
+            }
         }
-        return Report(query: query, rows: rows, totals: totals)
+        return folding.report()
     }
 
-    /// Counters per group, summed in SQL per (group, day) and folded here (see the money bound).
-    private func sums(on connection: SQLiteConnection) throws -> [[KeyPart]: ReportFigures] {
-        let dimensions = query.groupBy
-        var groupExpressions = dimensions.map(Self.expression)
-        if !dimensions.contains(.day) { groupExpressions.append(Self.expression(.day)) }
-        let s = try connection.prepare("""
-            SELECT \(groupExpressions.joined(separator: ", ")),
-                COUNT(*), SUM(\(Self.refused)), SUM(\(Self.error)),
-                SUM(input_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens),
-                SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_pd),
-                SUM(NOT \(Self.refused)), SUM(CASE WHEN \(Self.refused) THEN 0 ELSE latency_us END)
-            FROM calls WHERE \(selection)
-            GROUP BY \(groupExpressions.joined(separator: ", "))
-            """)
-        bindSelection(s)
-        var groups: [[KeyPart]: ReportFigures] = [:]
-        let first = Int32(groupExpressions.count)
-        while try s.step() {
-            var f = ReportFigures()
-            f.requests = s.int(at: first)
-            f.refused = s.int(at: first + 1)
-            f.errors = s.int(at: first + 2)
-            f.inputTokens = s.int(at: first + 3)
-            f.cachedInputTokens = s.int(at: first + 4)
-            f.cacheWriteTokens = s.int(at: first + 5)
-            f.outputTokens = s.int(at: first + 6)
-            f.reasoningTokens = s.int(at: first + 7)
-            f.cost = Money.Total(picodollars: Int128(s.int64(at: first + 8)))
-            f.timedRequests = s.int(at: first + 9)
-            f.latencySumMicros = s.int64(at: first + 10)
-            groups[key(s, dimensions), default: ReportFigures()].absorb(f)
+    /// `[since, until)` clamped to the calls present and to the time filters; nil if empty.
+    private func period(on connection: SQLiteConnection, calendar: inout LocalCalendar) throws -> (Int64, Int64)? {
+        var since = query.since
+        var until = query.until
+        for (dimension, label) in query.filters where Self.timeDimensions.contains(dimension) {
+            guard let (first, last) = Self.days(of: dimension, label: label) else { return nil }
+            since = max(since, calendar.start(ofLocalDay: first))
+            until = min(until, calendar.start(ofLocalDay: last + 1))
         }
-        return groups
+        guard since < until else { return nil }
+        let s = try connection.prepare("SELECT MIN(started_at), MAX(started_at) FROM calls WHERE started_at >= ?1 AND started_at < ?2")
+        s.bind(since, at: 1)
+        s.bind(until, at: 2)
+        guard try s.step(), let first = s.optionalInt64(at: 0), let last = s.optionalInt64(at: 1) else { return nil }
+        return (max(since, first), min(until, last + 1))
     }
 
-    /// Nearest-rank p95 latency per group, and over all timed calls. Latencies are collected and
-    /// sorted here: measured 4x faster than SQLite's window functions (which sort twice), at the
-    /// price of 8 bytes per timed call in memory while the report runs.
-    private func percentiles(on connection: SQLiteConnection) throws -> (groups: [[KeyPart]: Int64], all: Int64?) {
-        let dimensions = query.groupBy
-        let s = try connection.prepare("""
-            SELECT \(dimensions.map { Self.expression($0) + ", " }.joined())latency_us
-            FROM calls WHERE \(selection) AND NOT \(Self.refused)
-            """)
-        bindSelection(s)
-        var latencies: [[KeyPart]: [Int64]] = [:]
-        var all: [Int64] = []
-        let column = Int32(dimensions.count)
-        while try s.step() {
-            let latency = s.int64(at: column)
-            all.append(latency)
-            if !dimensions.isEmpty { latencies[key(s, dimensions), default: []].append(latency) }
+    /// The local days (first, last) a day, week or month label covers; nil if it is malformed.
+    private static func days(of dimension: ReportDimension, label: String) -> (Int, Int)? {
+        switch dimension {
+        case .day:
+            return Day(label).map { ($0.daysSinceEpoch, $0.daysSinceEpoch) }
+        case .week:
+            guard let monday = Day(label)?.daysSinceEpoch, LocalCalendar.weekStart(of: monday) == monday else { return nil }
+            return (monday, monday + 6)
+        case .month:
+            guard label.count == 7, let first = Day(label + "-01")?.daysSinceEpoch else { return nil }
+            let next = LocalCalendar.monthStart(of: first + 31)
+            return (first, next - 1)
+        default:
+            return nil
         }
-        return (latencies.mapValues { Self.p95(of: $0)! }, Self.p95(of: all))
     }
 
-    /// The value at rank ceil(0.95 n) of the sorted values (nearest-rank definition).
-    static func p95(of values: [Int64]) -> Int64? {
-        guard !values.isEmpty else { return nil }
-        return values.sorted()[(95 * values.count + 99) / 100 - 1]
+    private func segments(since: Int64, until: Int64, calendar: inout LocalCalendar) -> [Segment] {
+        let grouped = query.groupBy.filter(Self.timeDimensions.contains)
+        guard !grouped.isEmpty else { return [Segment(since: since, until: until, labels: [:])] }
+        func bucket(_ day: Int) -> [Int] {
+            grouped.map { dimension in
+                switch dimension {
+                case .day: return day
+                case .week: return LocalCalendar.weekStart(of: day)
+                default: return LocalCalendar.monthStart(of: day)
+                }
+            }
+        }
+        func labels(_ bucket: [Int]) -> [ReportDimension: String] {
+            var labels: [ReportDimension: String] = [:]
+            for (dimension, day) in zip(grouped, bucket) {
+                labels[dimension] = dimension == .month ? LocalCalendar.monthLabel(of: day)
+                    : Day(daysSinceEpoch: day).description
+            }
+            return labels
+        }
+        var result: [Segment] = []
+        var start = since
+        var current = bucket(calendar.localDay(of: since))
+        let lastDay = calendar.localDay(of: until - 1)
+        var day = calendar.localDay(of: since) + 1
+        while day <= lastDay {
+            let next = bucket(day)
+            if next != current {
+                let boundary = calendar.start(ofLocalDay: day)
+                result.append(Segment(since: start, until: boundary, labels: labels(current)))
+                start = boundary
+                current = next
+            }
+            day += 1
+        }
+        result.append(Segment(since: start, until: until, labels: labels(current)))
+        return result
     }
 
-    private func key(_ s: Statement, _ dimensions: [ReportDimension]) -> [KeyPart] {
-        dimensions.enumerated().map { index, dimension in
-            dimension == .day ? .day(s.int64(at: Int32(index))) : .text(s.optionalString(at: Int32(index)))
+    enum Piece: Equatable {
+        case raw(Int64, Int64)
+        /// Span numbers `[from, to)`.
+        case cells(RollupSpan, Int64, Int64)
+    }
+
+    /// Whole UTC days as day cells, whole hours as hour cells, the rest as raw rows.
+    static func pieces(_ a: Int64, _ b: Int64, rawOnly: Bool) -> [Piece] {
+        guard a < b else { return [] }
+        let hour = RollupSpan.hour.micros
+        let day = RollupSpan.day.micros
+        func ceil(_ x: Int64, _ unit: Int64) -> Int64 { -floorDiv(-x, unit) * unit }
+        func floor(_ x: Int64, _ unit: Int64) -> Int64 { floorDiv(x, unit) * unit }
+        let ha = ceil(a, hour), hb = floor(b, hour)
+        if rawOnly || ha >= hb { return [.raw(a, b)] }
+        var pieces: [Piece] = []
+        // Bounds below are exact multiples of their unit, so plain division is exact.
+        if a < ha { pieces.append(.raw(a, ha)) }
+        let da = ceil(ha, day), db = floor(hb, day)
+        if da < db {
+            if ha < da { pieces.append(.cells(.hour, ha / hour, da / hour)) }
+            pieces.append(.cells(.day, da / day, db / day))
+            if db < hb { pieces.append(.cells(.hour, db / hour, hb / hour)) }
+        } else {
+            pieces.append(.cells(.hour, ha / hour, hb / hour))
         }
+        if hb < b { pieces.append(.raw(hb, b)) }
+        return pieces
     }
 }

@@ -5,6 +5,8 @@ enum Schema {
     struct Migration {
         let version: Int
         let sql: String
+        /// Work SQL alone cannot do (e.g. rollups with histograms), run after `sql` in the same transaction.
+        var backfill: (@Sendable (SQLiteConnection) throws -> Void)? = nil
     }
 
     static let migrations: [Migration] = [
@@ -89,6 +91,33 @@ enum Schema {
             ALTER TABLE calls ADD COLUMN request_hash INTEGER;
             ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
             """),
+        // v5 (issue: reports): a retry flag per call, and rollups per (UTC hour | UTC day, key)
+        // kept by the writer in the same transaction as the calls, so a month's report reads
+        // cells instead of millions of rows. Costs are exact Int128 sums: cost_pd holds the low
+        // 64 bits, cost_pd_high the high ones (0 unless a cell passes $9.2M). Histograms are
+        // `LatencyBuckets` in `SparseHistogram` encoding. Existing rows are backfilled.
+        Migration(version: 5, sql: """
+            ALTER TABLE calls ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
+            CREATE TABLE rollup_keys (
+                id INTEGER PRIMARY KEY,
+                user TEXT, team TEXT, model TEXT, provider TEXT, plan TEXT, key_id TEXT
+            );
+            \(["hour", "day"].map { span in """
+                CREATE TABLE rollup_\(span)s (
+                    \(span) INTEGER NOT NULL,
+                    key INTEGER NOT NULL,
+                    requests INTEGER NOT NULL, refused INTEGER NOT NULL, errors INTEGER NOT NULL,
+                    input_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
+                    cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                    reasoning_tokens INTEGER NOT NULL, cost_pd INTEGER NOT NULL, cost_pd_high INTEGER NOT NULL,
+                    timed INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, retries INTEGER NOT NULL,
+                    retry_cost_pd INTEGER NOT NULL, retry_cost_pd_high INTEGER NOT NULL,
+                    latency_hist BLOB NOT NULL, ttft_hist BLOB NOT NULL,
+                    quarters INTEGER NOT NULL, quarters_high INTEGER NOT NULL,
+                    PRIMARY KEY (\(span), key)
+                ) WITHOUT ROWID;
+                """ }.joined(separator: "\n"))
+            """, backfill: RollupBackfill.run),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
@@ -107,6 +136,7 @@ enum Schema {
             do {
                 if try version(of: connection) < migration.version {
                     try connection.execute(migration.sql)
+                    try migration.backfill?(connection)
                     try connection.execute("PRAGMA user_version = \(migration.version)")
                 }
                 try connection.execute("COMMIT")

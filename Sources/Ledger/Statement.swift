@@ -56,6 +56,13 @@ public final class Statement {
         }
     }
 
+    public func bind(blob bytes: [UInt8], at index: Int32) {
+        bytes.withUnsafeBytes { raw in
+            // A zero-length blob must still be a blob, not NULL: SQLite needs a non-nil pointer.
+            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+        }
+    }
+
     // MARK: Running
 
     /// Advances one row: true if a row is available, false when done.
@@ -100,6 +107,13 @@ public final class Statement {
     public func bool(at column: Int32) -> Bool { int64(at: column) != 0 }
 
     public func string(at column: Int32) -> String { optionalString(at: column) ?? "" }
+
+    /// The bytes of a BLOB column, valid only inside `body` (empty for NULL).
+    public func withBlob<T>(at column: Int32, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let pointer = sqlite3_column_blob(handle, column)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return try body(UnsafeRawBufferPointer(start: pointer, count: pointer == nil ? 0 : count))
+    }
 
     public func optionalString(at column: Int32) -> String? {
         guard let text = sqlite3_column_text(handle, column) else { return nil }

@@ -1,21 +1,25 @@
 import Ledger
 
 /// RFC 4180 CSV: a header of stable snake_case names (the grouped dimensions in query order, then
-/// `requests,refused,errors,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,
-/// reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,latency_p95_ms`), one record per
-/// group, CRLF line ends. Absent latencies are empty fields. No totals record: summing a column
-/// gives the total (exactly, for `cost_picodollars`).
+/// every `MetricColumn` name: `requests,refused,errors,input_tokens,cached_input_tokens,
+/// cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,
+/// latency_p95_ms,latency_p50_ms,ttft_p50_ms,cost_share_pct,cost_per_request_usd,active_days,
+/// retries,retry_cost_usd,retry_cost_picodollars`), one record per group, CRLF line ends. Absent
+/// figures are empty fields. No totals record: summing a column gives the total (exactly, for
+/// `cost_picodollars`).
 enum CSVRendering {
     static func render(_ report: Report, query: ReportQuery) -> String {
         let header = query.groupBy.map(\.rawValue) + MetricColumn.all.map(\.name)
+        let context = MetricColumn.Context(totalCost: report.totals.cost)
         var output = record(header)
         for row in report.rows {
-            output += record(row.values + MetricColumn.all.map { $0.value(row.figures) ?? "" })
+            let rowContext = context.folding(row)
+            output += record(row.values + MetricColumn.all.map { $0.value(row.figures, rowContext) ?? "" })
         }
         return output
     }
 
-    private static func record(_ fields: [String]) -> String {
+    static func record(_ fields: [String]) -> String {
         fields.map(quoted).joined(separator: ",") + "\r\n"
     }
 

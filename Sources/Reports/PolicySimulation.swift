@@ -27,7 +27,9 @@ public enum PolicySimulation {
         public var saved = Money.Total()
     }
 
-    public static func run(_ entries: [LedgerEntry], policy: PolicySet) -> [PayerResult] {
+    /// `progress` is called after each call replayed, with the number replayed so far.
+    public static func run(_ entries: [LedgerEntry], policy: PolicySet,
+                           progress: (Int) -> Void = { _ in }) -> [PayerResult] {
         let rates = RateLimiter(), gate = ConcurrencyGate(), quotas = QuotaBook(abandonAfter: .max)
         let breaker = SpendRateBreaker()
         let plans = policy.plans
@@ -44,7 +46,9 @@ public enum PolicySimulation {
             }
         }
 
-        for entry in entries where !entry.outcome.isRefusal {
+        for (index, entry) in entries.enumerated() {
+            progress(index + 1)
+            guard !entry.outcome.isRefusal else { continue }
             settle(until: entry.startedAt)
             let user = entry.user ?? "(none)"
             let plan = plans.effectivePlan(user: user, team: entry.team)

@@ -1,12 +1,15 @@
 import Foundation
 import Ledger
 import Metering
+import Policy
 
-/// Turns the period options of `tokenctl report` into Unix microseconds, in UTC.
+/// Turns the period options of `tokenctl report` (and `export`, `policy simulate`) into Unix
+/// microseconds, read in one time zone (default UTC).
 ///
-/// Instants: `YYYY-MM-DD` (that day's 00:00), an ISO 8601 date-time (no zone = UTC), or relative:
-/// `7d` (seven days before now), `mtd` (the start of this month). Periods: `YYYY-MM` (a whole
-/// month, as finance closes it), `last-month`.
+/// Instants: `YYYY-MM-DD` (that day's local midnight), an ISO 8601 date-time (with an offset or
+/// `Z`; without one it is local time in the zone), or relative: `7d` (seven days before now),
+/// `mtd` (the start of this local month). Periods: `YYYY-MM` (a whole local month, as finance
+/// closes it), `last-month`.
 public enum ReportPeriod {
     public struct InvalidPeriod: Error, CustomStringConvertible {
         public var text: String
@@ -15,51 +18,56 @@ public enum ReportPeriod {
         }
     }
 
+    public static let utc = TimeZone(identifier: "UTC")!
+
     /// The report's `[since, until)` from `--period`, or from `--since` / `--until` (defaults:
     /// the beginning, and now).
-    public static func range(since: String?, until: String?, period: String?, now: Int64) throws -> (Int64, Int64) {
+    public static func range(since: String?, until: String?, period: String?, now: Int64,
+                             timeZone: TimeZone = utc) throws -> (Int64, Int64) {
+        let months = CalendarPeriod(timeZone: timeZone)
         if let period {
             if period == "last-month" {
-                let thisMonth = monthStart(containing: now)
-                return (monthStart(containing: thisMonth - 1), thisMonth)
+                let thisMonth = months.interval(of: .month, containing: now)
+                return (months.interval(of: .month, containing: thisMonth.start - 1).start, thisMonth.start)
             }
             let parts = period.split(separator: "-")
             guard parts.count == 2, let first = Day("\(period)-01") else { throw InvalidPeriod(text: period) }
-            let start = first.unixSeconds * 1_000_000
-            return (start, nextMonth(after: start))
+            let month = months.interval(of: .month, containing: localMidnight(first, in: timeZone))
+            return (month.start, month.end)
         }
-        return (try since.map { try parseInstant($0, now: now) } ?? 0,
-                try until.map { try parseInstant($0, now: now) } ?? now + 1)
+        return (try since.map { try parseInstant($0, now: now, timeZone: timeZone) } ?? 0,
+                try until.map { try parseInstant($0, now: now, timeZone: timeZone) } ?? now + 1)
     }
 
     /// One instant: a day, a date-time, `Nd` or `mtd` (see the type's documentation).
-    public static func parseInstant(_ text: String, now: Int64 = UnixTime.nowMicros()) throws -> Int64 {
-        if let day = Day(text) { return day.unixSeconds * 1_000_000 }
-        if text == "mtd" { return monthStart(containing: now) }
+    public static func parseInstant(_ text: String, now: Int64 = UnixTime.nowMicros(),
+                                    timeZone: TimeZone = utc) throws -> Int64 {
+        if let day = Day(text) { return localMidnight(day, in: timeZone) }
+        if text == "mtd" { return CalendarPeriod(timeZone: timeZone).interval(of: .month, containing: now).start }
         if text.hasSuffix("d"), let days = Int(text.dropLast()), days >= 0, days <= 100_000 {
             return now - Int64(days) * UnixTime.microsPerDay
         }
         let formatter = ISO8601DateFormatter()
-        let plain: ISO8601DateFormatter.Options = [.withInternetDateTime]
-        let fractional: ISO8601DateFormatter.Options = [.withInternetDateTime, .withFractionalSeconds]
-        for (options, suffix) in [(plain, ""), (fractional, ""), (plain, "Z"), (fractional, "Z")] {
+        formatter.timeZone = timeZone
+        let zoned: ISO8601DateFormatter.Options = [.withInternetDateTime]
+        let zonedFraction: ISO8601DateFormatter.Options = [.withInternetDateTime, .withFractionalSeconds]
+        // Without an offset the text is local time: the formatter then reads it in `timeZone`.
+        let local: ISO8601DateFormatter.Options = [.withFullDate, .withTime, .withColonSeparatorInTime,
+                                                   .withDashSeparatorInDate]
+        for options in [zoned, zonedFraction, local, local.union(.withFractionalSeconds)] {
             formatter.formatOptions = options
-            if let date = formatter.date(from: text + suffix) {
+            if let date = formatter.date(from: text) {
                 return Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
             }
         }
         throw InvalidPeriod(text: text)
     }
 
-    private static func monthStart(containing micros: Int64) -> Int64 {
-        let day = Day(unixSeconds: micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000)
-        let text = day.description  // YYYY-MM-DD
-        return Day(String(text.prefix(8)) + "01")!.unixSeconds * 1_000_000
-    }
-
-    private static func nextMonth(after monthStart: Int64) -> Int64 {
-        // 32 days after any month's first day is in the next month.
-        Self.monthStart(containing: monthStart + 32 * UnixTime.microsPerDay)
+    /// The first instant of `day` in `timeZone` (after a DST gap at midnight, the first that exists).
+    public static func localMidnight(_ day: Day, in timeZone: TimeZone) -> Int64 {
+        // Noon exists on every day; the day containing it starts at local midnight.
+        let noon = day.unixSeconds * 1_000_000 + 12 * 3_600_000_000
+        let guess = noon - Int64(timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(noon) / 1e6))) * 1_000_000
+        return CalendarPeriod(timeZone: timeZone).interval(of: .day, containing: guess).start
     }
 }
-

@@ -34,25 +34,18 @@ struct Export: ParsableCommand {
         defer { reader.close() }
         var buffer = LedgerExport.header(format) ?? ""
         var rows = 0
-        let started = Date()
-        var lastProgress = started
+        let progress = ProgressLine("exported")
         try reader.forEachEntry(since: from, until: to) { entry in
             buffer += LedgerExport.line(entry, format: format)
             rows += 1
             if buffer.utf8.count >= 1 << 16 {
                 output.write(Data(buffer.utf8))
                 buffer.removeAll(keepingCapacity: true)
-                let now = Date()
-                if now.timeIntervalSince(started) > 1, now.timeIntervalSince(lastProgress) > 0.5 {
-                    FileHandle.standardError.write(Data("\rexported \(rows) rows".utf8))
-                    lastProgress = now
-                }
             }
+            progress.update(rows)
         }
         output.write(Data(buffer.utf8))
-        if Date().timeIntervalSince(started) > 1 {
-            FileHandle.standardError.write(Data("\rexported \(rows) rows\n".utf8))
-        }
+        progress.finish(rows)
         if out != nil { try output.close() }
     }
 }

@@ -31,7 +31,7 @@ extension PolicyCommand {
             discussion: """
                 Runs the gateway's own rate limiters, concurrency gates, quota book and breaker in \
                 recorded time over the calls that started in [--since, --until), using each call's \
-                actual tokens and cost. Nothing is changed.
+                actual tokens and cost. Nothing is changed. Progress goes to stderr past a second.
                 """)
 
         @Argument(help: "The candidate policy directory.")
@@ -50,8 +50,17 @@ extension PolicyCommand {
             let reader = try LedgerReader(path: existingLedger(ledger.db))
             defer { reader.close() }
             let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros())
-            let entries = try reader.entries(since: from, until: to)
-            print(PolicySimulation.table(PolicySimulation.run(entries, policy: policy)), terminator: "")
+            var entries: [LedgerEntry] = []
+            let reading = ProgressLine("read")
+            try reader.forEachEntry(since: from, until: to) { entry in
+                entries.append(entry)
+                reading.update(entries.count)
+            }
+            reading.finish(entries.count)
+            let replaying = ProgressLine("replayed")
+            let results = PolicySimulation.run(entries, policy: policy, progress: replaying.update)
+            replaying.finish(entries.count)
+            print(PolicySimulation.table(results), terminator: "")
         }
     }
 }

@@ -1,20 +1,32 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import Policy
 import Reports
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "What each user (team, model, day) cost over a period.",
+        abstract: "What each user (team, model, day) cost over a period, with a summary and where spend is heading.",
         discussion: """
             Reads the ledger (also while a proxy writes it). Money is exact: the table shows dollars \
             to the micro-dollar, CSV and JSON also carry exact pico-dollars (cost_picodollars). \
-            Each row is rounded for display on its own; TOTAL is the exact sum, rounded once.
+            Each row is rounded for display on its own; TOTAL is the exact sum, rounded once. \
+            Dates, days, weeks, months and active days are in --tz (default: the policy's \
+            time_zone, else UTC). The summary (table, markdown, html, json; csv only with \
+            --summary, as its own file) has total cost, active users, daily cost per active user, \
+            burn rate, retry share, budget utilisation against the policy and a month-end forecast.
             """)
 
     @OptionGroup var ledger: LedgerOptions
 
     @OptionGroup var span: PeriodOptions
+
+    @Option(name: [.customLong("policies"), .customLong("policy")],
+            help: "Policy directory for the time zone and budgets (skipped when absent).")
+    var policies: String = "policies"
+
+    @Option(help: "IANA time zone of the period, days, weeks and months (e.g. Europe/Berlin). Default: the policy's time_zone, else UTC.")
+    var tz: String?
 
     @Option(help: "Group by user, team, model, provider, plan, key, day, week or month; repeat to nest (--by team --by model).")
     var by: [ReportDimension] = [.user]
@@ -31,22 +43,74 @@ struct Report: ParsableCommand {
     @Option(help: "Show the N costliest groups; the rest are folded into one (others) row.")
     var top: Int?
 
-    @Option(help: "Output format: table, csv, json or markdown.")
+    @Option(help: "Output format: table, csv, json, markdown or html.")
     var format: ReportFormat = .table
+
+    @Option(help: "Figures of the table, markdown and html: 'all' or comma-separated names (requests,cost_usd,latency_p95_ms,…). CSV and JSON carry all.")
+    var columns: String?
+
+    @Flag(inversion: .prefixedNo,
+          help: "Compute the summary (default: on, except for csv, where --summary prints the summary's CSV instead of the rows).")
+    var summary: Bool?
+
+    @Option(help: "Write to this file (atomically) instead of stdout.")
+    var out: String?
+
+    func validate() throws {
+        if let top, top < 0 { throw ValidationError("--top must be 0 or more") }
+    }
 
     func run() throws {
         let path = try existingLedger(ledger.db)
-        let (from, to) = try span.range()
+        let selected = try columns.map { text in
+            do { return try ReportColumns(parsing: text) } catch { throw CommandFailure("--columns: \(error)") }
+        }
+        let policy = try loadPolicyIfPresent()
+        let zone = try timeZone(policy: policy)
+        let now = UnixTime.nowMicros()
+        let (from, to) = try span.range(timeZone: zone)
         var filters: [ReportDimension: String] = [:]
         filters[.user] = user
         filters[.team] = team
         filters[.model] = model
-        let query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
+        var query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
+        query.timeZone = zone
         let reader = try LedgerReader(path: path)
         defer { reader.close() }
         var report = try reader.report(query)
         if let top { report = report.top(top) }
-        print(ReportRenderer.render(report, query: query, format: format), terminator: "")
+        let wantsSummary = summary ?? (format != .csv)
+        let computed = wantsSummary
+            ? try ReportSummary.compute(reader: reader, query: query, plans: policy?.plans, now: now,
+                                        models: format == .html) : nil
+        let text = ReportRenderer.render(report, query: query, format: format, columns: selected, summary: computed)
+        if let out {
+            do {
+                try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+            } catch {
+                throw CommandFailure("cannot write \(out): \(error.localizedDescription)")
+            }
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+
+    /// The policy, when its directory exists (a report needs none); its problems stop the report,
+    /// since budgets and the zone would otherwise be silently wrong.
+    private func loadPolicyIfPresent() throws -> PolicySet? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: policies, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return nil
+        }
+        return try loadPolicyOrExit(policies)
+    }
+
+    private func timeZone(policy: PolicySet?) throws -> TimeZone {
+        guard let tz else { return policy?.plans.timeZone ?? ReportPeriod.utc }
+        guard let zone = TimeZone(identifier: tz) else {
+            throw CommandFailure("--tz: '\(tz)' is not an IANA time zone name (e.g. UTC, Europe/Berlin, America/New_York)")
+        }
+        return zone
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Ledger
 import Reports
 
@@ -21,23 +22,26 @@ struct LedgerOptions: ParsableArguments {
     var db: String = "data/tokenctl.sqlite"
 }
 
-/// The period options of commands that read a span of the ledger (`report`, `export`).
+/// The period options of commands that read a span of the ledger (`report`, `export`). Dates
+/// and date-times without an offset are read in the command's zone (`report --tz`; UTC for `export`).
 struct PeriodOptions: ParsableArguments {
-    @Option(help: "Start, inclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
+    @Option(help: "Start, inclusive: YYYY-MM-DD, an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
     var since: String?
 
-    @Option(help: "End, exclusive: YYYY-MM-DD (UTC), an ISO 8601 date-time, Nd or mtd. Default: now.")
+    @Option(help: "End, exclusive: YYYY-MM-DD, an ISO 8601 date-time, Nd or mtd. Default: now.")
     var until: String?
 
-    @Option(help: "A whole month instead of --since/--until: YYYY-MM (UTC) or last-month.")
+    @Option(help: "A whole month instead of --since/--until: YYYY-MM or last-month.")
     var period: String?
 
-    /// `[since, until)` in Unix microseconds; refuses both forms at once and an empty span.
-    func range() throws -> (Int64, Int64) {
+    /// `[since, until)` in Unix microseconds, dates read in `timeZone`; refuses both forms at
+    /// once and an empty span.
+    func range(timeZone: TimeZone = ReportPeriod.utc) throws -> (Int64, Int64) {
         if period != nil, since != nil || until != nil {
             throw CommandFailure("give either --period or --since/--until, not both")
         }
-        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros())
+        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros(),
+                                                   timeZone: timeZone)
         guard from < to else {
             throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
         }

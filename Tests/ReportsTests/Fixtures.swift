@@ -1,6 +1,7 @@
 import Foundation
 import Ledger
 import Metering
+import Policy
 
 /// A fresh directory per test, removed when the value is dropped.
 final class TemporaryDirectory: @unchecked Sendable {
@@ -87,4 +88,34 @@ func parseCSV(_ text: String) throws -> [[String]] {
     }
     guard !quotedField, field.isEmpty, record.isEmpty else { throw Malformed() }
     return records
+}
+
+/// Writes `entries` through `LedgerWriter` (rollups and retry flags included) and returns a reader.
+func ledger(with entries: [LedgerEntry], in dir: TemporaryDirectory) throws -> LedgerReader {
+    let writer = try LedgerWriter(path: dir.ledgerPath)
+    let failures = LockedCount()
+    for entry in entries {
+        writer.append(entry) { result in
+            if case .failure = result { failures.increment() }
+        }
+    }
+    writer.close()
+    precondition(failures.value == 0)
+    return try LedgerReader(path: dir.ledgerPath)
+}
+
+/// A policy directory with one OpenAI-shaped provider for `gpt-*`, flat prices and `plans`.
+func loadTestPolicy(plans: String) throws -> PolicySet {
+    let dir = try TemporaryDirectory()
+    try """
+        providers:
+          openai: { dialect: openai, base_url: "http://127.0.0.1:9/v1" }
+        models:
+          - { match: "gpt-*", provider: openai }
+        """.write(to: dir.url.appendingPathComponent("providers.yaml"), atomically: true, encoding: .utf8)
+    try """
+        - { model: "gpt-*", effective_from: "2024-01-01", input: "1", output: "1" }
+        """.write(to: dir.url.appendingPathComponent("prices.yaml"), atomically: true, encoding: .utf8)
+    try plans.write(to: dir.url.appendingPathComponent("plans.yaml"), atomically: true, encoding: .utf8)
+    return try PolicyLoader.load(directory: dir.url.path, environment: [:])
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 import Metering
 import Reports
@@ -25,5 +26,36 @@ struct ReportPeriodTests {
         #expect(throws: ReportPeriod.InvalidPeriod.self) {
             _ = try ReportPeriod.range(since: text, until: nil, period: text.count == 7 ? text : nil, now: now)
         }
+    }
+
+    @Test("in a zone: days, months, mtd and local date-times start at local midnight, across DST")
+    func zoned() throws {
+        let berlin = TimeZone(identifier: "Europe/Berlin")!
+        let hour: Int64 = 3_600_000_000
+        // November is CET (UTC+1): 2026-11-01 00:00 Berlin is 2026-10-31 23:00Z.
+        #expect(try ReportPeriod.range(since: nil, until: nil, period: "2026-11", now: now, timeZone: berlin)
+                == (micros("2026-11-01") - hour, micros("2026-12-01") - hour))
+        // October starts in CEST (UTC+2) and ends in CET: 31 days and one hour long.
+        let (from, to) = try ReportPeriod.range(since: nil, until: nil, period: "last-month", now: now, timeZone: berlin)
+        #expect(from == micros("2026-10-01") - 2 * hour)
+        #expect(to == micros("2026-11-01") - hour)
+        #expect(to - from == 31 * 24 * hour + hour)
+        #expect(try ReportPeriod.parseInstant("2026-03-29", now: now, timeZone: berlin) == micros("2026-03-29") - hour)
+        #expect(try ReportPeriod.parseInstant("2026-03-30", now: now, timeZone: berlin) == micros("2026-03-30") - 2 * hour)
+        #expect(try ReportPeriod.parseInstant("mtd", now: now, timeZone: berlin) == micros("2026-11-01") - hour)
+        // A date-time without an offset is local; with one it is what it says.
+        #expect(try ReportPeriod.parseInstant("2026-11-01T09:30:00", now: now, timeZone: berlin)
+                == micros("2026-11-01") + 8 * hour + 30 * 60_000_000)
+        #expect(try ReportPeriod.parseInstant("2026-11-01T09:30:00Z", now: now, timeZone: berlin)
+                == micros("2026-11-01") + 9 * hour + 30 * 60_000_000)
+        #expect(try ReportPeriod.parseInstant("2026-11-01T09:30:00.250+05:00", now: now, timeZone: berlin)
+                == micros("2026-11-01") + 4 * hour + 30 * 60_000_000 + 250_000)
+        // New York at 01:00Z on Nov 22 is still Nov 21: last month is October there too, but
+        // "mtd" at 2026-11-01T02:00Z is still October in New York.
+        let newYork = TimeZone(identifier: "America/New_York")!
+        let early = micros("2026-11-01") + 2 * hour
+        #expect(try ReportPeriod.parseInstant("mtd", now: early, timeZone: newYork) == micros("2026-10-01") + 4 * hour)
+        // In UTC nothing changed.
+        #expect(try ReportPeriod.parseInstant("2026-11-01T09:30:00", now: now) == micros("2026-11-01") + 9 * hour + 30 * 60_000_000)
     }
 }

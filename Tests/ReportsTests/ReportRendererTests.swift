@@ -7,7 +7,9 @@ import Testing
 @Suite struct ReportRendererTests {
     static let figureColumns = ["requests", "refused", "errors", "input_tokens", "cached_input_tokens",
                                 "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd",
-                                "cost_picodollars", "latency_mean_ms", "latency_p95_ms"]
+                                "cost_picodollars", "latency_mean_ms", "latency_p95_ms", "latency_p50_ms", "ttft_p50_ms",
+                                "cost_share_pct", "cost_per_request_usd", "active_days", "retries", "retry_cost_usd",
+                                "retry_cost_picodollars"]
 
     @Test(arguments: [[ReportDimension.user], [.user, .model], [.day, .team], []])
     func csvParsesBackAndSumsToTotals(groupBy: [ReportDimension]) throws {
@@ -91,7 +93,7 @@ import Testing
     }
 
     /// A hand-built report pins the exact output of each format.
-    @Test func exactOutput() {
+    @Test func exactOutput() throws {
         var f = ReportFigures()
         f.requests = 1234
         f.refused = 1
@@ -102,6 +104,11 @@ import Testing
         f.timedRequests = 2
         f.latencySumMicros = 3_001
         f.latencyP95Micros = 2_000
+        f.latencyP50Micros = 1_000
+        f.ttftP50Micros = 250
+        f.activeDays = 1
+        f.retries = 3
+        f.retryCost = Money.Total(picodollars: 1_000_000_000_000)
         var refusedOnly = ReportFigures()
         refusedOnly.requests = 1
         refusedOnly.refused = 1
@@ -111,36 +118,81 @@ import Testing
         let report = Report(query: query, rows: [ReportRow(values: ["a,b"], figures: f),
                                                  ReportRow(values: ["(none)"], figures: refusedOnly)], totals: totals)
 
+        // Cost per request: $12.3456785 / 1234 = $0.0100046… and / 1235 = $0.0099965… .
         #expect(ReportRenderer.render(report, query: query, format: .csv) == """
             user,requests,refused,errors,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,\
-            reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,latency_p95_ms\r
-            "a,b",1234,1,2,1000000,0,0,5,0,12.345679,12345678500000,1.501,2.000\r
-            (none),1,1,0,0,0,0,0,0,0.000000,0,,\r
+            reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,latency_p95_ms,latency_p50_ms,ttft_p50_ms,\
+            cost_share_pct,cost_per_request_usd,active_days,retries,retry_cost_usd,retry_cost_picodollars\r
+            "a,b",1234,1,2,1000000,0,0,5,0,12.345679,12345678500000,1.501,2.000,1.000,0.250,100.00,0.010005,1,3,\
+            1.000000,1000000000000\r
+            (none),1,1,0,0,0,0,0,0,0.000000,0,,,,,0.00,0.000000,0,0,0.000000,0\r
 
             """)
         #expect(ReportRenderer.render(report, query: query, format: .json) == """
-            {"since":"2025-01-01T00:00:00Z","until":"2025-01-01T00:00:01.500000Z","group_by":["user"],\
+            {"since":"2025-01-01T00:00:00Z","until":"2025-01-01T00:00:01.500000Z","time_zone":"UTC","group_by":["user"],\
             "rows":[{"user":"a,b","requests":1234,"refused":1,"errors":2,"input_tokens":1000000,\
             "cached_input_tokens":0,"cache_write_tokens":0,"output_tokens":5,"reasoning_tokens":0,\
-            "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000},\
+            "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000,\
+            "latency_p50_ms":1.000,"ttft_p50_ms":0.250,"cost_share_pct":100.00,"cost_per_request_usd":"0.010005",\
+            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000"},\
             {"user":"(none)","requests":1,"refused":1,"errors":0,"input_tokens":0,"cached_input_tokens":0,\
             "cache_write_tokens":0,"output_tokens":0,"reasoning_tokens":0,"cost_usd":"0.000000","cost_picodollars":"0",\
-            "latency_mean_ms":null,"latency_p95_ms":null}],"totals":{"requests":1235,"refused":2,"errors":2,\
+            "latency_mean_ms":null,"latency_p95_ms":null,"latency_p50_ms":null,"ttft_p50_ms":null,"cost_share_pct":0.00,\
+            "cost_per_request_usd":"0.000000","active_days":0,"retries":0,"retry_cost_usd":"0.000000",\
+            "retry_cost_picodollars":"0"}],"totals":{"requests":1235,"refused":2,"errors":2,\
             "input_tokens":1000000,"cached_input_tokens":0,"cache_write_tokens":0,"output_tokens":5,"reasoning_tokens":0,\
-            "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000}}
+            "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000,\
+            "latency_p50_ms":1.000,"ttft_p50_ms":0.250,"cost_share_pct":100.00,"cost_per_request_usd":"0.009997",\
+            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000"}}
 
             """)
         #expect(ReportRenderer.render(report, query: query, format: .table) == """
             Usage from 2025-01-01T00:00:00Z to 2025-01-01T00:00:01.500000Z, by user
 
-            user    requests  refused  errors      input  cached in  cache write  output  reasoning        cost  mean ms  p95 ms
-            ------  --------  -------  ------  ---------  ---------  -----------  ------  ---------  ----------  -------  ------
-            a,b        1,234        1       2  1,000,000          0            0       5          0  $12.345679    1.501   2.000
-            (none)         1        1       0          0          0            0       0          0   $0.000000        -       -
-            ------  --------  -------  ------  ---------  ---------  -----------  ------  ---------  ----------  -------  ------
-            TOTAL      1,235        2       2  1,000,000          0            0       5          0  $12.345679    1.501   2.000
+            user    requests  refused  errors      input  output        cost    share      $/req  p50 ms  p95 ms  ttft p50  days
+            ------  --------  -------  ------  ---------  ------  ----------  -------  ---------  ------  ------  --------  ----
+            a,b        1,234        1       2  1,000,000       5  $12.345679  100.00%  $0.010005   1.000   2.000     0.250     1
+            (none)         1        1       0          0       0   $0.000000    0.00%  $0.000000       -       -         -     0
+            ------  --------  -------  ------  ---------  ------  ----------  -------  ---------  ------  ------  --------  ----
+            TOTAL      1,235        2       2  1,000,000       5  $12.345679  100.00%  $0.009997   1.000   2.000     0.250     1
 
             """)
+        // --columns picks and orders the figures; money over $1,000 is grouped.
+        var big = report
+        big.rows[0].figures.cost = Money.Total(picodollars: 1_234_567_890_000_000_000)
+        big.totals.cost = big.rows[0].figures.cost
+        let picked = try ReportColumns(parsing: "cost_usd,requests,retry_cost_usd")
+        #expect(ReportRenderer.render(big, query: query, format: .table, columns: picked) == """
+            Usage from 2025-01-01T00:00:00Z to 2025-01-01T00:00:01.500000Z, by user
+
+            user                 cost  requests  retry cost
+            ------  -----------------  --------  ----------
+            a,b     $1,234,567.890000     1,234   $1.000000
+            (none)          $0.000000         1   $0.000000
+            ------  -----------------  --------  ----------
+            TOTAL   $1,234,567.890000     1,235   $1.000000
+
+            """)
+        #expect(throws: ReportColumns.Unknown.self) { try ReportColumns(parsing: "cost_usd,bogus") }
+        #expect(throws: ReportColumns.Unknown.self) { try ReportColumns(parsing: "cost_picodollars") }
+        #expect(try ReportColumns(parsing: "all") == .all)
+    }
+
+    /// Report.top's (others) row has no active days or percentiles: absent, never 0.
+    @Test func foldedRowHasNoActiveDays() throws {
+        let dir = try TemporaryDirectory()
+        let reader = try populatedLedger(in: dir)
+        let query = ReportQuery(since: day0, until: day0 + 3 * 86_400_000_000, groupBy: [.user])
+        let report = try reader.report(query).top(2)
+        let records = try parseCSV(ReportRenderer.render(report, query: query, format: .csv))
+        let header = records[0]
+        let others = try #require(records.first { $0[0] == Report.othersLabel })
+        for name in ["active_days", "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms"] {
+            #expect(others[header.firstIndex(of: name)!] == "", "\(name)")
+        }
+        #expect(Int(records[1][header.firstIndex(of: "active_days")!])! > 0)
+        let shares = records.dropFirst().map { Double($0[header.firstIndex(of: "cost_share_pct")!])! }
+        #expect(abs(shares.reduce(0, +) - 100) < 0.02)
     }
 
     @Test func emptyReport() throws {

@@ -1,0 +1,205 @@
+import Metering
+
+/// Folds rollup cells and raw calls into report groups: counters, histograms and active days.
+struct ReportFolding {
+    private struct Group {
+        var figures = ReportFigures()
+        var latency = DenseHistogram()
+        var ttft = DenseHistogram()
+        var days = Set<Int>()
+    }
+
+    let query: ReportQuery
+    var calendar: LocalCalendar
+    /// Rollup keys by id; raw rows get negative ids of their own (`rawKeyIds`).
+    private var keys: [Int64: RollupKey]
+    private var rawKeyIds: [RollupKey: Int64] = [:]
+    private var groups: [Group] = []
+    private var groupIndex: [[String]: Int] = [:]
+    private var segmentLabels: [ReportDimension: String] = [:]
+    /// Group of each key id in the current segment; -1 when the filters exclude it.
+    private var segmentGroups: [Int64: Int] = [:]
+    private var quarterDays: [Int64: [(day: Int, low: Int64, high: Int64)]] = [:]
+
+    init(query: ReportQuery, calendar: LocalCalendar, keys: [Int64: RollupKey]) {
+        self.query = query
+        self.calendar = calendar
+        self.keys = keys
+    }
+
+    mutating func startSegment(_ index: Int, labels: [ReportDimension: String]) {
+        segmentLabels = labels
+        segmentGroups.removeAll(keepingCapacity: true)
+    }
+
+    private static func label(_ key: RollupKey, _ dimension: ReportDimension) -> String? {
+        switch dimension {
+        case .user: return key.user
+        case .team: return key.team
+        case .model: return key.model
+        case .provider: return key.provider
+        case .plan: return key.plan
+        case .key: return key.keyId
+        case .day, .week, .month: return nil
+        }
+    }
+
+    private mutating func group(of keyId: Int64) -> Int {
+        if let known = segmentGroups[keyId] { return known }
+        let key = keys[keyId] ?? RollupKey(user: nil, team: nil, model: nil, provider: nil, plan: nil, keyId: nil)
+        var index = -1
+        let passes = query.filters.allSatisfy { dimension, wanted in
+            // Time filters narrowed the period already.
+            if [.day, .week, .month].contains(dimension) { return true }
+            let value = Self.label(key, dimension)
+            return wanted == ReportDimension.noneLabel ? value == nil : value == wanted
+        }
+        if passes {
+            let labels = query.groupBy.map { segmentLabels[$0] ?? Self.label(key, $0) ?? ReportDimension.noneLabel }
+            if let existing = groupIndex[labels] {
+                index = existing
+            } else {
+                index = groups.count
+                groups.append(Group())
+                groupIndex[labels] = index
+            }
+        }
+        segmentGroups[keyId] = index
+        return index
+    }
+
+    private mutating func days(ofUTCDay day: Int64) -> [(day: Int, low: Int64, high: Int64)] {
+        if let known = quarterDays[day] { return known }
+        let computed = calendar.quarterDays(ofUTCDay: day)
+        quarterDays[day] = computed
+        return computed
+    }
+
+    /// Cells of `span` numbered `[from, to)`.
+    mutating func readCells(_ span: RollupSpan, from: Int64, to: Int64, on connection: SQLiteConnection) throws {
+        let s = try connection.prepare("""
+            SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(span.table)
+            WHERE \(span.column) >= ?1 AND \(span.column) < ?2
+            """)
+        s.bind(from, at: 1)
+        s.bind(to, at: 2)
+        while try s.step() {
+            let g = group(of: s.int64(at: 1))
+            guard g >= 0 else { continue }
+            let c: Int32 = 2
+            groups[g].figures.requests += s.int(at: c)
+            groups[g].figures.refused += s.int(at: c + 1)
+            groups[g].figures.errors += s.int(at: c + 2)
+            groups[g].figures.inputTokens += s.int(at: c + 3)
+            groups[g].figures.cachedInputTokens += s.int(at: c + 4)
+            groups[g].figures.cacheWriteTokens += s.int(at: c + 5)
+            groups[g].figures.outputTokens += s.int(at: c + 6)
+            groups[g].figures.reasoningTokens += s.int(at: c + 7)
+            groups[g].figures.cost.picodollars += Int128(storedLow: s.int64(at: c + 8), high: s.int64(at: c + 9))
+            groups[g].figures.timedRequests += s.int(at: c + 10)
+            groups[g].figures.latencySumMicros += s.int64(at: c + 11)
+            groups[g].figures.retries += s.int(at: c + 12)
+            groups[g].figures.retryCost.picodollars += Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
+            s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0) }
+            s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0) }
+            var low = s.int64(at: c + 17), high = s.int64(at: c + 18)
+            let number = s.int64(at: 0)
+            let utcDay: Int64
+            if span == .hour {
+                utcDay = floorDiv(number, 24)
+                let first = Int64(4 * (number - utcDay * 24))
+                (low, high) = first < 48 ? (low << first, 0) : (0, low << (first - 48))
+            } else {
+                utcDay = number
+            }
+            for local in days(ofUTCDay: utcDay) where (local.low & low) | (local.high & high) != 0 {
+                groups[g].days.insert(local.day)
+            }
+        }
+    }
+
+    /// Raw calls that started in `[since, until)`.
+    mutating func readCalls(since: Int64, until: Int64, on connection: SQLiteConnection) throws {
+        let s = try connection.prepare("""
+            SELECT started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
+                   outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                   cost_pd, latency_us, ttft_us, retry
+            FROM calls WHERE started_at >= ?1 AND started_at < ?2
+            """)
+        s.bind(since, at: 1)
+        s.bind(until, at: 2)
+        while try s.step() {
+            let key = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2),
+                                model: s.optionalString(at: 3), provider: s.optionalString(at: 4),
+                                plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
+            let keyId: Int64
+            if let known = rawKeyIds[key] {
+                keyId = known
+            } else {
+                keyId = -Int64(rawKeyIds.count) - 1
+                rawKeyIds[key] = keyId
+                keys[keyId] = key
+            }
+            let g = group(of: keyId)
+            guard g >= 0 else { continue }
+            let facts = RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
+                                    cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10),
+                                    outputTokens: s.int(at: 11), reasoningTokens: s.int(at: 12),
+                                    cost: s.int64(at: 13), latency: s.int64(at: 14), ttft: s.optionalInt64(at: 15),
+                                    retry: s.bool(at: 16))
+            var cell = RollupCell()
+            cell.count(facts, quarter: 0)
+            var f = ReportFigures()
+            f.requests = 1
+            f.refused = cell.refused
+            f.errors = cell.errors
+            f.inputTokens = cell.inputTokens
+            f.cachedInputTokens = cell.cachedInputTokens
+            f.cacheWriteTokens = cell.cacheWriteTokens
+            f.outputTokens = cell.outputTokens
+            f.reasoningTokens = cell.reasoningTokens
+            f.cost.picodollars = cell.cost
+            f.timedRequests = cell.timed
+            f.latencySumMicros = cell.latencySum
+            f.retries = cell.retries
+            f.retryCost.picodollars = cell.retryCost
+            groups[g].figures.absorb(f)
+            if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
+            if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
+            groups[g].days.insert(calendar.localDay(of: facts.startedAt))
+        }
+    }
+
+    /// Rows by cost (ties by label), and totals over all calls.
+    func report() -> Report {
+        var totals = ReportFigures()
+        var latency = DenseHistogram()
+        var ttft = DenseHistogram()
+        var days = Set<Int>()
+        var rows: [ReportRow] = []
+        for (labels, index) in groupIndex {
+            let group = groups[index]
+            var figures = group.figures
+            Self.fill(&figures, latency: group.latency, ttft: group.ttft, days: group.days.count)
+            totals.absorb(figures)
+            latency.add(group.latency)
+            ttft.add(group.ttft)
+            days.formUnion(group.days)
+            rows.append(ReportRow(values: labels, figures: figures))
+        }
+        Self.fill(&totals, latency: latency, ttft: ttft, days: days.count)
+        rows.sort { a, b in
+            a.cost.picodollars != b.cost.picodollars
+                ? a.cost.picodollars > b.cost.picodollars
+                : a.values.lexicographicallyPrecedes(b.values)
+        }
+        return Report(query: query, rows: rows, totals: totals)
+    }
+
+    private static func fill(_ figures: inout ReportFigures, latency: DenseHistogram, ttft: DenseHistogram, days: Int) {
+        figures.latencyP50Micros = latency.percentile(50)
+        figures.latencyP95Micros = latency.percentile(95)
+        figures.ttftP50Micros = ttft.percentile(50)
+        figures.activeDays = days
+    }
+}

@@ -1,0 +1,146 @@
+/// Decides, as rows are written, which calls are retries, and keeps that equal to the definition
+/// whatever order rows arrive in.
+///
+/// Definition: a call is a retry if it has a user and a request hash, and another call with the
+/// same user and hash precedes it, in (started_at, id) order, by at most
+/// `ReportQuery.retryWindowMicros` (120 s, inclusive). Adding calls can only turn calls into
+/// retries, never back, so the flag can be kept incrementally: a late row may flag later calls.
+///
+/// Memory holds every fingerprinted call that started at or after `horizon` (the latest start
+/// seen minus the window and `lateness`); a row whose windows reach before the horizon asks the
+/// ledger instead (index on user, started_at), so any lateness stays correct, only slower.
+/// Used on one thread, inside the writer's transaction; after a rollback call `reload`.
+final class RetryTracker {
+    struct Call {
+        var startedAt: Int64
+        var id: String
+        var rowid: Int64
+        var retry: Bool
+        var key: Int64
+        var cost: Int64
+
+        func precedes(_ other: Call) -> Bool {
+            startedAt != other.startedAt ? startedAt < other.startedAt : id < other.id
+        }
+    }
+
+    private struct Fingerprint: Hashable {
+        var user: String
+        var hash: Int64
+    }
+
+    static let window = ReportQuery.retryWindowMicros
+    /// How late (after later-starting calls) a row may arrive and still be decided in memory.
+    static let lateness: Int64 = 15 * 60 * 1_000_000
+
+    private var recent: [Fingerprint: [Call]] = [:]
+    private(set) var horizon = Int64.min / 4
+    private var latest = Int64.min / 4
+    private var prunedAt = Int64.min / 4
+    private let connection: SQLiteConnection
+    private let store: RollupStore
+    private let around: Statement
+
+    init(connection: SQLiteConnection, store: RollupStore) throws {
+        self.connection = connection
+        self.store = store
+        around = try connection.prepare("""
+            SELECT started_at, id, rowid, retry, team, COALESCE(model_served, model_requested), provider,
+                   plan, key_id, cost_pd
+            FROM calls WHERE user = ?1 AND started_at >= ?2 AND started_at <= ?3 AND request_hash = ?4
+            """)
+        try reload()
+    }
+
+    func finalize() { around.finalize() }
+
+    /// Reloads the recent calls from the ledger (at open, after a rollback, or after another
+    /// connection wrote).
+    func reload() throws {
+        recent.removeAll()
+        guard let last = try connection.scalarInt("SELECT MAX(started_at) FROM calls") else {
+            horizon = Int64.min / 4
+            latest = horizon
+            return
+        }
+        latest = last
+        horizon = last - Self.window - Self.lateness
+        prunedAt = latest
+        let s = try connection.prepare("""
+            SELECT user, request_hash, started_at, id, rowid, retry, team, COALESCE(model_served, model_requested),
+                   provider, plan, key_id, cost_pd
+            FROM calls WHERE started_at >= ?1 AND user IS NOT NULL AND request_hash IS NOT NULL
+            """)
+        s.bind(horizon, at: 1)
+        while try s.step() {
+            let fingerprint = Fingerprint(user: s.string(at: 0), hash: s.int64(at: 1))
+            let call = try call(s, user: fingerprint.user, from: 2)
+            recent[fingerprint, default: []].append(call)
+        }
+    }
+
+    /// Records a row just inserted (at `rowid`, under rollup key `key`). Returns whether it is a
+    /// retry and the earlier-recorded calls that became retries because of it.
+    func record(_ entry: LedgerEntry, rowid: Int64, key: Int64) throws -> (retry: Bool, flagged: [Call]) {
+        guard let user = entry.user, let hash = entry.requestHash else { return (false, []) }
+        let fingerprint = Fingerprint(user: user, hash: hash)
+        let new = Call(startedAt: entry.startedAt, id: entry.id, rowid: rowid, retry: false, key: key,
+                       cost: entry.cost.picodollars)
+        let inMemory = entry.startedAt - Self.window >= horizon
+        let candidates = inMemory ? recent[fingerprint] ?? [] : try fromLedger(fingerprint, around: new)
+        var isRetry = false
+        var flagged: [Call] = []
+        for var other in candidates where other.rowid != rowid {
+            if other.precedes(new) {
+                if new.startedAt - other.startedAt <= Self.window { isRetry = true }
+            } else if other.startedAt - new.startedAt <= Self.window && !other.retry {
+                other.retry = true
+                flagged.append(other)
+            }
+        }
+        if !flagged.isEmpty, var calls = recent[fingerprint] {
+            let rowids = Set(flagged.map(\.rowid))
+            for i in calls.indices where rowids.contains(calls[i].rowid) { calls[i].retry = true }
+            recent[fingerprint] = calls
+        }
+        if entry.startedAt >= horizon {
+            var call = new
+            call.retry = isRetry
+            recent[fingerprint, default: []].append(call)
+        }
+        latest = max(latest, entry.startedAt)
+        return (isRetry, flagged)
+    }
+
+    /// Drops calls that fell behind the horizon (after a commit; at most once a minute of ledger time).
+    func prune() {
+        guard latest - prunedAt >= 60_000_000 else { return }
+        prunedAt = latest
+        horizon = max(horizon, latest - Self.window - Self.lateness)
+        let horizon = self.horizon
+        recent = recent.compactMapValues { calls in
+            let kept = calls.filter { $0.startedAt >= horizon }
+            return kept.isEmpty ? nil : kept
+        }
+    }
+
+    private func fromLedger(_ fingerprint: Fingerprint, around new: Call) throws -> [Call] {
+        around.bind(fingerprint.user, at: 1)
+        around.bind(new.startedAt - Self.window, at: 2)
+        around.bind(new.startedAt + Self.window, at: 3)
+        around.bind(fingerprint.hash, at: 4)
+        defer { around.reset() }
+        var calls: [Call] = []
+        while try around.step() { calls.append(try call(around, user: fingerprint.user, from: 0)) }
+        return calls
+    }
+
+    /// A call from columns started_at, id, rowid, retry, team, model, provider, plan, key_id, cost_pd.
+    private func call(_ s: Statement, user: String, from c: Int32) throws -> Call {
+        let key = RollupKey(user: user, team: s.optionalString(at: c + 4), model: s.optionalString(at: c + 5),
+                            provider: s.optionalString(at: c + 6), plan: s.optionalString(at: c + 7),
+                            keyId: s.optionalString(at: c + 8))
+        return Call(startedAt: s.int64(at: c), id: s.string(at: c + 1), rowid: s.int64(at: c + 2),
+                    retry: s.bool(at: c + 3), key: try store.id(of: key), cost: s.int64(at: c + 9))
+    }
+}

@@ -1,0 +1,296 @@
+import Foundation
+import Metering
+import Testing
+@testable import Ledger
+
+/// The report engine (rollups, ragged edges, zones, retries) against `NaiveReport`.
+@Suite struct ReportEngineTests {
+    static let zones = ["UTC", "Europe/Berlin", "America/New_York"].map { TimeZone(identifier: $0)! }
+    /// 2025-10-24T00:00:00Z: the fixture spans Berlin's (Oct 26) and New York's (Nov 2) DST ends.
+    static let autumnStart: Int64 = 1_761_264_000 * 1_000_000
+
+    /// Two weeks of calls every few minutes, five users (and refusals without one), three
+    /// models, errors, TTFTs on some calls, and ~30 % of calls repeating a user's previous body
+    /// 0-200 s later (some retries, some just past the window).
+    static func autumn(seed: UInt64 = 7, count: Int = 2_500) -> [LedgerEntry] {
+        var rng = SplitMix(seed)
+        let users: [(String?, String?)] = [("ana", "core"), ("ben", "core"), ("chen", "labs"), ("dia", nil), ("eve", "labs"), (nil, nil)]
+        let models = ["gpt-4o-mini", "claude-3-5-haiku", "gpt-4o"]
+        var last: [String: (Int64, Int64)] = [:]
+        var entries: [LedgerEntry] = []
+        for n in 0..<count {
+            let (user, team) = users[Int.random(in: 0..<users.count, using: &rng)]
+            var start = autumnStart + Int64(n) * 8 * 60_000_000 + Int64.random(in: 0..<480_000_000, using: &rng)
+            var hash = Int64.random(in: 1...Int64.max, using: &rng)
+            if let user, let previous = last[user], Int.random(in: 0..<10, using: &rng) < 3 {
+                hash = previous.1
+                start = previous.0 + Int64.random(in: 0...200_000_000, using: &rng)
+            }
+            let outcome: Outcome = user == nil ? .refusedAuth : (n % 13 == 0 ? .upstreamError : (n % 29 == 0 ? .refusedRate : .ok))
+            // Log-uniform latencies from 10 µs to ~100 s, so every bucket range is exercised.
+            let latency = Int64(pow(10, Double.random(in: 1...8, using: &rng)))
+            var entry = sampleEntry(n, startedAt: start, latency: latency, user: user, team: team,
+                                    model: models[n % models.count], outcome: outcome,
+                                    cost: Money(picodollars: Int64.random(in: 0...9_000_000_000, using: &rng)))
+            entry.requestHash = outcome == .refusedAuth ? nil : hash
+            entry.ttftMicros = n % 4 == 0 || outcome.isRefusal ? nil : latency / 3
+            entry.plan = team == nil ? nil : "pro"
+            entry.keyId = user.map { "key-\($0)-\(n % 2)" }
+            entry.provider = entry.modelServed!.hasPrefix("claude") ? "anthropic" : "openai"
+            if let user { last[user] = (start, hash) }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    static func ledger(_ entries: [LedgerEntry], maxBatch: Int = 4_096) throws -> (TemporaryDirectory, LedgerReader) {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: maxBatch))
+        #expect(appendAll(entries, to: writer).isEmpty)
+        writer.close()
+        return (dir, try LedgerReader(path: dir.path()))
+    }
+
+    static func check(_ reader: LedgerReader, _ entries: [LedgerEntry], _ query: ReportQuery,
+                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let report = try reader.report(query)
+        let want = NaiveReport.report(entries, query)
+        let context = "\(query.groupBy) \(query.timeZone.identifier) \(query.filters)"
+        #expect(Set(report.rows.map(\.values)) == Set(want.rows.keys), "\(context)", sourceLocation: sourceLocation)
+        for row in report.rows {
+            guard let expected = want.rows[row.values] else { continue }
+            NaiveReport.expectMatch(row.figures, expected, "\(context) \(row.values)", sourceLocation: sourceLocation)
+        }
+        NaiveReport.expectMatch(report.totals, want.totals, "\(context) totals", sourceLocation: sourceLocation)
+    }
+
+    static let groupings: [[ReportDimension]] = [
+        [], [.user], [.team], [.model], [.provider], [.plan], [.key], [.day], [.week], [.month],
+        [.day, .user], [.week, .model], [.month, .team, .user], [.user, .day, .key],
+    ]
+
+    @Test(arguments: groupings, zones)
+    func everyGroupingAndZone(groupBy: [ReportDimension], zone: TimeZone) throws {
+        let entries = Self.autumn()
+        let (dir, reader) = try Self.ledger(entries)
+        defer { reader.close(); _ = dir }
+        // Ragged edges (mid-hour), whole hours, and the whole fixture.
+        let periods: [(Int64, Int64)] = [
+            (Self.autumnStart + 1 * UnixTime.microsPerDay + 13 * 3_600_000_000 + 1_234_567,
+             Self.autumnStart + 11 * UnixTime.microsPerDay + 5 * 3_600_000_000 + 600_000_000),
+            (Self.autumnStart + 22 * 3_600_000_000, Self.autumnStart + 9 * UnixTime.microsPerDay + 23 * 3_600_000_000),
+            (0, .max),
+        ]
+        for (since, until) in periods {
+            var query = ReportQuery(since: since, until: until, groupBy: groupBy)
+            query.timeZone = zone
+            try Self.check(reader, entries, query)
+        }
+    }
+
+    @Test("a Berlin day in late October has 25 hours; New York's early-November Sunday too")
+    func dstDays() throws {
+        let berlin = TimeZone(identifier: "Europe/Berlin")!
+        // 2025-10-26 in Berlin: 2025-10-25T22:00Z to 2025-10-26T23:00Z.
+        let dayStart: Int64 = 1_761_429_600 * 1_000_000
+        let entries = [sampleEntry(1, startedAt: dayStart - 1), sampleEntry(2, startedAt: dayStart),
+                       sampleEntry(3, startedAt: dayStart + 25 * 3_600_000_000 - 1),
+                       sampleEntry(4, startedAt: dayStart + 25 * 3_600_000_000)]
+        let (dir, reader) = try Self.ledger(entries)
+        defer { reader.close(); _ = dir }
+        var query = ReportQuery(since: 0, until: .max, groupBy: [.day])
+        query.timeZone = berlin
+        let rows = try reader.report(query).rows.map { [$0.values[0]: $0.requests] }
+        #expect(Set(rows) == [["2025-10-25": 1], ["2025-10-26": 2], ["2025-10-27": 1]])
+        var filtered = query
+        filtered.filters = [.day: "2025-10-26"]
+        #expect(try reader.report(filtered).totals.requests == 2)
+        #expect(try reader.report(filtered).totals.activeDays == 1)
+        query.groupBy = []
+        #expect(try reader.report(query).totals.activeDays == 3)
+        for zone in Self.zones { var q = query; q.timeZone = zone; try Self.check(reader, entries, q) }
+    }
+
+    @Test func filters() throws {
+        let entries = Self.autumn()
+        let (dir, reader) = try Self.ledger(entries)
+        defer { reader.close(); _ = dir }
+        let filters: [[ReportDimension: String]] = [
+            [.user: "ana"], [.team: "labs"], [.model: "gpt-4o"], [.user: ReportDimension.noneLabel],
+            [.team: ReportDimension.noneLabel], [.key: "key-ben-1"], [.provider: "anthropic"], [.plan: "pro"],
+            [.day: "2025-10-26"], [.week: "2025-10-27"], [.month: "2025-11"], [.user: "chen", .model: "gpt-4o-mini"],
+            [.user: "nobody"], [.week: "2025-10-28"], [.day: "not-a-day"],
+        ]
+        for zone in Self.zones {
+            for filter in filters {
+                var query = ReportQuery(since: 0, until: .max, groupBy: [.user], filters: filter)
+                query.timeZone = zone
+                try Self.check(reader, entries, query)
+            }
+        }
+    }
+
+    @Test("retries match the definition whatever the append order, in memory or from the ledger")
+    func retriesInAnyAppendOrder() throws {
+        var rng = SplitMix(42)
+        var entries = Self.autumn(seed: 3, count: 1_200)
+        // The 120 s edge: exactly 120 s after is a retry, 1 µs more is not (and ties go by id).
+        let t = Self.autumnStart + 3 * UnixTime.microsPerDay
+        for (n, offset) in [(0, Int64(0)), (1, 120_000_000), (2, 240_000_001), (3, 240_000_001), (4, 360_000_002)] {
+            var e = sampleEntry(9_000 + n, startedAt: t + offset, user: "edge")
+            e.requestHash = 77
+            entries.append(e)
+        }
+        for round in 0..<3 {
+            let order = round == 0 ? entries : entries.shuffled(using: &rng)
+            let (dir, reader) = try Self.ledger(order, maxBatch: [4_096, 7, 1][round])
+            defer { reader.close(); _ = dir }
+            let flagged = try reader.withConnection { c -> Set<String> in
+                let s = try c.prepare("SELECT id FROM calls WHERE retry = 1")
+                var ids = Set<String>()
+                while try s.step() { ids.insert(s.string(at: 0)) }
+                return ids
+            }
+            let want = NaiveReport.retries(entries)
+            #expect(flagged == want, "round \(round)")
+            #expect(want.contains("call-9001") && !want.contains("call-9002") && want.contains("call-9003")
+                    && !want.contains("call-9004"))
+            #expect(want.count > 100)
+            try Self.check(reader, entries, ReportQuery(since: 0, until: .max, groupBy: [.user]))
+            try Self.check(reader, entries, ReportQuery(since: t - 1, until: t + 300_000_000, groupBy: [.user]))
+        }
+    }
+
+    @Test("a rolled-back batch leaves rollups equal to a rebuild from the raw rows")
+    func rollupsAfterRollback() throws {
+        let entries = Self.autumn(seed: 11, count: 600)
+        let dir = try TemporaryDirectory()
+        let failures = Locked(0)
+        let writer = try LedgerWriter(path: dir.path(), options: .init(
+            retryInitialMillis: 5, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
+        #expect(appendAll(Array(entries.prefix(300)), to: writer).isEmpty)
+        // Fail every rollup write until the flag is cleared: whole batches roll back and retry.
+        let control = try SQLiteConnection(path: dir.path())
+        try control.execute("""
+            INSERT INTO meta(name, value) VALUES ('fail', 1);
+            CREATE TRIGGER fail_rollups BEFORE INSERT ON rollup_days
+            WHEN (SELECT value FROM meta WHERE name = 'fail') = 1 BEGIN SELECT RAISE(ABORT, 'injected'); END;
+            """)
+        let done = Locked(false)
+        for entry in entries.dropFirst(300) {
+            writer.append(entry) { _ in done.withLock { $0 = true } }
+        }
+        while failures.current < 2 { Thread.sleep(forTimeInterval: 0.005) }
+        #expect(try control.scalarInt("SELECT COUNT(*) FROM calls") == 300)
+        try control.execute("UPDATE meta SET value = 0 WHERE name = 'fail'")
+        writer.flush()
+        writer.close()
+        control.close()
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        #expect(try reader.count() == 600)
+        try Self.check(reader, entries, ReportQuery(since: 0, until: .max, groupBy: [.user, .model]))
+        let built = try RollupSnapshot.take(reader)
+        let rebuilt = try RollupSnapshot.rebuilt(from: dir.path())
+        #expect(built == rebuilt)
+    }
+
+    @Test("migration v5 backfills retries and rollups of a v4 ledger")
+    func migrationBackfill() throws {
+        var rng = SplitMix(9)
+        let entries = Self.autumn(seed: 5, count: 800).shuffled(using: &rng)
+        let dir = try TemporaryDirectory()
+        do {
+            let connection = try SQLiteConnection(path: dir.path())
+            try connection.configureForLedger()
+            try Schema.migrate(connection, upTo: 4)
+            let insert = try connection.prepare(CallRow.insertSQL)
+            for e in entries { CallRow.bind(e, to: insert); try insert.run() }
+            insert.finalize()
+            connection.close()
+        }
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        #expect(try Schema.version(of: reader.connection) == 5)
+        for zone in Self.zones {
+            var query = ReportQuery(since: 0, until: .max, groupBy: [.day, .user])
+            query.timeZone = zone
+            try Self.check(reader, entries, query)
+        }
+        // The same calls through the writer give the same cells.
+        let (other, written) = try Self.ledger(entries)
+        defer { written.close(); _ = other }
+        #expect(try RollupSnapshot.take(reader) == RollupSnapshot.take(written))
+    }
+
+    @Test("money past Int64 in one cell (one user, one hour) stays exact")
+    func hugeCellsAreExact() throws {
+        let big = Money(picodollars: 5_000_000_000_000_000_000)
+        let entries = (0..<4).map { sampleEntry($0, cost: big) }
+        let (dir, reader) = try Self.ledger(entries)
+        defer { reader.close(); _ = dir }
+        for (since, until) in [(Int64(0), Int64.max), (day0, day0 + 3_600_000_000)] {
+            let report = try reader.report(ReportQuery(since: since, until: until, groupBy: [.user]))
+            #expect(report.totals.cost.picodollars == 4 * Int128(big.picodollars))
+        }
+    }
+
+    @Test("(others) keeps sums and drops what does not add up")
+    func othersRow() throws {
+        let (dir, reader) = try Self.ledger(Self.autumn(count: 300))
+        defer { reader.close(); _ = dir }
+        let full = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.user]))
+        let top = full.top(2)
+        let others = try #require(top.rows.last)
+        #expect(others.values == [Report.othersLabel])
+        #expect(others.latencyP50Micros == nil && others.latencyP95Micros == nil && others.ttftP50Micros == nil)
+        #expect(others.activeDays == 0)
+        var sum = ReportFigures()
+        for row in top.rows { sum.absorb(row.figures) }
+        #expect(sum.cost == full.totals.cost && sum.retries == full.totals.retries && sum.retryCost == full.totals.retryCost)
+    }
+
+    @Test func bucketsStayWithinTheDocumentedError() {
+        var value: Int64 = 0
+        while value < 10_000_000_000_000 {
+            let got = LatencyBuckets.representative(of: LatencyBuckets.index(of: value))
+            #expect(abs(Double(got - value)) <= LatencyBuckets.relativeError * Double(value), "\(value)")
+            value = value < 300 ? value + 1 : value + value / 97 + 1
+        }
+        #expect(LatencyBuckets.index(of: -5) == 0)
+    }
+}
+
+/// Every rollup cell of a ledger by (span, number, key labels), to compare two ledgers.
+enum RollupSnapshot {
+    static func take(_ reader: LedgerReader) throws -> [String: RollupCell] {
+        try reader.withConnection { try take($0) }
+    }
+
+    static func take(_ connection: SQLiteConnection) throws -> [String: RollupCell] {
+        let keys = try RollupStore.keys(on: connection)
+        var cells: [String: RollupCell] = [:]
+        for span in RollupSpan.allCases {
+            let s = try connection.prepare("SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(span.table)")
+            while try s.step() {
+                let key = keys[s.int64(at: 1)]!
+                let name = "\(span) \(s.int64(at: 0)) \(String(describing: key))"
+                cells[name, default: RollupCell()].absorb(RollupStore.decodeCell(s, from: 2))
+            }
+        }
+        return cells
+    }
+
+    /// The cells a from-scratch backfill computes for the calls of the ledger at `path` (on a copy).
+    static func rebuilt(from path: String) throws -> [String: RollupCell] {
+        let copy = path + ".rebuild"
+        let source = try SQLiteConnection(path: path)
+        try source.execute("VACUUM INTO '\(copy)'")
+        source.close()
+        let connection = try SQLiteConnection(path: copy)
+        defer { connection.close() }
+        try connection.execute("DELETE FROM rollup_hours; DELETE FROM rollup_days; DELETE FROM rollup_keys; UPDATE calls SET retry = 0")
+        try RollupBackfill.run(connection)
+        return try take(connection)
+    }
+}
