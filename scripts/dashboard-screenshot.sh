@@ -109,6 +109,12 @@ for spec in alice:12 bob:15 carol:10 dave:12 erin:8; do
   senders+=($!)
 done
 wait "${senders[@]}"
+# Regenerations: alice and bob send the same prompt again within seconds (the retry share).
+{
+  call alice /v1/chat/completions "$(chat o3 false research 1 40)"
+  call alice /v1/chat/completions "$(chat o3 false research 1 40)"
+  call bob /v1/chat/completions "$(chat gpt-4.1 true research 2 60)"
+} >>"$statuses"
 # Refusals: an unknown key, an unknown model, a user with no budget left, the admin key on a model route.
 {
   call tk-not-a-key /v1/chat/completions "$(chat gpt-4o-mini false x 1 1)"

@@ -68,9 +68,13 @@ final class AdminAPI: Sendable {
                 return loop.makeSucceededFuture(.refusal(error))
             }
             let reader = self.reader
+            let plans = gateway.policies.policy.plans
             return pool.runIfActive(eventLoop: loop) {
                 let report = try reader.report(request.query).top(request.top)
-                return .json(ReportRenderer.render(report, query: request.query, format: .json))
+                let summary = request.summary
+                    ? try ReportSummary.compute(reader: reader, query: request.query, plans: plans, now: now, models: false)
+                    : nil
+                return .json(ReportRenderer.render(report, query: request.query, format: .json, summary: summary))
             }.flatMapErrorThrowing(Self.failure)
         case "/admin/api/health":
             let items = (try? AdminReportRequest.items(queryString)) ?? [("query", "")]

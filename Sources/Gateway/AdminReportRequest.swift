@@ -9,6 +9,8 @@ struct AdminReportRequest: Equatable {
     var query: ReportQuery
     /// Rows past this many are folded into one `(others)` row (`Report.top`).
     var top: Int
+    /// `summary=true`: add the report's summary object (the same as `tokenctl report --format json`).
+    var summary = false
 
     /// The longest period one request may cover (a year and a month: a year-on-year view fits).
     static let maxSpanMicros: Int64 = 400 * UnixTime.microsPerDay
@@ -19,7 +21,7 @@ struct AdminReportRequest: Equatable {
     /// The most `by` dimensions (nesting deeper multiplies rows without telling more).
     static let maxDimensions = 3
 
-    static let parameters: Set<String> = ["since", "until", "period", "by", "tz", "user", "team", "model", "top"]
+    static let parameters: Set<String> = ["since", "until", "period", "by", "tz", "user", "team", "model", "top", "summary"]
 
     /// `defaultTimeZone` applies without `tz` (the policy's calendar zone).
     init(queryString: String?, now: Int64, defaultTimeZone: TimeZone) throws(Refusal) {
@@ -94,6 +96,11 @@ struct AdminReportRequest: Equatable {
             self.top = top
         } else {
             self.top = Self.maxRows
+        }
+        switch try single("summary") {
+        case nil, "false": summary = false
+        case "true": summary = true
+        case let other?: throw Self.bad("summary", "'summary' must be true or false, not '\(other)'.")
         }
     }
 

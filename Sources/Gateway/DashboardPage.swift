@@ -219,7 +219,7 @@ function renderHealth(h) {
   $("healthtiles").innerHTML =
     tile("Calls", num(last.requests), num(last.refused) + " refused") +
     tile("Error rate", pct(last.error_rate), num(last.errors) + " errors", last.error_rate > 0.05 ? "bad" : "") +
-    tile("Latency p50 / p95", ms(last.latency_p50_ms) + " / " + ms(last.latency_p95_ms), "mean " + ms(last.latency_mean_ms) + ", whole call") +
+    tile("Latency p50", ms(last.latency_p50_ms), "p95 " + ms(last.latency_p95_ms) + ", mean " + ms(last.latency_mean_ms) + ", whole call") +
     tile("TTFT p50", ms(last.ttft_p50_ms), "time to first byte") +
     tile("In flight", num(h.calls_in_flight), num(h.open_reservations) + " quota reservations") +
     tile("Ledger backlog", num(h.ledger_backlog), "rows waiting to commit", h.ledger_backlog > 1000 ? "bad" : "") +
@@ -253,28 +253,28 @@ function renderHealth(h) {
 }
 
 function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
-  const t = byDay.totals;
+  const t = byDay.totals, s = byDay.summary;
   const days = daysOf(byDay);
-  $("periodlabel").textContent = byDay.since.slice(0, 10) + " to " + byDay.until.slice(0, 16).replace("T", " ") + " UTC";
-  // Active users: a non-refused call (one that reached a model) on that day.
-  const activeByDay = new Map(), costByDay = new Map(byDay.rows.map(r => [r.day, Number(r.cost_usd)]));
-  const users = new Set();
-  for (const r of byDayUser.rows) {
-    if (r.user === "(none)" || r.user === "(others)" || r.requests - r.refused <= 0) continue;
-    activeByDay.set(r.day, (activeByDay.get(r.day) || 0) + 1);
-    users.add(r.user);
-  }
-  const perUserDay = days.map(d => activeByDay.get(d) ? (costByDay.get(d) || 0) / activeByDay.get(d) : 0);
-  const activeDays = days.filter(d => activeByDay.get(d));
-  const meanPerUser = activeDays.length ? activeDays.reduce((s, d) => s + (costByDay.get(d) || 0) / activeByDay.get(d), 0) / activeDays.length : null;
-  const retryCost = t.retry_cost_usd, retries = t.retries;
+  $("periodlabel").textContent = byDay.since.slice(0, 10) + " to " + byDay.until.slice(0, 16).replace("T", " ") + " " + byDay.time_zone;
+  // Every figure below comes from the report's summary (the same as `tokenctl report`): a user is
+  // active on a day if they made a call that day; daily cost per active user is that day's cost
+  // over its active users, and the period figure the mean of those days.
+  const costByDay = new Map(byDay.rows.map(r => [r.day, Number(r.cost_usd)]));
+  const perDay = new Map(s.days.map(d => [d.day, d.cost_per_active_user_usd === null ? 0 : Number(d.cost_per_active_user_usd)]));
+  const perUserDay = days.map(d => perDay.get(d) || 0);
+  const activeDays = s.days.filter(d => d.active_users > 0).length;
+  const forecast = s.forecast ? usd(s.forecast.projected_usd) : "–";
   $("spendtiles").innerHTML =
     tile("Total cost", usd(t.cost_usd), "exact: $" + t.cost_usd) +
     tile("Requests", num(t.requests), num(t.refused) + " refused, " + num(t.errors) + " errors") +
-    tile("Active users", num(users.size), "made a call that reached a model") +
-    tile("Daily cost per active user", meanPerUser === null ? "–" : usd(meanPerUser), "mean over " + activeDays.length + (activeDays.length === 1 ? " active day" : " active days")) +
-    tile("Retry share", retryCost === undefined ? "–" : usd(retryCost),
-         retryCost === undefined ? "not in this report version" : num(retries) + " retries, " + pct(Number(t.cost_usd) > 0 ? Number(retryCost) / Number(t.cost_usd) : 0) + " of cost") +
+    tile("Active users", num(s.active_users), "made a call in the period") +
+    tile("Daily cost per active user", s.daily_cost_per_active_user_mean_usd === null ? "–" : usd(s.daily_cost_per_active_user_mean_usd),
+         "mean over " + activeDays + (activeDays === 1 ? " active day" : " active days")) +
+    tile("Retry share", usd(s.retries.cost_usd),
+         num(s.retries.count) + " retries, " + (s.retries.share_of_cost_pct === null ? "–" : s.retries.share_of_cost_pct + " %") + " of cost") +
+    tile("Burn rate", s.burn_rate.cost_per_hour_usd === null ? "–" : usd(s.burn_rate.cost_per_hour_usd) + "/h",
+         (s.burn_rate.tokens_per_hour === null ? "–" : num(s.burn_rate.tokens_per_hour)) + " tokens/h") +
+    tile("Month-end forecast", forecast, s.forecast ? "at the current burn rate, " + s.forecast.month : "") +
     tile("Tokens", num(t.input_tokens + t.output_tokens), num(t.input_tokens) + " in · " + num(t.output_tokens) + " out");
   // Cost per day stacked by the five costliest users; the rest (and calls without a user) as "others".
   const top = byUser.rows.filter(r => r.user !== "(others)").slice(0, 5).map(r => r.user);
@@ -287,7 +287,7 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
   const moneyAxis = v => v === 0 ? "$0" : "$" + (v >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
   $("daily").innerHTML = stackedBars(days, series, moneyAxis, {height: 190, short: d => d.slice(5)});
   $("peruser").innerHTML = stackedBars(days, [{name: "per active user", color: COLORS[4], values: perUserDay}], moneyAxis,
-    {width: 560, height: 200, maxLabels: 7, short: d => d.slice(5)}) + '<div class="note">That day\'s cost divided by its users with a call that reached a model.</div>';
+    {width: 560, height: 200, maxLabels: 7, short: d => d.slice(5)}) + '<div class="note">That day\'s cost divided by its users with a call that day.</div>';
   // The ten costliest; groups that cost nothing (only refusals) are left out.
   const bars = (rows, dim) => rows.filter(r => Number(r.cost_usd) > 0).slice(0, 10).map((r, i) => ({name: r[dim],
     value: Number(r.cost_usd), color: COLORS[i % 5], label: usd(r.cost_usd) + " · " + num(r.requests) + (r.requests === 1 ? " call" : " calls")}));
@@ -303,7 +303,7 @@ async function load() {
   try {
     const [health, byDay, byDayUser, byUser, byTeam, byModel] = await Promise.all([
       api("/admin/api/health"),
-      api("/admin/api/report?" + since + "&by=day"),
+      api("/admin/api/report?" + since + "&by=day&summary=true"),
       api("/admin/api/report?" + since + "&by=day&by=user"),
       api("/admin/api/report?" + since + "&by=user"),
       api("/admin/api/report?" + since + "&by=team"),

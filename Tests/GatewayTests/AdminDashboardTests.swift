@@ -133,6 +133,28 @@ struct AdminDashboardTests {
                                      key: h.adminKey)
         let query = ReportQuery(since: from, until: to, groupBy: [.model], filters: [.user: "alice"])
         #expect(filtered.text == ReportRenderer.render(try reader.report(query).top(1), query: query, format: .json))
+        // summary=true: the same summary object as `tokenctl report --format json` (one definition
+        // of active users, daily cost per active user, retries, burn rate, budgets, forecast).
+        let summarised = try await get(h, "/admin/api/report?since=\(iso(from))&until=\(iso(to))&by=day&summary=true",
+                                       key: h.adminKey)
+        let dayQuery = ReportQuery(since: from, until: to, groupBy: [.day])
+        let summary = try ReportSummary.compute(reader: reader, query: dayQuery, plans: h.server.policy.plans,
+                                                now: UnixTime.nowMicros(), models: false)
+        let expected = ReportRenderer.render(try reader.report(dayQuery), query: dayQuery, format: .json, summary: summary)
+        // The burn window of an open period ends "now", which differs by the time between the two.
+        func withoutBurn(_ text: String) throws -> NSDictionary {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            var summary = try #require(object["summary"] as? [String: Any])
+            summary["burn_rate"] = nil
+            summary["forecast"] = nil
+            var copy = object
+            copy["summary"] = summary
+            return copy as NSDictionary
+        }
+        #expect(try withoutBurn(summarised.text) == withoutBurn(expected))
+        #expect(try json(summarised)["summary"] != nil)
+        let bad = try await get(h, "/admin/api/report?summary=yes", key: h.adminKey)
+        #expect(bad.status == 400 && bad.text.contains("\"param\":\"summary\""))
         // And the totals are the ledger's sum, to the picodollar.
         var sum = Money.Total()
         for row in try h.allRows() { sum.add(row.cost) }
