@@ -21,7 +21,7 @@ struct HostileClientTests {
         let client = try RawSocketClient(port: h.port)
         defer { client.close() }
         client.send(RawSocketClient.request(version: "HTTP/1.0", key: h.aliceKey, body: Self.chat, requestID: "h10"))
-        let (bytes, closed) = client.readUntilClosed()
+        let (bytes, closed) = await client.readUntilClosed()
         #expect(RawSocketClient.statuses(bytes) == [200])
         #expect(closed)
         #expect(try h.row("h10")?.outcome == .ok)
@@ -38,7 +38,7 @@ struct HostileClientTests {
                     + RawSocketClient.request(key: h.aliceKey, body: bad, requestID: "pipe-2")
                     + RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "pipe-3",
                                               extra: ["connection: close"]))
-        let (bytes, _) = client.readUntilClosed()
+        let (bytes, _) = await client.readUntilClosed()
         #expect(RawSocketClient.statuses(bytes) == [200, 400, 200])
         let text = String(decoding: bytes, as: UTF8.self)
         let order = ["pipe-1", "pipe-2", "pipe-3"].compactMap { text.range(of: "x-request-id: \($0)")?.lowerBound }
@@ -77,7 +77,7 @@ struct HostileClientTests {
         client.send(head)
         // Only the first MiB is offered; the answer must not wait for the other 99.
         client.send([UInt8](repeating: UInt8(ascii: " "), count: 1 << 20))
-        let (bytes, _) = client.readUntilClosed(timeout: 5)
+        let (bytes, _) = await client.readUntilClosed(timeout: 5)
         #expect(RawSocketClient.statuses(bytes).first == 413)
         #expect(try h.row("huge")?.outcome == .refusedTooLarge)
         try await Self.stillServing(h, "after-huge")
@@ -91,7 +91,7 @@ struct HostileClientTests {
         defer { client.close() }
         let extra = (0..<300).map { "x-many-\($0): a" }
         client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "many", extra: extra))
-        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        let (bytes, closed) = await client.readUntilClosed(timeout: 5)
         #expect(closed)
         #expect(RawSocketClient.statuses(bytes) == [431])
         #expect(String(decoding: bytes, as: UTF8.self).contains("request_headers_too_large"))
@@ -107,7 +107,7 @@ struct HostileClientTests {
         defer { client.close() }
         let extra = (0..<10_000).map { "x-flood-\($0): \(String(repeating: "a", count: 20))" }
         client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "flood", extra: extra))
-        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        let (bytes, closed) = await client.readUntilClosed(timeout: 5)
         #expect(closed)
         #expect(RawSocketClient.statuses(bytes) == [400])
         try await Self.stillServing(h, "after-flood")
@@ -115,12 +115,12 @@ struct HostileClientTests {
 
     @Test("a client that sends half a request head and stalls is disconnected (slowloris)")
     func slowHeaders() async throws {
-        let h = try ProxyHarness(gatewayYAML: "header_timeout_ms: 4000\n")
+        let h = try ProxyHarness(gatewayYAML: "header_timeout_ms: 1000\n")
         defer { h.shutdown() }
         let client = try RawSocketClient(port: h.port)
         defer { client.close() }
         client.send("POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
-        let (_, closed) = client.readUntilClosed(timeout: 9)
+        let (_, closed) = await client.readUntilClosed(timeout: 8)
         #expect(closed)
         try await Self.stillServing(h, "after-slow-head")
     }
@@ -133,7 +133,7 @@ struct HostileClientTests {
         defer { client.close() }
         let full = RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "slow-body")
         client.send(String(full.dropLast(10)))
-        let (bytes, closed) = client.readUntilClosed(timeout: 5)
+        let (bytes, closed) = await client.readUntilClosed(timeout: 5)
         #expect(closed)
         #expect(RawSocketClient.statuses(bytes) == [408])
         #expect(try h.row("slow-body")?.outcome == .refusedBadRequest)

@@ -127,7 +127,7 @@ struct ProviderGateTests {
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "leave-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
-        try RawSocketClient.sendAndClose(port: h.port, requestID: "leave-b", key: h.bobKey, body: Self.chat,
+        try await RawSocketClient.sendAndClose(port: h.port, requestID: "leave-b", key: h.bobKey, body: Self.chat,
                                    after: .milliseconds(100))
         try await Self.waitFor("the waiter's row") { (try? h.row("leave-b")) != nil }
         let left = try #require(try h.row("leave-b"))

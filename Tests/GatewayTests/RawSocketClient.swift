@@ -39,7 +39,20 @@ struct RawSocketClient {
     func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
     /// Reads until the server closes the connection (or `timeout` passes); returns what came.
-    func readUntilClosed(timeout: TimeInterval = 10) -> (bytes: [UInt8], closed: Bool) {
+    /// The blocking reads run on their own thread: a test must never block the few threads of
+    /// Swift's concurrency pool (the other tests' tasks would starve meanwhile).
+    func readUntilClosed(timeout: TimeInterval = 10) async -> (bytes: [UInt8], closed: Bool) {
+        let fd = self.fd
+        return await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                done.resume(returning: RawSocketClient(fd: fd).blockingRead(timeout: timeout))
+            }
+        }
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    private func blockingRead(timeout: TimeInterval) -> (bytes: [UInt8], closed: Bool) {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         let deadline = Date().addingTimeInterval(timeout)
@@ -71,10 +84,10 @@ struct RawSocketClient {
     }
 
     /// Sends a request and hangs up `after` later without reading an answer.
-    static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) throws {
+    static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) async throws {
         let client = try RawSocketClient(port: port)
         defer { client.close() }
         client.send(request(key: key, body: body, requestID: requestID))
-        Thread.sleep(forTimeInterval: Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18)
+        try await Task.sleep(for: after)
     }
 }
