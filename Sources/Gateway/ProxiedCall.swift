@@ -44,7 +44,12 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
     private var slot: Slot = .none
 
-    private enum Phase { case waitingForSlot, awaitingHead, relaying, settling, done }
+    /// Retries made so far, and why (each a status or "connect error"), for the row.
+    private var retriesMade: [String] = []
+
+    /// `discardingAttempt`: the provider answered 502/503/529 and the call will be retried; the
+    /// rest of that answer is read and dropped. `backingOff`: waiting before the next attempt.
+    private enum Phase { case waitingForSlot, awaitingHead, discardingAttempt, backingOff, relaying, settling, done }
     private enum Slot {
         case none
         case waiting(ticket: UInt64, gate: ProviderGate)
@@ -108,6 +113,9 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     private func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
+        if !retriesMade.isEmpty {
+            meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+        }
         load.sent()
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
         let provider = admission.provider
@@ -116,6 +124,24 @@ final class ProxiedCall: UpstreamResponseHandler {
         if watch.isActive {
             self.watch = watch
             checkDeadlines()
+        }
+    }
+
+    /// Whether a failed attempt may be repeated: retries left, and nothing sent to the client.
+    private var mayRetry: Bool { retriesMade.count < admission.provider.retries && !clientGone }
+
+    /// Waits (jittered), then makes the next attempt, still holding the provider slot.
+    private func retry(after reason: String) {
+        retriesMade.append(reason)
+        load.ended()
+        transfer = nil
+        watch = nil
+        phase = .backingOff
+        let delay = RetryBackoff.delayMillis(attempt: retriesMade.count)
+        connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
+            guard phase == .backingOff else { return }  // the client left meanwhile
+            phase = .awaitingHead
+            startTransfer()
         }
     }
 
@@ -154,7 +180,15 @@ final class ProxiedCall: UpstreamResponseHandler {
             record(entry) { [self] in phase = .done }
             return
         }
-        guard phase == .awaitingHead || phase == .relaying else { return }
+        if phase == .backingOff {
+            // Between attempts: no transfer to cancel; the call ends here.
+            clientGone = true
+            phase = .awaitingHead
+            upstreamEnd(.failure(.cancelled))
+            return
+        }
+        guard phase == .awaitingHead || phase == .relaying || phase == .discardingAttempt else { return }
+        if phase == .discardingAttempt { phase = .awaitingHead }
         clientGone = true
         transfer?.cancel()
     }
@@ -175,6 +209,12 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamHead(_ head: UpstreamHead) {
         guard phase == .awaitingHead else { return }
+        if RetryBackoff.retryableStatuses.contains(head.status), mayRetry {
+            // Nothing of it goes to the client: read it to its end, then try again.
+            phase = .discardingAttempt
+            upstreamStatus = head.status
+            return
+        }
         phase = .relaying
         load.headArrived()
         watch?.head(at: UnixTime.nowMicros())
@@ -237,6 +277,12 @@ final class ProxiedCall: UpstreamResponseHandler {
     }
 
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
+        if phase == .discardingAttempt {
+            return retry(after: String(upstreamStatus))
+        }
+        if phase == .awaitingHead, case .failure(.connect) = result, mayRetry {
+            return retry(after: "connect error")
+        }
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
         phase = .settling
@@ -352,6 +398,12 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
+        var entry = entry
+        if !retriesMade.isEmpty {
+            let count = retriesMade.count
+            let note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
+            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+        }
         hold.settle(in: gateway.enforcer, cost: entry.cost, tokens: entry.usage.totalTokens, now: UnixTime.nowMicros())
         gateway.record(entry, on: connection.eventLoop, connection: connection, then: deliver)
     }

@@ -27,12 +27,17 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public let idleTimeoutMs: Int?
     /// Concurrency limit and wait queue for calls to this provider.
     public let limits: ProviderLimits
+    /// Extra attempts after a connect error or a 502/503/529, made only before anything reached
+    /// the client (see `RetryBackoff`).
+    public let retries: Int
+    public static let defaultRetries = 2
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
-                firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited) {
+                firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
+                retries: Int = Provider.defaultRetries) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -44,6 +49,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.firstByteTimeoutMs = firstByteTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
         self.limits = limits
+        self.retries = retries
     }
 
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
@@ -60,7 +66,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.headers.elementsEqual(b.headers, by: { $0.0 == $1.0 && $0.1 == $1.1 })
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
-            && a.limits == b.limits
+            && a.limits == b.limits && a.retries == b.retries
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -85,7 +91,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "headers": headers.map(\.0),
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
-            "limits": limits,
+            "limits": limits, "retries": retries,
         ], displayStyle: .struct)
     }
 }

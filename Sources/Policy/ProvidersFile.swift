@@ -8,7 +8,7 @@ enum ProvidersFile {
     static let rootKeys = ["providers", "models"]
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
-                                       "max_concurrent", "max_queue", "queue_timeout_ms"]
+                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries"]
     static let routeKeys = ["match", "provider"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -116,13 +116,15 @@ enum ProvidersFile {
         }
         let limits = ProviderLimits(maxConcurrent: maxConcurrent, maxQueue: maxQueue,
                                     queueTimeoutMs: queueTimeoutMs ?? ProviderLimits.defaultQueueTimeoutMs)
+        let retries = fields["retries"].flatMap { reader.integer($0, in: 0...5) } ?? Provider.defaultRetries
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
         }
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
-                        firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits)
+                        firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
+                        retries: retries)
     }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.

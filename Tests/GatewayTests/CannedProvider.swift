@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -10,11 +11,26 @@ final class CannedProvider: Sendable {
     var port: Int { channel.localAddress!.port! }
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    init(_ writes: [[UInt8]], ending: Ending = .close) throws {
+    /// Requests answered so far.
+    var requests: Int { served.withLockedValue { $0 } }
+    private let served = NIOLockedValueBox(0)
+
+    convenience init(_ writes: [[UInt8]], ending: Ending = .close) throws {
+        try self.init(answers: [writes], ending: ending)
+    }
+
+    /// Answer n is `answers[n]`, the last one repeated for every later request.
+    init(answers: [[[UInt8]]], ending: Ending = .close) throws {
+        let served = self.served
         channel = try ServerBootstrap(group: TestHTTPClient.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let index = served.withLockedValue { count in
+                    defer { count += 1 }
+                    return count
+                }
+                let writes = answers[min(index, answers.count - 1)]
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(Responder(writes: writes, ending: ending))
                 }
             }

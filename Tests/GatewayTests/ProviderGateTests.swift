@@ -122,8 +122,8 @@ struct ProviderGateTests {
 
     @Test("a client that leaves while waiting is recorded as client_cancelled and frees its place")
     func waiterLeaves() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "800"],
-                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 10000")
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 20000")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "leave-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }

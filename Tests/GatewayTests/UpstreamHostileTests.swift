@@ -2,6 +2,7 @@ import Foundation
 import Ledger
 import Metering
 import Testing
+@testable import Gateway
 
 /// Upstream-side bad input: answers FakeLLM never gives, from a canned provider. Each gets a
 /// clear answer for the client, a consistent ledger row, and no crash.
@@ -19,10 +20,14 @@ struct UpstreamHostileTests {
     }
 
     /// A harness whose OpenAI provider is `canned`.
-    static func harness(_ canned: CannedProvider, scheme: String = "http") throws -> ProxyHarness {
+    static func harness(_ canned: CannedProvider, scheme: String = "http", options: String = "") throws -> ProxyHarness {
+        try harness(port: canned.port, scheme: scheme, options: options)
+    }
+
+    static func harness(port: Int, scheme: String = "http", options: String = "") throws -> ProxyHarness {
         try ProxyHarness(providersYAML: """
             providers:
-              openai: { dialect: openai, base_url: "\(scheme)://127.0.0.1:\(canned.port)/v1", api_key_env: E2E_PROVIDER_KEY }
+              openai: { dialect: openai, base_url: "\(scheme)://127.0.0.1:\(port)/v1", api_key_env: E2E_PROVIDER_KEY\(options.isEmpty ? "" : ", " + options) }
             models:
               - { match: "gpt-*", provider: openai }
             """)
@@ -107,6 +112,7 @@ struct UpstreamHostileTests {
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "reset")
         #expect(!r.complete)
         let row = try #require(try h.row("reset"))
+        #expect(canned.requests == 1)   // the client had bytes already: never retried
         #expect(row.outcome == .upstreamError || row.outcome == .upstreamUnreachable)
         #expect(row.usageSource == .estimated)   // "Hello" reached the client
         #expect(row.usage.outputTokens == 2)
@@ -122,5 +128,75 @@ struct UpstreamHostileTests {
         #expect(r.status == 502)
         #expect(r.text.contains("upstream_unreachable"))
         #expect(try h.row("tls")?.outcome == .upstreamUnreachable)
+    }
+
+    static let okBody = body(usage: #"{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}"#)
+
+    @Test("a 503 before anything reached the client is retried; the client only sees the success")
+    func retriedThenServed() async throws {
+        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
+        let canned = try CannedProvider(answers: [[overloaded], [Self.response(Self.okBody)]])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "retry-ok")
+        #expect(r.status == 200 && r.text == Self.okBody)
+        #expect(canned.requests == 2)
+        let row = try #require(try h.row("retry-ok"))
+        #expect(row.outcome == .ok && row.usage.inputTokens == 7)
+        #expect(row.errorMessage == "after 1 retry (503)")
+    }
+
+    @Test("retries are bounded by the provider's retries; the last answer is passed through")
+    func retriesExhausted() async throws {
+        let overloaded = Self.response(status: "529 Overloaded", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+        let canned = try CannedProvider([overloaded])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned, options: "retries: 1")
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "retry-529")
+        #expect(r.status == 529 && r.text.contains("overloaded_error"))
+        #expect(canned.requests == 2)
+        let row = try #require(try h.row("retry-529"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage?.hasSuffix("after 1 retry (529)") == true)
+    }
+
+    @Test("a 500 or a 429 is not retried (only connect errors and 502/503/529 are)")
+    func notRetried() async throws {
+        for status in ["500 Internal Server Error", "429 Too Many Requests"] {
+            let canned = try CannedProvider([Self.response(status: status, #"{"error":{"message":"no"}}"#)])
+            defer { canned.shutdown() }
+            let h = try Self.harness(canned)
+            defer { h.shutdown() }
+            let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "no-retry")
+            #expect(r.status == Int(status.prefix(3)))
+            #expect(canned.requests == 1)
+        }
+    }
+
+    @Test("connect errors are retried, then answered 502 with the attempts in the row")
+    func connectErrorsRetried() async throws {
+        // A port nobody listens on: bound, then closed.
+        let closed = try CannedProvider([Self.response("{}")])
+        let port = closed.port
+        closed.shutdown()
+        let h = try Self.harness(port: port, options: "retries: 2")
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "retry-connect")
+        #expect(r.status == 502)
+        let row = try #require(try h.row("retry-connect"))
+        #expect(row.outcome == .upstreamUnreachable)
+        #expect(row.errorMessage?.hasSuffix("after 2 retries (connect error, connect error)") == true)
+    }
+
+    @Test("the backoff is jittered and bounded")
+    func backoff() {
+        #expect(RetryBackoff.delayMillis(attempt: 1, random: { $0.upperBound }) == 100)
+        #expect(RetryBackoff.delayMillis(attempt: 2, random: { $0.upperBound }) == 200)
+        #expect(RetryBackoff.delayMillis(attempt: 9, random: { $0.upperBound }) == 2_000)
+        #expect(RetryBackoff.delayMillis(attempt: 3, random: { $0.lowerBound }) == 0)
+        let draws = (0..<200).map { _ in RetryBackoff.delayMillis(attempt: 3) }
+        #expect(draws.allSatisfy { (0...400).contains($0) } && Set(draws).count > 10)
     }
 }

@@ -110,7 +110,7 @@ import Testing
             "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
             "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
             "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
-            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue or queue_timeout_ms)",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue, queue_timeout_ms or retries)",
             "providers.yaml:9: providers.local.dialect: missing required field",
             "providers.yaml:10: providers.broken.base_url: bad URL: no host",
             "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",
