@@ -22,6 +22,8 @@ struct CallRequest {
     var forwardedHeaders: [(String, String)]
     /// `x-tokenctl-user`: the end user a service key calls for (honoured only for such keys).
     var declaredEndUser: String?
+    /// `Idempotency-Key`: a repeat of a completed call gets its answer again (`IdempotencyStore`).
+    var idempotencyKey: String? = nil
     var body: ByteBuffer
 
     var line: RequestLine {

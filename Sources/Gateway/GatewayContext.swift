@@ -14,6 +14,7 @@ final class GatewayContext: Sendable {
     let enforcer: Enforcer
     let metrics: GatewayMetrics
     let providerGates = ProviderGates()
+    let idempotency = IdempotencyStore()
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics) {

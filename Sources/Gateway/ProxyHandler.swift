@@ -19,6 +19,10 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     private var keepAlive = true
     /// The gateway is stopping: no connection is kept alive after its current answer.
     private var draining = false
+    /// The current request's `Idempotency-Key` claim and its answer as written so far (2xx only),
+    /// kept when the answer ends whole, released otherwise.
+    private var idempotent: (key: IdempotencyStore.Key, requestID: String)?
+    private var answerCapture: (status: Int, headers: [(String, String)], body: ByteBuffer)?
     /// The policy in force when the current request's head arrived; the whole call uses it.
     private var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
@@ -189,7 +193,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             let request = CallRequest(endpoint: endpoint, requestID: line.requestID, startedAt: startedAt,
                                       presentedSecret: Self.secret(in: head.headers),
                                       forwardedHeaders: forwarded,
-                                      declaredEndUser: head.headers.first(name: "x-tokenctl-user"), body: body)
+                                      declaredEndUser: head.headers.first(name: "x-tokenctl-user"),
+                                      idempotencyKey: head.headers.first(name: "idempotency-key"), body: body)
             proxy(request)
             return
         }
@@ -252,6 +257,9 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case .success(let p):
             principal = p
         }
+        if let token = request.idempotencyKey, idempotent == nil {
+            guard claimIdempotency(token, request: request, principal: principal) else { return }
+        }
         let admission: Admission
         switch Admit.admit(request, principal: principal, policy: policy,
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
@@ -268,6 +276,83 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             let call = ProxiedCall(request: request, admission: admission, hold: hold, gateway: gateway, connection: self)
             state = .responding(call: call)
             call.start()
+        }
+    }
+
+    /// Claims the request's idempotency key; false if the request was answered (or waits) instead.
+    private func claimIdempotency(_ token: String, request: CallRequest, principal: Principal) -> Bool {
+        guard !token.isEmpty, token.utf8.count <= 255 else {
+            refuse(request.line, principal: principal, model: nil,
+                   Refusal(.badRequest, "Idempotency-Key must be 1 to 255 characters.", field: "Idempotency-Key"))
+            return false
+        }
+        let key = IdempotencyStore.Key(apiKeyID: principal.keyId, token: token)
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        let waiter = IdempotencyStore.Waiter(loop: eventLoop) { claim in
+            handler.value.resumeIdempotent(claim, request: request, principal: principal, key: key)
+        }
+        switch gateway.idempotency.claim(key, fingerprint: RequestFingerprint.of(request.body),
+                                         now: UnixTime.nowMicros(), waiter: waiter) {
+        case .proceed:
+            idempotent = (key, request.requestID)
+            return true
+        case .replay(let answer):
+            replay(answer, request: request, principal: principal)
+        case .wait:
+            state = .responding(call: nil)
+        case .conflict(let message):
+            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
+        }
+        return false
+    }
+
+    /// The first request of a key this one waited for has ended.
+    private func resumeIdempotent(_ claim: IdempotencyStore.Claim, request: CallRequest, principal: Principal,
+                                  key: IdempotencyStore.Key) {
+        guard context != nil else { return }  // the client left while waiting
+        switch claim {
+        case .proceed: proxy(request)  // the first failed: claim the key anew and run the call
+        case .replay(let answer): replay(answer, request: request, principal: principal)
+        case .wait: break
+        case .conflict(let message):
+            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
+        }
+    }
+
+    /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
+    private func replay(_ answer: IdempotencyStore.Answer, request: CallRequest, principal: Principal) {
+        state = .responding(call: nil)
+        var entry = CallRecord.refused(request.line, principal: principal, model: nil,
+                                       refusal: Refusal(.badRequest, ""))
+        entry.outcome = .replayed
+        entry.status = answer.status
+        entry.errorMessage = "replay of request \(answer.callID) (Idempotency-Key)"
+        gateway.record(entry, on: eventLoop, connection: self) { [self] in
+            var headers = HTTPHeaders()
+            for (name, value) in answer.headers where !["x-request-id", "content-length", "transfer-encoding"].contains(name.lowercased()) {
+                headers.add(name: name, value: value)
+            }
+            headers.add(name: "content-length", value: String(answer.body.readableBytes))
+            headers.add(name: "x-request-id", value: request.requestID)
+            headers.add(name: "x-tokenctl-idempotent-replay", value: answer.callID)
+            writeHead(status: answer.status, headers: headers)
+            writeBody(answer.body)
+            writeEnd()
+        }
+    }
+
+    /// The answer of a claimed request ended: keep it (2xx, whole) or release the key.
+    private func settleIdempotency(delivered: Bool) {
+        guard let (key, requestID) = idempotent else { return }
+        idempotent = nil
+        let capture = answerCapture
+        answerCapture = nil
+        if delivered, let capture {
+            gateway.idempotency.complete(key, IdempotencyStore.Answer(status: capture.status, headers: capture.headers,
+                                                                      body: capture.body, callID: requestID),
+                                         bytes: capture.body.readableBytes, now: UnixTime.nowMicros())
+        } else {
+            gateway.idempotency.release(key)
         }
     }
 
@@ -348,10 +433,20 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: responseVersion, status: HTTPResponseStatus(statusCode: status),
                                     headers: headers)
+        if idempotent != nil, (200..<300).contains(status) {
+            answerCapture = (status, headers.map { ($0.name, $0.value) }, ByteBuffer())
+        }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     func writeBody(_ chunk: ByteBuffer) {
+        if answerCapture != nil {
+            // Past the store's limit only the size matters (the answer will not be kept).
+            if answerCapture!.body.readableBytes <= gateway.idempotency.maxAnswerBytes {
+                var copy = chunk
+                answerCapture!.body.writeBuffer(&copy)
+            }
+        }
         context?.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
     }
 
@@ -359,6 +454,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
 
     func writeEnd() {
         state = .idle  // first: a closed connection must still drop its call (no handler ⇄ call cycle)
+        settleIdempotency(delivered: true)
         guard let context else { return }
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -371,6 +467,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
 
     func abort() {
         state = .idle
+        settleIdempotency(delivered: false)
         context?.close(promise: nil)
     }
 }

@@ -22,6 +22,8 @@ public struct Refusal: Error, Sendable {
         case requestTimeout
         /// Too many request headers, or too large.
         case headersTooLarge
+        /// An `Idempotency-Key` reused with another body, or whose answer was not kept.
+        case idempotencyConflict
         // Plans: what the payer may do.
         case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
@@ -47,6 +49,7 @@ public struct Refusal: Error, Sendable {
         case .tooManyConcurrent, .rateLimited, .quotaExhausted, .spendRateTripped: return 429
         case .tooLarge: return 413
         case .requestTimeout: return 408
+        case .idempotencyConflict: return 409
         case .headersTooLarge: return 431
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
@@ -60,7 +63,7 @@ public struct Refusal: Error, Sendable {
     public var outcome: Outcome {
         switch kind {
         case .unauthenticated, .wrongKeyRole: return .refusedAuth
-        case .badRequest, .requestTimeout: return .refusedBadRequest
+        case .badRequest, .requestTimeout, .idempotencyConflict: return .refusedBadRequest
         case .headersTooLarge: return .refusedTooLarge
         case .tooLarge: return .refusedTooLarge
         case .notFound, .methodNotAllowed: return .refusedNotFound
@@ -97,7 +100,7 @@ public struct Refusal: Error, Sendable {
         case .rateLimited(.tokens): return "tokens"
         case .quotaExhausted: return "insufficient_quota"
         case .unauthenticated, .badRequest, .tooLarge, .notFound, .methodNotAllowed, .unknownModel, .unpriced,
-             .outputOverCap, .requestTimeout, .headersTooLarge:
+             .outputOverCap, .requestTimeout, .headersTooLarge, .idempotencyConflict:
             return "invalid_request_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
@@ -115,6 +118,7 @@ public struct Refusal: Error, Sendable {
         case .badRequest: return "invalid_request"
         case .tooLarge: return "request_too_large"
         case .requestTimeout: return "request_timeout"
+        case .idempotencyConflict: return "idempotency_conflict"
         case .headersTooLarge: return "request_headers_too_large"
         case .notFound: return "not_found"
         case .methodNotAllowed: return "method_not_allowed"
@@ -139,7 +143,7 @@ public struct Refusal: Error, Sendable {
         case .quotaExhausted: return "billing_error"
         case .outputOverCap: return "invalid_request_error"
         case .unauthenticated: return "authentication_error"
-        case .badRequest, .unpriced, .methodNotAllowed, .requestTimeout: return "invalid_request_error"
+        case .badRequest, .unpriced, .methodNotAllowed, .requestTimeout, .idempotencyConflict: return "invalid_request_error"
         case .tooLarge, .headersTooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden, .wrongKeyRole: return "permission_error"

@@ -34,6 +34,9 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
     case refusedBreaker = "refused_breaker"
     /// The provider's `max_concurrent` slots were taken and its wait queue full or timed out.
     case refusedProviderBusy = "refused_provider_busy"
+    /// A repeat of a completed call with the same `Idempotency-Key`: its recorded answer was
+    /// sent again, with no upstream call and no charge.
+    case replayed
 
     /// Raw values with this prefix are refusals: the proxy answered without calling upstream.
     public static let refusalPrefix = "refused_"

@@ -1,0 +1,124 @@
+import Foundation
+import Ledger
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Gateway
+
+/// `Idempotency-Key`: a repeat of a completed call gets the same answer with no second upstream
+/// call and no second charge; a repeat in flight waits; failures and refusals are not kept.
+@Suite("Idempotency keys")
+struct IdempotencyTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+    static let stream = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
+
+    func call(_ h: ProxyHarness, key: String, token: String?, body: String = chat, id: String) async throws -> ReceivedResponse {
+        try await h.post("/v1/chat/completions", key: key, json: body, requestID: id,
+                         headers: token.map { [("idempotency-key", $0)] } ?? [])
+    }
+
+    @Test("a repeat gets the first answer again: one upstream call, one charge, the repeat recorded as replayed")
+    func repeatIsReplayed() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        for body in [Self.chat, Self.stream] {
+            let token = "order-\(body.count)"
+            let first = try await call(h, key: h.aliceKey, token: token, body: body, id: "first-\(body.count)")
+            let again = try await call(h, key: h.aliceKey, token: token, body: body, id: "again-\(body.count)")
+            #expect(first.status == 200 && again.status == 200)
+            #expect(again.body == first.body)
+            #expect(again.header("x-tokenctl-idempotent-replay") == "first-\(body.count)")
+            #expect(again.header("x-request-id") == "again-\(body.count)")
+            #expect(h.fake.exchange(requestID: "again-\(body.count)") == nil)
+            let original = try #require(try h.row("first-\(body.count)"))
+            let replayed = try #require(try h.row("again-\(body.count)"))
+            #expect(original.outcome == .ok && original.cost > .zero)
+            #expect(replayed.outcome == .replayed && replayed.cost == .zero && replayed.usage == .zero)
+            #expect(replayed.user == "alice")
+        }
+    }
+
+    @Test("the key belongs to the caller's API key; another caller with the same token makes its own call")
+    func scopedToTheAPIKey() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        _ = try await call(h, key: h.aliceKey, token: "shared", id: "alice-1")
+        let bob = try await call(h, key: h.bobKey, token: "shared", id: "bob-1")
+        #expect(bob.status == 200 && bob.header("x-tokenctl-idempotent-replay") == nil)
+        #expect(try h.row("bob-1")?.outcome == .ok)
+    }
+
+    @Test("the same key with a different body: 409 in the caller's dialect")
+    func differentBody() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        _ = try await call(h, key: h.aliceKey, token: "k1", id: "body-1")
+        let other = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"something else"}]}"#
+        let r = try await call(h, key: h.aliceKey, token: "k1", body: other, id: "body-2")
+        #expect(r.status == 409)
+        #expect(r.text.contains("idempotency_conflict") && r.text.contains("different request body"))
+        #expect(try h.row("body-2")?.outcome == .refusedBadRequest)
+    }
+
+    @Test("a repeat while the first is in flight waits for it and gets its answer")
+    func repeatInFlightWaits() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "600"])
+        defer { h.shutdown() }
+        async let first = call(h, key: h.aliceKey, token: "slow", id: "slow-1")
+        for _ in 0..<300 where h.server.callsInFlight == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let second = try await call(h, key: h.aliceKey, token: "slow", id: "slow-2")
+        let firstAnswer = try await first
+        #expect(firstAnswer.status == 200 && second.status == 200)
+        #expect(second.body == firstAnswer.body)
+        #expect(h.fake.exchange(requestID: "slow-2") == nil)
+        #expect(try h.row("slow-2")?.outcome == .replayed)
+    }
+
+    @Test("a refused or failed first call is not kept: the repeat runs anew")
+    func failuresAreNotKept() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let unknown = #"{"model":"llama-unknown","messages":[]}"#
+        let r1 = try await call(h, key: h.aliceKey, token: "bad", body: unknown, id: "bad-1")
+        let r2 = try await call(h, key: h.aliceKey, token: "bad", body: unknown, id: "bad-2")
+        #expect(r1.status == 404 && r2.status == 404)
+        #expect(try h.row("bad-2")?.outcome == .refusedUnknownModel)
+        let tooLong = try await call(h, key: h.aliceKey, token: String(repeating: "x", count: 256), id: "long")
+        #expect(tooLong.status == 400 && tooLong.text.contains("Idempotency-Key"))
+    }
+
+    @Test("the store: expiry, bounds, answers too large to keep, waiters released")
+    func store() throws {
+        let store = IdempotencyStore(ttlMicros: 1_000, maxEntries: 2, maxBytes: 100, maxAnswerBytes: 50)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let waiter = IdempotencyStore.Waiter(loop: loop) { _ in }
+        func key(_ t: String) -> IdempotencyStore.Key { .init(apiKeyID: "k", token: t) }
+        func answer(_ bytes: Int) -> IdempotencyStore.Answer {
+            .init(status: 200, headers: [], body: ByteBuffer(repeating: 0x61, count: bytes), callID: "c")
+        }
+        #expect(isProceed(store.claim(key("a"), fingerprint: 1, now: 0, waiter: waiter)))
+        #expect(isWait(store.claim(key("a"), fingerprint: 1, now: 1, waiter: waiter)))
+        store.complete(key("a"), answer(10), bytes: 10, now: 2)
+        #expect(isReplay(store.claim(key("a"), fingerprint: 1, now: 3, waiter: waiter)))
+        #expect(isConflict(store.claim(key("a"), fingerprint: 2, now: 3, waiter: waiter)))
+        // Past the TTL it is gone.
+        #expect(isProceed(store.claim(key("a"), fingerprint: 1, now: 2_000, waiter: waiter)))
+        store.release(key("a"))
+        // Too large to keep: a repeat is a conflict, not a second call.
+        _ = store.claim(key("big"), fingerprint: 1, now: 3_000, waiter: waiter)
+        store.complete(key("big"), answer(60), bytes: 60, now: 3_000)
+        #expect(isConflict(store.claim(key("big"), fingerprint: 1, now: 3_001, waiter: waiter)))
+        // Bounded: at most 2 entries; the oldest goes first.
+        for t in ["x", "y", "z"] {
+            _ = store.claim(key(t), fingerprint: 1, now: 3_002, waiter: waiter)
+            store.complete(key(t), answer(10), bytes: 10, now: 3_002)
+        }
+        #expect(store.count <= 2)
+        #expect(isReplay(store.claim(key("z"), fingerprint: 1, now: 3_003, waiter: waiter)))
+    }
+
+    func isProceed(_ c: IdempotencyStore.Claim) -> Bool { if case .proceed = c { return true }; return false }
+    func isWait(_ c: IdempotencyStore.Claim) -> Bool { if case .wait = c { return true }; return false }
+    func isReplay(_ c: IdempotencyStore.Claim) -> Bool { if case .replay = c { return true }; return false }
+    func isConflict(_ c: IdempotencyStore.Claim) -> Bool { if case .conflict = c { return true }; return false }
+}
