@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "FakeLLM", "Ledger", "Reports", "Policy", "Metering",
+            "Gateway", "FakeLLM", "Ledger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
     ]

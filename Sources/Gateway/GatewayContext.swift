@@ -15,9 +15,12 @@ final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
     let providerGates = ProviderGates()
     let idempotency = IdempotencyStore()
+    let ledgerHealth: LedgerHealth
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
-         ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics) {
+         ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
+         ledgerHealth: LedgerHealth) {
+        self.ledgerHealth = ledgerHealth
         self.enforcer = enforcer
         self.metrics = metrics
         self.policies = policies

@@ -115,6 +115,13 @@ final class GatewayMetrics: Sendable {
     }
 
     /// A row that could not commit (its client's connection is cut instead).
+    /// A refusal the ledger could not record (it was the ledger failing), by reason.
+    func recordUnrecordedRefusal(reason: String) {
+        series.withLock { cache in
+            cache.refusal(PlanKey(name: reason, plan: cache.labels(for: policies.policy).plan(nil)), registry).increment()
+        }
+    }
+
     func recordCommitFailure(_ entry: LedgerEntry) {
         series.withLock { cache in
             let provider = cache.labels(for: policies.policy).provider(entry.provider)

@@ -33,12 +33,14 @@ public final class GatewayServer: Sendable {
                                       logger: logger)
         let enforcer = Enforcer()
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
-        let ledger = try LedgerWriter(path: databasePath, options: metrics.ledgerOptions)
+        let ledgerHealth = LedgerHealth()
+        let ledger = try LedgerWriter(path: databasePath, options: ledgerHealth.tracking(metrics.ledgerOptions))
         let keys = try KeyStore(path: databasePath)
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
-                                     ledger: ledger, logger: logger, enforcer: enforcer, metrics: metrics)
+                                     ledger: ledger, logger: logger, enforcer: enforcer, metrics: metrics,
+                                     ledgerHealth: ledgerHealth)
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {

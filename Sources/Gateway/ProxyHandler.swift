@@ -186,6 +186,13 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         let path = Self.path(of: head.uri)
 
         if head.method == .POST, let endpoint = Endpoint(proxyPath: path) {
+            // Fail closed: a call that could not be recorded is not made. Answered at once and
+            // not recorded (the ledger is what is failing); counted in the metrics.
+            if gateway.ledgerHealth.isFailing {
+                let refusal = gateway.ledgerHealth.refusal
+                gateway.metrics.recordUnrecordedRefusal(reason: "ledger_unavailable")
+                return writeRefusal(refusal, dialect: endpoint.dialect, requestID: line.requestID)
+            }
             var forwarded: [(String, String)] = []
             for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
                 forwarded.append((name.lowercased(), value))
@@ -201,9 +208,13 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         switch (head.method, path) {
         case (.GET, "/healthz"):
             // The policy in force and failed reloads since start (a refused change keeps the old one).
+            // 503 while the ledger fails, so a load balancer sends traffic to another replica.
             let failed = gateway.policies.failedReloads
-            writeJSON(status: 200,
-                      body: #"{"status":"ok","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed)}"#,
+            let ledger = gateway.ledgerHealth.current
+            let ledgerJSON = ledger.map { #"{"status":"failing","since":\#($0.since),"error":\#(JSONString.literal($0.message))}"# }
+                ?? #"{"status":"ok"}"#
+            writeJSON(status: ledger == nil ? 200 : 503,
+                      body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"ledger":\#(ledgerJSON)}"#,
                       requestID: line.requestID)
         case (.GET, "/metrics"):
             let body = gateway.metrics.render(

@@ -24,6 +24,8 @@ public struct Refusal: Error, Sendable {
         case headersTooLarge
         /// An `Idempotency-Key` reused with another body, or whose answer was not kept.
         case idempotencyConflict
+        /// The ledger cannot commit: fail closed (`LedgerHealth`).
+        case ledgerUnavailable
         // Plans: what the payer may do.
         case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
@@ -53,7 +55,7 @@ public struct Refusal: Error, Sendable {
         case .headersTooLarge: return 431
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
-        case .shuttingDown, .providerBusy: return 503
+        case .shuttingDown, .providerBusy, .ledgerUnavailable: return 503
         case .forbidden, .wrongKeyRole: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
@@ -69,6 +71,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .methodNotAllowed: return .refusedNotFound
         case .providerAuthFailed: return .upstreamError
         case .shuttingDown: return .interrupted
+        case .ledgerUnavailable: return .interrupted
         case .unknownModel: return .refusedUnknownModel
         case .unpriced: return .refusedUnpriced
         case .forbidden: return .refusedModel
@@ -104,7 +107,7 @@ public struct Refusal: Error, Sendable {
             return "invalid_request_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
-             .providerBusy:
+             .providerBusy, .ledgerUnavailable:
             return "api_error"
         }
     }
@@ -132,6 +135,7 @@ public struct Refusal: Error, Sendable {
         case .upstreamUnreachable: return "upstream_unreachable"
         case .upstreamTimeout: return "upstream_timeout"
         case .providerBusy: return "provider_busy"
+        case .ledgerUnavailable: return "ledger_unavailable"
         }
     }
 
@@ -148,7 +152,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
-        case .shuttingDown, .providerBusy: return "overloaded_error"
+        case .shuttingDown, .providerBusy, .ledgerUnavailable: return "overloaded_error"
         }
     }
 }

@@ -1,0 +1,44 @@
+import Ledger
+import NIOConcurrencyHelpers
+
+/// Whether the ledger is taking writes. A failed commit attempt (disk full, file unwritable,
+/// locked by another process past the busy timeout) marks it failing until a transaction
+/// commits again. While it fails the gateway fails closed: new model calls get 503 at once —
+/// unbilled use is not allowed — while the rows already accepted stay queued in the writer,
+/// which keeps retrying, so none is lost.
+final class LedgerHealth: Sendable {
+    struct Failure: Sendable {
+        let since: Int64
+        let message: String
+        let attempts: Int
+    }
+
+    private let failure = NIOLockedValueBox<Failure?>(nil)
+
+    var current: Failure? { failure.withLockedValue { $0 } }
+    var isFailing: Bool { current != nil }
+
+    /// The writer options with health tracking added to `options`' own callbacks.
+    func tracking(_ options: LedgerWriter.Options) -> LedgerWriter.Options {
+        var options = options
+        let failedBefore = options.onCommitFailure, committedBefore = options.onBatchCommitted
+        options.onCommitFailure = { [failure] error, attempt in
+            failure.withLockedValue { current in
+                current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt)
+            }
+            failedBefore?(error, attempt)
+        }
+        options.onBatchCommitted = { [failure] rows, duration in
+            failure.withLockedValue { $0 = nil }
+            committedBefore?(rows, duration)
+        }
+        return options
+    }
+
+    /// What a refused caller is told.
+    var refusal: Refusal {
+        Refusal(.ledgerUnavailable,
+                "The gateway cannot record calls right now (its ledger is failing: \(current?.message ?? "unknown")); it accepts none until it can. Retry shortly.",
+                headers: [("retry-after", "5")])
+    }
+}
