@@ -26,7 +26,11 @@ cat >"$work/policies/providers.yaml" <<YAML
 providers:
   openai:    { dialect: openai,    base_url: "$fake/v1", api_key_env: CRASH_TEST_PROVIDER_KEY }
   anthropic: { dialect: anthropic, base_url: "$fake",    api_key_env: CRASH_TEST_PROVIDER_KEY }
+  # The same fake, 3 s to the first byte: calls certainly in flight when the server is killed.
+  openai-slow: { dialect: openai, base_url: "$fake/v1", api_key_env: CRASH_TEST_PROVIDER_KEY,
+                 headers: { x-fake-first-byte-delay-ms: "3000" } }
 models:
+  - { match: "gpt-4.1-*", provider: openai-slow }
   - { match: "gpt-*", provider: openai }
   - { match: "claude-*", provider: anthropic }
 YAML

@@ -16,11 +16,13 @@ final class GatewayContext: Sendable {
     let providerGates = ProviderGates()
     let idempotency = IdempotencyStore()
     let ledgerHealth: LedgerHealth
+    let journal: InFlightJournal
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
-         ledgerHealth: LedgerHealth) {
+         ledgerHealth: LedgerHealth, journal: InFlightJournal) {
         self.ledgerHealth = ledgerHealth
+        self.journal = journal
         self.enforcer = enforcer
         self.metrics = metrics
         self.policies = policies

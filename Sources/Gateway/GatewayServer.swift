@@ -35,12 +35,19 @@ public final class GatewayServer: Sendable {
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
         let ledger = try LedgerWriter(path: databasePath, options: ledgerHealth.tracking(metrics.ledgerOptions))
+        // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
+        // quota rebuild below and every report see them.
+        let recovered = InFlightJournal.recover(databasePath: databasePath, into: ledger)
+        if recovered > 0 {
+            logger.warning("recorded calls left in flight by a stopped process as interrupted", metadata: ["calls": "\(recovered)"])
+        }
+        let journal = InFlightJournal(databasePath: databasePath)
         let keys = try KeyStore(path: databasePath)
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
                                      ledger: ledger, logger: logger, enforcer: enforcer, metrics: metrics,
-                                     ledgerHealth: ledgerHealth)
+                                     ledgerHealth: ledgerHealth, journal: journal)
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
@@ -52,6 +59,7 @@ public final class GatewayServer: Sendable {
             admin = try AdminAPI(gateway: context, databasePath: databasePath)
         } catch {
             upstream.shutdown()
+            journal.stop()
             ledger.close()
             throw error
         }
@@ -81,6 +89,7 @@ public final class GatewayServer: Sendable {
         } catch {
             admin.shutdown()
             upstream.shutdown()
+            journal.stop()
             ledger.close()
             try? group.syncShutdownGracefully()
             throw error
@@ -138,6 +147,7 @@ public final class GatewayServer: Sendable {
         }
         admin.shutdown()
         context.ledger.flush()
+        context.journal.stop()
         context.ledger.close()
         keys.close()
         try group.syncShutdownGracefully()

@@ -44,6 +44,10 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
     private var slot: Slot = .none
 
+    /// The id of the call's row, fixed at the start so its start marker (`InFlightJournal`)
+    /// and its row name the same call.
+    private let callID = CallIdentity.newCallID()
+
     /// Retries made so far, and why (each a status or "connect error"), for the row.
     private var retriesMade: [String] = []
 
@@ -69,6 +73,9 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
     func start() {
+        var marker = CallRecord.entry(for: request, admission: admission)
+        marker.id = callID
+        gateway.journal.started(marker)
         let gate = gateway.providerGates.gate(for: admission.provider)
         let call = NIOLoopBound(self, eventLoop: connection.eventLoop)
         phase = .waitingForSlot
@@ -399,13 +406,17 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
         var entry = entry
+        entry.id = callID
         if !retriesMade.isEmpty {
             let count = retriesMade.count
             let note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
         hold.settle(in: gateway.enforcer, cost: entry.cost, tokens: entry.usage.totalTokens, now: UnixTime.nowMicros())
-        gateway.record(entry, on: connection.eventLoop, connection: connection, then: deliver)
+        gateway.record(entry, on: connection.eventLoop, connection: connection) { [self] in
+            gateway.journal.ended(id: callID)
+            deliver()
+        }
     }
 
     private static let hopByHop: Set<String> = [

@@ -58,17 +58,20 @@ class Load:
         self.lock = threading.Lock()
         self.complete = {}   # request id -> usage the client saw (dict)
         self.sent = 0
+        self.slow_sent = {}  # request id of a slow call -> when it was sent
         self.stop = threading.Event()
 
-    def run_worker(self, index):
+    def run_worker(self, index, slow=False):
         rng = random.Random(self.seed * 1000 + index)
         n = 0
         while not self.stop.is_set():
             n += 1
             rid = f"crash-{self.seed}-{index}-{n}"
-            kind = rng.choice(["openai", "openai-stream", "anthropic", "anthropic-stream"])
+            kind = "slow" if slow else rng.choice(["openai", "openai-stream", "anthropic", "anthropic-stream"])
             with self.lock:
                 self.sent += 1
+                if slow:
+                    self.slow_sent[rid] = time.time()
             try:
                 usage = self.call(rid, kind)
             except (OSError, http.client.HTTPException, ValueError):
@@ -82,9 +85,9 @@ class Load:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             stream = kind.endswith("-stream")
-            if kind.startswith("openai"):
+            if kind.startswith("openai") or kind == "slow":
                 path = "/v1/chat/completions"
-                body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hello {rid}"}],
+                body = {"model": "gpt-4.1-mini" if kind == "slow" else "gpt-4o-mini", "messages": [{"role": "user", "content": f"hello {rid}"}],
                         "stream": stream}
                 if stream:
                     body["stream_options"] = {"include_usage": True}
@@ -107,7 +110,7 @@ class Load:
     @staticmethod
     def usage(kind, data):
         text = data.decode()
-        if kind == "openai":
+        if kind in ("openai", "slow"):
             u = json.loads(text)["usage"]
             return {"input": u["prompt_tokens"], "output": u["completion_tokens"]}
         if kind == "anthropic":
@@ -126,7 +129,7 @@ class Load:
         return {"input": start["input_tokens"], "output": delta["output_tokens"]}
 
 
-def check_ledger(db, complete):
+def check_ledger(db, complete, in_flight=()):
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
     rows = con.execute("SELECT * FROM calls").fetchall()
@@ -161,6 +164,11 @@ def check_ledger(db, complete):
             problems.append(f"{rid}: input tokens {r['input_tokens']} != {usage['input']} seen by the client")
         if r["output_tokens"] != usage["output"]:
             problems.append(f"{rid}: output tokens {r['output_tokens']} != {usage['output']} seen by the client")
+    for rid in in_flight:
+        found = by_request.get(rid, [])
+        if len(found) != 1 or found[0]["outcome"] != "interrupted":
+            problems.append(f"{rid}: in flight (and journaled) at the crash, but recorded as "
+                            f"{[r['outcome'] for r in found] or 'nothing'}")
     con.close()
     return rows, problems
 
@@ -182,9 +190,12 @@ def main():
         proc, port = start_server(args, args.logs)
         load = Load(port, args.key, seed, args.workers)
         threads = [threading.Thread(target=load.run_worker, args=(i,)) for i in range(args.workers)]
+        # Two clients of a slow model (3 s to first byte): certainly in flight at the kill.
+        threads += [threading.Thread(target=load.run_worker, args=(args.workers + i, True)) for i in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.4 + rng.random() * 1.2)
+        time.sleep(0.8 + rng.random() * 1.2)
+        killed_at = time.time()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         load.stop.set()
@@ -195,12 +206,17 @@ def main():
         proc, _ = start_server(args, args.logs)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
-        rows, problems = check_ledger(args.db, load.complete)
+        # A slow call sent well before the kill (the journal is rewritten every 0.2 s) that did
+        # not complete must be recorded as interrupted by the restart.
+        journaled = [rid for rid, at in load.slow_sent.items()
+                     if killed_at - at >= 0.6 and rid not in load.complete]
+        rows, problems = check_ledger(args.db, load.complete, journaled)
         if code != 0:
             problems.append(f"restart after the crash exited with {code}")
         status = "ok  " if not problems else "FAIL"
         print(f"{status} seed {seed}: {load.sent} calls sent, {len(load.complete)} received complete, "
-              f"all with their rows; {len(rows)} rows in the ledger, consistent" if not problems else
+              f"all with their rows; {len(journaled)} in flight at the kill recorded as interrupted at restart; "
+              f"{len(rows)} rows in the ledger, consistent" if not problems else
               f"{status} seed {seed}: {len(problems)} problems")
         for p in problems[:20]:
             print("     " + p)

@@ -1,0 +1,149 @@
+import Foundation
+import Ledger
+import Metering
+
+/// Start markers of the calls in flight, so that a crash (kill -9, power cut of the process)
+/// leaves a trace: at the next start, each marked call without a row is recorded as
+/// `interrupted`.
+///
+/// Why a file and not a row: a marker row would double the ledger's writes per call. Instead
+/// the set of calls in flight is rewritten, when it changed, at most every `interval` to
+/// `<ledger>.inflight-<pid>` (write to a temporary file, then rename: a reader sees a whole
+/// file or the previous one). A call is therefore marked once it has been in flight for up to
+/// `interval`; one that starts and is lost within that window leaves no trace (its client got
+/// no complete answer either: invariant 1). A marker is removed when the call's row commits.
+/// Files of processes that are still running (another gateway on the same ledger) are left alone.
+final class InFlightJournal: @unchecked Sendable {
+    struct Marker: Codable {
+        var id: String
+        var requestId: String
+        var startedAt: Int64
+        var keyId: String?
+        var user: String?
+        var team: String?
+        var dialect: String
+        var route: String
+        var provider: String?
+        var model: String?
+        var stream: Bool
+        var plan: String?
+    }
+
+    let path: String
+    let interval: TimeInterval
+    private let condition = NSCondition()
+    private var markers: [String: Marker] = [:]
+    private var dirty = false
+    private var stopping = false
+    private var stopped = false
+
+    init(databasePath: String, interval: TimeInterval = 0.2) {
+        path = databasePath + ".inflight-\(getpid())"
+        self.interval = interval
+        let thread = Thread { [self] in run() }
+        thread.name = "tokenctl-journal"
+        thread.start()
+    }
+
+    func started(_ entry: LedgerEntry) {
+        let marker = Marker(id: entry.id, requestId: entry.requestId, startedAt: entry.startedAt, keyId: entry.keyId,
+                            user: entry.user, team: entry.team, dialect: entry.dialect.rawValue, route: entry.route,
+                            provider: entry.provider, model: entry.modelRequested, stream: entry.stream, plan: entry.plan)
+        condition.lock()
+        markers[entry.id] = marker
+        dirty = true
+        condition.unlock()
+    }
+
+    func ended(id: String) {
+        condition.lock()
+        if markers.removeValue(forKey: id) != nil { dirty = true }
+        condition.unlock()
+    }
+
+    /// Stops the writer thread and removes the file (every call has been recorded by then).
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    private func run() {
+        condition.lock()
+        while !stopping {
+            _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
+            guard dirty, !stopping else { continue }
+            dirty = false
+            let snapshot = Array(markers.values)
+            condition.unlock()
+            write(snapshot)
+            condition.lock()
+        }
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func write(_ snapshot: [Marker]) {
+        guard !snapshot.isEmpty else {
+            try? FileManager.default.removeItem(atPath: path)
+            return
+        }
+        let encoder = JSONEncoder()
+        var data = Data()
+        for marker in snapshot {
+            guard let line = try? encoder.encode(marker) else { continue }
+            data.append(line)
+            data.append(0x0A)
+        }
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return }
+        _ = rename(temporary, path)
+    }
+
+    /// At start: records every marked call of a process that is gone and has no row as
+    /// `interrupted` (a row that exists wins: the insert of a known call id is rejected),
+    /// then removes those files. Returns how many rows were written.
+    static func recover(databasePath: String, into ledger: LedgerWriter) -> Int {
+        let directory = (databasePath as NSString).deletingLastPathComponent
+        let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
+        let written = Counter()
+        for name in names where name.hasPrefix(prefix) && !name.hasSuffix(".tmp") {
+            guard let pid = Int32(name.dropFirst(prefix.count)) else { continue }
+            if pid != getpid(), kill(pid, 0) == 0 || errno == EPERM { continue }  // still running
+            let file = (directory.isEmpty ? "." : directory) + "/" + name
+            let lines = (FileManager.default.contents(atPath: file) ?? Data()).split(separator: 0x0A)
+            let decoder = JSONDecoder()
+            for line in lines {
+                guard let marker = try? decoder.decode(Marker.self, from: line) else { continue }
+                ledger.append(entry(for: marker, pid: pid)) { result in
+                    if case .success = result { written.increment() }
+                }
+            }
+            ledger.flush()
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        return written.value
+    }
+
+    static func entry(for marker: Marker, pid: Int32) -> LedgerEntry {
+        LedgerEntry(id: marker.id, requestId: marker.requestId, startedAt: marker.startedAt,
+                    endedAt: marker.startedAt, keyId: marker.keyId, user: marker.user, team: marker.team,
+                    dialect: Dialect(rawValue: marker.dialect) ?? .openai, route: marker.route,
+                    provider: marker.provider, modelRequested: marker.model, stream: marker.stream,
+                    status: 0, outcome: .interrupted,
+                    errorMessage: "in flight when its gateway process (pid \(pid)) stopped without recording it; recorded at the next start",
+                    plan: marker.plan)
+    }
+
+    private final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        func increment() { lock.lock(); count += 1; lock.unlock() }
+        var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    }
+}
