@@ -20,7 +20,8 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let path = try existingLedger(ledger.db)
-        let (from, to) = try span.range()
+        // Export reads no policy: its dates are UTC unless --tz says otherwise.
+        let (from, to) = try span.range(timeZone: try span.zone(default: ReportPeriod.utc))
         let output: FileHandle
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil) else {

@@ -39,17 +39,22 @@ extension PolicyCommand {
 
         @OptionGroup var ledger: LedgerOptions
 
-        @Option(help: "Start of the replay: YYYY-MM-DD (UTC) or an ISO 8601 date-time.")
+        @Option(help: "Start of the replay: YYYY-MM-DD, an ISO 8601 date-time, Nd or mtd.")
         var since: String
 
         @Option(help: "End of the replay (exclusive). Default: now.")
         var until: String?
 
+        @Option(help: "IANA time zone of --since/--until dates. Default: the candidate policy's time_zone.")
+        var tz: String?
+
         func run() throws {
             let policy = try loadPolicyOrExit(directory)
             let reader = try LedgerReader(path: existingLedger(ledger.db))
             defer { reader.close() }
-            let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros())
+            let zone = try timeZone(named: tz, default: policy.plans.timeZone)
+            let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros(),
+                                                    timeZone: zone)
             var entries: [LedgerEntry] = []
             let reading = ProgressLine("read")
             try reader.forEachEntry(since: from, until: to) { entry in

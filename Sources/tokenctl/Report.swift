@@ -25,9 +25,6 @@ struct Report: ParsableCommand {
             help: "Policy directory for the time zone and budgets (skipped when absent).")
     var policies: String = "policies"
 
-    @Option(help: "IANA time zone of the period, days, weeks and months (e.g. Europe/Berlin). Default: the policy's time_zone, else UTC.")
-    var tz: String?
-
     @Option(help: "Group by user, team, model, provider, plan, key, day, week or month; repeat to nest (--by team --by model).")
     var by: [ReportDimension] = [.user]
 
@@ -66,7 +63,7 @@ struct Report: ParsableCommand {
             do { return try ReportColumns(parsing: text) } catch { throw CommandFailure("--columns: \(error)") }
         }
         let policy = try loadPolicyIfPresent()
-        let zone = try timeZone(policy: policy)
+        let zone = try span.zone(default: policy?.plans.timeZone ?? ReportPeriod.utc)
         let now = UnixTime.nowMicros()
         let (from, to) = try span.range(timeZone: zone)
         var filters: [ReportDimension: String] = [:]
@@ -103,14 +100,6 @@ struct Report: ParsableCommand {
             return nil
         }
         return try loadPolicyOrExit(policies)
-    }
-
-    private func timeZone(policy: PolicySet?) throws -> TimeZone {
-        guard let tz else { return policy?.plans.timeZone ?? ReportPeriod.utc }
-        guard let zone = TimeZone(identifier: tz) else {
-            throw CommandFailure("--tz: '\(tz)' is not an IANA time zone name (e.g. UTC, Europe/Berlin, America/New_York)")
-        }
-        return zone
     }
 }
 

@@ -23,8 +23,11 @@ struct LedgerOptions: ParsableArguments {
 }
 
 /// The period options of commands that read a span of the ledger (`report`, `export`). Dates
-/// and date-times without an offset are read in the command's zone (`report --tz`; UTC for `export`).
+/// and date-times without an offset are read in the zone of `--tz` (default: the command's).
 struct PeriodOptions: ParsableArguments {
+    @Option(help: "IANA time zone of the period, days, weeks and months (e.g. Europe/Berlin). Default: report uses the policy's time_zone (else UTC), export UTC.")
+    var tz: String?
+
     @Option(help: "Start, inclusive: YYYY-MM-DD, an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")
     var since: String?
 
@@ -33,6 +36,11 @@ struct PeriodOptions: ParsableArguments {
 
     @Option(help: "A whole month instead of --since/--until: YYYY-MM or last-month.")
     var period: String?
+
+    /// `--tz`, else `fallback`.
+    func zone(default fallback: TimeZone) throws -> TimeZone {
+        try timeZone(named: tz, default: fallback)
+    }
 
     /// `[since, until)` in Unix microseconds, dates read in `timeZone`; refuses both forms at
     /// once and an empty span.
@@ -47,4 +55,13 @@ struct PeriodOptions: ParsableArguments {
         }
         return (from, to)
     }
+}
+
+/// An IANA zone name from `--tz`, or `fallback` when none was given.
+func timeZone(named name: String?, default fallback: TimeZone) throws -> TimeZone {
+    guard let name else { return fallback }
+    guard let zone = TimeZone(identifier: name) else {
+        throw CommandFailure("--tz: '\(name)' is not an IANA time zone name (e.g. UTC, Europe/Berlin, America/New_York)")
+    }
+    return zone
 }
