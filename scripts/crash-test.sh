@@ -4,21 +4,13 @@
 # has its committed row and that all rows are consistent. Three rounds with different seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-bin="$root/.build/debug"
-[ -x "$bin/tokenctl" ] && [ -x "$bin/fakellm" ] || { swift build --product tokenctl; swift build --product fakellm; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 . scripts/lib.sh
+use_debug_binaries
 
-provider_key="fake-provider-key-$$"
+start_work_dir
+
 # Streams of 8 deltas 3 ms apart: the kill lands in the middle of many of them.
-"$bin/fakellm" --port 0 --threads 2 --chunks 8 --chunk-gap-ms 3 --api-key "$provider_key" >"$work/fakellm.log" 2>&1 &
-pids+=($!)
-fake=$(listening_url "$work/fakellm.log")
+start_fakellm --threads 2 --chunks 8 --chunk-gap-ms 3
 
 mkdir -p "$work/policies"
 cp policies/prices.yaml "$work/policies/"

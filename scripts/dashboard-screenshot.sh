@@ -7,29 +7,17 @@
 #   scripts/dashboard-screenshot.sh [OUT.png]      (default /tmp/tokenctl-shots/dashboard.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
+. scripts/lib.sh
 out=${1:-/tmp/tokenctl-shots/dashboard.png}
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
-bin="$root/.build/debug"
-if [ ! -x "$bin/tokenctl" ] || [ ! -x "$bin/fakellm" ]; then
-  swift build --product tokenctl
-  swift build --product fakellm
-fi
+use_debug_binaries
 command -v chromium >/dev/null || scripts/install-deps.sh chromium
 command -v curl >/dev/null || scripts/install-deps.sh curl
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+start_work_dir
 
-. scripts/lib.sh
-
-provider_key="fake-provider-key-$$"
-"$bin/fakellm" --port 0 --api-key "$provider_key" --chunks 120 >"$work/fakellm.log" 2>&1 &
-pids+=($!)
-fake=$(listening_url "$work/fakellm.log")
+start_fakellm --chunks 120
 
 mkdir -p "$work/policies"
 cp policies/prices.yaml "$work/policies/"

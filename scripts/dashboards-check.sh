@@ -7,29 +7,17 @@
 # and return at least one series. Finally `promtool check rules dashboards/alerts.yaml`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-bin="$root/.build/debug"
-if [ ! -x "$bin/tokenctl" ] || [ ! -x "$bin/fakellm" ]; then
-  swift build --product tokenctl
-  swift build --product fakellm
-fi
+. scripts/lib.sh
+use_debug_binaries
 command -v prometheus >/dev/null && command -v promtool >/dev/null || scripts/install-deps.sh prometheus
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+start_work_dir
 fail() { echo "FAIL $*"; for f in "$work"/*.log; do echo "--- $f"; tail -30 "$f"; done; exit 1; }
-
-. scripts/lib.sh
 
 echo "promtool check rules dashboards/alerts.yaml"
 promtool check rules dashboards/alerts.yaml || fail "promtool check rules"
 
-provider_key="fake-provider-key-$$"
-"$bin/fakellm" --port 0 --api-key "$provider_key" >"$work/fakellm.log" 2>&1 &
-pids+=($!)
-fake=$(listening_url "$work/fakellm.log")
+start_fakellm
 
 mkdir -p "$work/policies"
 cp policies/prices.yaml "$work/policies/"

@@ -3,12 +3,8 @@
 # tokenctl on free loopback ports with a throwaway policy and ledger, runs Tests/sdk/sdk_compat.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-bin="$root/.build/debug"
-if [ ! -x "$bin/tokenctl" ] || [ ! -x "$bin/fakellm" ]; then
-  swift build --product tokenctl
-  swift build --product fakellm
-fi
+. scripts/lib.sh
+use_debug_binaries
 
 python3 -m venv --help >/dev/null 2>&1 || scripts/install-deps.sh python3-venv
 venv="$root/.build/sdk-venv"
@@ -17,17 +13,9 @@ if ! "$venv/bin/python" -c "import openai, anthropic" >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check openai anthropic
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+start_work_dir
 
-. scripts/lib.sh
-
-provider_key="fake-provider-key-$$"
-"$bin/fakellm" --port 0 --api-key "$provider_key" >"$work/fakellm.log" 2>&1 &
-pids+=($!)
-fake=$(listening_url "$work/fakellm.log")
+start_fakellm
 
 mkdir -p "$work/policies"
 cp policies/prices.yaml "$work/policies/"
