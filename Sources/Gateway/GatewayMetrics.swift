@@ -258,6 +258,15 @@ private struct SeriesCache {
     private var errors: [ErrorKey: Counter] = [:]
     private var upstream: [String: DurationHistogram] = [:]
 
+    /// The handle cached under `key`, made (and registered) on first use.
+    private static func cached<Key: Hashable, Value>(_ store: inout [Key: Value], _ key: Key,
+                                                     _ make: () -> Value) -> Value {
+        if let value = store[key] { return value }
+        let value = make()
+        store[key] = value
+        return value
+    }
+
     mutating func labels(for policy: PolicySet) -> MetricLabels {
         if let book, book.version == policy.version { return book }
         let fresh = MetricLabels(policy)
@@ -266,75 +275,69 @@ private struct SeriesCache {
     }
 
     mutating func call(_ key: CallKey, _ registry: PrometheusCollectorRegistry) -> CallSeries {
-        if let series = calls[key] { return series }
-        let labels = [("route", key.route), ("model", key.model), ("outcome", key.outcome.rawValue)]
-        let series = CallSeries(
-            requests: registry.makeCounter(descriptor: .named("tokenctl_requests_total",
-                "Calls recorded in the ledger, by route, model and outcome"),
-                labels: labels),
-            duration: registry.makeDurationHistogram(
-                descriptor: .named("tokenctl_request_duration_seconds",
-                    "Time from the request to the call's recorded end, by route, model and outcome"),
-                labels: labels, buckets: GatewayMetrics.durationBuckets),
-            ttft: registry.makeDurationHistogram(
-                descriptor: .named("tokenctl_ttft_seconds",
-                    "Time from the request to the provider's first body byte, by route, model and outcome"),
-                labels: labels, buckets: GatewayMetrics.durationBuckets))
-        calls[key] = series
-        return series
+        Self.cached(&calls, key) {
+            let labels = [("route", key.route), ("model", key.model), ("outcome", key.outcome.rawValue)]
+            return CallSeries(
+                requests: registry.makeCounter(descriptor: .named("tokenctl_requests_total",
+                    "Calls recorded in the ledger, by route, model and outcome"),
+                    labels: labels),
+                duration: registry.makeDurationHistogram(
+                    descriptor: .named("tokenctl_request_duration_seconds",
+                        "Time from the request to the call's recorded end, by route, model and outcome"),
+                    labels: labels, buckets: GatewayMetrics.durationBuckets),
+                ttft: registry.makeDurationHistogram(
+                    descriptor: .named("tokenctl_ttft_seconds",
+                        "Time from the request to the provider's first body byte, by route, model and outcome"),
+                    labels: labels, buckets: GatewayMetrics.durationBuckets))
+        }
     }
 
     mutating func tokens(_ model: String, _ registry: PrometheusCollectorRegistry) -> TokenSeries {
-        if let series = tokens[model] { return series }
-        func counter(_ direction: String) -> Counter {
-            registry.makeCounter(descriptor: .named("tokenctl_tokens_total",
-                "Tokens by model and direction (input, cached_input, cache_write, output)"),
-                labels: [("model", model), ("direction", direction)])
+        Self.cached(&tokens, model) {
+            func counter(_ direction: String) -> Counter {
+                registry.makeCounter(descriptor: .named("tokenctl_tokens_total",
+                    "Tokens by model and direction (input, cached_input, cache_write, output)"),
+                    labels: [("model", model), ("direction", direction)])
+            }
+            return TokenSeries(input: counter("input"), cachedInput: counter("cached_input"),
+                               cacheWrite: counter("cache_write"), output: counter("output"))
         }
-        let series = TokenSeries(input: counter("input"), cachedInput: counter("cached_input"),
-                                 cacheWrite: counter("cache_write"), output: counter("output"))
-        tokens[model] = series
-        return series
     }
 
     mutating func cost(_ key: CostKey, _ registry: PrometheusCollectorRegistry) -> Counter {
-        if let counter = costs[key] { return counter }
-        let counter = registry.makeCounter(
-            descriptor: .named("tokenctl_cost_usd_total",
-                "Spend in US dollars by model, team and plan (a float for dashboards; the ledger is exact)"),
-            labels: [("model", key.model), ("team", key.team), ("plan", key.plan)])
-        costs[key] = counter
-        return counter
+        Self.cached(&costs, key) {
+            registry.makeCounter(
+                descriptor: .named("tokenctl_cost_usd_total",
+                    "Spend in US dollars by model, team and plan (a float for dashboards; the ledger is exact)"),
+                labels: [("model", key.model), ("team", key.team), ("plan", key.plan)])
+        }
     }
 
     mutating func refusal(_ key: PlanKey, _ registry: PrometheusCollectorRegistry) -> Counter {
-        if let counter = refusals[key] { return counter }
-        let counter = registry.makeCounter(
-            descriptor: .named("tokenctl_refusals_total",
-                "Calls the gateway refused, by reason (the ledger outcome without refused_) and plan"),
-            labels: [("reason", key.name), ("plan", key.plan)])
-        refusals[key] = counter
-        return counter
+        Self.cached(&refusals, key) {
+            registry.makeCounter(
+                descriptor: .named("tokenctl_refusals_total",
+                    "Calls the gateway refused, by reason (the ledger outcome without refused_) and plan"),
+                labels: [("reason", key.name), ("plan", key.plan)])
+        }
     }
 
     mutating func error(_ key: ErrorKey, _ registry: PrometheusCollectorRegistry) -> Counter {
-        if let counter = errors[key] { return counter }
-        let counter = registry.makeCounter(
-            descriptor: .named("tokenctl_errors_total",
-                "Failed calls by kind (upstream_error, upstream_unreachable, timeout, interrupted, ledger_commit_failed) and provider"),
-            labels: [("kind", key.kind), ("provider", key.provider)])
-        errors[key] = counter
-        return counter
+        Self.cached(&errors, key) {
+            registry.makeCounter(
+                descriptor: .named("tokenctl_errors_total",
+                    "Failed calls by kind (upstream_error, upstream_unreachable, timeout, interrupted, ledger_commit_failed) and provider"),
+                labels: [("kind", key.kind), ("provider", key.provider)])
+        }
     }
 
     mutating func upstreamDuration(_ provider: String, _ registry: PrometheusCollectorRegistry) -> DurationHistogram {
-        if let histogram = upstream[provider] { return histogram }
-        let histogram = registry.makeDurationHistogram(
-            descriptor: .named("tokenctl_upstream_duration_seconds",
-                "Time of the upstream transfer, from sending the request to its last byte, by provider"),
-            labels: [("provider", provider)],
-            buckets: GatewayMetrics.durationBuckets)
-        upstream[provider] = histogram
-        return histogram
+        Self.cached(&upstream, provider) {
+            registry.makeDurationHistogram(
+                descriptor: .named("tokenctl_upstream_duration_seconds",
+                    "Time of the upstream transfer, from sending the request to its last byte, by provider"),
+                labels: [("provider", provider)],
+                buckets: GatewayMetrics.durationBuckets)
+        }
     }
 }
