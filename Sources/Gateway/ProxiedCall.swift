@@ -13,7 +13,17 @@ import Upstream
 /// `ResponseMeter` and written only after the call's ledger row has committed (invariant 1).
 final class ProxiedCall: UpstreamResponseHandler {
     private let request: CallRequest
-    private let admission: Admission
+    /// What the call was admitted as; replaced when it falls back to another model.
+    private var admission: Admission
+    /// The model the client asked for (the row keeps it when a fallback serves the call).
+    private let requestedModel: String
+    /// Fallback models not tried yet, and the ones tried (for the row).
+    private var fallbacksLeft: [String]
+    private var fallbacksTried: [String] = []
+    /// The fallback's admission, prepared when the current provider gave up.
+    private var pendingFallback: Admission?
+    /// Retries made at the current provider.
+    private var retriesHere = 0
     /// What admission took from the shared limits; settled exactly once, when the call ends.
     private let hold: Hold
     private let gateway: GatewayContext
@@ -69,6 +79,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.connection = connection
         self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
         self.load = gateway.metrics.upstreamLoad(provider: admission.provider.name)
+        self.requestedModel = admission.model
+        self.fallbacksLeft = gateway.policies.policy.route(forModel: admission.model)?.fallbacks ?? []
     }
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
@@ -76,6 +88,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         var marker = CallRecord.entry(for: request, admission: admission)
         marker.id = callID
         gateway.journal.started(marker)
+        acquireSlot()
+    }
+
+    private func acquireSlot() {
         let gate = gateway.providerGates.gate(for: admission.provider)
         let call = NIOLoopBound(self, eventLoop: connection.eventLoop)
         phase = .waitingForSlot
@@ -135,16 +151,58 @@ final class ProxiedCall: UpstreamResponseHandler {
     }
 
     /// Whether a failed attempt may be repeated: retries left, and nothing sent to the client.
-    private var mayRetry: Bool { retriesMade.count < admission.provider.retries && !clientGone }
+    private var mayRetry: Bool { retriesHere < admission.provider.retries && !clientGone }
+
+    /// The admission of the next usable fallback model, if any (the route's `fallbacks`, each
+    /// admitted as the client's request with only its model replaced; one the plan or the price
+    /// book refuses is skipped). Kept in `pendingFallback` for `fallBack`.
+    private func prepareFallback() -> Bool {
+        guard !clientGone else { return false }
+        let policy = gateway.policies.policy
+        while !fallbacksLeft.isEmpty {
+            let model = fallbacksLeft.removeFirst()
+            guard let peek = try? RequestPeek(body: request.body), let body = peek.withModel(model, body: request.body) else {
+                continue
+            }
+            var candidate = request
+            candidate.body = body
+            let today = Day(unixSeconds: request.startedAt / 1_000_000)
+            if case .success(var next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
+               next.provider.dialect == admission.provider.dialect {
+                next.payer = admission.payer
+                pendingFallback = next
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The provider gave up: move to the fallback model (its provider's slot, a fresh retry count).
+    private func fallBack(after reason: String) {
+        guard let next = pendingFallback else { return }
+        pendingFallback = nil
+        retriesMade.append(reason)
+        fallbacksTried.append(next.model)
+        releaseSlot()
+        load.ended()
+        transfer = nil
+        watch = nil
+        retriesHere = 0
+        admission = next
+        meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
+        load = gateway.metrics.upstreamLoad(provider: next.provider.name)
+        acquireSlot()
+    }
 
     /// Waits (jittered), then makes the next attempt, still holding the provider slot.
     private func retry(after reason: String) {
         retriesMade.append(reason)
+        retriesHere += 1
         load.ended()
         transfer = nil
         watch = nil
         phase = .backingOff
-        let delay = RetryBackoff.delayMillis(attempt: retriesMade.count)
+        let delay = RetryBackoff.delayMillis(attempt: retriesHere)
         connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
             guard phase == .backingOff else { return }  // the client left meanwhile
             phase = .awaitingHead
@@ -216,8 +274,9 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamHead(_ head: UpstreamHead) {
         guard phase == .awaitingHead else { return }
-        if RetryBackoff.retryableStatuses.contains(head.status), mayRetry {
-            // Nothing of it goes to the client: read it to its end, then try again.
+        if RetryBackoff.retryableStatuses.contains(head.status), mayRetry || prepareFallback() {
+            // Nothing of it goes to the client: read it to its end, then try again (here, or
+            // with the fallback model).
             phase = .discardingAttempt
             upstreamStatus = head.status
             return
@@ -285,10 +344,13 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
         if phase == .discardingAttempt {
-            return retry(after: String(upstreamStatus))
+            let reason = "\(upstreamStatus) from \(admission.provider.name)"
+            return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason)
         }
-        if phase == .awaitingHead, case .failure(.connect) = result, mayRetry {
-            return retry(after: "connect error")
+        if phase == .awaitingHead, case .failure(.connect) = result {
+            let reason = "connect error at \(admission.provider.name)"
+            if mayRetry { return retry(after: reason) }
+            if prepareFallback() { return fallBack(after: reason) }
         }
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
@@ -407,9 +469,11 @@ final class ProxiedCall: UpstreamResponseHandler {
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
         var entry = entry
         entry.id = callID
+        entry.modelRequested = requestedModel
         if !retriesMade.isEmpty {
             let count = retriesMade.count
-            let note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
+            var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
+            if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
         hold.settle(in: gateway.enforcer, cost: entry.cost, tokens: entry.usage.totalTokens, now: UnixTime.nowMicros())

@@ -139,6 +139,7 @@ extension RequestPeek {
         out.anchors.maxTokens = shift(anchors.maxTokens)
         out.anchors.maxCompletionTokens = shift(anchors.maxCompletionTokens)
         out.anchors.maxOutputTokens = shift(anchors.maxOutputTokens)
+        out.anchors.model = shift(anchors.model)
         for (i, edit) in edits.enumerated() {
             let valueStart = shift(edit.range.lowerBound, except: i) + edit.valueOffset
             out.set(edit.field, value: cap, anchor: valueStart..<valueStart + edit.valueLength)

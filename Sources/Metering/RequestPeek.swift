@@ -55,6 +55,8 @@ public struct RequestPeek: Sendable, Hashable {
     struct Anchors: Sendable, Hashable {
         var objectStart = 0
         var objectIsEmpty = true
+        /// The value of `model` (a string), for `withModel`.
+        var model: Range<Int>?
         /// The value of `stream_options` (object or `null`).
         var streamOptions: Range<Int>?
         var streamOptionsIsNull = false
@@ -171,7 +173,9 @@ private struct Reader {
                                    _ peek: inout RequestPeek) throws(JSONSyntaxError) -> Bool {
         if s.key(key, is: "model") {
             guard first(.model) else { return false }
+            let start = s.index
             peek.model = try string(&s, .model, nullable: false)
+            peek.anchors.model = start..<s.index
         } else if s.key(key, is: "stream") {
             guard first(.stream) else { return false }
             peek.stream = try bool(&s, .stream) ?? false
@@ -274,5 +278,21 @@ private struct Reader {
             note(.invalidField(name: field.name, requirement: "must be at most \(RequestPeek.maxTokensLimit)"))
         }
         return nil
+    }
+}
+
+extension RequestPeek {
+    /// The body this peek read with its `model` replaced (a fallback model). Nil when the body
+    /// names no model. Everything else is kept byte for byte.
+    public func withModel(_ name: String, body: ByteBuffer) -> ByteBuffer? {
+        precondition(body.readableBytes == bodyBytes, "withModel needs the body the peek read")
+        guard let range = anchors.model else { return nil }
+        let bytes = body.readableBytesView
+        var out = ByteBuffer()
+        out.reserveCapacity(bodyBytes + name.utf8.count + 2)
+        out.writeBytes(bytes[bytes.startIndex..<(bytes.startIndex + range.lowerBound)])
+        out.writeString(JSONString.literal(name))
+        out.writeBytes(bytes[(bytes.startIndex + range.upperBound)...])
+        return out
     }
 }

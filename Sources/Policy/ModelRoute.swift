@@ -6,10 +6,15 @@ public struct ModelRoute: Sendable, Hashable, CustomStringConvertible {
     public let pattern: ModelPattern
     /// Name of a provider in the same `PolicySet`.
     public let provider: String
+    /// Models tried in order when the provider cannot serve a call (connect errors or
+    /// 502/503/529 after its retries), before anything reached the client. Each is routed to
+    /// a provider of the same dialect.
+    public let fallbacks: [String]
 
-    public init(pattern: ModelPattern, provider: String) {
+    public init(pattern: ModelPattern, provider: String, fallbacks: [String] = []) {
         self.pattern = pattern
         self.provider = provider
+        self.fallbacks = fallbacks
     }
 
     public var description: String { "\(pattern) -> \(provider)" }

@@ -28,6 +28,10 @@ struct PolicyFileReader {
         problems.append(PolicyProblem(file: file, line: Self.line(of: node), field: field, message: message))
     }
 
+    mutating func problem(at line: Int, _ field: String, _ message: String) {
+        problems.append(PolicyProblem(file: file, line: line, field: field, message: message))
+    }
+
     mutating func warning(_ node: Node?, _ field: String, _ message: String) {
         warnings.append(PolicyProblem(file: file, line: Self.line(of: node), field: field, message: message))
     }

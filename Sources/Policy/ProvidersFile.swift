@@ -9,7 +9,7 @@ enum ProvidersFile {
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
                                        "max_concurrent", "max_queue", "queue_timeout_ms", "retries"]
-    static let routeKeys = ["match", "provider"]
+    static let routeKeys = ["match", "provider", "fallbacks"]
 
     /// A route with where it was written, for messages from later cross-file checks.
     struct PlacedRoute {
@@ -55,6 +55,22 @@ enum ProvidersFile {
                     continue
                 }
                 contents.routes.append(PlacedRoute(route: route, line: PolicyFileReader.line(of: item), field: field))
+            }
+        }
+        // A fallback must be routed, to a provider that speaks the same dialect (the request is
+        // sent as it is, with only its model replaced).
+        for placed in contents.routes {
+            for (index, model) in placed.route.fallbacks.enumerated() {
+                let path = "\(placed.field).fallbacks[\(index)]"
+                guard let target = contents.routes.first(where: { $0.route.pattern.matches(model) }) else {
+                    reader.problem(at: placed.line, path, "fallback '\(model)' is not routed by any entry of models")
+                    continue
+                }
+                if let from = contents.providers[placed.route.provider]?.dialect,
+                   let to = contents.providers[target.route.provider]?.dialect, from != to {
+                    reader.problem(at: placed.line, path,
+                                   "fallback '\(model)' goes to provider '\(target.route.provider)' (\(to.rawValue)), not \(from.rawValue) like '\(placed.route.provider)'")
+                }
             }
         }
         return contents
@@ -193,8 +209,25 @@ enum ProvidersFile {
                 reader.problem(entry.value, entry.path, "unknown provider '\(name)' (\(known))")
             }
         }
+        var fallbacks: [String] = []
+        if let entry = fields["fallbacks"], let items = reader.sequence(entry.value, entry.path) {
+            for (index, item) in items.enumerated() {
+                let path = "\(entry.path)[\(index)]"
+                guard case .scalar(let scalar) = item, PolicyFileReader.tag(of: item) == .str else {
+                    reader.problem(item, path, "expected a model name")
+                    continue
+                }
+                if let why = modelPatternProblem(scalar.string) {
+                    reader.problem(item, path, why)
+                } else if scalar.string.contains("*") {
+                    reader.problem(item, path, "a fallback is one model, not a pattern")
+                } else {
+                    fallbacks.append(scalar.string)
+                }
+            }
+        }
         guard let pattern, let provider else { return nil }
-        return ModelRoute(pattern: pattern, provider: provider)
+        return ModelRoute(pattern: pattern, provider: provider, fallbacks: fallbacks)
     }
 
     /// Why a model name or glob is unusable, or nil if it is fine. Shared with `prices.yaml`.

@@ -14,6 +14,9 @@ final class CannedProvider: Sendable {
     /// Requests answered so far.
     var requests: Int { served.withLockedValue { $0 } }
     private let served = NIOLockedValueBox(0)
+    /// The bytes of the requests received (each as its first read), in order.
+    var received: [String] { log.withLockedValue { $0 } }
+    private let log = NIOLockedValueBox<[String]>([])
 
     convenience init(_ writes: [[UInt8]], ending: Ending = .close) throws {
         try self.init(answers: [writes], ending: ending)
@@ -21,7 +24,7 @@ final class CannedProvider: Sendable {
 
     /// Answer n is `answers[n]`, the last one repeated for every later request.
     init(answers: [[[UInt8]]], ending: Ending = .close) throws {
-        let served = self.served
+        let served = self.served, log = self.log
         channel = try ServerBootstrap(group: TestHTTPClient.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -31,7 +34,7 @@ final class CannedProvider: Sendable {
                 }
                 let writes = answers[min(index, answers.count - 1)]
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Responder(writes: writes, ending: ending))
+                    try channel.pipeline.syncOperations.addHandler(Responder(writes: writes, ending: ending, log: log))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -44,17 +47,20 @@ final class CannedProvider: Sendable {
         typealias InboundIn = ByteBuffer
         let writes: [[UInt8]]
         let ending: Ending
+        let log: NIOLockedValueBox<[String]>
         private var answered = false
 
-        init(writes: [[UInt8]], ending: Ending) {
+        init(writes: [[UInt8]], ending: Ending, log: NIOLockedValueBox<[String]>) {
             self.writes = writes
             self.ending = ending
+            self.log = log
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
             guard !answered, buffer.readableBytes > 0 else { return }
             answered = true
+            log.withLockedValue { $0.append(String(decoding: buffer.readableBytesView, as: UTF8.self)) }
             for bytes in writes { context.write(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil) }
             context.flush()
             // SO_LINGER 0 makes close send RST instead of FIN.

@@ -144,7 +144,7 @@ struct UpstreamHostileTests {
         #expect(canned.requests == 2)
         let row = try #require(try h.row("retry-ok"))
         #expect(row.outcome == .ok && row.usage.inputTokens == 7)
-        #expect(row.errorMessage == "after 1 retry (503)")
+        #expect(row.errorMessage == "after 1 retry (503 from openai)")
     }
 
     @Test("retries are bounded by the provider's retries; the last answer is passed through")
@@ -159,7 +159,7 @@ struct UpstreamHostileTests {
         #expect(canned.requests == 2)
         let row = try #require(try h.row("retry-529"))
         #expect(row.outcome == .upstreamError)
-        #expect(row.errorMessage?.hasSuffix("after 1 retry (529)") == true)
+        #expect(row.errorMessage?.hasSuffix("after 1 retry (529 from openai)") == true)
     }
 
     @Test("a 500 or a 429 is not retried (only connect errors and 502/503/529 are)")
@@ -187,7 +187,7 @@ struct UpstreamHostileTests {
         #expect(r.status == 502)
         let row = try #require(try h.row("retry-connect"))
         #expect(row.outcome == .upstreamUnreachable)
-        #expect(row.errorMessage?.hasSuffix("after 2 retries (connect error, connect error)") == true)
+        #expect(row.errorMessage?.hasSuffix("after 2 retries (connect error at openai, connect error at openai)") == true)
     }
 
     @Test("the backoff is jittered and bounded")
@@ -198,5 +198,36 @@ struct UpstreamHostileTests {
         #expect(RetryBackoff.delayMillis(attempt: 3, random: { $0.lowerBound }) == 0)
         let draws = (0..<200).map { _ in RetryBackoff.delayMillis(attempt: 3) }
         #expect(draws.allSatisfy { (0...400).contains($0) } && Set(draws).count > 10)
+    }
+
+    @Test("when a provider gives up, the route's fallback model serves the call; the row keeps the model asked for")
+    func fallbackModel() async throws {
+        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
+        let primary = try CannedProvider([overloaded])
+        defer { primary.shutdown() }
+        let backupBody = #"{"id":"c2","object":"chat.completion","model":"o4-mini-2025-04-16","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#
+        let backup = try CannedProvider([Self.response(backupBody)])
+        defer { backup.shutdown() }
+        let h = try ProxyHarness(providersYAML: """
+            providers:
+              primary: { dialect: openai, base_url: "http://127.0.0.1:\(primary.port)/v1", api_key_env: E2E_PROVIDER_KEY, retries: 1 }
+              backup:  { dialect: openai, base_url: "http://127.0.0.1:\(backup.port)/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-4o-mini", provider: primary, fallbacks: ["o4-mini"] }
+              - { match: "o4-mini", provider: backup }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "fallback")
+        #expect(r.status == 200 && r.text == backupBody)
+        #expect(primary.requests == 2 && backup.requests == 1)
+        // The request went to the fallback with only its model replaced.
+        let sent = try #require(backup.received.first)
+        #expect(sent.hasSuffix(#"{"model":"o4-mini","messages":[{"role":"user","content":"hi"}]}"#))
+        let row = try #require(try h.row("fallback"))
+        #expect(row.outcome == .ok && row.provider == "backup")
+        #expect(row.modelRequested == "gpt-4o-mini" && row.modelServed == "o4-mini-2025-04-16")
+        #expect(row.price?.model.text == "o4-mini")   // billed at the fallback's price
+        #expect(row.cost.picodollars == 7 * 1_100_000 + 3 * 4_400_000)
+        #expect(row.errorMessage == "after 2 retries (503 from primary, 503 from primary); served by fallback model o4-mini")
     }
 }

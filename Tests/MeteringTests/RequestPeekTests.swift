@@ -5,6 +5,18 @@ import Testing
 @Suite struct RequestPeekTests {
     func peek(_ text: String) throws(RequestPeekError) -> RequestPeek { try RequestPeek(body: Array(text.utf8)) }
 
+    @Test("withModel replaces the model and keeps every other byte")
+    func withModel() throws {
+        let text = #"{ "messages": [], "model" : "gpt-4o",  "stream":true }"#
+        let body = ByteBuffer(string: text)
+        let peek = try RequestPeek(body: body)
+        let out = try #require(peek.withModel("o4-\"mini\"", body: body))
+        #expect(String(buffer: out) == #"{ "messages": [], "model" : "o4-\"mini\"",  "stream":true }"#)
+        #expect(try RequestPeek(body: out).model == "o4-\"mini\"")
+        let noModel = ByteBuffer(string: #"{"messages":[]}"#)
+        #expect(try RequestPeek(body: noModel).withModel("x", body: noModel) == nil)
+    }
+
     @Test("strings must be well-formed UTF-8: valid multi-byte text passes, broken sequences are refused")
     func utf8Validation() throws {
         func body(_ middle: [UInt8]) -> [UInt8] {

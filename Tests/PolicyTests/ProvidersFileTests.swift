@@ -85,6 +85,39 @@ import Testing
         #expect(problems.contains { $0.hasPrefix("providers.yaml:3: providers.other.max_concurrent:") })
     }
 
+    @Test func fallbacksMustBeRoutedModelsOfTheSameDialect() throws {
+        let prices = """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }
+            - { model: "gpt-4o", effective_from: "2024-07-18", input: "2.5", output: "10" }
+            - { model: "claude-haiku-4-5", effective_from: "2025-10-01", input: "1", output: "5" }
+            """
+        let good = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+              anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com" }
+            models:
+              - { match: "gpt-4o", provider: openai, fallbacks: ["gpt-4o-mini"] }
+              - { match: "gpt-*", provider: openai }
+              - { match: "claude-*", provider: anthropic }
+            """, prices: prices).load()
+        #expect(good.route(forModel: "gpt-4o")?.fallbacks == ["gpt-4o-mini"])
+        #expect(good.route(forModel: "gpt-4o-mini")?.fallbacks == [])
+
+        let problems = try PolicyFixture.with(providers: """
+            providers:
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+              anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com" }
+            models:
+              - { match: "gpt-4o", provider: openai, fallbacks: ["claude-haiku-4-5", "llama-3", "gpt-*"] }
+              - { match: "gpt-*", provider: openai }
+              - { match: "claude-*", provider: anthropic }
+            """, prices: prices).problems()
+        #expect(problems.count == 3)
+        #expect(problems.contains { $0.hasPrefix("providers.yaml:5: models[0].fallbacks[0]: fallback 'claude-haiku-4-5' goes to provider 'anthropic' (anthropic)") })
+        #expect(problems.contains("providers.yaml:5: models[0].fallbacks[1]: fallback 'llama-3' is not routed by any entry of models"))
+        #expect(problems.contains("providers.yaml:5: models[0].fallbacks[2]: a fallback is one model, not a pattern"))
+    }
+
     @Test func everyProblemIsReportedNotJustTheFirst() throws {
         let fixture = try PolicyFixture.with(providers: """
             providers:
@@ -118,7 +151,7 @@ import Testing
             "providers.yaml:15: models[2].match: duplicate of the route at line 13",
             "providers.yaml:16: models[3].provider: unknown provider 'ollama' (expected broken, creds, local or openai)",
             "providers.yaml:17: models[4].match: empty model name",
-            "providers.yaml:18: models[5].pattern: unknown key 'pattern' (expected match or provider)",
+            "providers.yaml:18: models[5].pattern: unknown key 'pattern' (expected match, provider or fallbacks)",
             "providers.yaml:18: models[5].match: missing required field",
             "providers.yaml:18: models[5].provider: missing required field",
         ])
