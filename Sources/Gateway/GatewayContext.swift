@@ -1,5 +1,6 @@
 import Ledger
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Policy
 import Upstream
@@ -17,6 +18,9 @@ final class GatewayContext: Sendable {
     let idempotency = IdempotencyStore()
     let ledgerHealth: LedgerHealth
     let journal: InFlightJournal
+    /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
+    let stopping = NIOLockedValueBox(false)
+    var isStopping: Bool { stopping.withLockedValue { $0 } }
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,

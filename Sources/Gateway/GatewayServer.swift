@@ -136,21 +136,32 @@ public final class GatewayServer: Sendable {
             stoppedCondition.lock()
             stoppedCondition.unlock(withValue: 1)
         }
+        context.stopping.withLockedValue { $0 = true }
         try? channel.close().wait()
         context.principals.stopPolling()
         context.policies.stopWatching()
         context.upstream.shutdown()
         context.providerGates.refuseWaiters(Refusal(.shuttingDown, "The gateway stopped while the call waited for its provider; retry it."))
-        // Let the event loops run the cancelled calls' settlement before the ledger closes.
+        // Cancelled calls settle on their loops; one between attempts (a retry's backoff) ends
+        // when its timer fires and sees `stopping`. Wait, bounded, until every call has its row queued.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while callsInFlight > 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        runPendingLoopWork()
+        admin.shutdown()
+        // Commits what is queued; a failing ledger gets a few attempts, then its rows fail
+        // (never a wait without end). No flush first: it would wait for a failing ledger forever.
+        context.ledger.close()
+        runPendingLoopWork()  // the commit callbacks drop the start markers of recorded calls
+        context.journal.stop()  // keeps the markers of calls left without a row, for the next start
+        keys.close()
+        try group.syncShutdownGracefully()
+    }
+
+    /// Lets every event loop run what is already queued on it.
+    private func runPendingLoopWork() {
         for loop in group.makeIterator() {
             try? loop.submit {}.wait()
         }
-        admin.shutdown()
-        context.ledger.flush()
-        context.journal.stop()
-        context.ledger.close()
-        keys.close()
-        try group.syncShutdownGracefully()
     }
 
     /// Reloads the policy directory now (SIGHUP); false if the change was refused.

@@ -61,14 +61,16 @@ final class InFlightJournal: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Stops the writer thread and removes the file (every call has been recorded by then).
+    /// Stops the writer thread. The file is removed if every call was recorded; otherwise it is
+    /// written one last time with the calls left without a row, for the next start to record.
     func stop() {
         condition.lock()
         stopping = true
         condition.broadcast()
         while !stopped { condition.wait() }
+        let left = Array(markers.values)
         condition.unlock()
-        try? FileManager.default.removeItem(atPath: path)
+        write(left)
     }
 
     private func run() {

@@ -48,6 +48,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// one cancelled the transfer, so its end is recorded as a timeout.
     private var watch: UpstreamWatch?
     private var expired: UpstreamWatch.Expiry?
+    /// The one pending deadline check; cancelled when the attempt or the call ends, so a
+    /// finished call is not kept alive by its timer.
+    private var deadlineTimer: Scheduled<Void>?
     /// This call's share of the provider's in-flight and backlog gauges.
     private var load: UpstreamCallLoad
 
@@ -141,6 +144,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
         load.sent()
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
+        stopWatching()
         let provider = admission.provider
         let watch = UpstreamWatch(firstByteMs: provider.firstByteTimeoutMs, idleMs: provider.idleTimeoutMs,
                                   sentAt: UnixTime.nowMicros())
@@ -177,8 +181,16 @@ final class ProxiedCall: UpstreamResponseHandler {
         return false
     }
 
+    /// The gateway is stopping between two attempts: end the call as interrupted.
+    private func endForShutdown() {
+        transfer = nil
+        phase = .awaitingHead
+        upstreamEnd(.failure(.cancelled))
+    }
+
     /// The provider gave up: move to the fallback model (its provider's slot, a fresh retry count).
     private func fallBack(after reason: String) {
+        if gateway.isStopping { return endForShutdown() }
         guard let next = pendingFallback else { return }
         pendingFallback = nil
         retriesMade.append(reason)
@@ -186,7 +198,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         releaseSlot()
         load.ended()
         transfer = nil
-        watch = nil
+        stopWatching()
         retriesHere = 0
         admission = next
         meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
@@ -196,18 +208,26 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// Waits (jittered), then makes the next attempt, still holding the provider slot.
     private func retry(after reason: String) {
+        if gateway.isStopping { return endForShutdown() }
         retriesMade.append(reason)
         retriesHere += 1
         load.ended()
         transfer = nil
-        watch = nil
+        stopWatching()
         phase = .backingOff
         let delay = RetryBackoff.delayMillis(attempt: retriesHere)
         connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
             guard phase == .backingOff else { return }  // the client left meanwhile
+            if gateway.isStopping { return endForShutdown() }
             phase = .awaitingHead
             startTransfer()
         }
+    }
+
+    private func stopWatching() {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        watch = nil
     }
 
     /// Looks at the deadlines, then again when the next one could pass.
@@ -221,7 +241,8 @@ final class ProxiedCall: UpstreamResponseHandler {
             transfer?.cancel()
         case .checkAt(let instant):
             let delay = TimeAmount.microseconds(max(instant - UnixTime.nowMicros(), 1_000))
-            connection.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in checkDeadlines() }
+            deadlineTimer?.cancel()
+            deadlineTimer = connection.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in checkDeadlines() }
         }
     }
 
@@ -242,7 +263,10 @@ final class ProxiedCall: UpstreamResponseHandler {
             entry.outcome = .clientCancelled
             entry.status = 499
             entry.errorMessage = "client closed the connection while the call waited for a provider slot"
-            record(entry) { [self] in phase = .done }
+            record(entry) { [self] in
+                phase = .done
+                connection.abort()  // ends the request on the handler's side (idempotency claim, state)
+            }
             return
         }
         if phase == .backingOff {
@@ -344,8 +368,12 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
         if phase == .discardingAttempt {
-            let reason = "\(upstreamStatus) from \(admission.provider.name)"
-            return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason)
+            if case .failure(.cancelled) = result {
+                phase = .awaitingHead  // cancelled (client gone, shutdown): the call ends here
+            } else {
+                let reason = "\(upstreamStatus) from \(admission.provider.name)"
+                return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason)
+            }
         }
         if phase == .awaitingHead, case .failure(.connect) = result {
             let reason = "connect error at \(admission.provider.name)"
@@ -355,6 +383,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
         phase = .settling
+        stopWatching()
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()

@@ -168,7 +168,11 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        readDeadline?.cancel()
         if case .responding(let call?) = state { call.clientDisconnected() }
+        // A request that claimed an idempotency key and will not finish here releases it (a
+        // call still settling releases it itself when it ends: abort() or writeEnd()).
+        if case .responding(nil) = state { settleIdempotency(delivered: false) }
         context.fireChannelInactive()
     }
 
@@ -340,7 +344,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         entry.errorMessage = "replay of request \(answer.callID) (Idempotency-Key)"
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             var headers = HTTPHeaders()
-            for (name, value) in answer.headers where !["x-request-id", "content-length", "transfer-encoding"].contains(name.lowercased()) {
+            for (name, value) in answer.headers {
                 headers.add(name: name, value: value)
             }
             headers.add(name: "content-length", value: String(answer.body.readableBytes))
@@ -350,6 +354,14 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             writeBody(answer.body)
             writeEnd()
         }
+    }
+
+    /// Headers of one delivery, not of the answer: framing, the request id, limits and budget.
+    static func perCallHeader(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return ["connection", "keep-alive", "content-length", "transfer-encoding", "x-request-id", "retry-after",
+                "retry-after-ms"].contains(lower)
+            || lower.hasPrefix("x-ratelimit-") || lower.hasPrefix("x-tokenctl-budget-")
     }
 
     /// The answer of a claimed request ended: keep it (2xx, whole) or release the key.
@@ -391,6 +403,12 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
     private func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                         admission: Admission? = nil) {
+        if gateway.ledgerHealth.isFailing {
+            // The row would wait behind the failing ledger, and the client with it: answer now,
+            // unrecorded (counted), as for model calls while the ledger fails.
+            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)))
+            return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
+        }
         let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal, admission: admission)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
@@ -440,13 +458,16 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
 
     func writeHead(status: Int, headers: HTTPHeaders) {
         guard let context else { return }
+        if idempotent != nil, (200..<300).contains(status) {
+            // Only what belongs to the answer itself is kept for replays: not this connection's
+            // framing, nor the limits and budget as they stood for this call.
+            let kept = headers.filter { !Self.perCallHeader($0.name) }.map { ($0.name, $0.value) }
+            answerCapture = (status, kept, ByteBuffer())
+        }
         var headers = headers
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: responseVersion, status: HTTPResponseStatus(statusCode: status),
                                     headers: headers)
-        if idempotent != nil, (200..<300).contains(status) {
-            answerCapture = (status, headers.map { ($0.name, $0.value) }, ByteBuffer())
-        }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 

@@ -31,17 +31,29 @@ struct StreamedText {
 
     /// Adds the text of one event's data: the first text field found (an event carries one delta).
     mutating func count(_ data: UnsafeRawBufferPointer) {
+        count(data, all: false)
+    }
+
+    /// Adds every text field of a whole answer (several choices or content blocks).
+    mutating func countAll(_ data: UnsafeRawBufferPointer) {
+        count(data, all: true)
+    }
+
+    private mutating func count(_ data: UnsafeRawBufferPointer, all: Bool) {
         var i = 0
         while true {
             i = ByteSearch.first(UInt8(ascii: "\""), in: data, from: i)
             guard i < data.count else { return }
             if let key = Self.keys.first(where: { StreamReading.matches(data, at: i, $0) }) {
-                let length = Self.stringLength(data, from: i + key.utf8CodeUnitCount)
+                let start = i + key.utf8CodeUnitCount
+                let length = Self.stringLength(data, from: start)
                 if length > 0 {
                     bytes += length
                     events += 1
                 }
-                return
+                guard all else { return }
+                i = start + length + 1
+                continue
             }
             i += 1
         }

@@ -212,7 +212,7 @@ extension ResponseMeter {
             if reading.usage == nil, status < 400 {
                 // No usable usage (missing, negative, absurd): the answer's text is the estimate.
                 var text = StreamedText()
-                whole.withUnsafeReadableBytes { text.count($0) }
+                whole.withUnsafeReadableBytes { text.countAll($0) }
                 result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: text.bytes, textEvents: text.events)
             }
             return (heldBytes, result)

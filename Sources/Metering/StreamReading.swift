@@ -40,7 +40,7 @@ struct StreamReading {
 
     /// Decides an event's role and takes what it carries. `name` is the `event` field (empty if none).
     mutating func read(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
-        text.count(data)
+        if StreamReading.carriesDelta(name: name, endpoint: endpoint) { text.count(data) }
         switch endpoint {
         case .responses: return readResponsesEvent(name: name, data: data)
         case .messages, .countTokens: return readAnthropicEvent(name: name, data: data)
@@ -59,6 +59,18 @@ struct StreamReading {
         guard let reported = fields.usage else { return .pass }
         usage = reported  // the usage chunk reports the whole call
         return stripInjectedUsage && fields.choicesEmpty ? .strip : .pass
+    }
+
+    /// Whether an event carries newly generated text (its text counts towards `OutputEstimate`):
+    /// every chat/completions chunk; Responses `*.delta` events (the `*.done` ones repeat the
+    /// whole text); Anthropic `content_block_delta`. An event without a name counts.
+    static func carriesDelta(name: UnsafeRawBufferPointer, endpoint: Endpoint) -> Bool {
+        guard !name.isEmpty else { return true }
+        switch endpoint {
+        case .chatCompletions, .completions, .embeddings: return true
+        case .responses: return name.count >= 6 && ByteSearch.equals(UnsafeRawBufferPointer(rebasing: name[(name.count - 6)...]), ".delta")
+        case .messages, .countTokens: return ByteSearch.equals(name, "content_block_delta")
+        }
     }
 
     /// The events that matter to metering, by name.

@@ -89,6 +89,21 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(r.result.usage == nil)
     }
 
+    @Test("Responses and Anthropic streams: only delta events count; the done events repeat the text")
+    func outputEstimateCountsDeltasOnly() {
+        let responses = Fixtures.sse([
+            "event: response.output_text.delta\n" + #"data: {"type":"response.output_text.delta","delta":"Hello world"}"#,
+            "event: response.output_text.done\n" + #"data: {"type":"response.output_text.done","text":"Hello world"}"#,
+            "event: response.content_part.done\n" + #"data: {"type":"response.content_part.done","part":{"type":"output_text","text":"Hello world"}}"#,
+        ])
+        #expect(relay(.responses, [responses[...]]).result.estimatedOutputTokens == 3)  // 11 bytes, once
+        let messages = Fixtures.sse([
+            "event: content_block_start\n" + #"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "event: content_block_delta\n" + #"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello world"}}"#,
+        ])
+        #expect(relay(.messages, [messages[...]]).result.estimatedOutputTokens == 3)
+    }
+
     @Test func injectedUsageChunkIsStripped() {
         let bytes = Fixtures.sse(Fixtures.chatStreamEvents)
         var without = Fixtures.chatStreamEvents
