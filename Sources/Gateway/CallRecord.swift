@@ -43,6 +43,16 @@ enum CallRecord {
         return entry
     }
 
+    /// The row of a repeat answered from the idempotency store: no tokens, no cost.
+    static func replayed(_ line: RequestLine, principal: Principal, status: Int, original: String) -> LedgerEntry {
+        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+                         route: line.route, principal: principal)
+        entry.outcome = .replayed
+        entry.status = status
+        entry.errorMessage = "replay of request \(original) (Idempotency-Key)"
+        return entry
+    }
+
     /// Replaces the row's usage and cost with what was metered, priced exactly.
     static func settle(_ entry: inout LedgerEntry, usage: Usage?, price: ModelPrice?) {
         guard let usage else {

@@ -8,11 +8,15 @@ import Metering
 ///
 /// Why a file and not a row: a marker row would double the ledger's writes per call. Instead
 /// the set of calls in flight is rewritten, when it changed, at most every `interval` to
-/// `<ledger>.inflight-<pid>` (write to a temporary file, then rename: a reader sees a whole
+/// `<ledger>.inflight-<instance>` (write to a temporary file, then rename: a reader sees a whole
 /// file or the previous one). A call is therefore marked once it has been in flight for up to
 /// `interval`; one that starts and is lost within that window leaves no trace (its client got
 /// no complete answer either: invariant 1). A marker is removed when the call's row commits.
-/// Files of processes that are still running (another gateway on the same ledger) are left alone.
+///
+/// A running gateway holds an exclusive `flock` on `<journal>.lock` for its whole life; the
+/// kernel drops it when the process dies, however it dies. Recovery takes only journals whose
+/// lock it can take, so another live gateway on the same ledger (another container, whatever
+/// its pid) is left alone.
 final class InFlightJournal: @unchecked Sendable {
     struct Marker: Codable {
         var id: String
@@ -31,6 +35,8 @@ final class InFlightJournal: @unchecked Sendable {
 
     let path: String
     let interval: TimeInterval
+    /// The open lock file (held with `flock` until `stop`).
+    private let lockDescriptor: Int32
     private let condition = NSCondition()
     private var markers: [String: Marker] = [:]
     private var dirty = false
@@ -38,8 +44,12 @@ final class InFlightJournal: @unchecked Sendable {
     private var stopped = false
 
     init(databasePath: String, interval: TimeInterval = 0.2) {
-        path = databasePath + ".inflight-\(getpid())"
+        var random = SystemRandomNumberGenerator()
+        let instance = String(random.next(), radix: 36)
+        path = databasePath + ".inflight-" + instance
         self.interval = interval
+        lockDescriptor = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        if lockDescriptor >= 0 { _ = flock(lockDescriptor, LOCK_EX | LOCK_NB) }
         let thread = Thread { [self] in run() }
         thread.name = "tokenctl-journal"
         thread.start()
@@ -71,6 +81,8 @@ final class InFlightJournal: @unchecked Sendable {
         let left = Array(markers.values)
         condition.unlock()
         write(left)
+        if left.isEmpty { unlink(path + ".lock") }
+        if lockDescriptor >= 0 { close(lockDescriptor) }
     }
 
     private func run() {
@@ -114,31 +126,36 @@ final class InFlightJournal: @unchecked Sendable {
         let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
         let written = Counter()
-        for name in names where name.hasPrefix(prefix) && !name.hasSuffix(".tmp") {
-            guard let pid = Int32(name.dropFirst(prefix.count)) else { continue }
-            if pid != getpid(), kill(pid, 0) == 0 || errno == EPERM { continue }  // still running
-            let file = (directory.isEmpty ? "." : directory) + "/" + name
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(".lock") {
+            let lockFile = (directory.isEmpty ? "." : directory) + "/" + name
+            let file = String(lockFile.dropLast(".lock".count))
+            let lock = open(lockFile, O_RDWR | O_CLOEXEC)
+            guard lock >= 0 else { continue }
+            defer { close(lock) }
+            guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { continue }  // its gateway still runs
+            let owner = String(name.dropFirst(prefix.count).dropLast(".lock".count))
             let lines = (FileManager.default.contents(atPath: file) ?? Data()).split(separator: 0x0A)
             let decoder = JSONDecoder()
             for line in lines {
                 guard let marker = try? decoder.decode(Marker.self, from: line) else { continue }
-                ledger.append(entry(for: marker, pid: pid)) { result in
+                ledger.append(entry(for: marker, instance: owner)) { result in
                     if case .success = result { written.increment() }
                 }
             }
             ledger.flush()
             try? FileManager.default.removeItem(atPath: file)
+            unlink(lockFile)
         }
         return written.value
     }
 
-    static func entry(for marker: Marker, pid: Int32) -> LedgerEntry {
+    static func entry(for marker: Marker, instance: String) -> LedgerEntry {
         LedgerEntry(id: marker.id, requestId: marker.requestId, startedAt: marker.startedAt,
                     endedAt: marker.startedAt, keyId: marker.keyId, user: marker.user, team: marker.team,
                     dialect: Dialect(rawValue: marker.dialect) ?? .openai, route: marker.route,
                     provider: marker.provider, modelRequested: marker.model, stream: marker.stream,
                     status: 0, outcome: .interrupted,
-                    errorMessage: "in flight when its gateway process (pid \(pid)) stopped without recording it; recorded at the next start",
+                    errorMessage: "in flight when its gateway (journal \(instance)) stopped without recording it; recorded at the next start",
                     plan: marker.plan)
     }
 

@@ -337,11 +337,8 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
     private func replay(_ answer: IdempotencyStore.Answer, request: CallRequest, principal: Principal) {
         state = .responding(call: nil)
-        var entry = CallRecord.refused(request.line, principal: principal, model: nil,
-                                       refusal: Refusal(.badRequest, ""))
-        entry.outcome = .replayed
-        entry.status = answer.status
-        entry.errorMessage = "replay of request \(answer.callID) (Idempotency-Key)"
+        let entry = CallRecord.replayed(request.line, principal: principal, status: answer.status,
+                                        original: answer.callID)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             var headers = HTTPHeaders()
             for (name, value) in answer.headers {

@@ -13,13 +13,13 @@ struct CrashRecoveryTests {
         #"{"id":"\#(id)","requestId":"\#(requestId)","startedAt":1795000000000000,"keyId":"key_000000000001","user":"\#(user)","team":null,"dialect":"openai","route":"chat.completions","provider":"openai","model":"gpt-4o-mini","stream":true,"plan":null}"#
     }
 
-    /// A pid that surely belongs to no running process: a child that has exited.
-    static func deadPID() throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/true")
-        try process.run()
-        process.waitUntilExit()
-        return process.processIdentifier
+    /// The journal files of this ledger (data files, not their locks).
+    static func journals(_ dbPath: String) -> [String] {
+        let directory = (dbPath as NSString).deletingLastPathComponent
+        let prefix = (dbPath as NSString).lastPathComponent + ".inflight-"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix(prefix) && !$0.hasSuffix(".lock") && !$0.hasSuffix(".tmp") }
+            .map { directory + "/" + $0 }
     }
 
     @Test("markers of a dead process become interrupted rows; existing rows and live processes' files are kept")
@@ -30,15 +30,20 @@ struct CrashRecoveryTests {
         let done = try #require(try h.row("done"))
         try h.server.shutdown()
         // The server removed its own journal on a clean stop.
-        let own = h.dbPath + ".inflight-\(getpid())"
-        #expect(!FileManager.default.fileExists(atPath: own))
+        #expect(Self.journals(h.dbPath).isEmpty)
 
-        let dead = h.dbPath + ".inflight-\(try Self.deadPID())"
+        // A gateway that died: its journal's lock is free.
+        let dead = h.dbPath + ".inflight-deadbeef"
         try ([Self.marker("call_lost_1", requestId: "lost-1", user: "alice"),
               Self.marker(done.id, requestId: "done", user: "alice")].joined(separator: "\n") + "\n")
             .write(toFile: dead, atomically: true, encoding: .utf8)
-        let live = h.dbPath + ".inflight-\(getppid())"
+        #expect(FileManager.default.createFile(atPath: dead + ".lock", contents: nil))
+        // A gateway still running (here: this process holds the lock, as a live gateway does).
+        let live = h.dbPath + ".inflight-alive"
         try (Self.marker("call_live_1", requestId: "live-1", user: "bob") + "\n").write(toFile: live, atomically: true, encoding: .utf8)
+        let liveLock = open(live + ".lock", O_CREAT | O_RDWR, 0o644)
+        #expect(flock(liveLock, LOCK_EX | LOCK_NB) == 0)
+        defer { close(liveLock) }
 
         var logger = Logger(label: "recovery")
         logger.logLevel = .error
@@ -52,6 +57,7 @@ struct CrashRecoveryTests {
         #expect(try h.allRows().filter { $0.requestId == "done" }.count == 1)
         #expect(try h.row("live-1") == nil)                                         // a running process's calls
         #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(!FileManager.default.fileExists(atPath: dead + ".lock"))
         #expect(FileManager.default.fileExists(atPath: live))
         try restarted.shutdown()
         try? FileManager.default.removeItem(atPath: live)
@@ -64,10 +70,11 @@ struct CrashRecoveryTests {
         defer { h.shutdown() }
         let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
         async let answer = h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "journaled")
-        let file = h.dbPath + ".inflight-\(getpid())"
         var text = ""
+        var file = ""
         for _ in 0..<100 where !text.contains("journaled") {
             try await Task.sleep(for: .milliseconds(20))
+            file = Self.journals(h.dbPath).first ?? ""
             text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         }
         #expect(text.contains(#""requestId":"journaled""#))
