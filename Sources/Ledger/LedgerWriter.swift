@@ -31,6 +31,9 @@ public final class LedgerWriter: @unchecked Sendable {
         /// at four times this it checkpoints even under load. The checkpoint runs after callbacks,
         /// never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         public var checkpointPages: Int32
+        /// Rollup cells kept in memory so batches add to them without reading them back (the
+        /// recent hours and days; least recently used dropped first). 0 reads every cell back.
+        public var rollupCacheCells: Int
         /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
         public var onCommitFailure: (@Sendable (LedgerError, Int) -> Void)?
         /// Called on the writer thread after each committed transaction, with its row count and
@@ -39,6 +42,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
                     retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 1_000,
+                    rollupCacheCells: Int = 65_536,
                     onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil,
                     onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)? = nil) {
             self.maxBatch = max(1, maxBatch)
@@ -47,6 +51,7 @@ public final class LedgerWriter: @unchecked Sendable {
             self.retryMaxMillis = max(self.retryInitialMillis, retryMaxMillis)
             self.closeRetries = max(1, closeRetries)
             self.checkpointPages = max(1, checkpointPages)
+            self.rollupCacheCells = max(0, rollupCacheCells)
             self.onCommitFailure = onCommitFailure
             self.onBatchCommitted = onBatchCommitted
         }
@@ -72,6 +77,11 @@ public final class LedgerWriter: @unchecked Sendable {
     private var thread: Thread?
 
     // Touched only by the writer thread once it runs.
+    /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
+    private var backlogTaken: [Pending] = []
+    private var backlogHead = 0
+    /// The rollup deltas of the batch being written, by cell.
+    private var batchCells: [CellAddress: RollupCellBuilder] = [:]
     private let connection: SQLiteConnection
     private let insert: Statement
     private let begin: Statement
@@ -97,13 +107,16 @@ public final class LedgerWriter: @unchecked Sendable {
         try Schema.migrate(connection)
         // After a burst, the WAL is cut back to this size when it restarts.
         try connection.execute("PRAGMA journal_size_limit = 67108864")
+        // The pages each batch touches (the calls' indexes, the current rollup cells) stay in
+        // memory instead of being re-read from the OS per batch (SQLite's default is 2 MB).
+        try connection.execute("PRAGMA cache_size = -65536")
         insert = try connection.prepare(CallRow.insertSQL)
         begin = try connection.prepare("BEGIN IMMEDIATE")
         commit = try connection.prepare("COMMIT")
         rollback = try connection.prepare("ROLLBACK")
         markRetry = try connection.prepare("UPDATE calls SET retry = 1 WHERE rowid = ?1")
         dataVersion = try connection.prepare("PRAGMA data_version")
-        rollups = try RollupStore(connection: connection)
+        rollups = try RollupStore(connection: connection, cachedCells: options.rollupCacheCells)
         retries = try RetryTracker(connection: connection, store: rollups)
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
@@ -179,9 +192,11 @@ public final class LedgerWriter: @unchecked Sendable {
                 for pending in batch { pending.onCommit(.failure(error)) }
                 settle(batch.count)
                 condition.lock()
-                let rest = queue
+                let rest = backlogTaken[backlogHead...] + queue
                 queue.removeAll()
                 condition.unlock()
+                backlogTaken.removeAll()
+                backlogHead = 0
                 for pending in rest { pending.onCommit(.failure(error)) }
                 settle(rest.count)
             }
@@ -201,8 +216,18 @@ public final class LedgerWriter: @unchecked Sendable {
     }
 
     /// Waits for work and moves up to `maxBatch` rows into the empty `batch`; false once closing
-    /// and drained. Swaps buffers, so neither array reallocates in steady state.
+    /// and drained. Swaps buffers, so neither array reallocates in steady state; a queue longer
+    /// than a batch is taken whole and served from `backlogTaken` batch by batch (not shifted
+    /// down per batch, which costs a copy of the whole backlog each time).
     private func nextBatch(into batch: inout [Pending]) -> Bool {
+        if backlogHead < backlogTaken.count {
+            let end = min(backlogHead + options.maxBatch, backlogTaken.count)
+            batch.append(contentsOf: backlogTaken[backlogHead..<end])
+            backlogHead = end
+            return true
+        }
+        backlogTaken.removeAll(keepingCapacity: false)
+        backlogHead = 0
         condition.lock()
         defer { condition.unlock() }
         while queue.isEmpty && !stopping { condition.wait() }
@@ -210,8 +235,9 @@ public final class LedgerWriter: @unchecked Sendable {
         if queue.count <= options.maxBatch {
             swap(&batch, &queue)
         } else {
-            batch.append(contentsOf: queue.prefix(options.maxBatch))
-            queue.removeFirst(options.maxBatch)
+            swap(&backlogTaken, &queue)
+            batch.append(contentsOf: backlogTaken.prefix(options.maxBatch))
+            backlogHead = options.maxBatch
         }
         return true
     }
@@ -256,12 +282,26 @@ public final class LedgerWriter: @unchecked Sendable {
         do {
             let version = try Self.read(dataVersion)
             if stale || version != seenDataVersion {
-                try rollups.reloadKeys()
+                try rollups.reload()
                 try retries.reload()
                 seenDataVersion = version
                 stale = false
             }
-            var cells: [CellAddress: RollupCellBuilder] = [:]
+            // Reused between batches (keeps its capacity), emptied on every path out.
+            var cells = batchCells
+            batchCells = [:]
+            defer {
+                cells.removeAll(keepingCapacity: true)
+                batchCells = cells
+            }
+            func add(_ keys: RollupKeyIds, at startedAt: Int64, _ change: (inout RollupCellBuilder, Int) -> Void) {
+                for level in RollupLevel.allCases {
+                    for span in RollupSpan.allCases {
+                        let address = CellAddress(level: level, span: span, number: span.number(of: startedAt), key: keys[level])
+                        change(&cells[address, default: RollupCellBuilder()], span.quarter(of: startedAt))
+                    }
+                }
+            }
             for (index, pending) in batch.enumerated() {
                 let entry = pending.entry
                 CallRow.bind(entry, to: insert)
@@ -273,24 +313,19 @@ public final class LedgerWriter: @unchecked Sendable {
                     continue
                 }
                 let rowid = sqlite3_last_insert_rowid(connection.handle)
-                let key = try rollups.id(of: RollupKey(entry))
-                let (isRetry, flagged) = try retries.record(entry, rowid: rowid, key: key)
+                let keys = try rollups.ids(of: RollupKey(entry))
+                let (isRetry, flagged) = try retries.record(entry, rowid: rowid, keys: keys)
                 if isRetry { try mark(rowid) }
                 for call in flagged {
                     try mark(call.rowid)
-                    for span in RollupSpan.allCases {
-                        cells[CellAddress(span: span, number: span.number(of: call.startedAt), key: call.key),
-                              default: RollupCellBuilder()].markRetry(cost: call.cost)
-                    }
+                    add(call.keys, at: call.startedAt) { builder, _ in builder.markRetry(cost: call.cost) }
                 }
                 let facts = RollupFacts(entry, retry: isRetry)
-                for span in RollupSpan.allCases {
-                    cells[CellAddress(span: span, number: span.number(of: entry.startedAt), key: key),
-                          default: RollupCellBuilder()].add(facts, quarter: span.quarter(of: entry.startedAt))
-                }
+                add(keys, at: entry.startedAt) { builder, quarter in builder.add(facts, quarter: quarter) }
             }
             for (address, builder) in cells { try rollups.merge(builder.built(), into: address) }
             try commit.run()
+            rollups.endBatch()
         } catch {
             try? rollback.run()
             stale = true
@@ -329,7 +364,7 @@ public final class LedgerWriter: @unchecked Sendable {
         guard written >= options.checkpointPages else { return }
         if written < options.checkpointPages * 4 {
             condition.lock()
-            let idle = queue.isEmpty
+            let idle = queue.isEmpty && backlogHead == backlogTaken.count
             condition.unlock()
             guard idle else { return }
         }

@@ -5,9 +5,10 @@ import Metering
 ///
 /// Plan: the period (clamped to the calls present, narrowed by day/week/month filters) is cut
 /// into segments at the boundaries of the time dimensions grouped by (local midnights, Mondays,
-/// first days of months in `query.timeZone`). Each segment is read as whole UTC days from
-/// `rollup_days`, whole UTC hours from `rollup_hours`, and the rest (period edges or zone offsets
-/// off the hour) from `calls`. Zones whose local days do not start on a quarter hour are read
+/// first days of months in `query.timeZone`). Each segment is read as whole UTC days from day
+/// cells, whole UTC hours from hour cells, and the rest (period edges or zone offsets off the
+/// hour) from `calls`. Cells are the payer level's (`rollup_payer_days`/`_hours`, per user, team
+/// and plan) unless the query groups or filters by model, provider or key (`RollupLevel.answering`). Zones whose local days do not start on a quarter hour are read
 /// wholly from `calls` (no current zone; kept correct, not fast).
 ///
 /// Money bound: none beyond one call's Int64. Cells store exact Int128 sums, raw rows are summed
@@ -18,6 +19,8 @@ import Metering
 /// Active days: distinct local dates with a call, from the cells' quarter-hour presence.
 struct ReportAggregation {
     let query: ReportQuery
+    /// The rollup level to read; nil: the coarsest that answers the query (tests force one).
+    var level: RollupLevel? = nil
 
     private static let timeDimensions: Set<ReportDimension> = [.day, .week, .month]
 
@@ -33,7 +36,9 @@ struct ReportAggregation {
             return Report(query: query, rows: [], totals: ReportFigures())
         }
         let rawOnly = !calendar.localDaysStartOnQuarterHours(since: since, until: until)
-        var folding = ReportFolding(query: query, calendar: calendar, keys: try RollupStore.keys(on: connection))
+        let level = self.level ?? RollupLevel.answering(groupBy: query.groupBy, filters: query.filters.keys)
+        var folding = ReportFolding(query: query, calendar: calendar, level: level,
+                                    keys: try RollupStore.keys(level, on: connection))
         for (index, segment) in segments(since: since, until: until, calendar: &folding.calendar).enumerated() {
             folding.startSegment(index, labels: segment.labels)
             for piece in Self.pieces(segment.since, segment.until, rawOnly: rawOnly) {

@@ -11,6 +11,8 @@ struct ReportFolding {
 
     let query: ReportQuery
     var calendar: LocalCalendar
+    let level: RollupLevel
+    private let percentiles: Bool
     /// Rollup keys by id; raw rows get negative ids of their own (`rawKeyIds`).
     private var keys: [Int64: RollupKey]
     private var rawKeyIds: [RollupKey: Int64] = [:]
@@ -21,9 +23,11 @@ struct ReportFolding {
     private var segmentGroups: [Int64: Int] = [:]
     private var quarterDays: [Int64: [(day: Int, low: Int64, high: Int64)]] = [:]
 
-    init(query: ReportQuery, calendar: LocalCalendar, keys: [Int64: RollupKey]) {
+    init(query: ReportQuery, calendar: LocalCalendar, level: RollupLevel, keys: [Int64: RollupKey]) {
         self.query = query
         self.calendar = calendar
+        self.level = level
+        self.percentiles = query.figures == .all
         self.keys = keys
     }
 
@@ -78,7 +82,7 @@ struct ReportFolding {
     /// Cells of `span` numbered `[from, to)`.
     mutating func readCells(_ span: RollupSpan, from: Int64, to: Int64, on connection: SQLiteConnection) throws {
         let s = try connection.prepare("""
-            SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(span.table)
+            SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(level.table(span))
             WHERE \(span.column) >= ?1 AND \(span.column) < ?2
             """)
         s.bind(from, at: 1)
@@ -100,8 +104,10 @@ struct ReportFolding {
             groups[g].figures.latencySumMicros += s.int64(at: c + 11)
             groups[g].figures.retries += s.int(at: c + 12)
             groups[g].figures.retryCost.picodollars += Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
-            s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0) }
-            s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0) }
+            if percentiles {
+                s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0) }
+                s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0) }
+            }
             var low = s.int64(at: c + 17), high = s.int64(at: c + 18)
             let number = s.int64(at: 0)
             let utcDay: Int64
@@ -164,8 +170,10 @@ struct ReportFolding {
             f.retries = cell.retries
             f.retryCost.picodollars = cell.retryCost
             groups[g].figures.absorb(f)
-            if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
-            if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
+            if percentiles {
+                if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
+                if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
+            }
             groups[g].days.insert(calendar.localDay(of: facts.startedAt))
         }
     }
