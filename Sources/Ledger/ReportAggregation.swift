@@ -11,6 +11,9 @@ import Metering
 /// and plan) unless the query groups or filters by model, provider or key (`RollupLevel.answering`). Zones whose local days do not start on a quarter hour are read
 /// wholly from `calls` (no current zone; kept correct, not fast).
 ///
+/// Calls the writer has not yet added to the cells (rowid past `meta.rollups_through`, see
+/// `PendingRollups`: at most a few seconds' worth) are read raw and added where cells are read.
+///
 /// Money bound: none beyond one call's Int64. Cells store exact Int128 sums, raw rows are summed
 /// in Int128 here, and the group sums are `Money.Total` (Int128).
 ///
@@ -39,6 +42,9 @@ struct ReportAggregation {
         let level = self.level ?? RollupLevel.answering(groupBy: query.groupBy, filters: query.filters.keys)
         var folding = ReportFolding(query: query, calendar: calendar, level: level,
                                     keys: try RollupStore.keys(level, on: connection))
+        if !rawOnly {
+            try folding.loadTail(after: try PendingRollups.mark(on: connection), since: since, until: until, on: connection)
+        }
         for (index, segment) in segments(since: since, until: until, calendar: &folding.calendar).enumerated() {
             folding.startSegment(index, labels: segment.labels)
             for piece in Self.pieces(segment.since, segment.until, rawOnly: rawOnly) {
@@ -61,10 +67,15 @@ struct ReportAggregation {
             until = min(until, calendar.start(ofLocalDay: last + 1))
         }
         guard since < until else { return nil }
-        let s = try connection.prepare("SELECT MIN(started_at), MAX(started_at) FROM calls WHERE started_at >= ?1 AND started_at < ?2")
-        s.bind(since, at: 1)
-        s.bind(until, at: 2)
-        guard try s.step(), let first = s.optionalInt64(at: 0), let last = s.optionalInt64(at: 1) else { return nil }
+        // Two index seeks: MIN and MAX in one statement would scan the whole range instead.
+        func edge(_ order: String) throws -> Int64? {
+            let s = try connection.prepare(
+                "SELECT started_at FROM calls WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at \(order) LIMIT 1")
+            s.bind(since, at: 1)
+            s.bind(until, at: 2)
+            return try s.step() ? s.int64(at: 0) : nil
+        }
+        guard let first = try edge("ASC"), let last = try edge("DESC") else { return nil }
         return (max(since, first), min(until, last + 1))
     }
 

@@ -22,6 +22,8 @@ struct ReportFolding {
     /// Group of each key id in the current segment; -1 when the filters exclude it.
     private var segmentGroups: [Int64: Int] = [:]
     private var quarterDays: [Int64: [(day: Int, low: Int64, high: Int64)]] = [:]
+    /// Calls not yet in the cells, by start (`loadTail`).
+    private var tail: [(key: RollupKey, facts: RollupFacts)] = []
 
     init(query: ReportQuery, calendar: LocalCalendar, level: RollupLevel, keys: [Int64: RollupKey]) {
         self.query = query
@@ -79,8 +81,9 @@ struct ReportFolding {
         return computed
     }
 
-    /// Cells of `span` numbered `[from, to)`.
+    /// Cells of `span` numbered `[from, to)`, and the tail's calls in their time.
     mutating func readCells(_ span: RollupSpan, from: Int64, to: Int64, on connection: SQLiteConnection) throws {
+        foldTail(since: from * span.micros, until: to * span.micros)
         let s = try connection.prepare("""
             SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(level.table(span))
             WHERE \(span.column) >= ?1 AND \(span.column) < ?2
@@ -124,58 +127,95 @@ struct ReportFolding {
         }
     }
 
+    static let callColumns = """
+        started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
+        outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+        cost_pd, latency_us, ttft_us, retry
+        """
+
+    /// A call from `callColumns`.
+    private static func call(_ s: Statement) -> (key: RollupKey, facts: RollupFacts) {
+        (RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
+                   provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6)),
+         RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
+                     cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10), outputTokens: s.int(at: 11),
+                     reasoningTokens: s.int(at: 12), cost: s.int64(at: 13), latency: s.int64(at: 14),
+                     ttft: s.optionalInt64(at: 15), retry: s.bool(at: 16)))
+    }
+
     /// Raw calls that started in `[since, until)`.
     mutating func readCalls(since: Int64, until: Int64, on connection: SQLiteConnection) throws {
-        let s = try connection.prepare("""
-            SELECT started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
-                   outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                   cost_pd, latency_us, ttft_us, retry
-            FROM calls WHERE started_at >= ?1 AND started_at < ?2
-            """)
+        let s = try connection.prepare("SELECT \(Self.callColumns) FROM calls WHERE started_at >= ?1 AND started_at < ?2")
         s.bind(since, at: 1)
         s.bind(until, at: 2)
         while try s.step() {
-            let key = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2),
-                                model: s.optionalString(at: 3), provider: s.optionalString(at: 4),
-                                plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
-            let keyId: Int64
-            if let known = rawKeyIds[key] {
-                keyId = known
-            } else {
-                keyId = -Int64(rawKeyIds.count) - 1
-                rawKeyIds[key] = keyId
-                keys[keyId] = key
-            }
-            let g = group(of: keyId)
-            guard g >= 0 else { continue }
-            let facts = RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
-                                    cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10),
-                                    outputTokens: s.int(at: 11), reasoningTokens: s.int(at: 12),
-                                    cost: s.int64(at: 13), latency: s.int64(at: 14), ttft: s.optionalInt64(at: 15),
-                                    retry: s.bool(at: 16))
-            var cell = RollupCell()
-            cell.count(facts, quarter: 0)
-            var f = ReportFigures()
-            f.requests = 1
-            f.refused = cell.refused
-            f.errors = cell.errors
-            f.inputTokens = cell.inputTokens
-            f.cachedInputTokens = cell.cachedInputTokens
-            f.cacheWriteTokens = cell.cacheWriteTokens
-            f.outputTokens = cell.outputTokens
-            f.reasoningTokens = cell.reasoningTokens
-            f.cost.picodollars = cell.cost
-            f.timedRequests = cell.timed
-            f.latencySumMicros = cell.latencySum
-            f.retries = cell.retries
-            f.retryCost.picodollars = cell.retryCost
-            groups[g].figures.absorb(f)
-            if percentiles {
-                if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
-                if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
-            }
-            groups[g].days.insert(calendar.localDay(of: facts.startedAt))
+            let (key, facts) = Self.call(s)
+            fold(key, facts)
         }
+    }
+
+    /// Loads the calls the cells do not hold yet (rowid past `through`, see `PendingRollups`)
+    /// that started in `[since, until)`; `readCells` adds them to the cells it reads.
+    mutating func loadTail(after through: Int64, since: Int64, until: Int64, on connection: SQLiteConnection) throws {
+        let s = try connection.prepare("""
+            SELECT \(Self.callColumns) FROM calls WHERE rowid > ?1 AND +started_at >= ?2 AND +started_at < ?3
+            """)
+        // `+`: the tail is a short rowid range; the started_at index would scan the whole period.
+        s.bind(through, at: 1)
+        s.bind(since, at: 2)
+        s.bind(until, at: 3)
+        while try s.step() { tail.append(Self.call(s)) }
+        tail.sort { $0.facts.startedAt < $1.facts.startedAt }
+    }
+
+    /// The tail's calls that started in `[since, until)`.
+    private mutating func foldTail(since: Int64, until: Int64) {
+        guard !tail.isEmpty else { return }
+        var low = 0, high = tail.count
+        while low < high {
+            let middle = (low + high) / 2
+            if tail[middle].facts.startedAt < since { low = middle + 1 } else { high = middle }
+        }
+        var index = low
+        while index < tail.count, tail[index].facts.startedAt < until {
+            fold(tail[index].key, tail[index].facts)
+            index += 1
+        }
+    }
+
+    private mutating func fold(_ key: RollupKey, _ facts: RollupFacts) {
+        let keyId: Int64
+        if let known = rawKeyIds[key] {
+            keyId = known
+        } else {
+            keyId = -Int64(rawKeyIds.count) - 1
+            rawKeyIds[key] = keyId
+            keys[keyId] = key
+        }
+        let g = group(of: keyId)
+        guard g >= 0 else { return }
+        var cell = RollupCell()
+        cell.count(facts, quarter: 0)
+        var f = ReportFigures()
+        f.requests = 1
+        f.refused = cell.refused
+        f.errors = cell.errors
+        f.inputTokens = cell.inputTokens
+        f.cachedInputTokens = cell.cachedInputTokens
+        f.cacheWriteTokens = cell.cacheWriteTokens
+        f.outputTokens = cell.outputTokens
+        f.reasoningTokens = cell.reasoningTokens
+        f.cost.picodollars = cell.cost
+        f.timedRequests = cell.timed
+        f.latencySumMicros = cell.latencySum
+        f.retries = cell.retries
+        f.retryCost.picodollars = cell.retryCost
+        groups[g].figures.absorb(f)
+        if percentiles {
+            if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
+            if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
+        }
+        groups[g].days.insert(calendar.localDay(of: facts.startedAt))
     }
 
     /// Rows by cost (ties by label), and totals over all calls.

@@ -122,6 +122,8 @@ enum Schema {
         // without model, provider and key: a few times fewer cells than v5's, for every report
         // that neither groups nor filters by those. Same cell columns as v5's tables (spelt out
         // again: a released migration must not change with shared code). Filled from v5's cells.
+        // From v6 the writer adds calls to the cells in batches: `meta.rollups_through` is the
+        // last rowid the cells hold (reports read later calls raw; see `PendingRollups`).
         Migration(version: 6, sql: """
             CREATE TABLE rollup_payers (
                 id INTEGER PRIMARY KEY,
@@ -142,6 +144,7 @@ enum Schema {
                     PRIMARY KEY (\(span), key)
                 ) WITHOUT ROWID;
                 """ }.joined(separator: "\n"))
+            INSERT INTO meta(name, value) SELECT 'rollups_through', IFNULL(MAX(rowid), 0) FROM calls;
             """, backfill: PayerRollupBackfill.run),
     ]
 

@@ -145,10 +145,32 @@ import Testing
         #expect(migrated.keys.contains { $0.hasPrefix("payer day") } && migrated.keys.contains { $0.hasPrefix("payer hour") })
     }
 
+    @Test("reports add the calls the writer has not yet put in the cells; closing flushes them")
+    func pendingTail() throws {
+        let entries = Self.season()
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(
+            maxBatch: 50, rollupFlushRows: 1_000, rollupFlushInterval: .seconds(3_600)))
+        #expect(appendAll(entries, to: writer).isEmpty)
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        let (mark, last) = try reader.withConnection { c in
+            (try PendingRollups.mark(on: c), try c.scalarInt("SELECT MAX(rowid) FROM calls") ?? 0)
+        }
+        #expect(mark > 0 && mark < last && last - mark < 1_000)
+        for groupBy in [[ReportDimension.user], [.day, .user], [.model], [.week, .key]] {
+            try ReportEngineTests.check(reader, entries, Self.query(groupBy, Self.berlin, Self.berlinNovember))
+            try ReportEngineTests.check(reader, entries, Self.query(groupBy, ReportEngineTests.zones[0], (0, .max)))
+        }
+        writer.close()
+        #expect(try reader.withConnection { try PendingRollups.mark(on: $0) } == last)
+        #expect(try RollupSnapshot.take(reader) == RollupSnapshot.rebuilt(from: dir.path()))
+    }
+
     @Test("the writer's cells in memory stay equal to the ledger: tiny cache, late rows, another writer in between",
-          arguments: [0, 3, 50, 32_768])
-    func cellCache(capacity: Int) throws {
-        var rng = SplitMix(UInt64(capacity) + 1)
+          arguments: [(0, 1), (3, 1), (50, 7), (32_768, 1), (32_768, 100), (65_536, 16_384)])
+    func cellCache(capacity: Int, flushRows: Int) throws {
+        var rng = SplitMix(UInt64(capacity + flushRows))
         // Mostly in order with some rows minutes to days late, in small batches.
         var entries = Self.season()
         for _ in 0..<200 {
@@ -156,7 +178,7 @@ import Testing
             entries.swapAt(i, j)
         }
         let dir = try TemporaryDirectory()
-        let options = LedgerWriter.Options(maxBatch: 37, rollupCacheCells: capacity)
+        let options = LedgerWriter.Options(maxBatch: 37, rollupCacheCells: capacity, rollupFlushRows: flushRows)
         let first = try LedgerWriter(path: dir.path(), options: options)
         #expect(appendAll(Array(entries[..<1_000]), to: first).isEmpty)
         // Another writer (another process, in effect) adds to the same cells meanwhile.

@@ -166,8 +166,9 @@ import Testing
         let entries = Self.autumn(seed: 11, count: 600)
         let dir = try TemporaryDirectory()
         let failures = Locked(0)
+        // Rollups in every transaction, so the injected failure below hits every batch.
         let writer = try LedgerWriter(path: dir.path(), options: .init(
-            retryInitialMillis: 5, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
+            retryInitialMillis: 5, rollupFlushRows: 1, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
         #expect(appendAll(Array(entries.prefix(300)), to: writer).isEmpty)
         // Fail every rollup write until the flag is cleared: whole batches roll back and retry.
         let control = try SQLiteConnection(path: dir.path())

@@ -22,14 +22,28 @@ struct SplitMix {
 }
 
 let arguments = CommandLine.arguments
-// `ReportSpeedBench PATH report`: times the engine alone (LedgerReader.report) on November by user.
+// `ReportSpeedBench PATH report`: times opening the ledger (a migration, if one is due) and the
+// engine alone (LedgerReader.report) on November, UTC and Berlin, with all figures and sums only.
 if arguments.count == 3, arguments[2] == "report" {
-    let reader = try LedgerReader(path: arguments[1])
     let clock = ContinuousClock()
-    for groupBy in [[ReportDimension.user], [.day, .user], [.model]] {
+    let opening = clock.now
+    let reader = try LedgerReader(path: arguments[1])
+    print("open (and migrate if due): \(clock.now - opening)")
+    let utc = ReportQuery(days: Day("2025-11-01")!, through: Day("2025-11-30")!)
+    var berlin = ReportQuery(since: 1_761_951_600 * 1_000_000, until: 1_764_543_600 * 1_000_000)
+    berlin.timeZone = TimeZone(identifier: "Europe/Berlin")!
+    let runs: [(String, ReportQuery, [ReportDimension], ReportFigureSet)] = [
+        ("UTC", utc, [.user], .all), ("UTC", utc, [.day, .user], .all), ("UTC", utc, [.day, .user, .team], .sums),
+        ("UTC", utc, [.model], .all), ("UTC", utc, [.user, .model], .all),
+        ("Berlin", berlin, [.user], .all), ("Berlin", berlin, [.day, .user, .team], .sums),
+    ]
+    for (zone, base, groupBy, figures) in runs {
+        var query = base
+        query.groupBy = groupBy
+        query.figures = figures
         let started = clock.now
-        let report = try reader.report(ReportQuery(days: Day("2025-11-01")!, through: Day("2025-11-30")!, groupBy: groupBy))
-        print("report by \(groupBy.map(\.rawValue).joined(separator: ",")): \(report.rows.count) rows, " +
+        let report = try reader.report(query)
+        print("\(zone) November by \(groupBy.map(\.rawValue).joined(separator: ",")) (\(figures)): \(report.rows.count) rows, " +
               "\(report.totals.requests) calls, \(report.totals.retries) retries in \(clock.now - started)")
     }
     exit(0)
