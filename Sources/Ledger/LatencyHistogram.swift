@@ -135,7 +135,7 @@ struct DenseHistogram {
 
     mutating func add(index: Int, count: Int) {
         cover(index, index)
-        counts[index - base] += UInt32(count)
+        counts[index - base] &+= UInt32(count)
         total += count
     }
 
@@ -159,7 +159,7 @@ struct DenseHistogram {
 
     /// Adds a `SparseHistogram` encoding: its range first (pairs come by increasing index), then
     /// the counts, so the dense array grows at most once per call.
-    mutating func add(encoded bytes: UnsafeRawBufferPointer) {
+    mutating func add(encoded bytes: UnsafeRawBufferPointer, sign: Int = 1) {
         var first: Int?
         var last = 0
         SparseHistogram.forEachPair(in: bytes) { index, _ in
@@ -170,13 +170,15 @@ struct DenseHistogram {
         cover(first, last)
         let base = self.base
         var added = 0
+        // Taking a subset's counts away (sign -1) may pass below zero before the rest is added:
+        // wrapping arithmetic gives the exact counts once every part is in.
         counts.withUnsafeMutableBufferPointer { counts in
             SparseHistogram.forEachPair(in: bytes) { index, count in
-                counts[index - base] += UInt32(count)
+                counts[index - base] &+= UInt32(truncatingIfNeeded: sign * count)
                 added += count
             }
         }
-        total += added
+        total += sign * added
     }
 
     mutating func add(_ other: DenseHistogram) {
@@ -184,7 +186,7 @@ struct DenseHistogram {
         cover(other.base, other.base + other.counts.count - 1)
         let offset = other.base - base
         counts.withUnsafeMutableBufferPointer { counts in
-            for (i, count) in other.counts.enumerated() { counts[offset + i] += count }
+            for (i, count) in other.counts.enumerated() { counts[offset + i] &+= count }
         }
         total += other.total
     }

@@ -51,6 +51,7 @@ struct ReportAggregation {
                 switch piece {
                 case .raw(let a, let b): try folding.readCalls(since: a, until: b, on: connection)
                 case .cells(let span, let a, let b): try folding.readCells(span, from: a, to: b, on: connection)
+                case .dayPart(let day, let a, let b): try folding.readDayPart(day, hours: a, b, on: connection)
                 }
             }
         }
@@ -139,9 +140,13 @@ struct ReportAggregation {
         case raw(Int64, Int64)
         /// Span numbers `[from, to)`.
         case cells(RollupSpan, Int64, Int64)
+        /// UTC day `day`, hours `[from, to)` of it (hour numbers): its day cells less the hour
+        /// cells outside, for a part of more than 12 hours (a local day in most zones).
+        case dayPart(day: Int64, from: Int64, to: Int64)
     }
 
-    /// Whole UTC days as day cells, whole hours as hour cells, the rest as raw rows.
+    /// Whole UTC days as day cells, whole hours as hour cells (or a day less its other hours),
+    /// the rest as raw rows.
     static func pieces(_ a: Int64, _ b: Int64, rawOnly: Bool) -> [Piece] {
         guard a < b else { return [] }
         let hour = RollupSpan.hour.micros
@@ -151,15 +156,27 @@ struct ReportAggregation {
         let ha = ceil(a, hour), hb = floor(b, hour)
         if rawOnly || ha >= hb { return [.raw(a, b)] }
         var pieces: [Piece] = []
-        // Bounds below are exact multiples of their unit, so plain division is exact.
+        // Hours [x, y) of one UTC day (bounds are whole hours, so plain division is exact).
+        func part(_ x: Int64, _ y: Int64) {
+            guard x < y else { return }
+            if y - x > 12 * hour {
+                pieces.append(.dayPart(day: floorDiv(x, day), from: x / hour, to: y / hour))
+            } else {
+                pieces.append(.cells(.hour, x / hour, y / hour))
+            }
+        }
         if a < ha { pieces.append(.raw(a, ha)) }
         let da = ceil(ha, day), db = floor(hb, day)
         if da < db {
-            if ha < da { pieces.append(.cells(.hour, ha / hour, da / hour)) }
+            part(ha, da)
             pieces.append(.cells(.day, da / day, db / day))
-            if db < hb { pieces.append(.cells(.hour, db / hour, hb / hour)) }
+            part(db, hb)
+        } else if floor(ha, day) == floor(hb - 1, day) {
+            part(ha, hb)
         } else {
-            pieces.append(.cells(.hour, ha / hour, hb / hour))
+            let midnight = ceil(ha, day)
+            part(ha, midnight)
+            part(midnight, hb)
         }
         if hb < b { pieces.append(.raw(hb, b)) }
         return pieces

@@ -84,33 +84,59 @@ struct ReportFolding {
     /// Cells of `span` numbered `[from, to)`, and the tail's calls in their time.
     mutating func readCells(_ span: RollupSpan, from: Int64, to: Int64, on connection: SQLiteConnection) throws {
         foldTail(since: from * span.micros, until: to * span.micros)
+        try foldCells(span, from: from, to: to, on: connection)
+    }
+
+    /// Hours `[from, to)` of UTC day `day`: its day cells (presence masked to those hours) less
+    /// its hour cells outside them, and the tail's calls in those hours. Groups whose calls all
+    /// fell outside end with zero requests and are dropped by `report()`.
+    mutating func readDayPart(_ day: Int64, hours from: Int64, _ to: Int64, on connection: SQLiteConnection) throws {
+        let hour = RollupSpan.hour.micros
+        foldTail(since: from * hour, until: to * hour)
+        let (first, last) = (4 * (from - day * 24), 4 * (to - day * 24))
+        func bits(_ range: Range<Int64>) -> Int64 {
+            range.isEmpty ? 0 : Int64(bitPattern: (UInt64.max >> UInt64(64 - range.count)) << UInt64(range.lowerBound))
+        }
+        let mask = (low: bits(max(first, 0)..<min(last, 48)), high: bits(max(first - 48, 0)..<max(last - 48, 0)))
+        try foldCells(.day, from: day, to: day + 1, mask: mask, on: connection)
+        try foldCells(.hour, from: day * 24, to: from, sign: -1, on: connection)
+        try foldCells(.hour, from: to, to: day * 24 + 24, sign: -1, on: connection)
+    }
+
+    /// Adds (`sign` 1) or takes away (-1: counters and histograms, not presence) cells of `span`
+    /// numbered `[from, to)`; `mask` keeps only those quarter hours of a day cell's presence.
+    private mutating func foldCells(_ span: RollupSpan, from: Int64, to: Int64, sign: Int = 1,
+                                    mask: (low: Int64, high: Int64) = (-1, -1), on connection: SQLiteConnection) throws {
+        guard from < to else { return }
         let s = try connection.prepare("""
             SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(level.table(span))
             WHERE \(span.column) >= ?1 AND \(span.column) < ?2
             """)
         s.bind(from, at: 1)
         s.bind(to, at: 2)
+        let sign64 = Int64(sign), sign128 = Int128(sign)
         while try s.step() {
             let g = group(of: s.int64(at: 1))
             guard g >= 0 else { continue }
             let c: Int32 = 2
-            groups[g].figures.requests += s.int(at: c)
-            groups[g].figures.refused += s.int(at: c + 1)
-            groups[g].figures.errors += s.int(at: c + 2)
-            groups[g].figures.inputTokens += s.int(at: c + 3)
-            groups[g].figures.cachedInputTokens += s.int(at: c + 4)
-            groups[g].figures.cacheWriteTokens += s.int(at: c + 5)
-            groups[g].figures.outputTokens += s.int(at: c + 6)
-            groups[g].figures.reasoningTokens += s.int(at: c + 7)
-            groups[g].figures.cost.picodollars += Int128(storedLow: s.int64(at: c + 8), high: s.int64(at: c + 9))
-            groups[g].figures.timedRequests += s.int(at: c + 10)
-            groups[g].figures.latencySumMicros += s.int64(at: c + 11)
-            groups[g].figures.retries += s.int(at: c + 12)
-            groups[g].figures.retryCost.picodollars += Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
+            groups[g].figures.requests += sign * s.int(at: c)
+            groups[g].figures.refused += sign * s.int(at: c + 1)
+            groups[g].figures.errors += sign * s.int(at: c + 2)
+            groups[g].figures.inputTokens += sign * s.int(at: c + 3)
+            groups[g].figures.cachedInputTokens += sign * s.int(at: c + 4)
+            groups[g].figures.cacheWriteTokens += sign * s.int(at: c + 5)
+            groups[g].figures.outputTokens += sign * s.int(at: c + 6)
+            groups[g].figures.reasoningTokens += sign * s.int(at: c + 7)
+            groups[g].figures.cost.picodollars += sign128 * Int128(storedLow: s.int64(at: c + 8), high: s.int64(at: c + 9))
+            groups[g].figures.timedRequests += sign * s.int(at: c + 10)
+            groups[g].figures.latencySumMicros += sign64 * s.int64(at: c + 11)
+            groups[g].figures.retries += sign * s.int(at: c + 12)
+            groups[g].figures.retryCost.picodollars += sign128 * Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
             if percentiles {
-                s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0) }
-                s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0) }
+                s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0, sign: sign) }
+                s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0, sign: sign) }
             }
+            guard sign > 0 else { continue }
             var low = s.int64(at: c + 17), high = s.int64(at: c + 18)
             let number = s.int64(at: 0)
             let utcDay: Int64
@@ -120,6 +146,7 @@ struct ReportFolding {
                 (low, high) = first < 48 ? (low << first, 0) : (0, low << (first - 48))
             } else {
                 utcDay = number
+                (low, high) = (low & mask.low, high & mask.high)
             }
             for local in days(ofUTCDay: utcDay) where (local.low & low) | (local.high & high) != 0 {
                 groups[g].days.insert(local.day)
@@ -227,6 +254,8 @@ struct ReportFolding {
         var rows: [ReportRow] = []
         for (labels, index) in groupIndex {
             let group = groups[index]
+            // Only a day part can leave a group without calls (all outside its hours).
+            guard group.figures.requests > 0 else { continue }
             var figures = group.figures
             Self.fill(&figures, latency: group.latency, ttft: group.ttft, days: group.days.count)
             totals.absorb(figures)
