@@ -134,27 +134,61 @@ struct DenseHistogram {
     private(set) var total = 0
 
     mutating func add(index: Int, count: Int) {
-        if counts.isEmpty {
-            base = index
-            counts = [0]
-        } else if index < base {
-            counts.insert(contentsOf: repeatElement(0, count: base - index), at: 0)
-            base = index
-        } else if index - base >= counts.count {
-            counts.append(contentsOf: repeatElement(0, count: index - base + 1 - counts.count))
-        }
-        counts[index - base] += UInt32(count)
+        cover(index, index)
+        counts[index - base] &+= UInt32(count)
         total += count
+    }
+
+    /// Grows the dense range to include buckets `low...high`.
+    private mutating func cover(_ low: Int, _ high: Int) {
+        if counts.isEmpty {
+            base = low
+            counts = Array(repeating: 0, count: high - low + 1)
+            return
+        }
+        if low < base {
+            counts.insert(contentsOf: repeatElement(0, count: base - low), at: 0)
+            base = low
+        }
+        if high - base >= counts.count {
+            counts.append(contentsOf: repeatElement(0, count: high - base + 1 - counts.count))
+        }
     }
 
     mutating func add(value: Int64) { add(index: LatencyBuckets.index(of: value), count: 1) }
 
-    mutating func add(encoded bytes: UnsafeRawBufferPointer) {
-        SparseHistogram.forEachPair(in: bytes) { add(index: $0, count: $1) }
+    /// Adds a `SparseHistogram` encoding: its range first (pairs come by increasing index), then
+    /// the counts, so the dense array grows at most once per call.
+    mutating func add(encoded bytes: UnsafeRawBufferPointer, sign: Int = 1) {
+        var first: Int?
+        var last = 0
+        SparseHistogram.forEachPair(in: bytes) { index, _ in
+            if first == nil { first = index }
+            last = index
+        }
+        guard let first else { return }
+        cover(first, last)
+        let base = self.base
+        var added = 0
+        // Taking a subset's counts away (sign -1) may pass below zero before the rest is added:
+        // wrapping arithmetic gives the exact counts once every part is in.
+        counts.withUnsafeMutableBufferPointer { counts in
+            SparseHistogram.forEachPair(in: bytes) { index, count in
+                counts[index - base] &+= UInt32(truncatingIfNeeded: sign * count)
+                added += count
+            }
+        }
+        total += sign * added
     }
 
     mutating func add(_ other: DenseHistogram) {
-        for (offset, count) in other.counts.enumerated() where count != 0 { add(index: other.base + offset, count: Int(count)) }
+        guard !other.counts.isEmpty else { return }
+        cover(other.base, other.base + other.counts.count - 1)
+        let offset = other.base - base
+        counts.withUnsafeMutableBufferPointer { counts in
+            for (i, count) in other.counts.enumerated() { counts[offset + i] &+= count }
+        }
+        total += other.total
     }
 
     /// The representative of the bucket holding the nearest-rank element; nil when empty.

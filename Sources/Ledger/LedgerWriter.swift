@@ -31,6 +31,14 @@ public final class LedgerWriter: @unchecked Sendable {
         /// at four times this it checkpoints even under load. The checkpoint runs after callbacks,
         /// never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         public var checkpointPages: Int32
+        /// Rollup cells kept in memory so batches add to them without reading them back (the
+        /// recent hours and days; least recently used dropped first). 0 reads every cell back.
+        public var rollupCacheCells: Int
+        /// Committed calls are added to the rollup cells in one go once this many wait, or the
+        /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
+        /// are exact either way). 1: in every transaction.
+        public var rollupFlushRows: Int
+        public var rollupFlushInterval: Duration
         /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
         public var onCommitFailure: (@Sendable (LedgerError, Int) -> Void)?
         /// Called on the writer thread after each committed transaction, with its row count and
@@ -39,6 +47,8 @@ public final class LedgerWriter: @unchecked Sendable {
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
                     retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 1_000,
+                    rollupCacheCells: Int = 65_536, rollupFlushRows: Int = 65_536,
+                    rollupFlushInterval: Duration = .seconds(2),
                     onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil,
                     onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)? = nil) {
             self.maxBatch = max(1, maxBatch)
@@ -47,6 +57,9 @@ public final class LedgerWriter: @unchecked Sendable {
             self.retryMaxMillis = max(self.retryInitialMillis, retryMaxMillis)
             self.closeRetries = max(1, closeRetries)
             self.checkpointPages = max(1, checkpointPages)
+            self.rollupCacheCells = max(0, rollupCacheCells)
+            self.rollupFlushRows = max(1, rollupFlushRows)
+            self.rollupFlushInterval = max(.zero, rollupFlushInterval)
             self.onCommitFailure = onCommitFailure
             self.onBatchCommitted = onBatchCommitted
         }
@@ -72,6 +85,9 @@ public final class LedgerWriter: @unchecked Sendable {
     private var thread: Thread?
 
     // Touched only by the writer thread once it runs.
+    /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
+    private var backlogTaken: [Pending] = []
+    private var backlogHead = 0
     private let connection: SQLiteConnection
     private let insert: Statement
     private let begin: Statement
@@ -81,6 +97,8 @@ public final class LedgerWriter: @unchecked Sendable {
     private let dataVersion: Statement
     private let rollups: RollupStore
     private let retries: RetryTracker
+    /// Rollup deltas of committed calls not yet in the cells (see `PendingRollups`).
+    private let tail: PendingRollups
     /// `PRAGMA data_version` when the in-memory key ids and recent calls were loaded; another
     /// connection's commit changes it, and a rollback sets `stale`: either makes the next batch reload.
     private var seenDataVersion: Int64 = 0
@@ -97,14 +115,20 @@ public final class LedgerWriter: @unchecked Sendable {
         try Schema.migrate(connection)
         // After a burst, the WAL is cut back to this size when it restarts.
         try connection.execute("PRAGMA journal_size_limit = 67108864")
+        // The pages each batch touches (the calls' indexes, the current rollup cells) stay in
+        // memory instead of being re-read from the OS per batch (SQLite's default is 2 MB).
+        try connection.execute("PRAGMA cache_size = -65536")
         insert = try connection.prepare(CallRow.insertSQL)
         begin = try connection.prepare("BEGIN IMMEDIATE")
         commit = try connection.prepare("COMMIT")
         rollback = try connection.prepare("ROLLBACK")
         markRetry = try connection.prepare("UPDATE calls SET retry = 1 WHERE rowid = ?1")
         dataVersion = try connection.prepare("PRAGMA data_version")
-        rollups = try RollupStore(connection: connection)
+        rollups = try RollupStore(connection: connection, cachedCells: options.rollupCacheCells)
         retries = try RetryTracker(connection: connection, store: rollups)
+        tail = try PendingRollups(connection: connection, store: rollups)
+        // The first batch loads the tail (in its transaction, like every later reload).
+        stale = true
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
 
@@ -168,7 +192,7 @@ public final class LedgerWriter: @unchecked Sendable {
             let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):
-                options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
+                if !batch.isEmpty { options.onBatchCommitted?(batch.count - rejected.count, clock.now - started) }
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
                 }
@@ -179,20 +203,26 @@ public final class LedgerWriter: @unchecked Sendable {
                 for pending in batch { pending.onCommit(.failure(error)) }
                 settle(batch.count)
                 condition.lock()
-                let rest = queue
+                let rest = backlogTaken[backlogHead...] + queue
                 queue.removeAll()
                 condition.unlock()
+                backlogTaken.removeAll()
+                backlogHead = 0
                 for pending in rest { pending.onCommit(.failure(error)) }
                 settle(rest.count)
             }
             batch.removeAll(keepingCapacity: true)
         }
+        // One attempt: if it fails the calls stay in the tail, where reports and the next
+        // writer find them.
+        if tail.rows > 0 { _ = write([], flushRollups: true) }
         sqlite3_wal_hook(connection.handle, nil, nil)
         // Finalized first so the close is immediate: the last connection to close checkpoints
         // and removes the WAL.
         for statement in [insert, begin, commit, rollback, markRetry, dataVersion] { statement.finalize() }
         rollups.finalize()
         retries.finalize()
+        tail.finalize()
         connection.close()
         condition.lock()
         stopped = true
@@ -200,18 +230,36 @@ public final class LedgerWriter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Waits for work and moves up to `maxBatch` rows into the empty `batch`; false once closing
-    /// and drained. Swaps buffers, so neither array reallocates in steady state.
+    /// Waits for work and moves up to `maxBatch` rows into the empty `batch` (left empty when only
+    /// the rollups' flush is due); false once closing and drained. Swaps buffers, so neither array reallocates in steady state; a queue longer
+    /// than a batch is taken whole and served from `backlogTaken` batch by batch (not shifted
+    /// down per batch, which costs a copy of the whole backlog each time).
     private func nextBatch(into batch: inout [Pending]) -> Bool {
+        if backlogHead < backlogTaken.count {
+            let end = min(backlogHead + options.maxBatch, backlogTaken.count)
+            batch.append(contentsOf: backlogTaken[backlogHead..<end])
+            backlogHead = end
+            return true
+        }
+        backlogTaken.removeAll(keepingCapacity: false)
+        backlogHead = 0
         condition.lock()
         defer { condition.unlock() }
-        while queue.isEmpty && !stopping { condition.wait() }
+        while queue.isEmpty && !stopping {
+            // Calls waiting for the rollups: wake when they are due, to flush them (empty batch).
+            guard let since = tail.waitingSince else { condition.wait(); continue }
+            let left = options.rollupFlushInterval - (ContinuousClock.now - since)
+            if left <= .zero { return true }
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+        }
         if queue.isEmpty { return false }
         if queue.count <= options.maxBatch {
             swap(&batch, &queue)
         } else {
-            batch.append(contentsOf: queue.prefix(options.maxBatch))
-            queue.removeFirst(options.maxBatch)
+            swap(&backlogTaken, &queue)
+            batch.append(contentsOf: backlogTaken.prefix(options.maxBatch))
+            backlogHead = options.maxBatch
         }
         return true
     }
@@ -246,7 +294,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
     /// Inserts the batch and, in the same transaction, its retry flags and rollup cells: rejected
     /// rows never reach the rollups, and a rollback takes the rollups with it.
-    private func write(_ batch: [Pending]) -> BatchResult {
+    private func write(_ batch: [Pending], flushRollups: Bool = false) -> BatchResult {
         do {
             try begin.run()
         } catch {
@@ -256,14 +304,14 @@ public final class LedgerWriter: @unchecked Sendable {
         do {
             let version = try Self.read(dataVersion)
             if stale || version != seenDataVersion {
-                try rollups.reloadKeys()
+                try rollups.reload()
                 try retries.reload()
+                try tail.reload()
                 seenDataVersion = version
                 stale = false
             }
-            var cells: [CellAddress: RollupCellBuilder] = [:]
-            for (index, pending) in batch.enumerated() {
-                let entry = pending.entry
+            for (index, item) in batch.enumerated() {
+                let entry = item.entry
                 CallRow.bind(entry, to: insert)
                 do {
                     try insert.run()
@@ -273,24 +321,20 @@ public final class LedgerWriter: @unchecked Sendable {
                     continue
                 }
                 let rowid = sqlite3_last_insert_rowid(connection.handle)
-                let key = try rollups.id(of: RollupKey(entry))
-                let (isRetry, flagged) = try retries.record(entry, rowid: rowid, key: key)
+                let keys = try rollups.ids(of: RollupKey(entry))
+                let (isRetry, flagged) = try retries.record(entry, rowid: rowid, keys: keys)
                 if isRetry { try mark(rowid) }
                 for call in flagged {
                     try mark(call.rowid)
-                    for span in RollupSpan.allCases {
-                        cells[CellAddress(span: span, number: span.number(of: call.startedAt), key: call.key),
-                              default: RollupCellBuilder()].markRetry(cost: call.cost)
-                    }
+                    try tail.markRetry(call)
                 }
-                let facts = RollupFacts(entry, retry: isRetry)
-                for span in RollupSpan.allCases {
-                    cells[CellAddress(span: span, number: span.number(of: entry.startedAt), key: key),
-                          default: RollupCellBuilder()].add(facts, quarter: span.quarter(of: entry.startedAt))
-                }
+                tail.add(RollupFacts(entry, retry: isRetry), keys: keys)
             }
-            for (address, builder) in cells { try rollups.merge(builder.built(), into: address) }
+            if flushRollups || tail.rows >= options.rollupFlushRows || rollupFlushDue {
+                try tail.flush()
+            }
             try commit.run()
+            rollups.endBatch()
         } catch {
             try? rollback.run()
             stale = true
@@ -298,6 +342,10 @@ public final class LedgerWriter: @unchecked Sendable {
         }
         retries.prune()
         return .committed(rejected: rejected)
+    }
+
+    private var rollupFlushDue: Bool {
+        tail.waitingSince.map { ContinuousClock.now - $0 >= options.rollupFlushInterval } ?? false
     }
 
     private func mark(_ rowid: Int64) throws {
@@ -329,7 +377,7 @@ public final class LedgerWriter: @unchecked Sendable {
         guard written >= options.checkpointPages else { return }
         if written < options.checkpointPages * 4 {
             condition.lock()
-            let idle = queue.isEmpty
+            let idle = queue.isEmpty && backlogHead == backlogTaken.count
             condition.unlock()
             guard idle else { return }
         }

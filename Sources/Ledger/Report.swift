@@ -26,6 +26,16 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     public static let noneLabel = "(none)"
 }
 
+/// Which figures a report computes.
+public enum ReportFigureSet: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Every figure.
+    case all
+    /// Every figure but the percentiles (`latencyP50Micros`, `latencyP95Micros`, `ttftP50Micros`
+    /// are nil): they are what costs most (merging histograms), and a caller that only needs
+    /// sums and counts (e.g. cost per day and user) is several times faster without them.
+    case sums
+}
+
 /// Which calls a report covers and how it groups them.
 public struct ReportQuery: Sendable, Hashable {
     /// Unix microseconds; calls with `since <= startedAt < until` are counted.
@@ -38,6 +48,8 @@ public struct ReportQuery: Sendable, Hashable {
     public var filters: [ReportDimension: String]
     /// The zone of the day, week and month dimensions and of active days (default UTC).
     public var timeZone: TimeZone = TimeZone(identifier: "UTC")!
+    /// Which figures to compute (default all; `.sums` skips the percentiles).
+    public var figures: ReportFigureSet = .all
     /// A call is a retry if the same user sent the same body this recently (default 120 s).
     public static let retryWindowMicros: Int64 = 120 * 1_000_000
 

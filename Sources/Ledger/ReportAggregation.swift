@@ -5,10 +5,14 @@ import Metering
 ///
 /// Plan: the period (clamped to the calls present, narrowed by day/week/month filters) is cut
 /// into segments at the boundaries of the time dimensions grouped by (local midnights, Mondays,
-/// first days of months in `query.timeZone`). Each segment is read as whole UTC days from
-/// `rollup_days`, whole UTC hours from `rollup_hours`, and the rest (period edges or zone offsets
-/// off the hour) from `calls`. Zones whose local days do not start on a quarter hour are read
+/// first days of months in `query.timeZone`). Each segment is read as whole UTC days from day
+/// cells, whole UTC hours from hour cells, and the rest (period edges or zone offsets off the
+/// hour) from `calls`. Cells are the payer level's (`rollup_payer_days`/`_hours`, per user, team
+/// and plan) unless the query groups or filters by model, provider or key (`RollupLevel.answering`). Zones whose local days do not start on a quarter hour are read
 /// wholly from `calls` (no current zone; kept correct, not fast).
+///
+/// Calls the writer has not yet added to the cells (rowid past `meta.rollups_through`, see
+/// `PendingRollups`: at most a few seconds' worth) are read raw and added where cells are read.
 ///
 /// Money bound: none beyond one call's Int64. Cells store exact Int128 sums, raw rows are summed
 /// in Int128 here, and the group sums are `Money.Total` (Int128).
@@ -18,6 +22,8 @@ import Metering
 /// Active days: distinct local dates with a call, from the cells' quarter-hour presence.
 struct ReportAggregation {
     let query: ReportQuery
+    /// The rollup level to read; nil: the coarsest that answers the query (tests force one).
+    var level: RollupLevel? = nil
 
     private static let timeDimensions: Set<ReportDimension> = [.day, .week, .month]
 
@@ -33,13 +39,19 @@ struct ReportAggregation {
             return Report(query: query, rows: [], totals: ReportFigures())
         }
         let rawOnly = !calendar.localDaysStartOnQuarterHours(since: since, until: until)
-        var folding = ReportFolding(query: query, calendar: calendar, keys: try RollupStore.keys(on: connection))
+        let level = self.level ?? RollupLevel.answering(groupBy: query.groupBy, filters: query.filters.keys)
+        var folding = ReportFolding(query: query, calendar: calendar, level: level,
+                                    keys: try RollupStore.keys(level, on: connection))
+        if !rawOnly {
+            try folding.loadTail(after: try PendingRollups.mark(on: connection), since: since, until: until, on: connection)
+        }
         for (index, segment) in segments(since: since, until: until, calendar: &folding.calendar).enumerated() {
             folding.startSegment(index, labels: segment.labels)
             for piece in Self.pieces(segment.since, segment.until, rawOnly: rawOnly) {
                 switch piece {
                 case .raw(let a, let b): try folding.readCalls(since: a, until: b, on: connection)
                 case .cells(let span, let a, let b): try folding.readCells(span, from: a, to: b, on: connection)
+                case .dayPart(let day, let a, let b): try folding.readDayPart(day, hours: a, b, on: connection)
                 }
             }
         }
@@ -56,10 +68,15 @@ struct ReportAggregation {
             until = min(until, calendar.start(ofLocalDay: last + 1))
         }
         guard since < until else { return nil }
-        let s = try connection.prepare("SELECT MIN(started_at), MAX(started_at) FROM calls WHERE started_at >= ?1 AND started_at < ?2")
-        s.bind(since, at: 1)
-        s.bind(until, at: 2)
-        guard try s.step(), let first = s.optionalInt64(at: 0), let last = s.optionalInt64(at: 1) else { return nil }
+        // Two index seeks: MIN and MAX in one statement would scan the whole range instead.
+        func edge(_ order: String) throws -> Int64? {
+            let s = try connection.prepare(
+                "SELECT started_at FROM calls WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at \(order) LIMIT 1")
+            s.bind(since, at: 1)
+            s.bind(until, at: 2)
+            return try s.step() ? s.int64(at: 0) : nil
+        }
+        guard let first = try edge("ASC"), let last = try edge("DESC") else { return nil }
         return (max(since, first), min(until, last + 1))
     }
 
@@ -123,9 +140,13 @@ struct ReportAggregation {
         case raw(Int64, Int64)
         /// Span numbers `[from, to)`.
         case cells(RollupSpan, Int64, Int64)
+        /// UTC day `day`, hours `[from, to)` of it (hour numbers): its day cells less the hour
+        /// cells outside, for a part of more than 12 hours (a local day in most zones).
+        case dayPart(day: Int64, from: Int64, to: Int64)
     }
 
-    /// Whole UTC days as day cells, whole hours as hour cells, the rest as raw rows.
+    /// Whole UTC days as day cells, whole hours as hour cells (or a day less its other hours),
+    /// the rest as raw rows.
     static func pieces(_ a: Int64, _ b: Int64, rawOnly: Bool) -> [Piece] {
         guard a < b else { return [] }
         let hour = RollupSpan.hour.micros
@@ -135,15 +156,27 @@ struct ReportAggregation {
         let ha = ceil(a, hour), hb = floor(b, hour)
         if rawOnly || ha >= hb { return [.raw(a, b)] }
         var pieces: [Piece] = []
-        // Bounds below are exact multiples of their unit, so plain division is exact.
+        // Hours [x, y) of one UTC day (bounds are whole hours, so plain division is exact).
+        func part(_ x: Int64, _ y: Int64) {
+            guard x < y else { return }
+            if y - x > 12 * hour {
+                pieces.append(.dayPart(day: floorDiv(x, day), from: x / hour, to: y / hour))
+            } else {
+                pieces.append(.cells(.hour, x / hour, y / hour))
+            }
+        }
         if a < ha { pieces.append(.raw(a, ha)) }
         let da = ceil(ha, day), db = floor(hb, day)
         if da < db {
-            if ha < da { pieces.append(.cells(.hour, ha / hour, da / hour)) }
+            part(ha, da)
             pieces.append(.cells(.day, da / day, db / day))
-            if db < hb { pieces.append(.cells(.hour, db / hour, hb / hour)) }
+            part(db, hb)
+        } else if floor(ha, day) == floor(hb - 1, day) {
+            part(ha, hb)
         } else {
-            pieces.append(.cells(.hour, ha / hour, hb / hour))
+            let midnight = ceil(ha, day)
+            part(ha, midnight)
+            part(midnight, hb)
         }
         if hb < b { pieces.append(.raw(hb, b)) }
         return pieces

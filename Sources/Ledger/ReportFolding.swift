@@ -11,6 +11,8 @@ struct ReportFolding {
 
     let query: ReportQuery
     var calendar: LocalCalendar
+    let level: RollupLevel
+    private let percentiles: Bool
     /// Rollup keys by id; raw rows get negative ids of their own (`rawKeyIds`).
     private var keys: [Int64: RollupKey]
     private var rawKeyIds: [RollupKey: Int64] = [:]
@@ -20,10 +22,14 @@ struct ReportFolding {
     /// Group of each key id in the current segment; -1 when the filters exclude it.
     private var segmentGroups: [Int64: Int] = [:]
     private var quarterDays: [Int64: [(day: Int, low: Int64, high: Int64)]] = [:]
+    /// Calls not yet in the cells, by start (`loadTail`).
+    private var tail: [(key: RollupKey, facts: RollupFacts)] = []
 
-    init(query: ReportQuery, calendar: LocalCalendar, keys: [Int64: RollupKey]) {
+    init(query: ReportQuery, calendar: LocalCalendar, level: RollupLevel, keys: [Int64: RollupKey]) {
         self.query = query
         self.calendar = calendar
+        self.level = level
+        self.percentiles = query.figures == .all
         self.keys = keys
     }
 
@@ -75,33 +81,62 @@ struct ReportFolding {
         return computed
     }
 
-    /// Cells of `span` numbered `[from, to)`.
+    /// Cells of `span` numbered `[from, to)`, and the tail's calls in their time.
     mutating func readCells(_ span: RollupSpan, from: Int64, to: Int64, on connection: SQLiteConnection) throws {
+        foldTail(since: from * span.micros, until: to * span.micros)
+        try foldCells(span, from: from, to: to, on: connection)
+    }
+
+    /// Hours `[from, to)` of UTC day `day`: its day cells (presence masked to those hours) less
+    /// its hour cells outside them, and the tail's calls in those hours. Groups whose calls all
+    /// fell outside end with zero requests and are dropped by `report()`.
+    mutating func readDayPart(_ day: Int64, hours from: Int64, _ to: Int64, on connection: SQLiteConnection) throws {
+        let hour = RollupSpan.hour.micros
+        foldTail(since: from * hour, until: to * hour)
+        let (first, last) = (4 * (from - day * 24), 4 * (to - day * 24))
+        func bits(_ range: Range<Int64>) -> Int64 {
+            range.isEmpty ? 0 : Int64(bitPattern: (UInt64.max >> UInt64(64 - range.count)) << UInt64(range.lowerBound))
+        }
+        let mask = (low: bits(max(first, 0)..<min(last, 48)), high: bits(max(first - 48, 0)..<max(last - 48, 0)))
+        try foldCells(.day, from: day, to: day + 1, mask: mask, on: connection)
+        try foldCells(.hour, from: day * 24, to: from, sign: -1, on: connection)
+        try foldCells(.hour, from: to, to: day * 24 + 24, sign: -1, on: connection)
+    }
+
+    /// Adds (`sign` 1) or takes away (-1: counters and histograms, not presence) cells of `span`
+    /// numbered `[from, to)`; `mask` keeps only those quarter hours of a day cell's presence.
+    private mutating func foldCells(_ span: RollupSpan, from: Int64, to: Int64, sign: Int = 1,
+                                    mask: (low: Int64, high: Int64) = (-1, -1), on connection: SQLiteConnection) throws {
+        guard from < to else { return }
         let s = try connection.prepare("""
-            SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(span.table)
+            SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(level.table(span))
             WHERE \(span.column) >= ?1 AND \(span.column) < ?2
             """)
         s.bind(from, at: 1)
         s.bind(to, at: 2)
+        let sign64 = Int64(sign), sign128 = Int128(sign)
         while try s.step() {
             let g = group(of: s.int64(at: 1))
             guard g >= 0 else { continue }
             let c: Int32 = 2
-            groups[g].figures.requests += s.int(at: c)
-            groups[g].figures.refused += s.int(at: c + 1)
-            groups[g].figures.errors += s.int(at: c + 2)
-            groups[g].figures.inputTokens += s.int(at: c + 3)
-            groups[g].figures.cachedInputTokens += s.int(at: c + 4)
-            groups[g].figures.cacheWriteTokens += s.int(at: c + 5)
-            groups[g].figures.outputTokens += s.int(at: c + 6)
-            groups[g].figures.reasoningTokens += s.int(at: c + 7)
-            groups[g].figures.cost.picodollars += Int128(storedLow: s.int64(at: c + 8), high: s.int64(at: c + 9))
-            groups[g].figures.timedRequests += s.int(at: c + 10)
-            groups[g].figures.latencySumMicros += s.int64(at: c + 11)
-            groups[g].figures.retries += s.int(at: c + 12)
-            groups[g].figures.retryCost.picodollars += Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
-            s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0) }
-            s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0) }
+            groups[g].figures.requests += sign * s.int(at: c)
+            groups[g].figures.refused += sign * s.int(at: c + 1)
+            groups[g].figures.errors += sign * s.int(at: c + 2)
+            groups[g].figures.inputTokens += sign * s.int(at: c + 3)
+            groups[g].figures.cachedInputTokens += sign * s.int(at: c + 4)
+            groups[g].figures.cacheWriteTokens += sign * s.int(at: c + 5)
+            groups[g].figures.outputTokens += sign * s.int(at: c + 6)
+            groups[g].figures.reasoningTokens += sign * s.int(at: c + 7)
+            groups[g].figures.cost.picodollars += sign128 * Int128(storedLow: s.int64(at: c + 8), high: s.int64(at: c + 9))
+            groups[g].figures.timedRequests += sign * s.int(at: c + 10)
+            groups[g].figures.latencySumMicros += sign64 * s.int64(at: c + 11)
+            groups[g].figures.retries += sign * s.int(at: c + 12)
+            groups[g].figures.retryCost.picodollars += sign128 * Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
+            if percentiles {
+                s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0, sign: sign) }
+                s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0, sign: sign) }
+            }
+            guard sign > 0 else { continue }
             var low = s.int64(at: c + 17), high = s.int64(at: c + 18)
             let number = s.int64(at: 0)
             let utcDay: Int64
@@ -111,6 +146,7 @@ struct ReportFolding {
                 (low, high) = first < 48 ? (low << first, 0) : (0, low << (first - 48))
             } else {
                 utcDay = number
+                (low, high) = (low & mask.low, high & mask.high)
             }
             for local in days(ofUTCDay: utcDay) where (local.low & low) | (local.high & high) != 0 {
                 groups[g].days.insert(local.day)
@@ -118,56 +154,95 @@ struct ReportFolding {
         }
     }
 
+    static let callColumns = """
+        started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
+        outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+        cost_pd, latency_us, ttft_us, retry
+        """
+
+    /// A call from `callColumns`.
+    private static func call(_ s: Statement) -> (key: RollupKey, facts: RollupFacts) {
+        (RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
+                   provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6)),
+         RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
+                     cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10), outputTokens: s.int(at: 11),
+                     reasoningTokens: s.int(at: 12), cost: s.int64(at: 13), latency: s.int64(at: 14),
+                     ttft: s.optionalInt64(at: 15), retry: s.bool(at: 16)))
+    }
+
     /// Raw calls that started in `[since, until)`.
     mutating func readCalls(since: Int64, until: Int64, on connection: SQLiteConnection) throws {
-        let s = try connection.prepare("""
-            SELECT started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
-                   outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                   cost_pd, latency_us, ttft_us, retry
-            FROM calls WHERE started_at >= ?1 AND started_at < ?2
-            """)
+        let s = try connection.prepare("SELECT \(Self.callColumns) FROM calls WHERE started_at >= ?1 AND started_at < ?2")
         s.bind(since, at: 1)
         s.bind(until, at: 2)
         while try s.step() {
-            let key = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2),
-                                model: s.optionalString(at: 3), provider: s.optionalString(at: 4),
-                                plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
-            let keyId: Int64
-            if let known = rawKeyIds[key] {
-                keyId = known
-            } else {
-                keyId = -Int64(rawKeyIds.count) - 1
-                rawKeyIds[key] = keyId
-                keys[keyId] = key
-            }
-            let g = group(of: keyId)
-            guard g >= 0 else { continue }
-            let facts = RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
-                                    cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10),
-                                    outputTokens: s.int(at: 11), reasoningTokens: s.int(at: 12),
-                                    cost: s.int64(at: 13), latency: s.int64(at: 14), ttft: s.optionalInt64(at: 15),
-                                    retry: s.bool(at: 16))
-            var cell = RollupCell()
-            cell.count(facts, quarter: 0)
-            var f = ReportFigures()
-            f.requests = 1
-            f.refused = cell.refused
-            f.errors = cell.errors
-            f.inputTokens = cell.inputTokens
-            f.cachedInputTokens = cell.cachedInputTokens
-            f.cacheWriteTokens = cell.cacheWriteTokens
-            f.outputTokens = cell.outputTokens
-            f.reasoningTokens = cell.reasoningTokens
-            f.cost.picodollars = cell.cost
-            f.timedRequests = cell.timed
-            f.latencySumMicros = cell.latencySum
-            f.retries = cell.retries
-            f.retryCost.picodollars = cell.retryCost
-            groups[g].figures.absorb(f)
+            let (key, facts) = Self.call(s)
+            fold(key, facts)
+        }
+    }
+
+    /// Loads the calls the cells do not hold yet (rowid past `through`, see `PendingRollups`)
+    /// that started in `[since, until)`; `readCells` adds them to the cells it reads.
+    mutating func loadTail(after through: Int64, since: Int64, until: Int64, on connection: SQLiteConnection) throws {
+        let s = try connection.prepare("""
+            SELECT \(Self.callColumns) FROM calls WHERE rowid > ?1 AND +started_at >= ?2 AND +started_at < ?3
+            """)
+        // `+`: the tail is a short rowid range; the started_at index would scan the whole period.
+        s.bind(through, at: 1)
+        s.bind(since, at: 2)
+        s.bind(until, at: 3)
+        while try s.step() { tail.append(Self.call(s)) }
+        tail.sort { $0.facts.startedAt < $1.facts.startedAt }
+    }
+
+    /// The tail's calls that started in `[since, until)`.
+    private mutating func foldTail(since: Int64, until: Int64) {
+        guard !tail.isEmpty else { return }
+        var low = 0, high = tail.count
+        while low < high {
+            let middle = (low + high) / 2
+            if tail[middle].facts.startedAt < since { low = middle + 1 } else { high = middle }
+        }
+        var index = low
+        while index < tail.count, tail[index].facts.startedAt < until {
+            fold(tail[index].key, tail[index].facts)
+            index += 1
+        }
+    }
+
+    private mutating func fold(_ key: RollupKey, _ facts: RollupFacts) {
+        let keyId: Int64
+        if let known = rawKeyIds[key] {
+            keyId = known
+        } else {
+            keyId = -Int64(rawKeyIds.count) - 1
+            rawKeyIds[key] = keyId
+            keys[keyId] = key
+        }
+        let g = group(of: keyId)
+        guard g >= 0 else { return }
+        var cell = RollupCell()
+        cell.count(facts, quarter: 0)
+        var f = ReportFigures()
+        f.requests = 1
+        f.refused = cell.refused
+        f.errors = cell.errors
+        f.inputTokens = cell.inputTokens
+        f.cachedInputTokens = cell.cachedInputTokens
+        f.cacheWriteTokens = cell.cacheWriteTokens
+        f.outputTokens = cell.outputTokens
+        f.reasoningTokens = cell.reasoningTokens
+        f.cost.picodollars = cell.cost
+        f.timedRequests = cell.timed
+        f.latencySumMicros = cell.latencySum
+        f.retries = cell.retries
+        f.retryCost.picodollars = cell.retryCost
+        groups[g].figures.absorb(f)
+        if percentiles {
             if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }
             if let ttft = facts.ttft { groups[g].ttft.add(value: ttft) }
-            groups[g].days.insert(calendar.localDay(of: facts.startedAt))
         }
+        groups[g].days.insert(calendar.localDay(of: facts.startedAt))
     }
 
     /// Rows by cost (ties by label), and totals over all calls.
@@ -179,6 +254,8 @@ struct ReportFolding {
         var rows: [ReportRow] = []
         for (labels, index) in groupIndex {
             let group = groups[index]
+            // Only a day part can leave a group without calls (all outside its hours).
+            guard group.figures.requests > 0 else { continue }
             var figures = group.figures
             Self.fill(&figures, latency: group.latency, ttft: group.ttft, days: group.days.count)
             totals.absorb(figures)

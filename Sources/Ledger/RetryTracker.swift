@@ -16,7 +16,7 @@ final class RetryTracker {
         var id: String
         var rowid: Int64
         var retry: Bool
-        var key: Int64
+        var keys: RollupKeyIds
         var cost: Int64
 
         func precedes(_ other: Call) -> Bool {
@@ -79,12 +79,12 @@ final class RetryTracker {
         }
     }
 
-    /// Records a row just inserted (at `rowid`, under rollup key `key`). Returns whether it is a
+    /// Records a row just inserted (at `rowid`, under rollup keys `keys`). Returns whether it is a
     /// retry and the earlier-recorded calls that became retries because of it.
-    func record(_ entry: LedgerEntry, rowid: Int64, key: Int64) throws -> (retry: Bool, flagged: [Call]) {
+    func record(_ entry: LedgerEntry, rowid: Int64, keys: RollupKeyIds) throws -> (retry: Bool, flagged: [Call]) {
         guard let user = entry.user, let hash = entry.requestHash else { return (false, []) }
         let fingerprint = Fingerprint(user: user, hash: hash)
-        let new = Call(startedAt: entry.startedAt, id: entry.id, rowid: rowid, retry: false, key: key,
+        let new = Call(startedAt: entry.startedAt, id: entry.id, rowid: rowid, retry: false, keys: keys,
                        cost: entry.cost.picodollars)
         let inMemory = entry.startedAt - Self.window >= horizon
         let candidates = inMemory ? recent[fingerprint] ?? [] : try fromLedger(fingerprint, around: new)
@@ -141,6 +141,6 @@ final class RetryTracker {
                             provider: s.optionalString(at: c + 6), plan: s.optionalString(at: c + 7),
                             keyId: s.optionalString(at: c + 8))
         return Call(startedAt: s.int64(at: c), id: s.string(at: c + 1), rowid: s.int64(at: c + 2),
-                    retry: s.bool(at: c + 3), key: try store.id(of: key), cost: s.int64(at: c + 9))
+                    retry: s.bool(at: c + 3), keys: try store.ids(of: key), cost: s.int64(at: c + 9))
     }
 }

@@ -4,8 +4,13 @@ enum RollupBackfill {
     /// Cells held in memory before they are merged into the tables.
     static let flushCells = 50_000
 
-    static func run(_ connection: SQLiteConnection) throws {
-        let store = try RollupStore(connection: connection)
+    /// Migration v5: the detailed level only (the payer level's tables come with v6, which
+    /// derives them from these cells: `PayerRollupBackfill`).
+    static func detailed(_ connection: SQLiteConnection) throws { try run(connection, levels: [.detailed]) }
+
+    /// Rebuilds the rollups of `levels` from the calls (into empty tables).
+    static func run(_ connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases) throws {
+        let store = try RollupStore(connection: connection, levels: levels)
         defer { store.finalize() }
         // In (started_at, id) order the latest earlier call of a fingerprint is the one before.
         let s = try connection.prepare("""
@@ -22,6 +27,7 @@ enum RollupBackfill {
         func flush() throws {
             for (address, builder) in cells { try store.merge(builder.built(), into: address) }
             cells.removeAll(keepingCapacity: true)
+            store.endBatch()
         }
         while try s.step() {
             let startedAt = s.int64(at: 1)
@@ -34,17 +40,20 @@ enum RollupBackfill {
                 }
                 lastStart[fingerprint] = startedAt
             }
-            let key = try store.id(of: RollupKey(user: s.optionalString(at: 2), team: s.optionalString(at: 4),
-                                                 model: s.optionalString(at: 5), provider: s.optionalString(at: 6),
-                                                 plan: s.optionalString(at: 7), keyId: s.optionalString(at: 8)))
+            let key = RollupKey(user: s.optionalString(at: 2), team: s.optionalString(at: 4),
+                                model: s.optionalString(at: 5), provider: s.optionalString(at: 6),
+                                plan: s.optionalString(at: 7), keyId: s.optionalString(at: 8))
             let facts = RollupFacts(startedAt: startedAt, outcome: s.string(at: 9), inputTokens: s.int(at: 10),
                                     cachedInputTokens: s.int(at: 11), cacheWriteTokens: s.int(at: 12),
                                     outputTokens: s.int(at: 13), reasoningTokens: s.int(at: 14),
                                     cost: s.int64(at: 15), latency: s.int64(at: 16), ttft: s.optionalInt64(at: 17),
                                     retry: retry)
-            for span in RollupSpan.allCases {
-                cells[CellAddress(span: span, number: span.number(of: startedAt), key: key),
-                      default: RollupCellBuilder()].add(facts, quarter: span.quarter(of: startedAt))
+            for level in store.levels {
+                let id = try store.id(of: key, at: level)
+                for span in RollupSpan.allCases {
+                    cells[CellAddress(level: level, span: span, number: span.number(of: startedAt), key: id),
+                          default: RollupCellBuilder()].add(facts, quarter: span.quarter(of: startedAt))
+                }
             }
             rows += 1
             if cells.count >= flushCells { try flush() }

@@ -30,7 +30,6 @@ enum RollupSpan: CaseIterable {
     case hour, day
 
     var micros: Int64 { self == .hour ? 3_600_000_000 : UnixTime.microsPerDay }
-    var table: String { self == .hour ? "rollup_hours" : "rollup_days" }
     var column: String { self == .hour ? "hour" : "day" }
     static let quarterMicros: Int64 = 900_000_000
 
@@ -178,8 +177,9 @@ struct RollupCellBuilder {
     }
 }
 
-/// Where a cell lives: its span's table, the span number and the rollup key id.
+/// Where a cell lives: its level and span's table, the span number and the level's key id.
 struct CellAddress: Hashable {
+    var level: RollupLevel
     var span: RollupSpan
     var number: Int64
     var key: Int64

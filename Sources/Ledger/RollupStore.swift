@@ -2,92 +2,150 @@ import CSQLite
 
 /// Reads and merges rollup cells and key ids on one connection, inside the caller's transaction
 /// (the writer's, or a migration's), so rollups always commit or roll back with their calls.
+///
+/// Recent cells are kept in memory (`RollupCellCache`), so a batch adds to them without reading
+/// them back. Memory is only valid while this connection is the ledger's only writer and its
+/// transactions commit: after a rollback, or once another connection wrote, call `reload()`.
 final class RollupStore {
-    static let cellColumns = """
-        requests, refused, errors, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
-        reasoning_tokens, cost_pd, cost_pd_high, timed, latency_sum_us, retries, retry_cost_pd,
-        retry_cost_pd_high, latency_hist, ttft_hist, quarters, quarters_high
-        """
-    static let cellColumnCount: Int32 = 19
+    static let cellColumnNames = [
+        "requests", "refused", "errors", "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+        "reasoning_tokens", "cost_pd", "cost_pd_high", "timed", "latency_sum_us", "retries", "retry_cost_pd",
+        "retry_cost_pd_high", "latency_hist", "ttft_hist", "quarters", "quarters_high",
+    ]
+    static let cellColumns = cellColumnNames.joined(separator: ", ")
+    static let cellColumnCount = Int32(cellColumnNames.count)
 
+    /// The levels this store keeps (a migration may run before a level's tables exist).
+    let levels: [RollupLevel]
     private let connection: SQLiteConnection
-    private var selects: [RollupSpan: Statement] = [:]
-    private var upserts: [RollupSpan: Statement] = [:]
-    private let insertKey: Statement
-    /// Ids of the rollup keys, loaded whole (thousands of rows at most); see `reloadKeys`.
-    private var keyIds: [RollupKey: Int64] = [:]
+    private var selects: [CellTable: Statement] = [:]
+    private var inserts: [CellTable: Statement] = [:]
+    private var updates: [CellTable: Statement] = [:]
+    private var insertKeys: [RollupLevel: Statement] = [:]
+    /// Ids of the rollup keys, loaded whole (thousands of rows at most); see `reload`.
+    private var keyIds: [RollupLevel: [RollupKey: Int64]] = [:]
+    private var bothIds: [RollupKey: RollupKeyIds] = [:]
+    private var cache: RollupCellCache
 
-    init(connection: SQLiteConnection) throws {
+    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases,
+         cachedCells: Int = RollupCellCache.defaultCapacity) throws {
         self.connection = connection
-        for span in RollupSpan.allCases {
-            selects[span] = try connection.prepare(
-                "SELECT \(Self.cellColumns) FROM \(span.table) WHERE \(span.column) = ?1 AND key = ?2")
-            upserts[span] = try connection.prepare("""
-                INSERT OR REPLACE INTO \(span.table) (\(span.column), key, \(Self.cellColumns))
-                VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
+        self.levels = levels
+        cache = RollupCellCache(capacity: cachedCells)
+        for level in levels {
+            for span in RollupSpan.allCases {
+                let table = level.table(span), column = span.column
+                let address = CellTable(level: level, span: span)
+                selects[address] = try connection.prepare(
+                    "SELECT \(Self.cellColumns) FROM \(table) WHERE \(column) = ?1 AND key = ?2")
+                inserts[address] = try connection.prepare("""
+                    INSERT INTO \(table) (\(column), key, \(Self.cellColumns))
+                    VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
+                    """)
+                let assignments = Self.cellColumnNames.enumerated().map { "\($0.element) = ?\($0.offset + 3)" }
+                updates[address] = try connection.prepare(
+                    "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(column) = ?1 AND key = ?2")
+            }
+            let columns = level.keyColumns
+            insertKeys[level] = try connection.prepare("""
+                INSERT INTO \(level.keyTable) (\(columns.joined(separator: ", ")))
+                VALUES (\((1...columns.count).map { "?\($0)" }.joined(separator: ", ")))
                 """)
         }
-        insertKey = try connection.prepare(
-            "INSERT INTO rollup_keys (user, team, model, provider, plan, key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        try reloadKeys()
+        try reload()
     }
 
     func finalize() {
         for s in selects.values { s.finalize() }
-        for s in upserts.values { s.finalize() }
-        insertKey.finalize()
+        for s in inserts.values { s.finalize() }
+        for s in updates.values { s.finalize() }
+        for s in insertKeys.values { s.finalize() }
     }
 
-    /// Re-reads the key ids (after another connection may have added some, or a rollback).
-    func reloadKeys() throws {
-        keyIds = try Self.keys(on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
+    /// Re-reads the key ids and forgets the cells in memory (after another connection may have
+    /// written, or a rollback).
+    func reload() throws {
+        bothIds.removeAll()
+        for level in levels {
+            keyIds[level] = try Self.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
+        }
+        var stored: [CellTable: Int64] = [:]
+        for level in levels {
+            for span in RollupSpan.allCases {
+                stored[CellTable(level: level, span: span)] =
+                    try connection.scalarInt("SELECT MAX(\(span.column)) FROM \(level.table(span))") ?? Int64.min
+            }
+        }
+        cache.reset(storedUpTo: stored)
     }
 
-    static func keys(on connection: SQLiteConnection) throws -> [Int64: RollupKey] {
-        let s = try connection.prepare("SELECT id, user, team, model, provider, plan, key_id FROM rollup_keys")
+    /// The keys of `level` by id (model, provider and key are nil at the payer level).
+    static func keys(_ level: RollupLevel = .detailed, on connection: SQLiteConnection) throws -> [Int64: RollupKey] {
+        let s = try connection.prepare("SELECT id, \(level.keyColumns.joined(separator: ", ")) FROM \(level.keyTable)")
         var keys: [Int64: RollupKey] = [:]
         while try s.step() {
-            keys[s.int64(at: 0)] = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2),
-                                             model: s.optionalString(at: 3), provider: s.optionalString(at: 4),
-                                             plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
+            keys[s.int64(at: 0)] = level == .detailed
+                ? RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
+                            provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
+                : RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: nil, provider: nil,
+                            plan: s.optionalString(at: 3), keyId: nil)
         }
         return keys
     }
 
-    /// The id of `key`, inserting it if new. Within a rolled-back transaction the new ids vanish:
-    /// the caller must `reloadKeys()` after a rollback.
-    func id(of key: RollupKey) throws -> Int64 {
-        if let id = keyIds[key] { return id }
-        insertKey.bind(key.user, at: 1)
-        insertKey.bind(key.team, at: 2)
-        insertKey.bind(key.model, at: 3)
-        insertKey.bind(key.provider, at: 4)
-        insertKey.bind(key.plan, at: 5)
-        insertKey.bind(key.keyId, at: 6)
-        try insertKey.run()
+    /// The id of `key` (reduced to the level's dimensions) at `level`, inserting it if new.
+    /// Within a rolled-back transaction the new ids vanish: the caller must `reload()` after a rollback.
+    func id(of key: RollupKey, at level: RollupLevel) throws -> Int64 {
+        let key = level.key(key)
+        if let id = keyIds[level]?[key] { return id }
+        let insert = insertKeys[level]!
+        let values = level == .detailed ? [key.user, key.team, key.model, key.provider, key.plan, key.keyId]
+            : [key.user, key.team, key.plan]
+        for (offset, value) in values.enumerated() { insert.bind(value, at: Int32(offset + 1)) }
+        try insert.run()
         let id = sqlite3_last_insert_rowid(connection.handle)
-        keyIds[key] = id
+        keyIds[level, default: [:]][key] = id
         return id
     }
 
-    /// Adds `delta` to the stored cell (or stores it).
-    func merge(_ delta: RollupCell, into address: CellAddress) throws {
-        let select = selects[address.span]!
-        select.bind(address.number, at: 1)
-        select.bind(address.key, at: 2)
-        var cell = delta
-        if try select.step() {
-            var stored = Self.decodeCell(select, from: 0)
-            stored.absorb(delta)
-            cell = stored
-        }
-        select.reset()
-        let upsert = upserts[address.span]!
-        upsert.bind(address.number, at: 1)
-        upsert.bind(address.key, at: 2)
-        Self.bind(cell, to: upsert, from: 3)
-        try upsert.run()
+    /// The key's ids at both levels (for a store that keeps both), with one lookup once known.
+    func ids(of key: RollupKey) throws -> RollupKeyIds {
+        if let known = bothIds[key] { return known }
+        let ids = RollupKeyIds(detailed: try id(of: key, at: .detailed), payer: try id(of: key, at: .payer))
+        bothIds[key] = ids
+        return ids
     }
+
+    /// Adds `delta` to the stored cell (or stores it), from memory when the cell is there.
+    func merge(_ delta: RollupCell, into address: CellAddress) throws {
+        let table = CellTable(level: address.level, span: address.span)
+        var cell = delta
+        var exists = false
+        if let known = cache.cell(at: address) {
+            cell = known
+            cell.absorb(delta)
+            exists = true
+        } else if cache.mayBeStored(address) {
+            let select = selects[table]!
+            defer { select.reset() }
+            select.bind(address.number, at: 1)
+            select.bind(address.key, at: 2)
+            if try select.step() {
+                cell = Self.decodeCell(select, from: 0)
+                cell.absorb(delta)
+                exists = true
+            }
+        }
+        let write = exists ? updates[table]! : inserts[table]!
+        write.bind(address.number, at: 1)
+        write.bind(address.key, at: 2)
+        Self.bind(cell, to: write, from: 3)
+        try write.run()
+        cache.store(cell, at: address)
+    }
+
+    /// Ends a batch's merges: drops the least recently used cells past the capacity.
+    func endBatch() { cache.trim() }
 
     static func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
         let cost = cell.cost.storedParts

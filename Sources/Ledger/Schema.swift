@@ -117,7 +117,35 @@ enum Schema {
                     PRIMARY KEY (\(span), key)
                 ) WITHOUT ROWID;
                 """ }.joined(separator: "\n"))
-            """, backfill: RollupBackfill.run),
+            """, backfill: RollupBackfill.detailed),
+        // v6 (issue: reports): payer-level rollups, per (UTC hour | UTC day, user, team, plan)
+        // without model, provider and key: a few times fewer cells than v5's, for every report
+        // that neither groups nor filters by those. Same cell columns as v5's tables (spelt out
+        // again: a released migration must not change with shared code). Filled from v5's cells.
+        // From v6 the writer adds calls to the cells in batches: `meta.rollups_through` is the
+        // last rowid the cells hold (reports read later calls raw; see `PendingRollups`).
+        Migration(version: 6, sql: """
+            CREATE TABLE rollup_payers (
+                id INTEGER PRIMARY KEY,
+                user TEXT, team TEXT, plan TEXT
+            );
+            \(["hour", "day"].map { span in """
+                CREATE TABLE rollup_payer_\(span)s (
+                    \(span) INTEGER NOT NULL,
+                    key INTEGER NOT NULL,
+                    requests INTEGER NOT NULL, refused INTEGER NOT NULL, errors INTEGER NOT NULL,
+                    input_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
+                    cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                    reasoning_tokens INTEGER NOT NULL, cost_pd INTEGER NOT NULL, cost_pd_high INTEGER NOT NULL,
+                    timed INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL, retries INTEGER NOT NULL,
+                    retry_cost_pd INTEGER NOT NULL, retry_cost_pd_high INTEGER NOT NULL,
+                    latency_hist BLOB NOT NULL, ttft_hist BLOB NOT NULL,
+                    quarters INTEGER NOT NULL, quarters_high INTEGER NOT NULL,
+                    PRIMARY KEY (\(span), key)
+                ) WITHOUT ROWID;
+                """ }.joined(separator: "\n"))
+            INSERT INTO meta(name, value) SELECT 'rollups_through', IFNULL(MAX(rowid), 0) FROM calls;
+            """, backfill: PayerRollupBackfill.run),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -166,8 +166,9 @@ import Testing
         let entries = Self.autumn(seed: 11, count: 600)
         let dir = try TemporaryDirectory()
         let failures = Locked(0)
+        // Rollups in every transaction, so the injected failure below hits every batch.
         let writer = try LedgerWriter(path: dir.path(), options: .init(
-            retryInitialMillis: 5, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
+            retryInitialMillis: 5, rollupFlushRows: 1, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
         #expect(appendAll(Array(entries.prefix(300)), to: writer).isEmpty)
         // Fail every rollup write until the flag is cleared: whole batches roll back and retry.
         let control = try SQLiteConnection(path: dir.path())
@@ -211,7 +212,7 @@ import Testing
         }
         let reader = try LedgerReader(path: dir.path())
         defer { reader.close() }
-        #expect(try Schema.version(of: reader.connection) == 5)
+        #expect(try Schema.version(of: reader.connection) == Schema.latestVersion)
         for zone in Self.zones {
             var query = ReportQuery(since: 0, until: .max, groupBy: [.day, .user])
             query.timeZone = zone
@@ -261,21 +262,23 @@ import Testing
     }
 }
 
-/// Every rollup cell of a ledger by (span, number, key labels), to compare two ledgers.
+/// Every rollup cell of a ledger by (level, span, number, key labels), to compare two ledgers.
 enum RollupSnapshot {
     static func take(_ reader: LedgerReader) throws -> [String: RollupCell] {
         try reader.withConnection { try take($0) }
     }
 
     static func take(_ connection: SQLiteConnection) throws -> [String: RollupCell] {
-        let keys = try RollupStore.keys(on: connection)
         var cells: [String: RollupCell] = [:]
-        for span in RollupSpan.allCases {
-            let s = try connection.prepare("SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(span.table)")
-            while try s.step() {
-                let key = keys[s.int64(at: 1)]!
-                let name = "\(span) \(s.int64(at: 0)) \(String(describing: key))"
-                cells[name, default: RollupCell()].absorb(RollupStore.decodeCell(s, from: 2))
+        for level in RollupLevel.allCases {
+            let keys = try RollupStore.keys(level, on: connection)
+            for span in RollupSpan.allCases {
+                let s = try connection.prepare("SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(level.table(span))")
+                while try s.step() {
+                    let key = keys[s.int64(at: 1)]!
+                    let name = "\(level) \(span) \(s.int64(at: 0)) \(String(describing: key))"
+                    cells[name, default: RollupCell()].absorb(RollupStore.decodeCell(s, from: 2))
+                }
             }
         }
         return cells
@@ -289,7 +292,11 @@ enum RollupSnapshot {
         source.close()
         let connection = try SQLiteConnection(path: copy)
         defer { connection.close() }
-        try connection.execute("DELETE FROM rollup_hours; DELETE FROM rollup_days; DELETE FROM rollup_keys; UPDATE calls SET retry = 0")
+        for level in RollupLevel.allCases {
+            for span in RollupSpan.allCases { try connection.execute("DELETE FROM \(level.table(span))") }
+            try connection.execute("DELETE FROM \(level.keyTable)")
+        }
+        try connection.execute("UPDATE calls SET retry = 0")
         try RollupBackfill.run(connection)
         return try take(connection)
     }

@@ -12,8 +12,9 @@ scratch=${TMPDIR:-/tmp}/tokenctl-report-bench
 ledger=${LEDGER:-${TMPDIR:-/tmp}/tokenctl-report-bench-$rows.sqlite}
 sources=${LEDGER_SOURCES:-$root/Sources/Ledger}
 
-# The generator: Ledger (and the NIO-free part of Metering) linked in a scratch release package.
-rm -rf "$scratch"
+# The generator: Ledger (and the NIO-free part of Metering) linked in a scratch release package
+# (its .build is kept between runs, so only what changed is rebuilt).
+rm -rf "$scratch/Sources" "$scratch/Package.swift"
 mkdir -p "$scratch/Sources/Metering" "$scratch/Sources/Ledger" "$scratch/Sources/ReportSpeedBench"
 for f in Money ModelPattern PriceBook Usage Dialect; do ln -s "$root/Sources/Metering/$f.swift" "$scratch/Sources/Metering/"; done
 for f in "$sources"/*.swift; do ln -s "$f" "$scratch/Sources/Ledger/"; done

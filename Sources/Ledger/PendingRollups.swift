@@ -1,0 +1,142 @@
+import Foundation
+
+/// Rollup deltas of the calls the writer committed but has not yet added to the cells: the
+/// ledger's tail, every call with a rowid above `meta.rollups_through`.
+///
+/// Adding a batch's calls to four cells each (hour and day, detailed and payer level) in every
+/// transaction costs more than inserting the calls; deferring them lets each cell be written once
+/// per flush instead of once per batch. Reports stay exact: they add the tail's calls to the cells
+/// they read (`ReportFolding`). A flush runs in a writer transaction (with or without calls),
+/// writes every pending cell and moves `rollups_through` to the last call, so cells and the mark
+/// always commit or roll back together. Nothing here needs to survive: whoever writes next
+/// rebuilds the pending deltas from the tail (`reload`).
+///
+/// Retries: a call that becomes a retry while in the tail is marked in its pending delta; one
+/// already in the cells gets its retry added to the stored cells at once.
+final class PendingRollups {
+    /// A detailed-level hour cell; the day and payer-level cells are derived from it at a flush.
+    private struct HourCell: Hashable {
+        var hour: Int64
+        var keys: RollupKeyIds
+    }
+
+    static let markName = "rollups_through"
+
+    private let connection: SQLiteConnection
+    private let store: RollupStore
+    private var cells: [HourCell: RollupCellBuilder] = [:]
+    /// Calls in the tail, and since when the oldest of them waits.
+    private(set) var rows = 0
+    private(set) var waitingSince: ContinuousClock.Instant?
+    /// Rowids up to this one are in the cells.
+    private(set) var through: Int64 = 0
+    private let readTail: Statement
+    private let setMark: Statement
+
+    init(connection: SQLiteConnection, store: RollupStore) throws {
+        self.connection = connection
+        self.store = store
+        readTail = try connection.prepare("""
+            SELECT started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
+                   outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                   cost_pd, latency_us, ttft_us, retry
+            FROM calls WHERE rowid > ?1
+            """)
+        setMark = try connection.prepare("UPDATE meta SET value = ?1 WHERE name = '\(Self.markName)'")
+    }
+
+    func finalize() {
+        readTail.finalize()
+        setMark.finalize()
+    }
+
+    /// The mark of a ledger (0 if unset: every call is in the tail, which is always correct).
+    static func mark(on connection: SQLiteConnection) throws -> Int64 {
+        try connection.scalarInt("SELECT value FROM meta WHERE name = '\(markName)'") ?? 0
+    }
+
+    /// Rebuilds the pending deltas from the ledger's tail (at open, after a rollback, or after
+    /// another connection wrote). Call after `store.reload()`, inside a transaction.
+    func reload() throws {
+        cells.removeAll()
+        through = try Self.mark(on: connection)
+        rows = 0
+        waitingSince = nil
+        readTail.bind(through, at: 1)
+        defer { readTail.reset() }
+        while try readTail.step() {
+            let s = readTail
+            let key = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
+                                provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
+            let facts = RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
+                                    cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10),
+                                    outputTokens: s.int(at: 11), reasoningTokens: s.int(at: 12), cost: s.int64(at: 13),
+                                    latency: s.int64(at: 14), ttft: s.optionalInt64(at: 15), retry: s.bool(at: 16))
+            add(facts, keys: try store.ids(of: key))
+        }
+    }
+
+    /// Adds a call just inserted.
+    func add(_ facts: RollupFacts, keys: RollupKeyIds) {
+        let span = RollupSpan.hour
+        cells[HourCell(hour: span.number(of: facts.startedAt), keys: keys), default: RollupCellBuilder()]
+            .add(facts, quarter: span.quarter(of: facts.startedAt))
+        rows += 1
+        if waitingSince == nil { waitingSince = ContinuousClock.now }
+    }
+
+    /// Counts an earlier call as a retry: in its pending delta if it is in the tail, else in the
+    /// stored cells right away.
+    func markRetry(_ call: RetryTracker.Call) throws {
+        if call.rowid > through {
+            cells[HourCell(hour: RollupSpan.hour.number(of: call.startedAt), keys: call.keys), default: RollupCellBuilder()]
+                .markRetry(cost: call.cost)
+            return
+        }
+        var delta = RollupCell()
+        delta.retries = 1
+        delta.retryCost = Int128(call.cost)
+        for level in RollupLevel.allCases {
+            for span in RollupSpan.allCases {
+                try store.merge(delta, into: CellAddress(level: level, span: span, number: span.number(of: call.startedAt),
+                                                         key: call.keys[level]))
+            }
+        }
+    }
+
+    /// Adds every pending delta to the cells and moves the mark past the tail. Inside the
+    /// writer's transaction; after a failure the caller rolls back and reloads.
+    func flush() throws {
+        guard rows > 0 || !cells.isEmpty else { return }
+        var derived: [CellAddress: RollupCell] = [:]
+        for (hourCell, builder) in cells {
+            let cell = builder.built()
+            let day = floorDiv(hourCell.hour, 24)
+            try store.merge(cell, into: CellAddress(level: .detailed, span: .hour, number: hourCell.hour, key: hourCell.keys.detailed))
+            derived[CellAddress(level: .detailed, span: .day, number: day, key: hourCell.keys.detailed), default: RollupCell()]
+                .absorb(Self.shifted(cell, hour: hourCell.hour))
+            derived[CellAddress(level: .payer, span: .hour, number: hourCell.hour, key: hourCell.keys.payer), default: RollupCell()]
+                .absorb(cell)
+            derived[CellAddress(level: .payer, span: .day, number: day, key: hourCell.keys.payer), default: RollupCell()]
+                .absorb(Self.shifted(cell, hour: hourCell.hour))
+        }
+        for (address, cell) in derived { try store.merge(cell, into: address) }
+        let last = try connection.scalarInt("SELECT MAX(rowid) FROM calls") ?? 0
+        setMark.bind(last, at: 1)
+        try setMark.run()
+        through = last
+        cells.removeAll(keepingCapacity: true)
+        rows = 0
+        waitingSince = nil
+        store.endBatch()
+    }
+
+    /// An hour cell's quarter-hour presence (bits 0..<4) placed at its hour within the day.
+    private static func shifted(_ cell: RollupCell, hour: Int64) -> RollupCell {
+        var cell = cell
+        let first = 4 * (hour - floorDiv(hour, 24) * 24)
+        let bits = cell.quarters
+        (cell.quarters, cell.quartersHigh) = first < 48 ? (bits << first, 0) : (0, bits << (first - 48))
+        return cell
+    }
+}
