@@ -131,10 +131,13 @@ extension ReportSummary {
     /// filtered report) costs another engine query.
     public static func compute(reader: LedgerReader, query: ReportQuery, plans: PlanBook?, now: Int64,
                                models: Bool = true) throws -> ReportSummary {
+        // The summary adds money, tokens and counts: no percentiles (the costly part) except for
+        // the per-model latency chart of html.
         func run(_ groupBy: [ReportDimension], _ since: Int64, _ until: Int64, _ filtered: Bool,
-                 _ zone: TimeZone) throws -> Report {
+                 _ zone: TimeZone, figures: ReportFigureSet = .sums) throws -> Report {
             var q = ReportQuery(since: since, until: until, groupBy: groupBy, filters: filtered ? query.filters : [:])
             q.timeZone = zone
+            q.figures = figures
             return try reader.report(q)
         }
         let byDay = try run([.day, .user, .team], query.since, query.until, true, query.timeZone)
@@ -147,7 +150,7 @@ extension ReportSummary {
         }
         var summary = ReportSummary(
             timeZone: query.timeZone, totals: byDay.totals, activeUsers: users.count, days: days, users: users,
-            models: models ? try run([.model], query.since, query.until, true, query.timeZone).rows : [],
+            models: models ? try run([.model], query.since, query.until, true, query.timeZone, figures: .all).rows : [],
             burnStart: start, burnEnd: max(end, start), budgets: [], forecast: nil)
         // The instant the report "stands at": its last microsecond, or now.
         let asOf = max(query.since, end - 1)

@@ -170,11 +170,14 @@ import Testing
         let writer = try LedgerWriter(path: dir.path(), options: .init(
             retryInitialMillis: 5, rollupFlushRows: 1, onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
         #expect(appendAll(Array(entries.prefix(300)), to: writer).isEmpty)
-        // Fail every rollup write until the flag is cleared: whole batches roll back and retry.
+        // Fail every rollup write (a new cell or an update of a cached one) until the flag is
+        // cleared: whole batches roll back and retry.
         let control = try SQLiteConnection(path: dir.path())
         try control.execute("""
             INSERT INTO meta(name, value) VALUES ('fail', 1);
             CREATE TRIGGER fail_rollups BEFORE INSERT ON rollup_days
+            WHEN (SELECT value FROM meta WHERE name = 'fail') = 1 BEGIN SELECT RAISE(ABORT, 'injected'); END;
+            CREATE TRIGGER fail_rollup_updates BEFORE UPDATE ON rollup_days
             WHEN (SELECT value FROM meta WHERE name = 'fail') = 1 BEGIN SELECT RAISE(ABORT, 'injected'); END;
             """)
         let done = Locked(false)
