@@ -4,7 +4,7 @@ DB       ?= data/tokenctl.sqlite
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 
-.PHONY: run test deps test-deps build unit-tests sdk-tests crash-tests dashboards-tests demo clean
+.PHONY: run test deps test-deps build unit-tests sdk-tests crash-tests disk-full-tests dashboards-tests demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -16,8 +16,8 @@ run: deps
 	.build/release/tokenctl serve --policies $(POLICIES) --db $(DB) --host $(HOST) --port $(PORT)
 
 ## Install what is missing and run every test: Swift unit + end-to-end tests, the official SDKs' compatibility test,
-## the kill -9 crash test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
-test: test-deps unit-tests sdk-tests crash-tests dashboards-tests
+## the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
+test: test-deps unit-tests sdk-tests crash-tests disk-full-tests dashboards-tests
 
 # The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests.
 test-deps:
@@ -32,6 +32,9 @@ sdk-tests:
 
 crash-tests:
 	scripts/crash-test.sh
+
+disk-full-tests:
+	scripts/disk-full-test.sh
 
 dashboards-tests:
 	scripts/dashboards-check.sh
