@@ -416,6 +416,10 @@ final class ProxiedCall: UpstreamResponseHandler {
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
+                if metered.usage == nil {
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                    price: admission.price)
+                }
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
@@ -433,9 +437,12 @@ final class ProxiedCall: UpstreamResponseHandler {
                         : "the provider reported no usage; recorded without tokens or cost"
                 }
             }
+            // A stream that ended without its final event is cut, not ended: the client must not
+            // take a truncated answer for a complete one.
+            let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
             record(entry) { [self] in
                 for part in releasable(held) { connection.writeBody(part) }
-                connection.writeEnd()
+                if truncated { connection.abort() } else { connection.writeEnd() }
                 phase = .done
             }
 

@@ -230,4 +230,22 @@ struct UpstreamHostileTests {
         #expect(row.cost.picodollars == 7 * 1_100_000 + 3 * 4_400_000)
         #expect(row.errorMessage == "after 2 retries (503 from primary, 503 from primary); served by fallback model o4-mini")
     }
+
+    @Test("an SSE stream torn in the middle of an event: the whole events are relayed, the torn one is not, the row says upstream_error")
+    func tornMidEvent() async throws {
+        let whole = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n"
+        let torn = #"data: {"choices":[{"index":0,"delta":{"con"#
+        let canned = try CannedProvider([Self.streamHead(), Array((whole + torn).utf8)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "torn")
+        #expect(r.status == 200)
+        #expect(!r.complete)   // cut, never mistaken for a complete answer
+        #expect(r.text.hasPrefix(whole))
+        let row = try #require(try h.row("torn"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage?.contains("without its final event") == true)
+        #expect(row.usageSource == .estimated && row.usage.outputTokens == 2)   // "Hello" was sent
+    }
 }
