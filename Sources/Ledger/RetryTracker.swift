@@ -70,6 +70,7 @@ final class RetryTracker {
             SELECT user, request_hash, started_at, id, rowid, retry, team, COALESCE(model_served, model_requested),
                    provider, plan, key_id, cost_pd
             FROM calls WHERE started_at >= ?1 AND user IS NOT NULL AND request_hash IS NOT NULL
+            ORDER BY started_at, id
             """)
         s.bind(horizon, at: 1)
         while try s.step() {
@@ -81,16 +82,44 @@ final class RetryTracker {
 
     /// Records a row just inserted (at `rowid`, under rollup keys `keys`). Returns whether it is a
     /// retry and the earlier-recorded calls that became retries because of it.
+    ///
+    /// The calls of one fingerprint are kept sorted by (started_at, id), so a row that arrives in
+    /// order costs a binary search and an append, however many times a client sent the same body
+    /// (a retry loop, a benchmark): only its predecessor decides whether it is a retry, and only
+    /// calls after it (rows that arrived before it, out of order) can become retries.
     func record(_ entry: LedgerEntry, rowid: Int64, keys: RollupKeyIds) throws -> (retry: Bool, flagged: [Call]) {
         guard let user = entry.user, let hash = entry.requestHash else { return (false, []) }
         let fingerprint = Fingerprint(user: user, hash: hash)
         let new = Call(startedAt: entry.startedAt, id: entry.id, rowid: rowid, retry: false, keys: keys,
                        cost: entry.cost.picodollars)
-        let inMemory = entry.startedAt - Self.window >= horizon
-        let candidates = inMemory ? recent[fingerprint] ?? [] : try fromLedger(fingerprint, around: new)
+        latest = max(latest, entry.startedAt)
+        guard entry.startedAt - Self.window >= horizon else {
+            // Too late to decide from memory: ask the ledger (rare, slower, same answer).
+            return try recordFromLedger(new, fingerprint: fingerprint)
+        }
         var isRetry = false
         var flagged: [Call] = []
-        for var other in candidates where other.rowid != rowid {
+        recent[fingerprint, default: []].withSortedInsert(new) { calls, index in
+            if index > 0, new.startedAt - calls[index - 1].startedAt <= Self.window {
+                isRetry = true
+                calls[index].retry = true
+            }
+            var j = index + 1
+            while j < calls.count, calls[j].startedAt - new.startedAt <= Self.window {
+                if !calls[j].retry {
+                    calls[j].retry = true
+                    flagged.append(calls[j])
+                }
+                j += 1
+            }
+        }
+        return (isRetry, flagged)
+    }
+
+    private func recordFromLedger(_ new: Call, fingerprint: Fingerprint) throws -> (retry: Bool, flagged: [Call]) {
+        var isRetry = false
+        var flagged: [Call] = []
+        for var other in try fromLedger(fingerprint, around: new) where other.rowid != new.rowid {
             if other.precedes(new) {
                 if new.startedAt - other.startedAt <= Self.window { isRetry = true }
             } else if other.startedAt - new.startedAt <= Self.window && !other.retry {
@@ -103,12 +132,6 @@ final class RetryTracker {
             for i in calls.indices where rowids.contains(calls[i].rowid) { calls[i].retry = true }
             recent[fingerprint] = calls
         }
-        if entry.startedAt >= horizon {
-            var call = new
-            call.retry = isRetry
-            recent[fingerprint, default: []].append(call)
-        }
-        latest = max(latest, entry.startedAt)
         return (isRetry, flagged)
     }
 
@@ -142,5 +165,23 @@ final class RetryTracker {
                             keyId: s.optionalString(at: c + 8))
         return Call(startedAt: s.int64(at: c), id: s.string(at: c + 1), rowid: s.int64(at: c + 2),
                     retry: s.bool(at: c + 3), keys: try store.ids(of: key), cost: s.int64(at: c + 9))
+    }
+}
+
+private extension Array where Element == RetryTracker.Call {
+    /// Inserts `call` in (started_at, id) order (at the end when calls arrive in order) and hands
+    /// `body` the array and the call's index, to look at its neighbours in place.
+    mutating func withSortedInsert(_ call: Element, _ body: (inout [Element], Int) -> Void) {
+        var low = count
+        if let last, call.precedes(last) {
+            low = 0
+            var high = count
+            while low < high {
+                let mid = (low + high) / 2
+                if self[mid].precedes(call) { low = mid + 1 } else { high = mid }
+            }
+        }
+        insert(call, at: low)
+        body(&self, low)
     }
 }
