@@ -55,21 +55,33 @@ struct Serve: AsyncParsableCommand {
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             throw CommandFailure("cannot listen on \(host):\(port): the address is already in use (pick another with --port)")
         }
+        let service = GatewayService(server: server, drainTimeout: .milliseconds(Int64(drainTimeout * 1_000)),
+                                     logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: service)],
+                                                                          logger: logger))
+        // Signals are caught before the port is announced: a SIGTERM sent as soon as the
+        // "listening" line appears must stop the gateway gracefully, not kill it. SIGTERM and
+        // SIGINT trigger the service group's graceful shutdown; SIGHUP reloads the policy now.
+        let signals = DispatchQueue(label: "tokenctl.signals")
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
+            source.setEventHandler {
+                if sig == SIGHUP {
+                    server.reloadPolicy()
+                } else {
+                    Task { await group.triggerGracefulShutdown() }
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        defer { sources.forEach { $0.cancel() } }
+
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
             "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))
-
-        // SIGHUP reloads the policy now; SIGTERM and SIGINT are the service group's graceful shutdown.
-        signal(SIGHUP, SIG_IGN)
-        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "tokenctl.sighup"))
-        hangUp.setEventHandler { server.reloadPolicy() }
-        hangUp.resume()
-        defer { hangUp.cancel() }
-
-        let service = GatewayService(server: server, drainTimeout: .milliseconds(Int64(drainTimeout * 1_000)),
-                                     logger: logger)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
