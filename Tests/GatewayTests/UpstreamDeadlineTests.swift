@@ -86,4 +86,17 @@ struct UpstreamDeadlineTests {
         #expect(r.complete)
         #expect(try h.row("idle-ok")?.outcome == .ok)
     }
+
+    @Test("timeout_ms (the attempt's whole deadline) passing: 504, recorded as timeout, no retry of a timeout")
+    func totalDeadline() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+                                 providerOptions: "timeout_ms: 300")
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "total")
+        #expect(r.status == 504)
+        #expect(r.text.contains("upstream_timeout"))
+        let row = try #require(try h.row("total"))
+        #expect(row.outcome == .timeout && row.status == 504)
+        #expect(row.errorMessage?.contains("retr") != true)   // a deadline is not retried
+    }
 }
