@@ -132,6 +132,12 @@ final class RetryTracker {
             for i in calls.indices where rowids.contains(calls[i].rowid) { calls[i].retry = true }
             recent[fingerprint] = calls
         }
+        // Decided from the ledger, but recent enough to matter to the calls that follow it.
+        if new.startedAt >= horizon {
+            var call = new
+            call.retry = isRetry
+            recent[fingerprint, default: []].withSortedInsert(call) { _, _ in }
+        }
         return (isRetry, flagged)
     }
 

@@ -67,20 +67,20 @@ struct PlanEnforcementTests {
     func rateLimit() async throws {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: slow }
-            plans: { slow: { requests_per_minute: 2 } }
+            plans: { slow: { requests_per_minute: 1 } }
             """)
         defer { h.shutdown() }
+        // One a minute: the next call is refused however slowly a loaded machine runs the test.
         let first = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-1")
         #expect(first.status == 200)
-        #expect(first.header("x-ratelimit-limit-requests") == "2")
-        #expect(first.header("x-ratelimit-remaining-requests") == "1")
-        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-2").status == 200)
+        #expect(first.header("x-ratelimit-limit-requests") == "1")
+        #expect(first.header("x-ratelimit-remaining-requests") == "0")
         let limited = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "rl-3")
         #expect(limited.status == 429)
         #expect(try error(limited)["code"] as? String == "rate_limit_exceeded")
         #expect(try error(limited)["type"] as? String == "requests")
         let retryAfter = try #require(limited.header("retry-after").flatMap(Int.init))
-        #expect((1...30).contains(retryAfter))
+        #expect((1...60).contains(retryAfter))
         #expect(limited.header("retry-after-ms") != nil)
         #expect(limited.header("x-ratelimit-remaining-requests") == "0")
         #expect(try h.row("rl-3")?.outcome == .refusedRate)
