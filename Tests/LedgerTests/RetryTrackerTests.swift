@@ -1,0 +1,46 @@
+import Foundation
+import Metering
+import Testing
+@testable import Ledger
+
+/// Retry flags at the edge of what the writer keeps in memory.
+@Suite struct RetryTrackerTests {
+    static func call(_ id: String, user: String, hash: Int64, minutes: Double) -> LedgerEntry {
+        let start = Int64(minutes * 60_000_000)
+        return LedgerEntry(id: id, requestId: id, startedAt: start, endedAt: start + 1_000, user: user,
+                           dialect: .openai, route: "chat.completions", status: 200, outcome: .ok,
+                           requestHash: hash)
+    }
+
+    @Test("a call decided from the ledger but inside the memory horizon still counts for the calls after it")
+    func ledgerDecidedCallStaysInMemory() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        // Move the horizon: the latest start is 20 min, so memory keeps calls from 3 min on
+        // (20 min - the 2 min retry window - 15 min of lateness).
+        #expect(appendAll([Self.call("x", user: "v", hash: 1, minutes: 0)], to: writer).isEmpty)
+        #expect(appendAll([Self.call("y", user: "v", hash: 2, minutes: 20)], to: writer).isEmpty)
+        // n (3 min 10 s): its window reaches before the horizon, so it is decided from the ledger.
+        #expect(appendAll([Self.call("n", user: "u", hash: 7, minutes: 3 + 10.0 / 60)], to: writer).isEmpty)
+        // m (5 min 5 s): decided in memory; n, 115 s before it with the same body, makes it a retry.
+        #expect(appendAll([Self.call("m", user: "u", hash: 7, minutes: 5 + 5.0 / 60)], to: writer).isEmpty)
+        writer.close()
+        let connection = try SQLiteConnection(path: dir.path())
+        defer { connection.close() }
+        #expect(try connection.scalarInt("SELECT retry FROM calls WHERE id = 'n'") == 0)
+        #expect(try connection.scalarInt("SELECT retry FROM calls WHERE id = 'm'") == 1)
+    }
+
+    @Test("one body repeated many times: every call after the first within the window is a retry")
+    func repeatedBody() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        let calls = (0..<3_000).map { Self.call("c\($0)", user: "u", hash: 9, minutes: Double($0) / 60) }
+        #expect(appendAll(calls, to: writer).isEmpty)
+        writer.close()
+        let connection = try SQLiteConnection(path: dir.path())
+        defer { connection.close() }
+        #expect(try connection.scalarInt("SELECT COUNT(*) FROM calls WHERE retry = 1") == 2_999)
+        #expect(try connection.scalarInt("SELECT retry FROM calls WHERE id = 'c0'") == 0)
+    }
+}
