@@ -2,6 +2,7 @@ import Foundation
 import Ledger
 import Metering
 import Policy
+import Reports
 
 /// The body of `GET /admin/api/health`: live gauges of this process, the last hour's calls from
 /// the ledger, and budget use from the quota book. Runs off the event loop (it reads the ledger).
@@ -21,7 +22,7 @@ enum AdminHealth {
         out += ",\"policy\":{\"version\":" + JSONString.literal(policy.version)
         out += ",\"reload_errors\":\(gateway.policies.failedReloads)"
         out += ",\"last_reload_error\":" + (gateway.policies.lastError.map(JSONString.literal) ?? "null")
-        out += ",\"time_zone\":" + JSONString.literal(policy.plans.timeZone.identifier) + "}"
+        out += ",\"time_zone\":" + JSONString.literal(ZoneName.of(policy.plans.timeZone)) + "}"
         out += ",\"calls_in_flight\":\(gateway.enforcer.concurrency.totalInFlight)"
         out += ",\"open_reservations\":\(gateway.enforcer.quotas.openReservations)"
         out += ",\"ledger_backlog\":\(gateway.ledger.backlog)"

@@ -337,8 +337,12 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
     private func replay(_ answer: IdempotencyStore.Answer, request: CallRequest, principal: Principal) {
         state = .responding(call: nil)
-        let entry = CallRecord.replayed(request.line, principal: principal, status: answer.status,
+        var entry = CallRecord.replayed(request.line, principal: principal, status: answer.status,
                                         original: answer.callID)
+        if let peek = try? RequestPeek(body: request.body) {
+            entry.modelRequested = peek.model
+            entry.stream = peek.stream
+        }
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             var headers = HTTPHeaders()
             for (name, value) in answer.headers {

@@ -69,7 +69,7 @@ enum ProvidersFile {
                 if let from = contents.providers[placed.route.provider]?.dialect,
                    let to = contents.providers[target.route.provider]?.dialect, from != to {
                     reader.problem(at: placed.line, path,
-                                   "fallback '\(model)' goes to provider '\(target.route.provider)' (\(to.rawValue)), not \(from.rawValue) like '\(placed.route.provider)'")
+                                   "fallback '\(model)' is served by provider '\(target.route.provider)', which speaks \(to.rawValue); this route's provider '\(placed.route.provider)' speaks \(from.rawValue)")
                 }
             }
         }

@@ -173,9 +173,9 @@ enum Timestamp {
 }
 
 /// Time zone names as reports print them.
-enum ZoneName {
+public enum ZoneName {
     /// Foundation on Linux names `TimeZone(identifier: "UTC")` "GMT": both print as UTC.
-    static func isUTC(_ zone: TimeZone) -> Bool { zone.identifier == "UTC" || zone.identifier == "GMT" }
+    public static func isUTC(_ zone: TimeZone) -> Bool { zone.identifier == "UTC" || zone.identifier == "GMT" }
 
-    static func of(_ zone: TimeZone) -> String { isUTC(zone) ? "UTC" : zone.identifier }
+    public static func of(_ zone: TimeZone) -> String { isUTC(zone) ? "UTC" : zone.identifier }
 }

@@ -17,7 +17,7 @@ struct Serve: AsyncParsableCommand {
             once); a change with problems is refused and logged, and the previous policy stays in force.
             """)
 
-    @Option(help: "Directory of policy files (providers.yaml, prices.yaml, gateway.yaml).")
+    @Option(help: "Directory of policy files (providers.yaml, prices.yaml, and the optional gateway.yaml and plans.yaml).")
     var policies: String = "policies"
 
     @OptionGroup var ledger: LedgerOptions
@@ -28,7 +28,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one and prints it).")
     var port: Int = 8080
 
-    @Option(help: "Event loop threads (one per core by default).")
+    @Option(help: "Event loop threads (default: one per core).")
     var threads: Int = System.coreCount
 
     @Option(help: "Seconds calls in flight may take to finish after SIGTERM/SIGINT before they are cancelled.")

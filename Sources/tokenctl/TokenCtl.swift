@@ -25,7 +25,7 @@ struct LedgerOptions: ParsableArguments {
 /// The period options of commands that read a span of the ledger (`report`, `export`). Dates
 /// and date-times without an offset are read in the zone of `--tz` (default: the command's).
 struct PeriodOptions: ParsableArguments {
-    @Option(help: "IANA time zone of the period, days, weeks and months (e.g. Europe/Berlin). Default: report uses the policy's time_zone (else UTC), export UTC.")
+    @Option(help: "IANA time zone the dates are read in (e.g. Europe/Berlin); for report also its days, weeks and months. Default: report uses the policy's time_zone (else UTC), export UTC.")
     var tz: String?
 
     @Option(help: "Start, inclusive: YYYY-MM-DD, an ISO 8601 date-time, Nd (N days ago) or mtd. Default: the beginning.")

@@ -35,6 +35,7 @@ struct IdempotencyTests {
             #expect(original.outcome == .ok && original.cost > .zero)
             #expect(replayed.outcome == .replayed && replayed.cost == .zero && replayed.usage == .zero)
             #expect(replayed.user == "alice")
+            #expect(replayed.modelRequested == "gpt-4o-mini" && replayed.stream == (body == Self.stream))
         }
     }
 

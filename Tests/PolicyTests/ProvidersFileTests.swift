@@ -113,7 +113,7 @@ import Testing
               - { match: "claude-*", provider: anthropic }
             """, prices: prices).problems()
         #expect(problems.count == 3)
-        #expect(problems.contains { $0.hasPrefix("providers.yaml:5: models[0].fallbacks[0]: fallback 'claude-haiku-4-5' goes to provider 'anthropic' (anthropic)") })
+        #expect(problems.contains { $0.hasPrefix("providers.yaml:5: models[0].fallbacks[0]: fallback 'claude-haiku-4-5' is served by provider 'anthropic', which speaks anthropic") })
         #expect(problems.contains("providers.yaml:5: models[0].fallbacks[1]: fallback 'llama-3' is not routed by any entry of models"))
         #expect(problems.contains("providers.yaml:5: models[0].fallbacks[2]: a fallback is one model, not a pattern"))
     }
