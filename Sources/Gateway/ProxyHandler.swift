@@ -12,22 +12,22 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let gateway: GatewayContext
+    let gateway: GatewayContext
     private let admin: AdminAPI
-    private var context: ChannelHandlerContext?
-    private var state: State = .idle
+    var context: ChannelHandlerContext?
+    var state: State = .idle
     private var keepAlive = true
     /// The gateway is stopping: no connection is kept alive after its current answer.
     private var draining = false
     /// The current request's `Idempotency-Key` claim and its answer as written so far (2xx only),
     /// kept when the answer ends whole, released otherwise.
-    private var idempotent: (key: IdempotencyStore.Key, requestID: String)?
-    private var answerCapture: (status: Int, headers: [(String, String)], body: ByteBuffer)?
+    var idempotent: (key: IdempotencyStore.Key, requestID: String)?
+    var answerCapture: (status: Int, headers: [(String, String)], body: ByteBuffer)?
     /// The policy in force when the current request's head arrived; the whole call uses it.
     private var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
 
-    private enum State {
+    enum State {
         case idle
         case receiving(head: HTTPRequestHead, body: ByteBuffer, startedAt: Int64)
         case responding(call: ProxiedCall?)
@@ -261,7 +261,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         }
     }
 
-    private func proxy(_ request: CallRequest) {
+    func proxy(_ request: CallRequest) {
         let principal: Principal
         switch Admit.identify(secret: request.presentedSecret, dialect: request.endpoint.dialect, in: gateway.principals) {
         case .failure(let refusal):
@@ -294,92 +294,6 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         }
     }
 
-    /// Claims the request's idempotency key; false if the request was answered (or waits) instead.
-    private func claimIdempotency(_ token: String, request: CallRequest, principal: Principal) -> Bool {
-        guard !token.isEmpty, token.utf8.count <= 255 else {
-            refuse(request.line, principal: principal, model: nil,
-                   Refusal(.badRequest, "Idempotency-Key must be 1 to 255 characters.", field: "Idempotency-Key"))
-            return false
-        }
-        let key = IdempotencyStore.Key(apiKeyID: principal.keyId, token: token)
-        let handler = NIOLoopBound(self, eventLoop: eventLoop)
-        let waiter = IdempotencyStore.Waiter(loop: eventLoop) { claim in
-            handler.value.resumeIdempotent(claim, request: request, principal: principal, key: key)
-        }
-        switch gateway.idempotency.claim(key, fingerprint: RequestFingerprint.of(request.body),
-                                         now: UnixTime.nowMicros(), waiter: waiter) {
-        case .proceed:
-            idempotent = (key, request.requestID)
-            return true
-        case .replay(let answer):
-            replay(answer, request: request, principal: principal)
-        case .wait:
-            state = .responding(call: nil)
-        case .conflict(let message):
-            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
-        }
-        return false
-    }
-
-    /// The first request of a key this one waited for has ended.
-    private func resumeIdempotent(_ claim: IdempotencyStore.Claim, request: CallRequest, principal: Principal,
-                                  key: IdempotencyStore.Key) {
-        guard context != nil else { return }  // the client left while waiting
-        switch claim {
-        case .proceed: proxy(request)  // the first failed: claim the key anew and run the call
-        case .replay(let answer): replay(answer, request: request, principal: principal)
-        case .wait: break
-        case .conflict(let message):
-            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
-        }
-    }
-
-    /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
-    private func replay(_ answer: IdempotencyStore.Answer, request: CallRequest, principal: Principal) {
-        state = .responding(call: nil)
-        var entry = CallRecord.replayed(request.line, principal: principal, status: answer.status,
-                                        original: answer.callID)
-        if let peek = try? RequestPeek(body: request.body) {
-            entry.modelRequested = peek.model
-            entry.stream = peek.stream
-        }
-        gateway.record(entry, on: eventLoop, connection: self) { [self] in
-            var headers = HTTPHeaders()
-            for (name, value) in answer.headers {
-                headers.add(name: name, value: value)
-            }
-            headers.add(name: "content-length", value: String(answer.body.readableBytes))
-            headers.add(name: "x-request-id", value: request.requestID)
-            headers.add(name: "x-tokenctl-idempotent-replay", value: answer.callID)
-            writeHead(status: answer.status, headers: headers)
-            writeBody(answer.body)
-            writeEnd()
-        }
-    }
-
-    /// Headers of one delivery, not of the answer: framing, the request id, limits and budget.
-    static func perCallHeader(_ name: String) -> Bool {
-        let lower = name.lowercased()
-        return ["connection", "keep-alive", "content-length", "transfer-encoding", "x-request-id", "retry-after",
-                "retry-after-ms"].contains(lower)
-            || lower.hasPrefix("x-ratelimit-") || lower.hasPrefix("x-tokenctl-budget-")
-    }
-
-    /// The answer of a claimed request ended: keep it (2xx, whole) or release the key.
-    private func settleIdempotency(delivered: Bool) {
-        guard let (key, requestID) = idempotent else { return }
-        idempotent = nil
-        let capture = answerCapture
-        answerCapture = nil
-        if delivered, let capture {
-            gateway.idempotency.complete(key, IdempotencyStore.Answer(status: capture.status, headers: capture.headers,
-                                                                      body: capture.body, callID: requestID),
-                                         bytes: capture.body.readableBytes, now: UnixTime.nowMicros())
-        } else {
-            gateway.idempotency.release(key)
-        }
-    }
-
     /// Admin keys read the admin API and nothing else: they never run up a bill.
     private static let adminKeyOnModelRoute = Refusal(
         .wrongKeyRole, "This is an admin key: it opens the dashboard and the admin API, not model calls. Use a caller key (tokenctl keys create --user NAME).")
@@ -402,7 +316,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
-    private func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
+    func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                         admission: Admission? = nil) {
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
