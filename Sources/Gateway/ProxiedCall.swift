@@ -12,62 +12,62 @@ import Upstream
 /// The final bytes (the terminal SSE event, or the last chunk of a body) are held back by the
 /// `ResponseMeter` and written only after the call's ledger row has committed (invariant 1).
 final class ProxiedCall: UpstreamResponseHandler {
-    private let request: CallRequest
+    let request: CallRequest
     /// What the call was admitted as; replaced when it falls back to another model.
-    private var admission: Admission
+    var admission: Admission
     /// The model the client asked for (the row keeps it when a fallback serves the call).
-    private let requestedModel: String
+    let requestedModel: String
     /// Fallback models not tried yet, and the ones tried (for the row).
-    private var fallbacksLeft: [String]
-    private var fallbacksTried: [String] = []
+    var fallbacksLeft: [String]
+    var fallbacksTried: [String] = []
     /// The fallback's admission, prepared when the current provider gave up.
-    private var pendingFallback: Admission?
+    var pendingFallback: Admission?
     /// Retries made at the current provider.
-    private var retriesHere = 0
+    var retriesHere = 0
     /// What admission took from the shared limits; settled exactly once, when the call ends.
-    private let hold: Hold
-    private let gateway: GatewayContext
-    private let connection: ClientConnection
-    private var meter: ResponseMeter
-    private var transfer: UpstreamTransfer?
-    private var phase: Phase = .awaitingHead
-    private var upstreamStatus = 0
-    private var firstByteAt: Int64?
-    private var clientPaused = false
+    let hold: Hold
+    let gateway: GatewayContext
+    let connection: ClientConnection
+    var meter: ResponseMeter
+    var transfer: UpstreamTransfer?
+    var phase: Phase = .awaitingHead
+    var upstreamStatus = 0
+    var firstByteAt: Int64?
+    var clientPaused = false
     /// The client went away (as opposed to the gateway cancelling the call, e.g. at shutdown).
-    private var clientGone = false
+    var clientGone = false
     /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
     /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
-    private var providerRejectedKey = false
+    var providerRejectedKey = false
     /// An error answer held whole until its end, so the provider key can be scrubbed from it
     /// (`CredentialScrub`); nil while relaying normally.
-    private var errorHold: [ByteBuffer]?
-    private var errorHoldBytes = 0
-    private var errorTooLarge = false
+    var errorHold: [ByteBuffer]?
+    var errorHoldBytes = 0
+    var errorTooLarge = false
     /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
     /// one cancelled the transfer, so its end is recorded as a timeout.
-    private var watch: UpstreamWatch?
-    private var expired: UpstreamWatch.Expiry?
+    var watch: UpstreamWatch?
+    var expired: UpstreamWatch.Expiry?
     /// The one pending deadline check; cancelled when the attempt or the call ends, so a
     /// finished call is not kept alive by its timer.
-    private var deadlineTimer: Scheduled<Void>?
+    var deadlineTimer: Scheduled<Void>?
     /// This call's share of the provider's in-flight and backlog gauges.
-    private var load: UpstreamCallLoad
+    var load: UpstreamCallLoad
 
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
-    private var slot: Slot = .none
+    var slot: Slot = .none
 
     /// The id of the call's row, fixed at the start so its start marker (`InFlightJournal`)
     /// and its row name the same call.
-    private let callID = CallIdentity.newCallID()
+    let callID = CallIdentity.newCallID()
 
     /// Retries made so far, and why (each a status or "connect error"), for the row.
-    private var retriesMade: [String] = []
+    var retriesMade: [String] = []
 
     /// `discardingAttempt`: the provider answered 502/503/529 and the call will be retried; the
     /// rest of that answer is read and dropped. `backingOff`: waiting before the next attempt.
-    private enum Phase { case waitingForSlot, awaitingHead, discardingAttempt, backingOff, relaying, settling, done }
-    private enum Slot {
+    enum Phase { case waitingForSlot, awaitingHead, discardingAttempt, backingOff, relaying, settling, done }
+    enum Slot {
         case none
         case waiting(ticket: UInt64, gate: ProviderGate)
         case held(ProviderGate)
@@ -94,7 +94,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         acquireSlot()
     }
 
-    private func acquireSlot() {
+    func acquireSlot() {
         let gate = gateway.providerGates.gate(for: admission.provider)
         let call = NIOLoopBound(self, eventLoop: connection.eventLoop)
         phase = .waitingForSlot
@@ -132,12 +132,12 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
     }
 
-    private func releaseSlot() {
+    func releaseSlot() {
         if case .held(let gate) = slot { gate.release() }
         slot = .none
     }
 
-    private func startTransfer() {
+    func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
         if !retriesMade.isEmpty {
             meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
@@ -151,98 +151,6 @@ final class ProxiedCall: UpstreamResponseHandler {
         if watch.isActive {
             self.watch = watch
             checkDeadlines()
-        }
-    }
-
-    /// Whether a failed attempt may be repeated: retries left, and nothing sent to the client.
-    private var mayRetry: Bool { retriesHere < admission.provider.retries && !clientGone }
-
-    /// The admission of the next usable fallback model, if any (the route's `fallbacks`, each
-    /// admitted as the client's request with only its model replaced; one the plan or the price
-    /// book refuses is skipped). Kept in `pendingFallback` for `fallBack`.
-    private func prepareFallback() -> Bool {
-        guard !clientGone else { return false }
-        let policy = gateway.policies.policy
-        while !fallbacksLeft.isEmpty {
-            let model = fallbacksLeft.removeFirst()
-            guard let peek = try? RequestPeek(body: request.body), let body = peek.withModel(model, body: request.body) else {
-                continue
-            }
-            var candidate = request
-            candidate.body = body
-            let today = Day(unixSeconds: request.startedAt / 1_000_000)
-            if case .success(var next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
-               next.provider.dialect == admission.provider.dialect {
-                next.payer = admission.payer
-                pendingFallback = next
-                return true
-            }
-        }
-        return false
-    }
-
-    /// The gateway is stopping between two attempts: end the call as interrupted.
-    private func endForShutdown() {
-        transfer = nil
-        phase = .awaitingHead
-        upstreamEnd(.failure(.cancelled))
-    }
-
-    /// The provider gave up: move to the fallback model (its provider's slot, a fresh retry count).
-    private func fallBack(after reason: String) {
-        if gateway.isStopping { return endForShutdown() }
-        guard let next = pendingFallback else { return }
-        pendingFallback = nil
-        retriesMade.append(reason)
-        fallbacksTried.append(next.model)
-        releaseSlot()
-        load.ended()
-        transfer = nil
-        stopWatching()
-        retriesHere = 0
-        admission = next
-        meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
-        load = gateway.metrics.upstreamLoad(provider: next.provider.name)
-        acquireSlot()
-    }
-
-    /// Waits (jittered), then makes the next attempt, still holding the provider slot.
-    private func retry(after reason: String) {
-        if gateway.isStopping { return endForShutdown() }
-        retriesMade.append(reason)
-        retriesHere += 1
-        load.ended()
-        transfer = nil
-        stopWatching()
-        phase = .backingOff
-        let delay = RetryBackoff.delayMillis(attempt: retriesHere)
-        connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
-            guard phase == .backingOff else { return }  // the client left meanwhile
-            if gateway.isStopping { return endForShutdown() }
-            phase = .awaitingHead
-            startTransfer()
-        }
-    }
-
-    private func stopWatching() {
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
-        watch = nil
-    }
-
-    /// Looks at the deadlines, then again when the next one could pass.
-    private func checkDeadlines() {
-        guard let watch, phase == .awaitingHead || phase == .relaying else { return }
-        switch watch.verdict(at: UnixTime.nowMicros()) {
-        case .done:
-            break
-        case .expired(let expiry):
-            expired = expiry
-            transfer?.cancel()
-        case .checkAt(let instant):
-            let delay = TimeAmount.microseconds(max(instant - UnixTime.nowMicros(), 1_000))
-            deadlineTimer?.cancel()
-            deadlineTimer = connection.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in checkDeadlines() }
         }
     }
 

@@ -1,0 +1,102 @@
+import Ledger
+import Metering
+import NIOCore
+import Policy
+import Upstream
+
+/// What happens between attempts of one call: its deadlines (one cancellable timer), retries
+/// after a connect error or a 502/503/529, and the switch to a fallback model, all only while
+/// nothing has reached the client.
+extension ProxiedCall {
+    /// Whether a failed attempt may be repeated: retries left, and nothing sent to the client.
+    var mayRetry: Bool { retriesHere < admission.provider.retries && !clientGone }
+
+    /// The admission of the next usable fallback model, if any (the route's `fallbacks`, each
+    /// admitted as the client's request with only its model replaced; one the plan or the price
+    /// book refuses is skipped). Kept in `pendingFallback` for `fallBack`.
+    func prepareFallback() -> Bool {
+        guard !clientGone else { return false }
+        let policy = gateway.policies.policy
+        while !fallbacksLeft.isEmpty {
+            let model = fallbacksLeft.removeFirst()
+            guard let peek = try? RequestPeek(body: request.body), let body = peek.withModel(model, body: request.body) else {
+                continue
+            }
+            var candidate = request
+            candidate.body = body
+            let today = Day(unixSeconds: request.startedAt / 1_000_000)
+            if case .success(var next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
+               next.provider.dialect == admission.provider.dialect {
+                next.payer = admission.payer
+                pendingFallback = next
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The gateway is stopping between two attempts: end the call as interrupted.
+    func endForShutdown() {
+        transfer = nil
+        phase = .awaitingHead
+        upstreamEnd(.failure(.cancelled))
+    }
+
+    /// The provider gave up: move to the fallback model (its provider's slot, a fresh retry count).
+    func fallBack(after reason: String) {
+        if gateway.isStopping { return endForShutdown() }
+        guard let next = pendingFallback else { return }
+        pendingFallback = nil
+        retriesMade.append(reason)
+        fallbacksTried.append(next.model)
+        releaseSlot()
+        load.ended()
+        transfer = nil
+        stopWatching()
+        retriesHere = 0
+        admission = next
+        meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
+        load = gateway.metrics.upstreamLoad(provider: next.provider.name)
+        acquireSlot()
+    }
+
+    /// Waits (jittered), then makes the next attempt, still holding the provider slot.
+    func retry(after reason: String) {
+        if gateway.isStopping { return endForShutdown() }
+        retriesMade.append(reason)
+        retriesHere += 1
+        load.ended()
+        transfer = nil
+        stopWatching()
+        phase = .backingOff
+        let delay = RetryBackoff.delayMillis(attempt: retriesHere)
+        connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
+            guard phase == .backingOff else { return }  // the client left meanwhile
+            if gateway.isStopping { return endForShutdown() }
+            phase = .awaitingHead
+            startTransfer()
+        }
+    }
+
+    func stopWatching() {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        watch = nil
+    }
+
+    /// Looks at the deadlines, then again when the next one could pass.
+    func checkDeadlines() {
+        guard let watch, phase == .awaitingHead || phase == .relaying else { return }
+        switch watch.verdict(at: UnixTime.nowMicros()) {
+        case .done:
+            break
+        case .expired(let expiry):
+            expired = expiry
+            transfer?.cancel()
+        case .checkAt(let instant):
+            let delay = TimeAmount.microseconds(max(instant - UnixTime.nowMicros(), 1_000))
+            deadlineTimer?.cancel()
+            deadlineTimer = connection.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in checkDeadlines() }
+        }
+    }
+}
