@@ -17,7 +17,6 @@ enum CallRecord {
         entry.provider = admission.provider.name
         entry.modelRequested = admission.model
         entry.stream = admission.stream
-        entry.requestHash = RequestFingerprint.of(request.body)
         return entry
     }
 

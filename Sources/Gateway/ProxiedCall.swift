@@ -414,6 +414,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         var entry = entry
         entry.id = callID
         entry.modelRequested = requestedModel
+        // Fingerprinted once, here, for every row of an admitted call (not for its start marker).
+        entry.requestHash = RequestFingerprint.of(request.body)
         if !retriesMade.isEmpty {
             let count = retriesMade.count
             var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
