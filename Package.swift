@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System libraries: module maps and typed wrappers only, no logic.
@@ -36,13 +37,21 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "Ledger", dependencies: ["CSQLite", "Metering"]),
+        // The ledger, keys and shared quota state on PostgreSQL, for several replicas.
+        .target(name: "PostgresLedger", dependencies: [
+            "Ledger", "Metering", "Policy",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Upstream", dependencies: [
             "CCurl",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Gateway", dependencies: [
-            "Upstream", "Metering", "Policy", "Ledger", "Reports",
+            "Upstream", "Metering", "Policy", "Ledger", "PostgresLedger", "Reports",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -62,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tokenctl", dependencies: [
-            "Gateway", "Reports", "Ledger", "Policy", "Metering", "FakeLLM",
+            "Gateway", "Reports", "Ledger", "PostgresLedger", "Policy", "Metering", "FakeLLM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -84,6 +93,7 @@ let package = Package(
         ]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering"]),
+        .testTarget(name: "PostgresLedgerTests", dependencies: ["PostgresLedger", "Ledger", "Metering", "Policy"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger", "Metering", "Policy"]),
         .testTarget(name: "UpstreamTests", dependencies: [
             "Upstream", "FakeLLM",
@@ -92,7 +102,7 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "FakeLLM", "Ledger", "Reports", "Policy", "Metering", "CSQLite",
+            "Gateway", "FakeLLM", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
     ]

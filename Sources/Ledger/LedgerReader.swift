@@ -19,13 +19,6 @@ public final class LedgerReader: @unchecked Sendable {
         locked { connection.close() }
     }
 
-    /// Calls that started in `[since, until)`, in start order.
-    public func entries(since: Int64, until: Int64) throws -> [LedgerEntry] {
-        var entries: [LedgerEntry] = []
-        try forEachEntry(since: since, until: until) { entries.append($0) }
-        return entries
-    }
-
     /// Visits the calls that started in `[since, until)` in start order, one row in memory at a time.
     public func forEachEntry(since: Int64, until: Int64, _ body: (LedgerEntry) throws -> Void) throws {
         try locked {
