@@ -19,13 +19,15 @@ run: deps
 ## the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
 test: test-deps unit-tests sdk-tests crash-tests disk-full-tests dashboards-tests
 
-# The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests.
+# The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests
+# and postgresql for the PostgreSQL ledger and shared-quota tests.
 test-deps:
-	@scripts/install-deps.sh prometheus
+	@scripts/install-deps.sh prometheus postgresql
 
+# The PostgreSQL tests run against a throwaway server on 127.0.0.1 (scripts/with-postgres.sh).
 unit-tests:
 	swift build --build-tests
-	swift test --skip-build
+	scripts/with-postgres.sh swift test --skip-build
 
 sdk-tests:
 	scripts/sdk-compat.sh
