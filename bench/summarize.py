@@ -246,7 +246,7 @@ if tk in have:
     if tt:
         one2one = all(s["recv"] == s["sent"] and s["batched"] == 0 and s["errors"] == 0 for _, s in tt)
         T.append(("TTFT median vs nginx, 1 / 100 streams; chunks one-to-one", "≤ nginx + 0.1 ms; one-to-one",
-                  " / ".join("+" + ms(x) for x, _ in tt) + f"; {'one-to-one' if one2one else 'NOT one-to-one'}",
+                  " / ".join(f"{x / 1000:+.3f} ms" for x, _ in tt) + f"; {'one-to-one' if one2one else 'NOT one-to-one'}",
                   verdict(max(x for x, _ in tt) <= 100 and one2one)))
     hk = sorted(n for a, n in hold if a == tk)
     if hk:
