@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Turns bench/run's raw lines (phase=… arm=… key=value …, or json={…}) into the markdown report."""
+import argparse
+import json
+import re
+import statistics
+
+p = argparse.ArgumentParser()
+p.add_argument("raw")
+for a in ("machine", "date", "commit", "load-before", "load-after"):
+    p.add_argument("--" + a, required=True)
+p.add_argument("--quick", type=int, default=0)
+p.add_argument("--noledger", type=int, default=0)
+p.add_argument("--clk-tck", type=int, default=100)
+args = p.parse_args()
+
+rows = []
+for line in open(args.raw):
+    line = line.strip()
+    if not line:
+        continue
+    head, _, js = line.partition(" json=")
+    r = dict(re.findall(r"(\w+)=(\S+)", head))
+    if js:
+        r.update(json.loads(js))
+    rows.append(r)
+
+
+def sel(phase, arm=None, **kw):
+    return [r for r in rows if r["phase"] == phase and (arm is None or r.get("arm") == arm)
+            and all(str(r.get(k)) == str(v) for k, v in kw.items())]
+
+
+def med(values):
+    values = [float(v) for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, nd=0, unit=""):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{nd}f}{unit}"
+
+
+def ms(us, nd=3):
+    return "n/a" if us is None else f"{us / 1000:.{nd}f} ms"
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+arms = ["direct", "nginx", "tokenctl", "tokenctl-noledger"]
+proxies = arms[1:]
+have = {a for a in arms if sel("lat1", a)}
+out = []
+w = out.append
+w(f"# tokenctl side-by-side benchmark{' (--quick smoke pass)' if args.quick else ''}")
+w("")
+w(f"- machine: {args.machine}")
+w(f"- date: {args.date}; commit: {args.commit}")
+w(f"- load before: `{args.load_before.strip()}`")
+w(f"- load after: `{args.load_after.strip()}`")
+w(f"- rounds per interleaved measurement: {max((int(r['round']) for r in sel('lat1')), default=0)}; "
+  "system under test pinned to core 0, FakeLLM + wrk + the stream client to core 1")
+if not args.noledger:
+    w("- tokenctl-noledger: **n/a** — `tokenctl serve` has no `--no-ledger` flag")
+w("")
+
+# --- latency at 1 connection -----------------------------------------------------------------
+lat = {a: (med(r["p50_us"] for r in sel("lat1", a)), med(r["p99_us"] for r in sel("lat1", a))) for a in have}
+d50, d99 = lat.get("direct", (None, None))
+w("## Non-streaming, instant mock")
+w("")
+w("| arm | p50 1 conn | p99 1 conn | added p50 | added p99 | p99 16 conns | added p99 16 | req/s 16 | req/s 64 | CPU µs/req 16 | CPU µs/req 64 | CPU ratio to nginx 16 / 64 |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+conc = {}
+for a in arms:
+    for c in (16, 64):
+        rs = sel("conc", a, conns=c)
+        conc[a, c] = {
+            "rps": med(r["rps"] for r in rs), "p99": med(r["p99_us"] for r in rs),
+            "cpu": med(float(r["cpu_ticks"]) * 1e6 / args.clk_tck / float(r["requests"]) for r in rs if float(r["requests"]) > 0),
+            "errors": sum(float(r["errors"]) + float(r["non2xx"]) for r in rs),
+        }
+for a in arms:
+    if a not in have:
+        w(f"| {a} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+        continue
+    p50, p99 = lat[a]
+    add50 = None if a == "direct" else p50 - d50
+    add99 = None if a == "direct" else p99 - d99
+    c16, c64 = conc[a, 16], conc[a, 64]
+    add99_16 = None if a == "direct" else c16["p99"] - conc["direct", 16]["p99"]
+    cr = "—" if a in ("direct", "nginx") else \
+        f"{fmt(ratio(c16['cpu'], conc['nginx', 16]['cpu']), 2)}× / {fmt(ratio(c64['cpu'], conc['nginx', 64]['cpu']), 2)}×"
+    w(f"| {a} | {ms(p50)} | {ms(p99)} | {ms(add50)} | {ms(add99)} | {ms(c16['p99'])} | {ms(add99_16)} | "
+      f"{fmt(c16['rps'])} | {fmt(c64['rps'])} | {fmt(c16['cpu'], 1)} | {fmt(c64['cpu'], 1)} | {cr} |")
+w("")
+w("Latency: wrk, closed loop, median over rounds of each run's percentile; added = arm − direct "
+  "from the same rounds. CPU µs/req: utime+stime of the arm's processes (nginx: master + worker; "
+  "direct: FakeLLM) over the run ÷ requests wrk completed. Errors + non-2xx over all closed-loop runs: "
+  + ", ".join(f"{a} {conc[a, 16]['errors'] + conc[a, 64]['errors']:.0f}" for a in arms if a in have) + ".")
+w("")
+
+# --- open loop --------------------------------------------------------------------------------
+w("## Open loop: highest constant rate with p99 ≤ 5 ms and < 0.1 % errors")
+w("")
+w("| arm | 16 conns req/s | ratio to nginx | 64 conns req/s | ratio to nginx |")
+w("|---|---|---|---|---|")
+best = {}
+for a in proxies:
+    for c in (16, 64):
+        rs = sel("open", a, conns=c)
+        passed = [float(r["rate"]) for r in rs if r["pass"] == "1"]
+        lower_bound = bool(rs) and all(r["pass"] == "1" for r in rs)
+        best[a, c] = (max(passed) if passed else (0.0 if rs else None), lower_bound)
+for a in proxies:
+    if a not in have:
+        w(f"| {a} | n/a | n/a | n/a | n/a |")
+        continue
+    cells = []
+    for c in (16, 64):
+        v, lb = best[a, c]
+        nv = best["nginx", c][0]
+        rt = ratio(v, nv)
+        cells += [("≥ " if lb else "") + fmt(v), "—" if a == "nginx" else ("n/a" if rt is None else fmt(rt, 2) + "×") + (" (nginx ≥)" if best["nginx", c][1] else "")]
+    w(f"| {a} | " + " | ".join(cells) + " |")
+w("")
+w("Rates step through fractions of each arm's own closed-loop req/s at the same connection count, "
+  "arms interleaved per step (wrk + bench/rate.lua); a step misses (✗) when p99 > 5 ms, errors ≥ 0.1 %, or "
+  "achieved < 95 % of the offered rate, and an arm leaves after two misses in a row. The figure is the highest rate "
+  "that passed; '≥' means the arm never missed. Steps (sends > 5 ms behind schedule in brackets):")
+w("")
+for c in (16, 64):
+    steps = []
+    for r in sel("open", conns=c):
+        steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} ({r.get('late5ms', '?')})")
+    w(f"- {c} conns: " + "; ".join(steps))
+w("")
+
+# --- streams ----------------------------------------------------------------------------------
+w("## Streams: 64 deltas, 20 ms apart")
+w("")
+w("| arm | streams | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | gap p50 | gap p99 | deltas received / sent | batched | errors |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+st = {}
+for ph, label in (("stream1", "1 at a time"), ("stream100", "100 at once")):
+    for a in arms:
+        rs = sel(ph, a)
+        if not rs:
+            continue
+        st[ph, a] = {
+            "t50": med(r["ttft_p50_us"] for r in rs), "t99": med(r["ttft_p99_us"] for r in rs),
+            "g50": med(r["gap_p50_us"] for r in rs), "g99": med(r["gap_p99_us"] for r in rs),
+            "recv": sum(r["deltas_received"] for r in rs), "sent": sum(r["deltas_sent"] for r in rs),
+            "batched": sum(r["batched"] for r in rs), "errors": sum(r["errors"] for r in rs),
+            "n": sum(r["streams"] for r in rs),
+        }
+    for a in arms:
+        if (ph, a) not in st:
+            w(f"| {a} | {label} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+            continue
+        s, d = st[ph, a], st.get((ph, "direct"))
+        a50 = None if a == "direct" or not d else s["t50"] - d["t50"]
+        a99 = None if a == "direct" or not d else s["t99"] - d["t99"]
+        w(f"| {a} | {label} ({s['n']}) | {ms(s['t50'])} | {ms(s['t99'])} | {ms(a50)} | {ms(a99)} | {ms(s['g50'], 2)} | {ms(s['g99'], 2)} | "
+          f"{s['recv']} / {s['sent']} | {s['batched']} | {s['errors']} |")
+w("")
+w("Python asyncio client (bench/streams.py). TTFT: request sent → first content delta read; "
+  "median over rounds of each round's percentile. 'batched': deltas that arrived in the same read as "
+  "the previous one or < 4 ms after it (sent 20 ms apart).")
+w("")
+
+# --- idle streams -----------------------------------------------------------------------------
+w("## Idle open streams: memory")
+w("")
+w("| arm | streams asked | held open at sample | RSS before | RSS while open | per held stream | RSS 3 s after closing | returned | calls in flight after | errors |")
+w("|---|---|---|---|---|---|---|---|---|---|")
+hold = {}
+for r in sel("hold"):
+    a, n = r["arm"], int(r["streams"])
+    per = (r["rss_during_kib"] - r["rss_before_kib"]) * 1024 / r["held_at_sample"] / 1024 if r["held_at_sample"] else None
+    grown = r["rss_during_kib"] - r["rss_before_kib"]
+    back = r["rss_after_kib"] - r["rss_before_kib"]
+    returned = None if grown <= 0 else 1 - back / grown
+    hold[a, n] = (r, per, returned)
+    w(f"| {a} | {n:,} | {r['held_at_sample']:,} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_during_kib'] / 1024:.1f} MiB | "
+      f"{fmt(per, 1, ' KiB')} | {r['rss_after_kib'] / 1024:.1f} MiB | {fmt(None if returned is None else returned * 100, 0, ' %')} | {r.get('inflight_after', '—') or '?'} | "
+      f"{r['errors']}{' ' + '; '.join(r['first_errors']) if r['errors'] else ''} |")
+w("")
+w("Each stream asks a FakeLLM whose first delta comes after 10 min, so it sits open and idle in the proxy. "
+  "RSS (VmRSS; nginx: master + worker) 1 s after every stream had its first event; then the client closes "
+  "every connection; 'returned' = share of the growth given back 3 s later.")
+w("")
+
+# --- ledger -----------------------------------------------------------------------------------
+led = sel("ledger", "tokenctl")
+served = sum(float(r["requests"]) for r in rows if r.get("arm") == "tokenctl" and "requests" in r)
+served_streams = sum(r["streams"] - r["errors"] for r in rows if r.get("arm") == "tokenctl" and r["phase"].startswith("stream"))
+held_ok = sum(r["held_at_sample"] for r in sel("hold", "tokenctl"))
+held_err = sum(r["errors"] for r in sel("hold", "tokenctl"))
+in_flight = sum(int(r["conns"]) for r in rows if r.get("arm") == "tokenctl" and "requests" in r)
+total = served + served_streams + held_ok
+nrows = int(led[0]["rows"]) if led else None
+w("## Ledger")
+w("")
+recorded_ok = nrows is not None and total <= nrows <= total + in_flight + held_err
+w(f"- rows in tokenctl's ledger: {fmt(nrows)}; calls the clients saw answered: {total:,.0f} "
+  f"(wrk {served:,.0f}, timed streams {served_streams:,.0f}, held streams closed by the client {held_ok:,.0f}); "
+  f"calls wrk abandoned in flight when a run ended: at most {in_flight:,} (+ {held_err} failed held streams) — "
+  f"{'every answered call has a row' if recorded_ok else 'MISMATCH'}")
+wr = sel("writer")
+wline = wr[0]["line"].replace("_", " ") if wr and wr[0].get("line") else None
+writer_rps = float(re.search(r"([\d.]+) rows/s", wline).group(1)) if wline else None
+w(f"- writer alone (bench/report-speed, WRITER_ONLY=1): {wline or 'not run' + (' (--quick)' if args.quick else '')}")
+w("")
+
+# --- targets ----------------------------------------------------------------------------------
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+T = []
+tk = "tokenctl"
+if tk in have:
+    add50 = lat[tk][0] - d50
+    T.append(("added median latency, 1 conn", "≤ 0.08 ms", ms(add50), verdict(add50 <= 80)))
+    add99_1 = lat[tk][1] - d99
+    add99_16 = conc[tk, 16]["p99"] - conc["direct", 16]["p99"]
+    T.append(("added p99 at 1 and 16 conns", "≤ 1 ms", f"{ms(add99_1)} / {ms(add99_16)}", verdict(max(add99_1, add99_16) <= 1000)))
+    cr = [ratio(conc[tk, c]["cpu"], conc["nginx", c]["cpu"]) for c in (16, 64)]
+    T.append(("CPU per request, 16 / 64 conns", "≤ 2× nginx", " / ".join(fmt(x, 2) + "×" for x in cr),
+              verdict(None if None in cr else max(cr) <= 2)))
+    rr = [ratio(best[tk, c][0], best["nginx", c][0]) for c in (16, 64)]
+    T.append(("req/s at p99 ≤ 5 ms, 16 / 64 conns (open loop)", "≥ 0.6× nginx",
+              " / ".join(f"{fmt(best[tk, c][0])} vs {fmt(best['nginx', c][0])}" + ("" if x is None else f" = {x:.2f}×") for c, x in zip((16, 64), rr)),
+              verdict(None if None in rr else min(rr) >= 0.6)))
+    rc = [ratio(conc[tk, c]["rps"], conc["nginx", c]["rps"]) for c in (16, 64)]
+    T.append(("req/s closed loop, 16 / 64 conns (for reference)", "≥ 0.6× nginx", " / ".join(fmt(x, 2) + "×" for x in rc),
+              verdict(None if None in rc else min(rc) >= 0.6)))
+    tt = []
+    for ph in ("stream1", "stream100"):
+        if (ph, tk) in st and (ph, "nginx") in st:
+            tt.append((st[ph, tk]["t50"] - st[ph, "nginx"]["t50"], st[ph, tk]))
+    if tt:
+        one2one = all(s["recv"] == s["sent"] and s["batched"] == 0 and s["errors"] == 0 for _, s in tt)
+        T.append(("TTFT median vs nginx, 1 / 100 streams; chunks one-to-one", "≤ nginx + 0.1 ms; one-to-one",
+                  " / ".join(f"{x / 1000:+.3f} ms" for x, _ in tt) + f"; {'one-to-one' if one2one else 'NOT one-to-one'}",
+                  verdict(max(x for x, _ in tt) <= 100 and one2one)))
+    hk = sorted(n for a, n in hold if a == tk)
+    if hk:
+        pers = [hold[tk, n][1] for n in hk]
+        top = hold[tk, hk[-1]][0]
+        rets = [hold[tk, n][2] for n in hk]
+        held10k = top["held_at_sample"] >= 10000
+        returned = all(x is not None and x >= 0.75 for x in rets)
+        T.append(("memory per idle stream; 10k held; returned", "≤ 32 KB; 10k; returned",
+                  ", ".join(f"{n // 1000}k: {fmt(p, 1, ' KiB')}" for n, p in zip(hk, pers)) +
+                  f"; held {top['held_at_sample']:,} of {hk[-1]:,}; returned " + ", ".join(fmt(None if x is None else x * 100, 0, " %") for x in rets),
+                  verdict(all(p is not None and p * 1024 <= 32000 for p in pers) and held10k and returned)))
+    T.append(("every served call recorded", "rows = calls", f"{fmt(nrows)} rows for {total:,.0f} answered (+ ≤ {in_flight + held_err:,} abandoned)", verdict(recorded_ok)))
+    T.append(("ledger writer alone", "≥ 500k rows/s", fmt(writer_rps, 0, " rows/s") if writer_rps else "not run", verdict(None if writer_rps is None else writer_rps >= 500_000)))
+w("## Issue 7 targets")
+w("")
+w("| target | wanted | measured | |")
+w("|---|---|---|---|")
+for t in T:
+    w("| " + " | ".join(t) + " |")
+w("")
+w("Not measured by this rig: WAL growth under sustained load.")
+print("\n".join(out))
