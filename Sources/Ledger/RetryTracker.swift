@@ -31,7 +31,10 @@ final class RetryTracker {
 
     static let window = ReportQuery.retryWindowMicros
     /// How late (after later-starting calls) a row may arrive and still be decided in memory.
-    static let lateness: Int64 = 15 * 60 * 1_000_000
+    /// Memory holds (window + lateness) × the call rate, so this stays short: at 5,000 calls/s,
+    /// 15 minutes kept ~5M calls (hundreds of MB). Calls longer than this (long streams) are
+    /// decided by one indexed query instead.
+    static let lateness: Int64 = 30 * 1_000_000
 
     private var recent: [Fingerprint: [Call]] = [:]
     private(set) var horizon = Int64.min / 4

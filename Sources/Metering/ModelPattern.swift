@@ -15,7 +15,7 @@ public struct ModelPattern: Sendable, Hashable, Codable, CustomStringConvertible
         ModelPattern.glob(Array(text.utf8)[...], Array(name.utf8)[...])
     }
 
-    private static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
         var p = p, s = s
         var starP: ArraySlice<UInt8>? = nil
         var starS = s

@@ -112,29 +112,43 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 }
 
 /// All known prices; answers "what did this model cost per token on that day".
+///
+/// Looked up on every admitted call, so the entries are indexed once: exact names in a dictionary
+/// (an exact name beats any glob), globs in the order the rule below prefers them. A lookup is then
+/// one hash probe, or a scan of the globs that stops at the first match in force.
 public struct PriceBook: Sendable, Hashable {
-    public private(set) var entries: [ModelPrice]
+    public let entries: [ModelPrice]
+    /// Per exact model name, its entries latest `effectiveFrom` first.
+    private let exact: [String: [ModelPrice]]
+    /// Glob entries, most specific first, then latest `effectiveFrom` first.
+    private let globs: [(pattern: [UInt8], entry: ModelPrice)]
 
-    public init(_ entries: [ModelPrice] = []) { self.entries = entries }
+    public init(_ entries: [ModelPrice] = []) {
+        self.entries = entries
+        var exact: [String: [ModelPrice]] = [:]
+        var globs: [(specificity: Int, entry: ModelPrice)] = []
+        for entry in entries {
+            if entry.model.isExact { exact[entry.model.text, default: []].append(entry) }
+            else { globs.append((entry.model.specificity, entry)) }
+        }
+        self.exact = exact.mapValues { $0.sorted { $0.effectiveFrom > $1.effectiveFrom } }
+        self.globs = globs.sorted {
+            $0.specificity != $1.specificity ? $0.specificity > $1.specificity : $0.entry.effectiveFrom > $1.entry.effectiveFrom
+        }.map { (Array($0.entry.model.text.utf8), $0.entry) }
+    }
 
     /// The entry in force for `model` on `day`: among patterns that match, an exact name beats
     /// a glob and a more specific glob beats a looser one; then the latest `effectiveFrom <= day`.
     public func price(for model: String, on day: Day) -> ModelPrice? {
-        var best: ModelPrice?
-        for entry in entries where entry.effectiveFrom <= day && entry.model.matches(model) {
-            guard let current = best else { best = entry; continue }
-            if rank(entry) > rank(current) ||
-                (rank(entry) == rank(current) && entry.effectiveFrom > current.effectiveFrom) {
-                best = entry
-            }
-        }
-        return best
+        if let named = exact[model], let entry = named.first(where: { $0.effectiveFrom <= day }) { return entry }
+        let name = Array(model.utf8)
+        return globs.first { $0.entry.effectiveFrom <= day && ModelPattern.glob($0.pattern[...], name[...]) }?.entry
     }
 
     /// Whether any entry (of any date) covers the model.
     public func covers(_ model: String) -> Bool { entries.contains { $0.model.matches(model) } }
 
-    private func rank(_ e: ModelPrice) -> (Int, Int) { (e.model.isExact ? 1 : 0, e.model.specificity) }
+    public static func == (a: PriceBook, b: PriceBook) -> Bool { a.entries == b.entries }
+    public func hash(into hasher: inout Hasher) { hasher.combine(entries) }
 }
 
-private func > (a: (Int, Int), b: (Int, Int)) -> Bool { a.0 != b.0 ? a.0 > b.0 : a.1 > b.1 }

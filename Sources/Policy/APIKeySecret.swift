@@ -26,11 +26,18 @@ public enum APIKeySecret {
     ///
     /// Unsalted and fast on purpose: secrets are 256-bit random, so there is no dictionary to
     /// precompute and brute force is hopeless; salting or a slow KDF would only slow every request.
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     public static func hash(_ secret: String) -> String {
-        SHA256.hash(data: Array(secret.utf8)).map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
-        }.joined()
+        // Hex by bytes: this runs on every call (identification), and per-byte Strings cost
+        // more than the digest itself.
+        var hex: [UInt8] = []
+        hex.reserveCapacity(2 * SHA256.byteCount)
+        for byte in SHA256.hash(data: Array(secret.utf8)) {
+            hex.append(hexDigits[Int(byte >> 4)])
+            hex.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// Cheap shape check before any lookup: `tk-` followed by exactly 43 base62 characters.

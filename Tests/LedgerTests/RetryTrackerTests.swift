@@ -16,14 +16,15 @@ import Testing
     func ledgerDecidedCallStaysInMemory() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
-        // Move the horizon: the latest start is 20 min, so memory keeps calls from 3 min on
-        // (20 min - the 2 min retry window - 15 min of lateness).
+        // Move the horizon: the latest start is 20 min, so memory keeps calls from the horizon on
+        // (20 min - the 2 min retry window - the lateness).
+        let horizon = 20 - 2 - Double(RetryTracker.lateness) / 60_000_000
         #expect(appendAll([Self.call("x", user: "v", hash: 1, minutes: 0)], to: writer).isEmpty)
         #expect(appendAll([Self.call("y", user: "v", hash: 2, minutes: 20)], to: writer).isEmpty)
-        // n (3 min 10 s): its window reaches before the horizon, so it is decided from the ledger.
-        #expect(appendAll([Self.call("n", user: "u", hash: 7, minutes: 3 + 10.0 / 60)], to: writer).isEmpty)
-        // m (5 min 5 s): decided in memory; n, 115 s before it with the same body, makes it a retry.
-        #expect(appendAll([Self.call("m", user: "u", hash: 7, minutes: 5 + 5.0 / 60)], to: writer).isEmpty)
+        // n (horizon + 10 s): its window reaches before the horizon, so it is decided from the ledger.
+        #expect(appendAll([Self.call("n", user: "u", hash: 7, minutes: horizon + 10.0 / 60)], to: writer).isEmpty)
+        // m (115 s after n): decided in memory; n, with the same body, makes it a retry.
+        #expect(appendAll([Self.call("m", user: "u", hash: 7, minutes: horizon + 125.0 / 60)], to: writer).isEmpty)
         writer.close()
         let connection = try SQLiteConnection(path: dir.path())
         defer { connection.close() }

@@ -22,6 +22,8 @@ import Testing
         #expect(book.price(for: "gpt-4o-2024-08-06", on: day)?.id == "gpt-4o*@2024-01-01")
         #expect(book.price(for: "claude-3", on: day)?.id == "*@2020-01-01")
         #expect(PriceBook().price(for: "x", on: day) == nil)
+        // Before its exact price takes effect, a model falls back to the globs in force.
+        #expect(book.price(for: "gpt-4o-mini", on: Day("2022-06-01")!)?.id == "*@2020-01-01")
     }
 
     @Test func latestEffectivePriceOnTheDay() {
