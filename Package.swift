@@ -109,6 +109,7 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "FakeLLM", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
     ]
 )
