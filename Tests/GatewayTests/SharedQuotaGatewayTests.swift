@@ -88,4 +88,36 @@ struct SharedQuotaGatewayTests {
         #expect(counter?.spent == Int128(budget.picodollars))
         #expect(counter?.reserved == 0)
     }
+
+    @Test("when the shared budget state fails, calls are refused 503 quota_state_unavailable in the caller's dialect, and nothing goes upstream",
+          .enabled(if: url != nil, "SKIPPED: no PostgreSQL (run the tests through scripts/with-postgres.sh)"))
+    func failsClosedWithoutTheSharedState() async throws {
+        let configuration = try await Self.scratchSchema()
+        let logger = Logger(label: "shared-quota-e2e")
+        let book = SharedQuotaBook(configuration: configuration, replica: "e2e-failing", logger: logger)
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { daily_usd: "5" } } }
+            """, sharedQuotas: book)
+        defer { h.shutdown() }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: PlanEnforcementTests.exactCall,
+                                 requestID: "ok-1").status == 200)
+        // The reservation function disappears (as if the database were broken).
+        let admin = try await PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(),
+                                                         configuration: configuration, id: 0, logger: logger)
+        try await admin.query("DROP FUNCTION tokenctl_quota_reserve", logger: logger)
+        try await admin.close()
+        let openai = try await h.post("/v1/chat/completions", key: h.aliceKey, json: PlanEnforcementTests.exactCall,
+                                      requestID: "down-1")
+        #expect(openai.status == 503)
+        let openaiBody = String(decoding: openai.chunks.joined(), as: UTF8.self)
+        #expect(openaiBody.contains(#""code":"quota_state_unavailable""#))
+        let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                         json: #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+                                         requestID: "down-2")
+        #expect(anthropic.status == 503)
+        #expect(String(decoding: anthropic.chunks.joined(), as: UTF8.self).contains(#""type":"overloaded_error""#))
+        #expect(h.fake.requestCount == 1)
+        #expect(h.server.callsInFlight == 0, "the local limits were given back")
+    }
 }
