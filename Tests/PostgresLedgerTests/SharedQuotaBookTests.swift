@@ -273,4 +273,34 @@ final class SharedQuotaBookTests: XCTestCase {
                                               timeZone: utc, on: group.next()).get().get()
         XCTAssertEqual(admitted.standings.first?.usdLeft, dollars(100))
     }
+
+    // MARK: cost of a round trip
+
+    /// What the shared state adds to a call: one reservation and one settlement, each a round
+    /// trip (sequential, one loop, loopback server; printed for the benchmark note).
+    func testReserveAndSettleRoundTrips() async throws {
+        let book = try await makeBook(replica: "timed")
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("tim"), period: .day, usd: dollars(1_000_000)),
+                       BudgetLimit(scope: .team("t"), period: .week, usd: dollars(1_000_000)),
+                       BudgetLimit(scope: .org, period: .month, usd: dollars(1_000_000))]
+        _ = try await book.reserve(callID: "warm", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
+                                   timeZone: utc, on: loop).get().get()
+        let count = 500
+        var reserving = Duration.zero, settling = Duration.zero
+        for index in 0..<count {
+            let start = ContinuousClock.now
+            _ = try await book.reserve(callID: "t-\(index)", budgets: budgets, cost: dollars(1), tokens: 10, now: now,
+                                       timeZone: utc, on: loop).get().get()
+            let reserved = ContinuousClock.now
+            let settled = try await book.settle(callID: "t-\(index)", cost: dollars(1), tokens: 10, on: loop).get()
+            XCTAssertTrue(settled)
+            reserving += reserved - start
+            settling += ContinuousClock.now - reserved
+        }
+        print("shared quota: \(count) sequential calls, 3 budgets: reserve \(reserving / count) mean, settle \(settling / count) mean")
+        let user = try await counter(book, .user("tim"), .day)
+        XCTAssertEqual(user?.spent, Int128(dollars(1).picodollars) * Int128(count))
+    }
 }
+
