@@ -174,10 +174,11 @@ enum Admit {
                     return .success(local.hold(quota: .shared(held)))
                 }
             }
-            .recover { error in
+            .recover { _ in
+                // The book logs why (PostgreSQL's errors are not the caller's business).
                 local.giveBack(to: enforcer, now: now)
                 return .failure(Refusal(.quotaStateUnavailable,
-                    "The gateway cannot reach its shared budget state (PostgreSQL: \(error)); it admits no call until it can. Retry shortly.",
+                    "The gateway cannot reach its shared budget state (PostgreSQL); it admits no call until it can. Retry shortly.",
                     headers: [("retry-after", "5")]))
             }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Logging
 import Metering
 import NIOCore
@@ -30,6 +31,7 @@ public final class SharedQuotaBook: Sendable {
     let connections: SharedQuotaConnections
     let logger: Logger
     private let clocks = Mutex<[PeriodClock]>([])
+    private let lastFailureLog = Mutex<Int64>(.min / 2)
 
     public convenience init(location: PostgresLocation, replica: String = SharedQuotaBook.processReplicaName(),
                             settings: SharedQuotaSettings = SharedQuotaSettings(), logger: Logger) {
@@ -42,6 +44,8 @@ public final class SharedQuotaBook: Sendable {
         self.replica = replica
         self.settings = settings
         self.logger = logger
+        var configuration = configuration
+        configuration.options.connectTimeout = SharedQuotaSettings.amount(settings.answerTimeout)
         connections = SharedQuotaConnections(configuration: configuration, perLoop: settings.connectionsPerLoop,
                                              logger: logger)
     }
@@ -100,9 +104,52 @@ public final class SharedQuotaBook: Sendable {
     /// `budgets`, as the hold of `callID` (the id of the call's ledger row: the reaper looks the
     /// row up), or refuses with the first budget, in order, that the call would exceed — the
     /// same answer as `QuotaBook.reserve`. Fails (the caller fails closed) if PostgreSQL cannot
-    /// be reached.
+    /// be reached or does not answer within `answerTimeout`; a reservation that lands after
+    /// that is released at once, so a refused call holds nothing.
     public func reserve(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
                         timeZone: TimeZone, on loop: any EventLoop)
+        -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
+        let answer = loop.makePromise(of: Result<SharedQuotaReservation, QuotaRefusal>.self)
+        let timeout = settings.answerTimeout
+        // Both closures run on `loop`: the timer, and the answer hopped there.
+        let timedOut = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: loop)
+        let timer = loop.scheduleTask(in: SharedQuotaSettings.amount(timeout)) {
+            timedOut.value = true
+            answer.fail(SharedQuotaError.noAnswer(timeout))
+        }
+        reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone, on: loop)
+            .hop(to: loop)
+            .whenComplete { [self] result in
+                timer.cancel()
+                guard !timedOut.value else {
+                    // The call was refused meanwhile: a reservation that landed late is given back.
+                    if case .success(.success) = result { release(callID: callID, on: loop).whenComplete { _ in } }
+                    return
+                }
+                if case .failure(let error) = result { logFailure(error) }
+                answer.completeWith(result)
+            }
+        return answer.futureResult.always { [self] result in
+            if case .failure(SharedQuotaError.noAnswer) = result { logFailure(SharedQuotaError.noAnswer(timeout)) }
+        }
+    }
+
+    /// Logs why PostgreSQL failed a reservation, at most once per 10 s (an outage fails every call).
+    private func logFailure(_ error: any Error) {
+        let now = UnixTime.nowMicros()
+        let due = lastFailureLog.withLock { last in
+            guard now - last >= 10_000_000 else { return false }
+            last = now
+            return true
+        }
+        if due {
+            logger.error("shared quota reservation failed: calls are refused until PostgreSQL answers",
+                         metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    private func reserveNow(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
+                            timeZone: TimeZone, on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let cost = max(cost, .zero), tokens = max(tokens, 0)
         let tracked = budgets.filter(\.isTracked)
@@ -294,10 +341,14 @@ public struct SharedQuotaSettings: Sendable, Hashable {
     public var holdExpiry: Duration
     /// PostgreSQL connections per event loop. Default 2.
     public var connectionsPerLoop: Int
+    /// How long admission waits for PostgreSQL (connecting, or a reservation's answer) before it
+    /// refuses the call. Default 5 s.
+    public var answerTimeout: Duration
 
     public init(replicaTimeout: Duration = .seconds(15), heartbeatInterval: Duration = .seconds(2),
                 reapInterval: Duration = .seconds(5), holdExpiry: Duration = .seconds(3_600),
-                connectionsPerLoop: Int = 2) {
+                connectionsPerLoop: Int = 2, answerTimeout: Duration = .seconds(5)) {
+        self.answerTimeout = answerTimeout
         self.replicaTimeout = replicaTimeout
         self.heartbeatInterval = heartbeatInterval
         self.reapInterval = reapInterval
@@ -311,6 +362,10 @@ public struct SharedQuotaSettings: Sendable, Hashable {
 
     var holdExpirySeconds: Int64 { max(1, holdExpiry.components.seconds) }
     var replicaTimeoutMicros: Int64 { Self.micros(replicaTimeout) }
+
+    static func amount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
 
     static func micros(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000

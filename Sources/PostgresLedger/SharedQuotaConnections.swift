@@ -106,8 +106,9 @@ final class SharedQuotaConnections: Sendable {
         return slots.compactMap { slot in
             switch slot {
             case .open(let connection): return Self.close(connection)
-            case .connecting(let future): return future.flatMap(Self.close)
-            case .empty: return nil
+            // Not waited for (a server that never answers would hold the stop up): closed
+            // when it opens, as the pool is closed by then.
+            case .connecting, .empty: return nil
             }
         }
     }
@@ -119,11 +120,14 @@ public enum SharedQuotaError: Error, Sendable, CustomStringConvertible {
     case closed
     /// PostgreSQL answered something the book did not expect (a bug or a schema mismatch).
     case unexpectedAnswer(String)
+    /// No answer within `SharedQuotaSettings.answerTimeout`.
+    case noAnswer(Duration)
 
     public var description: String {
         switch self {
         case .closed: return "the shared quota state is closed"
         case .unexpectedAnswer(let detail): return "unexpected answer from PostgreSQL: \(detail)"
+        case .noAnswer(let timeout): return "no answer from PostgreSQL within \(timeout)"
         }
     }
 }

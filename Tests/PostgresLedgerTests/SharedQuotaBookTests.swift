@@ -22,8 +22,9 @@ final class SharedQuotaBookTests: XCTestCase {
     private let now: Int64 = 1_796_212_800_000_000
 
     override func setUp() async throws {
-        let url = try TestDatabase.requireURL()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        if name.contains("WithoutAnswer") { return }  // needs no server
+        let url = try TestDatabase.requireURL()
         let schema = "quota_test_\(UInt32.random(in: 0...UInt32.max))"
         var configuration = try PostgresLocation(url: url).connectionConfiguration
         let admin = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0, logger: logger)
@@ -301,6 +302,32 @@ final class SharedQuotaBookTests: XCTestCase {
         print("shared quota: \(count) sequential calls, 3 budgets: reserve \(reserving / count) mean, settle \(settling / count) mean")
         let user = try await counter(book, .user("tim"), .day)
         XCTAssertEqual(user?.spent, Int128(dollars(1).picodollars) * Int128(count))
+    }
+
+    // MARK: no answer
+
+    /// A server that accepts connections and never answers: the reservation fails after
+    /// `answerTimeout` (admission then refuses, fail closed) instead of waiting for ever.
+    func testReservationWithoutAnswerFailsAfterTheTimeout() async throws {
+        let silent = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        var configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: silent.localAddress?.port ?? 0,
+                                                             username: "nobody", password: nil, database: "none",
+                                                             tls: .disable)
+        configuration.options.connectTimeout = .seconds(30)
+        let book = SharedQuotaBook(configuration: configuration, replica: "unanswered",
+                                   settings: SharedQuotaSettings(answerTimeout: .milliseconds(300)), logger: logger)
+        books.append(book)
+        let start = ContinuousClock.now
+        do {
+            let result = try await book.reserve(callID: "n-1", budgets: [BudgetLimit(scope: .org, period: .day, usd: dollars(1))],
+                                                cost: dollars(0), tokens: 1, now: now, timeZone: utc, on: group.next()).get()
+            XCTFail("expected no answer, got \(result)")
+        } catch SharedQuotaError.noAnswer {
+            let waited = ContinuousClock.now - start
+            XCTAssertGreaterThanOrEqual(waited, .milliseconds(300))
+            XCTAssertLessThan(waited, .seconds(2))
+        }
     }
 }
 
