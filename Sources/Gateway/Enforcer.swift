@@ -2,6 +2,7 @@ import Foundation
 import Ledger
 import Metering
 import NIOCore
+import NIOPosix
 import Policy
 import PostgresLedger
 
@@ -20,6 +21,17 @@ final class Enforcer: Sendable {
 
     init(sharedQuotas: SharedQuotaBook? = nil) {
         self.sharedQuotas = sharedQuotas
+    }
+
+    /// Quota reservations of this process's calls in flight.
+    var openReservations: Int { sharedQuotas?.openReservations ?? quotas.openReservations }
+
+    /// What is left of each budget in its current period. With shared budgets this asks
+    /// PostgreSQL and waits: call it off the event loops only (the admin API's thread pool).
+    func remainingBlocking(budgets: [BudgetLimit], now: Int64, timeZone: TimeZone) throws -> [QuotaStanding] {
+        guard let sharedQuotas else { return quotas.remaining(budgets: budgets, now: now, timeZone: timeZone) }
+        return try sharedQuotas.remaining(budgets: budgets, now: now, timeZone: timeZone,
+                                          on: MultiThreadedEventLoopGroup.singleton.next()).wait()
     }
 
     /// Output reserved for a call that names no output limit and has no plan cap: the worst case
@@ -97,7 +109,7 @@ struct Hold: Sendable {
     /// Nothing to wait for: the client's answer does not depend on it.
     func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
         guard case .shared(let reservation) = quota, let book = enforcer.sharedQuotas else { return }
-        book.settleRetrying(callID: reservation.callID, cost: cost, tokens: tokens, on: loop)
+        book.settleRetrying(reservation, cost: cost, tokens: tokens, on: loop)
     }
 
     /// What was left of each budget when the call was admitted, its own hold not counted (for the

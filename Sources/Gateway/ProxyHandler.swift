@@ -225,7 +225,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             let body = gateway.metrics.render(
                 policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
                 callsInFlight: gateway.enforcer.concurrency.totalInFlight,
-                openReservations: gateway.enforcer.quotas.openReservations, ledgerBacklog: gateway.ledger.backlog)
+                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog)
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
             headers.add(name: "content-length", value: String(body.count))

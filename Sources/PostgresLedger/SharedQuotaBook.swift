@@ -32,6 +32,11 @@ public final class SharedQuotaBook: Sendable {
     let logger: Logger
     private let clocks = Mutex<[PeriodClock]>([])
     private let lastFailureLog = Mutex<Int64>(.min / 2)
+    private let heldHere = Mutex(0)
+
+    /// Reservations this replica made and has not settled or released yet (for its metrics; the
+    /// holds of all replicas are in `quota_holds`, see `openHolds`).
+    public var openReservations: Int { heldHere.withLock { $0 } }
 
     public convenience init(location: PostgresLocation, replica: String = SharedQuotaBook.processReplicaName(),
                             settings: SharedQuotaSettings = SharedQuotaSettings(), logger: Logger) {
@@ -126,7 +131,11 @@ public final class SharedQuotaBook: Sendable {
                     if case .success(.success) = result { release(callID: callID, on: loop).whenComplete { _ in } }
                     return
                 }
-                if case .failure(let error) = result { logFailure(error) }
+                switch result {
+                case .failure(let error): logFailure(error)
+                case .success(.success(let held)) where held.holdsBudget: heldHere.withLock { $0 += 1 }
+                case .success: break
+                }
                 answer.completeWith(result)
             }
         return answer.futureResult.always { [self] result in
@@ -154,7 +163,8 @@ public final class SharedQuotaBook: Sendable {
         let cost = max(cost, .zero), tokens = max(tokens, 0)
         let tracked = budgets.filter(\.isTracked)
         let intervals = periodIntervals(tracked, now: now, timeZone: timeZone)
-        let reservation = SharedQuotaReservation(callID: callID, cost: cost, tokens: tokens, standings: [])
+        let reservation = SharedQuotaReservation(callID: callID, cost: cost, tokens: tokens, standings: [],
+                                                 holdsBudget: false)
         guard !tracked.isEmpty else { return loop.makeSucceededFuture(.success(reservation)) }
         var scopes: [String] = [], periods: [String] = [], starts: [Int64] = [], ends: [Int64] = []
         var usd: [Int64] = [], limits: [Int64] = []
@@ -205,7 +215,8 @@ public final class SharedQuotaBook: Sendable {
                     tokensLeft: budget.tokens.map { Int(clamping: max(0, Int64($0) &- row.spentTokens &- row.reservedTokens)) },
                     resetsAt: interval.end)
             }
-            return .success(SharedQuotaReservation(callID: callID, cost: cost, tokens: tokens, standings: standings))
+            return .success(SharedQuotaReservation(callID: callID, cost: cost, tokens: tokens, standings: standings,
+                                                   holdsBudget: true))
         }
     }
 
@@ -230,8 +241,10 @@ public final class SharedQuotaBook: Sendable {
 
     /// `settle`, retried a few times when PostgreSQL cannot be reached (a hold that is never
     /// settled strands its budget until `holdExpiry`); logs the final failure.
-    public func settleRetrying(callID: String, cost: Money, tokens: Int, on loop: any EventLoop) {
-        settleRetrying(callID: callID, cost: cost, tokens: tokens, on: loop, attemptsLeft: 3)
+    public func settleRetrying(_ reservation: SharedQuotaReservation, cost: Money, tokens: Int, on loop: any EventLoop) {
+        guard reservation.holdsBudget else { return }
+        heldHere.withLock { $0 -= 1 }
+        settleRetrying(callID: reservation.callID, cost: cost, tokens: tokens, on: loop, attemptsLeft: 3)
     }
 
     private func settleRetrying(callID: String, cost: Money, tokens: Int, on loop: any EventLoop, attemptsLeft: Int) {
@@ -266,6 +279,43 @@ public final class SharedQuotaBook: Sendable {
                 throw SharedQuotaError.unexpectedAnswer("quota_counters holds a non-integer amount")
             }
             return SharedQuotaCounter(spent: a, reserved: b, spentTokens: c, reservedTokens: d)
+        }
+    }
+
+    /// What is left of each tracked budget in its current period, in order (for the admin API).
+    /// A budget no call has reserved against in this period yet is read from the ledger.
+    public func remaining(budgets: [BudgetLimit], now: Int64, timeZone: TimeZone,
+                          on loop: any EventLoop) -> EventLoopFuture<[QuotaStanding]> {
+        let tracked = budgets.filter(\.isTracked)
+        guard !tracked.isEmpty else { return loop.makeSucceededFuture([]) }
+        let intervals = periodIntervals(tracked, now: now, timeZone: timeZone)
+        let scopes = tracked.map(\.scope.sharedKey), periods = tracked.map(\.period.rawValue)
+        let starts = intervals.map(\.start), ends = intervals.map(\.end)
+        let query: PostgresQuery = """
+            SELECT least(coalesce(q.spent, l.o_cost) + coalesce(q.reserved, 0), 9223372036854775807)::int8,
+                   least(coalesce(q.spent_tokens, l.o_tokens) + coalesce(q.reserved_tokens, 0), 9223372036854775807)::int8
+            FROM unnest(\(scopes)::text[], \(periods)::text[], \(starts)::int8[], \(ends)::int8[])
+                 WITH ORDINALITY AS k(s, p, st, en, ord)
+            LEFT JOIN quota_counters q ON q.scope = k.s AND q.period = k.p AND q.period_start = k.st
+            LEFT JOIN LATERAL tokenctl_quota_ledger_spend(k.s, k.st, k.en) l ON q.scope IS NULL
+            ORDER BY k.ord
+            """
+        let logger = self.logger
+        return connections.withConnection(on: loop) { connection in
+            connection.query(query, logger: logger)
+        }.flatMapThrowing { result in
+            let used = try result.rows.map { try $0.decode((Int64, Int64).self) }
+            guard used.count == tracked.count else {
+                throw SharedQuotaError.unexpectedAnswer("\(used.count) standings for \(tracked.count) budgets")
+            }
+            return zip(tracked, zip(used, intervals)).map { budget, pair in
+                let ((usd, tokens), interval) = pair
+                return QuotaStanding(
+                    limit: budget,
+                    usdLeft: budget.usd.map { Money(picodollars: max(0, $0.picodollars &- usd)) },
+                    tokensLeft: budget.tokens.map { Int(clamping: max(0, Int64($0) &- tokens)) },
+                    resetsAt: interval.end)
+            }
         }
     }
 
@@ -311,6 +361,8 @@ public struct SharedQuotaReservation: Sendable, Hashable {
     public let tokens: Int
     /// What was left of each tracked budget when the call was admitted (for response headers).
     public let standings: [QuotaStanding]
+    /// False when no budget applied: nothing is held in PostgreSQL, nothing to settle.
+    public let holdsBudget: Bool
 }
 
 /// One budget counter's sums (pico-dollars and tokens).

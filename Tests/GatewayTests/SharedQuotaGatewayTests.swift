@@ -87,6 +87,16 @@ struct SharedQuotaGatewayTests {
         let counter = try await books[0].counter(scope: .user("alice"), period: .day, periodStart: day.start, on: loop).get()
         #expect(counter?.spent == Int128(budget.picodollars))
         #expect(counter?.reserved == 0)
+        #expect(replicas.allSatisfy { $0.server.openQuotaReservations == 0 })
+        // Each replica's admin API shows the shared use, not its own share of it.
+        for replica in replicas {
+            let health = try await TestHTTPClient.send(port: replica.port, method: .GET, path: "/admin/api/health",
+                                                       headers: [("authorization", "Bearer \(replica.adminKey)")])
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(health.body)) as? [String: Any])
+            let budgets = try #require(json["budgets"] as? [[String: Any]])
+            let alice = try #require(budgets.first { $0["name"] as? String == "alice" && $0["period"] as? String == "day" })
+            #expect(alice["used_usd"] as? String == budget.formatted())
+        }
     }
 
     @Test("when the shared budget state fails, calls are refused 503 quota_state_unavailable in the caller's dialect, and nothing goes upstream",
