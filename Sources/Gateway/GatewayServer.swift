@@ -190,7 +190,7 @@ public final class GatewayServer: Sendable {
     public var callsInFlight: Int { context.enforcer.concurrency.totalInFlight }
 
     /// Quota reservations of calls in flight (each is settled when its call ends).
-    public var openQuotaReservations: Int { context.enforcer.quotas.openReservations }
+    public var openQuotaReservations: Int { context.enforcer.openReservations }
 
     /// The policy in force.
     public var policy: PolicySet { context.policies.policy }
