@@ -7,9 +7,10 @@
 /// heartbeats use the server's clock (`now()`), so replicas with skewed clocks agree on them.
 ///
 /// Lock order, which keeps the functions free of deadlocks: a function that touches counters
-/// locks all of them first, in key order (`ORDER BY scope, period, period_start FOR UPDATE`),
-/// and hold rows are taken either before that (settle: its own hold) or with `SKIP LOCKED`
-/// (the reaper), never waited for while counters are held.
+/// locks all of them first, in key order (`ORDER BY scope, period, period_start FOR UPDATE`;
+/// the reservation creates missing counters in the same ordered pass, a row it inserted being
+/// as good as locked), and hold rows are taken either before that (settle: its own hold) or
+/// with `SKIP LOCKED` (the reaper), never waited for while counters are held.
 enum SharedQuotaSchema {
     /// Any constant, shared by all replicas: the advisory lock that serialises installs.
     static let installLock: Int64 = 0x746F_6B65_6E71_7461  // "tokenqta"
@@ -131,22 +132,30 @@ enum SharedQuotaSchema {
             n int := coalesce(array_length(p_scopes, 1), 0);
             refused boolean := false;
             c quota_counters%ROWTYPE;
+            bucket record;
             initial record;
             clamp constant numeric := 9223372036854775807;
         BEGIN
-            FOR i IN 1..n LOOP
-                IF NOT EXISTS (SELECT 1 FROM quota_counters q WHERE q.scope = p_scopes[i]
-                               AND q.period = p_periods[i] AND q.period_start = p_starts[i]) THEN
-                    SELECT * INTO initial FROM tokenctl_quota_ledger_spend(p_scopes[i], p_starts[i], p_ends[i]);
+            IF n = 0 THEN
+                RETURN;
+            END IF;
+            -- Each bucket in key order: lock it, or create it (from the ledger's sum) and lock it.
+            -- A row this transaction inserted is as good as locked by it, so creating and locking
+            -- in one ordered pass keeps every transaction taking rows in the same order.
+            FOR bucket IN SELECT DISTINCT u.s, u.p, u.st, u.en
+                     FROM unnest(p_scopes, p_periods, p_starts, p_ends) AS u(s, p, st, en)
+                     ORDER BY u.s, u.p, u.st LOOP
+                PERFORM 1 FROM quota_counters q
+                WHERE q.scope = bucket.s AND q.period = bucket.p AND q.period_start = bucket.st FOR UPDATE;
+                IF NOT FOUND THEN
+                    SELECT * INTO initial FROM tokenctl_quota_ledger_spend(bucket.s, bucket.st, bucket.en);
                     INSERT INTO quota_counters (scope, period, period_start, spent, spent_tokens)
-                    VALUES (p_scopes[i], p_periods[i], p_starts[i], initial.o_cost, initial.o_tokens)
+                    VALUES (bucket.s, bucket.p, bucket.st, initial.o_cost, initial.o_tokens)
                     ON CONFLICT DO NOTHING;
+                    PERFORM 1 FROM quota_counters q
+                    WHERE q.scope = bucket.s AND q.period = bucket.p AND q.period_start = bucket.st FOR UPDATE;
                 END IF;
             END LOOP;
-            PERFORM 1 FROM quota_counters q
-            JOIN unnest(p_scopes, p_periods, p_starts) AS k(s, p, st)
-              ON q.scope = k.s AND q.period = k.p AND q.period_start = k.st
-            ORDER BY q.scope, q.period, q.period_start FOR UPDATE OF q;
             FOR i IN 1..n LOOP
                 SELECT * INTO STRICT c FROM quota_counters q
                 WHERE q.scope = p_scopes[i] AND q.period = p_periods[i] AND q.period_start = p_starts[i];

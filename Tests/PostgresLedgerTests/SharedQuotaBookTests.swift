@@ -131,6 +131,64 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(left, 0)
     }
 
+    /// Reservations, settlements and reaping all at once, on counters that do not exist yet and
+    /// that many calls share (team, org) with budgets listed in different orders: no deadlock,
+    /// no error, and the counters end exactly at the sum of what was settled.
+    func testMixedLoadNeitherDeadlocksNorLosesAnAmount() async throws {
+        let fast = SharedQuotaSettings(replicaTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(100),
+                                       reapInterval: .milliseconds(50))
+        var replicas: [SharedQuotaBook] = []
+        for index in 0..<3 { replicas.append(try await makeBook(replica: "mixed-\(index)", settings: fast)) }
+        for replica in replicas {
+            let reaper = QuotaReaper(book: replica, on: group.next())
+            reapers.append(reaper)
+            reaper.start()
+        }
+        let dead = try await makeBook(replica: "mixed-dead", settings: fast)  // never heartbeats again
+        let big = dollars(1_000_000)
+        func budgets(_ index: Int) -> [BudgetLimit] {
+            var list = [BudgetLimit(scope: .user("u\(index % 10)"), period: .day, usd: big),
+                        BudgetLimit(scope: .team("t\(index % 3)"), period: .week, usd: big),
+                        BudgetLimit(scope: .team("t\(index % 3)"), period: .day, usd: big),
+                        BudgetLimit(scope: .org, period: .month, usd: big),
+                        BudgetLimit(scope: .org, period: .day, tokens: 1_000_000_000)]
+            if index % 2 == 1 { list.reverse() }
+            return list
+        }
+        let now = self.now, utc = self.utc, five = dollars(5), three = dollars(3)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for index in 0..<300 {
+                let book = index % 7 == 0 ? dead : replicas[index % replicas.count]
+                let loop = group.next(), list = budgets(index)
+                tasks.addTask {
+                    _ = try await book.reserve(callID: "m-\(index)", budgets: list, cost: five, tokens: 50,
+                                               now: now, timeZone: utc, on: loop).get().get()
+                    // The dead replica's calls are never settled: the reapers give them back.
+                    if book !== dead {
+                        let settled = try await book.settle(callID: "m-\(index)", cost: three, tokens: 30, on: loop).get()
+                        XCTAssertTrue(settled)
+                    }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+        let loop = group.next()
+        var open = try await replicas[0].openHolds(on: loop).get()
+        for _ in 0..<100 where open > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            open = try await replicas[0].openHolds(on: loop).get()
+        }
+        XCTAssertEqual(open, 0)
+        let settledCalls = (0..<300).filter { $0 % 7 != 0 }.count
+        let org = try await counter(replicas[0], .org, .month)
+        XCTAssertEqual(org, SharedQuotaCounter(spent: Int128(dollars(3).picodollars) * Int128(settledCalls), reserved: 0,
+                                               spentTokens: 30 * Int128(settledCalls), reservedTokens: 0))
+        let t0 = try await counter(replicas[0], .team("t0"), .day)
+        let t0Calls = (0..<300).filter { $0 % 7 != 0 && $0 % 3 == 0 }.count
+        XCTAssertEqual(t0?.spent, Int128(dollars(3).picodollars) * Int128(t0Calls))
+        XCTAssertEqual(t0?.reserved, 0)
+    }
+
     // MARK: (b) settle and release
 
     func testSettleAndReleaseArithmeticIsIdempotent() async throws {
