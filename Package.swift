@@ -93,7 +93,12 @@ let package = Package(
         ]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering"]),
-        .testTarget(name: "PostgresLedgerTests", dependencies: ["PostgresLedger", "Ledger", "Metering", "Policy"]),
+        .testTarget(name: "PostgresLedgerTests", dependencies: [
+            "PostgresLedger", "Ledger", "Metering", "Policy",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Ledger", "Metering", "Policy"]),
         .testTarget(name: "UpstreamTests", dependencies: [
             "Upstream", "FakeLLM",
@@ -104,6 +109,7 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "FakeLLM", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
     ]
 )

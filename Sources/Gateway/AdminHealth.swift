@@ -24,7 +24,7 @@ enum AdminHealth {
         out += ",\"last_reload_error\":" + (gateway.policies.lastError.map(JSONString.literal) ?? "null")
         out += ",\"time_zone\":" + JSONString.literal(ZoneName.of(policy.plans.timeZone)) + "}"
         out += ",\"calls_in_flight\":\(gateway.enforcer.concurrency.totalInFlight)"
-        out += ",\"open_reservations\":\(gateway.enforcer.quotas.openReservations)"
+        out += ",\"open_reservations\":\(gateway.enforcer.openReservations)"
         out += ",\"ledger_backlog\":\(gateway.ledger.backlog)"
 
         let upstreamCalls = recent.requests - recent.refused
@@ -43,20 +43,20 @@ enum AdminHealth {
                 + millis(m.timedRequests == 0 ? nil : m.latencySumMicros / Int64(m.timedRequests)) + "}"
         }.joined(separator: ",") + "]"
 
-        out += ",\"budgets\":[" + budgets(gateway: gateway, plans: policy.plans, now: now).joined(separator: ",") + "]}\n"
+        out += ",\"budgets\":[" + (try budgets(gateway: gateway, plans: policy.plans, now: now)).joined(separator: ",") + "]}\n"
         return out
     }
 
     /// Every budget that applies to a payer with an active key (and the org's), in its current
     /// period: the limit, what is used (spent plus reserved for calls in flight) and its share.
-    private static func budgets(gateway: GatewayContext, plans: PlanBook, now: Int64) -> [String] {
+    private static func budgets(gateway: GatewayContext, plans: PlanBook, now: Int64) throws -> [String] {
         var limits = plans.orgBudgets
         for principal in gateway.principals.all where !principal.isAdmin {
             limits += plans.effectivePlan(user: principal.user, team: principal.team).budgets
         }
         var seen = Set<String>()
         limits = limits.filter { seen.insert("\($0.scope)|\($0.period.rawValue)").inserted }
-        let standings = gateway.enforcer.quotas.remaining(budgets: limits, now: now, timeZone: plans.timeZone)
+        let standings = try gateway.enforcer.remainingBlocking(budgets: limits, now: now, timeZone: plans.timeZone)
         let rows = standings.map { standing -> (share: Double, json: String) in
             let limit = standing.limit
             var share = 0.0

@@ -1,6 +1,8 @@
+import Foundation
 import Metering
 import NIOCore
 import Policy
+import PostgresLedger
 
 /// What every call has, even one refused before its route is known: for error bodies and rows.
 struct RequestLine {
@@ -131,6 +133,63 @@ enum Admit {
     /// case. What one check took is given back when a later one refuses.
     static func enforce(_ admission: Admission, endpoint: Endpoint, policy: PolicySet, enforcer: Enforcer,
                         now: Int64) -> Result<Hold, Refusal> {
+        let local: LocalLimits
+        switch takeLocalLimits(admission, endpoint: endpoint, policy: policy, enforcer: enforcer, now: now) {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let taken): local = taken
+        }
+        let plan = admission.payer.plan
+        guard !plan.budgets.isEmpty else { return .success(local.hold(quota: nil)) }
+        switch enforcer.quotas.reserve(budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
+                                       now: now, timeZone: policy.plans.timeZone) {
+        case .failure(let refusal):
+            local.giveBack(to: enforcer, now: now)
+            return .failure(quotaRefusal(refusal))
+        case .success(let held):
+            return .success(local.hold(quota: .local(held)))
+        }
+    }
+
+    /// `enforce` with budgets shared by the replicas (PostgreSQL): the same local checks, then
+    /// the reservation in `shared` under the call's ledger id, answered on `loop`. A refusal is
+    /// the same as the single-node one; an unreachable database refuses the call (fail closed).
+    static func enforce(_ admission: Admission, endpoint: Endpoint, policy: PolicySet, enforcer: Enforcer,
+                        shared: SharedQuotaBook, callID: String, now: Int64,
+                        on loop: any EventLoop) -> EventLoopFuture<Result<Hold, Refusal>> {
+        let local: LocalLimits
+        switch takeLocalLimits(admission, endpoint: endpoint, policy: policy, enforcer: enforcer, now: now) {
+        case .failure(let refusal): return loop.makeSucceededFuture(.failure(refusal))
+        case .success(let taken): local = taken
+        }
+        let plan = admission.payer.plan
+        guard !plan.budgets.isEmpty else { return loop.makeSucceededFuture(.success(local.hold(quota: nil))) }
+        return shared.reserve(callID: callID, budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
+                              now: now, timeZone: policy.plans.timeZone, on: loop)
+            .map { result -> Result<Hold, Refusal> in
+                switch result {
+                case .failure(let refusal):
+                    local.giveBack(to: enforcer, now: now)
+                    return .failure(quotaRefusal(refusal))
+                case .success(let held):
+                    return .success(local.hold(quota: .shared(held)))
+                }
+            }
+            .recover { _ in
+                // The book logs why (PostgreSQL's errors are not the caller's business).
+                local.giveBack(to: enforcer, now: now)
+                return .failure(Refusal(.quotaStateUnavailable,
+                    "The gateway cannot reach its shared budget state (PostgreSQL); it admits no call until it can. Retry shortly.",
+                    headers: [("retry-after", "5")]))
+            }
+    }
+
+    private static func quotaRefusal(_ refusal: QuotaRefusal) -> Refusal {
+        Refusal(.quotaExhausted, "Quota exhausted: \(refusal).", headers: [("x-should-retry", "false")])
+    }
+
+    /// Concurrency, rate limits and the spend-rate breaker: the checks every replica makes alone.
+    private static func takeLocalLimits(_ admission: Admission, endpoint: Endpoint, policy: PolicySet,
+                                        enforcer: Enforcer, now: Int64) -> Result<LocalLimits, Refusal> {
         let payer = admission.payer
         let plan = payer.plan
         let concurrencyKey = "user:" + payer.user
@@ -157,35 +216,18 @@ enum Admit {
         case .allowed(let status):
             rate = status
         }
-        func giveBack() {
-            for key in [rateKey, keyRateKey] {
-                enforcer.rates.correct(key, limits: plan.rate, estimatedTokens: estimated, actualTokens: 0, now: now)
-            }
-            enforcer.concurrency.release(concurrencyKey)
-        }
+        let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
+        let local = LocalLimits(payer: payer, concurrencyKey: concurrencyKey, rateKeys: [rateKey, keyRateKey],
+                                estimatedTokens: estimated, worstCase: worstCase, rate: rate,
+                                timeZone: policy.plans.timeZone)
         let breaker = enforcer.breaker.isTripped(limitPerHour: policy.plans.orgSpendRatePerHour, now: now)
         if breaker.tripped {
-            giveBack()
+            local.giveBack(to: enforcer, now: now)
             return .failure(Refusal(.spendRateTripped,
                 "The organisation's spend rate is over its limit of $\(policy.plans.orgSpendRatePerHour?.formatted(decimals: 2) ?? "0") per hour; calls resume as it falls.",
                 headers: LimitHeaders.retryAfter(breaker.retryAfterMicros)))
         }
-        let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
-        var reservation: QuotaReservation?
-        if !plan.budgets.isEmpty {
-            switch enforcer.quotas.reserve(budgets: plan.budgets, cost: worstCase, tokens: estimated, now: now,
-                                           timeZone: policy.plans.timeZone) {
-            case .failure(let refusal):
-                giveBack()
-                return .failure(Refusal(.quotaExhausted, "Quota exhausted: \(refusal).",
-                                        headers: [("x-should-retry", "false")]))
-            case .success(let held):
-                reservation = held
-            }
-        }
-        return .success(Hold(payer: payer, concurrencyKey: concurrencyKey, rateKeys: [rateKey, keyRateKey],
-                             estimatedTokens: estimated, reservation: reservation, rate: rate,
-                             timeZone: policy.plans.timeZone))
+        return .success(local)
     }
 
     /// Who pays: the key's user, or the end user a key allowed to attribute names (header
@@ -213,5 +255,30 @@ enum Admit {
         case .openai: return "You didn't provide an API key: send it as 'Authorization: Bearer <key>'."
         case .anthropic: return "x-api-key header is required."
         }
+    }
+}
+
+/// What the local checks took (a concurrency slot, the rate meters' estimate), before the quota
+/// step; given back if that step refuses.
+private struct LocalLimits: Sendable {
+    var payer: Payer
+    var concurrencyKey: String
+    var rateKeys: [String]
+    var estimatedTokens: Int
+    /// The call's worst-case cost, which the quota step reserves.
+    var worstCase: Money
+    var rate: RateStatus
+    var timeZone: TimeZone
+
+    func giveBack(to enforcer: Enforcer, now: Int64) {
+        for key in rateKeys {
+            enforcer.rates.correct(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens, actualTokens: 0, now: now)
+        }
+        enforcer.concurrency.release(concurrencyKey)
+    }
+
+    func hold(quota: QuotaHold?) -> Hold {
+        Hold(payer: payer, concurrencyKey: concurrencyKey, rateKeys: rateKeys, estimatedTokens: estimatedTokens,
+             quota: quota, rate: rate, timeZone: timeZone)
     }
 }

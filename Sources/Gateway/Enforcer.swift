@@ -1,15 +1,38 @@
 import Foundation
 import Ledger
 import Metering
+import NIOCore
+import NIOPosix
 import Policy
+import PostgresLedger
 
 /// The counting half of admission, shared by every connection: concurrency, rate limits, quota
 /// reservations and the org spend-rate breaker. Each is one lock per operation (see Policy).
+///
+/// With several replicas (PostgreSQL), budgets live in `sharedQuotas` instead of `quotas`; the
+/// other limits stay per process (see docs/postgres-quotas.md for their bound).
 final class Enforcer: Sendable {
     let concurrency = ConcurrencyGate()
     let rates = RateLimiter()
     let quotas = QuotaBook()
     let breaker = SpendRateBreaker()
+    /// The budgets shared with the other replicas; nil: this process's `quotas` are the budgets.
+    let sharedQuotas: SharedQuotaBook?
+
+    init(sharedQuotas: SharedQuotaBook? = nil) {
+        self.sharedQuotas = sharedQuotas
+    }
+
+    /// Quota reservations of this process's calls in flight.
+    var openReservations: Int { sharedQuotas?.openReservations ?? quotas.openReservations }
+
+    /// What is left of each budget in its current period. With shared budgets this asks
+    /// PostgreSQL and waits: call it off the event loops only (the admin API's thread pool).
+    func remainingBlocking(budgets: [BudgetLimit], now: Int64, timeZone: TimeZone) throws -> [QuotaStanding] {
+        guard let sharedQuotas else { return quotas.remaining(budgets: budgets, now: now, timeZone: timeZone) }
+        return try sharedQuotas.remaining(budgets: budgets, now: now, timeZone: timeZone,
+                                          on: MultiThreadedEventLoopGroup.singleton.next()).wait()
+    }
 
     /// Output reserved for a call that names no output limit and has no plan cap: the worst case
     /// is otherwise unbounded. Settlement charges the real output either way; give plans a
@@ -18,10 +41,11 @@ final class Enforcer: Sendable {
 
     /// Rebuilds quota state from the ledger: each budget period's spend so far, per user, team and
     /// org, and the last hour's spend for the breaker. Run before serving, so a restart neither
-    /// resets nor double-counts.
+    /// resets nor double-counts. Shared budgets need no rebuild: their counters outlive replicas
+    /// (and start from the ledger's sum when created).
     func rebuild(from reader: LedgerReader, plans: PlanBook, now: Int64) throws {
         let calendar = CalendarPeriod(timeZone: plans.timeZone)
-        for period in BudgetPeriod.allCases {
+        for period in BudgetPeriod.allCases where sharedQuotas == nil {
             let start = calendar.interval(of: period, containing: now).start
             var teams: [String: (Money.Total, Int)] = [:]
             var org = (Money.Total(), 0)
@@ -63,14 +87,15 @@ struct Hold: Sendable {
     /// The user's and the key's rate meters, charged together.
     var rateKeys: [String]
     var estimatedTokens: Int
-    var reservation: QuotaReservation?
+    var quota: QuotaHold?
     var rate: RateStatus
     var timeZone: TimeZone
 
     /// Settles the call: the reservation becomes the actual cost, the rate estimate the actual
-    /// tokens, the concurrency slot is freed. Runs exactly once per admitted call.
+    /// tokens, the concurrency slot is freed. Runs exactly once per admitted call, before its row
+    /// is appended. A shared reservation is settled later, by `settleShared`.
     func settle(in enforcer: Enforcer, cost: Money, tokens: Int, now: Int64) {
-        if let reservation { enforcer.quotas.settle(reservation, cost: cost, tokens: tokens, now: now) }
+        if case .local(let reservation) = quota { enforcer.quotas.settle(reservation, cost: cost, tokens: tokens, now: now) }
         for key in rateKeys {
             enforcer.rates.correct(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens,
                                    actualTokens: tokens, now: now)
@@ -78,4 +103,35 @@ struct Hold: Sendable {
         enforcer.concurrency.release(concurrencyKey)
         if cost > .zero { enforcer.breaker.record(cost: cost, now: now) }
     }
+
+    /// Settles a shared reservation with the call's actual use, once its ledger row has committed:
+    /// should this replica die before, the reaper charges the row (docs/postgres-quotas.md).
+    /// Nothing to wait for: the client's answer does not depend on it.
+    func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
+        guard case .shared(let reservation) = quota, let book = enforcer.sharedQuotas else { return }
+        book.settleRetrying(reservation, cost: cost, tokens: tokens, on: loop)
+    }
+
+    /// What was left of each budget when the call was admitted, its own hold not counted (for the
+    /// `x-tokenctl-budget-*` headers).
+    func budgetStandings(in enforcer: Enforcer, now: Int64) -> [QuotaStanding] {
+        switch quota {
+        case .shared(let reservation):
+            return reservation.standings
+        case .local(let reservation):
+            var standings = enforcer.quotas.remaining(budgets: payer.plan.budgets, now: now, timeZone: timeZone)
+            for i in standings.indices {
+                standings[i].usdLeft = standings[i].usdLeft.map { Money(picodollars: $0.picodollars + reservation.cost.picodollars) }
+            }
+            return standings
+        case nil:
+            return enforcer.quotas.remaining(budgets: payer.plan.budgets, now: now, timeZone: timeZone)
+        }
+    }
+}
+
+/// A call's quota reservation: in this process's book, or in the book shared by the replicas.
+enum QuotaHold: Sendable {
+    case local(QuotaReservation)
+    case shared(SharedQuotaReservation)
 }

@@ -202,8 +202,11 @@ final class GatewayMetrics: Sendable {
             }
         }
 
-        BudgetGauges.write(plans: policy.plans, uses: enforcer.quotas.currentUse(now: now, timeZone: timeZone),
-                           into: &out)
+        // Shared budgets (PostgreSQL) are not in this process's book: no gauges rather than zeros.
+        if enforcer.sharedQuotas == nil {
+            BudgetGauges.write(plans: policy.plans, uses: enforcer.quotas.currentUse(now: now, timeZone: timeZone),
+                               into: &out)
+        }
         return out.bytes
     }
 

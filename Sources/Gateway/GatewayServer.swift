@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Policy
+import PostgresLedger
 import Upstream
 
 /// The running proxy: the SwiftNIO HTTP/1.1 server plus the services its calls share
@@ -19,19 +20,26 @@ public final class GatewayServer: Sendable {
     private let keys: KeyStore
     private let admin: AdminAPI
     private let connections: OpenConnections
+    /// Budgets shared with other replicas (PostgreSQL), and this replica's heartbeat and reaper.
+    private let sharedQuotas: SharedQuotaBook?
+    private let quotaReaper: QuotaReaper?
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
 
     /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
     /// With `policyDirectory`, changes to its files are picked up while serving (see `PolicyReloader`).
+    /// With `sharedQuotas`, budgets are shared with the other replicas through PostgreSQL.
     public static func start(configuration: GatewayConfiguration, policy: PolicySet,
                              policyDirectory: String? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment,
-                             databasePath: String, logger: Logger) throws -> GatewayServer {
+                             databasePath: String, sharedQuotas: SharedQuotaBook? = nil,
+                             logger: Logger) throws -> GatewayServer {
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
                                       logger: logger)
-        let enforcer = Enforcer()
+        // Tables and functions installed, and a first heartbeat, before any call can hold budget.
+        try sharedQuotas?.prepare(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
+        let enforcer = Enforcer(sharedQuotas: sharedQuotas)
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
         let ledger = try LedgerWriter(path: databasePath, options: ledgerHealth.tracking(metrics.ledgerOptions))
@@ -83,9 +91,12 @@ public final class GatewayServer: Sendable {
                 .wait()
             principals.startPolling()
             policies.startWatching()
+            let quotaReaper = sharedQuotas.map { QuotaReaper(book: $0, on: group.next()) }
+            quotaReaper?.start()
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
-                                 keys: keys, admin: admin, connections: connections)
+                                 keys: keys, admin: admin, connections: connections,
+                                 sharedQuotas: sharedQuotas, quotaReaper: quotaReaper)
         } catch {
             admin.shutdown()
             upstream.shutdown()
@@ -97,7 +108,10 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: KeyStore, admin: AdminAPI, connections: OpenConnections) {
+                 context: GatewayContext, keys: KeyStore, admin: AdminAPI, connections: OpenConnections,
+                 sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?) {
+        self.sharedQuotas = sharedQuotas
+        self.quotaReaper = quotaReaper
         self.connections = connections
         self.keys = keys
         self.admin = admin
@@ -154,6 +168,10 @@ public final class GatewayServer: Sendable {
         runPendingLoopWork()  // the commit callbacks drop the start markers of recorded calls
         context.journal.stop()  // keeps the markers of calls left without a row, for the next start
         keys.close()
+        // Settlements still on their way fail here; the other replicas reap those holds at once
+        // (this replica's heartbeat is removed) and charge them from the ledger.
+        quotaReaper?.stop()
+        try? sharedQuotas?.shutdown(on: group.next()).wait()
         try group.syncShutdownGracefully()
     }
 
@@ -172,7 +190,7 @@ public final class GatewayServer: Sendable {
     public var callsInFlight: Int { context.enforcer.concurrency.totalInFlight }
 
     /// Quota reservations of calls in flight (each is settled when its call ends).
-    public var openQuotaReservations: Int { context.enforcer.quotas.openReservations }
+    public var openQuotaReservations: Int { context.enforcer.openReservations }
 
     /// The policy in force.
     public var policy: PolicySet { context.policies.policy }

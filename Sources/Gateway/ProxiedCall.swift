@@ -57,9 +57,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
     var slot: Slot = .none
 
-    /// The id of the call's row, fixed at the start so its start marker (`InFlightJournal`)
-    /// and its row name the same call.
-    let callID = CallIdentity.newCallID()
+    /// The id of the call's row, fixed at admission so its shared quota hold, its start marker
+    /// (`InFlightJournal`) and its row name the same call.
+    let callID: String
 
     /// Retries made so far, and why (each a status or "connect error"), for the row.
     var retriesMade: [String] = []
@@ -73,8 +73,9 @@ final class ProxiedCall: UpstreamResponseHandler {
         case held(ProviderGate)
     }
 
-    init(request: CallRequest, admission: Admission, hold: Hold, gateway: GatewayContext,
+    init(request: CallRequest, admission: Admission, hold: Hold, callID: String, gateway: GatewayContext,
          connection: ClientConnection) {
+        self.callID = callID
         self.request = request
         self.admission = admission
         self.hold = hold
@@ -238,14 +239,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         headers.add(name: "x-request-id", value: request.requestID)
         for (name, value) in LimitHeaders.rate(hold.rate) { headers.replaceOrAdd(name: name, value: value) }
         if !hold.payer.plan.budgets.isEmpty {
-            var standings = gateway.enforcer.quotas.remaining(budgets: hold.payer.plan.budgets, now: UnixTime.nowMicros(),
-                                                              timeZone: hold.timeZone)
             // What was left when this call started: its own worst-case hold is not yet spending.
-            if let held = hold.reservation?.cost {
-                for i in standings.indices {
-                    standings[i].usdLeft = standings[i].usdLeft.map { Money(picodollars: $0.picodollars + held.picodollars) }
-                }
-            }
+            let standings = hold.budgetStandings(in: gateway.enforcer, now: UnixTime.nowMicros())
             for (name, value) in LimitHeaders.budget(standings) { headers.add(name: name, value: value) }
         }
         connection.writeHead(status: head.status, headers: headers)
@@ -422,8 +417,11 @@ final class ProxiedCall: UpstreamResponseHandler {
             if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
-        hold.settle(in: gateway.enforcer, cost: entry.cost, tokens: entry.usage.totalTokens, now: UnixTime.nowMicros())
+        let cost = entry.cost, tokens = entry.usage.totalTokens
+        hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, now: UnixTime.nowMicros())
         gateway.record(entry, on: connection.eventLoop, connection: connection) { [self] in
+            // After the commit: a replica that dies before this line is charged from the row.
+            hold.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
             gateway.journal.ended(id: callID)
             deliver()
         }

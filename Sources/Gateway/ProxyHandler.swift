@@ -4,6 +4,7 @@ import Metering
 import NIOCore
 import NIOHTTP1
 import Policy
+import PostgresLedger
 
 /// The HTTP/1.1 server side of one client connection. Reads a request, routes it, and runs the
 /// call on this connection's event loop (no Task per request). Ordering of pipelined requests
@@ -224,7 +225,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
             let body = gateway.metrics.render(
                 policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
                 callsInFlight: gateway.enforcer.concurrency.totalInFlight,
-                openReservations: gateway.enforcer.quotas.openReservations, ledgerBacklog: gateway.ledger.backlog)
+                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog)
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
             headers.add(name: "content-length", value: String(body.count))
@@ -283,15 +284,52 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
         case .success(let admitted):
             admission = admitted
         }
-        switch Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
-                             now: UnixTime.nowMicros()) {
+        if let shared = gateway.enforcer.sharedQuotas {
+            return enforceShared(request, principal: principal, admission: admission, shared: shared)
+        }
+        enforced(Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
+                               now: UnixTime.nowMicros()),
+                 request: request, principal: principal, admission: admission, callID: CallIdentity.newCallID())
+    }
+
+    /// Starts the admitted call, or answers the refusal.
+    private func enforced(_ result: Result<Hold, Refusal>, request: CallRequest, principal: Principal,
+                          admission: Admission, callID: String) {
+        switch result {
         case .failure(let refusal):
             refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission)
         case .success(let hold):
-            let call = ProxiedCall(request: request, admission: admission, hold: hold, gateway: gateway, connection: self)
+            let call = ProxiedCall(request: request, admission: admission, hold: hold, callID: callID,
+                                   gateway: gateway, connection: self)
             state = .responding(call: call)
             call.start()
         }
+    }
+
+    /// Admission with budgets shared by the replicas: the reservation is a round trip to
+    /// PostgreSQL, answered on this loop. A client that left meanwhile gets nothing started: what
+    /// admission took is given back, and its row says so.
+    private func enforceShared(_ request: CallRequest, principal: Principal, admission: Admission,
+                               shared: SharedQuotaBook) {
+        let callID = CallIdentity.newCallID()
+        Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer, shared: shared,
+                      callID: callID, now: UnixTime.nowMicros(), on: eventLoop)
+            .assumeIsolated()
+            .whenSuccess { [self] result in
+                guard context == nil, case .success(let hold) = result else {
+                    return enforced(result, request: request, principal: principal, admission: admission, callID: callID)
+                }
+                var entry = CallRecord.entry(for: request, admission: admission)
+                CallRecord.settle(&entry, usage: nil, price: admission.price)
+                entry.id = callID
+                entry.outcome = .clientCancelled
+                entry.status = 499
+                entry.errorMessage = "client closed the connection while its budget was being reserved"
+                hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, now: UnixTime.nowMicros())
+                gateway.record(entry, on: eventLoop, connection: self) { [self] in
+                    hold.settleShared(in: gateway.enforcer, cost: .zero, tokens: 0, on: eventLoop)
+                }
+            }
     }
 
     /// Admin keys read the admin API and nothing else: they never run up a bill.

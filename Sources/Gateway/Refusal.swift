@@ -26,6 +26,9 @@ public struct Refusal: Error, Sendable {
         case idempotencyConflict
         /// The ledger cannot commit: fail closed (`LedgerHealth`).
         case ledgerUnavailable
+        /// The budgets shared with other replicas (PostgreSQL) cannot be reached: fail closed,
+        /// as no call may go out unbudgeted.
+        case quotaStateUnavailable
         // Plans: what the payer may do.
         case tooManyConcurrent, rateLimited(RateDimension), outputOverCap, quotaExhausted, spendRateTripped
     }
@@ -55,7 +58,7 @@ public struct Refusal: Error, Sendable {
         case .headersTooLarge: return 431
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
-        case .shuttingDown, .providerBusy, .ledgerUnavailable: return 503
+        case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return 503
         case .forbidden, .wrongKeyRole: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
@@ -71,7 +74,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .methodNotAllowed: return .refusedNotFound
         case .providerAuthFailed: return .upstreamError
         case .shuttingDown: return .interrupted
-        case .ledgerUnavailable: return .interrupted
+        case .ledgerUnavailable, .quotaStateUnavailable: return .interrupted
         case .unknownModel: return .refusedUnknownModel
         case .unpriced: return .refusedUnpriced
         case .forbidden: return .refusedModel
@@ -107,7 +110,7 @@ public struct Refusal: Error, Sendable {
             return "invalid_request_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
-             .providerBusy, .ledgerUnavailable:
+             .providerBusy, .ledgerUnavailable, .quotaStateUnavailable:
             return "api_error"
         }
     }
@@ -136,6 +139,7 @@ public struct Refusal: Error, Sendable {
         case .upstreamTimeout: return "upstream_timeout"
         case .providerBusy: return "provider_busy"
         case .ledgerUnavailable: return "ledger_unavailable"
+        case .quotaStateUnavailable: return "quota_state_unavailable"
         }
     }
 
@@ -152,7 +156,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
-        case .shuttingDown, .providerBusy, .ledgerUnavailable: return "overloaded_error"
+        case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return "overloaded_error"
         }
     }
 }

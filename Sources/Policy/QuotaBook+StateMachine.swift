@@ -232,7 +232,7 @@ struct QuotaBookStateMachine: Sendable {
 
 extension BudgetLimit {
     /// A budget with neither limit is ignored.
-    var isTracked: Bool { usd != nil || tokens != nil }
+    public var isTracked: Bool { usd != nil || tokens != nil }
 }
 
 extension BudgetPeriod {
@@ -283,20 +283,21 @@ extension QuotaBucket {
     }
 }
 
-/// The current day, week and month of one time zone, recomputed only when `now` leaves them.
-struct PeriodClock: Sendable {
-    let calendar: CalendarPeriod
-    let identifier: String
+/// The current day, week and month of one time zone, recomputed only when `now` leaves them
+/// (asking Foundation takes microseconds; the request path asks for every call).
+public struct PeriodClock: Sendable {
+    public let calendar: CalendarPeriod
+    public let identifier: String
     private var day = PeriodInterval(start: 0, end: 0)
     private var week = PeriodInterval(start: 0, end: 0)
     private var month = PeriodInterval(start: 0, end: 0)
 
-    init(_ calendar: CalendarPeriod) {
+    public init(_ calendar: CalendarPeriod) {
         self.calendar = calendar
         self.identifier = calendar.timeZone.identifier
     }
 
-    mutating func interval(of period: BudgetPeriod, containing now: Int64) -> PeriodInterval {
+    public mutating func interval(of period: BudgetPeriod, containing now: Int64) -> PeriodInterval {
         switch period {
         case .day:
             if !day.contains(now) { day = calendar.interval(of: .day, containing: now) }

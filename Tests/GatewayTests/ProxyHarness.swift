@@ -4,6 +4,7 @@ import Gateway
 import Ledger
 import Logging
 import Policy
+import PostgresLedger
 
 /// A real tokenctl in front of a real FakeLLM, on ephemeral loopback ports, with a real SQLite
 /// ledger in a temporary directory and keys (alice@research, bob without a team, carol@research,
@@ -45,7 +46,7 @@ final class ProxyHarness: Sendable {
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
          providerOptions: String = "",
          providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(),
-         logger: Logger? = nil) throws {
+         sharedQuotas: SharedQuotaBook? = nil, logger: Logger? = nil) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -98,7 +99,7 @@ final class ProxyHarness: Sendable {
         if logger.logLevel > .warning { logger.logLevel = .warning }
         server = try GatewayServer.start(configuration: GatewayConfiguration(port: 0, eventLoopThreads: 2),
                                          policy: policy, policyDirectory: policies.path, environment: environment,
-                                         databasePath: dbPath, logger: logger)
+                                         databasePath: dbPath, sharedQuotas: sharedQuotas, logger: logger)
     }
 
     /// Replaces one policy file (the running server picks it up by itself).

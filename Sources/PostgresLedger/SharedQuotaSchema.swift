@@ -1,0 +1,288 @@
+/// The shared quota state's tables and functions on PostgreSQL (see `SharedQuotaBook`).
+///
+/// Installed by every replica at start-up, idempotently (`IF NOT EXISTS`, `CREATE OR REPLACE`),
+/// under a transaction-scoped advisory lock so that replicas starting together do not race on
+/// the catalog. Money is pico-dollars and times of calls are Unix µs, as in the ledger; counters
+/// are `numeric` (a month of an org's spend cannot overflow them). Hold expiry and replica
+/// heartbeats use the server's clock (`now()`), so replicas with skewed clocks agree on them.
+///
+/// Lock order, which keeps the functions free of deadlocks: a function that touches counters
+/// locks all of them first, in key order (`ORDER BY scope, period, period_start FOR UPDATE`;
+/// the reservation creates missing counters in the same ordered pass, a row it inserted being
+/// as good as locked), and hold rows are taken either before that (settle: its own hold) or
+/// with `SKIP LOCKED` (the reaper), never waited for while counters are held.
+enum SharedQuotaSchema {
+    /// Any constant, shared by all replicas: the advisory lock that serialises installs.
+    static let installLock: Int64 = 0x746F_6B65_6E71_7461  // "tokenqta"
+
+    static let statements: [String] = [
+        """
+        CREATE TABLE IF NOT EXISTS quota_counters (
+            scope text NOT NULL,
+            period text NOT NULL,
+            period_start int8 NOT NULL,
+            spent numeric NOT NULL DEFAULT 0,
+            spent_tokens numeric NOT NULL DEFAULT 0,
+            reserved numeric NOT NULL DEFAULT 0,
+            reserved_tokens numeric NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, period, period_start)
+        )
+        """,
+        // One row per admitted call not yet settled: the distinct buckets it holds and how much.
+        """
+        CREATE TABLE IF NOT EXISTS quota_holds (
+            call_id text PRIMARY KEY,
+            replica text NOT NULL,
+            scopes text[] NOT NULL,
+            periods text[] NOT NULL,
+            period_starts int8[] NOT NULL,
+            cost numeric NOT NULL,
+            tokens numeric NOT NULL,
+            reserved_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS quota_holds_replica ON quota_holds (replica)",
+        "CREATE INDEX IF NOT EXISTS quota_holds_expires_at ON quota_holds (expires_at)",
+        // Holds the reaper removed, for a while: a replica that was only slow (not dead) may
+        // still settle its call, and must then charge it exactly once (`charged`: the reaper
+        // already added the ledger row's cost, or a late settle did).
+        """
+        CREATE TABLE IF NOT EXISTS quota_reaped (
+            call_id text PRIMARY KEY,
+            scopes text[] NOT NULL,
+            periods text[] NOT NULL,
+            period_starts int8[] NOT NULL,
+            charged boolean NOT NULL,
+            reaped_at timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS quota_replicas (
+            replica text PRIMARY KEY,
+            seen_at timestamptz NOT NULL
+        )
+        """,
+        // The ledger's spend of one scope in [start, end): a counter's starting point, so a
+        // counter created mid-period (first call of the day on any replica, or after pruning)
+        // starts from what the ledger already holds. Refusals cost nothing and are left out, as
+        // in the single-node rebuild (`LedgerReader.spend(since:)`).
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_ledger_spend(p_scope text, p_start int8, p_end int8,
+                                                               OUT o_cost numeric, OUT o_tokens numeric)
+        LANGUAGE plpgsql STABLE AS $$
+        BEGIN
+            IF p_scope = 'org' THEN
+                SELECT coalesce(sum(c.cost_pd), 0),
+                       coalesce(sum(c.input_tokens + c.cached_input_tokens + c.cache_write_tokens + c.output_tokens), 0)
+                INTO o_cost, o_tokens FROM calls c
+                WHERE c.started_at >= p_start AND c.started_at < p_end AND c.outcome NOT LIKE 'refused\\_%';
+            ELSIF left(p_scope, 5) = 'user:' THEN
+                SELECT coalesce(sum(c.cost_pd), 0),
+                       coalesce(sum(c.input_tokens + c.cached_input_tokens + c.cache_write_tokens + c.output_tokens), 0)
+                INTO o_cost, o_tokens FROM calls c
+                WHERE c."user" = substr(p_scope, 6) AND c.started_at >= p_start AND c.started_at < p_end
+                  AND c.outcome NOT LIKE 'refused\\_%';
+            ELSIF left(p_scope, 5) = 'team:' THEN
+                SELECT coalesce(sum(c.cost_pd), 0),
+                       coalesce(sum(c.input_tokens + c.cached_input_tokens + c.cache_write_tokens + c.output_tokens), 0)
+                INTO o_cost, o_tokens FROM calls c
+                WHERE c.team = substr(p_scope, 6) AND c.started_at >= p_start AND c.started_at < p_end
+                  AND c.outcome NOT LIKE 'refused\\_%';
+            ELSE
+                RAISE EXCEPTION 'tokenctl: unknown quota scope %', p_scope;
+            END IF;
+        END $$
+        """,
+        // Removes `held` from each bucket's reservations (never below zero) and adds the spend.
+        // Locks the buckets in key order first (a no-op for rows the caller already locked).
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_apply(p_scopes text[], p_periods text[], p_starts int8[],
+                                                        p_held numeric, p_held_tokens numeric,
+                                                        p_spent numeric, p_spent_tokens numeric)
+        RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM 1 FROM quota_counters q
+            JOIN unnest(p_scopes, p_periods, p_starts) AS k(s, p, st)
+              ON q.scope = k.s AND q.period = k.p AND q.period_start = k.st
+            ORDER BY q.scope, q.period, q.period_start FOR UPDATE OF q;
+            UPDATE quota_counters q
+            SET reserved = greatest(0, q.reserved - p_held),
+                reserved_tokens = greatest(0, q.reserved_tokens - p_held_tokens),
+                spent = q.spent + p_spent,
+                spent_tokens = q.spent_tokens + p_spent_tokens
+            FROM unnest(p_scopes, p_periods, p_starts) AS k(s, p, st)
+            WHERE q.scope = k.s AND q.period = k.p AND q.period_start = k.st;
+        END $$
+        """,
+        // Admission's reservation, in one round trip: every budget of the call (user, team,
+        // org × day, week, month) or none. `p_usd`/`p_tokens` are the limits, -1 for none.
+        // Returns one row per budget, in order, with the bucket's sums *before* this call (for
+        // the refusal message and the remaining-budget headers); `o_refused` is 'usd' or
+        // 'tokens' on the first budget that the call's worst case would exceed, and then
+        // nothing was reserved.
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_reserve(
+            p_call_id text, p_replica text, p_scopes text[], p_periods text[], p_starts int8[], p_ends int8[],
+            p_usd int8[], p_tokens int8[], p_cost int8, p_cost_tokens int8, p_hold_seconds int8)
+        RETURNS TABLE (o_ord int, o_spent int8, o_reserved int8, o_spent_tokens int8, o_reserved_tokens int8,
+                       o_refused text)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            n int := coalesce(array_length(p_scopes, 1), 0);
+            refused boolean := false;
+            c quota_counters%ROWTYPE;
+            bucket record;
+            initial record;
+            clamp constant numeric := 9223372036854775807;
+        BEGIN
+            IF n = 0 THEN
+                RETURN;
+            END IF;
+            -- Each bucket in key order: lock it, or create it (from the ledger's sum) and lock it.
+            -- A row this transaction inserted is as good as locked by it, so creating and locking
+            -- in one ordered pass keeps every transaction taking rows in the same order.
+            FOR bucket IN SELECT DISTINCT u.s, u.p, u.st, u.en
+                     FROM unnest(p_scopes, p_periods, p_starts, p_ends) AS u(s, p, st, en)
+                     ORDER BY u.s, u.p, u.st LOOP
+                PERFORM 1 FROM quota_counters q
+                WHERE q.scope = bucket.s AND q.period = bucket.p AND q.period_start = bucket.st FOR UPDATE;
+                IF NOT FOUND THEN
+                    SELECT * INTO initial FROM tokenctl_quota_ledger_spend(bucket.s, bucket.st, bucket.en);
+                    INSERT INTO quota_counters (scope, period, period_start, spent, spent_tokens)
+                    VALUES (bucket.s, bucket.p, bucket.st, initial.o_cost, initial.o_tokens)
+                    ON CONFLICT DO NOTHING;
+                    PERFORM 1 FROM quota_counters q
+                    WHERE q.scope = bucket.s AND q.period = bucket.p AND q.period_start = bucket.st FOR UPDATE;
+                END IF;
+            END LOOP;
+            FOR i IN 1..n LOOP
+                SELECT * INTO STRICT c FROM quota_counters q
+                WHERE q.scope = p_scopes[i] AND q.period = p_periods[i] AND q.period_start = p_starts[i];
+                o_ord := i;
+                o_spent := least(c.spent, clamp);
+                o_reserved := least(c.reserved, clamp);
+                o_spent_tokens := least(c.spent_tokens, clamp);
+                o_reserved_tokens := least(c.reserved_tokens, clamp);
+                o_refused := NULL;
+                IF NOT refused THEN
+                    IF p_usd[i] >= 0 AND c.spent + c.reserved + p_cost > p_usd[i] THEN
+                        o_refused := 'usd';
+                    ELSIF p_tokens[i] >= 0 AND c.spent_tokens + c.reserved_tokens + p_cost_tokens > p_tokens[i] THEN
+                        o_refused := 'tokens';
+                    END IF;
+                    refused := o_refused IS NOT NULL;
+                END IF;
+                RETURN NEXT;
+            END LOOP;
+            IF refused THEN
+                RETURN;
+            END IF;
+            -- Each distinct bucket once (two budgets of the same scope and period share one).
+            WITH buckets AS (
+                SELECT DISTINCT k.s, k.p, k.st FROM unnest(p_scopes, p_periods, p_starts) AS k(s, p, st)
+            ), held AS (
+                UPDATE quota_counters q
+                SET reserved = q.reserved + p_cost, reserved_tokens = q.reserved_tokens + p_cost_tokens
+                FROM buckets b WHERE q.scope = b.s AND q.period = b.p AND q.period_start = b.st
+                RETURNING q.scope, q.period, q.period_start
+            )
+            INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, expires_at)
+            SELECT p_call_id, p_replica, array_agg(h.scope ORDER BY h.scope, h.period, h.period_start),
+                   array_agg(h.period ORDER BY h.scope, h.period, h.period_start),
+                   array_agg(h.period_start ORDER BY h.scope, h.period, h.period_start),
+                   p_cost, p_cost_tokens, now() + make_interval(secs => p_hold_seconds)
+            FROM held h;
+        END $$
+        """,
+        // Settlement after the call's ledger row committed: the hold becomes the actual spend.
+        // Idempotent: without a hold nothing changes, unless the reaper took the hold before the
+        // call's row existed (a slow replica, not a dead one): then the spend is charged once.
+        // Releasing is settling for nothing.
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_settle(p_call_id text, p_cost int8, p_tokens int8)
+        RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE
+            h record;
+        BEGIN
+            DELETE FROM quota_holds WHERE call_id = p_call_id
+            RETURNING scopes, periods, period_starts, cost, tokens INTO h;
+            IF FOUND THEN
+                PERFORM tokenctl_quota_apply(h.scopes, h.periods, h.period_starts, h.cost, h.tokens,
+                                             greatest(p_cost, 0), greatest(p_tokens, 0));
+                RETURN true;
+            END IF;
+            UPDATE quota_reaped SET charged = true WHERE call_id = p_call_id AND NOT charged
+            RETURNING scopes, periods, period_starts INTO h;
+            IF FOUND THEN
+                PERFORM tokenctl_quota_apply(h.scopes, h.periods, h.period_starts, 0, 0,
+                                             greatest(p_cost, 0), greatest(p_tokens, 0));
+                RETURN true;
+            END IF;
+            RETURN false;
+        END $$
+        """,
+        // The reaper: holds of replicas not seen for `p_replica_timeout_us`, or past their
+        // expiry, are removed; a call whose ledger row exists (it committed, its replica died
+        // before settling) is charged what the row says. At most 1000 holds per run; holds
+        // another reaper is taking are skipped, not waited for. Returns (reaped, charged).
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_reap(p_replica_timeout_us int8)
+        RETURNS TABLE (o_reaped int, o_charged int) LANGUAGE plpgsql AS $$
+        DECLARE
+            gone quota_holds[];
+            h quota_holds;
+            row_cost numeric;
+            row_tokens numeric;
+        BEGIN
+            o_reaped := 0;
+            o_charged := 0;
+            WITH doomed AS (
+                SELECT qh.call_id FROM quota_holds qh
+                WHERE qh.expires_at < now()
+                   OR NOT EXISTS (SELECT 1 FROM quota_replicas r WHERE r.replica = qh.replica
+                                  AND r.seen_at > now() - make_interval(secs => p_replica_timeout_us / 1e6))
+                ORDER BY qh.call_id LIMIT 1000 FOR UPDATE SKIP LOCKED
+            ), deleted AS (
+                DELETE FROM quota_holds qh USING doomed d WHERE qh.call_id = d.call_id RETURNING qh.*
+            )
+            SELECT array_agg(deleted::quota_holds) INTO gone FROM deleted;
+            IF gone IS NULL THEN
+                RETURN NEXT;
+                RETURN;
+            END IF;
+            PERFORM 1 FROM quota_counters q
+            JOIN (SELECT DISTINCT k.s, k.p, k.st FROM unnest(gone) g,
+                  unnest(g.scopes, g.periods, g.period_starts) AS k(s, p, st)) b
+              ON q.scope = b.s AND q.period = b.p AND q.period_start = b.st
+            ORDER BY q.scope, q.period, q.period_start FOR UPDATE OF q;
+            FOREACH h IN ARRAY gone LOOP
+                SELECT c.cost_pd, c.input_tokens + c.cached_input_tokens + c.cache_write_tokens + c.output_tokens
+                INTO row_cost, row_tokens FROM calls c
+                WHERE c.id = h.call_id AND c.outcome NOT LIKE 'refused\\_%' LIMIT 1;
+                PERFORM tokenctl_quota_apply(h.scopes, h.periods, h.period_starts, h.cost, h.tokens,
+                                             coalesce(row_cost, 0), coalesce(row_tokens, 0));
+                INSERT INTO quota_reaped (call_id, scopes, periods, period_starts, charged)
+                VALUES (h.call_id, h.scopes, h.periods, h.period_starts, row_cost IS NOT NULL)
+                ON CONFLICT (call_id) DO NOTHING;
+                o_reaped := o_reaped + 1;
+                IF row_cost IS NOT NULL THEN
+                    o_charged := o_charged + 1;
+                END IF;
+            END LOOP;
+            RETURN NEXT;
+        END $$
+        """,
+        // Housekeeping, now and then: counters of periods long over (nothing held), reap records
+        // older than any call can run, replicas gone for a day.
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_prune(p_counters_before int8)
+        RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM quota_counters WHERE period_start < p_counters_before AND reserved = 0 AND reserved_tokens = 0;
+            DELETE FROM quota_reaped WHERE reaped_at < now() - interval '2 days';
+            DELETE FROM quota_replicas WHERE seen_at < now() - interval '1 day';
+        END $$
+        """,
+    ]
+}
