@@ -19,7 +19,7 @@ final class Enforcer: Sendable {
     /// Rebuilds quota state from the ledger: each budget period's spend so far, per user, team and
     /// org, and the last hour's spend for the breaker. Run before serving, so a restart neither
     /// resets nor double-counts.
-    func rebuild(from reader: LedgerReader, plans: PlanBook, now: Int64) throws {
+    func rebuild(from reader: any LedgerSource, plans: PlanBook, now: Int64) throws {
         let calendar = CalendarPeriod(timeZone: plans.timeZone)
         for period in BudgetPeriod.allCases {
             let start = calendar.interval(of: period, containing: now).start

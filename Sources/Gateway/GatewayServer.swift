@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Policy
+import PostgresLedger
 import Upstream
 
 /// The running proxy: the SwiftNIO HTTP/1.1 server plus the services its calls share
@@ -16,7 +17,7 @@ public final class GatewayServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let context: GatewayContext
-    private let keys: KeyStore
+    private let keys: any APIKeyStore
     private let admin: AdminAPI
     private let connections: OpenConnections
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
@@ -25,24 +26,39 @@ public final class GatewayServer: Sendable {
 
     /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
     /// With `policyDirectory`, changes to its files are picked up while serving (see `PolicyReloader`).
+    /// `databasePath` is a `--db` value: a SQLite file, or a `postgres://` URL (see `LedgerBackend`);
+    /// with PostgreSQL the in-flight journal goes in `journalDirectory` (SQLite's stays beside the file).
     public static func start(configuration: GatewayConfiguration, policy: PolicySet,
                              policyDirectory: String? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment,
-                             databasePath: String, logger: Logger) throws -> GatewayServer {
+                             databasePath: String, journalDirectory: String = "data",
+                             logger: Logger) throws -> GatewayServer {
+        let backend = try LedgerBackend(databasePath)
+        let journalBase = backend.journalBase(directory: journalDirectory)
+        if backend.isPostgres {
+            try FileManager.default.createDirectory(atPath: journalDirectory, withIntermediateDirectories: true)
+        }
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
                                       logger: logger)
         let enforcer = Enforcer()
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
-        let ledger = try LedgerWriter(path: databasePath, options: ledgerHealth.tracking(metrics.ledgerOptions))
+        let ledger = try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions))
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.
-        let recovered = InFlightJournal.recover(databasePath: databasePath, into: ledger)
+        let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)
         if recovered > 0 {
             logger.warning("recorded calls left in flight by a stopped process as interrupted", metadata: ["calls": "\(recovered)"])
         }
-        let journal = InFlightJournal(databasePath: databasePath)
-        let keys = try KeyStore(path: databasePath)
+        let journal = InFlightJournal(databasePath: journalBase)
+        let keys: any APIKeyStore
+        do {
+            keys = try backend.openKeys()
+        } catch {
+            journal.stop()
+            ledger.close()
+            throw error
+        }
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
@@ -51,12 +67,12 @@ public final class GatewayServer: Sendable {
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
-            let reader = try LedgerReader(path: databasePath)
+            let reader = try backend.openSource()
             defer { reader.close() }
             let now = UnixTime.nowMicros()
             try context.enforcer.rebuild(from: reader, plans: policy.plans, now: now)
             try metrics.restoreActivity(from: reader, timeZone: policy.plans.timeZone, now: now)
-            admin = try AdminAPI(gateway: context, databasePath: databasePath)
+            admin = try AdminAPI(gateway: context, ledger: backend)
         } catch {
             upstream.shutdown()
             journal.stop()
@@ -97,7 +113,7 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: KeyStore, admin: AdminAPI, connections: OpenConnections) {
+                 context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections) {
         self.connections = connections
         self.keys = keys
         self.admin = admin

@@ -12,10 +12,13 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     static let pageSize = 5_000
 
     /// Connects and brings the schema up to date (a reader may be the first to open the ledger).
-    public init(location: PostgresLocation) throws {
+    /// `readOnly` then makes every transaction of this connection read-only (for readers that
+    /// serve untrusted requests).
+    public init(location: PostgresLocation, readOnly: Bool = false) throws {
         session = try PostgresSession(location)
         do {
             try PostgresSchema.prepare(session)
+            if readOnly { try session.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY") }
         } catch {
             session.close()
             throw error
@@ -166,6 +169,11 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
         let text: String = try row.value(column)
         guard let value = Int128(text) else { throw LedgerError.invalidRow("sum '\(text)' is not an integer") }
         return Money.Total(picodollars: value)
+    }
+
+    /// Runs a query of another file of this module on the serialised session.
+    func withSession<T>(_ body: (PostgresSession) throws -> T) throws -> T {
+        try locked { try body(session) }
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {

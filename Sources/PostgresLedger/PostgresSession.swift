@@ -29,8 +29,12 @@ final class PostgresSession {
     }
 
     private func reconnectIfNeeded() throws {
-        if let connection, !connection.isClosed { return }
-        connection = nil
+        if let connection {
+            if !connection.isClosed { return }
+            // PostgresNIO asserts that a connection is closed before it goes away, even a broken one.
+            try? connection.close().wait()
+            self.connection = nil
+        }
         let id = Self.nextID.wrappingAdd(1, ordering: .relaxed).newValue
         do {
             connection = try PostgresConnection.connect(on: Self.eventLoops.next(), configuration: location.connectionConfiguration,
@@ -76,6 +80,8 @@ final class PostgresSession {
         let cell = row.makeRandomAccess()[0]
         return cell.bytes == nil ? nil : try cell.decode(T.self)
     }
+
+    deinit { close() }
 
     func close() {
         if let connection { try? connection.close().wait() }

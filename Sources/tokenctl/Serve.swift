@@ -22,6 +22,9 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var ledger: LedgerOptions
 
+    @Option(help: "With a PostgreSQL ledger: the local directory of the in-flight journal (calls a crash interrupts are recorded from it at the next start). A SQLite ledger keeps it beside its file.")
+    var journal: String = "data"
+
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
 
@@ -45,13 +48,14 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "tokenctl")
         let policy = try loadPolicyOrExit(policies)
         for warning in policy.warnings { logger.warning("\(warning)") }
-        try createParentDirectory(of: ledger.db)
+        let backend = try ledger.creating()
 
         let server: GatewayServer
         do {
             server = try GatewayServer.start(
                 configuration: GatewayConfiguration(host: host, port: port, eventLoopThreads: threads),
-                policy: policy, policyDirectory: policies, databasePath: ledger.db, logger: logger)
+                policy: policy, policyDirectory: policies, databasePath: ledger.db, journalDirectory: journal,
+                logger: logger)
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             throw CommandFailure("cannot listen on \(host):\(port): the address is already in use (pick another with --port)")
         }
@@ -81,7 +85,7 @@ struct Serve: AsyncParsableCommand {
 
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
-            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))
+            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(backend))\n".utf8))
         try await group.run()
     }
 }
