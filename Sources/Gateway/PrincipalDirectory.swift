@@ -42,6 +42,8 @@ public final class PrincipalDirectory: Sendable {
             var lastStamp = (try? keyStore.changeStamp()) ?? -1
             while !stopped.withLockedValue({ $0 }) {
                 Thread.sleep(forTimeInterval: interval)
+                // The server closes the store right after `stopPolling`: do not poll a closed store.
+                if stopped.withLockedValue({ $0 }) { break }
                 do {
                     let stamp = try keyStore.changeStamp()
                     if stamp != lastStamp {

@@ -5,7 +5,7 @@ import PostgresNIO
 
 /// Copies a SQLite ledger into a PostgreSQL one (`tokenctl ledger migrate`): every call through
 /// the PostgreSQL writer (batched, one transaction per batch), then the API keys, then compares
-/// row counts and per-column sums of both sides.
+/// row counts and per-column sums of both sides, and checks every key arrived.
 ///
 /// Idempotent: calls already present (same id and start) and keys already present (same id or
 /// secret) are skipped, so an interrupted copy is finished by running it again. The comparison
@@ -18,6 +18,7 @@ public enum LedgerMigration {
         public var copied: Int
         public var alreadyPresent: Int
         public var sourceKeys: Int
+        /// Source keys found in the target (same id and secret hash); keys made there directly do not count.
         public var targetKeys: Int
 
         public var matches: Bool { source.figures.map(\.value) == target.figures.map(\.value) && sourceKeys == targetKeys }
@@ -72,10 +73,12 @@ public enum LedgerMigration {
                 continue  // copied by an earlier run
             }
         }
+        let targetKeys = Set(try targetKeyStore.list().map { [$0.id, $0.secretHash] })
         let target = try PostgresLedgerReader(location: location)
         defer { target.close() }
         return Outcome(source: sourceTotals, target: try target.totals(), copied: counts.copied,
-                       alreadyPresent: counts.present, sourceKeys: keys.count, targetKeys: try targetKeyStore.list().count)
+                       alreadyPresent: counts.present, sourceKeys: keys.count,
+                       targetKeys: keys.filter { targetKeys.contains([$0.id, $0.secretHash]) }.count)
     }
 }
 

@@ -18,7 +18,7 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
         session = try PostgresSession(location)
         do {
             try PostgresSchema.prepare(session)
-            if readOnly { try session.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY") }
+            if readOnly { try session.keep("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY") }
         } catch {
             session.close()
             throw error

@@ -17,6 +17,8 @@ final class PostgresSession {
     private static let nextID = Atomic<Int>(0)
 
     let location: PostgresLocation
+    /// Statements run on every new connection (settings a reconnect must not lose).
+    private var setup: [String] = []
     private let logger: Logger
     private var connection: PostgresConnection?
 
@@ -37,8 +39,11 @@ final class PostgresSession {
         }
         let id = Self.nextID.wrappingAdd(1, ordering: .relaxed).newValue
         do {
-            connection = try PostgresConnection.connect(on: Self.eventLoops.next(), configuration: location.connectionConfiguration,
-                                                        id: id, logger: logger).wait()
+            let connection = try PostgresConnection.connect(on: Self.eventLoops.next(),
+                                                            configuration: location.connectionConfiguration,
+                                                            id: id, logger: logger).wait()
+            self.connection = connection
+            for statement in setup { _ = try connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).wait() }
         } catch {
             throw Self.ledgerError(error, context: "connect to \(location)")
         }
@@ -59,6 +64,12 @@ final class PostgresSession {
     /// Runs one statement given as text without parameters (DDL, BEGIN, COMMIT).
     func execute(_ sql: String) throws {
         try query(PostgresQuery(unsafeSQL: sql), context: String(sql.prefix(60)))
+    }
+
+    /// Runs a session setting now and after every reconnect.
+    func keep(_ setting: String) throws {
+        try execute(setting)
+        setup.append(setting)
     }
 
     /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.

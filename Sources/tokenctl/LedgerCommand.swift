@@ -38,7 +38,7 @@ struct LedgerCommand: ParsableCommand {
             print("copied \(outcome.copied) calls (\(outcome.alreadyPresent) already present) from \(path) to \(location)")
             let rows = zip(outcome.source.figures, outcome.target.figures).map { source, target in
                 [source.name, source.value, target.value, source.value == target.value ? "ok" : "MISMATCH"]
-            } + [["api_keys", "\(outcome.sourceKeys)", "\(outcome.targetKeys)",
+            } + [["api_keys (of the source)", "\(outcome.sourceKeys)", "\(outcome.targetKeys)",
                   outcome.sourceKeys == outcome.targetKeys ? "ok" : "MISMATCH"]]
             print(TextColumns.render(header: ["FIGURE", "SQLITE", "POSTGRESQL", ""], rows: rows, labelColumns: 1),
                   terminator: "")

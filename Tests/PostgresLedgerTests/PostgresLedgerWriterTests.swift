@@ -90,6 +90,30 @@ final class PostgresLedgerWriterTests: XCTestCase {
         XCTAssertEqual(failures.current.count, 1)
     }
 
+    func testReconnectsAfterLosingItsConnection() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let failures = Locked(0)
+        var options = LedgerWriter.Options(retryInitialMillis: 5, retryMaxMillis: 20)
+        options.onCommitFailure = { _, _ in failures.withLock { $0 += 1 } }
+        let writer = try PostgresLedgerWriter(location: db.location, options: options)
+        defer { writer.close() }
+        XCTAssertEqual(appendAll([sampleEntry(1, startedAt: UnixTime.nowMicros())], to: writer), [])
+        let admin = try PostgresSession(db.location)
+        defer { admin.close() }
+        // Ends every other session of the database, the writer's among them.
+        try admin.execute("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+            """)
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(appendAll([sampleEntry(2, startedAt: UnixTime.nowMicros())], to: writer), [])
+        // The writer sees the closed connection before the batch (reconnects at once) or on the
+        // failed attempt (reconnects on the retry); either way the row commits.
+        print("reconnect: \(failures.current) failed attempts")
+        XCTAssertEqual(try admin.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 2)
+    }
+
     func testSchemaIsIdempotentAndPartitionsExist() throws {
         let db = try ScratchDatabase()
         defer { db.drop() }
