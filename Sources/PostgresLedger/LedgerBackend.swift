@@ -34,11 +34,14 @@ public enum LedgerBackend: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A reader. SQLite: the file must exist. `readOnly`: the connection refuses writes (for
-    /// readers that serve untrusted requests).
-    public func openSource(readOnly: Bool = false) throws -> any LedgerSource {
+    /// readers that serve untrusted requests). `forOneCommand`: PostgreSQL reports of a period
+    /// reuse one copy of its calls (see `PostgresLedgerReader.report`); for a command that
+    /// reads and exits, not for a server.
+    public func openSource(readOnly: Bool = false, forOneCommand: Bool = false) throws -> any LedgerSource {
         switch self {
         case .sqlite(let path): return try LedgerReader(path: path, readOnly: readOnly)
-        case .postgres(let location): return try PostgresLedgerReader(location: location, readOnly: readOnly)
+        case .postgres(let location):
+            return try PostgresLedgerReader(location: location, readOnly: readOnly, reusesReportCopies: forOneCommand)
         }
     }
 

@@ -8,13 +8,19 @@ import PostgresNIO
 public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     private let lock = NSLock()
     private let session: PostgresSession
+    /// Serialises reports; guards `lastCopy`.
+    private let copyLock = NSLock()
+    private var lastCopy: ReportCopy?
+    private let reusesReportCopies: Bool
     /// Rows fetched per round trip by `forEachEntry`.
     static let pageSize = 5_000
 
     /// Connects and brings the schema up to date (a reader may be the first to open the ledger).
     /// `readOnly` then makes every transaction of this connection read-only (for readers that
-    /// serve untrusted requests).
-    public init(location: PostgresLocation, readOnly: Bool = false) throws {
+    /// serve untrusted requests). `reusesReportCopies`: see `report`; for short-lived readers
+    /// (one command), as the copy does not see calls recorded after it was made.
+    public init(location: PostgresLocation, readOnly: Bool = false, reusesReportCopies: Bool = false) throws {
+        self.reusesReportCopies = reusesReportCopies
         session = try PostgresSession(location)
         do {
             try PostgresSchema.prepare(session)
@@ -26,6 +32,10 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     }
 
     public func close() {
+        copyLock.withLock {
+            lastCopy?.close()
+            lastCopy = nil
+        }
         locked { session.close() }
     }
 
@@ -75,41 +85,27 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     }
 
     /// The report engine's answer, identical to SQLite's because it IS SQLite's engine: the
-    /// period's calls, plus those of the retry window before it (a call is a retry of one up to
-    /// `ReportQuery.retryWindowMicros` earlier), are copied into a temporary SQLite ledger by
-    /// the SQLite `LedgerWriter` (which computes retry flags and rollups with the same code as
-    /// for a SQLite ledger), and `LedgerReader.report` runs on it. The file is deleted after.
+    /// period's calls, plus those of the retry window before it, are copied into a temporary
+    /// SQLite ledger (`ReportCopy`) and `LedgerReader.report` runs on it. The file is deleted after.
     ///
     /// Cost: O(rows in the period), in time (about what writing them to a local SQLite ledger
     /// costs) and temporary disk (a few hundred bytes per row); a SQLite ledger answers from its
     /// rollups instead. Fine for days and weeks at moderate volume; month-long reports over
-    /// millions of calls take tens of seconds.
+    /// millions of calls take tens of seconds. With `reusesReportCopies`, a copy is kept until
+    /// the next report that it cannot answer, so a command that asks several reports of one
+    /// period (a report and its summary) copies it once.
     public func report(_ query: ReportQuery) throws -> Report {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tokenctl-report-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("period.sqlite").path
-        let copy = try LedgerWriter(path: path, options: LedgerWriter.Options(maxBatch: 16_384, rollupFlushRows: 1 << 30,
-                                                                                rollupFlushInterval: .seconds(3_600)))
-        let failures = FailureCount()
-        do {
-            let window = ReportQuery.retryWindowMicros
-            let from = query.since < Int64.min + window ? Int64.min : query.since - window
-            try forEachEntry(since: from, until: query.until) { entry in
-                copy.append(entry) { result in
-                    if case .failure(let error) = result { failures.record(error) }
-                }
-            }
-        } catch {
-            copy.close()
-            throw error
+        copyLock.lock()
+        defer { copyLock.unlock() }
+        if let copy = lastCopy, copy.answers(query) { return try copy.report(query) }
+        lastCopy?.close()
+        lastCopy = nil
+        let since = ReportCopy.start(of: query)
+        let copy = try ReportCopy(since: since, until: query.until) { body in
+            try forEachEntry(since: since, until: query.until, body)
         }
-        copy.close()
-        if let error = failures.first { throw error }
-        let reader = try LedgerReader(path: path)
-        defer { reader.close() }
-        return try reader.report(query)
+        defer { if reusesReportCopies { lastCopy = copy } else { copy.close() } }
+        return try copy.report(query)
     }
 
     /// Spend per (user, team) of the calls that started at or after `since`, refusals left out.
@@ -180,23 +176,5 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body()
-    }
-}
-
-/// Failures of the copy into the temporary report ledger (callbacks run on its writer thread).
-private final class FailureCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var error: LedgerError?
-
-    func record(_ error: LedgerError) {
-        lock.lock()
-        if self.error == nil { self.error = error }
-        lock.unlock()
-    }
-
-    var first: LedgerError? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
     }
 }

@@ -72,7 +72,7 @@ struct Report: ParsableCommand {
         filters[.model] = model
         var query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
         query.timeZone = zone
-        let reader = try backend.openSource()
+        let reader = try backend.openSource(forOneCommand: true)
         defer { reader.close() }
         var report = try reader.report(query)
         if let top { report = report.top(top) }

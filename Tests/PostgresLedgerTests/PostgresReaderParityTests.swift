@@ -65,6 +65,14 @@ final class PostgresReaderParityTests: XCTestCase {
         var filtered = ReportQuery(since: 0, until: .max, groupBy: [.day], filters: [.user: "ana"])
         filtered.figures = .sums
         XCTAssertEqual(try pg.report(filtered), try sqlite.report(filtered))
+        // A reader that keeps its copy answers later reports inside it from the copy, identically.
+        let reusing = try PostgresLedgerReader(location: db.location, reusesReportCopies: true)
+        defer { reusing.close() }
+        for (since, until, groupBy) in [(Int64(0), Int64.max, [ReportDimension.user]), (mid, mid + UnixTime.microsPerDay, [.day, .model]),
+                                        (mid - 7_000_000, mid + 3_600_000_000, [.key])] {
+            let query = ReportQuery(since: since, until: until, groupBy: groupBy)
+            XCTAssertEqual(try reusing.report(query), try sqlite.report(query), "reused copy \(groupBy)")
+        }
         let retries = try sqlite.report(ReportQuery(since: 0, until: .max)).totals.retries
         XCTAssertGreaterThan(retries, 0, "the fixture has retries")
         print("report parity: \(compared + 2) reports identical; \(retries) retries")
