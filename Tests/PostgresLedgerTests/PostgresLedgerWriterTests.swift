@@ -90,6 +90,28 @@ final class PostgresLedgerWriterTests: XCTestCase {
         XCTAssertEqual(failures.current.count, 1)
     }
 
+    func testReplicasWriteOneLedgerAndMonthsGetPartitionsAsTheyCome() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let replicas = try (0..<3).map { _ in try PostgresLedgerWriter(location: db.location) }
+        let now = UnixTime.nowMicros()
+        let failures = Locked<[LedgerError]>([])
+        DispatchQueue.concurrentPerform(iterations: replicas.count) { r in
+            let found = appendAll((0..<1_000).map { sampleEntry(r * 1_000 + $0, startedAt: now + Int64($0)) }, to: replicas[r])
+            failures.withLock { $0 += found }
+        }
+        XCTAssertEqual(failures.current, [])
+        // Five months ahead: past the partitions made at open, so the writer makes more.
+        let later = UTCMonth(containing: now).advanced(by: 5)
+        XCTAssertEqual(appendAll([sampleEntry(9_999, startedAt: later.startMicros + 1)], to: replicas[0]), [])
+        for replica in replicas { replica.close() }
+        let session = try PostgresSession(db.location)
+        defer { session.close() }
+        XCTAssertEqual(try session.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 3_001)
+        XCTAssertEqual(try session.scalar("SELECT COUNT(*) FROM calls_default", as: Int64.self, context: "test"), 0)
+        XCTAssertTrue(try PostgresSchema.tableExists(session, "calls_" + later.advanced(by: 2).name.replacingOccurrences(of: "-", with: "_")))
+    }
+
     func testReconnectsAfterLosingItsConnection() throws {
         let db = try ScratchDatabase()
         defer { db.drop() }
