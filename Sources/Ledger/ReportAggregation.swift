@@ -79,7 +79,7 @@ struct ReportAggregation {
         var first = try edge("ASC"), last = try edge("DESC")
         // Calls pruned from `calls` live on in the hour cells (see `LedgerPrune`).
         let pruned = try LedgerPrune.prunedBefore(on: connection)
-        if since < pruned {
+        if pruned > 0 && since < pruned {
             let hour = RollupSpan.hour.micros
             let s = try connection.prepare("SELECT MIN(hour), MAX(hour) FROM rollup_payer_hours WHERE hour >= ?1 AND hour < ?2")
             s.bind(floorDiv(since, hour), at: 1)
