@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Policy
+import PostgresLedger
 import Reports
 
 /// `/admin/api/…`: read-only JSON views of the ledger and of the live gateway, for admin keys.
@@ -27,11 +28,11 @@ final class AdminAPI: Sendable {
 
     private let gateway: GatewayContext
     private let pool: NIOThreadPool
-    private let reader: LedgerReader
+    private let reader: any LedgerSource
 
-    init(gateway: GatewayContext, databasePath: String) throws {
+    init(gateway: GatewayContext, ledger: LedgerBackend) throws {
         self.gateway = gateway
-        reader = try LedgerReader(path: databasePath, readOnly: true)
+        reader = try ledger.openSource(readOnly: true)
         pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
     }

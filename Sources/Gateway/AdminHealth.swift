@@ -12,7 +12,7 @@ enum AdminHealth {
     /// Budgets listed, the most used first.
     static let maxBudgets = 100
 
-    static func render(gateway: GatewayContext, reader: LedgerReader, now: Int64) throws -> String {
+    static func render(gateway: GatewayContext, reader: any LedgerSource, now: Int64) throws -> String {
         let policy = gateway.policies.policy
         let since = now - windowMicros
         let recent = try reader.report(ReportQuery(since: since, until: now + 1)).totals

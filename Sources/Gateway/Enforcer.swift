@@ -43,7 +43,7 @@ final class Enforcer: Sendable {
     /// org, and the last hour's spend for the breaker. Run before serving, so a restart neither
     /// resets nor double-counts. Shared budgets need no rebuild: their counters outlive replicas
     /// (and start from the ledger's sum when created).
-    func rebuild(from reader: LedgerReader, plans: PlanBook, now: Int64) throws {
+    func rebuild(from reader: any LedgerSource, plans: PlanBook, now: Int64) throws {
         let calendar = CalendarPeriod(timeZone: plans.timeZone)
         for period in BudgetPeriod.allCases where sharedQuotas == nil {
             let start = calendar.interval(of: period, containing: now).start

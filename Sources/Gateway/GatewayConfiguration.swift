@@ -1,4 +1,5 @@
 import NIOCore
+import PostgresLedger
 
 /// Where and how the gateway listens. Call-level settings (body limit, timeouts, unpriced
 /// models) come from the policy's `gateway.yaml`, so admins change them with the policies.
@@ -8,12 +9,15 @@ public struct GatewayConfiguration: Sendable {
     public var port: Int
     /// Event loop threads; each connection's calls run on one of them.
     public var eventLoopThreads: Int
+    /// With a PostgreSQL ledger: heartbeats, reaping and timeouts of the budgets shared by replicas.
+    public var sharedQuota: SharedQuotaSettings
 
     public init(host: String = "127.0.0.1", port: Int = 8080,
-                eventLoopThreads: Int = System.coreCount) {
+                eventLoopThreads: Int = System.coreCount, sharedQuota: SharedQuotaSettings = SharedQuotaSettings()) {
         self.host = host
         self.port = port
         self.eventLoopThreads = eventLoopThreads
+        self.sharedQuota = sharedQuota
     }
 }
 

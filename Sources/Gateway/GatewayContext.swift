@@ -10,7 +10,7 @@ final class GatewayContext: Sendable {
     let policies: PolicyReloader
     let principals: PrincipalDirectory
     let upstream: UpstreamClient
-    let ledger: LedgerWriter
+    let ledger: any LedgerSink
     let logger: Logger
     let enforcer: Enforcer
     let metrics: GatewayMetrics
@@ -23,7 +23,7 @@ final class GatewayContext: Sendable {
     var isStopping: Bool { stopping.withLockedValue { $0 } }
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
-         ledger: LedgerWriter, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
+         ledger: any LedgerSink, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
          ledgerHealth: LedgerHealth, journal: InFlightJournal) {
         self.ledgerHealth = ledgerHealth
         self.journal = journal

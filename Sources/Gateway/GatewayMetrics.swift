@@ -59,7 +59,7 @@ final class GatewayMetrics: Sendable {
     }
 
     /// Reads today's and this month's spend from the ledger (start-up, before serving).
-    func restoreActivity(from reader: LedgerReader, timeZone: TimeZone, now: Int64) throws {
+    func restoreActivity(from reader: any LedgerSource, timeZone: TimeZone, now: Int64) throws {
         var restored = SpendActivity(timeZone: timeZone)
         try restored.restore(from: reader, now: now, timeZone: timeZone)
         activity.withLock { $0 = restored }

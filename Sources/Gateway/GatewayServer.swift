@@ -17,7 +17,7 @@ public final class GatewayServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let context: GatewayContext
-    private let keys: KeyStore
+    private let keys: any APIKeyStore
     private let admin: AdminAPI
     private let connections: OpenConnections
     /// Budgets shared with other replicas (PostgreSQL), and this replica's heartbeat and reaper.
@@ -29,12 +29,25 @@ public final class GatewayServer: Sendable {
 
     /// Opens the ledger (migrating it), loads keys, starts the upstream driver and binds.
     /// With `policyDirectory`, changes to its files are picked up while serving (see `PolicyReloader`).
-    /// With `sharedQuotas`, budgets are shared with the other replicas through PostgreSQL.
+    /// `databasePath` is a `--db` value: a SQLite file, or a `postgres://` URL (see `LedgerBackend`);
+    /// with PostgreSQL the in-flight journal goes in `journalDirectory` (SQLite's stays beside the file)
+    /// and budgets are shared with the other replicas through the same database (`SharedQuotaBook`,
+    /// tuned by `configuration.sharedQuota`; tests may pass their own `sharedQuotas`).
     public static func start(configuration: GatewayConfiguration, policy: PolicySet,
                              policyDirectory: String? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment,
-                             databasePath: String, sharedQuotas: SharedQuotaBook? = nil,
+                             databasePath: String, journalDirectory: String = "data",
+                             sharedQuotas: SharedQuotaBook? = nil,
                              logger: Logger) throws -> GatewayServer {
+        let backend = try LedgerBackend(databasePath)
+        let journalBase = backend.journalBase(directory: journalDirectory)
+        var sharedQuotas = sharedQuotas
+        if case .postgres(let location) = backend {
+            try FileManager.default.createDirectory(atPath: journalDirectory, withIntermediateDirectories: true)
+            if sharedQuotas == nil {
+                sharedQuotas = SharedQuotaBook(location: location, settings: configuration.sharedQuota, logger: logger)
+            }
+        }
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
                                       logger: logger)
         // Tables and functions installed, and a first heartbeat, before any call can hold budget.
@@ -42,15 +55,22 @@ public final class GatewayServer: Sendable {
         let enforcer = Enforcer(sharedQuotas: sharedQuotas)
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
-        let ledger = try LedgerWriter(path: databasePath, options: ledgerHealth.tracking(metrics.ledgerOptions))
+        let ledger = try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions))
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.
-        let recovered = InFlightJournal.recover(databasePath: databasePath, into: ledger)
+        let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)
         if recovered > 0 {
             logger.warning("recorded calls left in flight by a stopped process as interrupted", metadata: ["calls": "\(recovered)"])
         }
-        let journal = InFlightJournal(databasePath: databasePath)
-        let keys = try KeyStore(path: databasePath)
+        let journal = InFlightJournal(databasePath: journalBase)
+        let keys: any APIKeyStore
+        do {
+            keys = try backend.openKeys()
+        } catch {
+            journal.stop()
+            ledger.close()
+            throw error
+        }
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
@@ -59,12 +79,12 @@ public final class GatewayServer: Sendable {
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
-            let reader = try LedgerReader(path: databasePath)
+            let reader = try backend.openSource()
             defer { reader.close() }
             let now = UnixTime.nowMicros()
             try context.enforcer.rebuild(from: reader, plans: policy.plans, now: now)
             try metrics.restoreActivity(from: reader, timeZone: policy.plans.timeZone, now: now)
-            admin = try AdminAPI(gateway: context, databasePath: databasePath)
+            admin = try AdminAPI(gateway: context, ledger: backend)
         } catch {
             upstream.shutdown()
             journal.stop()
@@ -108,7 +128,7 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: KeyStore, admin: AdminAPI, connections: OpenConnections,
+                 context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections,
                  sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?) {
         self.sharedQuotas = sharedQuotas
         self.quotaReaper = quotaReaper

@@ -121,7 +121,7 @@ final class InFlightJournal: @unchecked Sendable {
     /// At start: records every marked call of a process that is gone and has no row as
     /// `interrupted` (a row that exists wins: the insert of a known call id is rejected),
     /// then removes those files. Returns how many rows were written.
-    static func recover(databasePath: String, into ledger: LedgerWriter) -> Int {
+    static func recover(databasePath: String, into ledger: any LedgerSink) -> Int {
         let directory = (databasePath as NSString).deletingLastPathComponent
         let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []

@@ -9,11 +9,11 @@ import Policy
 /// snapshot only when keys were created or revoked, so identification never touches the disk.
 public final class PrincipalDirectory: Sendable {
     private let principalsByHash: NIOLockedValueBox<[String: Principal]>
-    private let keyStore: KeyStore
+    private let keyStore: any APIKeyStore
     private let logger: Logger
     private let stopped = NIOLockedValueBox(false)
 
-    public init(keyStore: KeyStore, logger: Logger) throws {
+    public init(keyStore: any APIKeyStore, logger: Logger) throws {
         self.keyStore = keyStore
         self.logger = logger
         self.principalsByHash = .init(try PrincipalDirectory.snapshot(keyStore))
@@ -42,6 +42,8 @@ public final class PrincipalDirectory: Sendable {
             var lastStamp = (try? keyStore.changeStamp()) ?? -1
             while !stopped.withLockedValue({ $0 }) {
                 Thread.sleep(forTimeInterval: interval)
+                // The server closes the store right after `stopPolling`: do not poll a closed store.
+                if stopped.withLockedValue({ $0 }) { break }
                 do {
                     let stamp = try keyStore.changeStamp()
                     if stamp != lastStamp {
@@ -62,7 +64,7 @@ public final class PrincipalDirectory: Sendable {
         stopped.withLockedValue { $0 = true }
     }
 
-    private static func snapshot(_ store: KeyStore) throws -> [String: Principal] {
+    private static func snapshot(_ store: any APIKeyStore) throws -> [String: Principal] {
         var map: [String: Principal] = [:]
         for record in try store.activeKeys() {
             map[record.secretHash] = Principal(keyId: record.id, user: record.user, team: record.team,

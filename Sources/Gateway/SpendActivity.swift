@@ -54,7 +54,7 @@ struct SpendActivity: Sendable {
     }
 
     /// Reads the current day's and month's spend from the ledger (at start-up, before serving).
-    mutating func restore(from reader: LedgerReader, now: Int64, timeZone: TimeZone) throws {
+    mutating func restore(from reader: any LedgerSource, now: Int64, timeZone: TimeZone) throws {
         roll(now: now, timeZone: timeZone)
         for spend in try reader.spend(since: day.start) {
             daySpend += spend.cost.picodollars

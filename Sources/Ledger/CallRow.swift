@@ -103,14 +103,25 @@ enum CallRow {
     }
 
     private static func decodePrice(_ s: Statement, callId: String) throws -> ModelPrice? {
-        guard let priceId = s.optionalString(at: 24) else { return nil }
+        func money(_ column: Int32) -> Int64 { s.optionalInt64(at: column) ?? 0 }
+        return try StoredPrice.decode(id: s.optionalString(at: 24), input: money(25), cachedInput: money(26),
+                                      cacheWrite: money(27), output: money(28), callId: callId)
+    }
+}
+
+/// The price a row was costed with, as stored: `price_id` and four per-token prices in pico-dollars.
+/// Shared by every ledger backend so they read prices back alike.
+public enum StoredPrice {
+    public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64, output: Int64,
+                              callId: String) throws -> ModelPrice? {
+        guard let priceId else { return nil }
         // The id is `<pattern>@<day>`; a pattern may itself contain '@', the day never does.
         guard let at = priceId.lastIndex(of: "@"),
               let day = Day(String(priceId[priceId.index(after: at)...])) else {
             throw LedgerError.invalidRow("malformed price id '\(priceId)' in call \(callId)")
         }
-        func money(_ column: Int32) -> Money { Money(picodollars: s.optionalInt64(at: column) ?? 0) }
         return ModelPrice(model: ModelPattern(String(priceId[..<at])), effectiveFrom: day,
-                          input: money(25), cachedInput: money(26), cacheWrite: money(27), output: money(28))
+                          input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
+                          cacheWrite: Money(picodollars: cacheWrite), output: Money(picodollars: output))
     }
 }

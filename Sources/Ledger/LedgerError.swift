@@ -10,11 +10,17 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidRow(String)
     /// The database was written by a newer tokenctl whose schema this build does not understand.
     case schemaTooNew(found: Int, supported: Int)
+    /// PostgreSQL answered with SQLSTATE `state` (or the connection failed: state empty).
+    case postgres(state: String, message: String, context: String)
 
     /// A constraint (e.g. a duplicate call id or key) rejected the row; retrying cannot help.
     public var isConstraintViolation: Bool {
-        if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_CONSTRAINT }
-        return false
+        switch self {
+        case .sqlite(let code, _, _): return code & 0xff == SQLITE_CONSTRAINT
+        // Class 23: integrity constraint violation (unique, foreign key, not null, check).
+        case .postgres(let state, _, _): return state.hasPrefix("23")
+        default: return false
+        }
     }
 
     public var description: String {
@@ -27,6 +33,8 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
             return "invalid ledger row: \(why)"
         case .schemaTooNew(let found, let supported):
             return "ledger schema version \(found) is newer than this build supports (\(supported))"
+        case .postgres(let state, let message, let context):
+            return "postgres error \(state.isEmpty ? "" : state + " ")during \(context): \(message)"
         }
     }
 }

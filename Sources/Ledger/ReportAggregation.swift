@@ -76,7 +76,20 @@ struct ReportAggregation {
             s.bind(until, at: 2)
             return try s.step() ? s.int64(at: 0) : nil
         }
-        guard let first = try edge("ASC"), let last = try edge("DESC") else { return nil }
+        var first = try edge("ASC"), last = try edge("DESC")
+        // Calls pruned from `calls` live on in the hour cells (see `LedgerPrune`).
+        let pruned = try LedgerPrune.prunedBefore(on: connection)
+        if pruned > 0 && since < pruned {
+            let hour = RollupSpan.hour.micros
+            let s = try connection.prepare("SELECT MIN(hour), MAX(hour) FROM rollup_payer_hours WHERE hour >= ?1 AND hour < ?2")
+            s.bind(floorDiv(since, hour), at: 1)
+            s.bind(floorDiv(min(until, pruned) - 1, hour) + 1, at: 2)
+            if try s.step(), let low = s.optionalInt64(at: 0), let high = s.optionalInt64(at: 1) {
+                first = min(first ?? .max, max(since, low * hour))
+                last = max(last ?? .min, min(until - 1, high * hour + hour - 1))
+            }
+        }
+        guard let first, let last else { return nil }
         return (max(since, first), min(until, last + 1))
     }
 

@@ -129,7 +129,7 @@ extension ReportSummary {
     /// every budget period made of whole days inside the report; only what it cannot answer
     /// (a month that began before `since`, budgets in another zone or outside the period, a
     /// filtered report) costs another engine query.
-    public static func compute(reader: LedgerReader, query: ReportQuery, plans: PlanBook?, now: Int64,
+    public static func compute(reader: any LedgerSource, query: ReportQuery, plans: PlanBook?, now: Int64,
                                models: Bool = true) throws -> ReportSummary {
         // The summary adds money, tokens and counts: no percentiles (the costly part) except for
         // the per-model latency chart of html.

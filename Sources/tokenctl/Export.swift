@@ -19,7 +19,7 @@ struct Export: ParsableCommand {
     var out: String?
 
     func run() throws {
-        let path = try existingLedger(ledger.db)
+        let backend = try ledger.existing()
         // Export reads no policy: its dates are UTC unless --tz says otherwise.
         let (from, to) = try span.range(timeZone: try span.zone(default: ReportPeriod.utc))
         let output: FileHandle
@@ -31,7 +31,7 @@ struct Export: ParsableCommand {
         } else {
             output = FileHandle.standardOutput
         }
-        let reader = try LedgerReader(path: path)
+        let reader = try backend.openSource()
         defer { reader.close() }
         var buffer = LedgerExport.header(format) ?? ""
         var rows = 0

@@ -40,7 +40,8 @@ struct Keys: ParsableCommand {
         }
 
         func run() throws {
-            let store = try openKeyStore(ledger.db)
+            let store = try ledger.creating().openKeys()
+            defer { store.close() }
             let (id, secret) = APIKeySecret.generate()
             try store.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
                                           createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil,
@@ -57,7 +58,9 @@ struct Keys: ParsableCommand {
         @OptionGroup var ledger: LedgerOptions
 
         func run() throws {
-            let records = try KeyStore(path: existingLedger(ledger.db)).list()
+            let store = try ledger.existing().openKeys()
+            defer { store.close() }
+            let records = try store.list()
             let rows = records.map { r in
                 [r.id, r.user, r.team ?? "-", r.admin ? "admin" : "caller", r.createdAt.map(Self.date) ?? "-",
                  r.revokedAt.map { "revoked " + Self.date($0) } ?? "active"]
@@ -81,18 +84,15 @@ struct Keys: ParsableCommand {
         @OptionGroup var ledger: LedgerOptions
 
         func run() throws {
-            guard try KeyStore(path: existingLedger(ledger.db)).revoke(id: id) else {
+            let store = try ledger.existing().openKeys()
+            defer { store.close() }
+            guard try store.revoke(id: id, at: UnixTime.nowMicros()) else {
                 FileHandle.standardError.write(Data("no active key with id \(id)\n".utf8))
                 throw ExitCode(1)
             }
             print("revoked \(id)")
         }
     }
-}
-
-func openKeyStore(_ path: String) throws -> KeyStore {
-    try createParentDirectory(of: path)
-    return try KeyStore(path: path)
 }
 
 /// Creates the folder a ledger file goes in (`data/` by default).

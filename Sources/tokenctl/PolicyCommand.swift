@@ -50,7 +50,7 @@ extension PolicyCommand {
 
         func run() throws {
             let policy = try loadPolicyOrExit(directory)
-            let reader = try LedgerReader(path: existingLedger(ledger.db))
+            let reader = try ledger.existing().openSource()
             defer { reader.close() }
             let zone = try timeZone(named: tz, default: policy.plans.timeZone)
             let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros(),

@@ -58,7 +58,7 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
-        let path = try existingLedger(ledger.db)
+        let backend = try ledger.existing()
         let selected = try columns.map { text in
             do { return try ReportColumns(parsing: text) } catch { throw CommandFailure("--columns: \(error)") }
         }
@@ -72,7 +72,7 @@ struct Report: ParsableCommand {
         filters[.model] = model
         var query = ReportQuery(since: from, until: to, groupBy: by, filters: filters)
         query.timeZone = zone
-        let reader = try LedgerReader(path: path)
+        let reader = try backend.openSource(forOneCommand: true)
         defer { reader.close() }
         var report = try reader.report(query)
         if let top { report = report.top(top) }

@@ -5,6 +5,7 @@ import Gateway
 import Logging
 import NIOCore
 import Policy
+import PostgresLedger
 import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
@@ -22,6 +23,9 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var ledger: LedgerOptions
 
+    @Option(help: "With a PostgreSQL ledger: the local directory of the in-flight journal (calls a crash interrupts are recorded from it at the next start). A SQLite ledger keeps it beside its file.")
+    var journal: String = "data"
+
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
 
@@ -34,9 +38,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds calls in flight may take to finish after SIGTERM/SIGINT before they are cancelled.")
     var drainTimeout: Double = 30
 
+    @Option(help: "With a PostgreSQL ledger: seconds without a heartbeat after which a replica counts as dead and the other replicas release its budget reservations (they are released within this plus the 5 s reaper interval).")
+    var replicaTimeout: Double = 15
+
     func validate() throws {
         guard drainTimeout >= 0, drainTimeout <= 3_600 else {
             throw ValidationError("--drain-timeout must be between 0 and 3600 seconds")
+        }
+        guard replicaTimeout >= 1, replicaTimeout <= 3_600 else {
+            throw ValidationError("--replica-timeout must be between 1 and 3600 seconds (heartbeats go every 2 s)")
         }
     }
 
@@ -45,13 +55,16 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "tokenctl")
         let policy = try loadPolicyOrExit(policies)
         for warning in policy.warnings { logger.warning("\(warning)") }
-        try createParentDirectory(of: ledger.db)
+        let backend = try ledger.creating()
 
         let server: GatewayServer
         do {
             server = try GatewayServer.start(
-                configuration: GatewayConfiguration(host: host, port: port, eventLoopThreads: threads),
-                policy: policy, policyDirectory: policies, databasePath: ledger.db, logger: logger)
+                configuration: GatewayConfiguration(
+                    host: host, port: port, eventLoopThreads: threads,
+                    sharedQuota: SharedQuotaSettings(replicaTimeout: .milliseconds(Int64(replicaTimeout * 1_000)))),
+                policy: policy, policyDirectory: policies, databasePath: ledger.db, journalDirectory: journal,
+                logger: logger)
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             throw CommandFailure("cannot listen on \(host):\(port): the address is already in use (pick another with --port)")
         }
@@ -81,7 +94,7 @@ struct Serve: AsyncParsableCommand {
 
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
-            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(ledger.db))\n".utf8))
+            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(backend))\n".utf8))
         try await group.run()
     }
 }

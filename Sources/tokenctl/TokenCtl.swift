@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import PostgresLedger
 import Reports
 
 @main
@@ -11,15 +12,38 @@ struct TokenCtl: AsyncParsableCommand {
         discussion: """
             Point an OpenAI SDK at http://HOST:PORT/v1 or an Anthropic SDK at http://HOST:PORT, with a key \
             from `tokenctl keys create`. Policies (providers, routes, prices) live in a directory of YAML \
-            files; the ledger is a SQLite file.
+            files; the ledger is a SQLite file, or a PostgreSQL database shared by several replicas (--db postgres://…).
             """,
-        subcommands: [Serve.self, Keys.self, Report.self, Export.self, PolicyCommand.self, Prices.self, Demo.self])
+        subcommands: [Serve.self, Keys.self, Report.self, Export.self, PolicyCommand.self, Prices.self, LedgerCommand.self,
+                      Demo.self])
 }
 
 /// Options every command that touches the ledger shares.
 struct LedgerOptions: ParsableArguments {
-    @Option(name: .long, help: "The ledger database file (SQLite).")
+    @Option(name: .long, help: "The ledger: a SQLite database file, or postgres://user[:password]@host[:port]/database.")
     var db: String = "data/tokenctl.sqlite"
+
+    /// The ledger, which must exist if it is a SQLite file (a mistyped path must not report nothing).
+    func existing() throws -> LedgerBackend {
+        let backend = try backend()
+        if case .sqlite(let path) = backend { _ = try existingLedger(path) }
+        return backend
+    }
+
+    /// The ledger, to be created if missing (a SQLite file's folder is made).
+    func creating() throws -> LedgerBackend {
+        let backend = try backend()
+        if case .sqlite(let path) = backend { try createParentDirectory(of: path) }
+        return backend
+    }
+
+    private func backend() throws -> LedgerBackend {
+        do {
+            return try LedgerBackend(db)
+        } catch {
+            throw CommandFailure("--db: \(error)")
+        }
+    }
 }
 
 /// The period options of commands that read a span of the ledger (`report`, `export`). Dates

@@ -7,12 +7,13 @@ import Policy
 import PostgresLedger
 
 /// A real tokenctl in front of a real FakeLLM, on ephemeral loopback ports, with a real SQLite
-/// ledger in a temporary directory and keys (alice@research, bob without a team, carol@research,
+/// ledger in a temporary directory (or the PostgreSQL ledger `database` names) and keys (alice@research, bob without a team, carol@research,
 /// a service key, an admin key).
 final class ProxyHarness: Sendable {
     let fake: FakeLLMServer
     let server: GatewayServer
     let directory: URL
+    /// The `--db` value: the SQLite file, or a `postgres://` URL.
     let dbPath: String
     let policyDirectory: URL
     let environment: [String: String]
@@ -46,7 +47,7 @@ final class ProxyHarness: Sendable {
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
          providerOptions: String = "",
          providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(),
-         sharedQuotas: SharedQuotaBook? = nil, logger: Logger? = nil) throws {
+         database: String? = nil, sharedQuotas: SharedQuotaBook? = nil, logger: Logger? = nil) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -80,8 +81,8 @@ final class ProxyHarness: Sendable {
         environment = ["E2E_PROVIDER_KEY": providerKey]
         let policy = try PolicyLoader.load(directory: policies.path, environment: environment)
 
-        dbPath = directory.appendingPathComponent("ledger.sqlite").path
-        let keys = try KeyStore(path: dbPath)
+        dbPath = database ?? directory.appendingPathComponent("ledger.sqlite").path
+        let keys = try LedgerBackend(dbPath).openKeys()
         func makeKey(_ user: String, _ team: String?, admin: Bool = false) throws -> String {
             let (id, secret) = APIKeySecret.generate()
             try keys.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
@@ -99,7 +100,8 @@ final class ProxyHarness: Sendable {
         if logger.logLevel > .warning { logger.logLevel = .warning }
         server = try GatewayServer.start(configuration: GatewayConfiguration(port: 0, eventLoopThreads: 2),
                                          policy: policy, policyDirectory: policies.path, environment: environment,
-                                         databasePath: dbPath, sharedQuotas: sharedQuotas, logger: logger)
+                                         databasePath: dbPath, journalDirectory: directory.path,
+                                         sharedQuotas: sharedQuotas, logger: logger)
     }
 
     /// Replaces one policy file (the running server picks it up by itself).
@@ -115,13 +117,13 @@ final class ProxyHarness: Sendable {
 
     /// The committed row of a call, read through a separate connection as a report would.
     func row(_ requestID: String) throws -> LedgerEntry? {
-        let reader = try LedgerReader(path: dbPath)
+        let reader = try LedgerBackend(dbPath).openSource()
         defer { reader.close() }
         return try reader.entry(requestId: requestID)
     }
 
     func allRows() throws -> [LedgerEntry] {
-        let reader = try LedgerReader(path: dbPath)
+        let reader = try LedgerBackend(dbPath).openSource()
         defer { reader.close() }
         return try reader.entries(since: 0, until: Int64.max)
     }

@@ -1,0 +1,69 @@
+import Metering
+
+/// Row count and per-column sums of a ledger's calls: what `tokenctl ledger migrate` compares
+/// between the source and the copy.
+public struct LedgerTotals: Sendable, Hashable {
+    public var rows: Int
+    public var firstStart: Int64?
+    public var lastStart: Int64?
+    public var inputTokens: Int128
+    public var cachedInputTokens: Int128
+    public var cacheWriteTokens: Int128
+    public var outputTokens: Int128
+    public var reasoningTokens: Int128
+    public var cost: Money.Total
+    public var latencyMicros: Int128
+
+    public init(rows: Int, firstStart: Int64?, lastStart: Int64?, inputTokens: Int128, cachedInputTokens: Int128,
+                cacheWriteTokens: Int128, outputTokens: Int128, reasoningTokens: Int128, cost: Money.Total,
+                latencyMicros: Int128) {
+        self.rows = rows
+        self.firstStart = firstStart
+        self.lastStart = lastStart
+        self.inputTokens = inputTokens
+        self.cachedInputTokens = cachedInputTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.outputTokens = outputTokens
+        self.reasoningTokens = reasoningTokens
+        self.cost = cost
+        self.latencyMicros = latencyMicros
+    }
+
+    /// The figures compared, named, in print order.
+    public var figures: [(name: String, value: String)] {
+        [("rows", "\(rows)"), ("input_tokens", "\(inputTokens)"), ("cached_input_tokens", "\(cachedInputTokens)"),
+         ("cache_write_tokens", "\(cacheWriteTokens)"), ("output_tokens", "\(outputTokens)"),
+         ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)")]
+    }
+
+    /// The summed columns, in the order of the `*Tokens`, `cost` and `latencyMicros` fields.
+    public static let summedColumns = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+                                  "reasoning_tokens", "cost_pd", "latency_us"]
+}
+
+extension LedgerReader {
+    /// Count and sums of every call. One scan; sums exact (Int128, accumulated per row).
+    public func totals() throws -> LedgerTotals {
+        try withConnection { connection in
+            let s = try connection.prepare("SELECT started_at, \(LedgerTotals.summedColumns.joined(separator: ", ")) FROM calls")
+            var t = LedgerTotals(rows: 0, firstStart: nil, lastStart: nil, inputTokens: 0, cachedInputTokens: 0,
+                                 cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0, cost: Money.Total(), latencyMicros: 0)
+            var cost: Int128 = 0
+            while try s.step() {
+                let start = s.int64(at: 0)
+                t.rows += 1
+                t.firstStart = min(t.firstStart ?? start, start)
+                t.lastStart = max(t.lastStart ?? start, start)
+                t.inputTokens += Int128(s.int64(at: 1))
+                t.cachedInputTokens += Int128(s.int64(at: 2))
+                t.cacheWriteTokens += Int128(s.int64(at: 3))
+                t.outputTokens += Int128(s.int64(at: 4))
+                t.reasoningTokens += Int128(s.int64(at: 5))
+                cost += Int128(s.int64(at: 6))
+                t.latencyMicros += Int128(s.int64(at: 7))
+            }
+            t.cost = Money.Total(picodollars: cost)
+            return t
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Ledger
+import PostgresNIO
+
+/// The PostgreSQL ledger's single writer per process, with the semantics of SQLite's
+/// `LedgerWriter`: one dedicated thread drains everything queued into ONE transaction per batch
+/// (group commit: one multi-row `INSERT … SELECT FROM unnest(…)` round trip, then COMMIT), and
+/// only then runs the rows' callbacks, in append order (invariant 1).
+///
+/// Failures: a failed transaction is rolled back and retried with backoff (reconnecting if the
+/// connection broke), keeping its rows. A row whose (id, started_at) already exists is failed
+/// alone (`isConstraintViolation`), the rest of its batch commits; on a retry such a row counts
+/// as committed, since the attempt that failed may have committed before the answer was lost.
+/// Closing while commits still fail retries `closeRetries` times, then fails the remaining rows.
+///
+/// Options: `LedgerWriter.Options`' batch, retry and hook fields apply; the SQLite-only ones
+/// (busy timeout, checkpoints, rollups) are ignored: this ledger keeps no rollups (see the reader).
+public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
+    private struct Pending {
+        let entry: LedgerEntry
+        let onCommit: LedgerWriter.Completion
+    }
+
+    public let location: PostgresLocation
+    private let options: LedgerWriter.Options
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var accepted: UInt64 = 0
+    private var settled: UInt64 = 0
+    private var stopping = false
+    private var stopped = false
+    private var thread: Thread?
+
+    // Touched only by the writer thread once it runs.
+    private let session: PostgresSession
+    /// Calls starting before this have a monthly partition; later ones make the writer create more.
+    private var partitionedUntil: Int64
+
+    /// Connects, migrates and creates the partitions around now, then starts the writer thread.
+    public init(location: PostgresLocation, options: LedgerWriter.Options = LedgerWriter.Options()) throws {
+        self.location = location
+        self.options = options
+        session = try PostgresSession(location)
+        let now = UnixTime.nowMicros()
+        do {
+            try PostgresSchema.prepare(session, now: now)
+        } catch {
+            session.close()
+            throw error
+        }
+        partitionedUntil = UTCMonth(containing: now).advanced(by: 3).startMicros
+        // Weak: once `run` returns, nothing but the owner keeps the writer alive.
+        let thread = Thread { [weak self] in self?.run() }
+        thread.name = "tokenctl-pg-ledger"
+        self.thread = thread
+        thread.start()
+    }
+
+    public func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) {
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            onCommit(.failure(.closed))
+            return
+        }
+        queue.append(Pending(entry: entry, onCommit: onCommit))
+        accepted += 1
+        if queue.count == 1 { condition.broadcast() }
+        condition.unlock()
+    }
+
+    public var backlog: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return Int(accepted - settled)
+    }
+
+    public func flush() {
+        precondition(Thread.current !== thread, "flush() from a ledger callback would deadlock")
+        condition.lock()
+        let target = accepted
+        while settled < target && !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    public func close() {
+        precondition(Thread.current !== thread, "close() from a ledger callback would deadlock")
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    // MARK: Writer thread
+
+    private func run() {
+        let clock = ContinuousClock()
+        while let batch = nextBatch() {
+            let started = clock.now
+            switch commitWithRetry(batch) {
+            case .committed(let rejected):
+                options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
+                for (index, pending) in batch.enumerated() {
+                    pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
+                }
+                settle(batch.count)
+            case .failed(let error):
+                // Only reached while closing: nothing more will commit, so say so to everyone.
+                condition.lock()
+                let rest = batch + queue
+                queue.removeAll()
+                condition.unlock()
+                for pending in rest { pending.onCommit(.failure(error)) }
+                settle(rest.count)
+            }
+        }
+        session.close()
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for work and takes up to `maxBatch` rows; nil once closing and drained.
+    private func nextBatch() -> [Pending]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !stopping { condition.wait() }
+        if queue.isEmpty { return nil }
+        if queue.count <= options.maxBatch {
+            defer { queue.removeAll(keepingCapacity: true) }
+            return queue
+        }
+        defer { queue.removeFirst(options.maxBatch) }
+        return Array(queue.prefix(options.maxBatch))
+    }
+
+    private func settle(_ count: Int) {
+        condition.lock()
+        settled += UInt64(count)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private enum BatchResult {
+        case committed(rejected: [Int: LedgerError])
+        case failed(LedgerError)
+    }
+
+    private func commitWithRetry(_ batch: [Pending]) -> BatchResult {
+        var attempt = 0
+        while true {
+            let result = write(batch, retrying: attempt > 0)
+            guard case .failed(let error) = result else { return result }
+            attempt += 1
+            options.onCommitFailure?(error, attempt)
+            condition.lock()
+            let closing = stopping
+            condition.unlock()
+            if closing && attempt >= options.closeRetries { return result }
+            pause(attempt: attempt, closing: closing)
+        }
+    }
+
+    private func write(_ batch: [Pending], retrying: Bool) -> BatchResult {
+        do {
+            try ensurePartitions(for: batch)
+            let inserted = try session.transaction {
+                try session.query(PostgresCallRow.insert(batch.map(\.entry)), context: "insert \(batch.count) calls")
+            }
+            var insertedIds: [String: Int] = [:]
+            for row in inserted { insertedIds[try row.makeRandomAccess().value(0, as: String.self), default: 0] += 1 }
+            var rejected: [Int: LedgerError] = [:]
+            for (index, pending) in batch.enumerated() {
+                if let count = insertedIds[pending.entry.id], count > 0 {
+                    insertedIds[pending.entry.id] = count - 1
+                } else if !retrying {
+                    rejected[index] = .postgres(state: "23505", message: "call \(pending.entry.id) is already in the ledger",
+                                                context: "insert call")
+                }
+            }
+            return .committed(rejected: rejected)
+        } catch {
+            return .failed(PostgresSession.ledgerError(error, context: "commit \(batch.count) calls"))
+        }
+    }
+
+    /// Creates the partitions for the months of the batch's calls and the two after, when a call
+    /// reaches past those already made (once a month, or for a call with a far-off clock).
+    private func ensurePartitions(for batch: [Pending]) throws {
+        guard let latest = batch.lazy.map(\.entry.startedAt).max(), latest >= partitionedUntil else { return }
+        let month = UTCMonth(containing: latest)
+        // A clock years ahead would make a partition per month in between: its calls go to the default one.
+        guard month.index - UTCMonth(containing: partitionedUntil).index <= 12 else { return }
+        try PostgresSchema.ensurePartitions(session, from: UTCMonth(containing: partitionedUntil), through: month.advanced(by: 2))
+        partitionedUntil = month.advanced(by: 3).startMicros
+    }
+
+    /// Backoff between attempts; cut short once if `close()` arrives.
+    private func pause(attempt: Int, closing: Bool) {
+        let millis = min(options.retryInitialMillis << min(attempt - 1, 20), options.retryMaxMillis)
+        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1_000)
+        condition.lock()
+        while Date() < deadline && (closing || !stopping) {
+            _ = condition.wait(until: deadline)
+        }
+        condition.unlock()
+    }
+}

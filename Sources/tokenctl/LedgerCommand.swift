@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Metering
+import PostgresLedger
+import Reports
+
+struct LedgerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Maintain the ledger: copy a SQLite ledger into PostgreSQL, prune old raw rows.",
+        subcommands: [Migrate.self, Prune.self])
+
+    struct Migrate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a SQLite ledger (calls and API keys) into a PostgreSQL ledger, then verify both sides.",
+            discussion: """
+                Prints the row count and per-column sums (tokens, cost in pico-dollars, latency) of both \
+                sides and exits 1 if any differs. Running it again skips what is already copied, so an \
+                interrupted copy is finished by repeating the command. Stop the servers writing the SQLite \
+                ledger first, or calls recorded during the copy are left behind (a re-run copies them).
+                """)
+
+        @Option(help: "The SQLite ledger to copy: sqlite:FILE or FILE.")
+        var from: String
+
+        @Option(help: "The PostgreSQL ledger: postgres://user[:password]@host[:port]/database.")
+        var to: String
+
+        func run() throws {
+            let path = from.hasPrefix("sqlite:") ? String(from.dropFirst("sqlite:".count)) : from
+            _ = try existingLedger(path)
+            let location: PostgresLocation
+            do { location = try PostgresLocation(url: to) } catch { throw CommandFailure("--to: \(error)") }
+            let progress = ProgressLine("copied")
+            let outcome = try LedgerMigration.run(from: path, to: location, progress: progress.update)
+            progress.finish(outcome.copied + outcome.alreadyPresent)
+            print("copied \(outcome.copied) calls (\(outcome.alreadyPresent) already present) from \(path) to \(location)")
+            let rows = zip(outcome.source.figures, outcome.target.figures).map { source, target in
+                [source.name, source.value, target.value, source.value == target.value ? "ok" : "MISMATCH"]
+            } + [["api_keys (of the source)", "\(outcome.sourceKeys)", "\(outcome.targetKeys)",
+                  outcome.sourceKeys == outcome.targetKeys ? "ok" : "MISMATCH"]]
+            print(TextColumns.render(header: ["FIGURE", "SQLITE", "POSTGRESQL", ""], rows: rows, labelColumns: 1),
+                  terminator: "")
+            guard outcome.matches else {
+                throw CommandFailure("the PostgreSQL ledger differs from the SQLite one (see MISMATCH above)")
+            }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete raw call rows that started before a date; reports keep their totals from the rollups.",
+            discussion: """
+                SQLite ledgers only. Adds calls not yet rolled up to the hourly and daily rollups, then \
+                deletes the raw rows before DATE (00:00 UTC) in one transaction. Reports over whole UTC \
+                hours (days in UTC or in zones with whole-hour offsets) keep their figures; export, policy \
+                simulate and report edges inside an hour no longer see the pruned calls. DATE must be \
+                on or before the last day of the previous UTC month (budgets are rebuilt from this month's rows).
+                """)
+
+        @Option(help: "Delete calls that started before this UTC day (YYYY-MM-DD, i.e. before its 00:00 UTC).")
+        var before: String
+
+        @OptionGroup var ledger: LedgerOptions
+
+        func run() throws {
+            guard let day = Day(before) else { throw CommandFailure("--before: expected YYYY-MM-DD, got \(before)") }
+            let path: String
+            switch try ledger.existing() {
+            case .sqlite(let file): path = file
+            case .postgres:
+                throw CommandFailure("""
+                    ledger prune works on SQLite ledgers only: a PostgreSQL ledger keeps no rollups, so its \
+                    reports read raw rows (drop old monthly partitions, calls_YYYY_MM, to discard whole months)
+                    """)
+            }
+            let outcome: LedgerPrune.Outcome
+            do {
+                outcome = try LedgerPrune.prune(path: path, before: day.unixSeconds * UnixTime.microsPerSecond)
+            } catch let refusal as LedgerPrune.Refusal {
+                throw CommandFailure(refusal.description)
+            }
+            print("deleted \(outcome.deleted) calls that started before \(day) 00:00 UTC from \(path)"
+                  + (outcome.rolledUp > 0 ? " (rolled up \(outcome.rolledUp) pending calls first)" : ""))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Metering
+import Testing
+@testable import Ledger
+
+@Suite struct LedgerPruneTests {
+    /// 2025-10-29T00:00:00Z: five days into the autumn fixture.
+    static let cut = ReportEngineTests.autumnStart + 5 * UnixTime.microsPerDay
+
+    @Test("reports over whole hours give the same figures after the rows before the date are pruned")
+    func wholeHourReportsSurvive() throws {
+        let entries = ReportEngineTests.autumn()
+        let dir = try TemporaryDirectory()
+        // Small batches and rollups flushed every 700 calls.
+        let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: 300, rollupFlushRows: 700,
+                                                                      rollupFlushInterval: .seconds(3_600)))
+        #expect(appendAll(entries, to: writer).isEmpty)
+        writer.close()
+        let hour: Int64 = 3_600_000_000
+        let periods: [(Int64, Int64)] = [
+            (ReportEngineTests.autumnStart, ReportEngineTests.autumnStart + 10 * UnixTime.microsPerDay),
+            (ReportEngineTests.autumnStart + 7 * hour, Self.cut + 30 * hour),
+            (0, .max),
+        ]
+        let zones = ["UTC", "Europe/Berlin"].map { TimeZone(identifier: $0)! }
+        func reports() throws -> [Report] {
+            let reader = try LedgerReader(path: dir.path())
+            defer { reader.close() }
+            var all: [Report] = []
+            for zone in zones {
+                for groupBy in ReportEngineTests.groupings {
+                    for (since, until) in periods {
+                        var query = ReportQuery(since: since, until: until, groupBy: groupBy)
+                        query.timeZone = zone
+                        all.append(try reader.report(query))
+                    }
+                }
+            }
+            return all
+        }
+        let before = try reports()
+        let outcome = try LedgerPrune.prune(path: dir.path(), before: Self.cut)
+        let pruned = entries.filter { $0.startedAt < Self.cut }.count
+        #expect(outcome.deleted == pruned)
+        #expect(outcome.rolledUp == 0, "the writer rolls its tail up when it closes")
+        let after = try reports()
+        for (b, a) in zip(before, after) {
+            #expect(a == b, "\(b.query.groupBy) \(b.query.timeZone.identifier) \(b.query.since)")
+        }
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        #expect(try reader.count() == entries.count - pruned)
+        #expect(try reader.entries(since: 0, until: Self.cut).isEmpty)
+
+        // A writer appending after the prune keeps reports exact (its caches reload).
+        let more = try LedgerWriter(path: dir.path())
+        let late = sampleEntry(90_000, startedAt: ReportEngineTests.autumnStart + 20 * UnixTime.microsPerDay)
+        #expect(appendAll([late], to: more).isEmpty)
+        more.close()
+        let total = try reader.report(ReportQuery(since: 0, until: .max)).totals
+        #expect(total.requests == entries.count + 1)
+    }
+
+    @Test("prune refuses dates that are not UTC midnights or fall in the current or previous month")
+    func refusals() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        writer.close()
+        let now = Day("2026-12-02")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path(), before: Self.cut + 1, now: now) }
+        let december = Day("2026-12-01")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path(), before: december, now: now) }
+        let lastOfNovember = Day("2026-11-30")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(try LedgerPrune.prune(path: dir.path(), before: lastOfNovember, now: now).deleted == 0)
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path() + "x", before: lastOfNovember, now: now) }
+    }
+}

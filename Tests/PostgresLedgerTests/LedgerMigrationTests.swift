@@ -1,0 +1,70 @@
+import Foundation
+import Ledger
+import Metering
+@testable import PostgresLedger
+import XCTest
+
+final class LedgerMigrationTests: XCTestCase {
+    /// 100,000 calls over ~19 months (so ~20 monthly partitions) and a few keys copy with equal
+    /// counts and sums; a second run copies nothing and still verifies.
+    func testHundredThousandCallsMigrateWithIdenticalTotals() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let dir = try TemporaryDirectory()
+        let clock = ContinuousClock()
+        var started = clock.now
+        let writer = try LedgerWriter(path: dir.path(), options: LedgerWriter.Options(maxBatch: 16_384))
+        XCTAssertEqual(appendAll(autumnCalls(count: 100_000), to: writer), [])
+        writer.close()
+        let keys = try KeyStore(path: dir.path())
+        for n in 0..<3 {
+            try keys.insert(APIKeyRecord(id: "key_\(n)", secretHash: "hash\(n)", user: "user\(n)", team: n == 0 ? nil : "t",
+                                         createdAt: Int64(n), revokedAt: n == 2 ? 5 : nil, admin: n == 1))
+        }
+        keys.close()
+        print("migration fixture: 100000 calls written to SQLite in \(clock.now - started)")
+
+        started = clock.now
+        let first = try LedgerMigration.run(from: dir.path(), to: db.location)
+        print("migration: copied \(first.copied) calls in \(clock.now - started)")
+        XCTAssertEqual(first.copied, 100_000)
+        XCTAssertEqual(first.source.rows, 100_000)
+        XCTAssertTrue(first.matches)
+        XCTAssertEqual(first.source, first.target)
+        XCTAssertEqual(first.targetKeys, 3)
+        XCTAssertGreaterThan(first.target.cost.picodollars, 0)
+
+        let again = try LedgerMigration.run(from: dir.path(), to: db.location)
+        XCTAssertEqual(again.copied, 0)
+        XCTAssertEqual(again.alreadyPresent, 100_000)
+        XCTAssertTrue(again.matches)
+
+        // The copy reads back as the source, and the months got partitions (not the default one).
+        let source = try LedgerReader(path: dir.path())
+        defer { source.close() }
+        let target = try PostgresLedgerReader(location: db.location)
+        defer { target.close() }
+        let week = (autumnStart + 200 * UnixTime.microsPerDay, autumnStart + 207 * UnixTime.microsPerDay)
+        XCTAssertEqual(try target.entries(since: week.0, until: week.1), try source.entries(since: week.0, until: week.1))
+        XCTAssertEqual(try PostgresKeyStore(location: db.location).list(), try KeyStore(path: dir.path()).list())
+        let session = try PostgresSession(db.location)
+        defer { session.close() }
+        XCTAssertEqual(try session.scalar("SELECT COUNT(*) FROM calls_default", as: Int64.self, context: "test"), 0)
+    }
+
+    func testMismatchIsReported() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        XCTAssertEqual(appendAll(autumnCalls(count: 50), to: writer), [])
+        writer.close()
+        // A call the source lacks is already in the target.
+        let extra = try PostgresLedgerWriter(location: db.location)
+        XCTAssertEqual(appendAll([sampleEntry(999_999, startedAt: autumnStart)], to: extra), [])
+        extra.close()
+        let outcome = try LedgerMigration.run(from: dir.path(), to: db.location)
+        XCTAssertFalse(outcome.matches)
+        XCTAssertEqual(outcome.target.rows, 51)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Ledger
+import Metering
+@testable import PostgresLedger
+import XCTest
+
+final class PostgresLedgerWriterTests: XCTestCase {
+    func testRoundTripAndCallbacksRunAfterCommit() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let writer = try PostgresLedgerWriter(location: db.location)
+        let reader = try PostgresLedgerReader(location: db.location)
+        defer { reader.close() }
+        let entries = autumnCalls(count: 300)
+        // Invariant 1: when a callback runs, its row is visible to another connection, and
+        // callbacks come in append order.
+        let seen = Locked<[String]>([])
+        let missing = Locked<[String]>([])
+        for entry in entries {
+            writer.append(entry) { result in
+                if case .failure(let error) = result { XCTFail("\(error)") }
+                seen.withLock { $0.append(entry.id) }
+                if (try? reader.entry(id: entry.id)) == nil { missing.withLock { $0.append(entry.id) } }
+            }
+        }
+        writer.flush()
+        XCTAssertEqual(writer.backlog, 0)
+        writer.close()
+        XCTAssertEqual(seen.current, entries.map(\.id))
+        XCTAssertEqual(missing.current, [])
+        XCTAssertEqual(try reader.count(), entries.count)
+        let sorted = entries.enumerated().sorted { ($0.element.startedAt, $0.offset) < ($1.element.startedAt, $1.offset) }.map(\.element)
+        XCTAssertEqual(try reader.entries(since: .min, until: .max), sorted)
+        XCTAssertEqual(try reader.entry(requestId: entries[7].requestId), entries[7])
+    }
+
+    func testDuplicateIdFailsOnlyThatRow() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let writer = try PostgresLedgerWriter(location: db.location)
+        defer { writer.close() }
+        let entries = autumnCalls(count: 10)
+        XCTAssertEqual(appendAll(Array(entries[0..<5]), to: writer), [])
+        // One batch: two new rows around one already in the ledger, and one repeated within the batch.
+        let failures = appendAll([entries[5], entries[2], entries[6], entries[6]], to: writer)
+        XCTAssertEqual(failures.count, 2)
+        XCTAssertTrue(failures.allSatisfy(\.isConstraintViolation))
+        let reader = try PostgresLedgerReader(location: db.location)
+        defer { reader.close() }
+        XCTAssertEqual(try reader.count(), 7)
+    }
+
+    func testConcurrentAppendsFromManyThreads() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let batches = Locked<[Int]>([])
+        var options = LedgerWriter.Options()
+        options.onBatchCommitted = { rows, _ in batches.withLock { $0.append(rows) } }
+        let writer = try PostgresLedgerWriter(location: db.location, options: options)
+        let threads = 16, perThread = 500
+        let committed = Locked(0)
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for n in 0..<perThread {
+                let entry = sampleEntry(t * perThread + n, startedAt: UnixTime.nowMicros())
+                writer.append(entry) { result in
+                    if case .success = result { committed.withLock { $0 += 1 } }
+                }
+            }
+        }
+        writer.close()
+        XCTAssertEqual(committed.current, threads * perThread)
+        let reader = try PostgresLedgerReader(location: db.location)
+        defer { reader.close() }
+        XCTAssertEqual(try reader.count(), threads * perThread)
+        // Group commit: far fewer transactions than rows.
+        XCTAssertLessThan(batches.current.count, threads * perThread / 4)
+        print("concurrent appends: \(threads * perThread) rows in \(batches.current.count) transactions")
+    }
+
+    func testCloseFailsRowsAfterBoundedRetriesWhenTheServerIsGone() throws {
+        let db = try ScratchDatabase()
+        let writer = try PostgresLedgerWriter(location: db.location,
+                                              options: LedgerWriter.Options(retryInitialMillis: 1, retryMaxMillis: 5, closeRetries: 2))
+        db.drop()  // FORCE ends the writer's connection, and the database is gone.
+        let failures = Locked<[LedgerError]>([])
+        writer.append(sampleEntry(1, startedAt: UnixTime.nowMicros())) { result in
+            if case .failure(let error) = result { failures.withLock { $0.append(error) } }
+        }
+        writer.close()
+        XCTAssertEqual(failures.current.count, 1)
+    }
+
+    func testReplicasWriteOneLedgerAndMonthsGetPartitionsAsTheyCome() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let replicas = try (0..<3).map { _ in try PostgresLedgerWriter(location: db.location) }
+        let now = UnixTime.nowMicros()
+        let failures = Locked<[LedgerError]>([])
+        DispatchQueue.concurrentPerform(iterations: replicas.count) { r in
+            let found = appendAll((0..<1_000).map { sampleEntry(r * 1_000 + $0, startedAt: now + Int64($0)) }, to: replicas[r])
+            failures.withLock { $0 += found }
+        }
+        XCTAssertEqual(failures.current, [])
+        // Five months ahead: past the partitions made at open, so the writer makes more.
+        let later = UTCMonth(containing: now).advanced(by: 5)
+        XCTAssertEqual(appendAll([sampleEntry(9_999, startedAt: later.startMicros + 1)], to: replicas[0]), [])
+        for replica in replicas { replica.close() }
+        let session = try PostgresSession(db.location)
+        defer { session.close() }
+        XCTAssertEqual(try session.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 3_001)
+        XCTAssertEqual(try session.scalar("SELECT COUNT(*) FROM calls_default", as: Int64.self, context: "test"), 0)
+        XCTAssertTrue(try PostgresSchema.tableExists(session, "calls_" + later.advanced(by: 2).name.replacingOccurrences(of: "-", with: "_")))
+    }
+
+    func testReconnectsAfterLosingItsConnection() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let failures = Locked(0)
+        var options = LedgerWriter.Options(retryInitialMillis: 5, retryMaxMillis: 20)
+        options.onCommitFailure = { _, _ in failures.withLock { $0 += 1 } }
+        let writer = try PostgresLedgerWriter(location: db.location, options: options)
+        defer { writer.close() }
+        XCTAssertEqual(appendAll([sampleEntry(1, startedAt: UnixTime.nowMicros())], to: writer), [])
+        let admin = try PostgresSession(db.location)
+        defer { admin.close() }
+        // Ends every other session of the database, the writer's among them.
+        try admin.execute("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+            """)
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(appendAll([sampleEntry(2, startedAt: UnixTime.nowMicros())], to: writer), [])
+        // The writer sees the closed connection before the batch (reconnects at once) or on the
+        // failed attempt (reconnects on the retry); either way the row commits.
+        print("reconnect: \(failures.current) failed attempts")
+        XCTAssertEqual(try admin.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 2)
+    }
+
+    func testSchemaIsIdempotentAndPartitionsExist() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        // Several replicas opening at once migrate once.
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            do { try PostgresKeyStore(location: db.location).close() } catch { failures.withLock { $0.append("\(error)") } }
+        }
+        XCTAssertEqual(failures.current, [])
+        let session = try PostgresSession(db.location)
+        defer { session.close() }
+        XCTAssertEqual(try PostgresSchema.version(session), PostgresSchema.latestVersion)
+        let month = UTCMonth(containing: UnixTime.nowMicros())
+        for offset in -1...2 {
+            let name = "calls_" + month.advanced(by: offset).name.replacingOccurrences(of: "-", with: "_")
+            XCTAssertTrue(try PostgresSchema.tableExists(session, name), name)
+        }
+        XCTAssertEqual(UTCMonth(containing: autumnStart).name, "2025-10")
+        XCTAssertEqual(UTCMonth(containing: -1).name, "1969-12")
+        XCTAssertEqual(UTCMonth(containing: autumnStart).advanced(by: 3).name, "2026-01")
+    }
+}
