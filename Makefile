@@ -4,7 +4,7 @@ DB       ?= data/tokenctl.sqlite
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 
-.PHONY: run test deps test-deps build unit-tests sdk-tests crash-tests disk-full-tests dashboards-tests demo clean
+.PHONY: run test deps test-deps build unit-tests replicas-tests sdk-tests crash-tests disk-full-tests dashboards-tests demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -17,7 +17,7 @@ run: deps
 
 ## Install what is missing and run every test: Swift unit + end-to-end tests, the official SDKs' compatibility test,
 ## the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
-test: test-deps unit-tests sdk-tests crash-tests disk-full-tests dashboards-tests
+test: test-deps unit-tests replicas-tests sdk-tests crash-tests disk-full-tests dashboards-tests
 
 # The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests
 # and postgresql for the PostgreSQL ledger and shared-quota tests.
@@ -28,6 +28,10 @@ test-deps:
 unit-tests:
 	swift build --build-tests
 	scripts/with-postgres.sh swift test --skip-build
+
+# Three tokenctl replicas on one PostgreSQL: shared budgets under 600 concurrent calls, a replica killed mid-load.
+replicas-tests:
+	scripts/with-postgres.sh scripts/replicas-test.sh
 
 sdk-tests:
 	scripts/sdk-compat.sh
