@@ -11,13 +11,18 @@ public struct GatewayConfiguration: Sendable {
     public var eventLoopThreads: Int
     /// With a PostgreSQL ledger: heartbeats, reaping and timeouts of the budgets shared by replicas.
     public var sharedQuota: SharedQuotaSettings
+    /// False only to measure the ledger's cost (the benchmark's ledger-off arm): calls are
+    /// served and metered but not recorded (`DiscardingLedgerSink`).
+    public var recordCalls: Bool
 
     public init(host: String = "127.0.0.1", port: Int = 8080,
-                eventLoopThreads: Int = System.coreCount, sharedQuota: SharedQuotaSettings = SharedQuotaSettings()) {
+                eventLoopThreads: Int = System.coreCount, sharedQuota: SharedQuotaSettings = SharedQuotaSettings(),
+                recordCalls: Bool = true) {
         self.host = host
         self.port = port
         self.eventLoopThreads = eventLoopThreads
         self.sharedQuota = sharedQuota
+        self.recordCalls = recordCalls
     }
 }
 

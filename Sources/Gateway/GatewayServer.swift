@@ -55,7 +55,8 @@ public final class GatewayServer: Sendable {
         let enforcer = Enforcer(sharedQuotas: sharedQuotas)
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
-        let ledger = try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions))
+        let ledger: any LedgerSink = configuration.recordCalls
+            ? try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions)) : DiscardingLedgerSink()
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.
         let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)

@@ -38,6 +38,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds calls in flight may take to finish after SIGTERM/SIGINT before they are cancelled.")
     var drainTimeout: Double = 30
 
+    @Flag(help: "Benchmarks only: serve without recording calls (the ledger-off arm of bench/run, which measures what recording costs). Nothing is accounted; never use it in production.")
+    var noLedger = false
+
     @Option(help: "With a PostgreSQL ledger: seconds without a heartbeat after which a replica counts as dead and the other replicas release its budget reservations (they are released within this plus the 5 s reaper interval).")
     var replicaTimeout: Double = 15
 
@@ -55,6 +58,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "tokenctl")
         let policy = try loadPolicyOrExit(policies)
         for warning in policy.warnings { logger.warning("\(warning)") }
+        if noLedger { logger.warning("--no-ledger: calls are NOT recorded (benchmark mode)") }
         let backend = try ledger.creating()
 
         let server: GatewayServer
@@ -62,7 +66,8 @@ struct Serve: AsyncParsableCommand {
             server = try GatewayServer.start(
                 configuration: GatewayConfiguration(
                     host: host, port: port, eventLoopThreads: threads,
-                    sharedQuota: SharedQuotaSettings(replicaTimeout: .milliseconds(Int64(replicaTimeout * 1_000)))),
+                    sharedQuota: SharedQuotaSettings(replicaTimeout: .milliseconds(Int64(replicaTimeout * 1_000))),
+                    recordCalls: !noLedger),
                 policy: policy, policyDirectory: policies, databasePath: ledger.db, journalDirectory: journal,
                 logger: logger)
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
@@ -94,7 +99,7 @@ struct Serve: AsyncParsableCommand {
 
         // Written unbuffered: scripts wait for this line to learn the port.
         FileHandle.standardOutput.write(Data(
-            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(backend))\n".utf8))
+            "tokenctl listening on \(server.baseURL) (policies \(policies) version \(policy.version), ledger \(noLedger ? "off" : backend.description))\n".utf8))
         try await group.run()
     }
 }
