@@ -38,9 +38,10 @@ final class GatewayContext: Sendable {
 
     /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it has committed: the client's
     /// final bytes wait for the row (invariant 1). If the row cannot commit, the connection is
-    /// cut instead, so no client ever holds a complete answer the ledger lacks.
+    /// cut instead, so no client ever holds a complete answer the ledger lacks, and `notRecorded`
+    /// runs on `loop` (what the call used is still owed to the shared budgets).
     func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
-                then deliver: @escaping () -> Void) {
+                notRecorded: (@Sendable () -> Void)? = nil, then deliver: @escaping () -> Void) {
         var entry = entry
         entry.endedAt = UnixTime.nowMicros()
         let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
@@ -56,6 +57,7 @@ final class GatewayContext: Sendable {
                 let (connection, deliver) = onLoop.value
                 if case .failure(let error) = result {
                     logger.error("ledger commit failed", metadata: ["error": "\(error)"])
+                    notRecorded?()
                     connection.abort()
                     return
                 }

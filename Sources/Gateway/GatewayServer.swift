@@ -23,6 +23,7 @@ public final class GatewayServer: Sendable {
     /// Budgets shared with other replicas (PostgreSQL), and this replica's heartbeat and reaper.
     private let sharedQuotas: SharedQuotaBook?
     private let quotaReaper: QuotaReaper?
+    private let memory: MemoryReturn
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
@@ -114,10 +115,11 @@ public final class GatewayServer: Sendable {
             policies.startWatching()
             let quotaReaper = sharedQuotas.map { QuotaReaper(book: $0, on: group.next()) }
             quotaReaper?.start()
+            let memory = MemoryReturn(on: group.next()) { enforcer.concurrency.totalInFlight }
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
                                  keys: keys, admin: admin, connections: connections,
-                                 sharedQuotas: sharedQuotas, quotaReaper: quotaReaper)
+                                 sharedQuotas: sharedQuotas, quotaReaper: quotaReaper, memory: memory)
         } catch {
             admin.shutdown()
             upstream.shutdown()
@@ -130,9 +132,10 @@ public final class GatewayServer: Sendable {
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
                  context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections,
-                 sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?) {
+                 sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?, memory: MemoryReturn) {
         self.sharedQuotas = sharedQuotas
         self.quotaReaper = quotaReaper
+        self.memory = memory
         self.connections = connections
         self.keys = keys
         self.admin = admin
@@ -192,6 +195,7 @@ public final class GatewayServer: Sendable {
         // Settlements still on their way fail here; the other replicas reap those holds at once
         // (this replica's heartbeat is removed) and charge them from the ledger.
         quotaReaper?.stop()
+        memory.stop()
         try? sharedQuotas?.shutdown(on: group.next()).wait()
         try group.syncShutdownGracefully()
     }

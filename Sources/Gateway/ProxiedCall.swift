@@ -419,7 +419,11 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
         let cost = entry.cost, tokens = entry.usage.totalTokens
         hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, now: UnixTime.nowMicros())
-        gateway.record(entry, on: connection.eventLoop, connection: connection) { [self] in
+        let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)
+        // A row that cannot commit does not make the provider's tokens free: the shared budgets
+        // are charged at once rather than holding the reservation until it expires.
+        let chargeAnyway: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop) }
+        gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
             // After the commit: a replica that dies before this line is charged from the row.
             hold.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
             gateway.journal.ended(id: callID)
