@@ -1,4 +1,5 @@
 import Ledger
+import Synchronization
 
 /// Identifiers of one call: the ledger row id and the correlation id returned as `x-request-id`.
 ///
@@ -7,7 +8,7 @@ import Ledger
 enum CallIdentity {
     /// Time-ordered, 64 random bits after the timestamp: unique per row.
     static func newCallID() -> String {
-        hex(UInt64(UnixTime.nowMicros())) + hex(UInt64.random(in: 0...UInt64.max))
+        hex(UInt64(UnixTime.nowMicros())) + hex(nextRandom())
     }
 
     /// Honours a client's `x-request-id` when it is short printable ASCII, else makes one.
@@ -16,11 +17,38 @@ enum CallIdentity {
            value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             return value
         }
-        return "req_" + hex(UInt64(UnixTime.nowMicros())) + hex(UInt64(UInt32.random(in: 0...UInt32.max)), digits: 8)
+        return "req_" + hex(UInt64(UnixTime.nowMicros())) + hex(nextRandom() >> 32, digits: 8)
+    }
+
+    /// Ids need uniqueness, not secrecy: a generator seeded once from the OS (per process, so
+    /// replicas differ) instead of a `getrandom` system call per id, two per call.
+    private static let generator: Mutex<SplitMix64> = {
+        var system = SystemRandomNumberGenerator()
+        return Mutex(SplitMix64(seed: system.next()))
+    }()
+
+    private static func nextRandom() -> UInt64 {
+        generator.withLock { $0.next() }
     }
 
     private static func hex(_ v: UInt64, digits: Int = 16) -> String {
         let s = String(v, radix: 16)
         return String(repeating: "0", count: max(0, digits - s.count)) + s
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood): a fast 64-bit generator whose outputs over a seed's
+/// sequence do not repeat within 2^64 draws.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
