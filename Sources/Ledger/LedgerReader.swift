@@ -69,6 +69,12 @@ public final class LedgerReader: @unchecked Sendable {
         }
     }
 
+    /// The UTC moment before which `ledger prune` deleted raw rows (0: never pruned); only the
+    /// rollups hold those calls.
+    public func prunedBefore() throws -> Int64 {
+        try locked { try LedgerPrune.prunedBefore(on: connection) }
+    }
+
     /// Runs a query of another file of this module on the serialised connection.
     func withConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try locked { try body(connection) }

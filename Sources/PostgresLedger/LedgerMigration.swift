@@ -31,6 +31,13 @@ public enum LedgerMigration {
                            progress: (Int) -> Void = { _ in }) throws -> Outcome {
         let source = try LedgerReader(path: sqlitePath)
         defer { source.close() }
+        // Calls before a prune live only in the rollups, which are not copied: the counts would
+        // match and PostgreSQL's reports of those months would still be empty.
+        let pruned = try source.prunedBefore()
+        guard pruned == 0 else {
+            let day = Date(timeIntervalSince1970: Double(pruned) / 1e6).ISO8601Format(.iso8601.year().month().day())
+            throw LedgerError.invalidRow("\(sqlitePath) was pruned (raw calls before \(day) are gone, only its rollups hold them); migrate copies raw calls, so those months would be missing from PostgreSQL's reports. Migrate a copy taken before the prune.")
+        }
         let sourceTotals = try source.totals()
         // Partitions for every month of the source first: rows of a month without one would
         // land in the default partition for good.

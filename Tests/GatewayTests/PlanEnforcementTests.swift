@@ -99,7 +99,7 @@ struct PlanEnforcementTests {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: one }
             plans: { one: { max_concurrent: 1 } }
-            """, providerHeaders: ["x-fake-first-byte-delay-ms": "1500"])
+            """, providerHeaders: ["x-fake-first-byte-delay-ms": "5000"])
         defer { h.shutdown() }
         async let slow = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-1")
         for _ in 0..<1_000 where h.server.callsInFlight == 0 { try await Task.sleep(for: .milliseconds(5)) }

@@ -61,9 +61,11 @@ struct ProviderGateTests {
         init(_ description: String) { self.description = description }
     }
 
+    // The first call is held 8 s so that, even on a loaded machine, the second one arrives while
+    // it runs (a 3 s hold failed once under a load of 6 on 2 cores).
     @Test("past max_concurrent a call waits; with the queue full the next gets 503 + retry-after at once")
     func queueFull() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "8000"],
                                  providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 20000")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-a")

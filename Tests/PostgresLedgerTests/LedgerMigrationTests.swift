@@ -67,4 +67,20 @@ final class LedgerMigrationTests: XCTestCase {
         XCTAssertFalse(outcome.matches)
         XCTAssertEqual(outcome.target.rows, 51)
     }
+
+    /// A pruned source keeps its old months only in rollups, which migrate does not copy: it
+    /// refuses rather than report "ok" with months missing from PostgreSQL's reports.
+    func testPrunedSourceIsRefused() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        XCTAssertEqual(appendAll(autumnCalls(count: 200), to: writer), [])
+        writer.close()
+        let cut = autumnStart + 5 * UnixTime.microsPerDay
+        XCTAssertGreaterThan(try LedgerPrune.prune(path: dir.path(), before: cut - cut % UnixTime.microsPerDay).deleted, 0)
+        XCTAssertThrowsError(try LedgerMigration.run(from: dir.path(), to: db.location)) { error in
+            XCTAssertTrue("\(error)".contains("was pruned"), "\(error)")
+        }
+    }
 }
