@@ -129,6 +129,25 @@ w("Latency: wrk, closed loop, median over rounds of each run's percentile; added
   + ", ".join(f"{a} {conc[a, 16]['errors'] + conc[a, 64]['errors']:.0f}" for a in arms if a in have) + ".")
 w("")
 
+def ledger_check(arm):
+    """Rows in an arm's ledger against the calls its clients saw answered (only arms that record)."""
+    led = sel("ledger", arm)
+    mine = [r for r in rows if r.get("arm") == arm]
+    served = sum(float(r["requests"]) for r in mine if "requests" in r)
+    served_streams = sum(r["streams"] - r["errors"] for r in mine if r["phase"].startswith("stream"))
+    held_ok = sum(r["held_at_sample"] for r in sel("hold", arm))
+    held_err = sum(r["errors"] for r in sel("hold", arm))
+    in_flight = sum(int(r["conns"]) for r in mine if "requests" in r)
+    total = served + served_streams + held_ok
+    nrows = int(led[0]["rows"]) if led else None
+    ok = nrows is not None and total <= nrows <= total + in_flight + held_err
+    line = (f"- rows in {arm}'s ledger: {fmt(nrows)}; calls the clients saw answered: {total:,.0f} "
+            f"(wrk {served:,.0f}, timed streams {served_streams:,.0f}, held streams closed by the client {held_ok:,.0f}); "
+            f"calls wrk abandoned in flight when a run ended: at most {in_flight:,} (+ {held_err} failed held streams) — "
+            f"{'every answered call has a row' if ok else 'MISMATCH'}")
+    return nrows, total, in_flight + held_err, ok, line
+
+
 # --- PostgreSQL vs SQLite (issue 6) ------------------------------------------------------------
 w("## tokenctl on PostgreSQL vs SQLite (issue 6)")
 w("")
@@ -161,9 +180,14 @@ else:
             (f"tokenctl + PostgreSQL CPU µs/req, {c} conns",
              pair(lambda a: None if conc[a, c]["cpu"] is None else conc[a, c]["cpu"] + (conc[a, c]["pg_cpu"] or 0), lambda v: fmt(v, 1))),
         ]
-    pg_rows.append(("ledger rows / calls answered (wrk + streams)",
-                    [f"{fmt(led_rows.get(a))} / {answered(a) + sum(r['streams'] - r['errors'] for r in rows if r.get('arm') == a and r['phase'].startswith('stream')):,.0f}"
+    checks = {a: ledger_check(a) for a in (sq, pq)}
+    pg_rows.append(("ledger rows / calls answered (+ ≤ abandoned in flight)",
+                    [f"{fmt(checks[a][0])} / {checks[a][1]:,.0f} (+ ≤ {checks[a][2]:,}): {'every answered call has a row' if checks[a][3] else 'MISMATCH'}"
                      for a in (sq, pq)] + ["—"]))
+    pl = sel("ledger", pq)
+    if pl and "xact_commit" in pl[0] and checks[pq][0]:
+        pg_rows.append(("PostgreSQL transactions committed per ledger row (whole run)",
+                        ["—", f"{int(pl[0]['xact_commit']) / checks[pq][0]:.2f} ({int(pl[0]['xact_commit']):,} commits, {pl[0]['xact_rollback']} rollbacks)", "—"]))
     w("| | tokenctl (SQLite, no budget) | tokenctl-pg (PostgreSQL, budget) | PostgreSQL − SQLite |")
     w("|---|---|---|---|")
     for name, cells in pg_rows:
@@ -269,25 +293,6 @@ w("")
 
 # --- ledger -----------------------------------------------------------------------------------
 muted = False
-
-
-def ledger_check(arm):
-    """Rows in an arm's ledger against the calls its clients saw answered (only arms that record)."""
-    led = sel("ledger", arm)
-    mine = [r for r in rows if r.get("arm") == arm]
-    served = sum(float(r["requests"]) for r in mine if "requests" in r)
-    served_streams = sum(r["streams"] - r["errors"] for r in mine if r["phase"].startswith("stream"))
-    held_ok = sum(r["held_at_sample"] for r in sel("hold", arm))
-    held_err = sum(r["errors"] for r in sel("hold", arm))
-    in_flight = sum(int(r["conns"]) for r in mine if "requests" in r)
-    total = served + served_streams + held_ok
-    nrows = int(led[0]["rows"]) if led else None
-    ok = nrows is not None and total <= nrows <= total + in_flight + held_err
-    line = (f"- rows in {arm}'s ledger: {fmt(nrows)}; calls the clients saw answered: {total:,.0f} "
-            f"(wrk {served:,.0f}, timed streams {served_streams:,.0f}, held streams closed by the client {held_ok:,.0f}); "
-            f"calls wrk abandoned in flight when a run ended: at most {in_flight:,} (+ {held_err} failed held streams) — "
-            f"{'every answered call has a row' if ok else 'MISMATCH'}")
-    return nrows, total, in_flight + held_err, ok, line
 
 
 w("## Ledger")
