@@ -110,6 +110,8 @@ for a in arms:
                           if "pg_cpu_ticks" in r and float(r["requests"]) > 0),
         }
 for a in arms:
+    if a not in have and args.pg_only:
+        continue  # --pg-only runs direct, tokenctl and tokenctl-pg only
     if a not in have:
         w(f"| {a} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
         continue
