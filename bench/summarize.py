@@ -12,6 +12,10 @@ for a in ("machine", "date", "commit", "load-before", "load-after"):
 p.add_argument("--quick", type=int, default=0)
 p.add_argument("--noledger", type=int, default=0)
 p.add_argument("--clk-tck", type=int, default=100)
+p.add_argument("--pg", type=int, default=0)
+p.add_argument("--pg-only", type=int, default=0)
+p.add_argument("--pg-version", default="")
+p.add_argument("--sut-core", default="0")
 args = p.parse_args()
 
 rows = []
@@ -50,21 +54,41 @@ def ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
 
 
-arms = ["direct", "nginx", "tokenctl", "tokenctl-noledger"]
+arms = ["direct", "nginx", "tokenctl", "tokenctl-noledger", "tokenctl-pg"]
 proxies = arms[1:]
+# The arms the open loop and the idle-stream memory measure (not tokenctl-pg: bench/run's time).
+ol_arms = [a for a in proxies if a != "tokenctl-pg"]
 have = {a for a in arms if sel("lat1", a)}
 out = []
-w = out.append
-w(f"# tokenctl side-by-side benchmark{' (--quick smoke pass)' if args.quick else ''}")
+muted = False  # sections --pg-only does not measure are left out
+
+
+def w(line):
+    if not muted:
+        out.append(line)
+
+
+w(f"# tokenctl side-by-side benchmark{' (--quick smoke pass)' if args.quick else ''}{' (--pg-only: SQLite vs PostgreSQL latency)' if args.pg_only else ''}")
 w("")
 w(f"- machine: {args.machine}")
 w(f"- date: {args.date}; commit: {args.commit}")
 w(f"- load before: `{args.load_before.strip()}`")
 w(f"- load after: `{args.load_after.strip()}`")
 w(f"- rounds per interleaved measurement: {max((int(r['round']) for r in sel('lat1')), default=0)}; "
-  "system under test pinned to core 0, FakeLLM + wrk + the stream client to core 1")
-if not args.noledger:
+  f"system under test pinned to core {args.sut_core}, FakeLLM + wrk + the stream client to the other core")
+if args.noledger:
+    w("- tokenctl-noledger: `tokenctl serve --no-ledger`: calls served and metered, nothing recorded (the cost of recording = tokenctl − tokenctl-noledger)")
+elif not args.pg_only:
     w("- tokenctl-noledger: **n/a** — `tokenctl serve` has no `--no-ledger` flag")
+if args.pg:
+    w(f"- tokenctl-pg: `--db postgres://…` (ledger and budgets in PostgreSQL {args.pg_version.strip()}, a throwaway server "
+      "from scripts/with-postgres.sh on 127.0.0.1: trust auth, `fsync=off`), `--journal` in the temp dir; "
+      f"**PostgreSQL's server processes pinned to core {args.sut_core} with tokenctl** (`taskset -a -p`, backends inherit it). "
+      "Its plans.yaml gives every user a budget (`daily_usd: \"1000000\"`, never reached), so every call takes the shared-quota "
+      "path: one reservation round trip before going upstream, one settlement after its row committed. "
+      "The SQLite arms have no plans.yaml (no budget).")
+else:
+    w("- tokenctl-pg: **n/a** — PostgreSQL could not start (scripts/with-postgres.sh)")
 w("")
 
 # --- latency at 1 connection -----------------------------------------------------------------
@@ -82,8 +106,12 @@ for a in arms:
             "rps": med(r["rps"] for r in rs), "p99": med(r["p99_us"] for r in rs),
             "cpu": med(float(r["cpu_ticks"]) * 1e6 / args.clk_tck / float(r["requests"]) for r in rs if float(r["requests"]) > 0),
             "errors": sum(float(r["errors"]) + float(r["non2xx"]) for r in rs),
+            "pg_cpu": med(float(r["pg_cpu_ticks"]) * 1e6 / args.clk_tck / float(r["requests"]) for r in rs
+                          if "pg_cpu_ticks" in r and float(r["requests"]) > 0),
         }
 for a in arms:
+    if a not in have and args.pg_only:
+        continue  # --pg-only runs direct, tokenctl and tokenctl-pg only
     if a not in have:
         w(f"| {a} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
         continue
@@ -99,23 +127,94 @@ for a in arms:
 w("")
 w("Latency: wrk, closed loop, median over rounds of each run's percentile; added = arm − direct "
   "from the same rounds. CPU µs/req: utime+stime of the arm's processes (nginx: master + worker; "
-  "direct: FakeLLM) over the run ÷ requests wrk completed. Errors + non-2xx over all closed-loop runs: "
+  "direct: FakeLLM; tokenctl-pg: tokenctl only, PostgreSQL's below) over the run ÷ requests wrk completed. Errors + non-2xx over all closed-loop runs: "
   + ", ".join(f"{a} {conc[a, 16]['errors'] + conc[a, 64]['errors']:.0f}" for a in arms if a in have) + ".")
 w("")
 
+def ledger_check(arm):
+    """Rows in an arm's ledger against the calls its clients saw answered (only arms that record)."""
+    led = sel("ledger", arm)
+    mine = [r for r in rows if r.get("arm") == arm]
+    served = sum(float(r["requests"]) for r in mine if "requests" in r)
+    served_streams = sum(r["streams"] - r["errors"] for r in mine if r["phase"].startswith("stream"))
+    held_ok = sum(r["held_at_sample"] for r in sel("hold", arm))
+    held_err = sum(r["errors"] for r in sel("hold", arm))
+    in_flight = sum(int(r["conns"]) for r in mine if "requests" in r)
+    total = served + served_streams + held_ok
+    nrows = int(led[0]["rows"]) if led else None
+    ok = nrows is not None and total <= nrows <= total + in_flight + held_err
+    line = (f"- rows in {arm}'s ledger: {fmt(nrows)}; calls the clients saw answered: {total:,.0f} "
+            f"(wrk {served:,.0f}, timed streams {served_streams:,.0f}, held streams closed by the client {held_ok:,.0f}); "
+            f"calls wrk abandoned in flight when a run ended: at most {in_flight:,} (+ {held_err} failed held streams) — "
+            f"{'every answered call has a row' if ok else 'MISMATCH'}")
+    return nrows, total, in_flight + held_err, ok, line
+
+
+# --- PostgreSQL vs SQLite (issue 6) ------------------------------------------------------------
+w("## tokenctl on PostgreSQL vs SQLite (issue 6)")
+w("")
+if "tokenctl-pg" not in have:
+    w("n/a: PostgreSQL could not start, so the tokenctl-pg arm did not run.")
+else:
+    sq, pq = "tokenctl", "tokenctl-pg"
+    led_rows = {r["arm"]: int(r["rows"]) for r in sel("ledger")}
+
+    def pair(f, fmt_, diff=True):
+        a, b = f(sq), f(pq)
+        d = None if a is None or b is None else b - a
+        return [fmt_(a), fmt_(b), (fmt_(d) if d is None or d < 0 else "+" + fmt_(d)) if diff else "—"]
+
+    def answered(a):
+        return sum(float(r["requests"]) for r in rows if r.get("arm") == a and "requests" in r)
+
+    pg_rows = [
+        ("added p50, 1 conn", pair(lambda a: lat[a][0] - d50, ms)),
+        ("added p99, 1 conn", pair(lambda a: lat[a][1] - d99, ms)),
+    ]
+    for c in (16, 64):
+        if conc[pq, c]["rps"] is None:
+            continue
+        pg_rows += [
+            (f"req/s, {c} conns", pair(lambda a: conc[a, c]["rps"], fmt)),
+            (f"p99, {c} conns", pair(lambda a: conc[a, c]["p99"], ms)),
+            (f"tokenctl CPU µs/req, {c} conns", pair(lambda a: conc[a, c]["cpu"], lambda v: fmt(v, 1))),
+            (f"PostgreSQL server CPU µs/req, {c} conns", ["—", fmt(conc[pq, c]["pg_cpu"], 1), "—"]),
+            (f"tokenctl + PostgreSQL CPU µs/req, {c} conns",
+             pair(lambda a: None if conc[a, c]["cpu"] is None else conc[a, c]["cpu"] + (conc[a, c]["pg_cpu"] or 0), lambda v: fmt(v, 1))),
+        ]
+    checks = {a: ledger_check(a) for a in (sq, pq)}
+    pg_rows.append(("ledger rows / calls answered (+ ≤ abandoned in flight)",
+                    [f"{fmt(checks[a][0])} / {checks[a][1]:,.0f} (+ ≤ {checks[a][2]:,}): {'every answered call has a row' if checks[a][3] else 'MISMATCH'}"
+                     for a in (sq, pq)] + ["—"]))
+    pl = sel("ledger", pq)
+    if pl and "xact_commit" in pl[0] and checks[pq][0]:
+        pg_rows.append(("PostgreSQL transactions committed per ledger row (whole run)",
+                        ["—", f"{int(pl[0]['xact_commit']) / checks[pq][0]:.2f} ({int(pl[0]['xact_commit']):,} commits, {pl[0]['xact_rollback']} rollbacks)", "—"]))
+    w("| | tokenctl (SQLite, no budget) | tokenctl-pg (PostgreSQL, budget) | PostgreSQL − SQLite |")
+    w("|---|---|---|---|")
+    for name, cells in pg_rows:
+        w(f"| {name} | " + " | ".join(cells) + " |")
+    w("")
+    w("Same rounds, interleaved with the other arms; added = arm − direct. PostgreSQL server CPU: utime + stime of "
+      "the postmaster, its reaped children (cutime + cstime) and every live child (backends, WAL writer, checkpointer, "
+      "autovacuum) over the run ÷ requests wrk completed; it includes the heartbeat and reaper every replica runs. "
+      "Ledger rows: see the Ledger section.")
+w("")
+
 # --- open loop --------------------------------------------------------------------------------
+muted = bool(args.pg_only)
 w("## Open loop: highest constant rate with p99 ≤ 5 ms and < 0.1 % errors")
 w("")
 w("| arm | 16 conns req/s | ratio to nginx | 64 conns req/s | ratio to nginx |")
 w("|---|---|---|---|---|")
 best = {}
-for a in proxies:
+for a in ol_arms:
     for c in (16, 64):
         rs = sel("open", a, conns=c)
         passed = [float(r["rate"]) for r in rs if r["pass"] == "1"]
         lower_bound = bool(rs) and all(r["pass"] == "1" for r in rs)
         best[a, c] = (max(passed) if passed else (0.0 if rs else None), lower_bound)
-for a in proxies:
+for a in ol_arms:
     if a not in have:
         w(f"| {a} | n/a | n/a | n/a | n/a |")
         continue
@@ -130,7 +229,7 @@ w("")
 w("Rates step through fractions of each arm's own closed-loop req/s at the same connection count, "
   "arms interleaved per step (wrk + bench/rate.lua); a step misses (✗) when p99 > 5 ms, errors ≥ 0.1 %, or "
   "achieved < 95 % of the offered rate, and an arm leaves after two misses in a row. The figure is the highest rate "
-  "that passed; '≥' means the arm never missed. Steps (sends > 5 ms behind schedule in brackets):")
+  "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (sends > 5 ms behind schedule in brackets):")
 w("")
 for c in (16, 64):
     steps = []
@@ -173,7 +272,7 @@ w("Python asyncio client (bench/streams.py). TTFT: request sent → first conten
 w("")
 
 # --- idle streams -----------------------------------------------------------------------------
-w("## Idle open streams: memory")
+w("## Idle open streams: memory (not run for tokenctl-pg)")
 w("")
 w("| arm | streams asked | held open at sample | RSS before | RSS while open | per held stream | RSS 3 s after closing | returned | calls in flight after | errors |")
 w("|---|---|---|---|---|---|---|---|---|---|")
@@ -195,21 +294,19 @@ w("Each stream asks a FakeLLM whose first delta comes after 10 min, so it sits o
 w("")
 
 # --- ledger -----------------------------------------------------------------------------------
-led = sel("ledger", "tokenctl")
-served = sum(float(r["requests"]) for r in rows if r.get("arm") == "tokenctl" and "requests" in r)
-served_streams = sum(r["streams"] - r["errors"] for r in rows if r.get("arm") == "tokenctl" and r["phase"].startswith("stream"))
-held_ok = sum(r["held_at_sample"] for r in sel("hold", "tokenctl"))
-held_err = sum(r["errors"] for r in sel("hold", "tokenctl"))
-in_flight = sum(int(r["conns"]) for r in rows if r.get("arm") == "tokenctl" and "requests" in r)
-total = served + served_streams + held_ok
-nrows = int(led[0]["rows"]) if led else None
+muted = False
+
+
 w("## Ledger")
 w("")
-recorded_ok = nrows is not None and total <= nrows <= total + in_flight + held_err
-w(f"- rows in tokenctl's ledger: {fmt(nrows)}; calls the clients saw answered: {total:,.0f} "
-  f"(wrk {served:,.0f}, timed streams {served_streams:,.0f}, held streams closed by the client {held_ok:,.0f}); "
-  f"calls wrk abandoned in flight when a run ended: at most {in_flight:,} (+ {held_err} failed held streams) — "
-  f"{'every answered call has a row' if recorded_ok else 'MISMATCH'}")
+# "Every call recorded" is about the arms that record: the SQLite ledger-on arm and PostgreSQL's.
+nrows, total, abandoned, recorded_ok, line = ledger_check("tokenctl")
+w(line)
+if "tokenctl-pg" in have:
+    pg_check = ledger_check("tokenctl-pg")
+    w(pg_check[4] + " (SELECT COUNT(*) FROM calls in PostgreSQL after SIGTERM)")
+for r in sel("ledger", "tokenctl-noledger"):
+    w(f"- rows in tokenctl-noledger's ledger file: {r['rows']} ({'nothing recorded, as --no-ledger says' if r['rows'] == '0' else 'UNEXPECTED: --no-ledger recorded calls'})")
 wr = sel("writer")
 wline = wr[0]["line"].replace("_", " ") if wr and wr[0].get("line") else None
 writer_rps = float(re.search(r"([\d.]+) rows/s", wline).group(1)) if wline else None
@@ -221,6 +318,7 @@ def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
 
+muted = bool(args.pg_only)
 T = []
 tk = "tokenctl"
 if tk in have:
@@ -259,7 +357,7 @@ if tk in have:
                   ", ".join(f"{n // 1000}k: {fmt(p, 1, ' KiB')}" for n, p in zip(hk, pers)) +
                   f"; held {top['held_at_sample']:,} of {hk[-1]:,}; returned " + ", ".join(fmt(None if x is None else x * 100, 0, " %") for x in rets),
                   verdict(all(p is not None and p * 1024 <= 32000 for p in pers) and held10k and returned)))
-    T.append(("every served call recorded", "rows = calls", f"{fmt(nrows)} rows for {total:,.0f} answered (+ ≤ {in_flight + held_err:,} abandoned)", verdict(recorded_ok)))
+    T.append(("every served call recorded (ledger-on arm)", "rows = calls", f"{fmt(nrows)} rows for {total:,.0f} answered (+ ≤ {abandoned:,} abandoned)", verdict(recorded_ok)))
     T.append(("ledger writer alone", "≥ 500k rows/s", fmt(writer_rps, 0, " rows/s") if writer_rps else "not run", verdict(None if writer_rps is None else writer_rps >= 500_000)))
 w("## Issue 7 targets")
 w("")
@@ -269,4 +367,5 @@ for t in T:
     w("| " + " | ".join(t) + " |")
 w("")
 w("Not measured by this rig: WAL growth under sustained load.")
+muted = False
 print("\n".join(out))
