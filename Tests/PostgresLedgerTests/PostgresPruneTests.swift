@@ -157,6 +157,47 @@ final class PostgresPruneTests: XCTestCase {
                        try sqlite.report(ReportQuery(since: Self.firstCut, until: .max, groupBy: [.key])))
     }
 
+    /// A server writing this month's calls during the prune (which drops a partition and locks
+    /// `calls` briefly) loses none and sees no error.
+    func testPruneWhileAWriterAppends() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let session = try PostgresSession(db.location)
+        defer { session.close() }
+        try PostgresSchema.prepare(session)
+        try PostgresSchema.ensurePartitions(session, from: UTCMonth(containing: Self.midnight("2025-08-01")),
+                                            through: UTCMonth(containing: Self.midnight("2025-11-01")))
+        let old = Self.threeMonths()
+        let writer = try PostgresLedgerWriter(location: db.location, options: LedgerWriter.Options(maxBatch: 50))
+        defer { writer.close() }
+        XCTAssertEqual(appendAll(old, to: writer), [])
+        let now = UnixTime.nowMicros()
+        let fresh = (0..<3_000).map { sampleEntry(900_000 + $0, startedAt: now + Int64($0) * 1_000) }
+        let failures = Locked<[LedgerError]>([])
+        let done = DispatchSemaphore(value: 0)
+        let appending = Thread {
+            for entry in fresh {
+                writer.append(entry) { if case .failure(let error) = $0 { failures.withLock { $0.append(error) } } }
+                usleep(300)
+            }
+            done.signal()
+        }
+        appending.start()
+        usleep(100_000)
+        let outcome = try PostgresLedgerPrune.prune(location: db.location, before: Self.secondCut)
+        let settledDuringPrune = fresh.count - writer.backlog
+        done.wait()
+        writer.flush()
+        let reader = try PostgresLedgerReader(location: db.location)
+        defer { reader.close() }
+        XCTAssertEqual(try reader.count(), old.filter { $0.startedAt >= Self.secondCut }.count + fresh.count)
+        print("prune during writes: \(outcome.deleted) deleted; the writer appended \(fresh.count), "
+              + "about \(settledDuringPrune) of them before the prune returned")
+        XCTAssertEqual(failures.current, [])
+        XCTAssertEqual(outcome.deleted, old.filter { $0.startedAt < Self.secondCut }.count)
+        XCTAssertFalse(try PostgresSchema.tableExists(session, "calls_2025_09"))
+    }
+
     func testRefusesDatesThatAreNotMidnightsOrTooRecent() throws {
         let db = try ScratchDatabase()
         defer { db.drop() }
