@@ -12,33 +12,25 @@ public enum RollupTransfer {
         public var span: String
         /// Hours or days since 1970 (UTC).
         public var number: Int64
-        public var user: String?
-        public var team: String?
-        public var model: String?
-        public var provider: String?
-        public var plan: String?
-        public var keyId: String?
+        /// The values of `keyColumns`, in order (model, provider and key are nil at the payer level).
+        public var key: [String?]
         /// The values of `figureColumns`, in order.
         public var figures: [Int64]
         /// The values of `histogramColumns` (`SparseHistogram` encoding), in order.
         public var histograms: [[UInt8]]
 
-        public init(level: String, span: String, number: Int64, user: String?, team: String?, model: String?,
-                    provider: String?, plan: String?, keyId: String?, figures: [Int64], histograms: [[UInt8]]) {
+        public init(level: String, span: String, number: Int64, key: [String?], figures: [Int64], histograms: [[UInt8]]) {
             self.level = level
             self.span = span
             self.number = number
-            self.user = user
-            self.team = team
-            self.model = model
-            self.provider = provider
-            self.plan = plan
-            self.keyId = keyId
+            self.key = key
             self.figures = figures
             self.histograms = histograms
         }
     }
 
+    /// The dimensions of a cell's key (the detailed level's `rollup_keys` columns).
+    public static let keyColumns = RollupLevel.detailed.keyColumns
     /// The cell columns holding integers (counts, exact Int128 halves, quarter-hour presence).
     public static let figureColumns = RollupStore.cellColumnNames.filter { !histogramColumns.contains($0) }
     public static let histogramColumns = ["latency_hist", "ttft_hist"]
@@ -66,9 +58,9 @@ public enum RollupTransfer {
                     let histograms = (0..<Int32(histogramColumns.count)).map { c in
                         s.withBlob(at: first + c) { [UInt8]($0) }
                     }
-                    cells.append(Cell(level: level.name, span: span.column, number: s.int64(at: 0), user: key.user,
-                                      team: key.team, model: key.model, provider: key.provider, plan: key.plan,
-                                      keyId: key.keyId, figures: figures, histograms: histograms))
+                    cells.append(Cell(level: level.name, span: span.column, number: s.int64(at: 0),
+                                      key: [key.user, key.team, key.model, key.provider, key.plan, key.keyId],
+                                      figures: figures, histograms: histograms))
                 }
             }
         }
@@ -117,7 +109,8 @@ public enum RollupTransfer {
         let columns = figureColumns + histogramColumns
         for cell in cells {
             guard let level = RollupLevel(name: cell.level), let span = RollupSpan(column: cell.span),
-                  cell.figures.count == figureColumns.count, cell.histograms.count == histogramColumns.count else {
+                  cell.key.count == keyColumns.count, cell.figures.count == figureColumns.count,
+                  cell.histograms.count == histogramColumns.count else {
                 throw LedgerError.invalidRow("rollup cell \(cell.level) \(cell.span) \(cell.number) is malformed")
             }
             let table = level.table(span)
@@ -126,8 +119,8 @@ public enum RollupTransfer {
                 VALUES (\((1...columns.count + 2).map { "?\($0)" }.joined(separator: ", ")))
                 """)
             inserts[table] = insert
-            let key = RollupKey(user: cell.user, team: cell.team, model: cell.model, provider: cell.provider,
-                                plan: cell.plan, keyId: cell.keyId)
+            let key = RollupKey(user: cell.key[0], team: cell.key[1], model: cell.key[2], provider: cell.key[3],
+                                plan: cell.key[4], keyId: cell.key[5])
             insert.bind(cell.number, at: 1)
             insert.bind(try store.id(of: key, at: level), at: 2)
             for (offset, value) in cell.figures.enumerated() { insert.bind(value, at: 3 + Int32(offset)) }

@@ -6,7 +6,7 @@ import PostgresNIO
 /// SQLite's cells, keys as values (`RollupTransfer.Cell`), written by `PostgresLedgerPrune`
 /// and loaded into each report's temporary SQLite ledger (`ReportCopy`).
 enum PrunedRollupCells {
-    private static let keyColumns = ["\"user\"", "team", "model", "provider", "plan", "key_id"]
+    private static let keyColumns = RollupTransfer.keyColumns.map { $0 == "user" ? "\"user\"" : $0 }
     private static let columns = ["level", "span", "number"] + keyColumns + RollupTransfer.figureColumns
         + RollupTransfer.histogramColumns
     /// Cells per INSERT (one array per column each).
@@ -26,9 +26,7 @@ enum PrunedRollupCells {
             binds.append(part.map(\.level))
             binds.append(part.map(\.span))
             binds.append(part.map(\.number))
-            for key in [\RollupTransfer.Cell.user, \.team, \.model, \.provider, \.plan, \.keyId] {
-                binds.append(NullableArray<String>(part.map { $0[keyPath: key] }))
-            }
+            for index in RollupTransfer.keyColumns.indices { binds.append(NullableArray<String>(part.map { $0.key[index] })) }
             for index in RollupTransfer.figureColumns.indices { binds.append(part.map { $0.figures[index] }) }
             for index in RollupTransfer.histogramColumns.indices {
                 binds.append(part.map { ByteBuffer(bytes: $0.histograms[index]) })
@@ -51,8 +49,7 @@ enum PrunedRollupCells {
             let r = row.makeRandomAccess()
             return RollupTransfer.Cell(
                 level: try r.value(0), span: try r.value(1), number: try r.value(2),
-                user: try r.value(3), team: try r.value(4), model: try r.value(5), provider: try r.value(6),
-                plan: try r.value(7), keyId: try r.value(8),
+                key: try keyColumns.indices.map { try r.value(3 + $0, as: String?.self) },
                 figures: try (0..<figures).map { try r.value(first + $0, as: Int64.self) },
                 histograms: try RollupTransfer.histogramColumns.indices.map {
                     [UInt8](try r.value(first + figures + $0, as: ByteBuffer.self).readableBytesView)
