@@ -15,6 +15,8 @@ public enum LedgerPrune {
     /// Why a prune was not attempted.
     public struct Refusal: Error, CustomStringConvertible {
         public var description: String
+
+        public init(description: String) { self.description = description }
     }
 
     public struct Outcome: Sendable, Hashable {
@@ -22,6 +24,11 @@ public enum LedgerPrune {
         public var deleted: Int
         /// Calls the cells received from the tail first (committed but not yet rolled up).
         public var rolledUp: Int
+
+        public init(deleted: Int, rolledUp: Int) {
+            self.deleted = deleted
+            self.rolledUp = rolledUp
+        }
     }
 
     /// Rolls up the ledger's tail, then deletes the calls that started before `before` (a UTC
@@ -30,17 +37,7 @@ public enum LedgerPrune {
     /// raw rows at start-up, keep their rows. Safe while a server writes (it reloads its cached
     /// cells when another connection commits).
     public static func prune(path: String, before: Int64, now: Int64 = UnixTime.nowMicros()) throws -> Outcome {
-        guard before % UnixTime.microsPerDay == 0 else {
-            throw Refusal(description: "the prune date must be a UTC midnight")
-        }
-        let today = Day(unixSeconds: now / UnixTime.microsPerSecond).description
-        let monthStart = Day(String(today.prefix(8)) + "01")!.unixSeconds * UnixTime.microsPerSecond
-        guard before <= monthStart - UnixTime.microsPerDay else {
-            throw Refusal(description: """
-                the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
-                rebuilt from raw rows)
-                """)
-        }
+        try checkDate(before, now: now)
         guard FileManager.default.fileExists(atPath: path) else { throw Refusal(description: "no ledger at \(path)") }
         let connection = try SQLiteConnection(path: path)
         defer { connection.close() }
@@ -74,6 +71,22 @@ public enum LedgerPrune {
         } catch {
             try? connection.execute("ROLLBACK")
             throw error
+        }
+    }
+
+    /// Refuses a prune date that is not a UTC midnight on or before the last day of the
+    /// previous UTC month (the rule of both engines).
+    public static func checkDate(_ before: Int64, now: Int64 = UnixTime.nowMicros()) throws {
+        guard before % UnixTime.microsPerDay == 0 else {
+            throw Refusal(description: "the prune date must be a UTC midnight")
+        }
+        let today = Day(unixSeconds: now / UnixTime.microsPerSecond).description
+        let monthStart = Day(String(today.prefix(8)) + "01")!.unixSeconds * UnixTime.microsPerSecond
+        guard before <= monthStart - UnixTime.microsPerDay else {
+            throw Refusal(description: """
+                the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
+                rebuilt from raw rows)
+                """)
         }
     }
 

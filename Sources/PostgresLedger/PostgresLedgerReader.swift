@@ -12,9 +12,6 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     private let copyLock = NSLock()
     private var lastCopy: ReportCopy?
     private let reusesReportCopies: Bool
-    /// Rows fetched per round trip by `forEachEntry`.
-    static let pageSize = 5_000
-
     /// Connects and brings the schema up to date (a reader may be the first to open the ledger).
     /// `readOnly` then makes every transaction of this connection read-only (for readers that
     /// serve untrusted requests). `reusesReportCopies`: see `report`; for short-lived readers
@@ -42,24 +39,7 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     /// Visits the calls that started in `[since, until)` in start order (ties in append order),
     /// a page at a time, all pages from one snapshot (a REPEATABLE READ transaction).
     public func forEachEntry(since: Int64, until: Int64, _ body: (LedgerEntry) throws -> Void) throws {
-        try locked {
-            try session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            defer { try? session.execute("COMMIT") }
-            var after: (startedAt: Int64, seq: Int64) = (since, Int64.min)
-            while true {
-                let rows = try session.query("""
-                    SELECT \(unescaped: PostgresCallRow.selectList), seq FROM calls
-                    WHERE started_at >= \(since) AND started_at < \(until) AND (started_at, seq) > (\(after.startedAt), \(after.seq))
-                    ORDER BY started_at, seq LIMIT \(Int64(Self.pageSize))
-                    """, context: "read calls")
-                for row in rows {
-                    let entry = try PostgresCallRow.decode(row)
-                    after = (entry.startedAt, try row.makeRandomAccess().value(PostgresCallRow.columns.count))
-                    try body(entry)
-                }
-                if rows.count < Self.pageSize { return }
-            }
-        }
+        try locked { try session.inSnapshot { try session.forEachCall(since: since, until: until, body) } }
     }
 
     /// The first call recorded with this `x-request-id`.
@@ -87,6 +67,7 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
     /// The report engine's answer, identical to SQLite's because it IS SQLite's engine: the
     /// period's calls, plus those of the retry window before it, are copied into a temporary
     /// SQLite ledger (`ReportCopy`) and `LedgerReader.report` runs on it. The file is deleted after.
+    /// Before the prune mark, the copy holds the pruned calls' cells instead (`copyCalls`).
     ///
     /// Cost: O(rows in the period), in time (about what writing them to a local SQLite ledger
     /// costs) and temporary disk (a few hundred bytes per row); a SQLite ledger answers from its
@@ -101,11 +82,27 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
         lastCopy?.close()
         lastCopy = nil
         let since = ReportCopy.start(of: query)
-        let copy = try ReportCopy(since: since, until: query.until) { body in
-            try forEachEntry(since: since, until: query.until, body)
-        }
+        let copy = try locked { try session.inSnapshot { try copyCalls(since: since, until: query.until) } }
         defer { if reusesReportCopies { lastCopy = copy } else { copy.close() } }
         return try copy.report(query)
+    }
+
+    /// Copies the calls of `[since, until)`, from the caller's snapshot. Where that reaches before
+    /// the prune mark, the copy also gets the stored cells there and the retry window's calls
+    /// before the mark, and becomes what a SQLite ledger pruned at the mark is (`RollupTransfer.adopt`).
+    private func copyCalls(since: Int64, until: Int64) throws -> ReportCopy {
+        let mark = try PostgresLedgerPrune.mark(on: session)
+        var pruned: ReportCopy.Pruned?
+        if mark > 0 && since < mark {
+            pruned = ReportCopy.Pruned(mark: mark, cells: try PrunedRollupCells.load(since: since, until: min(until, mark),
+                                                                                     on: session))
+        }
+        return try ReportCopy(since: since, until: until, pruned: pruned) { body in
+            if pruned != nil {
+                try session.forEachCall(in: "calls_retry_context", since: mark - ReportQuery.retryWindowMicros, until: mark, body)
+            }
+            try session.forEachCall(since: since, until: until, body)
+        }
     }
 
     /// Spend per (user, team) of the calls that started at or after `since`, refusals left out.

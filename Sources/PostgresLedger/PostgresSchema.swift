@@ -96,6 +96,32 @@ enum PostgresSchema {
             FOR EACH STATEMENT EXECUTE FUNCTION tokenctl_bump_api_keys_stamp()
             """,
         ],
+        // v2 (issue 6: retention): what `ledger prune` keeps of the calls it deletes (see
+        // `PostgresLedgerPrune`). The rollup cells of the pruned calls, with SQLite's cell
+        // columns (spelt out: a released migration must not change with shared code) and the
+        // key as values; and the fingerprinted calls of the retry window before the prune date,
+        // which decide whether the first calls after it are retries. `tokenctl_meta.pruned_before`
+        // (absent: never pruned) is where raw calls start.
+        [
+            """
+            CREATE TABLE rollup_cells_pruned (
+                level TEXT NOT NULL,
+                span TEXT NOT NULL,
+                number BIGINT NOT NULL,
+                "user" TEXT, team TEXT, model TEXT, provider TEXT, plan TEXT, key_id TEXT,
+                requests BIGINT NOT NULL, refused BIGINT NOT NULL, errors BIGINT NOT NULL,
+                input_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL,
+                cache_write_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL, cost_pd BIGINT NOT NULL, cost_pd_high BIGINT NOT NULL,
+                timed BIGINT NOT NULL, latency_sum_us BIGINT NOT NULL, retries BIGINT NOT NULL,
+                retry_cost_pd BIGINT NOT NULL, retry_cost_pd_high BIGINT NOT NULL,
+                quarters BIGINT NOT NULL, quarters_high BIGINT NOT NULL,
+                latency_hist BYTEA NOT NULL, ttft_hist BYTEA NOT NULL
+            )
+            """,
+            "CREATE INDEX rollup_cells_pruned_number ON rollup_cells_pruned (span, number)",
+            "CREATE TABLE calls_retry_context (LIKE calls INCLUDING DEFAULTS)",
+        ],
     ]
 
     static var latestVersion: Int { migrations.count }

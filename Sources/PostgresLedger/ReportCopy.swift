@@ -8,18 +8,29 @@ final class ReportCopy {
     /// The calls copied: every call that started in `[since, until)`.
     let since: Int64
     let until: Int64
+    /// The file (for `RollupTransfer.cells`).
+    let path: String
     private let directory: URL
     private let reader: LedgerReader
 
-    /// Copies the calls `visit` yields (those of `[since, until)`) with SQLite's `LedgerWriter`,
-    /// which computes retry flags and rollups with the same code as for a SQLite ledger.
-    init(since: Int64, until: Int64,
+    /// What a pruned ledger keeps before its mark: the cells of the pruned calls.
+    struct Pruned {
+        var mark: Int64
+        var cells: [RollupTransfer.Cell]
+    }
+
+    /// Copies the calls `visit` yields (those of `[since, until)`, and with `pruned` the retry
+    /// window's calls before its mark) with SQLite's `LedgerWriter`, which computes retry flags
+    /// and rollups with the same code as for a SQLite ledger; then, with `pruned`, replaces
+    /// everything before the mark with its cells, as pruning a SQLite ledger would.
+    init(since: Int64, until: Int64, pruned: Pruned? = nil,
          visit: (_ body: (LedgerEntry) throws -> Void) throws -> Void) throws {
         self.since = since
         self.until = until
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tokenctl-report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("period.sqlite").path
+        self.path = path
         do {
             // One transaction per 16k calls, rollups once at the end: the copy is written once and read a few times.
             let writer = try LedgerWriter(path: path, options: LedgerWriter.Options(maxBatch: 16_384, rollupFlushRows: 1 << 30,
@@ -37,6 +48,7 @@ final class ReportCopy {
             }
             writer.close()
             if let error = failures.error { throw error }
+            if let pruned { try RollupTransfer.adopt(pruned.cells, prunedBefore: pruned.mark, inLedgerAt: path) }
             reader = try LedgerReader(path: path)
         } catch {
             try? FileManager.default.removeItem(at: directory)

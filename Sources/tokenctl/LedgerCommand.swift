@@ -52,11 +52,14 @@ struct LedgerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete raw call rows that started before a date; reports keep their totals from the rollups.",
             discussion: """
-                SQLite ledgers only. Adds calls not yet rolled up to the hourly and daily rollups, then \
-                deletes the raw rows before DATE (00:00 UTC) in one transaction. Reports over whole UTC \
-                hours (days in UTC or in zones with whole-hour offsets) keep their figures; export, policy \
-                simulate and report edges inside an hour no longer see the pruned calls. DATE must be \
-                on or before the last day of the previous UTC month (budgets are rebuilt from this month's rows).
+                SQLite: adds calls not yet rolled up to the hourly and daily rollups, then deletes the raw \
+                rows before DATE (00:00 UTC) in one transaction. PostgreSQL (a postgres:// --db): computes \
+                the hourly and daily rollups of the calls since the previous prune with the same code, stores \
+                them in rollup_cells_pruned, then in one transaction drops the monthly partitions before DATE \
+                and deletes the other calls before it. Either way, reports over whole UTC hours (days in UTC \
+                or in zones with whole-hour offsets) keep their figures; export, policy simulate and report \
+                edges inside an hour no longer see the pruned calls. DATE must be on or before the last day \
+                of the previous UTC month (budgets are rebuilt from this month's rows).
                 """)
 
         @Option(help: "Delete calls that started before this UTC day (YYYY-MM-DD, i.e. before its 00:00 UTC).")
@@ -66,22 +69,18 @@ struct LedgerCommand: ParsableCommand {
 
         func run() throws {
             guard let day = Day(before) else { throw CommandFailure("--before: expected YYYY-MM-DD, got \(before)") }
-            let path: String
-            switch try ledger.existing() {
-            case .sqlite(let file): path = file
-            case .postgres:
-                throw CommandFailure("""
-                    ledger prune works on SQLite ledgers only: a PostgreSQL ledger keeps no rollups, so its \
-                    reports read raw rows (drop old monthly partitions, calls_YYYY_MM, to discard whole months)
-                    """)
-            }
+            let date = day.unixSeconds * UnixTime.microsPerSecond
+            let backend = try ledger.existing()
             let outcome: LedgerPrune.Outcome
             do {
-                outcome = try LedgerPrune.prune(path: path, before: day.unixSeconds * UnixTime.microsPerSecond)
+                switch backend {
+                case .sqlite(let path): outcome = try LedgerPrune.prune(path: path, before: date)
+                case .postgres(let location): outcome = try PostgresLedgerPrune.prune(location: location, before: date)
+                }
             } catch let refusal as LedgerPrune.Refusal {
                 throw CommandFailure(refusal.description)
             }
-            print("deleted \(outcome.deleted) calls that started before \(day) 00:00 UTC from \(path)"
+            print("deleted \(outcome.deleted) calls that started before \(day) 00:00 UTC from \(backend)"
                   + (outcome.rolledUp > 0 ? " (rolled up \(outcome.rolledUp) pending calls first)" : ""))
         }
     }
