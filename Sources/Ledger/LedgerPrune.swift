@@ -88,6 +88,17 @@ public enum LedgerPrune {
                 rebuilt from raw rows)
                 """)
         }
+        // The current week too: it can start up to six days before the month (ISO weeks start on
+        // Monday; a day's margin covers zones ahead of UTC), and weekly budgets are rebuilt from
+        // raw rows as well.
+        let days = now / UnixTime.microsPerDay
+        let weekStart = (days - (days + 3) % 7) * UnixTime.microsPerDay  // 1970-01-01 was a Thursday
+        guard before <= weekStart - UnixTime.microsPerDay else {
+            throw Refusal(description: """
+                the prune date must be on or before the Sunday before this ISO week (its budgets are rebuilt from raw \
+                rows)
+                """)
+        }
     }
 
     /// Where raw rows start (0 if the ledger was never pruned).

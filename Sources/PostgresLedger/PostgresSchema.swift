@@ -122,6 +122,12 @@ enum PostgresSchema {
             "CREATE INDEX rollup_cells_pruned_number ON rollup_cells_pruned (span, number)",
             "CREATE TABLE calls_retry_context (LIKE calls INCLUDING DEFAULTS)",
         ],
+        // v3: a team's shared budget counter starts from the ledger's sum of the team's calls in
+        // the period (`tokenctl_quota_ledger_spend`), read while the org counter is locked: an
+        // index keeps that from scanning the whole period and stalling every admission.
+        [
+            "CREATE INDEX calls_team_started_at ON calls (team, started_at)",
+        ],
     ]
 
     static var latestVersion: Int { migrations.count }

@@ -59,7 +59,8 @@ struct LedgerCommand: ParsableCommand {
                 and deletes the other calls before it. Either way, reports over whole UTC hours (days in UTC \
                 or in zones with whole-hour offsets) keep their figures; export, policy simulate and report \
                 edges inside an hour no longer see the pruned calls. DATE must be on or before the last day \
-                of the previous UTC month (budgets are rebuilt from this month's rows).
+                of the previous UTC month and the Sunday before this ISO week (budgets are rebuilt from \
+                this month's and this week's rows).
                 """)
 
         @Option(help: "Delete calls that started before this UTC day (YYYY-MM-DD, i.e. before its 00:00 UTC).")

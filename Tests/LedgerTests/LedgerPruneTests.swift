@@ -61,7 +61,7 @@ import Testing
         #expect(total.requests == entries.count + 1)
     }
 
-    @Test("prune refuses dates that are not UTC midnights or fall in the current or previous month")
+    @Test("prune refuses dates that are not UTC midnights or reach into the current month or ISO week")
     func refusals() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
@@ -70,8 +70,20 @@ import Testing
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path(), before: Self.cut + 1, now: now) }
         let december = Day("2026-12-01")!.unixSeconds * UnixTime.microsPerSecond
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path(), before: december, now: now) }
+        // 2026-12-02 is a Wednesday: its ISO week began on Monday 30 November, so the 30th is refused
+        // (a zone ahead of UTC started that week on the 29th) and the Sunday before is the latest date.
         let lastOfNovember = Day("2026-11-30")!.unixSeconds * UnixTime.microsPerSecond
-        #expect(try LedgerPrune.prune(path: dir.path(), before: lastOfNovember, now: now).deleted == 0)
-        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path() + "x", before: lastOfNovember, now: now) }
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path(), before: lastOfNovember, now: now) }
+        let sunday = Day("2026-11-29")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(try LedgerPrune.prune(path: dir.path(), before: sunday, now: now).deleted == 0)
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path() + "x", before: sunday, now: now) }
+        // On Sunday 1 March the week began on 23 February: the previous month's last day is not
+        // enough, the weekly budget still needs the rows from the 23rd.
+        let firstOfMarch = Day("2026-03-01")!.unixSeconds * UnixTime.microsPerSecond
+        let weekBefore = Day("2026-02-22")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(throws: LedgerPrune.Refusal.self) {
+            try LedgerPrune.prune(path: dir.path(), before: Day("2026-02-28")!.unixSeconds * UnixTime.microsPerSecond, now: firstOfMarch)
+        }
+        #expect(try LedgerPrune.prune(path: dir.path(), before: weekBefore, now: firstOfMarch).deleted == 0)
     }
 }

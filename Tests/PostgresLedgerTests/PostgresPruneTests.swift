@@ -214,14 +214,16 @@ final class PostgresPruneTests: XCTestCase {
         }
         XCTAssertEqual(refusal(Self.firstCut + 1), "the prune date must be a UTC midnight")
         XCTAssertTrue(refusal(Self.midnight("2026-12-01"))?.contains("last day of the previous UTC month") == true)
-        XCTAssertNil(refusal(Self.midnight("2026-11-30")))
+        // Wednesday 2 December: the ISO week began on Monday the 30th, so the Sunday before is the latest date.
+        XCTAssertTrue(refusal(Self.midnight("2026-11-30"))?.contains("ISO week") == true)
+        XCTAssertNil(refusal(Self.midnight("2026-11-29")))
         let session = try PostgresSession(db.location)
         defer { session.close() }
-        XCTAssertEqual(try PostgresLedgerPrune.mark(on: session), Self.midnight("2026-11-30"))
+        XCTAssertEqual(try PostgresLedgerPrune.mark(on: session), Self.midnight("2026-11-29"))
         // Migrating again changes nothing.
         try PostgresSchema.prepare(session)
         try PostgresSchema.prepare(session)
         XCTAssertEqual(try PostgresSchema.version(session), PostgresSchema.latestVersion)
-        XCTAssertEqual(PostgresSchema.latestVersion, 2)
+        XCTAssertEqual(PostgresSchema.latestVersion, 3)
     }
 }
