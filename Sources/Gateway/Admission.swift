@@ -153,8 +153,10 @@ enum Admit {
     /// `enforce` with budgets shared by the replicas (PostgreSQL): the same local checks, then
     /// the reservation in `shared` under the call's ledger id, answered on `loop`. A refusal is
     /// the same as the single-node one; an unreachable database refuses the call (fail closed).
+    /// The budget periods are those containing `startedAt`, the call's ledger time, so that the
+    /// counters and the ledger's sums agree on which period a call near a boundary belongs to.
     static func enforce(_ admission: Admission, endpoint: Endpoint, policy: PolicySet, enforcer: Enforcer,
-                        shared: SharedQuotaBook, callID: String, now: Int64,
+                        shared: SharedQuotaBook, callID: String, startedAt: Int64, now: Int64,
                         on loop: any EventLoop) -> EventLoopFuture<Result<Hold, Refusal>> {
         let local: LocalLimits
         switch takeLocalLimits(admission, endpoint: endpoint, policy: policy, enforcer: enforcer, now: now) {
@@ -164,7 +166,7 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return loop.makeSucceededFuture(.success(local.hold(quota: nil))) }
         return shared.reserve(callID: callID, budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                              now: now, timeZone: policy.plans.timeZone, on: loop)
+                              now: startedAt, timeZone: policy.plans.timeZone, on: loop)
             .map { result -> Result<Hold, Refusal> in
                 switch result {
                 case .failure(let refusal):

@@ -41,7 +41,6 @@ public final class GatewayServer: Sendable {
                              sharedQuotas: SharedQuotaBook? = nil,
                              logger: Logger) throws -> GatewayServer {
         let backend = try LedgerBackend(databasePath)
-        let journalBase = backend.journalBase(directory: journalDirectory)
         var sharedQuotas = sharedQuotas
         if case .postgres(let location) = backend {
             try FileManager.default.createDirectory(atPath: journalDirectory, withIntermediateDirectories: true)
@@ -49,6 +48,22 @@ public final class GatewayServer: Sendable {
                 sharedQuotas = SharedQuotaBook(location: location, settings: configuration.sharedQuota, logger: logger)
             }
         }
+        do {
+            return try start(configuration: configuration, policy: policy, policyDirectory: policyDirectory,
+                             environment: environment, backend: backend, journalDirectory: journalDirectory,
+                             sharedQuotas: sharedQuotas, logger: logger)
+        } catch {
+            // Its connections are closed, not dropped (PostgresNIO requires it), and its heartbeat removed.
+            try? sharedQuotas?.shutdown(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
+            throw error
+        }
+    }
+
+    /// `start` once the shared quota book, if any, exists: the caller shuts it down if this throws.
+    private static func start(configuration: GatewayConfiguration, policy: PolicySet, policyDirectory: String?,
+                              environment: [String: String], backend: LedgerBackend, journalDirectory: String,
+                              sharedQuotas: SharedQuotaBook?, logger: Logger) throws -> GatewayServer {
+        let journalBase = backend.journalBase(directory: journalDirectory)
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
                                       logger: logger)
         // Tables and functions installed, and a first heartbeat, before any call can hold budget.

@@ -313,7 +313,7 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                                shared: SharedQuotaBook) {
         let callID = CallIdentity.newCallID()
         Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer, shared: shared,
-                      callID: callID, now: UnixTime.nowMicros(), on: eventLoop)
+                      callID: callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
             .assumeIsolated()
             .whenSuccess { [self] result in
                 guard context == nil, case .success(let hold) = result else {
@@ -326,9 +326,10 @@ final class ProxyHandler: ChannelInboundHandler, ClientConnection {
                 entry.status = 499
                 entry.errorMessage = "client closed the connection while its budget was being reserved"
                 hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, now: UnixTime.nowMicros())
-                gateway.record(entry, on: eventLoop, connection: self) { [self] in
-                    hold.settleShared(in: gateway.enforcer, cost: .zero, tokens: 0, on: eventLoop)
-                }
+                // Nothing was spent: the shared hold goes back whether or not the row commits.
+                let (enforcer, loop) = (gateway.enforcer, eventLoop)
+                let release: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }
+                gateway.record(entry, on: eventLoop, connection: self, notRecorded: release, then: release)
             }
     }
 

@@ -31,7 +31,7 @@ enum PostgresCallRow {
 
     static func insert(_ entries: [LedgerEntry]) -> PostgresQuery {
         var binds = PostgresBindings(capacity: columns.count)
-        func text(_ value: (LedgerEntry) -> String?) { binds.append(NullableArray(entries.map(value))) }
+        func text(_ value: (LedgerEntry) -> String?) { binds.append(NullableArray(entries.map { value($0).map(storable) })) }
         func int(_ value: (LedgerEntry) -> Int64?) { binds.append(NullableArray(entries.map(value))) }
         text { $0.id }
         text { $0.requestId }
@@ -70,6 +70,17 @@ enum PostgresCallRow {
         int { $0.outputCapApplied.map(Int64.init) }
         int { $0.requestHash }
         return PostgresQuery(unsafeSQL: insertSQL, binds: binds)
+    }
+
+    /// `text` as a PostgreSQL text value can hold it: PostgreSQL refuses U+0000 in text (SQLSTATE
+    /// 22021, failing the whole batch), and a caller can put one in what the ledger keeps (a
+    /// requested model, an upstream's error message), so each NUL is stored as U+FFFD, the
+    /// replacement character (docs/postgres.md).
+    static func storable(_ text: String) -> String {
+        guard text.utf8.contains(0) else { return text }
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars { scalars.append(scalar == "\u{0}" ? "\u{FFFD}" : scalar) }
+        return String(scalars)
     }
 
     /// Reads a row of a SELECT whose first columns are `selectList`.

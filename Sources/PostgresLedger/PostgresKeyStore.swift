@@ -20,6 +20,8 @@ public final class PostgresKeyStore: APIKeyStore, @unchecked Sendable {
             session.close()
             throw error
         }
+        // Key statements are tiny: a hung connection must not hold the key poller (or a stop) for ever.
+        session.answerTimeout = .seconds(30)
     }
 
     /// Adds a key. Throws a constraint violation (`isConstraintViolation`) if the id or hash exists.

@@ -13,6 +13,14 @@ import PostgresNIO
 /// as committed, since the attempt that failed may have committed before the answer was lost.
 /// Closing while commits still fail retries `closeRetries` times, then fails the remaining rows.
 ///
+/// A row PostgreSQL cannot store (a data error, SQLSTATE class 22, or a value too big for an
+/// index, 54000) would fail its batch on every retry: the batch is split and its halves written
+/// on their own, down to the offending row, which alone fails; the others commit. (Text values
+/// lose their NUL characters first, see `PostgresCallRow.storable`, so none arrives that way.)
+///
+/// A statement not answered within `answerTimeout` (a hung server or network) closes the
+/// connection and counts as a failed attempt: the retry reconnects, and `close()` stays bounded.
+///
 /// Options: `LedgerWriter.Options`' batch, retry and hook fields apply; the SQLite-only ones
 /// (busy timeout, checkpoints, rollups) are ignored: this ledger keeps no rollups (see the reader).
 public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
@@ -39,7 +47,9 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
     private var partitionedUntil: Int64
 
     /// Connects, migrates and creates the partitions around now, then starts the writer thread.
-    public init(location: PostgresLocation, options: LedgerWriter.Options = LedgerWriter.Options()) throws {
+    /// Migrating has no time limit; the writer's statements then have `answerTimeout` each.
+    public init(location: PostgresLocation, options: LedgerWriter.Options = LedgerWriter.Options(),
+                answerTimeout: Duration = .seconds(30)) throws {
         self.location = location
         self.options = options
         session = try PostgresSession(location)
@@ -50,6 +60,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
             session.close()
             throw error
         }
+        session.answerTimeout = answerTimeout
         partitionedUntil = UTCMonth(containing: now).advanced(by: 3).startMicros
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
         let thread = Thread { [weak self] in self?.run() }
@@ -168,24 +179,41 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
     private func write(_ batch: [Pending], retrying: Bool) -> BatchResult {
         do {
             try ensurePartitions(for: batch)
-            let inserted = try session.transaction {
-                try session.query(PostgresCallRow.insert(batch.map(\.entry)), context: "insert \(batch.count) calls")
-            }
-            var insertedIds: [String: Int] = [:]
-            for row in inserted { insertedIds[try row.makeRandomAccess().value(0, as: String.self), default: 0] += 1 }
-            var rejected: [Int: LedgerError] = [:]
-            for (index, pending) in batch.enumerated() {
-                if let count = insertedIds[pending.entry.id], count > 0 {
-                    insertedIds[pending.entry.id] = count - 1
-                } else if !retrying {
-                    rejected[index] = .postgres(state: "23505", message: "call \(pending.entry.id) is already in the ledger",
-                                                context: "insert call")
-                }
-            }
-            return .committed(rejected: rejected)
+            return .committed(rejected: try insert(batch[...], retrying: retrying))
         } catch {
             return .failed(PostgresSession.ledgerError(error, context: "commit \(batch.count) calls"))
         }
+    }
+
+    /// Inserts `rows` in one transaction and returns the refused ones, by index in the batch: a
+    /// duplicate (unless `retrying`), or a row PostgreSQL cannot store. On such a data error the
+    /// transaction is rolled back whole, so the rows are split in halves, each written on its
+    /// own, until the offending row stands alone. Any other error fails the attempt.
+    private func insert(_ rows: ArraySlice<Pending>, retrying: Bool) throws -> [Int: LedgerError] {
+        let inserted: [PostgresRow]
+        do {
+            inserted = try session.transaction {
+                try session.query(PostgresCallRow.insert(rows.map(\.entry)), context: "insert \(rows.count) calls")
+            }
+        } catch let error as LedgerError where error.isUnstorableValue {
+            if rows.count == 1 { return [rows.startIndex: error] }
+            let middle = rows.startIndex + rows.count / 2
+            let first = try insert(rows[..<middle], retrying: retrying)
+            return first.merging(try insert(rows[middle...], retrying: retrying)) { kept, _ in kept }
+        }
+        var insertedIds: [String: Int] = [:]
+        for row in inserted { insertedIds[try row.makeRandomAccess().value(0, as: String.self), default: 0] += 1 }
+        var rejected: [Int: LedgerError] = [:]
+        for (index, pending) in zip(rows.indices, rows) {
+            let id = PostgresCallRow.storable(pending.entry.id)  // as RETURNING spells it
+            if let count = insertedIds[id], count > 0 {
+                insertedIds[id] = count - 1
+            } else if !retrying {
+                rejected[index] = .postgres(state: "23505", message: "call \(pending.entry.id) is already in the ledger",
+                                            context: "insert call")
+            }
+        }
+        return rejected
     }
 
     /// Creates the partitions for the months of the batch's calls and the two after, when a call
@@ -208,5 +236,14 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
             _ = condition.wait(until: deadline)
         }
         condition.unlock()
+    }
+}
+
+extension LedgerError {
+    /// PostgreSQL refused a value of the row itself (SQLSTATE class 22, data exception, or
+    /// 54000, e.g. a key too big for its index): retrying the same row cannot help.
+    var isUnstorableValue: Bool {
+        guard case .postgres(let state, _, _) = self else { return false }
+        return state.hasPrefix("22") || state == "54000"
     }
 }

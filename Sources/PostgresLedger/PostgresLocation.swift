@@ -3,7 +3,10 @@ import PostgresNIO
 
 /// Where a PostgreSQL ledger lives, from a `postgres://user[:password]@host[:port]/database` URL
 /// (`postgresql://` too; `?sslmode=disable|prefer|require`, default disable: the server is
-/// expected on a private network or loopback).
+/// expected on a private network or loopback; `prefer` is accepted, as libpq's URLs carry it,
+/// but also connects without TLS: `require` is the only mode with TLS). A URL without a
+/// password takes `PGPASSWORD` from the environment, as libpq does, so that the secret need not
+/// appear on a command line (where `ps` shows it).
 public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -17,14 +20,14 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         text.hasPrefix("postgres://") || text.hasPrefix("postgresql://")
     }
 
-    public init(url text: String) throws {
+    public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard Self.isPostgresURL(text), let url = URLComponents(string: text), let host = url.host, !host.isEmpty else {
             throw PostgresLocationError(text: text, reason: "expected postgres://user@host[:port]/database")
         }
         self.host = host
         port = url.port ?? 5432
         user = url.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
-        password = url.password.flatMap { $0.removingPercentEncoding }
+        password = url.password.flatMap { $0.removingPercentEncoding } ?? environment["PGPASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
         database = path.isEmpty ? user : path
         let mode = url.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"

@@ -11,6 +11,11 @@ import Synchronization
 /// The connection runs on the module's own event loop (never one of the gateway's), so waiting
 /// on it from a gateway event loop cannot deadlock. Not thread-safe: its owner serialises calls.
 /// A broken connection is reopened by the next `query` (the writer's retries rely on that).
+///
+/// A connection that hangs (the server or the network stops answering without resetting it)
+/// would block its caller for ever: with `answerTimeout`, a statement not answered in time
+/// closes the connection and fails, and the next `query` reconnects. Opening a connection is
+/// bounded by PostgresNIO's `connectTimeout` (10 s, the startup handshake included).
 final class PostgresSession {
     /// One loop is plenty: queries are waited for one at a time per session.
     static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -21,6 +26,8 @@ final class PostgresSession {
     private var setup: [String] = []
     private let logger: Logger
     private var connection: PostgresConnection?
+    /// How long a statement may wait for its answer; nil: no limit (a long report, a migration).
+    var answerTimeout: Duration?
 
     init(_ location: PostgresLocation) throws {
         self.location = location
@@ -43,7 +50,7 @@ final class PostgresSession {
                                                             configuration: location.connectionConfiguration,
                                                             id: id, logger: logger).wait()
             self.connection = connection
-            for statement in setup { _ = try connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).wait() }
+            for statement in setup { _ = try answer(PostgresQuery(unsafeSQL: statement), on: connection) }
         } catch {
             throw Self.ledgerError(error, context: "connect to \(location)")
         }
@@ -55,10 +62,34 @@ final class PostgresSession {
         try reconnectIfNeeded()
         guard let connection else { throw LedgerError.closed }
         do {
-            return try connection.query(query, logger: logger).wait().rows
+            return try answer(query, on: connection)
         } catch {
             throw Self.ledgerError(error, context: context())
         }
+    }
+
+    /// Waits for `query`'s rows, at most `answerTimeout`: then the connection is closed (which
+    /// fails the query), so that a hung server cannot hold the caller's thread.
+    private func answer(_ query: PostgresQuery, on connection: PostgresConnection) throws -> [PostgresRow] {
+        let result = connection.query(query, logger: logger)
+        guard let timeout = answerTimeout else { return try result.wait().rows }
+        let deadline = ContinuousClock.now + timeout
+        let expired = connection.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            connection.close().whenComplete { _ in }
+        }
+        defer { expired.cancel() }
+        do {
+            return try result.wait().rows
+        } catch {
+            guard ContinuousClock.now >= deadline else { throw error }
+            try? connection.close().wait()  // closed once this returns: the next query reconnects
+            throw NoAnswer(timeout: timeout)
+        }
+    }
+
+    private struct NoAnswer: Error, CustomStringConvertible {
+        var timeout: Duration
+        var description: String { "no answer within \(timeout): connection closed" }
     }
 
     /// Runs one statement given as text without parameters (DDL, BEGIN, COMMIT).

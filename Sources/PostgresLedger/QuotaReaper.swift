@@ -20,16 +20,17 @@ public final class QuotaReaper: Sendable {
         self.loop = loop
     }
 
-    /// Starts the heartbeat and the reaper (the first reap at once).
+    /// Starts the heartbeat and the reaper (the first of each at once: the heartbeat `prepare`
+    /// sent may be most of `replicaTimeout` old by the time serving starts).
     public func start() {
         let settings = book.settings
-        let heartbeat = loop.scheduleRepeatedAsyncTask(initialDelay: Self.amount(settings.heartbeatInterval),
-                                                       delay: Self.amount(settings.heartbeatInterval)) { [book, loop] _ in
+        let heartbeat = loop.scheduleRepeatedAsyncTask(initialDelay: .zero,
+                                                       delay: TimeAmount(settings.heartbeatInterval)) { [book, loop] _ in
             book.heartbeat(on: loop).recover { error in
                 book.logger.warning("shared quota heartbeat failed", metadata: ["error": "\(String(reflecting: error))"])
             }
         }
-        let reaper = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: Self.amount(settings.reapInterval)) { [self] _ in
+        let reaper = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: TimeAmount(settings.reapInterval)) { [self] _ in
             reapAndPrune().map { _ in }.recover { [book] error in
                 book.logger.warning("shared quota reaper failed", metadata: ["error": "\(String(reflecting: error))"])
             }
@@ -45,7 +46,7 @@ public final class QuotaReaper: Sendable {
     /// One reaper run now: (holds reaped, of which charged from a ledger row).
     public func reap() -> EventLoopFuture<(reaped: Int, charged: Int)> {
         let logger = book.logger, timeout = book.settings.replicaTimeoutMicros
-        return book.connections.withConnection(on: loop) { connection in
+        return book.connections.withConnection(on: loop, answerTimeout: book.settings.statementTimeout) { connection in
             connection.query("SELECT o_reaped, o_charged FROM tokenctl_quota_reap(\(timeout)::int8)", logger: logger)
         }.flatMapThrowing { result in
             guard let row = result.rows.first else { return (0, 0) }
@@ -67,10 +68,6 @@ public final class QuotaReaper: Sendable {
             book.prune(now: UnixTime.nowMicros(), on: loop).map { counts }
         }
     }
-
-    private static func amount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-    }
 }
 
 extension SharedQuotaBook {
@@ -79,7 +76,7 @@ extension SharedQuotaBook {
     func prune(now: Int64, on loop: any EventLoop) -> EventLoopFuture<Void> {
         // 70 days: two months' buckets back, so no current or just-ended period is touched.
         let before = now - 70 * 86_400_000_000, logger = self.logger
-        return connections.withConnection(on: loop) { connection in
+        return connections.withConnection(on: loop, answerTimeout: settings.statementTimeout) { connection in
             connection.query("SELECT tokenctl_quota_prune(\(before)::int8)", logger: logger).map { _ in }
         }
     }

@@ -50,9 +50,10 @@ public final class SharedQuotaBook: Sendable {
         self.settings = settings
         self.logger = logger
         var configuration = configuration
-        configuration.options.connectTimeout = SharedQuotaSettings.amount(settings.answerTimeout)
-        connections = SharedQuotaConnections(configuration: configuration, perLoop: settings.connectionsPerLoop,
-                                             logger: logger)
+        configuration.options.connectTimeout = TimeAmount(settings.answerTimeout)
+        connections = SharedQuotaConnections(configuration: configuration, answerTimeout: settings.answerTimeout,
+                                             statementTimeout: settings.statementTimeout,
+                                             perLoop: settings.connectionsPerLoop, logger: logger)
     }
 
     /// `host:pid:random`: readable in `quota_holds`, unique across restarts.
@@ -67,7 +68,8 @@ public final class SharedQuotaBook: Sendable {
     /// first heartbeat. Run before serving: a replica's holds are reaped unless it heartbeats.
     public func prepare(on loop: any EventLoop) -> EventLoopFuture<Void> {
         let logger = self.logger
-        return connections.withConnection(on: loop) { connection in
+        // Waits for another replica installing the same (the lock): the slower deadline.
+        return connections.withConnection(on: loop, answerTimeout: settings.statementTimeout) { connection in
             var step = connection.query("BEGIN", logger: logger).map { _ in }
             step = step.flatMap { connection.query("SELECT pg_advisory_xact_lock(\(SharedQuotaSchema.installLock))", logger: logger).map { _ in } }
             for statement in SharedQuotaSchema.statements {
@@ -108,34 +110,48 @@ public final class SharedQuotaBook: Sendable {
     /// Reserves `cost` and `tokens` (the call's worst case) against every tracked budget in
     /// `budgets`, as the hold of `callID` (the id of the call's ledger row: the reaper looks the
     /// row up), or refuses with the first budget, in order, that the call would exceed — the
-    /// same answer as `QuotaBook.reserve`. Fails (the caller fails closed) if PostgreSQL cannot
-    /// be reached or does not answer within `answerTimeout`; a reservation that lands after
-    /// that is released at once, so a refused call holds nothing.
+    /// same answer as `QuotaBook.reserve`. The periods are those containing `now` (the gateway
+    /// passes the call's `started_at`, which the ledger's sums go by).
+    ///
+    /// Fails (the caller fails closed) if PostgreSQL cannot be reached or does not answer within
+    /// `answerTimeout`, so a refused call must hold nothing: a reservation that lands after that
+    /// is released at once; one that was sent and failed may still land (only its answer was
+    /// lost, or it waits on the server), so it is released at once and again once the server
+    /// has certainly ended it (`statementTimeout` later). Releasing is idempotent.
     public func reserve(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
                         timeZone: TimeZone, on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let answer = loop.makePromise(of: Result<SharedQuotaReservation, QuotaRefusal>.self)
         let timeout = settings.answerTimeout
-        // Both closures run on `loop`: the timer, and the answer hopped there.
+        // All three closures run on `loop`: the timer, the sending, and the answer hopped there.
         let timedOut = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: loop)
-        let timer = loop.scheduleTask(in: SharedQuotaSettings.amount(timeout)) {
+        let sent = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: loop)
+        let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
             timedOut.value = true
             answer.fail(SharedQuotaError.noAnswer(timeout))
         }
-        reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone, on: loop)
+        reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone,
+                   sent: sent, on: loop)
             .hop(to: loop)
             .whenComplete { [self] result in
                 timer.cancel()
-                guard !timedOut.value else {
-                    // The call was refused meanwhile: a reservation that landed late is given back.
-                    if case .success(.success) = result { release(callID: callID, on: loop).whenComplete { _ in } }
-                    return
-                }
                 switch result {
-                case .failure(let error): logFailure(error)
-                case .success(.success(let held)) where held.holdsBudget: heldHere.withLock { $0 += 1 }
-                case .success: break
+                case .success(.success(let held)) where held.holdsBudget:
+                    // Landed after the call was refused for want of an answer: given back.
+                    if timedOut.value { releaseRetrying(callID: callID, on: loop) }
+                case .success:
+                    break  // refused, or no budget applied: nothing held
+                case .failure(let error):
+                    if !timedOut.value { logFailure(error) }
+                    if sent.value {
+                        releaseRetrying(callID: callID, on: loop)
+                        loop.scheduleTask(in: TimeAmount(settings.statementTimeout + .seconds(1))) {
+                            self.releaseRetrying(callID: callID, on: loop)
+                        }
+                    }
                 }
+                guard !timedOut.value else { return }
+                if case .success(.success(let held)) = result, held.holdsBudget { heldHere.withLock { $0 += 1 } }
                 answer.completeWith(result)
             }
         return answer.futureResult.always { [self] result in
@@ -157,8 +173,9 @@ public final class SharedQuotaBook: Sendable {
         }
     }
 
+    /// `sent` turns true (on `loop`) once the reservation goes to a connection.
     private func reserveNow(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
-                            timeZone: TimeZone, on loop: any EventLoop)
+                            timeZone: TimeZone, sent: NIOLoopBoundBox<Bool>, on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let cost = max(cost, .zero), tokens = max(tokens, 0)
         let tracked = budgets.filter(\.isTracked)
@@ -185,7 +202,8 @@ public final class SharedQuotaBook: Sendable {
                 \(picodollars)::int8, \(tokenCount)::int8, \(holdSeconds)::int8)
             """
         return connections.withConnection(on: loop) { connection in
-            connection.query(query, logger: logger)
+            sent.value = true
+            return connection.query(query, logger: logger)
         }.flatMapThrowing { result in
             var rows: [BucketStanding] = []
             for row in result.rows {
@@ -247,96 +265,33 @@ public final class SharedQuotaBook: Sendable {
         settleRetrying(callID: reservation.callID, cost: cost, tokens: tokens, on: loop, attemptsLeft: 3)
     }
 
-    private func settleRetrying(callID: String, cost: Money, tokens: Int, on loop: any EventLoop, attemptsLeft: Int) {
+    /// Releases the hold a failed reservation may have left (the function ran, its answer was
+    /// lost), retried like a settlement: a release is idempotent, and a no-op if nothing landed.
+    /// Its final failure is logged at debug level only: the failed reservation was logged.
+    private func releaseRetrying(callID: String, on loop: any EventLoop) {
+        settleRetrying(callID: callID, cost: .zero, tokens: 0, on: loop, attemptsLeft: 3, failureLevel: .debug)
+    }
+
+    private func settleRetrying(callID: String, cost: Money, tokens: Int, on loop: any EventLoop, attemptsLeft: Int,
+                                failureLevel: Logger.Level = .error) {
         settle(callID: callID, cost: cost, tokens: tokens, on: loop).whenFailure { [self] error in
             guard attemptsLeft > 1 else {
-                logger.error("shared quota settlement failed; the hold is reaped at its expiry, charged from the ledger",
-                             metadata: ["call": "\(callID)", "error": "\(String(reflecting: error))"])
+                logger.log(level: failureLevel,
+                           "shared quota settlement failed; the hold is reaped at its expiry, charged from the ledger",
+                           metadata: ["call": "\(callID)", "error": "\(String(reflecting: error))"])
                 return
             }
             loop.scheduleTask(in: .seconds(1)) {
-                self.settleRetrying(callID: callID, cost: cost, tokens: tokens, on: loop, attemptsLeft: attemptsLeft - 1)
+                self.settleRetrying(callID: callID, cost: cost, tokens: tokens, on: loop, attemptsLeft: attemptsLeft - 1,
+                                    failureLevel: failureLevel)
             }
-        }
-    }
-
-    // MARK: Reading
-
-    /// One counter's sums (for tests and the admin API): nil if no call has reserved in that
-    /// period yet.
-    public func counter(scope: PayerScope, period: BudgetPeriod, periodStart: Int64,
-                        on loop: any EventLoop) -> EventLoopFuture<SharedQuotaCounter?> {
-        let logger = self.logger, key = scope.sharedKey, name = period.rawValue
-        return connections.withConnection(on: loop) { connection in
-            connection.query("""
-                SELECT spent::text, reserved::text, spent_tokens::text, reserved_tokens::text FROM quota_counters
-                WHERE scope = \(key) AND period = \(name) AND period_start = \(periodStart)
-                """, logger: logger)
-        }.flatMapThrowing { result in
-            guard let row = result.rows.first else { return nil }
-            let (spent, reserved, spentTokens, reservedTokens) = try row.decode((String, String, String, String).self)
-            guard let a = Int128(spent), let b = Int128(reserved), let c = Int128(spentTokens), let d = Int128(reservedTokens) else {
-                throw SharedQuotaError.unexpectedAnswer("quota_counters holds a non-integer amount")
-            }
-            return SharedQuotaCounter(spent: a, reserved: b, spentTokens: c, reservedTokens: d)
-        }
-    }
-
-    /// What is left of each tracked budget in its current period, in order (for the admin API).
-    /// A budget no call has reserved against in this period yet is read from the ledger.
-    public func remaining(budgets: [BudgetLimit], now: Int64, timeZone: TimeZone,
-                          on loop: any EventLoop) -> EventLoopFuture<[QuotaStanding]> {
-        let tracked = budgets.filter(\.isTracked)
-        guard !tracked.isEmpty else { return loop.makeSucceededFuture([]) }
-        let intervals = periodIntervals(tracked, now: now, timeZone: timeZone)
-        let scopes = tracked.map(\.scope.sharedKey), periods = tracked.map(\.period.rawValue)
-        let starts = intervals.map(\.start), ends = intervals.map(\.end)
-        let query: PostgresQuery = """
-            SELECT least(coalesce(q.spent, l.o_cost) + coalesce(q.reserved, 0), 9223372036854775807)::int8,
-                   least(coalesce(q.spent_tokens, l.o_tokens) + coalesce(q.reserved_tokens, 0), 9223372036854775807)::int8
-            FROM unnest(\(scopes)::text[], \(periods)::text[], \(starts)::int8[], \(ends)::int8[])
-                 WITH ORDINALITY AS k(s, p, st, en, ord)
-            LEFT JOIN quota_counters q ON q.scope = k.s AND q.period = k.p AND q.period_start = k.st
-            LEFT JOIN LATERAL tokenctl_quota_ledger_spend(k.s, k.st, k.en) l ON q.scope IS NULL
-            ORDER BY k.ord
-            """
-        let logger = self.logger
-        return connections.withConnection(on: loop) { connection in
-            connection.query(query, logger: logger)
-        }.flatMapThrowing { result in
-            let used = try result.rows.map { try $0.decode((Int64, Int64).self) }
-            guard used.count == tracked.count else {
-                throw SharedQuotaError.unexpectedAnswer("\(used.count) standings for \(tracked.count) budgets")
-            }
-            return zip(tracked, zip(used, intervals)).map { budget, pair in
-                let ((usd, tokens), interval) = pair
-                return QuotaStanding(
-                    limit: budget,
-                    usdLeft: budget.usd.map { Money(picodollars: max(0, $0.picodollars &- usd)) },
-                    tokensLeft: budget.tokens.map { Int(clamping: max(0, Int64($0) &- tokens)) },
-                    resetsAt: interval.end)
-            }
-        }
-    }
-
-    /// Holds not yet settled, across all replicas (`replica`: of one replica only).
-    public func openHolds(replica: String? = nil, on loop: any EventLoop) -> EventLoopFuture<Int> {
-        let logger = self.logger
-        return connections.withConnection(on: loop) { connection in
-            if let replica {
-                return connection.query("SELECT count(*) FROM quota_holds WHERE replica = \(replica)", logger: logger)
-            }
-            return connection.query("SELECT count(*) FROM quota_holds", logger: logger)
-        }.flatMapThrowing { result in
-            guard let row = result.rows.first else { return 0 }
-            return try row.decode(Int.self)
         }
     }
 
     // MARK: Periods
 
     /// The current interval of each budget's period, from a cached clock per time zone.
-    private func periodIntervals(_ budgets: [BudgetLimit], now: Int64, timeZone: TimeZone) -> [PeriodInterval] {
+    func periodIntervals(_ budgets: [BudgetLimit], now: Int64, timeZone: TimeZone) -> [PeriodInterval] {
         clocks.withLock { clocks in
             let identifier = timeZone.identifier
             let index: Int
@@ -363,65 +318,6 @@ public struct SharedQuotaReservation: Sendable, Hashable {
     public let standings: [QuotaStanding]
     /// False when no budget applied: nothing is held in PostgreSQL, nothing to settle.
     public let holdsBudget: Bool
-}
-
-/// One budget counter's sums (pico-dollars and tokens).
-public struct SharedQuotaCounter: Sendable, Hashable {
-    public var spent: Int128
-    public var reserved: Int128
-    public var spentTokens: Int128
-    public var reservedTokens: Int128
-
-    public init(spent: Int128, reserved: Int128, spentTokens: Int128, reservedTokens: Int128) {
-        self.spent = spent
-        self.reserved = reserved
-        self.spentTokens = spentTokens
-        self.reservedTokens = reservedTokens
-    }
-}
-
-/// Timings and sizes of the shared quota state.
-public struct SharedQuotaSettings: Sendable, Hashable {
-    /// A replica not seen for this long is dead: its holds are reaped. Default 15 s.
-    public var replicaTimeout: Duration
-    /// How often each replica says it is alive. Default 2 s (well under `replicaTimeout`).
-    public var heartbeatInterval: Duration
-    /// How often each replica looks for holds to reap. Default 5 s.
-    public var reapInterval: Duration
-    /// A hold older than this is reaped even if its replica lives (a call that never settled).
-    /// Default one hour, like `QuotaBook.abandonAfter`; keep it well above the longest call.
-    public var holdExpiry: Duration
-    /// PostgreSQL connections per event loop. Default 2.
-    public var connectionsPerLoop: Int
-    /// How long admission waits for PostgreSQL (connecting, or a reservation's answer) before it
-    /// refuses the call. Default 5 s.
-    public var answerTimeout: Duration
-
-    public init(replicaTimeout: Duration = .seconds(15), heartbeatInterval: Duration = .seconds(2),
-                reapInterval: Duration = .seconds(5), holdExpiry: Duration = .seconds(3_600),
-                connectionsPerLoop: Int = 2, answerTimeout: Duration = .seconds(5)) {
-        self.answerTimeout = answerTimeout
-        self.replicaTimeout = replicaTimeout
-        self.heartbeatInterval = heartbeatInterval
-        self.reapInterval = reapInterval
-        self.holdExpiry = holdExpiry
-        self.connectionsPerLoop = connectionsPerLoop
-    }
-
-    /// The longest a dead replica's holds stay: its last heartbeat was at most this long before
-    /// they are reaped (the reaper runs on every live replica).
-    public var releaseBound: Duration { replicaTimeout + reapInterval }
-
-    var holdExpirySeconds: Int64 { max(1, holdExpiry.components.seconds) }
-    var replicaTimeoutMicros: Int64 { Self.micros(replicaTimeout) }
-
-    static func amount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-    }
-
-    static func micros(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-    }
 }
 
 /// One row of `tokenctl_quota_reserve`: a bucket's sums before the call.

@@ -8,8 +8,15 @@ import Synchronization
 /// caller's loop with no hop and no Task. A connection that closed (server restart, network) is
 /// replaced on the next use; a connection attempt that fails fails the queries waiting for it
 /// (the caller fails closed) and the next query tries again.
+///
+/// A connection can hang without closing (a server or network that stops answering, no reset):
+/// a query not answered within its deadline closes its connection, which fails what waits on it
+/// and makes the next use of the slot reconnect, rather than every later query waiting there too.
 final class SharedQuotaConnections: Sendable {
     private let configuration: PostgresConnection.Configuration
+    private let answerTimeout: Duration
+    /// `SET statement_timeout` on each new connection, in milliseconds.
+    private let statementTimeoutMillis: Int64
     private let perLoop: Int
     private let logger: Logger
     private let state = Mutex(State())
@@ -31,17 +38,36 @@ final class SharedQuotaConnections: Sendable {
         case open(PostgresConnection)
     }
 
-    init(configuration: PostgresConnection.Configuration, perLoop: Int, logger: Logger) {
+    /// `answerTimeout`: the deadline of a query unless `withConnection` is given another one;
+    /// `statementTimeout`: the server's limit for any statement on these connections.
+    init(configuration: PostgresConnection.Configuration, answerTimeout: Duration, statementTimeout: Duration,
+         perLoop: Int, logger: Logger) {
         self.configuration = configuration
+        self.answerTimeout = answerTimeout
+        statementTimeoutMillis = max(1, statementTimeout.components.seconds * 1_000
+                                        + statementTimeout.components.attoseconds / 1_000_000_000_000_000)
         self.perLoop = max(1, perLoop)
         self.logger = logger
     }
 
     /// Runs `body` on one of `loop`'s connections (round robin); the result completes on `loop`.
+    /// If it has not completed `answerTimeout` (default: the pool's) after the connection was
+    /// ready, the connection is closed: `body`'s queries fail, and the slot reconnects next time.
     func withConnection<Value: Sendable>(
-        on loop: any EventLoop, _ body: @escaping @Sendable (PostgresConnection) -> EventLoopFuture<Value>
+        on loop: any EventLoop, answerTimeout: Duration? = nil,
+        _ body: @escaping @Sendable (PostgresConnection) -> EventLoopFuture<Value>
     ) -> EventLoopFuture<Value> {
-        connection(on: loop).flatMap(body)
+        let timeout = answerTimeout ?? self.answerTimeout
+        return connection(on: loop).flatMap { connection in
+            Self.answered(body(connection), on: connection, within: timeout)
+        }
+    }
+
+    /// `answer`, or the closing of `connection` (which fails it) if it has not come `timeout` from now.
+    private static func answered<Value>(_ answer: EventLoopFuture<Value>, on connection: PostgresConnection,
+                                        within timeout: Duration) -> EventLoopFuture<Value> {
+        let expired = connection.eventLoop.scheduleTask(in: TimeAmount(timeout)) { close(connection).whenComplete { _ in } }
+        return answer.always { _ in expired.cancel() }
     }
 
     /// A connection of `loop`: an open one, or one being opened.
@@ -59,8 +85,7 @@ final class SharedQuotaConnections: Sendable {
             case .connecting(let future): pick = .pending(future)
             case .open, .empty:
                 // Only schedules the connection on `loop`: nothing runs under this lock.
-                let future = PostgresConnection.connect(on: loop, configuration: configuration, id: state.nextID,
-                                                        logger: logger)
+                let future = open(on: loop, id: state.nextID)
                 state.nextID += 1
                 slots.connections[index] = .connecting(future)
                 pick = .opened(index, future)
@@ -88,6 +113,18 @@ final class SharedQuotaConnections: Sendable {
             }
             return future
         }
+    }
+
+    /// Opens a connection and sets its `statement_timeout`. Only schedules work on `loop`.
+    private func open(on loop: any EventLoop, id: Int) -> EventLoopFuture<PostgresConnection> {
+        let logger = self.logger, timeout = answerTimeout
+        let setting = PostgresQuery(unsafeSQL: "SET statement_timeout = \(statementTimeoutMillis)")
+        return PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger)
+            .flatMap { connection in
+                Self.answered(connection.query(setting, logger: logger), on: connection, within: timeout)
+                    .map { _ in connection }
+                    .flatMapError { error in Self.close(connection).flatMapThrowing { throw error } }
+            }
     }
 
     /// Closes `connection`, keeping it alive until it has closed (PostgresNIO asserts that a

@@ -15,7 +15,9 @@ struct Serve: AsyncParsableCommand {
             Stops on SIGINT or SIGTERM: stops accepting and closes idle connections, lets calls in \
             flight finish for up to --drain-timeout seconds, cancels the rest (recorded as \
             interrupted), flushes and closes the ledger, exits 0. Policy file changes are picked up within a second (SIGHUP reloads at \
-            once); a change with problems is refused and logged, and the previous policy stays in force.
+            once); a change with problems is refused and logged, and the previous policy stays in force. \
+            With a PostgreSQL ledger, give the password in PGPASSWORD rather than in the --db URL: a \
+            command line is visible to every user of the host.
             """)
 
     @Option(help: "Directory of policy files (providers.yaml, prices.yaml, and the optional gateway.yaml and plans.yaml).")

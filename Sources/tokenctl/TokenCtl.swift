@@ -20,7 +20,7 @@ struct TokenCtl: AsyncParsableCommand {
 
 /// Options every command that touches the ledger shares.
 struct LedgerOptions: ParsableArguments {
-    @Option(name: .long, help: "The ledger: a SQLite database file, or postgres://user[:password]@host[:port]/database.")
+    @Option(name: .long, help: "The ledger: a SQLite database file, or postgres://user[:password]@host[:port]/database (without a password in the URL, PGPASSWORD from the environment is used; ?sslmode=require for TLS, prefer and the default disable connect without).")
     var db: String = "data/tokenctl.sqlite"
 
     /// The ledger, which must exist if it is a SQLite file (a mistyped path must not report nothing).

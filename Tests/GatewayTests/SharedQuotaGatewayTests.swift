@@ -3,6 +3,7 @@ import Gateway
 import Ledger
 import Logging
 import Metering
+import NIOCore
 import NIOPosix
 import Policy
 import PostgresLedger
@@ -129,5 +130,42 @@ struct SharedQuotaGatewayTests {
         #expect(String(decoding: anthropic.chunks.joined(), as: UTF8.self).contains(#""type":"overloaded_error""#))
         #expect(h.fake.requestCount == 1)
         #expect(h.server.callsInFlight == 0, "the local limits were given back")
+    }
+
+    @Test("a start that fails after preparing the shared budget state shuts it down: connections closed, heartbeat removed",
+          .enabled(if: url != nil, "SKIPPED: no PostgreSQL (run the tests through scripts/with-postgres.sh)"))
+    func failedStartShutsTheSharedStateDown() async throws {
+        let configuration = try await Self.scratchSchema()
+        let logger = Logger(label: "shared-quota-e2e")
+        let book = SharedQuotaBook(configuration: configuration, replica: "e2e-failed-start", logger: logger)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            providers:
+              openai: { dialect: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """.write(to: directory.appendingPathComponent("providers.yaml"), atomically: true, encoding: .utf8)
+        try ProxyHarness.prices.write(to: directory.appendingPathComponent("prices.yaml"), atomically: true, encoding: .utf8)
+        let environment = ["E2E_PROVIDER_KEY": "sk-test"]
+        let policy = try PolicyLoader.load(directory: directory.path, environment: environment)
+        // The port is taken: binding fails, after the shared state was prepared.
+        let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { taken.close(promise: nil) }
+        #expect(throws: (any Error).self) {
+            try GatewayServer.start(configuration: GatewayConfiguration(port: taken.localAddress?.port ?? 0, eventLoopThreads: 1),
+                                    policy: policy, environment: environment,
+                                    databasePath: directory.appendingPathComponent("ledger.sqlite").path,
+                                    journalDirectory: directory.path, sharedQuotas: book, logger: logger)
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        await #expect(throws: SharedQuotaError.self) { try await book.heartbeat(on: loop).get() }
+        let admin = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        let rows = try await admin.query("SELECT count(*) FROM quota_replicas WHERE replica = 'e2e-failed-start'",
+                                         logger: logger).collect()
+        try await admin.close()
+        #expect(try rows.first?.decode(Int.self) == 0)
     }
 }

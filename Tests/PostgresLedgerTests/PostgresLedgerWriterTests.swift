@@ -50,6 +50,95 @@ final class PostgresLedgerWriterTests: XCTestCase {
         XCTAssertEqual(try reader.count(), 7)
     }
 
+    /// PostgreSQL refuses U+0000 in text (22021) and would refuse the whole batch on every retry:
+    /// a NUL is stored as U+FFFD, and the call and those after it commit.
+    func testNULInTextIsStoredAsTheReplacementCharacter() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let writer = try PostgresLedgerWriter(location: db.location)
+        defer { writer.close() }
+        var entries = autumnCalls(count: 6)
+        entries[1].modelRequested = "x\u{0}"
+        entries[2].user = "a\u{0}b"
+        entries[2].team = "\u{0}"
+        entries[3].errorMessage = "upstream said \u{0}\u{0}"
+        entries[4].requestId = "req-\u{0}"
+        XCTAssertEqual(appendAll(entries, to: writer), [])
+        let reader = try PostgresLedgerReader(location: db.location)
+        defer { reader.close() }
+        XCTAssertEqual(try reader.count(), entries.count)
+        XCTAssertEqual(try reader.entry(id: entries[1].id)?.modelRequested, "x\u{FFFD}")
+        XCTAssertEqual(try reader.entry(id: entries[2].id)?.user, "a\u{FFFD}b")
+        XCTAssertEqual(try reader.entry(id: entries[2].id)?.team, "\u{FFFD}")
+        XCTAssertEqual(try reader.entry(id: entries[3].id)?.errorMessage, "upstream said \u{FFFD}\u{FFFD}")
+        XCTAssertEqual(try reader.entry(id: entries[4].id)?.requestId, "req-\u{FFFD}")
+        XCTAssertEqual(try reader.entry(id: entries[5].id), entries[5])
+        XCTAssertEqual(PostgresCallRow.storable("plain"), "plain")
+    }
+
+    /// Any other value PostgreSQL refuses (a data error, class 22; here a trigger raises one for
+    /// some rows) fails only its row: the batch is split until it stands alone, the rest commits.
+    func testRowPostgresRefusesToStoreFailsAloneAndTheRestCommits() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let commits = Locked<[Int]>([])
+        var options = LedgerWriter.Options()
+        options.onBatchCommitted = { rows, _ in commits.withLock { $0.append(rows) } }
+        let writer = try PostgresLedgerWriter(location: db.location, options: options)
+        defer { writer.close() }
+        let admin = try PostgresSession(db.location)
+        defer { admin.close() }
+        try admin.execute("""
+            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.model_requested = 'poison' THEN
+                    RAISE EXCEPTION 'poisoned value' USING ERRCODE = '22023';
+                END IF;
+                RETURN NEW;
+            END $$
+            """)
+        try admin.execute("CREATE TRIGGER refuse_poison BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+        var entries = autumnCalls(count: 40)
+        for index in [3, 17, 18] { entries[index].modelRequested = "poison" }
+        let failures = appendAll(entries, to: writer)
+        XCTAssertEqual(failures.count, 3)
+        XCTAssertTrue(failures.allSatisfy { if case .postgres("22023", _, _) = $0 { return true } else { return false } },
+                      "\(failures)")
+        XCTAssertEqual(try admin.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 37)
+        XCTAssertEqual(commits.current.reduce(0, +), 37)
+    }
+
+    /// A statement that gets no answer (here: blocked behind a lock another session holds) is
+    /// abandoned after the writer's deadline, its connection closed; the retry reconnects, and
+    /// the row commits once the database answers again. Before, the writer waited as long as the
+    /// connection hung (for ever, on a dead network), and so did `close()`.
+    func testStatementWithoutAnswerIsAbandonedAfterTheDeadlineAndRetried() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let failures = Locked<[LedgerError]>([])
+        var options = LedgerWriter.Options(retryInitialMillis: 5, retryMaxMillis: 20)
+        options.onCommitFailure = { error, _ in failures.withLock { $0.append(error) } }
+        let writer = try PostgresLedgerWriter(location: db.location, options: options, answerTimeout: .milliseconds(300))
+        defer { writer.close() }
+        let locker = try PostgresSession(db.location)
+        defer { locker.close() }
+        try locker.execute("BEGIN")
+        try locker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        let committed = Locked<Bool>(false)
+        writer.append(sampleEntry(1, startedAt: UnixTime.nowMicros())) { result in
+            if case .failure(let error) = result { XCTFail("\(error)") }
+            committed.withLock { $0 = true }
+        }
+        Thread.sleep(forTimeInterval: 1.0)
+        XCTAssertFalse(committed.current)
+        try locker.execute("COMMIT")
+        writer.flush()
+        XCTAssertTrue(committed.current)
+        let deadlines = failures.current.filter { "\($0)".contains("no answer within") }
+        XCTAssertGreaterThanOrEqual(deadlines.count, 1, "\(failures.current)")
+        XCTAssertEqual(try locker.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "test"), 1)
+    }
+
     func testConcurrentAppendsFromManyThreads() throws {
         let db = try ScratchDatabase()
         defer { db.drop() }

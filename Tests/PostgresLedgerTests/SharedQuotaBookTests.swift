@@ -362,6 +362,46 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(user?.spent, Int128(dollars(1).picodollars) * Int128(count))
     }
 
+    // MARK: lost answers
+
+    /// A reservation whose answer is lost after it reached PostgreSQL (here: it waits behind a
+    /// counter lock, its connection is closed at the deadline, and the function still runs once
+    /// the lock is gone, after the immediate release found nothing) leaves a hold; the book
+    /// releases it again once the server must have ended the statement, so the refused call
+    /// holds nothing instead of stranding its budget until `holdExpiry`.
+    func testHoldOfAReservationWhoseAnswerWasLostIsReleased() async throws {
+        let book = try await makeBook(replica: "lost", settings: SharedQuotaSettings(answerTimeout: .seconds(1),
+                                                                                     statementTimeout: .seconds(2)))
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("lou"), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: "warm", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
+                                   timeZone: utc, on: loop).get().get()
+        _ = try await book.settle(callID: "warm", cost: dollars(1), tokens: 1, on: loop).get()
+        let locker = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0, logger: logger)
+        try await locker.query("BEGIN", logger: logger)
+        try await locker.query("SELECT * FROM quota_counters FOR UPDATE", logger: logger)
+        do {
+            let result = try await book.reserve(callID: "lost-1", budgets: budgets, cost: dollars(2), tokens: 1, now: now,
+                                                timeZone: utc, on: loop).get()
+            XCTFail("expected no answer, got \(result)")
+        } catch {
+            // No answer in time, or the connection closed at its deadline: either way refused.
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        try await locker.query("COMMIT", logger: logger)
+        try await locker.close()
+        let start = ContinuousClock.now
+        var open = try await book.openHolds(on: loop).get()
+        for _ in 0..<80 where open > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            open = try await book.openHolds(on: loop).get()
+        }
+        print("lost answer: hold released \(ContinuousClock.now - start) after the lock")
+        XCTAssertEqual(open, 0)
+        let lou = try await counter(book, .user("lou"), .day)
+        XCTAssertEqual(lou?.reserved, 0)
+    }
+
     // MARK: no answer
 
     /// A server that accepts connections and never answers: the reservation fails after

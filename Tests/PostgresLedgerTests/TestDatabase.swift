@@ -29,4 +29,14 @@ final class PostgresLocationTests: XCTestCase {
         XCTAssertThrowsError(try PostgresLocation(url: "postgres:///nohost"))
         XCTAssertThrowsError(try PostgresLocation(url: "postgres://u@h/db?sslmode=verify-full"))
     }
+
+    /// A password kept off the command line: PGPASSWORD, as libpq reads it, when the URL has none.
+    func testTakesThePasswordFromPGPASSWORDWhenTheURLHasNone() throws {
+        let environment = ["PGPASSWORD": "from-env"]
+        XCTAssertEqual(try PostgresLocation(url: "postgres://finance@db/ledger", environment: environment).password, "from-env")
+        XCTAssertEqual(try PostgresLocation(url: "postgres://finance:inline@db/ledger", environment: environment).password, "inline")
+        XCTAssertNil(try PostgresLocation(url: "postgres://finance@db/ledger", environment: ["PGPASSWORD": ""]).password)
+        XCTAssertNil(try PostgresLocation(url: "postgres://finance@db/ledger", environment: [:]).password)
+        XCTAssertFalse(try PostgresLocation(url: "postgres://finance@db/ledger?sslmode=prefer", environment: [:]).requireTLS)
+    }
 }
