@@ -28,11 +28,26 @@ enum TestHTTPClient {
     static func send(port: Int, method: HTTPMethod = .POST, path: String, headers: [(String, String)] = [],
                      body: [UInt8]? = nil) async throws -> ReceivedResponse {
         let promise = group.next().makePromise(of: ReceivedResponse.self)
-        let channel = try await connect(port: port, collector: Collector(promise: promise))
-        try await write(channel, method: method, path: path, port: port, headers: headers, body: body)
-        let response = try await promise.futureResult.get()
-        try? await channel.close()
-        return response
+        return try await completing(promise) {
+            let channel = try await connect(port: port, collector: Collector(promise: promise))
+            try await write(channel, method: method, path: path, port: port, headers: headers, body: body)
+            let response = try await promise.futureResult.get()
+            try? await channel.close()
+            return response
+        }
+    }
+
+    /// Runs `body`, failing `promise` if it throws: a promise dropped unfulfilled is a fatal
+    /// error in NIO, which would take the whole test process down with one failed request (a
+    /// connection the server closed under load). Completing a completed promise does nothing.
+    private static func completing<T>(_ promise: EventLoopPromise<ReceivedResponse>,
+                                      _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            promise.fail(error)
+            throw error
+        }
     }
 
     static func postJSON(port: Int, path: String, key: String?, dialect: String = "openai",
@@ -50,11 +65,13 @@ enum TestHTTPClient {
     static func sendAndHangUp(port: Int, path: String, headers: [(String, String)], body: [UInt8],
                               afterChunks: Int) async throws -> ReceivedResponse {
         let promise = group.next().makePromise(of: ReceivedResponse.self)
-        let channel = try await connect(port: port, collector: Collector(promise: promise, stopAfterChunks: afterChunks))
-        try await write(channel, path: path, port: port, headers: headers, body: body)
-        let response = try await promise.futureResult.get()
-        try? await channel.close()
-        return response
+        return try await completing(promise) {
+            let channel = try await connect(port: port, collector: Collector(promise: promise, stopAfterChunks: afterChunks))
+            try await write(channel, path: path, port: port, headers: headers, body: body)
+            let response = try await promise.futureResult.get()
+            try? await channel.close()
+            return response
+        }
     }
 
     /// Sends `count` identical requests one after the other on one keep-alive connection.
@@ -65,9 +82,11 @@ enum TestHTTPClient {
         let channel = try await connect(port: port, collector: collector)
         for _ in 0..<count {
             let promise = channel.eventLoop.makePromise(of: ReceivedResponse.self)
-            try await channel.eventLoop.submit { collector.expect(promise) }.get()
-            try await write(channel, path: path, port: port, headers: headers, body: body)
-            responses.append(try await promise.futureResult.get())
+            responses.append(try await completing(promise) {
+                try await channel.eventLoop.submit { collector.expect(promise) }.get()
+                try await write(channel, path: path, port: port, headers: headers, body: body)
+                return try await promise.futureResult.get()
+            })
         }
         try? await channel.close()
         return responses
