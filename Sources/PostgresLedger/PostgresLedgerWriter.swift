@@ -45,6 +45,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
     private let session: PostgresSession
     /// Calls starting before this have a monthly partition; later ones make the writer create more.
     private var partitionedUntil: Int64
+    private var nextPartitionAttempt = ContinuousClock.now
 
     /// Connects, migrates and creates the partitions around now, then starts the writer thread.
     /// Migrating has no time limit; the writer's statements then have `answerTimeout` each.
@@ -219,12 +220,24 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
     /// Creates the partitions for the months of the batch's calls and the two after, when a call
     /// reaches past those already made (once a month, or for a call with a far-off clock).
     private func ensurePartitions(for batch: [Pending]) throws {
-        guard let latest = batch.lazy.map(\.entry.startedAt).max(), latest >= partitionedUntil else { return }
+        guard let latest = batch.lazy.map(\.entry.startedAt).max() else { return }
         let month = UTCMonth(containing: latest)
+        // Made a month before they are needed: the DDL waits for every lock on `calls` (a long
+        // report's read) and inserts queue behind it, so it must not sit on a batch's path. A
+        // pre-creation that times out is tried again a minute later; only a batch with calls
+        // past the partitions made waits for it (then those calls could not be placed at all).
+        let needed = latest >= partitionedUntil
+        guard needed || (month.advanced(by: 2).startMicros >= partitionedUntil && ContinuousClock.now >= nextPartitionAttempt)
+        else { return }
         // A clock years ahead would make a partition per month in between: its calls go to the default one.
         guard month.index - UTCMonth(containing: partitionedUntil).index <= 12 else { return }
-        try PostgresSchema.ensurePartitions(session, from: UTCMonth(containing: partitionedUntil), through: month.advanced(by: 2))
-        partitionedUntil = month.advanced(by: 3).startMicros
+        do {
+            try PostgresSchema.ensurePartitions(session, from: UTCMonth(containing: partitionedUntil),
+                                                through: month.advanced(by: 2), lockTimeoutMillis: needed ? nil : 2_000)
+            partitionedUntil = month.advanced(by: 3).startMicros
+        } catch where !needed {
+            nextPartitionAttempt = ContinuousClock.now + .seconds(60)
+        }
     }
 
     /// Backoff between attempts; cut short once if `close()` arrives.

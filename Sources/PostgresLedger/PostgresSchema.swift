@@ -156,9 +156,13 @@ enum PostgresSchema {
     /// Creates the monthly partitions `from ... through` that do not exist yet. A month some of
     /// whose rows already sit in the default partition is left there (PostgreSQL refuses to
     /// create it), which costs speed, never correctness.
-    static func ensurePartitions(_ session: PostgresSession, from first: UTCMonth, through last: UTCMonth) throws {
+    /// `lockTimeoutMillis`: give up (throwing) rather than wait longer for the lock on `calls`
+    /// (which queues every insert behind the DDL meanwhile).
+    static func ensurePartitions(_ session: PostgresSession, from first: UTCMonth, through last: UTCMonth,
+                                 lockTimeoutMillis: Int? = nil) throws {
         guard first <= last else { return }
         try session.transaction {
+            if let lockTimeoutMillis { try session.execute("SET LOCAL lock_timeout = \(lockTimeoutMillis)") }
             try lock(session)
             var month = first
             while month <= last {

@@ -201,6 +201,33 @@ final class PostgresLedgerWriterTests: XCTestCase {
         XCTAssertTrue(try PostgresSchema.tableExists(session, "calls_" + later.advanced(by: 2).name.replacingOccurrences(of: "-", with: "_")))
     }
 
+    /// The next month's partition is made a month ahead, and a report holding `calls` does not
+    /// stall the batch that tries: the DDL gives up after 2 s and the batch commits.
+    func testPartitionsAreMadeAMonthAheadWithoutWaitingForReaders() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let writer = try PostgresLedgerWriter(location: db.location)
+        defer { writer.close() }
+        let now = UnixTime.nowMicros()
+        // Made at open: through two months ahead. A call a month ahead has its partition and is
+        // when the one three months ahead is made.
+        let nextMonth = UTCMonth(containing: now).advanced(by: 1)
+        let ahead = "calls_" + nextMonth.advanced(by: 2).name.replacingOccurrences(of: "-", with: "_")
+        let reader = try PostgresSession(db.location)
+        defer { reader.close() }
+        try reader.execute("BEGIN")
+        _ = try reader.scalar("SELECT COUNT(*) FROM calls", as: Int64.self, context: "a long report")
+        let started = ContinuousClock.now
+        XCTAssertEqual(appendAll([sampleEntry(1, startedAt: nextMonth.startMicros + 1)], to: writer), [])
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(10))
+        try reader.execute("COMMIT")
+        XCTAssertFalse(try PostgresSchema.tableExists(reader, ahead))
+        let quiet = try PostgresLedgerWriter(location: db.location)
+        XCTAssertEqual(appendAll([sampleEntry(2, startedAt: nextMonth.startMicros + 2)], to: quiet), [])
+        quiet.close()
+        XCTAssertTrue(try PostgresSchema.tableExists(reader, ahead))
+    }
+
     func testReconnectsAfterLosingItsConnection() throws {
         let db = try ScratchDatabase()
         defer { db.drop() }
