@@ -366,6 +366,6 @@ w("|---|---|---|---|")
 for t in T:
     w("| " + " | ".join(t) + " |")
 w("")
-w("Not measured by this rig: WAL growth under sustained load.")
+w("WAL growth under sustained load: `bench/wal-growth.sh [seconds]`, apart (a minute of load of its own).")
 muted = False
 print("\n".join(out))
