@@ -31,9 +31,16 @@ enum CallIdentity {
         generator.withLock { $0.next() }
     }
 
+    /// Two ids per call: written digit by digit into the string's own storage.
     private static func hex(_ v: UInt64, digits: Int = 16) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: max(0, digits - s.count)) + s
+        String(unsafeUninitializedCapacity: digits) { buffer in
+            let alphabet: StaticString = "0123456789abcdef"
+            for i in 0..<digits {
+                let nibble = Int((v >> UInt64(4 * (digits - 1 - i))) & 0xF)
+                buffer[i] = alphabet.utf8Start[nibble]
+            }
+            return digits
+        }
     }
 }
 

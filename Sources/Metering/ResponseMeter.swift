@@ -80,19 +80,17 @@ public struct ResponseMeter: Sendable {
     /// Whether the response is being relayed as an event stream (known after `head`).
     public var isStreaming: Bool { machine.isStreaming }
 
-    /// `text/event-stream`, parameters and case ignored.
+    /// `text/event-stream`, parameters and case ignored. A byte scan: it runs on every answer.
     static func isEventStream(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let media = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return media.trimmingASCIISpaces().lowercased() == "text/event-stream"
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingASCIISpaces() -> Substring {
-        var s = self
-        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
-        return s
+        let bytes = contentType.utf8
+        let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        let media = bytes.prefix { $0 != UInt8(ascii: ";") }
+        guard let first = media.firstIndex(where: { !isBlank($0) }),
+              let last = media.lastIndex(where: { !isBlank($0) }) else { return false }
+        let expected = "text/event-stream".utf8
+        let trimmed = bytes[first...last]
+        let lowered: (UInt8) -> UInt8 = { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        return trimmed.count == expected.count && zip(trimmed, expected).allSatisfy { lowered($0) == $1 }
     }
 }
