@@ -119,7 +119,8 @@ public final class GatewayServer: Sendable {
                 .childChannelInitializer { channel in
                     connections.add(channel)
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false,
+                                                                                   withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(gateway: context, admin: admin,
                                                                                    eventLoop: channel.eventLoop))
                     }

@@ -246,7 +246,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         connection.writeHead(status: head.status, headers: headers)
     }
 
-    func upstreamBody(_ chunk: ByteBuffer) {
+    func upstreamBody(_ chunk: ByteBuffer, endFollows: Bool) {
         guard phase == .relaying else { return }
         let now = UnixTime.nowMicros()
         if firstByteAt == nil { firstByteAt = now }
@@ -266,7 +266,9 @@ final class ProxiedCall: UpstreamResponseHandler {
         for part in parts {
             connection.writeBody(part)
         }
-        connection.flush()
+        // With the end in the same delivery, the held last bytes follow once the row commits and
+        // go out with these in one flush (`writeEnd`, or `abort`, which flushes before closing).
+        if !endFollows { connection.flush() }
     }
 
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {

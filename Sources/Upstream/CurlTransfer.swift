@@ -80,7 +80,7 @@ final class CurlTransfer: @unchecked Sendable {
         }
         // Re-checked after each call: the handler may cancel from inside one.
         if let chunk = d.body, delivery.bodyArrived() {
-            handler?.upstreamBody(chunk)
+            handler?.upstreamBody(chunk, endFollows: d.end != nil)
         }
         if let end = d.end, let result = delivery.endArrived(end, cancelled: UpstreamError.cancelled) {
             let handler = self.handler

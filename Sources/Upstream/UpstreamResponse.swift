@@ -79,7 +79,9 @@ public enum UpstreamError: Error, Sendable, Equatable {
 /// `upstreamEnd`, always last.
 public protocol UpstreamResponseHandler: AnyObject {
     func upstreamHead(_ head: UpstreamHead)
-    func upstreamBody(_ chunk: ByteBuffer)
+    /// `endFollows`: the end arrived with this chunk and `upstreamEnd` comes next, so a relay
+    /// can write both in one flush (one system call where there would be two).
+    func upstreamBody(_ chunk: ByteBuffer, endFollows: Bool)
     func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>)
 }
 

@@ -40,7 +40,7 @@ struct UpstreamThroughputTests {
         }
 
         func upstreamHead(_ head: UpstreamHead) {}
-        func upstreamBody(_ chunk: ByteBuffer) {}
+        func upstreamBody(_ chunk: ByteBuffer, endFollows: Bool) {}
         func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {}
 
         func finished(ok success: Bool, since: NIODeadline) {
@@ -60,7 +60,7 @@ struct UpstreamThroughputTests {
             self.started = started
         }
         func upstreamHead(_ head: UpstreamHead) {}
-        func upstreamBody(_ chunk: ByteBuffer) { bytes += chunk.readableBytes }
+        func upstreamBody(_ chunk: ByteBuffer, endFollows: Bool) { bytes += chunk.readableBytes }
         func upstreamEnd(_ result: Result<UpstreamTiming, UpstreamError>) {
             if case .success = result { pump.finished(ok: bytes > 0, since: started) } else {
                 pump.finished(ok: false, since: started)

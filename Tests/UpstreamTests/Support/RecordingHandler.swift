@@ -67,7 +67,7 @@ final class RecordingHandler: UpstreamResponseHandler {
         if script.cancelAfterChunks == 0 { transfer?.cancel() }
     }
 
-    func upstreamBody(_ chunk: ByteBuffer) {
+    func upstreamBody(_ chunk: ByteBuffer, endFollows: Bool) {
         note("body")
         recording.chunks.append(chunk)
         recording.chunkTimes.append(.now())
