@@ -89,15 +89,19 @@ public final class PolicyReloader: Sendable {
         state.withLockedValue { $0.stopped = true }
     }
 
-    /// Name → size and modification time of each YAML file: cheap to read every half second.
+    /// Name → inode, size and modification time of each YAML file, read every half second with
+    /// `stat` (Foundation's `attributesOfItem` also resolves the owner's and group's names, reading
+    /// /etc/passwd and /etc/group per file). The inode catches a file replaced by a rename.
     private static func fingerprint(of directory: String) -> [String: String] {
-        let manager = FileManager.default
         var result: [String: String] = [:]
-        for name in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
-            let attributes = try? manager.attributesOfItem(atPath: directory + "/" + name)
-            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
-            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-            result[name] = "\(size)@\(modified)"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+            var info = stat()
+            guard stat(directory + "/" + name, &info) == 0 else {
+                result[name] = "unreadable"
+                continue
+            }
+            result[name] = "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
         }
         return result
     }
