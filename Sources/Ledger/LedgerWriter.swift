@@ -63,31 +63,20 @@ public final class LedgerWriter: @unchecked Sendable {
             self.onCommitFailure = onCommitFailure
             self.onBatchCommitted = onBatchCommitted
         }
+
+        /// The wait before retrying a failed commit: doubling from `retryInitialMillis`, capped.
+        public func retryDelayMillis(attempt: Int) -> Int {
+            min(retryInitialMillis << min(attempt - 1, 20), retryMaxMillis)
+        }
     }
 
-    private struct Pending {
-        let entry: LedgerEntry
-        let onCommit: Completion
-    }
+    private typealias Pending = GroupCommitQueue.Pending
 
     public let path: String
     private let options: Options
-
-    // Guarded by `condition`.
-    private let condition = NSCondition()
-    private var queue: [Pending] = []
-    private var accepted: UInt64 = 0
-    /// Entries whose callback has run (committed or failed).
-    private var settled: UInt64 = 0
-    private var flushWaiters = 0
-    private var stopping = false
-    private var stopped = false
-    private var thread: Thread?
+    private let queue: GroupCommitQueue
 
     // Touched only by the writer thread once it runs.
-    /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
-    private var backlogTaken: [Pending] = []
-    private var backlogHead = 0
     private let connection: SQLiteConnection
     private let insert: Statement
     private let begin: Statement
@@ -110,6 +99,7 @@ public final class LedgerWriter: @unchecked Sendable {
     public init(path: String, options: Options = Options()) throws {
         self.path = path
         self.options = options
+        queue = GroupCommitQueue(maxBatch: options.maxBatch)
         connection = try SQLiteConnection(path: path, busyTimeoutMillis: options.busyTimeoutMillis)
         try connection.configureForLedger()
         try Schema.migrate(connection)
@@ -135,60 +125,33 @@ public final class LedgerWriter: @unchecked Sendable {
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
         let thread = Thread { [weak self] in self?.run() }
         thread.name = "tokenctl-ledger"
-        self.thread = thread
+        queue.writerStarted(thread)
         thread.start()
     }
 
     /// Queues `entry`; `onCommit` runs exactly once: `.success` after the row is committed, or a
     /// failure (see the type's notes). After `close()`, fails at once with `.closed` on the caller's thread.
     public func append(_ entry: LedgerEntry, onCommit: @escaping Completion) {
-        condition.lock()
-        guard !stopping else {
-            condition.unlock()
-            onCommit(.failure(.closed))
-            return
-        }
-        queue.append(Pending(entry: entry, onCommit: onCommit))
-        accepted += 1
-        // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
-        if queue.count == 1 { condition.broadcast() }
-        condition.unlock()
+        if !queue.append(entry, onCommit: onCommit) { onCommit(.failure(.closed)) }
     }
 
     /// Rows queued and not yet settled: the ledger's backlog, for metrics.
-    public var backlog: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return Int(accepted - settled)
-    }
+    public var backlog: Int { queue.backlog }
 
     /// Blocks until every row appended before this call is committed and its callback has run.
-    public func flush() {
-        precondition(Thread.current !== thread, "flush() from a ledger callback would deadlock")
-        condition.lock()
-        let target = accepted
-        flushWaiters += 1
-        while settled < target && !stopped { condition.wait() }
-        flushWaiters -= 1
-        condition.unlock()
-    }
+    public func flush() { queue.flush() }
 
     /// Commits everything queued, stops the thread and closes the database. Idempotent.
-    public func close() {
-        precondition(Thread.current !== thread, "close() from a ledger callback would deadlock")
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while !stopped { condition.wait() }
-        condition.unlock()
-    }
+    public func close() { queue.close() }
 
     // MARK: Writer thread
 
     private func run() {
         var batch: [Pending] = []
         let clock = ContinuousClock()
-        while nextBatch(into: &batch) {
+        // Calls waiting for the rollups wake an idle writer when they are due (an empty batch).
+        let rollupsDue = { [tail, options] in tail.waitingSince.map { $0 + options.rollupFlushInterval } }
+        while queue.nextBatch(into: &batch, wakeAt: rollupsDue) {
             let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):
@@ -196,20 +159,13 @@ public final class LedgerWriter: @unchecked Sendable {
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
                 }
-                settle(batch.count)
+                queue.settle(batch.count)
                 checkpointIfDue()
             case .failed(let error):
                 // Only reached while closing: nothing more will commit, so say so to everyone.
                 for pending in batch { pending.onCommit(.failure(error)) }
-                settle(batch.count)
-                condition.lock()
-                let rest = backlogTaken[backlogHead...] + queue
-                queue.removeAll()
-                condition.unlock()
-                backlogTaken.removeAll()
-                backlogHead = 0
-                for pending in rest { pending.onCommit(.failure(error)) }
-                settle(rest.count)
+                queue.settle(batch.count)
+                queue.failRemaining(error)
             }
             batch.removeAll(keepingCapacity: true)
         }
@@ -224,51 +180,7 @@ public final class LedgerWriter: @unchecked Sendable {
         retries.finalize()
         tail.finalize()
         connection.close()
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Waits for work and moves up to `maxBatch` rows into the empty `batch` (left empty when only
-    /// the rollups' flush is due); false once closing and drained. Swaps buffers, so neither array reallocates in steady state; a queue longer
-    /// than a batch is taken whole and served from `backlogTaken` batch by batch (not shifted
-    /// down per batch, which costs a copy of the whole backlog each time).
-    private func nextBatch(into batch: inout [Pending]) -> Bool {
-        if backlogHead < backlogTaken.count {
-            let end = min(backlogHead + options.maxBatch, backlogTaken.count)
-            batch.append(contentsOf: backlogTaken[backlogHead..<end])
-            backlogHead = end
-            return true
-        }
-        backlogTaken.removeAll(keepingCapacity: false)
-        backlogHead = 0
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty && !stopping {
-            // Calls waiting for the rollups: wake when they are due, to flush them (empty batch).
-            guard let since = tail.waitingSince else { condition.wait(); continue }
-            let left = options.rollupFlushInterval - (ContinuousClock.now - since)
-            if left <= .zero { return true }
-            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
-            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
-        }
-        if queue.isEmpty { return false }
-        if queue.count <= options.maxBatch {
-            swap(&batch, &queue)
-        } else {
-            swap(&backlogTaken, &queue)
-            batch.append(contentsOf: backlogTaken.prefix(options.maxBatch))
-            backlogHead = options.maxBatch
-        }
-        return true
-    }
-
-    private func settle(_ count: Int) {
-        condition.lock()
-        settled += UInt64(count)
-        if flushWaiters > 0 || stopping { condition.broadcast() }
-        condition.unlock()
+        queue.finished()
     }
 
     private enum BatchResult {
@@ -284,11 +196,9 @@ public final class LedgerWriter: @unchecked Sendable {
             guard case .failed(let error) = result else { return result }
             attempt += 1
             options.onCommitFailure?(error, attempt)
-            condition.lock()
-            let closing = stopping
-            condition.unlock()
+            let closing = queue.isClosing
             if closing && attempt >= options.closeRetries { return result }
-            pause(attempt: attempt, closing: closing)
+            queue.backOff(millis: options.retryDelayMillis(attempt: attempt), closing: closing)
         }
     }
 
@@ -358,17 +268,6 @@ public final class LedgerWriter: @unchecked Sendable {
         return try pragma.step() ? pragma.int64(at: 0) : 0
     }
 
-    /// Backoff between attempts; cut short once if `close()` arrives, so closing is not delayed by a long wait.
-    private func pause(attempt: Int, closing: Bool) {
-        let millis = min(options.retryInitialMillis << min(attempt - 1, 20), options.retryMaxMillis)
-        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1_000)
-        condition.lock()
-        while Date() < deadline && (closing || !stopping) {
-            _ = condition.wait(until: deadline)
-        }
-        condition.unlock()
-    }
-
     private func checkpointIfDue() {
         let pages = wal.pages
         // The WAL restarted from its beginning since the last checkpoint.
@@ -376,10 +275,7 @@ public final class LedgerWriter: @unchecked Sendable {
         let written = pages - walPagesAtCheckpoint
         guard written >= options.checkpointPages else { return }
         if written < options.checkpointPages * 4 {
-            condition.lock()
-            let idle = queue.isEmpty && backlogHead == backlogTaken.count
-            condition.unlock()
-            guard idle else { return }
+            guard queue.isIdle else { return }
         }
         // PASSIVE: never waits for readers (a running report keeps its snapshot).
         sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)

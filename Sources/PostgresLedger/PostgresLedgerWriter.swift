@@ -24,22 +24,11 @@ import PostgresNIO
 /// Options: `LedgerWriter.Options`' batch, retry and hook fields apply; the SQLite-only ones
 /// (busy timeout, checkpoints, rollups) are ignored: this ledger keeps no rollups (see the reader).
 public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
-    private struct Pending {
-        let entry: LedgerEntry
-        let onCommit: LedgerWriter.Completion
-    }
+    private typealias Pending = GroupCommitQueue.Pending
 
     public let location: PostgresLocation
     private let options: LedgerWriter.Options
-
-    // Guarded by `condition`.
-    private let condition = NSCondition()
-    private var queue: [Pending] = []
-    private var accepted: UInt64 = 0
-    private var settled: UInt64 = 0
-    private var stopping = false
-    private var stopped = false
-    private var thread: Thread?
+    private let queue: GroupCommitQueue
 
     // Touched only by the writer thread once it runs.
     private let session: PostgresSession
@@ -53,6 +42,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
                 answerTimeout: Duration = .seconds(30)) throws {
         self.location = location
         self.options = options
+        queue = GroupCommitQueue(maxBatch: options.maxBatch)
         session = try PostgresSession(location)
         let now = UnixTime.nowMicros()
         do {
@@ -66,51 +56,27 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
         let thread = Thread { [weak self] in self?.run() }
         thread.name = "tokenctl-pg-ledger"
-        self.thread = thread
+        queue.writerStarted(thread)
         thread.start()
     }
 
     public func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) {
-        condition.lock()
-        guard !stopping else {
-            condition.unlock()
-            onCommit(.failure(.closed))
-            return
-        }
-        queue.append(Pending(entry: entry, onCommit: onCommit))
-        accepted += 1
-        if queue.count == 1 { condition.broadcast() }
-        condition.unlock()
+        if !queue.append(entry, onCommit: onCommit) { onCommit(.failure(.closed)) }
     }
 
-    public var backlog: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return Int(accepted - settled)
-    }
+    public var backlog: Int { queue.backlog }
 
-    public func flush() {
-        precondition(Thread.current !== thread, "flush() from a ledger callback would deadlock")
-        condition.lock()
-        let target = accepted
-        while settled < target && !stopped { condition.wait() }
-        condition.unlock()
-    }
+    public func flush() { queue.flush() }
 
-    public func close() {
-        precondition(Thread.current !== thread, "close() from a ledger callback would deadlock")
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while !stopped { condition.wait() }
-        condition.unlock()
-    }
+    public func close() { queue.close() }
 
     // MARK: Writer thread
 
     private func run() {
         let clock = ContinuousClock()
-        while let batch = nextBatch() {
+        var batch: [Pending] = []
+        while queue.nextBatch(into: &batch) {
+            defer { batch.removeAll(keepingCapacity: true) }
             let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):
@@ -118,43 +84,16 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
                 }
-                settle(batch.count)
+                queue.settle(batch.count)
             case .failed(let error):
                 // Only reached while closing: nothing more will commit, so say so to everyone.
-                condition.lock()
-                let rest = batch + queue
-                queue.removeAll()
-                condition.unlock()
-                for pending in rest { pending.onCommit(.failure(error)) }
-                settle(rest.count)
+                for pending in batch { pending.onCommit(.failure(error)) }
+                queue.settle(batch.count)
+                queue.failRemaining(error)
             }
         }
         session.close()
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Waits for work and takes up to `maxBatch` rows; nil once closing and drained.
-    private func nextBatch() -> [Pending]? {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty && !stopping { condition.wait() }
-        if queue.isEmpty { return nil }
-        if queue.count <= options.maxBatch {
-            defer { queue.removeAll(keepingCapacity: true) }
-            return queue
-        }
-        defer { queue.removeFirst(options.maxBatch) }
-        return Array(queue.prefix(options.maxBatch))
-    }
-
-    private func settle(_ count: Int) {
-        condition.lock()
-        settled += UInt64(count)
-        condition.broadcast()
-        condition.unlock()
+        queue.finished()
     }
 
     private enum BatchResult {
@@ -169,11 +108,9 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
             guard case .failed(let error) = result else { return result }
             attempt += 1
             options.onCommitFailure?(error, attempt)
-            condition.lock()
-            let closing = stopping
-            condition.unlock()
+            let closing = queue.isClosing
             if closing && attempt >= options.closeRetries { return result }
-            pause(attempt: attempt, closing: closing)
+            queue.backOff(millis: options.retryDelayMillis(attempt: attempt), closing: closing)
         }
     }
 
@@ -238,17 +175,6 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         } catch where !needed {
             nextPartitionAttempt = ContinuousClock.now + .seconds(60)
         }
-    }
-
-    /// Backoff between attempts; cut short once if `close()` arrives.
-    private func pause(attempt: Int, closing: Bool) {
-        let millis = min(options.retryInitialMillis << min(attempt - 1, 20), options.retryMaxMillis)
-        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1_000)
-        condition.lock()
-        while Date() < deadline && (closing || !stopping) {
-            _ = condition.wait(until: deadline)
-        }
-        condition.unlock()
     }
 }
 

@@ -1,0 +1,172 @@
+import Foundation
+
+/// The queue between the threads that append ledger rows and a writer's one thread, shared by
+/// SQLite's `LedgerWriter` and the PostgreSQL writer: appends from any thread, batches taken
+/// whole by the writer (group commit), callbacks counted as settled, `flush` and `close`.
+///
+/// Threading: `append`, `backlog`, `flush` and `close` from any thread but the writer's; the
+/// rest from the writer thread only. Everything shared is guarded by one condition.
+public final class GroupCommitQueue: @unchecked Sendable {
+    public struct Pending: Sendable {
+        public let entry: LedgerEntry
+        public let onCommit: LedgerWriter.Completion
+    }
+
+    private let maxBatch: Int
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var accepted: UInt64 = 0
+    /// Rows whose callback has run (committed or failed).
+    private var settled: UInt64 = 0
+    private var flushWaiters = 0
+    private var stopping = false
+    private var stopped = false
+    private var writer: Thread?
+
+    // Writer thread only.
+    /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
+    private var backlogTaken: [Pending] = []
+    private var backlogHead = 0
+
+    public init(maxBatch: Int) {
+        self.maxBatch = max(1, maxBatch)
+    }
+
+    /// Names the writer's thread, so that `flush` and `close` from one of its callbacks, which
+    /// would wait for themselves, stop with a clear message instead.
+    public func writerStarted(_ thread: Thread) {
+        condition.lock()
+        writer = thread
+        condition.unlock()
+    }
+
+    /// Queues `entry`; false (nothing queued) once closing: the caller fails it.
+    public func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return false }
+        queue.append(Pending(entry: entry, onCommit: onCommit))
+        accepted += 1
+        // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
+        if queue.count == 1 { condition.broadcast() }
+        return true
+    }
+
+    /// Rows queued and not yet settled.
+    public var backlog: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return Int(accepted - settled)
+    }
+
+    /// Blocks until every row appended before this call is settled.
+    public func flush() {
+        condition.lock()
+        precondition(Thread.current !== writer, "flush() from a ledger callback would deadlock")
+        let target = accepted
+        flushWaiters += 1
+        while settled < target && !stopped { condition.wait() }
+        flushWaiters -= 1
+        condition.unlock()
+    }
+
+    /// Refuses new rows and waits until the writer has drained the rest and said `finished`.
+    public func close() {
+        condition.lock()
+        precondition(Thread.current !== writer, "close() from a ledger callback would deadlock")
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    // MARK: Writer thread
+
+    public var isClosing: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping
+    }
+
+    /// Nothing waits to be written: a good moment for housekeeping such as a checkpoint.
+    public var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.isEmpty && backlogHead == backlogTaken.count
+    }
+
+    /// Waits for work and moves up to `maxBatch` rows into the empty `batch`; false once closing
+    /// and drained. With `wakeAt`, an idle wait ends at that instant with `batch` left empty (the
+    /// writer has work of its own then). Swaps buffers, so neither array reallocates in steady
+    /// state; a queue longer than a batch is taken whole and served batch by batch from
+    /// `backlogTaken` (not shifted down per batch, which would copy the whole backlog each time).
+    public func nextBatch(into batch: inout [Pending], wakeAt: () -> ContinuousClock.Instant? = { nil }) -> Bool {
+        if backlogHead < backlogTaken.count {
+            let end = min(backlogHead + maxBatch, backlogTaken.count)
+            batch.append(contentsOf: backlogTaken[backlogHead..<end])
+            backlogHead = end
+            return true
+        }
+        backlogTaken.removeAll(keepingCapacity: false)
+        backlogHead = 0
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !stopping {
+            guard let instant = wakeAt() else { condition.wait(); continue }
+            let left = instant - .now
+            if left <= .zero { return true }
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+        }
+        if queue.isEmpty { return false }
+        if queue.count <= maxBatch {
+            swap(&batch, &queue)
+        } else {
+            swap(&backlogTaken, &queue)
+            batch.append(contentsOf: backlogTaken.prefix(maxBatch))
+            backlogHead = maxBatch
+        }
+        return true
+    }
+
+    /// `count` callbacks have run.
+    public func settle(_ count: Int) {
+        condition.lock()
+        settled += UInt64(count)
+        if flushWaiters > 0 || stopping { condition.broadcast() }
+        condition.unlock()
+    }
+
+    /// Nothing more will commit (closing while commits fail): every row still queued gets `error`.
+    public func failRemaining(_ error: LedgerError) {
+        condition.lock()
+        let rest = backlogTaken[backlogHead...] + queue
+        queue.removeAll()
+        condition.unlock()
+        backlogTaken.removeAll()
+        backlogHead = 0
+        for pending in rest { pending.onCommit(.failure(error)) }
+        settle(rest.count)
+    }
+
+    /// Waits `millis` before the next attempt at a failed commit; cut short once if `close()`
+    /// arrives meanwhile (`closing`: it had already), so closing is not held up by a long backoff.
+    public func backOff(millis: Int, closing: Bool) {
+        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1_000)
+        condition.lock()
+        while Date() < deadline && (closing || !stopping) {
+            _ = condition.wait(until: deadline)
+        }
+        condition.unlock()
+    }
+
+    /// The writer is done: `close()` returns, waiting `flush()`es give up.
+    public func finished() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
