@@ -314,7 +314,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 let entry = item.entry
                 CallRow.bind(entry, to: insert)
                 do {
-                    try insert.run()
+                    try insert.runRebinding()
                 } catch let error as LedgerError where error.isConstraintViolation {
                     // Only this statement was undone; the transaction and the other rows stand.
                     rejected[index] = error

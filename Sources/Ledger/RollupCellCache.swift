@@ -2,6 +2,11 @@
 struct CellTable: Hashable {
     var level: RollupLevel
     var span: RollupSpan
+
+    static let count = 4
+
+    /// 0..<`count`, so per-table state lives in arrays (hashing a table per cell was a visible cost).
+    var ordinal: Int { (level == .detailed ? 0 : 2) + (span == .hour ? 0 : 1) }
 }
 
 /// The writer's recent rollup cells, as stored, so a batch adds to them without reading them
@@ -27,8 +32,8 @@ struct RollupCellCache {
     /// under its later batch; only its latest listing counts), so trimming needs no sort.
     private var stored: [(generation: UInt64, addresses: [CellAddress])] = []
     private var storedHead = 0
-    /// Per table: the highest span number that may be stored without being in memory.
-    private var storedUpTo: [CellTable: Int64] = [:]
+    /// Per table (by ordinal): the highest span number that may be stored without being in memory.
+    private var storedUpTo = [Int64](repeating: .max, count: CellTable.count)
     private var generation: UInt64 = 0
 
     init(capacity: Int) {
@@ -42,14 +47,15 @@ struct RollupCellCache {
         entries.removeAll(keepingCapacity: true)
         self.stored.removeAll()
         storedHead = 0
-        storedUpTo = stored
+        storedUpTo = [Int64](repeating: .max, count: CellTable.count)
+        for (table, number) in stored { storedUpTo[table.ordinal] = number }
     }
 
     func cell(at address: CellAddress) -> RollupCell? { entries[address]?.cell }
 
     /// Whether a cell missing from memory may be in the ledger (else it is certainly not).
     func mayBeStored(_ address: CellAddress) -> Bool {
-        address.number <= storedUpTo[CellTable(level: address.level, span: address.span), default: .max]
+        address.number <= storedUpTo[address.table.ordinal]
     }
 
     /// Records the cell as now stored.
@@ -69,10 +75,11 @@ struct RollupCellCache {
             let (batch, addresses) = stored[storedHead]
             stored[storedHead].addresses = []
             storedHead += 1
-            for address in addresses where entries[address]?.used == batch {
-                entries.removeValue(forKey: address)
-                let table = CellTable(level: address.level, span: address.span)
-                storedUpTo[table] = max(storedUpTo[table, default: .min], address.number)
+            for address in addresses {
+                guard let index = entries.index(forKey: address), entries.values[index].used == batch else { continue }
+                entries.remove(at: index)
+                let table = address.table.ordinal
+                storedUpTo[table] = max(storedUpTo[table], address.number)
             }
         }
         if storedHead > stored.count / 2 {

@@ -18,9 +18,15 @@ final class RollupStore {
     /// The levels this store keeps (a migration may run before a level's tables exist).
     let levels: [RollupLevel]
     private let connection: SQLiteConnection
-    private var selects: [CellTable: Statement] = [:]
-    private var inserts: [CellTable: Statement] = [:]
-    private var updates: [CellTable: Statement] = [:]
+    /// Reading, inserting and updating one cell of a table.
+    private struct CellStatements {
+        let select: Statement
+        let insert: Statement
+        let update: Statement
+    }
+
+    /// By `CellTable.ordinal`; nil for a level this store does not keep.
+    private var cellStatements = [CellStatements?](repeating: nil, count: CellTable.count)
     private var insertKeys: [RollupLevel: Statement] = [:]
     /// Ids of the rollup keys, loaded whole (thousands of rows at most); see `reload`.
     private var keyIds: [RollupLevel: [RollupKey: Int64]] = [:]
@@ -35,16 +41,16 @@ final class RollupStore {
         for level in levels {
             for span in RollupSpan.allCases {
                 let table = level.table(span), column = span.column
-                let address = CellTable(level: level, span: span)
-                selects[address] = try connection.prepare(
-                    "SELECT \(Self.cellColumns) FROM \(table) WHERE \(column) = ?1 AND key = ?2")
-                inserts[address] = try connection.prepare("""
-                    INSERT INTO \(table) (\(column), key, \(Self.cellColumns))
-                    VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
-                    """)
                 let assignments = Self.cellColumnNames.enumerated().map { "\($0.element) = ?\($0.offset + 3)" }
-                updates[address] = try connection.prepare(
-                    "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(column) = ?1 AND key = ?2")
+                cellStatements[CellTable(level: level, span: span).ordinal] = CellStatements(
+                    select: try connection.prepare(
+                        "SELECT \(Self.cellColumns) FROM \(table) WHERE \(column) = ?1 AND key = ?2"),
+                    insert: try connection.prepare("""
+                        INSERT INTO \(table) (\(column), key, \(Self.cellColumns))
+                        VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
+                        """),
+                    update: try connection.prepare(
+                        "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(column) = ?1 AND key = ?2"))
             }
             let columns = level.keyColumns
             insertKeys[level] = try connection.prepare("""
@@ -56,9 +62,9 @@ final class RollupStore {
     }
 
     func finalize() {
-        for s in selects.values { s.finalize() }
-        for s in inserts.values { s.finalize() }
-        for s in updates.values { s.finalize() }
+        for statements in cellStatements.compactMap({ $0 }) {
+            for s in [statements.select, statements.insert, statements.update] { s.finalize() }
+        }
         for s in insertKeys.values { s.finalize() }
     }
 
@@ -118,7 +124,7 @@ final class RollupStore {
 
     /// Adds `delta` to the stored cell (or stores it), from memory when the cell is there.
     func merge(_ delta: RollupCell, into address: CellAddress) throws {
-        let table = CellTable(level: address.level, span: address.span)
+        let statements = cellStatements[address.table.ordinal]!
         var cell = delta
         var exists = false
         if let known = cache.cell(at: address) {
@@ -126,7 +132,7 @@ final class RollupStore {
             cell.absorb(delta)
             exists = true
         } else if cache.mayBeStored(address) {
-            let select = selects[table]!
+            let select = statements.select
             defer { select.reset() }
             select.bind(address.number, at: 1)
             select.bind(address.key, at: 2)
@@ -136,11 +142,11 @@ final class RollupStore {
                 exists = true
             }
         }
-        let write = exists ? updates[table]! : inserts[table]!
+        let write = exists ? statements.update : statements.insert
         write.bind(address.number, at: 1)
         write.bind(address.key, at: 2)
         Self.bind(cell, to: write, from: 3)
-        try write.run()
+        try write.runRebinding()
         cache.store(cell, at: address)
     }
 
@@ -150,11 +156,21 @@ final class RollupStore {
     static func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
         let cost = cell.cost.storedParts
         let retryCost = cell.retryCost.storedParts
-        let ints: [Int64] = [Int64(cell.requests), Int64(cell.refused), Int64(cell.errors), Int64(cell.inputTokens),
-                             Int64(cell.cachedInputTokens), Int64(cell.cacheWriteTokens), Int64(cell.outputTokens),
-                             Int64(cell.reasoningTokens), cost.low, cost.high, Int64(cell.timed), cell.latencySum,
-                             Int64(cell.retries), retryCost.low, retryCost.high]
-        for (offset, value) in ints.enumerated() { s.bind(value, at: first + Int32(offset)) }
+        s.bind(cell.requests, at: first)
+        s.bind(cell.refused, at: first + 1)
+        s.bind(cell.errors, at: first + 2)
+        s.bind(cell.inputTokens, at: first + 3)
+        s.bind(cell.cachedInputTokens, at: first + 4)
+        s.bind(cell.cacheWriteTokens, at: first + 5)
+        s.bind(cell.outputTokens, at: first + 6)
+        s.bind(cell.reasoningTokens, at: first + 7)
+        s.bind(cost.low, at: first + 8)
+        s.bind(cost.high, at: first + 9)
+        s.bind(cell.timed, at: first + 10)
+        s.bind(cell.latencySum, at: first + 11)
+        s.bind(cell.retries, at: first + 12)
+        s.bind(retryCost.low, at: first + 13)
+        s.bind(retryCost.high, at: first + 14)
         s.bind(blob: cell.latency.encoded(), at: first + 15)
         s.bind(blob: cell.ttft.encoded(), at: first + 16)
         s.bind(cell.quarters, at: first + 17)

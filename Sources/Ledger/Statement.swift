@@ -88,6 +88,14 @@ public final class Statement {
         try step()
     }
 
+    /// Runs a statement that returns no rows and whose every parameter is bound before each run,
+    /// then resets it keeping the bindings: SQLite then reuses their buffers instead of freeing
+    /// and reallocating them per row (the writer's per-row statements).
+    func runRebinding() throws {
+        defer { sqlite3_reset(handle) }
+        try step()
+    }
+
     // MARK: Columns
 
     public func isNull(at column: Int32) -> Bool {
