@@ -133,7 +133,6 @@ final class PendingRollups {
         cells.removeAll(keepingCapacity: true)
         rows = 0
         waitingSince = nil
-        store.endBatch()
     }
 
     /// An hour cell's quarter-hour presence (bits 0..<4) placed at its hour within the day.

@@ -1,11 +1,10 @@
 import CSQLite
 
-/// Reads and merges rollup cells and key ids on one connection, inside the caller's transaction
+/// Adds to rollup cells and keeps key ids on one connection, inside the caller's transaction
 /// (the writer's, or a migration's), so rollups always commit or roll back with their calls.
 ///
-/// Recent cells are kept in memory (`RollupCellCache`), so a batch adds to them without reading
-/// them back. Memory is only valid while this connection is the ledger's only writer and its
-/// transactions commit: after a rollback, or once another connection wrote, call `reload()`.
+/// Key ids are kept in memory, only valid while this connection is the ledger's only writer and
+/// its transactions commit: after a rollback, or once another connection wrote, call `reload()`.
 final class RollupStore {
     static let cellColumnNames = [
         "requests", "refused", "errors", "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
@@ -18,39 +17,21 @@ final class RollupStore {
     /// The levels this store keeps (a migration may run before a level's tables exist).
     let levels: [RollupLevel]
     private let connection: SQLiteConnection
-    /// Reading, inserting and updating one cell of a table.
-    private struct CellStatements {
-        let select: Statement
-        let insert: Statement
-        let update: Statement
-    }
-
-    /// By `CellTable.ordinal`; nil for a level this store does not keep.
-    private var cellStatements = [CellStatements?](repeating: nil, count: CellTable.count)
+    /// By `CellTable.ordinal` (see `RollupUpsert`); nil for a level this store does not keep.
+    private var upserts = [Statement?](repeating: nil, count: CellTable.count)
     private var insertKeys: [RollupLevel: Statement] = [:]
     /// Ids of the rollup keys, loaded whole (thousands of rows at most); see `reload`.
     private var keyIds: [RollupLevel: [RollupKey: Int64]] = [:]
     private var bothIds: [RollupKey: RollupKeyIds] = [:]
-    private var cache: RollupCellCache
 
-    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases,
-         cachedCells: Int = RollupCellCache.defaultCapacity) throws {
+    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases) throws {
         self.connection = connection
         self.levels = levels
-        cache = RollupCellCache(capacity: cachedCells)
+        try RollupUpsert.registerFunctions(on: connection)
         for level in levels {
             for span in RollupSpan.allCases {
-                let table = level.table(span), column = span.column
-                let assignments = Self.cellColumnNames.enumerated().map { "\($0.element) = ?\($0.offset + 3)" }
-                cellStatements[CellTable(level: level, span: span).ordinal] = CellStatements(
-                    select: try connection.prepare(
-                        "SELECT \(Self.cellColumns) FROM \(table) WHERE \(column) = ?1 AND key = ?2"),
-                    insert: try connection.prepare("""
-                        INSERT INTO \(table) (\(column), key, \(Self.cellColumns))
-                        VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
-                        """),
-                    update: try connection.prepare(
-                        "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(column) = ?1 AND key = ?2"))
+                upserts[CellTable(level: level, span: span).ordinal] = try connection.prepare(
+                    RollupUpsert.sql(table: level.table(span), spanColumn: span.column))
             }
             let columns = level.keyColumns
             insertKeys[level] = try connection.prepare("""
@@ -62,27 +43,16 @@ final class RollupStore {
     }
 
     func finalize() {
-        for statements in cellStatements.compactMap({ $0 }) {
-            for s in [statements.select, statements.insert, statements.update] { s.finalize() }
-        }
+        for s in upserts.compactMap({ $0 }) { s.finalize() }
         for s in insertKeys.values { s.finalize() }
     }
 
-    /// Re-reads the key ids and forgets the cells in memory (after another connection may have
-    /// written, or a rollback).
+    /// Re-reads the key ids (after another connection may have written, or a rollback).
     func reload() throws {
         bothIds.removeAll()
         for level in levels {
             keyIds[level] = try Self.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
         }
-        var stored: [CellTable: Int64] = [:]
-        for level in levels {
-            for span in RollupSpan.allCases {
-                stored[CellTable(level: level, span: span)] =
-                    try connection.scalarInt("SELECT MAX(\(span.column)) FROM \(level.table(span))") ?? Int64.min
-            }
-        }
-        cache.reset(storedUpTo: stored)
     }
 
     /// The keys of `level` by id (model, provider and key are nil at the payer level).
@@ -122,36 +92,14 @@ final class RollupStore {
         return ids
     }
 
-    /// Adds `delta` to the stored cell (or stores it), from memory when the cell is there.
+    /// Adds `delta` to the stored cell, or stores it if there is none.
     func merge(_ delta: RollupCell, into address: CellAddress) throws {
-        let statements = cellStatements[address.table.ordinal]!
-        var cell = delta
-        var exists = false
-        if let known = cache.cell(at: address) {
-            cell = known
-            cell.absorb(delta)
-            exists = true
-        } else if cache.mayBeStored(address) {
-            let select = statements.select
-            defer { select.reset() }
-            select.bind(address.number, at: 1)
-            select.bind(address.key, at: 2)
-            if try select.step() {
-                cell = Self.decodeCell(select, from: 0)
-                cell.absorb(delta)
-                exists = true
-            }
-        }
-        let write = exists ? statements.update : statements.insert
-        write.bind(address.number, at: 1)
-        write.bind(address.key, at: 2)
-        Self.bind(cell, to: write, from: 3)
-        try write.runRebinding()
-        cache.store(cell, at: address)
+        let upsert = upserts[address.table.ordinal]!
+        upsert.bind(address.number, at: 1)
+        upsert.bind(address.key, at: 2)
+        Self.bind(delta, to: upsert, from: 3)
+        try upsert.runRebinding()
     }
-
-    /// Ends a batch's merges: drops the least recently used cells past the capacity.
-    func endBatch() { cache.trim() }
 
     static func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
         let cost = cell.cost.storedParts
