@@ -189,18 +189,13 @@ struct CellTable: Hashable {
 }
 
 /// Where a cell lives: its level and span's table, the span number and the level's key id.
-struct CellAddress: Hashable, Comparable {
+struct CellAddress: Hashable {
     var level: RollupLevel
     var span: RollupSpan
     var number: Int64
     var key: Int64
 
     var table: CellTable { CellTable(level: level, span: span) }
-
-    /// Table by table, then in the tables' primary key order (span number, key).
-    static func < (a: CellAddress, b: CellAddress) -> Bool {
-        (a.table.ordinal, a.number, a.key) < (b.table.ordinal, b.number, b.key)
-    }
 }
 
 extension Int128 {

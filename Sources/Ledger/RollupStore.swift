@@ -97,11 +97,15 @@ final class RollupStore {
         let upsert = upserts[address.table.ordinal]!
         upsert.bind(address.number, at: 1)
         upsert.bind(address.key, at: 2)
-        Self.bind(delta, to: upsert, from: 3)
+        bind(delta, to: upsert, from: 3)
         try upsert.runRebinding()
     }
 
-    static func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
+    /// Histogram encodings of the cell being bound, reused so that encoding allocates nothing.
+    private var latencyBytes: [UInt8] = []
+    private var ttftBytes: [UInt8] = []
+
+    private func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
         let cost = cell.cost.storedParts
         let retryCost = cell.retryCost.storedParts
         s.bind(cell.requests, at: first)
@@ -119,8 +123,10 @@ final class RollupStore {
         s.bind(cell.retries, at: first + 12)
         s.bind(retryCost.low, at: first + 13)
         s.bind(retryCost.high, at: first + 14)
-        s.bind(blob: cell.latency.encoded(), at: first + 15)
-        s.bind(blob: cell.ttft.encoded(), at: first + 16)
+        cell.latency.encode(into: &latencyBytes)
+        cell.ttft.encode(into: &ttftBytes)
+        s.bind(blob: latencyBytes, at: first + 15)
+        s.bind(blob: ttftBytes, at: first + 16)
         s.bind(cell.quarters, at: first + 17)
         s.bind(cell.quartersHigh, at: first + 18)
     }
