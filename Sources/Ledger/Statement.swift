@@ -89,8 +89,8 @@ public final class Statement {
     }
 
     /// Runs a statement that returns no rows and whose every parameter is bound before each run,
-    /// then resets it keeping the bindings: SQLite then reuses their buffers instead of freeing
-    /// and reallocating them per row (the writer's per-row statements).
+    /// then resets it keeping the bindings: the next row's binds replace them anyway, so the
+    /// writer's per-row statements skip `sqlite3_clear_bindings`' pass over every parameter.
     func runRebinding() throws {
         defer { sqlite3_reset(handle) }
         try step()
