@@ -49,7 +49,8 @@ struct SparseHistogram: Sendable, Hashable {
     /// Histogram of raw values.
     init(values: [Int64]) {
         guard !values.isEmpty else { return }
-        let indexes = values.map(LatencyBuckets.index(of:)).sorted()
+        var indexes = values.map(LatencyBuckets.index(of:))
+        indexes.sort()
         for i in indexes {
             if let last = pairs.last, last.index == i { pairs[pairs.count - 1].count += 1 }
             else { pairs.append((i, 1)) }
@@ -80,6 +81,13 @@ struct SparseHistogram: Sendable, Hashable {
     /// Varints: index delta from the previous pair, then count, per pair.
     func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
+        encode(into: &bytes)
+        return bytes
+    }
+
+    /// The encoding in place of `bytes`'s contents, reusing its storage.
+    func encode(into bytes: inout [UInt8]) {
+        bytes.removeAll(keepingCapacity: true)
         bytes.reserveCapacity(pairs.count * 3)
         var previous = 0
         for p in pairs {
@@ -87,7 +95,6 @@ struct SparseHistogram: Sendable, Hashable {
             Self.appendVarint(UInt64(p.count), to: &bytes)
             previous = p.index
         }
-        return bytes
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) {

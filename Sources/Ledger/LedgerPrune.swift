@@ -34,8 +34,8 @@ public enum LedgerPrune {
     /// Rolls up the ledger's tail, then deletes the calls that started before `before` (a UTC
     /// midnight, Unix µs), in one transaction. `before` must be at most the last day of the
     /// previous UTC month, so budgets of the current month (in any zone), which are rebuilt from
-    /// raw rows at start-up, keep their rows. Safe while a server writes (it reloads its cached
-    /// cells when another connection commits).
+    /// raw rows at start-up, keep their rows. Safe while a server writes (it reloads its key ids
+    /// and tail when another connection commits).
     public static func prune(path: String, before: Int64, now: Int64 = UnixTime.nowMicros()) throws -> Outcome {
         try checkDate(before, now: now)
         guard FileManager.default.fileExists(atPath: path) else { throw Refusal(description: "no ledger at \(path)") }
@@ -45,7 +45,7 @@ public enum LedgerPrune {
         try Schema.migrate(connection)
         try connection.execute("BEGIN IMMEDIATE")
         do {
-            let rollups = try RollupStore(connection: connection, cachedCells: 0)
+            let rollups = try RollupStore(connection: connection)
             let tail = try PendingRollups(connection: connection, store: rollups)
             defer { rollups.finalize(); tail.finalize() }
             try tail.reload()

@@ -31,9 +31,6 @@ public final class LedgerWriter: @unchecked Sendable {
         /// at four times this it checkpoints even under load. The checkpoint runs after callbacks,
         /// never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         public var checkpointPages: Int32
-        /// Rollup cells kept in memory so batches add to them without reading them back (the
-        /// recent hours and days; least recently used dropped first). 0 reads every cell back.
-        public var rollupCacheCells: Int
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
         /// are exact either way). 1: in every transaction.
@@ -47,7 +44,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
                     retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 1_000,
-                    rollupCacheCells: Int = 65_536, rollupFlushRows: Int = 65_536,
+                    rollupFlushRows: Int = 65_536,
                     rollupFlushInterval: Duration = .seconds(2),
                     onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil,
                     onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)? = nil) {
@@ -57,7 +54,6 @@ public final class LedgerWriter: @unchecked Sendable {
             self.retryMaxMillis = max(self.retryInitialMillis, retryMaxMillis)
             self.closeRetries = max(1, closeRetries)
             self.checkpointPages = max(1, checkpointPages)
-            self.rollupCacheCells = max(0, rollupCacheCells)
             self.rollupFlushRows = max(1, rollupFlushRows)
             self.rollupFlushInterval = max(.zero, rollupFlushInterval)
             self.onCommitFailure = onCommitFailure
@@ -114,7 +110,7 @@ public final class LedgerWriter: @unchecked Sendable {
         rollback = try connection.prepare("ROLLBACK")
         markRetry = try connection.prepare("UPDATE calls SET retry = 1 WHERE rowid = ?1")
         dataVersion = try connection.prepare("PRAGMA data_version")
-        rollups = try RollupStore(connection: connection, cachedCells: options.rollupCacheCells)
+        rollups = try RollupStore(connection: connection)
         retries = try RetryTracker(connection: connection, store: rollups)
         tail = try PendingRollups(connection: connection, store: rollups)
         // The first batch loads the tail (in its transaction, like every later reload).
@@ -224,7 +220,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 let entry = item.entry
                 CallRow.bind(entry, to: insert)
                 do {
-                    try insert.run()
+                    try insert.runRebinding()
                 } catch let error as LedgerError where error.isConstraintViolation {
                     // Only this statement was undone; the transaction and the other rows stand.
                     rejected[index] = error
@@ -244,7 +240,6 @@ public final class LedgerWriter: @unchecked Sendable {
                 try tail.flush()
             }
             try commit.run()
-            rollups.endBatch()
         } catch {
             try? rollback.run()
             stale = true

@@ -22,7 +22,6 @@ enum PayerRollupBackfill {
                     try store.merge(cell, into: CellAddress(level: .payer, span: span, number: number, key: key))
                 }
                 cells.removeAll(keepingCapacity: true)
-                store.endBatch()
             }
             while try s.step() {
                 let next = s.int64(at: 0)

@@ -27,7 +27,6 @@ enum RollupBackfill {
         func flush() throws {
             for (address, builder) in cells { try store.merge(builder.built(), into: address) }
             cells.removeAll(keepingCapacity: true)
-            store.endBatch()
         }
         while try s.step() {
             let startedAt = s.int64(at: 1)

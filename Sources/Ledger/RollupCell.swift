@@ -177,12 +177,25 @@ struct RollupCellBuilder {
     }
 }
 
+/// The table of a level and span.
+struct CellTable: Hashable {
+    var level: RollupLevel
+    var span: RollupSpan
+
+    static let count = 4
+
+    /// 0..<`count`, so per-table state lives in arrays (hashing a table per cell was a visible cost).
+    var ordinal: Int { (level == .detailed ? 0 : 2) + (span == .hour ? 0 : 1) }
+}
+
 /// Where a cell lives: its level and span's table, the span number and the level's key id.
 struct CellAddress: Hashable {
     var level: RollupLevel
     var span: RollupSpan
     var number: Int64
     var key: Int64
+
+    var table: CellTable { CellTable(level: level, span: span) }
 }
 
 extension Int128 {

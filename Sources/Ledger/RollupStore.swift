@@ -1,11 +1,10 @@
 import CSQLite
 
-/// Reads and merges rollup cells and key ids on one connection, inside the caller's transaction
+/// Adds to rollup cells and keeps key ids on one connection, inside the caller's transaction
 /// (the writer's, or a migration's), so rollups always commit or roll back with their calls.
 ///
-/// Recent cells are kept in memory (`RollupCellCache`), so a batch adds to them without reading
-/// them back. Memory is only valid while this connection is the ledger's only writer and its
-/// transactions commit: after a rollback, or once another connection wrote, call `reload()`.
+/// Key ids are kept in memory, only valid while this connection is the ledger's only writer and
+/// its transactions commit: after a rollback, or once another connection wrote, call `reload()`.
 final class RollupStore {
     static let cellColumnNames = [
         "requests", "refused", "errors", "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
@@ -18,33 +17,21 @@ final class RollupStore {
     /// The levels this store keeps (a migration may run before a level's tables exist).
     let levels: [RollupLevel]
     private let connection: SQLiteConnection
-    private var selects: [CellTable: Statement] = [:]
-    private var inserts: [CellTable: Statement] = [:]
-    private var updates: [CellTable: Statement] = [:]
+    /// By `CellTable.ordinal` (see `RollupUpsert`); nil for a level this store does not keep.
+    private var upserts = [Statement?](repeating: nil, count: CellTable.count)
     private var insertKeys: [RollupLevel: Statement] = [:]
     /// Ids of the rollup keys, loaded whole (thousands of rows at most); see `reload`.
     private var keyIds: [RollupLevel: [RollupKey: Int64]] = [:]
     private var bothIds: [RollupKey: RollupKeyIds] = [:]
-    private var cache: RollupCellCache
 
-    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases,
-         cachedCells: Int = RollupCellCache.defaultCapacity) throws {
+    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases) throws {
         self.connection = connection
         self.levels = levels
-        cache = RollupCellCache(capacity: cachedCells)
+        try RollupUpsert.registerFunctions(on: connection)
         for level in levels {
             for span in RollupSpan.allCases {
-                let table = level.table(span), column = span.column
-                let address = CellTable(level: level, span: span)
-                selects[address] = try connection.prepare(
-                    "SELECT \(Self.cellColumns) FROM \(table) WHERE \(column) = ?1 AND key = ?2")
-                inserts[address] = try connection.prepare("""
-                    INSERT INTO \(table) (\(column), key, \(Self.cellColumns))
-                    VALUES (?1, ?2, \((3...21).map { "?\($0)" }.joined(separator: ", ")))
-                    """)
-                let assignments = Self.cellColumnNames.enumerated().map { "\($0.element) = ?\($0.offset + 3)" }
-                updates[address] = try connection.prepare(
-                    "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(column) = ?1 AND key = ?2")
+                upserts[CellTable(level: level, span: span).ordinal] = try connection.prepare(
+                    RollupUpsert.sql(table: level.table(span), spanColumn: span.column))
             }
             let columns = level.keyColumns
             insertKeys[level] = try connection.prepare("""
@@ -56,27 +43,16 @@ final class RollupStore {
     }
 
     func finalize() {
-        for s in selects.values { s.finalize() }
-        for s in inserts.values { s.finalize() }
-        for s in updates.values { s.finalize() }
+        for s in upserts.compactMap({ $0 }) { s.finalize() }
         for s in insertKeys.values { s.finalize() }
     }
 
-    /// Re-reads the key ids and forgets the cells in memory (after another connection may have
-    /// written, or a rollback).
+    /// Re-reads the key ids (after another connection may have written, or a rollback).
     func reload() throws {
         bothIds.removeAll()
         for level in levels {
             keyIds[level] = try Self.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
         }
-        var stored: [CellTable: Int64] = [:]
-        for level in levels {
-            for span in RollupSpan.allCases {
-                stored[CellTable(level: level, span: span)] =
-                    try connection.scalarInt("SELECT MAX(\(span.column)) FROM \(level.table(span))") ?? Int64.min
-            }
-        }
-        cache.reset(storedUpTo: stored)
     }
 
     /// The keys of `level` by id (model, provider and key are nil at the payer level).
@@ -116,47 +92,41 @@ final class RollupStore {
         return ids
     }
 
-    /// Adds `delta` to the stored cell (or stores it), from memory when the cell is there.
+    /// Adds `delta` to the stored cell, or stores it if there is none.
     func merge(_ delta: RollupCell, into address: CellAddress) throws {
-        let table = CellTable(level: address.level, span: address.span)
-        var cell = delta
-        var exists = false
-        if let known = cache.cell(at: address) {
-            cell = known
-            cell.absorb(delta)
-            exists = true
-        } else if cache.mayBeStored(address) {
-            let select = selects[table]!
-            defer { select.reset() }
-            select.bind(address.number, at: 1)
-            select.bind(address.key, at: 2)
-            if try select.step() {
-                cell = Self.decodeCell(select, from: 0)
-                cell.absorb(delta)
-                exists = true
-            }
-        }
-        let write = exists ? updates[table]! : inserts[table]!
-        write.bind(address.number, at: 1)
-        write.bind(address.key, at: 2)
-        Self.bind(cell, to: write, from: 3)
-        try write.run()
-        cache.store(cell, at: address)
+        let upsert = upserts[address.table.ordinal]!
+        upsert.bind(address.number, at: 1)
+        upsert.bind(address.key, at: 2)
+        bind(delta, to: upsert, from: 3)
+        try upsert.runRebinding()
     }
 
-    /// Ends a batch's merges: drops the least recently used cells past the capacity.
-    func endBatch() { cache.trim() }
+    /// Histogram encodings of the cell being bound, reused so that encoding allocates nothing.
+    private var latencyBytes: [UInt8] = []
+    private var ttftBytes: [UInt8] = []
 
-    static func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
+    private func bind(_ cell: RollupCell, to s: Statement, from first: Int32) {
         let cost = cell.cost.storedParts
         let retryCost = cell.retryCost.storedParts
-        let ints: [Int64] = [Int64(cell.requests), Int64(cell.refused), Int64(cell.errors), Int64(cell.inputTokens),
-                             Int64(cell.cachedInputTokens), Int64(cell.cacheWriteTokens), Int64(cell.outputTokens),
-                             Int64(cell.reasoningTokens), cost.low, cost.high, Int64(cell.timed), cell.latencySum,
-                             Int64(cell.retries), retryCost.low, retryCost.high]
-        for (offset, value) in ints.enumerated() { s.bind(value, at: first + Int32(offset)) }
-        s.bind(blob: cell.latency.encoded(), at: first + 15)
-        s.bind(blob: cell.ttft.encoded(), at: first + 16)
+        s.bind(cell.requests, at: first)
+        s.bind(cell.refused, at: first + 1)
+        s.bind(cell.errors, at: first + 2)
+        s.bind(cell.inputTokens, at: first + 3)
+        s.bind(cell.cachedInputTokens, at: first + 4)
+        s.bind(cell.cacheWriteTokens, at: first + 5)
+        s.bind(cell.outputTokens, at: first + 6)
+        s.bind(cell.reasoningTokens, at: first + 7)
+        s.bind(cost.low, at: first + 8)
+        s.bind(cost.high, at: first + 9)
+        s.bind(cell.timed, at: first + 10)
+        s.bind(cell.latencySum, at: first + 11)
+        s.bind(cell.retries, at: first + 12)
+        s.bind(retryCost.low, at: first + 13)
+        s.bind(retryCost.high, at: first + 14)
+        cell.latency.encode(into: &latencyBytes)
+        cell.ttft.encode(into: &ttftBytes)
+        s.bind(blob: latencyBytes, at: first + 15)
+        s.bind(blob: ttftBytes, at: first + 16)
         s.bind(cell.quarters, at: first + 17)
         s.bind(cell.quartersHigh, at: first + 18)
     }

@@ -102,7 +102,7 @@ public enum RollupTransfer {
     }
 
     private static func insert(_ cells: [Cell], on connection: SQLiteConnection) throws {
-        let store = try RollupStore(connection: connection, cachedCells: 0)
+        let store = try RollupStore(connection: connection)
         defer { store.finalize() }
         var inserts: [String: Statement] = [:]
         defer { for s in inserts.values { s.finalize() } }

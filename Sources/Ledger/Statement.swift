@@ -1,7 +1,7 @@
 import CSQLite
 
 /// SQLite copies bound text at bind time; the Swift string's buffer may not outlive the call.
-private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// A prepared statement with typed binds and columns. Parameter and column indexes follow SQLite:
 /// parameters from 1, columns from 0. Used on its connection's thread only.
@@ -51,7 +51,7 @@ public final class Statement {
         var copy = value
         copy.withUTF8 { bytes in
             _ = bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), transient)
+                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), sqliteTransient)
             }
         }
     }
@@ -59,7 +59,7 @@ public final class Statement {
     public func bind(blob bytes: [UInt8], at index: Int32) {
         bytes.withUnsafeBytes { raw in
             // A zero-length blob must still be a blob, not NULL: SQLite needs a non-nil pointer.
-            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), sqliteTransient)
         }
     }
 
@@ -85,6 +85,14 @@ public final class Statement {
     /// Runs a statement that returns no rows, then resets it.
     public func run() throws {
         defer { reset() }
+        try step()
+    }
+
+    /// Runs a statement that returns no rows and whose every parameter is bound before each run,
+    /// then resets it keeping the bindings: the next row's binds replace them anyway, so the
+    /// writer's per-row statements skip `sqlite3_clear_bindings`' pass over every parameter.
+    func runRebinding() throws {
+        defer { sqlite3_reset(handle) }
         try step()
     }
 
