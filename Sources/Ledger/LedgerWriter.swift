@@ -27,9 +27,10 @@ public final class LedgerWriter: @unchecked Sendable {
         public var retryMaxMillis: Int
         /// Attempts per batch once `close()` was called, before its rows are failed.
         public var closeRetries: Int
-        /// WAL pages written since the last checkpoint that make the writer checkpoint when idle;
-        /// at four times this it checkpoints even under load. The checkpoint runs after callbacks,
-        /// never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
+        /// WAL pages written since the last checkpoint that make the writer ask for one when idle
+        /// (run by `BackgroundCheckpoint`, beside the commits); at four times this it checkpoints
+        /// itself, even under load, which bounds the WAL. Never inside a commit (SQLite's
+        /// auto-checkpoint, which fsyncs in COMMIT, is replaced).
         public var checkpointPages: Int32
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
@@ -90,6 +91,7 @@ public final class LedgerWriter: @unchecked Sendable {
     private var stale = false
     private let wal = WalProgress()
     private var walPagesAtCheckpoint: Int32 = 0
+    private let checkpointer: BackgroundCheckpoint
 
     /// Opens (creating if needed) and migrates the ledger at `path`, then starts the writer thread.
     public init(path: String, options: Options = Options()) throws {
@@ -117,6 +119,7 @@ public final class LedgerWriter: @unchecked Sendable {
         stale = true
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
+        checkpointer = try BackgroundCheckpoint(path: path)
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
         let thread = Thread { [weak self] in self?.run() }
@@ -169,6 +172,7 @@ public final class LedgerWriter: @unchecked Sendable {
         // writer find them.
         if tail.rows > 0 { _ = write([], flushRollups: true) }
         sqlite3_wal_hook(connection.handle, nil, nil)
+        checkpointer.close()
         // Finalized first so the close is immediate: the last connection to close checkpoints
         // and removes the WAL.
         for statement in [insert, begin, commit, rollback, markRetry, dataVersion] { statement.finalize() }
@@ -270,10 +274,12 @@ public final class LedgerWriter: @unchecked Sendable {
         let written = pages - walPagesAtCheckpoint
         guard written >= options.checkpointPages else { return }
         if written < options.checkpointPages * 4 {
-            guard queue.isIdle else { return }
+            guard queue.isIdle, checkpointer.request() else { return }
+        } else {
+            // Under sustained load the background checkpoint never catches up with the writer,
+            // and the WAL could not start over: this one, between two batches, lets it.
+            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         }
-        // PASSIVE: never waits for readers (a running report keeps its snapshot).
-        sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         walPagesAtCheckpoint = pages
     }
 

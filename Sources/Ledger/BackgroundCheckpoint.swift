@@ -1,0 +1,65 @@
+import CSQLite
+import Foundation
+
+/// Checkpoints the ledger's WAL on a thread and connection of its own, so that a commit arriving
+/// meanwhile is not held behind the checkpoint's fsyncs (milliseconds here): run by the writer
+/// between two calls at one client connection, that wait was the p99 (4.6 ms with the ledger,
+/// 0.8 ms without). PASSIVE: it never blocks the writer or a reader; once a checkpoint has copied
+/// the whole WAL, the writer's next commit starts the WAL over from its beginning.
+final class BackgroundCheckpoint: @unchecked Sendable {
+    private let connection: SQLiteConnection
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var requested = false
+    private var running = false
+    private var stopping = false
+    private var stopped = false
+
+    /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
+    init(path: String) throws {
+        connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: 0)
+        // Holds the thread's only strong reference until `close()` ends `run`.
+        let thread = Thread { [self] in run() }
+        thread.name = "tokenctl-checkpoint"
+        thread.start()
+    }
+
+    /// Starts a checkpoint unless one is asked for or running; false then (ask again later).
+    func request() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !requested && !running && !stopping else { return false }
+        requested = true
+        condition.signal()
+        return true
+    }
+
+    /// Waits for a running checkpoint and closes the connection (before the writer's, so the
+    /// writer's connection is the last one and removes the WAL).
+    func close() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        condition.unlock()
+        connection.close()
+    }
+
+    private func run() {
+        condition.lock()
+        while true {
+            while !requested && !stopping { condition.wait() }
+            if stopping { break }
+            requested = false
+            running = true
+            condition.unlock()
+            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            condition.lock()
+            running = false
+        }
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
