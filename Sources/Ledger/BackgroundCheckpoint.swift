@@ -19,6 +19,9 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
     init(path: String) throws {
         connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: 0)
+        // A connection that has read nothing yet has not opened the WAL, and its checkpoint
+        // would silently do nothing.
+        try connection.execute("SELECT count(*) FROM sqlite_master")
         // Holds the thread's only strong reference until `close()` ends `run`.
         let thread = Thread { [self] in run() }
         thread.name = "tokenctl-checkpoint"

@@ -274,12 +274,14 @@ public final class LedgerWriter: @unchecked Sendable {
         let written = pages - walPagesAtCheckpoint
         guard written >= options.checkpointPages else { return }
         if written < options.checkpointPages * 4 {
-            guard queue.isIdle, checkpointer.request() else { return }
-        } else {
-            // Under sustained load the background checkpoint never catches up with the writer,
-            // and the WAL could not start over: this one, between two batches, lets it.
-            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            // The WAL starts over at the next commit once a checkpoint copied all of it; if
+            // the background ones cannot keep up, `written` grows on to the bound below.
+            if queue.isIdle { _ = checkpointer.request() }
+            return
         }
+        // Under sustained load the background checkpoint never catches up with the writer, and
+        // the WAL could not start over: this one, between two batches, lets it.
+        sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         walPagesAtCheckpoint = pages
     }
 
