@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Two builds of tokenctl side by side, interleaved run by run: CPU µs per request, req/s and
+# latency at a connection count (a shared machine's drift hits both alike).
+# Usage: bench/ab.sh DIR_A DIR_B [connections=16] [seconds=6] [rounds=4]
+#   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
+#   built from an older commit and one from HEAD.
+# Pinning as in bench/run: tokenctl (--threads 1) on core 0, FakeLLM and wrk on core 1.
+set -euo pipefail
+a=$1 b=$2 conns=${3:-16} secs=${4:-6} rounds=${5:-4}
+root=$(cd "$(dirname "$0")/.." && pwd)
+command -v wrk >/dev/null || "$root/scripts/install-deps.sh" wrk
+
+listening_url() { for _ in $(seq 100); do grep -o 'http://[0-9.:]*' "$1" 2>/dev/null | head -1 && return; sleep 0.1; done; }
+
+run() {  # dir
+  local bin=$1 work pids=()
+  work=$(mktemp -d)
+  taskset -c 1 "$bin/fakellm" --port 0 >"$work/fake.log" 2>&1 & pids+=($!)
+  local fake; fake=$(listening_url "$work/fake.log")
+  mkdir -p "$work/policies"; cp "$root/policies/prices.yaml" "$work/policies/"
+  printf 'providers:\n  instant: { dialect: openai, base_url: "%s/v1" }\nmodels:\n  - { match: "gpt-4o-mini", provider: instant }\n' \
+    "$fake" >"$work/policies/providers.yaml"
+  local key; key=$("$bin/tokenctl" keys create --user bench --db "$work/ledger.sqlite" | tail -1)
+  taskset -c 0 "$bin/tokenctl" serve --policies "$work/policies" --db "$work/ledger.sqlite" --port 0 --threads 1 \
+    >"$work/tokenctl.log" 2>&1 & local pid=$!; pids+=($pid)
+  local url; url=$(listening_url "$work/tokenctl.log")/v1/chat/completions
+  TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d2s -s "$root/bench/chat.lua" "$url" >/dev/null  # warm-up
+  local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local result; result=$(TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" -s "$root/bench/chat.lua" "$url" | grep RESULT)
+  local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local requests; requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$result")
+  local hz; hz=$(getconf CLK_TCK)
+  echo "${result#RESULT } cpu_us_per_req=$(( (t1 - t0) * 1000000 / hz / requests ))"
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+  rm -rf "$work"
+}
+
+echo "# $(date -u '+%F %T UTC'), $conns connections, ${secs}s per run; load: $(uptime | sed 's/.*load/load/')"
+for round in $(seq "$rounds"); do
+  echo "A round $round: $(run "$a")"
+  echo "B round $round: $(run "$b")"
+done
+echo "# load after: $(uptime | sed 's/.*load/load/')"
