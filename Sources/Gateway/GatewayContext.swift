@@ -48,7 +48,8 @@ final class GatewayContext: Sendable {
         let logger = self.logger
         let metrics = self.metrics
         let recorded = entry
-        ledger.append(entry) { result in
+        // Staged: the loop commits the rows of its pass itself, after the pass (no thread hop).
+        let mustCommit = ledger.stage(entry) { result in
             switch result {
             case .success: metrics.recordCall(recorded)
             case .failure: metrics.recordCommitFailure(recorded)
@@ -63,6 +64,10 @@ final class GatewayContext: Sendable {
                 }
                 deliver()
             }
+        }
+        if mustCommit {
+            let ledger = self.ledger
+            loop.execute { ledger.commitStaged() }
         }
     }
 }

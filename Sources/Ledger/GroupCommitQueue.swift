@@ -4,8 +4,13 @@ import Foundation
 /// SQLite's `LedgerWriter` and the PostgreSQL writer: appends from any thread, batches taken
 /// whole by the writer (group commit), callbacks counted as settled, `flush` and `close`.
 ///
-/// Threading: `append`, `backlog`, `flush` and `close` from any thread but the writer's; the
-/// rest from the writer thread only. Everything shared is guarded by one condition.
+/// Rows can also be staged (`stage`): queued without waking the writer, for a caller that commits
+/// them itself on its own thread (SQLite's writer lets an event loop do that: no thread hop).
+///
+/// Threading: `append`, `stage`, `backlog`, `flush` and `close` from any thread but the writer's.
+/// Taking rows (`takeBatch`, `requeueFront`) is for whoever commits, one at a time (the writer
+/// thread, or a caller holding the writer's commit lock). Everything shared is guarded by one
+/// condition.
 public final class GroupCommitQueue: @unchecked Sendable {
     public struct Pending: Sendable {
         public let entry: LedgerEntry
@@ -24,8 +29,13 @@ public final class GroupCommitQueue: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private var writer: Thread?
+    /// Something asked for the writer thread: appended rows, a failed staged commit, housekeeping.
+    /// Staged rows alone do not: their callers commit them.
+    private var writerWanted = false
+    /// When an idle writer thread has work of its own (rollups due), if ever.
+    private var wakeAt: ContinuousClock.Instant?
 
-    // Writer thread only.
+    // Whoever commits (one at a time).
     /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
     private var backlogTaken: [Pending] = []
     private var backlogHead = 0
@@ -50,8 +60,25 @@ public final class GroupCommitQueue: @unchecked Sendable {
         queue.append(Pending(entry: entry, onCommit: onCommit))
         accepted += 1
         // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
-        if queue.count == 1 { condition.broadcast() }
+        // (Staged rows before this one: their caller commits this one with them.)
+        if queue.count == 1 {
+            writerWanted = true
+            condition.broadcast()
+        }
         return true
+    }
+
+    /// Queues `entry` without waking the writer thread: the caller commits it (or a writer that is
+    /// committing anyway takes it along). nil once closing (nothing queued: the caller fails it);
+    /// true when the queue was empty, i.e. this caller must see to a commit; false when one is
+    /// already due for the rows before it.
+    public func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return nil }
+        queue.append(Pending(entry: entry, onCommit: onCommit))
+        accepted += 1
+        return queue.count == 1
     }
 
     /// Rows queued and not yet settled.
@@ -66,6 +93,12 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.lock()
         precondition(Thread.current !== writer, "flush() from a ledger callback would deadlock")
         let target = accepted
+        // Staged rows are committed by whoever staged them, soon; the writer thread takes them
+        // now, should that caller never come back to them.
+        if !queue.isEmpty {
+            writerWanted = true
+            condition.broadcast()
+        }
         flushWaiters += 1
         while settled < target && !stopped { condition.wait() }
         flushWaiters -= 1
@@ -97,29 +130,65 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return queue.isEmpty && backlogHead == backlogTaken.count
     }
 
-    /// Waits for work and moves up to `maxBatch` rows into the empty `batch`; false once closing
-    /// and drained. With `wakeAt`, an idle wait ends at that instant with `batch` left empty (the
-    /// writer has work of its own then). Swaps buffers, so neither array reallocates in steady
-    /// state; a queue longer than a batch is taken whole and served batch by batch from
-    /// `backlogTaken` (not shifted down per batch, which would copy the whole backlog each time).
-    public func nextBatch(into batch: inout [Pending], wakeAt: () -> ContinuousClock.Instant? = { nil }) -> Bool {
+    /// Something is queued (staged rows included).
+    public var hasQueued: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !queue.isEmpty
+    }
+
+    /// Wakes the writer thread even with nothing queued (it has housekeeping to do, or staged rows
+    /// whose commit failed to retry with its backoff).
+    public func requestWriter() {
+        condition.lock()
+        writerWanted = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// When the writer thread, idle, has work of its own; an earlier instant than it sleeps
+    /// towards wakes it.
+    public func setWakeAt(_ instant: ContinuousClock.Instant?) {
+        condition.lock()
+        let earlier = instant.map { new in wakeAt.map { new < $0 } ?? true } ?? false
+        wakeAt = instant
+        if earlier { condition.broadcast() }
+        condition.unlock()
+    }
+
+    /// Writer thread: sleeps until rows are appended (not staged), the writer is asked for
+    /// (`requestWriter`) or the `setWakeAt` instant passes. False once closing and nothing is queued.
+    public func waitForWork() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !writerWanted && !stopping {
+            guard let instant = wakeAt else { condition.wait(); continue }
+            let left = instant - .now
+            if left <= .zero { break }
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+        }
+        writerWanted = false
+        return !(stopping && queue.isEmpty)
+    }
+
+    /// Moves up to `maxBatch` rows into the empty `batch`; false when nothing is queued. Swaps
+    /// buffers, so neither array reallocates in steady state; a queue longer than a batch is
+    /// taken whole and served batch by batch from `backlogTaken` (not shifted down per batch,
+    /// which would copy the whole backlog each time).
+    public func takeBatch(into batch: inout [Pending]) -> Bool {
         if backlogHead < backlogTaken.count {
             let end = min(backlogHead + maxBatch, backlogTaken.count)
             batch.append(contentsOf: backlogTaken[backlogHead..<end])
             backlogHead = end
             return true
         }
-        backlogTaken.removeAll(keepingCapacity: false)
-        backlogHead = 0
+        if !backlogTaken.isEmpty {
+            backlogTaken.removeAll(keepingCapacity: false)
+            backlogHead = 0
+        }
         condition.lock()
         defer { condition.unlock() }
-        while queue.isEmpty && !stopping {
-            guard let instant = wakeAt() else { condition.wait(); continue }
-            let left = instant - .now
-            if left <= .zero { return true }
-            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
-            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
-        }
         if queue.isEmpty { return false }
         if queue.count <= maxBatch {
             swap(&batch, &queue)
@@ -128,6 +197,23 @@ public final class GroupCommitQueue: @unchecked Sendable {
             batch.append(contentsOf: backlogTaken.prefix(maxBatch))
             backlogHead = maxBatch
         }
+        return true
+    }
+
+    /// Puts a batch that could not commit back before everything else, so that it is taken next
+    /// and callbacks keep their order.
+    public func requeueFront(_ batch: [Pending]) {
+        guard !batch.isEmpty else { return }
+        backlogTaken = batch + backlogTaken[backlogHead...]
+        backlogHead = 0
+    }
+
+    /// A single writer thread's loop step: waits for work, then takes a batch. True with `batch`
+    /// left empty when the writer was woken for housekeeping; false once closing and drained.
+    public func nextBatch(into batch: inout [Pending]) -> Bool {
+        if takeBatch(into: &batch) { return true }
+        guard waitForWork() else { return false }
+        _ = takeBatch(into: &batch)
         return true
     }
 

@@ -4,15 +4,31 @@ import Metering
 /// Where the gateway records calls: SQLite's `LedgerWriter` (the default, one node) or the
 /// PostgreSQL writer (several replicas, one ledger). Both are single batched writers with group
 /// commit: `onCommit` runs only after the row's transaction committed (invariant 1), in append
-/// order, on the writer's own thread or task; it must be quick and must not call `flush`/`close`.
+/// order, on the thread that committed (the writer's, or the caller's with `stage`); it must be
+/// quick and must not call `flush`/`close`.
 public protocol LedgerSink: AnyObject, Sendable {
     func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion)
+    /// Like `append`, but the caller may commit on its own thread: true asks it to call
+    /// `commitStaged()` soon (once for all the rows it stages meanwhile). A sink that cannot
+    /// commit on the caller's thread appends and returns false.
+    func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool
+    /// Commits staged rows on the calling thread if nobody else is committing; never waits.
+    func commitStaged()
     /// Rows accepted and not yet settled (committed or failed).
     var backlog: Int { get }
     /// Returns once every row accepted before the call has settled.
     func flush()
     /// Settles what is queued (retrying failed commits a bounded number of times) and stops.
     func close()
+}
+
+extension LedgerSink {
+    public func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool {
+        append(entry, onCommit: onCommit)
+        return false
+    }
+
+    public func commitStaged() {}
 }
 
 /// What reads the ledger: reports, exports, the quota rebuild at start-up, the admin API.

@@ -5,9 +5,19 @@ import Foundation
 /// transaction (group commit), then tells each caller its row is durable.
 ///
 /// Threading: `append` may be called from any thread; it only enqueues under a lock and wakes the
-/// writer when the queue goes from empty to non-empty. Callbacks run on the writer thread, in
-/// append order, after their transaction committed; they must be quick and must not call `flush`
-/// or `close` (hop to your own event loop instead).
+/// writer when the queue goes from empty to non-empty. Callbacks run in append order after their
+/// transaction committed, on the thread that committed it; they must be quick and must not call
+/// `flush` or `close` (hop to your own event loop instead).
+///
+/// Committing on the caller's thread: `stage` queues a row without waking the writer thread, and
+/// the caller then runs `commitStaged` on its own thread, e.g. once per event-loop pass for every
+/// row staged in that pass. An event loop commits its calls' rows itself then, and runs their
+/// callbacks itself: the two thread hand-offs per call (to the writer and back) were the largest
+/// cost of recording at one client connection. One commit lock keeps a single writer: a caller
+/// that finds it taken leaves its rows to the holder, which takes every queued row before it
+/// lets go. A staged commit never waits: it does not wait for another process's write lock, and
+/// a batch that fails goes back to the front of the queue for the writer thread, which retries
+/// it with backoff as usual. Rollup flushes and forced checkpoints stay on the writer thread.
 ///
 /// Failures: a failed transaction is rolled back and retried with backoff, keeping its rows; no
 /// callback runs before its row is committed. A row rejected by a constraint (a duplicate call id)
@@ -34,7 +44,8 @@ public final class LedgerWriter: @unchecked Sendable {
         public var checkpointPages: Int32
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
-        /// are exact either way). 1: in every transaction.
+        /// are exact either way). 1: in every transaction of the writer thread (a staged commit
+        /// leaves the rollups to it).
         public var rollupFlushRows: Int
         public var rollupFlushInterval: Duration
         /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
@@ -92,6 +103,15 @@ public final class LedgerWriter: @unchecked Sendable {
     private let wal = WalProgress()
     private var walPagesAtCheckpoint: Int32 = 0
     private let checkpointer: BackgroundCheckpoint
+    /// Held by whoever commits: the writer thread or a caller in `commitStaged`. Guards the
+    /// connection and everything above (the writer's state), and `closed` and `busyMillis`.
+    private let commitLock = NSLock()
+    private var closed = false
+    /// The connection's busy timeout in force: 0 for staged commits, which must not wait.
+    private var busyMillis: Int32
+    /// The rollups' due instant last handed to the queue (the writer thread's wake-up).
+    private var publishedRollupsDue: ContinuousClock.Instant?
+    private var batch: [Pending] = []
 
     /// Opens (creating if needed) and migrates the ledger at `path`, then starts the writer thread.
     public init(path: String, options: Options = Options()) throws {
@@ -120,6 +140,7 @@ public final class LedgerWriter: @unchecked Sendable {
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
         checkpointer = try BackgroundCheckpoint(path: path)
+        busyMillis = options.busyTimeoutMillis
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
         let thread = Thread { [weak self] in self?.run() }
@@ -134,6 +155,35 @@ public final class LedgerWriter: @unchecked Sendable {
         if !queue.append(entry, onCommit: onCommit) { onCommit(.failure(.closed)) }
     }
 
+    /// Queues `entry` for the caller to commit (see the type's notes). True when the caller must
+    /// run `commitStaged()` soon on its own thread; false when a commit is already due for the
+    /// rows staged before (this one goes with them). After `close()`, fails at once with
+    /// `.closed` on the caller's thread and returns false.
+    public func stage(_ entry: LedgerEntry, onCommit: @escaping Completion) -> Bool {
+        guard let first = queue.stage(entry, onCommit: onCommit) else {
+            onCommit(.failure(.closed))
+            return false
+        }
+        return first
+    }
+
+    /// Commits what is queued on the calling thread, callbacks included, unless another thread
+    /// is committing (it takes these rows too). Never waits for a lock or another process.
+    public func commitStaged() {
+        commitUnlessTaken(onWriterThread: false)
+    }
+
+    /// Commits while rows are queued and nobody else holds the commit lock. The holder checks
+    /// again after letting go: rows staged meanwhile were left to it by callers that found the
+    /// lock taken.
+    private func commitUnlessTaken(onWriterThread: Bool) {
+        while queue.hasQueued, commitLock.try() {
+            let committed = !closed && commitQueued(onWriterThread: onWriterThread)
+            commitLock.unlock()
+            guard committed else { return }
+        }
+    }
+
     /// Rows queued and not yet settled: the ledger's backlog, for metrics.
     public var backlog: Int { queue.backlog }
 
@@ -146,28 +196,15 @@ public final class LedgerWriter: @unchecked Sendable {
     // MARK: Writer thread
 
     private func run() {
-        var batch: [Pending] = []
-        let clock = ContinuousClock()
-        // Calls waiting for the rollups wake an idle writer when they are due (an empty batch).
-        let rollupsDue = { [tail, options] in tail.waitingSince.map { $0 + options.rollupFlushInterval } }
-        while queue.nextBatch(into: &batch, wakeAt: rollupsDue) {
-            let started = clock.now
-            switch commitWithRetry(batch) {
-            case .committed(let rejected):
-                if !batch.isEmpty { options.onBatchCommitted?(batch.count - rejected.count, clock.now - started) }
-                for (index, pending) in batch.enumerated() {
-                    pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
-                }
-                queue.settle(batch.count)
-                checkpointIfDue()
-            case .failed(let error):
-                // Only reached while closing: nothing more will commit, so say so to everyone.
-                for pending in batch { pending.onCommit(.failure(error)) }
-                queue.settle(batch.count)
-                queue.failRemaining(error)
-            }
-            batch.removeAll(keepingCapacity: true)
+        while queue.waitForWork() {
+            commitLock.lock()
+            _ = commitQueued(onWriterThread: true)
+            commitLock.unlock()
+            commitUnlessTaken(onWriterThread: true)
         }
+        commitLock.lock()
+        // Rows a staged commit handed back while this thread was stopping.
+        _ = commitQueued(onWriterThread: true)
         // One attempt: if it fails the calls stay in the tail, where reports and the next
         // writer find them.
         if tail.rows > 0 { _ = write([], flushRollups: true) }
@@ -180,7 +217,72 @@ public final class LedgerWriter: @unchecked Sendable {
         retries.finalize()
         tail.finalize()
         connection.close()
+        closed = true
+        commitLock.unlock()
         queue.finished()
+    }
+
+    /// Commits every queued row, batch by batch, then sees to the rollups and the WAL. Holds the
+    /// commit lock. The writer thread retries a failed batch with backoff (see the type's notes);
+    /// a staged commit makes one attempt without waiting, and on failure hands the batch back to
+    /// the writer thread and returns false.
+    private func commitQueued(onWriterThread: Bool) -> Bool {
+        setBusyTimeout(onWriterThread ? options.busyTimeoutMillis : 0)
+        let clock = ContinuousClock()
+        while queue.takeBatch(into: &batch) {
+            let started = clock.now
+            let result = onWriterThread
+                ? commitWithRetry(batch, flushRollups: rollupsDue(adding: batch.count))
+                : write(batch, flushRollups: false)
+            switch result {
+            case .committed(let rejected):
+                options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
+                for (index, pending) in batch.enumerated() {
+                    pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
+                }
+                queue.settle(batch.count)
+                // Between batches too: under sustained load the queue may never run dry.
+                checkpointIfDue(onWriterThread: onWriterThread)
+            case .failed where !onWriterThread:
+                // Not counted as a failed attempt (that marks the ledger failing and the gateway
+                // refuses calls): the writer thread's own attempt, with the busy timeout, is.
+                queue.requeueFront(batch)
+                batch.removeAll(keepingCapacity: true)
+                queue.requestWriter()
+                return false
+            case .failed(let error):
+                // Only reached while closing: nothing more will commit, so say so to everyone.
+                for pending in batch { pending.onCommit(.failure(error)) }
+                queue.settle(batch.count)
+                queue.failRemaining(error)
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+        if onWriterThread {
+            // Woken for the rollups alone (nothing queued).
+            if rollupsDue(adding: 0), case .failed(let error) = commitWithRetry([], flushRollups: true) {
+                queue.failRemaining(error)
+            }
+        } else if tail.rows >= options.rollupFlushRows {
+            // (The writer thread wakes by itself when they are due by time: `publishRollupsDue`.)
+            queue.requestWriter()
+        }
+        publishRollupsDue()
+        return true
+    }
+
+    private func setBusyTimeout(_ millis: Int32) {
+        guard millis != busyMillis else { return }
+        sqlite3_busy_timeout(connection.handle, millis)
+        busyMillis = millis
+    }
+
+    /// Tells the writer thread when the waiting calls' rollups are due, when that changed.
+    private func publishRollupsDue() {
+        let due = tail.waitingSince.map { $0 + options.rollupFlushInterval }
+        guard due != publishedRollupsDue else { return }
+        publishedRollupsDue = due
+        queue.setWakeAt(due)
     }
 
     private enum BatchResult {
@@ -189,10 +291,10 @@ public final class LedgerWriter: @unchecked Sendable {
         case failed(LedgerError)
     }
 
-    private func commitWithRetry(_ batch: [Pending]) -> BatchResult {
+    private func commitWithRetry(_ batch: [Pending], flushRollups: Bool = false) -> BatchResult {
         var attempt = 0
         while true {
-            let result = write(batch)
+            let result = write(batch, flushRollups: flushRollups)
             guard case .failed(let error) = result else { return result }
             attempt += 1
             options.onCommitFailure?(error, attempt)
@@ -202,9 +304,10 @@ public final class LedgerWriter: @unchecked Sendable {
         }
     }
 
-    /// Inserts the batch and, in the same transaction, its retry flags and rollup cells: rejected
-    /// rows never reach the rollups, and a rollback takes the rollups with it.
-    private func write(_ batch: [Pending], flushRollups: Bool = false) -> BatchResult {
+    /// Inserts the batch and, in the same transaction, its retry flags and, with `flushRollups`,
+    /// the rollup cells: rejected rows never reach the rollups, and a rollback takes the rollups
+    /// with it.
+    private func write(_ batch: [Pending], flushRollups: Bool) -> BatchResult {
         do {
             try begin.run()
         } catch {
@@ -240,9 +343,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 }
                 tail.add(RollupFacts(entry, retry: isRetry), keys: keys)
             }
-            if flushRollups || tail.rows >= options.rollupFlushRows || rollupFlushDue {
-                try tail.flush()
-            }
+            if flushRollups { try tail.flush() }
             try commit.run()
         } catch {
             try? rollback.run()
@@ -253,8 +354,11 @@ public final class LedgerWriter: @unchecked Sendable {
         return .committed(rejected: rejected)
     }
 
-    private var rollupFlushDue: Bool {
-        tail.waitingSince.map { ContinuousClock.now - $0 >= options.rollupFlushInterval } ?? false
+    /// The calls waiting for the rollups (with `rows` more) are enough, or have waited long
+    /// enough, to be added to the cells.
+    private func rollupsDue(adding rows: Int) -> Bool {
+        if tail.rows + rows >= options.rollupFlushRows { return true }
+        return tail.waitingSince.map { ContinuousClock.now - $0 >= options.rollupFlushInterval } ?? false
     }
 
     private func mark(_ rowid: Int64) throws {
@@ -267,7 +371,7 @@ public final class LedgerWriter: @unchecked Sendable {
         return try pragma.step() ? pragma.int64(at: 0) : 0
     }
 
-    private func checkpointIfDue() {
+    private func checkpointIfDue(onWriterThread: Bool) {
         let pages = wal.pages
         // The WAL restarted from its beginning since the last checkpoint.
         if pages < walPagesAtCheckpoint { walPagesAtCheckpoint = 0 }
@@ -277,6 +381,11 @@ public final class LedgerWriter: @unchecked Sendable {
             // The WAL starts over at the next commit once a checkpoint copied all of it; if
             // the background ones cannot keep up, `written` grows on to the bound below.
             if queue.isIdle { _ = checkpointer.request() }
+            return
+        }
+        // It takes milliseconds: not on a caller's thread.
+        guard onWriterThread else {
+            queue.requestWriter()
             return
         }
         // Under sustained load the background checkpoint never catches up with the writer, and

@@ -1,0 +1,131 @@
+import Foundation
+import Metering
+import Testing
+@testable import Ledger
+
+/// Rows committed on the caller's thread (`stage` + `commitStaged`), as the gateway's event loops do.
+@Suite struct StagedCommitTests {
+    @Test func stagedRowsCommitOnTheCallersThreadInOrder() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        defer { writer.close() }
+        let caller = pthread_self()
+        let committed = Locked<[String]>([])
+        let elsewhere = Locked(0)
+        var mustCommit: [Bool] = []
+        for n in 0..<3 {
+            mustCommit.append(writer.stage(sampleEntry(n)) { result in
+                if pthread_equal(pthread_self(), caller) == 0 { elsewhere.withLock { $0 += 1 } }
+                if case .success = result { committed.withLock { $0.append("call-\(n)") } }
+            })
+        }
+        #expect(mustCommit == [true, false, false], "one commit asked for all rows staged before it")
+        #expect(committed.current.isEmpty, "nothing commits before the caller does")
+        writer.commitStaged()
+        #expect(committed.current == ["call-0", "call-1", "call-2"])
+        #expect(elsewhere.current == 0, "callbacks ran on the caller's thread")
+        #expect(try LedgerReader(path: dir.path()).count() == 3)
+        #expect(writer.stage(sampleEntry(3)) { _ in }, "the queue ran dry: the next row asks again")
+        writer.commitStaged()
+    }
+
+    /// A staged commit never waits for another process's write lock: its batch goes back to the
+    /// writer thread, which waits for the lock as usual, and the rows keep their order. The
+    /// staged attempt is no failed commit (that would mark the ledger failing, and the gateway
+    /// would refuse calls): only the writer's own attempts count.
+    @Test func stagedCommitHandsABusyBatchToTheWriter() throws {
+        let dir = try TemporaryDirectory()
+        let failures = Locked(0)
+        // A staged commit that waited like the writer thread would sit here a minute.
+        let writer = try LedgerWriter(path: dir.path(), options: .init(
+            busyTimeoutMillis: 60_000, retryInitialMillis: 2, retryMaxMillis: 20,
+            onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
+        let blocker = try SQLiteConnection(path: dir.path(), busyTimeoutMillis: 0)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let committed = Locked<[Int]>([])
+        for n in 0..<20 {
+            if writer.stage(sampleEntry(n), onCommit: { result in
+                if case .success = result { committed.withLock { $0.append(n) } }
+            }) {
+                let started = ContinuousClock.now
+                writer.commitStaged()
+                #expect(ContinuousClock.now - started < .seconds(30), "did not wait for the lock")
+            }
+        }
+        #expect(committed.current.isEmpty, "no callback before commit")
+        try blocker.execute("COMMIT")
+        writer.flush()
+        #expect(committed.current == Array(0..<20))
+        #expect(failures.current == 0, "the writer thread waited for the lock; nothing failed")
+        writer.close()
+        #expect(try LedgerReader(path: dir.path()).entries(since: 0, until: .max).map(\.id) == (0..<20).map { "call-\($0)" })
+    }
+
+    /// 8 threads staging and committing, and appending through the writer thread, at once: every
+    /// row committed once, its callback after it is visible, in each thread's order.
+    @Test func stagedAndAppendedRowsFromManyThreads() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: 64))
+        let callbacks = Locked<[Int]>(Array(repeating: 0, count: 8_000))
+        let order = Locked<[Int: [Int]]>([:])
+        let threads = 8
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for n in stride(from: thread, to: 8_000, by: threads) {
+                let done: LedgerWriter.Completion = { result in
+                    if case .success = result { order.withLock { $0[thread, default: []].append(n) } }
+                    callbacks.withLock { $0[n] += 1 }
+                }
+                if n % 5 == 0 {
+                    writer.append(sampleEntry(n), onCommit: done)
+                } else if writer.stage(sampleEntry(n), onCommit: done) {
+                    writer.commitStaged()
+                }
+            }
+        }
+        writer.flush()
+        #expect(callbacks.current.allSatisfy { $0 == 1 })
+        for thread in 0..<threads {
+            #expect(order.current[thread] == Array(stride(from: thread, to: 8_000, by: threads)))
+        }
+        writer.close()
+        #expect(try LedgerReader(path: dir.path()).count() == 8_000)
+    }
+
+    /// A caller that staged and never committed: `flush` and `close` have the writer thread take its rows.
+    @Test func rowsNobodyCommittedAreTakenByFlushAndClose() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        #expect(writer.stage(sampleEntry(1)) { _ in })
+        writer.flush()
+        #expect(try LedgerReader(path: dir.path()).count() == 1)
+        _ = writer.stage(sampleEntry(2)) { _ in }
+        writer.close()
+        #expect(try LedgerReader(path: dir.path()).count() == 2)
+        let result = Locked<Result<Void, LedgerError>?>(nil)
+        #expect(!writer.stage(sampleEntry(3)) { r in result.withLock { $0 = r } })
+        guard case .failure(.closed) = result.current else {
+            Issue.record("expected .closed, got \(String(describing: result.current))")
+            return
+        }
+        writer.commitStaged()
+    }
+
+    /// Staged commits leave the rollup cells to the writer thread, which adds the calls once they
+    /// have waited `rollupFlushInterval`, with no further call to wake it.
+    @Test func theWriterThreadAddsStagedCallsToTheRollups() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(rollupFlushInterval: .milliseconds(50)))
+        defer { writer.close() }
+        for n in 0..<5 {
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+        }
+        let probe = try SQLiteConnection(path: dir.path())
+        let cells = "SELECT coalesce(sum(requests), 0) FROM rollup_hours"
+        #expect(try probe.scalarInt(cells) == 0, "not in the staged commit")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try probe.scalarInt(cells) != 5 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(try probe.scalarInt(cells) == 5)
+    }
+}
