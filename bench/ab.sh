@@ -5,6 +5,7 @@
 #   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
 #   built from an older commit and one from HEAD.
 # Pinning as in bench/run: tokenctl (--threads 1) on core 0, FakeLLM and wrk on core 1.
+# Each run also says how much of core 0's time the hypervisor stole meanwhile (bench/steal.sh).
 set -euo pipefail
 a=$1 b=$2 conns=${3:-16} secs=${4:-6} rounds=${5:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,11 +27,13 @@ run() {  # dir
   local url; url=$(listening_url "$work/tokenctl.log")/v1/chat/completions
   TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d2s -s "$root/bench/chat.lua" "$url" >/dev/null  # warm-up
   local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local stolen; stolen=$("$root/bench/steal.sh" snapshot 0)
   local result; result=$(TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" -s "$root/bench/chat.lua" "$url" | grep RESULT)
   local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  stolen=$("$root/bench/steal.sh" since "$stolen" 0 | sed 's/core 0: \([0-9.]*\) %.*/\1/')
   local requests; requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$result")
   local hz; hz=$(getconf CLK_TCK)
-  echo "${result#RESULT } cpu_us_per_req=$(( (t1 - t0) * 1000000 / hz / requests ))"
+  echo "${result#RESULT } cpu_us_per_req=$(( (t1 - t0) * 1000000 / hz / requests )) stolen_core0_pct=$stolen"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }

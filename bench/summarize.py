@@ -9,6 +9,7 @@ p = argparse.ArgumentParser()
 p.add_argument("raw")
 for a in ("machine", "date", "commit", "load-before", "load-after"):
     p.add_argument("--" + a, required=True)
+p.add_argument("--steal", default="")
 p.add_argument("--quick", type=int, default=0)
 p.add_argument("--noledger", type=int, default=0)
 p.add_argument("--clk-tck", type=int, default=100)
@@ -74,6 +75,8 @@ w(f"- machine: {args.machine}")
 w(f"- date: {args.date}; commit: {args.commit}")
 w(f"- load before: `{args.load_before.strip()}`")
 w(f"- load after: `{args.load_after.strip()}`")
+if args.steal:
+    w(f"- time stolen by the hypervisor during the run: {args.steal} (a busy host slows every arm, unevenly)")
 w(f"- rounds per interleaved measurement: {max((int(r['round']) for r in sel('lat1')), default=0)}; "
   f"system under test pinned to core {args.sut_core}, FakeLLM + wrk + the stream client to the other core")
 if args.noledger:
