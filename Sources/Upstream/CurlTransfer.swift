@@ -40,7 +40,7 @@ final class CurlTransfer: @unchecked Sendable {
     var activeIndex = -1
     /// Already in the driver's list of transfers with something to deliver.
     var isDirty = false
-    private var headers: UnsafeMutablePointer<curl_slist>?
+    private var headers: CurlHeaderList?
     private var body: UnsafeMutableRawBufferPointer?
     private var parser = ResponseHeadParser()
     private var headSeen = false
@@ -58,7 +58,7 @@ final class CurlTransfer: @unchecked Sendable {
         totalTimeoutMs = request.totalTimeoutMs
         // Built here, on the caller's thread, to keep string work off the
         // single curl thread.
-        headers = Self.headerList(request.headers)
+        headers = CurlHeaderList(request.headers)
         if request.body.readableBytes > 0 {
             let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: request.body.readableBytes, alignment: 1)
             request.body.withUnsafeReadableBytes { copy.copyMemory(from: $0) }
@@ -147,7 +147,7 @@ final class CurlTransfer: @unchecked Sendable {
         }
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
-        set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers))
+        set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
 
         switch method {
         case "GET":
@@ -228,7 +228,7 @@ final class CurlTransfer: @unchecked Sendable {
 
     private func freeRequestMemory() {
         if let headers {
-            curl_slist_free_all(headers)
+            headers.deallocate()
             self.headers = nil
         }
         if let body {
@@ -244,29 +244,4 @@ final class CurlTransfer: @unchecked Sendable {
         p.storeBytes(of: 0, as: UInt8.self)
         return UnsafeRawPointer(p)
     }()
-
-    /// Names curl must compute or must not send: the body's length is known,
-    /// and `Expect: 100-continue` would cost a round trip.
-    private static let ownedHeaders = ["content-length", "transfer-encoding", "expect"]
-
-    private static func headerList(_ headers: [(String, String)]) -> UnsafeMutablePointer<curl_slist>? {
-        var list: UnsafeMutablePointer<curl_slist>?
-        var hasContentType = false
-        for (name, value) in headers {
-            guard !name.isEmpty,
-                  !name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
-                  !value.utf8.contains(where: { $0 == 13 || $0 == 10 }),
-                  !ownedHeaders.contains(where: { name.caseInsensitiveEquals($0) })
-            else { continue }
-            if name.caseInsensitiveEquals("content-type") { hasContentType = true }
-            // "Name;" is curl's syntax for a header with an empty value ("Name:" would remove it).
-            list = curl_slist_append(list, value.isEmpty ? "\(name);" : "\(name): \(value)")
-        }
-        list = curl_slist_append(list, "Expect:")
-        if !hasContentType {
-            // Otherwise curl adds application/x-www-form-urlencoded to a POST.
-            list = curl_slist_append(list, "Content-Type:")
-        }
-        return list
-    }
 }

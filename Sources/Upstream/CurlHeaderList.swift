@@ -1,0 +1,83 @@
+import CCurl
+
+/// A request's header lines as the `curl_slist` that `CURLOPT_HTTPHEADER` takes, built in one
+/// allocation: the nodes first, then their NUL-terminated lines. curl only reads the list, so
+/// it need not come from `curl_slist_append`, which allocated twice per line (node and copy),
+/// on top of the Swift string for the line.
+struct CurlHeaderList {
+    /// The first node; valid until `deallocate()`.
+    let head: UnsafeMutablePointer<curl_slist>
+
+    /// Names curl must compute or must not send: the body's length is known,
+    /// and `Expect: 100-continue` would cost a round trip.
+    private static let ownedHeaders = ["content-length", "transfer-encoding", "expect"]
+
+    private struct Line {
+        enum Form {
+            /// "Name: value".
+            case value
+            /// "Name;": curl's syntax for a header with an empty value ("Name:" would remove it).
+            case empty
+            /// "Name:": curl does not send its own header of that name.
+            case removal
+        }
+
+        let name: Substring.UTF8View
+        let value: Substring.UTF8View
+        let form: Form
+
+        /// Bytes of the line with its NUL.
+        var size: Int { name.count + 1 + (form == .value ? 1 + value.count : 0) + 1 }
+    }
+
+    /// The lines for `headers`, skipping any that could split a line or that curl owns, then
+    /// "Expect:" (no 100-continue) and, without a Content-Type, "Content-Type:" (curl would
+    /// add application/x-www-form-urlencoded to a POST).
+    init(_ headers: [(String, String)]) {
+        var lines: [Line] = []
+        lines.reserveCapacity(headers.count + 2)
+        var hasContentType = false
+        for (name, value) in headers {
+            guard !name.isEmpty,
+                  !name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
+                  !value.utf8.contains(where: { $0 == 13 || $0 == 10 }),
+                  !Self.ownedHeaders.contains(where: { name.caseInsensitiveEquals($0) })
+            else { continue }
+            if name.caseInsensitiveEquals("content-type") { hasContentType = true }
+            lines.append(Line(name: name[...].utf8, value: value[...].utf8, form: value.isEmpty ? .empty : .value))
+        }
+        lines.append(Line(name: "Expect"[...].utf8, value: ""[...].utf8, form: .removal))
+        if !hasContentType { lines.append(Line(name: "Content-Type"[...].utf8, value: ""[...].utf8, form: .removal)) }
+
+        let nodeBytes = lines.count * MemoryLayout<curl_slist>.stride
+        let block = UnsafeMutableRawPointer.allocate(byteCount: nodeBytes + lines.reduce(0) { $0 + $1.size },
+                                                     alignment: MemoryLayout<curl_slist>.alignment)
+        let nodes = block.bindMemory(to: curl_slist.self, capacity: lines.count)
+        var text = (block + nodeBytes).bindMemory(to: CChar.self, capacity: 1)
+        func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+            for byte in bytes {
+                text.pointee = CChar(bitPattern: byte)
+                text += 1
+            }
+        }
+        for (index, line) in lines.enumerated() {
+            let start = text
+            put(line.name)
+            switch line.form {
+            case .value:
+                put(": ".utf8)
+                put(line.value)
+            case .empty: put(";".utf8)
+            case .removal: put(":".utf8)
+            }
+            put(CollectionOfOne(0))
+            (nodes + index).initialize(to: curl_slist(data: start, next: index + 1 < lines.count ? nodes + index + 1 : nil))
+        }
+        head = nodes
+    }
+
+    /// Frees the list; curl must be done with it (the transfer ended or its handle was reset).
+    func deallocate() {
+        UnsafeMutableRawPointer(head).deallocate()
+    }
+}
