@@ -1,5 +1,6 @@
 import Foundation
 import Metering
+import Testing
 @testable import Ledger
 
 /// A fresh directory per test, removed when the value is dropped.
@@ -65,4 +66,12 @@ func appendAll(_ entries: [LedgerEntry], to writer: LedgerWriter) -> [LedgerErro
     }
     writer.flush()
     return failures.current
+}
+
+/// Records an issue unless `result` is the failure a closed writer gives.
+func expectClosed(_ result: Result<Void, LedgerError>?, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard case .failure(.closed) = result else {
+        Issue.record("expected .closed, got \(String(describing: result))", sourceLocation: sourceLocation)
+        return
+    }
 }

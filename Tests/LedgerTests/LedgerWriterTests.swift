@@ -128,10 +128,7 @@ import Testing
         writer.close()
         let result = Locked<Result<Void, LedgerError>?>(nil)
         writer.append(sampleEntry(1)) { r in result.withLock { $0 = r } }
-        guard case .failure(.closed) = result.current else {
-            Issue.record("expected .closed, got \(String(describing: result.current))")
-            return
-        }
+        expectClosed(result.current)
         writer.flush()
     }
 

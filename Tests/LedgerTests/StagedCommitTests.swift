@@ -103,10 +103,7 @@ import Testing
         #expect(try LedgerReader(path: dir.path()).count() == 2)
         let result = Locked<Result<Void, LedgerError>?>(nil)
         #expect(!writer.stage(sampleEntry(3)) { r in result.withLock { $0 = r } })
-        guard case .failure(.closed) = result.current else {
-            Issue.record("expected .closed, got \(String(describing: result.current))")
-            return
-        }
+        expectClosed(result.current)
         writer.commitStaged()
     }
 
