@@ -268,6 +268,8 @@ public final class LedgerWriter: @unchecked Sendable {
             queue.requestWriter()
         }
         publishRollupsDue()
+        // Woken for the forced checkpoint that a staged commit asked for (nothing queued).
+        if onWriterThread { checkpointIfDue(onWriterThread: true) }
         return true
     }
 

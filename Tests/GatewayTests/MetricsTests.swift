@@ -69,7 +69,7 @@ struct MetricsTests {
           broken:    { dialect: openai,    base_url: "\(fake)/v1", api_key_env: E2E_PROVIDER_KEY,
                        headers: { x-fake-fail: http-500 } }
           slow:      { dialect: openai,    base_url: "\(fake)/v1", api_key_env: E2E_PROVIDER_KEY,
-                       headers: { x-fake-first-byte-delay-ms: "1500" } }
+                       headers: { x-fake-first-byte-delay-ms: "5000" } }
         models:
           - { match: "o4-*", provider: broken }
           - { match: "gpt-quota", provider: slow }
@@ -180,8 +180,11 @@ struct MetricsTests {
         let waiting = #"tokenctl_upstream_backlog{provider="slow",stage="awaiting_head"}"#
         #expect(try await Scrape.of(h)[waiting] == 0)
         let call = Task { try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-quota"), requestID: "slow-1") }
+        // The provider holds its first byte for 5 s: on a loaded test run (every suite at once on
+        // two cores) one scrape took over a second, and a 1.5 s wait was missed between two.
         var seen: Scrape?
-        for _ in 0..<100 {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
             let m = try await Scrape.of(h)
             if m[waiting] == 1 { seen = m; break }
             try await Task.sleep(for: .milliseconds(10))
