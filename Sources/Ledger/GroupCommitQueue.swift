@@ -208,12 +208,13 @@ public final class GroupCommitQueue: @unchecked Sendable {
         backlogHead = 0
     }
 
-    /// A single writer thread's loop step: waits for work, then takes a batch. True with `batch`
-    /// left empty when the writer was woken for housekeeping; false once closing and drained.
+    /// A single writer thread's loop step, for a writer without housekeeping of its own: waits
+    /// until it can take a batch of rows; false once closing and drained. (A wake-up with nothing
+    /// queued, e.g. `flush` asking while this thread was committing, just waits again.)
     public func nextBatch(into batch: inout [Pending]) -> Bool {
-        if takeBatch(into: &batch) { return true }
-        guard waitForWork() else { return false }
-        _ = takeBatch(into: &batch)
+        while !takeBatch(into: &batch) {
+            guard waitForWork() else { return false }
+        }
         return true
     }
 
