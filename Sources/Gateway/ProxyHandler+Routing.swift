@@ -1,0 +1,238 @@
+import Foundation
+import Ledger
+import Metering
+import NIOCore
+import NIOHTTP1
+import Policy
+import PostgresLedger
+
+/// Routing on the connection's side: a complete request to the admin API, a refusal, or the
+/// proxied call (identify → admit → enforce, locally or on the shared budgets).
+extension ProxyHandler {
+    func dispatch(head: HTTPRequestHead, body: ByteBuffer, startedAt: Int64) {
+        let line = line(for: head, startedAt: startedAt)
+        let path = Self.path(of: head.uri)
+
+        if head.method == .POST, let endpoint = Endpoint(proxyPath: path) {
+            // Fail closed: a call that could not be recorded is not made. Answered at once and
+            // not recorded (the ledger is what is failing); counted in the metrics.
+            if gateway.ledgerHealth.isFailing {
+                let refusal = gateway.ledgerHealth.refusal
+                gateway.metrics.recordUnrecordedRefusal(reason: "ledger_unavailable")
+                return writeRefusal(refusal, dialect: endpoint.dialect, requestID: line.requestID)
+            }
+            var forwarded: [(String, String)] = []
+            for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
+                forwarded.append((name.lowercased(), value))
+            }
+            let request = CallRequest(endpoint: endpoint, requestID: line.requestID, startedAt: startedAt,
+                                      presentedSecret: Self.secret(in: head.headers),
+                                      forwardedHeaders: forwarded,
+                                      declaredEndUser: head.headers.first(name: "x-tokenctl-user"),
+                                      idempotencyKey: head.headers.first(name: "idempotency-key"), body: body)
+            proxy(request)
+            return
+        }
+        switch (head.method, path) {
+        case (.GET, "/healthz"):
+            // The policy in force and failed reloads since start (a refused change keeps the old one).
+            // 503 while the ledger fails, so a load balancer sends traffic to another replica.
+            let failed = gateway.policies.failedReloads
+            let ledger = gateway.ledgerHealth.current
+            let ledgerJSON = ledger.map { #"{"status":"failing","since":\#($0.since),"error":\#(JSONString.literal($0.message))}"# }
+                ?? #"{"status":"ok"}"#
+            writeJSON(status: ledger == nil ? 200 : 503,
+                      body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"ledger":\#(ledgerJSON)}"#,
+                      requestID: line.requestID)
+        case (.GET, "/metrics"):
+            let body = gateway.metrics.render(
+                policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
+                callsInFlight: gateway.enforcer.concurrency.totalInFlight,
+                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog)
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
+            headers.add(name: "content-length", value: String(body.count))
+            writeHead(status: 200, headers: headers)
+            writeBody(ByteBuffer(bytes: body))
+            writeEnd()
+        case (.GET, "/dashboard"):
+            // The page holds no data (it asks for an admin key and calls /admin/api/…), so it needs none.
+            var headers = HTTPHeaders(DashboardPage.headers)
+            let page = ByteBuffer(string: DashboardPage.html)
+            headers.add(name: "content-length", value: String(page.readableBytes))
+            writeHead(status: 200, headers: headers)
+            writeBody(page)
+            writeEnd()
+        case (_, _) where path.hasPrefix("/admin/"):
+            answerAdmin(head, path: path, requestID: line.requestID)
+        case (.GET, "/v1/models"):
+            switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
+            case .failure(let refusal):
+                refuse(line, principal: nil, model: nil, refusal)
+            case .success(let principal) where principal.isAdmin:
+                refuse(line, principal: principal, model: nil, Self.adminKeyOnModelRoute)
+            case .success:
+                writeJSON(status: 200, body: ModelList.body(policy.listedModels(), dialect: line.dialect),
+                          requestID: line.requestID)
+            }
+        case (_, _) where Endpoint(proxyPath: path) != nil:
+            refuse(line, principal: knownPrincipal(head), model: nil,
+                   Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use POST.",
+                           headers: [("allow", "POST")]))
+        default:
+            refuse(line, principal: knownPrincipal(head), model: nil,
+                   Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
+        }
+    }
+
+    func proxy(_ request: CallRequest) {
+        let principal: Principal
+        switch Admit.identify(secret: request.presentedSecret, dialect: request.endpoint.dialect, in: gateway.principals) {
+        case .failure(let refusal):
+            // An unknown caller's body is not read: no work, and no caller-chosen text in the ledger.
+            return refuse(request.line, principal: nil, model: nil, refusal)
+        case .success(let p) where p.isAdmin:
+            return refuse(request.line, principal: p, model: nil, Self.adminKeyOnModelRoute)
+        case .success(let p):
+            principal = p
+        }
+        if let token = request.idempotencyKey, idempotent == nil {
+            guard claimIdempotency(token, request: request, principal: principal) else { return }
+        }
+        let admission: Admission
+        switch Admit.admit(request, principal: principal, policy: policy,
+                           today: Day(unixSeconds: request.startedAt / 1_000_000)) {
+        case .failure(let refusal):
+            return refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)
+        case .success(let admitted):
+            admission = admitted
+        }
+        if let shared = gateway.enforcer.sharedQuotas {
+            return enforceShared(request, principal: principal, admission: admission, shared: shared)
+        }
+        enforced(Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
+                               now: UnixTime.nowMicros()),
+                 request: request, principal: principal, admission: admission, callID: CallIdentity.newCallID())
+    }
+
+    /// Starts the admitted call, or answers the refusal.
+    func enforced(_ result: Result<Hold, Refusal>, request: CallRequest, principal: Principal,
+                          admission: Admission, callID: String) {
+        switch result {
+        case .failure(let refusal):
+            refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission)
+        case .success(let hold):
+            let call = ProxiedCall(request: request, admission: admission, hold: hold, callID: callID,
+                                   gateway: gateway, connection: self)
+            state = .responding(call: call)
+            call.start()
+        }
+    }
+
+    /// Admission with budgets shared by the replicas: the reservation is a round trip to
+    /// PostgreSQL, answered on this loop. A client that left meanwhile gets nothing started: what
+    /// admission took is given back, and its row says so.
+    func enforceShared(_ request: CallRequest, principal: Principal, admission: Admission,
+                               shared: SharedQuotaBook) {
+        let callID = CallIdentity.newCallID()
+        Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer, shared: shared,
+                      callID: callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
+            .assumeIsolated()
+            .whenSuccess { [self] result in
+                guard context == nil, case .success(let hold) = result else {
+                    return enforced(result, request: request, principal: principal, admission: admission, callID: callID)
+                }
+                var entry = CallRecord.entry(for: request, admission: admission)
+                CallRecord.settle(&entry, usage: nil, price: admission.price)
+                entry.id = callID
+                entry.outcome = .clientCancelled
+                entry.status = 499
+                entry.errorMessage = "client closed the connection while its budget was being reserved"
+                hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, now: UnixTime.nowMicros())
+                // Nothing was spent: the shared hold goes back whether or not the row commits.
+                let (enforcer, loop) = (gateway.enforcer, eventLoop)
+                let release: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }
+                gateway.record(entry, on: eventLoop, connection: self, notRecorded: release, then: release)
+            }
+    }
+
+    /// Admin keys read the admin API and nothing else: they never run up a bill.
+    private static let adminKeyOnModelRoute = Refusal(
+        .wrongKeyRole, "This is an admin key: it opens the dashboard and the admin API, not model calls. Use a caller key (tokenctl keys create --user NAME).")
+
+    /// `/admin/…`: answered (JSON, OpenAI-style errors) once the admin API's work, which runs off
+    /// this loop, is done. Not recorded in the ledger, which holds model calls only.
+    func answerAdmin(_ head: HTTPRequestHead, path: String, requestID: String) {
+        let query = head.uri.firstIndex(of: "?").map { String(head.uri[head.uri.index(after: $0)...]) }
+        admin.answer(method: head.method, path: path, queryString: query, secret: Self.secret(in: head.headers),
+                     on: eventLoop)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                // The pool only fails when stopped (shutdown): answer as the proxy does then.
+                let answer = (try? result.get())
+                    ?? AdminAPI.Answer.refusal(Refusal(.shuttingDown, "The gateway is shutting down."))
+                var headers = answer.headers
+                headers.append(("cache-control", "no-store"))
+                writeJSON(status: answer.status, body: answer.body, requestID: requestID, extraHeaders: headers)
+            }
+    }
+
+    /// Records the refusal, then answers it in the caller's dialect once the row has committed.
+    func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
+                        admission: Admission? = nil) {
+        if gateway.ledgerHealth.isFailing {
+            // The row would wait behind the failing ledger, and the client with it: answer now,
+            // unrecorded (counted), as for model calls while the ledger fails.
+            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)))
+            return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
+        }
+        let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal, admission: admission)
+        gateway.record(entry, on: eventLoop, connection: self) { [self] in
+            writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
+        }
+    }
+
+    /// The caller, if the request carries a valid key: refusals that come before identification
+    /// (too large, wrong route) are still recorded against whoever made them.
+    func knownPrincipal(_ head: HTTPRequestHead) -> Principal? {
+        Self.secret(in: head.headers).flatMap(gateway.principals.principal(forSecret:))
+    }
+
+    var tooLarge: Refusal {
+        let limit = policy.gateway.maxBodyBytes
+        return Refusal(.tooLarge, "Request body is larger than the gateway's limit of \(limit) bytes (max_body_bytes in gateway.yaml).")
+    }
+
+    func line(for head: HTTPRequestHead, startedAt: Int64) -> RequestLine {
+        let path = Self.path(of: head.uri)
+        let endpoint = Endpoint(proxyPath: path)
+        let dialect = endpoint?.dialect
+            ?? (head.headers.contains(name: "x-api-key") || head.headers.contains(name: "anthropic-version")
+                ? .anthropic : .openai)
+        return RequestLine(requestID: CallIdentity.requestID(fromClient: head.headers.first(name: "x-request-id")),
+                           startedAt: startedAt, dialect: dialect,
+                           route: endpoint?.rawValue ?? String(path.prefix(200)))
+    }
+
+    static func path(of uri: String) -> String {
+        if let q = uri.firstIndex(of: "?") { return String(uri[..<q]) }
+        return uri
+    }
+
+    /// The caller's key: `Authorization: Bearer KEY` (OpenAI SDKs) or `x-api-key: KEY` (Anthropic SDKs).
+    /// Read on every call: a byte scan (lowercasing and Foundation's trimming cost 3 % of the CPU).
+    static func secret(in headers: HTTPHeaders) -> String? {
+        if let key = headers.first(name: "x-api-key") { return key }
+        guard let auth = headers.first(name: "authorization") else { return nil }
+        let bytes = auth.utf8
+        let scheme = "bearer ".utf8
+        let lowered: (UInt8) -> UInt8 = { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        guard bytes.count > scheme.count,
+              zip(bytes, scheme).allSatisfy({ lowered($0) == $1 }) else { return nil }
+        let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        let rest = bytes.dropFirst(scheme.count)
+        guard let first = rest.firstIndex(where: { !isBlank($0) }),
+              let last = rest.lastIndex(where: { !isBlank($0) }) else { return nil }
+        return String(Substring(bytes[first...last]))
+    }
+}
