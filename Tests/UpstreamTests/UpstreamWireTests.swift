@@ -253,8 +253,9 @@ import Testing
     }
 }
 
-/// Polls `condition` for up to `seconds` (generous: CI machines are slow when busy; a pass returns at once).
-func waitUntil(seconds: Double = 30, _ condition: @Sendable () -> Bool) async throws {
+/// Polls `condition` for up to `seconds` (generous: CI machines are slow when busy; a pass returns
+/// at once). 120: in CI every suite starts at once on two cores, and tasks waited ~55 s to run.
+func waitUntil(seconds: Double = 120, _ condition: @Sendable () -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while !condition() {
         guard ContinuousClock.now < deadline else {
