@@ -22,6 +22,7 @@ final class GatewayMetrics: Sendable {
     private let activity: Mutex<SpendActivity>
     private let ledgerBatchRows: ValueHistogram
     private let ledgerCommitDuration: DurationHistogram
+    private let ledgerCheckpoints: [LedgerWriter.Options.Checkpoint: Counter]
 
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
@@ -46,6 +47,12 @@ final class GatewayMetrics: Sendable {
             descriptor: .named("tokenctl_ledger_commit_duration_seconds",
                 "Time to write and commit one ledger transaction"),
             buckets: Self.commitBuckets)
+        ledgerCheckpoints = [.background, .forced].reduce(into: [:]) { [registry] counters, kind in
+            counters[kind] = registry.makeCounter(
+                descriptor: .named("tokenctl_ledger_checkpoints_total",
+                    "SQLite WAL checkpoints started, by kind (background: beside the commits; forced: bounding the WAL)"),
+                labels: [("kind", kind.rawValue)])
+        }
     }
 
     /// Ledger writer options that feed the batch metrics.
@@ -55,6 +62,7 @@ final class GatewayMetrics: Sendable {
             ledgerBatchRows.record(Double(rows))
             ledgerCommitDuration.record(duration)
         }
+        options.onCheckpoint = { [ledgerCheckpoints] kind, _ in ledgerCheckpoints[kind]?.increment() }
         return options
     }
 

@@ -125,4 +125,37 @@ import Testing
         }
         #expect(try probe.scalarInt(cells) == 5)
     }
+
+    /// Under steady load every background checkpoint finds new commits behind it, so the WAL
+    /// cannot start over: the writer asks for one per `checkpointPages` written, not at every idle
+    /// commit (that ran one every few calls, two fsyncs each), and past four times that the
+    /// writer thread checkpoints itself. A reader holding an old snapshot keeps the WAL from
+    /// starting over here, as continuous commits do in a server.
+    @Test func backgroundCheckpointsAreAskedForOncePerThresholdAndTheWriterForcesOne() throws {
+        let dir = try TemporaryDirectory()
+        let started = Locked<[(LedgerWriter.Options.Checkpoint, Int32)]>([])
+        let writer = try LedgerWriter(path: dir.path(), options: .init(
+            checkpointPages: 20, onCheckpoint: { kind, pages in started.withLock { $0.append((kind, pages)) } }))
+        defer { writer.close() }
+        let reader = try SQLiteConnection(path: dir.path())
+        try reader.execute("BEGIN")
+        _ = try reader.scalarInt("SELECT count(*) FROM calls")
+        let commits = 150
+        for n in 0..<commits {
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !started.current.contains(where: { $0.0 == .forced }) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let background = started.current.filter { $0.0 == .background }.map(\.1)
+        #expect(background.count >= 2)
+        #expect(background.count <= commits / 3, "one per 20 pages (a commit writes several), not one per commit")
+        for (earlier, later) in zip(background, background.dropFirst()) {
+            #expect(later - earlier >= 20 || later < earlier, "asked again after \(later - earlier) pages")
+        }
+        #expect(started.current.contains { $0.0 == .forced }, "the writer thread bounds the WAL")
+        try reader.execute("COMMIT")
+        reader.close()
+    }
 }
