@@ -8,7 +8,7 @@ import Synchronization
 enum CallIdentity {
     /// Time-ordered, 64 random bits after the timestamp: unique per row.
     static func newCallID() -> String {
-        hex(UInt64(UnixTime.nowMicros())) + hex(nextRandom())
+        hex(UInt64(UnixTime.nowMicros()), nextRandom())
     }
 
     /// Honours a client's `x-request-id` when it is short printable ASCII, else makes one.
@@ -17,7 +17,7 @@ enum CallIdentity {
            value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             return value
         }
-        return "req_" + hex(UInt64(UnixTime.nowMicros())) + hex(nextRandom() >> 32, digits: 8)
+        return hex(prefix: "req_", UInt64(UnixTime.nowMicros()), nextRandom() >> 32, lastDigits: 8)
     }
 
     /// Ids need uniqueness, not secrecy: a generator seeded once from the OS (per process, so
@@ -31,15 +31,26 @@ enum CallIdentity {
         generator.withLock { $0.next() }
     }
 
-    /// Two ids per call: written digit by digit into the string's own storage.
-    private static func hex(_ v: UInt64, digits: Int = 16) -> String {
-        String(unsafeUninitializedCapacity: digits) { buffer in
+    /// Two ids per call: `prefix`, then 16 hex digits of `time` and the last `lastDigits` of
+    /// `random`, written digit by digit into the string's own storage (one allocation).
+    private static func hex(prefix: StaticString = "", _ time: UInt64, _ random: UInt64, lastDigits: Int = 16) -> String {
+        let length = prefix.utf8CodeUnitCount + 16 + lastDigits
+        return String(unsafeUninitializedCapacity: length) { buffer in
             let alphabet: StaticString = "0123456789abcdef"
-            for i in 0..<digits {
-                let nibble = Int((v >> UInt64(4 * (digits - 1 - i))) & 0xF)
-                buffer[i] = alphabet.utf8Start[nibble]
+            var at = 0
+            func put(_ v: UInt64, digits: Int) {
+                for i in 0..<digits {
+                    buffer[at] = alphabet.utf8Start[Int((v >> UInt64(4 * (digits - 1 - i))) & 0xF)]
+                    at += 1
+                }
             }
-            return digits
+            for i in 0..<prefix.utf8CodeUnitCount {
+                buffer[at] = prefix.utf8Start[i]
+                at += 1
+            }
+            put(time, digits: 16)
+            put(random, digits: lastDigits)
+            return at
         }
     }
 }

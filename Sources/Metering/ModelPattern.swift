@@ -11,25 +11,30 @@ public struct ModelPattern: Sendable, Hashable, Codable, CustomStringConvertible
 
     public var description: String { text }
 
+    /// Runs on every call (routes, prices, limits), so it reads both strings in place.
     public func matches(_ name: String) -> Bool {
-        ModelPattern.glob(Array(text.utf8)[...], Array(name.utf8)[...])
+        var pattern = text, name = name
+        return pattern.withUTF8 { p in name.withUTF8 { s in Self.glob(p, s) } }
     }
 
-    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
-        var p = p, s = s
-        var starP: ArraySlice<UInt8>? = nil
-        var starS = s
-        while !s.isEmpty {
-            if let c = p.first, c == UInt8(ascii: "*") {
-                p = p.dropFirst(); starP = p; starS = s
-            } else if let c = p.first, c == s.first {
-                p = p.dropFirst(); s = s.dropFirst()
-            } else if let sp = starP {
-                starS = starS.dropFirst(); s = starS; p = sp
+    /// `*` matches any run of bytes, itself included; everything else matches itself.
+    static func glob(_ p: UnsafeBufferPointer<UInt8>, _ s: UnsafeBufferPointer<UInt8>) -> Bool {
+        let star = UInt8(ascii: "*")
+        var pi = 0, si = 0
+        // Where to resume after the latest `*`: the pattern after it, and the next byte it may eat.
+        var resumeP: Int? = nil, resumeS = 0
+        while si < s.count {
+            if pi < p.count && p[pi] == star {
+                pi += 1; resumeP = pi; resumeS = si
+            } else if pi < p.count && p[pi] == s[si] {
+                pi += 1; si += 1
+            } else if let rp = resumeP {
+                resumeS += 1; si = resumeS; pi = rp
             } else {
                 return false
             }
         }
-        return p.allSatisfy { $0 == UInt8(ascii: "*") }
+        while pi < p.count && p[pi] == star { pi += 1 }
+        return pi == p.count
     }
 }

@@ -121,7 +121,7 @@ public struct PriceBook: Sendable, Hashable {
     /// Per exact model name, its entries latest `effectiveFrom` first.
     private let exact: [String: [ModelPrice]]
     /// Glob entries, most specific first, then latest `effectiveFrom` first.
-    private let globs: [(pattern: [UInt8], entry: ModelPrice)]
+    private let globs: [ModelPrice]
 
     public init(_ entries: [ModelPrice] = []) {
         self.entries = entries
@@ -134,15 +134,14 @@ public struct PriceBook: Sendable, Hashable {
         self.exact = exact.mapValues { $0.sorted { $0.effectiveFrom > $1.effectiveFrom } }
         self.globs = globs.sorted {
             $0.specificity != $1.specificity ? $0.specificity > $1.specificity : $0.entry.effectiveFrom > $1.entry.effectiveFrom
-        }.map { (Array($0.entry.model.text.utf8), $0.entry) }
+        }.map(\.entry)
     }
 
     /// The entry in force for `model` on `day`: among patterns that match, an exact name beats
     /// a glob and a more specific glob beats a looser one; then the latest `effectiveFrom <= day`.
     public func price(for model: String, on day: Day) -> ModelPrice? {
         if let named = exact[model], let entry = named.first(where: { $0.effectiveFrom <= day }) { return entry }
-        let name = Array(model.utf8)
-        return globs.first { $0.entry.effectiveFrom <= day && ModelPattern.glob($0.pattern[...], name[...]) }?.entry
+        return globs.first { $0.effectiveFrom <= day && $0.model.matches(model) }
     }
 
     /// Whether any entry (of any date) covers the model.

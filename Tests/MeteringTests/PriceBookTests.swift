@@ -67,6 +67,9 @@ import Testing
         #expect(!ModelPattern("claude-3-5-haiku-*").matches("claude-3-5-sonnet-20241022"))
         #expect(ModelPattern("*mini*").matches("gpt-4o-mini-2024"))
         #expect(ModelPattern("a*b*c").matches("abbbc") && !ModelPattern("a*b*c").matches("abcb"))
+        #expect(ModelPattern("*").matches("") && !ModelPattern("a").matches("") && ModelPattern("**x").matches("abx"))
+        #expect(ModelPattern("gpt-4o").matches("gpt-4o") && !ModelPattern("gpt-4o").matches("gpt-4o-mini"))
+        #expect(!ModelPattern("gpt-4o-mini").matches("gpt-4o") && ModelPattern("*-mini").matches("gpt-4o-mini"))
         #expect(ModelPattern("gpt-4o").isExact && !ModelPattern("gpt-*").isExact)
         #expect(ModelPattern("gpt-*").specificity == 4)
     }

@@ -4,7 +4,8 @@
 # Usage: bench/report-speed/run.sh [rows]   (default 10,000,000)
 # Env: LEDGER=path (default $TMPDIR/tokenctl-report-bench.sqlite; reused if it has the rows),
 #      LEDGER_SOURCES=dir of Ledger sources to build the generator with (default Sources/Ledger),
-#      WRITER_ONLY=1 to measure only the writer (a fresh ledger each run).
+#      WRITER_ONLY=1 to measure only the writer (a fresh ledger each run); with ONE_PER_COMMIT=1,
+#      one call per transaction, committed on the caller's thread (an event loop at one connection).
 set -eu
 rows=${1:-10000000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
