@@ -15,7 +15,11 @@ public final class SQLiteConnection {
     public let handle: OpaquePointer
     private var isOpen = true
 
+    /// Process-wide settings, applied once before the first connection opens.
+    private static let libraryConfigured: Bool = tokenctl_sqlite3_disable_memory_statistics() == SQLITE_OK
+
     public init(path: String, mode: OpenMode = .readWriteCreate, busyTimeoutMillis: Int32 = 5_000) throws {
+        _ = Self.libraryConfigured
         self.path = path
         var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
         if mode == .readWriteCreate { flags |= SQLITE_OPEN_CREATE }

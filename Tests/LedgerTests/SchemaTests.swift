@@ -1,3 +1,4 @@
+import CSQLite
 import Testing
 @testable import Ledger
 
@@ -7,6 +8,16 @@ import Testing
         var names = Set<String>()
         while try s.step() { names.insert(s.string(at: 0)) }
         return names
+    }
+
+    /// SQLite's memory statistics take a global mutex on every allocation; they are off before
+    /// any connection opens, so nothing is counted.
+    @Test func sqliteKeepsNoMemoryStatistics() throws {
+        let dir = try TemporaryDirectory()
+        let connection = try SQLiteConnection(path: dir.path())
+        try connection.execute("CREATE TABLE t (a TEXT); INSERT INTO t VALUES ('some text to allocate for')")
+        #expect(sqlite3_memory_used() == 0, "\(sqlite3_memory_used()) bytes counted")
+        connection.close()
     }
 
     @Test func migratesFromEmpty() throws {
