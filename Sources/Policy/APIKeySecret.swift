@@ -29,15 +29,19 @@ public enum APIKeySecret {
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     public static func hash(_ secret: String) -> String {
-        // Hex by bytes: this runs on every call (identification), and per-byte Strings cost
-        // more than the digest itself.
-        var hex: [UInt8] = []
-        hex.reserveCapacity(2 * SHA256.byteCount)
-        for byte in SHA256.hash(data: Array(secret.utf8)) {
-            hex.append(hexDigits[Int(byte >> 4)])
-            hex.append(hexDigits[Int(byte & 0x0F)])
+        // This runs on every call (identification): the secret is hashed where it lies and the
+        // hex written straight into the string's storage (one allocation for the result).
+        var secret = secret
+        let digest = secret.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return String(unsafeUninitializedCapacity: 2 * SHA256.byteCount) { hex in
+            digest.withUnsafeBytes { bytes in
+                for (i, byte) in bytes.enumerated() {
+                    hex[2 * i] = hexDigits[Int(byte >> 4)]
+                    hex[2 * i + 1] = hexDigits[Int(byte & 0x0F)]
+                }
+            }
+            return 2 * SHA256.byteCount
         }
-        return String(decoding: hex, as: UTF8.self)
     }
 
     /// Cheap shape check before any lookup: `tk-` followed by exactly 43 base62 characters.
