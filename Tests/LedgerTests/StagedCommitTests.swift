@@ -150,7 +150,7 @@ import Testing
         }
         let background = started.current.filter { $0.0 == .background }.map(\.1)
         #expect(background.count >= 2)
-        #expect(background.count <= commits / 3, "one per 20 pages (a commit writes several), not one per commit")
+        #expect(background.count <= commits / 2, "one per 20 pages (a commit writes about 5), not one per commit")
         for (earlier, later) in zip(background, background.dropFirst()) {
             #expect(later - earlier >= 20 || later < earlier, "asked again after \(later - earlier) pages")
         }
