@@ -67,7 +67,10 @@ int main(int argc, char **argv) {
     double wall = seconds(CLOCK_MONOTONIC), cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
     unsigned long long start = 1764000000000000ULL, state = 2025;
     for (long i = 0; i < rows;) {
-        sqlite3_step(begin);
+        if (sqlite3_step(begin) != SQLITE_DONE) {
+            fprintf(stderr, "begin: %s\n", sqlite3_errmsg(db));
+            return 1;
+        }
         sqlite3_reset(begin);
         for (long j = 0; j < perCommit && i < rows; j++, i++) {
             state = state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -90,7 +93,10 @@ int main(int argc, char **argv) {
             }
             sqlite3_reset(insert);
         }
-        sqlite3_step(commit);
+        if (sqlite3_step(commit) != SQLITE_DONE) {
+            fprintf(stderr, "commit: %s\n", sqlite3_errmsg(db));
+            return 1;
+        }
         sqlite3_reset(commit);
     }
     wall = seconds(CLOCK_MONOTONIC) - wall;
