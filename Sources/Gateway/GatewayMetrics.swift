@@ -47,7 +47,7 @@ final class GatewayMetrics: Sendable {
             descriptor: .named("tokenctl_ledger_commit_duration_seconds",
                 "Time to write and commit one ledger transaction"),
             buckets: Self.commitBuckets)
-        ledgerCheckpoints = [.background, .forced].reduce(into: [:]) { [registry] counters, kind in
+        ledgerCheckpoints = LedgerWriter.Options.Checkpoint.allCases.reduce(into: [:]) { [registry] counters, kind in
             counters[kind] = registry.makeCounter(
                 descriptor: .named("tokenctl_ledger_checkpoints_total",
                     "SQLite WAL checkpoints started, by kind (background: beside the commits; forced: bounding the WAL)"),

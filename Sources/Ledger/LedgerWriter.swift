@@ -78,7 +78,7 @@ public final class LedgerWriter: @unchecked Sendable {
         }
 
         /// Which checkpoint started (`checkpointPages`).
-        public enum Checkpoint: String, Sendable {
+        public enum Checkpoint: String, Sendable, CaseIterable {
             /// Asked of the checkpoint thread, beside the commits.
             case background
             /// Run by the writer thread between commits, to bound the WAL.
