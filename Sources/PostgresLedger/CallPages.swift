@@ -16,12 +16,10 @@ extension PostgresSession {
                 WHERE started_at >= \(since) AND started_at < \(until) AND (started_at, seq) > (\(after.startedAt), \(after.seq))
                 ORDER BY started_at, seq LIMIT \(Int64(Self.callPageSize))
                 """, context: "read \(table)")
-            for row in rows {
-                let entry = try PostgresCallRow.decode(row)
-                after = (entry.startedAt, try row.makeRandomAccess().value(PostgresCallRow.columns.count))
-                try body(entry)
-            }
-            if rows.count < Self.callPageSize { return }
+            for row in rows { try body(try PostgresCallRow.decode(row)) }
+            guard rows.count == Self.callPageSize, let last = rows.last?.makeRandomAccess() else { return }
+            // Only the page's last row says where the next page starts.
+            after = (try last.value(2), try last.value(PostgresCallRow.columns.count))
         }
     }
 
