@@ -7,6 +7,13 @@ import Foundation
 /// 0.8 ms without). PASSIVE: it never blocks the writer or a reader; once a checkpoint has copied
 /// the whole WAL, the writer's next commit starts the WAL over from its beginning.
 final class BackgroundCheckpoint: @unchecked Sendable {
+    /// What a finished checkpoint saw: the WAL's frames, and how many of them are now copied
+    /// into the database. Commits go on during a checkpoint, so under load it ends behind.
+    struct Outcome: Equatable {
+        var walFrames: Int32
+        var copiedFrames: Int32
+    }
+
     private let connection: SQLiteConnection
 
     // Guarded by `condition`.
@@ -15,6 +22,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private var running = false
     private var stopping = false
     private var stopped = false
+    private var outcome: Outcome?
 
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
     init(path: String) throws {
@@ -38,6 +46,14 @@ final class BackgroundCheckpoint: @unchecked Sendable {
         return true
     }
 
+    /// The outcome of the checkpoint finished since the last call, if any (each is taken once).
+    func takeOutcome() -> Outcome? {
+        condition.lock()
+        defer { condition.unlock() }
+        defer { outcome = nil }
+        return outcome
+    }
+
     /// Waits for a running checkpoint and closes the connection (before the writer's, so the
     /// writer's connection is the last one and removes the WAL).
     func close() {
@@ -57,9 +73,12 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             requested = false
             running = true
             condition.unlock()
-            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            var walFrames: Int32 = -1
+            var copiedFrames: Int32 = -1
+            let rc = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &walFrames, &copiedFrames)
             condition.lock()
             running = false
+            outcome = rc == SQLITE_OK && walFrames >= 0 ? Outcome(walFrames: walFrames, copiedFrames: copiedFrames) : nil
         }
         stopped = true
         condition.broadcast()

@@ -17,7 +17,8 @@ import Foundation
 /// that finds it taken leaves its rows to the holder, which takes every queued row before it
 /// lets go. A staged commit never waits: it does not wait for another process's write lock, and
 /// a batch that fails goes back to the front of the queue for the writer thread, which retries
-/// it with backoff as usual. Rollup flushes and forced checkpoints stay on the writer thread.
+/// it with backoff as usual. Rollup flushes and the writer's own checkpoints stay on the writer
+/// thread (`CheckpointSchedule` says when).
 ///
 /// Failures: a failed transaction is rolled back and retried with backoff, keeping its rows; no
 /// callback runs before its row is committed. A row rejected by a constraint (a duplicate call id)
@@ -38,9 +39,11 @@ public final class LedgerWriter: @unchecked Sendable {
         /// Attempts per batch once `close()` was called, before its rows are failed.
         public var closeRetries: Int
         /// WAL pages written since the last checkpoint that make the writer ask for one when idle
-        /// (run by `BackgroundCheckpoint`, beside the commits); at four times this it checkpoints
-        /// itself, even under load, which bounds the WAL. Never inside a commit (SQLite's
-        /// auto-checkpoint, which fsyncs in COMMIT, is replaced).
+        /// (run by `BackgroundCheckpoint`, beside the commits). Under load that one ends a few
+        /// commits behind; when it left at most an eighth of this, the writer thread copies the
+        /// rest itself between two commits, so the WAL starts over. At four times this it
+        /// checkpoints itself whatever is left, which bounds the WAL. Never inside a commit
+        /// (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         public var checkpointPages: Int32
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
@@ -81,7 +84,11 @@ public final class LedgerWriter: @unchecked Sendable {
         public enum Checkpoint: String, Sendable, CaseIterable {
             /// Asked of the checkpoint thread, beside the commits.
             case background
-            /// Run by the writer thread between commits, to bound the WAL.
+            /// Run by the writer thread between commits, to copy the few frames a background
+            /// checkpoint left behind, so that the WAL starts over.
+            case catchUp = "catch_up"
+            /// Run by the writer thread between commits at four times `checkpointPages`, to bound
+            /// the WAL when the background checkpoints stay far behind.
             case forced
         }
 
@@ -114,9 +121,7 @@ public final class LedgerWriter: @unchecked Sendable {
     private var seenDataVersion: Int64 = 0
     private var stale = false
     private let wal = WalProgress()
-    private var walPagesAtCheckpoint: Int32 = 0
-    /// WAL pages when the latest background checkpoint was asked for.
-    private var walPagesAtRequest: Int32 = 0
+    private var checkpoints: CheckpointSchedule
     private let checkpointer: BackgroundCheckpoint
     /// Held by whoever commits: the writer thread or a caller in `commitStaged`. Guards the
     /// connection and everything above (the writer's state), and `closed` and `busyMillis`.
@@ -132,6 +137,7 @@ public final class LedgerWriter: @unchecked Sendable {
     public init(path: String, options: Options = Options()) throws {
         self.path = path
         self.options = options
+        checkpoints = CheckpointSchedule(pagesPerCheckpoint: options.checkpointPages)
         queue = GroupCommitQueue(maxBatch: options.maxBatch)
         connection = try SQLiteConnection(path: path, busyTimeoutMillis: options.busyTimeoutMillis)
         try connection.configureForLedger()
@@ -390,33 +396,24 @@ public final class LedgerWriter: @unchecked Sendable {
 
     private func checkpointIfDue(onWriterThread: Bool) {
         let pages = wal.pages
-        // The WAL restarted from its beginning since the last checkpoint.
-        if pages < walPagesAtCheckpoint { walPagesAtCheckpoint = 0 }
-        if pages < walPagesAtRequest { walPagesAtRequest = 0 }
-        let written = pages - walPagesAtCheckpoint
-        guard written >= options.checkpointPages else { return }
-        if written < options.checkpointPages * 4 {
-            // The WAL starts over at the next commit once a checkpoint copied all of it; if
-            // the background ones cannot keep up, `written` grows on to the bound below.
-            // One request per `checkpointPages` written: under steady load every checkpoint
-            // finds commits behind it, and asking again at each idle commit ran one every few
-            // calls (one client connection: 0.36 per call, two fsyncs each, for a few pages).
-            if queue.isIdle, pages - walPagesAtRequest >= options.checkpointPages, checkpointer.request() {
-                walPagesAtRequest = pages
-                options.onCheckpoint?(.background, pages)
+        switch checkpoints.afterCommit(walPages: pages, outcome: checkpointer.takeOutcome(), queueIdle: queue.isIdle) {
+        case .none:
+            return
+        case .requestBackground:
+            guard checkpointer.request() else { return }
+            checkpoints.requested(walPages: pages)
+            options.onCheckpoint?(.background, pages)
+        case .checkpoint(let kind):
+            // It takes milliseconds (two fsyncs): not on a caller's thread.
+            guard onWriterThread else {
+                queue.requestWriter()
+                return
             }
-            return
+            // Between two batches no commit appends, so this copies all that is left.
+            options.onCheckpoint?(kind, pages)
+            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            checkpoints.checkpointed(walPages: pages)
         }
-        // It takes milliseconds: not on a caller's thread.
-        guard onWriterThread else {
-            queue.requestWriter()
-            return
-        }
-        // Under sustained load the background checkpoint never catches up with the writer, and
-        // the WAL could not start over: this one, between two batches, lets it.
-        options.onCheckpoint?(.forced, pages)
-        sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-        walPagesAtCheckpoint = pages
     }
 
     private static func ledgerError(_ error: any Error) -> LedgerError {

@@ -158,7 +158,7 @@ struct MetricsTests {
         #expect(m["tokenctl_ledger_batch_rows_sum"] == Double(rows.count))
         #expect((m["tokenctl_ledger_commit_duration_seconds_count"] ?? 0) >= 1)
         // Shown from the start (a handful of calls writes too few WAL pages for a checkpoint).
-        for kind in ["background", "forced"] {
+        for kind in ["background", "catch_up", "forced"] {
             #expect(m[#"tokenctl_ledger_checkpoints_total{kind="\#(kind)"}"#] != nil)
         }
         #expect(m[#"tokenctl_policy_info{version="\#(h.server.policy.version)"}"#] == 1)

@@ -126,11 +126,11 @@ import Testing
         #expect(try probe.scalarInt(cells) == 5)
     }
 
-    /// Under steady load every background checkpoint finds new commits behind it, so the WAL
-    /// cannot start over: the writer asks for one per `checkpointPages` written, not at every idle
-    /// commit (that ran one every few calls, two fsyncs each), and past four times that the
-    /// writer thread checkpoints itself. A reader holding an old snapshot keeps the WAL from
-    /// starting over here, as continuous commits do in a server.
+    /// While the WAL cannot start over, the writer asks for a background checkpoint once per
+    /// `checkpointPages` written, not at every idle commit (that ran one every few calls, two
+    /// fsyncs each), and past four times that the writer thread checkpoints itself. A reader
+    /// holding an old snapshot keeps the WAL from starting over here, and holds every
+    /// background checkpoint back, so the writer never catches up after one.
     @Test func backgroundCheckpointsAreAskedForOncePerThresholdAndTheWriterForcesOne() throws {
         let dir = try TemporaryDirectory()
         let started = Locked<[(LedgerWriter.Options.Checkpoint, Int32)]>([])
