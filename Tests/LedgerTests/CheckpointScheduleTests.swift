@@ -18,24 +18,39 @@ import Testing
         return .none
     }
 
-    @Test func asksForABackgroundCheckpointOncePerThresholdWhenIdle() {
+    /// Commits of 5 pages from an empty WAL until the first background request (at 65 pages),
+    /// which the checkpoint thread took.
+    static func askedAt65() -> CheckpointSchedule {
         var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
         var pages: Int32 = 0
-        #expect(Self.commitUntilAsked(&schedule, from: &pages, idle: false, limit: 200) == .none, "never while busy")
-        schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        pages = 0
-        #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
-        #expect(pages == 65)
+        let action = commitUntilAsked(&schedule, from: &pages)
+        precondition(action == .requestBackground && pages == 65)
         schedule.requested(walPages: pages)
+        return schedule
+    }
+
+    /// After `askedAt65`, the pass ended 35 frames behind (more than 64 / 8): another was asked
+    /// for at once, even while busy, and taken.
+    static func chasedAt100() -> CheckpointSchedule {
+        var schedule = askedAt65()
+        let action = schedule.afterCommit(walPages: 100, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
+        precondition(action == .requestBackground)
+        schedule.requested(walPages: 100)
+        return schedule
+    }
+
+    @Test func asksForABackgroundCheckpointOncePerThresholdWhenIdle() {
+        var busy = CheckpointSchedule(pagesPerCheckpoint: 64)
+        var pages: Int32 = 0
+        #expect(Self.commitUntilAsked(&busy, from: &pages, idle: false, limit: 200) == .none, "never while busy")
+        var schedule = Self.askedAt65()
+        pages = 65
         #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
         #expect(pages == 130, "not again before 64 more pages")
     }
 
     @Test func aPassThatEndedAFewFramesBehindIsFinishedByTheWriterAndTheWALStartsOver() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: pages)
+        var schedule = Self.askedAt65()
         // The pass copied the 65 frames it saw; one commit of 5 landed meanwhile.
         #expect(schedule.afterCommit(walPages: 70, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
                 == .checkpoint(.catchUp))
@@ -43,20 +58,13 @@ import Testing
         #expect(schedule.afterCommit(walPages: 75, outcome: nil, queueIdle: false) == .checkpoint(.catchUp))
         schedule.checkpointed(walPages: 75)
         // The WAL started over: counting starts again from its beginning.
-        pages = 0
+        var pages: Int32 = 0
         #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
         #expect(pages == 65)
     }
 
     @Test func aPassFurtherBehindIsFollowedByAnotherWhileWhatItLeavesHalves() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: 65)
-        // 35 frames behind (more than 64 / 8): another pass at once, even while busy.
-        #expect(schedule.afterCommit(walPages: 100, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
-                == .requestBackground)
-        schedule.requested(walPages: 100)
+        var schedule = Self.chasedAt100()
         // 15 behind, under half of 35: once more.
         #expect(schedule.afterCommit(walPages: 115, outcome: Outcome(walFrames: 100, copiedFrames: 100), queueIdle: false)
                 == .requestBackground)
@@ -67,31 +75,22 @@ import Testing
     }
 
     @Test func aChaseThatDoesNotHalveStopsAndTheThresholdAppliesAgain() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: 65)
-        #expect(schedule.afterCommit(walPages: 100, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
-                == .requestBackground)
-        schedule.requested(walPages: 100)
+        var schedule = Self.chasedAt100()
         // 20 behind is not under half of 35: no pass at once (this is what kept the checkpoint
         // thread busy for a few pages every few calls), and 20 pages since the request is not 64.
         #expect(schedule.afterCommit(walPages: 120, outcome: Outcome(walFrames: 100, copiedFrames: 100), queueIdle: true)
                 == .none)
-        pages = 120
+        var pages: Int32 = 120
         #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
         #expect(pages == 165)
     }
 
     @Test func aPassHeldBackByAReaderIsNeitherFollowedNorFinishedAndTheForcedOneBoundsTheWAL() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: 65)
+        var schedule = Self.askedAt65()
         // A reader's snapshot ends at frame 10: the pass copied 10 of the 65 it saw.
         #expect(schedule.afterCommit(walPages: 70, outcome: Outcome(walFrames: 65, copiedFrames: 10), queueIdle: false)
                 == .none)
-        pages = 70
+        var pages: Int32 = 70
         var asked: [CheckpointSchedule.Action] = []
         while asked.last != .checkpoint(.forced) && pages < 1_000 {
             let action = Self.commitUntilAsked(&schedule, from: &pages)
@@ -106,10 +105,7 @@ import Testing
     }
 
     @Test func anOutcomeFromBeforeTheWALStartedOverIsIgnored() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: 65)
+        var schedule = Self.askedAt65()
         // The pass copied everything, and a commit started the WAL over before the writer looked.
         #expect(schedule.afterCommit(walPages: 5, outcome: nil, queueIdle: true) == .none)
         #expect(schedule.afterCommit(walPages: 10, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: true)
@@ -117,10 +113,7 @@ import Testing
     }
 
     @Test func theWALStartingOverIsSeenFromThePreviousCommitsCount() {
-        var schedule = CheckpointSchedule(pagesPerCheckpoint: 64)
-        var pages: Int32 = 0
-        _ = Self.commitUntilAsked(&schedule, from: &pages)
-        schedule.requested(walPages: 65)
+        var schedule = Self.askedAt65()
         #expect(schedule.afterCommit(walPages: 120, outcome: nil, queueIdle: false) == .none)
         // The WAL started over and a large commit wrote 80 pages: more than at the request (the
         // mark the restart was once told by), fewer than after the previous commit.
