@@ -50,12 +50,13 @@ struct CheckpointSchedule {
             catchUpDue = false
         }
         pagesBefore = pages
-        if let outcome, generationAtRequest == generation, follow(outcome, pages: pages) {
-            return .requestBackground
-        }
+        // A WAL larger at the pass than now started over since (a restart not seen above).
+        let chase = outcome.map { generationAtRequest == generation && $0.walFrames <= pages && follow($0, pages: pages) }
         let written = pages - pagesAtCheckpoint
         if catchUpDue { return .checkpoint(.catchUp) }
+        // Before a chase: a background pass running would make the writer's checkpoint busy.
         if written >= pagesPerCheckpoint * 4 { return .checkpoint(.forced) }
+        if chase == true { return .requestBackground }
         // One request per `pagesPerCheckpoint` written: asking again at each idle commit ran
         // one every few calls under steady load (two fsyncs each, for a few pages).
         if written >= pagesPerCheckpoint, queueIdle, pages - pagesAtRequest >= pagesPerCheckpoint {
@@ -71,7 +72,8 @@ struct CheckpointSchedule {
     }
 
     /// The writer thread checkpointed with `pages` in the WAL: the next commit starts the WAL
-    /// over, unless a reader still uses an old snapshot.
+    /// over, unless a reader still uses an old snapshot. (Not after one that found the
+    /// checkpoint thread busy: that one copied nothing, and is asked for again.)
     mutating func checkpointed(walPages pages: Int32) {
         pagesAtCheckpoint = pages
         catchUpDue = false
@@ -85,7 +87,8 @@ struct CheckpointSchedule {
         // It copied less than it saw: a reader's old snapshot held it back, and would hold the next.
         let heldBack = outcome.copiedFrames < outcome.walFrames
         if !heldBack && behind <= catchUpFrames {
-            catchUpDue = true
+            // Nothing behind: the next commit starts the WAL over by itself.
+            catchUpDue = behind > 0
             return false
         }
         if !heldBack && behind < min(pagesPerCheckpoint, chasedFrames / 2) {

@@ -56,8 +56,8 @@ public final class LedgerWriter: @unchecked Sendable {
         /// Called on the writer thread after each committed transaction, with its row count and
         /// how long it took from BEGIN to COMMIT (retries included), for metrics.
         public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
-        /// Called when a checkpoint starts (on the committing thread), with the WAL's pages then,
-        /// to count them: a checkpoint costs two fsyncs, whatever it copies.
+        /// Called for each checkpoint (on the committing thread), with the WAL's pages then, to
+        /// count them: a checkpoint costs two fsyncs, whatever it copies.
         public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32) -> Void)?
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
@@ -409,9 +409,12 @@ public final class LedgerWriter: @unchecked Sendable {
                 queue.requestWriter()
                 return
             }
-            // Between two batches no commit appends, so this copies all that is left.
+            // Between two batches no commit appends, so this copies all that is left. It is
+            // SQLITE_BUSY at once if the checkpoint thread is running one: asked again next commit.
+            guard sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil) != SQLITE_BUSY else {
+                return
+            }
             options.onCheckpoint?(kind, pages)
-            sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
             checkpoints.checkpointed(walPages: pages)
         }
     }

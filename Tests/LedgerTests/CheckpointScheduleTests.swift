@@ -120,4 +120,44 @@ import Testing
         #expect(schedule.afterCommit(walPages: 80, outcome: nil, queueIdle: true) == .requestBackground,
                 "80 pages since the restart, past the threshold")
     }
+
+    @Test func aCatchUpStillDueWhenTheWALStartsOverIsDropped() {
+        var schedule = Self.askedAt65()
+        #expect(schedule.afterCommit(walPages: 70, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
+                == .checkpoint(.catchUp))
+        #expect(schedule.afterCommit(walPages: 5, outcome: nil, queueIdle: false) == .none)
+    }
+
+    @Test func aCatchUpAfterWhichAReaderKeptTheWALIsNotAskedForAgain() {
+        var schedule = Self.askedAt65()
+        #expect(schedule.afterCommit(walPages: 70, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: false)
+                == .checkpoint(.catchUp))
+        schedule.checkpointed(walPages: 70)
+        var pages: Int32 = 70
+        #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
+        #expect(pages == 135, "the next after 64 pages more, counted from the catch-up")
+    }
+
+    @Test func aPassThatLeftNothingBehindNeedsNoCatchUp() {
+        var schedule = Self.askedAt65()
+        #expect(schedule.afterCommit(walPages: 65, outcome: Outcome(walFrames: 65, copiedFrames: 65), queueIdle: true) == .none)
+    }
+
+    @Test func anOutcomeOfALargerWALThanNowIsStale() {
+        var schedule = Self.askedAt65()
+        #expect(schedule.afterCommit(walPages: 120, outcome: nil, queueIdle: false) == .none)
+        // The pass saw 130 frames (another process committed too), yet the WAL now has 125: it
+        // started over, unseen because its first commits since reached the 120 before. The
+        // outcome is about the old WAL.
+        #expect(schedule.afterCommit(walPages: 125, outcome: Outcome(walFrames: 130, copiedFrames: 130), queueIdle: false)
+                == .none)
+    }
+
+    @Test func theForcedCheckpointComesBeforeAChase() {
+        var schedule = Self.askedAt65()
+        // 60 frames behind at 260 pages would ask for another pass; past four times 64 the writer
+        // checkpoints instead (a pass running would make its checkpoint busy).
+        #expect(schedule.afterCommit(walPages: 260, outcome: Outcome(walFrames: 200, copiedFrames: 200), queueIdle: false)
+                == .checkpoint(.forced))
+    }
 }
