@@ -75,9 +75,14 @@ final class ProxyHarness: Sendable {
         if !plansYAML.isEmpty {
             try plansYAML.write(to: policies.appendingPathComponent("plans.yaml"), atomically: true, encoding: .utf8)
         }
-        if !gatewayYAML.isEmpty {
-            try gatewayYAML.write(to: policies.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
+        // The read deadlines (60 s by default) stay out of tests that are not about them: with
+        // every suite started at once on two cores, a test can wait longer than that between
+        // opening its connection and sending on it, and the server closed it as idle.
+        var gatewayYAML = gatewayYAML.isEmpty || gatewayYAML.hasSuffix("\n") ? gatewayYAML : gatewayYAML + "\n"
+        for key in ["header_timeout_ms", "body_timeout_ms"] where !gatewayYAML.contains(key) {
+            gatewayYAML += "\(key): 600000\n"
         }
+        try gatewayYAML.write(to: policies.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
         environment = ["E2E_PROVIDER_KEY": providerKey]
         let policy = try PolicyLoader.load(directory: policies.path, environment: environment)
 
