@@ -50,7 +50,7 @@ final class GatewayMetrics: Sendable {
         ledgerCheckpoints = LedgerWriter.Options.Checkpoint.allCases.reduce(into: [:]) { [registry] counters, kind in
             counters[kind] = registry.makeCounter(
                 descriptor: .named("tokenctl_ledger_checkpoints_total",
-                    "SQLite WAL checkpoints started, by kind (background: beside the commits; forced: bounding the WAL)"),
+                    "SQLite WAL checkpoints, by kind (background: beside the commits; catch_up: the writer copying what a background one left; forced: bounding the WAL)"),
                 labels: [("kind", kind.rawValue)])
         }
     }

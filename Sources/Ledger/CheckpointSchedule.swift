@@ -51,12 +51,12 @@ struct CheckpointSchedule {
         }
         pagesBefore = pages
         // A WAL larger at the pass than now started over since (a restart not seen above).
-        let chase = outcome.map { generationAtRequest == generation && $0.walFrames <= pages && follow($0, pages: pages) }
+        let chase = outcome.map { generationAtRequest == generation && $0.walFrames <= pages && follow($0, pages: pages) } ?? false
         let written = pages - pagesAtCheckpoint
         if catchUpDue { return .checkpoint(.catchUp) }
         // Before a chase: a background pass running would make the writer's checkpoint busy.
         if written >= pagesPerCheckpoint * 4 { return .checkpoint(.forced) }
-        if chase == true { return .requestBackground }
+        if chase { return .requestBackground }
         // One request per `pagesPerCheckpoint` written: asking again at each idle commit ran
         // one every few calls under steady load (two fsyncs each, for a few pages).
         if written >= pagesPerCheckpoint, queueIdle, pages - pagesAtRequest >= pagesPerCheckpoint {

@@ -19,7 +19,7 @@ extension PostgresSession {
             for row in rows { try body(try PostgresCallRow.decode(row)) }
             guard rows.count == Self.callPageSize, let last = rows.last?.makeRandomAccess() else { return }
             // Only the page's last row says where the next page starts.
-            after = (try last.value(2), try last.value(PostgresCallRow.columns.count))
+            after = (try last.value(PostgresCallRow.startedAtColumn), try last.value(PostgresCallRow.columns.count))
         }
     }
 

@@ -20,6 +20,8 @@ enum PostgresCallRow {
     ]
 
     static let selectList = columns.map(\.name).joined(separator: ", ")
+    /// Where `started_at` is in `selectList` (the paging key of `forEachCall`).
+    static let startedAtColumn = columns.firstIndex { $0.name == "started_at" }!
 
     /// Inserts every row of the batch in one statement (one round trip, one array per column);
     /// rows whose id and start already exist are skipped, and the statement returns the ids it inserted.

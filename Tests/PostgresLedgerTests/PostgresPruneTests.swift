@@ -58,7 +58,7 @@ final class PostgresPruneTests: XCTestCase {
     /// every grouping is also reported from one reused copy of all time.
     static let perPeriodGroupings: [[ReportDimension]] = [[], [.model], [.day, .user], [.user, .day, .key]]
 
-    static let zones = ["UTC", "Europe/Berlin"].map { TimeZone(identifier: $0)! }
+    static let zones = PostgresReaderParityTests.zones
 
     static func reports(_ source: any LedgerSource) throws -> [Report] {
         var all: [Report] = []

@@ -10,6 +10,7 @@ final class PostgresReaderParityTests: XCTestCase {
         [], [.user], [.team], [.model], [.provider], [.plan], [.key], [.day], [.week], [.month],
         [.day, .user], [.week, .model], [.month, .team, .user], [.user, .day, .key],
     ]
+    static let zones = ["UTC", "Europe/Berlin"].map { TimeZone(identifier: $0)! }
 
     func testReadersAndReportsMatchSQLite() throws {
         let db = try ScratchDatabase()
@@ -55,7 +56,7 @@ final class PostgresReaderParityTests: XCTestCase {
         for (since, until) in periods {
             let copying = try PostgresLedgerReader(location: db.location, reusesReportCopies: true)
             defer { copying.close() }
-            for zone in ["UTC", "Europe/Berlin"].map({ TimeZone(identifier: $0)! }) {
+            for zone in Self.zones {
                 for groupBy in Self.groupings {
                     var query = ReportQuery(since: since, until: until, groupBy: groupBy)
                     query.timeZone = zone
