@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Logging
 import NIOConcurrencyHelpers
 import Policy
@@ -74,14 +75,13 @@ public final class PolicyReloader: Sendable {
     /// Starts watching the directory (no-op without one).
     public func startWatching(every interval: TimeInterval = 0.5) {
         guard let directory else { return }
-        let thread = Thread { [self] in
+        let thread = Thread(named: "tokenctl-policy") { [self] in
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
                 let (seen, stopped) = state.withLockedValue { ($0.fingerprint, $0.stopped) }
                 if !stopped, Self.fingerprint(of: directory) != seen { reloadNow() }
             }
         }
-        thread.name = "tokenctl-policy"
         thread.start()
     }
 

@@ -38,7 +38,7 @@ public final class PrincipalDirectory: Sendable {
     }
 
     public func startPolling(every interval: TimeInterval = 1.0) {
-        let thread = Thread { [self] in
+        let thread = Thread(named: "tokenctl-keys") { [self] in
             var lastStamp = (try? keyStore.changeStamp()) ?? -1
             while !stopped.withLockedValue({ $0 }) {
                 Thread.sleep(forTimeInterval: interval)
@@ -56,7 +56,6 @@ public final class PrincipalDirectory: Sendable {
                 }
             }
         }
-        thread.name = "tokenctl-keys"
         thread.start()
     }
 

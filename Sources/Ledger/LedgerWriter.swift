@@ -164,8 +164,7 @@ public final class LedgerWriter: @unchecked Sendable {
         busyMillis = options.busyTimeoutMillis
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
-        let thread = Thread { [weak self] in self?.run() }
-        thread.name = "tokenctl-ledger"
+        let thread = Thread(named: "tokenctl-ledger") { [weak self] in self?.run() }
         queue.writerStarted(thread)
         thread.start()
     }
