@@ -8,8 +8,11 @@ import NIOCore
 /// handle, every easy handle) and the "curl thread" state of transfers. Other
 /// threads talk to it only through `submit`, which appends to a locked queue
 /// and calls `curl_multi_wakeup` (documented thread-safe) when the queue goes
-/// from empty to non-empty — one wake per batch, not per command. The multi
-/// handle is created and configured in `init`, before the thread exists.
+/// from empty to non-empty — one wake per batch, not per command. From an
+/// event loop, the wake waits for the end of the loop's current pass, so
+/// that every request read in one pass reaches curl in one wake (each wake
+/// preempts the event loop when both share a core). The multi handle is
+/// created and configured in `init`, before the thread exists.
 ///
 /// Results go back in one hop per event loop per curl pass: everything the
 /// pass produced for the transfers of one loop (heads, body bytes, ends) is
@@ -33,6 +36,10 @@ final class CurlDriver: @unchecked Sendable {
     private let lock = PThreadLock()
     private var queue: [Command] = []
     private var accepting = true
+    /// An event loop will wake the thread at the end of its pass (`wakeAfterPass`).
+    private var wakeScheduled = false
+    /// `curl_multi_wakeup` calls made for commands (tests read it).
+    private var wakeups = 0
 
     // Curl thread only.
     private var running: [CurlTransfer] = []
@@ -63,18 +70,48 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     /// Hands a command to the curl thread. Returns false after shutdown.
+    /// Called on `eventLoop`, the thread is woken once that loop's current
+    /// pass ends (its other channels may have requests for curl too).
     @discardableResult
-    func submit(_ command: Command) -> Bool {
-        lock.withLock {
-            guard accepting else { return false }
+    func submit(_ command: Command, from eventLoop: (any EventLoop)? = nil) -> Bool {
+        let deferWake = eventLoop?.inEventLoop ?? false
+        let (accepted, scheduleWake) = lock.withLock { () -> (Bool, Bool) in
+            guard accepting else { return (false, false) }
             queue.append(command)
             // The thread drains the whole queue at once, so only the first
-            // command after a drain needs to wake it. Waking under the lock
-            // keeps it ordered before the multi handle's cleanup.
-            if queue.count == 1 { curl_multi_wakeup(multi) }
-            return true
+            // command after a drain needs to wake it (or a scheduled wake
+            // covers it). Waking under the lock keeps it ordered before the
+            // multi handle's cleanup.
+            guard queue.count == 1, !wakeScheduled else { return (true, false) }
+            guard deferWake else {
+                wake()
+                return (true, false)
+            }
+            wakeScheduled = true
+            return (true, true)
+        }
+        // A task queued from inside the loop runs in this pass, after its I/O.
+        if scheduleWake, let eventLoop { eventLoop.execute { self.wakeAfterPass() } }
+        return accepted
+    }
+
+    /// The wake an event loop deferred to the end of its pass; none if the
+    /// thread drained the queue meanwhile (it woke for a socket) or shut down.
+    private func wakeAfterPass() {
+        lock.withLock {
+            wakeScheduled = false
+            if accepting && !queue.isEmpty { wake() }
         }
     }
+
+    /// Under `lock`.
+    private func wake() {
+        wakeups += 1
+        curl_multi_wakeup(multi)
+    }
+
+    /// How many times commands woke the thread so far.
+    var commandWakeups: Int { lock.withLock { wakeups } }
 
     /// Cancels every transfer, waits for the thread to finish and frees curl.
     /// Only the first call waits; call it from outside the curl thread.

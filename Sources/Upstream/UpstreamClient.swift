@@ -8,7 +8,7 @@ import NIOCore
 /// event loop); it costs one enqueue, and at most one wakeup of the curl
 /// thread. No thread or task is created per call.
 public final class UpstreamClient: Sendable {
-    private let driver: CurlDriver
+    let driver: CurlDriver
 
     public init(configuration: UpstreamConfiguration = .init(), logger: Logger) {
         driver = CurlDriver(configuration: configuration, logger: logger)
@@ -25,7 +25,7 @@ public final class UpstreamClient: Sendable {
         _ request: UpstreamRequest, on eventLoop: any EventLoop, handler: any UpstreamResponseHandler
     ) -> UpstreamTransfer {
         let transfer = CurlTransfer(request: request, eventLoop: eventLoop, handler: handler, driver: driver)
-        if !driver.submit(.start(transfer)) {
+        if !driver.submit(.start(transfer), from: eventLoop) {
             eventLoop.execute { transfer.deliver(Delivery(end: .failure(.cancelled))) }
         }
         return UpstreamTransfer(transfer)

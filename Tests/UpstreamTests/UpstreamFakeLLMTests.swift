@@ -190,3 +190,36 @@ import Testing
         }
     }
 }
+
+extension UpstreamFakeLLMTests {
+    /// A channel handler starts its transfer on its event loop; the transfers one pass of that
+    /// loop starts reach the curl thread with one wake, not one each (a wake preempts the loop
+    /// when the two threads share a core).
+    @Test func transfersStartedInOnePassOfAnEventLoopWakeCurlOnce() async throws {
+        try await withFake { fake, client in
+            let loop = group.next()
+            let before = client.driver.commandWakeups
+            let ends = try await loop.flatSubmit { () -> EventLoopFuture<[Recording]> in
+                let runs = (0..<8).map { i in
+                    let handler = RecordingHandler(eventLoop: loop, script: Script())
+                    handler.transfer = client.start(chat(fake, id: "pass-\(i)", stream: false), on: loop, handler: handler)
+                    // Time for a woken curl thread to drain the queue, so that a wake per
+                    // transfer would show as one per transfer.
+                    usleep(2_000)
+                    return handler.done.futureResult
+                }
+                return EventLoopFuture.whenAllSucceed(runs, on: loop)
+            }.get()
+            #expect(ends.allSatisfy { $0.head?.status == 200 })
+            // One (or none, if curl's poll timed out during the pass and took them first).
+            #expect(client.driver.commandWakeups - before <= 1)
+
+            // From elsewhere (no pass to wait for), a transfer wakes the thread at once.
+            let elsewhere = client.driver.commandWakeups
+            let handler = RecordingHandler(eventLoop: loop, script: Script())
+            handler.transfer = client.start(chat(fake, id: "off-loop", stream: false), on: loop, handler: handler)
+            #expect(try await handler.done.futureResult.get().head?.status == 200)
+            #expect(client.driver.commandWakeups - elsewhere == 1)
+        }
+    }
+}
