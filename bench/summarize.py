@@ -134,6 +134,38 @@ w("Latency: wrk, closed loop, median over rounds of each run's percentile; added
   + ", ".join(f"{a} {conc[a, 16]['errors'] + conc[a, 64]['errors']:.0f}" for a in arms if a in have) + ".")
 w("")
 
+# --- where a tokenctl arm's CPU goes, by thread --------------------------------------------------
+THREAD_GROUPS = [("event loop", ("NIO-ELT",)), ("curl", ("tokenctl-curl",)),
+                 ("ledger writer", ("tokenctl-ledger", "tokenctl-pg")), ("checkpoint", ("tokenctl-ckpt",))]
+
+
+def thread_cpu(r):
+    """µs per request by thread group from a conc row's threads0/threads1 snapshots (name=ticks,…)."""
+    if "threads0" not in r or "threads1" not in r or float(r["requests"]) <= 0:
+        return None
+    snap = lambda s: {k: int(v) for k, _, v in (item.partition("=") for item in s.split(",") if "=" in item)}
+    before, after = snap(r["threads0"]), snap(r["threads1"])
+    per = {name: (after[name] - before.get(name, 0)) * 1e6 / args.clk_tck / float(r["requests"]) for name in after}
+    out = {g: sum(v for n, v in per.items() if n in names) for g, names in THREAD_GROUPS}
+    out["other"] = sum(v for n, v in per.items() if not any(n in names for _, names in THREAD_GROUPS))
+    return out
+
+
+by_thread = [(a, c) for a in ("tokenctl", "tokenctl-noledger", "tokenctl-pg") for c in (16, 64)
+             if any(thread_cpu(r) for r in sel("conc", a, conns=c))]
+if by_thread:
+    groups = [g for g, _ in THREAD_GROUPS] + ["other"]
+    w("Where the CPU goes, µs per request by thread (median over rounds; 'other': the dispatch and "
+      "housekeeping threads, the journal, key and policy pollers):")
+    w("")
+    w("| arm | conns | " + " | ".join(groups) + " |")
+    w("|---|---|" + "---|" * len(groups))
+    for a, c in by_thread:
+        cpus = [t for t in (thread_cpu(r) for r in sel("conc", a, conns=c)) if t]
+        w(f"| {a} | {c} | " + " | ".join(fmt(med(t[g] for t in cpus), 1) for g in groups) + " |")
+    w("")
+
+
 def ledger_check(arm):
     """Rows in an arm's ledger against the calls its clients saw answered (only arms that record)."""
     led = sel("ledger", arm)
