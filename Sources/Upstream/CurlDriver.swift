@@ -139,7 +139,13 @@ final class CurlDriver: @unchecked Sendable {
         var stillRunning: Int32 = 0
         var stop = false
         while !stop {
-            lock.withLock { swap(&queue, &commands) }
+            lock.withLock {
+                swap(&queue, &commands)
+                // Everything queued is taken: a wake an event loop still owes is moot (it
+                // wakes only for commands queued after this), and one that a loop never paid
+                // (it shut down first) cannot keep later commands waiting for poll's timeout.
+                wakeScheduled = false
+            }
             for command in commands {
                 switch command {
                 case .start(let t): begin(t)

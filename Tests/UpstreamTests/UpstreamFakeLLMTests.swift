@@ -205,14 +205,15 @@ extension UpstreamFakeLLMTests {
                     handler.transfer = client.start(chat(fake, id: "pass-\(i)", stream: false), on: loop, handler: handler)
                     // Time for a woken curl thread to drain the queue, so that a wake per
                     // transfer would show as one per transfer.
-                    usleep(2_000)
+                    usleep(5_000)
                     return handler.done.futureResult
                 }
                 return EventLoopFuture.whenAllSucceed(runs, on: loop)
             }.get()
             #expect(ends.allSatisfy { $0.head?.status == 200 })
-            // One (or none, if curl's poll timed out during the pass and took them first).
-            #expect(client.driver.commandWakeups - before <= 1)
+            // One; or, if curl's poll timed out (once a second) during the pass and took the
+            // first ones, none or two. A wake per transfer would be eight.
+            #expect(client.driver.commandWakeups - before <= 2)
 
             // From elsewhere (no pass to wait for), a transfer wakes the thread at once.
             let elsewhere = client.driver.commandWakeups
