@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two builds of tokenctl side by side, interleaved run by run: CPU µs per request, req/s and
-# latency at a connection count (a shared machine's drift hits both alike).
+# latency at a connection count (a shared machine's drift hits both alike), and per thread its
+# CPU µs, waits and preemptions per request (bench/threads.sh).
 # Usage: bench/ab.sh DIR_A DIR_B [connections=16] [seconds=6] [rounds=4]
 #   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
 #   built from an older commit and one from HEAD.
@@ -27,6 +28,7 @@ run() {  # dir
   local url; url=$(listening_url "$work/tokenctl.log")/v1/chat/completions
   TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d2s -s "$root/bench/chat.lua" "$url" >/dev/null  # warm-up
   local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local threads; threads=$("$root/bench/threads.sh" snapshot "$pid")
   local stolen; stolen=$("$root/bench/steal.sh" snapshot 0)
   local result; result=$(TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" -s "$root/bench/chat.lua" "$url" | grep RESULT)
   local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -34,6 +36,7 @@ run() {  # dir
   local requests; requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$result")
   local hz; hz=$(getconf CLK_TCK)
   echo "${result#RESULT } cpu_us_per_req=$(( (t1 - t0) * 1000000 / hz / requests )) stolen_core0_pct=$stolen"
+  echo "    per request: $("$root/bench/threads.sh" per-request "$threads" "$pid" "$requests")"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }

@@ -140,10 +140,11 @@ THREAD_GROUPS = [("event loop", ("NIO-ELT",)), ("curl", ("tokenctl-curl",)),
 
 
 def thread_cpu(r):
-    """µs per request by thread group from a conc row's threads0/threads1 snapshots (name=ticks,…)."""
+    """µs per request by thread group from a conc row's threads0/threads1 snapshots."""
     if "threads0" not in r or "threads1" not in r or float(r["requests"]) <= 0:
         return None
-    snap = lambda s: {k: int(v) for k, _, v in (item.partition("=") for item in s.split(",") if "=" in item)}
+    # bench/threads.sh snapshots: name=ticks:waits:preempted,… (older runs: name=ticks,…)
+    snap = lambda s: {k: int(v.split(":")[0]) for k, _, v in (item.partition("=") for item in s.split(",") if "=" in item)}
     before, after = snap(r["threads0"]), snap(r["threads1"])
     per = {name: (after[name] - before.get(name, 0)) * 1e6 / args.clk_tck / float(r["requests"]) for name in after}
     out = {g: sum(v for n, v in per.items() if n in names) for g, names in THREAD_GROUPS}
