@@ -34,22 +34,48 @@ struct CallRequest {
 }
 
 /// The decision to let a call go upstream, with everything forwarding and settlement need.
-struct Admission {
-    var principal: Principal
-    var payer: Payer
+/// A class: a call reads it at every step from admission to its ledger row, and copying a
+/// struct of this many references retained and released each of them every time.
+final class Admission: Sendable {
+    let principal: Principal
+    let payer: Payer
     /// Tokens the prompt is estimated at (rate limits and quota reservations count it).
-    var promptEstimate: Int
+    let promptEstimate: Int
     /// The output limit the client asked for, and the one sent upstream (clamped or injected).
-    var outputCapRequested: Int?
-    var outputCapApplied: Int?
-    var model: String
-    var provider: Provider
-    var price: ModelPrice?
-    var stream: Bool
+    let outputCapRequested: Int?
+    let outputCapApplied: Int?
+    let model: String
+    let provider: Provider
+    let price: ModelPrice?
+    let stream: Bool
     /// The body sent upstream: the client's, or with `stream_options.include_usage` injected.
-    var upstreamBody: ByteBuffer
+    let upstreamBody: ByteBuffer
     /// The proxy injected the usage chunk, so it must strip it before the client sees it.
-    var stripInjectedUsage: Bool
+    let stripInjectedUsage: Bool
+
+    init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
+         outputCapApplied: Int?, model: String, provider: Provider, price: ModelPrice?, stream: Bool,
+         upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
+        self.principal = principal
+        self.payer = payer
+        self.promptEstimate = promptEstimate
+        self.outputCapRequested = outputCapRequested
+        self.outputCapApplied = outputCapApplied
+        self.model = model
+        self.provider = provider
+        self.price = price
+        self.stream = stream
+        self.upstreamBody = upstreamBody
+        self.stripInjectedUsage = stripInjectedUsage
+    }
+
+    /// The same decision charged to `payer` (a fallback model stays with the first payer).
+    func paid(by payer: Payer) -> Admission {
+        Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
+                  outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied, model: model,
+                  provider: provider, price: price, stream: stream, upstreamBody: upstreamBody,
+                  stripInjectedUsage: stripInjectedUsage)
+    }
 }
 
 /// Identify → admit, before any byte goes upstream. Pure: reads the policy and the request only.

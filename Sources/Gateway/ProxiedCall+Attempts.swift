@@ -25,10 +25,9 @@ extension ProxiedCall {
             var candidate = request
             candidate.body = body
             let today = Day(unixSeconds: request.startedAt / 1_000_000)
-            if case .success(var next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
+            if case .success(let next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
                next.provider.dialect == admission.provider.dialect {
-                next.payer = admission.payer
-                pendingFallback = next
+                pendingFallback = next.paid(by: admission.payer)
                 return true
             }
         }

@@ -23,10 +23,29 @@ public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConverti
 
     public static func < (a: Day, b: Day) -> Bool { a.daysSinceEpoch < b.daysSinceEpoch }
 
+    /// `YYYY-MM-DD`. Written digit by digit into one small string: every recorded call's price
+    /// id carries it (`ModelPrice.id`).
     public var description: String {
         let (y, m, d) = Day.daysToCivil(daysSinceEpoch)
-        func pad(_ v: Int, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+        guard (0...9999).contains(y) else {
+            func pad(_ v: Int, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
+            return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+        }
+        return String(unsafeUninitializedCapacity: 10) { out in
+            func put(_ value: Int, width: Int, at start: Int) {
+                var v = value
+                for i in stride(from: start + width - 1, through: start, by: -1) {
+                    out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+            }
+            put(y, width: 4, at: 0)
+            put(m, width: 2, at: 5)
+            put(d, width: 2, at: 8)
+            out[4] = UInt8(ascii: "-")
+            out[7] = UInt8(ascii: "-")
+            return 10
+        }
     }
 
     static func daysIn(month m: Int, year y: Int) -> Int {
