@@ -167,6 +167,38 @@ if by_thread:
     w("")
 
 
+# --- per-request counts by thread (bench/counts.sh): stable where CPU time is not ---------------
+def thread_counts(r):
+    """Per group: (mallocs, system calls, context switches) per request from a counts row."""
+    n = float(r.get("window_requests", 0))
+    if n <= 0 or "counts" not in r:
+        return None
+    per = {}
+    for item in r["counts"].split(","):
+        name, _, v = item.partition("=")
+        if v:
+            per[name] = [int(x) / n for x in v.split(":")]
+    groups = {g: [sum(per[k][i] for k in per if k in names) for i in range(3)] for g, names in THREAD_GROUPS}
+    groups["other"] = [sum(v[i] for k, v in per.items() if not any(k in names for _, names in THREAD_GROUPS))
+                       for i in range(3)]
+    return groups
+
+
+counted = [(r["arm"], thread_counts(r)) for r in sel("counts") if thread_counts(r)]
+if counted:
+    w("Per-request counts by thread at 16 conns (bench/counts.sh: `perf stat` with a uprobe on libc's "
+      "malloc, over a window of a run of their own; unlike CPU time they do not grow when the host steals "
+      "time, so they compare builds across runs):")
+    w("")
+    w("| arm | thread | mallocs | system calls | context switches |")
+    w("|---|---|---|---|---|")
+    for a, groups in counted:
+        for g, (m, sc, cs) in groups.items():
+            if m + sc + cs >= 0.01:
+                w(f"| {a} | {g} | {m:.1f} | {sc:.2f} | {cs:.2f} |")
+    w("")
+
+
 def ledger_check(arm):
     """Rows in an arm's ledger against the calls its clients saw answered (only arms that record)."""
     led = sel("ledger", arm)
