@@ -1,7 +1,9 @@
 import CSQLite
 
-/// SQLite copies bound text at bind time; the Swift string's buffer may not outlive the call.
+/// SQLite copies the value at once (results of our SQL functions).
 let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// SQLite reads bound text and blobs in place until the statement is reset (see `BoundBytes`).
+private let sqliteStatic: sqlite3_destructor_type? = nil
 
 /// A prepared statement with typed binds and columns. Parameter and column indexes follow SQLite:
 /// parameters from 1, columns from 0. Used on its connection's thread only.
@@ -11,6 +13,8 @@ public final class Statement {
     let handle: OpaquePointer
     let sql: String
     private var isFinalized = false
+    /// Bound text and blobs, until the next reset.
+    private let bound = BoundBytes()
 
     init(connection: SQLiteConnection, sql: String) throws {
         self.connection = connection
@@ -49,18 +53,14 @@ public final class Statement {
     public func bind(_ value: String?, at index: Int32) {
         guard let value else { sqlite3_bind_null(handle, index); return }
         var copy = value
-        copy.withUTF8 { bytes in
-            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), sqliteTransient)
-            }
-        }
+        let text = copy.withUTF8 { (bound.copy(UnsafeRawBufferPointer($0)), $0.count) }
+        sqlite3_bind_text(handle, index, text.0.assumingMemoryBound(to: CChar.self), Int32(text.1), sqliteStatic)
     }
 
     public func bind(blob bytes: [UInt8], at index: Int32) {
-        bytes.withUnsafeBytes { raw in
-            // A zero-length blob must still be a blob, not NULL: SQLite needs a non-nil pointer.
-            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), sqliteTransient)
-        }
+        // A zero-length blob must still be a blob, not NULL: the copy's pointer is never nil.
+        let start = bytes.withUnsafeBytes { bound.copy($0) }
+        sqlite3_bind_blob(handle, index, start, Int32(bytes.count), sqliteStatic)
     }
 
     // MARK: Running
@@ -80,6 +80,7 @@ public final class Statement {
     public func reset() {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
+        bound.reset()
     }
 
     /// Runs a statement that returns no rows, then resets it.
@@ -92,9 +93,17 @@ public final class Statement {
     /// then resets it keeping the bindings: the next row's binds replace them anyway, so the
     /// writer's per-row statements skip `sqlite3_clear_bindings`' pass over every parameter.
     func runRebinding() throws {
-        defer { sqlite3_reset(handle) }
+        defer {
+            sqlite3_reset(handle)
+            // The kept bindings point at bytes the next row's binds overwrite: harmless, as
+            // SQLite reads them only when stepping, and by then every parameter is bound again.
+            bound.reset()
+        }
         try step()
     }
+
+    /// Bytes kept for bound values, for tests.
+    var boundCapacity: Int { bound.capacity }
 
     // MARK: Columns
 
