@@ -282,6 +282,12 @@ for a in ol_arms:
         passed = [float(r["rate"]) for r in rs if r["pass"] == "1"]
         lower_bound = bool(rs) and all(r["pass"] == "1" for r in rs)
         best[a, c] = (max(passed) if passed else (0.0 if rs else None), lower_bound)
+def ol_rate(v):
+    """An arm's best passing rate; 'none passed' when it missed from the first step (a disturbed host
+    or an arm slower than its own closed loop at 10 %), not a rate of 0."""
+    return "none passed" if v == 0.0 else fmt(v)
+
+
 for a in ol_arms:
     if a not in have:
         w(f"| {a} | n/a | n/a | n/a | n/a |")
@@ -291,7 +297,7 @@ for a in ol_arms:
         v, lb = best[a, c]
         nv = best["nginx", c][0]
         rt = ratio(v, nv)
-        cells += [("≥ " if lb else "") + fmt(v), "—" if a == "nginx" else ("n/a" if rt is None else fmt(rt, 2) + "×") + (" (nginx ≥)" if best["nginx", c][1] else "")]
+        cells += [("≥ " if lb else "") + ol_rate(v), "—" if a == "nginx" else ("n/a" if rt is None or v == 0.0 else fmt(rt, 2) + "×") + (" (nginx ≥)" if best["nginx", c][1] else "")]
     w(f"| {a} | " + " | ".join(cells) + " |")
 w("")
 w("Rates step through fractions of each arm's own closed-loop req/s at the same connection count, "
@@ -403,9 +409,9 @@ if tk in have:
     cr = [ratio(conc[tk, c]["cpu"], conc["nginx", c]["cpu"]) for c in (16, 64)]
     T.append(("CPU per request, 16 / 64 conns", "≤ 2× nginx", " / ".join(fmt(x, 2) + "×" for x in cr),
               verdict(None if None in cr else max(cr) <= 2)))
-    rr = [ratio(best[tk, c][0], best["nginx", c][0]) for c in (16, 64)]
+    rr = [None if best[tk, c][0] == 0.0 else ratio(best[tk, c][0], best["nginx", c][0]) for c in (16, 64)]
     T.append(("req/s at p99 ≤ 5 ms, 16 / 64 conns (open loop)", "≥ 0.6× nginx",
-              " / ".join(f"{fmt(best[tk, c][0])} vs {fmt(best['nginx', c][0])}" + ("" if x is None else f" = {x:.2f}×") for c, x in zip((16, 64), rr)),
+              " / ".join(f"{ol_rate(best[tk, c][0])} vs {ol_rate(best['nginx', c][0])}" + ("" if x is None else f" = {x:.2f}×") for c, x in zip((16, 64), rr)),
               verdict(None if None in rr else min(rr) >= 0.6)))
     rc = [ratio(conc[tk, c]["rps"], conc["nginx", c]["rps"]) for c in (16, 64)]
     T.append(("req/s closed loop, 16 / 64 conns (for reference)", "≥ 0.6× nginx", " / ".join(fmt(x, 2) + "×" for x in rc),
