@@ -153,14 +153,18 @@ final class GatewayMetrics: Sendable {
 
     // MARK: Scrape
 
-    /// The whole exposition, with the gauges read at scrape time.
-    func render(policyVersion: String, reloadErrors: Int, callsInFlight: Int, openReservations: Int,
-                ledgerBacklog: Int) -> [UInt8] {
+    /// The whole exposition, with the gauges read at scrape time. The counts of calls in flight
+    /// are read after the registry: a call is admitted before it joins a provider's backlog and
+    /// leaves the backlog before it ends, so read in this order a call in a backlog is never
+    /// missing from `tokenctl_calls_in_flight` (read first, a call admitted meanwhile was).
+    func render(policyVersion: String, reloadErrors: Int, callsInFlight: @autoclosure () -> Int,
+                openReservations: @autoclosure () -> Int, ledgerBacklog: @autoclosure () -> Int) -> [UInt8] {
         let policy = policies.policy
         let now = UnixTime.nowMicros()
         // Every provider of the policy shows its load, 0 when idle.
         for name in policy.providers.keys { _ = load(of: name) }
         var out = MetricsExposition(registry.emitToBuffer())
+        let (callsInFlight, openReservations, ledgerBacklog) = (callsInFlight(), openReservations(), ledgerBacklog())
 
         out.family("tokenctl_policy_info", "gauge", "The policy in force (its version is a hash of the files)")
         out.sample("tokenctl_policy_info", ["version": policyVersion], 1)

@@ -1,6 +1,6 @@
 import FakeLLM
 import Foundation
-import Gateway
+@testable import Gateway
 import Ledger
 import Logging
 import Policy
@@ -200,6 +200,27 @@ struct MetricsTests {
         let after = try await Scrape.of(h)
         #expect(after[waiting] == 0)
         #expect(after[#"tokenctl_upstream_in_flight{provider="slow"}"#] == 0)
+    }
+
+    @Test("a scrape reads calls in flight after the backlog gauges: a call in a backlog is never missing from it")
+    func inFlightIsReadAfterTheBacklog() throws {
+        let h = try ProxyHarness(plansYAML: Self.plans)
+        defer { h.shutdown() }
+        let policy = try PolicyLoader.load(directory: h.policyDirectory.path, environment: h.environment)
+        let metrics = GatewayMetrics(policies: PolicyReloader(policy: policy, directory: nil, environment: [:],
+                                                              logger: Logger(label: "test")),
+                                     enforcer: Enforcer(sharedQuotas: nil))
+        var load = metrics.upstreamLoad(provider: "openai")
+        // The scrape reads no call in flight; right after, a call is admitted and sent upstream
+        // (another event loop), before the scrape has read the backlog gauges or after.
+        let seenInFlight = 0
+        let scrape = Scrape(String(decoding: metrics.render(
+            policyVersion: "v", reloadErrors: 0,
+            callsInFlight: { load.sent(); return seenInFlight }(), openReservations: 0, ledgerBacklog: 0), as: UTF8.self))
+        let backlog = try #require(scrape[#"tokenctl_upstream_backlog{provider="openai",stage="awaiting_head"}"#])
+        let inFlight = try #require(scrape["tokenctl_calls_in_flight"])
+        #expect(inFlight >= backlog, "a call in the backlog must count as in flight in the same scrape")
+        load.ended()
     }
 
     @Test("metrics.user_labels: top labels only the top N spenders of the day and month")
