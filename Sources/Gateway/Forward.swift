@@ -8,24 +8,25 @@ import Upstream
 enum Forward {
     static func upstreamRequest(for request: CallRequest, admission: Admission) -> UpstreamRequest {
         let provider = admission.provider
-        var headers: [(String, String)] = [
-            ("content-type", "application/json"),
-            ("user-agent", "tokenctl/0.1"),
-            ("x-request-id", request.requestID),
-        ]
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(4 + request.forwardedHeaders.count + provider.headers.count)
+        headers.append(("content-type", "application/json"))
+        headers.append(("user-agent", "tokenctl/0.1"))
+        headers.append(("x-request-id", request.requestID))
         if let key = provider.apiKey {
             switch provider.dialect {
             case .openai: headers.append(("authorization", "Bearer " + key))
             case .anthropic: headers.append(("x-api-key", key))
             }
         }
-        var sent = Set(headers.map { $0.0 })
-        for (name, value) in request.forwardedHeaders where !sent.contains(name) {
+        // A handful of names: a scan is cheaper than hashing them into a set on every call.
+        for (name, value) in request.forwardedHeaders where !headers.contains(where: { $0.0 == name }) {
             headers.append((name, value))
-            sent.insert(name)
         }
-        for (name, value) in provider.headers where !sent.contains(name.lowercased()) {
-            headers.append((name.lowercased(), value))
+        let sent = headers.count
+        for (name, value) in provider.headers {
+            let lower = name.lowercased()
+            if !headers[..<sent].contains(where: { $0.0 == lower }) { headers.append((lower, value)) }
         }
         return UpstreamRequest(
             url: provider.baseURL + request.endpoint.upstreamPath,

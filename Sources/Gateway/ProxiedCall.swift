@@ -228,6 +228,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
         if head.status >= 400, admission.provider.apiKey != nil { errorHold = [] }
         var headers = HTTPHeaders()
+        // The provider's headers, ours and the limit headers, without regrowing on the way.
+        headers.reserveCapacity(head.headers.count + 12)
         for (name, value) in head.headers {
             let lower = name.lowercased()
             if ProxiedCall.hopByHop.contains(lower) { continue }
