@@ -220,7 +220,9 @@ enum Admit {
                                         enforcer: Enforcer, now: Int64) -> Result<LocalLimits, Refusal> {
         let payer = admission.payer
         let plan = payer.plan
-        let concurrencyKey = "user:" + payer.user
+        // One key for the user's concurrency and rate counters (they are different counters).
+        let userKey = "user:" + payer.user
+        let concurrencyKey = userKey
         guard enforcer.concurrency.tryAcquire(concurrencyKey, limit: plan.rate.maxConcurrent) else {
             return .failure(Refusal(.tooManyConcurrent,
                 "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
@@ -230,7 +232,7 @@ enum Admit {
         let estimated = admission.promptEstimate + output
         // The payer's limits hold per user and per key at once: a user's keys share the user's
         // allowance, and one key (a service key naming many end users) cannot exceed it either.
-        let rateKey = "user:" + payer.user
+        let rateKey = userKey
         let keyRateKey = "key:" + admission.principal.keyId
         let rate: RateStatus
         switch enforcer.rates.admit(rateKey, limits: plan.rate, and: keyRateKey, limits: plan.rate,
