@@ -24,6 +24,14 @@ final class CurlDriver: @unchecked Sendable {
         case pause(CurlTransfer)
         case resume(CurlTransfer)
         case shutdown
+
+        /// The transfer a command is about (its event loop is where the command was issued).
+        var transfer: CurlTransfer? {
+            switch self {
+            case .start(let t), .cancel(let t), .pause(let t), .resume(let t): return t
+            case .shutdown: return nil
+            }
+        }
     }
 
     let allocator = ByteBufferAllocator()
@@ -70,10 +78,12 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     /// Hands a command to the curl thread. Returns false after shutdown.
-    /// Called on `eventLoop`, the thread is woken once that loop's current
-    /// pass ends (its other channels may have requests for curl too).
+    /// Called on its transfer's event loop, the thread is woken once that
+    /// loop's current pass ends (its other channels may have requests for
+    /// curl too).
     @discardableResult
-    func submit(_ command: Command, from eventLoop: (any EventLoop)? = nil) -> Bool {
+    func submit(_ command: Command) -> Bool {
+        let eventLoop = command.transfer?.eventLoop
         let deferWake = eventLoop?.inEventLoop ?? false
         let (accepted, scheduleWake) = lock.withLock { () -> (Bool, Bool) in
             guard accepting else { return (false, false) }

@@ -91,19 +91,19 @@ final class CurlTransfer: @unchecked Sendable {
 
     func cancel() {
         onEventLoop { transfer in
-            if transfer.delivery.cancel() { transfer.driver.submit(.cancel(transfer), from: transfer.eventLoop) }
+            if transfer.delivery.cancel() { transfer.driver.submit(.cancel(transfer)) }
         }
     }
 
     func pause() {
         onEventLoop { transfer in
-            if transfer.delivery.pause() { transfer.driver.submit(.pause(transfer), from: transfer.eventLoop) }
+            if transfer.delivery.pause() { transfer.driver.submit(.pause(transfer)) }
         }
     }
 
     func resume() {
         onEventLoop { transfer in
-            if transfer.delivery.resume() { transfer.driver.submit(.resume(transfer), from: transfer.eventLoop) }
+            if transfer.delivery.resume() { transfer.driver.submit(.resume(transfer)) }
         }
     }
 

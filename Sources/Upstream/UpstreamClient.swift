@@ -25,7 +25,7 @@ public final class UpstreamClient: Sendable {
         _ request: UpstreamRequest, on eventLoop: any EventLoop, handler: any UpstreamResponseHandler
     ) -> UpstreamTransfer {
         let transfer = CurlTransfer(request: request, eventLoop: eventLoop, handler: handler, driver: driver)
-        if !driver.submit(.start(transfer), from: eventLoop) {
+        if !driver.submit(.start(transfer)) {
             eventLoop.execute { transfer.deliver(Delivery(end: .failure(.cancelled))) }
         }
         return UpstreamTransfer(transfer)
