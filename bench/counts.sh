@@ -10,9 +10,9 @@
 #                                          "window_requests=N counts=name=mallocs:syscalls:switches,…"
 #                                          (event loops summed as NIO-ELT); N: the calls tokenctl
 #                                          (its /metrics at URL) answered inside the counted window
-#   bench/counts.sh per-request "COUNTS" N prints, per thread, its counts per request for N
-#                                          requests, e.g. "NIO-ELT 80.2 mallocs 6.10 syscalls
-#                                          0.52 switches; tokenctl-curl …"
+#   bench/counts.sh per-request "MEASURED" prints, from what `measure` printed, per thread its
+#                                          counts per request, e.g. "NIO-ELT 80.2 mallocs 6.10
+#                                          syscalls 0.52 switches; tokenctl-curl …"
 # A uprobe costs each malloc a trap: throughput falls while counting, so counts come from runs of
 # their own, never from the runs timed for latency or CPU.
 set -euo pipefail
@@ -42,8 +42,9 @@ case $1 in
       } END {for (k in seen) printf "%s%s=%d:%d:%d", (i++ ? "," : ""), k, m[k], s[k], c[k]}' "$stat"
     rm -f "$stat" "$served" ;;
   per-request)
-    awk -v a="$2" -v r="$3" 'BEGIN {
-      n = split(a, x, ",")
+    awk -v m="$2" 'BEGIN {
+      split(m, parts, " "); r = substr(parts[1], length("window_requests=") + 1)
+      n = split(substr(parts[2], length("counts=") + 1), x, ",")
       for (i = 1; i <= n; i++) {
         split(x[i], kv, "="); split(kv[2], v, ":")
         if (v[1] + v[2] + v[3] < r / 100) continue  # idle threads
@@ -52,5 +53,5 @@ case $1 in
       }
       print out
     }' ;;
-  *) echo "usage: bench/counts.sh probe | measure PID SECONDS URL | per-request COUNTS REQUESTS" >&2; exit 2 ;;
+  *) echo "usage: bench/counts.sh probe | measure PID SECONDS URL | per-request MEASURED" >&2; exit 2 ;;
 esac
