@@ -137,6 +137,12 @@ w("")
 # --- where a tokenctl arm's CPU goes, by thread --------------------------------------------------
 THREAD_GROUPS = [("event loop", ("NIO-ELT",)), ("curl", ("tokenctl-curl",)),
                  ("ledger writer", ("tokenctl-ledger", "tokenctl-pg")), ("checkpoint", ("tokenctl-ckpt",))]
+GROUPS = [g for g, _ in THREAD_GROUPS] + ["other"]
+
+
+def group_of(thread):
+    """The table row a thread's figures add to ('other': dispatch, journal, key and policy threads)."""
+    return next((g for g, names in THREAD_GROUPS if thread in names), "other")
 
 
 def thread_cpu(r):
@@ -146,24 +152,23 @@ def thread_cpu(r):
     # bench/threads.sh snapshots: name=ticks:waits:preempted,… (older runs: name=ticks,…)
     snap = lambda s: {k: int(v.split(":")[0]) for k, _, v in (item.partition("=") for item in s.split(",") if "=" in item)}
     before, after = snap(r["threads0"]), snap(r["threads1"])
-    per = {name: (after[name] - before.get(name, 0)) * 1e6 / args.clk_tck / float(r["requests"]) for name in after}
-    out = {g: sum(v for n, v in per.items() if n in names) for g, names in THREAD_GROUPS}
-    out["other"] = sum(v for n, v in per.items() if not any(n in names for _, names in THREAD_GROUPS))
+    out = dict.fromkeys(GROUPS, 0.0)
+    for name in after:
+        out[group_of(name)] += (after[name] - before.get(name, 0)) * 1e6 / args.clk_tck / float(r["requests"])
     return out
 
 
 by_thread = [(a, c) for a in ("tokenctl", "tokenctl-noledger", "tokenctl-pg") for c in (16, 64)
              if any(thread_cpu(r) for r in sel("conc", a, conns=c))]
 if by_thread:
-    groups = [g for g, _ in THREAD_GROUPS] + ["other"]
     w("Where the CPU goes, µs per request by thread (median over rounds; 'other': the dispatch and "
       "housekeeping threads, the journal, key and policy pollers):")
     w("")
-    w("| arm | conns | " + " | ".join(groups) + " |")
-    w("|---|---|" + "---|" * len(groups))
+    w("| arm | conns | " + " | ".join(GROUPS) + " |")
+    w("|---|---|" + "---|" * len(GROUPS))
     for a, c in by_thread:
         cpus = [t for t in (thread_cpu(r) for r in sel("conc", a, conns=c)) if t]
-        w(f"| {a} | {c} | " + " | ".join(fmt(med(t[g] for t in cpus), 1) for g in groups) + " |")
+        w(f"| {a} | {c} | " + " | ".join(fmt(med(t[g] for t in cpus), 1) for g in GROUPS) + " |")
     w("")
 
 
@@ -173,14 +178,11 @@ def thread_counts(r):
     n = float(r.get("window_requests", 0))
     if n <= 0 or "counts" not in r:
         return None
-    per = {}
+    groups = {g: [0.0, 0.0, 0.0] for g in GROUPS}
     for item in r["counts"].split(","):
         name, _, v = item.partition("=")
-        if v:
-            per[name] = [int(x) / n for x in v.split(":")]
-    groups = {g: [sum(per[k][i] for k in per if k in names) for i in range(3)] for g, names in THREAD_GROUPS}
-    groups["other"] = [sum(v[i] for k, v in per.items() if not any(k in names for _, names in THREAD_GROUPS))
-                       for i in range(3)]
+        for i, x in enumerate(v.split(":") if v else []):
+            groups[group_of(name)][i] += int(x) / n
     return groups
 
 
@@ -282,6 +284,8 @@ for a in ol_arms:
         passed = [float(r["rate"]) for r in rs if r["pass"] == "1"]
         lower_bound = bool(rs) and all(r["pass"] == "1" for r in rs)
         best[a, c] = (max(passed) if passed else (0.0 if rs else None), lower_bound)
+
+
 def ol_rate(v):
     """An arm's best passing rate; 'none passed' when it missed from the first step (a disturbed host
     or an arm slower than its own closed loop at 10 %), not a rate of 0."""
