@@ -220,10 +220,9 @@ enum Admit {
                                         enforcer: Enforcer, now: Int64) -> Result<LocalLimits, Refusal> {
         let payer = admission.payer
         let plan = payer.plan
-        // One key for the user's concurrency and rate counters (they are different counters).
+        // The user's key, for both the concurrency gate and the rate counters.
         let userKey = "user:" + payer.user
-        let concurrencyKey = userKey
-        guard enforcer.concurrency.tryAcquire(concurrencyKey, limit: plan.rate.maxConcurrent) else {
+        guard enforcer.concurrency.tryAcquire(userKey, limit: plan.rate.maxConcurrent) else {
             return .failure(Refusal(.tooManyConcurrent,
                 "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
                 headers: LimitHeaders.retryAfter(1_000_000)))
@@ -232,13 +231,12 @@ enum Admit {
         let estimated = admission.promptEstimate + output
         // The payer's limits hold per user and per key at once: a user's keys share the user's
         // allowance, and one key (a service key naming many end users) cannot exceed it either.
-        let rateKey = userKey
         let keyRateKey = "key:" + admission.principal.keyId
         let rate: RateStatus
-        switch enforcer.rates.admit(rateKey, limits: plan.rate, and: keyRateKey, limits: plan.rate,
+        switch enforcer.rates.admit(userKey, limits: plan.rate, and: keyRateKey, limits: plan.rate,
                                     tokens: estimated, now: now) {
         case .limited(let status, let which, let retryAfter):
-            enforcer.concurrency.release(concurrencyKey)
+            enforcer.concurrency.release(userKey)
             let limit = which == .requests ? "\(plan.rate.requestsPerMinute ?? 0) requests" : "\(plan.rate.tokensPerMinute ?? 0) tokens"
             return .failure(Refusal(.rateLimited(which),
                 "Rate limit reached for \(payer.user) on plan '\(plan.planName)': \(limit) per minute. Retry after \(LimitHeaders.duration(retryAfter)).",
@@ -247,7 +245,7 @@ enum Admit {
             rate = status
         }
         let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
-        let local = LocalLimits(payer: payer, concurrencyKey: concurrencyKey, rateKeys: [rateKey, keyRateKey],
+        let local = LocalLimits(payer: payer, concurrencyKey: userKey, rateKeys: [userKey, keyRateKey],
                                 estimatedTokens: estimated, worstCase: worstCase, rate: rate,
                                 timeZone: policy.plans.timeZone)
         let breaker = enforcer.breaker.isTripped(limitPerHour: policy.plans.orgSpendRatePerHour, now: now)
