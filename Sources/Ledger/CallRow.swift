@@ -14,9 +14,12 @@ enum CallRow {
         "plan", "output_cap_requested", "output_cap_applied", "request_hash",
     ]
 
+    /// Every column of `columns` (bound by `bind`), then the retry flag at `retryParameter`, which
+    /// the writer decides as it inserts.
     static let insertSQL =
-        "INSERT INTO calls (\(columns.joined(separator: ", "))) VALUES (" +
-        columns.indices.map { "?\($0 + 1)" }.joined(separator: ", ") + ")"
+        "INSERT INTO calls (\(columns.joined(separator: ", ")), retry) VALUES (" +
+        (1...retryParameter).map { "?\($0)" }.joined(separator: ", ") + ")"
+    static let retryParameter = Int32(columns.count + 1)
 
     static let selectList = columns.joined(separator: ", ")
 

@@ -151,7 +151,7 @@ public final class LedgerWriter: @unchecked Sendable {
         begin = try connection.prepare("BEGIN IMMEDIATE")
         commit = try connection.prepare("COMMIT")
         rollback = try connection.prepare("ROLLBACK")
-        markRetry = try connection.prepare("UPDATE calls SET retry = 1 WHERE rowid = ?1")
+        markRetry = try connection.prepare("UPDATE calls SET retry = ?2 WHERE rowid = ?1")
         dataVersion = try connection.prepare("PRAGMA data_version")
         rollups = try RollupStore(connection: connection)
         retries = try RetryTracker(connection: connection, store: rollups)
@@ -347,7 +347,11 @@ public final class LedgerWriter: @unchecked Sendable {
             }
             for (index, item) in batch.enumerated() {
                 let entry = item.entry
+                // A retry of a call in memory (the usual case) gets its flag with its row: an
+                // UPDATE of the row after would rewrite it.
+                let presumedRetry = retries.isRetry(entry) ?? false
                 CallRow.bind(entry, to: insert)
+                insert.bind(presumedRetry, at: CallRow.retryParameter)
                 do {
                     try insert.runRebinding()
                 } catch let error as LedgerError where error.isConstraintViolation {
@@ -358,9 +362,9 @@ public final class LedgerWriter: @unchecked Sendable {
                 let rowid = sqlite3_last_insert_rowid(connection.handle)
                 let keys = try rollups.ids(of: RollupKey(entry))
                 let (isRetry, flagged) = try retries.record(entry, rowid: rowid, keys: keys)
-                if isRetry { try mark(rowid) }
+                if isRetry != presumedRetry { try mark(rowid, retry: isRetry) }
                 for call in flagged {
-                    try mark(call.rowid)
+                    try mark(call.rowid, retry: true)
                     try tail.markRetry(call)
                 }
                 tail.add(RollupFacts(entry, retry: isRetry), keys: keys)
@@ -383,8 +387,9 @@ public final class LedgerWriter: @unchecked Sendable {
         return tail.waitingSince.map { ContinuousClock.now - $0 >= options.rollupFlushInterval } ?? false
     }
 
-    private func mark(_ rowid: Int64) throws {
+    private func mark(_ rowid: Int64, retry: Bool) throws {
         markRetry.bind(rowid, at: 1)
+        markRetry.bind(retry, at: 2)
         try markRetry.run()
     }
 

@@ -20,7 +20,12 @@ final class RetryTracker {
         var cost: Int64
 
         func precedes(_ other: Call) -> Bool {
-            startedAt != other.startedAt ? startedAt < other.startedAt : id < other.id
+            Self.order(startedAt, id, precedes: other.startedAt, other.id)
+        }
+
+        /// (started_at, id) order.
+        static func order(_ startedAt: Int64, _ id: String, precedes otherStartedAt: Int64, _ otherId: String) -> Bool {
+            startedAt != otherStartedAt ? startedAt < otherStartedAt : id < otherId
         }
     }
 
@@ -81,6 +86,17 @@ final class RetryTracker {
             let call = try call(s, user: fingerprint.user, from: 2)
             recent[fingerprint, default: []].append(call)
         }
+    }
+
+    /// Whether `entry`, not yet recorded, is a retry: `record`'s test of its predecessor, without
+    /// recording it. nil when memory cannot decide (a row too late for it, which `record` asks the
+    /// ledger about). Lets the writer insert a retry with its flag instead of updating it after.
+    func isRetry(_ entry: LedgerEntry) -> Bool? {
+        guard let user = entry.user, let hash = entry.requestHash else { return false }
+        guard entry.startedAt - Self.window >= horizon else { return nil }
+        guard let calls = recent[Fingerprint(user: user, hash: hash)] else { return false }
+        let index = calls.sortedIndex(entry.startedAt, entry.id)
+        return index > 0 && entry.startedAt - calls[index - 1].startedAt <= Self.window
     }
 
     /// Records a row just inserted (at `rowid`, under rollup keys `keys`). Returns whether it is a
@@ -181,16 +197,19 @@ private extension Array where Element == RetryTracker.Call {
     /// Inserts `call` in (started_at, id) order (at the end when calls arrive in order) and hands
     /// `body` the array and the call's index, to look at its neighbours in place.
     mutating func withSortedInsert(_ call: Element, _ body: (inout [Element], Int) -> Void) {
-        var low = count
-        if let last, call.precedes(last) {
-            low = 0
-            var high = count
-            while low < high {
-                let mid = (low + high) / 2
-                if self[mid].precedes(call) { low = mid + 1 } else { high = mid }
-            }
+        let index = sortedIndex(call.startedAt, call.id)
+        insert(call, at: index)
+        body(&self, index)
+    }
+
+    /// Where a call starting at `startedAt` with `id` goes in (started_at, id) order.
+    func sortedIndex(_ startedAt: Int64, _ id: String) -> Int {
+        guard let last, Element.order(startedAt, id, precedes: last.startedAt, last.id) else { return count }
+        var low = 0, high = count
+        while low < high {
+            let mid = (low + high) / 2
+            if Element.order(self[mid].startedAt, self[mid].id, precedes: startedAt, id) { low = mid + 1 } else { high = mid }
         }
-        insert(call, at: low)
-        body(&self, low)
+        return low
     }
 }

@@ -75,3 +75,9 @@ func expectClosed(_ result: Result<Void, LedgerError>?, sourceLocation: SourceLo
         return
     }
 }
+
+extension CallRow {
+    /// The INSERT of a ledger before v5 (no retry column), for the tests that migrate one.
+    static let v4InsertSQL = "INSERT INTO calls (\(selectList)) VALUES (" +
+        columns.indices.map { "?\($0 + 1)" }.joined(separator: ", ") + ")"
+}

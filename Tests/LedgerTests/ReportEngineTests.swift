@@ -208,7 +208,7 @@ import Testing
             let connection = try SQLiteConnection(path: dir.path())
             try connection.configureForLedger()
             try Schema.migrate(connection, upTo: 4)
-            let insert = try connection.prepare(CallRow.insertSQL)
+            let insert = try connection.prepare(CallRow.v4InsertSQL)
             for e in entries { CallRow.bind(e, to: insert); try insert.run() }
             insert.finalize()
             connection.close()

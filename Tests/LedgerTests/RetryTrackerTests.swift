@@ -32,6 +32,35 @@ import Testing
         #expect(try connection.scalarInt("SELECT retry FROM calls WHERE id = 'm'") == 1)
     }
 
+    @Test("a retry arriving in order is inserted with its flag; only calls a late row turns into retries are updated")
+    func flagWrittenWithTheRow() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        // Every UPDATE of a flag leaves a line, by a trigger in the ledger itself.
+        let connection = try SQLiteConnection(path: dir.path())
+        defer { connection.close() }
+        try connection.execute("""
+            CREATE TABLE retry_updates (seq INTEGER PRIMARY KEY, id TEXT);
+            CREATE TRIGGER retry_updated AFTER UPDATE OF retry ON calls BEGIN
+                INSERT INTO retry_updates (id) VALUES (new.id);
+            END;
+            """)
+        let calls = [
+            Self.call("a", user: "u", hash: 1, minutes: 0),
+            Self.call("b", user: "u", hash: 1, minutes: 0.5),  // in order: a retry of a
+            Self.call("c", user: "u", hash: 1, minutes: 0.2),  // late, still after a: a retry
+            Self.call("d", user: "v", hash: 2, minutes: 1.0),
+            Self.call("e", user: "v", hash: 2, minutes: 0.9),  // late, first: d becomes a retry
+        ]
+        #expect(appendAll(calls, to: writer).isEmpty)
+        writer.close()
+        for (id, retry) in [("a", 0), ("b", 1), ("c", 1), ("d", 1), ("e", 0)] {
+            #expect(try connection.scalarInt("SELECT retry FROM calls WHERE id = '\(id)'") == Int64(retry), "\(id)")
+        }
+        #expect(try connection.scalarInt("SELECT COUNT(*) FROM retry_updates") == 1)
+        #expect(try connection.scalarInt("SELECT COUNT(*) FROM retry_updates WHERE id = 'd'") == 1)
+    }
+
     @Test("one body repeated many times: every call after the first within the window is a retry")
     func repeatedBody() throws {
         let dir = try TemporaryDirectory()
