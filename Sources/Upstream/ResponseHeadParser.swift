@@ -42,6 +42,8 @@ struct ResponseHeadParser {
         case .awaitingStatusLine:
             if let (version, status, reason) = Self.statusLine(line) {
                 head = UpstreamHead(status: status, reason: reason, httpVersion: version)
+                // Room for a provider's usual headers (a dozen or so) without regrowing per line.
+                head.headers.reserveCapacity(16)
                 state = .readingHeaders
             }
             return nil
