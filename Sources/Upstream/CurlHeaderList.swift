@@ -22,12 +22,12 @@ struct CurlHeaderList {
             case removal
         }
 
-        let name: Substring.UTF8View
-        let value: Substring.UTF8View
+        let name: String
+        let value: String
         let form: Form
 
         /// Bytes of the line with its NUL.
-        var size: Int { name.count + 1 + (form == .value ? 1 + value.count : 0) + 1 }
+        var size: Int { name.utf8.count + 1 + (form == .value ? 1 + value.utf8.count : 0) + 1 }
     }
 
     /// The lines for `headers`, skipping any that could split a line or that curl owns, then
@@ -39,38 +39,45 @@ struct CurlHeaderList {
         var hasContentType = false
         for (name, value) in headers {
             guard !name.isEmpty,
-                  !name.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
-                  !value.utf8.contains(where: { $0 == 13 || $0 == 10 }),
+                  !name.utf8.containsByte(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
+                  !value.utf8.containsByte(where: { $0 == 13 || $0 == 10 }),
                   !Self.ownedHeaders.contains(where: { name.caseInsensitiveEquals($0) })
             else { continue }
             if name.caseInsensitiveEquals("content-type") { hasContentType = true }
-            lines.append(Line(name: name[...].utf8, value: value[...].utf8, form: value.isEmpty ? .empty : .value))
+            lines.append(Line(name: name, value: value, form: value.isEmpty ? .empty : .value))
         }
-        lines.append(Line(name: "Expect"[...].utf8, value: ""[...].utf8, form: .removal))
-        if !hasContentType { lines.append(Line(name: "Content-Type"[...].utf8, value: ""[...].utf8, form: .removal)) }
+        lines.append(Line(name: "Expect", value: "", form: .removal))
+        if !hasContentType { lines.append(Line(name: "Content-Type", value: "", form: .removal)) }
 
         let nodeBytes = lines.count * MemoryLayout<curl_slist>.stride
         let block = UnsafeMutableRawPointer.allocate(byteCount: nodeBytes + lines.reduce(0) { $0 + $1.size },
                                                      alignment: MemoryLayout<curl_slist>.alignment)
         let nodes = block.bindMemory(to: curl_slist.self, capacity: lines.count)
         var text = (block + nodeBytes).bindMemory(to: CChar.self, capacity: 1)
-        func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
-            for byte in bytes {
-                text.pointee = CChar(bitPattern: byte)
-                text += 1
+        func put(_ string: String) {
+            var string = string
+            string.withUTF8 { bytes in
+                guard let base = bytes.baseAddress else { return }
+                UnsafeMutableRawPointer(text).copyMemory(from: base, byteCount: bytes.count)
+                text += bytes.count
             }
+        }
+        func put(_ byte: UInt8) {
+            text.pointee = CChar(bitPattern: byte)
+            text += 1
         }
         for (index, line) in lines.enumerated() {
             let start = text
             put(line.name)
             switch line.form {
             case .value:
-                put(": ".utf8)
+                put(UInt8(ascii: ":"))
+                put(UInt8(ascii: " "))
                 put(line.value)
-            case .empty: put(";".utf8)
-            case .removal: put(":".utf8)
+            case .empty: put(UInt8(ascii: ";"))
+            case .removal: put(UInt8(ascii: ":"))
             }
-            put(CollectionOfOne(0))
+            put(0)
             (nodes + index).initialize(to: curl_slist(data: start, next: index + 1 < lines.count ? nodes + index + 1 : nil))
         }
         head = nodes

@@ -86,11 +86,27 @@ public protocol UpstreamResponseHandler: AnyObject {
 }
 
 extension String {
+    /// ASCII letters compared without case. Over the strings' bytes in place: header names are
+    /// compared several times per call (a zip of two UTF-8 views cost more than the compare).
     func caseInsensitiveEquals(_ other: String) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in
-            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+        guard utf8.count == other.utf8.count else { return false }
+        func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+            for i in a.indices {
+                let x = a[i], y = b[i]
+                guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+                else { return false }
+            }
+            return true
         }
+        return utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in equal(a, b) }
+        }.flatMap { $0 } ?? (Array(utf8).withUnsafeBufferPointer { a in Array(other.utf8).withUnsafeBufferPointer { b in equal(a, b) } })
+    }
+}
+
+extension String.UTF8View {
+    /// `contains(where:)` over the bytes in place when the string has them contiguous (native strings).
+    func containsByte(where predicate: (UInt8) -> Bool) -> Bool {
+        withContiguousStorageIfAvailable { $0.contains(where: predicate) } ?? contains(where: predicate)
     }
 }
