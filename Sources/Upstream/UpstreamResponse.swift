@@ -98,9 +98,8 @@ extension String {
             }
             return true
         }
-        return utf8.withContiguousStorageIfAvailable { a in
-            other.utf8.withContiguousStorageIfAvailable { b in equal(a, b) }
-        }.flatMap { $0 } ?? (Array(utf8).withUnsafeBufferPointer { a in Array(other.utf8).withUnsafeBufferPointer { b in equal(a, b) } })
+        var a = self, b = other  // withUTF8 makes a bridged string contiguous: on copies
+        return a.withUTF8 { a in b.withUTF8 { b in equal(a, b) } }
     }
 }
 
