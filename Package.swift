@@ -27,6 +27,10 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        // The executable's allocator (see Serve.swift); the libraries and tests do not link it.
+        .systemLibrary(
+            name: "CMimalloc", path: "Sources/CMimalloc",
+            providers: [.apt(["libmimalloc-dev"])]),
 
         .target(name: "Metering", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -71,7 +75,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tokenctl", dependencies: [
-            "Gateway", "Reports", "Ledger", "PostgresLedger", "Policy", "Metering", "FakeLLM",
+            "Gateway", "Reports", "Ledger", "PostgresLedger", "Policy", "Metering", "FakeLLM", "CMimalloc",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -4,7 +4,7 @@
 # the dashboards test: `make test` passes it). Debian's prometheus package may start a system
 # Prometheus service on :9090; the tests never use it, they start their own on a free port.
 set -euo pipefail
-need=(libcurl4-openssl-dev libsqlite3-dev pkg-config "$@")
+need=(libcurl4-openssl-dev libsqlite3-dev libmimalloc-dev pkg-config "$@")
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

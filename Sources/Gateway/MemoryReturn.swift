@@ -5,11 +5,12 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Gives the heap a busy spell freed back to the OS. glibc keeps what thousands of closed
-/// streams or a burst of calls freed in its arenas, so the process's RSS stays at its peak;
-/// `malloc_trim` returns the free pages. Checked every `interval`: once calls in flight have
-/// fallen to half of the last check's or to none after a busy spell, trim, off the event loops
-/// (it walks every arena).
+/// Gives the heap a busy spell freed back to the OS. An allocator keeps what thousands of closed
+/// streams or a burst of calls freed, so the process's RSS stays at its peak; mimalloc's
+/// `mi_collect` (the tokenctl executable runs on mimalloc) or glibc's `malloc_trim` (a process
+/// without it, e.g. the tests) returns the free pages. Checked every `interval`: once calls in
+/// flight have fallen to half of the last check's or to none after a busy spell, trim, off the
+/// event loops (it walks every heap).
 final class MemoryReturn: Sendable {
     private struct State {
         var lastInFlight = 0
@@ -30,7 +31,7 @@ final class MemoryReturn: Sendable {
                 if fell || idle { s.trimmedSinceBusy = now == 0 }
                 return fell || idle
             }
-            if trim { DispatchQueue.global(qos: .utility).async { Self.trim() } }
+            if trim { DispatchQueue.global(qos: .utility).async(execute: Self.trim) }
         }
         task.withLockedValue { $0 = repeated }
     }
@@ -39,18 +40,21 @@ final class MemoryReturn: Sendable {
         task.withLockedValue { $0?.cancel(); $0 = nil }
     }
 
-    /// glibc's `malloc_trim`, looked up at run time: Swift's Glibc module does not import
-    /// <malloc.h>, and another C library may lack it (then nothing is trimmed).
-    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+    /// The allocator's trim, looked up at run time: this library does not link an allocator (the
+    /// executable does), Swift's Glibc module does not import <malloc.h>, and another C library
+    /// may lack `malloc_trim` (then nothing is trimmed).
+    private static let trim: @Sendable () -> Void = {
         #if canImport(Glibc)
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-        #else
-        return nil
+        let process = UnsafeMutableRawPointer(bitPattern: 0)
+        if let symbol = dlsym(process, "mi_collect") {
+            let collect = unsafeBitCast(symbol, to: (@convention(c) (Bool) -> Void).self)
+            return { collect(true) }
+        }
+        if let symbol = dlsym(process, "malloc_trim") {
+            let mallocTrim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+            return { _ = mallocTrim(0) }
+        }
         #endif
+        return {}
     }()
-
-    private static func trim() {
-        _ = mallocTrim?(0)
-    }
 }
