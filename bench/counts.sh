@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Per-request event counts of one process's threads, by thread name: calls to malloc (a uprobe on
-# libc's), system calls and context switches, counted by `perf stat`. Unlike CPU time they do not
+# the malloc the process calls: mimalloc's or libc's), system calls and context switches, counted by `perf stat`. Unlike CPU time they do not
 # grow when the hypervisor steals time, so they compare two builds on a noisy host (the issue
 # asked for instruction counts; callgrind cannot run tokenctl here).
-#   bench/counts.sh probe                  makes the malloc uprobe if missing (root); exit 1 if
+#   bench/counts.sh probe                  makes the malloc uprobes if missing (root); exit 1 if
 #                                          it cannot (then `measure` counts no mallocs)
 #   bench/counts.sh measure PID SECONDS URL
 #                                          counts for SECONDS (run it while load runs) and prints
@@ -16,16 +16,27 @@
 # A uprobe costs each malloc a trap: throughput falls while counting, so counts come from runs of
 # their own, never from the runs timed for latency or CPU.
 set -euo pipefail
-probe=probe_libc:malloc
-libc() { ldconfig -p | awk '/libc\.so\.6 .*x86-64|libc\.so\.6 \(libc6,x86-64/ {print $NF; exit}'; }
+# The malloc counted is the one the process calls: the tokenctl executable links mimalloc, which
+# takes malloc for the whole process; a process without it (nginx, an older build) calls libc's.
+library() { ldconfig -p | awk -v l="$1" '$1 == l && /x86-64/ {print $NF; exit}'; }
+probe_of() { grep -q libmimalloc "/proc/$1/maps" 2>/dev/null && echo probe_libmimalloc:mimalloc || echo probe_libc:malloc; }
 case $1 in
   probe)
-    perf probe -l 2>/dev/null | grep -q "$probe" && exit 0
-    perf probe -q -x "$(libc)" malloc >/dev/null 2>&1 && exit 0
-    echo "bench/counts.sh: cannot make the malloc uprobe (root and uprobes needed); mallocs not counted" >&2
+    # perf wants event names unique across groups: mimalloc's malloc is "mimalloc".
+    made=0
+    for spec in "libc.so.6 probe_libc:malloc" "libmimalloc.so.2 probe_libmimalloc:mimalloc"; do
+      set -- $spec
+      lib=$(library "$1")
+      [ -n "$lib" ] || continue
+      perf probe -l 2>/dev/null | grep -q "$2 " && { made=$((made + 1)); continue; }
+      perf probe -q -x "$lib" -a "$2=malloc" >/dev/null 2>&1 && made=$((made + 1))
+    done
+    [ $made -gt 0 ] && exit 0
+    echo "bench/counts.sh: cannot make the malloc uprobes (root and uprobes needed); mallocs not counted" >&2
     exit 1 ;;
   measure)
     pid=$2 secs=$3 url=$4 events=raw_syscalls:sys_enter,context-switches
+    probe=$(probe_of "$pid")
     perf probe -l 2>/dev/null | grep -q "$probe" && events=$probe,$events
     stat=$(mktemp) served=$(mktemp)
     # The calls are read inside perf's command, so both count the same window (perf takes a
