@@ -160,16 +160,26 @@ final class RetryTracker {
         return (isRetry, flagged)
     }
 
-    /// Drops calls that fell behind the horizon (after a commit; at most once a minute of ledger time).
+    /// Drops calls that fell behind the horizon (after a commit; at most once a minute of ledger
+    /// time), in place, and from a fingerprint only once they are half its calls: calls behind the
+    /// horizon decide nothing (every call decided in memory starts a window after it), so they
+    /// may wait. Filtering every fingerprint into new arrays each minute held the committing event
+    /// loop for 200 ms when the rig's one fingerprint had a million calls.
     func prune() {
         guard latest - prunedAt >= 60_000_000 else { return }
         prunedAt = latest
         horizon = max(horizon, latest - Self.window - Self.lateness)
-        let horizon = self.horizon
-        recent = recent.compactMapValues { calls in
-            let kept = calls.filter { $0.startedAt >= horizon }
-            return kept.isEmpty ? nil : kept
+        var emptied: [Fingerprint] = []
+        for i in recent.indices {
+            let count = recent.values[i].count
+            let behind = recent.values[i].sortedIndex(horizon, "")
+            if behind == count {
+                emptied.append(recent.keys[i])
+            } else if behind >= count / 2 {
+                recent.values[i].removeFirst(behind)
+            }
         }
+        for fingerprint in emptied { recent[fingerprint] = nil }
     }
 
     private func fromLedger(_ fingerprint: Fingerprint, around new: Call) throws -> [Call] {
