@@ -95,8 +95,14 @@ final class RetryTracker {
         guard let user = entry.user, let hash = entry.requestHash else { return false }
         guard entry.startedAt - Self.window >= horizon else { return nil }
         guard let calls = recent[Fingerprint(user: user, hash: hash)] else { return false }
-        let index = calls.sortedIndex(entry.startedAt, entry.id)
-        return index > 0 && entry.startedAt - calls[index - 1].startedAt <= Self.window
+        return Self.follows(calls, at: calls.sortedIndex(entry.startedAt, entry.id), startedAt: entry.startedAt)
+    }
+
+    /// The test of a retry: a call starting at `startedAt`, at `index` of its fingerprint's calls,
+    /// has a predecessor there at most a window before it. `isRetry` and `record` share it: the
+    /// writer inserts with one's answer and corrects by the other's.
+    private static func follows(_ calls: [Call], at index: Int, startedAt: Int64) -> Bool {
+        index > 0 && startedAt - calls[index - 1].startedAt <= window
     }
 
     /// Records a row just inserted (at `rowid`, under rollup keys `keys`). Returns whether it is a
@@ -119,7 +125,7 @@ final class RetryTracker {
         var isRetry = false
         var flagged: [Call] = []
         recent[fingerprint, default: []].withSortedInsert(new) { calls, index in
-            if index > 0, new.startedAt - calls[index - 1].startedAt <= Self.window {
+            if Self.follows(calls, at: index, startedAt: new.startedAt) {
                 isRetry = true
                 calls[index].retry = true
             }
