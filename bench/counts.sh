@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Per-request event counts of one process's threads, by thread name: calls to malloc (a uprobe on
-# the malloc the process calls: mimalloc's or libc's), system calls and context switches, counted by `perf stat`. Unlike CPU time they do not
-# grow when the hypervisor steals time, so they compare two builds on a noisy host (the issue
-# asked for instruction counts; callgrind cannot run tokenctl here).
+# the malloc the process calls: mimalloc's or libc's), system calls and context switches, counted
+# by `perf stat`. Unlike CPU time they do not grow when the hypervisor steals time, so they compare
+# two builds on a noisy host (the issue asked for instruction counts; callgrind cannot run
+# tokenctl here).
 #   bench/counts.sh probe                  makes the malloc uprobes if missing (root); exit 1 if
 #                                          it cannot (then `measure` counts no mallocs)
 #   bench/counts.sh measure PID SECONDS URL

@@ -188,8 +188,8 @@ def thread_counts(r):
 
 counted = [(r["arm"], thread_counts(r)) for r in sel("counts") if thread_counts(r)]
 if counted:
-    w("Per-request counts by thread at 16 conns (bench/counts.sh: `perf stat` with a uprobe on libc's "
-      "malloc, over a window of a run of their own; unlike CPU time they do not grow when the host steals "
+    w("Per-request counts by thread at 16 conns (bench/counts.sh: `perf stat` with a uprobe on the malloc "
+      "the process calls, mimalloc's or libc's, over a window of a run of their own; unlike CPU time they do not grow when the host steals "
       "time, so they compare builds across runs):")
     w("")
     w("| arm | thread | mallocs | system calls | context switches |")
