@@ -4,7 +4,7 @@
 # by `perf stat`. Unlike CPU time they do not grow when the hypervisor steals time, so they compare
 # two builds on a noisy host (the issue asked for instruction counts; callgrind cannot run
 # tokenctl here).
-#   bench/counts.sh probe                  makes the malloc uprobes if missing (root); exit 1 if
+#   bench/counts.sh probe                  (re)makes the malloc uprobes (root); exit 1 if
 #                                          it cannot (then `measure` counts no mallocs)
 #   bench/counts.sh measure PID SECONDS URL
 #                                          counts for SECONDS (run it while load runs) and prints
@@ -19,7 +19,8 @@
 set -euo pipefail
 # The malloc counted is the one the process calls: the tokenctl executable links mimalloc, which
 # takes malloc for the whole process; a process without it (nginx, an older build) calls libc's.
-library() { ldconfig -p | awk -v l="$1" '$1 == l && /x86-64/ {print $NF; exit}'; }
+# (awk reads to the end: leaving early would fail the pipe under pipefail.)
+library() { ldconfig -p | awk -v l="$1" '$1 == l && /x86-64/ && !found {print $NF; found = 1}'; }
 probe_of() { grep -q libmimalloc "/proc/$1/maps" 2>/dev/null && echo probe_libmimalloc:mimalloc || echo probe_libc:malloc; }
 case $1 in
   probe)
@@ -29,7 +30,9 @@ case $1 in
       set -- $spec
       lib=$(library "$1")
       [ -n "$lib" ] || continue
-      perf probe -l 2>/dev/null | grep -q "$2 " && { made=$((made + 1)); continue; }
+      # Made afresh each time: a uprobe holds the file it was made on, so one made before the
+      # library was reinstalled (a new file at the same path) would count nothing, silently.
+      perf probe -q -d "$2" >/dev/null 2>&1 || true
       perf probe -q -x "$lib" -a "$2=malloc" >/dev/null 2>&1 && made=$((made + 1))
     done
     [ $made -gt 0 ] && exit 0
