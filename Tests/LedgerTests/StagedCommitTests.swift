@@ -162,4 +162,41 @@ import Testing
         try reader.execute("COMMIT")
         reader.close()
     }
+
+    /// Under steady commits a background checkpoint ends a few commits behind, and the writer
+    /// thread copies those few frames itself (`catch_up`), so that the next commit starts the WAL
+    /// over. Seen in the WAL file's header, whose checkpoint sequence number goes up by one at
+    /// each start-over: it must have gone up one commit after the catch-up. (A catch-up that
+    /// copied nothing would leave it until the next background pass, at least 40 pages later.)
+    /// Commits go on until a catch-up is seen: whether a pass ends behind is up to the scheduler.
+    @Test func aCatchUpStartsTheWalOverAtTheNextCommit() throws {
+        let dir = try TemporaryDirectory()
+        let walPath = dir.path() + "-wal"
+        /// The WAL header's checkpoint sequence number (bytes 12–15, big-endian).
+        @Sendable func walSequence() -> UInt32? {
+            guard let header = FileManager.default.contents(atPath: walPath), header.count >= 32 else { return nil }
+            return header[12..<16].reduce(0) { $0 << 8 | UInt32($1) }
+        }
+        let atCatchUp = Locked<UInt32??>(nil)
+        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 40, onCheckpoint: { kind, _ in
+            // On the writer thread, after the catch-up and before any commit after it.
+            if kind == .catchUp { atCatchUp.withLock { if $0 == nil { $0 = .some(walSequence()) } } }
+        }))
+        defer { writer.close() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        var n = 0
+        while atCatchUp.current == nil && ContinuousClock.now < deadline {
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+            n += 1
+            // Calls a little apart, as an event loop commits them (see the test above).
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        let before = try #require(atCatchUp.current, "no catch-up in \(n) commits")
+        // One more commit, surely after the catch-up.
+        if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+        writer.flush()
+        let sequence = try #require(before)
+        #expect(walSequence() == sequence &+ 1, "the WAL did not start over at the commit after the catch-up")
+        #expect(try LedgerReader(path: dir.path()).count() == n + 1)
+    }
 }
