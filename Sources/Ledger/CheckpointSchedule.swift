@@ -3,7 +3,7 @@
 ///
 /// SQLite starts the WAL over from its beginning at a commit only once a checkpoint has copied
 /// all of it. A background checkpoint (`BackgroundCheckpoint`, beside the commits) is asked for
-/// once per `pagesPerCheckpoint` written, when the writer is idle. Under load it ends a few
+/// once per `pagesPerCheckpoint` written, when the writer is idle (or at twice that, if it never is). Under load it ends a few
 /// commits behind, so the writer thread copies those few frames itself between two commits (a
 /// catch-up, milliseconds with the commit lock held: two fsyncs of little data). A pass that
 /// ended further behind is followed by another at once while the frames left behind halve. If
@@ -58,8 +58,11 @@ struct CheckpointSchedule {
         if written >= pagesPerCheckpoint * 4 { return .checkpoint(.forced) }
         if chase { return .requestBackground }
         // One request per `pagesPerCheckpoint` written: asking again at each idle commit ran
-        // one every few calls under steady load (two fsyncs each, for a few pages).
-        if written >= pagesPerCheckpoint, queueIdle, pages - pagesAtRequest >= pagesPerCheckpoint {
+        // one every few calls under steady load (two fsyncs each, for a few pages). Busy all
+        // along (a committer that never lets the queue run dry), it asks at twice that anyway:
+        // waiting for the forced checkpoint would hold every commit for all it copies.
+        let due = queueIdle || written >= pagesPerCheckpoint * 2
+        if written >= pagesPerCheckpoint, due, pages - pagesAtRequest >= pagesPerCheckpoint {
             return .requestBackground
         }
         return .none

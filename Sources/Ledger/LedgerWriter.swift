@@ -38,12 +38,12 @@ public final class LedgerWriter: @unchecked Sendable {
         public var retryMaxMillis: Int
         /// Attempts per batch once `close()` was called, before its rows are failed.
         public var closeRetries: Int
-        /// WAL pages written since the last checkpoint that make the writer ask for one when idle
-        /// (run by `BackgroundCheckpoint`, beside the commits). Under load that one ends a few
-        /// commits behind; when it left at most an eighth of this, the writer thread copies the
-        /// rest itself between two commits, so the WAL starts over. At four times this it
-        /// checkpoints itself whatever is left, which bounds the WAL. Never inside a commit
-        /// (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
+        /// WAL pages written since the last checkpoint that make the writer ask for one when idle,
+        /// or at twice this if it never is (run by `BackgroundCheckpoint`, beside the commits).
+        /// Under load that one ends a few commits behind; when it left at most an eighth of this,
+        /// the writer thread copies the rest itself between two commits, so the WAL starts over.
+        /// At four times this it checkpoints itself whatever is left, which bounds the WAL.
+        /// Never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         ///
         /// A catch-up holds commits back for its two fsyncs (1–5 ms here), and at a steady
         /// moderate rate nearly every background pass ends behind and needs one: at 1,000 pages

@@ -42,7 +42,11 @@ import Testing
     @Test func asksForABackgroundCheckpointOncePerThresholdWhenIdle() {
         var busy = CheckpointSchedule(pagesPerCheckpoint: 64)
         var pages: Int32 = 0
-        #expect(Self.commitUntilAsked(&busy, from: &pages, idle: false, limit: 200) == .none, "never while busy")
+        #expect(Self.commitUntilAsked(&busy, from: &pages, idle: false) == .requestBackground)
+        #expect(pages == 130, "busy all along: at twice the threshold, long before the forced one at four times")
+        busy.requested(walPages: pages)
+        #expect(Self.commitUntilAsked(&busy, from: &pages, idle: false) == .requestBackground)
+        #expect(pages == 195, "then once per threshold")
         var schedule = Self.askedAt65()
         pages = 65
         #expect(Self.commitUntilAsked(&schedule, from: &pages) == .requestBackground)
