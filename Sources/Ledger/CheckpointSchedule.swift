@@ -3,13 +3,13 @@
 ///
 /// SQLite starts the WAL over from its beginning at a commit only once a checkpoint has copied
 /// all of it. A background checkpoint (`BackgroundCheckpoint`, beside the commits) is asked for
-/// once per `pagesPerCheckpoint` written, when the writer is idle (or at twice that, if it never is). Under load it ends a few
-/// commits behind, so the writer thread copies those few frames itself between two commits (a
-/// catch-up, milliseconds with the commit lock held: two fsyncs of little data). A pass that
-/// ended further behind is followed by another at once while the frames left behind halve. If
-/// the background checkpoints stay far behind, or a reader's old snapshot holds them back, the
-/// writer thread checkpoints at four times `pagesPerCheckpoint` whatever is left (forced), which
-/// bounds the WAL.
+/// once per `pagesPerCheckpoint` written, when the writer is idle (at twice that if it never is).
+/// Under load it ends a few commits behind, so the writer thread copies those few frames itself
+/// between two commits (a catch-up, milliseconds with the commit lock held: two fsyncs of at
+/// most 256 frames). A pass that ended further behind is followed by another at once while the
+/// frames left behind halve. If the background checkpoints stay far behind, or a reader's old
+/// snapshot holds them back, the writer thread checkpoints at four times `pagesPerCheckpoint`
+/// whatever is left (forced), which bounds the WAL.
 struct CheckpointSchedule {
     enum Action: Equatable {
         case none
@@ -36,8 +36,10 @@ struct CheckpointSchedule {
         self.pagesPerCheckpoint = max(1, pagesPerCheckpoint)
     }
 
-    /// At most this many frames left behind, the writer thread copies them.
-    var catchUpFrames: Int32 { max(1, pagesPerCheckpoint / 8) }
+    /// At most this many frames left behind, the writer thread copies them. Commits wait for
+    /// that copy and its fsyncs, so it stays small (1 MB) whatever the threshold; a pass ends
+    /// behind by what commits wrote while it ran its fsyncs.
+    var catchUpFrames: Int32 { min(max(1, pagesPerCheckpoint / 8), 256) }
 
     /// After a commit left `pages` in the WAL; `outcome` is the background checkpoint that
     /// finished since the previous call, if any.

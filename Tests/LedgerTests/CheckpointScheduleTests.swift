@@ -164,4 +164,15 @@ import Testing
         #expect(schedule.afterCommit(walPages: 260, outcome: Outcome(walFrames: 200, copiedFrames: 200), queueIdle: false)
                 == .checkpoint(.forced))
     }
+
+    @Test func theWriterCopiesAtMost256FramesWhateverTheThreshold() {
+        func afterAPass(behind: Int32) -> CheckpointSchedule.Action {
+            var schedule = CheckpointSchedule(pagesPerCheckpoint: 8_192)
+            schedule.requested(walPages: 8_192)
+            return schedule.afterCommit(walPages: 8_192 + behind, outcome: Outcome(walFrames: 8_192, copiedFrames: 8_192),
+                                        queueIdle: false)
+        }
+        #expect(afterAPass(behind: 256) == .checkpoint(.catchUp))
+        #expect(afterAPass(behind: 257) == .requestBackground, "an eighth of 8,192 would be 1,024: chased instead")
+    }
 }
