@@ -307,12 +307,15 @@ w("")
 w("Rates step through fractions of each arm's own closed-loop req/s at the same connection count, "
   "arms interleaved per step (wrk + bench/rate.lua); a step misses (✗) when p99 > 5 ms, errors ≥ 0.1 %, or "
   "achieved < 95 % of the offered rate, and an arm leaves after two misses in a row. The figure is the highest rate "
-  "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (sends > 5 ms behind schedule in brackets):")
+  "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (in brackets: sends > 5 ms "
+  "behind schedule, and the share of the system under test's core the hypervisor stole during the step):")
 w("")
 for c in (16, 64):
     steps = []
     for r in sel("open", conns=c):
-        steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} ({r.get('late5ms', '?')})")
+        stolen = f", {r['stolen']} % stolen" if "stolen" in r else ""
+        steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} "
+                     f"({r.get('late5ms', '?')} late{stolen})")
     w(f"- {c} conns: " + "; ".join(steps))
 w("")
 
