@@ -40,16 +40,17 @@ public final class LedgerWriter: @unchecked Sendable {
         public var closeRetries: Int
         /// WAL pages written since the last checkpoint that make the writer ask for one when idle,
         /// or at twice this if it never is (run by `BackgroundCheckpoint`, beside the commits).
-        /// Under load that one ends a few commits behind; when it left at most an eighth of this,
-        /// the writer thread copies the rest itself between two commits, so the WAL starts over.
+        /// Under load that one ends a few commits behind; when it left at most an eighth of this
+        /// (256 frames at most), the writer thread copies the rest itself between two commits, so
+        /// the WAL starts over.
         /// At four times this it checkpoints itself whatever is left, which bounds the WAL.
         /// Never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
         ///
         /// A catch-up holds commits back for its two fsyncs (1–5 ms here), and at a steady
         /// moderate rate nearly every background pass ends behind and needs one: at 1,000 pages
-        /// that was one every ~250 calls at 600 calls/s (a call alone in its commit writes about
-        /// four pages), often enough to reach the p99. 8,192 pages (32 MB) makes it one every
-        /// ~2,400 calls; the WAL stays under 135 MB (frame headers included).
+        /// that was one every ~250 calls at 600 calls/s (a call alone in its commit writes four
+        /// to six pages). 8,192 pages (32 MB) makes it one every ~2,400 calls; the WAL stays
+        /// under 135 MB (frame headers included).
         public var checkpointPages: Int32
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
