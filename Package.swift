@@ -96,9 +96,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering"]),
+        // Fixtures the two ledger test targets share (temporary ledgers, sample and autumn calls).
+        .target(name: "LedgerTestSupport", dependencies: ["Ledger", "Metering"], path: "Tests/LedgerTestSupport"),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering", "LedgerTestSupport"]),
         .testTarget(name: "PostgresLedgerTests", dependencies: [
-            "PostgresLedger", "Ledger", "Metering", "Policy",
+            "PostgresLedger", "Ledger", "Metering", "Policy", "LedgerTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

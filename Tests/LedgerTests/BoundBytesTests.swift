@@ -1,5 +1,6 @@
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// Bound text and blobs are read by SQLite in place from the statement's own buffers: every
 /// value of a row must arrive intact, however many share a buffer or outgrow one, row after row.

@@ -1,5 +1,6 @@
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite struct KeyStoreTests {
     @Test func insertListRevoke() throws {

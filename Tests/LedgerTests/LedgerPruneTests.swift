@@ -2,14 +2,15 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite struct LedgerPruneTests {
     /// 2025-10-29T00:00:00Z: five days into the autumn fixture.
-    static let cut = ReportEngineTests.autumnStart + 5 * UnixTime.microsPerDay
+    static let cut = autumnStart + 5 * UnixTime.microsPerDay
 
     @Test("reports over whole hours give the same figures after the rows before the date are pruned")
     func wholeHourReportsSurvive() throws {
-        let entries = ReportEngineTests.autumn()
+        let entries = autumnCalls()
         let dir = try TemporaryDirectory()
         // Small batches and rollups flushed every 700 calls.
         let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: 300, rollupFlushRows: 700,
@@ -18,8 +19,8 @@ import Testing
         writer.close()
         let hour: Int64 = 3_600_000_000
         let periods: [(Int64, Int64)] = [
-            (ReportEngineTests.autumnStart, ReportEngineTests.autumnStart + 10 * UnixTime.microsPerDay),
-            (ReportEngineTests.autumnStart + 7 * hour, Self.cut + 30 * hour),
+            (autumnStart, autumnStart + 10 * UnixTime.microsPerDay),
+            (autumnStart + 7 * hour, Self.cut + 30 * hour),
             (0, .max),
         ]
         let zones = ["UTC", "Europe/Berlin"].map { TimeZone(identifier: $0)! }
@@ -54,7 +55,7 @@ import Testing
 
         // A writer appending after the prune keeps reports exact (its caches reload).
         let more = try LedgerWriter(path: dir.path())
-        let late = sampleEntry(90_000, startedAt: ReportEngineTests.autumnStart + 20 * UnixTime.microsPerDay)
+        let late = sampleEntry(90_000, startedAt: autumnStart + 20 * UnixTime.microsPerDay)
         #expect(appendAll([late], to: more).isEmpty)
         more.close()
         let total = try reader.report(ReportQuery(since: 0, until: .max)).totals

@@ -1,6 +1,7 @@
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite struct LedgerReportTests {
     /// A varied month: three users (and calls without one), two teams, two models, five days,

@@ -2,6 +2,7 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite struct LedgerWriterTests {
     @Test func roundTripsEveryField() throws {

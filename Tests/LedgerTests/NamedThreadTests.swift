@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// Threads carry their names into the OS, where `top -H`, `perf` and `/proc` read them.
 @Suite struct NamedThreadTests {

@@ -2,6 +2,7 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// The payer-level rollups (per user, team, plan; schema v6) and the writer's cell cache,
 /// against `NaiveReport` and against a rebuild from the raw rows.
@@ -12,12 +13,12 @@ import Testing
 
     /// About seven weeks of calls (2025-10-24 to 2025-12-10) around a whole November.
     static func season() -> [LedgerEntry] {
-        var entries = ReportEngineTests.autumn(seed: 21, count: 2_400)
+        var entries = autumnCalls(seed: 21, count: 2_400)
         for i in entries.indices {
             // Stretch the 8-minute spacing to 28 minutes, keeping each retry's offset.
-            let offset = entries[i].startedAt - ReportEngineTests.autumnStart
+            let offset = entries[i].startedAt - autumnStart
             let latency = entries[i].endedAt - entries[i].startedAt
-            entries[i].startedAt = ReportEngineTests.autumnStart + offset / 8 * 28 + offset % 8
+            entries[i].startedAt = autumnStart + offset / 8 * 28 + offset % 8
             entries[i].endedAt = entries[i].startedAt + latency
             entries[i].firstByteAt = entries[i].ttftMicros.map { entries[i].startedAt + $0 }
         }

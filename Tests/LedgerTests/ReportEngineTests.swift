@@ -2,47 +2,11 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// The report engine (rollups, ragged edges, zones, retries) against `NaiveReport`.
 @Suite struct ReportEngineTests {
     static let zones = ["UTC", "Europe/Berlin", "America/New_York"].map { TimeZone(identifier: $0)! }
-    /// 2025-10-24T00:00:00Z: the fixture spans Berlin's (Oct 26) and New York's (Nov 2) DST ends.
-    static let autumnStart: Int64 = 1_761_264_000 * 1_000_000
-
-    /// Two weeks of calls every few minutes, five users (and refusals without one), three
-    /// models, errors, TTFTs on some calls, and ~30 % of calls repeating a user's previous body
-    /// 0-200 s later (some retries, some just past the window).
-    static func autumn(seed: UInt64 = 7, count: Int = 2_500) -> [LedgerEntry] {
-        var rng = SplitMix(seed)
-        let users: [(String?, String?)] = [("ana", "core"), ("ben", "core"), ("chen", "labs"), ("dia", nil), ("eve", "labs"), (nil, nil)]
-        let models = ["gpt-4o-mini", "claude-3-5-haiku", "gpt-4o"]
-        var last: [String: (Int64, Int64)] = [:]
-        var entries: [LedgerEntry] = []
-        for n in 0..<count {
-            let (user, team) = users[Int.random(in: 0..<users.count, using: &rng)]
-            var start = autumnStart + Int64(n) * 8 * 60_000_000 + Int64.random(in: 0..<480_000_000, using: &rng)
-            var hash = Int64.random(in: 1...Int64.max, using: &rng)
-            if let user, let previous = last[user], Int.random(in: 0..<10, using: &rng) < 3 {
-                hash = previous.1
-                start = previous.0 + Int64.random(in: 0...200_000_000, using: &rng)
-            }
-            let outcome: Outcome = user == nil ? .refusedAuth : (n % 13 == 0 ? .upstreamError : (n % 29 == 0 ? .refusedRate : .ok))
-            // Log-uniform latencies from 10 µs to ~100 s, so every bucket range is exercised.
-            let latency = Int64(pow(10, Double.random(in: 1...8, using: &rng)))
-            var entry = sampleEntry(n, startedAt: start, latency: latency, user: user, team: team,
-                                    model: models[n % models.count], outcome: outcome,
-                                    cost: Money(picodollars: Int64.random(in: 0...9_000_000_000, using: &rng)))
-            entry.requestHash = outcome == .refusedAuth ? nil : hash
-            entry.ttftMicros = n % 4 == 0 || outcome.isRefusal ? nil : latency / 3
-            entry.plan = team == nil ? nil : "pro"
-            entry.keyId = user.map { "key-\($0)-\(n % 2)" }
-            entry.provider = entry.modelServed!.hasPrefix("claude") ? "anthropic" : "openai"
-            if let user { last[user] = (start, hash) }
-            entries.append(entry)
-        }
-        return entries
-    }
-
     static func ledger(_ entries: [LedgerEntry], maxBatch: Int = 4_096) throws -> (TemporaryDirectory, LedgerReader) {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: maxBatch))
@@ -71,14 +35,14 @@ import Testing
 
     @Test(arguments: groupings, zones)
     func everyGroupingAndZone(groupBy: [ReportDimension], zone: TimeZone) throws {
-        let entries = Self.autumn()
+        let entries = autumnCalls()
         let (dir, reader) = try Self.ledger(entries)
         defer { reader.close(); _ = dir }
         // Ragged edges (mid-hour), whole hours, and the whole fixture.
         let periods: [(Int64, Int64)] = [
-            (Self.autumnStart + 1 * UnixTime.microsPerDay + 13 * 3_600_000_000 + 1_234_567,
-             Self.autumnStart + 11 * UnixTime.microsPerDay + 5 * 3_600_000_000 + 600_000_000),
-            (Self.autumnStart + 22 * 3_600_000_000, Self.autumnStart + 9 * UnixTime.microsPerDay + 23 * 3_600_000_000),
+            (autumnStart + 1 * UnixTime.microsPerDay + 13 * 3_600_000_000 + 1_234_567,
+             autumnStart + 11 * UnixTime.microsPerDay + 5 * 3_600_000_000 + 600_000_000),
+            (autumnStart + 22 * 3_600_000_000, autumnStart + 9 * UnixTime.microsPerDay + 23 * 3_600_000_000),
             (0, .max),
         ]
         for (since, until) in periods {
@@ -112,7 +76,7 @@ import Testing
     }
 
     @Test func filters() throws {
-        let entries = Self.autumn()
+        let entries = autumnCalls()
         let (dir, reader) = try Self.ledger(entries)
         defer { reader.close(); _ = dir }
         let filters: [[ReportDimension: String]] = [
@@ -133,9 +97,9 @@ import Testing
     @Test("retries match the definition whatever the append order, in memory or from the ledger")
     func retriesInAnyAppendOrder() throws {
         var rng = SplitMix(42)
-        var entries = Self.autumn(seed: 3, count: 1_200)
+        var entries = autumnCalls(seed: 3, count: 1_200)
         // The 120 s edge: exactly 120 s after is a retry, 1 µs more is not (and ties go by id).
-        let t = Self.autumnStart + 3 * UnixTime.microsPerDay
+        let t = autumnStart + 3 * UnixTime.microsPerDay
         for (n, offset) in [(0, Int64(0)), (1, 120_000_000), (2, 240_000_001), (3, 240_000_001), (4, 360_000_002)] {
             var e = sampleEntry(9_000 + n, startedAt: t + offset, user: "edge")
             e.requestHash = 77
@@ -163,7 +127,7 @@ import Testing
 
     @Test("a rolled-back batch leaves rollups equal to a rebuild from the raw rows")
     func rollupsAfterRollback() throws {
-        let entries = Self.autumn(seed: 11, count: 600)
+        let entries = autumnCalls(seed: 11, count: 600)
         let dir = try TemporaryDirectory()
         let failures = Locked(0)
         // Rollups in every transaction, so the injected failure below hits every batch.
@@ -202,7 +166,7 @@ import Testing
     @Test("migration v5 backfills retries and rollups of a v4 ledger")
     func migrationBackfill() throws {
         var rng = SplitMix(9)
-        let entries = Self.autumn(seed: 5, count: 800).shuffled(using: &rng)
+        let entries = autumnCalls(seed: 5, count: 800).shuffled(using: &rng)
         let dir = try TemporaryDirectory()
         do {
             let connection = try SQLiteConnection(path: dir.path())
@@ -241,7 +205,7 @@ import Testing
 
     @Test("(others) keeps sums and drops what does not add up")
     func othersRow() throws {
-        let (dir, reader) = try Self.ledger(Self.autumn(count: 300))
+        let (dir, reader) = try Self.ledger(autumnCalls(count: 300))
         defer { reader.close(); _ = dir }
         let full = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.user]))
         let top = full.top(2)

@@ -2,6 +2,7 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// Retry flags at the edge of what the writer keeps in memory.
 @Suite struct RetryTrackerTests {

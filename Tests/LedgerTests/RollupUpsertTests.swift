@@ -1,5 +1,6 @@
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// `RollupUpsert`: a delta added to a stored cell in SQL sums exactly what `RollupCell.absorb` does.
 @Suite struct RollupUpsertTests {

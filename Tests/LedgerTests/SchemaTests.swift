@@ -1,6 +1,7 @@
 import CSQLite
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite struct SchemaTests {
     private func tables(_ connection: SQLiteConnection) throws -> Set<String> {

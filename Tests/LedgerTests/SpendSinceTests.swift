@@ -1,6 +1,7 @@
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 @Suite("Spend since a moment (quota rebuild)")
 struct SpendSinceTests {

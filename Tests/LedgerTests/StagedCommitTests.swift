@@ -2,6 +2,7 @@ import Foundation
 import Metering
 import Testing
 @testable import Ledger
+import LedgerTestSupport
 
 /// Rows committed on the caller's thread (`stage` + `commitStaged`), as the gateway's event loops do.
 @Suite struct StagedCommitTests {

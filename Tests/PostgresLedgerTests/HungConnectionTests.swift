@@ -8,6 +8,7 @@ import Policy
 @testable import PostgresLedger
 import PostgresNIO
 import XCTest
+import LedgerTestSupport
 
 /// A PostgreSQL connection that hangs after it was opened (a server or network that stops
 /// answering without resetting it): nothing may wait on it for ever, and it is not used again.

@@ -3,6 +3,7 @@ import Ledger
 import Metering
 @testable import PostgresLedger
 import XCTest
+import LedgerTestSupport
 
 final class LedgerMigrationTests: XCTestCase {
     /// 100,000 calls over ~19 months (so ~20 monthly partitions) and a few keys copy with equal

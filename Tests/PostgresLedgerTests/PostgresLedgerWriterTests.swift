@@ -3,6 +3,7 @@ import Ledger
 import Metering
 @testable import PostgresLedger
 import XCTest
+import LedgerTestSupport
 
 final class PostgresLedgerWriterTests: XCTestCase {
     func testRoundTripAndCallbacksRunAfterCommit() throws {

@@ -3,6 +3,7 @@ import Ledger
 import Metering
 @testable import PostgresLedger
 import XCTest
+import LedgerTestSupport
 
 /// `ledger prune` on PostgreSQL: whole-hour reports keep their figures, equal to those of a
 /// SQLite ledger pruned at the same dates; raw rows and whole partitions before the date go.

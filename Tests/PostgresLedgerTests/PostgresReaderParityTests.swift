@@ -3,6 +3,7 @@ import Ledger
 import Metering
 @testable import PostgresLedger
 import XCTest
+import LedgerTestSupport
 
 /// The same calls written to SQLite and to PostgreSQL read back and report identically.
 final class PostgresReaderParityTests: XCTestCase {
