@@ -40,7 +40,9 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "Ledger", dependencies: ["CSQLite", "Metering"]),
+        // The ledger writer's SQLite VFS: the default one, with each WAL frame in one write.
+        .target(name: "CWalFrames", dependencies: ["CSQLite"]),
+        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "Metering"]),
         // The ledger, keys and shared quota state on PostgreSQL, for several replicas.
         .target(name: "PostgresLedger", dependencies: [
             "Ledger", "Metering", "Policy",

@@ -146,7 +146,8 @@ public final class LedgerWriter: @unchecked Sendable {
         self.options = options
         checkpoints = CheckpointSchedule(pagesPerCheckpoint: options.checkpointPages)
         queue = GroupCommitQueue(maxBatch: options.maxBatch)
-        connection = try SQLiteConnection(path: path, busyTimeoutMillis: options.busyTimeoutMillis)
+        connection = try SQLiteConnection(path: path, busyTimeoutMillis: options.busyTimeoutMillis,
+                                          vfs: SQLiteConnection.walFramesVFS)
         try connection.configureForLedger()
         try Schema.migrate(connection)
         // After a burst, the WAL is cut back to this size when it restarts.
