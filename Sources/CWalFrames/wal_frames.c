@@ -2,13 +2,17 @@
 // write. SQLite writes a frame as two writes (walWriteOneFrame: the 24-byte header, then the
 // page right after it), so a commit of n pages costs 2n system calls; joined, it costs n.
 //
-// Only files opened as WAL are wrapped. A 24-byte write is held back until the next call on
-// the file: when that call writes right after it (the frame's page), both go in one write;
-// anything else (another write, a read, a sync, a truncate, a size, a close, a file control, a
-// lock) writes the held header first, so every call sees the file exactly as without the shim.
-// SQLite always writes the page right after the header, so nothing stays held past the
-// function writing the frame: other processes, which read the WAL through their own files and
-// the shared index, never see a frame whose header is missing.
+// Only files opened as WAL are wrapped. A 24-byte write is held back only when it continues the
+// write just before it on the file (frames are appended one after the other, the first right
+// after the WAL's header). It then waits for the next call: when that call writes right after
+// it (the frame's page), both go in one write; anything else (another write, a read, a sync, a
+// truncate, a size, a close, a file control) writes the held header first, so every call sees
+// the file exactly as without the shim. Headers SQLite rewrites in place at COMMIT (after a
+// transaction larger than the cache overwrote frames it had spilled) follow a read of their
+// frame, not a write, so they go to the file at once: the last of them is the commit frame's,
+// and no page follows it. So nothing stays held past the function writing a frame, and other
+// processes, which read the WAL through their own files and the shared index, never miss a
+// header.
 #include "wal_frames.h"
 
 #include <sqlite3.h>
@@ -22,6 +26,8 @@ typedef struct WalFile {
     sqlite3_file *real;            // the default VFS's file, allocated right after this struct
     int held;                      // a frame header waits in `header`
     sqlite3_int64 heldOffset;
+    int afterWrite;                // the last call on the file was a write, ending at `writtenEnd`
+    sqlite3_int64 writtenEnd;
     unsigned char header[frameHeaderSize];
     unsigned char *joined;         // header + page, reused from frame to frame
     int joinedCapacity;
@@ -30,21 +36,31 @@ typedef struct WalFile {
 static sqlite3_vfs walFramesVfs;
 static sqlite3_vfs *defaultVfs;
 
+/// Writes a held header, and forgets the last write: called first by every method but xWrite.
 static int writeHeld(WalFile *f) {
+    f->afterWrite = 0;
     if (!f->held) return SQLITE_OK;
     f->held = 0;
     return f->real->pMethods->xWrite(f->real, f->header, frameHeaderSize, f->heldOffset);
 }
 
+/// A write reached the file: the next 24-byte write right after it is a frame's header.
+static int wrote(WalFile *f, int rc, sqlite3_int64 end) {
+    f->afterWrite = rc == SQLITE_OK;
+    f->writtenEnd = end;
+    return rc;
+}
+
 static int walWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
     WalFile *f = (WalFile *)file;
+    sqlite3_int64 end = offset + amount;
     if (f->held && offset == f->heldOffset + frameHeaderSize) {
         int size = frameHeaderSize + amount;
         if (size > f->joinedCapacity) {
             unsigned char *grown = realloc(f->joined, (size_t)size);
             if (!grown) {
                 int rc = writeHeld(f);
-                return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, data, amount, offset);
+                return rc != SQLITE_OK ? rc : wrote(f, f->real->pMethods->xWrite(f->real, data, amount, offset), end);
             }
             f->joined = grown;
             f->joinedCapacity = size;
@@ -52,17 +68,18 @@ static int walWrite(sqlite3_file *file, const void *data, int amount, sqlite3_in
         memcpy(f->joined, f->header, frameHeaderSize);
         memcpy(f->joined + frameHeaderSize, data, (size_t)amount);
         f->held = 0;
-        return f->real->pMethods->xWrite(f->real, f->joined, size, f->heldOffset);
+        return wrote(f, f->real->pMethods->xWrite(f->real, f->joined, size, f->heldOffset), end);
     }
+    int appended = !f->held && f->afterWrite && offset == f->writtenEnd;
     int rc = writeHeld(f);
     if (rc != SQLITE_OK) return rc;
-    if (amount == frameHeaderSize) {
+    if (amount == frameHeaderSize && appended) {
         memcpy(f->header, data, frameHeaderSize);
         f->heldOffset = offset;
         f->held = 1;
         return SQLITE_OK;
     }
-    return f->real->pMethods->xWrite(f->real, data, amount, offset);
+    return wrote(f, f->real->pMethods->xWrite(f->real, data, amount, offset), end);
 }
 
 static int walClose(sqlite3_file *file) {

@@ -32,4 +32,31 @@ import Testing
         #expect(sqlite3_file_control(connection.handle, "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK)
         #expect(used.map { String(cString: $0.pointee.zName) } == vfs)
     }
+
+    /// A transaction larger than the cache writes frames before COMMIT, and overwrites some of
+    /// them in place later; at COMMIT SQLite then rewrites the headers from the first overwritten
+    /// frame on (a read, then a 24-byte write, frame by frame). The last of those headers is the
+    /// commit frame's, and no page follows it: it must reach the file at once, or a crash (or
+    /// another process's recovery) would cut the committed transaction off the WAL.
+    @Test func headersRewrittenAtCommitReachTheFile() throws {
+        let dir = try TemporaryDirectory()
+        let connection = try SQLiteConnection(path: dir.path(), vfs: SQLiteConnection.walFramesVFS)
+        try connection.execute("""
+            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = 8;
+            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+            """)
+        try connection.execute("BEGIN")
+        for n in 0..<400 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(500))") }
+        // Pages spilled to the WAL early in the transaction, written again.
+        try connection.execute("UPDATE t SET body = zeroblob(400) WHERE id < 20")
+        try connection.execute("COMMIT")
+        let copy = try TemporaryDirectory()
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
+        }
+        let recovered = try SQLiteConnection(path: copy.path())
+        #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 400)
+        #expect(try recovered.scalarInt("SELECT count(*) FROM t WHERE length(body) = 400") == 20)
+        connection.close()
+    }
 }
