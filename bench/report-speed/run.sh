@@ -20,6 +20,7 @@ mkdir -p "$scratch/Sources/Metering" "$scratch/Sources/Ledger" "$scratch/Sources
 for f in Money ModelPattern PriceBook Usage Dialect; do ln -s "$root/Sources/Metering/$f.swift" "$scratch/Sources/Metering/"; done
 for f in "$sources"/*.swift; do ln -s "$f" "$scratch/Sources/Ledger/"; done
 ln -s "$root/Sources/CSQLite" "$scratch/Sources/CSQLite"
+ln -s "$root/Sources/CWalFrames" "$scratch/Sources/CWalFrames"
 ln -s "$root/bench/report-speed/main.swift" "$scratch/Sources/ReportSpeedBench/main.swift"
 cat > "$scratch/Package.swift" <<'SWIFT'
 // swift-tools-version: 6.0
@@ -29,7 +30,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .target(name: "Metering"),
-        .target(name: "Ledger", dependencies: ["CSQLite", "Metering"]),
+        .target(name: "CWalFrames", dependencies: ["CSQLite"]),
+        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "Metering"]),
         .executableTarget(name: "ReportSpeedBench", dependencies: ["Ledger", "Metering"]),
     ])
 SWIFT
