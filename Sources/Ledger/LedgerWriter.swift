@@ -42,9 +42,9 @@ public final class LedgerWriter: @unchecked Sendable {
         /// or at twice this if it never is (run by `BackgroundCheckpoint`, beside the commits).
         /// Under load that one ends a few commits behind; when it left at most an eighth of this
         /// (256 frames at most), the writer thread copies the rest itself between two commits, so
-        /// the WAL starts over.
-        /// At four times this it checkpoints itself whatever is left, which bounds the WAL.
-        /// Never inside a commit (SQLite's auto-checkpoint, which fsyncs in COMMIT, is replaced).
+        /// the WAL starts over. At four times this it checkpoints itself whatever is left, which
+        /// bounds the WAL. Never inside a commit (SQLite's auto-checkpoint, which fsyncs in
+        /// COMMIT, is replaced).
         ///
         /// A catch-up holds commits back for its two fsyncs (1–5 ms here), and at a steady
         /// moderate rate nearly every background pass ends behind and needs one: at 1,000 pages
