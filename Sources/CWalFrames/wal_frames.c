@@ -157,11 +157,22 @@ static int walUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
     return REAL(file)->pMethods->xUnfetch(REAL(file), offset, page);
 }
 
+/// The methods of version 3; `walMethodsOf` gives a file the version of the real file it wraps.
 static const sqlite3_io_methods walMethods = {
     3, walClose, walRead, walWrite, walTruncate, walSync, walFileSize, walLock, walUnlock,
     walCheckReservedLock, walFileControl, walSectorSize, walDeviceCharacteristics,
     walShmMap, walShmLock, walShmBarrier, walShmUnmap, walFetch, walUnfetch,
 };
+
+/// The same methods, at versions 1, 2 and 3: SQLite calls the shared-memory methods (version 2)
+/// and the memory-mapping ones (version 3) only if the file's version has them, so a wrapper
+/// must not claim more than the real file has (the forwarding methods would call a NULL).
+static sqlite3_io_methods walMethodsByVersion[3];
+
+static const sqlite3_io_methods *walMethodsOf(const sqlite3_file *real) {
+    int version = real->pMethods->iVersion;
+    return &walMethodsByVersion[(version < 1 ? 1 : version > 3 ? 3 : version) - 1];
+}
 
 static int walFramesOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *outFlags) {
     (void)vfs;
@@ -171,7 +182,7 @@ static int walFramesOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *file,
     f->real = (sqlite3_file *)(f + 1);
     int rc = defaultVfs->xOpen(defaultVfs, name, f->real, flags, outFlags);
     // On failure the real file has no methods, and neither may ours (SQLite then never closes it).
-    f->base.pMethods = (rc == SQLITE_OK && f->real->pMethods) ? &walMethods : NULL;
+    f->base.pMethods = (rc == SQLITE_OK && f->real->pMethods) ? walMethodsOf(f->real) : NULL;
     return rc;
 }
 
@@ -179,6 +190,10 @@ int tokenctl_wal_frames_register(void) {
     if (sqlite3_vfs_find(TOKENCTL_WAL_FRAMES_VFS)) return SQLITE_OK;
     defaultVfs = sqlite3_vfs_find(NULL);
     if (!defaultVfs) return SQLITE_ERROR;
+    for (int version = 1; version <= 3; version++) {
+        walMethodsByVersion[version - 1] = walMethods;
+        walMethodsByVersion[version - 1].iVersion = version;
+    }
     walFramesVfs = *defaultVfs;
     walFramesVfs.zName = TOKENCTL_WAL_FRAMES_VFS;
     walFramesVfs.pNext = NULL;

@@ -33,6 +33,21 @@ import Testing
         #expect(used.map { String(cString: $0.pointee.zName) } == vfs)
     }
 
+    /// SQLite calls a file's later methods (shared memory, memory mapping) only if its version
+    /// has them: the wrapper must claim the version of the file it wraps, no more.
+    @Test func theWalFileClaimsTheVersionOfTheFileItWraps() throws {
+        func walMethodsVersion(vfs: String?) throws -> Int32? {
+            let dir = try TemporaryDirectory()
+            let connection = try SQLiteConnection(path: dir.path(), vfs: vfs)
+            try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+            var wal: UnsafeMutablePointer<sqlite3_file>?
+            #expect(sqlite3_file_control(connection.handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK)
+            return wal?.pointee.pMethods?.pointee.iVersion
+        }
+        let wrapped = try #require(try walMethodsVersion(vfs: SQLiteConnection.walFramesVFS))
+        #expect(wrapped == (try walMethodsVersion(vfs: nil)))
+    }
+
     /// A transaction larger than the cache writes frames before COMMIT, and overwrites some of
     /// them in place later; at COMMIT SQLite then rewrites the headers from the first overwritten
     /// frame on (a read, then a 24-byte write, frame by frame). The last of those headers is the
