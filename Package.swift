@@ -42,7 +42,9 @@ let package = Package(
         ]),
         // The ledger writer's SQLite VFS: the default one, with each WAL frame in one write.
         .target(name: "CWalFrames", dependencies: ["CSQLite"]),
-        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "Metering"]),
+        // Names our threads (for profilers and `top -H`): used by Ledger and Upstream alike.
+        .target(name: "CThreadName"),
+        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "CThreadName", "Metering"]),
         // The ledger, keys and shared quota state on PostgreSQL, for several replicas.
         .target(name: "PostgresLedger", dependencies: [
             "Ledger", "Metering", "Policy",
@@ -52,7 +54,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Upstream", dependencies: [
-            "CCurl",
+            "CCurl", "CThreadName",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,3 +1,4 @@
+import CThreadName
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -48,30 +49,17 @@ final class DriverThread: @unchecked Sendable {
         }
     }
 
-    /// Starts `run` on a new thread named `name` (≤ 15 bytes on Linux).
+    /// Starts `run` on a new thread named `name` (≤ 15 bytes on Linux; the rest is cut), so
+    /// that profilers and `top -H` show the curl thread.
     init(name: String, run: @escaping @Sendable () -> Void) {
         let body = Unmanaged.passRetained(Body(name: name, run: run)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
             let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
-            DriverThread.nameCurrentThread(body.name)
+            tokenctl_name_current_thread(body.name)
             body.run()
             return nil
         }, body)
         precondition(rc == 0, "pthread_create: \(rc)")
-    }
-
-    /// Names the calling thread, so profilers and `top -H` show the curl thread.
-    private static func nameCurrentThread(_ name: String) {
-        #if canImport(Darwin)
-        _ = pthread_setname_np(name)
-        #elseif os(Linux)
-        // Glibc hides pthread_setname_np behind _GNU_SOURCE; the proc file is equivalent.
-        let fd = open("/proc/thread-self/comm", O_WRONLY)
-        guard fd >= 0 else { return }
-        let bytes = Array(name.utf8.prefix(15))
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        #endif
     }
 
     /// Waits for the thread to return. Call once, from another thread.

@@ -21,6 +21,7 @@ for f in Money ModelPattern PriceBook Usage Dialect; do ln -s "$root/Sources/Met
 for f in "$sources"/*.swift; do ln -s "$f" "$scratch/Sources/Ledger/"; done
 ln -s "$root/Sources/CSQLite" "$scratch/Sources/CSQLite"
 ln -s "$root/Sources/CWalFrames" "$scratch/Sources/CWalFrames"
+ln -s "$root/Sources/CThreadName" "$scratch/Sources/CThreadName"
 ln -s "$root/bench/report-speed/main.swift" "$scratch/Sources/ReportSpeedBench/main.swift"
 cat > "$scratch/Package.swift" <<'SWIFT'
 // swift-tools-version: 6.0
@@ -31,7 +32,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .target(name: "Metering"),
         .target(name: "CWalFrames", dependencies: ["CSQLite"]),
-        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "Metering"]),
+        .target(name: "CThreadName"),
+        .target(name: "Ledger", dependencies: ["CSQLite", "CWalFrames", "CThreadName", "Metering"]),
         .executableTarget(name: "ReportSpeedBench", dependencies: ["Ledger", "Metering"]),
     ])
 SWIFT

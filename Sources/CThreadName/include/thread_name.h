@@ -1,0 +1,8 @@
+#ifndef TOKENCTL_THREAD_NAME_H
+#define TOKENCTL_THREAD_NAME_H
+
+/// Names the calling thread as `top -H`, `perf` and `/proc` show it (Linux keeps 15 bytes).
+/// In C because Swift's Glibc module hides `pthread_setname_np` (it is behind _GNU_SOURCE).
+void tokenctl_name_current_thread(const char *name);
+
+#endif
