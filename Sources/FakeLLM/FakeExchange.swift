@@ -1,4 +1,5 @@
 import Foundation
+import Metering
 
 /// One request FakeLLM received and exactly what it answered, byte for byte.
 ///
@@ -30,12 +31,12 @@ public struct FakeExchange: Sendable {
     /// The first value of a request header, by case-insensitive name.
     public func requestHeader(_ name: String) -> String? {
         let lower = name.lowercased()
-        return requestHeaders.first { asciiEqualsIgnoringCase($0.0, lower) }?.1
+        return requestHeaders.first { $0.0.utf8.equals(ignoringASCIICase: lower.utf8) }?.1
     }
 
     public func responseHeader(_ name: String) -> String? {
         let lower = name.lowercased()
-        return responseHeaders.first { asciiEqualsIgnoringCase($0.0, lower) }?.1
+        return responseHeaders.first { $0.0.utf8.equals(ignoringASCIICase: lower.utf8) }?.1
     }
 
     public var responseText: String { String(decoding: responseBody, as: UTF8.self) }

@@ -1,3 +1,5 @@
+import Metering
+
 /// Per-request knobs, as request headers. Names are matched case-insensitively.
 public enum FakeHeader {
     /// Content deltas (output tokens) for this answer; overrides `chunkCount`.
@@ -71,17 +73,17 @@ struct RequestKnobs {
         guard let first = utf8.first else { return }
         switch first | 0x20 {  // ASCII lower-case of the first letter
         case UInt8(ascii: "x"):
-            if asciiEqualsIgnoringCase(name, FakeHeader.requestID) {
+            if name.utf8.equals(ignoringASCIICase: FakeHeader.requestID.utf8) {
                 requestID = value
-            } else if asciiEqualsIgnoringCase(name, "x-api-key") {
+            } else if name.utf8.equals(ignoringASCIICase: "x-api-key".utf8) {
                 apiKey = value
-            } else if utf8.count > 7, asciiEqualsIgnoringCase(name.prefix(7), "x-fake-") {
+            } else if utf8.count > 7, utf8.starts(withIgnoringASCIICase: "x-fake-".utf8) {
                 applyKnob(name: name, value: value)
             }
         case UInt8(ascii: "a"):
-            if asciiEqualsIgnoringCase(name, "authorization") {
+            if name.utf8.equals(ignoringASCIICase: "authorization".utf8) {
                 authorization = value
-            } else if asciiEqualsIgnoringCase(name, "anthropic-version") {
+            } else if name.utf8.equals(ignoringASCIICase: "anthropic-version".utf8) {
                 hasAnthropicVersion = true
             }
         default:
@@ -91,25 +93,25 @@ struct RequestKnobs {
 
     private mutating func applyKnob(name: String, value: String) {
         let trimmed = value.trimmingASCIISpaces()
-        if asciiEqualsIgnoringCase(name, FakeHeader.chunks) {
+        if name.utf8.equals(ignoringASCIICase: FakeHeader.chunks.utf8) {
             chunks = count(trimmed, name: name, limit: 1_000_000) ?? chunks
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.firstByteDelayMS) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.firstByteDelayMS.utf8) {
             firstByteDelay = milliseconds(trimmed, name: name) ?? firstByteDelay
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.chunkGapMS) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.chunkGapMS.utf8) {
             chunkGap = milliseconds(trimmed, name: name) ?? chunkGap
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.fail) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.fail.utf8) {
             failure = FakeFailure(rawValue: trimmed.lowercased())
             if failure == nil {
                 let known = FakeFailure.allCases.map(\.rawValue).joined(separator: ", ")
                 invalid = "\(name): unknown failure mode '\(trimmed)' (known: \(known))"
             }
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.status) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.status.utf8) {
             if let code = count(trimmed, name: name, limit: 599), code >= 100 { status = code }
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.cachedTokens) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.cachedTokens.utf8) {
             cachedTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.cacheWriteTokens) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.cacheWriteTokens.utf8) {
             cacheWriteTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
-        } else if asciiEqualsIgnoringCase(name, FakeHeader.reasoningTokens) {
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         }
     }
@@ -129,16 +131,6 @@ struct RequestKnobs {
         }
         return .nanoseconds(Int64(ms * 1_000_000))
     }
-}
-
-/// ASCII case-insensitive equality; `lower` must already be lower-case.
-func asciiEqualsIgnoringCase<S: StringProtocol>(_ name: S, _ lower: String) -> Bool {
-    let a = name.utf8, b = lower.utf8
-    guard a.count == b.count else { return false }
-    for (x, y) in zip(a, b) where x != y {
-        guard x >= UInt8(ascii: "A"), x <= UInt8(ascii: "Z"), x | 0x20 == y else { return false }
-    }
-    return true
 }
 
 extension String {

@@ -226,9 +226,7 @@ extension ProxyHandler {
         guard let auth = headers.first(name: "authorization") else { return nil }
         let bytes = auth.utf8
         let scheme = "bearer ".utf8
-        let lowered: (UInt8) -> UInt8 = { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
-        guard bytes.count > scheme.count,
-              zip(bytes, scheme).allSatisfy({ lowered($0) == $1 }) else { return nil }
+        guard bytes.count > scheme.count, bytes.starts(withIgnoringASCIICase: scheme) else { return nil }
         let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
         let rest = bytes.dropFirst(scheme.count)
         guard let first = rest.firstIndex(where: { !isBlank($0) }),

@@ -88,9 +88,6 @@ public struct ResponseMeter: Sendable {
         let media = bytes.prefix { $0 != UInt8(ascii: ";") }
         guard let first = media.firstIndex(where: { !isBlank($0) }),
               let last = media.lastIndex(where: { !isBlank($0) }) else { return false }
-        let expected = "text/event-stream".utf8
-        let trimmed = bytes[first...last]
-        let lowered: (UInt8) -> UInt8 = { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
-        return trimmed.count == expected.count && zip(trimmed, expected).allSatisfy { lowered($0) == $1 }
+        return bytes[first...last].equals(ignoringASCIICase: "text/event-stream".utf8)
     }
 }

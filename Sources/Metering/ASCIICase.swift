@@ -1,0 +1,24 @@
+extension Sequence<UInt8> {
+    /// Whether these bytes begin with those of `lowercase`, ASCII letters compared without case;
+    /// `lowercase` must be lower-case. A byte scan over views in place: header names and values
+    /// are read on every call (lowercasing a copy, or Foundation, cost more than the compare).
+    @inlinable
+    package func starts(withIgnoringASCIICase lowercase: String.UTF8View) -> Bool {
+        var bytes = makeIterator()
+        for expected in lowercase {
+            guard let byte = bytes.next() else { return false }
+            // `byte &- "A" < 26`: an upper-case letter, lowered by its 0x20 bit.
+            guard (byte &- 0x41 < 26 ? byte | 0x20 : byte) == expected else { return false }
+        }
+        return true
+    }
+}
+
+extension Collection<UInt8> {
+    /// Whether these bytes are those of `lowercase`, ASCII letters compared without case;
+    /// `lowercase` must be lower-case.
+    @inlinable
+    package func equals(ignoringASCIICase lowercase: String.UTF8View) -> Bool {
+        count == lowercase.count && starts(withIgnoringASCIICase: lowercase)
+    }
+}
