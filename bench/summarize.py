@@ -308,12 +308,17 @@ w("Rates step through fractions of each arm's own closed-loop req/s at the same 
   "arms interleaved per step (wrk + bench/rate.lua); a step misses (✗) when p99 > 5 ms, errors ≥ 0.1 %, or "
   "achieved < 95 % of the offered rate, and an arm leaves after two misses in a row. The figure is the highest rate "
   "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (in brackets: sends > 5 ms "
-  "behind schedule, and the share of the system under test's core the hypervisor stole during the step):")
+  "behind schedule, and the share of the system under test's core the hypervisor stole during the step; for "
+  "tokenctl, what its ledger did in the step, from its /metrics: catch-up checkpoints, and commits and calls "
+  "over 5 ms, a call timed from its request to its recorded end, so without the wait for its commit):")
 w("")
 for c in (16, 64):
     steps = []
     for r in sel("open", conns=c):
         stolen = f", {r['stolen']} % stolen" if "stolen" in r else ""
+        if "catch_ups" in r:
+            stolen += (f"; ledger: {r['catch_ups']} catch-ups, {r['commits_over_5ms']} commits and "
+                       f"{r['calls_over_5ms']} calls > 5 ms")
         steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} "
                      f"({r.get('late5ms', '?')} late{stolen})")
     w(f"- {c} conns: " + "; ".join(steps))
