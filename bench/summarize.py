@@ -421,7 +421,8 @@ if tk in have:
     cr = [ratio(conc[tk, c]["cpu"], conc["nginx", c]["cpu"]) for c in (16, 64)]
     T.append(("CPU per request, 16 / 64 conns", "≤ 2× nginx", " / ".join(fmt(x, 2) + "×" for x in cr),
               verdict(None if None in cr else max(cr) <= 2)))
-    rr = [None if best[tk, c][0] == 0.0 else ratio(best[tk, c][0], best["nginx", c][0]) for c in (16, 64)]
+    # None passed against a rate nginx kept is a ratio of 0 (not met); n/a only if nginx kept none either.
+    rr = [None if best['nginx', c][0] == 0.0 else ratio(best[tk, c][0], best['nginx', c][0]) for c in (16, 64)]
     T.append(("req/s at p99 ≤ 5 ms, 16 / 64 conns (open loop)", "≥ 0.6× nginx",
               " / ".join(f"{ol_rate(best[tk, c][0])} vs {ol_rate(best['nginx', c][0])}" + ("" if x is None else f" = {x:.2f}×") for c, x in zip((16, 64), rr)),
               verdict(None if None in rr else min(rr) >= 0.6)))
