@@ -113,7 +113,7 @@ final class InFlightJournal: @unchecked Sendable {
             data.append(0x0A)
         }
         let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return }
+        guard writeWhole(data, to: temporary) else { return }
         _ = rename(temporary, path)
     }
 
@@ -163,5 +163,24 @@ final class InFlightJournal: @unchecked Sendable {
         private var count = 0
         func increment() { lock.lock(); count += 1; lock.unlock() }
         var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    }
+}
+
+/// Plain write, no fsync: the journal must outlive a process kill, which the page cache does.
+/// (Foundation's `createFile` fsyncs, and 5 fsyncs a second forced commits of the filesystem's
+/// journal while the ledger appends to its WAL.)
+private func writeWhole(_ data: Data, to file: String) -> Bool {
+    let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else { return false }
+    defer { close(descriptor) }
+    return data.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
     }
 }
