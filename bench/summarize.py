@@ -315,12 +315,13 @@ w("")
 for c in (16, 64):
     steps = []
     for r in sel("open", conns=c):
-        stolen = f", {r['stolen']} % stolen" if "stolen" in r else ""
+        # In brackets after the late sends: the time stolen, then the ledger's events (tokenctl).
+        context = f", {r['stolen']} % stolen" if "stolen" in r else ""
         if "catch_ups" in r:
-            stolen += (f"; ledger: {r['catch_ups']} catch-ups, {r['commits_over_5ms']} commits and "
-                       f"{r['calls_over_5ms']} calls > 5 ms")
+            context += (f"; ledger: {r['catch_ups']} catch-ups, {r['commits_over_5ms']} commits and "
+                        f"{r['calls_over_5ms']} calls > 5 ms")
         steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} "
-                     f"({r.get('late5ms', '?')} late{stolen})")
+                     f"({r.get('late5ms', '?')} late{context})")
     w(f"- {c} conns: " + "; ".join(steps))
 w("")
 
