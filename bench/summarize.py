@@ -309,8 +309,8 @@ w("Rates step through fractions of each arm's own closed-loop req/s at the same 
   "achieved < 95 % of the offered rate, and an arm leaves after two misses in a row. The figure is the highest rate "
   "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (in brackets: sends > 5 ms "
   "behind schedule, and the share of the system under test's core the hypervisor stole during the step; for "
-  "tokenctl, what its ledger did in the step, from its /metrics: catch-up checkpoints, and commits and calls "
-  "over 5 ms, a call timed from its request to its recorded end, so without the wait for its commit):")
+  "tokenctl, what its ledger did in the step, from its /metrics: catch-up checkpoints and how long they held "
+  "every commit, and commits and calls over 5 ms, a call timed from its request to its recorded end, so without the wait for its commit):")
 w("")
 for c in (16, 64):
     steps = []
@@ -318,7 +318,9 @@ for c in (16, 64):
         # In brackets after the late sends: the time stolen, then the ledger's events (tokenctl).
         context = f", {r['stolen']} % stolen" if "stolen" in r else ""
         if "catch_ups" in r:
-            context += (f"; ledger: {r['catch_ups']} catch-ups, {r['commits_over_5ms']} commits and "
+            # Runs before the hold was measured have no held_us.
+            held = f" holding commits {ms(float(r['held_us']), 1)} in all" if "held_us" in r else ""
+            context += (f"; ledger: {r['catch_ups']} catch-ups{held}, {r['commits_over_5ms']} commits and "
                         f"{r['calls_over_5ms']} calls > 5 ms")
         steps.append(f"{r['arm']} {r['frac']}× = {r['rate']}/s: p99 {ms(float(r['p99_us']), 2)}{'' if r['pass'] == '1' else ' ✗'} "
                      f"({r.get('late5ms', '?')} late{context})")

@@ -23,6 +23,7 @@ final class GatewayMetrics: Sendable {
     private let ledgerBatchRows: ValueHistogram
     private let ledgerCommitDuration: DurationHistogram
     private let ledgerCheckpoints: [LedgerWriter.Options.Checkpoint: Counter]
+    private let ledgerCheckpointHold: DurationHistogram
 
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
@@ -53,6 +54,10 @@ final class GatewayMetrics: Sendable {
                     "SQLite WAL checkpoints, by kind (background: beside the commits; catch_up: the writer copying what a background one left; forced: bounding the WAL)"),
                 labels: [("kind", kind.rawValue)])
         }
+        ledgerCheckpointHold = registry.makeDurationHistogram(
+            descriptor: .named("tokenctl_ledger_checkpoint_hold_seconds",
+                "Time the ledger writer held every commit for a catch_up or forced checkpoint (calls ending meanwhile wait for their rows)"),
+            buckets: Self.commitBuckets)
     }
 
     /// Ledger writer options that feed the batch metrics.
@@ -62,7 +67,10 @@ final class GatewayMetrics: Sendable {
             ledgerBatchRows.record(Double(rows))
             ledgerCommitDuration.record(duration)
         }
-        options.onCheckpoint = { [ledgerCheckpoints] kind, _ in ledgerCheckpoints[kind]?.increment() }
+        options.onCheckpoint = { [ledgerCheckpoints, ledgerCheckpointHold] kind, _, held in
+            ledgerCheckpoints[kind]?.increment()
+            if kind != .background { ledgerCheckpointHold.record(held) }
+        }
         return options
     }
 

@@ -64,8 +64,9 @@ public final class LedgerWriter: @unchecked Sendable {
         /// how long it took from BEGIN to COMMIT (retries included), for metrics.
         public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
         /// Called for each checkpoint (on the committing thread), with the WAL's pages then, to
-        /// count them: a checkpoint costs two fsyncs, whatever it copies.
-        public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32) -> Void)?
+        /// count them: a checkpoint costs two fsyncs, whatever it copies. `held`: how long the
+        /// writer thread held every commit for it (zero for a background one, which holds none).
+        public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32, _ held: Duration) -> Void)?
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
                     retryMaxMillis: Int = 1_000, closeRetries: Int = 3, checkpointPages: Int32 = 8_192,
@@ -73,7 +74,7 @@ public final class LedgerWriter: @unchecked Sendable {
                     rollupFlushInterval: Duration = .seconds(2),
                     onCommitFailure: (@Sendable (LedgerError, Int) -> Void)? = nil,
                     onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)? = nil,
-                    onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32) -> Void)? = nil) {
+                    onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32, _ held: Duration) -> Void)? = nil) {
             self.maxBatch = max(1, maxBatch)
             self.busyTimeoutMillis = busyTimeoutMillis
             self.retryInitialMillis = max(1, retryInitialMillis)
@@ -414,7 +415,7 @@ public final class LedgerWriter: @unchecked Sendable {
         case .requestBackground:
             guard checkpointer.request() else { return }
             checkpoints.requested(walPages: pages)
-            options.onCheckpoint?(.background, pages)
+            options.onCheckpoint?(.background, pages, .zero)
         case .checkpoint(let kind):
             // It takes milliseconds (two fsyncs): not on a caller's thread.
             guard onWriterThread else {
@@ -423,10 +424,11 @@ public final class LedgerWriter: @unchecked Sendable {
             }
             // Between two batches no commit appends, so this copies all that is left. It is
             // SQLITE_BUSY at once if the checkpoint thread is running one: asked again next commit.
+            let start = ContinuousClock.now
             guard sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil) != SQLITE_BUSY else {
                 return
             }
-            options.onCheckpoint?(kind, pages)
+            options.onCheckpoint?(kind, pages, ContinuousClock.now - start)
             checkpoints.checkpointed(walPages: pages)
         }
     }

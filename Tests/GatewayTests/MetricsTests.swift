@@ -161,6 +161,7 @@ struct MetricsTests {
         for kind in ["background", "catch_up", "forced"] {
             #expect(m[#"tokenctl_ledger_checkpoints_total{kind="\#(kind)"}"#] != nil)
         }
+        #expect(m["tokenctl_ledger_checkpoint_hold_seconds_count"] != nil)
         #expect(m[#"tokenctl_policy_info{version="\#(h.server.policy.version)"}"#] == 1)
         #expect(m["tokenctl_policy_reload_errors_total"] == 0)
         #expect(m["tokenctl_calls_in_flight"] == 0)

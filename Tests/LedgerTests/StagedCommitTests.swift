@@ -136,7 +136,7 @@ import LedgerTestSupport
         let dir = try TemporaryDirectory()
         let started = Locked<[(LedgerWriter.Options.Checkpoint, Int32)]>([])
         let writer = try LedgerWriter(path: dir.path(), options: .init(
-            checkpointPages: 20, onCheckpoint: { kind, pages in started.withLock { $0.append((kind, pages)) } }))
+            checkpointPages: 20, onCheckpoint: { kind, pages, _ in started.withLock { $0.append((kind, pages)) } }))
         defer { writer.close() }
         let reader = try SQLiteConnection(path: dir.path())
         try reader.execute("BEGIN")
@@ -179,7 +179,7 @@ import LedgerTestSupport
             return header[12..<16].reduce(0) { $0 << 8 | UInt32($1) }
         }
         let atCatchUp = Locked<UInt32??>(nil)
-        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 40, onCheckpoint: { kind, _ in
+        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 40, onCheckpoint: { kind, _, _ in
             // On the writer thread, after the catch-up and before any commit after it.
             if kind == .catchUp { atCatchUp.withLock { if $0 == nil { $0 = .some(walSequence()) } } }
         }))
