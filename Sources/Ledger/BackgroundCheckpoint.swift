@@ -12,6 +12,8 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     struct Outcome: Equatable {
         var walFrames: Int32
         var copiedFrames: Int32
+        /// Files synced after the pass (`syncFiles`): the database and the WAL when it copied any.
+        var syncedFiles = 0
     }
 
     private let connection: SQLiteConnection
@@ -75,10 +77,11 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             var walFrames: Int32 = -1
             var copiedFrames: Int32 = -1
             let rc = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &walFrames, &copiedFrames)
-            if rc == SQLITE_OK && copiedFrames > 0 { syncFiles() }
+            let synced = rc == SQLITE_OK && copiedFrames > 0 ? syncFiles() : 0
             condition.lock()
             running = false
-            outcome = rc == SQLITE_OK && walFrames >= 0 ? Outcome(walFrames: walFrames, copiedFrames: copiedFrames) : nil
+            outcome = rc == SQLITE_OK && walFrames >= 0
+                ? Outcome(walFrames: walFrames, copiedFrames: copiedFrames, syncedFiles: synced) : nil
         }
         stopped = true
         condition.broadcast()
@@ -89,13 +92,14 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     /// (SQLite syncs the database only when it copied the whole WAL), so the writer's catch-up,
     /// which holds every commit, would sync all the pass copied: tens of MB of scattered pages.
     /// Synced here, beside the commits, the catch-up's syncs cover only its own few frames.
-    private func syncFiles() {
-        for control in [SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER] {
+    /// Returns how many of the two files it synced.
+    private func syncFiles() -> Int {
+        [SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER].count(where: { control in
             var file: UnsafeMutablePointer<sqlite3_file>?
             guard sqlite3_file_control(connection.handle, "main", control, &file) == SQLITE_OK,
-                  let file, let sync = file.pointee.pMethods?.pointee.xSync else { continue }
+                  let file, let sync = file.pointee.pMethods?.pointee.xSync else { return false }
             // A failed sync leaves the catch-up's own sync to do the work (and report it).
-            _ = sync(file, SQLITE_SYNC_NORMAL)
-        }
+            return sync(file, SQLITE_SYNC_NORMAL) == SQLITE_OK
+        })
     }
 }
