@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # WAL growth under sustained load (issue 7: "no unbounded WAL growth"): tokenctl (release,
 # SQLite ledger on) under wrk at 64 connections for SECONDS (default 60), printing the ledger's
-# WAL and database sizes every 5 s, then the WAL after the load and the rows written.
+# WAL and database sizes every 5 s, then the WAL after the load, the rows written, and the
+# checkpoints by kind with the time the writer's ones held every commit (sum and count).
 # The writer asks for a background checkpoint every checkpointPages of WAL, finishes one that
 # ended a few frames behind itself (catch_up), and checkpoints at 4 x checkpointPages whatever is left.
 # Usage: bench/wal-growth.sh [seconds]
@@ -41,5 +42,5 @@ done
 wait "$load"
 sleep 2
 echo "after the load: wal $(stat -c %s "$db-wal" 2>/dev/null || echo 0) bytes, rows $(sqlite3 "$db" 'SELECT COUNT(*) FROM calls')"
-curl -s "$proxy/metrics" | grep "^tokenctl_ledger_checkpoints_total" || true
+curl -s "$proxy/metrics" | grep -E "^tokenctl_ledger_checkpoint(s_total|_hold_seconds_(sum|count))" || true
 echo "load after: $(uptime)"
