@@ -12,7 +12,8 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     struct Outcome: Equatable {
         var walFrames: Int32
         var copiedFrames: Int32
-        /// Files synced after the pass (`syncFiles`): the database and the WAL when it copied any.
+        /// Files the pass synced itself (`syncFiles`): the database and the WAL, once any frame
+        /// of the WAL is in the database (SQLite reports the total copied, not the pass's own).
         var syncedFiles = 0
     }
 
@@ -25,6 +26,8 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private var outcome: Outcome?
+    /// A sync of ours failed: no more passes (see `run`).
+    private var failed = false
 
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
     init(path: String) throws {
@@ -41,7 +44,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     func request() -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard !requested && !running && !stopping else { return false }
+        guard !requested && !running && !stopping && !failed else { return false }
         requested = true
         condition.signal()
         return true
@@ -80,7 +83,12 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             let synced = rc == SQLITE_OK && copiedFrames > 0 ? syncFiles() : 0
             condition.lock()
             running = false
-            outcome = rc == SQLITE_OK && walFrames >= 0
+            // A failed sync has reported a writeback error to this connection's file only (Linux
+            // reports it once per open file): SQLite's own sync in a later pass here could then
+            // succeed and let the WAL start over with pages not on disk. The writer's own
+            // checkpoints, through its file, still see the error; they alone run from now on.
+            if synced < 0 { failed = true }
+            outcome = rc == SQLITE_OK && walFrames >= 0 && synced >= 0
                 ? Outcome(walFrames: walFrames, copiedFrames: copiedFrames, syncedFiles: synced) : nil
         }
         stopped = true
@@ -92,14 +100,16 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     /// (SQLite syncs the database only when it copied the whole WAL), so the writer's catch-up,
     /// which holds every commit, would sync all the pass copied: tens of MB of scattered pages.
     /// Synced here, beside the commits, the catch-up's syncs cover only its own few frames.
-    /// Returns how many of the two files it synced.
+    /// Returns how many of the two files it synced, or -1 if a sync failed.
     private func syncFiles() -> Int {
-        [SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER].count(where: { control in
+        var synced = 0
+        for control in [SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER] {
             var file: UnsafeMutablePointer<sqlite3_file>?
             guard sqlite3_file_control(connection.handle, "main", control, &file) == SQLITE_OK,
-                  let file, let sync = file.pointee.pMethods?.pointee.xSync else { return false }
-            // A failed sync leaves the catch-up's own sync to do the work (and report it).
-            return sync(file, SQLITE_SYNC_NORMAL) == SQLITE_OK
-        })
+                  let file, let sync = file.pointee.pMethods?.pointee.xSync else { continue }
+            guard sync(file, SQLITE_SYNC_NORMAL) == SQLITE_OK else { return -1 }
+            synced += 1
+        }
+        return synced
     }
 }

@@ -46,8 +46,9 @@ public final class LedgerWriter: @unchecked Sendable {
         /// bounds the WAL. Never inside a commit (SQLite's auto-checkpoint, which fsyncs in
         /// COMMIT, is replaced).
         ///
-        /// A catch-up holds commits back for its two fsyncs (1–5 ms here), and at a steady
-        /// moderate rate nearly every background pass ends behind and needs one: at 1,000 pages
+        /// A catch-up holds commits back for its two fsyncs (1–2 ms here, since the background
+        /// pass syncs what it copied itself; 1–5 ms before), and at a steady moderate rate
+        /// nearly every background pass ends behind and needs one: at 1,000 pages
         /// that was one every ~250 calls at 600 calls/s (a call alone in its commit writes four
         /// to six pages). 8,192 pages (32 MB) makes it one every ~2,400 calls; the WAL stays
         /// under 135 MB (frame headers included).
@@ -64,7 +65,8 @@ public final class LedgerWriter: @unchecked Sendable {
         /// how long it took from BEGIN to COMMIT (retries included), for metrics.
         public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
         /// Called for each checkpoint (on the committing thread), with the WAL's pages then, to
-        /// count them: a checkpoint costs two fsyncs, whatever it copies. `held`: how long the
+        /// count them: the writer's cost two fsyncs whatever they copy, a background one up to
+        /// four (it syncs what it copied itself). `held`: how long the
         /// writer thread held every commit for it (zero for a background one, which holds none).
         public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32, _ held: Duration) -> Void)?
 
