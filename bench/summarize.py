@@ -310,7 +310,8 @@ w("Rates step through fractions of each arm's own closed-loop req/s at the same 
   "that passed; '≥' means the arm never missed (tokenctl-pg is not run open loop). Steps (in brackets: sends > 5 ms "
   "behind schedule, and the share of the system under test's core the hypervisor stole during the step; for "
   "tokenctl, what its ledger did in the step, from its /metrics: catch-up checkpoints and how long they held "
-  "every commit, and commits and calls over 5 ms, a call timed from its request to its recorded end, so without the wait for its commit):")
+  "every commit, and commits and calls over 5 ms, a call timed from its request to its recorded end, so "
+  "without the wait for its commit):")
 w("")
 for c in (16, 64):
     steps = []

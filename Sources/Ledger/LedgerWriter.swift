@@ -66,8 +66,8 @@ public final class LedgerWriter: @unchecked Sendable {
         public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
         /// Called for each checkpoint (on the committing thread), with the WAL's pages then, to
         /// count them: the writer's cost two fsyncs whatever they copy, a background one up to
-        /// four (it syncs what it copied itself). `held`: how long the
-        /// writer thread held every commit for it (zero for a background one, which holds none).
+        /// four (it syncs what it copied itself). `held`: how long the writer thread held every
+        /// commit for it (zero for a background one, which holds none).
         public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32, _ held: Duration) -> Void)?
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
