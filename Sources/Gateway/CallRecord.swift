@@ -5,9 +5,10 @@ import Policy
 /// Builds the ledger row of a call from the plain values the stages produced.
 enum CallRecord {
     /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
-    static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
+    /// `id`: the call's own, made once when it was admitted (its journal marker and its row).
+    static func entry(for request: CallRequest, admission: Admission, id: String) -> LedgerEntry {
         let line = request.line
-        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+        var entry = base(id: id, requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
                          route: line.route, principal: admission.principal)
         entry.user = admission.payer.user
         entry.team = admission.payer.team
@@ -23,8 +24,8 @@ enum CallRecord {
     /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…).
     /// With `admission`, the payer and plan it had been resolved to are recorded too.
     static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal,
-                        admission: Admission? = nil) -> LedgerEntry {
-        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+                        admission: Admission? = nil, id: String = CallIdentity.newCallID()) -> LedgerEntry {
+        var entry = base(id: id, requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
                          route: line.route, principal: principal)
         if let admission {
             entry.user = admission.payer.user
@@ -44,7 +45,7 @@ enum CallRecord {
 
     /// The row of a repeat answered from the idempotency store: no tokens, no cost.
     static func replayed(_ line: RequestLine, principal: Principal, status: Int, original: String) -> LedgerEntry {
-        var entry = base(requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
+        var entry = base(id: CallIdentity.newCallID(), requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
                          route: line.route, principal: principal)
         entry.outcome = .replayed
         entry.status = status
@@ -90,10 +91,10 @@ enum CallRecord {
         entry.cost = price?.cost(of: usage) ?? .zero
     }
 
-    private static func base(requestID: String, startedAt: Int64, dialect: Dialect, route: String,
+    private static func base(id: String, requestID: String, startedAt: Int64, dialect: Dialect, route: String,
                              principal: Principal?) -> LedgerEntry {
         LedgerEntry(
-            id: CallIdentity.newCallID(),
+            id: id,
             requestId: requestID,
             startedAt: startedAt,
             endedAt: startedAt,

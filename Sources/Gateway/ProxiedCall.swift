@@ -89,9 +89,7 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
     func start() {
-        var marker = CallRecord.entry(for: request, admission: admission)
-        marker.id = callID
-        gateway.journal.started(marker)
+        gateway.journal.started(CallRecord.entry(for: request, admission: admission, id: callID))
         acquireSlot()
     }
 
@@ -125,7 +123,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             phase = .settling
             let entry = CallRecord.refused(request.line, principal: admission.principal, model: admission.model,
-                                           refusal: refusal, admission: admission)
+                                           refusal: refusal, admission: admission, id: callID)
             record(entry) { [self] in
                 phase = .done
                 connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
@@ -167,7 +165,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             clientGone = true
             phase = .settling
-            var entry = CallRecord.entry(for: request, admission: admission)
+            var entry = CallRecord.entry(for: request, admission: admission, id: callID)
             CallRecord.settle(&entry, usage: nil, price: admission.price)
             entry.outcome = .clientCancelled
             entry.status = 499
@@ -294,7 +292,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()
-        var entry = CallRecord.entry(for: request, admission: admission)
+        var entry = CallRecord.entry(for: request, admission: admission, id: callID)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel
         if let ttft = firstByteAt { entry.ttftMicros = ttft - request.startedAt }
@@ -411,7 +409,6 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
         var entry = entry
-        entry.id = callID
         entry.modelRequested = requestedModel
         // Fingerprinted once, here, for every row of an admitted call (not for its start marker).
         entry.requestHash = RequestFingerprint.of(request.body)

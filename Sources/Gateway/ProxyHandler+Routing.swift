@@ -142,9 +142,8 @@ extension ProxyHandler {
                 guard context == nil, case .success(let hold) = result else {
                     return enforced(result, request: request, principal: principal, admission: admission, callID: callID)
                 }
-                var entry = CallRecord.entry(for: request, admission: admission)
+                var entry = CallRecord.entry(for: request, admission: admission, id: callID)
                 CallRecord.settle(&entry, usage: nil, price: admission.price)
-                entry.id = callID
                 entry.outcome = .clientCancelled
                 entry.status = 499
                 entry.errorMessage = "client closed the connection while its budget was being reserved"
