@@ -6,6 +6,9 @@ import PostgresLedger
 
 /// What every call has, even one refused before its route is known: for error bodies and rows.
 struct RequestLine {
+    /// The id of the call's row (every row the request makes uses it), made with the line.
+    var callID: String
+    /// `x-request-id`: the client's, or `req_` and `callID` (see `CallIdentity.requestID`).
     var requestID: String
     var startedAt: Int64
     var dialect: Dialect
@@ -16,6 +19,7 @@ struct RequestLine {
 /// A proxied call as the gateway received it: plain values, no channel.
 struct CallRequest {
     var endpoint: Endpoint
+    var callID: String
     var requestID: String
     var startedAt: Int64
     /// The secret the caller presented (`Authorization: Bearer` or `x-api-key`).
@@ -29,7 +33,7 @@ struct CallRequest {
     var body: ByteBuffer
 
     var line: RequestLine {
-        RequestLine(requestID: requestID, startedAt: startedAt, dialect: endpoint.dialect, route: endpoint.rawValue)
+        RequestLine(callID: callID, requestID: requestID, startedAt: startedAt, dialect: endpoint.dialect, route: endpoint.rawValue)
     }
 }
 

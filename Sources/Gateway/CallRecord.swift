@@ -5,11 +5,9 @@ import Policy
 /// Builds the ledger row of a call from the plain values the stages produced.
 enum CallRecord {
     /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
-    /// `id`: the call's own, made once when it was admitted (its journal marker and its row).
-    static func entry(for request: CallRequest, admission: Admission, id: String) -> LedgerEntry {
-        let line = request.line
-        var entry = base(id: id, requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
-                         route: line.route, principal: admission.principal)
+    /// Its id is the call's own, made once with its request line (its journal marker and its row).
+    static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
+        var entry = base(request.line, principal: admission.principal)
         entry.user = admission.payer.user
         entry.team = admission.payer.team
         entry.plan = admission.payer.plan.planName
@@ -24,9 +22,8 @@ enum CallRecord {
     /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…).
     /// With `admission`, the payer and plan it had been resolved to are recorded too.
     static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal,
-                        admission: Admission? = nil, id: String = CallIdentity.newCallID()) -> LedgerEntry {
-        var entry = base(id: id, requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
-                         route: line.route, principal: principal)
+                        admission: Admission? = nil) -> LedgerEntry {
+        var entry = base(line, principal: principal)
         if let admission {
             entry.user = admission.payer.user
             entry.team = admission.payer.team
@@ -45,8 +42,7 @@ enum CallRecord {
 
     /// The row of a repeat answered from the idempotency store: no tokens, no cost.
     static func replayed(_ line: RequestLine, principal: Principal, status: Int, original: String) -> LedgerEntry {
-        var entry = base(id: CallIdentity.newCallID(), requestID: line.requestID, startedAt: line.startedAt, dialect: line.dialect,
-                         route: line.route, principal: principal)
+        var entry = base(line, principal: principal)
         entry.outcome = .replayed
         entry.status = status
         entry.errorMessage = "replay of request \(original) (Idempotency-Key)"
@@ -91,18 +87,17 @@ enum CallRecord {
         entry.cost = price?.cost(of: usage) ?? .zero
     }
 
-    private static func base(id: String, requestID: String, startedAt: Int64, dialect: Dialect, route: String,
-                             principal: Principal?) -> LedgerEntry {
+    private static func base(_ line: RequestLine, principal: Principal?) -> LedgerEntry {
         LedgerEntry(
-            id: id,
-            requestId: requestID,
-            startedAt: startedAt,
-            endedAt: startedAt,
+            id: line.callID,
+            requestId: line.requestID,
+            startedAt: line.startedAt,
+            endedAt: line.startedAt,
             keyId: principal?.keyId,
             user: principal?.user,
             team: principal?.team,
-            dialect: dialect,
-            route: route,
+            dialect: line.dialect,
+            route: line.route,
             stream: false,
             status: 0,
             outcome: .ok)

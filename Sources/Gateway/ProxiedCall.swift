@@ -57,9 +57,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// The call's slot at its provider (`max_concurrent`): waited for, then held until the transfer ends.
     var slot: Slot = .none
 
-    /// The id of the call's row, fixed at admission so its shared quota hold, its start marker
-    /// (`InFlightJournal`) and its row name the same call.
-    let callID: String
+    /// The id of the call's row, made with its request line, so its shared quota hold, its start
+    /// marker (`InFlightJournal`) and its row name the same call.
+    var callID: String { request.callID }
 
     /// Retries made so far, and why (each a status or "connect error"), for the row.
     var retriesMade: [String] = []
@@ -73,9 +73,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         case held(ProviderGate)
     }
 
-    init(request: CallRequest, admission: Admission, hold: Hold, callID: String, gateway: GatewayContext,
+    init(request: CallRequest, admission: Admission, hold: Hold, gateway: GatewayContext,
          connection: ClientConnection) {
-        self.callID = callID
         self.request = request
         self.admission = admission
         self.hold = hold
@@ -89,7 +88,7 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
     func start() {
-        gateway.journal.started(CallRecord.entry(for: request, admission: admission, id: callID))
+        gateway.journal.started(CallRecord.entry(for: request, admission: admission))
         acquireSlot()
     }
 
@@ -123,7 +122,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             phase = .settling
             let entry = CallRecord.refused(request.line, principal: admission.principal, model: admission.model,
-                                           refusal: refusal, admission: admission, id: callID)
+                                           refusal: refusal, admission: admission)
             record(entry) { [self] in
                 phase = .done
                 connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
@@ -165,7 +164,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             clientGone = true
             phase = .settling
-            var entry = CallRecord.entry(for: request, admission: admission, id: callID)
+            var entry = CallRecord.entry(for: request, admission: admission)
             CallRecord.settle(&entry, usage: nil, price: admission.price)
             entry.outcome = .clientCancelled
             entry.status = 499
@@ -292,7 +291,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()
-        var entry = CallRecord.entry(for: request, admission: admission, id: callID)
+        var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel
         if let ttft = firstByteAt { entry.ttftMicros = ttft - request.startedAt }

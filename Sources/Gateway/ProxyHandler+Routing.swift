@@ -25,7 +25,7 @@ extension ProxyHandler {
             for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
                 forwarded.append((name.lowercased(), value))
             }
-            let request = CallRequest(endpoint: endpoint, requestID: line.requestID, startedAt: startedAt,
+            let request = CallRequest(endpoint: endpoint, callID: line.callID, requestID: line.requestID, startedAt: startedAt,
                                       presentedSecret: Self.secret(in: head.headers),
                                       forwardedHeaders: forwarded,
                                       declaredEndUser: head.headers.first(name: "x-tokenctl-user"),
@@ -112,17 +112,17 @@ extension ProxyHandler {
         }
         enforced(Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
                                now: UnixTime.nowMicros()),
-                 request: request, principal: principal, admission: admission, callID: CallIdentity.newCallID())
+                 request: request, principal: principal, admission: admission)
     }
 
     /// Starts the admitted call, or answers the refusal.
     func enforced(_ result: Result<Hold, Refusal>, request: CallRequest, principal: Principal,
-                          admission: Admission, callID: String) {
+                          admission: Admission) {
         switch result {
         case .failure(let refusal):
             refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission)
         case .success(let hold):
-            let call = ProxiedCall(request: request, admission: admission, hold: hold, callID: callID,
+            let call = ProxiedCall(request: request, admission: admission, hold: hold,
                                    gateway: gateway, connection: self)
             state = .responding(call: call)
             call.start()
@@ -134,15 +134,15 @@ extension ProxyHandler {
     /// admission took is given back, and its row says so.
     func enforceShared(_ request: CallRequest, principal: Principal, admission: Admission,
                                shared: SharedQuotaBook) {
-        let callID = CallIdentity.newCallID()
+        let callID = request.callID
         Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer, shared: shared,
                       callID: callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
             .assumeIsolated()
             .whenSuccess { [self] result in
                 guard context == nil, case .success(let hold) = result else {
-                    return enforced(result, request: request, principal: principal, admission: admission, callID: callID)
+                    return enforced(result, request: request, principal: principal, admission: admission)
                 }
-                var entry = CallRecord.entry(for: request, admission: admission, id: callID)
+                var entry = CallRecord.entry(for: request, admission: admission)
                 CallRecord.settle(&entry, usage: nil, price: admission.price)
                 entry.outcome = .clientCancelled
                 entry.status = 499
@@ -208,7 +208,9 @@ extension ProxyHandler {
         let dialect = endpoint?.dialect
             ?? (head.headers.contains(name: "x-api-key") || head.headers.contains(name: "anthropic-version")
                 ? .anthropic : .openai)
-        return RequestLine(requestID: CallIdentity.requestID(fromClient: head.headers.first(name: "x-request-id")),
+        let callID = CallIdentity.newCallID()
+        return RequestLine(callID: callID,
+                           requestID: CallIdentity.requestID(fromClient: head.headers.first(name: "x-request-id"), callID: callID),
                            startedAt: startedAt, dialect: dialect,
                            route: endpoint?.rawValue ?? String(path.prefix(200)))
     }

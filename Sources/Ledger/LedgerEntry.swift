@@ -55,9 +55,14 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
 /// One call as recorded in the ledger: who, what, how it ended, tokens and exact cost.
 /// Times are Unix microseconds (UTC).
 public struct LedgerEntry: Sendable, Hashable {
+    /// A request id the gateway made is this and the row's `id`: the ledger finds it through the
+    /// index of `id` and indexes only the ids clients sent (`Schema` v7).
+    public static let madeRequestIDPrefix = "req_"
+
     /// Unique id of the call (primary key of the row).
     public var id: String
-    /// The `x-request-id` the client sent or was given, for correlation with logs.
+    /// The `x-request-id` the client sent or was given, for correlation with logs. One the
+    /// gateway made is `madeRequestIDPrefix` and `id`.
     public var requestId: String
     public var startedAt: Int64
     public var firstByteAt: Int64?

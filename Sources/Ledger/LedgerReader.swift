@@ -34,8 +34,22 @@ public final class LedgerReader: @unchecked Sendable {
 
     /// The first call recorded with this `x-request-id`.
     public func entry(requestId: String) throws -> LedgerEntry? {
-        try single("SELECT \(CallRow.selectList) FROM calls WHERE request_id = ?1 ORDER BY rowid LIMIT 1", requestId)
+        try single(Self.requestIdLookup, requestId)
     }
+
+    /// Rows by request id (`?1`), first first. One the gateway made names its row
+    /// (`LedgerEntry.madeRequestIDPrefix`), the others are in `calls_client_request_id`: each
+    /// branch is an index lookup (the second repeats that index's condition so SQLite uses it).
+    static let requestIdLookup: String = {
+        let made = LedgerEntry.madeRequestIDPrefix
+        return """
+            SELECT \(CallRow.selectList) FROM (
+                SELECT rowid AS seq, * FROM calls WHERE id = substr(?1, \(made.utf8.count + 1)) AND request_id = ?1
+                UNION ALL
+                SELECT rowid AS seq, * FROM calls WHERE request_id = ?1 AND request_id <> '\(made)' || id
+            ) ORDER BY seq LIMIT 1
+            """
+    }()
 
     /// The call with this id.
     public func entry(id: String) throws -> LedgerEntry? {

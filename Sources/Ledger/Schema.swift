@@ -146,6 +146,14 @@ enum Schema {
                 """ }.joined(separator: "\n"))
             INSERT INTO meta(name, value) SELECT 'rollups_through', IFNULL(MAX(rowid), 0) FROM calls;
             """, backfill: PayerRollupBackfill.run),
+        // v7: `request_id` indexed only where a client sent it. One the gateway made is 'req_'
+        // and the row's id (`LedgerEntry.madeRequestIDPrefix`), found through the index of `id`:
+        // one index update fewer per call (2-4 µs of the commit here). Rows before v7 made
+        // theirs otherwise and stay in the index.
+        Migration(version: 7, sql: """
+            DROP INDEX calls_request_id;
+            CREATE INDEX calls_client_request_id ON calls(request_id) WHERE request_id <> 'req_' || id;
+            """),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -79,7 +79,9 @@ struct CallLifecycleTests {
                                                   json: #"{"model":"gpt-4o-mini","messages":[]}"#)
         let id = try #require(r.header("x-request-id"))
         #expect(id.hasPrefix("req_"))
-        #expect(try h.row(id)?.outcome == .ok)
+        let row = try #require(try h.row(id))
+        #expect(row.outcome == .ok)
+        #expect(id == "req_" + row.id, "a made request id names its row")
     }
 
     @Test("keep-alive connections serve several calls in order")

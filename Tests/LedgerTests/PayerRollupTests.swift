@@ -137,7 +137,7 @@ import LedgerTestSupport
         }
         let reader = try LedgerReader(path: dir.path())
         defer { reader.close() }
-        #expect(try Schema.version(of: reader.connection) == 6)
+        #expect(try Schema.version(of: reader.connection) == Schema.latestVersion)
         try ReportEngineTests.check(reader, entries, Self.query([.day, .user], Self.berlin, Self.berlinNovember))
         let (other, written) = try ReportEngineTests.ledger(entries)
         defer { written.close(); _ = other }

@@ -28,8 +28,68 @@ import LedgerTestSupport
         #expect(try Schema.version(of: connection) == Schema.latestVersion)
         let names = try tables(connection)
         for expected in ["calls", "api_keys", "meta", "calls_started_at", "calls_user_started_at",
-                         "calls_request_id", "api_keys_stamp_insert", "api_keys_stamp_update"] {
+                         "calls_client_request_id", "api_keys_stamp_insert", "api_keys_stamp_update"] {
             #expect(names.contains(expected), "missing \(expected)")
+        }
+        #expect(!names.contains("calls_request_id"), "v7 replaced it")
+    }
+
+    /// v7 indexes `request_id` only where a client sent it: an id the gateway made (`req_` and the
+    /// row's id) is found through `id`. Every kind is found, by index, across the migration.
+    @Test func findsRequestIdsMadeOrSentAcrossV7() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let made = LedgerEntry.madeRequestIDPrefix
+        func entry(_ n: Int, id: String, requestId: String) -> LedgerEntry {
+            var e = sampleEntry(n)
+            e.id = id
+            e.requestId = requestId
+            return e
+        }
+        // Before v7 the gateway made ids unrelated to the row's: they stay in the index.
+        let v6Made = entry(1, id: "0000000000000001aaaaaaaaaaaaaaaa", requestId: made + "0000000000000001bbbbbbbb")
+        let v6Sent = entry(2, id: "0000000000000002aaaaaaaaaaaaaaaa", requestId: "client-2")
+        do {
+            let connection = try SQLiteConnection(path: path)
+            try connection.configureForLedger()
+            try Schema.migrate(connection, upTo: 6)
+            let insert = try connection.prepare(CallRow.insertSQL)
+            for e in [v6Made, v6Sent] {
+                CallRow.bind(e, to: insert)
+                insert.bind(Int64(0), at: CallRow.retryParameter)
+                _ = try insert.step()
+                insert.reset()
+            }
+            connection.close()
+        }
+        let madeNow = entry(3, id: "0000000000000003aaaaaaaaaaaaaaaa", requestId: made + "0000000000000003aaaaaaaaaaaaaaaa")
+        let sentNow = entry(4, id: "0000000000000004aaaaaaaaaaaaaaaa", requestId: "client-4")
+        // A client sending back an id the gateway made for another call: still "the first" is the original.
+        let echoed = entry(5, id: "0000000000000005aaaaaaaaaaaaaaaa", requestId: madeNow.requestId)
+        // A client id shaped like a made one that names no row.
+        let lookalike = entry(6, id: "0000000000000006aaaaaaaaaaaaaaaa", requestId: made + "ffffffffffffffffffffffffffffffff")
+        let writer = try LedgerWriter(path: path)
+        #expect(appendAll([madeNow, sentNow, echoed, lookalike], to: writer).isEmpty)
+        writer.close()
+
+        let reader = try LedgerReader(path: path)
+        for e in [v6Made, v6Sent, madeNow, sentNow, lookalike] {
+            #expect(try reader.entry(requestId: e.requestId)?.id == e.id, "\(e.requestId)")
+        }
+        #expect(try reader.entry(requestId: made + "0000000000000009aaaaaaaaaaaaaaaa") == nil)
+        #expect(try reader.entry(requestId: "client-9") == nil)
+        #expect(try reader.entry(requestId: "") == nil)
+        try reader.withConnection { connection in
+            // Only the ids the gateway did not make as `req_` + id are in the index.
+            #expect(try connection.scalarInt("""
+                SELECT COUNT(*) FROM calls INDEXED BY calls_client_request_id WHERE request_id <> 'req_' || id
+                """) == 5)
+            let plan = try connection.prepare("EXPLAIN QUERY PLAN " + LedgerReader.requestIdLookup)
+            var steps: [String] = []
+            while try plan.step() { steps.append(plan.string(at: 3)) }
+            #expect(steps.contains { $0.contains("USING INDEX sqlite_autoindex_calls_1 (id=?)") }, "\(steps)")
+            #expect(steps.contains { $0.contains("USING INDEX calls_client_request_id") }, "\(steps)")
+            #expect(!steps.contains { $0.hasPrefix("SCAN calls") }, "\(steps)")
         }
     }
 
