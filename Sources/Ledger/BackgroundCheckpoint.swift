@@ -18,6 +18,8 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     }
 
     private let connection: SQLiteConnection
+    /// Touched by the checkpoint thread only (and by `close` once it stopped).
+    private let wal: ResidentWAL
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -32,6 +34,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
     init(path: String) throws {
         connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: 0)
+        wal = ResidentWAL(databasePath: path)
         // A connection that has read nothing yet has not opened the WAL, and its checkpoint
         // would silently do nothing.
         try connection.execute("SELECT count(*) FROM sqlite_master")
@@ -66,6 +69,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
         condition.broadcast()
         while !stopped { condition.wait() }
         condition.unlock()
+        wal.close()
         connection.close()
     }
 
@@ -81,6 +85,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             var copiedFrames: Int32 = -1
             let rc = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &walFrames, &copiedFrames)
             let synced = rc == SQLITE_OK && copiedFrames > 0 ? syncFiles() : 0
+            wal.refresh()
             condition.lock()
             running = false
             // A failed sync has reported a writeback error to this connection's file only (Linux

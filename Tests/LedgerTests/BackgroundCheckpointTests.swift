@@ -18,7 +18,10 @@ import Testing
     }
 
     /// A pass syncs the database and the WAL itself, so that the writer's catch-up, which holds
-    /// every commit, has only its own few frames to sync.
+    /// every commit, has only its own few frames to sync. After it the WAL's pages are mapped
+    /// (`ResidentWAL`): reclaim that takes only unmapped page cache, as `POSIX_FADV_DONTNEED`
+    /// does, leaves them, so that the commits that write over them next do not read them back
+    /// inside their `pwrite`. Unmapped, the synced WAL's clean pages would go.
     @Test func aPassThatCopiedFramesSyncsTheDatabaseAndTheWal() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
@@ -30,6 +33,13 @@ import Testing
         let outcome = try Self.pass(checkpoint)
         #expect(outcome.copiedFrames > 0 && outcome.copiedFrames == outcome.walFrames)
         #expect(outcome.syncedFiles == 2)
+        #if os(Linux)
+        let fd = open(dir.path() + "-wal", O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0)
+        #expect(try Self.cachedShare(of: fd) == 1)
+        #endif
     }
 
     /// The case the syncs are for: a pass that ends behind the WAL (here held back by a reader's
@@ -52,4 +62,20 @@ import Testing
         try reader.execute("COMMIT")
         reader.close()
     }
+
+    #if os(Linux)
+    /// The share of the file's pages in the page cache (`mincore` over a mapping of its own).
+    private static func cachedShare(of fd: Int32) throws -> Double {
+        var info = stat()
+        try #require(fstat(fd, &info) == 0 && info.st_size > 0)
+        let size = Int(info.st_size)
+        let map = try #require(mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0))
+        try #require(map != MAP_FAILED)
+        defer { munmap(map, size) }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var resident = [UInt8](repeating: 0, count: (size + pageSize - 1) / pageSize)
+        try #require(mincore(map, size, &resident) == 0)
+        return Double(resident.filter { $0 & 1 == 1 }.count) / Double(resident.count)
+    }
+    #endif
 }
