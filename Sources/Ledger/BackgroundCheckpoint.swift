@@ -20,6 +20,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private let connection: SQLiteConnection
     /// Touched by the checkpoint thread only (and by `close` once it stopped).
     private let wal: ResidentWAL
+    private let onWholeWalCopied: @Sendable () -> Void
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -32,7 +33,9 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private var failed = false
 
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
-    init(path: String) throws {
+    /// `onWholeWalCopied` runs on the checkpoint thread after a pass that copied every frame.
+    init(path: String, onWholeWalCopied: @escaping @Sendable () -> Void = {}) throws {
+        self.onWholeWalCopied = onWholeWalCopied
         connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: 0)
         wal = ResidentWAL(databasePath: path)
         // A connection that has read nothing yet has not opened the WAL, and its checkpoint
@@ -85,6 +88,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             var copiedFrames: Int32 = -1
             let rc = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &walFrames, &copiedFrames)
             let synced = rc == SQLITE_OK && copiedFrames > 0 ? syncFiles() : 0
+            if synced >= 0 && copiedFrames > 0 && copiedFrames == walFrames { onWholeWalCopied() }
             wal.refresh()
             condition.lock()
             running = false

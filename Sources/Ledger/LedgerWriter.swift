@@ -133,6 +133,7 @@ public final class LedgerWriter: @unchecked Sendable {
     private let wal = WalProgress()
     private var checkpoints: CheckpointSchedule
     private let checkpointer: BackgroundCheckpoint
+    private let walRestart = WalRestart()
     /// Held by whoever commits: the writer thread or a caller in `commitStaged`. Guards the
     /// connection and everything above (the writer's state), and `closed` and `busyMillis`.
     private let commitLock = NSLock()
@@ -171,7 +172,7 @@ public final class LedgerWriter: @unchecked Sendable {
         stale = true
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
-        checkpointer = try BackgroundCheckpoint(path: path)
+        checkpointer = try BackgroundCheckpoint(path: path, onWholeWalCopied: { [walRestart] in walRestart.expect() })
         busyMillis = options.busyTimeoutMillis
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
@@ -214,6 +215,9 @@ public final class LedgerWriter: @unchecked Sendable {
             guard committed else { return }
         }
     }
+
+    /// Whether the next commit starts the WAL over, and is therefore the writer thread's.
+    var walRestartIsDue: Bool { walRestart.isDue }
 
     /// Rows queued and not yet settled: the ledger's backlog, for metrics.
     public var backlog: Int { queue.backlog }
@@ -260,13 +264,20 @@ public final class LedgerWriter: @unchecked Sendable {
     private func commitQueued(onWriterThread: Bool) -> Bool {
         setBusyTimeout(onWriterThread ? options.busyTimeoutMillis : 0)
         let clock = ContinuousClock()
-        while queue.takeBatch(into: &batch) {
+        while true {
+            // The commit that starts the WAL over also syncs it (`WalRestart`).
+            if !onWriterThread && walRestart.isDue && queue.hasQueued {
+                queue.requestWriter()
+                return false
+            }
+            guard queue.takeBatch(into: &batch) else { break }
             let started = clock.now
             let result = onWriterThread
                 ? commitWithRetry(batch, flushRollups: rollupsDue(adding: batch.count))
                 : write(batch, flushRollups: false)
             switch result {
             case .committed(let rejected):
+                if onWriterThread { walRestart.happened() }
                 options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
@@ -432,6 +443,7 @@ public final class LedgerWriter: @unchecked Sendable {
             }
             options.onCheckpoint?(kind, pages, ContinuousClock.now - start)
             checkpoints.checkpointed(walPages: pages)
+            walRestart.expect()
         }
     }
 

@@ -30,6 +30,29 @@ import LedgerTestSupport
         writer.commitStaged()
     }
 
+    /// The commit that starts the WAL over syncs it (SQLite syncs a new WAL's header even at
+    /// `synchronous=NORMAL`): once a checkpoint copied the whole WAL, a staged commit leaves its
+    /// rows to the writer thread, off the caller's event loop.
+    @Test func theCommitThatStartsTheWalOverIsLeftToTheWriterThread() throws {
+        let dir = try TemporaryDirectory()
+        // A checkpoint after every commit: the WAL is always copied whole when the writer idles.
+        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 1))
+        defer { writer.close() }
+        #expect(appendAll((0..<100).map { sampleEntry($0) }, to: writer).isEmpty)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !writer.walRestartIsDue && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        try #require(writer.walRestartIsDue)
+        let caller = pthread_self()
+        let onCaller = Locked<Bool?>(nil)
+        #expect(writer.stage(sampleEntry(100)) { result in
+            if case .success = result { onCaller.withLock { $0 = pthread_equal(pthread_self(), caller) != 0 } }
+        })
+        writer.commitStaged()
+        writer.flush()
+        #expect(onCaller.current == false, "committed by the writer thread")
+        #expect(try LedgerReader(path: dir.path()).count() == 101)
+    }
+
     /// A staged commit never waits for another process's write lock: its batch goes back to the
     /// writer thread, which waits for the lock as usual, and the rows keep their order. The
     /// staged attempt is no failed commit (that would mark the ledger failing, and the gateway
