@@ -134,9 +134,8 @@ extension ProxyHandler {
     /// admission took is given back, and its row says so.
     func enforceShared(_ request: CallRequest, principal: Principal, admission: Admission,
                                shared: SharedQuotaBook) {
-        let callID = request.callID
         Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer, shared: shared,
-                      callID: callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
+                      callID: request.callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
             .assumeIsolated()
             .whenSuccess { [self] result in
                 guard context == nil, case .success(let hold) = result else {

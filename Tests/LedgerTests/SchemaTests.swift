@@ -57,8 +57,7 @@ import LedgerTestSupport
             for e in [v6Made, v6Sent] {
                 CallRow.bind(e, to: insert)
                 insert.bind(Int64(0), at: CallRow.retryParameter)
-                _ = try insert.step()
-                insert.reset()
+                try insert.run()
             }
             connection.close()
         }
