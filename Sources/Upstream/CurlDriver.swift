@@ -107,8 +107,12 @@ final class CurlDriver: @unchecked Sendable {
 
     /// The wake an event loop deferred to the end of its pass; none if the
     /// thread drained the queue meanwhile (it woke for a socket) or shut down.
+    /// When the thread drained mid-pass, a later command scheduled another of
+    /// these: the first to run wakes for both, so the other finds the flag
+    /// clear and does not wake the thread a second time.
     private func wakeAfterPass() {
         lock.withLock {
+            guard wakeScheduled else { return }
             wakeScheduled = false
             if accepting && !queue.isEmpty { wake() }
         }

@@ -198,22 +198,42 @@ extension UpstreamFakeLLMTests {
     @Test func transfersStartedInOnePassOfAnEventLoopWakeCurlOnce() async throws {
         try await withFake { fake, client in
             let loop = group.next()
-            let before = client.driver.commandWakeups
-            let ends = try await loop.flatSubmit { () -> EventLoopFuture<[Recording]> in
-                let runs = (0..<8).map { i in
-                    let handler = RecordingHandler(eventLoop: loop, script: Script())
-                    handler.transfer = client.start(chat(fake, id: "pass-\(i)", stream: false), on: loop, handler: handler)
-                    // Time for a woken curl thread to drain the queue, so that a wake per
-                    // transfer would show as one per transfer.
-                    usleep(5_000)
-                    return handler.done.futureResult
-                }
-                return EventLoopFuture.whenAllSucceed(runs, on: loop)
-            }.get()
-            #expect(ends.allSatisfy { $0.head?.status == 200 })
-            // One; or, if curl's poll timed out (once a second) during the pass and took the
-            // first ones, none or two. A wake per transfer would be eight.
-            #expect(client.driver.commandWakeups - before <= 2)
+            /// Starts `count` transfers in one pass of `loop` and returns how many wakes they took.
+            func startInOnePass(_ count: Int, tag: String) async throws -> Int {
+                let before = client.driver.commandWakeups
+                let ends = try await loop.flatSubmit { () -> EventLoopFuture<[Recording]> in
+                    let runs = (0..<count).map { i in
+                        let handler = RecordingHandler(eventLoop: loop, script: Script())
+                        handler.transfer = client.start(chat(fake, id: "\(tag)-\(i)", stream: false), on: loop, handler: handler)
+                        // Time for a woken curl thread to drain the queue, so that a wake per
+                        // transfer would show as one per transfer; none after the last, so that
+                        // the pass ends with a command queued.
+                        if i < count - 1 { usleep(5_000) }
+                        return handler.done.futureResult
+                    }
+                    return EventLoopFuture.whenAllSucceed(runs, on: loop)
+                }.get()
+                #expect(ends.allSatisfy { $0.head?.status == 200 })
+                return client.driver.commandWakeups - before
+            }
+            // One, or none if the thread drained the queue by itself (poll's timeout, once a
+            // second). A wake per transfer would be eight.
+            let quiet = try await startInOnePass(8, tag: "pass")
+            #expect(quiet <= 1)
+
+            // While another transfer streams, the thread drains the queue for its socket during
+            // the pass, and each drain makes the next start schedule another wake after the pass:
+            // only the first of those may wake the thread.
+            // The stream is relayed on a loop of its own, which keeps taking its chunks.
+            let streamLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let streaming = RecordingHandler(eventLoop: streamLoop.next(), script: Script())
+            streaming.transfer = client.start(
+                chat(fake, id: "busy", stream: true, headers: [(FakeHeader.chunks, "60"), (FakeHeader.chunkGapMS, "1")]),
+                on: streamLoop.next(), handler: streaming)
+            let busy = try await startInOnePass(8, tag: "busy-pass")
+            #expect(busy <= 1)
+            #expect(try await streaming.done.futureResult.get().head?.status == 200)
+            try await streamLoop.shutdownGracefully()
 
             // From elsewhere (no pass to wait for), a transfer wakes the thread at once.
             let elsewhere = client.driver.commandWakeups
