@@ -19,9 +19,8 @@ struct RequestLine {
 /// A proxied call as the gateway received it: plain values, no channel.
 struct CallRequest {
     var endpoint: Endpoint
-    var callID: String
-    var requestID: String
-    var startedAt: Int64
+    /// Its ids and start, as every row of the request has them.
+    var line: RequestLine
     /// The secret the caller presented (`Authorization: Bearer` or `x-api-key`).
     var presentedSecret: String?
     /// Client headers that are forwarded (protocol versions and betas).
@@ -32,9 +31,9 @@ struct CallRequest {
     var idempotencyKey: String? = nil
     var body: ByteBuffer
 
-    var line: RequestLine {
-        RequestLine(callID: callID, requestID: requestID, startedAt: startedAt, dialect: endpoint.dialect, route: endpoint.rawValue)
-    }
+    var callID: String { line.callID }
+    var requestID: String { line.requestID }
+    var startedAt: Int64 { line.startedAt }
 }
 
 /// The decision to let a call go upstream, with everything forwarding and settlement need.

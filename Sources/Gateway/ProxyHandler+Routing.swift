@@ -25,7 +25,7 @@ extension ProxyHandler {
             for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
                 forwarded.append((name.lowercased(), value))
             }
-            let request = CallRequest(endpoint: endpoint, callID: line.callID, requestID: line.requestID, startedAt: startedAt,
+            let request = CallRequest(endpoint: endpoint, line: line,
                                       presentedSecret: Self.secret(in: head.headers),
                                       forwardedHeaders: forwarded,
                                       declaredEndUser: head.headers.first(name: "x-tokenctl-user"),
