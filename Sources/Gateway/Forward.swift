@@ -39,7 +39,7 @@ enum Forward {
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.
     /// Everything else (notably the caller's credentials and hop-by-hop headers) stays here.
-    static let forwardedClientHeaders: Set<String> = [
+    static let forwardedClientHeaders = HeaderNameSet([
         "anthropic-version", "anthropic-beta", "openai-beta", "accept",
-    ]
+    ])
 }

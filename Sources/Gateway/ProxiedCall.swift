@@ -228,11 +228,15 @@ final class ProxiedCall: UpstreamResponseHandler {
         // The provider's headers, ours and the limit headers, without regrowing on the way.
         headers.reserveCapacity(head.headers.count + 12)
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if ProxiedCall.hopByHop.contains(lower) { continue }
+            if ProxiedCall.hopByHop.contains(name) { continue }
             // A scrubbed error body may change length: it goes chunked.
-            if lower == "content-length", admission.stripInjectedUsage || errorHold != nil { continue }
-            if lower == "x-request-id" { headers.add(name: "x-upstream-request-id", value: value); continue }
+            if admission.stripInjectedUsage || errorHold != nil, name.utf8.equals(ignoringASCIICase: "content-length".utf8) {
+                continue
+            }
+            if name.utf8.equals(ignoringASCIICase: "x-request-id".utf8) {
+                headers.add(name: "x-upstream-request-id", value: value)
+                continue
+            }
             headers.add(name: name, value: value)
         }
         headers.add(name: "x-request-id", value: request.requestID)
@@ -431,10 +435,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
     }
 
-    private static let hopByHop: Set<String> = [
+    private static let hopByHop = HeaderNameSet([
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
         "proxy-authenticate", "proxy-authorization",
         // The gateway's provider account is nobody else's business.
         "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
-    ]
+    ])
 }

@@ -22,7 +22,7 @@ extension ProxyHandler {
                 return writeRefusal(refusal, dialect: endpoint.dialect, requestID: line.requestID)
             }
             var forwarded: [(String, String)] = []
-            for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name.lowercased()) {
+            for (name, value) in head.headers where Forward.forwardedClientHeaders.contains(name) {
                 forwarded.append((name.lowercased(), value))
             }
             let request = CallRequest(endpoint: endpoint, line: line,

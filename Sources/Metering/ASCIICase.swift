@@ -22,3 +22,24 @@ extension Collection<UInt8> {
         count == lowercase.count && starts(withIgnoringASCIICase: lowercase)
     }
 }
+
+/// A fixed set of header names, matched without ASCII case in place: neither a lowercased copy
+/// nor a hash of it (a `Set<String>` lookup of `name.lowercased()` for every header of every
+/// call cost about 1 % of the event loop). Sets are small; only names of equal length compare.
+package struct HeaderNameSet: Sendable {
+    private let names: [String]
+
+    /// `names` in lower case.
+    package init(_ names: [String]) {
+        precondition(names.allSatisfy { $0 == $0.lowercased() }, "header names are given in lower case")
+        self.names = names
+    }
+
+    package func contains(_ name: String) -> Bool {
+        let count = name.utf8.count
+        for candidate in names where candidate.utf8.count == count {
+            if name.utf8.equals(ignoringASCIICase: candidate.utf8) { return true }
+        }
+        return false
+    }
+}

@@ -60,6 +60,26 @@ struct UpstreamHostileTests {
         #expect(row.errorMessage?.contains("no usable usage") == true)
     }
 
+    @Test("the provider's hop-by-hop and account headers stay here, in any case; its x-request-id comes as x-upstream-request-id")
+    func providerHeadersFiltered() async throws {
+        let text = Self.body(usage: #"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#)
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(text.utf8.count)\r\n"
+            + "Set-Cookie: session=1\r\nOpenAI-Organization: org-secret\r\nKeep-Alive: timeout=5\r\n"
+            + "X-Request-ID: up-77\r\nX-Provider-Note: kept\r\nConnection: close\r\n\r\n"
+        let canned = try CannedProvider([Array((head + text).utf8)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "hdr-1")
+        #expect(r.status == 200)
+        #expect(r.text == text)
+        for name in ["set-cookie", "openai-organization", "keep-alive"] { #expect(r.header(name) == nil, "\(name)") }
+        #expect(r.header("x-upstream-request-id") == "up-77")
+        #expect(r.headers.filter { $0.0.lowercased() == "x-request-id" }.map(\.1) == ["hdr-1"])
+        #expect(r.header("x-provider-note") == "kept")
+        #expect(r.header("content-type") == "application/json")
+    }
+
     @Test("a non-JSON 200 and an HTML error page are passed through and recorded")
     func notJSON() async throws {
         let page = "<html><body><h1>502 Bad Gateway</h1></body></html>"

@@ -26,4 +26,11 @@ import Metering
         // Substrings' views (a trimmed header value) compare the same way.
         #expect(" Text/Event-Stream ".utf8.dropFirst().dropLast().equals(ignoringASCIICase: "text/event-stream".utf8))
     }
+
+    @Test func headerNameSetsMatchWholeNamesInEitherCase() {
+        let names = HeaderNameSet(["set-cookie", "te", "openai-organization"])
+        #expect(names.contains("Set-Cookie") && names.contains("TE") && names.contains("OpenAI-Organization"))
+        #expect(!names.contains("set-cookies") && !names.contains("t") && !names.contains("") && !names.contains("x-te"))
+        #expect(!HeaderNameSet([]).contains("te"))
+    }
 }
