@@ -1,47 +1,66 @@
-// A VFS shim over SQLite's default VFS that joins each WAL frame's header and page into one
-// write. SQLite writes a frame as two writes (walWriteOneFrame: the 24-byte header, then the
-// page right after it), so a commit of n pages costs 2n system calls; joined, it costs n.
+// A VFS shim over SQLite's default VFS that writes the frames a commit appends to the WAL in
+// one write. SQLite writes a frame as two writes (walWriteOneFrame: the 24-byte header, then the
+// page right after it), so a commit of n pages costs 2n system calls; held and joined, it costs
+// one (one per 31 pages of 4 KiB in a large transaction: `runLimit`).
 //
-// Only files opened as WAL are wrapped. A 24-byte write is held back only when it continues the
+// Only files opened as WAL are wrapped. A 24-byte write starts a run only when it continues the
 // write just before it on the file (frames are appended one after the other, the first right
-// after the WAL's header). It then waits for the next call: when that call writes right after
-// it (the frame's page), both go in one write; anything else (another write, a read, a sync, a
-// truncate, a size, a close, a file control) writes the held header first, so every call sees
-// the file exactly as without the shim. Headers SQLite rewrites in place at COMMIT (after a
-// transaction larger than the cache overwrote frames it had spilled) follow a read of their
-// frame, not a write, so they go to the file at once: the last of them is the commit frame's,
-// and no page follows it. So nothing stays held past the function writing a frame, and other
-// processes, which read the WAL through their own files and the shared index, never miss a
-// header.
+// after the WAL's header). The run then grows while each call writes right after it, a page after
+// its header and a header after a page, and goes to the file in one write once it ends with the
+// commit frame (its header gives the database's size; other frames' give 0) or reaches
+// `runLimit`. Anything else (another write, a read, a sync, a truncate, a size, a close, a file
+// control, the shared memory) writes the run first, so every call sees the file exactly as
+// without the shim. Frames a transaction larger than the cache spills before COMMIT may wait in
+// the run until its next call; they are not committed, and no other connection reads them.
+// Headers SQLite rewrites in place at COMMIT (after such a transaction overwrote frames it had
+// spilled) follow a read of their frame, not a write, so they go to the file at once: the last of
+// them is the commit frame's, and no page follows it. So a commit's frames are all in the file
+// when the function writing them returns, before the shared index says they exist, and other
+// processes, which read the WAL through their own files and that index, never miss one.
 #include "wal_frames.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { frameHeaderSize = 24 };
+enum {
+    frameHeaderSize = 24,
+    /// The most a run holds: SQLite's unix VFS writes at most this many bytes in one call (its
+    /// seekAndWriteFd masks the count with 0x1ffff; a longer write is cut, then fails as a full
+    /// disk). 31 frames of 4 KiB pages; a run that could not take one more frame is written.
+    runLimit = 0x1ffff,
+};
 
 typedef struct WalFile {
     sqlite3_file base;
     sqlite3_file *real;            // the default VFS's file, allocated right after this struct
-    int held;                      // a frame header waits in `header`
-    sqlite3_int64 heldOffset;
+    unsigned char *run;            // frames appended and not yet written, from runOffset
+    int runSize;
+    int runCapacity;
+    sqlite3_int64 runOffset;
+    int awaitingPage;              // the run ends with a frame's header; its page comes next
+    int commitFrame;               // that header (or the last one) is the commit frame's
     int afterWrite;                // the last call on the file was a write, ending at `writtenEnd`
     sqlite3_int64 writtenEnd;
-    unsigned char header[frameHeaderSize];
-    unsigned char *joined;         // header + page, reused from frame to frame
-    int joinedCapacity;
 } WalFile;
 
 static sqlite3_vfs walFramesVfs;
 static sqlite3_vfs *defaultVfs;
 
-/// Writes a held header, and forgets the last write: called first by every method but xWrite.
+/// Writes the run, if any.
+static int writeRun(WalFile *f) {
+    if (f->runSize == 0) return SQLITE_OK;
+    int size = f->runSize;
+    f->runSize = 0;
+    f->awaitingPage = 0;
+    f->commitFrame = 0;
+    return f->real->pMethods->xWrite(f->real, f->run, size, f->runOffset);
+}
+
+/// Writes the run, and forgets the last write: called first by every method but xWrite.
 static int writeHeld(WalFile *f) {
     f->afterWrite = 0;
-    if (!f->held) return SQLITE_OK;
-    f->held = 0;
-    return f->real->pMethods->xWrite(f->real, f->header, frameHeaderSize, f->heldOffset);
+    return writeRun(f);
 }
 
 /// A write reached the file: the next 24-byte write right after it is a frame's header.
@@ -51,32 +70,49 @@ static int wrote(WalFile *f, int rc, sqlite3_int64 end) {
     return rc;
 }
 
+/// Adds `amount` bytes to the run; 0 if there is no memory for them.
+static int addToRun(WalFile *f, const void *data, int amount) {
+    int size = f->runSize + amount;
+    if (size > runLimit) return 0;
+    if (size > f->runCapacity) {
+        int capacity = size > 2 * f->runCapacity ? size : 2 * f->runCapacity;
+        unsigned char *grown = realloc(f->run, (size_t)capacity);
+        if (!grown) return 0;
+        f->run = grown;
+        f->runCapacity = capacity;
+    }
+    memcpy(f->run + f->runSize, data, (size_t)amount);
+    f->runSize = size;
+    return 1;
+}
+
+/// Whether a frame header is a commit frame's: the database's size in pages after the commit,
+/// big-endian at bytes 4-7, is 0 in every other frame.
+static int isCommitHeader(const unsigned char *header) {
+    return (header[4] | header[5] | header[6] | header[7]) != 0;
+}
+
 static int walWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
     WalFile *f = (WalFile *)file;
     sqlite3_int64 end = offset + amount;
-    if (f->held && offset == f->heldOffset + frameHeaderSize) {
-        int size = frameHeaderSize + amount;
-        if (size > f->joinedCapacity) {
-            unsigned char *grown = realloc(f->joined, (size_t)size);
-            if (!grown) {
-                int rc = writeHeld(f);
-                return rc != SQLITE_OK ? rc : wrote(f, f->real->pMethods->xWrite(f->real, data, amount, offset), end);
-            }
-            f->joined = grown;
-            f->joinedCapacity = size;
+    if (f->runSize > 0 && offset == f->runOffset + f->runSize
+        && (f->awaitingPage || amount == frameHeaderSize) && addToRun(f, data, amount)) {
+        if (!f->awaitingPage) {
+            f->awaitingPage = 1;
+            f->commitFrame = isCommitHeader((const unsigned char *)data);
+            return SQLITE_OK;
         }
-        memcpy(f->joined, f->header, frameHeaderSize);
-        memcpy(f->joined + frameHeaderSize, data, (size_t)amount);
-        f->held = 0;
-        return wrote(f, f->real->pMethods->xWrite(f->real, f->joined, size, f->heldOffset), end);
+        f->awaitingPage = 0;
+        if (!f->commitFrame && f->runSize + frameHeaderSize + amount <= runLimit) return SQLITE_OK;
+        return wrote(f, writeRun(f), end);
     }
-    int appended = !f->held && f->afterWrite && offset == f->writtenEnd;
+    int appended = f->runSize == 0 && f->afterWrite && offset == f->writtenEnd;
     int rc = writeHeld(f);
     if (rc != SQLITE_OK) return rc;
-    if (amount == frameHeaderSize && appended) {
-        memcpy(f->header, data, frameHeaderSize);
-        f->heldOffset = offset;
-        f->held = 1;
+    if (amount == frameHeaderSize && appended && addToRun(f, data, amount)) {
+        f->runOffset = offset;
+        f->awaitingPage = 1;
+        f->commitFrame = isCommitHeader((const unsigned char *)data);
         return SQLITE_OK;
     }
     return wrote(f, f->real->pMethods->xWrite(f->real, data, amount, offset), end);
@@ -86,12 +122,12 @@ static int walClose(sqlite3_file *file) {
     WalFile *f = (WalFile *)file;
     int rc = writeHeld(f);
     int closed = f->real->pMethods->xClose(f->real);
-    free(f->joined);
-    f->joined = NULL;
+    free(f->run);
+    f->run = NULL;
     return rc != SQLITE_OK ? rc : closed;
 }
 
-// Every other method writes a held header first, then forwards.
+// Every other method writes the run first, then forwards.
 #define REAL(file) (((WalFile *)(file))->real)
 #define FLUSHED(file) int rc = writeHeld((WalFile *)(file)); if (rc != SQLITE_OK) return rc
 

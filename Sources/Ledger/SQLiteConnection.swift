@@ -19,10 +19,10 @@ public final class SQLiteConnection {
     /// Process-wide settings, applied once before the first connection opens.
     private static let libraryConfigured: Bool = tokenctl_sqlite3_disable_memory_statistics() == SQLITE_OK
 
-    /// The VFS of the ledger's writing connection: SQLite's default one, except that each WAL
-    /// frame reaches the file in one write instead of two (header, then page), so a commit makes
-    /// half the system calls. Files and locks are the default VFS's: other connections and
-    /// processes read and write the ledger as usual.
+    /// The VFS of the ledger's writing connection: SQLite's default one, except that the WAL
+    /// frames of a commit reach the file in one write instead of two per frame (header, then
+    /// page). Files and locks are the default VFS's: other connections and processes read and
+    /// write the ledger as usual.
     public static let walFramesVFS: String? = {
         // Registering is SQLite's first call in a writer's process: the settings come before it.
         _ = libraryConfigured

@@ -5,7 +5,8 @@ import Testing
 @testable import Ledger
 
 /// The writer's VFS (`SQLiteConnection.walFramesVFS`) writes each WAL frame, header and page, in
-/// one write; the files must be what SQLite's default VFS would have written.
+/// one write with the other frames of its commit; the files must be what SQLite's default VFS
+/// would have written.
 @Suite struct WalFramesTests {
     /// A copy of the ledger taken while its writer is open, its calls still in the WAL only, is
     /// opened without the WAL's index: SQLite rebuilds it from the frames, accepting each only
@@ -72,6 +73,32 @@ import Testing
         let recovered = try SQLiteConnection(path: copy.path())
         #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 400)
         #expect(try recovered.scalarInt("SELECT count(*) FROM t WHERE length(body) = 400") == 20)
+        connection.close()
+    }
+
+    /// A commit's frames go to the file in runs of at most 64 frames; a transaction of several
+    /// runs, and commits of one page each between them, must all be in the WAL once each COMMIT
+    /// returns (a copy taken then recovers them).
+    @Test func everyFrameOfACommitIsInTheFileWhenItReturns() throws {
+        let dir = try TemporaryDirectory()
+        let connection = try SQLiteConnection(path: dir.path(), vfs: SQLiteConnection.walFramesVFS)
+        try connection.execute("""
+            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+            """)
+        try connection.execute("BEGIN")
+        for n in 0..<300 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(3000))") }
+        try connection.execute("COMMIT")
+        for n in 300..<305 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(10))") }
+        let copy = try TemporaryDirectory()
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
+        }
+        let walBytes = try FileManager.default.attributesOfItem(atPath: copy.path() + "-wal")[.size] as? Int ?? 0
+        #expect(walBytes > 200 * 4_120, "the rows are in the WAL, not yet checkpointed: \(walBytes) bytes")
+        let recovered = try SQLiteConnection(path: copy.path())
+        #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 305)
+        #expect(try recovered.scalarInt("SELECT sum(length(body)) FROM t") == 300 * 3_000 + 5 * 10)
         connection.close()
     }
 }
