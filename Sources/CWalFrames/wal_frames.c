@@ -9,9 +9,12 @@
 // its header and a header after a page, and goes to the file in one write once it ends with the
 // commit frame (its header gives the database's size; other frames' give 0) or reaches
 // `runLimit`. Anything else (another write, a read, a sync, a truncate, a size, a close, a file
-// control, the shared memory) writes the run first, so every call sees the file exactly as
-// without the shim. Frames a transaction larger than the cache spills before COMMIT may wait in
-// the run until its next call; they are not committed, and no other connection reads them.
+// control) writes the run first, so every call sees the file exactly as without the shim.
+// Frames a transaction larger than the cache spills before COMMIT may wait in the run until its
+// next call; they are not committed, and no other connection reads them. If that transaction
+// rolls back instead, they are dropped when SQLite releases the WAL's write lock (through the
+// database's file, which is wrapped for that alone): written after that, they could overwrite
+// frames another connection committed at the same offsets meanwhile.
 // Headers SQLite rewrites in place at COMMIT (after such a transaction overwrote frames it had
 // spilled) follow a read of their frame, not a write, so they go to the file at once: the last of
 // them is the commit frame's, and no page follows it. So a commit's frames are all in the file
@@ -42,7 +45,16 @@ typedef struct WalFile {
     int commitFrame;               // that header (or the last one) is the commit frame's
     int afterWrite;                // the last call on the file was a write, ending at `writtenEnd`
     sqlite3_int64 writtenEnd;
+    struct DbFile *db;             // the database's file, if opened through this VFS
 } WalFile;
+
+/// The main database's file, wrapped to see SQLite release the WAL's write lock: shared-memory
+/// lock 0, which SQLite takes and releases through this file, never through the WAL's.
+typedef struct DbFile {
+    sqlite3_file base;
+    sqlite3_file *real;            // the default VFS's file, allocated right after this struct
+    WalFile *wal;                  // its WAL's file while both are open
+} DbFile;
 
 static sqlite3_vfs walFramesVfs;
 static sqlite3_vfs *defaultVfs;
@@ -120,6 +132,7 @@ static int walWrite(sqlite3_file *file, const void *data, int amount, sqlite3_in
 
 static int walClose(sqlite3_file *file) {
     WalFile *f = (WalFile *)file;
+    if (f->db) f->db->wal = NULL;
     int rc = writeHeld(f);
     int closed = f->real->pMethods->xClose(f->real);
     free(f->run);
@@ -193,7 +206,7 @@ static int walUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
     return REAL(file)->pMethods->xUnfetch(REAL(file), offset, page);
 }
 
-/// The methods of version 3; `walMethodsOf` gives a file the version of the real file it wraps.
+/// The methods of version 3; `methodsOf` gives a file the version of the real file it wraps.
 static const sqlite3_io_methods walMethods = {
     3, walClose, walRead, walWrite, walTruncate, walSync, walFileSize, walLock, walUnlock,
     walCheckReservedLock, walFileControl, walSectorSize, walDeviceCharacteristics,
@@ -205,20 +218,118 @@ static const sqlite3_io_methods walMethods = {
 /// must not claim more than the real file has (the forwarding methods would call a NULL).
 static sqlite3_io_methods walMethodsByVersion[3];
 
-static const sqlite3_io_methods *walMethodsOf(const sqlite3_file *real) {
+
+/// Forgets the run: its frames belong to a transaction that ended without committing them.
+static void dropRun(WalFile *f) {
+    f->runSize = 0;
+    f->awaitingPage = 0;
+    f->commitFrame = 0;
+    f->afterWrite = 0;
+}
+
+// The database's file forwards every call; releasing lock 0 (the WAL's write lock) ends a write
+// transaction. A commit has written its run by then (its commit frame's page did), so a run left
+// holds frames of a transaction rolled back: they are dropped, never written.
+#define DB_REAL(file) (((DbFile *)(file))->real)
+
+static int dbClose(sqlite3_file *file) {
+    DbFile *d = (DbFile *)file;
+    if (d->wal) d->wal->db = NULL;
+    return d->real->pMethods->xClose(d->real);
+}
+static int dbRead(sqlite3_file *file, void *data, int amount, sqlite3_int64 offset) {
+    return DB_REAL(file)->pMethods->xRead(DB_REAL(file), data, amount, offset);
+}
+static int dbWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
+    return DB_REAL(file)->pMethods->xWrite(DB_REAL(file), data, amount, offset);
+}
+static int dbTruncate(sqlite3_file *file, sqlite3_int64 size) {
+    return DB_REAL(file)->pMethods->xTruncate(DB_REAL(file), size);
+}
+static int dbSync(sqlite3_file *file, int flags) {
+    return DB_REAL(file)->pMethods->xSync(DB_REAL(file), flags);
+}
+static int dbFileSize(sqlite3_file *file, sqlite3_int64 *size) {
+    return DB_REAL(file)->pMethods->xFileSize(DB_REAL(file), size);
+}
+static int dbLock(sqlite3_file *file, int level) {
+    return DB_REAL(file)->pMethods->xLock(DB_REAL(file), level);
+}
+static int dbUnlock(sqlite3_file *file, int level) {
+    return DB_REAL(file)->pMethods->xUnlock(DB_REAL(file), level);
+}
+static int dbCheckReservedLock(sqlite3_file *file, int *out) {
+    return DB_REAL(file)->pMethods->xCheckReservedLock(DB_REAL(file), out);
+}
+static int dbFileControl(sqlite3_file *file, int op, void *arg) {
+    return DB_REAL(file)->pMethods->xFileControl(DB_REAL(file), op, arg);
+}
+static int dbSectorSize(sqlite3_file *file) {
+    return DB_REAL(file)->pMethods->xSectorSize(DB_REAL(file));
+}
+static int dbDeviceCharacteristics(sqlite3_file *file) {
+    return DB_REAL(file)->pMethods->xDeviceCharacteristics(DB_REAL(file));
+}
+static int dbShmMap(sqlite3_file *file, int region, int size, int extend, void volatile **out) {
+    return DB_REAL(file)->pMethods->xShmMap(DB_REAL(file), region, size, extend, out);
+}
+static int dbShmLock(sqlite3_file *file, int offset, int n, int flags) {
+    DbFile *d = (DbFile *)file;
+    if ((flags & SQLITE_SHM_UNLOCK) && offset == 0 && d->wal) dropRun(d->wal);
+    return d->real->pMethods->xShmLock(d->real, offset, n, flags);
+}
+static void dbShmBarrier(sqlite3_file *file) {
+    DB_REAL(file)->pMethods->xShmBarrier(DB_REAL(file));
+}
+static int dbShmUnmap(sqlite3_file *file, int deleteFlag) {
+    return DB_REAL(file)->pMethods->xShmUnmap(DB_REAL(file), deleteFlag);
+}
+static int dbFetch(sqlite3_file *file, sqlite3_int64 offset, int amount, void **out) {
+    return DB_REAL(file)->pMethods->xFetch(DB_REAL(file), offset, amount, out);
+}
+static int dbUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
+    return DB_REAL(file)->pMethods->xUnfetch(DB_REAL(file), offset, page);
+}
+
+static const sqlite3_io_methods dbMethods = {
+    3, dbClose, dbRead, dbWrite, dbTruncate, dbSync, dbFileSize, dbLock, dbUnlock,
+    dbCheckReservedLock, dbFileControl, dbSectorSize, dbDeviceCharacteristics,
+    dbShmMap, dbShmLock, dbShmBarrier, dbShmUnmap, dbFetch, dbUnfetch,
+};
+static sqlite3_io_methods dbMethodsByVersion[3];
+
+/// The methods of `table`'s version closest to that of `real` (at most 3).
+static const sqlite3_io_methods *methodsOf(sqlite3_io_methods table[3], const sqlite3_file *real) {
     int version = real->pMethods->iVersion;
-    return &walMethodsByVersion[(version < 1 ? 1 : version > 3 ? 3 : version) - 1];
+    return &table[(version < 1 ? 1 : version > 3 ? 3 : version) - 1];
+}
+
+static int isDbFile(const sqlite3_file *file) {
+    return file && file->pMethods >= dbMethodsByVersion && file->pMethods < dbMethodsByVersion + 3;
 }
 
 static int walFramesOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *outFlags) {
     (void)vfs;
+    if (flags & SQLITE_OPEN_MAIN_DB) {
+        DbFile *d = (DbFile *)file;
+        memset(d, 0, sizeof(DbFile));
+        d->real = (sqlite3_file *)(d + 1);
+        int rc = defaultVfs->xOpen(defaultVfs, name, d->real, flags, outFlags);
+        // On failure the real file has no methods, and neither may ours (SQLite then never closes it).
+        d->base.pMethods = (rc == SQLITE_OK && d->real->pMethods) ? methodsOf(dbMethodsByVersion, d->real) : NULL;
+        return rc;
+    }
     if (!(flags & SQLITE_OPEN_WAL)) return defaultVfs->xOpen(defaultVfs, name, file, flags, outFlags);
     WalFile *f = (WalFile *)file;
     memset(f, 0, sizeof(WalFile));
     f->real = (sqlite3_file *)(f + 1);
     int rc = defaultVfs->xOpen(defaultVfs, name, f->real, flags, outFlags);
-    // On failure the real file has no methods, and neither may ours (SQLite then never closes it).
-    f->base.pMethods = (rc == SQLITE_OK && f->real->pMethods) ? walMethodsOf(f->real) : NULL;
+    f->base.pMethods = (rc == SQLITE_OK && f->real->pMethods) ? methodsOf(walMethodsByVersion, f->real) : NULL;
+    sqlite3_file *database = sqlite3_database_file_object(name);
+    if (f->base.pMethods && isDbFile(database)) {
+        f->db = (DbFile *)database;
+        f->db->wal = f;
+    }
     return rc;
 }
 
@@ -229,12 +340,15 @@ int tokenctl_wal_frames_register(void) {
     for (int version = 1; version <= 3; version++) {
         walMethodsByVersion[version - 1] = walMethods;
         walMethodsByVersion[version - 1].iVersion = version;
+        dbMethodsByVersion[version - 1] = dbMethods;
+        dbMethodsByVersion[version - 1].iVersion = version;
     }
     walFramesVfs = *defaultVfs;
     walFramesVfs.zName = TOKENCTL_WAL_FRAMES_VFS;
     walFramesVfs.pNext = NULL;
-    // Room for the wrapper and the default VFS's own file after it (non-WAL files use only the latter's part).
-    walFramesVfs.szOsFile = (int)sizeof(WalFile) + defaultVfs->szOsFile;
+    // Room for a wrapper and the default VFS's own file after it (other files use only the latter's part).
+    int wrapper = sizeof(WalFile) > sizeof(DbFile) ? (int)sizeof(WalFile) : (int)sizeof(DbFile);
+    walFramesVfs.szOsFile = wrapper + defaultVfs->szOsFile;
     walFramesVfs.xOpen = walFramesOpen;
     return sqlite3_vfs_register(&walFramesVfs, 0);
 }

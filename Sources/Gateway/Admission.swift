@@ -18,9 +18,9 @@ struct RequestLine {
 
 /// A proxied call as the gateway received it: plain values, no channel.
 struct CallRequest {
-    var endpoint: Endpoint
-    /// Its ids and start, as every row of the request has them.
-    var line: RequestLine
+    let endpoint: Endpoint
+    /// Its ids and start, as every row of the request has them (the line is made with `endpoint`).
+    let line: RequestLine
     /// The secret the caller presented (`Authorization: Bearer` or `x-api-key`).
     var presentedSecret: String?
     /// Client headers that are forwarded (protocol versions and betas).

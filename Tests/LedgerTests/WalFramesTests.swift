@@ -36,17 +36,21 @@ import Testing
 
     /// SQLite calls a file's later methods (shared memory, memory mapping) only if its version
     /// has them: the wrapper must claim the version of the file it wraps, no more.
-    @Test func theWalFileClaimsTheVersionOfTheFileItWraps() throws {
-        func walMethodsVersion(vfs: String?) throws -> Int32? {
+    @Test func theWrappedFilesClaimTheVersionOfTheFilesTheyWrap() throws {
+        func methodsVersions(vfs: String?) throws -> [Int32?] {
             let dir = try TemporaryDirectory()
             let connection = try SQLiteConnection(path: dir.path(), vfs: vfs)
             try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)")
-            var wal: UnsafeMutablePointer<sqlite3_file>?
-            #expect(sqlite3_file_control(connection.handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK)
-            return wal?.pointee.pMethods?.pointee.iVersion
+            return [SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER].map { control in
+                var file: UnsafeMutablePointer<sqlite3_file>?
+                #expect(sqlite3_file_control(connection.handle, "main", control, &file) == SQLITE_OK)
+                return file?.pointee.pMethods?.pointee.iVersion
+            }
         }
-        let wrapped = try #require(try walMethodsVersion(vfs: SQLiteConnection.walFramesVFS))
-        #expect(wrapped == (try walMethodsVersion(vfs: nil)))
+        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
+        let wrapped = try methodsVersions(vfs: vfs)
+        #expect(!wrapped.contains(nil))
+        #expect(wrapped == (try methodsVersions(vfs: nil)))
     }
 
     /// A transaction larger than the cache writes frames before COMMIT, and overwrites some of
@@ -76,12 +80,13 @@ import Testing
         connection.close()
     }
 
-    /// A commit's frames go to the file in runs of at most 64 frames; a transaction of several
+    /// A commit's frames go to the file in runs of at most 31 frames; a transaction of several
     /// runs, and commits of one page each between them, must all be in the WAL once each COMMIT
     /// returns (a copy taken then recovers them).
     @Test func everyFrameOfACommitIsInTheFileWhenItReturns() throws {
         let dir = try TemporaryDirectory()
-        let connection = try SQLiteConnection(path: dir.path(), vfs: SQLiteConnection.walFramesVFS)
+        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
+        let connection = try SQLiteConnection(path: dir.path(), vfs: vfs)
         try connection.execute("""
             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
             CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
@@ -100,5 +105,37 @@ import Testing
         #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 305)
         #expect(try recovered.scalarInt("SELECT sum(length(body)) FROM t") == 300 * 3_000 + 5 * 10)
         connection.close()
+    }
+
+    /// A transaction larger than the cache spills frames to the WAL before COMMIT, and some may
+    /// still wait in the VFS's run. Rolled back, they must never reach the file: another
+    /// connection may meanwhile commit frames at the same offsets, and writing them then would
+    /// overwrite that commit.
+    @Test func framesOfARolledBackTransactionNeverOverwriteAnotherCommit() throws {
+        let dir = try TemporaryDirectory()
+        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
+        let writer = try SQLiteConnection(path: dir.path(), vfs: vfs)
+        try writer.execute("""
+            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = 8;
+            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL); INSERT INTO t VALUES (0, zeroblob(10));
+            """)
+        try writer.execute("PRAGMA wal_checkpoint")
+        try writer.execute("BEGIN")
+        for n in 1..<200 { try writer.execute("INSERT INTO t VALUES (\(n), randomblob(500))") }
+        try writer.execute("ROLLBACK")
+        let other = try SQLiteConnection(path: dir.path())
+        try other.execute("CREATE TABLE u (body BLOB); INSERT INTO u SELECT randomblob(300) FROM t, (SELECT 1 UNION SELECT 2)")
+        other.close()
+        // The writer's next calls on its WAL: a read, then a commit of its own.
+        #expect(try writer.scalarInt("SELECT count(*) FROM t") == 1)
+        try writer.execute("INSERT INTO t VALUES (1, zeroblob(10))")
+        let check = try SQLiteConnection(path: dir.path())
+        let integrity = try check.prepare("PRAGMA integrity_check")
+        #expect(try integrity.step() && integrity.string(at: 0) == "ok")
+        integrity.finalize()
+        #expect(try check.scalarInt("SELECT count(*) FROM u") == 2)
+        #expect(try check.scalarInt("SELECT count(*) FROM t") == 2)
+        check.close()
+        writer.close()
     }
 }
