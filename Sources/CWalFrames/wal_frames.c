@@ -46,6 +46,7 @@ typedef struct WalFile {
     int afterWrite;                // the last call on the file was a write, ending at `writtenEnd`
     sqlite3_int64 writtenEnd;
     struct DbFile *db;             // the database's file, if opened through this VFS
+    int failed;                    // a run's write failed with this code: see `writeRun`
 } WalFile;
 
 /// The main database's file, wrapped to see SQLite release the WAL's write lock: shared-memory
@@ -59,14 +60,20 @@ typedef struct DbFile {
 static sqlite3_vfs walFramesVfs;
 static sqlite3_vfs *defaultVfs;
 
-/// Writes the run, if any.
+/// Writes the run, if any. Once that fails, every later call fails the same way until the
+/// transaction ends (`dropRun`): frames SQLite counts as written are not in the file, and a run
+/// written from a read or a size query could fail where SQLite does not end the transaction for
+/// it (with the default VFS the spill itself fails, and the transaction with it).
 static int writeRun(WalFile *f) {
+    if (f->failed) return f->failed;
     if (f->runSize == 0) return SQLITE_OK;
     int size = f->runSize;
     f->runSize = 0;
     f->awaitingPage = 0;
     f->commitFrame = 0;
-    return f->real->pMethods->xWrite(f->real, f->run, size, f->runOffset);
+    int rc = f->real->pMethods->xWrite(f->real, f->run, size, f->runOffset);
+    if (rc != SQLITE_OK) f->failed = rc;
+    return rc;
 }
 
 /// Writes the run, and forgets the last write: called first by every method but xWrite.
@@ -221,6 +228,7 @@ static sqlite3_io_methods walMethodsByVersion[3];
 
 /// Forgets the run: its frames belong to a transaction that ended without committing them.
 static void dropRun(WalFile *f) {
+    f->failed = SQLITE_OK;
     f->runSize = 0;
     f->awaitingPage = 0;
     f->commitFrame = 0;
@@ -229,7 +237,9 @@ static void dropRun(WalFile *f) {
 
 // The database's file forwards every call; releasing lock 0 (the WAL's write lock) ends a write
 // transaction. A commit has written its run by then (its commit frame's page did), so a run left
-// holds frames of a transaction rolled back: they are dropped, never written.
+// holds frames of a transaction rolled back: they are dropped, never written. (In exclusive
+// locking mode SQLite never releases that lock: no other connection writes then, and the ledger
+// does not use it.)
 #define DB_REAL(file) (((DbFile *)(file))->real)
 
 static int dbClose(sqlite3_file *file) {
