@@ -8,7 +8,7 @@ import Foundation
 /// inside its `pwrite`: an event loop's, for a staged commit. This VM runs DAMON, which pages out
 /// file pages that no process maps (anonymous and mapped ones are exempt), the WAL's among them
 /// however recently written: a rig run traced 2,038 such reads on the event loop, 300 ms in all,
-/// 8 over 5 ms and the longest 19.7 ms. With the WAL mapped, a reproduction saw none. Asking the
+/// 6 over 5 ms and the longest 19.7 ms. With the WAL mapped, a reproduction saw none. Asking the
 /// kernel to read the pages back after each checkpoint instead (`posix_fadvise`) did not help:
 /// commits then waited for those reads.
 ///

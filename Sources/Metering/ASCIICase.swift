@@ -25,7 +25,8 @@ extension Collection<UInt8> {
 
 /// A fixed set of header names, matched without ASCII case in place: neither a lowercased copy
 /// nor a hash of it (a `Set<String>` lookup of `name.lowercased()` for every header of every
-/// call cost about 1 % of the event loop). Sets are small; only names of equal length compare.
+/// call cost about 1 % of the event loop). Sets are small; a name of another length is passed
+/// over at its length (`equals(ignoringASCIICase:)` compares counts first).
 package struct HeaderNameSet: Sendable {
     private let names: [String]
 
@@ -36,10 +37,6 @@ package struct HeaderNameSet: Sendable {
     }
 
     package func contains(_ name: String) -> Bool {
-        let count = name.utf8.count
-        for candidate in names where candidate.utf8.count == count {
-            if name.utf8.equals(ignoringASCIICase: candidate.utf8) { return true }
-        }
-        return false
+        names.contains { name.utf8.equals(ignoringASCIICase: $0.utf8) }
     }
 }

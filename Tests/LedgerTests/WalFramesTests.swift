@@ -8,6 +8,16 @@ import Testing
 /// one write with the other frames of its commit; the files must be what SQLite's default VFS
 /// would have written.
 @Suite struct WalFramesTests {
+    /// The database and its WAL as they are on disk now, copied while their connection is open
+    /// (a crash would leave them so); opened, SQLite rebuilds the WAL's index from the frames.
+    static func copy(of dir: TemporaryDirectory) throws -> TemporaryDirectory {
+        let copy = try TemporaryDirectory()
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
+        }
+        return copy
+    }
+
     /// A copy of the ledger taken while its writer is open, its calls still in the WAL only, is
     /// opened without the WAL's index: SQLite rebuilds it from the frames, accepting each only
     /// with its header's checksum chain intact. Every committed call must be there.
@@ -16,10 +26,7 @@ import Testing
         let writer = try LedgerWriter(path: dir.path())
         defer { writer.close() }
         #expect(appendAll((0..<500).map { sampleEntry($0) }, to: writer).isEmpty)
-        let copy = try TemporaryDirectory()
-        for suffix in ["", "-wal"] {
-            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
-        }
+        let copy = try Self.copy(of: dir)
         let walBytes = try FileManager.default.attributesOfItem(atPath: copy.path() + "-wal")[.size] as? Int ?? 0
         #expect(walBytes > 50 * 4_120, "the calls are in the WAL, not yet checkpointed: \(walBytes) bytes")
         #expect(try LedgerReader(path: copy.path()).count() == 500)
@@ -70,10 +77,7 @@ import Testing
         // Pages spilled to the WAL early in the transaction, written again.
         try connection.execute("UPDATE t SET body = zeroblob(400) WHERE id < 20")
         try connection.execute("COMMIT")
-        let copy = try TemporaryDirectory()
-        for suffix in ["", "-wal"] {
-            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
-        }
+        let copy = try Self.copy(of: dir)
         let recovered = try SQLiteConnection(path: copy.path())
         #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 400)
         #expect(try recovered.scalarInt("SELECT count(*) FROM t WHERE length(body) = 400") == 20)
@@ -95,10 +99,7 @@ import Testing
         for n in 0..<300 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(3000))") }
         try connection.execute("COMMIT")
         for n in 300..<305 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(10))") }
-        let copy = try TemporaryDirectory()
-        for suffix in ["", "-wal"] {
-            try FileManager.default.copyItem(atPath: dir.path() + suffix, toPath: copy.path() + suffix)
-        }
+        let copy = try Self.copy(of: dir)
         let walBytes = try FileManager.default.attributesOfItem(atPath: copy.path() + "-wal")[.size] as? Int ?? 0
         #expect(walBytes > 200 * 4_120, "the rows are in the WAL, not yet checkpointed: \(walBytes) bytes")
         let recovered = try SQLiteConnection(path: copy.path())
