@@ -20,14 +20,6 @@ final class PendingRollups {
         var keys: RollupKeyIds
     }
 
-    /// A cell within a known table, ordered like the table's primary key.
-    private struct CellKey: Hashable, Comparable {
-        var number: Int64
-        var key: Int64
-
-        static func < (a: CellKey, b: CellKey) -> Bool { (a.number, a.key) < (b.number, b.key) }
-    }
-
     static let markName = "rollups_through"
 
     private let connection: SQLiteConnection
@@ -116,25 +108,25 @@ final class PendingRollups {
     /// writer's transaction; after a failure the caller rolls back and reloads.
     func flush() throws {
         guard rows > 0 || !cells.isEmpty else { return }
-        // Each table's cells in its key order: new cells then extend the B-tree at its end
-        // instead of splitting pages all over it (random order cost about twice as much per cell).
-        var detailedDays: [CellKey: RollupCell] = [:], payerHours: [CellKey: RollupCell] = [:]
-        var payerDays: [CellKey: RollupCell] = [:]
+        // Each table's cells in its key order (span number, then key id): new cells then extend
+        // the B-tree at its end instead of splitting pages all over it (random order cost about
+        // twice as much per cell). Hour cells sorted by hour give the derived cells of one hour or
+        // day together, so each derived table sums one span number at a time: its sums stay as
+        // small as one day's keys (whole-tail dictionaries grew, rehashed and page-faulted their
+        // way to a cell per call when the tail spread over a month).
+        var detailedDays = SpanSums(level: .detailed, span: .day)
+        var payerHours = SpanSums(level: .payer, span: .hour), payerDays = SpanSums(level: .payer, span: .day)
+        // Sorting the keys alone: moving whole builders while sorting copied more than it saved.
         for hourCell in cells.keys.sorted(by: { ($0.hour, $0.keys.detailed) < ($1.hour, $1.keys.detailed) }) {
             let cell = cells[hourCell]!.built()
             let day = floorDiv(hourCell.hour, 24)
             let inDay = Self.shifted(cell, hour: hourCell.hour)
             try store.merge(cell, into: CellAddress(level: .detailed, span: .hour, number: hourCell.hour, key: hourCell.keys.detailed))
-            detailedDays[CellKey(number: day, key: hourCell.keys.detailed), default: RollupCell()].absorb(inDay)
-            payerHours[CellKey(number: hourCell.hour, key: hourCell.keys.payer), default: RollupCell()].absorb(cell)
-            payerDays[CellKey(number: day, key: hourCell.keys.payer), default: RollupCell()].absorb(inDay)
+            try detailedDays.add(inDay, number: day, key: hourCell.keys.detailed, writingTo: store)
+            try payerHours.add(cell, number: hourCell.hour, key: hourCell.keys.payer, writingTo: store)
+            try payerDays.add(inDay, number: day, key: hourCell.keys.payer, writingTo: store)
         }
-        for (level, span, sums) in [(RollupLevel.detailed, RollupSpan.day, detailedDays), (.payer, .hour, payerHours),
-                                    (.payer, .day, payerDays)] {
-            for cell in sums.keys.sorted() {
-                try store.merge(sums[cell]!, into: CellAddress(level: level, span: span, number: cell.number, key: cell.key))
-            }
-        }
+        for var sums in [detailedDays, payerHours, payerDays] { try sums.write(to: store) }
         let last = try connection.scalarInt("SELECT MAX(rowid) FROM calls") ?? 0
         setMark.bind(last, at: 1)
         try setMark.run()
@@ -142,6 +134,35 @@ final class PendingRollups {
         cells.removeAll(keepingCapacity: true)
         rows = 0
         waitingSince = nil
+    }
+
+    /// The sums of one table's cells for one span number at a time, by key id, written in key
+    /// order once the number moves on.
+    private struct SpanSums {
+        let level: RollupLevel
+        let span: RollupSpan
+        var number: Int64 = .min
+        var cells: [Int64: RollupCell] = [:]
+
+        init(level: RollupLevel, span: RollupSpan) {
+            self.level = level
+            self.span = span
+        }
+
+        mutating func add(_ cell: RollupCell, number: Int64, key: Int64, writingTo store: RollupStore) throws {
+            if number != self.number {
+                try write(to: store)
+                self.number = number
+            }
+            cells[key, default: RollupCell()].absorb(cell)
+        }
+
+        mutating func write(to store: RollupStore) throws {
+            for (key, cell) in cells.sorted(by: { $0.key < $1.key }) {
+                try store.merge(cell, into: CellAddress(level: level, span: span, number: number, key: key))
+            }
+            cells.removeAll(keepingCapacity: true)
+        }
     }
 
     /// An hour cell's quarter-hour presence (bits 0..<4) placed at its hour within the day.
