@@ -23,6 +23,7 @@
 #include "wal_frames.h"
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,63 @@ typedef struct DbFile {
     sqlite3_file *real;            // the default VFS's file, allocated right after this struct
     WalFile *wal;                  // its WAL's file while both are open
 } DbFile;
+
+// Both wrappers start with their own `base` and the wrapped file: the plain forwarders below
+// serve either.
+_Static_assert(offsetof(WalFile, real) == offsetof(DbFile, real), "wrappers share their head");
+#define REAL(file) (((WalFile *)(file))->real)
+
+static int forwardRead(sqlite3_file *file, void *data, int amount, sqlite3_int64 offset) {
+    return REAL(file)->pMethods->xRead(REAL(file), data, amount, offset);
+}
+static int forwardWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
+    return REAL(file)->pMethods->xWrite(REAL(file), data, amount, offset);
+}
+static int forwardTruncate(sqlite3_file *file, sqlite3_int64 size) {
+    return REAL(file)->pMethods->xTruncate(REAL(file), size);
+}
+static int forwardSync(sqlite3_file *file, int flags) {
+    return REAL(file)->pMethods->xSync(REAL(file), flags);
+}
+static int forwardFileSize(sqlite3_file *file, sqlite3_int64 *size) {
+    return REAL(file)->pMethods->xFileSize(REAL(file), size);
+}
+static int forwardLock(sqlite3_file *file, int level) {
+    return REAL(file)->pMethods->xLock(REAL(file), level);
+}
+static int forwardUnlock(sqlite3_file *file, int level) {
+    return REAL(file)->pMethods->xUnlock(REAL(file), level);
+}
+static int forwardCheckReservedLock(sqlite3_file *file, int *out) {
+    return REAL(file)->pMethods->xCheckReservedLock(REAL(file), out);
+}
+static int forwardFileControl(sqlite3_file *file, int op, void *arg) {
+    return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
+}
+static int forwardSectorSize(sqlite3_file *file) {
+    return REAL(file)->pMethods->xSectorSize(REAL(file));
+}
+static int forwardDeviceCharacteristics(sqlite3_file *file) {
+    return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
+}
+static int forwardShmMap(sqlite3_file *file, int region, int size, int extend, void volatile **out) {
+    return REAL(file)->pMethods->xShmMap(REAL(file), region, size, extend, out);
+}
+static int forwardShmLock(sqlite3_file *file, int offset, int n, int flags) {
+    return REAL(file)->pMethods->xShmLock(REAL(file), offset, n, flags);
+}
+static void forwardShmBarrier(sqlite3_file *file) {
+    REAL(file)->pMethods->xShmBarrier(REAL(file));
+}
+static int forwardShmUnmap(sqlite3_file *file, int deleteFlag) {
+    return REAL(file)->pMethods->xShmUnmap(REAL(file), deleteFlag);
+}
+static int forwardFetch(sqlite3_file *file, sqlite3_int64 offset, int amount, void **out) {
+    return REAL(file)->pMethods->xFetch(REAL(file), offset, amount, out);
+}
+static int forwardUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
+    return REAL(file)->pMethods->xUnfetch(REAL(file), offset, page);
+}
 
 static sqlite3_vfs walFramesVfs;
 static sqlite3_vfs *defaultVfs;
@@ -147,84 +205,58 @@ static int walClose(sqlite3_file *file) {
     return rc != SQLITE_OK ? rc : closed;
 }
 
-// Every other method writes the run first, then forwards.
-#define REAL(file) (((WalFile *)(file))->real)
+// The methods that touch the WAL's bytes write the run first, then forward.
 #define FLUSHED(file) int rc = writeHeld((WalFile *)(file)); if (rc != SQLITE_OK) return rc
 
 static int walRead(sqlite3_file *file, void *data, int amount, sqlite3_int64 offset) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xRead(REAL(file), data, amount, offset);
+    return forwardRead(file, data, amount, offset);
 }
 static int walTruncate(sqlite3_file *file, sqlite3_int64 size) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xTruncate(REAL(file), size);
+    return forwardTruncate(file, size);
 }
 static int walSync(sqlite3_file *file, int flags) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xSync(REAL(file), flags);
+    return forwardSync(file, flags);
 }
 static int walFileSize(sqlite3_file *file, sqlite3_int64 *size) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xFileSize(REAL(file), size);
+    return forwardFileSize(file, size);
 }
 static int walLock(sqlite3_file *file, int level) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xLock(REAL(file), level);
+    return forwardLock(file, level);
 }
 static int walUnlock(sqlite3_file *file, int level) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xUnlock(REAL(file), level);
+    return forwardUnlock(file, level);
 }
 static int walCheckReservedLock(sqlite3_file *file, int *out) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xCheckReservedLock(REAL(file), out);
+    return forwardCheckReservedLock(file, out);
 }
 static int walFileControl(sqlite3_file *file, int op, void *arg) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
-}
-static int walSectorSize(sqlite3_file *file) {
-    return REAL(file)->pMethods->xSectorSize(REAL(file));
-}
-static int walDeviceCharacteristics(sqlite3_file *file) {
-    return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
-}
-static int walShmMap(sqlite3_file *file, int region, int size, int extend, void volatile **out) {
-    FLUSHED(file);
-    return REAL(file)->pMethods->xShmMap(REAL(file), region, size, extend, out);
-}
-static int walShmLock(sqlite3_file *file, int offset, int n, int flags) {
-    FLUSHED(file);
-    return REAL(file)->pMethods->xShmLock(REAL(file), offset, n, flags);
-}
-static void walShmBarrier(sqlite3_file *file) {
-    writeHeld((WalFile *)file);
-    REAL(file)->pMethods->xShmBarrier(REAL(file));
-}
-static int walShmUnmap(sqlite3_file *file, int deleteFlag) {
-    FLUSHED(file);
-    return REAL(file)->pMethods->xShmUnmap(REAL(file), deleteFlag);
+    return forwardFileControl(file, op, arg);
 }
 static int walFetch(sqlite3_file *file, sqlite3_int64 offset, int amount, void **out) {
     FLUSHED(file);
-    return REAL(file)->pMethods->xFetch(REAL(file), offset, amount, out);
-}
-static int walUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
-    return REAL(file)->pMethods->xUnfetch(REAL(file), offset, page);
+    return forwardFetch(file, offset, amount, out);
 }
 
 /// The methods of version 3; `methodsOf` gives a file the version of the real file it wraps.
 static const sqlite3_io_methods walMethods = {
     3, walClose, walRead, walWrite, walTruncate, walSync, walFileSize, walLock, walUnlock,
-    walCheckReservedLock, walFileControl, walSectorSize, walDeviceCharacteristics,
-    walShmMap, walShmLock, walShmBarrier, walShmUnmap, walFetch, walUnfetch,
+    walCheckReservedLock, walFileControl, forwardSectorSize, forwardDeviceCharacteristics,
+    // SQLite calls the shared-memory methods on the database's file only; these touch no WAL byte.
+    forwardShmMap, forwardShmLock, forwardShmBarrier, forwardShmUnmap, walFetch, forwardUnfetch,
 };
 
 /// The same methods, at versions 1, 2 and 3: SQLite calls the shared-memory methods (version 2)
 /// and the memory-mapping ones (version 3) only if the file's version has them, so a wrapper
 /// must not claim more than the real file has (the forwarding methods would call a NULL).
 static sqlite3_io_methods walMethodsByVersion[3];
-
 
 /// Forgets the run: its frames belong to a transaction that ended without committing them.
 static void dropRun(WalFile *f) {
@@ -240,71 +272,22 @@ static void dropRun(WalFile *f) {
 // holds frames of a transaction rolled back: they are dropped, never written. (In exclusive
 // locking mode SQLite never releases that lock: no other connection writes then, and the ledger
 // does not use it.)
-#define DB_REAL(file) (((DbFile *)(file))->real)
-
 static int dbClose(sqlite3_file *file) {
     DbFile *d = (DbFile *)file;
     if (d->wal) d->wal->db = NULL;
     return d->real->pMethods->xClose(d->real);
-}
-static int dbRead(sqlite3_file *file, void *data, int amount, sqlite3_int64 offset) {
-    return DB_REAL(file)->pMethods->xRead(DB_REAL(file), data, amount, offset);
-}
-static int dbWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
-    return DB_REAL(file)->pMethods->xWrite(DB_REAL(file), data, amount, offset);
-}
-static int dbTruncate(sqlite3_file *file, sqlite3_int64 size) {
-    return DB_REAL(file)->pMethods->xTruncate(DB_REAL(file), size);
-}
-static int dbSync(sqlite3_file *file, int flags) {
-    return DB_REAL(file)->pMethods->xSync(DB_REAL(file), flags);
-}
-static int dbFileSize(sqlite3_file *file, sqlite3_int64 *size) {
-    return DB_REAL(file)->pMethods->xFileSize(DB_REAL(file), size);
-}
-static int dbLock(sqlite3_file *file, int level) {
-    return DB_REAL(file)->pMethods->xLock(DB_REAL(file), level);
-}
-static int dbUnlock(sqlite3_file *file, int level) {
-    return DB_REAL(file)->pMethods->xUnlock(DB_REAL(file), level);
-}
-static int dbCheckReservedLock(sqlite3_file *file, int *out) {
-    return DB_REAL(file)->pMethods->xCheckReservedLock(DB_REAL(file), out);
-}
-static int dbFileControl(sqlite3_file *file, int op, void *arg) {
-    return DB_REAL(file)->pMethods->xFileControl(DB_REAL(file), op, arg);
-}
-static int dbSectorSize(sqlite3_file *file) {
-    return DB_REAL(file)->pMethods->xSectorSize(DB_REAL(file));
-}
-static int dbDeviceCharacteristics(sqlite3_file *file) {
-    return DB_REAL(file)->pMethods->xDeviceCharacteristics(DB_REAL(file));
-}
-static int dbShmMap(sqlite3_file *file, int region, int size, int extend, void volatile **out) {
-    return DB_REAL(file)->pMethods->xShmMap(DB_REAL(file), region, size, extend, out);
 }
 static int dbShmLock(sqlite3_file *file, int offset, int n, int flags) {
     DbFile *d = (DbFile *)file;
     if ((flags & SQLITE_SHM_UNLOCK) && offset == 0 && d->wal) dropRun(d->wal);
     return d->real->pMethods->xShmLock(d->real, offset, n, flags);
 }
-static void dbShmBarrier(sqlite3_file *file) {
-    DB_REAL(file)->pMethods->xShmBarrier(DB_REAL(file));
-}
-static int dbShmUnmap(sqlite3_file *file, int deleteFlag) {
-    return DB_REAL(file)->pMethods->xShmUnmap(DB_REAL(file), deleteFlag);
-}
-static int dbFetch(sqlite3_file *file, sqlite3_int64 offset, int amount, void **out) {
-    return DB_REAL(file)->pMethods->xFetch(DB_REAL(file), offset, amount, out);
-}
-static int dbUnfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
-    return DB_REAL(file)->pMethods->xUnfetch(DB_REAL(file), offset, page);
-}
 
 static const sqlite3_io_methods dbMethods = {
-    3, dbClose, dbRead, dbWrite, dbTruncate, dbSync, dbFileSize, dbLock, dbUnlock,
-    dbCheckReservedLock, dbFileControl, dbSectorSize, dbDeviceCharacteristics,
-    dbShmMap, dbShmLock, dbShmBarrier, dbShmUnmap, dbFetch, dbUnfetch,
+    3, dbClose, forwardRead, forwardWrite, forwardTruncate, forwardSync, forwardFileSize, forwardLock,
+    forwardUnlock, forwardCheckReservedLock, forwardFileControl, forwardSectorSize,
+    forwardDeviceCharacteristics, forwardShmMap, dbShmLock, forwardShmBarrier, forwardShmUnmap,
+    forwardFetch, forwardUnfetch,
 };
 static sqlite3_io_methods dbMethodsByVersion[3];
 
