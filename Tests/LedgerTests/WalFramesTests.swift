@@ -18,6 +18,22 @@ import Testing
         return copy
     }
 
+    /// A connection through the writer's VFS to a new WAL database with one table `t` of blobs.
+    static func blobTable(in dir: TemporaryDirectory, cacheSize: Int? = nil) throws -> SQLiteConnection {
+        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
+        let connection = try SQLiteConnection(path: dir.path(), vfs: vfs)
+        try connection.execute("""
+            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \(cacheSize.map { "PRAGMA cache_size = \($0);" } ?? "")
+            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+            """)
+        return connection
+    }
+
+    /// The size of the WAL file of `dir`'s database.
+    static func walBytes(of dir: TemporaryDirectory) throws -> Int {
+        try FileManager.default.attributesOfItem(atPath: dir.path() + "-wal")[.size] as? Int ?? 0
+    }
+
     /// A copy of the ledger taken while its writer is open, its calls still in the WAL only, is
     /// opened without the WAL's index: SQLite rebuilds it from the frames, accepting each only
     /// with its header's checksum chain intact. Every committed call must be there.
@@ -27,7 +43,7 @@ import Testing
         defer { writer.close() }
         #expect(appendAll((0..<500).map { sampleEntry($0) }, to: writer).isEmpty)
         let copy = try Self.copy(of: dir)
-        let walBytes = try FileManager.default.attributesOfItem(atPath: copy.path() + "-wal")[.size] as? Int ?? 0
+        let walBytes = try Self.walBytes(of: copy)
         #expect(walBytes > 50 * 4_120, "the calls are in the WAL, not yet checkpointed: \(walBytes) bytes")
         #expect(try LedgerReader(path: copy.path()).count() == 500)
     }
@@ -67,11 +83,7 @@ import Testing
     /// another process's recovery) would cut the committed transaction off the WAL.
     @Test func headersRewrittenAtCommitReachTheFile() throws {
         let dir = try TemporaryDirectory()
-        let connection = try SQLiteConnection(path: dir.path(), vfs: SQLiteConnection.walFramesVFS)
-        try connection.execute("""
-            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = 8;
-            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
-            """)
+        let connection = try Self.blobTable(in: dir, cacheSize: 8)
         try connection.execute("BEGIN")
         for n in 0..<400 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(500))") }
         // Pages spilled to the WAL early in the transaction, written again.
@@ -89,18 +101,13 @@ import Testing
     /// returns (a copy taken then recovers them).
     @Test func everyFrameOfACommitIsInTheFileWhenItReturns() throws {
         let dir = try TemporaryDirectory()
-        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
-        let connection = try SQLiteConnection(path: dir.path(), vfs: vfs)
-        try connection.execute("""
-            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
-            """)
+        let connection = try Self.blobTable(in: dir)
         try connection.execute("BEGIN")
         for n in 0..<300 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(3000))") }
         try connection.execute("COMMIT")
         for n in 300..<305 { try connection.execute("INSERT INTO t VALUES (\(n), zeroblob(10))") }
         let copy = try Self.copy(of: dir)
-        let walBytes = try FileManager.default.attributesOfItem(atPath: copy.path() + "-wal")[.size] as? Int ?? 0
+        let walBytes = try Self.walBytes(of: copy)
         #expect(walBytes > 200 * 4_120, "the rows are in the WAL, not yet checkpointed: \(walBytes) bytes")
         let recovered = try SQLiteConnection(path: copy.path())
         #expect(try recovered.scalarInt("SELECT count(*) FROM t") == 305)
@@ -114,12 +121,8 @@ import Testing
     /// overwrite that commit.
     @Test func framesOfARolledBackTransactionNeverOverwriteAnotherCommit() throws {
         let dir = try TemporaryDirectory()
-        let vfs: String = try #require(SQLiteConnection.walFramesVFS, "registered")
-        let writer = try SQLiteConnection(path: dir.path(), vfs: vfs)
-        try writer.execute("""
-            PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = 8;
-            CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL); INSERT INTO t VALUES (0, zeroblob(10));
-            """)
+        let writer = try Self.blobTable(in: dir, cacheSize: 8)
+        try writer.execute("INSERT INTO t VALUES (0, zeroblob(10))")
         try writer.execute("PRAGMA wal_checkpoint")
         try writer.execute("BEGIN")
         for n in 1..<200 { try writer.execute("INSERT INTO t VALUES (\(n), randomblob(500))") }
