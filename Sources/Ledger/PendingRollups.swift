@@ -126,7 +126,9 @@ final class PendingRollups {
             try payerHours.add(cell, number: hourCell.hour, key: hourCell.keys.payer, writingTo: store)
             try payerDays.add(inDay, number: day, key: hourCell.keys.payer, writingTo: store)
         }
-        for var sums in [detailedDays, payerHours, payerDays] { try sums.write(to: store) }
+        try detailedDays.write(to: store)
+        try payerHours.write(to: store)
+        try payerDays.write(to: store)
         let last = try connection.scalarInt("SELECT MAX(rowid) FROM calls") ?? 0
         setMark.bind(last, at: 1)
         try setMark.run()
@@ -143,11 +145,6 @@ final class PendingRollups {
         let span: RollupSpan
         var number: Int64 = .min
         var cells: [Int64: RollupCell] = [:]
-
-        init(level: RollupLevel, span: RollupSpan) {
-            self.level = level
-            self.span = span
-        }
 
         mutating func add(_ cell: RollupCell, number: Int64, key: Int64, writingTo store: RollupStore) throws {
             if number != self.number {
