@@ -70,7 +70,10 @@ final class AdminAPI: Sendable {
             }
             let reader = self.reader
             let plans = gateway.policies.policy.plans
+            let ledger = gateway.ledger
             return pool.runIfActive(eventLoop: loop) {
+                // Calls answered a moment ago may still be on their way to SQLite (`LedgerJournal`).
+                ledger.flush()
                 let report = try reader.report(request.query).top(request.top)
                 let summary = request.summary
                     ? try ReportSummary.compute(reader: reader, query: request.query, plans: plans, now: now, models: false)

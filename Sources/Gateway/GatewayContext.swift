@@ -36,9 +36,9 @@ final class GatewayContext: Sendable {
         self.logger = logger
     }
 
-    /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it has committed: the client's
-    /// final bytes wait for the row (invariant 1). If the row cannot commit, the connection is
-    /// cut instead, so no client ever holds a complete answer the ledger lacks, and `notRecorded`
+    /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it is recorded (in
+    /// the ledger's journal, or committed): the client's final bytes wait for the row (invariant
+    /// 1). If the row cannot be recorded, the connection is cut instead, so no client ever holds a complete answer the ledger lacks, and `notRecorded`
     /// runs on `loop` (what the call used is still owed to the shared budgets).
     func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
                 notRecorded: (@Sendable () -> Void)? = nil, then deliver: @escaping () -> Void) {
@@ -48,7 +48,7 @@ final class GatewayContext: Sendable {
         let logger = self.logger
         let metrics = self.metrics
         let recorded = entry
-        // Staged: the loop commits the rows of its pass itself, after the pass (no thread hop).
+        // Staged: the loop records the rows of its pass itself, after the pass (no thread hop).
         let mustCommit = ledger.stage(entry) { result in
             switch result {
             case .success: metrics.recordCall(recorded)

@@ -73,6 +73,11 @@ public final class GatewayServer: Sendable {
         let ledgerHealth = LedgerHealth()
         let ledger: any LedgerSink = configuration.recordCalls
             ? try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions)) : DiscardingLedgerSink()
+        if let replayed = (ledger as? LedgerWriter)?.replayed, replayed != JournalReplay() {
+            logger.warning("committed the rows a stopped gateway had left in its ledger journal", metadata: [
+                "rows": "\(replayed.rows)", "already_recorded": "\(replayed.alreadyRecorded)",
+                "failed": "\(replayed.failed)", "damaged_bytes": "\(replayed.damagedBytes)"])
+        }
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.
         let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)
@@ -163,6 +168,10 @@ public final class GatewayServer: Sendable {
     }
 
     public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Returns once every call answered so far is in the ledger's database, where reports read
+    /// it (answers go out once a row is in the ledger's journal: `LedgerJournal`).
+    public func flushLedger() { context.ledger.flush() }
 
     /// Graceful stop (SIGTERM): stops accepting and closes idle connections, lets calls in
     /// flight finish for up to `timeout` (their connections close after the answer), then

@@ -4,13 +4,8 @@ import Foundation
 /// SQLite's `LedgerWriter` and the PostgreSQL writer: appends from any thread, batches taken
 /// whole by the writer (group commit), callbacks counted as settled, `flush` and `close`.
 ///
-/// Rows can also be staged (`stage`): queued without waking the writer, for a caller that commits
-/// them itself on its own thread (SQLite's writer lets an event loop do that: no thread hop).
-///
-/// Threading: `append`, `stage`, `backlog`, `flush` and `close` from any thread but the writer's.
-/// Taking rows (`takeBatch`, `requeueFront`) is for whoever commits, one at a time (the writer
-/// thread, or a caller holding the writer's commit lock). Everything shared is guarded by one
-/// condition.
+/// Threading: `append`, `backlog`, `flush` and `close` from any thread but the writer's; the rest
+/// from the writer thread. Everything shared is guarded by one condition.
 public final class GroupCommitQueue: @unchecked Sendable {
     public struct Pending: Sendable {
         public let entry: LedgerEntry
@@ -29,13 +24,12 @@ public final class GroupCommitQueue: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private var writer: Thread?
-    /// Something asked for the writer thread: appended rows, a failed staged commit, housekeeping.
-    /// Staged rows alone do not: their callers commit them.
+    /// Something asked for the writer thread: appended rows, a flush.
     private var writerWanted = false
     /// When an idle writer thread has work of its own (rollups due), if ever.
     private var wakeAt: ContinuousClock.Instant?
 
-    // Whoever commits (one at a time).
+    // The writer thread.
     /// Rows taken off the queue in one go when it held more than a batch, served from `backlogHead`.
     private var backlogTaken: [Pending] = []
     private var backlogHead = 0
@@ -60,7 +54,6 @@ public final class GroupCommitQueue: @unchecked Sendable {
         queue.append(Pending(entry: entry, onCommit: onCommit))
         accepted += 1
         // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
-        // (Staged rows before this one: their caller commits this one with them.)
         if queue.count == 1 {
             writerWanted = true
             condition.broadcast()
@@ -68,17 +61,20 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return true
     }
 
-    /// Queues `entry` without waking the writer thread: the caller commits it (or a writer that is
-    /// committing anyway takes it along). nil once closing (nothing queued: the caller fails it);
-    /// true when the queue was empty, i.e. this caller must see to a commit; false when one is
-    /// already due for the rows before it.
-    public func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool? {
+    /// Queues `rows` (rows a journal holds already, see `LedgerJournal`) and wakes the writer
+    /// if it may sleep; false (nothing queued) once closing.
+    public func append<Rows: Sequence<Pending>>(contentsOf rows: Rows) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard !stopping else { return nil }
-        queue.append(Pending(entry: entry, onCommit: onCommit))
-        accepted += 1
-        return queue.count == 1
+        guard !stopping else { return false }
+        let before = queue.count
+        queue.append(contentsOf: rows)
+        accepted += UInt64(queue.count - before)
+        if before == 0 && !queue.isEmpty {
+            writerWanted = true
+            condition.broadcast()
+        }
+        return true
     }
 
     /// Rows queued and not yet settled.
@@ -93,8 +89,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.lock()
         precondition(Thread.current !== writer, "flush() from a ledger callback would deadlock")
         let target = accepted
-        // Staged rows are committed by whoever staged them, soon; the writer thread takes them
-        // now, should that caller never come back to them.
+        // Cuts the writer's linger short.
         if !queue.isEmpty {
             writerWanted = true
             condition.broadcast()
@@ -130,22 +125,6 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return queue.isEmpty && backlogHead == backlogTaken.count
     }
 
-    /// Something is queued (staged rows included).
-    public var hasQueued: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return !queue.isEmpty
-    }
-
-    /// Wakes the writer thread even with nothing queued (it has housekeeping to do, or staged rows
-    /// whose commit failed to retry with its backoff).
-    public func requestWriter() {
-        condition.lock()
-        writerWanted = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
     /// When the writer thread, idle, has work of its own; an earlier instant than it sleeps
     /// towards wakes it.
     public func setWakeAt(_ instant: ContinuousClock.Instant?) {
@@ -156,8 +135,8 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Writer thread: sleeps until rows are appended (not staged), the writer is asked for
-    /// (`requestWriter`) or the `setWakeAt` instant passes. False once closing and nothing is queued.
+    /// Writer thread: sleeps until rows are appended, a `flush` asks for it or the `setWakeAt`
+    /// instant passes. False once closing and nothing is queued.
     public func waitForWork() -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -165,11 +144,22 @@ public final class GroupCommitQueue: @unchecked Sendable {
             guard let instant = wakeAt else { condition.wait(); continue }
             let left = instant - .now
             if left <= .zero { break }
-            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
-            _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+            _ = condition.wait(until: Self.date(after: left))
         }
         writerWanted = false
         return !(stopping && queue.isEmpty)
+    }
+
+    /// Writer thread: waits until `deadline` for more rows to join the batch, unless a `flush`
+    /// waits or the queue is closing.
+    public func linger(until deadline: ContinuousClock.Instant) {
+        condition.lock()
+        defer { condition.unlock() }
+        while flushWaiters == 0 && !stopping {
+            let left = deadline - .now
+            if left <= .zero { break }
+            _ = condition.wait(until: Self.date(after: left))
+        }
     }
 
     /// Moves up to `maxBatch` rows into the empty `batch`; false when nothing is queued. Swaps
@@ -198,14 +188,6 @@ public final class GroupCommitQueue: @unchecked Sendable {
             backlogHead = maxBatch
         }
         return true
-    }
-
-    /// Puts a batch that could not commit back before everything else, so that it is taken next
-    /// and callbacks keep their order.
-    public func requeueFront(_ batch: [Pending]) {
-        guard !batch.isEmpty else { return }
-        backlogTaken = batch + backlogTaken[backlogHead...]
-        backlogHead = 0
     }
 
     /// A single writer thread's loop step, for a writer without housekeeping of its own: waits
@@ -255,5 +237,9 @@ public final class GroupCommitQueue: @unchecked Sendable {
         stopped = true
         condition.broadcast()
         condition.unlock()
+    }
+
+    private static func date(after duration: Duration) -> Date {
+        Date(timeIntervalSinceNow: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 }

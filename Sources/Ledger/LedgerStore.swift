@@ -3,16 +3,17 @@ import Metering
 
 /// Where the gateway records calls: SQLite's `LedgerWriter` (the default, one node) or the
 /// PostgreSQL writer (several replicas, one ledger). Both are single batched writers with group
-/// commit: `onCommit` runs only after the row's transaction committed (invariant 1), in append
-/// order, on the thread that committed (the writer's, or the caller's with `stage`); it must be
-/// quick and must not call `flush`/`close`.
+/// commit: `onCommit` runs only after the row is recorded (invariant 1): committed, or with
+/// `stage` on SQLite written to the ledger's journal. It runs in append order, on the thread
+/// that recorded it (the writer's, or the caller's with `stage`); it must be quick and must not
+/// call `flush`/`close`.
 public protocol LedgerSink: AnyObject, Sendable {
     func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion)
-    /// Like `append`, but the caller may commit on its own thread: true asks it to call
+    /// Like `append`, but the caller may record on its own thread: true asks it to call
     /// `commitStaged()` soon (once for all the rows it stages meanwhile). A sink that cannot
-    /// commit on the caller's thread appends and returns false.
+    /// record on the caller's thread appends and returns false.
     func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool
-    /// Commits staged rows on the calling thread if nobody else is committing; never waits.
+    /// Records staged rows on the calling thread (SQLite: in its journal); never waits for a lock.
     func commitStaged()
     /// Rows accepted and not yet settled (committed or failed).
     var backlog: Int { get }

@@ -118,6 +118,7 @@ struct AdminDashboardTests {
         let until = UnixTime.nowMicros() + 60_000_000
         let iso = { (micros: Int64) in Date(timeIntervalSince1970: Double(micros / 1_000_000)).formatted(.iso8601) }
         let (from, to) = (since / 1_000_000 * 1_000_000, until / 1_000_000 * 1_000_000)
+        h.server.flushLedger()
         let reader = try LedgerReader(path: h.dbPath)
         defer { reader.close() }
         for groups in [[ReportDimension.user], [.user, .model], [.team], [.day, .user], []] {

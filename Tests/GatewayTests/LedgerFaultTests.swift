@@ -33,7 +33,8 @@ struct LedgerFaultTests {
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "before").status == 200)
 
         let lock = try WriteLock(path: h.dbPath)
-        // Accepted while the ledger still looked healthy: its answer waits for its row.
+        // Accepted while the ledger still looked healthy: answered once its row is in the journal,
+        // committed to SQLite once the lock goes.
         async let accepted = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "accepted")
         var health = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz")
         for _ in 0..<300 where health.status == 200 {

@@ -122,12 +122,14 @@ final class ProxyHarness: Sendable {
 
     /// The committed row of a call, read through a separate connection as a report would.
     func row(_ requestID: String) throws -> LedgerEntry? {
+        server.flushLedger()
         let reader = try LedgerBackend(dbPath).openSource()
         defer { reader.close() }
         return try reader.entry(requestId: requestID)
     }
 
     func allRows() throws -> [LedgerEntry] {
+        server.flushLedger()
         let reader = try LedgerBackend(dbPath).openSource()
         defer { reader.close() }
         return try reader.entries(since: 0, until: Int64.max)

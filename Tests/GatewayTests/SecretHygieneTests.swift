@@ -50,10 +50,14 @@ struct SecretHygieneTests {
                 #expect(!r.text.contains(key), "a response body of \(name)")
                 #expect(!r.headers.contains { $0.1.contains(key) }, "a response header of \(name)")
             }
-            // The ledger file itself, byte for byte (rows, WAL, keys table).
-            for suffix in ["", "-wal"] {
-                if let bytes = FileManager.default.contents(atPath: harness.dbPath + suffix) {
-                    #expect(bytes.range(of: Data(key.utf8)) == nil, "ledger\(suffix) of \(name)")
+            // The ledger's files, byte for byte (rows, WAL, keys table, the rows' journal).
+            let directory = URL(fileURLWithPath: harness.dbPath).deletingLastPathComponent()
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+                .filter { $0.hasPrefix(URL(fileURLWithPath: harness.dbPath).lastPathComponent) }
+            #expect(files.contains { $0.contains(".rows-") }, "the journal of \(name) is there to read")
+            for file in files {
+                if let bytes = FileManager.default.contents(atPath: directory.appendingPathComponent(file).path) {
+                    #expect(bytes.range(of: Data(key.utf8)) == nil, "\(file) of \(name)")
                 }
             }
             #expect(!logs.text.contains(key), "logs")

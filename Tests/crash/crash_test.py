@@ -12,13 +12,13 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import re
 
 OUTCOMES = {
     "ok", "upstream_error", "upstream_unreachable", "timeout", "client_cancelled", "interrupted",
@@ -203,6 +203,7 @@ def main():
             t.join(timeout=15)
 
         # The next start must open the crashed ledger; it is stopped cleanly before checking.
+        log_offset = os.path.getsize(args.logs)
         proc, _ = start_server(args, args.logs)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
@@ -211,11 +212,18 @@ def main():
         journaled = [rid for rid, at in load.slow_sent.items()
                      if killed_at - at >= 0.6 and rid not in load.complete]
         rows, problems = check_ledger(args.db, load.complete, journaled)
+        # Rows answered from the ledger's journal whose commit the kill beat (when the kill fell
+        # within the writer's few milliseconds behind the answers): replayed by the restart.
+        with open(args.logs, "rb") as f:
+            f.seek(log_offset)
+            replay = re.search(rb"\brows=(\d+).*ledger journal", f.read())
+        replayed = int(replay.group(1)) if replay else 0
         if code != 0:
             problems.append(f"restart after the crash exited with {code}")
         status = "ok  " if not problems else "FAIL"
         print(f"{status} seed {seed}: {load.sent} calls sent, {len(load.complete)} received complete, "
-              f"all with their rows; {len(journaled)} in flight at the kill recorded as interrupted at restart; "
+              f"all with their rows ({replayed} of them replayed from the ledger's journal); "
+              f"{len(journaled)} in flight at the kill recorded as interrupted at restart; "
               f"{len(rows)} rows in the ledger, consistent" if not problems else
               f"{status} seed {seed}: {len(problems)} problems")
         for p in problems[:20]:

@@ -4,9 +4,10 @@ import Testing
 @testable import Ledger
 import LedgerTestSupport
 
-/// Rows committed on the caller's thread (`stage` + `commitStaged`), as the gateway's event loops do.
-@Suite struct StagedCommitTests {
-    @Test func stagedRowsCommitOnTheCallersThreadInOrder() throws {
+/// Rows staged by the gateway's event loops (`stage` + `commitStaged`): recorded on the caller's
+/// thread (in the journal: `LedgerJournalTests`), committed by the writer thread behind them.
+@Suite struct StagedRowsTests {
+    @Test func stagedRowsAreRecordedOnTheCallersThreadInOrder() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
         defer { writer.close() }
@@ -20,83 +21,30 @@ import LedgerTestSupport
                 if case .success = result { committed.withLock { $0.append("call-\(n)") } }
             })
         }
-        #expect(mustCommit == [true, false, false], "one commit asked for all rows staged before it")
-        #expect(committed.current.isEmpty, "nothing commits before the caller does")
+        #expect(mustCommit == [true, false, false], "one write asked for all rows staged before it")
+        #expect(committed.current.isEmpty, "nothing is recorded before the caller writes")
         writer.commitStaged()
         #expect(committed.current == ["call-0", "call-1", "call-2"])
         #expect(elsewhere.current == 0, "callbacks ran on the caller's thread")
+        writer.flush()
         #expect(try LedgerReader(path: dir.path()).count() == 3)
         #expect(writer.stage(sampleEntry(3)) { _ in }, "the queue ran dry: the next row asks again")
         writer.commitStaged()
     }
 
-    /// The commit that starts the WAL over syncs it (SQLite syncs a new WAL's header even at
-    /// `synchronous=NORMAL`): once a checkpoint copied the whole WAL, a staged commit leaves its
-    /// rows to the writer thread, off the caller's event loop.
-    @Test func theCommitThatStartsTheWalOverIsLeftToTheWriterThread() throws {
-        let dir = try TemporaryDirectory()
-        // A checkpoint after every commit: the WAL is always copied whole when the writer idles.
-        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 1))
-        defer { writer.close() }
-        #expect(appendAll((0..<100).map { sampleEntry($0) }, to: writer).isEmpty)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !writer.walRestartIsDue && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
-        try #require(writer.walRestartIsDue)
-        let caller = pthread_self()
-        let onCaller = Locked<Bool?>(nil)
-        #expect(writer.stage(sampleEntry(100)) { result in
-            if case .success = result { onCaller.withLock { $0 = pthread_equal(pthread_self(), caller) != 0 } }
-        })
-        writer.commitStaged()
-        writer.flush()
-        #expect(onCaller.current == false, "committed by the writer thread")
-        #expect(try LedgerReader(path: dir.path()).count() == 101)
-    }
-
-    /// A staged commit never waits for another process's write lock: its batch goes back to the
-    /// writer thread, which waits for the lock as usual, and the rows keep their order. The
-    /// staged attempt is no failed commit (that would mark the ledger failing, and the gateway
-    /// would refuse calls): only the writer's own attempts count.
-    @Test func stagedCommitHandsABusyBatchToTheWriter() throws {
-        let dir = try TemporaryDirectory()
-        let failures = Locked(0)
-        // A staged commit that waited like the writer thread would sit here a minute.
-        let writer = try LedgerWriter(path: dir.path(), options: .init(
-            busyTimeoutMillis: 60_000, retryInitialMillis: 2, retryMaxMillis: 20,
-            onCommitFailure: { _, _ in failures.withLock { $0 += 1 } }))
-        let blocker = try SQLiteConnection(path: dir.path(), busyTimeoutMillis: 0)
-        try blocker.execute("BEGIN IMMEDIATE")
-        let committed = Locked<[Int]>([])
-        for n in 0..<20 {
-            if writer.stage(sampleEntry(n), onCommit: { result in
-                if case .success = result { committed.withLock { $0.append(n) } }
-            }) {
-                let started = ContinuousClock.now
-                writer.commitStaged()
-                #expect(ContinuousClock.now - started < .seconds(30), "did not wait for the lock")
-            }
-        }
-        #expect(committed.current.isEmpty, "no callback before commit")
-        try blocker.execute("COMMIT")
-        writer.flush()
-        #expect(committed.current == Array(0..<20))
-        #expect(failures.current == 0, "the writer thread waited for the lock; nothing failed")
-        writer.close()
-        #expect(try LedgerReader(path: dir.path()).entries(since: 0, until: .max).map(\.id) == (0..<20).map { "call-\($0)" })
-    }
-
-    /// 8 threads staging and committing, and appending through the writer thread, at once: every
-    /// row committed once, its callback after it is visible, in each thread's order.
+    /// 8 threads staging and writing, and appending through the writer thread, at once: every
+    /// row committed once, one callback each, in each thread's order of staged rows and of
+    /// appended ones (a staged row's callback comes at its write, an appended one's at its commit).
     @Test func stagedAndAppendedRowsFromManyThreads() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path(), options: .init(maxBatch: 64))
         let callbacks = Locked<[Int]>(Array(repeating: 0, count: 8_000))
-        let order = Locked<[Int: [Int]]>([:])
+        let order = Locked<[Int: [Int]]>([:])  // thread * 2 + 1 if appended
         let threads = 8
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
             for n in stride(from: thread, to: 8_000, by: threads) {
                 let done: LedgerWriter.Completion = { result in
-                    if case .success = result { order.withLock { $0[thread, default: []].append(n) } }
+                    if case .success = result { order.withLock { $0[thread * 2 + (n % 5 == 0 ? 1 : 0), default: []].append(n) } }
                     callbacks.withLock { $0[n] += 1 }
                 }
                 if n % 5 == 0 {
@@ -109,13 +57,15 @@ import LedgerTestSupport
         writer.flush()
         #expect(callbacks.current.allSatisfy { $0 == 1 })
         for thread in 0..<threads {
-            #expect(order.current[thread] == Array(stride(from: thread, to: 8_000, by: threads)))
+            let mine = Array(stride(from: thread, to: 8_000, by: threads))
+            #expect(order.current[thread * 2] == mine.filter { $0 % 5 != 0 }, "staged rows of thread \(thread)")
+            #expect(order.current[thread * 2 + 1] == mine.filter { $0 % 5 == 0 }, "appended rows of thread \(thread)")
         }
         writer.close()
         #expect(try LedgerReader(path: dir.path()).count() == 8_000)
     }
 
-    /// A caller that staged and never committed: `flush` and `close` have the writer thread take its rows.
+    /// A caller that staged and never wrote: `flush` and `close` take its rows.
     @Test func rowsNobodyCommittedAreTakenByFlushAndClose() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
@@ -131,8 +81,8 @@ import LedgerTestSupport
         writer.commitStaged()
     }
 
-    /// Staged commits leave the rollup cells to the writer thread, which adds the calls once they
-    /// have waited `rollupFlushInterval`, with no further call to wake it.
+    /// The writer thread adds staged calls to the rollup cells once they have waited
+    /// `rollupFlushInterval`, with no further call to wake it.
     @Test func theWriterThreadAddsStagedCallsToTheRollups() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path(), options: .init(rollupFlushInterval: .milliseconds(50)))
@@ -142,7 +92,7 @@ import LedgerTestSupport
         }
         let probe = try SQLiteConnection(path: dir.path())
         let cells = "SELECT coalesce(sum(requests), 0) FROM rollup_hours"
-        #expect(try probe.scalarInt(cells) == 0, "not in the staged commit")
+        #expect(try probe.scalarInt(cells) == 0, "not at once")
         let deadline = ContinuousClock.now + .seconds(30)
         while try probe.scalarInt(cells) != 5 && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.02)
@@ -159,7 +109,7 @@ import LedgerTestSupport
         let dir = try TemporaryDirectory()
         let started = Locked<[(LedgerWriter.Options.Checkpoint, Int32)]>([])
         let writer = try LedgerWriter(path: dir.path(), options: .init(
-            checkpointPages: 20, onCheckpoint: { kind, pages, _ in started.withLock { $0.append((kind, pages)) } }))
+            commitLinger: .zero, checkpointPages: 20, onCheckpoint: { kind, pages, _ in started.withLock { $0.append((kind, pages)) } }))
         defer { writer.close() }
         let reader = try SQLiteConnection(path: dir.path())
         try reader.execute("BEGIN")
@@ -205,7 +155,7 @@ import LedgerTestSupport
             return header[12..<16].reduce(0) { $0 << 8 | UInt32($1) }
         }
         let atCatchUp = Locked<UInt32??>(nil)
-        let writer = try LedgerWriter(path: dir.path(), options: .init(checkpointPages: 160, onCheckpoint: { kind, _, _ in
+        let writer = try LedgerWriter(path: dir.path(), options: .init(commitLinger: .zero, checkpointPages: 160, onCheckpoint: { kind, _, _ in
             // On the writer thread, after the catch-up and before any commit after it.
             if kind == .catchUp { atCatchUp.withLock { if $0 == nil { $0 = .some(walSequence()) } } }
         }))

@@ -1,0 +1,227 @@
+import Metering
+
+/// A `LedgerEntry` as one record of the ledger's journal (`LedgerJournal`): a compact binary
+/// form, quick to write on an event loop and to read back at a restart.
+///
+/// A record is `[payload length: u32 LE][FNV-1a of the payload: u32 LE][payload]`. A process
+/// kill never tears a `write`, but a power cut can leave a record cut short or a page of zeros:
+/// reading stops at the first record whose length runs past the end or whose checksum is wrong.
+///
+/// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
+/// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
+/// is the format's version.
+public enum JournalRecord {
+    static let version: UInt8 = 1
+    static let headerBytes = 8
+
+    /// Appends `entry`'s record to `bytes`.
+    public static func append(_ entry: LedgerEntry, to bytes: inout [UInt8]) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: headerBytes))
+        var w = Writer(bytes: bytes)
+        bytes = []
+        w.byte(version)
+        w.text(entry.id)
+        w.text(entry.requestId)
+        w.int(entry.startedAt)
+        w.int(entry.firstByteAt)
+        w.int(entry.endedAt)
+        w.text(entry.keyId)
+        w.text(entry.user)
+        w.text(entry.team)
+        w.text(entry.dialect.rawValue)
+        w.text(entry.route)
+        w.text(entry.provider)
+        w.text(entry.modelRequested)
+        w.text(entry.modelServed)
+        w.byte(entry.stream ? 1 : 0)
+        w.int(Int64(entry.status))
+        w.text(entry.outcome.rawValue)
+        w.int(Int64(entry.usage.inputTokens))
+        w.int(Int64(entry.usage.cachedInputTokens))
+        w.int(Int64(entry.usage.cacheWriteTokens))
+        w.int(Int64(entry.usage.outputTokens))
+        w.int(Int64(entry.usage.reasoningTokens))
+        w.text(entry.usageSource.rawValue)
+        w.int(entry.cost.picodollars)
+        if let price = entry.price {
+            w.byte(1)
+            w.text(price.id)
+            w.int(price.input.picodollars)
+            w.int(price.cachedInput.picodollars)
+            w.int(price.cacheWrite.picodollars)
+            w.int(price.output.picodollars)
+        } else {
+            w.byte(0)
+        }
+        w.int(entry.ttftMicros)
+        w.int(entry.upstreamMicros)
+        w.text(entry.errorMessage)
+        w.text(entry.plan)
+        w.int(entry.outputCapRequested.map(Int64.init))
+        w.int(entry.outputCapApplied.map(Int64.init))
+        w.int(entry.requestHash)
+        bytes = w.bytes
+        let payload = bytes.count - start - headerBytes
+        let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
+        store(UInt32(payload), at: start, in: &bytes)
+        store(sum, at: start + 4, in: &bytes)
+    }
+
+    /// The entries of the whole records at the start of `bytes`, and how many bytes they take:
+    /// less than `bytes.count` when the rest is cut short or damaged.
+    public static func read(_ bytes: UnsafeRawBufferPointer) -> (entries: [LedgerEntry], validBytes: Int) {
+        var entries: [LedgerEntry] = []
+        var offset = 0
+        while bytes.count - offset >= headerBytes {
+            let length = Int(load(bytes, at: offset))
+            let sum = load(bytes, at: offset + 4)
+            let start = offset + headerBytes
+            guard length > 0, length <= bytes.count - start else { break }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])
+            guard checksum(payload.assumingMemoryBound(to: UInt8.self)) == sum,
+                  let entry = decode(payload) else { break }
+            entries.append(entry)
+            offset = start + length
+        }
+        return (entries, offset)
+    }
+
+    private static func decode(_ payload: UnsafeRawBufferPointer) -> LedgerEntry? {
+        var r = Reader(bytes: payload)
+        guard r.byte() == version else { return nil }
+        guard let id = r.text(), let requestId = r.text(), let startedAt = r.int(),
+              let firstByteAt = r.optionalInt(), let endedAt = r.int(),
+              let keyId = r.optionalText(), let user = r.optionalText(), let team = r.optionalText(),
+              let dialect = r.text().flatMap(Dialect.init(rawValue:)), let route = r.text(),
+              let provider = r.optionalText(), let modelRequested = r.optionalText(),
+              let modelServed = r.optionalText(), let stream = r.byte(), let status = r.int(),
+              let outcome = r.text().flatMap(Outcome.init(rawValue:)),
+              let input = r.int(), let cachedInput = r.int(), let cacheWrite = r.int(), let output = r.int(),
+              let reasoning = r.int(), let usageSource = r.text().flatMap(UsageSource.init(rawValue:)),
+              let cost = r.int(), let hasPrice = r.byte() else { return nil }
+        var price: ModelPrice?
+        if hasPrice == 1 {
+            guard let priceId = r.text(), let pInput = r.int(), let pCached = r.int(), let pWrite = r.int(),
+                  let pOutput = r.int(),
+                  let decoded = try? StoredPrice.decode(id: priceId, input: pInput, cachedInput: pCached,
+                                                        cacheWrite: pWrite, output: pOutput, callId: id) else {
+                return nil
+            }
+            price = decoded
+        }
+        guard let ttft = r.optionalInt(), let upstream = r.optionalInt(), let errorMessage = r.optionalText(),
+              let plan = r.optionalText(), let capRequested = r.optionalInt(), let capApplied = r.optionalInt(),
+              let requestHash = r.optionalInt(), r.isAtEnd else { return nil }
+        return LedgerEntry(
+            id: id, requestId: requestId, startedAt: startedAt, firstByteAt: firstByteAt, endedAt: endedAt,
+            keyId: keyId, user: user, team: team, dialect: dialect, route: route, provider: provider,
+            modelRequested: modelRequested, modelServed: modelServed, stream: stream == 1, status: Int(status),
+            outcome: outcome,
+            usage: Usage(inputTokens: Int(input), cachedInputTokens: Int(cachedInput),
+                         cacheWriteTokens: Int(cacheWrite), outputTokens: Int(output), reasoningTokens: Int(reasoning)),
+            usageSource: usageSource, cost: Money(picodollars: cost), price: price,
+            ttftMicros: ttft, upstreamMicros: upstream, errorMessage: errorMessage, plan: plan,
+            outputCapRequested: capRequested.map { Int($0) }, outputCapApplied: capApplied.map { Int($0) },
+            requestHash: requestHash)
+    }
+
+    /// FNV-1a, 32 bits: catches a torn or zeroed tail, which is all it is for.
+    static func checksum(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in bytes { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return hash
+    }
+
+    private static func store(_ value: UInt32, at offset: Int, in bytes: inout [UInt8]) {
+        for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+    }
+
+    private static func load(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
+    }
+
+    private struct Writer {
+        var bytes: [UInt8]
+
+        mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+        mutating func int(_ value: Int64) {
+            var zigzag = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+            while zigzag >= 0x80 {
+                bytes.append(UInt8(truncatingIfNeeded: zigzag) | 0x80)
+                zigzag >>= 7
+            }
+            bytes.append(UInt8(zigzag))
+        }
+
+        mutating func int(_ value: Int64?) {
+            guard let value else { return byte(0) }
+            byte(1)
+            int(value)
+        }
+
+        mutating func text(_ value: String) {
+            var value = value
+            value.withUTF8 { utf8 in
+                int(Int64(utf8.count))
+                bytes.append(contentsOf: utf8)
+            }
+        }
+
+        mutating func text(_ value: String?) {
+            guard let value else { return byte(0) }
+            byte(1)
+            text(value)
+        }
+    }
+
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+
+        var isAtEnd: Bool { offset == bytes.count }
+
+        mutating func byte() -> UInt8? {
+            guard offset < bytes.count else { return nil }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
+
+        mutating func int() -> Int64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while let byte = byte() {
+                value |= UInt64(byte & 0x7f) << shift
+                if byte < 0x80 { return Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
+                shift += 7
+                if shift > 63 { return nil }
+            }
+            return nil
+        }
+
+        /// nil: malformed; .some(nil): absent.
+        mutating func optionalInt() -> Int64?? {
+            switch byte() {
+            case 0: return .some(nil)
+            case 1: return int().map { .some($0) }
+            default: return nil
+            }
+        }
+
+        mutating func text() -> String? {
+            guard let length = int(), length >= 0, length <= bytes.count - offset else { return nil }
+            defer { offset += Int(length) }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))]),
+                          as: UTF8.self)
+        }
+
+        mutating func optionalText() -> String?? {
+            switch byte() {
+            case 0: return .some(nil)
+            case 1: return text().map { .some($0) }
+            default: return nil
+            }
+        }
+    }
+}

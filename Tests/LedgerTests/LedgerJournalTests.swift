@@ -1,0 +1,162 @@
+import Foundation
+import Metering
+import Testing
+@testable import Ledger
+import LedgerTestSupport
+
+/// The ledger's journal (`LedgerJournal`): staged rows are answered once written there, SQLite
+/// gets them behind it, and a start replays what a stopped gateway left.
+@Suite struct LedgerJournalTests {
+    /// Every optional field set, and text that is not ASCII.
+    static let full: LedgerEntry = {
+        var entry = sampleEntry(7)
+        entry.user = "zoë"
+        entry.errorMessage = "upstream said: \"no\" ✗"
+        entry.plan = "pro"
+        entry.outputCapRequested = 4_096
+        entry.outputCapApplied = 1_024
+        entry.requestHash = -8_070_450_532_247_928_832
+        entry.usage.cacheWriteTokens = 3
+        return entry
+    }()
+
+    /// Every optional field absent.
+    static let bare = LedgerEntry(id: "bare", requestId: "req_bare", startedAt: 1, endedAt: 2, dialect: .anthropic,
+                                  route: "messages", status: 401, outcome: .refusedAuth)
+
+    static func records(_ entries: [LedgerEntry]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for entry in entries { JournalRecord.append(entry, to: &bytes) }
+        return bytes
+    }
+
+    static func journalFiles(_ dir: TemporaryDirectory) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir.url.path).filter { $0.contains(LedgerJournal.infix) }.sorted()
+    }
+
+    @Test func recordsReadBackEveryField() {
+        let bytes = Self.records([Self.full, Self.bare, sampleEntry(1)])
+        let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
+        #expect(read.entries == [Self.full, Self.bare, sampleEntry(1)])
+        #expect(read.validBytes == bytes.count)
+    }
+
+    @Test func readingStopsAtARecordCutShortOrDamaged() {
+        let whole = Self.records([sampleEntry(1), sampleEntry(2)])
+        let third = Self.records([sampleEntry(3)])
+        let cut = whole + third.prefix(third.count - 5)
+        let readCut = cut.withUnsafeBytes { JournalRecord.read($0) }
+        #expect(readCut.entries == [sampleEntry(1), sampleEntry(2)])
+        #expect(readCut.validBytes == whole.count)
+
+        var damaged = whole + third
+        damaged[whole.count + 20] ^= 0x40
+        #expect(damaged.withUnsafeBytes { JournalRecord.read($0) }.entries.count == 2)
+
+        let zeros = whole + [UInt8](repeating: 0, count: 4_096)
+        #expect(zeros.withUnsafeBytes { JournalRecord.read($0) }.validBytes == whole.count)
+    }
+
+    @Test func stagedRowsAreAnsweredWhileSQLiteCannotCommit() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(busyTimeoutMillis: 20, retryInitialMillis: 2, retryMaxMillis: 20))
+        let blocker = try SQLiteConnection(path: dir.path(), busyTimeoutMillis: 0)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let answered = Locked<[Int]>([])
+        for n in 0..<5 {
+            if writer.stage(sampleEntry(n), onCommit: { result in
+                if case .success = result { answered.withLock { $0.append(n) } }
+            }) { writer.commitStaged() }
+        }
+        writer.commitStaged()
+        // Answered from the journal, in order, while SQLite's write lock is held elsewhere.
+        #expect(answered.current == [0, 1, 2, 3, 4])
+        #expect(try blocker.scalarInt("SELECT count(*) FROM calls") == 0)
+        #expect(try Self.journalFiles(dir).count == 2, "a segment and its lock")
+        try blocker.execute("COMMIT")
+        writer.flush()
+        #expect(try blocker.scalarInt("SELECT count(*) FROM calls") == 5)
+        writer.close()
+        #expect(try Self.journalFiles(dir).isEmpty, "a clean stop removes the journal")
+    }
+
+    @Test func aStartReplaysTheJournalOfAGatewayThatIsGone() throws {
+        let dir = try TemporaryDirectory()
+        let first = try LedgerWriter(path: dir.path())
+        for n in 0..<3 { first.append(sampleEntry(n)) { _ in } }
+        first.close()
+        // A gateway killed with rows 0–3 and 5 in its journal, in two segments (the second cut
+        // short by a power cut), of which 0–2 had reached SQLite.
+        let base = dir.path() + LedgerJournal.infix + "gone"
+        try Data().write(to: URL(fileURLWithPath: base + ".lock"))
+        try Data(Self.records((0..<4).map { sampleEntry($0) })).write(to: URL(fileURLWithPath: base + ".1"))
+        let tail = Self.records([sampleEntry(5)]) + Self.records([sampleEntry(6)]).prefix(9)
+        try Data(tail).write(to: URL(fileURLWithPath: base + ".2"))
+        // Another gateway's journal, still running (its lock is held): left alone.
+        let live = dir.path() + LedgerJournal.infix + "live"
+        try Data(Self.records([sampleEntry(9)])).write(to: URL(fileURLWithPath: live + ".1"))
+        let liveLock = open(live + ".lock", O_CREAT | O_RDWR, 0o644)
+        defer { close(liveLock) }
+        #expect(flock(liveLock, LOCK_EX | LOCK_NB) == 0)
+
+        let writer = try LedgerWriter(path: dir.path())
+        var expected = JournalReplay()
+        expected.rows = 2
+        expected.alreadyRecorded = 3
+        expected.damagedBytes = 9
+        #expect(writer.replayed == expected)
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        #expect(try reader.count() == 5)
+        #expect(try reader.entry(id: "call-5") == sampleEntry(5))
+        writer.close()
+        #expect(try Self.journalFiles(dir) == ["ledger.sqlite.rows-live.1", "ledger.sqlite.rows-live.lock"])
+    }
+
+    @Test func aSegmentGoesOnceItsRowsCommittedAndStaysIfOneFailed() throws {
+        let dir = try TemporaryDirectory()
+        let journal = try #require(LedgerJournal(databasePath: dir.path(), segmentBytes: 1))
+        let queue = GroupCommitQueue(maxBatch: 10)
+        for n in 0..<2 {
+            _ = journal.stage(sampleEntry(n)) { _ in }
+            journal.write(into: queue)  // a segment each: the first is full after one record
+        }
+        let name = URL(fileURLWithPath: journal.base).lastPathComponent
+        #expect(try Self.journalFiles(dir) == [name + ".1", name + ".2", name + ".lock"])
+        var batch: [GroupCommitQueue.Pending] = []
+        #expect(queue.takeBatch(into: &batch) && batch.count == 2)
+        batch[0].onCommit(.success(()))
+        #expect(try Self.journalFiles(dir) == [name + ".2", name + ".lock"])
+        batch[1].onCommit(.failure(.closed))
+        journal.finish()
+        #expect(try Self.journalFiles(dir) == [name + ".2", name + ".lock"], "kept for the next start")
+    }
+
+    @Test func rowsTheJournalCannotTakeWaitForTheirCommit() throws {
+        let dir = try TemporaryDirectory()
+        let journal = try #require(LedgerJournal(databasePath: dir.path()))
+        // The first segment's name is taken by a directory: its open fails, as a full disk would.
+        try FileManager.default.createDirectory(atPath: journal.base + ".1", withIntermediateDirectories: false)
+        let queue = GroupCommitQueue(maxBatch: 10)
+        let results = Locked<[Bool]>([])
+        _ = journal.stage(sampleEntry(1)) { result in
+            results.withLock { $0.append((try? result.get()) != nil) }
+        }
+        journal.write(into: queue)
+        #expect(results.current.isEmpty, "not answered: its row is nowhere yet")
+        var batch: [GroupCommitQueue.Pending] = []
+        #expect(queue.takeBatch(into: &batch) && batch.map(\.entry) == [sampleEntry(1)])
+        batch[0].onCommit(.success(()))
+        #expect(results.current == [true], "answered by its commit")
+        journal.finish()
+    }
+
+    @Test func stagingAfterCloseFails() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        writer.close()
+        let result = Locked<Result<Void, LedgerError>?>(nil)
+        #expect(!writer.stage(sampleEntry(1)) { r in result.withLock { $0 = r } })
+        #expect(result.current.map { if case .failure(.closed) = $0 { true } else { false } } == true)
+    }
+}
