@@ -72,8 +72,9 @@ final class AdminAPI: Sendable {
             let plans = gateway.policies.policy.plans
             let ledger = gateway.ledger
             return pool.runIfActive(eventLoop: loop) {
-                // Calls answered a moment ago may still be on their way to SQLite (`LedgerJournal`).
-                ledger.flush()
+                // Calls answered a moment ago may still be on their way to SQLite (`LedgerJournal`);
+                // while commits fail, the report goes without them.
+                _ = ledger.flush(timeout: .milliseconds(500))
                 let report = try reader.report(request.query).top(request.top)
                 let summary = request.summary
                     ? try ReportSummary.compute(reader: reader, query: request.query, plans: plans, now: now, models: false)

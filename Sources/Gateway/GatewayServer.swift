@@ -76,7 +76,8 @@ public final class GatewayServer: Sendable {
         if let replayed = (ledger as? LedgerWriter)?.replayed, replayed != JournalReplay() {
             logger.warning("committed the rows a stopped gateway had left in its ledger journal", metadata: [
                 "rows": "\(replayed.rows)", "already_recorded": "\(replayed.alreadyRecorded)",
-                "failed": "\(replayed.failed)", "damaged_bytes": "\(replayed.damagedBytes)"])
+                "failed": "\(replayed.failed)", "damaged_bytes": "\(replayed.damagedBytes)",
+                "unreadable": "\(replayed.unreadable)"])
         }
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.

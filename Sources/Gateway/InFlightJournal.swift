@@ -11,7 +11,8 @@ import Metering
 /// `<ledger>.inflight-<instance>` (write to a temporary file, then rename: a reader sees a whole
 /// file or the previous one). A call is therefore marked once it has been in flight for up to
 /// `interval`; one that starts and is lost within that window leaves no trace (its client got
-/// no complete answer either: invariant 1). A marker is removed when the call's row commits.
+/// no complete answer either: invariant 1). A marker is removed when the call's row is
+/// recorded (SQLite: in the ledger's journal, which the next start replays before these markers).
 ///
 /// A running gateway holds an exclusive `flock` on `<journal>.lock` for its whole life; the
 /// kernel drops it when the process dies, however it dies. Recovery takes only journals whose

@@ -428,7 +428,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         // are charged at once rather than holding the reservation until it expires.
         let chargeAnyway: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop) }
         gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
-            // After the commit: a replica that dies before this line is charged from the row.
+            // Recorded (committed, on PostgreSQL, where shared budgets live): a replica that dies
+            // before this line is charged from the row.
             hold.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
             gateway.journal.ended(id: callID)
             deliver()

@@ -20,7 +20,6 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private let connection: SQLiteConnection
     /// Touched by the checkpoint thread only (and by `close` once it stopped).
     private let wal: ResidentWAL
-    private let onWholeWalCopied: @Sendable () -> Void
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -33,9 +32,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     private var failed = false
 
     /// Opens its own connection to the ledger at `path` (already created and in WAL mode).
-    /// `onWholeWalCopied` runs on the checkpoint thread once a pass has copied every frame.
-    init(path: String, onWholeWalCopied: @escaping @Sendable () -> Void = {}) throws {
-        self.onWholeWalCopied = onWholeWalCopied
+    init(path: String) throws {
         connection = try SQLiteConnection(path: path, mode: .readWrite, busyTimeoutMillis: 0)
         wal = ResidentWAL(databasePath: path)
         // A connection that has read nothing yet has not opened the WAL, and its checkpoint
@@ -87,9 +84,6 @@ final class BackgroundCheckpoint: @unchecked Sendable {
             var walFrames: Int32 = -1
             var copiedFrames: Int32 = -1
             let rc = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &walFrames, &copiedFrames)
-            // Said before the syncs below (1–2 ms), in which the next commit already starts the
-            // WAL over. Should a sync fail, the flag only hands one commit to the writer thread.
-            if rc == SQLITE_OK && copiedFrames > 0 && copiedFrames == walFrames { onWholeWalCopied() }
             let synced = rc == SQLITE_OK && copiedFrames > 0 ? syncFiles() : 0
             wal.refresh()
             condition.lock()

@@ -5,7 +5,7 @@
 /// all of it. A background checkpoint (`BackgroundCheckpoint`, beside the commits) is asked for
 /// once per `pagesPerCheckpoint` written, when the writer is idle (at twice that if it never is).
 /// Under load it ends a few commits behind, so the writer thread copies those few frames itself
-/// between two commits (a catch-up, milliseconds with the commit lock held: two fsyncs of at
+/// between two commits (a catch-up, milliseconds in which no commit runs: two fsyncs of at
 /// most 256 frames). A pass that ended further behind is followed by another at once while the
 /// frames left behind halve. If the background checkpoints stay far behind, or a reader's old
 /// snapshot holds them back, the writer thread checkpoints at four times `pagesPerCheckpoint`

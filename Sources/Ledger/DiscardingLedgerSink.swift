@@ -10,5 +10,6 @@ public final class DiscardingLedgerSink: LedgerSink {
 
     public var backlog: Int { 0 }
     public func flush() {}
+    public func flush(timeout: Duration) -> Bool { true }
     public func close() {}
 }

@@ -26,6 +26,8 @@ public final class GroupCommitQueue: @unchecked Sendable {
     private var writer: Thread?
     /// Something asked for the writer thread: appended rows, a flush.
     private var writerWanted = false
+    /// A queued row's caller waits for its commit (it is in no journal): the writer does not linger.
+    private var callerWaits = false
     /// When an idle writer thread has work of its own (rollups due), if ever.
     private var wakeAt: ContinuousClock.Instant?
 
@@ -46,32 +48,29 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Queues `entry`; false (nothing queued) once closing: the caller fails it.
+    /// Queues `entry`, whose caller waits for its commit; false (nothing queued) once closing:
+    /// the caller fails it.
     public func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        guard !stopping else { return false }
-        queue.append(Pending(entry: entry, onCommit: onCommit))
-        accepted += 1
-        // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
-        if queue.count == 1 {
-            writerWanted = true
-            condition.broadcast()
-        }
-        return true
+        append(contentsOf: CollectionOfOne(Pending(entry: entry, onCommit: onCommit)), callersWait: true)
     }
 
-    /// Queues `rows` (rows a journal holds already, see `LedgerJournal`) and wakes the writer
-    /// if it may sleep; false (nothing queued) once closing.
-    public func append<Rows: Sequence<Pending>>(contentsOf rows: Rows) -> Bool {
+    /// Queues `rows`; `callersWait`: false for rows a journal holds already (`LedgerJournal`),
+    /// which the writer may let wait for others (`linger`). Wakes the writer if it may sleep.
+    /// False (nothing queued) once closing.
+    public func append<Rows: Sequence<Pending>>(contentsOf rows: Rows, callersWait: Bool) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return false }
         let before = queue.count
         queue.append(contentsOf: rows)
         accepted += UInt64(queue.count - before)
+        // Only an empty queue can have a sleeping writer: wake it once per batch, not per row.
         if before == 0 && !queue.isEmpty {
             writerWanted = true
+            condition.broadcast()
+        }
+        if callersWait && !callerWaits {
+            callerWaits = true
             condition.broadcast()
         }
         return true
@@ -84,9 +83,12 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return Int(accepted - settled)
     }
 
-    /// Blocks until every row appended before this call is settled.
-    public func flush() {
+    /// Blocks until every row appended before this call is settled, or `deadline` passes (if
+    /// any); false if it passed first (e.g. while commits fail).
+    @discardableResult
+    public func flush(deadline: ContinuousClock.Instant? = nil) -> Bool {
         condition.lock()
+        defer { condition.unlock() }
         precondition(Thread.current !== writer, "flush() from a ledger callback would deadlock")
         let target = accepted
         // Cuts the writer's linger short.
@@ -95,9 +97,17 @@ public final class GroupCommitQueue: @unchecked Sendable {
             condition.broadcast()
         }
         flushWaiters += 1
-        while settled < target && !stopped { condition.wait() }
-        flushWaiters -= 1
-        condition.unlock()
+        defer { flushWaiters -= 1 }
+        while settled < target && !stopped {
+            guard let deadline else {
+                condition.wait()
+                continue
+            }
+            let left = deadline - .now
+            if left <= .zero { return false }
+            _ = condition.wait(until: Self.date(after: left))
+        }
+        return true
     }
 
     /// Refuses new rows and waits until the writer has drained the rest and said `finished`.
@@ -150,12 +160,12 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return !(stopping && queue.isEmpty)
     }
 
-    /// Writer thread: waits until `deadline` for more rows to join the batch, unless a `flush`
-    /// waits or the queue is closing.
+    /// Writer thread: waits until `deadline` for more rows to join the batch, unless a caller
+    /// waits for a queued row's commit, a `flush` waits or the queue is closing.
     public func linger(until deadline: ContinuousClock.Instant) {
         condition.lock()
         defer { condition.unlock() }
-        while flushWaiters == 0 && !stopping {
+        while !callerWaits && flushWaiters == 0 && !stopping {
             let left = deadline - .now
             if left <= .zero { break }
             _ = condition.wait(until: Self.date(after: left))
@@ -180,6 +190,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if queue.isEmpty { return false }
+        callerWaits = false
         if queue.count <= maxBatch {
             swap(&batch, &queue)
         } else {

@@ -68,23 +68,25 @@ public enum JournalRecord {
         store(sum, at: start + 4, in: &bytes)
     }
 
-    /// The entries of the whole records at the start of `bytes`, and how many bytes they take:
-    /// less than `bytes.count` when the rest is cut short or damaged.
-    public static func read(_ bytes: UnsafeRawBufferPointer) -> (entries: [LedgerEntry], validBytes: Int) {
+    /// The entries of the whole records at the start of `bytes`; how many bytes those records
+    /// take (less than `bytes.count` when the rest is cut short or damaged); and how many whole
+    /// records among them this build cannot read (a newer format, an outcome it does not know),
+    /// which are skipped.
+    public static func read(_ bytes: UnsafeRawBufferPointer) -> (entries: [LedgerEntry], validBytes: Int, unreadable: Int) {
         var entries: [LedgerEntry] = []
         var offset = 0
+        var unreadable = 0
         while bytes.count - offset >= headerBytes {
             let length = Int(load(bytes, at: offset))
             let sum = load(bytes, at: offset + 4)
             let start = offset + headerBytes
             guard length > 0, length <= bytes.count - start else { break }
             let payload = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])
-            guard checksum(payload.assumingMemoryBound(to: UInt8.self)) == sum,
-                  let entry = decode(payload) else { break }
-            entries.append(entry)
+            guard checksum(payload.assumingMemoryBound(to: UInt8.self)) == sum else { break }
+            if let entry = decode(payload) { entries.append(entry) } else { unreadable += 1 }
             offset = start + length
         }
-        return (entries, offset)
+        return (entries, offset, unreadable)
     }
 
     private static func decode(_ payload: UnsafeRawBufferPointer) -> LedgerEntry? {
@@ -95,11 +97,11 @@ public enum JournalRecord {
               let keyId = r.optionalText(), let user = r.optionalText(), let team = r.optionalText(),
               let dialect = r.text().flatMap(Dialect.init(rawValue:)), let route = r.text(),
               let provider = r.optionalText(), let modelRequested = r.optionalText(),
-              let modelServed = r.optionalText(), let stream = r.byte(), let status = r.int(),
+              let modelServed = r.optionalText(), let stream = r.byte(), stream <= 1, let status = r.int(),
               let outcome = r.text().flatMap(Outcome.init(rawValue:)),
               let input = r.int(), let cachedInput = r.int(), let cacheWrite = r.int(), let output = r.int(),
               let reasoning = r.int(), let usageSource = r.text().flatMap(UsageSource.init(rawValue:)),
-              let cost = r.int(), let hasPrice = r.byte() else { return nil }
+              let cost = r.int(), let hasPrice = r.byte(), hasPrice <= 1 else { return nil }
         var price: ModelPrice?
         if hasPrice == 1 {
             guard let priceId = r.text(), let pInput = r.int(), let pCached = r.int(), let pWrite = r.int(),

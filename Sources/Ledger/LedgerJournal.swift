@@ -25,7 +25,8 @@ final class LedgerJournal: @unchecked Sendable {
     /// `<ledger>.rows-<instance>`.
     let base: String
     private let segmentBytes: Int
-    private let lockDescriptor: Int32
+    /// -1 once `finish` closed it.
+    private var lockDescriptor: Int32
 
     // Guarded by `lock`.
     private let lock = NSLock()
@@ -48,14 +49,21 @@ final class LedgerJournal: @unchecked Sendable {
         var isCurrent = true
     }
 
-    /// nil if the lock file cannot be created (a read-only directory): the writer goes without.
+    /// nil if its lock cannot be made and held (a read-only directory): the writer goes without.
     init?(databasePath: String, segmentBytes: Int = 4 << 20) {
         var random = SystemRandomNumberGenerator()
         base = databasePath + Self.infix + String(random.next(), radix: 36)
         self.segmentBytes = max(1, segmentBytes)
-        lockDescriptor = open(base + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        lockDescriptor = open(base + ".lock", O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o644)
         guard lockDescriptor >= 0 else { return nil }
-        _ = flock(lockDescriptor, LOCK_EX | LOCK_NB)
+        // Another gateway's start may take the lock between the open and the flock, find no
+        // segment and remove the file: then this lock guards nothing a replay would look for.
+        var held = stat(), named = stat()
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0, fstat(lockDescriptor, &held) == 0,
+              stat(base + ".lock", &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev else {
+            Foundation.close(lockDescriptor)
+            return nil
+        }
     }
 
     /// Queues `entry` until `write(into:)`. nil once closed; true when it is the first queued,
@@ -80,11 +88,11 @@ final class LedgerJournal: @unchecked Sendable {
         let number = append(taken)
         if let number {
             let settle: LedgerWriter.Completion = { [self] result in settled(number, result) }
-            if !queue.append(contentsOf: taken.lazy.map { Pending(entry: $0.entry, onCommit: settle) }) {
+            if !queue.append(contentsOf: taken.lazy.map { Pending(entry: $0.entry, onCommit: settle) }, callersWait: false) {
                 // Closing already: the rows stay in the journal for the next start.
                 segments[number]?.keep = true
             }
-        } else if queue.append(contentsOf: taken) {
+        } else if queue.append(contentsOf: taken, callersWait: true) {
             return lock.unlock()
         }
         callbackOrder.lock()
@@ -107,6 +115,7 @@ final class LedgerJournal: @unchecked Sendable {
     func finish() {
         lock.lock()
         defer { lock.unlock() }
+        guard lockDescriptor >= 0 else { return }
         if descriptor >= 0 {
             Foundation.close(descriptor)
             descriptor = -1
@@ -117,7 +126,8 @@ final class LedgerJournal: @unchecked Sendable {
             segments[number] = nil
         }
         if segments.isEmpty { unlink(base + ".lock") }
-        if lockDescriptor >= 0 { Foundation.close(lockDescriptor) }
+        Foundation.close(lockDescriptor)
+        lockDescriptor = -1
     }
 
     // MARK: Private (under `lock`)
@@ -159,7 +169,8 @@ final class LedgerJournal: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         segments[number]?.settled += 1
-        // A refused duplicate id is a row the ledger has (a replay); anything else did not commit.
+        // A refused duplicate id is a row the ledger has. (Not this call's: ids are random, so
+        // a clash with another call is left aside.) Anything else did not commit.
         if case .failure(let error) = result, !error.isConstraintViolation { segments[number]?.keep = true }
         removeIfDone(number)
     }
@@ -184,6 +195,8 @@ final class LedgerJournal: @unchecked Sendable {
         let entries: [LedgerEntry]
         /// Bytes after the last whole record of a segment (a power cut mid-write), in all.
         let damagedBytes: Int
+        /// Whole records this build cannot read: the journal stays for a build that can.
+        let unreadable: Int
         fileprivate let lockDescriptor: Int32
 
         func remove() {
@@ -216,7 +229,7 @@ final class LedgerJournal: @unchecked Sendable {
                 return Int(name.dropFirst(segmentPrefix.count))
             }.sorted()
             var entries: [LedgerEntry] = []
-            var damaged = 0
+            var damaged = 0, unreadable = 0
             let files = numbers.map { base + "." + String($0) }
             for file in files {
                 let data = FileManager.default.contents(atPath: file) ?? Data()
@@ -224,10 +237,11 @@ final class LedgerJournal: @unchecked Sendable {
                     let read = JournalRecord.read(bytes)
                     entries += read.entries
                     damaged += bytes.count - read.validBytes
+                    unreadable += read.unreadable
                 }
             }
             found.append(Orphan(lockFile: base + ".lock", segmentFiles: files, entries: entries,
-                                damagedBytes: damaged, lockDescriptor: lock))
+                                damagedBytes: damaged, unreadable: unreadable, lockDescriptor: lock))
         }
         return found
     }
@@ -257,6 +271,8 @@ public struct JournalReplay: Sendable, Equatable {
     public var failed = 0
     /// Bytes after the last whole record of a segment (cut short by a power cut), skipped.
     public var damagedBytes = 0
+    /// Records this build cannot read (written by a newer one): their journals stay.
+    public var unreadable = 0
 
     public init() {}
 

@@ -13,12 +13,17 @@ public protocol LedgerSink: AnyObject, Sendable {
     /// `commitStaged()` soon (once for all the rows it stages meanwhile). A sink that cannot
     /// record on the caller's thread appends and returns false.
     func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool
-    /// Records staged rows on the calling thread (SQLite: in its journal); never waits for a lock.
+    /// Records staged rows on the calling thread (SQLite: in its journal); never waits for a
+    /// commit or another process.
     func commitStaged()
     /// Rows accepted and not yet settled (committed or failed).
     var backlog: Int { get }
     /// Returns once every row accepted before the call has settled.
     func flush()
+    /// `flush`, giving up after `timeout` (false then): for a reader that wants the rows
+    /// recorded so far (SQLite commits journaled rows a little after their answers) but must not
+    /// hang while commits fail.
+    func flush(timeout: Duration) -> Bool
     /// Settles what is queued (retrying failed commits a bounded number of times) and stops.
     func close()
 }

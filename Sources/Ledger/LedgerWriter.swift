@@ -5,9 +5,9 @@ import Foundation
 /// transaction (group commit), then tells each caller its row is durable.
 ///
 /// Threading: `append` may be called from any thread; it only enqueues under a lock and wakes the
-/// writer when the queue goes from empty to non-empty. Callbacks run in append order after their
-/// transaction committed, on the thread that committed it; they must be quick and must not call
-/// `flush` or `close` (hop to your own event loop instead).
+/// writer when the queue goes from empty to non-empty. An appended row's callback runs after its
+/// transaction committed, on the writer thread, in append order; it must be quick and must not
+/// call `flush` or `close` (hop to your own event loop instead).
 ///
 /// Recorded before committed: `stage` queues a row for the ledger's journal (`LedgerJournal`), and
 /// the caller then runs `commitStaged` on its own thread, e.g. once per event-loop pass for every
@@ -20,8 +20,9 @@ import Foundation
 /// The start replays the journals of gateways that are gone (`replayed`).
 ///
 /// Failures: a failed transaction is rolled back and retried with backoff, keeping its rows; no
-/// callback runs before its row is committed. A row rejected by a constraint (a duplicate call id)
-/// gets a failure callback, since retrying cannot help; the rest of its batch commits. Only when
+/// appended row's callback runs before it is committed (a journaled row's has run: its journal
+/// keeps it meanwhile). A row rejected by a constraint (a duplicate call id) gets a failure
+/// callback, since retrying cannot help; the rest of its batch commits. Only when
 /// closing while commits still fail do the remaining rows get `.failure`. Call `close()` before
 /// dropping the writer: its thread keeps it alive until then.
 public final class LedgerWriter: @unchecked Sendable {
@@ -58,8 +59,7 @@ public final class LedgerWriter: @unchecked Sendable {
         public var checkpointPages: Int32
         /// Committed calls are added to the rollup cells in one go once this many wait, or the
         /// oldest waited `rollupFlushInterval` (reports add the waiting calls themselves, so they
-        /// are exact either way). 1: in every transaction of the writer thread (a staged commit
-        /// leaves the rollups to it).
+        /// are exact either way). 1: in every transaction.
         public var rollupFlushRows: Int
         public var rollupFlushInterval: Duration
         /// Called on the writer thread for every failed attempt (attempt number from 1), to log or count.
@@ -67,7 +67,7 @@ public final class LedgerWriter: @unchecked Sendable {
         /// Called on the writer thread after each committed transaction, with its row count and
         /// how long it took from BEGIN to COMMIT (retries included), for metrics.
         public var onBatchCommitted: (@Sendable (_ rows: Int, _ duration: Duration) -> Void)?
-        /// Called for each checkpoint (on the committing thread), with the WAL's pages then, to
+        /// Called for each checkpoint (on the writer thread), with the WAL's pages then, to
         /// count them: the writer's cost two fsyncs whatever they copy, a background one up to
         /// four (it syncs what it copied itself). `held`: how long the writer thread held every
         /// commit for it (zero for a background one, which holds none).
@@ -139,7 +139,6 @@ public final class LedgerWriter: @unchecked Sendable {
     private let wal = WalProgress()
     private var checkpoints: CheckpointSchedule
     private let checkpointer: BackgroundCheckpoint
-    private let walRestart = WalRestart()
     /// The rollups' due instant last handed to the queue (the writer thread's wake-up).
     private var publishedRollupsDue: ContinuousClock.Instant?
     private var batch: [Pending] = []
@@ -176,7 +175,7 @@ public final class LedgerWriter: @unchecked Sendable {
         stale = true
         seenDataVersion = try Self.read(dataVersion)
         sqlite3_wal_hook(connection.handle, walHook, Unmanaged.passUnretained(wal).toOpaque())
-        checkpointer = try BackgroundCheckpoint(path: path, onWholeWalCopied: { [walRestart] in walRestart.expect() })
+        checkpointer = try BackgroundCheckpoint(path: path)
         journal = LedgerJournal(databasePath: path)
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
@@ -193,14 +192,15 @@ public final class LedgerWriter: @unchecked Sendable {
         var total = JournalReplay()
         for orphan in LedgerJournal.orphans(of: path) {
             let tally = JournalReplay.Tally()
-            _ = queue.append(contentsOf: orphan.entries.map { Pending(entry: $0, onCommit: tally.count) })
+            _ = queue.append(contentsOf: orphan.entries.map { Pending(entry: $0, onCommit: tally.count) }, callersWait: true)
             queue.flush()
             let (written, present, failed) = tally.counts
             total.rows += written
             total.alreadyRecorded += present
             total.failed += failed
             total.damagedBytes += orphan.damagedBytes
-            if failed == 0 { orphan.remove() } else { orphan.release() }
+            total.unreadable += orphan.unreadable
+            if failed == 0 && orphan.unreadable == 0 { orphan.remove() } else { orphan.release() }
         }
         return total
     }
@@ -242,6 +242,11 @@ public final class LedgerWriter: @unchecked Sendable {
         queue.flush()
     }
 
+    public func flush(timeout: Duration) -> Bool {
+        journal?.write(into: queue)
+        return queue.flush(deadline: .now + timeout)
+    }
+
     /// Commits everything queued, stops the thread and closes the database. Idempotent.
     public func close() {
         journal?.close(into: queue)
@@ -279,7 +284,6 @@ public final class LedgerWriter: @unchecked Sendable {
             let started = clock.now
             switch commitWithRetry(batch, flushRollups: rollupsDue(adding: batch.count)) {
             case .committed(let rejected):
-                walRestart.happened()
                 options.onBatchCommitted?(batch.count - rejected.count, clock.now - started)
                 for (index, pending) in batch.enumerated() {
                     pending.onCommit(rejected[index].map { .failure($0) } ?? .success(()))
@@ -420,7 +424,6 @@ public final class LedgerWriter: @unchecked Sendable {
             }
             options.onCheckpoint?(kind, pages, ContinuousClock.now - start)
             checkpoints.checkpointed(walPages: pages)
-            walRestart.expect()
         }
     }
 

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Why: a WAL frame (a page and its 24-byte header) never fills whole 4 KiB pages, so a commit
 /// that writes a frame over a page that left the cache first reads that page back from disk,
-/// inside its `pwrite`: an event loop's, for a staged commit. This VM runs DAMON, which pages out
+/// inside its `pwrite`, which the rows behind it then wait for. This VM runs DAMON, which pages out
 /// file pages that no process maps (anonymous and mapped ones are exempt), the WAL's among them
 /// however recently written: a rig run traced 2,038 such reads on the event loop, 300 ms in all,
 /// 6 over 5 ms and the longest 19.7 ms. With the WAL mapped, a reproduction saw none. Asking the

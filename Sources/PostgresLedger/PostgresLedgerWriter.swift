@@ -67,6 +67,8 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
 
     public func flush() { queue.flush() }
 
+    public func flush(timeout: Duration) -> Bool { queue.flush(deadline: .now + timeout) }
+
     public func close() { queue.close() }
 
     // MARK: Writer thread

@@ -7,9 +7,10 @@ import LedgerTestSupport
 /// The ledger's journal (`LedgerJournal`): staged rows are answered once written there, SQLite
 /// gets them behind it, and a start replays what a stopped gateway left.
 @Suite struct LedgerJournalTests {
-    /// Every optional field set, and text that is not ASCII.
+    /// Every optional field set, a stream, and text that is not ASCII.
     static let full: LedgerEntry = {
-        var entry = sampleEntry(7)
+        var entry = sampleEntry(8)
+        entry.modelServed = "gpt-4o-mini-2024-07-18"
         entry.user = "zoë"
         entry.errorMessage = "upstream said: \"no\" ✗"
         entry.plan = "pro"
@@ -35,10 +36,11 @@ import LedgerTestSupport
     }
 
     @Test func recordsReadBackEveryField() {
+        #expect(Self.full.stream && Self.full.modelServed != Self.full.modelRequested)
         let bytes = Self.records([Self.full, Self.bare, sampleEntry(1)])
         let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
         #expect(read.entries == [Self.full, Self.bare, sampleEntry(1)])
-        #expect(read.validBytes == bytes.count)
+        #expect(read.validBytes == bytes.count && read.unreadable == 0)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {
@@ -56,6 +58,24 @@ import LedgerTestSupport
         let zeros = whole + [UInt8](repeating: 0, count: 4_096)
         #expect(zeros.withUnsafeBytes { JournalRecord.read($0) }.validBytes == whole.count)
     }
+
+    @Test func aWholeRecordThisBuildCannotReadIsSkipped() {
+        let bytes = Self.records([sampleEntry(1)]) + Self.newerRecord + Self.records([sampleEntry(2)])
+        let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
+        #expect(read.entries == [sampleEntry(1), sampleEntry(2)])
+        #expect(read.unreadable == 1 && read.validBytes == bytes.count)
+    }
+
+    /// A record of a format version this build does not know, with a right checksum.
+    static let newerRecord: [UInt8] = {
+        var bytes = records([sampleEntry(99)])
+        bytes[JournalRecord.headerBytes] = JournalRecord.version + 1
+        let sum = bytes.withUnsafeBufferPointer {
+            JournalRecord.checksum(UnsafeBufferPointer(rebasing: $0[JournalRecord.headerBytes...]))
+        }
+        for index in 0..<4 { bytes[4 + index] = UInt8(truncatingIfNeeded: sum >> (8 * index)) }
+        return bytes
+    }()
 
     @Test func stagedRowsAreAnsweredWhileSQLiteCannotCommit() throws {
         let dir = try TemporaryDirectory()
@@ -113,23 +133,64 @@ import LedgerTestSupport
         #expect(try Self.journalFiles(dir) == ["ledger.sqlite.rows-live.1", "ledger.sqlite.rows-live.lock"])
     }
 
-    @Test func aSegmentGoesOnceItsRowsCommittedAndStaysIfOneFailed() throws {
+    @Test func aJournalWithARecordThisBuildCannotReadStays() throws {
         let dir = try TemporaryDirectory()
+        let base = dir.path() + LedgerJournal.infix + "newer"
+        try Data().write(to: URL(fileURLWithPath: base + ".lock"))
+        try Data(Self.records([sampleEntry(1)]) + Self.newerRecord).write(to: URL(fileURLWithPath: base + ".1"))
+        let writer = try LedgerWriter(path: dir.path())
+        #expect(writer.replayed.rows == 1 && writer.replayed.unreadable == 1)
+        writer.close()
+        #expect(try Self.journalFiles(dir) == ["ledger.sqlite.rows-newer.1", "ledger.sqlite.rows-newer.lock"],
+                "kept for a build that can read it")
+    }
+
+    @Test func closingTwiceLeavesOtherFilesAlone() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path())
+        writer.close()
+        // Likely the number the journal's lock had: the lowest free one.
+        let other = open(dir.path("other"), O_CREAT | O_RDWR, 0o644)
+        defer { close(other) }
+        writer.close()
+        #expect(fcntl(other, F_GETFD) != -1)
+    }
+
+    /// Three rows, a segment each (one record fills a segment of 1 byte), settled by hand.
+    static func threeSegments(_ dir: TemporaryDirectory) throws -> (LedgerJournal, [GroupCommitQueue.Pending], String) {
         let journal = try #require(LedgerJournal(databasePath: dir.path(), segmentBytes: 1))
         let queue = GroupCommitQueue(maxBatch: 10)
-        for n in 0..<2 {
+        for n in 0..<3 {
             _ = journal.stage(sampleEntry(n)) { _ in }
-            journal.write(into: queue)  // a segment each: the first is full after one record
+            journal.write(into: queue)
         }
-        let name = URL(fileURLWithPath: journal.base).lastPathComponent
-        #expect(try Self.journalFiles(dir) == [name + ".1", name + ".2", name + ".lock"])
         var batch: [GroupCommitQueue.Pending] = []
-        #expect(queue.takeBatch(into: &batch) && batch.count == 2)
+        #expect(queue.takeBatch(into: &batch) && batch.count == 3)
+        let name = URL(fileURLWithPath: journal.base).lastPathComponent
+        #expect(try journalFiles(dir) == [name + ".1", name + ".2", name + ".3", name + ".lock"])
+        return (journal, batch, name)
+    }
+
+    @Test func aFullSegmentGoesOnceItsRowsAreInTheLedger() throws {
+        let dir = try TemporaryDirectory()
+        let (journal, batch, name) = try Self.threeSegments(dir)
         batch[0].onCommit(.success(()))
-        #expect(try Self.journalFiles(dir) == [name + ".2", name + ".lock"])
-        batch[1].onCommit(.failure(.closed))
+        // A duplicate id: the ledger has the row (a replay).
+        batch[1].onCommit(.failure(.sqlite(code: 19, message: "UNIQUE constraint failed: calls.id", context: "insert")))
+        batch[2].onCommit(.success(()))
+        #expect(try Self.journalFiles(dir) == [name + ".3", name + ".lock"], "the segment being written stays")
         journal.finish()
-        #expect(try Self.journalFiles(dir) == [name + ".2", name + ".lock"], "kept for the next start")
+        #expect(try Self.journalFiles(dir).isEmpty)
+    }
+
+    @Test func aSegmentWithARowThatFailedStaysForTheNextStart() throws {
+        let dir = try TemporaryDirectory()
+        let (journal, batch, name) = try Self.threeSegments(dir)
+        batch[0].onCommit(.success(()))
+        batch[1].onCommit(.failure(.closed))
+        batch[2].onCommit(.success(()))
+        journal.finish()
+        #expect(try Self.journalFiles(dir) == [name + ".2", name + ".lock"])
     }
 
     @Test func rowsTheJournalCannotTakeWaitForTheirCommit() throws {

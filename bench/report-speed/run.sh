@@ -5,7 +5,8 @@
 # Env: LEDGER=path (default $TMPDIR/tokenctl-report-bench.sqlite; reused if it has the rows),
 #      LEDGER_SOURCES=dir of Ledger sources to build the generator with (default Sources/Ledger),
 #      WRITER_ONLY=1 to measure only the writer (a fresh ledger each run); with ONE_PER_COMMIT=1,
-#      one call per transaction, committed on the caller's thread (an event loop at one connection).
+#      one call per transaction: written to the ledger's journal as an event loop does, then
+#      committed by the writer thread (as at one connection).
 set -eu
 rows=${1:-10000000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
