@@ -38,9 +38,11 @@ public final class LedgerWriter: @unchecked Sendable {
         public var retryMaxMillis: Int
         /// Attempts per batch once `close()` was called, before its rows are failed.
         public var closeRetries: Int
-        /// How long the writer thread, woken by rows, waits for more before it commits (a `flush`
-        /// or `close` cuts it short). Fewer, larger transactions cost less CPU per row; readers of
-        /// SQLite see a journaled call up to this much after its answer.
+        /// How long the writer thread, woken by journaled rows, waits for more before it commits
+        /// (a `flush`, `close` or a caller waiting for its commit cuts it short). Fewer, larger
+        /// transactions cost less CPU per row: at 16 connections the writer used 12.5–13.1 µs per
+        /// call at 0, 9.2–10.1 at 2 ms, 6.7–6.9 at 10 ms, with the same latency at 1 and 16
+        /// connections. Readers of SQLite see a journaled call up to this much after its answer.
         public var commitLinger: Duration
         /// WAL pages written since the last checkpoint that make the writer ask for one when idle,
         /// or at twice this if it never is (run by `BackgroundCheckpoint`, beside the commits).
@@ -74,7 +76,7 @@ public final class LedgerWriter: @unchecked Sendable {
         public var onCheckpoint: (@Sendable (Checkpoint, _ walPages: Int32, _ held: Duration) -> Void)?
 
         public init(maxBatch: Int = 4_096, busyTimeoutMillis: Int32 = 5_000, retryInitialMillis: Int = 10,
-                    retryMaxMillis: Int = 1_000, closeRetries: Int = 3, commitLinger: Duration = .milliseconds(2),
+                    retryMaxMillis: Int = 1_000, closeRetries: Int = 3, commitLinger: Duration = .milliseconds(10),
                     checkpointPages: Int32 = 8_192,
                     rollupFlushRows: Int = 65_536,
                     rollupFlushInterval: Duration = .seconds(2),
