@@ -275,26 +275,4 @@ public struct JournalReplay: Sendable, Equatable {
     public var unreadable = 0
 
     public init() {}
-
-    /// Counts the callbacks of replayed rows (on the writer thread).
-    final class Tally: @unchecked Sendable {
-        private let lock = NSLock()
-        private var written = 0, present = 0, failed = 0
-
-        func count(_ result: Result<Void, LedgerError>) {
-            lock.lock()
-            defer { lock.unlock() }
-            switch result {
-            case .success: written += 1
-            case .failure(let error) where error.isConstraintViolation: present += 1
-            case .failure: failed += 1
-            }
-        }
-
-        var counts: (written: Int, present: Int, failed: Int) {
-            lock.lock()
-            defer { lock.unlock() }
-            return (written, present, failed)
-        }
-    }
 }

@@ -193,12 +193,12 @@ public final class LedgerWriter: @unchecked Sendable {
     private static func replayJournals(of path: String, into queue: GroupCommitQueue) -> JournalReplay {
         var total = JournalReplay()
         for orphan in LedgerJournal.orphans(of: path) {
-            let tally = JournalReplay.Tally()
-            _ = queue.append(contentsOf: orphan.entries.map { Pending(entry: $0, onCommit: tally.count) }, callersWait: true)
+            let tally = InsertTally()
+            _ = queue.append(contentsOf: orphan.entries.map { Pending(entry: $0, onCommit: tally.record) }, callersWait: true)
             queue.flush()
-            let (written, present, failed) = tally.counts
-            total.rows += written
-            total.alreadyRecorded += present
+            let failed = tally.failed
+            total.rows += tally.committed
+            total.alreadyRecorded += tally.present
             total.failed += failed
             total.damagedBytes += orphan.damagedBytes
             total.unreadable += orphan.unreadable

@@ -48,7 +48,7 @@ public enum LedgerMigration {
             try PostgresSchema.ensurePartitions(session, from: UTCMonth(containing: first), through: UTCMonth(containing: last))
         }
         let writer = try PostgresLedgerWriter(location: location, options: LedgerWriter.Options(maxBatch: 4_096))
-        let counts = Counts()
+        let counts = InsertTally()
         var read = 0
         do {
             try source.forEachEntry(since: .min, until: .max) { entry in
@@ -83,32 +83,10 @@ public enum LedgerMigration {
         let targetKeys = Set(try targetKeyStore.list().map { [$0.id, $0.secretHash] })
         let target = try PostgresLedgerReader(location: location)
         defer { target.close() }
-        return Outcome(source: sourceTotals, target: try target.totals(), copied: counts.copied,
+        return Outcome(source: sourceTotals, target: try target.totals(), copied: counts.committed,
                        alreadyPresent: counts.present, sourceKeys: keys.count,
                        targetKeys: keys.filter { targetKeys.contains([$0.id, $0.secretHash]) }.count)
     }
-}
-
-/// Settled rows of the copy (callbacks run on the writer's thread).
-private final class Counts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var copiedRows = 0
-    private var presentRows = 0
-    private var firstFailure: LedgerError?
-
-    func record(_ result: Result<Void, LedgerError>) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch result {
-        case .success: copiedRows += 1
-        case .failure(let error) where error.isConstraintViolation: presentRows += 1
-        case .failure(let error): if firstFailure == nil { firstFailure = error }
-        }
-    }
-
-    var copied: Int { lock.withLock { copiedRows } }
-    var present: Int { lock.withLock { presentRows } }
-    var failure: LedgerError? { lock.withLock { firstFailure } }
 }
 
 extension PostgresLedgerReader {
