@@ -18,50 +18,47 @@ public enum JournalRecord {
     public static func append(_ entry: LedgerEntry, to bytes: inout [UInt8]) {
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: headerBytes))
-        var w = Writer(bytes: bytes)
-        bytes = []
-        w.byte(version)
-        w.text(entry.id)
-        w.text(entry.requestId)
-        w.int(entry.startedAt)
-        w.int(entry.firstByteAt)
-        w.int(entry.endedAt)
-        w.text(entry.keyId)
-        w.text(entry.user)
-        w.text(entry.team)
-        w.text(entry.dialect.rawValue)
-        w.text(entry.route)
-        w.text(entry.provider)
-        w.text(entry.modelRequested)
-        w.text(entry.modelServed)
-        w.byte(entry.stream ? 1 : 0)
-        w.int(Int64(entry.status))
-        w.text(entry.outcome.rawValue)
-        w.int(Int64(entry.usage.inputTokens))
-        w.int(Int64(entry.usage.cachedInputTokens))
-        w.int(Int64(entry.usage.cacheWriteTokens))
-        w.int(Int64(entry.usage.outputTokens))
-        w.int(Int64(entry.usage.reasoningTokens))
-        w.text(entry.usageSource.rawValue)
-        w.int(entry.cost.picodollars)
+        bytes.append(version)
+        bytes.appendText(entry.id)
+        bytes.appendText(entry.requestId)
+        bytes.appendInt(entry.startedAt)
+        bytes.appendInt(entry.firstByteAt)
+        bytes.appendInt(entry.endedAt)
+        bytes.appendText(entry.keyId)
+        bytes.appendText(entry.user)
+        bytes.appendText(entry.team)
+        bytes.appendText(entry.dialect.rawValue)
+        bytes.appendText(entry.route)
+        bytes.appendText(entry.provider)
+        bytes.appendText(entry.modelRequested)
+        bytes.appendText(entry.modelServed)
+        bytes.append(entry.stream ? 1 : 0)
+        bytes.appendInt(Int64(entry.status))
+        bytes.appendText(entry.outcome.rawValue)
+        bytes.appendInt(Int64(entry.usage.inputTokens))
+        bytes.appendInt(Int64(entry.usage.cachedInputTokens))
+        bytes.appendInt(Int64(entry.usage.cacheWriteTokens))
+        bytes.appendInt(Int64(entry.usage.outputTokens))
+        bytes.appendInt(Int64(entry.usage.reasoningTokens))
+        bytes.appendText(entry.usageSource.rawValue)
+        bytes.appendInt(entry.cost.picodollars)
         if let price = entry.price {
-            w.byte(1)
-            w.text(price.id)
-            w.int(price.input.picodollars)
-            w.int(price.cachedInput.picodollars)
-            w.int(price.cacheWrite.picodollars)
-            w.int(price.output.picodollars)
+            bytes.append(1)
+            bytes.appendText(price.id)
+            bytes.appendInt(price.input.picodollars)
+            bytes.appendInt(price.cachedInput.picodollars)
+            bytes.appendInt(price.cacheWrite.picodollars)
+            bytes.appendInt(price.output.picodollars)
         } else {
-            w.byte(0)
+            bytes.append(0)
         }
-        w.int(entry.ttftMicros)
-        w.int(entry.upstreamMicros)
-        w.text(entry.errorMessage)
-        w.text(entry.plan)
-        w.int(entry.outputCapRequested.map(Int64.init))
-        w.int(entry.outputCapApplied.map(Int64.init))
-        w.int(entry.requestHash)
-        bytes = w.bytes
+        bytes.appendInt(entry.ttftMicros)
+        bytes.appendInt(entry.upstreamMicros)
+        bytes.appendText(entry.errorMessage)
+        bytes.appendText(entry.plan)
+        bytes.appendInt(entry.outputCapRequested.map(Int64.init))
+        bytes.appendInt(entry.outputCapApplied.map(Int64.init))
+        bytes.appendInt(entry.requestHash)
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
         store(UInt32(payload), at: start, in: &bytes)
@@ -143,41 +140,6 @@ public enum JournalRecord {
         (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
     }
 
-    private struct Writer {
-        var bytes: [UInt8]
-
-        mutating func byte(_ value: UInt8) { bytes.append(value) }
-
-        mutating func int(_ value: Int64) {
-            var zigzag = UInt64(bitPattern: (value << 1) ^ (value >> 63))
-            while zigzag >= 0x80 {
-                bytes.append(UInt8(truncatingIfNeeded: zigzag) | 0x80)
-                zigzag >>= 7
-            }
-            bytes.append(UInt8(zigzag))
-        }
-
-        mutating func int(_ value: Int64?) {
-            guard let value else { return byte(0) }
-            byte(1)
-            int(value)
-        }
-
-        mutating func text(_ value: String) {
-            var value = value
-            value.withUTF8 { utf8 in
-                int(Int64(utf8.count))
-                bytes.append(contentsOf: utf8)
-            }
-        }
-
-        mutating func text(_ value: String?) {
-            guard let value else { return byte(0) }
-            byte(1)
-            text(value)
-        }
-    }
-
     private struct Reader {
         let bytes: UnsafeRawBufferPointer
         var offset = 0
@@ -225,5 +187,37 @@ public enum JournalRecord {
             default: return nil
             }
         }
+    }
+}
+
+/// The payload's encodings (see `JournalRecord`).
+private extension [UInt8] {
+    mutating func appendInt(_ value: Int64) {
+        var zigzag = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+        while zigzag >= 0x80 {
+            append(UInt8(truncatingIfNeeded: zigzag) | 0x80)
+            zigzag >>= 7
+        }
+        append(UInt8(zigzag))
+    }
+
+    mutating func appendInt(_ value: Int64?) {
+        guard let value else { return append(0) }
+        append(1)
+        appendInt(value)
+    }
+
+    mutating func appendText(_ value: String) {
+        var value = value
+        value.withUTF8 { utf8 in
+            appendInt(Int64(utf8.count))
+            append(contentsOf: utf8)
+        }
+    }
+
+    mutating func appendText(_ value: String?) {
+        guard let value else { return append(0) }
+        append(1)
+        appendText(value)
     }
 }

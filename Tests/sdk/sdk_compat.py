@@ -30,6 +30,21 @@ request_ids = []  # (x-request-id, route) of calls expected to be recorded as ok
 passed = failed = 0
 
 
+def ledger(sql, params=(), ready=bool, timeout=5.0):
+    """The rows of `sql` on the ledger once `ready(rows)`, or after `timeout`: the writer commits
+    a call's row up to about 10 ms after its answer (the ledger's journal holds it meanwhile)."""
+    deadline = time.time() + timeout
+    while True:
+        db = sqlite3.connect(args.db)
+        try:
+            rows = db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+        if ready(rows) or time.time() > deadline:
+            return rows
+        time.sleep(0.02)
+
+
 def check(name):
     def run(fn):
         global passed, failed
@@ -161,8 +176,8 @@ def _():
     second = client.chat.completions.with_raw_response.create(**ask)
     first.join()
     assert second.http_response.status_code == 200, second.http_response.status_code
-    db = sqlite3.connect(args.db)
-    outcomes = [r[0] for r in db.execute("SELECT outcome FROM calls WHERE user = 'sdk-paced'")]
+    outcomes = [r[0] for r in ledger("SELECT outcome FROM calls WHERE user = 'sdk-paced'",
+                                      ready=lambda rows: [r[0] for r in rows].count("ok") >= 2)]
     assert outcomes.count("ok") == 2 and outcomes.count("refused_concurrency") >= 1, outcomes
 
 
@@ -176,23 +191,21 @@ def _():
         assert "monthly" in str(e), str(e)
     else:
         raise AssertionError("no error")
-    db = sqlite3.connect(args.db)
-    rows = db.execute("SELECT outcome FROM calls WHERE user = 'sdk-broke'").fetchall()
+    rows = ledger("SELECT outcome FROM calls WHERE user = 'sdk-broke'")
     assert rows == [("refused_quota",)], rows
 
 
 @check("every successful SDK call has a committed ledger row with usage and cost")
 def _():
-    db = sqlite3.connect(args.db)
     for request_id in request_ids:
-        row = db.execute("SELECT outcome, input_tokens + cached_input_tokens + cache_write_tokens, "
-                         "output_tokens, cost_pd, user FROM calls WHERE request_id = ?",
-                         (request_id,)).fetchone()
-        assert row is not None, f"no row for {request_id}"
+        rows = ledger("SELECT outcome, input_tokens + cached_input_tokens + cache_write_tokens, "
+                      "output_tokens, cost_pd, user FROM calls WHERE request_id = ?", (request_id,))
+        assert rows, f"no row for {request_id}"
+        row = rows[0]
         outcome, input_tokens, output_tokens, cost, user = row
         assert outcome == "ok" and user == "sdk-alice", (request_id, row)
         assert input_tokens > 0 and cost > 0, (request_id, row)
-    refused = db.execute("SELECT count(*) FROM calls WHERE outcome LIKE 'refused_%'").fetchone()[0]
+    refused = ledger("SELECT count(*) FROM calls WHERE outcome LIKE 'refused_%'")[0][0]
     assert refused >= 3, refused
 
 
