@@ -93,11 +93,28 @@ import LedgerTestSupport
         #expect(answered.current == [0, 1, 2, 3, 4])
         #expect(try blocker.scalarInt("SELECT count(*) FROM calls") == 0)
         #expect(try Self.journalFiles(dir).count == 2, "a segment and its lock")
+        #expect(!writer.flush(timeout: .milliseconds(100)), "a bounded flush gives up while commits fail")
         try blocker.execute("COMMIT")
         writer.flush()
         #expect(try blocker.scalarInt("SELECT count(*) FROM calls") == 5)
         writer.close()
         #expect(try Self.journalFiles(dir).isEmpty, "a clean stop removes the journal")
+    }
+
+    /// The writer waits `commitLinger` for more journaled rows, but not when a caller waits for
+    /// its row's commit.
+    @Test func onlyJournaledRowsWaitForTheLinger() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(commitLinger: .seconds(30)))
+        defer { writer.close() }
+        let reader = try SQLiteConnection(path: dir.path())
+        if writer.stage(sampleEntry(1), onCommit: { _ in }) { writer.commitStaged() }
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(try reader.scalarInt("SELECT count(*) FROM calls") == 0, "lingering")
+        let committed = DispatchSemaphore(value: 0)
+        writer.append(sampleEntry(2)) { _ in committed.signal() }
+        #expect(committed.wait(timeout: .now() + 10) == .success, "an appended row cuts the linger short")
+        #expect(try reader.scalarInt("SELECT count(*) FROM calls") == 2)
     }
 
     @Test func aStartReplaysTheJournalOfAGatewayThatIsGone() throws {
