@@ -49,7 +49,7 @@ final class GatewayContext: Sendable {
         let metrics = self.metrics
         let recorded = entry
         // Staged: the loop records the rows of its pass itself, after the pass (no thread hop).
-        let mustCommit = ledger.stage(entry) { result in
+        let mustRecord = ledger.stage(entry) { result in
             switch result {
             case .success: metrics.recordCall(recorded)
             case .failure: metrics.recordCommitFailure(recorded)
@@ -65,9 +65,9 @@ final class GatewayContext: Sendable {
                 deliver()
             }
         }
-        if mustCommit {
+        if mustRecord {
             let ledger = self.ledger
-            loop.execute { ledger.commitStaged() }
+            loop.execute { ledger.recordStaged() }
         }
     }
 }

@@ -10,12 +10,12 @@ import Metering
 public protocol LedgerSink: AnyObject, Sendable {
     func append(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion)
     /// Like `append`, but the caller may record on its own thread: true asks it to call
-    /// `commitStaged()` soon (once for all the rows it stages meanwhile). A sink that cannot
+    /// `recordStaged()` soon (once for all the rows it stages meanwhile). A sink that cannot
     /// record on the caller's thread appends and returns false.
     func stage(_ entry: LedgerEntry, onCommit: @escaping LedgerWriter.Completion) -> Bool
     /// Records staged rows on the calling thread (SQLite: in its journal); never waits for a
     /// commit or another process.
-    func commitStaged()
+    func recordStaged()
     /// Rows accepted and not yet settled (committed or failed).
     var backlog: Int { get }
     /// Returns once every row accepted before the call has settled.
@@ -34,7 +34,7 @@ extension LedgerSink {
         return false
     }
 
-    public func commitStaged() {}
+    public func recordStaged() {}
 }
 
 /// What reads the ledger: reports, exports, the quota rebuild at start-up, the admin API.

@@ -10,7 +10,7 @@ import Foundation
 /// call `flush` or `close` (hop to your own event loop instead).
 ///
 /// Recorded before committed: `stage` queues a row for the ledger's journal (`LedgerJournal`), and
-/// the caller then runs `commitStaged` on its own thread, e.g. once per event-loop pass for every
+/// the caller then runs `recordStaged` on its own thread, e.g. once per event-loop pass for every
 /// row staged in that pass: the rows go to the journal file in one `write`, their callbacks run
 /// right away on that thread (`.success`: recorded), and the writer thread commits them to SQLite
 /// behind, `commitLinger` after the first, in one transaction. An answer so waits about a
@@ -234,7 +234,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
     /// Queues `entry` for the journal (see the type's notes); `onCommit` runs once it is written
     /// there, or committed if the journal cannot take it. True when the caller must run
-    /// `commitStaged()` soon on its own thread; false when one is already due for the rows staged
+    /// `recordStaged()` soon on its own thread; false when one is already due for the rows staged
     /// before (this one goes with them). After `close()`, fails at once with `.closed` on the
     /// caller's thread and returns false.
     public func stage(_ entry: LedgerEntry, onCommit: @escaping Completion) -> Bool {
@@ -250,7 +250,7 @@ public final class LedgerWriter: @unchecked Sendable {
     }
 
     /// Writes the staged rows to the journal and runs their callbacks, on the calling thread.
-    public func commitStaged() {
+    public func recordStaged() {
         journal?.write(into: queue)
     }
 

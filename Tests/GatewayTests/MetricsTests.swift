@@ -106,6 +106,9 @@ struct MetricsTests {
         let h = try ProxyHarness(plansYAML: Self.plans)
         defer { h.shutdown() }
         try await Self.traffic(h)
+        // The ledger's commit metrics count rows once SQLite has them, up to the writer's linger
+        // after their answers.
+        h.server.flushLedger()
         let m = try await Scrape.of(h)
         let rows = try h.allRows()
 

@@ -86,9 +86,9 @@ import LedgerTestSupport
         for n in 0..<5 {
             if writer.stage(sampleEntry(n), onCommit: { result in
                 if case .success = result { answered.withLock { $0.append(n) } }
-            }) { writer.commitStaged() }
+            }) { writer.recordStaged() }
         }
-        writer.commitStaged()
+        writer.recordStaged()
         // Answered from the journal, in order, while SQLite's write lock is held elsewhere.
         #expect(answered.current == [0, 1, 2, 3, 4])
         #expect(try blocker.scalarInt("SELECT count(*) FROM calls") == 0)
@@ -108,7 +108,7 @@ import LedgerTestSupport
         let writer = try LedgerWriter(path: dir.path(), options: .init(commitLinger: .seconds(30)))
         defer { writer.close() }
         let reader = try SQLiteConnection(path: dir.path())
-        if writer.stage(sampleEntry(1), onCommit: { _ in }) { writer.commitStaged() }
+        if writer.stage(sampleEntry(1), onCommit: { _ in }) { writer.recordStaged() }
         Thread.sleep(forTimeInterval: 0.2)
         #expect(try reader.scalarInt("SELECT count(*) FROM calls") == 0, "lingering")
         let committed = DispatchSemaphore(value: 0)

@@ -4,7 +4,7 @@ import Testing
 @testable import Ledger
 import LedgerTestSupport
 
-/// Rows staged by the gateway's event loops (`stage` + `commitStaged`): recorded on the caller's
+/// Rows staged by the gateway's event loops (`stage` + `recordStaged`): recorded on the caller's
 /// thread (in the journal: `LedgerJournalTests`), committed by the writer thread behind them.
 @Suite struct StagedRowsTests {
     @Test func stagedRowsAreRecordedOnTheCallersThreadInOrder() throws {
@@ -14,22 +14,22 @@ import LedgerTestSupport
         let caller = pthread_self()
         let committed = Locked<[String]>([])
         let elsewhere = Locked(0)
-        var mustCommit: [Bool] = []
+        var mustRecord: [Bool] = []
         for n in 0..<3 {
-            mustCommit.append(writer.stage(sampleEntry(n)) { result in
+            mustRecord.append(writer.stage(sampleEntry(n)) { result in
                 if pthread_equal(pthread_self(), caller) == 0 { elsewhere.withLock { $0 += 1 } }
                 if case .success = result { committed.withLock { $0.append("call-\(n)") } }
             })
         }
-        #expect(mustCommit == [true, false, false], "one write asked for all rows staged before it")
+        #expect(mustRecord == [true, false, false], "one write asked for all rows staged before it")
         #expect(committed.current.isEmpty, "nothing is recorded before the caller writes")
-        writer.commitStaged()
+        writer.recordStaged()
         #expect(committed.current == ["call-0", "call-1", "call-2"])
         #expect(elsewhere.current == 0, "callbacks ran on the caller's thread")
         writer.flush()
         #expect(try LedgerReader(path: dir.path()).count() == 3)
         #expect(writer.stage(sampleEntry(3)) { _ in }, "the queue ran dry: the next row asks again")
-        writer.commitStaged()
+        writer.recordStaged()
     }
 
     /// 8 threads staging and writing, and appending through the writer thread, at once: every
@@ -50,7 +50,7 @@ import LedgerTestSupport
                 if n % 5 == 0 {
                     writer.append(sampleEntry(n), onCommit: done)
                 } else if writer.stage(sampleEntry(n), onCommit: done) {
-                    writer.commitStaged()
+                    writer.recordStaged()
                 }
             }
         }
@@ -78,7 +78,7 @@ import LedgerTestSupport
         let result = Locked<Result<Void, LedgerError>?>(nil)
         #expect(!writer.stage(sampleEntry(3)) { r in result.withLock { $0 = r } })
         expectClosed(result.current)
-        writer.commitStaged()
+        writer.recordStaged()
     }
 
     /// The writer thread adds staged calls to the rollup cells once they have waited
@@ -88,7 +88,7 @@ import LedgerTestSupport
         let writer = try LedgerWriter(path: dir.path(), options: .init(rollupFlushInterval: .milliseconds(50)))
         defer { writer.close() }
         for n in 0..<5 {
-            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.recordStaged() }
         }
         let probe = try SQLiteConnection(path: dir.path())
         let cells = "SELECT coalesce(sum(requests), 0) FROM rollup_hours"
@@ -116,7 +116,7 @@ import LedgerTestSupport
         _ = try reader.scalarInt("SELECT count(*) FROM calls")
         let commits = 150
         for n in 0..<commits {
-            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.recordStaged() }
             // Calls a little apart, as a server sees them: back to back on a loaded machine, the
             // checkpoint thread was still busy with the first request (refused ones are asked
             // again) and the writer thread not yet run for the forced one, so only one was asked.
@@ -163,14 +163,14 @@ import LedgerTestSupport
         let deadline = ContinuousClock.now + .seconds(60)
         var n = 0
         while atCatchUp.current == nil && ContinuousClock.now < deadline {
-            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+            if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.recordStaged() }
             n += 1
             // Calls a little apart, as an event loop commits them (see the test above).
             Thread.sleep(forTimeInterval: 0.001)
         }
         let before = try #require(atCatchUp.current, "no catch-up in \(n) commits")
         // One more commit, surely after the catch-up.
-        if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.commitStaged() }
+        if writer.stage(sampleEntry(n), onCommit: { _ in }) { writer.recordStaged() }
         writer.flush()
         let sequence = try #require(before)
         #expect(walSequence() == sequence &+ 1, "the WAL did not start over at the commit after the catch-up")

@@ -147,7 +147,7 @@ func cpuSeconds() -> Double {
 }
 if writerOnly && ProcessInfo.processInfo.environment["ONE_PER_COMMIT"] == "1" {
     // One call per transaction, as at one client connection: recorded as an event loop records
-    // it (`stage` + `commitStaged`: a write to the ledger's journal, all its answer waits for),
+    // it (`stage` + `recordStaged`: a write to the ledger's journal, all its answer waits for),
     // then committed by the writer thread (`flush`): the fixed cost of a commit, which no batch shares.
     var recorded: [Duration] = []
     var durations: [Duration] = []
@@ -156,7 +156,7 @@ if writerOnly && ProcessInfo.processInfo.environment["ONE_PER_COMMIT"] == "1" {
     let cpuStart = cpuSeconds()
     for entry in prebuilt {
         let start = clock.now
-        if writer.stage(entry, onCommit: { _ in }) { writer.commitStaged() }
+        if writer.stage(entry, onCommit: { _ in }) { writer.recordStaged() }
         recorded.append(clock.now - start)
         writer.flush()
         durations.append(clock.now - start)
