@@ -72,9 +72,7 @@ final class AdminAPI: Sendable {
             let plans = gateway.policies.policy.plans
             let ledger = gateway.ledger
             return pool.runIfActive(eventLoop: loop) {
-                // Calls answered a moment ago may still be on their way to SQLite (`LedgerJournal`);
-                // while commits fail, the report goes without them.
-                _ = ledger.flush(timeout: .milliseconds(500))
+                Self.awaitAnsweredCalls(in: ledger)
                 let report = try reader.report(request.query).top(request.top)
                 let summary = request.summary
                     ? try ReportSummary.compute(reader: reader, query: request.query, plans: plans, now: now, models: false)
@@ -88,12 +86,20 @@ final class AdminAPI: Sendable {
             }
             let gateway = self.gateway, reader = self.reader
             return pool.runIfActive(eventLoop: loop) {
-                .json(try AdminHealth.render(gateway: gateway, reader: reader, now: now))
+                Self.awaitAnsweredCalls(in: gateway.ledger)
+                return .json(try AdminHealth.render(gateway: gateway, reader: reader, now: now))
             }.flatMapErrorThrowing(Self.failure)
         default:
             return loop.makeSucceededFuture(.refusal(Refusal(
                 .notFound, "Unknown admin route \(path.prefix(200)); see /admin/api/report and /admin/api/health.")))
         }
+    }
+
+    /// Admin reads of the ledger include the calls answered so far, which the writer commits up to
+    /// its linger after their answers (`LedgerJournal`). Bounded, so that failing commits cannot
+    /// hold the admin thread: the read then goes without them.
+    private static func awaitAnsweredCalls(in ledger: any LedgerSink) {
+        _ = ledger.flush(timeout: .milliseconds(500))
     }
 
     /// 401 without a key or with an unknown one; 403 for a valid key that is not an admin key.
