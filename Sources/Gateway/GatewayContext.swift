@@ -38,8 +38,9 @@ final class GatewayContext: Sendable {
 
     /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it is recorded (in
     /// the ledger's journal, or committed): the client's final bytes wait for the row (invariant
-    /// 1). If the row cannot be recorded, the connection is cut instead, so no client ever holds a complete answer the ledger lacks, and `notRecorded`
-    /// runs on `loop` (what the call used is still owed to the shared budgets).
+    /// 1). If the row cannot be recorded, the connection is cut instead, so no client ever holds
+    /// a complete answer the ledger lacks, and `notRecorded` runs on `loop` (what the call used
+    /// is still owed to the shared budgets).
     func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
                 notRecorded: (@Sendable () -> Void)? = nil, then deliver: @escaping () -> Void) {
         var entry = entry

@@ -103,9 +103,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
                 condition.wait()
                 continue
             }
-            let left = deadline - .now
-            if left <= .zero { return false }
-            _ = condition.wait(until: Self.date(after: left))
+            guard wait(until: deadline) else { return false }
         }
         return true
     }
@@ -152,9 +150,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
         defer { condition.unlock() }
         while !writerWanted && !stopping {
             guard let instant = wakeAt else { condition.wait(); continue }
-            let left = instant - .now
-            if left <= .zero { break }
-            _ = condition.wait(until: Self.date(after: left))
+            guard wait(until: instant) else { break }
         }
         writerWanted = false
         return !(stopping && queue.isEmpty)
@@ -166,9 +162,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while !callerWaits && flushWaiters == 0 && !stopping {
-            let left = deadline - .now
-            if left <= .zero { break }
-            _ = condition.wait(until: Self.date(after: left))
+            guard wait(until: deadline) else { break }
         }
     }
 
@@ -250,7 +244,13 @@ public final class GroupCommitQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    private static func date(after duration: Duration) -> Date {
-        Date(timeIntervalSinceNow: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    /// Waits on `condition` (held) for a signal or `deadline`; false, without waiting, once
+    /// `deadline` has passed.
+    private func wait(until deadline: ContinuousClock.Instant) -> Bool {
+        let left = deadline - .now
+        guard left > .zero else { return false }
+        let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+        _ = condition.wait(until: Date(timeIntervalSinceNow: seconds))
+        return true
     }
 }

@@ -46,7 +46,6 @@ final class LedgerJournal: @unchecked Sendable {
         var settled = 0
         /// A row of it failed to commit: it stays for the next start's replay.
         var keep = false
-        var isCurrent = true
     }
 
     /// nil if its lock cannot be made and held (a read-only directory): the writer goes without.
@@ -116,15 +115,8 @@ final class LedgerJournal: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard lockDescriptor >= 0 else { return }
-        if descriptor >= 0 {
-            Foundation.close(descriptor)
-            descriptor = -1
-            segments[segment]?.isCurrent = false
-        }
-        for (number, state) in segments where !state.keep && state.settled == state.appended {
-            unlink(path(of: number))
-            segments[number] = nil
-        }
+        if descriptor >= 0 { endSegment() }
+        for number in Array(segments.keys) { removeIfDone(number) }
         if segments.isEmpty { unlink(base + ".lock") }
         Foundation.close(lockDescriptor)
         lockDescriptor = -1
@@ -161,7 +153,6 @@ final class LedgerJournal: @unchecked Sendable {
     private func endSegment() {
         Foundation.close(descriptor)
         descriptor = -1
-        segments[segment]?.isCurrent = false
         removeIfDone(segment)
     }
 
@@ -176,7 +167,9 @@ final class LedgerJournal: @unchecked Sendable {
     }
 
     private func removeIfDone(_ number: Int) {
-        guard let state = segments[number], !state.isCurrent, !state.keep, state.settled == state.appended else { return }
+        // The segment being written stays, whatever is committed: more rows are coming.
+        let isCurrent = number == segment && descriptor >= 0
+        guard let state = segments[number], !isCurrent, !state.keep, state.settled == state.appended else { return }
         unlink(path(of: number))
         segments[number] = nil
     }

@@ -259,13 +259,18 @@ public final class LedgerWriter: @unchecked Sendable {
 
     /// Blocks until every row appended before this call is committed and its callback has run.
     public func flush() {
-        journal?.write(into: queue)
-        queue.flush()
+        flush(deadline: nil)
     }
 
     public func flush(timeout: Duration) -> Bool {
+        flush(deadline: .now + timeout)
+    }
+
+    /// Staged rows go to the journal first, so that the wait covers them too.
+    @discardableResult
+    private func flush(deadline: ContinuousClock.Instant?) -> Bool {
         journal?.write(into: queue)
-        return queue.flush(deadline: .now + timeout)
+        return queue.flush(deadline: deadline)
     }
 
     /// Commits everything queued, stops the thread and closes the database. Idempotent.
@@ -279,7 +284,7 @@ public final class LedgerWriter: @unchecked Sendable {
 
     private func run() {
         while queue.waitForWork() {
-            if options.commitLinger > .zero { queue.linger(until: .now + options.commitLinger) }
+            queue.linger(until: .now + options.commitLinger)
             commitQueued()
         }
         // One attempt: if it fails the calls stay in the tail, where reports and the next
