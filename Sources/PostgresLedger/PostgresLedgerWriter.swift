@@ -124,16 +124,15 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         }
     }
 
-    /// Inserts `rows` in one transaction and returns the refused ones, by index in the batch: a
-    /// duplicate (unless `retrying`), or a row PostgreSQL cannot store. On such a data error the
-    /// transaction is rolled back whole, so the rows are split in halves, each written on its
-    /// own, until the offending row stands alone. Any other error fails the attempt.
+    /// Inserts `rows` in one statement, so one transaction without BEGIN and COMMIT (two round
+    /// trips fewer per batch), and returns the refused ones, by index in the batch: a duplicate
+    /// (unless `retrying`), or a row PostgreSQL cannot store. On such a data error the statement
+    /// fails whole, so the rows are split in halves, each written on its own, until the
+    /// offending row stands alone. Any other error fails the attempt.
     private func insert(_ rows: ArraySlice<Pending>, retrying: Bool) throws -> [Int: LedgerError] {
         let inserted: [PostgresRow]
         do {
-            inserted = try session.transaction {
-                try session.query(PostgresCallRow.insert(rows.map(\.entry)), context: "insert \(rows.count) calls")
-            }
+            inserted = try session.query(PostgresCallRow.insert(rows.map(\.entry)), context: "insert \(rows.count) calls")
         } catch let error as LedgerError where error.isUnstorableValue {
             if rows.count == 1 { return [rows.startIndex: error] }
             let middle = rows.startIndex + rows.count / 2
