@@ -82,8 +82,8 @@ public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConverti
 
 /// What one token of each kind costs for a model from a given day, in pico-dollars per token.
 public struct ModelPrice: Sendable, Hashable, Codable {
-    public var model: ModelPattern
-    public var effectiveFrom: Day
+    public let model: ModelPattern
+    public let effectiveFrom: Day
     public var input: Money
     public var cachedInput: Money
     public var cacheWrite: Money
@@ -100,10 +100,27 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.cacheWrite = cacheWrite
         self.output = output
         self.source = source
+        id = "\(model.text)@\(effectiveFrom)"
     }
 
-    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`.
-    public var id: String { "\(model.text)@\(effectiveFrom)" }
+    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`. Kept rather
+    /// than formatted on use: every call's journal record and ledger row carry it.
+    public let id: String
+
+    private enum CodingKeys: String, CodingKey {
+        case model, effectiveFrom, input, cachedInput, cacheWrite, output, source
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(model: try c.decode(ModelPattern.self, forKey: .model),
+                  effectiveFrom: try c.decode(Day.self, forKey: .effectiveFrom),
+                  input: try c.decode(Money.self, forKey: .input),
+                  cachedInput: try c.decode(Money.self, forKey: .cachedInput),
+                  cacheWrite: try c.decode(Money.self, forKey: .cacheWrite),
+                  output: try c.decode(Money.self, forKey: .output),
+                  source: try c.decode(String.self, forKey: .source))
+    }
 
     /// Converts a price per one million tokens, in dollars with at most six decimals,
     /// to an exact per-token amount. Nil if the text is not such a decimal.
