@@ -29,6 +29,7 @@ public final class SharedQuotaBook: Sendable {
     public let replica: String
     public let settings: SharedQuotaSettings
     let connections: SharedQuotaConnections
+    private let settlements: SettlementBatches
     let logger: Logger
     private let clocks = Mutex<[PeriodClock]>([])
     private let lastFailureLog = Mutex<Int64>(.min / 2)
@@ -37,6 +38,10 @@ public final class SharedQuotaBook: Sendable {
     /// Reservations this replica made and has not settled or released yet (for its metrics; the
     /// holds of all replicas are in `quota_holds`, see `openHolds`).
     public var openReservations: Int { heldHere.withLock { $0 } }
+
+    /// Statements that carried settlements so far: fewer than the settlements under load, as those
+    /// made while one is in flight on their loop go together (tests read it).
+    public var settlementStatements: Int { settlements.statements }
 
     public convenience init(location: PostgresLocation, replica: String = SharedQuotaBook.processReplicaName(),
                             settings: SharedQuotaSettings = SharedQuotaSettings(), logger: Logger) {
@@ -54,6 +59,7 @@ public final class SharedQuotaBook: Sendable {
         connections = SharedQuotaConnections(configuration: configuration, answerTimeout: settings.answerTimeout,
                                              statementTimeout: settings.statementTimeout,
                                              perLoop: settings.connectionsPerLoop, logger: logger)
+        settlements = SettlementBatches(connections: connections, logger: logger)
     }
 
     /// `host:pid:random`: readable in `quota_holds`, unique across restarts.
@@ -240,16 +246,11 @@ public final class SharedQuotaBook: Sendable {
 
     /// Replaces the call's hold with its actual `cost` and `tokens`, in the periods it was
     /// reserved in. Run once the call's ledger row has committed. True if it changed anything
-    /// (false: already settled, released, or reaped and charged from the ledger).
+    /// (false: already settled, released, or reaped and charged from the ledger). Sent with the
+    /// other settlements of its event loop that queue while one is in flight (`SettlementBatches`).
     public func settle(callID: String, cost: Money, tokens: Int, on loop: any EventLoop) -> EventLoopFuture<Bool> {
-        let logger = self.logger, picodollars = max(cost, .zero).picodollars, tokenCount = Int64(max(tokens, 0))
-        return connections.withConnection(on: loop) { connection in
-            connection.query("SELECT tokenctl_quota_settle(\(callID), \(picodollars)::int8, \(tokenCount)::int8)",
-                             logger: logger)
-        }.flatMapThrowing { result in
-            guard let row = result.rows.first else { throw SharedQuotaError.unexpectedAnswer("tokenctl_quota_settle returned no row") }
-            return try row.decode(Bool.self)
-        }
+        settlements.settle(callID: callID, picodollars: max(cost, .zero).picodollars, tokens: Int64(max(tokens, 0)),
+                           on: loop)
     }
 
     /// Removes the call's hold without spending (the call never reached the provider).

@@ -222,6 +222,68 @@ enum SharedQuotaSchema {
             RETURN false;
         END $$
         """,
+        // `tokenctl_quota_settle` for a batch of calls in one round trip (a replica sends the
+        // settlements that queued while its previous batch was in flight). Each call once, as
+        // settling it alone would: its hold becomes its spend, or, without a hold, a reaped call
+        // is charged once. The holds and reaped records are taken first, then every counter they
+        // touch is locked in key order and given the batch's sums: clamping `reserved` at zero
+        // once per counter gives what clamping once per hold would. Returns each call settled.
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_settle_many(p_call_ids text[], p_costs int8[], p_tokens int8[])
+        RETURNS TABLE (o_call_id text) LANGUAGE plpgsql AS $$
+        DECLARE
+            k_scopes text[];
+            k_periods text[];
+            k_starts int8[];
+            k_held numeric[];
+            k_held_tokens numeric[];
+            k_spent numeric[];
+            k_spent_tokens numeric[];
+            settled text[];
+        BEGIN
+            WITH batch AS (
+                SELECT DISTINCT ON (u.id) u.id, greatest(u.cost, 0) AS cost, greatest(u.tokens, 0) AS tokens
+                FROM unnest(p_call_ids, p_costs, p_tokens) WITH ORDINALITY AS u(id, cost, tokens, n)
+                ORDER BY u.id, u.n
+            ), held AS (
+                DELETE FROM quota_holds h USING batch c WHERE h.call_id = c.id
+                RETURNING h.call_id, h.scopes, h.periods, h.period_starts, h.cost::numeric AS held,
+                          h.tokens::numeric AS held_tokens, c.cost AS spent, c.tokens AS spent_tokens
+            ), reaped AS (
+                UPDATE quota_reaped r SET charged = true FROM batch c
+                WHERE r.call_id = c.id AND NOT r.charged AND NOT EXISTS (SELECT 1 FROM held WHERE held.call_id = c.id)
+                RETURNING r.call_id, r.scopes, r.periods, r.period_starts, 0::numeric AS held,
+                          0::numeric AS held_tokens, c.cost AS spent, c.tokens AS spent_tokens
+            ), done AS (
+                SELECT * FROM held UNION ALL SELECT * FROM reaped
+            ), sums AS (
+                SELECT k.s, k.p, k.st, sum(d.held) AS held, sum(d.held_tokens) AS held_tokens,
+                       sum(d.spent) AS spent, sum(d.spent_tokens) AS spent_tokens
+                FROM done d CROSS JOIN LATERAL unnest(d.scopes, d.periods, d.period_starts) AS k(s, p, st)
+                GROUP BY k.s, k.p, k.st
+            )
+            SELECT array_agg(x.s), array_agg(x.p), array_agg(x.st), array_agg(x.held), array_agg(x.held_tokens),
+                   array_agg(x.spent), array_agg(x.spent_tokens), (SELECT array_agg(d.call_id) FROM done d)
+            INTO k_scopes, k_periods, k_starts, k_held, k_held_tokens, k_spent, k_spent_tokens, settled
+            FROM sums x;
+            IF settled IS NULL THEN
+                RETURN;
+            END IF;
+            PERFORM 1 FROM quota_counters q
+            JOIN unnest(k_scopes, k_periods, k_starts) AS k(s, p, st)
+              ON q.scope = k.s AND q.period = k.p AND q.period_start = k.st
+            ORDER BY q.scope, q.period, q.period_start FOR UPDATE OF q;
+            UPDATE quota_counters q
+            SET reserved = greatest(0, q.reserved - k.held),
+                reserved_tokens = greatest(0, q.reserved_tokens - k.held_tokens),
+                spent = q.spent + k.spent,
+                spent_tokens = q.spent_tokens + k.spent_tokens
+            FROM unnest(k_scopes, k_periods, k_starts, k_held, k_held_tokens, k_spent, k_spent_tokens)
+                 AS k(s, p, st, held, held_tokens, spent, spent_tokens)
+            WHERE q.scope = k.s AND q.period = k.p AND q.period_start = k.st;
+            RETURN QUERY SELECT unnest(settled);
+        END $$
+        """,
         // The reaper: holds of replicas not seen for `p_replica_timeout_us`, or past their
         // expiry, are removed; a call whose ledger row exists (it committed, its replica died
         // before settling) is charged what the row says. At most 1000 holds per run; holds

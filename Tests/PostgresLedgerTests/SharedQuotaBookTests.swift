@@ -245,6 +245,37 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(holds, 0, "a refused call holds nothing")
     }
 
+    /// Settlements made while one is in flight on their loop go together in the next statement:
+    /// 40 calls settled in one pass of a loop take two statements (the first goes alone), each
+    /// call settles once (one named twice in a batch is answered true once), and the counters end
+    /// exactly at the sum of the spend with nothing left reserved.
+    func testSettlementsMadeWhileOneIsInFlightGoTogether() async throws {
+        let book = try await makeBook(replica: "batch")
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("bo"), period: .day, usd: dollars(10_000)),
+                       BudgetLimit(scope: .team("ops"), period: .month, usd: dollars(100_000))]
+        for index in 0..<40 {
+            _ = try await book.reserve(callID: "s-\(index)", budgets: budgets, cost: dollars(10), tokens: 100,
+                                       now: now, timeZone: utc, on: loop).get().get()
+        }
+        let before = book.settlementStatements
+        let ids = (0..<40).map { "s-\($0)" } + ["s-7"]
+        let three = dollars(3)
+        let settled = try await loop.flatSubmit {
+            EventLoopFuture.whenAllSucceed(ids.map { book.settle(callID: $0, cost: three, tokens: 30, on: loop) }, on: loop)
+        }.get()
+        XCTAssertEqual(Array(settled.prefix(40)), Array(repeating: true, count: 40))
+        XCTAssertFalse(settled[40], "the second settlement of s-7 in the same batch changes nothing")
+        XCTAssertEqual(book.settlementStatements - before, 2)
+        for (scope, period) in [(PayerScope.user("bo"), BudgetPeriod.day), (.team("ops"), .month)] {
+            let counted = try await counter(book, scope, period)
+            XCTAssertEqual(counted, SharedQuotaCounter(spent: Int128(three.picodollars) * 40, reserved: 0,
+                                                       spentTokens: 1_200, reservedTokens: 0))
+        }
+        let holds = try await book.openHolds(on: loop).get()
+        XCTAssertEqual(holds, 0)
+    }
+
     // MARK: (c) a replica that stops
 
     /// Replica A reserves two calls and stops heartbeating; one call's ledger row committed.
