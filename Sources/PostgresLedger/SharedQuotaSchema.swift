@@ -195,37 +195,12 @@ enum SharedQuotaSchema {
             FROM held h;
         END $$
         """,
-        // Settlement after the call's ledger row committed: the hold becomes the actual spend.
-        // Idempotent: without a hold nothing changes, unless the reaper took the hold before the
-        // call's row existed (a slow replica, not a dead one): then the spend is charged once.
-        // Releasing is settling for nothing.
-        """
-        CREATE OR REPLACE FUNCTION tokenctl_quota_settle(p_call_id text, p_cost int8, p_tokens int8)
-        RETURNS boolean LANGUAGE plpgsql AS $$
-        DECLARE
-            h record;
-        BEGIN
-            DELETE FROM quota_holds WHERE call_id = p_call_id
-            RETURNING scopes, periods, period_starts, cost, tokens INTO h;
-            IF FOUND THEN
-                PERFORM tokenctl_quota_apply(h.scopes, h.periods, h.period_starts, h.cost, h.tokens,
-                                             greatest(p_cost, 0), greatest(p_tokens, 0));
-                RETURN true;
-            END IF;
-            UPDATE quota_reaped SET charged = true WHERE call_id = p_call_id AND NOT charged
-            RETURNING scopes, periods, period_starts INTO h;
-            IF FOUND THEN
-                PERFORM tokenctl_quota_apply(h.scopes, h.periods, h.period_starts, 0, 0,
-                                             greatest(p_cost, 0), greatest(p_tokens, 0));
-                RETURN true;
-            END IF;
-            RETURN false;
-        END $$
-        """,
-        // `tokenctl_quota_settle` for a batch of calls in one round trip (a replica sends the
-        // settlements that queued while its previous batch was in flight). Each call once, as
-        // settling it alone would: its hold becomes its spend, or, without a hold, a reaped call
-        // is charged once. The holds and reaped records are taken first, then every counter they
+        // Settlement after the calls' ledger rows committed, a batch in one round trip (a replica
+        // sends the settlements that queued while its previous batch was in flight): each call's
+        // hold becomes its actual spend. Idempotent: without a hold nothing changes, unless the
+        // reaper took the hold before the call's row existed (a slow replica, not a dead one):
+        // then the spend is charged once. Releasing is settling for nothing. A call named twice
+        // settles once. The holds and reaped records are taken first, then every counter they
         // touch is locked in key order and given the batch's sums: clamping `reserved` at zero
         // once per counter gives what clamping once per hold would. Returns each call settled.
         """
@@ -283,6 +258,15 @@ enum SharedQuotaSchema {
             WHERE q.scope = k.s AND q.period = k.p AND q.period_start = k.st;
             RETURN QUERY SELECT unnest(settled);
         END $$
+        """,
+        // One call's settlement: `tokenctl_quota_settle_many` of one (after it: a SQL function's body
+        // is checked when made). Replicas settle in batches; this stays for those of earlier
+        // versions, which call it.
+        """
+        CREATE OR REPLACE FUNCTION tokenctl_quota_settle(p_call_id text, p_cost int8, p_tokens int8)
+        RETURNS boolean LANGUAGE sql AS $$
+            SELECT EXISTS (SELECT 1 FROM tokenctl_quota_settle_many(ARRAY[p_call_id], ARRAY[p_cost], ARRAY[p_tokens]))
+        $$
         """,
         // The reaper: holds of replicas not seen for `p_replica_timeout_us`, or past their
         // expiry, are removed; a call whose ledger row exists (it committed, its replica died

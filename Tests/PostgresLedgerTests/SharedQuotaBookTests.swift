@@ -276,6 +276,30 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(holds, 0)
     }
 
+    /// `tokenctl_quota_settle`, which replicas of earlier versions call for one call, settles as a
+    /// batch of one does: once, the hold becoming the spend.
+    func testOneCallSettlementOfEarlierReplicasSettlesOnce() async throws {
+        let book = try await makeBook(replica: "earlier")
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("cy"), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: "e-1", budgets: budgets, cost: dollars(10), tokens: 100,
+                                   now: now, timeZone: utc, on: loop).get().get()
+        let connection = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        func settleOne() async throws -> Bool {
+            let rows = try await connection.query("SELECT tokenctl_quota_settle('e-1', \(dollars(4).picodollars)::int8, 40)",
+                                                  logger: logger).collect()
+            return try rows[0].decode(Bool.self)
+        }
+        let first = try await settleOne()
+        let second = try await settleOne()
+        try await connection.close()
+        XCTAssertTrue(first)
+        XCTAssertFalse(second)
+        let cy = try await counter(book, .user("cy"), .day)
+        XCTAssertEqual(cy, SharedQuotaCounter(spent: Int128(dollars(4).picodollars), reserved: 0, spentTokens: 40,
+                                              reservedTokens: 0))
+    }
+
     // MARK: (c) a replica that stops
 
     /// Replica A reserves two calls and stops heartbeating; one call's ledger row committed.
