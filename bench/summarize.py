@@ -88,7 +88,8 @@ if args.pg:
       "from scripts/with-postgres.sh on 127.0.0.1: trust auth, `fsync=off`), `--journal` in the temp dir; "
       f"**PostgreSQL's server processes pinned to core {args.sut_core} with tokenctl** (`taskset -a -p`, backends inherit it). "
       "Its plans.yaml gives every user a budget (`daily_usd: \"1000000\"`, never reached), so every call takes the shared-quota "
-      "path: one reservation round trip before going upstream, one settlement after its row committed. "
+      "path: a reservation before going upstream, a settlement after its row committed (each a round trip, "
+      "shared with the calls its event loop made while the previous one was in flight). "
       "The SQLite arms have no plans.yaml (no budget).")
 else:
     w("- tokenctl-pg: **n/a** — PostgreSQL could not start (scripts/with-postgres.sh)")

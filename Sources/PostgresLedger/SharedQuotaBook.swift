@@ -16,7 +16,9 @@ import Synchronization
 /// locks — no overshoot beyond the single-node bound (a call that spends more than it reserved).
 ///
 /// Each operation is one round trip to one plpgsql function (`SharedQuotaSchema`), on a
-/// connection of the caller's event loop; the result arrives there (no Task per call).
+/// connection of the caller's event loop; the result arrives there (no Task per call). Under
+/// load, the reservations (and the settlements) of a loop that queue while one is in flight go
+/// together in the next round trip (`LoopBatches`).
 ///
 /// **Replica failure.** Every replica heartbeats (`quota_replicas`) and reaps (`QuotaReaper`):
 /// holds of a replica not seen for `replicaTimeout`, or older than `holdExpiry`, are removed,
@@ -29,6 +31,7 @@ public final class SharedQuotaBook: Sendable {
     public let replica: String
     public let settings: SharedQuotaSettings
     let connections: SharedQuotaConnections
+    private let reservations: ReservationBatches
     private let settlements: SettlementBatches
     let logger: Logger
     private let clocks = Mutex<[PeriodClock]>([])
@@ -39,8 +42,11 @@ public final class SharedQuotaBook: Sendable {
     /// holds of all replicas are in `quota_holds`, see `openHolds`).
     public var openReservations: Int { heldHere.withLock { $0 } }
 
-    /// Statements that carried settlements so far: fewer than the settlements under load, as those
-    /// made while one is in flight on their loop go together (tests read it).
+    /// Statements that carried reservations so far: fewer than the reservations under load, as
+    /// those made while one is in flight on their loop go together (tests read it).
+    public var reservationStatements: Int { reservations.statements }
+
+    /// Statements that carried settlements so far (as `reservationStatements`).
     public var settlementStatements: Int { settlements.statements }
 
     public convenience init(location: PostgresLocation, replica: String = SharedQuotaBook.processReplicaName(),
@@ -59,6 +65,8 @@ public final class SharedQuotaBook: Sendable {
         connections = SharedQuotaConnections(configuration: configuration, answerTimeout: settings.answerTimeout,
                                              statementTimeout: settings.statementTimeout,
                                              perLoop: settings.connectionsPerLoop, logger: logger)
+        reservations = ReservationBatches(replica: replica, holdSeconds: settings.holdExpirySeconds,
+                                          connections: connections, logger: logger)
         settlements = SettlementBatches(connections: connections, logger: logger)
     }
 
@@ -123,40 +131,43 @@ public final class SharedQuotaBook: Sendable {
     /// `answerTimeout`, so a refused call must hold nothing: a reservation that lands after that
     /// is released at once; one that was sent and failed may still land (only its answer was
     /// lost, or it waits on the server), so it is released at once and again once the server
-    /// has certainly ended it (`statementTimeout` later). Releasing is idempotent.
+    /// has certainly ended it (`statementTimeout` later). Releasing is idempotent. An error the
+    /// server answered ended the statement, rolled back: nothing landed, nothing to release
+    /// (and a release would free another hold of the same call id, were there one).
     public func reserve(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
                         timeZone: TimeZone, on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let answer = loop.makePromise(of: Result<SharedQuotaReservation, QuotaRefusal>.self)
         let timeout = settings.answerTimeout
         // All three closures run on `loop`: the timer, the sending, and the answer hopped there.
-        let timedOut = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: loop)
+        // A reservation still queued when the timer fires is not sent (`Abandonment`).
+        let timedOut = Abandonment()
         let sent = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: loop)
         let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
-            timedOut.value = true
+            timedOut.set()
             answer.fail(SharedQuotaError.noAnswer(timeout))
         }
         reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone,
-                   sent: sent, on: loop)
+                   sent: sent, abandonment: timedOut, on: loop)
             .hop(to: loop)
             .whenComplete { [self] result in
                 timer.cancel()
                 switch result {
                 case .success(.success(let held)) where held.holdsBudget:
                     // Landed after the call was refused for want of an answer: given back.
-                    if timedOut.value { releaseRetrying(callID: callID, on: loop) }
+                    if timedOut.isSet { releaseRetrying(callID: callID, on: loop) }
                 case .success:
                     break  // refused, or no budget applied: nothing held
                 case .failure(let error):
-                    if !timedOut.value { logFailure(error) }
-                    if sent.value {
+                    if !timedOut.isSet { logFailure(error) }
+                    if sent.value, (error as? PSQLError)?.code != .server {
                         releaseRetrying(callID: callID, on: loop)
                         loop.scheduleTask(in: TimeAmount(settings.statementTimeout + .seconds(1))) {
                             self.releaseRetrying(callID: callID, on: loop)
                         }
                     }
                 }
-                guard !timedOut.value else { return }
+                guard !timedOut.isSet else { return }
                 if case .success(.success(let held)) = result, held.holdsBudget { heldHere.withLock { $0 += 1 } }
                 answer.completeWith(result)
             }
@@ -181,7 +192,8 @@ public final class SharedQuotaBook: Sendable {
 
     /// `sent` turns true (on `loop`) once the reservation goes to a connection.
     private func reserveNow(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
-                            timeZone: TimeZone, sent: NIOLoopBoundBox<Bool>, on loop: any EventLoop)
+                            timeZone: TimeZone, sent: NIOLoopBoundBox<Bool>, abandonment: Abandonment,
+                            on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let cost = max(cost, .zero), tokens = max(tokens, 0)
         let tracked = budgets.filter(\.isTracked)
@@ -189,37 +201,19 @@ public final class SharedQuotaBook: Sendable {
         let reservation = SharedQuotaReservation(callID: callID, cost: cost, tokens: tokens, standings: [],
                                                  holdsBudget: false)
         guard !tracked.isEmpty else { return loop.makeSucceededFuture(.success(reservation)) }
-        var scopes: [String] = [], periods: [String] = [], starts: [Int64] = [], ends: [Int64] = []
-        var usd: [Int64] = [], limits: [Int64] = []
-        for (budget, interval) in zip(tracked, intervals) {
-            scopes.append(budget.scope.sharedKey)
-            periods.append(budget.period.rawValue)
-            starts.append(interval.start)
-            ends.append(interval.end)
-            usd.append(budget.usd.map { max(0, $0.picodollars) } ?? -1)
-            limits.append(budget.tokens.map { Int64(max(0, $0)) } ?? -1)
-        }
-        let replica = self.replica, logger = self.logger, holdSeconds = settings.holdExpirySeconds
-        let picodollars = cost.picodollars, tokenCount = Int64(tokens)
-        let query: PostgresQuery = """
-            SELECT o_ord, o_spent, o_reserved, o_spent_tokens, o_reserved_tokens, o_refused
-            FROM tokenctl_quota_reserve(\(callID), \(replica), \(scopes)::text[], \(periods)::text[],
-                \(starts)::int8[], \(ends)::int8[], \(usd)::int8[], \(limits)::int8[],
-                \(picodollars)::int8, \(tokenCount)::int8, \(holdSeconds)::int8)
-            """
-        return connections.withConnection(on: loop) { connection in
-            sent.value = true
-            return connection.query(query, logger: logger)
-        }.flatMapThrowing { result in
-            var rows: [BucketStanding] = []
-            for row in result.rows {
-                let (ord, spent, reserved, spentTokens, reservedTokens, refused)
-                    = try row.decode((Int, Int64, Int64, Int64, Int64, String?).self)
-                rows.append(BucketStanding(ord: ord, spent: spent, reserved: reserved, spentTokens: spentTokens,
-                                           reservedTokens: reservedTokens, refused: refused))
-            }
+        let request = ReservationBatches.Reservation(
+            callID: callID,
+            budgets: zip(tracked, intervals).map { budget, interval in
+                ReservationBatches.Budget(scope: budget.scope.sharedKey, period: budget.period.rawValue,
+                                          start: interval.start, end: interval.end,
+                                          usd: budget.usd.map { max(0, $0.picodollars) } ?? -1,
+                                          tokens: budget.tokens.map { Int64(max(0, $0)) } ?? -1)
+            },
+            picodollars: cost.picodollars, tokens: Int64(tokens), sent: sent, abandonment: abandonment,
+            answer: loop.makePromise(of: [BucketStanding].self))
+        return reservations.reserve(request, on: loop).flatMapThrowing { rows in
             guard rows.count == tracked.count, rows.enumerated().allSatisfy({ $0.element.ord == $0.offset + 1 }) else {
-                throw SharedQuotaError.unexpectedAnswer("tokenctl_quota_reserve returned \(rows.count) rows for \(tracked.count) budgets")
+                throw SharedQuotaError.unexpectedAnswer("tokenctl_quota_reserve_many returned \(rows.count) rows for \(tracked.count) budgets")
             }
             if let index = rows.firstIndex(where: { $0.refused != nil }) {
                 let row = rows[index]
@@ -319,16 +313,6 @@ public struct SharedQuotaReservation: Sendable, Hashable {
     public let standings: [QuotaStanding]
     /// False when no budget applied: nothing is held in PostgreSQL, nothing to settle.
     public let holdsBudget: Bool
-}
-
-/// One row of `tokenctl_quota_reserve`: a bucket's sums before the call.
-private struct BucketStanding {
-    var ord: Int
-    var spent: Int64
-    var reserved: Int64
-    var spentTokens: Int64
-    var reservedTokens: Int64
-    var refused: String?
 }
 
 extension PayerScope {

@@ -159,12 +159,15 @@ public enum SharedQuotaError: Error, Sendable, CustomStringConvertible {
     case unexpectedAnswer(String)
     /// No answer within `SharedQuotaSettings.answerTimeout`.
     case noAnswer(Duration)
+    /// Not sent: its caller had stopped waiting (after `noAnswer`) while it queued.
+    case abandoned
 
     public var description: String {
         switch self {
         case .closed: return "the shared quota state is closed"
         case .unexpectedAnswer(let detail): return "unexpected answer from PostgreSQL: \(detail)"
         case .noAnswer(let timeout): return "no answer from PostgreSQL within \(timeout)"
+        case .abandoned: return "not sent to PostgreSQL: no longer awaited"
         }
     }
 }

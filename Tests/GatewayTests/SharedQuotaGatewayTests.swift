@@ -116,7 +116,7 @@ struct SharedQuotaGatewayTests {
         // The reservation function disappears (as if the database were broken).
         let admin = try await PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(),
                                                          configuration: configuration, id: 0, logger: logger)
-        try await admin.query("DROP FUNCTION tokenctl_quota_reserve", logger: logger)
+        try await admin.query("DROP FUNCTION tokenctl_quota_reserve_many", logger: logger)
         try await admin.close()
         let openai = try await h.post("/v1/chat/completions", key: h.aliceKey, json: PlanEnforcementTests.exactCall,
                                       requestID: "down-1")

@@ -276,6 +276,104 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(holds, 0)
     }
 
+    /// Reservations made while one is in flight on their loop go together in the next statement,
+    /// admitted in the order they were made, each seeing the holds of those before it: of 20
+    /// calls whose user's budget fits 7, the first 7 are admitted and the rest refused with the
+    /// 7 holds counted; 2 statements in all; one hold per bucket, though two budgets name it.
+    func testReservationsMadeWhileOneIsInFlightGoTogetherInOrder() async throws {
+        let book = try await makeBook(replica: "reserve-batch")
+        let loop = group.next()
+        let cost = dollars(3)
+        let budgets = [BudgetLimit(scope: .user("ida"), period: .day, usd: Money(picodollars: cost.picodollars * 7)),
+                       BudgetLimit(scope: .team("ops"), period: .month, usd: dollars(1_000)),
+                       BudgetLimit(scope: .team("ops"), period: .month, tokens: 1_000_000)]  // same bucket
+        let before = book.reservationStatements
+        let now = self.now, utc = self.utc
+        let results = try await loop.flatSubmit {
+            EventLoopFuture.whenAllSucceed((0..<20).map { index in
+                book.reserve(callID: "r-\(index)", budgets: budgets, cost: cost, tokens: 100, now: now, timeZone: utc,
+                             on: loop)
+            }, on: loop)
+        }.get()
+        XCTAssertEqual(book.reservationStatements - before, 2, "the first alone, the other 19 together")
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let reservation):
+                XCTAssertLessThan(index, 7, "r-\(index) admitted")
+                XCTAssertEqual(reservation.standings.first?.usdLeft, Money(picodollars: cost.picodollars * Int64(7 - index)))
+            case .failure(let refusal):
+                XCTAssertGreaterThanOrEqual(index, 7, "r-\(index) refused")
+                XCTAssertEqual(refusal.limit, budgets[0])
+                XCTAssertEqual(refusal.reserved, Money(picodollars: cost.picodollars * 7))
+            }
+        }
+        let ida = try await counter(book, .user("ida"), .day)
+        XCTAssertEqual(ida, SharedQuotaCounter(spent: 0, reserved: Int128(cost.picodollars) * 7, spentTokens: 0,
+                                               reservedTokens: 700))
+        let ops = try await counter(book, .team("ops"), .month)
+        XCTAssertEqual(ops, ida, "one hold per bucket")
+        let holds = try await book.openHolds(on: loop).get()
+        XCTAssertEqual(holds, 7)
+    }
+
+    /// A batch that PostgreSQL fails as a whole (here: one call's id already holds) is sent
+    /// again call by call, so only that call fails; the others are admitted once each.
+    func testABatchTheServerFailsIsRetriedCallByCall() async throws {
+        let book = try await makeBook(replica: "reserve-retry")
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("jo"), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: "held", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
+                                   timeZone: utc, on: loop).get().get()
+        let before = book.reservationStatements
+        let now = self.now, utc = self.utc, two = dollars(2)
+        let results = try await loop.flatSubmit {
+            EventLoopFuture.whenAllComplete(["a-0", "a-1", "held", "a-2"].map { id in
+                book.reserve(callID: id, budgets: budgets, cost: two, tokens: 1, now: now, timeZone: utc, on: loop)
+            }, on: loop)
+        }.get()
+        XCTAssertEqual(book.reservationStatements - before, 5, "a-0 alone, then the batch of 3, then each of the 3")
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(.success(let reservation)): XCTAssertNotEqual(index, 2, "\(reservation.callID) admitted")
+            case .success(.failure(let refusal)): XCTFail("unexpected refusal \(refusal)")
+            case .failure(let error):
+                XCTAssertEqual(index, 2, "only the call whose id holds fails: \(error)")
+                XCTAssertEqual((error as? PSQLError)?.code, .server)
+            }
+        }
+        let jo = try await counter(book, .user("jo"), .day)
+        XCTAssertEqual(jo?.reserved, Int128(dollars(1 + 3 * 2).picodollars))
+        let holds = try await book.openHolds(on: loop).get()
+        XCTAssertEqual(holds, 4)
+    }
+
+    /// `tokenctl_quota_reserve`, which replicas of earlier versions call for one call, answers as
+    /// a batch of one does: admitted within the budget (one row per budget), refused past it.
+    func testOneCallReservationOfEarlierReplicasReservesAsABatchOfOne() async throws {
+        let book = try await makeBook(replica: "earlier-reserve")
+        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
+                                                              logger: logger)
+        let start = CalendarPeriod(timeZone: utc).interval(of: .day, containing: now)
+        func reserve(_ id: String) async throws -> [String?] {
+            let rows = try await connection.query("""
+                SELECT o_ord, o_refused FROM tokenctl_quota_reserve(\(id), 'old', ARRAY['user:lee', 'org'],
+                    ARRAY['day', 'day'], ARRAY[\(start.start), \(start.start)]::int8[], ARRAY[\(start.end), \(start.end)]::int8[],
+                    ARRAY[\(dollars(5).picodollars), -1]::int8[], ARRAY[-1, -1]::int8[], \(dollars(3).picodollars)::int8, 10::int8,
+                    600::int8)
+                """, logger: logger).collect()
+            XCTAssertEqual(try rows.map { try $0.decode((Int, String?).self).0 }, [1, 2])
+            return try rows.map { try $0.decode((Int, String?).self).1 }
+        }
+        let first = try await reserve("o-1")
+        let second = try await reserve("o-2")
+        try await connection.close()
+        XCTAssertEqual(first, [nil, nil])
+        XCTAssertEqual(second, ["usd", nil])
+        let lee = try await counter(book, .user("lee"), .day)
+        XCTAssertEqual(lee, SharedQuotaCounter(spent: 0, reserved: Int128(dollars(3).picodollars), spentTokens: 0,
+                                               reservedTokens: 10))
+    }
+
     /// `tokenctl_quota_settle`, which replicas of earlier versions call for one call, settles as a
     /// batch of one does: once, the hold becoming the spend.
     func testOneCallSettlementOfEarlierReplicasSettlesOnce() async throws {

@@ -1,0 +1,123 @@
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Reservations sent in batches (`LoopBatches`): one `tokenctl_quota_reserve_many` for the
+/// reservations of an event loop that queued while its previous one was in flight. PostgreSQL
+/// admits them in the order they queued, each seeing the holds of those before it, as one
+/// statement each would have.
+struct ReservationBatches: Sendable {
+    /// One budget of a reservation: its bucket, the period's end and its limits (-1: none).
+    struct Budget: Sendable {
+        let scope: String
+        let period: String
+        let start: Int64
+        let end: Int64
+        let usd: Int64
+        let tokens: Int64
+    }
+
+    struct Reservation: LoopBatchItem {
+        let callID: String
+        let budgets: [Budget]
+        let picodollars: Int64
+        let tokens: Int64
+        /// Turns true (on the reservation's loop) once it goes to a connection.
+        let sent: NIOLoopBoundBox<Bool>
+        let abandonment: Abandonment
+        /// Each budget's bucket before this call, in order.
+        let answer: EventLoopPromise<[BucketStanding]>
+
+        var isAbandoned: Bool { abandonment.isSet }
+        func drop() { answer.fail(SharedQuotaError.abandoned) }
+    }
+
+    /// Calls per statement, at most (the rest wait for the next one).
+    static let maxBatch = 256
+
+    private let batches: LoopBatches<Reservation>
+    private let sent = StatementCount()
+
+    /// Statements sent so far, a batch retried call by call counting each (tests read it).
+    var statements: Int { sent.value }
+
+    init(replica: String, holdSeconds: Int64, connections: SharedQuotaConnections, logger: Logger) {
+        let sent = self.sent
+        batches = LoopBatches(maxBatch: Self.maxBatch) { batch, loop in
+            Self.send(batch, replica: replica, holdSeconds: holdSeconds, connections: connections, logger: logger,
+                      sent: sent, on: loop)
+        }
+    }
+
+    func reserve(_ reservation: Reservation, on loop: any EventLoop) -> EventLoopFuture<[BucketStanding]> {
+        batches.submit(reservation, on: loop)
+        return reservation.answer.futureResult
+    }
+
+    private static func send(_ batch: [Reservation], replica: String, holdSeconds: Int64,
+                             connections: SharedQuotaConnections, logger: Logger, sent: StatementCount,
+                             on loop: any EventLoop) -> EventLoopFuture<Void> {
+        var ids: [String] = [], counts: [Int] = [], costs: [Int64] = [], tokens: [Int64] = []
+        var scopes: [String] = [], periods: [String] = [], starts: [Int64] = [], ends: [Int64] = []
+        var usd: [Int64] = [], limits: [Int64] = []
+        for reservation in batch {
+            ids.append(reservation.callID)
+            counts.append(reservation.budgets.count)
+            costs.append(reservation.picodollars)
+            tokens.append(reservation.tokens)
+            for budget in reservation.budgets {
+                scopes.append(budget.scope)
+                periods.append(budget.period)
+                starts.append(budget.start)
+                ends.append(budget.end)
+                usd.append(budget.usd)
+                limits.append(budget.tokens)
+            }
+        }
+        let query: PostgresQuery = """
+            SELECT o_call, o_ord, o_spent, o_reserved, o_spent_tokens, o_reserved_tokens, o_refused
+            FROM tokenctl_quota_reserve_many(\(ids)::text[], \(replica), \(counts)::int4[], \(scopes)::text[],
+                \(periods)::text[], \(starts)::int8[], \(ends)::int8[], \(usd)::int8[], \(limits)::int8[],
+                \(costs)::int8[], \(tokens)::int8[], \(holdSeconds)::int8)
+            """
+        sent.add()
+        return connections.withConnection(on: loop) { connection in
+            for reservation in batch { reservation.sent.value = true }
+            return connection.query(query, logger: logger)
+        }.flatMapThrowing { result in
+            var standings = Array(repeating: [BucketStanding](), count: batch.count)
+            for row in result.rows {
+                let (call, ord, spent, reserved, spentTokens, reservedTokens, refused)
+                    = try row.decode((Int, Int, Int64, Int64, Int64, Int64, String?).self)
+                guard standings.indices.contains(call - 1) else {
+                    throw SharedQuotaError.unexpectedAnswer("tokenctl_quota_reserve_many answered for call \(call) of \(batch.count)")
+                }
+                standings[call - 1].append(BucketStanding(ord: ord, spent: spent, reserved: reserved,
+                                                          spentTokens: spentTokens, reservedTokens: reservedTokens,
+                                                          refused: refused))
+            }
+            for (reservation, rows) in zip(batch, standings) { reservation.answer.succeed(rows) }
+        }.flatMapError { error in
+            // A statement the server failed was rolled back as a whole: each call again alone,
+            // so that what one call did wrong (its id held already) fails that call only.
+            if batch.count > 1, let failed = error as? PSQLError, failed.code == .server {
+                return EventLoopFuture.andAllComplete(batch.map { reservation in
+                    send([reservation], replica: replica, holdSeconds: holdSeconds, connections: connections,
+                         logger: logger, sent: sent, on: loop)
+                }, on: loop)
+            }
+            for reservation in batch { reservation.answer.fail(error) }
+            return loop.makeSucceededVoidFuture()
+        }
+    }
+}
+
+/// One row of `tokenctl_quota_reserve_many`: a bucket's sums before the call.
+struct BucketStanding: Sendable {
+    var ord: Int
+    var spent: Int64
+    var reserved: Int64
+    var spentTokens: Int64
+    var reservedTokens: Int64
+    var refused: String?
+}
