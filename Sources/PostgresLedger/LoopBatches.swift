@@ -3,9 +3,9 @@ import Synchronization
 
 /// Work for PostgreSQL sent in batches, per event loop: at most one batch in flight per loop;
 /// the items submitted meanwhile wait for its answer and go together in the next one (at most
-/// `maxBatch`). An item alone goes at once; under load a replica sends one statement for many
-/// calls instead of one each (each a round trip, and PostgreSQL's work to lock the same
-/// counters). Items answer through promises of their own, completed by `send`.
+/// `maxBatch`), in the order submitted. An item alone goes at once; under load a replica sends
+/// one statement for many calls instead of one each (each a round trip, and PostgreSQL's work to
+/// lock the same counters). Items answer through promises of their own, completed by `send`.
 final class LoopBatches<Item: LoopBatchItem>: Sendable {
     /// Sends `batch` (from `loop`'s queue) and completes each item's answer; the future says
     /// the batch is over (the next one may go), whatever its outcome.

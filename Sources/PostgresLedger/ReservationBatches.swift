@@ -5,7 +5,10 @@ import PostgresNIO
 /// Reservations sent in batches (`LoopBatches`): one `tokenctl_quota_reserve_many` for the
 /// reservations of an event loop that queued while its previous one was in flight. PostgreSQL
 /// admits them in the order they queued, each seeing the holds of those before it, as one
-/// statement each would have.
+/// statement each would have. A statement that waits (on a lock, on a hung connection) holds the
+/// loop's next reservations until it is answered or its deadline closes its connection; the
+/// counters a call locks (its org's, at least) are those of every other call, so they would
+/// wait all the same.
 struct ReservationBatches: Sendable {
     /// One budget of a reservation: its bucket, the period's end and its limits (-1: none).
     struct Budget: Sendable {
@@ -98,17 +101,39 @@ struct ReservationBatches: Sendable {
             }
             for (reservation, rows) in zip(batch, standings) { reservation.answer.succeed(rows) }
         }.flatMapError { error in
-            // A statement the server failed was rolled back as a whole: each call again alone,
-            // so that what one call did wrong (its id held already) fails that call only.
-            if batch.count > 1, let failed = error as? PSQLError, failed.code == .server {
-                return EventLoopFuture.andAllComplete(batch.map { reservation in
-                    send([reservation], replica: replica, holdSeconds: holdSeconds, connections: connections,
-                         logger: logger, sent: sent, on: loop)
-                }, on: loop)
+            // A statement the server failed for what a call carried was rolled back as a whole:
+            // each call again alone, in order, so that the error fails that call only. An error
+            // of the server's own state (a missing function, a read-only server) fails the batch.
+            if batch.count > 1, Self.isCallsError(error) {
+                return sendOneByOne(batch[...], replica: replica, holdSeconds: holdSeconds, connections: connections,
+                                    logger: logger, sent: sent, on: loop)
             }
             for reservation in batch { reservation.answer.fail(error) }
             return loop.makeSucceededVoidFuture()
         }
+    }
+
+    /// `reservations` sent alone, one after another; those abandoned meanwhile are dropped.
+    private static func sendOneByOne(_ reservations: ArraySlice<Reservation>, replica: String, holdSeconds: Int64,
+                                     connections: SharedQuotaConnections, logger: Logger, sent: StatementCount,
+                                     on loop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let first = reservations.first else { return loop.makeSucceededVoidFuture() }
+        let rest: @Sendable () -> EventLoopFuture<Void> = { sendOneByOne(reservations.dropFirst(), replica: replica, holdSeconds: holdSeconds,
+                                  connections: connections, logger: logger, sent: sent, on: loop) }
+        guard !first.isAbandoned else {
+            first.drop()
+            return rest()
+        }
+        return send([first], replica: replica, holdSeconds: holdSeconds, connections: connections, logger: logger,
+                    sent: sent, on: loop).flatMap(rest)
+    }
+
+    /// An error PostgreSQL answered about the data a statement carried (SQLSTATE class 22, data
+    /// exception, or 23, integrity constraint violation: a call id that holds already).
+    private static func isCallsError(_ error: any Error) -> Bool {
+        guard let failed = error as? PSQLError, failed.code == .server,
+              let state = failed.serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23")
     }
 }
 

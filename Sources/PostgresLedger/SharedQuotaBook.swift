@@ -15,10 +15,10 @@ import Synchronization
 /// `spent + reserved ≤ limit` holds for each budget across all replicas, under the counters' row
 /// locks — no overshoot beyond the single-node bound (a call that spends more than it reserved).
 ///
-/// Each operation is one round trip to one plpgsql function (`SharedQuotaSchema`), on a
-/// connection of the caller's event loop; the result arrives there (no Task per call). Under
-/// load, the reservations (and the settlements) of a loop that queue while one is in flight go
-/// together in the next round trip (`LoopBatches`).
+/// Each operation is one round trip to one function (`SharedQuotaSchema`), on a connection of
+/// the caller's event loop; the result arrives there (no Task per call). Under load, the
+/// reservations of a loop that queue while one is in flight go together in the next round trip;
+/// so do its settlements (`LoopBatches`).
 ///
 /// **Replica failure.** Every replica heartbeats (`quota_replicas`) and reaps (`QuotaReaper`):
 /// holds of a replica not seen for `replicaTimeout`, or older than `holdExpiry`, are removed,

@@ -10,7 +10,8 @@ extension SharedQuotaSchema {
         // that call (for the refusal message and the remaining-budget headers); `o_refused` is
         // 'usd' or 'tokens' on the first budget that the call's worst case would exceed, and
         // then that call reserved nothing. Every bucket of the batch is locked (or created from
-        // the ledger's sum) in key order first, summed in memory, and written once.
+        // the ledger's sum) in key order first, summed in memory, and written once at the end (as
+        // computed: no one else can change a locked row); each admitted call adds its hold row.
         """
         CREATE OR REPLACE FUNCTION tokenctl_quota_reserve_many(
             p_call_ids text[], p_replica text, p_counts int4[], p_scopes text[], p_periods text[], p_starts int8[],
@@ -32,14 +33,12 @@ extension SharedQuotaSchema {
             b_reserved numeric[] := '{}';
             b_spent_tokens numeric[] := '{}';
             b_reserved_tokens numeric[] := '{}';
-            b_added numeric[] := '{}';
-            b_added_tokens numeric[] := '{}';
             of_budget int[] := array_fill(0, ARRAY[n]);  -- each budget's bucket
             taken int[];  -- the buckets of the call at hand
             taken_scopes text[];
             taken_periods text[];
             taken_starts int8[];
-            holds quota_holds[] := '{}';
+            admitted boolean := false;
             first int := 1;
             b int;
             refused boolean;
@@ -73,8 +72,6 @@ extension SharedQuotaSchema {
                 b_reserved[nb] := counter.reserved;
                 b_spent_tokens[nb] := counter.spent_tokens;
                 b_reserved_tokens[nb] := counter.reserved_tokens;
-                b_added[nb] := 0;
-                b_added_tokens[nb] := 0;
                 FOREACH b IN ARRAY bucket.budgets LOOP
                     of_budget[b] := nb;
                 END LOOP;
@@ -116,26 +113,26 @@ extension SharedQuotaSchema {
                         taken_starts := taken_starts || b_starts[b];
                         b_reserved[b] := b_reserved[b] + p_costs[c];
                         b_reserved_tokens[b] := b_reserved_tokens[b] + p_cost_tokens[c];
-                        b_added[b] := b_added[b] + p_costs[c];
-                        b_added_tokens[b] := b_added_tokens[b] + p_cost_tokens[c];
                     END LOOP;
-                    holds := holds || ROW(p_call_ids[c], p_replica, taken_scopes, taken_periods, taken_starts,
-                                          p_costs[c], p_cost_tokens[c], now(),
-                                          now() + make_interval(secs => p_hold_seconds))::quota_holds;
+                    INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, expires_at)
+                    VALUES (p_call_ids[c], p_replica, taken_scopes, taken_periods, taken_starts, p_costs[c],
+                            p_cost_tokens[c], now() + make_interval(secs => p_hold_seconds));
+                    admitted := true;
                 END IF;
                 first := first + p_counts[c];
             END LOOP;
             IF first - 1 <> n OR n <> array_length(of_budget, 1) THEN
                 RAISE EXCEPTION 'tokenctl: % budgets, but the calls count %', n, p_counts;
             END IF;
-            IF cardinality(holds) = 0 THEN
+            IF NOT admitted THEN
                 RETURN;
             END IF;
             UPDATE quota_counters q
-            SET reserved = q.reserved + k.added, reserved_tokens = q.reserved_tokens + k.added_tokens
-            FROM unnest(b_scopes, b_periods, b_starts, b_added, b_added_tokens) AS k(s, p, st, added, added_tokens)
-            WHERE q.scope = k.s AND q.period = k.p AND q.period_start = k.st AND (k.added > 0 OR k.added_tokens > 0);
-            INSERT INTO quota_holds SELECT * FROM unnest(holds);
+            SET reserved = k.reserved, reserved_tokens = k.reserved_tokens
+            FROM unnest(b_scopes, b_periods, b_starts, b_reserved, b_reserved_tokens)
+                 AS k(s, p, st, reserved, reserved_tokens)
+            WHERE q.scope = k.s AND q.period = k.p AND q.period_start = k.st
+              AND (q.reserved <> k.reserved OR q.reserved_tokens <> k.reserved_tokens);
         END $$
         """,
         // One call's reservation: `tokenctl_quota_reserve_many` of one (after it: a SQL function's

@@ -54,6 +54,7 @@ final class LoopBatchesTests: XCTestCase {
         try loop.submit { sends.end(2) }.wait()
         try loop.submit { batches.submit(Item(name: "f"), on: loop) }.wait()
         XCTAssertEqual(sends.sent.last, ["f"], "nothing in flight: it goes at once")
+        try loop.submit { sends.end(3) }.wait()
     }
 
     func testEachLoopHasItsOwnBatchInFlight() throws {
@@ -64,6 +65,8 @@ final class LoopBatchesTests: XCTestCase {
         try first.submit { batches.submit(Item(name: "a"), on: first) }.wait()
         try second.submit { batches.submit(Item(name: "b"), on: second) }.wait()
         XCTAssertEqual(sends.sent, [["a"], ["b"]], "b does not wait for a, made on another loop")
+        try first.submit { sends.end(0) }.wait()
+        try second.submit { sends.end(1) }.wait()
     }
 
     /// Items whose caller stopped waiting while they queued (a PostgreSQL that stalls: their
