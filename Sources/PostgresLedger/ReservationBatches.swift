@@ -6,9 +6,8 @@ import PostgresNIO
 /// reservations of an event loop that queued while its previous one was in flight. PostgreSQL
 /// admits them in the order they queued, each seeing the holds of those before it, as one
 /// statement each would have. A statement that waits (on a lock, on a hung connection) holds the
-/// loop's next reservations until it is answered or its deadline closes its connection; the
-/// counters a call locks (its org's, at least) are those of every other call, so they would
-/// wait all the same.
+/// loop's next reservations until it is answered or its deadline closes its connection; those
+/// that share a counter with it (a team's, the org's) would wait for its lock all the same.
 struct ReservationBatches: Sendable {
     /// One budget of a reservation: its bucket, the period's end and its limits (-1: none).
     struct Budget: Sendable {
