@@ -42,7 +42,8 @@ final class LoopBatches<Item: LoopBatchItem>: Sendable {
     private let send: Send
     private let queues = Mutex<[ObjectIdentifier: LoopQueue]>([:])
 
-    init(maxBatch: Int, send: @escaping Send) {
+    /// `maxBatch`: items per batch, at most (the rest wait for the next one).
+    init(maxBatch: Int = 256, send: @escaping Send) {
         self.maxBatch = maxBatch
         self.send = send
     }

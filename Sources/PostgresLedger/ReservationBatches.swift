@@ -34,9 +34,6 @@ struct ReservationBatches: Sendable {
         func drop() { answer.fail(SharedQuotaError.abandoned) }
     }
 
-    /// Calls per statement, at most (the rest wait for the next one).
-    static let maxBatch = 256
-
     private let batches: LoopBatches<Reservation>
     private let sent = StatementCount()
 
@@ -45,7 +42,7 @@ struct ReservationBatches: Sendable {
 
     init(replica: String, holdSeconds: Int64, connections: SharedQuotaConnections, logger: Logger) {
         let sent = self.sent
-        batches = LoopBatches(maxBatch: Self.maxBatch) { batch, loop in
+        batches = LoopBatches { batch, loop in
             Self.send(batch, replica: replica, holdSeconds: holdSeconds, connections: connections, logger: logger,
                       sent: sent, on: loop)
         }
@@ -117,8 +114,10 @@ struct ReservationBatches: Sendable {
                                      connections: SharedQuotaConnections, logger: Logger, sent: StatementCount,
                                      on loop: any EventLoop) -> EventLoopFuture<Void> {
         guard let first = reservations.first else { return loop.makeSucceededVoidFuture() }
-        let rest: @Sendable () -> EventLoopFuture<Void> = { sendOneByOne(reservations.dropFirst(), replica: replica, holdSeconds: holdSeconds,
-                                  connections: connections, logger: logger, sent: sent, on: loop) }
+        let rest: @Sendable () -> EventLoopFuture<Void> = {
+            sendOneByOne(reservations.dropFirst(), replica: replica, holdSeconds: holdSeconds, connections: connections,
+                         logger: logger, sent: sent, on: loop)
+        }
         guard !first.isAbandoned else {
             first.drop()
             return rest()

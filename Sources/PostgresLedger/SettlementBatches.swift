@@ -14,9 +14,6 @@ struct SettlementBatches: Sendable {
         func drop() {}
     }
 
-    /// Calls per statement, at most (the rest wait for the next one).
-    static let maxBatch = 256
-
     private let batches: LoopBatches<Settlement>
     private let sent = StatementCount()
 
@@ -25,9 +22,8 @@ struct SettlementBatches: Sendable {
 
     init(connections: SharedQuotaConnections, logger: Logger) {
         let sent = self.sent
-        batches = LoopBatches(maxBatch: Self.maxBatch) { batch, loop in
-            sent.add()
-            return Self.send(batch, connections: connections, logger: logger, on: loop)
+        batches = LoopBatches { batch, loop in
+            Self.send(batch, connections: connections, logger: logger, sent: sent, on: loop)
         }
     }
 
@@ -41,8 +37,9 @@ struct SettlementBatches: Sendable {
     }
 
     private static func send(_ batch: [Settlement], connections: SharedQuotaConnections, logger: Logger,
-                             on loop: any EventLoop) -> EventLoopFuture<Void> {
+                             sent: StatementCount, on loop: any EventLoop) -> EventLoopFuture<Void> {
         let ids = batch.map(\.callID), costs = batch.map(\.picodollars), tokens = batch.map(\.tokens)
+        sent.add()
         return connections.withConnection(on: loop) { connection in
             connection.query("""
                 SELECT o_call_id FROM tokenctl_quota_settle_many(\(ids)::text[], \(costs)::int8[], \(tokens)::int8[])

@@ -24,7 +24,7 @@ extension SharedQuotaSchema {
             bucket record;
             counter record;
             initial record;
-            -- The batch's buckets, in key order: their sums as the batch goes, and what it adds.
+            -- The batch's buckets, in key order, and their sums as the batch's calls are admitted.
             nb int := 0;
             b_scopes text[] := '{}';
             b_periods text[] := '{}';
