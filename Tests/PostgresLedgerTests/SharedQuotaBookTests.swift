@@ -458,6 +458,33 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(alive, 1)
     }
 
+    /// A reaper takes a slow replica's hold while that replica settles the call: the settlement
+    /// waits for the reaper's transaction, then charges the call from the reaper's record, once
+    /// (not zero times: the record is committed after the settlement began).
+    func testSettlementThatWaitsForTheReaperChargesTheCallOnce() async throws {
+        let book = try await makeBook(replica: "slow")
+        let loop = group.next()
+        let budgets = [BudgetLimit(scope: .user("sl"), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: "s-1", budgets: budgets, cost: dollars(10), tokens: 100,
+                                   now: now, timeZone: utc, on: loop).get().get()
+        let reaper = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        try await reaper.query("BEGIN", logger: logger)
+        // Not seen for 0 µs: every replica counts as gone.
+        let reaped = try await reaper.query("SELECT o_reaped FROM tokenctl_quota_reap(0)", logger: logger).collect()
+        XCTAssertEqual(try reaped[0].decode(Int.self), 1)
+        let settling = book.settle(callID: "s-1", cost: dollars(4), tokens: 40, on: loop)
+        try await Task.sleep(for: .milliseconds(300))  // meanwhile the settlement waits for the hold
+        try await reaper.query("COMMIT", logger: logger)
+        let settled = try await settling.get()
+        let again = try await book.settle(callID: "s-1", cost: dollars(4), tokens: 40, on: loop).get()
+        try await reaper.close()
+        XCTAssertTrue(settled)
+        XCTAssertFalse(again)
+        let user = try await counter(book, .user("sl"), .day)
+        XCTAssertEqual(user, SharedQuotaCounter(spent: Int128(dollars(4).picodollars), reserved: 0, spentTokens: 40,
+                                                reservedTokens: 0))
+    }
+
     // MARK: (d) counters start from the ledger
 
     func testCounterCreatedMidPeriodStartsFromTheLedgerSum() async throws {
@@ -517,6 +544,54 @@ final class SharedQuotaBookTests: XCTestCase {
         print("shared quota: \(count) sequential calls, 3 budgets: reserve \(reserving / count) mean, settle \(settling / count) mean")
         let user = try await counter(book, .user("tim"), .day)
         XCTAssertEqual(user?.spent, Int128(dollars(1).picodollars) * Int128(count))
+    }
+
+    /// Settling reads a call's hold by its key, however many dead rows `quota_holds` carries
+    /// (a row goes in and out per call; autovacuum comes a minute apart): here, on a connection
+    /// whose plans were made while the table was small, after 20,000 holds came and went,
+    /// settling one call reads a handful of the table's pages, not all of them.
+    func testSettlingReadsTheHoldByItsKeyNotPastTheDeadRows() async throws {
+        _ = try await makeBook(replica: "churn")
+        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
+                                                              logger: logger)
+        func hold(_ id: String) async throws {
+            try await connection.query("""
+                INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, expires_at)
+                VALUES (\(id), 'churn', '{"user:u"}', '{day}', '{0}', 1, 1, now() + interval '1 hour')
+                """, logger: logger)
+        }
+        func settle(_ id: String) async throws -> [String] {
+            try await connection.query("SELECT o_call_id FROM tokenctl_quota_settle_many(ARRAY[\(id)], '{1}', '{1}')",
+                                       logger: logger).collect().map { try $0.decode(String.self) }
+        }
+        /// The table's pages read so far, this connection's latest statements included (their
+        /// counts are sent when it next goes idle, at once only when asked to).
+        func pagesRead() async throws -> Int64 {
+            try await connection.query("SELECT pg_stat_force_next_flush()", logger: logger)
+            let rows = try await connection.query("""
+                SELECT coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0) FROM pg_statio_user_tables
+                WHERE relid = 'quota_holds'::regclass
+                """, logger: logger).collect()
+            return try rows[0].decode(Int64.self)
+        }
+        // More than the five runs after which PL/pgSQL may keep a generic plan.
+        for index in 0..<8 {
+            try await hold("warm-\(index)")
+            let settled = try await settle("warm-\(index)")
+            XCTAssertEqual(settled, ["warm-\(index)"])
+        }
+        try await connection.query("""
+            INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, expires_at)
+            SELECT 'gone-' || i, 'churn', '{"user:u"}', '{day}', '{0}', 1, 1, now() FROM generate_series(1, 20000) AS i
+            """, logger: logger)
+        try await connection.query("DELETE FROM quota_holds WHERE call_id LIKE 'gone-%'", logger: logger)
+        try await hold("probe")
+        let before = try await pagesRead()
+        let settled = try await settle("probe")
+        let read = try await pagesRead() - before
+        try await connection.close()
+        XCTAssertEqual(settled, ["probe"])
+        XCTAssertLessThan(read, 10, "settling one call read \(read) pages of quota_holds")
     }
 
     // MARK: lost answers
