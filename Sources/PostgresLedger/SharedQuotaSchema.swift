@@ -11,7 +11,7 @@
 /// first calls, when the tables were small and a hash join over a sequential scan looked
 /// cheapest. `quota_holds` takes a row in and out per call, so between two autovacuums (a minute
 /// apart by default) it fills with dead rows, which such a scan reads on every batch (at 16
-/// connections the proxy fell from about 2,500 to 1,700–2,100 calls/s within 40 s). Their keys
+/// connections the proxy fell from 2,000–2,640 to 1,640–2,080 calls/s within 40 s). Their keys
 /// have an index each; a lookup by it skips the dead rows. And with arrays for parameters,
 /// PostgreSQL kept planning each statement again on every call (a custom plan looked cheaper
 /// than the generic one), a quarter of its time; the generic plans are these same lookups.
