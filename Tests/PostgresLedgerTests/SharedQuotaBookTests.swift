@@ -473,7 +473,20 @@ final class SharedQuotaBookTests: XCTestCase {
         let reaped = try await reaper.query("SELECT o_reaped FROM tokenctl_quota_reap(0)", logger: logger).collect()
         XCTAssertEqual(try reaped[0].decode(Int.self), 1)
         let settling = book.settle(callID: "s-1", cost: dollars(4), tokens: 40, on: loop)
-        try await Task.sleep(for: .milliseconds(300))  // meanwhile the settlement waits for the hold
+        // The reaper commits only once the settlement waits for the hold it took (seen from a
+        // third connection: the reaper's own sees the activity as its transaction began).
+        let observer = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        var waiting = 0
+        for _ in 0..<500 where waiting == 0 {
+            let rows = try await observer.query("""
+                SELECT count(*)::int8 FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query LIKE '%tokenctl_quota_settle_many%'
+                """, logger: logger).collect()
+            waiting = try rows[0].decode(Int.self)
+            if waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try await observer.close()
+        XCTAssertEqual(waiting, 1, "the settlement never waited for the reaper's lock")
         try await reaper.query("COMMIT", logger: logger)
         let settled = try await settling.get()
         let again = try await book.settle(callID: "s-1", cost: dollars(4), tokens: 40, on: loop).get()
@@ -574,6 +587,8 @@ final class SharedQuotaBookTests: XCTestCase {
                 """, logger: logger).collect()
             return try rows[0].decode(Int64.self)
         }
+        // No autovacuum here: it would clear the dead rows for any plan.
+        try await connection.query("ALTER TABLE quota_holds SET (autovacuum_enabled = off)", logger: logger)
         // More than the five runs after which PL/pgSQL may keep a generic plan.
         for index in 0..<8 {
             try await hold("warm-\(index)")
