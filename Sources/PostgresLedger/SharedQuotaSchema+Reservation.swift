@@ -18,7 +18,7 @@ extension SharedQuotaSchema {
             p_ends int8[], p_usd int8[], p_tokens int8[], p_costs int8[], p_cost_tokens int8[], p_hold_seconds int8)
         RETURNS TABLE (o_call int, o_ord int, o_spent int8, o_reserved int8, o_spent_tokens int8,
                        o_reserved_tokens int8, o_refused text)
-        LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+        LANGUAGE plpgsql \(callPathSettings) AS $$
         DECLARE
             n int := coalesce(array_length(p_scopes, 1), 0);
             bucket record;

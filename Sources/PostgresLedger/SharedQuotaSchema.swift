@@ -6,8 +6,8 @@
 /// are `numeric` (a month of an org's spend cannot overflow them). Hold expiry and replica
 /// heartbeats use the server's clock (`now()`), so replicas with skewed clocks agree on them.
 ///
-/// The functions on a call's path (reserve, settle, apply) run with `enable_seqscan = off` and
-/// `plan_cache_mode = force_generic_plan`. PL/pgSQL keeps the plan it made on a connection's
+/// The functions on a call's path (reserve, settle, apply) run with `callPathSettings`:
+/// `enable_seqscan = off` and `plan_cache_mode = force_generic_plan`. PL/pgSQL keeps the plan it made on a connection's
 /// first calls, when the tables were small and a hash join over a sequential scan looked
 /// cheapest. `quota_holds` takes a row in and out per call, so between two autovacuums (a minute
 /// apart by default) it fills with dead rows, which such a scan reads on every batch (at 16
@@ -27,6 +27,9 @@
 enum SharedQuotaSchema {
     /// Any constant, shared by all replicas: the advisory lock that serialises installs.
     static let installLock: Int64 = 0x746F_6B65_6E71_7461  // "tokenqta"
+
+    /// The settings of the functions on a call's path (see the type's notes).
+    static let callPathSettings = "SET enable_seqscan = off SET plan_cache_mode = force_generic_plan"
 
     static let statements: [String] = [
         """
@@ -113,7 +116,7 @@ enum SharedQuotaSchema {
         CREATE OR REPLACE FUNCTION tokenctl_quota_apply(p_scopes text[], p_periods text[], p_starts int8[],
                                                         p_held numeric, p_held_tokens numeric,
                                                         p_spent numeric, p_spent_tokens numeric)
-        RETURNS void LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+        RETURNS void LANGUAGE plpgsql \(callPathSettings) AS $$
         BEGIN
             PERFORM 1 FROM quota_counters q
             JOIN unnest(p_scopes, p_periods, p_starts) AS k(s, p, st)
@@ -142,7 +145,7 @@ enum SharedQuotaSchema {
         // clamping once per hold would. Returns each call settled.
         """
         CREATE OR REPLACE FUNCTION tokenctl_quota_settle_many(p_call_ids text[], p_costs int8[], p_tokens int8[])
-        RETURNS TABLE (o_call_id text) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+        RETURNS TABLE (o_call_id text) LANGUAGE plpgsql \(callPathSettings) AS $$
         DECLARE
             taken quota_holds[];
             k_scopes text[];
