@@ -106,6 +106,7 @@ let package = Package(
         .testTarget(name: "PostgresLedgerTests", dependencies: [
             "PostgresLedger", "Ledger", "Metering", "Policy", "LedgerTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

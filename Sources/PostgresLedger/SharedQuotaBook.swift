@@ -78,18 +78,36 @@ public final class SharedQuotaBook: Sendable {
 
     // MARK: Start and stop
 
-    /// Installs the tables and functions (idempotent, serialised across replicas) and sends the
-    /// first heartbeat. Run before serving: a replica's holds are reaped unless it heartbeats.
+    /// Installs the tables, and the functions unless a newer version of them is there
+    /// (idempotent, serialised across replicas), then sends the first heartbeat. Run before
+    /// serving: a replica's holds are reaped unless it heartbeats.
     public func prepare(on loop: any EventLoop) -> EventLoopFuture<Void> {
         let logger = self.logger
         // Waits for another replica installing the same (the lock): the slower deadline.
         return connections.withConnection(on: loop, answerTimeout: settings.statementTimeout) { connection in
-            var step = connection.query("BEGIN", logger: logger).map { _ in }
-            step = step.flatMap { connection.query("SELECT pg_advisory_xact_lock(\(SharedQuotaSchema.installLock))", logger: logger).map { _ in } }
-            for statement in SharedQuotaSchema.statements {
-                step = step.flatMap { connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).map { _ in } }
+            @Sendable func run(_ statements: [String]) -> EventLoopFuture<Void> {
+                statements.reduce(connection.eventLoop.makeSucceededVoidFuture()) { step, statement in
+                    step.flatMap { connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).map { _ in } }
+                }
             }
-            return step.flatMap { connection.query("COMMIT", logger: logger).map { _ in } }
+            let name = SharedQuotaSchema.functionsVersionName, ours = SharedQuotaSchema.functionsVersion
+            return run(["BEGIN", "SELECT pg_advisory_xact_lock(\(SharedQuotaSchema.installLock))"] + SharedQuotaSchema.tables)
+                .flatMap { connection.query("SELECT value FROM quota_meta WHERE name = \(name)", logger: logger) }
+                .flatMapThrowing { try $0.rows.first?.decode(Int64.self) }
+                .flatMap { installed -> EventLoopFuture<Void> in
+                    if let installed, installed > ours {
+                        logger.notice("shared quota functions of a newer tokenctl are installed; this replica uses them",
+                                      metadata: ["installed": "\(installed)", "own": "\(ours)"])
+                        return connection.eventLoop.makeSucceededVoidFuture()
+                    }
+                    return run(SharedQuotaSchema.functions).flatMap {
+                        connection.query("""
+                            INSERT INTO quota_meta (name, value) VALUES (\(name), \(ours))
+                            ON CONFLICT (name) DO UPDATE SET value = excluded.value
+                            """, logger: logger).map { _ in }
+                    }
+                }
+                .flatMap { connection.query("COMMIT", logger: logger).map { _ in } }
                 .flatMapError { error in
                     connection.query("ROLLBACK", logger: logger).map { _ in }.flatMapErrorThrowing { _ in }
                         .flatMapThrowing { throw error }

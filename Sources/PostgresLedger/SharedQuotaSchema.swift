@@ -2,7 +2,8 @@
 ///
 /// Installed by every replica at start-up, idempotently (`IF NOT EXISTS`, `CREATE OR REPLACE`),
 /// under a transaction-scoped advisory lock so that replicas starting together do not race on
-/// the catalog. Money is pico-dollars and times of calls are Unix µs, as in the ledger; counters
+/// the catalog; the functions only when no newer version of them is installed
+/// (`functionsVersion`). Money is pico-dollars and times of calls are Unix µs, as in the ledger; counters
 /// are `numeric` (a month of an org's spend cannot overflow them). Hold expiry and replica
 /// heartbeats use the server's clock (`now()`), so replicas with skewed clocks agree on them.
 ///
@@ -31,7 +32,19 @@ enum SharedQuotaSchema {
     /// The settings of the functions on a call's path (see the type's notes).
     static let callPathSettings = "SET enable_seqscan = off SET plan_cache_mode = force_generic_plan"
 
-    static let statements: [String] = [
+    /// The version of `functions`: raise it with any change to their SQL (a test holds their
+    /// digest to it). A replica installs the functions only when the database's version is not
+    /// newer than its own, so that during a rolling deploy an older replica that restarts leaves
+    /// the newer bodies in place instead of putting its own back. Newer functions therefore keep
+    /// the signatures older replicas call (as `tokenctl_quota_settle` and
+    /// `tokenctl_quota_reserve` do), and a function stays as long as a running version calls it.
+    static let functionsVersion: Int64 = 1
+
+    /// `quota_meta`'s row holding the installed functions' version.
+    static let functionsVersionName = "functions_version"
+
+    /// Created if missing on every start; they do not change between versions.
+    static let tables: [String] = [
         """
         CREATE TABLE IF NOT EXISTS quota_counters (
             scope text NOT NULL,
@@ -79,6 +92,11 @@ enum SharedQuotaSchema {
             seen_at timestamptz NOT NULL
         )
         """,
+        "CREATE TABLE IF NOT EXISTS quota_meta (name text PRIMARY KEY, value int8 NOT NULL)",
+    ]
+
+    /// Replaced on start when the database's `functionsVersion` is not newer than ours.
+    static let functions: [String] = [
         // The ledger's spend of one scope in [start, end): a counter's starting point, so a
         // counter created mid-period (first call of the day on any replica, or after pruning)
         // starts from what the ledger already holds. Refusals cost nothing and are left out, as

@@ -4,7 +4,7 @@ import Metering
 import NIOCore
 import NIOPosix
 import Policy
-import PostgresLedger
+@testable import PostgresLedger
 import PostgresNIO
 import XCTest
 
@@ -607,6 +607,73 @@ final class SharedQuotaBookTests: XCTestCase {
         try await connection.close()
         XCTAssertEqual(settled, ["probe"])
         XCTAssertLessThan(read, 10, "settling one call read \(read) pages of quota_holds")
+    }
+
+    // MARK: rolling deploys
+
+    /// The installed functions' version, and a marker of the body of one of them.
+    private func installedFunctions() async throws -> (version: Int64?, pruneBody: String) {
+        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
+                                                              logger: logger)
+        let version = try await connection.query("""
+            SELECT value FROM quota_meta WHERE name = \(SharedQuotaSchema.functionsVersionName)
+            """, logger: logger).collect().first?.decode(Int64.self)
+        let body = try await connection.query("SELECT prosrc FROM pg_proc WHERE oid = 'tokenctl_quota_prune'::regproc",
+                                              logger: logger).collect()[0].decode(String.self)
+        try await connection.close()
+        return (version, body)
+    }
+
+    /// Stands in for another tokenctl's install: `version` recorded, `tokenctl_quota_prune`'s
+    /// body replaced by one saying so.
+    private func installFunctions(ofVersion version: Int64) async throws {
+        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
+                                                              logger: logger)
+        try await connection.query("""
+            CREATE OR REPLACE FUNCTION tokenctl_quota_prune(p_counters_before int8) RETURNS void LANGUAGE plpgsql
+            AS $$ BEGIN /* version \(unescaped: String(version)) */ END $$
+            """, logger: logger)
+        try await connection.query("UPDATE quota_meta SET value = \(version) WHERE name = \(SharedQuotaSchema.functionsVersionName)",
+                                   logger: logger)
+        try await connection.close()
+    }
+
+    /// During a rolling deploy, a replica of an older tokenctl that (re)starts after a newer
+    /// one installed its functions leaves them in place and calls them; the first install
+    /// records its version.
+    func testOlderReplicaLeavesNewerFunctionsInPlace() async throws {
+        let ours = SharedQuotaSchema.functionsVersion
+        _ = try await makeBook(replica: "first")
+        let first = try await installedFunctions()
+        XCTAssertEqual(first.version, ours)
+        XCTAssertFalse(first.pruneBody.contains("version"))
+
+        try await installFunctions(ofVersion: ours + 1)
+        let book = try await makeBook(replica: "older")
+        let after = try await installedFunctions()
+        XCTAssertEqual(after.version, ours + 1)
+        XCTAssertTrue(after.pruneBody.contains("version \(ours + 1)"), after.pruneBody)
+        // The older replica still serves, on the functions it found.
+        let budget = BudgetLimit(scope: .user("ola"), period: .day, usd: dollars(10))
+        let admitted = try await book.reserve(callID: "older-1", budgets: [budget], cost: dollars(1), tokens: 1, now: now,
+                                              timeZone: utc, on: group.next()).get()
+        XCTAssertNoThrow(try admitted.get())
+        let settled = try await book.settle(callID: "older-1", cost: dollars(1), tokens: 1, on: group.next()).get()
+        XCTAssertTrue(settled)
+    }
+
+    /// A replica that finds functions of an older version (or of its own: reinstalling is
+    /// harmless) replaces them and records its version.
+    func testReplicaReplacesFunctionsOfAnOlderVersion() async throws {
+        let ours = SharedQuotaSchema.functionsVersion
+        _ = try await makeBook(replica: "first")
+        for found in [ours - 1, ours] {
+            try await installFunctions(ofVersion: found)
+            _ = try await makeBook(replica: "newer-than-\(found)")
+            let after = try await installedFunctions()
+            XCTAssertEqual(after.version, ours)
+            XCTAssertFalse(after.pruneBody.contains("version"), "found version \(found): \(after.pruneBody)")
+        }
     }
 
     // MARK: lost answers
