@@ -80,7 +80,17 @@ var pending: [LedgerEntry] = []
 var written = 0
 var n = 0
 
+/// WRITER_SPAN_SECONDS=N: the month's traffic compressed into its first N seconds (the same calls,
+/// users and order), as rows arrive when the writer is loaded: a sustained rate fills few hours,
+/// where a month of 200,000 calls gives nearly every call cells of its own.
+let spanMicros = ProcessInfo.processInfo.environment["WRITER_SPAN_SECONDS"].flatMap(Double.init).map { $0 * 1e6 }
+func placed(_ start: Int64) -> Int64 {
+    guard let spanMicros else { return start }
+    return monthStart + Int64(Double(start - monthStart) * spanMicros / Double(monthMicros))
+}
+
 @MainActor func call(user: Int, start: Int64, hash: Int64) -> LedgerEntry {
+    let start = placed(start)
     let (model, provider, inPrice, outPrice) = models[
         rng.below(100) < 70 ? user % 8 : (rng.below(100) < 85 ? (user / 8) % 8 : rng.below(8))]
     let roll = rng.below(1000)

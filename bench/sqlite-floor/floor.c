@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     run(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536");
-    if (dropSecondary) run(db, "DROP INDEX calls_started_at; DROP INDEX calls_user_started_at; DROP INDEX calls_request_id");
+    if (dropSecondary) run(db, "DROP INDEX calls_started_at; DROP INDEX calls_user_started_at; DROP INDEX calls_client_request_id");
 
     /* The columns of `calls` as they are, each bound with a value of its declared type. */
     char columns[4096] = "", params[2048] = "";
