@@ -81,6 +81,15 @@ final class Admission: Sendable {
     }
 }
 
+/// A call refused at admission, with what was resolved before the refusal: its row records who
+/// pays (user, team, plan) and the provider, as a refusal after admission's does.
+struct AdmissionRefusal: Error {
+    var refusal: Refusal
+    var payer: Payer
+    var model: String? = nil
+    var provider: Provider? = nil
+}
+
 /// Identify → admit, before any byte goes upstream. Pure: reads the policy and the request only.
 enum Admit {
     static func identify(secret: String?, dialect: Dialect, in principals: PrincipalDirectory) -> Result<Principal, Refusal> {
@@ -94,40 +103,49 @@ enum Admit {
     }
 
     static func admit(_ request: CallRequest, principal: Principal, policy: PolicySet,
-                      today: Day) -> Result<Admission, Refusal> {
+                      today: Day) -> Result<Admission, AdmissionRefusal> {
         let peek: RequestPeek
-        let model: String
         do {
             peek = try RequestPeek(body: request.body)
+        } catch {
+            return .failure(AdmissionRefusal(refusal: badBody(error),
+                                             payer: payer(of: principal, request: request, peek: nil, plans: policy.plans)))
+        }
+        let payer = payer(of: principal, request: request, peek: peek, plans: policy.plans)
+        let model: String
+        do {
             model = try peek.requireModel()
         } catch {
-            return .failure(Refusal(.badRequest, "Invalid request body: \(error.message).", field: error.field))
+            return .failure(AdmissionRefusal(refusal: badBody(error), payer: payer))
+        }
+        func refused(_ refusal: Refusal, provider: Provider? = nil) -> Result<Admission, AdmissionRefusal> {
+            .failure(AdmissionRefusal(refusal: refusal, payer: payer, model: model, provider: provider))
         }
         guard let provider = policy.provider(forModel: model) else {
-            return .failure(Refusal(.unknownModel,
+            return refused(Refusal(.unknownModel,
                 "The model '\(model)' is not routed by this gateway's policy (see providers.yaml).",
                 field: "model"))
         }
         guard provider.dialect == request.endpoint.dialect else {
-            return .failure(Refusal(.badRequest,
+            return refused(Refusal(.badRequest,
                 "The model '\(model)' is served in the \(provider.dialect.rawValue) dialect; call it through the \(provider.dialect.rawValue) API, not \(request.endpoint.proxyPath).",
-                field: "model"))
+                field: "model"), provider: provider)
         }
         let price = policy.prices.price(for: model, on: today)
         if price == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
-            return .failure(Refusal(.unpriced,
+            return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models.",
-                field: "model"))
+                field: "model"), provider: provider)
         }
         if provider.apiKeyEnv != nil, provider.apiKey == nil {
-            return .failure(Refusal(.providerKeyMissing,
-                "The gateway has no key for provider '\(provider.name)': set \(provider.apiKeyEnv ?? "") where tokenctl runs."))
+            return refused(Refusal(.providerKeyMissing,
+                "The gateway has no key for provider '\(provider.name)': set \(provider.apiKeyEnv ?? "") where tokenctl runs."),
+                provider: provider)
         }
-
-        let payer = payer(of: principal, request: request, peek: peek, plans: policy.plans)
         guard payer.plan.allows(model: model) else {
-            return .failure(Refusal(.forbidden,
-                "The model '\(model)' is not allowed on plan '\(payer.plan.planName)' (see plans.yaml).", field: "model"))
+            return refused(Refusal(.forbidden,
+                "The model '\(model)' is not allowed on plan '\(payer.plan.planName)' (see plans.yaml).", field: "model"),
+                provider: provider)
         }
 
         // The plan's output cap: clamp (or inject) the output limit, or refuse if the plan says so.
@@ -137,9 +155,9 @@ enum Admit {
         let requested = applied
         if let cap = payer.plan.outputCap {
             if cap.onOver == .reject, peek.exceedsCap(cap.maxTokens, endpoint: request.endpoint) {
-                return .failure(Refusal(.outputOverCap,
+                return refused(Refusal(.outputOverCap,
                     "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
-                    field: outputField(request.endpoint)))
+                    field: outputField(request.endpoint)), provider: provider)
             }
             let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body)
             peeked = rewrite.peek
@@ -263,14 +281,18 @@ enum Admit {
 
     /// Who pays: the key's user, or the end user a key allowed to attribute names (header
     /// `x-tokenctl-user`, OpenAI `user`, Anthropic `metadata.user_id`), under the key's team.
-    private static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek,
-                              plans: PlanBook) -> Payer {
+    /// Without `peek` (a body that does not parse), the header alone can name one.
+    static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek?, plans: PlanBook) -> Payer {
         var user = principal.user
         if plans.mayAttributeEndUsers(keyUser: principal.user),
-           let named = request.declaredEndUser ?? peek.user ?? peek.metadataUserID, !named.isEmpty {
+           let named = request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID, !named.isEmpty {
             user = String(named.prefix(128))
         }
         return Payer(user: user, team: principal.team, plan: plans.effectivePlan(user: user, team: principal.team))
+    }
+
+    private static func badBody(_ error: RequestPeekError) -> Refusal {
+        Refusal(.badRequest, "Invalid request body: \(error.message).", field: error.field)
     }
 
     private static func outputField(_ endpoint: Endpoint) -> String {

@@ -19,16 +19,20 @@ enum CallRecord {
         return entry
     }
 
-    /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…).
-    /// With `admission`, the payer and plan it had been resolved to are recorded too.
-    static func refused(_ line: RequestLine, principal: Principal?, model: String?, refusal: Refusal,
-                        admission: Admission? = nil) -> LedgerEntry {
+    /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…),
+    /// with what was resolved before the refusal: who pays (user, team, plan) once the caller is
+    /// known, the provider once the model is routed, and with `admission` (a limit's refusal)
+    /// what it had decided.
+    static func refused(_ line: RequestLine, principal: Principal?, payer: Payer?, model: String?,
+                        provider: Provider? = nil, refusal: Refusal, admission: Admission? = nil) -> LedgerEntry {
         var entry = base(line, principal: principal)
+        if let payer = admission?.payer ?? payer {
+            entry.user = payer.user
+            entry.team = payer.team
+            entry.plan = payer.plan.planName
+        }
+        entry.provider = (admission?.provider ?? provider)?.name
         if let admission {
-            entry.user = admission.payer.user
-            entry.team = admission.payer.team
-            entry.plan = admission.payer.plan.planName
-            entry.provider = admission.provider.name
             entry.stream = admission.stream
             entry.outputCapRequested = admission.outputCapRequested
             entry.outputCapApplied = admission.outputCapApplied
@@ -40,9 +44,13 @@ enum CallRecord {
         return entry
     }
 
-    /// The row of a repeat answered from the idempotency store: no tokens, no cost.
-    static func replayed(_ line: RequestLine, principal: Principal, status: Int, original: String) -> LedgerEntry {
+    /// The row of a repeat answered from the idempotency store: no tokens, no cost, its payer's.
+    static func replayed(_ line: RequestLine, principal: Principal, payer: Payer, status: Int,
+                         original: String) -> LedgerEntry {
         var entry = base(line, principal: principal)
+        entry.user = payer.user
+        entry.team = payer.team
+        entry.plan = payer.plan.planName
         entry.outcome = .replayed
         entry.status = status
         entry.errorMessage = "replay of request \(original) (Idempotency-Key)"

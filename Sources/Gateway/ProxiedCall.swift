@@ -121,8 +121,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         case .refused(let refusal):
             slot = .none
             phase = .settling
-            let entry = CallRecord.refused(request.line, principal: admission.principal, model: admission.model,
-                                           refusal: refusal, admission: admission)
+            let entry = CallRecord.refused(request.line, principal: admission.principal, payer: admission.payer,
+                                           model: admission.model, refusal: refusal, admission: admission)
             record(entry) { [self] in
                 phase = .done
                 connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)

@@ -50,9 +50,11 @@ extension ProxyHandler {
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
     func replay(_ answer: IdempotencyStore.Answer, request: CallRequest, principal: Principal) {
         state = .responding(call: nil)
-        var entry = CallRecord.replayed(request.line, principal: principal, status: answer.status,
-                                        original: answer.callID)
-        if let peek = try? RequestPeek(body: request.body) {
+        let peek = try? RequestPeek(body: request.body)
+        var entry = CallRecord.replayed(request.line, principal: principal,
+                                        payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans),
+                                        status: answer.status, original: answer.callID)
+        if let peek {
             entry.modelRequested = peek.model
             entry.stream = peek.stream
         }

@@ -102,8 +102,9 @@ extension ProxyHandler {
         let admission: Admission
         switch Admit.admit(request, principal: principal, policy: policy,
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
-        case .failure(let refusal):
-            return refuse(request.line, principal: principal, model: (try? RequestPeek(body: request.body))?.model, refusal)
+        case .failure(let refused):
+            return refuse(request.line, principal: principal, model: refused.model, refused.refusal,
+                          payer: refused.payer, provider: refused.provider)
         case .success(let admitted):
             admission = admitted
         }
@@ -176,15 +177,19 @@ extension ProxyHandler {
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
+    /// Who pays is the admission's, else `payer`, else the caller's own plan.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
-                        admission: Admission? = nil) {
+                admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil) {
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
             // unrecorded (counted), as for model calls while the ledger fails.
             gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)))
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        let entry = CallRecord.refused(line, principal: principal, model: model, refusal: refusal, admission: admission)
+        let payer = payer ?? principal.map { Payer(user: $0.user, team: $0.team,
+                                                   plan: policy.plans.effectivePlan(user: $0.user, team: $0.team)) }
+        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model, provider: provider,
+                                       refusal: refusal, admission: admission)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }

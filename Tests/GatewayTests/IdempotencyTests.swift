@@ -34,7 +34,8 @@ struct IdempotencyTests {
             let replayed = try #require(try h.row("again-\(body.count)"))
             #expect(original.outcome == .ok && original.cost > .zero)
             #expect(replayed.outcome == .replayed && replayed.cost == .zero && replayed.usage == .zero)
-            #expect(replayed.user == "alice")
+            #expect(replayed.user == "alice" && replayed.team == original.team && replayed.plan == original.plan)
+            #expect(replayed.plan != nil)
             #expect(replayed.modelRequested == "gpt-4o-mini" && replayed.stream == (body == Self.stream))
         }
     }

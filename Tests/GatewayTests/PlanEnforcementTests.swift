@@ -31,7 +31,8 @@ struct PlanEnforcementTests {
         #expect(r.status == 403)
         let message = try error(r)["message"] as? String ?? ""
         #expect(message.contains("o4-mini") && message.contains("small"))
-        #expect(try h.row("m-1")?.outcome == .refusedModel)
+        let refused = try #require(try h.row("m-1"))
+        #expect(refused.outcome == .refusedModel && refused.plan == "small" && refused.provider == "openai")
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "m-2").status == 200)
     }
 
@@ -59,7 +60,8 @@ struct PlanEnforcementTests {
 
         let refused = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(maxTokens: 4_000), requestID: "cap-3")
         #expect(refused.status == 400)
-        #expect(try h.row("cap-3")?.outcome == .refusedCap)
+        let capped = try #require(try h.row("cap-3"))
+        #expect(capped.outcome == .refusedCap && capped.user == "bob" && capped.plan == "strict")
         #expect(h.fake.exchange(requestID: "cap-3") == nil)
     }
 

@@ -100,7 +100,31 @@ struct RefusalTests {
         #expect(row.outcome == .refusedUnpriced)
         #expect(row.user == "alice")
         #expect(row.modelRequested == "gpt-unpriced")
+        // Who pays is known before the model is checked, the provider once it is routed.
+        #expect(row.plan == "unlimited" && row.provider == "openai")
+        #expect(try h.row("model-1")?.plan == "unlimited")
+        #expect(try h.row("model-1")?.provider == nil)
         #expect(h.fake.requestCount == 0)
+    }
+
+    @Test("a provider whose key the gateway lacks gets 502 naming the variable, recorded against the provider and plan")
+    func providerKeyMissing() async throws {
+        let providers = """
+            providers:
+              openai: { dialect: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: TOKENCTL_TEST_UNSET_KEY }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """
+        let h = try ProxyHarness(plansYAML: "defaults: { plan: team }\nplans: { team: {} }\n", providersYAML: providers)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "nokey-1")
+        #expect(r.status == 502)
+        let message = try openAIError(r)["message"] as? String ?? ""
+        #expect(message.contains("'openai'") && message.contains("TOKENCTL_TEST_UNSET_KEY"), "\(message)")
+        let row = try #require(try h.row("nokey-1"))
+        #expect(row.outcome == .upstreamUnreachable && row.status == 502)
+        #expect(row.user == "alice" && row.team == "research" && row.plan == "team" && row.provider == "openai")
+        #expect(row.modelRequested == "gpt-4o-mini" && row.cost == .zero)
     }
 
     @Test("unknown routes get 404 in the guessed dialect")
