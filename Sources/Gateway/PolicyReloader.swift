@@ -22,6 +22,8 @@ public final class PolicyReloader: Sendable {
         var reloads = 0
         var failedReloads = 0
         var lastError: String?
+        /// The warnings of the policy in force, as logged: a reload logs only new ones.
+        var warnings: Set<String> = []
     }
 
     public init(policy: PolicySet, directory: String?, environment: [String: String], logger: Logger) {
@@ -29,6 +31,8 @@ public final class PolicyReloader: Sendable {
         self.directory = directory
         self.environment = environment
         self.logger = logger
+        let warnings = Set(policy.warnings.map { "\($0)" })
+        state.withLockedValue { $0.warnings = warnings }
         if let directory { state.withLockedValue { $0.fingerprint = Self.fingerprint(of: directory) } }
     }
 
@@ -49,15 +53,19 @@ public final class PolicyReloader: Sendable {
                 defer { old = fresh }
                 return old.version
             }
-            state.withLockedValue {
-                $0.fingerprint = fingerprint
-                $0.reloads += 1
-                $0.lastError = nil
+            let warnings = fresh.warnings.map { "\($0)" }
+            let seen = state.withLockedValue { s -> Set<String> in
+                defer { s.warnings = Set(warnings) }
+                s.fingerprint = fingerprint
+                s.reloads += 1
+                s.lastError = nil
+                return s.warnings
             }
             if old != fresh.version {
                 logger.info("policy reloaded", metadata: ["version": "\(fresh.version)", "previous": "\(old)"])
             }
-            for warning in fresh.warnings { logger.warning("\(warning)") }
+            // Those of the last policy were logged already; once is enough.
+            for warning in warnings where !seen.contains(warning) { logger.warning("\(warning)") }
             return true
         } catch {
             state.withLockedValue {

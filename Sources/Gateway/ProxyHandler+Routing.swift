@@ -79,6 +79,10 @@ extension ProxyHandler {
             refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use POST.",
                            headers: [("allow", "POST")]))
+        case (_, _) where Self.readOnlyPaths.contains(path):
+            refuse(line, principal: knownPrincipal(head), model: nil,
+                   Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use GET.",
+                           headers: [("allow", "GET")]))
         default:
             refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
@@ -154,6 +158,9 @@ extension ProxyHandler {
                 gateway.record(entry, on: eventLoop, connection: self, notRecorded: release, then: release)
             }
     }
+
+    /// The gateway's own pages, answered to GET only.
+    private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
 
     /// Admin keys read the admin API and nothing else: they never run up a bill.
     private static let adminKeyOnModelRoute = Refusal(

@@ -13,8 +13,12 @@ import Policy
 public enum ReportPeriod {
     public struct InvalidPeriod: Error, CustomStringConvertible {
         public var text: String
+        /// A whole period was asked for (`--period`), not an instant (`--since`, `--until`).
+        public var wantedPeriod = false
         public var description: String {
-            "'\(text)' is not a date (YYYY-MM-DD), an ISO 8601 date-time (2026-11-01T09:30:00Z), Nd (days ago) or mtd"
+            wantedPeriod
+                ? "'\(text)' is not a month (YYYY-MM, e.g. 2026-11) or last-month"
+                : "'\(text)' is not a date (YYYY-MM-DD), an ISO 8601 date-time (2026-11-01T09:30:00Z), Nd (days ago) or mtd"
         }
     }
 
@@ -31,7 +35,9 @@ public enum ReportPeriod {
                 return (months.interval(of: .month, containing: thisMonth.start - 1).start, thisMonth.start)
             }
             let parts = period.split(separator: "-")
-            guard parts.count == 2, let first = Day("\(period)-01") else { throw InvalidPeriod(text: period) }
+            guard parts.count == 2, let first = Day("\(period)-01") else {
+                throw InvalidPeriod(text: period, wantedPeriod: true)
+            }
             let month = months.interval(of: .month, containing: localMidnight(first, in: timeZone))
             return (month.start, month.end)
         }

@@ -54,7 +54,7 @@ struct Report: ParsableCommand {
     var out: String?
 
     func validate() throws {
-        if let top, top < 0 { throw ValidationError("--top must be 0 or more") }
+        if let top, top < 1 { throw ValidationError("--top must be 1 or more") }
     }
 
     func run() throws {

@@ -38,3 +38,22 @@ struct PolicyReloadTests {
         #expect(try await status(h, "r-3") == 200)
     }
 }
+
+@Suite("Policy reload warnings")
+struct PolicyReloadWarningTests {
+    @Test("a reload logs only the warnings the policy in force did not have")
+    func warningsLoggedOnce() async throws {
+        let capture = LogCapture()
+        let h = try ProxyHarness(logger: capture.logger)
+        defer { h.shutdown() }
+        let unused = #"- { model: "mistral-large", effective_from: "2025-01-01", input: "2", output: "6", source: test }"#
+        try h.writePolicy("prices.yaml", ProxyHarness.prices + "\n" + unused + "\n")
+        #expect(h.server.reloadPolicy())
+        #expect(h.server.reloadPolicy())
+        try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
+        #expect(h.server.reloadPolicy())
+        let warned = capture.text.components(separatedBy: "\n").filter { $0.contains("'mistral-large'") }
+        #expect(warned.count == 1, "\(warned)")
+        #expect(warned.first?.contains("this price is unused") == true)
+    }
+}

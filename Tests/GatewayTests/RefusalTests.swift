@@ -139,6 +139,12 @@ struct RefusalTests {
                                                 headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-2")])
         #expect(get.status == 405)
         #expect(get.header("allow") == "POST")
+        for path in ["/healthz", "/metrics", "/v1/models"] {
+            let post = try await TestHTTPClient.send(port: h.port, method: .POST, path: path,
+                                                     headers: [("authorization", "Bearer \(h.aliceKey)")])
+            #expect(post.status == 405, "\(path)")
+            #expect(post.header("allow") == "GET", "\(path)")
+        }
     }
 
     @Test("an unreachable upstream gets 502, recorded")

@@ -28,6 +28,23 @@ struct ReportPeriodTests {
         }
     }
 
+    @Test("a bad --period is told what --period takes, a bad --since what an instant is",
+          arguments: ["2026-13", "garbage", "2026-11-05"])
+    func invalidPeriodNamesMonths(text: String) {
+        do {
+            _ = try ReportPeriod.range(since: nil, until: nil, period: text, now: now)
+            Issue.record("'\(text)' was taken as a period")
+        } catch {
+            #expect("\(error)" == "'\(text)' is not a month (YYYY-MM, e.g. 2026-11) or last-month")
+        }
+        do {
+            _ = try ReportPeriod.range(since: text, until: nil, period: nil, now: now)
+            if text != "2026-11-05" { Issue.record("'\(text)' was taken as an instant") }
+        } catch {
+            #expect("\(error)".contains("is not a date (YYYY-MM-DD)"))
+        }
+    }
+
     @Test("in a zone: days, months, mtd and local date-times start at local midnight, across DST")
     func zoned() throws {
         let berlin = TimeZone(identifier: "Europe/Berlin")!
