@@ -267,7 +267,7 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
   $("spendtiles").innerHTML =
     tile("Total cost", usd(t.cost_usd), "exact: $" + t.cost_usd) +
     tile("Requests", num(t.requests), num(t.refused) + " refused, " + num(t.errors) + " errors") +
-    tile("Active users", num(s.active_users), "made a call in the period") +
+    tile("Active users", num(s.active_users), "a call reached a model") +
     tile("Daily cost per active user", s.daily_cost_per_active_user_mean_usd === null ? "–" : usd(s.daily_cost_per_active_user_mean_usd),
          "mean over " + activeDays + (activeDays === 1 ? " active day" : " active days")) +
     tile("Retry share", usd(s.retries.cost_usd),

@@ -9,8 +9,9 @@ import Policy
 /// and team (and by model, for charts); the month so far and budget periods by user and team
 /// when those rows cannot answer them. Definitions (the README repeats them):
 ///
-/// - A user is *active* on a day (in the report's zone) if they made a call that day, refused or
-///   not; calls without a user (refused before identification) make nobody active.
+/// - A user is *active* on a day (in the report's zone) if a call of theirs that day reached a
+///   model (was not refused), as for the `tokenctl_active_users` gauge; refused calls (an admin
+///   key's, a spent budget's) make nobody active.
 /// - *Daily cost per active user* of a day: that day's cost ÷ its active users. The period mean
 ///   is the mean of those daily values over the days with at least one active user.
 /// - *Burn rate*: tokens (input, cached, cache write, output) and cost per hour over the burn
@@ -218,7 +219,7 @@ extension ReportSummary {
             var entry = perDay[day] ?? DayActivity(day: day, requests: 0, activeUsers: 0, cost: .init(), userCosts: [])
             entry.requests += row.requests
             entry.cost.picodollars += row.cost.picodollars
-            if user != ReportDimension.noneLabel, row.requests > 0 {
+            if user != ReportDimension.noneLabel, row.requests > row.refused {
                 perDayUser[day, default: [:]][user, default: .init()].picodollars += row.cost.picodollars
                 perUser[user, default: .init()].picodollars += row.cost.picodollars
             }

@@ -123,7 +123,8 @@ struct MetricsTests {
         #expect(!m.text.contains("mystery-model"))
 
         #expect(m[#"tokenctl_refusals_total{reason="auth",plan="none"}"#] == 1)
-        #expect(m[#"tokenctl_refusals_total{reason="unknown_model",plan="none"}"#] == 1)
+        // Who pays is known before the model is looked up: alice, on the default plan.
+        #expect(m[#"tokenctl_refusals_total{reason="unknown_model",plan="pro"}"#] == 1)
         #expect(m[#"tokenctl_refusals_total{reason="rate",plan="slow"}"#] == 1)
         #expect(m[#"tokenctl_refusals_total{reason="quota",plan="broke"}"#] == 1)
         #expect(m[#"tokenctl_errors_total{kind="upstream_error",provider="broken"}"#] == 1)

@@ -77,16 +77,15 @@ struct ReportSummaryTests {
         // Total $1 + $1 + $2 + $3 + $0.50 + $1.50 + $1.50 + $4 = $14.50 over 10 calls.
         #expect(s.totals.cost.picodollars == 1_450 * Int128(Self.dollar) / 100)
         #expect(s.totals.requests == 10)
-        // alice, bob, carol; the call without a user makes nobody active.
+        // alice, bob, carol; refused calls make nobody active (carol's on Jan 2, the one without a user).
         #expect(s.activeUsers == 3)
         #expect(s.days.map(\.day) == ["2025-01-01", "2025-01-02", "2025-01-03"])
-        #expect(s.days.map(\.activeUsers) == [2, 3, 1])
-        // Jan 1: $4.00 / 2 = $2.00. Jan 2: $6.50 / 3 = $2.1666… (to the pico-dollar, rounded down).
-        // Jan 3: $4.00 / 1 = $4.00.
-        #expect(s.days.map { $0.costPerActiveUser?.picodollars } == [2_000_000_000_000, 2_166_666_666_666, 4_000_000_000_000])
-        // Mean of the three: (2 + 2.166666666666 + 4) / 3 = 8.166666666666 / 3 = $2.722222222222.
-        #expect(s.meanDailyCostPerActiveUser?.picodollars == 2_722_222_222_222)
-        #expect(s.meanDailyCostPerActiveUser?.formatted(decimals: 6) == "2.722222")
+        #expect(s.days.map(\.activeUsers) == [2, 2, 1])
+        // Jan 1: $4.00 / 2 = $2.00. Jan 2: $6.50 / 2 = $3.25. Jan 3: $4.00 / 1 = $4.00.
+        #expect(s.days.map { $0.costPerActiveUser?.picodollars } == [2_000_000_000_000, 3_250_000_000_000, 4_000_000_000_000])
+        // Mean of the three: (2 + 3.25 + 4) / 3 = $3.083333333333 (to the pico-dollar, rounded down).
+        #expect(s.meanDailyCostPerActiveUser?.picodollars == 3_083_333_333_333)
+        #expect(s.meanDailyCostPerActiveUser?.formatted(decimals: 6) == "3.083333")
         // Retries: alice's second body A (60 s) and bob's second body E (90 s); alice's second body C
         // came 300 s later. 2 of 10 calls = 20 %; $1.00 + $1.50 = $2.50 of $14.50 = 17.2413…%.
         #expect(s.totals.retries == 2)
@@ -155,19 +154,19 @@ struct ReportSummaryTests {
                                           plans: try loadTestPolicy(plans: Self.plans).plans, now: day0 + 400 * 24 * Self.hour)
 
         let table = ReportRenderer.render(report, query: query, format: .table, summary: s)
-        #expect(table.contains("daily cost per active user  $2.722222 (mean of 3 days)"))
+        #expect(table.contains("daily cost per active user  $3.083333 (mean of 3 days)"))
         #expect(table.contains("retry share                 2 of 10 calls (20.00%), $2.500000 of cost (17.24%)"))
         #expect(table.contains("month-end forecast          $149.833333 for 2025-01 (so far $14.500000)"))
         #expect(table.contains("  user carol     day     2025-01-03T00:00:00Z   $4.000000      $5.000000   1,100            -  80.00%\n"))
 
         let markdown = ReportRenderer.render(report, query: query, format: .markdown, summary: s)
         #expect(markdown.contains("| active users | 3 |"))
-        #expect(markdown.contains("| 2025-01-02 | 3 | 5 | $6.500000 | $2.166667 |"))
+        #expect(markdown.contains("| 2025-01-02 | 2 | 5 | $6.500000 | $3.250000 |"))
 
         let json = ReportRenderer.render(report, query: query, format: .json, summary: s)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         let summary = try #require(object["summary"] as? [String: Any])
-        #expect(summary["daily_cost_per_active_user_mean_usd"] as? String == "2.722222")
+        #expect(summary["daily_cost_per_active_user_mean_usd"] as? String == "3.083333")
         #expect(summary["active_users"] as? Int == 3)
         let retries = try #require(summary["retries"] as? [String: Any])
         #expect(retries["share_of_calls_pct"] as? Double == 20.0)
@@ -187,8 +186,8 @@ struct ReportSummaryTests {
         let facts = try parseCSV(ReportRenderer.render(report, query: query, format: .csv, summary: s))
         #expect(facts[0] == ["metric", "subject", "value"])
         #expect(Set(facts.map(\.count)) == [3])
-        #expect(facts.contains(["daily_cost_per_active_user_mean_usd", "", "2.722222"]))
-        #expect(facts.contains(["daily_cost_per_active_user_usd", "2025-01-02", "2.166667"]))
+        #expect(facts.contains(["daily_cost_per_active_user_mean_usd", "", "3.083333"]))
+        #expect(facts.contains(["daily_cost_per_active_user_usd", "2025-01-02", "3.250000"]))
         #expect(facts.contains(["retry_share_of_cost_pct", "", "17.24"]))
         #expect(facts.contains(["budget_utilisation_pct", "user:carol/day", "80.00"]))
         #expect(facts.contains(["forecast_month_end_usd", "2025-01", "149.833333"]))
