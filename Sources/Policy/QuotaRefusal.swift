@@ -38,8 +38,9 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
         self.resetsAt = resetsAt
     }
 
-    /// "user bob's monthly budget of $20.00 is exhausted: $19.98 spent, $0.01 held by calls in
-    /// flight, this call needs up to $0.05; resets 2026-12-01T00:00:00Z"
+    /// "user bob's monthly budget of $20.00 has too little left: $19.98 spent, $0.01 held by
+    /// calls in flight, this call needs up to $0.05; resets 2026-12-01T00:00:00Z" ("is
+    /// exhausted" once spent and held reach the budget).
     public var description: String {
         let adjective: String
         switch limit.period {
@@ -50,11 +51,16 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
         var text = "\(limit.scope)'s \(adjective) "
         switch exceeded {
         case .usd:
-            text += "budget of \(Self.dollars(limit.usd ?? .zero)) is exhausted: \(Self.dollars(spent)) spent"
+            let budget = limit.usd ?? .zero
+            let used = Int128(spent.picodollars) + Int128(reserved.picodollars)
+            let state = used >= Int128(budget.picodollars) ? "is exhausted" : "has too little left"
+            text += "budget of \(Self.dollars(budget)) \(state): \(Self.dollars(spent)) spent"
             if reserved > .zero { text += ", \(Self.dollars(reserved)) held by calls in flight" }
             text += ", this call needs up to \(Self.dollars(requested))"
         case .tokens:
-            text += "token budget of \(limit.tokens ?? 0) is exhausted: \(spentTokens) spent"
+            let budget = limit.tokens ?? 0
+            let state = spentTokens + reservedTokens >= budget ? "is exhausted" : "has too little left"
+            text += "token budget of \(budget) \(state): \(spentTokens) spent"
             if reservedTokens > 0 { text += ", \(reservedTokens) held by calls in flight" }
             text += ", this call needs up to \(requestedTokens)"
         }

@@ -54,7 +54,7 @@ import Testing
             limit: Self.bobMonthly, exceeded: .usd, spent: Self.dollars("19.98"), reserved: Self.dollars("0.01"),
             spentTokens: 0, reservedTokens: 0, requested: Self.dollars("0.05"), requestedTokens: 500,
             periodStart: Self.monthStart, resetsAt: utc("2026-12-01T00:00:00Z")))
-        #expect(refusal.description == "user bob's monthly budget of $20.00 is exhausted: $19.98 spent, "
+        #expect(refusal.description == "user bob's monthly budget of $20.00 has too little left: $19.98 spent, "
                 + "$0.01 held by calls in flight, this call needs up to $0.05; resets 2026-12-01T00:00:00Z")
         // Nothing was held by the refused call, not even in the budgets checked before the failing one.
         #expect(book.bucket(.user("bob"), .day, start: Self.dayStart) == nil)
@@ -67,6 +67,16 @@ import Testing
         #expect(team.limit == Self.teamMonthly && team.spent == Self.dollars("99.99"))
     }
 
+    @Test("a budget spent and held to its limit is exhausted; one with too little left says so")
+    func refusalSaysWhetherAnythingIsLeft() throws {
+        let book = QuotaBook()
+        _ = try reserve(book, [Self.bobDailyTokens], "0", tokens: 10_000).get()
+        guard case .failure(let refusal) = reserve(book, [Self.bobDailyTokens], "0", tokens: 1) else {
+            Issue.record("admitted"); return
+        }
+        #expect(refusal.description.hasPrefix("user bob's daily token budget of 10000 is exhausted: 0 spent, 10000 held"))
+    }
+
     @Test func tokenBudgetsCountTokens() throws {
         let book = QuotaBook()
         let r = try reserve(book, [Self.bobDailyTokens], "0", tokens: 9_000).get()
@@ -74,7 +84,7 @@ import Testing
             Issue.record("admitted"); return
         }
         #expect(refusal.exceeded == .tokens && refusal.reservedTokens == 9_000)
-        #expect(refusal.description == "user bob's daily token budget of 10000 is exhausted: 0 spent, "
+        #expect(refusal.description == "user bob's daily token budget of 10000 has too little left: 0 spent, "
                 + "9000 held by calls in flight, this call needs up to 1001; resets 2026-12-01T00:00:00Z")
         book.settle(r, cost: .zero, tokens: 4_000, now: Self.now)
         #expect(book.remaining(budgets: [Self.bobDailyTokens], now: Self.now, timeZone: Self.zone)
