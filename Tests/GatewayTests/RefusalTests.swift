@@ -14,6 +14,17 @@ struct RefusalTests {
         try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
     }
 
+    /// providers.yaml routing gpt-* to port 1 on loopback: nothing listens there, so a connect is
+    /// refused at once.
+    static func downProvider(keyVariable: String = "E2E_PROVIDER_KEY") -> String {
+        """
+        providers:
+          openai: { dialect: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: \(keyVariable) }
+        models:
+          - { match: "gpt-*", provider: openai }
+        """
+    }
+
     private func openAIError(_ r: ReceivedResponse) throws -> [String: Any] {
         try #require(try json(r)["error"] as? [String: Any])
     }
@@ -109,13 +120,8 @@ struct RefusalTests {
 
     @Test("a provider whose key the gateway lacks gets 502 naming the variable, recorded against the provider and plan")
     func providerKeyMissing() async throws {
-        let providers = """
-            providers:
-              openai: { dialect: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: TOKENCTL_TEST_UNSET_KEY }
-            models:
-              - { match: "gpt-*", provider: openai }
-            """
-        let h = try ProxyHarness(plansYAML: "defaults: { plan: team }\nplans: { team: {} }\n", providersYAML: providers)
+        let h = try ProxyHarness(plansYAML: "defaults: { plan: team }\nplans: { team: {} }\n",
+                                 providersYAML: Self.downProvider(keyVariable: "TOKENCTL_TEST_UNSET_KEY"))
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "nokey-1")
         #expect(r.status == 502)
@@ -149,14 +155,7 @@ struct RefusalTests {
 
     @Test("an unreachable upstream gets 502, recorded")
     func upstreamUnreachable() async throws {
-        // Port 1 on loopback: nothing listens there, so the connect is refused at once.
-        let providers = """
-            providers:
-              openai: { dialect: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: E2E_PROVIDER_KEY }
-            models:
-              - { match: "gpt-*", provider: openai }
-            """
-        let h = try ProxyHarness(providersYAML: providers)
+        let h = try ProxyHarness(providersYAML: Self.downProvider())
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "down-1")
         #expect(r.status == 502)
