@@ -257,7 +257,7 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
   const days = daysOf(byDay);
   $("periodlabel").textContent = byDay.since.slice(0, 10) + " to " + byDay.until.slice(0, 16).replace("T", " ") + " " + byDay.time_zone;
   // Every figure below comes from the report's summary (the same as `tokenctl report`): a user is
-  // active on a day if they made a call that day; daily cost per active user is that day's cost
+  // active on a day if a call of theirs that day was not refused; daily cost per active user is that day's cost
   // over its active users, and the period figure the mean of those days.
   const costByDay = new Map(byDay.rows.map(r => [r.day, Number(r.cost_usd)]));
   const perDay = new Map(s.days.map(d => [d.day, d.cost_per_active_user_usd === null ? 0 : Number(d.cost_per_active_user_usd)]));
@@ -267,7 +267,7 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
   $("spendtiles").innerHTML =
     tile("Total cost", usd(t.cost_usd), "exact: $" + t.cost_usd) +
     tile("Requests", num(t.requests), num(t.refused) + " refused, " + num(t.errors) + " errors") +
-    tile("Active users", num(s.active_users), "a call reached a model") +
+    tile("Active users", num(s.active_users), "a call not refused") +
     tile("Daily cost per active user", s.daily_cost_per_active_user_mean_usd === null ? "–" : usd(s.daily_cost_per_active_user_mean_usd),
          "mean over " + activeDays + (activeDays === 1 ? " active day" : " active days")) +
     tile("Retry share", usd(s.retries.cost_usd),

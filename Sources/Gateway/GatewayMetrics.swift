@@ -131,10 +131,10 @@ final class GatewayMetrics: Sendable {
     }
 
     /// A row that could not commit (its client's connection is cut instead).
-    /// A refusal the ledger could not record (it was the ledger failing), by reason.
-    func recordUnrecordedRefusal(reason: String) {
+    /// A refusal the ledger could not record (it was the ledger failing), by reason and plan.
+    func recordUnrecordedRefusal(reason: String, plan: String? = nil) {
         series.withLock { cache in
-            cache.refusal(PlanKey(name: reason, plan: cache.labels(for: policies.policy).plan(nil)), registry).increment()
+            cache.refusal(PlanKey(name: reason, plan: cache.labels(for: policies.policy).plan(plan)), registry).increment()
         }
     }
 

@@ -15,6 +15,9 @@ public final class PolicyReloader: Sendable {
     private let environment: [String: String]
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
+    /// One reload at a time (the watcher's and SIGHUP's), so that each compares its warnings with
+    /// those of the policy it replaces.
+    private let reloading = NIOLock()
 
     private struct State {
         var fingerprint: [String: String] = [:]
@@ -46,6 +49,10 @@ public final class PolicyReloader: Sendable {
     @discardableResult
     public func reloadNow() -> Bool {
         guard let directory else { return false }
+        return reloading.withLock { reload(directory) }
+    }
+
+    private func reload(_ directory: String) -> Bool {
         let fingerprint = Self.fingerprint(of: directory)
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)

@@ -10,8 +10,8 @@ extension ProxyHandler {
     /// Claims the request's idempotency key; false if the request was answered (or waits) instead.
     func claimIdempotency(_ token: String, request: CallRequest, principal: Principal) -> Bool {
         guard !token.isEmpty, token.utf8.count <= 255 else {
-            refuse(request.line, principal: principal, model: nil,
-                   Refusal(.badRequest, "Idempotency-Key must be 1 to 255 characters.", field: "Idempotency-Key"))
+            refuseRepeat(request, principal: principal,
+                         Refusal(.badRequest, "Idempotency-Key must be 1 to 255 characters.", field: "Idempotency-Key"))
             return false
         }
         let key = IdempotencyStore.Key(apiKeyID: principal.keyId, token: token)
@@ -19,7 +19,7 @@ extension ProxyHandler {
         let waiter = IdempotencyStore.Waiter(loop: eventLoop) { claim in
             handler.value.resumeIdempotent(claim, request: request, principal: principal, key: key)
         }
-        switch gateway.idempotency.claim(key, fingerprint: RequestFingerprint.of(request.body),
+        switch gateway.idempotency.claim(key, fingerprint: Self.idempotencyFingerprint(request),
                                          now: UnixTime.nowMicros(), waiter: waiter) {
         case .proceed:
             idempotent = (key, request.requestID)
@@ -29,7 +29,7 @@ extension ProxyHandler {
         case .wait:
             state = .responding(call: nil)
         case .conflict(let message):
-            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
+            refuseRepeat(request, principal: principal, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
         }
         return false
     }
@@ -43,8 +43,15 @@ extension ProxyHandler {
         case .replay(let answer): replay(answer, request: request, principal: principal)
         case .wait: break
         case .conflict(let message):
-            refuse(request.line, principal: principal, model: nil, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
+            refuseRepeat(request, principal: principal, Refusal(.idempotencyConflict, message, field: "Idempotency-Key"))
         }
+    }
+
+    /// A refusal of the key, recorded under the payer the call would have had.
+    private func refuseRepeat(_ request: CallRequest, principal: Principal, _ refusal: Refusal) {
+        let peek = try? RequestPeek(body: request.body)
+        refuse(request.line, principal: principal, model: peek?.model, refusal,
+               payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans))
     }
 
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
@@ -70,6 +77,14 @@ extension ProxyHandler {
             writeBody(answer.body)
             writeEnd()
         }
+    }
+
+    /// What makes a repeat the same request: its body and the end user it names (a service
+    /// key's `x-tokenctl-user`), so that a replay is recorded under the first call's payer.
+    static func idempotencyFingerprint(_ request: CallRequest) -> Int64 {
+        let body = RequestFingerprint.of(request.body)
+        guard let user = request.declaredEndUser else { return body }
+        return body ^ RequestFingerprint.of(Array("x-tokenctl-user: \(user)".utf8))
     }
 
     /// Headers of one delivery, not of the answer: framing, the request id, limits and budget.

@@ -187,14 +187,16 @@ extension ProxyHandler {
     /// Who pays is the admission's, else `payer`, else the caller's own plan.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                 admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil) {
+        let payer = admission?.payer ?? payer ?? principal.map {
+            Payer(user: $0.user, team: $0.team, plan: policy.plans.effectivePlan(user: $0.user, team: $0.team))
+        }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
             // unrecorded (counted), as for model calls while the ledger fails.
-            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)))
+            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)),
+                                                    plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        let payer = payer ?? principal.map { Payer(user: $0.user, team: $0.team,
-                                                   plan: policy.plans.effectivePlan(user: $0.user, team: $0.team)) }
         let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model, provider: provider,
                                        refusal: refusal, admission: admission)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in

@@ -3,7 +3,8 @@ import Metering
 
 /// What a report groups calls by.
 public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
-    /// The principal's user; "(none)" when the call had none (e.g. refused before auth).
+    /// The payer's user (the key's, or the end user a service key named); "(none)" when the call
+    /// had none (refused before auth).
     case user
     /// The principal's team; "(none)" when unset.
     case team
@@ -17,7 +18,7 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     case month
     /// The provider the call was routed to; "(none)" for calls refused before routing.
     case provider
-    /// The payer's plan; "(none)" before plans or for calls refused before admission.
+    /// The payer's plan; "(none)" for rows from before plans or calls refused before auth.
     case plan
     /// The API key id the call was made with.
     case key

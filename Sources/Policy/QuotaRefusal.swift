@@ -59,7 +59,8 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
             text += ", this call needs up to \(Self.dollars(requested))"
         case .tokens:
             let budget = limit.tokens ?? 0
-            let state = spentTokens + reservedTokens >= budget ? "is exhausted" : "has too little left"
+            let used = Int128(spentTokens) + Int128(reservedTokens)  // counters clamp at Int.max
+            let state = used >= Int128(budget) ? "is exhausted" : "has too little left"
             text += "token budget of \(budget) \(state): \(spentTokens) spent"
             if reservedTokens > 0 { text += ", \(reservedTokens) held by calls in flight" }
             text += ", this call needs up to \(requestedTokens)"

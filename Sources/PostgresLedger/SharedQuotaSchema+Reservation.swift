@@ -137,7 +137,11 @@ extension SharedQuotaSchema {
             IF cardinality(holds) = 0 THEN
                 RETURN;
             END IF;
-            INSERT INTO quota_holds SELECT * FROM unnest(holds);
+            INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, reserved_at,
+                                     expires_at)
+            SELECT u.call_id, u.replica, u.scopes, u.periods, u.period_starts, u.cost, u.tokens, u.reserved_at,
+                   u.expires_at
+            FROM unnest(holds) AS u;
             UPDATE quota_counters q
             SET reserved = k.reserved, reserved_tokens = k.reserved_tokens
             FROM unnest(b_scopes, b_periods, b_starts, b_reserved, b_reserved_tokens)

@@ -38,7 +38,7 @@ enum SharedQuotaSchema {
     /// the newer bodies in place instead of putting its own back. Newer functions therefore keep
     /// the signatures older replicas call (as `tokenctl_quota_settle` and
     /// `tokenctl_quota_reserve` do), and a function stays as long as a running version calls it.
-    static let functionsVersion: Int64 = 2
+    static let functionsVersion: Int64 = 3
 
     /// `quota_meta`'s row holding the installed functions' version.
     static let functionsVersionName = "functions_version"

@@ -9,8 +9,8 @@ import Policy
 /// and team (and by model, for charts); the month so far and budget periods by user and team
 /// when those rows cannot answer them. Definitions (the README repeats them):
 ///
-/// - A user is *active* on a day (in the report's zone) if a call of theirs that day reached a
-///   model (was not refused), as for the `tokenctl_active_users` gauge; refused calls (an admin
+/// - A user is *active* on a day (in the report's zone) if a call of theirs that day was not
+///   refused (`refused_*`), as for the `tokenctl_active_users` gauge; refused calls (an admin
 ///   key's, a spent budget's) make nobody active.
 /// - *Daily cost per active user* of a day: that day's cost ÷ its active users. The period mean
 ///   is the mean of those daily values over the days with at least one active user.

@@ -240,4 +240,35 @@ struct PlanEnforcementTests {
         #expect(try h.row("eu-2")?.user == "u-7")
         #expect(try h.row("eu-3")?.user == "alice")
     }
+
+    @Test("a service key's end user pays in refusals and replays as in its calls; another end user on the same key conflicts")
+    func endUserInRefusalsAndReplays() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: open }
+            plans: { open: {}, small: { models: ["gpt-4o-mini"] } }
+            users: { u-9: { plan: small } }
+            keys: { attribute_end_users: ["svc-*"] }
+            """)
+        defer { h.shutdown() }
+        let asU9: [(String, String)] = [("x-tokenctl-user", "u-9")]
+        let refused = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat("o4-mini"),
+                                       requestID: "eur-1", headers: asU9)
+        #expect(refused.status == 403)
+        let refusedRow = try #require(try h.row("eur-1"))
+        #expect(refusedRow.user == "u-9" && refusedRow.team == "support" && refusedRow.plan == "small")
+
+        let first = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat(), requestID: "eur-2",
+                                     headers: asU9 + [("idempotency-key", "k-1")])
+        let again = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat(), requestID: "eur-3",
+                                     headers: asU9 + [("idempotency-key", "k-1")])
+        #expect(first.status == 200 && again.status == 200)
+        let replayed = try #require(try h.row("eur-3"))
+        #expect(replayed.outcome == .replayed && replayed.user == "u-9" && replayed.plan == "small")
+
+        let other = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat(), requestID: "eur-4",
+                                     headers: [("x-tokenctl-user", "u-10"), ("idempotency-key", "k-1")])
+        #expect(other.status == 409)
+        let conflict = try #require(try h.row("eur-4"))
+        #expect(conflict.outcome == .refusedBadRequest && conflict.user == "u-10" && conflict.plan == "open")
+    }
 }

@@ -145,7 +145,7 @@ struct RefusalTests {
                                                 headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-2")])
         #expect(get.status == 405)
         #expect(get.header("allow") == "POST")
-        for path in ["/healthz", "/metrics", "/v1/models"] {
+        for path in ["/healthz", "/metrics", "/dashboard", "/v1/models"] {
             let post = try await TestHTTPClient.send(port: h.port, method: .POST, path: path,
                                                      headers: [("authorization", "Bearer \(h.aliceKey)")])
             #expect(post.status == 405, "\(path)")
