@@ -33,7 +33,9 @@ extension ProxyHandler {
             proxy(request)
             return
         }
-        switch (head.method, path) {
+        // HEAD on the gateway's own pages is their GET without the body.
+        headOnly = head.method == .HEAD && Self.readOnlyPaths.contains(path)
+        switch (headOnly ? .GET : head.method, path) {
         case (.GET, "/healthz"):
             // The policy in force and failed reloads since start (a refused change keeps the old one).
             // 503 while the ledger fails, so a load balancer sends traffic to another replica.
@@ -82,7 +84,7 @@ extension ProxyHandler {
         case (_, _) where Self.readOnlyPaths.contains(path):
             refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use GET.",
-                           headers: [("allow", "GET")]))
+                           headers: [("allow", "GET, HEAD")]))
         default:
             refuse(line, principal: knownPrincipal(head), model: nil,
                    Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
@@ -159,7 +161,7 @@ extension ProxyHandler {
             }
     }
 
-    /// The gateway's own pages, answered to GET only.
+    /// The gateway's own pages, answered to GET and HEAD only.
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
 
     /// Admin keys read the admin API and nothing else: they never run up a bill.

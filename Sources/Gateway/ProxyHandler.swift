@@ -29,6 +29,8 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// kept when the answer ends whole, released otherwise.
     var idempotent: (key: IdempotencyStore.Key, requestID: String)?
     var answerCapture: (status: Int, headers: [(String, String)], body: ByteBuffer)?
+    /// Answering a HEAD: the GET's head (its content-length too), no body.
+    var headOnly = false
     /// The policy in force when the current request's head arrived; the whole call uses it.
     private(set) var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
@@ -264,6 +266,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
                 answerCapture!.body.writeBuffer(&copy)
             }
         }
+        guard !headOnly else { return }
         context?.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
     }
 
@@ -271,6 +274,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
 
     func writeEnd() {
         state = .idle  // first: a closed connection must still drop its call (no handler ⇄ call cycle)
+        headOnly = false
         settleIdempotency(delivered: true)
         guard let context else { return }
         if keepAlive {

@@ -149,7 +149,18 @@ struct RefusalTests {
             let post = try await TestHTTPClient.send(port: h.port, method: .POST, path: path,
                                                      headers: [("authorization", "Bearer \(h.aliceKey)")])
             #expect(post.status == 405, "\(path)")
-            #expect(post.header("allow") == "GET", "\(path)")
+            #expect(post.header("allow") == "GET, HEAD", "\(path)")
+        }
+        // HEAD: the GET's head, content-length included, and no body.
+        for path in ["/healthz", "/metrics"] {
+            let client = try RawSocketClient(port: h.port)
+            #expect(client.send("HEAD \(path) HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"))
+            let (bytes, closed) = await client.readUntilClosed()
+            client.close()
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(closed && RawSocketClient.statuses(bytes) == [200], "\(path): \(text)")
+            #expect(text.lowercased().contains("content-length: "), "\(path)")
+            #expect(text.hasSuffix("\r\n\r\n"), "\(path): a body followed the head")
         }
     }
 
