@@ -288,7 +288,7 @@ enum Admit {
            let named = request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID, !named.isEmpty {
             user = String(named.prefix(128))
         }
-        return Payer(user: user, team: principal.team, plan: plans.effectivePlan(user: user, team: principal.team))
+        return Payer(user: user, team: principal.team, plans: plans)
     }
 
     private static func badBody(_ error: RequestPeekError) -> Refusal {

@@ -22,16 +22,16 @@ enum CallRecord {
     /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…),
     /// with what was resolved before the refusal: who pays (user, team, plan) once the caller is
     /// known, the provider once the model is routed, and with `admission` (a limit's refusal)
-    /// what it had decided.
+    /// what else it had decided.
     static func refused(_ line: RequestLine, principal: Principal?, payer: Payer?, model: String?,
-                        provider: Provider? = nil, refusal: Refusal, admission: Admission? = nil) -> LedgerEntry {
+                        provider: Provider?, refusal: Refusal, admission: Admission? = nil) -> LedgerEntry {
         var entry = base(line, principal: principal)
-        if let payer = admission?.payer ?? payer {
+        if let payer {
             entry.user = payer.user
             entry.team = payer.team
             entry.plan = payer.plan.planName
         }
-        entry.provider = (admission?.provider ?? provider)?.name
+        entry.provider = provider?.name
         if let admission {
             entry.stream = admission.stream
             entry.outputCapRequested = admission.outputCapRequested

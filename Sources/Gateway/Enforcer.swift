@@ -80,6 +80,13 @@ struct Payer: Sendable {
     var plan: EffectivePlan
 }
 
+extension Payer {
+    /// `user` under `team`, on the plan the policy gives them.
+    init(user: String, team: String?, plans: PlanBook) {
+        self.init(user: user, team: team, plan: plans.effectivePlan(user: user, team: team))
+    }
+}
+
 /// What admission took from the shared counters, to be given back or settled when the call ends.
 struct Hold: Sendable {
     var payer: Payer

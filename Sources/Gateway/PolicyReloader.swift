@@ -35,8 +35,11 @@ public final class PolicyReloader: Sendable {
         self.environment = environment
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
-        state.withLockedValue { $0.warnings = warnings }
-        if let directory { state.withLockedValue { $0.fingerprint = Self.fingerprint(of: directory) } }
+        let fingerprint = directory.map(Self.fingerprint(of:)) ?? [:]
+        state.withLockedValue {
+            $0.warnings = warnings
+            $0.fingerprint = fingerprint
+        }
     }
 
     /// The policy in force: read once per call, so a call sees one consistent policy.

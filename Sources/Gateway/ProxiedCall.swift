@@ -122,7 +122,8 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             phase = .settling
             let entry = CallRecord.refused(request.line, principal: admission.principal, payer: admission.payer,
-                                           model: admission.model, refusal: refusal, admission: admission)
+                                           model: admission.model, provider: admission.provider, refusal: refusal,
+                                           admission: admission)
             record(entry) { [self] in
                 phase = .done
                 connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)

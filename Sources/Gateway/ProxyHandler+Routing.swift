@@ -186,12 +186,11 @@ extension ProxyHandler {
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
-    /// Who pays is the admission's, else `payer`, else the caller's own plan.
+    /// Who pays is the admission's, else `payer`, else the caller's own plan; the provider the
+    /// admission's, else `provider`.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                 admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil) {
-        let payer = admission?.payer ?? payer ?? principal.map {
-            Payer(user: $0.user, team: $0.team, plan: policy.plans.effectivePlan(user: $0.user, team: $0.team))
-        }
+        let payer = admission?.payer ?? payer ?? principal.map { Payer(user: $0.user, team: $0.team, plans: policy.plans) }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
             // unrecorded (counted), as for model calls while the ledger fails.
@@ -199,8 +198,8 @@ extension ProxyHandler {
                                                     plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model, provider: provider,
-                                       refusal: refusal, admission: admission)
+        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
+                                       provider: admission?.provider ?? provider, refusal: refusal, admission: admission)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
