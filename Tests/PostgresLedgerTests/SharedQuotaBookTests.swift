@@ -53,9 +53,24 @@ final class SharedQuotaBookTests: XCTestCase {
         return book
     }
 
+    /// A connection of the test's own, to its schema.
+    private func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0, logger: logger)
+    }
+
+    /// A book of `replica` with one call, `callID`, holding $10 and 100 tokens of `user`'s $1,000
+    /// daily budget.
+    private func book(replica: String, holdingOneCall callID: String, of user: String) async throws -> SharedQuotaBook {
+        let book = try await makeBook(replica: replica)
+        let budgets = [BudgetLimit(scope: .user(user), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: callID, budgets: budgets, cost: dollars(10), tokens: 100,
+                                   now: now, timeZone: utc, on: group.next()).get().get()
+        return book
+    }
+
     private func ledgerRow(id: String, startedAt: Int64, user: String?, team: String?, cost: Int64, tokens: Int64,
                            outcome: String = "ok") async throws {
-        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0, logger: logger)
+        let connection = try await connect()
         try await connection.query("""
             INSERT INTO calls VALUES (\(id), \(startedAt), \(user), \(team), \(outcome), \(cost), \(tokens), 0, 0, 0)
             """, logger: logger)
@@ -355,8 +370,7 @@ final class SharedQuotaBookTests: XCTestCase {
     /// a batch of one does: admitted within the budget (one row per budget), refused past it.
     func testOneCallReservationOfEarlierReplicasReservesAsABatchOfOne() async throws {
         let book = try await makeBook(replica: "earlier-reserve")
-        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
-                                                              logger: logger)
+        let connection = try await connect()
         let start = CalendarPeriod(timeZone: utc).interval(of: .day, containing: now)
         func reserve(_ id: String) async throws -> [String?] {
             let rows = try await connection.query("""
@@ -381,12 +395,8 @@ final class SharedQuotaBookTests: XCTestCase {
     /// `tokenctl_quota_settle`, which replicas of earlier versions call for one call, settles as a
     /// batch of one does: once, the hold becoming the spend.
     func testOneCallSettlementOfEarlierReplicasSettlesOnce() async throws {
-        let book = try await makeBook(replica: "earlier")
-        let loop = group.next()
-        let budgets = [BudgetLimit(scope: .user("cy"), period: .day, usd: dollars(1_000))]
-        _ = try await book.reserve(callID: "e-1", budgets: budgets, cost: dollars(10), tokens: 100,
-                                   now: now, timeZone: utc, on: loop).get().get()
-        let connection = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        let book = try await book(replica: "earlier", holdingOneCall: "e-1", of: "cy")
+        let connection = try await connect()
         func settleOne() async throws -> Bool {
             let rows = try await connection.query("SELECT tokenctl_quota_settle('e-1', \(dollars(4).picodollars)::int8, 40)",
                                                   logger: logger).collect()
@@ -462,12 +472,9 @@ final class SharedQuotaBookTests: XCTestCase {
     /// waits for the reaper's transaction, then charges the call from the reaper's record, once
     /// (not zero times: the record is committed after the settlement began).
     func testSettlementThatWaitsForTheReaperChargesTheCallOnce() async throws {
-        let book = try await makeBook(replica: "slow")
+        let book = try await book(replica: "slow", holdingOneCall: "s-1", of: "sl")
         let loop = group.next()
-        let budgets = [BudgetLimit(scope: .user("sl"), period: .day, usd: dollars(1_000))]
-        _ = try await book.reserve(callID: "s-1", budgets: budgets, cost: dollars(10), tokens: 100,
-                                   now: now, timeZone: utc, on: loop).get().get()
-        let reaper = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        let reaper = try await connect()
         try await reaper.query("BEGIN", logger: logger)
         // Not seen for 0 µs: every replica counts as gone.
         let reaped = try await reaper.query("SELECT o_reaped FROM tokenctl_quota_reap(0)", logger: logger).collect()
@@ -475,7 +482,7 @@ final class SharedQuotaBookTests: XCTestCase {
         let settling = book.settle(callID: "s-1", cost: dollars(4), tokens: 40, on: loop)
         // The reaper commits only once the settlement waits for the hold it took (seen from a
         // third connection: the reaper's own sees the activity as its transaction began).
-        let observer = try await PostgresConnection.connect(on: loop, configuration: configuration, id: 0, logger: logger)
+        let observer = try await connect()
         var waiting = 0
         for _ in 0..<500 where waiting == 0 {
             let rows = try await observer.query("""
@@ -565,8 +572,7 @@ final class SharedQuotaBookTests: XCTestCase {
     /// settling one call reads a handful of the table's pages, not all of them.
     func testSettlingReadsTheHoldByItsKeyNotPastTheDeadRows() async throws {
         _ = try await makeBook(replica: "churn")
-        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
-                                                              logger: logger)
+        let connection = try await connect()
         func hold(_ id: String) async throws {
             try await connection.query("""
                 INSERT INTO quota_holds (call_id, replica, scopes, periods, period_starts, cost, tokens, expires_at)
@@ -613,8 +619,7 @@ final class SharedQuotaBookTests: XCTestCase {
 
     /// The installed functions' version, and a marker of the body of one of them.
     private func installedFunctions() async throws -> (version: Int64?, pruneBody: String) {
-        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
-                                                              logger: logger)
+        let connection = try await connect()
         let version = try await connection.query("""
             SELECT value FROM quota_meta WHERE name = \(SharedQuotaSchema.functionsVersionName)
             """, logger: logger).collect().first?.decode(Int64.self)
@@ -627,8 +632,7 @@ final class SharedQuotaBookTests: XCTestCase {
     /// Stands in for another tokenctl's install: `version` recorded, `tokenctl_quota_prune`'s
     /// body replaced by one saying so.
     private func installFunctions(ofVersion version: Int64) async throws {
-        let connection = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0,
-                                                              logger: logger)
+        let connection = try await connect()
         try await connection.query("""
             CREATE OR REPLACE FUNCTION tokenctl_quota_prune(p_counters_before int8) RETURNS void LANGUAGE plpgsql
             AS $$ BEGIN /* version \(unescaped: String(version)) */ END $$
@@ -691,7 +695,7 @@ final class SharedQuotaBookTests: XCTestCase {
         _ = try await book.reserve(callID: "warm", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
                                    timeZone: utc, on: loop).get().get()
         _ = try await book.settle(callID: "warm", cost: dollars(1), tokens: 1, on: loop).get()
-        let locker = try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: 0, logger: logger)
+        let locker = try await connect()
         try await locker.query("BEGIN", logger: logger)
         try await locker.query("SELECT * FROM quota_counters FOR UPDATE", logger: logger)
         do {
