@@ -11,6 +11,8 @@ public struct FakeExchange: Sendable {
     /// Nil for a path FakeLLM does not serve (answered 404).
     public var route: FakeRoute?
     public var method: String
+    /// As NIO names it: `HTTP/1.1`, or `HTTP/2.0` on an HTTP/2 connection.
+    public var httpVersion: String
     /// The request target as received, query included.
     public var path: String
     public var requestHeaders: [(String, String)]
@@ -48,6 +50,7 @@ final class ExchangeLog: @unchecked Sendable {
     private let lock = NSLock()
     private let capacity: Int
     private var requests = 0
+    private var connections = 0
     private var sequence = 0
     private var byID: [String: (sequence: Int, exchange: FakeExchange)] = [:]
     /// Oldest first, as a ring: `order[(head + k) % capacity]`.
@@ -64,6 +67,18 @@ final class ExchangeLog: @unchecked Sendable {
         defer { lock.unlock() }
         requests += 1
         return requests
+    }
+
+    func countConnection() {
+        lock.lock()
+        defer { lock.unlock() }
+        connections += 1
+    }
+
+    var connectionCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return connections
     }
 
     var requestCount: Int {

@@ -103,13 +103,16 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             decision.plan = .body(status: .payloadTooLarge, "{\"error\":\"request body too large for FakeLLM\"}")
         }
         // A cut or reset answer closes too, but without saying so, like a real failure.
-        let keepAlive = head.isKeepAlive && decision.plan.ending == .complete
-        if !head.isKeepAlive { decision.plan.headers.replaceOrAdd(name: "connection", value: "close") }
+        // On HTTP/2 each request has a stream of its own, which ends with its answer.
+        let persistent = head.version.major >= 2 || head.isKeepAlive
+        let keepAlive = persistent && decision.plan.ending == .complete
+        if !persistent { decision.plan.headers.replaceOrAdd(name: "connection", value: "close") }
 
         var exchange: FakeExchange?
         if configuration.recordExchanges {
             exchange = FakeExchange(
-                requestID: requestID, route: decision.route, method: head.method.rawValue, path: head.uri,
+                requestID: requestID, route: decision.route, method: head.method.rawValue,
+                httpVersion: head.version.description, path: head.uri,
                 requestHeaders: head.headers.map { ($0.name, $0.value) }, requestBody: Array(body.readableBytesView),
                 responseStatus: 0, responseHeaders: [], responseBody: [], responseChunks: [], completed: false)
         }

@@ -8,7 +8,8 @@ struct FakeLLMCommand: ParsableCommand {
         commandName: "fakellm",
         abstract: "A fast fake OpenAI/Anthropic provider for tests and benchmarks.",
         discussion: """
-            OpenAI base URL: http://HOST:PORT/v1. Anthropic base URL: http://HOST:PORT.
+            OpenAI base URL: http://HOST:PORT/v1. Anthropic base URL: http://HOST:PORT (https:// with
+            --tls-ca-out).
             Per-request knobs: x-fake-chunks, x-fake-first-byte-delay-ms, x-fake-chunk-gap-ms,
             x-fake-fail (http-500 | http-429 | http-400 | html-502 | non-json-200 | cut-mid-stream |
             reset-before-headers), x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens,
@@ -36,6 +37,11 @@ struct FakeLLMCommand: ParsableCommand {
     @Option(name: .customLong("api-key"), help: "Require this key (OpenAI: Bearer; Anthropic: x-api-key or Bearer).")
     var apiKey: String?
 
+    @Option(name: .customLong("tls-ca-out"), help: ArgumentHelp(
+        "Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate made at start, and write the CA that signed it to this file, for clients to trust.",
+        valueName: "path"))
+    var tlsCAOut: String?
+
     @Flag(help: "Flush events due at the same instant together (less CPU; event boundaries may merge on the wire).")
     var coalesceEvents = false
 
@@ -47,13 +53,18 @@ struct FakeLLMCommand: ParsableCommand {
     }
 
     func run() throws {
+        var tls: FakeTLS?
+        if let tlsCAOut {
+            tls = try FakeTLS.generate()
+            try tls!.writeCertificateAuthority(to: tlsCAOut)
+        }
         // Nobody can read recorded exchanges from outside the process, so do not keep them.
         let server = try FakeLLMServer.start(FakeLLMConfiguration(
             host: host, port: port, threads: threads,
             firstByteDelay: .nanoseconds(Int64(firstByteDelayMS * 1_000_000)),
             chunkCount: chunks,
             chunkGap: .nanoseconds(Int64(chunkGapMS * 1_000_000)),
-            requiredAPIKey: apiKey, recordExchanges: false, coalesceEvents: coalesceEvents))
+            requiredAPIKey: apiKey, recordExchanges: false, coalesceEvents: coalesceEvents, tls: tls))
         print("fakellm listening on \(server.baseURL)")
         fflush(nil)  // all streams: `stdout` itself is not concurrency-safe to name
 

@@ -34,7 +34,8 @@ enum Forward {
             headers: headers,
             body: admission.upstreamBody,
             connectTimeoutMs: provider.connectTimeoutMs,
-            totalTimeoutMs: provider.timeoutMs)
+            totalTimeoutMs: provider.timeoutMs,
+            trustedCertificates: provider.trustedCertificates?.pem)
     }
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.

@@ -5,7 +5,8 @@ import NIOConcurrencyHelpers
 import Policy
 
 /// Keeps the policy in force and replaces it when its files change. A background thread looks at
-/// the files' sizes and modification times every `interval` (and `reloadNow()` serves SIGHUP);
+/// the files' sizes and modification times every `interval`: the directory's YAML files and the
+/// files they name (a provider's `ca_file`, renewed in place); `reloadNow()` serves SIGHUP.
 /// a changed directory is loaded in full and swapped in only if it has no problem. An invalid
 /// change is logged with the loader's `file:line: field: message` lines and the last good
 /// policy stays in force.
@@ -21,6 +22,8 @@ public final class PolicyReloader: Sendable {
 
     private struct State {
         var fingerprint: [String: String] = [:]
+        /// Files outside the YAML that the policy in force was read from.
+        var namedFiles: [String] = []
         var stopped = false
         var reloads = 0
         var failedReloads = 0
@@ -35,10 +38,12 @@ public final class PolicyReloader: Sendable {
         self.environment = environment
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
-        let fingerprint = directory.map(Self.fingerprint(of:)) ?? [:]
+        let namedFiles = Self.namedFiles(of: policy)
+        let fingerprint = directory.map { Self.fingerprint(of: $0, namedFiles: namedFiles) } ?? [:]
         state.withLockedValue {
             $0.warnings = warnings
             $0.fingerprint = fingerprint
+            $0.namedFiles = namedFiles
         }
     }
 
@@ -56,7 +61,9 @@ public final class PolicyReloader: Sendable {
     }
 
     private func reload(_ directory: String) -> Bool {
-        let fingerprint = Self.fingerprint(of: directory)
+        // Taken before loading, so a change made meanwhile is seen next time. With the files the
+        // policy in force names: one that a new policy adds makes the watcher reload once more.
+        let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles })
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
             let old = current.withLockedValue { old in
@@ -67,6 +74,7 @@ public final class PolicyReloader: Sendable {
             let seen = state.withLockedValue { s -> Set<String> in
                 defer { s.warnings = Set(warnings) }
                 s.fingerprint = fingerprint
+                s.namedFiles = Self.namedFiles(of: fresh)
                 s.reloads += 1
                 s.lastError = nil
                 return s.warnings
@@ -96,8 +104,8 @@ public final class PolicyReloader: Sendable {
         let thread = Thread(named: "tokenctl-policy") { [self] in
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
-                let (seen, stopped) = state.withLockedValue { ($0.fingerprint, $0.stopped) }
-                if !stopped, Self.fingerprint(of: directory) != seen { reloadNow() }
+                let (seen, files, stopped) = state.withLockedValue { ($0.fingerprint, $0.namedFiles, $0.stopped) }
+                if !stopped, Self.fingerprint(of: directory, namedFiles: files) != seen { reloadNow() }
             }
         }
         thread.start()
@@ -107,20 +115,27 @@ public final class PolicyReloader: Sendable {
         state.withLockedValue { $0.stopped = true }
     }
 
-    /// Name → inode, size and modification time of each YAML file, read every half second with
-    /// `stat` (Foundation's `attributesOfItem` also resolves the owner's and group's names, reading
-    /// /etc/passwd and /etc/group per file). The inode catches a file replaced by a rename.
-    private static func fingerprint(of directory: String) -> [String: String] {
+    /// Paths the policy read besides its YAML files.
+    private static func namedFiles(of policy: PolicySet) -> [String] {
+        policy.providers.values.compactMap { $0.trustedCertificates?.path }.sorted()
+    }
+
+    /// Name → inode, size and modification time of each YAML file (and path → the same of each
+    /// named file), read every half second with `stat` (Foundation's `attributesOfItem` also
+    /// resolves the owner's and group's names, reading /etc/passwd and /etc/group per file). The
+    /// inode catches a file replaced by a rename.
+    private static func fingerprint(of directory: String, namedFiles: [String]) -> [String: String] {
+        func stamp(_ path: String) -> String {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return "unreadable" }
+            return "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        }
         var result: [String: String] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
-            var info = stat()
-            guard stat(directory + "/" + name, &info) == 0 else {
-                result[name] = "unreadable"
-                continue
-            }
-            result[name] = "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+            result[name] = stamp(directory + "/" + name)
         }
+        for path in namedFiles { result[path] = stamp(path) }  // never a bare name: no clash
         return result
     }
 }

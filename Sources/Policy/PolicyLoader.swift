@@ -39,26 +39,30 @@ public enum PolicyLoader {
             }
         }
         var warnings = strayFiles(in: directory)
-        let set = build(sources, environment: environment, problems: &problems, warnings: &warnings)
+        let set = build(sources, directory: directory, environment: environment,
+                        problems: &problems, warnings: &warnings)
         guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems)) }
         return set
     }
 
     /// Validates policy files given in memory, keyed by file name (e.g. `providers.yaml`), with
     /// the same checks and messages as `load(directory:)`; required files that are absent are problems.
+    /// Paths they name (`ca_file`) are relative to the current directory.
     public static func load(files: [String: Data],
                             environment: [String: String] = ProcessInfo.processInfo.environment)
         throws(PolicyError) -> PolicySet {
         var problems = knownFiles.filter { $0.required && files[$0.name] == nil }
             .map { PolicyProblem(file: $0.name, line: 0, field: "", message: "missing required file") }
         var warnings: [PolicyProblem] = []
-        let set = build(files, environment: environment, problems: &problems, warnings: &warnings)
+        let set = build(files, directory: FileManager.default.currentDirectoryPath, environment: environment,
+                        problems: &problems, warnings: &warnings)
         guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems)) }
         return set
     }
 
     /// Validates file contents already in memory (keyed by file name); nil when problems were found.
-    static func build(_ sources: [String: Data], environment: [String: String],
+    /// Relative paths in them are relative to `directory`.
+    static func build(_ sources: [String: Data], directory: String, environment: [String: String],
                       problems: inout [PolicyProblem], warnings: inout [PolicyProblem]) -> PolicySet? {
         /// A reader for the file, its root node, and whether its contents should be read:
         /// not when it is absent or unparseable (that problem is already recorded).
@@ -77,7 +81,8 @@ public enum PolicyLoader {
 
         var (providersReader, providersRoot, providersParsed) = reader(ProvidersFile.name)
         let upstreams = providersParsed
-            ? ProvidersFile.read(providersRoot, gateway: gateway, environment: environment, &providersReader)
+            ? ProvidersFile.read(providersRoot, gateway: gateway, environment: environment,
+                                 directory: directory, &providersReader)
             : ProvidersFile.Contents()
 
         var (pricesReader, pricesRoot, pricesParsed) = reader(PricesFile.name)

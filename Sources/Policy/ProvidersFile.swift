@@ -8,7 +8,7 @@ enum ProvidersFile {
     static let rootKeys = ["providers", "models"]
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
-                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries"]
+                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file"]
     static let routeKeys = ["match", "provider", "fallbacks"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -24,7 +24,7 @@ enum ProvidersFile {
     }
 
     static func read(_ root: Node?, gateway: GatewaySettings, environment: [String: String],
-                     _ reader: inout PolicyFileReader) -> Contents {
+                     directory: String, _ reader: inout PolicyFileReader) -> Contents {
         var contents = Contents()
         guard let root, PolicyFileReader.tag(of: root) != .null else {
             reader.problem(nil, "", "empty file (expected 'providers' and 'models')")
@@ -37,7 +37,8 @@ enum ProvidersFile {
         if let entry = reader.require(fields, "providers"), let providers = reader.mapping(entry.value, entry.path) {
             for item in providers.entries {
                 declared.append(item.key)
-                if let provider = readProvider(item, gateway: gateway, environment: environment, &reader) {
+                if let provider = readProvider(item, gateway: gateway, environment: environment,
+                                                 directory: directory, &reader) {
                     contents.providers[item.key] = provider
                 }
             }
@@ -77,7 +78,8 @@ enum ProvidersFile {
     }
 
     private static func readProvider(_ item: MappingFields.Entry, gateway: GatewaySettings,
-                                     environment: [String: String], _ reader: inout PolicyFileReader) -> Provider? {
+                                     environment: [String: String], directory: String,
+                                     _ reader: inout PolicyFileReader) -> Provider? {
         let name = item.key
         if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             reader.problem(item.keyNode, item.path, "provider names may use only letters, digits, '-', '_' and '.'")
@@ -133,6 +135,13 @@ enum ProvidersFile {
         let limits = ProviderLimits(maxConcurrent: maxConcurrent, maxQueue: maxQueue,
                                     queueTimeoutMs: queueTimeoutMs ?? ProviderLimits.defaultQueueTimeoutMs)
         let retries = fields["retries"].flatMap { reader.integer($0, in: 0...5) } ?? Provider.defaultRetries
+        var trusted: TrustedCertificates?
+        if let entry = fields["ca_file"], let path = reader.string(entry) {
+            trusted = readTrustedCertificates(path, directory: directory, entry, &reader)
+            if let baseURL, !baseURL.lowercased().hasPrefix("https://") {
+                reader.problem(entry.value, entry.path, "applies to an https:// base_url only")
+            }
+        }
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
@@ -140,7 +149,24 @@ enum ProvidersFile {
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
-                        retries: retries)
+                        retries: retries, trustedCertificates: trusted)
+    }
+
+    /// `ca_file`: PEM certificates, read now so that a missing or wrong file fails the load
+    /// (and a reload picks up a new one) rather than every call at its TLS handshake.
+    private static func readTrustedCertificates(_ path: String, directory: String, _ entry: MappingFields.Entry,
+                                                _ reader: inout PolicyFileReader) -> TrustedCertificates? {
+        let resolved = path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+        guard let data = FileManager.default.contents(atPath: resolved) else {
+            let why = FileManager.default.fileExists(atPath: resolved) ? "cannot be read" : "does not exist"
+            reader.problem(entry.value, entry.path, "'\(resolved)' \(why)")
+            return nil
+        }
+        guard data.range(of: Data("-----BEGIN CERTIFICATE-----".utf8)) != nil else {
+            reader.problem(entry.value, entry.path, "'\(resolved)' holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            return nil
+        }
+        return TrustedCertificates(path: resolved, pem: Array(data))
     }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.

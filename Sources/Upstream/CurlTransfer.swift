@@ -24,6 +24,8 @@ final class CurlTransfer: @unchecked Sendable {
     let method: String
     let connectTimeoutMs: Int
     let totalTimeoutMs: Int
+    /// Shares the provider's array: nothing is copied per call on the event loop.
+    let trustedCertificates: [UInt8]?
 
     // MARK: event loop
 
@@ -56,6 +58,7 @@ final class CurlTransfer: @unchecked Sendable {
         method = request.method.uppercased()
         connectTimeoutMs = request.connectTimeoutMs
         totalTimeoutMs = request.totalTimeoutMs
+        trustedCertificates = request.trustedCertificates
         // Built here, on the caller's thread, to keep string work off the
         // single curl thread.
         headers = CurlHeaderList(request.headers)
@@ -148,6 +151,14 @@ final class CurlTransfer: @unchecked Sendable {
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
         set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
+        if let trustedCertificates {
+            // Copied by curl, which compares it when matching a pooled connection to this one.
+            trustedCertificates.withUnsafeBytes { pem in
+                var blob = curl_blob(data: UnsafeMutableRawPointer(mutating: pem.baseAddress), len: pem.count,
+                                     flags: UInt32(CURL_BLOB_COPY))
+                set(tc_easy_setopt_pointer(h, CURLOPT_CAINFO_BLOB, &blob))
+            }
+        }
 
         switch method {
         case "GET":

@@ -16,14 +16,6 @@ struct AdminDashboardTests {
                                       headers: key.map { [("authorization", "Bearer \($0)")] } ?? [])
     }
 
-    func json(_ r: ReceivedResponse) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any], "\(r.text)")
-    }
-
-    func error(_ r: ReceivedResponse) throws -> [String: Any] {
-        try #require(try json(r)["error"] as? [String: Any], "\(r.text)")
-    }
-
     @Test("admin routes: no key or a bad key 401, a caller key 403, the admin key 200; none recorded in the ledger")
     func adminRouteRefusals() async throws {
         let h = try ProxyHarness()
@@ -31,13 +23,13 @@ struct AdminDashboardTests {
         for path in ["/admin/api/health", "/admin/api/report", "/admin/api/report?since=garbage", "/admin/api/nope"] {
             let none = try await get(h, path, key: nil)
             #expect(none.status == 401, "\(path)")
-            #expect(try error(none)["code"] as? String == "invalid_api_key")
+            #expect(try errorObject(none)["code"] as? String == "invalid_api_key")
             let bad = try await get(h, path, key: "tk-not-a-real-key-000000000000000000000")
             #expect(bad.status == 401, "\(path)")
             let caller = try await get(h, path, key: h.aliceKey)
             #expect(caller.status == 403, "\(path)")
-            #expect(try error(caller)["code"] as? String == "wrong_key_role")
-            #expect(try error(caller)["type"] as? String == "permission_error")
+            #expect(try errorObject(caller)["code"] as? String == "wrong_key_role")
+            #expect(try errorObject(caller)["type"] as? String == "permission_error")
         }
         // The key is also taken from x-api-key (Anthropic SDK style); an admin key read that way works.
         let viaHeader = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/admin/api/health",
@@ -46,7 +38,7 @@ struct AdminDashboardTests {
         #expect(try await get(h, "/admin/api/health", key: h.adminKey).status == 200)
         let unknown = try await get(h, "/admin/api/nope", key: h.adminKey)
         #expect(unknown.status == 404)
-        #expect(try error(unknown)["code"] as? String == "not_found")
+        #expect(try errorObject(unknown)["code"] as? String == "not_found")
         let post = try await TestHTTPClient.send(port: h.port, method: .POST, path: "/admin/api/health",
                                                  headers: [("authorization", "Bearer \(h.adminKey)")], body: Array("{}".utf8))
         #expect(post.status == 405)
@@ -61,12 +53,12 @@ struct AdminDashboardTests {
         defer { h.shutdown() }
         let openai = try await h.post("/v1/chat/completions", key: h.adminKey, json: Self.chat, requestID: "adm-1")
         #expect(openai.status == 403)
-        #expect(try error(openai)["code"] as? String == "wrong_key_role")
-        #expect(try error(openai)["type"] as? String == "permission_error")
+        #expect(try errorObject(openai)["code"] as? String == "wrong_key_role")
+        #expect(try errorObject(openai)["type"] as? String == "permission_error")
         let anthropic = try await h.post("/v1/messages", key: h.adminKey, dialect: "anthropic", json: Self.claude,
                                          requestID: "adm-2")
         #expect(anthropic.status == 403)
-        let body = try json(anthropic)
+        let body = try jsonObject(anthropic)
         #expect(body["type"] as? String == "error")
         #expect((body["error"] as? [String: Any])?["type"] as? String == "permission_error")
         let models = try await get(h, "/v1/models", key: h.adminKey)
@@ -153,13 +145,13 @@ struct AdminDashboardTests {
             return copy as NSDictionary
         }
         #expect(try withoutBurn(summarised.text) == withoutBurn(expected))
-        #expect(try json(summarised)["summary"] != nil)
+        #expect(try jsonObject(summarised)["summary"] != nil)
         let bad = try await get(h, "/admin/api/report?summary=yes", key: h.adminKey)
         #expect(bad.status == 400 && bad.text.contains("\"param\":\"summary\""))
         // And the totals are the ledger's sum, to the picodollar.
         var sum = Money.Total()
         for row in try h.allRows() { sum.add(row.cost) }
-        let totals = try #require(try json(try await get(h, "/admin/api/report?since=\(iso(from))", key: h.adminKey))["totals"] as? [String: Any])
+        let totals = try #require(try jsonObject(try await get(h, "/admin/api/report?since=\(iso(from))", key: h.adminKey))["totals"] as? [String: Any])
         #expect(totals["cost_picodollars"] as? String == String(sum.picodollars))
         #expect(totals["requests"] as? Int == calls.count)
     }
@@ -180,7 +172,7 @@ struct AdminDashboardTests {
         _ = try await h.post("/v1/chat/completions", key: "tk-bad", json: Self.chat, requestID: "h-4")
         let r = try await get(h, "/admin/api/health", key: h.adminKey)
         #expect(r.status == 200)
-        let health = try json(r)
+        let health = try jsonObject(r)
         let policy = try #require(health["policy"] as? [String: Any])
         #expect(policy["version"] as? String == h.server.policy.version)
         #expect(policy["reload_errors"] as? Int == 0)
@@ -235,8 +227,8 @@ struct AdminDashboardTests {
         for (path, parameter) in cases {
             let r = try await get(h, path, key: h.adminKey)
             #expect(r.status == 400, "\(path): \(r.text)")
-            #expect(try error(r)["param"] as? String == parameter, "\(path): \(r.text)")
-            #expect(try error(r)["code"] as? String == "invalid_request")
+            #expect(try errorObject(r)["param"] as? String == parameter, "\(path): \(r.text)")
+            #expect(try errorObject(r)["code"] as? String == "invalid_request")
         }
         // Good ones, for contrast: relative, a month, a zone, percent-encoded date-times.
         for path in ["/admin/api/report?since=7d&by=day&tz=Europe%2FParis", "/admin/api/report?period=2026-01&by=team",

@@ -58,6 +58,8 @@ final class ProxyHarness: Sendable {
         let policies = directory.appendingPathComponent("policies")
         policyDirectory = policies
         try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
+        // An HTTPS fake's CA, for a test's `ca_file: fake-ca.pem`.
+        try fakeConfiguration.tls?.writeCertificateAuthority(to: policies.appendingPathComponent("fake-ca.pem").path)
         var headers = providerHeaders.isEmpty ? ""
             : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
         if !providerOptions.isEmpty { headers += ", " + providerOptions }

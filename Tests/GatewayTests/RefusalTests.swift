@@ -10,10 +10,6 @@ struct RefusalTests {
     static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
     static let message = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#
 
-    private func json(_ r: ReceivedResponse) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
-    }
-
     /// providers.yaml routing gpt-* to port 1 on loopback: nothing listens there, so a connect is
     /// refused at once.
     static func downProvider(keyVariable: String = "E2E_PROVIDER_KEY") -> String {
@@ -25,24 +21,20 @@ struct RefusalTests {
         """
     }
 
-    private func openAIError(_ r: ReceivedResponse) throws -> [String: Any] {
-        try #require(try json(r)["error"] as? [String: Any])
-    }
-
     @Test("missing and invalid keys get 401 in each dialect")
     func authentication() async throws {
         let h = try ProxyHarness()
         defer { h.shutdown() }
         let missing = try await h.post("/v1/chat/completions", key: nil, json: Self.chat, requestID: "auth-1")
         #expect(missing.status == 401)
-        #expect(try openAIError(missing)["code"] as? String == "invalid_api_key")
+        #expect(try errorObject(missing)["code"] as? String == "invalid_api_key")
         let wrong = try await h.post("/v1/chat/completions", key: "tk-" + String(repeating: "x", count: 43),
                                      json: Self.chat, requestID: "auth-2")
         #expect(wrong.status == 401)
         let anthropic = try await h.post("/v1/messages", key: "not-a-key", dialect: "anthropic", json: Self.message,
                                          requestID: "auth-3")
         #expect(anthropic.status == 401)
-        let body = try json(anthropic)
+        let body = try jsonObject(anthropic)
         #expect(body["type"] as? String == "error")
         #expect((body["error"] as? [String: Any])?["type"] as? String == "authentication_error")
         for id in ["auth-1", "auth-2", "auth-3"] {
@@ -68,14 +60,14 @@ struct RefusalTests {
         for (id, body, mentions) in cases {
             let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: id)
             #expect(r.status == 400, "\(id)")
-            let message = try openAIError(r)["message"] as? String ?? ""
+            let message = try errorObject(r)["message"] as? String ?? ""
             #expect(message.contains(mentions), "\(id): \(message)")
             #expect(try h.row(id)?.outcome == .refusedBadRequest, "\(id)")
         }
         let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
                                          json: #"{"model":"#, requestID: "bad-6")
         #expect(anthropic.status == 400)
-        #expect(((try json(anthropic))["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
+        #expect(((try jsonObject(anthropic))["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
         #expect(h.fake.requestCount == 0)
     }
 
@@ -99,14 +91,14 @@ struct RefusalTests {
         let unknown = try await h.post("/v1/chat/completions", key: h.aliceKey,
                                        json: #"{"model":"llama-9","messages":[]}"#, requestID: "model-1")
         #expect(unknown.status == 404)
-        #expect(try openAIError(unknown)["code"] as? String == "model_not_found")
-        #expect((try openAIError(unknown)["message"] as? String)?.contains("llama-9") == true)
+        #expect(try errorObject(unknown)["code"] as? String == "model_not_found")
+        #expect((try errorObject(unknown)["message"] as? String)?.contains("llama-9") == true)
         #expect(try h.row("model-1")?.outcome == .refusedUnknownModel)
 
         let unpriced = try await h.post("/v1/chat/completions", key: h.aliceKey,
                                         json: #"{"model":"gpt-unpriced","messages":[]}"#, requestID: "model-2")
         #expect(unpriced.status == 400)
-        #expect((try openAIError(unpriced)["message"] as? String)?.contains("gpt-unpriced") == true)
+        #expect((try errorObject(unpriced)["message"] as? String)?.contains("gpt-unpriced") == true)
         let row = try #require(try h.row("model-2"))
         #expect(row.outcome == .refusedUnpriced)
         #expect(row.user == "alice")
@@ -125,7 +117,7 @@ struct RefusalTests {
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "nokey-1")
         #expect(r.status == 502)
-        let message = try openAIError(r)["message"] as? String ?? ""
+        let message = try errorObject(r)["message"] as? String ?? ""
         #expect(message.contains("'openai'") && message.contains("TOKENCTL_TEST_UNSET_KEY"), "\(message)")
         let row = try #require(try h.row("nokey-1"))
         #expect(row.outcome == .upstreamUnreachable && row.status == 502)
@@ -170,7 +162,7 @@ struct RefusalTests {
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "down-1")
         #expect(r.status == 502)
-        #expect(try openAIError(r)["type"] as? String == "api_error")
+        #expect(try errorObject(r)["type"] as? String == "api_error")
         let row = try #require(try h.row("down-1"))
         #expect(row.outcome == .upstreamUnreachable)
         #expect(row.status == 502)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Testing
 
 /// What a client received for one request: the head and every body chunk as it arrived.
 struct ReceivedResponse: Sendable {
@@ -18,6 +19,16 @@ struct ReceivedResponse: Sendable {
     var body: [UInt8] { chunks.flatMap { $0 } }
     var text: String { String(decoding: body, as: UTF8.self) }
     func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+}
+
+/// The body as a JSON object; the test fails, showing the body, when it is not one.
+func jsonObject(_ r: ReceivedResponse) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any], "\(r.text)")
+}
+
+/// The `error` object both dialects put in an error answer.
+func errorObject(_ r: ReceivedResponse) throws -> [String: Any] {
+    try #require(try jsonObject(r)["error"] as? [String: Any], "\(r.text)")
 }
 
 /// A minimal HTTP/1.1 client over a fresh connection per request, so tests see the raw bytes

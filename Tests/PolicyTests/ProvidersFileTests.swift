@@ -1,3 +1,4 @@
+import Foundation
 import Metering
 import Testing
 @testable import Policy
@@ -143,7 +144,7 @@ import Testing
             "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
             "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
             "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
-            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue, queue_timeout_ms or retries)",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue, queue_timeout_ms, retries or ca_file)",
             "providers.yaml:9: providers.local.dialect: missing required field",
             "providers.yaml:10: providers.broken.base_url: bad URL: no host",
             "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",
@@ -241,6 +242,46 @@ import Testing
         #expect(pinned.headers.map(\.0) == ["anthropic-version", "x-team"])
         #expect(pinned.header("anthropic-version") == "2024-01-01")
         #expect(pinned.connectTimeoutMs == 2_000 && pinned.timeoutMs == 30_000)
+    }
+
+    @Test func caFileIsReadAtLoadRelativeToThePolicyDirectory() throws {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        let providers = """
+            providers:
+              local:  { dialect: openai, base_url: "https://llm.internal:8443/v1", ca_file: certs/company-ca.pem }
+              plain:  { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ca_file: certs/company-ca.pem }
+              gone:   { dialect: openai, base_url: "https://a.example/v1", ca_file: /nonexistent/ca.pem }
+              notpem: { dialect: openai, base_url: "https://b.example/v1", ca_file: prices.yaml }
+              system: { dialect: openai, base_url: "https://api.openai.com/v1" }
+            models:
+              - { match: "gpt-*", provider: local }
+            """
+        let fixture = try PolicyFixture.with(providers: providers)
+        try FileManager.default.createDirectory(atPath: fixture.directory + "/certs", withIntermediateDirectories: true)
+        try pem.write(toFile: fixture.directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
+        let directory = fixture.directory
+        #expect(fixture.problems() == [
+            "providers.yaml:3: providers.plain.ca_file: applies to an https:// base_url only",
+            "providers.yaml:4: providers.gone.ca_file: '/nonexistent/ca.pem' does not exist",
+            "providers.yaml:5: providers.notpem.ca_file: '\(directory)/prices.yaml' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ])
+
+        let sound = try PolicyFixture.with(providers: """
+            providers:
+              local:  { dialect: openai, base_url: "https://llm.internal:8443/v1", ca_file: certs/company-ca.pem }
+              system: { dialect: openai, base_url: "https://api.openai.com/v1" }
+            models:
+              - { match: "gpt-*", provider: local }
+            """)
+        try FileManager.default.createDirectory(atPath: sound.directory + "/certs", withIntermediateDirectories: true)
+        try pem.write(toFile: sound.directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
+        let soundDirectory = sound.directory
+        let set = try sound.load()
+        let trusted = try #require(set.providers["local"]?.trustedCertificates)
+        #expect(trusted.path == soundDirectory + "/certs/company-ca.pem")
+        #expect(trusted.pem == Array(pem.utf8))
+        #expect(set.providers["system"]?.trustedCertificates == nil)
+        #expect(set.providers["local"]!.description.contains("caFile: \(soundDirectory)/certs/company-ca.pem"))
     }
 
     @Test func apiKeyIsResolvedFromTheEnvironmentOrWarned() throws {

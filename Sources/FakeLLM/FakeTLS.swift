@@ -1,0 +1,77 @@
+import Crypto
+import Foundation
+import NIOSSL
+import SwiftASN1
+import X509
+
+/// HTTPS for a FakeLLM server: a certificate authority made for this server alone, and a
+/// leaf certificate it signed for `localhost`, `127.0.0.1` and `::1`. A client trusts
+/// `certificateAuthorityPEM` (tokenctl: a provider's `ca_file`), as it would a company's own
+/// CA in front of a self-hosted model. ALPN offers HTTP/2 first, then HTTP/1.1, as the
+/// providers' own endpoints do.
+public struct FakeTLS: Sendable {
+    /// The CA to trust, as PEM.
+    public let certificateAuthorityPEM: String
+    let context: NIOSSLContext
+
+    /// A new CA and leaf, valid from an hour ago for `days` days (P-256 keys: quick to make).
+    public static func generate(days: Int = 30) throws -> FakeTLS {
+        let now = Date()
+        let from = now.addingTimeInterval(-3600), until = now.addingTimeInterval(Double(days) * 86_400)
+
+        let caKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let caName = try DistinguishedName {
+            OrganizationName("FakeLLM")
+            CommonName("FakeLLM test CA")
+        }
+        let ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: caKey.publicKey,
+            notValidBefore: from, notValidAfter: until, issuer: caName, subject: caName,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            },
+            issuerPrivateKey: caKey)
+
+        let leafKey = P256.Signing.PrivateKey()
+        let leaf = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: Certificate.PublicKey(leafKey.publicKey),
+            notValidBefore: from, notValidAfter: until, issuer: caName,
+            subject: try DistinguishedName { CommonName("localhost") },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.serverAuth])
+                SubjectAlternativeNames([
+                    .dnsName("localhost"),
+                    .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
+                    .ipAddress(ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 15) + [1]))),
+                ])
+            },
+            issuerPrivateKey: caKey)
+
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: try leaf.derBytes, format: .der))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(leafKey.derRepresentation), format: .der)))
+        configuration.applicationProtocols = ["h2", "http/1.1"]
+        return FakeTLS(certificateAuthorityPEM: try ca.serializeAsPEM().pemString,
+                       context: try NIOSSLContext(configuration: configuration))
+    }
+
+    /// Writes `certificateAuthorityPEM` to `path`, for clients that read trust from a file.
+    public func writeCertificateAuthority(to path: String) throws {
+        try certificateAuthorityPEM.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+}
+
+extension Certificate {
+    fileprivate var derBytes: [UInt8] {
+        get throws {
+            var serializer = DER.Serializer()
+            try serializer.serialize(self)
+            return serializer.serializedBytes
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import FakeLLM
+import Foundation
+import Ledger
+import Testing
+
+/// Providers over HTTPS, as the real ones are: TLS verified against the provider's `ca_file`,
+/// HTTP/2 negotiated by ALPN, and concurrent calls multiplexed as streams of one connection.
+@Suite("Upstream over TLS and HTTP/2")
+struct UpstreamTLSTests {
+    static let stream = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
+    static let message = #"{"model":"claude-3-5-haiku-latest","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#
+
+    static func harness(chunkGapMs: Int, chunks: Int, trusted: Bool = true) throws -> ProxyHarness {
+        try ProxyHarness(
+            providerHeaders: ["x-fake-chunk-gap-ms": "\(chunkGapMs)", "x-fake-chunks": "\(chunks)"],
+            providerOptions: trusted ? "ca_file: fake-ca.pem" : "retries: 0",
+            fakeConfiguration: FakeLLMConfiguration(tls: try FakeTLS.generate()))
+    }
+
+    @Test("concurrent calls in both dialects share one HTTP/2 connection, each relayed and recorded")
+    func callsShareOneConnection() async throws {
+        let h = try Self.harness(chunkGapMs: 20, chunks: 10)
+        defer { h.shutdown() }
+        #expect(h.fake.baseURL.hasPrefix("https://"))
+        let responses = try await withThrowingTaskGroup(of: (String, ReceivedResponse).self) { group in
+            for i in 0..<20 {
+                group.addTask { ("s\(i)", try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream,
+                                                          requestID: "s\(i)")) }
+            }
+            for i in 0..<4 {
+                group.addTask { ("m\(i)", try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic",
+                                                          json: Self.message, requestID: "m\(i)")) }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect(responses.count == 24)
+        for (id, response) in responses {
+            #expect(response.status == 200 && response.complete, "\(id): \(response.text)")
+            if id.hasPrefix("s") {
+                #expect(response.text.hasSuffix("data: [DONE]\n\n"), "\(id)")
+                // Relayed as the provider sent it: one chunk per delta, 20 ms apart.
+                #expect(response.chunks.count >= 10, "\(id): \(response.chunks.count) chunks")
+            }
+            let exchange = try #require(h.fake.exchange(requestID: id))
+            #expect(exchange.httpVersion == "HTTP/2.0")
+            #expect(exchange.completed)
+            let row = try #require(try h.row(id))
+            #expect(row.outcome == .ok && row.status == 200)
+            #expect(row.usageSource == .provider)
+            #expect(row.usage.outputTokens == 10)
+            #expect(row.cost.picodollars > 0)
+        }
+        // Curl waits for the first connection's ALPN (PIPEWAIT) instead of opening 24.
+        #expect(h.fake.connectionCount == 1)
+    }
+
+    @Test("a client hanging up cancels its own stream only; the others on the connection finish")
+    func cancellingOneStreamSparesTheOthers() async throws {
+        let h = try Self.harness(chunkGapMs: 50, chunks: 20)
+        defer { h.shutdown() }
+        async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "keep-1")
+        async let second = h.post("/v1/chat/completions", key: h.carolKey, json: Self.stream, requestID: "keep-2")
+        let gone = try await TestHTTPClient.sendAndHangUp(
+            port: h.port, path: "/v1/chat/completions",
+            headers: [("authorization", "Bearer \(h.bobKey)"), ("content-type", "application/json"),
+                      ("x-request-id", "gone-1")],
+            body: Array(Self.stream.utf8), afterChunks: 2)
+        #expect(gone.hungUpAt != nil)
+        for response in try await [first, second] {
+            #expect(response.status == 200 && response.complete)
+            #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        }
+        var cancelled: LedgerEntry?
+        for _ in 0..<100 where cancelled == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            cancelled = try h.row("gone-1")
+        }
+        #expect(cancelled?.outcome == .clientCancelled)
+        #expect(h.fake.exchange(requestID: "gone-1")?.completed == false)
+        for id in ["keep-1", "keep-2"] {
+            #expect(try h.row(id)?.outcome == .ok)
+            #expect(h.fake.exchange(requestID: id)?.completed == true)
+        }
+        #expect(h.fake.connectionCount == 1)
+    }
+
+    @Test("a ca_file changed in place is in force without a restart, for new connections")
+    func renewedCertificateAuthorityIsReloaded() async throws {
+        let h = try Self.harness(chunkGapMs: 0, chunks: 2)
+        defer { h.shutdown() }
+        func status(_ id: String) async throws -> Int {
+            try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: id).status
+        }
+        #expect(try await status("ca-0") == 200)
+        let caFile = h.policyDirectory.appendingPathComponent("fake-ca.pem").path
+        let original = try String(contentsOfFile: caFile, encoding: .utf8)
+
+        // Another CA, which did not sign FakeLLM's certificate: only the PEM file changes.
+        try FakeTLS.generate().writeCertificateAuthority(to: caFile)
+        var seen = 200
+        for attempt in 0..<30 where seen == 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            seen = try await status("ca-1-\(attempt)")
+        }
+        #expect(seen == 502)
+
+        try original.write(toFile: caFile, atomically: true, encoding: .utf8)
+        for attempt in 0..<30 where seen != 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            seen = try await status("ca-2-\(attempt)")
+        }
+        #expect(seen == 200)
+    }
+
+    @Test("a provider whose certificate does not chain to a trusted CA gets no request: 502, recorded")
+    func untrustedCertificateIsRefused() async throws {
+        // No ca_file: the system's store, which does not hold FakeLLM's CA.
+        let h = try Self.harness(chunkGapMs: 0, chunks: 2, trusted: false)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "tls-1")
+        #expect(r.status == 502)
+        let error = try #require(try errorObject(r)["message"] as? String)
+        #expect(error.contains("Could not reach provider 'openai'") && error.contains("certificate"), "\(error)")
+        let row = try #require(try h.row("tls-1"))
+        #expect(row.outcome == .upstreamUnreachable && row.status == 502)
+        #expect(row.provider == "openai")
+        #expect(h.fake.requestCount == 0)
+    }
+}
