@@ -12,7 +12,7 @@ a=$1 b=$2 conns=${3:-16} secs=${4:-6} rounds=${5:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v wrk >/dev/null || "$root/scripts/install-deps.sh" wrk
 
-listening_url() { for _ in $(seq 100); do grep -o 'http://[0-9.:]*' "$1" 2>/dev/null | head -1 && return; sleep 0.1; done; }
+. "$root/scripts/lib.sh"  # listening_url
 
 run() {  # dir
   local bin=$1 work pids=()

@@ -7,10 +7,11 @@
       arrived (vs --chunks sent), and how many arrived "batched" (in the same socket read as the
       previous delta, or less than a fifth of the gap after it). Prints one JSON object.
 
-  streams.py hold URL --streams N [--key K] [--pids P,P,...]
+  streams.py hold URL --streams N [--key K] [--pids P,P,...] [--upstream-port PORT]
       Opens N streams against a slow FakeLLM (its first delta comes minutes later), waits until
       every stream has its first event (the stream is open, idle, held by the proxy), waits 1 s,
-      reads the RSS of the --pids (summed), closes every connection, waits 3 s, reads it again.
+      reads the RSS of the --pids (summed) and how many TCP connections they have open to
+      PORT (the provider), closes every connection, waits 3 s, reads the RSS again.
       Prints one JSON object with RSS before, while open and after, in KiB.
 
 --model picks the model named in the body (bench/run routes each model to a FakeLLM with the
@@ -156,6 +157,35 @@ async def timing(args):
     }))
 
 
+def connections_to(pids, port):
+    """Established TCP connections of these processes whose remote port is `port`."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except FileNotFoundError:
+            pass
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    # remote address "HEX:PORT", state 01 = ESTABLISHED, inode in column 10
+                    if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                        count += 1
+        except FileNotFoundError:
+            pass
+    return count
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -194,6 +224,7 @@ async def hold(args):
     await asyncio.sleep(1)
     held = sum(1 for s in streams if s.events and not s.error)
     during = rss_kib(pids)
+    upstream = connections_to(pids, args.upstream_port) if args.upstream_port else None
     errors = [s.error or f"status {s.status}" for s in streams if s.error or (s.status and s.status != 200) or not s.events]
     for t in tasks:  # the client goes away: every connection is closed
         t.cancel()
@@ -204,6 +235,7 @@ async def hold(args):
         "streams": args.streams, "held_at_sample": held, "errors": len(errors),
         "first_errors": sorted(set(errors))[:3], "ramp_s": round(ramp_s, 2),
         "rss_before_kib": before, "rss_during_kib": during, "rss_after_kib": after,
+        "upstream_connections": upstream,
     }))
 
 
@@ -218,6 +250,7 @@ def main():
     p.add_argument("--gap-ms", type=float, default=20)
     p.add_argument("--model", default="gpt-4o-mini")
     p.add_argument("--pids", default="")
+    p.add_argument("--upstream-port", type=int, default=0)
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -385,8 +385,8 @@ w("")
 # --- idle streams -----------------------------------------------------------------------------
 w("## Idle open streams: memory (not run for tokenctl-pg)")
 w("")
-w("| arm | streams asked | held open at sample | RSS before | RSS while open | per held stream | RSS 3 s after closing | returned | calls in flight after | errors |")
-w("|---|---|---|---|---|---|---|---|---|---|")
+w("| arm | streams asked | held open at sample | connections to the provider then | RSS before | RSS while open | per held stream | RSS 3 s after closing | returned | calls in flight after | errors |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
 hold = {}
 for r in sel("hold"):
     a, n = r["arm"], int(r["streams"])
@@ -395,7 +395,7 @@ for r in sel("hold"):
     back = r["rss_after_kib"] - r["rss_before_kib"]
     returned = None if grown <= 0 else 1 - back / grown
     hold[a, n] = (r, per, returned)
-    w(f"| {a} | {n:,} | {r['held_at_sample']:,} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_during_kib'] / 1024:.1f} MiB | "
+    w(f"| {a} | {n:,} | {r['held_at_sample']:,} | {fmt(r.get('upstream_connections'))} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_during_kib'] / 1024:.1f} MiB | "
       f"{fmt(per, 1, ' KiB')} | {r['rss_after_kib'] / 1024:.1f} MiB | {fmt(None if returned is None else returned * 100, 0, ' %')} | {r.get('inflight_after', '—') or '?'} | "
       f"{r['errors']}{' ' + '; '.join(r['first_errors']) if r['errors'] else ''} |")
 w("")
