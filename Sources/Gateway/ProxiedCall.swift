@@ -289,6 +289,10 @@ final class ProxiedCall: UpstreamResponseHandler {
             if mayRetry { return retry(after: reason) }
             if prepareFallback() { return fallBack(after: reason) }
         }
+        // A certificate that did not verify will not verify on a retry; a fallback's may.
+        if phase == .awaitingHead, case .failure(.certificate) = result, prepareFallback() {
+            return fallBack(after: "certificate not trusted at \(admission.provider.name)")
+        }
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
         phase = .settling
@@ -378,6 +382,9 @@ final class ProxiedCall: UpstreamResponseHandler {
                 refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(message)")
             case .connect(let message):
                 refusal = Refusal(.upstreamUnreachable, "Could not reach provider '\(admission.provider.name)': \(message)")
+            case .certificate(let message):
+                refusal = Refusal(.upstreamUnreachable,
+                                  "The TLS certificate of provider '\(admission.provider.name)' was not trusted: \(message)")
             case .transport(_, let message):
                 refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
             }

@@ -29,9 +29,10 @@ enum CurlRuntime {
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             return .timeout(message)
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+            return .certificate(message)
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT,
-             CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_UNSUPPORTED_PROTOCOL,
-             CURLE_URL_MALFORMAT:
+             CURLE_SSL_CONNECT_ERROR, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
             return .connect(message)
         default:
             return .transport(code: Int(code.rawValue), message: message)

@@ -65,6 +65,9 @@ public struct UpstreamTiming: Sendable {
 public enum UpstreamError: Error, Sendable, Equatable {
     /// Name resolution, TCP connect or TLS handshake failed.
     case connect(String)
+    /// The server's TLS certificate did not verify against the trusted CAs (or they could not
+    /// be read): a configuration problem, which trying again does not mend.
+    case certificate(String)
     /// The connect timeout or the total deadline passed.
     case timeout(String)
     /// `UpstreamTransfer.cancel()` or `UpstreamClient.shutdown()`.

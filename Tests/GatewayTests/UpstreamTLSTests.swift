@@ -13,7 +13,7 @@ struct UpstreamTLSTests {
     static func harness(chunkGapMs: Int, chunks: Int, trusted: Bool = true) throws -> ProxyHarness {
         try ProxyHarness(
             providerHeaders: ["x-fake-chunk-gap-ms": "\(chunkGapMs)", "x-fake-chunks": "\(chunks)"],
-            providerOptions: trusted ? "ca_file: fake-ca.pem" : "retries: 0",
+            providerOptions: trusted ? "ca_file: fake-ca.pem" : "",
             fakeConfiguration: FakeLLMConfiguration(tls: try FakeTLS.generate()))
     }
 
@@ -112,18 +112,46 @@ struct UpstreamTLSTests {
         #expect(seen == 200)
     }
 
-    @Test("a provider whose certificate does not chain to a trusted CA gets no request: 502, recorded")
+    @Test("a provider whose certificate does not chain to a trusted CA gets no request and no retry: 502, recorded")
     func untrustedCertificateIsRefused() async throws {
-        // No ca_file: the system's store, which does not hold FakeLLM's CA.
+        // No ca_file: the system's store, which does not hold FakeLLM's CA. Retries are on (2).
         let h = try Self.harness(chunkGapMs: 0, chunks: 2, trusted: false)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "tls-1")
         #expect(r.status == 502)
         let error = try #require(try errorObject(r)["message"] as? String)
-        #expect(error.contains("Could not reach provider 'openai'") && error.contains("certificate"), "\(error)")
+        #expect(error.hasPrefix("The TLS certificate of provider 'openai' was not trusted: SSL certificate problem"),
+                "\(error)")
         let row = try #require(try h.row("tls-1"))
         #expect(row.outcome == .upstreamUnreachable && row.status == 502)
         #expect(row.provider == "openai")
+        #expect(row.errorMessage?.contains("retr") == false, "\(row.errorMessage ?? "")")
         #expect(h.fake.requestCount == 0)
+        #expect(h.fake.connectionCount == 1)  // one handshake: a retry could not have verified either
+    }
+
+    @Test("an untrusted certificate goes straight to the route's fallback, whose provider is trusted")
+    func untrustedCertificateFallsBack() async throws {
+        let provider = try FakeLLMServer.start(FakeLLMConfiguration(tls: try FakeTLS.generate()))
+        defer { try? provider.shutdown() }
+        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("fake-ca-\(UUID().uuidString).pem").path
+        try provider.configuration.tls!.writeCertificateAuthority(to: caFile)
+        defer { try? FileManager.default.removeItem(atPath: caFile) }
+        // The same server twice: trusted only through the second provider's ca_file.
+        let h = try ProxyHarness(providersYAML: """
+            providers:
+              primary: { dialect: openai, base_url: "\(provider.openAIBaseURL)" }
+              backup:  { dialect: openai, base_url: "\(provider.openAIBaseURL)", ca_file: "\(caFile)" }
+            models:
+              - { match: "gpt-4o-mini", provider: primary, fallbacks: ["o4-mini"] }
+              - { match: "o4-mini", provider: backup }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "tls-fb")
+        #expect(r.status == 200 && r.text.hasSuffix("data: [DONE]\n\n"))
+        let row = try #require(try h.row("tls-fb"))
+        #expect(row.outcome == .ok && row.provider == "backup" && row.modelRequested == "gpt-4o-mini")
+        #expect(row.errorMessage == "after 1 retry (certificate not trusted at primary); served by fallback model o4-mini")
+        #expect(provider.requestCount == 1 && provider.connectionCount == 2)
     }
 }
