@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
@@ -42,6 +43,9 @@ let package = Package(
             "Metering",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
+            // A provider's ca_file is parsed at load, certificate by certificate.
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
         // The ledger writer's SQLite VFS: the default one, with each WAL frame in one write.
         .target(name: "CWalFrames", dependencies: ["CSQLite"]),
@@ -76,15 +80,22 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-            // HTTPS with HTTP/2 (FakeTLS), as the providers' own endpoints speak.
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        // FakeLLM over HTTPS with HTTP/2, as the providers' own endpoints speak: for tests and the
+        // fakellm command, not linked into tokenctl (its demo serves cleartext).
+        .target(name: "FakeLLMTLS", dependencies: [
+            "FakeLLM",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "FakeLLMServer", dependencies: [
-            "FakeLLM",
+            "FakeLLM", "FakeLLMTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tokenctl", dependencies: [
@@ -108,7 +119,11 @@ let package = Package(
             "Metering",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
+        .testTarget(name: "PolicyTests", dependencies: [
+            "Policy",
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Fixtures the two ledger test targets share (temporary ledgers, sample and autumn calls).
         .target(name: "LedgerTestSupport", dependencies: ["Ledger", "Metering"], path: "Tests/LedgerTestSupport"),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Metering", "LedgerTestSupport"]),
@@ -127,7 +142,7 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "FakeLLM", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
+            "Gateway", "FakeLLM", "FakeLLMTLS", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),

@@ -2,11 +2,12 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// One connection's HTTP handler: collects a request, asks the `Router` for a plan, then
-/// writes the plan piece by piece on the connection's event loop, pacing with
+/// One connection's HTTP handler (or one HTTP/2 stream's): collects a request, asks the `Router`
+/// for a plan, then writes the plan piece by piece on the channel's event loop, pacing with
 /// `scheduleTask` (never sleeping). Each piece is its own write and flush, so SSE event
-/// boundaries reach the socket as written (unless `coalesceEvents` is on). NIO's pipelining helper hands over one request at
-/// a time, so there is at most one answer in progress.
+/// boundaries reach the socket as written (unless `coalesceEvents` is on). On HTTP/1.1, NIO's
+/// pipelining helper hands over one request at a time; an HTTP/2 stream carries one request.
+/// Either way there is at most one answer in progress per handler.
 final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart

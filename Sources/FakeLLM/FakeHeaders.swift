@@ -36,9 +36,11 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// 200, `content-type: application/json`, a body that is not JSON.
     case nonJSON200 = "non-json-200"
     /// The normal answer, but the connection closes after half of its events (streaming) or
-    /// half of its body bytes (non-streaming, with the full `content-length` announced).
+    /// half of its body bytes (non-streaming, with the full `content-length` announced). On
+    /// HTTP/2 it is the stream that is reset, not the connection.
     case cutMidStream = "cut-mid-stream"
-    /// The connection is reset (RST, SO_LINGER 0) before any response byte.
+    /// The connection is reset (RST, SO_LINGER 0) before any response byte; on HTTP/2, the
+    /// stream (RST_STREAM).
     case resetBeforeHeaders = "reset-before-headers"
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.

@@ -27,13 +27,15 @@ public struct FakeLLMConfiguration: Sendable {
     /// TCP send. Cuts the fake's CPU per stream by more than half, for throughput benchmarks;
     /// off by default so that every event is its own send.
     public var coalesceEvents: Bool
-    /// Serve HTTPS (HTTP/2 or HTTP/1.1, by ALPN) instead of cleartext HTTP/1.1.
-    public var tls: FakeTLS?
+    /// How connections are set up before HTTP: cleartext HTTP/1.1 by default; `FakeTLS`
+    /// (module FakeLLMTLS) for HTTPS with HTTP/2.
+    public var transport: any FakeTransport
 
     public init(host: String = "127.0.0.1", port: Int = 0, threads: Int = 1,
                 firstByteDelay: Duration = .zero, chunkCount: Int = 8, chunkGap: Duration = .zero,
                 requiredAPIKey: String? = nil, recordExchanges: Bool = true,
-                maxRecordedExchanges: Int = 10_000, coalesceEvents: Bool = false, tls: FakeTLS? = nil) {
+                maxRecordedExchanges: Int = 10_000, coalesceEvents: Bool = false,
+                transport: any FakeTransport = CleartextTransport()) {
         self.host = host
         self.port = port
         self.threads = threads
@@ -44,7 +46,7 @@ public struct FakeLLMConfiguration: Sendable {
         self.recordExchanges = recordExchanges
         self.maxRecordedExchanges = maxRecordedExchanges
         self.coalesceEvents = coalesceEvents
-        self.tls = tls
+        self.transport = transport
     }
 }
 

@@ -1,13 +1,10 @@
 import NIOCore
 import NIOHTTP1
-import NIOHTTP2
 import NIOPosix
-import NIOSSL
-import NIOTLS
 
 /// A fast fake LLM provider speaking the OpenAI and Anthropic dialects, for tests, benchmarks
-/// and `tokenctl demo` (never for production paths), over cleartext HTTP/1.1 or, with
-/// `FakeLLMConfiguration.tls`, HTTPS negotiating HTTP/2 or HTTP/1.1.
+/// and `tokenctl demo` (never for production paths), over cleartext HTTP/1.1 or, with the
+/// `FakeTLS` transport, HTTPS negotiating HTTP/2 or HTTP/1.1.
 ///
 /// Routes: OpenAI (`baseURL + "/v1"`) `POST /v1/chat/completions`, `/v1/completions`,
 /// `/v1/embeddings`, `/v1/responses`, `GET /v1/models` (and `/v1/models/{id}`); Anthropic
@@ -70,56 +67,17 @@ public final class FakeLLMServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 log.countConnection()
-                guard let tls = configuration.tls else {
-                    return channel.eventLoop.makeCompletedFuture {
-                        try serveHTTP1(on: channel, configuration: configuration, log: log)
-                    }
-                }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
-                }.flatMap {
-                    channel.configureHTTP2SecureUpgrade(
-                        h2ChannelConfigurator: { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try serveHTTP2(on: channel, configuration: configuration, log: log)
-                            }
-                        },
-                        http1ChannelConfigurator: { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try serveHTTP1(on: channel, configuration: configuration, log: log)
-                            }
-                        })
+                return configuration.transport.configure(channel) { channel in
+                    try channel.pipeline.syncOperations.addHandler(FakeHTTPHandler(configuration: configuration, log: log))
                 }
             }
     }
 
-    private static func serveHTTP1(on channel: any Channel, configuration: FakeLLMConfiguration,
-                                   log: ExchangeLog) throws {
-        let pipeline = channel.pipeline.syncOperations
-        try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-        try pipeline.addHandler(FakeHTTPHandler(configuration: configuration, log: log))
-    }
-
-    /// Each HTTP/2 stream gets a handler of its own, seeing HTTP/1-style parts.
-    private static func serveHTTP2(on channel: any Channel, configuration: FakeLLMConfiguration,
-                                   log: ExchangeLog) throws {
-        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandlers([
-                    HTTP2FramePayloadToHTTP1ServerCodec(),
-                    FakeHTTPHandler(configuration: configuration, log: log),
-                ])
-            }
-        }
-    }
-
-    /// `http://HOST:PORT` (`https://` with `tls`): the Anthropic base URL; OpenAI clients
-    /// append `/v1`.
+    /// `http://HOST:PORT` (`https://` over TLS): the Anthropic base URL; OpenAI clients append
+    /// `/v1`.
     public var baseURL: String {
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        return "\(configuration.tls == nil ? "http" : "https")://\(host):\(port)"
+        return "\(configuration.transport.scheme)://\(host):\(port)"
     }
 
     /// `baseURL + "/v1"`, what the OpenAI SDKs take as base URL.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FakeLLM
+import FakeLLMTLS
 import Foundation
 
 /// `fakellm`: runs a FakeLLM server until SIGINT or SIGTERM.
@@ -53,10 +54,11 @@ struct FakeLLMCommand: ParsableCommand {
     }
 
     func run() throws {
-        var tls: FakeTLS?
+        var transport: any FakeTransport = CleartextTransport()
         if let tlsCAOut {
-            tls = try FakeTLS.generate()
-            try tls!.writeCertificateAuthority(to: tlsCAOut)
+            let tls = try FakeTLS.generate()
+            try tls.writeCertificateAuthority(to: tlsCAOut)
+            transport = tls
         }
         // Nobody can read recorded exchanges from outside the process, so do not keep them.
         let server = try FakeLLMServer.start(FakeLLMConfiguration(
@@ -64,7 +66,7 @@ struct FakeLLMCommand: ParsableCommand {
             firstByteDelay: .nanoseconds(Int64(firstByteDelayMS * 1_000_000)),
             chunkCount: chunks,
             chunkGap: .nanoseconds(Int64(chunkGapMS * 1_000_000)),
-            requiredAPIKey: apiKey, recordExchanges: false, coalesceEvents: coalesceEvents, tls: tls))
+            requiredAPIKey: apiKey, recordExchanges: false, coalesceEvents: coalesceEvents, transport: transport))
         print("fakellm listening on \(server.baseURL)")
         fflush(nil)  // all streams: `stdout` itself is not concurrency-safe to name
 

@@ -1,15 +1,20 @@
 import Crypto
+import FakeLLM
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
+import NIOTLS
 import SwiftASN1
 import X509
 
-/// HTTPS for a FakeLLM server: a certificate authority made for this server alone, and a
-/// leaf certificate it signed for `localhost`, `127.0.0.1` and `::1`. A client trusts
-/// `certificateAuthorityPEM` (tokenctl: a provider's `ca_file`), as it would a company's own
-/// CA in front of a self-hosted model. ALPN offers HTTP/2 first, then HTTP/1.1, as the
-/// providers' own endpoints do.
-public struct FakeTLS: Sendable {
+/// HTTPS for a FakeLLM server (`FakeLLMConfiguration.transport`): a certificate authority made
+/// for this server alone, and a leaf certificate it signed for `localhost`, `127.0.0.1` and
+/// `::1`. A client trusts `certificateAuthorityPEM` (tokenctl: a provider's `ca_file`), as it
+/// would a company's own CA in front of a self-hosted model. ALPN offers HTTP/2 first, then
+/// HTTP/1.1, as the providers' own endpoints do; on HTTP/2 each stream is answered on its own.
+public struct FakeTLS: FakeTransport {
     /// The CA to trust, as PEM.
     public let certificateAuthorityPEM: String
     let context: NIOSSLContext
@@ -58,6 +63,32 @@ public struct FakeTLS: Sendable {
         configuration.applicationProtocols = ["h2", "http/1.1"]
         return FakeTLS(certificateAuthorityPEM: try ca.serializeAsPEM().pemString,
                        context: try NIOSSLContext(configuration: configuration))
+    }
+
+    public var scheme: String { "https" }
+
+    public func configure(_ channel: any Channel, serve: @escaping @Sendable (any Channel) throws -> Void)
+        -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+        }.flatMap {
+            channel.configureHTTP2SecureUpgrade(
+                h2ChannelConfigurator: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                try serve(stream)
+                            }
+                        }
+                    }
+                },
+                http1ChannelConfigurator: { channel in
+                    channel.eventLoop.makeCompletedFuture { try CleartextTransport.serveHTTP1(on: channel, serve) }
+                })
+        }
     }
 
     /// Writes `certificateAuthorityPEM` to `path`, for clients that read trust from a file.

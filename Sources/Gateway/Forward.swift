@@ -35,7 +35,7 @@ enum Forward {
             body: admission.upstreamBody,
             connectTimeoutMs: provider.connectTimeoutMs,
             totalTimeoutMs: provider.timeoutMs,
-            trustedCertificates: provider.trustedCertificates?.pem)
+            certificateAuthoritiesPEM: provider.certificateAuthorities?.pem)
     }
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.

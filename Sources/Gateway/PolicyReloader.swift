@@ -7,7 +7,7 @@ import Policy
 /// Keeps the policy in force and replaces it when its files change. A background thread looks at
 /// the files' sizes and modification times every `interval`: the directory's YAML files and the
 /// files they name (a provider's `ca_file`, renewed in place); `reloadNow()` serves SIGHUP.
-/// a changed directory is loaded in full and swapped in only if it has no problem. An invalid
+/// A changed directory is loaded in full and swapped in only if it has no problem. An invalid
 /// change is logged with the loader's `file:line: field: message` lines and the last good
 /// policy stays in force.
 public final class PolicyReloader: Sendable {
@@ -22,7 +22,7 @@ public final class PolicyReloader: Sendable {
 
     private struct State {
         var fingerprint: [String: String] = [:]
-        /// Files outside the YAML that the policy in force was read from.
+        /// Files outside the YAML that the last load named (`ca_file`), watched with the YAML.
         var namedFiles: [String] = []
         var stopped = false
         var reloads = 0
@@ -38,7 +38,7 @@ public final class PolicyReloader: Sendable {
         self.environment = environment
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
-        let namedFiles = Self.namedFiles(of: policy)
+        let namedFiles = policy.namedFiles
         let fingerprint = directory.map { Self.fingerprint(of: $0, namedFiles: namedFiles) } ?? [:]
         state.withLockedValue {
             $0.warnings = warnings
@@ -61,8 +61,7 @@ public final class PolicyReloader: Sendable {
     }
 
     private func reload(_ directory: String) -> Bool {
-        // Taken before loading, so a change made meanwhile is seen next time. With the files the
-        // policy in force names: one that a new policy adds makes the watcher reload once more.
+        // Taken before loading, so a change made meanwhile is seen next time.
         let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles })
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
@@ -73,8 +72,8 @@ public final class PolicyReloader: Sendable {
             let warnings = fresh.warnings.map { "\($0)" }
             let seen = state.withLockedValue { s -> Set<String> in
                 defer { s.warnings = Set(warnings) }
-                s.fingerprint = fingerprint
-                s.namedFiles = Self.namedFiles(of: fresh)
+                s.fingerprint = Self.fingerprint(fingerprint, namedFiles: fresh.namedFiles)
+                s.namedFiles = fresh.namedFiles
                 s.reloads += 1
                 s.lastError = nil
                 return s.warnings
@@ -87,7 +86,10 @@ public final class PolicyReloader: Sendable {
             return true
         } catch {
             state.withLockedValue {
-                $0.fingerprint = fingerprint  // do not retry the same broken files every second
+                // Do not retry the same broken files every half second; a missing ca_file is
+                // watched, so that it is loaded once it appears.
+                $0.fingerprint = Self.fingerprint(fingerprint, namedFiles: error.namedFiles)
+                $0.namedFiles = error.namedFiles
                 $0.failedReloads += 1
                 $0.lastError = error.description
             }
@@ -115,21 +117,11 @@ public final class PolicyReloader: Sendable {
         state.withLockedValue { $0.stopped = true }
     }
 
-    /// Paths the policy read besides its YAML files.
-    private static func namedFiles(of policy: PolicySet) -> [String] {
-        policy.providers.values.compactMap { $0.trustedCertificates?.path }.sorted()
-    }
-
     /// Name → inode, size and modification time of each YAML file (and path → the same of each
     /// named file), read every half second with `stat` (Foundation's `attributesOfItem` also
     /// resolves the owner's and group's names, reading /etc/passwd and /etc/group per file). The
     /// inode catches a file replaced by a rename.
     private static func fingerprint(of directory: String, namedFiles: [String]) -> [String: String] {
-        func stamp(_ path: String) -> String {
-            var info = stat()
-            guard stat(path, &info) == 0 else { return "unreadable" }
-            return "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-        }
         var result: [String: String] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
@@ -137,5 +129,19 @@ public final class PolicyReloader: Sendable {
         }
         for path in namedFiles { result[path] = stamp(path) }  // never a bare name: no clash
         return result
+    }
+
+    /// A fingerprint taken before a load, brought to the files that load named: those it added
+    /// are stamped now (else the watcher would see them as a change, and reload once more).
+    private static func fingerprint(_ before: [String: String], namedFiles: [String]) -> [String: String] {
+        var result = before.filter { !$0.key.contains("/") || namedFiles.contains($0.key) }
+        for path in namedFiles where result[path] == nil { result[path] = stamp(path) }
+        return result
+    }
+
+    private static func stamp(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "unreadable" }
+        return "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
     }
 }

@@ -1,9 +1,9 @@
 /// When an upstream attempt may be repeated, and after how long.
 ///
 /// Only failures that say nothing reached the provider's model or that it shed load are retried:
-/// connect errors (DNS, TCP, TLS handshake, but not an untrusted certificate) and statuses 502, 503 and 529 (Anthropic's "overloaded"); and
-/// only while nothing has been sent to the client, so a retry is invisible to it except in
-/// latency. Waits use full jitter (uniform in [0, min(cap, base·2^attempt)]) so that callers
+/// connect errors (DNS, TCP, TLS handshake, but not an untrusted certificate) and statuses 502,
+/// 503 and 529 (Anthropic's "overloaded"); and only while nothing has been sent to the client,
+/// so a retry is invisible to it except in latency. Waits use full jitter (uniform in [0, min(cap, base·2^attempt)]) so that callers
 /// retrying together spread out instead of hitting a recovering provider at once.
 enum RetryBackoff {
     static let retryableStatuses: Set<Int> = [502, 503, 529]

@@ -39,9 +39,10 @@ public enum PolicyLoader {
             }
         }
         var warnings = strayFiles(in: directory)
+        var namedFiles: [String] = []
         let set = build(sources, directory: directory, environment: environment,
-                        problems: &problems, warnings: &warnings)
-        guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems)) }
+                        problems: &problems, warnings: &warnings, namedFiles: &namedFiles)
+        guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems), namedFiles: namedFiles) }
         return set
     }
 
@@ -54,16 +55,18 @@ public enum PolicyLoader {
         var problems = knownFiles.filter { $0.required && files[$0.name] == nil }
             .map { PolicyProblem(file: $0.name, line: 0, field: "", message: "missing required file") }
         var warnings: [PolicyProblem] = []
+        var namedFiles: [String] = []
         let set = build(files, directory: FileManager.default.currentDirectoryPath, environment: environment,
-                        problems: &problems, warnings: &warnings)
-        guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems)) }
+                        problems: &problems, warnings: &warnings, namedFiles: &namedFiles)
+        guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems), namedFiles: namedFiles) }
         return set
     }
 
     /// Validates file contents already in memory (keyed by file name); nil when problems were found.
     /// Relative paths in them are relative to `directory`.
     static func build(_ sources: [String: Data], directory: String, environment: [String: String],
-                      problems: inout [PolicyProblem], warnings: inout [PolicyProblem]) -> PolicySet? {
+                      problems: inout [PolicyProblem], warnings: inout [PolicyProblem],
+                      namedFiles: inout [String]) -> PolicySet? {
         /// A reader for the file, its root node, and whether its contents should be read:
         /// not when it is absent or unparseable (that problem is already recorded).
         func reader(_ name: String) -> (PolicyFileReader, Node?, Bool) {
@@ -84,6 +87,7 @@ public enum PolicyLoader {
             ? ProvidersFile.read(providersRoot, gateway: gateway, environment: environment,
                                  directory: directory, &providersReader)
             : ProvidersFile.Contents()
+        namedFiles = upstreams.namedFiles
 
         var (pricesReader, pricesRoot, pricesParsed) = reader(PricesFile.name)
         let prices = pricesParsed ? PricesFile.read(pricesRoot, &pricesReader) : []
@@ -107,7 +111,8 @@ public enum PolicyLoader {
         guard problems.isEmpty else { return nil }
         let routes = upstreams.routes.map(\.route)
         return PolicySet(providers: upstreams.providers, routes: routes, prices: book, gateway: gateway,
-                         plans: plans, version: version(of: sources), warnings: ordered(warnings))
+                         plans: plans, version: version(of: sources, providers: upstreams.providers),
+                         warnings: ordered(warnings), namedFiles: namedFiles)
     }
 
     /// Routes that no price covers, and prices that no route reaches.
@@ -159,14 +164,22 @@ public enum PolicyLoader {
                                  message: "not a policy file tokenctl reads (expected \(PolicyFileReader.oneOf(knownFiles.map(\.name)))); ignored") }
     }
 
-    /// First 12 hex digits of SHA-256 over each file's name, length and bytes, in load order.
-    static func version(of sources: [String: Data]) -> String {
+    /// First 12 hex digits of SHA-256 over each file's name, length and bytes, in load order,
+    /// then each `ca_file`'s (by provider name): a renewed CA is a new policy version.
+    static func version(of sources: [String: Data], providers: [String: Provider] = [:]) -> String {
         var hasher = SHA256()
+        func add(_ name: String, _ bytes: some DataProtocol) {
+            hasher.update(data: Data(name.utf8))
+            withUnsafeBytes(of: UInt64(bytes.count).bigEndian) { hasher.update(bufferPointer: $0) }
+            hasher.update(data: bytes)
+        }
         for (name, _) in knownFiles {
             guard let data = sources[name] else { continue }
-            hasher.update(data: Data(name.utf8))
-            withUnsafeBytes(of: UInt64(data.count).bigEndian) { hasher.update(bufferPointer: $0) }
-            hasher.update(data: data)
+            add(name, data)
+        }
+        for name in providers.keys.sorted() {
+            guard let authorities = providers[name]!.certificateAuthorities else { continue }
+            add(authorities.path, authorities.pem)
         }
         return hasher.finalize().prefix(6).map { String(format: "%02x", $0) }.joined()
     }

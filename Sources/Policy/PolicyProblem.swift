@@ -26,8 +26,14 @@ public struct PolicyProblem: Sendable, Hashable, CustomStringConvertible {
 /// A policy directory that cannot be used; carries every problem found, not just the first.
 public struct PolicyError: Error, Sendable, CustomStringConvertible {
     public var problems: [PolicyProblem]
+    /// Files outside the YAML that the policy names (`ca_file`), readable or not: a reloader
+    /// watches them too, so that creating a missing one is noticed.
+    public var namedFiles: [String]
 
-    public init(problems: [PolicyProblem]) { self.problems = problems }
+    public init(problems: [PolicyProblem], namedFiles: [String] = []) {
+        self.problems = problems
+        self.namedFiles = namedFiles
+    }
 
     /// One problem per line, in file order.
     public var description: String { problems.map(\.description).joined(separator: "\n") }

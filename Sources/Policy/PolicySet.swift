@@ -16,10 +16,12 @@ public final class PolicySet: Sendable {
     public let version: String
     /// Things that load but deserve an admin's look (unset key variables, unpriced routes, ...).
     public let warnings: [PolicyProblem]
+    /// Files outside the YAML that the policy was read from (`ca_file`), resolved.
+    public let namedFiles: [String]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
                 gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
-                warnings: [PolicyProblem] = []) {
+                warnings: [PolicyProblem] = [], namedFiles: [String] = []) {
         self.providers = providers
         self.routes = routes
         self.prices = prices
@@ -27,6 +29,7 @@ public final class PolicySet: Sendable {
         self.plans = plans
         self.version = version
         self.warnings = warnings
+        self.namedFiles = namedFiles
     }
 
     /// The route a model takes: the first whose pattern matches.

@@ -32,14 +32,14 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public let retries: Int
     public static let defaultRetries = 2
     /// The authorities its TLS certificate must chain to (`ca_file`); nil: the system's store.
-    public let trustedCertificates: TrustedCertificates?
+    public let certificateAuthorities: CertificateAuthorities?
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
                 firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
-                retries: Int = Provider.defaultRetries, trustedCertificates: TrustedCertificates? = nil) {
+                retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -52,7 +52,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.idleTimeoutMs = idleTimeoutMs
         self.limits = limits
         self.retries = retries
-        self.trustedCertificates = trustedCertificates
+        self.certificateAuthorities = certificateAuthorities
     }
 
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
@@ -69,7 +69,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.headers.elementsEqual(b.headers, by: { $0.0 == $1.0 && $0.1 == $1.1 })
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
-            && a.limits == b.limits && a.retries == b.retries && a.trustedCertificates == b.trustedCertificates
+            && a.limits == b.limits && a.retries == b.retries && a.certificateAuthorities == b.certificateAuthorities
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -83,7 +83,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             + "firstByteTimeoutMs: \(firstByteTimeoutMs.map(String.init) ?? "none"), "
             + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"), "
             + "maxConcurrent: \(limits.maxConcurrent.map(String.init) ?? "none"), "
-            + "caFile: \(trustedCertificates?.path ?? "<system>"))"
+            + "caFile: \(certificateAuthorities?.path ?? "none"))"
     }
 
     public var debugDescription: String { description }
@@ -95,21 +95,8 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "headers": headers.map(\.0),
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
-            "limits": limits, "retries": retries, "caFile": trustedCertificates?.path ?? "<system>",
+            "limits": limits, "retries": retries, "caFile": certificateAuthorities?.path ?? "none",
         ], displayStyle: .struct)
     }
 }
 
-/// Certificate authorities a provider's TLS certificate must chain to, read from `ca_file`
-/// when the policy loads (a reload reads the file again).
-public struct TrustedCertificates: Sendable, Equatable {
-    /// The file as configured, resolved against the policy directory.
-    public let path: String
-    /// Its PEM text.
-    public let pem: [UInt8]
-
-    public init(path: String, pem: [UInt8]) {
-        self.path = path
-        self.pem = pem
-    }
-}

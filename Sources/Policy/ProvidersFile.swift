@@ -21,6 +21,8 @@ enum ProvidersFile {
     struct Contents {
         var providers: [String: Provider] = [:]
         var routes: [PlacedRoute] = []
+        /// Files the providers name (`ca_file`), resolved, whether or not they could be read.
+        var namedFiles: [String] = []
     }
 
     static func read(_ root: Node?, gateway: GatewaySettings, environment: [String: String],
@@ -38,7 +40,7 @@ enum ProvidersFile {
             for item in providers.entries {
                 declared.append(item.key)
                 if let provider = readProvider(item, gateway: gateway, environment: environment,
-                                                 directory: directory, &reader) {
+                                                 directory: directory, namedFiles: &contents.namedFiles, &reader) {
                     contents.providers[item.key] = provider
                 }
             }
@@ -79,7 +81,7 @@ enum ProvidersFile {
 
     private static func readProvider(_ item: MappingFields.Entry, gateway: GatewaySettings,
                                      environment: [String: String], directory: String,
-                                     _ reader: inout PolicyFileReader) -> Provider? {
+                                     namedFiles: inout [String], _ reader: inout PolicyFileReader) -> Provider? {
         let name = item.key
         if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             reader.problem(item.keyNode, item.path, "provider names may use only letters, digits, '-', '_' and '.'")
@@ -135,9 +137,14 @@ enum ProvidersFile {
         let limits = ProviderLimits(maxConcurrent: maxConcurrent, maxQueue: maxQueue,
                                     queueTimeoutMs: queueTimeoutMs ?? ProviderLimits.defaultQueueTimeoutMs)
         let retries = fields["retries"].flatMap { reader.integer($0, in: 0...5) } ?? Provider.defaultRetries
-        var trusted: TrustedCertificates?
+        var authorities: CertificateAuthorities?
         if let entry = fields["ca_file"], let path = reader.string(entry) {
-            trusted = readTrustedCertificates(path, directory: directory, entry, &reader)
+            namedFiles.append(CertificateAuthorities.resolve(path, directory: directory))
+            do {
+                authorities = try CertificateAuthorities.read(path, directory: directory)
+            } catch {
+                reader.problem(entry.value, entry.path, error.reason)
+            }
             if let baseURL, !baseURL.lowercased().hasPrefix("https://") {
                 reader.problem(entry.value, entry.path, "applies to an https:// base_url only")
             }
@@ -149,25 +156,9 @@ enum ProvidersFile {
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
-                        retries: retries, trustedCertificates: trusted)
+                        retries: retries, certificateAuthorities: authorities)
     }
 
-    /// `ca_file`: PEM certificates, read now so that a missing or wrong file fails the load
-    /// (and a reload picks up a new one) rather than every call at its TLS handshake.
-    private static func readTrustedCertificates(_ path: String, directory: String, _ entry: MappingFields.Entry,
-                                                _ reader: inout PolicyFileReader) -> TrustedCertificates? {
-        let resolved = path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
-        guard let data = FileManager.default.contents(atPath: resolved) else {
-            let why = FileManager.default.fileExists(atPath: resolved) ? "cannot be read" : "does not exist"
-            reader.problem(entry.value, entry.path, "'\(resolved)' \(why)")
-            return nil
-        }
-        guard data.range(of: Data("-----BEGIN CERTIFICATE-----".utf8)) != nil else {
-            reader.problem(entry.value, entry.path, "'\(resolved)' holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-            return nil
-        }
-        return TrustedCertificates(path: resolved, pem: Array(data))
-    }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.
     static let reservedHeaders: [String: String] = [

@@ -24,8 +24,8 @@ final class CurlTransfer: @unchecked Sendable {
     let method: String
     let connectTimeoutMs: Int
     let totalTimeoutMs: Int
-    /// Shares the provider's array: nothing is copied per call on the event loop.
-    let trustedCertificates: [UInt8]?
+    /// Shares the provider's array; curl copies it into the handle (on the curl thread).
+    let certificateAuthoritiesPEM: [UInt8]?
 
     // MARK: event loop
 
@@ -58,7 +58,7 @@ final class CurlTransfer: @unchecked Sendable {
         method = request.method.uppercased()
         connectTimeoutMs = request.connectTimeoutMs
         totalTimeoutMs = request.totalTimeoutMs
-        trustedCertificates = request.trustedCertificates
+        certificateAuthoritiesPEM = request.certificateAuthoritiesPEM
         // Built here, on the caller's thread, to keep string work off the
         // single curl thread.
         headers = CurlHeaderList(request.headers)
@@ -151,13 +151,17 @@ final class CurlTransfer: @unchecked Sendable {
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
         set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
-        if let trustedCertificates {
+        if let certificateAuthoritiesPEM {
             // Copied by curl, which compares it when matching a pooled connection to this one.
-            trustedCertificates.withUnsafeBytes { pem in
+            certificateAuthoritiesPEM.withUnsafeBytes { pem in
                 var blob = curl_blob(data: UnsafeMutableRawPointer(mutating: pem.baseAddress), len: pem.count,
                                      flags: UInt32(CURL_BLOB_COPY))
                 set(tc_easy_setopt_pointer(h, CURLOPT_CAINFO_BLOB, &blob))
             }
+            // These only: the blob replaces the default CA file, but Debian's libcurl would
+            // still look certificates up in its default CA directory (/etc/ssl/certs).
+            set(tc_easy_setopt_string(h, CURLOPT_CAPATH, nil))
+            set(tc_easy_setopt_string(h, CURLOPT_CAINFO, nil))
         }
 
         switch method {

@@ -15,9 +15,9 @@ public struct UpstreamRequest: Sendable {
     public var connectTimeoutMs: Int
     /// Deadline for the whole transfer, including time spent paused; 0 means none.
     public var totalTimeoutMs: Int
-    /// PEM certificates of the authorities to trust for this upstream's TLS, instead of the
-    /// system's store (a company CA in front of a self-hosted model); nil: the system's.
-    public var trustedCertificates: [UInt8]?
+    /// PEM certificates of the only authorities to trust for this upstream's TLS, in place of
+    /// the system's store (a company CA in front of a self-hosted model); nil: the system's.
+    public var certificateAuthoritiesPEM: [UInt8]?
 
     public init(
         url: String,
@@ -26,7 +26,7 @@ public struct UpstreamRequest: Sendable {
         body: ByteBuffer = ByteBuffer(),
         connectTimeoutMs: Int = 10_000,
         totalTimeoutMs: Int = 600_000,
-        trustedCertificates: [UInt8]? = nil
+        certificateAuthoritiesPEM: [UInt8]? = nil
     ) {
         self.url = url
         self.method = method
@@ -34,7 +34,7 @@ public struct UpstreamRequest: Sendable {
         self.body = body
         self.connectTimeoutMs = connectTimeoutMs
         self.totalTimeoutMs = totalTimeoutMs
-        self.trustedCertificates = trustedCertificates
+        self.certificateAuthoritiesPEM = certificateAuthoritiesPEM
     }
 }
 

@@ -15,11 +15,6 @@ struct PlanEnforcementTests {
         return #"{"model":"\#(model)","stream":\#(stream)\#(cap),"messages":[{"role":"user","content":"hello"}]}"#
     }
 
-    private func error(_ r: ReceivedResponse) throws -> [String: Any] {
-        let body = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
-        return try #require(body["error"] as? [String: Any])
-    }
-
     @Test("a model outside the plan gets 403 naming model and plan")
     func modelNotAllowed() async throws {
         let h = try ProxyHarness(plansYAML: """
@@ -29,7 +24,7 @@ struct PlanEnforcementTests {
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("o4-mini"), requestID: "m-1")
         #expect(r.status == 403)
-        let message = try error(r)["message"] as? String ?? ""
+        let message = try errorObject(r)["message"] as? String ?? ""
         #expect(message.contains("o4-mini") && message.contains("small"))
         let refused = try #require(try h.row("m-1"))
         #expect(refused.outcome == .refusedModel && refused.plan == "small" && refused.provider == "openai")
@@ -90,8 +85,8 @@ struct PlanEnforcementTests {
             admittedSentAt = sentAt
         }
         #expect(limited.status == 429)
-        #expect(try error(limited)["code"] as? String == "rate_limit_exceeded")
-        #expect(try error(limited)["type"] as? String == "requests")
+        #expect(try errorObject(limited)["code"] as? String == "rate_limit_exceeded")
+        #expect(try errorObject(limited)["type"] as? String == "requests")
         let retryAfter = try #require(limited.header("retry-after").flatMap(Int.init))
         #expect((1...60).contains(retryAfter))
         #expect(limited.header("retry-after-ms") != nil)
@@ -169,7 +164,7 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "t-2").status == 200)
         let third = try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "t-3")
         #expect(third.status == 429)
-        #expect((try error(third)["message"] as? String)?.contains("team research") == true)
+        #expect((try errorObject(third)["message"] as? String)?.contains("team research") == true)
         // Bob is in no team: unaffected.
         #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.exactCall, requestID: "t-4").status == 200)
     }
@@ -184,8 +179,8 @@ struct PlanEnforcementTests {
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "qx-1")
         #expect(r.status == 429)
         #expect(r.header("x-should-retry") == "false")
-        #expect(try error(r)["code"] as? String == "insufficient_quota")
-        let message = try error(r)["message"] as? String ?? ""
+        #expect(try errorObject(r)["code"] as? String == "insufficient_quota")
+        let message = try errorObject(r)["message"] as? String ?? ""
         #expect(message.contains("user alice") && message.contains("monthly") && message.contains("resets"))
         #expect(try h.row("qx-1")?.outcome == .refusedQuota)
         #expect(h.fake.requestCount == 0)

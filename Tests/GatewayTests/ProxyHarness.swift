@@ -1,4 +1,5 @@
 import FakeLLM
+import FakeLLMTLS
 import Foundation
 import Gateway
 import Ledger
@@ -46,20 +47,21 @@ final class ProxyHarness: Sendable {
     /// `providerOptions` are extra providers.yaml fields for both providers (e.g. `idle_timeout_ms: 200`).
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
          providerOptions: String = "",
-         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(),
+         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(), fakeTLS: FakeTLS? = nil,
          database: String? = nil, sharedQuotas: SharedQuotaBook? = nil, logger: Logger? = nil) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var fakeConfiguration = fakeConfiguration
         fakeConfiguration.requiredAPIKey = providerKey
+        if let fakeTLS { fakeConfiguration.transport = fakeTLS }
         fake = try FakeLLMServer.start(fakeConfiguration)
 
         let policies = directory.appendingPathComponent("policies")
         policyDirectory = policies
         try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
         // An HTTPS fake's CA, for a test's `ca_file: fake-ca.pem`.
-        try fakeConfiguration.tls?.writeCertificateAuthority(to: policies.appendingPathComponent("fake-ca.pem").path)
+        try fakeTLS?.writeCertificateAuthority(to: policies.appendingPathComponent("fake-ca.pem").path)
         var headers = providerHeaders.isEmpty ? ""
             : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
         if !providerOptions.isEmpty { headers += ", " + providerOptions }

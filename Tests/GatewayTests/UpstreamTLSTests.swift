@@ -1,6 +1,8 @@
 import FakeLLM
+import FakeLLMTLS
 import Foundation
 import Ledger
+import Policy
 import Testing
 
 /// Providers over HTTPS, as the real ones are: TLS verified against the provider's `ca_file`,
@@ -14,7 +16,7 @@ struct UpstreamTLSTests {
         try ProxyHarness(
             providerHeaders: ["x-fake-chunk-gap-ms": "\(chunkGapMs)", "x-fake-chunks": "\(chunks)"],
             providerOptions: trusted ? "ca_file: fake-ca.pem" : "",
-            fakeConfiguration: FakeLLMConfiguration(tls: try FakeTLS.generate()))
+            fakeTLS: try FakeTLS.generate())
     }
 
     @Test("concurrent calls in both dialects share one HTTP/2 connection, each relayed and recorded")
@@ -98,18 +100,50 @@ struct UpstreamTLSTests {
         // Another CA, which did not sign FakeLLM's certificate: only the PEM file changes.
         try FakeTLS.generate().writeCertificateAuthority(to: caFile)
         var seen = 200
-        for attempt in 0..<30 where seen == 200 {
+        for attempt in 0..<100 where seen == 200 {
             try await Task.sleep(for: .milliseconds(100))
             seen = try await status("ca-1-\(attempt)")
         }
         #expect(seen == 502)
 
-        try original.write(toFile: caFile, atomically: true, encoding: .utf8)
-        for attempt in 0..<30 where seen != 200 {
+        // Back, written in place this time (same inode, perhaps the same size: the mtime tells).
+        let handle = try #require(FileHandle(forWritingAtPath: caFile))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(original.utf8))
+        try handle.close()
+        for attempt in 0..<100 where seen != 200 {
             try await Task.sleep(for: .milliseconds(100))
             seen = try await status("ca-2-\(attempt)")
         }
         #expect(seen == 200)
+    }
+
+    @Test("a ca_file named before it exists fails the reload, and is loaded once it appears")
+    func caFileCreatedAfterItsPolicy() async throws {
+        let h = try Self.harness(chunkGapMs: 0, chunks: 2)
+        defer { h.shutdown() }
+        let before = h.server.policy.version
+        try h.writePolicy("providers.yaml", """
+            providers:
+              openai: { dialect: openai, base_url: "\(h.fake.openAIBaseURL)", api_key_env: E2E_PROVIDER_KEY, ca_file: renewed/ca.pem }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """)
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(h.server.policy.version == before)  // refused: the file is not there yet
+
+        let renewed = h.policyDirectory.appendingPathComponent("renewed")
+        try FileManager.default.createDirectory(at: renewed, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: h.policyDirectory.appendingPathComponent("fake-ca.pem"),
+                                         to: renewed.appendingPathComponent("ca.pem"))
+        var path: String?
+        for _ in 0..<100 where path == nil {  // up to 10 s: a loaded CI is slow to poll
+            try await Task.sleep(for: .milliseconds(100))
+            path = h.server.policy.providers["openai"]?.certificateAuthorities?.path
+        }
+        #expect(path == renewed.appendingPathComponent("ca.pem").path)
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "ca-new")
+        #expect(r.status == 200)
     }
 
     @Test("a provider whose certificate does not chain to a trusted CA gets no request and no retry: 502, recorded")
@@ -132,10 +166,11 @@ struct UpstreamTLSTests {
 
     @Test("an untrusted certificate goes straight to the route's fallback, whose provider is trusted")
     func untrustedCertificateFallsBack() async throws {
-        let provider = try FakeLLMServer.start(FakeLLMConfiguration(tls: try FakeTLS.generate()))
+        let tls = try FakeTLS.generate()
+        let provider = try FakeLLMServer.start(FakeLLMConfiguration(transport: tls))
         defer { try? provider.shutdown() }
         let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("fake-ca-\(UUID().uuidString).pem").path
-        try provider.configuration.tls!.writeCertificateAuthority(to: caFile)
+        try tls.writeCertificateAuthority(to: caFile)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
         // The same server twice: trusted only through the second provider's ca_file.
         let h = try ProxyHarness(providersYAML: """

@@ -1,7 +1,9 @@
+import Crypto
 import Foundation
 import Metering
 import Testing
 @testable import Policy
+import X509
 
 @Suite struct ProvidersFileTests {
     @Test func unknownDialectNamesFileLineAndField() throws {
@@ -245,26 +247,37 @@ import Testing
     }
 
     @Test func caFileIsReadAtLoadRelativeToThePolicyDirectory() throws {
-        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-        let providers = """
+        let pem = try Self.selfSignedCertificatePEM()
+        let fixture = try PolicyFixture.with(providers: """
             providers:
-              local:  { dialect: openai, base_url: "https://llm.internal:8443/v1", ca_file: certs/company-ca.pem }
-              plain:  { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ca_file: certs/company-ca.pem }
-              gone:   { dialect: openai, base_url: "https://a.example/v1", ca_file: /nonexistent/ca.pem }
-              notpem: { dialect: openai, base_url: "https://b.example/v1", ca_file: prices.yaml }
-              system: { dialect: openai, base_url: "https://api.openai.com/v1" }
+              local:   { dialect: openai, base_url: "https://llm.internal:8443/v1", ca_file: certs/company-ca.pem }
+              plain:   { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ca_file: certs/company-ca.pem }
+              gone:    { dialect: openai, base_url: "https://a.example/v1", ca_file: /nonexistent/ca.pem }
+              notpem:  { dialect: openai, base_url: "https://b.example/v1", ca_file: prices.yaml }
+              folder:  { dialect: openai, base_url: "https://c.example/v1", ca_file: certs }
+              key:     { dialect: openai, base_url: "https://d.example/v1", ca_file: certs/key.pem }
+              garbled: { dialect: openai, base_url: "https://e.example/v1", ca_file: certs/garbled.pem }
             models:
               - { match: "gpt-*", provider: local }
-            """
-        let fixture = try PolicyFixture.with(providers: providers)
-        try FileManager.default.createDirectory(atPath: fixture.directory + "/certs", withIntermediateDirectories: true)
-        try pem.write(toFile: fixture.directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
+            """)
         let directory = fixture.directory
-        #expect(fixture.problems() == [
+        try FileManager.default.createDirectory(atPath: directory + "/certs", withIntermediateDirectories: true)
+        try pem.write(toFile: directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
+        try (pem + "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
+            .write(toFile: directory + "/certs/key.pem", atomically: true, encoding: .utf8)
+        try "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+            .write(toFile: directory + "/certs/garbled.pem", atomically: true, encoding: .utf8)
+        let problems = fixture.problems()
+        #expect(Array(problems.prefix(5)) == [
             "providers.yaml:3: providers.plain.ca_file: applies to an https:// base_url only",
             "providers.yaml:4: providers.gone.ca_file: '/nonexistent/ca.pem' does not exist",
             "providers.yaml:5: providers.notpem.ca_file: '\(directory)/prices.yaml' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            "providers.yaml:6: providers.folder.ca_file: '\(directory)/certs' is not a regular file",
+            "providers.yaml:7: providers.key.ca_file: '\(directory)/certs/key.pem' holds a PRIVATE KEY block: certificates only",
         ])
+        #expect(problems.count == 6 && problems[5].hasPrefix(
+            "providers.yaml:8: providers.garbled.ca_file: '\(directory)/certs/garbled.pem': certificate 1 does not parse ("),
+            "\(problems)")
 
         let sound = try PolicyFixture.with(providers: """
             providers:
@@ -277,11 +290,43 @@ import Testing
         try pem.write(toFile: sound.directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
         let soundDirectory = sound.directory
         let set = try sound.load()
-        let trusted = try #require(set.providers["local"]?.trustedCertificates)
-        #expect(trusted.path == soundDirectory + "/certs/company-ca.pem")
-        #expect(trusted.pem == Array(pem.utf8))
-        #expect(set.providers["system"]?.trustedCertificates == nil)
+        let authorities = try #require(set.providers["local"]?.certificateAuthorities)
+        #expect(authorities.path == soundDirectory + "/certs/company-ca.pem")
+        #expect(authorities.pem == Array(pem.utf8))
+        #expect(set.providers["system"]?.certificateAuthorities == nil)
         #expect(set.providers["local"]!.description.contains("caFile: \(soundDirectory)/certs/company-ca.pem"))
+        #expect(set.namedFiles == [soundDirectory + "/certs/company-ca.pem"])
+    }
+
+    @Test func aRenewedCertificateAuthorityIsANewPolicyVersion() throws {
+        let providers = """
+            providers:
+              local: { dialect: openai, base_url: "https://llm.internal:8443/v1", ca_file: ca.pem }
+            models:
+              - { match: "gpt-*", provider: local }
+            """
+        let fixture = try PolicyFixture.with(providers: providers)
+        defer { try? FileManager.default.removeItem(atPath: fixture.directory) }
+        let first = try Self.selfSignedCertificatePEM(), second = try Self.selfSignedCertificatePEM()
+        var versions: [String] = []
+        for pem in [first, second, first] {
+            try pem.write(toFile: fixture.directory + "/ca.pem", atomically: true, encoding: .utf8)
+            versions.append(try PolicyLoader.load(directory: fixture.directory).version)
+        }
+        #expect(versions[0] != versions[1] && versions[2] == versions[0], "\(versions)")
+    }
+
+    /// A real certificate (the loader parses each one), made for the test.
+    static func selfSignedCertificatePEM() throws -> String {
+        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let name = try DistinguishedName { CommonName("tokenctl test CA") }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: key.publicKey,
+            notValidBefore: Date(), notValidAfter: Date().addingTimeInterval(86_400), issuer: name, subject: name,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0)) },
+            issuerPrivateKey: key)
+        return try certificate.serializeAsPEM().pemString + "\n"
     }
 
     @Test func apiKeyIsResolvedFromTheEnvironmentOrWarned() throws {
