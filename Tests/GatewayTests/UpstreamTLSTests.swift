@@ -136,12 +136,13 @@ struct UpstreamTLSTests {
         try FileManager.default.createDirectory(at: renewed, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: h.policyDirectory.appendingPathComponent("fake-ca.pem"),
                                          to: renewed.appendingPathComponent("ca.pem"))
-        var path: String?
-        for _ in 0..<100 where path == nil {  // up to 10 s: a loaded CI is slow to poll
+        let expected = renewed.appendingPathComponent("ca.pem").path
+        var path = h.server.policy.providers["openai"]?.certificateAuthorities?.path
+        for _ in 0..<100 where path != expected {  // up to 10 s: a loaded CI is slow to poll
             try await Task.sleep(for: .milliseconds(100))
             path = h.server.policy.providers["openai"]?.certificateAuthorities?.path
         }
-        #expect(path == renewed.appendingPathComponent("ca.pem").path)
+        #expect(path == expected)
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "ca-new")
         #expect(r.status == 200)
     }
