@@ -35,7 +35,8 @@ enum Forward {
             body: admission.upstreamBody,
             connectTimeoutMs: provider.connectTimeoutMs,
             totalTimeoutMs: provider.timeoutMs,
-            certificateAuthoritiesPEM: provider.certificateAuthorities?.pem)
+            certificateAuthoritiesPEM: provider.certificateAuthorities?.pem,
+            http2: provider.http2)
     }
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.

@@ -96,6 +96,17 @@ struct PolicyFileReader {
         return scalar.string
     }
 
+    /// `true` or `false` (not YAML 1.1's yes, no, on or off: they surprise).
+    mutating func boolean(_ entry: MappingFields.Entry) -> Bool? {
+        let node = entry.value
+        guard case .scalar(let scalar) = node, let value = ["true": true, "false": false][scalar.string] else {
+            let found = if case .scalar(let scalar) = node { "'\(scalar.string)'" } else { Self.kind(of: node) }
+            problem(node, entry.path, "expected true or false, found \(found)")
+            return nil
+        }
+        return value
+    }
+
     /// A plain decimal whole number within `range` (YAML `10_485_760` is accepted).
     mutating func integer(_ entry: MappingFields.Entry, in range: ClosedRange<Int>) -> Int? {
         let node = entry.value

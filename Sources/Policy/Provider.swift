@@ -33,13 +33,16 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public static let defaultRetries = 2
     /// The authorities its TLS certificate must chain to (`ca_file`); nil: the system's store.
     public let certificateAuthorities: CertificateAuthorities?
+    /// Whether HTTP/2 may be negotiated over `https://` (`http2: false`: HTTP/1.1 only, for a
+    /// server or middlebox whose HTTP/2 misbehaves). `http://` is HTTP/1.1 either way.
+    public let http2: Bool
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
                 firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
-                retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil) {
+                retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil, http2: Bool = true) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -53,6 +56,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.limits = limits
         self.retries = retries
         self.certificateAuthorities = certificateAuthorities
+        self.http2 = http2
     }
 
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
@@ -70,6 +74,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
             && a.limits == b.limits && a.retries == b.retries && a.certificateAuthorities == b.certificateAuthorities
+            && a.http2 == b.http2
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -83,7 +88,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             + "firstByteTimeoutMs: \(firstByteTimeoutMs.map(String.init) ?? "none"), "
             + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"), "
             + "maxConcurrent: \(limits.maxConcurrent.map(String.init) ?? "none"), "
-            + "caFile: \(certificateAuthorities?.path ?? "none"))"
+            + "caFile: \(certificateAuthorities?.path ?? "none"), http2: \(http2))"
     }
 
     public var debugDescription: String { description }
@@ -95,7 +100,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "headers": headers.map(\.0),
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
-            "limits": limits, "retries": retries, "caFile": certificateAuthorities?.path ?? "none",
+            "limits": limits, "retries": retries, "caFile": certificateAuthorities?.path ?? "none", "http2": http2,
         ], displayStyle: .struct)
     }
 }

@@ -8,7 +8,7 @@ enum ProvidersFile {
     static let rootKeys = ["providers", "models"]
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
-                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file"]
+                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file", "http2"]
     static let routeKeys = ["match", "provider", "fallbacks"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -149,6 +149,7 @@ enum ProvidersFile {
                 reader.problem(entry.value, entry.path, "applies to an https:// base_url only")
             }
         }
+        let http2 = fields["http2"].flatMap { reader.boolean($0) } ?? true
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
@@ -156,7 +157,7 @@ enum ProvidersFile {
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
-                        retries: retries, certificateAuthorities: authorities)
+                        retries: retries, certificateAuthorities: authorities, http2: http2)
     }
 
 

@@ -26,6 +26,7 @@ final class CurlTransfer: @unchecked Sendable {
     let totalTimeoutMs: Int
     /// Shares the provider's array; curl copies it into the handle (on the curl thread).
     let certificateAuthoritiesPEM: [UInt8]?
+    let http2: Bool
 
     // MARK: event loop
 
@@ -59,6 +60,7 @@ final class CurlTransfer: @unchecked Sendable {
         connectTimeoutMs = request.connectTimeoutMs
         totalTimeoutMs = request.totalTimeoutMs
         certificateAuthoritiesPEM = request.certificateAuthoritiesPEM
+        http2 = request.http2
         // Built here, on the caller's thread, to keep string work off the
         // single curl thread.
         headers = CurlHeaderList(request.headers)
@@ -120,8 +122,10 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: - Curl thread side
 
-    /// Sets the options of this transfer on `easy`. Returns the first failure.
-    func configure(_ easy: CurlEasyHandle, http2: Bool) -> CURLcode {
+    /// Sets the options of this transfer on `easy`. Returns the first failure. `multiplex`: the
+    /// driver's HTTP/2 setting, which this transfer's own `http2` can only turn off.
+    func configure(_ easy: CurlEasyHandle, multiplex: Bool) -> CURLcode {
+        let http2 = multiplex && self.http2
         let h = easy.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
         var rc = CURLE_OK

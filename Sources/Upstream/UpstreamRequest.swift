@@ -18,6 +18,8 @@ public struct UpstreamRequest: Sendable {
     /// PEM certificates of the only authorities to trust for this upstream's TLS, in place of
     /// the system's store (a company CA in front of a self-hosted model); nil: the system's.
     public var certificateAuthoritiesPEM: [UInt8]?
+    /// False: HTTP/1.1 even where TLS could negotiate HTTP/2 (see `UpstreamConfiguration.http2`).
+    public var http2: Bool
 
     public init(
         url: String,
@@ -26,7 +28,8 @@ public struct UpstreamRequest: Sendable {
         body: ByteBuffer = ByteBuffer(),
         connectTimeoutMs: Int = 10_000,
         totalTimeoutMs: Int = 600_000,
-        certificateAuthoritiesPEM: [UInt8]? = nil
+        certificateAuthoritiesPEM: [UInt8]? = nil,
+        http2: Bool = true
     ) {
         self.url = url
         self.method = method
@@ -35,6 +38,7 @@ public struct UpstreamRequest: Sendable {
         self.connectTimeoutMs = connectTimeoutMs
         self.totalTimeoutMs = totalTimeoutMs
         self.certificateAuthoritiesPEM = certificateAuthoritiesPEM
+        self.http2 = http2
     }
 }
 

@@ -56,6 +56,27 @@ struct UpstreamTLSTests {
         #expect(h.fake.connectionCount == 1)
     }
 
+    @Test("http2: false keeps a provider on HTTP/1.1 over TLS")
+    func http2CanBeTurnedOff() async throws {
+        let h = try ProxyHarness(
+            providerHeaders: ["x-fake-chunk-gap-ms": "20", "x-fake-chunks": "10"],
+            providerOptions: "ca_file: fake-ca.pem, http2: false", fakeTLS: try FakeTLS.generate())
+        defer { h.shutdown() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<3 {
+                group.addTask {
+                    let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "h1-\(i)")
+                    #expect(r.status == 200 && r.text.hasSuffix("data: [DONE]\n\n"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        for i in 0..<3 {
+            #expect(h.fake.exchange(requestID: "h1-\(i)")?.httpVersion == "HTTP/1.1")
+            #expect(try h.row("h1-\(i)")?.outcome == .ok)
+        }
+    }
+
     @Test("a client hanging up cancels its own stream only; the others on the connection finish")
     func cancellingOneStreamSparesTheOthers() async throws {
         let h = try Self.harness(chunkGapMs: 50, chunks: 20)
