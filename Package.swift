@@ -31,7 +31,7 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
-        // The executable's allocator (see Serve.swift); the libraries and tests do not link it.
+        // The executable's allocator (options in CMimallocOptions); the libraries and tests do not link it.
         .systemLibrary(
             name: "CMimalloc", path: "Sources/CMimalloc",
             providers: [.apt(["libmimalloc-dev"])]),
@@ -98,12 +98,19 @@ let package = Package(
             "FakeLLM", "FakeLLMTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "tokenctl", dependencies: [
-            "Gateway", "Reports", "Ledger", "PostgresLedger", "Policy", "Metering", "FakeLLM", "CMimalloc",
+        // The commands, as a library so that tests can parse and run them without the allocator.
+        .target(name: "TokenctlCLI", dependencies: [
+            "Gateway", "Reports", "Ledger", "PostgresLedger", "Policy", "Metering", "FakeLLM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The executable's allocator options, set before main (mimalloc_options.c).
+        .target(name: "CMimallocOptions", dependencies: ["CMimalloc"], linkerSettings: [.linkedLibrary("mimalloc")]),
+        .executableTarget(name: "tokenctl", dependencies: [
+            "TokenctlCLI", "CMimallocOptions",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Fuzzing (scripts/fuzz.sh): the properties, and one executable per libFuzzer target.
@@ -141,6 +148,10 @@ let package = Package(
         ]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
                     resources: [.copy("Corpus")]),
+        .testTarget(name: "TokenctlCLITests", dependencies: [
+            "TokenctlCLI", "Ledger", "Policy", "LedgerTestSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "FakeLLM", "FakeLLMTLS", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),

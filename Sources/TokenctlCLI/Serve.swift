@@ -1,5 +1,4 @@
 import ArgumentParser
-import CMimalloc
 import Dispatch
 import Foundation
 import Gateway
@@ -62,14 +61,6 @@ struct Serve: AsyncParsableCommand {
         let policy = try loadPolicyOrExit(policies)
         for warning in policy.warnings { logger.warning("\(warning)") }
         if noLedger { logger.warning("--no-ledger: calls are NOT recorded (benchmark mode)") }
-        // The executable links mimalloc, which takes malloc and free for the whole process: less
-        // CPU per call than glibc's allocator, whose slow path (`_int_malloc`, `malloc_consolidate`)
-        // buffers made on one thread and freed on another kept it in (bench/README.md). Pages a
-        // thread frees go back to the OS at once, not after mimalloc's default 25 ms, which an idle
-        // thread never comes back to: closed streams' memory is returned (no cost under steady
-        // load, where no page empties).
-        mi_option_set(mi_option_decommit_delay, 0)
-        logger.debug("allocator: mimalloc \(mi_version())")
         let backend = try ledger.creating()
 
         let server: GatewayServer

@@ -4,9 +4,10 @@ import Ledger
 import PostgresLedger
 import Reports
 
-@main
-struct TokenCtl: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `tokenctl` command line: a thin shell over the library targets, one small struct per
+/// command. The executable (Sources/tokenctl) only sets up the allocator and runs it.
+public struct TokenCtl: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "tokenctl",
         abstract: "An LLM token-cost accounting proxy: forwards OpenAI and Anthropic calls, meters them, records every call.",
         discussion: """
@@ -16,6 +17,8 @@ struct TokenCtl: AsyncParsableCommand {
             """,
         subcommands: [Serve.self, Keys.self, Report.self, Export.self, PolicyCommand.self, Prices.self, LedgerCommand.self,
                       Demo.self])
+
+    public init() {}
 }
 
 /// Options every command that touches the ledger shares.

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import LedgerTestSupport
+import Testing
+@testable import TokenctlCLI
+
+/// The command line as a user types it: parsed by the real root command, run on real ledgers.
+@Suite("Command line")
+struct CommandLineTests {
+    /// What `tokenctl ARGS` says when it refuses them, as printed after `Error: `.
+    static func refusal(_ arguments: [String]) async -> String? {
+        do {
+            var command = try TokenCtl.parseAsRoot(arguments)
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+            return nil
+        } catch {
+            return TokenCtl.message(for: error)
+        }
+    }
+
+    @Test("bad option values are refused with what is wrong", arguments: [
+        (["report", "--top", "0"], "--top must be 1 or more"),
+        (["keys", "create", "--user", " alice"],
+         "--user must be a non-empty name without surrounding spaces or control characters (at most 128)"),
+        (["keys", "create", "--user", "ops", "--admin", "--team", "research"],
+         "--team does not apply to an admin key: it makes no billed calls"),
+        (["serve", "--replica-timeout", "0"], "--replica-timeout must be between 1 and 3600 seconds (heartbeats go every 2 s)"),
+        (["serve", "--drain-timeout", "5000"], "--drain-timeout must be between 0 and 3600 seconds"),
+    ])
+    func validation(arguments: [String], message: String) async {
+        #expect(await Self.refusal(arguments) == message)
+    }
+
+    @Test("a report on a ledger that does not exist says so and creates nothing")
+    func missingLedger() async throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path("typo.sqlite")
+        #expect(await Self.refusal(["report", "--db", path]) ==
+                "no ledger at \(path) (start `tokenctl serve` or create a key first, or pass --db)")
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test("a report's period: one form at a time, a month that exists, a start before the end")
+    func periods() async throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.path()
+        #expect(await Self.refusal(["keys", "create", "--user", "alice", "--db", db]) == nil)
+        let report = ["report", "--db", db, "--policies", dir.path("none")]
+        #expect(await Self.refusal(report + ["--period", "2026-01", "--since", "2026-01-02"]) ==
+                "give either --period or --since/--until, not both")
+        #expect(await Self.refusal(report + ["--since", "2026-01-02", "--until", "2026-01-01"]) ==
+                "--since (2026-01-02) must be before --until (2026-01-01)")
+        let month = await Self.refusal(report + ["--period", "2026-13"])
+        #expect(month?.contains("is not a month (YYYY-MM, e.g. 2026-11) or last-month") == true, "\(month ?? "accepted")")
+    }
+
+    @Test("keys create, then a report of the ledger's calls as CSV into a file")
+    func reportToFile() async throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.path()
+        #expect(await Self.refusal(["keys", "create", "--user", "alice", "--team", "research", "--db", db]) == nil)
+        let writer = try LedgerWriter(path: db)
+        #expect(appendAll((0..<4).map { sampleEntry($0) } + [sampleEntry(4, user: "bob", team: nil)], to: writer).isEmpty)
+        writer.close()
+        let out = dir.path("report.csv")
+        #expect(await Self.refusal(["report", "--db", db, "--policies", dir.path("none"), "--since", "2025-01-01",
+                                    "--until", "2025-01-02", "--format", "csv", "--out", out]) == nil)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(whereSeparator: \.isNewline)  // CSV: CRLF
+        #expect(lines.count == 3, "\(lines)")  // header, alice, bob
+        #expect(lines.first?.hasPrefix("user,") == true)
+        let alice = try #require(lines.first { $0.hasPrefix("alice,") })
+        let bob = try #require(lines.first { $0.hasPrefix("bob,") })
+        #expect(alice.split(separator: ",")[1] == "4" && bob.split(separator: ",")[1] == "1", "\(alice) / \(bob)")
+    }
+}
