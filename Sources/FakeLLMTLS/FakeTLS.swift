@@ -25,9 +25,13 @@ public struct FakeTLS: FakeTransport {
         let from = now.addingTimeInterval(-3600), until = now.addingTimeInterval(Double(days) * 86_400)
 
         let caKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        // A name and key identifiers of its own, as a real CA has: OpenSSL then tells a
+        // certificate another run's CA signed from one this CA signed ("not trusted", curl 60),
+        // and a bundle of an old and a new CA works while a renewal overlaps.
+        let caKeyID = SubjectKeyIdentifier(hash: caKey.publicKey)
         let caName = try DistinguishedName {
             OrganizationName("FakeLLM")
-            CommonName("FakeLLM test CA")
+            CommonName("FakeLLM test CA \(UInt32.random(in: 0...UInt32.max))")
         }
         let ca = try Certificate(
             version: .v3, serialNumber: .init(), publicKey: caKey.publicKey,
@@ -36,6 +40,7 @@ public struct FakeTLS: FakeTransport {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                caKeyID
             },
             issuerPrivateKey: caKey)
 
@@ -49,6 +54,8 @@ public struct FakeTLS: FakeTransport {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
                 try ExtendedKeyUsage([.serverAuth])
+                SubjectKeyIdentifier(hash: Certificate.PublicKey(leafKey.publicKey))
+                AuthorityKeyIdentifier(keyIdentifier: caKeyID.keyIdentifier)
                 SubjectAlternativeNames([
                     .dnsName("localhost"),
                     .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
@@ -61,7 +68,8 @@ public struct FakeTLS: FakeTransport {
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: try leaf.derBytes, format: .der))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(leafKey.derRepresentation), format: .der)))
         configuration.applicationProtocols = ["h2", "http/1.1"]
-        return FakeTLS(certificateAuthorityPEM: try ca.serializeAsPEM().pemString,
+        // With its final newline: a bundle made with `cat` of two such files stays valid PEM.
+        return FakeTLS(certificateAuthorityPEM: try ca.serializeAsPEM().pemString + "\n",
                        context: try NIOSSLContext(configuration: configuration))
     }
 

@@ -70,16 +70,22 @@ public final class PolicyReloader: Sendable {
                 return old.version
             }
             let warnings = fresh.warnings.map { "\($0)" }
-            let seen = state.withLockedValue { s -> Set<String> in
-                defer { s.warnings = Set(warnings) }
+            let (seen, wasRefused) = state.withLockedValue { s -> (Set<String>, Bool) in
+                defer {
+                    s.warnings = Set(warnings)
+                    s.lastError = nil
+                }
                 s.fingerprint = Self.fingerprint(fingerprint, namedFiles: fresh.namedFiles)
                 s.namedFiles = fresh.namedFiles
                 s.reloads += 1
-                s.lastError = nil
-                return s.warnings
+                return (s.warnings, s.lastError != nil)
             }
             if old != fresh.version {
                 logger.info("policy reloaded", metadata: ["version": "\(fresh.version)", "previous": "\(old)"])
+            } else if wasRefused {
+                // The files are back to the policy in force: say so, after the refusal's errors.
+                logger.info("policy files load again; the policy in force is unchanged",
+                            metadata: ["version": "\(fresh.version)"])
             }
             // Those of the last policy were logged already; once is enough.
             for warning in warnings where !seen.contains(warning) { logger.warning("\(warning)") }

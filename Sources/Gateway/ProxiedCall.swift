@@ -291,7 +291,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         }
         // A certificate that did not verify will not verify on a retry; a fallback's may.
         if phase == .awaitingHead, case .failure(.certificate) = result, prepareFallback() {
-            return fallBack(after: "certificate not trusted at \(admission.provider.name)")
+            return fallBack(after: "certificate not verified at \(admission.provider.name)")
         }
         guard phase == .awaitingHead || phase == .relaying else { return }
         var headSent = phase == .relaying
@@ -384,7 +384,7 @@ final class ProxiedCall: UpstreamResponseHandler {
                 refusal = Refusal(.upstreamUnreachable, "Could not reach provider '\(admission.provider.name)': \(message)")
             case .certificate(let message):
                 refusal = Refusal(.upstreamUnreachable,
-                                  "The TLS certificate of provider '\(admission.provider.name)' was not trusted: \(message)")
+                                  "The TLS certificate of provider '\(admission.provider.name)' could not be verified: \(message)")
             case .transport(_, let message):
                 refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
             }

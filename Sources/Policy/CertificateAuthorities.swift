@@ -9,12 +9,23 @@ import X509
 public struct CertificateAuthorities: Sendable, Equatable {
     /// The file as configured, resolved against the policy directory.
     public let path: String
-    /// Its PEM text: certificates only, each one parsed at load.
+    /// The certificates as libcurl gets them: each one parsed at load and written again as a
+    /// PEM block of its own, so that what OpenSSL reads is what was checked (a bundle made with
+    /// `cat` of files without a final newline, or base64 on one line, loads either way).
     public let pem: [UInt8]
+    /// Subject and expiry of each certificate, in file order.
+    public let certificates: [Summary]
 
-    public init(path: String, pem: [UInt8]) {
+    public struct Summary: Sendable, Equatable {
+        public let subject: String
+        public let notValidBefore: Date
+        public let notValidAfter: Date
+    }
+
+    public init(path: String, pem: [UInt8], certificates: [Summary] = []) {
         self.path = path
         self.pem = pem
+        self.certificates = certificates
     }
 
     /// A CA file holds the few authorities a provider needs (libcurl copies it into every
@@ -39,29 +50,70 @@ public struct CertificateAuthorities: Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: resolved) else {
             throw Unusable(reason: "'\(resolved)' cannot be read")
         }
-        let documents: [PEMDocument]
+        let blocks: [PEMBlock]
         do {
-            documents = try PEMDocument.parseMultiple(pemString: String(decoding: data, as: UTF8.self))
+            blocks = try PEMBlock.all(in: String(decoding: data, as: UTF8.self))
         } catch {
-            throw Unusable(reason: "'\(resolved)' is not valid PEM (\(error))")
+            throw Unusable(reason: "'\(resolved)': \(error.reason)")
         }
-        guard !documents.isEmpty else {
-            throw Unusable(reason: "'\(resolved)' holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        guard !blocks.isEmpty else {
+            throw Unusable(reason: "'\(resolved)' holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
+                + "a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`")
         }
-        for (index, document) in documents.enumerated() {
-            guard document.discriminator == "CERTIFICATE" else {
-                throw Unusable(reason: "'\(resolved)' holds a \(document.discriminator) block: certificates only")
+        var pem = ""
+        var summaries: [Summary] = []
+        for (index, block) in blocks.enumerated() {
+            guard block.label == "CERTIFICATE" else {
+                throw Unusable(reason: "'\(resolved)': block \(index + 1) is a \(block.label), not a CERTIFICATE")
             }
+            let certificate: Certificate
             do {
-                _ = try Certificate(pemDocument: document)
+                certificate = try Certificate(derEncoded: block.der)
             } catch {
-                throw Unusable(reason: "'\(resolved)': certificate \(index + 1) does not parse (\(error))")
+                throw Unusable(reason: "'\(resolved)': certificate \(index + 1) is not an X.509 certificate")
             }
+            pem += PEMDocument(type: "CERTIFICATE", derBytes: block.der).pemString + "\n"
+            summaries.append(Summary(subject: certificate.subject.description,
+                                     notValidBefore: certificate.notValidBefore,
+                                     notValidAfter: certificate.notValidAfter))
         }
-        return CertificateAuthorities(path: resolved, pem: Array(data))
+        return CertificateAuthorities(path: resolved, pem: Array(pem.utf8), certificates: summaries)
     }
 
     static func resolve(_ path: String, directory: String) -> String {
         path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+    }
+}
+
+/// One `-----BEGIN X----- … -----END X-----` block, found the way OpenSSL finds them: anywhere
+/// in the text (comments between blocks are fine), base64 with any line length.
+struct PEMBlock {
+    let label: String
+    let der: [UInt8]
+
+    struct Malformed: Error {
+        let reason: String
+    }
+
+    static func all(in text: String) throws(Malformed) -> [PEMBlock] {
+        var blocks: [PEMBlock] = []
+        var rest = Substring(text)
+        while let begin = rest.range(of: "-----BEGIN ") {
+            guard let labelEnd = rest[begin.upperBound...].range(of: "-----") else {
+                throw Malformed(reason: "block \(blocks.count + 1) has an unfinished BEGIN line")
+            }
+            let label = String(rest[begin.upperBound..<labelEnd.lowerBound])
+            let endMarker = "-----END \(label)-----"
+            guard let end = rest[labelEnd.upperBound...].range(of: endMarker) else {
+                throw Malformed(reason: "block \(blocks.count + 1) (\(label)) has no \(endMarker) line")
+            }
+            let body = rest[labelEnd.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
+            guard let der = Data(base64Encoded: String(body)), !der.isEmpty else {
+                throw Malformed(reason: "block \(blocks.count + 1) (\(label)) is not base64")
+            }
+            blocks.append(PEMBlock(label: label, der: Array(der)))
+            rest = rest[end.upperBound...]
+        }
+        return blocks
     }
 }

@@ -165,7 +165,8 @@ public enum PolicyLoader {
     }
 
     /// First 12 hex digits of SHA-256 over each file's name, length and bytes, in load order,
-    /// then each `ca_file`'s (by provider name): a renewed CA is a new policy version.
+    /// then each provider's `ca_file` certificates (by provider name, not path: replicas that name
+    /// the same file differently agree): a renewed CA is a new policy version.
     static func version(of sources: [String: Data], providers: [String: Provider] = [:]) -> String {
         var hasher = SHA256()
         func add(_ name: String, _ bytes: some DataProtocol) {
@@ -179,7 +180,7 @@ public enum PolicyLoader {
         }
         for name in providers.keys.sorted() {
             guard let authorities = providers[name]!.certificateAuthorities else { continue }
-            add(authorities.path, authorities.pem)
+            add(name, authorities.pem)
         }
         return hasher.finalize().prefix(6).map { String(format: "%02x", $0) }.joined()
     }

@@ -142,6 +142,7 @@ enum ProvidersFile {
             namedFiles.append(CertificateAuthorities.resolve(path, directory: directory))
             do {
                 authorities = try CertificateAuthorities.read(path, directory: directory)
+                warnAboutValidity(of: authorities!, entry, &reader)
             } catch {
                 reader.problem(entry.value, entry.path, error.reason)
             }
@@ -160,6 +161,24 @@ enum ProvidersFile {
                         retries: retries, certificateAuthorities: authorities, http2: http2)
     }
 
+
+    /// A CA that has expired (or is not valid yet) loads, as OpenSSL would take the file, but
+    /// no chain through it verifies: said now rather than at the first call.
+    private static func warnAboutValidity(of authorities: CertificateAuthorities, _ entry: MappingFields.Entry,
+                                          _ reader: inout PolicyFileReader) {
+        let now = Date()
+        let day = ISO8601DateFormatter()
+        for (index, certificate) in authorities.certificates.enumerated() {
+            let which = "'\(authorities.path)': certificate \(index + 1) (\(certificate.subject))"
+            if certificate.notValidAfter < now {
+                reader.warning(entry.value, entry.path,
+                               "\(which) expired on \(day.string(from: certificate.notValidAfter)); no chain through it verifies")
+            } else if certificate.notValidBefore > now {
+                reader.warning(entry.value, entry.path,
+                               "\(which) is not valid before \(day.string(from: certificate.notValidBefore))")
+            }
+        }
+    }
 
     /// Credentials come only from `api_key_env`; framing headers belong to the proxy and libcurl.
     static let reservedHeaders: [String: String] = [

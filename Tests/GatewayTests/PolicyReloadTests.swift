@@ -56,4 +56,20 @@ struct PolicyReloadWarningTests {
         #expect(warned.count == 1, "\(warned)")
         #expect(warned.first?.contains("this price is unused") == true)
     }
+
+    @Test("files put back after a refused change are said to load again")
+    func repairIsLogged() async throws {
+        let capture = LogCapture()
+        let h = try ProxyHarness(logger: capture.logger)
+        defer { h.shutdown() }
+        let good = try String(contentsOf: h.policyDirectory.appendingPathComponent("gateway.yaml"), encoding: .utf8)
+        try h.writePolicy("gateway.yaml", "max_body_bytes: -5\n")
+        #expect(!h.server.reloadPolicy())
+        try h.writePolicy("gateway.yaml", good)
+        #expect(h.server.reloadPolicy())
+        let lines = capture.text.components(separatedBy: "\n")
+        let refused = try #require(lines.firstIndex { $0.contains("policy change refused") })
+        let repaired = try #require(lines.firstIndex { $0.contains("policy files load again; the policy in force is unchanged") })
+        #expect(refused < repaired)
+    }
 }

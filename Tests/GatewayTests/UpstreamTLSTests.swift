@@ -176,7 +176,7 @@ struct UpstreamTLSTests {
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "tls-1")
         #expect(r.status == 502)
         let error = try #require(try errorObject(r)["message"] as? String)
-        #expect(error.hasPrefix("The TLS certificate of provider 'openai' was not trusted: SSL certificate problem"),
+        #expect(error.hasPrefix("The TLS certificate of provider 'openai' could not be verified: SSL certificate problem"),
                 "\(error)")
         let row = try #require(try h.row("tls-1"))
         #expect(row.outcome == .upstreamUnreachable && row.status == 502)
@@ -208,7 +208,7 @@ struct UpstreamTLSTests {
         #expect(r.status == 200 && r.text.hasSuffix("data: [DONE]\n\n"))
         let row = try #require(try h.row("tls-fb"))
         #expect(row.outcome == .ok && row.provider == "backup" && row.modelRequested == "gpt-4o-mini")
-        #expect(row.errorMessage == "after 1 retry (certificate not trusted at primary); served by fallback model o4-mini")
+        #expect(row.errorMessage == "after 1 retry (certificate not verified at primary); served by fallback model o4-mini")
         #expect(provider.requestCount == 1 && provider.connectionCount == 2)
     }
 }
