@@ -31,11 +31,6 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
-        // The executable's allocator (options in CMimallocOptions); the libraries and tests do not link it.
-        .systemLibrary(
-            name: "CMimalloc", path: "Sources/CMimalloc",
-            providers: [.apt(["libmimalloc-dev"])]),
-
         .target(name: "Metering", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
@@ -106,8 +101,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The executable's allocator options, set before main (mimalloc_options.c).
-        .target(name: "CMimallocOptions", dependencies: ["CMimalloc"], linkerSettings: [.linkedLibrary("mimalloc")]),
+        // The executable's allocator, mimalloc (libmimalloc-dev, installed by scripts/install-deps.sh),
+        // and its options, set before main (mimalloc_options.c). The libraries and tests do not link it.
+        .target(name: "CMimallocOptions", linkerSettings: [.linkedLibrary("mimalloc")]),
         .executableTarget(name: "tokenctl", dependencies: [
             "TokenctlCLI", "CMimallocOptions",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -149,7 +145,7 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks"],
                     resources: [.copy("Corpus")]),
         .testTarget(name: "TokenctlCLITests", dependencies: [
-            "TokenctlCLI", "Ledger", "Policy", "LedgerTestSupport",
+            "TokenctlCLI", "Ledger", "LedgerTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GatewayTests", dependencies: [

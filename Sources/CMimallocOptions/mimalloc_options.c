@@ -7,7 +7,8 @@
 
 // Pages a thread frees go back to the OS at once, not after mimalloc's default 25 ms, which an
 // idle thread never comes back to: closed streams' memory is returned (no cost under steady
-// load, where no page empties). Set before main, so before any thread allocates.
+// load, where no page empties). Set before main: before any thread of ours starts (mimalloc
+// reads it when a page empties, so what shared libraries' constructors allocated is covered).
 __attribute__((constructor)) static void tokenctl_mimalloc_options(void) {
     mi_option_set(mi_option_decommit_delay, 0);
 }

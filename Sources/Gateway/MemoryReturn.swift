@@ -8,7 +8,7 @@ import NIOCore
 /// Gives the heap a busy spell freed back to the OS. glibc keeps what thousands of closed streams
 /// or a burst of calls freed in its arenas, so the process's RSS stays at its peak;
 /// `malloc_trim` returns the free pages. The tokenctl executable runs on mimalloc instead, whose
-/// threads return their own pages as they empty (`tokenctl serve` sets no delay); its
+/// threads return their own pages as they empty (the executable sets no delay); its
 /// `mi_collect` here frees what threads that ended left behind. Checked every `interval`: once
 /// calls in flight have fallen to half of the last check's or to none after a busy spell, trim,
 /// off the event loops (it walks every arena).

@@ -22,7 +22,7 @@ public struct CertificateAuthorities: Sendable, Equatable {
         public let notValidAfter: Date
     }
 
-    public init(path: String, pem: [UInt8], certificates: [Summary] = []) {
+    init(path: String, pem: [UInt8], certificates: [Summary] = []) {
         self.path = path
         self.pem = pem
         self.certificates = certificates
@@ -38,7 +38,8 @@ public struct CertificateAuthorities: Sendable, Equatable {
     }
 
     /// Reads `path` (relative to `directory` unless absolute): a regular file of at most
-    /// `maxBytes` holding one or more PEM certificates and nothing else.
+    /// `maxBytes` holding one or more PEM certificates and no other PEM block (text between
+    /// blocks, such as comments, is skipped).
     static func read(_ path: String, directory: String) throws(Unusable) -> CertificateAuthorities {
         let resolved = resolve(path, directory: directory)
         var info = stat()
@@ -64,13 +65,15 @@ public struct CertificateAuthorities: Sendable, Equatable {
         var summaries: [Summary] = []
         for (index, block) in blocks.enumerated() {
             guard block.label == "CERTIFICATE" else {
-                throw Unusable(reason: "'\(resolved)': block \(index + 1) is a \(block.label), not a CERTIFICATE")
+                throw Unusable(reason: "'\(resolved)': block \(index + 1) is labelled \(block.label), not CERTIFICATE")
             }
             let certificate: Certificate
             do {
                 certificate = try Certificate(derEncoded: block.der)
             } catch {
-                throw Unusable(reason: "'\(resolved)': certificate \(index + 1) is not an X.509 certificate")
+                // swift-certificates is stricter than OpenSSL (BER, odd serials): say what it found.
+                let detail = String(describing: error).split(separator: "\n").first.map { String($0.prefix(200)) } ?? ""
+                throw Unusable(reason: "'\(resolved)': certificate \(index + 1) does not parse as X.509 (\(detail))")
             }
             pem += PEMDocument(type: "CERTIFICATE", derBytes: block.der).pemString + "\n"
             summaries.append(Summary(subject: certificate.subject.description,
@@ -85,8 +88,10 @@ public struct CertificateAuthorities: Sendable, Equatable {
     }
 }
 
-/// One `-----BEGIN X----- … -----END X-----` block, found the way OpenSSL finds them: anywhere
-/// in the text (comments between blocks are fine), base64 with any line length.
+/// One `-----BEGIN X----- … -----END X-----` block, found as OpenSSL finds them: a BEGIN line
+/// starts a line (other text, comments included, is skipped), its body is base64 over any
+/// number of lines, and it ends at the matching END line. Unlike OpenSSL, a BEGIN right after
+/// an END on the same line (`cat` of files without a final newline) starts the next block.
 struct PEMBlock {
     let label: String
     let der: [UInt8]
@@ -97,23 +102,43 @@ struct PEMBlock {
 
     static func all(in text: String) throws(Malformed) -> [PEMBlock] {
         var blocks: [PEMBlock] = []
-        var rest = Substring(text)
-        while let begin = rest.range(of: "-----BEGIN ") {
-            guard let labelEnd = rest[begin.upperBound...].range(of: "-----") else {
-                throw Malformed(reason: "block \(blocks.count + 1) has an unfinished BEGIN line")
+        var open: (label: String, body: String)?
+        // \r\n is one Character: split on newlines, not on "\n".
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).makeIterator()
+        var pending: Substring? = nil  // the rest of a line after an END marker
+        while let line = pending ?? lines.next() {
+            pending = nil
+            if let block = open {
+                let end = "-----END \(block.label)-----"
+                guard line.hasPrefix(end) else {
+                    open!.body += line.filter { !$0.isWhitespace }
+                    continue
+                }
+                guard let der = Data(base64Encoded: block.body), !der.isEmpty else {
+                    throw Malformed(reason: "block \(blocks.count + 1) (\(block.label)) is not base64")
+                }
+                blocks.append(PEMBlock(label: block.label, der: Array(der)))
+                open = nil
+                let rest = line.dropFirst(end.count)
+                if rest.hasPrefix("-----BEGIN ") { pending = rest }
+            } else if let label = beginLabel(line) {
+                open = (label, "")
             }
-            let label = String(rest[begin.upperBound..<labelEnd.lowerBound])
-            let endMarker = "-----END \(label)-----"
-            guard let end = rest[labelEnd.upperBound...].range(of: endMarker) else {
-                throw Malformed(reason: "block \(blocks.count + 1) (\(label)) has no \(endMarker) line")
-            }
-            let body = rest[labelEnd.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
-            guard let der = Data(base64Encoded: String(body)), !der.isEmpty else {
-                throw Malformed(reason: "block \(blocks.count + 1) (\(label)) is not base64")
-            }
-            blocks.append(PEMBlock(label: label, der: Array(der)))
-            rest = rest[end.upperBound...]
+        }
+        if let block = open {
+            throw Malformed(reason: "block \(blocks.count + 1) (\(block.label)) has no -----END \(block.label)----- line")
         }
         return blocks
+    }
+
+    /// The label of a `-----BEGIN LABEL-----` line: capitals, digits and spaces, as PEM's are.
+    private static func beginLabel(_ line: Substring) -> String? {
+        var text = line
+        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
+        guard text.hasPrefix("-----BEGIN "), text.hasSuffix("-----"), text.count > 16 else { return nil }
+        let label = text.dropFirst(11).dropLast(5)
+        guard (1...64).contains(label.count),
+              label.allSatisfy({ $0 == " " || ($0.isASCII && ($0.isUppercase || $0.isNumber)) }) else { return nil }
+        return String(label)
     }
 }

@@ -99,8 +99,13 @@ struct PolicyFileReader {
     /// `true` or `false` (not YAML 1.1's yes, no, on or off: they surprise).
     mutating func boolean(_ entry: MappingFields.Entry) -> Bool? {
         let node = entry.value
-        guard case .scalar(let scalar) = node, let value = ["true": true, "false": false][scalar.string] else {
-            let found = if case .scalar(let scalar) = node { "'\(scalar.string)'" } else { Self.kind(of: node) }
+        guard case .scalar(let scalar) = node, Self.tag(of: node) == .bool,
+              let value = ["true": true, "false": false][scalar.string] else {
+            let found = if case .scalar(let scalar) = node, Self.tag(of: node) != .null {
+                "'\(scalar.string)'"
+            } else {
+                Self.kind(of: node)
+            }
             problem(node, entry.path, "expected true or false, found \(found)")
             return nil
         }

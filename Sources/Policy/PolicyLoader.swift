@@ -165,8 +165,8 @@ public enum PolicyLoader {
     }
 
     /// First 12 hex digits of SHA-256 over each file's name, length and bytes, in load order,
-    /// then each provider's `ca_file` certificates (by provider name, not path: replicas that name
-    /// the same file differently agree): a renewed CA is a new policy version.
+    /// then each provider's `ca_file` certificates (by provider name, not path: replicas whose
+    /// policy directories sit at different paths agree): a renewed CA is a new policy version.
     static func version(of sources: [String: Data], providers: [String: Provider] = [:]) -> String {
         var hasher = SHA256()
         func add(_ name: String, _ bytes: some DataProtocol) {

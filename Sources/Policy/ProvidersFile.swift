@@ -141,8 +141,9 @@ enum ProvidersFile {
         if let entry = fields["ca_file"], let path = reader.string(entry) {
             namedFiles.append(CertificateAuthorities.resolve(path, directory: directory))
             do {
-                authorities = try CertificateAuthorities.read(path, directory: directory)
-                warnAboutValidity(of: authorities!, entry, &reader)
+                let read = try CertificateAuthorities.read(path, directory: directory)
+                warnAboutValidity(of: read, entry, &reader)
+                authorities = read
             } catch {
                 reader.problem(entry.value, entry.path, error.reason)
             }

@@ -197,7 +197,7 @@ final class CurlDriver: @unchecked Sendable {
             return
         }
         transfer.easy = easy
-        let rc = transfer.configure(easy, multiplex: configuration.http2)
+        let rc = transfer.configure(easy, driverAllowsHTTP2: configuration.http2)
         guard rc == CURLE_OK else {
             fail(transfer, CurlRuntime.error(code: rc, errorBuffer: easy.errorBuffer))
             return

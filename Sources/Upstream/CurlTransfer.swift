@@ -122,10 +122,10 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: - Curl thread side
 
-    /// Sets the options of this transfer on `easy`. Returns the first failure. `multiplex`: the
-    /// driver's HTTP/2 setting, which this transfer's own `http2` can only turn off.
-    func configure(_ easy: CurlEasyHandle, multiplex: Bool) -> CURLcode {
-        let http2 = multiplex && self.http2
+    /// Sets the options of this transfer on `easy`. Returns the first failure. `driverAllowsHTTP2`:
+    /// the driver's setting, which this transfer's own `http2` can only turn off.
+    func configure(_ easy: CurlEasyHandle, driverAllowsHTTP2: Bool) -> CURLcode {
+        let http2 = driverAllowsHTTP2 && self.http2
         let h = easy.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
         var rc = CURLE_OK

@@ -268,14 +268,16 @@ import X509
         try "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
             .write(toFile: directory + "/certs/garbled.pem", atomically: true, encoding: .utf8)
         let problems = fixture.problems()
-        #expect(problems == [
+        #expect(Array(problems.prefix(5)) == [
             "providers.yaml:3: providers.plain.ca_file: applies to an https:// base_url only",
             "providers.yaml:4: providers.gone.ca_file: '/nonexistent/ca.pem' does not exist",
             "providers.yaml:5: providers.notpem.ca_file: '\(directory)/prices.yaml' holds no PEM certificate (-----BEGIN CERTIFICATE-----); a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`",
             "providers.yaml:6: providers.folder.ca_file: '\(directory)/certs' is not a regular file",
-            "providers.yaml:7: providers.key.ca_file: '\(directory)/certs/key.pem': block 2 is a PRIVATE KEY, not a CERTIFICATE",
-            "providers.yaml:8: providers.garbled.ca_file: '\(directory)/certs/garbled.pem': certificate 1 is not an X.509 certificate",
+            "providers.yaml:7: providers.key.ca_file: '\(directory)/certs/key.pem': block 2 is labelled PRIVATE KEY, not CERTIFICATE",
         ])
+        #expect(problems.count == 6 && problems[5].hasPrefix(
+            "providers.yaml:8: providers.garbled.ca_file: '\(directory)/certs/garbled.pem': certificate 1 does not parse as X.509 ("),
+            "\(problems)")
 
         let sound = try PolicyFixture.with(providers: """
             providers:
