@@ -152,6 +152,9 @@ enum ProvidersFile {
             }
         }
         let http2 = fields["http2"].flatMap { reader.boolean($0) } ?? true
+        if let entry = fields["http2"], let baseURL, !baseURL.lowercased().hasPrefix("https://") {
+            reader.warning(entry.value, entry.path, "has no effect on an http:// base_url (HTTP/1.1 there)")
+        }
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))

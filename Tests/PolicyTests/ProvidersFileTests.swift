@@ -312,11 +312,14 @@ import X509
             providers:
               a: { dialect: openai, base_url: "https://a.example/v1" }
               b: { dialect: openai, base_url: "https://b.example/v1", http2: false }
+              c: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", http2: false }
             models:
               - { match: "gpt-*", provider: a }
             """)
         let set = try sound.load()
         #expect(set.providers["a"]?.http2 == true && set.providers["b"]?.http2 == false)
+        #expect(set.warnings.map(\.description).contains(
+            "providers.yaml:4: providers.c.http2: has no effect on an http:// base_url (HTTP/1.1 there)"), "\(set.warnings)")
     }
 
     @Test func aRenewedCertificateAuthorityIsANewPolicyVersion() throws {
