@@ -117,6 +117,7 @@ let package = Package(
         .executableTarget(name: "FuzzSSE", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/SSE"),
         .executableTarget(name: "FuzzResponseUsage", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/ResponseUsage"),
         .executableTarget(name: "FuzzPolicy", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/Policy"),
+        .executableTarget(name: "FuzzPEM", dependencies: ["FuzzChecks"], path: "Sources/Fuzz/PEM"),
 
         .testTarget(name: "MeteringTests", dependencies: [
             "Metering",

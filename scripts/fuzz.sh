@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets, each for a bounded time (default 60 s):
-#   scripts/fuzz.sh [seconds] [target...]      targets: sse response-usage policy
+#   scripts/fuzz.sh [seconds] [target...]      targets: sse response-usage policy pem
 # Builds them with -sanitize=fuzzer,address into .build-fuzz (a separate scratch path: the
 # instrumented build never mixes with the normal one). Each target starts from its seeds in
 # Tests/FuzzRegressionTests/Corpus/<target>/ and keeps what it learns in .build-fuzz/corpus/.
@@ -13,14 +13,15 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sse response-usage policy)
+[ ${#targets[@]} -gt 0 ] || targets=(sse response-usage policy pem)
 
 product() {
     case "$1" in
         sse) echo FuzzSSE ;;
         response-usage) echo FuzzResponseUsage ;;
         policy) echo FuzzPolicy ;;
-        *) echo "unknown fuzz target '$1' (sse, response-usage, policy)" >&2; exit 2 ;;
+        pem) echo FuzzPEM ;;
+        *) echo "unknown fuzz target '$1' (sse, response-usage, policy, pem)" >&2; exit 2 ;;
     esac
 }
 

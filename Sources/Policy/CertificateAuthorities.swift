@@ -92,15 +92,32 @@ public struct CertificateAuthorities: Sendable, Equatable {
 /// starts a line (other text, comments included, is skipped), its body is base64 over any
 /// number of lines, and it ends at the matching END line. Unlike OpenSSL, a BEGIN right after
 /// an END on the same line (`cat` of files without a final newline) starts the next block.
-struct PEMBlock {
-    let label: String
-    let der: [UInt8]
+package struct PEMBlock: Equatable {
+    package let label: String
+    package let der: [UInt8]
 
-    struct Malformed: Error {
-        let reason: String
+    package init(label: String, der: [UInt8]) {
+        self.label = label
+        self.der = der
     }
 
-    static func all(in text: String) throws(Malformed) -> [PEMBlock] {
+    package struct Malformed: Error, Equatable {
+        package let reason: String
+    }
+
+    /// This block as OpenSSL writes it: base64 in lines of 64.
+    package var text: String {
+        var lines = ["-----BEGIN \(label)-----"]
+        var rest = Substring(Data(der).base64EncodedString())
+        while !rest.isEmpty {
+            lines.append(String(rest.prefix(64)))
+            rest = rest.dropFirst(64)
+        }
+        lines.append("-----END \(label)-----")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    package static func all(in text: String) throws(Malformed) -> [PEMBlock] {
         var blocks: [PEMBlock] = []
         var open: (label: String, body: String)?
         // \r\n is one Character: split on newlines, not on "\n".

@@ -33,4 +33,7 @@ struct CorpusReplayTests {
 
     @Test("policy loader: no trap, problems point into the files")
     func policy() throws { try Self.replay("policy", PolicyLoaderCheck.run) }
+
+    @Test("ca_file's PEM scanner: no trap, blocks read back unchanged, CRLF changes nothing")
+    func pem() throws { try Self.replay("pem", PEMBlockCheck.run) }
 }
