@@ -47,7 +47,8 @@ final class ProxyHarness: Sendable {
     /// `providerOptions` are extra providers.yaml fields for both providers (e.g. `idle_timeout_ms: 200`).
     init(gatewayYAML: String = "", plansYAML: String = "", providerHeaders: [String: String] = [:],
          providerOptions: String = "",
-         providersYAML: String? = nil, fakeConfiguration: FakeLLMConfiguration = .init(), fakeTLS: FakeTLS? = nil,
+         providersYAML: String? = nil, providersForFake: ((_ baseURL: String) -> String)? = nil,
+         fakeConfiguration: FakeLLMConfiguration = .init(), fakeTLS: FakeTLS? = nil,
          database: String? = nil, sharedQuotas: SharedQuotaBook? = nil, logger: Logger? = nil) throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenctl-e2e-\(UUID().uuidString)")
@@ -65,7 +66,7 @@ final class ProxyHarness: Sendable {
         var headers = providerHeaders.isEmpty ? ""
             : ", headers: {" + providerHeaders.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ") + "}"
         if !providerOptions.isEmpty { headers += ", " + providerOptions }
-        try (providersYAML ?? """
+        try (providersYAML ?? providersForFake?(fake.baseURL) ?? """
             providers:
               openai:    { dialect: openai,    base_url: "\(fake.baseURL)/v1", api_key_env: E2E_PROVIDER_KEY\(headers) }
               anthropic: { dialect: anthropic, base_url: "\(fake.baseURL)",    api_key_env: E2E_PROVIDER_KEY\(headers) }

@@ -92,28 +92,45 @@ struct UpstreamTLSTests {
 
     @Test("a client hanging up cancels its own stream only; the others on the connection finish")
     func cancellingOneStreamSparesTheOthers() async throws {
-        // 4 s streams: a hang-up that a loaded machine delays still comes well before the end.
-        let h = try Self.harness(chunkGapMs: 50, chunks: 80)
+        // Two providers on the same server share its connection: 1 s answers for the calls that
+        // finish, a minute's for the one the client leaves (a loaded machine may starve the
+        // client for seconds, and HTTP/2's window lets the provider send on meanwhile).
+        let h = try ProxyHarness(providersForFake: { url in
+            """
+            providers:
+              quick: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "20" } }
+              long:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "1200" } }
+            models:
+              - { match: "gpt-*", provider: quick }
+              - { match: "o4-*", provider: long }
+            """
+        }, fakeTLS: try FakeTLS.generate())
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "keep-1")
         async let second = h.post("/v1/chat/completions", key: h.carolKey, json: Self.stream, requestID: "keep-2")
+        let long = Self.stream.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
         let gone = try await TestHTTPClient.sendAndHangUp(
             port: h.port, path: "/v1/chat/completions",
             headers: [("authorization", "Bearer \(h.bobKey)"), ("content-type", "application/json"),
                       ("x-request-id", "gone-1")],
-            body: Array(Self.stream.utf8), afterChunks: 2)
+            body: Array(long.utf8), afterChunks: 2)
         #expect(gone.hungUpAt != nil)
         for response in try await [first, second] {
             #expect(response.status == 200 && response.complete)
             #expect(response.text.hasSuffix("data: [DONE]\n\n"))
         }
+        // The row, and FakeLLM's record of the reset stream, within 10 s.
         var cancelled: LedgerEntry?
-        for _ in 0..<100 where cancelled == nil {
-            try await Task.sleep(for: .milliseconds(20))
+        var exchange: FakeExchange?
+        for _ in 0..<100 where cancelled == nil || exchange == nil {
+            try await Task.sleep(for: .milliseconds(100))
             cancelled = try h.row("gone-1")
+            exchange = h.fake.exchange(requestID: "gone-1")
         }
         #expect(cancelled?.outcome == .clientCancelled)
-        #expect(h.fake.exchange(requestID: "gone-1")?.completed == false)
+        #expect(exchange?.completed == false)
         for id in ["keep-1", "keep-2"] {
             #expect(try h.row(id)?.outcome == .ok)
             #expect(h.fake.exchange(requestID: id)?.completed == true)
