@@ -40,7 +40,6 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             // A provider's ca_file is parsed at load, certificate by certificate.
             .product(name: "X509", package: "swift-certificates"),
-            .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
         // The ledger writer's SQLite VFS: the default one, with each WAL frame in one write.
         .target(name: "CWalFrames", dependencies: ["CSQLite"]),

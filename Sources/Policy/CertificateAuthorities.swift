@@ -1,5 +1,4 @@
 import Foundation
-import SwiftASN1
 import X509
 
 /// The certificate authorities a provider's TLS certificate must chain to (`ca_file`), in place
@@ -37,11 +36,10 @@ public struct CertificateAuthorities: Sendable, Equatable {
         let reason: String
     }
 
-    /// Reads `path` (relative to `directory` unless absolute): a regular file of at most
-    /// `maxBytes` holding one or more PEM certificates and no other PEM block (text between
-    /// blocks, such as comments, is skipped).
-    static func read(_ path: String, directory: String) throws(Unusable) -> CertificateAuthorities {
-        let resolved = resolve(path, directory: directory)
+    /// Reads `resolved` (see `resolve`): a regular file of at most `maxBytes` holding one or
+    /// more PEM certificates and no other PEM block (text between blocks, such as comments, is
+    /// skipped).
+    static func read(_ resolved: String) throws(Unusable) -> CertificateAuthorities {
         var info = stat()
         guard stat(resolved, &info) == 0 else { throw Unusable(reason: "'\(resolved)' does not exist") }
         guard info.st_mode & S_IFMT == S_IFREG else { throw Unusable(reason: "'\(resolved)' is not a regular file") }
@@ -75,7 +73,7 @@ public struct CertificateAuthorities: Sendable, Equatable {
                 let detail = String(describing: error).split(separator: "\n").first.map { String($0.prefix(200)) } ?? ""
                 throw Unusable(reason: "'\(resolved)': certificate \(index + 1) does not parse as X.509 (\(detail))")
             }
-            pem += PEMDocument(type: "CERTIFICATE", derBytes: block.der).pemString + "\n"
+            pem += block.text
             summaries.append(Summary(subject: certificate.subject.description,
                                      notValidBefore: certificate.notValidBefore,
                                      notValidAfter: certificate.notValidAfter))
@@ -83,6 +81,7 @@ public struct CertificateAuthorities: Sendable, Equatable {
         return CertificateAuthorities(path: resolved, pem: Array(pem.utf8), certificates: summaries)
     }
 
+    /// `ca_file` as written: absolute, or relative to the policy directory.
     static func resolve(_ path: String, directory: String) -> String {
         path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
     }

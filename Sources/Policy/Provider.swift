@@ -42,7 +42,8 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
                 connectTimeoutMs: Int = GatewaySettings.defaults.connectTimeoutMs,
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
                 firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
-                retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil, http2: Bool = true) {
+                retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil,
+                http2: Bool = true) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -104,4 +105,3 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         ], displayStyle: .struct)
     }
 }
-

@@ -137,22 +137,22 @@ enum ProvidersFile {
         let limits = ProviderLimits(maxConcurrent: maxConcurrent, maxQueue: maxQueue,
                                     queueTimeoutMs: queueTimeoutMs ?? ProviderLimits.defaultQueueTimeoutMs)
         let retries = fields["retries"].flatMap { reader.integer($0, in: 0...5) } ?? Provider.defaultRetries
+        let cleartext = baseURL.map { !$0.lowercased().hasPrefix("https://") } ?? false
         var authorities: CertificateAuthorities?
         if let entry = fields["ca_file"], let path = reader.string(entry) {
-            namedFiles.append(CertificateAuthorities.resolve(path, directory: directory))
+            let resolved = CertificateAuthorities.resolve(path, directory: directory)
+            namedFiles.append(resolved)
             do {
-                let read = try CertificateAuthorities.read(path, directory: directory)
+                let read = try CertificateAuthorities.read(resolved)
                 warnAboutValidity(of: read, entry, &reader)
                 authorities = read
             } catch {
                 reader.problem(entry.value, entry.path, error.reason)
             }
-            if let baseURL, !baseURL.lowercased().hasPrefix("https://") {
-                reader.problem(entry.value, entry.path, "applies to an https:// base_url only")
-            }
+            if cleartext { reader.problem(entry.value, entry.path, "applies to an https:// base_url only") }
         }
         let http2 = fields["http2"].flatMap { reader.boolean($0) } ?? true
-        if let entry = fields["http2"], let baseURL, !baseURL.lowercased().hasPrefix("https://") {
+        if let entry = fields["http2"], cleartext {
             reader.warning(entry.value, entry.path, "has no effect on an http:// base_url (HTTP/1.1 there)")
         }
         guard let dialect, let baseURL else { return nil }
@@ -164,7 +164,6 @@ enum ProvidersFile {
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
                         retries: retries, certificateAuthorities: authorities, http2: http2)
     }
-
 
     /// A CA that has expired (or is not valid yet) loads, as OpenSSL would take the file, but
     /// no chain through it verifies: said now rather than at the first call.
