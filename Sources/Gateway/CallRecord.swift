@@ -7,10 +7,7 @@ enum CallRecord {
     /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
     /// Its id is the call's own, made once with its request line (its journal marker and its row).
     static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
-        var entry = base(request.line, principal: admission.principal)
-        entry.user = admission.payer.user
-        entry.team = admission.payer.team
-        entry.plan = admission.payer.plan.planName
+        var entry = base(request.line, principal: admission.principal, payer: admission.payer)
         entry.outputCapRequested = admission.outputCapRequested
         entry.outputCapApplied = admission.outputCapApplied
         entry.provider = admission.provider.name
@@ -25,12 +22,7 @@ enum CallRecord {
     /// what else it had decided.
     static func refused(_ line: RequestLine, principal: Principal?, payer: Payer?, model: String?,
                         provider: Provider?, refusal: Refusal, admission: Admission? = nil) -> LedgerEntry {
-        var entry = base(line, principal: principal)
-        if let payer {
-            entry.user = payer.user
-            entry.team = payer.team
-            entry.plan = payer.plan.planName
-        }
+        var entry = base(line, principal: principal, payer: payer)
         entry.provider = provider?.name
         if let admission {
             entry.stream = admission.stream
@@ -47,10 +39,7 @@ enum CallRecord {
     /// The row of a repeat answered from the idempotency store: no tokens, no cost, its payer's.
     static func replayed(_ line: RequestLine, principal: Principal, payer: Payer, status: Int,
                          original: String) -> LedgerEntry {
-        var entry = base(line, principal: principal)
-        entry.user = payer.user
-        entry.team = payer.team
-        entry.plan = payer.plan.planName
+        var entry = base(line, principal: principal, payer: payer)
         entry.outcome = .replayed
         entry.status = status
         entry.errorMessage = "replay of request \(original) (Idempotency-Key)"
@@ -95,8 +84,9 @@ enum CallRecord {
         entry.cost = price?.cost(of: usage) ?? .zero
     }
 
-    private static func base(_ line: RequestLine, principal: Principal?) -> LedgerEntry {
-        LedgerEntry(
+    /// Billed to `payer` (user, team, plan) when known, else to the key's own user and team.
+    private static func base(_ line: RequestLine, principal: Principal?, payer: Payer?) -> LedgerEntry {
+        var entry = LedgerEntry(
             id: line.callID,
             requestId: line.requestID,
             startedAt: line.startedAt,
@@ -109,5 +99,11 @@ enum CallRecord {
             stream: false,
             status: 0,
             outcome: .ok)
+        if let payer {
+            entry.user = payer.user
+            entry.team = payer.team
+            entry.plan = payer.plan.planName
+        }
+        return entry
     }
 }
