@@ -56,6 +56,7 @@ final class ExchangeLog: @unchecked Sendable {
     /// Oldest first, as a ring: `order[(head + k) % capacity]`.
     private var order: [(id: String, sequence: Int)] = []
     private var head = 0
+    private var droppedIDs: Set<String> = []
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)
@@ -73,6 +74,13 @@ final class ExchangeLog: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         connections += 1
+    }
+
+    /// True the first time `requestID` asks for its connection to be dropped.
+    func dropsConnection(requestID: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return droppedIDs.insert(requestID).inserted
     }
 
     var connectionCount: Int {

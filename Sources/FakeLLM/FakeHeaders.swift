@@ -42,6 +42,11 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// The connection is reset (RST, SO_LINGER 0) before any response byte; on HTTP/2, the
     /// stream (RST_STREAM).
     case resetBeforeHeaders = "reset-before-headers"
+    /// The first request with its `x-fake-request-id` closes its whole connection before any
+    /// response byte (on HTTP/2 the TCP connection under every stream, with no GOAWAY): a server
+    /// that drops a pooled connection just as a request arrives on it. A later request with the
+    /// same id is answered normally, so a client that tries again on a new connection succeeds.
+    case dropConnectionOnce = "drop-connection-once"
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.
     case echoCredential400 = "echo-credential-400"

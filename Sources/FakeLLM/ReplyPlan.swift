@@ -16,6 +16,8 @@ enum ReplyEnding: Equatable {
     case cutAfter(Int)
     /// Reset the connection before any response byte.
     case resetBeforeHeaders
+    /// Close the whole connection before any response byte: on HTTP/2, every stream on it.
+    case dropConnection
 }
 
 /// A fully built answer: status, headers and timed body pieces, computed before the first
@@ -51,6 +53,10 @@ struct ReplyPlan {
 
     static func reset() -> ReplyPlan {
         ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .resetBeforeHeaders)
+    }
+
+    static func drop() -> ReplyPlan {
+        ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .dropConnection)
     }
 
     /// Sends a one-piece body in `count` writes 5 ms apart (the same bytes and `content-length`),

@@ -12,9 +12,8 @@ struct FakeLLMCommand: ParsableCommand {
             OpenAI base URL: http://HOST:PORT/v1. Anthropic base URL: http://HOST:PORT.
             With --tls-ca-out: https:// (HTTP/2 or HTTP/1.1).
             Per-request knobs: x-fake-chunks, x-fake-first-byte-delay-ms, x-fake-chunk-gap-ms,
-            x-fake-fail (http-500 | http-429 | http-400 | html-502 | non-json-200 | cut-mid-stream |
-            reset-before-headers), x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens,
-            x-fake-reasoning-tokens.
+            x-fake-fail (\(FakeFailure.allCases.map(\.rawValue).joined(separator: " | "))),
+            x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-reasoning-tokens.
             """)
 
     @Option(help: "Address to listen on.")

@@ -5,8 +5,8 @@ import Policy
 import Upstream
 
 /// What happens between attempts of one call: its deadlines (one cancellable timer), retries
-/// after a connect error or a 502/503/529, and the switch to a fallback model, all only while
-/// nothing has reached the client.
+/// after a connect error or a 502/503/529, one more attempt when a pooled connection died under
+/// the request, and the switch to a fallback model, all only while nothing has reached the client.
 extension ProxiedCall {
     /// Whether a failed attempt may be repeated: retries left, and nothing sent to the client.
     var mayRetry: Bool { retriesHere < admission.provider.retries && !clientGone }
@@ -53,6 +53,7 @@ extension ProxiedCall {
         transfer = nil
         stopWatching()
         retriesHere = 0
+        staleConnectionRetried = false
         admission = next
         meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
         load = gateway.metrics.upstreamLoad(provider: next.provider.name)
@@ -75,6 +76,19 @@ extension ProxiedCall {
             phase = .awaitingHead
             startTransfer()
         }
+    }
+
+    /// A pooled connection died under the request before any answer: once, at once (curl has
+    /// closed that connection, so the attempt goes on another, or on one it opens). Not one of
+    /// the provider's `retries` and no backoff: the provider is not in trouble, and curl does
+    /// the same by itself on HTTP/1.1.
+    func retryAfterStaleConnection(after reason: String) {
+        if gateway.isStopping { return endForShutdown() }
+        retriesMade.append(reason)
+        staleConnectionRetried = true
+        load.ended()
+        transfer = nil
+        startTransfer()
     }
 
     func stopWatching() {

@@ -24,6 +24,8 @@ final class ProxiedCall: UpstreamResponseHandler {
     var pendingFallback: Admission?
     /// Retries made at the current provider.
     var retriesHere = 0
+    /// An attempt was repeated because its pooled connection died under it (once per provider).
+    var staleConnectionRetried = false
     /// What admission took from the shared limits; settled exactly once, when the call ends.
     let hold: Hold
     let gateway: GatewayContext
@@ -284,6 +286,9 @@ final class ProxiedCall: UpstreamResponseHandler {
                 return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason)
             }
         }
+        if phase == .awaitingHead, case .failure(.staleConnection) = result, !staleConnectionRetried, !clientGone {
+            return retryAfterStaleConnection(after: "connection to \(admission.provider.name) closed before it answered")
+        }
         if phase == .awaitingHead, case .failure(.connect) = result {
             let reason = "connect error at \(admission.provider.name)"
             if mayRetry { return retry(after: reason) }
@@ -385,7 +390,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             case .certificate(let message):
                 refusal = Refusal(.upstreamUnreachable,
                                   "The TLS certificate of provider '\(admission.provider.name)' could not be verified: \(message)")
-            case .transport(_, let message):
+            case .transport(_, let message), .staleConnection(let message):
                 refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
             }
             if let refusal {

@@ -22,10 +22,20 @@ enum CurlRuntime {
         precondition(initialized, "curl_global_init failed")
     }
 
-    /// Maps a finished transfer's `CURLcode` to the public error.
-    static func error(code: CURLcode, errorBuffer: UnsafePointer<CChar>) -> UpstreamError {
-        var message = String(cString: errorBuffer)
-        if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+    /// curl's own words for a failure: its error buffer, else the code's description.
+    static func message(code: CURLcode, errorBuffer: UnsafePointer<CChar>) -> String {
+        let message = String(cString: errorBuffer)
+        return message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
+    }
+
+    /// Maps a failed transfer's `CURLcode` (and curl's message) to the public error.
+    /// `reusedConnection`: the transfer opened no connection of its own; `answerStarted`: some
+    /// byte of the response (a header, an interim 1xx) arrived.
+    static func error(code: CURLcode, message: String, reusedConnection: Bool = false,
+                      answerStarted: Bool = false) -> UpstreamError {
+        if reusedConnection, !answerStarted, connectionEnded(code: code, message: message) {
+            return .staleConnection(message)
+        }
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             return .timeout(message)
@@ -36,6 +46,24 @@ enum CurlRuntime {
             return .connect(message)
         default:
             return .transport(code: Int(code.rawValue), message: message)
+        }
+    }
+
+    /// The connection under the transfer closed or broke, as opposed to the server answering
+    /// or resetting this one request (which it may have read). On HTTP/1.1 curl retries such an
+    /// end on a new connection by itself, so these codes come back only when that failed too,
+    /// on a connection of its own. On HTTP/2 it does not: libcurl 7.88 reports the connection's
+    /// end under a stream as 18, "HTTP/2 stream 3 was not closed cleanly before end of the
+    /// underlying stream" (8.x: 92, "…underlying connection"), and a stream the server reset as
+    /// 92, "…not closed cleanly: CANCEL (err 8)", or 56, "HTTP/2 stream 3 was reset".
+    private static func connectionEnded(code: CURLcode, message: String) -> Bool {
+        switch code {
+        case CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR:
+            return !message.hasPrefix("HTTP/2 stream")
+        case CURLE_PARTIAL_FILE, CURLE_HTTP2_STREAM:
+            return message.contains("before end of the underlying")
+        default:
+            return false
         }
     }
 }

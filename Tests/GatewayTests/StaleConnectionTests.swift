@@ -1,0 +1,128 @@
+import FakeLLM
+import FakeLLMTLS
+import Foundation
+import Ledger
+import Policy
+import Testing
+
+/// A kept-alive connection that the provider closes just as a call goes out on it: the call is
+/// tried again on another connection (HTTP/1.1: by libcurl; HTTP/2: by the gateway), while a
+/// failure the provider may have acted on is not.
+@Suite("Stale pooled connections")
+struct StaleConnectionTests {
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+    /// Routed to the provider that misbehaves (`o4-*`).
+    static let flakyChat = chat.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
+
+    /// Two providers on one HTTPS FakeLLM, so they share its connections: `steady` answers,
+    /// `flaky` sends `x-fake-fail: fail` (and `extra` headers), with no retries of its own.
+    static func harness(http2: Bool = true, fail: String = "drop-connection-once",
+                        extra: String = "") throws -> ProxyHarness {
+        try ProxyHarness(providersForFake: { url in
+            """
+            providers:
+              steady: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                        http2: \(http2) }
+              flaky:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                        http2: \(http2), retries: 0, headers: { "x-fake-fail": "\(fail)"\(extra) } }
+            models:
+              - { match: "gpt-*", provider: steady }
+              - { match: "o4-*", provider: flaky }
+            """
+        }, fakeTLS: try FakeTLS.generate())
+    }
+
+    /// A call that leaves a connection in the pool.
+    static func warm(_ h: ProxyHarness) async throws {
+        let warm = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "warm")
+        #expect(warm.status == 200)
+        #expect(h.fake.connectionCount == 1)
+    }
+
+    @Test("HTTP/2: a call whose pooled connection the provider closes is sent again, served and recorded once")
+    func http2CallIsSentAgain() async throws {
+        let h = try Self.harness()
+        defer { h.shutdown() }
+        try await Self.warm(h)
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat, requestID: "stale")
+        #expect(r.status == 200, "\(r.text)")
+        #expect(r.text.contains("Hello from FakeLLM"))
+        // Seen twice (dropped, then answered), on a second connection; `retries: 0` did not stop it.
+        #expect(h.fake.requestCount == 3)
+        #expect(h.fake.connectionCount == 2)
+        #expect(h.fake.exchange(requestID: "stale")?.completed == true)
+        let rows = try h.allRows().filter { $0.requestId == "stale" }
+        #expect(rows.count == 1)
+        let row = try #require(rows.first)
+        #expect(row.outcome == .ok && row.status == 200)
+        #expect(row.usage.outputTokens == 8 && row.cost.picodollars > 0)
+        #expect(row.errorMessage == "after 1 retry (connection to flaky closed before it answered)")
+    }
+
+    @Test("HTTP/2: every call in flight on the dead connection is sent again, all over one new connection")
+    func http2CallsInFlightShareTheNewConnection() async throws {
+        // The answers wait 300 ms, so all 16 calls are on the connection when the first drops it.
+        // libcurl 7.88 ends the first at once and the other 15 about 5 s later.
+        let h = try Self.harness(extra: #", "x-fake-first-byte-delay-ms": "300""#)
+        defer { h.shutdown() }
+        try await Self.warm(h)
+        let responses = try await withThrowingTaskGroup(of: (String, ReceivedResponse).self) { group in
+            for i in 0..<16 {
+                group.addTask {
+                    ("f\(i)", try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat,
+                                               requestID: "f\(i)"))
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        for (id, response) in responses {
+            #expect(response.status == 200, "\(id): \(response.text)")
+            let row = try #require(try h.row(id))
+            #expect(row.outcome == .ok)
+            #expect(row.errorMessage == "after 1 retry (connection to flaky closed before it answered)", "\(id)")
+        }
+        #expect(h.fake.requestCount == 1 + 16 * 2)
+        // The retries wait for one new connection's handshake (PIPEWAIT) rather than open 16.
+        #expect(h.fake.connectionCount == 2)
+    }
+
+    @Test("HTTP/1.1: libcurl sends the call again on a new connection by itself")
+    func http1CallIsSentAgainByCurl() async throws {
+        let h = try Self.harness(http2: false)
+        defer { h.shutdown() }
+        try await Self.warm(h)
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat, requestID: "stale")
+        #expect(r.status == 200, "\(r.text)")
+        #expect(h.fake.requestCount == 3)
+        #expect(h.fake.exchange(requestID: "stale")?.httpVersion == "HTTP/1.1")
+        let row = try #require(try h.row("stale"))
+        #expect(row.outcome == .ok && row.errorMessage == nil)
+    }
+
+    @Test("a stream the provider resets on a pooled connection is its answer: 502, not sent again")
+    func resetStreamIsNotSentAgain() async throws {
+        let h = try Self.harness(fail: "reset-before-headers")
+        defer { h.shutdown() }
+        try await Self.warm(h)
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat, requestID: "reset")
+        #expect(r.status == 502)
+        #expect(r.text.contains("The connection to provider 'flaky' failed: HTTP/2 stream"), "\(r.text)")
+        #expect(r.text.contains("CANCEL"), "\(r.text)")
+        #expect(h.fake.requestCount == 2)
+        let row = try #require(try h.row("reset"))
+        #expect(row.outcome == .upstreamUnreachable)
+    }
+
+    @Test("a connection that dies on its first use is the provider's failure: 502, not sent again")
+    func newConnectionThatDiesIsNotSentAgain() async throws {
+        let h = try Self.harness()
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat, requestID: "first")
+        #expect(r.status == 502)
+        #expect(r.text.contains("before end of the underlying"), "\(r.text)")
+        #expect(h.fake.requestCount == 1)
+        let row = try #require(try h.row("first"))
+        #expect(row.outcome == .upstreamUnreachable)
+        #expect(row.errorMessage?.contains("after 1 retry") == false)
+    }
+}
