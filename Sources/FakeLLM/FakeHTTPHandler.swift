@@ -102,8 +102,9 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                                      configuration: configuration, serial: serial, requestID: requestID)
         if requestTooLarge {
             decision.plan = .body(status: .payloadTooLarge, "{\"error\":\"request body too large for FakeLLM\"}")
-        } else if knobs.failure == .dropConnectionOnce, log.dropsConnection(requestID: requestID) {
-            decision.plan = .drop()
+        } else if knobs.failure == .dropConnectionOnce || knobs.failure == .goAwayOnce,
+                  log.dropsConnection(requestID: requestID) {
+            decision.plan = .drop(goAway: knobs.failure == .goAwayOnce)
         }
         // A cut or reset answer closes too, but without saying so, like a real failure.
         // On HTTP/2 each request has a stream of its own, which ends with its answer.
@@ -135,7 +136,7 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func advance(context: ChannelHandlerContext) {
         guard let r = reply else { return }
         if r.plan.ending == .resetBeforeHeaders { return reset(context: context) }
-        if r.plan.ending == .dropConnection { return drop(context: context) }
+        if case .dropConnection(let goAway) = r.plan.ending { return drop(goAway: goAway, context: context) }
         let coalesce = configuration.coalesceEvents
         if r.plan.headFirst, !r.headSent {
             writeHead(r, context: context)
@@ -207,13 +208,18 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Closes the TCP connection (an HTTP/2 stream's parent; an HTTP/1.1 channel's parent is
-    /// the listening socket): FIN, no GOAWAY, no response.
-    private func drop(context: ChannelHandlerContext) {
+    /// the listening socket) with no response: FIN, after a GOAWAY when `goAway` (which the
+    /// HTTP/2 transport writes, as it alone knows the stream's id).
+    private func drop(goAway: Bool, context: ChannelHandlerContext) {
         guard let r = reply else { return }
         if let exchange = r.exchange { log.record(exchange) }
         reply = nil
-        let connection = r.version.major >= 2 ? context.channel.parent : context.channel
-        connection?.close(promise: nil)
+        guard r.version.major >= 2 else { return context.close(promise: nil) }
+        if goAway {
+            context.triggerUserOutboundEvent(FakeConnectionDrain(), promise: nil)
+        } else {
+            context.channel.parent?.close(promise: nil)
+        }
     }
 
     /// SO_LINGER 0 makes close send RST instead of FIN: the client sees a reset, no response.

@@ -47,6 +47,10 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// that drops a pooled connection just as a request arrives on it. A later request with the
     /// same id is answered normally, so a client that tries again on a new connection succeeds.
     case dropConnectionOnce = "drop-connection-once"
+    /// As `drop-connection-once`, but on HTTP/2 the connection ends as a server that drains it
+    /// ends it: a GOAWAY whose last stream id is below this request's stream (it was not
+    /// processed), then the close. On HTTP/1.1 the same as `drop-connection-once`.
+    case goAwayOnce = "goaway-once"
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.
     case echoCredential400 = "echo-credential-400"

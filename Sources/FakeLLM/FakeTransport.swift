@@ -15,6 +15,12 @@ public protocol FakeTransport: Sendable {
         -> EventLoopFuture<Void>
 }
 
+/// Sent down an HTTP/2 stream's pipeline (`triggerUserOutboundEvent`): the transport ends the
+/// connection under it with a GOAWAY refusing that stream, then closes it.
+public struct FakeConnectionDrain: Sendable {
+    public init() {}
+}
+
 /// Cleartext HTTP/1.1, pipelined requests answered one at a time.
 public struct CleartextTransport: FakeTransport {
     public var scheme: String { "http" }

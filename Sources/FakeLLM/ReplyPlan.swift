@@ -16,8 +16,9 @@ enum ReplyEnding: Equatable {
     case cutAfter(Int)
     /// Reset the connection before any response byte.
     case resetBeforeHeaders
-    /// Close the whole connection before any response byte: on HTTP/2, every stream on it.
-    case dropConnection
+    /// Close the whole connection before any response byte: on HTTP/2, every stream on it,
+    /// after a GOAWAY refusing this stream when `goAway`.
+    case dropConnection(goAway: Bool)
 }
 
 /// A fully built answer: status, headers and timed body pieces, computed before the first
@@ -55,8 +56,8 @@ struct ReplyPlan {
         ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .resetBeforeHeaders)
     }
 
-    static func drop() -> ReplyPlan {
-        ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .dropConnection)
+    static func drop(goAway: Bool) -> ReplyPlan {
+        ReplyPlan(status: .ok, headers: HTTPHeaders(), pieces: [], ending: .dropConnection(goAway: goAway))
     }
 
     /// Sends a one-piece body in `count` writes 5 ms apart (the same bytes and `content-length`),

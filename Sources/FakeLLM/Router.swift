@@ -87,7 +87,7 @@ enum Router {
             plan.splitBody(into: 3)
             return plan
         case .nonJSON200: return ErrorReplies.nonJSON200()
-        case .cutMidStream, .dropConnectionOnce, .none: break  // drops: see FakeHTTPHandler.begin
+        case .cutMidStream, .dropConnectionOnce, .goAwayOnce, .none: break  // drops: see FakeHTTPHandler.begin
         }
         if let status = knobs.status, status >= 400 {
             return ErrorReplies.plan(dialect, status: status, requestID: requestID)

@@ -55,9 +55,13 @@ enum CurlRuntime {
     /// on a connection of its own. On HTTP/2 it does not: libcurl 7.88 reports the connection's
     /// end under a stream as 18, "HTTP/2 stream 3 was not closed cleanly before end of the
     /// underlying stream" (8.x: 92, "…underlying connection"), and a stream the server reset as
-    /// 92, "…not closed cleanly: CANCEL (err 8)", or 56, "HTTP/2 stream 3 was reset".
+    /// 92, "…not closed cleanly: CANCEL (err 8)", or 56, "HTTP/2 stream 3 was reset". A GOAWAY
+    /// whose last stream id is below the transfer's (a server draining the connection; RFC 9113
+    /// §6.8: that stream was not processed) fails it with 16 and no message of its own.
     private static func connectionEnded(code: CURLcode, message: String) -> Bool {
         switch code {
+        case CURLE_HTTP2:
+            return true
         case CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR:
             return !message.hasPrefix("HTTP/2 stream")
         case CURLE_PARTIAL_FILE, CURLE_HTTP2_STREAM:

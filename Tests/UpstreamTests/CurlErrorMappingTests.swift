@@ -25,6 +25,8 @@ struct CurlErrorMappingTests {
         #expect(Self.isStale(Self.map(CURLE_RECV_ERROR, "Recv failure: Connection reset by peer")))
         #expect(Self.isStale(Self.map(CURLE_SEND_ERROR, "Send failure: Broken pipe")))
         #expect(Self.isStale(Self.map(CURLE_GOT_NOTHING, "Empty reply from server")))
+        // A GOAWAY that refuses the stream.
+        #expect(Self.isStale(Self.map(CURLE_HTTP2, "Error in the HTTP2 framing layer")))
     }
 
     @Test("the same end on a connection of its own, or after part of an answer, is a transport error")
