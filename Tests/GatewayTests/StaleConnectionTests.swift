@@ -86,7 +86,6 @@ struct StaleConnectionTests {
 
     @Test("HTTP/2: every call in flight on a connection that closes is sent again, all over one new connection")
     func http2CallsInFlightShareTheNewConnection() async throws {
-        // libcurl 7.88 ends the first call at once and the other 7 about 5 s later.
         let h = try Self.harness(extra: Self.slowAnswers)
         defer { h.shutdown() }
         try await Self.warm(h)
