@@ -76,10 +76,12 @@ final class ExchangeLog: @unchecked Sendable {
         connections += 1
     }
 
-    /// True the first time `requestID` asks for its connection to be dropped.
+    /// True the first time `requestID` asks for its connection to be dropped (kept for as many
+    /// ids as exchanges are: past that, an id drops its connection again).
     func dropsConnection(requestID: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
+        if droppedIDs.count >= capacity { droppedIDs.removeAll(keepingCapacity: true) }
         return droppedIDs.insert(requestID).inserted
     }
 

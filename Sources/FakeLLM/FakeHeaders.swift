@@ -42,14 +42,17 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// The connection is reset (RST, SO_LINGER 0) before any response byte; on HTTP/2, the
     /// stream (RST_STREAM).
     case resetBeforeHeaders = "reset-before-headers"
-    /// The first request with its `x-fake-request-id` closes its whole connection before any
-    /// response byte (on HTTP/2 the TCP connection under every stream, with no GOAWAY): a server
-    /// that drops a pooled connection just as a request arrives on it. A later request with the
-    /// same id is answered normally, so a client that tries again on a new connection succeeds.
+    /// The first request with its `x-request-id` closes its whole connection once its first-byte
+    /// delay is over, before any response byte (on HTTP/2 the TCP connection under every stream,
+    /// with no GOAWAY): with no delay, a server that drops a pooled connection just as a request
+    /// arrives on it; with one, a server that dies while working on the call. A later request
+    /// with the same id is answered normally. (Without `x-request-id` every request has an id of
+    /// its own, so each one drops its connection.)
     case dropConnectionOnce = "drop-connection-once"
-    /// As `drop-connection-once`, but on HTTP/2 the connection ends as a server that drains it
-    /// ends it: a GOAWAY whose last stream id is below this request's stream (it was not
-    /// processed), then the close. On HTTP/1.1 the same as `drop-connection-once`.
+    /// As `drop-connection-once`, but on HTTP/2 a GOAWAY comes first whose last stream id is
+    /// below this request's stream (this stream and later ones were not processed); the close
+    /// follows at once, cutting the streams below it too (a drain cut short). On HTTP/1.1 the
+    /// same as `drop-connection-once`.
     case goAwayOnce = "goaway-once"
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.

@@ -118,20 +118,3 @@ extension Certificate {
         }
     }
 }
-
-/// Ends the connection under a stream as a draining server does, on `FakeConnectionDrain`: a
-/// GOAWAY whose last stream id is below this stream's (so it was not processed), then the close.
-private final class ConnectionDrainHandler: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTP2Frame.FramePayload
-
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard event is FakeConnectionDrain, let connection = context.channel.parent,
-              let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) else {
-            return context.triggerUserOutboundEvent(event, promise: promise)
-        }
-        let last = HTTP2StreamID(max(0, Int(Int32(id)) - 2))
-        let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
-        connection.writeAndFlush(goAway).whenComplete { _ in connection.close(promise: nil) }
-        promise?.succeed()
-    }
-}

@@ -61,13 +61,21 @@ extension ProxiedCall {
     }
 
     /// Waits (jittered), then makes the next attempt, still holding the provider slot.
-    func retry(after reason: String) {
+    /// `staleConnection`: a pooled connection died under the request before the provider read
+    /// it; tried again once, at once (curl has closed that connection, so the attempt goes on
+    /// another). Not one of the provider's `retries` and no backoff: the provider is not in
+    /// trouble, and curl does the same by itself on HTTP/1.1.
+    func retry(after reason: String, staleConnection: Bool = false) {
         if gateway.isStopping { return endForShutdown() }
         retriesMade.append(reason)
-        retriesHere += 1
         load.ended()
         transfer = nil
         stopWatching()
+        if staleConnection {
+            staleConnectionRetried = true
+            return startTransfer()
+        }
+        retriesHere += 1
         phase = .backingOff
         let delay = RetryBackoff.delayMillis(attempt: retriesHere)
         connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
@@ -76,19 +84,6 @@ extension ProxiedCall {
             phase = .awaitingHead
             startTransfer()
         }
-    }
-
-    /// A pooled connection died under the request before any answer: once, at once (curl has
-    /// closed that connection, so the attempt goes on another, or on one it opens). Not one of
-    /// the provider's `retries` and no backoff: the provider is not in trouble, and curl does
-    /// the same by itself on HTTP/1.1.
-    func retryAfterStaleConnection(after reason: String) {
-        if gateway.isStopping { return endForShutdown() }
-        retriesMade.append(reason)
-        staleConnectionRetried = true
-        load.ended()
-        transfer = nil
-        startTransfer()
     }
 
     func stopWatching() {

@@ -287,7 +287,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             }
         }
         if phase == .awaitingHead, case .failure(.staleConnection) = result, !staleConnectionRetried, !clientGone {
-            return retryAfterStaleConnection(after: "connection to \(admission.provider.name) closed before it answered")
+            return retry(after: "connection to \(admission.provider.name) closed before it answered", staleConnection: true)
         }
         if phase == .awaitingHead, case .failure(.connect) = result {
             let reason = "connect error at \(admission.provider.name)"

@@ -199,7 +199,7 @@ final class CurlDriver: @unchecked Sendable {
         transfer.easy = easy
         let rc = transfer.configure(easy, driverAllowsHTTP2: configuration.http2)
         guard rc == CURLE_OK else {
-            fail(transfer, CurlRuntime.error(code: rc, message: CurlRuntime.message(code: rc, errorBuffer: easy.errorBuffer)))
+            fail(transfer, CurlRuntime.error(CurlFailure(code: rc, detail: easy.errorDetail)))
             return
         }
         let mrc = curl_multi_add_handle(multi, easy.raw)

@@ -22,6 +22,9 @@ final class CurlEasyHandle: @unchecked Sendable {
         errorBuffer.deallocate()
     }
 
+    /// What curl wrote in the error buffer about the last failure; nil if nothing.
+    var errorDetail: String? { errorBuffer[0] == 0 ? nil : String(cString: errorBuffer) }
+
     /// Clears every option (connections stay in the multi handle's cache).
     func reset() {
         curl_easy_reset(raw)

@@ -216,17 +216,21 @@ final class CurlTransfer: @unchecked Sendable {
         driver.markDirty(self)
     }
 
-    /// Reads the timing of the finished transfer (before its handle is reset).
     /// The error a failed transfer reports, from curl's code and what was seen of the answer.
     func error(code: CURLcode, easy: CurlEasyHandle) -> UpstreamError {
         var connects = 0, headerBytes = 0
+        var pretransfer: curl_off_t = 0, total: curl_off_t = 0
         _ = tc_easy_getinfo_long(easy.raw, CURLINFO_NUM_CONNECTS, &connects)
         _ = tc_easy_getinfo_long(easy.raw, CURLINFO_HEADER_SIZE, &headerBytes)
-        return CurlRuntime.error(code: code, message: CurlRuntime.message(code: code, errorBuffer: easy.errorBuffer),
-                                 reusedConnection: connects == 0,
-                                 answerStarted: headSeen || headerBytes > 0 || bytesReceived > 0)
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_PRETRANSFER_TIME_T, &pretransfer)
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_TOTAL_TIME_T, &total)
+        return CurlRuntime.error(CurlFailure(
+            code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
+            answerStarted: headSeen || headerBytes > 0 || bytesReceived > 0,
+            waitedMicros: Int64(total) - Int64(pretransfer)))
     }
 
+    /// Reads the timing of the finished transfer (before its handle is reset).
     func timing(of easy: CurlEasyHandle) -> UpstreamTiming {
         var connect: curl_off_t = 0, firstByte: curl_off_t = 0, total: curl_off_t = 0
         var connects = 0

@@ -2,14 +2,17 @@ import CCurl
 import Testing
 @testable import Upstream
 
-/// How curl's result codes become `UpstreamError`s, which decide what the gateway tries again.
-/// The messages are libcurl 7.88's (and 8.x's where they differ), as seen from FakeLLM.
+/// How curl's result codes become `UpstreamError`s, which decide what the gateway sends again.
+/// The messages are libcurl 7.88's (and later versions' where they differ), as seen from FakeLLM.
 @Suite("curl error mapping")
 struct CurlErrorMappingTests {
     static let connectionEnd = "HTTP/2 stream 3 was not closed cleanly before end of the underlying stream"
 
-    static func map(_ code: CURLcode, _ message: String, reused: Bool = true, started: Bool = false) -> UpstreamError {
-        CurlRuntime.error(code: code, message: message, reusedConnection: reused, answerStarted: started)
+    /// A failure on a reused connection, 10 ms after the request went out, with no answer byte.
+    static func map(_ code: CURLcode, _ detail: String?, reused: Bool = true, started: Bool = false,
+                    waitedMicros: Int64 = 10_000) -> UpstreamError {
+        CurlRuntime.error(CurlFailure(code: code, detail: detail, reusedConnection: reused, answerStarted: started,
+                                      waitedMicros: waitedMicros))
     }
 
     static func isStale(_ error: UpstreamError) -> Bool {
@@ -17,16 +20,33 @@ struct CurlErrorMappingTests {
         return false
     }
 
-    @Test("a pooled connection that ends before any answer byte is stale")
+    @Test("a pooled connection that ends right after the request went out, before any answer byte, is stale")
     func connectionEndsAreStale() {
         #expect(Self.map(CURLE_PARTIAL_FILE, Self.connectionEnd) == .staleConnection(Self.connectionEnd))
-        #expect(Self.isStale(Self.map(CURLE_HTTP2_STREAM,
-                                      "HTTP/2 stream 5 was not closed cleanly before end of the underlying connection")))
+        let later = "HTTP/2 stream 5 was not closed cleanly before end of the underlying connection"
+        for code in [CURLE_HTTP2_STREAM, CURLE_RECV_ERROR, CURLE_SEND_ERROR] {
+            #expect(Self.isStale(Self.map(code, later)), "\(code)")
+        }
         #expect(Self.isStale(Self.map(CURLE_RECV_ERROR, "Recv failure: Connection reset by peer")))
+        #expect(Self.isStale(Self.map(CURLE_RECV_ERROR, "OpenSSL SSL_read: error:0A000126:SSL routines::unexpected eof while reading, errno 0")))
         #expect(Self.isStale(Self.map(CURLE_SEND_ERROR, "Send failure: Broken pipe")))
         #expect(Self.isStale(Self.map(CURLE_GOT_NOTHING, "Empty reply from server")))
-        // A GOAWAY that refuses the stream.
-        #expect(Self.isStale(Self.map(CURLE_HTTP2, "Error in the HTTP2 framing layer")))
+        #expect(Self.isStale(Self.map(CURLE_PARTIAL_FILE, Self.connectionEnd, waitedMicros: CurlFailure.staleWindowMicros)))
+    }
+
+    @Test("a GOAWAY that refuses the stream is stale however long the call waited")
+    func refusedStreamsAreStale() {
+        #expect(Self.map(CURLE_HTTP2, nil, waitedMicros: 60_000_000)
+                == .staleConnection("Error in the HTTP2 framing layer"))
+        #expect(!Self.isStale(Self.map(CURLE_HTTP2, "nghttp2_session_send() failed")))
+    }
+
+    @Test("a connection that ends after the provider had the call for a while is not stale: it may have worked on it")
+    func lateEndsAreNotStale() {
+        let late = CurlFailure.staleWindowMicros + 1
+        #expect(Self.map(CURLE_PARTIAL_FILE, Self.connectionEnd, waitedMicros: late)
+                == .transport(code: Int(CURLE_PARTIAL_FILE.rawValue), message: Self.connectionEnd))
+        #expect(!Self.isStale(Self.map(CURLE_GOT_NOTHING, "Empty reply from server", waitedMicros: 30_000_000)))
     }
 
     @Test("the same end on a connection of its own, or after part of an answer, is a transport error")
@@ -35,12 +55,14 @@ struct CurlErrorMappingTests {
                 == .transport(code: Int(CURLE_PARTIAL_FILE.rawValue), message: Self.connectionEnd))
         #expect(!Self.isStale(Self.map(CURLE_PARTIAL_FILE, Self.connectionEnd, started: true)))
         #expect(!Self.isStale(Self.map(CURLE_GOT_NOTHING, "Empty reply from server", reused: false)))
+        #expect(!Self.isStale(Self.map(CURLE_HTTP2, nil, started: true)))
     }
 
-    @Test("a stream the server reset is not stale: the server may have read it")
+    @Test("a stream the server reset, or curl giving up its own resends, is not stale")
     func resetStreamsAreNotStale() {
         #expect(!Self.isStale(Self.map(CURLE_HTTP2_STREAM, "HTTP/2 stream 3 was not closed cleanly: CANCEL (err 8)")))
         #expect(!Self.isStale(Self.map(CURLE_RECV_ERROR, "HTTP/2 stream 3 was reset")))
+        #expect(!Self.isStale(Self.map(CURLE_SEND_ERROR, "Connection died, tried 5 times before giving up")))
         #expect(!Self.isStale(Self.map(CURLE_PARTIAL_FILE, "transfer closed with 10 bytes remaining to read")))
     }
 
@@ -54,5 +76,6 @@ struct CurlErrorMappingTests {
                 == .certificate("error importing CA certificate blob"))
         #expect(Self.map(CURLE_WEIRD_SERVER_REPLY, "Unsupported HTTP version")
                 == .transport(code: Int(CURLE_WEIRD_SERVER_REPLY.rawValue), message: "Unsupported HTTP version"))
+        #expect(Self.map(CURLE_COULDNT_CONNECT, nil) == .connect("Couldn't connect to server"))
     }
 }
