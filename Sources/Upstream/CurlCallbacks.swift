@@ -23,3 +23,11 @@ let curlBodyCallback: curl_write_callback = { data, size, count, userdata in
     transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: bytes))
     return bytes
 }
+
+/// CURLOPT_SOCKOPTFUNCTION: a connection is about to be opened for the transfer. Refused when
+/// it would carry libcurl's own second send of a call the provider may have worked on.
+let curlSocketCallback: curl_sockopt_callback = { clientp, _, _ in
+    guard let clientp else { return CURL_SOCKOPT_OK }
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
+    return transfer.mayOpenConnection() ? CURL_SOCKOPT_OK : CURL_SOCKOPT_ERROR
+}

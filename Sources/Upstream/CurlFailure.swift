@@ -13,6 +13,10 @@ struct CurlFailure {
     var answerStarted = false
     /// From the request going out (curl's pre-transfer time) to the failure.
     var waitedMicros: Int64 = 0
+    /// HTTP/1.1: libcurl was about to send the call again by itself (its reused connection
+    /// ended with no answer) this long after the request went out, past the stale window, and
+    /// was stopped; its code then says nothing about the provider.
+    var resendRefusedAfterMicros: Int64?
 
     /// How long after the request went out the end of its connection still reads as the
     /// provider closing an idle connection as the request crossed it: that close reaches us

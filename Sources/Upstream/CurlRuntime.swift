@@ -24,6 +24,11 @@ enum CurlRuntime {
 
     /// Maps a failed transfer to the public error.
     static func error(_ failure: CurlFailure) -> UpstreamError {
+        if let waited = failure.resendRefusedAfterMicros {
+            let seconds = (Double(waited) / 1e5).rounded() / 10
+            return .transport(code: Int(failure.code.rawValue), message:
+                "the connection closed without an answer \(seconds) s after the call went out; not sent again, as the provider may have worked on it")
+        }
         let message = failure.detail ?? String(cString: curl_easy_strerror(failure.code))
         if failure.isStaleConnection { return .staleConnection(message) }
         switch failure.code {

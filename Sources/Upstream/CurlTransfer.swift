@@ -49,6 +49,11 @@ final class CurlTransfer: @unchecked Sendable {
     private var headSeen = false
     private var pending = Delivery()
     private var bytesReceived = 0
+    /// When the handle went to curl; with curl's pre-transfer time, when the request went out.
+    private var startedAt = NIODeadline.uptimeNanoseconds(0)
+    /// Set when libcurl's own second send was refused (`mayOpenConnection`): how long after
+    /// the request went out its connection ended.
+    private var resendRefusedAfterMicros: Int64?
 
     init(request: UpstreamRequest, eventLoop: any EventLoop, handler: any UpstreamResponseHandler,
          driver: CurlDriver) {
@@ -126,6 +131,7 @@ final class CurlTransfer: @unchecked Sendable {
     /// the driver's setting, which this transfer's own `http2` can only turn off.
     func configure(_ easy: CurlEasyHandle, driverAllowsHTTP2: Bool) -> CURLcode {
         let http2 = driverAllowsHTTP2 && self.http2
+        startedAt = NIODeadline.now()
         let h = easy.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
         var rc = CURLE_OK
@@ -149,8 +155,16 @@ final class CurlTransfer: @unchecked Sendable {
         set(tc_easy_setopt_long(
             h, CURLOPT_HTTP_VERSION, http2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1)))
         if http2 && url.utf8.starts(with: "https:".utf8) {
+            // (No socket callback here: on HTTP/2 libcurl sends a call again only when a GOAWAY
+            // refused its stream, which is always safe.)
             // Join a connection still negotiating HTTP/2 rather than open another.
             set(tc_easy_setopt_long(h, CURLOPT_PIPEWAIT, 1))
+        } else {
+            // HTTP/1.1: libcurl sends a call whose reused connection ended without an answer
+            // again by itself, however long the provider had it; this holds it to the window
+            // of `CurlFailure.isStaleConnection`.
+            set(tc_easy_setopt_sockopt_callback(h, CURLOPT_SOCKOPTFUNCTION, curlSocketCallback))
+            set(tc_easy_setopt_pointer(h, CURLOPT_SOCKOPTDATA, me))
         }
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
@@ -216,6 +230,20 @@ final class CurlTransfer: @unchecked Sendable {
         driver.markDirty(self)
     }
 
+    /// Whether curl may open a connection for this transfer: always before its request went out;
+    /// after, the connection would carry libcurl's own second send, allowed only while the
+    /// first's connection ended within the stale window of the request going out.
+    func mayOpenConnection() -> Bool {
+        guard let easy else { return true }
+        var pretransfer: curl_off_t = 0
+        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_PRETRANSFER_TIME_T, &pretransfer)
+        guard pretransfer > 0 else { return true }
+        let waited = (NIODeadline.now() - startedAt).nanoseconds / 1_000 - Int64(pretransfer)
+        guard waited > CurlFailure.staleWindowMicros else { return true }
+        resendRefusedAfterMicros = waited
+        return false
+    }
+
     /// The error a failed transfer reports, from curl's code and what was seen of the answer.
     func error(code: CURLcode, easy: CurlEasyHandle) -> UpstreamError {
         var connects = 0, headerBytes = 0
@@ -227,7 +255,7 @@ final class CurlTransfer: @unchecked Sendable {
         return CurlRuntime.error(CurlFailure(
             code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
             answerStarted: headSeen || headerBytes > 0 || bytesReceived > 0,
-            waitedMicros: Int64(total) - Int64(pretransfer)))
+            waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros))
     }
 
     /// Reads the timing of the finished transfer (before its handle is reset).

@@ -112,7 +112,22 @@ struct StaleConnectionTests {
         #expect(h.fake.connectionCount > 2)
     }
 
-    @Test("HTTP/1.1 (libcurl's behaviour, which the README states): curl sends the call again on a new connection by itself")
+    @Test("HTTP/1.1: a call the provider had for 1.5 s when its reused connection closed is not sent again (libcurl would)")
+    func http1CallInFlightIsNotSentAgain() async throws {
+        let h = try Self.harness(http2: false, extra: Self.slowAnswers)
+        defer { h.shutdown() }
+        try await Self.warm(h)
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.flakyChat, requestID: "long")
+        #expect(r.status == 502)
+        #expect(r.text.contains("The connection to provider 'flaky' failed: the connection closed without an answer 1."),
+                "\(r.text)")
+        #expect(r.text.contains("s after the call went out; not sent again, as the provider may have worked on it"), "\(r.text)")
+        #expect(h.fake.requestCount == 2)
+        let row = try #require(try h.row("long"))
+        #expect(row.outcome == .upstreamUnreachable && row.errorMessage?.contains("retry") == false)
+    }
+
+    @Test("HTTP/1.1: within the window, libcurl sends the call again on a new connection by itself")
     func http1CallIsSentAgainByCurl() async throws {
         let h = try Self.harness(http2: false)
         defer { h.shutdown() }

@@ -58,6 +58,15 @@ struct CurlErrorMappingTests {
         #expect(!Self.isStale(Self.map(CURLE_HTTP2, nil, started: true)))
     }
 
+    @Test("libcurl's own second send, stopped past the window, reads as the provider's failure, whatever curl's code")
+    func refusedResendIsTheProvidersFailure() {
+        let failure = CurlFailure(code: CURLE_ABORTED_BY_CALLBACK, detail: "Callback aborted", reusedConnection: true,
+                                  resendRefusedAfterMicros: 1_512_345)
+        #expect(CurlRuntime.error(failure) == .transport(
+            code: Int(CURLE_ABORTED_BY_CALLBACK.rawValue),
+            message: "the connection closed without an answer 1.5 s after the call went out; not sent again, as the provider may have worked on it"))
+    }
+
     @Test("a stream the server reset, or curl giving up its own resends, is not stale")
     func resetStreamsAreNotStale() {
         #expect(!Self.isStale(Self.map(CURLE_HTTP2_STREAM, "HTTP/2 stream 3 was not closed cleanly: CANCEL (err 8)")))
