@@ -24,10 +24,10 @@ let curlBodyCallback: curl_write_callback = { data, size, count, userdata in
     return bytes
 }
 
-/// CURLOPT_SOCKOPTFUNCTION: a connection is about to be opened for the transfer. Refused when
-/// it would carry libcurl's own second send of a call the provider may have worked on.
-let curlSocketCallback: curl_sockopt_callback = { clientp, _, _ in
-    guard let clientp else { return CURL_SOCKOPT_OK }
+/// CURLOPT_PREREQFUNCTION: the request is about to be sent, on a new or a reused connection.
+/// Aborted when it would be libcurl's own second send of a call the provider may have worked on.
+let curlPrerequestCallback: curl_prereq_callback = { clientp, _, _, _, _ in
+    guard let clientp else { return CURL_PREREQFUNC_OK }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
-    return transfer.mayOpenConnection() ? CURL_SOCKOPT_OK : CURL_SOCKOPT_ERROR
+    return transfer.maySend() ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
 }

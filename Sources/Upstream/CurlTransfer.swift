@@ -49,10 +49,10 @@ final class CurlTransfer: @unchecked Sendable {
     private var headSeen = false
     private var pending = Delivery()
     private var bytesReceived = 0
-    /// When the handle went to curl; with curl's pre-transfer time, when the request went out.
-    private var startedAt = NIODeadline.uptimeNanoseconds(0)
-    /// Set when libcurl's own second send was refused (`mayOpenConnection`): how long after
-    /// the request went out its connection ended.
+    /// When the request first went out (HTTP/1.1 transfers only: see `maySend`).
+    private var firstSentAt: NIODeadline?
+    /// Set when libcurl's own second send was refused (`maySend`): how long after the request
+    /// first went out.
     private var resendRefusedAfterMicros: Int64?
 
     init(request: UpstreamRequest, eventLoop: any EventLoop, handler: any UpstreamResponseHandler,
@@ -131,7 +131,6 @@ final class CurlTransfer: @unchecked Sendable {
     /// the driver's setting, which this transfer's own `http2` can only turn off.
     func configure(_ easy: CurlEasyHandle, driverAllowsHTTP2: Bool) -> CURLcode {
         let http2 = driverAllowsHTTP2 && self.http2
-        startedAt = NIODeadline.now()
         let h = easy.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
         var rc = CURLE_OK
@@ -161,10 +160,10 @@ final class CurlTransfer: @unchecked Sendable {
             set(tc_easy_setopt_long(h, CURLOPT_PIPEWAIT, 1))
         } else {
             // HTTP/1.1: libcurl sends a call whose reused connection ended without an answer
-            // again by itself, however long the provider had it; this holds it to the window
-            // of `CurlFailure.isStaleConnection`.
-            set(tc_easy_setopt_sockopt_callback(h, CURLOPT_SOCKOPTFUNCTION, curlSocketCallback))
-            set(tc_easy_setopt_pointer(h, CURLOPT_SOCKOPTDATA, me))
+            // again by itself (on another pooled connection, or a new one), however long the
+            // provider had it; this holds it to the window of `CurlFailure.isStaleConnection`.
+            set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
+            set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         }
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
@@ -230,15 +229,16 @@ final class CurlTransfer: @unchecked Sendable {
         driver.markDirty(self)
     }
 
-    /// Whether curl may open a connection for this transfer: always before its request went out;
-    /// after, the connection would carry libcurl's own second send, allowed only while the
-    /// first's connection ended within the stale window of the request going out.
-    func mayOpenConnection() -> Bool {
-        guard let easy else { return true }
-        var pretransfer: curl_off_t = 0
-        _ = tc_easy_getinfo_off(easy.raw, CURLINFO_PRETRANSFER_TIME_T, &pretransfer)
-        guard pretransfer > 0 else { return true }
-        let waited = (NIODeadline.now() - startedAt).nanoseconds / 1_000 - Int64(pretransfer)
+    /// Whether curl may send the request now: always the first time; a second time (libcurl's
+    /// own re-send after the connection ended without an answer) only within the stale window
+    /// of the first send.
+    func maySend() -> Bool {
+        let now = NIODeadline.now()
+        guard let firstSentAt else {
+            firstSentAt = now
+            return true
+        }
+        let waited = (now - firstSentAt).nanoseconds / 1_000
         guard waited > CurlFailure.staleWindowMicros else { return true }
         resendRefusedAfterMicros = waited
         return false

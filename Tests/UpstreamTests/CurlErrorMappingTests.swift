@@ -60,7 +60,8 @@ struct CurlErrorMappingTests {
 
     @Test("libcurl's own second send, stopped past the window, reads as the provider's failure, whatever curl's code")
     func refusedResendIsTheProvidersFailure() {
-        let failure = CurlFailure(code: CURLE_ABORTED_BY_CALLBACK, detail: "Callback aborted", reusedConnection: true,
+        let failure = CurlFailure(code: CURLE_ABORTED_BY_CALLBACK, detail: "operation aborted by pre-request callback",
+                                  reusedConnection: true,
                                   resendRefusedAfterMicros: 1_512_345)
         #expect(CurlRuntime.error(failure) == .transport(
             code: Int(CURLE_ABORTED_BY_CALLBACK.rawValue),
