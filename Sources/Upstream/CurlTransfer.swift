@@ -154,7 +154,7 @@ final class CurlTransfer: @unchecked Sendable {
         set(tc_easy_setopt_long(
             h, CURLOPT_HTTP_VERSION, http2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1)))
         if http2 && url.utf8.starts(with: "https:".utf8) {
-            // (No socket callback here: on HTTP/2 libcurl sends a call again only when a GOAWAY
+            // (No pre-request callback here: on HTTP/2 libcurl sends a call again only when a GOAWAY
             // refused its stream, which is always safe.)
             // Join a connection still negotiating HTTP/2 rather than open another.
             set(tc_easy_setopt_long(h, CURLOPT_PIPEWAIT, 1))
