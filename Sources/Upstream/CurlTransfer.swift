@@ -254,7 +254,7 @@ final class CurlTransfer: @unchecked Sendable {
         _ = tc_easy_getinfo_off(easy.raw, CURLINFO_TOTAL_TIME_T, &total)
         return CurlRuntime.error(CurlFailure(
             code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
-            answerStarted: headSeen || headerBytes > 0 || bytesReceived > 0,
+            answerStarted: headSeen || headerBytes > 0,  // body bytes set headSeen (synthesizeHead)
             waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros))
     }
 

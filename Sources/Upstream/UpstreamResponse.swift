@@ -72,10 +72,10 @@ public enum UpstreamError: Error, Sendable, Equatable {
     case timeout(String)
     /// `UpstreamTransfer.cancel()` or `UpstreamClient.shutdown()`.
     case cancelled
-    /// A connection kept from an earlier transfer ended before any byte of the answer: the
-    /// server closed it as the request went out (an idle timeout, a restart, a drain without
-    /// GOAWAY). The request went unanswered and almost certainly unread: one more attempt (curl
-    /// closed that connection, so it goes on another) is what curl does by itself on HTTP/1.1.
+    /// The provider never read the request: a connection kept from an earlier transfer ended
+    /// before any byte of the answer, either right after the request went out (the server
+    /// closed it as an idle one) or with a GOAWAY that refused the stream (`CurlFailure`). One
+    /// more attempt is safe (curl closed that connection, so it goes on another).
     case staleConnection(String)
     /// Anything else curl reported (e.g. connection reset, malformed response).
     case transport(code: Int, message: String)
