@@ -1,4 +1,7 @@
 import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // C callbacks cannot capture context: these are plain functions that find
 // their `CurlTransfer` through the userdata pointer (CURLOPT_WRITEDATA /
@@ -25,9 +28,29 @@ let curlBodyCallback: curl_write_callback = { data, size, count, userdata in
 }
 
 /// CURLOPT_PREREQFUNCTION: the request is about to be sent, on a new or a reused connection.
-/// Aborted when it would be libcurl's own second send of a call the provider may have worked on.
-let curlPrerequestCallback: curl_prereq_callback = { clientp, _, _, _, _ in
+/// HTTP/1.1: aborted when it would be libcurl's own second send of a call the provider may have
+/// worked on. HTTP/2: tells the connection ramp where the call went.
+let curlPrerequestCallback: curl_prereq_callback = { clientp, _, _, _, localPort in
     guard let clientp else { return CURL_PREREQFUNC_OK }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
-    return transfer.maySend() ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
+    return transfer.maySend(localPort: localPort) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
+}
+
+/// CURLOPT_SOCKOPTFUNCTION (HTTP/2 transfers): curl made a socket for a new connection the
+/// transfer needs (`ConnectionRamp`).
+let curlSocketOpenedCallback: curl_sockopt_callback = { clientp, fd, purpose in
+    guard let clientp, purpose == CURLSOCKTYPE_IPCXN else { return CURL_SOCKOPT_OK }
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
+    transfer.driver.socketOpened(fd, by: transfer)
+    return CURL_SOCKOPT_OK
+}
+
+/// CURLOPT_CLOSESOCKETFUNCTION (HTTP/2 transfers): curl is done with a connection's socket. The
+/// connection keeps the pointer of the transfer that opened it, which may be long gone: so it is
+/// the driver's (which outlives every connection: they close in `curl_multi_cleanup`).
+let curlSocketClosedCallback: curl_closesocket_callback = { clientp, fd in
+    if let clientp {
+        Unmanaged<CurlDriver>.fromOpaque(clientp).takeUnretainedValue().socketClosed(fd)
+    }
+    return close(fd)
 }

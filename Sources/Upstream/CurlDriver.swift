@@ -54,6 +54,7 @@ final class CurlDriver: @unchecked Sendable {
     private var dirty: [CurlTransfer] = []
     private var commands: [Command] = []
     private var pool: CurlEasyHandlePool
+    private var ramp: ConnectionRamp<CurlTransfer>
 
     init(configuration: UpstreamConfiguration, logger: Logger) {
         CurlRuntime.initialize()
@@ -62,9 +63,12 @@ final class CurlDriver: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         pool = CurlEasyHandlePool(capacity: configuration.easyHandlePoolSize)
+        ramp = ConnectionRamp(streamsPerConnection: configuration.streamsPerConnection)
         queue.reserveCapacity(64)
         commands.reserveCapacity(64)
         _ = tc_multi_setopt_long(multi, CURLMOPT_PIPELINING, configuration.http2 ? CURLPIPE_MULTIPLEX : 0)
+        // Said explicitly: the connection ramp counts free streams with it.
+        _ = tc_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, configuration.streamsPerConnection)
         if configuration.maxHostConnections > 0 {
             _ = tc_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxHostConnections)
         }
@@ -174,11 +178,17 @@ final class CurlDriver: @unchecked Sendable {
 
             check(curl_multi_perform(multi, &stillRunning), "curl_multi_perform")
             collectCompletions()
+            // Added now, they make the poll below return at once (curl runs new handles at once).
+            for (transfer, seat) in ramp.release() {
+                transfer.seat = seat
+                add(transfer)
+            }
             flush()
             // Sleeps until socket activity, curl's next timer, or a wakeup.
             check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
         }
         for transfer in running.reversed() { abort(transfer) }
+        for transfer in ramp.takeAllWaiting() { abort(transfer) }
         flush()
         pool.drain()
         curl_multi_cleanup(multi)
@@ -192,6 +202,17 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     private func begin(_ transfer: CurlTransfer) {
+        if configuration.http2 && transfer.http2, let origin = ConnectionRamp<CurlTransfer>.origin(of: transfer.url) {
+            transfer.rampOrigin = origin
+            guard ramp.arrive(transfer, origin: origin, seat: &transfer.seat) else {
+                transfer.curlState.hold()
+                return
+            }
+        }
+        add(transfer)
+    }
+
+    private func add(_ transfer: CurlTransfer) {
         guard let easy = pool.take() else {
             fail(transfer, .transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
             return
@@ -208,7 +229,7 @@ final class CurlDriver: @unchecked Sendable {
             fail(transfer, .transport(code: Int(mrc.rawValue), message: message))
             return
         }
-        transfer.curlState.added()
+        if transfer.curlState.added() { curl_easy_pause(easy.raw, CURLPAUSE_RECV) }
         transfer.activeIndex = running.count
         running.append(transfer)
     }
@@ -217,6 +238,7 @@ final class CurlDriver: @unchecked Sendable {
     private func fail(_ transfer: CurlTransfer, _ error: UpstreamError) {
         logger.debug("upstream transfer setup failed", metadata: ["url": "\(transfer.url)", "error": "\(error)"])
         _ = transfer.curlState.completed()
+        leaveRamp(transfer)
         if let easy = transfer.easy {
             transfer.easy = nil
             pool.give(easy)
@@ -269,6 +291,7 @@ final class CurlDriver: @unchecked Sendable {
 
     /// Takes a running transfer's handle out of the multi handle and back to the pool.
     private func detach(_ transfer: CurlTransfer) {
+        leaveRamp(transfer)
         guard let easy = transfer.easy else { return }
         curl_multi_remove_handle(multi, easy.raw)
         transfer.easy = nil
@@ -280,6 +303,27 @@ final class CurlDriver: @unchecked Sendable {
             last.activeIndex = index
         }
         transfer.activeIndex = -1
+    }
+
+    // MARK: Connection ramp (HTTP/2 transfers; called from curl's callbacks too)
+
+    private func leaveRamp(_ transfer: CurlTransfer) {
+        guard let origin = transfer.rampOrigin else { return }
+        ramp.ended(transfer, origin: origin, seat: &transfer.seat)
+    }
+
+    func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) {
+        guard let origin = transfer.rampOrigin else { return }
+        ramp.socketOpened(fd, origin: origin, seat: &transfer.seat)
+    }
+
+    func requestGoingOut(_ transfer: CurlTransfer, localPort: Int32) {
+        guard let origin = transfer.rampOrigin else { return }
+        ramp.requestGoingOut(localPort: localPort, origin: origin, seat: &transfer.seat)
+    }
+
+    func socketClosed(_ fd: curl_socket_t) {
+        ramp.socketClosed(fd)
     }
 
     /// Sends what this pass produced: one hop per event loop.

@@ -49,6 +49,9 @@ final class CurlTransfer: @unchecked Sendable {
     private var headSeen = false
     private var pending = Delivery()
     private var bytesReceived = 0
+    /// `https://host:port` of an HTTP/2 transfer, whose connection the ramp finds (`ConnectionRamp`).
+    var rampOrigin: String?
+    var seat = ConnectionRamp<CurlTransfer>.Seat.none
     /// When the request first went out (HTTP/1.1 transfers only: see `maySend`).
     private var firstSentAt: NIODeadline?
     /// Set when libcurl's own second send was refused (`maySend`): how long after the request
@@ -153,11 +156,16 @@ final class CurlTransfer: @unchecked Sendable {
         set(tc_easy_setopt_string(h, CURLOPT_PROTOCOLS_STR, "http,https"))
         set(tc_easy_setopt_long(
             h, CURLOPT_HTTP_VERSION, http2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1)))
-        if http2 && url.utf8.starts(with: "https:".utf8) {
-            // (No pre-request callback here: on HTTP/2 libcurl sends a call again only when a GOAWAY
-            // refused its stream, which is always safe.)
+        if rampOrigin != nil {
             // Join a connection still negotiating HTTP/2 rather than open another.
             set(tc_easy_setopt_long(h, CURLOPT_PIPEWAIT, 1))
+            // Where the call's connection comes from and goes (`ConnectionRamp`).
+            set(tc_easy_setopt_sockopt_callback(h, CURLOPT_SOCKOPTFUNCTION, curlSocketOpenedCallback))
+            set(tc_easy_setopt_pointer(h, CURLOPT_SOCKOPTDATA, me))
+            set(tc_easy_setopt_closesocket_callback(h, CURLOPT_CLOSESOCKETFUNCTION, curlSocketClosedCallback))
+            set(tc_easy_setopt_pointer(h, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(driver).toOpaque()))
+            set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
+            set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         } else {
             // HTTP/1.1: libcurl sends a call whose reused connection ended without an answer
             // again by itself (on another pooled connection, or a new one), however long the
@@ -229,10 +237,16 @@ final class CurlTransfer: @unchecked Sendable {
         driver.markDirty(self)
     }
 
-    /// Whether curl may send the request now: always the first time; a second time (libcurl's
-    /// own re-send after the connection ended without an answer) only within the stale window
-    /// of the first send.
-    func maySend() -> Bool {
+    /// Whether curl may send the request now (its pre-request callback). HTTP/2: always, and the
+    /// ramp learns which connection it rides. HTTP/1.1: always the first time; a second time
+    /// (libcurl's own re-send after the connection ended without an answer) only within the stale
+    /// window of the first send.
+    func maySend(localPort: Int32) -> Bool {
+        guard rampOrigin == nil else {
+            driver.requestGoingOut(self, localPort: localPort)
+            // On HTTP/2 libcurl sends a call again only when a GOAWAY refused its stream: always safe.
+            return true
+        }
         let now = NIODeadline.now()
         guard let firstSentAt else {
             firstSentAt = now

@@ -55,6 +55,9 @@ public struct UpstreamConfiguration: Sendable {
     public var connectionCacheSize: Int
     /// Easy handles kept for reuse after a transfer (`curl_easy_reset`).
     public var easyHandlePoolSize: Int
+    /// `CURLMOPT_MAX_CONCURRENT_STREAMS`: HTTP/2 streams on one connection at most (fewer if the
+    /// provider says so); libcurl's default.
+    public var streamsPerConnection: Int
     /// Negotiate HTTP/2 over TLS (ALPN) and multiplex streams on one connection.
     public var http2: Bool
 
@@ -63,8 +66,10 @@ public struct UpstreamConfiguration: Sendable {
         maxTotalConnections: Int = 0,
         connectionCacheSize: Int = 256,
         easyHandlePoolSize: Int = 64,
+        streamsPerConnection: Int = 100,
         http2: Bool = true
     ) {
+        self.streamsPerConnection = streamsPerConnection
         self.maxHostConnections = maxHostConnections
         self.maxTotalConnections = maxTotalConnections
         self.connectionCacheSize = connectionCacheSize

@@ -91,30 +91,62 @@ struct DeliveryStateMachine {
 struct CurlTransferStateMachine {
     enum Phase: Equatable {
         case created
+        /// Waiting for a connection being opened (`ConnectionRamp`): not in curl yet.
+        case held(paused: Bool)
         case running(paused: Bool)
         case finished
     }
 
     private(set) var phase = Phase.created
 
-    /// The easy handle was added to the multi handle.
-    mutating func added() {
-        precondition(phase == .created, "transfer added twice")
-        phase = .running(paused: false)
+    /// The transfer waits before joining the multi handle.
+    mutating func hold() {
+        precondition(phase == .created, "transfer held twice")
+        phase = .held(paused: false)
+    }
+
+    /// The easy handle was added to the multi handle. Returns whether to pause it at once
+    /// (`curl_easy_pause(h, CURLPAUSE_RECV)`): its owner paused it while it was held.
+    @discardableResult
+    mutating func added() -> Bool {
+        switch phase {
+        case .created:
+            phase = .running(paused: false)
+            return false
+        case .held(let paused):
+            phase = .running(paused: paused)
+            return paused
+        case .running, .finished:
+            preconditionFailure("transfer added twice")
+        }
     }
 
     /// Returns whether to call `curl_easy_pause(h, CURLPAUSE_RECV)`.
     mutating func pause() -> Bool {
-        guard case .running(false) = phase else { return false }
-        phase = .running(paused: true)
-        return true
+        switch phase {
+        case .running(false):
+            phase = .running(paused: true)
+            return true
+        case .held:
+            phase = .held(paused: true)
+            return false
+        default:
+            return false
+        }
     }
 
     /// Returns whether to call `curl_easy_pause(h, CURLPAUSE_CONT)`.
     mutating func resume() -> Bool {
-        guard case .running(true) = phase else { return false }
-        phase = .running(paused: false)
-        return true
+        switch phase {
+        case .running(true):
+            phase = .running(paused: false)
+            return true
+        case .held:
+            phase = .held(paused: false)
+            return false
+        default:
+            return false
+        }
     }
 
     /// Returns whether to remove the handle and report `.cancelled`
@@ -127,8 +159,8 @@ struct CurlTransferStateMachine {
 
     private mutating func finish() -> Bool {
         switch phase {
-        case .created:
-            // Never added (setup failed or shutdown first): still owes an end.
+        case .created, .held:
+            // Never added (setup failed, shutdown first, or cancelled while held): still owes an end.
             phase = .finished
             return true
         case .running:

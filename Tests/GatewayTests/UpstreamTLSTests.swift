@@ -56,6 +56,27 @@ struct UpstreamTLSTests {
         #expect(h.fake.connectionCount == 1)
     }
 
+    @Test("250 calls held at once ride 3 HTTP/2 connections of 100 streams, not one connection per call past the first 100")
+    func heldCallsFillConnections() async throws {
+        // Each call is held 3 s at the provider, so all are in flight together.
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+                                 providerOptions: "ca_file: fake-ca.pem", fakeTLS: try FakeTLS.generate())
+        defer { h.shutdown() }
+        let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<250 {
+                group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "held\(i)").status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 250, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
+        // FakeLLM allows 100 streams per connection. libcurl 7.88 alone opened one connection per
+        // call past the first 100 while the second was being opened: 151 here.
+        #expect(h.fake.connectionCount == 3)
+        #expect(h.fake.requestCount == 250)
+        #expect(try h.row("held0")?.status == 200 && h.row("held249")?.status == 200)
+    }
+
     @Test("a ca_file bundle made with cat of PEM files without a final newline verifies (OpenSSL alone refused it)")
     func catBundleVerifies() async throws {
         let tls = try FakeTLS.generate()

@@ -89,6 +89,22 @@ private struct Failure: Error, Equatable {
         #expect(b == [true, false])
     }
 
+    @Test("a transfer held for a connection remembers a pause, applies it when added, and can be cancelled")
+    func heldTransfer() {
+        var m = CurlTransferStateMachine()
+        m.hold()
+        let whileHeld = [m.pause(), m.resume(), m.pause()]
+        let pauseWhenAdded = m.added()
+        #expect(whileHeld == [false, false, false])
+        #expect(pauseWhenAdded)
+        #expect(m.phase == .running(paused: true))
+
+        var cancelled = CurlTransferStateMachine()
+        cancelled.hold()
+        let answers = [cancelled.cancel(), cancelled.completed()]
+        #expect(answers == [true, false])
+    }
+
     @Test func setupFailureBeforeAddStillFinishes() {
         var m = CurlTransferStateMachine()
         let first = m.completed()
