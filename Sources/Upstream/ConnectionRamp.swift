@@ -51,7 +51,8 @@ struct ConnectionRamp<Call: AnyObject> {
     }
 
     private struct Connection {
-        enum State { case opening, ready, abandoned }
+        /// `draining`: a GOAWAY came (its calls are being sent again elsewhere): no room on it.
+        enum State { case opening, ready, draining, abandoned }
         let origin: String
         var state = State.opening
         var localPort: Int32 = 0
@@ -118,21 +119,26 @@ struct ConnectionRamp<Call: AnyObject> {
         return calls
     }
 
-    /// Curl made socket `fd` for a connection the call needs.
-    mutating func socketOpened(_ fd: Int32, origin: String, seat: inout Seat) {
+    /// Curl made socket `fd` for a connection the call needs. Returns false to refuse it: a call
+    /// already sent (libcurl sending it again by itself, after a GOAWAY refused its stream) may
+    /// open a connection only when none to its origin is being opened. When a busy provider
+    /// drains, its refused calls would otherwise open one connection each, at once; refused
+    /// here, they fail before reaching it and the gateway sends them again through the ramp.
+    mutating func socketOpened(_ fd: Int32, origin: String, seat: inout Seat) -> Bool {
         switch seat {
         case .opening(let id):
             // The other address family of the same connection.
             connections[id]?.sockets += 1
             socketConnections[fd] = id
-            return
+            return true
         case .admitted(let opens):
             resolveAdmission(opens: opens, origin: origin)
         case .riding(let id):
-            // Sent again on a new connection (a GOAWAY refused its stream).
+            drain(id)
+            guard let state = origins[origin], state.opening == 0, !state.probing else { return false }
             leave(id)
         case .none, .waiting:
-            return
+            return true
         }
         let id = nextConnection
         nextConnection += 1
@@ -140,6 +146,7 @@ struct ConnectionRamp<Call: AnyObject> {
         socketConnections[fd] = id
         origins[origin, default: Origin()].opening += 1
         seat = .opening(id)
+        return true
     }
 
     /// The call's request goes out on the connection whose local port is `localPort` (curl's
@@ -171,7 +178,7 @@ struct ConnectionRamp<Call: AnyObject> {
             seat = .none  // a connection the ramp did not see opened: not counted
             return
         }
-        connections[on]!.streams += 1
+        connections[on]!.streams += 1  // (never a draining one: see the guard)
         origins[origin, default: Origin()].freeStreams -= 1
         seat = .riding(on)
     }
@@ -209,6 +216,8 @@ struct ConnectionRamp<Call: AnyObject> {
         case .ready:
             origins[connection.origin]?.freeStreams -= max(0, streamsPerConnection - connection.streams)
             origins[connection.origin]?.connectionsByPort[connection.localPort] = nil
+        case .draining:
+            origins[connection.origin]?.connectionsByPort[connection.localPort] = nil
         case .abandoned: break
         }
     }
@@ -239,10 +248,18 @@ struct ConnectionRamp<Call: AnyObject> {
     }
 
     private mutating func leave(_ id: ConnectionID) {
-        guard var connection = connections[id], connection.state == .ready else { return }
+        guard var connection = connections[id], connection.state == .ready || connection.state == .draining else { return }
         connection.streams -= 1
         connections[id] = connection
-        if connection.streams < streamsPerConnection { origins[connection.origin]?.freeStreams += 1 }
+        if connection.state == .ready { origins[connection.origin]?.freeStreams += 1 }
+    }
+
+    /// A call riding the connection is sent again elsewhere: a GOAWAY came, no call joins it now.
+    private mutating func drain(_ id: ConnectionID) {
+        guard var connection = connections[id], connection.state == .ready else { return }
+        connection.state = .draining
+        connections[id] = connection
+        origins[connection.origin]?.freeStreams -= max(0, streamsPerConnection - connection.streams)
     }
 
     /// Its opener ended, or went elsewhere, before the connection was ready: libcurl closes it.

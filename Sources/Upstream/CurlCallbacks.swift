@@ -37,12 +37,11 @@ let curlPrerequestCallback: curl_prereq_callback = { clientp, _, _, _, localPort
 }
 
 /// CURLOPT_SOCKOPTFUNCTION (HTTP/2 transfers): curl made a socket for a new connection the
-/// transfer needs (`ConnectionRamp`).
+/// transfer needs (`ConnectionRamp`), which may refuse it (the transfer then fails).
 let curlSocketOpenedCallback: curl_sockopt_callback = { clientp, fd, purpose in
     guard let clientp, purpose == CURLSOCKTYPE_IPCXN else { return CURL_SOCKOPT_OK }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
-    transfer.driver.socketOpened(fd, by: transfer)
-    return CURL_SOCKOPT_OK
+    return transfer.driver.socketOpened(fd, by: transfer) ? CURL_SOCKOPT_OK : CURL_SOCKOPT_ERROR
 }
 
 /// CURLOPT_CLOSESOCKETFUNCTION (HTTP/2 transfers): curl is done with a connection's socket. The

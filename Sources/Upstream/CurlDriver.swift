@@ -312,9 +312,13 @@ final class CurlDriver: @unchecked Sendable {
         ramp.ended(transfer, origin: origin, seat: &transfer.seat)
     }
 
-    func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) {
-        guard let origin = transfer.rampOrigin else { return }
-        ramp.socketOpened(fd, origin: origin, seat: &transfer.seat)
+    func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) -> Bool {
+        guard let origin = transfer.rampOrigin else { return true }
+        guard ramp.socketOpened(fd, origin: origin, seat: &transfer.seat) else {
+            transfer.refusedStreamResendHeld = true
+            return false
+        }
+        return true
     }
 
     func requestGoingOut(_ transfer: CurlTransfer, localPort: Int32) {

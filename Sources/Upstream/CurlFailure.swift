@@ -17,6 +17,9 @@ struct CurlFailure {
     /// ended with no answer) this long after the request went out, past the stale window, and
     /// was stopped; its code then says nothing about the provider.
     var resendRefusedAfterMicros: Int64?
+    /// HTTP/2: a GOAWAY refused the call's stream, and libcurl's own second send was stopped
+    /// before it opened a connection of its own (`ConnectionRamp`): the gateway sends it again.
+    var refusedStreamResendHeld = false
 
     /// How long after the request went out the end of its connection still reads as the
     /// provider closing an idle connection as the request crossed it: that close reaches us

@@ -52,6 +52,8 @@ final class CurlTransfer: @unchecked Sendable {
     /// `https://host:port` of an HTTP/2 transfer, whose connection the ramp finds (`ConnectionRamp`).
     var rampOrigin: String?
     var seat = ConnectionRamp<CurlTransfer>.Seat.none
+    /// The ramp refused the connection libcurl's own second send of this call would have opened.
+    var refusedStreamResendHeld = false
     /// When the request first went out (HTTP/1.1 transfers only: see `maySend`).
     private var firstSentAt: NIODeadline?
     /// Set when libcurl's own second send was refused (`maySend`): how long after the request
@@ -269,7 +271,8 @@ final class CurlTransfer: @unchecked Sendable {
         return CurlRuntime.error(CurlFailure(
             code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
             answerStarted: headSeen || headerBytes > 0,  // body bytes set headSeen (synthesizeHead)
-            waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros))
+            waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros,
+            refusedStreamResendHeld: refusedStreamResendHeld))
     }
 
     /// Reads the timing of the finished transfer (before its handle is reset).

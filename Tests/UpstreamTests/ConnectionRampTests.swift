@@ -25,7 +25,8 @@ import Testing
         }
     }
 
-    mutating func opens(_ call: Call, socket: Int32) { ramp.socketOpened(socket, origin: Self.origin, seat: &call.seat) }
+    @discardableResult
+    mutating func opens(_ call: Call, socket: Int32) -> Bool { ramp.socketOpened(socket, origin: Self.origin, seat: &call.seat) }
     mutating func goesOut(_ call: Call, port: Int32) { ramp.requestGoingOut(localPort: port, origin: Self.origin, seat: &call.seat) }
     mutating func ends(_ call: Call) { ramp.ended(call, origin: Self.origin, seat: &call.seat) }
     var counts: (free: Int, opening: Int, waiting: Int, connections: Int) { ramp.counts(Self.origin) }
@@ -143,17 +144,48 @@ import Testing
         #expect(counts.connections == 0 && counts.free == 0)
     }
 
-    @Test("a call sent again on a new connection (GOAWAY) leaves its old one")
+    @Test("a call sent again on a new connection (GOAWAY) leaves its old one, which takes no more calls")
     mutating func sentAgainElsewhere() {
         let a = Call("a")
         #expect(arrive([a]) == ["a"])
         opens(a, socket: 7)
         goesOut(a, port: 40_000)
         #expect(counts.free == 3)
+        // Its old connection is draining: no call may join it any more.
         opens(a, socket: 9)
-        #expect(counts.free == 4 && counts.opening == 1)
+        #expect(counts.free == 0 && counts.opening == 1)
         goesOut(a, port: 40_001)
-        #expect(counts.free == 7 && counts.connections == 2)
+        #expect(counts.free == 3)
+        let b = Call("b")
+        #expect(arrive([b]) == ["b"])
+        goesOut(b, port: 40_000)  // had libcurl put it on the draining one, it is not counted there
+        #expect(b.seat == .none && counts.free == 3)
+    }
+
+    @Test("a drain refusing many calls: libcurl's second send of the first opens one connection, the others are refused and wait for it when sent again")
+    mutating func drainOpensOneConnection() {
+        let calls = (0..<3).map { Call("c\($0)") }
+        #expect(arrive([calls[0]]) == ["c0"])
+        opens(calls[0], socket: 7)
+        goesOut(calls[0], port: 40_000)
+        #expect(release() == [])
+        #expect(arrive([calls[1], calls[2]]) == ["c1", "c2"])
+        goesOut(calls[1], port: 40_000)
+        goesOut(calls[2], port: 40_000)
+        // GOAWAY: libcurl sends all three again, each wanting a connection of its own.
+        #expect(opens(calls[0], socket: 8))
+        #expect(!opens(calls[1], socket: 9))
+        #expect(!opens(calls[2], socket: 10))
+        #expect(counts.opening == 1)
+        // The refused two fail; the gateway sends them again as new calls, which wait.
+        ends(calls[1])
+        ends(calls[2])
+        let again = [Call("c1'"), Call("c2'")]
+        #expect(arrive(again) == [])
+        ramp.socketClosed(7)  // the drained connection
+        goesOut(calls[0], port: 40_001)
+        #expect(release() == ["c1'", "c2'"])
+        #expect(counts.connections == 1)
     }
 
     @Test("a call on a connection the ramp never saw opened is not counted")

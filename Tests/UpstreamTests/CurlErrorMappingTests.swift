@@ -68,6 +68,15 @@ struct CurlErrorMappingTests {
             message: "the connection closed without an answer 1.5 s after the call went out; not sent again, as the provider may have worked on it"))
     }
 
+    @Test("HTTP/2: libcurl's own second send of a refused stream, stopped before it opened a connection, is stale whatever curl's code")
+    func heldResendIsStale() {
+        for code in [CURLE_ABORTED_BY_CALLBACK, CURLE_COULDNT_CONNECT] {
+            let error = CurlRuntime.error(CurlFailure(code: code, detail: nil, reusedConnection: false,
+                                                      waitedMicros: 2_000_000, refusedStreamResendHeld: true))
+            #expect(error == .staleConnection("the provider refused the call's stream (GOAWAY) before reading it"), "\(code)")
+        }
+    }
+
     @Test("a stream the server reset, or curl giving up its own resends, is not stale")
     func resetStreamsAreNotStale() {
         #expect(!Self.isStale(Self.map(CURLE_HTTP2_STREAM, "HTTP/2 stream 3 was not closed cleanly: CANCEL (err 8)")))
