@@ -13,8 +13,15 @@ import NIOCore
 /// socket callbacks and from where each call's request goes out) and lets a call go to curl
 /// when a free stream is left for it, or when none is and no connection is being opened (the
 /// call will open one). Other calls wait, first come first served, until a connection is ready
-/// or a stream frees up. A call waits at most as long as the handshake of the connection it
-/// will ride, which it would otherwise have waited for on a connection of its own.
+/// or a stream frees up. When the connection being opened fails, every waiting call goes to
+/// curl at once (as without the ramp): a provider that does not answer handshakes costs a call
+/// one connect timeout, not one per call ahead of it. The driver counts the wait against the
+/// call's total timeout.
+///
+/// The counts are a model of libcurl's pool: where they are wrong, they err towards letting
+/// calls go (curl's own behaviour). A call let go into a free stream that opens a connection
+/// anyway (a provider allowing fewer streams, a GOAWAY the ramp did not see) marks the origin's
+/// connections full until streams free up.
 ///
 /// Pure: the curl driver feeds it curl's events and adds the calls it lets go. What a call holds
 /// (`Seat`) lives with the call.
@@ -23,7 +30,7 @@ struct ConnectionRamp<Call: AnyObject> {
 
     /// Where one call stands.
     enum Seat: Equatable {
-        /// Not on the ramp (not HTTP/2, or ended).
+        /// Not counted (not HTTP/2, ended, or let go when a connection failed).
         case none
         case waiting
         /// Handed to curl, not yet on a connection; `opens`: expected to open one.
@@ -34,11 +41,16 @@ struct ConnectionRamp<Call: AnyObject> {
         case riding(ConnectionID)
     }
 
+    /// How a pre-request callback names the connection a request goes out on: libcurl 7.88 has
+    /// no connection id for it (and `CURLINFO_ACTIVESOCKET` tells the previous transfer's).
+    struct Address: Hashable {
+        var remoteIP: String
+        var localIP: String
+        var localPort: Int32
+    }
+
     private struct Origin {
-        /// Its ready connections by local port (how a call's pre-request callback names its
-        /// connection: libcurl 7.88 has no connection id for it, and `CURLINFO_ACTIVESOCKET`
-        /// tells the previous transfer's).
-        var connectionsByPort: [Int32: ConnectionID] = [:]
+        var connectionsByAddress: [Address: ConnectionID] = [:]
         /// Streams the ready connections have room for.
         var freeStreams = 0
         /// Calls admitted into free streams, not yet on one.
@@ -47,7 +59,13 @@ struct ConnectionRamp<Call: AnyObject> {
         var probing = false
         /// Connections being opened.
         var opening = 0
+        /// A connection failed while being opened: let every waiting call go.
+        var flushing = false
         var waiting = CircularBuffer<Call>()
+        /// Calls in `waiting` that gave up (taken out lazily: a cancel costs no search).
+        var withdrawn: Set<ObjectIdentifier> = []
+
+        var waitingCount: Int { waiting.count - withdrawn.count }
     }
 
     private struct Connection {
@@ -55,67 +73,67 @@ struct ConnectionRamp<Call: AnyObject> {
         enum State { case opening, ready, draining, abandoned }
         let origin: String
         var state = State.opening
-        var localPort: Int32 = 0
+        var address: Address?
         var streams = 0
-        /// Sockets curl opened for it (two while happy eyeballs tries both address families).
+        /// Sockets curl opened for it and has not closed (happy eyeballs tries several addresses).
         var sockets = 1
     }
 
-    /// `CURLMOPT_MAX_CONCURRENT_STREAMS`: the streams libcurl puts on one connection. A provider
-    /// allowing fewer makes the calls past its limit open connections of their own (counted as
-    /// such: they are seen opening them).
+    /// `CURLMOPT_MAX_CONCURRENT_STREAMS`: the streams libcurl puts on one connection at most.
     let streamsPerConnection: Int
     private var origins: [String: Origin] = [:]
     private var connections: [ConnectionID: Connection] = [:]
     private var socketConnections: [Int32: ConnectionID] = [:]
     private var nextConnection: ConnectionID = 0
+    private var waitingCalls = 0
 
     init(streamsPerConnection: Int) {
         self.streamsPerConnection = max(1, streamsPerConnection)
     }
 
-    /// The origin (`https://host:port`) whose calls ride the ramp, or nil: only HTTPS URLs,
-    /// where HTTP/2 is negotiated.
+    /// What the ramp counts a call's connections under (`https://host[:port]`, host in lower case,
+    /// no `:443`), or nil: only HTTPS URLs, where HTTP/2 is negotiated. Not the CA list: libcurl
+    /// shares a connection between providers of one origin whose `ca_file`s hold the same
+    /// certificates (their lists are separate arrays); two with different lists at one origin
+    /// (rare) may make a call wait for a handshake it then cannot use.
     static func origin(of url: String) -> String? {
         let utf8 = url.utf8
         guard utf8.count > 8, utf8.starts(with: "https://".utf8) else { return nil }
         let authority = utf8.index(utf8.startIndex, offsetBy: 8)
         let end = utf8[authority...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) ?? utf8.endIndex
-        return String(url[..<end])
+        var origin = String(url[..<end]).lowercased()
+        if origin.hasSuffix(":443") { origin.removeLast(4) }
+        return origin
     }
 
     /// A call to `origin` starts: whether it goes to curl now (else it waits for `release`).
     mutating func arrive(_ call: Call, origin: String, seat: inout Seat) -> Bool {
-        var state = origins[origin] ?? Origin()
-        defer { origins[origin] = state }
-        if state.waiting.isEmpty, let admission = Self.admission(&state) {
-            seat = admission
-            return true
-        }
-        state.waiting.append(call)
-        seat = .waiting
-        return false
+        let admission = Self.arrive(call, &origins[origin, default: Origin()])
+        seat = admission ?? .waiting
+        if admission == nil { waitingCalls += 1 }
+        return admission != nil
     }
 
     /// Waiting calls that may go to curl now, with their seats.
     mutating func release() -> [(Call, Seat)] {
+        guard waitingCalls > 0 else { return [] }
         var released: [(Call, Seat)] = []
-        for (origin, var state) in origins where !state.waiting.isEmpty {
-            while !state.waiting.isEmpty, let admission = Self.admission(&state) {
-                released.append((state.waiting.removeFirst(), admission))
-            }
-            origins[origin] = state
+        for origin in origins.compactMap({ $0.value.waitingCount > 0 ? $0.key : nil }) {
+            Self.release(&origins[origin]!, into: &released)
         }
+        waitingCalls -= released.count
         return released
     }
 
     /// Takes every waiting call off the ramp (shutdown).
     mutating func takeAllWaiting() -> [Call] {
         var calls: [Call] = []
-        for origin in origins.keys {
-            calls.append(contentsOf: origins[origin]!.waiting)
+        for origin in Array(origins.keys) {
+            calls.append(contentsOf: origins[origin]!.waiting.filter { !origins[origin]!.withdrawn.contains(ObjectIdentifier($0)) })
             origins[origin]!.waiting.removeAll()
+            origins[origin]!.withdrawn.removeAll()
         }
+        waitingCalls = 0
         return calls
     }
 
@@ -127,16 +145,17 @@ struct ConnectionRamp<Call: AnyObject> {
     mutating func socketOpened(_ fd: Int32, origin: String, seat: inout Seat) -> Bool {
         switch seat {
         case .opening(let id):
-            // The other address family of the same connection.
+            // Another address of the same connection (happy eyeballs).
             connections[id]?.sockets += 1
             socketConnections[fd] = id
             return true
         case .admitted(let opens):
             resolveAdmission(opens: opens, origin: origin)
+            if !opens { assumeFull(origin) }
         case .riding(let id):
             drain(id)
             guard let state = origins[origin], state.opening == 0, !state.probing else { return false }
-            leave(id)
+            setStreams(id, (connections[id]?.streams ?? 1) - 1)
         case .none, .waiting:
             return true
         }
@@ -149,53 +168,51 @@ struct ConnectionRamp<Call: AnyObject> {
         return true
     }
 
-    /// The call's request goes out on the connection whose local port is `localPort` (curl's
-    /// pre-request callback).
-    mutating func requestGoingOut(localPort: Int32, origin: String, seat: inout Seat) {
-        let on = origins[origin]?.connectionsByPort[localPort]
+    /// The call's request goes out on the connection at `address` (curl's pre-request callback).
+    mutating func requestGoingOut(on address: Address, origin: String, seat: inout Seat) {
+        let on = origins[origin]?.connectionsByAddress[address]
         switch seat {
         case .opening(let id) where on == nil && connections[id]?.state == .opening:
             // The connection it opened is ready, and carries it.
             connections[id]!.state = .ready
-            connections[id]!.streams = 1
-            connections[id]!.localPort = localPort
-            origins[origin, default: Origin()].connectionsByPort[localPort] = id
+            connections[id]!.address = address
+            origins[origin, default: Origin()].connectionsByAddress[address] = id
             origins[origin, default: Origin()].opening -= 1
-            origins[origin, default: Origin()].freeStreams += streamsPerConnection - 1
+            origins[origin, default: Origin()].freeStreams += streamsPerConnection
+            setStreams(id, 1)
             seat = .riding(id)
             return
         case .opening(let id):
-            abandon(id)
+            abandon(id, failed: false)
         case .admitted(let opens):
             resolveAdmission(opens: opens, origin: origin)
         case .riding(let id):
             if id == on { return }
-            leave(id)
+            setStreams(id, (connections[id]?.streams ?? 1) - 1)
         case .none, .waiting:
             return
         }
-        guard let on, connections[on]?.state == .ready else {
-            seat = .none  // a connection the ramp did not see opened: not counted
+        guard let on, let connection = connections[on], connection.state == .ready else {
+            seat = .none  // a connection the ramp did not see opened, or a draining one: not counted
             return
         }
-        connections[on]!.streams += 1  // (never a draining one: see the guard)
-        origins[origin, default: Origin()].freeStreams -= 1
+        setStreams(on, connection.streams + 1)
         seat = .riding(on)
     }
 
-    /// The call ended (done, failed or cancelled), wherever it stood.
-    mutating func ended(_ call: Call, origin: String, seat: inout Seat) {
+    /// The call ended (done, failed or cancelled), wherever it stood. `failed`: it failed (not
+    /// cancelled) before its connection was ready.
+    mutating func ended(_ call: Call, origin: String, seat: inout Seat, failed: Bool = false) {
         switch seat {
         case .waiting:
-            if let i = origins[origin]?.waiting.firstIndex(where: { $0 === call }) {
-                origins[origin]!.waiting.remove(at: i)
-            }
+            origins[origin]?.withdrawn.insert(ObjectIdentifier(call))
+            waitingCalls -= 1
         case .admitted(let opens):
             resolveAdmission(opens: opens, origin: origin)
         case .opening(let id):
-            abandon(id)
+            abandon(id, failed: failed)
         case .riding(let id):
-            leave(id)
+            setStreams(id, (connections[id]?.streams ?? 1) - 1)
         case .none:
             break
         }
@@ -206,30 +223,42 @@ struct ConnectionRamp<Call: AnyObject> {
     mutating func socketClosed(_ fd: Int32) {
         guard let id = socketConnections.removeValue(forKey: fd), var connection = connections[id] else { return }
         connection.sockets -= 1
-        guard connection.sockets == 0 else {
+        // Still being opened: curl may try the next address; its opener says how it ends.
+        guard connection.sockets == 0, connection.state != .opening else {
             connections[id] = connection
             return
         }
+        setStreams(id, streamsPerConnection)  // no room left on it
         connections[id] = nil
-        switch connection.state {
-        case .opening: origins[connection.origin]?.opening -= 1
-        case .ready:
-            origins[connection.origin]?.freeStreams -= max(0, streamsPerConnection - connection.streams)
-            origins[connection.origin]?.connectionsByPort[connection.localPort] = nil
-        case .draining:
-            origins[connection.origin]?.connectionsByPort[connection.localPort] = nil
-        case .abandoned: break
-        }
+        if let address = connection.address { origins[connection.origin]?.connectionsByAddress[address] = nil }
     }
 
     /// How `origin` stands, for tests.
     func counts(_ origin: String) -> (free: Int, opening: Int, waiting: Int, connections: Int) {
         let state = origins[origin] ?? Origin()
-        return (state.freeStreams, state.opening, state.waiting.count,
+        return (state.freeStreams, state.opening, state.waitingCount,
                 connections.values.filter { $0.origin == origin && $0.state != .abandoned }.count)
     }
 
-    // MARK: -
+    // MARK: - Admission
+
+    private static func arrive(_ call: Call, _ state: inout Origin) -> Seat? {
+        if state.waitingCount == 0, let admission = admission(&state) { return admission }
+        state.waiting.append(call)
+        return nil
+    }
+
+    private static func release(_ state: inout Origin, into released: inout [(Call, Seat)]) {
+        while let call = state.waiting.first {
+            if state.withdrawn.remove(ObjectIdentifier(call)) != nil {
+                state.waiting.removeFirst()
+                continue
+            }
+            guard let seat = state.flushing ? Seat.none : admission(&state) else { return }
+            released.append((state.waiting.removeFirst(), seat))
+        }
+        state.flushing = false
+    }
 
     /// The seat a call gets now, if any: a free stream not promised to another admitted call,
     /// or, with none, leave to open a connection when none is being opened or about to be.
@@ -240,6 +269,7 @@ struct ConnectionRamp<Call: AnyObject> {
         }
         guard state.opening == 0, !state.probing else { return nil }
         state.probing = true
+        state.flushing = false  // (a failure with nobody waiting)
         return .admitted(opens: true)
     }
 
@@ -247,26 +277,44 @@ struct ConnectionRamp<Call: AnyObject> {
         if opens { origins[origin]?.probing = false } else { origins[origin]?.admitted -= 1 }
     }
 
-    private mutating func leave(_ id: ConnectionID) {
-        guard var connection = connections[id], connection.state == .ready || connection.state == .draining else { return }
-        connection.streams -= 1
+    // MARK: - Connections
+
+    /// Sets a connection's stream count, keeping its origin's free streams the sum of the ready
+    /// connections' room (so no sequence of events can make them drift).
+    private mutating func setStreams(_ id: ConnectionID, _ streams: Int) {
+        guard var connection = connections[id] else { return }
+        if connection.state == .ready {
+            let cap = streamsPerConnection
+            origins[connection.origin]?.freeStreams += max(0, cap - streams) - max(0, cap - connection.streams)
+        }
+        connection.streams = streams
         connections[id] = connection
-        if connection.state == .ready { origins[connection.origin]?.freeStreams += 1 }
+    }
+
+    /// A call let go into a free stream opened a connection instead: the counts were ahead of
+    /// curl's pool (a provider allowing fewer streams, a GOAWAY unseen). Its connections count as
+    /// full until streams free up on them.
+    private mutating func assumeFull(_ origin: String) {
+        for (id, connection) in connections where connection.origin == origin && connection.state == .ready {
+            setStreams(id, max(connection.streams, streamsPerConnection))
+        }
     }
 
     /// A call riding the connection is sent again elsewhere: a GOAWAY came, no call joins it now.
     private mutating func drain(_ id: ConnectionID) {
-        guard var connection = connections[id], connection.state == .ready else { return }
-        connection.state = .draining
-        connections[id] = connection
-        origins[connection.origin]?.freeStreams -= max(0, streamsPerConnection - connection.streams)
+        guard let connection = connections[id], connection.state == .ready else { return }
+        setStreams(id, streamsPerConnection)
+        connections[id]!.streams = connection.streams
+        connections[id]!.state = .draining
     }
 
     /// Its opener ended, or went elsewhere, before the connection was ready: libcurl closes it.
-    private mutating func abandon(_ id: ConnectionID) {
+    /// If it failed, the calls waiting for it go to curl as they are.
+    private mutating func abandon(_ id: ConnectionID, failed: Bool) {
         guard var connection = connections[id], connection.state == .opening else { return }
-        connection.state = .abandoned
-        connections[id] = connection
         origins[connection.origin]?.opening -= 1
+        if failed { origins[connection.origin]?.flushing = true }
+        connection.state = .abandoned
+        connections[id] = connection.sockets == 0 ? nil : connection
     }
 }

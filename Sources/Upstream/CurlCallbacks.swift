@@ -30,10 +30,13 @@ let curlBodyCallback: curl_write_callback = { data, size, count, userdata in
 /// CURLOPT_PREREQFUNCTION: the request is about to be sent, on a new or a reused connection.
 /// HTTP/1.1: aborted when it would be libcurl's own second send of a call the provider may have
 /// worked on. HTTP/2: tells the connection ramp where the call went.
-let curlPrerequestCallback: curl_prereq_callback = { clientp, _, _, _, localPort in
+let curlPrerequestCallback: curl_prereq_callback = { clientp, remoteIP, localIP, _, localPort in
     guard let clientp else { return CURL_PREREQFUNC_OK }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(clientp).takeUnretainedValue()
-    return transfer.maySend(localPort: localPort) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
+    let sent = transfer.maySend { ConnectionRamp<CurlTransfer>.Address(
+        remoteIP: remoteIP.map { String(cString: $0) } ?? "", localIP: localIP.map { String(cString: $0) } ?? "",
+        localPort: localPort) }
+    return sent ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
 }
 
 /// CURLOPT_SOCKOPTFUNCTION (HTTP/2 transfers): curl made a socket for a new connection the

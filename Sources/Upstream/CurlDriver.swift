@@ -188,7 +188,10 @@ final class CurlDriver: @unchecked Sendable {
             check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
         }
         for transfer in running.reversed() { abort(transfer) }
-        for transfer in ramp.takeAllWaiting() { abort(transfer) }
+        for transfer in ramp.takeAllWaiting() {
+            transfer.seat = .none
+            abort(transfer)
+        }
         flush()
         pool.drain()
         curl_multi_cleanup(multi)
@@ -202,10 +205,12 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     private func begin(_ transfer: CurlTransfer) {
-        if configuration.http2 && transfer.http2, let origin = ConnectionRamp<CurlTransfer>.origin(of: transfer.url) {
+        if configuration.http2 && transfer.http2,
+           let origin = ConnectionRamp<CurlTransfer>.origin(of: transfer.url) {
             transfer.rampOrigin = origin
             guard ramp.arrive(transfer, origin: origin, seat: &transfer.seat) else {
                 transfer.curlState.hold()
+                transfer.heldSince = .now()
                 return
             }
         }
@@ -284,14 +289,15 @@ final class CurlDriver: @unchecked Sendable {
             } else {
                 result = .failure(transfer.error(code: code, easy: easy))
             }
-            detach(transfer)
+            detach(transfer, failed: code != CURLE_OK)
             transfer.finish(result)
         }
     }
 
-    /// Takes a running transfer's handle out of the multi handle and back to the pool.
-    private func detach(_ transfer: CurlTransfer) {
-        leaveRamp(transfer)
+    /// Takes a running transfer's handle out of the multi handle and back to the pool. `failed`:
+    /// curl ended it with an error (not a cancel).
+    private func detach(_ transfer: CurlTransfer, failed: Bool = false) {
+        leaveRamp(transfer, failed: failed)
         guard let easy = transfer.easy else { return }
         curl_multi_remove_handle(multi, easy.raw)
         transfer.easy = nil
@@ -307,9 +313,9 @@ final class CurlDriver: @unchecked Sendable {
 
     // MARK: Connection ramp (HTTP/2 transfers; called from curl's callbacks too)
 
-    private func leaveRamp(_ transfer: CurlTransfer) {
+    private func leaveRamp(_ transfer: CurlTransfer, failed: Bool = false) {
         guard let origin = transfer.rampOrigin else { return }
-        ramp.ended(transfer, origin: origin, seat: &transfer.seat)
+        ramp.ended(transfer, origin: origin, seat: &transfer.seat, failed: failed)
     }
 
     func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) -> Bool {
@@ -321,9 +327,9 @@ final class CurlDriver: @unchecked Sendable {
         return true
     }
 
-    func requestGoingOut(_ transfer: CurlTransfer, localPort: Int32) {
+    func requestGoingOut(_ transfer: CurlTransfer, on address: ConnectionRamp<CurlTransfer>.Address) {
         guard let origin = transfer.rampOrigin else { return }
-        ramp.requestGoingOut(localPort: localPort, origin: origin, seat: &transfer.seat)
+        ramp.requestGoingOut(on: address, origin: origin, seat: &transfer.seat)
     }
 
     func socketClosed(_ fd: curl_socket_t) {

@@ -52,6 +52,8 @@ final class CurlTransfer: @unchecked Sendable {
     /// `https://host:port` of an HTTP/2 transfer, whose connection the ramp finds (`ConnectionRamp`).
     var rampOrigin: String?
     var seat = ConnectionRamp<CurlTransfer>.Seat.none
+    /// When the ramp held it back (the wait counts against its total timeout).
+    var heldSince: NIODeadline?
     /// The ramp refused the connection libcurl's own second send of this call would have opened.
     var refusedStreamResendHeld = false
     /// When the request first went out (HTTP/1.1 transfers only: see `maySend`).
@@ -176,7 +178,10 @@ final class CurlTransfer: @unchecked Sendable {
             set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         }
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
-        if totalTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, totalTimeoutMs)) }
+        if totalTimeoutMs > 0 {
+            let heldMs = heldSince.map { Int((NIODeadline.now() - $0).nanoseconds / 1_000_000) } ?? 0
+            set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, max(1, totalTimeoutMs - heldMs)))
+        }
         set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
         if let certificateAuthoritiesPEM {
             // Copied by curl, which compares it when matching a pooled connection to this one.
@@ -243,9 +248,9 @@ final class CurlTransfer: @unchecked Sendable {
     /// ramp learns which connection it rides. HTTP/1.1: always the first time; a second time
     /// (libcurl's own re-send after the connection ended without an answer) only within the stale
     /// window of the first send.
-    func maySend(localPort: Int32) -> Bool {
+    func maySend(connection: () -> ConnectionRamp<CurlTransfer>.Address) -> Bool {
         guard rampOrigin == nil else {
-            driver.requestGoingOut(self, localPort: localPort)
+            driver.requestGoingOut(self, on: connection())
             // On HTTP/2 libcurl sends a call again only when a GOAWAY refused its stream: always safe.
             return true
         }

@@ -77,6 +77,58 @@ struct UpstreamTLSTests {
         #expect(try h.row("held0")?.status == 200 && h.row("held249")?.status == 200)
     }
 
+    /// (timeout_ms, bound): with 30 s, the waiting calls fail with their own connect timeout
+    /// (1 s) after the opener's (1 s); with 1.5 s, the wait counts against it (1.5 s in all).
+    @Test("a provider that stops answering handshakes while its connection is full: the calls waiting for the next connection fail after one connect timeout, not one after another; the wait counts against timeout_ms",
+          arguments: [(30_000, 3_500), (1_500, 1_900)])
+    func stalledHandshake(timeoutMs: Int, boundMs: Int) async throws {
+        let tls = try FakeTLS.generate()
+        let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
+        let gate = try HandshakeGate(targetPort: fake.port)
+        defer { gate.shutdown() }
+        let h = try ProxyHarness(providersYAML: """
+            providers:
+              openai: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
+                        connect_timeout_ms: 1000, timeout_ms: \(timeoutMs), headers: { "x-fake-first-byte-delay-ms": "5000" } }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """, fakeTLS: tls)
+        defer { h.shutdown() }
+        let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        // 100 calls fill the one connection (FakeLLM allows 100 streams) for 5 s.
+        let full = Task {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<100 {
+                    group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "full\(i)").status }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+        }
+        while fake.requestCount < 100 { try await Task.sleep(for: .milliseconds(20)) }
+        gate.stopAnswering()
+        // 6 more: one opens a connection whose handshake never ends; the others wait for it.
+        let started = ContinuousClock.now
+        let late = try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
+            for i in 0..<6 {
+                group.addTask {
+                    let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "late\(i)")
+                    return (r.status, ContinuousClock.now - started)
+                }
+            }
+            return try await group.reduce(into: [(Int, Duration)]()) { $0.append($1) }
+        }
+        #expect(late.count == 6)
+        for (status, took) in late {
+            #expect(status == 504)
+            // One connect timeout for the opener, then one for the calls that waited for it
+            // (all at once). Before this was fixed, the k-th waiting call took k timeouts.
+            #expect(took < .milliseconds(boundMs), "\(took)")
+        }
+        // (With 1.5 s the first 100 time out too: only the late ones are looked at.)
+        _ = try await full.value
+        try await fake.shutdownGracefully()
+    }
+
     @Test("a ca_file bundle made with cat of PEM files without a final newline verifies (OpenSSL alone refused it)")
     func catBundleVerifies() async throws {
         let tls = try FakeTLS.generate()

@@ -27,8 +27,10 @@ import Testing
 
     @discardableResult
     mutating func opens(_ call: Call, socket: Int32) -> Bool { ramp.socketOpened(socket, origin: Self.origin, seat: &call.seat) }
-    mutating func goesOut(_ call: Call, port: Int32) { ramp.requestGoingOut(localPort: port, origin: Self.origin, seat: &call.seat) }
-    mutating func ends(_ call: Call) { ramp.ended(call, origin: Self.origin, seat: &call.seat) }
+    mutating func goesOut(_ call: Call, port: Int32, remote: String = "10.0.0.1") {
+        ramp.requestGoingOut(on: .init(remoteIP: remote, localIP: "10.0.0.2", localPort: port), origin: Self.origin, seat: &call.seat)
+    }
+    mutating func ends(_ call: Call, failed: Bool = false) { ramp.ended(call, origin: Self.origin, seat: &call.seat, failed: failed) }
     var counts: (free: Int, opening: Int, waiting: Int, connections: Int) { ramp.counts(Self.origin) }
 
     @Test("the origin of an HTTPS URL; none for cleartext")
@@ -38,6 +40,8 @@ import Testing
         #expect(ConnectionRamp<Call>.origin(of: "https://host?x=1") == "https://host")
         #expect(ConnectionRamp<Call>.origin(of: "https://host") == "https://host")
         #expect(ConnectionRamp<Call>.origin(of: "http://127.0.0.1:8080/v1") == nil)
+        // As libcurl matches connections: the host in any case, the default port said or not.
+        #expect(ConnectionRamp<Call>.origin(of: "https://API.OpenAI.com:443/v1") == "https://api.openai.com")
     }
 
     @Test("calls wait while the first connection is opened, then fill it; the one past its room opens the next")
@@ -85,18 +89,44 @@ import Testing
         #expect(release() == ["b", "c"])
     }
 
-    @Test("an opener that fails before its connection is ready lets the next waiting call open one")
+    @Test("a connection that fails while being opened lets every waiting call go at once, uncounted: none waits behind handshake after handshake")
     mutating func failedOpener() {
         let a = Call("a"), b = Call("b"), c = Call("c")
         #expect(arrive([a, b, c]) == ["a"])
         opens(a, socket: 7)
-        ends(a)  // connect failed, or the client went away
-        #expect(counts.opening == 0)
+        ramp.socketClosed(7)  // refused; curl had no other address to try
+        ends(a, failed: true)
+        #expect(counts.opening == 0 && counts.connections == 0)
+        #expect(release() == ["b", "c"])
+        #expect(b.seat == .none && c.seat == .none)
+        // The next call finds no connection and opens one, counted again.
+        let d = Call("d"), e = Call("e")
+        #expect(arrive([d, e]) == ["d"])
+        #expect(d.seat == .admitted(opens: true))
+    }
+
+    @Test("an opener cancelled before its connection is ready hands the opening to the next waiting call")
+    mutating func cancelledOpener() {
+        let a = Call("a"), b = Call("b"), c = Call("c")
+        #expect(arrive([a, b, c]) == ["a"])
+        opens(a, socket: 7)
+        ends(a)  // the client went away
         #expect(release() == ["b"])
         #expect(b.seat == .admitted(opens: true))
         // libcurl closes the abandoned connection's socket later: nothing counted twice.
         ramp.socketClosed(7)
         #expect(counts.opening == 0 && counts.connections == 0)
+    }
+
+    @Test("a failure with nobody waiting does not let a later queue go uncounted")
+    mutating func staleFailure() {
+        let a = Call("a")
+        #expect(arrive([a]) == ["a"])
+        opens(a, socket: 7)
+        ends(a, failed: true)
+        let b = Call("b"), c = Call("c")
+        #expect(arrive([b, c]) == ["b"])
+        #expect(release() == [])
     }
 
     @Test("a call that gives up while waiting leaves the queue")
@@ -128,6 +158,54 @@ import Testing
         let c = Call("c")
         #expect(arrive([c]) == ["c"])
         #expect(c.seat == .admitted(opens: true))
+    }
+
+    @Test("the first address refused, the next one's socket still belongs to the connection being opened")
+    mutating func nextAddress() {
+        let a = Call("a"), b = Call("b")
+        #expect(arrive([a, b]) == ["a"])
+        opens(a, socket: 7)
+        ramp.socketClosed(7)
+        #expect(counts.opening == 1 && counts.connections == 1)
+        opens(a, socket: 8)
+        goesOut(a, port: 40_000)
+        #expect(a.seat == .riding(0) && counts.free == 3)
+        #expect(release() == ["b"])
+    }
+
+    @Test("connections to two addresses of one origin may share a local port: told apart by the remote address")
+    mutating func samePortTwoAddresses() {
+        let calls = (0..<5).map { Call("c\($0)") }
+        #expect(arrive(Array(calls[0...0])) == ["c0"])
+        opens(calls[0], socket: 7)
+        goesOut(calls[0], port: 40_000, remote: "10.0.0.1")
+        #expect(arrive(Array(calls[1...4])) == ["c1", "c2", "c3", "c4"])
+        for call in calls[1...3] { goesOut(call, port: 40_000, remote: "10.0.0.1") }
+        opens(calls[4], socket: 8)
+        goesOut(calls[4], port: 40_000, remote: "10.0.0.9")
+        #expect(calls[4].seat == .riding(1))
+        #expect(counts.free == 3 && counts.connections == 2)
+        for call in calls { ends(call) }
+        #expect(counts.free == 8)
+    }
+
+    @Test("a call let go into a free stream that opens a connection instead (the provider allows fewer streams): the origin's connections count as full")
+    mutating func fewerStreamsThanCounted() {
+        let calls = (0..<4).map { Call("c\($0)") }
+        #expect(arrive(Array(calls[0...0])) == ["c0"])
+        opens(calls[0], socket: 7)
+        goesOut(calls[0], port: 40_000)
+        #expect(arrive(Array(calls[1...2])) == ["c1", "c2"])
+        goesOut(calls[1], port: 40_000)
+        opens(calls[2], socket: 8)  // the provider allows 2 streams
+        #expect(counts.free == 0 && counts.opening == 1)
+        #expect(arrive([calls[3]]) == [])
+        goesOut(calls[2], port: 40_001)
+        #expect(release() == ["c3"])
+        // A stream freeing up on the full connection counts again: 3 on the new one (c3 is not
+        // on it yet), 1 on the first.
+        ends(calls[1])
+        #expect(counts.free == 4)
     }
 
     @Test("happy eyeballs: the losing address family's socket closing leaves the connection")
