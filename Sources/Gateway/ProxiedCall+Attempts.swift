@@ -47,6 +47,7 @@ extension ProxiedCall {
         guard let next = pendingFallback else { return }
         pendingFallback = nil
         retriesMade.append(reason)
+        load.fellBack()
         fallbacksTried.append(next.model)
         releaseSlot()
         load.ended()
@@ -61,17 +62,18 @@ extension ProxiedCall {
     }
 
     /// Waits (jittered), then makes the next attempt, still holding the provider slot.
-    /// `staleConnection`: a pooled connection died under the request before the provider read
+    /// `.staleConnection`: a pooled connection died under the request before the provider read
     /// it; tried again once, at once (curl has closed that connection, so the attempt goes on
     /// another). Not one of the provider's `retries` and no backoff: the provider is not in
     /// trouble, and curl does the same by itself on HTTP/1.1.
-    func retry(after reason: String, staleConnection: Bool = false) {
+    func retry(after reason: String, _ kind: UpstreamLoad.RetryReason) {
         if gateway.isStopping { return endForShutdown() }
         retriesMade.append(reason)
+        load.retried(kind)
         load.ended()
         transfer = nil
         stopWatching()
-        if staleConnection {
+        if kind == .staleConnection {
             staleConnectionRetried = true
             return startTransfer()
         }

@@ -283,15 +283,15 @@ final class ProxiedCall: UpstreamResponseHandler {
                 phase = .awaitingHead  // cancelled (client gone, shutdown): the call ends here
             } else {
                 let reason = "\(upstreamStatus) from \(admission.provider.name)"
-                return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason)
+                return pendingFallback != nil && !clientGone ? fallBack(after: reason) : retry(after: reason, .status)
             }
         }
         if phase == .awaitingHead, case .failure(.staleConnection) = result, !staleConnectionRetried, !clientGone {
-            return retry(after: "connection to \(admission.provider.name) closed before it answered", staleConnection: true)
+            return retry(after: "connection to \(admission.provider.name) closed before it answered", .staleConnection)
         }
         if phase == .awaitingHead, case .failure(.connect) = result {
             let reason = "connect error at \(admission.provider.name)"
-            if mayRetry { return retry(after: reason) }
+            if mayRetry { return retry(after: reason, .connect) }
             if prepareFallback() { return fallBack(after: reason) }
         }
         // A certificate that did not verify will not verify on a retry; a fallback's may.

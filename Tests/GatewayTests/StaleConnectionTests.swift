@@ -64,6 +64,8 @@ struct StaleConnectionTests {
         #expect(row.outcome == .ok && row.status == 200)
         #expect(row.usage.outputTokens == 8 && row.cost.picodollars > 0)
         #expect(row.errorMessage == "after 1 retry (connection to flaky closed before it answered)")
+        let m = try await Scrape.of(h)
+        #expect(m[#"tokenctl_upstream_retries_total{provider="flaky",reason="stale_connection"}"#] == 1)
     }
 
     /// Answers wait 1.5 s: longer than a stale connection's window, and long enough for all the

@@ -165,6 +165,9 @@ struct UpstreamHostileTests {
         let row = try #require(try h.row("retry-ok"))
         #expect(row.outcome == .ok && row.usage.inputTokens == 7)
         #expect(row.errorMessage == "after 1 retry (503 from openai)")
+        let m = try await Scrape.of(h)
+        #expect(m[#"tokenctl_upstream_retries_total{provider="openai",reason="status"}"#] == 1)
+        #expect(m[#"tokenctl_upstream_retries_total{provider="openai",reason="connect"}"#] == 0)
     }
 
     @Test("retries are bounded by the provider's retries; the last answer is passed through")
@@ -208,6 +211,8 @@ struct UpstreamHostileTests {
         let row = try #require(try h.row("retry-connect"))
         #expect(row.outcome == .upstreamUnreachable)
         #expect(row.errorMessage?.hasSuffix("after 2 retries (connect error at openai, connect error at openai)") == true)
+        let m = try await Scrape.of(h)
+        #expect(m[#"tokenctl_upstream_retries_total{provider="openai",reason="connect"}"#] == 2)
     }
 
     @Test("the backoff is jittered and bounded")
@@ -249,6 +254,10 @@ struct UpstreamHostileTests {
         #expect(row.price?.model.text == "o4-mini")   // billed at the fallback's price
         #expect(row.cost.picodollars == 7 * 1_100_000 + 3 * 4_400_000)
         #expect(row.errorMessage == "after 2 retries (503 from primary, 503 from primary); served by fallback model o4-mini")
+        let m = try await Scrape.of(h)
+        #expect(m[#"tokenctl_upstream_retries_total{provider="primary",reason="status"}"#] == 1)
+        #expect(m[#"tokenctl_upstream_fallbacks_total{provider="primary"}"#] == 1)
+        #expect(m[#"tokenctl_upstream_fallbacks_total{provider="backup"}"#] == 0)
     }
 
     @Test("an SSE stream torn in the middle of an event: the whole events are relayed, the torn one is not, the row says upstream_error")
