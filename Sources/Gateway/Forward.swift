@@ -36,7 +36,8 @@ enum Forward {
             connectTimeoutMs: provider.connectTimeoutMs,
             totalTimeoutMs: provider.timeoutMs,
             certificateAuthoritiesPEM: provider.certificateAuthorities?.pem,
-            http2: provider.http2)
+            http2: provider.http2,
+            streamedAnswer: admission.stream)
     }
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.

@@ -200,11 +200,8 @@ struct UpstreamHostileTests {
 
     @Test("connect errors are retried, then answered 502 with the attempts in the row")
     func connectErrorsRetried() async throws {
-        // A port nobody listens on: bound, then closed.
-        let closed = try CannedProvider([Self.response("{}")])
-        let port = closed.port
-        closed.shutdown()
-        let h = try Self.harness(port: port, options: "retries: 2")
+        let refusing = try RefusingPort()
+        let h = try Self.harness(port: refusing.port, options: "retries: 2")
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "retry-connect")
         #expect(r.status == 502)

@@ -33,7 +33,7 @@ import Testing
             headers: [("Content-Type", "application/json"), ("Authorization", "Bearer sk-test"),
                       (FakeHeader.requestID, id)] + headers,
             body: ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":\#(stream)}"#),
-            totalTimeoutMs: totalTimeoutMs)
+            totalTimeoutMs: totalTimeoutMs, streamedAnswer: stream)
     }
 
     @Test func nonStreamingPostGetsStatusHeadersAndExactBody() async throws {
