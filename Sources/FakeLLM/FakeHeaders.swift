@@ -21,6 +21,9 @@ public enum FakeHeader {
     public static let reasoningTokens = "x-fake-reasoning-tokens"
     /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
     public static let requestID = "x-request-id"
+    /// Pads the answer's head with an `x-fake-padding` header of this many bytes (real providers
+    /// send 1-2 KB of rate-limit, cookie and tracing headers).
+    public static let headerBytes = "x-fake-header-bytes"
 }
 
 /// Ways to misbehave, chosen with `x-fake-fail`.
@@ -69,6 +72,7 @@ struct RequestKnobs {
     var cachedTokens = 0
     var cacheWriteTokens = 0
     var reasoningTokens = 0
+    var headerBytes = 0
     var requestID: String?
     var authorization: String?
     var apiKey: String?
@@ -127,6 +131,8 @@ struct RequestKnobs {
             cacheWriteTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.headerBytes.utf8) {
+            headerBytes = count(trimmed, name: name, limit: 1 << 20) ?? 0
         }
     }
 

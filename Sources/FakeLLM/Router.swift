@@ -38,6 +38,7 @@ enum Router {
                           configuration: configuration, serial: serial, requestID: requestID)
         if plan.ending != .resetBeforeHeaders {
             plan.headers.add(name: dialect == .openAI ? "x-request-id" : "request-id", value: requestID)
+            if knobs.headerBytes > 0 { plan.headers.add(name: "x-fake-padding", value: String(repeating: "p", count: knobs.headerBytes)) }
         }
         return Decision(plan: plan, route: route)
     }

@@ -36,8 +36,7 @@ enum Forward {
             connectTimeoutMs: provider.connectTimeoutMs,
             totalTimeoutMs: provider.timeoutMs,
             certificateAuthoritiesPEM: provider.certificateAuthorities?.pem,
-            http2: provider.http2,
-            streamedAnswer: admission.stream)
+            http2: provider.http2)
     }
 
     /// Client headers worth forwarding: protocol versions, betas and content negotiation.

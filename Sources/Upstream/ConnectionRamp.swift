@@ -75,6 +75,8 @@ struct ConnectionRamp<Call: AnyObject> {
         var state = State.opening
         var address: Address?
         var streams = 0
+        /// Streams it takes: `streamsPerConnection`, or fewer once seen full below it.
+        var limit: Int
         /// Sockets curl opened for it and has not closed (happy eyeballs tries several addresses).
         var sockets = 1
     }
@@ -161,7 +163,7 @@ struct ConnectionRamp<Call: AnyObject> {
         }
         let id = nextConnection
         nextConnection += 1
-        connections[id] = Connection(origin: origin)
+        connections[id] = Connection(origin: origin, limit: streamsPerConnection)
         socketConnections[fd] = id
         origins[origin, default: Origin()].opening += 1
         seat = .opening(id)
@@ -178,7 +180,7 @@ struct ConnectionRamp<Call: AnyObject> {
             connections[id]!.address = address
             origins[origin, default: Origin()].connectionsByAddress[address] = id
             origins[origin, default: Origin()].opening -= 1
-            origins[origin, default: Origin()].freeStreams += streamsPerConnection
+            origins[origin, default: Origin()].freeStreams += connections[id]!.limit
             setStreams(id, 1)
             seat = .riding(id)
             return
@@ -228,7 +230,7 @@ struct ConnectionRamp<Call: AnyObject> {
             connections[id] = connection
             return
         }
-        setStreams(id, streamsPerConnection)  // no room left on it
+        setLimit(id, 0)  // no room left on it
         connections[id] = nil
         if let address = connection.address { origins[connection.origin]?.connectionsByAddress[address] = nil }
     }
@@ -282,29 +284,36 @@ struct ConnectionRamp<Call: AnyObject> {
     /// Sets a connection's stream count, keeping its origin's free streams the sum of the ready
     /// connections' room (so no sequence of events can make them drift).
     private mutating func setStreams(_ id: ConnectionID, _ streams: Int) {
+        update(id) { $0.streams = streams }
+    }
+
+    private mutating func setLimit(_ id: ConnectionID, _ limit: Int) {
+        update(id) { $0.limit = limit }
+    }
+
+    private mutating func update(_ id: ConnectionID, _ change: (inout Connection) -> Void) {
         guard var connection = connections[id] else { return }
+        let roomBefore = max(0, connection.limit - connection.streams)
+        change(&connection)
         if connection.state == .ready {
-            let cap = streamsPerConnection
-            origins[connection.origin]?.freeStreams += max(0, cap - streams) - max(0, cap - connection.streams)
+            origins[connection.origin]?.freeStreams += max(0, connection.limit - connection.streams) - roomBefore
         }
-        connection.streams = streams
         connections[id] = connection
     }
 
-    /// A call let go into a free stream opened a connection instead: the counts were ahead of
-    /// curl's pool (a provider allowing fewer streams, a GOAWAY unseen). Its connections count as
-    /// full until streams free up on them.
+    /// A call let go into a free stream opened a connection instead: libcurl found no room on
+    /// any (a provider allowing fewer streams, a GOAWAY unseen). Each connection takes what it
+    /// holds now, and gets room back as its calls end.
     private mutating func assumeFull(_ origin: String) {
         for (id, connection) in connections where connection.origin == origin && connection.state == .ready {
-            setStreams(id, max(connection.streams, streamsPerConnection))
+            setLimit(id, min(connection.limit, connection.streams))
         }
     }
 
     /// A call riding the connection is sent again elsewhere: a GOAWAY came, no call joins it now.
     private mutating func drain(_ id: ConnectionID) {
-        guard let connection = connections[id], connection.state == .ready else { return }
-        setStreams(id, streamsPerConnection)
-        connections[id]!.streams = connection.streams
+        guard connections[id]?.state == .ready else { return }
+        setLimit(id, 0)
         connections[id]!.state = .draining
     }
 
@@ -313,7 +322,8 @@ struct ConnectionRamp<Call: AnyObject> {
     private mutating func abandon(_ id: ConnectionID, failed: Bool) {
         guard var connection = connections[id], connection.state == .opening else { return }
         origins[connection.origin]?.opening -= 1
-        if failed { origins[connection.origin]?.flushing = true }
+        // (With nobody waiting, nothing to let go; a later queue waits for the next opener.)
+        if failed, let state = origins[connection.origin], state.waitingCount > 0 { origins[connection.origin]?.flushing = true }
         connection.state = .abandoned
         connections[id] = connection.sockets == 0 ? nil : connection
     }

@@ -218,7 +218,7 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     private func add(_ transfer: CurlTransfer) {
-        guard let easy = transfer.streamedAnswer ? CurlEasyHandle(pooled: false) : pool.take() else {
+        guard let easy = pool.take() else {
             fail(transfer, .transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
             return
         }

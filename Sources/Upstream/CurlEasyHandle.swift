@@ -9,15 +9,8 @@ import CCurl
 final class CurlEasyHandle: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer
     let errorBuffer: UnsafeMutablePointer<CChar>
-    /// Returns to the pool after its transfer. A handle whose receive buffer was sized
-    /// (`CURLOPT_BUFFERSIZE`, streamed answers) does not, and a streamed answer never takes a
-    /// pooled one: libcurl 7.88 refuses to size the buffer of a handle that has one (seen on
-    /// handles reused among concurrent HTTP/2 calls: "A libcurl function was given a bad
-    /// argument"), and a sized buffer must not serve a call expecting curl's default.
-    let pooled: Bool
 
-    init?(pooled: Bool = true) {
-        self.pooled = pooled
+    init?() {
         guard let raw = curl_easy_init() else { return nil }
         self.raw = raw
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
@@ -56,7 +49,7 @@ struct CurlEasyHandlePool {
 
     /// Call after `curl_multi_remove_handle`.
     mutating func give(_ handle: CurlEasyHandle) {
-        guard handle.pooled, idle.count < capacity else { return }  // deinit cleans it up
+        guard idle.count < capacity else { return }  // deinit cleans it up
         handle.reset()
         idle.append(handle)
     }

@@ -19,6 +19,8 @@ struct CurlFailure {
     var resendRefusedAfterMicros: Int64?
     /// HTTP/2: a GOAWAY refused the call's stream, and libcurl's own second send was stopped
     /// before it opened a connection of its own (`ConnectionRamp`): the gateway sends it again.
+    /// Only when curl says so (42, the socket callback refused): a later address's socket may
+    /// have been let through and failed otherwise, after the provider had the call.
     var refusedStreamResendHeld = false
 
     /// How long after the request went out the end of its connection still reads as the

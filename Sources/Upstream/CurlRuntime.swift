@@ -29,7 +29,7 @@ enum CurlRuntime {
             return .transport(code: Int(failure.code.rawValue), message:
                 "the connection closed without an answer \(seconds) s after the call went out; not sent again, as the provider may have worked on it")
         }
-        if failure.refusedStreamResendHeld {
+        if failure.refusedStreamResendHeld && failure.code == CURLE_ABORTED_BY_CALLBACK {
             return .staleConnection("the provider refused the call's stream (GOAWAY) before reading it")
         }
         let message = failure.detail ?? String(cString: curl_easy_strerror(failure.code))
@@ -40,8 +40,12 @@ enum CurlRuntime {
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
             return .certificate(message)
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT,
-             CURLE_SSL_CONNECT_ERROR, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+             CURLE_SSL_CONNECT_ERROR, CURLE_URL_MALFORMAT:
             return .connect(message)
+        // Not a connect error: libcurl 7.88 also reports an answer it could not read as one
+        // ("Received HTTP/0.9 when not allowed": an HTTP/2 header block larger than its receive
+        // buffer while other streams share the connection), after the provider had the call.
+        // Retrying it as a connect error sent the call twice.
         default:
             return .transport(code: Int(failure.code.rawValue), message: message)
         }

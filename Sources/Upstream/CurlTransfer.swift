@@ -27,7 +27,6 @@ final class CurlTransfer: @unchecked Sendable {
     /// Shares the provider's array; curl copies it into the handle (on the curl thread).
     let certificateAuthoritiesPEM: [UInt8]?
     let http2: Bool
-    let streamedAnswer: Bool
 
     // MARK: event loop
 
@@ -74,7 +73,6 @@ final class CurlTransfer: @unchecked Sendable {
         totalTimeoutMs = request.totalTimeoutMs
         certificateAuthoritiesPEM = request.certificateAuthoritiesPEM
         http2 = request.http2
-        streamedAnswer = request.streamedAnswer
         // Built here, on the caller's thread, to keep string work off the
         // single curl thread.
         headers = CurlHeaderList(request.headers)
@@ -153,7 +151,6 @@ final class CurlTransfer: @unchecked Sendable {
         set(tc_easy_setopt_write_callback(h, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
         set(tc_easy_setopt_pointer(h, CURLOPT_HEADERDATA, me))
         set(tc_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1))
-        if streamedAnswer { set(tc_easy_setopt_long(h, CURLOPT_BUFFERSIZE, UpstreamRequest.streamReceiveBufferBytes)) }
         set(tc_easy_setopt_long(h, CURLOPT_TCP_NODELAY, 1))
         set(tc_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
         // Only ever the configured upstream: no proxy from the environment,

@@ -20,16 +20,6 @@ public struct UpstreamRequest: Sendable {
     public var certificateAuthoritiesPEM: [UInt8]?
     /// False: HTTP/1.1 even where TLS could negotiate HTTP/2 (see `UpstreamConfiguration.http2`).
     public var http2: Bool
-    /// The answer is a stream of small events (SSE), and the call may stay open for minutes:
-    /// curl reads it through a 1 KiB buffer (`streamReceiveBufferBytes`) instead of its 16 KiB
-    /// default. An idle stream holds that buffer all its life, and a 16 KiB block costs at least
-    /// a page of memory where four 1 KiB ones share one (2.7 KiB less per held stream, measured);
-    /// events, a few hundred bytes each, come a read each either way. Such a call gets an easy
-    /// handle of its own (a few µs, against a stream's seconds): see `CurlEasyHandle.pooled`.
-    public var streamedAnswer: Bool
-
-    /// `CURLOPT_BUFFERSIZE` of a streamed answer (libcurl's minimum).
-    static let streamReceiveBufferBytes = 1_024
 
     public init(
         url: String,
@@ -39,10 +29,8 @@ public struct UpstreamRequest: Sendable {
         connectTimeoutMs: Int = 10_000,
         totalTimeoutMs: Int = 600_000,
         certificateAuthoritiesPEM: [UInt8]? = nil,
-        http2: Bool = true,
-        streamedAnswer: Bool = false
+        http2: Bool = true
     ) {
-        self.streamedAnswer = streamedAnswer
         self.url = url
         self.method = method
         self.headers = headers

@@ -206,6 +206,10 @@ import Testing
         // on it yet), 1 on the first.
         ends(calls[1])
         #expect(counts.free == 4)
+        // The first connection took 2: that is its room from now on; the new one keeps 4.
+        goesOut(calls[3], port: 40_001)
+        for call in calls { ends(call) }
+        #expect(counts.free == 2 + 4)
     }
 
     @Test("happy eyeballs: the losing address family's socket closing leaves the connection")

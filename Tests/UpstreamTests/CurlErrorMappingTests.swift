@@ -68,13 +68,21 @@ struct CurlErrorMappingTests {
             message: "the connection closed without an answer 1.5 s after the call went out; not sent again, as the provider may have worked on it"))
     }
 
-    @Test("HTTP/2: libcurl's own second send of a refused stream, stopped before it opened a connection, is stale whatever curl's code")
+    @Test("HTTP/2: libcurl's own second send of a refused stream, stopped before it opened a connection (curl 42), is stale; another failure after it is not")
     func heldResendIsStale() {
-        for code in [CURLE_ABORTED_BY_CALLBACK, CURLE_COULDNT_CONNECT] {
-            let error = CurlRuntime.error(CurlFailure(code: code, detail: nil, reusedConnection: false,
-                                                      waitedMicros: 2_000_000, refusedStreamResendHeld: true))
-            #expect(error == .staleConnection("the provider refused the call's stream (GOAWAY) before reading it"), "\(code)")
-        }
+        let held = CurlRuntime.error(CurlFailure(code: CURLE_ABORTED_BY_CALLBACK, detail: nil, reusedConnection: false,
+                                                 waitedMicros: 2_000_000, refusedStreamResendHeld: true))
+        #expect(held == .staleConnection("the provider refused the call's stream (GOAWAY) before reading it"))
+        // Held on one address, let through on the next, then timed out there: the provider may have it.
+        let later = CurlRuntime.error(CurlFailure(code: CURLE_OPERATION_TIMEDOUT, detail: "Operation timed out", reusedConnection: false,
+                                                  waitedMicros: 2_000_000, refusedStreamResendHeld: true))
+        #expect(later == .timeout("Operation timed out"))
+    }
+
+    @Test("an answer libcurl could not read ('Received HTTP/0.9'), which it reports as an unsupported protocol, is not a connect error: never retried")
+    func unreadableAnswerIsNotAConnectError() {
+        let error = Self.map(CURLE_UNSUPPORTED_PROTOCOL, "Received HTTP/0.9 when not allowed", reused: false)
+        #expect(error == .transport(code: Int(CURLE_UNSUPPORTED_PROTOCOL.rawValue), message: "Received HTTP/0.9 when not allowed"))
     }
 
     @Test("a stream the server reset, or curl giving up its own resends, is not stale")

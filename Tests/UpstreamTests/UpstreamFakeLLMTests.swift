@@ -33,7 +33,7 @@ import Testing
             headers: [("Content-Type", "application/json"), ("Authorization", "Bearer sk-test"),
                       (FakeHeader.requestID, id)] + headers,
             body: ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":\#(stream)}"#),
-            totalTimeoutMs: totalTimeoutMs, streamedAnswer: stream)
+            totalTimeoutMs: totalTimeoutMs)
     }
 
     @Test func nonStreamingPostGetsStatusHeadersAndExactBody() async throws {
