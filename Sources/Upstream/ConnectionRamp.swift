@@ -20,8 +20,8 @@ import NIOCore
 ///
 /// The counts are a model of libcurl's pool: where they are wrong, they err towards letting
 /// calls go (curl's own behaviour). A call let go into a free stream that opens a connection
-/// anyway (a provider allowing fewer streams, a GOAWAY the ramp did not see) marks the origin's
-/// connections full until streams free up.
+/// anyway (a provider allowing fewer streams, a GOAWAY the ramp did not see) makes each of the
+/// origin's connections take no more than it holds then.
 ///
 /// Pure: the curl driver feeds it curl's events and adds the calls it lets go. What a call holds
 /// (`Seat`) lives with the call.
@@ -153,7 +153,7 @@ struct ConnectionRamp<Call: AnyObject> {
             return true
         case .admitted(let opens):
             resolveAdmission(opens: opens, origin: origin)
-            if !opens { assumeFull(origin) }
+            if !opens { learnLimits(origin) }
         case .riding(let id):
             drain(id)
             guard let state = origins[origin], state.opening == 0, !state.probing else { return false }
@@ -304,7 +304,7 @@ struct ConnectionRamp<Call: AnyObject> {
     /// A call let go into a free stream opened a connection instead: libcurl found no room on
     /// any (a provider allowing fewer streams, a GOAWAY unseen). Each connection takes what it
     /// holds now, and gets room back as its calls end.
-    private mutating func assumeFull(_ origin: String) {
+    private mutating func learnLimits(_ origin: String) {
         for (id, connection) in connections where connection.origin == origin && connection.state == .ready {
             setLimit(id, min(connection.limit, connection.streams))
         }
