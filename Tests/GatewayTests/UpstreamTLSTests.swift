@@ -77,29 +77,36 @@ struct UpstreamTLSTests {
         #expect(try h.row("held0")?.status == 200 && h.row("held249")?.status == 200)
     }
 
-    /// (timeout_ms, bound): with 30 s, the waiting calls fail with their own connect timeout
-    /// (1 s) after the opener's (1 s); with 1.5 s, the wait counts against it (1.5 s in all).
+    /// (timeout_ms, bound). With 30 s, the waiting calls fail with their own connect timeout (2 s)
+    /// after the opener's (2 s): 4 s, where one after another the third would take 6. With 3 s,
+    /// the wait counts against it: 3 s, where without that they would take 4.
     @Test("a provider that stops answering handshakes while its connection is full: the calls waiting for the next connection fail after one connect timeout, not one after another; the wait counts against timeout_ms",
-          arguments: [(30_000, 3_500), (1_500, 1_900)])
+          arguments: [(30_000, 5_000), (3_000, 3_600)])
     func stalledHandshake(timeoutMs: Int, boundMs: Int) async throws {
         let tls = try FakeTLS.generate()
         let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
         let gate = try HandshakeGate(targetPort: fake.port)
         defer { gate.shutdown() }
+        // Two providers at one origin, so one connection: `filler` holds it full for 6 s (its
+        // calls outlive the test's timeouts), `openai` is the one under test.
         let h = try ProxyHarness(providersYAML: """
             providers:
+              filler: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
+                        timeout_ms: 30000, headers: { "x-fake-first-byte-delay-ms": "6000" } }
               openai: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
-                        connect_timeout_ms: 1000, timeout_ms: \(timeoutMs), headers: { "x-fake-first-byte-delay-ms": "5000" } }
+                        connect_timeout_ms: 2000, timeout_ms: \(timeoutMs) }
             models:
+              - { match: "o4-*", provider: filler }
               - { match: "gpt-*", provider: openai }
             """, fakeTLS: tls)
         defer { h.shutdown() }
+        let fill = #"{"model":"o4-mini","messages":[{"role":"user","content":"hi"}]}"#
         let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
-        // 100 calls fill the one connection (FakeLLM allows 100 streams) for 5 s.
+        // 100 calls fill the one connection (FakeLLM allows 100 streams).
         let full = Task {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for i in 0..<100 {
-                    group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "full\(i)").status }
+                    group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: fill, requestID: "full\(i)").status }
                 }
                 return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
@@ -124,8 +131,7 @@ struct UpstreamTLSTests {
             // (all at once). Before this was fixed, the k-th waiting call took k timeouts.
             #expect(took < .milliseconds(boundMs), "\(took)")
         }
-        // (With 1.5 s the first 100 time out too: only the late ones are looked at.)
-        _ = try await full.value
+        #expect(try await full.value.allSatisfy { $0 == 200 })
         try await fake.shutdownGracefully()
     }
 
