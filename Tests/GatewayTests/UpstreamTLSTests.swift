@@ -77,11 +77,14 @@ struct UpstreamTLSTests {
         #expect(try h.row("held0")?.status == 200 && h.row("held249")?.status == 200)
     }
 
-    /// (timeout_ms, bound). With 30 s, the waiting calls fail with their own connect timeout (2 s)
-    /// after the opener's (2 s): 4 s, where one after another the third would take 6. With 3 s,
-    /// the wait counts against it: 3 s, where without that they would take 4.
+    /// (timeout_ms, bound on how long after the opener the last waiting call ends). With 30 s,
+    /// the waiting calls fail with their own connect timeout (2 s) after the opener's: 2 s after
+    /// it, where one after another the third would end 6 s after it. With 3 s, the wait (2 s)
+    /// counts against it: 1 s after the opener, where without that they would take 2. Measured
+    /// from the opener's end, not from the start: on a loaded machine the calls reach the
+    /// gateway late (0.6 s once in CI).
     @Test("a provider that stops answering handshakes while its connection is full: the calls waiting for the next connection fail after one connect timeout, not one after another; the wait counts against timeout_ms",
-          arguments: [(30_000, 5_000), (3_000, 3_600)])
+          arguments: [(30_000, 3_000), (3_000, 1_500)])
     func stalledHandshake(timeoutMs: Int, boundMs: Int) async throws {
         let tls = try FakeTLS.generate()
         let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
@@ -125,12 +128,12 @@ struct UpstreamTLSTests {
             return try await group.reduce(into: [(Int, Duration)]()) { $0.append($1) }
         }
         #expect(late.count == 6)
-        for (status, took) in late {
-            #expect(status == 504)
-            // One connect timeout for the opener, then one for the calls that waited for it
-            // (all at once). Before this was fixed, the k-th waiting call took k timeouts.
-            #expect(took < .milliseconds(boundMs), "\(took)")
-        }
+        #expect(late.allSatisfy { $0.0 == 504 }, "\(late)")
+        // One connect timeout for the opener, then one for the calls that waited for it (all at
+        // once). Before this was fixed, the k-th waiting call took k timeouts.
+        let ends = late.map(\.1)
+        let afterOpener = ends.max()! - ends.min()!
+        #expect(afterOpener > .milliseconds(500) && afterOpener < .milliseconds(boundMs), "\(ends)")
         #expect(try await full.value.allSatisfy { $0 == 200 })
         try await fake.shutdownGracefully()
     }
