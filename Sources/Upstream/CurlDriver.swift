@@ -320,11 +320,9 @@ final class CurlDriver: @unchecked Sendable {
 
     func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) -> Bool {
         guard let origin = transfer.rampOrigin else { return true }
-        guard ramp.socketOpened(fd, origin: origin, seat: &transfer.seat) else {
-            transfer.refusedStreamResendHeld = true
-            return false
-        }
-        return true
+        let allowed = ramp.socketOpened(fd, origin: origin, seat: &transfer.seat)
+        if !allowed { transfer.refusedStreamResendHeld = true }
+        return allowed
     }
 
     func requestGoingOut(_ transfer: CurlTransfer, on address: ConnectionRamp<CurlTransfer>.Address) {

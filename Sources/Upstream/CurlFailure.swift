@@ -23,6 +23,9 @@ struct CurlFailure {
     /// have been let through and failed otherwise, after the provider had the call.
     var refusedStreamResendHeld = false
 
+    /// `refusedStreamResendHeld`, and curl failed the transfer for it.
+    var refusedStreamNeverRead: Bool { refusedStreamResendHeld && code == CURLE_ABORTED_BY_CALLBACK }
+
     /// How long after the request went out the end of its connection still reads as the
     /// provider closing an idle connection as the request crossed it: that close reaches us
     /// within about a round trip. Later, the provider was working on the call (a non-streaming

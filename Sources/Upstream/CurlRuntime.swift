@@ -29,7 +29,7 @@ enum CurlRuntime {
             return .transport(code: Int(failure.code.rawValue), message:
                 "the connection closed without an answer \(seconds) s after the call went out; not sent again, as the provider may have worked on it")
         }
-        if failure.refusedStreamResendHeld && failure.code == CURLE_ABORTED_BY_CALLBACK {
+        if failure.refusedStreamNeverRead {
             return .staleConnection("the provider refused the call's stream (GOAWAY) before reading it")
         }
         let message = failure.detail ?? String(cString: curl_easy_strerror(failure.code))

@@ -168,15 +168,13 @@ final class CurlTransfer: @unchecked Sendable {
             set(tc_easy_setopt_pointer(h, CURLOPT_SOCKOPTDATA, me))
             set(tc_easy_setopt_closesocket_callback(h, CURLOPT_CLOSESOCKETFUNCTION, curlSocketClosedCallback))
             set(tc_easy_setopt_pointer(h, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(driver).toOpaque()))
-            set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
-            set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
-        } else {
-            // HTTP/1.1: libcurl sends a call whose reused connection ended without an answer
-            // again by itself (on another pooled connection, or a new one), however long the
-            // provider had it; this holds it to the window of `CurlFailure.isStaleConnection`.
-            set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
-            set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         }
+        // HTTP/2: tells the ramp which connection the call rides. HTTP/1.1: libcurl sends a call
+        // whose reused connection ended without an answer again by itself (on another pooled
+        // connection, or a new one), however long the provider had it; this holds it to the
+        // window of `CurlFailure.isStaleConnection` (see `maySend`).
+        set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
+        set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
         if totalTimeoutMs > 0 {
             let heldMs = heldSince.map { Int((NIODeadline.now() - $0).nanoseconds / 1_000_000) } ?? 0

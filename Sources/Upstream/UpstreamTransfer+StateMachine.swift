@@ -122,27 +122,20 @@ struct CurlTransferStateMachine {
     }
 
     /// Returns whether to call `curl_easy_pause(h, CURLPAUSE_RECV)`.
-    mutating func pause() -> Bool {
-        switch phase {
-        case .running(false):
-            phase = .running(paused: true)
-            return true
-        case .held:
-            phase = .held(paused: true)
-            return false
-        default:
-            return false
-        }
-    }
+    mutating func pause() -> Bool { setPaused(true) }
 
     /// Returns whether to call `curl_easy_pause(h, CURLPAUSE_CONT)`.
-    mutating func resume() -> Bool {
+    mutating func resume() -> Bool { setPaused(false) }
+
+    /// A held transfer only remembers it (`added` applies it); a running one asks curl when it
+    /// changes something.
+    private mutating func setPaused(_ wanted: Bool) -> Bool {
         switch phase {
-        case .running(true):
-            phase = .running(paused: false)
+        case .running(let paused) where paused != wanted:
+            phase = .running(paused: wanted)
             return true
         case .held:
-            phase = .held(paused: false)
+            phase = .held(paused: wanted)
             return false
         default:
             return false
