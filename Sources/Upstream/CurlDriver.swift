@@ -1,6 +1,7 @@
 import CCurl
 import Logging
 import NIOCore
+import Synchronization
 
 /// The one thread that runs every upstream transfer through a curl multi handle.
 ///
@@ -62,7 +63,8 @@ final class CurlDriver: @unchecked Sendable {
         self.multi = multi
         self.configuration = configuration
         self.logger = logger
-        pool = CurlEasyHandlePool(capacity: configuration.easyHandlePoolSize)
+        pool = CurlEasyHandlePool(capacity: configuration.easyHandlePoolSize,
+                                  idleRelease: configuration.easyHandleIdleRelease)
         ramp = ConnectionRamp(streamsPerConnection: configuration.streamsPerConnection)
         queue.reserveCapacity(64)
         commands.reserveCapacity(64)
@@ -128,6 +130,9 @@ final class CurlDriver: @unchecked Sendable {
         curl_multi_wakeup(multi)
     }
 
+    /// How many times the idle pool of easy handles was emptied (tests read it).
+    let pooledHandlesReleased = Atomic<Int>(0)
+
     /// How many times commands woke the thread so far.
     var commandWakeups: Int { lock.withLock { wakeups } }
 
@@ -184,6 +189,9 @@ final class CurlDriver: @unchecked Sendable {
                 add(transfer)
             }
             flush()
+            if pool.release(busy: !running.isEmpty || ramp.isHolding, now: .now) {
+                pooledHandlesReleased.add(1, ordering: .relaxed)
+            }
             // Sleeps until socket activity, curl's next timer, or a wakeup.
             check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
         }

@@ -55,6 +55,9 @@ public struct UpstreamConfiguration: Sendable {
     public var connectionCacheSize: Int
     /// Easy handles kept for reuse after a transfer (`curl_easy_reset`).
     public var easyHandlePoolSize: Int
+    /// The kept handles are freed once no transfer has run or waited for this long (they keep
+    /// their buffers, which hold memory a burst used: `CurlEasyHandlePool`).
+    public var easyHandleIdleRelease: Duration
     /// `CURLMOPT_MAX_CONCURRENT_STREAMS`: HTTP/2 streams on one connection at most (fewer if the
     /// provider says so); libcurl's default.
     public var streamsPerConnection: Int
@@ -66,6 +69,7 @@ public struct UpstreamConfiguration: Sendable {
         maxTotalConnections: Int = 0,
         connectionCacheSize: Int = 256,
         easyHandlePoolSize: Int = 64,
+        easyHandleIdleRelease: Duration = .seconds(1),
         streamsPerConnection: Int = 100,
         http2: Bool = true
     ) {
@@ -74,6 +78,7 @@ public struct UpstreamConfiguration: Sendable {
         self.maxTotalConnections = maxTotalConnections
         self.connectionCacheSize = connectionCacheSize
         self.easyHandlePoolSize = easyHandlePoolSize
+        self.easyHandleIdleRelease = easyHandleIdleRelease
         self.http2 = http2
     }
 }

@@ -2,6 +2,7 @@ import FakeLLM
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 @testable import Upstream
 
@@ -10,10 +11,11 @@ import Testing
     let group = MultiThreadedEventLoopGroup.singleton
 
     private func withFake<T>(
+        _ configuration: UpstreamConfiguration = .init(),
         _ body: (FakeLLMServer, UpstreamClient) async throws -> T
     ) async throws -> T {
         let fake = try await FakeLLMServer.started(FakeLLMConfiguration(chunkCount: 8))
-        let client = UpstreamClient(logger: Logger(label: "upstream-test"))
+        let client = UpstreamClient(configuration: configuration, logger: Logger(label: "upstream-test"))
         do {
             let result = try await body(fake, client)
             client.shutdown()
@@ -241,6 +243,39 @@ extension UpstreamFakeLLMTests {
             handler.transfer = client.start(chat(fake, id: "off-loop", stream: false), on: loop, handler: handler)
             #expect(try await handler.done.futureResult.get().head?.status == 200)
             #expect(client.driver.commandWakeups - elsewhere == 1)
+        }
+    }
+}
+
+extension UpstreamFakeLLMTests {
+    /// The easy handles kept after a burst are freed once the curl thread has been idle for
+    /// `easyHandleIdleRelease` (they hold buffers and the pages around them), not while a
+    /// transfer runs.
+    @Test func keptHandlesAreFreedOnceIdleNotWhileAStreamRuns() async throws {
+        try await withFake(UpstreamConfiguration(easyHandleIdleRelease: .milliseconds(100))) { fake, client in
+            let loop = group.next()
+            // A stream of 1.5 s keeps the thread busy from before the burst to after it: the
+            // handles the burst leaves stay.
+            let streaming = RecordingHandler(eventLoop: loop, script: Script())
+            streaming.transfer = client.start(
+                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "15"), (FakeHeader.chunkGapMS, "100")]),
+                on: loop, handler: streaming)
+            let burst = (0..<4).map { i in
+                let handler = RecordingHandler(eventLoop: loop, script: Script())
+                handler.transfer = client.start(chat(fake, id: "burst-\(i)", stream: false), on: loop, handler: handler)
+                return handler.done.futureResult
+            }
+            for end in burst { #expect(try await end.get().head?.status == 200) }
+            #expect(try await streaming.done.futureResult.get().head?.status == 200)
+            #expect(client.driver.pooledHandlesReleased.load(ordering: .relaxed) == 0)
+            // Idle now: freed by the first pass after 100 ms (the thread wakes at least once a second).
+            let deadline = ContinuousClock.now + .seconds(5)
+            while client.driver.pooledHandlesReleased.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(client.driver.pooledHandlesReleased.load(ordering: .relaxed) == 1)
+            // And the next call makes a handle again.
+            #expect(try await client.run(chat(fake, id: "after", stream: false), on: loop).head?.status == 200)
         }
     }
 }
