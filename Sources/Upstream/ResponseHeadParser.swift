@@ -55,7 +55,11 @@ struct ResponseHeadParser {
                     return nil
                 }
                 state = .done
-                return head
+                // Handed over, not kept: the transfer, and so this parser, lives as long as the
+                // stream, and a provider's head is a dozen strings or more.
+                let final = head
+                head = UpstreamHead(status: 0)
+                return final
             }
             if let first = line.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
                 // Obsolete line folding: continues the previous value.

@@ -32,6 +32,24 @@ import Testing
         #expect(h.first("missing") == nil)
     }
 
+    /// The transfer keeps its parser as long as the stream lasts: the head goes to the caller,
+    /// and the parser keeps no reference to its headers.
+    @Test func theFinalHeadIsHandedOverNotKept() throws {
+        var parser = ResponseHeadParser()
+        var head: UpstreamHead?
+        for line in ["HTTP/2 200\r\n", "content-type: text/event-stream\r\n", "x-request-id: req-1\r\n", "\r\n"] {
+            if let h = parser.parse(line: line) { head = h }
+        }
+        var h = try #require(head)
+        head = nil
+        let storage = { (h: UpstreamHead) in h.headers.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+        let before = storage(h)
+        h.headers.append((name: "x-more", value: "1"))  // within the room reserved: a copy only if shared
+        #expect(storage(h) == before)
+        #expect(parser.isComplete)
+        #expect(parser.parse(line: "x-trailer: 1\r\n") == nil)
+    }
+
     @Test func http2StatusLineHasNoMinorVersionAndNoReason() throws {
         let h = try #require(parse(["HTTP/2 200 \r\n", "content-type: application/json\r\n", "\r\n"]).head)
         #expect(h.status == 200)
