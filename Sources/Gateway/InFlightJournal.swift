@@ -68,7 +68,16 @@ final class InFlightJournal: @unchecked Sendable {
     func ended(id: String) {
         condition.lock()
         if markers.removeValue(forKey: id) != nil { dirty = true }
+        // A burst grew the table; it is given back once the burst is over.
+        if markers.isEmpty, markers.capacity > keptBatchRows { markers = [:] }
         condition.unlock()
+    }
+
+    /// Room in the markers' table (tests read it).
+    var markerCapacity: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return markers.capacity
     }
 
     /// Stops the writer thread. The file is removed if every call was recorded; otherwise it is

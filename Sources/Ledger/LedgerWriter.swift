@@ -323,7 +323,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 queue.settle(batch.count)
                 queue.failRemaining(error)
             }
-            batch.removeAll(keepingCapacity: true)
+            batch.removeAll(keepingCapacityUpTo: keptBatchRows)
         }
         // Woken for the rollups alone (nothing queued).
         if rollupsDue(adding: 0), case .failed(let error) = commitWithRetry([], flushRollups: true) {

@@ -77,7 +77,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         let clock = ContinuousClock()
         var batch: [Pending] = []
         while queue.nextBatch(into: &batch) {
-            defer { batch.removeAll(keepingCapacity: true) }
+            defer { batch.removeAll(keepingCapacityUpTo: keptBatchRows) }
             let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):

@@ -1,0 +1,35 @@
+import Foundation
+import Ledger
+import Testing
+@testable import Gateway
+
+/// The in-flight markers' table gives back what a burst grew it to once the burst is over.
+@Suite struct InFlightJournalTests {
+    private func entry(_ i: Int) -> LedgerEntry {
+        LedgerEntry(id: "call-\(i)", requestId: "req-\(i)", startedAt: 1, endedAt: 1, dialect: .openai,
+                    route: "/v1/chat/completions", status: 0, outcome: .ok)
+    }
+
+    @Test func aBurstsTableIsGivenBackWhenItsCallsHaveEnded() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let journal = InFlightJournal(databasePath: dir.appendingPathComponent("ledger.sqlite").path)
+        defer { journal.stop() }
+
+        // A few at a time, as at steady load: the table keeps its room.
+        for round in 0..<3 {
+            for i in 0..<8 { journal.started(entry(round * 8 + i)) }
+            for i in 0..<8 { journal.ended(id: "call-\(round * 8 + i)") }
+        }
+        let steady = journal.markerCapacity
+        #expect(steady > 0)
+
+        // A burst of 1,000: the room stays while any of its calls is in flight.
+        for i in 0..<1_000 { journal.started(entry(1_000 + i)) }
+        for i in 0..<999 { journal.ended(id: "call-\(1_000 + i)") }
+        #expect(journal.markerCapacity >= 1_000)
+        journal.ended(id: "call-1999")
+        #expect(journal.markerCapacity == 0)
+    }
+}
