@@ -122,11 +122,6 @@ public final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
-                // A connection keeps its receive buffer while it lives, through a stream of minutes
-                // too: 1 KiB to start (nginx's client_header_buffer_size) rather than NIO's 2 KiB
-                // is 1 KiB less per open stream; larger requests grow it as NIO adapts.
-                .childChannelOption(.recvAllocator,
-                                    value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
                 .childChannelInitializer { channel in
                     connections.add(channel)
                     return channel.eventLoop.makeCompletedFuture {
