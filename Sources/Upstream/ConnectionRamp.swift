@@ -93,9 +93,6 @@ struct ConnectionRamp<Call: AnyObject> {
         self.streamsPerConnection = max(1, streamsPerConnection)
     }
 
-    /// Calls are waiting for a connection or a stream.
-    var isHolding: Bool { waitingCalls > 0 }
-
     /// What the ramp counts a call's connections under (`https://host[:port]`, host in lower case,
     /// no `:443`), or nil: only HTTPS URLs, where HTTP/2 is negotiated. Not the CA list: libcurl
     /// shares a connection between providers of one origin whose `ca_file`s hold the same

@@ -130,8 +130,8 @@ final class CurlDriver: @unchecked Sendable {
         curl_multi_wakeup(multi)
     }
 
-    /// How many times the idle pool of easy handles was emptied (tests read it).
-    let pooledHandlesReleased = Atomic<Int>(0)
+    /// Kept easy handles freed for going unused (tests read it).
+    let unusedHandlesFreed = Atomic<Int>(0)
 
     /// How many times commands woke the thread so far.
     var commandWakeups: Int { lock.withLock { wakeups } }
@@ -189,9 +189,8 @@ final class CurlDriver: @unchecked Sendable {
                 add(transfer)
             }
             flush()
-            if pool.release(busy: !running.isEmpty || ramp.isHolding, now: .now) {
-                pooledHandlesReleased.add(1, ordering: .relaxed)
-            }
+            let freed = pool.freeUnused(now: .now)
+            if freed > 0 { unusedHandlesFreed.add(freed, ordering: .relaxed) }
             // Sleeps until socket activity, curl's next timer, or a wakeup.
             check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
         }

@@ -33,58 +33,54 @@ final class CurlEasyHandle: @unchecked Sendable {
 }
 
 /// Easy handles kept for reuse: `curl_easy_reset` is cheaper than
-/// `curl_easy_init` and keeps per-handle caches warm. Curl thread only.
+/// `curl_easy_init` and keeps per-handle caches warm (TLS sessions among them). Curl thread only.
 ///
-/// A kept handle keeps its buffers too (libcurl 7.88 frees its 64 KiB upload and 16 KiB
-/// receive buffers only with the handle), and those sit among the buffers of every other
-/// transfer of the burst that made them: the allocator cannot give back the pages around
-/// them. So the pool empties once no transfer has run for `idleRelease` (1,000 streams closed:
-/// 1.3 MB more of the process given back).
+/// A kept handle may keep its buffers too: after 1,000 HTTP/2 streams had closed, libcurl 7.88
+/// still held the 64 KiB upload and 16 KiB receive buffers of each of the 64 kept handles
+/// (heaptrack). Kept after a burst, they sit among the burst's other buffers and hold pages the
+/// allocator cannot give back. So handles not taken again for `idleRelease` are
+/// freed, the least recently used first, down to `keptWhenIdle`: the pool follows recent peak
+/// use under any load, and a trickle of calls keeps its few warm handles.
 struct CurlEasyHandlePool {
-    private var idle: [CurlEasyHandle] = []
+    /// Ordered by the time each was given back: `take` pops the most recent, so the front is the
+    /// least recently used.
+    private var idle: [(handle: CurlEasyHandle, since: ContinuousClock.Instant)] = []
     let capacity: Int
     let idleRelease: Duration
-    private var idleSince: ContinuousClock.Instant?
+    let keptWhenIdle: Int
 
-    init(capacity: Int, idleRelease: Duration = .seconds(1)) {
+    init(capacity: Int, idleRelease: Duration = .seconds(1), keptWhenIdle: Int = 4) {
         self.capacity = max(0, capacity)
         self.idleRelease = idleRelease
+        self.keptWhenIdle = max(0, keptWhenIdle)
         idle.reserveCapacity(self.capacity)
     }
 
     var count: Int { idle.count }
 
     mutating func take() -> CurlEasyHandle? {
-        idle.popLast() ?? CurlEasyHandle()
+        idle.popLast()?.handle ?? CurlEasyHandle()
     }
 
     /// Call after `curl_multi_remove_handle`.
-    mutating func give(_ handle: CurlEasyHandle) {
+    mutating func give(_ handle: CurlEasyHandle, now: ContinuousClock.Instant = .now) {
         guard idle.count < capacity else { return }  // deinit cleans it up
         handle.reset()
-        idle.append(handle)
+        idle.append((handle, now))
     }
 
-    /// Called on every pass of the curl thread: `busy` if a transfer runs or waits. Empties the
-    /// pool once it has not been busy for `idleRelease`; true if it did.
-    mutating func release(busy: Bool, now: @autoclosure () -> ContinuousClock.Instant) -> Bool {
-        guard !busy else {
-            idleSince = nil
-            return false
-        }
-        guard !idle.isEmpty else { return false }
+    /// Frees the handles given back at least `idleRelease` before `now` and not taken since,
+    /// keeping `keptWhenIdle`; returns how many. Called on every pass of the curl thread (the
+    /// clock is read only when there is more than `keptWhenIdle` to look at).
+    mutating func freeUnused(now: @autoclosure () -> ContinuousClock.Instant) -> Int {
+        let spare = idle.count - keptWhenIdle
+        guard spare > 0 else { return 0 }
         let now = now()
-        guard let since = idleSince else {
-            idleSince = now
-            return false
-        }
-        guard now - since >= idleRelease else { return false }
-        drain()
-        return true
+        var stale = 0
+        while stale < spare, now - idle[stale].since >= idleRelease { stale += 1 }
+        if stale > 0 { idle.removeFirst(stale) }
+        return stale
     }
 
-    mutating func drain() {
-        idle.removeAll()
-        idleSince = nil
-    }
+    mutating func drain() { idle.removeAll() }
 }

@@ -1,6 +1,6 @@
 /// Builds the response head from the lines curl hands its header callback:
 /// a status line, header lines, a blank line — repeated for each interim 1xx
-/// response, then trailers after the body. Only the final head is kept.
+/// response, then trailers after the body. Only the final head is handed over.
 struct ResponseHeadParser {
     private enum State {
         case awaitingStatusLine

@@ -55,8 +55,8 @@ public struct UpstreamConfiguration: Sendable {
     public var connectionCacheSize: Int
     /// Easy handles kept for reuse after a transfer (`curl_easy_reset`).
     public var easyHandlePoolSize: Int
-    /// The kept handles are freed once no transfer has run or waited for this long (they keep
-    /// their buffers, which hold memory a burst used: `CurlEasyHandlePool`).
+    /// A kept handle not taken again for this long is freed, down to a few (it keeps buffers
+    /// that hold memory a burst used: `CurlEasyHandlePool`).
     public var easyHandleIdleRelease: Duration
     /// `CURLMOPT_MAX_CONCURRENT_STREAMS`: HTTP/2 streams on one connection at most (fewer if the
     /// provider says so); libcurl's default.

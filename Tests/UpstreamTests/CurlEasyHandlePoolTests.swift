@@ -1,55 +1,63 @@
 import Testing
 @testable import Upstream
 
-/// When the pool of kept easy handles empties: after `idleRelease` without a transfer running
-/// or waiting, never while one does.
+/// Which kept easy handles are freed: those not taken again for `idleRelease`, the least
+/// recently used first, down to `keptWhenIdle`.
 @Suite struct CurlEasyHandlePoolTests {
-    /// A pool of `count` kept handles, and the passes of the curl thread it sees, each
-    /// `(busy, milliseconds after the first)`; returns at which passes it emptied, and the pool.
-    private func passes(holding count: Int, _ passes: [(busy: Bool, ms: Int)]) throws -> (emptiedAt: [Int], pool: CurlEasyHandlePool) {
-        var pool = CurlEasyHandlePool(capacity: 4, idleRelease: .seconds(1))
+    private let start = ContinuousClock.now
+    private func at(_ ms: Int) -> ContinuousClock.Instant { start + .milliseconds(ms) }
+
+    /// A pool (1 s release, 2 kept) given back `count` handles, the i-th at `givenAt[i]` ms.
+    private func pool(givenAt: [Int]) throws -> CurlEasyHandlePool {
+        var pool = CurlEasyHandlePool(capacity: 8, idleRelease: .seconds(1), keptWhenIdle: 2)
         var handles: [CurlEasyHandle] = []
-        for _ in 0..<count {
+        for _ in givenAt {
             let handle = pool.take()
             handles.append(try #require(handle))
         }
-        for handle in handles { pool.give(handle) }
-        let start = ContinuousClock.now
-        var emptied: [Int] = []
-        for pass in passes where pool.release(busy: pass.busy, now: start + .milliseconds(pass.ms)) {
-            emptied.append(pass.ms)
-        }
-        return (emptied, pool)
+        for (handle, ms) in zip(handles, givenAt) { pool.give(handle, now: at(ms)) }
+        return pool
     }
 
-    @Test func emptiesOnceIdleForTheWholeSpell() throws {
-        let idle = try passes(holding: 2, [(false, 0), (false, 999), (false, 1_000), (false, 5_000)])
-        #expect(idle.emptiedAt == [1_000])
-        #expect(idle.pool.count == 0)
+    @Test func handlesUnusedForTheWholeSpellAreFreedDownToTheFewKept() throws {
+        var pool = try pool(givenAt: [0, 0, 0, 0, 0])
+        let early = pool.freeUnused(now: at(999))
+        #expect(early == 0)
+        let due = pool.freeUnused(now: at(1_000))
+        #expect(due == 3)
+        #expect(pool.count == 2)
+        let later = pool.freeUnused(now: at(60_000))
+        #expect(later == 0)  // the few kept stay for a trickle of calls
     }
 
-    @Test func aBusyPassStartsTheSpellAgain() throws {
-        let idle = try passes(holding: 2, [(false, 0), (true, 900), (false, 1_100), (false, 2_000), (false, 2_100)])
-        #expect(idle.emptiedAt == [2_100])
+    @Test func theLeastRecentlyUsedGoFirstAndRecentOnesStay() throws {
+        // Given back at 0, 100, 500, 900 and 1,500 ms: at 1,450 ms the first two are due.
+        var pool = try pool(givenAt: [0, 100, 500, 900, 1_500])
+        let freed = pool.freeUnused(now: at(1_450))
+        #expect(freed == 2)
+        #expect(pool.count == 3)
+        // The most recently given back is the one taken next.
+        let next = pool.take()
+        #expect(next != nil)
+        let afterTake = pool.freeUnused(now: at(1_950))
+        #expect(afterTake == 0)  // 2 left: all kept
     }
 
-    @Test func neverWhileBusy() throws {
-        let busy = try passes(holding: 3, (0..<10).map { (true, $0 * 1_000) })
-        #expect(busy.emptiedAt.isEmpty)
-        #expect(busy.pool.count == 3)
-    }
-
-    @Test func anEmptyPoolHasNoSpellToTime() throws {
-        var pool = CurlEasyHandlePool(capacity: 4, idleRelease: .seconds(1))
-        let start = ContinuousClock.now
-        let whileEmpty = pool.release(busy: false, now: start)
-        #expect(!whileEmpty)
+    @Test func aHandleTakenAgainStartsItsSpellAgain() throws {
+        var pool = try pool(givenAt: [0, 0, 0])
         let taken = pool.take()
-        pool.give(try #require(taken))
-        // The spell starts when there is something to free, not when the pool was seen empty.
-        let soon = pool.release(busy: false, now: start + .seconds(2))
-        let later = pool.release(busy: false, now: start + .seconds(3))
-        #expect(!soon && later)
-        #expect(pool.count == 0)
+        pool.give(try #require(taken), now: at(800))
+        let freed = pool.freeUnused(now: at(1_200))
+        #expect(freed == 1)  // of the two given back at 0: the third is the one given back at 800
+        let rest = pool.freeUnused(now: at(1_799))
+        #expect(rest == 0)
+        #expect(pool.count == 2)
+    }
+
+    @Test func nothingToLookAtWithinTheFewKept() throws {
+        var pool = try pool(givenAt: [0, 0])
+        var readClock = false
+        let freed = pool.freeUnused(now: { readClock = true; return at(10_000) }())
+        #expect(freed == 0 && !readClock)
     }
 }
