@@ -68,8 +68,9 @@ final class InFlightJournal: @unchecked Sendable {
     func ended(id: String) {
         condition.lock()
         if markers.removeValue(forKey: id) != nil { dirty = true }
-        // A burst grew the table; it is given back once the burst is over.
-        if markers.isEmpty, markers.capacity > keptBatchRows { markers = [:] }
+        // The room a burst grew the table to goes once none of its calls is left in flight
+        // (under a load that never empties it, the table stays at its peak).
+        if markers.isEmpty, markers.capacity > 256 { markers = [:] }
         condition.unlock()
     }
 

@@ -1,11 +1,9 @@
 extension Array {
-    /// Empties the array, keeping its storage for the next use only while it holds no more than
-    /// `limit` elements: steady load reuses it without reallocating, and the room a burst grew it
-    /// to (a thousand rows of a few hundred bytes each) is given back once the burst has passed.
-    package mutating func removeAll(keepingCapacityUpTo limit: Int) {
-        removeAll(keepingCapacity: capacity <= limit)
+    /// Empties the array for its next use. Its storage is kept unless it is over four times what
+    /// this use needed and over `floor` elements: a steady load reuses it without reallocating
+    /// (batches of about the same size), and the room a burst grew it to (a thousand rows of a
+    /// few hundred bytes each) goes at the first use well below it.
+    package mutating func removeAll(keepingRoomAbove floor: Int) {
+        removeAll(keepingCapacity: capacity <= Swift.max(floor, 4 * count))
     }
 }
-
-/// Rows whose buffers a writer keeps between batches (`removeAll(keepingCapacityUpTo:)`).
-package let keptBatchRows = 256

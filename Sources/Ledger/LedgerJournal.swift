@@ -127,7 +127,7 @@ final class LedgerJournal: @unchecked Sendable {
     /// Writes the records of `rows` to the current segment (a new one when it is full); the
     /// segment's number, or nil if the write failed (the segment is cut back to its last whole record).
     private func append(_ rows: [Pending]) -> Int? {
-        encoded.removeAll(keepingCapacityUpTo: 64 << 10)
+        encoded.removeAll(keepingRoomAbove: 64 << 10)  // bytes: 256 rows or so
         for pending in rows { JournalRecord.append(pending.entry, to: &encoded) }
         if descriptor >= 0 && segmentSize >= segmentBytes { endSegment() }
         if descriptor < 0 {

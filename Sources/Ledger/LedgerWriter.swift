@@ -323,7 +323,7 @@ public final class LedgerWriter: @unchecked Sendable {
                 queue.settle(batch.count)
                 queue.failRemaining(error)
             }
-            batch.removeAll(keepingCapacityUpTo: keptBatchRows)
+            batch.removeAll(keepingRoomAbove: 256)
         }
         // Woken for the rollups alone (nothing queued).
         if rollupsDue(adding: 0), case .failed(let error) = commitWithRetry([], flushRollups: true) {

@@ -77,7 +77,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         let clock = ContinuousClock()
         var batch: [Pending] = []
         while queue.nextBatch(into: &batch) {
-            defer { batch.removeAll(keepingCapacityUpTo: keptBatchRows) }
+            defer { batch.removeAll(keepingRoomAbove: 256) }
             let started = clock.now
             switch commitWithRetry(batch) {
             case .committed(let rejected):

@@ -1,21 +1,34 @@
 import Ledger
 import Testing
 
-/// Buffers a writer reuses keep their room between batches up to a bound, not what a burst grew
-/// them to.
+/// Buffers a writer reuses keep their room between batches of about the same size, and give
+/// back what a burst grew them to at the first batch well below it.
 @Suite struct BurstCapacityTests {
-    @Test func roomUpToTheLimitIsKeptForReuse() {
-        var rows = Array(0..<100)
-        let room = rows.capacity
-        rows.removeAll(keepingCapacityUpTo: 256)
-        #expect(rows.isEmpty)
-        #expect(rows.capacity == room)
+    /// An array with room for `room` elements holding `used`.
+    private func buffer(room: Int, used: Int) -> [Int] {
+        var rows: [Int] = []
+        rows.reserveCapacity(room)
+        rows.append(contentsOf: 0..<used)
+        return rows
     }
 
-    @Test func roomABurstGrewPastTheLimitIsGivenBack() {
-        var rows = Array(0..<1_000)
-        rows.removeAll(keepingCapacityUpTo: 256)
-        #expect(rows.isEmpty)
-        #expect(rows.capacity == 0)
+    @Test func aSteadyLoadKeepsItsRoom() {
+        var rows = buffer(room: 1_000, used: 900)
+        let room = rows.capacity
+        rows.removeAll(keepingRoomAbove: 256)
+        #expect(rows.isEmpty && rows.capacity == room)
+    }
+
+    @Test func roomUpToTheFloorIsKeptWhateverTheUse() {
+        var rows = buffer(room: 200, used: 1)
+        let room = rows.capacity
+        rows.removeAll(keepingRoomAbove: 256)
+        #expect(rows.isEmpty && rows.capacity == room)
+    }
+
+    @Test func theRoomABurstLeftGoesAtTheFirstUseWellBelowIt() {
+        var rows = buffer(room: 1_000, used: 10)
+        rows.removeAll(keepingRoomAbove: 256)
+        #expect(rows.isEmpty && rows.capacity == 0)
     }
 }
