@@ -28,6 +28,9 @@ public final class PolicyReloader: Sendable {
         var reloads = 0
         var failedReloads = 0
         var lastError: String?
+        /// The files as the last refused load found them: the same files refused again (a SIGHUP,
+        /// or the watcher racing one) are not another refused change.
+        var refused: [String: String]?
         /// The warnings of the policy in force, as logged: a reload logs only new ones.
         var warnings: Set<String> = []
     }
@@ -78,6 +81,7 @@ public final class PolicyReloader: Sendable {
                 s.fingerprint = Self.fingerprint(fingerprint, namedFiles: fresh.namedFiles)
                 s.namedFiles = fresh.namedFiles
                 s.reloads += 1
+                s.refused = nil
                 return (s.warnings, s.lastError != nil)
             }
             if old != fresh.version {
@@ -96,7 +100,8 @@ public final class PolicyReloader: Sendable {
                 // watched, so that it is loaded once it appears.
                 $0.fingerprint = Self.fingerprint(fingerprint, namedFiles: error.namedFiles)
                 $0.namedFiles = error.namedFiles
-                $0.failedReloads += 1
+                if $0.refused != $0.fingerprint { $0.failedReloads += 1 }
+                $0.refused = $0.fingerprint
                 $0.lastError = error.description
             }
             logger.error("policy change refused; the previous policy stays in force",
@@ -112,8 +117,12 @@ public final class PolicyReloader: Sendable {
         let thread = Thread(named: "tokenctl-policy") { [self] in
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
-                let (seen, files, stopped) = state.withLockedValue { ($0.fingerprint, $0.namedFiles, $0.stopped) }
-                if !stopped, Self.fingerprint(of: directory, namedFiles: files) != seen { reloadNow() }
+                if state.withLockedValue({ $0.stopped }) { break }
+                // Compared under the reload lock: a SIGHUP may have loaded the change meanwhile.
+                reloading.withLock {
+                    let (seen, files) = state.withLockedValue { ($0.fingerprint, $0.namedFiles) }
+                    if Self.fingerprint(of: directory, namedFiles: files) != seen { _ = reload(directory) }
+                }
             }
         }
         thread.start()

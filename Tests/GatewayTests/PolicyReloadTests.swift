@@ -32,6 +32,11 @@ struct PolicyReloadTests {
         #expect(h.server.policy.version == good)
         #expect(try await status(h, "r-2") == 413)
         #expect(h.server.reloadPolicy() == false)
+        // The same refused files, loaded by the watcher and again by hand: one refused change.
+        #expect(try await Scrape.of(h)["tokenctl_policy_reload_errors_total"] == 1)
+        try h.writePolicy("gateway.yaml", "max_body_bytes: -6\n")
+        #expect(h.server.reloadPolicy() == false)
+        #expect(try await Scrape.of(h)["tokenctl_policy_reload_errors_total"] == 2)
 
         try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
         #expect(h.server.reloadPolicy())

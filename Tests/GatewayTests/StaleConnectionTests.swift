@@ -15,7 +15,8 @@ struct StaleConnectionTests {
     static let flakyChat = chat.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
 
     /// Two providers on one HTTPS FakeLLM, so they share its connections: `steady` answers
-    /// (after 200 ms, so that calls made together hold a connection each on HTTP/1.1), `flaky`
+    /// (after 500 ms, so that calls made together hold a connection each on HTTP/1.1 even when a
+    /// loaded machine starts them 200 ms apart, as a full-suite run once did), `flaky`
     /// sends `x-fake-fail: fail` (and `extra` headers), with no retries of its own.
     static func harness(http2: Bool = true, fail: String = "drop-connection-once",
                         extra: String = "") throws -> ProxyHarness {
@@ -23,7 +24,7 @@ struct StaleConnectionTests {
             """
             providers:
               steady: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
-                        http2: \(http2), headers: { "x-fake-first-byte-delay-ms": "200" } }
+                        http2: \(http2), headers: { "x-fake-first-byte-delay-ms": "500" } }
               flaky:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
                         http2: \(http2), retries: 0, headers: { "x-fake-fail": "\(fail)"\(extra) } }
             models:
