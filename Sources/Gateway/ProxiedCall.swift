@@ -12,7 +12,11 @@ import Upstream
 /// The final bytes (the terminal SSE event, or the last chunk of a body) are held back by the
 /// `ResponseMeter` and written only after the call's ledger row has committed (invariant 1).
 final class ProxiedCall: UpstreamResponseHandler {
-    let request: CallRequest
+    /// The client's request. Its body goes once the answer is relayed, when nothing can send the
+    /// call again (`releaseRequestBody`): a stream may last minutes, and a prompt be 100 KB.
+    private(set) var request: CallRequest
+    /// The body's fingerprint for the row, taken as the body went.
+    private var requestHash: Int64?
     /// What the call was admitted as; replaced when it falls back to another model.
     var admission: Admission
     /// The model the client asked for (the row keeps it when a fallback serves the call).
@@ -215,6 +219,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             return
         }
         phase = .relaying
+        releaseRequestBody()
         load.headArrived()
         watch?.head(at: UnixTime.nowMicros())
         // Without a first-byte deadline no timer runs yet: the idle watch starts with the head.
@@ -422,12 +427,21 @@ final class ProxiedCall: UpstreamResponseHandler {
         return [CredentialScrub.scrub(hold + held, secret: key)]
     }
 
+    /// From the head on, nothing retries the call or falls back: the row needs only the body's
+    /// fingerprint. (The body sent upstream stays with the transfer, which curl reads it from.)
+    private func releaseRequestBody() {
+        guard requestHash == nil else { return }
+        requestHash = RequestFingerprint.of(request.body)
+        request.body = ByteBuffer()
+    }
+
     /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
         var entry = entry
         entry.modelRequested = requestedModel
-        // Fingerprinted once, here, for every row of an admitted call (not for its start marker).
-        entry.requestHash = RequestFingerprint.of(request.body)
+        // Fingerprinted once for every row of an admitted call (not for its start marker): here,
+        // or as the body went.
+        entry.requestHash = requestHash ?? RequestFingerprint.of(request.body)
         if !retriesMade.isEmpty {
             let count = retriesMade.count
             var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"

@@ -72,6 +72,16 @@ struct OpenAIRelayTests {
         #expect(row.usage.outputTokens == expected.outputTokens)
         #expect(row.usage.inputTokens == expected.uncachedInputTokens)
         #expect(row.ttftMicros != nil)
+        // The gateway lets the client's body go once the answer streams; the row keeps the
+        // fingerprint of the body as the client sent it (not as it went upstream), and the same
+        // body sent again has the same fingerprint (what retry detection matches).
+        let sentByClient = try #require(body.data(using: .utf8))
+        let fingerprint = sentByClient.withUnsafeBytes { RequestFingerprint.of($0) }
+        #expect(row.requestHash == fingerprint)
+        #expect(row.requestHash != exchange.requestBody.withUnsafeBytes { RequestFingerprint.of($0) })
+        let again = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "chat-s2")
+        #expect(again.status == 200)
+        #expect(try h.row("chat-s2")?.requestHash == fingerprint)
     }
 
     @Test("chat, streaming with include_usage: byte-identical, chunks relayed one to one")
