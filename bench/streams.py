@@ -28,8 +28,9 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-def request_bytes(url, key, model):
-    body = b'{"model":"%s","stream":true,"messages":[{"role":"user","content":"Say hello in five words."}]}' % model.encode()
+def request_bytes(url, key, model, prompt_bytes=0):
+    prompt = b"Say hello in five words." + b" pad" * max(0, (prompt_bytes - 24) // 4)
+    body = b'{"model":"%s","stream":true,"messages":[{"role":"user","content":"%s"}]}' % (model.encode(), prompt)
     u = urlsplit(url)
     lines = [f"POST {u.path} HTTP/1.1", f"Host: {u.netloc}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", "Accept: text/event-stream"]
@@ -122,7 +123,7 @@ def pct(values, p):
 
 async def timing(args):
     u = urlsplit(args.url)
-    payload = request_bytes(args.url, args.key, args.model)
+    payload = request_bytes(args.url, args.key, args.model, args.prompt_bytes)
     sem = asyncio.Semaphore(args.concurrency)
     streams = [Stream() for _ in range(args.streams)]
 
@@ -202,7 +203,7 @@ def rss_kib(pids):
 async def hold(args):
     u = urlsplit(args.url)
     pids = [int(p) for p in args.pids.split(",") if p]
-    payload = request_bytes(args.url, args.key, args.model)
+    payload = request_bytes(args.url, args.key, args.model, args.prompt_bytes)
     before = rss_kib(pids)
     streams = [Stream() for _ in range(args.streams)]
     opened = [asyncio.Event() for _ in streams]
@@ -249,6 +250,8 @@ def main():
     p.add_argument("--chunks", type=int, default=64)
     p.add_argument("--gap-ms", type=float, default=20)
     p.add_argument("--model", default="gpt-4o-mini")
+    p.add_argument("--prompt-bytes", type=int, default=0,
+                   help="pad the prompt to about this many bytes (a long context; default: 24 bytes)")
     p.add_argument("--pids", default="")
     p.add_argument("--upstream-port", type=int, default=0)
     args = p.parse_args()
