@@ -132,6 +132,8 @@ final class CurlDriver: @unchecked Sendable {
 
     /// Kept easy handles freed for going unused (tests read it).
     let unusedHandlesFreed = Atomic<Int>(0)
+    /// Request bodies let go while their answer still streamed (tests read it).
+    let sentBodiesReleased = Atomic<Int>(0)
 
     /// How many times commands woke the thread so far.
     var commandWakeups: Int { lock.withLock { wakeups } }

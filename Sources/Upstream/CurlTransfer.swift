@@ -291,12 +291,37 @@ final class CurlTransfer: @unchecked Sendable {
             bytesReceived: bytesReceived, reusedConnection: connects == 0)
     }
 
-    /// Hands over what accumulated since the last pass.
+    /// Hands over what accumulated since the last pass (after the pass: curl is not inside this
+    /// transfer's callbacks).
     func takeDelivery() -> Delivery {
         isDirty = false
+        if pending.head != nil, pending.end == nil { releaseSentBody() }
         defer { pending = Delivery() }
         return pending
     }
+
+    /// Once the final head has come and the whole body has gone out, the request is never sent
+    /// again (libcurl sends a call again only when it got no answer), so a stream that lasts
+    /// minutes keeps neither the body copy nor libcurl's upload buffer: 64 KiB it allocates for
+    /// an HTTP/2 body (or an HTTP/1.1 one over 64 KiB) and keeps until the transfer ends, of
+    /// which the body filled what it spans. Setting its size frees it (allocated again by the
+    /// next upload); POSTFIELDS is pointed away from the copy first, so curl holds no pointer
+    /// to freed memory. A head that comes before the body went out (an early refusal) changes
+    /// nothing.
+    private func releaseSentBody() {
+        guard let body, let easy else { return }
+        var sent: curl_off_t = 0
+        guard tc_easy_getinfo_off(easy.raw, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK, sent >= body.count else { return }
+        _ = tc_easy_setopt_off(easy.raw, CURLOPT_POSTFIELDSIZE_LARGE, 0)
+        _ = tc_easy_setopt_pointer(easy.raw, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: Self.emptyBody))
+        _ = tc_easy_setopt_long(easy.raw, CURLOPT_UPLOAD_BUFFERSIZE, Self.uploadBufferBytes)
+        body.deallocate()
+        self.body = nil
+        driver.sentBodiesReleased.add(1, ordering: .relaxed)
+    }
+
+    /// libcurl's default upload buffer size (CURLOPT_UPLOAD_BUFFERSIZE), kept as it was.
+    private static let uploadBufferBytes = 64 << 10
 
     /// A response without a parsable status line (curl rejects HTTP/0.9, so
     /// this is defensive): report curl's status with no headers.

@@ -193,6 +193,32 @@ struct UpstreamTLSTests {
         }
     }
 
+    @Test("streams with long prompts on one HTTP/2 connection: each prompt reaches the provider whole, though each call lets its body go once its answer starts")
+    func longPromptsArriveWhole() async throws {
+        let h = try Self.harness(chunkGapMs: 30, chunks: 10)
+        defer { h.shutdown() }
+        // Over 64 KiB each, and each its own: a body let go too early, or libcurl's upload buffer
+        // freed while it still sent from it, would reach the provider cut or mixed up.
+        let prompts = (0..<6).map { i in String(repeating: "prompt-\(i) ", count: 9_000) }
+        let responses = try await withThrowingTaskGroup(of: (Int, ReceivedResponse).self) { group in
+            for (i, prompt) in prompts.enumerated() {
+                let json = Self.stream.replacingOccurrences(of: #""content":"hi""#, with: #""content":"\#(prompt)""#)
+                group.addTask { (i, try await h.post("/v1/chat/completions", key: h.aliceKey, json: json, requestID: "long-\(i)")) }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        for (i, prompt) in prompts.enumerated() {
+            let response = try #require(responses[i])
+            #expect(response.status == 200 && response.complete && response.text.hasSuffix("data: [DONE]\n\n"))
+            let exchange = try #require(h.fake.exchange(requestID: "long-\(i)"))
+            #expect(exchange.httpVersion == "HTTP/2.0")
+            let sent = String(decoding: exchange.requestBody, as: UTF8.self)
+            #expect(sent.contains(#""content":"\#(prompt)""#), "long-\(i): \(exchange.requestBody.count) bytes")
+            #expect(try h.row("long-\(i)")?.outcome == .ok)
+        }
+        #expect(h.fake.connectionCount == 1)
+    }
+
     @Test("a client hanging up cancels its own stream only; the others on the connection finish")
     func cancellingOneStreamSparesTheOthers() async throws {
         // Two providers on the same server share its connection: 1 s answers for the calls that

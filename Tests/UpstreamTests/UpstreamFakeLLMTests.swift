@@ -282,3 +282,40 @@ extension UpstreamFakeLLMTests {
         }
     }
 }
+
+extension UpstreamFakeLLMTests {
+    /// A stream lets its request body go (the copy and libcurl's upload buffer) once its head has
+    /// come and the body has gone out: while the answer still streams, with the body whole at
+    /// the provider.
+    @Test func aStreamLetsItsBodyGoOnceItsHeadCame() async throws {
+        try await withFake { fake, client in
+            let released = { client.driver.sentBodiesReleased.load(ordering: .relaxed) }
+            let loop = group.next()
+            // Over 64 KiB: libcurl sends it from its upload buffer on HTTP/1.1 as well.
+            var request = chat(fake, id: "long-prompt", stream: true,
+                               headers: [(FakeHeader.chunks, "10"), (FakeHeader.chunkGapMS, "100")])
+            let prompt = String(repeating: "context ", count: 25_000)
+            request.body = ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\#(prompt)"}],"stream":true}"#)
+            let sentBody = Array(request.body.readableBytesView)
+            let handler = RecordingHandler(eventLoop: loop, script: Script())
+            handler.transfer = client.start(request, on: loop, handler: handler)
+            let deadline = ContinuousClock.now + .seconds(5)
+            while released() < 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(released() == 1)
+            let releasedAt = NIODeadline.now()
+            let r = try await handler.done.futureResult.get()
+            // Released while the answer streamed: 10 chunks 100 ms apart take about a second.
+            #expect(r.chunkTimes.filter { $0 > releasedAt }.count >= 5)
+            let exchange = try #require(fake.exchange(requestID: "long-prompt"))
+            #expect(exchange.requestBody == sentBody)
+            #expect(r.body == exchange.responseBody)
+            #expect(r.text.hasSuffix("data: [DONE]\n\n"))
+            #expect(r.wellOrdered)
+            // The handle goes back to the pool with curl's defaults; the next call sends its own body whole.
+            let next = try await client.run(chat(fake, id: "after-release", stream: false), on: loop)
+            #expect(next.head?.status == 200)
+            #expect(try #require(fake.exchange(requestID: "after-release")).requestBody
+                == Array(chat(fake, id: "after-release", stream: false).body.readableBytesView))
+        }
+    }
+}
