@@ -155,6 +155,9 @@ async def timing(args):
         "gap_p50_us": pct(gaps, 50), "gap_p99_us": pct(gaps, 99),
         "deltas_sent": args.chunks * (args.streams - errors), "deltas_received": sum(counts),
         "deltas_min_per_stream": min(counts) if counts else 0, "batched": batched,
+        # Each stream's, in the order they were sent, when few (which one of a round was slow).
+        **({"first_event_each_us": [round(v) for v in first_event],
+            "ttft_each_us": [round(v) for v in ttft]} if args.streams <= 10 else {}),
     }))
 
 
