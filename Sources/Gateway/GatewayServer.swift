@@ -137,7 +137,11 @@ public final class GatewayServer: Sendable {
             policies.startWatching()
             let quotaReaper = sharedQuotas.map { QuotaReaper(book: $0, on: group.next()) }
             quotaReaper?.start()
-            let memory = MemoryReturn(on: group.next()) { enforcer.concurrency.totalInFlight }
+            let allocatingThreads: [MemoryReturn.Thread] = group.makeIterator().map { loop in { @Sendable work in loop.execute(work) } }
+                + [{ @Sendable work in upstream.onCurlThread(work) }]
+            let memory = MemoryReturn(on: group.next(), allocatingThreads: allocatingThreads) {
+                enforcer.concurrency.totalInFlight
+            }
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
                                  keys: keys, admin: admin, connections: connections,

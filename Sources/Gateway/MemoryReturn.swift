@@ -5,14 +5,49 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Gives the heap a busy spell freed back to the OS. glibc keeps what thousands of closed streams
-/// or a burst of calls freed in its arenas, so the process's RSS stays at its peak;
-/// `malloc_trim` returns the free pages. The tokenctl executable runs on mimalloc instead, whose
-/// threads return their own pages as they empty (the executable sets no delay); its
-/// `mi_collect` here frees what threads that ended left behind. Checked every `interval`: once
-/// calls in flight have fallen to half of the last check's or to none after a busy spell, trim,
-/// off the event loops (it walks every arena).
+/// Gives the heap a busy spell freed back to the OS. Checked every `interval`: once calls in
+/// flight have fallen to half of the last check's, or to none after a busy spell.
+///
+/// glibc keeps what thousands of closed streams or a burst of calls freed in its arenas, so the
+/// process's RSS stays at its peak; `malloc_trim` returns the free pages (off the event loops:
+/// it walks every arena). The tokenctl executable runs on mimalloc instead, which returns a
+/// thread's pages as they empty, but only on that thread: a page whose blocks another thread
+/// freed (a ledger row made on an event loop and freed by the writer, a body chunk made on the
+/// curl thread and freed by an event loop) empties when its own thread next looks, and a thread
+/// idle after a burst does not look. So `mi_collect` runs on each thread that allocates for
+/// calls (`allocatingThreads`: the event loops and the curl thread), and once off them for
+/// what threads that ended left behind.
 final class MemoryReturn: Sendable {
+    /// Runs a closure on one thread of the process.
+    typealias Thread = @Sendable (@escaping @Sendable () -> Void) -> Void
+
+    /// How the process's allocator gives free memory back.
+    enum GiveBack: Sendable {
+        /// On every allocating thread, and once off them (mimalloc's `mi_collect`).
+        case onEachThread(@Sendable () -> Void)
+        /// Once, from any thread (glibc's `malloc_trim`).
+        case once(@Sendable () -> Void)
+        case none
+
+        /// The allocator this process runs on, looked up at run time: this library does not
+        /// link an allocator (the executable does), Swift's Glibc module does not import
+        /// <malloc.h>, and another C library may lack `malloc_trim`.
+        static let ofThisProcess: GiveBack = {
+            #if canImport(Glibc)
+            let process = UnsafeMutableRawPointer(bitPattern: 0)
+            if let symbol = dlsym(process, "mi_collect") {
+                let collect = unsafeBitCast(symbol, to: (@convention(c) (Bool) -> Void).self)
+                return .onEachThread { collect(true) }
+            }
+            if let symbol = dlsym(process, "malloc_trim") {
+                let mallocTrim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+                return .once { _ = mallocTrim(0) }
+            }
+            #endif
+            return .none
+        }()
+    }
+
     private struct State {
         var lastInFlight = 0
         var trimmedSinceBusy = true
@@ -21,7 +56,8 @@ final class MemoryReturn: Sendable {
     private let state = NIOLockedValueBox(State())
     private let task = NIOLockedValueBox<RepeatedTask?>(nil)
 
-    init(on loop: any EventLoop, interval: TimeAmount = .seconds(2), inFlight: @escaping @Sendable () -> Int) {
+    init(on loop: any EventLoop, allocatingThreads: [Thread], giveBack: GiveBack = .ofThisProcess,
+         interval: TimeAmount = .seconds(2), inFlight: @escaping @Sendable () -> Int) {
         let repeated = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [state] _ in
             let now = inFlight()
             let trim = state.withLockedValue { s -> Bool in
@@ -32,7 +68,16 @@ final class MemoryReturn: Sendable {
                 if fell || idle { s.trimmedSinceBusy = now == 0 }
                 return fell || idle
             }
-            if trim { DispatchQueue.global(qos: .utility).async(execute: Self.trim) }
+            guard trim else { return }
+            switch giveBack {
+            case .onEachThread(let collect):
+                for thread in allocatingThreads { thread(collect) }
+                DispatchQueue.global(qos: .utility).async(execute: collect)
+            case .once(let trim):
+                DispatchQueue.global(qos: .utility).async(execute: trim)
+            case .none:
+                break
+            }
         }
         task.withLockedValue { $0 = repeated }
     }
@@ -40,22 +85,4 @@ final class MemoryReturn: Sendable {
     func stop() {
         task.withLockedValue { $0?.cancel(); $0 = nil }
     }
-
-    /// The allocator's trim, looked up at run time: this library does not link an allocator (the
-    /// executable does), Swift's Glibc module does not import <malloc.h>, and another C library
-    /// may lack `malloc_trim` (then nothing is trimmed).
-    private static let trim: @Sendable () -> Void = {
-        #if canImport(Glibc)
-        let process = UnsafeMutableRawPointer(bitPattern: 0)
-        if let symbol = dlsym(process, "mi_collect") {
-            let collect = unsafeBitCast(symbol, to: (@convention(c) (Bool) -> Void).self)
-            return { collect(true) }
-        }
-        if let symbol = dlsym(process, "malloc_trim") {
-            let mallocTrim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-            return { _ = mallocTrim(0) }
-        }
-        #endif
-        return {}
-    }()
 }

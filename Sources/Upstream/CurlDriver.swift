@@ -24,13 +24,15 @@ final class CurlDriver: @unchecked Sendable {
         case cancel(CurlTransfer)
         case pause(CurlTransfer)
         case resume(CurlTransfer)
+        /// Work that must run on the curl thread itself (`UpstreamClient.onCurlThread`).
+        case perform(@Sendable () -> Void)
         case shutdown
 
         /// The transfer a command is about (its event loop is where the command was issued).
         var transfer: CurlTransfer? {
             switch self {
             case .start(let t), .cancel(let t), .pause(let t), .resume(let t): return t
-            case .shutdown: return nil
+            case .perform, .shutdown: return nil
             }
         }
     }
@@ -177,6 +179,7 @@ final class CurlDriver: @unchecked Sendable {
                 case .cancel(let t): abort(t)
                 case .pause(let t): pause(t)
                 case .resume(let t): resume(t)
+                case .perform(let work): work()
                 case .shutdown: stop = true
                 }
             }

@@ -31,6 +31,12 @@ public final class UpstreamClient: Sendable {
         return UpstreamTransfer(transfer)
     }
 
+    /// Runs `work` on the curl thread, between two of its passes (for what only that thread can
+    /// do, such as giving its allocator's free pages back). Dropped after `shutdown`.
+    public func onCurlThread(_ work: @escaping @Sendable () -> Void) {
+        _ = driver.submit(.perform(work))
+    }
+
     /// Cancels every transfer (their handlers get `.cancelled`), waits for the
     /// curl thread to exit and releases curl. Blocks; do not call it from a
     /// handler callback.
