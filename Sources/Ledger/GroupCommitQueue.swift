@@ -195,6 +195,21 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return true
     }
 
+    /// Writer thread, idle: drops the queue's room over `floor` rows, which only a burst grows
+    /// it to (under load the writer is not idle). Kept while rows are queued.
+    public func releaseRoom(above floor: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        if queue.isEmpty && queue.capacity > floor { queue = [] }
+    }
+
+    /// Rows the queue has room for (tests read it).
+    package var room: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.capacity
+    }
+
     /// A single writer thread's loop step, for a writer without housekeeping of its own: waits
     /// until it can take a batch of rows; false once closing and drained. (A wake-up with nothing
     /// queued, e.g. `flush` asking while this thread was committing, just waits again.)

@@ -36,6 +36,8 @@ final class LedgerJournal: @unchecked Sendable {
     private var staged: [Pending] = []
     private var closed = false
     private var encoded: [UInt8] = []
+    /// Bytes of encoded rows kept between writes: 256 rows or so.
+    private static let encodingRoom = 64 << 10
     private var descriptor: Int32 = -1
     private var segment = 0
     private var segmentSize = 0
@@ -122,12 +124,27 @@ final class LedgerJournal: @unchecked Sendable {
         lockDescriptor = -1
     }
 
+    /// Drops the encoding buffer's room over what a pass of steady load uses, which only a
+    /// burst grows it to (the writer calls it once idle).
+    func releaseRoom() {
+        lock.lock()
+        defer { lock.unlock() }
+        if encoded.capacity > Self.encodingRoom { encoded = [] }
+    }
+
+    /// Bytes the encoding buffer has room for (tests read it).
+    package var encodingCapacity: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return encoded.capacity
+    }
+
     // MARK: Private (under `lock`)
 
     /// Writes the records of `rows` to the current segment (a new one when it is full); the
     /// segment's number, or nil if the write failed (the segment is cut back to its last whole record).
     private func append(_ rows: [Pending]) -> Int? {
-        encoded.removeAll(keepingRoomAbove: 64 << 10)  // bytes: 256 rows or so
+        encoded.removeAll(keepingRoomAbove: Self.encodingRoom)
         for pending in rows { JournalRecord.append(pending.entry, to: &encoded) }
         if descriptor >= 0 && segmentSize >= segmentBytes { endSegment() }
         if descriptor < 0 {

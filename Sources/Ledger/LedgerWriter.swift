@@ -306,7 +306,9 @@ public final class LedgerWriter: @unchecked Sendable {
     /// type's notes), then sees to the rollups and the WAL.
     private func commitQueued() {
         let clock = ContinuousClock()
+        var tookBatch = false
         while queue.takeBatch(into: &batch) {
+            tookBatch = true
             let started = clock.now
             switch commitWithRetry(batch, flushRollups: rollupsDue(adding: batch.count)) {
             case .committed(let rejected):
@@ -323,15 +325,28 @@ public final class LedgerWriter: @unchecked Sendable {
                 queue.settle(batch.count)
                 queue.failRemaining(error)
             }
-            batch.removeAll(keepingRoomAbove: 256)
+            batch.removeAll(keepingRoomAbove: Self.batchRoom)
         }
         // Woken for the rollups alone (nothing queued).
         if rollupsDue(adding: 0), case .failed(let error) = commitWithRetry([], flushRollups: true) {
             queue.failRemaining(error)
         }
+        if !tookBatch { releaseBurstRoom() }
         publishRollupsDue()
         checkpointIfDue()
     }
+
+    /// Woken with no row queued (the rollups' timer, 2 s after a burst's rows at the latest): the
+    /// room a burst grew the batch, the queue and the journal's buffer to goes now, not at the
+    /// next small batch, which an idle gateway may not see for hours.
+    private func releaseBurstRoom() {
+        if batch.capacity > Self.batchRoom { batch = [] }
+        queue.releaseRoom(above: Self.batchRoom)
+        journal?.releaseRoom()
+    }
+
+    /// Rows of room the batch and the queue keep between batches.
+    private static let batchRoom = 256
 
     /// Tells the writer thread when the waiting calls' rollups are due, when that changed.
     private func publishRollupsDue() {

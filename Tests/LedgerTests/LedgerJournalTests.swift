@@ -237,4 +237,44 @@ import LedgerTestSupport
         #expect(!writer.stage(sampleEntry(1)) { r in result.withLock { $0 = r } })
         #expect(result.current.map { if case .failure(.closed) = $0 { true } else { false } } == true)
     }
+
+    /// The room a burst grew the journal's encoding buffer and the writer's queue to goes when
+    /// the writer is idle (`releaseRoom`), not at the next small batch; room a steady pass uses
+    /// stays, and so does a queue that holds rows.
+    @Test func theRoomABurstGrewGoesWhenIdle() throws {
+        let dir = try TemporaryDirectory()
+        let journal = try #require(LedgerJournal(databasePath: dir.path()))
+        let queue = GroupCommitQueue(maxBatch: 4_096)
+        for n in 0..<1_000 { _ = journal.stage(sampleEntry(n)) { _ in } }
+        journal.write(into: queue)
+        #expect(journal.encodingCapacity > 64 << 10)
+        #expect(queue.room >= 1_000)
+        queue.releaseRoom(above: 256)
+        #expect(queue.room >= 1_000, "rows queued: kept")
+        var batch: [GroupCommitQueue.Pending] = []
+        #expect(queue.takeBatch(into: &batch) && batch.count == 1_000)
+        for pending in batch { pending.onCommit(.success(())) }
+        // As the writer does: the batch keeps its room (a batch as large), and the next batch
+        // swaps it into the queue.
+        batch.removeAll(keepingRoomAbove: 256)
+        for n in 1_000..<2_000 { _ = journal.stage(sampleEntry(n)) { _ in } }
+        journal.write(into: queue)
+        #expect(queue.takeBatch(into: &batch))
+        for pending in batch { pending.onCommit(.success(())) }
+        #expect(queue.room >= 1_000)
+        journal.releaseRoom()
+        queue.releaseRoom(above: 256)
+        #expect(journal.encodingCapacity == 0)
+        #expect(queue.room == 0)
+        // A steady pass's room stays.
+        for n in 2_000..<2_050 { _ = journal.stage(sampleEntry(n)) { _ in } }
+        journal.write(into: queue)
+        let steady = journal.encodingCapacity
+        #expect(steady > 0 && steady <= 64 << 10)
+        queue.releaseRoom(above: 256)
+        journal.releaseRoom()
+        #expect(journal.encodingCapacity == steady)
+        #expect(queue.room >= 50)
+        journal.finish()
+    }
 }
