@@ -24,4 +24,6 @@ static inline CURLcode tc_easy_getinfo_string(CURL *h, CURLINFO i, char **v) { r
 
 static inline CURLMcode tc_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
+/* The libcurl this process runs on, as 0xXXYYZZ (7.88.1 is 0x075801). */
+static inline unsigned int tc_curl_version_num(void) { return curl_version_info(CURLVERSION_NOW)->version_num; }
 #endif

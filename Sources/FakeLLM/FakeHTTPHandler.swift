@@ -106,6 +106,7 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                   log.dropsConnection(requestID: requestID) {
             decision.plan = .drop(goAway: knobs.failure == .goAwayOnce)
         }
+        if case .http11RequiredAfter = decision.plan.ending, head.version.major < 2 { decision.plan.ending = .complete }
         // A cut or reset answer closes too, but without saying so, like a real failure.
         // On HTTP/2 each request has a stream of its own, which ends with its answer.
         let persistent = head.version.major >= 2 || head.isKeepAlive
@@ -144,6 +145,7 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         while r.next < r.plan.pieces.count {
             if case .cutAfter(let count) = r.plan.ending, r.next == count { break }
+            if case .http11RequiredAfter(let count) = r.plan.ending, r.next == count { break }
             let piece = r.plan.pieces[r.next]
             if piece.delay > .zero, !r.waited {
                 r.waited = true
@@ -167,6 +169,12 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if case .cutAfter = r.plan.ending {
             cut(r, context: context)
+        } else if case .http11RequiredAfter = r.plan.ending {
+            if !r.headSent { writeHead(r, context: context) }
+            reply = nil
+            if let exchange = r.exchange { log.record(exchange) }
+            context.flush()
+            context.triggerUserOutboundEvent(FakeStreamReset.http11Required, promise: nil)
         } else {
             if !r.headSent { writeHead(r, context: context) }
             finish(r, last: nil, context: context)

@@ -57,6 +57,10 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// follows at once, cutting the streams below it too (a drain cut short). On HTTP/1.1 the
     /// same as `drop-connection-once`.
     case goAwayOnce = "goaway-once"
+    /// On HTTP/2, the head and the first event, then the stream is reset with HTTP_1_1_REQUIRED
+    /// (a server, or a TLS-terminating proxy before it, that wants the call over HTTP/1.1 after
+    /// all); on HTTP/1.1, the normal answer.
+    case http11RequiredAfterHead = "http11-required-after-head"
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.
     case echoCredential400 = "echo-credential-400"

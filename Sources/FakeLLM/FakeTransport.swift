@@ -21,6 +21,12 @@ public struct FakeConnectionDrain: Sendable {
     public init() {}
 }
 
+/// Sent down an HTTP/2 stream's pipeline (`triggerUserOutboundEvent`): the transport resets
+/// that stream (RST_STREAM) with this error code.
+public enum FakeStreamReset: Sendable {
+    case http11Required
+}
+
 /// Cleartext HTTP/1.1, pipelined requests answered one at a time.
 public struct CleartextTransport: FakeTransport {
     public var scheme: String { "http" }

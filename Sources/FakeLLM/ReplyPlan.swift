@@ -14,6 +14,9 @@ enum ReplyEnding: Equatable {
     case complete
     /// Close the connection after this many pieces (no terminating chunk).
     case cutAfter(Int)
+    /// HTTP/2: reset the stream with HTTP_1_1_REQUIRED after this many pieces. HTTP/1.1: the
+    /// whole answer (`complete`).
+    case http11RequiredAfter(Int)
     /// Reset the connection before any response byte.
     case resetBeforeHeaders
     /// Close the whole connection before any response byte: on HTTP/2, every stream on it,

@@ -90,7 +90,7 @@ public struct FakeTLS: FakeTransport {
                             mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
                         ) { stream in
                             stream.eventLoop.makeCompletedFuture {
-                                try stream.pipeline.syncOperations.addHandler(ConnectionDrainHandler())
+                                try stream.pipeline.syncOperations.addHandler(StreamFailureHandler())
                                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                                 try serve(stream)
                             }

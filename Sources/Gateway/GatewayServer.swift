@@ -13,6 +13,8 @@ import Upstream
 /// (the curl driver thread, the ledger writer thread, the key directory).
 public final class GatewayServer: Sendable {
     public let port: Int
+    /// Request bodies the upstream client let go while their answers streamed (tests read it).
+    var upstreamBodiesReleased: Int { context.upstream.sentBodiesReleased }
     public let host: String
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel

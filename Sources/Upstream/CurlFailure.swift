@@ -23,6 +23,10 @@ struct CurlFailure {
     /// have been let through and failed otherwise, after the provider had the call.
     var refusedStreamResendHeld = false
 
+    /// libcurl was about to send the call again after its answer had started (an HTTP/2 stream
+    /// reset with HTTP_1_1_REQUIRED), and was stopped.
+    var resendAfterAnswerRefused = false
+
     /// `refusedStreamResendHeld`, and curl failed the transfer for it.
     var refusedStreamNeverRead: Bool { refusedStreamResendHeld && code == CURLE_ABORTED_BY_CALLBACK }
 

@@ -22,8 +22,19 @@ enum CurlRuntime {
         precondition(initialized, "curl_global_init failed")
     }
 
+    /// Whether a running transfer may let its sent body go (`CurlTransfer.releaseSentBody`): the
+    /// options it sets mid-transfer were checked against libcurl 7.88's sources (what reads the
+    /// body and the upload buffer, and when), which libcurl does not promise for other versions.
+    static let releasesSentBodies: Bool = {
+        tc_curl_version_num() >> 8 == 0x0758  // 7.88.x
+    }()
+
     /// Maps a failed transfer to the public error.
     static func error(_ failure: CurlFailure) -> UpstreamError {
+        if failure.resendAfterAnswerRefused && failure.code == CURLE_ABORTED_BY_CALLBACK {
+            return .transport(code: Int(failure.code.rawValue), message:
+                "the provider asked for the call again (over HTTP/1.1) after its answer had started; not sent twice")
+        }
         if let waited = failure.resendRefusedAfterMicros {
             let seconds = (Double(waited) / 1e5).rounded() / 10
             return .transport(code: Int(failure.code.rawValue), message:

@@ -56,6 +56,8 @@ final class CurlTransfer: @unchecked Sendable {
     var heldSince: NIODeadline?
     /// The ramp refused the connection libcurl's own second send of this call would have opened.
     var refusedStreamResendHeld = false
+    /// libcurl's second send after the answer had started was stopped (`maySend`).
+    private var resendAfterAnswerRefused = false
     /// When the request first went out (HTTP/1.1 transfers only: see `maySend`).
     private var firstSentAt: NIODeadline?
     /// Set when libcurl's own second send was refused (`maySend`): how long after the request
@@ -242,14 +244,22 @@ final class CurlTransfer: @unchecked Sendable {
         driver.markDirty(self)
     }
 
-    /// Whether curl may send the request now (its pre-request callback). HTTP/2: always, and the
-    /// ramp learns which connection it rides. HTTP/1.1: always the first time; a second time
-    /// (libcurl's own re-send after the connection ended without an answer) only within the stale
-    /// window of the first send.
+    /// Whether curl may send the request now (its pre-request callback). Never once an answer
+    /// has started: libcurl sends a call again after its head when the provider resets an HTTP/2
+    /// stream with HTTP_1_1_REQUIRED (it retries on HTTP/1.1), which would splice a second answer
+    /// into the client's, and send a body the transfer has let go (`releaseSentBody`). Otherwise,
+    /// HTTP/2: always, and the ramp learns which connection it rides. HTTP/1.1: always the first
+    /// time; a second time (libcurl's own re-send after the connection ended without an answer)
+    /// only within the stale window of the first send.
     func maySend(connection: () -> ConnectionRamp<CurlTransfer>.Address) -> Bool {
+        guard !headSeen else {
+            resendAfterAnswerRefused = true
+            return false
+        }
         guard rampOrigin == nil else {
             driver.requestGoingOut(self, on: connection())
-            // On HTTP/2 libcurl sends a call again only when a GOAWAY refused its stream: always safe.
+            // Before an answer, libcurl sends a call again on HTTP/2 only when a GOAWAY refused
+            // its stream: always safe.
             return true
         }
         let now = NIODeadline.now()
@@ -275,7 +285,7 @@ final class CurlTransfer: @unchecked Sendable {
             code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
             answerStarted: headSeen || headerBytes > 0,  // body bytes set headSeen (synthesizeHead)
             waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros,
-            refusedStreamResendHeld: refusedStreamResendHeld))
+            refusedStreamResendHeld: refusedStreamResendHeld, resendAfterAnswerRefused: resendAfterAnswerRefused))
     }
 
     /// Reads the timing of the finished transfer (before its handle is reset).
@@ -295,7 +305,7 @@ final class CurlTransfer: @unchecked Sendable {
     /// transfer's callbacks).
     func takeDelivery() -> Delivery {
         isDirty = false
-        if pending.head != nil, pending.end == nil { releaseSentBody() }
+        if headSeen, body != nil, pending.end == nil { releaseSentBody() }
         defer { pending = Delivery() }
         return pending
     }
@@ -306,10 +316,11 @@ final class CurlTransfer: @unchecked Sendable {
     /// an HTTP/2 body (or an HTTP/1.1 one over 64 KiB) and keeps until the transfer ends, of
     /// which the body filled what it spans. Setting its size frees it (allocated again by the
     /// next upload); POSTFIELDS is pointed away from the copy first, so curl holds no pointer
-    /// to freed memory. A head that comes before the body went out (an early refusal) changes
-    /// nothing.
+    /// to freed memory. A head that comes before the whole body went out (an early refusal):
+    /// checked again at the transfer's next deliveries. Only on the libcurl this was read
+    /// against (`CurlRuntime.releasesSentBodies`).
     private func releaseSentBody() {
-        guard let body, let easy else { return }
+        guard CurlRuntime.releasesSentBodies, let body, let easy else { return }
         var sent: curl_off_t = 0
         guard tc_easy_getinfo_off(easy.raw, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK, sent >= body.count else { return }
         _ = tc_easy_setopt_off(easy.raw, CURLOPT_POSTFIELDSIZE_LARGE, 0)

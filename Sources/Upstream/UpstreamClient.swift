@@ -31,6 +31,9 @@ public final class UpstreamClient: Sendable {
         return UpstreamTransfer(transfer)
     }
 
+    /// Request bodies let go while their answer still streamed (`CurlTransfer.releaseSentBody`).
+    public var sentBodiesReleased: Int { driver.sentBodiesReleased.load(ordering: .relaxed) }
+
     /// Runs `work` on the curl thread, between two of its passes (for what only that thread can
     /// do, such as giving its allocator's free pages back). Dropped after `shutdown`.
     public func onCurlThread(_ work: @escaping @Sendable () -> Void) {

@@ -1,6 +1,7 @@
 import FakeLLM
 import FakeLLMTLS
 import Foundation
+@testable import Gateway
 import Ledger
 import Policy
 import Testing
@@ -216,7 +217,27 @@ struct UpstreamTLSTests {
             #expect(sent.contains(#""content":"\#(prompt)""#), "long-\(i): \(exchange.requestBody.count) bytes")
             #expect(try h.row("long-\(i)")?.outcome == .ok)
         }
+        // Each let its body go while its answer streamed.
+        #expect(h.server.upstreamBodiesReleased == prompts.count)
         #expect(h.fake.connectionCount == 1)
+    }
+
+    @Test("a provider that resets a stream with HTTP_1_1_REQUIRED after its head: the call is not sent again over HTTP/1.1, the client's stream is cut and recorded")
+    func http11RequiredAfterTheHeadIsNotSentTwice() async throws {
+        let h = try ProxyHarness(
+            providerHeaders: ["x-fake-fail": "http11-required-after-head", "x-fake-chunk-gap-ms": "20", "x-fake-chunks": "10"],
+            providerOptions: "ca_file: fake-ca.pem", fakeTLS: try FakeTLS.generate())
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "h11-1")
+        #expect(r.status == 200)
+        #expect(!r.complete)
+        // One answer's head, not a second one spliced in after the first event.
+        #expect(r.text.components(separatedBy: "chat.completion.chunk").count - 1 <= 2, "\(r.text)")
+        #expect(h.fake.requestCount == 1, "libcurl's second send (over HTTP/1.1) was stopped")
+        #expect(h.fake.exchange(requestID: "h11-1")?.httpVersion == "HTTP/2.0")
+        let row = try #require(try h.row("h11-1"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage?.contains("not sent twice") == true, "\(row.errorMessage ?? "")")
     }
 
     @Test("a client hanging up cancels its own stream only; the others on the connection finish")

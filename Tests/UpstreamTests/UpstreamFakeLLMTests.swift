@@ -311,11 +311,14 @@ extension UpstreamFakeLLMTests {
             #expect(r.body == exchange.responseBody)
             #expect(r.text.hasSuffix("data: [DONE]\n\n"))
             #expect(r.wellOrdered)
-            // The handle goes back to the pool with curl's defaults; the next call sends its own body whole.
-            let next = try await client.run(chat(fake, id: "after-release", stream: false), on: loop)
-            #expect(next.head?.status == 200)
-            #expect(try #require(fake.exchange(requestID: "after-release")).requestBody
-                == Array(chat(fake, id: "after-release", stream: false).body.readableBytesView))
+            // The handle goes back to the pool with curl's defaults: its next call (the same handle,
+            // the only one kept) sends a body of its own over 64 KiB, from an upload buffer
+            // allocated again, whole.
+            var next = chat(fake, id: "after-release", stream: false)
+            next.body = ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\#(String(repeating: "other ", count: 20_000))"}]}"#)
+            let nextBody = Array(next.body.readableBytesView)
+            #expect(try await client.run(next, on: loop).head?.status == 200)
+            #expect(try #require(fake.exchange(requestID: "after-release")).requestBody == nextBody)
         }
     }
 }

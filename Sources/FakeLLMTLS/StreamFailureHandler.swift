@@ -2,13 +2,22 @@ import FakeLLM
 import NIOCore
 import NIOHTTP2
 
-/// In each HTTP/2 stream's pipeline: on `FakeConnectionDrain`, writes a GOAWAY on the connection
-/// whose last stream id is below this stream's (so it was not processed), then closes it. Only
-/// the stream's channel knows its id, hence an outbound event rather than a write in FakeLLM.
-final class ConnectionDrainHandler: ChannelOutboundHandler, RemovableChannelHandler {
+/// In each HTTP/2 stream's pipeline, below the HTTP/1 codec, the failures FakeLLM's handler
+/// cannot write in HTTP/1 terms, asked for as outbound events:
+/// - `FakeConnectionDrain`: a GOAWAY on the connection whose last stream id is below this
+///   stream's (so it was not processed), then the connection's close. Only the stream's channel
+///   knows its id.
+/// - `FakeStreamReset`: RST_STREAM on this stream with its error code.
+final class StreamFailureHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let reset = event as? FakeStreamReset {
+            promise?.succeed()
+            let code: HTTP2ErrorCode = switch reset { case .http11Required: .http11Required }
+            return context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+        }
         guard event is FakeConnectionDrain else {
             return context.triggerUserOutboundEvent(event, promise: promise)
         }
