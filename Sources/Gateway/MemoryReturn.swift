@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Gives the heap a busy spell freed back to the OS. Checked every `interval`: once calls in
-/// flight have fallen to half of the last check's, or to none after a busy spell.
+/// flight have fallen to half of the last check's, or to none after a busy spell (the only
+/// time the allocating threads themselves are asked).
 ///
 /// glibc keeps what thousands of closed streams or a burst of calls freed in its arenas, so the
 /// process's RSS stays at its peak; `malloc_trim` returns the free pages (off the event loops:
@@ -71,7 +72,9 @@ final class MemoryReturn: Sendable {
             guard trim else { return }
             switch giveBack {
             case .onEachThread(let collect):
-                for thread in allocatingThreads { thread(collect) }
+                // On the threads only once no call is in flight: a collect walks the thread's
+                // pages and purges the empty ones, which calls still running would fault back in.
+                if now == 0 { for thread in allocatingThreads { thread(collect) } }
                 DispatchQueue.global(qos: .utility).async(execute: collect)
             case .once(let trim):
                 DispatchQueue.global(qos: .utility).async(execute: trim)

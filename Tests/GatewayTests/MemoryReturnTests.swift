@@ -6,40 +6,65 @@ import Testing
 
 /// When the allocator is asked to give memory back, and on which threads.
 @Suite struct MemoryReturnTests {
-    /// mimalloc returns a page only on the thread that owns it: after a busy spell, the give-back
-    /// runs once on each allocating thread (and once off them), not again while idle, and again
-    /// after the next spell.
+    /// mimalloc returns a page only on the thread that owns it: once no call is in flight after a
+    /// busy spell, the give-back runs once on each allocating thread (and once off them), not
+    /// again while idle; when calls in flight only halve, off them alone.
     @Test func afterABusySpellEachAllocatingThreadGivesBackOnce() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let loops = Array(group.makeIterator())
         let inFlight = Atomic<Int>(0)
-        let ranOn = Mutex<[String]>([])
-        let threads: [MemoryReturn.Thread] = loops.enumerated().map { i, loop in
-            { @Sendable work in loop.execute { if loop.inEventLoop { ranOn.withLock { $0.append("loop-\(i)") } }; work() } }
+        let checks = Atomic<Int>(0)
+        let onThreads = Atomic<Int>(0)
+        let threads: [MemoryReturn.Thread] = loops.map { loop in
+            { @Sendable work in loop.execute { onThreads.add(1, ordering: .relaxed); work() } }
         }
         let collects = Atomic<Int>(0)
         let memory = MemoryReturn(on: loops[0], allocatingThreads: threads,
                                   giveBack: .onEachThread { collects.add(1, ordering: .relaxed) },
-                                  interval: .milliseconds(50)) { inFlight.load(ordering: .relaxed) }
-        func settle() async throws { try await Task.sleep(for: .milliseconds(400)) }
+                                  interval: .milliseconds(20)) {
+            checks.add(1, ordering: .relaxed)
+            return inFlight.load(ordering: .relaxed)
+        }
+        /// Waits until `count` more checks have run (each saw the value set before).
+        func checked(_ count: Int = 2) async throws {
+            let target = checks.load(ordering: .relaxed) + count
+            let deadline = ContinuousClock.now + .seconds(10)
+            while checks.load(ordering: .relaxed) < target, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        /// Waits until `count` collects have run (on the loops: their own pace).
+        func collected(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while collects.load(ordering: .relaxed) < count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
 
-        try await settle()
+        try await checked(3)
         #expect(collects.load(ordering: .relaxed) == 0, "never busy: nothing to give back")
         inFlight.store(100, ordering: .relaxed)
-        try await settle()
+        try await checked()
         #expect(collects.load(ordering: .relaxed) == 0, "busy: nothing yet")
         inFlight.store(0, ordering: .relaxed)
-        try await settle()
-        // Three loops and once off them.
+        try await collected(4)
+        // Each of the three loops, and once off them.
         #expect(collects.load(ordering: .relaxed) == 4)
-        #expect(ranOn.withLock { $0.sorted() } == ["loop-0", "loop-1", "loop-2"])
-        try await settle()
+        #expect(onThreads.load(ordering: .relaxed) == 3)
+        try await checked(3)
         #expect(collects.load(ordering: .relaxed) == 4, "idle since: not again")
+
+        // Halved, not idle: off the threads only (calls still run on them).
+        inFlight.store(20, ordering: .relaxed)
+        try await checked()
         inFlight.store(10, ordering: .relaxed)
-        try await settle()
+        try await collected(5)
+        try await checked()
+        #expect(collects.load(ordering: .relaxed) == 5)
+        #expect(onThreads.load(ordering: .relaxed) == 3)
         inFlight.store(0, ordering: .relaxed)
-        try await settle()
-        #expect(collects.load(ordering: .relaxed) == 8)
+        try await collected(9)
+        #expect(onThreads.load(ordering: .relaxed) == 6)
         memory.stop()
         try await group.shutdownGracefully()
     }
