@@ -197,10 +197,14 @@ public final class GroupCommitQueue: @unchecked Sendable {
 
     /// Writer thread, idle: drops the queue's room over `floor` rows, which only a burst grows
     /// it to (under load the writer is not idle). Kept while rows are queued.
-    public func releaseRoom(above floor: Int) {
+    /// True if it dropped any.
+    @discardableResult
+    public func releaseRoom(above floor: Int) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        if queue.isEmpty && queue.capacity > floor { queue = [] }
+        guard queue.isEmpty && queue.capacity > floor else { return false }
+        queue = []
+        return true
     }
 
     /// Rows the queue has room for (tests read it).

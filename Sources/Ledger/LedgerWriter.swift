@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Synchronization
 
 /// The single writer of the ledger: one dedicated thread drains everything queued into one
 /// transaction (group commit), then tells each caller its row is durable.
@@ -340,17 +341,30 @@ public final class LedgerWriter: @unchecked Sendable {
     /// room a burst grew the batch, the queue and the journal's buffer to goes now, not at the
     /// next small batch, which an idle gateway may not see for hours.
     private func releaseBurstRoom() {
-        if batch.capacity > Self.batchRoom { batch = [] }
-        queue.releaseRoom(above: Self.batchRoom)
+        var released = queue.releaseRoom(above: Self.batchRoom)
+        if batch.capacity > Self.batchRoom {
+            batch = []
+            released = true
+        }
         journal?.releaseRoom()
+        if released { burstRoomReleases.add(1, ordering: .relaxed) }
     }
+
+    /// Times the writer gave a burst's room back (tests read it).
+    package let burstRoomReleases = Atomic<Int>(0)
+
+    /// Rows the writer's queue has room for (tests read it).
+    package var queueRoom: Int { queue.room }
 
     /// Rows of room the batch and the queue keep between batches.
     private static let batchRoom = 256
 
     /// Tells the writer thread when the waiting calls' rollups are due, when that changed.
     private func publishRollupsDue() {
+        // With no call waiting, a batch holding a burst's room still wakes the writer once, to
+        // give it back (`releaseBurstRoom`).
         let due = tail.waitingSince.map { $0 + options.rollupFlushInterval }
+            ?? (batch.capacity > Self.batchRoom ? publishedRollupsDue ?? .now + options.rollupFlushInterval : nil)
         guard due != publishedRollupsDue else { return }
         publishedRollupsDue = due
         queue.setWakeAt(due)

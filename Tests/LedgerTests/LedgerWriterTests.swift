@@ -1,5 +1,6 @@
 import Foundation
 import Metering
+import Synchronization
 import Testing
 @testable import Ledger
 import LedgerTestSupport
@@ -144,6 +145,38 @@ import LedgerTestSupport
         #expect(try reader.count() == 2)
         #expect(try reader.report(ReportQuery(since: 0, until: .max)).totals.requests == 2)
     }
+
+    /// The room two bursts grew the writer's queue to goes once the writer is idle, whether the
+    /// calls' rollups still waited (their timer wakes it) or the last batch added them already
+    /// (it wakes once more for the room alone).
+    @Test(arguments: [65_536, 100])
+    func theQueuesBurstRoomGoesOnceIdle(rollupFlushRows: Int) async throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: LedgerWriter.Options(
+            rollupFlushRows: rollupFlushRows, rollupFlushInterval: .seconds(1)))
+        // Two bursts of 1,000 rows queued at once (as an event loop's pass records them): the
+        // second takes the first's batch storage back into the queue (swapped).
+        // (Committed is watched from a reader: a `flush` would wake the writer with nothing queued.)
+        let reader = try LedgerReader(path: dir.path())
+        defer { reader.close() }
+        for burst in 1...2 {
+            for n in 0..<1_000 { _ = writer.stage(sampleEntry(burst * 1_000 + n)) { _ in } }
+            writer.recordStaged()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try reader.count() < burst * 1_000, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        // Once at least (twice if the machine took a second between the bursts).
+        while writer.burstRoomReleases.load(ordering: .relaxed) == 0 || writer.queueRoom > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(writer.burstRoomReleases.load(ordering: .relaxed) >= 1)
+        #expect(writer.queueRoom == 0)
+        writer.close()
+        #expect(try reader.count() == 2_000)
+    }
 }
 
 /// A second connection that checks a call's row is visible; used only on the writer thread.
@@ -161,4 +194,5 @@ private final class VisibilityProbe: @unchecked Sendable {
         query.bind(id, at: 1)
         return (try? query.step()) == true && query.int64(at: 0) == 1
     }
+
 }
