@@ -13,18 +13,20 @@
 final class RetryTracker {
     struct Call {
         var startedAt: Int64
-        var id: String
+        /// Its id, for order only.
+        var order: CallOrderKey
         var rowid: Int64
         var retry: Bool
         var keys: RollupKeyIds
         var cost: Int64
 
         func precedes(_ other: Call) -> Bool {
-            Self.order(startedAt, id, precedes: other.startedAt, other.id)
+            Self.order(startedAt, order, precedes: other.startedAt, other.order)
         }
 
         /// (started_at, id) order.
-        static func order(_ startedAt: Int64, _ id: String, precedes otherStartedAt: Int64, _ otherId: String) -> Bool {
+        static func order(_ startedAt: Int64, _ id: CallOrderKey, precedes otherStartedAt: Int64,
+                          _ otherId: CallOrderKey) -> Bool {
             startedAt != otherStartedAt ? startedAt < otherStartedAt : id < otherId
         }
     }
@@ -95,7 +97,7 @@ final class RetryTracker {
         guard let user = entry.user, let hash = entry.requestHash else { return false }
         guard entry.startedAt - Self.window >= horizon else { return nil }
         guard let calls = recent[Fingerprint(user: user, hash: hash)] else { return false }
-        return Self.follows(calls, at: calls.sortedIndex(entry.startedAt, entry.id), startedAt: entry.startedAt)
+        return Self.follows(calls, at: calls.sortedIndex(entry.startedAt, CallOrderKey(entry.id)), startedAt: entry.startedAt)
     }
 
     /// The test of a retry: a call starting at `startedAt`, at `index` of its fingerprint's calls,
@@ -115,7 +117,7 @@ final class RetryTracker {
     func record(_ entry: LedgerEntry, rowid: Int64, keys: RollupKeyIds) throws -> (retry: Bool, flagged: [Call]) {
         guard let user = entry.user, let hash = entry.requestHash else { return (false, []) }
         let fingerprint = Fingerprint(user: user, hash: hash)
-        let new = Call(startedAt: entry.startedAt, id: entry.id, rowid: rowid, retry: false, keys: keys,
+        let new = Call(startedAt: entry.startedAt, order: CallOrderKey(entry.id), rowid: rowid, retry: false, keys: keys,
                        cost: entry.cost.picodollars)
         latest = max(latest, entry.startedAt)
         guard entry.startedAt - Self.window >= horizon else {
@@ -178,7 +180,7 @@ final class RetryTracker {
         var emptied: [Fingerprint] = []
         for i in recent.indices {
             let count = recent.values[i].count
-            let behind = recent.values[i].sortedIndex(horizon, "")
+            let behind = recent.values[i].sortedIndex(horizon, .other(""))
             if behind == count {
                 emptied.append(recent.keys[i])
             } else if behind >= count / 2 {
@@ -204,7 +206,7 @@ final class RetryTracker {
         let key = RollupKey(user: user, team: s.optionalString(at: c + 4), model: s.optionalString(at: c + 5),
                             provider: s.optionalString(at: c + 6), plan: s.optionalString(at: c + 7),
                             keyId: s.optionalString(at: c + 8))
-        return Call(startedAt: s.int64(at: c), id: s.string(at: c + 1), rowid: s.int64(at: c + 2),
+        return Call(startedAt: s.int64(at: c), order: CallOrderKey(s.string(at: c + 1)), rowid: s.int64(at: c + 2),
                     retry: s.bool(at: c + 3), keys: try store.ids(of: key), cost: s.int64(at: c + 9))
     }
 }
@@ -213,18 +215,18 @@ private extension Array where Element == RetryTracker.Call {
     /// Inserts `call` in (started_at, id) order (at the end when calls arrive in order) and hands
     /// `body` the array and the call's index, to look at its neighbours in place.
     mutating func withSortedInsert(_ call: Element, _ body: (inout [Element], Int) -> Void) {
-        let index = sortedIndex(call.startedAt, call.id)
+        let index = sortedIndex(call.startedAt, call.order)
         insert(call, at: index)
         body(&self, index)
     }
 
     /// Where a call starting at `startedAt` with `id` goes in (started_at, id) order.
-    func sortedIndex(_ startedAt: Int64, _ id: String) -> Int {
-        guard let last, Element.order(startedAt, id, precedes: last.startedAt, last.id) else { return count }
+    func sortedIndex(_ startedAt: Int64, _ id: CallOrderKey) -> Int {
+        guard let last, Element.order(startedAt, id, precedes: last.startedAt, last.order) else { return count }
         var low = 0, high = count
         while low < high {
             let mid = (low + high) / 2
-            if Element.order(self[mid].startedAt, self[mid].id, precedes: startedAt, id) { low = mid + 1 } else { high = mid }
+            if Element.order(self[mid].startedAt, self[mid].order, precedes: startedAt, id) { low = mid + 1 } else { high = mid }
         }
         return low
     }
