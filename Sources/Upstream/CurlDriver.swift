@@ -332,6 +332,9 @@ final class CurlDriver: @unchecked Sendable {
 
     func socketOpened(_ fd: curl_socket_t, by transfer: CurlTransfer) -> Bool {
         guard let origin = transfer.rampOrigin else { return true }
+        // libcurl connects before its pre-request callback: a re-send after the answer started
+        // (`CurlTransfer.maySend`) is stopped here already, before a connection is opened for it.
+        guard transfer.mayOpenConnection() else { return false }
         let allowed = ramp.socketOpened(fd, origin: origin, seat: &transfer.seat)
         if !allowed { transfer.refusedStreamResendHeld = true }
         return allowed

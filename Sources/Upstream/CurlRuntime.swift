@@ -31,7 +31,7 @@ enum CurlRuntime {
 
     /// Maps a failed transfer to the public error.
     static func error(_ failure: CurlFailure) -> UpstreamError {
-        if failure.resendAfterAnswerRefused && failure.code == CURLE_ABORTED_BY_CALLBACK {
+        if failure.resendAfterAnswerRefused {
             return .transport(code: Int(failure.code.rawValue), message:
                 "the provider asked for the call again (over HTTP/1.1) after its answer had started; not sent twice")
         }

@@ -273,6 +273,16 @@ final class CurlTransfer: @unchecked Sendable {
         return false
     }
 
+    /// Whether curl may open a connection for this transfer (HTTP/2 transfers' socket callback):
+    /// not for a send after the answer started (see `maySend`).
+    func mayOpenConnection() -> Bool {
+        guard !headSeen else {
+            resendAfterAnswerRefused = true
+            return false
+        }
+        return true
+    }
+
     /// The error a failed transfer reports, from curl's code and what was seen of the answer.
     func error(code: CURLcode, easy: CurlEasyHandle) -> UpstreamError {
         var connects = 0, headerBytes = 0

@@ -31,6 +31,9 @@ public final class UpstreamClient: Sendable {
         return UpstreamTransfer(transfer)
     }
 
+    /// Whether this libcurl lets a streaming call's request go once its answer started (7.88.x only).
+    public static var releasesSentBodies: Bool { CurlRuntime.releasesSentBodies }
+
     /// Request bodies let go while their answer still streamed (`CurlTransfer.releaseSentBody`).
     public var sentBodiesReleased: Int { driver.sentBodiesReleased.load(ordering: .relaxed) }
 

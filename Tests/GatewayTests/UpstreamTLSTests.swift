@@ -5,6 +5,7 @@ import Foundation
 import Ledger
 import Policy
 import Testing
+import Upstream
 
 /// Providers over HTTPS, as the real ones are: TLS verified against the provider's `ca_file`,
 /// HTTP/2 negotiated by ALPN, and concurrent calls multiplexed as streams of one connection.
@@ -217,8 +218,8 @@ struct UpstreamTLSTests {
             #expect(sent.contains(#""content":"\#(prompt)""#), "long-\(i): \(exchange.requestBody.count) bytes")
             #expect(try h.row("long-\(i)")?.outcome == .ok)
         }
-        // Each let its body go while its answer streamed.
-        #expect(h.server.upstreamBodiesReleased == prompts.count)
+        // Each let its body go while its answer streamed (on the libcurl that does it).
+        #expect(h.server.upstreamBodiesReleased == (UpstreamClient.releasesSentBodies ? prompts.count : 0))
         #expect(h.fake.connectionCount == 1)
     }
 

@@ -287,7 +287,8 @@ extension UpstreamFakeLLMTests {
     /// A stream lets its request body go (the copy and libcurl's upload buffer) once its head has
     /// come and the body has gone out: while the answer still streams, with the body whole at
     /// the provider.
-    @Test func aStreamLetsItsBodyGoOnceItsHeadCame() async throws {
+    @Test(.enabled(if: CurlRuntime.releasesSentBodies, "libcurl 7.88.x only"))
+    func aStreamLetsItsBodyGoOnceItsHeadCame() async throws {
         try await withFake { fake, client in
             let released = { client.driver.sentBodiesReleased.load(ordering: .relaxed) }
             let loop = group.next()
