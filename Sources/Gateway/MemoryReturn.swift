@@ -6,8 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Gives the heap a busy spell freed back to the OS. Checked every `interval`: once calls in
-/// flight have fallen to half of the last check's, or to none after a busy spell (the only
-/// time the allocating threads themselves are asked).
+/// flight have fallen to half of the last check's, or to none after a busy spell.
 ///
 /// glibc keeps what thousands of closed streams or a burst of calls freed in its arenas, so the
 /// process's RSS stays at its peak; `malloc_trim` returns the free pages (off the event loops:
@@ -24,8 +23,9 @@ final class MemoryReturn: Sendable {
 
     /// How the process's allocator gives free memory back.
     enum GiveBack: Sendable {
-        /// On every allocating thread, and once off them (mimalloc's `mi_collect`).
-        case onEachThread(@Sendable () -> Void)
+        /// On every allocating thread, and once off them (mimalloc's `mi_collect`; `force`: also
+        /// the thread's cached segments, and what threads that ended left).
+        case onEachThread(@Sendable (_ force: Bool) -> Void)
         /// Once, from any thread (glibc's `malloc_trim`).
         case once(@Sendable () -> Void)
         case none
@@ -38,7 +38,7 @@ final class MemoryReturn: Sendable {
             let process = UnsafeMutableRawPointer(bitPattern: 0)
             if let symbol = dlsym(process, "mi_collect") {
                 let collect = unsafeBitCast(symbol, to: (@convention(c) (Bool) -> Void).self)
-                return .onEachThread { collect(true) }
+                return .onEachThread { collect($0) }
             }
             if let symbol = dlsym(process, "malloc_trim") {
                 let mallocTrim = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
@@ -72,10 +72,12 @@ final class MemoryReturn: Sendable {
             guard trim else { return }
             switch giveBack {
             case .onEachThread(let collect):
-                // On the threads only once no call is in flight: a collect walks the thread's
-                // pages and purges the empty ones, which calls still running would fault back in.
-                if now == 0 { for thread in allocatingThreads { thread(collect) } }
-                DispatchQueue.global(qos: .utility).async(execute: collect)
+                // Forced once no call is in flight; while calls still run (in flight halved, as
+                // a gateway that always holds a few streams never reaches none), a plain collect
+                // frees the pages that emptied and keeps the thread's cached segments for them.
+                let force = now == 0
+                for thread in allocatingThreads { thread { collect(force) } }
+                DispatchQueue.global(qos: .utility).async { collect(true) }
             case .once(let trim):
                 DispatchQueue.global(qos: .utility).async(execute: trim)
             case .none:

@@ -6,9 +6,9 @@ import Testing
 
 /// When the allocator is asked to give memory back, and on which threads.
 @Suite struct MemoryReturnTests {
-    /// mimalloc returns a page only on the thread that owns it: once no call is in flight after a
-    /// busy spell, the give-back runs once on each allocating thread (and once off them), not
-    /// again while idle; when calls in flight only halve, off them alone.
+    /// mimalloc returns a page only on the thread that owns it: after a busy spell the give-back
+    /// runs once on each allocating thread (and once off them), not again while idle; forced once
+    /// no call is in flight, plain while calls still run (in flight halved).
     @Test func afterABusySpellEachAllocatingThreadGivesBackOnce() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let loops = Array(group.makeIterator())
@@ -19,8 +19,12 @@ import Testing
             { @Sendable work in loop.execute { onThreads.add(1, ordering: .relaxed); work() } }
         }
         let collects = Atomic<Int>(0)
+        let plain = Atomic<Int>(0)
         let memory = MemoryReturn(on: loops[0], allocatingThreads: threads,
-                                  giveBack: .onEachThread { collects.add(1, ordering: .relaxed) },
+                                  giveBack: .onEachThread { force in
+                                      collects.add(1, ordering: .relaxed)
+                                      if !force { plain.add(1, ordering: .relaxed) }
+                                  },
                                   interval: .milliseconds(20)) {
             checks.add(1, ordering: .relaxed)
             return inFlight.load(ordering: .relaxed)
@@ -54,17 +58,21 @@ import Testing
         try await checked(3)
         #expect(collects.load(ordering: .relaxed) == 4, "idle since: not again")
 
-        // Halved, not idle: off the threads only (calls still run on them).
+        #expect(plain.load(ordering: .relaxed) == 0, "none in flight: forced")
+
+        // Halved, not idle: on each thread too, but plain (calls still run on them).
         inFlight.store(20, ordering: .relaxed)
         try await checked()
         inFlight.store(10, ordering: .relaxed)
-        try await collected(5)
+        try await collected(8)
         try await checked()
-        #expect(collects.load(ordering: .relaxed) == 5)
-        #expect(onThreads.load(ordering: .relaxed) == 3)
-        inFlight.store(0, ordering: .relaxed)
-        try await collected(9)
+        #expect(collects.load(ordering: .relaxed) == 8)
         #expect(onThreads.load(ordering: .relaxed) == 6)
+        #expect(plain.load(ordering: .relaxed) == 3, "the threads' collects plain, the one off them forced")
+        inFlight.store(0, ordering: .relaxed)
+        try await collected(12)
+        #expect(onThreads.load(ordering: .relaxed) == 9)
+        #expect(plain.load(ordering: .relaxed) == 3)
         memory.stop()
         try await group.shutdownGracefully()
     }
