@@ -43,10 +43,15 @@ enum CallOrderKey: Comparable {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
+    /// Before every id (the tracker's probe for the first call at an instant).
+    static let lowest = CallOrderKey.other("")
+
     static func < (a: CallOrderKey, b: CallOrderKey) -> Bool {
         switch (a, b) {
         case (.hex(let a0, let a1), .hex(let b0, let b1)): (a0, a1) < (b0, b1)
         case (.other(let a), .other(let b)): a < b
+        case (_, .other(let b)) where b.isEmpty: false
+        case (.other(let a), _) where a.isEmpty: true
         default: a.id < b.id  // an id of each kind: rare (a ledger written by something else)
         }
     }

@@ -363,8 +363,9 @@ public final class LedgerWriter: @unchecked Sendable {
     private func publishRollupsDue() {
         // With no call waiting, a batch holding a burst's room still wakes the writer once, to
         // give it back (`releaseBurstRoom`).
+        let holdsBurstRoom = batch.capacity > Self.batchRoom || queue.room > Self.batchRoom
         let due = tail.waitingSince.map { $0 + options.rollupFlushInterval }
-            ?? (batch.capacity > Self.batchRoom ? publishedRollupsDue ?? .now + options.rollupFlushInterval : nil)
+            ?? (holdsBurstRoom ? publishedRollupsDue ?? .now + options.rollupFlushInterval : nil)
         guard due != publishedRollupsDue else { return }
         publishedRollupsDue = due
         queue.setWakeAt(due)

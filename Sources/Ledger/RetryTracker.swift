@@ -180,7 +180,7 @@ final class RetryTracker {
         var emptied: [Fingerprint] = []
         for i in recent.indices {
             let count = recent.values[i].count
-            let behind = recent.values[i].sortedIndex(horizon, .other(""))
+            let behind = recent.values[i].sortedIndex(horizon, .lowest)
             if behind == count {
                 emptied.append(recent.keys[i])
             } else if behind >= count / 2 {

@@ -194,5 +194,4 @@ private final class VisibilityProbe: @unchecked Sendable {
         query.bind(id, at: 1)
         return (try? query.step()) == true && query.int64(at: 0) == 1
     }
-
 }
