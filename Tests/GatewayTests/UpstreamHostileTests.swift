@@ -1,3 +1,4 @@
+import FakeLLM
 import Foundation
 import Ledger
 import Metering
@@ -210,6 +211,7 @@ struct UpstreamHostileTests {
         #expect(row.errorMessage?.hasSuffix("after 2 retries (connect error at openai, connect error at openai)") == true)
         let m = try await Scrape.of(h)
         #expect(m[#"tokenctl_upstream_retries_total{provider="openai",reason="connect"}"#] == 2)
+        withExtendedLifetime(refusing) {}  // refusing until here
     }
 
     @Test("the backoff is jittered and bounded")

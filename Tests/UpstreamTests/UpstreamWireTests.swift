@@ -1,3 +1,4 @@
+import FakeLLM
 import Logging
 import NIOCore
 import NIOPosix
@@ -226,10 +227,9 @@ import Testing
     }
 
     @Test func connectionRefusedIsAConnectError() async throws {
-        // Bind and close to get a port nobody listens on.
-        let probe = try await ScriptedServer(group: group) { _ in [] }
-        let url = probe.baseURL
-        try await probe.close()
+        // Held for the test: a port bound and closed again could go to another test's server.
+        let refusing = try RefusingPort()
+        let url = "http://127.0.0.1:\(refusing.port)"
         try await withClient { client in
             let r = try await client.run(UpstreamRequest(url: url), on: group.next())
             guard case .connect(let message) = r.error else {
@@ -239,6 +239,7 @@ import Testing
             #expect(message.contains("onnect"))
             #expect(r.calls == ["end"])
         }
+        withExtendedLifetime(refusing) {}  // refusing until here
     }
 
     @Test func malformedURLAndForbiddenSchemeFailCleanly() async throws {
