@@ -401,7 +401,9 @@ for r in sel("hold"):
 w("")
 w("Each stream asks a FakeLLM whose first delta comes after 10 min, so it sits open and idle in the proxy. "
   "RSS (VmRSS; nginx: master + worker) 1 s after every stream had its first event; then the client closes "
-  "every connection; 'returned' = share of the growth given back 3 s later.")
+  "every connection; 'returned' = share of the growth given back 3 s later. Before the first hold: a wait until the "
+  "ledger's retry tracker has dropped the load phases' calls (150 s after them), then a hold of 20 streams per arm "
+  "(a first HTTPS call's one-time cost, not a stream's).")
 w("")
 
 # --- ledger -----------------------------------------------------------------------------------
