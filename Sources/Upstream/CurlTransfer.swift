@@ -252,10 +252,7 @@ final class CurlTransfer: @unchecked Sendable {
     /// time; a second time (libcurl's own re-send after the connection ended without an answer)
     /// only within the stale window of the first send.
     func maySend(connection: () -> ConnectionRamp<CurlTransfer>.Address) -> Bool {
-        guard !headSeen else {
-            resendAfterAnswerRefused = true
-            return false
-        }
+        guard !refusesResendAfterAnswer() else { return false }
         guard rampOrigin == nil else {
             driver.requestGoingOut(self, on: connection())
             // Before an answer, libcurl sends a call again on HTTP/2 only when a GOAWAY refused
@@ -276,10 +273,14 @@ final class CurlTransfer: @unchecked Sendable {
     /// Whether curl may open a connection for this transfer (HTTP/2 transfers' socket callback):
     /// not for a send after the answer started (see `maySend`).
     func mayOpenConnection() -> Bool {
-        guard !headSeen else {
-            resendAfterAnswerRefused = true
-            return false
-        }
+        !refusesResendAfterAnswer()
+    }
+
+    /// True, and remembered for the error, when the answer has started: libcurl's send (or the
+    /// connection for it) would be a second one.
+    private func refusesResendAfterAnswer() -> Bool {
+        guard headSeen else { return false }
+        resendAfterAnswerRefused = true
         return true
     }
 
