@@ -207,7 +207,7 @@ public final class GroupCommitQueue: @unchecked Sendable {
         return true
     }
 
-    /// Rows the queue has room for (tests read it).
+    /// Rows the queue has room for (the writer, deciding whether a burst's room waits for it).
     package var room: Int {
         condition.lock()
         defer { condition.unlock() }
