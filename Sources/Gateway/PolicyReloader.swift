@@ -114,7 +114,7 @@ public final class PolicyReloader: Sendable {
     /// Starts watching the directory (no-op without one).
     public func startWatching(every interval: TimeInterval = 0.5) {
         guard let directory else { return }
-        let thread = Thread(named: "tokenctl-policy") { [self] in
+        let thread = Thread(named: "tokenctl-policy", priority: .housekeeping) { [self] in
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
                 if state.withLockedValue({ $0.stopped }) { break }

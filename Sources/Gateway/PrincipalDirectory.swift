@@ -38,7 +38,7 @@ public final class PrincipalDirectory: Sendable {
     }
 
     public func startPolling(every interval: TimeInterval = 1.0) {
-        let thread = Thread(named: "tokenctl-keys") { [self] in
+        let thread = Thread(named: "tokenctl-keys", priority: .housekeeping) { [self] in
             var lastStamp = (try? keyStore.changeStamp()) ?? -1
             while !stopped.withLockedValue({ $0 }) {
                 Thread.sleep(forTimeInterval: interval)

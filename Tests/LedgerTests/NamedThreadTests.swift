@@ -3,7 +3,8 @@ import Testing
 @testable import Ledger
 import LedgerTestSupport
 
-/// Threads carry their names into the OS, where `top -H`, `perf` and `/proc` read them.
+/// Threads carry their names into the OS, where `top -H`, `perf` and `/proc` read them, and run
+/// at their priority.
 @Suite struct NamedThreadTests {
     /// The OS name of every thread of this process.
     static func threadNames() throws -> [String] {
@@ -13,18 +14,37 @@ import LedgerTestSupport
         }
     }
 
-    @Test func aNamedThreadRunsUnderItsName() async throws {
-        let seen = Locked<String?>(nil)
+    @Test(arguments: [ThreadPriority.answers, .keepsPace, .housekeeping])
+    func aNamedThreadRunsUnderItsNameAtItsPriority(_ priority: ThreadPriority) async throws {
+        let seen = Locked<(name: String?, nice: Int32)>((nil, -1))
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread(named: "tokenctl-test") {
-                seen.withLock { $0 = try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8) }
+            Thread(named: "tokenctl-test", priority: priority) {
+                seen.withLock {
+                    $0 = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8), ThreadPriority.currentNice)
+                }
                 done.resume()
             }.start()
         }
-        #expect(seen.withLock { $0 } == "tokenctl-test\n")
+        #expect(seen.withLock { $0.name } == "tokenctl-test\n")
+        #if os(Linux)
+        #expect(seen.withLock { $0.nice } == priority.rawValue)
+        #endif
     }
 
-    @Test func theLedgerWriterAndItsCheckpointThreadAreNamed() throws {
+    /// The nice value of every thread of this process named `name` (field 19 of its stat).
+    static func niceValues(ofThreadsNamed name: String) throws -> [Int32] {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").compactMap { task in
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After "pid (comm) ", the fields run from the 3rd (state); the 19th is nice.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 16 ? Int32(fields[16]) : nil
+        }
+    }
+
+    @Test func theLedgerWriterAndItsCheckpointThreadRunUnderTheirNamesAndPriorities() throws {
         let directory = try TemporaryDirectory()
         let writer = try LedgerWriter(path: directory.path())
         defer { writer.close() }
@@ -37,5 +57,13 @@ import LedgerTestSupport
             names = Set(try Self.threadNames())
         }
         #expect(wanted.isSubset(of: names))
+        // The writer keeps pace behind the answers, the checkpoints may fall behind: every such
+        // thread of this process (other tests' writers too) runs at that priority.
+        #if os(Linux)
+        let writers = try Self.niceValues(ofThreadsNamed: "tokenctl-ledger")
+        let checkpoints = try Self.niceValues(ofThreadsNamed: "tokenctl-ckpt")
+        #expect(!writers.isEmpty && writers.allSatisfy { $0 == ThreadPriority.keepsPace.rawValue })
+        #expect(!checkpoints.isEmpty && checkpoints.allSatisfy { $0 == ThreadPriority.housekeeping.rawValue })
+        #endif
     }
 }
