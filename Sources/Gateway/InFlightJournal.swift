@@ -51,7 +51,7 @@ final class InFlightJournal: @unchecked Sendable {
         self.interval = interval
         lockDescriptor = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
         if lockDescriptor >= 0 { _ = flock(lockDescriptor, LOCK_EX | LOCK_NB) }
-        let thread = Thread(named: "tokenctl-jrnl", priority: .keepsPace) { [self] in run() }
+        let thread = Thread(named: "tokenctl-jrnl", priority: .standard) { [self] in run() }
         thread.start()
     }
 

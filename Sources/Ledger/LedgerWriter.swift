@@ -95,7 +95,7 @@ public final class LedgerWriter: @unchecked Sendable {
         journal = LedgerJournal(databasePath: path)
 
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
-        let thread = Thread(named: "tokenctl-ledger", priority: .keepsPace) { [weak self] in self?.run() }
+        let thread = Thread(named: "tokenctl-ledger", priority: .standard) { [weak self] in self?.run() }
         queue.writerStarted(thread)
         thread.start()
         // Before anything reads the ledger: the rows a stopped gateway had only in its journal.

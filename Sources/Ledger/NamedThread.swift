@@ -2,20 +2,17 @@ import CThreadName
 import Foundation
 
 /// How readily one of our threads gives its core up to the threads that carry answers (the event
-/// loops and the curl thread). With the gateway on one core, a ledger commit (about a
-/// millisecond) or a checkpoint's copy (several) that held the core made every answer due
-/// meanwhile wait behind it: bench/sched.sh found the ledger writer running for most of the
-/// event loop's waits over 0.5 ms at 15,000 calls/s. A higher nice value lets the kernel run the
-/// woken event loop first, while the thread still gets its share of the core over time.
+/// loops and the curl thread). With the gateway on one core, a checkpoint's copy (several
+/// milliseconds) that held the core made every answer due meanwhile wait behind it. At nice 19
+/// the kernel runs a woken event loop first; the thread still gets a little of the core.
 package enum ThreadPriority: Int32, Sendable {
-    /// Answers wait for it: the default (the PostgreSQL writer, whose commits answers wait for).
-    case answers = 0
-    /// No answer waits for it, but it must keep pace with them (the SQLite ledger writer, the
-    /// in-flight journal): at nice 5 it still gets about a seventh of a core the event loop and
-    /// the curl thread keep busy; the writer needs about a tenth at their full rate.
-    case keepsPace = 5
-    /// Work that may fall behind under load (checkpoints: the writer's own catch-up and forced
-    /// checkpoints bound the WAL meanwhile; the key and policy pollers).
+    /// The default: the threads answers wait for, and those that must keep pace with them (the
+    /// ledger writers, the in-flight journal). At nice 5 the SQLite writer kept up with one
+    /// event loop per core but fell 80,000 rows behind with four event loops on one core at
+    /// saturation (as in a container given less CPU than it has cores); at 0 it kept up.
+    case standard = 0
+    /// Work that may fall behind under load: checkpoints (the writer's own catch-up and forced
+    /// checkpoints bound the WAL meanwhile) and the key and policy pollers.
     case housekeeping = 19
 
     /// The calling thread's nice value.
@@ -36,7 +33,7 @@ extension Thread {
         self.init {
             // Raising one's own nice value needs no privilege; should it fail, the thread only
             // keeps the default. Before the name: a thread seen under its name has its priority.
-            if priority != .answers { _ = tokenctl_set_current_thread_nice(priority.rawValue) }
+            if priority != .standard { _ = tokenctl_set_current_thread_nice(priority.rawValue) }
             tokenctl_name_current_thread(name)
             body()
         }

@@ -54,7 +54,7 @@ public final class PostgresLedgerWriter: LedgerSink, @unchecked Sendable {
         session.answerTimeout = answerTimeout
         partitionedUntil = UTCMonth(containing: now).advanced(by: 3).startMicros
         // Weak: once `run` returns, nothing but the owner keeps the writer alive.
-        let thread = Thread(named: "tokenctl-pg", priority: .answers) { [weak self] in self?.run() }
+        let thread = Thread(named: "tokenctl-pg", priority: .standard) { [weak self] in self?.run() }
         queue.writerStarted(thread)
         thread.start()
     }

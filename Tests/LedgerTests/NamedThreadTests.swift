@@ -14,7 +14,7 @@ import LedgerTestSupport
         }
     }
 
-    @Test(arguments: [ThreadPriority.answers, .keepsPace, .housekeeping])
+    @Test(arguments: [ThreadPriority.standard, .housekeeping])
     func aNamedThreadRunsUnderItsNameAtItsPriority(_ priority: ThreadPriority) async throws {
         let seen = Locked<(name: String?, nice: Int32)>((nil, -1))
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -57,12 +57,12 @@ import LedgerTestSupport
             names = Set(try Self.threadNames())
         }
         #expect(wanted.isSubset(of: names))
-        // The writer keeps pace behind the answers, the checkpoints may fall behind: every such
+        // The writer must keep pace with the answers, the checkpoints may fall behind: every such
         // thread of this process (other tests' writers too) runs at that priority.
         #if os(Linux)
         let writers = try Self.niceValues(ofThreadsNamed: "tokenctl-ledger")
         let checkpoints = try Self.niceValues(ofThreadsNamed: "tokenctl-ckpt")
-        #expect(!writers.isEmpty && writers.allSatisfy { $0 == ThreadPriority.keepsPace.rawValue })
+        #expect(!writers.isEmpty && writers.allSatisfy { $0 == ThreadPriority.standard.rawValue })
         #expect(!checkpoints.isEmpty && checkpoints.allSatisfy { $0 == ThreadPriority.housekeeping.rawValue })
         #endif
     }
