@@ -68,10 +68,11 @@ public final class PolicyReloader: Sendable {
         let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles })
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
-            let old = current.withLockedValue { old in
-                defer { old = fresh }
-                return old.version
-            }
+            // Swapped under the lock, freed after it (`replaced` goes at the end of this scope):
+            // the watcher runs at nice 19, and every call reads `current`.
+            var replaced = fresh
+            current.withLockedValue { swap(&$0, &replaced) }
+            let old = replaced.version
             let warnings = fresh.warnings.map { "\($0)" }
             let (seen, wasRefused) = state.withLockedValue { s -> (Set<String>, Bool) in
                 defer {

@@ -33,8 +33,10 @@ public final class PrincipalDirectory: Sendable {
 
     /// Reloads now (used by tests and after `keys create` in the same process).
     public func reload() throws {
-        let fresh = try PrincipalDirectory.snapshot(keyStore)
-        principalsByHash.withLockedValue { $0 = fresh }
+        var swapped = try PrincipalDirectory.snapshot(keyStore)
+        // Swapped under the lock, freed after it: the poller runs at nice 19, and every call
+        // takes this lock, so it must not hold it while it frees a whole map.
+        principalsByHash.withLockedValue { swap(&$0, &swapped) }
     }
 
     public func startPolling(every interval: TimeInterval = 1.0) {

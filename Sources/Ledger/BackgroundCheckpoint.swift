@@ -39,7 +39,7 @@ final class BackgroundCheckpoint: @unchecked Sendable {
         // would silently do nothing.
         try connection.execute("SELECT count(*) FROM sqlite_master")
         // Holds the thread's only strong reference until `close()` ends `run`.
-        let thread = Thread(named: "tokenctl-ckpt", priority: .housekeeping) { [self] in run() }
+        let thread = Thread(named: "tokenctl-ckpt", priority: .catchesUp) { [self] in run() }
         thread.start()
     }
 
