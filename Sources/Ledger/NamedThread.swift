@@ -5,21 +5,29 @@ import Foundation
 /// loops and the curl thread). With the gateway on one core, a checkpoint's copy (several
 /// milliseconds) that held the core made every answer due meanwhile wait behind it. At a higher
 /// nice value the kernel gives a woken event loop the core sooner; the thread still gets its
-/// (smaller) share. `.standard` keeps the creating thread's value (lowering one needs privilege).
-package enum ThreadPriority: Int32, Sendable {
-    /// The creator's (0 by default): the threads answers wait for, and those that must keep pace with them (the
-    /// ledger writers, the in-flight journal). At nice 5 the SQLite writer kept up with one
-    /// event loop per core but fell 80,000 rows behind with four event loops on one core at
-    /// saturation (as in a container given less CPU than it has cores); at 0 it kept up.
-    case standard = 0
-    /// Work that may lag under load but must keep up over time: the checkpoint thread. At 19,
-    /// with everything on one core at saturation, it fell so far behind that the WAL grew to
-    /// 124 MB and the writer forced 4 checkpoints that held commits for 0.6 s in a minute
-    /// (at 0: 35 MB, none forced).
-    case catchesUp = 10
-    /// Work that may fall behind under load: the key and policy pollers (they swap their
-    /// snapshot under their lock and free the old one after it, so no call waits on them).
-    case housekeeping = 19
+/// (smaller) share.
+package enum ThreadPriority: Sendable {
+    /// The creating thread's (lowering a nice value needs privilege): the threads answers wait
+    /// for, and those that must keep pace with them (the ledger writers, the in-flight journal).
+    /// At nice 5 the SQLite writer fell 80,000 rows behind with four event loops on one core at
+    /// saturation, as in a container given less CPU than it has cores.
+    case standard
+    /// Nice 10: work that may lag under load but must keep up over time, the checkpoint thread.
+    /// At 19 it fell so far behind at saturation that the writer forced checkpoints that held
+    /// commits (0.6 s in a minute; the WAL grew to 124 MB).
+    case catchesUp
+    /// Nice 19: work that may fall behind under load, the key and policy pollers (they swap
+    /// their snapshot under their lock and free the old one after it, so no call waits on them).
+    case housekeeping
+
+    /// The nice value the thread sets itself to; nil keeps its creator's.
+    package var nice: Int32? {
+        switch self {
+        case .standard: nil
+        case .catchesUp: 10
+        case .housekeeping: 19
+        }
+    }
 
     /// The calling thread's nice value.
     package static var currentNice: Int32 { Int32(tokenctl_current_thread_nice()) }
@@ -38,8 +46,8 @@ extension Thread {
         precondition(name.utf8.count <= 15, "thread name longer than 15 bytes: \(name)")
         self.init {
             // Raising one's own nice value needs no privilege; should it fail, the thread only
-            // keeps the default. Before the name: a thread seen under its name has its priority.
-            if priority != .standard { _ = tokenctl_set_current_thread_nice(priority.rawValue) }
+            // keeps its creator's. Before the name: a thread seen under its name has its priority.
+            if let nice = priority.nice { _ = tokenctl_set_current_thread_nice(nice) }
             tokenctl_name_current_thread(name)
             body()
         }

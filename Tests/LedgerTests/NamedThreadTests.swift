@@ -31,7 +31,7 @@ import LedgerTestSupport
         done.wait()
         #expect(seen.withLock { $0.name } == "tokenctl-test\n")
         #if os(Linux)
-        let wanted = priority == .standard ? creator : priority.rawValue
+        let wanted = priority.nice ?? creator
         #expect(seen.withLock { $0.nice } == wanted)
         #endif
     }
@@ -70,7 +70,7 @@ import LedgerTestSupport
         let writers = try Self.niceValues(ofThreadsNamed: "tokenctl-ledger")
         let checkpoints = try Self.niceValues(ofThreadsNamed: "tokenctl-ckpt")
         #expect(writers.contains(creator), "writers' nice values: \(writers), creator's: \(creator)")
-        #expect(!checkpoints.isEmpty && checkpoints.allSatisfy { $0 == ThreadPriority.catchesUp.rawValue },
+        #expect(!checkpoints.isEmpty && checkpoints.allSatisfy { $0 == ThreadPriority.catchesUp.nice },
                 "checkpoint threads' nice values: \(checkpoints)")
         #endif
     }
