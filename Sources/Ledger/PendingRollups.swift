@@ -155,8 +155,9 @@ final class PendingRollups {
         }
 
         mutating func write(to store: RollupStore) throws {
-            for (key, cell) in cells.sorted(by: { $0.key < $1.key }) {
-                try store.merge(cell, into: CellAddress(level: level, span: span, number: number, key: key))
+            // The keys alone, as for the hour cells: sorting (key, cell) pairs moved whole cells.
+            for key in cells.keys.sorted() {
+                try store.merge(cells[key]!, into: CellAddress(level: level, span: span, number: number, key: key))
             }
             cells.removeAll(keepingCapacity: true)
         }
