@@ -100,9 +100,16 @@ struct Hold: Sendable {
 
     /// Settles the call: the reservation becomes the actual cost, the rate estimate the actual
     /// tokens, the concurrency slot is freed. Runs exactly once per admitted call, before its row
-    /// is appended. A shared reservation is settled later, by `settleShared`.
-    func settle(in enforcer: Enforcer, cost: Money, tokens: Int, now: Int64) {
-        if case .local(let reservation) = quota { enforcer.quotas.settle(reservation, cost: cost, tokens: tokens, now: now) }
+    /// is appended. A shared reservation is settled later, by `settleShared`. With local budgets,
+    /// the spend counts for every scope of the payer, budgeted or not (`QuotaBook.settle`): a
+    /// budget a reload adds then starts from the period's spend, as after a restart.
+    func settle(in enforcer: Enforcer, cost: Money, tokens: Int, startedAt: Int64, now: Int64) {
+        if enforcer.sharedQuotas == nil {
+            var reservation: QuotaReservation?
+            if case .local(let held) = quota { reservation = held }
+            enforcer.quotas.settle(reservation, user: payer.user, team: payer.team, cost: cost, tokens: tokens,
+                                   startedAt: startedAt, now: now, timeZone: timeZone)
+        }
         for key in rateKeys {
             enforcer.rates.correct(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens,
                                    actualTokens: tokens, now: now)

@@ -449,7 +449,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
         let cost = entry.cost, tokens = entry.usage.totalTokens
-        hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, now: UnixTime.nowMicros())
+        hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, startedAt: entry.startedAt, now: UnixTime.nowMicros())
         let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)
         // A row that cannot commit does not make the provider's tokens free: the shared budgets
         // are charged at once rather than holding the reservation until it expires.

@@ -153,7 +153,8 @@ extension ProxyHandler {
                 entry.outcome = .clientCancelled
                 entry.status = 499
                 entry.errorMessage = "client closed the connection while its budget was being reserved"
-                hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, now: UnixTime.nowMicros())
+                hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, startedAt: request.startedAt,
+                            now: UnixTime.nowMicros())
                 // Nothing was spent: the shared hold goes back whether or not the row commits.
                 let (enforcer, loop) = (gateway.enforcer, eventLoop)
                 let release: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }

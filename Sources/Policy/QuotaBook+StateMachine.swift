@@ -142,6 +142,32 @@ struct QuotaBookStateMachine: Sendable {
         return true
     }
 
+    /// Settles `reservation` (if any) and spends the same use in every other scope of the call,
+    /// in the periods containing `startedAt` (see `QuotaBook.settle(_:user:team:...)`).
+    @discardableResult
+    mutating func settle(_ reservation: QuotaReservation?, user: String, team: String?, cost: Money, tokens: Int,
+                         startedAt: Int64, now: Int64, timeZone: TimeZone) -> Bool {
+        if let reservation, !settle(reservation, cost: cost, tokens: tokens, now: now) { return false }
+        let spent = Int128(max(cost, .zero).picodollars), spentTokens = Int128(max(tokens, 0))
+        guard spent > 0 || spentTokens > 0 else { return true }
+        let clock = clockIndex(for: timeZone)
+        for period in BudgetPeriod.allCases {
+            let start = clocks[clock].interval(of: period, containing: startedAt).start
+            func spend(_ scope: PayerScope) {
+                if let reservation, reservation.budgets.contains(where: { $0.isTracked && $0.scope == scope && $0.period == period }) {
+                    return  // settled with the reservation
+                }
+                let key = QuotaBucketKey(scope: scope, period: period, start: start)
+                buckets[key, default: QuotaBucket()].spent += spent
+                buckets[key, default: QuotaBucket()].spentTokens += spentTokens
+            }
+            spend(.user(user))
+            if let team { spend(.team(team)) }
+            spend(.org)
+        }
+        return true
+    }
+
     /// Ends an open reservation without spending (the call never reached the provider).
     @discardableResult
     mutating func release(_ reservation: QuotaReservation, now: Int64) -> Bool {

@@ -45,6 +45,20 @@ public final class QuotaBook: Sendable {
         state.withLock { $0.settle(reservation, cost: cost, tokens: tokens, now: now) }
     }
 
+    /// Spends a call's actual use in every scope it is paid from: in the buckets `reservation`
+    /// holds (as `settle`), and in the day, week and month containing `startedAt` of each other
+    /// scope (user, team, org), budgeted or not. So a budget a policy reload adds finds its
+    /// period's spend already counted, as `Enforcer.rebuild` counts it at a restart. Returns
+    /// false, changing nothing, if the reservation was already settled or released.
+    @discardableResult
+    public func settle(_ reservation: QuotaReservation?, user: String, team: String?, cost: Money, tokens: Int,
+                       startedAt: Int64, now: Int64, timeZone: TimeZone) -> Bool {
+        state.withLock {
+            $0.settle(reservation, user: user, team: team, cost: cost, tokens: tokens, startedAt: startedAt, now: now,
+                      timeZone: timeZone)
+        }
+    }
+
     /// Removes the reservation without spending anything (the call never reached the provider).
     /// Returns false, changing nothing, if it was already settled or released.
     @discardableResult

@@ -169,6 +169,44 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.exactCall, requestID: "t-4").status == 200)
     }
 
+    @Test("a team or org budget a reload adds counts what was spent earlier in its period")
+    func budgetAddedByReloadCountsEarlierSpend() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: open }
+            plans: { open: {} }
+            """, providerHeaders: ["x-fake-chunks": "50"])
+        defer { h.shutdown() }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "ra-1").status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "ra-2").status == 200)
+        let spent = try h.allRows().reduce(Int64(0)) { $0 + $1.cost.picodollars }
+        #expect(spent == 2 * Self.exactCost.picodollars)
+
+        // Room for one more call, counting the two already made.
+        let room = Money(picodollars: 3 * Self.exactCost.picodollars).formatted(decimals: 6)
+        try h.writePolicy("plans.yaml", """
+            defaults: { plan: open }
+            plans: { open: {} }
+            teams: { research: { budget: { daily_usd: "\(room)" } } }
+            """)
+        #expect(h.server.reloadPolicy())
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "ra-3").status == 200)
+        let fourth = try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.exactCall, requestID: "ra-4")
+        #expect(fourth.status == 429)
+        #expect(((try? errorObject(fourth))?["message"] as? String)?.contains("team research") == true)
+
+        // The org's too: bob (no team) has spent nothing, but the org has spent three calls.
+        try h.writePolicy("plans.yaml", """
+            defaults: { plan: open }
+            plans: { open: {} }
+            org: { budget: { daily_usd: "\(room)" } }
+            """)
+        #expect(h.server.reloadPolicy())
+        let bob = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.exactCall, requestID: "ra-5")
+        #expect(bob.status == 429)
+        let message = (try? errorObject(bob))?["message"] as? String ?? ""
+        #expect(message.contains("org's daily budget of $0.00015 is exhausted: $0.00015 spent"), "\(message)")
+    }
+
     @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named")
     func quotaExhaustedShape() async throws {
         let h = try ProxyHarness(plansYAML: """

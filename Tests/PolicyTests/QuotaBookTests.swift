@@ -182,6 +182,33 @@ import Testing
         #expect(book.trackedBuckets == 2)
     }
 
+    @Test("spend counts for every scope of the payer, budgeted or not, once: a budget added later starts from it")
+    func spendCountsForUnbudgetedScopes() throws {
+        let book = QuotaBook()
+        let started = Self.now - 60_000_000
+        // No budget at all: user, team and org are charged in the day, week and month of the start.
+        #expect(book.settle(nil, user: "bob", team: "ml", cost: Self.dollars("3"), tokens: 300, startedAt: started,
+                            now: Self.now, timeZone: Self.zone))
+        #expect(book.trackedBuckets == 9)
+        #expect(book.bucket(.org, .day, start: Self.dayStart)?.spent == 3 * Int128(Money.picosPerDollar))
+        // A reservation settles its own budgets once; the other scopes get the same actual spend.
+        let r = try reserve(book, [Self.bobMonthly], "5").get()
+        #expect(book.settle(r, user: "bob", team: "ml", cost: Self.dollars("2"), tokens: 200, startedAt: started,
+                            now: Self.now, timeZone: Self.zone))
+        #expect(!book.settle(r, user: "bob", team: "ml", cost: Self.dollars("2"), tokens: 200, startedAt: started,
+                             now: Self.now, timeZone: Self.zone))
+        let bobMonth = try #require(book.bucket(.user("bob"), .month, start: Self.monthStart))
+        #expect(bobMonth.spent == 5 * Int128(Money.picosPerDollar) && bobMonth.reserved == 0 && bobMonth.spentTokens == 500)
+        #expect(book.bucket(.team("ml"), .month, start: Self.monthStart)?.spent == 5 * Int128(Money.picosPerDollar))
+        // A team budget the policy adds now sees the $5 already spent.
+        #expect(book.remaining(budgets: [Self.teamMonthly], now: Self.now, timeZone: Self.zone).first?.usdLeft
+                == Self.dollars("95"))
+        // A call that cost nothing adds no buckets.
+        #expect(book.settle(nil, user: "amy", team: nil, cost: .zero, tokens: 0, startedAt: started, now: Self.now,
+                            timeZone: Self.zone))
+        #expect(book.bucket(.user("amy"), .day, start: Self.dayStart) == nil)
+    }
+
     @Test func restoreAddsToAPeriod() throws {
         let book = QuotaBook()
         var part = Money.Total()
