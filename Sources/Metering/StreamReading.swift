@@ -18,8 +18,9 @@ enum EventRole: Equatable {
 ///   `choices: []` it is the injected usage chunk, stripped when asked); terminal `data: [DONE]`.
 /// - responses: model from `response.created`, usage from `response.usage` of the terminal
 ///   `response.completed` / `response.incomplete` / `response.failed`.
-/// - Anthropic: `message_start`'s `message.usage`, then `message_delta`'s cumulative `usage`
-///   (latest value of each field wins); terminal `message_stop`, or `error` (the stream ends there).
+/// - Anthropic: `message_start`'s `message.usage` (its output count, a placeholder, left out),
+///   then `message_delta`'s cumulative `usage` (latest value of each field wins); terminal
+///   `message_stop`, or `error` (the stream ends there).
 struct StreamReading {
     let endpoint: Endpoint
     let stripInjectedUsage: Bool
@@ -137,7 +138,10 @@ struct StreamReading {
         guard let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
-        if let reported = fields.usage {
+        if var reported = fields.usage {
+            // `message_start`'s output count is a placeholder (1): only `message_delta` counts the
+            // output. A stream cut before it is billed for the text sent (`OutputEstimate`).
+            if kind == .messageStart { reported.output = nil }
             if usage == nil { usage = reported } else { usage!.merge(reported) }
         }
         return role

@@ -198,5 +198,24 @@ struct RefusalTests {
         let row = try #require(try h.row("cut-1"))
         #expect(row.outcome == .upstreamError)
         #expect(row.errorMessage != nil)
+        #expect(row.usageSource == .estimated && row.usage.outputTokens > 0)
+    }
+
+    @Test("an Anthropic stream cut before its message_delta is billed for the text sent, not message_start's placeholder")
+    func anthropicStreamCutMidway() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "cut-mid-stream"])
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "cut-a")
+        #expect(r.status == 200)
+        #expect(!r.complete)
+        let deltas = String(decoding: r.body, as: UTF8.self).components(separatedBy: "event: content_block_delta").count - 1
+        #expect(deltas > 1)
+        let row = try #require(try h.row("cut-a"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.usageSource == .estimated)
+        #expect(row.usage.outputTokens >= deltas, "\(row.usage)")
+        #expect(row.usage.inputTokens > 0)  // message_start's count, not an estimate
+        #expect(row.cost > .zero)
     }
 }
