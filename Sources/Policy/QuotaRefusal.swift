@@ -69,11 +69,13 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Cents, or more decimals when cents would show a non-zero amount as $0.00.
+    /// At least cents, and as many more decimals as the amount has up to micro-dollars (the
+    /// budget headers' precision), so a limit like $0.005 reads as configured; below a
+    /// micro-dollar, exact.
     static func dollars(_ money: Money) -> String {
-        let cents = money.formatted(decimals: 2)
-        if money == .zero || cents != "0.00" { return "$" + cents }
-        var text = money.formatted(decimals: 12)
-        while text.hasSuffix("0") { text.removeLast() }
+        let micros = money.formatted(decimals: 6)
+        var text = micros == "0.000000" && money != .zero ? money.formatted(decimals: 12) : micros
+        while text.hasSuffix("0"), let dot = text.firstIndex(of: "."), text[dot...].count > 3 { text.removeLast() }
         return "$" + text
     }
 

@@ -209,6 +209,13 @@ import Testing
         #expect(book.bucket(.user("amy"), .day, start: Self.dayStart) == nil)
     }
 
+    @Test("refusals state amounts as configured: cents at least, more decimals when the amount has them")
+    func refusalAmountsAreNotRoundedToCents() {
+        let cases: [(String, String)] = [("20", "$20.00"), ("19.98", "$19.98"), ("0.005", "$0.005"), ("0.0077123", "$0.007712"),
+                                         ("0.00015", "$0.00015"), ("0.000000001", "$0.000000001"), ("0", "$0.00"), ("1234.5", "$1234.50")]
+        for (amount, shown) in cases { #expect(QuotaRefusal.dollars(Self.dollars(amount)) == shown) }
+    }
+
     @Test func restoreAddsToAPeriod() throws {
         let book = QuotaBook()
         var part = Money.Total()
