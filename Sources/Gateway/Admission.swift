@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Metering
 import NIOCore
 import Policy
@@ -281,11 +282,13 @@ enum Admit {
 
     /// Who pays: the key's user, or the end user a key allowed to attribute names (header
     /// `x-tokenctl-user`, OpenAI `user`, Anthropic `metadata.user_id`), under the key's team.
-    /// Without `peek` (a body that does not parse), the header alone can name one.
+    /// Without `peek` (a body that does not parse), the header alone can name one. A name reports
+    /// use for rows of their own (`(none)`, `(others)`) is not one: the key's user pays.
     static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek?, plans: PlanBook) -> Payer {
         var user = principal.user
         if plans.mayAttributeEndUsers(keyUser: principal.user),
-           let named = request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID, !named.isEmpty {
+           let named = request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID, !named.isEmpty,
+           !ReportDimension.isReservedLabel(String(named.prefix(128))) {
             user = String(named.prefix(128))
         }
         return Payer(user: user, team: principal.team, plans: plans)

@@ -25,6 +25,12 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// Label of a NULL user, team or model.
     public static let noneLabel = "(none)"
+
+    /// Labels reports give rows of their own (`noneLabel`, `Report.othersLabel`): no user or team
+    /// may be named so, or its calls would merge with those rows.
+    public static func isReservedLabel(_ name: String) -> Bool {
+        name == noneLabel || name == Report.othersLabel
+    }
 }
 
 /// Which figures a report computes.

@@ -36,6 +36,9 @@ struct Keys: ParsableCommand {
                       value.count <= 128 else {
                     throw ValidationError("\(name) must be a non-empty name without surrounding spaces or control characters (at most 128)")
                 }
+                guard !ReportDimension.isReservedLabel(value) else {
+                    throw ValidationError("\(name) '\(value)' is reserved: reports label calls without a \(name.dropFirst(2)), and folded rows, so")
+                }
             }
         }
 

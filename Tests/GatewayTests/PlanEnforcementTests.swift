@@ -272,6 +272,10 @@ struct PlanEnforcementTests {
         #expect(try h.row("eu-1")?.team == "support")
         #expect(try h.row("eu-2")?.user == "u-7")
         #expect(try h.row("eu-3")?.user == "alice")
+        // A report's own labels name nobody: the key's user pays.
+        _ = try await h.post("/v1/chat/completions", key: h.serviceKey, json: Self.chat(), requestID: "eu-4",
+                             headers: [("x-tokenctl-user", "(none)")])
+        #expect(try h.row("eu-4")?.user == "svc-chat")
     }
 
     @Test("a service key's end user pays in refusals and replays as in its calls; another end user on the same key conflicts")
