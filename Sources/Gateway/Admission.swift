@@ -89,6 +89,8 @@ struct AdmissionRefusal: Error {
     var payer: Payer
     var model: String? = nil
     var provider: Provider? = nil
+    /// The output limit the call asked for, once read (for its row).
+    var outputCapRequested: Int? = nil
 }
 
 /// Identify → admit, before any byte goes upstream. Pure: reads the policy and the request only.
@@ -109,8 +111,10 @@ enum Admit {
         do {
             peek = try RequestPeek(body: request.body)
         } catch {
+            // The row still names the model when another field was the problem.
             return .failure(AdmissionRefusal(refusal: badBody(error),
-                                             payer: payer(of: principal, request: request, peek: nil, plans: policy.plans)))
+                                             payer: payer(of: principal, request: request, peek: nil, plans: policy.plans),
+                                             model: RequestPeek.model(in: request.body)))
         }
         let payer = payer(of: principal, request: request, peek: peek, plans: policy.plans)
         let model: String
@@ -119,8 +123,9 @@ enum Admit {
         } catch {
             return .failure(AdmissionRefusal(refusal: badBody(error), payer: payer))
         }
-        func refused(_ refusal: Refusal, provider: Provider? = nil) -> Result<Admission, AdmissionRefusal> {
-            .failure(AdmissionRefusal(refusal: refusal, payer: payer, model: model, provider: provider))
+        func refused(_ refusal: Refusal, provider: Provider? = nil, outputCapRequested: Int? = nil) -> Result<Admission, AdmissionRefusal> {
+            .failure(AdmissionRefusal(refusal: refusal, payer: payer, model: model, provider: provider,
+                                      outputCapRequested: outputCapRequested))
         }
         guard let provider = policy.provider(forModel: model) else {
             return refused(Refusal(.unknownModel,
@@ -158,7 +163,7 @@ enum Admit {
             if cap.onOver == .reject, peek.exceedsCap(cap.maxTokens, endpoint: request.endpoint) {
                 return refused(Refusal(.outputOverCap,
                     "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
-                    field: outputField(request.endpoint)), provider: provider)
+                    field: outputField(request.endpoint)), provider: provider, outputCapRequested: requested)
             }
             let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body)
             peeked = rewrite.peek

@@ -110,7 +110,7 @@ extension ProxyHandler {
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
         case .failure(let refused):
             return refuse(request.line, principal: principal, model: refused.model, refused.refusal,
-                          payer: refused.payer, provider: refused.provider)
+                          payer: refused.payer, provider: refused.provider, outputCapRequested: refused.outputCapRequested)
         case .success(let admitted):
             admission = admitted
         }
@@ -190,7 +190,8 @@ extension ProxyHandler {
     /// Who pays is the admission's, else `payer`, else the caller's own plan; the provider the
     /// admission's, else `provider`.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
-                admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil) {
+                admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil,
+                outputCapRequested: Int? = nil) {
         let payer = admission?.payer ?? payer ?? principal.map { Payer(user: $0.user, team: $0.team, plans: policy.plans) }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
@@ -199,8 +200,9 @@ extension ProxyHandler {
                                                     plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
+        var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
                                        provider: admission?.provider ?? provider, refusal: refusal, admission: admission)
+        if admission == nil { entry.outputCapRequested = outputCapRequested }
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }

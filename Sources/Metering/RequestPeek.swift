@@ -97,6 +97,21 @@ public struct RequestPeek: Sendable, Hashable {
         if let problem = reader.problem { throw problem }
     }
 
+    /// The model a body names though another field tokenctl reads is invalid (for the refused
+    /// call's row); nil when the body is not a JSON object or its `model` is the problem.
+    public static func model(in body: ByteBuffer) -> String? {
+        body.withUnsafeReadableBytes { bytes in
+            var peek = RequestPeek(bodyBytes: bytes.count)
+            var reader = Reader()
+            guard (try? reader.read(bytes, into: &peek)) != nil, reader.problem?.field != "model" else { return nil }
+            return peek.model
+        }
+    }
+
+    private init(bodyBytes: Int) {
+        self.bodyBytes = bodyBytes
+    }
+
     public init(body: [UInt8]) throws(RequestPeekError) {
         let result = body.withUnsafeBytes { bytes in Result { () throws(RequestPeekError) in try RequestPeek(body: bytes) } }
         self = try result.get()

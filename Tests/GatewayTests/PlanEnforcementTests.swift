@@ -57,6 +57,7 @@ struct PlanEnforcementTests {
         #expect(refused.status == 400)
         let capped = try #require(try h.row("cap-3"))
         #expect(capped.outcome == .refusedCap && capped.user == "bob" && capped.plan == "strict")
+        #expect(capped.outputCapRequested == 4_000 && capped.outputCapApplied == nil)
         #expect(h.fake.exchange(requestID: "cap-3") == nil)
     }
 

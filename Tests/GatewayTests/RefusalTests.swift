@@ -50,19 +50,24 @@ struct RefusalTests {
     func badInput() async throws {
         let h = try ProxyHarness()
         defer { h.shutdown() }
-        let cases: [(String, String, String)] = [
-            ("bad-1", #"{"model":"gpt-4o-mini","messages":[}"#, "JSON"),
-            ("bad-2", #"{"model":42,"messages":[]}"#, "model"),
-            ("bad-3", #"{"model":"gpt-4o-mini","stream":"yes"}"#, "stream"),
-            ("bad-4", #"{"messages":[]}"#, "model"),
-            ("bad-5", #"[1,2,3]"#, "object"),
+        // The row names the model when the body named one and another field was the problem.
+        let cases: [(String, String, String, String?)] = [
+            ("bad-1", #"{"model":"gpt-4o-mini","messages":[}"#, "JSON", nil),
+            ("bad-2", #"{"model":42,"messages":[]}"#, "model", nil),
+            ("bad-3", #"{"model":"gpt-4o-mini","stream":"yes"}"#, "stream", "gpt-4o-mini"),
+            ("bad-4", #"{"messages":[]}"#, "model", nil),
+            ("bad-5", #"[1,2,3]"#, "object", nil),
+            ("bad-7", #"{"max_tokens":"5","model":"gpt-4o-mini"}"#, "max_tokens", "gpt-4o-mini"),
+            ("bad-8", #"{"model":"gpt-4o-mini","model":"gpt-4o"}"#, "model", nil),
         ]
-        for (id, body, mentions) in cases {
+        for (id, body, mentions, model) in cases {
             let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: id)
             #expect(r.status == 400, "\(id)")
             let message = try errorObject(r)["message"] as? String ?? ""
             #expect(message.contains(mentions), "\(id): \(message)")
-            #expect(try h.row(id)?.outcome == .refusedBadRequest, "\(id)")
+            let row = try h.row(id)
+            #expect(row?.outcome == .refusedBadRequest, "\(id)")
+            #expect(row?.modelRequested == model, "\(id)")
         }
         let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
                                          json: #"{"model":"#, requestID: "bad-6")
