@@ -85,7 +85,7 @@ public enum LedgerPrune {
         guard before <= monthStart - UnixTime.microsPerDay else {
             throw Refusal(description: """
                 the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
-                rebuilt from raw rows)
+                rebuilt from raw rows, and a policy time zone ahead of UTC starts the month up to a day earlier)
                 """)
         }
         // The current week too: it can start up to six days before the month (ISO weeks start on

@@ -86,5 +86,12 @@ import LedgerTestSupport
             try LedgerPrune.prune(path: dir.path(), before: Day("2026-02-28")!.unixSeconds * UnixTime.microsPerSecond, now: firstOfMarch)
         }
         #expect(try LedgerPrune.prune(path: dir.path(), before: weekBefore, now: firstOfMarch).deleted == 0)
+        // docs/postgres.md's example: --before 2026-01-01 from 1 February 2026 on; on 6 January the
+        // latest date is 2025-12-31.
+        func micros(_ day: String) -> Int64 { Day(day)!.unixSeconds * UnixTime.microsPerSecond }
+        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-02-01")) }
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-31")) }
+        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2025-12-31"), now: micros("2026-01-06")) }
+        #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-06")) }
     }
 }
