@@ -92,6 +92,9 @@ public struct ReportSummary: Sendable {
     public var burnEnd: Int64
     /// Budgets by utilisation, highest first; empty without a policy or budgets.
     public var budgets: [BudgetUse]
+    /// Where the budgets' limits were read (the policy directory), for the text formats to say:
+    /// a report run with another directory than the proxy's shows other limits.
+    public var budgetSource: String?
     public var forecast: Forecast?
 
     /// Mean of the days' cost per active user over days with active users; nil when none.

@@ -70,7 +70,8 @@ enum SummaryText {
         if !s.budgets.isEmpty {
             let budgets = s.budgets.prefix(shownBudgets)
             sections.append(Section(
-                title: "Budget utilisation" + (budgets.count < s.budgets.count ? " (top \(budgets.count) of \(s.budgets.count))" : ""),
+                title: "Budget utilisation" + (budgets.count < s.budgets.count ? " (top \(budgets.count) of \(s.budgets.count))" : "")
+                    + (s.budgetSource.map { ", limits from \($0)" } ?? ""),
                 header: ["payer", "period", "from", "spent", "limit", "tokens", "token limit", "used"], labelColumns: 3,
                 rows: budgets.map { b in
                     [b.scope.description, b.period.rawValue, Timestamp.iso8601(micros: b.start, in: s.timeZone),

@@ -77,9 +77,10 @@ struct Report: ParsableCommand {
         var report = try reader.report(query)
         if let top { report = report.top(top) }
         let wantsSummary = summary ?? (format != .csv)
-        let computed = wantsSummary
+        var computed = wantsSummary
             ? try ReportSummary.compute(reader: reader, query: query, plans: policy?.plans, now: now,
                                         models: format == .html) : nil
+        if policy != nil { computed?.budgetSource = (policies as NSString).appendingPathComponent("plans.yaml") }
         let text = ReportRenderer.render(report, query: query, format: format, columns: selected, summary: computed)
         if let out {
             do {

@@ -121,6 +121,11 @@ struct ReportSummaryTests {
         #expect(filtered.forecast == s.forecast)
         // Budgets never narrow with the report's filters.
         #expect(try summary(filters: [.user: "bob"]).budgets == s.budgets)
+        // The text formats say where the limits come from, when the caller says.
+        var sourced = s
+        sourced.budgetSource = "policies/plans.yaml"
+        #expect(SummaryText.sections(sourced).map(\.title).contains("Budget utilisation, limits from policies/plans.yaml"))
+        #expect(SummaryText.sections(s).map(\.title).contains("Budget utilisation"))
     }
 
     @Test("an open period burns over the time elapsed, and the forecast runs to the month's end")
