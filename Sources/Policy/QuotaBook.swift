@@ -16,7 +16,9 @@ import Synchronization
 /// against yesterday's remaining budget), and today's budget starts untouched. The ledger query
 /// that rebuilds this book at start-up groups calls by their start time the same way.
 ///
-/// **Memory.** One bucket per (scope, period, period start) in use. Buckets of periods that are
+/// **Memory.** One bucket per (scope, period, period start) in use: every payer that spent in
+/// the current day, week or month has its user, team and org buckets, budgeted or not
+/// (`settle(_:user:team:...)`), as the start-up rebuild restores them. Buckets of periods that are
 /// over and hold nothing are dropped; reservations still open `abandonAfter` after they were
 /// made are released (see `QuotaBookStateMachine`). Both happen at most once a minute.
 ///
