@@ -157,15 +157,19 @@ struct QuotaBookStateMachine: Sendable {
                 if let reservation, reservation.budgets.contains(where: { $0.isTracked && $0.scope == scope && $0.period == period }) {
                     return  // settled with the reservation
                 }
-                let key = QuotaBucketKey(scope: scope, period: period, start: start)
-                buckets[key, default: QuotaBucket()].spent += spent
-                buckets[key, default: QuotaBucket()].spentTokens += spentTokens
+                Self.add(spent, spentTokens, to: &buckets[QuotaBucketKey(scope: scope, period: period, start: start), default: QuotaBucket()])
             }
             spend(.user(user))
             if let team { spend(.team(team)) }
             spend(.org)
         }
         return true
+    }
+
+    /// One hash look-up per bucket (two subscripts would hash the key twice).
+    private static func add(_ spent: Int128, _ tokens: Int128, to bucket: inout QuotaBucket) {
+        bucket.spent += spent
+        bucket.spentTokens += tokens
     }
 
     /// Ends an open reservation without spending (the call never reached the provider).
