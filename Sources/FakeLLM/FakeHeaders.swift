@@ -42,6 +42,10 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// half of its body bytes (non-streaming, with the full `content-length` announced). On
     /// HTTP/2 it is the stream that is reset, not the connection.
     case cutMidStream = "cut-mid-stream"
+    /// Anthropic streams: half of the events, then an `error` event (`overloaded_error`, as
+    /// Anthropic sends mid-stream when overloaded), and the stream ends there, cleanly. Other
+    /// answers: the normal one.
+    case errorMidStream = "error-mid-stream"
     /// The connection is reset (RST, SO_LINGER 0) before any response byte; on HTTP/2, the
     /// stream (RST_STREAM).
     case resetBeforeHeaders = "reset-before-headers"

@@ -76,6 +76,11 @@ struct ReplyPlan {
         pieces = split
     }
 
+    /// Keeps the first half of a stream's events, then `last`, and ends the stream normally.
+    mutating func endHalfway(with last: ByteBuffer) {
+        pieces = Array(pieces.prefix(pieces.count / 2)) + [ReplyPiece(bytes: last, delay: .zero)]
+    }
+
     /// Keeps the first half of the answer, then closes: half the events of a stream, or half
     /// the bytes of a body whose full `content-length` was announced.
     mutating func cutHalfway() {

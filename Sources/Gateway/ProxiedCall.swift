@@ -339,10 +339,9 @@ final class ProxiedCall: UpstreamResponseHandler {
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
-                if metered.usage == nil {
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price)
-                }
+                // (Anthropic's input count may have come, its output count not.)
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                price: admission.price)
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
@@ -358,6 +357,17 @@ final class ProxiedCall: UpstreamResponseHandler {
                     entry.errorMessage = entry.usageSource == .estimated
                         ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
                         : "the provider reported no usage; recorded without tokens or cost"
+                } else if metered.isStream && (metered.usage?.outputTokens ?? 0) == 0 {
+                    // Text streamed but no output count: an Anthropic stream that ended with an
+                    // `error` event before `message_delta`, or a provider whose `message_delta`
+                    // carries none. The text sent is the output.
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                    price: admission.price)
+                    if entry.usageSource == .estimated {
+                        let providerSaid = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
+                        entry.errorMessage = (providerSaid.map { "\($0); " } ?? "")
+                            + "the stream reported no output count; output tokens estimated from the text sent"
+                    }
                 }
             }
             // A stream that ended without its final event is cut, not ended: the client must not

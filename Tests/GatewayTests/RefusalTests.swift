@@ -223,4 +223,22 @@ struct RefusalTests {
         #expect(row.usage.inputTokens > 0)  // message_start's count, not an estimate
         #expect(row.cost > .zero)
     }
+
+    @Test("an Anthropic stream that ends with an error event before message_delta is billed for the text sent")
+    func anthropicStreamErrorEvent() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "error-mid-stream"])
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "err-a")
+        #expect(r.status == 200)
+        let text = String(decoding: r.body, as: UTF8.self)
+        #expect(text.contains("overloaded_error"))
+        let deltas = text.components(separatedBy: "event: content_block_delta").count - 1
+        #expect(deltas > 1)
+        let row = try #require(try h.row("err-a"))
+        #expect(row.usageSource == .estimated)
+        #expect(row.usage.outputTokens >= deltas, "\(row.usage)")
+        #expect(row.usage.inputTokens > 0)
+        #expect(row.errorMessage?.contains("Overloaded") == true, "\(row.errorMessage ?? "")")
+    }
 }
