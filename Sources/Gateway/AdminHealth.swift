@@ -56,7 +56,8 @@ enum AdminHealth {
         }
         var seen = Set<String>()
         limits = limits.filter { seen.insert("\($0.scope)|\($0.period.rawValue)").inserted }
-        let standings = try gateway.enforcer.remainingBlocking(budgets: limits, now: now, timeZone: plans.timeZone)
+        let standings = try gateway.enforcer.remainingBlocking(budgets: limits, now: now,
+                                                               timeZone: gateway.enforcer.budgetTimeZone(gateway.policies.policy))
         let rows = standings.map { standing -> (share: Double, json: String) in
             let limit = standing.limit
             var share = 0.0

@@ -183,9 +183,11 @@ enum Admit {
 
     /// The counting checks, in the policy's order, once the call is otherwise admissible:
     /// concurrency, rate limits, the spend-rate breaker, then the quota reservation of the worst
-    /// case. What one check took is given back when a later one refuses.
+    /// case. What one check took is given back when a later one refuses. The budget periods are
+    /// those containing `startedAt`, the call's ledger time, as with shared budgets (below) and
+    /// as the start-up rebuild and the charge of unbudgeted scopes count it.
     static func enforce(_ admission: Admission, endpoint: Endpoint, policy: PolicySet, enforcer: Enforcer,
-                        now: Int64) -> Result<Hold, Refusal> {
+                        startedAt: Int64, now: Int64) -> Result<Hold, Refusal> {
         let local: LocalLimits
         switch takeLocalLimits(admission, endpoint: endpoint, policy: policy, enforcer: enforcer, now: now) {
         case .failure(let refusal): return .failure(refusal)
@@ -194,7 +196,7 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return .success(local.hold(quota: nil)) }
         switch enforcer.quotas.reserve(budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                                       now: now, timeZone: policy.plans.timeZone) {
+                                       now: startedAt, timeZone: enforcer.startupTimeZone) {
         case .failure(let refusal):
             local.giveBack(to: enforcer, now: now)
             return .failure(quotaRefusal(refusal))
@@ -274,7 +276,7 @@ enum Admit {
         let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
         let local = LocalLimits(payer: payer, concurrencyKey: userKey, rateKeys: [userKey, keyRateKey],
                                 estimatedTokens: estimated, worstCase: worstCase, rate: rate,
-                                timeZone: policy.plans.timeZone)
+                                timeZone: enforcer.budgetTimeZone(policy))
         let breaker = enforcer.breaker.isTripped(limitPerHour: policy.plans.orgSpendRatePerHour, now: now)
         if breaker.tripped {
             local.giveBack(to: enforcer, now: now)

@@ -18,9 +18,20 @@ final class Enforcer: Sendable {
     let breaker = SpendRateBreaker()
     /// The budgets shared with the other replicas; nil: this process's `quotas` are the budgets.
     let sharedQuotas: SharedQuotaBook?
+    /// The zone this process's budget periods are cut in: the policy's at start-up. `quotas` was
+    /// rebuilt from the ledger in it; a reload that changes `time_zone` takes effect for them at
+    /// the next restart (a new zone's periods would start empty).
+    let startupTimeZone: TimeZone
 
-    init(sharedQuotas: SharedQuotaBook? = nil) {
+    init(sharedQuotas: SharedQuotaBook? = nil, timeZone: TimeZone) {
         self.sharedQuotas = sharedQuotas
+        self.startupTimeZone = timeZone
+    }
+
+    /// The zone budgets are counted in: the start-up one for this process's book; the policy's
+    /// for shared budgets, whose counters start from the ledger's sum whatever the zone.
+    func budgetTimeZone(_ policy: PolicySet) -> TimeZone {
+        sharedQuotas == nil ? startupTimeZone : policy.plans.timeZone
     }
 
     /// Quota reservations of this process's calls in flight.

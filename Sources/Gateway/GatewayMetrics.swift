@@ -224,8 +224,8 @@ final class GatewayMetrics: Sendable {
 
         // Shared budgets (PostgreSQL) are not in this process's book: no gauges rather than zeros.
         if enforcer.sharedQuotas == nil {
-            BudgetGauges.write(plans: policy.plans, uses: enforcer.quotas.currentUse(now: now, timeZone: timeZone),
-                               into: &out)
+            BudgetGauges.write(plans: policy.plans,
+                               uses: enforcer.quotas.currentUse(now: now, timeZone: enforcer.startupTimeZone), into: &out)
         }
         return out.bytes
     }

@@ -70,7 +70,7 @@ public final class GatewayServer: Sendable {
                                       logger: logger)
         // Tables and functions installed, and a first heartbeat, before any call can hold budget.
         try sharedQuotas?.prepare(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
-        let enforcer = Enforcer(sharedQuotas: sharedQuotas)
+        let enforcer = Enforcer(sharedQuotas: sharedQuotas, timeZone: policy.plans.timeZone)
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
         let ledgerHealth = LedgerHealth()
         let ledger: any LedgerSink = configuration.recordCalls

@@ -87,6 +87,10 @@ public final class PolicyReloader: Sendable {
             }
             if old != fresh.version {
                 logger.info("policy reloaded", metadata: ["version": "\(fresh.version)", "previous": "\(old)"])
+                if replaced.plans.timeZone.identifier != fresh.plans.timeZone.identifier {
+                    logger.warning("time_zone changed: budgets keep their periods until the next restart, reports and metrics use the new zone",
+                                   metadata: ["from": "\(replaced.plans.timeZone.identifier)", "to": "\(fresh.plans.timeZone.identifier)"])
+                }
             } else if wasRefused {
                 // The files are back to the policy in force: say so, after the refusal's errors.
                 logger.info("policy files load again; the policy in force is unchanged",

@@ -44,6 +44,8 @@ public final class PrincipalDirectory: Sendable {
     public func startPolling(every interval: TimeInterval = 0.25) {
         let thread = Thread(named: "tokenctl-keys", priority: .housekeeping) { [self] in
             var lastStamp = (try? keyStore.changeStamp()) ?? -1
+            // Logged when it starts, changes or ends, not at every poll.
+            var failing: String?
             while !stopped.withLockedValue({ $0 }) {
                 Thread.sleep(forTimeInterval: interval)
                 // The server closes the store right after `stopPolling`: do not poll a closed store.
@@ -55,8 +57,16 @@ public final class PrincipalDirectory: Sendable {
                         lastStamp = stamp
                         logger.info("api keys reloaded", metadata: ["stamp": "\(stamp)"])
                     }
+                    if failing != nil {
+                        failing = nil
+                        logger.info("api keys can be read again")
+                    }
                 } catch {
-                    logger.error("api key reload failed; keeping the previous keys", metadata: ["error": "\(error)"])
+                    let problem = "\(error)"
+                    if problem != failing {
+                        logger.error("api key reload failed; keeping the previous keys", metadata: ["error": "\(problem)"])
+                    }
+                    failing = problem
                 }
             }
         }

@@ -118,7 +118,7 @@ extension ProxyHandler {
             return enforceShared(request, principal: principal, admission: admission, shared: shared)
         }
         enforced(Admit.enforce(admission, endpoint: request.endpoint, policy: policy, enforcer: gateway.enforcer,
-                               now: UnixTime.nowMicros()),
+                               startedAt: request.startedAt, now: UnixTime.nowMicros()),
                  request: request, principal: principal, admission: admission)
     }
 

@@ -103,7 +103,7 @@ public struct RequestPeek: Sendable, Hashable {
         body.withUnsafeReadableBytes { bytes in
             var peek = RequestPeek(bodyBytes: bytes.count)
             var reader = Reader()
-            guard (try? reader.read(bytes, into: &peek)) != nil, reader.problem?.field != "model" else { return nil }
+            guard (try? reader.read(bytes, into: &peek)) != nil, !reader.modelTroubled else { return nil }
             return peek.model
         }
     }
@@ -151,8 +151,12 @@ private struct Reader {
         }
     }
 
+    /// Whether any problem, not only the first, was `model`'s (then no model is trusted).
+    var modelTroubled = false
+
     mutating func note(_ error: RequestPeekError) {
         if problem == nil { problem = error }
+        if error.field == "model" { modelTroubled = true }
     }
 
     /// Records a field; a second sighting is a problem.

@@ -41,20 +41,28 @@ struct QuotaBucketKey: Sendable, Hashable {
 ///
 ///     reserve ──▶ open ──settle──▶ settled   (reserved removed, actual spend added)
 ///                      ──release─▶ released  (reserved removed, nothing spent)
+///                      ──after abandonAfter──▶ abandoned (reserved removed)
+///                                                ──settle──▶ settled late (actual spend added)
 ///
-/// A reservation leaves `open` exactly once; settling or releasing one that is no longer open
-/// (settled, released, or abandoned) does nothing.
+/// A reservation is settled or released at most once; settling or releasing one that is no
+/// longer open or abandoned (settled, released, or forgotten) does nothing.
 ///
 /// Housekeeping runs at most once a minute, inside whichever call comes first: reservations open
 /// longer than `abandonAfter` are released (a call that never settled must not hold budget
-/// forever), and buckets of periods that are over and hold nothing are dropped.
+/// forever) but remembered for `forgetAbandonedAfter` more, so a call that was only slow is still
+/// charged when it ends; buckets of periods that are over and hold nothing are dropped.
 struct QuotaBookStateMachine: Sendable {
     private(set) var buckets: [QuotaBucketKey: QuotaBucket] = [:]
     private(set) var open: [UInt64: QuotaReservation] = [:]
+    /// Reservations released by housekeeping whose calls have not settled yet.
+    private(set) var abandoned: [UInt64: QuotaReservation] = [:]
     private var clocks: [PeriodClock] = []
     private var nextId: UInt64 = 1
     private var nextSweep: Int64 = .min
     let abandonAfter: Int64
+    /// How long an abandoned reservation waits for its call to settle: past the longest call
+    /// deadline a policy allows (`request_timeout_ms`, a day), retries and queues included.
+    static let forgetAbandonedAfter: Int64 = 2 * 86_400_000_000
 
     init(abandonAfter: Int64) {
         self.abandonAfter = abandonAfter
@@ -132,10 +140,18 @@ struct QuotaBookStateMachine: Sendable {
     @discardableResult
     mutating func settle(_ reservation: QuotaReservation, cost: Money, tokens: Int, now: Int64) -> Bool {
         maintain(now)
-        guard let held = open.removeValue(forKey: reservation.id) else { return false }
         let spent = Int128(max(cost, .zero).picodollars), spentTokens = Int128(max(tokens, 0))
-        forEachBucket(of: held) { bucket in
-            bucket.unhold(held)
+        if let held = open.removeValue(forKey: reservation.id) {
+            forEachBucket(of: held) { bucket in
+                bucket.unhold(held)
+                bucket.spent += spent
+                bucket.spentTokens += spentTokens
+            }
+            return true
+        }
+        // Abandoned while its call was still running: its hold is gone, its spend is not.
+        guard let late = abandoned.removeValue(forKey: reservation.id) else { return false }
+        forEachBucket(of: late) { bucket in
             bucket.spent += spent
             bucket.spentTokens += spentTokens
         }
@@ -147,23 +163,46 @@ struct QuotaBookStateMachine: Sendable {
     @discardableResult
     mutating func settle(_ reservation: QuotaReservation?, user: String, team: String?, cost: Money, tokens: Int,
                          startedAt: Int64, now: Int64, timeZone: TimeZone) -> Bool {
-        if let reservation, !settle(reservation, cost: cost, tokens: tokens, now: now) { return false }
+        if let reservation {
+            guard settle(reservation, cost: cost, tokens: tokens, now: now) else { return false }
+        } else {
+            maintain(now)
+        }
         let spent = Int128(max(cost, .zero).picodollars), spentTokens = Int128(max(tokens, 0))
         guard spent > 0 || spentTokens > 0 else { return true }
+        // The (scope, period) pairs the reservation settled, one bit each.
+        var settled: UInt16 = 0
+        for budget in reservation?.budgets ?? [] where budget.isTracked {
+            settled |= Self.bit(budget.scope, budget.period)
+        }
+        func charge(_ scope: PayerScope, _ period: BudgetPeriod, from start: Int64) {
+            guard settled & Self.bit(scope, period) == 0 else { return }
+            let key = QuotaBucketKey(scope: scope, period: period, start: start)
+            Self.add(spent, spentTokens, to: &buckets[key, default: QuotaBucket()])
+        }
         let clock = clockIndex(for: timeZone)
         for period in BudgetPeriod.allCases {
             let start = clocks[clock].interval(of: period, containing: startedAt).start
-            func spend(_ scope: PayerScope) {
-                if let reservation, reservation.budgets.contains(where: { $0.isTracked && $0.scope == scope && $0.period == period }) {
-                    return  // settled with the reservation
-                }
-                Self.add(spent, spentTokens, to: &buckets[QuotaBucketKey(scope: scope, period: period, start: start), default: QuotaBucket()])
-            }
-            spend(.user(user))
-            if let team { spend(.team(team)) }
-            spend(.org)
+            charge(.user(user), period, from: start)
+            if let team { charge(.team(team), period, from: start) }
+            charge(.org, period, from: start)
         }
         return true
+    }
+
+    /// A payer's (scope kind, period) pair as one of nine bits.
+    private static func bit(_ scope: PayerScope, _ period: BudgetPeriod) -> UInt16 {
+        let kind: UInt16 = switch scope {
+        case .user: 0
+        case .team: 1
+        case .org: 2
+        }
+        let index: UInt16 = switch period {
+        case .day: 0
+        case .week: 1
+        case .month: 2
+        }
+        return 1 << (kind * 3 + index)
     }
 
     /// One hash look-up per bucket (two subscripts would hash the key twice).
@@ -176,7 +215,10 @@ struct QuotaBookStateMachine: Sendable {
     @discardableResult
     mutating func release(_ reservation: QuotaReservation, now: Int64) -> Bool {
         maintain(now)
-        guard let held = open.removeValue(forKey: reservation.id) else { return false }
+        guard let held = open.removeValue(forKey: reservation.id) else {
+            abandoned[reservation.id] = nil  // nothing to spend: it never reached the provider
+            return false
+        }
         forEachBucket(of: held) { $0.unhold(held) }
         return true
     }
@@ -238,9 +280,14 @@ struct QuotaBookStateMachine: Sendable {
     mutating func maintain(_ now: Int64) {
         guard now >= nextSweep else { return }
         nextSweep = now + 60_000_000
+        if !abandoned.isEmpty {
+            abandoned = abandoned.filter { now - $0.value.reservedAt <= abandonAfter + Self.forgetAbandonedAfter }
+        }
         if !open.isEmpty {
-            let abandoned = open.values.filter { now - $0.reservedAt > abandonAfter }
-            for reservation in abandoned { release(reservation, now: now) }
+            for reservation in open.values where now - reservation.reservedAt > abandonAfter {
+                release(reservation, now: now)
+                abandoned[reservation.id] = reservation
+            }
         }
         if !buckets.isEmpty {
             let over = buckets.compactMap { entry in

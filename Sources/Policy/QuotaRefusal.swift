@@ -68,7 +68,6 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
         return text + "; resets " + Self.timestamp(resetsAt)
     }
 
-    /// Cents, or more decimals when cents would show a non-zero amount as $0.00.
     /// At least cents, and as many more decimals as the amount has up to micro-dollars (the
     /// budget headers' precision), so a limit like $0.005 reads as configured; below a
     /// micro-dollar, exact.

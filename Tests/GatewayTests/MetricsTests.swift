@@ -214,7 +214,7 @@ struct MetricsTests {
         let policy = try PolicyLoader.load(directory: h.policyDirectory.path, environment: h.environment)
         let metrics = GatewayMetrics(policies: PolicyReloader(policy: policy, directory: nil, environment: [:],
                                                               logger: Logger(label: "test")),
-                                     enforcer: Enforcer(sharedQuotas: nil))
+                                     enforcer: Enforcer(sharedQuotas: nil, timeZone: policy.plans.timeZone))
         var load = metrics.upstreamLoad(provider: "openai")
         // The scrape reads no call in flight; right after, a call is admitted and sent upstream
         // (another event loop), before the scrape has read the backlog gauges or after.

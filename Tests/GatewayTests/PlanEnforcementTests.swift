@@ -187,7 +187,7 @@ struct PlanEnforcementTests {
         try h.writePolicy("plans.yaml", """
             defaults: { plan: open }
             plans: { open: {} }
-            teams: { research: { budget: { daily_usd: "\(room)" } } }
+            teams: { research: { budget: { monthly_usd: "\(room)" } } }
             """)
         #expect(h.server.reloadPolicy())
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "ra-3").status == 200)
@@ -199,13 +199,30 @@ struct PlanEnforcementTests {
         try h.writePolicy("plans.yaml", """
             defaults: { plan: open }
             plans: { open: {} }
-            org: { budget: { daily_usd: "\(room)" } }
+            org: { budget: { monthly_usd: "\(room)" } }
             """)
         #expect(h.server.reloadPolicy())
         let bob = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.exactCall, requestID: "ra-5")
         #expect(bob.status == 429)
         let message = (try? errorObject(bob))?["message"] as? String ?? ""
-        #expect(message.contains("org's daily budget of $0.00015 is exhausted: $0.00015 spent"), "\(message)")
+        #expect(message.contains("org's monthly budget of $0.00015 is exhausted: $0.00015 spent"), "\(message)")
+    }
+
+    @Test("a time_zone a reload changes leaves budgets counting in the start-up zone until a restart")
+    func timeZoneChangeKeepsBudgets() async throws {
+        let room = Money(picodollars: 2 * Self.exactCost.picodollars).formatted(decimals: 6)
+        let plans = """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { monthly_usd: "\(room)" } } }
+            """
+        let h = try ProxyHarness(plansYAML: plans, providerHeaders: ["x-fake-chunks": "50"])
+        defer { h.shutdown() }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-1").status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-2").status == 200)
+        try h.writePolicy("plans.yaml", "time_zone: Pacific/Kiritimati\n" + plans)
+        #expect(h.server.reloadPolicy())
+        // In the new zone's month nothing was counted yet; the budget still is.
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-3").status == 429)
     }
 
     @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named")

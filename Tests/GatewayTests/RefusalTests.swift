@@ -59,6 +59,7 @@ struct RefusalTests {
             ("bad-5", #"[1,2,3]"#, "object", nil),
             ("bad-7", #"{"max_tokens":"5","model":"gpt-4o-mini"}"#, "max_tokens", "gpt-4o-mini"),
             ("bad-8", #"{"model":"gpt-4o-mini","model":"gpt-4o"}"#, "model", nil),
+            ("bad-9", #"{"stream":"yes","model":"gpt-4o-mini","model":"gpt-4o"}"#, "stream", nil),
         ]
         for (id, body, mentions, model) in cases {
             let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: id)

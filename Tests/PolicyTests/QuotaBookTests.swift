@@ -182,6 +182,41 @@ import Testing
         #expect(book.trackedBuckets == 2)
     }
 
+    @Test("a call slower than abandonAfter loses its hold but is still charged when it ends, once")
+    func abandonedReservationIsChargedLate() throws {
+        let book = QuotaBook(abandonAfter: 3_600_000_000)
+        let r = try reserve(book, [Self.bobMonthly], "5").get()
+        // Housekeeping after two hours releases the hold...
+        _ = book.remaining(budgets: [Self.bobMonthly], now: Self.now, timeZone: Self.zone)
+        #expect(book.settle(nil, user: "amy", team: nil, cost: Self.dollars("1"), tokens: 0, startedAt: Self.now + 7_200_000_000,
+                            now: Self.now + 7_200_000_000, timeZone: Self.zone))
+        #expect(book.openReservations == 0)
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.reserved ?? 0 == 0)
+        // ... and the call, ending later, is charged to its budget and to the scopes it did not hold.
+        let end = Self.now + 7_300_000_000
+        #expect(book.settle(r, user: "bob", team: "ml", cost: Self.dollars("2"), tokens: 0, startedAt: Self.now, now: end,
+                            timeZone: Self.zone))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.spent == 2 * Int128(Money.picosPerDollar))
+        #expect(book.bucket(.team("ml"), .month, start: Self.monthStart)?.spent == 2 * Int128(Money.picosPerDollar))
+        #expect(!book.settle(r, user: "bob", team: "ml", cost: Self.dollars("2"), tokens: 0, startedAt: Self.now, now: end,
+                             timeZone: Self.zone))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.spent == 2 * Int128(Money.picosPerDollar))
+    }
+
+    @Test("without any budget, settling still drops the buckets of periods that are over")
+    func unbudgetedBucketsArePruned() throws {
+        let book = QuotaBook()
+        let day: Int64 = 86_400_000_000
+        for d in 0..<40 {
+            let at = Self.now + Int64(d) * day
+            #expect(book.settle(nil, user: "u\(d)", team: nil, cost: Self.dollars("1"), tokens: 0, startedAt: at, now: at,
+                                timeZone: Self.zone))
+        }
+        // At most the last two days' (a day bucket lives two days), a few weeks' and two months'
+        // user buckets, and the org's: far fewer than the 40 × 6 made.
+        #expect(book.trackedBuckets < 40)
+    }
+
     @Test("spend counts for every scope of the payer, budgeted or not, once: a budget added later starts from it")
     func spendCountsForUnbudgetedScopes() throws {
         let book = QuotaBook()
