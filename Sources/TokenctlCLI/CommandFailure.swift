@@ -16,3 +16,18 @@ func existingLedger(_ path: String) throws -> String {
     }
     return path
 }
+
+extension FileHandle {
+    /// Writes all of `data`, or fails as a command: a reader that went away (`| head`) ends the
+    /// command quietly with status 141, as SIGPIPE would (the PostgreSQL client ignores SIGPIPE,
+    /// and the legacy `write(_:)` traps on the error instead).
+    func writeOrFail(_ data: Data, to name: String = "stdout") throws {
+        do {
+            try write(contentsOf: data)
+        } catch {
+            let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError ?? (error as NSError)
+            if underlying.domain == NSPOSIXErrorDomain && underlying.code == Int(EPIPE) { exit(141) }
+            throw CommandFailure("cannot write \(name): \(underlying.localizedDescription)")
+        }
+    }
+}

@@ -40,12 +40,12 @@ struct Export: ParsableCommand {
             buffer += LedgerExport.line(entry, format: format)
             rows += 1
             if buffer.utf8.count >= 1 << 16 {
-                output.write(Data(buffer.utf8))
+                try output.writeOrFail(Data(buffer.utf8), to: out ?? "stdout")
                 buffer.removeAll(keepingCapacity: true)
             }
             progress.update(rows)
         }
-        output.write(Data(buffer.utf8))
+        try output.writeOrFail(Data(buffer.utf8), to: out ?? "stdout")
         progress.finish(rows)
         if out != nil { try output.close() }
     }

@@ -89,7 +89,7 @@ struct Report: ParsableCommand {
                 throw CommandFailure("cannot write \(out): \(error.localizedDescription)")
             }
         } else {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            try FileHandle.standardOutput.writeOrFail(Data(text.utf8))
         }
     }
 
