@@ -11,6 +11,21 @@ final class LedgerHealth: Sendable {
         let since: Int64
         let message: String
         let attempts: Int
+
+        /// `message` for callers and `/healthz`, which need no key: a PostgreSQL location in it
+        /// (`postgres://user@host:port/database`) reads `PostgreSQL` (the log has it whole).
+        var publicMessage: String { Self.withoutLocations(message) }
+
+        static func withoutLocations(_ text: String) -> String {
+            var rest = Substring(text), out = ""
+            while let start = rest.range(of: "postgres://") ?? rest.range(of: "postgresql://") {
+                out += rest[..<start.lowerBound] + "PostgreSQL"
+                var end = rest[start.upperBound...].firstIndex(where: { $0 == " " || $0 == "," || $0 == ")" }) ?? rest.endIndex
+                if end > start.upperBound, rest[rest.index(before: end)] == ":" { end = rest.index(before: end) }
+                rest = rest[end...]
+            }
+            return out + rest
+        }
     }
 
     private let failure = NIOLockedValueBox<Failure?>(nil)
@@ -38,7 +53,7 @@ final class LedgerHealth: Sendable {
     /// What a refused caller is told.
     var refusal: Refusal {
         Refusal(.ledgerUnavailable,
-                "The gateway cannot record calls right now (its ledger is failing: \(current?.message ?? "unknown")); it accepts none until it can. Retry shortly.",
+                "The gateway cannot record calls right now (its ledger is failing: \(current?.publicMessage ?? "unknown")); it accepts none until it can. Retry shortly.",
                 headers: [("retry-after", "5")])
     }
 }

@@ -41,7 +41,7 @@ extension ProxyHandler {
             // 503 while the ledger fails, so a load balancer sends traffic to another replica.
             let failed = gateway.policies.failedReloads
             let ledger = gateway.ledgerHealth.current
-            let ledgerJSON = ledger.map { #"{"status":"failing","since":\#($0.since),"error":\#(JSONString.literal($0.message))}"# }
+            let ledgerJSON = ledger.map { #"{"status":"failing","since":\#($0.since),"error":\#(JSONString.literal($0.publicMessage))}"# }
                 ?? #"{"status":"ok"}"#
             writeJSON(status: ledger == nil ? 200 : 503,
                       body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"ledger":\#(ledgerJSON)}"#,

@@ -2,6 +2,7 @@ import CSQLite
 import Foundation
 import Ledger
 import Testing
+@testable import Gateway
 
 /// The ledger stops taking writes (here: another process holds its write lock past the busy
 /// timeout, as a full disk or a read-only file would make commits fail). The gateway fails
@@ -24,6 +25,13 @@ struct LedgerFaultTests {
             sqlite3_close(db)
             db = nil
         }
+    }
+
+    @Test("callers and /healthz are not told where the PostgreSQL ledger is")
+    func failureWithoutLocation() {
+        let message = "postgres://tokenctl@127.0.0.1:33541/tokenctl: connectionError (see postgresql://a@b/c, then more)"
+        #expect(LedgerHealth.Failure.withoutLocations(message) == "PostgreSQL: connectionError (see PostgreSQL, then more)")
+        #expect(LedgerHealth.Failure.withoutLocations("database is locked") == "database is locked")
     }
 
     @Test("while commits fail: 503 at once, /healthz degraded; accepted rows are kept and land; service resumes")
