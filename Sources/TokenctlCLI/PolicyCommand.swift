@@ -55,6 +55,7 @@ extension PolicyCommand {
             let zone = try timeZone(named: tz, default: policy.plans.timeZone)
             let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros(),
                                                     timeZone: zone)
+            guard from < to else { throw CommandFailure("--since (\(since)) must be before --until (\(until ?? "now"))") }
             var entries: [LedgerEntry] = []
             let reading = ProgressLine("read")
             try reader.forEachEntry(since: from, until: to) { entry in

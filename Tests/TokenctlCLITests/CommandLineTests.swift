@@ -83,6 +83,17 @@ struct CommandLineTests {
         #expect(month?.contains("is not a month (YYYY-MM, e.g. 2026-11) or last-month") == true, "\(month ?? "accepted")")
     }
 
+    @Test("policy simulate refuses a start after the end, as report does")
+    func simulatePeriod() async throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.path()
+        #expect(await Self.refusal(["keys", "create", "--user", "alice", "--db", db]) == nil)
+        let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../policies").standardized.path
+        #expect(await Self.refusal(["policy", "simulate", shipped, "--db", db, "--since", "2026-12-06", "--until", "2026-12-01"])
+                == "--since (2026-12-06) must be before --until (2026-12-01)")
+    }
+
     @Test("keys create, then a report of the ledger's calls as CSV into a file")
     func reportToFile() async throws {
         let dir = try TemporaryDirectory()
