@@ -137,7 +137,9 @@ public final class GatewayServer: Sendable {
                 .wait()
             principals.startPolling()
             policies.startWatching()
-            let quotaReaper = sharedQuotas.map { QuotaReaper(book: $0, on: group.next()) }
+            let quotaReaper = sharedQuotas.map {
+                QuotaReaper(book: $0, on: group.next()) { [ledgerHealth = context.ledgerHealth] in ledgerHealth.heartbeat($0) }
+            }
             quotaReaper?.start()
             let allocatingThreads: [MemoryReturn.Thread] = group.makeIterator().map { loop in { @Sendable work in loop.execute(work) } }
                 + [{ @Sendable work in upstream.onCurlThread(work) }]

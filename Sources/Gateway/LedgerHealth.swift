@@ -29,9 +29,21 @@ final class LedgerHealth: Sendable {
     }
 
     private let failure = NIOLockedValueBox<Failure?>(nil)
+    /// PostgreSQL's shared quota heartbeat failing: its ledger is the same server, so a row
+    /// would not commit either. Cleared by the next heartbeat that gets through.
+    private let unreachable = NIOLockedValueBox<Failure?>(nil)
 
-    var current: Failure? { failure.withLockedValue { $0 } }
+    var current: Failure? { failure.withLockedValue { $0 } ?? unreachable.withLockedValue { $0 } }
     var isFailing: Bool { current != nil }
+
+    /// A shared quota heartbeat's outcome (nil: it got through).
+    func heartbeat(_ error: (any Error)?) {
+        unreachable.withLockedValue { current in
+            guard let error else { return current = nil }
+            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "heartbeat failed: \(error)",
+                              attempts: (current?.attempts ?? 0) + 1)
+        }
+    }
 
     /// The writer options with health tracking added to `options`' own callbacks.
     func tracking(_ options: LedgerWriter.Options) -> LedgerWriter.Options {

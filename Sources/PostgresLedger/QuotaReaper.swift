@@ -14,10 +14,14 @@ public final class QuotaReaper: Sendable {
     private let loop: any EventLoop
     private let tasks = Mutex<[RepeatedTask]>([])
     private let reapRuns = Mutex(0)
+    /// Told each heartbeat's outcome (nil: it got through), so the gateway can stop admitting
+    /// calls while PostgreSQL is unreachable rather than find out call by call.
+    private let onHeartbeat: (@Sendable ((any Error)?) -> Void)?
 
-    public init(book: SharedQuotaBook, on loop: any EventLoop) {
+    public init(book: SharedQuotaBook, on loop: any EventLoop, onHeartbeat: (@Sendable ((any Error)?) -> Void)? = nil) {
         self.book = book
         self.loop = loop
+        self.onHeartbeat = onHeartbeat
     }
 
     /// Starts the heartbeat and the reaper (the first of each at once: the heartbeat `prepare`
@@ -25,9 +29,10 @@ public final class QuotaReaper: Sendable {
     public func start() {
         let settings = book.settings
         let heartbeat = loop.scheduleRepeatedAsyncTask(initialDelay: .zero,
-                                                       delay: TimeAmount(settings.heartbeatInterval)) { [book, loop] _ in
-            book.heartbeat(on: loop).recover { error in
+                                                       delay: TimeAmount(settings.heartbeatInterval)) { [book, loop, onHeartbeat] _ in
+            book.heartbeat(on: loop).map { onHeartbeat?(nil) }.recover { error in
                 book.logger.warning("shared quota heartbeat failed", metadata: ["error": "\(String(reflecting: error))"])
+                onHeartbeat?(error)
             }
         }
         let reaper = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: TimeAmount(settings.reapInterval)) { [self] _ in

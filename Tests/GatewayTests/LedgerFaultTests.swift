@@ -27,6 +27,19 @@ struct LedgerFaultTests {
         }
     }
 
+    @Test("a failed shared quota heartbeat fails the ledger closed until one gets through")
+    func heartbeatFailure() {
+        struct Unreachable: Error {}
+        let health = LedgerHealth()
+        #expect(!health.isFailing)
+        health.heartbeat(Unreachable())
+        health.heartbeat(Unreachable())
+        #expect(health.isFailing && health.current?.attempts == 2)
+        #expect(health.refusal.status == 503)
+        health.heartbeat(nil)
+        #expect(!health.isFailing)
+    }
+
     @Test("callers and /healthz are not told where the PostgreSQL ledger is")
     func failureWithoutLocation() {
         let message = "postgres://tokenctl@127.0.0.1:33541/tokenctl: connectionError (see postgresql://a@b/c, then more)"

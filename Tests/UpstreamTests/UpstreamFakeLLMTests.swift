@@ -294,7 +294,7 @@ extension UpstreamFakeLLMTests {
             let loop = group.next()
             // Over 64 KiB: libcurl sends it from its upload buffer on HTTP/1.1 as well.
             var request = chat(fake, id: "long-prompt", stream: true,
-                               headers: [(FakeHeader.chunks, "10"), (FakeHeader.chunkGapMS, "100")])
+                               headers: [(FakeHeader.chunks, "30"), (FakeHeader.chunkGapMS, "100")])
             let prompt = String(repeating: "context ", count: 25_000)
             request.body = ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\#(prompt)"}],"stream":true}"#)
             let sentBody = Array(request.body.readableBytesView)
@@ -305,7 +305,8 @@ extension UpstreamFakeLLMTests {
             #expect(released() == 1)
             let releasedAt = NIODeadline.now()
             let r = try await handler.done.futureResult.get()
-            // Released while the answer streamed: 10 chunks 100 ms apart take about a second.
+            // Released while the answer streamed: 30 chunks 100 ms apart take about three seconds
+            // (one was not enough when the whole suite ran: the poll above was late by a second).
             #expect(r.chunkTimes.filter { $0 > releasedAt }.count >= 5)
             let exchange = try #require(fake.exchange(requestID: "long-prompt"))
             #expect(exchange.requestBody == sentBody)
