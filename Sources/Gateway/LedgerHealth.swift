@@ -39,8 +39,8 @@ final class LedgerHealth: Sendable {
     /// A shared quota heartbeat's outcome (nil: it got through).
     func heartbeat(_ error: (any Error)?) {
         unreachable.withLockedValue { current in
-            guard let error else { return current = nil }
-            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "heartbeat failed: \(error)",
+            guard error != nil else { return current = nil }
+            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "PostgreSQL does not answer its heartbeat (the log says why)",
                               attempts: (current?.attempts ?? 0) + 1)
         }
     }
