@@ -21,6 +21,8 @@ final class GatewayContext: Sendable {
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
     let stopping = NIOLockedValueBox(false)
     var isStopping: Bool { stopping.withLockedValue { $0 } }
+    /// Rows of answered calls that could not be recorded (their markers keep them for the next start).
+    let rowsNotRecorded = NIOLockedValueBox(0)
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: any LedgerSink, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
@@ -42,24 +44,27 @@ final class GatewayContext: Sendable {
     /// a complete answer the ledger lacks, and `notRecorded` runs on `loop` (what the call used
     /// is still owed to the shared budgets).
     func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
-                notRecorded: (@Sendable () -> Void)? = nil, then deliver: @escaping () -> Void) {
+                notRecorded: (@Sendable (LedgerEntry) -> Void)? = nil, then deliver: @escaping () -> Void) {
         var entry = entry
         entry.endedAt = UnixTime.nowMicros()
         let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
         let logger = self.logger
         let metrics = self.metrics
+        let unrecorded = rowsNotRecorded
         let recorded = entry
         // Staged: the loop records the rows of its pass itself, after the pass (no thread hop).
         let mustRecord = ledger.stage(entry) { result in
             switch result {
             case .success: metrics.recordCall(recorded)
-            case .failure: metrics.recordCommitFailure(recorded)
+            case .failure:
+                metrics.recordCommitFailure(recorded)
+                unrecorded.withLockedValue { $0 += 1 }
             }
             loop.execute {
                 let (connection, deliver) = onLoop.value
                 if case .failure(let error) = result {
                     logger.error("ledger commit failed", metadata: ["error": "\(error)"])
-                    notRecorded?()
+                    notRecorded?(recorded)
                     connection.abort()
                     return
                 }

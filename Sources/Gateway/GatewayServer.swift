@@ -248,6 +248,10 @@ public final class GatewayServer: Sendable {
     /// Admitted calls not yet ended.
     public var callsInFlight: Int { context.enforcer.concurrency.totalInFlight }
 
+    /// Rows of answered calls the ledger could not take since start: after `shutdown()`, the
+    /// calls the in-flight journal keeps for the next start to record.
+    public var rowsNotRecorded: Int { context.rowsNotRecorded.withLockedValue { $0 } }
+
     /// Quota reservations of calls in flight (each is settled when its call ends).
     public var openQuotaReservations: Int { context.enforcer.openReservations }
 

@@ -32,6 +32,10 @@ final class InFlightJournal: @unchecked Sendable {
         var model: String?
         var stream: Bool
         var plan: String?
+        /// The call's final row (a `JournalRecord`, base64) when it ended but could not be
+        /// recorded (the ledger failing until the gateway stopped): the next start records it
+        /// with its usage and cost, not as `interrupted`.
+        var row: String?
     }
 
     let path: String
@@ -56,11 +60,25 @@ final class InFlightJournal: @unchecked Sendable {
     }
 
     func started(_ entry: LedgerEntry) {
-        let marker = Marker(id: entry.id, requestId: entry.requestId, startedAt: entry.startedAt, keyId: entry.keyId,
-                            user: entry.user, team: entry.team, dialect: entry.dialect.rawValue, route: entry.route,
-                            provider: entry.provider, model: entry.modelRequested, stream: entry.stream, plan: entry.plan)
         condition.lock()
-        markers[entry.id] = marker
+        started(entryLocked: entry)
+        condition.unlock()
+    }
+
+    private func started(entryLocked entry: LedgerEntry) {
+        markers[entry.id] = Marker(id: entry.id, requestId: entry.requestId, startedAt: entry.startedAt, keyId: entry.keyId,
+                                   user: entry.user, team: entry.team, dialect: entry.dialect.rawValue, route: entry.route,
+                                   provider: entry.provider, model: entry.modelRequested, stream: entry.stream, plan: entry.plan)
+        dirty = true
+    }
+
+    /// The call ended but its row could not be recorded: keep the row with its marker.
+    func notRecorded(_ entry: LedgerEntry) {
+        var bytes: [UInt8] = []
+        JournalRecord.append(entry, to: &bytes)
+        condition.lock()
+        if markers[entry.id] == nil { started(entryLocked: entry) }
+        markers[entry.id]?.row = Data(bytes).base64EncodedString()
         dirty = true
         condition.unlock()
     }
@@ -160,7 +178,13 @@ final class InFlightJournal: @unchecked Sendable {
     }
 
     static func entry(for marker: Marker, instance: String) -> LedgerEntry {
-        LedgerEntry(id: marker.id, requestId: marker.requestId, startedAt: marker.startedAt,
+        if let row = marker.row, let bytes = Data(base64Encoded: row),
+           var entry = bytes.withUnsafeBytes({ JournalRecord.read($0).entries.first }), entry.id == marker.id {
+            let note = "recorded at the next start: its gateway (journal \(instance)) stopped while the ledger failed"
+            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+            return entry
+        }
+        return LedgerEntry(id: marker.id, requestId: marker.requestId, startedAt: marker.startedAt,
                     endedAt: marker.startedAt, keyId: marker.keyId, user: marker.user, team: marker.team,
                     dialect: Dialect(rawValue: marker.dialect) ?? .openai, route: marker.route,
                     provider: marker.provider, modelRequested: marker.model, stream: marker.stream,

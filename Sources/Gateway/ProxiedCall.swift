@@ -463,7 +463,12 @@ final class ProxiedCall: UpstreamResponseHandler {
         let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)
         // A row that cannot commit does not make the provider's tokens free: the shared budgets
         // are charged at once rather than holding the reservation until it expires.
-        let chargeAnyway: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop) }
+        // The row, kept with the call's start marker, is recorded at the next start.
+        let journal = gateway.journal
+        let chargeAnyway: @Sendable (LedgerEntry) -> Void = { row in
+            journal.notRecorded(row)
+            hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
+        }
         gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
             // Recorded (committed, on PostgreSQL, where shared budgets live): a replica that dies
             // before this line is charged from the row.

@@ -158,7 +158,7 @@ extension ProxyHandler {
                 // Nothing was spent: the shared hold goes back whether or not the row commits.
                 let (enforcer, loop) = (gateway.enforcer, eventLoop)
                 let release: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }
-                gateway.record(entry, on: eventLoop, connection: self, notRecorded: release, then: release)
+                gateway.record(entry, on: eventLoop, connection: self, notRecorded: { _ in release() }, then: release)
             }
     }
 

@@ -123,6 +123,14 @@ struct GatewayService: Service {
                 done.resume()
             }
         }
+        let left = server.rowsNotRecorded
+        guard left == 0 else {
+            // Exit 1: a supervisor or operator must see that the ledger lacks calls for now.
+            logger.error("stopped: the ledger failed; calls without a row are kept in the in-flight journal for the next start",
+                         metadata: ["rows": "\(left)"])
+            throw CommandFailure("\(left) call\(left == 1 ? "" : "s") could not be recorded before stopping; "
+                                 + "the next start on this ledger and journal records them")
+        }
         logger.info("stopped: ledger flushed and closed")
     }
 }

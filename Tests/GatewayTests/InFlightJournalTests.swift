@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import Metering
 import Testing
 @testable import Gateway
 
@@ -31,5 +32,34 @@ import Testing
         #expect(journal.markerCapacity >= 1_000)
         journal.ended(id: "call-1999")
         #expect(journal.markerCapacity == 0)
+    }
+
+    @Test("a call that ended but could not be recorded is recorded at the next start with its usage, not as interrupted")
+    func aRowNotRecordedIsKeptForTheNextStart() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let journal = InFlightJournal(databasePath: path)
+        journal.started(entry(1))
+        journal.started(entry(2))
+        var final = entry(1)
+        final.usage = Usage(inputTokens: 12, outputTokens: 8)
+        final.cost = Money(picodollars: 1_234)
+        final.usageSource = .provider
+        journal.notRecorded(final)
+        journal.stop()  // as the gateway stops: both markers left, one with its row
+
+        let writer = try LedgerWriter(path: path)
+        #expect(InFlightJournal.recover(databasePath: path, into: writer) == 2)
+        writer.close()
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        var rows: [LedgerEntry] = []
+        try reader.forEachEntry(since: 0, until: .max) { rows.append($0) }
+        let kept = try #require(rows.first { $0.id == "call-1" })
+        #expect(kept.outcome == .ok && kept.usage.outputTokens == 8 && kept.cost.picodollars == 1_234)
+        #expect(kept.errorMessage?.contains("recorded at the next start") == true)
+        #expect(rows.first { $0.id == "call-2" }?.outcome == .interrupted)
     }
 }
