@@ -74,7 +74,8 @@ public struct Refusal: Error, Sendable {
         case .notFound, .methodNotAllowed: return .refusedNotFound
         case .providerAuthFailed: return .upstreamError
         case .shuttingDown: return .interrupted
-        case .ledgerUnavailable, .quotaStateUnavailable: return .interrupted
+        case .ledgerUnavailable: return .interrupted
+        case .quotaStateUnavailable: return .refusedUnavailable
         case .unknownModel: return .refusedUnknownModel
         case .unpriced: return .refusedUnpriced
         case .forbidden: return .refusedModel

@@ -34,6 +34,9 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
     case refusedBreaker = "refused_breaker"
     /// The provider's `max_concurrent` slots were taken and its wait queue full or timed out.
     case refusedProviderBusy = "refused_provider_busy"
+    /// Budgets shared through PostgreSQL could not be reserved (unreachable, an error, no answer
+    /// in time): refused, since no call goes upstream unbudgeted.
+    case refusedUnavailable = "refused_unavailable"
     /// A repeat of a completed call with the same `Idempotency-Key`: its recorded answer was
     /// sent again, with no upstream call and no charge.
     case replayed

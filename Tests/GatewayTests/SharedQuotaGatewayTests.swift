@@ -123,6 +123,7 @@ struct SharedQuotaGatewayTests {
         #expect(openai.status == 503)
         let openaiBody = String(decoding: openai.chunks.joined(), as: UTF8.self)
         #expect(openaiBody.contains(#""code":"quota_state_unavailable""#), "\(openaiBody)")
+        #expect(try h.row("down-1")?.outcome == .refusedUnavailable)  // a refusal: nothing went upstream
         let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
                                          json: #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
                                          requestID: "down-2")
