@@ -149,8 +149,10 @@ extension ReportSummary {
         let (days, users) = activity(byDay.rows)
         let end = min(query.until, now)
         var start = query.since
-        if start == 0, let first = days.first.flatMap({ Day($0.day) }) {
-            start = ReportPeriod.localMidnight(first, in: query.timeZone)
+        if start == 0 {
+            // No start given: the window opens with the first day that has calls (none: no window,
+            // not one from 1970).
+            start = days.first.flatMap { Day($0.day) }.map { ReportPeriod.localMidnight($0, in: query.timeZone) } ?? end
         }
         var summary = ReportSummary(
             timeZone: query.timeZone, totals: byDay.totals, activeUsers: users.count, days: days, users: users,

@@ -28,6 +28,9 @@ struct LedgerCommand: ParsableCommand {
         var to: String
 
         func run() throws {
+            guard !PostgresLocation.isPostgresURL(from) else {
+                throw CommandFailure("--from must be the SQLite ledger (sqlite:FILE or FILE); the PostgreSQL one goes in --to")
+            }
             let path = from.hasPrefix("sqlite:") ? String(from.dropFirst("sqlite:".count)) : from
             _ = try existingLedger(path)
             let location: PostgresLocation

@@ -17,14 +17,18 @@ struct Prices: ParsableCommand {
     @Option(help: "The day for --model, YYYY-MM-DD (UTC).")
     var on: String?
 
+    func validate() throws {
+        if let on {
+            guard model != nil else { throw ValidationError("--on needs --model (it picks the entry a model is charged by on that day)") }
+            guard Day(on) != nil else { throw ValidationError("--on must be a day, YYYY-MM-DD (got \(on))") }
+        }
+    }
+
     func run() throws {
         let book = try loadPolicyOrExit(policies).prices
         var entries = book.entries
         if let model {
-            let day = try on.map { text in
-                guard let day = Day(text) else { throw ValidationError("--on must be YYYY-MM-DD") }
-                return day
-            } ?? Day(unixSeconds: Int64(Date().timeIntervalSince1970))
+            let day = on.flatMap(Day.init) ?? Day(unixSeconds: Int64(Date().timeIntervalSince1970))
             guard let entry = book.price(for: model, on: day) else {
                 FileHandle.standardError.write(Data("no price for \(model) on \(day)\n".utf8))
                 throw ExitCode(1)

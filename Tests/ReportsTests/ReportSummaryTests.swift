@@ -71,6 +71,17 @@ struct ReportSummaryTests {
                                          plans: try loadTestPolicy(plans: Self.plans).plans, now: now)
     }
 
+    @Test("with no start and no calls there is no burn window (not one from 1970)")
+    func emptyLedgerHasNoBurnWindow() throws {
+        let dir = try TemporaryDirectory()
+        let reader = try ledger(with: [], in: dir)
+        defer { reader.close() }
+        let now = day0 + 400 * 24 * Self.hour
+        let s = try ReportSummary.compute(reader: reader, query: ReportQuery(since: 0, until: now), plans: nil, now: now)
+        #expect(s.burnStart == s.burnEnd && s.tokensPerHour == nil && s.costPerHour == nil)
+        #expect(SummaryText.facts(s).contains { $0.0 == "token burn rate" && $0.1 == "-" })
+    }
+
     @Test("daily cost per active user, retry share, burn rate and forecast match the hand computation")
     func handComputed() throws {
         let s = try summary()

@@ -44,6 +44,8 @@ struct CommandLineTests {
          "--team '(others)' is reserved: reports label calls without a team, and folded rows, so"),
         (["keys", "create", "--user", "ops", "--admin", "--team", "research"],
          "--team does not apply to an admin key: it makes no billed calls"),
+        (["prices", "--on", "2026-01-01"], "--on needs --model (it picks the entry a model is charged by on that day)"),
+        (["prices", "--model", "gpt-4o", "--on", "yesterday"], "--on must be a day, YYYY-MM-DD (got yesterday)"),
         (["serve", "--replica-timeout", "0"], "--replica-timeout must be between 1 and 3600 seconds (heartbeats go every 2 s)"),
         (["serve", "--drain-timeout", "5000"], "--drain-timeout must be between 0 and 3600 seconds"),
     ])
