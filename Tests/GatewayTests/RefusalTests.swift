@@ -207,39 +207,25 @@ struct RefusalTests {
         #expect(row.usageSource == .estimated && row.usage.outputTokens > 0)
     }
 
-    @Test("an Anthropic stream cut before its message_delta is billed for the text sent, not message_start's placeholder")
-    func anthropicStreamCutMidway() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "cut-mid-stream"])
+    /// Cut by the connection (`upstream_error`), or ended by an `error` event (`ok`, the provider's
+    /// message kept): either way message_start's output count (a placeholder) is not the usage.
+    @Test("an Anthropic stream that stops before its message_delta is billed for the text sent",
+          arguments: [("cut-mid-stream", Outcome.upstreamError, "transfer closed"), ("error-mid-stream", .ok, "Overloaded")])
+    func anthropicStreamStoppedEarly(failure: String, outcome: Outcome, message: String) async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": failure])
         defer { h.shutdown() }
         let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
-        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "cut-a")
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "early")
         #expect(r.status == 200)
-        #expect(!r.complete)
+        #expect(r.complete == (outcome == .ok))
         let deltas = String(decoding: r.body, as: UTF8.self).components(separatedBy: "event: content_block_delta").count - 1
         #expect(deltas > 1)
-        let row = try #require(try h.row("cut-a"))
-        #expect(row.outcome == .upstreamError)
+        let row = try #require(try h.row("early"))
+        #expect(row.outcome == outcome)
         #expect(row.usageSource == .estimated)
         #expect(row.usage.outputTokens >= deltas, "\(row.usage)")
         #expect(row.usage.inputTokens > 0)  // message_start's count, not an estimate
         #expect(row.cost > .zero)
-    }
-
-    @Test("an Anthropic stream that ends with an error event before message_delta is billed for the text sent")
-    func anthropicStreamErrorEvent() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "error-mid-stream"])
-        defer { h.shutdown() }
-        let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
-        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "err-a")
-        #expect(r.status == 200)
-        let text = String(decoding: r.body, as: UTF8.self)
-        #expect(text.contains("overloaded_error"))
-        let deltas = text.components(separatedBy: "event: content_block_delta").count - 1
-        #expect(deltas > 1)
-        let row = try #require(try h.row("err-a"))
-        #expect(row.usageSource == .estimated)
-        #expect(row.usage.outputTokens >= deltas, "\(row.usage)")
-        #expect(row.usage.inputTokens > 0)
-        #expect(row.errorMessage?.contains("Overloaded") == true, "\(row.errorMessage ?? "")")
+        #expect(row.errorMessage?.contains(message) == true, "\(row.errorMessage ?? "")")
     }
 }
