@@ -21,8 +21,6 @@ final class GatewayContext: Sendable {
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
     let stopping = NIOLockedValueBox(false)
     var isStopping: Bool { stopping.withLockedValue { $0 } }
-    /// Rows of answered calls that could not be recorded (their markers keep them for the next start).
-    let rowsNotRecorded = NIOLockedValueBox(0)
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: any LedgerSink, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
@@ -50,15 +48,12 @@ final class GatewayContext: Sendable {
         let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
         let logger = self.logger
         let metrics = self.metrics
-        let unrecorded = rowsNotRecorded
         let recorded = entry
         // Staged: the loop records the rows of its pass itself, after the pass (no thread hop).
         let mustRecord = ledger.stage(entry) { result in
             switch result {
             case .success: metrics.recordCall(recorded)
-            case .failure:
-                metrics.recordCommitFailure(recorded)
-                unrecorded.withLockedValue { $0 += 1 }
+            case .failure: metrics.recordCommitFailure(recorded)
             }
             loop.execute {
                 let (connection, deliver) = onLoop.value

@@ -85,7 +85,8 @@ public final class GatewayServer: Sendable {
         // quota rebuild below and every report see them.
         let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)
         if recovered > 0 {
-            logger.warning("recorded calls left in flight by a stopped process as interrupted", metadata: ["calls": "\(recovered)"])
+            logger.warning("recorded the calls a stopped process left without a row (kept rows, or as interrupted)",
+                           metadata: ["calls": "\(recovered)"])
         }
         let journal = InFlightJournal(databasePath: journalBase)
         let keys: any APIKeyStore
@@ -224,7 +225,8 @@ public final class GatewayServer: Sendable {
         // (never a wait without end). No flush first: it would wait for a failing ledger forever.
         context.ledger.close()
         runPendingLoopWork()  // the commit callbacks drop the start markers of recorded calls
-        context.journal.stop()  // keeps the markers of calls left without a row, for the next start
+        let kept = context.journal.stop()  // keeps the calls left without a row, for the next start
+        left.withLockedValue { $0 = kept }
         keys.close()
         // Settlements still on their way fail here; the other replicas reap those holds at once
         // (this replica's heartbeat is removed) and charge them from the ledger.
@@ -248,9 +250,10 @@ public final class GatewayServer: Sendable {
     /// Admitted calls not yet ended.
     public var callsInFlight: Int { context.enforcer.concurrency.totalInFlight }
 
-    /// Rows of answered calls the ledger could not take since start: after `shutdown()`, the
-    /// calls the in-flight journal keeps for the next start to record.
-    public var rowsNotRecorded: Int { context.rowsNotRecorded.withLockedValue { $0 } }
+    /// After `shutdown()`: the calls left without a row, which the in-flight journal keeps for
+    /// the next start to record (with their final row, or as `interrupted`).
+    public var leftForNextStart: (withRow: Int, markersOnly: Int) { left.withLockedValue { $0 } }
+    private let left = NIOLockedValueBox((withRow: 0, markersOnly: 0))
 
     /// Quota reservations of calls in flight (each is settled when its call ends).
     public var openQuotaReservations: Int { context.enforcer.openReservations }

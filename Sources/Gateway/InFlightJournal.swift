@@ -4,7 +4,8 @@ import Metering
 
 /// Start markers of the calls in flight, so that a crash (kill -9, power cut of the process)
 /// leaves a trace: at the next start, each marked call without a row is recorded as
-/// `interrupted`.
+/// `interrupted`, or with its final row when the call ended but the ledger failed until the
+/// gateway stopped (`notRecorded`).
 ///
 /// Why a file and not a row: a marker row would double the ledger's writes per call. Instead
 /// the set of calls in flight is rewritten, when it changed, at most every `interval` to
@@ -101,7 +102,9 @@ final class InFlightJournal: @unchecked Sendable {
 
     /// Stops the writer thread. The file is removed if every call was recorded; otherwise it is
     /// written one last time with the calls left without a row, for the next start to record.
-    func stop() {
+    /// Returns how many were left: with their final row kept, and as start markers alone.
+    @discardableResult
+    func stop() -> (withRow: Int, markersOnly: Int) {
         condition.lock()
         stopping = true
         condition.broadcast()
@@ -111,6 +114,8 @@ final class InFlightJournal: @unchecked Sendable {
         write(left)
         if left.isEmpty { unlink(path + ".lock") }
         if lockDescriptor >= 0 { close(lockDescriptor) }
+        let withRow = left.filter { $0.row != nil }.count
+        return (withRow, left.count - withRow)
     }
 
     private func run() {
@@ -146,9 +151,9 @@ final class InFlightJournal: @unchecked Sendable {
         _ = rename(temporary, path)
     }
 
-    /// At start: records every marked call of a process that is gone and has no row as
-    /// `interrupted` (a row that exists wins: the insert of a known call id is rejected),
-    /// then removes those files. Returns how many rows were written.
+    /// At start: records every marked call of a process that is gone and has no row, with its
+    /// kept final row or as `interrupted` (a row that exists wins: the insert of a known call id
+    /// is rejected), then removes those files. Returns how many rows were written.
     static func recover(databasePath: String, into ledger: any LedgerSink) -> Int {
         let directory = (databasePath as NSString).deletingLastPathComponent
         let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
@@ -167,7 +172,16 @@ final class InFlightJournal: @unchecked Sendable {
             for line in lines {
                 guard let marker = try? decoder.decode(Marker.self, from: line) else { continue }
                 ledger.append(entry(for: marker, instance: owner)) { result in
-                    if case .success = result { written.increment() }
+                    switch result {
+                    case .success: written.increment()
+                    case .failure where marker.row != nil:
+                        // The kept row could not be stored (or exists already: then this is refused
+                        // too): the marker alone, as `interrupted`, rather than nothing.
+                        var bare = marker
+                        bare.row = nil
+                        ledger.append(entry(for: bare, instance: owner)) { if case .success = $0 { written.increment() } }
+                    case .failure: break
+                    }
                 }
             }
             ledger.flush()

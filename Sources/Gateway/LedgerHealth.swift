@@ -18,7 +18,8 @@ final class LedgerHealth: Sendable {
 
         static func withoutLocations(_ text: String) -> String {
             var rest = Substring(text), out = ""
-            while let start = rest.range(of: "postgres://") ?? rest.range(of: "postgresql://") {
+            while let start = [rest.range(of: "postgres://"), rest.range(of: "postgresql://")].compactMap({ $0 })
+                .min(by: { $0.lowerBound < $1.lowerBound }) {
                 out += rest[..<start.lowerBound] + "PostgreSQL"
                 var end = rest[start.upperBound...].firstIndex(where: { $0 == " " || $0 == "," || $0 == ")" }) ?? rest.endIndex
                 if end > start.upperBound, rest[rest.index(before: end)] == ":" { end = rest.index(before: end) }
@@ -30,17 +31,22 @@ final class LedgerHealth: Sendable {
 
     private let failure = NIOLockedValueBox<Failure?>(nil)
     /// PostgreSQL's shared quota heartbeat failing: its ledger is the same server, so a row
-    /// would not commit either. Cleared by the next heartbeat that gets through.
+    /// would not commit either. Counts from the second failure in a row (one can be a busy
+    /// connection or a reset one); cleared by the next heartbeat that gets through.
     private let unreachable = NIOLockedValueBox<Failure?>(nil)
 
-    var current: Failure? { failure.withLockedValue { $0 } ?? unreachable.withLockedValue { $0 } }
+    var current: Failure? {
+        failure.withLockedValue { $0 } ?? unreachable.withLockedValue { $0.flatMap { $0.attempts >= 2 ? $0 : nil } }
+    }
     var isFailing: Bool { current != nil }
+
+    private static let unreachableMessage = "PostgreSQL does not answer (the log says why)"
 
     /// A shared quota heartbeat's outcome (nil: it got through).
     func heartbeat(_ error: (any Error)?) {
         unreachable.withLockedValue { current in
             guard error != nil else { return current = nil }
-            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "PostgreSQL does not answer its heartbeat (the log says why)",
+            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
                               attempts: (current?.attempts ?? 0) + 1)
         }
     }

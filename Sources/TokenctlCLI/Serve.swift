@@ -14,7 +14,8 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Stops on SIGINT or SIGTERM: stops accepting and closes idle connections, lets calls in \
             flight finish for up to --drain-timeout seconds, cancels the rest (recorded as \
-            interrupted), flushes and closes the ledger, exits 0. Policy file changes are picked up within a second (SIGHUP reloads at \
+            interrupted), flushes and closes the ledger, exits 0 (1 when calls are left without a row: the \
+            in-flight journal keeps them for the next start). Policy file changes are picked up within a second (SIGHUP reloads at \
             once); a change with problems is refused and logged, and the previous policy stays in force. \
             With a PostgreSQL ledger, give the password in PGPASSWORD rather than in the --db URL: a \
             command line is visible to every user of the host.
@@ -123,12 +124,14 @@ struct GatewayService: Service {
                 done.resume()
             }
         }
-        let left = server.rowsNotRecorded
-        guard left == 0 else {
+        let left = server.leftForNextStart
+        let calls = left.withRow + left.markersOnly
+        guard calls == 0 else {
             // Exit 1: a supervisor or operator must see that the ledger lacks calls for now.
-            logger.error("stopped: the ledger failed; calls without a row are kept in the in-flight journal for the next start",
-                         metadata: ["rows": "\(left)"])
-            throw CommandFailure("\(left) call\(left == 1 ? "" : "s") could not be recorded before stopping; "
+            logger.error("stopped: calls without a row are kept in the in-flight journal for the next start",
+                         metadata: ["with_usage": "\(left.withRow)", "interrupted": "\(left.markersOnly)"])
+            throw CommandFailure("\(calls) call\(calls == 1 ? "" : "s") could not be recorded before stopping "
+                                 + "(\(left.withRow) with their usage, \(left.markersOnly) as interrupted); "
                                  + "the next start on this ledger and journal records them")
         }
         logger.info("stopped: ledger flushed and closed")

@@ -86,7 +86,9 @@ struct OpenAIRelayTests {
 
     @Test("chat, streaming with include_usage: byte-identical, chunks relayed one to one")
     func chatStreamingWithUsage() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-chunk-gap-ms": "20", "x-fake-chunks": "6"])
+        // 80 ms apart: at 20 ms, a full suite's load on two cores sometimes delayed the relay enough
+        // for two deltas to arrive in one read.
+        let h = try ProxyHarness(providerHeaders: ["x-fake-chunk-gap-ms": "80", "x-fake-chunks": "6"])
         defer { h.shutdown() }
         let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "chat-s2")
@@ -94,7 +96,7 @@ struct OpenAIRelayTests {
         let exchange = try #require(h.fake.exchange(requestID: "chat-s2"))
         #expect(exchange.requestBody == Array(body.utf8))
         #expect(r.body == exchange.responseBody)
-        // Each content delta, written 20 ms apart upstream, reaches the client as its own chunk.
+        // Each content delta, written 80 ms apart upstream, reaches the client as its own chunk.
         // (The last delta, finish and usage chunks are written back to back, so TCP may join them.)
         #expect(r.chunks.count >= 6)
         #expect(Array(r.chunks.prefix(6)) == Array(exchange.responseChunks.prefix(6)))
