@@ -84,9 +84,18 @@ public final class GatewayServer: Sendable {
         // Calls a crashed process had in flight (start markers, no row) are recorded first, so the
         // quota rebuild below and every report see them.
         let recovered = InFlightJournal.recover(databasePath: journalBase, into: ledger)
-        if recovered > 0 {
+        if recovered.rows > 0 {
             logger.warning("recorded the calls a stopped process left without a row (kept rows, or as interrupted)",
-                           metadata: ["calls": "\(recovered)"])
+                           metadata: ["calls": "\(recovered.rows)", "with_usage": "\(recovered.keptRows.count)"])
+        }
+        // Their shared budgets: the settlement the stopped process could not make (a reaper that
+        // took the hold meanwhile found no row and charged nothing). Idempotent: an already
+        // charged call changes nothing.
+        for row in recovered.keptRows where row.cost > .zero || row.usage.totalTokens > 0 {
+            if let sharedQuotas {
+                _ = try? sharedQuotas.settle(callID: row.id, cost: row.cost, tokens: row.usage.totalTokens,
+                                             on: MultiThreadedEventLoopGroup.singleton.next()).wait()
+            }
         }
         let journal = InFlightJournal(databasePath: journalBase)
         let keys: any APIKeyStore

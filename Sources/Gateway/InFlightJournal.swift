@@ -1,6 +1,7 @@
 import Foundation
 import Ledger
 import Metering
+import NIOConcurrencyHelpers
 
 /// Start markers of the calls in flight, so that a crash (kill -9, power cut of the process)
 /// leaves a trace: at the next start, each marked call without a row is recorded as
@@ -151,14 +152,23 @@ final class InFlightJournal: @unchecked Sendable {
         _ = rename(temporary, path)
     }
 
+    /// What `recover` wrote.
+    struct Recovery {
+        var rows = 0
+        /// The kept final rows among them: calls that used the provider, whose shared budgets
+        /// (PostgreSQL) may not have been charged yet.
+        var keptRows: [LedgerEntry] = []
+    }
+
     /// At start: records every marked call of a process that is gone and has no row, with its
     /// kept final row or as `interrupted` (a row that exists wins: the insert of a known call id
-    /// is rejected), then removes those files. Returns how many rows were written.
-    static func recover(databasePath: String, into ledger: any LedgerSink) -> Int {
+    /// is rejected), then removes those files.
+    static func recover(databasePath: String, into ledger: any LedgerSink) -> Recovery {
         let directory = (databasePath as NSString).deletingLastPathComponent
         let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
         let written = Counter()
+        let kept = NIOLockedValueBox<[LedgerEntry]>([])
         for name in names where name.hasPrefix(prefix) && name.hasSuffix(".lock") {
             let lockFile = (directory.isEmpty ? "." : directory) + "/" + name
             let file = String(lockFile.dropLast(".lock".count))
@@ -171,9 +181,12 @@ final class InFlightJournal: @unchecked Sendable {
             let decoder = JSONDecoder()
             for line in lines {
                 guard let marker = try? decoder.decode(Marker.self, from: line) else { continue }
-                ledger.append(entry(for: marker, instance: owner)) { result in
+                let row = entry(for: marker, instance: owner)
+                ledger.append(row) { result in
                     switch result {
-                    case .success: written.increment()
+                    case .success:
+                        written.increment()
+                        if marker.row != nil { kept.withLockedValue { $0.append(row) } }
                     case .failure where marker.row != nil:
                         // The kept row could not be stored (or exists already: then this is refused
                         // too): the marker alone, as `interrupted`, rather than nothing.
@@ -188,7 +201,7 @@ final class InFlightJournal: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: file)
             unlink(lockFile)
         }
-        return written.value
+        return Recovery(rows: written.value, keptRows: kept.withLockedValue { $0 })
     }
 
     static func entry(for marker: Marker, instance: String) -> LedgerEntry {
