@@ -196,7 +196,7 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return .success(local.hold(quota: nil)) }
         switch enforcer.quotas.reserve(budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                                       now: startedAt, timeZone: enforcer.startupTimeZone) {
+                                       now: startedAt, timeZone: local.timeZone) {
         case .failure(let refusal):
             local.giveBack(to: enforcer, now: now)
             return .failure(quotaRefusal(refusal))
@@ -294,9 +294,9 @@ enum Admit {
     static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek?, plans: PlanBook) -> Payer {
         var user = principal.user
         if plans.mayAttributeEndUsers(keyUser: principal.user),
-           let named = request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID, !named.isEmpty,
-           !ReportDimension.isReservedLabel(String(named.prefix(128))) {
-            user = String(named.prefix(128))
+           let named = (request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID).map({ String($0.prefix(128)) }),
+           !named.isEmpty, !ReportDimension.isReservedLabel(named) {
+            user = named
         }
         return Payer(user: user, team: principal.team, plans: plans)
     }

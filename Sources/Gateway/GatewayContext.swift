@@ -51,10 +51,7 @@ final class GatewayContext: Sendable {
         let recorded = entry
         // Staged: the loop records the rows of its pass itself, after the pass (no thread hop).
         let mustRecord = ledger.stage(entry) { result in
-            switch result {
-            case .success: metrics.recordCall(recorded)
-            case .failure: metrics.recordCommitFailure(recorded)
-            }
+            metrics.count(recorded, result)
             loop.execute {
                 let (connection, deliver) = onLoop.value
                 if case .failure(let error) = result {
@@ -70,5 +67,14 @@ final class GatewayContext: Sendable {
             let ledger = self.ledger
             loop.execute { ledger.recordStaged() }
         }
+    }
+
+    /// Stamps the call's end and appends its row without anyone waiting for it: for a refusal
+    /// answered before its row is recorded (see `ProxyHandler.refuse`).
+    func recordDetached(_ entry: LedgerEntry) {
+        var entry = entry
+        entry.endedAt = UnixTime.nowMicros()
+        let metrics = self.metrics, recorded = entry
+        ledger.append(entry) { metrics.count(recorded, $0) }
     }
 }

@@ -138,6 +138,14 @@ final class GatewayMetrics: Sendable {
         }
     }
 
+    /// A row's commit outcome: the call counted, or its failure.
+    func count(_ entry: LedgerEntry, _ result: Result<Void, LedgerError>) {
+        switch result {
+        case .success: recordCall(entry)
+        case .failure: recordCommitFailure(entry)
+        }
+    }
+
     func recordCommitFailure(_ entry: LedgerEntry) {
         series.withLock { cache in
             let provider = cache.labels(for: policies.policy).provider(entry.provider)

@@ -91,8 +91,8 @@ public final class GatewayServer: Sendable {
         // Their shared budgets: the settlement the stopped process could not make (a reaper that
         // took the hold meanwhile found no row and charged nothing). Idempotent: an already
         // charged call changes nothing.
-        for row in recovered.keptRows where row.cost > .zero || row.usage.totalTokens > 0 {
-            if let sharedQuotas {
+        if let sharedQuotas {
+            for row in recovered.keptRows where row.cost > .zero || row.usage.totalTokens > 0 {
                 _ = try? sharedQuotas.settle(callID: row.id, cost: row.cost, tokens: row.usage.totalTokens,
                                              on: MultiThreadedEventLoopGroup.singleton.next()).wait()
             }

@@ -200,16 +200,14 @@ extension ProxyHandler {
                                                     plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
-                                       provider: admission?.provider ?? provider, refusal: refusal, admission: admission)
-        if admission == nil { entry.outputCapRequested = outputCapRequested }
+        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
+                                       provider: admission?.provider ?? provider, refusal: refusal, admission: admission,
+                                       outputCapRequested: outputCapRequested)
         if refusal.kind == .quotaStateUnavailable {
             // PostgreSQL, which holds the ledger too, may be down, and the row would wait for it
             // (until the heartbeats mark the ledger failing): a refusal costs nothing, so it is
             // answered now and its row follows when it commits.
-            entry.endedAt = UnixTime.nowMicros()
-            let metrics = gateway.metrics, recorded = entry
-            gateway.ledger.append(entry) { if case .success = $0 { metrics.recordCall(recorded) } }
+            gateway.recordDetached(entry)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
         gateway.record(entry, on: eventLoop, connection: self) { [self] in

@@ -144,17 +144,13 @@ struct QuotaBookStateMachine: Sendable {
         if let held = open.removeValue(forKey: reservation.id) {
             forEachBucket(of: held) { bucket in
                 bucket.unhold(held)
-                bucket.spent += spent
-                bucket.spentTokens += spentTokens
+                Self.add(spent, spentTokens, to: &bucket)
             }
             return true
         }
         // Abandoned while its call was still running: its hold is gone, its spend is not.
         guard let late = abandoned.removeValue(forKey: reservation.id) else { return false }
-        forEachBucket(of: late) { bucket in
-            bucket.spent += spent
-            bucket.spentTokens += spentTokens
-        }
+        forEachBucket(of: late) { Self.add(spent, spentTokens, to: &$0) }
         return true
     }
 
@@ -205,7 +201,7 @@ struct QuotaBookStateMachine: Sendable {
         return 1 << (kind * 3 + index)
     }
 
-    /// One hash look-up per bucket (two subscripts would hash the key twice).
+    /// Spends into one bucket (through one subscript: one hash look-up of its key, not two).
     private static func add(_ spent: Int128, _ tokens: Int128, to bucket: inout QuotaBucket) {
         bucket.spent += spent
         bucket.spentTokens += tokens
