@@ -22,7 +22,7 @@ struct Export: ParsableCommand {
         let backend = try ledger.existing()
         // Export reads no policy: its dates are UTC unless --tz says otherwise.
         let (from, to) = try span.range(timeZone: try span.zone(default: ReportPeriod.utc))
-        let output: FileHandle
+        let output: FileHandle, target = out ?? "stdout"
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil) else {
                 throw CommandFailure("cannot write \(out)")
@@ -40,12 +40,12 @@ struct Export: ParsableCommand {
             buffer += LedgerExport.line(entry, format: format)
             rows += 1
             if buffer.utf8.count >= 1 << 16 {
-                try output.writeOrFail(Data(buffer.utf8), to: out ?? "stdout")
+                try output.writeOrFail(Data(buffer.utf8), to: target)
                 buffer.removeAll(keepingCapacity: true)
             }
             progress.update(rows)
         }
-        try output.writeOrFail(Data(buffer.utf8), to: out ?? "stdout")
+        try output.writeOrFail(Data(buffer.utf8), to: target)
         progress.finish(rows)
         if out != nil { try output.close() }
     }

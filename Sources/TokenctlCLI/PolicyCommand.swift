@@ -53,9 +53,9 @@ extension PolicyCommand {
             let reader = try ledger.existing().openSource()
             defer { reader.close() }
             let zone = try timeZone(named: tz, default: policy.plans.timeZone)
-            let (from, to) = try ReportPeriod.range(since: since, until: until, period: nil, now: UnixTime.nowMicros(),
-                                                    timeZone: zone)
-            guard from < to else { throw CommandFailure("--since (\(since)) must be before --until (\(until ?? "now"))") }
+            let (from, to) = try nonEmptySpan(ReportPeriod.range(since: since, until: until, period: nil,
+                                                                 now: UnixTime.nowMicros(), timeZone: zone),
+                                              since: since, until: until)
             var entries: [LedgerEntry] = []
             let reading = ProgressLine("read")
             try reader.forEachEntry(since: from, until: to) { entry in

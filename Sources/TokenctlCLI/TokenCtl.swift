@@ -75,13 +75,17 @@ struct PeriodOptions: ParsableArguments {
         if period != nil, since != nil || until != nil {
             throw CommandFailure("give either --period or --since/--until, not both")
         }
-        let (from, to) = try ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros(),
-                                                   timeZone: timeZone)
-        guard from < to else {
-            throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
-        }
-        return (from, to)
+        return try nonEmptySpan(ReportPeriod.range(since: since, until: until, period: period, now: UnixTime.nowMicros(),
+                                                   timeZone: timeZone), since: since, until: until)
     }
+}
+
+/// `span`, refused when it is empty (a start at or after the end, or in the future).
+func nonEmptySpan(_ span: (Int64, Int64), since: String?, until: String?) throws -> (Int64, Int64) {
+    guard span.0 < span.1 else {
+        throw CommandFailure("--since (\(since ?? "")) must be before --until (\(until ?? "now"))")
+    }
+    return span
 }
 
 /// An IANA zone name from `--tz`, or `fallback` when none was given.
