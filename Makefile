@@ -4,7 +4,7 @@ DB       ?= data/tokenctl.sqlite
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 
-.PHONY: run test deps test-deps build unit-tests replicas-tests sdk-tests crash-tests disk-full-tests dashboards-tests demo clean
+.PHONY: run test deps test-deps build unit-tests replicas-tests pg-outage-tests sdk-tests crash-tests disk-full-tests dashboards-tests demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -16,8 +16,8 @@ run: deps
 	.build/release/tokenctl serve --policies $(POLICIES) --db $(DB) --host $(HOST) --port $(PORT)
 
 ## Install what is missing and run every test: Swift unit + end-to-end tests, the official SDKs' compatibility test,
-## the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
-test: test-deps unit-tests replicas-tests sdk-tests crash-tests disk-full-tests dashboards-tests
+## the PostgreSQL outage test, the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
+test: test-deps unit-tests replicas-tests pg-outage-tests sdk-tests crash-tests disk-full-tests dashboards-tests
 
 # The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests
 # and postgresql for the PostgreSQL ledger and shared-quota tests.
@@ -32,6 +32,11 @@ unit-tests:
 # Three tokenctl replicas on one PostgreSQL: shared budgets under 600 concurrent calls, a replica killed mid-load.
 replicas-tests:
 	scripts/with-postgres.sh scripts/replicas-test.sh
+
+# tokenctl on PostgreSQL while its server stops and starts again (refusals, /healthz, a stream's
+# end waiting for its row, a stop during the outage and the next start recording the call).
+pg-outage-tests:
+	scripts/with-postgres.sh scripts/pg-outage-test.sh
 
 sdk-tests:
 	scripts/sdk-compat.sh

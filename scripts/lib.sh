@@ -21,7 +21,7 @@ use_debug_binaries() {
 }
 
 # A throwaway directory ($work) and the background processes started for the script ($pids),
-# both cleaned up when the script exits.
+# both cleaned up when the script exits (KEEP_WORK=1 keeps $work, to look into a failure).
 start_work_dir() {
   work=$(mktemp -d)
   pids=()
@@ -30,7 +30,7 @@ start_work_dir() {
 stop_work_dir() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
 }
 
 # Starts FakeLLM on a free port (extra arguments are passed on, e.g. --chunks 8), requiring a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a throwaway PostgreSQL server on 127.0.0.1, then stops and deletes it.
 # The command sees TOKENCTL_TEST_POSTGRES=postgres://tokenctl@127.0.0.1:PORT/tokenctl (trust auth,
-# loopback only). Installs Debian's postgresql if missing. As root, the server runs as the
+# loopback only), and TOKENCTL_TEST_POSTGRES_CTL, a script that stops or starts that server
+# (`$TOKENCTL_TEST_POSTGRES_CTL stop|start`). Installs Debian's postgresql if missing. As root, the server runs as the
 # postgres user (PostgreSQL refuses to run as root); otherwise as the calling user.
 # If the server cannot start, the command still runs, without the variable, after a loud warning:
 # the PostgreSQL tests then skip and say so.
@@ -36,6 +37,19 @@ if [ -n "$bindir" ]; then
 fi
 if [ "$started" = yes ]; then
   export TOKENCTL_TEST_POSTGRES="postgres://tokenctl@127.0.0.1:$port/tokenctl"
+  # `$TOKENCTL_TEST_POSTGRES_CTL stop|start`: an outage test stops and restarts this server.
+  cat >"$data/ctl" <<CTL
+#!/usr/bin/env bash
+set -euo pipefail
+case "\$1" in
+  stop) ${as_owner[*]} "$bindir/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null ;;
+  start) ${as_owner[*]} "$bindir/pg_ctl" -D "$data/db" -l "$data/server.log" -w -t 30 start \\
+           -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c fsync=off -c max_connections=200" >/dev/null ;;
+  *) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+CTL
+  chmod +x "$data/ctl"
+  export TOKENCTL_TEST_POSTGRES_CTL="$data/ctl"
   echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data $data_dir)" >&2
 else
   echo "################################################################################" >&2
