@@ -256,7 +256,7 @@ enum Admit {
                 "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
                 headers: LimitHeaders.retryAfter(1_000_000)))
         }
-        let output = admission.outputCapApplied ?? (endpoint == .embeddings || endpoint == .countTokens ? 0 : Enforcer.defaultOutputReserve)
+        let output = endpoint.outputReserve(applied: admission.outputCapApplied)
         let estimated = admission.promptEstimate + output
         // The payer's limits hold per user and per key at once: a user's keys share the user's
         // allowance, and one key (a service key naming many end users) cannot exceed it either.

@@ -45,11 +45,6 @@ final class Enforcer: Sendable {
                                           on: MultiThreadedEventLoopGroup.singleton.next()).wait()
     }
 
-    /// Output reserved for a call that names no output limit and has no plan cap: the worst case
-    /// is otherwise unbounded. Settlement charges the real output either way; give plans a
-    /// `max_output_tokens` to make the quota bound hard.
-    static let defaultOutputReserve = 4_096
-
     /// Rebuilds quota state from the ledger: each budget period's spend so far, per user, team and
     /// org, and the last hour's spend for the breaker. Run before serving, so a restart neither
     /// resets nor double-counts. Shared budgets need no rebuild: their counters outlive replicas

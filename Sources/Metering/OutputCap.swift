@@ -203,3 +203,19 @@ private struct CapEdit {
 
     var delta: Int { text.utf8.count - range.count }
 }
+
+extension Endpoint {
+    /// Output reserved for a call that names no output limit and has no plan cap: the worst case
+    /// is otherwise unbounded. Settlement charges the real output either way; give plans a
+    /// `max_output_tokens` to make the quota bound hard.
+    public static let defaultOutputReserve = 4_096
+
+    /// The output tokens a call's reservation holds (its worst case), given the output limit it
+    /// goes upstream with (`applied`, nil: none): none on endpoints without output.
+    public func outputReserve(applied: Int?) -> Int {
+        switch self {
+        case .embeddings, .countTokens: return 0
+        case .chatCompletions, .completions, .responses, .messages: return applied ?? Self.defaultOutputReserve
+        }
+    }
+}

@@ -8,9 +8,12 @@ import Policy
 ///
 /// The replay runs the gateway's own limiters (`RateLimiter`, `ConcurrencyGate`, `QuotaBook`,
 /// `SpendRateBreaker`) in recorded time: each call starts at its `started_at` and ends at its
-/// `ended_at`. Where the gateway uses estimates at admission (prompt size, output cap), the
-/// replay uses the call's actual tokens and cost, so a quota is charged exactly what the call
-/// cost. Calls that were refused when they were made are left out (they cost nothing).
+/// `ended_at`. As the gateway does, admission holds each call's worst case against its budgets
+/// and its tokens-per-minute (the input it used, which stands for the gateway's prompt estimate,
+/// plus the output limit it would go upstream with under the candidate plan, or
+/// `Endpoint.defaultOutputReserve` without one), and the call's end puts its actual cost and
+/// tokens in place of it. Calls that were refused when they were made are left out (they cost
+/// nothing).
 public enum PolicySimulation {
     public enum Verdict: String, Sendable, CaseIterable {
         case model = "refused_model", concurrency = "refused_concurrency", rate = "refused_rate"
@@ -34,14 +37,17 @@ public enum PolicySimulation {
         let breaker = SpendRateBreaker()
         let plans = policy.plans
         var results: [String: PayerResult] = [:]
-        var ends: [(at: Int64, user: String, reservation: QuotaReservation?, cost: Money, tokens: Int)] = []
+        var ends: [Ending] = []
 
         // `ends` is kept sorted latest-first, so the next call to end is last.
         func settle(until now: Int64) {
             while let last = ends.last, last.at <= now {
                 ends.removeLast()
+                let key = "user:" + last.user
                 if let r = last.reservation { quotas.settle(r, cost: last.cost, tokens: last.tokens, now: last.at) }
-                gate.release("user:" + last.user)
+                rates.correct(key, limits: last.rate, estimatedTokens: last.estimatedTokens, actualTokens: last.tokens,
+                              now: last.at)
+                gate.release(key)
                 if last.cost > .zero { breaker.record(cost: last.cost, now: last.at) }
             }
         }
@@ -63,10 +69,14 @@ public enum PolicySimulation {
             defer { results[user] = result }
 
             if let model = entry.modelRequested, !plan.allows(model: model) { refuse(.model); continue }
+            let endpoint = Endpoint(rawValue: entry.route) ?? .chatCompletions
+            // The output limit the call goes upstream with: the one it named, else none; a plan
+            // cap refuses a larger one (`reject`) or clamps it, and is added where none was named.
+            var applied = entry.outputCapRequested
             if let cap = plan.outputCap {
-                let asked = entry.outputCapRequested ?? entry.usage.outputTokens
-                if asked > cap.maxTokens {
-                    if cap.onOver == .reject { refuse(.cap); continue }
+                if cap.onOver == .reject, (applied ?? 0) > cap.maxTokens { refuse(.cap); continue }
+                applied = min(applied ?? cap.maxTokens, cap.maxTokens)
+                if (entry.outputCapRequested ?? entry.usage.outputTokens) > cap.maxTokens {
                     result.clamped += 1
                     let cut = max(0, entry.usage.outputTokens - cap.maxTokens)
                     let saving = Money(picodollars: Int64(cut) * (entry.price?.output.picodollars ?? 0))
@@ -75,23 +85,33 @@ public enum PolicySimulation {
                     result.saved.add(saving)
                 }
             }
+            // The worst case admission holds, as the gateway sizes it.
+            let reserve = endpoint.outputReserve(applied: applied)
+            let estimatedTokens = entry.usage.inputTokens + reserve
+            let worstCase = entry.price?.cost(of: Usage(inputTokens: entry.usage.inputTokens, outputTokens: reserve)) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
-            if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: tokens, now: entry.startedAt) {
+            if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
                 gate.release("user:" + user)
                 refuse(.rate)
                 continue
             }
-            if breaker.isTripped(limitPerHour: plans.orgSpendRatePerHour, now: entry.startedAt).tripped {
+            // A later step's refusal gives back what the earlier ones took, as admission does.
+            func giveBack() {
+                rates.correct("user:" + user, limits: plan.rate, estimatedTokens: estimatedTokens, actualTokens: 0,
+                              now: entry.startedAt)
                 gate.release("user:" + user)
+            }
+            if breaker.isTripped(limitPerHour: plans.orgSpendRatePerHour, now: entry.startedAt).tripped {
+                giveBack()
                 refuse(.breaker)
                 continue
             }
             var reservation: QuotaReservation?
             if !plan.budgets.isEmpty {
-                switch quotas.reserve(budgets: plan.budgets, cost: cost, tokens: tokens, now: entry.startedAt,
+                switch quotas.reserve(budgets: plan.budgets, cost: worstCase, tokens: estimatedTokens, now: entry.startedAt,
                                       timeZone: plans.timeZone) {
                 case .failure:
-                    gate.release("user:" + user)
+                    giveBack()
                     refuse(.quota)
                     continue
                 case .success(let held):
@@ -100,9 +120,21 @@ public enum PolicySimulation {
             }
             result.spent.add(cost)
             let position = ends.partitioningIndex { $0.at <= entry.endedAt }
-            ends.insert((entry.endedAt, user, reservation, cost, tokens), at: position)
+            ends.insert(Ending(at: entry.endedAt, user: user, rate: plan.rate, reservation: reservation, cost: cost,
+                               tokens: tokens, estimatedTokens: estimatedTokens), at: position)
         }
         return results.values.sorted { $0.saved.picodollars > $1.saved.picodollars || ($0.saved == $1.saved && $0.user < $1.user) }
+    }
+
+    /// A replayed call still in flight: what its end settles.
+    private struct Ending {
+        var at: Int64
+        var user: String
+        var rate: RateLimits
+        var reservation: QuotaReservation?
+        var cost: Money
+        var tokens: Int
+        var estimatedTokens: Int
     }
 
     /// An aligned table: per user, calls replayed, would-be refusals by reason, clamps, spend kept and saved.

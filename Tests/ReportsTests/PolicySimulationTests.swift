@@ -28,13 +28,13 @@ struct PolicySimulationTests {
 
     /// A call of 10 µ$ (at $1 per 1M tokens: 4 input + 6 output tokens).
     private func call(_ n: Int, user: String, model: String = "gpt-4o-mini", asked: Int? = nil,
-                      outcome: Outcome = .ok) -> LedgerEntry {
+                      outcome: Outcome = .ok, lasting: Int64 = 500_000) -> LedgerEntry {
         let price = ModelPrice(model: ModelPattern(model), effectiveFrom: Day("2024-01-01")!,
                                input: Money(picodollars: 1_000_000), cachedInput: Money(picodollars: 1_000_000),
                                cacheWrite: Money(picodollars: 1_000_000), output: Money(picodollars: 1_000_000))
         let usage = Usage(inputTokens: 4, outputTokens: 6)
         return LedgerEntry(id: "c\(n)", requestId: "r\(n)", startedAt: day0 + Int64(n) * 1_000_000,
-                           endedAt: day0 + Int64(n) * 1_000_000 + 500_000, user: user, dialect: .openai,
+                           endedAt: day0 + Int64(n) * 1_000_000 + lasting, user: user, dialect: .openai,
                            route: "chat.completions", modelRequested: model, status: 200, outcome: outcome,
                            usage: usage, usageSource: .provider, cost: price.cost(of: usage)!, price: price,
                            outputCapRequested: asked)
@@ -50,7 +50,8 @@ struct PolicySimulationTests {
             users: { carol: { plan: capped } }
             """)
         let entries = [
-            call(1, user: "alice"), call(2, user: "alice"), call(3, user: "alice"),
+            // Each asks for the 6 output tokens it gets: its worst case is its cost.
+            call(1, user: "alice", asked: 6), call(2, user: "alice", asked: 6), call(3, user: "alice", asked: 6),
             call(4, user: "bob", model: "o4-mini"),
             call(5, user: "carol", asked: 100),
             call(6, user: "alice", outcome: .refusedAuth),  // refused back then: not replayed
@@ -69,5 +70,50 @@ struct PolicySimulationTests {
         let table = PolicySimulation.table(results)
         #expect(table.contains("refused_quota"))
         #expect(table.split(separator: "\n").last?.hasPrefix("TOTAL") == true)
+    }
+
+    @Test("holds each call's worst case against budgets while it runs, as the gateway does")
+    func worstCaseHolds() throws {
+        // $0.001 a day = 1,000 µ$; a call costs 10 µ$, its worst case 4 µ$ of input plus its output limit.
+        let candidate = try policy(plans: """
+            defaults: { plan: daily }
+            plans:
+              daily: { budget: { daily_usd: "0.001" } }
+              capped: { max_output_tokens: 100, budget: { daily_usd: "0.001" } }
+            users: { carol: { plan: capped } }
+            """)
+        let entries = [
+            // No output limit: 4,096 reserved, over the budget though the call costs 10 µ$.
+            call(1, user: "alice"),
+            // 400 asked: three at once hold 1,212 µ$; the third is refused, as live.
+            call(2, user: "bob", asked: 400, lasting: 5_000_000),
+            call(3, user: "bob", asked: 400, lasting: 5_000_000),
+            call(4, user: "bob", asked: 400, lasting: 5_000_000),
+            // Once the first two ended, their 10 µ$ each stay spent and the next fits.
+            call(8, user: "bob", asked: 400),
+            // The plan's cap is added where the call named none: 104 µ$ held, admitted.
+            call(9, user: "carol"),
+        ]
+        let results = PolicySimulation.run(entries, policy: candidate)
+        let alice = try #require(results.first { $0.user == "alice" })
+        #expect(alice.refused[.quota] == 1 && alice.spent.picodollars == 0)
+        let bob = try #require(results.first { $0.user == "bob" })
+        #expect(bob.refused[.quota] == 1)
+        #expect(bob.spent.picodollars == 30_000_000)
+        let carol = try #require(results.first { $0.user == "carol" })
+        #expect(carol.refused.isEmpty && carol.clamped == 0 && carol.spent.picodollars == 10_000_000)
+    }
+
+    @Test("a plan that refuses over its cap refuses only a call that named more; one naming none is capped")
+    func rejectCapNeedsANamedLimit() throws {
+        let candidate = try policy(plans: """
+            defaults: { plan: strict }
+            plans: { strict: { max_output_tokens: 2, on_output_over_cap: reject } }
+            """)
+        let results = PolicySimulation.run([call(1, user: "dave", asked: 100), call(2, user: "dave")], policy: candidate)
+        let dave = try #require(results.first { $0.user == "dave" })
+        #expect(dave.refused[.cap] == 1)
+        #expect(dave.clamped == 1)  // the second: the cap added, its 6 output tokens cut to 2
+        #expect(dave.spent.picodollars == 6_000_000)
     }
 }
