@@ -15,8 +15,9 @@ struct StaleConnectionTests {
     static let flakyChat = chat.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
 
     /// Two providers on one HTTPS FakeLLM, so they share its connections: `steady` answers
-    /// (after 500 ms, so that calls made together hold a connection each on HTTP/1.1 even when a
-    /// loaded machine starts them 200 ms apart, as a full-suite run once did), `flaky`
+    /// (after 1.5 s, so that calls made together hold a connection each on HTTP/1.1 even when a
+    /// loaded machine starts them far apart: 500 ms was once not enough in a full-suite run
+    /// beside two builds), `flaky`
     /// sends `x-fake-fail: fail` (and `extra` headers), with no retries of its own.
     static func harness(http2: Bool = true, fail: String = "drop-connection-once",
                         extra: String = "") throws -> ProxyHarness {
@@ -24,7 +25,7 @@ struct StaleConnectionTests {
             """
             providers:
               steady: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
-                        http2: \(http2), headers: { "x-fake-first-byte-delay-ms": "500" } }
+                        http2: \(http2), headers: { "x-fake-first-byte-delay-ms": "1500" } }
               flaky:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
                         http2: \(http2), retries: 0, headers: { "x-fake-fail": "\(fail)"\(extra) } }
             models:
