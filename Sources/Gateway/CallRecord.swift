@@ -74,9 +74,15 @@ enum CallRecord {
     /// shutdown) after text reached the client, or a provider that reported none, or nonsense —
     /// is billed for the text sent (`OutputEstimate`), with the provider's input count if it sent
     /// one (Anthropic does, first) or the prompt estimate.
+    ///
+    /// `promptAlone`: the provider had the request and was answering it (or may have been), so
+    /// with no usage and no text at all it is still billed the prompt estimate: a call cut before
+    /// its first token (an OpenAI stream reports nothing until its end; a non-streamed call runs
+    /// on at the provider after the client left) is not free.
     static func estimateMissingUsage(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
-                              price: ModelPrice?) {
-        guard metered.estimatedOutputTokens > 0, (metered.usage?.outputTokens ?? 0) == 0 else { return }
+                              price: ModelPrice?, promptAlone: Bool = false) {
+        guard (metered.usage?.outputTokens ?? 0) == 0 else { return }
+        guard metered.estimatedOutputTokens > 0 || (promptAlone && metered.usage == nil) else { return }
         var usage = metered.usage ?? Usage(inputTokens: promptEstimate)
         usage.outputTokens = metered.estimatedOutputTokens
         entry.usage = usage

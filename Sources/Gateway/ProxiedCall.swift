@@ -341,19 +341,35 @@ final class ProxiedCall: UpstreamResponseHandler {
                 entry.errorMessage = "the provider's stream ended without its final event"
                 // (Anthropic's input count may have come, its output count not.)
                 CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                price: admission.price, promptAlone: true)
+            } else if metered.isStream && metered.streamFailed {
+                // Relayed whole, but its last event is the provider's error: a failed call, billed
+                // what it reported, or the text it sent (not the prompt alone: a failure is not billed).
+                entry.outcome = .upstreamError
+                entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
+                    ?? "the provider's stream ended with an error event"
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                                 price: admission.price)
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
+                // Cut short (a body closed by the connection's end) or not JSON: billed from its
+                // text, as a cut stream is.
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                price: admission.price, promptAlone: true)
             } else if metered.bodyUnread {
                 entry.outcome = .ok
-                entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes: relayed, its usage not read (no tokens or cost)"
+                if metered.usage == nil {
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                    price: admission.price, promptAlone: true)
+                    entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes and ended without a usage: relayed, its prompt estimated"
+                }
             } else {
                 entry.outcome = .ok
                 if metered.usage == nil && request.endpoint != .countTokens {
                     // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                             price: admission.price)
+                                             price: admission.price, promptAlone: true)
                     entry.errorMessage = entry.usageSource == .estimated
                         ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
                         : "the provider reported no usage; recorded without tokens or cost"
@@ -381,8 +397,12 @@ final class ProxiedCall: UpstreamResponseHandler {
 
         case .failure(let error):
             CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            // The prompt alone is billed once the provider may have read it, unless its answer
+            // was an error.
+            let providerWorkedOnIt = error.providerMayHaveRead && !(headSent && upstreamStatus >= 400)
+                && request.endpoint != .countTokens
             CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                     price: admission.price)
+                                     price: admission.price, promptAlone: providerWorkedOnIt)
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {
@@ -398,7 +418,7 @@ final class ProxiedCall: UpstreamResponseHandler {
                 refusal = nil
             case .cancelled:
                 refusal = Refusal(.shuttingDown, "The gateway stopped while the call was in flight; retry it.")
-            case .timeout(let message):
+            case .timeout(let message, _):
                 refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(message)")
             case .connect(let message):
                 refusal = Refusal(.upstreamUnreachable, "Could not reach provider '\(admission.provider.name)': \(message)")

@@ -7,7 +7,8 @@
 /// chat sends about one token per chunk, so (a) is close there), and BPE tokenizers average
 /// about 4 bytes of English per token (Anthropic and the Responses API send several tokens per
 /// delta, where (b) decides). Text is the value of the delta's text field (`content`, `text`,
-/// `delta`, `thinking`, `partial_json`, `reasoning_content`, `arguments`) counted as the raw
+/// `delta`, `thinking`, `partial_json`, `reasoning_content`, `reasoning`, `arguments`, when a
+/// string, with or without whitespace around the colon) counted as the raw
 /// JSON string bytes, escapes included. It errs low for scripts that take more bytes per token
 /// than they use (CJK: ~3 bytes, ~1 token) only through (b), which (a) then bounds from below.
 public enum OutputEstimate {
@@ -23,10 +24,11 @@ struct StreamedText {
     private(set) var bytes = 0
     private(set) var events = 0
 
-    /// The delta's text fields, as `"key":"` prefixes.
+    /// The delta's text fields, as quoted keys; their value must be a string (`"key": "…"`,
+    /// with or without whitespace around the colon, as compact and pretty-printed JSON write it).
     private static let keys: [StaticString] = [
-        "\"content\":\"", "\"text\":\"", "\"delta\":\"", "\"thinking\":\"", "\"partial_json\":\"",
-        "\"reasoning_content\":\"", "\"arguments\":\"",
+        "\"content\"", "\"text\"", "\"delta\"", "\"thinking\"", "\"partial_json\"",
+        "\"reasoning_content\"", "\"reasoning\"", "\"arguments\"",
     ]
 
     /// Adds the text of one event's data: the first text field found (an event carries one delta).
@@ -44,8 +46,8 @@ struct StreamedText {
         while true {
             i = ByteSearch.first(UInt8(ascii: "\""), in: data, from: i)
             guard i < data.count else { return }
-            if let key = Self.keys.first(where: { StreamReading.matches(data, at: i, $0) }) {
-                let start = i + key.utf8CodeUnitCount
+            if let key = Self.keys.first(where: { StreamReading.matches(data, at: i, $0) }),
+               let start = Self.stringValue(data, after: i + key.utf8CodeUnitCount) {
                 let length = Self.stringLength(data, from: start)
                 if length > 0 {
                     bytes += length
@@ -57,6 +59,21 @@ struct StreamedText {
             }
             i += 1
         }
+    }
+
+    /// Where the string value after a key ending at `index` starts (past `:` and the opening
+    /// quote, whitespace allowed around the colon); nil if the value is not a string.
+    private static func stringValue(_ data: UnsafeRawBufferPointer, after index: Int) -> Int? {
+        func skipSpace(_ i: inout Int) {
+            while i < data.count, data[i] == 0x20 || data[i] == 0x09 || data[i] == 0x0A || data[i] == 0x0D { i += 1 }
+        }
+        var i = index
+        skipSpace(&i)
+        guard i < data.count, data[i] == UInt8(ascii: ":") else { return nil }
+        i += 1
+        skipSpace(&i)
+        guard i < data.count, data[i] == UInt8(ascii: "\"") else { return nil }
+        return i + 1
     }
 
     /// Bytes of the JSON string starting at `start` up to its closing quote (escapes included).

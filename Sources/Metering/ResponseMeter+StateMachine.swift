@@ -133,6 +133,7 @@ extension ResponseMeter {
                                      sawTerminalEvent: terminalStart != nil, isStream: true)
             result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: reading.text.bytes,
                                                                  textEvents: reading.text.events)
+            result.streamFailed = reading.failed
             return (held, result)
         }
 
@@ -169,6 +170,12 @@ extension ResponseMeter {
         private var body: [ByteBuffer] = []
         private var bodyBytes = 0
         private var tooLarge = false
+        /// Past the limit: the body's last chunks, at least `tailLimit` bytes when it has them,
+        /// where the usage of an answer that big is (the last member of OpenAI's and
+        /// Anthropic's documents; an embeddings batch is the usual case).
+        private var tail: [ByteBuffer] = []
+        private var tailBytes = 0
+        static let tailLimit = 64 << 10
 
         init(endpoint: Endpoint, status: Int) {
             self.endpoint = endpoint
@@ -179,21 +186,52 @@ extension ResponseMeter {
             guard chunk.readableBytes > 0 else { return [] }
             if !tooLarge {
                 bodyBytes += chunk.readableBytes
+                body.append(chunk)
                 if bodyBytes > ResponseMeter.bodyLimit {
                     tooLarge = true
+                    (tail, tailBytes) = (body, bodyBytes)
                     body = []
-                } else {
-                    body.append(chunk)
+                    keepTail()
                 }
+            } else {
+                tail.append(chunk)
+                tailBytes += chunk.readableBytes
+                keepTail()
             }
             defer { held = chunk }
             return held.map { [$0] } ?? []
         }
 
+        private mutating func keepTail() {
+            while let first = tail.first, tailBytes - first.readableBytes >= Self.tailLimit {
+                tailBytes -= first.readableBytes
+                tail.removeFirst()
+            }
+        }
+
+        /// The usage of a body too large to read whole, from its tail: the last `"usage"` key
+        /// and what follows it, read as the document `{"usage":…}`. Only a top-level usage
+        /// makes that document end where the body ends; a nested one leaves a brace over.
+        private func usageFromTail() -> ResponseReading? {
+            var joined = ByteBuffer()
+            joined.reserveCapacity(tailBytes)
+            for part in tail { joined.writeImmutableBuffer(part) }
+            return joined.withUnsafeReadableBytes { bytes -> ResponseReading? in
+                let key: StaticString = "\"usage\""
+                var at = bytes.count - key.utf8CodeUnitCount
+                while at >= 0, !StreamReading.matches(bytes, at: at, key) { at -= 1 }
+                guard at >= 0 else { return nil }
+                var document: [UInt8] = [UInt8(ascii: "{")]
+                document.append(contentsOf: bytes[at...])
+                let reading = ResponseUsage.read(endpoint: endpoint, status: status, body: document)
+                return reading.isCompleteJSON && reading.usage != nil ? reading : nil
+            }
+        }
+
         mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
             let heldBytes = held.map { [$0] } ?? []
             guard !tooLarge else {
-                var result = MeterResult()
+                var result = MeterResult(usage: usageFromTail()?.usage)
                 result.bodyUnread = true
                 return (heldBytes, result)
             }

@@ -16,8 +16,12 @@ public struct MeterResult: Sendable, Hashable {
     /// `OutputEstimate` of the text sent: bills an answer without usable usage (a cut stream,
     /// a body whose usage is missing or nonsense); 0 when not needed.
     public var estimatedOutputTokens = 0
-    /// A body over `ResponseMeter.bodyLimit`: relayed intact, but not read (no usage, no JSON check).
+    /// A body over `ResponseMeter.bodyLimit`: relayed intact, not read whole (no JSON check);
+    /// its usage is read from its last 64 KiB, where a top-level `usage` ends the document.
     public var bodyUnread = false
+    /// The stream reported a failure (Anthropic or Responses `error`, Responses `response.failed`,
+    /// a chat chunk with an `error` object): relayed whole, but the call failed.
+    public var streamFailed = false
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 sawTerminalEvent: Bool = false, isStream: Bool = false) {
@@ -40,7 +44,8 @@ public struct MeterResult: Sendable, Hashable {
 /// minus the usage event when `stripInjectedUsage` is set.
 ///
 /// Non-streamed bodies are kept (as references to the chunks, not copies) for reading usage
-/// at `finish()`, up to `bodyLimit` bytes; a larger body is relayed intact but its usage is nil.
+/// at `finish()`, up to `bodyLimit` bytes; a larger body is relayed intact, its usage read from
+/// its last 64 KiB.
 /// A stream event that grows past `bodyLimit` without ending turns the rest of the stream into
 /// a plain pass-through (nothing held or read after it), so memory stays bounded.
 public struct ResponseMeter: Sendable {

@@ -27,6 +27,9 @@ struct StreamReading {
     private(set) var usage: ReportedUsage?
     private(set) var servedModel: String?
     private(set) var errorMessage: String?
+    /// The stream reported a failure: Anthropic's `error`, Responses' `response.failed` or
+    /// `error`, a chat chunk with an `error` object (the error's message is in `errorMessage`).
+    private(set) var failed = false
     /// Chat chunks read in full while looking for the model (Azure's first chunk has none).
     private var modelLookups = 0
     /// Generated text streamed so far, for an estimate if the stream is cut before its usage.
@@ -56,7 +59,11 @@ struct StreamReading {
         let keys = lookForModel ? (usageObject: true, error: true) : StreamReading.scanKeys(data)
         guard keys.usageObject || keys.error, let fields = parse(data) else { return .pass }
         adoptModel(fields.model)
-        if let message = fields.errorMessage { errorMessage = message }
+        if let message = fields.errorMessage {
+            // An `{"error":…}` chunk: the provider's failure mid-stream, whatever ends it.
+            errorMessage = message
+            failed = true
+        }
         guard let reported = fields.usage else { return .pass }
         usage = reported  // the usage chunk reports the whole call
         return stripInjectedUsage && fields.choicesEmpty ? .strip : .pass
@@ -76,14 +83,16 @@ struct StreamReading {
 
     /// The events that matter to metering, by name.
     enum EventKind {
-        case responseCreated, responseTerminal, error, messageStart, messageDelta, messageStop, other
+        case responseCreated, responseTerminal, responseFailed, error, messageStart, messageDelta, messageStop, other
 
         init(_ name: UnsafeRawBufferPointer) {
             func named(_ text: StaticString) -> Bool { ByteSearch.equals(name, text) }
             if named("response.created") || named("response.in_progress") {
                 self = .responseCreated
-            } else if named("response.completed") || named("response.incomplete") || named("response.failed") {
+            } else if named("response.completed") || named("response.incomplete") {
                 self = .responseTerminal
+            } else if named("response.failed") {
+                self = .responseFailed
             } else if named("error") {
                 self = .error
             } else if named("message_start") {
@@ -115,15 +124,17 @@ struct StreamReading {
         let (kind, parsed) = kind(name: name, data: data)
         let wanted: Bool
         switch kind {
-        case .responseTerminal, .error: wanted = true
+        case .responseTerminal, .responseFailed, .error: wanted = true
         case .responseCreated: wanted = servedModel == nil
         default: return .pass
         }
-        let role: EventRole = kind == .responseTerminal ? .terminal : .pass
+        if kind == .responseFailed || kind == .error { failed = true }
+        let terminal = kind == .responseTerminal || kind == .responseFailed
+        let role: EventRole = terminal ? .terminal : .pass
         guard wanted, let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
-        if kind == .responseTerminal, let reported = fields.usage { usage = reported }
+        if terminal, let reported = fields.usage { usage = reported }
         return role
     }
 
@@ -134,6 +145,7 @@ struct StreamReading {
         case .messageStart, .messageDelta, .error: break
         default: return .pass
         }
+        if kind == .error { failed = true }
         let role: EventRole = kind == .error ? .terminal : .pass
         guard let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)

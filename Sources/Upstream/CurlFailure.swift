@@ -13,6 +13,8 @@ struct CurlFailure {
     var answerStarted = false
     /// From the request going out (curl's pre-transfer time) to the failure.
     var waitedMicros: Int64 = 0
+    /// The request began to go out (curl reached its pre-transfer point).
+    var requestSent = false
     /// HTTP/1.1: libcurl was about to send the call again by itself (its reused connection
     /// ended with no answer) this long after the request went out, past the stale window, and
     /// was stopped; its code then says nothing about the provider.

@@ -47,7 +47,7 @@ enum CurlRuntime {
         if failure.isStaleConnection { return .staleConnection(message) }
         switch failure.code {
         case CURLE_OPERATION_TIMEDOUT:
-            return .timeout(message)
+            return .timeout(message, requestSent: failure.requestSent)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
             return .certificate(message)
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT,

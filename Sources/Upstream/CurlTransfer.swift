@@ -295,7 +295,8 @@ final class CurlTransfer: @unchecked Sendable {
         return CurlRuntime.error(CurlFailure(
             code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
             answerStarted: headSeen || headerBytes > 0,  // body bytes set headSeen (synthesizeHead)
-            waitedMicros: Int64(total) - Int64(pretransfer), resendRefusedAfterMicros: resendRefusedAfterMicros,
+            waitedMicros: Int64(total) - Int64(pretransfer), requestSent: pretransfer > 0,
+            resendRefusedAfterMicros: resendRefusedAfterMicros,
             refusedStreamResendHeld: refusedStreamResendHeld, resendAfterAnswerRefused: resendAfterAnswerRefused))
     }
 

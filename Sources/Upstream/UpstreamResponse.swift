@@ -68,8 +68,9 @@ public enum UpstreamError: Error, Sendable, Equatable {
     /// The server's TLS certificate did not verify against the trusted CAs (or they could not
     /// be read): a configuration problem, which trying again does not mend.
     case certificate(String)
-    /// The connect timeout or the total deadline passed.
-    case timeout(String)
+    /// The connect timeout or the total deadline passed; `requestSent`: after the request began
+    /// to go out (curl's pre-transfer point), so the provider may have it.
+    case timeout(String, requestSent: Bool)
     /// `UpstreamTransfer.cancel()` or `UpstreamClient.shutdown()`.
     case cancelled
     /// The provider never read the request: a connection kept from an earlier transfer ended
@@ -79,6 +80,19 @@ public enum UpstreamError: Error, Sendable, Equatable {
     case staleConnection(String)
     /// Anything else curl reported (e.g. connection reset, malformed response).
     case transport(code: Int, message: String)
+}
+
+extension UpstreamError {
+    /// Whether the provider may have read the request, and may bill it: not when no connection
+    /// was made, its certificate failed, a kept connection ended before it was read, or the
+    /// deadline passed before the request went out.
+    public var providerMayHaveRead: Bool {
+        switch self {
+        case .connect, .certificate, .staleConnection: return false
+        case .timeout(_, let requestSent): return requestSent
+        case .cancelled, .transport: return true
+        }
+    }
 }
 
 /// Receives one transfer's response. Every call happens on the event loop

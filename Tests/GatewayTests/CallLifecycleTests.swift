@@ -45,6 +45,38 @@ struct CallLifecycleTests {
                                                           (recorded.usage.outputTokens, 600_000)]))
     }
 
+    /// The provider had the request and works on (and bills) it after the client left: before
+    /// any text, an OpenAI answer reports nothing, so the prompt estimate is what is billed.
+    @Test("a call the client leaves before its first byte is billed its prompt estimate, streamed or not",
+          arguments: [false, true])
+    func leftBeforeFirstByteIsBilledItsPrompt(stream: Bool) async throws {
+        // 20 s to the first byte: a full-suite run can starve this task for seconds, and the
+        // hang-up must come first (the cancelled call then ends at once).
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "20000"])
+        defer { h.shutdown() }
+        let body = #"{"model":"gpt-4o-mini","stream":\#(stream),"messages":[{"role":"user","content":"a question"}]}"#
+        // The client leaves once the provider has the call (a close that arrives with the request
+        // reads as a half-close after sending, which HTTP/1.1 allows: the call then runs).
+        let client = try RawSocketClient(port: h.port)
+        #expect(client.send(RawSocketClient.request(key: h.aliceKey, body: body, requestID: "left")))
+        for _ in 0..<250 where h.fake.requestCount == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(h.fake.requestCount == 1)  // counted as it arrives; it answers 20 s later
+        client.close()
+        var row: LedgerEntry?
+        for _ in 0..<500 where row == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            row = try h.row("left")
+        }
+        let recorded = try #require(row)
+        #expect(recorded.outcome == .clientCancelled)
+        #expect(recorded.usageSource == .estimated)
+        #expect(recorded.usage.inputTokens == PromptEstimate.tokens(bodyBytes: body.utf8.count))
+        #expect(recorded.usage.outputTokens == 0)
+        #expect(recorded.cost.picodollars == picodollars([(recorded.usage.inputTokens, 150_000)]))
+    }
+
     @Test("the output estimate: text events and bytes, whichever is larger")
     func outputEstimate() {
         #expect(OutputEstimate.tokens(textBytes: 0, textEvents: 0) == 0)

@@ -207,21 +207,22 @@ struct RefusalTests {
         #expect(row.usageSource == .estimated && row.usage.outputTokens > 0)
     }
 
-    /// Cut by the connection (`upstream_error`), or ended by an `error` event (`ok`, the provider's
-    /// message kept): either way message_start's output count (a placeholder) is not the usage.
-    @Test("an Anthropic stream that stops before its message_delta is billed for the text sent",
-          arguments: [("cut-mid-stream", Outcome.upstreamError, "transfer closed"), ("error-mid-stream", .ok, "Overloaded")])
-    func anthropicStreamStoppedEarly(failure: String, outcome: Outcome, message: String) async throws {
+    /// Cut by the connection (the client's stream cut too), or ended by an `error` event (relayed
+    /// whole, the provider's message kept): both failures, `upstream_error`, and either way
+    /// message_start's output count (a placeholder) is not the usage.
+    @Test("an Anthropic stream that stops before its message_delta is billed for the text sent, as a failure",
+          arguments: [("cut-mid-stream", false, "transfer closed"), ("error-mid-stream", true, "Overloaded")])
+    func anthropicStreamStoppedEarly(failure: String, relayedWhole: Bool, message: String) async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-fail": failure])
         defer { h.shutdown() }
         let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
         let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "early")
         #expect(r.status == 200)
-        #expect(r.complete == (outcome == .ok))
+        #expect(r.complete == relayedWhole)
         let deltas = String(decoding: r.body, as: UTF8.self).components(separatedBy: "event: content_block_delta").count - 1
         #expect(deltas > 1)
         let row = try #require(try h.row("early"))
-        #expect(row.outcome == outcome)
+        #expect(row.outcome == .upstreamError)
         #expect(row.usageSource == .estimated)
         #expect(row.usage.outputTokens >= deltas, "\(row.usage)")
         #expect(row.usage.inputTokens > 0)  // message_start's count, not an estimate

@@ -103,6 +103,11 @@ struct UpstreamHostileTests {
         #expect(r2.status == 200 && r2.text == "this is not json")
         let row2 = try #require(try g.row("garbage"))
         #expect(row2.outcome == .upstreamError)   // not a complete JSON answer
+        // A 200 the provider answered, maybe cut short: billed from the request, as a cut stream is.
+        #expect(row2.usageSource == .estimated && row2.usage.inputTokens == PromptEstimate.tokens(bodyBytes: Self.chat.utf8.count))
+        #expect(row2.cost > .zero)
+        // An error status is the provider's refusal: not billed.
+        #expect(row.usageSource == .none && row.cost == .zero)
     }
 
     @Test("an SSE event over 1 MiB is relayed intact; memory stays bounded by the meter's limit")

@@ -181,7 +181,7 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         ])
         let a = relay(.messages, [anthropic[...]])
         #expect(a.result.providerErrorMessage == "Overloaded")
-        #expect(a.result.sawTerminalEvent)
+        #expect(a.result.sawTerminalEvent && a.result.streamFailed)
         #expect(a.held.count > 0)
         let failed = Fixtures.sse([
             Fixtures.responsesStreamEvents[0],
@@ -190,9 +190,27 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         ])
         let f = relay(.responses, [failed[...]])
         #expect(f.result.providerErrorMessage == "The model failed")
-        #expect(f.result.sawTerminalEvent && f.result.usage == nil)
-        let chat = Fixtures.sse([#"data: {"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#])
-        #expect(relay(.chatCompletions, [chat[...]]).result.providerErrorMessage?.hasPrefix("The server had an error") == true)
+        #expect(f.result.sawTerminalEvent && f.result.usage == nil && f.result.streamFailed)
+        let chat = Fixtures.sse([#"data: {"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#,
+                                 "data: [DONE]"])
+        let c = relay(.chatCompletions, [chat[...]])
+        #expect(c.result.providerErrorMessage?.hasPrefix("The server had an error") == true)
+        #expect(c.result.sawTerminalEvent && c.result.streamFailed)
+        // A complete stream with `"error": null` in its events did not fail.
+        let done = relay(.responses, [Fixtures.sse(Fixtures.responsesStreamEvents)[...]])
+        #expect(done.result.sawTerminalEvent && !done.result.streamFailed)
+        #expect(!relay(.chatCompletions, [Fixtures.sse(Fixtures.chatStreamEvents)[...]]).result.streamFailed)
+    }
+
+    @Test("the output estimate reads text fields written with whitespace around the colon, and only string values")
+    func outputEstimateOfSpacedJSON() {
+        let spaced = Fixtures.sse([#"data: {"choices": [{"delta": {"content": "Hello world"}}]}"#,
+                                   #"data: {"choices": [{"delta": {"content" : "again"}}]}"#, "data: [DONE]"])
+        #expect(relay(.chatCompletions, [spaced[...]]).result.estimatedOutputTokens == 4)  // 16 bytes
+        let notText = Fixtures.sse([#"data: {"choices": [{"delta": {"content": null, "text": {"a": 1}}}]}"#])
+        #expect(relay(.chatCompletions, [notText[...]]).result.estimatedOutputTokens == 0)
+        let body = Array(#"{"choices": [{"message": {"role": "assistant", "content": "Hello there"}}]}"#.utf8)
+        #expect(relay(.chatCompletions, [body[...]], contentType: "application/json").result.estimatedOutputTokens == 3)
     }
 
     @Test func azureFirstChunkWithoutModel() {
@@ -253,7 +271,26 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         chunks.append(Array("\"}".utf8)[...])
         let r = relay(.chatCompletions, chunks, contentType: "application/json")
         #expect(r.all.count == chunks.reduce(0) { $0 + $1.count })
-        #expect(r.result.usage == nil)
+        #expect(r.result.usage == nil && r.result.bodyUnread)  // its usage came first, long gone
+    }
+
+    /// An embeddings batch past the limit: its usage, the document's last member, is in its tail.
+    @Test func hugeBodyUsageIsReadFromItsTail() {
+        let part = [UInt8](repeating: UInt8(ascii: "1"), count: 1 << 20)
+        func body(ending: String) -> [ArraySlice<UInt8>] {
+            var chunks: [ArraySlice<UInt8>] = [Array(#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":"#.utf8)[...]]
+            for _ in 0..<17 { chunks.append(part[...]) }
+            chunks.append(Array(ending.utf8)[...])
+            return chunks
+        }
+        let r = relay(.embeddings, body(ending: #"}],"model":"text-embedding-3-small", "usage": {"prompt_tokens": 400000, "total_tokens": 400000}}"#),
+                      contentType: "application/json")
+        #expect(r.result.bodyUnread)
+        #expect(r.result.usage == Usage(inputTokens: 400_000))
+        // A "usage" inside the last item, not the document's: no usage rather than a wrong one.
+        let nested = relay(.embeddings, body(ending: #"}],"meta":{"usage":{"prompt_tokens":1}},"model":"m"}"#),
+                           contentType: "application/json")
+        #expect(nested.result.usage == nil)
     }
 
     @Test func endlessEventTurnsIntoPassThrough() {

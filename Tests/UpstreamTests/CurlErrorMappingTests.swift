@@ -75,8 +75,9 @@ struct CurlErrorMappingTests {
         #expect(held == .staleConnection("the provider refused the call's stream (GOAWAY) before reading it"))
         // Held on one address, let through on the next, then timed out there: the provider may have it.
         let later = CurlRuntime.error(CurlFailure(code: CURLE_OPERATION_TIMEDOUT, detail: "Operation timed out", reusedConnection: false,
-                                                  waitedMicros: 2_000_000, refusedStreamResendHeld: true))
-        #expect(later == .timeout("Operation timed out"))
+                                                  waitedMicros: 2_000_000, requestSent: true, refusedStreamResendHeld: true))
+        #expect(later == .timeout("Operation timed out", requestSent: true))
+        #expect(later.providerMayHaveRead)
     }
 
     @Test("an answer libcurl could not read ('Received HTTP/0.9'), which it reports as an unsupported protocol, is not a connect error: never retried")
@@ -95,7 +96,7 @@ struct CurlErrorMappingTests {
 
     @Test("other codes keep their kinds, reused connection or not")
     func otherKinds() {
-        #expect(Self.map(CURLE_OPERATION_TIMEDOUT, "Operation timed out") == .timeout("Operation timed out"))
+        #expect(Self.map(CURLE_OPERATION_TIMEDOUT, "Operation timed out") == .timeout("Operation timed out", requestSent: false))
         #expect(Self.map(CURLE_COULDNT_CONNECT, "Failed to connect") == .connect("Failed to connect"))
         #expect(Self.map(CURLE_SSL_CONNECT_ERROR, "handshake") == .connect("handshake"))
         #expect(Self.map(CURLE_PEER_FAILED_VERIFICATION, "SSL certificate problem") == .certificate("SSL certificate problem"))
@@ -104,5 +105,16 @@ struct CurlErrorMappingTests {
         #expect(Self.map(CURLE_WEIRD_SERVER_REPLY, "Unsupported HTTP version")
                 == .transport(code: Int(CURLE_WEIRD_SERVER_REPLY.rawValue), message: "Unsupported HTTP version"))
         #expect(Self.map(CURLE_COULDNT_CONNECT, nil) == .connect("Couldn't connect to server"))
+    }
+
+    @Test("the provider may have read the request unless no connection was made, its certificate failed, a kept connection ended unread, or the deadline came first")
+    func providerMayHaveRead() {
+        #expect(!UpstreamError.connect("refused").providerMayHaveRead)
+        #expect(!UpstreamError.certificate("bad").providerMayHaveRead)
+        #expect(!UpstreamError.staleConnection("closed").providerMayHaveRead)
+        #expect(!UpstreamError.timeout("Connection timed out", requestSent: false).providerMayHaveRead)
+        #expect(UpstreamError.timeout("Operation timed out", requestSent: true).providerMayHaveRead)
+        #expect(UpstreamError.cancelled.providerMayHaveRead)
+        #expect(UpstreamError.transport(code: 56, message: "reset").providerMayHaveRead)
     }
 }
