@@ -48,6 +48,8 @@ final class Admission: Sendable {
     /// The output limit the client asked for, and the one sent upstream (clamped or injected).
     let outputCapRequested: Int?
     let outputCapApplied: Int?
+    /// Answers generated, each up to `outputCapApplied` (`n`, `best_of`): the reservation counts all.
+    let generatedAnswers: Int
     let model: String
     let provider: Provider
     let price: ModelPrice?
@@ -58,13 +60,14 @@ final class Admission: Sendable {
     let stripInjectedUsage: Bool
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
-         outputCapApplied: Int?, model: String, provider: Provider, price: ModelPrice?, stream: Bool,
-         upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
+         outputCapApplied: Int?, generatedAnswers: Int, model: String, provider: Provider, price: ModelPrice?,
+         stream: Bool, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
         self.promptEstimate = promptEstimate
         self.outputCapRequested = outputCapRequested
         self.outputCapApplied = outputCapApplied
+        self.generatedAnswers = generatedAnswers
         self.model = model
         self.provider = provider
         self.price = price
@@ -76,7 +79,8 @@ final class Admission: Sendable {
     /// The same decision charged to `payer` (a fallback model stays with the first payer).
     func paid(by payer: Payer) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
-                  outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied, model: model,
+                  outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
+                  generatedAnswers: generatedAnswers, model: model,
                   provider: provider, price: price, stream: stream, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
@@ -177,7 +181,7 @@ enum Admit {
         if strip { body = peeked.withIncludeUsage(body) }
         return .success(Admission(principal: principal, payer: payer, promptEstimate: PromptEstimate.tokens(peek),
                                   outputCapRequested: requested, outputCapApplied: applied,
-                                  model: model, provider: provider, price: price,
+                                  generatedAnswers: peek.generatedAnswers(on: request.endpoint), model: model, provider: provider, price: price,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
     }
 
@@ -256,7 +260,7 @@ enum Admit {
                 "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
                 headers: LimitHeaders.retryAfter(1_000_000)))
         }
-        let output = endpoint.outputReserve(applied: admission.outputCapApplied)
+        let output = endpoint.outputReserve(applied: admission.outputCapApplied, answers: admission.generatedAnswers)
         let estimated = admission.promptEstimate + output
         // The payer's limits hold per user and per key at once: a user's keys share the user's
         // allowance, and one key (a service key naming many end users) cannot exceed it either.
@@ -273,7 +277,11 @@ enum Admit {
         case .allowed(let status):
             rate = status
         }
-        let worstCase = admission.price?.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? .zero
+        // A worst case past what one Money holds (an absurd output limit times `n`) reserves the
+        // most there is, so a budget refuses it rather than holding nothing.
+        let worstCase = admission.price.map {
+            $0.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? Money(picodollars: .max)
+        } ?? .zero
         let local = LocalLimits(payer: payer, concurrencyKey: userKey, rateKeys: [userKey, keyRateKey],
                                 estimatedTokens: estimated, worstCase: worstCase, rate: rate,
                                 timeZone: enforcer.budgetTimeZone(policy))

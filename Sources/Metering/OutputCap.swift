@@ -211,11 +211,14 @@ extension Endpoint {
     public static let defaultOutputReserve = 4_096
 
     /// The output tokens a call's reservation holds (its worst case), given the output limit it
-    /// goes upstream with (`applied`, nil: none): none on endpoints without output.
-    public func outputReserve(applied: Int?) -> Int {
+    /// goes upstream with (`applied`, nil: none), which bounds each of the `answers` it has
+    /// generated (`RequestPeek.generatedAnswers`): none on endpoints without output.
+    public func outputReserve(applied: Int?, answers: Int = 1) -> Int {
         switch self {
         case .embeddings, .countTokens: return 0
-        case .chatCompletions, .completions, .responses, .messages: return applied ?? Self.defaultOutputReserve
+        case .chatCompletions, .completions, .responses, .messages:
+            let (total, overflow) = (applied ?? Self.defaultOutputReserve).multipliedReportingOverflow(by: Swift.max(1, answers))
+            return overflow ? .max / 2 : total
         }
     }
 }

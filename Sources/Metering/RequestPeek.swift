@@ -48,8 +48,22 @@ public struct RequestPeek: Sendable, Hashable {
     public var user: String?
     /// Anthropic's `metadata.user_id` (OpenAI metadata may carry one too).
     public var metadataUserID: String?
+    /// OpenAI's `n` (choices generated) and legacy completions' `best_of` (candidates generated,
+    /// each billed); nil when absent or not a whole number (the provider judges those).
+    public var choices: Int?
+    public var bestOf: Int?
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
+
+    /// How many answers the request has generated, each up to its output limit: `n` on chat
+    /// and completions, `best_of` on completions (the larger), else 1.
+    public func generatedAnswers(on endpoint: Endpoint) -> Int {
+        switch endpoint {
+        case .chatCompletions: return Swift.max(1, choices ?? 1)
+        case .completions: return Swift.max(1, choices ?? 1, bestOf ?? 1)
+        case .embeddings, .responses, .messages, .countTokens: return 1
+        }
+    }
 
     /// Where `withIncludeUsage` and `withOutputCap` edit; offsets into the body this peek read.
     struct Anchors: Sendable, Hashable {
@@ -134,6 +148,7 @@ private struct Reader {
     enum Field: UInt16 {
         case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
+        case choices = 1024, bestOf = 2048
 
         var name: String {
             switch self {
@@ -147,6 +162,8 @@ private struct Reader {
             case .includeUsage: return "stream_options.include_usage"
             case .metadata: return "metadata"
             case .metadataUserID: return "metadata.user_id"
+            case .choices: return "n"
+            case .bestOf: return "best_of"
             }
         }
     }
@@ -237,6 +254,12 @@ private struct Reader {
                 return true
             }
             peek.anchors.streamOptions = start..<s.index
+        } else if s.key(key, is: "n") {
+            guard first(.choices) else { return false }
+            peek.choices = try wholeNumber(&s)
+        } else if s.key(key, is: "best_of") {
+            guard first(.bestOf) else { return false }
+            peek.bestOf = try wholeNumber(&s)
         } else if s.key(key, is: "metadata") {
             guard first(.metadata) else { return false }
             if s.skipNull() { return true }
@@ -280,6 +303,16 @@ private struct Reader {
             try s.skipValue()
             return nil
         }
+    }
+
+    /// A non-negative whole number up to `maxTokensLimit`, else nil without a problem noted.
+    private mutating func wholeNumber(_ s: inout JSONScanner) throws(JSONSyntaxError) -> Int? {
+        guard let c = s.current, JSONScanner.isDigit(c) else {
+            try s.skipValue()
+            return nil
+        }
+        if case .value(let v) = s.integer(try s.scanNumber(), limit: RequestPeek.maxTokensLimit) { return v }
+        return nil
     }
 
     private mutating func count(_ s: inout JSONScanner, _ field: Field) throws(JSONSyntaxError) -> Int? {

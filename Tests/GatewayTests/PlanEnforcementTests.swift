@@ -152,6 +152,23 @@ struct PlanEnforcementTests {
         #expect(h.server.openQuotaReservations == 0)
     }
 
+    @Test("a call asking n answers reserves n times its output limit: a budget for 2 refuses n 3, admits n 2")
+    func choicesMultiplyTheReservation() async throws {
+        let budget = Money(picodollars: 2 * Self.exactCost.picodollars)
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { daily_usd: "\(budget.formatted(decimals: 6))" } } }
+            """, providerHeaders: ["x-fake-chunks": "50"])
+        defer { h.shutdown() }
+        func answers(_ n: Int) -> String {
+            Self.exactCall.replacingOccurrences(of: #""max_tokens":50"#, with: #""max_tokens":50,"n":\#(n)"#)
+        }
+        let three = try await h.post("/v1/chat/completions", key: h.aliceKey, json: answers(3), requestID: "n-3")
+        #expect(three.status == 429)
+        #expect(try #require(try h.row("n-3")).outcome == .refusedQuota)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: answers(2), requestID: "n-2").status == 200)
+    }
+
     @Test("a team budget is shared by its members")
     func teamBudget() async throws {
         let teamBudget = Money(picodollars: 2 * Self.exactCost.picodollars)

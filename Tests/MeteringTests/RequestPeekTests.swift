@@ -68,6 +68,22 @@ import Testing
         #expect(try p.requireModel() == "gpt-4o-mini")
     }
 
+    @Test("n and best_of multiply the answers generated where the endpoint has them; odd values are left to the provider")
+    func generatedAnswers() throws {
+        let p = try peek(#"{"model":"m","n":4,"best_of":6}"#)
+        #expect(p.generatedAnswers(on: .chatCompletions) == 4)
+        #expect(p.generatedAnswers(on: .completions) == 6)
+        #expect(p.generatedAnswers(on: .responses) == 1 && p.generatedAnswers(on: .messages) == 1)
+        for odd in [#""n":"3""#, #""n":2.5"#, #""n":-1"#, #""n":null"#, #""n":0"#] {
+            let q = try peek("{\"model\":\"m\",\(odd)}")
+            #expect(q.generatedAnswers(on: .chatCompletions) == 1, "\(odd)")
+        }
+        #expect(message(#"{"model":"m","n":1,"n":2}"#) == "field 'n' appears more than once")
+        #expect(Endpoint.chatCompletions.outputReserve(applied: 50, answers: 3) == 150)
+        #expect(Endpoint.chatCompletions.outputReserve(applied: nil, answers: 2) == 2 * Endpoint.defaultOutputReserve)
+        #expect(Endpoint.embeddings.outputReserve(applied: nil, answers: 5) == 0)
+    }
+
     @Test func nullsReadAsAbsent() throws {
         let p = try peek(#"{"model":"m","stream":null,"stream_options":null,"max_tokens":null,"user":null,"metadata":null}"#)
         #expect(!p.stream)
