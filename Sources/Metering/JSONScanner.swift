@@ -16,6 +16,8 @@ struct JSONSyntaxError: Error, Sendable, Hashable {
 struct JSONScanner {
     let bytes: UnsafeRawBufferPointer
     var index: Int
+    /// Base64 images met as skipped string values (`InlineImages`), for the prompt estimate.
+    var inlineImages = InlineImages()
 
     init(_ bytes: UnsafeRawBufferPointer, index: Int = 0) {
         self.bytes = bytes
@@ -184,7 +186,7 @@ struct JSONScanner {
                     stack.push(isObject: false)
                     continue
                 }
-            case UInt8(ascii: "\""): _ = try scanString()
+            case UInt8(ascii: "\""): inlineImages.note(try scanString(), in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
             }
@@ -342,5 +344,26 @@ private struct ContainerStack {
     mutating func pop() {
         depth -= 1
         if depth >= 64 && depth % 64 == 0 { spill.removeLast() }
+    }
+}
+
+/// Images sent inline as base64 strings: a data URL (`data:image/…;base64,…`, OpenAI) or bare
+/// base64 whose first bytes are an image format's signature (Anthropic's `source.data`). Only
+/// long strings without escapes are looked at, so text costs nothing here.
+struct InlineImages: Sendable, Hashable {
+    private(set) var count = 0
+    /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
+    private(set) var bytes = 0
+
+    static let shortest = 1_024
+    /// JPEG, PNG, GIF and WebP (RIFF) signatures in base64, and the data URL prefix.
+    private static let starts: [StaticString] = ["data:image/", "/9j/", "iVBORw0KGgo", "R0lGOD", "UklGR"]
+
+    mutating func note(_ token: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
+        let length = token.end - token.start
+        guard length >= Self.shortest, !token.hasEscapes,
+              Self.starts.contains(where: { StreamReading.matches(body, at: token.start, $0) }) else { return }
+        count += 1
+        bytes += length
     }
 }

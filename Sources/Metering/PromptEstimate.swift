@@ -18,11 +18,20 @@
 /// Where it can fall short (settlement corrects): text that tokenizes near a token per one or
 /// two bytes (long digit strings, hex, random identifiers, some scripts such as Devanagari or
 /// Cyrillic on older tokenizers, emoji), and tokens the provider adds that the body does not
-/// show (Anthropic's tool-use system prompt, a few hundred tokens). Inline base64 images and
-/// files go the other way: billed per image, not per byte, they are overstated many times.
+/// show (Anthropic's tool-use system prompt, a few hundred tokens).
+///
+/// Inline base64 images (`InlineImages`) are billed per image, not per byte: each counts
+/// `tokensPerInlineImage` instead of its bytes / 3 (a 4 MB photo would otherwise read as 1.4M
+/// tokens, and a budget refuse the call for a worst case of dollars). Other inline files (PDF,
+/// audio) still count by their bytes, which overstates them.
 public enum PromptEstimate {
     /// Bytes of body counted as one token.
     public static let bytesPerToken = 3
+    /// One inline image: about the most Claude (width × height / 750 within its 1.15-megapixel
+    /// limit) and gpt-4o's high detail (85 + 170 per 512-px tile, 8 tiles at most: 1,445) count
+    /// for one image. Models that count more tokens per image at a lower price (gpt-4o-mini)
+    /// are corrected at settlement.
+    public static let tokensPerInlineImage = 1_600
 
     public static func tokens(bodyBytes: Int) -> Int {
         guard bodyBytes > bytesPerToken else { return 1 }
@@ -31,6 +40,6 @@ public enum PromptEstimate {
     }
 
     public static func tokens(_ peek: RequestPeek) -> Int {
-        tokens(bodyBytes: peek.bodyBytes)
+        tokens(bodyBytes: peek.bodyBytes - peek.inlineImageBytes) + peek.inlineImages * tokensPerInlineImage
     }
 }

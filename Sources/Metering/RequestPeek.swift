@@ -54,6 +54,9 @@ public struct RequestPeek: Sendable, Hashable {
     public var bestOf: Int?
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
+    /// Base64 images in the body (`InlineImages`): estimated per image, not per byte.
+    public internal(set) var inlineImages = 0
+    public internal(set) var inlineImageBytes = 0
 
     /// How many answers the request has generated, each up to its output limit: `n` on chat
     /// and completions, `best_of` on completions (the larger), else 1.
@@ -203,6 +206,8 @@ private struct Reader {
             return try topLevel(&s, key, &peek)
         }
         try scanner.expectEnd()
+        peek.inlineImages = scanner.inlineImages.count
+        peek.inlineImageBytes = scanner.inlineImages.bytes
     }
 
     private mutating func topLevel(_ s: inout JSONScanner, _ key: JSONScanner.StringToken,
