@@ -167,7 +167,7 @@ enum Admit {
             if cap.onOver == .reject, peek.exceedsCap(cap.maxTokens, endpoint: request.endpoint) {
                 return refused(Refusal(.outputOverCap,
                     "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
-                    field: outputField(request.endpoint)), provider: provider, outputCapRequested: requested)
+                    field: outputField(request.endpoint, peek: peek)), provider: provider, outputCapRequested: requested)
             }
             let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body)
             peeked = rewrite.peek
@@ -245,7 +245,7 @@ enum Admit {
     }
 
     private static func quotaRefusal(_ refusal: QuotaRefusal) -> Refusal {
-        Refusal(.quotaExhausted, "Quota exhausted: \(refusal).", headers: [("x-should-retry", "false")])
+        Refusal(.quotaExhausted, "Quota exhausted: \(refusal).")
     }
 
     /// Concurrency, rate limits and the spend-rate breaker: the checks every replica makes alone.
@@ -313,10 +313,13 @@ enum Admit {
         Refusal(.badRequest, "Invalid request body: \(error.message).", field: error.field)
     }
 
-    private static func outputField(_ endpoint: Endpoint) -> String {
+    /// The field that asked for too much: on chat, the one of `max_completion_tokens` and
+    /// `max_tokens` holding the larger value (the one the client sent, when it sent one).
+    private static func outputField(_ endpoint: Endpoint, peek: RequestPeek) -> String {
         switch endpoint {
         case .responses: return "max_output_tokens"
-        case .chatCompletions: return "max_completion_tokens"
+        case .chatCompletions:
+            return (peek.maxTokens ?? -1) > (peek.maxCompletionTokens ?? -1) ? "max_tokens" : "max_completion_tokens"
         default: return "max_tokens"
         }
     }

@@ -227,7 +227,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         upstreamStatus = head.status
         let contentType = head.first("content-type")
         meter.head(status: head.status, contentType: contentType)
-        if head.status == 401 || head.status == 403 {
+        // A 401 is about the gateway's own key and may quote it: not relayed. A 403 (a model or
+        // region the key may not use, a moderation block) is the provider's answer to this call:
+        // relayed like other errors, scrubbed of the key.
+        if head.status == 401 {
             providerRejectedKey = true
             return
         }

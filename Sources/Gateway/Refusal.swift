@@ -45,6 +45,17 @@ public struct Refusal: Error, Sendable {
         self.message = message
         self.field = field
         self.headers = headers
+        // The official SDKs retry 408, 409, 429 and 5xx unless told not to: a refusal that the
+        // same request meets again (no budget left, a key reused with another body, the
+        // gateway's own provider key missing or refused) says so, instead of costing retries.
+        if neverPassesOnRetry { self.headers.append(("x-should-retry", "false")) }
+    }
+
+    private var neverPassesOnRetry: Bool {
+        switch kind {
+        case .quotaExhausted, .idempotencyConflict, .providerKeyMissing, .providerAuthFailed: return true
+        default: return false
+        }
     }
 
     public var status: Int {
@@ -156,7 +167,8 @@ public struct Refusal: Error, Sendable {
         case .tooLarge, .headersTooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
-        case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed: return "api_error"
+        case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return "api_error"
+        case .upstreamTimeout: return "timeout_error"
         case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return "overloaded_error"
         }
     }

@@ -196,6 +196,8 @@ enum ProvidersFile {
         "upgrade": "set by the proxy",
         "te": "set by the proxy",
         "trailer": "set by the proxy",
+        // A compressed answer would pass unread: no usage, no cost.
+        "accept-encoding": "the proxy reads answers uncompressed to meter them",
     ]
 
     private static func readHeaders(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> [(String, String)] {

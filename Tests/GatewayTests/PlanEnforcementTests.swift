@@ -55,6 +55,7 @@ struct PlanEnforcementTests {
 
         let refused = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(maxTokens: 4_000), requestID: "cap-3")
         #expect(refused.status == 400)
+        #expect(try errorObject(refused)["param"] as? String == "max_tokens")  // the field the client sent
         let capped = try #require(try h.row("cap-3"))
         #expect(capped.outcome == .refusedCap && capped.user == "bob" && capped.plan == "strict")
         #expect(capped.outputCapRequested == 4_000 && capped.outputCapApplied == nil)

@@ -144,6 +144,25 @@ struct UpstreamHostileTests {
         #expect(row.usage.outputTokens == 2)
     }
 
+    @Test("the provider's 401 (its view of the gateway's key) is not relayed: 502, not to be retried; its 403 is relayed, scrubbed of the key")
+    func providerAuthAnswers() async throws {
+        let unauthorized = Self.response(status: "401 Unauthorized", #"{"error":{"message":"Incorrect API key provided: provider-secret"}}"#)
+        let forbidden = Self.response(status: "403 Forbidden", #"{"error":{"message":"Country, region, or territory not supported","code":"unsupported_country_region_territory"}}"#)
+        let canned = try CannedProvider(answers: [[unauthorized], [forbidden]])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "p401")
+        #expect(r.status == 502 && r.header("x-should-retry") == "false")
+        #expect(try errorObject(r)["code"] as? String == "provider_auth_failed")
+        #expect(!r.text.contains("Incorrect API key"))
+        let f = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "p403")
+        #expect(f.status == 403 && f.text.contains("unsupported_country_region_territory"))
+        #expect(f.header("x-should-retry") == nil)
+        let row = try #require(try h.row("p403"))
+        #expect(row.outcome == .upstreamError && row.status == 403 && row.cost == .zero)
+    }
+
     @Test("a TLS handshake failure (https to a plain server) is a 502 in the caller's dialect")
     func tlsFailure() async throws {
         let canned = try CannedProvider([Self.response("{}")])

@@ -210,6 +210,7 @@ import X509
                   "bad header": x
                   OpenAI-Organization: org-1
                   openai-organization: org-2
+                  Accept-Encoding: gzip
             models:
               - { match: "gpt-*", provider: openai }
             """).problems()
@@ -217,6 +218,7 @@ import X509
             "providers.yaml:6: providers.openai.headers.Authorization: header 'Authorization' may not be configured (credentials come from api_key_env)",
             "providers.yaml:7: providers.openai.headers.bad header: 'bad header' is not a valid header name",
             "providers.yaml:9: providers.openai.headers.openai-organization: duplicate of the header at line 8 (names are case-insensitive)",
+            "providers.yaml:10: providers.openai.headers.Accept-Encoding: header 'Accept-Encoding' may not be configured (the proxy reads answers uncompressed to meter them)",
         ])
 
         let set = try PolicyFixture.with(providers: """
