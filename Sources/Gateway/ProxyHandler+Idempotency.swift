@@ -37,7 +37,7 @@ extension ProxyHandler {
     /// The first request of a key this one waited for has ended.
     func resumeIdempotent(_ claim: IdempotencyStore.Claim, request: CallRequest, principal: Principal,
                                   key: IdempotencyStore.Key) {
-        guard context != nil else { return }  // the client left while waiting
+        guard clientConnected else { return }  // the client left while waiting
         switch claim {
         case .proceed: proxy(request)  // the first failed: claim the key anew and run the call
         case .replay(let answer): replay(answer, request: request, principal: principal)
@@ -51,7 +51,7 @@ extension ProxyHandler {
     private func refuseRepeat(_ request: CallRequest, principal: Principal, _ refusal: Refusal) {
         let peek = try? RequestPeek(body: request.body)
         refuse(request.line, principal: principal, model: peek?.model, refusal,
-               payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans))
+               payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans), body: request.body)
     }
 
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).
@@ -65,6 +65,7 @@ extension ProxyHandler {
             entry.modelRequested = peek.model
             entry.stream = peek.stream
         }
+        entry.requestHash = RequestFingerprint.of(request.body)
         gateway.record(entry, on: eventLoop, connection: self) { [self] in
             var headers = HTTPHeaders()
             for (name, value) in answer.headers {

@@ -110,7 +110,8 @@ extension ProxyHandler {
                            today: Day(unixSeconds: request.startedAt / 1_000_000)) {
         case .failure(let refused):
             return refuse(request.line, principal: principal, model: refused.model, refused.refusal,
-                          payer: refused.payer, provider: refused.provider, outputCapRequested: refused.outputCapRequested)
+                          payer: refused.payer, provider: refused.provider, outputCapRequested: refused.outputCapRequested,
+                          body: request.body)
         case .success(let admitted):
             admission = admitted
         }
@@ -127,7 +128,8 @@ extension ProxyHandler {
                           admission: Admission) {
         switch result {
         case .failure(let refusal):
-            refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission)
+            refuse(request.line, principal: principal, model: admission.model, refusal, admission: admission,
+                   body: request.body)
         case .success(let hold):
             let call = ProxiedCall(request: request, admission: admission, hold: hold,
                                    gateway: gateway, connection: self)
@@ -145,7 +147,7 @@ extension ProxyHandler {
                       callID: request.callID, startedAt: request.startedAt, now: UnixTime.nowMicros(), on: eventLoop)
             .assumeIsolated()
             .whenSuccess { [self] result in
-                guard context == nil, case .success(let hold) = result else {
+                guard !clientConnected, case .success(let hold) = result else {
                     return enforced(result, request: request, principal: principal, admission: admission)
                 }
                 var entry = CallRecord.entry(for: request, admission: admission)
@@ -188,10 +190,11 @@ extension ProxyHandler {
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.
     /// Who pays is the admission's, else `payer`, else the caller's own plan; the provider the
-    /// admission's, else `provider`.
+    /// admission's, else `provider`. `body`: the request's, when it was read (a known caller's):
+    /// its fingerprint goes in the row, so a repeat of a refused call counts as a retry.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                 admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil,
-                outputCapRequested: Int? = nil) {
+                outputCapRequested: Int? = nil, body: ByteBuffer? = nil) {
         let payer = admission?.payer ?? payer ?? principal.map { Payer(user: $0.user, team: $0.team, plans: policy.plans) }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
@@ -200,9 +203,10 @@ extension ProxyHandler {
                                                     plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        let entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
+        var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
                                        provider: admission?.provider ?? provider, refusal: refusal, admission: admission,
                                        outputCapRequested: outputCapRequested)
+        entry.requestHash = body.map(RequestFingerprint.of)
         if refusal.kind == .quotaStateUnavailable {
             // PostgreSQL, which holds the ledger too, may be down, and the row would wait for it
             // (until the heartbeats mark the ledger failing): a refusal costs nothing, so it is

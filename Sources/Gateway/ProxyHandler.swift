@@ -21,6 +21,12 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     let gateway: GatewayContext
     let admin: AdminAPI
     var context: ChannelHandlerContext?
+    /// The client is gone (`channelInactive`): NIO removes the handler, and `context`, only in a
+    /// later pass, and an answer from elsewhere (a shared reservation, an idempotency wait) may
+    /// arrive in between.
+    private var inactive = false
+    /// The client is still there to be answered.
+    var clientConnected: Bool { context != nil && !inactive }
     var state: State = .idle
     private var keepAlive = true
     /// The gateway is stopping: no connection is kept alive after its current answer.
@@ -226,6 +232,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        inactive = true
         readDeadline.satisfied()
         if case .responding(let call?) = state { call.clientDisconnected() }
         // A request that claimed an idempotency key and will not finish here releases it (a

@@ -57,6 +57,8 @@ struct PlanEnforcementTests {
         #expect(refused.status == 400)
         #expect(try errorObject(refused)["param"] as? String == "max_tokens")  // the field the client sent
         let capped = try #require(try h.row("cap-3"))
+        // The body was read: its fingerprint is kept, so the same refused call sent again is a retry.
+        #expect(capped.requestHash == Array(Self.chat(maxTokens: 4_000).utf8).withUnsafeBytes { RequestFingerprint.of($0) })
         #expect(capped.outcome == .refusedCap && capped.user == "bob" && capped.plan == "strict")
         #expect(capped.outputCapRequested == 4_000 && capped.outputCapApplied == nil)
         #expect(h.fake.exchange(requestID: "cap-3") == nil)
