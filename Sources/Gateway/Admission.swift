@@ -76,6 +76,17 @@ final class Admission: Sendable {
         self.stripInjectedUsage = stripInjectedUsage
     }
 
+    /// The call's worst case, what its quota reservation holds: the prompt estimate plus its
+    /// output limit for each answer, at its price. A cost past what one Money holds (an absurd
+    /// output limit times `n`) is the most there is, so a budget refuses it rather than holding nothing.
+    func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
+        let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
+        let cost = price.map {
+            $0.cost(of: Usage(inputTokens: promptEstimate, outputTokens: output)) ?? Money(picodollars: .max)
+        } ?? .zero
+        return (cost, promptEstimate + output)
+    }
+
     /// The same decision charged to `payer` (a fallback model stays with the first payer).
     func paid(by payer: Payer) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
@@ -260,8 +271,7 @@ enum Admit {
                 "Too many calls in flight for \(payer.user): plan '\(plan.planName)' allows \(plan.rate.maxConcurrent ?? 0) at a time.",
                 headers: LimitHeaders.retryAfter(1_000_000)))
         }
-        let output = endpoint.outputReserve(applied: admission.outputCapApplied, answers: admission.generatedAnswers)
-        let estimated = admission.promptEstimate + output
+        let (worstCase, estimated) = admission.worstCase(on: endpoint)
         // The payer's limits hold per user and per key at once: a user's keys share the user's
         // allowance, and one key (a service key naming many end users) cannot exceed it either.
         let keyRateKey = "key:" + admission.principal.keyId
@@ -277,11 +287,6 @@ enum Admit {
         case .allowed(let status):
             rate = status
         }
-        // A worst case past what one Money holds (an absurd output limit times `n`) reserves the
-        // most there is, so a budget refuses it rather than holding nothing.
-        let worstCase = admission.price.map {
-            $0.cost(of: Usage(inputTokens: admission.promptEstimate, outputTokens: output)) ?? Money(picodollars: .max)
-        } ?? .zero
         let local = LocalLimits(payer: payer, concurrencyKey: userKey, rateKeys: [userKey, keyRateKey],
                                 estimatedTokens: estimated, worstCase: worstCase, rate: rate,
                                 timeZone: enforcer.budgetTimeZone(policy))

@@ -154,4 +154,12 @@ struct Hold: Sendable {
 enum QuotaHold: Sendable {
     case local(QuotaReservation)
     case shared(SharedQuotaReservation)
+
+    /// The worst case held against budgets; nil when no budget applied (nothing bounds the call).
+    var heldAgainstBudgets: (cost: Money, tokens: Int)? {
+        switch self {
+        case .local(let held): return held.budgets.contains(where: \.isTracked) ? (held.cost, held.tokens) : nil
+        case .shared(let held): return held.holdsBudget ? (held.cost, held.tokens) : nil
+        }
+    }
 }

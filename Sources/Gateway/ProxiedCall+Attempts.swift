@@ -13,7 +13,10 @@ extension ProxiedCall {
 
     /// The admission of the next usable fallback model, if any (the route's `fallbacks`, each
     /// admitted as the client's request with only its model replaced; one the plan or the price
-    /// book refuses is skipped). Kept in `pendingFallback` for `fallBack`.
+    /// book refuses is skipped). The call runs under its reservation, which must bound it: for
+    /// a fallback whose worst case is above what the call holds against its budgets, the
+    /// reservation grows if the budgets can take it (this process's book), else the fallback is
+    /// skipped (budgets shared on PostgreSQL). Kept in `pendingFallback` for `fallBack`.
     func prepareFallback() -> Bool {
         guard !clientGone else { return false }
         let policy = gateway.policies.policy
@@ -27,7 +30,18 @@ extension ProxiedCall {
             let today = Day(unixSeconds: request.startedAt / 1_000_000)
             if case .success(let next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
                next.provider.dialect == admission.provider.dialect {
-                pendingFallback = next.paid(by: admission.payer)
+                let paid = next.paid(by: admission.payer)
+                if let held = hold.quota?.heldAgainstBudgets {
+                    let needed = paid.worstCase(on: request.endpoint)
+                    if needed.cost > held.cost || needed.tokens > held.tokens {
+                        guard case .local(let reservation) = hold.quota,
+                              case .success(let grown) = gateway.enforcer.quotas.grow(
+                                  reservation, cost: needed.cost, tokens: needed.tokens, timeZone: hold.timeZone)
+                        else { continue }
+                        hold.quota = .local(grown)
+                    }
+                }
+                pendingFallback = paid
                 return true
             }
         }

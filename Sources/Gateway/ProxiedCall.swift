@@ -31,7 +31,8 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// An attempt was repeated because its pooled connection died under it (once per provider).
     var staleConnectionRetried = false
     /// What admission took from the shared limits; settled exactly once, when the call ends.
-    let hold: Hold
+    /// Grows (a pricier fallback) but is settled exactly once, when the call ends.
+    var hold: Hold
     let gateway: GatewayContext
     let connection: ClientConnection
     var meter: ResponseMeter

@@ -103,6 +103,35 @@ struct QuotaBookStateMachine: Sendable {
         return .success(reservation)
     }
 
+    /// Holds `cost` and `tokens` in place of what an open reservation holds, in the periods it
+    /// was made in: what is added must fit every budget, as at admission; on a refusal nothing
+    /// changes. Never shrinks it.
+    mutating func grow(_ reservation: QuotaReservation, cost: Money, tokens: Int,
+                       timeZone: TimeZone) -> Result<QuotaReservation, QuotaRefusal>? {
+        guard let held = open[reservation.id] else { return nil }
+        let extra = QuotaReservation(id: held.id, cost: Money(picodollars: max(0, cost.picodollars - held.cost.picodollars)),
+                                     tokens: max(0, tokens - held.tokens),
+                                     budgets: held.budgets, reservedAt: held.reservedAt, dayStart: held.dayStart,
+                                     weekStart: held.weekStart, monthStart: held.monthStart)
+        let clock = clockIndex(for: timeZone)
+        let budgets = held.budgets
+        for index in budgets.indices where budgets[index].isTracked {
+            let budget = budgets[index]
+            let start = held.periodStart(budget.period)
+            let key = QuotaBucketKey(scope: budget.scope, period: budget.period, start: start)
+            let interval = clocks[clock].interval(of: budget.period, containing: held.reservedAt)
+            if let refusal = buckets[key, default: QuotaBucket()].hold(
+                budget, cost: extra.cost, tokens: extra.tokens, alreadyHeld: Self.repeats(budgets, index),
+                period: PeriodInterval(start: start, end: interval.end)) {
+                undo(extra, before: index)
+                return .failure(refusal)
+            }
+        }
+        let grown = held.holding(cost: max(cost, held.cost), tokens: max(tokens, held.tokens))
+        open[held.id] = grown
+        return .success(grown)
+    }
+
     /// Gives back what `reservation` held in `budgets[..<end]` (a refusal at `end`).
     private mutating func undo(_ reservation: QuotaReservation, before end: Int) {
         let budgets = reservation.budgets

@@ -61,6 +61,14 @@ public final class QuotaBook: Sendable {
         }
     }
 
+    /// Holds `cost` and `tokens` in place of what an open reservation holds (a call moving to a
+    /// pricier fallback model), if every budget can take the difference; nil if the reservation
+    /// is no longer open. Returns the grown reservation, to settle in place of the first.
+    public func grow(_ reservation: QuotaReservation, cost: Money, tokens: Int,
+                     timeZone: TimeZone) -> Result<QuotaReservation, QuotaRefusal>? {
+        state.withLock { $0.grow(reservation, cost: cost, tokens: tokens, timeZone: timeZone) }
+    }
+
     /// Removes the reservation without spending anything (the call never reached the provider).
     /// Returns false, changing nothing, if it was already settled or released.
     @discardableResult

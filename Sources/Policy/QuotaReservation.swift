@@ -30,6 +30,12 @@ public struct QuotaReservation: Sendable, Hashable {
         self.monthStart = monthStart
     }
 
+    /// The same reservation holding `cost` and `tokens` instead (grown for a pricier fallback).
+    func holding(cost: Money, tokens: Int) -> QuotaReservation {
+        QuotaReservation(id: id, cost: cost, tokens: tokens, budgets: budgets, reservedAt: reservedAt,
+                         dayStart: dayStart, weekStart: weekStart, monthStart: monthStart)
+    }
+
     /// The start of the `period` this reservation was made in (`.min` for a period none of
     /// its budgets use).
     func periodStart(_ period: BudgetPeriod) -> Int64 {

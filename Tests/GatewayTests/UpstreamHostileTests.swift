@@ -283,6 +283,41 @@ struct UpstreamHostileTests {
         #expect(m[#"tokenctl_upstream_fallbacks_total{provider="backup"}"#] == 0)
     }
 
+    /// gpt-4o-mini's worst case here (its prompt and 4,096 output tokens) is about $0.0025,
+    /// o4-mini's about $0.018: the fallback needs its reservation grown.
+    @Test("a pricier fallback runs only if the payer's budgets take its worst case: the reservation grows, or the fallback is skipped",
+          arguments: [("1", true), ("0.01", false)])
+    func pricierFallbackNeedsItsWorstCase(dailyUSD: String, served: Bool) async throws {
+        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
+        let primary = try CannedProvider([overloaded])
+        defer { primary.shutdown() }
+        let backupBody = #"{"id":"c2","object":"chat.completion","model":"o4-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#
+        let backup = try CannedProvider([Self.response(backupBody)])
+        defer { backup.shutdown() }
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: metered }
+            plans: { metered: { budget: { daily_usd: "\(dailyUSD)" } } }
+            """, providersYAML: """
+            providers:
+              primary: { dialect: openai, base_url: "http://127.0.0.1:\(primary.port)/v1", api_key_env: E2E_PROVIDER_KEY, retries: 0 }
+              backup:  { dialect: openai, base_url: "http://127.0.0.1:\(backup.port)/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-4o-mini", provider: primary, fallbacks: ["o4-mini"] }
+              - { match: "o4-mini", provider: backup }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "pricier")
+        let row = try #require(try h.row("pricier"))
+        if served {
+            #expect(r.status == 200 && backup.requests == 1)
+            #expect(row.outcome == .ok && row.provider == "backup" && row.cost.picodollars == 7 * 1_100_000 + 3 * 4_400_000)
+        } else {
+            #expect(r.status == 503 && backup.requests == 0)  // the primary's answer
+            #expect(row.outcome == .upstreamError && row.cost == .zero)
+        }
+        #expect(h.server.openQuotaReservations == 0)
+    }
+
     @Test("an SSE stream torn in the middle of an event: the whole events are relayed, the torn one is not, the row says upstream_error")
     func tornMidEvent() async throws {
         let whole = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n"

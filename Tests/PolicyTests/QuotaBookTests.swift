@@ -39,6 +39,28 @@ import Testing
         #expect(throws: QuotaRefusal.self) { try reserve(book, budgets, "0.000000000001").get() }
     }
 
+    @Test("a reservation grows (a pricier fallback) only if every budget takes the difference; settling ends the grown hold")
+    func growingAReservation() throws {
+        let book = QuotaBook()
+        let budgets = [Self.bobMonthly, Self.teamMonthly]
+        let r = try reserve(book, budgets, "5").get()
+        let other = try reserve(book, budgets, "10").get()
+        // $5 more fits bob's $20 with $10 held beside it; $6 more does not, and changes nothing.
+        #expect(throws: QuotaRefusal.self) {
+            try book.grow(r, cost: Self.dollars("11"), tokens: 0, timeZone: Self.zone)?.get()
+        }
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.reserved == 15 * Int128(Money.picosPerDollar))
+        #expect(book.bucket(.team("ml"), .month, start: Self.monthStart)?.reserved == 15 * Int128(Money.picosPerDollar))
+        let grown = try #require(try book.grow(r, cost: Self.dollars("10"), tokens: 0, timeZone: Self.zone)?.get())
+        #expect(grown.id == r.id && grown.cost == Self.dollars("10"))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.reserved == 20 * Int128(Money.picosPerDollar))
+        #expect(book.settle(grown, cost: Self.dollars("3"), tokens: 0, now: Self.now))
+        #expect(book.settle(other, cost: .zero, tokens: 0, now: Self.now))
+        let bucket = book.bucket(.user("bob"), .month, start: Self.monthStart)
+        #expect(bucket?.reserved == 0 && bucket?.spent == 3 * Int128(Money.picosPerDollar))
+        #expect(book.grow(r, cost: Self.dollars("1"), tokens: 0, timeZone: Self.zone) == nil)  // no longer open
+    }
+
     @Test func refusalNamesTheFirstBudgetThatWouldBeExceeded() throws {
         let book = QuotaBook()
         book.restore(scope: .user("bob"), period: .month, periodStart: Self.monthStart,
