@@ -87,8 +87,9 @@ final class Admission: Sendable {
         return (cost, promptEstimate + output)
     }
 
-    /// The same decision charged to `payer` (a fallback model stays with the first payer).
-    func paid(by payer: Payer) -> Admission {
+    /// The same decision for a fallback model: charged to the first model's `payer`, with its
+    /// prompt estimate (the same prompt: the body differs only by the model's name).
+    func fallback(paidBy payer: Payer, promptEstimate: Int) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
                   generatedAnswers: generatedAnswers, model: model,

@@ -156,10 +156,15 @@ enum QuotaHold: Sendable {
     case shared(SharedQuotaReservation)
 
     /// The worst case held against budgets; nil when no budget applied (nothing bounds the call).
-    var heldAgainstBudgets: (cost: Money, tokens: Int)? {
+    /// `tokens` is nil when no budget counts tokens.
+    var heldAgainstBudgets: (cost: Money, tokens: Int?)? {
         switch self {
-        case .local(let held): return held.budgets.contains(where: \.isTracked) ? (held.cost, held.tokens) : nil
-        case .shared(let held): return held.holdsBudget ? (held.cost, held.tokens) : nil
+        case .local(let held):
+            guard held.budgets.contains(where: \.isTracked) else { return nil }
+            return (held.cost, held.budgets.contains { $0.isTracked && $0.tokens != nil } ? held.tokens : nil)
+        case .shared(let held):
+            guard held.holdsBudget else { return nil }
+            return (held.cost, held.standings.contains { $0.limit.tokens != nil } ? held.tokens : nil)
         }
     }
 }

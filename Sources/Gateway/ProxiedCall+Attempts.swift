@@ -30,10 +30,10 @@ extension ProxiedCall {
             let today = Day(unixSeconds: request.startedAt / 1_000_000)
             if case .success(let next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
                next.provider.dialect == admission.provider.dialect {
-                let paid = next.paid(by: admission.payer)
+                let paid = next.fallback(paidBy: admission.payer, promptEstimate: admission.promptEstimate)
                 if let held = hold.quota?.heldAgainstBudgets {
                     let needed = paid.worstCase(on: request.endpoint)
-                    if needed.cost > held.cost || needed.tokens > held.tokens {
+                    if needed.cost > held.cost || held.tokens.map({ needed.tokens > $0 }) == true {
                         guard case .local(let reservation) = hold.quota,
                               case .success(let grown) = gateway.enforcer.quotas.grow(
                                   reservation, cost: needed.cost, tokens: needed.tokens, timeZone: hold.timeZone)

@@ -39,11 +39,14 @@ final class ProxiedCall: UpstreamResponseHandler {
     var transfer: UpstreamTransfer?
     var phase: Phase = .awaitingHead
     var upstreamStatus = 0
+    /// The attempt's answer says it is JSON (`content-type`): one cut short is the provider's
+    /// answer, billed; a page of another type is not.
+    var answerIsJSON = false
     var firstByteAt: Int64?
     var clientPaused = false
     /// The client went away (as opposed to the gateway cancelling the call, e.g. at shutdown).
     var clientGone = false
-    /// The provider answered 401/403 to the gateway's own key: that answer is not the caller's
+    /// The provider answered 401 to the gateway's own key: that answer is not the caller's
     /// business (and may quote part of the key), so it is replaced by a 502 of the gateway's own.
     var providerRejectedKey = false
     /// An error answer held whole until its end, so the provider key can be scrubbed from it
@@ -149,6 +152,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
         }
         load.sent()
+        upstreamStatus = 0  // this attempt's, once its head comes
         transfer = gateway.upstream.start(upstreamRequest, on: connection.eventLoop, handler: self)
         stopWatching()
         let provider = admission.provider
@@ -227,6 +231,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         if watch?.firstByteMicros == nil { checkDeadlines() }
         upstreamStatus = head.status
         let contentType = head.first("content-type")
+        answerIsJSON = ResponseMeter.isJSON(contentType)
         meter.head(status: head.status, contentType: contentType)
         // A 401 is about the gateway's own key and may quote it: not relayed. A 403 (a model or
         // region the key may not use, a moderation block) is the provider's answer to this call:
@@ -340,37 +345,39 @@ final class ProxiedCall: UpstreamResponseHandler {
                 entry.outcome = .upstreamError
                 entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
                                                            secret: admission.provider.apiKey)
-            } else if metered.isStream && !metered.sawTerminalEvent {
-                entry.outcome = .upstreamError
-                entry.errorMessage = "the provider's stream ended without its final event"
-                // (Anthropic's input count may have come, its output count not.)
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: true)
             } else if metered.isStream && metered.streamFailed {
-                // Relayed whole, but its last event is the provider's error: a failed call, billed
-                // what it reported, or the text it sent (not the prompt alone: a failure is not billed).
+                // The provider's error in the stream (then its end, or the connection's): a failed
+                // call, billed what it reported, or the text it sent (not the prompt alone: a
+                // failure is not billed).
                 entry.outcome = .upstreamError
                 entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
                     ?? "the provider's stream ended with an error event"
                 CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                                 price: admission.price)
+            } else if metered.isStream && !metered.sawTerminalEvent {
+                entry.outcome = .upstreamError
+                entry.errorMessage = "the provider's stream ended without its final event"
+                // (Anthropic's input count may have come, its output count not.)
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                                price: admission.price, promptAlone: billsPrompt)
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
-                // Cut short (a body closed by the connection's end) or not JSON: billed from its
-                // text, as a cut stream is.
+                // Cut short (a JSON answer closed by the connection's end): billed from its text,
+                // as a cut stream is. Not JSON at all (an HTML page from a wrong base_url): only
+                // the text it holds, if any.
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
                 CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: true)
+                                                price: admission.price, promptAlone: billsPrompt && answerIsJSON)
             } else if metered.bodyUnread {
                 entry.outcome = .ok
                 if metered.usage == nil {
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price, promptAlone: true)
+                                                    price: admission.price, promptAlone: billsPrompt)
                     entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes and ended without a usage: relayed, its prompt estimated"
                 }
             } else {
                 entry.outcome = .ok
-                if metered.usage == nil && request.endpoint != .countTokens {
+                if metered.usage == nil && billsPrompt {
                     // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                              price: admission.price, promptAlone: true)
@@ -401,10 +408,11 @@ final class ProxiedCall: UpstreamResponseHandler {
 
         case .failure(let error):
             CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
-            // The prompt alone is billed once the provider may have read it, unless its answer
-            // was an error.
-            let providerWorkedOnIt = error.providerMayHaveRead && !(headSent && upstreamStatus >= 400)
-                && request.endpoint != .countTokens
+            // The prompt alone is billed once this attempt's request went out and the provider
+            // answered no error (relayed or discarded for a retry): not for a call ended between
+            // attempts (no transfer), nor one cancelled while waiting for or making a connection.
+            let attemptWentOut = transfer?.requestWentOut ?? false
+            let providerWorkedOnIt = error.providerMayHaveRead && attemptWentOut && upstreamStatus < 400 && billsPrompt
             CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                      price: admission.price, promptAlone: providerWorkedOnIt)
             let refusal: Refusal?
@@ -468,6 +476,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         requestHash = RequestFingerprint.of(request.body)
         request.body = ByteBuffer()
     }
+
+    /// Whether a call that ended without usage is billed its prompt estimate at all (a token
+    /// count costs nothing).
+    private var billsPrompt: Bool { request.endpoint != .countTokens }
 
     /// Settles the call's hold with what it really used, then records it.
     private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {

@@ -18,6 +18,8 @@ struct JSONScanner {
     var index: Int
     /// Base64 images met as skipped string values (`InlineImages`), for the prompt estimate.
     var inlineImages = InlineImages()
+    /// The name of the member whose value `skipValue` is at (what `InlineImages` asks).
+    private var memberName = StringToken(start: 0, end: 0, hasEscapes: false)
 
     init(_ bytes: UnsafeRawBufferPointer, index: Int = 0) {
         self.bytes = bytes
@@ -186,7 +188,7 @@ struct JSONScanner {
                     stack.push(isObject: false)
                     continue
                 }
-            case UInt8(ascii: "\""): inlineImages.note(try scanString(), in: bytes)
+            case UInt8(ascii: "\""): inlineImages.note(try scanString(), member: memberName, in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
             }
@@ -226,7 +228,7 @@ struct JSONScanner {
     /// `"name"` then `:`; leaves the cursor at the member's value.
     private mutating func scanMemberName() throws(JSONSyntaxError) {
         guard current == UInt8(ascii: "\"") else { throw failure("expected a member name in double quotes") }
-        _ = try scanString()
+        memberName = try scanString()
         skipWhitespace()
         try expect(UInt8(ascii: ":"), "expected ':'")
     }
@@ -347,23 +349,45 @@ private struct ContainerStack {
     }
 }
 
-/// Images sent inline as base64 strings: a data URL (`data:image/…;base64,…`, OpenAI) or bare
-/// base64 whose first bytes are an image format's signature (Anthropic's `source.data`). Only
-/// long strings without escapes are looked at, so text costs nothing here.
+/// Images sent inline as base64 strings, where the dialects put them: a data URL
+/// (`data:image/…;base64,…`) as OpenAI's `url` or the Responses API's `image_url`, or bare
+/// base64 with an image format's signature as Anthropic's `source.data`. Only long strings
+/// without escapes are looked at, so text costs nothing here, and text in a text field is never
+/// taken for an image.
 struct InlineImages: Sendable, Hashable {
     private(set) var count = 0
     /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
     private(set) var bytes = 0
 
     static let shortest = 1_024
-    /// JPEG, PNG, GIF and WebP (RIFF) signatures in base64, and the data URL prefix.
-    private static let starts: [StaticString] = ["data:image/", "/9j/", "iVBORw0KGgo", "R0lGOD", "UklGR"]
+    /// JPEG, PNG and GIF signatures in base64. WebP is a RIFF file (as WAV audio is): its
+    /// `WEBP` tag, base64 `RUJQ` at offset 12, tells them apart.
+    private static let signatures: [StaticString] = ["/9j/", "iVBORw0KGgo", "R0lGOD"]
 
-    mutating func note(_ token: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
+    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
-        guard length >= Self.shortest, !token.hasEscapes,
-              Self.starts.contains(where: { StreamReading.matches(body, at: token.start, $0) }) else { return }
+        guard length >= Self.shortest, !token.hasEscapes, !member.hasEscapes else { return }
+        func named(_ name: StaticString) -> Bool {
+            member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
+        }
+        let image: Bool
+        if named("url") || named("image_url") {
+            image = StreamReading.matches(body, at: token.start, "data:image/") && Self.isBase64DataURL(body, from: token.start)
+        } else if named("data") {
+            image = Self.signatures.contains { StreamReading.matches(body, at: token.start, $0) }
+                || (StreamReading.matches(body, at: token.start, "UklGR") && StreamReading.matches(body, at: token.start + 12, "RUJQ"))
+        } else {
+            image = false
+        }
+        guard image else { return }
         count += 1
         bytes += length
+    }
+
+    /// `;base64,` ends the data URL's media type (within its first 64 bytes).
+    private static func isBase64DataURL(_ body: UnsafeRawBufferPointer, from start: Int) -> Bool {
+        let marker: StaticString = ";base64,"
+        for at in start..<min(start + 64, body.count) where StreamReading.matches(body, at: at, marker) { return true }
+        return false
     }
 }

@@ -31,7 +31,7 @@ struct StreamedText {
         "\"reasoning_content\"", "\"reasoning\"", "\"arguments\"",
     ]
 
-    /// Adds the text of one event's data: the first text field found (an event carries one delta).
+    /// Adds the text of one event's data: the first non-empty text field (an event carries one delta).
     mutating func count(_ data: UnsafeRawBufferPointer) {
         count(data, all: false)
     }
@@ -52,8 +52,10 @@ struct StreamedText {
                 if length > 0 {
                     bytes += length
                     events += 1
+                    guard all else { return }
                 }
-                guard all else { return }
+                // An empty field (`"content":""` before a reasoning model's `"reasoning"`) is
+                // not the delta's text: keep looking.
                 i = start + length + 1
                 continue
             }

@@ -173,7 +173,7 @@ extension ResponseMeter {
         /// Past the limit: the body's last chunks, at least `tailLimit` bytes when it has them,
         /// where the usage of an answer that big is (the last member of OpenAI's and
         /// Anthropic's documents; an embeddings batch is the usual case).
-        private var tail: [ByteBuffer] = []
+        private var tail = CircularBuffer<ByteBuffer>()
         private var tailBytes = 0
         static let tailLimit = 64 << 10
 
@@ -189,7 +189,7 @@ extension ResponseMeter {
                 body.append(chunk)
                 if bodyBytes > ResponseMeter.bodyLimit {
                     tooLarge = true
-                    (tail, tailBytes) = (body, bodyBytes)
+                    (tail, tailBytes) = (CircularBuffer(body), bodyBytes)
                     body = []
                     keepTail()
                 }

@@ -87,12 +87,24 @@ public struct ResponseMeter: Sendable {
 
     /// `text/event-stream`, parameters and case ignored. A byte scan: it runs on every answer.
     static func isEventStream(_ contentType: String?) -> Bool {
-        guard let contentType else { return false }
+        mediaType(contentType)?.equals(ignoringASCIICase: "text/event-stream".utf8) ?? false
+    }
+
+    /// `application/json` or a `+json` type, parameters and case ignored (no copy: every answer).
+    public static func isJSON(_ contentType: String?) -> Bool {
+        guard let media = mediaType(contentType) else { return false }
+        return media.equals(ignoringASCIICase: "application/json".utf8)
+            || (media.count > 5 && media.suffix(5).equals(ignoringASCIICase: "+json".utf8))
+    }
+
+    /// The media type of a `content-type` value, without its parameters and blanks.
+    private static func mediaType(_ contentType: String?) -> Substring.UTF8View? {
+        guard let contentType else { return nil }
         let bytes = contentType.utf8
         let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
         let media = bytes.prefix { $0 != UInt8(ascii: ";") }
         guard let first = media.firstIndex(where: { !isBlank($0) }),
-              let last = media.lastIndex(where: { !isBlank($0) }) else { return false }
-        return bytes[first...last].equals(ignoringASCIICase: "text/event-stream".utf8)
+              let last = media.lastIndex(where: { !isBlank($0) }) else { return nil }
+        return bytes[first...last]
     }
 }

@@ -1,5 +1,6 @@
 import CCurl
 import NIOCore
+import Synchronization
 
 /// What one curl pass produced for a transfer, handed to its event loop in one hop.
 struct Delivery: Sendable {
@@ -27,6 +28,10 @@ final class CurlTransfer: @unchecked Sendable {
     /// Shares the provider's array; curl copies it into the handle (on the curl thread).
     let certificateAuthoritiesPEM: [UInt8]?
     let http2: Bool
+
+    /// The request began to go out (libcurl's pre-request point, on the curl thread): from then
+    /// on the provider may have it, and may bill it. Read on the event loop.
+    let requestWentOut = Atomic<Bool>(false)
 
     // MARK: event loop
 
@@ -255,6 +260,7 @@ final class CurlTransfer: @unchecked Sendable {
         guard !refusesResendAfterAnswer() else { return false }
         guard rampOrigin == nil else {
             driver.requestGoingOut(self, on: connection())
+            requestWentOut.store(true, ordering: .relaxed)
             // Before an answer, libcurl sends a call again on HTTP/2 only when a GOAWAY refused
             // its stream: always safe.
             return true
@@ -262,6 +268,7 @@ final class CurlTransfer: @unchecked Sendable {
         let now = NIODeadline.now()
         guard let firstSentAt else {
             firstSentAt = now
+            requestWentOut.store(true, ordering: .relaxed)
             return true
         }
         let waited = (now - firstSentAt).nanoseconds / 1_000

@@ -75,4 +75,8 @@ public struct UpstreamTransfer: Sendable {
 
     /// Continues receiving after `pause`.
     public func resume() { transfer.resume() }
+
+    /// Whether the request began to go out to the provider, which may then have it (and bill
+    /// it): false for a transfer cancelled while it waited for a connection or was connecting.
+    public var requestWentOut: Bool { transfer.requestWentOut.load(ordering: .relaxed) }
 }

@@ -85,7 +85,8 @@ public enum UpstreamError: Error, Sendable, Equatable {
 extension UpstreamError {
     /// Whether the provider may have read the request, and may bill it: not when no connection
     /// was made, its certificate failed, a kept connection ended before it was read, or the
-    /// deadline passed before the request went out.
+    /// deadline passed before the request went out. A cancellation says nothing of it: ask the
+    /// transfer (`UpstreamTransfer.requestWentOut`).
     public var providerMayHaveRead: Bool {
         switch self {
         case .connect, .certificate, .staleConnection: return false

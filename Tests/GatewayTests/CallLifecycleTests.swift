@@ -57,13 +57,11 @@ struct CallLifecycleTests {
         let body = #"{"model":"gpt-4o-mini","stream":\#(stream),"messages":[{"role":"user","content":"a question"}]}"#
         // The client leaves once the provider has the call (a close that arrives with the request
         // reads as a half-close after sending, which HTTP/1.1 allows: the call then runs).
-        let client = try RawSocketClient(port: h.port)
-        #expect(client.send(RawSocketClient.request(key: h.aliceKey, body: body, requestID: "left")))
-        for _ in 0..<250 where h.fake.requestCount == 0 {
-            try await Task.sleep(for: .milliseconds(10))
+        let fake = h.fake
+        try await RawSocketClient.sendThenHangUp(port: h.port, RawSocketClient.request(key: h.aliceKey, body: body, requestID: "left")) {
+            fake.requestCount > 0  // counted as it arrives; it answers 20 s later
         }
-        #expect(h.fake.requestCount == 1)  // counted as it arrives; it answers 20 s later
-        client.close()
+        #expect(fake.requestCount == 1)
         var row: LedgerEntry?
         for _ in 0..<500 where row == nil {
             try await Task.sleep(for: .milliseconds(20))

@@ -83,6 +83,23 @@ struct RawSocketClient {
         return text.components(separatedBy: "HTTP/1.").dropFirst().compactMap { Int($0.dropFirst(2).prefix(3)) }
     }
 
+    /// Sends `request`, then hangs up once `ready()` holds (checked every 5 ms, for at most
+    /// `timeout`), without reading an answer. On a thread of its own: a full test run can keep
+    /// Swift's concurrency pool busy for seconds, and the hang-up must come when it is due.
+    static func sendThenHangUp(port: Int, _ request: String, timeout: TimeInterval = 10,
+                               when ready: @escaping @Sendable () -> Bool) async throws {
+        let client = try RawSocketClient(port: port)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                client.send(request)
+                let deadline = Date().addingTimeInterval(timeout)
+                while !ready(), Date() < deadline { usleep(5_000) }
+                client.close()
+                done.resume()
+            }
+        }
+    }
+
     /// Sends a request and hangs up `after` later without reading an answer.
     static func sendAndClose(port: Int, requestID: String, key: String, body: String, after: Duration) async throws {
         let client = try RawSocketClient(port: port)

@@ -108,6 +108,65 @@ struct UpstreamHostileTests {
         #expect(row2.cost > .zero)
         // An error status is the provider's refusal: not billed.
         #expect(row.usageSource == .none && row.cost == .zero)
+
+        // A 200 that is not JSON (an HTML page: a wrong base_url) is not the provider's answer.
+        let welcome = try CannedProvider([Self.response(contentType: "text/html", "<html><body>Welcome</body></html>")])
+        defer { welcome.shutdown() }
+        let p = try Self.harness(welcome)
+        defer { p.shutdown() }
+        #expect(try await p.post("/v1/chat/completions", key: p.aliceKey, json: Self.chat, requestID: "page").status == 200)
+        let row3 = try #require(try p.row("page"))
+        #expect(row3.outcome == .upstreamError && row3.usageSource == .none && row3.cost == .zero)
+    }
+
+    @Test("a stream that ends with the provider's error chunk and its connection's close: upstream_error with its message, not billed")
+    func streamErrorThenClose() async throws {
+        let error = #"data: {"error":{"message":"The server had an error processing your request.","type":"server_error"}}"# + "\n\n"
+        let canned = try CannedProvider([Self.streamHead(), Array(error.utf8)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "err-close")
+        #expect(r.status == 200 && !r.complete)
+        let row = try #require(try h.row("err-close"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.errorMessage == "The server had an error processing your request.")
+        #expect(row.usageSource == .none && row.cost == .zero)  // a failure, with no text: not billed
+    }
+
+    /// The provider's accept queue is full (a listener that never accepts, its one place taken):
+    /// the gateway's connection attempt hangs, and its request never goes out.
+    @Test("a call the client leaves before its request went out (the connection still being made) is not billed")
+    func leftWhileConnecting() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 0) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        #expect(bound)
+        defer { Glibc.close(listener) }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let filler = try RawSocketClient(port: port)
+        defer { filler.close() }
+        let h = try Self.harness(port: port)
+        defer { h.shutdown() }
+        let start = Date()
+        try await RawSocketClient.sendThenHangUp(port: h.port, RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "connecting")) {
+            Date().timeIntervalSince(start) > 0.5  // connecting for 0.5 s (the connect timeout is 10 s)
+        }
+        var row: LedgerEntry?
+        for _ in 0..<500 where row == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            row = try h.row("connecting")
+        }
+        let recorded = try #require(row)
+        #expect(recorded.outcome == .clientCancelled)
+        #expect(recorded.usageSource == .none && recorded.cost == .zero)
     }
 
     @Test("an SSE event over 1 MiB is relayed intact; memory stays bounded by the meter's limit")

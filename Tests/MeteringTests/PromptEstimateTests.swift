@@ -31,14 +31,27 @@ import Testing
         let a = try RequestPeek(body: Array(anthropic.utf8))
         #expect(a.inlineImages == 2)
         #expect(PromptEstimate.tokens(a) < 4_000)
-        // Long text, a PDF, or a base64 string written with escaped slashes count by their bytes.
+        // Long text, a PDF, a base64 string written with escaped slashes, text behind an image
+        // signature in a text field, a WAV (RIFF, not WebP) as input_audio, a data URL that is not
+        // base64: all count by their bytes.
         let text = String(repeating: "words and more words ", count: 200)
         let pdf = "JVBERi0" + String(repeating: "QUJD", count: 1_000)
         let escaped = #"\/9j\/"# + String(repeating: "QUJD", count: 1_000)
-        for value in [text, pdf, escaped] {
-            let body = #"{"model":"m","messages":[{"role":"user","content":"\#(value)"}]}"#
+        let wav = "UklGRiQAAABXQVZF" + String(repeating: "QUJD", count: 1_000)
+        let notBase64 = "data:image/svg+xml," + String(repeating: "%3Csvg%3E", count: 200)
+        let bodies = [text, pdf, escaped].map { #"{"model":"m","messages":[{"role":"user","content":"\#($0)"}]}"# } + [
+            #"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"\#(jpeg)"}]}]}"#,
+            #"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"\#(wav)","format":"wav"}}]}]}"#,
+            #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"\#(notBase64)"}}]}]}"#,
+        ]
+        for body in bodies {
             let p = try RequestPeek(body: Array(body.utf8))
-            #expect(p.inlineImages == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: body.utf8.count))
+            #expect(p.inlineImages == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: body.utf8.count),
+                    "\(body.prefix(80))")
         }
+        // The Responses API's input_image, and a WebP (RIFF with its WEBP tag) as Anthropic data.
+        let webp = "UklGRiQAAABXRUJQ" + String(repeating: "QUJD", count: 1_000)
+        let responses = #"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,\#(png)"},{"type":"image","source":{"type":"base64","media_type":"image/webp","data":"\#(webp)"}}]}]}"#
+        #expect(try RequestPeek(body: Array(responses.utf8)).inlineImages == 2)
     }
 }

@@ -196,6 +196,9 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         let c = relay(.chatCompletions, [chat[...]])
         #expect(c.result.providerErrorMessage?.hasPrefix("The server had an error") == true)
         #expect(c.result.sawTerminalEvent && c.result.streamFailed)
+        // OpenAI's usual way: the error chunk, then the connection closes (no [DONE]).
+        let closed = relay(.chatCompletions, [Fixtures.sse([#"data: {"error":{"message":"boom","type":"server_error"}}"#])[...]])
+        #expect(closed.result.streamFailed && !closed.result.sawTerminalEvent && closed.result.providerErrorMessage == "boom")
         // A complete stream with `"error": null` in its events did not fail.
         let done = relay(.responses, [Fixtures.sse(Fixtures.responsesStreamEvents)[...]])
         #expect(done.result.sawTerminalEvent && !done.result.streamFailed)
@@ -207,6 +210,9 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         let spaced = Fixtures.sse([#"data: {"choices": [{"delta": {"content": "Hello world"}}]}"#,
                                    #"data: {"choices": [{"delta": {"content" : "again"}}]}"#, "data: [DONE]"])
         #expect(relay(.chatCompletions, [spaced[...]]).result.estimatedOutputTokens == 4)  // 16 bytes
+        // A reasoning chunk (OpenRouter, DeepSeek): empty content first, the text in `reasoning`.
+        let reasoning = Fixtures.sse([#"data: {"choices":[{"delta":{"content":"","reasoning":"Let me think it over"}}]}"#])
+        #expect(relay(.chatCompletions, [reasoning[...]]).result.estimatedOutputTokens == 5)  // 20 bytes
         let notText = Fixtures.sse([#"data: {"choices": [{"delta": {"content": null, "text": {"a": 1}}}]}"#])
         #expect(relay(.chatCompletions, [notText[...]]).result.estimatedOutputTokens == 0)
         let body = Array(#"{"choices": [{"message": {"role": "assistant", "content": "Hello there"}}]}"#.utf8)
