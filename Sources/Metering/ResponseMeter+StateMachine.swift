@@ -173,7 +173,7 @@ extension ResponseMeter {
         /// Past the limit: the body's last chunks, at least `tailLimit` bytes when it has them,
         /// where the usage of an answer that big is (the last member of OpenAI's and
         /// Anthropic's documents; an embeddings batch is the usual case).
-        private var tail = CircularBuffer<ByteBuffer>()
+        private var tail: CircularBuffer<ByteBuffer>?  // made only past the limit: a buffer's storage is a malloc
         private var tailBytes = 0
         static let tailLimit = 64 << 10
 
@@ -194,7 +194,7 @@ extension ResponseMeter {
                     keepTail()
                 }
             } else {
-                tail.append(chunk)
+                tail?.append(chunk)
                 tailBytes += chunk.readableBytes
                 keepTail()
             }
@@ -203,9 +203,9 @@ extension ResponseMeter {
         }
 
         private mutating func keepTail() {
-            while let first = tail.first, tailBytes - first.readableBytes >= Self.tailLimit {
+            while let first = tail?.first, tailBytes - first.readableBytes >= Self.tailLimit {
                 tailBytes -= first.readableBytes
-                tail.removeFirst()
+                tail?.removeFirst()
             }
         }
 
@@ -215,7 +215,7 @@ extension ResponseMeter {
         private func usageFromTail() -> ResponseReading? {
             var joined = ByteBuffer()
             joined.reserveCapacity(tailBytes)
-            for part in tail { joined.writeImmutableBuffer(part) }
+            for part in tail ?? CircularBuffer() { joined.writeImmutableBuffer(part) }
             return joined.withUnsafeReadableBytes { bytes -> ResponseReading? in
                 let key: StaticString = "\"usage\""
                 var at = bytes.count - key.utf8CodeUnitCount
