@@ -37,7 +37,10 @@ extension ProxiedCall {
                         guard case .local(let reservation) = hold.quota,
                               case .success(let grown) = gateway.enforcer.quotas.grow(
                                   reservation, cost: needed.cost, tokens: needed.tokens, timeZone: hold.timeZone)
-                        else { continue }
+                        else {
+                            fallbacksOverBudget.append(model)
+                            continue
+                        }
                         hold.quota = .local(grown)
                     }
                 }

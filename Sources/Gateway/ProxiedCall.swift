@@ -24,6 +24,8 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// Fallback models not tried yet, and the ones tried (for the row).
     var fallbacksLeft: [String]
     var fallbacksTried: [String] = []
+    /// Fallbacks passed over because their worst case did not fit the reservation (the row says so).
+    var fallbacksOverBudget: [String] = []
     /// The fallback's admission, prepared when the current provider gave up.
     var pendingFallback: Admission?
     /// Retries made at the current provider.
@@ -346,14 +348,8 @@ final class ProxiedCall: UpstreamResponseHandler {
                 entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
                                                            secret: admission.provider.apiKey)
             } else if metered.isStream && metered.streamFailed {
-                // The provider's error in the stream (then its end, or the connection's): a failed
-                // call, billed what it reported, or the text it sent (not the prompt alone: a
-                // failure is not billed).
                 entry.outcome = .upstreamError
-                entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
-                    ?? "the provider's stream ended with an error event"
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price)
+                billFailedStream(&entry, metered: metered)
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
@@ -448,6 +444,8 @@ final class ProxiedCall: UpstreamResponseHandler {
                 entry.status = headSent ? upstreamStatus : refusal.status
                 entry.errorMessage = refusal.message
             }
+            // The provider's error in the stream, then the connection cut: the error is the story.
+            if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered) }
             record(entry) { [self] in
                 phase = .done
                 if headSent || refusal == nil {
@@ -477,6 +475,20 @@ final class ProxiedCall: UpstreamResponseHandler {
         request.body = ByteBuffer()
     }
 
+    /// A stream that carried the provider's error (then its end, or the connection's): the
+    /// provider's message, and a failure's bill: nothing if no text was sent (even an input count
+    /// Anthropic's `message_start` gave), else what it reported with the text sent.
+    private func billFailedStream(_ entry: inout LedgerEntry, metered: MeterResult) {
+        entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
+            ?? "the provider's stream ended with an error event"
+        guard metered.estimatedOutputTokens > 0 else {
+            return CallRecord.settle(&entry, usage: nil, price: admission.price)
+        }
+        CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+        CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                                        price: admission.price)
+    }
+
     /// Whether a call that ended without usage is billed its prompt estimate at all (a token
     /// count costs nothing).
     private var billsPrompt: Bool { request.endpoint != .countTokens }
@@ -492,6 +504,10 @@ final class ProxiedCall: UpstreamResponseHandler {
             let count = retriesMade.count
             var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
             if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
+            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+        }
+        if !fallbacksOverBudget.isEmpty {
+            let note = "fallback \(fallbacksOverBudget.joined(separator: ", ")) skipped: its worst case is over the payer's budget"
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
         let cost = entry.cost, tokens = entry.usage.totalTokens

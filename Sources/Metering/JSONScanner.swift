@@ -352,7 +352,7 @@ private struct ContainerStack {
 /// Images sent inline as base64 strings, where the dialects put them: a data URL
 /// (`data:image/…;base64,…`) as OpenAI's `url` or the Responses API's `image_url`, or bare
 /// base64 with an image format's signature as Anthropic's `source.data`. Only long strings
-/// without escapes are looked at, so text costs nothing here, and text in a text field is never
+/// under those names are looked at, so text costs nothing here, and text in a text field is never
 /// taken for an image.
 struct InlineImages: Sendable, Hashable {
     private(set) var count = 0
@@ -366,16 +366,34 @@ struct InlineImages: Sendable, Hashable {
 
     mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
-        guard length >= Self.shortest, !token.hasEscapes, !member.hasEscapes else { return }
+        guard length >= Self.shortest, !member.hasEscapes else { return }
         func named(_ name: StaticString) -> Bool {
             member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
         }
+        // `/` may be written `\/` (PHP's json_encode does): base64 has no other escapes.
+        func starts(_ literal: StaticString, at offset: Int = 0) -> Bool {
+            var at = token.start
+            if offset > 0 {
+                // Offsets count decoded bytes: step over escapes on the way.
+                var seen = 0
+                while seen < offset, at < token.end { at += body[at] == UInt8(ascii: "\\") ? 2 : 1; seen += 1 }
+            }
+            let text = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+            for byte in text {
+                if byte == UInt8(ascii: "/"), at + 1 < token.end, body[at] == UInt8(ascii: "\\"), body[at + 1] == byte {
+                    at += 2
+                    continue
+                }
+                guard at < token.end, body[at] == byte else { return false }
+                at += 1
+            }
+            return true
+        }
         let image: Bool
         if named("url") || named("image_url") {
-            image = StreamReading.matches(body, at: token.start, "data:image/") && Self.isBase64DataURL(body, from: token.start)
+            image = starts("data:image/") && Self.isBase64DataURL(body, from: token.start)
         } else if named("data") {
-            image = Self.signatures.contains { StreamReading.matches(body, at: token.start, $0) }
-                || (StreamReading.matches(body, at: token.start, "UklGR") && StreamReading.matches(body, at: token.start + 12, "RUJQ"))
+            image = Self.signatures.contains { starts($0) } || (starts("UklGR") && starts("RUJQ", at: 12))
         } else {
             image = false
         }

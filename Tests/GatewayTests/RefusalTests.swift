@@ -193,6 +193,20 @@ struct RefusalTests {
         #expect(again.status == status)
     }
 
+    /// Anthropic's `message_start` gives the input count; an `error` event before any text is
+    /// still a failure the provider does not bill.
+    @Test("an Anthropic stream ending with an error event before any text is upstream_error, not billed")
+    func anthropicErrorBeforeText() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "error-mid-stream", "x-fake-chunks": "0"])
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-sonnet-4-5","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "err-first")
+        #expect(r.status == 200 && r.text.contains("overloaded_error"))
+        let row = try #require(try h.row("err-first"))
+        #expect(row.outcome == .upstreamError && row.errorMessage == "Overloaded")
+        #expect(row.usageSource == .none && row.usage.inputTokens == 0 && row.cost == .zero)
+    }
+
     @Test("a stream cut by the provider is recorded and the client connection is closed, not completed")
     func streamCutMidway() async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-fail": "cut-mid-stream"])

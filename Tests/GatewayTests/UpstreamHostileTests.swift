@@ -119,10 +119,17 @@ struct UpstreamHostileTests {
         #expect(row3.outcome == .upstreamError && row3.usageSource == .none && row3.cost == .zero)
     }
 
-    @Test("a stream that ends with the provider's error chunk and its connection's close: upstream_error with its message, not billed")
-    func streamErrorThenClose() async throws {
+    /// Close-delimited (the stream ends with the connection) or chunked and cut before its last
+    /// chunk (a transport error): either way the provider's error is the story.
+    @Test("a stream that ends with the provider's error chunk and its connection's close: upstream_error with its message, not billed",
+          arguments: [false, true])
+    func streamErrorThenClose(chunked: Bool) async throws {
         let error = #"data: {"error":{"message":"The server had an error processing your request.","type":"server_error"}}"# + "\n\n"
-        let canned = try CannedProvider([Self.streamHead(), Array(error.utf8)])
+        let writes: [[UInt8]] = chunked
+            ? [Array("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".utf8),
+               Array((String(error.utf8.count, radix: 16) + "\r\n" + error + "\r\n").utf8)]
+            : [Self.streamHead(), Array(error.utf8)]
+        let canned = try CannedProvider(writes)
         defer { canned.shutdown() }
         let h = try Self.harness(canned)
         defer { h.shutdown() }
@@ -373,6 +380,8 @@ struct UpstreamHostileTests {
         } else {
             #expect(r.status == 503 && backup.requests == 0)  // the primary's answer
             #expect(row.outcome == .upstreamError && row.cost == .zero)
+            #expect(row.errorMessage?.contains("fallback o4-mini skipped: its worst case is over the payer's budget") == true,
+                    "\(row.errorMessage ?? "")")
         }
         #expect(h.server.openQuotaReservations == 0)
     }

@@ -31,9 +31,9 @@ import Testing
         let a = try RequestPeek(body: Array(anthropic.utf8))
         #expect(a.inlineImages == 2)
         #expect(PromptEstimate.tokens(a) < 4_000)
-        // Long text, a PDF, a base64 string written with escaped slashes, text behind an image
-        // signature in a text field, a WAV (RIFF, not WebP) as input_audio, a data URL that is not
-        // base64: all count by their bytes.
+        // Long text, a PDF, a base64 image in a text field, text behind an image signature in a
+        // text field, a WAV (RIFF, not WebP) as input_audio, a data URL that is not base64: all
+        // count by their bytes.
         let text = String(repeating: "words and more words ", count: 200)
         let pdf = "JVBERi0" + String(repeating: "QUJD", count: 1_000)
         let escaped = #"\/9j\/"# + String(repeating: "QUJD", count: 1_000)
@@ -53,5 +53,9 @@ import Testing
         let webp = "UklGRiQAAABXRUJQ" + String(repeating: "QUJD", count: 1_000)
         let responses = #"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,\#(png)"},{"type":"image","source":{"type":"base64","media_type":"image/webp","data":"\#(webp)"}}]}]}"#
         #expect(try RequestPeek(body: Array(responses.utf8)).inlineImages == 2)
+        // JSON may write `/` as `\/` (PHP's json_encode): the same images.
+        let slashes = #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image\/jpeg;base64,\/9j\/\#(jpeg.dropFirst(4))"}},{"type":"image","source":{"type":"base64","media_type":"image\/jpeg","data":"\/9j\/\#(jpeg.dropFirst(4))"}}]}]}"#
+        let e = try RequestPeek(body: Array(slashes.utf8))
+        #expect(e.inlineImages == 2 && PromptEstimate.tokens(e) < 4_000)
     }
 }
