@@ -21,12 +21,7 @@ struct CallLifecycleTests {
                                                body: Array(body.utf8), afterChunks: 2)
         let hungUp = try #require(received.hungUpAt)
         // The stream would take 4 s; the cancelled call is settled long before that.
-        var row: LedgerEntry?
-        for _ in 0..<100 where row == nil {
-            try await Task.sleep(for: .milliseconds(20))
-            row = try h.row("gone-1")
-        }
-        let recorded = try #require(row)
+        let recorded = try #require(try await h.awaitRow("gone-1", seconds: 2))
         #expect(recorded.outcome == .clientCancelled)
         #expect(recorded.latencyMicros < 3_000_000)
         let exchange = try #require(h.fake.exchange(requestID: "gone-1"))
@@ -62,12 +57,7 @@ struct CallLifecycleTests {
             fake.requestCount > 0  // counted as it arrives; it answers 20 s later
         }
         #expect(fake.requestCount == 1)
-        var row: LedgerEntry?
-        for _ in 0..<500 where row == nil {
-            try await Task.sleep(for: .milliseconds(20))
-            row = try h.row("left")
-        }
-        let recorded = try #require(row)
+        let recorded = try #require(try await h.awaitRow("left"))
         #expect(recorded.outcome == .clientCancelled)
         #expect(recorded.usageSource == .estimated)
         #expect(recorded.usage.inputTokens == PromptEstimate.tokens(bodyBytes: body.utf8.count))

@@ -133,6 +133,16 @@ final class ProxyHarness: Sendable {
         return try reader.entry(requestId: requestID)
     }
 
+    /// The row of a call that ends on its own (a client that left, a deadline), once it is
+    /// recorded: polled every 20 ms for at most `seconds`.
+    func awaitRow(_ requestID: String, seconds: Int = 10) async throws -> LedgerEntry? {
+        for _ in 0..<(seconds * 50) {
+            if let row = try row(requestID) { return row }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
     func allRows() throws -> [LedgerEntry] {
         server.flushLedger()
         let reader = try LedgerBackend(dbPath).openSource()

@@ -166,12 +166,7 @@ struct UpstreamHostileTests {
         try await RawSocketClient.sendThenHangUp(port: h.port, RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "connecting")) {
             Date().timeIntervalSince(start) > 0.5  // connecting for 0.5 s (the connect timeout is 10 s)
         }
-        var row: LedgerEntry?
-        for _ in 0..<500 where row == nil {
-            try await Task.sleep(for: .milliseconds(20))
-            row = try h.row("connecting")
-        }
-        let recorded = try #require(row)
+        let recorded = try #require(try await h.awaitRow("connecting"))
         #expect(recorded.outcome == .clientCancelled)
         #expect(recorded.usageSource == .none && recorded.cost == .zero)
     }
