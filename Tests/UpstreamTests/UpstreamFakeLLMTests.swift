@@ -295,7 +295,7 @@ extension UpstreamFakeLLMTests {
             let loop = group.next()
             // Over 64 KiB: libcurl sends it from its upload buffer on HTTP/1.1 as well.
             var request = chat(fake, id: "long-prompt", stream: true,
-                               headers: [(FakeHeader.chunks, "30"), (FakeHeader.chunkGapMS, "100")])
+                               headers: [(FakeHeader.chunks, "80"), (FakeHeader.chunkGapMS, "100")])
             let prompt = String(repeating: "context ", count: 25_000)
             request.body = ByteBuffer(string: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\#(prompt)"}],"stream":true}"#)
             let sentBody = Array(request.body.readableBytesView)
@@ -306,8 +306,9 @@ extension UpstreamFakeLLMTests {
             #expect(released() == 1)
             let releasedAt = NIODeadline.now()
             let r = try await handler.done.futureResult.get()
-            // Released while the answer streamed: 30 chunks 100 ms apart take about three seconds
-            // (one was not enough when the whole suite ran: the poll above was late by a second).
+            // Released while the answer streamed: 80 chunks 100 ms apart take about eight seconds
+            // (one, then three, were not enough when the whole suite ran on two cores: the poll
+            // above was late by seconds).
             #expect(r.chunkTimes.filter { $0 > releasedAt }.count >= 5)
             let exchange = try #require(fake.exchange(requestID: "long-prompt"))
             #expect(exchange.requestBody == sentBody)
