@@ -16,7 +16,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// call again (`releaseRequestBody`): a stream may last minutes, and a prompt be 100 KB.
     private(set) var request: CallRequest
     /// The body's fingerprint for the row, taken as the body went.
-    private var requestHash: Int64?
+    private(set) var requestHash: Int64?
     /// What the call was admitted as; replaced when it falls back to another model.
     var admission: Admission
     /// The model the client asked for (the row keeps it when a fallback serves the call).
@@ -315,156 +315,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             return fallBack(after: "certificate not verified at \(admission.provider.name)")
         }
         guard phase == .awaitingHead || phase == .relaying else { return }
-        var headSent = phase == .relaying
-        phase = .settling
-        stopWatching()
-        releaseSlot()
-        load.ended()
-        let (held, metered) = meter.finish()
-        var entry = CallRecord.entry(for: request, admission: admission)
-        entry.firstByteAt = firstByteAt
-        entry.modelServed = metered.servedModel
-        if let ttft = firstByteAt { entry.ttftMicros = ttft - request.startedAt }
-
-        switch result {
-        case .success(let timing):
-            entry.upstreamMicros = timing.totalMicros
-            entry.status = upstreamStatus
-            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
-            if providerRejectedKey {
-                let refusal = Refusal(.providerAuthFailed,
-                    "Provider '\(admission.provider.name)' rejected the gateway's API key (HTTP \(upstreamStatus)); the gateway's administrator must check \(admission.provider.apiKeyEnv ?? "its key").")
-                entry.status = refusal.status
-                entry.outcome = refusal.outcome
-                entry.errorMessage = refusal.message
-                record(entry) { [self] in
-                    phase = .done
-                    connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
-                }
-                return
-            }
-            if upstreamStatus >= 400 {
-                entry.outcome = .upstreamError
-                entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
-                                                           secret: admission.provider.apiKey)
-            } else if metered.isStream && metered.streamFailed {
-                entry.outcome = .upstreamError
-                billFailedStream(&entry, metered: metered)
-            } else if metered.isStream && !metered.sawTerminalEvent {
-                entry.outcome = .upstreamError
-                entry.errorMessage = "the provider's stream ended without its final event"
-                // (Anthropic's input count may have come, its output count not.)
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: billsPrompt)
-            } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
-                // Cut short (a JSON answer closed by the connection's end): billed from its text,
-                // as a cut stream is. Not JSON at all (an HTML page from a wrong base_url): only
-                // the text it holds, if any.
-                entry.outcome = .upstreamError
-                entry.errorMessage = "the provider's answer is not a complete JSON document"
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: billsPrompt && answerIsJSON)
-            } else if metered.bodyUnread {
-                entry.outcome = .ok
-                if metered.usage == nil {
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price, promptAlone: billsPrompt)
-                    entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes and ended without a usage: relayed, its prompt estimated"
-                }
-            } else {
-                entry.outcome = .ok
-                if metered.usage == nil && billsPrompt {
-                    // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                             price: admission.price, promptAlone: true)
-                    entry.errorMessage = entry.usageSource == .estimated
-                        ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
-                        : "the provider reported no usage; recorded without tokens or cost"
-                } else if metered.isStream && (metered.usage?.outputTokens ?? 0) == 0 {
-                    // Text streamed but no output count: an Anthropic stream that ended with an
-                    // `error` event before `message_delta`, or a provider whose `message_delta`
-                    // carries none. The text sent is the output.
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price)
-                    if entry.usageSource == .estimated {
-                        let providerSaid = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
-                        entry.errorMessage = (providerSaid.map { "\($0); " } ?? "")
-                            + "the stream reported no output count; output tokens estimated from the text sent"
-                    }
-                }
-            }
-            // A stream that ended without its final event is cut, not ended: the client must not
-            // take a truncated answer for a complete one.
-            let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
-            record(entry) { [self] in
-                for part in releasable(held) { connection.writeBody(part) }
-                if truncated { connection.abort() } else { connection.writeEnd() }
-                phase = .done
-            }
-
-        case .failure(let error):
-            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
-            // The prompt alone is billed once this attempt's request went out and the provider
-            // answered no error (relayed or discarded for a retry): not for a call ended between
-            // attempts (no transfer), nor one cancelled while waiting for or making a connection.
-            let attemptWentOut = transfer?.requestWentOut ?? false
-            let providerWorkedOnIt = error.providerMayHaveRead && attemptWentOut && upstreamStatus < 400 && billsPrompt
-            CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                     price: admission.price, promptAlone: providerWorkedOnIt)
-            let refusal: Refusal?
-            if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
-            switch error {
-            case .cancelled where errorTooLarge:
-                refusal = Refusal(.upstreamUnreachable,
-                                  "The provider's error answer passed \(CredentialScrub.holdLimit) bytes and was cut off.")
-            case .cancelled where expired != nil:
-                refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(expired!.message).")
-            case .cancelled where clientGone:
-                entry.outcome = .clientCancelled
-                entry.status = 499
-                entry.errorMessage = "client closed the connection"
-                refusal = nil
-            case .cancelled:
-                refusal = Refusal(.shuttingDown, "The gateway stopped while the call was in flight; retry it.")
-            case .timeout(let message, _):
-                refusal = Refusal(.upstreamTimeout, "The provider did not answer in time: \(message)")
-            case .connect(let message):
-                refusal = Refusal(.upstreamUnreachable, "Could not reach provider '\(admission.provider.name)': \(message)")
-            case .certificate(let message):
-                refusal = Refusal(.upstreamUnreachable,
-                                  "The TLS certificate of provider '\(admission.provider.name)' could not be verified: \(message)")
-            case .transport(_, let message), .staleConnection(let message):
-                refusal = Refusal(.upstreamUnreachable, "The connection to provider '\(admission.provider.name)' failed: \(message)")
-            }
-            if let refusal {
-                // Once the client has a head, a failure is the provider's answer breaking off
-                // (a deadline stays a timeout either way).
-                entry.outcome = headSent && refusal.kind != .upstreamTimeout && refusal.kind != .shuttingDown
-                    ? .upstreamError : refusal.outcome
-                entry.status = headSent ? upstreamStatus : refusal.status
-                entry.errorMessage = refusal.message
-            }
-            // The provider's error in the stream, then the connection cut: the error is the story.
-            if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered) }
-            record(entry) { [self] in
-                phase = .done
-                if headSent || refusal == nil {
-                    // The client already has a head (or is gone): pass on what arrived, then cut
-                    // the connection so a truncated answer is never mistaken for a complete one.
-                    for part in releasable(held) { connection.writeBody(part) }
-                    connection.abort()
-                } else if let refusal {
-                    connection.writeRefusal(refusal, dialect: request.endpoint.dialect, requestID: request.requestID)
-                }
-            }
-        }
-    }
-
-    /// The held bytes to send last: with an error answer held for scrubbing, all of it, scrubbed.
-    private func releasable(_ held: [ByteBuffer]) -> [ByteBuffer] {
-        guard let hold = errorHold, let key = admission.provider.apiKey else { return held }
-        errorHold = nil
-        return [CredentialScrub.scrub(hold + held, secret: key)]
+        settle(result)
     }
 
     /// From the head on, nothing retries the call or falls back: the row needs only the body's
@@ -473,61 +324,6 @@ final class ProxiedCall: UpstreamResponseHandler {
         guard requestHash == nil else { return }
         requestHash = RequestFingerprint.of(request.body)
         request.body = ByteBuffer()
-    }
-
-    /// A stream that carried the provider's error (then its end, or the connection's): the
-    /// provider's message, and a failure's bill: nothing if no text was sent (even an input count
-    /// Anthropic's `message_start` gave), else what it reported with the text sent.
-    private func billFailedStream(_ entry: inout LedgerEntry, metered: MeterResult) {
-        entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
-            ?? "the provider's stream ended with an error event"
-        guard metered.estimatedOutputTokens > 0 else {
-            return CallRecord.settle(&entry, usage: nil, price: admission.price)
-        }
-        CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
-        CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                        price: admission.price)
-    }
-
-    /// Whether a call that ended without usage is billed its prompt estimate at all (a token
-    /// count costs nothing).
-    private var billsPrompt: Bool { request.endpoint != .countTokens }
-
-    /// Settles the call's hold with what it really used, then records it.
-    private func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
-        var entry = entry
-        entry.modelRequested = requestedModel
-        // Fingerprinted once for every row of an admitted call (not for its start marker): here,
-        // or as the body went.
-        entry.requestHash = requestHash ?? RequestFingerprint.of(request.body)
-        if !retriesMade.isEmpty {
-            let count = retriesMade.count
-            var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
-            if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
-            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
-        }
-        if !fallbacksOverBudget.isEmpty {
-            let note = "fallback \(fallbacksOverBudget.joined(separator: ", ")) skipped: its worst case is over the payer's budget"
-            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
-        }
-        let cost = entry.cost, tokens = entry.usage.totalTokens
-        hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, startedAt: entry.startedAt, now: UnixTime.nowMicros())
-        let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)
-        // A row that cannot commit does not make the provider's tokens free: the shared budgets
-        // are charged at once rather than holding the reservation until it expires.
-        // The row, kept with the call's start marker, is recorded at the next start.
-        let journal = gateway.journal
-        let chargeAnyway: @Sendable (LedgerEntry) -> Void = { row in
-            journal.notRecorded(row)
-            hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
-        }
-        gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
-            // Recorded (committed, on PostgreSQL, where shared budgets live): a replica that dies
-            // before this line is charged from the row.
-            hold.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
-            gateway.journal.ended(id: callID)
-            deliver()
-        }
     }
 
     private static let hopByHop = HeaderNameSet([
