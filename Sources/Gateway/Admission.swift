@@ -77,13 +77,10 @@ final class Admission: Sendable {
     }
 
     /// The call's worst case, what its quota reservation holds: the prompt estimate plus its
-    /// output limit for each answer, at its price. A cost past what one Money holds (an absurd
-    /// output limit times `n`) is the most there is, so a budget refuses it rather than holding nothing.
+    /// output limit for each answer, at its price (`ModelPrice.worstCase`).
     func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
         let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
-        let cost = price.map {
-            $0.cost(of: Usage(inputTokens: promptEstimate, outputTokens: output)) ?? Money(picodollars: .max)
-        } ?? .zero
+        let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output) ?? .zero
         return (cost, promptEstimate + output)
     }
 

@@ -130,6 +130,13 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         return Money(picodollars: picos)
     }
 
+    /// What a reservation holds for a call of at most these tokens: their cost, or, past what
+    /// one `Money` holds (an absurd output limit times `n`), the most there is, so a budget
+    /// refuses the call rather than holding nothing.
+    public func worstCase(inputTokens: Int, outputTokens: Int) -> Money {
+        cost(of: Usage(inputTokens: inputTokens, outputTokens: outputTokens)) ?? Money(picodollars: .max)
+    }
+
     /// Exact cost of the usage; nil if it would overflow one `Money` (over $9.2M in one call).
     public func cost(of usage: Usage) -> Money? {
         // Unrolled rather than looping over an array: this runs on every settled call.

@@ -240,8 +240,7 @@ struct UpstreamHostileTests {
 
     @Test("a 503 before anything reached the client is retried; the client only sees the success")
     func retriedThenServed() async throws {
-        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
-        let canned = try CannedProvider(answers: [[overloaded], [Self.response(Self.okBody)]])
+        let canned = try CannedProvider(answers: [[Self.overloaded], [Self.response(Self.okBody)]])
         defer { canned.shutdown() }
         let h = try Self.harness(canned)
         defer { h.shutdown() }
@@ -309,25 +308,32 @@ struct UpstreamHostileTests {
         #expect(draws.allSatisfy { (0...400).contains($0) } && Set(draws).count > 10)
     }
 
-    @Test("when a provider gives up, the route's fallback model serves the call; the row keeps the model asked for")
-    func fallbackModel() async throws {
-        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
-        let primary = try CannedProvider([overloaded])
-        defer { primary.shutdown() }
-        let backupBody = #"{"id":"c2","object":"chat.completion","model":"o4-mini-2025-04-16","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#
-        let backup = try CannedProvider([Self.response(backupBody)])
-        defer { backup.shutdown() }
-        let h = try ProxyHarness(providersYAML: """
+    static let overloaded = response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
+    static let backupBody = #"{"id":"c2","object":"chat.completion","model":"o4-mini-2025-04-16","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#
+
+    /// gpt-4o-mini on `primary` (with `retries`), falling back to o4-mini on `backup`.
+    static func fallbackHarness(primary: CannedProvider, retries: Int, backup: CannedProvider,
+                                plansYAML: String = "") throws -> ProxyHarness {
+        try ProxyHarness(plansYAML: plansYAML, providersYAML: """
             providers:
-              primary: { dialect: openai, base_url: "http://127.0.0.1:\(primary.port)/v1", api_key_env: E2E_PROVIDER_KEY, retries: 1 }
+              primary: { dialect: openai, base_url: "http://127.0.0.1:\(primary.port)/v1", api_key_env: E2E_PROVIDER_KEY, retries: \(retries) }
               backup:  { dialect: openai, base_url: "http://127.0.0.1:\(backup.port)/v1", api_key_env: E2E_PROVIDER_KEY }
             models:
               - { match: "gpt-4o-mini", provider: primary, fallbacks: ["o4-mini"] }
               - { match: "o4-mini", provider: backup }
             """)
+    }
+
+    @Test("when a provider gives up, the route's fallback model serves the call; the row keeps the model asked for")
+    func fallbackModel() async throws {
+        let primary = try CannedProvider([Self.overloaded])
+        defer { primary.shutdown() }
+        let backup = try CannedProvider([Self.response(Self.backupBody)])
+        defer { backup.shutdown() }
+        let h = try Self.fallbackHarness(primary: primary, retries: 1, backup: backup)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "fallback")
-        #expect(r.status == 200 && r.text == backupBody)
+        #expect(r.status == 200 && r.text == Self.backupBody)
         #expect(primary.requests == 2 && backup.requests == 1)
         // The request went to the fallback with only its model replaced.
         let sent = try #require(backup.received.first)
@@ -349,22 +355,13 @@ struct UpstreamHostileTests {
     @Test("a pricier fallback runs only if the payer's budgets take its worst case: the reservation grows, or the fallback is skipped",
           arguments: [("1", true), ("0.01", false)])
     func pricierFallbackNeedsItsWorstCase(dailyUSD: String, served: Bool) async throws {
-        let overloaded = Self.response(status: "503 Service Unavailable", #"{"error":{"message":"overloaded"}}"#)
-        let primary = try CannedProvider([overloaded])
+        let primary = try CannedProvider([Self.overloaded])
         defer { primary.shutdown() }
-        let backupBody = #"{"id":"c2","object":"chat.completion","model":"o4-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#
-        let backup = try CannedProvider([Self.response(backupBody)])
+        let backup = try CannedProvider([Self.response(Self.backupBody)])
         defer { backup.shutdown() }
-        let h = try ProxyHarness(plansYAML: """
+        let h = try Self.fallbackHarness(primary: primary, retries: 0, backup: backup, plansYAML: """
             defaults: { plan: metered }
             plans: { metered: { budget: { daily_usd: "\(dailyUSD)" } } }
-            """, providersYAML: """
-            providers:
-              primary: { dialect: openai, base_url: "http://127.0.0.1:\(primary.port)/v1", api_key_env: E2E_PROVIDER_KEY, retries: 0 }
-              backup:  { dialect: openai, base_url: "http://127.0.0.1:\(backup.port)/v1", api_key_env: E2E_PROVIDER_KEY }
-            models:
-              - { match: "gpt-4o-mini", provider: primary, fallbacks: ["o4-mini"] }
-              - { match: "o4-mini", provider: backup }
             """)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "pricier")
