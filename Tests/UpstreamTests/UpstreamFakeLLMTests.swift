@@ -254,11 +254,11 @@ extension UpstreamFakeLLMTests {
         try await withFake(UpstreamConfiguration(easyHandleIdleRelease: .milliseconds(100))) { fake, client in
             let loop = group.next()
             let freed = { client.driver.unusedHandlesFreed.load(ordering: .relaxed) }
-            // A stream of 8 s runs across the burst and its release (3 s was once not enough: a
-            // loaded machine kept this task from its check until the stream had ended).
+            // A stream of 20 s runs across the burst and its release (3 s, then 8 s, were not
+            // enough in full runs on two cores: this task reached its check after the stream ended).
             let streaming = RecordingHandler(eventLoop: loop, script: Script())
             streaming.transfer = client.start(
-                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "80"), (FakeHeader.chunkGapMS, "100")]),
+                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "200"), (FakeHeader.chunkGapMS, "100")]),
                 on: loop, handler: streaming)
             let burst = (0..<8).map { i in
                 let handler = RecordingHandler(eventLoop: loop, script: Script())
