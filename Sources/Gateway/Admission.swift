@@ -209,7 +209,8 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return .success(local.hold(quota: nil)) }
         switch enforcer.quotas.reserve(budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                                       now: startedAt, timeZone: local.timeZone) {
+                                       now: startedAt, holdAtLeast: policy.longestCallMicros(forModel: admission.model),
+                                       timeZone: local.timeZone) {
         case .failure(let refusal):
             local.giveBack(to: enforcer, now: now)
             return .failure(quotaRefusal(refusal))
@@ -234,7 +235,8 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return loop.makeSucceededFuture(.success(local.hold(quota: nil))) }
         return shared.reserve(callID: callID, budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                              now: startedAt, timeZone: policy.plans.timeZone, on: loop)
+                              now: startedAt, holdAtLeast: policy.longestCallMicros(forModel: admission.model),
+                              timeZone: policy.plans.timeZone, on: loop)
             .map { result -> Result<Hold, Refusal> in
                 switch result {
                 case .failure(let refusal):

@@ -1,3 +1,5 @@
+import Policy
+
 /// When an upstream attempt may be repeated, and after how long.
 ///
 /// Only failures that say nothing reached the provider's model or that it shed load are retried:
@@ -8,7 +10,7 @@
 enum RetryBackoff {
     static let retryableStatuses: Set<Int> = [502, 503, 529]
     static let baseMillis = 100
-    static let capMillis = 2_000
+    static let capMillis = Provider.retryBackoffCapMs
 
     /// The wait before retry number `attempt` (1 for the first retry), in milliseconds.
     static func delayMillis(attempt: Int, random: (ClosedRange<Int>) -> Int = { Int.random(in: $0) }) -> Int {

@@ -18,6 +18,8 @@ public final class PolicySet: Sendable {
     public let warnings: [PolicyProblem]
     /// Files outside the YAML that the policy was read from (`ca_file`), resolved.
     public let namedFiles: [String]
+    /// Per route, in order: the longest its calls may take (`longestCallMicros`).
+    private let longestCalls: [Int64]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
                 gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
@@ -30,6 +32,21 @@ public final class PolicySet: Sendable {
         self.version = version
         self.warnings = warnings
         self.namedFiles = namedFiles
+        longestCalls = routes.map { route in
+            let chain = [route.provider] + route.fallbacks.compactMap { model in
+                routes.first { $0.pattern.matches(model) }?.provider
+            }
+            // From the call's start: its body may take `body_timeout_ms` to arrive.
+            return chain.reduce(Int64(gateway.bodyTimeoutMs) * 1_000) { total, name in
+                total + (providers[name]?.longestCallMicros ?? 0)
+            }
+        }
+    }
+
+    /// The longest a call to `model` may take from its start, waits, retries and fallbacks
+    /// included: its budget hold must outlive it (`QuotaBook`). Zero for a model no route serves.
+    public func longestCallMicros(forModel model: String) -> Int64 {
+        routes.firstIndex { $0.pattern.matches(model) }.map { longestCalls[$0] } ?? 0
     }
 
     /// The route a model takes: the first whose pattern matches.

@@ -60,6 +60,18 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.http2 = http2
     }
 
+    /// The longest one call may spend on this provider: the wait for a slot, then each attempt
+    /// (the first, its `retries` and one more after a stale pooled connection) connecting and
+    /// running to its deadline, with the longest backoff between them. Over-counts on purpose.
+    var longestCallMicros: Int64 {
+        let attempts = Int64(retries) + 2
+        let attempt = Int64(connectTimeoutMs) + Int64(timeoutMs) + Int64(Self.retryBackoffCapMs)
+        return (Int64(limits.queueTimeoutMs) + attempts * attempt) * 1_000
+    }
+
+    /// The longest wait between two attempts (the gateway's `RetryBackoff` cap).
+    public static let retryBackoffCapMs = 2_000
+
     /// The default `anthropic-version` sent when neither the policy nor the client sets one.
     public static let defaultAnthropicVersion = "2023-06-01"
 

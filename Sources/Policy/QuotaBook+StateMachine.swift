@@ -41,14 +41,14 @@ struct QuotaBucketKey: Sendable, Hashable {
 ///
 ///     reserve ──▶ open ──settle──▶ settled   (reserved removed, actual spend added)
 ///                      ──release─▶ released  (reserved removed, nothing spent)
-///                      ──after abandonAfter──▶ abandoned (reserved removed)
+///                      ──past abandonAt──▶ abandoned (reserved removed)
 ///                                                ──settle──▶ settled late (actual spend added)
 ///
 /// A reservation is settled or released at most once; settling or releasing one that is no
 /// longer open or abandoned (settled, released, or forgotten) does nothing.
 ///
 /// Housekeeping runs at most once a minute, inside whichever call comes first: reservations open
-/// longer than `abandonAfter` are released (a call that never settled must not hold budget
+/// past `abandonAt` (`abandonAfter`, or the call's longest life if longer) are released (a call that never settled must not hold budget
 /// forever) but remembered for `forgetAbandonedAfter` more, so a call that was only slow is still
 /// charged when it ends; buckets of periods that are over and hold nothing are dropped.
 struct QuotaBookStateMachine: Sendable {
@@ -60,8 +60,7 @@ struct QuotaBookStateMachine: Sendable {
     private var nextId: UInt64 = 1
     private var nextSweep: Int64 = .min
     let abandonAfter: Int64
-    /// How long an abandoned reservation waits for its call to settle: past the longest call
-    /// deadline a policy allows (`request_timeout_ms`, a day), retries and queues included.
+    /// How long an abandoned reservation waits for its call to settle, past its `abandonAt`.
     static let forgetAbandonedAfter: Int64 = 2 * 86_400_000_000
 
     init(abandonAfter: Int64) {
@@ -72,7 +71,7 @@ struct QuotaBookStateMachine: Sendable {
 
     /// One pass over the budgets, holding as it goes (one hash look-up per budget); a refusal
     /// gives back what the earlier budgets took, so a refused call holds nothing.
-    mutating func reserve(budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
+    mutating func reserve(budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64, holdAtLeast: Int64 = 0,
                           timeZone: TimeZone) -> Result<QuotaReservation, QuotaRefusal> {
         maintain(now)
         let cost = max(cost, .zero), tokens = max(tokens, 0)
@@ -85,6 +84,7 @@ struct QuotaBookStateMachine: Sendable {
         }
         let reservation = QuotaReservation(
             id: nextId, cost: cost, tokens: tokens, budgets: budgets, reservedAt: now,
+            abandonAt: Self.adding(max(abandonAfter, holdAtLeast), to: now),
             dayStart: starts.day, weekStart: starts.week, monthStart: starts.month)
         for index in budgets.indices where budgets[index].isTracked {
             let budget = budgets[index]
@@ -111,7 +111,8 @@ struct QuotaBookStateMachine: Sendable {
         guard let held = open[reservation.id] else { return nil }
         let extra = QuotaReservation(id: held.id, cost: Money(picodollars: max(0, cost.picodollars - held.cost.picodollars)),
                                      tokens: max(0, tokens - held.tokens),
-                                     budgets: held.budgets, reservedAt: held.reservedAt, dayStart: held.dayStart,
+                                     budgets: held.budgets, reservedAt: held.reservedAt, abandonAt: held.abandonAt,
+                                     dayStart: held.dayStart,
                                      weekStart: held.weekStart, monthStart: held.monthStart)
         let clock = clockIndex(for: timeZone)
         let budgets = held.budgets
@@ -306,10 +307,10 @@ struct QuotaBookStateMachine: Sendable {
         guard now >= nextSweep else { return }
         nextSweep = now + 60_000_000
         if !abandoned.isEmpty {
-            abandoned = abandoned.filter { now - $0.value.reservedAt <= abandonAfter + Self.forgetAbandonedAfter }
+            abandoned = abandoned.filter { now <= Self.adding(Self.forgetAbandonedAfter, to: $0.value.abandonAt) }
         }
         if !open.isEmpty {
-            for reservation in open.values where now - reservation.reservedAt > abandonAfter {
+            for reservation in open.values where now > reservation.abandonAt {
                 release(reservation, now: now)
                 abandoned[reservation.id] = reservation
             }
@@ -320,6 +321,12 @@ struct QuotaBookStateMachine: Sendable {
             }
             for key in over { buckets.removeValue(forKey: key) }
         }
+    }
+
+    /// `time + span`, the latest time there is past it (a book that never abandons).
+    private static func adding(_ span: Int64, to time: Int64) -> Int64 {
+        let (sum, overflow) = time.addingReportingOverflow(span)
+        return overflow ? .max : sum
     }
 
     /// The clock for `timeZone` (a policy normally has one zone; a few are kept across reloads).

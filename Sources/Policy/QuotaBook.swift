@@ -20,14 +20,15 @@ import Synchronization
 /// the current day, week or month has its user, team and org buckets, budgeted or not
 /// (`settle(_:user:team:...)`), as the start-up rebuild restores them. Buckets of periods that are
 /// over and hold nothing are dropped; reservations still open `abandonAfter` after they were
-/// made are released (see `QuotaBookStateMachine`). Both happen at most once a minute.
+/// made, and past their call's longest life, are released (see `QuotaBookStateMachine`). Both
+/// happen at most once a minute.
 ///
 /// Thread-safe: one lock acquisition per call. All times are Unix microseconds.
 public final class QuotaBook: Sendable {
     private let state: Mutex<QuotaBookStateMachine>
 
-    /// `abandonAfter`: how long a reservation may stay open before it is released as abandoned;
-    /// keep it well above the longest call deadline. Default one hour.
+    /// `abandonAfter`: how long a reservation may stay open before it is released as abandoned,
+    /// unless its call may take longer (`reserve`'s `holdAtLeast`). Default one hour.
     public init(abandonAfter: Int64 = 3_600_000_000) {
         state = Mutex(QuotaBookStateMachine(abandonAfter: abandonAfter))
     }
@@ -35,9 +36,13 @@ public final class QuotaBook: Sendable {
     /// Reserves `cost` and `tokens` (the call's worst case) against every budget in `budgets`,
     /// or refuses with the first budget, in order, that `spent + reserved + cost` (or the same in
     /// tokens) would exceed. Budgets with neither a usd nor a tokens limit are ignored.
-    public func reserve(budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
+    /// `holdAtLeast`: the call's longest life (µs); its hold is not abandoned before.
+    public func reserve(budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64, holdAtLeast: Int64 = 0,
                         timeZone: TimeZone) -> Result<QuotaReservation, QuotaRefusal> {
-        state.withLock { $0.reserve(budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone) }
+        state.withLock {
+            $0.reserve(budgets: budgets, cost: cost, tokens: tokens, now: now, holdAtLeast: holdAtLeast,
+                       timeZone: timeZone)
+        }
     }
 
     /// Removes the reservation and spends `cost` and `tokens` (the actual use) in the periods it

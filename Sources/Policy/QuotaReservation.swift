@@ -14,17 +14,20 @@ public struct QuotaReservation: Sendable, Hashable {
     public let budgets: [BudgetLimit]
     /// When admission reserved (Unix µs).
     public let reservedAt: Int64
+    /// When housekeeping may release it as abandoned (past its call's longest life).
+    let abandonAt: Int64
     let dayStart: Int64
     let weekStart: Int64
     let monthStart: Int64
 
-    init(id: UInt64, cost: Money, tokens: Int, budgets: [BudgetLimit], reservedAt: Int64,
+    init(id: UInt64, cost: Money, tokens: Int, budgets: [BudgetLimit], reservedAt: Int64, abandonAt: Int64,
          dayStart: Int64, weekStart: Int64, monthStart: Int64) {
         self.id = id
         self.cost = cost
         self.tokens = tokens
         self.budgets = budgets
         self.reservedAt = reservedAt
+        self.abandonAt = abandonAt
         self.dayStart = dayStart
         self.weekStart = weekStart
         self.monthStart = monthStart
@@ -33,7 +36,7 @@ public struct QuotaReservation: Sendable, Hashable {
     /// The same reservation holding `cost` and `tokens` instead (grown for a pricier fallback).
     func holding(cost: Money, tokens: Int) -> QuotaReservation {
         QuotaReservation(id: id, cost: cost, tokens: tokens, budgets: budgets, reservedAt: reservedAt,
-                         dayStart: dayStart, weekStart: weekStart, monthStart: monthStart)
+                         abandonAt: abandonAt, dayStart: dayStart, weekStart: weekStart, monthStart: monthStart)
     }
 
     /// The start of the `period` this reservation was made in (`.min` for a period none of

@@ -24,6 +24,8 @@ struct ReservationBatches: Sendable {
         let budgets: [Budget]
         let picodollars: Int64
         let tokens: Int64
+        /// How long its hold outlives a live replica at least: its call's longest life.
+        let holdSeconds: Int64
         /// Turns true (on the reservation's loop) once it goes to a connection.
         let sent: NIOLoopBoundBox<Bool>
         let abandonment: Abandonment
@@ -59,6 +61,8 @@ struct ReservationBatches: Sendable {
         var ids: [String] = [], counts: [Int] = [], costs: [Int64] = [], tokens: [Int64] = []
         var scopes: [String] = [], periods: [String] = [], starts: [Int64] = [], ends: [Int64] = []
         var usd: [Int64] = [], limits: [Int64] = []
+        // One expiry for the batch: the longest any of its calls needs.
+        let expiry = batch.reduce(holdSeconds) { max($0, $1.holdSeconds) }
         for reservation in batch {
             ids.append(reservation.callID)
             counts.append(reservation.budgets.count)
@@ -77,7 +81,7 @@ struct ReservationBatches: Sendable {
             SELECT o_call, o_ord, o_spent, o_reserved, o_spent_tokens, o_reserved_tokens, o_refused
             FROM tokenctl_quota_reserve_many(\(ids)::text[], \(replica), \(counts)::int4[], \(scopes)::text[],
                 \(periods)::text[], \(starts)::int8[], \(ends)::int8[], \(usd)::int8[], \(limits)::int8[],
-                \(costs)::int8[], \(tokens)::int8[], \(holdSeconds)::int8)
+                \(costs)::int8[], \(tokens)::int8[], \(expiry)::int8)
             """
         sent.add()
         return connections.withConnection(on: loop) { connection in

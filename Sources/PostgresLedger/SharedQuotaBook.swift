@@ -153,7 +153,7 @@ public final class SharedQuotaBook: Sendable {
     /// server answered ended the statement, rolled back: nothing landed, nothing to release
     /// (and a release would free another hold of the same call id, were there one).
     public func reserve(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
-                        timeZone: TimeZone, on loop: any EventLoop)
+                        holdAtLeast: Int64 = 0, timeZone: TimeZone, on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let answer = loop.makePromise(of: Result<SharedQuotaReservation, QuotaRefusal>.self)
         let timeout = settings.answerTimeout
@@ -165,8 +165,8 @@ public final class SharedQuotaBook: Sendable {
             timedOut.set()
             answer.fail(SharedQuotaError.noAnswer(timeout))
         }
-        reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, timeZone: timeZone,
-                   sent: sent, abandonment: timedOut, on: loop)
+        reserveNow(callID: callID, budgets: budgets, cost: cost, tokens: tokens, now: now, holdAtLeast: holdAtLeast,
+                   timeZone: timeZone, sent: sent, abandonment: timedOut, on: loop)
             .hop(to: loop)
             .whenComplete { [self] result in
                 timer.cancel()
@@ -210,7 +210,7 @@ public final class SharedQuotaBook: Sendable {
 
     /// `sent` turns true (on `loop`) once the reservation goes to a connection.
     private func reserveNow(callID: String, budgets: [BudgetLimit], cost: Money, tokens: Int, now: Int64,
-                            timeZone: TimeZone, sent: NIOLoopBoundBox<Bool>, abandonment: Abandonment,
+                            holdAtLeast: Int64, timeZone: TimeZone, sent: NIOLoopBoundBox<Bool>, abandonment: Abandonment,
                             on loop: any EventLoop)
         -> EventLoopFuture<Result<SharedQuotaReservation, QuotaRefusal>> {
         let cost = max(cost, .zero), tokens = max(tokens, 0)
@@ -227,7 +227,8 @@ public final class SharedQuotaBook: Sendable {
                                           usd: budget.usd.map { max(0, $0.picodollars) } ?? -1,
                                           tokens: budget.tokens.map { Int64(max(0, $0)) } ?? -1)
             },
-            picodollars: cost.picodollars, tokens: Int64(tokens), sent: sent, abandonment: abandonment,
+            picodollars: cost.picodollars, tokens: Int64(tokens),
+            holdSeconds: holdAtLeast / 1_000_000 + 1, sent: sent, abandonment: abandonment,
             answer: loop.makePromise(of: [BucketStanding].self))
         return reservations.reserve(request, on: loop).flatMapThrowing { rows in
             guard rows.count == tracked.count, rows.enumerated().allSatisfy({ $0.element.ord == $0.offset + 1 }) else {

@@ -6,8 +6,8 @@ public struct SharedQuotaSettings: Sendable, Hashable {
     public var heartbeatInterval: Duration
     /// How often each replica looks for holds to reap. Default 5 s.
     public var reapInterval: Duration
-    /// A hold older than this is reaped even if its replica lives (a call that never settled).
-    /// Default one hour, like `QuotaBook.abandonAfter`; keep it well above the longest call.
+    /// A hold older than this, and than its call's longest life, is reaped even if its replica
+    /// lives (a call that never settled). Default one hour, like `QuotaBook.abandonAfter`.
     public var holdExpiry: Duration
     /// PostgreSQL connections per event loop. Default 2.
     public var connectionsPerLoop: Int

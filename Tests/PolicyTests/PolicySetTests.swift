@@ -36,6 +36,34 @@ import Testing
         ])
     }
 
+    @Test("a call's longest life counts every attempt, wait and fallback, from its start")
+    func longestCallCoversRetriesAndFallbacks() throws {
+        let providers = """
+            providers:
+              slow: { dialect: openai, base_url: "http://127.0.0.1:9/v1", timeout_ms: 7200000,
+                      connect_timeout_ms: 1000, retries: 1, max_concurrent: 4, queue_timeout_ms: 5000 }
+              quick: { dialect: openai, base_url: "http://127.0.0.1:8/v1", timeout_ms: 60000,
+                       connect_timeout_ms: 1000, retries: 0 }
+            models:
+              - { match: "big", provider: slow, fallbacks: ["small"] }
+              - { match: "small", provider: quick }
+            """
+        let prices = """
+            - { model: "big", effective_from: "2024-01-01", input: "1", output: "1" }
+            - { model: "small", effective_from: "2024-01-01", input: "1", output: "1" }
+            """
+        let set = try PolicyFixture.with(providers: providers, prices: prices).load()
+        let ms: Int64 = 1_000
+        let body = Int64(set.gateway.bodyTimeoutMs) * ms
+        // Three attempts of `slow` (first, one retry, one after a stale connection) with backoff,
+        // after its queue; then two of `quick`.
+        let slow = (5_000 + 3 * (1_000 + 7_200_000 + 2_000)) * ms
+        let quick = (Int64(try #require(set.providers["quick"]).limits.queueTimeoutMs) + 2 * (1_000 + 60_000 + 2_000)) * ms
+        #expect(set.longestCallMicros(forModel: "big") == body + slow + quick)
+        #expect(set.longestCallMicros(forModel: "small") == body + quick)
+        #expect(set.longestCallMicros(forModel: "unrouted") == 0)
+    }
+
     @Test func listedModelsAreExactRoutedNames() throws {
         let set = try PolicyFixture.with(providers: Self.providers, prices: Self.prices).load()
         #expect(set.listedModels() == ["gpt-4o", "gpt-4o-local", "o3"])

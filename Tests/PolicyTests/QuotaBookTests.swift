@@ -225,6 +225,29 @@ import Testing
         #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.spent == 2 * Int128(Money.picosPerDollar))
     }
 
+    @Test("a call that may run longer than abandonAfter keeps its hold until its longest life is over")
+    func longCallKeepsItsHold() throws {
+        let hour: Int64 = 3_600_000_000
+        let book = QuotaBook(abandonAfter: hour)
+        let long = try book.reserve(budgets: [Self.bobMonthly], cost: Self.dollars("5"), tokens: 0, now: Self.now,
+                                    holdAtLeast: 3 * hour, timeZone: Self.zone).get()
+        _ = try reserve(book, [Self.bobMonthly], "1").get()
+        let held = { book.bucket(.user("bob"), .month, start: Self.monthStart)?.reserved ?? 0 }
+        // Two hours on, housekeeping releases the one-hour call only.
+        let sweep = { (at: Int64) -> Void in
+            _ = book.settle(nil, user: "amy", team: nil, cost: .zero, tokens: 0, startedAt: at, now: at, timeZone: Self.zone)
+        }
+        sweep(Self.now + 2 * hour)
+        #expect(book.openReservations == 1)
+        #expect(held() == 5 * Int128(Money.picosPerDollar))
+        // Past its three hours it goes too, and is still charged when it ends.
+        sweep(Self.now + 3 * hour + 60_000_001)
+        #expect(book.openReservations == 0)
+        #expect(held() == 0)
+        #expect(book.settle(long, cost: Self.dollars("4"), tokens: 0, now: Self.now + 4 * hour))
+        #expect(book.bucket(.user("bob"), .month, start: Self.monthStart)?.spent == 4 * Int128(Money.picosPerDollar))
+    }
+
     @Test("without any budget, settling still drops the buckets of periods that are over")
     func unbudgetedBucketsArePruned() throws {
         let book = QuotaBook()

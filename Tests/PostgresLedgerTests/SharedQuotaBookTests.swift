@@ -566,6 +566,26 @@ final class SharedQuotaBookTests: XCTestCase {
         XCTAssertEqual(user?.spent, Int128(dollars(1).picodollars) * Int128(count))
     }
 
+    /// A hold expires after `holdExpiry`, or after its call's longest life if that is longer (a
+    /// provider whose `timeout_ms` is hours): a live replica's long call keeps its hold.
+    func testHoldOfALongCallOutlivesTheHoldExpiry() async throws {
+        let book = try await makeBook(replica: "long", settings: SharedQuotaSettings(holdExpiry: .seconds(60)))
+        let budgets = [BudgetLimit(scope: .user("lena"), period: .day, usd: dollars(1_000))]
+        _ = try await book.reserve(callID: "short", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
+                                   timeZone: utc, on: group.next()).get().get()
+        _ = try await book.reserve(callID: "long", budgets: budgets, cost: dollars(1), tokens: 1, now: now,
+                                   holdAtLeast: 3 * 3_600_000_000, timeZone: utc, on: group.next()).get().get()
+        let connection = try await connect()
+        let rows = try await connection.query("""
+            SELECT call_id, extract(epoch FROM expires_at - reserved_at)::int8 FROM quota_holds ORDER BY call_id
+            """, logger: logger)
+        var lifetimes: [String: Int64] = [:]
+        for try await (call, seconds) in rows.decode((String, Int64).self) { lifetimes[call] = seconds }
+        try await connection.close()
+        XCTAssertEqual(lifetimes["short"], 60)
+        XCTAssertEqual(lifetimes["long"], 3 * 3_600 + 1)
+    }
+
     /// Settling reads a call's hold by its key, however many dead rows `quota_holds` carries
     /// (a row goes in and out per call; autovacuum comes a minute apart): here, on a connection
     /// whose plans were made while the table was small, after 20,000 holds came and went,
