@@ -1,6 +1,7 @@
 import Ledger
 import Metering
 import NIOCore
+import NIOHTTP1
 import Upstream
 
 /// How a call ends: its outcome and bill from what the meter saw and how the transfer ended,
@@ -8,7 +9,7 @@ import Upstream
 extension ProxiedCall {
     /// The call's last attempt ended (retries and fallbacks decided in `upstreamEnd`).
     func settle(_ result: Result<UpstreamTiming, UpstreamError>) {
-        var headSent = phase == .relaying
+        var headSent = phase == .relaying && errorPageHead == nil
         phase = .settling
         stopWatching()
         releaseSlot()
@@ -36,7 +37,15 @@ extension ProxiedCall {
                 }
                 return
             }
-            if upstreamStatus >= 400 {
+            // An error page (not JSON after all): answered as a JSON error of the caller's dialect.
+            var page: Refusal?
+            if errorPageHead != nil, !metered.sawTerminalEvent {
+                page = errorPage(releasable(held))
+            }
+            if let page {
+                entry.outcome = .upstreamError
+                entry.errorMessage = page.message
+            } else if upstreamStatus >= 400 {
                 entry.outcome = .upstreamError
                 entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
                                                            secret: admission.provider.apiKey)
@@ -90,9 +99,13 @@ extension ProxiedCall {
             // take a truncated answer for a complete one.
             let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
             record(entry) { [self] in
+                phase = .done
+                if let page {
+                    return connection.writeRefusal(page, dialect: request.endpoint.dialect, requestID: request.requestID)
+                }
+                if let head = errorPageHead { connection.writeHead(status: upstreamStatus, headers: head) }
                 for part in releasable(held) { connection.writeBody(part) }
                 if truncated { connection.abort() } else { connection.writeEnd() }
-                phase = .done
             }
 
         case .failure(let error):
@@ -153,12 +166,35 @@ extension ProxiedCall {
         }
     }
 
-    /// The held bytes to send last: with an error answer held for scrubbing, all of it, scrubbed.
+    /// The held bytes to send last: with an error answer held (for scrubbing, or as a page), all
+    /// of it, scrubbed of the provider key.
     private func releasable(_ held: [ByteBuffer]) -> [ByteBuffer] {
-        guard let hold = errorHold, let key = admission.provider.apiKey else { return held }
+        guard let hold = errorHold else { return held }
         errorHold = nil
+        guard let key = admission.provider.apiKey else { return hold + held }
         return [CredentialScrub.scrub(hold + held, secret: key)]
     }
+
+    /// The provider's error page (`body`, scrubbed) as a JSON error with its status, its text
+    /// and the provider's headers (`retry-after` among them).
+    private func errorPage(_ body: [ByteBuffer]) -> Refusal {
+        var headers = errorPageHead ?? HTTPHeaders()
+        let contentType = headers.first(name: "content-type")
+        for name in ["content-type", "content-length", "x-request-id"] { headers.remove(name: name) }
+        let bytes = body.flatMap { $0.readableBytesView }
+        let html = contentType?.lowercased().contains("html") ?? false
+        let text = ErrorPageText.of(bytes, html: html, limit: Self.errorPageTextLimit)
+        var message = "Provider '\(admission.provider.name)' answered HTTP \(upstreamStatus)"
+        if text.isEmpty {
+            message += " with an empty body"
+        } else {
+            message += " (\(contentType ?? "no content type"), not a JSON error): \(text)"
+        }
+        return Refusal(.providerErrorPage(status: upstreamStatus), message, headers: headers.map { ($0.name, $0.value) })
+    }
+
+    /// Characters of an error page's text quoted in the message.
+    static let errorPageTextLimit = 300
 
     /// A stream that carried the provider's error (then its end, or the connection's): the
     /// provider's message, and a failure's bill: nothing if no text was sent (even an input count

@@ -54,6 +54,10 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// An error answer held whole until its end, so the provider key can be scrubbed from it
     /// (`CredentialScrub`); nil while relaying normally.
     var errorHold: [ByteBuffer]?
+    /// The head of an error answer not labelled JSON (a load balancer's HTML page), held with its
+    /// body: the client gets a JSON error in its dialect instead, or this head and the body if
+    /// the body is JSON after all.
+    var errorPageHead: HTTPHeaders?
     var errorHoldBytes = 0
     var errorTooLarge = false
     /// First-byte and idle deadlines (nil when the provider sets neither); `expired` says which
@@ -242,7 +246,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             providerRejectedKey = true
             return
         }
-        if head.status >= 400, admission.provider.apiKey != nil { errorHold = [] }
+        if head.status >= 400, admission.provider.apiKey != nil || !answerIsJSON { errorHold = [] }
         var headers = HTTPHeaders()
         // The provider's headers, ours and the limit headers, without regrowing on the way.
         headers.reserveCapacity(head.headers.count + 12)
@@ -264,6 +268,10 @@ final class ProxiedCall: UpstreamResponseHandler {
             // What was left when this call started: its own worst-case hold is not yet spending.
             let standings = hold.budgetStandings(in: gateway.enforcer, now: UnixTime.nowMicros())
             for (name, value) in LimitHeaders.budget(standings) { headers.add(name: name, value: value) }
+        }
+        if head.status >= 400 && !answerIsJSON {
+            errorPageHead = headers
+            return
         }
         connection.writeHead(status: head.status, headers: headers)
     }

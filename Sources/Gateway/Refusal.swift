@@ -14,6 +14,9 @@ public struct Refusal: Error, Sendable {
         case wrongKeyRole
         /// The provider refused the gateway's own key: the caller is not at fault.
         case providerAuthFailed
+        /// The provider's error answer was not JSON (a load balancer's or CDN's HTML page, a
+        /// plain-text 404): answered with its status, as a JSON error the SDKs can read.
+        case providerErrorPage(status: Int)
         /// The gateway stopped while the call was in flight.
         case shuttingDown
         /// The provider's concurrency limit is reached and its wait queue is full or timed out.
@@ -73,6 +76,7 @@ public struct Refusal: Error, Sendable {
         case .forbidden, .wrongKeyRole: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
+        case .providerErrorPage(let status): return status
         }
     }
 
@@ -83,7 +87,7 @@ public struct Refusal: Error, Sendable {
         case .headersTooLarge: return .refusedTooLarge
         case .tooLarge: return .refusedTooLarge
         case .notFound, .methodNotAllowed: return .refusedNotFound
-        case .providerAuthFailed: return .upstreamError
+        case .providerAuthFailed, .providerErrorPage: return .upstreamError
         case .shuttingDown: return .interrupted
         case .ledgerUnavailable: return .interrupted
         case .quotaStateUnavailable: return .refusedUnavailable
@@ -122,7 +126,7 @@ public struct Refusal: Error, Sendable {
             return "invalid_request_error"
         case .forbidden, .wrongKeyRole: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
-             .providerBusy, .ledgerUnavailable, .quotaStateUnavailable:
+             .providerBusy, .ledgerUnavailable, .quotaStateUnavailable, .providerErrorPage:
             return "api_error"
         }
     }
@@ -141,6 +145,7 @@ public struct Refusal: Error, Sendable {
         case .notFound: return "not_found"
         case .methodNotAllowed: return "method_not_allowed"
         case .providerAuthFailed: return "provider_auth_failed"
+        case .providerErrorPage: return "upstream_error"
         case .shuttingDown: return "gateway_shutting_down"
         case .unknownModel: return "model_not_found"
         case .unpriced: return "model_not_priced"
@@ -170,6 +175,22 @@ public struct Refusal: Error, Sendable {
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return "api_error"
         case .upstreamTimeout: return "timeout_error"
         case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return "overloaded_error"
+        case .providerErrorPage(let status): return Self.anthropicType(forStatus: status)
+        }
+    }
+
+    /// Anthropic's error type for a status (its errors page), so the SDKs' handling matches.
+    private static func anthropicType(forStatus status: Int) -> String {
+        switch status {
+        case 400, 422: return "invalid_request_error"
+        case 401: return "authentication_error"
+        case 403: return "permission_error"
+        case 404: return "not_found_error"
+        case 413: return "request_too_large"
+        case 429: return "rate_limit_error"
+        case 503, 529: return "overloaded_error"
+        case 504: return "timeout_error"
+        default: return "api_error"
         }
     }
 }

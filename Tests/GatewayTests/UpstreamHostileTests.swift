@@ -81,7 +81,7 @@ struct UpstreamHostileTests {
         #expect(r.header("content-type") == "application/json")
     }
 
-    @Test("a non-JSON 200 and an HTML error page are passed through and recorded")
+    @Test("a non-JSON 200 is passed through, an HTML error page answered as a JSON error; both recorded")
     func notJSON() async throws {
         let page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
         let canned = try CannedProvider([Self.response(status: "502 Bad Gateway", contentType: "text/html", page)])
@@ -90,10 +90,13 @@ struct UpstreamHostileTests {
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "html")
         #expect(r.status == 502)
-        #expect(r.text == page)
+        #expect(r.header("content-type") == "application/json")
+        let said = "Provider 'openai' answered HTTP 502 (text/html, not a JSON error): 502 Bad Gateway"
+        #expect(try errorObject(r)["message"] as? String == said)
+        #expect(try errorObject(r)["code"] as? String == "upstream_error")
         let row = try #require(try h.row("html"))
-        #expect(row.outcome == .upstreamError)
-        #expect(row.errorMessage?.contains("502 Bad Gateway") == true)
+        #expect(row.outcome == .upstreamError && row.status == 502)
+        #expect(row.errorMessage?.hasPrefix(said) == true)
 
         let garbage = try CannedProvider([Self.response("this is not json")])
         defer { garbage.shutdown() }
@@ -117,6 +120,53 @@ struct UpstreamHostileTests {
         #expect(try await p.post("/v1/chat/completions", key: p.aliceKey, json: Self.chat, requestID: "page").status == 200)
         let row3 = try #require(try p.row("page"))
         #expect(row3.outcome == .upstreamError && row3.usageSource == .none && row3.cost == .zero)
+    }
+
+    /// The SDKs read an error's JSON; a load balancer's or CDN's page in front of a provider is
+    /// not. Its status, its text and its `retry-after` reach the client in the caller's dialect.
+    @Test("an error page is answered in the caller's dialect with its status, text and retry-after; JSON mislabelled is relayed")
+    func errorPageInCallersDialect() async throws {
+        let page = """
+            <!DOCTYPE html><html><head><title>429 Too Many Requests</title><style>h1 { color: red }</style>
+            <script>var s = '<b>not text</b>';</script></head>
+            <body><h1>Slow down &amp; retry</h1><!-- upstream: lb-7 --></body></html>
+            """
+        let head = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/html; charset=utf-8\r\nretry-after: 7\r\n"
+        let mislabelled = #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+        let canned = try CannedProvider(answers: [
+            [Array((head + "content-length: \(page.utf8.count)\r\n\r\n" + page).utf8)],
+            [Self.response(status: "404 Not Found", contentType: "text/plain", "")],
+            [Self.response(status: "400 Bad Request", contentType: "text/plain", mislabelled)],
+        ])
+        defer { canned.shutdown() }
+        let h = try ProxyHarness(providersYAML: """
+            providers:
+              claude: { dialect: anthropic, base_url: "\(canned.baseURL)", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "claude-*", provider: claude }
+            """)
+        defer { h.shutdown() }
+        let call = #"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-429")
+        #expect(r.status == 429)
+        #expect(r.header("content-type") == "application/json")
+        #expect(r.header("retry-after") == "7")
+        #expect(try jsonObject(r)["type"] as? String == "error")
+        let error = try errorObject(r)
+        #expect(error["type"] as? String == "rate_limit_error")
+        let said = "Provider 'claude' answered HTTP 429 (text/html; charset=utf-8, not a JSON error): 429 Too Many Requests Slow down & retry"
+        #expect(error["message"] as? String == said)
+        let row = try #require(try h.row("page-429"))
+        #expect(row.outcome == .upstreamError && row.status == 429 && row.errorMessage == said && row.cost == .zero)
+
+        let empty = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-404")
+        #expect(empty.status == 404)
+        #expect(try errorObject(empty)["type"] as? String == "not_found_error")
+        #expect(try errorObject(empty)["message"] as? String == "Provider 'claude' answered HTTP 404 with an empty body")
+
+        let json = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-json")
+        #expect(json.status == 400 && json.text == mislabelled)
+        #expect(try h.row("page-json")?.errorMessage == "Overloaded")
     }
 
     /// Close-delimited (the stream ends with the connection) or chunked and cut before its last
