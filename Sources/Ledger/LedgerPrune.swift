@@ -39,6 +39,9 @@ public enum LedgerPrune {
     public static func prune(path: String, before: Int64, now: Int64 = UnixTime.nowMicros()) throws -> Outcome {
         try checkDate(before, now: now)
         guard FileManager.default.fileExists(atPath: path) else { throw Refusal(description: "no ledger at \(path)") }
+        // A stopped gateway's rows only in its journal go in first: after the prune they would
+        // be taken for pruned ones and never counted.
+        try LedgerWriter.recordJournalsLeftBehind(at: path)
         let connection = try SQLiteConnection(path: path)
         defer { connection.close() }
         try connection.configureForLedger()
@@ -75,17 +78,22 @@ public enum LedgerPrune {
     }
 
     /// Refuses a prune date that is not a UTC midnight on or before the last day of the
-    /// previous UTC month (the rule of both engines).
+    /// previous month, and the Sunday before the current ISO week, in every time zone (the rule
+    /// of both engines).
     public static func checkDate(_ before: Int64, now: Int64 = UnixTime.nowMicros()) throws {
         guard before % UnixTime.microsPerDay == 0 else {
             throw Refusal(description: "the prune date must be a UTC midnight")
         }
+        // A zone behind UTC (to UTC-12) is still in the previous day for up to 12 hours: its
+        // month and week are those of UTC 14 hours ago (a whole-hour margin past any zone's).
+        let now = now - Self.behindUTCMargin
         let today = Day(unixSeconds: now / UnixTime.microsPerSecond).description
         let monthStart = Day(String(today.prefix(8)) + "01")!.unixSeconds * UnixTime.microsPerSecond
         guard before <= monthStart - UnixTime.microsPerDay else {
             throw Refusal(description: """
                 the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
-                rebuilt from raw rows, and a policy time zone ahead of UTC starts the month up to a day earlier)
+                rebuilt from raw rows, and a policy time zone ahead of UTC starts the month up to a day earlier; \
+                one behind UTC is still in the previous month for the first 14 hours of a UTC month)
                 """)
         }
         // The current week too: it can start up to six days before the month (ISO weeks start on
@@ -100,6 +108,9 @@ public enum LedgerPrune {
                 """)
         }
     }
+
+    /// How far behind UTC the date `checkDate` reads the current month and week at is taken.
+    static let behindUTCMargin: Int64 = 14 * 3_600 * UnixTime.microsPerSecond
 
     /// Where raw rows start (0 if the ledger was never pruned).
     static func prunedBefore(on connection: SQLiteConnection) throws -> Int64 {

@@ -29,6 +29,11 @@ public enum LedgerMigration {
 
     public static func run(from sqlitePath: String, to location: PostgresLocation,
                            progress: (Int) -> Void = { _ in }) throws -> Outcome {
+        // The rows a stopped gateway left only in its journal beside the file, as `serve` would
+        // record them at its next start: else they would never reach PostgreSQL.
+        if FileManager.default.fileExists(atPath: sqlitePath) {
+            try LedgerWriter.recordJournalsLeftBehind(at: sqlitePath)
+        }
         let source = try LedgerReader(path: sqlitePath)
         defer { source.close() }
         // Calls before a prune live only in the rollups, which are not copied: the counts would

@@ -62,6 +62,46 @@ import LedgerTestSupport
         #expect(total.requests == entries.count + 1)
     }
 
+    /// A journal segment holds every row since it opened, committed or not, and can span weeks at
+    /// low traffic. A stopped gateway's is recorded before the prune (its uncommitted row counts);
+    /// one whose gateway stops after the prune does not bring the pruned rows back.
+    @Test("journals of stopped gateways go in before a prune; one orphaned after it does not re-insert pruned rows")
+    func journalsAndPrune() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        func micros(_ iso: String) -> Int64 { Int64(ISO8601DateFormatter().date(from: iso)!.timeIntervalSince1970) * 1_000_000 }
+        var rows = (1...5).map { sampleEntry($0, startedAt: micros("2026-01-1\($0)T12:00:00Z")) }
+        rows.append(sampleEntry(6, startedAt: micros("2026-02-03T12:00:00Z")))
+        let writer = try LedgerWriter(path: path)
+        #expect(appendAll(rows, to: writer).isEmpty)
+        writer.close()
+        // What a killed gateway leaves: its segment, and its lock file, free.
+        func leaveJournal(_ name: String, _ entries: [LedgerEntry]) {
+            var bytes: [UInt8] = []
+            for entry in entries { JournalRecord.append(entry, to: &bytes) }
+            _ = FileManager.default.createFile(atPath: path + ".rows-\(name).1", contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: path + ".rows-\(name).lock", contents: Data())
+        }
+        let uncommitted = sampleEntry(7, startedAt: micros("2026-01-20T12:00:00Z"))
+        leaveJournal("killed", rows + [uncommitted])
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        let outcome = try LedgerPrune.prune(path: path, before: micros("2026-01-31T00:00:00Z"),
+                                            now: micros("2026-02-05T12:00:00Z"))
+        // The five committed January rows; the one only in the journal went in first, last of
+        // all, and the last row is always kept (`prune`).
+        #expect(outcome.deleted == 5)
+        let pruned = try reader.report(ReportQuery(since: 0, until: .max)).totals
+        #expect(pruned.requests == 7)
+
+        leaveJournal("later", rows)
+        let restarted = try LedgerWriter(path: path)
+        restarted.close()
+        #expect(restarted.replayed.rows == 0 && restarted.replayed.alreadyRecorded == rows.count)
+        let after = try reader.report(ReportQuery(since: 0, until: .max)).totals
+        #expect(after.requests == 7 && after.cost == pruned.cost)
+    }
+
     @Test("prune refuses dates that are not UTC midnights or reach into the current month or ISO week")
     func refusals() throws {
         let dir = try TemporaryDirectory()
@@ -80,7 +120,8 @@ import LedgerTestSupport
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.prune(path: dir.path() + "x", before: sunday, now: now) }
         // On Sunday 1 March the week began on 23 February: the previous month's last day is not
         // enough, the weekly budget still needs the rows from the 23rd.
-        let firstOfMarch = Day("2026-03-01")!.unixSeconds * UnixTime.microsPerSecond
+        // (14:00 UTC: at midnight it is still February in zones behind UTC.)
+        let firstOfMarch = Day("2026-03-01")!.unixSeconds * UnixTime.microsPerSecond + 14 * 3_600_000_000
         let weekBefore = Day("2026-02-22")!.unixSeconds * UnixTime.microsPerSecond
         #expect(throws: LedgerPrune.Refusal.self) {
             try LedgerPrune.prune(path: dir.path(), before: Day("2026-02-28")!.unixSeconds * UnixTime.microsPerSecond, now: firstOfMarch)
@@ -89,7 +130,19 @@ import LedgerTestSupport
         // docs/postgres.md's example: --before 2026-01-01 from 1 February 2026 on; on 6 January the
         // latest date is 2025-12-31.
         func micros(_ day: String) -> Int64 { Day(day)!.unixSeconds * UnixTime.microsPerSecond }
-        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-02-01")) }
+        let hours = { (count: Int64) in count * 3_600 * UnixTime.microsPerSecond }
+        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-02-01") + hours(14)) }
+        // At 03:00 UTC on 1 February it is still 31 January in Los Angeles: January's budgets there
+        // are rebuilt from January's rows.
+        #expect(throws: LedgerPrune.Refusal.self) {
+            try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-02-01") + hours(3))
+        }
+        // At 03:00 UTC on Monday 2 March it is still Sunday there: its week began on 23 February.
+        #expect(throws: LedgerPrune.Refusal.self) {
+            try LedgerPrune.checkDate(micros("2026-02-28"), now: micros("2026-03-02") + hours(3))
+        }
+        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2026-02-22"), now: micros("2026-03-02") + hours(3)) }
+        #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2026-02-28"), now: micros("2026-03-02") + hours(14)) }
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-31")) }
         #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2025-12-31"), now: micros("2026-01-06")) }
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-06")) }

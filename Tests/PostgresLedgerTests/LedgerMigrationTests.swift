@@ -69,6 +69,26 @@ final class LedgerMigrationTests: XCTestCase {
         XCTAssertEqual(outcome.target.rows, 51)
     }
 
+    /// A gateway killed before the move left a row only in its journal beside the SQLite file:
+    /// migrate records it first (as `serve` would at its next start), so PostgreSQL has it.
+    func testRowsOnlyInAStoppedGatewaysJournalAreMigrated() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let dir = try TemporaryDirectory()
+        let calls = autumnCalls(count: 20)
+        let writer = try LedgerWriter(path: dir.path())
+        XCTAssertEqual(appendAll(Array(calls.prefix(19)), to: writer), [])
+        writer.close()
+        var journal: [UInt8] = []
+        for call in calls { JournalRecord.append(call, to: &journal) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path() + ".rows-killed.1", contents: Data(journal)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path() + ".rows-killed.lock", contents: Data()))
+        let outcome = try LedgerMigration.run(from: dir.path(), to: db.location)
+        XCTAssertEqual(outcome.copied, 20)
+        XCTAssertTrue(outcome.matches)
+        XCTAssertEqual(outcome.target.cost.picodollars, calls.reduce(Int128(0)) { $0 + Int128($1.cost.picodollars) })
+    }
+
     /// A pruned source keeps its old months only in rollups, which migrate does not copy: it
     /// refuses rather than report "ok" with months missing from PostgreSQL's reports.
     func testPrunedSourceIsRefused() throws {
