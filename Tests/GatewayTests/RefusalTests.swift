@@ -174,7 +174,7 @@ struct RefusalTests {
         #expect(row.status == 502)
     }
 
-    @Test("upstream errors are passed through with their body and recorded", arguments: [
+    @Test("upstream errors are passed through with their body (an HTML page as a JSON error) and recorded", arguments: [
         ("http-500", 500), ("http-429", 429), ("html-502", 502), ("http-400", 400),
     ])
     func upstreamErrorsPassThrough(failure: String, status: Int) async throws {
@@ -183,7 +183,12 @@ struct RefusalTests {
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "fail-1")
         let exchange = try #require(h.fake.exchange(requestID: "fail-1"))
         #expect(r.status == status)
-        #expect(r.body == exchange.responseBody)
+        if failure == "html-502" {
+            #expect(try errorObject(r)["message"] as? String
+                    == "Provider 'openai' answered HTTP 502 (text/html, not a JSON error): 502 Bad Gateway 502 Bad Gateway nginx")
+        } else {
+            #expect(r.body == exchange.responseBody)
+        }
         let row = try #require(try h.row("fail-1"))
         #expect(row.outcome == .upstreamError)
         #expect(row.status == status)
