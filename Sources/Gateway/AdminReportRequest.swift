@@ -35,6 +35,15 @@ struct AdminReportRequest: Equatable {
             throw Self.bad(name, "Unknown parameter '\(name)'; known: \(Self.parameters.sorted().joined(separator: ", ")).")
         }
 
+        // Dates, months and `mtd` are read in the report's zone, as `tokenctl report --tz` reads them.
+        var timeZone = defaultTimeZone
+        if let zone = try single("tz") {
+            guard let named = TimeZone(identifier: zone) else {
+                throw Self.bad("tz", "'tz' must be an IANA time zone such as Europe/Paris or UTC, not '\(zone)'.")
+            }
+            timeZone = named
+        }
+
         let since = try single("since"), until = try single("until"), period = try single("period")
         var from: Int64, to: Int64
         if let period {
@@ -42,17 +51,22 @@ struct AdminReportRequest: Equatable {
                 throw Self.bad("period", "Give either 'period' or 'since'/'until', not both.")
             }
             do {
-                (from, to) = try ReportPeriod.range(since: nil, until: nil, period: period, now: now)
+                (from, to) = try ReportPeriod.range(since: nil, until: nil, period: period, now: now, timeZone: timeZone)
             } catch {
                 throw Self.bad("period", "'period' must be YYYY-MM or last-month, not '\(period)'.")
             }
         } else {
-            to = try until.map { text throws(Refusal) in try Self.instant(text, name: "until", now: now) } ?? now + 1
-            from = try since.map { text throws(Refusal) in try Self.instant(text, name: "since", now: now) }
-                ?? to - Self.defaultSpanMicros
+            to = try until.map { text throws(Refusal) in
+                try Self.instant(text, name: "until", now: now, timeZone: timeZone)
+            } ?? now + 1
+            from = try since.map { text throws(Refusal) in
+                try Self.instant(text, name: "since", now: now, timeZone: timeZone)
+            } ?? to - Self.defaultSpanMicros
             guard from < to else { throw Self.bad("since", "'since' must be before 'until'.") }
         }
-        guard to - from <= Self.maxSpanMicros else {
+        // (Without `until` the report ends just after now, to count a call started this µs:
+        // `since=400d` is 400 days.)
+        guard to - from <= Self.maxSpanMicros + (period == nil && until == nil ? 1 : 0) else {
             throw Self.bad(period == nil ? "since" : "period",
                            "The period may span at most \(Self.maxSpanMicros / UnixTime.microsPerDay) days; ask for several reports.")
         }
@@ -79,14 +93,7 @@ struct AdminReportRequest: Equatable {
         }
 
         var query = ReportQuery(since: from, until: to, groupBy: dimensions, filters: filters)
-        if let zone = try single("tz") {
-            guard let timeZone = TimeZone(identifier: zone) else {
-                throw Self.bad("tz", "'tz' must be an IANA time zone such as Europe/Paris or UTC, not '\(zone)'.")
-            }
-            query.timeZone = timeZone
-        } else {
-            query.timeZone = defaultTimeZone
-        }
+        query.timeZone = timeZone
         self.query = query
 
         if let text = try single("top") {
@@ -104,9 +111,12 @@ struct AdminReportRequest: Equatable {
         }
     }
 
-    private static func instant(_ text: String, name: String, now: Int64) throws(Refusal) -> Int64 {
+    private static func instant(_ text: String, name: String, now: Int64, timeZone: TimeZone) throws(Refusal) -> Int64 {
+        // An offset's `+` sent unencoded arrives as a space (form encoding): an instant has no
+        // other space, so it is read as the `+` it was.
+        let text = text.replacingOccurrences(of: " ", with: "+")
         do {
-            return try ReportPeriod.parseInstant(text, now: now)
+            return try ReportPeriod.parseInstant(text, now: now, timeZone: timeZone)
         } catch {
             throw bad(name, "'\(name)' must be YYYY-MM-DD, an ISO 8601 date-time, Nd (days ago) or mtd, not '\(text)'.")
         }

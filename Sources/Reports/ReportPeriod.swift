@@ -53,20 +53,75 @@ public enum ReportPeriod {
         if text.hasSuffix("d"), let days = Int(text.dropLast()), days >= 0, days <= 100_000 {
             return now - Int64(days) * UnixTime.microsPerDay
         }
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = timeZone
-        let zoned: ISO8601DateFormatter.Options = [.withInternetDateTime]
-        let zonedFraction: ISO8601DateFormatter.Options = [.withInternetDateTime, .withFractionalSeconds]
-        // Without an offset the text is local time: the formatter then reads it in `timeZone`.
-        let local: ISO8601DateFormatter.Options = [.withFullDate, .withTime, .withColonSeparatorInTime,
-                                                   .withDashSeparatorInDate]
-        for options in [zoned, zonedFraction, local, local.union(.withFractionalSeconds)] {
-            formatter.formatOptions = options
-            if let date = formatter.date(from: text) {
-                return Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        if let instant = dateTime(text, in: timeZone) { return instant }
+        throw InvalidPeriod(text: text)
+    }
+
+    /// `YYYY-MM-DDTHH:MM[:SS[.fraction]]` then `Z`, `±HH:MM`, `±HHMM` or nothing (local time in
+    /// `timeZone`), read whole and to the microsecond (`export` writes microseconds; a tool that
+    /// resumes from the last row's time must not see it again). Nil for anything else, trailing
+    /// text included.
+    static func dateTime(_ text: String, in timeZone: TimeZone) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 16, let day = Day(String(decoding: bytes[0..<10], as: UTF8.self)),
+              bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") else { return nil }
+        var at = 11
+        func digits(_ count: Int) -> Int? {
+            guard at + count <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[at..<(at + count)] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            at += count
+            return value
+        }
+        func take(_ byte: Character) -> Bool {
+            guard at < bytes.count, bytes[at] == byte.asciiValue else { return false }
+            at += 1
+            return true
+        }
+        guard let hour = digits(2), hour < 24, take(":"), let minute = digits(2), minute < 60 else { return nil }
+        var second = 0, micros: Int64 = 0
+        if take(":") {
+            guard let s = digits(2), s < 60 else { return nil }
+            second = s
+            if take(".") || take(",") {
+                var places = 0
+                while at < bytes.count, let digit = digits(1) {
+                    if places < 6 { micros = micros * 10 + Int64(digit) }
+                    places += 1
+                }
+                guard places > 0 else { return nil }
+                for _ in places..<max(places, 6) { micros *= 10 }
             }
         }
-        throw InvalidPeriod(text: text)
+        let clock = Int64(hour * 3_600 + minute * 60 + second) * UnixTime.microsPerSecond + micros
+        if at == bytes.count {
+            // Local time: the zone's offset at that wall time (a DST gap's time moves forward).
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = timeZone
+            let midnight = Date(timeIntervalSince1970: Double(localMidnight(day, in: timeZone)) / 1e6)
+            guard let date = calendar.date(bySettingHour: hour, minute: minute, second: second, of: midnight) else {
+                return nil
+            }
+            return Int64(date.timeIntervalSince1970.rounded()) * UnixTime.microsPerSecond + micros
+        }
+        var offset: Int64 = 0
+        if take("Z") || take("z") {
+            offset = 0
+        } else if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") {
+            let sign: Int64 = bytes[at] == UInt8(ascii: "-") ? -1 : 1
+            at += 1
+            guard let hours = digits(2), hours <= 14 else { return nil }
+            _ = take(":")
+            guard let minutes = digits(2), minutes < 60 else { return nil }
+            offset = sign * Int64(hours * 3_600 + minutes * 60) * UnixTime.microsPerSecond
+        } else {
+            return nil
+        }
+        guard at == bytes.count else { return nil }
+        return day.unixSeconds * UnixTime.microsPerSecond + clock - offset
     }
 
     /// The first instant of `day` in `timeZone` (after a DST gap at midnight, the first that exists).

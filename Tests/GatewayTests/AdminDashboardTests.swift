@@ -4,6 +4,7 @@ import Metering
 import NIOHTTP1
 import Reports
 import Testing
+@testable import Gateway
 
 @Suite("Admin API and dashboard")
 struct AdminDashboardTests {
@@ -235,6 +236,28 @@ struct AdminDashboardTests {
                      "/admin/api/report?since=2026-01-01T00%3A00%3A00Z&until=2026-01-02&by=user&top=5"] {
             #expect(try await get(h, path, key: h.adminKey).status == 200, "\(path)")
         }
+    }
+
+    /// The dashboard's "month to date" and any date asked for are the policy's calendar, as
+    /// `tokenctl report` reads them, unless `tz` names another zone.
+    @Test("report dates, months and mtd are read in the policy's zone or tz; an unencoded offset's + is kept")
+    func reportDatesInTheZone() throws {
+        let newYork = TimeZone(identifier: "America/New_York")!
+        let hour: Int64 = 3_600_000_000
+        let december = Day("2026-12-01")!.unixSeconds * UnixTime.microsPerSecond
+        let now = december + 5 * UnixTime.microsPerDay + 12 * hour
+        func query(_ text: String) throws -> ReportQuery {
+            try AdminReportRequest(queryString: text, now: now, defaultTimeZone: newYork).query
+        }
+        #expect(try query("period=2026-12").since == december + 5 * hour)
+        #expect(try query("since=mtd").since == december + 5 * hour)
+        #expect(try query("since=2026-12-05").since == december + 4 * UnixTime.microsPerDay + 5 * hour)
+        #expect(try query("since=2026-12-05&tz=Europe%2FParis").since == december + 4 * UnixTime.microsPerDay - hour)
+        #expect(try query("since=2026-12-06T01:00:00").since == december + 5 * UnixTime.microsPerDay + 6 * hour)
+        #expect(try query("since=2026-12-06T06:00:00+05:00").since == december + 5 * UnixTime.microsPerDay + hour)
+        #expect(throws: Refusal.self) { try query("since=2026-12-06T01:00:00Zjunk") }
+        #expect(try query("since=400d").since == now - 400 * UnixTime.microsPerDay)
+        #expect(throws: Refusal.self) { try query("since=401d") }
     }
 
     @Test("the admin API's ledger connection cannot write, and still reports")

@@ -21,11 +21,27 @@ struct ReportPeriodTests {
         #expect(try ReportPeriod.range(since: "2026-11-01", until: nil, period: nil, now: now) == (micros("2026-11-01"), now + 1))
     }
 
-    @Test("nonsense is refused with the accepted forms", arguments: ["yesterday", "2026-13", "7x", "2026-11-31", "-3d"])
+    @Test("nonsense is refused with the accepted forms", arguments: [
+        "yesterday", "2026-13", "7x", "2026-11-31", "-3d", "2026-12-06T01:00:00 garbage", "2026-12-06T01:00:00Zjunk",
+        "2026-12-06T24:00:00Z", "2026-12-06T01:00:00.Z", "2026-12-06T01Z", "2026-12-06T01:00:00+5",
+    ])
     func invalid(text: String) {
         #expect(throws: ReportPeriod.InvalidPeriod.self) {
             _ = try ReportPeriod.range(since: text, until: nil, period: text.count == 7 ? text : nil, now: now)
         }
+    }
+
+    /// `export` writes microseconds: resuming from a row's start must not include that row again.
+    @Test("date-times are read to the microsecond, with any offset form")
+    func microseconds() throws {
+        let base = micros("2026-12-06") + 6 * 3_600_000_000 + 51 * 60_000_000 + 24_000_000
+        #expect(try ReportPeriod.parseInstant("2026-12-06T06:51:24.395838Z", now: now) == base + 395_838)
+        #expect(try ReportPeriod.parseInstant("2026-12-06T06:51:24.3958389Z", now: now) == base + 395_838)
+        #expect(try ReportPeriod.parseInstant("2026-12-06T06:51:24.4Z", now: now) == base + 400_000)
+        #expect(try ReportPeriod.parseInstant("2026-12-06t06:51:24z", now: now) == base)
+        #expect(try ReportPeriod.parseInstant("2026-12-06T08:21:24+0130", now: now) == base)
+        #expect(try ReportPeriod.parseInstant("2026-12-06T01:51:24-05:00", now: now) == base)
+        #expect(try ReportPeriod.parseInstant("2026-12-06T06:51Z", now: now) == base - 24_000_000)
     }
 
     @Test("a bad --period is told what --period takes, a bad --since what an instant is",
