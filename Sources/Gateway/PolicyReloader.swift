@@ -68,6 +68,7 @@ public final class PolicyReloader: Sendable {
         let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles })
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
+            try Self.checkLimitsStay(from: policy, to: fresh)
             // Swapped under the lock, freed after it (`replaced` goes at the end of this scope):
             // the watcher runs at nice 19, and every call reads `current`.
             var replaced = fresh
@@ -116,17 +117,38 @@ public final class PolicyReloader: Sendable {
         }
     }
 
-    /// Starts watching the directory (no-op without one).
+    /// A reload may not lift every plan, limit and budget at once: a plans.yaml deleted, emptied
+    /// or cut short by an edit on its way (a deploy that removes then writes it) would leave
+    /// calls unbudgeted until it is back. Running without plans takes a restart.
+    static func checkLimitsStay(from current: PolicySet, to fresh: PolicySet) throws(PolicyError) {
+        guard !current.plans.limitsNothing, fresh.plans.limitsNothing else { return }
+        throw PolicyError(problems: [PolicyProblem(
+            file: "plans.yaml", line: 0, field: "",
+            message: "the change would lift every plan, limit and budget (the file is gone, empty, or sets none); to run without plans, remove it and restart tokenctl")],
+            namedFiles: fresh.namedFiles)
+    }
+
+    /// Starts watching the directory (no-op without one). A change is loaded once the files
+    /// stayed the same for one `interval`, not while an edit or a copy may still be writing them.
     public func startWatching(every interval: TimeInterval = 0.5) {
         guard let directory else { return }
         let thread = Thread(named: "tokenctl-policy", priority: .housekeeping) { [self] in
+            var changing: [String: String]?
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
                 if state.withLockedValue({ $0.stopped }) { break }
                 // Compared under the reload lock: a SIGHUP may have loaded the change meanwhile.
                 reloading.withLock {
                     let (seen, files) = state.withLockedValue { ($0.fingerprint, $0.namedFiles) }
-                    if Self.fingerprint(of: directory, namedFiles: files) != seen { _ = reload(directory) }
+                    let now = Self.fingerprint(of: directory, namedFiles: files)
+                    if now == seen {
+                        changing = nil
+                    } else if now == changing {
+                        changing = nil
+                        _ = reload(directory)
+                    } else {
+                        changing = now
+                    }
                 }
             }
         }

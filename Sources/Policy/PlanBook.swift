@@ -49,6 +49,13 @@ public struct PlanBook: Sendable, Hashable {
 
     static let utc = TimeZone(secondsFromGMT: 0)!
 
+    /// Whether it limits nothing at all: no plan but `unlimited`, no user, team or org limit
+    /// (no plans.yaml, an empty one, or one that sets only the zone).
+    public var limitsNothing: Bool {
+        plans == Self.unlimited.plans && users.isEmpty && teams.isEmpty && orgBudgets.isEmpty
+            && orgSpendRatePerHour == nil && endUserAttributors.isEmpty
+    }
+
     /// Plan names, sorted.
     public var planNames: [String] { plans.keys.sorted() }
 

@@ -44,6 +44,36 @@ struct PolicyReloadTests {
     }
 }
 
+@Suite("Policy reload that would lift every limit")
+struct PolicyReloadLimitTests {
+    /// A deploy that removes then writes plans.yaml, or a copy that truncates it first, must not
+    /// open a window without budgets: such a change is refused; running without plans takes a restart.
+    @Test("plans.yaml removed, emptied or left with only its zone: refused, the plans stay in force")
+    func plansCannotVanishOnReload() async throws {
+        let capture = LogCapture()
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: small }
+            plans: { small: { models: ["gpt-4o-mini"] } }
+            """, logger: capture.logger)
+        defer { h.shutdown() }
+        let chat = #"{"model":"o4-mini","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "p-0").status == 403)
+        let plans = h.policyDirectory.appendingPathComponent("plans.yaml")
+        try FileManager.default.removeItem(at: plans)
+        #expect(!h.server.reloadPolicy())
+        for text in ["", "# nothing yet\n", "time_zone: UTC\n"] {
+            try h.writePolicy("plans.yaml", text)
+            #expect(!h.server.reloadPolicy(), "\(text)")
+        }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "p-1").status == 403)
+        #expect(capture.text.contains("plans.yaml: the change would lift every plan, limit and budget"))
+        // Other limits in their place load as any change does.
+        try h.writePolicy("plans.yaml", "defaults: { plan: roomy }\nplans: { roomy: { requests_per_minute: 1000 } }\n")
+        #expect(h.server.reloadPolicy())
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "p-2").status == 200)
+    }
+}
+
 @Suite("Policy reload warnings")
 struct PolicyReloadWarningTests {
     @Test("a reload logs only the warnings the policy in force did not have")
