@@ -351,7 +351,7 @@ private struct LocalLimits: Sendable {
 
     func giveBack(to enforcer: Enforcer, now: Int64) {
         for key in rateKeys {
-            enforcer.rates.correct(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens, actualTokens: 0, now: now)
+            enforcer.rates.giveBack(key, limits: payer.plan.rate, estimatedTokens: estimatedTokens, now: now)
         }
         enforcer.concurrency.release(concurrencyKey)
     }

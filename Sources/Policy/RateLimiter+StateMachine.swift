@@ -132,6 +132,20 @@ struct RateLimiterStateMachine: Sendable {
         }
     }
 
+    /// Gives back a call admitted here that a later check refused (the spend-rate breaker, a
+    /// budget): its request and its estimated tokens, as if it never came.
+    mutating func giveBack(_ key: String, limits: RateLimits, estimatedTokens: Int, now: Int64) {
+        sweepIfDue(now)
+        guard var entry = entries[key] else { return }
+        if let limit = limits.requestsPerMinute, let rate = GCRACell.rate(limit) {
+            entry.requests = entry.requests.refunded(GCRACell.charge(1, rate: rate), rate: rate, now: now)
+        }
+        if let limit = limits.tokensPerMinute, let rate = GCRACell.rate(limit) {
+            entry.tokens = entry.tokens.refunded(GCRACell.charge(estimatedTokens, rate: rate), rate: rate, now: now)
+        }
+        entries[key] = entry
+    }
+
     // MARK: Pruning
 
     /// Drops the entries whose meters are both full, at most once per minute.

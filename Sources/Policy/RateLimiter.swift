@@ -11,7 +11,7 @@ import Synchronization
 /// tokens-per-minute amount is admitted when the meter is full and empties it (otherwise it
 /// could never run); its settlement then puts the key in debt for the excess.
 ///
-/// A refused call consumes nothing. A limit of 0 refuses every call (retry after one minute,
+/// A refused call consumes nothing, nor does one a later check refuses (`giveBack`). A limit of 0 refuses every call (retry after one minute,
 /// the time a policy reload takes to matter); nil is unlimited. Keys idle for a minute are
 /// forgotten (see `RateLimiterStateMachine`). All times are Unix microseconds from the caller.
 ///
@@ -47,6 +47,12 @@ public final class RateLimiter: Sendable {
             $0.correct(key, limits: limits, estimatedTokens: estimatedTokens, actualTokens: actualTokens,
                        now: now)
         }
+    }
+
+    /// Gives back what `admit` charged for a call a later check refused (its request and its
+    /// `estimatedTokens`), never fuller than full. Pass the limits and estimate used at admission.
+    public func giveBack(_ key: String, limits: RateLimits, estimatedTokens: Int, now: Int64) {
+        state.withLock { $0.giveBack(key, limits: limits, estimatedTokens: estimatedTokens, now: now) }
     }
 
     /// What `key` has left at `now`, without charging anything (for headers on other routes).

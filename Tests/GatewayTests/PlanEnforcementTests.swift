@@ -245,13 +245,19 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-3").status == 429)
     }
 
-    @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named")
+    @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named; no rate slot taken")
     func quotaExhaustedShape() async throws {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: broke }
-            plans: { broke: { budget: { monthly_usd: "0" } } }
+            plans: { broke: { requests_per_minute: 2, budget: { monthly_usd: "0" } } }
             """)
         defer { h.shutdown() }
+        // Refused for its budget, a call takes nothing from the rate limit: the client keeps being
+        // told the truth (not a retryable rate limit after two calls).
+        for index in 0..<4 {
+            let refused = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "qx-r\(index)")
+            #expect(try errorObject(refused)["code"] as? String == "insufficient_quota")
+        }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "qx-1")
         #expect(r.status == 429)
         #expect(r.header("x-should-retry") == "false")

@@ -84,6 +84,22 @@ import Testing
         }
     }
 
+    @Test("a call a later check refused is given back: its request and its tokens")
+    func givenBackCallsConsumeNothing() {
+        let limiter = RateLimiter()
+        let limits = RateLimits(requestsPerMinute: 2, tokensPerMinute: 1_000)
+        for _ in 0..<5 {
+            guard case .allowed = limiter.admit("k", limits: limits, tokens: 600, now: Self.t0) else {
+                Issue.record("a given-back call still counted")
+                return
+            }
+            limiter.giveBack("k", limits: limits, estimatedTokens: 600, now: Self.t0)
+        }
+        #expect(limiter.status("k", limits: limits, now: Self.t0) == RateStatus(
+            requests: RateMeterStatus(limit: 2, remaining: 2, resetMicros: 0),
+            tokens: RateMeterStatus(limit: 1_000, remaining: 1_000, resetMicros: 0)))
+    }
+
     @Test func tokensAreMeteredAndARefusedCallConsumesNothing() {
         let limiter = RateLimiter()
         let limits = RateLimits(requestsPerMinute: 100, tokensPerMinute: 1_000)
