@@ -294,7 +294,7 @@ enum Admit {
         if breaker.tripped {
             local.giveBack(to: enforcer, now: now)
             return .failure(Refusal(.spendRateTripped,
-                "The organisation's spend rate is over its limit of $\(policy.plans.orgSpendRatePerHour?.formatted(decimals: 2) ?? "0") per hour; calls resume as it falls.",
+                "The organisation's spend rate is over its limit of \((policy.plans.orgSpendRatePerHour ?? .zero).dollarsText) per hour; calls resume as it falls.",
                 headers: LimitHeaders.retryAfter(breaker.retryAfterMicros)))
         }
         return .success(local)

@@ -48,6 +48,16 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
 
     public var description: String { "$" + formatted() }
 
+    /// `$` and at least cents, with as many more decimals as the amount has up to micro-dollars
+    /// (the budget headers' precision), so a limit like $0.005 reads as configured; below a
+    /// micro-dollar, exact. For messages.
+    public var dollarsText: String {
+        let micros = formatted(decimals: 6)
+        var text = micros == "0.000000" && self != .zero ? formatted(decimals: 12) : micros
+        while text.hasSuffix("0"), let dot = text.firstIndex(of: "."), text[dot...].count > 3 { text.removeLast() }
+        return "$" + text
+    }
+
     static func format(_ picos: Int128, decimals: Int) -> String {
         precondition(decimals >= 0 && decimals <= 12)
         let negative = picos < 0

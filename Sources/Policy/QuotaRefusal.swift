@@ -68,15 +68,7 @@ public struct QuotaRefusal: Error, Sendable, Hashable, CustomStringConvertible {
         return text + "; resets " + Self.timestamp(resetsAt)
     }
 
-    /// At least cents, and as many more decimals as the amount has up to micro-dollars (the
-    /// budget headers' precision), so a limit like $0.005 reads as configured; below a
-    /// micro-dollar, exact.
-    static func dollars(_ money: Money) -> String {
-        let micros = money.formatted(decimals: 6)
-        var text = micros == "0.000000" && money != .zero ? money.formatted(decimals: 12) : micros
-        while text.hasSuffix("0"), let dot = text.firstIndex(of: "."), text[dot...].count > 3 { text.removeLast() }
-        return "$" + text
-    }
+    static func dollars(_ money: Money) -> String { money.dollarsText }
 
     /// ISO 8601 in UTC, to the second.
     static func timestamp(_ micros: Int64) -> String {

@@ -268,6 +268,25 @@ struct PlanEnforcementTests {
         #expect(h.fake.requestCount == 0)
     }
 
+    @Test("the org's spend-rate breaker: 429 once the last hour's spend passes the rate, its limit as configured, recorded")
+    func spendRateBreaker() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            org: { spend_rate: { usd_per_hour: "0.000001" } }
+            """)
+        defer { h.shutdown() }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "br-1").status == 200)
+        let spent = try #require(try h.row("br-1")).cost
+        #expect(spent > Money(picodollars: 1_000_000))
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "br-2")
+        #expect(r.status == 429)
+        #expect(try errorObject(r)["code"] as? String == "rate_limit_exceeded")
+        #expect(try errorObject(r)["message"] as? String
+                == "The organisation's spend rate is over its limit of $0.000001 per hour; calls resume as it falls.")
+        #expect(Int(r.header("retry-after") ?? "") ?? 0 > 0)
+        #expect(try h.row("br-2")?.outcome == .refusedBreaker)
+        #expect(h.fake.requestCount == 1)
+    }
+
     @Test("a restart continues the budget where the ledger left it")
     func restartKeepsSpend() async throws {
         let plans = """
