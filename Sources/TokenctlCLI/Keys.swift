@@ -43,12 +43,22 @@ struct Keys: ParsableCommand {
         }
 
         func run() throws {
-            let store = try ledger.creating().openKeys()
+            let backend = try ledger.creating()
+            // A key goes where the proxy that serves it reads keys: warn when that ledger did not
+            // exist (a command run from another folder makes a ledger no proxy uses).
+            var newLedger: String?
+            if case .sqlite(let path) = backend, !FileManager.default.fileExists(atPath: path) { newLedger = path }
+            let store = try backend.openKeys()
             defer { store.close() }
             let (id, secret) = APIKeySecret.generate()
             try store.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
                                           createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil,
                                           admin: admin))
+            if let newLedger {
+                let absolute = URL(fileURLWithPath: newLedger).standardizedFileURL.path
+                let note = "note: \(absolute) did not exist and was created: only a proxy started with --db on this file accepts the key\n"
+                FileHandle.standardError.write(Data(note.utf8))
+            }
             let what = admin ? "admin key" : "key"
             print("created \(what) \(id) for user \(user)\(team.map { " (team \($0))" } ?? ""); the secret is shown once:")
             print(secret)
@@ -79,7 +89,7 @@ struct Keys: ParsableCommand {
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Revoke a key by id; a running proxy refuses it within about a second.")
+            abstract: "Revoke a key by id; a running proxy refuses it within about a quarter of a second.")
 
         @Argument(help: "The key id (key_…), as shown by `keys list`.")
         var id: String
