@@ -54,7 +54,8 @@ enum AnthropicReplies {
         """
         {"input_tokens":\(u.uncachedInputTokens),"cache_creation_input_tokens":\(u.cacheWriteTokens),\
         "cache_read_input_tokens":\(u.cachedInputTokens),"cache_creation":{"ephemeral_5m_input_tokens":\
-        \(u.cacheWriteTokens),"ephemeral_1h_input_tokens":0},"output_tokens":\(outputTokens),\
+        \(u.cacheWriteTokens - u.cacheWrite1hTokens),"ephemeral_1h_input_tokens":\(u.cacheWrite1hTokens)},\
+        "output_tokens":\(outputTokens),\
         "service_tier":"standard"}
         """
     }

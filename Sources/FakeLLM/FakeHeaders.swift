@@ -17,6 +17,8 @@ public enum FakeHeader {
     public static let cachedTokens = "x-fake-cached-tokens"
     /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
     public static let cacheWriteTokens = "x-fake-cache-write-tokens"
+    /// Of those, written to the 1-hour cache (Anthropic `cache_creation.ephemeral_1h_input_tokens`).
+    public static let cacheWrite1hTokens = "x-fake-cache-write-1h-tokens"
     /// Hidden reasoning tokens (OpenAI `reasoning_tokens`), on top of the content deltas.
     public static let reasoningTokens = "x-fake-reasoning-tokens"
     /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
@@ -79,6 +81,7 @@ struct RequestKnobs {
     var status: Int?
     var cachedTokens = 0
     var cacheWriteTokens = 0
+    var cacheWrite1hTokens = 0
     var reasoningTokens = 0
     var headerBytes = 0
     var requestID: String?
@@ -137,6 +140,8 @@ struct RequestKnobs {
             cachedTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.cacheWriteTokens.utf8) {
             cacheWriteTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.cacheWrite1hTokens.utf8) {
+            cacheWrite1hTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.headerBytes.utf8) {

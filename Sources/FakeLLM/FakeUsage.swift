@@ -25,7 +25,9 @@ public enum FakeRoute: String, Sendable, CaseIterable {
 ///
 /// - Uncached input: `max(1, request body bytes / 4)`.
 /// - Cached input: `x-fake-cached-tokens` (default 0), **on top of** the uncached input.
-/// - Cache-write input: `x-fake-cache-write-tokens` (default 0, Anthropic messages only), on top.
+/// - Cache-write input: `x-fake-cache-write-tokens` (default 0, Anthropic messages only), on top;
+///   of it, `x-fake-cache-write-1h-tokens` (default 0, at most the writes) are 1-hour writes
+///   (`cache_creation.ephemeral_1h_input_tokens`), the rest 5-minute ones.
 /// - Content deltas: `x-fake-chunks` (default `chunkCount`), capped by the request's
 ///   `max_tokens` / `max_completion_tokens` / `max_output_tokens`; one output token each.
 ///   Hitting the cap ends with `finish_reason "length"` / `stop_reason "max_tokens"` /
@@ -51,6 +53,8 @@ public struct FakeUsage: Sendable, Hashable {
     public var uncachedInputTokens: Int
     public var cachedInputTokens: Int
     public var cacheWriteTokens: Int
+    /// Of `cacheWriteTokens`, those written to the 1-hour cache.
+    public var cacheWrite1hTokens: Int
     /// Visible content deltas, one token each.
     public var contentTokens: Int
     public var reasoningTokens: Int
@@ -58,10 +62,12 @@ public struct FakeUsage: Sendable, Hashable {
     public var hitOutputCap: Bool
 
     public init(uncachedInputTokens: Int, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
-                contentTokens: Int = 0, reasoningTokens: Int = 0, hitOutputCap: Bool = false) {
+                cacheWrite1hTokens: Int = 0, contentTokens: Int = 0, reasoningTokens: Int = 0,
+                hitOutputCap: Bool = false) {
         self.uncachedInputTokens = uncachedInputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
+        self.cacheWrite1hTokens = min(max(0, cacheWrite1hTokens), cacheWriteTokens)
         self.contentTokens = contentTokens
         self.reasoningTokens = reasoningTokens
         self.hitOutputCap = hitOutputCap
@@ -77,7 +83,8 @@ public struct FakeUsage: Sendable, Hashable {
     /// What FakeLLM reports for a request on `route` with a body of `requestBodyBytes` bytes.
     public static func expected(route: FakeRoute, requestBodyBytes: Int, chunks: Int = 8,
                                 maxOutputTokens: Int? = nil, cachedTokens: Int = 0,
-                                cacheWriteTokens: Int = 0, reasoningTokens: Int = 0) -> FakeUsage {
+                                cacheWriteTokens: Int = 0, cacheWrite1hTokens: Int = 0,
+                                reasoningTokens: Int = 0) -> FakeUsage {
         let uncached = max(1, requestBodyBytes / 4)
         let deltas = maxOutputTokens.map { min(chunks, max(0, $0)) } ?? chunks
         let capped = deltas < chunks
@@ -87,7 +94,8 @@ public struct FakeUsage: Sendable, Hashable {
                              contentTokens: deltas, reasoningTokens: reasoningTokens, hitOutputCap: capped)
         case .messages:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
-                             cacheWriteTokens: cacheWriteTokens, contentTokens: deltas, hitOutputCap: capped)
+                             cacheWriteTokens: cacheWriteTokens, cacheWrite1hTokens: cacheWrite1hTokens,
+                             contentTokens: deltas, hitOutputCap: capped)
         case .embeddings, .countTokens:
             return FakeUsage(uncachedInputTokens: uncached)
         case .models:
@@ -109,7 +117,8 @@ public struct FakeUsage: Sendable, Hashable {
                          peek: RequestPeek) -> FakeUsage {
         expected(route: route, requestBodyBytes: requestBodyBytes, chunks: knobs.chunks,
                  maxOutputTokens: peek.maxOutputTokens, cachedTokens: knobs.cachedTokens,
-                 cacheWriteTokens: knobs.cacheWriteTokens, reasoningTokens: knobs.reasoningTokens)
+                 cacheWriteTokens: knobs.cacheWriteTokens, cacheWrite1hTokens: knobs.cacheWrite1hTokens,
+                 reasoningTokens: knobs.reasoningTokens)
     }
 }
 

@@ -13,7 +13,8 @@ struct FakeLLMCommand: ParsableCommand {
             With --tls-ca-out: https:// (HTTP/2 or HTTP/1.1).
             Per-request knobs: x-fake-chunks, x-fake-first-byte-delay-ms, x-fake-chunk-gap-ms,
             x-fake-fail (\(FakeFailure.allCases.map(\.rawValue).joined(separator: " | "))),
-            x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-reasoning-tokens,
+            x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-cache-write-1h-tokens,
+            x-fake-reasoning-tokens,
             x-fake-header-bytes (pads the answer head with that many bytes).
             """)
 

@@ -50,6 +50,8 @@ final class Admission: Sendable {
     let outputCapApplied: Int?
     /// Answers generated, each up to `outputCapApplied` (`n`, `best_of`): the reservation counts all.
     let generatedAnswers: Int
+    /// The body asks for prompt caching (`cache_control`): its prompt may be billed as a cache write.
+    let writesPromptCache: Bool
     let model: String
     let provider: Provider
     let price: ModelPrice?
@@ -60,14 +62,15 @@ final class Admission: Sendable {
     let stripInjectedUsage: Bool
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
-         outputCapApplied: Int?, generatedAnswers: Int, model: String, provider: Provider, price: ModelPrice?,
-         stream: Bool, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
+         outputCapApplied: Int?, generatedAnswers: Int, writesPromptCache: Bool = false, model: String,
+         provider: Provider, price: ModelPrice?, stream: Bool, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
         self.promptEstimate = promptEstimate
         self.outputCapRequested = outputCapRequested
         self.outputCapApplied = outputCapApplied
         self.generatedAnswers = generatedAnswers
+        self.writesPromptCache = writesPromptCache
         self.model = model
         self.provider = provider
         self.price = price
@@ -80,7 +83,8 @@ final class Admission: Sendable {
     /// output limit for each answer, at its price (`ModelPrice.worstCase`).
     func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
         let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
-        let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output) ?? .zero
+        let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output,
+                                    writingCache: writesPromptCache) ?? .zero
         return (cost, promptEstimate + output)
     }
 
@@ -89,7 +93,7 @@ final class Admission: Sendable {
     func fallback(paidBy payer: Payer, promptEstimate: Int) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
-                  generatedAnswers: generatedAnswers, model: model,
+                  generatedAnswers: generatedAnswers, writesPromptCache: writesPromptCache, model: model,
                   provider: provider, price: price, stream: stream, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
@@ -190,7 +194,8 @@ enum Admit {
         if strip { body = peeked.withIncludeUsage(body) }
         return .success(Admission(principal: principal, payer: payer, promptEstimate: PromptEstimate.tokens(peek),
                                   outputCapRequested: requested, outputCapApplied: applied,
-                                  generatedAnswers: peek.generatedAnswers(on: request.endpoint), model: model, provider: provider, price: price,
+                                  generatedAnswers: peek.generatedAnswers(on: request.endpoint),
+                                  writesPromptCache: peek.asksPromptCache, model: model, provider: provider, price: price,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
     }
 

@@ -12,6 +12,7 @@ enum CallRow {
         "price_id", "price_input", "price_cached_input", "price_cache_write", "price_output",
         "ttft_us", "upstream_us", "error_message",
         "plan", "output_cap_requested", "output_cap_applied", "request_hash",
+        "cache_write_1h_tokens", "price_cache_write_1h",
     ]
 
     /// Every column of `columns` (bound by `bind`), then the retry flag at `retryParameter`, which
@@ -61,6 +62,8 @@ enum CallRow {
         s.bind(entry.outputCapRequested, at: 34)
         s.bind(entry.outputCapApplied, at: 35)
         s.bind(entry.requestHash, at: 36)
+        s.bind(entry.usage.cacheWrite1hTokens, at: 37)
+        s.bind(entry.price?.cacheWrite1h.picodollars, at: 38)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -91,7 +94,7 @@ enum CallRow {
             status: s.int(at: 15),
             outcome: try parse(Outcome.self, 16, "outcome"),
             usage: Usage(inputTokens: s.int(at: 17), cachedInputTokens: s.int(at: 18),
-                         cacheWriteTokens: s.int(at: 19), outputTokens: s.int(at: 20),
+                         cacheWriteTokens: s.int(at: 19), cacheWrite1hTokens: s.int(at: 36), outputTokens: s.int(at: 20),
                          reasoningTokens: s.int(at: 21)),
             usageSource: try parse(UsageSource.self, 22, "usage source"),
             cost: Money(picodollars: s.int64(at: 23)),
@@ -108,15 +111,18 @@ enum CallRow {
     private static func decodePrice(_ s: Statement, callId: String) throws -> ModelPrice? {
         func money(_ column: Int32) -> Int64 { s.optionalInt64(at: column) ?? 0 }
         return try StoredPrice.decode(id: s.optionalString(at: 24), input: money(25), cachedInput: money(26),
-                                      cacheWrite: money(27), output: money(28), callId: callId)
+                                      cacheWrite: money(27), cacheWrite1h: s.optionalInt64(at: 37), output: money(28),
+                                      callId: callId)
     }
 }
 
-/// The price a row was costed with, as stored: `price_id` and four per-token prices in pico-dollars.
+/// The price a row was costed with, as stored: `price_id` and five per-token prices in pico-dollars
+/// (a row from before 1-hour cache writes had their own price has none: twice the input, as then
+/// charged to no row, since no 1-hour write was counted).
 /// Shared by every ledger backend so they read prices back alike.
 public enum StoredPrice {
-    public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64, output: Int64,
-                              callId: String) throws -> ModelPrice? {
+    public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64,
+                              cacheWrite1h: Int64?, output: Int64, callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
         // The id is `<pattern>@<day>`; a pattern may itself contain '@', the day never does.
         guard let at = priceId.lastIndex(of: "@"),
@@ -125,6 +131,7 @@ public enum StoredPrice {
         }
         return ModelPrice(model: ModelPattern(String(priceId[..<at])), effectiveFrom: day,
                           input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
-                          cacheWrite: Money(picodollars: cacheWrite), output: Money(picodollars: output))
+                          cacheWrite: Money(picodollars: cacheWrite), cacheWrite1h: cacheWrite1h.map(Money.init(picodollars:)),
+                          output: Money(picodollars: output))
     }
 }

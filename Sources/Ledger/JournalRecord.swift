@@ -9,9 +9,10 @@ import Metering
 ///
 /// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
 /// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
-/// is the format's version.
+/// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price (version
+/// 1 records, of earlier builds, are read with none).
 public enum JournalRecord {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
     static let headerBytes = 8
 
     /// Appends `entry`'s record to `bytes`.
@@ -59,6 +60,8 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
+        bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
+        bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
         store(UInt32(payload), at: start, in: &bytes)
@@ -88,7 +91,7 @@ public enum JournalRecord {
 
     private static func decode(_ payload: UnsafeRawBufferPointer) -> LedgerEntry? {
         var r = Reader(bytes: payload)
-        guard r.byte() == version else { return nil }
+        guard let format = r.byte(), format == 1 || format == version else { return nil }
         guard let id = r.text(), let requestId = r.text(), let startedAt = r.int(),
               let firstByteAt = r.optionalInt(), let endedAt = r.int(),
               let keyId = r.optionalText(), let user = r.optionalText(), let team = r.optionalText(),
@@ -99,26 +102,36 @@ public enum JournalRecord {
               let input = r.int(), let cachedInput = r.int(), let cacheWrite = r.int(), let output = r.int(),
               let reasoning = r.int(), let usageSource = r.text().flatMap(UsageSource.init(rawValue:)),
               let cost = r.int(), let hasPrice = r.byte(), hasPrice <= 1 else { return nil }
-        var price: ModelPrice?
+        var stored: (id: String, input: Int64, cached: Int64, write: Int64, output: Int64)?
         if hasPrice == 1 {
             guard let priceId = r.text(), let pInput = r.int(), let pCached = r.int(), let pWrite = r.int(),
-                  let pOutput = r.int(),
-                  let decoded = try? StoredPrice.decode(id: priceId, input: pInput, cachedInput: pCached,
-                                                        cacheWrite: pWrite, output: pOutput, callId: id) else {
-                return nil
-            }
-            price = decoded
+                  let pOutput = r.int() else { return nil }
+            stored = (priceId, pInput, pCached, pWrite, pOutput)
         }
         guard let ttft = r.optionalInt(), let upstream = r.optionalInt(), let errorMessage = r.optionalText(),
               let plan = r.optionalText(), let capRequested = r.optionalInt(), let capApplied = r.optionalInt(),
-              let requestHash = r.optionalInt(), r.isAtEnd else { return nil }
+              let requestHash = r.optionalInt() else { return nil }
+        var hourWrites: Int64 = 0, hourWritePrice: Int64?
+        if format >= 2 {
+            guard let count = r.int(), let price = r.optionalInt() else { return nil }
+            (hourWrites, hourWritePrice) = (count, price)
+        }
+        guard r.isAtEnd else { return nil }
+        var price: ModelPrice?
+        if let stored {
+            guard let decoded = try? StoredPrice.decode(id: stored.id, input: stored.input, cachedInput: stored.cached,
+                                                        cacheWrite: stored.write, cacheWrite1h: hourWritePrice,
+                                                        output: stored.output, callId: id) else { return nil }
+            price = decoded
+        }
         return LedgerEntry(
             id: id, requestId: requestId, startedAt: startedAt, firstByteAt: firstByteAt, endedAt: endedAt,
             keyId: keyId, user: user, team: team, dialect: dialect, route: route, provider: provider,
             modelRequested: modelRequested, modelServed: modelServed, stream: stream == 1, status: Int(status),
             outcome: outcome,
             usage: Usage(inputTokens: Int(input), cachedInputTokens: Int(cachedInput),
-                         cacheWriteTokens: Int(cacheWrite), outputTokens: Int(output), reasoningTokens: Int(reasoning)),
+                         cacheWriteTokens: Int(cacheWrite), cacheWrite1hTokens: Int(hourWrites), outputTokens: Int(output),
+                         reasoningTokens: Int(reasoning)),
             usageSource: usageSource, cost: Money(picodollars: cost), price: price,
             ttftMicros: ttft, upstreamMicros: upstream, errorMessage: errorMessage, plan: plan,
             outputCapRequested: capRequested.map { Int($0) }, outputCapApplied: capApplied.map { Int($0) },

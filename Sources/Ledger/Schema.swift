@@ -154,6 +154,12 @@ enum Schema {
             DROP INDEX calls_request_id;
             CREATE INDEX calls_client_request_id ON calls(request_id) WHERE request_id <> 'req_' || id;
             """),
+        // v8: Anthropic's 1-hour cache writes have a price of their own (twice the input, against
+        // 1.25 times for 5-minute ones): their count, part of `cache_write_tokens`, and that price.
+        Migration(version: 8, sql: """
+            ALTER TABLE calls ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE calls ADD COLUMN price_cache_write_1h INTEGER;
+            """),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -20,6 +20,8 @@ struct JSONScanner {
     var inlineImages = InlineImages()
     /// The name of the member whose value `skipValue` is at (what `InlineImages` asks).
     private var memberName = StringToken(start: 0, end: 0, hasEscapes: false)
+    /// A skipped object had a `cache_control` member (Anthropic prompt caching on a block).
+    private(set) var sawCacheControl = false
 
     init(_ bytes: UnsafeRawBufferPointer, index: Int = 0) {
         self.bytes = bytes
@@ -229,6 +231,10 @@ struct JSONScanner {
     private mutating func scanMemberName() throws(JSONSyntaxError) {
         guard current == UInt8(ascii: "\"") else { throw failure("expected a member name in double quotes") }
         memberName = try scanString()
+        if memberName.end - memberName.start == 13, !memberName.hasEscapes,
+           StreamReading.matches(bytes, at: memberName.start, "cache_control") {
+            sawCacheControl = true
+        }
         skipWhitespace()
         try expect(UInt8(ascii: ":"), "expected ':'")
     }

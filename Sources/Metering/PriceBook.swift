@@ -86,18 +86,23 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public let effectiveFrom: Day
     public var input: Money
     public var cachedInput: Money
+    /// A 5-minute prompt-cache write (Anthropic), or any other provider's.
     public var cacheWrite: Money
+    /// A 1-hour prompt-cache write (Anthropic: twice the input price).
+    public var cacheWrite1h: Money
     public var output: Money
     /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
     public var source: String
 
+    /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
-                cacheWrite: Money, output: Money, source: String = "") {
+                cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, source: String = "") {
         self.model = model
         self.effectiveFrom = effectiveFrom
         self.input = input
         self.cachedInput = cachedInput
         self.cacheWrite = cacheWrite
+        self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
         self.output = output
         self.source = source
         id = "\(model.text)@\(effectiveFrom)"
@@ -108,7 +113,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public let id: String
 
     private enum CodingKeys: String, CodingKey {
-        case model, effectiveFrom, input, cachedInput, cacheWrite, output, source
+        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, source
     }
 
     public init(from decoder: any Decoder) throws {
@@ -118,8 +123,16 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   input: try c.decode(Money.self, forKey: .input),
                   cachedInput: try c.decode(Money.self, forKey: .cachedInput),
                   cacheWrite: try c.decode(Money.self, forKey: .cacheWrite),
+                  cacheWrite1h: try c.decodeIfPresent(Money.self, forKey: .cacheWrite1h),
                   output: try c.decode(Money.self, forKey: .output),
                   source: try c.decode(String.self, forKey: .source))
+    }
+
+    /// Anthropic prices a 1-hour cache write at twice the input (a 5-minute one at 1.25 times).
+    /// Saturates rather than overflows (an absurd input price still reads as the most there is).
+    public static func anthropicHourWrite(input: Money) -> Money {
+        let (double, overflow) = input.picodollars.multipliedReportingOverflow(by: 2)
+        return Money(picodollars: overflow ? .max : double)
     }
 
     /// Converts a price per one million tokens, in dollars with at most six decimals,
@@ -133,8 +146,15 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// What a reservation holds for a call of at most these tokens: their cost, or, past what
     /// one `Money` holds (an absurd output limit times `n`), the most there is, so a budget
     /// refuses the call rather than holding nothing.
-    public func worstCase(inputTokens: Int, outputTokens: Int) -> Money {
-        cost(of: Usage(inputTokens: inputTokens, outputTokens: outputTokens)) ?? Money(picodollars: .max)
+    /// `writingCache`: the call asks for prompt caching, so each prompt token may be billed as
+    /// a cache write (Anthropic's 5-minute or 1-hour), the dearer of those and the input price.
+    public func worstCase(inputTokens: Int, outputTokens: Int, writingCache: Bool = false) -> Money {
+        var usage = Usage(inputTokens: inputTokens, outputTokens: outputTokens)
+        if writingCache, max(cacheWrite, cacheWrite1h) > input {
+            usage = Usage(cacheWriteTokens: inputTokens, cacheWrite1hTokens: cacheWrite1h > cacheWrite ? inputTokens : 0,
+                          outputTokens: outputTokens)
+        }
+        return cost(of: usage) ?? Money(picodollars: .max)
     }
 
     /// Exact cost of the usage; nil if it would overflow one `Money` (over $9.2M in one call).
@@ -148,8 +168,11 @@ public struct ModelPrice: Sendable, Hashable, Codable {
             total = sum
             return !o1 && !o2
         }
+        // The 1-hour writes are part of the writes (clamped: a count above the whole is the whole).
+        let hourWrites = min(max(usage.cacheWrite1hTokens, 0), max(usage.cacheWriteTokens, 0))
         guard add(usage.inputTokens, input), add(usage.cachedInputTokens, cachedInput),
-              add(usage.cacheWriteTokens, cacheWrite), add(usage.outputTokens, output) else { return nil }
+              add(usage.cacheWriteTokens - hourWrites, cacheWrite), add(hourWrites, cacheWrite1h),
+              add(usage.outputTokens, output) else { return nil }
         return Money(picodollars: total)
     }
 }

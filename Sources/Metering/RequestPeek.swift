@@ -57,6 +57,9 @@ public struct RequestPeek: Sendable, Hashable {
     /// Base64 images in the body (`InlineImages`): estimated per image, not per byte.
     public internal(set) var inlineImages = 0
     public internal(set) var inlineImageBytes = 0
+    /// The body names a `cache_control` (Anthropic prompt caching, at the top or on a block):
+    /// its prompt may be billed as a cache write, above the input price.
+    public internal(set) var asksPromptCache = false
 
     /// How many answers the request has generated, each up to its output limit: `n` on chat
     /// and completions, `best_of` on completions (the larger), else 1.
@@ -208,6 +211,7 @@ private struct Reader {
         try scanner.expectEnd()
         peek.inlineImages = scanner.inlineImages.count
         peek.inlineImageBytes = scanner.inlineImages.bytes
+        peek.asksPromptCache = peek.asksPromptCache || scanner.sawCacheControl
     }
 
     private mutating func topLevel(_ s: inout JSONScanner, _ key: JSONScanner.StringToken,
@@ -278,6 +282,8 @@ private struct Reader {
                 return true
             }
         } else {
+            // Automatic caching names it at the top (its value is skipped, not read).
+            if s.key(key, is: "cache_control") { peek.asksPromptCache = true }
             return false
         }
         return true

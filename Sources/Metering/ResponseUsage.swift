@@ -29,7 +29,8 @@ public struct ResponseReading: Sendable, Hashable {
 /// - OpenAI responses: `usage.input_tokens` (includes `input_tokens_details.cached_tokens`),
 ///   `usage.output_tokens` (includes `output_tokens_details.reasoning_tokens`).
 /// - Anthropic messages: `usage.input_tokens` (excludes cache), `cache_read_input_tokens`,
-///   `cache_creation_input_tokens`, `output_tokens`.
+///   `cache_creation_input_tokens` (of which `cache_creation.ephemeral_1h_input_tokens` are
+///   1-hour writes), `output_tokens`.
 /// - Anthropic count_tokens is free: `Usage.zero`.
 /// Errors (status >= 400) carry no usage; their message is `error.message`, or the body's text
 /// when it has none (an HTML page from a load balancer, say).
@@ -92,6 +93,8 @@ struct ReportedUsage: Sendable, Hashable {
     var input: Int?
     var cached: Int?
     var cacheWrite: Int?
+    /// Of `cacheWrite`, the 1-hour writes (Anthropic `cache_creation.ephemeral_1h_input_tokens`).
+    var cacheWrite1h: Int?
     var output: Int?
     var reasoning: Int?
     /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
@@ -102,6 +105,7 @@ struct ReportedUsage: Sendable, Hashable {
         input = newer.input ?? input
         cached = newer.cached ?? cached
         cacheWrite = newer.cacheWrite ?? cacheWrite
+        cacheWrite1h = newer.cacheWrite1h ?? cacheWrite1h
         output = newer.output ?? output
         reasoning = newer.reasoning ?? reasoning
         invalid = invalid || newer.invalid
@@ -120,8 +124,10 @@ struct ReportedUsage: Sendable, Hashable {
             return Usage(inputTokens: plain, cachedInputTokens: cached, cacheWriteTokens: 0,
                          outputTokens: output, reasoningTokens: reasoning)
         case .anthropic:
-            return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite ?? 0,
-                         outputTokens: output, reasoningTokens: reasoning)
+            let cacheWrite = cacheWrite ?? 0
+            return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite,
+                         cacheWrite1hTokens: min(cacheWrite1h ?? 0, cacheWrite), outputTokens: output,
+                         reasoningTokens: reasoning)
         }
     }
 }
@@ -218,6 +224,8 @@ extension JSONScanner {
                     usage.cached = try s.readCount(&usage.invalid)
                 } else if s.key(key, is: "cache_creation_input_tokens") {
                     usage.cacheWrite = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "cache_creation") {
+                    usage.cacheWrite1h = try s.readDetail("ephemeral_1h_input_tokens", &usage.invalid) ?? usage.cacheWrite1h
                 } else if s.key(key, is: "output_tokens") {
                     usage.output = try s.readCount(&usage.invalid)
                 } else {

@@ -5,22 +5,42 @@
 ///   `input_tokens` already excludes them).
 /// - `cachedInputTokens`: input read from the provider's prompt cache.
 /// - `cacheWriteTokens`: input written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+/// - `cacheWrite1hTokens`: the part of `cacheWriteTokens` written to Anthropic's 1-hour cache
+///   (`cache_creation.ephemeral_1h_input_tokens`), which has a price of its own; the rest is
+///   5-minute writes.
 /// - `outputTokens`: all generated tokens, reasoning included (billed at the output price).
 /// - `reasoningTokens`: the part of `outputTokens` spent on hidden reasoning (informational).
 public struct Usage: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var cachedInputTokens: Int
     public var cacheWriteTokens: Int
+    public var cacheWrite1hTokens: Int
     public var outputTokens: Int
     public var reasoningTokens: Int
 
     public init(inputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
-                outputTokens: Int = 0, reasoningTokens: Int = 0) {
+                cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0) {
         self.inputTokens = inputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
+        self.cacheWrite1hTokens = cacheWrite1hTokens
         self.outputTokens = outputTokens
         self.reasoningTokens = reasoningTokens
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens
+    }
+
+    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count: 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(inputTokens: try c.decode(Int.self, forKey: .inputTokens),
+                  cachedInputTokens: try c.decode(Int.self, forKey: .cachedInputTokens),
+                  cacheWriteTokens: try c.decode(Int.self, forKey: .cacheWriteTokens),
+                  cacheWrite1hTokens: try c.decodeIfPresent(Int.self, forKey: .cacheWrite1hTokens) ?? 0,
+                  outputTokens: try c.decode(Int.self, forKey: .outputTokens),
+                  reasoningTokens: try c.decode(Int.self, forKey: .reasoningTokens))
     }
 
     public static let zero = Usage()

@@ -1,15 +1,19 @@
 import Metering
 import Yams
 
-/// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, output, source }`,
+/// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
+/// output, source }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
 /// never pass through one. `cached_input` and `cache_write` default to `input` when absent
-/// (no discount, no surcharge), which is right for providers without prompt caching.
+/// (no discount, no surcharge), which is right for providers without prompt caching;
+/// `cache_write_1h` (Anthropic's 1-hour cache writes, which only Anthropic reports) to twice `input`,
+/// Anthropic's rule.
 enum PricesFile {
     static let name = "prices.yaml"
-    static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "output", "source"]
+    static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
+                       "source"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -57,11 +61,15 @@ enum PricesFile {
         // Absent means "same as input"; present but invalid is a problem, not a silent default.
         let cachedInput = fields["cached_input"].map { perToken($0, &reader) } ?? input
         let cacheWrite = fields["cache_write"].map { perToken($0, &reader) } ?? input
+        let cacheWrite1h = fields["cache_write_1h"].map { perToken($0, &reader) }
+            ?? input.map(ModelPrice.anthropicHourWrite(input:))
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
-        guard let model, let day, let input, let output, let cachedInput, let cacheWrite else { return nil }
+        guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h else {
+            return nil
+        }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
-                          cacheWrite: cacheWrite, output: output, source: source)
+                          cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, source: source)
     }
 
     static let priceMeaning = PolicyFileReader.DecimalMeaning(

@@ -16,6 +16,8 @@ public enum LedgerExport {
         "stream", "status", "outcome", "input_tokens", "cached_input_tokens", "cache_write_tokens",
         "output_tokens", "reasoning_tokens", "usage_source", "cost_picodollars", "cost_usd", "price_id",
         "output_cap_requested", "output_cap_applied", "error_message",
+        // Appended (fields are never reordered): of `cache_write_tokens`, Anthropic's 1-hour writes.
+        "cache_write_1h_tokens",
     ]
 
     /// The CSV header line (JSON lines have none).
@@ -68,6 +70,7 @@ public enum LedgerExport {
             count(e.usage.outputTokens), count(e.usage.reasoningTokens), .text(e.usageSource.rawValue),
             .text(String(e.cost.picodollars)), .text(e.cost.formatted(decimals: 12)), .text(e.priceId),
             count(e.outputCapRequested), count(e.outputCapApplied), .text(e.errorMessage),
+            count(e.usage.cacheWrite1hTokens),
         ]
     }
 }

@@ -88,7 +88,8 @@ public enum PolicySimulation {
             // The worst case admission holds, as the gateway sizes it.
             let reserve = endpoint.outputReserve(applied: applied)
             let estimatedTokens = entry.usage.inputTokens + reserve
-            let worstCase = entry.price?.worstCase(inputTokens: entry.usage.inputTokens, outputTokens: reserve) ?? cost
+            let worstCase = entry.price?.worstCase(inputTokens: entry.usage.inputTokens, outputTokens: reserve,
+                                                   writingCache: entry.usage.cacheWriteTokens > 0) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
                 gate.release("user:" + user)

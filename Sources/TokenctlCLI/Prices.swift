@@ -37,11 +37,11 @@ struct Prices: ParsableCommand {
         }
         let rows = entries.map { e in
             [e.model.text, e.effectiveFrom.description, Self.perMillion(e.input), Self.perMillion(e.cachedInput),
-             Self.perMillion(e.cacheWrite), Self.perMillion(e.output), e.source]
+             Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h), Self.perMillion(e.output), e.source]
         }
         print(TextColumns.render(
-            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "OUTPUT/1M", "SOURCE"], rows: rows,
-            labelColumns: 7), terminator: "")
+            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M", "SOURCE"],
+            rows: rows, labelColumns: 8), terminator: "")
     }
 
     /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.

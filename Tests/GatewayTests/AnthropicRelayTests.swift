@@ -6,9 +6,10 @@ import Testing
 
 @Suite("Anthropic dialect end to end")
 struct AnthropicRelayTests {
-    @Test("messages, streaming and not, with cache reads and writes")
+    @Test("messages, streaming and not, with cache reads and writes (11 of the 17 to the 1-hour cache, at twice the input)")
     func messages() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-cached-tokens": "13", "x-fake-cache-write-tokens": "17"])
+        let h = try ProxyHarness(providerHeaders: ["x-fake-cached-tokens": "13", "x-fake-cache-write-tokens": "17",
+                                                   "x-fake-cache-write-1h-tokens": "11"])
         defer { h.shutdown() }
         for (id, stream) in [("msg-1", false), ("msg-2", true)] {
             let body = #"{"model":"claude-3-5-haiku-20241022","max_tokens":100,"stream":\#(stream),"messages":[{"role":"user","content":"hello"}]}"#
@@ -23,10 +24,11 @@ struct AnthropicRelayTests {
             #expect(row.dialect == .anthropic)
             #expect(row.stream == stream)
             #expect(row.usage == Usage(inputTokens: expected.uncachedInputTokens, cachedInputTokens: 13,
-                                       cacheWriteTokens: 17, outputTokens: expected.outputTokens))
+                                       cacheWriteTokens: 17, cacheWrite1hTokens: 11, outputTokens: expected.outputTokens))
+            let writes: Int64 = 6 * HarnessPrice.haikuWrite + 11 * 2 * HarnessPrice.haikuInput
             #expect(row.cost.picodollars == Int64(expected.uncachedInputTokens) * HarnessPrice.haikuInput
-                    + 13 * HarnessPrice.haikuCached + 17 * HarnessPrice.haikuWrite
-                    + Int64(expected.outputTokens) * HarnessPrice.haikuOutput)
+                    + 13 * HarnessPrice.haikuCached + writes + Int64(expected.outputTokens) * HarnessPrice.haikuOutput)
+            #expect(row.price?.cacheWrite1h.picodollars == 2 * HarnessPrice.haikuInput)
             #expect(row.priceId == "claude-3-5-haiku-*@2024-11-04")
             if stream { #expect(r.text.contains("event: message_stop")) }
         }

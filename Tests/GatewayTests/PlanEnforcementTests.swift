@@ -287,6 +287,30 @@ struct PlanEnforcementTests {
         #expect(h.fake.requestCount == 1)
     }
 
+    /// Anthropic bills a prompt written to its cache above the input price (twice it for the
+    /// 1-hour cache): a call that asks for caching reserves its prompt at that price.
+    @Test("a call asking for prompt caching reserves its prompt at the dearest cache-write price")
+    func cachingCallsReserveTheWritePrice() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: tight }
+            plans: { tight: { budget: { daily_usd: "0.012" } } }
+            """)
+        defer { h.shutdown() }
+        let text = String(repeating: "x", count: 30_000)
+        let plain = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"messages":[{"role":"user","content":"\#(text)"}]}"#
+        let cached = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":"\#(text)","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}"#
+        let automatic = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"cache_control":{"type":"ephemeral"},"messages":[{"role":"user","content":"\#(text)"}]}"#
+        // About 10,000 prompt tokens: $0.008 at the input price fits, $0.016 at the 1-hour write does not.
+        for (id, body) in [("cc-1", cached), ("cc-2", automatic)] {
+            let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id)
+            #expect(r.status == 429, "\(id)")
+            #expect(try errorObject(r)["type"] as? String == "billing_error")
+        }
+        #expect(h.fake.requestCount == 0)
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: plain, requestID: "cc-3")
+        #expect(r.status == 200)
+    }
+
     @Test("a restart continues the budget where the ledger left it")
     func restartKeepsSpend() async throws {
         let plans = """

@@ -42,8 +42,9 @@ struct UpstreamTLSTests {
             #expect(response.status == 200 && response.complete, "\(id): \(response.text)")
             if id.hasPrefix("s") {
                 #expect(response.text.hasSuffix("data: [DONE]\n\n"), "\(id)")
-                // Relayed as the provider sent it: one chunk per delta, 20 ms apart.
-                #expect(response.chunks.count >= 10, "\(id): \(response.chunks.count) chunks")
+                // Relayed as the provider sent it, 20 ms apart, not held to the end (one chunk per
+                // delta, but a full run on two cores has the client read two at once now and then).
+                #expect(response.chunks.count >= 5, "\(id): \(response.chunks.count) chunks")
             }
             let exchange = try #require(h.fake.exchange(requestID: id))
             #expect(exchange.httpVersion == "HTTP/2.0")

@@ -12,7 +12,15 @@ func expectClosed(_ result: Result<Void, LedgerError>?, sourceLocation: SourceLo
 }
 
 extension CallRow {
-    /// The INSERT of a ledger before v5 (no retry column), for the tests that migrate one.
-    static let v4InsertSQL = "INSERT INTO calls (\(selectList)) VALUES (" +
-        columns.indices.map { "?\($0 + 1)" }.joined(separator: ", ") + ")"
+    /// The columns before v8 (no 1-hour cache writes), in `bind`'s order: 1 to 36.
+    static let v7Columns = Array(columns.prefix(36))
+    private static let v7Values = (1...36).map { "?\($0)" }.joined(separator: ", ")
+
+    /// The INSERT of a ledger before v5 (no retry column), for the tests that migrate one
+    /// (`bind`'s later parameters go unused).
+    static let v4InsertSQL = "INSERT INTO calls (\(v7Columns.joined(separator: ", "))) VALUES (\(v7Values))"
+
+    /// The INSERT of a v5 to v7 ledger: the retry flag at `retryParameter`.
+    static let v7InsertSQL =
+        "INSERT INTO calls (\(v7Columns.joined(separator: ", ")), retry) VALUES (\(v7Values), ?\(retryParameter))"
 }

@@ -18,6 +18,7 @@ import LedgerTestSupport
         entry.outputCapApplied = 1_024
         entry.requestHash = -8_070_450_532_247_928_832
         entry.usage.cacheWriteTokens = 3
+        entry.usage.cacheWrite1hTokens = 2
         return entry
     }()
 
@@ -41,6 +42,27 @@ import LedgerTestSupport
         let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
         #expect(read.entries == [Self.full, Self.bare, sampleEntry(1)])
         #expect(read.validBytes == bytes.count && read.unreadable == 0)
+    }
+
+    /// A record an earlier build wrote (format 1: no 1-hour cache writes, no price for them) is
+    /// read with none: a gateway upgraded after a crash still records what its journal kept.
+    @Test func aFormatOneRecordIsRead() {
+        var entry = sampleEntry(5)
+        entry.price = nil
+        var bytes = Self.records([entry])
+        // Format 2 appends a 0 count and an absent price (one byte each): cut, say format 1.
+        bytes.removeLast(2)
+        bytes[JournalRecord.headerBytes] = 1
+        let length = UInt32(bytes.count - JournalRecord.headerBytes)
+        let sum = bytes.withUnsafeBufferPointer {
+            JournalRecord.checksum(UnsafeBufferPointer(rebasing: $0[JournalRecord.headerBytes...]))
+        }
+        for index in 0..<4 {
+            bytes[index] = UInt8(truncatingIfNeeded: length >> (8 * index))
+            bytes[4 + index] = UInt8(truncatingIfNeeded: sum >> (8 * index))
+        }
+        let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
+        #expect(read.entries == [entry] && read.unreadable == 0)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {

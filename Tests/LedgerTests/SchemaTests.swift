@@ -53,7 +53,7 @@ import LedgerTestSupport
             let connection = try SQLiteConnection(path: path)
             try connection.configureForLedger()
             try Schema.migrate(connection, upTo: 6)
-            let insert = try connection.prepare(CallRow.insertSQL)
+            let insert = try connection.prepare(CallRow.v7InsertSQL)
             for e in [v6Made, v6Sent] {
                 CallRow.bind(e, to: insert)
                 insert.bind(Int64(0), at: CallRow.retryParameter)

@@ -53,6 +53,25 @@ import Testing
         #expect(p.cost(of: .zero) == Money.zero)
     }
 
+    /// Anthropic: 5-minute writes at `cache_write` (1.25× input), 1-hour ones at twice the input.
+    @Test("1-hour cache writes are charged at their own price; the worst case of a caching call at the dearest write")
+    func hourWrites() {
+        let p = price("claude-sonnet-4-5", "2025-09-29", input: "3", cached: "0.30", write: "3.75", output: "15")
+        #expect(p.cacheWrite1h.picodollars == 6_000_000)
+        let usage = Usage(inputTokens: 10, cachedInputTokens: 100, cacheWriteTokens: 1_000, cacheWrite1hTokens: 600,
+                          outputTokens: 20)
+        let expected: Int64 = 10 * 3_000_000 + 100 * 300_000 + 400 * 3_750_000 + 600 * 6_000_000 + 20 * 15_000_000
+        #expect(p.cost(of: usage)?.picodollars == expected)
+        // A 1-hour count above the writes is the writes.
+        #expect(p.cost(of: Usage(cacheWriteTokens: 5, cacheWrite1hTokens: 9)) == p.cost(of: Usage(cacheWriteTokens: 5, cacheWrite1hTokens: 5)))
+        #expect(p.worstCase(inputTokens: 1_000, outputTokens: 100).picodollars == 1_000 * 3_000_000 + 100 * 15_000_000)
+        #expect(p.worstCase(inputTokens: 1_000, outputTokens: 100, writingCache: true).picodollars
+                == 1_000 * 6_000_000 + 100 * 15_000_000)
+        // An entry without a 1-hour price has twice its input: the bound of any caching call.
+        let flat = price("gpt-4o", "2024-05-13", input: "2.5", cached: "1.25", write: "2.5", output: "10")
+        #expect(flat.worstCase(inputTokens: 10, outputTokens: 0, writingCache: true).picodollars == 10 * 5_000_000)
+    }
+
     @Test func overflowOrNegativeIsNil() {
         let p = price("o1-pro", "2024-01-01", input: "150", output: "600")
         #expect(p.cost(of: Usage(outputTokens: 15_372_286_728)) != nil)  // ≈ $9.22M, just fits

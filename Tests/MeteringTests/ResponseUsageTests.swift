@@ -38,6 +38,19 @@ import Testing
         #expect(r.servedModel == "claude-sonnet-4-5-20250929")
     }
 
+    @Test("Anthropic's 1-hour cache writes are read from cache_creation, as part of the writes")
+    func anthropicHourWrites() {
+        let body = #"{"type":"message","usage":{"input_tokens":10,"cache_creation_input_tokens":1000,"cache_read_input_tokens":5,"cache_creation":{"ephemeral_5m_input_tokens":400,"ephemeral_1h_input_tokens":600},"output_tokens":3}}"#
+        let r = ResponseUsage.read(endpoint: .messages, status: 200, body: Array(body.utf8))
+        #expect(r.usage == Usage(inputTokens: 10, cachedInputTokens: 5, cacheWriteTokens: 1_000, cacheWrite1hTokens: 600,
+                                 outputTokens: 3))
+        // A 1-hour count above the whole writes is the writes; nonsense in it, no usage at all.
+        let over = #"{"usage":{"input_tokens":1,"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":99},"output_tokens":1}}"#
+        #expect(ResponseUsage.read(endpoint: .messages, status: 200, body: Array(over.utf8)).usage?.cacheWrite1hTokens == 10)
+        let bad = #"{"usage":{"input_tokens":1,"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":"x"},"output_tokens":1}}"#
+        #expect(ResponseUsage.read(endpoint: .messages, status: 200, body: Array(bad.utf8)).usage == nil)
+    }
+
     @Test func anthropicNullCacheFields() {
         let body = #"{"type":"message","model":"claude-3-haiku-20240307","usage":{"input_tokens":10,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":3}}"#
         #expect(read(.messages, body).usage == Usage(inputTokens: 10, outputTokens: 3))

@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, output or source)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output or source)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -48,13 +48,14 @@ import Testing
               cached_input: "0.075"
               output: "0.60"
               source: https://openai.com/api/pricing/
-            - { model: "gpt-4o-mini", effective_from: "2026-01-01", input: "0.000001", cache_write: "0", output: "1" }
+            - { model: "gpt-4o-mini", effective_from: "2026-01-01", input: "0.000001", cache_write: "0", cache_write_1h: "7", output: "1" }
             """).load()
         let book = set.prices
         let old = try #require(book.price(for: "gpt-4o-mini", on: Day("2025-06-30")!))
         #expect(old.input == Money(picodollars: 150_000))          // $0.15 / 1M = 150,000 pd a token
         #expect(old.cachedInput == Money(picodollars: 75_000))
         #expect(old.cacheWrite == old.input)                        // absent: defaults to input
+        #expect(old.cacheWrite1h == Money(picodollars: 300_000))    // absent: twice the input
         #expect(old.output == Money(picodollars: 600_000))
         #expect(old.source == "https://openai.com/api/pricing/")
         #expect(old.id == "gpt-4o-mini@2024-07-18")
@@ -65,6 +66,7 @@ import Testing
         #expect(new.input == Money(picodollars: 1))
         #expect(new.cachedInput == new.input)                       // absent: defaults to input
         #expect(new.cacheWrite == .zero)
+        #expect(new.cacheWrite1h == Money(picodollars: 7_000_000))
         #expect(new.output == Money(picodollars: 1_000_000))
         #expect(book.price(for: "gpt-4o-mini", on: Day("2024-07-17")!) == nil)
     }

@@ -12,7 +12,11 @@ final class PostgresLedgerWriterTests: XCTestCase {
         let writer = try PostgresLedgerWriter(location: db.location)
         let reader = try PostgresLedgerReader(location: db.location)
         defer { reader.close() }
-        let entries = autumnCalls(count: 300)
+        var entries = autumnCalls(count: 300)
+        // Every column: one call with Anthropic's 1-hour cache writes and their price.
+        entries[3].usage.cacheWriteTokens = 30
+        entries[3].usage.cacheWrite1hTokens = 20
+        entries[3].price?.cacheWrite1h = Money(picodollars: 7_777)
         // Invariant 1: when a callback runs, its row is visible to another connection, and
         // callbacks come in append order.
         let seen = Locked<[String]>([])
