@@ -52,6 +52,9 @@ final class Admission: Sendable {
     let generatedAnswers: Int
     /// The body asks for prompt caching (`cache_control`): its prompt may be billed as a cache write.
     let writesPromptCache: Bool
+    /// The longest the call may take, retries and fallbacks included (`PolicySet.longestCallMicros`):
+    /// its budget hold is kept at least that long.
+    let longestCallMicros: Int64
     let model: String
     let provider: Provider
     let price: ModelPrice?
@@ -62,8 +65,9 @@ final class Admission: Sendable {
     let stripInjectedUsage: Bool
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
-         outputCapApplied: Int?, generatedAnswers: Int, writesPromptCache: Bool = false, model: String,
-         provider: Provider, price: ModelPrice?, stream: Bool, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
+         outputCapApplied: Int?, generatedAnswers: Int, writesPromptCache: Bool = false, longestCallMicros: Int64 = 0,
+         model: String, provider: Provider, price: ModelPrice?, stream: Bool, upstreamBody: ByteBuffer,
+         stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
         self.promptEstimate = promptEstimate
@@ -71,6 +75,7 @@ final class Admission: Sendable {
         self.outputCapApplied = outputCapApplied
         self.generatedAnswers = generatedAnswers
         self.writesPromptCache = writesPromptCache
+        self.longestCallMicros = longestCallMicros
         self.model = model
         self.provider = provider
         self.price = price
@@ -93,7 +98,8 @@ final class Admission: Sendable {
     func fallback(paidBy payer: Payer, promptEstimate: Int) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
-                  generatedAnswers: generatedAnswers, writesPromptCache: writesPromptCache, model: model,
+                  generatedAnswers: generatedAnswers, writesPromptCache: writesPromptCache,
+                  longestCallMicros: longestCallMicros, model: model,
                   provider: provider, price: price, stream: stream, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
@@ -144,7 +150,7 @@ enum Admit {
             .failure(AdmissionRefusal(refusal: refusal, payer: payer, model: model, provider: provider,
                                       outputCapRequested: outputCapRequested))
         }
-        guard let provider = policy.provider(forModel: model) else {
+        guard let (provider, longestCall) = policy.serving(model: model) else {
             return refused(Refusal(.unknownModel,
                 "The model '\(model)' is not routed by this gateway's policy (see providers.yaml).",
                 field: "model"))
@@ -195,7 +201,9 @@ enum Admit {
         return .success(Admission(principal: principal, payer: payer, promptEstimate: PromptEstimate.tokens(peek),
                                   outputCapRequested: requested, outputCapApplied: applied,
                                   generatedAnswers: peek.generatedAnswers(on: request.endpoint),
-                                  writesPromptCache: peek.asksPromptCache, model: model, provider: provider, price: price,
+                                  // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
+                                  writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
+                                  longestCallMicros: longestCall, model: model, provider: provider, price: price,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
     }
 
@@ -214,7 +222,7 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return .success(local.hold(quota: nil)) }
         switch enforcer.quotas.reserve(budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                                       now: startedAt, holdAtLeast: policy.longestCallMicros(forModel: admission.model),
+                                       now: startedAt, holdAtLeast: admission.longestCallMicros,
                                        timeZone: local.timeZone) {
         case .failure(let refusal):
             local.giveBack(to: enforcer, now: now)
@@ -240,7 +248,7 @@ enum Admit {
         let plan = admission.payer.plan
         guard !plan.budgets.isEmpty else { return loop.makeSucceededFuture(.success(local.hold(quota: nil))) }
         return shared.reserve(callID: callID, budgets: plan.budgets, cost: local.worstCase, tokens: local.estimatedTokens,
-                              now: startedAt, holdAtLeast: policy.longestCallMicros(forModel: admission.model),
+                              now: startedAt, holdAtLeast: admission.longestCallMicros,
                               timeZone: policy.plans.timeZone, on: loop)
             .map { result -> Result<Hold, Refusal> in
                 switch result {

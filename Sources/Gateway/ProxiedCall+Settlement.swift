@@ -176,21 +176,32 @@ extension ProxiedCall {
     }
 
     /// The provider's error page (`body`, scrubbed) as a JSON error with its status, its text
-    /// and the provider's headers (`retry-after` among them).
+    /// and those of its headers that say when to retry and what is left (the others described
+    /// the page: its type, encoding, caching).
     private func errorPage(_ body: [ByteBuffer]) -> Refusal {
-        var headers = errorPageHead ?? HTTPHeaders()
-        let contentType = headers.first(name: "content-type")
-        for name in ["content-type", "content-length", "x-request-id"] { headers.remove(name: name) }
-        let bytes = body.flatMap { $0.readableBytesView }
+        let head = errorPageHead ?? HTTPHeaders()
+        let contentType = head.first(name: "content-type")
+        let encoding = head.first(name: "content-encoding").flatMap { $0.lowercased() == "identity" ? nil : $0 }
         let html = contentType?.lowercased().contains("html") ?? false
-        let text = ErrorPageText.of(bytes, html: html, limit: Self.errorPageTextLimit)
+        // A page compressed unasked (the gateway asks for none) has no text to quote.
+        let text = encoding != nil ? "" : ErrorPageText.of(body.flatMap { $0.readableBytesView }, html: html,
+                                                           limit: Self.errorPageTextLimit)
         var message = "Provider '\(admission.provider.name)' answered HTTP \(upstreamStatus)"
-        if text.isEmpty {
+        if let encoding {
+            message += " (\(contentType ?? "no content type"), \(encoding)-encoded, not a JSON error)"
+        } else if text.isEmpty {
             message += " with an empty body"
         } else {
             message += " (\(contentType ?? "no content type"), not a JSON error): \(text)"
         }
-        return Refusal(.providerErrorPage(status: upstreamStatus), message, headers: headers.map { ($0.name, $0.value) })
+        let kept = head.filter { Self.keptFromErrorPage($0.name.lowercased()) }.map { ($0.name, $0.value) }
+        return Refusal(.providerErrorPage(status: upstreamStatus), message, headers: kept)
+    }
+
+    /// The headers of an error page that still apply to the JSON error answered in its place.
+    private static func keptFromErrorPage(_ name: String) -> Bool {
+        ["retry-after", "retry-after-ms", "x-should-retry", "x-upstream-request-id"].contains(name)
+            || ["x-ratelimit-", "anthropic-ratelimit-", "x-tokenctl-"].contains { name.hasPrefix($0) }
     }
 
     /// Characters of an error page's text quoted in the message.

@@ -271,6 +271,12 @@ private func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
     }
 }
 
+/// Rows a stopped gateway left in its journal that a tool could not record first
+/// (`LedgerWriter.recordJournalsLeftBehind`).
+public struct JournalLeftBehind: Error, CustomStringConvertible {
+    public var description: String
+}
+
 /// What a start found in the journals of gateways that were gone.
 public struct JournalReplay: Sendable, Equatable {
     /// Rows that were only in a journal, now committed.

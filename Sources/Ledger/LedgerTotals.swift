@@ -13,10 +13,12 @@ public struct LedgerTotals: Sendable, Hashable {
     public var reasoningTokens: Int128
     public var cost: Money.Total
     public var latencyMicros: Int128
+    /// Of `cacheWriteTokens`, Anthropic's 1-hour writes.
+    public var cacheWrite1hTokens: Int128
 
     public init(rows: Int, firstStart: Int64?, lastStart: Int64?, inputTokens: Int128, cachedInputTokens: Int128,
                 cacheWriteTokens: Int128, outputTokens: Int128, reasoningTokens: Int128, cost: Money.Total,
-                latencyMicros: Int128) {
+                latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0) {
         self.rows = rows
         self.firstStart = firstStart
         self.lastStart = lastStart
@@ -27,18 +29,21 @@ public struct LedgerTotals: Sendable, Hashable {
         self.reasoningTokens = reasoningTokens
         self.cost = cost
         self.latencyMicros = latencyMicros
+        self.cacheWrite1hTokens = cacheWrite1hTokens
     }
 
     /// The figures compared, named, in print order.
     public var figures: [(name: String, value: String)] {
         [("rows", "\(rows)"), ("input_tokens", "\(inputTokens)"), ("cached_input_tokens", "\(cachedInputTokens)"),
          ("cache_write_tokens", "\(cacheWriteTokens)"), ("output_tokens", "\(outputTokens)"),
-         ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)")]
+         ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)"),
+         ("cache_write_1h_tokens", "\(cacheWrite1hTokens)")]
     }
 
-    /// The summed columns, in the order of the `*Tokens`, `cost` and `latencyMicros` fields.
+    /// The summed columns, in the order of the `*Tokens`, `cost`, `latencyMicros` and
+    /// `cacheWrite1hTokens` fields.
     public static let summedColumns = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                                  "reasoning_tokens", "cost_pd", "latency_us"]
+                                  "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens"]
 }
 
 extension LedgerReader {
@@ -61,6 +66,7 @@ extension LedgerReader {
                 t.reasoningTokens += Int128(s.int64(at: 5))
                 cost += Int128(s.int64(at: 6))
                 t.latencyMicros += Int128(s.int64(at: 7))
+                t.cacheWrite1hTokens += Int128(s.int64(at: 8))
             }
             t.cost = Money.Total(picodollars: cost)
             return t

@@ -147,7 +147,8 @@ public final class LedgerWriter: @unchecked Sendable {
 
     /// Records the rows that gateways stopped without closing the ledger at `path` left only in
     /// their journals (as a start of `serve` would), for tools that read or rewrite the ledger
-    /// without a writer of their own (`ledger prune`, `ledger migrate`).
+    /// without a writer of their own (`ledger prune`, `ledger migrate`). Throws unless every
+    /// row went in: those tools would then take the rows left behind for gone.
     @discardableResult
     public static func recordJournalsLeftBehind(at path: String) throws -> JournalReplay {
         let orphans = LedgerJournal.orphans(of: path)
@@ -155,7 +156,15 @@ public final class LedgerWriter: @unchecked Sendable {
         for orphan in orphans { orphan.release() }  // the writer's start takes them
         let writer = try LedgerWriter(path: path)
         writer.close()
-        return writer.replayed
+        let replayed = writer.replayed
+        guard replayed.failed == 0, replayed.unreadable == 0 else {
+            throw JournalLeftBehind(description: """
+                a stopped gateway's journal beside \(path) could not be recorded in full (\(replayed.failed) rows \
+                failed to commit, \(replayed.unreadable) written by a newer tokenctl): start `tokenctl serve` on this \
+                ledger (of the newest version that wrote it) once, then run this again
+                """)
+        }
+        return replayed
     }
 
     /// Queues `entry`; `onCommit` runs exactly once: `.success` after the row is committed, or a

@@ -156,10 +156,17 @@ enum Schema {
             """),
         // v8: Anthropic's 1-hour cache writes have a price of their own (twice the input, against
         // 1.25 times for 5-minute ones): their count, part of `cache_write_tokens`, and that price.
-        Migration(version: 8, sql: """
-            ALTER TABLE calls ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
-            ALTER TABLE calls ADD COLUMN price_cache_write_1h INTEGER;
-            """),
+        // Only columns an older build's inserts leave to their defaults: set back to v7 for a
+        // rollback, the ledger serves that build, and a later start adds nothing twice.
+        Migration(version: 8, sql: "SELECT 1", backfill: { connection in
+            let present = try connection.scalarInt(
+                "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'cache_write_1h_tokens'") ?? 0
+            guard present == 0 else { return }
+            try connection.execute("""
+                ALTER TABLE calls ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE calls ADD COLUMN price_cache_write_1h INTEGER;
+                """)
+        }),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -46,7 +46,15 @@ public final class PolicySet: Sendable {
     /// The longest a call to `model` may take from its start, waits, retries and fallbacks
     /// included: its budget hold must outlive it (`QuotaBook`). Zero for a model no route serves.
     public func longestCallMicros(forModel model: String) -> Int64 {
-        routes.firstIndex { $0.pattern.matches(model) }.map { longestCalls[$0] } ?? 0
+        serving(model: model)?.longestCallMicros ?? 0
+    }
+
+    /// The provider serving `model` and the longest its calls may take, from one route look-up
+    /// (admission's, on every call); nil if no route matches.
+    public func serving(model: String) -> (provider: Provider, longestCallMicros: Int64)? {
+        guard let index = routes.firstIndex(where: { $0.pattern.matches(model) }),
+              let provider = providers[routes[index].provider] else { return nil }
+        return (provider, longestCalls[index])
     }
 
     /// The route a model takes: the first whose pattern matches.

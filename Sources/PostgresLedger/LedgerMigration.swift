@@ -111,7 +111,8 @@ extension PostgresLedgerReader {
             return LedgerTotals(rows: Int(try r.value(0, as: Int64.self)), firstStart: try r.value(1), lastStart: try r.value(2),
                                 inputTokens: try sum(3), cachedInputTokens: try sum(4), cacheWriteTokens: try sum(5),
                                 outputTokens: try sum(6), reasoningTokens: try sum(7),
-                                cost: Money.Total(picodollars: try sum(8)), latencyMicros: try sum(9))
+                                cost: Money.Total(picodollars: try sum(8)), latencyMicros: try sum(9),
+                                cacheWrite1hTokens: try sum(10))
         }
     }
 }

@@ -129,12 +129,14 @@ enum PostgresSchema {
             "CREATE INDEX calls_team_started_at ON calls (team, started_at)",
         ],
         // v4: Anthropic's 1-hour cache writes (part of `cache_write_tokens`) and their price, as
-        // SQLite's v8; `calls_retry_context` keeps the columns of `calls`.
+        // SQLite's v8; `calls_retry_context` keeps the columns of `calls`. Only columns an older
+        // replica's inserts leave to their defaults: set back to 3 for a rollback, the database
+        // serves that release, and a later start adds nothing twice.
         [
-            "ALTER TABLE calls ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
-            "ALTER TABLE calls ADD COLUMN price_cache_write_1h BIGINT",
-            "ALTER TABLE calls_retry_context ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
-            "ALTER TABLE calls_retry_context ADD COLUMN price_cache_write_1h BIGINT",
+            "ALTER TABLE calls ADD COLUMN IF NOT EXISTS cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE calls ADD COLUMN IF NOT EXISTS price_cache_write_1h BIGINT",
+            "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS price_cache_write_1h BIGINT",
         ],
     ]
 

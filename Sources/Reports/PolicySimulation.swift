@@ -85,10 +85,12 @@ public enum PolicySimulation {
                     result.saved.add(saving)
                 }
             }
-            // The worst case admission holds, as the gateway sizes it.
+            // The worst case admission holds, as the gateway sizes it: the whole prompt (cache reads
+            // and writes too), at the cache-write price for a call that wrote to the cache.
             let reserve = endpoint.outputReserve(applied: applied)
-            let estimatedTokens = entry.usage.inputTokens + reserve
-            let worstCase = entry.price?.worstCase(inputTokens: entry.usage.inputTokens, outputTokens: reserve,
+            let prompt = entry.usage.totalInputTokens
+            let estimatedTokens = prompt + reserve
+            let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve,
                                                    writingCache: entry.usage.cacheWriteTokens > 0) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
@@ -98,8 +100,7 @@ public enum PolicySimulation {
             }
             // A later step's refusal gives back what the earlier ones took, as admission does.
             func giveBack() {
-                rates.correct("user:" + user, limits: plan.rate, estimatedTokens: estimatedTokens, actualTokens: 0,
-                              now: entry.startedAt)
+                rates.giveBack("user:" + user, limits: plan.rate, estimatedTokens: estimatedTokens, now: entry.startedAt)
                 gate.release("user:" + user)
             }
             if breaker.isTripped(limitPerHour: plans.orgSpendRatePerHour, now: entry.startedAt).tripped {

@@ -132,11 +132,13 @@ struct UpstreamHostileTests {
             <body><h1>Slow down &amp; retry</h1><!-- upstream: lb-7 --></body></html>
             """
         let head = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/html; charset=utf-8\r\nretry-after: 7\r\n"
+            + "cache-control: no-store\r\nx-ratelimit-remaining-requests: 0\r\n"
         let mislabelled = #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
         let canned = try CannedProvider(answers: [
             [Array((head + "content-length: \(page.utf8.count)\r\n\r\n" + page).utf8)],
             [Self.response(status: "404 Not Found", contentType: "text/plain", "")],
             [Self.response(status: "400 Bad Request", contentType: "text/plain", mislabelled)],
+            [Array("HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/html\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\nconnection: close\r\n\r\n\u{1f}\u{8b}\u{8}\u{0}".utf8)],
         ])
         defer { canned.shutdown() }
         let h = try ProxyHarness(providersYAML: """
@@ -150,7 +152,8 @@ struct UpstreamHostileTests {
         let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-429")
         #expect(r.status == 429)
         #expect(r.header("content-type") == "application/json")
-        #expect(r.header("retry-after") == "7")
+        #expect(r.header("retry-after") == "7" && r.header("x-ratelimit-remaining-requests") == "0")
+        #expect(r.header("cache-control") == nil)
         #expect(try jsonObject(r)["type"] as? String == "error")
         let error = try errorObject(r)
         #expect(error["type"] as? String == "rate_limit_error")
@@ -167,6 +170,12 @@ struct UpstreamHostileTests {
         let json = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-json")
         #expect(json.status == 400 && json.text == mislabelled)
         #expect(try h.row("page-json")?.errorMessage == "Overloaded")
+
+        // Compressed unasked: no text to quote, and no content-encoding on the JSON in its place.
+        let packed = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-gz")
+        #expect(packed.status == 500 && packed.header("content-encoding") == nil)
+        #expect(try errorObject(packed)["message"] as? String
+                == "Provider 'claude' answered HTTP 500 (text/html, gzip-encoded, not a JSON error)")
     }
 
     /// Close-delimited (the stream ends with the connection) or chunked and cut before its last

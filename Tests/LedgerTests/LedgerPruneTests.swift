@@ -102,6 +102,23 @@ import LedgerTestSupport
         #expect(after.requests == 7 && after.cost == pruned.cost)
     }
 
+    /// A journal left behind that cannot go in whole (a record of a newer tokenctl): the prune
+    /// would take its rows for pruned ones; it refuses, naming what to do.
+    @Test("prune refuses while a stopped gateway's journal cannot be recorded in full")
+    func pruneRefusesAJournalItCannotRecord() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let writer = try LedgerWriter(path: path)
+        writer.close()
+        _ = FileManager.default.createFile(atPath: path + ".rows-newer.1", contents: Data(LedgerJournalTests.newerRecord))
+        _ = FileManager.default.createFile(atPath: path + ".rows-newer.lock", contents: Data())
+        let now = Day("2026-12-02")!.unixSeconds * UnixTime.microsPerSecond
+        #expect(throws: JournalLeftBehind.self) {
+            try LedgerPrune.prune(path: path, before: Day("2026-11-01")!.unixSeconds * UnixTime.microsPerSecond, now: now)
+        }
+        #expect(FileManager.default.fileExists(atPath: path + ".rows-newer.1"))
+    }
+
     @Test("prune refuses dates that are not UTC midnights or reach into the current month or ISO week")
     func refusals() throws {
         let dir = try TemporaryDirectory()

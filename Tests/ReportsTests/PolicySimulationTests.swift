@@ -104,6 +104,17 @@ struct PolicySimulationTests {
         #expect(carol.refused.isEmpty && carol.clamped == 0 && carol.spent.picodollars == 10_000_000)
     }
 
+    @Test("a call refused for its budget takes nothing from the rate limit, as live")
+    func budgetRefusalsKeepTheRate() throws {
+        let candidate = try policy(plans: """
+            defaults: { plan: broke }
+            plans: { broke: { requests_per_minute: 2, budget: { daily_usd: "0" } } }
+            """)
+        let entries = (1...5).map { call($0, user: "alice", asked: 6) }
+        let alice = try #require(PolicySimulation.run(entries, policy: candidate).first { $0.user == "alice" })
+        #expect(alice.refused[.quota] == 5 && alice.refused[.rate] == nil)
+    }
+
     @Test("a plan that refuses over its cap refuses only a call that named more; one naming none is capped")
     func rejectCapNeedsANamedLimit() throws {
         let candidate = try policy(plans: """
