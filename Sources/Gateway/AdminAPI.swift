@@ -42,6 +42,8 @@ final class AdminAPI: Sendable {
         reader.close()
     }
 
+    static let routes: Set<String> = ["/admin/api/report", "/admin/api/health"]
+
     /// Answers one admin request; the future completes on `loop`.
     func answer(method: HTTPMethod, path: String, queryString: String?, secret: String?,
                 on loop: any EventLoop) -> EventLoopFuture<Answer> {
@@ -53,7 +55,8 @@ final class AdminAPI: Sendable {
         case .success:
             break
         }
-        guard method == .GET else {
+        // An unknown route is 404 whatever the method; a known one only answers GET.
+        guard method == .GET || !Self.routes.contains(path) else {
             return loop.makeSucceededFuture(.refusal(Refusal(
                 .methodNotAllowed, "\(method.rawValue) is not supported on \(path); the admin API is read-only, use GET.",
                 headers: [("allow", "GET")])))

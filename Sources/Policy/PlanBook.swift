@@ -47,7 +47,8 @@ public struct PlanBook: Sendable, Hashable {
         plans: [unlimitedPlanName: EffectivePlan(planName: unlimitedPlanName)],
         users: [:], teams: [:], orgBudgets: [], endUserAttributors: [])
 
-    static let utc = TimeZone(secondsFromGMT: 0)!
+    /// Named `UTC`, as a plans.yaml's `time_zone: UTC` is: the same zone, not a changed one.
+    static let utc = TimeZone(identifier: "UTC")!
 
     /// Whether it limits nothing at all: no plan but `unlimited`, no user, team or org limit
     /// (no plans.yaml, an empty one, or one that sets only the zone).

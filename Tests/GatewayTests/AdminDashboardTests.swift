@@ -44,6 +44,9 @@ struct AdminDashboardTests {
                                                  headers: [("authorization", "Bearer \(h.adminKey)")], body: Array("{}".utf8))
         #expect(post.status == 405)
         #expect(post.header("allow") == "GET")
+        let postUnknown = try await TestHTTPClient.send(port: h.port, method: .POST, path: "/admin/api/nope",
+                                                        headers: [("authorization", "Bearer \(h.adminKey)")], body: Array("{}".utf8))
+        #expect(postUnknown.status == 404)
         // Admin traffic and its refusals are not model calls: the ledger holds none of them.
         #expect(try h.allRows().isEmpty)
     }
