@@ -37,7 +37,8 @@ struct AdminReportRequest: Equatable {
 
         // Dates, months and `mtd` are read in the report's zone, as `tokenctl report --tz` reads them.
         var timeZone = defaultTimeZone
-        if let zone = try single("tz") {
+        if let sent = try single("tz") {
+            let zone = sent.replacingOccurrences(of: " ", with: "+")  // Etc/GMT+5 sent unencoded
             guard let named = TimeZone(identifier: zone) else {
                 throw Self.bad("tz", "'tz' must be an IANA time zone such as Europe/Paris or UTC, not '\(zone)'.")
             }

@@ -124,7 +124,7 @@ public final class PolicyReloader: Sendable {
         guard !current.plans.limitsNothing, fresh.plans.limitsNothing else { return }
         throw PolicyError(problems: [PolicyProblem(
             file: "plans.yaml", line: 0, field: "",
-            message: "the change would lift every plan, limit and budget (the file is gone, empty, or sets none); to run without plans, remove it and restart tokenctl")],
+            message: "the change would lift every plan, limit and budget (the file is gone, empty, or names no plan); to run without plans, remove it and restart tokenctl")],
             namedFiles: fresh.namedFiles)
     }
 

@@ -37,7 +37,8 @@ extension ProxiedCall {
                 }
                 return
             }
-            // An error page (not JSON after all): answered as a JSON error of the caller's dialect.
+            // An error whose body is not a JSON document (an HTML page, labelled JSON or not):
+            // answered as a JSON error of the caller's dialect.
             var page: Refusal?
             if errorPageHead != nil, !metered.sawTerminalEvent {
                 page = errorPage(releasable(held))

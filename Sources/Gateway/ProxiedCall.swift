@@ -54,9 +54,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// An error answer held whole until its end, so the provider key can be scrubbed from it
     /// (`CredentialScrub`); nil while relaying normally.
     var errorHold: [ByteBuffer]?
-    /// The head of an error answer not labelled JSON (a load balancer's HTML page), held with its
-    /// body: the client gets a JSON error in its dialect instead, or this head and the body if
-    /// the body is JSON after all.
+    /// The head of an error answer, held with its body until the end: the client gets them as
+    /// they came if the body is a JSON document, else (a load balancer's HTML page, whatever its
+    /// `content-type` says) a JSON error in its dialect instead.
     var errorPageHead: HTTPHeaders?
     var errorHoldBytes = 0
     var errorTooLarge = false
@@ -246,7 +246,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             providerRejectedKey = true
             return
         }
-        if head.status >= 400, admission.provider.apiKey != nil || !answerIsJSON { errorHold = [] }
+        if head.status >= 400 { errorHold = [] }
         var headers = HTTPHeaders()
         // The provider's headers, ours and the limit headers, without regrowing on the way.
         headers.reserveCapacity(head.headers.count + 12)
@@ -269,7 +269,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             let standings = hold.budgetStandings(in: gateway.enforcer, now: UnixTime.nowMicros())
             for (name, value) in LimitHeaders.budget(standings) { headers.add(name: name, value: value) }
         }
-        if head.status >= 400 && !answerIsJSON {
+        if head.status >= 400 {
             errorPageHead = headers
             return
         }

@@ -1,6 +1,6 @@
 /// The readable text of an error answer that is not JSON: a load balancer's or CDN's HTML page
 /// (`502 Bad Gateway`, Cloudflare's pages), a plain-text `404 page not found` from a wrong
-/// `base_url`. Markup, scripts, styles and comments are dropped, the common entities decoded and
+/// `base_url`. Markup, the title, scripts, styles and comments are dropped, the common entities decoded and
 /// blanks collapsed, so the message a client and the ledger get says what happened in a line.
 public enum ErrorPageText {
     /// At most this many bytes of a page are read (the text that matters comes first).
@@ -38,7 +38,8 @@ public enum ErrorPageText {
             if byte == UInt8(ascii: "<") {
                 if startsIgnoringCase(page, at: i, with: "<!--") {
                     i = end(of: "-->", in: page, from: i + 4)
-                } else if let element = ["script", "style"].first(where: { startsTag(page, at: i, named: $0) }) {
+                } else if let element = ["script", "style", "title"].first(where: { startsTag(page, at: i, named: $0) }) {
+                    // (A title repeats the page's heading: "502 Bad Gateway" twice otherwise.)
                     i = end(of: ">", in: page, from: end(of: "</\(element)", in: page, from: i + 1))
                 } else {
                     i = end(of: ">", in: page, from: i + 1)

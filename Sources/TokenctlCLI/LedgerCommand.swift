@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Ledger
 import Metering
 import PostgresLedger
@@ -36,6 +37,8 @@ struct LedgerCommand: ParsableCommand {
             let location: PostgresLocation
             do { location = try PostgresLocation(url: to) } catch { throw CommandFailure("--to: \(error)") }
             let progress = ProgressLine("copied")
+            // What a stopped gateway left beside the file (rows, calls in flight) goes along.
+            try StoppedGateway.recordWhatTheyLeft(sqlitePath: path)
             let outcome = try LedgerMigration.run(from: path, to: location, progress: progress.update)
             progress.finish(outcome.copied + outcome.alreadyPresent)
             print("copied \(outcome.copied) calls (\(outcome.alreadyPresent) already present) from \(path) to \(location)")
@@ -78,11 +81,17 @@ struct LedgerCommand: ParsableCommand {
             let outcome: LedgerPrune.Outcome
             do {
                 switch backend {
-                case .sqlite(let path): outcome = try LedgerPrune.prune(path: path, before: date)
+                case .sqlite(let path):
+                    try LedgerPrune.checkDate(date)
+                    // What a stopped gateway left goes in first: a pruned row would not be found.
+                    try StoppedGateway.recordWhatTheyLeft(sqlitePath: path)
+                    outcome = try LedgerPrune.prune(path: path, before: date)
                 case .postgres(let location): outcome = try PostgresLedgerPrune.prune(location: location, before: date)
                 }
             } catch let refusal as LedgerPrune.Refusal {
                 throw CommandFailure(refusal.description)
+            } catch let left as JournalLeftBehind {
+                throw CommandFailure(left.description)
             }
             print("deleted \(outcome.deleted) calls that started before \(day) 00:00 UTC from \(backend)"
                   + (outcome.rolledUp > 0 ? " (rolled up \(outcome.rolledUp) pending calls first)" : ""))

@@ -34,6 +34,41 @@ import Testing
         #expect(journal.markerCapacity == 0)
     }
 
+    /// A killed gateway's markers of calls whose rows committed: a prune run before the next start
+    /// must not leave them to find no row and record the calls again, as `interrupted`.
+    @Test("ledger prune records what a stopped gateway left first: its markers do not bring pruned calls back")
+    func markersAreRecordedBeforeAPrune() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let january = Day("2026-01-10")!.unixSeconds * UnixTime.microsPerSecond
+        let calls = (1...4).map { i -> LedgerEntry in
+            var call = entry(i)
+            call.startedAt = january + Int64(i) * 1_000_000
+            call.endedAt = call.startedAt + 500_000
+            return call
+        }
+        let writer = try LedgerWriter(path: path)
+        for call in calls { writer.append(call) { _ in } }
+        writer.close()
+        let journal = InFlightJournal(databasePath: path)
+        for call in calls { journal.started(call) }
+        journal.stop()  // killed before its markers of the recorded calls were cleared
+
+        try StoppedGateway.recordWhatTheyLeft(sqlitePath: path)
+        #expect(!InFlightJournal.hasMarkersLeft(databasePath: path))
+        let february = Day("2026-02-01")!.unixSeconds * UnixTime.microsPerSecond
+        _ = try LedgerPrune.prune(path: path, before: february, now: february + 40 * UnixTime.microsPerDay)
+        let restarted = try LedgerWriter(path: path)
+        #expect(InFlightJournal.recover(databasePath: path, into: restarted).rows == 0)
+        restarted.close()
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        let totals = try reader.report(ReportQuery(since: 0, until: .max)).totals
+        #expect(totals.requests == 4 && totals.errors == 0)
+    }
+
     @Test("a call that ended but could not be recorded is recorded at the next start with its usage, not as interrupted")
     func aRowNotRecordedIsKeptForTheNextStart() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")

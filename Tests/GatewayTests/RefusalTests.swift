@@ -185,7 +185,7 @@ struct RefusalTests {
         #expect(r.status == status)
         if failure == "html-502" {
             #expect(try errorObject(r)["message"] as? String
-                    == "Provider 'openai' answered HTTP 502 (text/html, not a JSON error): 502 Bad Gateway 502 Bad Gateway nginx")
+                    == "Provider 'openai' answered HTTP 502 (text/html, not a JSON error): 502 Bad Gateway nginx")
         } else {
             #expect(r.body == exchange.responseBody)
         }

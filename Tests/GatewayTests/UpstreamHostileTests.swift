@@ -139,6 +139,7 @@ struct UpstreamHostileTests {
             [Self.response(status: "404 Not Found", contentType: "text/plain", "")],
             [Self.response(status: "400 Bad Request", contentType: "text/plain", mislabelled)],
             [Array("HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/html\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\nconnection: close\r\n\r\n\u{1f}\u{8b}\u{8}\u{0}".utf8)],
+            [Self.response(status: "503 Service Unavailable", contentType: "application/json", "<html><body>upstream down</body></html>")],
         ])
         defer { canned.shutdown() }
         let h = try ProxyHarness(providersYAML: """
@@ -157,7 +158,7 @@ struct UpstreamHostileTests {
         #expect(try jsonObject(r)["type"] as? String == "error")
         let error = try errorObject(r)
         #expect(error["type"] as? String == "rate_limit_error")
-        let said = "Provider 'claude' answered HTTP 429 (text/html; charset=utf-8, not a JSON error): 429 Too Many Requests Slow down & retry"
+        let said = "Provider 'claude' answered HTTP 429 (text/html; charset=utf-8, not a JSON error): Slow down & retry"
         #expect(error["message"] as? String == said)
         let row = try #require(try h.row("page-429"))
         #expect(row.outcome == .upstreamError && row.status == 429 && row.errorMessage == said && row.cost == .zero)
@@ -176,6 +177,13 @@ struct UpstreamHostileTests {
         #expect(packed.status == 500 && packed.header("content-encoding") == nil)
         #expect(try errorObject(packed)["message"] as? String
                 == "Provider 'claude' answered HTTP 500 (text/html, gzip-encoded, not a JSON error)")
+
+        // A page whose content-type says JSON is still a page (read whole before its head goes out).
+        let labelled = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-lbl")
+        #expect(labelled.status == 503 && labelled.header("content-type") == "application/json")
+        #expect(try errorObject(labelled)["type"] as? String == "overloaded_error")
+        #expect(try errorObject(labelled)["message"] as? String
+                == "Provider 'claude' answered HTTP 503 (application/json, not a JSON error): upstream down")
     }
 
     /// Close-delimited (the stream ends with the connection) or chunked and cut before its last
