@@ -133,26 +133,40 @@ public final class PolicyReloader: Sendable {
     public func startWatching(every interval: TimeInterval = 0.5) {
         guard let directory else { return }
         let thread = Thread(named: "tokenctl-policy", priority: .housekeeping) { [self] in
-            var changing: [String: String]?
+            var settling = FileSettling()
             while !state.withLockedValue({ $0.stopped }) {
                 Thread.sleep(forTimeInterval: interval)
                 if state.withLockedValue({ $0.stopped }) { break }
                 // Compared under the reload lock: a SIGHUP may have loaded the change meanwhile.
                 reloading.withLock {
                     let (seen, files) = state.withLockedValue { ($0.fingerprint, $0.namedFiles) }
-                    let now = Self.fingerprint(of: directory, namedFiles: files)
-                    if now == seen {
-                        changing = nil
-                    } else if now == changing {
-                        changing = nil
+                    if settling.look(Self.fingerprint(of: directory, namedFiles: files), loaded: seen) {
                         _ = reload(directory)
-                    } else {
-                        changing = now
                     }
                 }
             }
         }
         thread.start()
+    }
+
+    /// When a change of the files is loaded: once two looks in a row saw the same changed
+    /// files, so that a file an editor or a copy is still writing is not read half done.
+    struct FileSettling {
+        private var changing: [String: String]?
+
+        /// Takes one look (`now`) against what is loaded; true when the change should load now.
+        mutating func look(_ now: [String: String], loaded: [String: String]) -> Bool {
+            if now == loaded {
+                changing = nil
+                return false
+            }
+            if now == changing {
+                changing = nil
+                return true
+            }
+            changing = now
+            return false
+        }
     }
 
     public func stopWatching() {

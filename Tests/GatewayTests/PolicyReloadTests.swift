@@ -1,6 +1,7 @@
 import Foundation
 import Ledger
 import Testing
+@testable import Gateway
 
 @Suite("Policy hot reload")
 struct PolicyReloadTests {
@@ -41,6 +42,22 @@ struct PolicyReloadTests {
         try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
         #expect(h.server.reloadPolicy())
         #expect(try await status(h, "r-3") == 200)
+    }
+}
+
+@Suite("Policy file watch")
+struct PolicyFileSettlingTests {
+    @Test("a change loads once two looks in a row saw the same files, not while they still change")
+    func loadsOnceTheFilesSettle() {
+        var settling = PolicyReloader.FileSettling()
+        let loaded = ["plans.yaml": "1:100:1"]
+        let truncated = ["plans.yaml": "1:0:2"], written = ["plans.yaml": "1:180:3"]
+        // Loaded; an edit on its way (wait); changed again (wait once more); the same twice
+        // (load); then put back as loaded before it settled (nothing to load).
+        let looks = [loaded, truncated, written, written, truncated, loaded, truncated].map {
+            settling.look($0, loaded: loaded)
+        }
+        #expect(looks == [false, false, false, true, false, false, false])
     }
 }
 
