@@ -307,7 +307,7 @@ enum Admit {
         if breaker.tripped {
             local.giveBack(to: enforcer, now: now)
             return .failure(Refusal(.spendRateTripped,
-                "The organisation's spend rate is over its limit of \((policy.plans.orgSpendRatePerHour ?? .zero).dollarsText) per hour; calls resume as it falls.",
+                "The organisation's spend rate is over its limit of \((policy.plans.orgSpendRatePerHour ?? .zero).dollarsText) per hour; calls resume as it falls, in about \(LimitHeaders.duration(breaker.retryAfterMicros)) at the current spend.",
                 headers: LimitHeaders.retryAfter(breaker.retryAfterMicros)))
         }
         return .success(local)

@@ -67,12 +67,21 @@ extension ProxyHandler {
             writeEnd()
         case (_, _) where path.hasPrefix("/admin/"):
             answerAdmin(head, path: path, requestID: line.requestID)
-        case (.GET, "/v1/models"):
+        case (.GET, _) where path == "/v1/models" || path.hasPrefix(Self.modelPathPrefix):
             switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
                 refuse(line, principal: nil, model: nil, refusal)
             case .success(let principal) where principal.isAdmin:
                 refuse(line, principal: principal, model: nil, Self.adminKeyOnModelRoute)
+            case .success(let principal) where path != "/v1/models":
+                // One model (ids may hold '/'): any the policy routes, listed or matched by a glob.
+                let model = String(path.dropFirst(Self.modelPathPrefix.count)).removingPercentEncoding ?? ""
+                guard !model.isEmpty, policy.provider(forModel: model) != nil else {
+                    return refuse(line, principal: principal, model: nil, Refusal(.unknownModel,
+                        "The model '\(model.prefix(200))' is not routed by this gateway's policy (see providers.yaml).",
+                        field: "model"))
+                }
+                writeJSON(status: 200, body: ModelList.item(model, dialect: line.dialect), requestID: line.requestID)
             case .success:
                 writeJSON(status: 200, body: ModelList.body(policy.listedModels(), dialect: line.dialect),
                           requestID: line.requestID)
@@ -166,6 +175,7 @@ extension ProxyHandler {
 
     /// The gateway's own pages, answered to GET and HEAD only.
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
+    private static let modelPathPrefix = "/v1/models/"
 
     /// Admin keys read the admin API and nothing else: they never run up a bill.
     private static let adminKeyOnModelRoute = Refusal(

@@ -51,7 +51,14 @@ public struct Refusal: Error, Sendable {
         // The official SDKs retry 408, 409, 429 and 5xx unless told not to: a refusal that the
         // same request meets again (no budget left, a key reused with another body, the
         // gateway's own provider key missing or refused) says so, instead of costing retries.
-        if neverPassesOnRetry { self.headers.append(("x-should-retry", "false")) }
+        if neverPassesOnRetry || waitsLongerThanSDKsDo { self.headers.append(("x-should-retry", "false")) }
+    }
+
+    /// Its `retry-after` is past what the SDKs wait for (a minute): they would retry at once on
+    /// their own backoff and meet the same refusal (the spend-rate breaker, a rate limit in debt).
+    private var waitsLongerThanSDKsDo: Bool {
+        guard let value = headers.first(where: { $0.0 == "retry-after" })?.1, let seconds = Int(value) else { return false }
+        return seconds > 60
     }
 
     private var neverPassesOnRetry: Bool {

@@ -155,4 +155,27 @@ struct OpenAIRelayTests {
         #expect(ids.contains("gpt-4o-mini"))
         #expect(ids.contains("o4-mini"))
     }
+
+    @Test("GET /v1/models/{id} (the SDKs' models.retrieve): a routed model in the caller's dialect, else 404")
+    func oneModel() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        func get(_ model: String, anthropic: Bool = false) async throws -> ReceivedResponse {
+            try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/models/" + model,
+                                          headers: anthropic ? [("x-api-key", h.aliceKey), ("anthropic-version", "2023-06-01")]
+                                                             : [("authorization", "Bearer \(h.aliceKey)")])
+        }
+        let listed = try await get("gpt-4o-mini")
+        #expect(listed.status == 200)
+        #expect(try jsonObject(listed)["id"] as? String == "gpt-4o-mini")
+        #expect(try jsonObject(listed)["object"] as? String == "model")
+        // A dated snapshot a glob routes is one too, though the list names only exact models.
+        #expect(try await get("gpt-4o-mini-2024-07-18").status == 200)
+        let claude = try await get("claude-sonnet-4-5", anthropic: true)
+        #expect(claude.status == 200)
+        #expect(try jsonObject(claude)["type"] as? String == "model")
+        let unknown = try await get("llama-3")
+        #expect(unknown.status == 404)
+        #expect(try errorObject(unknown)["code"] as? String == "model_not_found")
+    }
 }
