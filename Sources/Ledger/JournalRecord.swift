@@ -9,8 +9,9 @@ import Metering
 ///
 /// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
 /// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
-/// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price (version
-/// 1 records, of earlier builds, are read with none).
+/// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price. A row
+/// with none and the default price for them is written in format 1, which earlier builds read
+/// (a rollback keeps what a killed gateway left), and read back the same.
 public enum JournalRecord {
     static let version: UInt8 = 2
     static let headerBytes = 8
@@ -19,7 +20,9 @@ public enum JournalRecord {
     public static func append(_ entry: LedgerEntry, to bytes: inout [UInt8]) {
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: headerBytes))
-        bytes.append(version)
+        let hourWrites = entry.usage.cacheWrite1hTokens != 0
+            || entry.price.map { $0.cacheWrite1h != ModelPrice.anthropicHourWrite(input: $0.input) } == true
+        bytes.append(hourWrites ? version : 1)
         bytes.appendText(entry.id)
         bytes.appendText(entry.requestId)
         bytes.appendInt(entry.startedAt)
@@ -60,8 +63,10 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
-        bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
-        bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
+        if hourWrites {
+            bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
+            bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
+        }
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
         store(UInt32(payload), at: start, in: &bytes)

@@ -44,25 +44,20 @@ import LedgerTestSupport
         #expect(read.validBytes == bytes.count && read.unreadable == 0)
     }
 
-    /// A record an earlier build wrote (format 1: no 1-hour cache writes, no price for them) is
-    /// read with none: a gateway upgraded after a crash still records what its journal kept.
-    @Test func aFormatOneRecordIsRead() {
-        var entry = sampleEntry(5)
-        entry.price = nil
-        var bytes = Self.records([entry])
-        // Format 2 appends a 0 count and an absent price (one byte each): cut, say format 1.
-        bytes.removeLast(2)
-        bytes[JournalRecord.headerBytes] = 1
-        let length = UInt32(bytes.count - JournalRecord.headerBytes)
-        let sum = bytes.withUnsafeBufferPointer {
-            JournalRecord.checksum(UnsafeBufferPointer(rebasing: $0[JournalRecord.headerBytes...]))
+    /// Format 1 is what earlier builds wrote and read: a row without 1-hour cache writes, at the
+    /// default price for them, is still written so (a rollback keeps what a killed gateway
+    /// left), and reads back the same; one with them takes format 2.
+    @Test func rowsWithoutHourWritesKeepFormatOne() {
+        let plain = Self.records([sampleEntry(5)])
+        #expect(plain[JournalRecord.headerBytes] == 1)
+        #expect(plain.withUnsafeBytes { JournalRecord.read($0) }.entries == [sampleEntry(5)])
+        var priced = sampleEntry(6)
+        priced.price?.cacheWrite1h = Money(picodollars: 1)
+        for entry in [Self.full, priced] {
+            let bytes = Self.records([entry])
+            #expect(bytes[JournalRecord.headerBytes] == JournalRecord.version)
+            #expect(bytes.withUnsafeBytes { JournalRecord.read($0) }.entries == [entry])
         }
-        for index in 0..<4 {
-            bytes[index] = UInt8(truncatingIfNeeded: length >> (8 * index))
-            bytes[4 + index] = UInt8(truncatingIfNeeded: sum >> (8 * index))
-        }
-        let read = bytes.withUnsafeBytes { JournalRecord.read($0) }
-        #expect(read.entries == [entry] && read.unreadable == 0)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {
