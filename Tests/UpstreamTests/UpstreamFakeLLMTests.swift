@@ -254,11 +254,12 @@ extension UpstreamFakeLLMTests {
         try await withFake(UpstreamConfiguration(easyHandleIdleRelease: .milliseconds(100))) { fake, client in
             let loop = group.next()
             let freed = { client.driver.unusedHandlesFreed.load(ordering: .relaxed) }
-            // A stream of 20 s runs across the burst and its release (3 s, then 8 s, were not
-            // enough in full runs on two cores: this task reached its check after the stream ended).
+            // A stream that runs across the burst and its release until the test ends it (one
+            // that ended on its own, after 3, 8, then 20 s, ended before this task reached its
+            // check in full runs on two cores).
             let streaming = RecordingHandler(eventLoop: loop, script: Script())
             streaming.transfer = client.start(
-                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "200"), (FakeHeader.chunkGapMS, "100")]),
+                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "2"), (FakeHeader.chunkGapMS, "600000")]),
                 on: loop, handler: streaming)
             let burst = (0..<8).map { i in
                 let handler = RecordingHandler(eventLoop: loop, script: Script())
@@ -271,6 +272,7 @@ extension UpstreamFakeLLMTests {
             while freed() < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(freed() == 4)
             // The stream ends: its handle comes back (5 kept), and one more goes once unused.
+            streaming.transfer?.cancel()
             #expect(try await streaming.done.futureResult.get().head?.status == 200)
             deadline = ContinuousClock.now + .seconds(5)
             while freed() < 5, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
@@ -291,7 +293,7 @@ extension UpstreamFakeLLMTests {
     @Test(.enabled(if: CurlRuntime.releasesSentBodies, "libcurl 7.88.x only"))
     func aStreamLetsItsBodyGoOnceItsHeadCame() async throws {
         try await withFake { fake, client in
-            let released = { client.driver.sentBodiesReleased.load(ordering: .relaxed) }
+            let released: @Sendable () -> Int = { client.driver.sentBodiesReleased.load(ordering: .relaxed) }
             let loop = group.next()
             // Over 64 KiB: libcurl sends it from its upload buffer on HTTP/1.1 as well.
             var request = chat(fake, id: "long-prompt", stream: true,
@@ -301,14 +303,20 @@ extension UpstreamFakeLLMTests {
             let sentBody = Array(request.body.readableBytesView)
             let handler = RecordingHandler(eventLoop: loop, script: Script())
             handler.transfer = client.start(request, on: loop, handler: handler)
-            let deadline = ContinuousClock.now + .seconds(5)
-            while released() < 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            // When the release shows, seen from the event loop's thread (a test task polling it
+            // ran seconds late when the whole suite ran on two cores; the loop's own thread does not).
+            let seen = loop.makePromise(of: NIODeadline?.self)
+            let giveUp = NIODeadline.now() + .seconds(10)
+            loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(5)) { task in
+                if released() >= 1 || NIODeadline.now() > giveUp {
+                    task.cancel()
+                    seen.succeed(released() >= 1 ? NIODeadline.now() : nil)
+                }
+            }
+            let releasedAt = try #require(try await seen.futureResult.get(), "the body was not let go within 10 s")
             #expect(released() == 1)
-            let releasedAt = NIODeadline.now()
             let r = try await handler.done.futureResult.get()
-            // Released while the answer streamed: 80 chunks 100 ms apart take about eight seconds
-            // (one, then three, were not enough when the whole suite ran on two cores: the poll
-            // above was late by seconds).
+            // Released while the answer streamed: 80 chunks 100 ms apart take about eight seconds.
             #expect(r.chunkTimes.filter { $0 > releasedAt }.count >= 5)
             let exchange = try #require(fake.exchange(requestID: "long-prompt"))
             #expect(exchange.requestBody == sentBody)
