@@ -162,17 +162,7 @@ final class InFlightJournal: @unchecked Sendable {
 
     /// Whether a journal of a process that is gone lies beside `databasePath` (its lock free).
     static func hasMarkersLeft(databasePath: String) -> Bool {
-        let directory = (databasePath as NSString).deletingLastPathComponent
-        let prefix = (databasePath as NSString).lastPathComponent + ".inflight-"
-        let folder = directory.isEmpty ? "." : directory
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-        return names.contains { name in
-            guard name.hasPrefix(prefix), name.hasSuffix(".lock") else { return false }
-            let lock = open(folder + "/" + name, O_RDWR | O_CLOEXEC)
-            guard lock >= 0 else { return false }
-            defer { close(lock) }  // closing drops the lock taken to look
-            return flock(lock, LOCK_EX | LOCK_NB) == 0
-        }
+        LedgerJournal.anyLeftBehind(beside: databasePath, infix: ".inflight-")
     }
 
     /// At start: records every marked call of a process that is gone and has no row, with its

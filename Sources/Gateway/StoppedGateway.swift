@@ -12,11 +12,13 @@ public enum StoppedGateway {
     /// alone (their locks are held).
     public static func recordWhatTheyLeft(sqlitePath: String) throws {
         guard FileManager.default.fileExists(atPath: sqlitePath) else { return }
-        // Rows first, as at a start: a marker whose row is in the journal is then known.
-        try LedgerWriter.recordJournalsLeftBehind(at: sqlitePath)
-        guard InFlightJournal.hasMarkersLeft(databasePath: sqlitePath) else { return }
+        let markersLeft = InFlightJournal.hasMarkersLeft(databasePath: sqlitePath)
+        guard markersLeft || LedgerJournal.anyLeftBehind(beside: sqlitePath) else { return }
+        // Its start replays the rows first, as at a start of `serve`: a marker whose row was
+        // only in a journal is then known.
         let writer = try LedgerWriter(path: sqlitePath)
-        _ = InFlightJournal.recover(databasePath: sqlitePath, into: writer)
-        writer.close()
+        defer { writer.close() }
+        try writer.replayed.requireWhole(beside: sqlitePath)
+        if markersLeft { _ = InFlightJournal.recover(databasePath: sqlitePath, into: writer) }
     }
 }

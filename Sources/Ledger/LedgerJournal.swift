@@ -19,7 +19,7 @@ import Foundation
 ///
 /// If the journal cannot be written (a full disk), its rows go to the writer the old way: their
 /// callbacks wait for their commit, and the ledger's usual failure handling applies.
-final class LedgerJournal: @unchecked Sendable {
+package final class LedgerJournal: @unchecked Sendable {
     typealias Pending = GroupCommitQueue.Pending
 
     /// `<ledger>.rows-<instance>`.
@@ -218,6 +218,23 @@ final class LedgerJournal: @unchecked Sendable {
         func release() { Foundation.close(lockDescriptor) }
     }
 
+    /// Whether a journal of a process that is gone lies beside `databasePath`, of the ledger's
+    /// rows (`infix`) or of another (the gateway's in-flight markers): a free lock, looked at
+    /// without reading the journal.
+    package static func anyLeftBehind(beside databasePath: String, infix: String = infix) -> Bool {
+        let url = URL(fileURLWithPath: databasePath)
+        let directory = url.deletingLastPathComponent().path
+        let prefix = url.lastPathComponent + infix
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.contains { name in
+            guard name.hasPrefix(prefix), name.hasSuffix(".lock") else { return false }
+            let lock = open(directory + "/" + name, O_RDWR | O_CLOEXEC)
+            guard lock >= 0 else { return false }
+            defer { Foundation.close(lock) }  // closing drops the lock taken to look
+            return flock(lock, LOCK_EX | LOCK_NB) == 0
+        }
+    }
+
     /// The journals beside `databasePath` whose gateway is gone (their lock is free).
     static func orphans(of databasePath: String) -> [Orphan] {
         let url = URL(fileURLWithPath: databasePath)
@@ -291,4 +308,16 @@ public struct JournalReplay: Sendable, Equatable {
     public var unreadable = 0
 
     public init() {}
+
+    /// Throws unless every row left behind beside `path` went in: a tool that rewrites or copies
+    /// the ledger would take those left for gone.
+    public func requireWhole(beside path: String) throws {
+        guard failed == 0, unreadable == 0 else {
+            throw JournalLeftBehind(description: """
+                a stopped gateway's journal beside \(path) could not be recorded in full (\(failed) rows \
+                failed to commit, \(unreadable) written by a newer tokenctl): start `tokenctl serve` on this \
+                ledger (of the newest version that wrote it) once, then run this again
+                """)
+        }
+    }
 }

@@ -151,20 +151,11 @@ public final class LedgerWriter: @unchecked Sendable {
     /// row went in: those tools would then take the rows left behind for gone.
     @discardableResult
     public static func recordJournalsLeftBehind(at path: String) throws -> JournalReplay {
-        let orphans = LedgerJournal.orphans(of: path)
-        guard !orphans.isEmpty else { return JournalReplay() }
-        for orphan in orphans { orphan.release() }  // the writer's start takes them
-        let writer = try LedgerWriter(path: path)
+        guard LedgerJournal.anyLeftBehind(beside: path) else { return JournalReplay() }
+        let writer = try LedgerWriter(path: path)  // its start replays them
         writer.close()
-        let replayed = writer.replayed
-        guard replayed.failed == 0, replayed.unreadable == 0 else {
-            throw JournalLeftBehind(description: """
-                a stopped gateway's journal beside \(path) could not be recorded in full (\(replayed.failed) rows \
-                failed to commit, \(replayed.unreadable) written by a newer tokenctl): start `tokenctl serve` on this \
-                ledger (of the newest version that wrote it) once, then run this again
-                """)
-        }
-        return replayed
+        try writer.replayed.requireWhole(beside: path)
+        return writer.replayed
     }
 
     /// Queues `entry`; `onCommit` runs exactly once: `.success` after the row is committed, or a
