@@ -52,7 +52,7 @@ final class Admission: Sendable {
     let generatedAnswers: Int
     /// The body asks for prompt caching (`cache_control`): its prompt may be billed as a cache write.
     let writesPromptCache: Bool
-    /// The longest the call may take, retries and fallbacks included (`PolicySet.longestCallMicros`):
+    /// The longest the call may take, retries and fallbacks included (`PolicySet.serving(model:)`):
     /// its budget hold is kept at least that long.
     let longestCallMicros: Int64
     let model: String

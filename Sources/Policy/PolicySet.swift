@@ -18,7 +18,7 @@ public final class PolicySet: Sendable {
     public let warnings: [PolicyProblem]
     /// Files outside the YAML that the policy was read from (`ca_file`), resolved.
     public let namedFiles: [String]
-    /// Per route, in order: the longest its calls may take (`longestCallMicros`).
+    /// Per route, in order: the longest its calls may take (`serving(model:)`).
     private let longestCalls: [Int64]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
@@ -43,14 +43,9 @@ public final class PolicySet: Sendable {
         }
     }
 
-    /// The longest a call to `model` may take from its start, waits, retries and fallbacks
-    /// included: its budget hold must outlive it (`QuotaBook`). Zero for a model no route serves.
-    public func longestCallMicros(forModel model: String) -> Int64 {
-        serving(model: model)?.longestCallMicros ?? 0
-    }
-
-    /// The provider serving `model` and the longest its calls may take, from one route look-up
-    /// (admission's, on every call); nil if no route matches.
+    /// The provider serving `model`, and the longest a call to it may take from its start (waits,
+    /// retries and fallbacks included: its budget hold must outlive it, `QuotaBook`), from one
+    /// route look-up (admission's, on every call); nil if no route matches.
     public func serving(model: String) -> (provider: Provider, longestCallMicros: Int64)? {
         guard let index = routes.firstIndex(where: { $0.pattern.matches(model) }),
               let provider = providers[routes[index].provider] else { return nil }

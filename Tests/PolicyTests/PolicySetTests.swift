@@ -59,9 +59,9 @@ import Testing
         // after its queue; then two of `quick`.
         let slow = (5_000 + 3 * (1_000 + 7_200_000 + 2_000)) * ms
         let quick = (Int64(try #require(set.providers["quick"]).limits.queueTimeoutMs) + 2 * (1_000 + 60_000 + 2_000)) * ms
-        #expect(set.longestCallMicros(forModel: "big") == body + slow + quick)
-        #expect(set.longestCallMicros(forModel: "small") == body + quick)
-        #expect(set.longestCallMicros(forModel: "unrouted") == 0)
+        #expect(set.serving(model: "big")?.longestCallMicros == body + slow + quick)
+        #expect(set.serving(model: "small")?.longestCallMicros == body + quick)
+        #expect(set.serving(model: "unrouted") == nil)
     }
 
     @Test func listedModelsAreExactRoutedNames() throws {
