@@ -83,16 +83,16 @@ extension ProxiedCall {
                     entry.errorMessage = entry.usageSource == .estimated
                         ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
                         : "the provider reported no usage; recorded without tokens or cost"
-                } else if metered.isStream && (metered.usage?.outputTokens ?? 0) == 0 {
-                    // Text streamed but no output count: an Anthropic stream that ended with an
-                    // `error` event before `message_delta`, or a provider whose `message_delta`
-                    // carries none. The text sent is the output.
+                } else if (metered.usage?.outputTokens ?? 0) == 0 {
+                    // Text sent but no output count: an Anthropic stream that ended with an
+                    // `error` event before `message_delta`, a provider whose `message_delta`
+                    // carries none, or a usage without its output count. The text is the output.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
                                                     price: admission.price)
                     if entry.usageSource == .estimated {
                         let providerSaid = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
                         entry.errorMessage = (providerSaid.map { "\($0); " } ?? "")
-                            + "the stream reported no output count; output tokens estimated from the text sent"
+                            + "the provider reported no output count; output tokens estimated from the text sent"
                     }
                 }
             }

@@ -264,6 +264,26 @@ struct JSONScanner {
         }
     }
 
+    /// The prompts in the list at the cursor (legacy completions' `prompt`): one per element,
+    /// but a list of numbers (token ids) is one prompt. Leaves the cursor after the list.
+    mutating func countPrompts() throws(JSONSyntaxError) -> Int {
+        try expect(UInt8(ascii: "["), "expected '['")
+        skipWhitespace()
+        if current == UInt8(ascii: "]") { index += 1; return 0 }
+        var elements = 0
+        var tokenIDs = false
+        while true {
+            skipWhitespace()
+            if elements == 0, let c = current, c == UInt8(ascii: "-") || JSONScanner.isDigit(c) { tokenIDs = true }
+            try skipValue()
+            elements += 1
+            skipWhitespace()
+            guard index < bytes.count else { throw failure("") }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return tokenIDs ? 1 : elements }
+            try expect(UInt8(ascii: ","), "expected ',' or ']'")
+        }
+    }
+
     /// Whether the cursor is at an empty array (`[` `]`); consumes it if so.
     mutating func skipEmptyArray() -> Bool {
         let saved = index

@@ -49,9 +49,17 @@ public struct RequestPeek: Sendable, Hashable {
     /// Anthropic's `metadata.user_id` (OpenAI metadata may carry one too).
     public var metadataUserID: String?
     /// OpenAI's `n` (choices generated) and legacy completions' `best_of` (candidates generated,
-    /// each billed); nil when absent or not a whole number (the provider judges those).
+    /// each billed); nil when absent or null.
     public var choices: Int?
     public var bestOf: Int?
+    /// Legacy completions' `prompt` given as a list: one prompt per element, each answered
+    /// `n` / `best_of` times (a list of token ids is one prompt). Nil when not a list.
+    public var prompts: Int?
+    /// The `service_tier` asked for (OpenAI: `auto`, `default`, `flex`, `priority`, …), which
+    /// may be priced apart.
+    public var serviceTier: String?
+    /// Anthropic's `speed` (`fast`: fast mode, priced apart).
+    public var speed: String?
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
     /// Base64 images in the body (`InlineImages`): estimated per image, not per byte.
@@ -66,7 +74,7 @@ public struct RequestPeek: Sendable, Hashable {
     public func generatedAnswers(on endpoint: Endpoint) -> Int {
         switch endpoint {
         case .chatCompletions: return Swift.max(1, choices ?? 1)
-        case .completions: return Swift.max(1, choices ?? 1, bestOf ?? 1)
+        case .completions: return Swift.max(1, choices ?? 1, bestOf ?? 1) * Swift.max(1, prompts ?? 1)
         case .embeddings, .responses, .messages, .countTokens: return 1
         }
     }
@@ -148,13 +156,13 @@ public struct RequestPeek: Sendable, Hashable {
 private struct Reader {
     var problem: RequestPeekError?
     /// Fields met so far, one bit each (a Set would allocate on every request).
-    private var seen: UInt16 = 0
+    private var seen: UInt32 = 0
 
     /// The fields read; their raw value is their bit in `seen`.
-    enum Field: UInt16 {
+    enum Field: UInt32 {
         case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
-        case choices = 1024, bestOf = 2048
+        case choices = 1024, bestOf = 2048, prompt = 4096, background = 8192, serviceTier = 16384, speed = 32768
 
         var name: String {
             switch self {
@@ -170,6 +178,10 @@ private struct Reader {
             case .metadataUserID: return "metadata.user_id"
             case .choices: return "n"
             case .bestOf: return "best_of"
+            case .prompt: return "prompt"
+            case .background: return "background"
+            case .serviceTier: return "service_tier"
+            case .speed: return "speed"
             }
         }
     }
@@ -265,10 +277,26 @@ private struct Reader {
             peek.anchors.streamOptions = start..<s.index
         } else if s.key(key, is: "n") {
             guard first(.choices) else { return false }
-            peek.choices = try wholeNumber(&s)
+            peek.choices = try count(&s, .choices)
         } else if s.key(key, is: "best_of") {
             guard first(.bestOf) else { return false }
-            peek.bestOf = try wholeNumber(&s)
+            peek.bestOf = try count(&s, .bestOf)
+        } else if s.key(key, is: "prompt") {
+            // Counted only as a list; a string, or the Responses API's prompt template, is one.
+            guard first(.prompt), s.current == UInt8(ascii: "[") else { return false }
+            peek.prompts = try s.countPrompts()
+        } else if s.key(key, is: "background") {
+            guard first(.background) else { return false }
+            if try bool(&s, .background) == true {
+                note(.invalidField(name: Field.background.name, requirement:
+                    "is not supported: a background response runs and is billed after this call returns, where the gateway cannot meter it; call without it (stream instead for a long answer)"))
+            }
+        } else if s.key(key, is: "service_tier") {
+            guard first(.serviceTier) else { return false }
+            peek.serviceTier = try string(&s, .serviceTier, nullable: true)
+        } else if s.key(key, is: "speed") {
+            guard first(.speed) else { return false }
+            peek.speed = try string(&s, .speed, nullable: true)
         } else if s.key(key, is: "metadata") {
             guard first(.metadata) else { return false }
             if s.skipNull() { return true }
@@ -314,16 +342,6 @@ private struct Reader {
             try s.skipValue()
             return nil
         }
-    }
-
-    /// A non-negative whole number up to `maxTokensLimit`, else nil without a problem noted.
-    private mutating func wholeNumber(_ s: inout JSONScanner) throws(JSONSyntaxError) -> Int? {
-        guard let c = s.current, JSONScanner.isDigit(c) else {
-            try s.skipValue()
-            return nil
-        }
-        if case .value(let v) = s.integer(try s.scanNumber(), limit: RequestPeek.maxTokensLimit) { return v }
-        return nil
     }
 
     private mutating func count(_ s: inout JSONScanner, _ field: Field) throws(JSONSyntaxError) -> Int? {

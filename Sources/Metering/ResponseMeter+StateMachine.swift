@@ -247,8 +247,9 @@ extension ResponseMeter {
             var result = MeterResult(usage: reading.usage, servedModel: reading.servedModel,
                                      providerErrorMessage: reading.providerErrorMessage,
                                      sawTerminalEvent: reading.isCompleteJSON, isStream: false)
-            if reading.usage == nil, status < 400 {
-                // No usable usage (missing, negative, absurd): the answer's text is the estimate.
+            if status < 400, (reading.usage?.outputTokens ?? 0) == 0, endpoint != .embeddings, endpoint != .countTokens {
+                // No usable usage (missing, negative, absurd), or no output count: the answer's
+                // text is the estimate (none when it has no text).
                 var text = StreamedText()
                 whole.withUnsafeReadableBytes { text.countAll($0) }
                 result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: text.bytes, textEvents: text.events)

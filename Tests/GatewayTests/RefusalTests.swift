@@ -60,9 +60,13 @@ struct RefusalTests {
             ("bad-7", #"{"max_tokens":"5","model":"gpt-4o-mini"}"#, "max_tokens", "gpt-4o-mini"),
             ("bad-8", #"{"model":"gpt-4o-mini","model":"gpt-4o"}"#, "model", nil),
             ("bad-9", #"{"stream":"yes","model":"gpt-4o-mini","model":"gpt-4o"}"#, "stream", nil),
+            ("bad-10", #"{"model":"gpt-4o-mini","n":"50","max_tokens":100}"#, "'n'", "gpt-4o-mini"),
+            // A background response is billed after the call returns, where the gateway cannot see it.
+            ("bad-11", #"{"model":"gpt-4o-mini","input":"Write a long novel","background":true}"#, "'background' is not supported", "gpt-4o-mini"),
         ]
         for (id, body, mentions, model) in cases {
-            let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: id)
+            let path = id == "bad-11" ? "/v1/responses" : "/v1/chat/completions"
+            let r = try await h.post(path, key: h.aliceKey, json: body, requestID: id)
             #expect(r.status == 400, "\(id)")
             let message = try errorObject(r)["message"] as? String ?? ""
             #expect(message.contains(mentions), "\(id): \(message)")

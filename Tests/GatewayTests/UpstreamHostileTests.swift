@@ -61,6 +61,23 @@ struct UpstreamHostileTests {
         #expect(row.errorMessage?.contains("no usable usage") == true)
     }
 
+    @Test("a usage without its output count: the provider's input kept, the output estimated from the answer's text")
+    func usageWithoutOutputCount() async throws {
+        let text = Self.body(usage: #"{"prompt_tokens":40,"total_tokens":40}"#)
+        let canned = try CannedProvider([Self.response(text)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "no-out")
+        #expect(r.status == 200 && r.text == text)
+        let row = try #require(try h.row("no-out"))
+        #expect(row.outcome == .ok && row.usageSource == .estimated)
+        #expect(row.usage.inputTokens == 40)
+        #expect(row.usage.outputTokens == OutputEstimate.tokens(textBytes: "Hello there, friend".utf8.count, textEvents: 1))
+        #expect(row.cost.picodollars == 40 * 150_000 + Int64(row.usage.outputTokens) * 600_000)
+        #expect(row.errorMessage == "the provider reported no output count; output tokens estimated from the text sent")
+    }
+
     @Test("the provider's hop-by-hop and account headers stay here, in any case; its x-request-id comes as x-upstream-request-id")
     func providerHeadersFiltered() async throws {
         let text = Self.body(usage: #"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#)

@@ -68,20 +68,54 @@ import Testing
         #expect(try p.requireModel() == "gpt-4o-mini")
     }
 
-    @Test("n and best_of multiply the answers generated where the endpoint has them; odd values are left to the provider")
+    @Test("n and best_of multiply the answers generated where the endpoint has them, and a list of prompts multiplies them again")
     func generatedAnswers() throws {
         let p = try peek(#"{"model":"m","n":4,"best_of":6}"#)
         #expect(p.generatedAnswers(on: .chatCompletions) == 4)
         #expect(p.generatedAnswers(on: .completions) == 6)
         #expect(p.generatedAnswers(on: .responses) == 1 && p.generatedAnswers(on: .messages) == 1)
-        for odd in [#""n":"3""#, #""n":2.5"#, #""n":-1"#, #""n":null"#, #""n":0"#] {
-            let q = try peek("{\"model\":\"m\",\(odd)}")
-            #expect(q.generatedAnswers(on: .chatCompletions) == 1, "\(odd)")
+        for absent in [#""n":null"#, #""n":0"#] {
+            let q = try peek("{\"model\":\"m\",\(absent)}")
+            #expect(q.generatedAnswers(on: .chatCompletions) == 1, "\(absent)")
         }
+        // A string or a fraction would read as one answer and reserve too little at a server that
+        // coerces it (vLLM's pydantic turns "50" into 50): refused, as max_tokens's are.
+        #expect(message(#"{"model":"m","n":"50"}"#) == "field 'n' must be a non-negative integer")
+        #expect(message(#"{"model":"m","n":2.5}"#) == "field 'n' must be a non-negative integer")
+        #expect(message(#"{"model":"m","n":-1}"#) == "field 'n' must be a non-negative integer")
+        #expect(message(#"{"model":"m","best_of":"3"}"#) == "field 'best_of' must be a non-negative integer")
         #expect(message(#"{"model":"m","n":1,"n":2}"#) == "field 'n' appears more than once")
+        // Legacy completions: one completion per prompt of a list, each n / best_of times.
+        let prompts = try peek(#"{"model":"m","prompt":["a","b",  "c"],"n":2}"#)
+        #expect(prompts.prompts == 3 && prompts.generatedAnswers(on: .completions) == 6)
+        #expect(prompts.generatedAnswers(on: .chatCompletions) == 2)
+        #expect(try peek(#"{"model":"m","prompt":[[1,2],[3]],"best_of":3}"#).generatedAnswers(on: .completions) == 6)
+        #expect(try peek(#"{"model":"m","prompt":[101, 102, 103]}"#).generatedAnswers(on: .completions) == 1)
+        #expect(try peek(#"{"model":"m","prompt":"one"}"#).generatedAnswers(on: .completions) == 1)
+        #expect(try peek(#"{"model":"m","prompt":[]}"#).generatedAnswers(on: .completions) == 1)
+        #expect(try peek(#"{"model":"m","prompt":{"id":"pmpt_1"}}"#).prompts == nil)
+        #expect(message(#"{"model":"m","prompt":["a",]}"#)?.hasPrefix("malformed JSON") == true)
         #expect(Endpoint.chatCompletions.outputReserve(applied: 50, answers: 3) == 150)
         #expect(Endpoint.chatCompletions.outputReserve(applied: nil, answers: 2) == 2 * Endpoint.defaultOutputReserve)
         #expect(Endpoint.embeddings.outputReserve(applied: nil, answers: 5) == 0)
+    }
+
+    @Test("a background response is refused: it is billed after the call returns, out of the gateway's sight")
+    func backgroundRefused() throws {
+        #expect(message(#"{"model":"m","input":"x","background":true}"#)?.hasPrefix("field 'background' is not supported") == true)
+        #expect(try peek(#"{"model":"m","background":false}"#).model == "m")
+        #expect(try peek(#"{"model":"m","background":null}"#).model == "m")
+        #expect(message(#"{"model":"m","background":"yes"}"#) == "field 'background' must be a boolean")
+        #expect(message(#"{"model":"m","background":false,"background":true}"#) == "field 'background' appears more than once")
+    }
+
+    @Test("the service tier and Anthropic's speed are read: they can change the price")
+    func tierAndSpeed() throws {
+        let p = try peek(#"{"model":"m","service_tier":"priority","speed":"fast"}"#)
+        #expect(p.serviceTier == "priority" && p.speed == "fast")
+        #expect(try peek(#"{"model":"m","service_tier":null}"#).serviceTier == nil)
+        #expect(message(#"{"model":"m","service_tier":1}"#) == "field 'service_tier' must be a string")
+        #expect(message(#"{"model":"m","speed":"fast","speed":"standard"}"#) == "field 'speed' appears more than once")
     }
 
     @Test func nullsReadAsAbsent() throws {
