@@ -57,7 +57,10 @@ final class Admission: Sendable {
     let longestCallMicros: Int64
     let model: String
     let provider: Provider
-    let price: ModelPrice?
+    /// The model's prices: the standard one, and those of a tier or a long prompt.
+    let pricing: Pricing
+    /// The priced service tier the request asks for (`ServiceTier`), nil for the standard one.
+    let requestedTier: String?
     let stream: Bool
     /// The body sent upstream: the client's, or with `stream_options.include_usage` injected.
     let upstreamBody: ByteBuffer
@@ -66,8 +69,8 @@ final class Admission: Sendable {
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
          outputCapApplied: Int?, generatedAnswers: Int, writesPromptCache: Bool = false, longestCallMicros: Int64 = 0,
-         model: String, provider: Provider, price: ModelPrice?, stream: Bool, upstreamBody: ByteBuffer,
-         stripInjectedUsage: Bool) {
+         model: String, provider: Provider, pricing: Pricing, requestedTier: String? = nil, stream: Bool,
+         upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
         self.promptEstimate = promptEstimate
@@ -78,19 +81,35 @@ final class Admission: Sendable {
         self.longestCallMicros = longestCallMicros
         self.model = model
         self.provider = provider
-        self.price = price
+        self.pricing = pricing
+        self.requestedTier = requestedTier
         self.stream = stream
         self.upstreamBody = upstreamBody
         self.stripInjectedUsage = stripInjectedUsage
     }
 
+    /// The model's standard price.
+    var price: ModelPrice? { pricing.standard }
+
     /// The call's worst case, what its quota reservation holds: the prompt estimate plus its
-    /// output limit for each answer, at its price (`ModelPrice.worstCase`).
+    /// output limit for each answer, at the price of the tier it asks for and of its prompt's
+    /// size (`ModelPrice.worstCase`).
     func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
         let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
+        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
         let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output,
                                     writingCache: writesPromptCache) ?? .zero
         return (cost, promptEstimate + output)
+    }
+
+    /// The price the call is charged: of the tier the provider says served it (else the one
+    /// asked for) and of its prompt's size (the provider's count, else the estimate). With the
+    /// note for the row when that tier has no price for the model (charged at the standard one).
+    func settlementPrice(servedTier: String??, usage: Usage?) -> (price: ModelPrice?, note: String?) {
+        let tier = servedTier ?? requestedTier
+        let (price, tierPriced) = pricing.price(tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate)
+        guard !tierPriced, let tier else { return (price, nil) }
+        return (price, "served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
     }
 
     /// The same decision for a fallback model: charged to the first model's `payer`, with its
@@ -100,7 +119,7 @@ final class Admission: Sendable {
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
                   generatedAnswers: generatedAnswers, writesPromptCache: writesPromptCache,
                   longestCallMicros: longestCallMicros, model: model,
-                  provider: provider, price: price, stream: stream, upstreamBody: upstreamBody,
+                  provider: provider, pricing: pricing, requestedTier: requestedTier, stream: stream, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
 }
@@ -160,11 +179,19 @@ enum Admit {
                 "The model '\(model)' is served in the \(provider.dialect.rawValue) dialect; call it through the \(provider.dialect.rawValue) API, not \(request.endpoint.proxyPath).",
                 field: "model"), provider: provider)
         }
-        let price = policy.prices.price(for: model, on: today)
-        if price == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
+        let pricing = policy.prices.pricing(for: model, on: today)
+        if pricing.standard == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models.",
                 field: "model"), provider: provider)
+        }
+        let tier = ServiceTier.requested(serviceTier: peek.serviceTier, speed: peek.speed)
+        if let tier, !pricing.prices(tier: tier), request.endpoint != .countTokens,
+           policy.gateway.unpricedModels == .refuse {
+            let field = peek.speed == "fast" ? "speed" : "service_tier"
+            return refused(Refusal(.unpriced,
+                "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
+                field: field), provider: provider)
         }
         if provider.apiKeyEnv != nil, provider.apiKey == nil {
             return refused(Refusal(.providerKeyMissing,
@@ -203,7 +230,8 @@ enum Admit {
                                   generatedAnswers: peek.generatedAnswers(on: request.endpoint),
                                   // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
                                   writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
-                                  longestCallMicros: longestCall, model: model, provider: provider, price: price,
+                                  longestCallMicros: longestCall, model: model, provider: provider,
+                                  pricing: pricing, requestedTier: tier,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
     }
 

@@ -15,6 +15,7 @@ extension ProxiedCall {
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()
+        let (price, tierNote) = admission.settlementPrice(servedTier: metered.servedTier, usage: metered.usage)
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel
@@ -24,7 +25,7 @@ extension ProxiedCall {
         case .success(let timing):
             entry.upstreamMicros = timing.totalMicros
             entry.status = upstreamStatus
-            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            CallRecord.settle(&entry, usage: metered.usage, price: price)
             if providerRejectedKey {
                 let refusal = Refusal(.providerAuthFailed,
                     "Provider '\(admission.provider.name)' rejected the gateway's API key (HTTP \(upstreamStatus)); the gateway's administrator must check \(admission.provider.apiKeyEnv ?? "its key").")
@@ -52,13 +53,13 @@ extension ProxiedCall {
                                                            secret: admission.provider.apiKey)
             } else if metered.isStream && metered.streamFailed {
                 entry.outcome = .upstreamError
-                billFailedStream(&entry, metered: metered)
+                billFailedStream(&entry, metered: metered, price: price)
             } else if metered.isStream && !metered.sawTerminalEvent {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
                 // (Anthropic's input count may have come, its output count not.)
                 CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: billsPrompt)
+                                                price: price, promptAlone: billsPrompt)
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
                 // Cut short (a JSON answer closed by the connection's end): billed from its text,
                 // as a cut stream is. Not JSON at all (an HTML page from a wrong base_url): only
@@ -66,12 +67,12 @@ extension ProxiedCall {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
                 CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                price: admission.price, promptAlone: billsPrompt && answerIsJSON)
+                                                price: price, promptAlone: billsPrompt && answerIsJSON)
             } else if metered.bodyUnread {
                 entry.outcome = .ok
                 if metered.usage == nil {
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price, promptAlone: billsPrompt)
+                                                    price: price, promptAlone: billsPrompt)
                     entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes and ended without a usage: relayed, its prompt estimated"
                 }
             } else {
@@ -79,7 +80,7 @@ extension ProxiedCall {
                 if metered.usage == nil && billsPrompt {
                     // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                             price: admission.price, promptAlone: true)
+                                             price: price, promptAlone: true)
                     entry.errorMessage = entry.usageSource == .estimated
                         ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
                         : "the provider reported no usage; recorded without tokens or cost"
@@ -88,7 +89,7 @@ extension ProxiedCall {
                     // `error` event before `message_delta`, a provider whose `message_delta`
                     // carries none, or a usage without its output count. The text is the output.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                                    price: admission.price)
+                                                    price: price)
                     if entry.usageSource == .estimated {
                         let providerSaid = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
                         entry.errorMessage = (providerSaid.map { "\($0); " } ?? "")
@@ -96,6 +97,7 @@ extension ProxiedCall {
                     }
                 }
             }
+            if entry.errorMessage == nil, entry.cost > .zero { entry.errorMessage = tierNote }
             // A stream that ended without its final event is cut, not ended: the client must not
             // take a truncated answer for a complete one.
             let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
@@ -110,14 +112,14 @@ extension ProxiedCall {
             }
 
         case .failure(let error):
-            CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+            CallRecord.settle(&entry, usage: metered.usage, price: price)
             // The prompt alone is billed once this attempt's request went out and the provider
             // answered no error (relayed or discarded for a retry): not for a call ended between
             // attempts (no transfer), nor one cancelled while waiting for or making a connection.
             let attemptWentOut = transfer?.requestWentOut ?? false
             let providerWorkedOnIt = error.providerMayHaveRead && attemptWentOut && upstreamStatus < 400 && billsPrompt
             CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                     price: admission.price, promptAlone: providerWorkedOnIt)
+                                     price: price, promptAlone: providerWorkedOnIt)
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
             switch error {
@@ -152,7 +154,7 @@ extension ProxiedCall {
                 entry.errorMessage = refusal.message
             }
             // The provider's error in the stream, then the connection cut: the error is the story.
-            if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered) }
+            if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered, price: price) }
             record(entry) { [self] in
                 phase = .done
                 if headSent || refusal == nil {
@@ -211,15 +213,15 @@ extension ProxiedCall {
     /// A stream that carried the provider's error (then its end, or the connection's): the
     /// provider's message, and a failure's bill: nothing if no text was sent (even an input count
     /// Anthropic's `message_start` gave), else what it reported with the text sent.
-    private func billFailedStream(_ entry: inout LedgerEntry, metered: MeterResult) {
+    private func billFailedStream(_ entry: inout LedgerEntry, metered: MeterResult, price: ModelPrice?) {
         entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
             ?? "the provider's stream ended with an error event"
         guard metered.estimatedOutputTokens > 0 else {
-            return CallRecord.settle(&entry, usage: nil, price: admission.price)
+            return CallRecord.settle(&entry, usage: nil, price: price)
         }
-        CallRecord.settle(&entry, usage: metered.usage, price: admission.price)
+        CallRecord.settle(&entry, usage: metered.usage, price: price)
         CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
-                                        price: admission.price)
+                                        price: price)
     }
 
     /// Whether a call that ended without usage is billed its prompt estimate at all (a token

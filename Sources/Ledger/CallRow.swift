@@ -124,14 +124,28 @@ public enum StoredPrice {
     public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64,
                               cacheWrite1h: Int64?, output: Int64, callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
-        // The id is `<pattern>@<day>`; a pattern may itself contain '@', the day never does.
-        guard let at = priceId.lastIndex(of: "@"),
-              let day = Day(String(priceId[priceId.index(after: at)...])) else {
-            throw LedgerError.invalidRow("malformed price id '\(priceId)' in call \(callId)")
+        // The id is `<pattern>@<day>`, with ` <tier>` and ` above-<tokens>` after the pattern for
+        // a variant; a pattern may itself contain '@' (not a space), the day never does.
+        let malformed = LedgerError.invalidRow("malformed price id '\(priceId)' in call \(callId)")
+        guard let at = priceId.lastIndex(of: "@"), let day = Day(String(priceId[priceId.index(after: at)...])) else {
+            throw malformed
         }
-        return ModelPrice(model: ModelPattern(String(priceId[..<at])), effectiveFrom: day,
+        var words = priceId[..<at].split(separator: " ", omittingEmptySubsequences: false)
+        let pattern = String(words.removeFirst())
+        guard words.count <= 2 else { throw malformed }
+        var tier: String?, above: Int?
+        for word in words {
+            if word.hasPrefix("above-") {
+                guard above == nil, let n = Int(word.dropFirst(6)), n >= 0 else { throw malformed }
+                above = n
+            } else {
+                guard tier == nil, above == nil, !word.isEmpty else { throw malformed }
+                tier = String(word)
+            }
+        }
+        return ModelPrice(model: ModelPattern(pattern), effectiveFrom: day,
                           input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
                           cacheWrite: Money(picodollars: cacheWrite), cacheWrite1h: cacheWrite1h.map(Money.init(picodollars:)),
-                          output: Money(picodollars: output))
+                          output: Money(picodollars: output), tier: tier, aboveInputTokens: above)
     }
 }

@@ -93,10 +93,17 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var output: Money
     /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
     public var source: String
+    /// The service tier this price is for (OpenAI `priority` or `flex`, Anthropic fast mode
+    /// `fast`); nil for the standard one.
+    public let tier: String?
+    /// This price applies to calls whose prompt (input, cache reads and writes) is over this many
+    /// tokens (Anthropic's long-context rates, over 200K, apply to every token of such a call).
+    public let aboveInputTokens: Int?
 
     /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
-                cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, source: String = "") {
+                cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, source: String = "",
+                tier: String? = nil, aboveInputTokens: Int? = nil) {
         self.model = model
         self.effectiveFrom = effectiveFrom
         self.input = input
@@ -105,15 +112,28 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
         self.output = output
         self.source = source
-        id = "\(model.text)@\(effectiveFrom)"
+        self.tier = tier
+        self.aboveInputTokens = aboveInputTokens
+        id = model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens) + "@\(effectiveFrom)"
     }
 
-    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`. Kept rather
-    /// than formatted on use: every call's journal record and ledger row carry it.
+    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`, with ` <tier>`
+    /// and ` above-<tokens>` after the pattern for a price that applies to some calls only
+    /// (`gpt-5 priority@2025-08-07`: a pattern has no spaces, and a build that knows no variants
+    /// still reads the id). Kept rather than formatted on use: every call's journal record and
+    /// ledger row carry it.
     public let id: String
 
+    /// What follows the pattern in `id`.
+    public static func variantWords(tier: String?, aboveInputTokens: Int?) -> String {
+        (tier.map { " \($0)" } ?? "") + (aboveInputTokens.map { " above-\($0)" } ?? "")
+    }
+
+    /// Whether this price is for some calls of its model only (a tier, a long prompt).
+    public var isVariant: Bool { tier != nil || aboveInputTokens != nil }
+
     private enum CodingKeys: String, CodingKey {
-        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, source
+        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, source, tier, aboveInputTokens
     }
 
     public init(from decoder: any Decoder) throws {
@@ -125,7 +145,9 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   cacheWrite: try c.decode(Money.self, forKey: .cacheWrite),
                   cacheWrite1h: try c.decodeIfPresent(Money.self, forKey: .cacheWrite1h),
                   output: try c.decode(Money.self, forKey: .output),
-                  source: try c.decode(String.self, forKey: .source))
+                  source: try c.decode(String.self, forKey: .source),
+                  tier: try c.decodeIfPresent(String.self, forKey: .tier),
+                  aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens))
     }
 
     /// Anthropic prices a 1-hour cache write at twice the input (a 5-minute one at 1.25 times).
@@ -181,33 +203,50 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 ///
 /// Looked up on every admitted call, so the entries are indexed once: exact names in a dictionary
 /// (an exact name beats any glob), globs in the order the rule below prefers them. A lookup is then
-/// one hash probe, or a scan of the globs that stops at the first match in force.
+/// one hash probe, or a scan of the globs that stops at the first match in force. Prices for
+/// some calls only (`ModelPrice.isVariant`) are kept apart, a book of each kind, looked up alike.
 public struct PriceBook: Sendable, Hashable {
     public let entries: [ModelPrice]
     /// Per exact model name, its entries latest `effectiveFrom` first.
     private let exact: [String: [ModelPrice]]
     /// Glob entries, most specific first, then latest `effectiveFrom` first.
     private let globs: [ModelPrice]
+    /// The variant prices; nil when there are none (and in the books of variants themselves).
+    private let variants: PriceVariants?
 
     public init(_ entries: [ModelPrice] = []) {
+        self.init(entries, variantsApart: true)
+    }
+
+    private init(_ entries: [ModelPrice], variantsApart: Bool) {
         self.entries = entries
         var exact: [String: [ModelPrice]] = [:]
         var globs: [(specificity: Int, entry: ModelPrice)] = []
+        var variantEntries: [ModelPrice] = []
         for entry in entries {
-            if entry.model.isExact { exact[entry.model.text, default: []].append(entry) }
+            if variantsApart && entry.isVariant { variantEntries.append(entry) }
+            else if entry.model.isExact { exact[entry.model.text, default: []].append(entry) }
             else { globs.append((entry.model.specificity, entry)) }
         }
         self.exact = exact.mapValues { $0.sorted { $0.effectiveFrom > $1.effectiveFrom } }
         self.globs = globs.sorted {
             $0.specificity != $1.specificity ? $0.specificity > $1.specificity : $0.entry.effectiveFrom > $1.entry.effectiveFrom
         }.map(\.entry)
+        variants = variantEntries.isEmpty ? nil : PriceVariants(variantEntries) { PriceBook($0, variantsApart: false) }
     }
 
-    /// The entry in force for `model` on `day`: among patterns that match, an exact name beats
-    /// a glob and a more specific glob beats a looser one; then the latest `effectiveFrom <= day`.
+    /// The standard entry in force for `model` on `day`: among patterns that match, an exact
+    /// name beats a glob and a more specific glob beats a looser one; then the latest
+    /// `effectiveFrom <= day`.
     public func price(for model: String, on day: Day) -> ModelPrice? {
         if let named = exact[model], let entry = named.first(where: { $0.effectiveFrom <= day }) { return entry }
         return globs.first { $0.effectiveFrom <= day && $0.model.matches(model) }
+    }
+
+    /// Every price a call of `model` on `day` may be charged: the standard one and, chosen once
+    /// the call's tier and prompt are known, its variants.
+    public func pricing(for model: String, on day: Day) -> Pricing {
+        Pricing(standard: price(for: model, on: day), variants: variants, model: model, day: day)
     }
 
     /// Whether any entry (of any date) covers the model.
@@ -217,3 +256,81 @@ public struct PriceBook: Sendable, Hashable {
     public func hash(into hasher: inout Hasher) { hasher.combine(entries) }
 }
 
+/// The variant prices of a price book, a book per tier and threshold.
+final class PriceVariants: Sendable {
+    struct Kind: Hashable {
+        let tier: String?
+        let aboveInputTokens: Int?
+    }
+
+    let books: [Kind: PriceBook]
+    /// Per tier (nil: standard), the prompt thresholds that have prices, largest first.
+    let thresholds: [String?: [Int]]
+
+    init(_ entries: [ModelPrice], book: ([ModelPrice]) -> PriceBook) {
+        let byKind = Dictionary(grouping: entries) { Kind(tier: $0.tier, aboveInputTokens: $0.aboveInputTokens) }
+        books = byKind.mapValues(book)
+        var thresholds: [String?: [Int]] = [:]
+        for kind in byKind.keys { if let above = kind.aboveInputTokens { thresholds[kind.tier, default: []].append(above) } }
+        self.thresholds = thresholds.mapValues { $0.sorted(by: >) }
+    }
+}
+
+/// The prices a call may be charged, resolved at admission: the model's standard price, and
+/// the book's variants for a tier or a long prompt, picked once the call says which apply.
+public struct Pricing: Sendable {
+    public let standard: ModelPrice?
+    private let variants: PriceVariants?
+    private let model: String
+    private let day: Day
+
+    init(standard: ModelPrice?, variants: PriceVariants?, model: String, day: Day) {
+        self.standard = standard
+        self.variants = variants
+        self.model = model
+        self.day = day
+    }
+
+    /// Only the standard price (no variants).
+    public init(standard: ModelPrice?) {
+        self.init(standard: standard, variants: nil, model: "", day: Day(daysSinceEpoch: 0))
+    }
+
+    /// The price of a call served at `tier` (nil: the standard tier) whose prompt has
+    /// `promptTokens` tokens: the tier's entry for the largest threshold the prompt passes, else
+    /// the tier's own. `tierPriced` is false when the tier has no price for the model: the
+    /// standard tier's is given then.
+    public func price(tier: String?, promptTokens: Int) -> (price: ModelPrice?, tierPriced: Bool) {
+        if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (price, true) }
+        return (lookup(tier: nil, promptTokens: promptTokens), tier == nil)
+    }
+
+    /// Whether the model has a price of this tier.
+    public func prices(tier: String) -> Bool { lookup(tier: tier, promptTokens: 0) != nil }
+
+    private func lookup(tier: String?, promptTokens: Int) -> ModelPrice? {
+        guard let variants else { return tier == nil ? standard : nil }
+        for above in variants.thresholds[tier] ?? [] where promptTokens > above {
+            if let price = variants.books[.init(tier: tier, aboveInputTokens: above)]?.price(for: model, on: day) { return price }
+        }
+        if tier == nil { return standard }
+        return variants.books[.init(tier: tier, aboveInputTokens: nil)]?.price(for: model, on: day)
+    }
+}
+
+/// The service tiers that change a call's price per token, as requests ask for them and
+/// answers report them: OpenAI's `service_tier` (`priority`, `flex`) and Anthropic's `speed`
+/// (`fast`). Any other value (`auto`, `default`, `standard`, `scale`, …) is the standard tier, nil.
+public enum ServiceTier {
+    public static let priced: Set<String> = ["priority", "flex", "fast"]
+
+    public static func named(_ text: String?) -> String? {
+        guard let text, priced.contains(text) else { return nil }
+        return text
+    }
+
+    /// The tier a request asks for: Anthropic's `speed: "fast"`, else its `service_tier`.
+    public static func requested(serviceTier: String?, speed: String?) -> String? {
+        speed == "fast" ? "fast" : named(serviceTier)
+    }
+}

@@ -134,6 +134,7 @@ extension ResponseMeter {
             result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: reading.text.bytes,
                                                                  textEvents: reading.text.events)
             result.streamFailed = reading.failed
+            result.servedTier = reading.servedTier
             return (held, result)
         }
 
@@ -247,6 +248,7 @@ extension ResponseMeter {
             var result = MeterResult(usage: reading.usage, servedModel: reading.servedModel,
                                      providerErrorMessage: reading.providerErrorMessage,
                                      sawTerminalEvent: reading.isCompleteJSON, isStream: false)
+            result.servedTier = reading.servedTier
             if status < 400, (reading.usage?.outputTokens ?? 0) == 0, endpoint != .embeddings, endpoint != .countTokens {
                 // No usable usage (missing, negative, absurd), or no output count: the answer's
                 // text is the estimate (none when it has no text).

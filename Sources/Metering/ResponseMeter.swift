@@ -22,6 +22,8 @@ public struct MeterResult: Sendable, Hashable {
     /// The stream reported a failure (Anthropic or Responses `error`, Responses `response.failed`,
     /// a chat chunk with an `error` object): relayed whole, but the call failed.
     public var streamFailed = false
+    /// The priced service tier the answer says served the call (`ResponseReading.servedTier`).
+    public var servedTier: String??
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 sawTerminalEvent: Bool = false, isStream: Bool = false) {

@@ -10,6 +10,9 @@ public struct ResponseReading: Sendable, Hashable {
     public var providerErrorMessage: String?
     /// The body is one complete, well-formed JSON value.
     public var isCompleteJSON: Bool
+    /// The priced service tier the answer says served the call (`ServiceTier`): `.some(nil)` for
+    /// the standard tier, nil when the answer does not say.
+    public var servedTier: String??
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 isCompleteJSON: Bool = false) {
@@ -49,6 +52,7 @@ public enum ResponseUsage {
         }
         var reading = ResponseReading(isCompleteJSON: fields != nil)
         reading.servedModel = fields?.model
+        reading.servedTier = fields?.servedTier(endpoint.dialect) ?? nil
         if status >= 400 {
             reading.providerErrorMessage = truncated(fields?.errorMessage) ?? bodyText(body)
             return reading
@@ -97,6 +101,9 @@ struct ReportedUsage: Sendable, Hashable {
     var cacheWrite1h: Int?
     var output: Int?
     var reasoning: Int?
+    /// Anthropic's `speed` (`fast`: fast mode) and `service_tier`, as the usage reports them.
+    var speed: String?
+    var serviceTier: String?
     /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
     var invalid = false
 
@@ -108,6 +115,8 @@ struct ReportedUsage: Sendable, Hashable {
         cacheWrite1h = newer.cacheWrite1h ?? cacheWrite1h
         output = newer.output ?? output
         reasoning = newer.reasoning ?? reasoning
+        speed = newer.speed ?? speed
+        serviceTier = newer.serviceTier ?? serviceTier
         invalid = invalid || newer.invalid
     }
 
@@ -138,6 +147,8 @@ struct ResponseFields {
     var model: String?
     var usage: ReportedUsage?
     var errorMessage: String?
+    /// OpenAI's `service_tier`: the tier that served the call.
+    var serviceTier: String?
     /// A top-level `"choices": []` (OpenAI's include_usage chunk).
     var choicesEmpty = false
 
@@ -146,6 +157,23 @@ struct ResponseFields {
         model = inner.model ?? model
         usage = inner.usage ?? usage
         errorMessage = inner.errorMessage ?? errorMessage
+        serviceTier = inner.serviceTier ?? serviceTier
+    }
+
+    /// The priced tier these fields say served the call: OpenAI's `service_tier`; Anthropic's
+    /// `usage.speed`, or a `usage.service_tier` of `priority`. See `ResponseReading.servedTier`.
+    func servedTier(_ dialect: Dialect) -> String?? {
+        ResponseFields.servedTier(dialect, serviceTier: serviceTier, usage: usage)
+    }
+
+    static func servedTier(_ dialect: Dialect, serviceTier: String?, usage: ReportedUsage?) -> String?? {
+        switch dialect {
+        case .openai:
+            return serviceTier.map(ServiceTier.named)
+        case .anthropic:
+            if let speed = usage?.speed { return .some(ServiceTier.named(speed)) }
+            return usage?.serviceTier == "priority" ? .some("priority") : nil
+        }
     }
 }
 
@@ -169,6 +197,9 @@ extension JSONScanner {
             } else if s.key(key, is: "choices") {
                 fields.choicesEmpty = s.skipEmptyArray()
                 return fields.choicesEmpty
+            } else if s.key(key, is: "service_tier") {
+                guard s.current == UInt8(ascii: "\"") else { return false }
+                fields.serviceTier = s.string(try s.scanString())
             } else if !nested, s.key(key, is: "response") || s.key(key, is: "message") {
                 if s.current == UInt8(ascii: "{") {
                     fields.adopt(try s.readResponseFields(dialect: dialect, nested: true))
@@ -228,6 +259,10 @@ extension JSONScanner {
                     usage.cacheWrite1h = try s.readDetail("ephemeral_1h_input_tokens", &usage.invalid) ?? usage.cacheWrite1h
                 } else if s.key(key, is: "output_tokens") {
                     usage.output = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "speed"), s.current == UInt8(ascii: "\"") {
+                    usage.speed = s.string(try s.scanString())
+                } else if s.key(key, is: "service_tier"), s.current == UInt8(ascii: "\"") {
+                    usage.serviceTier = s.string(try s.scanString())
                 } else {
                     return false
                 }

@@ -26,6 +26,8 @@ struct StreamReading {
     let stripInjectedUsage: Bool
     private(set) var usage: ReportedUsage?
     private(set) var servedModel: String?
+    /// OpenAI's `service_tier` as the usage chunk or the terminal event gives it.
+    private(set) var serviceTier: String?
     private(set) var errorMessage: String?
     /// The stream reported a failure: Anthropic's `error`, Responses' `response.failed` or
     /// `error`, a chat chunk with an `error` object (the error's message is in `errorMessage`).
@@ -41,6 +43,7 @@ struct StreamReading {
     }
 
     var normalisedUsage: Usage? { usage?.normalised(endpoint.dialect) }
+    var servedTier: String?? { ResponseFields.servedTier(endpoint.dialect, serviceTier: serviceTier, usage: usage) }
 
     /// Decides an event's role and takes what it carries. `name` is the `event` field (empty if none).
     mutating func read(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {
@@ -66,6 +69,7 @@ struct StreamReading {
         }
         guard let reported = fields.usage else { return .pass }
         usage = reported  // the usage chunk reports the whole call
+        serviceTier = fields.serviceTier ?? serviceTier
         return stripInjectedUsage && fields.choicesEmpty ? .strip : .pass
     }
 
@@ -135,6 +139,7 @@ struct StreamReading {
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
         if terminal, let reported = fields.usage { usage = reported }
+        if terminal { serviceTier = fields.serviceTier ?? serviceTier }
         return role
     }
 

@@ -10,10 +10,14 @@ import Yams
 /// (no discount, no surcharge), which is right for providers without prompt caching;
 /// `cache_write_1h` (Anthropic's 1-hour cache writes, which only Anthropic reports) to twice `input`,
 /// Anthropic's rule.
+///
+/// An entry with `tier` (`priority`, `flex`, `fast`) and/or `above_input_tokens` prices only the
+/// calls of that service tier, or with a prompt over that many tokens (Anthropic's long-context
+/// rates); it needs a standard entry of the same model pattern beside it.
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "source"]
+                       "source", "tier", "above_input_tokens"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -37,6 +41,11 @@ enum PricesFile {
             }
             seen[price.id] = line
             prices.append(PlacedPrice(price: price, line: line, field: field))
+        }
+        let standard = Set(prices.filter { !$0.price.isVariant }.map(\.price.model.text))
+        for placed in prices where placed.price.isVariant && !standard.contains(placed.price.model.text) {
+            reader.problem(at: placed.line, "\(placed.field).model",
+                           "a price for a tier or a long prompt only, without a standard entry for '\(placed.price.model.text)' (the calls that are neither would have no price)")
         }
         return prices
     }
@@ -65,11 +74,23 @@ enum PricesFile {
             ?? input.map(ModelPrice.anthropicHourWrite(input:))
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
+        var tier: String?
+        if let entry = fields["tier"], let text = reader.string(entry) {
+            if ServiceTier.named(text) == nil {
+                reader.problem(entry.value, entry.path,
+                               "unknown tier '\(text)' (expected \(PolicyFileReader.oneOf(ServiceTier.priced.sorted())))")
+            } else {
+                tier = text
+            }
+        }
+        let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
+        if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
         guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
-                          cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, source: source)
+                          cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, source: source,
+                          tier: tier, aboveInputTokens: above)
     }
 
     static let priceMeaning = PolicyFileReader.DecimalMeaning(

@@ -36,12 +36,19 @@ struct Prices: ParsableCommand {
             entries = [entry]
         }
         let rows = entries.map { e in
-            [e.model.text, e.effectiveFrom.description, Self.perMillion(e.input), Self.perMillion(e.cachedInput),
-             Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h), Self.perMillion(e.output), e.source]
+            [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
+             Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
+             Self.perMillion(e.output), e.source]
         }
         print(TextColumns.render(
-            header: ["MODEL", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M", "SOURCE"],
-            rows: rows, labelColumns: 8), terminator: "")
+            header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M", "SOURCE"],
+            rows: rows, labelColumns: 9), terminator: "")
+    }
+
+    /// Which calls an entry prices: every call (`standard`), a tier's, or those over a prompt size.
+    static func applies(_ e: ModelPrice) -> String {
+        let parts = [e.tier.map { "tier \($0)" }, e.aboveInputTokens.map { "prompt > \($0)" }].compactMap { $0 }
+        return parts.isEmpty ? "standard" : parts.joined(separator: ", ")
     }
 
     /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.

@@ -26,6 +26,43 @@ import Testing
         #expect(book.price(for: "gpt-4o-mini", on: Day("2022-06-01")!)?.id == "*@2020-01-01")
     }
 
+    @Test("a tier's and a long prompt's prices are picked by the call; a tier without a price falls back to the standard one, said so")
+    func variants() throws {
+        func variant(_ pattern: String, _ from: String, input: String, tier: String? = nil, above: Int? = nil) -> ModelPrice {
+            let p = price(pattern, from, input: input)
+            return ModelPrice(model: p.model, effectiveFrom: p.effectiveFrom, input: p.input, cachedInput: p.cachedInput,
+                              cacheWrite: p.cacheWrite, output: p.output, tier: tier, aboveInputTokens: above)
+        }
+        let book = PriceBook([
+            price("gpt-5", "2025-08-07", input: "1.25"),
+            variant("gpt-5", "2025-08-07", input: "2.5", tier: "priority"),
+            variant("gpt-5", "2026-01-01", input: "3", tier: "priority"),
+            price("claude-sonnet-4-*", "2025-05-14", input: "3"),
+            variant("claude-sonnet-4-*", "2025-05-14", input: "6", above: 200_000),
+            variant("claude-sonnet-4-*", "2025-05-14", input: "9", above: 500_000),
+        ])
+        let day = Day("2025-12-01")!
+        // The standard lookup never answers with a variant.
+        #expect(book.price(for: "gpt-5", on: day)?.id == "gpt-5@2025-08-07")
+        let gpt5 = book.pricing(for: "gpt-5", on: day)
+        #expect(gpt5.price(tier: nil, promptTokens: 900_000).price?.id == "gpt-5@2025-08-07")
+        #expect(gpt5.price(tier: "priority", promptTokens: 10) .price?.id == "gpt-5 priority@2025-08-07")
+        #expect(gpt5.price(tier: "priority", promptTokens: 10).tierPriced)
+        #expect(book.pricing(for: "gpt-5", on: Day("2026-02-01")!).price(tier: "priority", promptTokens: 10).price?.id
+                == "gpt-5 priority@2026-01-01")
+        let flex = gpt5.price(tier: "flex", promptTokens: 10)
+        #expect(flex.price?.id == "gpt-5@2025-08-07" && !flex.tierPriced)
+        #expect(gpt5.prices(tier: "priority") && !gpt5.prices(tier: "flex"))
+        let sonnet = book.pricing(for: "claude-sonnet-4-5", on: day)
+        #expect(sonnet.price(tier: nil, promptTokens: 200_000).price?.id == "claude-sonnet-4-*@2025-05-14")
+        #expect(sonnet.price(tier: nil, promptTokens: 200_001).price?.id == "claude-sonnet-4-* above-200000@2025-05-14")
+        #expect(sonnet.price(tier: nil, promptTokens: 600_000).price?.id == "claude-sonnet-4-* above-500000@2025-05-14")
+        #expect(sonnet.price(tier: "fast", promptTokens: 600_000).price?.id == "claude-sonnet-4-* above-500000@2025-05-14")
+        #expect(Pricing(standard: nil).price(tier: nil, promptTokens: 1).price == nil)
+        let both = variant("m", "2025-01-01", input: "1", tier: "fast", above: 200_000)
+        #expect(both.id == "m fast above-200000@2025-01-01" && both.isVariant)
+    }
+
     @Test func latestEffectivePriceOnTheDay() {
         let book = PriceBook([
             price("claude-sonnet-4*", "2025-05-22", input: "3"),

@@ -52,6 +52,8 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         var expected = MeterResult(usage: c.usage, servedModel: c.model, sawTerminalEvent: true, isStream: true)
         // The output estimate must not depend on the read boundaries either.
         expected.estimatedOutputTokens = relay(c.endpoint, [bytes[...]]).result.estimatedOutputTokens
+        // The chat fixture's usage chunk says `"service_tier":"default"`: the standard tier.
+        if c.endpoint == .chatCompletions { expected.servedTier = .some(nil) }
         #expect(expected.estimatedOutputTokens > 0)
         var splits = (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] }
         splits.append(bytes.indices.map { bytes[$0...$0] })
@@ -253,7 +255,9 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         }
         let (held, result) = meter.finish()
         #expect(held.map(\.bytes) == [Array(chunks.last!)])
-        #expect(result == MeterResult(usage: Fixtures.chatUsage, servedModel: "o3-mini-2025-01-31", sawTerminalEvent: true))
+        var expected = MeterResult(usage: Fixtures.chatUsage, servedModel: "o3-mini-2025-01-31", sawTerminalEvent: true)
+        expected.servedTier = .some(nil)  // the fixture's `"service_tier":"default"`
+        #expect(result == expected)
         // Split anywhere, the usage is the same.
         for cut in 0...body.count {
             let r = relay(.chatCompletions, [body[..<cut], body[cut...]], contentType: "application/json")
@@ -335,5 +339,34 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(scan(#"{"usage" : {"a":1}}"#) == (true, false))
         #expect(scan(#"{"error":{}}"#) == (false, true))
         #expect(scan(#"{"usage"#) == (false, false))
+    }
+}
+
+@Suite struct StreamServedTierTests {
+    func chunks(_ events: [String]) -> [ArraySlice<UInt8>] { events.map { ArraySlice(Array($0.utf8)) } }
+
+    @Test("a stream's tier: the chat usage chunk's service_tier, the Responses terminal event's, Anthropic's cumulative usage.speed")
+    func streams() {
+        let chat = relay(.chatCompletions, chunks([
+            "data: {\"id\":\"c\",\"model\":\"gpt-5\",\"service_tier\":\"priority\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"model\":\"gpt-5\",\"service_tier\":\"priority\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+            "data: [DONE]\n\n",
+        ]))
+        #expect(chat.result.servedTier == .some("priority"))
+        let responses = relay(.responses, chunks([
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"model\":\"o3\",\"service_tier\":\"flex\",\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n",
+        ]))
+        #expect(responses.result.servedTier == .some("flex"))
+        let anthropic = relay(.messages, chunks([
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-4-6\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"service_tier\":\"standard\",\"speed\":\"fast\"}}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ]))
+        #expect(anthropic.result.servedTier == .some("fast"))
+        #expect(anthropic.result.usage?.outputTokens == 7)
+        let plain = relay(.chatCompletions, chunks([
+            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n", "data: [DONE]\n\n",
+        ]))
+        #expect(plain.result.servedTier == .none)
     }
 }

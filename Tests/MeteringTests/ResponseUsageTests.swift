@@ -32,6 +32,23 @@ import Testing
         #expect(r.servedModel == Fixtures.responsesModel)
     }
 
+    @Test("the tier that served the call: OpenAI's service_tier (a Responses body's too), Anthropic's usage.speed")
+    func servedTier() {
+        func tier(_ endpoint: Endpoint, _ body: String) -> String?? { read(endpoint, body).servedTier }
+        let usage = #""usage":{"prompt_tokens":1,"completion_tokens":1}"#
+        #expect(tier(.chatCompletions, #"{"model":"m","service_tier":"priority",\#(usage)}"#) == .some("priority"))
+        #expect(tier(.chatCompletions, #"{"model":"m","service_tier":"default",\#(usage)}"#) == .some(nil))
+        #expect(tier(.chatCompletions, #"{"model":"m","service_tier":"scale",\#(usage)}"#) == .some(nil))
+        #expect(tier(.chatCompletions, #"{"model":"m",\#(usage)}"#) == .none)
+        #expect(tier(.responses, #"{"id":"r","service_tier":"flex","usage":{"input_tokens":1,"output_tokens":1}}"#) == .some("flex"))
+        func anthropic(_ inner: String) -> String {
+            #"{"model":"claude","usage":{"input_tokens":1,"output_tokens":1,"service_tier":"standard""# + inner + "}}"
+        }
+        #expect(tier(.messages, anthropic(#","speed":"fast""#)) == .some("fast"))
+        #expect(tier(.messages, anthropic(#","speed":"standard""#)) == .some(nil))
+        #expect(tier(.messages, anthropic("")) == .none)
+    }
+
     @Test func anthropicInputExcludesCache() {
         let r = read(.messages, Fixtures.anthropicBody)
         #expect(r.usage == Usage(inputTokens: 2095, cachedInputTokens: 50000, cacheWriteTokens: 0, outputTokens: 503))

@@ -24,13 +24,46 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output or source)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
             "prices.yaml:10: prices[6]: expected a mapping, found string 'gpt-5'",
             "prices.yaml:11: prices[7].input: '99999999999999' is too large",
             "prices.yaml:11: prices[7].output: '' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
+        ])
+    }
+
+    @Test("a tier's or a long prompt's price: read beside the standard one, which it needs; an unknown tier is a problem")
+    func variants() throws {
+        let prices = """
+            - { model: "gpt-5", effective_from: "2025-08-07", input: "1.25", output: "10" }
+            - { model: "gpt-5", tier: priority, effective_from: "2025-08-07", input: "2.5", output: "20" }
+            - { model: "claude-sonnet-4-5", effective_from: "2025-09-29", input: "3", output: "15" }
+            - { model: "claude-sonnet-4-5", above_input_tokens: 200000, effective_from: "2025-09-29", input: "6", output: "22.5" }
+            """
+        #expect(try PolicyFixture.with(prices: prices).problems() == [])
+        let book = try PolicyFixture.with(prices: prices).load().prices
+        let day = Day("2026-01-01")!
+        #expect(book.price(for: "gpt-5", on: day)?.id == "gpt-5@2025-08-07")
+        #expect(book.pricing(for: "gpt-5", on: day).price(tier: "priority", promptTokens: 10).price?.id
+                == "gpt-5 priority@2025-08-07")
+        #expect(book.pricing(for: "claude-sonnet-4-5", on: day).price(tier: nil, promptTokens: 200_001).price?.id
+                == "claude-sonnet-4-5 above-200000@2025-09-29")
+
+        let bad = try PolicyFixture.with(prices: """
+            - { model: "gpt-5", effective_from: "2025-08-07", input: "1.25", output: "10" }
+            - { model: "gpt-5", tier: turbo, effective_from: "2025-08-07", input: "2.5", output: "20" }
+            - { model: "gpt-4.1", tier: flex, effective_from: "2025-04-14", input: "1", output: "4" }
+            - { model: "gpt-5", above_input_tokens: 0, effective_from: "2025-08-07", input: "2.5", output: "20" }
+            - { model: "gpt-5", tier: flex, effective_from: "2025-08-07", input: "0.625", output: "5" }
+            - { model: "gpt-5", tier: flex, effective_from: "2025-08-07", input: "0.6", output: "5" }
+            """)
+        #expect(bad.problems() == [
+            "prices.yaml:2: prices[1].tier: unknown tier 'turbo' (expected fast, flex or priority)",
+            "prices.yaml:3: prices[2].model: a price for a tier or a long prompt only, without a standard entry for 'gpt-4.1' (the calls that are neither would have no price)",
+            "prices.yaml:4: prices[3].above_input_tokens: 0 is out of range (1...100000000)",
+            "prices.yaml:6: prices[5].effective_from: duplicate of the entry at line 5 (same model and effective_from)",
         ])
     }
 

@@ -1,0 +1,129 @@
+import FakeLLM
+import Foundation
+import Ledger
+import Metering
+import Testing
+@testable import Gateway
+
+/// Prices of a service tier or a long prompt (prices.yaml `tier`, `above_input_tokens`): the
+/// tier the answer reports, else the one asked for, and the prompt's size pick the price.
+@Suite("Service tiers and long prompts")
+struct PriceTierTests {
+    static func chat(tier: String?) -> String {
+        #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]"# + (tier.map { #","service_tier":"\#($0)""# } ?? "") + "}"
+    }
+
+    static func answer(tier: String?) -> [UInt8] {
+        let body = #"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","#
+            + (tier.map { #""service_tier":"\#($0)","# } ?? "")
+            + #""choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#
+        return UpstreamHostileTests.response(body)
+    }
+
+    /// One call through a canned OpenAI provider: its row.
+    static func call(asking: String?, served: String?, id: String, plans: String = "") async throws -> (status: Int, row: LedgerEntry?, message: String?) {
+        let canned = try CannedProvider([answer(tier: served)])
+        defer { canned.shutdown() }
+        let h = try ProxyHarness(plansYAML: plans, providersYAML: """
+            providers:
+              openai: { dialect: openai, base_url: "http://127.0.0.1:\(canned.port)/v1", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat(tier: asking), requestID: id)
+        let message = r.status == 200 ? nil : try errorObject(r)["message"] as? String
+        return (r.status, try h.row(id), message)
+    }
+
+    static let standardCost: Int64 = 10 * 150_000 + 5 * 600_000
+    static let priorityCost: Int64 = 10 * 250_000 + 5 * 1_000_000
+
+    @Test("a call served at priority is charged the priority price, whether it asked or its project's default did")
+    func priority() async throws {
+        for asking in ["priority", nil] as [String?] {
+            let (status, row, _) = try await Self.call(asking: asking, served: "priority", id: "p-\(asking ?? "auto")")
+            #expect(status == 200)
+            #expect(row?.cost.picodollars == Self.priorityCost)
+            #expect(row?.price?.id == "gpt-4o-mini priority@2024-07-18")
+            #expect(row?.errorMessage == nil)
+        }
+    }
+
+    @Test("a priority call the provider served at the standard tier is charged the standard price")
+    func downgraded() async throws {
+        let (status, row, _) = try await Self.call(asking: "priority", served: "default", id: "down")
+        #expect(status == 200)
+        #expect(row?.cost.picodollars == Self.standardCost)
+        #expect(row?.price?.id == "gpt-4o-mini@2024-07-18")
+    }
+
+    @Test("no tier reported: the one asked for")
+    func notReported() async throws {
+        let (_, row, _) = try await Self.call(asking: "priority", served: nil, id: "silent")
+        #expect(row?.cost.picodollars == Self.priorityCost)
+    }
+
+    @Test("a tier without a price: asked for, refused before going upstream; reported, charged the standard price and said")
+    func unpricedTier() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(tier: "flex"), requestID: "flex")
+        #expect(r.status == 400)
+        let error = try errorObject(r)
+        #expect(error["param"] as? String == "service_tier")
+        #expect((error["message"] as? String)?.contains("no price for the service tier 'flex'") == true)
+        #expect(try h.row("flex")?.outcome == .refusedUnpriced)
+        #expect(h.fake.requestCount == 0)
+
+        let (status, row, _) = try await Self.call(asking: nil, served: "flex", id: "flex-served")
+        #expect(status == 200)
+        #expect(row?.cost.picodollars == Self.standardCost)
+        #expect(row?.errorMessage == "served at service tier 'flex', which prices.yaml does not price for 'gpt-4o-mini': charged at the standard price")
+    }
+
+    @Test("the reservation holds the price of the tier asked for")
+    func reservationAtTierPrice() async throws {
+        // max_completion_tokens is injected at the cap (100): the standard worst case is under
+        // the budget, the priority one over it.
+        let prompt = PromptEstimate.tokens(bodyBytes: Self.chat(tier: "priority").utf8.count)
+        let standard = Int64(prompt) * 150_000 + 100 * 600_000
+        let priority = Int64(prompt) * 250_000 + 100 * 1_000_000
+        let budget = Money(picodollars: (standard + priority) / 2).formatted(decimals: 6)
+        let plans = """
+            defaults: { plan: capped }
+            plans: { capped: { max_output_tokens: 100, budget: { daily_usd: "\(budget)" } } }
+            """
+        let (status, row, message) = try await Self.call(asking: "priority", served: "priority", id: "held", plans: plans)
+        #expect(status == 429, "\(message ?? "")")
+        #expect(row?.outcome == .refusedQuota)
+        let (plainStatus, _, _) = try await Self.call(asking: nil, served: nil, id: "plain", plans: plans)
+        #expect(plainStatus == 200)
+    }
+
+    @Test("an Anthropic prompt over 200K tokens (cache reads and writes counted) is charged the long-context price on every token")
+    func longContext() async throws {
+        func answer(input: Int, read: Int) -> [UInt8] {
+            UpstreamHostileTests.response(#"{"id":"m1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":\#(input),"cache_read_input_tokens":\#(read),"cache_creation_input_tokens":1000,"output_tokens":50}}"#)
+        }
+        let canned = try CannedProvider(answers: [[answer(input: 139_000, read: 60_000)], [answer(input: 140_000, read: 60_000)]])
+        defer { canned.shutdown() }
+        let h = try ProxyHarness(providersYAML: """
+            providers:
+              anthropic: { dialect: anthropic, base_url: "http://127.0.0.1:\(canned.port)", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "claude-*", provider: anthropic }
+            """)
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+        for id in ["at-200k", "over-200k"] {
+            let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id)
+            #expect(r.status == 200)
+        }
+        let at = try #require(try h.row("at-200k"))
+        #expect(at.cost.picodollars == 139_000 * 3_000_000 + 60_000 * 300_000 + 1000 * 3_750_000 + 50 * 15_000_000)
+        let over = try #require(try h.row("over-200k"))
+        #expect(over.price?.id == "claude-sonnet-4-* above-200000@2025-05-22")
+        #expect(over.cost.picodollars == 140_000 * 6_000_000 + 60_000 * 600_000 + 1000 * 7_500_000 + 50 * 22_500_000)
+    }
+}
