@@ -24,12 +24,7 @@ struct PriceTierTests {
     static func call(asking: String?, served: String?, id: String, plans: String = "") async throws -> (status: Int, row: LedgerEntry?, message: String?) {
         let canned = try CannedProvider([answer(tier: served)])
         defer { canned.shutdown() }
-        let h = try ProxyHarness(plansYAML: plans, providersYAML: """
-            providers:
-              openai: { dialect: openai, base_url: "http://127.0.0.1:\(canned.port)/v1", api_key_env: E2E_PROVIDER_KEY }
-            models:
-              - { match: "gpt-*", provider: openai }
-            """)
+        let h = try UpstreamHostileTests.harness(canned, plans: plans)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat(tier: asking), requestID: id)
         let message = r.status == 200 ? nil : try errorObject(r)["message"] as? String
@@ -108,12 +103,7 @@ struct PriceTierTests {
         }
         let canned = try CannedProvider(answers: [[answer(input: 139_000, read: 60_000)], [answer(input: 140_000, read: 60_000)]])
         defer { canned.shutdown() }
-        let h = try ProxyHarness(providersYAML: """
-            providers:
-              anthropic: { dialect: anthropic, base_url: "http://127.0.0.1:\(canned.port)", api_key_env: E2E_PROVIDER_KEY }
-            models:
-              - { match: "claude-*", provider: anthropic }
-            """)
+        let h = try UpstreamHostileTests.anthropicHarness(canned)
         defer { h.shutdown() }
         let body = #"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
         for id in ["at-200k", "over-200k"] {

@@ -21,16 +21,27 @@ struct UpstreamHostileTests {
     }
 
     /// A harness whose OpenAI provider is `canned`.
-    static func harness(_ canned: CannedProvider, scheme: String = "http", options: String = "") throws -> ProxyHarness {
-        try harness(port: canned.port, scheme: scheme, options: options)
+    static func harness(_ canned: CannedProvider, scheme: String = "http", options: String = "",
+                        plans: String = "") throws -> ProxyHarness {
+        try harness(port: canned.port, scheme: scheme, options: options, plans: plans)
     }
 
-    static func harness(port: Int, scheme: String = "http", options: String = "") throws -> ProxyHarness {
-        try ProxyHarness(providersYAML: """
+    static func harness(port: Int, scheme: String = "http", options: String = "", plans: String = "") throws -> ProxyHarness {
+        try ProxyHarness(plansYAML: plans, providersYAML: """
             providers:
               openai: { dialect: openai, base_url: "\(scheme)://127.0.0.1:\(port)/v1", api_key_env: E2E_PROVIDER_KEY\(options.isEmpty ? "" : ", " + options) }
             models:
               - { match: "gpt-*", provider: openai }
+            """)
+    }
+
+    /// A harness whose Anthropic provider (for `claude-*`) is `canned`.
+    static func anthropicHarness(_ canned: CannedProvider) throws -> ProxyHarness {
+        try ProxyHarness(providersYAML: """
+            providers:
+              claude: { dialect: anthropic, base_url: "\(canned.baseURL)", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "claude-*", provider: claude }
             """)
     }
 
@@ -159,12 +170,7 @@ struct UpstreamHostileTests {
             [Self.response(status: "503 Service Unavailable", contentType: "application/json", "<html><body>upstream down</body></html>")],
         ])
         defer { canned.shutdown() }
-        let h = try ProxyHarness(providersYAML: """
-            providers:
-              claude: { dialect: anthropic, base_url: "\(canned.baseURL)", api_key_env: E2E_PROVIDER_KEY }
-            models:
-              - { match: "claude-*", provider: claude }
-            """)
+        let h = try Self.anthropicHarness(canned)
         defer { h.shutdown() }
         let call = #"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#
         let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call, requestID: "page-429")
