@@ -12,7 +12,7 @@ enum CallRow {
         "price_id", "price_input", "price_cached_input", "price_cache_write", "price_output",
         "ttft_us", "upstream_us", "error_message",
         "plan", "output_cap_requested", "output_cap_applied", "request_hash",
-        "cache_write_1h_tokens", "price_cache_write_1h",
+        "cache_write_1h_tokens", "price_cache_write_1h", "web_searches", "price_web_search",
     ]
 
     /// Every column of `columns` (bound by `bind`), then the retry flag at `retryParameter`, which
@@ -64,6 +64,8 @@ enum CallRow {
         s.bind(entry.requestHash, at: 36)
         s.bind(entry.usage.cacheWrite1hTokens, at: 37)
         s.bind(entry.price?.cacheWrite1h.picodollars, at: 38)
+        s.bind(entry.usage.webSearches, at: 39)
+        s.bind(entry.price?.webSearch.picodollars, at: 40)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -95,7 +97,7 @@ enum CallRow {
             outcome: try parse(Outcome.self, 16, "outcome"),
             usage: Usage(inputTokens: s.int(at: 17), cachedInputTokens: s.int(at: 18),
                          cacheWriteTokens: s.int(at: 19), cacheWrite1hTokens: s.int(at: 36), outputTokens: s.int(at: 20),
-                         reasoningTokens: s.int(at: 21)),
+                         reasoningTokens: s.int(at: 21), webSearches: s.int(at: 38)),
             usageSource: try parse(UsageSource.self, 22, "usage source"),
             cost: Money(picodollars: s.int64(at: 23)),
             price: try decodePrice(s, callId: id),
@@ -112,7 +114,7 @@ enum CallRow {
         func money(_ column: Int32) -> Int64 { s.optionalInt64(at: column) ?? 0 }
         return try StoredPrice.decode(id: s.optionalString(at: 24), input: money(25), cachedInput: money(26),
                                       cacheWrite: money(27), cacheWrite1h: s.optionalInt64(at: 37), output: money(28),
-                                      callId: callId)
+                                      webSearch: s.optionalInt64(at: 39), callId: callId)
     }
 }
 
@@ -122,7 +124,8 @@ enum CallRow {
 /// Shared by every ledger backend so they read prices back alike.
 public enum StoredPrice {
     public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64,
-                              cacheWrite1h: Int64?, output: Int64, callId: String) throws -> ModelPrice? {
+                              cacheWrite1h: Int64?, output: Int64, webSearch: Int64? = nil,
+                              callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
         // The id is `<pattern>@<day>`, with ` <tier>` and ` above-<tokens>` after the pattern for
         // a variant; a pattern may itself contain '@' (not a space), the day never does.
@@ -146,6 +149,7 @@ public enum StoredPrice {
         return ModelPrice(model: ModelPattern(pattern), effectiveFrom: day,
                           input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
                           cacheWrite: Money(picodollars: cacheWrite), cacheWrite1h: cacheWrite1h.map(Money.init(picodollars:)),
-                          output: Money(picodollars: output), tier: tier, aboveInputTokens: above)
+                          output: Money(picodollars: output), webSearch: webSearch.map(Money.init(picodollars:)),
+                          tier: tier, aboveInputTokens: above)
     }
 }

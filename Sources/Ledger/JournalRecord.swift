@@ -9,11 +9,12 @@ import Metering
 ///
 /// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
 /// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
-/// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price. A row
-/// with none and the default price for them is written in format 1, which earlier builds read
-/// (a rollback keeps what a killed gateway left), and read back the same.
+/// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price; 3 then
+/// the web searches and their fee. A row is written in the lowest format that holds it (none of
+/// those, at their default prices: format 1), which earlier builds read (a rollback keeps what a
+/// killed gateway left), and read back the same.
 public enum JournalRecord {
-    static let version: UInt8 = 2
+    static let version: UInt8 = 3
     static let headerBytes = 8
 
     /// Appends `entry`'s record to `bytes`.
@@ -22,7 +23,9 @@ public enum JournalRecord {
         bytes.append(contentsOf: repeatElement(0, count: headerBytes))
         let hourWrites = entry.usage.cacheWrite1hTokens != 0
             || entry.price.map { $0.cacheWrite1h != ModelPrice.anthropicHourWrite(input: $0.input) } == true
-        bytes.append(hourWrites ? version : 1)
+        let searches = entry.usage.webSearches != 0
+            || entry.price.map { $0.webSearch != ModelPrice.defaultWebSearch } == true
+        bytes.append(searches ? 3 : hourWrites ? 2 : 1)
         bytes.appendText(entry.id)
         bytes.appendText(entry.requestId)
         bytes.appendInt(entry.startedAt)
@@ -63,9 +66,13 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
-        if hourWrites {
+        if hourWrites || searches {
             bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
             bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
+        }
+        if searches {
+            bytes.appendInt(Int64(entry.usage.webSearches))
+            bytes.appendInt(entry.price?.webSearch.picodollars)
         }
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
@@ -96,7 +103,7 @@ public enum JournalRecord {
 
     private static func decode(_ payload: UnsafeRawBufferPointer) -> LedgerEntry? {
         var r = Reader(bytes: payload)
-        guard let format = r.byte(), format == 1 || format == version else { return nil }
+        guard let format = r.byte(), (1...version).contains(format) else { return nil }
         guard let id = r.text(), let requestId = r.text(), let startedAt = r.int(),
               let firstByteAt = r.optionalInt(), let endedAt = r.int(),
               let keyId = r.optionalText(), let user = r.optionalText(), let team = r.optionalText(),
@@ -121,12 +128,18 @@ public enum JournalRecord {
             guard let count = r.int(), let price = r.optionalInt() else { return nil }
             (hourWrites, hourWritePrice) = (count, price)
         }
+        var searches: Int64 = 0, searchPrice: Int64?
+        if format >= 3 {
+            guard let count = r.int(), let price = r.optionalInt() else { return nil }
+            (searches, searchPrice) = (count, price)
+        }
         guard r.isAtEnd else { return nil }
         var price: ModelPrice?
         if let stored {
             guard let decoded = try? StoredPrice.decode(id: stored.id, input: stored.input, cachedInput: stored.cached,
                                                         cacheWrite: stored.write, cacheWrite1h: hourWritePrice,
-                                                        output: stored.output, callId: id) else { return nil }
+                                                        output: stored.output, webSearch: searchPrice,
+                                                        callId: id) else { return nil }
             price = decoded
         }
         return LedgerEntry(
@@ -136,7 +149,7 @@ public enum JournalRecord {
             outcome: outcome,
             usage: Usage(inputTokens: Int(input), cachedInputTokens: Int(cachedInput),
                          cacheWriteTokens: Int(cacheWrite), cacheWrite1hTokens: Int(hourWrites), outputTokens: Int(output),
-                         reasoningTokens: Int(reasoning)),
+                         reasoningTokens: Int(reasoning), webSearches: Int(searches)),
             usageSource: usageSource, cost: Money(picodollars: cost), price: price,
             ttftMicros: ttft, upstreamMicros: upstream, errorMessage: errorMessage, plan: plan,
             outputCapRequested: capRequested.map { Int($0) }, outputCapApplied: capApplied.map { Int($0) },

@@ -15,10 +15,11 @@ public struct LedgerTotals: Sendable, Hashable {
     public var latencyMicros: Int128
     /// Of `cacheWriteTokens`, Anthropic's 1-hour writes.
     public var cacheWrite1hTokens: Int128
+    public var webSearches: Int128
 
     public init(rows: Int, firstStart: Int64?, lastStart: Int64?, inputTokens: Int128, cachedInputTokens: Int128,
                 cacheWriteTokens: Int128, outputTokens: Int128, reasoningTokens: Int128, cost: Money.Total,
-                latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0) {
+                latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0, webSearches: Int128 = 0) {
         self.rows = rows
         self.firstStart = firstStart
         self.lastStart = lastStart
@@ -30,6 +31,7 @@ public struct LedgerTotals: Sendable, Hashable {
         self.cost = cost
         self.latencyMicros = latencyMicros
         self.cacheWrite1hTokens = cacheWrite1hTokens
+        self.webSearches = webSearches
     }
 
     /// The figures compared, named, in print order.
@@ -37,13 +39,13 @@ public struct LedgerTotals: Sendable, Hashable {
         [("rows", "\(rows)"), ("input_tokens", "\(inputTokens)"), ("cached_input_tokens", "\(cachedInputTokens)"),
          ("cache_write_tokens", "\(cacheWriteTokens)"), ("output_tokens", "\(outputTokens)"),
          ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)"),
-         ("cache_write_1h_tokens", "\(cacheWrite1hTokens)")]
+         ("cache_write_1h_tokens", "\(cacheWrite1hTokens)"), ("web_searches", "\(webSearches)")]
     }
 
-    /// The summed columns, in the order of the `*Tokens`, `cost`, `latencyMicros` and
-    /// `cacheWrite1hTokens` fields.
+    /// The summed columns, in the order of the `*Tokens`, `cost`, `latencyMicros`,
+    /// `cacheWrite1hTokens` and `webSearches` fields.
     public static let summedColumns = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                                  "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens"]
+                                  "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens", "web_searches"]
 }
 
 extension LedgerReader {
@@ -67,6 +69,7 @@ extension LedgerReader {
                 cost += Int128(s.int64(at: 6))
                 t.latencyMicros += Int128(s.int64(at: 7))
                 t.cacheWrite1hTokens += Int128(s.int64(at: 8))
+                t.webSearches += Int128(s.int64(at: 9))
             }
             t.cost = Money.Total(picodollars: cost)
             return t

@@ -167,6 +167,17 @@ enum Schema {
                 ALTER TABLE calls ADD COLUMN price_cache_write_1h INTEGER;
                 """)
         }),
+        // v9: server-side web searches are billed a fee each: their count and that fee. As v8,
+        // only columns an older build's inserts leave to their defaults (rollback: set back to v8).
+        Migration(version: 9, sql: "SELECT 1", backfill: { connection in
+            let present = try connection.scalarInt(
+                "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'web_searches'") ?? 0
+            guard present == 0 else { return }
+            try connection.execute("""
+                ALTER TABLE calls ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE calls ADD COLUMN price_web_search INTEGER;
+                """)
+        }),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

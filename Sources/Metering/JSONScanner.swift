@@ -264,24 +264,35 @@ struct JSONScanner {
         }
     }
 
+    /// Walks the elements of the array at the cursor. For each, `element` is called with the
+    /// cursor at it; it either consumes it and returns true, or returns false to have it skipped.
+    /// Leaves the cursor after the closing bracket.
+    mutating func readArray(_ element: (inout JSONScanner) throws(JSONSyntaxError) -> Bool) throws(JSONSyntaxError) {
+        skipWhitespace()
+        try expect(UInt8(ascii: "["), "expected '['")
+        skipWhitespace()
+        if current == UInt8(ascii: "]") { index += 1; return }
+        while true {
+            skipWhitespace()
+            if try !element(&self) { try skipValue() }
+            skipWhitespace()
+            guard index < bytes.count else { throw failure("") }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return }
+            try expect(UInt8(ascii: ","), "expected ',' or ']'")
+        }
+    }
+
     /// The prompts in the list at the cursor (legacy completions' `prompt`): one per element,
     /// but a list of numbers (token ids) is one prompt. Leaves the cursor after the list.
     mutating func countPrompts() throws(JSONSyntaxError) -> Int {
-        try expect(UInt8(ascii: "["), "expected '['")
-        skipWhitespace()
-        if current == UInt8(ascii: "]") { index += 1; return 0 }
         var elements = 0
         var tokenIDs = false
-        while true {
-            skipWhitespace()
-            if elements == 0, let c = current, c == UInt8(ascii: "-") || JSONScanner.isDigit(c) { tokenIDs = true }
-            try skipValue()
+        try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
+            if elements == 0, let c = s.current, c == UInt8(ascii: "-") || JSONScanner.isDigit(c) { tokenIDs = true }
             elements += 1
-            skipWhitespace()
-            guard index < bytes.count else { throw failure("") }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return tokenIDs ? 1 : elements }
-            try expect(UInt8(ascii: ","), "expected ',' or ']'")
+            return false
         }
+        return tokenIDs ? 1 : elements
     }
 
     /// Whether the cursor is at an empty array (`[` `]`); consumes it if so.

@@ -91,6 +91,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// A 1-hour prompt-cache write (Anthropic: twice the input price).
     public var cacheWrite1h: Money
     public var output: Money
+    /// One search of a server-side web search tool (a fee per search, not per token).
+    public var webSearch: Money
     /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
     public var source: String
     /// The service tier this price is for (OpenAI `priority` or `flex`, Anthropic fast mode
@@ -100,10 +102,11 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// tokens (Anthropic's long-context rates, over 200K, apply to every token of such a call).
     public let aboveInputTokens: Int?
 
-    /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache.
+    /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache;
+    /// `webSearch` to `defaultWebSearch`.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
-                cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, source: String = "",
-                tier: String? = nil, aboveInputTokens: Int? = nil) {
+                cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, webSearch: Money? = nil,
+                source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil) {
         self.model = model
         self.effectiveFrom = effectiveFrom
         self.input = input
@@ -111,6 +114,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.cacheWrite = cacheWrite
         self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
         self.output = output
+        self.webSearch = webSearch ?? Self.defaultWebSearch
         self.source = source
         self.tier = tier
         self.aboveInputTokens = aboveInputTokens
@@ -133,7 +137,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var isVariant: Bool { tier != nil || aboveInputTokens != nil }
 
     private enum CodingKeys: String, CodingKey {
-        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, source, tier, aboveInputTokens
+        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, source, tier
+        case aboveInputTokens
     }
 
     public init(from decoder: any Decoder) throws {
@@ -145,6 +150,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   cacheWrite: try c.decode(Money.self, forKey: .cacheWrite),
                   cacheWrite1h: try c.decodeIfPresent(Money.self, forKey: .cacheWrite1h),
                   output: try c.decode(Money.self, forKey: .output),
+                  webSearch: try c.decodeIfPresent(Money.self, forKey: .webSearch),
                   source: try c.decode(String.self, forKey: .source),
                   tier: try c.decodeIfPresent(String.self, forKey: .tier),
                   aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens))
@@ -155,6 +161,16 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public static func anthropicHourWrite(input: Money) -> Money {
         let (double, overflow) = input.picodollars.multipliedReportingOverflow(by: 2)
         return Money(picodollars: overflow ? .max : double)
+    }
+
+    /// Anthropic's and OpenAI's fee for one web search: $10 per 1,000.
+    public static let defaultWebSearch = Money(picodollars: 10_000_000_000)
+
+    /// Converts a fee per 1,000 calls, in dollars with at most six decimals, to an exact amount
+    /// per call ($x per 1,000 = x * 10^12 / 10^3 pd). Nil if the text is not such a decimal.
+    public static func perCall(fromPerThousand text: String) -> Money? {
+        guard let picos = Money.parseDecimal(text, scale: 9) else { return nil }
+        return Money(picodollars: picos)
     }
 
     /// Converts a price per one million tokens, in dollars with at most six decimals,
@@ -194,7 +210,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         let hourWrites = min(max(usage.cacheWrite1hTokens, 0), max(usage.cacheWriteTokens, 0))
         guard add(usage.inputTokens, input), add(usage.cachedInputTokens, cachedInput),
               add(usage.cacheWriteTokens - hourWrites, cacheWrite), add(hourWrites, cacheWrite1h),
-              add(usage.outputTokens, output) else { return nil }
+              add(usage.outputTokens, output), add(usage.webSearches, webSearch) else { return nil }
         return Money(picodollars: total)
     }
 }

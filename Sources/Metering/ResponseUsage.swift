@@ -61,7 +61,7 @@ public enum ResponseUsage {
         if endpoint == .countTokens {
             reading.usage = fields != nil ? .zero : nil
         } else {
-            reading.usage = fields?.usage?.normalised(endpoint.dialect)
+            reading.usage = fields?.usageWithSearches?.normalised(endpoint.dialect)
         }
         return reading
     }
@@ -101,6 +101,9 @@ struct ReportedUsage: Sendable, Hashable {
     var cacheWrite1h: Int?
     var output: Int?
     var reasoning: Int?
+    /// Web searches: Anthropic's `server_tool_use.web_search_requests`, or the Responses answer's
+    /// `web_search_call` items (`ResponseFields.webSearchCalls`).
+    var webSearches: Int?
     /// Anthropic's `speed` (`fast`: fast mode) and `service_tier`, as the usage reports them.
     var speed: String?
     var serviceTier: String?
@@ -115,6 +118,7 @@ struct ReportedUsage: Sendable, Hashable {
         cacheWrite1h = newer.cacheWrite1h ?? cacheWrite1h
         output = newer.output ?? output
         reasoning = newer.reasoning ?? reasoning
+        webSearches = newer.webSearches ?? webSearches
         speed = newer.speed ?? speed
         serviceTier = newer.serviceTier ?? serviceTier
         invalid = invalid || newer.invalid
@@ -131,12 +135,12 @@ struct ReportedUsage: Sendable, Hashable {
             let plain = (input ?? 0) - cached
             guard plain >= 0 else { return nil }
             return Usage(inputTokens: plain, cachedInputTokens: cached, cacheWriteTokens: 0,
-                         outputTokens: output, reasoningTokens: reasoning)
+                         outputTokens: output, reasoningTokens: reasoning, webSearches: webSearches ?? 0)
         case .anthropic:
             let cacheWrite = cacheWrite ?? 0
             return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite,
                          cacheWrite1hTokens: min(cacheWrite1h ?? 0, cacheWrite), outputTokens: output,
-                         reasoningTokens: reasoning)
+                         reasoningTokens: reasoning, webSearches: webSearches ?? 0)
         }
     }
 }
@@ -149,6 +153,8 @@ struct ResponseFields {
     var errorMessage: String?
     /// OpenAI's `service_tier`: the tier that served the call.
     var serviceTier: String?
+    /// The `web_search_call` items of a Responses answer's `output` (each a billed search).
+    var webSearchCalls = 0
     /// A top-level `"choices": []` (OpenAI's include_usage chunk).
     var choicesEmpty = false
 
@@ -158,6 +164,14 @@ struct ResponseFields {
         usage = inner.usage ?? usage
         errorMessage = inner.errorMessage ?? errorMessage
         serviceTier = inner.serviceTier ?? serviceTier
+        webSearchCalls += inner.webSearchCalls
+    }
+
+    /// The usage with the Responses answer's web searches counted in.
+    var usageWithSearches: ReportedUsage? {
+        guard var usage, webSearchCalls > 0 else { return usage }
+        usage.webSearches = webSearchCalls
+        return usage
     }
 
     /// The priced tier these fields say served the call: OpenAI's `service_tier`; Anthropic's
@@ -200,6 +214,9 @@ extension JSONScanner {
             } else if s.key(key, is: "service_tier") {
                 guard s.current == UInt8(ascii: "\"") else { return false }
                 fields.serviceTier = s.string(try s.scanString())
+            } else if dialect == .openai, s.key(key, is: "output") {
+                guard s.current == UInt8(ascii: "[") else { return false }
+                fields.webSearchCalls = try s.countItems(ofType: "web_search_call")
             } else if !nested, s.key(key, is: "response") || s.key(key, is: "message") {
                 if s.current == UInt8(ascii: "{") {
                     fields.adopt(try s.readResponseFields(dialect: dialect, nested: true))
@@ -215,6 +232,22 @@ extension JSONScanner {
             return true
         }
         return fields
+    }
+
+    /// The objects of the array at the cursor whose `type` is `type` (a Responses `output`).
+    mutating func countItems(ofType type: StaticString) throws(JSONSyntaxError) -> Int {
+        var count = 0
+        try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
+            guard s.current == UInt8(ascii: "{") else { return false }
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                guard s.key(key, is: "type"), s.current == UInt8(ascii: "\"") else { return false }
+                let token = try s.scanString()
+                if s.key(token, is: type) { count += 1 }
+                return true
+            }
+            return true
+        }
+        return count
     }
 
     /// `error`: an object with a `message` string, or a bare string; anything else is nil.
@@ -259,6 +292,8 @@ extension JSONScanner {
                     usage.cacheWrite1h = try s.readDetail("ephemeral_1h_input_tokens", &usage.invalid) ?? usage.cacheWrite1h
                 } else if s.key(key, is: "output_tokens") {
                     usage.output = try s.readCount(&usage.invalid)
+                } else if s.key(key, is: "server_tool_use") {
+                    usage.webSearches = try s.readDetail("web_search_requests", &usage.invalid) ?? usage.webSearches
                 } else if s.key(key, is: "speed"), s.current == UInt8(ascii: "\"") {
                     usage.speed = s.string(try s.scanString())
                 } else if s.key(key, is: "service_tier"), s.current == UInt8(ascii: "\"") {

@@ -138,7 +138,7 @@ struct StreamReading {
         guard wanted, let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
-        if terminal, let reported = fields.usage { usage = reported }
+        if terminal, let reported = fields.usageWithSearches { usage = reported }
         if terminal { serviceTier = fields.serviceTier ?? serviceTier }
         return role
     }

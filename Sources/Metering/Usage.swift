@@ -10,6 +10,9 @@
 ///   5-minute writes.
 /// - `outputTokens`: all generated tokens, reasoning included (billed at the output price).
 /// - `reasoningTokens`: the part of `outputTokens` spent on hidden reasoning (informational).
+/// - `webSearches`: searches a server-side web search tool made for the call, each billed a fee
+///   (Anthropic's `usage.server_tool_use.web_search_requests`; a Responses answer's
+///   `web_search_call` items).
 public struct Usage: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var cachedInputTokens: Int
@@ -17,22 +20,24 @@ public struct Usage: Sendable, Hashable, Codable {
     public var cacheWrite1hTokens: Int
     public var outputTokens: Int
     public var reasoningTokens: Int
+    public var webSearches: Int
 
     public init(inputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
-                cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0) {
+                cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0, webSearches: Int = 0) {
         self.inputTokens = inputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
         self.cacheWrite1hTokens = cacheWrite1hTokens
         self.outputTokens = outputTokens
         self.reasoningTokens = reasoningTokens
+        self.webSearches = webSearches
     }
 
     private enum CodingKeys: String, CodingKey {
-        case inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens
+        case inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens, webSearches
     }
 
-    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count: 0.
+    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count nor searches: 0.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(inputTokens: try c.decode(Int.self, forKey: .inputTokens),
@@ -40,7 +45,8 @@ public struct Usage: Sendable, Hashable, Codable {
                   cacheWriteTokens: try c.decode(Int.self, forKey: .cacheWriteTokens),
                   cacheWrite1hTokens: try c.decodeIfPresent(Int.self, forKey: .cacheWrite1hTokens) ?? 0,
                   outputTokens: try c.decode(Int.self, forKey: .outputTokens),
-                  reasoningTokens: try c.decode(Int.self, forKey: .reasoningTokens))
+                  reasoningTokens: try c.decode(Int.self, forKey: .reasoningTokens),
+                  webSearches: try c.decodeIfPresent(Int.self, forKey: .webSearches) ?? 0)
     }
 
     public static let zero = Usage()

@@ -2,7 +2,7 @@ import Metering
 import Yams
 
 /// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
-/// output, source }`,
+/// output, web_search, source, tier, above_input_tokens }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
@@ -17,7 +17,7 @@ import Yams
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "source", "tier", "above_input_tokens"]
+                       "web_search", "source", "tier", "above_input_tokens"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -72,6 +72,10 @@ enum PricesFile {
         let cacheWrite = fields["cache_write"].map { perToken($0, &reader) } ?? input
         let cacheWrite1h = fields["cache_write_1h"].map { perToken($0, &reader) }
             ?? input.map(ModelPrice.anthropicHourWrite(input:))
+        // Absent: the providers' common fee; present but invalid: a problem.
+        let webSearch = fields["web_search"].map {
+            reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
+        } ?? ModelPrice.defaultWebSearch
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
         var tier: String?
@@ -85,16 +89,20 @@ enum PricesFile {
         }
         let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
         if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
-        guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h else {
+        guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h,
+              let webSearch else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
-                          cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, source: source,
+                          cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
+                          source: source,
                           tier: tier, aboveInputTokens: above)
     }
 
     static let priceMeaning = PolicyFileReader.DecimalMeaning(
         noun: "price", withArticle: "a price", unit: "dollars per 1M tokens", example: "0.15")
+    static let webSearchMeaning = PolicyFileReader.DecimalMeaning(
+        noun: "fee", withArticle: "a fee", unit: "dollars per 1,000 searches", example: "10.00")
 
     /// A quoted price per 1M tokens as an exact per-token amount, or nil (problem recorded).
     private static func perToken(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> Money? {

@@ -138,6 +138,13 @@ enum PostgresSchema {
             "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
             "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS price_cache_write_1h BIGINT",
         ],
+        // v5: web searches (a fee each) and that fee, as SQLite's v9; rollback as v4 (set back to 4).
+        [
+            "ALTER TABLE calls ADD COLUMN IF NOT EXISTS web_searches BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE calls ADD COLUMN IF NOT EXISTS price_web_search BIGINT",
+            "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS web_searches BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS price_web_search BIGINT",
+        ],
     ]
 
     static var latestVersion: Int { migrations.count }

@@ -18,6 +18,8 @@ public enum LedgerExport {
         "output_cap_requested", "output_cap_applied", "error_message",
         // Appended (fields are never reordered): of `cache_write_tokens`, Anthropic's 1-hour writes.
         "cache_write_1h_tokens",
+        // Searches of a server-side web search tool, each billed a fee.
+        "web_searches",
     ]
 
     /// The CSV header line (JSON lines have none).
@@ -70,7 +72,7 @@ public enum LedgerExport {
             count(e.usage.outputTokens), count(e.usage.reasoningTokens), .text(e.usageSource.rawValue),
             .text(String(e.cost.picodollars)), .text(e.cost.formatted(decimals: 12)), .text(e.priceId),
             count(e.outputCapRequested), count(e.outputCapApplied), .text(e.errorMessage),
-            count(e.usage.cacheWrite1hTokens),
+            count(e.usage.cacheWrite1hTokens), count(e.usage.webSearches),
         ]
     }
 }

@@ -38,17 +38,23 @@ struct Prices: ParsableCommand {
         let rows = entries.map { e in
             [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
              Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
-             Self.perMillion(e.output), e.source]
+             Self.perMillion(e.output), Self.perThousand(e.webSearch), e.source]
         }
         print(TextColumns.render(
-            header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M", "SOURCE"],
-            rows: rows, labelColumns: 9), terminator: "")
+            header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M",
+                     "SEARCH/1K", "SOURCE"],
+            rows: rows, labelColumns: 10), terminator: "")
     }
 
     /// Which calls an entry prices: every call (`standard`), a tier's, or those over a prompt size.
     static func applies(_ e: ModelPrice) -> String {
         let parts = [e.tier.map { "tier \($0)" }, e.aboveInputTokens.map { "prompt > \($0)" }].compactMap { $0 }
         return parts.isEmpty ? "standard" : parts.joined(separator: ", ")
+    }
+
+    /// A per-call fee back as dollars per 1,000 calls: pd × 10^3 / 10^12 = dollars × 10^-9.
+    static func perThousand(_ perCall: Money) -> String {
+        "$" + Money(picodollars: perCall.picodollars * 1_000).formatted(decimals: 6)
     }
 
     /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.

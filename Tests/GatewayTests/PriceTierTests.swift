@@ -6,8 +6,9 @@ import Testing
 @testable import Gateway
 
 /// Prices of a service tier or a long prompt (prices.yaml `tier`, `above_input_tokens`): the
-/// tier the answer reports, else the one asked for, and the prompt's size pick the price.
-@Suite("Service tiers and long prompts")
+/// tier the answer reports, else the one asked for, and the prompt's size pick the price. And
+/// the fee of each web search a server-side tool made (`web_search`).
+@Suite("Service tiers, long prompts and web search fees")
 struct PriceTierTests {
     static func chat(tier: String?) -> String {
         #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]"# + (tier.map { #","service_tier":"\#($0)""# } ?? "") + "}"
@@ -94,6 +95,33 @@ struct PriceTierTests {
         #expect(row?.outcome == .refusedQuota)
         let (plainStatus, _, _) = try await Self.call(asking: nil, served: nil, id: "plain", plans: plans)
         #expect(plainStatus == 200)
+    }
+
+    @Test("Anthropic's web searches are charged their fee each, recorded with the row, streamed or not")
+    func webSearches() async throws {
+        let body = #"{"id":"m1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":100,"output_tokens":50,"server_tool_use":{"web_search_requests":5}}}"#
+        let events = [
+            #"event: message_start\#ndata: {"type":"message_start","message":{"id":"m2","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":100,"output_tokens":1}}}"#,
+            #"event: content_block_delta\#ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ok"}}"#,
+            #"event: message_delta\#ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":50,"server_tool_use":{"web_search_requests":3}}}"#,
+            #"event: message_stop\#ndata: {"type":"message_stop"}"#,
+        ].map { $0 + "\n\n" }.joined()
+        let stream = Array("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: \(events.utf8.count)\r\nconnection: close\r\n\r\n\(events)".utf8)
+        let canned = try CannedProvider(answers: [[UpstreamHostileTests.response(body)], [stream]])
+        defer { canned.shutdown() }
+        let h = try UpstreamHostileTests.anthropicHarness(canned)
+        defer { h.shutdown() }
+        let call = #"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"news?"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]"#
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call + "}", requestID: "ws").status == 200)
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: call + #","stream":true}"#,
+                                 requestID: "ws-stream").status == 200)
+        let tokens: Int64 = 100 * 3_000_000 + 50 * 15_000_000
+        for (id, searches) in [("ws", 5), ("ws-stream", 3)] {
+            let row = try #require(try h.row(id))
+            #expect(row.usage.webSearches == searches)
+            #expect(row.cost.picodollars == tokens + Int64(searches) * 10_000_000_000, "\(id)")
+            #expect(row.price?.webSearch == ModelPrice.defaultWebSearch)
+        }
     }
 
     @Test("an Anthropic prompt over 200K tokens (cache reads and writes counted) is charged the long-context price on every token")

@@ -46,18 +46,24 @@ import LedgerTestSupport
 
     /// Format 1 is what earlier builds wrote and read: a row without 1-hour cache writes, at the
     /// default price for them, is still written so (a rollback keeps what a killed gateway
-    /// left), and reads back the same; one with them takes format 2.
+    /// left), and reads back the same; one with them takes format 2; one with web searches (or a
+    /// fee for them of its own) format 3.
     @Test func rowsWithoutHourWritesKeepFormatOne() {
         let plain = Self.records([sampleEntry(5)])
         #expect(plain[JournalRecord.headerBytes] == 1)
         #expect(plain.withUnsafeBytes { JournalRecord.read($0) }.entries == [sampleEntry(5)])
         var priced = sampleEntry(6)
         priced.price?.cacheWrite1h = Money(picodollars: 1)
-        for entry in [Self.full, priced] {
+        var searched = Self.full
+        searched.usage.webSearches = 3
+        var searchPriced = sampleEntry(7)
+        searchPriced.price?.webSearch = Money(picodollars: 25_000_000_000)
+        for (entry, format) in [(Self.full, 2), (priced, 2), (searched, 3), (searchPriced, 3)] as [(LedgerEntry, UInt8)] {
             let bytes = Self.records([entry])
-            #expect(bytes[JournalRecord.headerBytes] == JournalRecord.version)
+            #expect(bytes[JournalRecord.headerBytes] == format)
             #expect(bytes.withUnsafeBytes { JournalRecord.read($0) }.entries == [entry])
         }
+        #expect(JournalRecord.version == 3)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {

@@ -9,8 +9,9 @@ import LedgerTestSupport
     @Test func roundTripsEveryField() throws {
         let dir = try TemporaryDirectory()
         let writer = try LedgerWriter(path: dir.path())
-        let full = sampleEntry(1, usage: Usage(inputTokens: 1, cachedInputTokens: 2, cacheWriteTokens: 3,
-                                               cacheWrite1hTokens: 2, outputTokens: 4, reasoningTokens: 5))
+        var full = sampleEntry(1, usage: Usage(inputTokens: 1, cachedInputTokens: 2, cacheWriteTokens: 3,
+                                               cacheWrite1hTokens: 2, outputTokens: 4, reasoningTokens: 5, webSearches: 6))
+        full.price?.webSearch = Money(picodollars: 25_000_000_000)
         let bare = LedgerEntry(id: "bare", requestId: "req-bare", startedAt: day0, endedAt: day0 + 7,
                                dialect: .anthropic, route: "messages", status: 401, outcome: .refusedAuth)
         #expect(appendAll([full, bare], to: writer).isEmpty)

@@ -2,6 +2,7 @@ import CSQLite
 import Testing
 @testable import Ledger
 import LedgerTestSupport
+import Metering
 
 @Suite struct SchemaTests {
     private func tables(_ connection: SQLiteConnection) throws -> Set<String> {
@@ -134,6 +135,25 @@ import LedgerTestSupport
         try keys.insert(APIKeyRecord(id: "k1", secretHash: "h1", user: "u"))
         _ = try LedgerReader(path: dir.path())
         #expect(try keys.list().count == 1)
+    }
+
+    /// v8 and v9 only add columns: set back for a rollback, a later start adds them once more
+    /// without a fault and keeps what was written in them.
+    @Test func columnMigrationsCanBeSetBackAndAppliedAgain() throws {
+        let dir = try TemporaryDirectory()
+        var entry = sampleEntry(1, usage: Usage(inputTokens: 1, cacheWriteTokens: 2, cacheWrite1hTokens: 1, webSearches: 4))
+        entry.price?.webSearch = Money(picodollars: 7)
+        let writer = try LedgerWriter(path: dir.path())
+        appendAll([entry], to: writer)
+        writer.close()
+        for version in [8, 7] {
+            let connection = try SQLiteConnection(path: dir.path())
+            try connection.execute("PRAGMA user_version = \(version)")
+            connection.close()
+            let reader = try LedgerReader(path: dir.path())
+            #expect(try Schema.version(of: reader.connection) == Schema.latestVersion)
+            #expect(try reader.entry(id: entry.id) == entry)
+        }
     }
 
     @Test func refusesNewerSchema() throws {

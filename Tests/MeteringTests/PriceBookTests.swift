@@ -63,6 +63,17 @@ import Testing
         #expect(both.id == "m fast above-200000@2025-01-01" && both.isVariant)
     }
 
+    @Test("web searches cost their fee each, $10 per 1,000 unless the entry says otherwise")
+    func webSearchFees() {
+        var p = price("m", "2025-01-01", input: "1", output: "2")
+        #expect(p.webSearch == ModelPrice.defaultWebSearch)
+        #expect(p.cost(of: Usage(inputTokens: 10, outputTokens: 5, webSearches: 3)) == Money(picodollars: 10 * 1_000_000 + 5 * 2_000_000 + 3 * 10_000_000_000))
+        p.webSearch = ModelPrice.perCall(fromPerThousand: "25")!
+        #expect(p.webSearch == Money(picodollars: 25_000_000_000))
+        #expect(ModelPrice.perCall(fromPerThousand: "0.000001") == Money(picodollars: 1_000))
+        #expect(p.worstCase(inputTokens: 1, outputTokens: 1) == Money(picodollars: 3_000_000))
+    }
+
     @Test func latestEffectivePriceOnTheDay() {
         let book = PriceBook([
             price("claude-sonnet-4*", "2025-05-22", input: "3"),

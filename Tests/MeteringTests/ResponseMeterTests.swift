@@ -172,7 +172,9 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
             #"event: message_stop\#ndata: {"type":"message_stop"}"#,
         ]
         let r = relay(.messages, [Fixtures.sse(blocks)[...]])
-        #expect(r.result.usage == Usage(inputTokens: 3012, cachedInputTokens: 200, cacheWriteTokens: 100, outputTokens: 89))
+        // The search the delta reports is billed a fee of its own.
+        #expect(r.result.usage == Usage(inputTokens: 3012, cachedInputTokens: 200, cacheWriteTokens: 100, outputTokens: 89,
+                                        webSearches: 1))
         #expect(r.result.servedModel == "claude-opus-4-1-20250805")
     }
 
@@ -368,5 +370,17 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
             "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n", "data: [DONE]\n\n",
         ]))
         #expect(plain.result.servedTier == .none)
+    }
+}
+
+@Suite struct StreamWebSearchTests {
+    @Test("a Responses stream's searches are counted in its terminal event's output")
+    func responsesStream() {
+        let events = [
+            "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"item\":{\"type\":\"web_search_call\",\"id\":\"ws_1\"}}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"model\":\"gpt-5\",\"output\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"},{\"type\":\"message\",\"content\":[]}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n",
+        ]
+        let r = relay(.responses, events.map { ArraySlice(Array($0.utf8)) })
+        #expect(r.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 1))
     }
 }

@@ -49,6 +49,17 @@ import Testing
         #expect(tier(.messages, anthropic("")) == .none)
     }
 
+    @Test("web searches: Anthropic's usage.server_tool_use, a Responses answer's web_search_call items")
+    func webSearches() {
+        let anthropic = #"{"model":"claude","usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":5}}}"#
+        #expect(read(.messages, anthropic).usage == Usage(inputTokens: 10, outputTokens: 5, webSearches: 5))
+        let responses = #"{"id":"r","output":[{"type":"web_search_call","id":"ws_1","status":"completed"},{"type":"reasoning","summary":[]},{"type":"web_search_call","id":"ws_2","status":"completed"},{"type":"message","content":[{"type":"output_text","text":"web_search_call"}]}],"usage":{"input_tokens":10,"output_tokens":5}}"#
+        #expect(read(.responses, responses).usage == Usage(inputTokens: 10, outputTokens: 5, webSearches: 2))
+        let none = #"{"id":"r","output":[{"type":"message","content":[]}],"usage":{"input_tokens":10,"output_tokens":5}}"#
+        #expect(read(.responses, none).usage == Usage(inputTokens: 10, outputTokens: 5))
+        #expect(read(.messages, #"{"usage":{"input_tokens":1,"server_tool_use":{"web_search_requests":-1}}}"#).usage == nil)
+    }
+
     @Test func anthropicInputExcludesCache() {
         let r = read(.messages, Fixtures.anthropicBody)
         #expect(r.usage == Usage(inputTokens: 2095, cachedInputTokens: 50000, cacheWriteTokens: 0, outputTokens: 503))

@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, source, tier or above_input_tokens)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, web_search, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -64,6 +64,22 @@ import Testing
             "prices.yaml:3: prices[2].model: a price for a tier or a long prompt only, without a standard entry for 'gpt-4.1' (the calls that are neither would have no price)",
             "prices.yaml:4: prices[3].above_input_tokens: 0 is out of range (1...100000000)",
             "prices.yaml:6: prices[5].effective_from: duplicate of the entry at line 5 (same model and effective_from)",
+        ])
+    }
+
+    @Test("web_search is a fee in dollars per 1,000 searches, $10 when absent")
+    func webSearchFee() throws {
+        let book = try PolicyFixture.with(prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.6", web_search: "25.00" }
+            - { model: "claude-haiku-4-5", effective_from: "2025-10-01", input: "1", output: "5" }
+            """).load().prices
+        let day = Day("2026-01-01")!
+        #expect(book.price(for: "gpt-4o-mini", on: day)?.webSearch == Money(picodollars: 25_000_000_000))
+        #expect(book.price(for: "claude-haiku-4-5", on: day)?.webSearch == ModelPrice.defaultWebSearch)
+        #expect(try PolicyFixture.with(prices: """
+            - { model: "m", effective_from: "2024-07-18", input: "1", output: "1", web_search: 10 }
+            """).problems() == [
+            "prices.yaml:1: prices[0].web_search: write the fee as a quoted string, \"10\": bare YAML numbers are floats and may not be exact",
         ])
     }
 

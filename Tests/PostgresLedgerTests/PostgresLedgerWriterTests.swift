@@ -17,6 +17,9 @@ final class PostgresLedgerWriterTests: XCTestCase {
         entries[3].usage.cacheWriteTokens = 30
         entries[3].usage.cacheWrite1hTokens = 20
         entries[3].price?.cacheWrite1h = Money(picodollars: 7_777)
+        // And one with web searches at a fee of its own.
+        entries[4].usage.webSearches = 3
+        entries[4].price?.webSearch = Money(picodollars: 25_000_000_000)
         // Invariant 1: when a callback runs, its row is visible to another connection, and
         // callbacks come in append order.
         let seen = Locked<[String]>([])
