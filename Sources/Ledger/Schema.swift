@@ -7,6 +7,18 @@ enum Schema {
         let sql: String
         /// Work SQL alone cannot do (e.g. rollups with histograms), run after `sql` in the same transaction.
         var backfill: (@Sendable (SQLiteConnection) throws -> Void)? = nil
+
+        /// Adds columns to `calls` unless the first is there: a ledger set back to the version
+        /// before for a rollback (which kept them) takes the migration again without a fault.
+        static func addingColumns(version: Int, _ columns: [String]) -> Migration {
+            let marker = String(columns[0].prefix { $0 != " " })
+            return Migration(version: version, sql: "SELECT 1", backfill: { connection in
+                let present = try connection.scalarInt(
+                    "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = '\(marker)'") ?? 0
+                guard present == 0 else { return }
+                try connection.execute(columns.map { "ALTER TABLE calls ADD COLUMN \($0);" }.joined(separator: "\n"))
+            })
+        }
     }
 
     static let migrations: [Migration] = [
@@ -158,26 +170,12 @@ enum Schema {
         // 1.25 times for 5-minute ones): their count, part of `cache_write_tokens`, and that price.
         // Only columns an older build's inserts leave to their defaults: set back to v7 for a
         // rollback, the ledger serves that build, and a later start adds nothing twice.
-        Migration(version: 8, sql: "SELECT 1", backfill: { connection in
-            let present = try connection.scalarInt(
-                "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'cache_write_1h_tokens'") ?? 0
-            guard present == 0 else { return }
-            try connection.execute("""
-                ALTER TABLE calls ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE calls ADD COLUMN price_cache_write_1h INTEGER;
-                """)
-        }),
+        .addingColumns(version: 8, [
+            "cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0", "price_cache_write_1h INTEGER",
+        ]),
         // v9: server-side web searches are billed a fee each: their count and that fee. As v8,
         // only columns an older build's inserts leave to their defaults (rollback: set back to v8).
-        Migration(version: 9, sql: "SELECT 1", backfill: { connection in
-            let present = try connection.scalarInt(
-                "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = 'web_searches'") ?? 0
-            guard present == 0 else { return }
-            try connection.execute("""
-                ALTER TABLE calls ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE calls ADD COLUMN price_web_search INTEGER;
-                """)
-        }),
+        .addingColumns(version: 9, ["web_searches INTEGER NOT NULL DEFAULT 0", "price_web_search INTEGER"]),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
