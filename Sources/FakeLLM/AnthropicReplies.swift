@@ -14,7 +14,7 @@ enum AnthropicReplies {
             return .body("""
                 {"id":"\(id)","type":"message","role":"assistant","model":"\(c.model)",\
                 "content":[{"type":"text","text":"\(c.content)"}],"stop_reason":"\(stopReason)",\
-                "stop_sequence":null,"usage":\(usage(c.usage, outputTokens: c.usage.outputTokens))}
+                "stop_sequence":null,"usage":\(usage(c, outputTokens: c.usage.outputTokens))}
                 """, delay: c.generationTime)
         }
         let n = c.usage.contentTokens
@@ -23,7 +23,7 @@ enum AnthropicReplies {
         pieces.append(event("message_start", """
             {"type":"message_start","message":{"id":"\(id)","type":"message","role":"assistant",\
             "model":"\(c.model)","content":[],"stop_reason":null,"stop_sequence":null,\
-            "usage":\(usage(c.usage, outputTokens: min(1, c.usage.outputTokens)))}}
+            "usage":\(usage(c, outputTokens: min(1, c.usage.outputTokens)))}}
             """))
         pieces.append(event("content_block_start", """
             {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
@@ -39,7 +39,7 @@ enum AnthropicReplies {
         pieces.append(event("message_delta", """
             {"type":"message_delta","delta":{"stop_reason":"\(stopReason)","stop_sequence":null},\
             "usage":{"input_tokens":\(u.uncachedInputTokens),"cache_creation_input_tokens":\(u.cacheWriteTokens),\
-            "cache_read_input_tokens":\(u.cachedInputTokens),"output_tokens":\(u.outputTokens)}}
+            "cache_read_input_tokens":\(u.cachedInputTokens),"output_tokens":\(u.outputTokens)\(extras(c))}}
             """))
         pieces.append(messageStop)
         return .eventStream(pieces)
@@ -50,14 +50,22 @@ enum AnthropicReplies {
     }
 
     /// Message usage: `input_tokens` excludes cache reads and writes.
-    private static func usage(_ u: FakeUsage, outputTokens: Int) -> String {
-        """
+    private static func usage(_ c: ReplyContext, outputTokens: Int) -> String {
+        let u = c.usage
+        return """
         {"input_tokens":\(u.uncachedInputTokens),"cache_creation_input_tokens":\(u.cacheWriteTokens),\
         "cache_read_input_tokens":\(u.cachedInputTokens),"cache_creation":{"ephemeral_5m_input_tokens":\
         \(u.cacheWriteTokens - u.cacheWrite1hTokens),"ephemeral_1h_input_tokens":\(u.cacheWrite1hTokens)},\
         "output_tokens":\(outputTokens),\
-        "service_tier":"standard"}
+        "service_tier":"standard"\(extras(c))}
         """
+    }
+
+    /// The usage fields only some calls carry: the searches a web search tool made, and the
+    /// speed when the request named one (fast mode).
+    private static func extras(_ c: ReplyContext) -> String {
+        (c.usage.webSearches > 0 ? ",\"server_tool_use\":{\"web_search_requests\":\(c.usage.webSearches)}" : "")
+            + (c.peek.speed.map { ",\"speed\":\"\(jsonEscaped($0))\"" } ?? "")
     }
 
     private static func event(_ name: String, _ json: String, delay: Duration = .zero) -> ReplyPiece {

@@ -19,6 +19,9 @@ public enum FakeHeader {
     public static let cacheWriteTokens = "x-fake-cache-write-tokens"
     /// Of those, written to the 1-hour cache (Anthropic `cache_creation.ephemeral_1h_input_tokens`).
     public static let cacheWrite1hTokens = "x-fake-cache-write-1h-tokens"
+    /// Searches a server-side web search tool made (Anthropic `server_tool_use.web_search_requests`,
+    /// Responses `web_search_call` output items).
+    public static let webSearches = "x-fake-web-searches"
     /// Hidden reasoning tokens (OpenAI `reasoning_tokens`), on top of the content deltas.
     public static let reasoningTokens = "x-fake-reasoning-tokens"
     /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
@@ -83,6 +86,7 @@ struct RequestKnobs {
     var cacheWriteTokens = 0
     var cacheWrite1hTokens = 0
     var reasoningTokens = 0
+    var webSearches = 0
     var headerBytes = 0
     var requestID: String?
     var authorization: String?
@@ -142,6 +146,8 @@ struct RequestKnobs {
             cacheWriteTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.cacheWrite1hTokens.utf8) {
             cacheWrite1hTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.webSearches.utf8) {
+            webSearches = count(trimmed, name: name, limit: 10_000) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.headerBytes.utf8) {

@@ -58,18 +58,21 @@ public struct FakeUsage: Sendable, Hashable {
     /// Visible content deltas, one token each.
     public var contentTokens: Int
     public var reasoningTokens: Int
+    /// Searches a server-side web search tool made (Anthropic and Responses answers).
+    public var webSearches: Int
     /// The answer stopped at the request's output cap.
     public var hitOutputCap: Bool
 
     public init(uncachedInputTokens: Int, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
                 cacheWrite1hTokens: Int = 0, contentTokens: Int = 0, reasoningTokens: Int = 0,
-                hitOutputCap: Bool = false) {
+                webSearches: Int = 0, hitOutputCap: Bool = false) {
         self.uncachedInputTokens = uncachedInputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
         self.cacheWrite1hTokens = min(max(0, cacheWrite1hTokens), cacheWriteTokens)
         self.contentTokens = contentTokens
         self.reasoningTokens = reasoningTokens
+        self.webSearches = webSearches
         self.hitOutputCap = hitOutputCap
     }
 
@@ -84,18 +87,22 @@ public struct FakeUsage: Sendable, Hashable {
     public static func expected(route: FakeRoute, requestBodyBytes: Int, chunks: Int = 8,
                                 maxOutputTokens: Int? = nil, cachedTokens: Int = 0,
                                 cacheWriteTokens: Int = 0, cacheWrite1hTokens: Int = 0,
-                                reasoningTokens: Int = 0) -> FakeUsage {
+                                reasoningTokens: Int = 0, webSearches: Int = 0) -> FakeUsage {
         let uncached = max(1, requestBodyBytes / 4)
         let deltas = maxOutputTokens.map { min(chunks, max(0, $0)) } ?? chunks
         let capped = deltas < chunks
         switch route {
-        case .chatCompletions, .completions, .responses:
+        case .chatCompletions, .completions:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
                              contentTokens: deltas, reasoningTokens: reasoningTokens, hitOutputCap: capped)
+        case .responses:
+            return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
+                             contentTokens: deltas, reasoningTokens: reasoningTokens, webSearches: webSearches,
+                             hitOutputCap: capped)
         case .messages:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
                              cacheWriteTokens: cacheWriteTokens, cacheWrite1hTokens: cacheWrite1hTokens,
-                             contentTokens: deltas, hitOutputCap: capped)
+                             contentTokens: deltas, webSearches: webSearches, hitOutputCap: capped)
         case .embeddings, .countTokens:
             return FakeUsage(uncachedInputTokens: uncached)
         case .models:
@@ -118,7 +125,7 @@ public struct FakeUsage: Sendable, Hashable {
         expected(route: route, requestBodyBytes: requestBodyBytes, chunks: knobs.chunks,
                  maxOutputTokens: peek.maxOutputTokens, cachedTokens: knobs.cachedTokens,
                  cacheWriteTokens: knobs.cacheWriteTokens, cacheWrite1hTokens: knobs.cacheWrite1hTokens,
-                 reasoningTokens: knobs.reasoningTokens)
+                 reasoningTokens: knobs.reasoningTokens, webSearches: knobs.webSearches)
     }
 }
 

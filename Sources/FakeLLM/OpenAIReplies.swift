@@ -16,14 +16,14 @@ enum OpenAIReplies {
                 {"id":"\(id)","object":"chat.completion","created":\(c.created),"model":"\(c.model)",\
                 "choices":[{"index":0,"message":{"role":"assistant","content":"\(c.content)","refusal":null,\
                 "annotations":[]},"logprobs":null,"finish_reason":"\(finish)"}],"usage":\(usage(c.usage)),\
-                "service_tier":"default","system_fingerprint":"\(fingerprint)"}
+                "service_tier":"\(c.servedTier)","system_fingerprint":"\(fingerprint)"}
                 """, delay: c.generationTime)
         }
         // Every chunk shares this head; `"usage":null` rides on each chunk only when the
         // client asked for the usage chunk, as the real API does.
         let head = """
             {"id":"\(id)","object":"chat.completion.chunk","created":\(c.created),"model":"\(c.model)",\
-            "service_tier":"default","system_fingerprint":"\(fingerprint)","choices":[
+            "service_tier":"\(c.servedTier)","system_fingerprint":"\(fingerprint)","choices":[
             """
         let tail = c.peek.includeUsage ? "],\"usage\":null}" : "]}"
         let n = c.usage.contentTokens

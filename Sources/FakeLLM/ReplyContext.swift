@@ -27,4 +27,10 @@ struct ReplyContext {
     }
 
     var content: String { FakeText.escapedContent(deltas: usage.contentTokens) }
+
+    /// The OpenAI `service_tier` the answer reports: `priority` or `flex` when asked, as the
+    /// real API serves them; else `default`.
+    var servedTier: String {
+        peek.serviceTier == "priority" || peek.serviceTier == "flex" ? peek.serviceTier! : "default"
+    }
 }

@@ -19,6 +19,9 @@ struct RequestPeek: Sendable {
     var base64Embeddings = false
     /// Embeddings: the requested vector length.
     var dimensions: Int?
+    /// OpenAI's `service_tier` and Anthropic's `speed`, as asked.
+    var serviceTier: String?
+    var speed: String?
 
     init(_ bytes: UnsafeRawBufferPointer) {
         var scanner = JSONScanner(bytes: bytes)
@@ -39,6 +42,8 @@ struct RequestPeek: Sendable {
                 if let count = reader.arrayInputCount(value) { inputCount = count }
             case "encoding_format": base64Embeddings = reader.string(in: value) == "base64"
             case "dimensions": dimensions = reader.integer(in: value)
+            case "service_tier": serviceTier = reader.string(in: value)
+            case "speed": speed = reader.string(in: value)
             default: break
             }
         }

@@ -14,7 +14,11 @@ enum ResponsesReplies {
         let finalStatus = capped ? "incomplete" : "completed"
         let text = c.content
         let finalItem = message(ids.message, status: finalStatus, text: text)
-        let finalResponse = response(c, id: ids.response, status: finalStatus, output: finalItem,
+        // The searches a web search tool made come first in the output, as the real API puts them.
+        let searches = (0..<c.usage.webSearches).map {
+            "{\"type\":\"web_search_call\",\"id\":\"ws_\(c.idSuffix)_\($0)\",\"status\":\"completed\"},"
+        }.joined()
+        let finalResponse = response(c, id: ids.response, status: finalStatus, output: searches + finalItem,
                                      usage: usage(c.usage), capped: capped)
         guard c.peek.stream else {
             return .body(finalResponse, delay: c.generationTime)
@@ -66,7 +70,7 @@ enum ResponsesReplies {
             "background":false,"error":null,"incomplete_details":\(incomplete),"instructions":null,\
             "max_output_tokens":\(maxOutput),"max_tool_calls":null,"model":"\(c.model)",\
             "output":[\(output)],"parallel_tool_calls":true,"previous_response_id":null,\
-            "reasoning":{"effort":null,"summary":null},"service_tier":"default","store":true,\
+            "reasoning":{"effort":null,"summary":null},"service_tier":"\(c.servedTier)","store":true,\
             "temperature":1.0,"text":{"format":{"type":"text"},"verbosity":"medium"},\
             "tool_choice":"auto","tools":[],"top_logprobs":0,"top_p":1.0,"truncation":"disabled",\
             "usage":\(usage),"user":null,"metadata":{}}

@@ -124,6 +124,39 @@ struct PriceTierTests {
         }
     }
 
+    @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them")
+    func throughFakeLLM() async throws {
+        let h = try ProxyHarness(providerHeaders: ["x-fake-web-searches": "4"])
+        defer { h.shutdown() }
+        let calls: [(id: String, path: String, dialect: String, body: String)] = [
+            ("fk-priority", "/v1/chat/completions", "openai", Self.chat(tier: "priority")),
+            ("fk-messages", "/v1/messages", "anthropic", #"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"news?"}]}"#),
+            ("fk-responses", "/v1/responses", "openai", #"{"model":"gpt-4o-mini","input":"news?","stream":true}"#),
+        ]
+        for call in calls {
+            let r = try await h.post(call.path, key: h.aliceKey, dialect: call.dialect, json: call.body, requestID: call.id)
+            #expect(r.status == 200, "\(call.id)")
+        }
+        func expected(_ id: String) throws -> FakeUsage {
+            let exchange = try #require(h.fake.exchange(requestID: id))
+            return try #require(FakeUsage.expected(for: exchange))
+        }
+        let priority = try expected("fk-priority")
+        let p = try #require(try h.row("fk-priority"))
+        #expect(p.price?.id == "gpt-4o-mini priority@2024-07-18")
+        #expect(p.cost.picodollars == Int64(priority.promptTokens) * 250_000 + Int64(priority.outputTokens) * 1_000_000)
+        let messages = try expected("fk-messages")
+        let m = try #require(try h.row("fk-messages"))
+        #expect(messages.webSearches == 4 && m.usage.webSearches == 4)
+        #expect(m.cost.picodollars == Int64(messages.uncachedInputTokens) * 3_000_000 + Int64(messages.outputTokens) * 15_000_000
+                + 4 * 10_000_000_000)
+        let responses = try expected("fk-responses")
+        let r = try #require(try h.row("fk-responses"))
+        #expect(r.usage.webSearches == 4)
+        #expect(r.cost.picodollars == Int64(responses.promptTokens) * 150_000 + Int64(responses.outputTokens) * 600_000
+                + 4 * 10_000_000_000)
+    }
+
     @Test("an Anthropic prompt over 200K tokens (cache reads and writes counted) is charged the long-context price on every token")
     func longContext() async throws {
         func answer(input: Int, read: Int) -> [UInt8] {
