@@ -4,7 +4,8 @@
 # CPU µs, waits and preemptions per request (bench/threads.sh).
 # Usage: bench/ab.sh DIR_A DIR_B [connections=16] [seconds=6] [rounds=4]
 #   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
-#   built from an older commit and one from HEAD.
+#   built from an older commit and one from HEAD; and a `prices.yaml` if that build needs its own
+#   (an older build refuses keys added since), else the repository's is used.
 # Pinning as in bench/run: tokenctl (--threads 1) on core 0, FakeLLM and wrk on core 1.
 # Each run also says how much of core 0's time the hypervisor stole meanwhile (bench/steal.sh).
 set -euo pipefail
@@ -19,7 +20,8 @@ run() {  # dir
   work=$(mktemp -d)
   taskset -c 1 "$bin/fakellm" --port 0 >"$work/fake.log" 2>&1 & pids+=($!)
   local fake; fake=$(listening_url "$work/fake.log")
-  mkdir -p "$work/policies"; cp "$root/policies/prices.yaml" "$work/policies/"
+  mkdir -p "$work/policies"
+  if [ -f "$bin/prices.yaml" ]; then cp "$bin/prices.yaml" "$work/policies/"; else cp "$root/policies/prices.yaml" "$work/policies/"; fi
   printf 'providers:\n  instant: { dialect: openai, base_url: "%s/v1" }\nmodels:\n  - { match: "gpt-4o-mini", provider: instant }\n' \
     "$fake" >"$work/policies/providers.yaml"
   local key; key=$("$bin/tokenctl" keys create --user bench --db "$work/ledger.sqlite" | tail -1)

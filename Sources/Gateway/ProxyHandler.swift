@@ -51,6 +51,13 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// whether NIO asked to read meanwhile (the read is passed on once they are served).
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
     private var readHeld = false
+    /// The request was answered before its body was read (413, 431): the connection closes
+    /// after the answer by a lingering close, reading and dropping what the client still sends.
+    private var bodyLeftUnread = false
+    /// Past the answer of such a request: whatever arrives is dropped.
+    private var lingering = false
+    /// How long a lingering close waits for the client to close its side.
+    static let lingerLimit = TimeAmount.seconds(5)
 
     /// The head of the next request (`header_timeout_ms`), or the body of this one
     /// (`body_timeout_ms`), must arrive by this deadline.
@@ -129,10 +136,12 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
         readDeadline.satisfied()
         state = .responding(call: nil)
         keepAlive = false
+        bodyLeftUnread = true
         refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil, refusal)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if lingering { return }
         let part = unwrapInboundIn(data)
         if isResponding {
             // The connection closes after this answer: what follows will not be served.
@@ -288,9 +297,26 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             awaitRequest()
             servePipelined()
+        } else if bodyLeftUnread {
+            lingering = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in Self.closeLingering(channel) }
         } else {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// Closes a connection whose client may still be sending the body of the request just
+    /// answered. Closing it at once, with those bytes unread, would reset it (RST), and a client
+    /// still writing then loses the answer it was sent (an asyncio client's read fails, and the
+    /// SDKs retry a connection error, body and all). So the answer's end is followed by closing
+    /// only the sending side; the client reads the answer and closes, or after `lingerLimit`
+    /// the connection is closed anyway.
+    private static func closeLingering(_ channel: any Channel) {
+        channel.close(mode: .output).whenComplete { result in
+            guard case .success = result else { return channel.close(promise: nil) }
+            channel.eventLoop.scheduleTask(in: lingerLimit) { channel.close(promise: nil) }
         }
     }
 

@@ -42,6 +42,15 @@ struct RawSocketClient {
     /// The blocking reads run on their own thread: a test must never block the few threads of
     /// Swift's concurrency pool (the other tests' tasks would starve meanwhile).
     func readUntilClosed(timeout: TimeInterval = 10) async -> (bytes: [UInt8], closed: Bool) {
+        let (bytes, end) = await readUntilEnd(timeout: timeout)
+        return (bytes, end != .timedOut)
+    }
+
+    /// How a read to the end ended: the server's FIN, a reset, or the timeout.
+    enum End: Sendable { case closed, reset, timedOut }
+
+    /// `readUntilClosed`, telling a clean close from a reset.
+    func readUntilEnd(timeout: TimeInterval = 10) async -> (bytes: [UInt8], end: End) {
         let fd = self.fd
         return await withCheckedContinuation { done in
             Thread.detachNewThread {
@@ -52,17 +61,17 @@ struct RawSocketClient {
 
     private init(fd: Int32) { self.fd = fd }
 
-    private func blockingRead(timeout: TimeInterval) -> (bytes: [UInt8], closed: Bool) {
+    private func blockingRead(timeout: TimeInterval) -> (bytes: [UInt8], end: End) {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return (out, true) }
-            if n < 0 { return (out, errno == ECONNRESET) }
+            if n == 0 { return (out, .closed) }
+            if n < 0 { return (out, errno == ECONNRESET ? .reset : .timedOut) }
             out += buffer[..<n]
         }
-        return (out, false)
+        return (out, .timedOut)
     }
 
     func close() { Glibc.close(fd) }
