@@ -282,6 +282,9 @@ final class PriceVariants: Sendable {
     let books: [Kind: PriceBook]
     /// Per tier (nil: standard), the prompt thresholds that have prices, largest first.
     let thresholds: [String?: [Int]]
+    /// The standard tier's lowest threshold: a call of the standard tier with a smaller prompt
+    /// (most calls) has the standard price without a look-up.
+    let lowestStandardThreshold: Int
 
     init(_ entries: [ModelPrice], book: ([ModelPrice]) -> PriceBook) {
         let byKind = Dictionary(grouping: entries) { Kind(tier: $0.tier, aboveInputTokens: $0.aboveInputTokens) }
@@ -289,6 +292,7 @@ final class PriceVariants: Sendable {
         var thresholds: [String?: [Int]] = [:]
         for kind in byKind.keys { if let above = kind.aboveInputTokens { thresholds[kind.tier, default: []].append(above) } }
         self.thresholds = thresholds.mapValues { $0.sorted(by: >) }
+        lowestStandardThreshold = thresholds[nil]?.min() ?? .max
     }
 }
 
@@ -326,6 +330,7 @@ public struct Pricing: Sendable {
 
     private func lookup(tier: String?, promptTokens: Int) -> ModelPrice? {
         guard let variants else { return tier == nil ? standard : nil }
+        if tier == nil && promptTokens <= variants.lowestStandardThreshold { return standard }
         for above in variants.thresholds[tier] ?? [] where promptTokens > above {
             if let price = variants.books[.init(tier: tier, aboveInputTokens: above)]?.price(for: model, on: day) { return price }
         }
@@ -338,11 +343,13 @@ public struct Pricing: Sendable {
 /// answers report them: OpenAI's `service_tier` (`priority`, `flex`) and Anthropic's `speed`
 /// (`fast`). Any other value (`auto`, `default`, `standard`, `scale`, …) is the standard tier, nil.
 public enum ServiceTier {
-    public static let priced: Set<String> = ["priority", "flex", "fast"]
+    public static let priced = ["fast", "flex", "priority"]
 
     public static func named(_ text: String?) -> String? {
-        guard let text, priced.contains(text) else { return nil }
-        return text
+        switch text {
+        case "priority"?, "flex"?, "fast"?: return text
+        default: return nil
+        }
     }
 
     /// The tier a request asks for: Anthropic's `speed: "fast"`, else its `service_tier`.

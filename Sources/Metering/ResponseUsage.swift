@@ -213,7 +213,9 @@ extension JSONScanner {
                 return fields.choicesEmpty
             } else if s.key(key, is: "service_tier") {
                 guard s.current == UInt8(ascii: "\"") else { return false }
-                fields.serviceTier = s.string(try s.scanString())
+                let tier = try s.scanString()
+                // Most answers say "default": no string made for it.
+                fields.serviceTier = s.key(tier, is: "default") ? "default" : s.string(tier)
             } else if dialect == .openai, s.key(key, is: "output") {
                 guard s.current == UInt8(ascii: "[") else { return false }
                 fields.webSearchCalls = try s.countItems(ofType: "web_search_call")

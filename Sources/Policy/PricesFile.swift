@@ -82,7 +82,7 @@ enum PricesFile {
         if let entry = fields["tier"], let text = reader.string(entry) {
             if ServiceTier.named(text) == nil {
                 reader.problem(entry.value, entry.path,
-                               "unknown tier '\(text)' (expected \(PolicyFileReader.oneOf(ServiceTier.priced.sorted())))")
+                               "unknown tier '\(text)' (expected \(PolicyFileReader.oneOf(ServiceTier.priced)))")
             } else {
                 tier = text
             }
