@@ -185,9 +185,10 @@ enum Admit {
                 "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models.",
                 field: "model"), provider: provider)
         }
+        let promptEstimate = PromptEstimate.tokens(peek)
         let tier = ServiceTier.requested(serviceTier: peek.serviceTier, speed: peek.speed)
-        if let tier, !pricing.prices(tier: tier), request.endpoint != .countTokens,
-           policy.gateway.unpricedModels == .refuse {
+        if let tier, !pricing.price(tier: tier, promptTokens: promptEstimate).tierPriced,
+           request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             let field = peek.speed == "fast" ? "speed" : "service_tier"
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
@@ -225,7 +226,7 @@ enum Admit {
         let strip = peeked.stream && peeked.needsIncludeUsage
             && (request.endpoint == .chatCompletions || request.endpoint == .completions)
         if strip { body = peeked.withIncludeUsage(body) }
-        return .success(Admission(principal: principal, payer: payer, promptEstimate: PromptEstimate.tokens(peek),
+        return .success(Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                                   outputCapRequested: requested, outputCapApplied: applied,
                                   generatedAnswers: peek.generatedAnswers(on: request.endpoint),
                                   // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).

@@ -97,7 +97,7 @@ extension ProxiedCall {
                     }
                 }
             }
-            if entry.errorMessage == nil, entry.cost > .zero { entry.errorMessage = tierNote }
+            Self.add(tierNote, to: &entry)
             // A stream that ended without its final event is cut, not ended: the client must not
             // take a truncated answer for a complete one.
             let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
@@ -155,6 +155,7 @@ extension ProxiedCall {
             }
             // The provider's error in the stream, then the connection cut: the error is the story.
             if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered, price: price) }
+            Self.add(tierNote, to: &entry)
             record(entry) { [self] in
                 phase = .done
                 if headSent || refusal == nil {
@@ -205,6 +206,13 @@ extension ProxiedCall {
     private static func keptFromErrorPage(_ name: String) -> Bool {
         ["retry-after", "retry-after-ms", "x-should-retry", "x-upstream-request-id"].contains(name)
             || ["x-ratelimit-", "anthropic-ratelimit-", "x-tokenctl-"].contains { name.hasPrefix($0) }
+    }
+
+    /// The note that a call was charged the standard price for a tier without one, after what
+    /// the row already says; only on a row that costs something.
+    private static func add(_ note: String?, to entry: inout LedgerEntry) {
+        guard let note, entry.cost > .zero else { return }
+        entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
     }
 
     /// Characters of an error page's text quoted in the message.

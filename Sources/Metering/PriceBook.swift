@@ -220,27 +220,24 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 /// Looked up on every admitted call, so the entries are indexed once: exact names in a dictionary
 /// (an exact name beats any glob), globs in the order the rule below prefers them. A lookup is then
 /// one hash probe, or a scan of the globs that stops at the first match in force. Prices for
-/// some calls only (`ModelPrice.isVariant`) are kept apart, a book of each kind, looked up alike.
+/// some calls only (`ModelPrice.isVariant`) are kept apart, by the pattern of the standard entry
+/// they go with.
 public struct PriceBook: Sendable, Hashable {
     public let entries: [ModelPrice]
     /// Per exact model name, its entries latest `effectiveFrom` first.
     private let exact: [String: [ModelPrice]]
     /// Glob entries, most specific first, then latest `effectiveFrom` first.
     private let globs: [ModelPrice]
-    /// The variant prices; nil when there are none (and in the books of variants themselves).
+    /// The variant prices; nil when there are none.
     private let variants: PriceVariants?
 
     public init(_ entries: [ModelPrice] = []) {
-        self.init(entries, variantsApart: true)
-    }
-
-    private init(_ entries: [ModelPrice], variantsApart: Bool) {
         self.entries = entries
         var exact: [String: [ModelPrice]] = [:]
         var globs: [(specificity: Int, entry: ModelPrice)] = []
         var variantEntries: [ModelPrice] = []
         for entry in entries {
-            if variantsApart && entry.isVariant { variantEntries.append(entry) }
+            if entry.isVariant { variantEntries.append(entry) }
             else if entry.model.isExact { exact[entry.model.text, default: []].append(entry) }
             else { globs.append((entry.model.specificity, entry)) }
         }
@@ -248,7 +245,7 @@ public struct PriceBook: Sendable, Hashable {
         self.globs = globs.sorted {
             $0.specificity != $1.specificity ? $0.specificity > $1.specificity : $0.entry.effectiveFrom > $1.entry.effectiveFrom
         }.map(\.entry)
-        variants = variantEntries.isEmpty ? nil : PriceVariants(variantEntries) { PriceBook($0, variantsApart: false) }
+        variants = variantEntries.isEmpty ? nil : PriceVariants(variantEntries)
     }
 
     /// The standard entry in force for `model` on `day`: among patterns that match, an exact
@@ -260,9 +257,14 @@ public struct PriceBook: Sendable, Hashable {
     }
 
     /// Every price a call of `model` on `day` may be charged: the standard one and, chosen once
-    /// the call's tier and prompt are known, its variants.
+    /// the call's tier and prompt are known, the variants of its pattern.
     public func pricing(for model: String, on day: Day) -> Pricing {
-        Pricing(standard: price(for: model, on: day), variants: variants, model: model, day: day)
+        Pricing(standard: price(for: model, on: day), variants: variants, day: day)
+    }
+
+    /// The variant entries that go with a standard entry (of its pattern), of any date.
+    public func variants(of standard: ModelPrice) -> [ModelPrice] {
+        variants?.byPattern[standard.model.text] ?? []
     }
 
     /// Whether any entry (of any date) covers the model.
@@ -272,70 +274,65 @@ public struct PriceBook: Sendable, Hashable {
     public func hash(into hasher: inout Hasher) { hasher.combine(entries) }
 }
 
-/// The variant prices of a price book, a book per tier and threshold.
+/// The variant prices of a price book, by the pattern of the standard entry each goes with: a
+/// call charged by `gpt-5*` is never charged a variant of `gpt-5-nano*`, however its name matches.
 final class PriceVariants: Sendable {
-    struct Kind: Hashable {
-        let tier: String?
-        let aboveInputTokens: Int?
-    }
-
-    let books: [Kind: PriceBook]
-    /// Per tier (nil: standard), the prompt thresholds that have prices, largest first.
-    let thresholds: [String?: [Int]]
+    let byPattern: [String: [ModelPrice]]
     /// The standard tier's lowest threshold: a call of the standard tier with a smaller prompt
     /// (most calls) has the standard price without a look-up.
     let lowestStandardThreshold: Int
 
-    init(_ entries: [ModelPrice], book: ([ModelPrice]) -> PriceBook) {
-        let byKind = Dictionary(grouping: entries) { Kind(tier: $0.tier, aboveInputTokens: $0.aboveInputTokens) }
-        books = byKind.mapValues(book)
-        var thresholds: [String?: [Int]] = [:]
-        for kind in byKind.keys { if let above = kind.aboveInputTokens { thresholds[kind.tier, default: []].append(above) } }
-        self.thresholds = thresholds.mapValues { $0.sorted(by: >) }
-        lowestStandardThreshold = thresholds[nil]?.min() ?? .max
+    init(_ entries: [ModelPrice]) {
+        byPattern = Dictionary(grouping: entries) { $0.model.text }
+        lowestStandardThreshold = entries.filter { $0.tier == nil }.compactMap(\.aboveInputTokens).min() ?? .max
+    }
+
+    /// The entry of `pattern` for `tier` in force on `day` whose threshold the prompt passes:
+    /// the largest such threshold, then the latest date.
+    func price(pattern: String, tier: String?, promptTokens: Int, on day: Day) -> ModelPrice? {
+        var best: ModelPrice?
+        for entry in byPattern[pattern] ?? [] where entry.tier == tier && entry.effectiveFrom <= day
+            && promptTokens > (entry.aboveInputTokens ?? -1) {
+            guard let chosen = best else { best = entry; continue }
+            let (above, chosenAbove) = (entry.aboveInputTokens ?? -1, chosen.aboveInputTokens ?? -1)
+            if above > chosenAbove || (above == chosenAbove && entry.effectiveFrom > chosen.effectiveFrom) { best = entry }
+        }
+        return best
     }
 }
 
 /// The prices a call may be charged, resolved at admission: the model's standard price, and
-/// the book's variants for a tier or a long prompt, picked once the call says which apply.
+/// the variants of its pattern for a tier or a long prompt, picked once the call says which apply.
 public struct Pricing: Sendable {
     public let standard: ModelPrice?
     private let variants: PriceVariants?
-    private let model: String
     private let day: Day
 
-    init(standard: ModelPrice?, variants: PriceVariants?, model: String, day: Day) {
+    init(standard: ModelPrice?, variants: PriceVariants?, day: Day) {
         self.standard = standard
         self.variants = variants
-        self.model = model
         self.day = day
     }
 
     /// Only the standard price (no variants).
     public init(standard: ModelPrice?) {
-        self.init(standard: standard, variants: nil, model: "", day: Day(daysSinceEpoch: 0))
+        self.init(standard: standard, variants: nil, day: Day(daysSinceEpoch: 0))
     }
 
     /// The price of a call served at `tier` (nil: the standard tier) whose prompt has
     /// `promptTokens` tokens: the tier's entry for the largest threshold the prompt passes, else
-    /// the tier's own. `tierPriced` is false when the tier has no price for the model: the
+    /// the tier's own. `tierPriced` is false when the tier has no price for such a call: the
     /// standard tier's is given then.
     public func price(tier: String?, promptTokens: Int) -> (price: ModelPrice?, tierPriced: Bool) {
         if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (price, true) }
         return (lookup(tier: nil, promptTokens: promptTokens), tier == nil)
     }
 
-    /// Whether the model has a price of this tier.
-    public func prices(tier: String) -> Bool { lookup(tier: tier, promptTokens: 0) != nil }
-
     private func lookup(tier: String?, promptTokens: Int) -> ModelPrice? {
-        guard let variants else { return tier == nil ? standard : nil }
+        guard let standard, let variants else { return tier == nil ? standard : nil }
         if tier == nil && promptTokens <= variants.lowestStandardThreshold { return standard }
-        for above in variants.thresholds[tier] ?? [] where promptTokens > above {
-            if let price = variants.books[.init(tier: tier, aboveInputTokens: above)]?.price(for: model, on: day) { return price }
-        }
-        if tier == nil { return standard }
-        return variants.books[.init(tier: tier, aboveInputTokens: nil)]?.price(for: model, on: day)
+        let variant = variants.price(pattern: standard.model.text, tier: tier, promptTokens: promptTokens, on: day)
+        return variant ?? (tier == nil ? standard : nil)
     }
 }
 

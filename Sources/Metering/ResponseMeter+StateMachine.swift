@@ -232,7 +232,9 @@ extension ResponseMeter {
         mutating func finish() -> (held: [ByteBuffer], result: MeterResult) {
             let heldBytes = held.map { [$0] } ?? []
             guard !tooLarge else {
-                var result = MeterResult(usage: usageFromTail()?.usage)
+                let tail = usageFromTail()
+                var result = MeterResult(usage: tail?.usage)
+                result.servedTier = tail?.servedTier ?? nil
                 result.bodyUnread = true
                 return (heldBytes, result)
             }
@@ -249,7 +251,8 @@ extension ResponseMeter {
                                      providerErrorMessage: reading.providerErrorMessage,
                                      sawTerminalEvent: reading.isCompleteJSON, isStream: false)
             result.servedTier = reading.servedTier
-            if status < 400, (reading.usage?.outputTokens ?? 0) == 0, endpoint != .embeddings, endpoint != .countTokens {
+            if status < 400, reading.usage == nil || reading.outputCountMissing,
+               endpoint != .embeddings, endpoint != .countTokens {
                 // No usable usage (missing, negative, absurd), or no output count: the answer's
                 // text is the estimate (none when it has no text).
                 var text = StreamedText()

@@ -13,6 +13,9 @@ public struct ResponseReading: Sendable, Hashable {
     /// The priced service tier the answer says served the call (`ServiceTier`): `.some(nil)` for
     /// the standard tier, nil when the answer does not say.
     public var servedTier: String??
+    /// The usage has no output count at all (not an explicit 0, which an echo-only completion
+    /// rightly reports).
+    public var outputCountMissing = false
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 isCompleteJSON: Bool = false) {
@@ -61,7 +64,9 @@ public enum ResponseUsage {
         if endpoint == .countTokens {
             reading.usage = fields != nil ? .zero : nil
         } else {
-            reading.usage = fields?.usageWithSearches?.normalised(endpoint.dialect)
+            let reported = fields?.usageWithSearches
+            reading.usage = reported?.normalised(endpoint.dialect)
+            reading.outputCountMissing = reading.usage != nil && reported?.output == nil
         }
         return reading
     }
@@ -175,7 +180,7 @@ struct ResponseFields {
     }
 
     /// The priced tier these fields say served the call: OpenAI's `service_tier`; Anthropic's
-    /// `usage.speed`, or a `usage.service_tier` of `priority`. See `ResponseReading.servedTier`.
+    /// `usage.speed`. See `ResponseReading.servedTier`.
     func servedTier(_ dialect: Dialect) -> String?? {
         ResponseFields.servedTier(dialect, serviceTier: serviceTier, usage: usage)
     }
@@ -185,8 +190,10 @@ struct ResponseFields {
         case .openai:
             return serviceTier.map(ServiceTier.named)
         case .anthropic:
-            if let speed = usage?.speed { return .some(ServiceTier.named(speed)) }
-            return usage?.serviceTier == "priority" ? .some("priority") : nil
+            // Not `usage.service_tier`: Anthropic's Priority Tier is billed by commitment, not
+            // per token, so it is no tier of prices.yaml.
+            guard let speed = usage?.speed else { return nil }
+            return .some(ServiceTier.named(speed))
         }
     }
 }

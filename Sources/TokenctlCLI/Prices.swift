@@ -6,7 +6,7 @@ import Reports
 struct Prices: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the price book: dollars per 1M tokens, effective dates and sources.",
-        discussion: "With --model, shows the entry that model is charged by on the given day (default today, UTC).")
+        discussion: "With --model, shows the entry that model is charged by on the given day (default today, UTC), and the entries of its pattern for a service tier or a long prompt.")
 
     @Option(help: "Directory of policy files.")
     var policies: String = "policies"
@@ -33,7 +33,7 @@ struct Prices: ParsableCommand {
                 FileHandle.standardError.write(Data("no price for \(model) on \(day)\n".utf8))
                 throw ExitCode(1)
             }
-            entries = [entry]
+            entries = [entry] + book.variants(of: entry)
         }
         let rows = entries.map { e in
             [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
@@ -53,12 +53,15 @@ struct Prices: ParsableCommand {
     }
 
     /// A per-call fee back as dollars per 1,000 calls: pd × 10^3 / 10^12 = dollars × 10^-9.
-    static func perThousand(_ perCall: Money) -> String {
-        "$" + Money(picodollars: perCall.picodollars * 1_000).formatted(decimals: 6)
-    }
+    static func perThousand(_ perCall: Money) -> String { scaled(perCall, by: 1_000) }
 
     /// A per-token price back as dollars per 1M tokens: pd per token × 10^6 / 10^12 = dollars × 10^-6.
-    static func perMillion(_ perToken: Money) -> String {
-        "$" + Money(picodollars: perToken.picodollars * 1_000_000).formatted(decimals: 6)
+    static func perMillion(_ perToken: Money) -> String { scaled(perToken, by: 1_000_000) }
+
+    /// `amount` × `factor` in dollars; a product past what one `Money` holds (an absurd price)
+    /// is shown as such rather than trapping.
+    private static func scaled(_ amount: Money, by factor: Int64) -> String {
+        let (product, overflow) = amount.picodollars.multipliedReportingOverflow(by: factor)
+        return overflow ? "over $9.2M" : "$" + Money(picodollars: product).formatted(decimals: 6)
     }
 }

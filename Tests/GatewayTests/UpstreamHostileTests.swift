@@ -89,6 +89,21 @@ struct UpstreamHostileTests {
         #expect(row.errorMessage == "the provider reported no output count; output tokens estimated from the text sent")
     }
 
+    @Test("an explicit output count of 0 is the provider's word (an echo-only completion), not re-estimated from the text")
+    func explicitZeroOutput() async throws {
+        let text = Self.body(usage: #"{"prompt_tokens":400,"completion_tokens":0,"total_tokens":400}"#)
+        let canned = try CannedProvider([Self.response(text)])
+        defer { canned.shutdown() }
+        let h = try Self.harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "zero-out")
+        #expect(r.status == 200)
+        let row = try #require(try h.row("zero-out"))
+        #expect(row.usageSource == .provider && row.usage.outputTokens == 0 && row.usage.inputTokens == 400)
+        #expect(row.cost.picodollars == 400 * 150_000)
+        #expect(row.errorMessage == nil)
+    }
+
     @Test("the provider's hop-by-hop and account headers stay here, in any case; its x-request-id comes as x-upstream-request-id")
     func providerHeadersFiltered() async throws {
         let text = Self.body(usage: #"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#)

@@ -52,7 +52,24 @@ import Testing
                 == "gpt-5 priority@2026-01-01")
         let flex = gpt5.price(tier: "flex", promptTokens: 10)
         #expect(flex.price?.id == "gpt-5@2025-08-07" && !flex.tierPriced)
-        #expect(gpt5.prices(tier: "priority") && !gpt5.prices(tier: "flex"))
+        // A variant goes with the standard entry of its own pattern only: gpt-5-nano is charged
+        // by `gpt-5-nano*`, so `gpt-5*`'s priority price is not nano's.
+        let scoped = PriceBook([
+            price("gpt-5*", "2025-08-07", input: "1.25"),
+            price("gpt-5-nano*", "2025-08-07", input: "0.05"),
+            variant("gpt-5*", "2025-08-07", input: "2.5", tier: "priority"),
+            price("m", "2025-01-01", input: "1"),
+            variant("m", "2025-01-01", input: "6", tier: "fast", above: 200_000),
+        ])
+        let nano = scoped.pricing(for: "gpt-5-nano", on: day).price(tier: "priority", promptTokens: 10)
+        #expect(nano.price?.id == "gpt-5-nano*@2025-08-07" && !nano.tierPriced)
+        #expect(scoped.pricing(for: "gpt-5-mini", on: day).price(tier: "priority", promptTokens: 10).price?.id
+                == "gpt-5* priority@2025-08-07")
+        // A tier priced only over a threshold: priced for such prompts, not for smaller ones.
+        let m = scoped.pricing(for: "m", on: day)
+        #expect(m.price(tier: "fast", promptTokens: 300_000) .tierPriced)
+        #expect(!m.price(tier: "fast", promptTokens: 1_000).tierPriced)
+        #expect(scoped.variants(of: scoped.price(for: "m", on: day)!).map(\.id) == ["m fast above-200000@2025-01-01"])
         let sonnet = book.pricing(for: "claude-sonnet-4-5", on: day)
         #expect(sonnet.price(tier: nil, promptTokens: 200_000).price?.id == "claude-sonnet-4-*@2025-05-14")
         #expect(sonnet.price(tier: nil, promptTokens: 200_001).price?.id == "claude-sonnet-4-* above-200000@2025-05-14")
