@@ -14,10 +14,11 @@ struct FakeLLMCommand: ParsableCommand {
             Per-request knobs: x-fake-chunks, x-fake-first-byte-delay-ms, x-fake-chunk-gap-ms,
             x-fake-fail (\(FakeFailure.allCases.map(\.rawValue).joined(separator: " | "))),
             x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-cache-write-1h-tokens,
-            x-fake-reasoning-tokens, x-fake-web-searches (Anthropic's server_tool_use, Responses'
-            web_search_call items), x-fake-header-bytes (pads the answer head with that many bytes).
-            A request's service_tier (priority, flex) is reported as served; Anthropic's speed is
-            echoed in its usage.
+            x-fake-reasoning-tokens,
+            x-fake-web-searches (Anthropic server_tool_use; Responses web_search_call),
+            x-fake-header-bytes (pads the answer head with that many bytes).
+            A request's service_tier (priority, flex) is reported as served;
+            Anthropic's speed is echoed in its usage.
             """)
 
     @Option(help: "Address to listen on.")

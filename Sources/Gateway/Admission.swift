@@ -186,7 +186,8 @@ enum Admit {
                 field: "model"), provider: provider)
         }
         let promptEstimate = PromptEstimate.tokens(peek)
-        let tier = ServiceTier.requested(serviceTier: peek.serviceTier, speed: peek.speed)
+        let tier = ServiceTier.requested(serviceTier: peek.serviceTier, speed: peek.speed,
+                                         dialect: request.endpoint.dialect)
         if let tier, !pricing.price(tier: tier, promptTokens: promptEstimate).tierPriced,
            request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             let field = peek.speed == "fast" ? "speed" : "service_tier"

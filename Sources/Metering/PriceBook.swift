@@ -349,8 +349,12 @@ public enum ServiceTier {
         }
     }
 
-    /// The tier a request asks for: Anthropic's `speed: "fast"`, else its `service_tier`.
-    public static func requested(serviceTier: String?, speed: String?) -> String? {
-        speed == "fast" ? "fast" : named(serviceTier)
+    /// The tier a request asks for: OpenAI's `service_tier`; Anthropic's `speed: "fast"` (its
+    /// own `service_tier`, `auto` or `standard_only`, chooses capacity, not a price).
+    public static func requested(serviceTier: String?, speed: String?, dialect: Dialect) -> String? {
+        switch dialect {
+        case .openai: return named(serviceTier)
+        case .anthropic: return speed == "fast" ? "fast" : nil
+        }
     }
 }

@@ -72,6 +72,12 @@ struct PriceTierTests {
         #expect(try h.row("flex")?.outcome == .refusedUnpriced)
         #expect(h.fake.requestCount == 0)
 
+        // Anthropic's own service_tier chooses capacity, not a price: served at the standard one.
+        let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                         json: #"{"model":"claude-3-5-haiku-latest","max_tokens":8,"service_tier":"priority","messages":[{"role":"user","content":"hi"}]}"#,
+                                         requestID: "anthropic-tier")
+        #expect(anthropic.status == 200)
+
         let (status, row, _) = try await Self.call(asking: nil, served: "flex", id: "flex-served")
         #expect(status == 200)
         #expect(row?.cost.picodollars == Self.standardCost)
