@@ -1,6 +1,7 @@
 import Ledger
 import Logging
 import Metering
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -29,6 +30,8 @@ final class AdminAPI: Sendable {
     private let gateway: GatewayContext
     private let pool: NIOThreadPool
     private let reader: any LedgerSource
+    /// The last health answer, reused while `AdminHealth.Reading.isFresh`.
+    private let lastHealth = NIOLockedValueBox<AdminHealth.Reading?>(nil)
 
     init(gateway: GatewayContext, ledger: LedgerBackend) throws {
         self.gateway = gateway
@@ -87,10 +90,16 @@ final class AdminAPI: Sendable {
             if let name = items.first?.0 {
                 return loop.makeSucceededFuture(.refusal(AdminReportRequest.bad(name, "'\(name)': /admin/api/health takes no parameters.")))
             }
-            let gateway = self.gateway, reader = self.reader
+            let gateway = self.gateway, reader = self.reader, lastHealth = self.lastHealth
             return pool.runIfActive(eventLoop: loop) {
+                if let last = lastHealth.withLockedValue({ $0 }), last.isFresh(at: now) { return .json(last.body) }
+                let started = UnixTime.nowMicros()
                 Self.awaitAnsweredCalls(in: gateway.ledger)
-                return .json(try AdminHealth.render(gateway: gateway, reader: reader, now: now))
+                let body = try AdminHealth.render(gateway: gateway, reader: reader, now: now)
+                lastHealth.withLockedValue {
+                    $0 = AdminHealth.Reading(at: now, tookMicros: UnixTime.nowMicros() - started, body: body)
+                }
+                return .json(body)
             }.flatMapErrorThrowing(Self.failure)
         default:
             return loop.makeSucceededFuture(.refusal(Refusal(

@@ -205,6 +205,16 @@ struct AdminDashboardTests {
         #expect(aliceSpend > .zero)
     }
 
+    @Test("a health answer that took long is reused for five times as long; a quick one never")
+    func healthReuse() {
+        let slow = AdminHealth.Reading(at: 1_000_000, tookMicros: 400_000, body: "{}")
+        #expect(slow.isFresh(at: 1_000_000) && slow.isFresh(at: 2_999_999))
+        #expect(!slow.isFresh(at: 3_000_000))
+        #expect(!slow.isFresh(at: 999_999))  // a clock set back: computed again
+        let quick = AdminHealth.Reading(at: 1_000_000, tookMicros: 49_999, body: "{}")
+        #expect(!quick.isFresh(at: 1_000_001))
+    }
+
     @Test("bad parameters: 400 naming the parameter, before any ledger work")
     func badParameters() async throws {
         let h = try ProxyHarness()
