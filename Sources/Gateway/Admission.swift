@@ -190,7 +190,7 @@ enum Admit {
                                          dialect: request.endpoint.dialect)
         if let tier, !pricing.price(tier: tier, promptTokens: promptEstimate).tierPriced,
            request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
-            let field = peek.speed == "fast" ? "speed" : "service_tier"
+            let field = request.endpoint.dialect == .anthropic ? "speed" : "service_tier"
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
                 field: field), provider: provider)

@@ -51,11 +51,9 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// whether NIO asked to read meanwhile (the read is passed on once they are served).
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
     private var readHeld = false
-    /// The request was answered before its body was read (413, 431): the connection closes
-    /// after the answer by a lingering close, reading and dropping what the client still sends.
+    /// The request was answered before its body was read (413, 431): whatever arrives is
+    /// dropped, and the connection closes after the answer by a lingering close.
     private var bodyLeftUnread = false
-    /// Past the answer of such a request: whatever arrives is dropped.
-    private var lingering = false
     /// How long a lingering close waits for the client to close its side.
     static let lingerLimit = TimeAmount.seconds(5)
 
@@ -141,7 +139,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if lingering { return }
+        if bodyLeftUnread { return }  // (before its answer's end too: the connection will close)
         let part = unwrapInboundIn(data)
         if isResponding {
             // The connection closes after this answer: what follows will not be served.
@@ -298,7 +296,6 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
             awaitRequest()
             servePipelined()
         } else if bodyLeftUnread {
-            lingering = true
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in Self.closeLingering(channel) }
         } else {

@@ -129,7 +129,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public let id: String
 
     /// What follows the pattern in `id`.
-    public static func variantWords(tier: String?, aboveInputTokens: Int?) -> String {
+    private static func variantWords(tier: String?, aboveInputTokens: Int?) -> String {
         (tier.map { " \($0)" } ?? "") + (aboveInputTokens.map { " above-\($0)" } ?? "")
     }
 
@@ -343,10 +343,8 @@ public enum ServiceTier {
     public static let priced = ["fast", "flex", "priority"]
 
     public static func named(_ text: String?) -> String? {
-        switch text {
-        case "priority"?, "flex"?, "fast"?: return text
-        default: return nil
-        }
+        guard let text, priced.contains(text) else { return nil }
+        return text
     }
 
     /// The tier a request asks for: OpenAI's `service_tier`; Anthropic's `speed: "fast"` (its

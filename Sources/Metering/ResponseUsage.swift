@@ -109,9 +109,8 @@ struct ReportedUsage: Sendable, Hashable {
     /// Web searches: Anthropic's `server_tool_use.web_search_requests`, or the Responses answer's
     /// `web_search_call` items (`ResponseFields.webSearchCalls`).
     var webSearches: Int?
-    /// Anthropic's `speed` (`fast`: fast mode) and `service_tier`, as the usage reports them.
+    /// Anthropic's `speed` (`fast`: fast mode), as the usage reports it.
     var speed: String?
-    var serviceTier: String?
     /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
     var invalid = false
 
@@ -125,7 +124,6 @@ struct ReportedUsage: Sendable, Hashable {
         reasoning = newer.reasoning ?? reasoning
         webSearches = newer.webSearches ?? webSearches
         speed = newer.speed ?? speed
-        serviceTier = newer.serviceTier ?? serviceTier
         invalid = invalid || newer.invalid
     }
 
@@ -305,8 +303,6 @@ extension JSONScanner {
                     usage.webSearches = try s.readDetail("web_search_requests", &usage.invalid) ?? usage.webSearches
                 } else if s.key(key, is: "speed"), s.current == UInt8(ascii: "\"") {
                     usage.speed = s.string(try s.scanString())
-                } else if s.key(key, is: "service_tier"), s.current == UInt8(ascii: "\"") {
-                    usage.serviceTier = s.string(try s.scanString())
                 } else {
                     return false
                 }
