@@ -22,6 +22,12 @@ public enum FakeHeader {
     /// Searches a server-side web search tool made (Anthropic `server_tool_use.web_search_requests`,
     /// Responses `web_search_call` output items).
     public static let webSearches = "x-fake-web-searches"
+    /// Audio tokens of a chat completion's prompt (OpenAI `prompt_tokens_details.audio_tokens`),
+    /// on top of the text's.
+    public static let audioInputTokens = "x-fake-audio-input-tokens"
+    /// Audio tokens of a chat completion's answer (`completion_tokens_details.audio_tokens`), on
+    /// top of the content deltas.
+    public static let audioOutputTokens = "x-fake-audio-output-tokens"
     /// Hidden reasoning tokens (OpenAI `reasoning_tokens`), on top of the content deltas.
     public static let reasoningTokens = "x-fake-reasoning-tokens"
     /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
@@ -87,6 +93,8 @@ struct RequestKnobs {
     var cacheWrite1hTokens = 0
     var reasoningTokens = 0
     var webSearches = 0
+    var audioInputTokens = 0
+    var audioOutputTokens = 0
     var headerBytes = 0
     var requestID: String?
     var authorization: String?
@@ -148,6 +156,10 @@ struct RequestKnobs {
             cacheWrite1hTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.webSearches.utf8) {
             webSearches = count(trimmed, name: name, limit: 10_000) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.audioInputTokens.utf8) {
+            audioInputTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.audioOutputTokens.utf8) {
+            audioOutputTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.headerBytes.utf8) {

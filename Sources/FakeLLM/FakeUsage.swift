@@ -60,12 +60,17 @@ public struct FakeUsage: Sendable, Hashable {
     public var reasoningTokens: Int
     /// Searches a server-side web search tool made (Anthropic and Responses answers).
     public var webSearches: Int
+    /// Of `uncachedInputTokens`, audio (chat completions).
+    public var audioInputTokens: Int
+    /// Audio tokens of the answer, on top of its content (chat completions).
+    public var audioOutputTokens: Int
     /// The answer stopped at the request's output cap.
     public var hitOutputCap: Bool
 
     public init(uncachedInputTokens: Int, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
                 cacheWrite1hTokens: Int = 0, contentTokens: Int = 0, reasoningTokens: Int = 0,
-                webSearches: Int = 0, hitOutputCap: Bool = false) {
+                webSearches: Int = 0, audioInputTokens: Int = 0, audioOutputTokens: Int = 0,
+                hitOutputCap: Bool = false) {
         self.uncachedInputTokens = uncachedInputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
@@ -73,13 +78,16 @@ public struct FakeUsage: Sendable, Hashable {
         self.contentTokens = contentTokens
         self.reasoningTokens = reasoningTokens
         self.webSearches = webSearches
+        self.audioInputTokens = min(max(0, audioInputTokens), uncachedInputTokens)
+        self.audioOutputTokens = audioOutputTokens
         self.hitOutputCap = hitOutputCap
     }
 
     /// OpenAI `prompt_tokens` / responses `input_tokens` (cached included).
     public var promptTokens: Int { uncachedInputTokens + cachedInputTokens }
-    /// OpenAI `completion_tokens` / responses and Anthropic `output_tokens` (reasoning included).
-    public var outputTokens: Int { contentTokens + reasoningTokens }
+    /// OpenAI `completion_tokens` / responses and Anthropic `output_tokens` (reasoning and audio
+    /// included).
+    public var outputTokens: Int { contentTokens + reasoningTokens + audioOutputTokens }
     /// OpenAI `total_tokens`.
     public var totalTokens: Int { uncachedInputTokens + cachedInputTokens + cacheWriteTokens + outputTokens }
 
@@ -87,12 +95,18 @@ public struct FakeUsage: Sendable, Hashable {
     public static func expected(route: FakeRoute, requestBodyBytes: Int, chunks: Int = 8,
                                 maxOutputTokens: Int? = nil, cachedTokens: Int = 0,
                                 cacheWriteTokens: Int = 0, cacheWrite1hTokens: Int = 0,
-                                reasoningTokens: Int = 0, webSearches: Int = 0) -> FakeUsage {
+                                reasoningTokens: Int = 0, webSearches: Int = 0,
+                                audioInputTokens: Int = 0, audioOutputTokens: Int = 0) -> FakeUsage {
         let uncached = max(1, requestBodyBytes / 4)
         let deltas = maxOutputTokens.map { min(chunks, max(0, $0)) } ?? chunks
         let capped = deltas < chunks
         switch route {
-        case .chatCompletions, .completions:
+        case .chatCompletions:
+            return FakeUsage(uncachedInputTokens: uncached + audioInputTokens, cachedInputTokens: cachedTokens,
+                             contentTokens: deltas, reasoningTokens: reasoningTokens,
+                             audioInputTokens: audioInputTokens, audioOutputTokens: audioOutputTokens,
+                             hitOutputCap: capped)
+        case .completions:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
                              contentTokens: deltas, reasoningTokens: reasoningTokens, hitOutputCap: capped)
         case .responses:
@@ -125,7 +139,8 @@ public struct FakeUsage: Sendable, Hashable {
         expected(route: route, requestBodyBytes: requestBodyBytes, chunks: knobs.chunks,
                  maxOutputTokens: peek.maxOutputTokens, cachedTokens: knobs.cachedTokens,
                  cacheWriteTokens: knobs.cacheWriteTokens, cacheWrite1hTokens: knobs.cacheWrite1hTokens,
-                 reasoningTokens: knobs.reasoningTokens, webSearches: knobs.webSearches)
+                 reasoningTokens: knobs.reasoningTokens, webSearches: knobs.webSearches,
+                 audioInputTokens: knobs.audioInputTokens, audioOutputTokens: knobs.audioOutputTokens)
     }
 }
 

@@ -142,8 +142,8 @@ enum OpenAIReplies {
         """
         {"prompt_tokens":\(u.promptTokens),"completion_tokens":\(u.outputTokens),\
         "total_tokens":\(u.promptTokens + u.outputTokens),\
-        "prompt_tokens_details":{"cached_tokens":\(u.cachedInputTokens),"audio_tokens":0},\
-        "completion_tokens_details":{"reasoning_tokens":\(u.reasoningTokens),"audio_tokens":0,\
+        "prompt_tokens_details":{"cached_tokens":\(u.cachedInputTokens),"audio_tokens":\(u.audioInputTokens)},\
+        "completion_tokens_details":{"reasoning_tokens":\(u.reasoningTokens),"audio_tokens":\(u.audioOutputTokens),\
         "accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}
         """
     }

@@ -50,8 +50,8 @@ final class Admission: Sendable {
     let outputCapApplied: Int?
     /// Answers generated, each up to `outputCapApplied` (`n`, `best_of`): the reservation counts all.
     let generatedAnswers: Int
-    /// The body asks for prompt caching (`cache_control`): its prompt may be billed as a cache write.
-    let writesPromptCache: Bool
+    /// The dearer prices its tokens may be charged at: cache writes, audio (`TokenKinds`).
+    let tokenKinds: TokenKinds
     /// The longest the call may take, retries and fallbacks included (`PolicySet.serving(model:)`):
     /// its budget hold is kept at least that long.
     let longestCallMicros: Int64
@@ -68,7 +68,7 @@ final class Admission: Sendable {
     let stripInjectedUsage: Bool
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
-         outputCapApplied: Int?, generatedAnswers: Int, writesPromptCache: Bool = false, longestCallMicros: Int64 = 0,
+         outputCapApplied: Int?, generatedAnswers: Int, tokenKinds: TokenKinds = TokenKinds(), longestCallMicros: Int64 = 0,
          model: String, provider: Provider, pricing: Pricing, requestedTier: String? = nil, stream: Bool,
          upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
@@ -77,7 +77,7 @@ final class Admission: Sendable {
         self.outputCapRequested = outputCapRequested
         self.outputCapApplied = outputCapApplied
         self.generatedAnswers = generatedAnswers
-        self.writesPromptCache = writesPromptCache
+        self.tokenKinds = tokenKinds
         self.longestCallMicros = longestCallMicros
         self.model = model
         self.provider = provider
@@ -97,8 +97,7 @@ final class Admission: Sendable {
     func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
         let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
         let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
-        let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output,
-                                    writingCache: writesPromptCache) ?? .zero
+        let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output, kinds: tokenKinds) ?? .zero
         return (cost, promptEstimate + output)
     }
 
@@ -108,8 +107,15 @@ final class Admission: Sendable {
     func settlementPrice(servedTier: String??, usage: Usage?) -> (price: ModelPrice?, note: String?) {
         let tier = servedTier ?? requestedTier
         let (price, tierPriced) = pricing.price(tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate)
-        guard !tierPriced, let tier else { return (price, nil) }
-        return (price, "served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
+        var notes: [String] = []
+        if !tierPriced, let tier {
+            notes.append("served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
+        }
+        if let price, let usage, usage.audioInputTokens > 0 && price.audioInput == nil
+            || usage.audioOutputTokens > 0 && price.audioOutput == nil {
+            notes.append("audio tokens, which prices.yaml does not price for '\(model)': charged at the text price")
+        }
+        return (price, notes.isEmpty ? nil : notes.joined(separator: "; "))
     }
 
     /// The same decision for a fallback model: charged to the first model's `payer`, with its
@@ -117,7 +123,7 @@ final class Admission: Sendable {
     func fallback(paidBy payer: Payer, promptEstimate: Int) -> Admission {
         Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
-                  generatedAnswers: generatedAnswers, writesPromptCache: writesPromptCache,
+                  generatedAnswers: generatedAnswers, tokenKinds: tokenKinds,
                   longestCallMicros: longestCallMicros, model: model,
                   provider: provider, pricing: pricing, requestedTier: requestedTier, stream: stream, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
@@ -230,8 +236,11 @@ enum Admit {
         return .success(Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,
                                   outputCapRequested: requested, outputCapApplied: applied,
                                   generatedAnswers: peek.generatedAnswers(on: request.endpoint),
-                                  // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
-                                  writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
+                                  tokenKinds: TokenKinds(
+                                      // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
+                                      writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
+                                      audioInputTokens: PromptEstimate.audioTokens(peek),
+                                      audioAnswer: peek.asksAudioAnswer),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))

@@ -15,7 +15,7 @@ extension ProxiedCall {
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()
-        let (price, tierNote) = admission.settlementPrice(servedTier: metered.servedTier, usage: metered.usage)
+        let (price, priceNote) = admission.settlementPrice(servedTier: metered.servedTier, usage: metered.usage)
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel
@@ -97,7 +97,7 @@ extension ProxiedCall {
                     }
                 }
             }
-            Self.add(tierNote, to: &entry)
+            Self.add(priceNote, to: &entry)
             // A stream that ended without its final event is cut, not ended: the client must not
             // take a truncated answer for a complete one.
             let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
@@ -155,7 +155,7 @@ extension ProxiedCall {
             }
             // The provider's error in the stream, then the connection cut: the error is the story.
             if metered.isStream && metered.streamFailed { billFailedStream(&entry, metered: metered, price: price) }
-            Self.add(tierNote, to: &entry)
+            Self.add(priceNote, to: &entry)
             record(entry) { [self] in
                 phase = .done
                 if headSent || refusal == nil {

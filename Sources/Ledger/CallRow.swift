@@ -13,6 +13,7 @@ enum CallRow {
         "ttft_us", "upstream_us", "error_message",
         "plan", "output_cap_requested", "output_cap_applied", "request_hash",
         "cache_write_1h_tokens", "price_cache_write_1h", "web_searches", "price_web_search",
+        "audio_input_tokens", "audio_output_tokens", "price_audio_input", "price_audio_output",
     ]
 
     /// Every column of `columns` (bound by `bind`), then the retry flag at `retryParameter`, which
@@ -66,6 +67,10 @@ enum CallRow {
         s.bind(entry.price?.cacheWrite1h.picodollars, at: 38)
         s.bind(entry.usage.webSearches, at: 39)
         s.bind(entry.price?.webSearch.picodollars, at: 40)
+        s.bind(entry.usage.audioInputTokens, at: 41)
+        s.bind(entry.usage.audioOutputTokens, at: 42)
+        s.bind(entry.price?.audioInput?.picodollars, at: 43)
+        s.bind(entry.price?.audioOutput?.picodollars, at: 44)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -97,7 +102,8 @@ enum CallRow {
             outcome: try parse(Outcome.self, 16, "outcome"),
             usage: Usage(inputTokens: s.int(at: 17), cachedInputTokens: s.int(at: 18),
                          cacheWriteTokens: s.int(at: 19), cacheWrite1hTokens: s.int(at: 36), outputTokens: s.int(at: 20),
-                         reasoningTokens: s.int(at: 21), webSearches: s.int(at: 38)),
+                         reasoningTokens: s.int(at: 21), webSearches: s.int(at: 38),
+                         audioInputTokens: s.int(at: 40), audioOutputTokens: s.int(at: 41)),
             usageSource: try parse(UsageSource.self, 22, "usage source"),
             cost: Money(picodollars: s.int64(at: 23)),
             price: try decodePrice(s, callId: id),
@@ -114,17 +120,19 @@ enum CallRow {
         func money(_ column: Int32) -> Int64 { s.optionalInt64(at: column) ?? 0 }
         return try StoredPrice.decode(id: s.optionalString(at: 24), input: money(25), cachedInput: money(26),
                                       cacheWrite: money(27), cacheWrite1h: s.optionalInt64(at: 37), output: money(28),
-                                      webSearch: s.optionalInt64(at: 39), callId: callId)
+                                      webSearch: s.optionalInt64(at: 39), audioInput: s.optionalInt64(at: 42),
+                                      audioOutput: s.optionalInt64(at: 43), callId: callId)
     }
 }
 
-/// The price a row was costed with, as stored: `price_id` and five per-token prices in pico-dollars
+/// The price a row was costed with, as stored: `price_id` and its per-token prices in pico-dollars
 /// (a row from before 1-hour cache writes had their own price has none: twice the input, as then
-/// charged to no row, since no 1-hour write was counted).
+/// charged to no row, since no 1-hour write was counted; one without audio prices, the text's).
 /// Shared by every ledger backend so they read prices back alike.
 public enum StoredPrice {
     public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64,
                               cacheWrite1h: Int64?, output: Int64, webSearch: Int64? = nil,
+                              audioInput: Int64? = nil, audioOutput: Int64? = nil,
                               callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
         // The id is `<pattern>@<day>`, with ` <tier>` and ` above-<tokens>` after the pattern for
@@ -150,6 +158,8 @@ public enum StoredPrice {
                           input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
                           cacheWrite: Money(picodollars: cacheWrite), cacheWrite1h: cacheWrite1h.map(Money.init(picodollars:)),
                           output: Money(picodollars: output), webSearch: webSearch.map(Money.init(picodollars:)),
+                          audioInput: audioInput.map(Money.init(picodollars:)),
+                          audioOutput: audioOutput.map(Money.init(picodollars:)),
                           tier: tier, aboveInputTokens: above)
     }
 }

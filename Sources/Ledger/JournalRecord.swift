@@ -10,11 +10,11 @@ import Metering
 /// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
 /// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
 /// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price; 3 then
-/// the web searches and their fee. A row is written in the lowest format that holds it (none of
+/// the web searches and their fee; 4 then the audio tokens and their prices. A row is written in the lowest format that holds it (none of
 /// those, at their default prices: format 1), which earlier builds read (a rollback keeps what a
 /// killed gateway left), and read back the same.
 public enum JournalRecord {
-    static let version: UInt8 = 3
+    static let version: UInt8 = 4
     static let headerBytes = 8
 
     /// Appends `entry`'s record to `bytes`.
@@ -25,7 +25,9 @@ public enum JournalRecord {
             || entry.price.map { $0.cacheWrite1h != ModelPrice.anthropicHourWrite(input: $0.input) } == true
         let searches = entry.usage.webSearches != 0
             || entry.price.map { $0.webSearch != ModelPrice.defaultWebSearch } == true
-        bytes.append(searches ? 3 : hourWrites ? 2 : 1)
+        let audio = entry.usage.audioInputTokens != 0 || entry.usage.audioOutputTokens != 0
+            || entry.price.map { $0.audioInput != nil || $0.audioOutput != nil } == true
+        bytes.append(audio ? 4 : searches ? 3 : hourWrites ? 2 : 1)
         bytes.appendText(entry.id)
         bytes.appendText(entry.requestId)
         bytes.appendInt(entry.startedAt)
@@ -66,13 +68,19 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
-        if hourWrites || searches {
+        if hourWrites || searches || audio {
             bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
             bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
         }
-        if searches {
+        if searches || audio {
             bytes.appendInt(Int64(entry.usage.webSearches))
             bytes.appendInt(entry.price?.webSearch.picodollars)
+        }
+        if audio {
+            bytes.appendInt(Int64(entry.usage.audioInputTokens))
+            bytes.appendInt(Int64(entry.usage.audioOutputTokens))
+            bytes.appendInt(entry.price?.audioInput?.picodollars)
+            bytes.appendInt(entry.price?.audioOutput?.picodollars)
         }
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
@@ -133,12 +141,19 @@ public enum JournalRecord {
             guard let count = r.int(), let price = r.optionalInt() else { return nil }
             (searches, searchPrice) = (count, price)
         }
+        var audioIn: Int64 = 0, audioOut: Int64 = 0, audioInPrice: Int64?, audioOutPrice: Int64?
+        if format >= 4 {
+            guard let input = r.int(), let output = r.int(), let inPrice = r.optionalInt(),
+                  let outPrice = r.optionalInt() else { return nil }
+            (audioIn, audioOut, audioInPrice, audioOutPrice) = (input, output, inPrice, outPrice)
+        }
         guard r.isAtEnd else { return nil }
         var price: ModelPrice?
         if let stored {
             guard let decoded = try? StoredPrice.decode(id: stored.id, input: stored.input, cachedInput: stored.cached,
                                                         cacheWrite: stored.write, cacheWrite1h: hourWritePrice,
                                                         output: stored.output, webSearch: searchPrice,
+                                                        audioInput: audioInPrice, audioOutput: audioOutPrice,
                                                         callId: id) else { return nil }
             price = decoded
         }
@@ -149,7 +164,8 @@ public enum JournalRecord {
             outcome: outcome,
             usage: Usage(inputTokens: Int(input), cachedInputTokens: Int(cachedInput),
                          cacheWriteTokens: Int(cacheWrite), cacheWrite1hTokens: Int(hourWrites), outputTokens: Int(output),
-                         reasoningTokens: Int(reasoning), webSearches: Int(searches)),
+                         reasoningTokens: Int(reasoning), webSearches: Int(searches),
+                         audioInputTokens: Int(audioIn), audioOutputTokens: Int(audioOut)),
             usageSource: usageSource, cost: Money(picodollars: cost), price: price,
             ttftMicros: ttft, upstreamMicros: upstream, errorMessage: errorMessage, plan: plan,
             outputCapRequested: capRequested.map { Int($0) }, outputCapApplied: capApplied.map { Int($0) },

@@ -16,10 +16,14 @@ public struct LedgerTotals: Sendable, Hashable {
     /// Of `cacheWriteTokens`, Anthropic's 1-hour writes.
     public var cacheWrite1hTokens: Int128
     public var webSearches: Int128
+    /// Of `inputTokens` and `outputTokens`, the audio ones.
+    public var audioInputTokens: Int128
+    public var audioOutputTokens: Int128
 
     public init(rows: Int, firstStart: Int64?, lastStart: Int64?, inputTokens: Int128, cachedInputTokens: Int128,
                 cacheWriteTokens: Int128, outputTokens: Int128, reasoningTokens: Int128, cost: Money.Total,
-                latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0, webSearches: Int128 = 0) {
+                latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0, webSearches: Int128 = 0,
+                audioInputTokens: Int128 = 0, audioOutputTokens: Int128 = 0) {
         self.rows = rows
         self.firstStart = firstStart
         self.lastStart = lastStart
@@ -32,6 +36,8 @@ public struct LedgerTotals: Sendable, Hashable {
         self.latencyMicros = latencyMicros
         self.cacheWrite1hTokens = cacheWrite1hTokens
         self.webSearches = webSearches
+        self.audioInputTokens = audioInputTokens
+        self.audioOutputTokens = audioOutputTokens
     }
 
     /// The figures compared, named, in print order.
@@ -39,13 +45,15 @@ public struct LedgerTotals: Sendable, Hashable {
         [("rows", "\(rows)"), ("input_tokens", "\(inputTokens)"), ("cached_input_tokens", "\(cachedInputTokens)"),
          ("cache_write_tokens", "\(cacheWriteTokens)"), ("output_tokens", "\(outputTokens)"),
          ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)"),
-         ("cache_write_1h_tokens", "\(cacheWrite1hTokens)"), ("web_searches", "\(webSearches)")]
+         ("cache_write_1h_tokens", "\(cacheWrite1hTokens)"), ("web_searches", "\(webSearches)"),
+         ("audio_input_tokens", "\(audioInputTokens)"), ("audio_output_tokens", "\(audioOutputTokens)")]
     }
 
     /// The summed columns, in the order of the `*Tokens`, `cost`, `latencyMicros`,
-    /// `cacheWrite1hTokens` and `webSearches` fields.
+    /// `cacheWrite1hTokens`, `webSearches` and audio fields.
     public static let summedColumns = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                                  "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens", "web_searches"]
+                                  "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens", "web_searches",
+                                  "audio_input_tokens", "audio_output_tokens"]
 }
 
 extension LedgerReader {
@@ -70,6 +78,8 @@ extension LedgerReader {
                 t.latencyMicros += Int128(s.int64(at: 7))
                 t.cacheWrite1hTokens += Int128(s.int64(at: 8))
                 t.webSearches += Int128(s.int64(at: 9))
+                t.audioInputTokens += Int128(s.int64(at: 10))
+                t.audioOutputTokens += Int128(s.int64(at: 11))
             }
             t.cost = Money.Total(picodollars: cost)
             return t

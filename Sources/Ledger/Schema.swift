@@ -176,6 +176,12 @@ enum Schema {
         // v9: server-side web searches are billed a fee each: their count and that fee. As v8,
         // only columns an older build's inserts leave to their defaults (rollback: set back to v8).
         .addingColumns(version: 9, ["web_searches INTEGER NOT NULL DEFAULT 0", "price_web_search INTEGER"]),
+        // v10: OpenAI's audio tokens have prices of their own: their counts, parts of
+        // `input_tokens` and `output_tokens`, and those prices (NULL: the text price). As v8.
+        .addingColumns(version: 10, [
+            "audio_input_tokens INTEGER NOT NULL DEFAULT 0", "audio_output_tokens INTEGER NOT NULL DEFAULT 0",
+            "price_audio_input INTEGER", "price_audio_output INTEGER",
+        ]),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -16,9 +16,9 @@ struct JSONSyntaxError: Error, Sendable, Hashable {
 struct JSONScanner {
     let bytes: UnsafeRawBufferPointer
     var index: Int
-    /// Base64 images met as skipped string values (`InlineImages`), for the prompt estimate.
-    var inlineImages = InlineImages()
-    /// The name of the member whose value `skipValue` is at (what `InlineImages` asks).
+    /// Base64 images and audio met as skipped string values (`InlineMedia`), for the prompt estimate.
+    var inlineMedia = InlineMedia()
+    /// The name of the member whose value `skipValue` is at (what `InlineMedia` asks).
     private var memberName = StringToken(start: 0, end: 0, hasEscapes: false)
     /// A skipped object had a `cache_control` member (Anthropic prompt caching on a block).
     private(set) var sawCacheControl = false
@@ -190,7 +190,7 @@ struct JSONScanner {
                     stack.push(isObject: false)
                     continue
                 }
-            case UInt8(ascii: "\""): inlineImages.note(try scanString(), member: memberName, in: bytes)
+            case UInt8(ascii: "\""): inlineMedia.note(try scanString(), member: memberName, in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
             }
@@ -383,66 +383,5 @@ private struct ContainerStack {
     mutating func pop() {
         depth -= 1
         if depth >= 64 && depth % 64 == 0 { spill.removeLast() }
-    }
-}
-
-/// Images sent inline as base64 strings, where the dialects put them: a data URL
-/// (`data:image/…;base64,…`) as OpenAI's `url` or the Responses API's `image_url`, or bare
-/// base64 with an image format's signature as Anthropic's `source.data`. Only long strings
-/// under those names are looked at, so text costs nothing here, and text in a text field is never
-/// taken for an image.
-struct InlineImages: Sendable, Hashable {
-    private(set) var count = 0
-    /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
-    private(set) var bytes = 0
-
-    static let shortest = 1_024
-    /// JPEG, PNG and GIF signatures in base64. WebP is a RIFF file (as WAV audio is): its
-    /// `WEBP` tag, base64 `RUJQ` at offset 12, tells them apart.
-    private static let signatures: [StaticString] = ["/9j/", "iVBORw0KGgo", "R0lGOD"]
-
-    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
-        let length = token.end - token.start
-        guard length >= Self.shortest, !member.hasEscapes else { return }
-        func named(_ name: StaticString) -> Bool {
-            member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
-        }
-        // `/` may be written `\/` (PHP's json_encode does): base64 has no other escapes.
-        func starts(_ literal: StaticString, at offset: Int = 0) -> Bool {
-            var at = token.start
-            if offset > 0 {
-                // Offsets count decoded bytes: step over escapes on the way.
-                var seen = 0
-                while seen < offset, at < token.end { at += body[at] == UInt8(ascii: "\\") ? 2 : 1; seen += 1 }
-            }
-            let text = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-            for byte in text {
-                if byte == UInt8(ascii: "/"), at + 1 < token.end, body[at] == UInt8(ascii: "\\"), body[at + 1] == byte {
-                    at += 2
-                    continue
-                }
-                guard at < token.end, body[at] == byte else { return false }
-                at += 1
-            }
-            return true
-        }
-        let image: Bool
-        if named("url") || named("image_url") {
-            image = starts("data:image/") && Self.isBase64DataURL(body, from: token.start)
-        } else if named("data") {
-            image = Self.signatures.contains { starts($0) } || (starts("UklGR") && starts("RUJQ", at: 12))
-        } else {
-            image = false
-        }
-        guard image else { return }
-        count += 1
-        bytes += length
-    }
-
-    /// `;base64,` ends the data URL's media type (within its first 64 bytes).
-    private static func isBase64DataURL(_ body: UnsafeRawBufferPointer, from start: Int) -> Bool {
-        let marker: StaticString = ";base64,"
-        for at in start..<min(start + 64, body.count) where StreamReading.matches(body, at: at, marker) { return true }
-        return false
     }
 }

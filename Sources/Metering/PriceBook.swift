@@ -93,6 +93,9 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var output: Money
     /// One search of a server-side web search tool (a fee per search, not per token).
     public var webSearch: Money
+    /// An audio input or output token (OpenAI's audio models); nil: the text price.
+    public var audioInput: Money?
+    public var audioOutput: Money?
     /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
     public var source: String
     /// The service tier this price is for (OpenAI `priority` or `flex`, Anthropic fast mode
@@ -106,6 +109,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// `webSearch` to `defaultWebSearch`.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
                 cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, webSearch: Money? = nil,
+                audioInput: Money? = nil, audioOutput: Money? = nil,
                 source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil) {
         self.model = model
         self.effectiveFrom = effectiveFrom
@@ -115,6 +119,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
         self.output = output
         self.webSearch = webSearch ?? Self.defaultWebSearch
+        self.audioInput = audioInput
+        self.audioOutput = audioOutput
         self.source = source
         self.tier = tier
         self.aboveInputTokens = aboveInputTokens
@@ -138,7 +144,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, source, tier
-        case aboveInputTokens
+        case aboveInputTokens, audioInput, audioOutput
     }
 
     public init(from decoder: any Decoder) throws {
@@ -151,6 +157,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   cacheWrite1h: try c.decodeIfPresent(Money.self, forKey: .cacheWrite1h),
                   output: try c.decode(Money.self, forKey: .output),
                   webSearch: try c.decodeIfPresent(Money.self, forKey: .webSearch),
+                  audioInput: try c.decodeIfPresent(Money.self, forKey: .audioInput),
+                  audioOutput: try c.decodeIfPresent(Money.self, forKey: .audioOutput),
                   source: try c.decode(String.self, forKey: .source),
                   tier: try c.decodeIfPresent(String.self, forKey: .tier),
                   aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens))
@@ -184,14 +192,15 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// What a reservation holds for a call of at most these tokens: their cost, or, past what
     /// one `Money` holds (an absurd output limit times `n`), the most there is, so a budget
     /// refuses the call rather than holding nothing.
-    /// `writingCache`: the call asks for prompt caching, so each prompt token may be billed as
-    /// a cache write (Anthropic's 5-minute or 1-hour), the dearer of those and the input price.
-    public func worstCase(inputTokens: Int, outputTokens: Int, writingCache: Bool = false) -> Money {
-        var usage = Usage(inputTokens: inputTokens, outputTokens: outputTokens)
-        if writingCache, max(cacheWrite, cacheWrite1h) > input {
+    /// `kinds` says which dearer prices the call's tokens may be charged at.
+    public func worstCase(inputTokens: Int, outputTokens: Int, kinds: TokenKinds = TokenKinds()) -> Money {
+        var usage = Usage(inputTokens: inputTokens, outputTokens: outputTokens,
+                          audioInputTokens: min(kinds.audioInputTokens, inputTokens))
+        if kinds.writesPromptCache, max(cacheWrite, cacheWrite1h) > input {
             usage = Usage(cacheWriteTokens: inputTokens, cacheWrite1hTokens: cacheWrite1h > cacheWrite ? inputTokens : 0,
                           outputTokens: outputTokens)
         }
+        if kinds.audioAnswer, (audioOutput ?? output) > output { usage.audioOutputTokens = outputTokens }
         return cost(of: usage) ?? Money(picodollars: .max)
     }
 
@@ -206,12 +215,35 @@ public struct ModelPrice: Sendable, Hashable, Codable {
             total = sum
             return !o1 && !o2
         }
-        // The 1-hour writes are part of the writes (clamped: a count above the whole is the whole).
+        // The 1-hour writes are part of the writes, audio tokens part of the input and output
+        // (clamped: a count above the whole is the whole).
         let hourWrites = min(max(usage.cacheWrite1hTokens, 0), max(usage.cacheWriteTokens, 0))
-        guard add(usage.inputTokens, input), add(usage.cachedInputTokens, cachedInput),
+        let audioIn = min(max(usage.audioInputTokens, 0), max(usage.inputTokens, 0))
+        let audioOut = min(max(usage.audioOutputTokens, 0), max(usage.outputTokens, 0))
+        guard add(usage.inputTokens - audioIn, input), add(audioIn, audioInput ?? input),
+              add(usage.cachedInputTokens, cachedInput),
               add(usage.cacheWriteTokens - hourWrites, cacheWrite), add(hourWrites, cacheWrite1h),
-              add(usage.outputTokens, output), add(usage.webSearches, webSearch) else { return nil }
+              add(usage.outputTokens - audioOut, output), add(audioOut, audioOutput ?? output),
+              add(usage.webSearches, webSearch) else { return nil }
         return Money(picodollars: total)
+    }
+}
+
+/// Which of a model's dearer prices a call's tokens may be charged at, as its request shows it:
+/// what its worst case (`ModelPrice.worstCase`) must price them at.
+public struct TokenKinds: Sendable, Hashable {
+    /// The call asks for prompt caching, so each prompt token may be billed as a cache write
+    /// (Anthropic's 5-minute or 1-hour), the dearer of those and the input price.
+    public var writesPromptCache: Bool
+    /// Of the prompt, the tokens sent as audio (at the audio input price).
+    public var audioInputTokens: Int
+    /// The call asks for an audio answer, so each output token may be audio.
+    public var audioAnswer: Bool
+
+    public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false) {
+        self.writesPromptCache = writesPromptCache
+        self.audioInputTokens = audioInputTokens
+        self.audioAnswer = audioAnswer
     }
 }
 

@@ -22,8 +22,10 @@
 ///
 /// Inline base64 images (`InlineImages`) are billed per image, not per byte: each counts
 /// `tokensPerInlineImage` instead of its bytes / 3 (a 4 MB photo would otherwise read as 1.4M
-/// tokens, and a budget refuse the call for a worst case of dollars). Other inline files (PDF,
-/// audio) still count by their bytes, which overstates them.
+/// tokens, and a budget refuse the call for a worst case of dollars). Inline audio (WAV, MP3)
+/// counts `tokensPerAudioSecond` for each second it may play (`AudioLength`): a minute of WAV is
+/// 3.8 MB of base64, 1.3M tokens by its bytes. Other inline files (PDF) still count by their
+/// bytes, which overstates them.
 public enum PromptEstimate {
     /// Bytes of body counted as one token.
     public static let bytesPerToken = 3
@@ -39,7 +41,18 @@ public enum PromptEstimate {
         return rest == 0 ? whole : whole + 1
     }
 
+    /// One second of inline audio. OpenAI documents 10 a second for its Realtime API's input
+    /// (one per 100 ms) and 20 for its spoken answers, and nothing for chat completions: twice
+    /// the input's rate.
+    public static let tokensPerAudioSecond = 20.0
+
     public static func tokens(_ peek: RequestPeek) -> Int {
-        tokens(bodyBytes: peek.bodyBytes - peek.inlineImageBytes) + peek.inlineImages * tokensPerInlineImage
+        tokens(bodyBytes: peek.bodyBytes - peek.inlineImageBytes - peek.inlineAudioBytes)
+            + peek.inlineImages * tokensPerInlineImage + audioTokens(peek)
+    }
+
+    /// Of `tokens(peek)`, the inline audio's.
+    public static func audioTokens(_ peek: RequestPeek) -> Int {
+        Int(min((peek.inlineAudioSeconds * tokensPerAudioSecond).rounded(.up), Double(Int32.max)))
     }
 }

@@ -62,9 +62,15 @@ public struct RequestPeek: Sendable, Hashable {
     public var speed: String?
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
-    /// Base64 images in the body (`InlineImages`): estimated per image, not per byte.
+    /// Base64 images in the body (`InlineMedia`): estimated per image, not per byte.
     public internal(set) var inlineImages = 0
     public internal(set) var inlineImageBytes = 0
+    /// Base64 audio in the body (`InlineMedia`): estimated by how long it plays, not per byte.
+    public internal(set) var inlineAudioBytes = 0
+    public internal(set) var inlineAudioSeconds = 0.0
+    /// The request asks for an audio answer (OpenAI's `audio` parameter, which `modalities:
+    /// ["audio"]` requires): its output may be audio tokens, priced above text.
+    public internal(set) var asksAudioAnswer = false
     /// The body names a `cache_control` (Anthropic prompt caching, at the top or on a block):
     /// its prompt may be billed as a cache write, above the input price.
     public internal(set) var asksPromptCache = false
@@ -221,8 +227,10 @@ private struct Reader {
             return try topLevel(&s, key, &peek)
         }
         try scanner.expectEnd()
-        peek.inlineImages = scanner.inlineImages.count
-        peek.inlineImageBytes = scanner.inlineImages.bytes
+        peek.inlineImages = scanner.inlineMedia.images
+        peek.inlineImageBytes = scanner.inlineMedia.imageBytes
+        peek.inlineAudioBytes = scanner.inlineMedia.audioBytes
+        peek.inlineAudioSeconds = scanner.inlineMedia.audioSeconds
         peek.asksPromptCache = peek.asksPromptCache || scanner.sawCacheControl
     }
 
@@ -312,6 +320,7 @@ private struct Reader {
         } else {
             // Automatic caching names it at the top (its value is skipped, not read).
             if s.key(key, is: "cache_control") { peek.asksPromptCache = true }
+            if s.key(key, is: "audio"), s.current == UInt8(ascii: "{") { peek.asksAudioAnswer = true }
             return false
         }
         return true

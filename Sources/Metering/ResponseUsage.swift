@@ -30,8 +30,9 @@ public struct ResponseReading: Sendable, Hashable {
 ///
 /// Shapes (all top-level `model`, `usage`, `error`):
 /// - OpenAI chat.completions / completions: `usage.prompt_tokens` (includes
-///   `prompt_tokens_details.cached_tokens`), `usage.completion_tokens` (includes
-///   `completion_tokens_details.reasoning_tokens`). Embeddings: `usage.prompt_tokens` only.
+///   `prompt_tokens_details.cached_tokens` and `.audio_tokens`), `usage.completion_tokens`
+///   (includes `completion_tokens_details.reasoning_tokens` and `.audio_tokens`). Embeddings:
+///   `usage.prompt_tokens` only.
 /// - OpenAI responses: `usage.input_tokens` (includes `input_tokens_details.cached_tokens`),
 ///   `usage.output_tokens` (includes `output_tokens_details.reasoning_tokens`).
 /// - Anthropic messages: `usage.input_tokens` (excludes cache), `cache_read_input_tokens`,
@@ -109,6 +110,9 @@ struct ReportedUsage: Sendable, Hashable {
     /// Web searches: Anthropic's `server_tool_use.web_search_requests`, or the Responses answer's
     /// `web_search_call` items (`ResponseFields.webSearchCalls`).
     var webSearches: Int?
+    /// Of `input` and `output`, the audio tokens (OpenAI's `audio_tokens` in the details).
+    var audioInput: Int?
+    var audioOutput: Int?
     /// Anthropic's `speed` (`fast`: fast mode), as the usage reports it.
     var speed: String?
     /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
@@ -123,6 +127,8 @@ struct ReportedUsage: Sendable, Hashable {
         output = newer.output ?? output
         reasoning = newer.reasoning ?? reasoning
         webSearches = newer.webSearches ?? webSearches
+        audioInput = newer.audioInput ?? audioInput
+        audioOutput = newer.audioOutput ?? audioOutput
         speed = newer.speed ?? speed
         invalid = invalid || newer.invalid
     }
@@ -137,8 +143,11 @@ struct ReportedUsage: Sendable, Hashable {
         case .openai:
             let plain = (input ?? 0) - cached
             guard plain >= 0 else { return nil }
+            // Audio read from the cache is in `cached` (at the cached price): at most the rest is
+            // audio at the audio price.
             return Usage(inputTokens: plain, cachedInputTokens: cached, cacheWriteTokens: 0,
-                         outputTokens: output, reasoningTokens: reasoning, webSearches: webSearches ?? 0)
+                         outputTokens: output, reasoningTokens: reasoning, webSearches: webSearches ?? 0,
+                         audioInputTokens: min(audioInput ?? 0, plain), audioOutputTokens: min(audioOutput ?? 0, output))
         case .anthropic:
             let cacheWrite = cacheWrite ?? 0
             return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite,
@@ -282,9 +291,13 @@ extension JSONScanner {
                 } else if s.key(key, is: "completion_tokens") || s.key(key, is: "output_tokens") {
                     usage.output = try s.readCount(&usage.invalid)
                 } else if s.key(key, is: "prompt_tokens_details") || s.key(key, is: "input_tokens_details") {
-                    usage.cached = try s.readDetail("cached_tokens", &usage.invalid) ?? usage.cached
+                    let (cached, audio) = try s.readDetails("cached_tokens", "audio_tokens", &usage.invalid)
+                    usage.cached = cached ?? usage.cached
+                    usage.audioInput = audio ?? usage.audioInput
                 } else if s.key(key, is: "completion_tokens_details") || s.key(key, is: "output_tokens_details") {
-                    usage.reasoning = try s.readDetail("reasoning_tokens", &usage.invalid) ?? usage.reasoning
+                    let (reasoning, audio) = try s.readDetails("reasoning_tokens", "audio_tokens", &usage.invalid)
+                    usage.reasoning = reasoning ?? usage.reasoning
+                    usage.audioOutput = audio ?? usage.audioOutput
                 } else {
                     return false
                 }
@@ -314,14 +327,25 @@ extension JSONScanner {
 
     /// One member of a `*_details` object.
     private mutating func readDetail(_ name: StaticString, _ invalid: inout Bool) throws(JSONSyntaxError) -> Int? {
-        guard current == UInt8(ascii: "{") else { try skipValue(); return nil }
-        var value: Int?
+        try readDetails(name, nil, &invalid).0
+    }
+
+    /// One or two members of a `*_details` object.
+    private mutating func readDetails(_ first: StaticString, _ second: StaticString?,
+                                      _ invalid: inout Bool) throws(JSONSyntaxError) -> (Int?, Int?) {
+        guard current == UInt8(ascii: "{") else { try skipValue(); return (nil, nil) }
+        var values: (Int?, Int?)
         try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
-            guard s.key(key, is: name) else { return false }
-            value = try s.readCount(&invalid)
+            if s.key(key, is: first) {
+                values.0 = try s.readCount(&invalid)
+            } else if let second, s.key(key, is: second) {
+                values.1 = try s.readCount(&invalid)
+            } else {
+                return false
+            }
             return true
         }
-        return value
+        return values
     }
 
     /// A token count: nil for `null`; sets `invalid` for anything but an integer in range.

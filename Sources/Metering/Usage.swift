@@ -13,6 +13,9 @@
 /// - `webSearches`: searches a server-side web search tool made for the call, each billed a fee
 ///   (Anthropic's `usage.server_tool_use.web_search_requests`; a Responses answer's
 ///   `web_search_call` items).
+/// - `audioInputTokens`, `audioOutputTokens`: the parts of `inputTokens` and `outputTokens` that
+///   are audio (OpenAI's `prompt_tokens_details.audio_tokens` and
+///   `completion_tokens_details.audio_tokens`), which audio models price far above text.
 public struct Usage: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var cachedInputTokens: Int
@@ -21,9 +24,12 @@ public struct Usage: Sendable, Hashable, Codable {
     public var outputTokens: Int
     public var reasoningTokens: Int
     public var webSearches: Int
+    public var audioInputTokens: Int
+    public var audioOutputTokens: Int
 
     public init(inputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
-                cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0, webSearches: Int = 0) {
+                cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0, webSearches: Int = 0,
+                audioInputTokens: Int = 0, audioOutputTokens: Int = 0) {
         self.inputTokens = inputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
@@ -31,13 +37,17 @@ public struct Usage: Sendable, Hashable, Codable {
         self.outputTokens = outputTokens
         self.reasoningTokens = reasoningTokens
         self.webSearches = webSearches
+        self.audioInputTokens = audioInputTokens
+        self.audioOutputTokens = audioOutputTokens
     }
 
     private enum CodingKeys: String, CodingKey {
         case inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens, webSearches
+        case audioInputTokens, audioOutputTokens
     }
 
-    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count nor searches: 0.
+    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count, searches nor
+    /// audio: 0.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(inputTokens: try c.decode(Int.self, forKey: .inputTokens),
@@ -46,7 +56,9 @@ public struct Usage: Sendable, Hashable, Codable {
                   cacheWrite1hTokens: try c.decodeIfPresent(Int.self, forKey: .cacheWrite1hTokens) ?? 0,
                   outputTokens: try c.decode(Int.self, forKey: .outputTokens),
                   reasoningTokens: try c.decode(Int.self, forKey: .reasoningTokens),
-                  webSearches: try c.decodeIfPresent(Int.self, forKey: .webSearches) ?? 0)
+                  webSearches: try c.decodeIfPresent(Int.self, forKey: .webSearches) ?? 0,
+                  audioInputTokens: try c.decodeIfPresent(Int.self, forKey: .audioInputTokens) ?? 0,
+                  audioOutputTokens: try c.decodeIfPresent(Int.self, forKey: .audioOutputTokens) ?? 0)
     }
 
     public static let zero = Usage()

@@ -2,14 +2,15 @@ import Metering
 import Yams
 
 /// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
-/// output, web_search, source, tier, above_input_tokens }`,
+/// output, audio_input, audio_output, web_search, source, tier, above_input_tokens }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
 /// never pass through one. `cached_input` and `cache_write` default to `input` when absent
 /// (no discount, no surcharge), which is right for providers without prompt caching;
 /// `cache_write_1h` (Anthropic's 1-hour cache writes, which only Anthropic reports) to twice `input`,
-/// Anthropic's rule.
+/// Anthropic's rule; `audio_input` and `audio_output` (OpenAI's audio tokens) to nothing: such
+/// tokens are then charged at the text price, and their rows say so.
 ///
 /// An entry with `tier` (`priority`, `flex`, `fast`) and/or `above_input_tokens` prices only the
 /// calls of that service tier, or with a prompt over that many tokens (Anthropic's long-context
@@ -17,7 +18,7 @@ import Yams
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "web_search", "source", "tier", "above_input_tokens"]
+                       "audio_input", "audio_output", "web_search", "source", "tier", "above_input_tokens"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -72,6 +73,8 @@ enum PricesFile {
         let cacheWrite = fields["cache_write"].map { perToken($0, &reader) } ?? input
         let cacheWrite1h = fields["cache_write_1h"].map { perToken($0, &reader) }
             ?? input.map(ModelPrice.anthropicHourWrite(input:))
+        let audioInput = fields["audio_input"].map { perToken($0, &reader) }
+        let audioOutput = fields["audio_output"].map { perToken($0, &reader) }
         // Absent: the providers' common fee; present but invalid: a problem.
         let webSearch = fields["web_search"].map {
             reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
@@ -90,12 +93,12 @@ enum PricesFile {
         let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
         if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
         guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h,
-              let webSearch else {
+              let webSearch, audioInput != .some(nil), audioOutput != .some(nil) else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
                           cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
-                          source: source,
+                          audioInput: audioInput ?? nil, audioOutput: audioOutput ?? nil, source: source,
                           tier: tier, aboveInputTokens: above)
     }
 

@@ -112,7 +112,8 @@ extension PostgresLedgerReader {
                                 inputTokens: try sum(3), cachedInputTokens: try sum(4), cacheWriteTokens: try sum(5),
                                 outputTokens: try sum(6), reasoningTokens: try sum(7),
                                 cost: Money.Total(picodollars: try sum(8)), latencyMicros: try sum(9),
-                                cacheWrite1hTokens: try sum(10), webSearches: try sum(11))
+                                cacheWrite1hTokens: try sum(10), webSearches: try sum(11),
+                                audioInputTokens: try sum(12), audioOutputTokens: try sum(13))
         }
     }
 }

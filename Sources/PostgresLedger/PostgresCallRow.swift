@@ -19,6 +19,8 @@ enum PostgresCallRow {
         ("output_cap_applied", "int8"), ("request_hash", "int8"),
         ("cache_write_1h_tokens", "int8"), ("price_cache_write_1h", "int8"),
         ("web_searches", "int8"), ("price_web_search", "int8"),
+        ("audio_input_tokens", "int8"), ("audio_output_tokens", "int8"),
+        ("price_audio_input", "int8"), ("price_audio_output", "int8"),
     ]
 
     static let selectList = columns.map(\.name).joined(separator: ", ")
@@ -77,6 +79,10 @@ enum PostgresCallRow {
         int { $0.price?.cacheWrite1h.picodollars }
         int { Int64($0.usage.webSearches) }
         int { $0.price?.webSearch.picodollars }
+        int { Int64($0.usage.audioInputTokens) }
+        int { Int64($0.usage.audioOutputTokens) }
+        int { $0.price?.audioInput?.picodollars }
+        int { $0.price?.audioOutput?.picodollars }
         return PostgresQuery(unsafeSQL: insertSQL, binds: binds)
     }
 
@@ -92,7 +98,7 @@ enum PostgresCallRow {
     }
 
     /// Reads a row of a SELECT whose first columns are `selectList`. The columns are decoded in
-    /// one pass, in order: `makeRandomAccess()` built an array of 40 cells, each with its column
+    /// one pass, in order: `makeRandomAccess()` built an array of 44 cells, each with its column
     /// name, for every row, which was most of the cost of copying calls for a report.
     static func decode(_ row: PostgresRow) throws -> LedgerEntry {
         let (id, requestId, startedAt, firstByteAt, endedAt, _, keyId, user, team, dialect, route, provider,
@@ -100,12 +106,14 @@ enum PostgresCallRow {
              inputTokens, cachedInputTokens, cacheWriteTokens, outputTokens, reasoningTokens, usageSource, cost,
              priceId, priceInput, priceCachedInput, priceCacheWrite, priceOutput, ttftMicros, upstreamMicros,
              errorMessage, plan, outputCapRequested, outputCapApplied, requestHash, cacheWrite1hTokens,
-             priceCacheWrite1h, webSearches, priceWebSearch) = try row.decode((
+             priceCacheWrite1h, webSearches, priceWebSearch, audioInputTokens, audioOutputTokens,
+             priceAudioInput, priceAudioOutput) = try row.decode((
                 String, String, Int64, Int64?, Int64, Int64, String?, String?, String?, String, String, String?,
                 String?, String?, Bool, Int32, String,
                 Int64, Int64, Int64, Int64, Int64, String, Int64,
                 String?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?,
-                String?, String?, Int64?, Int64?, Int64?, Int64, Int64?, Int64, Int64?).self)
+                String?, String?, Int64?, Int64?, Int64?, Int64, Int64?, Int64, Int64?,
+                Int64, Int64, Int64?, Int64?).self)
         func parse<T: RawRepresentable<String>>(_ text: String, _ name: String) throws -> T {
             guard let value = T(rawValue: text) else {
                 throw LedgerError.invalidRow("unknown \(name) '\(text)' in call \(id)")
@@ -132,12 +140,14 @@ enum PostgresCallRow {
             usage: Usage(inputTokens: Int(inputTokens), cachedInputTokens: Int(cachedInputTokens),
                          cacheWriteTokens: Int(cacheWriteTokens), cacheWrite1hTokens: Int(cacheWrite1hTokens),
                          outputTokens: Int(outputTokens),
-                         reasoningTokens: Int(reasoningTokens), webSearches: Int(webSearches)),
+                         reasoningTokens: Int(reasoningTokens), webSearches: Int(webSearches),
+                         audioInputTokens: Int(audioInputTokens), audioOutputTokens: Int(audioOutputTokens)),
             usageSource: try parse(usageSource, "usage source"),
             cost: Money(picodollars: cost),
             price: try StoredPrice.decode(id: priceId, input: priceInput ?? 0, cachedInput: priceCachedInput ?? 0,
                                           cacheWrite: priceCacheWrite ?? 0, cacheWrite1h: priceCacheWrite1h,
-                                          output: priceOutput ?? 0, webSearch: priceWebSearch, callId: id),
+                                          output: priceOutput ?? 0, webSearch: priceWebSearch,
+                                          audioInput: priceAudioInput, audioOutput: priceAudioOutput, callId: id),
             ttftMicros: ttftMicros,
             upstreamMicros: upstreamMicros,
             errorMessage: errorMessage,

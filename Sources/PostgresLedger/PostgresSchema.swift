@@ -145,6 +145,14 @@ enum PostgresSchema {
             "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS web_searches BIGINT NOT NULL DEFAULT 0",
             "ALTER TABLE calls_retry_context ADD COLUMN IF NOT EXISTS price_web_search BIGINT",
         ],
+        // v6: audio tokens (parts of input and output) and their prices, as SQLite's v10;
+        // rollback as v4 (set back to 5).
+        ["calls", "calls_retry_context"].flatMap { table in [
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS audio_input_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS audio_output_tokens BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_audio_input BIGINT",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_audio_output BIGINT",
+        ] },
     ]
 
     static var latestVersion: Int { migrations.count }

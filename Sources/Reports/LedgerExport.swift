@@ -20,6 +20,8 @@ public enum LedgerExport {
         "cache_write_1h_tokens",
         // Searches of a server-side web search tool, each billed a fee.
         "web_searches",
+        // Of `input_tokens` and `output_tokens`, the audio ones (priced apart).
+        "audio_input_tokens", "audio_output_tokens",
     ]
 
     /// The CSV header line (JSON lines have none).
@@ -73,6 +75,7 @@ public enum LedgerExport {
             .text(String(e.cost.picodollars)), .text(e.cost.formatted(decimals: 12)), .text(e.priceId),
             count(e.outputCapRequested), count(e.outputCapApplied), .text(e.errorMessage),
             count(e.usage.cacheWrite1hTokens), count(e.usage.webSearches),
+            count(e.usage.audioInputTokens), count(e.usage.audioOutputTokens),
         ]
     }
 }

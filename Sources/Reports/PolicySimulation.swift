@@ -90,8 +90,10 @@ public enum PolicySimulation {
             let reserve = endpoint.outputReserve(applied: applied)
             let prompt = entry.usage.totalInputTokens
             let estimatedTokens = prompt + reserve
-            let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve,
-                                                   writingCache: entry.usage.cacheWriteTokens > 0) ?? cost
+            let kinds = TokenKinds(writesPromptCache: entry.usage.cacheWriteTokens > 0,
+                                   audioInputTokens: entry.usage.audioInputTokens,
+                                   audioAnswer: entry.usage.audioOutputTokens > 0)
+            let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve, kinds: kinds) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
                 gate.release("user:" + user)

@@ -47,7 +47,7 @@ import LedgerTestSupport
     /// Format 1 is what earlier builds wrote and read: a row without 1-hour cache writes, at the
     /// default price for them, is still written so (a rollback keeps what a killed gateway
     /// left), and reads back the same; one with them takes format 2; one with web searches (or a
-    /// fee for them of its own) format 3.
+    /// fee for them of its own) format 3; one with audio tokens (or audio prices) format 4.
     @Test func rowsWithoutHourWritesKeepFormatOne() {
         let plain = Self.records([sampleEntry(5)])
         #expect(plain[JournalRecord.headerBytes] == 1)
@@ -58,12 +58,17 @@ import LedgerTestSupport
         searched.usage.webSearches = 3
         var searchPriced = sampleEntry(7)
         searchPriced.price?.webSearch = Money(picodollars: 25_000_000_000)
-        for (entry, format) in [(Self.full, 2), (priced, 2), (searched, 3), (searchPriced, 3)] as [(LedgerEntry, UInt8)] {
+        var audio = Self.full
+        audio.usage.audioOutputTokens = 2
+        var audioPriced = sampleEntry(8)
+        audioPriced.price?.audioInput = Money(picodollars: 32_000_000)
+        for (entry, format) in [(Self.full, 2), (priced, 2), (searched, 3), (searchPriced, 3), (audio, 4), (audioPriced, 4)]
+            as [(LedgerEntry, UInt8)] {
             let bytes = Self.records([entry])
             #expect(bytes[JournalRecord.headerBytes] == format)
             #expect(bytes.withUnsafeBytes { JournalRecord.read($0) }.entries == [entry])
         }
-        #expect(JournalRecord.version == 3)
+        #expect(JournalRecord.version == 4)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {

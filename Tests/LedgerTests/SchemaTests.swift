@@ -137,16 +137,18 @@ import Metering
         #expect(try keys.list().count == 1)
     }
 
-    /// v8 and v9 only add columns: set back for a rollback, a later start adds them once more
-    /// without a fault and keeps what was written in them.
+    /// v8, v9 and v10 only add columns: set back for a rollback, a later start adds them once
+    /// more without a fault and keeps what was written in them.
     @Test func columnMigrationsCanBeSetBackAndAppliedAgain() throws {
         let dir = try TemporaryDirectory()
         var entry = sampleEntry(1, usage: Usage(inputTokens: 1, cacheWriteTokens: 2, cacheWrite1hTokens: 1, webSearches: 4))
         entry.price?.webSearch = Money(picodollars: 7)
+        entry.usage.audioOutputTokens = 1
+        entry.price?.audioOutput = Money(picodollars: 9)
         let writer = try LedgerWriter(path: dir.path())
         appendAll([entry], to: writer)
         writer.close()
-        for version in [8, 7] {
+        for version in [9, 8, 7] {
             let connection = try SQLiteConnection(path: dir.path())
             try connection.execute("PRAGMA user_version = \(version)")
             connection.close()

@@ -91,6 +91,24 @@ import Testing
         #expect(p.worstCase(inputTokens: 1, outputTokens: 1) == Money(picodollars: 3_000_000))
     }
 
+    @Test("audio tokens, parts of the input and output, cost the audio prices; without them, the text prices")
+    func audioTokens() {
+        var p = price("m", "2025-01-01", input: "1", output: "2")
+        let usage = Usage(inputTokens: 100, outputTokens: 50, audioInputTokens: 40, audioOutputTokens: 30)
+        #expect(p.cost(of: usage) == Money(picodollars: 100 * 1_000_000 + 50 * 2_000_000))
+        p.audioInput = Money(picodollars: 32_000_000)
+        p.audioOutput = Money(picodollars: 64_000_000)
+        #expect(p.cost(of: usage) == Money(picodollars: 60 * 1_000_000 + 40 * 32_000_000 + 20 * 2_000_000 + 30 * 64_000_000))
+        // A part above its whole is the whole.
+        #expect(p.cost(of: Usage(inputTokens: 10, outputTokens: 5, audioInputTokens: 99, audioOutputTokens: 99))
+                == Money(picodollars: 10 * 32_000_000 + 5 * 64_000_000))
+        // The worst case: the request's audio at the audio price, every output token when it
+        // asks for an audio answer.
+        #expect(p.worstCase(inputTokens: 100, outputTokens: 50) == Money(picodollars: 100 * 1_000_000 + 50 * 2_000_000))
+        #expect(p.worstCase(inputTokens: 100, outputTokens: 50, kinds: TokenKinds(audioInputTokens: 40, audioAnswer: true))
+                == Money(picodollars: 60 * 1_000_000 + 40 * 32_000_000 + 50 * 64_000_000))
+    }
+
     @Test func latestEffectivePriceOnTheDay() {
         let book = PriceBook([
             price("claude-sonnet-4*", "2025-05-22", input: "3"),
@@ -130,11 +148,11 @@ import Testing
         // A 1-hour count above the writes is the writes.
         #expect(p.cost(of: Usage(cacheWriteTokens: 5, cacheWrite1hTokens: 9)) == p.cost(of: Usage(cacheWriteTokens: 5, cacheWrite1hTokens: 5)))
         #expect(p.worstCase(inputTokens: 1_000, outputTokens: 100).picodollars == 1_000 * 3_000_000 + 100 * 15_000_000)
-        #expect(p.worstCase(inputTokens: 1_000, outputTokens: 100, writingCache: true).picodollars
+        #expect(p.worstCase(inputTokens: 1_000, outputTokens: 100, kinds: TokenKinds(writesPromptCache: true)).picodollars
                 == 1_000 * 6_000_000 + 100 * 15_000_000)
         // An entry without a 1-hour price has twice its input: the bound of any caching call.
         let flat = price("gpt-4o", "2024-05-13", input: "2.5", cached: "1.25", write: "2.5", output: "10")
-        #expect(flat.worstCase(inputTokens: 10, outputTokens: 0, writingCache: true).picodollars == 10 * 5_000_000)
+        #expect(flat.worstCase(inputTokens: 10, outputTokens: 0, kinds: TokenKinds(writesPromptCache: true)).picodollars == 10 * 5_000_000)
     }
 
     @Test func overflowOrNegativeIsNil() {

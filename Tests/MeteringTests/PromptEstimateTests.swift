@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Metering
 
@@ -18,6 +19,46 @@ import Testing
         #expect(PromptEstimate.tokens(peek) == (text.utf8.count + 2) / 3)
     }
 
+    @Test("inline audio counts by how long it may play: a WAV by its header's byte rate, an MP3 at 16 kbit/s")
+    func inlineAudioCountsBySeconds() throws {
+        func wav(seconds: Int, byteRate: UInt32) -> String {
+            let data = seconds * Int(byteRate)
+            func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+            var bytes = Array("RIFF".utf8) + le(UInt32(36 + data)) + Array("WAVEfmt ".utf8)
+            bytes += le(16) + [1, 0, 1, 0] + le(byteRate / 2) + le(byteRate) + [2, 0, 16, 0]
+            bytes += Array("data".utf8) + le(UInt32(data)) + [UInt8](repeating: 0, count: data)
+            return Data(bytes).base64EncodedString()
+        }
+        func body(_ data: String, format: String = "wav") -> String {
+            #"{"model":"gpt-audio","messages":[{"role":"user","content":[{"type":"text","text":"what is said?"},{"type":"input_audio","input_audio":{"data":"\#(data)","format":"\#(format)"}}]}]}"#
+        }
+        for (seconds, rate) in [(10, 48_000), (3, 16_000)] as [(Int, UInt32)] {
+            let audio = wav(seconds: seconds, byteRate: rate)
+            let text = body(audio)
+            let p = try RequestPeek(body: Array(text.utf8))
+            #expect(p.inlineAudioBytes == audio.utf8.count && p.inlineImages == 0)
+            #expect(abs(p.inlineAudioSeconds - Double(seconds)) < 0.01)
+            // The header's 44 bytes count as audio too: a twentieth of a token more, rounded up.
+            #expect(PromptEstimate.audioTokens(p) == seconds * 20 + 1)
+            #expect(PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: text.utf8.count - audio.utf8.count) + seconds * 20 + 1)
+        }
+        // An MP3 (ID3 tag, or a bare frame), and a RIFF without a readable fmt chunk: 16 kbit/s.
+        for audio in ["SUQzBAAAAAAA" + String(repeating: "QUJD", count: 3_000), "//uQxAAAAAAA" + String(repeating: "QUJD", count: 3_000),
+                      "UklGRiQAAABXQVZF" + String(repeating: "QUJD", count: 3_000)] {
+            let p = try RequestPeek(body: Array(body(audio, format: "mp3").utf8))
+            #expect(p.inlineAudioBytes == audio.utf8.count)
+            let seconds = Double(audio.utf8.count) * 3 / 4 / 2_000
+            #expect(PromptEstimate.audioTokens(p) == Int((seconds * 20).rounded(.up)))
+        }
+        // `/` written `\/`: the same audio.
+        let escaped = wav(seconds: 2, byteRate: 48_000).replacingOccurrences(of: "/", with: #"\/"#)
+        #expect(try RequestPeek(body: Array(body(escaped).utf8)).inlineAudioSeconds > 1.99)
+        // An audio answer asked for (OpenAI's `audio` parameter).
+        let asks = #"{"model":"gpt-audio","modalities":["text","audio"],"audio":{"voice":"alloy","format":"wav"},"messages":[]}"#
+        #expect(try RequestPeek(body: Array(asks.utf8)).asksAudioAnswer)
+        #expect(try !RequestPeek(body: Array(#"{"model":"gpt-audio","audio":null,"messages":[]}"#.utf8)).asksAudioAnswer)
+    }
+
     @Test("inline base64 images count per image, not per byte: OpenAI data URLs and Anthropic sources")
     func inlineImagesCountPerImage() throws {
         let jpeg = "/9j/" + String(repeating: "QUJD", count: 100_000)  // 400 KB of base64
@@ -32,16 +73,16 @@ import Testing
         #expect(a.inlineImages == 2)
         #expect(PromptEstimate.tokens(a) < 4_000)
         // Long text, a PDF, a base64 image in a text field, text behind an image signature in a
-        // text field, a WAV (RIFF, not WebP) as input_audio, a data URL that is not base64: all
-        // count by their bytes.
+        // text field, a data URL that is not base64, text starting like an MP3 frame: all count
+        // by their bytes.
         let text = String(repeating: "words and more words ", count: 200)
         let pdf = "JVBERi0" + String(repeating: "QUJD", count: 1_000)
         let escaped = #"\/9j\/"# + String(repeating: "QUJD", count: 1_000)
-        let wav = "UklGRiQAAABXQVZF" + String(repeating: "QUJD", count: 1_000)
+        let comment = "// a comment, " + String(repeating: "then more of it ", count: 100)
         let notBase64 = "data:image/svg+xml," + String(repeating: "%3Csvg%3E", count: 200)
         let bodies = [text, pdf, escaped].map { #"{"model":"m","messages":[{"role":"user","content":"\#($0)"}]}"# } + [
             #"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"\#(jpeg)"}]}]}"#,
-            #"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"\#(wav)","format":"wav"}}]}]}"#,
+            #"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"\#(comment)","format":"mp3"}}]}]}"#,
             #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"\#(notBase64)"}}]}]}"#,
         ]
         for body in bodies {

@@ -49,6 +49,17 @@ import Testing
         #expect(tier(.messages, anthropic("")) == .none)
     }
 
+    @Test("audio tokens: OpenAI's audio_tokens in the prompt and completion details, parts of their totals")
+    func audioTokens() {
+        let body = #"{"model":"gpt-audio","choices":[],"usage":{"prompt_tokens":57,"completion_tokens":181,"total_tokens":238,"prompt_tokens_details":{"cached_tokens":7,"text_tokens":10,"image_tokens":0,"audio_tokens":40},"completion_tokens_details":{"reasoning_tokens":0,"text_tokens":33,"audio_tokens":148}}}"#
+        #expect(read(.chatCompletions, body).usage
+                == Usage(inputTokens: 50, cachedInputTokens: 7, outputTokens: 181, audioInputTokens: 40, audioOutputTokens: 148))
+        // Audio read from the cache is among the cached tokens: at most the rest is audio.
+        let cachedAudio = #"{"usage":{"prompt_tokens":50,"completion_tokens":1,"prompt_tokens_details":{"audio_tokens":50,"cached_tokens":20}}}"#
+        #expect(read(.chatCompletions, cachedAudio).usage?.audioInputTokens == 30)
+        #expect(read(.chatCompletions, #"{"usage":{"prompt_tokens":5,"completion_tokens":1,"completion_tokens_details":{"audio_tokens":-1}}}"#).usage == nil)
+    }
+
     @Test("web searches: Anthropic's usage.server_tool_use, a Responses answer's web_search_call items")
     func webSearches() {
         let anthropic = #"{"model":"claude","usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":5}}}"#

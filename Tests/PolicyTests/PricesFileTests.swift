@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, web_search, source, tier or above_input_tokens)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -80,6 +80,26 @@ import Testing
             - { model: "m", effective_from: "2024-07-18", input: "1", output: "1", web_search: 10 }
             """).problems() == [
             "prices.yaml:1: prices[0].web_search: write the fee as a quoted string, \"10\": bare YAML numbers are floats and may not be exact",
+        ])
+    }
+
+    @Test("audio_input and audio_output price audio tokens; absent, audio pays the text price")
+    func audioPrices() throws {
+        let book = try PolicyFixture.with(prices: """
+            - { model: "gpt-audio", effective_from: "2025-08-28", input: "2.5", output: "10", audio_input: "32", audio_output: "64.000001" }
+            - { model: "gpt-4o", effective_from: "2024-08-06", input: "2.5", output: "10" }
+            """).load().prices
+        let day = Day("2026-01-01")!
+        let audio = try #require(book.price(for: "gpt-audio", on: day))
+        #expect(audio.audioInput == Money(picodollars: 32_000_000) && audio.audioOutput == Money(picodollars: 64_000_001))
+        let text = try #require(book.price(for: "gpt-4o", on: day))
+        #expect(text.audioInput == nil && text.audioOutput == nil)
+        let problems = try PolicyFixture.with(prices: """
+            - { model: "m", effective_from: "2024-07-18", input: "1", output: "1", audio_input: 32, audio_output: "-1" }
+            """).problems()
+        #expect(problems == [
+            "prices.yaml:1: prices[0].audio_input: write the price as a quoted string, \"32\": bare YAML numbers are floats and may not be exact",
+            "prices.yaml:1: prices[0].audio_output: negative price '-1'",
         ])
     }
 

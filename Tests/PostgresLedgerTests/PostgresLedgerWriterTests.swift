@@ -20,6 +20,11 @@ final class PostgresLedgerWriterTests: XCTestCase {
         // And one with web searches at a fee of its own.
         entries[4].usage.webSearches = 3
         entries[4].price?.webSearch = Money(picodollars: 25_000_000_000)
+        // And one with audio tokens at audio prices.
+        entries[5].usage.audioInputTokens = 4
+        entries[5].usage.audioOutputTokens = 2
+        entries[5].price?.audioInput = Money(picodollars: 32_000_000)
+        entries[5].price?.audioOutput = Money(picodollars: 64_000_000)
         // Invariant 1: when a callback runs, its row is visible to another connection, and
         // callbacks come in append order.
         let seen = Locked<[String]>([])

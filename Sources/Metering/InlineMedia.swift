@@ -1,0 +1,152 @@
+/// Images and audio sent inline as base64 strings, where the dialects put them: an image as a
+/// data URL (`data:image/…;base64,…`) in OpenAI's `url` or the Responses API's `image_url`, or
+/// bare base64 with an image format's signature as Anthropic's `source.data`; audio as bare base64
+/// of a WAV or MP3 file in OpenAI's `input_audio.data`. Only long strings under those names are
+/// looked at, so text costs nothing here, and text in a text field is never taken for either.
+struct InlineMedia: Sendable, Hashable {
+    private(set) var images = 0
+    /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
+    private(set) var imageBytes = 0
+    /// The audio's string bytes, and the seconds they play at most (`AudioLength`).
+    private(set) var audioBytes = 0
+    private(set) var audioSeconds = 0.0
+
+    static let shortest = 1_024
+    /// JPEG, PNG and GIF signatures in base64. WebP and WAV are RIFF files: their tags (`WEBP`,
+    /// `WAVE`), base64 `RUJQ` and `QVZF` at offset 12, tell them apart.
+    private static let imageSignatures: [StaticString] = ["/9j/", "iVBORw0KGgo", "R0lGOD"]
+    /// MP3: an ID3 tag, or a frame's sync bits (eleven set bits, twelve for MPEG-1 and 2).
+    private static let mp3Signatures: [StaticString] = ["SUQz", "//"]
+
+    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
+        let length = token.end - token.start
+        guard length >= Self.shortest, !member.hasEscapes else { return }
+        let text = Base64Text(body: body, token: token)
+        func named(_ name: StaticString) -> Bool {
+            member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
+        }
+        if named("url") || named("image_url") {
+            guard text.starts("data:image/") && Self.isBase64DataURL(body, from: token.start) else { return }
+        } else if named("data") {
+            if text.starts("UklGR") && text.starts("QVZF", at: 12) {
+                audioBytes += length
+                audioSeconds += AudioLength.wav(text, length: length)
+                return
+            }
+            if Self.mp3Signatures.contains(where: { text.starts($0) }) && text.isBase64Prefix {
+                audioBytes += length
+                audioSeconds += AudioLength.mp3(length: length)
+                return
+            }
+            guard Self.imageSignatures.contains(where: { text.starts($0) })
+                || (text.starts("UklGR") && text.starts("RUJQ", at: 12)) else { return }
+        } else {
+            return
+        }
+        images += 1
+        imageBytes += length
+    }
+
+    /// `;base64,` ends the data URL's media type (within its first 64 bytes).
+    private static func isBase64DataURL(_ body: UnsafeRawBufferPointer, from start: Int) -> Bool {
+        let marker: StaticString = ";base64,"
+        for at in start..<min(start + 64, body.count) where StreamReading.matches(body, at: at, marker) { return true }
+        return false
+    }
+}
+
+/// How long inline audio plays, from its base64 text: the most it can be, since the estimate it
+/// feeds must not fall short.
+enum AudioLength {
+    /// The lowest bitrate assumed for audio whose header is not read (MP3): 16 kbit/s, speech at
+    /// its plainest. Music and ordinary speech are 4-16 times that, so are overstated as much.
+    static let lowestBytesPerSecond = 2_000.0
+
+    /// A WAV file's length from the byte rate in its `fmt ` chunk (which follows the RIFF header
+    /// in every WAV the tools write); else as an MP3's.
+    static func wav(_ text: Base64Text, length: Int) -> Double {
+        // Bytes 27-32 are base64 characters 36-43; the byte rate is bytes 28-31, little-endian.
+        guard text.starts("Zm10", at: 16), let bytes = text.decode(from: 36, groups: 2) else { return mp3(length: length) }
+        let rate = Int(bytes[1]) | Int(bytes[2]) << 8 | Int(bytes[3]) << 16 | Int(bytes[4]) << 24
+        // Below 8 kHz 8-bit mono, the header is not a real one.
+        guard rate >= 8_000 else { return mp3(length: length) }
+        return Double(length) * 3 / 4 / Double(rate)
+    }
+
+    static func mp3(length: Int) -> Double { Double(length) * 3 / 4 / lowestBytesPerSecond }
+}
+
+/// A JSON string token read as base64 text: `/` may be written `\/` (PHP's json_encode does), and
+/// base64 has no other escapes. Offsets count decoded characters.
+struct Base64Text {
+    let body: UnsafeRawBufferPointer
+    let token: JSONScanner.StringToken
+
+    /// The byte index of character `offset`, stepping over escapes; nil past the end.
+    private func index(of offset: Int) -> Int? {
+        var at = token.start, seen = 0
+        while seen < offset {
+            guard at < token.end else { return nil }
+            at += body[at] == UInt8(ascii: "\\") ? 2 : 1
+            seen += 1
+        }
+        return at < token.end ? at : nil
+    }
+
+    /// The character at `at` (an index of `body`) and the index after it.
+    private func character(at: Int) -> (UInt8, next: Int)? {
+        guard at < token.end else { return nil }
+        if body[at] == UInt8(ascii: "\\") {
+            guard at + 1 < token.end, body[at + 1] == UInt8(ascii: "/") else { return nil }
+            return (UInt8(ascii: "/"), at + 2)
+        }
+        return (body[at], at + 1)
+    }
+
+    func starts(_ literal: StaticString, at offset: Int = 0) -> Bool {
+        guard var at = index(of: offset) else { return false }
+        let text = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        for byte in text {
+            guard let (c, next) = character(at: at), c == byte else { return false }
+            at = next
+        }
+        return true
+    }
+
+    /// The first 64 characters are base64's (text that merely starts like a signature is not).
+    var isBase64Prefix: Bool {
+        var at = token.start
+        for _ in 0..<64 {
+            guard let (c, next) = character(at: at), Self.value(of: c) != nil else { return false }
+            at = next
+        }
+        return true
+    }
+
+    /// `groups` groups of four characters from character `offset`, decoded (three bytes each).
+    func decode(from offset: Int, groups: Int) -> [UInt8]? {
+        guard var at = index(of: offset) else { return nil }
+        var bytes: [UInt8] = []
+        for _ in 0..<groups {
+            var bits = 0
+            for _ in 0..<4 {
+                guard let (c, next) = character(at: at), let v = Self.value(of: c) else { return nil }
+                bits = bits << 6 | v
+                at = next
+            }
+            bytes += [UInt8(bits >> 16), UInt8(bits >> 8 & 0xFF), UInt8(bits & 0xFF)]
+        }
+        return bytes
+    }
+
+    private static func value(of c: UInt8) -> Int? {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return Int(c - UInt8(ascii: "A"))
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): return Int(c - UInt8(ascii: "a")) + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return Int(c - UInt8(ascii: "0")) + 52
+        case UInt8(ascii: "+"): return 62
+        case UInt8(ascii: "/"): return 63
+        default: return nil
+        }
+    }
+}
