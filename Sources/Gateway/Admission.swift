@@ -240,7 +240,8 @@ enum Admit {
                                       // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
                                       writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
                                       audioInputTokens: PromptEstimate.audioTokens(peek),
-                                      audioAnswer: peek.asksAudioAnswer),
+                                      audioAnswer: peek.asksAudioAnswer,
+                                      webSearches: peek.reservedWebSearches),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))

@@ -110,3 +110,38 @@ extension JSONScanner {
         return value <= limit ? .value(value) : .tooLarge
     }
 }
+
+extension JSONScanner {
+    /// The web search tools in the `tools` list at the cursor (objects whose `type` starts with
+    /// `web_search`): whether there is one, and the sum of their `max_uses` (nil when one has
+    /// none, or not a whole number). Other tools and members are skipped. Leaves the cursor after
+    /// the list.
+    mutating func readWebSearchTools() throws(JSONSyntaxError) -> (present: Bool, maxUses: Int?) {
+        var present = false
+        var maxUses: Int? = 0
+        try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
+            guard s.current == UInt8(ascii: "{") else { return false }
+            var search = false
+            var uses: Int?
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                if s.key(key, is: "type"), s.current == UInt8(ascii: "\"") {
+                    let type = try s.scanString()
+                    let prefix: StaticString = "web_search"
+                    search = type.hasEscapes ? s.string(type).hasPrefix(prefix.description)
+                        : type.end - type.start >= prefix.utf8CodeUnitCount && StreamReading.matches(s.bytes, at: type.start, prefix)
+                } else if s.key(key, is: "max_uses"), let c = s.current, JSONScanner.isDigit(c) {
+                    if case .value(let n) = s.integer(try s.scanNumber(), limit: 1_000_000) { uses = n }
+                } else {
+                    return false
+                }
+                return true
+            }
+            if search {
+                present = true
+                maxUses = maxUses.flatMap { total in uses.map { total + $0 } }
+            }
+            return true
+        }
+        return (present, present ? maxUses : nil)
+    }
+}

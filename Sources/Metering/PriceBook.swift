@@ -201,6 +201,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                           outputTokens: outputTokens)
         }
         if kinds.audioAnswer, (audioOutput ?? output) > output { usage.audioOutputTokens = outputTokens }
+        usage.webSearches = kinds.webSearches
         return cost(of: usage) ?? Money(picodollars: .max)
     }
 
@@ -239,11 +240,15 @@ public struct TokenKinds: Sendable, Hashable {
     public var audioInputTokens: Int
     /// The call asks for an audio answer, so each output token may be audio.
     public var audioAnswer: Bool
+    /// Searches its web search tool may make (`RequestPeek.reservedWebSearches`), a fee each.
+    public var webSearches: Int
 
-    public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false) {
+    public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false,
+                webSearches: Int = 0) {
         self.writesPromptCache = writesPromptCache
         self.audioInputTokens = audioInputTokens
         self.audioAnswer = audioAnswer
+        self.webSearches = webSearches
     }
 }
 

@@ -60,6 +60,14 @@ public struct RequestPeek: Sendable, Hashable {
     public var serviceTier: String?
     /// Anthropic's `speed` (`fast`: fast mode, priced apart).
     public var speed: String?
+    /// The request gives a server-side web search tool (a `tools` entry whose type starts with
+    /// `web_search`: Anthropic's `web_search_20250305`, the Responses API's `web_search` and
+    /// `web_search_preview`), each search billed a fee; with the most searches its `max_uses`
+    /// allow (nil when some such tool has none).
+    public internal(set) var webSearchTool = false
+    public internal(set) var webSearchMaxUses: Int?
+    /// The Responses API's `max_tool_calls`: built-in tool calls, searches among them, at most.
+    public var maxToolCalls: Int?
     /// Size of the body; the prompt-size figure admission estimates from.
     public var bodyBytes = 0
     /// Base64 images in the body (`InlineMedia`): estimated per image, not per byte.
@@ -74,6 +82,16 @@ public struct RequestPeek: Sendable, Hashable {
     /// The body names a `cache_control` (Anthropic prompt caching, at the top or on a block):
     /// its prompt may be billed as a cache write, above the input price.
     public internal(set) var asksPromptCache = false
+
+    /// Searches a call with a web search tool and no limit is reserved for (a search costs $0.01;
+    /// a tool left to itself makes a few, a deep research call dozens).
+    public static let searchesWithoutLimit = 10
+
+    /// The searches the call's reservation holds: its tool's limit, else `searchesWithoutLimit`.
+    public var reservedWebSearches: Int {
+        guard webSearchTool else { return 0 }
+        return [webSearchMaxUses, maxToolCalls].compactMap { $0 }.min() ?? Self.searchesWithoutLimit
+    }
 
     /// How many answers the request has generated, each up to its output limit: `n` on chat
     /// and completions, `best_of` on completions (the larger), else 1.
@@ -169,6 +187,7 @@ private struct Reader {
         case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
         case choices = 1024, bestOf = 2048, prompt = 4096, background = 8192, serviceTier = 16384, speed = 32768
+        case tools = 65536, maxToolCalls = 131072
 
         var name: String {
             switch self {
@@ -188,6 +207,8 @@ private struct Reader {
             case .background: return "background"
             case .serviceTier: return "service_tier"
             case .speed: return "speed"
+            case .tools: return "tools"
+            case .maxToolCalls: return "max_tool_calls"
             }
         }
     }
@@ -305,6 +326,14 @@ private struct Reader {
         } else if s.key(key, is: "speed") {
             guard first(.speed) else { return false }
             peek.speed = try string(&s, .speed, nullable: true)
+        } else if s.key(key, is: "max_tool_calls") {
+            guard first(.maxToolCalls) else { return false }
+            peek.maxToolCalls = try count(&s, .maxToolCalls)
+        } else if s.key(key, is: "tools") {
+            guard first(.tools), s.current == UInt8(ascii: "[") else { return false }
+            let searches = try s.readWebSearchTools()
+            peek.webSearchTool = searches.present
+            peek.webSearchMaxUses = searches.maxUses
         } else if s.key(key, is: "metadata") {
             guard first(.metadata) else { return false }
             if s.skipNull() { return true }

@@ -130,6 +130,32 @@ struct PriceTierTests {
         }
     }
 
+    @Test("the reservation holds the fees of the searches a web search tool may make")
+    func reservationHoldsSearches() async throws {
+        let answer = UpstreamHostileTests.response(#"{"id":"m1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5}}"#)
+        let canned = try CannedProvider(answers: [[answer]])
+        defer { canned.shutdown() }
+        // The tokens' worst case ($0.0015 for 100 output tokens and the prompt) fits a budget of
+        // $0.02; with five searches ($0.05) it does not, with one ($0.01) it does.
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: capped }
+            plans: { capped: { budget: { daily_usd: "0.02" } } }
+            """, providersYAML: """
+            providers:
+              claude: { dialect: anthropic, base_url: "\(canned.baseURL)", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "claude-*", provider: claude }
+            """)
+        defer { h.shutdown() }
+        func call(maxUses: Int, id: String) async throws -> Int {
+            let body = #"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"news?"}],"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":\#(maxUses)}]}"#
+            return try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id).status
+        }
+        #expect(try await call(maxUses: 5, id: "five") == 429)
+        #expect(try h.row("five")?.outcome == .refusedQuota)
+        #expect(try await call(maxUses: 1, id: "one") == 200)
+    }
+
     @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them")
     func throughFakeLLM() async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-web-searches": "4"])

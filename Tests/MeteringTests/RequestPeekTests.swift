@@ -100,6 +100,27 @@ import Testing
         #expect(Endpoint.embeddings.outputReserve(applied: nil, answers: 5) == 0)
     }
 
+    @Test("a web search tool reserves its max_uses (or max_tool_calls) searches, else ten; other tools none")
+    func webSearchTools() throws {
+        let anthropic = #"{"model":"claude","tools":[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search","max_uses":5}]}"#
+        #expect(try peek(anthropic).reservedWebSearches == 5)
+        let unlimited = #"{"model":"gpt-5","tools":[{"type":"web_search"}],"input":"news"}"#
+        #expect(try peek(unlimited).reservedWebSearches == RequestPeek.searchesWithoutLimit)
+        #expect(try peek(#"{"model":"gpt-5","max_tool_calls":3,"tools":[{"type":"web_search_preview"}]}"#).reservedWebSearches == 3)
+        #expect(try peek(#"{"model":"claude","tools":[{"type":"web_search_20250305","max_uses":20}],"max_tool_calls":2}"#).reservedWebSearches == 2)
+        // Two search tools: their limits add up; one without a limit has none.
+        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"max_uses":3,"type":"web_search_2025_08_26"}]}"#).reservedWebSearches == 5)
+        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"type":"web_search"}]}"#).reservedWebSearches == 10)
+        // Escaped, a function tool named web_search, no tools, a tool list that is not one.
+        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search"}]}"#).reservedWebSearches == 10)
+        #expect(try peek(#"{"model":"m","tools":[{"type":"function","function":{"name":"web_search"}}]}"#).reservedWebSearches == 0)
+        #expect(try peek(#"{"model":"m","max_tool_calls":3}"#).reservedWebSearches == 0)
+        #expect(try peek(#"{"model":"m","tools":null}"#).reservedWebSearches == 0)
+        #expect(throws: RequestPeekError.invalidField(name: "max_tool_calls", requirement: "must be a non-negative integer")) {
+            try peek(#"{"model":"m","max_tool_calls":"3"}"#)
+        }
+    }
+
     @Test("a background response is refused: it is billed after the call returns, out of the gateway's sight")
     func backgroundRefused() throws {
         #expect(message(#"{"model":"m","input":"x","background":true}"#)?.hasPrefix("field 'background' is not supported") == true)
