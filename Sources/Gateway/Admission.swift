@@ -101,6 +101,21 @@ final class Admission: Sendable {
         return (cost, promptEstimate + output)
     }
 
+    /// What the worst case counts, for a refusal's message: "a prompt of about 120 tokens, up to
+    /// 1000 output tokens as audio and 5 web searches" (a user sending a short prompt otherwise
+    /// cannot tell why a call needs dollars).
+    func worstCaseParts(on endpoint: Endpoint) -> String {
+        let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
+        var text = "a prompt of about \(promptEstimate) tokens"
+        if tokenKinds.audioInputTokens > 0 { text += " (\(tokenKinds.audioInputTokens) of them audio)" }
+        text += tokenKinds.webSearches > 0 ? ", " : " and "
+        text += "up to \(output) output tokens" + (tokenKinds.audioAnswer ? " as audio" : "")
+        if tokenKinds.webSearches > 0 {
+            text += " and \(tokenKinds.webSearches) web search" + (tokenKinds.webSearches == 1 ? "" : "es")
+        }
+        return text
+    }
+
     /// The price the call is charged: of the tier the provider says served it (else the one
     /// asked for) and of its prompt's size (the provider's count, else the estimate). With the
     /// note for the row when that tier has no price for the model (charged at the standard one).
@@ -266,7 +281,7 @@ enum Admit {
                                        timeZone: local.timeZone) {
         case .failure(let refusal):
             local.giveBack(to: enforcer, now: now)
-            return .failure(quotaRefusal(refusal))
+            return .failure(quotaRefusal(refusal, admission, endpoint))
         case .success(let held):
             return .success(local.hold(quota: .local(held)))
         }
@@ -294,7 +309,7 @@ enum Admit {
                 switch result {
                 case .failure(let refusal):
                     local.giveBack(to: enforcer, now: now)
-                    return .failure(quotaRefusal(refusal))
+                    return .failure(quotaRefusal(refusal, admission, endpoint))
                 case .success(let held):
                     return .success(local.hold(quota: .shared(held)))
                 }
@@ -308,8 +323,8 @@ enum Admit {
             }
     }
 
-    private static func quotaRefusal(_ refusal: QuotaRefusal) -> Refusal {
-        Refusal(.quotaExhausted, "Quota exhausted: \(refusal).")
+    private static func quotaRefusal(_ refusal: QuotaRefusal, _ admission: Admission, _ endpoint: Endpoint) -> Refusal {
+        Refusal(.quotaExhausted, "Quota exhausted: \(refusal). This call's worst case counts \(admission.worstCaseParts(on: endpoint)).")
     }
 
     /// Concurrency, rate limits and the spend-rate breaker: the checks every replica makes alone.

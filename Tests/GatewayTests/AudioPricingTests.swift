@@ -59,6 +59,8 @@ struct AudioPricingTests {
         let refused = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-audio", audioAnswer: true),
                                        requestID: "audio-answer")
         #expect(refused.status == 429)
+        let message = try #require(try errorObject(refused)["message"] as? String)
+        #expect(message.hasSuffix("and up to 100 output tokens as audio."), "\(message)")
         #expect(try h.row("audio-answer")?.outcome == .refusedQuota)
         #expect(h.fake.exchange(requestID: "audio-answer") == nil)
         let plain = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-audio"), requestID: "text-answer")

@@ -147,13 +147,17 @@ struct PriceTierTests {
               - { match: "claude-*", provider: claude }
             """)
         defer { h.shutdown() }
-        func call(maxUses: Int, id: String) async throws -> Int {
+        func call(maxUses: Int, id: String) async throws -> ReceivedResponse {
             let body = #"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"news?"}],"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":\#(maxUses)}]}"#
-            return try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id).status
+            return try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: id)
         }
-        #expect(try await call(maxUses: 5, id: "five") == 429)
+        let five = try await call(maxUses: 5, id: "five")
+        #expect(five.status == 429)
+        // The message says what the worst case counts.
+        let message = try #require(try errorObject(five)["message"] as? String)
+        #expect(message.hasSuffix("up to 100 output tokens and 5 web searches."), "\(message)")
         #expect(try h.row("five")?.outcome == .refusedQuota)
-        #expect(try await call(maxUses: 1, id: "one") == 200)
+        #expect(try await call(maxUses: 1, id: "one").status == 200)
     }
 
     @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them")
