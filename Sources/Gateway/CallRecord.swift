@@ -79,12 +79,17 @@ enum CallRecord {
     /// with no usage and no text at all it is still billed the prompt estimate: a call cut before
     /// its first token (an OpenAI stream reports nothing until its end; a non-streamed call runs
     /// on at the provider after the client left) is not free.
+    ///
+    /// `kinds`: the estimate's audio (`TokenKinds.audioInputTokens`) is audio input when the
+    /// provider counted no input; sound the answer streamed is audio output.
     static func estimateMissingUsage(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
-                              price: ModelPrice?, promptAlone: Bool = false) {
+                                     kinds: TokenKinds = TokenKinds(), price: ModelPrice?, promptAlone: Bool = false) {
         guard (metered.usage?.outputTokens ?? 0) == 0 else { return }
         guard metered.estimatedOutputTokens > 0 || (promptAlone && metered.usage == nil) else { return }
-        var usage = metered.usage ?? Usage(inputTokens: promptEstimate)
+        var usage = metered.usage
+            ?? Usage(inputTokens: promptEstimate, audioInputTokens: min(kinds.audioInputTokens, promptEstimate))
         usage.outputTokens = metered.estimatedOutputTokens
+        usage.audioOutputTokens = metered.estimatedAudioOutputTokens
         entry.usage = usage
         entry.usageSource = .estimated
         entry.price = price

@@ -58,7 +58,7 @@ extension ProxiedCall {
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's stream ended without its final event"
                 // (Anthropic's input count may have come, its output count not.)
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                                 price: price, promptAlone: billsPrompt)
             } else if !metered.isStream && !metered.sawTerminalEvent && !metered.bodyUnread {
                 // Cut short (a JSON answer closed by the connection's end): billed from its text,
@@ -66,12 +66,12 @@ extension ProxiedCall {
                 // the text it holds, if any.
                 entry.outcome = .upstreamError
                 entry.errorMessage = "the provider's answer is not a complete JSON document"
-                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                                 price: price, promptAlone: billsPrompt && answerIsJSON)
             } else if metered.bodyUnread {
                 entry.outcome = .ok
                 if metered.usage == nil {
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                                     price: price, promptAlone: billsPrompt)
                     entry.errorMessage = "the answer passed \(ResponseMeter.bodyLimit) bytes and ended without a usage: relayed, its prompt estimated"
                 }
@@ -79,7 +79,7 @@ extension ProxiedCall {
                 entry.outcome = .ok
                 if metered.usage == nil && billsPrompt {
                     // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                              price: price, promptAlone: true)
                     entry.errorMessage = entry.usageSource == .estimated
                         ? "the provider reported no usable usage; tokens estimated from the request and the answer's text"
@@ -88,7 +88,7 @@ extension ProxiedCall {
                     // Text sent but no output count: an Anthropic stream that ended with an
                     // `error` event before `message_delta`, a provider whose `message_delta`
                     // carries none, or a usage without its output count. The text is the output.
-                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+                    CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                                     price: price)
                     if entry.usageSource == .estimated {
                         let providerSaid = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
@@ -118,7 +118,7 @@ extension ProxiedCall {
             // attempts (no transfer), nor one cancelled while waiting for or making a connection.
             let attemptWentOut = transfer?.requestWentOut ?? false
             let providerWorkedOnIt = error.providerMayHaveRead && attemptWentOut && upstreamStatus < 400 && billsPrompt
-            CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+            CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                      price: price, promptAlone: providerWorkedOnIt)
             let refusal: Refusal?
             if providerRejectedKey { headSent = false }  // nothing of that answer reached the client
@@ -228,7 +228,7 @@ extension ProxiedCall {
             return CallRecord.settle(&entry, usage: nil, price: price)
         }
         CallRecord.settle(&entry, usage: metered.usage, price: price)
-        CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate,
+        CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                         price: price)
     }
 

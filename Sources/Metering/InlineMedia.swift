@@ -2,7 +2,9 @@
 /// data URL (`data:image/…;base64,…`) in OpenAI's `url` or the Responses API's `image_url`, or
 /// bare base64 with an image format's signature as Anthropic's `source.data`; audio as bare base64
 /// of a WAV or MP3 file in OpenAI's `input_audio.data`. Only long strings under those names are
-/// looked at, so text costs nothing here, and text in a text field is never taken for either.
+/// looked at, so text costs nothing here, and text in a text field is never taken for either; a
+/// bare `data` string counts only when it is base64 throughout (Anthropic's plain-text document
+/// source is `data` too, and text behind a signature must not pass for a picture or a sound).
 struct InlineMedia: Sendable, Hashable {
     private(set) var images = 0
     /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
@@ -18,7 +20,9 @@ struct InlineMedia: Sendable, Hashable {
     /// MP3: an ID3 tag, or a frame's sync bits (eleven set bits, twelve for MPEG-1 and 2).
     private static let mp3Signatures: [StaticString] = ["SUQz", "//"]
 
-    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, in body: UnsafeRawBufferPointer) {
+    /// `inAudio`: the string is a member of the object of an `input_audio` member.
+    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, inAudio: Bool,
+                       in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
         guard length >= Self.shortest, !member.hasEscapes else { return }
         let text = Base64Text(body: body, token: token)
@@ -28,18 +32,15 @@ struct InlineMedia: Sendable, Hashable {
         if named("url") || named("image_url") {
             guard text.starts("data:image/") && Self.isBase64DataURL(body, from: token.start) else { return }
         } else if named("data") {
-            if text.starts("UklGR") && text.starts("QVZF", at: 12) {
+            let riff = text.starts("UklGR")
+            if inAudio, riff && text.starts("QVZF", at: 12) || Self.mp3Signatures.contains(where: { text.starts($0) }) {
+                guard text.isBase64 else { return }
                 audioBytes += length
-                audioSeconds += AudioLength.wav(text, length: length)
+                audioSeconds += riff ? AudioLength.wav(text, length: length) : AudioLength.mp3(length: length)
                 return
             }
-            if Self.mp3Signatures.contains(where: { text.starts($0) }) && text.isBase64Prefix {
-                audioBytes += length
-                audioSeconds += AudioLength.mp3(length: length)
-                return
-            }
-            guard Self.imageSignatures.contains(where: { text.starts($0) })
-                || (text.starts("UklGR") && text.starts("RUJQ", at: 12)) else { return }
+            guard Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
+                  text.isBase64 else { return }
         } else {
             return
         }
@@ -58,16 +59,23 @@ struct InlineMedia: Sendable, Hashable {
 /// How long inline audio plays, from its base64 text: the most it can be, since the estimate it
 /// feeds must not fall short.
 enum AudioLength {
-    /// The lowest bitrate assumed for audio whose header is not read (MP3): 16 kbit/s, speech at
-    /// its plainest. Music and ordinary speech are 4-16 times that, so are overstated as much.
-    static let lowestBytesPerSecond = 2_000.0
+    /// The lowest bitrate assumed for audio whose header is not read (MP3): 8 kbit/s, MPEG-2.5's
+    /// least. Speech is usually 4-16 times that, so is overstated as much.
+    static let lowestBytesPerSecond = 1_000.0
+    /// The most a WAV's header may claim: 96 kHz 16-bit stereo. A higher claim (a forged header
+    /// would make an hour of sound read as seconds) counts as this.
+    static let highestWAVBytesPerSecond = 384_000
 
-    /// A WAV file's length from the byte rate in its `fmt ` chunk (which follows the RIFF header
-    /// in every WAV the tools write); else as an MP3's.
+    /// A WAV file's length from its `fmt ` chunk (which follows the RIFF header in every WAV the
+    /// tools write): its byte rate, but no more than its sample rate × block size (what decoders
+    /// play it at) nor `highestWAVBytesPerSecond`; else as an MP3's.
     static func wav(_ text: Base64Text, length: Int) -> Double {
-        // Bytes 27-32 are base64 characters 36-43; the byte rate is bytes 28-31, little-endian.
-        guard text.starts("Zm10", at: 16), let bytes = text.decode(from: 36, groups: 2) else { return mp3(length: length) }
-        let rate = Int(bytes[1]) | Int(bytes[2]) << 8 | Int(bytes[3]) << 16 | Int(bytes[4]) << 24
+        // Bytes 24-35 are base64 characters 32-47: the sample rate (24-27), the byte rate (28-31)
+        // and the block size (32-33), little-endian.
+        guard text.starts("Zm10", at: 16), let b = text.decode(from: 32, groups: 4) else { return mp3(length: length) }
+        func int(_ at: Int, _ count: Int) -> Int { (0..<count).reduce(0) { $0 | Int(b[at + $1]) << (8 * $1) } }
+        let played = int(0, 4) * int(8, 2)
+        let rate = min(int(4, 4), played, highestWAVBytesPerSecond)
         // Below 8 kHz 8-bit mono, the header is not a real one.
         guard rate >= 8_000 else { return mp3(length: length) }
         return Double(length) * 3 / 4 / Double(rate)
@@ -113,15 +121,25 @@ struct Base64Text {
         return true
     }
 
-    /// The first 64 characters are base64's (text that merely starts like a signature is not).
-    var isBase64Prefix: Bool {
+    /// Every character is base64's (`=` padding included), `/` written either way: text that
+    /// merely starts like a signature is not.
+    var isBase64: Bool {
         var at = token.start
-        for _ in 0..<64 {
-            guard let (c, next) = character(at: at), Self.value(of: c) != nil else { return false }
-            at = next
+        while at < token.end {
+            let c = body[at]
+            if Self.alphabet[Int(c)] {
+                at += 1
+            } else if c == UInt8(ascii: "\\"), at + 1 < token.end, body[at + 1] == UInt8(ascii: "/") {
+                at += 2
+            } else {
+                return false
+            }
         }
         return true
     }
+
+    /// Base64's characters and `=`, by byte.
+    private static let alphabet: [Bool] = (0..<256).map { value(of: UInt8($0)) != nil || $0 == Int(UInt8(ascii: "=")) }
 
     /// `groups` groups of four characters from character `offset`, decoded (three bytes each).
     func decode(from offset: Int, groups: Int) -> [UInt8]? {

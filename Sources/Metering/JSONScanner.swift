@@ -166,6 +166,9 @@ struct JSONScanner {
     /// level instead of a stack frame (a hostile body cannot overflow the stack).
     mutating func skipValue() throws(JSONSyntaxError) {
         var stack = ContainerStack()
+        // The depth of the object an `input_audio` member opened, while the scan is in it: only
+        // strings directly in it may be audio (`InlineMedia`).
+        var audioDepth = -1
         while true {
             // A value is expected here.
             skipWhitespace()
@@ -177,7 +180,11 @@ struct JSONScanner {
                 if current == UInt8(ascii: "}") {
                     index += 1
                 } else {
+                    // A member's value (not an array's element) named `input_audio`.
+                    let opensAudio = !stack.isEmpty && stack.topIsObject && memberName.end - memberName.start == 11
+                        && !memberName.hasEscapes && StreamReading.matches(bytes, at: memberName.start, "input_audio")
                     stack.push(isObject: true)
+                    if opensAudio { audioDepth = stack.depth }
                     try scanMemberName()
                     continue
                 }
@@ -190,7 +197,8 @@ struct JSONScanner {
                     stack.push(isObject: false)
                     continue
                 }
-            case UInt8(ascii: "\""): inlineMedia.note(try scanString(), member: memberName, in: bytes)
+            case UInt8(ascii: "\""):
+                inlineMedia.note(try scanString(), member: memberName, inAudio: audioDepth == stack.depth, in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
             }
@@ -207,6 +215,7 @@ struct JSONScanner {
                         break closing
                     } else if byte == UInt8(ascii: "}") {
                         index += 1
+                        if stack.depth == audioDepth { audioDepth = -1 }
                         stack.pop()
                     } else {
                         throw failure("expected ',' or '}'")

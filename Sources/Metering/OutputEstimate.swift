@@ -11,11 +11,28 @@
 /// string, with or without whitespace around the colon) counted as the raw
 /// JSON string bytes, escapes included. It errs low for scripts that take more bytes per token
 /// than they use (CJK: ~3 bytes, ~1 token) only through (b), which (a) then bounds from below.
+///
+/// A spoken answer (OpenAI chat's `delta.audio`: `transcript` is text, `data` base64 sound)
+/// adds `audioTokens` for its sound: streamed sound is 16-bit 24 kHz PCM (48,000 bytes a second,
+/// the only format chat completions stream), at 20 tokens a second (OpenAI's rate for spoken
+/// answers, one per 50 ms).
 public enum OutputEstimate {
     public static let bytesPerToken = 4
+    /// Base64 characters of streamed sound per token: 4/3 × 48,000 bytes a second ÷ 20.
+    public static let audioCharactersPerToken = 3_200
 
     public static func tokens(textBytes: Int, textEvents: Int) -> Int {
         max(textEvents, (textBytes + bytesPerToken - 1) / bytesPerToken)
+    }
+
+    public static func audioTokens(base64Bytes: Int) -> Int {
+        (base64Bytes + audioCharactersPerToken - 1) / audioCharactersPerToken
+    }
+
+    /// The estimate of `text`'s output: its text's tokens and, of them, its sound's.
+    static func tokens(_ text: StreamedText) -> (all: Int, audio: Int) {
+        let audio = audioTokens(base64Bytes: text.audioBytes)
+        return (tokens(textBytes: text.bytes, textEvents: text.events) + audio, audio)
     }
 }
 
@@ -23,12 +40,14 @@ public enum OutputEstimate {
 struct StreamedText {
     private(set) var bytes = 0
     private(set) var events = 0
+    /// Base64 characters of sound (`audio.data`), counted apart from the text.
+    private(set) var audioBytes = 0
 
     /// The delta's text fields, as quoted keys; their value must be a string (`"key": "…"`,
     /// with or without whitespace around the colon, as compact and pretty-printed JSON write it).
     private static let keys: [StaticString] = [
         "\"content\"", "\"text\"", "\"delta\"", "\"thinking\"", "\"partial_json\"",
-        "\"reasoning_content\"", "\"reasoning\"", "\"arguments\"",
+        "\"reasoning_content\"", "\"reasoning\"", "\"arguments\"", "\"transcript\"",
     ]
 
     /// Adds the text of one event's data: the first non-empty text field (an event carries one delta).
@@ -46,6 +65,12 @@ struct StreamedText {
         while true {
             i = ByteSearch.first(UInt8(ascii: "\""), in: data, from: i)
             guard i < data.count else { return }
+            if StreamReading.matches(data, at: i, "\"audio\"") {
+                // Its sound, then on past the key: its transcript is text.
+                audioBytes += Self.soundLength(data, after: i + 7)
+                i += 7
+                continue
+            }
             if let key = Self.keys.first(where: { StreamReading.matches(data, at: i, $0) }),
                let start = Self.stringValue(data, after: i + key.utf8CodeUnitCount) {
                 let length = Self.stringLength(data, from: start)
@@ -76,6 +101,23 @@ struct StreamedText {
         skipSpace(&i)
         guard i < data.count, data[i] == UInt8(ascii: "\"") else { return nil }
         return i + 1
+    }
+
+    /// The length of the `data` string of the object that is the value after a key ending at
+    /// `index` (`"audio": {… "data": "…" …}`); 0 if there is none.
+    private static func soundLength(_ data: UnsafeRawBufferPointer, after index: Int) -> Int {
+        var i = index
+        while i < data.count, data[i] == 0x20 || data[i] == UInt8(ascii: ":") || data[i] == 0x0A || data[i] == 0x0D || data[i] == 0x09 { i += 1 }
+        guard i < data.count, data[i] == UInt8(ascii: "{") else { return 0 }
+        i += 1
+        while i < data.count, data[i] != UInt8(ascii: "}") {
+            guard data[i] == UInt8(ascii: "\"") else { i += 1; continue }
+            if StreamReading.matches(data, at: i, "\"data\""), let start = stringValue(data, after: i + 6) {
+                return stringLength(data, from: start)
+            }
+            i += 1 + stringLength(data, from: i + 1) + 1  // past this string
+        }
+        return 0
     }
 
     /// Bytes of the JSON string starting at `start` up to its closing quote (escapes included).

@@ -131,8 +131,7 @@ extension ResponseMeter {
             var result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
                                      providerErrorMessage: ResponseUsage.truncated(reading.errorMessage),
                                      sawTerminalEvent: terminalStart != nil, isStream: true)
-            result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: reading.text.bytes,
-                                                                 textEvents: reading.text.events)
+            (result.estimatedOutputTokens, result.estimatedAudioOutputTokens) = OutputEstimate.tokens(reading.text)
             result.streamFailed = reading.failed
             result.servedTier = reading.servedTier
             return (held, result)
@@ -257,7 +256,7 @@ extension ResponseMeter {
                 // text is the estimate (none when it has no text).
                 var text = StreamedText()
                 whole.withUnsafeReadableBytes { text.countAll($0) }
-                result.estimatedOutputTokens = OutputEstimate.tokens(textBytes: text.bytes, textEvents: text.events)
+                (result.estimatedOutputTokens, result.estimatedAudioOutputTokens) = OutputEstimate.tokens(text)
             }
             return (heldBytes, result)
         }

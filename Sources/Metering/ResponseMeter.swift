@@ -16,6 +16,8 @@ public struct MeterResult: Sendable, Hashable {
     /// `OutputEstimate` of the text sent: bills an answer without usable usage (a cut stream,
     /// a body whose usage is missing or nonsense); 0 when not needed.
     public var estimatedOutputTokens = 0
+    /// Of `estimatedOutputTokens`, those of sound (a spoken answer's `audio.data`).
+    public var estimatedAudioOutputTokens = 0
     /// A body over `ResponseMeter.bodyLimit`: relayed intact, not read whole (no JSON check);
     /// its usage is read from its last 64 KiB, where a top-level `usage` ends the document.
     public var bodyUnread = false

@@ -105,3 +105,31 @@ enum RequestPeekAudio {
 
     private static func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 }
+
+extension AudioPricingTests {
+    @Test("a spoken answer's stream cut before its usage: its sound is estimated as audio output and its prompt's audio as audio input, at the audio prices")
+    func cutSpokenStream() async throws {
+        // Two chunks of sound (6,400 base64 characters each: 2 tokens at 20 a second of 24 kHz
+        // PCM) with their transcript, then the connection ends without [DONE] or a usage.
+        let sound = String(repeating: "AAAA", count: 1_600)
+        let events = ["Hel", "lo"].map {
+            #"data: {"choices":[{"index":0,"delta":{"audio":{"id":"audio_1","data":"\#(sound)","transcript":"\#($0)"}}}]}"# + "\n\n"
+        }.joined()
+        let canned = try CannedProvider([UpstreamHostileTests.streamHead(), Array(events.utf8)])
+        defer { canned.shutdown() }
+        let h = try UpstreamHostileTests.harness(canned)
+        defer { h.shutdown() }
+        let wav = RequestPeekAudio.wav(seconds: 2)
+        let body = #"{"model":"gpt-audio","stream":true,"modalities":["text","audio"],"audio":{"voice":"alloy","format":"pcm16"},"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"\#(wav)","format":"wav"}}]}]}"#
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: body, requestID: "cut-sound")
+        #expect(r.status == 200 && !r.complete)
+        let row = try #require(try h.row("cut-sound"))
+        #expect(row.outcome == .upstreamError && row.usageSource == .estimated)
+        // Output: two transcript events (2 tokens) and 4 tokens of sound.
+        #expect(row.usage.outputTokens == 6 && row.usage.audioOutputTokens == 4)
+        // Input: the prompt estimate, 41 of it the WAV's two seconds (and its header).
+        #expect(row.usage.audioInputTokens == 41)
+        let input = Int64(row.usage.inputTokens)
+        #expect(row.cost.picodollars == (input - 41) * 2_500_000 + 41 * 32_000_000 + 2 * 10_000_000 + 4 * 64_500_000)
+    }
+}

@@ -19,14 +19,15 @@ import Testing
         #expect(PromptEstimate.tokens(peek) == (text.utf8.count + 2) / 3)
     }
 
-    @Test("inline audio counts by how long it may play: a WAV by its header's byte rate, an MP3 at 16 kbit/s")
+    @Test("inline audio counts by how long it may play: a WAV by its header (a forged rate capped), an MP3 at 8 kbit/s")
     func inlineAudioCountsBySeconds() throws {
-        func wav(seconds: Int, byteRate: UInt32) -> String {
+        /// 16-bit mono: `byteRate` / 2 samples a second; `claimed` is the byte rate its header says.
+        func wav(seconds: Int, byteRate: UInt32, claimed: UInt32? = nil, fill: UInt8 = 0) -> String {
             let data = seconds * Int(byteRate)
             func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
             var bytes = Array("RIFF".utf8) + le(UInt32(36 + data)) + Array("WAVEfmt ".utf8)
-            bytes += le(16) + [1, 0, 1, 0] + le(byteRate / 2) + le(byteRate) + [2, 0, 16, 0]
-            bytes += Array("data".utf8) + le(UInt32(data)) + [UInt8](repeating: 0, count: data)
+            bytes += le(16) + [1, 0, 1, 0] + le(byteRate / 2) + le(claimed ?? byteRate) + [2, 0, 16, 0]
+            bytes += Array("data".utf8) + le(UInt32(data)) + [UInt8](repeating: fill, count: data)
             return Data(bytes).base64EncodedString()
         }
         func body(_ data: String, format: String = "wav") -> String {
@@ -42,17 +43,31 @@ import Testing
             #expect(PromptEstimate.audioTokens(p) == seconds * 20 + 1)
             #expect(PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: text.utf8.count - audio.utf8.count) + seconds * 20 + 1)
         }
-        // An MP3 (ID3 tag, or a bare frame), and a RIFF without a readable fmt chunk: 16 kbit/s.
+        // A header claiming a byte rate above its samples' (a forged one): played at its samples'.
+        let forged = wav(seconds: 10, byteRate: 48_000, claimed: 0xFFFF_FFFF)
+        #expect(try RequestPeek(body: Array(body(forged).utf8)).inlineAudioSeconds > 9.99)
+        // An MP3 (ID3 tag, or a bare frame), and a RIFF without a readable fmt chunk: 8 kbit/s.
         for audio in ["SUQzBAAAAAAA" + String(repeating: "QUJD", count: 3_000), "//uQxAAAAAAA" + String(repeating: "QUJD", count: 3_000),
                       "UklGRiQAAABXQVZF" + String(repeating: "QUJD", count: 3_000)] {
             let p = try RequestPeek(body: Array(body(audio, format: "mp3").utf8))
             #expect(p.inlineAudioBytes == audio.utf8.count)
-            let seconds = Double(audio.utf8.count) * 3 / 4 / 2_000
+            let seconds = Double(audio.utf8.count) * 3 / 4 / 1_000
             #expect(PromptEstimate.audioTokens(p) == Int((seconds * 20).rounded(.up)))
         }
         // `/` written `\/`: the same audio.
-        let escaped = wav(seconds: 2, byteRate: 48_000).replacingOccurrences(of: "/", with: #"\/"#)
+        let loud = wav(seconds: 2, byteRate: 48_000, fill: 0xFF)
+        let escaped = loud.replacingOccurrences(of: "/", with: #"\/"#)
+        #expect(escaped != loud)
         #expect(try RequestPeek(body: Array(body(escaped).utf8)).inlineAudioSeconds > 1.99)
+        // Only in `input_audio`, and only base64 throughout: Anthropic's plain-text document
+        // source (`data` too), and text behind an MP3 frame's or a WAV's opening, count by bytes.
+        let banner = String(repeating: "/", count: 80) + " a source file, " + String(repeating: "then its code ", count: 200)
+        let fakeWAV = String(forged.prefix(64)) + String(repeating: " and text", count: 300)
+        let document = #"{"model":"claude","max_tokens":9,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"\#(forged)"}}]}]}"#
+        for text in [body(banner, format: "mp3"), body(fakeWAV), document] {
+            let p = try RequestPeek(body: Array(text.utf8))
+            #expect(p.inlineAudioBytes == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: text.utf8.count))
+        }
         // An audio answer asked for (OpenAI's `audio` parameter).
         let asks = #"{"model":"gpt-audio","modalities":["text","audio"],"audio":{"voice":"alloy","format":"wav"},"messages":[]}"#
         #expect(try RequestPeek(body: Array(asks.utf8)).asksAudioAnswer)
@@ -84,6 +99,8 @@ import Testing
             #"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"\#(jpeg)"}]}]}"#,
             #"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"\#(comment)","format":"mp3"}}]}]}"#,
             #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"\#(notBase64)"}}]}]}"#,
+            // Text behind a JPEG's signature (Anthropic's plain-text document source is `data` too).
+            #"{"model":"m","messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"/9j/ \#(text)"}}]}]}"#,
         ]
         for body in bodies {
             let p = try RequestPeek(body: Array(body.utf8))
@@ -98,5 +115,21 @@ import Testing
         let slashes = #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image\/jpeg;base64,\/9j\/\#(jpeg.dropFirst(4))"}},{"type":"image","source":{"type":"base64","media_type":"image\/jpeg","data":"\/9j\/\#(jpeg.dropFirst(4))"}}]}]}"#
         let e = try RequestPeek(body: Array(slashes.utf8))
         #expect(e.inlineImages == 2 && PromptEstimate.tokens(e) < 4_000)
+    }
+}
+
+@Suite struct StreamedSoundTests {
+    @Test("a spoken answer's events: the transcript is text, the sound its own tokens (20 a second of 24 kHz PCM)")
+    func soundAndTranscript() {
+        var text = StreamedText()
+        let sound = String(repeating: "AAAA", count: 1_600)  // 6,400 characters: 0.1 s
+        for event in [#"{"choices":[{"delta":{"audio":{"id":"a1","data":"\#(sound)","expires_at":1,"transcript":"Hello"}}}]}"#,
+                      #"{"choices":[{"delta":{"audio" : { "data" : "\#(sound)" }}}]}"#,
+                      #"{"choices":[{"delta":{"content":"the \"audio\": {} word"}}]}"#] {
+            Array(event.utf8).withUnsafeBytes { text.count($0) }
+        }
+        #expect(text.audioBytes == 12_800)
+        #expect(text.events == 2 && text.bytes == 5 + 22)
+        #expect(OutputEstimate.tokens(text) == (all: 7 + 4, audio: 4))
     }
 }
