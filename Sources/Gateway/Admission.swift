@@ -102,18 +102,27 @@ final class Admission: Sendable {
     }
 
     /// What the worst case counts, for a refusal's message: "a prompt of about 120 tokens, up to
-    /// 1000 output tokens as audio and 5 web searches" (a user sending a short prompt otherwise
-    /// cannot tell why a call needs dollars).
+    /// 1000 output tokens as audio and 5 web searches at gpt-audio@2025-08-28's prices" (a user
+    /// sending a short prompt otherwise cannot tell why a call needs dollars). The price's id
+    /// names a tier or a long prompt's price; the dearer kinds are named when they were priced so.
     func worstCaseParts(on endpoint: Endpoint) -> String {
         let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
-        var text = "a prompt of about \(promptEstimate) tokens"
-        if tokenKinds.audioInputTokens > 0 { text += " (\(tokenKinds.audioInputTokens) of them audio)" }
-        text += tokenKinds.webSearches > 0 ? ", " : " and "
-        text += "up to \(output) output tokens" + (tokenKinds.audioAnswer ? " as audio" : "")
-        if tokenKinds.webSearches > 0 {
-            text += " and \(tokenKinds.webSearches) web search" + (tokenKinds.webSearches == 1 ? "" : "es")
+        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
+        var prompt = "a prompt of about \(promptEstimate) tokens"
+        if tokenKinds.audioInputTokens > 0 { prompt += " (\(min(tokenKinds.audioInputTokens, promptEstimate)) of them audio)" }
+        if tokenKinds.writesPromptCache, let price, max(price.cacheWrite, price.cacheWrite1h) > price.input {
+            prompt += " priced as cache writes"
         }
-        return text
+        var parts = [prompt]
+        if output > 0 {
+            let audio = tokenKinds.audioAnswer && price.map { ($0.audioOutput ?? $0.output) > $0.output } == true
+            parts.append("up to \(output) output tokens" + (audio ? " as audio" : ""))
+        }
+        if tokenKinds.webSearches > 0 {
+            parts.append("\(tokenKinds.webSearches) web search" + (tokenKinds.webSearches == 1 ? "" : "es"))
+        }
+        let listed = parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ", ") + " and " + parts[parts.count - 1]
+        return listed + (price.map { " at \($0.id)'s prices" } ?? "")
     }
 
     /// The price the call is charged: of the tier the provider says served it (else the one
@@ -255,8 +264,8 @@ enum Admit {
                                       // Only Anthropic's usage bills cache writes apart (OpenAI's counts them as input).
                                       writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
                                       audioInputTokens: PromptEstimate.audioTokens(peek),
-                                      audioAnswer: peek.asksAudioAnswer,
-                                      webSearches: peek.reservedWebSearches),
+                                      audioAnswer: peek.asksAudioAnswer && request.endpoint != .countTokens,
+                                      webSearches: peek.reservedWebSearches(on: request.endpoint)),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier,
                                   stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))

@@ -239,13 +239,18 @@ struct JSONScanner {
     /// `"name"` then `:`; leaves the cursor at the member's value.
     private mutating func scanMemberName() throws(JSONSyntaxError) {
         guard current == UInt8(ascii: "\"") else { throw failure("expected a member name in double quotes") }
-        memberName = try scanString()
-        if memberName.end - memberName.start == 13, !memberName.hasEscapes,
-           StreamReading.matches(bytes, at: memberName.start, "cache_control") {
-            sawCacheControl = true
-        }
+        enterMember(try scanString())
         skipWhitespace()
         try expect(UInt8(ascii: ":"), "expected ':'")
+    }
+
+    /// The member whose value comes next: what `InlineMedia` judges its strings by, and a
+    /// `cache_control` noted.
+    private mutating func enterMember(_ name: StringToken) {
+        memberName = name
+        if name.end - name.start == 13, !name.hasEscapes, StreamReading.matches(bytes, at: name.start, "cache_control") {
+            sawCacheControl = true
+        }
     }
 
     /// Walks the members of the object at the cursor. For each, `member` is called with the
@@ -264,6 +269,8 @@ struct JSONScanner {
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "expected ':'")
             skipWhitespace()
+            // A value skipped here is judged by its own member's name, as inside `skipValue`.
+            enterMember(key)
             if try !member(&self, key) { try skipValue() }
             skipWhitespace()
             guard index < bytes.count else { throw failure("") }
@@ -283,6 +290,7 @@ struct JSONScanner {
         if current == UInt8(ascii: "]") { index += 1; return }
         while true {
             skipWhitespace()
+            memberName = StringToken(start: 0, end: 0, hasEscapes: false)  // an element has none
             if try !element(&self) { try skipValue() }
             skipWhitespace()
             guard index < bytes.count else { throw failure("") }

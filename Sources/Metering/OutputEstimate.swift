@@ -12,26 +12,28 @@
 /// JSON string bytes, escapes included. It errs low for scripts that take more bytes per token
 /// than they use (CJK: ~3 bytes, ~1 token) only through (b), which (a) then bounds from below.
 ///
-/// A spoken answer (OpenAI chat's `delta.audio`: `transcript` is text, `data` base64 sound)
-/// adds `audioTokens` for its sound: streamed sound is 16-bit 24 kHz PCM (48,000 bytes a second,
-/// the only format chat completions stream), at 20 tokens a second (OpenAI's rate for spoken
-/// answers, one per 50 ms).
+/// A spoken answer (OpenAI chat's `audio`: `transcript` is text, `data` base64 sound) adds
+/// 20 tokens for each second of its sound (OpenAI's rate for spoken answers, one per 50 ms):
+/// streamed sound is 16-bit 24 kHz PCM (48,000 bytes a second, the only format chat completions
+/// stream); a whole answer's is a file in the format asked for, timed by its header if a WAV,
+/// else as if at 8 kbit/s (`AudioLength`), which overstates MP3 and Opus rather than miss them.
 public enum OutputEstimate {
     public static let bytesPerToken = 4
-    /// Base64 characters of streamed sound per token: 4/3 × 48,000 bytes a second ÷ 20.
-    public static let audioCharactersPerToken = 3_200
+    /// Streamed sound: 16-bit 24 kHz mono PCM.
+    public static let streamedSoundBytesPerSecond = 48_000.0
+    public static let audioTokensPerSecond = 20.0
 
     public static func tokens(textBytes: Int, textEvents: Int) -> Int {
         max(textEvents, (textBytes + bytesPerToken - 1) / bytesPerToken)
     }
 
-    public static func audioTokens(base64Bytes: Int) -> Int {
-        (base64Bytes + audioCharactersPerToken - 1) / audioCharactersPerToken
+    public static func audioTokens(seconds: Double) -> Int {
+        Int(min((seconds * audioTokensPerSecond).rounded(.up), Double(Int32.max)))
     }
 
     /// The estimate of `text`'s output: its text's tokens and, of them, its sound's.
     static func tokens(_ text: StreamedText) -> (all: Int, audio: Int) {
-        let audio = audioTokens(base64Bytes: text.audioBytes)
+        let audio = audioTokens(seconds: text.audioSeconds)
         return (tokens(textBytes: text.bytes, textEvents: text.events) + audio, audio)
     }
 }
@@ -40,8 +42,10 @@ public enum OutputEstimate {
 struct StreamedText {
     private(set) var bytes = 0
     private(set) var events = 0
-    /// Base64 characters of sound (`audio.data`), counted apart from the text.
+    /// Base64 characters of sound (`audio.data`), counted apart from the text, and how long
+    /// they play.
     private(set) var audioBytes = 0
+    private(set) var audioSeconds = 0.0
 
     /// The delta's text fields, as quoted keys; their value must be a string (`"key": "…"`,
     /// with or without whitespace around the colon, as compact and pretty-printed JSON write it).
@@ -67,7 +71,14 @@ struct StreamedText {
             guard i < data.count else { return }
             if StreamReading.matches(data, at: i, "\"audio\"") {
                 // Its sound, then on past the key: its transcript is text.
-                audioBytes += Self.soundLength(data, after: i + 7)
+                if let sound = Self.sound(data, after: i + 7) {
+                    audioBytes += sound.end - sound.start
+                    let text = Base64Text(body: data, token: sound)
+                    // A whole answer's sound is a file; a stream's, bare PCM.
+                    audioSeconds += !all ? Double(sound.end - sound.start) * 3 / 4 / OutputEstimate.streamedSoundBytesPerSecond
+                        : text.starts("UklGR") ? AudioLength.wav(text, length: sound.end - sound.start)
+                        : AudioLength.mp3(length: sound.end - sound.start)
+                }
                 i += 7
                 continue
             }
@@ -103,21 +114,23 @@ struct StreamedText {
         return i + 1
     }
 
-    /// The length of the `data` string of the object that is the value after a key ending at
-    /// `index` (`"audio": {… "data": "…" …}`); 0 if there is none.
-    private static func soundLength(_ data: UnsafeRawBufferPointer, after index: Int) -> Int {
+    /// The `data` string of the object that is the value after a key ending at `index`
+    /// (`"audio": {… "data": "…" …}`), quotes excluded; nil if there is none.
+    private static func sound(_ data: UnsafeRawBufferPointer, after index: Int) -> JSONScanner.StringToken? {
         var i = index
         while i < data.count, data[i] == 0x20 || data[i] == UInt8(ascii: ":") || data[i] == 0x0A || data[i] == 0x0D || data[i] == 0x09 { i += 1 }
-        guard i < data.count, data[i] == UInt8(ascii: "{") else { return 0 }
+        guard i < data.count, data[i] == UInt8(ascii: "{") else { return nil }
         i += 1
         while i < data.count, data[i] != UInt8(ascii: "}") {
             guard data[i] == UInt8(ascii: "\"") else { i += 1; continue }
             if StreamReading.matches(data, at: i, "\"data\""), let start = stringValue(data, after: i + 6) {
-                return stringLength(data, from: start)
+                let length = stringLength(data, from: start)
+                let escaped = data[start..<(start + length)].contains(UInt8(ascii: "\\"))
+                return JSONScanner.StringToken(start: start, end: start + length, hasEscapes: escaped)
             }
             i += 1 + stringLength(data, from: i + 1) + 1  // past this string
         }
-        return 0
+        return nil
     }
 
     /// Bytes of the JSON string starting at `start` up to its closing quote (escapes included).

@@ -87,10 +87,12 @@ public struct RequestPeek: Sendable, Hashable {
     /// a tool left to itself makes a few, a deep research call dozens).
     public static let searchesWithoutLimit = 10
 
-    /// The searches the call's reservation holds: its tool's limit, else `searchesWithoutLimit`.
-    public var reservedWebSearches: Int {
-        guard webSearchTool else { return 0 }
-        return [webSearchMaxUses, maxToolCalls].compactMap { $0 }.min() ?? Self.searchesWithoutLimit
+    /// The searches the call's reservation holds: its tool's limit (`max_tool_calls` only where
+    /// the Responses API reads it), else `searchesWithoutLimit`; none for a token count.
+    public func reservedWebSearches(on endpoint: Endpoint) -> Int {
+        guard webSearchTool, endpoint != .countTokens else { return 0 }
+        let toolCalls = endpoint == .responses ? maxToolCalls : nil
+        return [webSearchMaxUses, toolCalls].compactMap { $0 }.min() ?? Self.searchesWithoutLimit
     }
 
     /// How many answers the request has generated, each up to its output limit: `n` on chat

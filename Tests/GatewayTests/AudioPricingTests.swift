@@ -60,7 +60,7 @@ struct AudioPricingTests {
                                        requestID: "audio-answer")
         #expect(refused.status == 429)
         let message = try #require(try errorObject(refused)["message"] as? String)
-        #expect(message.hasSuffix("and up to 100 output tokens as audio."), "\(message)")
+        #expect(message.hasSuffix("and up to 100 output tokens as audio at gpt-audio@2025-08-28's prices."), "\(message)")
         #expect(try h.row("audio-answer")?.outcome == .refusedQuota)
         #expect(h.fake.exchange(requestID: "audio-answer") == nil)
         let plain = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("gpt-audio"), requestID: "text-answer")
@@ -71,7 +71,7 @@ struct AudioPricingTests {
     func inlineAudioEstimate() async throws {
         // The provider counts what it heard: 600 audio tokens and the question's.
         let answer = UpstreamHostileTests.response(UpstreamHostileTests.body(usage: #"{"prompt_tokens":610,"completion_tokens":5,"prompt_tokens_details":{"audio_tokens":600}}"#))
-        let canned = try CannedProvider(answers: Array(repeating: [answer], count: 3))
+        let canned = try CannedProvider(answers: Array(repeating: [answer], count: 3), readsBody: true)
         defer { canned.shutdown() }
         let h = try UpstreamHostileTests.harness(canned, plans: """
             defaults: { plan: metered }

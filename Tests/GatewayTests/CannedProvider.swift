@@ -22,8 +22,10 @@ final class CannedProvider: Sendable {
         try self.init(answers: [writes], ending: ending)
     }
 
-    /// Answer n is `answers[n]`, the last one repeated for every later request.
-    init(answers: [[[UInt8]]], ending: Ending = .close) throws {
+    /// Answer n is `answers[n]`, the last one repeated for every later request. `readsBody`:
+    /// answer once the request's whole body (by its `content-length`) came, not at its first
+    /// bytes (closing with a large body unread resets the connection under the upload).
+    init(answers: [[[UInt8]]], ending: Ending = .close, readsBody: Bool = false) throws {
         let served = self.served, log = self.log
         channel = try ServerBootstrap(group: TestHTTPClient.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -34,7 +36,7 @@ final class CannedProvider: Sendable {
                 }
                 let writes = answers[min(index, answers.count - 1)]
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Responder(writes: writes, ending: ending, log: log))
+                    try channel.pipeline.syncOperations.addHandler(Responder(writes: writes, ending: ending, readsBody: readsBody, log: log))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -47,18 +49,42 @@ final class CannedProvider: Sendable {
         typealias InboundIn = ByteBuffer
         let writes: [[UInt8]]
         let ending: Ending
+        let readsBody: Bool
         let log: NIOLockedValueBox<[String]>
         private var answered = false
+        private var request: [UInt8] = []
 
-        init(writes: [[UInt8]], ending: Ending, log: NIOLockedValueBox<[String]>) {
+        init(writes: [[UInt8]], ending: Ending, readsBody: Bool, log: NIOLockedValueBox<[String]>) {
             self.writes = writes
             self.ending = ending
+            self.readsBody = readsBody
             self.log = log
         }
 
+        /// Whether `request` holds a whole request (head and `content-length` bytes of body);
+        /// answers an `expect: 100-continue` on the way.
+        private func whole(context: ChannelHandlerContext) -> Bool {
+            let blank = Array("\r\n\r\n".utf8)
+            guard let headEnd = request.indices.dropLast(3).first(where: { request[$0..<($0 + 4)].elementsEqual(blank) }) else {
+                return false
+            }
+            let head = String(decoding: request[..<headEnd], as: UTF8.self).lowercased()
+            let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+            if head.contains("expect: 100-continue"), request.count == headEnd + 4 {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
+            }
+            return request.count >= headEnd + 4 + length
+        }
+
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let buffer = unwrapInboundIn(data)
+            var buffer = unwrapInboundIn(data)
             guard !answered, buffer.readableBytes > 0 else { return }
+            if readsBody {
+                request += buffer.readBytes(length: buffer.readableBytes) ?? []
+                guard whole(context: context) else { return }
+                buffer = ByteBuffer(bytes: request)
+            }
             answered = true
             log.withLockedValue { $0.append(String(decoding: buffer.readableBytesView, as: UTF8.self)) }
             for bytes in writes { context.write(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil) }

@@ -155,7 +155,7 @@ struct PriceTierTests {
         #expect(five.status == 429)
         // The message says what the worst case counts.
         let message = try #require(try errorObject(five)["message"] as? String)
-        #expect(message.hasSuffix("up to 100 output tokens and 5 web searches."), "\(message)")
+        #expect(message.hasSuffix("up to 100 output tokens and 5 web searches at claude-sonnet-4-*@2025-05-22's prices."), "\(message)")
         #expect(try h.row("five")?.outcome == .refusedQuota)
         #expect(try await call(maxUses: 1, id: "one").status == 200)
     }

@@ -132,4 +132,29 @@ import Testing
         #expect(text.events == 2 && text.bytes == 5 + 22)
         #expect(OutputEstimate.tokens(text) == (all: 7 + 4, audio: 4))
     }
+    @Test("a whole answer's sound is a file: a WAV timed by its header, any other format as if at 8 kbit/s")
+    func wholeAnswerSound() {
+        func wav(seconds: Int, byteRate: UInt32) -> String {
+            let data = seconds * Int(byteRate)
+            func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+            var bytes = Array("RIFF".utf8) + le(UInt32(36 + data)) + Array("WAVEfmt ".utf8)
+            bytes += le(16) + [1, 0, 1, 0] + le(byteRate / 2) + le(byteRate) + [2, 0, 16, 0]
+            bytes += Array("data".utf8) + le(UInt32(data)) + [UInt8](repeating: 0, count: data)
+            return Data(bytes).base64EncodedString()
+        }
+        func estimate(_ sound: String) -> (all: Int, audio: Int) {
+            var text = StreamedText()
+            let body = #"{"choices":[{"message":{"role":"assistant","content":null,"audio":{"id":"a","data":"\#(sound)","transcript":"Hi"}}}]}"#
+            Array(body.utf8).withUnsafeBytes { text.countAll($0) }
+            return OutputEstimate.tokens(text)
+        }
+        // Three seconds of WAV: 60 tokens (and the header's twentieth), and the transcript's one.
+        #expect(estimate(wav(seconds: 3, byteRate: 48_000)) == (all: 62, audio: 61))
+        // 4,000 characters of Opus or MP3: 3,000 bytes, 3 s at 8 kbit/s.
+        #expect(estimate("T2dnUw" + String(repeating: "AAAA", count: 998) + "AA") == (all: 61, audio: 60))
+        // A header claiming more than 384,000 bytes a second (its samples agreeing) is held there.
+        let fast = wav(seconds: 1, byteRate: 1_536_000)
+        let seconds = Double(fast.utf8.count) * 3 / 4 / 384_000
+        #expect(estimate(fast).audio == Int((seconds * 20).rounded(.up)))
+    }
 }

@@ -100,25 +100,42 @@ import Testing
         #expect(Endpoint.embeddings.outputReserve(applied: nil, answers: 5) == 0)
     }
 
-    @Test("a web search tool reserves its max_uses (or max_tool_calls) searches, else ten; other tools none")
+    @Test("a web search tool reserves its max_uses (or the Responses API's max_tool_calls) searches, else ten; other tools and token counts none")
     func webSearchTools() throws {
+        func reserved(_ text: String, on endpoint: Endpoint = .responses) throws -> Int {
+            try peek(text).reservedWebSearches(on: endpoint)
+        }
         let anthropic = #"{"model":"claude","tools":[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search","max_uses":5}]}"#
-        #expect(try peek(anthropic).reservedWebSearches == 5)
+        #expect(try reserved(anthropic, on: .messages) == 5)
+        #expect(try reserved(anthropic, on: .countTokens) == 0)
         let unlimited = #"{"model":"gpt-5","tools":[{"type":"web_search"}],"input":"news"}"#
-        #expect(try peek(unlimited).reservedWebSearches == RequestPeek.searchesWithoutLimit)
-        #expect(try peek(#"{"model":"gpt-5","max_tool_calls":3,"tools":[{"type":"web_search_preview"}]}"#).reservedWebSearches == 3)
-        #expect(try peek(#"{"model":"claude","tools":[{"type":"web_search_20250305","max_uses":20}],"max_tool_calls":2}"#).reservedWebSearches == 2)
+        #expect(try reserved(unlimited) == RequestPeek.searchesWithoutLimit)
+        #expect(try reserved(#"{"model":"gpt-5","max_tool_calls":3,"tools":[{"type":"web_search_preview"}]}"#) == 3)
+        #expect(try reserved(#"{"model":"gpt-5","max_tool_calls":30,"tools":[{"type":"web_search_preview"}]}"#) == 30)
+        #expect(try reserved(#"{"model":"claude","tools":[{"type":"web_search_20250305","max_uses":20}],"max_tool_calls":2}"#) == 2)
+        // max_tool_calls is the Responses API's: elsewhere a provider may ignore it.
+        #expect(try reserved(#"{"model":"claude","tools":[{"type":"web_search_20250305"}],"max_tool_calls":0}"#, on: .messages) == 10)
         // Two search tools: their limits add up; one without a limit has none.
-        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"max_uses":3,"type":"web_search_2025_08_26"}]}"#).reservedWebSearches == 5)
-        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"type":"web_search"}]}"#).reservedWebSearches == 10)
+        #expect(try reserved(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"max_uses":3,"type":"web_search_2025_08_26"}]}"#) == 5)
+        #expect(try reserved(#"{"model":"m","tools":[{"type":"web_search","max_uses":2},{"type":"web_search"}]}"#) == 10)
         // Escaped, a function tool named web_search, no tools, a tool list that is not one.
-        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search"}]}"#).reservedWebSearches == 10)
-        #expect(try peek(#"{"model":"m","tools":[{"type":"function","function":{"name":"web_search"}}]}"#).reservedWebSearches == 0)
-        #expect(try peek(#"{"model":"m","max_tool_calls":3}"#).reservedWebSearches == 0)
-        #expect(try peek(#"{"model":"m","tools":null}"#).reservedWebSearches == 0)
+        let escaped = #"{"model":"m","tools":[{"type":"web\u005fsearch"}]}"#
+        #expect(escaped.contains(#"\u005f"#))
+        #expect(try reserved(escaped) == 10)
+        #expect(try reserved(#"{"model":"m","tools":[{"type":"function","function":{"name":"web_search"}}]}"#) == 0)
+        #expect(try reserved(#"{"model":"m","max_tool_calls":3}"#) == 0)
+        #expect(try reserved(#"{"model":"m","tools":null}"#) == 0)
+        #expect(try reserved(#"{"model":"m","tools":{"type":"web_search"}}"#) == 0)
         #expect(throws: RequestPeekError.invalidField(name: "max_tool_calls", requirement: "must be a non-negative integer")) {
             try peek(#"{"model":"m","max_tool_calls":"3"}"#)
         }
+        // What the tools hold is still read: a cache_control on a tool (Anthropic caches tool
+        // definitions so), and strings judged by their own member's name.
+        #expect(try peek(#"{"model":"claude","tools":[{"name":"t","input_schema":{},"cache_control":{"type":"ephemeral","ttl":"1h"}}]}"#).asksPromptCache)
+        let prose = String(repeating: "words ", count: 2_000)
+        let described = #"{"model":"claude","messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://x"}}]}],"tools":[{"name":"t","description":"data:image/png;base64,\#(prose)"}]}"#
+        let p = try peek(described)
+        #expect(p.inlineImages == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: described.utf8.count))
     }
 
     @Test("a background response is refused: it is billed after the call returns, out of the gateway's sight")
