@@ -133,6 +133,33 @@ def _():
     assert text and final.usage.output_tokens > 0, final
 
 
+@check("openai chat with an input_audio part and an audio answer asked: admitted and recorded")
+def _():
+    import base64, io, wave
+    sound = io.BytesIO()
+    with wave.open(sound, "wb") as w:  # one second of 16-bit 24 kHz silence
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(b"\x00\x00" * 24000)
+    data = base64.b64encode(sound.getvalue()).decode()
+    r = oai.chat.completions.create(
+        model="gpt-audio", modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
+        messages=[{"role": "user", "content": [{"type": "text", "text": "what is said?"},
+                                               {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}]}],
+        extra_headers=rid("chat-audio"))
+    assert r.usage.prompt_tokens > 0, r.usage
+
+
+@check("anthropic messages with a web search tool (max_uses): admitted and recorded")
+def _():
+    m = ant.messages.create(model="claude-haiku-4-5", max_tokens=64,
+                            messages=[{"role": "user", "content": "news?"}],
+                            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+                            extra_headers=rid("messages-search"))
+    assert m.usage.output_tokens > 0, m
+
+
 @check("openai SDK surfaces a bad key as AuthenticationError")
 def _():
     bad = openai.OpenAI(base_url=args.base_url + "/v1", api_key="tk-wrong", max_retries=0)
