@@ -62,6 +62,9 @@ final class Admission: Sendable {
     /// The priced service tier the request asks for (`ServiceTier`), nil for the standard one.
     let requestedTier: String?
     let stream: Bool
+    /// The request gives the image generation tool, whose images no price covers (admitted
+    /// only while `unpriced_models` is `allow`; its rows say so).
+    let imageGenerationTool: Bool
     /// The body sent upstream: the client's, or with `stream_options.include_usage` injected.
     let upstreamBody: ByteBuffer
     /// The proxy injected the usage chunk, so it must strip it before the client sees it.
@@ -70,7 +73,7 @@ final class Admission: Sendable {
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
          outputCapApplied: Int?, generatedAnswers: Int, tokenKinds: TokenKinds = TokenKinds(), longestCallMicros: Int64 = 0,
          model: String, provider: Provider, pricing: Pricing, requestedTier: String? = nil, stream: Bool,
-         upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
+         imageGenerationTool: Bool = false, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
         self.promptEstimate = promptEstimate
@@ -84,6 +87,7 @@ final class Admission: Sendable {
         self.pricing = pricing
         self.requestedTier = requestedTier
         self.stream = stream
+        self.imageGenerationTool = imageGenerationTool
         self.upstreamBody = upstreamBody
         self.stripInjectedUsage = stripInjectedUsage
     }
@@ -139,6 +143,9 @@ final class Admission: Sendable {
             || usage.audioOutputTokens > 0 && price.audioOutput == nil {
             notes.append("audio tokens, which prices.yaml does not price for '\(model)': charged at the text price")
         }
+        if imageGenerationTool {
+            notes.append("the image_generation tool's images are billed apart from the usage the provider reports: not charged here")
+        }
         return (price, notes.isEmpty ? nil : notes.joined(separator: "; "))
     }
 
@@ -149,7 +156,8 @@ final class Admission: Sendable {
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
                   generatedAnswers: generatedAnswers, tokenKinds: tokenKinds,
                   longestCallMicros: longestCallMicros, model: model,
-                  provider: provider, pricing: pricing, requestedTier: requestedTier, stream: stream, upstreamBody: upstreamBody,
+                  provider: provider, pricing: pricing, requestedTier: requestedTier, stream: stream,
+                  imageGenerationTool: imageGenerationTool, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
 }
@@ -225,6 +233,11 @@ enum Admit {
                 "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
                 field: field), provider: provider)
         }
+        if peek.imageGenerationTool, policy.gateway.unpricedModels == .refuse {
+            return refused(Refusal(.unpriced,
+                "The image_generation tool's images are billed apart from the usage the provider reports (per image, by the image model the tool picks), so their cost cannot be accounted; the gateway refuses unpriced tools. Call without that tool.",
+                field: "tools"), provider: provider)
+        }
         if provider.apiKeyEnv != nil, provider.apiKey == nil {
             return refused(Refusal(.providerKeyMissing,
                 "The gateway has no key for provider '\(provider.name)': set \(provider.apiKeyEnv ?? "") where tokenctl runs."),
@@ -267,8 +280,9 @@ enum Admit {
                                       audioAnswer: peek.asksAudioAnswer && request.endpoint != .countTokens,
                                       webSearches: peek.reservedWebSearches(on: request.endpoint)),
                                   longestCallMicros: longestCall, model: model, provider: provider,
-                                  pricing: pricing, requestedTier: tier,
-                                  stream: peek.stream, upstreamBody: body, stripInjectedUsage: strip))
+                                  pricing: pricing, requestedTier: tier, stream: peek.stream,
+                                  imageGenerationTool: peek.imageGenerationTool,
+                                  upstreamBody: body, stripInjectedUsage: strip))
     }
 
     /// The counting checks, in the policy's order, once the call is otherwise admissible:

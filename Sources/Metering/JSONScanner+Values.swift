@@ -112,12 +112,13 @@ extension JSONScanner {
 }
 
 extension JSONScanner {
-    /// The web search tools in the `tools` list at the cursor (objects whose `type` starts with
-    /// `web_search`): whether there is one, and the sum of their `max_uses` (nil when one has
-    /// none, or not a whole number). Other tools and members are skipped. Leaves the cursor after
-    /// the list.
-    mutating func readWebSearchTools() throws(JSONSyntaxError) -> (present: Bool, maxUses: Int?) {
+    /// The billed tools in the `tools` list at the cursor: whether a web search tool is there (an
+    /// object whose `type` starts with `web_search`), the sum of their `max_uses` (nil when one
+    /// has none, or not a whole number), and whether the image generation tool is (`type`
+    /// `image_generation`). Other tools and members are skipped. Leaves the cursor after the list.
+    mutating func readBilledTools() throws(JSONSyntaxError) -> (webSearch: Bool, maxUses: Int?, imageGeneration: Bool) {
         var present = false
+        var images = false
         var maxUses: Int? = 0
         try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
             guard s.current == UInt8(ascii: "{") else { return false }
@@ -129,6 +130,7 @@ extension JSONScanner {
                     let prefix: StaticString = "web_search"
                     search = type.hasEscapes ? s.string(type).hasPrefix(prefix.description)
                         : type.end - type.start >= prefix.utf8CodeUnitCount && StreamReading.matches(s.bytes, at: type.start, prefix)
+                    images = images || s.key(type, is: "image_generation")
                 } else if s.key(key, is: "max_uses"), let c = s.current, JSONScanner.isDigit(c) {
                     if case .value(let n) = s.integer(try s.scanNumber(), limit: 1_000_000) { uses = n }
                 } else {
@@ -142,6 +144,6 @@ extension JSONScanner {
             }
             return true
         }
-        return (present, present ? maxUses : nil)
+        return (present, present ? maxUses : nil, images)
     }
 }

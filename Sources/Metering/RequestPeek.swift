@@ -65,6 +65,9 @@ public struct RequestPeek: Sendable, Hashable {
     /// `web_search_preview`), each search billed a fee; with the most searches its `max_uses`
     /// allow (nil when some such tool has none).
     public internal(set) var webSearchTool = false
+    /// The request gives the Responses API's `image_generation` tool, whose images are billed
+    /// apart from the usage the answer reports (per image, by the image model the tool picks).
+    public internal(set) var imageGenerationTool = false
     public internal(set) var webSearchMaxUses: Int?
     /// The Responses API's `max_tool_calls`: built-in tool calls, searches among them, at most.
     public var maxToolCalls: Int?
@@ -333,8 +336,9 @@ private struct Reader {
             peek.maxToolCalls = try count(&s, .maxToolCalls)
         } else if s.key(key, is: "tools") {
             guard first(.tools), s.current == UInt8(ascii: "[") else { return false }
-            let searches = try s.readWebSearchTools()
-            peek.webSearchTool = searches.present
+            let searches = try s.readBilledTools()
+            peek.webSearchTool = searches.webSearch
+            peek.imageGenerationTool = searches.imageGeneration
             peek.webSearchMaxUses = searches.maxUses
         } else if s.key(key, is: "metadata") {
             guard first(.metadata) else { return false }

@@ -160,6 +160,25 @@ struct PriceTierTests {
         #expect(try await call(maxUses: 1, id: "one").status == 200)
     }
 
+    @Test("the image_generation tool, whose images no price covers: refused (refused_unpriced, param tools), or admitted and noted when unpriced models are allowed")
+    func imageGenerationTool() async throws {
+        let body = #"{"model":"gpt-4o-mini","input":"draw a cat","tools":[{"type":"image_generation","quality":"high"}]}"#
+        let refusing = try ProxyHarness()
+        defer { refusing.shutdown() }
+        let r = try await refusing.post("/v1/responses", key: refusing.aliceKey, json: body, requestID: "img")
+        #expect(r.status == 400)
+        #expect(try errorObject(r)["param"] as? String == "tools")
+        #expect(try refusing.row("img")?.outcome == .refusedUnpriced)
+        #expect(refusing.fake.exchange(requestID: "img") == nil)
+        let allowing = try ProxyHarness(gatewayYAML: "unpriced_models: allow")
+        defer { allowing.shutdown() }
+        let a = try await allowing.post("/v1/responses", key: allowing.aliceKey, json: body, requestID: "img-allowed")
+        #expect(a.status == 200)
+        let row = try #require(try allowing.row("img-allowed"))
+        #expect(row.outcome == .ok && row.cost > .zero)
+        #expect(row.errorMessage == "the image_generation tool's images are billed apart from the usage the provider reports: not charged here")
+    }
+
     @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them")
     func throughFakeLLM() async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-web-searches": "4"])

@@ -126,6 +126,9 @@ import Testing
         #expect(try reserved(#"{"model":"m","max_tool_calls":3}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":null}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":{"type":"web_search"}}"#) == 0)
+        // The image generation tool is seen beside the others.
+        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search"},{"type":"image_generation","size":"1024x1024"}]}"#).imageGenerationTool)
+        #expect(try !peek(#"{"model":"m","tools":[{"type":"function","name":"image_generation"}]}"#).imageGenerationTool)
         #expect(throws: RequestPeekError.invalidField(name: "max_tool_calls", requirement: "must be a non-negative integer")) {
             try peek(#"{"model":"m","max_tool_calls":"3"}"#)
         }
