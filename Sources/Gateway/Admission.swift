@@ -99,10 +99,15 @@ final class Admission: Sendable {
     /// output limit for each answer, at the price of the tier it asks for and of its prompt's
     /// size (`ModelPrice.worstCase`).
     func worstCase(on endpoint: Endpoint) -> (cost: Money, tokens: Int) {
-        let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
-        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
+        let (output, price) = reserved(on: endpoint)
         let cost = price?.worstCase(inputTokens: promptEstimate, outputTokens: output, kinds: tokenKinds) ?? .zero
         return (cost, promptEstimate + output)
+    }
+
+    /// The output the worst case holds, and the price it holds it at.
+    private func reserved(on endpoint: Endpoint) -> (output: Int, price: ModelPrice?) {
+        (endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers),
+         pricing.price(tier: requestedTier, promptTokens: promptEstimate).price)
     }
 
     /// What the worst case counts, for a refusal's message: "a prompt of about 120 tokens, up to
@@ -110,8 +115,7 @@ final class Admission: Sendable {
     /// sending a short prompt otherwise cannot tell why a call needs dollars). The price's id
     /// names a tier or a long prompt's price; the dearer kinds are named when they were priced so.
     func worstCaseParts(on endpoint: Endpoint) -> String {
-        let output = endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers)
-        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
+        let (output, price) = reserved(on: endpoint)
         var prompt = "a prompt of about \(promptEstimate) tokens"
         if tokenKinds.audioInputTokens > 0 { prompt += " (\(min(tokenKinds.audioInputTokens, promptEstimate)) of them audio)" }
         if tokenKinds.writesPromptCache, let price, max(price.cacheWrite, price.cacheWrite1h) > price.input {

@@ -36,7 +36,7 @@ struct InlineMedia: Sendable, Hashable {
             if inAudio, riff && text.starts("QVZF", at: 12) || Self.mp3Signatures.contains(where: { text.starts($0) }) {
                 guard text.isBase64 else { return }
                 audioBytes += length
-                audioSeconds += riff ? AudioLength.wav(text, length: length) : AudioLength.mp3(length: length)
+                audioSeconds += AudioLength.file(text, length: length)
                 return
             }
             guard Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
@@ -82,6 +82,11 @@ enum AudioLength {
     }
 
     static func mp3(length: Int) -> Double { Double(length) * 3 / 4 / lowestBytesPerSecond }
+
+    /// A sound file's length: a WAV's (a RIFF file) by its header, any other as an MP3's.
+    static func file(_ text: Base64Text, length: Int) -> Double {
+        text.starts("UklGR") ? wav(text, length: length) : mp3(length: length)
+    }
 }
 
 /// A JSON string token read as base64 text: `/` may be written `\/` (PHP's json_encode does), and

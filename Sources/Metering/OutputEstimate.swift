@@ -72,12 +72,11 @@ struct StreamedText {
             if StreamReading.matches(data, at: i, "\"audio\"") {
                 // Its sound, then on past the key: its transcript is text.
                 if let sound = Self.sound(data, after: i + 7) {
-                    audioBytes += sound.end - sound.start
-                    let text = Base64Text(body: data, token: sound)
+                    let length = sound.end - sound.start
+                    audioBytes += length
                     // A whole answer's sound is a file; a stream's, bare PCM.
-                    audioSeconds += !all ? Double(sound.end - sound.start) * 3 / 4 / OutputEstimate.streamedSoundBytesPerSecond
-                        : text.starts("UklGR") ? AudioLength.wav(text, length: sound.end - sound.start)
-                        : AudioLength.mp3(length: sound.end - sound.start)
+                    audioSeconds += all ? AudioLength.file(Base64Text(body: data, token: sound), length: length)
+                        : Double(length) * 3 / 4 / OutputEstimate.streamedSoundBytesPerSecond
                 }
                 i += 7
                 continue
@@ -124,9 +123,8 @@ struct StreamedText {
         while i < data.count, data[i] != UInt8(ascii: "}") {
             guard data[i] == UInt8(ascii: "\"") else { i += 1; continue }
             if StreamReading.matches(data, at: i, "\"data\""), let start = stringValue(data, after: i + 6) {
-                let length = stringLength(data, from: start)
-                let escaped = data[start..<(start + length)].contains(UInt8(ascii: "\\"))
-                return JSONScanner.StringToken(start: start, end: start + length, hasEscapes: escaped)
+                // `Base64Text` steps over `\/` itself: no pass to find escapes.
+                return JSONScanner.StringToken(start: start, end: start + stringLength(data, from: start), hasEscapes: false)
             }
             i += 1 + stringLength(data, from: i + 1) + 1  // past this string
         }

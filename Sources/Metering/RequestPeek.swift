@@ -65,10 +65,10 @@ public struct RequestPeek: Sendable, Hashable {
     /// `web_search_preview`), each search billed a fee; with the most searches its `max_uses`
     /// allow (nil when some such tool has none).
     public internal(set) var webSearchTool = false
+    public internal(set) var webSearchMaxUses: Int?
     /// The request gives the Responses API's `image_generation` tool, whose images are billed
     /// apart from the usage the answer reports (per image, by the image model the tool picks).
     public internal(set) var imageGenerationTool = false
-    public internal(set) var webSearchMaxUses: Int?
     /// The Responses API's `max_tool_calls`: built-in tool calls, searches among them, at most.
     public var maxToolCalls: Int?
     /// Size of the body; the prompt-size figure admission estimates from.
