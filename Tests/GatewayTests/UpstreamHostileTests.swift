@@ -45,6 +45,19 @@ struct UpstreamHostileTests {
             """)
     }
 
+    /// One chat call through a canned provider whose answer carries `usage`: the answer's text,
+    /// what the client got, and the call's row.
+    static func call(answeringUsage usage: String, requestID: String) async throws
+        -> (text: String, response: ReceivedResponse, row: LedgerEntry) {
+        let text = body(usage: usage)
+        let canned = try CannedProvider([response(text)])
+        defer { canned.shutdown() }
+        let h = try harness(canned)
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: requestID)
+        return (text, r, try #require(try h.row(requestID)))
+    }
+
     static func body(usage: String) -> String {
         #"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, friend"},"finish_reason":"stop"}],"usage":"# + usage + "}"
     }
@@ -55,15 +68,9 @@ struct UpstreamHostileTests {
         #"{"prompt_tokens":"many","completion_tokens":5}"#,
     ])
     func badUsage(_ usage: String) async throws {
-        let text = Self.body(usage: usage)
-        let canned = try CannedProvider([Self.response(text)])
-        defer { canned.shutdown() }
-        let h = try Self.harness(canned)
-        defer { h.shutdown() }
-        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "usage")
+        let (text, r, row) = try await Self.call(answeringUsage: usage, requestID: "usage")
         #expect(r.status == 200)
         #expect(r.text == text)
-        let row = try #require(try h.row("usage"))
         #expect(row.outcome == .ok)
         #expect(row.usageSource == .estimated)
         #expect(row.usage.inputTokens == PromptEstimate.tokens(bodyBytes: Self.chat.utf8.count))
@@ -74,14 +81,8 @@ struct UpstreamHostileTests {
 
     @Test("a usage without its output count: the provider's input kept, the output estimated from the answer's text")
     func usageWithoutOutputCount() async throws {
-        let text = Self.body(usage: #"{"prompt_tokens":40,"total_tokens":40}"#)
-        let canned = try CannedProvider([Self.response(text)])
-        defer { canned.shutdown() }
-        let h = try Self.harness(canned)
-        defer { h.shutdown() }
-        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "no-out")
+        let (text, r, row) = try await Self.call(answeringUsage: #"{"prompt_tokens":40,"total_tokens":40}"#, requestID: "no-out")
         #expect(r.status == 200 && r.text == text)
-        let row = try #require(try h.row("no-out"))
         #expect(row.outcome == .ok && row.usageSource == .estimated)
         #expect(row.usage.inputTokens == 40)
         #expect(row.usage.outputTokens == OutputEstimate.tokens(textBytes: "Hello there, friend".utf8.count, textEvents: 1))
@@ -91,14 +92,9 @@ struct UpstreamHostileTests {
 
     @Test("an explicit output count of 0 is the provider's word (an echo-only completion), not re-estimated from the text")
     func explicitZeroOutput() async throws {
-        let text = Self.body(usage: #"{"prompt_tokens":400,"completion_tokens":0,"total_tokens":400}"#)
-        let canned = try CannedProvider([Self.response(text)])
-        defer { canned.shutdown() }
-        let h = try Self.harness(canned)
-        defer { h.shutdown() }
-        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "zero-out")
+        let (_, r, row) = try await Self.call(answeringUsage: #"{"prompt_tokens":400,"completion_tokens":0,"total_tokens":400}"#,
+                                              requestID: "zero-out")
         #expect(r.status == 200)
-        let row = try #require(try h.row("zero-out"))
         #expect(row.usageSource == .provider && row.usage.outputTokens == 0 && row.usage.inputTokens == 400)
         #expect(row.cost.picodollars == 400 * 150_000)
         #expect(row.errorMessage == nil)
