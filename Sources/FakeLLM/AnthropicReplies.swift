@@ -5,7 +5,8 @@ import NIOCore
 /// A stream is the real event sequence, each as `event: <type>\ndata: <json>\n\n`:
 /// `message_start` (input usage, `output_tokens` 1), `content_block_start`, `ping`, one
 /// `content_block_delta` per delta, `content_block_stop`, `message_delta` (stop reason and
-/// the cumulative usage), `message_stop`.
+/// the cumulative usage, without `inference_geo`, which only `message_start` reports),
+/// `message_stop`.
 enum AnthropicReplies {
     static func message(_ c: ReplyContext) -> ReplyPlan {
         let id = "msg_" + c.idSuffix
@@ -57,7 +58,7 @@ enum AnthropicReplies {
         "cache_read_input_tokens":\(u.cachedInputTokens),"cache_creation":{"ephemeral_5m_input_tokens":\
         \(u.cacheWriteTokens - u.cacheWrite1hTokens),"ephemeral_1h_input_tokens":\(u.cacheWrite1hTokens)},\
         "output_tokens":\(outputTokens),\
-        "service_tier":"standard"\(extras(c))}
+        "service_tier":"standard"\(extras(c))\(c.inferenceGeo.map { ",\"inference_geo\":\"\(jsonEscaped($0))\"" } ?? "")}
         """
     }
 

@@ -28,6 +28,9 @@ public enum FakeHeader {
     /// Audio tokens of a chat completion's answer (`completion_tokens_details.audio_tokens`), on
     /// top of the content deltas.
     public static let audioOutputTokens = "x-fake-audio-output-tokens"
+    /// Anthropic: where the call ran when the request names no `inference_geo` (a workspace's
+    /// `default_inference_geo`), reported in `usage.inference_geo` as the request's would be.
+    public static let inferenceGeo = "x-fake-inference-geo"
     /// Hidden reasoning tokens (OpenAI `reasoning_tokens`), on top of the content deltas.
     public static let reasoningTokens = "x-fake-reasoning-tokens"
     /// Keys the recorded exchange; echoed back as `x-request-id` (OpenAI) / `request-id` (Anthropic).
@@ -95,6 +98,7 @@ struct RequestKnobs {
     var webSearches = 0
     var audioInputTokens = 0
     var audioOutputTokens = 0
+    var inferenceGeo: String?
     var headerBytes = 0
     var requestID: String?
     var authorization: String?
@@ -160,6 +164,8 @@ struct RequestKnobs {
             audioInputTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.audioOutputTokens.utf8) {
             audioOutputTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.inferenceGeo.utf8) {
+            inferenceGeo = trimmed
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.reasoningTokens.utf8) {
             reasoningTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.headerBytes.utf8) {

@@ -10,6 +10,8 @@ struct ReplyContext {
     /// Unix seconds.
     let created: Int
     let chunkGap: Duration
+    /// Anthropic: where the call ran (`usage.inference_geo`), nil to leave the field out.
+    let inferenceGeo: String?
 
     /// 24 characters, like the random part of real ids (`chatcmpl-…`, `msg_…`, `resp_…`).
     var idSuffix: String {

@@ -22,6 +22,8 @@ struct RequestPeek: Sendable {
     /// OpenAI's `service_tier` and Anthropic's `speed`, as asked.
     var serviceTier: String?
     var speed: String?
+    /// Anthropic's `inference_geo`, as asked.
+    var inferenceGeo: String?
 
     init(_ bytes: UnsafeRawBufferPointer) {
         var scanner = JSONScanner(bytes: bytes)
@@ -44,6 +46,7 @@ struct RequestPeek: Sendable {
             case "dimensions": dimensions = reader.integer(in: value)
             case "service_tier": serviceTier = reader.string(in: value)
             case "speed": speed = reader.string(in: value)
+            case "inference_geo": inferenceGeo = reader.string(in: value)
             default: break
             }
         }

@@ -113,7 +113,7 @@ enum Router {
                 route: route, peek: peek,
                 usage: FakeUsage.expected(route: route, requestBodyBytes: body.readableBytes, knobs: knobs, peek: peek),
                 model: jsonEscaped(model), serial: serial, created: Int(Date().timeIntervalSince1970),
-                chunkGap: knobs.chunkGap)
+                chunkGap: knobs.chunkGap, inferenceGeo: peek.inferenceGeo ?? knobs.inferenceGeo)
             plan = switch route {
             case .chatCompletions: OpenAIReplies.chat(context)
             case .completions: OpenAIReplies.completion(context)

@@ -61,6 +61,8 @@ final class Admission: Sendable {
     let pricing: Pricing
     /// The priced service tier the request asks for (`ServiceTier`), nil for the standard one.
     let requestedTier: String?
+    /// Where the request asks the call to run (Anthropic's `inference_geo`; `InferenceGeo`).
+    let requestedGeo: String?
     let stream: Bool
     /// The request gives the image generation tool, whose images no price covers (admitted
     /// only while `unpriced_models` is `allow`; its rows say so).
@@ -72,7 +74,8 @@ final class Admission: Sendable {
 
     init(principal: Principal, payer: Payer, promptEstimate: Int, outputCapRequested: Int?,
          outputCapApplied: Int?, generatedAnswers: Int, tokenKinds: TokenKinds = TokenKinds(), longestCallMicros: Int64 = 0,
-         model: String, provider: Provider, pricing: Pricing, requestedTier: String? = nil, stream: Bool,
+         model: String, provider: Provider, pricing: Pricing, requestedTier: String? = nil,
+         requestedGeo: String? = nil, stream: Bool,
          imageGenerationTool: Bool = false, upstreamBody: ByteBuffer, stripInjectedUsage: Bool) {
         self.principal = principal
         self.payer = payer
@@ -86,6 +89,7 @@ final class Admission: Sendable {
         self.provider = provider
         self.pricing = pricing
         self.requestedTier = requestedTier
+        self.requestedGeo = requestedGeo
         self.stream = stream
         self.imageGenerationTool = imageGenerationTool
         self.upstreamBody = upstreamBody
@@ -106,8 +110,9 @@ final class Admission: Sendable {
 
     /// The output the worst case holds, and the price it holds it at.
     private func reserved(on endpoint: Endpoint) -> (output: Int, price: ModelPrice?) {
-        (endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers),
-         pricing.price(tier: requestedTier, promptTokens: promptEstimate).price)
+        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
+        let usOnly = requestedGeo == InferenceGeo.usOnly ? price?.inUSOnly() : nil
+        return (endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers), usOnly ?? price)
     }
 
     /// What the worst case counts, for a refusal's message: "a prompt of about 120 tokens, up to
@@ -134,14 +139,21 @@ final class Admission: Sendable {
     }
 
     /// The price the call is charged: of the tier the provider says served it (else the one
-    /// asked for) and of its prompt's size (the provider's count, else the estimate). With the
-    /// note for the row when that tier has no price for the model (charged at the standard one).
-    func settlementPrice(servedTier: String??, usage: Usage?) -> (price: ModelPrice?, note: String?) {
+    /// asked for), of its prompt's size (the provider's count, else the estimate) and of where it
+    /// ran (the answer's `inference_geo`, else the request's). With the note for the row when the
+    /// model has no such price (charged at the standard one, or the global one).
+    func settlementPrice(servedTier: String??, servedGeo: String?, usage: Usage?) -> (price: ModelPrice?, note: String?) {
         let tier = servedTier ?? requestedTier
-        let (price, tierPriced) = pricing.price(tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate)
+        var (price, tierPriced) = pricing.price(tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate)
         var notes: [String] = []
         if !tierPriced, let tier {
             notes.append("served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
+        }
+        if InferenceGeo.runsInUSOnly(served: servedGeo, requested: requestedGeo), let global = price {
+            price = global.inUSOnly() ?? global
+            if price == global {
+                notes.append("run in the US only (inference_geo), which prices.yaml does not price for '\(model)': charged at the global price")
+            }
         }
         if let price, let usage, usage.audioInputTokens > 0 && price.audioInput == nil
             || usage.audioOutputTokens > 0 && price.audioOutput == nil {
@@ -160,7 +172,8 @@ final class Admission: Sendable {
                   outputCapRequested: outputCapRequested, outputCapApplied: outputCapApplied,
                   generatedAnswers: generatedAnswers, tokenKinds: tokenKinds,
                   longestCallMicros: longestCallMicros, model: model,
-                  provider: provider, pricing: pricing, requestedTier: requestedTier, stream: stream,
+                  provider: provider, pricing: pricing, requestedTier: requestedTier,
+                  requestedGeo: requestedGeo, stream: stream,
                   imageGenerationTool: imageGenerationTool, upstreamBody: upstreamBody,
                   stripInjectedUsage: stripInjectedUsage)
     }
@@ -237,6 +250,13 @@ enum Admit {
                 "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
                 field: field), provider: provider)
         }
+        let geo = request.endpoint.dialect == .anthropic ? peek.inferenceGeo : nil
+        if geo == InferenceGeo.usOnly, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse,
+           let price = pricing.price(tier: tier, promptTokens: promptEstimate).price, price.usOnly == nil {
+            return refused(Refusal(.unpriced,
+                "The model '\(model)' has no price for calls run in the US only in prices.yaml (us_only on its entry), so their cost cannot be accounted; the gateway refuses unpriced models. Call it without inference_geo.",
+                field: "inference_geo"), provider: provider)
+        }
         if peek.imageGenerationTool, policy.gateway.unpricedModels == .refuse {
             return refused(Refusal(.unpriced,
                 "The image_generation tool's images are billed apart from the usage the provider reports (per image, by the image model the tool picks), so their cost cannot be accounted; the gateway refuses unpriced tools. Call without that tool.",
@@ -284,7 +304,7 @@ enum Admit {
                                       audioAnswer: peek.asksAudioAnswer && request.endpoint != .countTokens,
                                       webSearches: peek.reservedWebSearches(on: request.endpoint)),
                                   longestCallMicros: longestCall, model: model, provider: provider,
-                                  pricing: pricing, requestedTier: tier, stream: peek.stream,
+                                  pricing: pricing, requestedTier: tier, requestedGeo: geo, stream: peek.stream,
                                   imageGenerationTool: peek.imageGenerationTool,
                                   upstreamBody: body, stripInjectedUsage: strip))
     }

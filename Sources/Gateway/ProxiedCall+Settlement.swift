@@ -15,7 +15,8 @@ extension ProxiedCall {
         releaseSlot()
         load.ended()
         let (held, metered) = meter.finish()
-        let (price, priceNote) = admission.settlementPrice(servedTier: metered.servedTier, usage: metered.usage)
+        let (price, priceNote) = admission.settlementPrice(servedTier: metered.servedTier, servedGeo: metered.servedGeo,
+                                                               usage: metered.usage)
         var entry = CallRecord.entry(for: request, admission: admission)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel

@@ -136,7 +136,8 @@ public enum StoredPrice {
                               callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
         // The id is `<pattern>@<day>`, with ` <tier>` and ` above-<tokens>` after the pattern for
-        // a variant; a pattern may itself contain '@' (not a space), the day never does.
+        // a variant, the tier's word ending `us-only` for a US-only price (`fast+us-only`, or the
+        // word alone); a pattern may itself contain '@' (not a space), the day never does.
         let malformed = LedgerError.invalidRow("malformed price id '\(priceId)' in call \(callId)")
         guard let at = priceId.lastIndex(of: "@"), let day = Day(String(priceId[priceId.index(after: at)...])) else {
             throw malformed
@@ -144,14 +145,19 @@ public enum StoredPrice {
         var words = priceId[..<at].split(separator: " ", omittingEmptySubsequences: false)
         let pattern = String(words.removeFirst())
         guard words.count <= 2 else { throw malformed }
-        var tier: String?, above: Int?
+        var tier: String?, above: Int?, usOnly = false
         for word in words {
             if word.hasPrefix("above-") {
                 guard above == nil, let n = Int(word.dropFirst(6)), n >= 0 else { throw malformed }
                 above = n
             } else {
-                guard tier == nil, above == nil, !word.isEmpty else { throw malformed }
-                tier = String(word)
+                guard tier == nil, !usOnly, above == nil, !word.isEmpty else { throw malformed }
+                var name = Substring(word)
+                if name == ModelPrice.usOnlyWord || name.hasSuffix("+" + ModelPrice.usOnlyWord) {
+                    usOnly = true
+                    name = name.dropLast(ModelPrice.usOnlyWord.count + (name == ModelPrice.usOnlyWord ? 0 : 1))
+                }
+                tier = name.isEmpty ? nil : String(name)
             }
         }
         return ModelPrice(model: ModelPattern(pattern), effectiveFrom: day,
@@ -160,6 +166,6 @@ public enum StoredPrice {
                           output: Money(picodollars: output), webSearch: webSearch.map(Money.init(picodollars:)),
                           audioInput: audioInput.map(Money.init(picodollars:)),
                           audioOutput: audioOutput.map(Money.init(picodollars:)),
-                          tier: tier, aboveInputTokens: above)
+                          tier: tier, aboveInputTokens: above, runsInUSOnly: usOnly)
     }
 }

@@ -104,13 +104,19 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// This price applies to calls whose prompt (input, cache reads and writes) is over this many
     /// tokens (Anthropic's long-context rates, over 200K, apply to every token of such a call).
     public let aboveInputTokens: Int?
+    /// What a call run in the US only (Anthropic's `inference_geo: "us"`) pays: this multiple of
+    /// every token price (`inUSOnly`); nil: the model has no such price.
+    public let usOnly: PriceMultiplier?
+    /// This is the price of calls run in the US only: the file's entry times `usOnly`.
+    public let runsInUSOnly: Bool
 
     /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache;
     /// `webSearch` to `defaultWebSearch`.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
                 cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, webSearch: Money? = nil,
                 audioInput: Money? = nil, audioOutput: Money? = nil,
-                source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil) {
+                source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil,
+                usOnly: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
         self.model = model
         self.effectiveFrom = effectiveFrom
         self.input = input
@@ -124,19 +130,40 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.source = source
         self.tier = tier
         self.aboveInputTokens = aboveInputTokens
-        id = model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens) + "@\(effectiveFrom)"
+        self.usOnly = usOnly
+        self.runsInUSOnly = runsInUSOnly
+        id = model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens, usOnly: runsInUSOnly)
+            + "@\(effectiveFrom)"
     }
 
     /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`, with ` <tier>`
     /// and ` above-<tokens>` after the pattern for a price that applies to some calls only
     /// (`gpt-5 priority@2025-08-07`: a pattern has no spaces, and a build that knows no variants
-    /// still reads the id). Kept rather than formatted on use: every call's journal record and
-    /// ledger row carry it.
+    /// still reads the id). A US-only price adds `us-only` to the tier's word (`fast+us-only`, or
+    /// the word alone), which a build that knows no such prices reads as a tier's name. Kept
+    /// rather than formatted on use: every call's journal record and ledger row carry it.
     public let id: String
 
+    /// The word of `id` that says a price is US-only.
+    public static let usOnlyWord = "us-only"
+
     /// What follows the pattern in `id`.
-    private static func variantWords(tier: String?, aboveInputTokens: Int?) -> String {
-        (tier.map { " \($0)" } ?? "") + (aboveInputTokens.map { " above-\($0)" } ?? "")
+    private static func variantWords(tier: String?, aboveInputTokens: Int?, usOnly: Bool) -> String {
+        let tierWord = usOnly ? (tier.map { $0 + "+" } ?? "") + usOnlyWord : tier
+        return (tierWord.map { " \($0)" } ?? "") + (aboveInputTokens.map { " above-\($0)" } ?? "")
+    }
+
+    /// The price of this entry's calls when they run in the US only: every token price times
+    /// `usOnly` (the web search fee is per search, not per token: unchanged). Nil when the
+    /// entry has no US-only multiple.
+    public func inUSOnly() -> ModelPrice? {
+        guard let usOnly, !runsInUSOnly else { return nil }
+        return ModelPrice(model: model, effectiveFrom: effectiveFrom, input: usOnly.applied(to: input),
+                          cachedInput: usOnly.applied(to: cachedInput), cacheWrite: usOnly.applied(to: cacheWrite),
+                          cacheWrite1h: usOnly.applied(to: cacheWrite1h), output: usOnly.applied(to: output),
+                          webSearch: webSearch, audioInput: audioInput.map(usOnly.applied(to:)),
+                          audioOutput: audioOutput.map(usOnly.applied(to:)), source: source, tier: tier,
+                          aboveInputTokens: aboveInputTokens, usOnly: usOnly, runsInUSOnly: true)
     }
 
     /// Whether this price is for some calls of its model only (a tier, a long prompt).
@@ -144,7 +171,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, source, tier
-        case aboveInputTokens, audioInput, audioOutput
+        case aboveInputTokens, audioInput, audioOutput, usOnly, runsInUSOnly
     }
 
     public init(from decoder: any Decoder) throws {
@@ -161,7 +188,9 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   audioOutput: try c.decodeIfPresent(Money.self, forKey: .audioOutput),
                   source: try c.decode(String.self, forKey: .source),
                   tier: try c.decodeIfPresent(String.self, forKey: .tier),
-                  aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens))
+                  aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens),
+                  usOnly: try c.decodeIfPresent(PriceMultiplier.self, forKey: .usOnly),
+                  runsInUSOnly: try c.decodeIfPresent(Bool.self, forKey: .runsInUSOnly) ?? false)
     }
 
     /// Anthropic prices a 1-hour cache write at twice the input (a 5-minute one at 1.25 times).

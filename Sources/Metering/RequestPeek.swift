@@ -60,6 +60,8 @@ public struct RequestPeek: Sendable, Hashable {
     public var serviceTier: String?
     /// Anthropic's `speed` (`fast`: fast mode, priced apart).
     public var speed: String?
+    /// Anthropic's `inference_geo` (`us`: run in the US only, priced apart; `InferenceGeo`).
+    public var inferenceGeo: String?
     /// The request gives a server-side web search tool (a `tools` entry whose type starts with
     /// `web_search`: Anthropic's `web_search_20250305`, the Responses API's `web_search` and
     /// `web_search_preview`), each search billed a fee; with the most searches its `max_uses`
@@ -192,7 +194,7 @@ private struct Reader {
         case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
         case choices = 1024, bestOf = 2048, prompt = 4096, background = 8192, serviceTier = 16384, speed = 32768
-        case tools = 65536, maxToolCalls = 131072
+        case tools = 65536, maxToolCalls = 131072, inferenceGeo = 262144
 
         var name: String {
             switch self {
@@ -214,6 +216,7 @@ private struct Reader {
             case .speed: return "speed"
             case .tools: return "tools"
             case .maxToolCalls: return "max_tool_calls"
+            case .inferenceGeo: return "inference_geo"
             }
         }
     }
@@ -331,6 +334,9 @@ private struct Reader {
         } else if s.key(key, is: "speed") {
             guard first(.speed) else { return false }
             peek.speed = try string(&s, .speed, nullable: true)
+        } else if s.key(key, is: "inference_geo") {
+            guard first(.inferenceGeo) else { return false }
+            peek.inferenceGeo = try string(&s, .inferenceGeo, nullable: true)
         } else if s.key(key, is: "max_tool_calls") {
             guard first(.maxToolCalls) else { return false }
             peek.maxToolCalls = try count(&s, .maxToolCalls)

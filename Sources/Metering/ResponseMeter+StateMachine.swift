@@ -134,6 +134,7 @@ extension ResponseMeter {
             (result.estimatedOutputTokens, result.estimatedAudioOutputTokens) = OutputEstimate.tokens(reading.text)
             result.streamFailed = reading.failed
             result.servedTier = reading.servedTier
+            result.servedGeo = reading.servedGeo
             return (held, result)
         }
 
@@ -234,6 +235,7 @@ extension ResponseMeter {
                 let tail = usageFromTail()
                 var result = MeterResult(usage: tail?.usage)
                 result.servedTier = tail?.servedTier ?? nil
+                result.servedGeo = tail?.servedGeo
                 result.bodyUnread = true
                 return (heldBytes, result)
             }
@@ -250,6 +252,7 @@ extension ResponseMeter {
                                      providerErrorMessage: reading.providerErrorMessage,
                                      sawTerminalEvent: reading.isCompleteJSON, isStream: false)
             result.servedTier = reading.servedTier
+            result.servedGeo = reading.servedGeo
             if status < 400, reading.usage == nil || reading.outputCountMissing,
                endpoint != .embeddings, endpoint != .countTokens {
                 // No usable usage (missing, negative, absurd), or no output count: the answer's

@@ -26,6 +26,8 @@ public struct MeterResult: Sendable, Hashable {
     public var streamFailed = false
     /// The priced service tier the answer says served the call (`ResponseReading.servedTier`).
     public var servedTier: String??
+    /// Where the answer says the call ran (`ResponseReading.servedGeo`).
+    public var servedGeo: String?
 
     public init(usage: Usage? = nil, servedModel: String? = nil, providerErrorMessage: String? = nil,
                 sawTerminalEvent: Bool = false, isStream: Bool = false) {

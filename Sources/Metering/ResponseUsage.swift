@@ -13,6 +13,9 @@ public struct ResponseReading: Sendable, Hashable {
     /// The priced service tier the answer says served the call (`ServiceTier`): `.some(nil)` for
     /// the standard tier, nil when the answer does not say.
     public var servedTier: String??
+    /// Where the answer says the call ran (Anthropic's `usage.inference_geo`: `us`, `global`,
+    /// `not_available`), nil when it does not say (`InferenceGeo`).
+    public var servedGeo: String?
     /// The usage has no output count at all (not an explicit 0, which an echo-only completion
     /// rightly reports).
     public var outputCountMissing = false
@@ -57,6 +60,7 @@ public enum ResponseUsage {
         var reading = ResponseReading(isCompleteJSON: fields != nil)
         reading.servedModel = fields?.model
         reading.servedTier = fields?.servedTier(endpoint.dialect) ?? nil
+        reading.servedGeo = fields?.usage?.inferenceGeo
         if status >= 400 {
             reading.providerErrorMessage = truncated(fields?.errorMessage) ?? bodyText(body)
             return reading
@@ -115,6 +119,8 @@ struct ReportedUsage: Sendable, Hashable {
     var audioOutput: Int?
     /// Anthropic's `speed` (`fast`: fast mode), as the usage reports it.
     var speed: String?
+    /// Anthropic's `inference_geo`: where the call ran (`InferenceGeo`).
+    var inferenceGeo: String?
     /// A count was negative, fractional, absurd or not a number: the usage cannot be trusted.
     var invalid = false
 
@@ -130,6 +136,7 @@ struct ReportedUsage: Sendable, Hashable {
         audioInput = newer.audioInput ?? audioInput
         audioOutput = newer.audioOutput ?? audioOutput
         speed = newer.speed ?? speed
+        inferenceGeo = newer.inferenceGeo ?? inferenceGeo
         invalid = invalid || newer.invalid
     }
 
@@ -316,6 +323,8 @@ extension JSONScanner {
                     usage.webSearches = try s.readDetail("web_search_requests", &usage.invalid) ?? usage.webSearches
                 } else if s.key(key, is: "speed"), s.current == UInt8(ascii: "\"") {
                     usage.speed = s.string(try s.scanString())
+                } else if s.key(key, is: "inference_geo"), s.current == UInt8(ascii: "\"") {
+                    usage.inferenceGeo = s.string(try s.scanString())
                 } else {
                     return false
                 }

@@ -44,6 +44,7 @@ struct StreamReading {
 
     var normalisedUsage: Usage? { usage?.normalised(endpoint.dialect) }
     var servedTier: String?? { ResponseFields.servedTier(endpoint.dialect, serviceTier: serviceTier, usage: usage) }
+    var servedGeo: String? { usage?.inferenceGeo }
 
     /// Decides an event's role and takes what it carries. `name` is the `event` field (empty if none).
     mutating func read(name: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> EventRole {

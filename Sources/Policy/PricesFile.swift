@@ -2,7 +2,7 @@ import Metering
 import Yams
 
 /// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
-/// output, audio_input, audio_output, web_search, source, tier, above_input_tokens }`,
+/// output, audio_input, audio_output, web_search, us_only, source, tier, above_input_tokens }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
@@ -10,7 +10,9 @@ import Yams
 /// (no discount, no surcharge), which is right for providers without prompt caching;
 /// `cache_write_1h` (Anthropic's 1-hour cache writes, which only Anthropic reports) to twice `input`,
 /// Anthropic's rule; `audio_input` and `audio_output` (OpenAI's audio tokens) to nothing: such
-/// tokens are then charged at the text price, and their rows say so.
+/// tokens are then charged at the text price, and their rows say so; `us_only` (the multiple of
+/// every token price a call run in the US only pays, Anthropic's `inference_geo`) to nothing: such
+/// calls are then refused while unpriced models are, else charged the global price with a note.
 ///
 /// An entry with `tier` (`priority`, `flex`, `fast`) and/or `above_input_tokens` prices only the
 /// calls of that service tier, or with a prompt over that many tokens (Anthropic's long-context
@@ -18,7 +20,7 @@ import Yams
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "audio_input", "audio_output", "web_search", "source", "tier", "above_input_tokens"]
+                       "audio_input", "audio_output", "web_search", "us_only", "source", "tier", "above_input_tokens"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -79,6 +81,7 @@ enum PricesFile {
         let webSearch = fields["web_search"].map {
             reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
         } ?? ModelPrice.defaultWebSearch
+        let usOnly = fields["us_only"].map { usOnlyMultiple($0, &reader) }
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
         var tier: String?
@@ -93,19 +96,32 @@ enum PricesFile {
         let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
         if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
         guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h,
-              let webSearch, audioInput != .some(nil), audioOutput != .some(nil) else {
+              let webSearch, audioInput != .some(nil), audioOutput != .some(nil), usOnly != .some(nil) else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
                           cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
                           audioInput: audioInput ?? nil, audioOutput: audioOutput ?? nil, source: source,
-                          tier: tier, aboveInputTokens: above)
+                          tier: tier, aboveInputTokens: above, usOnly: usOnly ?? nil)
     }
 
     static let priceMeaning = PolicyFileReader.DecimalMeaning(
         noun: "price", withArticle: "a price", unit: "dollars per 1M tokens", example: "0.15")
     static let webSearchMeaning = PolicyFileReader.DecimalMeaning(
         noun: "fee", withArticle: "a fee", unit: "dollars per 1,000 searches", example: "10.00")
+    static let usOnlyMeaning = PolicyFileReader.DecimalMeaning(
+        noun: "multiple", withArticle: "a multiple", unit: "times every token price", example: "1.1")
+
+    /// `us_only`: a quoted multiple over 0 and at most 10, or nil (problem recorded).
+    private static func usOnlyMultiple(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> PriceMultiplier? {
+        guard let text = reader.decimal(entry, usOnlyMeaning, convert: { $0 }) else { return nil }
+        guard let multiple = PriceMultiplier(text) else {
+            reader.problem(entry.value, entry.path,
+                           "'\(text)' is not a multiple over 0 and at most \(PriceMultiplier(millionths: PriceMultiplier.largest)), e.g. \"1.1\"")
+            return nil
+        }
+        return multiple
+    }
 
     /// A quoted price per 1M tokens as an exact per-token amount, or nil (problem recorded).
     private static func perToken(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> Money? {

@@ -109,6 +109,40 @@ import Testing
                 == Money(picodollars: 60 * 1_000_000 + 40 * 32_000_000 + 50 * 64_000_000))
     }
 
+    @Test("a call run in the US only pays the entry's multiple of every token price, not of the search fee")
+    func usOnly() throws {
+        let multiple = try #require(PriceMultiplier("1.1"))
+        #expect(multiple.millionths == 1_100_000 && multiple.description == "1.1")
+        #expect(PriceMultiplier("2")?.description == "2" && PriceMultiplier("1.000001")?.description == "1.000001")
+        for bad in ["0", "0.0", "10.000001", "1.1.1", "", "-1", "1.0000001"] { #expect(PriceMultiplier(bad) == nil, "\(bad)") }
+        // Rounded half up to a whole pico-dollar per token: 3 x 1.5 = 4.5 -> 5; 1 x 1.1 = 1.1 -> 1.
+        #expect(PriceMultiplier("1.5")!.applied(to: Money(picodollars: 3)) == Money(picodollars: 5))
+        #expect(multiple.applied(to: Money(picodollars: 1)) == Money(picodollars: 1))
+        #expect(multiple.applied(to: Money(picodollars: .max)) == Money(picodollars: .max))
+
+        let global = ModelPrice(model: ModelPattern("claude-opus-4-6"), effectiveFrom: Day("2025-11-01")!,
+                                input: Money(picodollars: 5_000_000), cachedInput: Money(picodollars: 500_000),
+                                cacheWrite: Money(picodollars: 6_250_000), output: Money(picodollars: 25_000_000),
+                                tier: "fast", usOnly: multiple)
+        let us = try #require(global.inUSOnly())
+        #expect(us.id == "claude-opus-4-6 fast+us-only@2025-11-01")
+        #expect(us.input.picodollars == 5_500_000 && us.cachedInput.picodollars == 550_000)
+        #expect(us.cacheWrite.picodollars == 6_875_000 && us.cacheWrite1h.picodollars == 11_000_000)
+        #expect(us.output.picodollars == 27_500_000 && us.webSearch == global.webSearch)
+        #expect(us.runsInUSOnly && us.inUSOnly() == nil)
+        let usage = Usage(inputTokens: 1000, cachedInputTokens: 200, cacheWriteTokens: 300, outputTokens: 50, webSearches: 2)
+        #expect(us.cost(of: usage) == Money(picodollars: (1000 * 5_500_000 + 200 * 550_000 + 300 * 6_875_000 + 50 * 27_500_000)
+                                            + 2 * 10_000_000_000))
+        let plain = ModelPrice(model: ModelPattern("claude-opus-4-5"), effectiveFrom: Day("2025-11-01")!,
+                               input: Money(picodollars: 5_000_000), cachedInput: Money(picodollars: 500_000),
+                               cacheWrite: Money(picodollars: 6_250_000), output: Money(picodollars: 25_000_000))
+        #expect(plain.inUSOnly() == nil)
+        #expect(InferenceGeo.runsInUSOnly(served: nil, requested: "us"))
+        #expect(InferenceGeo.runsInUSOnly(served: "us", requested: nil))
+        #expect(!InferenceGeo.runsInUSOnly(served: "global", requested: "us"))
+        #expect(!InferenceGeo.runsInUSOnly(served: "not_available", requested: nil))
+    }
+
     @Test func latestEffectivePriceOnTheDay() {
         let book = PriceBook([
             price("claude-sonnet-4*", "2025-05-22", input: "3"),

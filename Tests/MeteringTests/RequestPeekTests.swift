@@ -159,6 +159,14 @@ import Testing
         #expect(message(#"{"model":"m","speed":"fast","speed":"standard"}"#) == "field 'speed' appears more than once")
     }
 
+    @Test("Anthropic's inference_geo is read: a call run in the US only costs more")
+    func inferenceGeo() throws {
+        #expect(try peek(#"{"model":"m","inference_geo":"us"}"#).inferenceGeo == "us")
+        #expect(try peek(#"{"model":"m","inference_geo":null}"#).inferenceGeo == nil)
+        #expect(message(#"{"model":"m","inference_geo":["us"]}"#) == "field 'inference_geo' must be a string")
+        #expect(message(#"{"model":"m","inference_geo":"global","inference_geo":"us"}"#) == "field 'inference_geo' appears more than once")
+    }
+
     @Test func nullsReadAsAbsent() throws {
         let p = try peek(#"{"model":"m","stream":null,"stream_options":null,"max_tokens":null,"user":null,"metadata":null}"#)
         #expect(!p.stream)

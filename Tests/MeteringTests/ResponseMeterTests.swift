@@ -366,6 +366,15 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         ]))
         #expect(anthropic.result.servedTier == .some("fast"))
         #expect(anthropic.result.usage?.outputTokens == 7)
+        #expect(anthropic.result.servedGeo == nil)
+        // Where it ran: message_start's usage says; message_delta's, without the field, keeps it.
+        let usOnly = relay(.messages, chunks([
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-4-6\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"inference_geo\":\"us\"}}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ]))
+        #expect(usOnly.result.servedGeo == "us")
+        #expect(usOnly.result.usage?.outputTokens == 7)
         let plain = relay(.chatCompletions, chunks([
             "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n", "data: [DONE]\n\n",
         ]))

@@ -49,6 +49,19 @@ import Testing
         #expect(tier(.messages, anthropic("")) == .none)
     }
 
+    @Test("where the call ran: Anthropic's usage.inference_geo, when it says")
+    func servedGeo() {
+        func geo(_ inner: String) -> String? {
+            read(.messages, #"{"model":"claude","usage":{"input_tokens":1,"output_tokens":1"# + inner + "}}").servedGeo
+        }
+        #expect(geo(#","inference_geo":"us""#) == "us")
+        #expect(geo(#","inference_geo":"not_available""#) == "not_available")
+        #expect(geo(#","inference_geo":null"#) == nil)
+        #expect(geo("") == nil)
+        // Only a usage's: a top-level member of that name is no report.
+        #expect(read(.messages, #"{"inference_geo":"us","usage":{"input_tokens":1,"output_tokens":1}}"#).servedGeo == nil)
+    }
+
     @Test("audio tokens: OpenAI's audio_tokens in the prompt and completion details, parts of their totals")
     func audioTokens() {
         let body = #"{"model":"gpt-audio","choices":[],"usage":{"prompt_tokens":57,"completion_tokens":181,"total_tokens":238,"prompt_tokens_details":{"cached_tokens":7,"text_tokens":10,"image_tokens":0,"audio_tokens":40},"completion_tokens_details":{"reasoning_tokens":0,"text_tokens":33,"audio_tokens":148}}}"#

@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, source, tier or above_input_tokens)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, us_only, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -64,6 +64,30 @@ import Testing
             "prices.yaml:3: prices[2].model: a price for a tier or a long prompt only, without a standard entry for 'gpt-4.1' (the calls that are neither would have no price)",
             "prices.yaml:4: prices[3].above_input_tokens: 0 is out of range (1...100000000)",
             "prices.yaml:6: prices[5].effective_from: duplicate of the entry at line 5 (same model and effective_from)",
+        ])
+    }
+
+    @Test("us_only is a quoted multiple of every token price over 0 and at most 10; absent, none")
+    func usOnlyMultiple() throws {
+        let book = try PolicyFixture.with(prices: """
+            - { model: "claude-opus-4-6", effective_from: "2025-11-01", input: "5", output: "25", us_only: "1.1" }
+            - { model: "claude-opus-4-5", effective_from: "2025-11-01", input: "5", output: "25" }
+            """).load().prices
+        let day = Day("2026-01-01")!
+        #expect(book.price(for: "claude-opus-4-6", on: day)?.usOnly == PriceMultiplier(millionths: 1_100_000))
+        #expect(book.price(for: "claude-opus-4-6", on: day)?.inUSOnly()?.input == Money(picodollars: 5_500_000))
+        #expect(book.price(for: "claude-opus-4-5", on: day)?.usOnly == nil)
+        let bad = try PolicyFixture.with(prices: """
+            - { model: "a", effective_from: "2025-11-01", input: "1", output: "1", us_only: 1.1 }
+            - { model: "b", effective_from: "2025-11-01", input: "1", output: "1", us_only: "0" }
+            - { model: "c", effective_from: "2025-11-01", input: "1", output: "1", us_only: "11" }
+            - { model: "d", effective_from: "2025-11-01", input: "1", output: "1", us_only: "1.1x" }
+            """)
+        #expect(bad.problems() == [
+            "prices.yaml:1: prices[0].us_only: write the multiple as a quoted string, \"1.1\": bare YAML numbers are floats and may not be exact",
+            "prices.yaml:2: prices[1].us_only: '0' is not a multiple over 0 and at most 10, e.g. \"1.1\"",
+            "prices.yaml:3: prices[2].us_only: '11' is not a multiple over 0 and at most 10, e.g. \"1.1\"",
+            "prices.yaml:4: prices[3].us_only: '1.1x' is not a decimal number of times every token price, e.g. \"1.1\"",
         ])
     }
 

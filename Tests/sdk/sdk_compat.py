@@ -160,6 +160,19 @@ def _():
     assert m.usage.output_tokens > 0, m
 
 
+@check("anthropic messages run in the US only (inference_geo): charged the US-only price")
+def _():
+    m = ant.messages.create(model="claude-opus-4-6", max_tokens=64, inference_geo="us",
+                            messages=[{"role": "user", "content": "hi"}], extra_headers=rid("messages-us-only"))
+    assert m.usage.inference_geo == "us", m.usage
+    rows = ledger("SELECT price_id, price_input, cost_pd, input_tokens, output_tokens FROM calls WHERE request_id = ?",
+                  ("sdk-messages-us-only",))
+    assert rows, "no row"
+    price_id, price_input, cost, tokens_in, tokens_out = rows[0]
+    assert price_id == "claude-opus-4-6 us-only@2025-11-01", price_id
+    assert price_input == 5_500_000 and cost == tokens_in * 5_500_000 + tokens_out * 27_500_000, rows
+
+
 @check("openai SDK surfaces a bad key as AuthenticationError")
 def _():
     bad = openai.OpenAI(base_url=args.base_url + "/v1", api_key="tk-wrong", max_retries=0)
