@@ -22,6 +22,8 @@ public enum FakeHeader {
     /// Searches a server-side web search tool made (Anthropic `server_tool_use.web_search_requests`,
     /// Responses `web_search_call` output items).
     public static let webSearches = "x-fake-web-searches"
+    /// Calls of the Responses API's file search tool (`file_search_call` output items).
+    public static let fileSearches = "x-fake-file-searches"
     /// Audio tokens of a chat completion's prompt (OpenAI `prompt_tokens_details.audio_tokens`),
     /// on top of the text's.
     public static let audioInputTokens = "x-fake-audio-input-tokens"
@@ -96,6 +98,7 @@ struct RequestKnobs {
     var cacheWrite1hTokens = 0
     var reasoningTokens = 0
     var webSearches = 0
+    var fileSearches = 0
     var audioInputTokens = 0
     var audioOutputTokens = 0
     var inferenceGeo: String?
@@ -160,6 +163,8 @@ struct RequestKnobs {
             cacheWrite1hTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.webSearches.utf8) {
             webSearches = count(trimmed, name: name, limit: 10_000) ?? 0
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.fileSearches.utf8) {
+            fileSearches = count(trimmed, name: name, limit: 10_000) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.audioInputTokens.utf8) {
             audioInputTokens = count(trimmed, name: name, limit: Int(Int32.max)) ?? 0
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.audioOutputTokens.utf8) {

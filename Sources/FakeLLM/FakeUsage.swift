@@ -64,13 +64,15 @@ public struct FakeUsage: Sendable, Hashable {
     public var audioInputTokens: Int
     /// Audio tokens of the answer, on top of its content (chat completions).
     public var audioOutputTokens: Int
+    /// Calls of a file search tool (Responses answers).
+    public var fileSearches: Int
     /// The answer stopped at the request's output cap.
     public var hitOutputCap: Bool
 
     public init(uncachedInputTokens: Int, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
                 cacheWrite1hTokens: Int = 0, contentTokens: Int = 0, reasoningTokens: Int = 0,
                 webSearches: Int = 0, audioInputTokens: Int = 0, audioOutputTokens: Int = 0,
-                hitOutputCap: Bool = false) {
+                fileSearches: Int = 0, hitOutputCap: Bool = false) {
         self.uncachedInputTokens = uncachedInputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
@@ -80,6 +82,7 @@ public struct FakeUsage: Sendable, Hashable {
         self.webSearches = webSearches
         self.audioInputTokens = min(max(0, audioInputTokens), uncachedInputTokens)
         self.audioOutputTokens = audioOutputTokens
+        self.fileSearches = fileSearches
         self.hitOutputCap = hitOutputCap
     }
 
@@ -96,7 +99,8 @@ public struct FakeUsage: Sendable, Hashable {
                                 maxOutputTokens: Int? = nil, cachedTokens: Int = 0,
                                 cacheWriteTokens: Int = 0, cacheWrite1hTokens: Int = 0,
                                 reasoningTokens: Int = 0, webSearches: Int = 0,
-                                audioInputTokens: Int = 0, audioOutputTokens: Int = 0) -> FakeUsage {
+                                audioInputTokens: Int = 0, audioOutputTokens: Int = 0,
+                                fileSearches: Int = 0) -> FakeUsage {
         let uncached = max(1, requestBodyBytes / 4)
         let deltas = maxOutputTokens.map { min(chunks, max(0, $0)) } ?? chunks
         let capped = deltas < chunks
@@ -112,7 +116,7 @@ public struct FakeUsage: Sendable, Hashable {
         case .responses:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
                              contentTokens: deltas, reasoningTokens: reasoningTokens, webSearches: webSearches,
-                             hitOutputCap: capped)
+                             fileSearches: fileSearches, hitOutputCap: capped)
         case .messages:
             return FakeUsage(uncachedInputTokens: uncached, cachedInputTokens: cachedTokens,
                              cacheWriteTokens: cacheWriteTokens, cacheWrite1hTokens: cacheWrite1hTokens,
@@ -140,7 +144,8 @@ public struct FakeUsage: Sendable, Hashable {
                  maxOutputTokens: peek.maxOutputTokens, cachedTokens: knobs.cachedTokens,
                  cacheWriteTokens: knobs.cacheWriteTokens, cacheWrite1hTokens: knobs.cacheWrite1hTokens,
                  reasoningTokens: knobs.reasoningTokens, webSearches: knobs.webSearches,
-                 audioInputTokens: knobs.audioInputTokens, audioOutputTokens: knobs.audioOutputTokens)
+                 audioInputTokens: knobs.audioInputTokens, audioOutputTokens: knobs.audioOutputTokens,
+                 fileSearches: knobs.fileSearches)
     }
 }
 

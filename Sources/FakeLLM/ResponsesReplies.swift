@@ -14,9 +14,11 @@ enum ResponsesReplies {
         let finalStatus = capped ? "incomplete" : "completed"
         let text = c.content
         let finalItem = message(ids.message, status: finalStatus, text: text)
-        // The searches a web search tool made come first in the output, as the real API puts them.
+        // The calls a web or file search tool made come first in the output, as the real API puts them.
         let searches = (0..<c.usage.webSearches).map {
             "{\"type\":\"web_search_call\",\"id\":\"ws_\(c.idSuffix)_\($0)\",\"status\":\"completed\"},"
+        }.joined() + (0..<c.usage.fileSearches).map {
+            "{\"type\":\"file_search_call\",\"id\":\"fs_\(c.idSuffix)_\($0)\",\"status\":\"completed\",\"queries\":[\"fake\"],\"results\":null},"
         }.joined()
         let finalResponse = response(c, id: ids.response, status: finalStatus, output: searches + finalItem,
                                      usage: usage(c.usage), capped: capped)

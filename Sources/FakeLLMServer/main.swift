@@ -16,10 +16,12 @@ struct FakeLLMCommand: ParsableCommand {
             x-fake-status, x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-cache-write-1h-tokens,
             x-fake-reasoning-tokens,
             x-fake-web-searches (Anthropic server_tool_use; Responses web_search_call),
+            x-fake-file-searches (Responses file_search_call),
             x-fake-audio-input-tokens, x-fake-audio-output-tokens (chat completions' audio_tokens),
+            x-fake-inference-geo (Anthropic's usage.inference_geo when the request names none),
             x-fake-header-bytes (pads the answer head with that many bytes).
             A request's service_tier (priority, flex) is reported as served;
-            Anthropic's speed is echoed in its usage.
+            Anthropic's speed and inference_geo are echoed in its usage.
             """)
 
     @Option(help: "Address to listen on.")

@@ -134,6 +134,9 @@ final class Admission: Sendable {
         if tokenKinds.webSearches > 0 {
             parts.append("\(tokenKinds.webSearches) web search" + (tokenKinds.webSearches == 1 ? "" : "es"))
         }
+        if tokenKinds.fileSearches > 0 {
+            parts.append("\(tokenKinds.fileSearches) file search" + (tokenKinds.fileSearches == 1 ? "" : "es"))
+        }
         let listed = parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ", ") + " and " + parts[parts.count - 1]
         return listed + (price.map { " at \($0.id)'s prices" } ?? "")
     }
@@ -302,7 +305,8 @@ enum Admit {
                                       writesPromptCache: peek.asksPromptCache && request.endpoint == .messages,
                                       audioInputTokens: PromptEstimate.audioTokens(peek),
                                       audioAnswer: peek.asksAudioAnswer && request.endpoint != .countTokens,
-                                      webSearches: peek.reservedWebSearches(on: request.endpoint)),
+                                      webSearches: peek.reservedWebSearches(on: request.endpoint),
+                                      fileSearches: peek.reservedFileSearches(on: request.endpoint)),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier, requestedGeo: geo, stream: peek.stream,
                                   imageGenerationTool: peek.imageGenerationTool,

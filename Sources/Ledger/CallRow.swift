@@ -14,6 +14,7 @@ enum CallRow {
         "plan", "output_cap_requested", "output_cap_applied", "request_hash",
         "cache_write_1h_tokens", "price_cache_write_1h", "web_searches", "price_web_search",
         "audio_input_tokens", "audio_output_tokens", "price_audio_input", "price_audio_output",
+        "file_searches", "price_file_search",
     ]
 
     /// Every column of `columns` (bound by `bind`), then the retry flag at `retryParameter`, which
@@ -71,6 +72,8 @@ enum CallRow {
         s.bind(entry.usage.audioOutputTokens, at: 42)
         s.bind(entry.price?.audioInput?.picodollars, at: 43)
         s.bind(entry.price?.audioOutput?.picodollars, at: 44)
+        s.bind(entry.usage.fileSearches, at: 45)
+        s.bind(entry.price?.fileSearch.picodollars, at: 46)
     }
 
     /// Reads the current row of a SELECT whose first columns are `selectList`.
@@ -103,7 +106,8 @@ enum CallRow {
             usage: Usage(inputTokens: s.int(at: 17), cachedInputTokens: s.int(at: 18),
                          cacheWriteTokens: s.int(at: 19), cacheWrite1hTokens: s.int(at: 36), outputTokens: s.int(at: 20),
                          reasoningTokens: s.int(at: 21), webSearches: s.int(at: 38),
-                         audioInputTokens: s.int(at: 40), audioOutputTokens: s.int(at: 41)),
+                         audioInputTokens: s.int(at: 40), audioOutputTokens: s.int(at: 41),
+                         fileSearches: s.int(at: 44)),
             usageSource: try parse(UsageSource.self, 22, "usage source"),
             cost: Money(picodollars: s.int64(at: 23)),
             price: try decodePrice(s, callId: id),
@@ -121,18 +125,20 @@ enum CallRow {
         return try StoredPrice.decode(id: s.optionalString(at: 24), input: money(25), cachedInput: money(26),
                                       cacheWrite: money(27), cacheWrite1h: s.optionalInt64(at: 37), output: money(28),
                                       webSearch: s.optionalInt64(at: 39), audioInput: s.optionalInt64(at: 42),
-                                      audioOutput: s.optionalInt64(at: 43), callId: callId)
+                                      audioOutput: s.optionalInt64(at: 43), fileSearch: s.optionalInt64(at: 45),
+                                      callId: callId)
     }
 }
 
 /// The price a row was costed with, as stored: `price_id` and its per-token prices in pico-dollars
 /// (a row from before 1-hour cache writes had their own price has none: twice the input, as then
-/// charged to no row, since no 1-hour write was counted; one without audio prices, the text's).
+/// charged to no row, since no 1-hour write was counted; one without audio prices, the text's; one
+/// without a file search fee, the default, as then charged to no row).
 /// Shared by every ledger backend so they read prices back alike.
 public enum StoredPrice {
     public static func decode(id priceId: String?, input: Int64, cachedInput: Int64, cacheWrite: Int64,
                               cacheWrite1h: Int64?, output: Int64, webSearch: Int64? = nil,
-                              audioInput: Int64? = nil, audioOutput: Int64? = nil,
+                              audioInput: Int64? = nil, audioOutput: Int64? = nil, fileSearch: Int64? = nil,
                               callId: String) throws -> ModelPrice? {
         guard let priceId else { return nil }
         // The id is `<pattern>@<day>`, with ` <tier>` and ` above-<tokens>` after the pattern for
@@ -164,6 +170,7 @@ public enum StoredPrice {
                           input: Money(picodollars: input), cachedInput: Money(picodollars: cachedInput),
                           cacheWrite: Money(picodollars: cacheWrite), cacheWrite1h: cacheWrite1h.map(Money.init(picodollars:)),
                           output: Money(picodollars: output), webSearch: webSearch.map(Money.init(picodollars:)),
+                          fileSearch: fileSearch.map(Money.init(picodollars:)),
                           audioInput: audioInput.map(Money.init(picodollars:)),
                           audioOutput: audioOutput.map(Money.init(picodollars:)),
                           tier: tier, aboveInputTokens: above, runsInUSOnly: usOnly)

@@ -10,11 +10,12 @@ import Metering
 /// The payload holds every field in a fixed order: integers as zigzag varints, text as a varint
 /// length and UTF-8, an absent optional as a 0 byte (present: 1, then the value). Its first byte
 /// is the format's version: 2 adds, at the end, the 1-hour cache writes and their price; 3 then
-/// the web searches and their fee; 4 then the audio tokens and their prices. A row is written in the lowest format that holds it (none of
-/// those, at their default prices: format 1), which earlier builds read (a rollback keeps what a
-/// killed gateway left), and read back the same.
+/// the web searches and their fee; 4 then the audio tokens and their prices; 5 then the file
+/// searches and their fee. A row is written in the lowest format that holds it (none of those, at
+/// their default prices: format 1), which earlier builds read (a rollback keeps what a killed
+/// gateway left), and read back the same.
 public enum JournalRecord {
-    static let version: UInt8 = 4
+    static let version: UInt8 = 5
     static let headerBytes = 8
 
     /// Appends `entry`'s record to `bytes`.
@@ -27,7 +28,9 @@ public enum JournalRecord {
             || entry.price.map { $0.webSearch != ModelPrice.defaultWebSearch } == true
         let audio = entry.usage.audioInputTokens != 0 || entry.usage.audioOutputTokens != 0
             || entry.price.map { $0.audioInput != nil || $0.audioOutput != nil } == true
-        bytes.append(audio ? 4 : searches ? 3 : hourWrites ? 2 : 1)
+        let files = entry.usage.fileSearches != 0
+            || entry.price.map { $0.fileSearch != ModelPrice.defaultFileSearch } == true
+        bytes.append(files ? 5 : audio ? 4 : searches ? 3 : hourWrites ? 2 : 1)
         bytes.appendText(entry.id)
         bytes.appendText(entry.requestId)
         bytes.appendInt(entry.startedAt)
@@ -68,19 +71,23 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
-        if hourWrites || searches || audio {
+        if hourWrites || searches || audio || files {
             bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
             bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
         }
-        if searches || audio {
+        if searches || audio || files {
             bytes.appendInt(Int64(entry.usage.webSearches))
             bytes.appendInt(entry.price?.webSearch.picodollars)
         }
-        if audio {
+        if audio || files {
             bytes.appendInt(Int64(entry.usage.audioInputTokens))
             bytes.appendInt(Int64(entry.usage.audioOutputTokens))
             bytes.appendInt(entry.price?.audioInput?.picodollars)
             bytes.appendInt(entry.price?.audioOutput?.picodollars)
+        }
+        if files {
+            bytes.appendInt(Int64(entry.usage.fileSearches))
+            bytes.appendInt(entry.price?.fileSearch.picodollars)
         }
         let payload = bytes.count - start - headerBytes
         let sum = bytes.withUnsafeBufferPointer { checksum(UnsafeBufferPointer(rebasing: $0[(start + headerBytes)...])) }
@@ -147,6 +154,11 @@ public enum JournalRecord {
                   let outPrice = r.optionalInt() else { return nil }
             (audioIn, audioOut, audioInPrice, audioOutPrice) = (input, output, inPrice, outPrice)
         }
+        var fileSearches: Int64 = 0, fileSearchPrice: Int64?
+        if format >= 5 {
+            guard let count = r.int(), let price = r.optionalInt() else { return nil }
+            (fileSearches, fileSearchPrice) = (count, price)
+        }
         guard r.isAtEnd else { return nil }
         var price: ModelPrice?
         if let stored {
@@ -154,7 +166,7 @@ public enum JournalRecord {
                                                         cacheWrite: stored.write, cacheWrite1h: hourWritePrice,
                                                         output: stored.output, webSearch: searchPrice,
                                                         audioInput: audioInPrice, audioOutput: audioOutPrice,
-                                                        callId: id) else { return nil }
+                                                        fileSearch: fileSearchPrice, callId: id) else { return nil }
             price = decoded
         }
         return LedgerEntry(
@@ -165,7 +177,8 @@ public enum JournalRecord {
             usage: Usage(inputTokens: Int(input), cachedInputTokens: Int(cachedInput),
                          cacheWriteTokens: Int(cacheWrite), cacheWrite1hTokens: Int(hourWrites), outputTokens: Int(output),
                          reasoningTokens: Int(reasoning), webSearches: Int(searches),
-                         audioInputTokens: Int(audioIn), audioOutputTokens: Int(audioOut)),
+                         audioInputTokens: Int(audioIn), audioOutputTokens: Int(audioOut),
+                         fileSearches: Int(fileSearches)),
             usageSource: usageSource, cost: Money(picodollars: cost), price: price,
             ttftMicros: ttft, upstreamMicros: upstream, errorMessage: errorMessage, plan: plan,
             outputCapRequested: capRequested.map { Int($0) }, outputCapApplied: capApplied.map { Int($0) },

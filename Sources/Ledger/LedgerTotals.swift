@@ -19,11 +19,12 @@ public struct LedgerTotals: Sendable, Hashable {
     /// Of `inputTokens` and `outputTokens`, the audio ones.
     public var audioInputTokens: Int128
     public var audioOutputTokens: Int128
+    public var fileSearches: Int128
 
     public init(rows: Int, firstStart: Int64?, lastStart: Int64?, inputTokens: Int128, cachedInputTokens: Int128,
                 cacheWriteTokens: Int128, outputTokens: Int128, reasoningTokens: Int128, cost: Money.Total,
                 latencyMicros: Int128, cacheWrite1hTokens: Int128 = 0, webSearches: Int128 = 0,
-                audioInputTokens: Int128 = 0, audioOutputTokens: Int128 = 0) {
+                audioInputTokens: Int128 = 0, audioOutputTokens: Int128 = 0, fileSearches: Int128 = 0) {
         self.rows = rows
         self.firstStart = firstStart
         self.lastStart = lastStart
@@ -38,6 +39,7 @@ public struct LedgerTotals: Sendable, Hashable {
         self.webSearches = webSearches
         self.audioInputTokens = audioInputTokens
         self.audioOutputTokens = audioOutputTokens
+        self.fileSearches = fileSearches
     }
 
     /// The figures compared, named, in print order.
@@ -46,14 +48,15 @@ public struct LedgerTotals: Sendable, Hashable {
          ("cache_write_tokens", "\(cacheWriteTokens)"), ("output_tokens", "\(outputTokens)"),
          ("reasoning_tokens", "\(reasoningTokens)"), ("cost_pd", "\(cost.picodollars)"), ("latency_us", "\(latencyMicros)"),
          ("cache_write_1h_tokens", "\(cacheWrite1hTokens)"), ("web_searches", "\(webSearches)"),
-         ("audio_input_tokens", "\(audioInputTokens)"), ("audio_output_tokens", "\(audioOutputTokens)")]
+         ("audio_input_tokens", "\(audioInputTokens)"), ("audio_output_tokens", "\(audioOutputTokens)"),
+         ("file_searches", "\(fileSearches)")]
     }
 
     /// The summed columns, in the order of the `*Tokens`, `cost`, `latencyMicros`,
-    /// `cacheWrite1hTokens`, `webSearches` and audio fields.
+    /// `cacheWrite1hTokens`, `webSearches`, audio and `fileSearches` fields.
     public static let summedColumns = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
                                   "reasoning_tokens", "cost_pd", "latency_us", "cache_write_1h_tokens", "web_searches",
-                                  "audio_input_tokens", "audio_output_tokens"]
+                                  "audio_input_tokens", "audio_output_tokens", "file_searches"]
 }
 
 extension LedgerReader {
@@ -80,6 +83,7 @@ extension LedgerReader {
                 t.webSearches += Int128(s.int64(at: 9))
                 t.audioInputTokens += Int128(s.int64(at: 10))
                 t.audioOutputTokens += Int128(s.int64(at: 11))
+                t.fileSearches += Int128(s.int64(at: 12))
             }
             t.cost = Money.Total(picodollars: cost)
             return t

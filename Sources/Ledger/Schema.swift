@@ -182,6 +182,9 @@ enum Schema {
             "audio_input_tokens INTEGER NOT NULL DEFAULT 0", "audio_output_tokens INTEGER NOT NULL DEFAULT 0",
             "price_audio_input INTEGER", "price_audio_output INTEGER",
         ]),
+        // v11: calls of the Responses API's file search tool are billed a fee each: their count
+        // and that fee. As v8.
+        .addingColumns(version: 11, ["file_searches INTEGER NOT NULL DEFAULT 0", "price_file_search INTEGER"]),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

@@ -114,10 +114,13 @@ extension JSONScanner {
 extension JSONScanner {
     /// The billed tools in the `tools` list at the cursor: whether a web search tool is there (an
     /// object whose `type` starts with `web_search`), the sum of their `max_uses` (nil when one
-    /// has none, or not a whole number), and whether the image generation tool is (`type`
-    /// `image_generation`). Other tools and members are skipped. Leaves the cursor after the list.
-    mutating func readBilledTools() throws(JSONSyntaxError) -> (webSearch: Bool, maxUses: Int?, imageGeneration: Bool) {
+    /// has none, or not a whole number), and whether the file search (`type` `file_search`) and
+    /// image generation tools are (`image_generation`). Other tools and members are skipped.
+    /// Leaves the cursor after the list.
+    mutating func readBilledTools() throws(JSONSyntaxError)
+        -> (webSearch: Bool, maxUses: Int?, fileSearch: Bool, imageGeneration: Bool) {
         var present = false
+        var files = false
         var images = false
         var maxUses: Int? = 0
         try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
@@ -131,6 +134,7 @@ extension JSONScanner {
                     search = type.hasEscapes ? s.string(type).hasPrefix(prefix.description)
                         : type.end - type.start >= prefix.utf8CodeUnitCount && StreamReading.matches(s.bytes, at: type.start, prefix)
                     images = images || s.key(type, is: "image_generation")
+                    files = files || s.key(type, is: "file_search")
                 } else if s.key(key, is: "max_uses"), let c = s.current, JSONScanner.isDigit(c) {
                     if case .value(let n) = s.integer(try s.scanNumber(), limit: 1_000_000) { uses = n }
                 } else {
@@ -144,6 +148,6 @@ extension JSONScanner {
             }
             return true
         }
-        return (present, present ? maxUses : nil, images)
+        return (present, present ? maxUses : nil, files, images)
     }
 }

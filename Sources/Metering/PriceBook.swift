@@ -93,6 +93,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var output: Money
     /// One search of a server-side web search tool (a fee per search, not per token).
     public var webSearch: Money
+    /// One call of the Responses API's file search tool (a fee per call).
+    public var fileSearch: Money
     /// An audio input or output token (OpenAI's audio models); nil: the text price.
     public var audioInput: Money?
     public var audioOutput: Money?
@@ -111,9 +113,10 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public let runsInUSOnly: Bool
 
     /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache;
-    /// `webSearch` to `defaultWebSearch`.
+    /// `webSearch` to `defaultWebSearch`, `fileSearch` to `defaultFileSearch`.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
                 cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, webSearch: Money? = nil,
+                fileSearch: Money? = nil,
                 audioInput: Money? = nil, audioOutput: Money? = nil,
                 source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil,
                 usOnly: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
@@ -125,6 +128,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
         self.output = output
         self.webSearch = webSearch ?? Self.defaultWebSearch
+        self.fileSearch = fileSearch ?? Self.defaultFileSearch
         self.audioInput = audioInput
         self.audioOutput = audioOutput
         self.source = source
@@ -154,14 +158,14 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     }
 
     /// The price of this entry's calls when they run in the US only: every token price times
-    /// `usOnly` (the web search fee is per search, not per token: unchanged). Nil when the
+    /// `usOnly` (the search fees are per search, not per token: unchanged). Nil when the
     /// entry has no US-only multiple.
     public func inUSOnly() -> ModelPrice? {
         guard let usOnly, !runsInUSOnly else { return nil }
         return ModelPrice(model: model, effectiveFrom: effectiveFrom, input: usOnly.applied(to: input),
                           cachedInput: usOnly.applied(to: cachedInput), cacheWrite: usOnly.applied(to: cacheWrite),
                           cacheWrite1h: usOnly.applied(to: cacheWrite1h), output: usOnly.applied(to: output),
-                          webSearch: webSearch, audioInput: audioInput.map(usOnly.applied(to:)),
+                          webSearch: webSearch, fileSearch: fileSearch, audioInput: audioInput.map(usOnly.applied(to:)),
                           audioOutput: audioOutput.map(usOnly.applied(to:)), source: source, tier: tier,
                           aboveInputTokens: aboveInputTokens, usOnly: usOnly, runsInUSOnly: true)
     }
@@ -170,7 +174,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var isVariant: Bool { tier != nil || aboveInputTokens != nil }
 
     private enum CodingKeys: String, CodingKey {
-        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, source, tier
+        case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, fileSearch, source, tier
         case aboveInputTokens, audioInput, audioOutput, usOnly, runsInUSOnly
     }
 
@@ -184,6 +188,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   cacheWrite1h: try c.decodeIfPresent(Money.self, forKey: .cacheWrite1h),
                   output: try c.decode(Money.self, forKey: .output),
                   webSearch: try c.decodeIfPresent(Money.self, forKey: .webSearch),
+                  fileSearch: try c.decodeIfPresent(Money.self, forKey: .fileSearch),
                   audioInput: try c.decodeIfPresent(Money.self, forKey: .audioInput),
                   audioOutput: try c.decodeIfPresent(Money.self, forKey: .audioOutput),
                   source: try c.decode(String.self, forKey: .source),
@@ -202,6 +207,9 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     /// Anthropic's and OpenAI's fee for one web search: $10 per 1,000.
     public static let defaultWebSearch = Money(picodollars: 10_000_000_000)
+
+    /// OpenAI's fee for one call of the Responses API's file search tool: $2.50 per 1,000.
+    public static let defaultFileSearch = Money(picodollars: 2_500_000_000)
 
     /// Converts a fee per 1,000 calls, in dollars with at most six decimals, to an exact amount
     /// per call ($x per 1,000 = x * 10^12 / 10^3 pd). Nil if the text is not such a decimal.
@@ -231,6 +239,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         }
         if kinds.audioAnswer, (audioOutput ?? output) > output { usage.audioOutputTokens = outputTokens }
         usage.webSearches = kinds.webSearches
+        usage.fileSearches = kinds.fileSearches
         return cost(of: usage) ?? Money(picodollars: .max)
     }
 
@@ -254,7 +263,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
               add(usage.cachedInputTokens, cachedInput),
               add(usage.cacheWriteTokens - hourWrites, cacheWrite), add(hourWrites, cacheWrite1h),
               add(usage.outputTokens - audioOut, output), add(audioOut, audioOutput ?? output),
-              add(usage.webSearches, webSearch) else { return nil }
+              add(usage.webSearches, webSearch), add(usage.fileSearches, fileSearch) else { return nil }
         return Money(picodollars: total)
     }
 }
@@ -271,13 +280,16 @@ public struct TokenKinds: Sendable, Hashable {
     public var audioAnswer: Bool
     /// Searches its web search tool may make (`RequestPeek.reservedWebSearches`), a fee each.
     public var webSearches: Int
+    /// Calls its file search tool may make (`RequestPeek.reservedFileSearches`), a fee each.
+    public var fileSearches: Int
 
     public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false,
-                webSearches: Int = 0) {
+                webSearches: Int = 0, fileSearches: Int = 0) {
         self.writesPromptCache = writesPromptCache
         self.audioInputTokens = audioInputTokens
         self.audioAnswer = audioAnswer
         self.webSearches = webSearches
+        self.fileSearches = fileSearches
     }
 }
 

@@ -68,6 +68,8 @@ public struct RequestPeek: Sendable, Hashable {
     /// allow (nil when some such tool has none).
     public internal(set) var webSearchTool = false
     public internal(set) var webSearchMaxUses: Int?
+    /// The request gives the Responses API's `file_search` tool, each of whose calls is billed a fee.
+    public internal(set) var fileSearchTool = false
     /// The request gives the Responses API's `image_generation` tool, whose images are billed
     /// apart from the usage the answer reports (per image, by the image model the tool picks).
     public internal(set) var imageGenerationTool = false
@@ -98,6 +100,13 @@ public struct RequestPeek: Sendable, Hashable {
         guard webSearchTool, endpoint != .countTokens else { return 0 }
         let toolCalls = endpoint == .responses ? maxToolCalls : nil
         return [webSearchMaxUses, toolCalls].compactMap { $0 }.min() ?? Self.searchesWithoutLimit
+    }
+
+    /// The file search calls the call's reservation holds: `max_tool_calls`, else
+    /// `searchesWithoutLimit`; none but on `/v1/responses`, the tool's only endpoint.
+    public func reservedFileSearches(on endpoint: Endpoint) -> Int {
+        guard fileSearchTool, endpoint == .responses else { return 0 }
+        return maxToolCalls ?? Self.searchesWithoutLimit
     }
 
     /// How many answers the request has generated, each up to its output limit: `n` on chat
@@ -344,6 +353,7 @@ private struct Reader {
             guard first(.tools), s.current == UInt8(ascii: "[") else { return false }
             let searches = try s.readBilledTools()
             peek.webSearchTool = searches.webSearch
+            peek.fileSearchTool = searches.fileSearch
             peek.imageGenerationTool = searches.imageGeneration
             peek.webSearchMaxUses = searches.maxUses
         } else if s.key(key, is: "metadata") {

@@ -114,6 +114,8 @@ struct ReportedUsage: Sendable, Hashable {
     /// Web searches: Anthropic's `server_tool_use.web_search_requests`, or the Responses answer's
     /// `web_search_call` items (`ResponseFields.webSearchCalls`).
     var webSearches: Int?
+    /// File search calls: the Responses answer's `file_search_call` items.
+    var fileSearches: Int?
     /// Of `input` and `output`, the audio tokens (OpenAI's `audio_tokens` in the details).
     var audioInput: Int?
     var audioOutput: Int?
@@ -133,6 +135,7 @@ struct ReportedUsage: Sendable, Hashable {
         output = newer.output ?? output
         reasoning = newer.reasoning ?? reasoning
         webSearches = newer.webSearches ?? webSearches
+        fileSearches = newer.fileSearches ?? fileSearches
         audioInput = newer.audioInput ?? audioInput
         audioOutput = newer.audioOutput ?? audioOutput
         speed = newer.speed ?? speed
@@ -154,7 +157,8 @@ struct ReportedUsage: Sendable, Hashable {
             // audio at the audio price.
             return Usage(inputTokens: plain, cachedInputTokens: cached, cacheWriteTokens: 0,
                          outputTokens: output, reasoningTokens: reasoning, webSearches: webSearches ?? 0,
-                         audioInputTokens: min(audioInput ?? 0, plain), audioOutputTokens: min(audioOutput ?? 0, output))
+                         audioInputTokens: min(audioInput ?? 0, plain), audioOutputTokens: min(audioOutput ?? 0, output),
+                         fileSearches: fileSearches ?? 0)
         case .anthropic:
             let cacheWrite = cacheWrite ?? 0
             return Usage(inputTokens: input ?? 0, cachedInputTokens: cached, cacheWriteTokens: cacheWrite,
@@ -172,8 +176,10 @@ struct ResponseFields {
     var errorMessage: String?
     /// OpenAI's `service_tier`: the tier that served the call.
     var serviceTier: String?
-    /// The `web_search_call` items of a Responses answer's `output` (each a billed search).
+    /// The `web_search_call` and `file_search_call` items of a Responses answer's `output`
+    /// (each a billed call of its tool).
     var webSearchCalls = 0
+    var fileSearchCalls = 0
     /// A top-level `"choices": []` (OpenAI's include_usage chunk).
     var choicesEmpty = false
 
@@ -184,12 +190,14 @@ struct ResponseFields {
         errorMessage = inner.errorMessage ?? errorMessage
         serviceTier = inner.serviceTier ?? serviceTier
         webSearchCalls += inner.webSearchCalls
+        fileSearchCalls += inner.fileSearchCalls
     }
 
-    /// The usage with the Responses answer's web searches counted in.
+    /// The usage with the Responses answer's web and file searches counted in.
     var usageWithSearches: ReportedUsage? {
-        guard var usage, webSearchCalls > 0 else { return usage }
-        usage.webSearches = webSearchCalls
+        guard var usage, webSearchCalls > 0 || fileSearchCalls > 0 else { return usage }
+        if webSearchCalls > 0 { usage.webSearches = webSearchCalls }
+        if fileSearchCalls > 0 { usage.fileSearches = fileSearchCalls }
         return usage
     }
 
@@ -239,7 +247,7 @@ extension JSONScanner {
                 fields.serviceTier = s.key(tier, is: "default") ? "default" : s.string(tier)
             } else if dialect == .openai, s.key(key, is: "output") {
                 guard s.current == UInt8(ascii: "[") else { return false }
-                fields.webSearchCalls = try s.countItems(ofType: "web_search_call")
+                (fields.webSearchCalls, fields.fileSearchCalls) = try s.countItems(ofTypes: "web_search_call", "file_search_call")
             } else if !nested, s.key(key, is: "response") || s.key(key, is: "message") {
                 if s.current == UInt8(ascii: "{") {
                     fields.adopt(try s.readResponseFields(dialect: dialect, nested: true))
@@ -257,20 +265,21 @@ extension JSONScanner {
         return fields
     }
 
-    /// The objects of the array at the cursor whose `type` is `type` (a Responses `output`).
-    mutating func countItems(ofType type: StaticString) throws(JSONSyntaxError) -> Int {
-        var count = 0
+    /// The objects of the array at the cursor whose `type` is `first`, and those whose `type` is
+    /// `second` (a Responses `output`).
+    mutating func countItems(ofTypes first: StaticString, _ second: StaticString) throws(JSONSyntaxError) -> (Int, Int) {
+        var counts = (0, 0)
         try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
             guard s.current == UInt8(ascii: "{") else { return false }
             try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
                 guard s.key(key, is: "type"), s.current == UInt8(ascii: "\"") else { return false }
                 let token = try s.scanString()
-                if s.key(token, is: type) { count += 1 }
+                if s.key(token, is: first) { counts.0 += 1 } else if s.key(token, is: second) { counts.1 += 1 }
                 return true
             }
             return true
         }
-        return count
+        return counts
     }
 
     /// `error`: an object with a `message` string, or a bare string; anything else is nil.

@@ -16,6 +16,8 @@
 /// - `audioInputTokens`, `audioOutputTokens`: the parts of `inputTokens` and `outputTokens` that
 ///   are audio (OpenAI's `prompt_tokens_details.audio_tokens` and
 ///   `completion_tokens_details.audio_tokens`), which audio models price far above text.
+/// - `fileSearches`: calls of the Responses API's file search tool made for the call (its
+///   answer's `file_search_call` items), each billed a fee.
 public struct Usage: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var cachedInputTokens: Int
@@ -26,10 +28,11 @@ public struct Usage: Sendable, Hashable, Codable {
     public var webSearches: Int
     public var audioInputTokens: Int
     public var audioOutputTokens: Int
+    public var fileSearches: Int
 
     public init(inputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0,
                 cacheWrite1hTokens: Int = 0, outputTokens: Int = 0, reasoningTokens: Int = 0, webSearches: Int = 0,
-                audioInputTokens: Int = 0, audioOutputTokens: Int = 0) {
+                audioInputTokens: Int = 0, audioOutputTokens: Int = 0, fileSearches: Int = 0) {
         self.inputTokens = inputTokens
         self.cachedInputTokens = cachedInputTokens
         self.cacheWriteTokens = cacheWriteTokens
@@ -39,15 +42,16 @@ public struct Usage: Sendable, Hashable, Codable {
         self.webSearches = webSearches
         self.audioInputTokens = audioInputTokens
         self.audioOutputTokens = audioOutputTokens
+        self.fileSearches = fileSearches
     }
 
     private enum CodingKeys: String, CodingKey {
         case inputTokens, cachedInputTokens, cacheWriteTokens, cacheWrite1hTokens, outputTokens, reasoningTokens, webSearches
-        case audioInputTokens, audioOutputTokens
+        case audioInputTokens, audioOutputTokens, fileSearches
     }
 
-    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count, searches nor
-    /// audio: 0.
+    /// Rows kept by an earlier version (the in-flight journal) have no 1-hour count, searches,
+    /// audio nor file searches: 0.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(inputTokens: try c.decode(Int.self, forKey: .inputTokens),
@@ -58,7 +62,8 @@ public struct Usage: Sendable, Hashable, Codable {
                   reasoningTokens: try c.decode(Int.self, forKey: .reasoningTokens),
                   webSearches: try c.decodeIfPresent(Int.self, forKey: .webSearches) ?? 0,
                   audioInputTokens: try c.decodeIfPresent(Int.self, forKey: .audioInputTokens) ?? 0,
-                  audioOutputTokens: try c.decodeIfPresent(Int.self, forKey: .audioOutputTokens) ?? 0)
+                  audioOutputTokens: try c.decodeIfPresent(Int.self, forKey: .audioOutputTokens) ?? 0,
+                  fileSearches: try c.decodeIfPresent(Int.self, forKey: .fileSearches) ?? 0)
     }
 
     public static let zero = Usage()

@@ -2,7 +2,7 @@ import Metering
 import Yams
 
 /// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
-/// output, audio_input, audio_output, web_search, us_only, source, tier, above_input_tokens }`,
+/// output, audio_input, audio_output, web_search, file_search, us_only, source, tier, above_input_tokens }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
@@ -20,7 +20,8 @@ import Yams
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "audio_input", "audio_output", "web_search", "us_only", "source", "tier", "above_input_tokens"]
+                       "audio_input", "audio_output", "web_search", "file_search", "us_only", "source", "tier",
+                       "above_input_tokens"]
 
     struct PlacedPrice {
         let price: ModelPrice
@@ -81,6 +82,9 @@ enum PricesFile {
         let webSearch = fields["web_search"].map {
             reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
         } ?? ModelPrice.defaultWebSearch
+        let fileSearch = fields["file_search"].map {
+            reader.decimal($0, fileSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
+        } ?? ModelPrice.defaultFileSearch
         let usOnly = fields["us_only"].map { usOnlyMultiple($0, &reader) }
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
@@ -96,11 +100,12 @@ enum PricesFile {
         let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
         if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
         guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h,
-              let webSearch, audioInput != .some(nil), audioOutput != .some(nil), usOnly != .some(nil) else {
+              let webSearch, let fileSearch, audioInput != .some(nil), audioOutput != .some(nil), usOnly != .some(nil) else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
                           cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
+                          fileSearch: fileSearch,
                           audioInput: audioInput ?? nil, audioOutput: audioOutput ?? nil, source: source,
                           tier: tier, aboveInputTokens: above, usOnly: usOnly ?? nil)
     }
@@ -109,6 +114,8 @@ enum PricesFile {
         noun: "price", withArticle: "a price", unit: "dollars per 1M tokens", example: "0.15")
     static let webSearchMeaning = PolicyFileReader.DecimalMeaning(
         noun: "fee", withArticle: "a fee", unit: "dollars per 1,000 searches", example: "10.00")
+    static let fileSearchMeaning = PolicyFileReader.DecimalMeaning(
+        noun: "fee", withArticle: "a fee", unit: "dollars per 1,000 calls", example: "2.50")
     static let usOnlyMeaning = PolicyFileReader.DecimalMeaning(
         noun: "multiple", withArticle: "a multiple", unit: "times every token price", example: "1.1")
 

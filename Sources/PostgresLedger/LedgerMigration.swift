@@ -113,7 +113,8 @@ extension PostgresLedgerReader {
                                 outputTokens: try sum(6), reasoningTokens: try sum(7),
                                 cost: Money.Total(picodollars: try sum(8)), latencyMicros: try sum(9),
                                 cacheWrite1hTokens: try sum(10), webSearches: try sum(11),
-                                audioInputTokens: try sum(12), audioOutputTokens: try sum(13))
+                                audioInputTokens: try sum(12), audioOutputTokens: try sum(13),
+                                fileSearches: try sum(14))
         }
     }
 }

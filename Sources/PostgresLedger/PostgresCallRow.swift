@@ -21,6 +21,7 @@ enum PostgresCallRow {
         ("web_searches", "int8"), ("price_web_search", "int8"),
         ("audio_input_tokens", "int8"), ("audio_output_tokens", "int8"),
         ("price_audio_input", "int8"), ("price_audio_output", "int8"),
+        ("file_searches", "int8"), ("price_file_search", "int8"),
     ]
 
     static let selectList = columns.map(\.name).joined(separator: ", ")
@@ -83,6 +84,8 @@ enum PostgresCallRow {
         int { Int64($0.usage.audioOutputTokens) }
         int { $0.price?.audioInput?.picodollars }
         int { $0.price?.audioOutput?.picodollars }
+        int { Int64($0.usage.fileSearches) }
+        int { $0.price?.fileSearch.picodollars }
         return PostgresQuery(unsafeSQL: insertSQL, binds: binds)
     }
 
@@ -98,7 +101,7 @@ enum PostgresCallRow {
     }
 
     /// Reads a row of a SELECT whose first columns are `selectList`. The columns are decoded in
-    /// one pass, in order: `makeRandomAccess()` built an array of 44 cells, each with its column
+    /// one pass, in order: `makeRandomAccess()` built an array of 46 cells, each with its column
     /// name, for every row, which was most of the cost of copying calls for a report.
     static func decode(_ row: PostgresRow) throws -> LedgerEntry {
         let (id, requestId, startedAt, firstByteAt, endedAt, _, keyId, user, team, dialect, route, provider,
@@ -107,13 +110,13 @@ enum PostgresCallRow {
              priceId, priceInput, priceCachedInput, priceCacheWrite, priceOutput, ttftMicros, upstreamMicros,
              errorMessage, plan, outputCapRequested, outputCapApplied, requestHash, cacheWrite1hTokens,
              priceCacheWrite1h, webSearches, priceWebSearch, audioInputTokens, audioOutputTokens,
-             priceAudioInput, priceAudioOutput) = try row.decode((
+             priceAudioInput, priceAudioOutput, fileSearches, priceFileSearch) = try row.decode((
                 String, String, Int64, Int64?, Int64, Int64, String?, String?, String?, String, String, String?,
                 String?, String?, Bool, Int32, String,
                 Int64, Int64, Int64, Int64, Int64, String, Int64,
                 String?, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?,
                 String?, String?, Int64?, Int64?, Int64?, Int64, Int64?, Int64, Int64?,
-                Int64, Int64, Int64?, Int64?).self)
+                Int64, Int64, Int64?, Int64?, Int64, Int64?).self)
         func parse<T: RawRepresentable<String>>(_ text: String, _ name: String) throws -> T {
             guard let value = T(rawValue: text) else {
                 throw LedgerError.invalidRow("unknown \(name) '\(text)' in call \(id)")
@@ -141,13 +144,15 @@ enum PostgresCallRow {
                          cacheWriteTokens: Int(cacheWriteTokens), cacheWrite1hTokens: Int(cacheWrite1hTokens),
                          outputTokens: Int(outputTokens),
                          reasoningTokens: Int(reasoningTokens), webSearches: Int(webSearches),
-                         audioInputTokens: Int(audioInputTokens), audioOutputTokens: Int(audioOutputTokens)),
+                         audioInputTokens: Int(audioInputTokens), audioOutputTokens: Int(audioOutputTokens),
+                         fileSearches: Int(fileSearches)),
             usageSource: try parse(usageSource, "usage source"),
             cost: Money(picodollars: cost),
             price: try StoredPrice.decode(id: priceId, input: priceInput ?? 0, cachedInput: priceCachedInput ?? 0,
                                           cacheWrite: priceCacheWrite ?? 0, cacheWrite1h: priceCacheWrite1h,
                                           output: priceOutput ?? 0, webSearch: priceWebSearch,
-                                          audioInput: priceAudioInput, audioOutput: priceAudioOutput, callId: id),
+                                          audioInput: priceAudioInput, audioOutput: priceAudioOutput,
+                                          fileSearch: priceFileSearch, callId: id),
             ttftMicros: ttftMicros,
             upstreamMicros: upstreamMicros,
             errorMessage: errorMessage,

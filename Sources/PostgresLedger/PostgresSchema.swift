@@ -153,6 +153,11 @@ enum PostgresSchema {
             "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_audio_input BIGINT",
             "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_audio_output BIGINT",
         ] },
+        // v7: file search calls and their fee, as SQLite's v11; rollback as v4 (set back to 6).
+        ["calls", "calls_retry_context"].flatMap { table in [
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS file_searches BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_file_search BIGINT",
+        ] },
     ]
 
     static var latestVersion: Int { migrations.count }

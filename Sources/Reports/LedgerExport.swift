@@ -22,6 +22,8 @@ public enum LedgerExport {
         "web_searches",
         // Of `input_tokens` and `output_tokens`, the audio ones (priced apart).
         "audio_input_tokens", "audio_output_tokens",
+        // Calls of the Responses API's file search tool, each billed a fee.
+        "file_searches",
     ]
 
     /// The CSV header line (JSON lines have none).
@@ -76,6 +78,7 @@ public enum LedgerExport {
             count(e.outputCapRequested), count(e.outputCapApplied), .text(e.errorMessage),
             count(e.usage.cacheWrite1hTokens), count(e.usage.webSearches),
             count(e.usage.audioInputTokens), count(e.usage.audioOutputTokens),
+            count(e.usage.fileSearches),
         ]
     }
 }

@@ -93,7 +93,7 @@ public enum PolicySimulation {
             let kinds = TokenKinds(writesPromptCache: entry.usage.cacheWriteTokens > 0,
                                    audioInputTokens: entry.usage.audioInputTokens,
                                    audioAnswer: entry.usage.audioOutputTokens > 0,
-                                   webSearches: entry.usage.webSearches)
+                                   webSearches: entry.usage.webSearches, fileSearches: entry.usage.fileSearches)
             let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve, kinds: kinds) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {

@@ -43,12 +43,12 @@ struct Prices: ParsableCommand {
              Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
              Self.perMillion(e.output)]
                 + (audio ? [Self.audio(e.audioInput), Self.audio(e.audioOutput)] : [])
-                + [Self.perThousand(e.webSearch)] + (usOnly ? [e.usOnly.map { "x\($0)" } ?? "-"] : []) + [e.source]
+                + [Self.perThousand(e.webSearch), Self.perThousand(e.fileSearch)] + (usOnly ? [e.usOnly.map { "x\($0)" } ?? "-"] : []) + [e.source]
         }
         print(TextColumns.render(
             header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M"]
-                + (audio ? ["AUDIO IN/1M", "AUDIO OUT/1M"] : []) + ["SEARCH/1K"] + (usOnly ? ["US-ONLY"] : []) + ["SOURCE"],
-            rows: rows, labelColumns: 10 + (audio ? 2 : 0) + (usOnly ? 1 : 0)), terminator: "")
+                + (audio ? ["AUDIO IN/1M", "AUDIO OUT/1M"] : []) + ["SEARCH/1K", "FILE SEARCH/1K"] + (usOnly ? ["US-ONLY"] : []) + ["SOURCE"],
+            rows: rows, labelColumns: 11 + (audio ? 2 : 0) + (usOnly ? 1 : 0)), terminator: "")
     }
 
     /// An audio price, or `as text` when the entry has none (audio tokens pay the text price).

@@ -212,6 +212,34 @@ struct PriceTierTests {
                 + 4 * 10_000_000_000)
     }
 
+    @Test("the Responses API's file search calls are charged their fee each, streamed or not, and reserved")
+    func fileSearches() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: capped }
+            plans: { capped: { max_output_tokens: 100, budget: { daily_usd: "0.02" } } }
+            """, providerHeaders: [FakeHeader.fileSearches: "3"])
+        defer { h.shutdown() }
+        let tool = #""tools":[{"type":"file_search","vector_store_ids":["vs_1"]}]"#
+        // Ten calls reserved ($0.025) do not fit a budget of $0.02; two ($0.005) do.
+        let ten = try await h.post("/v1/responses", key: h.aliceKey, json: #"{"model":"gpt-4o-mini","input":"docs?",\#(tool)}"#,
+                                   requestID: "fs-ten")
+        #expect(ten.status == 429)
+        let message = try #require(try errorObject(ten)["message"] as? String)
+        #expect(message.hasSuffix("up to 100 output tokens and 10 file searches at gpt-4o-mini@2024-07-18's prices."), "\(message)")
+        for (id, stream) in [("fs", false), ("fs-stream", true)] {
+            let body = #"{"model":"gpt-4o-mini","input":"docs?","max_tool_calls":2,"stream":\#(stream),\#(tool)}"#
+            let r = try await h.post("/v1/responses", key: h.aliceKey, json: body, requestID: id)
+            #expect(r.status == 200, "\(id)")
+            let exchange = try #require(h.fake.exchange(requestID: id))
+            let usage = try #require(FakeUsage.expected(for: exchange))
+            let row = try #require(try h.row(id))
+            #expect(row.usage.fileSearches == 3 && usage.fileSearches == 3)
+            #expect(row.price?.fileSearch == ModelPrice.defaultFileSearch)
+            #expect(row.cost.picodollars == Int64(usage.promptTokens) * 150_000 + Int64(usage.outputTokens) * 600_000
+                    + 3 * 2_500_000_000, "\(id)")
+        }
+    }
+
     @Test("an Anthropic prompt over 200K tokens (cache reads and writes counted) is charged the long-context price on every token")
     func longContext() async throws {
         func answer(input: Int, read: Int) -> [UInt8] {

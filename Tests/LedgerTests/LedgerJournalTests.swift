@@ -47,7 +47,8 @@ import LedgerTestSupport
     /// Format 1 is what earlier builds wrote and read: a row without 1-hour cache writes, at the
     /// default price for them, is still written so (a rollback keeps what a killed gateway
     /// left), and reads back the same; one with them takes format 2; one with web searches (or a
-    /// fee for them of its own) format 3; one with audio tokens (or audio prices) format 4.
+    /// fee for them of its own) format 3; one with audio tokens (or audio prices) format 4; one
+    /// with file searches (or a fee for them of its own) format 5.
     @Test func rowsWithoutHourWritesKeepFormatOne() {
         let plain = Self.records([sampleEntry(5)])
         #expect(plain[JournalRecord.headerBytes] == 1)
@@ -62,13 +63,17 @@ import LedgerTestSupport
         audio.usage.audioOutputTokens = 2
         var audioPriced = sampleEntry(8)
         audioPriced.price?.audioInput = Money(picodollars: 32_000_000)
-        for (entry, format) in [(Self.full, 2), (priced, 2), (searched, 3), (searchPriced, 3), (audio, 4), (audioPriced, 4)]
-            as [(LedgerEntry, UInt8)] {
+        var files = Self.full
+        files.usage.fileSearches = 2
+        var filePriced = sampleEntry(9)
+        filePriced.price?.fileSearch = Money(picodollars: 3_000_000_000)
+        for (entry, format) in [(Self.full, 2), (priced, 2), (searched, 3), (searchPriced, 3), (audio, 4), (audioPriced, 4),
+                                (files, 5), (filePriced, 5)] as [(LedgerEntry, UInt8)] {
             let bytes = Self.records([entry])
             #expect(bytes[JournalRecord.headerBytes] == format)
             #expect(bytes.withUnsafeBytes { JournalRecord.read($0) }.entries == [entry])
         }
-        #expect(JournalRecord.version == 4)
+        #expect(JournalRecord.version == 5)
     }
 
     @Test func readingStopsAtARecordCutShortOrDamaged() {

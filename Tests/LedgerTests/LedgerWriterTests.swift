@@ -11,10 +11,11 @@ import LedgerTestSupport
         let writer = try LedgerWriter(path: dir.path())
         var full = sampleEntry(1, usage: Usage(inputTokens: 1, cachedInputTokens: 2, cacheWriteTokens: 3,
                                                cacheWrite1hTokens: 2, outputTokens: 4, reasoningTokens: 5, webSearches: 6,
-                                               audioInputTokens: 1, audioOutputTokens: 3))
+                                               audioInputTokens: 1, audioOutputTokens: 3, fileSearches: 2))
         full.price?.webSearch = Money(picodollars: 25_000_000_000)
         full.price?.audioInput = Money(picodollars: 40_000_000)
         full.price?.audioOutput = Money(picodollars: 80_000_000)
+        full.price?.fileSearch = Money(picodollars: 3_000_000_000)
         let bare = LedgerEntry(id: "bare", requestId: "req-bare", startedAt: day0, endedAt: day0 + 7,
                                dialect: .anthropic, route: "messages", status: 401, outcome: .refusedAuth)
         #expect(appendAll([full, bare], to: writer).isEmpty)

@@ -137,7 +137,7 @@ import Metering
         #expect(try keys.list().count == 1)
     }
 
-    /// v8, v9 and v10 only add columns: set back for a rollback, a later start adds them once
+    /// v8 to v11 only add columns: set back for a rollback, a later start adds them once
     /// more without a fault and keeps what was written in them.
     @Test func columnMigrationsCanBeSetBackAndAppliedAgain() throws {
         let dir = try TemporaryDirectory()
@@ -145,10 +145,12 @@ import Metering
         entry.price?.webSearch = Money(picodollars: 7)
         entry.usage.audioOutputTokens = 1
         entry.price?.audioOutput = Money(picodollars: 9)
+        entry.usage.fileSearches = 2
+        entry.price?.fileSearch = Money(picodollars: 11)
         let writer = try LedgerWriter(path: dir.path())
         appendAll([entry], to: writer)
         writer.close()
-        for version in [9, 8, 7] {
+        for version in [10, 9, 8, 7] {
             let connection = try SQLiteConnection(path: dir.path())
             try connection.execute("PRAGMA user_version = \(version)")
             connection.close()

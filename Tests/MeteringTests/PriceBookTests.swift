@@ -91,6 +91,17 @@ import Testing
         #expect(p.worstCase(inputTokens: 1, outputTokens: 1) == Money(picodollars: 3_000_000))
     }
 
+    @Test("file search calls cost their fee each, $2.50 per 1,000 unless the entry says otherwise; the worst case holds them")
+    func fileSearchFees() {
+        var p = price("m", "2025-01-01", input: "1", output: "2")
+        #expect(p.fileSearch == ModelPrice.defaultFileSearch && p.fileSearch == Money(picodollars: 2_500_000_000))
+        #expect(p.cost(of: Usage(inputTokens: 10, outputTokens: 5, webSearches: 1, fileSearches: 3))
+                == Money(picodollars: 10 * 1_000_000 + 5 * 2_000_000 + 10_000_000_000 + 3 * 2_500_000_000))
+        p.fileSearch = ModelPrice.perCall(fromPerThousand: "3")!
+        #expect(p.worstCase(inputTokens: 1, outputTokens: 1, kinds: TokenKinds(fileSearches: 4))
+                == Money(picodollars: 3_000_000 + 4 * 3_000_000_000))
+    }
+
     @Test("audio tokens, parts of the input and output, cost the audio prices; without them, the text prices")
     func audioTokens() {
         var p = price("m", "2025-01-01", input: "1", output: "2")

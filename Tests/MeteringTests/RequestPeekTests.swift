@@ -126,6 +126,16 @@ import Testing
         #expect(try reserved(#"{"model":"m","max_tool_calls":3}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":null}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":{"type":"web_search"}}"#) == 0)
+        // The file search tool: max_tool_calls, else ten, on the Responses API only.
+        func files(_ text: String, on endpoint: Endpoint = .responses) throws -> Int {
+            try peek(text).reservedFileSearches(on: endpoint)
+        }
+        #expect(try files(#"{"model":"m","tools":[{"type":"file_search","vector_store_ids":["vs_1"],"max_num_results":5}]}"#) == 10)
+        #expect(try files(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#) == 2)
+        #expect(try reserved(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#) == 2)
+        #expect(try files(#"{"model":"m","tools":[{"type":"file_search"}]}"#, on: .chatCompletions) == 0)
+        #expect(try files(#"{"model":"m","tools":[{"type":"function","name":"file_search"}]}"#) == 0)
+        #expect(try files(#"{"model":"m","tools":[{"type":"web_search"}]}"#) == 0)
         // The image generation tool is seen beside the others.
         #expect(try peek(#"{"model":"m","tools":[{"type":"web_search"},{"type":"image_generation","size":"1024x1024"}]}"#).imageGenerationTool)
         #expect(try !peek(#"{"model":"m","tools":[{"type":"function","name":"image_generation"}]}"#).imageGenerationTool)

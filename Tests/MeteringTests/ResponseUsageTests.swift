@@ -84,6 +84,14 @@ import Testing
         #expect(read(.messages, #"{"usage":{"input_tokens":1,"server_tool_use":{"web_search_requests":-1}}}"#).usage == nil)
     }
 
+    @Test("file searches: a Responses answer's file_search_call items, beside its web searches")
+    func fileSearches() {
+        let body = #"{"id":"r","output":[{"type":"file_search_call","id":"fs_1","status":"completed","queries":["q"],"results":null},{"type":"web_search_call","id":"ws_1","status":"completed"},{"type":"file_search_call","id":"fs_2","status":"completed"},{"type":"message","content":[{"type":"output_text","text":"file_search_call"}]}],"usage":{"input_tokens":10,"output_tokens":5}}"#
+        #expect(read(.responses, body).usage == Usage(inputTokens: 10, outputTokens: 5, webSearches: 1, fileSearches: 2))
+        let files = #"{"id":"r","output":[{"type":"file_search_call","id":"fs_1"}],"usage":{"input_tokens":10,"output_tokens":5}}"#
+        #expect(read(.responses, files).usage == Usage(inputTokens: 10, outputTokens: 5, fileSearches: 1))
+    }
+
     @Test func anthropicInputExcludesCache() {
         let r = read(.messages, Fixtures.anthropicBody)
         #expect(r.usage == Usage(inputTokens: 2095, cachedInputTokens: 50000, cacheWriteTokens: 0, outputTokens: 503))

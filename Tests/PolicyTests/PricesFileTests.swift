@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, us_only, source, tier or above_input_tokens)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, file_search, us_only, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -89,6 +89,20 @@ import Testing
             "prices.yaml:3: prices[2].us_only: '11' is not a multiple over 0 and at most 10, e.g. \"1.1\"",
             "prices.yaml:4: prices[3].us_only: '1.1x' is not a decimal number of times every token price, e.g. \"1.1\"",
         ])
+    }
+
+    @Test("file_search is a fee in dollars per 1,000 calls, $2.50 when absent")
+    func fileSearchFee() throws {
+        let book = try PolicyFixture.with(prices: """
+            - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.6", file_search: "3.00" }
+            - { model: "gpt-4.1", effective_from: "2025-04-14", input: "2", output: "8" }
+            """).load().prices
+        let day = Day("2026-01-01")!
+        #expect(book.price(for: "gpt-4o-mini", on: day)?.fileSearch == Money(picodollars: 3_000_000_000))
+        #expect(book.price(for: "gpt-4.1", on: day)?.fileSearch == ModelPrice.defaultFileSearch)
+        #expect(try PolicyFixture.with(prices: """
+            - { model: "m", effective_from: "2024-07-18", input: "1", output: "1", file_search: "2.5 per call" }
+            """).problems() == ["prices.yaml:1: prices[0].file_search: '2.5 per call' is not a decimal number of dollars per 1,000 calls, e.g. \"2.50\""])
     }
 
     @Test("web_search is a fee in dollars per 1,000 searches, $10 when absent")

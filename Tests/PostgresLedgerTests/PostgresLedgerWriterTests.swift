@@ -25,6 +25,9 @@ final class PostgresLedgerWriterTests: XCTestCase {
         entries[5].usage.audioOutputTokens = 2
         entries[5].price?.audioInput = Money(picodollars: 32_000_000)
         entries[5].price?.audioOutput = Money(picodollars: 64_000_000)
+        // And one with file searches at a fee of its own.
+        entries[6].usage.fileSearches = 2
+        entries[6].price?.fileSearch = Money(picodollars: 3_000_000_000)
         // Invariant 1: when a callback runs, its row is visible to another connection, and
         // callbacks come in append order.
         let seen = Locked<[String]>([])

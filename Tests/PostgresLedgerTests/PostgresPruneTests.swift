@@ -245,6 +245,6 @@ final class PostgresPruneTests: XCTestCase {
         try PostgresSchema.prepare(session)
         try PostgresSchema.prepare(session)
         XCTAssertEqual(try PostgresSchema.version(session), PostgresSchema.latestVersion)
-        XCTAssertEqual(PostgresSchema.latestVersion, 6)
+        XCTAssertEqual(PostgresSchema.latestVersion, 7)
     }
 }
