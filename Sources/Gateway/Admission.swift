@@ -108,17 +108,20 @@ final class Admission: Sendable {
         return (cost, promptEstimate + output)
     }
 
-    /// The output the worst case holds, and the price it holds it at.
+    /// The output the worst case holds, and the price it holds it at: the US-only price where
+    /// the model has one, unless the request asks Anthropic for the global geo (a workspace's
+    /// default may send the call there unasked).
     private func reserved(on endpoint: Endpoint) -> (output: Int, price: ModelPrice?) {
-        let price = pricing.price(tier: requestedTier, promptTokens: promptEstimate).price
-        let usOnly = requestedGeo == InferenceGeo.usOnly ? price?.inUSOnly() : nil
-        return (endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers), usOnly ?? price)
+        let usOnly = provider.dialect == .anthropic && InferenceGeo.mayRunInUSOnly(requested: requestedGeo)
+        return (endpoint.outputReserve(applied: outputCapApplied, answers: generatedAnswers),
+                pricing.price(tier: requestedTier, promptTokens: promptEstimate, usOnly: usOnly).price)
     }
 
     /// What the worst case counts, for a refusal's message: "a prompt of about 120 tokens, up to
     /// 1000 output tokens as audio and 5 web searches at gpt-audio@2025-08-28's prices" (a user
     /// sending a short prompt otherwise cannot tell why a call needs dollars). The price's id
-    /// names a tier or a long prompt's price; the dearer kinds are named when they were priced so.
+    /// names a tier's, a long prompt's or a US-only price; the dearer kinds are named when they
+    /// were priced so.
     func worstCaseParts(on endpoint: Endpoint) -> String {
         let (output, price) = reserved(on: endpoint)
         var prompt = "a prompt of about \(promptEstimate) tokens"
@@ -147,16 +150,15 @@ final class Admission: Sendable {
     /// model has no such price (charged at the standard one, or the global one).
     func settlementPrice(servedTier: String??, servedGeo: String?, usage: Usage?) -> (price: ModelPrice?, note: String?) {
         let tier = servedTier ?? requestedTier
-        var (price, tierPriced) = pricing.price(tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate)
+        let (price, tierPriced, usOnlyPriced) = pricing.price(
+            tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate,
+            usOnly: InferenceGeo.runsInUSOnly(served: servedGeo, requested: requestedGeo))
         var notes: [String] = []
         if !tierPriced, let tier {
             notes.append("served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
         }
-        if InferenceGeo.runsInUSOnly(served: servedGeo, requested: requestedGeo), let global = price {
-            price = global.inUSOnly() ?? global
-            if price == global {
-                notes.append("run in the US only (inference_geo), which prices.yaml does not price for '\(model)': charged at the global price")
-            }
+        if !usOnlyPriced {
+            notes.append("run in the US only (inference_geo), which prices.yaml does not price for '\(model)': charged at the global price")
         }
         if let price, let usage, usage.audioInputTokens > 0 && price.audioInput == nil
             || usage.audioOutputTokens > 0 && price.audioOutput == nil {
@@ -246,16 +248,15 @@ enum Admit {
         let promptEstimate = PromptEstimate.tokens(peek)
         let tier = ServiceTier.requested(serviceTier: peek.serviceTier, speed: peek.speed,
                                          dialect: request.endpoint.dialect)
-        if let tier, !pricing.price(tier: tier, promptTokens: promptEstimate).tierPriced,
-           request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
+        let geo = request.endpoint.dialect == .anthropic ? peek.inferenceGeo : nil
+        let priced = pricing.price(tier: tier, promptTokens: promptEstimate, usOnly: geo == InferenceGeo.us)
+        if let tier, !priced.tierPriced, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             let field = request.endpoint.dialect == .anthropic ? "speed" : "service_tier"
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price for the service tier '\(tier)' in prices.yaml (an entry with tier: \(tier)), so its cost cannot be accounted; the gateway refuses unpriced models. Call it without \(field).",
                 field: field), provider: provider)
         }
-        let geo = request.endpoint.dialect == .anthropic ? peek.inferenceGeo : nil
-        if geo == InferenceGeo.usOnly, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse,
-           let price = pricing.price(tier: tier, promptTokens: promptEstimate).price, price.usOnly == nil {
+        if !priced.usOnlyPriced, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has no price for calls run in the US only in prices.yaml (us_only on its entry), so their cost cannot be accounted; the gateway refuses unpriced models. Call it without inference_geo.",
                 field: "inference_geo"), provider: provider)

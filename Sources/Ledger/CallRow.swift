@@ -151,17 +151,22 @@ public enum StoredPrice {
         var words = priceId[..<at].split(separator: " ", omittingEmptySubsequences: false)
         let pattern = String(words.removeFirst())
         guard words.count <= 2 else { throw malformed }
-        var tier: String?, above: Int?, usOnly = false
+        var tier: String?, above: Int?, runsInUSOnly = false
         for word in words {
             if word.hasPrefix("above-") {
                 guard above == nil, let n = Int(word.dropFirst(6)), n >= 0 else { throw malformed }
                 above = n
             } else {
-                guard tier == nil, !usOnly, above == nil, !word.isEmpty else { throw malformed }
+                guard tier == nil, !runsInUSOnly, above == nil, !word.isEmpty else { throw malformed }
+                let usOnlyWord = ModelPrice.usOnlyWord
                 var name = Substring(word)
-                if name == ModelPrice.usOnlyWord || name.hasSuffix("+" + ModelPrice.usOnlyWord) {
-                    usOnly = true
-                    name = name.dropLast(ModelPrice.usOnlyWord.count + (name == ModelPrice.usOnlyWord ? 0 : 1))
+                if word == usOnlyWord {
+                    (runsInUSOnly, name) = (true, "")
+                } else if word.hasSuffix("+" + usOnlyWord) {
+                    runsInUSOnly = true
+                    name = word.dropLast(usOnlyWord.count + 1)
+                    // What `ModelPrice.id` writes: a tier's name before the word.
+                    guard !name.isEmpty, !name.hasSuffix("+"), name != usOnlyWord else { throw malformed }
                 }
                 tier = name.isEmpty ? nil : String(name)
             }
@@ -173,6 +178,6 @@ public enum StoredPrice {
                           fileSearch: fileSearch.map(Money.init(picodollars:)),
                           audioInput: audioInput.map(Money.init(picodollars:)),
                           audioOutput: audioOutput.map(Money.init(picodollars:)),
-                          tier: tier, aboveInputTokens: above, runsInUSOnly: usOnly)
+                          tier: tier, aboveInputTokens: above, runsInUSOnly: runsInUSOnly)
     }
 }

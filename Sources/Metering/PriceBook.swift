@@ -107,9 +107,10 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// tokens (Anthropic's long-context rates, over 200K, apply to every token of such a call).
     public let aboveInputTokens: Int?
     /// What a call run in the US only (Anthropic's `inference_geo: "us"`) pays: this multiple of
-    /// every token price (`inUSOnly`); nil: the model has no such price.
-    public let usOnly: PriceMultiplier?
-    /// This is the price of calls run in the US only: the file's entry times `usOnly`.
+    /// every token price (`inUSOnly`); nil: none of its own (a tier's or a long prompt's entry
+    /// then takes its standard entry's, `Pricing.price(tier:promptTokens:usOnly:)`).
+    public let usOnlyMultiple: PriceMultiplier?
+    /// This is the price of calls run in the US only: an entry times a US-only multiple.
     public let runsInUSOnly: Bool
 
     /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache;
@@ -119,7 +120,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                 fileSearch: Money? = nil,
                 audioInput: Money? = nil, audioOutput: Money? = nil,
                 source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil,
-                usOnly: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
+                usOnlyMultiple: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
         self.model = model
         self.effectiveFrom = effectiveFrom
         self.input = input
@@ -134,7 +135,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.source = source
         self.tier = tier
         self.aboveInputTokens = aboveInputTokens
-        self.usOnly = usOnly
+        self.usOnlyMultiple = usOnlyMultiple
         self.runsInUSOnly = runsInUSOnly
         id = model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens, usOnly: runsInUSOnly)
             + "@\(effectiveFrom)"
@@ -158,16 +159,14 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     }
 
     /// The price of this entry's calls when they run in the US only: every token price times
-    /// `usOnly` (the search fees are per search, not per token: unchanged). Nil when the
-    /// entry has no US-only multiple.
-    public func inUSOnly() -> ModelPrice? {
-        guard let usOnly, !runsInUSOnly else { return nil }
-        return ModelPrice(model: model, effectiveFrom: effectiveFrom, input: usOnly.applied(to: input),
-                          cachedInput: usOnly.applied(to: cachedInput), cacheWrite: usOnly.applied(to: cacheWrite),
-                          cacheWrite1h: usOnly.applied(to: cacheWrite1h), output: usOnly.applied(to: output),
-                          webSearch: webSearch, fileSearch: fileSearch, audioInput: audioInput.map(usOnly.applied(to:)),
-                          audioOutput: audioOutput.map(usOnly.applied(to:)), source: source, tier: tier,
-                          aboveInputTokens: aboveInputTokens, usOnly: usOnly, runsInUSOnly: true)
+    /// `multiple` (the search fees are per search, not per token: unchanged).
+    public func inUSOnly(times multiple: PriceMultiplier) -> ModelPrice {
+        ModelPrice(model: model, effectiveFrom: effectiveFrom, input: multiple.applied(to: input),
+                   cachedInput: multiple.applied(to: cachedInput), cacheWrite: multiple.applied(to: cacheWrite),
+                   cacheWrite1h: multiple.applied(to: cacheWrite1h), output: multiple.applied(to: output),
+                   webSearch: webSearch, fileSearch: fileSearch, audioInput: audioInput.map(multiple.applied(to:)),
+                   audioOutput: audioOutput.map(multiple.applied(to:)), source: source, tier: tier,
+                   aboveInputTokens: aboveInputTokens, usOnlyMultiple: multiple, runsInUSOnly: true)
     }
 
     /// Whether this price is for some calls of its model only (a tier, a long prompt).
@@ -175,7 +174,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, fileSearch, source, tier
-        case aboveInputTokens, audioInput, audioOutput, usOnly, runsInUSOnly
+        case aboveInputTokens, audioInput, audioOutput, usOnlyMultiple, runsInUSOnly
     }
 
     public init(from decoder: any Decoder) throws {
@@ -194,7 +193,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   source: try c.decode(String.self, forKey: .source),
                   tier: try c.decodeIfPresent(String.self, forKey: .tier),
                   aboveInputTokens: try c.decodeIfPresent(Int.self, forKey: .aboveInputTokens),
-                  usOnly: try c.decodeIfPresent(PriceMultiplier.self, forKey: .usOnly),
+                  usOnlyMultiple: try c.decodeIfPresent(PriceMultiplier.self, forKey: .usOnlyMultiple),
                   runsInUSOnly: try c.decodeIfPresent(Bool.self, forKey: .runsInUSOnly) ?? false)
     }
 
@@ -404,6 +403,18 @@ public struct Pricing: Sendable {
     public func price(tier: String?, promptTokens: Int) -> (price: ModelPrice?, tierPriced: Bool) {
         if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (price, true) }
         return (lookup(tier: nil, promptTokens: promptTokens), tier == nil)
+    }
+
+    /// The same price, of a call run in the US only when `usOnly`: every token price times the
+    /// entry's `us_only`, else its standard entry's (Anthropic's multiple covers every price of
+    /// the model, a tier's and a long prompt's too). `usOnlyPriced` is false when neither has
+    /// one: the global price is given then.
+    public func price(tier: String?, promptTokens: Int, usOnly: Bool)
+        -> (price: ModelPrice?, tierPriced: Bool, usOnlyPriced: Bool) {
+        let (price, tierPriced) = price(tier: tier, promptTokens: promptTokens)
+        guard usOnly, let price else { return (price, tierPriced, true) }
+        guard let multiple = price.usOnlyMultiple ?? standard?.usOnlyMultiple else { return (price, tierPriced, false) }
+        return (price.inUSOnly(times: multiple), tierPriced, true)
     }
 
     private func lookup(tier: String?, promptTokens: Int) -> ModelPrice? {

@@ -11,8 +11,9 @@ import Yams
 /// `cache_write_1h` (Anthropic's 1-hour cache writes, which only Anthropic reports) to twice `input`,
 /// Anthropic's rule; `audio_input` and `audio_output` (OpenAI's audio tokens) to nothing: such
 /// tokens are then charged at the text price, and their rows say so; `us_only` (the multiple of
-/// every token price a call run in the US only pays, Anthropic's `inference_geo`) to nothing: such
-/// calls are then refused while unpriced models are, else charged the global price with a note.
+/// every token price a call run in the US only pays, Anthropic's `inference_geo`) to the standard
+/// entry's for a tier's or a long prompt's entry, else to nothing: such calls are then refused
+/// while unpriced models are, else charged the global price with a note.
 ///
 /// An entry with `tier` (`priority`, `flex`, `fast`) and/or `above_input_tokens` prices only the
 /// calls of that service tier, or with a prompt over that many tokens (Anthropic's long-context
@@ -107,7 +108,7 @@ enum PricesFile {
                           cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
                           fileSearch: fileSearch,
                           audioInput: audioInput ?? nil, audioOutput: audioOutput ?? nil, source: source,
-                          tier: tier, aboveInputTokens: above, usOnly: usOnly ?? nil)
+                          tier: tier, aboveInputTokens: above, usOnlyMultiple: usOnly ?? nil)
     }
 
     static let priceMeaning = PolicyFileReader.DecimalMeaning(

@@ -37,18 +37,25 @@ struct Prices: ParsableCommand {
         }
         // Audio prices only when some entry has one (most books price no audio model).
         let audio = entries.contains { $0.audioInput != nil || $0.audioOutput != nil }
-        let usOnly = entries.contains { $0.usOnly != nil }
+        let usOnlyColumn = entries.contains { $0.usOnlyMultiple != nil }
+        // A tier's or a long prompt's entry without its own takes its standard entry's multiple.
+        func usOnlyMultiple(_ e: ModelPrice) -> String {
+            if let own = e.usOnlyMultiple { return "x\(own)" }
+            let standard = book.entries.filter { !$0.isVariant && $0.model == e.model && $0.effectiveFrom <= e.effectiveFrom }
+                .max { $0.effectiveFrom < $1.effectiveFrom }
+            return standard?.usOnlyMultiple.map { "x\($0) (standard's)" } ?? "-"
+        }
         let rows = entries.map { e in
             [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
              Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
              Self.perMillion(e.output)]
                 + (audio ? [Self.audio(e.audioInput), Self.audio(e.audioOutput)] : [])
-                + [Self.perThousand(e.webSearch), Self.perThousand(e.fileSearch)] + (usOnly ? [e.usOnly.map { "x\($0)" } ?? "-"] : []) + [e.source]
+                + [Self.perThousand(e.webSearch), Self.perThousand(e.fileSearch)] + (usOnlyColumn ? [usOnlyMultiple(e)] : []) + [e.source]
         }
         print(TextColumns.render(
             header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M"]
-                + (audio ? ["AUDIO IN/1M", "AUDIO OUT/1M"] : []) + ["SEARCH/1K", "FILE SEARCH/1K"] + (usOnly ? ["US-ONLY"] : []) + ["SOURCE"],
-            rows: rows, labelColumns: 11 + (audio ? 2 : 0) + (usOnly ? 1 : 0)), terminator: "")
+                + (audio ? ["AUDIO IN/1M", "AUDIO OUT/1M"] : []) + ["SEARCH/1K", "FILE SEARCH/1K"] + (usOnlyColumn ? ["US-ONLY"] : []) + ["SOURCE"],
+            rows: rows, labelColumns: 11 + (audio ? 2 : 0) + (usOnlyColumn ? 1 : 0)), terminator: "")
     }
 
     /// An audio price, or `as text` when the entry has none (audio tokens pay the text price).

@@ -58,31 +58,66 @@ struct InferenceGeoTests {
         }
     }
 
+    @Test("fast mode run in the US only: the fast entry, which has no multiple of its own, times its standard entry's")
+    func fastAndUSOnly() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let body = #"{"model":"claude-opus-4-6","max_tokens":64,"speed":"fast","inference_geo":"us","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "fast-us").status == 200)
+        let row = try #require(try h.row("fast-us"))
+        #expect(row.price?.id == "claude-opus-4-6 fast+us-only@2025-11-01")
+        #expect(row.cost.picodollars == (try Self.cost(h, "fast-us", input: 33_000_000, output: 165_000_000)))
+    }
+
+    @Test("a stream cut after message_start said where it ran: its estimate is charged the US-only price")
+    func cutStream() async throws {
+        let h = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.cutMidStream.rawValue])
+        defer { h.shutdown() }
+        _ = try? await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                              json: Self.message("claude-opus-4-6", geo: nil, stream: true), requestID: "cut")
+        let row = try #require(try await h.awaitRow("cut"))
+        #expect(row.outcome == .upstreamError)
+        #expect(row.price?.id == "claude-opus-4-6@2025-11-01", "nothing said where it ran, nothing asked: the global price")
+        let h2 = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.cutMidStream.rawValue,
+                                                    FakeHeader.inferenceGeo: "us"])
+        defer { h2.shutdown() }
+        _ = try? await h2.post("/v1/messages", key: h2.aliceKey, dialect: "anthropic",
+                               json: Self.message("claude-opus-4-6", geo: nil, stream: true), requestID: "cut-us")
+        let us = try #require(try await h2.awaitRow("cut-us"))
+        #expect(us.outcome == .upstreamError)
+        #expect(us.price?.id == "claude-opus-4-6 us-only@2025-11-01")
+        #expect(us.cost == us.price?.cost(of: us.usage))
+    }
+
     @Test("a model without a US-only price: asking for it is refused before going upstream; run there unasked, charged the global price and said")
     func unpriced() async throws {
         let h = try ProxyHarness()
         defer { h.shutdown() }
         let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
-                                 json: Self.message("claude-sonnet-4-5", geo: "us"), requestID: "refused")
+                                 json: Self.message("claude-sonnet-4-6", geo: "us"), requestID: "refused")
         #expect(r.status == 400)
         let error = try errorObject(r)
         #expect(error["type"] as? String == "invalid_request_error")
         #expect((error["message"] as? String)?.contains("no price for calls run in the US only") == true)
         #expect(try h.row("refused")?.outcome == .refusedUnpriced)
         #expect(h.fake.requestCount == 0)
-        // The global geo asked for, and the OpenAI dialect (which has no such parameter): admitted.
+        // The global geo asked for, a token count (free), and the OpenAI dialect (which has no
+        // such parameter): admitted.
         #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
-                                 json: Self.message("claude-sonnet-4-5", geo: "global"), requestID: "global").status == 200)
+                                 json: Self.message("claude-sonnet-4-6", geo: "global"), requestID: "global").status == 200)
+        #expect(try await h.post("/v1/messages/count_tokens", key: h.aliceKey, dialect: "anthropic",
+                                 json: #"{"model":"claude-sonnet-4-6","inference_geo":"us","messages":[{"role":"user","content":"hi"}]}"#,
+                                 requestID: "count").status == 200)
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey,
                                  json: #"{"model":"gpt-4o-mini","inference_geo":"us","messages":[{"role":"user","content":"hi"}]}"#,
                                  requestID: "openai").status == 200)
         #expect(try h.row("openai")?.price?.id == "gpt-4o-mini@2024-07-18")
 
-        let note = "run in the US only (inference_geo), which prices.yaml does not price for 'claude-sonnet-4-5': charged at the global price"
+        let note = "run in the US only (inference_geo), which prices.yaml does not price for 'claude-sonnet-4-6': charged at the global price"
         let allowing = try ProxyHarness(gatewayYAML: "unpriced_models: allow")
         defer { allowing.shutdown() }
         #expect(try await allowing.post("/v1/messages", key: allowing.aliceKey, dialect: "anthropic",
-                                        json: Self.message("claude-sonnet-4-5", geo: "us"), requestID: "allowed").status == 200)
+                                        json: Self.message("claude-sonnet-4-6", geo: "us"), requestID: "allowed").status == 200)
         let allowed = try #require(try allowing.row("allowed"))
         #expect(allowed.price?.id == "claude-sonnet-4-*@2025-05-22")
         #expect(allowed.cost.picodollars == (try Self.cost(allowing, "allowed", input: 3_000_000, output: 15_000_000)))
@@ -91,11 +126,11 @@ struct InferenceGeoTests {
         let workspace = try ProxyHarness(providerHeaders: [FakeHeader.inferenceGeo: "us"])
         defer { workspace.shutdown() }
         #expect(try await workspace.post("/v1/messages", key: workspace.aliceKey, dialect: "anthropic",
-                                         json: Self.message("claude-sonnet-4-5", geo: nil), requestID: "unasked").status == 200)
+                                         json: Self.message("claude-sonnet-4-6", geo: nil), requestID: "unasked").status == 200)
         #expect(try workspace.row("unasked")?.errorMessage == note)
     }
 
-    @Test("the reservation holds the US-only price when the request asks for it")
+    @Test("the reservation holds the US-only price unless the request asks for the global geo (a workspace's default may send a call there unasked)")
     func reservation() async throws {
         // max_tokens 1000 at $25 / 1M is $0.025 globally, $0.0275 in the US only; the prompt
         // adds well under $0.001 either way.
@@ -112,6 +147,8 @@ struct InferenceGeoTests {
         #expect(message.hasSuffix("up to 1000 output tokens at claude-opus-4-6 us-only@2025-11-01's prices."), "\(message)")
         #expect(try h.row("held-us")?.outcome == .refusedQuota)
         #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
-                                 json: Self.message("claude-opus-4-6", geo: nil, maxTokens: 1000), requestID: "held").status == 200)
+                                 json: Self.message("claude-opus-4-6", geo: nil, maxTokens: 1000), requestID: "held").status == 429)
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                 json: Self.message("claude-opus-4-6", geo: "global", maxTokens: 1000), requestID: "global").status == 200)
     }
 }

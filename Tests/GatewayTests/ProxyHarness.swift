@@ -43,6 +43,7 @@ final class ProxyHarness: Sendable {
         - { model: "gpt-4o-mini", tier: priority, effective_from: "2024-07-18", input: "0.25", cached_input: "0.125", output: "1", source: test }
         - { model: "gpt-audio", effective_from: "2025-08-28", input: "2.5", output: "10", audio_input: "32", audio_output: "64.5", source: test }
         - { model: "claude-opus-4-6", effective_from: "2025-11-01", input: "5", cached_input: "0.5", cache_write: "6.25", output: "25", us_only: "1.1", source: test }
+        - { model: "claude-opus-4-6", tier: fast, effective_from: "2025-11-01", input: "30", cached_input: "3", cache_write: "37.5", output: "150", source: "test: takes the standard entry's us_only" }
         - { model: "claude-sonnet-4-*", above_input_tokens: 200000, effective_from: "2025-05-22", input: "6", cached_input: "0.6", cache_write: "7.5", output: "22.5", source: test }
         """
 

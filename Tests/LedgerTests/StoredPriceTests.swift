@@ -16,10 +16,7 @@ import Testing
             #expect(read?.tier == tier && read?.aboveInputTokens == above)
             #expect(read?.runsInUSOnly == false)
             // The same entry's price for calls run in the US only.
-            let usOnly = try #require(ModelPrice(model: price.model, effectiveFrom: price.effectiveFrom, input: price.input,
-                                                 cachedInput: price.cachedInput, cacheWrite: price.cacheWrite,
-                                                 output: price.output, tier: tier, aboveInputTokens: above,
-                                                 usOnly: PriceMultiplier("1.1")).inUSOnly())
+            let usOnly = price.inUSOnly(times: try #require(PriceMultiplier("1.1")))
             let readUS = try StoredPrice.decode(id: usOnly.id, input: 3, cachedInput: 1, cacheWrite: 4, cacheWrite1h: 7,
                                                 output: 17, callId: "c")
             #expect(readUS?.id == usOnly.id && readUS?.runsInUSOnly == true, "\(usOnly.id)")
@@ -28,7 +25,8 @@ import Testing
         #expect(try StoredPrice.decode(id: "m fast+us-only above-200000@2025-09-29", input: 1, cachedInput: 1, cacheWrite: 1,
                                        cacheWrite1h: nil, output: 1, callId: "c")?.tier == "fast")
         for bad in ["m @2025-09-29", "m above-x@2025-09-29", "m above-1 fast@2025-09-29", "m a b@2025-09-29", "m a b c@2025-09-29", "m", "m fast@2025-09-29/x",
-                    "m us-only us-only@2025-09-29", "m us-only fast@2025-09-29", "m above-1 us-only@2025-09-29"] {
+                    "m us-only us-only@2025-09-29", "m us-only fast@2025-09-29", "m above-1 us-only@2025-09-29",
+                    "m +us-only@2025-09-29", "m us-only+us-only@2025-09-29", "m fast++us-only@2025-09-29"] {
             #expect(throws: LedgerError.self, "\(bad)") {
                 try StoredPrice.decode(id: bad, input: 1, cachedInput: 1, cacheWrite: 1, cacheWrite1h: nil, output: 1, callId: "c")
             }

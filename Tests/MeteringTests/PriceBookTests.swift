@@ -120,7 +120,7 @@ import Testing
                 == Money(picodollars: 60 * 1_000_000 + 40 * 32_000_000 + 50 * 64_000_000))
     }
 
-    @Test("a call run in the US only pays the entry's multiple of every token price, not of the search fee")
+    @Test("a call run in the US only pays the entry's multiple of every token price, not of the search fees; a tier's entry without one takes its standard entry's")
     func usOnly() throws {
         let multiple = try #require(PriceMultiplier("1.1"))
         #expect(multiple.millionths == 1_100_000 && multiple.description == "1.1")
@@ -131,27 +131,39 @@ import Testing
         #expect(multiple.applied(to: Money(picodollars: 1)) == Money(picodollars: 1))
         #expect(multiple.applied(to: Money(picodollars: .max)) == Money(picodollars: .max))
 
-        let global = ModelPrice(model: ModelPattern("claude-opus-4-6"), effectiveFrom: Day("2025-11-01")!,
-                                input: Money(picodollars: 5_000_000), cachedInput: Money(picodollars: 500_000),
-                                cacheWrite: Money(picodollars: 6_250_000), output: Money(picodollars: 25_000_000),
-                                tier: "fast", usOnly: multiple)
-        let us = try #require(global.inUSOnly())
-        #expect(us.id == "claude-opus-4-6 fast+us-only@2025-11-01")
-        #expect(us.input.picodollars == 5_500_000 && us.cachedInput.picodollars == 550_000)
-        #expect(us.cacheWrite.picodollars == 6_875_000 && us.cacheWrite1h.picodollars == 11_000_000)
-        #expect(us.output.picodollars == 27_500_000 && us.webSearch == global.webSearch)
-        #expect(us.runsInUSOnly && us.inUSOnly() == nil)
+        func entry(_ pattern: String, tier: String? = nil, input: Int64, usOnly: PriceMultiplier?) -> ModelPrice {
+            ModelPrice(model: ModelPattern(pattern), effectiveFrom: Day("2025-11-01")!,
+                       input: Money(picodollars: input), cachedInput: Money(picodollars: input / 10),
+                       cacheWrite: Money(picodollars: input * 5 / 4), output: Money(picodollars: input * 5),
+                       tier: tier, usOnlyMultiple: usOnly)
+        }
+        let book = PriceBook([entry("claude-opus-4-6", input: 5_000_000, usOnly: multiple),
+                              entry("claude-opus-4-6", tier: "fast", input: 30_000_000, usOnly: nil),
+                              entry("claude-opus-4-5", input: 5_000_000, usOnly: nil)])
+        let pricing = book.pricing(for: "claude-opus-4-6", on: Day("2026-01-01")!)
+        let (us, tierPriced, usOnlyPriced) = pricing.price(tier: nil, promptTokens: 10, usOnly: true)
+        #expect(tierPriced && usOnlyPriced)
+        #expect(us?.id == "claude-opus-4-6 us-only@2025-11-01" && us?.runsInUSOnly == true)
+        #expect(us?.input.picodollars == 5_500_000 && us?.cachedInput.picodollars == 550_000)
+        #expect(us?.cacheWrite.picodollars == 6_875_000 && us?.cacheWrite1h.picodollars == 11_000_000)
+        #expect(us?.output.picodollars == 27_500_000 && us?.webSearch == pricing.standard?.webSearch)
+        #expect(us?.fileSearch == pricing.standard?.fileSearch)
         let usage = Usage(inputTokens: 1000, cachedInputTokens: 200, cacheWriteTokens: 300, outputTokens: 50, webSearches: 2)
-        #expect(us.cost(of: usage) == Money(picodollars: (1000 * 5_500_000 + 200 * 550_000 + 300 * 6_875_000 + 50 * 27_500_000)
-                                            + 2 * 10_000_000_000))
-        let plain = ModelPrice(model: ModelPattern("claude-opus-4-5"), effectiveFrom: Day("2025-11-01")!,
-                               input: Money(picodollars: 5_000_000), cachedInput: Money(picodollars: 500_000),
-                               cacheWrite: Money(picodollars: 6_250_000), output: Money(picodollars: 25_000_000))
-        #expect(plain.inUSOnly() == nil)
+        #expect(us?.cost(of: usage) == Money(picodollars: (1000 * 5_500_000 + 200 * 550_000 + 300 * 6_875_000 + 50 * 27_500_000)
+                                             + 2 * 10_000_000_000))
+        #expect(pricing.price(tier: nil, promptTokens: 10, usOnly: false).price?.id == "claude-opus-4-6@2025-11-01")
+        // Fast mode's entry has no multiple of its own: its standard entry's applies.
+        let fast = pricing.price(tier: "fast", promptTokens: 10, usOnly: true)
+        #expect(fast.price?.id == "claude-opus-4-6 fast+us-only@2025-11-01" && fast.usOnlyPriced)
+        #expect(fast.price?.input.picodollars == 33_000_000)
+        // A model without one: the global price, said so.
+        let plain = book.pricing(for: "claude-opus-4-5", on: Day("2026-01-01")!).price(tier: nil, promptTokens: 10, usOnly: true)
+        #expect(plain.price?.id == "claude-opus-4-5@2025-11-01" && !plain.usOnlyPriced && plain.tierPriced)
         #expect(InferenceGeo.runsInUSOnly(served: nil, requested: "us"))
         #expect(InferenceGeo.runsInUSOnly(served: "us", requested: nil))
         #expect(!InferenceGeo.runsInUSOnly(served: "global", requested: "us"))
         #expect(!InferenceGeo.runsInUSOnly(served: "not_available", requested: nil))
+        #expect(InferenceGeo.mayRunInUSOnly(requested: nil) && !InferenceGeo.mayRunInUSOnly(requested: "global"))
     }
 
     @Test func latestEffectivePriceOnTheDay() {

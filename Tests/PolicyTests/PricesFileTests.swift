@@ -74,9 +74,10 @@ import Testing
             - { model: "claude-opus-4-5", effective_from: "2025-11-01", input: "5", output: "25" }
             """).load().prices
         let day = Day("2026-01-01")!
-        #expect(book.price(for: "claude-opus-4-6", on: day)?.usOnly == PriceMultiplier(millionths: 1_100_000))
-        #expect(book.price(for: "claude-opus-4-6", on: day)?.inUSOnly()?.input == Money(picodollars: 5_500_000))
-        #expect(book.price(for: "claude-opus-4-5", on: day)?.usOnly == nil)
+        #expect(book.price(for: "claude-opus-4-6", on: day)?.usOnlyMultiple == PriceMultiplier(millionths: 1_100_000))
+        #expect(book.pricing(for: "claude-opus-4-6", on: day).price(tier: nil, promptTokens: 1, usOnly: true).price?.input
+                == Money(picodollars: 5_500_000))
+        #expect(book.price(for: "claude-opus-4-5", on: day)?.usOnlyMultiple == nil)
         let bad = try PolicyFixture.with(prices: """
             - { model: "a", effective_from: "2025-11-01", input: "1", output: "1", us_only: 1.1 }
             - { model: "b", effective_from: "2025-11-01", input: "1", output: "1", us_only: "0" }
