@@ -193,6 +193,8 @@ struct AdmissionRefusal: Error {
     var provider: Provider? = nil
     /// The output limit the call asked for, once read (for its row).
     var outputCapRequested: Int? = nil
+    /// The request asked for a stream, once read (for its row).
+    var stream = false
 }
 
 /// Identify → admit, before any byte goes upstream. Pure: reads the policy and the request only.
@@ -223,11 +225,11 @@ enum Admit {
         do {
             model = try peek.requireModel()
         } catch {
-            return .failure(AdmissionRefusal(refusal: badBody(error), payer: payer))
+            return .failure(AdmissionRefusal(refusal: badBody(error), payer: payer, stream: peek.stream))
         }
         func refused(_ refusal: Refusal, provider: Provider? = nil, outputCapRequested: Int? = nil) -> Result<Admission, AdmissionRefusal> {
             .failure(AdmissionRefusal(refusal: refusal, payer: payer, model: model, provider: provider,
-                                      outputCapRequested: outputCapRequested))
+                                      outputCapRequested: outputCapRequested, stream: peek.stream))
         }
         guard let (provider, longestCall) = policy.serving(model: model) else {
             return refused(Refusal(.unknownModel,
@@ -258,7 +260,7 @@ enum Admit {
         }
         if !priced.usOnlyPriced, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             return refused(Refusal(.unpriced,
-                "The model '\(model)' has no price for calls run in the US only in prices.yaml (us_only on its entry), so their cost cannot be accounted; the gateway refuses unpriced models. Call it without inference_geo.",
+                "The model '\(model)' has no price for calls run in the US only in prices.yaml (us_only on its entry), so their cost cannot be accounted; the gateway refuses unpriced models. Call it without inference_geo, or with inference_geo: global.",
                 field: "inference_geo"), provider: provider)
         }
         if peek.imageGenerationTool, policy.gateway.unpricedModels == .refuse {

@@ -19,17 +19,16 @@ enum CallRecord {
     /// The row of a call the gateway answered itself (auth, bad input, unknown model, a limit…),
     /// with what was resolved before the refusal: who pays (user, team, plan) once the caller is
     /// known, the provider once the model is routed, and with `admission` (a limit's refusal)
-    /// what else it had decided; without it, the output limit the request asked for, if read.
+    /// what else it had decided; without it, the output limit and the stream the request asked
+    /// for, if read.
     static func refused(_ line: RequestLine, principal: Principal?, payer: Payer?, model: String?,
                         provider: Provider?, refusal: Refusal, admission: Admission? = nil,
-                        outputCapRequested: Int? = nil) -> LedgerEntry {
+                        outputCapRequested: Int? = nil, stream: Bool = false) -> LedgerEntry {
         var entry = base(line, principal: principal, payer: payer)
         entry.provider = provider?.name
         entry.outputCapRequested = admission?.outputCapRequested ?? outputCapRequested
-        if let admission {
-            entry.stream = admission.stream
-            entry.outputCapApplied = admission.outputCapApplied
-        }
+        entry.stream = admission?.stream ?? stream
+        entry.outputCapApplied = admission?.outputCapApplied
         entry.modelRequested = model
         entry.status = refusal.status
         entry.outcome = refusal.outcome

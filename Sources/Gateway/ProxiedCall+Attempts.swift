@@ -28,8 +28,11 @@ extension ProxiedCall {
             var candidate = request
             candidate.body = body
             let today = Day(unixSeconds: request.startedAt / 1_000_000)
-            if case .success(let next) = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today),
-               next.provider.dialect == admission.provider.dialect {
+            let admitted = Admit.admit(candidate, principal: admission.principal, policy: policy, today: today)
+            if case .failure(let refused) = admitted {
+                fallbacksSkipped.append((model, refused.refusal.message))
+            }
+            if case .success(let next) = admitted, next.provider.dialect == admission.provider.dialect {
                 let paid = next.fallback(paidBy: admission.payer, promptEstimate: admission.promptEstimate)
                 if let held = hold.quota?.heldAgainstBudgets {
                     let needed = paid.worstCase(on: request.endpoint)
@@ -38,7 +41,7 @@ extension ProxiedCall {
                               case .success(let grown) = gateway.enforcer.quotas.grow(
                                   reservation, cost: needed.cost, tokens: needed.tokens, timeZone: hold.timeZone)
                         else {
-                            fallbacksOverBudget.append(model)
+                            fallbacksSkipped.append((model, "its worst case is over the payer's budget"))
                             continue
                         }
                         hold.quota = .local(grown)

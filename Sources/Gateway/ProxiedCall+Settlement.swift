@@ -250,8 +250,8 @@ extension ProxiedCall {
             if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
-        if !fallbacksOverBudget.isEmpty {
-            let note = "fallback \(fallbacksOverBudget.joined(separator: ", ")) skipped: its worst case is over the payer's budget"
+        for (model, reason) in fallbacksSkipped {
+            let note = "fallback \(model) skipped: \(reason)"
             entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
         }
         let cost = entry.cost, tokens = entry.usage.totalTokens

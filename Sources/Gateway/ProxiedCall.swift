@@ -24,8 +24,9 @@ final class ProxiedCall: UpstreamResponseHandler {
     /// Fallback models not tried yet, and the ones tried (for the row).
     var fallbacksLeft: [String]
     var fallbacksTried: [String] = []
-    /// Fallbacks passed over because their worst case did not fit the reservation (the row says so).
-    var fallbacksOverBudget: [String] = []
+    /// Fallbacks passed over, each with why: admission refused it (the plan, the price book), or
+    /// its worst case did not fit the reservation (the row says so).
+    var fallbacksSkipped: [(model: String, reason: String)] = []
     /// The fallback's admission, prepared when the current provider gave up.
     var pendingFallback: Admission?
     /// Retries made at the current provider.

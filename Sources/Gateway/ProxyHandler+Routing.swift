@@ -120,7 +120,7 @@ extension ProxyHandler {
         case .failure(let refused):
             return refuse(request.line, principal: principal, model: refused.model, refused.refusal,
                           payer: refused.payer, provider: refused.provider, outputCapRequested: refused.outputCapRequested,
-                          body: request.body)
+                          stream: refused.stream, body: request.body)
         case .success(let admitted):
             admission = admitted
         }
@@ -204,7 +204,7 @@ extension ProxyHandler {
     /// its fingerprint goes in the row, so a repeat of a refused call counts as a retry.
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                 admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil,
-                outputCapRequested: Int? = nil, body: ByteBuffer? = nil) {
+                outputCapRequested: Int? = nil, stream: Bool = false, body: ByteBuffer? = nil) {
         let payer = admission?.payer ?? payer ?? principal.map { Payer(user: $0.user, team: $0.team, plans: policy.plans) }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
@@ -215,7 +215,7 @@ extension ProxyHandler {
         }
         var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
                                        provider: admission?.provider ?? provider, refusal: refusal, admission: admission,
-                                       outputCapRequested: outputCapRequested)
+                                       outputCapRequested: outputCapRequested, stream: stream)
         entry.requestHash = body.map(RequestFingerprint.of)
         if refusal.kind == .quotaStateUnavailable {
             // PostgreSQL, which holds the ledger too, may be down, and the row would wait for it

@@ -35,8 +35,15 @@ enum PricesFile {
         guard let items = reader.sequence(root, "prices") else { return [] }
         var prices: [PlacedPrice] = []
         var seen: [String: Int] = [:]
+        // The patterns of standard entries, a broken one's too: its variants are not blamed for
+        // its problem (already said).
+        var standard = Set<String>()
         for (index, item) in items.enumerated() {
             let field = "prices[\(index)]"
+            if let fields = item.mapping, fields["tier"] == nil, fields["above_input_tokens"] == nil,
+               let model = fields["model"]?.string {
+                standard.insert(model)
+            }
             guard let price = readEntry(item, field, &reader) else { continue }
             let line = PolicyFileReader.line(of: item)
             if let earlier = seen[price.id] {
@@ -47,7 +54,6 @@ enum PricesFile {
             seen[price.id] = line
             prices.append(PlacedPrice(price: price, line: line, field: field))
         }
-        let standard = Set(prices.filter { !$0.price.isVariant }.map(\.price.model.text))
         for placed in prices where placed.price.isVariant && !standard.contains(placed.price.model.text) {
             reader.problem(at: placed.line, "\(placed.field).model",
                            "a price for a tier or a long prompt only, without a standard entry for '\(placed.price.model.text)' (the calls that are neither would have no price)")

@@ -100,6 +100,11 @@ struct InferenceGeoTests {
         #expect(error["type"] as? String == "invalid_request_error")
         #expect((error["message"] as? String)?.contains("no price for calls run in the US only") == true)
         #expect(try h.row("refused")?.outcome == .refusedUnpriced)
+        // A refused stream's row says it asked for one.
+        let stream = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                      json: Self.message("claude-sonnet-4-6", geo: "us", stream: true), requestID: "refused-stream")
+        #expect(stream.status == 400)
+        #expect(try h.row("refused-stream")?.stream == true && h.row("refused")?.stream == false)
         #expect(h.fake.requestCount == 0)
         // The global geo asked for, a token count (free), and the OpenAI dialect (which has no
         // such parameter): admitted.
@@ -128,6 +133,30 @@ struct InferenceGeoTests {
         #expect(try await workspace.post("/v1/messages", key: workspace.aliceKey, dialect: "anthropic",
                                          json: Self.message("claude-sonnet-4-6", geo: nil), requestID: "unasked").status == 200)
         #expect(try workspace.row("unasked")?.errorMessage == note)
+    }
+
+    @Test("a fallback without a US-only price is skipped for a call asking for one, and the row says why")
+    func fallbackSkipped() async throws {
+        let h = try ProxyHarness(providersForFake: { url in """
+            providers:
+              down: { dialect: anthropic, base_url: "\(url)", api_key_env: E2E_PROVIDER_KEY, retries: 0, headers: { "x-fake-status": "503" } }
+              up:   { dialect: anthropic, base_url: "\(url)", api_key_env: E2E_PROVIDER_KEY }
+            models:
+              - { match: "claude-opus-4-6", provider: down, fallbacks: [claude-sonnet-4-6] }
+              - { match: "claude-*", provider: up }
+            """ })
+        defer { h.shutdown() }
+        let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                 json: Self.message("claude-opus-4-6", geo: "us"), requestID: "skipped")
+        #expect(r.status == 503)
+        let row = try #require(try h.row("skipped"))
+        #expect(row.errorMessage?.contains("fallback claude-sonnet-4-6 skipped: The model 'claude-sonnet-4-6' has no price for calls run in the US only") == true,
+                "\(row.errorMessage ?? "")")
+        // Not asking for it, the fallback serves.
+        let served = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
+                                      json: Self.message("claude-opus-4-6", geo: nil), requestID: "served")
+        #expect(served.status == 200)
+        #expect(try h.row("served")?.errorMessage?.hasSuffix("served by fallback model claude-sonnet-4-6") == true)
     }
 
     @Test("the reservation holds the US-only price unless the request asks for the global geo (a workspace's default may send a call there unasked)")

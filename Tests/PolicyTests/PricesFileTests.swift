@@ -58,12 +58,16 @@ import Testing
             - { model: "gpt-5", above_input_tokens: 0, effective_from: "2025-08-07", input: "2.5", output: "20" }
             - { model: "gpt-5", tier: flex, effective_from: "2025-08-07", input: "0.625", output: "5" }
             - { model: "gpt-5", tier: flex, effective_from: "2025-08-07", input: "0.6", output: "5" }
+            - { model: "o3", effective_from: "2025-04-16", input: "2", output: "8", us_only: "0" }
+            - { model: "o3", tier: flex, effective_from: "2025-04-16", input: "1", output: "4" }
             """)
+        // The broken standard entry of o3 is said once: its tier's entry is not blamed for it.
         #expect(bad.problems() == [
             "prices.yaml:2: prices[1].tier: unknown tier 'turbo' (expected fast, flex or priority)",
             "prices.yaml:3: prices[2].model: a price for a tier or a long prompt only, without a standard entry for 'gpt-4.1' (the calls that are neither would have no price)",
             "prices.yaml:4: prices[3].above_input_tokens: 0 is out of range (1...100000000)",
             "prices.yaml:6: prices[5].effective_from: duplicate of the entry at line 5 (same model and effective_from)",
+            "prices.yaml:7: prices[6].us_only: '0' is not a multiple over 0 and at most 10, e.g. \"1.1\"",
         ])
     }
 

@@ -261,9 +261,13 @@ extension UpstreamFakeLLMTests {
             streaming.transfer = client.start(
                 chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "2"), (FakeHeader.chunkGapMS, "600000")]),
                 on: loop, handler: streaming)
+            // Each answered after 300 ms, so the eight are in flight at once, each on a handle of
+            // its own (instant answers on a loaded machine let a late one reuse an early one's: 7 kept).
             let burst = (0..<8).map { i in
                 let handler = RecordingHandler(eventLoop: loop, script: Script())
-                handler.transfer = client.start(chat(fake, id: "burst-\(i)", stream: false), on: loop, handler: handler)
+                handler.transfer = client.start(chat(fake, id: "burst-\(i)", stream: false,
+                                                     headers: [(FakeHeader.firstByteDelayMS, "300")]),
+                                                on: loop, handler: handler)
                 return handler.done.futureResult
             }
             for end in burst { #expect(try await end.get().head?.status == 200) }
