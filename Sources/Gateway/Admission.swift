@@ -215,10 +215,11 @@ enum Admit {
         do {
             peek = try RequestPeek(body: request.body)
         } catch {
-            // The row still names the model when another field was the problem.
+            // The row still names the model, and the stream asked for, when another field was the problem.
+            let (model, stream) = RequestPeek.modelAndStream(in: request.body)
             return .failure(AdmissionRefusal(refusal: badBody(error),
                                              payer: payer(of: principal, request: request, peek: nil, plans: policy.plans),
-                                             model: RequestPeek.model(in: request.body)))
+                                             model: model, stream: stream))
         }
         let payer = payer(of: principal, request: request, peek: peek, plans: policy.plans)
         let model: String

@@ -51,7 +51,8 @@ extension ProxyHandler {
     private func refuseRepeat(_ request: CallRequest, principal: Principal, _ refusal: Refusal) {
         let peek = try? RequestPeek(body: request.body)
         refuse(request.line, principal: principal, model: peek?.model, refusal,
-               payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans), body: request.body)
+               payer: Admit.payer(of: principal, request: request, peek: peek, plans: policy.plans),
+               stream: peek?.stream ?? false, body: request.body)
     }
 
     /// Sends a kept answer again, recorded as `replayed` (no tokens, no cost).

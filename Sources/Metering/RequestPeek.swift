@@ -166,13 +166,14 @@ public struct RequestPeek: Sendable, Hashable {
     }
 
     /// The model a body names though another field tokenctl reads is invalid (for the refused
-    /// call's row); nil when the body is not a JSON object or its `model` is the problem.
-    public static func model(in body: ByteBuffer) -> String? {
+    /// call's row), nil when the body is not a JSON object or its `model` is the problem; and
+    /// whether it asks for a stream.
+    public static func modelAndStream(in body: ByteBuffer) -> (model: String?, stream: Bool) {
         body.withUnsafeReadableBytes { bytes in
             var peek = RequestPeek(bodyBytes: bytes.count)
             var reader = Reader()
-            guard (try? reader.read(bytes, into: &peek)) != nil, !reader.modelTroubled else { return nil }
-            return peek.model
+            guard (try? reader.read(bytes, into: &peek)) != nil else { return (nil, false) }
+            return (reader.modelTroubled ? nil : peek.model, peek.stream)
         }
     }
 

@@ -234,7 +234,6 @@ struct PriceTierTests {
             let usage = try #require(FakeUsage.expected(for: exchange))
             let row = try #require(try h.row(id))
             #expect(row.usage.fileSearches == 3 && usage.fileSearches == 3)
-            #expect(row.price?.fileSearch == ModelPrice.defaultFileSearch)
             #expect(row.cost.picodollars == Int64(usage.promptTokens) * 150_000 + Int64(usage.outputTokens) * 600_000
                     + 3 * 2_500_000_000, "\(id)")
         }

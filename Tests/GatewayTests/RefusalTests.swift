@@ -63,9 +63,10 @@ struct RefusalTests {
             ("bad-10", #"{"model":"gpt-4o-mini","n":"50","max_tokens":100}"#, "'n'", "gpt-4o-mini"),
             // A background response is billed after the call returns, where the gateway cannot see it.
             ("bad-11", #"{"model":"gpt-4o-mini","input":"Write a long novel","background":true}"#, "'background' is not supported", "gpt-4o-mini"),
+            ("bad-12", #"{"model":"gpt-4o-mini","stream":true,"input":"Write a long novel","background":true}"#, "'background' is not supported", "gpt-4o-mini"),
         ]
         for (id, body, mentions, model) in cases {
-            let path = id == "bad-11" ? "/v1/responses" : "/v1/chat/completions"
+            let path = id == "bad-11" || id == "bad-12" ? "/v1/responses" : "/v1/chat/completions"
             let r = try await h.post(path, key: h.aliceKey, json: body, requestID: id)
             #expect(r.status == 400, "\(id)")
             let message = try errorObject(r)["message"] as? String ?? ""
@@ -73,6 +74,8 @@ struct RefusalTests {
             let row = try h.row(id)
             #expect(row?.outcome == .refusedBadRequest, "\(id)")
             #expect(row?.modelRequested == model, "\(id)")
+            // And says whether it asked for a stream.
+            #expect(row?.stream == (id == "bad-12"), "\(id)")
         }
         let anthropic = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic",
                                          json: #"{"model":"#, requestID: "bad-6")

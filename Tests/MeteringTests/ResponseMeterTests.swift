@@ -383,13 +383,14 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
 }
 
 @Suite struct StreamWebSearchTests {
-    @Test("a Responses stream's searches are counted in its terminal event's output")
+    @Test("a Responses stream's web and file searches are counted in its terminal event's output, once")
     func responsesStream() {
         let events = [
             "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"item\":{\"type\":\"web_search_call\",\"id\":\"ws_1\"}}\n\n",
-            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"model\":\"gpt-5\",\"output\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"},{\"type\":\"message\",\"content\":[]}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n",
+            "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"item\":{\"type\":\"file_search_call\",\"id\":\"fs_1\"}}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"model\":\"gpt-5\",\"output\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"},{\"type\":\"file_search_call\",\"id\":\"fs_1\",\"queries\":[\"file_search_call\"]},{\"type\":\"message\",\"content\":[]}],\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n",
         ]
         let r = relay(.responses, events.map { ArraySlice(Array($0.utf8)) })
-        #expect(r.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 1))
+        #expect(r.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 1, fileSearches: 1))
     }
 }
