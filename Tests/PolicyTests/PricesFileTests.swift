@@ -110,6 +110,20 @@ import Testing
             """).problems() == ["prices.yaml:1: prices[0].file_search: '2.5 per call' is not a decimal number of dollars per 1,000 calls, e.g. \"2.50\""])
     }
 
+    @Test("a tier's or a long prompt's entry without a search fee of its own takes its standard entry's")
+    func variantsTakeTheStandardFees() throws {
+        let book = try PolicyFixture.with(prices: """
+            - { model: "gpt-4o", effective_from: "2024-08-06", input: "2.5", output: "10", web_search: "25", file_search: "3" }
+            - { model: "gpt-4o", tier: priority, effective_from: "2024-08-06", input: "4.25", output: "17" }
+            - { model: "gpt-4o", tier: flex, effective_from: "2024-08-06", input: "1.25", output: "5", web_search: "10" }
+            """).load().prices
+        let pricing = book.pricing(for: "gpt-4o", on: Day("2026-01-01")!)
+        let priority = try #require(pricing.price(tier: "priority", promptTokens: 1).price)
+        #expect(priority.webSearch == Money(picodollars: 25_000_000_000) && priority.fileSearch == Money(picodollars: 3_000_000_000))
+        let flex = try #require(pricing.price(tier: "flex", promptTokens: 1).price)
+        #expect(flex.webSearch == ModelPrice.defaultWebSearch && flex.fileSearch == Money(picodollars: 3_000_000_000))
+    }
+
     @Test("web_search is a fee in dollars per 1,000 searches, $10 when absent")
     func webSearchFee() throws {
         let book = try PolicyFixture.with(prices: """
