@@ -150,9 +150,10 @@ final class Admission: Sendable {
     /// model has no such price (charged at the standard one, or the global one).
     func settlementPrice(servedTier: String??, servedGeo: String?, usage: Usage?) -> (price: ModelPrice?, note: String?) {
         let tier = servedTier ?? requestedTier
-        let (price, tierPriced, usOnlyPriced) = pricing.price(
+        let (priced, tierPriced, usOnlyPriced) = pricing.price(
             tier: tier, promptTokens: usage?.totalInputTokens ?? promptEstimate,
             usOnly: InferenceGeo.runsInUSOnly(served: servedGeo, requested: requestedGeo))
+        let price = priced?.withSearchFee(for: tokenKinds)
         var notes: [String] = []
         if !tierPriced, let tier {
             notes.append("served at service tier '\(tier)', which prices.yaml does not price for '\(model)': charged at the standard price")
@@ -310,7 +311,9 @@ enum Admit {
                                       audioInputTokens: PromptEstimate.audioTokens(peek),
                                       audioAnswer: peek.asksAudioAnswer && request.endpoint != .countTokens,
                                       webSearches: peek.reservedWebSearches(on: request.endpoint),
-                                      fileSearches: peek.reservedFileSearches(on: request.endpoint)),
+                                      fileSearches: peek.reservedFileSearches(on: request.endpoint),
+                                      previewWebSearch: peek.webSearchPreviewTool,
+                                      currentWebSearch: peek.webSearchCurrentTool),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier, requestedGeo: geo, stream: peek.stream,
                                   imageGenerationTool: peek.imageGenerationTool,

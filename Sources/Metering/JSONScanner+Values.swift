@@ -113,26 +113,34 @@ extension JSONScanner {
 
 extension JSONScanner {
     /// The billed tools in the `tools` list at the cursor: whether a web search tool is there (an
-    /// object whose `type` starts with `web_search`), the sum of their `max_uses` (nil when one
+    /// object whose `type` starts with `web_search`), whether one is OpenAI's older preview tool
+    /// (`web_search_preview…`), whether one is not, the sum of their `max_uses` (nil when one
     /// has none, or not a whole number), and whether the file search (`type` `file_search`) and
     /// image generation tools are (`image_generation`). Other tools and members are skipped.
     /// Leaves the cursor after the list.
     mutating func readBilledTools() throws(JSONSyntaxError)
-        -> (webSearch: Bool, maxUses: Int?, fileSearch: Bool, imageGeneration: Bool) {
+        -> (webSearch: Bool, preview: Bool, current: Bool, maxUses: Int?, fileSearch: Bool, imageGeneration: Bool) {
         var present = false
+        var preview = false
+        var current = false
         var files = false
         var images = false
         var maxUses: Int? = 0
         try readArray { (s: inout JSONScanner) throws(JSONSyntaxError) -> Bool in
             guard s.current == UInt8(ascii: "{") else { return false }
             var search = false
+            var isPreview = false
             var uses: Int?
             try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
                 if s.key(key, is: "type"), s.current == UInt8(ascii: "\"") {
                     let type = try s.scanString()
-                    let prefix: StaticString = "web_search"
-                    search = type.hasEscapes ? s.string(type).hasPrefix(prefix.description)
-                        : type.end - type.start >= prefix.utf8CodeUnitCount && StreamReading.matches(s.bytes, at: type.start, prefix)
+                    let prefix: StaticString = "web_search", previewPrefix: StaticString = "web_search_preview"
+                    func starts(_ p: StaticString) -> Bool {
+                        type.hasEscapes ? s.string(type).hasPrefix(p.description)
+                            : type.end - type.start >= p.utf8CodeUnitCount && StreamReading.matches(s.bytes, at: type.start, p)
+                    }
+                    search = starts(prefix)
+                    isPreview = search && starts(previewPrefix)
                     images = images || s.key(type, is: "image_generation")
                     files = files || s.key(type, is: "file_search")
                 } else if s.key(key, is: "max_uses"), let c = s.current, JSONScanner.isDigit(c) {
@@ -144,10 +152,11 @@ extension JSONScanner {
             }
             if search {
                 present = true
+                if isPreview { preview = true } else { current = true }
                 maxUses = maxUses.flatMap { total in uses.map { total + $0 } }
             }
             return true
         }
-        return (present, present ? maxUses : nil, files, images)
+        return (present, preview, current, present ? maxUses : nil, files, images)
     }
 }

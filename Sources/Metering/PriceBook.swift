@@ -95,6 +95,9 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var webSearch: Money
     /// One call of the Responses API's file search tool (a fee per call).
     public var fileSearch: Money
+    /// One search of OpenAI's older `web_search_preview` tool, where it costs more than the
+    /// current one ($25 against $10 per 1,000 on gpt-4o and gpt-4.1); nil: `webSearch`.
+    public var webSearchPreview: Money?
     /// An audio input or output token (OpenAI's audio models); nil: the text price.
     public var audioInput: Money?
     public var audioOutput: Money?
@@ -117,7 +120,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     /// `webSearch` to `defaultWebSearch`, `fileSearch` to `defaultFileSearch`.
     public init(model: ModelPattern, effectiveFrom: Day, input: Money, cachedInput: Money,
                 cacheWrite: Money, cacheWrite1h: Money? = nil, output: Money, webSearch: Money? = nil,
-                fileSearch: Money? = nil,
+                fileSearch: Money? = nil, webSearchPreview: Money? = nil,
                 audioInput: Money? = nil, audioOutput: Money? = nil,
                 source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil,
                 usOnlyMultiple: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
@@ -130,6 +133,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         self.output = output
         self.webSearch = webSearch ?? Self.defaultWebSearch
         self.fileSearch = fileSearch ?? Self.defaultFileSearch
+        self.webSearchPreview = webSearchPreview
         self.audioInput = audioInput
         self.audioOutput = audioOutput
         self.source = source
@@ -164,7 +168,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         ModelPrice(model: model, effectiveFrom: effectiveFrom, input: multiple.applied(to: input),
                    cachedInput: multiple.applied(to: cachedInput), cacheWrite: multiple.applied(to: cacheWrite),
                    cacheWrite1h: multiple.applied(to: cacheWrite1h), output: multiple.applied(to: output),
-                   webSearch: webSearch, fileSearch: fileSearch, audioInput: audioInput.map(multiple.applied(to:)),
+                   webSearch: webSearch, fileSearch: fileSearch, webSearchPreview: webSearchPreview,
+                   audioInput: audioInput.map(multiple.applied(to:)),
                    audioOutput: audioOutput.map(multiple.applied(to:)), source: source, tier: tier,
                    aboveInputTokens: aboveInputTokens, usOnlyMultiple: multiple, runsInUSOnly: true)
     }
@@ -174,6 +179,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, fileSearch, source, tier
+        case webSearchPreview
         case aboveInputTokens, audioInput, audioOutput, usOnlyMultiple, runsInUSOnly
     }
 
@@ -188,6 +194,7 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                   output: try c.decode(Money.self, forKey: .output),
                   webSearch: try c.decodeIfPresent(Money.self, forKey: .webSearch),
                   fileSearch: try c.decodeIfPresent(Money.self, forKey: .fileSearch),
+                  webSearchPreview: try c.decodeIfPresent(Money.self, forKey: .webSearchPreview),
                   audioInput: try c.decodeIfPresent(Money.self, forKey: .audioInput),
                   audioOutput: try c.decodeIfPresent(Money.self, forKey: .audioOutput),
                   source: try c.decode(String.self, forKey: .source),
@@ -239,7 +246,17 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         if kinds.audioAnswer, (audioOutput ?? output) > output { usage.audioOutputTokens = outputTokens }
         usage.webSearches = kinds.webSearches
         usage.fileSearches = kinds.fileSearches
-        return cost(of: usage) ?? Money(picodollars: .max)
+        return withSearchFee(for: kinds).cost(of: usage) ?? Money(picodollars: .max)
+    }
+
+    /// This price with the web search fee of the tools `kinds` names: the preview tool's where
+    /// it has one of its own, the dearer of both when both tools are given (an answer does not
+    /// say which searched). The price a row is charged and stores.
+    public func withSearchFee(for kinds: TokenKinds) -> ModelPrice {
+        guard kinds.previewWebSearch, let preview = webSearchPreview else { return self }
+        var price = self
+        price.webSearch = kinds.currentWebSearch ? max(webSearch, preview) : preview
+        return price
     }
 
     /// Exact cost of the usage; nil if it would overflow one `Money` (over $9.2M in one call).
@@ -281,14 +298,20 @@ public struct TokenKinds: Sendable, Hashable {
     public var webSearches: Int
     /// Calls its file search tool may make (`RequestPeek.reservedFileSearches`), a fee each.
     public var fileSearches: Int
+    /// Its web search tools: OpenAI's older preview one (its searches may cost that tool's fee,
+    /// `ModelPrice.withSearchFee`), and a current one.
+    public var previewWebSearch: Bool
+    public var currentWebSearch: Bool
 
     public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false,
-                webSearches: Int = 0, fileSearches: Int = 0) {
+                webSearches: Int = 0, fileSearches: Int = 0, previewWebSearch: Bool = false, currentWebSearch: Bool = false) {
         self.writesPromptCache = writesPromptCache
         self.audioInputTokens = audioInputTokens
         self.audioAnswer = audioAnswer
         self.webSearches = webSearches
         self.fileSearches = fileSearches
+        self.previewWebSearch = previewWebSearch
+        self.currentWebSearch = currentWebSearch
     }
 }
 

@@ -68,6 +68,10 @@ public struct RequestPeek: Sendable, Hashable {
     /// allow (nil when some such tool has none).
     public internal(set) var webSearchTool = false
     public internal(set) var webSearchMaxUses: Int?
+    /// Of those, OpenAI's older `web_search_preview` tool is given, and a current one is: the
+    /// fee of a search may be the preview tool's (`ModelPrice.webSearchPreview`).
+    public internal(set) var webSearchPreviewTool = false
+    public internal(set) var webSearchCurrentTool = false
     /// The request gives the Responses API's `file_search` tool, each of whose calls is billed a fee.
     public internal(set) var fileSearchTool = false
     /// The request gives the Responses API's `image_generation` tool, whose images are billed
@@ -354,6 +358,8 @@ private struct Reader {
             guard first(.tools), s.current == UInt8(ascii: "[") else { return false }
             let searches = try s.readBilledTools()
             peek.webSearchTool = searches.webSearch
+            peek.webSearchPreviewTool = searches.preview
+            peek.webSearchCurrentTool = searches.current
             peek.fileSearchTool = searches.fileSearch
             peek.imageGenerationTool = searches.imageGeneration
             peek.webSearchMaxUses = searches.maxUses

@@ -2,7 +2,8 @@ import Metering
 import Yams
 
 /// `prices.yaml`: a list of `{ model, effective_from, input, cached_input, cache_write, cache_write_1h,
-/// output, audio_input, audio_output, web_search, file_search, us_only, source, tier, above_input_tokens }`,
+/// output, audio_input, audio_output, web_search, web_search_preview, file_search, us_only, source, tier,
+/// above_input_tokens }`,
 /// prices in dollars per 1M tokens as quoted decimal strings with at most six decimals.
 ///
 /// Quotes are required: YAML reads a bare `0.15` as a binary float, and a finance figure must
@@ -21,7 +22,7 @@ import Yams
 enum PricesFile {
     static let name = "prices.yaml"
     static let keys = ["model", "effective_from", "input", "cached_input", "cache_write", "cache_write_1h", "output",
-                       "audio_input", "audio_output", "web_search", "file_search", "us_only", "source", "tier",
+                       "audio_input", "audio_output", "web_search", "web_search_preview", "file_search", "us_only", "source", "tier",
                        "above_input_tokens"]
 
     struct PlacedPrice {
@@ -39,7 +40,7 @@ enum PricesFile {
         // its problem (already said).
         var standard = Set<String>()
         // Variants that name no fee of their own, to take their standard entry's (below).
-        var feesUnnamed: [Int: (webSearch: Bool, fileSearch: Bool)] = [:]
+        var feesUnnamed: [Int: (webSearch: Bool, preview: Bool, fileSearch: Bool)] = [:]
         for (index, item) in items.enumerated() {
             let field = "prices[\(index)]"
             let fields = item.mapping
@@ -55,7 +56,8 @@ enum PricesFile {
             }
             seen[price.id] = line
             if price.isVariant {
-                feesUnnamed[prices.count] = (fields?["web_search"] == nil, fields?["file_search"] == nil)
+                feesUnnamed[prices.count] = (fields?["web_search"] == nil, fields?["web_search_preview"] == nil,
+                                             fields?["file_search"] == nil)
             }
             prices.append(PlacedPrice(price: price, line: line, field: field))
         }
@@ -68,6 +70,7 @@ enum PricesFile {
                 && $0.effectiveFrom <= variant.effectiveFrom }).max(by: { $0.effectiveFrom < $1.effectiveFrom }) else { continue }
             var price = variant
             if unnamed.webSearch { price.webSearch = standardEntry.webSearch }
+            if unnamed.preview { price.webSearchPreview = standardEntry.webSearchPreview }
             if unnamed.fileSearch { price.fileSearch = standardEntry.fileSearch }
             prices[index] = PlacedPrice(price: price, line: prices[index].line, field: prices[index].field)
         }
@@ -106,6 +109,9 @@ enum PricesFile {
         let webSearch = fields["web_search"].map {
             reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
         } ?? ModelPrice.defaultWebSearch
+        let webSearchPreview = fields["web_search_preview"].map {
+            reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
+        }
         let fileSearch = fields["file_search"].map {
             reader.decimal($0, fileSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
         } ?? ModelPrice.defaultFileSearch
@@ -124,12 +130,12 @@ enum PricesFile {
         let above = fields["above_input_tokens"].flatMap { reader.integer($0, in: 1...100_000_000) }
         if fields["tier"] != nil && tier == nil || fields["above_input_tokens"] != nil && above == nil { return nil }
         guard let model, let day, let input, let output, let cachedInput, let cacheWrite, let cacheWrite1h,
-              let webSearch, let fileSearch, audioInput != .some(nil), audioOutput != .some(nil), usOnly != .some(nil) else {
+              let webSearch, let fileSearch, webSearchPreview != .some(nil), audioInput != .some(nil), audioOutput != .some(nil), usOnly != .some(nil) else {
             return nil
         }
         return ModelPrice(model: model, effectiveFrom: day, input: input, cachedInput: cachedInput,
                           cacheWrite: cacheWrite, cacheWrite1h: cacheWrite1h, output: output, webSearch: webSearch,
-                          fileSearch: fileSearch,
+                          fileSearch: fileSearch, webSearchPreview: webSearchPreview ?? nil,
                           audioInput: audioInput ?? nil, audioOutput: audioOutput ?? nil, source: source,
                           tier: tier, aboveInputTokens: above, usOnlyMultiple: usOnly ?? nil)
     }

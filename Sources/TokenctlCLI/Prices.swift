@@ -50,7 +50,8 @@ struct Prices: ParsableCommand {
              Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
              Self.perMillion(e.output)]
                 + (audio ? [Self.audio(e.audioInput), Self.audio(e.audioOutput)] : [])
-                + [Self.perThousand(e.webSearch), Self.perThousand(e.fileSearch)] + (usOnlyColumn ? [usOnlyMultiple(e)] : []) + [e.source]
+                + [Self.perThousand(e.webSearch) + (e.webSearchPreview.map { " (preview " + Self.perThousand($0) + ")" } ?? ""),
+                   Self.perThousand(e.fileSearch)] + (usOnlyColumn ? [usOnlyMultiple(e)] : []) + [e.source]
         }
         print(TextColumns.render(
             header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M"]

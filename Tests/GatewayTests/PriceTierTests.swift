@@ -239,6 +239,21 @@ struct PriceTierTests {
         }
     }
 
+    @Test("the older web_search_preview tool's searches are charged its fee ($25 per 1,000 here), the current tool's $10")
+    func previewSearches() async throws {
+        let h = try ProxyHarness(providerHeaders: [FakeHeader.webSearches: "2"])
+        defer { h.shutdown() }
+        for (id, tool, fee) in [("preview", "web_search_preview", Int64(25_000_000_000)), ("current", "web_search", 10_000_000_000)] {
+            let body = #"{"model":"gpt-4o-mini","input":"news?","tools":[{"type":"\#(tool)"}]}"#
+            #expect(try await h.post("/v1/responses", key: h.aliceKey, json: body, requestID: id).status == 200)
+            let exchange = try #require(h.fake.exchange(requestID: id))
+            let usage = try #require(FakeUsage.expected(for: exchange))
+            let row = try #require(try h.row(id))
+            #expect(row.usage.webSearches == 2 && row.price?.webSearch.picodollars == fee, "\(id)")
+            #expect(row.cost.picodollars == Int64(usage.promptTokens) * 150_000 + Int64(usage.outputTokens) * 600_000 + 2 * fee, "\(id)")
+        }
+    }
+
     @Test("an Anthropic prompt over 200K tokens (cache reads and writes counted) is charged the long-context price on every token")
     func longContext() async throws {
         func answer(input: Int, read: Int) -> [UInt8] {

@@ -32,7 +32,7 @@ final class ProxyHarness: Sendable {
 
     /// Prices with awkward decimals so that exactness is tested, per 1M tokens.
     static let prices = """
-        - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", cached_input: "0.075", output: "0.6", source: test }
+        - { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", cached_input: "0.075", output: "0.6", web_search_preview: "25", source: test }
         - { model: "gpt-4o-mini", effective_from: "2020-01-01", input: "9", cached_input: "9", output: "9", source: "an older price that must not apply" }
         - { model: "o4-mini", effective_from: "2025-04-16", input: "1.1", cached_input: "0.275", output: "4.4", source: test }
         - { model: "text-embedding-3-small", effective_from: "2024-01-25", input: "0.02", output: "0", source: test }

@@ -91,6 +91,21 @@ import Testing
         #expect(p.worstCase(inputTokens: 1, outputTokens: 1) == Money(picodollars: 3_000_000))
     }
 
+    @Test("the preview web search tool's searches cost its fee where the entry has one; with both tools, the dearer")
+    func previewSearchFee() {
+        var p = price("gpt-4o", "2024-08-06", input: "1", output: "2")
+        p.webSearchPreview = ModelPrice.perCall(fromPerThousand: "25")!
+        let preview = TokenKinds(webSearches: 2, previewWebSearch: true)
+        #expect(p.withSearchFee(for: preview).webSearch == Money(picodollars: 25_000_000_000))
+        #expect(p.withSearchFee(for: TokenKinds(webSearches: 2, currentWebSearch: true)).webSearch == ModelPrice.defaultWebSearch)
+        #expect(p.withSearchFee(for: TokenKinds(previewWebSearch: true, currentWebSearch: true)).webSearch
+                == Money(picodollars: 25_000_000_000))
+        #expect(p.worstCase(inputTokens: 1, outputTokens: 1, kinds: preview) == Money(picodollars: 3_000_000 + 2 * 25_000_000_000))
+        // Without a preview fee of its own, the entry's web search fee.
+        let plain = price("o3", "2025-04-16", input: "1", output: "2")
+        #expect(plain.withSearchFee(for: preview).webSearch == ModelPrice.defaultWebSearch)
+    }
+
     @Test("file search calls cost their fee each, $2.50 per 1,000 unless the entry says otherwise; the worst case holds them")
     func fileSearchFees() {
         var p = price("m", "2025-01-01", input: "1", output: "2")

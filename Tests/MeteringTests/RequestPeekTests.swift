@@ -126,6 +126,13 @@ import Testing
         #expect(try reserved(#"{"model":"m","max_tool_calls":3}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":null}"#) == 0)
         #expect(try reserved(#"{"model":"m","tools":{"type":"web_search"}}"#) == 0)
+        // Which web search tools: the older preview one (its own fee), a current one, or both.
+        let previewOnly = try peek(#"{"model":"m","tools":[{"type":"web_search_preview","search_context_size":"low"}]}"#)
+        #expect(previewOnly.webSearchPreviewTool && !previewOnly.webSearchCurrentTool)
+        let both = try peek(#"{"model":"m","tools":[{"type":"web_search_preview_2025_03_11"},{"type":"web_search"}]}"#)
+        #expect(both.webSearchPreviewTool && both.webSearchCurrentTool)
+        let current = try peek(#"{"model":"claude","tools":[{"type":"web_search_20250305","name":"web_search"}]}"#)
+        #expect(!current.webSearchPreviewTool && current.webSearchCurrentTool)
         // The file search tool: max_tool_calls, else ten, on the Responses API only.
         func files(_ text: String, on endpoint: Endpoint = .responses) throws -> Int {
             try peek(text).reservedFileSearches(on: endpoint)

@@ -24,7 +24,7 @@ import Testing
             "prices.yaml:5: prices[1].output: '10.0000001' has more than six decimals",
             "prices.yaml:6: prices[2].input: '$2' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
             "prices.yaml:6: prices[2].cached_input: '0.5.1' is not a decimal number of dollars per 1M tokens, e.g. \"0.15\"",
-            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, file_search, us_only, source, tier or above_input_tokens)",
+            "prices.yaml:8: prices[4].currency: unknown key 'currency' (expected model, effective_from, input, cached_input, cache_write, cache_write_1h, output, audio_input, audio_output, web_search, web_search_preview, file_search, us_only, source, tier or above_input_tokens)",
             "prices.yaml:8: prices[4].effective_from: duplicate of the entry at line 7 (same model and effective_from)",
             "prices.yaml:9: prices[5].model: missing required field",
             "prices.yaml:9: prices[5].output: missing required field",
@@ -113,13 +113,15 @@ import Testing
     @Test("a tier's or a long prompt's entry without a search fee of its own takes its standard entry's")
     func variantsTakeTheStandardFees() throws {
         let book = try PolicyFixture.with(prices: """
-            - { model: "gpt-4o", effective_from: "2024-08-06", input: "2.5", output: "10", web_search: "25", file_search: "3" }
+            - { model: "gpt-4o", effective_from: "2024-08-06", input: "2.5", output: "10", web_search: "25", file_search: "3", web_search_preview: "30" }
             - { model: "gpt-4o", tier: priority, effective_from: "2024-08-06", input: "4.25", output: "17" }
             - { model: "gpt-4o", tier: flex, effective_from: "2024-08-06", input: "1.25", output: "5", web_search: "10" }
             """).load().prices
         let pricing = book.pricing(for: "gpt-4o", on: Day("2026-01-01")!)
         let priority = try #require(pricing.price(tier: "priority", promptTokens: 1).price)
         #expect(priority.webSearch == Money(picodollars: 25_000_000_000) && priority.fileSearch == Money(picodollars: 3_000_000_000))
+        #expect(priority.webSearchPreview == Money(picodollars: 30_000_000_000))
+        #expect(pricing.standard?.webSearchPreview == Money(picodollars: 30_000_000_000))
         let flex = try #require(pricing.price(tier: "flex", promptTokens: 1).price)
         #expect(flex.webSearch == ModelPrice.defaultWebSearch && flex.fileSearch == Money(picodollars: 3_000_000_000))
     }
