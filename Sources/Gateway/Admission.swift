@@ -96,8 +96,8 @@ final class Admission: Sendable {
         self.stripInjectedUsage = stripInjectedUsage
     }
 
-    /// The model's standard price.
-    var price: ModelPrice? { pricing.standard }
+    /// The model's standard price, with the search fee of the tools the request gives.
+    var price: ModelPrice? { pricing.standard?.withSearchFee(for: tokenKinds) }
 
     /// The call's worst case, what its quota reservation holds: the prompt estimate plus its
     /// output limit for each answer, at the price of the tier it asks for and of its prompt's

@@ -95,9 +95,13 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var webSearch: Money
     /// One call of the Responses API's file search tool (a fee per call).
     public var fileSearch: Money
-    /// One search of OpenAI's older `web_search_preview` tool, where it costs more than the
-    /// current one ($25 against $10 per 1,000 on gpt-4o and gpt-4.1); nil: `webSearch`.
+    /// One search of OpenAI's older `web_search_preview` tool, where it has a fee of its own ($25
+    /// against the current tool's $10 per 1,000 on gpt-4o and gpt-4.1); nil: `webSearch`.
     public var webSearchPreview: Money?
+    /// The search fees a tier's or a long prompt's entry does not name: the standard entry's in
+    /// force on the call's day apply (`Pricing.price(tier:promptTokens:)`), as its US-only
+    /// multiple does.
+    public var unnamedFees: SearchFees = []
     /// An audio input or output token (OpenAI's audio models); nil: the text price.
     public var audioInput: Money?
     public var audioOutput: Money?
@@ -284,6 +288,15 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     }
 }
 
+/// A model's per-search fees, by the key that names them in prices.yaml.
+public struct SearchFees: OptionSet, Sendable, Hashable, Codable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let webSearch = SearchFees(rawValue: 1)
+    public static let webSearchPreview = SearchFees(rawValue: 2)
+    public static let fileSearch = SearchFees(rawValue: 4)
+}
+
 /// Which of a model's dearer prices a call's tokens may be charged at, as its request shows it:
 /// what its worst case (`ModelPrice.worstCase`) must price them at.
 public struct TokenKinds: Sendable, Hashable {
@@ -424,8 +437,19 @@ public struct Pricing: Sendable {
     /// the tier's own. `tierPriced` is false when the tier has no price for such a call: the
     /// standard tier's is given then.
     public func price(tier: String?, promptTokens: Int) -> (price: ModelPrice?, tierPriced: Bool) {
-        if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (price, true) }
-        return (lookup(tier: nil, promptTokens: promptTokens), tier == nil)
+        if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (withStandardFees(price), true) }
+        return (lookup(tier: nil, promptTokens: promptTokens).map(withStandardFees), tier == nil)
+    }
+
+    /// A variant's search fees it does not name: the standard entry's (of the call's day).
+    private func withStandardFees(_ price: ModelPrice) -> ModelPrice {
+        guard !price.unnamedFees.isEmpty, let standard else { return price }
+        var filled = price
+        if price.unnamedFees.contains(.webSearch) { filled.webSearch = standard.webSearch }
+        if price.unnamedFees.contains(.webSearchPreview) { filled.webSearchPreview = standard.webSearchPreview }
+        if price.unnamedFees.contains(.fileSearch) { filled.fileSearch = standard.fileSearch }
+        filled.unnamedFees = []
+        return filled
     }
 
     /// The same price, of a call run in the US only when `usOnly`: every token price times the

@@ -39,15 +39,13 @@ enum PricesFile {
         // The patterns of standard entries, a broken one's too: its variants are not blamed for
         // its problem (already said).
         var standard = Set<String>()
-        // Variants that name no fee of their own, to take their standard entry's (below).
-        var feesUnnamed: [Int: (webSearch: Bool, preview: Bool, fileSearch: Bool)] = [:]
         for (index, item) in items.enumerated() {
             let field = "prices[\(index)]"
             let fields = item.mapping
             if let fields, fields["tier"] == nil, fields["above_input_tokens"] == nil, let model = fields["model"]?.string {
                 standard.insert(model)
             }
-            guard let price = readEntry(item, field, &reader) else { continue }
+            guard var price = readEntry(item, field, &reader) else { continue }
             let line = PolicyFileReader.line(of: item)
             if let earlier = seen[price.id] {
                 reader.problem(item, "\(field).effective_from",
@@ -55,24 +53,16 @@ enum PricesFile {
                 continue
             }
             seen[price.id] = line
+            // A tier's or a long prompt's entry without a search fee of its own takes its
+            // standard entry's on the call's day, as it takes its US-only multiple: a fee set for a
+            // model (web_search_preview's $25) is the model's whatever its tier.
             if price.isVariant {
-                feesUnnamed[prices.count] = (fields?["web_search"] == nil, fields?["web_search_preview"] == nil,
-                                             fields?["file_search"] == nil)
+                for (key, fee) in [("web_search", SearchFees.webSearch), ("web_search_preview", .webSearchPreview),
+                                   ("file_search", .fileSearch)] where fields?[key] == nil {
+                    price.unnamedFees.insert(fee)
+                }
             }
             prices.append(PlacedPrice(price: price, line: line, field: field))
-        }
-        // A tier's or a long prompt's entry without a search fee of its own takes its standard
-        // entry's (the latest in force from its day), as it takes its US-only multiple: a fee set
-        // for a model (web_search_preview's $25) is the model's whatever its tier.
-        for (index, unnamed) in feesUnnamed {
-            let variant = prices[index].price
-            guard let standardEntry = prices.map(\.price).filter({ !$0.isVariant && $0.model == variant.model
-                && $0.effectiveFrom <= variant.effectiveFrom }).max(by: { $0.effectiveFrom < $1.effectiveFrom }) else { continue }
-            var price = variant
-            if unnamed.webSearch { price.webSearch = standardEntry.webSearch }
-            if unnamed.preview { price.webSearchPreview = standardEntry.webSearchPreview }
-            if unnamed.fileSearch { price.fileSearch = standardEntry.fileSearch }
-            prices[index] = PlacedPrice(price: price, line: prices[index].line, field: prices[index].field)
         }
         for placed in prices where placed.price.isVariant && !standard.contains(placed.price.model.text) {
             reader.problem(at: placed.line, "\(placed.field).model",

@@ -38,20 +38,29 @@ struct Prices: ParsableCommand {
         // Audio prices only when some entry has one (most books price no audio model).
         let audio = entries.contains { $0.audioInput != nil || $0.audioOutput != nil }
         let usOnlyColumn = entries.contains { $0.usOnlyMultiple != nil }
-        // A tier's or a long prompt's entry without its own takes its standard entry's multiple.
+        // A tier's or a long prompt's entry without its own multiple or search fees takes its
+        // standard entry's in force on the call's day: shown here, today's.
+        func standard(of e: ModelPrice) -> ModelPrice? {
+            book.entries.filter { !$0.isVariant && $0.model == e.model }.max { $0.effectiveFrom < $1.effectiveFrom }
+        }
         func usOnlyMultiple(_ e: ModelPrice) -> String {
             if let own = e.usOnlyMultiple { return "x\(own)" }
-            let standard = book.entries.filter { !$0.isVariant && $0.model == e.model && $0.effectiveFrom <= e.effectiveFrom }
-                .max { $0.effectiveFrom < $1.effectiveFrom }
-            return standard?.usOnlyMultiple.map { "x\($0) (standard's)" } ?? "-"
+            return standard(of: e)?.usOnlyMultiple.map { "x\($0) (standard's)" } ?? "-"
         }
-        let rows = entries.map { e in
-            [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
-             Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
-             Self.perMillion(e.output)]
-                + (audio ? [Self.audio(e.audioInput), Self.audio(e.audioOutput)] : [])
-                + [Self.perThousand(e.webSearch) + (e.webSearchPreview.map { " (preview " + Self.perThousand($0) + ")" } ?? ""),
-                   Self.perThousand(e.fileSearch)] + (usOnlyColumn ? [usOnlyMultiple(e)] : []) + [e.source]
+        let rows = entries.map { entry in
+            var e = entry
+            if let standard = standard(of: entry) {
+                if entry.unnamedFees.contains(.webSearch) { e.webSearch = standard.webSearch }
+                if entry.unnamedFees.contains(.webSearchPreview) { e.webSearchPreview = standard.webSearchPreview }
+                if entry.unnamedFees.contains(.fileSearch) { e.fileSearch = standard.fileSearch }
+            }
+            let fixed = [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
+                         Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
+                         Self.perMillion(e.output)]
+            let searches = [Self.perThousand(e.webSearch) + (e.webSearchPreview.map { " (preview " + Self.perThousand($0) + ")" } ?? ""),
+                            Self.perThousand(e.fileSearch)]
+            return fixed + (audio ? [Self.audio(e.audioInput), Self.audio(e.audioOutput)] : []) + searches
+                + (usOnlyColumn ? [usOnlyMultiple(e)] : []) + [e.source]
         }
         print(TextColumns.render(
             header: ["MODEL", "FOR", "FROM", "INPUT/1M", "CACHED/1M", "CACHE WRITE/1M", "1H WRITE/1M", "OUTPUT/1M"]

@@ -124,6 +124,16 @@ import Testing
         #expect(pricing.standard?.webSearchPreview == Money(picodollars: 30_000_000_000))
         let flex = try #require(pricing.price(tier: "flex", promptTokens: 1).price)
         #expect(flex.webSearch == ModelPrice.defaultWebSearch && flex.fileSearch == Money(picodollars: 3_000_000_000))
+        #expect(flex.webSearchPreview == Money(picodollars: 30_000_000_000))
+        // The standard entry in force on the call's day decides, whatever the tier entry's date.
+        let dated = try PolicyFixture.with(prices: """
+            - { model: "gpt-4.1", effective_from: "2025-04-14", input: "2", output: "8" }
+            - { model: "gpt-4.1", effective_from: "2025-06-01", input: "2", output: "8", web_search_preview: "25" }
+            - { model: "gpt-4.1", tier: priority, effective_from: "2025-01-01", input: "3.5", output: "14" }
+            """).load().prices
+        #expect(dated.pricing(for: "gpt-4.1", on: Day("2025-05-01")!).price(tier: "priority", promptTokens: 1).price?.webSearchPreview == nil)
+        #expect(dated.pricing(for: "gpt-4.1", on: Day("2026-01-01")!).price(tier: "priority", promptTokens: 1).price?.webSearchPreview
+                == Money(picodollars: 25_000_000_000))
     }
 
     @Test("web_search is a fee in dollars per 1,000 searches, $10 when absent")
