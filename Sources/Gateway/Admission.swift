@@ -134,11 +134,8 @@ final class Admission: Sendable {
             let audio = tokenKinds.audioAnswer && price.map { ($0.audioOutput ?? $0.output) > $0.output } == true
             parts.append("up to \(output) output tokens" + (audio ? " as audio" : ""))
         }
-        if tokenKinds.webSearches > 0 {
-            parts.append("\(tokenKinds.webSearches) web search" + (tokenKinds.webSearches == 1 ? "" : "es"))
-        }
-        if tokenKinds.fileSearches > 0 {
-            parts.append("\(tokenKinds.fileSearches) file search" + (tokenKinds.fileSearches == 1 ? "" : "es"))
+        for (count, kind) in [(tokenKinds.webSearches, "web"), (tokenKinds.fileSearches, "file")] where count > 0 {
+            parts.append("\(count) \(kind) search" + (count == 1 ? "" : "es"))
         }
         let listed = parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ", ") + " and " + parts[parts.count - 1]
         return listed + (price.map { " at \($0.id)'s prices" } ?? "")

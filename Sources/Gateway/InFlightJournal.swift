@@ -213,7 +213,7 @@ final class InFlightJournal: @unchecked Sendable {
         if let row = marker.row, let bytes = Data(base64Encoded: row),
            var entry = bytes.withUnsafeBytes({ JournalRecord.read($0).entries.first }), entry.id == marker.id {
             let note = "recorded at the next start: its gateway (journal \(instance)) stopped while the ledger failed"
-            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+            entry.appendNote(note)
             return entry
         }
         return LedgerEntry(id: marker.id, requestId: marker.requestId, startedAt: marker.startedAt,

@@ -213,7 +213,7 @@ extension ProxiedCall {
     /// the row already says; only on a row that costs something.
     private static func add(_ note: String?, to entry: inout LedgerEntry) {
         guard let note, entry.cost > .zero else { return }
-        entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+        entry.appendNote(note)
     }
 
     /// Characters of an error page's text quoted in the message.
@@ -248,12 +248,9 @@ extension ProxiedCall {
             let count = retriesMade.count
             var note = "after \(count) \(count == 1 ? "retry" : "retries") (\(retriesMade.joined(separator: ", ")))"
             if let last = fallbacksTried.last { note += "; served by fallback model \(last)" }
-            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
+            entry.appendNote(note)
         }
-        for (model, reason) in fallbacksSkipped {
-            let note = "fallback \(model) skipped: \(reason)"
-            entry.errorMessage = entry.errorMessage.map { "\($0); \(note)" } ?? note
-        }
+        for (model, reason) in fallbacksSkipped { entry.appendNote("fallback \(model) skipped: \(reason)") }
         let cost = entry.cost, tokens = entry.usage.totalTokens
         hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, startedAt: entry.startedAt, now: UnixTime.nowMicros())
         let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)

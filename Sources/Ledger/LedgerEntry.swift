@@ -104,6 +104,11 @@ public struct LedgerEntry: Sendable, Hashable {
     /// `<model pattern>@<effective day>` of the price used, as stored in `price_id`.
     public var priceId: String? { price?.id }
 
+    /// Adds `note` after what `errorMessage` already says ("…; note").
+    public mutating func appendNote(_ note: String) {
+        errorMessage = errorMessage.map { "\($0); \(note)" } ?? note
+    }
+
     /// Total time the proxy spent on the call.
     public var latencyMicros: Int64 { endedAt - startedAt }
 

@@ -253,6 +253,17 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         return withSearchFee(for: kinds).cost(of: usage) ?? Money(picodollars: .max)
     }
 
+    /// This price with the search fees it does not name (`unnamedFees`) taken from `standard`.
+    public func withUnnamedFees(of standard: ModelPrice) -> ModelPrice {
+        guard !unnamedFees.isEmpty else { return self }
+        var filled = self
+        if unnamedFees.contains(.webSearch) { filled.webSearch = standard.webSearch }
+        if unnamedFees.contains(.webSearchPreview) { filled.webSearchPreview = standard.webSearchPreview }
+        if unnamedFees.contains(.fileSearch) { filled.fileSearch = standard.fileSearch }
+        filled.unnamedFees = []
+        return filled
+    }
+
     /// This price with the web search fee of the tools `kinds` names: the preview tool's where
     /// it has one of its own, the dearer of both when both tools are given (an answer does not
     /// say which searched). The price a row is charged and stores.
@@ -437,19 +448,10 @@ public struct Pricing: Sendable {
     /// the tier's own. `tierPriced` is false when the tier has no price for such a call: the
     /// standard tier's is given then.
     public func price(tier: String?, promptTokens: Int) -> (price: ModelPrice?, tierPriced: Bool) {
-        if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (withStandardFees(price), true) }
-        return (lookup(tier: nil, promptTokens: promptTokens).map(withStandardFees), tier == nil)
-    }
-
-    /// A variant's search fees it does not name: the standard entry's (of the call's day).
-    private func withStandardFees(_ price: ModelPrice) -> ModelPrice {
-        guard !price.unnamedFees.isEmpty, let standard else { return price }
-        var filled = price
-        if price.unnamedFees.contains(.webSearch) { filled.webSearch = standard.webSearch }
-        if price.unnamedFees.contains(.webSearchPreview) { filled.webSearchPreview = standard.webSearchPreview }
-        if price.unnamedFees.contains(.fileSearch) { filled.fileSearch = standard.fileSearch }
-        filled.unnamedFees = []
-        return filled
+        // A variant's search fees it does not name: the standard entry's of the call's day.
+        func filled(_ price: ModelPrice) -> ModelPrice { standard.map(price.withUnnamedFees(of:)) ?? price }
+        if let tier, let price = lookup(tier: tier, promptTokens: promptTokens) { return (filled(price), true) }
+        return (lookup(tier: nil, promptTokens: promptTokens).map(filled), tier == nil)
     }
 
     /// The same price, of a call run in the US only when `usOnly`: every token price times the

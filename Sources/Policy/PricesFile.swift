@@ -96,15 +96,9 @@ enum PricesFile {
         let audioInput = fields["audio_input"].map { perToken($0, &reader) }
         let audioOutput = fields["audio_output"].map { perToken($0, &reader) }
         // Absent: the providers' common fee; present but invalid: a problem.
-        let webSearch = fields["web_search"].map {
-            reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
-        } ?? ModelPrice.defaultWebSearch
-        let webSearchPreview = fields["web_search_preview"].map {
-            reader.decimal($0, webSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
-        }
-        let fileSearch = fields["file_search"].map {
-            reader.decimal($0, fileSearchMeaning, convert: ModelPrice.perCall(fromPerThousand:))
-        } ?? ModelPrice.defaultFileSearch
+        let webSearch = fields["web_search"].map { perCall($0, webSearchMeaning, &reader) } ?? ModelPrice.defaultWebSearch
+        let webSearchPreview = fields["web_search_preview"].map { perCall($0, webSearchMeaning, &reader) }
+        let fileSearch = fields["file_search"].map { perCall($0, fileSearchMeaning, &reader) } ?? ModelPrice.defaultFileSearch
         let usOnly = fields["us_only"].map { usOnlyMultiple($0, &reader) }
         var source = ""
         if let entry = fields["source"], let text = reader.string(entry) { source = text }
@@ -153,5 +147,11 @@ enum PricesFile {
     /// A quoted price per 1M tokens as an exact per-token amount, or nil (problem recorded).
     private static func perToken(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> Money? {
         reader.decimal(entry, priceMeaning, convert: ModelPrice.perToken(fromPerMillion:))
+    }
+
+    /// A quoted fee per 1,000 calls as an exact per-call amount, or nil (problem recorded).
+    private static func perCall(_ entry: MappingFields.Entry, _ meaning: PolicyFileReader.DecimalMeaning,
+                                _ reader: inout PolicyFileReader) -> Money? {
+        reader.decimal(entry, meaning, convert: ModelPrice.perCall(fromPerThousand:))
     }
 }

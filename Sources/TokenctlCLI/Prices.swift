@@ -48,12 +48,7 @@ struct Prices: ParsableCommand {
             return standard(of: e)?.usOnlyMultiple.map { "x\($0) (standard's)" } ?? "-"
         }
         let rows = entries.map { entry in
-            var e = entry
-            if let standard = standard(of: entry) {
-                if entry.unnamedFees.contains(.webSearch) { e.webSearch = standard.webSearch }
-                if entry.unnamedFees.contains(.webSearchPreview) { e.webSearchPreview = standard.webSearchPreview }
-                if entry.unnamedFees.contains(.fileSearch) { e.fileSearch = standard.fileSearch }
-            }
+            let e = standard(of: entry).map(entry.withUnnamedFees(of:)) ?? entry
             let fixed = [e.model.text, Self.applies(e), e.effectiveFrom.description, Self.perMillion(e.input),
                          Self.perMillion(e.cachedInput), Self.perMillion(e.cacheWrite), Self.perMillion(e.cacheWrite1h),
                          Self.perMillion(e.output)]
