@@ -3,7 +3,9 @@ import NIOCore
 /// Anthropic messages (plain and streamed), count_tokens and the models list.
 ///
 /// A stream is the real event sequence, each as `event: <type>\ndata: <json>\n\n`:
-/// `message_start` (input usage, `output_tokens` 1), `content_block_start`, `ping`, one
+/// `message_start` (input usage, `output_tokens` 1), for each web search a `server_tool_use`
+/// block (its query as one `input_json_delta`) and a `web_search_tool_result` block of one
+/// result, then the text's `content_block_start`, `ping`, one
 /// `content_block_delta` per delta, `content_block_stop`, `message_delta` (stop reason and
 /// the cumulative usage, without `inference_geo`, which only `message_start` reports),
 /// `message_stop`.
@@ -26,16 +28,20 @@ enum AnthropicReplies {
             "model":"\(c.model)","content":[],"stop_reason":null,"stop_sequence":null,\
             "usage":\(usage(c, outputTokens: min(1, c.usage.outputTokens)))}}
             """))
+        for search in 0..<c.usage.webSearches {
+            pieces.append(contentsOf: webSearchBlocks(id: "srvtoolu_\(c.idSuffix)_\(search)", index: 2 * search))
+        }
+        let textIndex = 2 * c.usage.webSearches
         pieces.append(event("content_block_start", """
-            {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+            {"type":"content_block_start","index":\(textIndex),"content_block":{"type":"text","text":""}}
             """))
         pieces.append(ping)
         for index in 0..<n {
             pieces.append(event("content_block_delta", """
-                {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\(c.delta(index))"}}
+                {"type":"content_block_delta","index":\(textIndex),"delta":{"type":"text_delta","text":"\(c.delta(index))"}}
                 """, delay: c.chunkGap))
         }
-        pieces.append(event("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}"))
+        pieces.append(event("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":\(textIndex)}"))
         let u = c.usage
         pieces.append(event("message_delta", """
             {"type":"message_delta","delta":{"stop_reason":"\(stopReason)","stop_sequence":null},\
@@ -67,6 +73,26 @@ enum AnthropicReplies {
     private static func extras(_ c: ReplyContext) -> String {
         (c.usage.webSearches > 0 ? ",\"server_tool_use\":{\"web_search_requests\":\(c.usage.webSearches)}" : "")
             + (c.peek.speed.map { ",\"speed\":\"\(jsonEscaped($0))\"" } ?? "")
+    }
+
+    /// One web search in a stream: the `server_tool_use` block, then its result's block.
+    private static func webSearchBlocks(id: String, index: Int) -> [ReplyPiece] {
+        [
+            event("content_block_start", """
+                {"type":"content_block_start","index":\(index),"content_block":{"type":"server_tool_use","id":"\(id)",\
+                "name":"web_search","input":{}}}
+                """),
+            event("content_block_delta", """
+                {"type":"content_block_delta","index":\(index),"delta":{"type":"input_json_delta","partial_json":"{\\"query\\":\\"fake\\"}"}}
+                """),
+            event("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":\(index)}"),
+            event("content_block_start", """
+                {"type":"content_block_start","index":\(index + 1),"content_block":{"type":"web_search_tool_result",\
+                "tool_use_id":"\(id)","content":[{"type":"web_search_result","title":"Fake result",\
+                "url":"https://example.com/fake","encrypted_content":"ZmFrZQ==","page_age":null}]}}
+                """),
+            event("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":\(index + 1)}"),
+        ]
     }
 
     private static func event(_ name: String, _ json: String, delay: Duration = .zero) -> ReplyPiece {

@@ -2,6 +2,9 @@
 ///
 /// A stream is the real event sequence, each as `event: <type>\ndata: <json>\n\n` with a
 /// rising `sequence_number` and no `[DONE]`: `response.created`, `response.in_progress`,
+/// for each web or file search call its item (`response.output_item.added`,
+/// `response.web_search_call.in_progress` / `.searching` / `.completed`, or the
+/// `file_search_call` ones, `response.output_item.done`), then the message's
 /// `response.output_item.added`, `response.content_part.added`, one
 /// `response.output_text.delta` per delta, `response.output_text.done`,
 /// `response.content_part.done`, `response.output_item.done`, then `response.completed`
@@ -15,12 +18,10 @@ enum ResponsesReplies {
         let text = c.content
         let finalItem = message(ids.message, status: finalStatus, text: text)
         // The calls a web or file search tool made come first in the output, as the real API puts them.
-        let searches = (0..<c.usage.webSearches).map {
-            "{\"type\":\"web_search_call\",\"id\":\"ws_\(c.idSuffix)_\($0)\",\"status\":\"completed\"},"
-        }.joined() + (0..<c.usage.fileSearches).map {
-            "{\"type\":\"file_search_call\",\"id\":\"fs_\(c.idSuffix)_\($0)\",\"status\":\"completed\",\"queries\":[\"fake\"],\"results\":null},"
-        }.joined()
-        let finalResponse = response(c, id: ids.response, status: finalStatus, output: searches + finalItem,
+        let searches = (0..<c.usage.webSearches).map { SearchItem.web(id: "ws_\(c.idSuffix)_\($0)") }
+            + (0..<c.usage.fileSearches).map { SearchItem.file(id: "fs_\(c.idSuffix)_\($0)") }
+        let finalResponse = response(c, id: ids.response, status: finalStatus,
+                                     output: searches.map { $0.json(status: "completed") + "," }.joined() + finalItem,
                                      usage: usage(c.usage), capped: capped)
         guard c.peek.stream else {
             return .body(finalResponse, delay: c.generationTime)
@@ -35,11 +36,19 @@ enum ResponsesReplies {
             sequence += 1
         }
         let inProgress = response(c, id: ids.response, status: "in_progress", output: "", usage: "null", capped: false)
-        let part = (item: "\"item_id\":\"\(ids.message)\",\"output_index\":0", content: "\"content_index\":0")
+        let messageIndex = searches.count
+        let part = (item: "\"item_id\":\"\(ids.message)\",\"output_index\":\(messageIndex)", content: "\"content_index\":0")
         emit("response.created", "\"response\":" + inProgress)
         emit("response.in_progress", "\"response\":" + inProgress)
+        for (index, search) in searches.enumerated() {
+            emit("response.output_item.added", "\"output_index\":\(index),\"item\":" + search.json(status: "in_progress"))
+            for step in ["in_progress", "searching", "completed"] {
+                emit("response.\(search.type).\(step)", "\"output_index\":\(index),\"item_id\":\"\(search.id)\"")
+            }
+            emit("response.output_item.done", "\"output_index\":\(index),\"item\":" + search.json(status: "completed"))
+        }
         emit("response.output_item.added",
-             "\"output_index\":0,\"item\":{\"id\":\"\(ids.message)\",\"type\":\"message\",\"status\":\"in_progress\","
+             "\"output_index\":\(messageIndex),\"item\":{\"id\":\"\(ids.message)\",\"type\":\"message\",\"status\":\"in_progress\","
                 + "\"content\":[],\"role\":\"assistant\"}")
         emit("response.content_part.added", "\(part.item),\(part.content),\"part\":" + outputText(""))
         for index in 0..<c.usage.contentTokens {
@@ -48,9 +57,28 @@ enum ResponsesReplies {
         }
         emit("response.output_text.done", "\(part.item),\(part.content),\"text\":\"\(text)\",\"logprobs\":[]")
         emit("response.content_part.done", "\(part.item),\(part.content),\"part\":" + outputText(text))
-        emit("response.output_item.done", "\"output_index\":0,\"item\":" + finalItem)
+        emit("response.output_item.done", "\"output_index\":\(messageIndex),\"item\":" + finalItem)
         emit(capped ? "response.incomplete" : "response.completed", "\"response\":" + finalResponse)
         return .eventStream(pieces)
+    }
+
+    /// One call of a web or file search tool, as an output item.
+    private struct SearchItem {
+        let type: String
+        let id: String
+        let details: String
+
+        static func web(id: String) -> SearchItem {
+            SearchItem(type: "web_search_call", id: id, details: "\"action\":{\"type\":\"search\",\"query\":\"fake\"}")
+        }
+
+        static func file(id: String) -> SearchItem {
+            SearchItem(type: "file_search_call", id: id, details: "\"queries\":[\"fake\"],\"results\":null")
+        }
+
+        func json(status: String) -> String {
+            "{\"type\":\"\(type)\",\"id\":\"\(id)\",\"status\":\"\(status)\",\(details)}"
+        }
     }
 
     private static func outputText(_ text: String) -> String {

@@ -81,12 +81,14 @@ enum CallRecord {
     ///
     /// `kinds`: the estimate's audio (`TokenKinds.audioInputTokens`) is audio input when the
     /// provider counted no input; sound the answer streamed is audio output.
+    /// The searches the stream showed finished are billed too (`MeterResult.searchesSeen`).
     static func estimateMissingUsage(_ entry: inout LedgerEntry, metered: MeterResult, promptEstimate: Int,
                                      kinds: TokenKinds = TokenKinds(), price: ModelPrice?, promptAlone: Bool = false) {
         guard (metered.usage?.outputTokens ?? 0) == 0 else { return }
         guard metered.estimatedOutputTokens > 0 || (promptAlone && metered.usage == nil) else { return }
         var usage = metered.usage
-            ?? Usage(inputTokens: promptEstimate, audioInputTokens: min(kinds.audioInputTokens, promptEstimate))
+            ?? Usage(inputTokens: promptEstimate, webSearches: metered.searchesSeen.web,
+                     audioInputTokens: min(kinds.audioInputTokens, promptEstimate), fileSearches: metered.searchesSeen.file)
         usage.outputTokens = metered.estimatedOutputTokens
         usage.audioOutputTokens = metered.estimatedAudioOutputTokens
         entry.usage = usage

@@ -133,6 +133,7 @@ extension ResponseMeter {
                                      sawTerminalEvent: terminalStart != nil, isStream: true)
             (result.estimatedOutputTokens, result.estimatedAudioOutputTokens) = OutputEstimate.tokens(reading.text)
             result.streamFailed = reading.failed
+            result.searchesSeen = reading.searchesSeen
             result.servedTier = reading.servedTier
             result.servedGeo = reading.servedGeo
             return (held, result)

@@ -18,6 +18,9 @@ public struct MeterResult: Sendable, Hashable {
     public var estimatedOutputTokens = 0
     /// Of `estimatedOutputTokens`, those of sound (a spoken answer's `audio.data`).
     public var estimatedAudioOutputTokens = 0
+    /// Searches a stream showed finished (`StreamReading.searchesSeen`): billed with the estimate
+    /// of a stream cut before its usage. `usage`, when there is one, already counts them.
+    public var searchesSeen = SearchCalls()
     /// A body over `ResponseMeter.bodyLimit`: relayed intact, not read whole (no JSON check);
     /// its usage is read from its last 64 KiB, where a top-level `usage` ends the document.
     public var bodyUnread = false

@@ -282,6 +282,27 @@ extension JSONScanner {
         return counts
     }
 
+    /// Whether the object at the cursor (an Anthropic `content_block_start`) has a
+    /// `content_block` of type `web_search_tool_result` whose `content` is an array of results.
+    mutating func readWebSearchResultsStart() throws(JSONSyntaxError) -> Bool {
+        var results = false
+        try readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+            guard s.key(key, is: "content_block"), s.current == UInt8(ascii: "{") else { return false }
+            var isResult = false, holdsArray = false
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                if s.key(key, is: "type"), s.current == UInt8(ascii: "\"") {
+                    isResult = s.key(try s.scanString(), is: "web_search_tool_result")
+                    return true
+                }
+                if s.key(key, is: "content") { holdsArray = s.current == UInt8(ascii: "[") }
+                return false
+            }
+            results = isResult && holdsArray
+            return true
+        }
+        return results
+    }
+
     /// `error`: an object with a `message` string, or a bare string; anything else is nil.
     mutating func readErrorMessage() throws(JSONSyntaxError) -> String? {
         if current == UInt8(ascii: "\"") { return string(try scanString()) }

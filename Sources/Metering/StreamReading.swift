@@ -21,6 +21,12 @@ enum EventRole: Equatable {
 /// - Anthropic: `message_start`'s `message.usage` (its output count, a placeholder, left out),
 ///   then `message_delta`'s cumulative `usage` (latest value of each field wins); terminal
 ///   `message_stop`, or `error` (the stream ends there).
+///
+/// Searches are also counted as they finish (`searchesSeen`), so a stream cut before its usage
+/// still bills the searches made: Responses' `response.web_search_call.completed` and
+/// `response.file_search_call.completed`, Anthropic's `web_search_tool_result` blocks that
+/// hold results (an error result is not billed). The usage's own count, when it comes, is at
+/// least these.
 struct StreamReading {
     let endpoint: Endpoint
     let stripInjectedUsage: Bool
@@ -36,13 +42,22 @@ struct StreamReading {
     private var modelLookups = 0
     /// Generated text streamed so far, for an estimate if the stream is cut before its usage.
     private(set) var text = StreamedText()
+    /// Searches the stream showed finished, whether or not its usage came.
+    private(set) var searchesSeen = SearchCalls()
 
     init(endpoint: Endpoint, stripInjectedUsage: Bool) {
         self.endpoint = endpoint
         self.stripInjectedUsage = stripInjectedUsage && (endpoint == .chatCompletions || endpoint == .completions)
     }
 
-    var normalisedUsage: Usage? { usage?.normalised(endpoint.dialect) }
+    /// The usage, with at least the searches seen (Anthropic's `message_start` usage, all a
+    /// stream cut before `message_delta` has, counts none).
+    var normalisedUsage: Usage? {
+        guard var normalised = usage?.normalised(endpoint.dialect) else { return nil }
+        normalised.webSearches = max(normalised.webSearches, searchesSeen.web)
+        normalised.fileSearches = max(normalised.fileSearches, searchesSeen.file)
+        return normalised
+    }
     var servedTier: String?? { ResponseFields.servedTier(endpoint.dialect, serviceTier: serviceTier, usage: usage) }
     var servedGeo: String? { usage?.inferenceGeo }
 
@@ -88,7 +103,8 @@ struct StreamReading {
 
     /// The events that matter to metering, by name.
     enum EventKind {
-        case responseCreated, responseTerminal, responseFailed, error, messageStart, messageDelta, messageStop, other
+        case responseCreated, responseTerminal, responseFailed, error, messageStart, messageDelta, messageStop
+        case webSearchDone, fileSearchDone, contentBlockStart, other
 
         init(_ name: UnsafeRawBufferPointer) {
             func named(_ text: StaticString) -> Bool { ByteSearch.equals(name, text) }
@@ -106,6 +122,12 @@ struct StreamReading {
                 self = .messageDelta
             } else if named("message_stop") {
                 self = .messageStop
+            } else if named("content_block_start") {
+                self = .contentBlockStart
+            } else if named("response.web_search_call.completed") {
+                self = .webSearchDone
+            } else if named("response.file_search_call.completed") {
+                self = .fileSearchDone
             } else {
                 self = .other
             }
@@ -131,6 +153,8 @@ struct StreamReading {
         switch kind {
         case .responseTerminal, .responseFailed, .error: wanted = true
         case .responseCreated: wanted = servedModel == nil
+        case .webSearchDone: searchesSeen.web += 1; return .pass
+        case .fileSearchDone: searchesSeen.file += 1; return .pass
         default: return .pass
         }
         if kind == .responseFailed || kind == .error { failed = true }
@@ -149,6 +173,9 @@ struct StreamReading {
         switch kind {
         case .messageStop: return .terminal
         case .messageStart, .messageDelta, .error: break
+        case .contentBlockStart:
+            if StreamReading.startsWebSearchResults(data) { searchesSeen.web += 1 }
+            return .pass
         default: return .pass
         }
         if kind == .error { failed = true }
@@ -168,6 +195,15 @@ struct StreamReading {
     /// The first non-empty model named wins.
     private mutating func adoptModel(_ model: String?) {
         if servedModel == nil, let model, !model.isEmpty { servedModel = model }
+    }
+
+    /// Whether an Anthropic `content_block_start` opens a `web_search_tool_result` block holding
+    /// results (an array; an error is an object).
+    static func startsWebSearchResults(_ data: UnsafeRawBufferPointer) -> Bool {
+        var scanner = JSONScanner(data)
+        scanner.skipWhitespace()
+        guard scanner.current == UInt8(ascii: "{") else { return false }
+        return (try? scanner.readWebSearchResultsStart()) ?? false
     }
 
     private func parse(_ data: UnsafeRawBufferPointer) -> ResponseFields? {

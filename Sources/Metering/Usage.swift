@@ -82,3 +82,15 @@ public enum UsageSource: String, Sendable, Hashable, Codable {
     /// No usage (refused before upstream, or upstream failed).
     case none
 }
+
+/// Searches a stream showed finished, by tool: web searches (Responses' web search tool,
+/// Anthropic's) and the Responses API's file search calls.
+public struct SearchCalls: Sendable, Hashable {
+    public var web = 0
+    public var file = 0
+
+    public init(web: Int = 0, file: Int = 0) {
+        self.web = web
+        self.file = file
+    }
+}

@@ -239,6 +239,33 @@ struct PriceTierTests {
         }
     }
 
+    @Test("a stream cut after its searches, before its usage: the searches it showed finished are billed with its estimate")
+    func searchesOfACutStream() async throws {
+        let h = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.cutMidStream.rawValue, FakeHeader.chunks: "20",
+                                                   FakeHeader.webSearches: "2", FakeHeader.fileSearches: "1"])
+        defer { h.shutdown() }
+        // FakeLLM cuts after half of its events: past the searches (and Anthropic's first text).
+        let calls: [(id: String, path: String, dialect: String, body: String, web: Int, file: Int, fee: Int64)] = [
+            ("cut-responses", "/v1/responses", "openai",
+             #"{"model":"gpt-4o-mini","input":"news?","stream":true,"tools":[{"type":"web_search"},{"type":"file_search","vector_store_ids":["vs_1"]}]}"#,
+             2, 1, 2 * 10_000_000_000 + 2_500_000_000),
+            ("cut-messages", "/v1/messages", "anthropic",
+             #"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"news?"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
+             2, 0, 2 * 10_000_000_000),
+        ]
+        for call in calls {
+            _ = try? await h.post(call.path, key: h.aliceKey, dialect: call.dialect, json: call.body, requestID: call.id)
+            let row = try #require(try await h.awaitRow(call.id))
+            #expect(row.outcome == .upstreamError && row.usageSource == .estimated, "\(call.id)")
+            #expect(row.usage.webSearches == call.web && row.usage.fileSearches == call.file, "\(call.id)")
+            let price = try #require(row.price)
+            #expect(row.cost == price.cost(of: row.usage), "\(call.id)")
+            var tokensOnly = row.usage
+            (tokensOnly.webSearches, tokensOnly.fileSearches) = (0, 0)
+            #expect(row.cost.picodollars - (price.cost(of: tokensOnly)?.picodollars ?? 0) == call.fee, "\(call.id)")
+        }
+    }
+
     @Test("the older web_search_preview tool's searches are charged its fee ($25 per 1,000 here), the current tool's $10")
     func previewSearches() async throws {
         let h = try ProxyHarness(providerHeaders: [FakeHeader.webSearches: "2"])

@@ -393,4 +393,64 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         let r = relay(.responses, events.map { ArraySlice(Array($0.utf8)) })
         #expect(r.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 1, fileSearches: 1))
     }
+
+    static func event(_ name: String, _ json: String) -> String { "event: \(name)\ndata: \(json)\n\n" }
+
+    @Test("a Responses stream cut before its usage: the searches its completed events showed are billed with the estimate")
+    func responsesStreamCut() {
+        let events = [
+            Self.event("response.created", #"{"type":"response.created","response":{"id":"r","model":"gpt-5","output":[],"usage":null}}"#),
+            Self.event("response.web_search_call.in_progress", #"{"type":"response.web_search_call.in_progress","output_index":0,"item_id":"ws_1"}"#),
+            Self.event("response.web_search_call.searching", #"{"type":"response.web_search_call.searching","output_index":0,"item_id":"ws_1"}"#),
+            Self.event("response.web_search_call.completed", #"{"type":"response.web_search_call.completed","output_index":0,"item_id":"ws_1"}"#),
+            Self.event("response.web_search_call.completed", #"{"type":"response.web_search_call.completed","output_index":1,"item_id":"ws_2"}"#),
+            Self.event("response.file_search_call.completed", #"{"type":"response.file_search_call.completed","output_index":2,"item_id":"fs_1"}"#),
+            // A search begun, not finished, when the stream broke off.
+            Self.event("response.web_search_call.searching", #"{"type":"response.web_search_call.searching","output_index":3,"item_id":"ws_3"}"#),
+            Self.event("response.output_text.delta", #"{"type":"response.output_text.delta","output_index":4,"delta":"Partial"}"#),
+        ]
+        let r = relay(.responses, events.map { ArraySlice(Array($0.utf8)) })
+        #expect(!r.result.sawTerminalEvent && r.result.usage == nil)
+        #expect(r.result.searchesSeen == SearchCalls(web: 2, file: 1))
+        // Events without an `event:` line are known by their type.
+        let nameless = relay(.responses, [ArraySlice(Array(
+            "data: {\"type\":\"response.web_search_call.completed\",\"output_index\":0,\"item_id\":\"ws_1\"}\n\n".utf8))])
+        #expect(nameless.result.searchesSeen == SearchCalls(web: 1))
+        // The terminal event's count decides when it is higher (it counts every item).
+        let whole = relay(.responses, (events.prefix(4) + [
+            Self.event("response.completed", #"{"type":"response.completed","response":{"id":"r","model":"gpt-5","output":[{"type":"web_search_call","id":"ws_1"},{"type":"web_search_call","id":"ws_2"}],"usage":{"input_tokens":3,"output_tokens":2}}}"#),
+        ]).map { ArraySlice(Array($0.utf8)) })
+        #expect(whole.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 2))
+    }
+
+    static let anthropicStart = event("message_start", #"{"type":"message_start","message":{"id":"m","model":"claude-sonnet-4-5","usage":{"input_tokens":40,"output_tokens":1}}}"#)
+
+    static func searchBlocks(_ index: Int, content: String) -> [String] {
+        [
+            event("content_block_start", #"{"type":"content_block_start","index":\#(index),"content_block":{"type":"server_tool_use","id":"srvtoolu_\#(index)","name":"web_search","input":{}}}"#),
+            event("content_block_delta", #"{"type":"content_block_delta","index":\#(index),"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"news\"}"}}"#),
+            event("content_block_stop", #"{"type":"content_block_stop","index":\#(index)}"#),
+            event("content_block_start", #"{"type":"content_block_start","index":\#(index + 1),"content_block":{"content":\#(content),"type":"web_search_tool_result","tool_use_id":"srvtoolu_\#(index)"}}"#),
+            event("content_block_stop", #"{"type":"content_block_stop","index":\#(index + 1)}"#),
+        ]
+    }
+
+    @Test("an Anthropic stream cut before message_delta: its web search results are billed; an error result is not")
+    func anthropicStreamCut() {
+        let results = #"[{"type":"web_search_result","title":"A \"quoted\" {title}","url":"https://example.com","encrypted_content":"ZmFrZQ==","page_age":null}]"#
+        let error = #"{"type":"web_search_tool_result_error","error_code":"max_uses_exceeded"}"#
+        let cut = [Self.anthropicStart] + Self.searchBlocks(0, content: results) + Self.searchBlocks(2, content: "[]")
+            + Self.searchBlocks(4, content: error)
+            + [Self.event("content_block_start", #"{"type":"content_block_start","index":6,"content_block":{"type":"text","text":"web_search_tool_result"}}"#)]
+        let r = relay(.messages, cut.map { ArraySlice(Array($0.utf8)) })
+        #expect(!r.result.sawTerminalEvent)
+        #expect(r.result.searchesSeen == SearchCalls(web: 2))
+        #expect(r.result.usage == Usage(inputTokens: 40, outputTokens: 0, webSearches: 2))
+        // Whole, message_delta's count decides when it is higher.
+        let whole = relay(.messages, (Array(cut.prefix(6)) + [
+            Self.event("message_delta", #"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9,"server_tool_use":{"web_search_requests":3}}}"#),
+            Self.event("message_stop", #"{"type":"message_stop"}"#),
+        ]).map { ArraySlice(Array($0.utf8)) })
+        #expect(whole.result.usage == Usage(inputTokens: 40, outputTokens: 9, webSearches: 3))
+    }
 }
