@@ -27,7 +27,14 @@ providers:
   # The same fake, answering after 0.8 s: keeps a call in flight for the concurrency test.
   openai-slow: { dialect: openai, base_url: "$fake/v1", api_key_env: SDK_TEST_PROVIDER_KEY,
                  headers: { x-fake-first-byte-delay-ms: "800" } }
+  # The same fake, its answers making two web searches and one file search (streams show each).
+  openai-search:    { dialect: openai, base_url: "$fake/v1", api_key_env: SDK_TEST_PROVIDER_KEY,
+                      headers: { x-fake-web-searches: "2", x-fake-file-searches: "1" } }
+  anthropic-search: { dialect: anthropic, base_url: "$fake", api_key_env: SDK_TEST_PROVIDER_KEY,
+                      headers: { x-fake-web-searches: "2" } }
 models:
+  - { match: "gpt-4o", provider: openai-search }
+  - { match: "claude-sonnet-4-5", provider: anthropic-search }
   - { match: "gpt-4.1-*", provider: openai-slow }
   - { match: "gpt-*", provider: openai }
   - { match: "text-embedding-*", provider: openai }

@@ -26,7 +26,7 @@ enum AnthropicReplies {
         pieces.append(event("message_start", """
             {"type":"message_start","message":{"id":"\(id)","type":"message","role":"assistant",\
             "model":"\(c.model)","content":[],"stop_reason":null,"stop_sequence":null,\
-            "usage":\(usage(c, outputTokens: min(1, c.usage.outputTokens)))}}
+            "usage":\(usage(c, outputTokens: min(1, c.usage.outputTokens), atStart: true))}}
             """))
         for search in 0..<c.usage.webSearches {
             pieces.append(contentsOf: webSearchBlocks(id: "srvtoolu_\(c.idSuffix)_\(search)", index: 2 * search))
@@ -56,22 +56,23 @@ enum AnthropicReplies {
         .body("{\"input_tokens\":\(c.usage.uncachedInputTokens)}")
     }
 
-    /// Message usage: `input_tokens` excludes cache reads and writes.
-    private static func usage(_ c: ReplyContext, outputTokens: Int) -> String {
+    /// Message usage: `input_tokens` excludes cache reads and writes. At a stream's start no
+    /// search has been made: the count comes with `message_delta`.
+    private static func usage(_ c: ReplyContext, outputTokens: Int, atStart: Bool = false) -> String {
         let u = c.usage
         return """
         {"input_tokens":\(u.uncachedInputTokens),"cache_creation_input_tokens":\(u.cacheWriteTokens),\
         "cache_read_input_tokens":\(u.cachedInputTokens),"cache_creation":{"ephemeral_5m_input_tokens":\
         \(u.cacheWriteTokens - u.cacheWrite1hTokens),"ephemeral_1h_input_tokens":\(u.cacheWrite1hTokens)},\
         "output_tokens":\(outputTokens),\
-        "service_tier":"standard"\(extras(c))\(c.inferenceGeo.map { ",\"inference_geo\":\"\(jsonEscaped($0))\"" } ?? "")}
+        "service_tier":"standard"\(extras(c, searches: !atStart))\(c.inferenceGeo.map { ",\"inference_geo\":\"\(jsonEscaped($0))\"" } ?? "")}
         """
     }
 
     /// The usage fields only some calls carry: the searches a web search tool made, and the
     /// speed when the request named one (fast mode).
-    private static func extras(_ c: ReplyContext) -> String {
-        (c.usage.webSearches > 0 ? ",\"server_tool_use\":{\"web_search_requests\":\(c.usage.webSearches)}" : "")
+    private static func extras(_ c: ReplyContext, searches: Bool = true) -> String {
+        (searches && c.usage.webSearches > 0 ? ",\"server_tool_use\":{\"web_search_requests\":\(c.usage.webSearches)}" : "")
             + (c.peek.speed.map { ",\"speed\":\"\(jsonEscaped($0))\"" } ?? "")
     }
 

@@ -97,6 +97,17 @@ enum CallRecord {
         entry.cost = price?.cost(of: usage) ?? .zero
     }
 
+    /// A failed stream that sent no text: the searches it showed finished were made, so they are
+    /// billed, alone (`usage_source = estimated`: no usage reported them).
+    static func billSearchesAlone(_ entry: inout LedgerEntry, _ searches: SearchCalls, price: ModelPrice?) {
+        guard searches.web > 0 || searches.file > 0 else { return }
+        let usage = Usage(webSearches: searches.web, fileSearches: searches.file)
+        entry.usage = usage
+        entry.usageSource = .estimated
+        entry.price = price
+        entry.cost = price?.cost(of: usage) ?? .zero
+    }
+
     /// Billed to `payer` (user, team, plan) when known, else to the key's own user and team.
     private static func base(_ line: RequestLine, principal: Principal?, payer: Payer?) -> LedgerEntry {
         var entry = LedgerEntry(

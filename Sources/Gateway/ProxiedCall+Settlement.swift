@@ -220,13 +220,15 @@ extension ProxiedCall {
     static let errorPageTextLimit = 300
 
     /// A stream that carried the provider's error (then its end, or the connection's): the
-    /// provider's message, and a failure's bill: nothing if no text was sent (even an input count
-    /// Anthropic's `message_start` gave), else what it reported with the text sent.
+    /// provider's message, and a failure's bill: if no text was sent, only the searches it showed
+    /// finished (not even an input count Anthropic's `message_start` gave), else what it reported
+    /// with the text sent.
     private func billFailedStream(_ entry: inout LedgerEntry, metered: MeterResult, price: ModelPrice?) {
         entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage, secret: admission.provider.apiKey)
             ?? "the provider's stream ended with an error event"
         guard metered.estimatedOutputTokens > 0 else {
-            return CallRecord.settle(&entry, usage: nil, price: price)
+            CallRecord.settle(&entry, usage: nil, price: price)
+            return CallRecord.billSearchesAlone(&entry, metered.searchesSeen, price: price)
         }
         CallRecord.settle(&entry, usage: metered.usage, price: price)
         CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,

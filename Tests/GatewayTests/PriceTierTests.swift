@@ -264,6 +264,36 @@ struct PriceTierTests {
             (tokensOnly.webSearches, tokensOnly.fileSearches) = (0, 0)
             #expect(row.cost.picodollars - (price.cost(of: tokensOnly)?.picodollars ?? 0) == call.fee, "\(call.id)")
         }
+        // Cut after the searches, before any text: the prompt estimate and the searches.
+        let early = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.cutMidStream.rawValue, FakeHeader.chunks: "12",
+                                                       FakeHeader.webSearches: "2", FakeHeader.fileSearches: "1"])
+        defer { early.shutdown() }
+        _ = try? await early.post(calls[0].path, key: early.aliceKey, json: calls[0].body, requestID: "cut-early")
+        let row = try #require(try await early.awaitRow("cut-early"))
+        #expect(row.usageSource == .estimated && row.usage.outputTokens == 0 && row.usage.inputTokens > 0)
+        #expect(row.usage.webSearches == 2 && row.usage.fileSearches == 1)
+        #expect(row.cost == row.price?.cost(of: row.usage))
+    }
+
+    @Test("a Responses stream that fails after its searches, before any text, is billed the searches alone")
+    func searchesOfAFailedStream() async throws {
+        let events = [
+            #"event: response.created\#ndata: {"type":"response.created","response":{"id":"r","model":"gpt-4o-mini","output":[],"usage":null}}"#,
+            #"event: response.web_search_call.completed\#ndata: {"type":"response.web_search_call.completed","output_index":0,"item_id":"ws_1"}"#,
+            #"event: response.web_search_call.completed\#ndata: {"type":"response.web_search_call.completed","output_index":1,"item_id":"ws_2"}"#,
+            #"event: response.failed\#ndata: {"type":"response.failed","response":{"id":"r","model":"gpt-4o-mini","status":"failed","error":{"code":"server_error","message":"The model failed."},"output":[],"usage":null}}"#,
+        ].map { $0 + "\n\n" }.joined()
+        let stream = Array("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: \(events.utf8.count)\r\nconnection: close\r\n\r\n\(events)".utf8)
+        let canned = try CannedProvider(answers: [[stream]])
+        defer { canned.shutdown() }
+        let h = try UpstreamHostileTests.harness(canned)
+        defer { h.shutdown() }
+        let body = #"{"model":"gpt-4o-mini","input":"news?","stream":true,"tools":[{"type":"web_search"}]}"#
+        #expect(try await h.post("/v1/responses", key: h.aliceKey, json: body, requestID: "failed").status == 200)
+        let row = try #require(try await h.awaitRow("failed"))
+        #expect(row.outcome == .upstreamError && row.errorMessage == "The model failed.")
+        #expect(row.usage == Usage(webSearches: 2) && row.usageSource == .estimated)
+        #expect(row.cost.picodollars == 2 * 10_000_000_000)
     }
 
     @Test("the older web_search_preview tool's searches are charged its fee ($25 per 1,000 here), the current tool's $10")

@@ -423,7 +423,8 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(whole.result.usage == Usage(inputTokens: 3, outputTokens: 2, webSearches: 2))
     }
 
-    static let anthropicStart = event("message_start", #"{"type":"message_start","message":{"id":"m","model":"claude-sonnet-4-5","usage":{"input_tokens":40,"output_tokens":1}}}"#)
+    // Its usage may say no search yet: the results seen after it count.
+    static let anthropicStart = event("message_start", #"{"type":"message_start","message":{"id":"m","model":"claude-sonnet-4-5","usage":{"input_tokens":40,"output_tokens":1,"server_tool_use":{"web_search_requests":0}}}}"#)
 
     static func searchBlocks(_ index: Int, content: String) -> [String] {
         [

@@ -160,6 +160,28 @@ def _():
     assert m.usage.output_tokens > 0, m
 
 
+@check("streamed searches (Responses web and file search items, Anthropic server_tool_use and results) parse and are billed")
+def _():
+    events = list(oai.responses.create(
+        model="gpt-4o", input="news?", stream=True, extra_headers=rid("responses-searches"),
+        tools=[{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}]))
+    kinds = [e.type for e in events]
+    assert kinds.count("response.web_search_call.completed") == 2, kinds
+    assert kinds.count("response.file_search_call.completed") == 1, kinds
+    final = events[-1].response
+    assert [o.type for o in final.output] == ["web_search_call", "web_search_call", "file_search_call", "message"], final.output
+    with ant.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "news?"}],
+                             tools=[{"type": "web_search_20250305", "name": "web_search"}],
+                             extra_headers=rid("messages-searches")) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["server_tool_use", "web_search_tool_result"] * 2 + ["text"], message.content
+    assert message.content[0].input == {"query": "fake"}, message.content[0]
+    assert message.usage.server_tool_use.web_search_requests == 2, message.usage
+    for request_id, web, files in (("sdk-responses-searches", 2, 1), ("sdk-messages-searches", 2, 0)):
+        rows = ledger("SELECT web_searches, file_searches FROM calls WHERE request_id = ?", (request_id,))
+        assert rows == [(web, files)], (request_id, rows)
+
+
 @check("anthropic messages run in the US only (inference_geo): charged the US-only price")
 def _():
     m = ant.messages.create(model="claude-opus-4-6", max_tokens=64, inference_geo="us",
