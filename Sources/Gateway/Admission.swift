@@ -134,7 +134,8 @@ final class Admission: Sendable {
             let audio = tokenKinds.audioAnswer && price.map { ($0.audioOutput ?? $0.output) > $0.output } == true
             parts.append("up to \(output) output tokens" + (audio ? " as audio" : ""))
         }
-        for (count, kind) in [(tokenKinds.webSearches, "web"), (tokenKinds.fileSearches, "file")] where count > 0 {
+        let searches = price?.reservedSearches(tokenKinds) ?? (web: tokenKinds.webSearches, file: tokenKinds.fileSearches)
+        for (count, kind) in [(searches.web, "web"), (searches.file, "file")] where count > 0 {
             parts.append("\(count) \(kind) search" + (count == 1 ? "" : "es"))
         }
         let listed = parts.count == 1 ? parts[0] : parts.dropLast().joined(separator: ", ") + " and " + parts[parts.count - 1]
@@ -310,7 +311,8 @@ enum Admit {
                                       webSearches: peek.reservedWebSearches(on: request.endpoint),
                                       fileSearches: peek.reservedFileSearches(on: request.endpoint),
                                       previewWebSearch: peek.webSearchPreviewTool,
-                                      currentWebSearch: peek.webSearchCurrentTool),
+                                      currentWebSearch: peek.webSearchCurrentTool,
+                                      sharedToolCalls: peek.sharedToolCallLimit(on: request.endpoint)),
                                   longestCallMicros: longestCall, model: model, provider: provider,
                                   pricing: pricing, requestedTier: tier, requestedGeo: geo, stream: peek.stream,
                                   imageGenerationTool: peek.imageGenerationTool,

@@ -248,9 +248,22 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                           outputTokens: outputTokens)
         }
         if kinds.audioAnswer, (audioOutput ?? output) > output { usage.audioOutputTokens = outputTokens }
-        usage.webSearches = kinds.webSearches
-        usage.fileSearches = kinds.fileSearches
+        (usage.webSearches, usage.fileSearches) = reservedSearches(kinds)
         return withSearchFee(for: kinds).cost(of: usage) ?? Money(picodollars: .max)
+    }
+
+    /// The searches of each kind a reservation holds: `kinds`' counts, but where one limit bounds
+    /// both tools' calls together (`TokenKinds.sharedToolCalls`), that many in all, at the dearer
+    /// of this price's two fees first.
+    public func reservedSearches(_ kinds: TokenKinds) -> (web: Int, file: Int) {
+        guard let limit = kinds.sharedToolCalls else { return (kinds.webSearches, kinds.fileSearches) }
+        let fees = withSearchFee(for: kinds)
+        if fees.webSearch >= fees.fileSearch {
+            let web = min(kinds.webSearches, limit)
+            return (web, min(kinds.fileSearches, limit - web))
+        }
+        let file = min(kinds.fileSearches, limit)
+        return (min(kinds.webSearches, limit - file), file)
     }
 
     /// This price with the search fees it does not name (`unnamedFees`) taken from `standard`.
@@ -326,9 +339,12 @@ public struct TokenKinds: Sendable, Hashable {
     /// `ModelPrice.withSearchFee`), and a current one.
     public var previewWebSearch: Bool
     public var currentWebSearch: Bool
+    /// At most this many web and file searches in all (`RequestPeek.sharedToolCallLimit`).
+    public var sharedToolCalls: Int?
 
     public init(writesPromptCache: Bool = false, audioInputTokens: Int = 0, audioAnswer: Bool = false,
-                webSearches: Int = 0, fileSearches: Int = 0, previewWebSearch: Bool = false, currentWebSearch: Bool = false) {
+                webSearches: Int = 0, fileSearches: Int = 0, previewWebSearch: Bool = false, currentWebSearch: Bool = false,
+                sharedToolCalls: Int? = nil) {
         self.writesPromptCache = writesPromptCache
         self.audioInputTokens = audioInputTokens
         self.audioAnswer = audioAnswer
@@ -336,6 +352,7 @@ public struct TokenKinds: Sendable, Hashable {
         self.fileSearches = fileSearches
         self.previewWebSearch = previewWebSearch
         self.currentWebSearch = currentWebSearch
+        self.sharedToolCalls = sharedToolCalls
     }
 }
 

@@ -113,6 +113,12 @@ public struct RequestPeek: Sendable, Hashable {
         return maxToolCalls ?? Self.searchesWithoutLimit
     }
 
+    /// The Responses API's `max_tool_calls` when the request gives both a web search and a file
+    /// search tool: it bounds their calls together, not each's.
+    public func sharedToolCallLimit(on endpoint: Endpoint) -> Int? {
+        endpoint == .responses && webSearchTool && fileSearchTool ? maxToolCalls : nil
+    }
+
     /// How many answers the request has generated, each up to its output limit: `n` on chat
     /// and completions, `best_of` on completions (the larger), else 1.
     public func generatedAnswers(on endpoint: Endpoint) -> Int {

@@ -239,6 +239,25 @@ struct PriceTierTests {
         }
     }
 
+    @Test("both search tools under one max_tool_calls: the reservation holds that many searches in all, the dearer (web) first")
+    func sharedToolCallReservation() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: capped }
+            plans: { capped: { max_output_tokens: 100, budget: { daily_usd: "0.021" } } }
+            """)
+        defer { h.shutdown() }
+        let tools = #""tools":[{"type":"web_search"},{"type":"file_search","vector_store_ids":["vs_1"]}]"#
+        // Two calls in all: two web searches ($0.02), not two of each ($0.025).
+        let two = try await h.post("/v1/responses", key: h.aliceKey,
+                                   json: #"{"model":"gpt-4o-mini","input":"docs?","max_tool_calls":2,\#(tools)}"#, requestID: "two")
+        #expect(two.status == 200)
+        let three = try await h.post("/v1/responses", key: h.aliceKey,
+                                     json: #"{"model":"gpt-4o-mini","input":"docs?","max_tool_calls":3,\#(tools)}"#, requestID: "three")
+        #expect(three.status == 429)
+        let message = try #require(try errorObject(three)["message"] as? String)
+        #expect(message.hasSuffix("up to 100 output tokens and 3 web searches at gpt-4o-mini@2024-07-18's prices."), "\(message)")
+    }
+
     @Test("a stream cut after its searches, before its usage: the searches it showed finished are billed with its estimate")
     func searchesOfACutStream() async throws {
         let h = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.cutMidStream.rawValue, FakeHeader.chunks: "20",

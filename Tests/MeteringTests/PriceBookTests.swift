@@ -117,6 +117,24 @@ import Testing
                 == Money(picodollars: 3_000_000 + 4 * 3_000_000_000))
     }
 
+    @Test("one max_tool_calls over both search tools: the worst case holds that many searches in all, the dearer fee's first")
+    func sharedToolCallLimit() {
+        var p = price("m", "2025-01-01", input: "1", output: "2")
+        let both = TokenKinds(webSearches: 3, fileSearches: 3, sharedToolCalls: 3)
+        #expect(p.reservedSearches(both) == (3, 0))
+        #expect(p.worstCase(inputTokens: 1, outputTokens: 1, kinds: both) == Money(picodollars: 3_000_000 + 3 * 10_000_000_000))
+        // Fewer web searches than the limit (Anthropic's max_uses does not apply here, but a lower count may).
+        #expect(p.reservedSearches(TokenKinds(webSearches: 1, fileSearches: 3, sharedToolCalls: 3)) == (1, 2))
+        // A file search fee above the web one: file searches first.
+        p.fileSearch = ModelPrice.perCall(fromPerThousand: "20")!
+        #expect(p.reservedSearches(both) == (0, 3))
+        // The preview tool's fee decides which is dearer.
+        p.webSearchPreview = ModelPrice.perCall(fromPerThousand: "25")!
+        #expect(p.reservedSearches(TokenKinds(webSearches: 3, fileSearches: 3, previewWebSearch: true, sharedToolCalls: 3)) == (3, 0))
+        // No shared limit: each its own count.
+        #expect(p.reservedSearches(TokenKinds(webSearches: 10, fileSearches: 10)) == (10, 10))
+    }
+
     @Test("audio tokens, parts of the input and output, cost the audio prices; without them, the text prices")
     func audioTokens() {
         var p = price("m", "2025-01-01", input: "1", output: "2")

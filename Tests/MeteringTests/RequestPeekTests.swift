@@ -140,6 +140,13 @@ import Testing
         #expect(try files(#"{"model":"m","tools":[{"type":"file_search","vector_store_ids":["vs_1"],"max_num_results":5}]}"#) == 10)
         #expect(try files(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#) == 2)
         #expect(try reserved(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#) == 2)
+        // With both tools, max_tool_calls bounds their calls together (the Responses API's only).
+        #expect(try peek(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#)
+                .sharedToolCallLimit(on: .responses) == 2)
+        #expect(try peek(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"file_search"}]}"#).sharedToolCallLimit(on: .responses) == nil)
+        #expect(try peek(#"{"model":"m","tools":[{"type":"web_search"},{"type":"file_search"}]}"#).sharedToolCallLimit(on: .responses) == nil)
+        #expect(try peek(#"{"model":"m","max_tool_calls":2,"tools":[{"type":"web_search"},{"type":"file_search"}]}"#)
+                .sharedToolCallLimit(on: .chatCompletions) == nil)
         #expect(try files(#"{"model":"m","tools":[{"type":"file_search"}]}"#, on: .chatCompletions) == 0)
         #expect(try files(#"{"model":"m","tools":[{"type":"function","name":"file_search"}]}"#) == 0)
         #expect(try files(#"{"model":"m","tools":[{"type":"web_search"}]}"#) == 0)
