@@ -164,6 +164,11 @@ struct StreamReading {
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
         if terminal, let reported = fields.usageWithSearches { usage = reported }
+        // A failure's terminal event may list its searches with no usage to carry them.
+        if terminal {
+            searchesSeen.web = max(searchesSeen.web, fields.webSearchCalls)
+            searchesSeen.file = max(searchesSeen.file, fields.fileSearchCalls)
+        }
         if terminal { serviceTier = fields.serviceTier ?? serviceTier }
         return role
     }

@@ -300,7 +300,8 @@ struct PriceTierTests {
             #"event: response.created\#ndata: {"type":"response.created","response":{"id":"r","model":"gpt-4o-mini","output":[],"usage":null}}"#,
             #"event: response.web_search_call.completed\#ndata: {"type":"response.web_search_call.completed","output_index":0,"item_id":"ws_1"}"#,
             #"event: response.web_search_call.completed\#ndata: {"type":"response.web_search_call.completed","output_index":1,"item_id":"ws_2"}"#,
-            #"event: response.failed\#ndata: {"type":"response.failed","response":{"id":"r","model":"gpt-4o-mini","status":"failed","error":{"code":"server_error","message":"The model failed."},"output":[],"usage":null}}"#,
+            // Its output lists a file search whose completed event never came: billed too.
+            #"event: response.failed\#ndata: {"type":"response.failed","response":{"id":"r","model":"gpt-4o-mini","status":"failed","error":{"code":"server_error","message":"The model failed."},"output":[{"type":"web_search_call","id":"ws_1"},{"type":"file_search_call","id":"fs_1"}],"usage":null}}"#,
         ].map { $0 + "\n\n" }.joined()
         let stream = Array("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: \(events.utf8.count)\r\nconnection: close\r\n\r\n\(events)".utf8)
         let canned = try CannedProvider(answers: [[stream]])
@@ -311,8 +312,8 @@ struct PriceTierTests {
         #expect(try await h.post("/v1/responses", key: h.aliceKey, json: body, requestID: "failed").status == 200)
         let row = try #require(try await h.awaitRow("failed"))
         #expect(row.outcome == .upstreamError && row.errorMessage == "The model failed.")
-        #expect(row.usage == Usage(webSearches: 2) && row.usageSource == .estimated)
-        #expect(row.cost.picodollars == 2 * 10_000_000_000)
+        #expect(row.usage == Usage(webSearches: 2, fileSearches: 1) && row.usageSource == .estimated)
+        #expect(row.cost.picodollars == 2 * 10_000_000_000 + 2_500_000_000)
     }
 
     @Test("the older web_search_preview tool's searches are charged its fee ($25 per 1,000 here), the current tool's $10")

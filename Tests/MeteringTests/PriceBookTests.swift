@@ -123,7 +123,7 @@ import Testing
         let both = TokenKinds(webSearches: 3, fileSearches: 3, sharedToolCalls: 3)
         #expect(p.reservedSearches(both) == (3, 0))
         #expect(p.worstCase(inputTokens: 1, outputTokens: 1, kinds: both) == Money(picodollars: 3_000_000 + 3 * 10_000_000_000))
-        // Fewer web searches than the limit (Anthropic's max_uses does not apply here, but a lower count may).
+        // Fewer web searches than the limit (a tool's max_uses): the rest are file searches.
         #expect(p.reservedSearches(TokenKinds(webSearches: 1, fileSearches: 3, sharedToolCalls: 3)) == (1, 2))
         // A file search fee above the web one: file searches first.
         p.fileSearch = ModelPrice.perCall(fromPerThousand: "20")!
