@@ -163,13 +163,13 @@ struct StreamReading {
         guard wanted, let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)
         if let message = fields.errorMessage { errorMessage = message }
-        if terminal, let reported = fields.usageWithSearches { usage = reported }
-        // A failure's terminal event may list its searches with no usage to carry them.
         if terminal {
+            if let reported = fields.usageWithSearches { usage = reported }
+            serviceTier = fields.serviceTier ?? serviceTier
+            // A failure's terminal event may list its searches with no usage to carry them.
             searchesSeen.web = max(searchesSeen.web, fields.webSearchCalls)
             searchesSeen.file = max(searchesSeen.file, fields.fileSearchCalls)
         }
-        if terminal { serviceTier = fields.serviceTier ?? serviceTier }
         return role
     }
 
