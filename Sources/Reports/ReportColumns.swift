@@ -161,7 +161,9 @@ enum Timestamp {
     /// The period as a heading: `from 2026-11-01T00:00:00+01:00 to … (Europe/Berlin)`.
     static func span(_ query: ReportQuery) -> String {
         let zone = query.timeZone
-        var text = "from \(iso8601(micros: query.since, in: zone)) to \(iso8601(micros: query.until, in: zone))"
+        // A report from the ledger's beginning starts at 0: not a date anyone asked for.
+        let from = query.since <= 0 ? "from the first call" : "from \(iso8601(micros: query.since, in: zone))"
+        var text = "\(from) to \(iso8601(micros: query.until, in: zone))"
         if !ZoneName.isUTC(zone) { text += " (\(zone.identifier))" }
         return text
     }

@@ -43,7 +43,7 @@ enum SummaryText {
             DisplayText.dollars($0) + " (mean of \(activeDays) day\(activeDays == 1 ? "" : "s"))"
         } ?? "-"))
         if let tokens = s.tokensPerHour, let cost = s.costPerHour {
-            facts.append(("token burn rate", "\(DisplayText.grouped(tokens)) tokens/h, \(DisplayText.dollars(cost))/h over \(hours(s.burnEnd - s.burnStart)) h"))
+            facts.append(("token burn rate", "\(DisplayText.grouped(tokens)) \(tokens == 1 ? "token" : "tokens")/h, \(DisplayText.dollars(cost))/h over \(hours(s.burnEnd - s.burnStart)) h"))
         } else {
             facts.append(("token burn rate", "-"))
         }

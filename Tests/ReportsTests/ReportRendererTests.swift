@@ -204,6 +204,15 @@ import Testing
         #expect(ReportRenderer.render(report, query: query, format: .table).contains("(no calls)"))
     }
 
+    @Test("a report from the ledger's beginning says so, not 1970")
+    func spanFromTheBeginning() {
+        let whole = ReportQuery(since: 0, until: day0, groupBy: [.user])
+        #expect(Timestamp.span(whole) == "from the first call to 2025-01-01T00:00:00Z")
+        #expect(ReportRenderer.render(Report(query: whole, rows: [], totals: ReportFigures()), query: whole, format: .table)
+            .hasPrefix("Usage from the first call to 2025-01-01T00:00:00Z"))
+        #expect(Timestamp.span(ReportQuery(since: day0, until: day0 + 1, groupBy: [])).hasPrefix("from 2025-01-01T00:00:00Z to"))
+    }
+
     @Test func helpers() {
         #expect(Timestamp.iso8601(micros: 0) == "1970-01-01T00:00:00Z")
         #expect(Timestamp.iso8601(micros: day0 + 3_723_000_042) == "2025-01-01T01:02:03.000042Z")
