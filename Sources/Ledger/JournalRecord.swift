@@ -30,7 +30,8 @@ public enum JournalRecord {
             || entry.price.map { $0.audioInput != nil || $0.audioOutput != nil } == true
         let files = entry.usage.fileSearches != 0
             || entry.price.map { $0.fileSearch != ModelPrice.defaultFileSearch } == true
-        bytes.append(files ? 5 : audio ? 4 : searches ? 3 : hourWrites ? 2 : 1)
+        let format: UInt8 = files ? 5 : audio ? 4 : searches ? 3 : hourWrites ? 2 : 1
+        bytes.append(format)
         bytes.appendText(entry.id)
         bytes.appendText(entry.requestId)
         bytes.appendInt(entry.startedAt)
@@ -71,21 +72,22 @@ public enum JournalRecord {
         bytes.appendInt(entry.outputCapRequested.map(Int64.init))
         bytes.appendInt(entry.outputCapApplied.map(Int64.init))
         bytes.appendInt(entry.requestHash)
-        if hourWrites || searches || audio || files {
+        // Each format holds the fields of those before it.
+        if format >= 2 {
             bytes.appendInt(Int64(entry.usage.cacheWrite1hTokens))
             bytes.appendInt(entry.price?.cacheWrite1h.picodollars)
         }
-        if searches || audio || files {
+        if format >= 3 {
             bytes.appendInt(Int64(entry.usage.webSearches))
             bytes.appendInt(entry.price?.webSearch.picodollars)
         }
-        if audio || files {
+        if format >= 4 {
             bytes.appendInt(Int64(entry.usage.audioInputTokens))
             bytes.appendInt(Int64(entry.usage.audioOutputTokens))
             bytes.appendInt(entry.price?.audioInput?.picodollars)
             bytes.appendInt(entry.price?.audioOutput?.picodollars)
         }
-        if files {
+        if format >= 5 {
             bytes.appendInt(Int64(entry.usage.fileSearches))
             bytes.appendInt(entry.price?.fileSearch.picodollars)
         }
