@@ -112,7 +112,7 @@ struct ReportedUsage: Sendable, Hashable {
     var output: Int?
     var reasoning: Int?
     /// Web searches: Anthropic's `server_tool_use.web_search_requests`, or the Responses answer's
-    /// `web_search_call` items (`ResponseFields.webSearchCalls`).
+    /// `web_search_call` items (`ResponseFields.searchCalls`).
     var webSearches: Int?
     /// File search calls: the Responses answer's `file_search_call` items.
     var fileSearches: Int?
@@ -178,8 +178,7 @@ struct ResponseFields {
     var serviceTier: String?
     /// The `web_search_call` and `file_search_call` items of a Responses answer's `output`
     /// (each a billed call of its tool).
-    var webSearchCalls = 0
-    var fileSearchCalls = 0
+    var searchCalls = SearchCalls()
     /// A top-level `"choices": []` (OpenAI's include_usage chunk).
     var choicesEmpty = false
 
@@ -189,15 +188,15 @@ struct ResponseFields {
         usage = inner.usage ?? usage
         errorMessage = inner.errorMessage ?? errorMessage
         serviceTier = inner.serviceTier ?? serviceTier
-        webSearchCalls += inner.webSearchCalls
-        fileSearchCalls += inner.fileSearchCalls
+        searchCalls.web += inner.searchCalls.web
+        searchCalls.file += inner.searchCalls.file
     }
 
     /// The usage with the Responses answer's web and file searches counted in.
     var usageWithSearches: ReportedUsage? {
-        guard var usage, webSearchCalls > 0 || fileSearchCalls > 0 else { return usage }
-        if webSearchCalls > 0 { usage.webSearches = webSearchCalls }
-        if fileSearchCalls > 0 { usage.fileSearches = fileSearchCalls }
+        guard var usage, searchCalls.web > 0 || searchCalls.file > 0 else { return usage }
+        if searchCalls.web > 0 { usage.webSearches = searchCalls.web }
+        if searchCalls.file > 0 { usage.fileSearches = searchCalls.file }
         return usage
     }
 
@@ -247,7 +246,7 @@ extension JSONScanner {
                 fields.serviceTier = s.key(tier, is: "default") ? "default" : s.string(tier)
             } else if dialect == .openai, s.key(key, is: "output") {
                 guard s.current == UInt8(ascii: "[") else { return false }
-                (fields.webSearchCalls, fields.fileSearchCalls) = try s.countItems(ofTypes: "web_search_call", "file_search_call")
+                (fields.searchCalls.web, fields.searchCalls.file) = try s.countItems(ofTypes: "web_search_call", "file_search_call")
             } else if !nested, s.key(key, is: "response") || s.key(key, is: "message") {
                 if s.current == UInt8(ascii: "{") {
                     fields.adopt(try s.readResponseFields(dialect: dialect, nested: true))

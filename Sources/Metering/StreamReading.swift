@@ -167,8 +167,7 @@ struct StreamReading {
             if let reported = fields.usageWithSearches { usage = reported }
             serviceTier = fields.serviceTier ?? serviceTier
             // A failure's terminal event may list its searches with no usage to carry them.
-            searchesSeen.web = max(searchesSeen.web, fields.webSearchCalls)
-            searchesSeen.file = max(searchesSeen.file, fields.fileSearchCalls)
+            searchesSeen.raise(to: fields.searchCalls)
         }
         return role
     }

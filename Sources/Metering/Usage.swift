@@ -93,4 +93,10 @@ public struct SearchCalls: Sendable, Hashable {
         self.web = web
         self.file = file
     }
+
+    /// Each count at least `other`'s (two reports of the same searches, one may have missed some).
+    mutating func raise(to other: SearchCalls) {
+        web = max(web, other.web)
+        file = max(file, other.file)
+    }
 }
