@@ -4,7 +4,8 @@
 /// number's cells in memory at a time.
 enum PayerRollupBackfill {
     static func run(_ connection: SQLiteConnection) throws {
-        let store = try RollupStore(connection: connection, levels: [.payer])
+        // v6 runs before v12 gives cells their search counts.
+        let store = try RollupStore(connection: connection, levels: [.payer], searches: false)
         defer { store.finalize() }
         var payerOf: [Int64: Int64] = [:]
         for (id, key) in try RollupStore.keys(.detailed, on: connection) {
@@ -12,7 +13,7 @@ enum PayerRollupBackfill {
         }
         for span in RollupSpan.allCases {
             let s = try connection.prepare("""
-                SELECT \(span.column), key, \(RollupStore.cellColumns) FROM \(RollupLevel.detailed.table(span))
+                SELECT \(span.column), key, \(RollupStore.cellColumnNamesBeforeSearches.joined(separator: ", ")) FROM \(RollupLevel.detailed.table(span))
                 ORDER BY \(span.column)
                 """)
             var number = Int64.min
@@ -29,7 +30,7 @@ enum PayerRollupBackfill {
                 guard let payer = payerOf[s.int64(at: 1)] else {
                     throw LedgerError.invalidRow("rollup cell \(span) \(next) has no rollup key \(s.int64(at: 1))")
                 }
-                cells[payer, default: RollupCell()].absorb(RollupStore.decodeCell(s, from: 2))
+                cells[payer, default: RollupCell()].absorb(RollupStore.decodeCell(s, from: 2, searches: false))
             }
             try flush()
         }

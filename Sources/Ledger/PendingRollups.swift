@@ -36,12 +36,7 @@ final class PendingRollups {
     init(connection: SQLiteConnection, store: RollupStore) throws {
         self.connection = connection
         self.store = store
-        readTail = try connection.prepare("""
-            SELECT started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
-                   outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                   cost_pd, latency_us, ttft_us, retry
-            FROM calls WHERE rowid > ?1
-            """)
+        readTail = try connection.prepare("SELECT \(RollupFacts.callColumns()) FROM calls WHERE rowid > ?1")
         setMark = try connection.prepare("UPDATE meta SET value = ?1 WHERE name = '\(Self.markName)'")
     }
 
@@ -65,13 +60,7 @@ final class PendingRollups {
         readTail.bind(through, at: 1)
         defer { readTail.reset() }
         while try readTail.step() {
-            let s = readTail
-            let key = RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
-                                provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6))
-            let facts = RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
-                                    cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10),
-                                    outputTokens: s.int(at: 11), reasoningTokens: s.int(at: 12), cost: s.int64(at: 13),
-                                    latency: s.int64(at: 14), ttft: s.optionalInt64(at: 15), retry: s.bool(at: 16))
+            let (key, facts) = RollupFacts.call(readTail)
             add(facts, keys: try store.ids(of: key))
         }
     }

@@ -111,6 +111,11 @@ public struct ReportFigures: Sendable, Hashable {
     /// retries cost.
     public var retries = 0
     public var retryCost = Money.Total()
+    /// Server-side web searches and file search calls, billed a fee each (part of `cost`).
+    /// Calls a ledger recorded before its schema v12 are counted (the migration adds them to the
+    /// cells), except those a prune had removed before.
+    public var webSearches = 0
+    public var fileSearches = 0
 
     public init() {}
 
@@ -134,6 +139,8 @@ public struct ReportFigures: Sendable, Hashable {
         latencySumMicros += other.latencySumMicros
         retries += other.retries
         retryCost.picodollars += other.retryCost.picodollars
+        webSearches += other.webSearches
+        fileSearches += other.fileSearches
     }
 }
 

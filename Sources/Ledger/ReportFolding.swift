@@ -137,6 +137,8 @@ struct ReportFolding {
             groups[g].figures.latencySumMicros += sign64 * s.int64(at: c + 11)
             groups[g].figures.retries += sign * s.int(at: c + 12)
             groups[g].figures.retryCost.picodollars += sign128 * Int128(storedLow: s.int64(at: c + 13), high: s.int64(at: c + 14))
+            groups[g].figures.webSearches += sign * s.int(at: c + 19)
+            groups[g].figures.fileSearches += sign * s.int(at: c + 20)
             if percentiles {
                 s.withBlob(at: c + 15) { groups[g].latency.add(encoded: $0, sign: sign) }
                 s.withBlob(at: c + 16) { groups[g].ttft.add(encoded: $0, sign: sign) }
@@ -159,29 +161,7 @@ struct ReportFolding {
         }
     }
 
-    static let callColumns = """
-        started_at, user, team, COALESCE(model_served, model_requested), provider, plan, key_id,
-        outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-        cost_pd, latency_us, ttft_us, retry
-        """
-    /// `callColumns` without the key's (NULL in their places).
-    static let keylessCallColumns = """
-        started_at, NULL, NULL, NULL, NULL, NULL, NULL,
-        outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-        cost_pd, latency_us, ttft_us, retry
-        """
-
-    private var columns: String { keyless ? Self.keylessCallColumns : Self.callColumns }
-
-    /// A call from `callColumns`.
-    private static func call(_ s: Statement) -> (key: RollupKey, facts: RollupFacts) {
-        (RollupKey(user: s.optionalString(at: 1), team: s.optionalString(at: 2), model: s.optionalString(at: 3),
-                   provider: s.optionalString(at: 4), plan: s.optionalString(at: 5), keyId: s.optionalString(at: 6)),
-         RollupFacts(startedAt: s.int64(at: 0), outcome: s.string(at: 7), inputTokens: s.int(at: 8),
-                     cachedInputTokens: s.int(at: 9), cacheWriteTokens: s.int(at: 10), outputTokens: s.int(at: 11),
-                     reasoningTokens: s.int(at: 12), cost: s.int64(at: 13), latency: s.int64(at: 14),
-                     ttft: s.optionalInt64(at: 15), retry: s.bool(at: 16)))
-    }
+    private var columns: String { RollupFacts.callColumns(keyless: keyless) }
 
     /// Raw calls that started in `[since, until)`.
     mutating func readCalls(since: Int64, until: Int64, on connection: SQLiteConnection) throws {
@@ -189,7 +169,7 @@ struct ReportFolding {
         s.bind(since, at: 1)
         s.bind(until, at: 2)
         while try s.step() {
-            let (key, facts) = Self.call(s)
+            let (key, facts) = RollupFacts.call(s)
             fold(key, facts)
         }
     }
@@ -204,7 +184,7 @@ struct ReportFolding {
         s.bind(through, at: 1)
         s.bind(since, at: 2)
         s.bind(until, at: 3)
-        while try s.step() { tail.append(Self.call(s)) }
+        while try s.step() { tail.append(RollupFacts.call(s)) }
         tail.sort { $0.facts.startedAt < $1.facts.startedAt }
     }
 
@@ -250,6 +230,8 @@ struct ReportFolding {
         f.latencySumMicros = cell.latencySum
         f.retries = cell.retries
         f.retryCost.picodollars = cell.retryCost
+        f.webSearches = cell.webSearches
+        f.fileSearches = cell.fileSearches
         groups[g].figures.absorb(f)
         if percentiles {
             if !facts.isRefusal { groups[g].latency.add(value: facts.latency) }

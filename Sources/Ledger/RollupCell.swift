@@ -54,6 +54,8 @@ struct RollupFacts {
     var cacheWriteTokens: Int
     var outputTokens: Int
     var reasoningTokens: Int
+    var webSearches: Int
+    var fileSearches: Int
     var cost: Int64
     var latency: Int64
     var ttft: Int64?
@@ -67,6 +69,8 @@ struct RollupFacts {
         cacheWriteTokens = entry.usage.cacheWriteTokens
         outputTokens = entry.usage.outputTokens
         reasoningTokens = entry.usage.reasoningTokens
+        webSearches = entry.usage.webSearches
+        fileSearches = entry.usage.fileSearches
         cost = entry.cost.picodollars
         latency = entry.latencyMicros
         ttft = entry.ttftMicros
@@ -74,7 +78,8 @@ struct RollupFacts {
     }
 
     init(startedAt: Int64, outcome: String, inputTokens: Int, cachedInputTokens: Int, cacheWriteTokens: Int,
-         outputTokens: Int, reasoningTokens: Int, cost: Int64, latency: Int64, ttft: Int64?, retry: Bool) {
+         outputTokens: Int, reasoningTokens: Int, webSearches: Int, fileSearches: Int, cost: Int64, latency: Int64,
+         ttft: Int64?, retry: Bool) {
         self.startedAt = startedAt
         self.outcome = outcome
         self.inputTokens = inputTokens
@@ -82,6 +87,8 @@ struct RollupFacts {
         self.cacheWriteTokens = cacheWriteTokens
         self.outputTokens = outputTokens
         self.reasoningTokens = reasoningTokens
+        self.webSearches = webSearches
+        self.fileSearches = fileSearches
         self.cost = cost
         self.latency = latency
         self.ttft = ttft
@@ -90,6 +97,31 @@ struct RollupFacts {
 
     var isRefusal: Bool { outcome.hasPrefix(Outcome.refusalPrefix) }
     var isError: Bool { Outcome(rawValue: outcome)?.isError ?? false }
+
+    /// The columns of `calls` that `call(_:from:)` reads: the key's, then the facts'.
+    /// `keyless` puts NULLs in the key's places; `searches: false` zeros in the search counts'
+    /// (for a migration that runs before schema v9 and v11 add them).
+    static func callColumns(keyless: Bool = false, searches: Bool = true) -> String {
+        let key = keyless ? "NULL, NULL, NULL, NULL, NULL, NULL"
+            : "user, team, COALESCE(model_served, model_requested), provider, plan, key_id"
+        return """
+            started_at, \(key), outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
+            reasoning_tokens, cost_pd, latency_us, ttft_us, retry, \(searches ? "web_searches, file_searches" : "0, 0")
+            """
+    }
+
+    /// A call's rollup key and facts from `callColumns`, starting at column `first`.
+    static func call(_ s: Statement, from first: Int32 = 0) -> (key: RollupKey, facts: RollupFacts) {
+        let c = first
+        return (RollupKey(user: s.optionalString(at: c + 1), team: s.optionalString(at: c + 2),
+                          model: s.optionalString(at: c + 3), provider: s.optionalString(at: c + 4),
+                          plan: s.optionalString(at: c + 5), keyId: s.optionalString(at: c + 6)),
+                RollupFacts(startedAt: s.int64(at: c), outcome: s.string(at: c + 7), inputTokens: s.int(at: c + 8),
+                            cachedInputTokens: s.int(at: c + 9), cacheWriteTokens: s.int(at: c + 10),
+                            outputTokens: s.int(at: c + 11), reasoningTokens: s.int(at: c + 12),
+                            webSearches: s.int(at: c + 17), fileSearches: s.int(at: c + 18), cost: s.int64(at: c + 13),
+                            latency: s.int64(at: c + 14), ttft: s.optionalInt64(at: c + 15), retry: s.bool(at: c + 16)))
+    }
 }
 
 /// Sums of the calls of one rollup key within one span: what `rollup_hours` / `rollup_days` hold.
@@ -114,6 +146,9 @@ struct RollupCell: Sendable, Hashable {
     /// Bit q: a call started in quarter hour q of the span (0..<48 here, 48..<96 in `quartersHigh`).
     var quarters: Int64 = 0
     var quartersHigh: Int64 = 0
+    /// Searches billed a fee each (schema v12; cells of earlier migrations' backfills hold none).
+    var webSearches = 0
+    var fileSearches = 0
 
     /// Adds one call (histograms are added separately, in bulk: see `RollupCellBuilder`).
     mutating func count(_ facts: RollupFacts, quarter: Int) {
@@ -125,6 +160,8 @@ struct RollupCell: Sendable, Hashable {
         cacheWriteTokens += facts.cacheWriteTokens
         outputTokens += facts.outputTokens
         reasoningTokens += facts.reasoningTokens
+        webSearches += facts.webSearches
+        fileSearches += facts.fileSearches
         cost += Int128(facts.cost)
         if facts.retry { retries += 1; retryCost += Int128(facts.cost) }
         if quarter < 48 { quarters |= 1 << Int64(quarter) } else { quartersHigh |= 1 << Int64(quarter - 48) }
@@ -148,6 +185,8 @@ struct RollupCell: Sendable, Hashable {
         ttft = ttft.merged(with: other.ttft)
         quarters |= other.quarters
         quartersHigh |= other.quartersHigh
+        webSearches += other.webSearches
+        fileSearches += other.fileSearches
     }
 }
 

@@ -6,16 +6,25 @@ import CSQLite
 /// Key ids are kept in memory, only valid while this connection is the ledger's only writer and
 /// its transactions commit: after a rollback, or once another connection wrote, call `reload()`.
 final class RollupStore {
-    static let cellColumnNames = [
+    /// The cell columns of schema v5 to v11.
+    static let cellColumnNamesBeforeSearches = [
         "requests", "refused", "errors", "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
         "reasoning_tokens", "cost_pd", "cost_pd_high", "timed", "latency_sum_us", "retries", "retry_cost_pd",
         "retry_cost_pd_high", "latency_hist", "ttft_hist", "quarters", "quarters_high",
     ]
+    /// The cell columns (v12 added the search counts).
+    static let cellColumnNames = cellColumnNamesBeforeSearches + ["web_searches", "file_searches"]
     static let cellColumns = cellColumnNames.joined(separator: ", ")
-    static let cellColumnCount = Int32(cellColumnNames.count)
+
+    /// The cell columns a store with or without the search counts reads and writes.
+    static func cellColumnNames(searches: Bool) -> [String] {
+        searches ? cellColumnNames : cellColumnNamesBeforeSearches
+    }
 
     /// The levels this store keeps (a migration may run before a level's tables exist).
     let levels: [RollupLevel]
+    /// Whether the cells have the search counts: false for migrations v5 and v6, which run before v12.
+    let searches: Bool
     private let connection: SQLiteConnection
     /// By `CellTable.ordinal` (see `RollupUpsert`); nil for a level this store does not keep.
     private var upserts = [Statement?](repeating: nil, count: CellTable.count)
@@ -24,14 +33,16 @@ final class RollupStore {
     private var keyIds: [RollupLevel: [RollupKey: Int64]] = [:]
     private var bothIds: [RollupKey: RollupKeyIds] = [:]
 
-    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases) throws {
+    init(connection: SQLiteConnection, levels: [RollupLevel] = RollupLevel.allCases, searches: Bool = true) throws {
         self.connection = connection
         self.levels = levels
+        self.searches = searches
         try RollupUpsert.registerFunctions(on: connection)
         for level in levels {
             for span in RollupSpan.allCases {
                 upserts[CellTable(level: level, span: span).ordinal] = try connection.prepare(
-                    RollupUpsert.sql(table: level.table(span), spanColumn: span.column))
+                    RollupUpsert.sql(table: level.table(span), spanColumn: span.column,
+                                     columns: Self.cellColumnNames(searches: searches)))
             }
             let columns = level.keyColumns
             insertKeys[level] = try connection.prepare("""
@@ -129,10 +140,13 @@ final class RollupStore {
         s.bind(blob: ttftBytes, at: first + 16)
         s.bind(cell.quarters, at: first + 17)
         s.bind(cell.quartersHigh, at: first + 18)
+        guard searches else { return }
+        s.bind(cell.webSearches, at: first + 19)
+        s.bind(cell.fileSearches, at: first + 20)
     }
 
-    /// Reads a cell whose `cellColumns` start at column `first`.
-    static func decodeCell(_ s: Statement, from c: Int32) -> RollupCell {
+    /// Reads a cell whose `cellColumnNames(searches:)` start at column `c`.
+    static func decodeCell(_ s: Statement, from c: Int32, searches: Bool = true) -> RollupCell {
         var cell = RollupCell()
         cell.requests = s.int(at: c)
         cell.refused = s.int(at: c + 1)
@@ -151,6 +165,10 @@ final class RollupStore {
         s.withBlob(at: c + 16) { cell.ttft = SparseHistogram(decoding: $0) }
         cell.quarters = s.int64(at: c + 17)
         cell.quartersHigh = s.int64(at: c + 18)
+        if searches {
+            cell.webSearches = s.int(at: c + 19)
+            cell.fileSearches = s.int(at: c + 20)
+        }
         return cell
     }
 }

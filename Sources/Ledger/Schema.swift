@@ -185,6 +185,10 @@ enum Schema {
         // v11: calls of the Responses API's file search tool are billed a fee each: their count
         // and that fee. As v8.
         .addingColumns(version: 11, ["file_searches INTEGER NOT NULL DEFAULT 0", "price_file_search INTEGER"]),
+        // v12: the rollup cells count the searches too, so reports show them: the columns on
+        // the four cell tables, filled from the calls the cells hold (`SearchRollupBackfill`).
+        // An older build's upserts leave them to their defaults: rollback as v8 (set back to 11).
+        Migration(version: 12, sql: "SELECT 1", backfill: SearchRollupBackfill.run),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

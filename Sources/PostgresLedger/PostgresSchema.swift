@@ -158,6 +158,12 @@ enum PostgresSchema {
             "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS file_searches BIGINT NOT NULL DEFAULT 0",
             "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS price_file_search BIGINT",
         ] },
+        // v8: the pruned calls' cells count their searches, as SQLite's v12 cells (cells an
+        // older release stored hold none); rollback as v4 (set back to 7).
+        [
+            "ALTER TABLE rollup_cells_pruned ADD COLUMN IF NOT EXISTS web_searches BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE rollup_cells_pruned ADD COLUMN IF NOT EXISTS file_searches BIGINT NOT NULL DEFAULT 0",
+        ],
     ]
 
     static var latestVersion: Int { migrations.count }

@@ -4,9 +4,9 @@ import Ledger
 /// every `MetricColumn` name: `requests,refused,errors,input_tokens,cached_input_tokens,
 /// cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,
 /// latency_p95_ms,latency_p50_ms,ttft_p50_ms,cost_share_pct,cost_per_request_usd,active_days,
-/// retries,retry_cost_usd,retry_cost_picodollars`), one record per group, CRLF line ends. Absent
-/// figures are empty fields. No totals record: summing a column gives the total (exactly, for
-/// `cost_picodollars`).
+/// retries,retry_cost_usd,retry_cost_picodollars,web_searches,file_searches`), one record per
+/// group, CRLF line ends. Absent figures are empty fields. No totals record: summing a column
+/// gives the total (exactly, for `cost_picodollars`).
 enum CSVRendering {
     static func render(_ report: Report, query: ReportQuery) -> String {
         let header = query.groupBy.map(\.rawValue) + MetricColumn.all.map(\.name)

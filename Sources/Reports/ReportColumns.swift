@@ -61,6 +61,8 @@ struct MetricColumn: Sendable {
         MetricColumn(name: "retry_cost_picodollars", heading: nil, kind: .exactInteger) { f, _ in
             String(f.retryCost.picodollars)
         },
+        count("web_searches", "web search", \.webSearches),
+        count("file_searches", "file search", \.fileSearches),
     ]
 
     static func named(_ name: String) -> MetricColumn? { all.first { $0.name == name } }
@@ -83,7 +85,8 @@ public struct ReportColumns: Sendable, Hashable {
     /// Every column with a heading, in reading order (money after tokens, latency after money).
     public static let all = ReportColumns(checked: [
         "requests", "refused", "errors", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-        "output_tokens", "reasoning_tokens", "cost_usd", "cost_share_pct", "cost_per_request_usd",
+        "output_tokens", "reasoning_tokens", "web_searches", "file_searches", "cost_usd", "cost_share_pct",
+        "cost_per_request_usd",
         "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "active_days", "retries",
         "retry_cost_usd",
     ])

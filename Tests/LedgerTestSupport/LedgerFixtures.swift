@@ -76,7 +76,8 @@ package let autumnStart: Int64 = 1_761_264_000 * 1_000_000
 
 /// Two weeks of calls every few minutes, five users (and refusals without one), three
 /// models, errors, TTFTs on some calls, and ~30 % of calls repeating a user's previous body
-/// 0-200 s later (some retries, some just past the window); every fifth call capped its output.
+/// 0-200 s later (some retries, some just past the window); every fifth call capped its output;
+/// some made web or file searches.
 package func autumnCalls(seed: UInt64 = 7, count: Int = 2_500) -> [LedgerEntry] {
     var rng = SplitMix(seed)
     let users: [(String?, String?)] = [("ana", "core"), ("ben", "core"), ("chen", "labs"), ("dia", nil), ("eve", "labs"), (nil, nil)]
@@ -104,6 +105,11 @@ package func autumnCalls(seed: UInt64 = 7, count: Int = 2_500) -> [LedgerEntry] 
         entry.provider = entry.modelServed!.hasPrefix("claude") ? "anthropic" : "openai"
         entry.outputCapRequested = n % 5 == 0 ? 512 : nil
         entry.outputCapApplied = n % 5 == 0 ? 256 : nil
+        // Some calls searched (from n, not the generator: the calls' other values stay as they were).
+        if !outcome.isRefusal {
+            entry.usage.webSearches = n % 7 == 0 ? n % 3 + 1 : 0
+            entry.usage.fileSearches = n % 11 == 0 ? 2 : 0
+        }
         if let user { last[user] = (start, hash) }
         entries.append(entry)
     }

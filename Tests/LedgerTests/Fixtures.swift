@@ -24,3 +24,13 @@ extension CallRow {
     static let v7InsertSQL =
         "INSERT INTO calls (\(v7Columns.joined(separator: ", ")), retry) VALUES (\(v7Values), ?\(retryParameter))"
 }
+
+extension LedgerEntry {
+    /// The call as a ledger before v9 held it: without search counts (v9 and v11 add them).
+    var withoutSearches: LedgerEntry {
+        var entry = self
+        entry.usage.webSearches = 0
+        entry.usage.fileSearches = 0
+        return entry
+    }
+}

@@ -92,6 +92,8 @@ enum NaiveReport {
                 g.figures.cacheWriteTokens += e.usage.cacheWriteTokens
                 g.figures.outputTokens += e.usage.outputTokens
                 g.figures.reasoningTokens += e.usage.reasoningTokens
+                g.figures.webSearches += e.usage.webSearches
+                g.figures.fileSearches += e.usage.fileSearches
                 g.figures.cost.add(e.cost)
                 if retried.contains(e.id) { g.figures.retries += 1; g.figures.retryCost.add(e.cost) }
                 g.days.insert(day)

@@ -122,7 +122,7 @@ import LedgerTestSupport
     @Test("migration v6 fills payer cells of a v5 ledger equal to the writer's", arguments: [4, 5])
     func migration(from version: Int) throws {
         var rng = SplitMix(17)
-        let entries = Self.season().shuffled(using: &rng)
+        let entries = Self.season().shuffled(using: &rng).map(\.withoutSearches)
         let dir = try TemporaryDirectory()
         do {
             let connection = try SQLiteConnection(path: dir.path())

@@ -160,6 +160,76 @@ import Metering
         }
     }
 
+    /// v12 gives the cells the searches of the calls they already hold (a v11 ledger's cells
+    /// have none). Set back to v11 for a rollback, an older build adds calls to the cells without
+    /// their searches; taking v12 again makes every cell right, not counted twice.
+    @Test func migrationV12CountsTheSearchesTheCellsHold() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let entries = autumnCalls(seed: 3, count: 900)
+        #expect(entries.contains { $0.usage.webSearches > 0 } && entries.contains { $0.usage.fileSearches > 0 })
+        /// Writes calls as a v11 build did: rows with their searches, cells without.
+        func writeAsV11(_ calls: ArraySlice<LedgerEntry>, rollUp: Bool) throws {
+            let connection = try SQLiteConnection(path: path)
+            defer { connection.close() }
+            try connection.configureForLedger()
+            try connection.execute("BEGIN IMMEDIATE")
+            let insert = try connection.prepare(CallRow.insertSQL)
+            for e in calls {
+                CallRow.bind(e, to: insert)
+                insert.bind(Int64(0), at: CallRow.retryParameter)
+                try insert.run()
+            }
+            insert.finalize()
+            if rollUp {
+                let store = try RollupStore(connection: connection, searches: false)
+                let tail = try PendingRollups(connection: connection, store: store)
+                try tail.reload()
+                try tail.flush()
+                tail.finalize()
+                store.finalize()
+            }
+            try connection.execute("COMMIT")
+        }
+        func expectSearchesCounted(_ calls: ArraySlice<LedgerEntry>, _ note: Comment) throws {
+            let reader = try LedgerReader(path: path)
+            defer { reader.close() }
+            #expect(try Schema.version(of: reader.connection) == 12)
+            for groupBy in [[ReportDimension.user], [.model], [.day, .team]] {
+                let query = ReportQuery(since: 0, until: .max, groupBy: groupBy)
+                func counts(_ f: ReportFigures) -> [Int] { [f.requests, f.webSearches, f.fileSearches] }
+                let report = try reader.report(query)
+                let expected = NaiveReport.report(Array(calls), query)
+                #expect(report.rows.reduce(into: [:]) { $0[$1.values] = counts($1.figures) }
+                        == expected.rows.mapValues(counts), note)
+                #expect(counts(report.totals) == counts(expected.totals), note)
+            }
+        }
+        do {
+            let connection = try SQLiteConnection(path: path)
+            try connection.configureForLedger()
+            try Schema.migrate(connection, upTo: 11)
+            connection.close()
+        }
+        // 600 calls in the cells, 100 in the tail.
+        try writeAsV11(entries[..<600], rollUp: true)
+        try writeAsV11(entries[600..<700], rollUp: false)
+        try expectSearchesCounted(entries[..<700], "a v11 ledger taking v12")
+        // Rolled back: the older build rolls up the tail and 100 more calls, without their searches.
+        do {
+            let connection = try SQLiteConnection(path: path)
+            try connection.execute("PRAGMA user_version = 11")
+            connection.close()
+        }
+        try writeAsV11(entries[700..<800], rollUp: true)
+        try expectSearchesCounted(entries[..<800], "v12 taken again after a rollback")
+        // A writer of this build adds the rest with their searches.
+        let writer = try LedgerWriter(path: path)
+        #expect(appendAll(Array(entries[800...]), to: writer).isEmpty)
+        writer.close()
+        try expectSearchesCounted(entries[...], "written since")
+    }
+
     @Test func refusesNewerSchema() throws {
         let dir = try TemporaryDirectory()
         let connection = try SQLiteConnection(path: dir.path())

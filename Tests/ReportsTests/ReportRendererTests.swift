@@ -9,7 +9,7 @@ import Testing
                                 "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd",
                                 "cost_picodollars", "latency_mean_ms", "latency_p95_ms", "latency_p50_ms", "ttft_p50_ms",
                                 "cost_share_pct", "cost_per_request_usd", "active_days", "retries", "retry_cost_usd",
-                                "retry_cost_picodollars"]
+                                "retry_cost_picodollars", "web_searches", "file_searches"]
 
     @Test(arguments: [[ReportDimension.user], [.user, .model], [.day, .team], []])
     func csvParsesBackAndSumsToTotals(groupBy: [ReportDimension]) throws {
@@ -109,6 +109,8 @@ import Testing
         f.activeDays = 1
         f.retries = 3
         f.retryCost = Money.Total(picodollars: 1_000_000_000_000)
+        f.webSearches = 7
+        f.fileSearches = 2
         var refusedOnly = ReportFigures()
         refusedOnly.requests = 1
         refusedOnly.refused = 1
@@ -122,10 +124,11 @@ import Testing
         #expect(ReportRenderer.render(report, query: query, format: .csv) == """
             user,requests,refused,errors,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,\
             reasoning_tokens,cost_usd,cost_picodollars,latency_mean_ms,latency_p95_ms,latency_p50_ms,ttft_p50_ms,\
-            cost_share_pct,cost_per_request_usd,active_days,retries,retry_cost_usd,retry_cost_picodollars\r
+            cost_share_pct,cost_per_request_usd,active_days,retries,retry_cost_usd,retry_cost_picodollars,web_searches,\
+            file_searches\r
             "a,b",1234,1,2,1000000,0,0,5,0,12.345679,12345678500000,1.501,2.000,1.000,0.250,100.00,0.010005,1,3,\
-            1.000000,1000000000000\r
-            (none),1,1,0,0,0,0,0,0,0.000000,0,,,,,0.00,0.000000,0,0,0.000000,0\r
+            1.000000,1000000000000,7,2\r
+            (none),1,1,0,0,0,0,0,0,0.000000,0,,,,,0.00,0.000000,0,0,0.000000,0,0,0\r
 
             """)
         #expect(ReportRenderer.render(report, query: query, format: .json) == """
@@ -134,16 +137,19 @@ import Testing
             "cached_input_tokens":0,"cache_write_tokens":0,"output_tokens":5,"reasoning_tokens":0,\
             "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000,\
             "latency_p50_ms":1.000,"ttft_p50_ms":0.250,"cost_share_pct":100.00,"cost_per_request_usd":"0.010005",\
-            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000"},\
+            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000",\
+            "web_searches":7,"file_searches":2},\
             {"user":"(none)","requests":1,"refused":1,"errors":0,"input_tokens":0,"cached_input_tokens":0,\
             "cache_write_tokens":0,"output_tokens":0,"reasoning_tokens":0,"cost_usd":"0.000000","cost_picodollars":"0",\
             "latency_mean_ms":null,"latency_p95_ms":null,"latency_p50_ms":null,"ttft_p50_ms":null,"cost_share_pct":0.00,\
             "cost_per_request_usd":"0.000000","active_days":0,"retries":0,"retry_cost_usd":"0.000000",\
-            "retry_cost_picodollars":"0"}],"totals":{"requests":1235,"refused":2,"errors":2,\
+            "retry_cost_picodollars":"0","web_searches":0,\
+            "file_searches":0}],"totals":{"requests":1235,"refused":2,"errors":2,\
             "input_tokens":1000000,"cached_input_tokens":0,"cache_write_tokens":0,"output_tokens":5,"reasoning_tokens":0,\
             "cost_usd":"12.345679","cost_picodollars":"12345678500000","latency_mean_ms":1.501,"latency_p95_ms":2.000,\
             "latency_p50_ms":1.000,"ttft_p50_ms":0.250,"cost_share_pct":100.00,"cost_per_request_usd":"0.009997",\
-            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000"}}
+            "active_days":1,"retries":3,"retry_cost_usd":"1.000000","retry_cost_picodollars":"1000000000000",\
+            "web_searches":7,"file_searches":2}}
 
             """)
         #expect(ReportRenderer.render(report, query: query, format: .table) == """

@@ -271,15 +271,18 @@ def _():
     assert refused >= 3, refused
 
 
-@check("tokenctl report --format json totals equal the ledger's sums")
+@check("tokenctl report --format json totals (cost, requests, searches) equal the ledger's sums")
 def _():
     out = subprocess.run([args.tokenctl, "report", "--db", args.db, "--by", "user", "--format", "json"],
                          check=True, capture_output=True, text=True).stdout
     report = json.loads(out)
     db = sqlite3.connect(args.db)
-    total = db.execute("SELECT sum(cost_pd), count(*) FROM calls").fetchone()
+    total = db.execute("SELECT sum(cost_pd), count(*), sum(web_searches), sum(file_searches) FROM calls").fetchone()
     assert int(report["totals"]["cost_picodollars"]) == total[0], (report["totals"], total)
     assert report["totals"]["requests"] == total[1], (report["totals"], total)
+    # The search checks above made both kinds: the report counts them as the ledger does.
+    assert total[2] > 0 and total[3] > 0, total
+    assert [report["totals"]["web_searches"], report["totals"]["file_searches"]] == list(total[2:]), (report["totals"], total)
 
 
 print(f"{passed} passed, {failed} failed")
