@@ -37,7 +37,12 @@ final class PendingRollups {
         self.connection = connection
         self.store = store
         readTail = try connection.prepare("SELECT \(RollupFacts.callColumns()) FROM calls WHERE rowid > ?1")
-        setMark = try connection.prepare("UPDATE meta SET value = ?1 WHERE name = '\(Self.markName)'")
+        // The search counts' mark (`SearchRollups`; absent before v12) moves with it unless it
+        // lagged: another writer of an older build rolled up calls since, for the next open to recount.
+        setMark = try connection.prepare("""
+            UPDATE meta SET value = ?1 WHERE name = '\(Self.markName)' OR (name = '\(SearchRollups.markName)'
+                AND value = (SELECT value FROM meta WHERE name = '\(Self.markName)'))
+            """)
     }
 
     func finalize() {

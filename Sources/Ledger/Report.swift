@@ -112,8 +112,7 @@ public struct ReportFigures: Sendable, Hashable {
     public var retries = 0
     public var retryCost = Money.Total()
     /// Server-side web searches and file search calls, billed a fee each (part of `cost`).
-    /// Calls a ledger recorded before its schema v12 are counted (the migration adds them to the
-    /// cells), except those a prune had removed before.
+    /// Calls pruned before the ledger's schema v12 count none (see `SearchRollups`).
     public var webSearches = 0
     public var fileSearches = 0
 

@@ -110,17 +110,16 @@ struct RollupFacts {
             """
     }
 
-    /// A call's rollup key and facts from `callColumns`, starting at column `first`.
-    static func call(_ s: Statement, from first: Int32 = 0) -> (key: RollupKey, facts: RollupFacts) {
-        let c = first
-        return (RollupKey(user: s.optionalString(at: c + 1), team: s.optionalString(at: c + 2),
-                          model: s.optionalString(at: c + 3), provider: s.optionalString(at: c + 4),
-                          plan: s.optionalString(at: c + 5), keyId: s.optionalString(at: c + 6)),
-                RollupFacts(startedAt: s.int64(at: c), outcome: s.string(at: c + 7), inputTokens: s.int(at: c + 8),
-                            cachedInputTokens: s.int(at: c + 9), cacheWriteTokens: s.int(at: c + 10),
-                            outputTokens: s.int(at: c + 11), reasoningTokens: s.int(at: c + 12),
-                            webSearches: s.int(at: c + 17), fileSearches: s.int(at: c + 18), cost: s.int64(at: c + 13),
-                            latency: s.int64(at: c + 14), ttft: s.optionalInt64(at: c + 15), retry: s.bool(at: c + 16)))
+    /// A call's rollup key and facts from `callColumns`, starting at column `c`.
+    static func call(_ s: Statement, from c: Int32 = 0) -> (key: RollupKey, facts: RollupFacts) {
+        (RollupKey(user: s.optionalString(at: c + 1), team: s.optionalString(at: c + 2),
+                   model: s.optionalString(at: c + 3), provider: s.optionalString(at: c + 4),
+                   plan: s.optionalString(at: c + 5), keyId: s.optionalString(at: c + 6)),
+         RollupFacts(startedAt: s.int64(at: c), outcome: s.string(at: c + 7), inputTokens: s.int(at: c + 8),
+                     cachedInputTokens: s.int(at: c + 9), cacheWriteTokens: s.int(at: c + 10),
+                     outputTokens: s.int(at: c + 11), reasoningTokens: s.int(at: c + 12),
+                     webSearches: s.int(at: c + 17), fileSearches: s.int(at: c + 18), cost: s.int64(at: c + 13),
+                     latency: s.int64(at: c + 14), ttft: s.optionalInt64(at: c + 15), retry: s.bool(at: c + 16)))
     }
 }
 
@@ -146,7 +145,7 @@ struct RollupCell: Sendable, Hashable {
     /// Bit q: a call started in quarter hour q of the span (0..<48 here, 48..<96 in `quartersHigh`).
     var quarters: Int64 = 0
     var quartersHigh: Int64 = 0
-    /// Searches billed a fee each (schema v12; cells of earlier migrations' backfills hold none).
+    /// Searches billed a fee each (schema v12; see `SearchRollups`).
     var webSearches = 0
     var fileSearches = 0
 

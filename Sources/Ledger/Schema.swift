@@ -11,13 +11,16 @@ enum Schema {
         /// Adds columns to `calls` unless the first is there: a ledger set back to the version
         /// before for a rollback (which kept them) takes the migration again without a fault.
         static func addingColumns(version: Int, _ columns: [String]) -> Migration {
+            Migration(version: version, sql: "SELECT 1", backfill: { try addColumns(columns, to: "calls", on: $0) })
+        }
+
+        /// Adds `columns` (definitions) to `table` unless the first is there.
+        static func addColumns(_ columns: [String], to table: String, on connection: SQLiteConnection) throws {
             let marker = String(columns[0].prefix { $0 != " " })
-            return Migration(version: version, sql: "SELECT 1", backfill: { connection in
-                let present = try connection.scalarInt(
-                    "SELECT COUNT(*) FROM pragma_table_info('calls') WHERE name = '\(marker)'") ?? 0
-                guard present == 0 else { return }
-                try connection.execute(columns.map { "ALTER TABLE calls ADD COLUMN \($0);" }.joined(separator: "\n"))
-            })
+            let present = try connection.scalarInt(
+                "SELECT COUNT(*) FROM pragma_table_info('\(table)') WHERE name = '\(marker)'") ?? 0
+            guard present == 0 else { return }
+            try connection.execute(columns.map { "ALTER TABLE \(table) ADD COLUMN \($0);" }.joined(separator: "\n"))
         }
     }
 
@@ -186,9 +189,10 @@ enum Schema {
         // and that fee. As v8.
         .addingColumns(version: 11, ["file_searches INTEGER NOT NULL DEFAULT 0", "price_file_search INTEGER"]),
         // v12: the rollup cells count the searches too, so reports show them: the columns on
-        // the four cell tables, filled from the calls the cells hold (`SearchRollupBackfill`).
-        // An older build's upserts leave them to their defaults: rollback as v8 (set back to 11).
-        Migration(version: 12, sql: "SELECT 1", backfill: SearchRollupBackfill.run),
+        // the four cell tables and `meta.search_rollups_through` at 0, from which every open
+        // counts the searches of the calls the cells hold (`SearchRollups`). An older build's
+        // upserts leave the columns to their defaults: rollback as v8 (set back to 11).
+        Migration(version: 12, sql: "SELECT 1", backfill: SearchRollups.addColumns),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
@@ -201,8 +205,7 @@ enum Schema {
             throw LedgerError.schemaTooNew(found: current, supported: latestVersion)
         }
         // The common case (already current) takes no write lock, so a report never waits on the server.
-        guard current < target else { return }
-        for migration in migrations where migration.version <= target {
+        for migration in migrations where current < target && migration.version <= target {
             try connection.execute("BEGIN IMMEDIATE")
             do {
                 if try version(of: connection) < migration.version {
@@ -216,6 +219,8 @@ enum Schema {
                 throw error
             }
         }
+        // Not a migration: the cells' search counts, after an older build rolled calls up.
+        if target >= 12 { try SearchRollups.catchUp(connection) }
     }
 
     static func version(of connection: SQLiteConnection) throws -> Int {

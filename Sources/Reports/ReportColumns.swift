@@ -61,8 +61,8 @@ struct MetricColumn: Sendable {
         MetricColumn(name: "retry_cost_picodollars", heading: nil, kind: .exactInteger) { f, _ in
             String(f.retryCost.picodollars)
         },
-        count("web_searches", "web search", \.webSearches),
-        count("file_searches", "file search", \.fileSearches),
+        count("web_searches", "web searches", \.webSearches),
+        count("file_searches", "file searches", \.fileSearches),
     ]
 
     static func named(_ name: String) -> MetricColumn? { all.first { $0.name == name } }

@@ -161,73 +161,115 @@ import Metering
     }
 
     /// v12 gives the cells the searches of the calls they already hold (a v11 ledger's cells
-    /// have none). Set back to v11 for a rollback, an older build adds calls to the cells without
-    /// their searches; taking v12 again makes every cell right, not counted twice.
-    @Test func migrationV12CountsTheSearchesTheCellsHold() throws {
+    /// have none). An older build that rolls calls up without their searches, still serving after
+    /// the migration or rolled back to (v11), leaves cells that the next open recounts.
+    @Test func searchCountsOfCellsAnOlderBuildRolledUp() throws {
         let dir = try TemporaryDirectory()
         let path = dir.path()
-        let entries = autumnCalls(seed: 3, count: 900)
+        let entries = autumnCalls(seed: 3, count: 1_000)
         #expect(entries.contains { $0.usage.webSearches > 0 } && entries.contains { $0.usage.fileSearches > 0 })
-        /// Writes calls as a v11 build did: rows with their searches, cells without.
-        func writeAsV11(_ calls: ArraySlice<LedgerEntry>, rollUp: Bool) throws {
-            let connection = try SQLiteConnection(path: path)
-            defer { connection.close() }
-            try connection.configureForLedger()
-            try connection.execute("BEGIN IMMEDIATE")
-            let insert = try connection.prepare(CallRow.insertSQL)
-            for e in calls {
-                CallRow.bind(e, to: insert)
-                insert.bind(Int64(0), at: CallRow.retryParameter)
-                try insert.run()
-            }
-            insert.finalize()
-            if rollUp {
-                let store = try RollupStore(connection: connection, searches: false)
-                let tail = try PendingRollups(connection: connection, store: store)
-                try tail.reload()
-                try tail.flush()
-                tail.finalize()
-                store.finalize()
-            }
-            try connection.execute("COMMIT")
-        }
-        func expectSearchesCounted(_ calls: ArraySlice<LedgerEntry>, _ note: Comment) throws {
-            let reader = try LedgerReader(path: path)
-            defer { reader.close() }
-            #expect(try Schema.version(of: reader.connection) == 12)
-            for groupBy in [[ReportDimension.user], [.model], [.day, .team]] {
-                let query = ReportQuery(since: 0, until: .max, groupBy: groupBy)
-                func counts(_ f: ReportFigures) -> [Int] { [f.requests, f.webSearches, f.fileSearches] }
-                let report = try reader.report(query)
-                let expected = NaiveReport.report(Array(calls), query)
-                #expect(report.rows.reduce(into: [:]) { $0[$1.values] = counts($1.figures) }
-                        == expected.rows.mapValues(counts), note)
-                #expect(counts(report.totals) == counts(expected.totals), note)
-            }
-        }
-        do {
-            let connection = try SQLiteConnection(path: path)
-            try connection.configureForLedger()
-            try Schema.migrate(connection, upTo: 11)
-            connection.close()
-        }
+        try Self.openAt(path, version: 11).close()
         // 600 calls in the cells, 100 in the tail.
-        try writeAsV11(entries[..<600], rollUp: true)
-        try writeAsV11(entries[600..<700], rollUp: false)
-        try expectSearchesCounted(entries[..<700], "a v11 ledger taking v12")
-        // Rolled back: the older build rolls up the tail and 100 more calls, without their searches.
+        try Self.writeAsOlderBuild(entries[..<600], at: path)
+        try Self.writeAsOlderBuild(entries[600..<700], at: path, rollUp: false)
+        try Self.expectSearchesCounted(entries[..<700], at: path, "a v11 ledger taking v12")
+        // An older build still serving after a newer CLI migrated the ledger.
+        try Self.writeAsOlderBuild(entries[700..<800], at: path)
+        try Self.expectSearchesCounted(entries[..<800], at: path, "recounted after an older build wrote")
+        // Rolled back to v11, then v12 again.
+        try Self.openAt(path, version: 11).close()
+        try Self.writeAsOlderBuild(entries[800..<900], at: path)
+        try Self.expectSearchesCounted(entries[..<900], at: path, "v12 taken again after a rollback")
+        // This build's writer adds the rest with their searches, and moves both marks.
+        let writer = try LedgerWriter(path: path)
+        #expect(appendAll(Array(entries[900...]), to: writer).isEmpty)
+        writer.close()
+        try Self.expectSearchesCounted(entries[...], at: path, "written since")
+        let connection = try SQLiteConnection(path: path)
+        defer { connection.close() }
+        #expect(try connection.scalarInt("SELECT value FROM meta WHERE name = 'search_rollups_through'")
+                == PendingRollups.mark(on: connection))
+    }
+
+    /// Calls pruned before v12 count no searches; the cells from the prune mark on count theirs.
+    @Test func searchCountsFromThePruneMarkOn() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let entries = autumnCalls(seed: 4, count: 800)
+        try Self.openAt(path, version: 11).close()
+        try Self.writeAsOlderBuild(entries[...], at: path)
+        // Pruned as a v11 build prunes: calls before a UTC midnight deleted, the mark recorded.
+        let mark = (entries[400].startedAt / UnixTime.microsPerDay + 1) * UnixTime.microsPerDay
         do {
             let connection = try SQLiteConnection(path: path)
-            try connection.execute("PRAGMA user_version = 11")
+            try connection.execute("""
+                DELETE FROM calls WHERE started_at < \(mark);
+                INSERT INTO meta (name, value) VALUES ('pruned_before', \(mark))
+                """)
             connection.close()
         }
-        try writeAsV11(entries[700..<800], rollUp: true)
-        try expectSearchesCounted(entries[..<800], "v12 taken again after a rollback")
-        // A writer of this build adds the rest with their searches.
-        let writer = try LedgerWriter(path: path)
-        #expect(appendAll(Array(entries[800...]), to: writer).isEmpty)
-        writer.close()
-        try expectSearchesCounted(entries[...], "written since")
+        let kept = entries.filter { $0.startedAt >= mark }
+        #expect(!kept.isEmpty && kept.count < entries.count)
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        let after = try reader.report(ReportQuery(since: mark, until: .max, groupBy: [.user]))
+        let expected = NaiveReport.report(kept, ReportQuery(since: mark, until: .max, groupBy: [.user]))
+        #expect(Self.searchCounts(after.totals) == Self.searchCounts(expected.totals))
+        #expect(try reader.report(ReportQuery(since: 0, until: mark)).totals.webSearches == 0)
+    }
+
+    private static func openAt(_ path: String, version: Int) throws -> SQLiteConnection {
+        let connection = try SQLiteConnection(path: path)
+        try connection.configureForLedger()
+        try Schema.migrate(connection, upTo: version)
+        try connection.execute("PRAGMA user_version = \(version)")
+        return connection
+    }
+
+    /// Writes calls as a v11 build did: rows with their searches, cells without, and only
+    /// `rollups_through` moved.
+    private static func writeAsOlderBuild(_ calls: ArraySlice<LedgerEntry>, at path: String, rollUp: Bool = true) throws {
+        let connection = try SQLiteConnection(path: path)
+        defer { connection.close() }
+        try connection.configureForLedger()
+        try connection.execute("BEGIN IMMEDIATE")
+        let insert = try connection.prepare(CallRow.insertSQL)
+        for e in calls {
+            CallRow.bind(e, to: insert)
+            insert.bind(Int64(0), at: CallRow.retryParameter)
+            try insert.run()
+        }
+        insert.finalize()
+        if rollUp {
+            let searchMark = try connection.scalarInt("SELECT value FROM meta WHERE name = 'search_rollups_through'")
+            let store = try RollupStore(connection: connection, searches: false)
+            let tail = try PendingRollups(connection: connection, store: store)
+            try tail.reload()
+            try tail.flush()
+            tail.finalize()
+            store.finalize()
+            if let searchMark {
+                try connection.execute("UPDATE meta SET value = \(searchMark) WHERE name = 'search_rollups_through'")
+            }
+        }
+        try connection.execute("COMMIT")
+    }
+
+    private static func searchCounts(_ f: ReportFigures) -> [Int] { [f.requests, f.webSearches, f.fileSearches] }
+
+    private static func expectSearchesCounted(_ calls: ArraySlice<LedgerEntry>, at path: String, _ note: Comment,
+                                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let reader = try LedgerReader(path: path)
+        defer { reader.close() }
+        #expect(try Schema.version(of: reader.connection) == 12, sourceLocation: sourceLocation)
+        for groupBy in [[ReportDimension.user], [.model], [.day, .team]] {
+            let query = ReportQuery(since: 0, until: .max, groupBy: groupBy)
+            let report = try reader.report(query)
+            let expected = NaiveReport.report(Array(calls), query)
+            #expect(report.rows.reduce(into: [:]) { $0[$1.values] = searchCounts($1.figures) }
+                    == expected.rows.mapValues(searchCounts), note, sourceLocation: sourceLocation)
+            #expect(searchCounts(report.totals) == searchCounts(expected.totals), note, sourceLocation: sourceLocation)
+        }
     }
 
     @Test func refusesNewerSchema() throws {
