@@ -191,6 +191,21 @@ import Metering
                 == PendingRollups.mark(on: connection))
     }
 
+    /// A writer of this build and one of an older build on the same ledger: this build's flush
+    /// leaves the search counts' mark behind once the older one rolled calls up, for the next
+    /// open to recount them.
+    @Test func searchCountsWhenAnOlderWriterRollsUpBetweenFlushes() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let entries = autumnCalls(seed: 6, count: 600)
+        let writer = try LedgerWriter(path: path, options: LedgerWriter.Options(rollupFlushRows: 1))
+        #expect(appendAll(Array(entries[..<200]), to: writer).isEmpty)
+        try Self.writeAsOlderBuild(entries[200..<400], at: path)
+        #expect(appendAll(Array(entries[400...]), to: writer).isEmpty)
+        writer.close()
+        try Self.expectSearchesCounted(entries[...], at: path, "an older writer's calls recounted")
+    }
+
     /// Calls pruned before v12 count no searches; the cells from the prune mark on count theirs.
     @Test func searchCountsFromThePruneMarkOn() throws {
         let dir = try TemporaryDirectory()
