@@ -42,9 +42,7 @@ public enum OutputEstimate {
 struct StreamedText {
     private(set) var bytes = 0
     private(set) var events = 0
-    /// Base64 characters of sound (`audio.data`), counted apart from the text, and how long
-    /// they play.
-    private(set) var audioBytes = 0
+    /// How long the sound (`audio.data`, base64, counted apart from the text) plays.
     private(set) var audioSeconds = 0.0
 
     /// The delta's text fields, as quoted keys; their value must be a string (`"key": "…"`,
@@ -73,7 +71,6 @@ struct StreamedText {
                 // Its sound, then on past the key: its transcript is text.
                 if let sound = Self.sound(data, after: i + 7) {
                     let length = sound.end - sound.start
-                    audioBytes += length
                     // A whole answer's sound is a file; a stream's, bare PCM.
                     audioSeconds += all ? AudioLength.file(Base64Text(body: data, token: sound), length: length)
                         : Double(length) * 3 / 4 / OutputEstimate.streamedSoundBytesPerSecond
