@@ -37,12 +37,10 @@ final class PendingRollups {
         self.connection = connection
         self.store = store
         readTail = try connection.prepare("SELECT \(RollupFacts.callColumns()) FROM calls WHERE rowid > ?1")
-        // The search counts' mark (`SearchRollups`; absent before v12) moves with it unless it
-        // lagged: another writer of an older build rolled up calls since, for the next open to recount.
-        setMark = try connection.prepare("""
-            UPDATE meta SET value = ?1 WHERE name = '\(Self.markName)' OR (name = '\(SearchRollups.markName)'
-                AND value = (SELECT value FROM meta WHERE name = '\(Self.markName)'))
-            """)
+        // The search counts' mark (`SearchRollups`; absent before v12) moves with it: `flush`
+        // recounts first if a writer of an older build rolled calls up meanwhile.
+        setMark = try connection.prepare(
+            "UPDATE meta SET value = ?1 WHERE name IN ('\(Self.markName)', '\(SearchRollups.markName)')")
     }
 
     func finalize() {
@@ -102,6 +100,7 @@ final class PendingRollups {
     /// writer's transaction; after a failure the caller rolls back and reloads.
     func flush() throws {
         guard rows > 0 || !cells.isEmpty else { return }
+        try SearchRollups.recountIfLagging(on: connection)
         // Each table's cells in its key order (span number, then key id): new cells then extend
         // the B-tree at its end instead of splitting pages all over it (random order cost about
         // twice as much per cell). Hour cells sorted by hour give the derived cells of one hour or

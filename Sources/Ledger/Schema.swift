@@ -204,7 +204,7 @@ enum Schema {
         if current > latestVersion {
             throw LedgerError.schemaTooNew(found: current, supported: latestVersion)
         }
-        // The common case (already current) takes no write lock, so a report never waits on the server.
+        // The common case (already current) takes no write lock, so a report does not wait on the server.
         for migration in migrations where current < target && migration.version <= target {
             try connection.execute("BEGIN IMMEDIATE")
             do {
@@ -219,7 +219,8 @@ enum Schema {
                 throw error
             }
         }
-        // Not a migration: the cells' search counts, after an older build rolled calls up.
+        // Not a migration: the cells' search counts, after an older build rolled calls up (the
+        // write lock only then).
         if target >= 12 { try SearchRollups.catchUp(connection) }
     }
 

@@ -1,3 +1,4 @@
+import CSQLite
 import Metering
 
 /// The rollup cells' search counts (schema v12), kept right when a build without them wrote.
@@ -6,11 +7,12 @@ import Metering
 /// with `rollups_through` (`PendingRollups`). An older build rolls calls up without their
 /// searches and moves only `rollups_through`: one still serving after a newer CLI migrated the
 /// ledger, or one rolled back to (set back to v11), which later takes v12 again. Then the cells of
-/// the calls between the two marks lack searches, and `catchUp` (run by every open, see
-/// `Schema.migrate`) recounts them: it zeroes the search counts of the UTC days those calls'
-/// searches fall in and adds back the searches of every call the cells hold in those days. The
-/// cells before the prune mark keep what they hold: their calls are gone. Migration v12 itself
-/// adds the columns and the mark at 0, so the first catch-up counts the whole ledger.
+/// the calls between the two marks lack searches, and they are recounted: by this build's writer
+/// before each flush, and by every open (`Schema.migrate`). A recount zeroes the search counts of
+/// the UTC days those calls' searches fall in and adds back the searches of every call the cells
+/// hold in those days. The cells before the prune mark keep what they hold: their calls are gone.
+/// Migration v12 itself adds the columns and the mark at 0, so the first recount counts the whole
+/// ledger.
 enum SearchRollups {
     static let markName = "search_rollups_through"
 
@@ -26,13 +28,19 @@ enum SearchRollups {
         try connection.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('\(markName)', 0)")
     }
 
-    /// Recounts the searches of the cells whose calls an older build rolled up, if any. Takes the
-    /// write lock only when there is something to do.
+    /// At an open: recounts, if the counts lag, in a transaction of its own. Takes the write lock
+    /// only then; one it cannot take (another process writing for longer than the busy timeout,
+    /// a read-only file) leaves the recount to the next open or the writer's next flush: a report
+    /// must not fail for it.
     static func catchUp(_ connection: SQLiteConnection) throws {
         guard try lag(on: connection) != nil else { return }
-        try connection.execute("BEGIN IMMEDIATE")
         do {
-            if let (mark, through) = try lag(on: connection) { try recount(after: mark, through: through, on: connection) }
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch LedgerError.sqlite(let code, _, _) where code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_READONLY {
+            return
+        }
+        do {
+            try recountIfLagging(on: connection)
             try connection.execute("COMMIT")
         } catch {
             try? connection.execute("ROLLBACK")
@@ -40,17 +48,30 @@ enum SearchRollups {
         }
     }
 
-    /// The two marks when the search counts lag behind the cells.
+    /// Recounts the searches of the cells whose calls an older build rolled up, if any, inside
+    /// the caller's write transaction.
+    static func recountIfLagging(on connection: SQLiteConnection) throws {
+        if let (mark, through) = try lag(on: connection) { try recount(after: mark, through: through, on: connection) }
+    }
+
+    /// The two marks when the search counts lag behind the cells (one statement: a flush
+    /// committing between two reads would show a lag that is not there).
     private static func lag(on connection: SQLiteConnection) throws -> (mark: Int64, through: Int64)? {
-        guard let mark = try connection.scalarInt("SELECT value FROM meta WHERE name = '\(markName)'") else { return nil }
-        let through = try PendingRollups.mark(on: connection)
-        return mark < through ? (mark, through) : nil
+        let s = try connection.prepare("""
+            SELECT (SELECT value FROM meta WHERE name = '\(markName)'),
+                   (SELECT value FROM meta WHERE name = '\(PendingRollups.markName)')
+            """)
+        defer { s.finalize() }
+        guard try s.step(), let mark = s.optionalInt64(at: 0), let through = s.optionalInt64(at: 1), mark < through else {
+            return nil
+        }
+        return (mark, through)
     }
 
     private static func recount(after mark: Int64, through: Int64, on connection: SQLiteConnection) throws {
         let prunedBefore = try LedgerPrune.prunedBefore(on: connection)
         let day = RollupSpan.day
-        var days: [Int64] = []
+        var runs: [ClosedRange<Int64>] = []
         if mark == 0 {
             // The first catch-up: every day from the prune mark on.
             let s = try connection.prepare("SELECT MIN(started_at), MAX(started_at) FROM calls WHERE rowid <= ?1 AND started_at >= ?2")
@@ -58,7 +79,7 @@ enum SearchRollups {
             s.bind(through, at: 1)
             s.bind(prunedBefore, at: 2)
             if try s.step(), let first = s.optionalInt64(at: 0), let last = s.optionalInt64(at: 1) {
-                days = Array(day.number(of: first)...day.number(of: last))
+                runs = [day.number(of: first)...day.number(of: last)]
             }
         } else {
             // The days of the searches the lagging calls made (an older build's calls since the mark).
@@ -72,11 +93,11 @@ enum SearchRollups {
             s.bind(prunedBefore, at: 3)
             var found = Set<Int64>()
             while try s.step() { found.insert(day.number(of: s.int64(at: 0))) }
-            days = found.sorted()
+            runs = Self.runs(of: found.sorted())
         }
         let counts = try SearchCounts(connection: connection)
         defer { counts.finalize() }
-        for run in runs(of: days) {
+        for run in runs {
             try counts.zero(days: run)
             try counts.add(days: run, through: through)
         }
@@ -100,13 +121,19 @@ enum SearchRollups {
 /// The search counts of the cells of whole UTC days, set from the calls.
 private final class SearchCounts {
     private let connection: SQLiteConnection
-    private let store: RollupStore
+    /// Key ids by key, read (not made: a writer's `RollupStore` in the same transaction keeps
+    /// its own; every call the cells hold has its keys).
+    private let ids: [RollupLevel: [RollupKey: Int64]]
     /// By `CellTable.ordinal`.
     private var additions: [Statement] = []
 
     init(connection: SQLiteConnection) throws {
         self.connection = connection
-        store = try RollupStore(connection: connection)
+        var ids: [RollupLevel: [RollupKey: Int64]] = [:]
+        for level in RollupLevel.allCases {
+            ids[level] = try RollupStore.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
+        }
+        self.ids = ids
         for table in Self.tables {
             additions.append(try connection.prepare("""
                 UPDATE \(table.level.table(table.span)) SET web_searches = web_searches + ?1, file_searches = file_searches + ?2
@@ -120,7 +147,6 @@ private final class SearchCounts {
     }.sorted { $0.ordinal < $1.ordinal }
 
     func finalize() {
-        store.finalize()
         for s in additions { s.finalize() }
     }
 
@@ -129,7 +155,7 @@ private final class SearchCounts {
             let per: Int64 = table.span == .hour ? 24 : 1
             try connection.execute("""
                 UPDATE \(table.level.table(table.span)) SET web_searches = 0, file_searches = 0
-                WHERE \(table.span.column) >= \(days.lowerBound * per) AND \(table.span.column) < \((days.upperBound + 1) * per)
+                WHERE \(table.span.column) >= \(days.lowerBound * per) AND \(table.span.column) <= \(days.upperBound * per + per - 1)
                   AND (web_searches <> 0 OR file_searches <> 0)
                 """)
         }
@@ -140,11 +166,14 @@ private final class SearchCounts {
     func add(days: ClosedRange<Int64>, through: Int64) throws {
         let s = try connection.prepare("""
             SELECT \(RollupFacts.callColumns()) FROM calls
-            WHERE started_at >= ?1 AND started_at < ?2 AND rowid <= ?3 AND (web_searches > 0 OR file_searches > 0)
+            WHERE started_at >= ?1 AND started_at <= ?2 AND rowid <= ?3 AND (web_searches > 0 OR file_searches > 0)
             """)
         defer { s.finalize() }
-        s.bind(days.lowerBound * UnixTime.microsPerDay, at: 1)
-        s.bind((days.upperBound + 1) * UnixTime.microsPerDay, at: 2)
+        // The days' first and last µs, clamped: a row's start fits 64 bits, its day's end may not.
+        let (first, firstOverflow) = days.lowerBound.multipliedReportingOverflow(by: UnixTime.microsPerDay)
+        let (end, endOverflow) = (days.upperBound + 1).multipliedReportingOverflow(by: UnixTime.microsPerDay)
+        s.bind(firstOverflow ? Int64.min : first, at: 1)
+        s.bind(endOverflow ? Int64.max : end - 1, at: 2)
         s.bind(through, at: 3)
         var sums: [CellAddress: SearchCalls] = [:]
         func flush() throws {
@@ -160,10 +189,10 @@ private final class SearchCounts {
         }
         while try s.step() {
             let (key, facts) = RollupFacts.call(s)
-            let ids = try store.ids(of: key)
             for level in RollupLevel.allCases {
+                guard let id = ids[level]?[level.key(key)] else { continue }
                 for span in RollupSpan.allCases {
-                    let address = CellAddress(level: level, span: span, number: span.number(of: facts.startedAt), key: ids[level])
+                    let address = CellAddress(level: level, span: span, number: span.number(of: facts.startedAt), key: id)
                     sums[address, default: SearchCalls()].web += facts.webSearches
                     sums[address, default: SearchCalls()].file += facts.fileSearches
                 }

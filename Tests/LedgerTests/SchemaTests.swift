@@ -184,11 +184,13 @@ import Metering
         let writer = try LedgerWriter(path: path)
         #expect(appendAll(Array(entries[900...]), to: writer).isEmpty)
         writer.close()
+        do {
+            let connection = try SQLiteConnection(path: path)
+            defer { connection.close() }
+            #expect(try connection.scalarInt("SELECT value FROM meta WHERE name = 'search_rollups_through'")
+                    == PendingRollups.mark(on: connection))
+        }
         try Self.expectSearchesCounted(entries[...], at: path, "written since")
-        let connection = try SQLiteConnection(path: path)
-        defer { connection.close() }
-        #expect(try connection.scalarInt("SELECT value FROM meta WHERE name = 'search_rollups_through'")
-                == PendingRollups.mark(on: connection))
     }
 
     /// A writer of this build and one of an older build on the same ledger: this build's flush
@@ -203,7 +205,38 @@ import Metering
         try Self.writeAsOlderBuild(entries[200..<400], at: path)
         #expect(appendAll(Array(entries[400...]), to: writer).isEmpty)
         writer.close()
+        // Recounted by the writer's own flush, before any open.
+        let connection = try SQLiteConnection(path: path)
+        try Self.expectCellsHoldTheirCallsSearches(connection, "the writer's flush")
+        connection.close()
         try Self.expectSearchesCounted(entries[...], at: path, "an older writer's calls recounted")
+    }
+
+    /// A recount leaves the days before the prune mark as they are, even when an older build
+    /// rolls up a late call of such a day: the searches of that day's pruned calls are gone.
+    @Test func searchCountsBeforeThePruneMarkStay() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let entries = autumnCalls(seed: 8, count: 600)
+        let writer = try LedgerWriter(path: path)
+        #expect(appendAll(entries, to: writer).isEmpty)
+        writer.close()
+        let mark = (entries[300].startedAt / UnixTime.microsPerDay + 1) * UnixTime.microsPerDay
+        #expect(try LedgerPrune.prune(path: path, before: mark).deleted > 0)
+        let before = ReportQuery(since: 0, until: mark)
+        let pruned = entries.filter { $0.startedAt < mark }
+        func searchesBeforeMark() throws -> [Int] {
+            let reader = try LedgerReader(path: path)
+            defer { reader.close() }
+            return Self.searchCounts(try reader.report(before).totals)
+        }
+        #expect(try searchesBeforeMark() == Self.searchCounts(NaiveReport.report(pruned, before).totals))
+        var late = sampleEntry(9_999, startedAt: mark - 3_600_000_000, usage: Usage(inputTokens: 5, webSearches: 3))
+        late.user = entries[0].user
+        try Self.writeAsOlderBuild([late][...], at: path)
+        var expected = Self.searchCounts(NaiveReport.report(pruned, before).totals)
+        expected[0] += 1  // the late call, its searches not counted
+        #expect(try searchesBeforeMark() == expected)
     }
 
     /// Calls pruned before v12 count no searches; the cells from the prune mark on count theirs.
@@ -272,11 +305,33 @@ import Metering
 
     private static func searchCounts(_ f: ReportFigures) -> [Int] { [f.requests, f.webSearches, f.fileSearches] }
 
+    /// Each of the four cell tables holds the searches of the calls rolled up (hour cells too,
+    /// which whole-day reports hardly read).
+    private static func expectCellsHoldTheirCallsSearches(_ connection: SQLiteConnection, _ note: Comment,
+                                                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+        func sums(_ sql: String) throws -> [Int64] {
+            let s = try connection.prepare(sql)
+            defer { s.finalize() }
+            #expect(try s.step())
+            return [s.optionalInt64(at: 0) ?? 0, s.optionalInt64(at: 1) ?? 0]
+        }
+        let calls = try sums("""
+            SELECT SUM(web_searches), SUM(file_searches) FROM calls
+            WHERE rowid <= (SELECT value FROM meta WHERE name = 'rollups_through')
+            """)
+        #expect(calls != [0, 0], note, sourceLocation: sourceLocation)
+        for table in ["rollup_hours", "rollup_days", "rollup_payer_hours", "rollup_payer_days"] {
+            #expect(try sums("SELECT SUM(web_searches), SUM(file_searches) FROM \(table)") == calls, "\(note): \(table)",
+                    sourceLocation: sourceLocation)
+        }
+    }
+
     private static func expectSearchesCounted(_ calls: ArraySlice<LedgerEntry>, at path: String, _ note: Comment,
                                               sourceLocation: SourceLocation = #_sourceLocation) throws {
         let reader = try LedgerReader(path: path)
         defer { reader.close() }
         #expect(try Schema.version(of: reader.connection) == 12, sourceLocation: sourceLocation)
+        try reader.withConnection { try expectCellsHoldTheirCallsSearches($0, note, sourceLocation: sourceLocation) }
         for groupBy in [[ReportDimension.user], [.model], [.day, .team]] {
             let query = ReportQuery(since: 0, until: .max, groupBy: groupBy)
             let report = try reader.report(query)
