@@ -212,6 +212,31 @@ import Metering
         try Self.expectSearchesCounted(entries[...], at: path, "an older writer's calls recounted")
     }
 
+    /// An open that cannot take the write lock for a recount (another process holds it) still
+    /// opens; the next open recounts.
+    @Test func aBusyLedgerOpensWithoutTheRecount() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path()
+        let entries = autumnCalls(seed: 2, count: 400)
+        try Self.openAt(path, version: 11).close()
+        try Self.writeAsOlderBuild(entries[..<200], at: path)
+        try Self.expectSearchesCounted(entries[..<200], at: path, "migrated")
+        try Self.writeAsOlderBuild(entries[200...], at: path)
+        let holder = try SQLiteConnection(path: path)
+        try holder.execute("BEGIN IMMEDIATE")
+        do {
+            let reader = try LedgerReader(path: path, busyTimeoutMillis: 50)
+            defer { reader.close() }
+            let all = NaiveReport.report(entries, ReportQuery(since: 0, until: .max)).totals
+            let report = try reader.report(ReportQuery(since: 0, until: .max))
+            #expect(report.totals.requests == all.requests)
+            #expect(report.totals.webSearches < all.webSearches, "not recounted yet")
+        }
+        try holder.execute("ROLLBACK")
+        holder.close()
+        try Self.expectSearchesCounted(entries[...], at: path, "recounted by the next open")
+    }
+
     /// A recount leaves the days before the prune mark as they are, even when an older build
     /// rolls up a late call of such a day: the searches of that day's pruned calls are gone.
     @Test func searchCountsBeforeThePruneMarkStay() throws {
