@@ -23,10 +23,25 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Another connection held the lock past the busy timeout.
+    public var isBusy: Bool {
+        if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_BUSY }
+        return false
+    }
+
+    /// The file, its directory or the connection does not allow writing.
+    public var isReadOnly: Bool {
+        if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_READONLY }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .sqlite(let code, let message, let context):
-            return "sqlite error \(code) during \(context): \(message)"
+            let text = "sqlite error \(code) during \(context): \(message)"
+            // What to do about it: a finance user running a report may not know SQLite needs this.
+            return isReadOnly ? text + " (tokenctl needs write access to the ledger file and its directory: "
+                + "opening brings its schema up to date, and SQLite keeps -wal and -shm files beside it)" : text
         case .closed:
             return "ledger closed"
         case .invalidRow(let why):

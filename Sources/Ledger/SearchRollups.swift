@@ -36,7 +36,7 @@ enum SearchRollups {
         guard try lag(on: connection) != nil else { return }
         do {
             try connection.execute("BEGIN IMMEDIATE")
-        } catch LedgerError.sqlite(let code, _, _) where code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_READONLY {
+        } catch let error as LedgerError where error.isBusy || error.isReadOnly {
             return
         }
         do {
@@ -44,6 +44,8 @@ enum SearchRollups {
             try connection.execute("COMMIT")
         } catch {
             try? connection.execute("ROLLBACK")
+            // A read-only file may let the transaction begin and refuse its first write.
+            if let error = error as? LedgerError, error.isBusy || error.isReadOnly { return }
             throw error
         }
     }

@@ -234,6 +234,19 @@ import Metering
         }
         try holder.execute("ROLLBACK")
         holder.close()
+        // One that may not write opens too (a read-only file lets the transaction begin and
+        // refuses its first write, as `query_only` does).
+        do {
+            let readOnly = try SQLiteConnection(path: path)
+            defer { readOnly.close() }
+            try readOnly.execute("PRAGMA query_only = 1")
+            try Schema.migrate(readOnly)
+            #expect(try readOnly.scalarInt("SELECT value FROM meta WHERE name = 'search_rollups_through'")
+                    ?? 0 < PendingRollups.mark(on: readOnly))
+        }
+        // Elsewhere a read-only ledger fails, saying what it needs.
+        #expect(LedgerError.sqlite(code: 1544, message: "attempt to write a readonly database", context: "PRAGMA user_version")
+                    .description.contains("needs write access to the ledger file and its directory"))
         try Self.expectSearchesCounted(entries[...], at: path, "recounted by the next open")
     }
 
