@@ -114,6 +114,11 @@ final class GatewayMetrics: Sendable {
                 if usage.cachedInputTokens > 0 { tokens.cachedInput.increment(by: Int64(usage.cachedInputTokens)) }
                 if usage.cacheWriteTokens > 0 { tokens.cacheWrite.increment(by: Int64(usage.cacheWriteTokens)) }
                 if usage.outputTokens > 0 { tokens.output.increment(by: Int64(usage.outputTokens)) }
+                if usage.webSearches > 0 || usage.fileSearches > 0 {
+                    let searches = cache.searches(model, registry)
+                    if usage.webSearches > 0 { searches.web.increment(by: Int64(usage.webSearches)) }
+                    if usage.fileSearches > 0 { searches.file.increment(by: Int64(usage.fileSearches)) }
+                }
             }
             if entry.cost > .zero {
                 let team = cache.teams.label(entry.team, listed: labels.listedTeams)
@@ -262,6 +267,11 @@ private struct TokenSeries {
     let output: Counter
 }
 
+private struct SearchSeries {
+    let web: Counter
+    let file: Counter
+}
+
 private struct CostKey: Hashable {
     var model: String
     var team: String
@@ -284,6 +294,7 @@ private struct SeriesCache {
     var teams = TeamLabels()
     private var calls: [CallKey: CallSeries] = [:]
     private var tokens: [String: TokenSeries] = [:]
+    private var searches: [String: SearchSeries] = [:]
     private var costs: [CostKey: Counter] = [:]
     private var refusals: [PlanKey: Counter] = [:]
     private var errors: [ErrorKey: Counter] = [:]
@@ -325,14 +336,27 @@ private struct SeriesCache {
 
     mutating func tokens(_ model: String, _ registry: PrometheusCollectorRegistry) -> TokenSeries {
         Self.cached(&tokens, model) {
-            func counter(_ direction: String) -> Counter {
-                registry.makeCounter(descriptor: .named("tokenctl_tokens_total",
-                    "Tokens by model and direction (input, cached_input, cache_write, output)"),
-                    labels: [("model", model), ("direction", direction)])
-            }
+            let counter = Self.counters("tokenctl_tokens_total",
+                                        "Tokens by model and direction (input, cached_input, cache_write, output)",
+                                        model: model, by: "direction", registry)
             return TokenSeries(input: counter("input"), cachedInput: counter("cached_input"),
                                cacheWrite: counter("cache_write"), output: counter("output"))
         }
+    }
+
+    mutating func searches(_ model: String, _ registry: PrometheusCollectorRegistry) -> SearchSeries {
+        Self.cached(&searches, model) {
+            let counter = Self.counters("tokenctl_searches_total",
+                                        "Server-side searches billed a fee each, by model and kind (web, file)",
+                                        model: model, by: "kind", registry)
+            return SearchSeries(web: counter("web"), file: counter("file"))
+        }
+    }
+
+    /// The counters of one metric for `model`, one per value of a second label.
+    private static func counters(_ name: String, _ help: String, model: String, by label: String,
+                                 _ registry: PrometheusCollectorRegistry) -> (String) -> Counter {
+        { value in registry.makeCounter(descriptor: .named(name, help), labels: [("model", model), (label, value)]) }
     }
 
     mutating func cost(_ key: CostKey, _ registry: PrometheusCollectorRegistry) -> Counter {

@@ -47,7 +47,8 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidRow(let why):
             return "invalid ledger row: \(why)"
         case .schemaTooNew(let found, let supported):
-            return "ledger schema version \(found) is newer than this build supports (\(supported))"
+            return "ledger schema version \(found) is newer than this build supports (\(supported)): run the release that "
+                + "wrote it, or set the ledger back for a rollback (docs/ledger.md, \"Schema versions and rollback\")"
         case .postgres(let state, let message, let context):
             return "postgres error \(state.isEmpty ? "" : state + " ")during \(context): \(message)"
         }

@@ -210,6 +210,13 @@ struct PriceTierTests {
         #expect(r.usage.webSearches == 4)
         #expect(r.cost.picodollars == Int64(responses.promptTokens) * 150_000 + Int64(responses.outputTokens) * 600_000
                 + 4 * 10_000_000_000)
+        // And /metrics counts them by model, as the ledger does.
+        h.server.flushLedger()
+        let scrape = try await Scrape.of(h)
+        #expect(scrape[#"tokenctl_searches_total{model="gpt-4o-mini",kind="web"}"#] == Double(r.usage.webSearches + p.usage.webSearches))
+        #expect(scrape[#"tokenctl_searches_total{model="gpt-4o-mini",kind="file"}"#] == 0)
+        #expect(scrape.samples.filter { $0.key.hasPrefix("tokenctl_searches_total{") && $0.key.contains(#"kind="web""#) }
+                    .values.reduce(0, +) == Double(m.usage.webSearches + r.usage.webSearches + p.usage.webSearches))
     }
 
     @Test("the Responses API's file search calls are charged their fee each, streamed or not, and reserved")
