@@ -28,8 +28,12 @@ providers:
   # The same fake answering 500: the upstream errors the error panels and alerts read.
   flaky:     { dialect: openai,    base_url: "$fake/v1", api_key_env: DASH_PROVIDER_KEY,
                headers: { x-fake-fail: http-500 } }
+  # The same fake making searches: the search panel's series.
+  searching: { dialect: openai,    base_url: "$fake/v1", api_key_env: DASH_PROVIDER_KEY,
+               headers: { x-fake-web-searches: "2", x-fake-file-searches: "1" } }
 models:
   - { match: "gpt-4.1-mini*", provider: flaky }
+  - { match: "gpt-4.1", provider: searching }
   - { match: "gpt-*", provider: openai }
   - { match: "claude-*", provider: anthropic }
 YAML

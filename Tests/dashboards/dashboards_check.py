@@ -82,6 +82,7 @@ def traffic(proxy, keys, wave):
                                    "messages": [{"role": "user", "content": "hello"}]}, {}, 200 if wave == 1 else 429),
         ("svc", "/v1/chat/completions", chat("gpt-4o-mini"), {"x-tokenctl-user": "dash-erin"}, 200),
         ("svc", "/v1/chat/completions", chat("gpt-4.1-nano"), {"x-tokenctl-user": "dash-frank"}, 200),
+        ("dave", "/v1/responses", {"model": "gpt-4.1", "input": "news?", "tools": [{"type": "web_search"}]}, {}, 200),
         ("alice", "/v1/chat/completions", chat("gpt-4.1-mini"), {}, 500),        # upstream error
         ("bob", "/v1/chat/completions", chat("gpt-4o-mini"), {}, 429),           # quota
         (None, "/v1/chat/completions", chat("gpt-4o-mini"), {}, 401),            # auth
