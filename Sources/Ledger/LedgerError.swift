@@ -24,13 +24,13 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Another connection held the lock past the busy timeout.
-    public var isBusy: Bool {
+    var isBusy: Bool {
         if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_BUSY }
         return false
     }
 
     /// The file, its directory or the connection does not allow writing.
-    public var isReadOnly: Bool {
+    var isReadOnly: Bool {
         if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_READONLY }
         return false
     }

@@ -13,7 +13,7 @@ enum PayerRollupBackfill {
         }
         for span in RollupSpan.allCases {
             let s = try connection.prepare("""
-                SELECT \(span.column), key, \(RollupStore.cellColumnNamesBeforeSearches.joined(separator: ", ")) FROM \(RollupLevel.detailed.table(span))
+                SELECT \(span.column), key, \(RollupStore.cellColumnNames(searches: false).joined(separator: ", ")) FROM \(RollupLevel.detailed.table(span))
                 ORDER BY \(span.column)
                 """)
             var number = Int64.min

@@ -99,8 +99,10 @@ final class PendingRollups {
     /// Adds every pending delta to the cells and moves the mark past the tail. Inside the
     /// writer's transaction; after a failure the caller rolls back and reloads.
     func flush() throws {
-        guard rows > 0 || !cells.isEmpty else { return }
+        // Before the guard: a prune flushes an empty tail, then deletes calls whose searches an
+        // older build may have left out of the cells.
         try SearchRollups.recountIfLagging(on: connection)
+        guard rows > 0 || !cells.isEmpty else { return }
         // Each table's cells in its key order (span number, then key id): new cells then extend
         // the B-tree at its end instead of splitting pages all over it (random order cost about
         // twice as much per cell). Hour cells sorted by hour give the derived cells of one hour or

@@ -17,7 +17,7 @@ enum RollupBackfill {
         let store = try RollupStore(connection: connection, levels: levels, searches: searches)
         defer { store.finalize() }
         // In (started_at, id) order the latest earlier call of a fingerprint is the one before.
-        // The stored retry flags are not read (they are what this computes).
+        // The stored retry flags are read but replaced: they are what this computes.
         let s = try connection.prepare("""
             SELECT rowid, request_hash, \(RollupFacts.callColumns(searches: searches))
             FROM calls ORDER BY started_at, id

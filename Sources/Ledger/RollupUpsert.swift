@@ -8,7 +8,7 @@ import CSQLite
 /// The sums SQL cannot do exactly are SQL functions registered on the connection: Int128 money
 /// as (low, high) 64-bit halves (SQLite turns an overflowing `+` into a REAL) and histogram blobs.
 enum RollupUpsert {
-    static func sql(table: String, spanColumn: String, columns: [String] = RollupStore.cellColumnNames) -> String {
+    static func sql(table: String, spanColumn: String, columns: [String]) -> String {
         let sums = columns.map { column -> String in
             switch column {
             case "cost_pd", "retry_cost_pd":

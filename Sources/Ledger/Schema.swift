@@ -192,7 +192,7 @@ enum Schema {
         // the four cell tables and `meta.search_rollups_through` at 0, from which every open
         // counts the searches of the calls the cells hold (`SearchRollups`). An older build's
         // upserts leave the columns to their defaults: rollback as v8 (set back to 11).
-        Migration(version: 12, sql: "SELECT 1", backfill: SearchRollups.addColumns),
+        Migration(version: 12, sql: "SELECT 1", backfill: SearchRollups.addCountColumnsAndMark),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
@@ -205,23 +205,25 @@ enum Schema {
             throw LedgerError.schemaTooNew(found: current, supported: latestVersion)
         }
         // The common case (already current) takes no write lock, so a report does not wait on the server.
-        for migration in migrations where current < target && migration.version <= target {
-            try connection.execute("BEGIN IMMEDIATE")
-            do {
-                if try version(of: connection) < migration.version {
-                    try connection.execute(migration.sql)
-                    try migration.backfill?(connection)
-                    try connection.execute("PRAGMA user_version = \(migration.version)")
+        if current < target {
+            for migration in migrations where migration.version <= target {
+                try connection.execute("BEGIN IMMEDIATE")
+                do {
+                    if try version(of: connection) < migration.version {
+                        try connection.execute(migration.sql)
+                        try migration.backfill?(connection)
+                        try connection.execute("PRAGMA user_version = \(migration.version)")
+                    }
+                    try connection.execute("COMMIT")
+                } catch {
+                    try? connection.execute("ROLLBACK")
+                    throw error
                 }
-                try connection.execute("COMMIT")
-            } catch {
-                try? connection.execute("ROLLBACK")
-                throw error
             }
         }
         // Not a migration: the cells' search counts, after an older build rolled calls up (the
         // write lock only then).
-        if target >= 12 { try SearchRollups.catchUp(connection) }
+        if target >= SearchRollups.schemaVersion { try SearchRollups.catchUp(connection) }
     }
 
     static func version(of connection: SQLiteConnection) throws -> Int {

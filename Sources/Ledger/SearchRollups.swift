@@ -15,9 +15,11 @@ import Metering
 /// ledger.
 enum SearchRollups {
     static let markName = "search_rollups_through"
+    /// The schema version that gives the cells their search counts.
+    static let schemaVersion = 12
 
     /// Migration v12: the columns (unless a ledger set back to v11 kept them) and the mark.
-    static func addColumns(_ connection: SQLiteConnection) throws {
+    static func addCountColumnsAndMark(_ connection: SQLiteConnection) throws {
         for level in RollupLevel.allCases {
             for span in RollupSpan.allCases {
                 try Schema.Migration.addColumns(["web_searches INTEGER NOT NULL DEFAULT 0",
@@ -36,7 +38,7 @@ enum SearchRollups {
         guard try lag(on: connection) != nil else { return }
         do {
             try connection.execute("BEGIN IMMEDIATE")
-        } catch let error as LedgerError where error.isBusy || error.isReadOnly {
+        } catch where mayWait(error) {
             return
         }
         do {
@@ -45,9 +47,15 @@ enum SearchRollups {
         } catch {
             try? connection.execute("ROLLBACK")
             // A read-only file may let the transaction begin and refuse its first write.
-            if let error = error as? LedgerError, error.isBusy || error.isReadOnly { return }
+            if mayWait(error) { return }
             throw error
         }
+    }
+
+    /// A failure that leaves the recount to a later open: the lock held elsewhere, or no writing.
+    private static func mayWait(_ error: any Error) -> Bool {
+        guard let error = error as? LedgerError else { return false }
+        return error.isBusy || error.isReadOnly
     }
 
     /// Recounts the searches of the cells whose calls an older build rolled up, if any, inside
@@ -64,9 +72,8 @@ enum SearchRollups {
                    (SELECT value FROM meta WHERE name = '\(PendingRollups.markName)')
             """)
         defer { s.finalize() }
-        guard try s.step(), let mark = s.optionalInt64(at: 0), let through = s.optionalInt64(at: 1), mark < through else {
-            return nil
-        }
+        guard try s.step(), let mark = s.optionalInt64(at: 0), let through = s.optionalInt64(at: 1),
+              mark < through else { return nil }
         return (mark, through)
     }
 
@@ -76,7 +83,8 @@ enum SearchRollups {
         var runs: [ClosedRange<Int64>] = []
         if mark == 0 {
             // The first catch-up: every day from the prune mark on.
-            let s = try connection.prepare("SELECT MIN(started_at), MAX(started_at) FROM calls WHERE rowid <= ?1 AND started_at >= ?2")
+            let s = try connection.prepare(
+                "SELECT MIN(started_at), MAX(started_at) FROM calls WHERE rowid <= ?1 AND started_at >= ?2")
             defer { s.finalize() }
             s.bind(through, at: 1)
             s.bind(prunedBefore, at: 2)
@@ -138,7 +146,8 @@ private final class SearchCounts {
         self.ids = ids
         for table in Self.tables {
             additions.append(try connection.prepare("""
-                UPDATE \(table.level.table(table.span)) SET web_searches = web_searches + ?1, file_searches = file_searches + ?2
+                UPDATE \(table.level.table(table.span))
+                SET web_searches = web_searches + ?1, file_searches = file_searches + ?2
                 WHERE \(table.span.column) = ?3 AND key = ?4
                 """))
         }
@@ -157,7 +166,7 @@ private final class SearchCounts {
             let per: Int64 = table.span == .hour ? 24 : 1
             try connection.execute("""
                 UPDATE \(table.level.table(table.span)) SET web_searches = 0, file_searches = 0
-                WHERE \(table.span.column) >= \(days.lowerBound * per) AND \(table.span.column) <= \(days.upperBound * per + per - 1)
+                WHERE \(table.span.column) BETWEEN \(days.lowerBound * per) AND \(days.upperBound * per + per - 1)
                   AND (web_searches <> 0 OR file_searches <> 0)
                 """)
         }
@@ -194,7 +203,8 @@ private final class SearchCounts {
             for level in RollupLevel.allCases {
                 guard let id = ids[level]?[level.key(key)] else { continue }
                 for span in RollupSpan.allCases {
-                    let address = CellAddress(level: level, span: span, number: span.number(of: facts.startedAt), key: id)
+                    let number = span.number(of: facts.startedAt)
+                    let address = CellAddress(level: level, span: span, number: number, key: id)
                     sums[address, default: SearchCalls()].web += facts.webSearches
                     sums[address, default: SearchCalls()].file += facts.fileSearches
                 }

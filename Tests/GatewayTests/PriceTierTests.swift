@@ -179,7 +179,7 @@ struct PriceTierTests {
         #expect(row.errorMessage == "the image_generation tool's images are billed apart from the usage the provider reports: not charged here")
     }
 
-    @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them")
+    @Test("through FakeLLM: a priority chat, Anthropic and Responses searches, each charged as FakeLLM reported them and counted in /metrics")
     func throughFakeLLM() async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-web-searches": "4"])
         defer { h.shutdown() }

@@ -142,7 +142,8 @@ final class PostgresPruneTests: XCTestCase {
         assertSame(original, try allReports(sqlite), "unpruned PostgreSQL vs SQLite")
         let totals = try pg.report(ReportQuery(since: 0, until: .max)).totals
         XCTAssertGreaterThan(totals.retries, 0)
-        // The pruned calls' cells keep their searches (schema v8).
+        // Calls with searches, so the reports `assertSame` compares after each prune show that
+        // the pruned calls' cells keep them (schema v8).
         XCTAssertGreaterThan(totals.webSearches, 0)
         XCTAssertGreaterThan(totals.fileSearches, 0)
 
