@@ -91,17 +91,18 @@ enum CallRecord {
                      audioInputTokens: min(kinds.audioInputTokens, promptEstimate), fileSearches: metered.searchesSeen.file)
         usage.outputTokens = metered.estimatedOutputTokens
         usage.audioOutputTokens = metered.estimatedAudioOutputTokens
-        entry.usage = usage
-        entry.usageSource = .estimated
-        entry.price = price
-        entry.cost = price?.cost(of: usage) ?? .zero
+        charge(&entry, estimated: usage, price: price)
     }
 
     /// A failed stream that sent no text: the searches it showed finished were made, so they are
     /// billed, alone (`usage_source = estimated`: no usage reported them).
     static func billSearchesAlone(_ entry: inout LedgerEntry, _ searches: SearchCalls, price: ModelPrice?) {
         guard searches.web > 0 || searches.file > 0 else { return }
-        let usage = Usage(webSearches: searches.web, fileSearches: searches.file)
+        charge(&entry, estimated: Usage(webSearches: searches.web, fileSearches: searches.file), price: price)
+    }
+
+    /// The row's usage is the gateway's estimate, charged at `price`.
+    private static func charge(_ entry: inout LedgerEntry, estimated usage: Usage, price: ModelPrice?) {
         entry.usage = usage
         entry.usageSource = .estimated
         entry.price = price

@@ -62,7 +62,7 @@ final class RollupStore {
     func reload() throws {
         bothIds.removeAll()
         for level in levels {
-            keyIds[level] = try Self.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
+            keyIds[level] = try Self.ids(level, on: connection)
         }
     }
 
@@ -78,6 +78,11 @@ final class RollupStore {
                             plan: s.optionalString(at: 3), keyId: nil)
         }
         return keys
+    }
+
+    /// The ids of the keys of `level`, by key (`keys` turned round).
+    static func ids(_ level: RollupLevel, on connection: SQLiteConnection) throws -> [RollupKey: Int64] {
+        try keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
     }
 
     /// The id of `key` (reduced to the level's dimensions) at `level`, inserting it if new.

@@ -141,7 +141,7 @@ private final class SearchCounts {
         self.connection = connection
         var ids: [RollupLevel: [RollupKey: Int64]] = [:]
         for level in RollupLevel.allCases {
-            ids[level] = try RollupStore.keys(level, on: connection).reduce(into: [:]) { $0[$1.value] = $1.key }
+            ids[level] = try RollupStore.ids(level, on: connection)
         }
         self.ids = ids
         for table in Self.tables {
