@@ -98,7 +98,14 @@ enum Admit {
                     "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
                     field: outputField(request.endpoint, peek: peek)), provider: provider, outputCapRequested: requested)
             }
-            let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body)
+            let interleaved = request.asksInterleavedThinking
+            if peek.thinkingBudget(underCap: cap.maxTokens, on: request.endpoint, interleaved: interleaved) == .cannotFit {
+                return refused(Refusal(.outputOverCap,
+                    "This request asks for extended thinking, whose thinking.budget_tokens must be at least \(RequestPeek.thinkingBudgetMinimum) and below max_tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens) output tokens, which leaves no room for it. Call without thinking, or on a plan with a larger max_output_tokens.",
+                    field: "thinking.budget_tokens"), provider: provider, outputCapRequested: requested)
+            }
+            let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body,
+                                             interleavedThinking: interleaved)
             peeked = rewrite.peek
             body = rewrite.body
             applied = rewrite.applied

@@ -31,4 +31,9 @@ struct CallRequest {
     var callID: String { line.callID }
     var requestID: String { line.requestID }
     var startedAt: Int64 { line.startedAt }
+
+    /// `anthropic-beta` names interleaved thinking, whose thinking budget may pass `max_tokens`.
+    var asksInterleavedThinking: Bool {
+        forwardedHeaders.contains { $0.0 == "anthropic-beta" && $0.1.lowercased().contains("interleaved-thinking") }
+    }
 }

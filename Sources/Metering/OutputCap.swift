@@ -55,6 +55,21 @@ extension RequestPeek {
         (outputCap ?? 0) > cap
     }
 
+    /// Anthropic's least extended-thinking budget.
+    public static let thinkingBudgetMinimum = 1_024
+
+    /// What clamping `max_tokens` to `cap` does to an extended-thinking budget. Anthropic refuses
+    /// a `thinking.budget_tokens` at or above `max_tokens` (thinking is output), except with
+    /// interleaved thinking (`anthropic-beta: interleaved-thinking-…`), whose budget spans the
+    /// turn. A budget the clamp leaves too large is lowered in the proportion the client gave
+    /// the two (budget ÷ max_tokens), to no less than 1,024; with a cap of 1,024 or less none fits.
+    public func thinkingBudget(underCap cap: Int, on endpoint: Endpoint, interleaved: Bool) -> ThinkingUnderCap {
+        guard endpoint == .messages, thinkingType == "enabled", !interleaved,
+              let budget = thinkingBudget, let asked = maxTokens, asked > cap, budget >= cap else { return .fits }
+        let lowered = Swift.min(Swift.max(Self.thinkingBudgetMinimum, budget * cap / asked), cap - 1)
+        return lowered < Self.thinkingBudgetMinimum ? .cannotFit : .lowered(to: lowered)
+    }
+
     /// The body this peek read, with the output bounded by `cap`. `body` must be the exact
     /// bytes the peek was made from; `cap` must be in `0...maxTokensLimit` (plans validate it).
     ///
@@ -71,18 +86,27 @@ extension RequestPeek {
     /// it is; a clamp replaces just the number's bytes with the cap in decimal. An added
     /// member goes right after the opening `{` (or replaces a `null` value of the field, so
     /// the key never appears twice). Every other byte is kept.
-    public func withOutputCap(_ cap: Int, endpoint: Endpoint, body: ByteBuffer) -> OutputCapRewrite {
+    ///
+    /// On messages, an extended-thinking budget the clamp would leave at or above `max_tokens`
+    /// is lowered (`thinkingBudget(underCap:on:interleaved:)`); its caller refuses the call
+    /// when none fits.
+    public func withOutputCap(_ cap: Int, endpoint: Endpoint, body: ByteBuffer,
+                              interleavedThinking: Bool = false) -> OutputCapRewrite {
         precondition((0...Self.maxTokensLimit).contains(cap), "output cap out of range")
         precondition(body.readableBytes == bodyBytes, "withOutputCap needs the body the peek read")
         let fields = Self.capFields(endpoint)
         let requested = requestedOutput(on: endpoint)
-        var edits: [CapEdit] = []  // at most two; no allocation when nothing changes
+        var edits: [CapEdit] = []  // at most three; no allocation when nothing changes
         func clamp(_ field: CapField?) {
             guard let field, let v = value(field), v > cap, let range = anchor(field) else { return }
-            edits.append(CapEdit(field: field, range: range, text: String(cap), valueOffset: 0))
+            edits.append(CapEdit(field: field, range: range, value: cap, valueOffset: 0))
         }
         clamp(fields.first)
         clamp(fields.second)
+        if case .lowered(let budget) = thinkingBudget(underCap: cap, on: endpoint, interleaved: interleavedThinking),
+           let range = anchors.thinkingBudget {
+            edits.append(CapEdit(field: .thinkingBudget, range: range, value: budget, valueOffset: 0))
+        }
         var applied = requested.map { Swift.min($0, cap) } ?? 0
         if requested == nil, fields.first != nil {
             applied = cap
@@ -90,21 +114,21 @@ extension RequestPeek {
                 applied = Self.completionsDefaultMaxTokens
             } else if let field = fields.inject {
                 if let null = anchor(field) {
-                    edits.append(CapEdit(field: field, range: null, text: String(cap), valueOffset: 0))
+                    edits.append(CapEdit(field: field, range: null, value: cap, valueOffset: 0))
                 } else {
                     let at = anchors.objectStart + 1
                     let member = "\"\(field.name)\":"
-                    edits.append(CapEdit(field: field, range: at..<at,
+                    edits.append(CapEdit(field: field, range: at..<at, value: cap,
                                          text: member + String(cap) + (anchors.objectIsEmpty ? "" : ","),
-                                         valueOffset: member.utf8.count, valueLength: String(cap).utf8.count))
+                                         valueOffset: member.utf8.count))
                 }
             }
         }
         guard !edits.isEmpty else {
             return OutputCapRewrite(body: body, peek: self, requested: requested, applied: applied, changed: false)
         }
-        if edits.count == 2, edits[1].range.lowerBound < edits[0].range.lowerBound { edits.swapAt(0, 1) }
-        return OutputCapRewrite(body: Self.splice(body, edits), peek: applying(edits, cap: cap),
+        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
+        return OutputCapRewrite(body: Self.splice(body, edits), peek: applying(edits),
                                 requested: requested, applied: applied, changed: true)
     }
 
@@ -123,8 +147,8 @@ extension RequestPeek {
         return out
     }
 
-    /// This peek moved onto the spliced body: the edited fields hold `cap`, offsets shift.
-    private func applying(_ edits: [CapEdit], cap: Int) -> RequestPeek {
+    /// This peek moved onto the spliced body: the edited fields hold their new values, offsets shift.
+    private func applying(_ edits: [CapEdit]) -> RequestPeek {
         // Where byte `p` of the old body lands: after every edit that ends at or before it.
         func shift(_ p: Int, except skipped: Int? = nil) -> Int {
             var q = p
@@ -139,10 +163,11 @@ extension RequestPeek {
         out.anchors.maxTokens = shift(anchors.maxTokens)
         out.anchors.maxCompletionTokens = shift(anchors.maxCompletionTokens)
         out.anchors.maxOutputTokens = shift(anchors.maxOutputTokens)
+        out.anchors.thinkingBudget = shift(anchors.thinkingBudget)
         out.anchors.model = shift(anchors.model)
         for (i, edit) in edits.enumerated() {
             let valueStart = shift(edit.range.lowerBound, except: i) + edit.valueOffset
-            out.set(edit.field, value: cap, anchor: valueStart..<valueStart + edit.valueLength)
+            out.set(edit.field, value: edit.value, anchor: valueStart..<valueStart + edit.valueLength)
             if edit.range.isEmpty { out.anchors.objectIsEmpty = false }
         }
         return out
@@ -153,6 +178,7 @@ extension RequestPeek {
         case .maxTokens: return maxTokens
         case .maxCompletionTokens: return maxCompletionTokens
         case .maxOutputTokens: return maxOutputTokens
+        case .thinkingBudget: return thinkingBudget
         }
     }
 
@@ -161,6 +187,7 @@ extension RequestPeek {
         case .maxTokens: return anchors.maxTokens
         case .maxCompletionTokens: return anchors.maxCompletionTokens
         case .maxOutputTokens: return anchors.maxOutputTokens
+        case .thinkingBudget: return anchors.thinkingBudget
         }
     }
 
@@ -169,36 +196,50 @@ extension RequestPeek {
         case .maxTokens: maxTokens = value; anchors.maxTokens = anchor
         case .maxCompletionTokens: maxCompletionTokens = value; anchors.maxCompletionTokens = anchor
         case .maxOutputTokens: maxOutputTokens = value; anchors.maxOutputTokens = anchor
+        case .thinkingBudget: thinkingBudget = value; anchors.thinkingBudget = anchor
         }
     }
 }
 
+/// What a plan's output cap does to a request's extended-thinking budget.
+public enum ThinkingUnderCap: Sendable, Hashable {
+    /// Nothing to do: no budget, or it stays under the output limit sent.
+    case fits
+    /// The budget sent upstream instead.
+    case lowered(to: Int)
+    /// The cap leaves no room for the least budget: Anthropic would refuse the call.
+    case cannotFit
+}
+
 private enum CapField {
-    case maxTokens, maxCompletionTokens, maxOutputTokens
+    case maxTokens, maxCompletionTokens, maxOutputTokens, thinkingBudget
 
     var name: String {
         switch self {
         case .maxTokens: return "max_tokens"
         case .maxCompletionTokens: return "max_completion_tokens"
         case .maxOutputTokens: return "max_output_tokens"
+        case .thinkingBudget: return "budget_tokens"
         }
     }
 }
 
-/// One splice: `range` of the body becomes `text`, whose value digits sit at `valueOffset`.
+/// One splice: `range` of the body becomes `text`, whose digits (`value`) sit at `valueOffset`.
 private struct CapEdit {
     var field: CapField
     var range: Range<Int>
+    var value: Int
     var text: String
     var valueOffset: Int
     var valueLength: Int
 
-    init(field: CapField, range: Range<Int>, text: String, valueOffset: Int, valueLength: Int? = nil) {
+    init(field: CapField, range: Range<Int>, value: Int, text: String? = nil, valueOffset: Int) {
         self.field = field
         self.range = range
-        self.text = text
+        self.value = value
+        self.text = text ?? String(value)
         self.valueOffset = valueOffset
-        self.valueLength = valueLength ?? text.utf8.count
+        self.valueLength = String(value).utf8.count
     }
 
     var delta: Int { text.utf8.count - range.count }

@@ -36,7 +36,7 @@ public enum RequestPeekError: Error, Sendable, Hashable, CustomStringConvertible
 /// What admission needs from a request body, read in one validating pass (no Foundation).
 ///
 /// The body must be well-formed JSON whose top level is an object. Only top-level fields count,
-/// plus `stream_options.include_usage` and `metadata.user_id`; JSON `null` reads as absent.
+/// plus `stream_options.include_usage`, `metadata.user_id` and `thinking`; JSON `null` reads as absent.
 public struct RequestPeek: Sendable, Hashable {
     public var model: String?
     public var stream = false
@@ -93,6 +93,11 @@ public struct RequestPeek: Sendable, Hashable {
     /// The body names a `cache_control` (Anthropic prompt caching, at the top or on a block):
     /// its prompt may be billed as a cache write, above the input price.
     public internal(set) var asksPromptCache = false
+    /// Anthropic's `thinking.type` (`enabled`, `adaptive`, `disabled`) and `thinking.budget_tokens`
+    /// (extended thinking's budget, which must stay under `max_tokens`: `thinkingBudget(underCap:)`).
+    /// Read leniently: a value of another type is the provider's to refuse.
+    public internal(set) var thinkingType: String?
+    public internal(set) var thinkingBudget: Int?
 
     /// Searches a call with a web search tool and no limit is reserved for (a search costs $0.01;
     /// a tool left to itself makes a few, a deep research call dozens).
@@ -145,6 +150,8 @@ public struct RequestPeek: Sendable, Hashable {
         var maxTokens: Range<Int>?
         var maxCompletionTokens: Range<Int>?
         var maxOutputTokens: Range<Int>?
+        /// The value of `thinking.budget_tokens` (a number).
+        var thinkingBudget: Range<Int>?
     }
     var anchors = Anchors()
 
@@ -215,6 +222,7 @@ private struct Reader {
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
         case choices = 1024, bestOf = 2048, prompt = 4096, background = 8192, serviceTier = 16384, speed = 32768
         case tools = 65536, maxToolCalls = 131072, inferenceGeo = 262144
+        case thinking = 524288, thinkingType = 1048576, thinkingBudget = 2097152
 
         var name: String {
             switch self {
@@ -237,6 +245,9 @@ private struct Reader {
             case .tools: return "tools"
             case .maxToolCalls: return "max_tool_calls"
             case .inferenceGeo: return "inference_geo"
+            case .thinking: return "thinking"
+            case .thinkingType: return "thinking.type"
+            case .thinkingBudget: return "thinking.budget_tokens"
             }
         }
     }
@@ -369,6 +380,23 @@ private struct Reader {
             peek.fileSearchTool = searches.fileSearch
             peek.imageGenerationTool = searches.imageGeneration
             peek.webSearchMaxUses = searches.maxUses
+        } else if s.key(key, is: "thinking") {
+            guard first(.thinking), s.current == UInt8(ascii: "{") else { return false }
+            try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
+                if s.key(key, is: "type") {
+                    guard first(.thinkingType), s.current == UInt8(ascii: "\"") else { return false }
+                    peek.thinkingType = s.string(try s.scanString())
+                    return true
+                }
+                guard s.key(key, is: "budget_tokens"), first(.thinkingBudget),
+                      let c = s.current, JSONScanner.isDigit(c) else { return false }
+                let start = s.index
+                if case .value(let v) = s.integer(try s.scanNumber(), limit: RequestPeek.maxTokensLimit) {
+                    peek.thinkingBudget = v
+                    peek.anchors.thinkingBudget = start..<s.index
+                }
+                return true
+            }
         } else if s.key(key, is: "metadata") {
             guard first(.metadata) else { return false }
             if s.skipNull() { return true }

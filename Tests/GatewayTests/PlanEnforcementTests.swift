@@ -64,6 +64,51 @@ struct PlanEnforcementTests {
         #expect(h.fake.exchange(requestID: "cap-3") == nil)
     }
 
+    @Test("extended thinking under a clamped cap: its budget goes down with max_tokens; with no room for it, 400 naming thinking.budget_tokens")
+    func thinkingUnderCap() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: clamped }
+            plans:
+              clamped: { max_output_tokens: 2048 }
+              tight: { max_output_tokens: 1024 }
+            users: { bob: { plan: tight } }
+            """)
+        defer { h.shutdown() }
+        func thinking(_ budget: Int) -> String {
+            #"{"model":"claude-3-5-haiku-20241022","max_tokens":16000,"thinking":{"type":"enabled","budget_tokens":\#(budget)},"messages":[{"role":"user","content":"hi"}]}"#
+        }
+        func sent(_ id: String) throws -> String {
+            String(decoding: try #require(h.fake.exchange(requestID: id)).requestBody, as: UTF8.self)
+        }
+        // Anthropic refuses a budget at or above max_tokens: 10,000 of 16,000 becomes 1,280 of 2,048.
+        let lowered = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(10_000), requestID: "th-1")
+        #expect(lowered.status == 200)
+        #expect(try sent("th-1").contains(#""max_tokens":2048,"thinking":{"type":"enabled","budget_tokens":1280}"#))
+        #expect(try h.row("th-1")?.outputCapApplied == 2048)
+        // A budget already under the clamped limit, or interleaved thinking (its budget spans the
+        // turn and may pass max_tokens), is sent as written.
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(1_500), requestID: "th-2").status == 200)
+        #expect(try sent("th-2").contains(#""budget_tokens":1500}"#))
+        let interleaved = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(10_000),
+                                           requestID: "th-3", headers: [("anthropic-beta", "interleaved-thinking-2025-05-14")])
+        #expect(interleaved.status == 200)
+        #expect(try sent("th-3").contains(#""max_tokens":2048,"thinking":{"type":"enabled","budget_tokens":10000}"#))
+
+        // A cap of 1,024 leaves no room for the least budget (1,024, below max_tokens).
+        let refused = try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: thinking(2_000), requestID: "th-4")
+        #expect(refused.status == 400)
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(refused.body)) as? [String: Any])
+        let error = try #require(body["error"] as? [String: Any])
+        #expect(error["type"] as? String == "invalid_request_error")
+        #expect((error["message"] as? String ?? "").contains("thinking.budget_tokens"))
+        #expect(h.fake.exchange(requestID: "th-4") == nil)
+        let row = try #require(try h.row("th-4"))
+        #expect(row.outcome == .refusedCap && row.plan == "tight" && row.outputCapRequested == 16_000)
+        // Without thinking the same plan clamps as before.
+        let plain = #"{"model":"claude-3-5-haiku-20241022","max_tokens":16000,"messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: plain, requestID: "th-5").status == 200)
+    }
+
     @Test("requests per minute: 429 with retry-after and x-ratelimit headers, in each dialect")
     func rateLimit() async throws {
         let h = try ProxyHarness(plansYAML: """

@@ -88,9 +88,11 @@ struct ProviderGateTests {
         #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
     }
 
+    // Held 8 s as in queueFull: a 3 s hold let the second call in after the first ended once,
+    // in a full run on a host half as fast as usual.
     @Test("a wait longer than queue_timeout_ms ends in 503, recorded, its reservation released")
     func waitExpires() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
+        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "8000"],
                                  providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 200")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "wait-a")

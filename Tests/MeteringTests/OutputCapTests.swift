@@ -217,4 +217,38 @@ import Testing
         let r = try RequestPeek(body: body).withOutputCap(100, endpoint: .messages, body: body)
         #expect(!r.changed && r.body == body && r.body.readerIndex == body.readerIndex)
     }
+    @Test("an extended-thinking budget the clamp would leave at or above max_tokens is lowered in proportion")
+    func thinkingBudget() throws {
+        func body(_ maxTokens: Int, _ budget: Int, type: String = "enabled", thinkingFirst: Bool = false) -> String {
+            let thinking = #""thinking":{"type":"\#(type)","budget_tokens":\#(budget)}"#
+            let max = #""max_tokens":\#(maxTokens)"#
+            return #"{"model":"claude-sonnet-4-5","# + (thinkingFirst ? thinking + "," + max : max + "," + thinking)
+                + #","messages":[{"role":"user","content":"hi"}]}"#
+        }
+        // 10,000 of 16,000 under a cap of 4,096: 2,560 (the same share), whichever field comes first.
+        for first in [false, true] {
+            let r = try cap(body(16_000, 10_000, thinkingFirst: first), 4_096, .messages)
+            #expect(r.text == body(4_096, 2_560, thinkingFirst: first))
+            #expect(r.peek.thinkingBudget == 2_560 && r.peek.maxTokens == 4_096 && r.applied == 4_096)
+        }
+        // Never below Anthropic's least budget: 2,100 of 30,000 under 2,048 would be 143; 1,024.
+        #expect(try cap(body(30_000, 2_100), 2_048, .messages).text == body(2_048, 1_024))
+        // A budget that is not a whole number is the provider's to refuse: read as absent.
+        let odd = #"{"model":"claude-sonnet-4-5","max_tokens":16000,"thinking":{"type":"enabled","budget_tokens":"many"},"messages":[]}"#
+        #expect(try cap(odd, 2_048, .messages).text == odd.replacingOccurrences(of: "16000", with: "2048"))
+        // Left alone: a budget already under the clamped limit, a limit not clamped, adaptive
+        // thinking, interleaved thinking (below), and other endpoints' fields.
+        #expect(try cap(body(16_000, 1_500), 2_048, .messages).text == body(2_048, 1_500))
+        #expect(try cap(body(1_800, 1_500), 2_048, .messages).changed == false)
+        #expect(try cap(body(16_000, 10_000, type: "adaptive"), 2_048, .messages).text == body(2_048, 10_000, type: "adaptive"))
+        let text = body(16_000, 10_000)
+        let peek = try RequestPeek(body: ByteBuffer(string: text))
+        #expect(peek.thinkingBudget(underCap: 2_048, on: .messages, interleaved: true) == .fits)
+        let interleaved = peek.withOutputCap(2_048, endpoint: .messages, body: ByteBuffer(string: text), interleavedThinking: true)
+        #expect(String(buffer: interleaved.body) == body(2_048, 10_000))
+        #expect(peek.thinkingBudget(underCap: 2_048, on: .countTokens, interleaved: false) == .fits)
+        // No room for 1,024 below max_tokens: the caller refuses the call.
+        #expect(peek.thinkingBudget(underCap: 1_024, on: .messages, interleaved: false) == .cannotFit)
+        #expect(peek.thinkingBudget(underCap: 1_025, on: .messages, interleaved: false) == .lowered(to: 1_024))
+    }
 }
