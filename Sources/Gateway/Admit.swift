@@ -105,7 +105,8 @@ enum Admit {
                     field: "thinking.budget_tokens"), provider: provider, outputCapRequested: requested)
             }
             let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body,
-                                             interleavedThinking: interleaved)
+                                             interleavedThinking: interleaved,
+                                             compatibleServer: provider.openAICompatible)
             peeked = rewrite.peek
             body = rewrite.body
             applied = rewrite.applied

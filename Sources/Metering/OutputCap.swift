@@ -22,10 +22,12 @@ extension RequestPeek {
     public static let completionsDefaultMaxTokens = 16
 
     /// The top-level fields that bound output on `endpoint`; `inject` is the one added when
-    /// the client set none (nil: never add one).
-    private static func capFields(_ endpoint: Endpoint) -> (first: CapField?, second: CapField?, inject: CapField?) {
+    /// the client set none (nil: never add one): on chat, `max_tokens` for an OpenAI-compatible
+    /// server, some of which ignore `max_completion_tokens`.
+    private static func capFields(_ endpoint: Endpoint, compatibleServer: Bool = false)
+        -> (first: CapField?, second: CapField?, inject: CapField?) {
         switch endpoint {
-        case .chatCompletions: return (.maxCompletionTokens, .maxTokens, .maxCompletionTokens)
+        case .chatCompletions: return (.maxCompletionTokens, .maxTokens, compatibleServer ? .maxTokens : .maxCompletionTokens)
         case .completions: return (.maxTokens, nil, .maxTokens)
         case .responses: return (.maxOutputTokens, nil, .maxOutputTokens)
         case .messages: return (.maxTokens, nil, nil)
@@ -75,8 +77,12 @@ extension RequestPeek {
     ///
     /// - chat.completions: `max_completion_tokens` and `max_tokens`, each if present, become
     ///   `min(value, cap)`; with neither, `"max_completion_tokens":cap` is added.
-    /// - completions: `max_tokens` likewise. Absent, the provider writes at most
+    /// - completions: `max_tokens` likewise. Absent, OpenAI writes at most
     ///   `completionsDefaultMaxTokens` (16), so the body is left alone unless the cap is lower.
+    /// - With `compatibleServer` (an OpenAI-compatible server, `openai_compatible`), the limit
+    ///   always goes in `max_tokens`, the field they all read: on chat it is added (the cap, or
+    ///   a `max_completion_tokens` the client sent, clamped), on completions it is added (their
+    ///   default is no limit).
     /// - responses: `max_output_tokens` likewise.
     /// - messages: `max_tokens` is clamped. Anthropic requires it, so when absent the body is
     ///   left alone (the provider refuses it); `applied` is then `cap`.
@@ -91,10 +97,10 @@ extension RequestPeek {
     /// is lowered (`thinkingBudget(underCap:on:interleaved:)`); its caller refuses the call
     /// when none fits.
     public func withOutputCap(_ cap: Int, endpoint: Endpoint, body: ByteBuffer,
-                              interleavedThinking: Bool = false) -> OutputCapRewrite {
+                              interleavedThinking: Bool = false, compatibleServer: Bool = false) -> OutputCapRewrite {
         precondition((0...Self.maxTokensLimit).contains(cap), "output cap out of range")
         precondition(body.readableBytes == bodyBytes, "withOutputCap needs the body the peek read")
-        let fields = Self.capFields(endpoint)
+        let fields = Self.capFields(endpoint, compatibleServer: compatibleServer)
         let requested = requestedOutput(on: endpoint)
         var edits: [CapEdit] = []  // at most three; no allocation when nothing changes
         func clamp(_ field: CapField?) {
@@ -107,22 +113,27 @@ extension RequestPeek {
            let range = anchors.thinkingBudget {
             edits.append(CapEdit(field: .thinkingBudget, range: range, value: budget, valueOffset: 0))
         }
+        func inject(_ field: CapField, _ value: Int) {
+            if let null = anchor(field) {
+                edits.append(CapEdit(field: field, range: null, value: value, valueOffset: 0))
+            } else {
+                let at = anchors.objectStart + 1
+                let member = "\"\(field.name)\":"
+                edits.append(CapEdit(field: field, range: at..<at, value: value,
+                                     text: member + String(value) + (anchors.objectIsEmpty ? "" : ","),
+                                     valueOffset: member.utf8.count))
+            }
+        }
         var applied = requested.map { Swift.min($0, cap) } ?? 0
         if requested == nil, fields.first != nil {
             applied = cap
-            if endpoint == .completions, cap >= Self.completionsDefaultMaxTokens {
+            if endpoint == .completions, !compatibleServer, cap >= Self.completionsDefaultMaxTokens {
                 applied = Self.completionsDefaultMaxTokens
             } else if let field = fields.inject {
-                if let null = anchor(field) {
-                    edits.append(CapEdit(field: field, range: null, value: cap, valueOffset: 0))
-                } else {
-                    let at = anchors.objectStart + 1
-                    let member = "\"\(field.name)\":"
-                    edits.append(CapEdit(field: field, range: at..<at, value: cap,
-                                         text: member + String(cap) + (anchors.objectIsEmpty ? "" : ","),
-                                         valueOffset: member.utf8.count))
-                }
+                inject(field, cap)
             }
+        } else if compatibleServer, endpoint == .chatCompletions, maxTokens == nil {
+            inject(.maxTokens, applied)  // the client's max_completion_tokens, which it may ignore
         }
         guard !edits.isEmpty else {
             return OutputCapRewrite(body: body, peek: self, requested: requested, applied: applied, changed: false)

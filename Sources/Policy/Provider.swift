@@ -36,6 +36,10 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     /// Whether HTTP/2 may be negotiated over `https://` (`http2: false`: HTTP/1.1 only, for a
     /// server or middlebox whose HTTP/2 misbehaves). `http://` is HTTP/1.1 either way.
     public let http2: Bool
+    /// An OpenAI-compatible server rather than OpenAI (`openai_compatible`: Ollama, vLLM,
+    /// llama.cpp, LM Studio): a plan's output cap goes in `max_tokens`, which they all read
+    /// (some ignore `max_completion_tokens`), and legacy completions without one are unbounded.
+    public let openAICompatible: Bool
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
@@ -43,7 +47,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
                 firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
                 retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil,
-                http2: Bool = true) {
+                http2: Bool = true, openAICompatible: Bool = false) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -58,6 +62,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.retries = retries
         self.certificateAuthorities = certificateAuthorities
         self.http2 = http2
+        self.openAICompatible = openAICompatible
     }
 
     /// The longest one call may spend on this provider: the wait for a slot, then each attempt
@@ -87,7 +92,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
             && a.limits == b.limits && a.retries == b.retries && a.certificateAuthorities == b.certificateAuthorities
-            && a.http2 == b.http2
+            && a.http2 == b.http2 && a.openAICompatible == b.openAICompatible
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -101,7 +106,8 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             + "firstByteTimeoutMs: \(firstByteTimeoutMs.map(String.init) ?? "none"), "
             + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"), "
             + "maxConcurrent: \(limits.maxConcurrent.map(String.init) ?? "none"), "
-            + "caFile: \(certificateAuthorities?.path ?? "none"), http2: \(http2))"
+            + "caFile: \(certificateAuthorities?.path ?? "none"), http2: \(http2), "
+            + "openAICompatible: \(openAICompatible))"
     }
 
     public var debugDescription: String { description }
@@ -114,6 +120,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
             "limits": limits, "retries": retries, "caFile": certificateAuthorities?.path ?? "none", "http2": http2,
+            "openAICompatible": openAICompatible,
         ], displayStyle: .struct)
     }
 }

@@ -8,7 +8,8 @@ enum ProvidersFile {
     static let rootKeys = ["providers", "models"]
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
-                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file", "http2"]
+                                       "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file", "http2",
+                                       "openai_compatible"]
     static let routeKeys = ["match", "provider", "fallbacks"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -155,6 +156,10 @@ enum ProvidersFile {
         if let entry = fields["http2"], cleartext {
             reader.warning(entry.value, entry.path, "has no effect on an http:// base_url (HTTP/1.1 there)")
         }
+        let compatible = fields["openai_compatible"].flatMap { reader.boolean($0) } ?? false
+        if let entry = fields["openai_compatible"], dialect == .anthropic {
+            reader.problem(entry.value, entry.path, "applies to the openai dialect only")
+        }
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
@@ -162,7 +167,8 @@ enum ProvidersFile {
         return Provider(name: name, dialect: dialect, baseURL: baseURL, apiKeyEnv: apiKeyEnv, apiKey: apiKey,
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
-                        retries: retries, certificateAuthorities: authorities, http2: http2)
+                        retries: retries, certificateAuthorities: authorities, http2: http2,
+                        openAICompatible: compatible)
     }
 
     /// A CA that has expired (or is not valid yet) loads, as OpenSSL would take the file, but

@@ -109,6 +109,36 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: plain, requestID: "th-5").status == 200)
     }
 
+    @Test("an OpenAI-compatible server gets the cap in max_tokens, which they all read, on chat and legacy completions")
+    func compatibleServerCap() async throws {
+        let h = try ProxyHarness(plansYAML: """
+            defaults: { plan: clamped }
+            plans: { clamped: { max_output_tokens: 100 } }
+            """, providersForFake: { url in
+            """
+            providers:
+              local: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, openai_compatible: true }
+            models:
+              - { match: "gpt-*", provider: local }
+            """
+        })
+        defer { h.shutdown() }
+        func sent(_ id: String) throws -> String {
+            String(decoding: try #require(h.fake.exchange(requestID: id)).requestBody, as: UTF8.self)
+        }
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "oc-1").status == 200)
+        #expect(try sent("oc-1").hasPrefix(#"{"max_tokens":100,"model":"gpt-4o-mini""#))
+        let asked = #"{"model":"gpt-4o-mini","max_completion_tokens":40,"messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: asked, requestID: "oc-2").status == 200)
+        #expect(try sent("oc-2").hasPrefix(#"{"max_tokens":40,"model":"gpt-4o-mini","max_completion_tokens":40"#))
+        #expect(try h.row("oc-2")?.outputCapApplied == 40)
+        // Their legacy completions write until the model stops when max_tokens is absent, not 16.
+        let completion = #"{"model":"gpt-quota","prompt":"hi"}"#
+        #expect(try await h.post("/v1/completions", key: h.aliceKey, json: completion, requestID: "oc-3").status == 200)
+        #expect(try sent("oc-3") == #"{"max_tokens":100,"model":"gpt-quota","prompt":"hi"}"#)
+        #expect(try h.row("oc-3")?.outputCapApplied == 100)
+    }
+
     @Test("requests per minute: 429 with retry-after and x-ratelimit headers, in each dialect")
     func rateLimit() async throws {
         let h = try ProxyHarness(plansYAML: """

@@ -251,4 +251,32 @@ import Testing
         #expect(peek.thinkingBudget(underCap: 1_024, on: .messages, interleaved: false) == .cannotFit)
         #expect(peek.thinkingBudget(underCap: 1_025, on: .messages, interleaved: false) == .lowered(to: 1_024))
     }
+    @Test("for an OpenAI-compatible server the limit goes in max_tokens, the field they all read")
+    func compatibleServer() throws {
+        func capped(_ text: String, _ endpoint: Endpoint = .chatCompletions) throws -> (String, Int) {
+            var body = ByteBuffer(string: "junk")
+            body.moveReaderIndex(forwardBy: 4)
+            body.writeString(text)
+            let peek = try RequestPeek(body: body)
+            let r = peek.withOutputCap(1000, endpoint: endpoint, body: body, compatibleServer: true)
+            #expect(try RequestPeek(body: r.body) == r.peek, "returned peek matches the new body")
+            return (String(buffer: r.body), r.applied)
+        }
+        let chat = #"{"model":"llama3","messages":[]"#
+        // No limit: the cap goes in max_tokens (Ollama and LM Studio ignore max_completion_tokens).
+        #expect(try capped(chat + "}") == (#"{"max_tokens":1000,"model":"llama3","messages":[]}"#, 1000))
+        // The client's max_completion_tokens, clamped or not, is copied into max_tokens.
+        #expect(try capped(chat + #","max_completion_tokens":5000}"#)
+                == (#"{"max_tokens":1000,"model":"llama3","messages":[],"max_completion_tokens":1000}"#, 1000))
+        #expect(try capped(chat + #","max_completion_tokens":50}"#)
+                == (#"{"max_tokens":50,"model":"llama3","messages":[],"max_completion_tokens":50}"#, 50))
+        #expect(try capped(chat + #","max_completion_tokens":50,"max_tokens":null}"#)
+                == (#"{"model":"llama3","messages":[],"max_completion_tokens":50,"max_tokens":50}"#, 50))
+        // A max_tokens of the client's is clamped as for OpenAI.
+        #expect(try capped(chat + #","max_tokens":5000}"#) == (chat + #","max_tokens":1000}"#, 1000))
+        #expect(try capped(chat + #","max_tokens":20}"#) == (chat + #","max_tokens":20}"#, 20))
+        // Legacy completions without max_tokens are unbounded there, not OpenAI's 16.
+        let completion = #"{"model":"llama3","prompt":"hi"}"#
+        #expect(try capped(completion, .completions) == (#"{"max_tokens":1000,"model":"llama3","prompt":"hi"}"#, 1000))
+    }
 }
