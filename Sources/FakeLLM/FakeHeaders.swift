@@ -62,6 +62,9 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// Anthropic sends mid-stream when overloaded), and the stream ends there, cleanly. Other
     /// answers: the normal one.
     case errorMidStream = "error-mid-stream"
+    /// Chat and completions streams end after their last chunk without `data: [DONE]`, as some
+    /// OpenAI-compatible servers did (ik_llama.cpp's issue #467). Other answers: the normal one.
+    case noDoneMarker = "no-done-marker"
     /// The connection is reset (RST, SO_LINGER 0) before any response byte; on HTTP/2, the
     /// stream (RST_STREAM).
     case resetBeforeHeaders = "reset-before-headers"

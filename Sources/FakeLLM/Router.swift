@@ -88,7 +88,7 @@ enum Router {
             plan.splitBody(into: 3)
             return plan
         case .nonJSON200: return ErrorReplies.nonJSON200()
-        case .cutMidStream, .errorMidStream, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead, .none: break  // drops: see FakeHTTPHandler.begin
+        case .cutMidStream, .errorMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead, .none: break  // drops: see FakeHTTPHandler.begin
         }
         if let status = knobs.status, status >= 400 {
             return ErrorReplies.plan(dialect, status: status, requestID: requestID)
@@ -127,6 +127,10 @@ enum Router {
         if knobs.failure == .cutMidStream { plan.cutHalfway() }
         if knobs.failure == .errorMidStream, route == .messages, plan.headFirst {
             plan.endHalfway(with: .sseEvent("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#))
+        }
+        if knobs.failure == .noDoneMarker, route == .chatCompletions || route == .completions,
+           plan.pieces.last.map({ $0.bytes == OpenAIReplies.done.bytes }) == true {
+            plan.pieces.removeLast()
         }
         if knobs.failure == .http11RequiredAfterHead { plan.ending = .http11RequiredAfter(min(1, plan.pieces.count)) }
         return plan

@@ -130,7 +130,8 @@ extension ResponseMeter {
             release(upTo: pending.end, into: &held)
             var result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
                                      providerErrorMessage: ResponseUsage.truncated(reading.errorMessage),
-                                     sawTerminalEvent: terminalStart != nil, isStream: true)
+                                     sawTerminalEvent: terminalStart != nil || reading.wholeWithoutDoneMarker,
+                                     isStream: true)
             (result.estimatedOutputTokens, result.estimatedAudioOutputTokens) = OutputEstimate.tokens(reading.text)
             result.streamFailed = reading.failed
             result.searchesSeen = reading.searchesSeen

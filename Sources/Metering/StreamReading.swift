@@ -50,6 +50,14 @@ struct StreamReading {
         self.stripInjectedUsage = stripInjectedUsage && (endpoint == .chatCompletions || endpoint == .completions)
     }
 
+    /// A chat or completions stream whose usage came is whole without `data: [DONE]`: a server
+    /// writes its usage chunk last (or, streaming usage on every chunk, its running total), and
+    /// some OpenAI-compatible servers end there (ik_llama.cpp did, its issue #467). Read once
+    /// the transfer ended cleanly; a stream that reported an error is not whole.
+    var wholeWithoutDoneMarker: Bool {
+        (endpoint == .chatCompletions || endpoint == .completions) && usage != nil && !failed
+    }
+
     /// The usage, with at least the searches seen (Anthropic's `message_start` usage, all a
     /// stream cut before `message_delta` has, counts none).
     var normalisedUsage: Usage? {

@@ -178,4 +178,27 @@ struct OpenAIRelayTests {
         #expect(unknown.status == 404)
         #expect(try errorObject(unknown)["code"] as? String == "model_not_found")
     }
+    @Test("a stream that ends after its usage without data: [DONE] (some OpenAI-compatible servers) is whole: ended, not cut, billed ok")
+    func streamWithoutDoneMarker() async throws {
+        let h = try ProxyHarness(providerHeaders: [FakeHeader.fail: FakeFailure.noDoneMarker.rawValue])
+        defer { h.shutdown() }
+        let asked = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: asked, requestID: "nodone-1")
+        let exchange = try #require(h.fake.exchange(requestID: "nodone-1"))
+        #expect(r.status == 200 && r.complete)
+        #expect(r.body == exchange.responseBody && !r.text.contains("[DONE]"))
+        let row = try #require(try h.row("nodone-1"))
+        #expect(row.outcome == .ok && row.usageSource == .provider && row.errorMessage == nil)
+        #expect(row.usage.outputTokens == FakeUsage.expected(for: exchange)?.outputTokens)
+        // The usage the gateway asked for is stripped; the stream still ends whole.
+        let plain = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                     json: #"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#, requestID: "nodone-2")
+        #expect(plain.status == 200 && plain.complete && !plain.text.contains("\"usage\":{"))
+        #expect(try h.row("nodone-2")?.outcome == .ok)
+        // Legacy completions likewise.
+        let completion = try await h.post("/v1/completions", key: h.aliceKey,
+                                          json: #"{"model":"gpt-4o-mini","stream":true,"prompt":"hi"}"#, requestID: "nodone-3")
+        #expect(completion.status == 200 && completion.complete)
+        #expect(try h.row("nodone-3")?.outcome == .ok)
+    }
 }

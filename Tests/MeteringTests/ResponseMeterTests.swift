@@ -151,6 +151,19 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(out2 == Array("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n".utf8))
     }
 
+    @Test func chatStreamWithUsageIsWholeWithoutDoneMarker() {
+        let head = #"data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"# + "\n\n"
+        let finish = #"data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
+        let usage = #"data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"# + "\n\n"
+        let whole = relay(.chatCompletions, [Array((head + finish + usage).utf8)[...]])
+        #expect(whole.result.sawTerminalEvent && whole.result.usage?.outputTokens == 1)
+        // Without its usage the stream may have been cut: not whole.
+        let cut = relay(.chatCompletions, [Array((head + finish).utf8)[...]])
+        #expect(!cut.result.sawTerminalEvent)
+        // Other dialects still need their terminal event.
+        #expect(!relay(.responses, [Array(usage.utf8)[...]]).result.sawTerminalEvent)
+    }
+
     @Test func truncatedStreamHasNoTerminal() {
         var blocks = Fixtures.anthropicStreamEvents
         blocks.removeLast(2)  // cut before message_delta
