@@ -98,18 +98,24 @@ enum Admit {
                     "This request asks for \(requested ?? 0) output tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens).",
                     field: outputField(request.endpoint, peek: peek)), provider: provider, outputCapRequested: requested)
             }
-            let interleaved = request.asksInterleavedThinking
-            if peek.thinkingBudget(underCap: cap.maxTokens, on: request.endpoint, interleaved: interleaved) == .cannotFit {
+            let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body,
+                                             interleavedThinking: request.asksInterleavedThinking(at: provider),
+                                             compatibleServer: provider.openAICompatible)
+            if rewrite.thinking == .cannotFit {
                 return refused(Refusal(.outputOverCap,
                     "This request asks for extended thinking, whose thinking.budget_tokens must be at least \(RequestPeek.thinkingBudgetMinimum) and below max_tokens; plan '\(payer.plan.planName)' allows at most \(cap.maxTokens) output tokens, which leaves no room for it. Call without thinking, or on a plan with a larger max_output_tokens.",
                     field: "thinking.budget_tokens"), provider: provider, outputCapRequested: requested)
             }
-            let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body,
-                                             interleavedThinking: interleaved,
-                                             compatibleServer: provider.openAICompatible)
             peeked = rewrite.peek
             body = rewrite.body
             applied = rewrite.applied
+        } else if provider.openAICompatible, request.endpoint == .chatCompletions, peek.maxTokens == nil,
+                  let asked = peek.maxCompletionTokens {
+            // No plan cap, but the reservation counts the client's max_completion_tokens, which
+            // some such servers ignore: send it as max_tokens too (a cap at its own value).
+            let rewrite = peek.withOutputCap(asked, endpoint: request.endpoint, body: body, compatibleServer: true)
+            peeked = rewrite.peek
+            body = rewrite.body
         }
 
         // OpenAI streams report usage only when asked: ask, and strip the answer later.

@@ -1,5 +1,6 @@
 import Metering
 import NIOCore
+import Policy
 
 /// What every call has, even one refused before its route is known: for error bodies and rows.
 struct RequestLine {
@@ -32,8 +33,10 @@ struct CallRequest {
     var requestID: String { line.requestID }
     var startedAt: Int64 { line.startedAt }
 
-    /// `anthropic-beta` names interleaved thinking, whose thinking budget may pass `max_tokens`.
-    var asksInterleavedThinking: Bool {
-        forwardedHeaders.contains { $0.0 == "anthropic-beta" && $0.1.lowercased().contains("interleaved-thinking") }
+    /// The `anthropic-beta` going upstream (the client's, else the provider's static one) names
+    /// interleaved thinking, whose thinking budget may pass `max_tokens`.
+    func asksInterleavedThinking(at provider: Provider) -> Bool {
+        let beta = forwardedHeaders.first { $0.0 == "anthropic-beta" }?.1 ?? provider.header("anthropic-beta")
+        return beta?.lowercased().contains("interleaved-thinking") == true
     }
 }

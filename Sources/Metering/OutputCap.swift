@@ -15,6 +15,8 @@ public struct OutputCapRewrite: Sendable {
     public var applied: Int
     /// Whether `body` differs from the original.
     public var changed: Bool
+    /// What the cap did to an extended-thinking budget; `.cannotFit`: refuse the call.
+    public var thinking: ThinkingUnderCap = .fits
 }
 
 extension RequestPeek {
@@ -61,15 +63,18 @@ extension RequestPeek {
     public static let thinkingBudgetMinimum = 1_024
 
     /// What clamping `max_tokens` to `cap` does to an extended-thinking budget. Anthropic refuses
-    /// a `thinking.budget_tokens` at or above `max_tokens` (thinking is output), except with
-    /// interleaved thinking (`anthropic-beta: interleaved-thinking-…`), whose budget spans the
-    /// turn. A budget the clamp leaves too large is lowered in the proportion the client gave
-    /// the two (budget ÷ max_tokens), to no less than 1,024; with a cap of 1,024 or less none fits.
-    public func thinkingBudget(underCap cap: Int, on endpoint: Endpoint, interleaved: Bool) -> ThinkingUnderCap {
+    /// a `thinking.budget_tokens` at or above `max_tokens` (thinking is output) or below 1,024,
+    /// except with interleaved thinking (`anthropic-beta: interleaved-thinking-…`), whose budget
+    /// spans the turn. When the clamp lowers `max_tokens`, the budget goes down in the proportion
+    /// the client gave the two (budget ÷ max_tokens), to no less than 1,024 and below the cap, so
+    /// the answer keeps its share; with a cap of 1,024 or less no budget fits.
+    public func thinkingUnderCap(_ cap: Int, on endpoint: Endpoint, interleaved: Bool) -> ThinkingUnderCap {
         guard endpoint == .messages, thinkingType == "enabled", !interleaved,
-              let budget = thinkingBudget, let asked = maxTokens, asked > cap, budget >= cap else { return .fits }
-        let lowered = Swift.min(Swift.max(Self.thinkingBudgetMinimum, budget * cap / asked), cap - 1)
-        return lowered < Self.thinkingBudgetMinimum ? .cannotFit : .lowered(to: lowered)
+              let budget = thinkingBudget, budget >= Self.thinkingBudgetMinimum,  // else the provider's 400
+              let asked = maxTokens, asked > cap else { return .fits }
+        guard cap > Self.thinkingBudgetMinimum else { return .cannotFit }
+        let lowered = Swift.min(budget, Swift.max(Self.thinkingBudgetMinimum, budget * cap / asked), cap - 1)
+        return lowered < budget ? .lowered(to: lowered) : .fits
     }
 
     /// The body this peek read, with the output bounded by `cap`. `body` must be the exact
@@ -81,8 +86,8 @@ extension RequestPeek {
     ///   `completionsDefaultMaxTokens` (16), so the body is left alone unless the cap is lower.
     /// - With `compatibleServer` (an OpenAI-compatible server, `openai_compatible`), the limit
     ///   always goes in `max_tokens`, the field they all read: on chat it is added (the cap, or
-    ///   a `max_completion_tokens` the client sent, clamped), on completions it is added (their
-    ///   default is no limit).
+    ///   a `max_completion_tokens` the client sent, clamped), on completions it is added (Ollama's and
+    ///   llama.cpp's default is no limit; vLLM's 16, which the cap raises).
     /// - responses: `max_output_tokens` likewise.
     /// - messages: `max_tokens` is clamped. Anthropic requires it, so when absent the body is
     ///   left alone (the provider refuses it); `applied` is then `cap`.
@@ -93,24 +98,24 @@ extension RequestPeek {
     /// member goes right after the opening `{` (or replaces a `null` value of the field, so
     /// the key never appears twice). Every other byte is kept.
     ///
-    /// On messages, an extended-thinking budget the clamp would leave at or above `max_tokens`
-    /// is lowered (`thinkingBudget(underCap:on:interleaved:)`); its caller refuses the call
-    /// when none fits.
+    /// On messages, a clamp of `max_tokens` lowers an extended-thinking budget with it
+    /// (`thinkingUnderCap(_:on:interleaved:)`, in `thinking`); the caller refuses the call when
+    /// none fits (`.cannotFit`: the body is then clamped, the budget left as it was).
     public func withOutputCap(_ cap: Int, endpoint: Endpoint, body: ByteBuffer,
                               interleavedThinking: Bool = false, compatibleServer: Bool = false) -> OutputCapRewrite {
         precondition((0...Self.maxTokensLimit).contains(cap), "output cap out of range")
         precondition(body.readableBytes == bodyBytes, "withOutputCap needs the body the peek read")
         let fields = Self.capFields(endpoint, compatibleServer: compatibleServer)
         let requested = requestedOutput(on: endpoint)
-        var edits: [CapEdit] = []  // at most three; no allocation when nothing changes
+        var edits: [CapEdit] = []  // at most two; no allocation when nothing changes
         func clamp(_ field: CapField?) {
             guard let field, let v = value(field), v > cap, let range = anchor(field) else { return }
             edits.append(CapEdit(field: field, range: range, value: cap, valueOffset: 0))
         }
         clamp(fields.first)
         clamp(fields.second)
-        if case .lowered(let budget) = thinkingBudget(underCap: cap, on: endpoint, interleaved: interleavedThinking),
-           let range = anchors.thinkingBudget {
+        let thinking = thinkingUnderCap(cap, on: endpoint, interleaved: interleavedThinking)
+        if case .lowered(let budget) = thinking, let range = anchors.thinkingBudget {
             edits.append(CapEdit(field: .thinkingBudget, range: range, value: budget, valueOffset: 0))
         }
         func inject(_ field: CapField, _ value: Int) {
@@ -136,11 +141,12 @@ extension RequestPeek {
             inject(.maxTokens, applied)  // the client's max_completion_tokens, which it may ignore
         }
         guard !edits.isEmpty else {
-            return OutputCapRewrite(body: body, peek: self, requested: requested, applied: applied, changed: false)
+            return OutputCapRewrite(body: body, peek: self, requested: requested, applied: applied, changed: false,
+                                    thinking: thinking)
         }
         edits.sort { $0.range.lowerBound < $1.range.lowerBound }
         return OutputCapRewrite(body: Self.splice(body, edits), peek: applying(edits),
-                                requested: requested, applied: applied, changed: true)
+                                requested: requested, applied: applied, changed: true, thinking: thinking)
     }
 
     /// `body` with each edit's range replaced by its text; edits sorted, not overlapping.

@@ -94,7 +94,7 @@ public struct RequestPeek: Sendable, Hashable {
     /// its prompt may be billed as a cache write, above the input price.
     public internal(set) var asksPromptCache = false
     /// Anthropic's `thinking.type` (`enabled`, `adaptive`, `disabled`) and `thinking.budget_tokens`
-    /// (extended thinking's budget, which must stay under `max_tokens`: `thinkingBudget(underCap:)`).
+    /// (extended thinking's budget, which must stay under `max_tokens`: `thinkingUnderCap`).
     /// Read leniently: a value of another type is the provider's to refuse.
     public internal(set) var thinkingType: String?
     public internal(set) var thinkingBudget: Int?

@@ -38,7 +38,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public let http2: Bool
     /// An OpenAI-compatible server rather than OpenAI (`openai_compatible`: Ollama, vLLM,
     /// llama.cpp, LM Studio): a plan's output cap goes in `max_tokens`, which they all read
-    /// (some ignore `max_completion_tokens`), and legacy completions without one are unbounded.
+    /// (some ignore `max_completion_tokens`), and legacy completions without one may be unbounded (Ollama, llama.cpp).
     public let openAICompatible: Bool
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,

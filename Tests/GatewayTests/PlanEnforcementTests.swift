@@ -74,8 +74,8 @@ struct PlanEnforcementTests {
             users: { bob: { plan: tight } }
             """)
         defer { h.shutdown() }
-        func thinking(_ budget: Int) -> String {
-            #"{"model":"claude-3-5-haiku-20241022","max_tokens":16000,"thinking":{"type":"enabled","budget_tokens":\#(budget)},"messages":[{"role":"user","content":"hi"}]}"#
+        func thinking(_ budget: Int, maxTokens: Int = 16_000) -> String {
+            #"{"model":"claude-3-5-haiku-20241022","max_tokens":\#(maxTokens),"thinking":{"type":"enabled","budget_tokens":\#(budget)},"messages":[{"role":"user","content":"hi"}]}"#
         }
         func sent(_ id: String) throws -> String {
             String(decoding: try #require(h.fake.exchange(requestID: id)).requestBody, as: UTF8.self)
@@ -85,10 +85,11 @@ struct PlanEnforcementTests {
         #expect(lowered.status == 200)
         #expect(try sent("th-1").contains(#""max_tokens":2048,"thinking":{"type":"enabled","budget_tokens":1280}"#))
         #expect(try h.row("th-1")?.outputCapApplied == 2048)
-        // A budget already under the clamped limit, or interleaved thinking (its budget spans the
-        // turn and may pass max_tokens), is sent as written.
-        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(1_500), requestID: "th-2").status == 200)
-        #expect(try sent("th-2").contains(#""budget_tokens":1500}"#))
+        // A max_tokens the cap does not clamp, or interleaved thinking (its budget spans the turn
+        // and may pass max_tokens), is sent as written.
+        #expect(try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(1_500, maxTokens: 2_000),
+                                 requestID: "th-2").status == 200)
+        #expect(try sent("th-2").contains(#""max_tokens":2000,"thinking":{"type":"enabled","budget_tokens":1500}"#))
         let interleaved = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: thinking(10_000),
                                            requestID: "th-3", headers: [("anthropic-beta", "interleaved-thinking-2025-05-14")])
         #expect(interleaved.status == 200)
@@ -104,16 +105,29 @@ struct PlanEnforcementTests {
         #expect(h.fake.exchange(requestID: "th-4") == nil)
         let row = try #require(try h.row("th-4"))
         #expect(row.outcome == .refusedCap && row.plan == "tight" && row.outputCapRequested == 16_000)
+        // Interleaved thinking needs no room below max_tokens: not refused.
+        let tightInterleaved = try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: thinking(2_000),
+                                                requestID: "th-6", headers: [("anthropic-beta", "interleaved-thinking-2025-05-14")])
+        #expect(tightInterleaved.status == 200)
+        #expect(try sent("th-6").contains(#""max_tokens":1024,"thinking":{"type":"enabled","budget_tokens":2000}"#))
         // Without thinking the same plan clamps as before.
         let plain = #"{"model":"claude-3-5-haiku-20241022","max_tokens":16000,"messages":[{"role":"user","content":"hi"}]}"#
         #expect(try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: plain, requestID: "th-5").status == 200)
+
+        // The interleaved beta as a provider's static header counts as the client's does.
+        let beta = try ProxyHarness(plansYAML: "defaults: { plan: tight }\nplans: { tight: { max_output_tokens: 1024 } }",
+                                    providerHeaders: ["anthropic-beta": "interleaved-thinking-2025-05-14"])
+        defer { beta.shutdown() }
+        #expect(try await beta.post("/v1/messages", key: beta.aliceKey, dialect: "anthropic", json: thinking(2_000),
+                                    requestID: "th-7").status == 200)
     }
 
     @Test("an OpenAI-compatible server gets the cap in max_tokens, which they all read, on chat and legacy completions")
     func compatibleServerCap() async throws {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: clamped }
-            plans: { clamped: { max_output_tokens: 100 } }
+            plans: { clamped: { max_output_tokens: 100 }, open: {} }
+            users: { bob: { plan: open } }
             """, providersForFake: { url in
             """
             providers:
@@ -137,6 +151,12 @@ struct PlanEnforcementTests {
         #expect(try await h.post("/v1/completions", key: h.aliceKey, json: completion, requestID: "oc-3").status == 200)
         #expect(try sent("oc-3") == #"{"max_tokens":100,"model":"gpt-quota","prompt":"hi"}"#)
         #expect(try h.row("oc-3")?.outputCapApplied == 100)
+        // Without a plan cap the reservation counts the client's max_completion_tokens: it goes
+        // in max_tokens too. A client's max_tokens, or no limit at all, is sent as written.
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: asked, requestID: "oc-4").status == 200)
+        #expect(try sent("oc-4").hasPrefix(#"{"max_tokens":40,"model":"gpt-4o-mini","max_completion_tokens":40"#))
+        #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(), requestID: "oc-5").status == 200)
+        #expect(try sent("oc-5") == Self.chat())
     }
 
     @Test("requests per minute: 429 with retry-after and x-ratelimit headers, in each dialect")

@@ -14,14 +14,14 @@ import Testing
     /// Caps `text` for `endpoint`, then (optionally) injects include_usage, checking on the way
     /// that the returned peek is exactly what reading the new body gives, that an unchanged
     /// body is the very same bytes, and that the other order of the two rewrites agrees.
-    func cap(_ text: String, _ cap: Int, _ endpoint: Endpoint, includeUsage: Bool = false,
+    func cap(_ text: String, _ cap: Int, _ endpoint: Endpoint, includeUsage: Bool = false, compatibleServer: Bool = false,
              sourceLocation: SourceLocation = #_sourceLocation) throws -> Outcome {
         // A buffer whose readable bytes start past index 0, as a request body's slice may.
         var body = ByteBuffer(string: "junk")
         body.moveReaderIndex(forwardBy: 4)
         body.writeString(text)
         let peek = try RequestPeek(body: body)
-        let r = peek.withOutputCap(cap, endpoint: endpoint, body: body)
+        let r = peek.withOutputCap(cap, endpoint: endpoint, body: body, compatibleServer: compatibleServer)
         #expect(try RequestPeek(body: r.body) == r.peek, "returned peek matches the new body", sourceLocation: sourceLocation)
         #expect(r.changed == (r.body.bytes != Array(text.utf8)), sourceLocation: sourceLocation)
         #expect(r.requested == peek.requestedOutput(on: endpoint), sourceLocation: sourceLocation)
@@ -33,7 +33,8 @@ import Testing
             #expect(final.includeUsage == true, sourceLocation: sourceLocation)
             // Include usage first, re-peek, then cap: the same fields reach the provider.
             let first = peek.withIncludeUsage(body)
-            let other = try RequestPeek(body: first).withOutputCap(cap, endpoint: endpoint, body: first)
+            let other = try RequestPeek(body: first).withOutputCap(cap, endpoint: endpoint, body: first,
+                                                                   compatibleServer: compatibleServer)
             #expect(other.requested == r.requested && other.applied == r.applied, sourceLocation: sourceLocation)
             #expect(other.peek.maxTokens == final.maxTokens && other.peek.maxCompletionTokens == final.maxCompletionTokens
                     && other.peek.maxOutputTokens == final.maxOutputTokens && other.peek.includeUsage == true,
@@ -217,7 +218,7 @@ import Testing
         let r = try RequestPeek(body: body).withOutputCap(100, endpoint: .messages, body: body)
         #expect(!r.changed && r.body == body && r.body.readerIndex == body.readerIndex)
     }
-    @Test("an extended-thinking budget the clamp would leave at or above max_tokens is lowered in proportion")
+    @Test("a clamp of max_tokens lowers an extended-thinking budget in proportion, to at least 1,024 and below the cap")
     func thinkingBudget() throws {
         func body(_ maxTokens: Int, _ budget: Int, type: String = "enabled", thinkingFirst: Bool = false) -> String {
             let thinking = #""thinking":{"type":"\#(type)","budget_tokens":\#(budget)}"#
@@ -231,26 +232,37 @@ import Testing
             #expect(r.text == body(4_096, 2_560, thinkingFirst: first))
             #expect(r.peek.thinkingBudget == 2_560 && r.peek.maxTokens == 4_096 && r.applied == 4_096)
         }
-        // Never below Anthropic's least budget: 2,100 of 30,000 under 2,048 would be 143; 1,024.
+        // Monotonic: a budget just under the cap goes down too (it would leave the answer 1 token).
+        #expect(try cap(body(16_000, 2_047), 2_048, .messages).text == body(2_048, 1_024))
+        #expect(try cap(body(16_000, 2_048), 2_048, .messages).text == body(2_048, 1_024))
+        // Never below Anthropic's least budget, never at or above max_tokens (a client's budget
+        // at or above its own max_tokens included: the provider would refuse that one anyway).
         #expect(try cap(body(30_000, 2_100), 2_048, .messages).text == body(2_048, 1_024))
-        // A budget that is not a whole number is the provider's to refuse: read as absent.
-        let odd = #"{"model":"claude-sonnet-4-5","max_tokens":16000,"thinking":{"type":"enabled","budget_tokens":"many"},"messages":[]}"#
-        #expect(try cap(odd, 2_048, .messages).text == odd.replacingOccurrences(of: "16000", with: "2048"))
-        // Left alone: a budget already under the clamped limit, a limit not clamped, adaptive
-        // thinking, interleaved thinking (below), and other endpoints' fields.
-        #expect(try cap(body(16_000, 1_500), 2_048, .messages).text == body(2_048, 1_500))
+        #expect(try cap(body(4_000, 9_000), 2_048, .messages).text == body(2_048, 2_047))
+        // Left alone: a limit not clamped, a budget already at the least, adaptive thinking, a
+        // budget below 1,024 (the provider's to refuse), interleaved thinking (below).
         #expect(try cap(body(1_800, 1_500), 2_048, .messages).changed == false)
+        #expect(try cap(body(16_000, 1_024), 2_048, .messages).text == body(2_048, 1_024))
         #expect(try cap(body(16_000, 10_000, type: "adaptive"), 2_048, .messages).text == body(2_048, 10_000, type: "adaptive"))
+        #expect(try cap(body(16_000, 500), 2_048, .messages).text == body(2_048, 500))
+        // thinking as null, an empty object, not an object, or a budget that is not a whole number:
+        // read as absent, relayed as sent (the provider judges them).
+        for thinking in ["null", "{}", #""on""#, #"{"type":"enabled","budget_tokens":"many"}"#] {
+            let text = #"{"model":"claude-sonnet-4-5","max_tokens":16000,"thinking":\#(thinking),"messages":[]}"#
+            #expect(try cap(text, 2_048, .messages).text == text.replacingOccurrences(of: "16000", with: "2048"))
+        }
         let text = body(16_000, 10_000)
         let peek = try RequestPeek(body: ByteBuffer(string: text))
-        #expect(peek.thinkingBudget(underCap: 2_048, on: .messages, interleaved: true) == .fits)
         let interleaved = peek.withOutputCap(2_048, endpoint: .messages, body: ByteBuffer(string: text), interleavedThinking: true)
-        #expect(String(buffer: interleaved.body) == body(2_048, 10_000))
-        #expect(peek.thinkingBudget(underCap: 2_048, on: .countTokens, interleaved: false) == .fits)
+        #expect(String(buffer: interleaved.body) == body(2_048, 10_000) && interleaved.thinking == .fits)
+        #expect(peek.thinkingUnderCap(1_024, on: .messages, interleaved: true) == .fits)
+        #expect(peek.thinkingUnderCap(2_048, on: .countTokens, interleaved: false) == .fits)
         // No room for 1,024 below max_tokens: the caller refuses the call.
-        #expect(peek.thinkingBudget(underCap: 1_024, on: .messages, interleaved: false) == .cannotFit)
-        #expect(peek.thinkingBudget(underCap: 1_025, on: .messages, interleaved: false) == .lowered(to: 1_024))
+        #expect(peek.thinkingUnderCap(1_024, on: .messages, interleaved: false) == .cannotFit)
+        #expect(peek.withOutputCap(1_024, endpoint: .messages, body: ByteBuffer(string: text)).thinking == .cannotFit)
+        #expect(peek.thinkingUnderCap(1_025, on: .messages, interleaved: false) == .lowered(to: 1_024))
     }
+
     @Test("for an OpenAI-compatible server the limit goes in max_tokens, the field they all read")
     func compatibleServer() throws {
         func capped(_ text: String, _ endpoint: Endpoint = .chatCompletions) throws -> (String, Int) {
@@ -275,6 +287,11 @@ import Testing
         // A max_tokens of the client's is clamped as for OpenAI.
         #expect(try capped(chat + #","max_tokens":5000}"#) == (chat + #","max_tokens":1000}"#, 1000))
         #expect(try capped(chat + #","max_tokens":20}"#) == (chat + #","max_tokens":20}"#, 20))
+        // With include_usage added too (two members at the object's start), in either order.
+        let stream = try cap(#"{"model":"llama3","stream":true,"messages":[]}"#, 1000, .chatCompletions,
+                             includeUsage: true, compatibleServer: true)
+        #expect(stream.peek.maxTokens == 1000 && stream.applied == 1000 && stream.text.contains(#""max_tokens":1000,"#))
+        #expect(try capped("{}") == (#"{"max_tokens":1000}"#, 1000))
         // Legacy completions without max_tokens are unbounded there, not OpenAI's 16.
         let completion = #"{"model":"llama3","prompt":"hi"}"#
         #expect(try capped(completion, .completions) == (#"{"max_tokens":1000,"model":"llama3","prompt":"hi"}"#, 1000))

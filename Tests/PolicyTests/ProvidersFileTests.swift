@@ -330,10 +330,12 @@ import X509
               a: { dialect: openai, base_url: "https://a.example/v1" }
               ollama: { dialect: openai, base_url: "http://127.0.0.1:11434/v1", openai_compatible: true }
               c: { dialect: anthropic, base_url: "https://c.example", openai_compatible: true }
+              d: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", openai_compatible: yes }
             models:
               - { match: "gpt-*", provider: a }
             """)
-        #expect(fixture.problems() == ["providers.yaml:4: providers.c.openai_compatible: applies to the openai dialect only"])
+        #expect(fixture.problems() == ["providers.yaml:4: providers.c.openai_compatible: applies to the openai dialect only",
+                                       "providers.yaml:5: providers.d.openai_compatible: expected true or false, found 'yes'"])
         let sound = try PolicyFixture.with(providers: """
             providers:
               a: { dialect: openai, base_url: "https://a.example/v1" }
