@@ -33,10 +33,11 @@ struct CallRequest {
     var requestID: String { line.requestID }
     var startedAt: Int64 { line.startedAt }
 
-    /// The `anthropic-beta` going upstream (the client's, else the provider's static one) names
-    /// interleaved thinking, whose thinking budget may pass `max_tokens`.
+    /// The `anthropic-beta` going upstream (the client's lines, else the provider's static one)
+    /// names interleaved thinking, whose thinking budget may pass `max_tokens`.
     func asksInterleavedThinking(at provider: Provider) -> Bool {
-        let beta = forwardedHeaders.first { $0.0 == "anthropic-beta" }?.1 ?? provider.header("anthropic-beta")
-        return beta?.lowercased().contains("interleaved-thinking") == true
+        let client = forwardedHeaders.filter { $0.0 == "anthropic-beta" }.map(\.1)
+        let betas = client.isEmpty ? provider.header("anthropic-beta").map { [$0] } ?? [] : client
+        return betas.contains { $0.lowercased().contains("interleaved-thinking") }
     }
 }

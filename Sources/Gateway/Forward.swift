@@ -19,8 +19,10 @@ enum Forward {
             case .anthropic: headers.append(("x-api-key", key))
             }
         }
-        // A handful of names: a scan is cheaper than hashing them into a set on every call.
-        for (name, value) in request.forwardedHeaders where !headers.contains(where: { $0.0 == name }) {
+        // A handful of names: a scan is cheaper than hashing them into a set on every call. Only
+        // the gateway's own are checked: a client's repeated line (two `anthropic-beta`) all go.
+        let own = headers.count
+        for (name, value) in request.forwardedHeaders where !headers[..<own].contains(where: { $0.0 == name }) {
             headers.append((name, value))
         }
         let sent = headers.count

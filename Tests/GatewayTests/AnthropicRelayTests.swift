@@ -34,19 +34,19 @@ struct AnthropicRelayTests {
         }
     }
 
-    @Test("a client's anthropic-version replaces the provider's configured one; other provider headers still go, once")
+    @Test("a client's anthropic-version replaces the provider's configured one; other provider headers still go, once; a client's repeated beta lines all go")
     func clientVersionHeadersWin() async throws {
         // The test client sends anthropic-version 2023-06-01 on every Anthropic call.
         let h = try ProxyHarness(providerHeaders: ["Anthropic-Version": "2099-01-01", "X-Fake-Cached-Tokens": "3"])
         defer { h.shutdown() }
         let body = #"{"model":"claude-3-5-haiku-20241022","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#
         let r = try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: body, requestID: "ver-1",
-                                 headers: [("anthropic-beta", "tools-2024")])
+                                 headers: [("anthropic-beta", "tools-2024"), ("anthropic-beta", "files-api-2025-04-14")])
         #expect(r.status == 200)
         let exchange = try #require(h.fake.exchange(requestID: "ver-1"))
         let sent = { (name: String) in exchange.requestHeaders.filter { $0.0.lowercased() == name }.map(\.1) }
         #expect(sent("anthropic-version") == ["2023-06-01"])
-        #expect(sent("anthropic-beta") == ["tools-2024"])
+        #expect(sent("anthropic-beta") == ["tools-2024", "files-api-2025-04-14"])
         #expect(sent("x-fake-cached-tokens") == ["3"], "a provider header goes lowercased, once")
         #expect(exchange.requestHeaders.contains { $0.0 == "x-fake-cached-tokens" })
         #expect(sent("x-api-key") == [h.providerKey])

@@ -110,6 +110,11 @@ struct PlanEnforcementTests {
                                                 requestID: "th-6", headers: [("anthropic-beta", "interleaved-thinking-2025-05-14")])
         #expect(tightInterleaved.status == 200)
         #expect(try sent("th-6").contains(#""max_tokens":1024,"thinking":{"type":"enabled","budget_tokens":2000}"#))
+        // A beta among several lines counts.
+        let second = try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: thinking(2_000), requestID: "th-8",
+                                      headers: [("anthropic-beta", "files-api-2025-04-14"),
+                                                ("anthropic-beta", "interleaved-thinking-2025-05-14")])
+        #expect(second.status == 200)
         // Without thinking the same plan clamps as before.
         let plain = #"{"model":"claude-3-5-haiku-20241022","max_tokens":16000,"messages":[{"role":"user","content":"hi"}]}"#
         #expect(try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic", json: plain, requestID: "th-5").status == 200)
