@@ -99,7 +99,8 @@ enum Admit {
                     field: outputField(request.endpoint, peek: peek)), provider: provider, outputCapRequested: requested)
             }
             let rewrite = peek.withOutputCap(cap.maxTokens, endpoint: request.endpoint, body: body,
-                                             interleavedThinking: request.asksInterleavedThinking(at: provider),
+                                             interleavedThinking: request.endpoint == .messages
+                                                 && request.asksInterleavedThinking(at: provider),
                                              compatibleServer: provider.openAICompatible)
             if rewrite.thinking == .cannotFit {
                 return refused(Refusal(.outputOverCap,
@@ -109,10 +110,10 @@ enum Admit {
             peeked = rewrite.peek
             body = rewrite.body
             applied = rewrite.applied
-        } else if provider.openAICompatible, request.endpoint == .chatCompletions, peek.maxTokens == nil,
-                  let asked = peek.maxCompletionTokens {
-            // No plan cap, but the reservation counts the client's max_completion_tokens, which
-            // some such servers ignore: send it as max_tokens too (a cap at its own value).
+        } else if provider.openAICompatible, let asked = requested {
+            // No plan cap, but the reservation counts the client's own limit, which such a server
+            // may ignore (a chat's max_completion_tokens): the rewrite with that limit as the cap
+            // puts it in max_tokens, and changes nothing else.
             let rewrite = peek.withOutputCap(asked, endpoint: request.endpoint, body: body, compatibleServer: true)
             peeked = rewrite.peek
             body = rewrite.body

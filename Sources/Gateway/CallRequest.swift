@@ -36,8 +36,12 @@ struct CallRequest {
     /// The `anthropic-beta` going upstream (the client's lines, else the provider's static one)
     /// names interleaved thinking, whose thinking budget may pass `max_tokens`.
     func asksInterleavedThinking(at provider: Provider) -> Bool {
-        let client = forwardedHeaders.filter { $0.0 == "anthropic-beta" }.map(\.1)
-        let betas = client.isEmpty ? provider.header("anthropic-beta").map { [$0] } ?? [] : client
-        return betas.contains { $0.lowercased().contains("interleaved-thinking") }
+        func interleaved(_ beta: String) -> Bool { beta.lowercased().contains("interleaved-thinking") }
+        var clientSentOne = false
+        for (name, value) in forwardedHeaders where name == "anthropic-beta" {
+            if interleaved(value) { return true }
+            clientSentOne = true
+        }
+        return !clientSentOne && provider.header("anthropic-beta").map(interleaved) == true
     }
 }

@@ -251,12 +251,13 @@ private struct CapEdit {
     var valueLength: Int
 
     init(field: CapField, range: Range<Int>, value: Int, text: String? = nil, valueOffset: Int) {
+        let digits = String(value)
         self.field = field
         self.range = range
         self.value = value
-        self.text = text ?? String(value)
+        self.text = text ?? digits
         self.valueOffset = valueOffset
-        self.valueLength = String(value).utf8.count
+        self.valueLength = digits.utf8.count
     }
 
     var delta: Int { text.utf8.count - range.count }
