@@ -136,5 +136,5 @@ final class IdempotencyStore: Sendable {
         }
     }
 
-    static let differentBody = "This Idempotency-Key was already used with a different request body (or x-tokenctl-user); use a new key for a new request."
+    static let differentBody = "This Idempotency-Key was already used with a different request body (or x-tokenctl-user, anthropic-version, anthropic-beta, openai-beta or accept header); use a new key for a new request."
 }

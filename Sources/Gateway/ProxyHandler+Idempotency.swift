@@ -84,9 +84,12 @@ extension ProxyHandler {
     /// What makes a repeat the same request: its body and the end user it names (a service
     /// key's `x-tokenctl-user`), so that a replay is recorded under the first call's payer.
     static func idempotencyFingerprint(_ request: CallRequest) -> Int64 {
+        // Besides the body, what changes the answer: the end user a service key calls for, and
+        // the versions and betas sent upstream (interleaved thinking, a longer context).
+        var context = request.declaredEndUser.map { "x-tokenctl-user: \($0)\n" } ?? ""
+        for (name, value) in request.forwardedHeaders { context += "\(name): \(value)\n" }
         let body = RequestFingerprint.of(request.body)
-        guard let user = request.declaredEndUser else { return body }
-        return body ^ RequestFingerprint.of(Array("x-tokenctl-user: \(user)".utf8))
+        return context.isEmpty ? body : body ^ RequestFingerprint.of(Array(context.utf8))
     }
 
     /// Headers of one delivery, not of the answer: framing, the request id, limits and budget.

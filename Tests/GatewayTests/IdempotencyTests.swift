@@ -62,6 +62,24 @@ struct IdempotencyTests {
         #expect(try h.row("body-2")?.outcome == .refusedBadRequest)
     }
 
+    @Test("the same key and body with another beta header: 409, as the beta may change the answer")
+    func differentBetaHeader() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        let claude = #"{"model":"claude-3-5-haiku-20241022","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+        func call(_ id: String, beta: String) async throws -> ReceivedResponse {
+            try await h.post("/v1/messages", key: h.aliceKey, dialect: "anthropic", json: claude, requestID: id,
+                             headers: [("idempotency-key", "k-beta"), ("anthropic-beta", beta)])
+        }
+        #expect(try await call("beta-1", beta: "token-efficient-tools-2025-02-19").status == 200)
+        let same = try await call("beta-2", beta: "token-efficient-tools-2025-02-19")
+        #expect(same.status == 200 && same.header("x-tokenctl-idempotent-replay") == "beta-1")
+        let other = try await call("beta-3", beta: "interleaved-thinking-2025-05-14")
+        #expect(other.status == 409 && other.text.contains("anthropic-beta"), "\(other.text)")
+        #expect(try h.row("beta-3")?.outcome == .refusedBadRequest)
+        #expect(h.fake.exchange(requestID: "beta-3") == nil)
+    }
+
     @Test("a repeat while the first is in flight waits for it and gets its answer")
     func repeatInFlightWaits() async throws {
         let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "600"])
