@@ -16,8 +16,8 @@ run: deps
 	.build/release/tokenctl serve --policies $(POLICIES) --db $(DB) --host $(HOST) --port $(PORT)
 
 ## Install what is missing and run every test: Swift unit + end-to-end tests, the official SDKs' compatibility test,
-## the PostgreSQL outage test, the kill -9 crash test, the disk-full test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
-test: test-deps unit-tests replicas-tests pg-outage-tests sdk-tests crash-tests disk-full-tests dashboards-tests
+## the PostgreSQL outage test, the kill -9 crash test, the disk-full test, the service-user test, and the dashboards' and alert rules' PromQL against a real Prometheus scraping a live tokenctl.
+test: test-deps unit-tests replicas-tests pg-outage-tests sdk-tests crash-tests disk-full-tests service-tests dashboards-tests
 
 # The build's libraries plus Debian's prometheus (prometheus and promtool) for dashboards-tests
 # and postgresql for the PostgreSQL ledger and shared-quota tests.
@@ -46,6 +46,10 @@ crash-tests:
 
 disk-full-tests:
 	scripts/disk-full-test.sh
+
+# tokenctl serve as an unprivileged service user (calls served and recorded), and a second serve on its ledger refused.
+service-tests:
+	scripts/service-test.sh
 
 dashboards-tests:
 	scripts/dashboards-check.sh

@@ -26,6 +26,8 @@ public final class GatewayServer: Sendable {
     private let sharedQuotas: SharedQuotaBook?
     private let quotaReaper: QuotaReaper?
     private let memory: MemoryReturn
+    /// A SQLite ledger's one server (`LedgerServerLock`), let go once the ledger is closed.
+    private let serverLock: LedgerServerLock?
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
@@ -43,6 +45,12 @@ public final class GatewayServer: Sendable {
                              sharedQuotas: SharedQuotaBook? = nil,
                              logger: Logger) throws -> GatewayServer {
         let backend = try LedgerBackend(databasePath)
+        // Before any journal is replayed or budget rebuilt: a second server on a SQLite ledger
+        // would count its budgets apart from the first's (PostgreSQL replicas share theirs).
+        var serverLock: LedgerServerLock?
+        if case .sqlite(let path) = backend, configuration.recordCalls {
+            serverLock = try LedgerServerLock(ledgerPath: path)
+        }
         var sharedQuotas = sharedQuotas
         if case .postgres(let location) = backend {
             try FileManager.default.createDirectory(atPath: journalDirectory, withIntermediateDirectories: true)
@@ -53,8 +61,9 @@ public final class GatewayServer: Sendable {
         do {
             return try start(configuration: configuration, policy: policy, policyDirectory: policyDirectory,
                              environment: environment, backend: backend, journalDirectory: journalDirectory,
-                             sharedQuotas: sharedQuotas, logger: logger)
+                             sharedQuotas: sharedQuotas, serverLock: serverLock, logger: logger)
         } catch {
+            serverLock?.release()
             // Its connections are closed, not dropped (PostgresNIO requires it), and its heartbeat removed.
             try? sharedQuotas?.shutdown(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
             throw error
@@ -64,7 +73,8 @@ public final class GatewayServer: Sendable {
     /// `start` once the shared quota book, if any, exists: the caller shuts it down if this throws.
     private static func start(configuration: GatewayConfiguration, policy: PolicySet, policyDirectory: String?,
                               environment: [String: String], backend: LedgerBackend, journalDirectory: String,
-                              sharedQuotas: SharedQuotaBook?, logger: Logger) throws -> GatewayServer {
+                              sharedQuotas: SharedQuotaBook?, serverLock: LedgerServerLock?,
+                              logger: Logger) throws -> GatewayServer {
         let journalBase = backend.journalBase(directory: journalDirectory)
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
                                       logger: logger)
@@ -132,7 +142,7 @@ public final class GatewayServer: Sendable {
             let channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
                     connections.add(channel)
@@ -159,7 +169,8 @@ public final class GatewayServer: Sendable {
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
                                  keys: keys, admin: admin, connections: connections,
-                                 sharedQuotas: sharedQuotas, quotaReaper: quotaReaper, memory: memory)
+                                 sharedQuotas: sharedQuotas, quotaReaper: quotaReaper, memory: memory,
+                                 serverLock: serverLock)
         } catch {
             admin.shutdown()
             upstream.shutdown()
@@ -172,7 +183,9 @@ public final class GatewayServer: Sendable {
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
                  context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections,
-                 sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?, memory: MemoryReturn) {
+                 sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?, memory: MemoryReturn,
+                 serverLock: LedgerServerLock?) {
+        self.serverLock = serverLock
         self.sharedQuotas = sharedQuotas
         self.quotaReaper = quotaReaper
         self.memory = memory
@@ -237,6 +250,7 @@ public final class GatewayServer: Sendable {
         let kept = context.journal.stop()  // keeps the calls left without a row, for the next start
         left.withLockedValue { $0 = kept }
         keys.close()
+        serverLock?.release()
         // Settlements still on their way fail here; the other replicas reap those holds at once
         // (this replica's heartbeat is removed) and charge them from the ledger.
         quotaReaper?.stop()

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Service test: tokenctl run as a service would run it: as an unprivileged user that owns only
+# its data directory and reads policies it cannot write. It must answer health checks and calls
+# and record them; a second `serve` on the same SQLite ledger must be refused (each would count
+# the budgets apart). Run as root it drops to `nobody`; otherwise it runs as the caller.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+use_debug_binaries
+start_work_dir
+chmod 755 "$work"
+start_fakellm
+# The service's own copy of the binary: the checkout may not be readable by another user.
+install -m 755 "$bin/tokenctl" "$work/tokenctl"
+mkdir -p "$work/policies" "$work/data"
+cp policies/prices.yaml "$work/policies/"
+cat >"$work/policies/providers.yaml" <<YAML
+providers:
+  openai: { dialect: openai, base_url: "$fake/v1", api_key_env: SERVICE_TEST_PROVIDER_KEY }
+models:
+  - { match: "gpt-*", provider: openai }
+YAML
+chmod -R a+rX,go-w "$work/policies"
+as_service=()
+if [ "$(id -u)" = 0 ]; then
+  chown nobody "$work/data"
+  as_service=(setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all)
+fi
+fail() { echo "FAIL $*"; echo "--- tokenctl log"; cat "$work/tokenctl.log"; exit 1; }
+db="$work/data/ledger.sqlite"
+cd "$work"
+key=$("${as_service[@]}" "$work/tokenctl" keys create --user service-user --db "$db" | tail -1)
+SERVICE_TEST_PROVIDER_KEY="$provider_key" "${as_service[@]}" "$work/tokenctl" serve \
+  --policies "$work/policies" --db "$db" --port 0 >"$work/tokenctl.log" 2>&1 &
+serve_pid=$!
+pids+=($serve_pid)
+proxy=$(listening_url "$work/tokenctl.log")
+[ "$(stat -c %U /proc/$serve_pid)" = "$(id -un "${as_service:+nobody}")" ] || fail "serve does not run as the service user"
+
+health=$(curl -sS -o /dev/null -w '%{http_code}' "$proxy/healthz") || fail "/healthz: no answer"
+[ "$health" = 200 ] || fail "/healthz answered $health"
+answer=$(curl -sS "$proxy/v1/chat/completions" -H "authorization: Bearer $key" -H 'content-type: application/json' \
+  -H 'x-request-id: service-1' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}') \
+  || fail "a call: no answer"
+grep -q '"usage"' <<<"$answer" || fail "a call answered: $answer"
+stream=$(curl -sS -N "$proxy/v1/chat/completions" -H "authorization: Bearer $key" -H 'content-type: application/json' \
+  -H 'x-request-id: service-2' -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}') \
+  || fail "a stream: no answer"
+grep -q 'data: \[DONE\]' <<<"$stream" || fail "a stream answered: $stream"
+
+# A second server on the same ledger: refused at once, naming the first.
+if SERVICE_TEST_PROVIDER_KEY="$provider_key" "${as_service[@]}" timeout 20 "$work/tokenctl" serve \
+    --policies "$work/policies" --db "$db" --port 0 >"$work/second.log" 2>&1; then
+  fail "a second serve on the same ledger started: $(cat "$work/second.log")"
+fi
+grep -q "already serves the SQLite ledger" "$work/second.log" || fail "the second serve said: $(cat "$work/second.log")"
+grep -q "pid $serve_pid" "$work/second.log" || fail "the second serve did not name the first's pid: $(cat "$work/second.log")"
+
+kill -TERM "$serve_pid"
+wait "$serve_pid" || fail "serve exited $?"
+rows=$("$work/tokenctl" export --db "$db" --format jsonl)
+for id in service-1 service-2; do
+  grep -q "\"request_id\":\"$id\".*\"outcome\":\"ok\"\|\"outcome\":\"ok\".*\"request_id\":\"$id\"" <<<"$rows" \
+    || fail "no ok row for $id: $rows"
+done
+echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), a second serve on the ledger refused"
