@@ -4,7 +4,9 @@
 /// of a WAV or MP3 file in OpenAI's `input_audio.data`. Only long strings under those names are
 /// looked at, so text costs nothing here, and text in a text field is never taken for either; a
 /// bare `data` string counts only when it is base64 throughout (Anthropic's plain-text document
-/// source is `data` too, and text behind a signature must not pass for a picture or a sound).
+/// source is `data` too, and text behind a signature must not pass for a picture or a sound),
+/// and an image only beside `"type":"base64"` in its object, before or after it: the plain-text
+/// source (`"type":"text"`) is billed as text however it starts, even as base64's characters.
 struct InlineMedia: Sendable, Hashable {
     private(set) var images = 0
     /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
@@ -13,6 +15,15 @@ struct InlineMedia: Sendable, Hashable {
     private(set) var audioBytes = 0
     private(set) var audioSeconds = 0.0
 
+    /// The depth of the object whose `type` is `base64` (-1: none open). One slot: a nested one
+    /// that takes it and closes leaves its parent without, so its image counts as text: a mark
+    /// lost only ever overstates.
+    private var base64ObjectDepth = -1
+    /// A bare image met before its object's `type`: counted once the type says base64, else
+    /// (its object closed without) not, and so by its bytes. One slot, as above.
+    private var pendingDepth = -1
+    private var pendingBytes = 0
+
     static let shortest = 1_024
     /// JPEG, PNG and GIF signatures in base64. WebP and WAV are RIFF files: their tags (`WEBP`,
     /// `WAVE`), base64 `RUJQ` and `QVZF` at offset 12, tell them apart.
@@ -20,15 +31,27 @@ struct InlineMedia: Sendable, Hashable {
     /// MP3: an ID3 tag, or a frame's sync bits (eleven set bits, twelve for MPEG-1 and 2).
     private static let mp3Signatures: [StaticString] = ["SUQz", "//"]
 
-    /// `inAudio`: the string is a member of the object of an `input_audio` member.
+    /// A string value of member `member` in the container at `depth` (an object's when
+    /// `inObject`, else an array's element after that member). `inAudio`: the string is a member
+    /// of the object of an `input_audio` member.
     mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, inAudio: Bool,
-                       in body: UnsafeRawBufferPointer) {
+                       depth: Int, inObject: Bool, in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
-        guard length >= Self.shortest, !member.hasEscapes else { return }
-        let text = Base64Text(body: body, token: token)
+        guard !member.hasEscapes else { return }
         func named(_ name: StaticString) -> Bool {
             member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
         }
+        if length == 6, inObject, named("type"), !token.hasEscapes, StreamReading.matches(body, at: token.start, "base64") {
+            base64ObjectDepth = depth
+            if pendingDepth == depth {
+                pendingDepth = -1
+                images += 1
+                imageBytes += pendingBytes
+            }
+            return
+        }
+        guard length >= Self.shortest else { return }
+        let text = Base64Text(body: body, token: token)
         if named("url") || named("image_url") {
             guard text.starts("data:image/") && Self.isBase64DataURL(body, from: token.start) else { return }
         } else if named("data") {
@@ -41,11 +64,21 @@ struct InlineMedia: Sendable, Hashable {
             }
             guard Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
                   text.isBase64 else { return }
+            guard base64ObjectDepth == depth else {
+                (pendingDepth, pendingBytes) = (depth, length)
+                return
+            }
         } else {
             return
         }
         images += 1
         imageBytes += length
+    }
+
+    /// The object or array at `depth` closed: its marks go (a pending image in it was text).
+    mutating func close(depth: Int) {
+        if base64ObjectDepth == depth { base64ObjectDepth = -1 }
+        if pendingDepth == depth { pendingDepth = -1 }
     }
 
     /// `;base64,` ends the data URL's media type (within its first 64 bytes).

@@ -198,7 +198,8 @@ struct JSONScanner {
                     continue
                 }
             case UInt8(ascii: "\""):
-                inlineMedia.note(try scanString(), member: memberName, inAudio: audioDepth == stack.depth, in: bytes)
+                inlineMedia.note(try scanString(), member: memberName, inAudio: audioDepth == stack.depth,
+                                 depth: stack.depth, inObject: stack.isEmpty || stack.topIsObject, in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
             }
@@ -216,6 +217,7 @@ struct JSONScanner {
                     } else if byte == UInt8(ascii: "}") {
                         index += 1
                         if stack.depth == audioDepth { audioDepth = -1 }
+                        inlineMedia.close(depth: stack.depth)
                         stack.pop()
                     } else {
                         throw failure("expected ',' or '}'")
@@ -226,6 +228,7 @@ struct JSONScanner {
                         break closing
                     } else if byte == UInt8(ascii: "]") {
                         index += 1
+                        inlineMedia.close(depth: stack.depth)
                         stack.pop()
                     } else {
                         throw failure("expected ',' or ']'")

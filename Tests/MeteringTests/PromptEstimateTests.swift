@@ -118,6 +118,41 @@ import Testing
     }
 }
 
+extension PromptEstimateTests {
+    @Test("Anthropic's bare base64 counts as an image only beside \"type\":\"base64\": a plain-text document source is text, even base64's characters behind a JPEG's signature")
+    func bareImageNeedsItsBase64Source() throws {
+        let jpeg = "/9j/" + String(repeating: "QUJD", count: 50_000)  // base64's characters throughout
+        func body(_ source: String) -> String {
+            #"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":\#(source)},{"type":"text","text":"decode it"}]}]}"#
+        }
+        let text = [
+            #"{"type":"text","media_type":"text/plain","data":"\#(jpeg)"}"#,  // a trial's: billed 9× a day's budget
+            #"{"data":"\#(jpeg)","media_type":"text/plain","type":"text"}"#,
+            #"{"media_type":"image/jpeg","data":"\#(jpeg)"}"#,  // no type at all
+            // A nested object's base64 type, or one in an array, is not this object's.
+            #"{"type":"text","x":{"type":"base64"},"data":"\#(jpeg)"}"#,
+            #"{"x":{"type":"base64"},"data":"\#(jpeg)","type":"text"}"#,
+            #"{"type":["base64"],"data":"\#(jpeg)"}"#,
+            #"{"x":[{"type":"base64"},"y"],"data":"\#(jpeg)"}"#,
+            #"{"type":"base6\u0034","data":"\#(jpeg)"}"#,
+        ].map(body)
+        for b in text {
+            let p = try RequestPeek(body: Array(b.utf8))
+            #expect(p.inlineImages == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: b.utf8.count),
+                    "\(b.dropFirst(100).prefix(70))")
+        }
+        let images = [
+            #"{"type":"base64","media_type":"image/jpeg","data":"\#(jpeg)"}"#,
+            #"{"media_type":"image/jpeg","data":"\#(jpeg)","type":"base64"}"#,  // the type after the data
+            #"{"data":"\#(jpeg)","x":{"type":"text","y":[1]},"type":"base64"}"#,
+        ].map(body)
+        for b in images {
+            let p = try RequestPeek(body: Array(b.utf8))
+            #expect(p.inlineImages == 1 && PromptEstimate.tokens(p) < 2_000, "\(b.dropFirst(100).prefix(70))")
+        }
+    }
+}
+
 @Suite struct StreamedSoundTests {
     @Test("a spoken answer's events: the transcript is text, the sound its own tokens (20 a second of 24 kHz PCM)")
     func soundAndTranscript() {
