@@ -6,7 +6,7 @@ struct RequestPeekReader {
     private var seen: UInt32 = 0
 
     /// The fields read; their raw value is their bit in `seen`.
-    enum Field: UInt32 {
+    enum Field: UInt32, CaseIterable {
         case model = 1, stream = 2, maxTokens = 4, maxCompletionTokens = 8, maxOutputTokens = 16, user = 32
         case streamOptions = 64, includeUsage = 128, metadata = 256, metadataUserID = 512
         case choices = 1024, bestOf = 2048, prompt = 4096, background = 8192, serviceTier = 16384, speed = 32768
@@ -40,6 +40,9 @@ struct RequestPeekReader {
             }
         }
     }
+
+    /// The fields read at the top level (nested ones have a dotted name).
+    static let topLevelFields = Field.allCases.filter { !$0.name.contains(".") }
 
     /// Whether any problem, not only the first, was `model`'s (then no model is trusted).
     var modelTroubled = false
@@ -199,11 +202,27 @@ struct RequestPeekReader {
                 return true
             }
         } else {
+            if refusedCaseVariant(s, key) { return false }
             // Automatic caching names it at the top (its value is skipped, not read).
             if s.key(key, is: "cache_control") { peek.asksPromptCache = true }
             if s.key(key, is: "audio"), s.current == UInt8(ascii: "{") { peek.asksAudioAnswer = true }
             return false
         }
+        return true
+    }
+
+    /// A top-level name that differs from a field read here only in ASCII case (`MODEL`,
+    /// `Max_Tokens`) is refused: Go's encoding/json (Ollama's server) matches names without case,
+    /// the last copy winning, so the provider would use a model or a limit never checked here.
+    private mutating func refusedCaseVariant(_ s: JSONScanner, _ key: JSONScanner.StringToken) -> Bool {
+        // Most names are lower case: a byte scan, no string made.
+        guard key.hasEscapes || s.bytes[key.start..<key.end].contains(where: { $0 &- 0x41 < 26 }) else { return false }
+        let name = s.string(key)
+        guard let field = Self.topLevelFields.first(where: { name.utf8.equals(ignoringASCIICase: $0.name.utf8) }) else {
+            return false
+        }
+        note(.invalidField(name: name, requirement:
+            "differs from '\(field.name)' only in letter case; some servers read field names regardless of case and would take it for '\(field.name)': send '\(field.name)' alone"))
         return true
     }
 

@@ -244,6 +244,21 @@ import Testing
         do { _ = try peek(#"{"stream":1}"#) } catch { #expect(error.field == "stream") }
     }
 
+    @Test("a top-level name that differs from a field read only in case is refused: Go servers (Ollama) would read it for that field")
+    func caseVariantsOfReadFields() throws {
+        let variant = "only in letter case; some servers read field names regardless of case"
+        #expect(message(#"{"model":"gpt-4o-mini","MODEL":"gpt-4o"}"#)?.hasPrefix("field 'MODEL' differs from 'model' \(variant)") == true)
+        #expect(message(#"{"model":"m","Max_Tokens":99999}"#)?.hasPrefix("field 'Max_Tokens' differs from 'max_tokens' ") == true)
+        #expect(message(#"{"Model":"gpt-4o","model":"m"}"#)?.contains("'Model' differs from 'model'") == true)
+        #expect(message(#"{"model":"m","N":4}"#)?.contains("'N' differs from 'n'") == true)
+        #expect(message(#"{"model":"m","\u004dax_tokens":9}"#)?.contains("'Max_tokens' differs from 'max_tokens'") == true)
+        // Other names in any case, and case variants of nested names, are the provider's business.
+        for body in [#"{"model":"m","Temperature":1,"messages":[{"Role":"user"}],"MODEL_X":1}"#,
+                     #"{"model":"m","stream_options":{"Include_Usage":true}}"#] {
+            #expect(try peek(body).model == "m")
+        }
+    }
+
     @Test func malformedBodies() {
         #expect(message("") == "request body is empty")
         #expect(message("   ") == "malformed JSON at byte 3: unexpected end of input")
