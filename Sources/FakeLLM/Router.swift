@@ -81,12 +81,17 @@ enum Router {
                                      requestID: requestID)
         case .html502: return ErrorReplies.html502()
         case .echoCredential400:
+            // Plain, as JSON escapes (`\u0073…`) and in a response header, as echoes come.
             let credential = dialect == .openAI ? knobs.authorization : (knobs.apiKey ?? knobs.authorization)
-            var plan = ErrorReplies.plan(dialect, status: 400,
-                                         message: "Bad request from a client with credentials \(credential ?? "none")",
+            let escaped = (credential ?? "none").unicodeScalars.map { "\\u" + hex4($0.value) }.joined()
+            let plan = ErrorReplies.plan(dialect, status: 400,
+                                         message: "Bad request from a client with credentials \(credential ?? "none") (escaped: ESCAPED)",
                                          requestID: requestID)
-            plan.splitBody(into: 3)
-            return plan
+            let text = String(buffer: plan.pieces[0].bytes).replacingOccurrences(of: "ESCAPED", with: escaped)
+            var echo = ReplyPlan.body(status: plan.status, text)
+            if let credential { echo.headers.add(name: "x-echo-authorization", value: credential) }
+            echo.splitBody(into: 3)
+            return echo
         case .nonJSON200: return ErrorReplies.nonJSON200()
         case .cutMidStream, .errorMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead, .none: break  // drops: see FakeHTTPHandler.begin
         }
@@ -135,4 +140,10 @@ enum Router {
         if knobs.failure == .http11RequiredAfterHead { plan.ending = .http11RequiredAfter(min(1, plan.pieces.count)) }
         return plan
     }
+}
+
+/// Four lower-case hex digits (a JSON `\u` escape's).
+private func hex4(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
 }

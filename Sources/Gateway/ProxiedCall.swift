@@ -261,7 +261,7 @@ final class ProxiedCall: UpstreamResponseHandler {
                 headers.add(name: "x-upstream-request-id", value: value)
                 continue
             }
-            headers.add(name: name, value: value)
+            headers.add(name: name, value: CredentialScrub.header(value, secret: admission.provider.apiKey))
         }
         headers.add(name: "x-request-id", value: request.requestID)
         for (name, value) in LimitHeaders.rate(hold.rate) { headers.replaceOrAdd(name: name, value: value) }

@@ -26,12 +26,18 @@ struct SecretHygieneTests {
         responses.append(try await echo.post("/v1/messages", key: echo.aliceKey, dialect: "anthropic", json: Self.message,
                                              requestID: "echo-anthropic"))
         // The provider really did echo it: the check below would catch a relay that passed it on.
+        // As written, as JSON escapes and in a header.
+        let escapedKey = key.unicodeScalars.map { "\\u" + String(repeating: "0", count: 4 - String($0.value, radix: 16).count)
+            + String($0.value, radix: 16) }.joined()
         let echoed = try #require(echo.fake.exchange(requestID: "echo-openai"))
-        #expect(echoed.responseText.contains(key))
+        #expect(echoed.responseText.contains(key) && echoed.responseText.contains(escapedKey))
+        #expect(echoed.responseHeaders.contains { $0.0 == "x-echo-authorization" && $0.1.contains(key) })
         #expect(echoed.responseChunks.count >= 2)
         for r in responses {
             #expect(r.status == 400)
             #expect(r.text.contains(CredentialScrubText.replacement))
+            #expect(!r.text.contains(escapedKey), "\(r.text)")
+            #expect(r.header("x-echo-authorization")?.contains(CredentialScrubText.replacement) == true)
         }
         #expect(try echo.row("echo-openai")?.errorMessage?.contains(CredentialScrubText.replacement) == true)
 
