@@ -145,12 +145,14 @@ enum Admit {
     /// Who pays: the key's user, or the end user a key allowed to attribute names (header
     /// `x-tokenctl-user`, OpenAI `user`, Anthropic `metadata.user_id`), under the key's team.
     /// Without `peek` (a body that does not parse), the header alone can name one. A name reports
-    /// use for rows of their own (`(none)`, `(others)`) is not one: the key's user pays.
+    /// use for rows of their own (`(none)`, `(others)`), or one a key could not be made for
+    /// (surrounding spaces, control characters) is not one: the key's user pays.
     static func payer(of principal: Principal, request: CallRequest, peek: RequestPeek?, plans: PlanBook) -> Payer {
         var user = principal.user
         if plans.mayAttributeEndUsers(keyUser: principal.user),
-           let named = (request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID).map({ String($0.prefix(128)) }),
-           !named.isEmpty, !ReportDimension.isReservedLabel(named) {
+           let named = (request.declaredEndUser ?? peek?.user ?? peek?.metadataUserID)
+               .map({ String($0.prefix(ReportDimension.longestName)) }),
+           ReportDimension.isWellFormedName(named), !ReportDimension.isReservedLabel(named) {
             user = named
         }
         return Payer(user: user, team: principal.team, plans: plans)

@@ -31,6 +31,19 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     public static func isReservedLabel(_ name: String) -> Bool {
         name == noneLabel || name == Report.othersLabel
     }
+
+    /// The longest user or team name, in characters.
+    public static let longestName = 128
+
+    /// A name fit to bill under: not empty, at most `longestName` characters, no surrounding
+    /// white space (" alice" and "alice" would be two payers; "(none) " would pass for a
+    /// report's own label) and no control characters (a name must not repaint a terminal).
+    public static func isWellFormedName(_ name: String) -> Bool {
+        let scalars = name.unicodeScalars
+        guard let first = scalars.first, let last = scalars.last, !first.properties.isWhitespace,
+              !last.properties.isWhitespace, name.count <= longestName else { return false }
+        return !scalars.contains { $0.properties.generalCategory == .control }
+    }
 }
 
 /// Which figures a report computes.

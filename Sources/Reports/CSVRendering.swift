@@ -23,8 +23,15 @@ enum CSVRendering {
         fields.map(quoted).joined(separator: ",") + "\r\n"
     }
 
-    /// Quotes a field that holds a comma, quote, CR or LF, doubling its quotes.
+    /// Quotes a field that holds a comma, quote, CR or LF, doubling its quotes. A name that a
+    /// spreadsheet would run as a formula (`=`, `+`, `@`, a tab or CR first, or `-` before
+    /// something not a number: OWASP's list) gets a leading `'`, which spreadsheets show as text.
     static func quoted(_ field: String) -> String {
+        var field = field
+        if let first = field.unicodeScalars.first, "=+@\t\r".unicodeScalars.contains(first)
+            || (first == "-" && Double(field) == nil) {
+            field = "'" + field
+        }
         guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else {
             return field
         }

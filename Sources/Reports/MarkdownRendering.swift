@@ -40,9 +40,11 @@ enum MarkdownRendering {
         "| " + cells.map(escaped).joined(separator: " | ") + " |\n"
     }
 
-    /// Pipes would split a cell and line breaks end the table: escape and flatten them.
+    /// Pipes would split a cell, line breaks end the table, and `<` start HTML a viewer may run:
+    /// escape them (control characters as `TerminalText` writes them).
     private static func escaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|")
-            .replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " ")
+        TerminalText.printable(text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|")
+            .replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " "))
+            .replacingOccurrences(of: "<", with: "&lt;")
     }
 }

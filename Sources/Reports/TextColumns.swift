@@ -11,7 +11,7 @@ public struct TextColumns: Sendable {
         for line in lines {
             for (index, text) in line.enumerated() {
                 if index == widths.count { widths.append(0) }
-                widths[index] = max(widths[index], text.count)
+                widths[index] = max(widths[index], TerminalText.printable(text).count)
             }
         }
         self.widths = widths
@@ -19,7 +19,8 @@ public struct TextColumns: Sendable {
     }
 
     public func line(_ cells: [String]) -> String {
-        cells.enumerated().map { index, text in
+        cells.enumerated().map { index, cell in
+            let text = TerminalText.printable(cell)
             let padding = String(repeating: " ", count: max(0, widths[index] - text.count))
             return index < labelColumns ? text + padding : padding + text
         }

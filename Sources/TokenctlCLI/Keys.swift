@@ -31,10 +31,8 @@ struct Keys: ParsableCommand {
             for (name, value) in [("--user", user), ("--team", team)] {
                 guard let value else { continue }
                 // Names are billing identities: " alice" and "alice" must not become two payers.
-                guard !value.isEmpty, value == value.trimmingCharacters(in: .whitespacesAndNewlines),
-                      value.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) }),
-                      value.count <= 128 else {
-                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces or control characters (at most 128)")
+                guard ReportDimension.isWellFormedName(value) else {
+                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces or control characters (at most \(ReportDimension.longestName))")
                 }
                 guard !ReportDimension.isReservedLabel(value) else {
                     throw ValidationError("\(name) '\(value)' is reserved: reports label calls without a \(name.dropFirst(2)), and folded rows, so")
