@@ -6,7 +6,9 @@ import NIOCore
 /// call or charge; a repeat while the first is in flight waits for it.
 ///
 /// Kept in memory, per process: bounded by `maxEntries` and `maxBytes` (oldest answers go
-/// first), answers over `maxAnswerBytes` are not kept (a repeat then gets 409), and only 2xx
+/// first), and each caller key to an eighth of either (its own oldest go first: one caller's
+/// flood of large answers cannot evict everyone's and have their retries charged twice);
+/// answers over `maxAnswerBytes` are not kept (a repeat then gets 409), and only 2xx
 /// answers are kept: a call that failed or was refused releases its key, so the client's retry
 /// runs anew.
 final class IdempotencyStore: Sendable {
@@ -50,12 +52,26 @@ final class IdempotencyStore: Sendable {
         var order: [(key: Key, at: Int64)] = []
         var orderStart = 0
         var bytes = 0
+        /// Kept answers and their bytes per caller key.
+        var held: [String: (entries: Int, bytes: Int)] = [:]
+
+        /// Forgets the kept answer of `key` (done at `at`), if it is still that one.
+        mutating func drop(_ key: Key, doneAt at: Int64) {
+            guard case .done(_, _, let size, let doneAt) = slots[key], doneAt == at else { return }
+            slots[key] = nil
+            bytes -= size
+            let left = held[key.apiKeyID].map { (entries: $0.entries - 1, bytes: $0.bytes - size) }
+            held[key.apiKeyID] = left.flatMap { $0.entries > 0 ? $0 : nil }
+        }
     }
 
     let ttlMicros: Int64
     let maxEntries: Int
     let maxBytes: Int
     let maxAnswerBytes: Int
+    /// One caller key's share of either bound.
+    var maxEntriesPerCaller: Int { max(1, maxEntries / 8) }
+    var maxBytesPerCaller: Int { max(maxAnswerBytes, maxBytes / 8) }
     private let state = NIOLockedValueBox(State())
 
     init(ttlMicros: Int64 = 24 * 3_600 * 1_000_000, maxEntries: Int = 10_000, maxBytes: Int = 64 << 20,
@@ -97,6 +113,11 @@ final class IdempotencyStore: Sendable {
             state.slots[key] = .done(fingerprint: fingerprint, answer: kept, bytes: size, at: now)
             state.order.append((key, now))
             state.bytes += size
+            var held = state.held[key.apiKeyID] ?? (0, 0)
+            held.entries += 1
+            held.bytes += size
+            state.held[key.apiKeyID] = held
+            evictOverShare(key.apiKeyID, &state)
             evict(&state, now: now)
             return waiters
         }
@@ -125,14 +146,23 @@ final class IdempotencyStore: Sendable {
             let over = state.slots.count > maxEntries || state.bytes > maxBytes
             guard now - at >= ttlMicros || over else { break }
             state.orderStart += 1
-            if case .done(_, _, let bytes, let doneAt) = state.slots[key], doneAt == at {
-                state.slots[key] = nil
-                state.bytes -= bytes
-            }
+            state.drop(key, doneAt: at)
         }
         if state.orderStart > 1_024, state.orderStart * 2 > state.order.count {
             state.order.removeFirst(state.orderStart)
             state.orderStart = 0
+        }
+    }
+
+    /// Drops `caller`'s oldest answers while it holds more than its share: a walk of the
+    /// order that only a caller over its share pays for.
+    private func evictOverShare(_ caller: String, _ state: inout State) {
+        var at = state.orderStart
+        while let held = state.held[caller], held.entries > maxEntriesPerCaller || held.bytes > maxBytesPerCaller,
+              at < state.order.count {
+            let (key, doneAt) = state.order[at]
+            if key.apiKeyID == caller { state.drop(key, doneAt: doneAt) }
+            at += 1
         }
     }
 

@@ -137,6 +137,29 @@ struct IdempotencyTests {
         #expect(isReplay(store.claim(key("z"), fingerprint: 1, now: 3_003, waiter: waiter)))
     }
 
+    @Test("one caller's flood evicts its own oldest answers, not another caller's (each holds at most an eighth)")
+    func floodEvictsOnlyItsOwn() throws {
+        let store = IdempotencyStore(maxEntries: 80, maxBytes: 800, maxAnswerBytes: 50)
+        #expect(store.maxEntriesPerCaller == 10 && store.maxBytesPerCaller == 100)
+        let waiter = IdempotencyStore.Waiter(loop: MultiThreadedEventLoopGroup.singleton.next()) { _ in }
+        func keep(_ caller: String, _ token: String, bytes: Int, at now: Int64) {
+            let key = IdempotencyStore.Key(apiKeyID: caller, token: token)
+            #expect(isProceed(store.claim(key, fingerprint: 1, now: now, waiter: waiter)))
+            store.complete(key, .init(status: 200, headers: [], body: ByteBuffer(repeating: 0x61, count: bytes), callID: token),
+                           bytes: bytes, now: now)
+        }
+        func replays(_ caller: String, _ token: String) -> Bool {
+            isReplay(store.claim(.init(apiKeyID: caller, token: token), fingerprint: 1, now: 1_000, waiter: waiter))
+        }
+        keep("alice", "important", bytes: 40, at: 1)
+        for i in 0..<30 { keep("carol", "flood-\(i)", bytes: 5, at: 2 + Int64(i)) }  // entries over her share
+        for i in 0..<30 { keep("carol", "large-\(i)", bytes: 45, at: 40 + Int64(i)) }  // bytes over her share
+        #expect(replays("alice", "important"))
+        #expect(replays("carol", "large-29") && replays("carol", "large-28"))
+        #expect(!replays("carol", "flood-0") && !replays("carol", "large-0"))
+        #expect(store.count <= 1 + 10 + 2)  // alice's, carol's share, the two claims just made
+    }
+
     func isProceed(_ c: IdempotencyStore.Claim) -> Bool { if case .proceed = c { return true }; return false }
     func isWait(_ c: IdempotencyStore.Claim) -> Bool { if case .wait = c { return true }; return false }
     func isReplay(_ c: IdempotencyStore.Claim) -> Bool { if case .replay = c { return true }; return false }
