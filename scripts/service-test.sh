@@ -56,6 +56,25 @@ fi
 grep -q "already serves the SQLite ledger" "$work/second.log" || fail "the second serve said: $(cat "$work/second.log")"
 grep -q "pid $serve_pid" "$work/second.log" || fail "the second serve did not name the first's pid: $(cat "$work/second.log")"
 
+# What the service user is told when its set-up is wrong (exit 1, the cause named).
+refused() {  # refused EXPECTED-TEXT ARGS…: serve must exit 1 saying EXPECTED-TEXT
+  local expected=$1; shift
+  if "${as_service[@]}" timeout 20 "$work/tokenctl" serve "$@" >"$work/wrong.log" 2>&1; then
+    fail "serve $* started"
+  fi
+  grep -qF "$expected" "$work/wrong.log" || fail "serve $* said: $(cat "$work/wrong.log")"
+}
+if [ ${#as_service[@]} -gt 0 ]; then
+  mkdir -p "$work/private-policies" "$work/root-only"
+  cp "$work/policies/"* "$work/private-policies/"
+  chmod 700 "$work/private-policies" "$work/root-only"
+  refused "policy directory cannot be read (Permission denied)" --policies "$work/private-policies" --db "$work/data/other.sqlite" --port 0
+  refused "needs write access to the ledger" --policies "$work/policies" --db "$work/root-only/ledger.sqlite" --port 0
+  refused "cannot create the ledger's directory $work/root-only/new (permission denied)" --policies "$work/policies" --db "$work/root-only/new/ledger.sqlite" --port 0
+  refused "cannot listen on 127.0.0.1:80: permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE" --policies "$work/policies" --db "$work/data/other.sqlite" --port 80
+fi
+refused "cannot listen on 192.0.2.1:0: no interface of this host has that address" --policies "$work/policies" --db "$work/data/other2.sqlite" --host 192.0.2.1 --port 0
+
 kill -TERM "$serve_pid"
 wait "$serve_pid" || fail "serve exited $?"
 rows=$("$work/tokenctl" export --db "$db" --format jsonl)
@@ -63,4 +82,4 @@ for id in service-1 service-2; do
   grep -q "\"request_id\":\"$id\".*\"outcome\":\"ok\"\|\"outcome\":\"ok\".*\"request_id\":\"$id\"" <<<"$rows" \
     || fail "no ok row for $id: $rows"
 done
-echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), a second serve on the ledger refused"
+echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), a second serve on the ledger refused, wrong set-ups named"

@@ -199,7 +199,8 @@ public final class GatewayServer: Sendable {
         self.context = context
     }
 
-    public var baseURL: String { "http://\(host):\(port)" }
+    /// An IPv6 address goes in brackets (`http://[::1]:8080`).
+    public var baseURL: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
 
     /// Returns once every call answered so far is in the ledger's database, where reports read
     /// it (answers go out once a row is in the ledger's journal: `LedgerJournal`).

@@ -35,13 +35,22 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         return false
     }
 
+    /// The file could not be opened or created (a directory without write or search access).
+    var isCannotOpen: Bool {
+        if case .sqlite(let code, _, _) = self { return code & 0xff == SQLITE_CANTOPEN }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .sqlite(let code, let message, let context):
             let text = "sqlite error \(code) during \(context): \(message)"
             // What to do about it: a finance user running a report may not know SQLite needs this.
-            return isReadOnly ? text + " (tokenctl needs write access to the ledger file and its directory: "
-                + "opening brings its schema up to date, and SQLite keeps -wal and -shm files beside it)" : text
+            if isReadOnly || isCannotOpen {
+                return text + " (tokenctl needs write access to the ledger file and its directory: "
+                    + "opening brings its schema up to date, and SQLite keeps -wal and -shm files beside it)"
+            }
+            return text
         case .closed:
             return "ledger closed"
         case .invalidRow(let why):

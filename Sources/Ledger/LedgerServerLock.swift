@@ -27,7 +27,7 @@ public final class LedgerServerLock: Sendable {
         public let path: String
         public let errno: Int32
         public var description: String {
-            "cannot create \(path) (\(String(cString: strerror(errno)))): tokenctl serve needs write access to the ledger's directory"
+            "cannot create \(path) (\(String(cString: strerror(errno)))): tokenctl needs write access to the ledger's directory"
         }
     }
 

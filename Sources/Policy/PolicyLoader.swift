@@ -26,6 +26,11 @@ public enum PolicyLoader {
             throw PolicyError(problems: [PolicyProblem(file: directory, line: 0, field: "",
                                                        message: "policy directory not found")])
         }
+        // Else its files would all read as missing.
+        guard access(directory, R_OK | X_OK) == 0 else {
+            throw PolicyError(problems: [PolicyProblem(file: directory, line: 0, field: "",
+                                                       message: "policy directory cannot be read (\(String(cString: strerror(errno))))")])
+        }
         var sources: [String: Data] = [:]
         var problems: [PolicyProblem] = []
         for (name, required) in knownFiles {

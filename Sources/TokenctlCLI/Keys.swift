@@ -109,5 +109,11 @@ struct Keys: ParsableCommand {
 /// Creates the folder a ledger file goes in (`data/` by default).
 func createParentDirectory(of path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
-    if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    guard !dir.isEmpty else { return }
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        let reason = (error as? CocoaError)?.code == .fileWriteNoPermission ? "permission denied" : "\(error.localizedDescription)"
+        throw CommandFailure("cannot create the ledger's directory \(dir) (\(reason)): create it, writable by this user, or pick another --db")
+    }
 }

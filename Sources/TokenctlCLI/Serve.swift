@@ -73,8 +73,18 @@ struct Serve: AsyncParsableCommand {
                     recordCalls: !noLedger),
                 policy: policy, policyDirectory: policies, databasePath: ledger.db, journalDirectory: journal,
                 logger: logger)
-        } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            throw CommandFailure("cannot listen on \(host):\(port): the address is already in use (pick another with --port)")
+        } catch let error as IOError {
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            switch error.errnoCode {
+            case EADDRINUSE:
+                throw CommandFailure("cannot listen on \(address): the address is already in use (pick another with --port)")
+            case EACCES:
+                throw CommandFailure("cannot listen on \(address): permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE; pick another with --port)")
+            case EADDRNOTAVAIL:
+                throw CommandFailure("cannot listen on \(address): no interface of this host has that address (see --host)")
+            default:
+                throw CommandFailure("cannot listen on \(address): \(String(cString: strerror(error.errnoCode)))")
+            }
         }
         let service = GatewayService(server: server, drainTimeout: .milliseconds(Int64(drainTimeout * 1_000)),
                                      logger: logger)
