@@ -17,7 +17,11 @@ cp policies/prices.yaml "$work/policies/"
 cat >"$work/policies/providers.yaml" <<YAML
 providers:
   openai: { dialect: openai, base_url: "$fake/v1", api_key_env: SERVICE_TEST_PROVIDER_KEY }
+  # Streams of 10 s: still running when the service is stopped.
+  slow: { dialect: openai, base_url: "$fake/v1", api_key_env: SERVICE_TEST_PROVIDER_KEY,
+          headers: { x-fake-chunk-gap-ms: "500", x-fake-chunks: "20" } }
 models:
+  - { match: "gpt-4.1-*", provider: slow }
   - { match: "gpt-*", provider: openai }
 YAML
 chmod -R a+rX,go-w "$work/policies"
@@ -31,7 +35,7 @@ db="$work/data/ledger.sqlite"
 cd "$work"
 key=$("${as_service[@]}" "$work/tokenctl" keys create --user service-user --db "$db" | tail -1)
 SERVICE_TEST_PROVIDER_KEY="$provider_key" "${as_service[@]}" "$work/tokenctl" serve \
-  --policies "$work/policies" --db "$db" --port 0 >"$work/tokenctl.log" 2>&1 &
+  --policies "$work/policies" --db "$db" --port 0 --drain-timeout 1 >"$work/tokenctl.log" 2>&1 &
 serve_pid=$!
 pids+=($serve_pid)
 proxy=$(listening_url "$work/tokenctl.log")
@@ -75,11 +79,16 @@ if [ ${#as_service[@]} -gt 0 ]; then
 fi
 refused "cannot listen on 192.0.2.1:0: no interface of this host has that address" --policies "$work/policies" --db "$work/data/other2.sqlite" --host 192.0.2.1 --port 0
 
+# Stopped with a 10 s stream in flight and a 1 s drain: the stream is cut, recorded, and the log says so.
+curl -sS -N "$proxy/v1/chat/completions" -H "authorization: Bearer $key" -H 'content-type: application/json' \
+  -H 'x-request-id: service-3' -d '{"model":"gpt-4.1-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}' \
+  >"$work/cut-stream.txt" 2>&1 &
+for _ in $(seq 1 100); do grep -q 'data:' "$work/cut-stream.txt" && break; sleep 0.05; done
 kill -TERM "$serve_pid"
 wait "$serve_pid" || fail "serve exited $?"
+grep -q 'calls=1 .*the drain timeout cut calls still in flight' "$work/tokenctl.log" || fail "the log does not say the drain cut a call"
 rows=$("$work/tokenctl" export --db "$db" --format jsonl)
-for id in service-1 service-2; do
-  grep -q "\"request_id\":\"$id\".*\"outcome\":\"ok\"\|\"outcome\":\"ok\".*\"request_id\":\"$id\"" <<<"$rows" \
-    || fail "no ok row for $id: $rows"
-done
+row_with() { grep "\"request_id\":\"$1\"" <<<"$rows" | grep -q "\"outcome\":\"$2\""; }
+row_with service-1 ok && row_with service-2 ok || fail "no ok rows for the calls: $rows"
+row_with service-3 interrupted || fail "the cut stream is not recorded as interrupted: $rows"
 echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), a second serve on the ledger refused, wrong set-ups named"

@@ -82,7 +82,7 @@ public final class GatewayServer: Sendable {
         try sharedQuotas?.prepare(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
         let enforcer = Enforcer(sharedQuotas: sharedQuotas, timeZone: policy.plans.timeZone)
         let metrics = GatewayMetrics(policies: policies, enforcer: enforcer)
-        let ledgerHealth = LedgerHealth()
+        let ledgerHealth = LedgerHealth(logger: logger)
         let ledger: any LedgerSink = configuration.recordCalls
             ? try backend.openSink(options: ledgerHealth.tracking(metrics.ledgerOptions)) : DiscardingLedgerSink()
         if let replayed = (ledger as? LedgerWriter)?.replayed, replayed != JournalReplay() {
@@ -209,15 +209,18 @@ public final class GatewayServer: Sendable {
     /// Graceful stop (SIGTERM): stops accepting and closes idle connections, lets calls in
     /// flight finish for up to `timeout` (their connections close after the answer), then
     /// `shutdown()`: whatever is still running is cancelled and recorded as `interrupted`.
-    /// Blocks; returns once the ledger is closed.
-    public func drain(timeout: Duration) {
+    /// Blocks; returns once the ledger is closed, with how many calls the timeout cut.
+    @discardableResult
+    public func drain(timeout: Duration) -> Int {
         try? channel.close().wait()
         connections.drain()
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline && (callsInFlight > 0 || context.ledger.backlog > 0) {
             Thread.sleep(forTimeInterval: 0.01)
         }
+        let cut = callsInFlight
         try? shutdown()
+        return cut
     }
 
     /// Stops accepting, cancels what is still in flight (each cancelled call is recorded),

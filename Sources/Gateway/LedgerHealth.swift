@@ -1,11 +1,12 @@
 import Ledger
+import Logging
 import NIOConcurrencyHelpers
 
 /// Whether the ledger is taking writes. A failed commit attempt (disk full, file unwritable,
 /// locked by another process past the busy timeout) marks it failing until a transaction
 /// commits again. While it fails the gateway fails closed: new model calls get 503 at once —
 /// unbilled use is not allowed — while the rows already accepted stay queued in the writer,
-/// which keeps retrying, so none is lost.
+/// which keeps retrying, so none is lost. Each turn, failing and back, is logged once.
 final class LedgerHealth: Sendable {
     struct Failure: Sendable {
         let since: Int64
@@ -41,13 +42,42 @@ final class LedgerHealth: Sendable {
     var isFailing: Bool { current != nil }
 
     private static let unreachableMessage = "PostgreSQL does not answer (the log says why)"
+    private let logger: Logger
+
+    init(logger: Logger = Logger(label: "tokenctl.ledger")) {
+        self.logger = logger
+    }
 
     /// A shared quota heartbeat's outcome (nil: it got through).
     func heartbeat(_ error: (any Error)?) {
-        unreachable.withLockedValue { current in
-            guard error != nil else { return current = nil }
+        let turn = unreachable.withLockedValue { current -> Turn? in
+            guard let error else {
+                defer { current = nil }
+                return current.flatMap { $0.attempts >= 2 ? .recovered(since: $0.since) : nil }
+            }
             current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
                               attempts: (current?.attempts ?? 0) + 1)
+            return current?.attempts == 2 ? .failing("\(error)") : nil
+        }
+        log(turn)
+    }
+
+    private enum Turn {
+        case failing(String)
+        case recovered(since: Int64)
+    }
+
+    private func log(_ turn: Turn?) {
+        switch turn {
+        case .failing(let message)?:
+            logger.error("the ledger is failing: new calls are refused (503 ledger_unavailable) until it commits again",
+                         metadata: ["error": "\(message)"])
+        case .recovered(let since)?:
+            let seconds = Double(UnixTime.nowMicros() - since) / 1_000_000
+            logger.notice("the ledger commits again: calls are accepted",
+                          metadata: ["failing_seconds": "\((seconds * 10).rounded() / 10)"])
+        case nil:
+            break
         }
     }
 
@@ -55,14 +85,20 @@ final class LedgerHealth: Sendable {
     func tracking(_ options: LedgerWriter.Options) -> LedgerWriter.Options {
         var options = options
         let failedBefore = options.onCommitFailure, committedBefore = options.onBatchCommitted
-        options.onCommitFailure = { [failure] error, attempt in
-            failure.withLockedValue { current in
-                current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt)
+        options.onCommitFailure = { [failure, self] error, attempt in
+            let first = failure.withLockedValue { current in
+                defer { current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt) }
+                return current == nil
             }
+            if first { log(.failing("\(error)")) }
             failedBefore?(error, attempt)
         }
-        options.onBatchCommitted = { [failure] rows, duration in
-            failure.withLockedValue { $0 = nil }
+        options.onBatchCommitted = { [failure, self] rows, duration in
+            let ended = failure.withLockedValue { current in
+                defer { current = nil }
+                return current?.since
+            }
+            if let ended { log(.recovered(since: ended)) }
             committedBefore?(rows, duration)
         }
         return options

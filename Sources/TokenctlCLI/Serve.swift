@@ -128,11 +128,14 @@ struct GatewayService: Service {
         try? await gracefulShutdown()
         logger.info("shutting down: draining calls in flight", metadata: ["in_flight": "\(server.callsInFlight)"])
         let server = self.server, timeout = drainTimeout
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        let cut = await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
             Thread.detachNewThread {
-                server.drain(timeout: timeout)
-                done.resume()
+                done.resume(returning: server.drain(timeout: timeout))
             }
+        }
+        if cut > 0 {
+            logger.warning("the drain timeout cut calls still in flight: recorded as interrupted (their clients' answers end there)",
+                           metadata: ["calls": "\(cut)", "drain_timeout_seconds": "\(timeout.components.seconds)"])
         }
         let left = server.leftForNextStart
         let calls = left.withRow + left.markersOnly

@@ -30,7 +30,8 @@ struct LedgerFaultTests {
     @Test("two failed shared quota heartbeats in a row fail the ledger closed until one gets through")
     func heartbeatFailure() {
         struct Unreachable: Error {}
-        let health = LedgerHealth()
+        let logs = LogCapture()
+        let health = LedgerHealth(logger: logs.logger)
         #expect(!health.isFailing)
         health.heartbeat(Unreachable())
         #expect(!health.isFailing)  // one failure may be a busy connection
@@ -39,6 +40,11 @@ struct LedgerFaultTests {
         #expect(health.refusal.status == 503)
         health.heartbeat(nil)
         #expect(!health.isFailing)
+        health.heartbeat(nil)
+        health.heartbeat(Unreachable())  // one alone: neither failing nor logged
+        health.heartbeat(nil)
+        #expect(logs.text.components(separatedBy: "the ledger is failing").count == 2)
+        #expect(logs.text.components(separatedBy: "the ledger commits again").count == 2)
     }
 
     @Test("callers and /healthz are not told where the PostgreSQL ledger is")
@@ -52,7 +58,8 @@ struct LedgerFaultTests {
 
     @Test("while commits fail: 503 at once, /healthz degraded; accepted rows are kept and land; service resumes")
     func failClosed() async throws {
-        let h = try ProxyHarness()
+        let logs = LogCapture()
+        let h = try ProxyHarness(logger: logs.logger)
         defer { h.shutdown() }
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "before").status == 200)
 
@@ -86,5 +93,9 @@ struct LedgerFaultTests {
         #expect(try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "after").status == 200)
         let metrics = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics").text
         #expect(metrics.contains(#"reason="ledger_unavailable""#))
+        // The operator's log has each turn once, however many commits failed meanwhile.
+        let lines = logs.text.split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("error") && $0.contains("the ledger is failing") }.count == 1, "\(logs.text)")
+        #expect(lines.filter { $0.hasPrefix("notice") && $0.contains("the ledger commits again") }.count == 1, "\(logs.text)")
     }
 }
