@@ -192,6 +192,9 @@ final class GatewayMetrics: Sendable {
         out.family("tokenctl_policy_reload_errors_total", "counter",
                    "Policy changes refused since start (the previous policy stayed in force)")
         out.sample("tokenctl_policy_reload_errors_total", [:], Double(reloadErrors))
+        out.family("tokenctl_policy_files_refused", "gauge",
+                   "1 while the policy files on disk are refused: the previous policy serves, but a restart would not start")
+        out.sample("tokenctl_policy_files_refused", [:], policies.lastError == nil ? 0 : 1)
         out.family("tokenctl_calls_in_flight", "gauge", "Admitted calls not yet ended")
         out.sample("tokenctl_calls_in_flight", [:], Double(callsInFlight))
         out.family("tokenctl_quota_reservations_open", "gauge", "Quota reservations of calls in flight")

@@ -43,8 +43,10 @@ extension ProxyHandler {
             let ledger = gateway.ledgerHealth.current
             let ledgerJSON = ledger.map { #"{"status":"failing","since":\#($0.since),"error":\#(JSONString.literal($0.publicMessage))}"# }
                 ?? #"{"status":"ok"}"#
+            // Refused files leave the status ok: the policy in force serves (a restart would not).
+            let files = gateway.policies.lastError == nil ? "ok" : "refused"
             writeJSON(status: ledger == nil ? 200 : 503,
-                      body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"ledger":\#(ledgerJSON)}"#,
+                      body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"policy_files":"\#(files)","ledger":\#(ledgerJSON)}"#,
                       requestID: line.requestID)
         case (.GET, "/metrics"):
             let body = gateway.metrics.render(

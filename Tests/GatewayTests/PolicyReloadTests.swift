@@ -38,10 +38,18 @@ struct PolicyReloadTests {
         try h.writePolicy("gateway.yaml", "max_body_bytes: -6\n")
         #expect(h.server.reloadPolicy() == false)
         #expect(try await Scrape.of(h)["tokenctl_policy_reload_errors_total"] == 2)
+        // For as long as the files stay refused (a restart would not start), not only once.
+        #expect(try await Scrape.of(h)["tokenctl_policy_files_refused"] == 1)
+        let refusedHealth = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz")
+        #expect(refusedHealth.status == 200 && refusedHealth.text.contains(#""status":"ok""#)
+                && refusedHealth.text.contains(#""policy_files":"refused""#), "\(refusedHealth.text)")
 
         try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
         #expect(h.server.reloadPolicy())
         #expect(try await status(h, "r-3") == 200)
+        #expect(try await Scrape.of(h)["tokenctl_policy_files_refused"] == 0)
+        #expect(try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz").text
+                .contains(#""policy_files":"ok""#))
     }
 }
 
