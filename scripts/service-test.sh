@@ -52,6 +52,17 @@ stream=$(curl -sS -N "$proxy/v1/chat/completions" -H "authorization: Bearer $key
   || fail "a stream: no answer"
 grep -q 'data: \[DONE\]' <<<"$stream" || fail "a stream answered: $stream"
 
+# A backup while it serves (as the service user): both calls in it, without the WAL beside it.
+for attempt in $(seq 1 20); do
+  rm -f "$work/data/backup.sqlite"
+  "${as_service[@]}" "$work/tokenctl" ledger backup --db "$db" --to "$work/data/backup.sqlite" >"$work/backup.log" 2>&1 \
+    || fail "ledger backup: $(cat "$work/backup.log")"
+  grep -q "backed up 2 calls and 1 API keys" "$work/backup.log" && break
+  sleep 0.1
+done
+grep -q "backed up 2 calls and 1 API keys" "$work/backup.log" || fail "the backup said: $(cat "$work/backup.log")"
+[ ! -e "$work/data/backup.sqlite-wal" ] || fail "the backup left a WAL beside it"
+
 # A second server on the same ledger: refused at once, naming the first.
 if SERVICE_TEST_PROVIDER_KEY="$provider_key" "${as_service[@]}" timeout 20 "$work/tokenctl" serve \
     --policies "$work/policies" --db "$db" --port 0 >"$work/second.log" 2>&1; then
@@ -91,4 +102,4 @@ rows=$("$work/tokenctl" export --db "$db" --format jsonl)
 row_with() { grep "\"request_id\":\"$1\"" <<<"$rows" | grep -q "\"outcome\":\"$2\""; }
 row_with service-1 ok && row_with service-2 ok || fail "no ok rows for the calls: $rows"
 row_with service-3 interrupted || fail "the cut stream is not recorded as interrupted: $rows"
-echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), a second serve on the ledger refused, wrong set-ups named"
+echo "service test passed: served and recorded as $(id -un "${as_service:+nobody}"), backed up while serving, a second serve on the ledger refused, wrong set-ups named"

@@ -89,22 +89,24 @@ public enum LedgerPrune {
         let now = now - Self.behindUTCMargin
         let today = Day(unixSeconds: now / UnixTime.microsPerSecond).description
         let monthStart = Day(String(today.prefix(8)) + "01")!.unixSeconds * UnixTime.microsPerSecond
-        guard before <= monthStart - UnixTime.microsPerDay else {
-            throw Refusal(description: """
-                the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
-                rebuilt from raw rows, and a policy time zone ahead of UTC starts the month up to a day earlier; \
-                one behind UTC is still in the previous month for the first 14 hours of a UTC month)
-                """)
-        }
         // The current week too: it can start up to six days before the month (ISO weeks start on
         // Monday; a day's margin covers zones ahead of UTC), and weekly budgets are rebuilt from
         // raw rows as well.
         let days = now / UnixTime.microsPerDay
         let weekStart = (days - (days + 3) % 7) * UnixTime.microsPerDay  // 1970-01-01 was a Thursday
+        let latest = Day(unixSeconds: (min(monthStart, weekStart) - UnixTime.microsPerDay) / UnixTime.microsPerSecond)
+        guard before <= monthStart - UnixTime.microsPerDay else {
+            throw Refusal(description: """
+                the prune date must be on or before the last day of the previous UTC month (this month's budgets are \
+                rebuilt from raw rows, and a policy time zone ahead of UTC starts the month up to a day earlier; \
+                one behind UTC is still in the previous month for the first 14 hours of a UTC month); the latest \
+                allowed today is \(latest)
+                """)
+        }
         guard before <= weekStart - UnixTime.microsPerDay else {
             throw Refusal(description: """
                 the prune date must be on or before the Sunday before this ISO week (its budgets are rebuilt from raw \
-                rows)
+                rows); the latest allowed today is \(latest)
                 """)
         }
     }

@@ -9,8 +9,39 @@ import Reports
 struct LedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "Maintain the ledger: copy a SQLite ledger into PostgreSQL, prune old raw rows.",
-        subcommands: [Migrate.self, Prune.self])
+        abstract: "Maintain the ledger: back a SQLite ledger up, copy it into PostgreSQL, prune old raw rows.",
+        subcommands: [Backup.self, Migrate.self, Prune.self])
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a SQLite ledger (calls, rollups and API keys) to a new file, safely while it serves.",
+            discussion: """
+                Copying the .sqlite file alone loses the calls still in its -wal file (often all the recent \
+                ones). This reads one consistent snapshot through SQLite (VACUUM INTO), WAL included, while \
+                gateways keep writing, and writes a compact file that needs nothing beside it; then checks the \
+                copy and prints its counts. Calls in flight at that moment are not in it. To restore: stop the \
+                gateway, move the old ledger and its -wal and -shm files away, put the copy in its place. \
+                A PostgreSQL ledger is backed up with PostgreSQL's tools (pg_dump).
+                """)
+
+        @Option(help: "The new file to write (refused if it exists).")
+        var to: String
+
+        @OptionGroup var ledger: LedgerOptions
+
+        func run() throws {
+            guard case .sqlite(let path) = try ledger.existing() else {
+                throw CommandFailure("a PostgreSQL ledger is backed up with PostgreSQL's own tools (pg_dump, or the server's base backups)")
+            }
+            let outcome: LedgerBackup.Outcome
+            do {
+                outcome = try LedgerBackup.run(path: path, to: to)
+            } catch let refusal as LedgerBackup.Refusal {
+                throw CommandFailure(refusal.description)
+            }
+            print("backed up \(outcome.calls) calls and \(outcome.keys) API keys from \(path) to \(to) (\(outcome.bytes) bytes)")
+        }
+    }
 
     struct Migrate: ParsableCommand {
         static let configuration = CommandConfiguration(

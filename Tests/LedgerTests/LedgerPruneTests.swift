@@ -163,5 +163,12 @@ import LedgerTestSupport
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-31")) }
         #expect(throws: Never.self) { try LedgerPrune.checkDate(micros("2025-12-31"), now: micros("2026-01-06")) }
         #expect(throws: LedgerPrune.Refusal.self) { try LedgerPrune.checkDate(micros("2026-01-01"), now: micros("2026-01-06")) }
+        // Both refusals name the latest date allowed (an operator had to find it by trying).
+        for refused in ["2026-12-01", "2026-11-30"] {
+            let refusal = #expect(throws: LedgerPrune.Refusal.self) {
+                try LedgerPrune.checkDate(micros(refused), now: micros("2026-12-02") + hours(12))
+            }
+            #expect(refusal?.description.hasSuffix("the latest allowed today is 2026-11-29") == true, "\(refused)")
+        }
     }
 }
