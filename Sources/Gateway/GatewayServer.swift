@@ -28,6 +28,8 @@ public final class GatewayServer: Sendable {
     private let memory: MemoryReturn
     /// A SQLite ledger's one server (`LedgerServerLock`), let go once the ledger is closed.
     private let serverLock: LedgerServerLock?
+    /// The look at a SQLite ledger's file, once a second (`LedgerFileIdentity`).
+    private let fileWatch: RepeatedTask?
     /// Opens when `shutdown()` has finished (calls recorded, ledger closed); `wait()` waits for it.
     private let stopped = NIOLockedValueBox(false)
     private let stoppedCondition = ConditionLock(value: 0)
@@ -161,6 +163,12 @@ public final class GatewayServer: Sendable {
                 QuotaReaper(book: $0, on: group.next()) { [ledgerHealth = context.ledgerHealth] in ledgerHealth.heartbeat($0) }
             }
             quotaReaper?.start()
+            // A SQLite ledger's file deleted or replaced while open: fail closed, say so (1 s looks).
+            let fileWatch = backend.sqlitePath.flatMap(LedgerFileIdentity.init(path:)).map { identity in
+                group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) {
+                    [ledgerHealth = context.ledgerHealth] _ in ledgerHealth.fileChecked(identity.problem())
+                }
+            }
             let allocatingThreads: [MemoryReturn.Thread] = group.makeIterator().map { loop in { @Sendable work in loop.execute(work) } }
                 + [{ @Sendable work in upstream.onCurlThread(work) }]
             let memory = MemoryReturn(on: group.next(), allocatingThreads: allocatingThreads) {
@@ -170,7 +178,7 @@ public final class GatewayServer: Sendable {
                                  host: configuration.host, group: group, channel: channel, context: context,
                                  keys: keys, admin: admin, connections: connections,
                                  sharedQuotas: sharedQuotas, quotaReaper: quotaReaper, memory: memory,
-                                 serverLock: serverLock)
+                                 serverLock: serverLock, fileWatch: fileWatch)
         } catch {
             admin.shutdown()
             upstream.shutdown()
@@ -184,8 +192,9 @@ public final class GatewayServer: Sendable {
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
                  context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections,
                  sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?, memory: MemoryReturn,
-                 serverLock: LedgerServerLock?) {
+                 serverLock: LedgerServerLock?, fileWatch: RepeatedTask?) {
         self.serverLock = serverLock
+        self.fileWatch = fileWatch
         self.sharedQuotas = sharedQuotas
         self.quotaReaper = quotaReaper
         self.memory = memory
@@ -238,6 +247,7 @@ public final class GatewayServer: Sendable {
         context.stopping.withLockedValue { $0 = true }
         try? channel.close().wait()
         context.principals.stopPolling()
+        fileWatch?.cancel()
         context.policies.stopWatching()
         context.upstream.shutdown()
         context.providerGates.refuseWaiters(Refusal(.shuttingDown, "The gateway stopped while the call waited for its provider; retry it."))

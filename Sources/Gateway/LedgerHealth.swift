@@ -12,10 +12,12 @@ final class LedgerHealth: Sendable {
         let since: Int64
         let message: String
         let attempts: Int
+        /// What callers and `/healthz` are told instead, when `message` names a path.
+        var shown: String? = nil
 
         /// `message` for callers and `/healthz`, which need no key: a PostgreSQL location in it
         /// (`postgres://user@host:port/database`) reads `PostgreSQL` (the log has it whole).
-        var publicMessage: String { Self.withoutLocations(message) }
+        var publicMessage: String { shown ?? Self.withoutLocations(message) }
 
         static func withoutLocations(_ text: String) -> String {
             var rest = Substring(text), out = ""
@@ -36,8 +38,12 @@ final class LedgerHealth: Sendable {
     /// connection or a reset one); cleared by the next heartbeat that gets through.
     private let unreachable = NIOLockedValueBox<Failure?>(nil)
 
+    /// A SQLite ledger's file deleted or replaced under the gateway (`LedgerFileIdentity`).
+    private let fileGone = NIOLockedValueBox<Failure?>(nil)
+
     var current: Failure? {
-        failure.withLockedValue { $0 } ?? unreachable.withLockedValue { $0.flatMap { $0.attempts >= 2 ? $0 : nil } }
+        fileGone.withLockedValue { $0 } ?? failure.withLockedValue { $0 }
+            ?? unreachable.withLockedValue { $0.flatMap { $0.attempts >= 2 ? $0 : nil } }
     }
     var isFailing: Bool { current != nil }
 
@@ -58,6 +64,24 @@ final class LedgerHealth: Sendable {
             current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
                               attempts: (current?.attempts ?? 0) + 1)
             return current?.attempts == 2 ? .failing("\(error)") : nil
+        }
+        log(turn)
+    }
+
+    /// A look at the ledger file's path (nil: it still names the open file).
+    func fileChecked(_ problem: String?) {
+        let turn = fileGone.withLockedValue { current -> Turn? in
+            defer {
+                current = problem.map {
+                    Failure(since: current?.since ?? UnixTime.nowMicros(), message: $0, attempts: 1,
+                            shown: "the ledger file was deleted or replaced while open (the log says which)")
+                }
+            }
+            switch (current, problem) {
+            case (nil, let problem?): return .failing(problem)
+            case (let was?, nil): return .recovered(since: was.since)
+            default: return nil
+            }
         }
         log(turn)
     }

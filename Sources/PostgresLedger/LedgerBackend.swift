@@ -12,6 +12,12 @@ public enum LedgerBackend: Sendable, Hashable, CustomStringConvertible {
         self = PostgresLocation.isPostgresURL(db) ? .postgres(try PostgresLocation(url: db)) : .sqlite(path: db)
     }
 
+    /// A SQLite ledger's file.
+    public var sqlitePath: String? {
+        if case .sqlite(let path) = self { return path }
+        return nil
+    }
+
     public var isPostgres: Bool {
         if case .postgres = self { return true }
         return false

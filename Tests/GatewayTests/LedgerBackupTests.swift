@@ -32,3 +32,52 @@ struct LedgerBackupTests {
         #expect(throws: LedgerBackup.Refusal.self) { try LedgerBackup.run(path: h.dbPath, to: target) }
     }
 }
+
+@Suite("Ledger file deleted or replaced while serving")
+struct LedgerFileGoneTests {
+    @Test("the ledger file deleted under the gateway: it fails closed and says so; moved back, it serves again")
+    func deletedThenRestored() async throws {
+        let logs = LogCapture()
+        let h = try ProxyHarness(logger: logs.logger)
+        defer { h.shutdown() }
+        let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "before").status == 200)
+        let aside = h.dbPath + ".aside"
+        try FileManager.default.moveItem(atPath: h.dbPath, toPath: aside)  // as `rm` does to the name
+        var health = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz")
+        for _ in 0..<60 where health.status == 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            health = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz")
+        }
+        #expect(health.status == 503 && health.text.contains("deleted or replaced while open"), "\(health.text)")
+        #expect(!health.text.contains(h.dbPath))  // no path for callers: the log has it
+        let refused = try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "while-gone")
+        #expect(refused.status == 503 && refused.text.contains("ledger_unavailable"))
+        #expect(logs.text.contains("the ledger file \(h.dbPath) was deleted while the gateway had it open"))
+
+        try FileManager.default.moveItem(atPath: aside, toPath: h.dbPath)
+        for _ in 0..<60 where health.status != 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            health = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/healthz")
+        }
+        #expect(health.status == 200)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "after").status == 200)
+        #expect(try h.row("after")?.outcome == .ok && h.row("before")?.outcome == .ok)
+    }
+
+    @Test("a file put in the ledger's place is not the open one")
+    func identity() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("ledger.sqlite").path
+        try Data("a".utf8).write(to: URL(fileURLWithPath: path))
+        let identity = try #require(LedgerFileIdentity(path: path))
+        #expect(identity.problem() == nil)
+        try Data("b".utf8).write(to: URL(fileURLWithPath: path + ".new"))
+        _ = rename(path + ".new", path)
+        #expect(identity.problem()?.contains("was replaced") == true)
+        try FileManager.default.removeItem(atPath: path)
+        #expect(identity.problem()?.contains("was deleted") == true)
+    }
+}
