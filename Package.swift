@@ -149,7 +149,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "FakeLLM", "FakeLLMTLS", "Ledger", "PostgresLedger", "Reports", "Policy", "Metering", "Upstream", "CSQLite",
+            "Gateway", "FakeLLM", "FakeLLMTLS", "Ledger", "LedgerTestSupport", "PostgresLedger", "Reports", "Policy", "Metering",
+            "Upstream", "CSQLite",
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),

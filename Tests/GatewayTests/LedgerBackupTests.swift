@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerTestSupport
 import Testing
 @testable import Gateway
 
@@ -67,10 +68,8 @@ struct LedgerFileGoneTests {
 
     @Test("a file put in the ledger's place is not the open one")
     func identity() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("ledger.sqlite").path
+        let directory = try TemporaryDirectory()
+        let path = directory.path()
         try Data("a".utf8).write(to: URL(fileURLWithPath: path))
         let identity = try #require(LedgerFileIdentity(path: path))
         #expect(identity.problem() == nil)

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerTestSupport
 import Logging
 import Policy
 import Testing
@@ -39,10 +40,8 @@ struct LedgerServerLockTests {
 
     @Test("the lock itself: held until released, the holder's pid in the file")
     func lock() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serve-lock-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let ledger = directory.appendingPathComponent("ledger.sqlite").path
+        let directory = try TemporaryDirectory()
+        let ledger = directory.path()
         let first = try LedgerServerLock(ledgerPath: ledger)
         #expect(throws: LedgerServerLock.Held.self) { try LedgerServerLock(ledgerPath: ledger) }
         first.release()
@@ -50,7 +49,7 @@ struct LedgerServerLockTests {
         let second = try LedgerServerLock(ledgerPath: ledger)
         second.release()
         #expect(throws: LedgerServerLock.Unavailable.self) {
-            try LedgerServerLock(ledgerPath: directory.appendingPathComponent("missing/ledger.sqlite").path)
+            try LedgerServerLock(ledgerPath: directory.path("missing/ledger.sqlite"))
         }
     }
 }
