@@ -6,8 +6,9 @@ import NIOCore
 /// call or charge; a repeat while the first is in flight waits for it.
 ///
 /// Kept in memory, per process: bounded by `maxEntries` and `maxBytes` (oldest answers go
-/// first), and each caller key to an eighth of either (its own oldest go first: one caller's
-/// flood of large answers cannot evict everyone's and have their retries charged twice);
+/// first), and each key holder (all their keys together) to an eighth of either (their own
+/// oldest go first: one caller's flood of large answers cannot evict everyone's and have their
+/// retries charged twice);
 /// answers over `maxAnswerBytes` are not kept (a repeat then gets 409), and only 2xx
 /// answers are kept: a call that failed or was refused releases its key, so the client's retry
 /// runs anew.
@@ -15,6 +16,14 @@ final class IdempotencyStore: Sendable {
     struct Key: Hashable, Sendable {
         let apiKeyID: String
         let token: String
+        /// The key holder, whose keys share one share of the store (more keys buy no more room).
+        var owner: String
+
+        init(apiKeyID: String, token: String, owner: String? = nil) {
+            self.apiKeyID = apiKeyID
+            self.token = token
+            self.owner = owner ?? apiKeyID
+        }
     }
 
     struct Answer: Sendable {
@@ -52,7 +61,7 @@ final class IdempotencyStore: Sendable {
         var order: [(key: Key, at: Int64)] = []
         var orderStart = 0
         var bytes = 0
-        /// Kept answers and their bytes per caller key.
+        /// Kept answers and their bytes per key holder.
         var held: [String: (entries: Int, bytes: Int)] = [:]
 
         /// Forgets the kept answer of `key` (done at `at`), if it is still that one.
@@ -60,8 +69,8 @@ final class IdempotencyStore: Sendable {
             guard case .done(_, _, let size, let doneAt) = slots[key], doneAt == at else { return }
             slots[key] = nil
             bytes -= size
-            let left = held[key.apiKeyID].map { (entries: $0.entries - 1, bytes: $0.bytes - size) }
-            held[key.apiKeyID] = left.flatMap { $0.entries > 0 ? $0 : nil }
+            let left = held[key.owner].map { (entries: $0.entries - 1, bytes: $0.bytes - size) }
+            held[key.owner] = left.flatMap { $0.entries > 0 ? $0 : nil }
         }
     }
 
@@ -69,7 +78,7 @@ final class IdempotencyStore: Sendable {
     let maxEntries: Int
     let maxBytes: Int
     let maxAnswerBytes: Int
-    /// One caller key's share of either bound.
+    /// One key holder's share of either bound.
     var maxEntriesPerCaller: Int { max(1, maxEntries / 8) }
     var maxBytesPerCaller: Int { max(maxAnswerBytes, maxBytes / 8) }
     private let state = NIOLockedValueBox(State())
@@ -113,11 +122,11 @@ final class IdempotencyStore: Sendable {
             state.slots[key] = .done(fingerprint: fingerprint, answer: kept, bytes: size, at: now)
             state.order.append((key, now))
             state.bytes += size
-            var held = state.held[key.apiKeyID] ?? (0, 0)
+            var held = state.held[key.owner] ?? (0, 0)
             held.entries += 1
             held.bytes += size
-            state.held[key.apiKeyID] = held
-            evictOverShare(key.apiKeyID, &state)
+            state.held[key.owner] = held
+            evictOverShare(key.owner, &state)
             evict(&state, now: now)
             return waiters
         }
@@ -154,14 +163,14 @@ final class IdempotencyStore: Sendable {
         }
     }
 
-    /// Drops `caller`'s oldest answers while it holds more than its share: a walk of the
-    /// order that only a caller over its share pays for.
-    private func evictOverShare(_ caller: String, _ state: inout State) {
+    /// Drops `owner`'s oldest answers while they hold more than their share: a walk of the
+    /// order that only a holder over their share pays for.
+    private func evictOverShare(_ owner: String, _ state: inout State) {
         var at = state.orderStart
-        while let held = state.held[caller], held.entries > maxEntriesPerCaller || held.bytes > maxBytesPerCaller,
+        while let held = state.held[owner], held.entries > maxEntriesPerCaller || held.bytes > maxBytesPerCaller,
               at < state.order.count {
             let (key, doneAt) = state.order[at]
-            if key.apiKeyID == caller { state.drop(key, doneAt: doneAt) }
+            if key.owner == owner { state.drop(key, doneAt: doneAt) }
             at += 1
         }
     }

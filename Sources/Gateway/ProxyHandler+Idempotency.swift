@@ -14,7 +14,7 @@ extension ProxyHandler {
                          Refusal(.badRequest, "Idempotency-Key must be 1 to 255 characters.", field: "Idempotency-Key"))
             return false
         }
-        let key = IdempotencyStore.Key(apiKeyID: principal.keyId, token: token)
+        let key = IdempotencyStore.Key(apiKeyID: principal.keyId, token: token, owner: principal.user)
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
         let waiter = IdempotencyStore.Waiter(loop: eventLoop) { claim in
             handler.value.resumeIdempotent(claim, request: request, principal: principal, key: key)

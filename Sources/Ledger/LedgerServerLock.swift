@@ -34,7 +34,11 @@ public final class LedgerServerLock: Sendable {
     /// The open lock file; -1 once released.
     private let descriptor: Mutex<Int32>
 
-    public static func path(forLedger ledgerPath: String) -> String { ledgerPath + ".serve.lock" }
+    /// Beside the file the path leads to: a symlink to the ledger (or to a directory on its
+    /// path) names the same lock.
+    public static func path(forLedger ledgerPath: String) -> String {
+        URL(fileURLWithPath: ledgerPath).resolvingSymlinksInPath().path + ".serve.lock"
+    }
 
     /// Takes the lock, or throws `Held` (another server has it) or `Unavailable`.
     public init(ledgerPath: String) throws {

@@ -5,8 +5,9 @@
 /// looked at, so text costs nothing here, and text in a text field is never taken for either; a
 /// bare `data` string counts only when it is base64 throughout (Anthropic's plain-text document
 /// source is `data` too, and text behind a signature must not pass for a picture or a sound),
-/// and an image only beside `"type":"base64"` in its object, before or after it: the plain-text
-/// source (`"type":"text"`) is billed as text however it starts, even as base64's characters.
+/// and an image only when its object has one `type`, `base64`, before or after it: a plain-text
+/// source (`"type":"text"`) is billed as text however it starts, even as base64's characters,
+/// and so is one with a second `type` (a parser may read the last), escaped or not.
 struct InlineMedia: Sendable, Hashable {
     private(set) var images = 0
     /// The images' string bytes (counted per image by `PromptEstimate`, not per byte).
@@ -15,12 +16,12 @@ struct InlineMedia: Sendable, Hashable {
     private(set) var audioBytes = 0
     private(set) var audioSeconds = 0.0
 
-    /// The depth of the object whose `type` is `base64` (-1: none open). One slot: a nested one
-    /// that takes it and closes leaves its parent without, so its image counts as text: a mark
-    /// lost only ever overstates.
-    private var base64ObjectDepth = -1
-    /// A bare image met before its object's `type`: counted once the type says base64, else
-    /// (its object closed without) not, and so by its bytes. One slot, as above.
+    /// One bit per open object's depth (below 64): a `type` of `base64` was met in it, or a
+    /// `type` of another value or a second `type`. Deeper objects hold no image.
+    private var base64Types: UInt64 = 0
+    private var otherTypes: UInt64 = 0
+    /// A bare image in the object at `pendingDepth`, judged when that object closes. One slot:
+    /// a second one before it is judged leaves the first as text, which only ever overstates.
     private var pendingDepth = -1
     private var pendingBytes = 0
 
@@ -37,17 +38,13 @@ struct InlineMedia: Sendable, Hashable {
     mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, inAudio: Bool,
                        depth: Int, inObject: Bool, in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
-        guard !member.hasEscapes else { return }
         func named(_ name: StaticString) -> Bool {
-            member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
+            !member.hasEscapes && member.end - member.start == name.utf8CodeUnitCount
+                && StreamReading.matches(body, at: member.start, name)
         }
-        if length == 6, inObject, named("type"), !token.hasEscapes, StreamReading.matches(body, at: token.start, "base64") {
-            base64ObjectDepth = depth
-            if pendingDepth == depth {
-                pendingDepth = -1
-                images += 1
-                imageBytes += pendingBytes
-            }
+        if inObject, named("type") || (member.hasEscapes && JSONScanner(body).string(member) == "type") {
+            noteType(base64: length == 6 && !token.hasEscapes && StreamReading.matches(body, at: token.start, "base64"),
+                     depth: depth)
             return
         }
         guard length >= Self.shortest else { return }
@@ -64,10 +61,8 @@ struct InlineMedia: Sendable, Hashable {
             }
             guard Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
                   text.isBase64 else { return }
-            guard base64ObjectDepth == depth else {
-                (pendingDepth, pendingBytes) = (depth, length)
-                return
-            }
+            (pendingDepth, pendingBytes) = (depth, length)  // judged by its object's type, at its close
+            return
         } else {
             return
         }
@@ -75,9 +70,28 @@ struct InlineMedia: Sendable, Hashable {
         imageBytes += length
     }
 
-    /// The object or array at `depth` closed: its marks go (a pending image in it was text).
+    private mutating func noteType(base64: Bool, depth: Int) {
+        guard depth < 64 else { return }
+        let bit: UInt64 = 1 << UInt64(depth)
+        if base64, (base64Types | otherTypes) & bit == 0 {
+            base64Types |= bit
+        } else {
+            otherTypes |= bit
+        }
+    }
+
+    /// The object or array at `depth` closed: an image pending in it counts if its one `type`
+    /// was `base64`; its marks go.
     mutating func close(depth: Int) {
-        if base64ObjectDepth == depth { base64ObjectDepth = -1 }
+        if depth < 64 {
+            let bit: UInt64 = 1 << UInt64(depth)
+            if pendingDepth == depth, base64Types & bit != 0, otherTypes & bit == 0 {
+                images += 1
+                imageBytes += pendingBytes
+            }
+            base64Types &= ~bit
+            otherTypes &= ~bit
+        }
         if pendingDepth == depth { pendingDepth = -1 }
     }
 

@@ -211,14 +211,18 @@ struct RequestPeekReader {
         return true
     }
 
-    /// A top-level name that differs from a field read here only in ASCII case (`MODEL`,
-    /// `Max_Tokens`) is refused: Go's encoding/json (Ollama's server) matches names without case,
-    /// the last copy winning, so the provider would use a model or a limit never checked here.
+    /// A top-level name that differs from a field read here only in case (`MODEL`, `Max_Tokens`)
+    /// is refused: Go's encoding/json (Ollama's server) matches names without case, the last copy
+    /// winning, so the provider would use a model or a limit never checked here. Go folds the
+    /// Kelvin sign (U+212A) to `k` and the long s (U+017F) to `s` too.
     private mutating func refusedCaseVariant(_ s: JSONScanner, _ key: JSONScanner.StringToken) -> Bool {
-        // Most names are lower case: a byte scan, no string made.
-        guard key.hasEscapes || s.bytes[key.start..<key.end].contains(where: { $0 &- 0x41 < 26 }) else { return false }
+        // Most names are lower-case ASCII: a byte scan, no string made.
+        guard key.hasEscapes || s.bytes[key.start..<key.end].contains(where: { $0 &- 0x41 < 26 || $0 >= 0x80 }) else {
+            return false
+        }
         let name = s.string(key)
-        guard let field = Self.topLevelFields.first(where: { name.utf8.equals(ignoringASCIICase: $0.name.utf8) }) else {
+        let folded = name.replacing("\u{17F}", with: "s").replacing("\u{212A}", with: "k")
+        guard let field = Self.topLevelFields.first(where: { folded.utf8.equals(ignoringASCIICase: $0.name.utf8) }) else {
             return false
         }
         note(.invalidField(name: name, requirement:

@@ -158,6 +158,16 @@ struct IdempotencyTests {
         #expect(replays("carol", "large-29") && replays("carol", "large-28"))
         #expect(!replays("carol", "flood-0") && !replays("carol", "large-0"))
         #expect(store.count <= 1 + 10 + 2)  // alice's, carol's share, the two claims just made
+        // More keys buy no more room: a holder's keys share one share (a verification trial's).
+        for k in 0..<10 {
+            for i in 0..<10 {
+                let key = IdempotencyStore.Key(apiKeyID: "mallory-\(k)", token: "t-\(i)", owner: "mallory")
+                _ = store.claim(key, fingerprint: 1, now: 100, waiter: waiter)
+                store.complete(key, .init(status: 200, headers: [], body: ByteBuffer(repeating: 0x61, count: 45), callID: "m"),
+                               bytes: 45, now: 100 + Int64(k * 10 + i))
+            }
+        }
+        #expect(replays("alice", "important"))
     }
 
     func isProceed(_ c: IdempotencyStore.Claim) -> Bool { if case .proceed = c { return true }; return false }

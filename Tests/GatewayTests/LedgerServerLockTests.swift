@@ -42,8 +42,13 @@ struct LedgerServerLockTests {
     func lock() throws {
         let directory = try TemporaryDirectory()
         let ledger = directory.path()
+        #expect(FileManager.default.createFile(atPath: ledger, contents: Data()))
         let first = try LedgerServerLock(ledgerPath: ledger)
         #expect(throws: LedgerServerLock.Held.self) { try LedgerServerLock(ledgerPath: ledger) }
+        // A symlink to the ledger names the same lock (a verification trial's way past it).
+        let link = directory.path("link.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: ledger)
+        #expect(throws: LedgerServerLock.Held.self) { try LedgerServerLock(ledgerPath: link) }
         first.release()
         first.release()  // twice is harmless
         let second = try LedgerServerLock(ledgerPath: ledger)

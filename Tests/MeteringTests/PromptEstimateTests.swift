@@ -135,6 +135,12 @@ extension PromptEstimateTests {
             #"{"type":["base64"],"data":"\#(jpeg)"}"#,
             #"{"x":[{"type":"base64"},"y"],"data":"\#(jpeg)"}"#,
             #"{"type":"base6\u0034","data":"\#(jpeg)"}"#,
+            // A second type, which a parser may read last (a verification trial's), escaped or not.
+            #"{"type":"base64","media_type":"text/plain","data":"\#(jpeg)","type":"text"}"#,
+            #"{"type":"text","data":"\#(jpeg)","type":"base64"}"#,
+            #"{"type":"base64","data":"\#(jpeg)","t\u0079pe":"text"}"#,
+            #"{"type":"text","x":{"type":"text"},"type":"base64","data":"\#(jpeg)"}"#,
+            #"{"type":"base64","type":"base64","data":"\#(jpeg)"}"#,
         ].map(body)
         for b in text {
             let p = try RequestPeek(body: Array(b.utf8))
@@ -145,6 +151,7 @@ extension PromptEstimateTests {
             #"{"type":"base64","media_type":"image/jpeg","data":"\#(jpeg)"}"#,
             #"{"media_type":"image/jpeg","data":"\#(jpeg)","type":"base64"}"#,  // the type after the data
             #"{"data":"\#(jpeg)","x":{"type":"text","y":[1]},"type":"base64"}"#,
+            #"{"t\u0079pe":"base64","data":"\#(jpeg)"}"#,
         ].map(body)
         for b in images {
             let p = try RequestPeek(body: Array(b.utf8))

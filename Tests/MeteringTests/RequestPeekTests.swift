@@ -252,6 +252,10 @@ import Testing
         #expect(message(#"{"Model":"gpt-4o","model":"m"}"#)?.contains("'Model' differs from 'model'") == true)
         #expect(message(#"{"model":"m","N":4}"#)?.contains("'N' differs from 'n'") == true)
         #expect(message(#"{"model":"m","\u004dax_tokens":9}"#)?.contains("'Max_tokens' differs from 'max_tokens'") == true)
+        // Go folds the Kelvin sign to k and the long s to s (a verification trial's), escaped or raw.
+        #expect(message(#"{"model":"m","max_to\u212aens":5000}"#)?.contains("differs from 'max_tokens'") == true)
+        #expect(message(#"{"model":"m","\u017ftream":true}"#)?.contains("differs from 'stream'") == true)
+        #expect(message("{\"model\":\"m\",\"max_to\u{212A}ens\":5000}")?.contains("differs from 'max_tokens'") == true)
         // Other names in any case, and case variants of nested names, are the provider's business.
         for body in [#"{"model":"m","Temperature":1,"messages":[{"Role":"user"}],"MODEL_X":1}"#,
                      #"{"model":"m","stream_options":{"Include_Usage":true}}"#] {
