@@ -109,11 +109,20 @@ struct Keys: ParsableCommand {
 /// Creates the folder a ledger file goes in (`data/` by default).
 func createParentDirectory(of path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw CommandFailure("--db \(path) is a directory: name the ledger file in it (e.g. \(path)/tokenctl.sqlite)")
+    }
     guard !dir.isEmpty else { return }
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    } catch {
-        let reason = (error as? CocoaError)?.code == .fileWriteNoPermission ? "permission denied" : "\(error.localizedDescription)"
+    // mkdir -p, one level at a time, for the system's own reason when one fails.
+    var made = dir.hasPrefix("/") ? "" : "."
+    for part in dir.split(separator: "/") {
+        made += "/" + part
+        guard mkdir(made, 0o755) != 0, errno != EEXIST else { continue }
+        let reason = errno == EACCES ? "permission denied" : String(cString: strerror(errno)).lowercased()
         throw CommandFailure("cannot create the ledger's directory \(dir) (\(reason)): create it, writable by this user, or pick another --db")
+    }
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw CommandFailure("cannot create the ledger's directory \(dir) (a file has its name, or one on its way): pick another --db")
     }
 }

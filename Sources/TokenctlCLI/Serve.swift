@@ -73,6 +73,8 @@ struct Serve: AsyncParsableCommand {
                     recordCalls: !noLedger),
                 policy: policy, policyDirectory: policies, databasePath: ledger.db, journalDirectory: journal,
                 logger: logger)
+        } catch is SocketAddressError {
+            throw CommandFailure("cannot listen on \(host): not an address of this host, nor a name that resolves to one (see --host)")
         } catch let error as IOError {
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
             switch error.errnoCode {

@@ -71,6 +71,18 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("a ledger path that cannot be one says why, in the system's words (not Foundation's)")
+    func ledgerPathsThatCannotBe() async throws {
+        let dir = try TemporaryDirectory()
+        let file = dir.path("afile")
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        #expect(await Self.refusal(["keys", "create", "--user", "a", "--db", file + "/sub/l.sqlite"])
+                == "cannot create the ledger's directory \(file)/sub (not a directory): create it, writable by this user, or pick another --db")
+        #expect(await Self.refusal(["keys", "create", "--user", "a", "--db", dir.path("")])?
+                .hasPrefix("--db \(dir.path("")) is a directory: name the ledger file in it") == true)
+        #expect(await Self.refusal(["keys", "create", "--user", "a", "--db", dir.path("new/deeper/l.sqlite")]) == nil)
+    }
+
     @Test("a report's period: one form at a time, a month that exists, a start before the end")
     func periods() async throws {
         let dir = try TemporaryDirectory()
