@@ -164,7 +164,8 @@ public final class GatewayServer: Sendable {
             }
             quotaReaper?.start()
             // A SQLite ledger's file deleted or replaced while open: fail closed, say so (1 s looks).
-            let fileWatch = backend.sqlitePath.flatMap(LedgerFileIdentity.init(path:)).map { identity in
+            let watched = configuration.recordCalls ? backend.sqlitePath : nil
+            let fileWatch = watched.flatMap(LedgerFileIdentity.init(path:)).map { identity in
                 group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) {
                     [ledgerHealth = context.ledgerHealth] _ in ledgerHealth.fileChecked(identity.problem())
                 }

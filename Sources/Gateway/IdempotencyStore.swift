@@ -55,22 +55,65 @@ final class IdempotencyStore: Sendable {
         let resume: @Sendable (Claim) -> Void
     }
 
+    /// Completed keys, oldest first; `start` is the first not yet passed.
+    private struct CompletionQueue {
+        var items: [(key: Key, at: Int64)] = []
+        var start = 0
+
+        var first: (key: Key, at: Int64)? { start < items.count ? items[start] : nil }
+        var count: Int { items.count - start }
+
+        mutating func removeFirst() {
+            start += 1
+            if start > 1_024, start * 2 > items.count {
+                items.removeFirst(start)
+                start = 0
+            }
+        }
+    }
+
+    /// One key holder's kept answers, oldest first (their own go first when over their share).
+    private struct Holder {
+        var queue = CompletionQueue()
+        var entries = 0
+        var bytes = 0
+    }
+
     private struct State {
         var slots: [Key: Slot] = [:]
-        /// Completed keys, oldest first (for eviction).
-        var order: [(key: Key, at: Int64)] = []
-        var orderStart = 0
+        /// Every kept answer, oldest first (expiry and the store's bounds).
+        var order = CompletionQueue()
+        /// Entries of `order` whose answer went out of turn (a holder over its share).
+        var dead = 0
         var bytes = 0
-        /// Kept answers and their bytes per key holder.
-        var held: [String: (entries: Int, bytes: Int)] = [:]
+        var holders: [String: Holder] = [:]
 
-        /// Forgets the kept answer of `key` (done at `at`), if it is still that one.
+        func isKept(_ key: Key, doneAt at: Int64) -> Bool {
+            if case .done(_, _, _, let doneAt) = slots[key] { return doneAt == at }
+            return false
+        }
+
+        mutating func keep(_ key: Key, size: Int, at: Int64) {
+            order.items.append((key, at))
+            bytes += size
+            var holder = holders[key.owner] ?? Holder()
+            holder.queue.items.append((key, at))
+            holder.entries += 1
+            holder.bytes += size
+            holders[key.owner] = holder
+        }
+
+        /// Forgets the kept answer of `key` (done at `at`), if it is still that one. It is its
+        /// holder's oldest (both queues are in completion order): their queue moves past it.
         mutating func drop(_ key: Key, doneAt at: Int64) {
             guard case .done(_, _, let size, let doneAt) = slots[key], doneAt == at else { return }
             slots[key] = nil
             bytes -= size
-            let left = held[key.owner].map { (entries: $0.entries - 1, bytes: $0.bytes - size) }
-            held[key.owner] = left.flatMap { $0.entries > 0 ? $0 : nil }
+            guard var holder = holders[key.owner] else { return }
+            holder.entries -= 1
+            holder.bytes -= size
+            if let first = holder.queue.first, first.key == key, first.at == at { holder.queue.removeFirst() }
+            holders[key.owner] = holder.entries > 0 ? holder : nil
         }
     }
 
@@ -120,12 +163,7 @@ final class IdempotencyStore: Sendable {
             guard case .running(let fingerprint, let waiters) = state.slots[key] else { return [] }
             let size = kept == nil ? 0 : bytes
             state.slots[key] = .done(fingerprint: fingerprint, answer: kept, bytes: size, at: now)
-            state.order.append((key, now))
-            state.bytes += size
-            var held = state.held[key.owner] ?? (0, 0)
-            held.entries += 1
-            held.bytes += size
-            state.held[key.owner] = held
+            state.keep(key, size: size, at: now)
             evictOverShare(key.owner, &state)
             evict(&state, now: now)
             return waiters
@@ -148,30 +186,42 @@ final class IdempotencyStore: Sendable {
 
     var count: Int { state.withLockedValue { $0.slots.count } }
 
-    /// Drops expired answers, then the oldest while over the bounds.
+    /// The order's live length and the holders tracked (tests check they stay bounded).
+    var bookkeeping: (orderLength: Int, holders: Int) { state.withLockedValue { ($0.order.count, $0.holders.count) } }
+
+    /// Drops expired answers, then the oldest while over the bounds; passes entries whose
+    /// answer went out of turn, and compacts the order once they are half of it.
     private func evict(_ state: inout State, now: Int64) {
-        while state.orderStart < state.order.count {
-            let (key, at) = state.order[state.orderStart]
+        while let (key, at) = state.order.first {
+            if !state.isKept(key, doneAt: at) {
+                state.order.removeFirst()
+                state.dead -= 1
+                continue
+            }
             let over = state.slots.count > maxEntries || state.bytes > maxBytes
             guard now - at >= ttlMicros || over else { break }
-            state.orderStart += 1
+            state.order.removeFirst()
             state.drop(key, doneAt: at)
         }
-        if state.orderStart > 1_024, state.orderStart * 2 > state.order.count {
-            state.order.removeFirst(state.orderStart)
-            state.orderStart = 0
+        if state.dead > 1_024, state.dead * 2 > state.order.count {
+            let current = state
+            state.order.items = current.order.items[current.order.start...].filter { current.isKept($0.key, doneAt: $0.at) }
+            state.order.start = 0
+            state.dead = 0
         }
     }
 
-    /// Drops `owner`'s oldest answers while they hold more than their share: a walk of the
-    /// order that only a holder over their share pays for.
+    /// Drops `owner`'s oldest answers while they hold more than their share, from their own
+    /// queue (the store's order keeps a dead entry, passed later).
     private func evictOverShare(_ owner: String, _ state: inout State) {
-        var at = state.orderStart
-        while let held = state.held[owner], held.entries > maxEntriesPerCaller || held.bytes > maxBytesPerCaller,
-              at < state.order.count {
-            let (key, doneAt) = state.order[at]
-            if key.owner == owner { state.drop(key, doneAt: doneAt) }
-            at += 1
+        while let holder = state.holders[owner], holder.entries > maxEntriesPerCaller || holder.bytes > maxBytesPerCaller,
+              let (key, at) = holder.queue.first {
+            if state.isKept(key, doneAt: at) {
+                state.drop(key, doneAt: at)  // moves their queue on
+                state.dead += 1
+            } else {
+                state.holders[owner]?.queue.removeFirst()  // not expected: their oldest is always kept
+            }
         }
     }
 

@@ -59,11 +59,11 @@ final class LedgerHealth: Sendable {
         let turn = unreachable.withLockedValue { current -> Turn? in
             guard let error else {
                 defer { current = nil }
-                return current.flatMap { $0.attempts >= 2 ? .recovered(since: $0.since) : nil }
+                return current.flatMap { $0.attempts >= 2 ? .recovered(.heartbeat, since: $0.since) : nil }
             }
             current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
                               attempts: (current?.attempts ?? 0) + 1)
-            return current?.attempts == 2 ? .failing("\(error)") : nil
+            return current?.attempts == 2 ? .failing(.heartbeat, "\(error)") : nil
         }
         log(turn)
     }
@@ -78,28 +78,49 @@ final class LedgerHealth: Sendable {
                 }
             }
             switch (current, problem) {
-            case (nil, let problem?): return .failing(problem)
-            case (let was?, nil): return .recovered(since: was.since)
+            case (nil, let problem?): return .failing(.file, problem)
+            case (let was?, nil): return .recovered(.file, since: was.since)
             default: return nil
             }
         }
         log(turn)
     }
 
+    /// What failed: a commit, PostgreSQL's heartbeat, or the ledger file's name.
+    private enum Source {
+        case commits, heartbeat, file
+
+        var failing: String {
+            switch self {
+            case .commits: return "the ledger is failing: new calls are refused (503 ledger_unavailable) until it commits again"
+            case .heartbeat: return "the ledger is failing: PostgreSQL does not answer; new calls are refused (503 ledger_unavailable) until it does"
+            case .file: return "the ledger file is gone: new calls are refused (503 ledger_unavailable) until it is back"
+            }
+        }
+
+        var recovered: String {
+            switch self {
+            case .commits: return "the ledger commits again"
+            case .heartbeat: return "PostgreSQL answers again"
+            case .file: return "the ledger file is back"
+            }
+        }
+    }
+
     private enum Turn {
-        case failing(String)
-        case recovered(since: Int64)
+        case failing(Source, String)
+        case recovered(Source, since: Int64)
     }
 
     private func log(_ turn: Turn?) {
         switch turn {
-        case .failing(let message)?:
-            logger.error("the ledger is failing: new calls are refused (503 ledger_unavailable) until it commits again",
-                         metadata: ["error": "\(message)"])
-        case .recovered(let since)?:
+        case .failing(let source, let message)?:
+            logger.error("\(source.failing)", metadata: ["error": "\(message)"])
+        case .recovered(let source, let since)?:
             let seconds = Double(UnixTime.nowMicros() - since) / 1_000_000
-            logger.notice("the ledger commits again: calls are accepted",
-                          metadata: ["failing_seconds": "\((seconds * 10).rounded() / 10)"])
+            // Only when nothing else still fails are calls accepted again.
+            let state = current.map { "calls are still refused (\($0.publicMessage))" } ?? "calls are accepted"
+            logger.notice("\(source.recovered): \(state)", metadata: ["failing_seconds": "\((seconds * 10).rounded() / 10)"])
         case nil:
             break
         }
@@ -114,7 +135,7 @@ final class LedgerHealth: Sendable {
                 defer { current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt) }
                 return current == nil
             }
-            if first { log(.failing("\(error)")) }
+            if first { log(.failing(.commits, "\(error)")) }
             failedBefore?(error, attempt)
         }
         options.onBatchCommitted = { [failure, self] rows, duration in
@@ -122,7 +143,7 @@ final class LedgerHealth: Sendable {
                 defer { current = nil }
                 return current?.since
             }
-            if let ended { log(.recovered(since: ended)) }
+            if let ended { log(.recovered(.commits, since: ended)) }
             committedBefore?(rows, duration)
         }
         return options

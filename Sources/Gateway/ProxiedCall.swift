@@ -258,7 +258,7 @@ final class ProxiedCall: UpstreamResponseHandler {
                 continue
             }
             if name.utf8.equals(ignoringASCIICase: "x-request-id".utf8) {
-                headers.add(name: "x-upstream-request-id", value: value)
+                headers.add(name: "x-upstream-request-id", value: CredentialScrub.header(value, secret: admission.provider.apiKey))
                 continue
             }
             headers.add(name: name, value: CredentialScrub.header(value, secret: admission.provider.apiKey))

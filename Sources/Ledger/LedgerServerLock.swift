@@ -27,7 +27,7 @@ public final class LedgerServerLock: Sendable {
         public let path: String
         public let errno: Int32
         public var description: String {
-            "cannot create \(path) (\(String(cString: strerror(errno)))): tokenctl needs write access to the ledger's directory"
+            "cannot open or create \(path) (\(String(cString: strerror(errno)))): tokenctl needs write access to the ledger's directory"
         }
     }
 
@@ -43,7 +43,9 @@ public final class LedgerServerLock: Sendable {
     /// Takes the lock, or throws `Held` (another server has it) or `Unavailable`.
     public init(ledgerPath: String) throws {
         let path = Self.path(forLedger: ledgerPath)
-        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        var fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        // Left by another user (root once ran serve here): flock works on a read-only descriptor.
+        if fd < 0, errno == EACCES { fd = open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw Unavailable(path: path, errno: errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?

@@ -37,12 +37,14 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// A name fit to bill under: not empty, at most `longestName` characters, no surrounding
     /// white space (" alice" and "alice" would be two payers; "(none) " would pass for a
-    /// report's own label) and no control characters (a name must not repaint a terminal).
+    /// report's own label), no control characters (a name must not repaint a terminal) and no
+    /// invisible format characters.
     public static func isWellFormedName(_ name: String) -> Bool {
         let scalars = name.unicodeScalars
         guard let first = scalars.first, let last = scalars.last, !first.properties.isWhitespace,
               !last.properties.isWhitespace, name.count <= longestName else { return false }
-        return !scalars.contains { $0.properties.generalCategory == .control }
+        // Format characters too: "alice\u{200B}" would be a second payer that reads as alice.
+        return !scalars.contains { [.control, .format].contains($0.properties.generalCategory) }
     }
 }
 

@@ -33,9 +33,8 @@ struct InlineMedia: Sendable, Hashable {
     private static let mp3Signatures: [StaticString] = ["SUQz", "//"]
 
     /// A string value of member `member` in the container at `depth` (an object's when
-    /// `inObject`, else an array's element after that member). `inAudio`: the string is a member
-    /// of the object of an `input_audio` member.
-    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, inAudio: Bool,
+    /// `inObject`, else an array's element after that member), which lies at `path`.
+    mutating func note(_ token: JSONScanner.StringToken, member: JSONScanner.StringToken, at path: MediaPath,
                        depth: Int, inObject: Bool, in body: UnsafeRawBufferPointer) {
         let length = token.end - token.start
         func named(_ name: StaticString) -> Bool {
@@ -49,17 +48,19 @@ struct InlineMedia: Sendable, Hashable {
         }
         guard length >= Self.shortest else { return }
         let text = Base64Text(body: body, token: token)
-        if named("url") || named("image_url") {
+        if named("url") && path == .openAIImageURL || named("image_url") && path.isResponsesPart {
             guard text.starts("data:image/") && Self.isBase64DataURL(body, from: token.start) else { return }
         } else if named("data") {
             let riff = text.starts("UklGR")
+            let inAudio = path == .openAIInputAudio
             if inAudio, riff && text.starts("QVZF", at: 12) || Self.mp3Signatures.contains(where: { text.starts($0) }) {
                 guard text.isBase64 else { return }
                 audioBytes += length
                 audioSeconds += AudioLength.file(text, length: length)
                 return
             }
-            guard Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
+            guard path.isAnthropicSource,
+                  Self.imageSignatures.contains(where: { text.starts($0) }) || (riff && text.starts("RUJQ", at: 12)),
                   text.isBase64 else { return }
             (pendingDepth, pendingBytes) = (depth, length)  // judged by its object's type, at its close
             return
@@ -101,6 +102,73 @@ struct InlineMedia: Sendable, Hashable {
         for at in start..<min(start + 64, body.count) where StreamReading.matches(body, at: at, marker) { return true }
         return false
     }
+}
+
+/// Where a string lies in a request body, as the members that opened its containers (array
+/// elements as such), four bits a level for the first 16 levels. Inline media counts only at the
+/// places the APIs read it from; the same shapes elsewhere (a tool's schema, a tool call's input,
+/// an unknown member) are text to the provider, billed as such, and estimated by their bytes.
+struct MediaPath: Hashable, Sendable {
+    private var code: UInt64
+    /// 1 when the scan did not start at the body's top: no place there is one media counts at.
+    private let shift: Int
+
+    private enum Name: UInt64 {
+        case messages = 1, content, source, imageURL, input, output, inputAudio, other
+        case element = 0xE
+    }
+
+    init(fromTop: Bool) {
+        code = fromTop ? 0 : Name.other.rawValue
+        shift = fromTop ? 0 : 1
+    }
+
+    private init(_ names: [Name]) {
+        code = names.enumerated().reduce(0) { $0 | $1.element.rawValue << UInt64(4 * $1.offset) }
+        shift = 0
+    }
+
+    /// A container opens at `level`: the value of `member`, or an array's element (nil).
+    mutating func enter(level: Int, member: JSONScanner.StringToken?, in body: UnsafeRawBufferPointer) {
+        let at = level + shift
+        guard at < 16 else { return }  // deeper than any place media counts; the levels below say so
+        code |= Self.name(member, in: body).rawValue << UInt64(4 * at)
+    }
+
+    mutating func leave(level: Int) {
+        let at = level + shift
+        guard at < 16 else { return }
+        code &= ~(0xF << UInt64(4 * at))
+    }
+
+    private static func name(_ member: JSONScanner.StringToken?, in body: UnsafeRawBufferPointer) -> Name {
+        guard let member else { return .element }
+        guard !member.hasEscapes else { return .other }
+        func named(_ name: StaticString) -> Bool {
+            member.end - member.start == name.utf8CodeUnitCount && StreamReading.matches(body, at: member.start, name)
+        }
+        if named("messages") { return .messages }
+        if named("content") { return .content }
+        if named("source") { return .source }
+        if named("image_url") { return .imageURL }
+        if named("input") { return .input }
+        if named("output") { return .output }
+        if named("input_audio") { return .inputAudio }
+        return .other
+    }
+
+    /// Anthropic: `messages[].content[].source`, or inside a tool result's `content[]`.
+    static let anthropicSource = MediaPath([.messages, .element, .content, .element, .source])
+    static let anthropicToolResultSource = MediaPath([.messages, .element, .content, .element, .content, .element, .source])
+    /// OpenAI chat: `messages[].content[].image_url` (its `url`), `.input_audio` (its `data`).
+    static let openAIImageURL = MediaPath([.messages, .element, .content, .element, .imageURL])
+    static let openAIInputAudio = MediaPath([.messages, .element, .content, .element, .inputAudio])
+    /// The Responses API: `input[].content[]` and a tool output's `input[].output[]` (their `image_url`).
+    static let responsesContentPart = MediaPath([.input, .element, .content, .element])
+    static let responsesOutputPart = MediaPath([.input, .element, .output, .element])
+
+    var isAnthropicSource: Bool { self == Self.anthropicSource || self == Self.anthropicToolResultSource }
+    var isResponsesPart: Bool { self == Self.responsesContentPart || self == Self.responsesOutputPart }
 }
 
 /// How long inline audio plays, from its base64 text: the most it can be, since the estimate it

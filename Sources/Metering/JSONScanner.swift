@@ -20,6 +20,9 @@ struct JSONScanner {
     var inlineMedia = InlineMedia()
     /// The name of the member whose value `skipValue` is at (what `InlineMedia` asks).
     private var memberName = StringToken(start: 0, end: 0, hasEscapes: false)
+    /// `readObject` / `readArray` calls open: a value `skipValue` starts at while one (the body's
+    /// own object) is open lies where `MediaPath` counts from the body's top.
+    private var openReads = 0
     /// A skipped object had a `cache_control` member (Anthropic prompt caching on a block).
     private(set) var sawCacheControl = false
 
@@ -166,9 +169,9 @@ struct JSONScanner {
     /// level instead of a stack frame (a hostile body cannot overflow the stack).
     mutating func skipValue() throws(JSONSyntaxError) {
         var stack = ContainerStack()
-        // The depth of the object an `input_audio` member opened, while the scan is in it: only
-        // strings directly in it may be audio (`InlineMedia`).
-        var audioDepth = -1
+        // Where the scan is, by the members that opened its containers: inline media counts only
+        // where the APIs put it (`InlineMedia`).
+        var path = MediaPath(fromTop: openReads == 1)
         while true {
             // A value is expected here.
             skipWhitespace()
@@ -180,11 +183,8 @@ struct JSONScanner {
                 if current == UInt8(ascii: "}") {
                     index += 1
                 } else {
-                    // A member's value (not an array's element) named `input_audio`.
-                    let opensAudio = !stack.isEmpty && stack.topIsObject && memberName.end - memberName.start == 11
-                        && !memberName.hasEscapes && StreamReading.matches(bytes, at: memberName.start, "input_audio")
+                    path.enter(level: stack.depth, member: stack.isEmpty || stack.topIsObject ? memberName : nil, in: bytes)
                     stack.push(isObject: true)
-                    if opensAudio { audioDepth = stack.depth }
                     try scanMemberName()
                     continue
                 }
@@ -194,11 +194,12 @@ struct JSONScanner {
                 if current == UInt8(ascii: "]") {
                     index += 1
                 } else {
+                    path.enter(level: stack.depth, member: stack.isEmpty || stack.topIsObject ? memberName : nil, in: bytes)
                     stack.push(isObject: false)
                     continue
                 }
             case UInt8(ascii: "\""):
-                inlineMedia.note(try scanString(), member: memberName, inAudio: audioDepth == stack.depth,
+                inlineMedia.note(try scanString(), member: memberName, at: path,
                                  depth: stack.depth, inObject: stack.isEmpty || stack.topIsObject, in: bytes)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
             default: _ = try scanLiteral()
@@ -216,8 +217,8 @@ struct JSONScanner {
                         break closing
                     } else if byte == UInt8(ascii: "}") {
                         index += 1
-                        if stack.depth == audioDepth { audioDepth = -1 }
                         inlineMedia.close(depth: stack.depth)
+                        path.leave(level: stack.depth - 1)
                         stack.pop()
                     } else {
                         throw failure("expected ',' or '}'")
@@ -229,6 +230,7 @@ struct JSONScanner {
                     } else if byte == UInt8(ascii: "]") {
                         index += 1
                         inlineMedia.close(depth: stack.depth)
+                        path.leave(level: stack.depth - 1)
                         stack.pop()
                     } else {
                         throw failure("expected ',' or ']'")
@@ -264,6 +266,8 @@ struct JSONScanner {
     ) throws(JSONSyntaxError) {
         skipWhitespace()
         try expect(UInt8(ascii: "{"), "expected '{'")
+        openReads += 1
+        defer { openReads -= 1 }
         skipWhitespace()
         if current == UInt8(ascii: "}") { index += 1; return }
         while true {
@@ -289,6 +293,8 @@ struct JSONScanner {
     mutating func readArray(_ element: (inout JSONScanner) throws(JSONSyntaxError) -> Bool) throws(JSONSyntaxError) {
         skipWhitespace()
         try expect(UInt8(ascii: "["), "expected '['")
+        openReads += 1
+        defer { openReads -= 1 }
         skipWhitespace()
         if current == UInt8(ascii: "]") { index += 1; return }
         while true {

@@ -128,7 +128,11 @@ struct RequestPeekReader {
             }
             try s.readObject { (s: inout JSONScanner, key) throws(JSONSyntaxError) -> Bool in
                 peek.anchors.streamOptionsIsEmpty = false
-                guard s.key(key, is: "include_usage"), first(.includeUsage) else { return false }
+                guard s.key(key, is: "include_usage") else {
+                    _ = refusedCaseVariant(s, key, of: [.includeUsage], in: Field.streamOptions.name)
+                    return false
+                }
+                guard first(.includeUsage) else { return false }
                 let valueStart = s.index
                 peek.includeUsage = try bool(&s, .includeUsage)
                 peek.anchors.includeUsage = valueStart..<s.index
@@ -202,7 +206,7 @@ struct RequestPeekReader {
                 return true
             }
         } else {
-            if refusedCaseVariant(s, key) { return false }
+            if refusedCaseVariant(s, key, of: Self.topLevelFields) { return false }
             // Automatic caching names it at the top (its value is skipped, not read).
             if s.key(key, is: "cache_control") { peek.asksPromptCache = true }
             if s.key(key, is: "audio"), s.current == UInt8(ascii: "{") { peek.asksAudioAnswer = true }
@@ -214,19 +218,23 @@ struct RequestPeekReader {
     /// A top-level name that differs from a field read here only in case (`MODEL`, `Max_Tokens`)
     /// is refused: Go's encoding/json (Ollama's server) matches names without case, the last copy
     /// winning, so the provider would use a model or a limit never checked here. Go folds the
-    /// Kelvin sign (U+212A) to `k` and the long s (U+017F) to `s` too.
-    private mutating func refusedCaseVariant(_ s: JSONScanner, _ key: JSONScanner.StringToken) -> Bool {
+    /// Kelvin sign (U+212A) to `k` and the long s (U+017F) to `s` too. `fields`: those read in
+    /// the object (the top level's, or `object`'s, e.g. `stream_options`).
+    private mutating func refusedCaseVariant(_ s: JSONScanner, _ key: JSONScanner.StringToken, of fields: [Field],
+                                             in object: String? = nil) -> Bool {
         // Most names are lower-case ASCII: a byte scan, no string made.
         guard key.hasEscapes || s.bytes[key.start..<key.end].contains(where: { $0 &- 0x41 < 26 || $0 >= 0x80 }) else {
             return false
         }
         let name = s.string(key)
         let folded = name.replacing("\u{17F}", with: "s").replacing("\u{212A}", with: "k")
-        guard let field = Self.topLevelFields.first(where: { folded.utf8.equals(ignoringASCIICase: $0.name.utf8) }) else {
+        func member(_ field: Field) -> String { field.name.split(separator: ".").last.map(String.init) ?? field.name }
+        guard let field = fields.first(where: { folded.utf8.equals(ignoringASCIICase: member($0).utf8) }) else {
             return false
         }
-        note(.invalidField(name: name, requirement:
-            "differs from '\(field.name)' only in letter case; some servers read field names regardless of case and would take it for '\(field.name)': send '\(field.name)' alone"))
+        let expected = member(field)
+        note(.invalidField(name: object.map { "\($0).\(name)" } ?? name, requirement:
+            "differs from '\(expected)' only in letter case; some servers read field names regardless of case and would take it for '\(expected)': send '\(expected)' alone"))
         return true
     }
 

@@ -29,7 +29,7 @@ enum CSVRendering {
     static func quoted(_ field: String) -> String {
         var field = field
         if let first = field.unicodeScalars.first, "=+@\t\r".unicodeScalars.contains(first)
-            || (first == "-" && Double(field) == nil) {
+            || (first == "-" && field.count > 1 && Double(field) == nil) {
             field = "'" + field
         }
         guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else {

@@ -32,7 +32,7 @@ struct Keys: ParsableCommand {
                 guard let value else { continue }
                 // Names are billing identities: " alice" and "alice" must not become two payers.
                 guard ReportDimension.isWellFormedName(value) else {
-                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces or control characters (at most \(ReportDimension.longestName))")
+                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces, control or invisible format characters (at most \(ReportDimension.longestName))")
                 }
                 guard !ReportDimension.isReservedLabel(value) else {
                     throw ValidationError("\(name) '\(value)' is reserved: reports label calls without a \(name.dropFirst(2)), and folded rows, so")

@@ -64,6 +64,7 @@ struct LedgerFileGoneTests {
         #expect(health.status == 200)
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "after").status == 200)
         #expect(try h.row("after")?.outcome == .ok && h.row("before")?.outcome == .ok)
+        #expect(logs.text.contains("the ledger file is back: calls are accepted"))
     }
 
     @Test("a file put in the ledger's place is not the open one")

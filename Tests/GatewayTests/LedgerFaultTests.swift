@@ -43,8 +43,8 @@ struct LedgerFaultTests {
         health.heartbeat(nil)
         health.heartbeat(Unreachable())  // one alone: neither failing nor logged
         health.heartbeat(nil)
-        #expect(logs.text.components(separatedBy: "the ledger is failing").count == 2)
-        #expect(logs.text.components(separatedBy: "the ledger commits again").count == 2)
+        #expect(logs.text.components(separatedBy: "the ledger is failing: PostgreSQL does not answer").count == 2)
+        #expect(logs.text.components(separatedBy: "PostgreSQL answers again: calls are accepted").count == 2)
     }
 
     @Test("callers and /healthz are not told where the PostgreSQL ledger is")

@@ -468,7 +468,7 @@ struct PlanEnforcementTests {
         #expect(try h.row("eu-4")?.user == "svc-chat")
         // Nor do names no key could be made for: one passing for "(none)", or carrying a terminal
         // escape and a forged report line.
-        for (i, name) in ["(none) ", " u-42", "evil\u{1b}[2J\nfake-row   $999.00", "x\u{0}y"].enumerated() {
+        for (i, name) in ["(none) ", " u-42", "evil\u{1b}[2J\nfake-row   $999.00", "x\u{0}y", "alice\u{200B}"].enumerated() {
             let body = #"{"model":"gpt-4o-mini","user":"\#(JSONString.literal(name).dropFirst().dropLast())","messages":[]}"#
             _ = try await h.post("/v1/chat/completions", key: h.serviceKey, json: body, requestID: "eu-bad-\(i)")
             #expect(try h.row("eu-bad-\(i)")?.user == "svc-chat", "\(name.debugDescription)")

@@ -107,10 +107,14 @@ import Testing
             #expect(p.inlineImages == 0 && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: body.utf8.count),
                     "\(body.prefix(80))")
         }
-        // The Responses API's input_image, and a WebP (RIFF with its WEBP tag) as Anthropic data.
+        // The Responses API's input_image (in a message, and in a tool's output), and a WebP (RIFF
+        // with its WEBP tag) as Anthropic data, in a message and in a tool result.
         let webp = "UklGRiQAAABXRUJQ" + String(repeating: "QUJD", count: 1_000)
-        let responses = #"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,\#(png)"},{"type":"image","source":{"type":"base64","media_type":"image/webp","data":"\#(webp)"}}]}]}"#
+        let responses = #"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,\#(png)"}]},{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"data:image/png;base64,\#(png)"}]}]}"#
         #expect(try RequestPeek(body: Array(responses.utf8)).inlineImages == 2)
+        let webpSource = #"{"type":"image","source":{"type":"base64","media_type":"image/webp","data":"\#(webp)"}}"#
+        let anthropicWebP = #"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":[\#(webpSource),{"type":"tool_result","tool_use_id":"t","content":[\#(webpSource)]}]}]}"#
+        #expect(try RequestPeek(body: Array(anthropicWebP.utf8)).inlineImages == 2)
         // JSON may write `/` as `\/` (PHP's json_encode): the same images.
         let slashes = #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image\/jpeg;base64,\/9j\/\#(jpeg.dropFirst(4))"}},{"type":"image","source":{"type":"base64","media_type":"image\/jpeg","data":"\/9j\/\#(jpeg.dropFirst(4))"}}]}]}"#
         let e = try RequestPeek(body: Array(slashes.utf8))
@@ -157,6 +161,40 @@ extension PromptEstimateTests {
             let p = try RequestPeek(body: Array(b.utf8))
             #expect(p.inlineImages == 1 && PromptEstimate.tokens(p) < 2_000, "\(b.dropFirst(100).prefix(70))")
         }
+    }
+}
+
+extension PromptEstimateTests {
+    @Test("media counts only where the APIs read it: the same shapes in a tool's schema, a tool call's input or another member are text")
+    func mediaOnlyWhereTheAPIsReadIt() throws {
+        let jpeg = "/9j/" + String(repeating: "QUJD", count: 50_000)
+        let source = #"{"type":"base64","media_type":"image/jpeg","data":"\#(jpeg)"}"#
+        let image = #"{"type":"image","source":\#(source)}"#
+        let dataURL = #"{"type":"image_url","image_url":{"url":"data:image/png;base64,\#(jpeg)"}}"#
+        let audio = #"{"type":"input_audio","input_audio":{"data":"SUQz\#(jpeg.dropFirst(4))","format":"mp3"}}"#
+        let text = [
+            // A reviewer's: an Anthropic tool call's input, which the provider bills as text.
+            #"{"model":"c","max_tokens":9,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":\#(source)}]}]}"#,
+            #"{"model":"c","max_tokens":9,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"x":\#(image)}}]}]}"#,
+            #"{"model":"c","max_tokens":9,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"url":"data:image/png;base64,\#(jpeg)"}}]}]}"#,
+            // A tool's schema, on either API, and tools read by the peek itself.
+            #"{"model":"c","max_tokens":9,"tools":[{"name":"f","input_schema":{"default":\#(image)}}],"messages":[]}"#,
+            #"{"model":"g","tools":[{"type":"function","function":{"name":"f","parameters":{"examples":[\#(dataURL),\#(audio)]}}}],"messages":[]}"#,
+            #"{"model":"g","tools":[{"type":"custom","messages":[{"content":[\#(image),\#(dataURL)]}]}],"messages":[]}"#,
+            // Other members, and media one level off its place.
+            #"{"model":"g","response_format":{"type":"json_schema","json_schema":{"schema":{"messages":[{"content":[\#(dataURL)]}]}}},"messages":[]}"#,
+            #"{"model":"g","messages":[{"role":"user","content":[{"x":\#(dataURL)},{"x":\#(audio)}]}]}"#,
+            #"{"model":"c","max_tokens":9,"system":[\#(image)],"messages":[{"role":"user","content":[{"x":\#(image)}]}]}"#,
+        ]
+        for body in text {
+            let p = try RequestPeek(body: Array(body.utf8))
+            #expect(p.inlineImages == 0 && p.inlineAudioBytes == 0
+                    && PromptEstimate.tokens(p) == PromptEstimate.tokens(bodyBytes: body.utf8.count), "\(body.prefix(150))")
+        }
+        // In their places they count.
+        let counted = #"{"model":"g","messages":[{"role":"user","content":[\#(dataURL),\#(audio),{"type":"text","text":"hi"}]}]}"#
+        let p = try RequestPeek(body: Array(counted.utf8))
+        #expect(p.inlineImages == 1 && p.inlineAudioBytes > 0)
     }
 }
 

@@ -256,9 +256,12 @@ import Testing
         #expect(message(#"{"model":"m","max_to\u212aens":5000}"#)?.contains("differs from 'max_tokens'") == true)
         #expect(message(#"{"model":"m","\u017ftream":true}"#)?.contains("differs from 'stream'") == true)
         #expect(message("{\"model\":\"m\",\"max_to\u{212A}ens\":5000}")?.contains("differs from 'max_tokens'") == true)
-        // Other names in any case, and case variants of nested names, are the provider's business.
+        // Nested in stream_options too: Ollama would read include_usage false (a reviewer's).
+        #expect(message(#"{"model":"m","stream_options":{"include_usage":true,"Include_Usage":false}}"#)
+                == "field 'stream_options.Include_Usage' differs from 'include_usage' only in letter case; some servers read field names regardless of case and would take it for 'include_usage': send 'include_usage' alone")
+        // Other names in any case are the provider's business.
         for body in [#"{"model":"m","Temperature":1,"messages":[{"Role":"user"}],"MODEL_X":1}"#,
-                     #"{"model":"m","stream_options":{"Include_Usage":true}}"#] {
+                     #"{"model":"m","stream_options":{"include_usage":true,"Other":1}}"#] {
             #expect(try peek(body).model == "m")
         }
     }

@@ -13,7 +13,8 @@ struct HostileNamesTests {
     static let bidi = "alice\u{202e}dlrow"
 
     func reader(_ dir: TemporaryDirectory) throws -> LedgerReader {
-        let names = [(Self.user, Self.model), (Self.bidi, "gpt-4o-mini"), ("-2+3+cmd", "gpt-4o-mini")]
+        let names = [(Self.user, Self.model), (Self.bidi, "gpt-4o-mini"), ("-2+3+cmd", "gpt-4o-mini"),
+                     ("carol\u{200B}", "gpt-4o-mini"), ("-", "gpt-4o-mini")]
         return try ledger(with: names.enumerated().map { n, name in
             LedgerEntry(id: "c\(n)", requestId: "r\(n)", startedAt: day0 + Int64(n), endedAt: day0 + Int64(n) + 5,
                         user: name.0, team: nil, dialect: .openai, route: "chat.completions",
@@ -33,13 +34,14 @@ struct HostileNamesTests {
             let text = ReportRenderer.render(report, query: query, format: format)
             #expect(!text.unicodeScalars.contains { $0 == "\u{1b}" || $0 == "\u{202e}" }, "\(format)")
             #expect(text.contains(#"gpt-\u{1b}[2J"#) && text.contains(#"alice\u{202e}dlrow"#), "\(format)")
+            #expect(text.contains(#"carol\u{200b}"#), "\(format)")  // not a second "carol" to the eye
             // The model's line break forges no line: each group is on one line.
             #expect(!text.split(separator: "\n").contains { $0.hasPrefix("<script>") }, "\(format)")
         }
         #expect(ReportRenderer.render(report, query: query, format: .markdown).contains("&lt;script>"))
         let csv = try parseCSV(ReportRenderer.render(report, query: query, format: .csv))
         let users = csv.dropFirst().map { $0[0] }
-        #expect(users.contains("'" + Self.user) && users.contains("'-2+3+cmd"))
+        #expect(users.contains("'" + Self.user) && users.contains("'-2+3+cmd") && users.contains("-"))
         #expect(!users.contains(Self.user))
         // The model keeps its bytes in CSV (quoted); only a formula's first character is guarded.
         #expect(csv.dropFirst().contains { $0[1] == Self.model })

@@ -37,7 +37,7 @@ struct CommandLineTests {
     @Test("bad option values are refused with what is wrong", arguments: [
         (["report", "--top", "0"], "--top must be 1 or more"),
         (["keys", "create", "--user", " alice"],
-         "--user must be a non-empty name without surrounding spaces or control characters (at most 128)"),
+         "--user must be a non-empty name without surrounding spaces, control or invisible format characters (at most 128)"),
         (["keys", "create", "--user", "(none)"],
          "--user '(none)' is reserved: reports label calls without a user, and folded rows, so"),
         (["keys", "create", "--user", "alice", "--team", "(others)"],
