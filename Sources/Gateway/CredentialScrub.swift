@@ -14,33 +14,37 @@ enum CredentialScrub {
         var whole = ByteBuffer()
         whole.reserveCapacity(parts.reduce(0) { $0 + $1.readableBytes })
         for var part in parts { whole.writeBuffer(&part) }
-        let bytes = Array(whole.readableBytesView)
-        let key = Array(secret.utf8)
-        guard !key.isEmpty, let first = firstMatch(of: key, in: bytes, from: 0) else { return whole }
-        var out = ByteBuffer()
-        out.reserveCapacity(bytes.count)
-        var start = 0
-        var match: Range<Int>? = first
-        while let found = match {
-            out.writeBytes(bytes[start..<found.lowerBound])
-            out.writeString(replacement)
-            start = found.upperBound
-            match = firstMatch(of: key, in: bytes, from: start)
-        }
-        out.writeBytes(bytes[start...])
-        return out
+        return redacted(Array(whole.readableBytesView), secret: secret).map { ByteBuffer(bytes: $0) } ?? whole
     }
 
     static func scrub(_ text: String?, secret: String?) -> String? {
-        guard let text, let secret, !secret.isEmpty else { return text }
-        return text.replacingOccurrences(of: secret, with: replacement)
+        guard let text, let secret else { return text }
+        return redacted(Array(text.utf8), secret: secret).map { String(decoding: $0, as: UTF8.self) } ?? text
     }
 
     /// A relayed header's value without the key; the value itself when too short to hold it
     /// (nearly every header: keys run to a hundred characters and more).
     static func header(_ value: String, secret: String?) -> String {
-        guard let secret, !secret.isEmpty, value.utf8.count >= secret.utf8.count, value.contains(secret) else { return value }
-        return value.replacingOccurrences(of: secret, with: replacement)
+        guard let secret, value.utf8.count >= secret.utf8.count else { return value }
+        return scrub(value, secret: secret) ?? value
+    }
+
+    /// `bytes` with every copy of the key, as written or JSON-escaped, replaced; nil if none.
+    private static func redacted(_ bytes: [UInt8], secret: String) -> [UInt8]? {
+        let key = Array(secret.utf8)
+        guard !key.isEmpty, var match = firstMatch(of: key, in: bytes, from: 0) else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var start = 0
+        while true {
+            out += bytes[start..<match.lowerBound]
+            out += replacement.utf8
+            start = match.upperBound
+            guard let next = firstMatch(of: key, in: bytes, from: start) else { break }
+            match = next
+        }
+        out += bytes[start...]
+        return out
     }
 
     /// Where the key first appears from `start`, each of its characters as itself or as a JSON

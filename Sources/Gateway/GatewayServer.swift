@@ -49,10 +49,7 @@ public final class GatewayServer: Sendable {
         let backend = try LedgerBackend(databasePath)
         // Before any journal is replayed or budget rebuilt: a second server on a SQLite ledger
         // would count its budgets apart from the first's (PostgreSQL replicas share theirs).
-        var serverLock: LedgerServerLock?
-        if case .sqlite(let path) = backend, configuration.recordCalls {
-            serverLock = try LedgerServerLock(ledgerPath: path)
-        }
+        let serverLock = try backend.recordedFile(configuration).map(LedgerServerLock.init(ledgerPath:))
         var sharedQuotas = sharedQuotas
         if case .postgres(let location) = backend {
             try FileManager.default.createDirectory(atPath: journalDirectory, withIntermediateDirectories: true)
@@ -164,8 +161,7 @@ public final class GatewayServer: Sendable {
             }
             quotaReaper?.start()
             // A SQLite ledger's file deleted or replaced while open: fail closed, say so (1 s looks).
-            let watched = configuration.recordCalls ? backend.sqlitePath : nil
-            let fileWatch = watched.flatMap(LedgerFileIdentity.init(path:)).map { identity in
+            let fileWatch = backend.recordedFile(configuration).flatMap(LedgerFileIdentity.init(path:)).map { identity in
                 group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) {
                     [ledgerHealth = context.ledgerHealth] _ in ledgerHealth.fileChecked(identity.problem())
                 }
@@ -303,5 +299,12 @@ public final class GatewayServer: Sendable {
     public func wait() {
         stoppedCondition.lock(whenValue: 1)
         stoppedCondition.unlock()
+    }
+}
+
+private extension LedgerBackend {
+    /// The SQLite file this server records to (nil: PostgreSQL, or `--no-ledger`).
+    func recordedFile(_ configuration: GatewayConfiguration) -> String? {
+        configuration.recordCalls ? sqlitePath : nil
     }
 }

@@ -17,7 +17,7 @@ final class IdempotencyStore: Sendable {
         let apiKeyID: String
         let token: String
         /// The key holder, whose keys share one share of the store (more keys buy no more room).
-        var owner: String
+        let owner: String
 
         init(apiKeyID: String, token: String, owner: String? = nil) {
             self.apiKeyID = apiKeyID
@@ -122,8 +122,8 @@ final class IdempotencyStore: Sendable {
     let maxBytes: Int
     let maxAnswerBytes: Int
     /// One key holder's share of either bound.
-    var maxEntriesPerCaller: Int { max(1, maxEntries / 8) }
-    var maxBytesPerCaller: Int { max(maxAnswerBytes, maxBytes / 8) }
+    var maxEntriesPerHolder: Int { max(1, maxEntries / 8) }
+    var maxBytesPerHolder: Int { max(maxAnswerBytes, maxBytes / 8) }
     private let state = NIOLockedValueBox(State())
 
     init(ttlMicros: Int64 = 24 * 3_600 * 1_000_000, maxEntries: Int = 10_000, maxBytes: Int = 64 << 20,
@@ -214,7 +214,7 @@ final class IdempotencyStore: Sendable {
     /// Drops `owner`'s oldest answers while they hold more than their share, from their own
     /// queue (the store's order keeps a dead entry, passed later).
     private func evictOverShare(_ owner: String, _ state: inout State) {
-        while let holder = state.holders[owner], holder.entries > maxEntriesPerCaller || holder.bytes > maxBytesPerCaller,
+        while let holder = state.holders[owner], holder.entries > maxEntriesPerHolder || holder.bytes > maxBytesPerHolder,
               let (key, at) = holder.queue.first {
             if state.isKept(key, doneAt: at) {
                 state.drop(key, doneAt: at)  // moves their queue on

@@ -56,30 +56,34 @@ final class LedgerHealth: Sendable {
 
     /// A shared quota heartbeat's outcome (nil: it got through).
     func heartbeat(_ error: (any Error)?) {
-        let turn = unreachable.withLockedValue { current -> Turn? in
-            guard let error else {
-                defer { current = nil }
-                return current.flatMap { $0.attempts >= 2 ? .recovered(.heartbeat, since: $0.since) : nil }
+        update(unreachable, .heartbeat, detail: error.map { "\($0)" } ?? "", threshold: 2) { current in
+            error.map { _ in
+                Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
+                        attempts: (current?.attempts ?? 0) + 1)
             }
-            current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: Self.unreachableMessage,
-                              attempts: (current?.attempts ?? 0) + 1)
-            return current?.attempts == 2 ? .failing(.heartbeat, "\(error)") : nil
         }
-        log(turn)
     }
 
     /// A look at the ledger file's path (nil: it still names the open file).
     func fileChecked(_ problem: String?) {
-        let turn = fileGone.withLockedValue { current -> Turn? in
-            defer {
-                current = problem.map {
-                    Failure(since: current?.since ?? UnixTime.nowMicros(), message: $0, attempts: 1,
-                            shown: "the ledger file was deleted or replaced while open (the log says which)")
-                }
+        update(fileGone, .file, detail: problem ?? "") { current in
+            problem.map {
+                Failure(since: current?.since ?? UnixTime.nowMicros(), message: $0, attempts: 1,
+                        shown: "the ledger file was deleted or replaced while open (the log says which)")
             }
-            switch (current, problem) {
-            case (nil, let problem?): return .failing(.file, problem)
-            case (let was?, nil): return .recovered(.file, since: was.since)
+        }
+    }
+
+    /// Moves one cause's failure to `next(current)` and logs the turn, if this made one: it
+    /// fails from its `threshold`-th attempt, and is back once cleared.
+    private func update(_ box: NIOLockedValueBox<Failure?>, _ source: Source, detail: String, threshold: Int = 1,
+                        _ next: (Failure?) -> Failure?) {
+        let turn = box.withLockedValue { current -> Turn? in
+            let before = current
+            current = next(before)
+            switch ((before?.attempts ?? 0) >= threshold, (current?.attempts ?? 0) >= threshold) {
+            case (false, true): return .failing(source, detail)
+            case (true, false): return before.map { .recovered(source, since: $0.since) }
             default: return nil
             }
         }
@@ -131,19 +135,13 @@ final class LedgerHealth: Sendable {
         var options = options
         let failedBefore = options.onCommitFailure, committedBefore = options.onBatchCommitted
         options.onCommitFailure = { [failure, self] error, attempt in
-            let first = failure.withLockedValue { current in
-                defer { current = Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt) }
-                return current == nil
+            update(failure, .commits, detail: "\(error)") { current in
+                Failure(since: current?.since ?? UnixTime.nowMicros(), message: "\(error)", attempts: attempt)
             }
-            if first { log(.failing(.commits, "\(error)")) }
             failedBefore?(error, attempt)
         }
         options.onBatchCommitted = { [failure, self] rows, duration in
-            let ended = failure.withLockedValue { current in
-                defer { current = nil }
-                return current?.since
-            }
-            if let ended { log(.recovered(.commits, since: ended)) }
+            update(failure, .commits, detail: "") { _ in nil }
             committedBefore?(rows, duration)
         }
         return options

@@ -37,14 +37,24 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// A name fit to bill under: not empty, at most `longestName` characters, no surrounding
     /// white space (" alice" and "alice" would be two payers; "(none) " would pass for a
-    /// report's own label), no control characters (a name must not repaint a terminal) and no
-    /// invisible format characters.
+    /// report's own label) and none of the characters `hides` names.
     public static func isWellFormedName(_ name: String) -> Bool {
         let scalars = name.unicodeScalars
         guard let first = scalars.first, let last = scalars.last, !first.properties.isWhitespace,
               !last.properties.isWhitespace, name.count <= longestName else { return false }
-        // Format characters too: "alice\u{200B}" would be a second payer that reads as alice.
-        return !scalars.contains { [.control, .format].contains($0.properties.generalCategory) }
+        return !scalars.contains(where: hides)
+    }
+
+    /// A character a name must not carry, and reports write as an escape: a control character
+    /// (C0, DEL, C1: it can repaint a terminal), a line or paragraph separator (it forges a line)
+    /// or a format character (the bidi overrides that reorder what is shown; a zero-width space:
+    /// "alice\u{200B}" would be a second payer that reads as alice).
+    public static func hides(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: return true
+        case 0x20...0x7E: return false
+        default: return scalar.properties.generalCategory == .format
+        }
     }
 }
 

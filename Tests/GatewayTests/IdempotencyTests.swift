@@ -140,7 +140,7 @@ struct IdempotencyTests {
     @Test("one caller's flood evicts its own oldest answers, not another caller's (each holds at most an eighth)")
     func floodEvictsOnlyItsOwn() throws {
         let store = IdempotencyStore(maxEntries: 80, maxBytes: 800, maxAnswerBytes: 50)
-        #expect(store.maxEntriesPerCaller == 10 && store.maxBytesPerCaller == 100)
+        #expect(store.maxEntriesPerHolder == 10 && store.maxBytesPerHolder == 100)
         let waiter = IdempotencyStore.Waiter(loop: MultiThreadedEventLoopGroup.singleton.next()) { _ in }
         func keep(_ caller: String, _ token: String, bytes: Int, at now: Int64) {
             let key = IdempotencyStore.Key(apiKeyID: caller, token: token)
