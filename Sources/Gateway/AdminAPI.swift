@@ -115,13 +115,15 @@ final class AdminAPI: Sendable {
     }
 
     /// 401 without a key or with an unknown one; 403 for a valid key that is not an admin key.
-    static func authorise(secret: String?, in principals: PrincipalDirectory) -> Result<Principal, Refusal> {
+    /// `what`: the page refused, in the message.
+    static func authorise(secret: String?, in principals: PrincipalDirectory,
+                          reading what: String = "the admin API") -> Result<Principal, Refusal> {
         switch Admit.identify(secret: secret, dialect: .openai, in: principals) {
         case .failure(let refusal):
             return .failure(refusal)
         case .success(let principal) where !principal.isAdmin:
             return .failure(Refusal(.wrongKeyRole,
-                "This key may call models but not read the admin API; use an admin key (tokenctl keys create --admin)."))
+                "This key may call models but not read \(what); use an admin key (tokenctl keys create --admin)."))
         case .success(let principal):
             return .success(principal)
         }

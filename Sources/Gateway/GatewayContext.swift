@@ -18,13 +18,15 @@ final class GatewayContext: Sendable {
     let idempotency = IdempotencyStore()
     let ledgerHealth: LedgerHealth
     let journal: InFlightJournal
+    let connections: OpenConnections
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
     let stopping = NIOLockedValueBox(false)
     var isStopping: Bool { stopping.withLockedValue { $0 } }
 
     init(policies: PolicyReloader, principals: PrincipalDirectory, upstream: UpstreamClient,
          ledger: any LedgerSink, logger: Logger, enforcer: Enforcer, metrics: GatewayMetrics,
-         ledgerHealth: LedgerHealth, journal: InFlightJournal) {
+         ledgerHealth: LedgerHealth, journal: InFlightJournal, connections: OpenConnections) {
+        self.connections = connections
         self.ledgerHealth = ledgerHealth
         self.journal = journal
         self.enforcer = enforcer

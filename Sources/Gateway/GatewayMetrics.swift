@@ -179,7 +179,8 @@ final class GatewayMetrics: Sendable {
     /// leaves the backlog before it ends, so read in this order a call in a backlog is never
     /// missing from `tokenctl_calls_in_flight` (read first, a call admitted meanwhile was).
     func render(policyVersion: String, reloadErrors: Int, callsInFlight: @autoclosure () -> Int,
-                openReservations: @autoclosure () -> Int, ledgerBacklog: @autoclosure () -> Int) -> [UInt8] {
+                openReservations: @autoclosure () -> Int, ledgerBacklog: @autoclosure () -> Int,
+                connections: (open: Int, refused: Int)) -> [UInt8] {
         let policy = policies.policy
         let now = UnixTime.nowMicros()
         // Every provider of the policy shows its load, 0 when idle.
@@ -199,6 +200,11 @@ final class GatewayMetrics: Sendable {
         out.sample("tokenctl_calls_in_flight", [:], Double(callsInFlight))
         out.family("tokenctl_quota_reservations_open", "gauge", "Quota reservations of calls in flight")
         out.sample("tokenctl_quota_reservations_open", [:], Double(openReservations))
+        out.family("tokenctl_client_connections", "gauge", "Client connections open")
+        out.sample("tokenctl_client_connections", [:], Double(connections.open))
+        out.family("tokenctl_client_connections_refused_total", "counter",
+                   "Client connections closed as they were accepted: max_connections were open")
+        out.sample("tokenctl_client_connections_refused_total", [:], Double(connections.refused))
         out.family("tokenctl_ledger_backlog", "gauge", "Rows waiting for the ledger writer")
         out.sample("tokenctl_ledger_backlog", [:], Double(ledgerBacklog))
 

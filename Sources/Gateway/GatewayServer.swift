@@ -21,7 +21,6 @@ public final class GatewayServer: Sendable {
     private let context: GatewayContext
     private let keys: any APIKeyStore
     private let admin: AdminAPI
-    private let connections: OpenConnections
     /// Budgets shared with other replicas (PostgreSQL), and this replica's heartbeat and reaper.
     private let sharedQuotas: SharedQuotaBook?
     private let quotaReaper: QuotaReaper?
@@ -117,9 +116,12 @@ public final class GatewayServer: Sendable {
         }
         let principals = try PrincipalDirectory(keyStore: keys, logger: logger)
         let upstream = UpstreamClient(logger: logger)
+        let automaticCap = DescriptorLimit.automaticConnectionCap(descriptors: DescriptorLimit.current)
+        let connections = OpenConnections(limit: { policies.policy.gateway.maxConnections ?? automaticCap },
+                                          logger: logger)
         let context = GatewayContext(policies: policies, principals: principals, upstream: upstream,
                                      ledger: ledger, logger: logger, enforcer: enforcer, metrics: metrics,
-                                     ledgerHealth: ledgerHealth, journal: journal)
+                                     ledgerHealth: ledgerHealth, journal: journal, connections: connections)
         let admin: AdminAPI
         // Budgets continue where the ledger says they are: a restart neither resets nor double-counts.
         do {
@@ -136,7 +138,6 @@ public final class GatewayServer: Sendable {
             throw error
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
-        let connections = OpenConnections()
         do {
             let channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
@@ -144,7 +145,11 @@ public final class GatewayServer: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
-                    connections.add(channel)
+                    guard connections.admit(channel) else {
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(OpenConnections.Refused())
+                        }
+                    }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false,
                                                                                    withErrorHandling: true)
@@ -173,7 +178,7 @@ public final class GatewayServer: Sendable {
             }
             return GatewayServer(port: channel.localAddress?.port ?? configuration.port,
                                  host: configuration.host, group: group, channel: channel, context: context,
-                                 keys: keys, admin: admin, connections: connections,
+                                 keys: keys, admin: admin,
                                  sharedQuotas: sharedQuotas, quotaReaper: quotaReaper, memory: memory,
                                  serverLock: serverLock, fileWatch: fileWatch)
         } catch {
@@ -187,7 +192,7 @@ public final class GatewayServer: Sendable {
     }
 
     private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, channel: any Channel,
-                 context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI, connections: OpenConnections,
+                 context: GatewayContext, keys: any APIKeyStore, admin: AdminAPI,
                  sharedQuotas: SharedQuotaBook?, quotaReaper: QuotaReaper?, memory: MemoryReturn,
                  serverLock: LedgerServerLock?, fileWatch: RepeatedTask?) {
         self.serverLock = serverLock
@@ -195,7 +200,6 @@ public final class GatewayServer: Sendable {
         self.sharedQuotas = sharedQuotas
         self.quotaReaper = quotaReaper
         self.memory = memory
-        self.connections = connections
         self.keys = keys
         self.admin = admin
         self.port = port
@@ -219,7 +223,7 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func drain(timeout: Duration) -> Int {
         try? channel.close().wait()
-        connections.drain()
+        context.connections.drain()
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline && (callsInFlight > 0 || context.ledger.backlog > 0) {
             Thread.sleep(forTimeInterval: 0.01)

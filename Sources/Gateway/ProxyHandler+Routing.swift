@@ -49,10 +49,20 @@ extension ProxyHandler {
                       body: #"{"status":"\#(ledger == nil ? "ok" : "degraded")","policy_version":"\#(policy.version)","policy_reload_errors":\#(failed),"policy_files":"\#(files)","ledger":\#(ledgerJSON)}"#,
                       requestID: line.requestID)
         case (.GET, "/metrics"):
+            if policy.gateway.metrics.access == .adminKey,
+               case .failure(let refusal) = AdminAPI.authorise(secret: Self.secret(in: head.headers), in: gateway.principals,
+                                                               reading: "/metrics (gateway.yaml metrics.access: admin_key)") {
+                // As the admin API's refusals: answered, not recorded (no call was made).
+                var headers = refusal.headers
+                headers.append(("cache-control", "no-store"))
+                return writeJSON(status: refusal.status, body: refusal.body(in: .openai), requestID: line.requestID,
+                                 extraHeaders: headers)
+            }
             let body = gateway.metrics.render(
                 policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
                 callsInFlight: gateway.enforcer.concurrency.totalInFlight,
-                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog)
+                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog,
+                connections: gateway.connections.counts)
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
             headers.add(name: "content-length", value: String(body.count))

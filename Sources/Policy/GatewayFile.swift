@@ -4,13 +4,14 @@ import Yams
 enum GatewayFile {
     static let name = "gateway.yaml"
     static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics",
-                       "header_timeout_ms", "body_timeout_ms"]
-    static let metricsKeys = ["user_labels", "top_users"]
+                       "header_timeout_ms", "body_timeout_ms", "max_connections"]
+    static let metricsKeys = ["user_labels", "top_users", "access"]
     /// More per-user series than this is no longer a bounded label set.
     static let topUsersRange = 1...1_000
     /// Upper bound for any timeout: a day. Longer is surely a typo (seconds written as ms × 1000).
     static let timeoutRange = 1...86_400_000
     static let bodyRange = 1...1_073_741_824
+    static let connectionsRange = 1...10_000_000
 
     static func read(_ root: Node?, _ reader: inout PolicyFileReader) -> GatewaySettings {
         var settings = GatewaySettings.defaults
@@ -39,10 +40,13 @@ enum GatewayFile {
         if let entry = fields["body_timeout_ms"], let value = reader.integer(entry, in: timeoutRange) {
             settings.bodyTimeoutMs = value
         }
+        if let entry = fields["max_connections"], let value = reader.integer(entry, in: connectionsRange) {
+            settings.maxConnections = value
+        }
         return settings
     }
 
-    /// `metrics: { user_labels: none|top, top_users: N }`.
+    /// `metrics: { user_labels: none|top, top_users: N, access: open|admin_key }`.
     private static func readMetrics(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> MetricsSettings {
         var metrics = MetricsSettings.defaults
         guard PolicyFileReader.tag(of: entry.value) != .null,
@@ -53,6 +57,14 @@ enum GatewayFile {
             } else {
                 let names = MetricsSettings.UserLabels.allCases.map(\.rawValue)
                 reader.problem(labels.value, labels.path, "unknown value '\(text)' (expected \(PolicyFileReader.oneOf(names)))")
+            }
+        }
+        if let access = fields["access"], let text = reader.string(access) {
+            if let value = MetricsSettings.Access(rawValue: text) {
+                metrics.access = value
+            } else {
+                let names = MetricsSettings.Access.allCases.map(\.rawValue)
+                reader.problem(access.value, access.path, "unknown value '\(text)' (expected \(PolicyFileReader.oneOf(names)))")
             }
         }
         if let top = fields["top_users"], let value = reader.integer(top, in: topUsersRange) {

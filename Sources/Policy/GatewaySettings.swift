@@ -22,10 +22,16 @@ public struct GatewaySettings: Sendable, Hashable {
     public var headerTimeoutMs: Int
     /// A request's body must arrive whole within this after its head, else 408.
     public var bodyTimeoutMs: Int
+    /// Client connections held at once; past it a new connection is closed as it is accepted.
+    /// nil: half the process's open-file limit less 64, so every client connection can have one
+    /// to its provider beside it and the ledger, policy files and DNS keep descriptors.
+    public var maxConnections: Int?
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
                 requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
-                metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000) {
+                metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000,
+                maxConnections: Int? = nil) {
+        self.maxConnections = maxConnections
         self.headerTimeoutMs = headerTimeoutMs
         self.bodyTimeoutMs = bodyTimeoutMs
         self.maxBodyBytes = maxBodyBytes

@@ -10,13 +10,24 @@ public struct MetricsSettings: Sendable, Hashable {
         case top
     }
 
+    /// Who may read `GET /metrics`.
+    public enum Access: String, Sendable, Hashable, CaseIterable {
+        /// Anyone who reaches the port (Prometheus' default: scrape configs need no secret).
+        case open
+        /// Callers presenting an admin key (`Authorization: Bearer`, as Prometheus' `authorization`
+        /// setting sends it): teams' spend and the top spenders' names stay with admins.
+        case adminKey = "admin_key"
+    }
+
     public var userLabels: UserLabels
     /// How many users `top` labels per period.
     public var topUsers: Int
+    public var access: Access
 
-    public init(userLabels: UserLabels = .none, topUsers: Int = 20) {
+    public init(userLabels: UserLabels = .none, topUsers: Int = 20, access: Access = .open) {
         self.userLabels = userLabels
         self.topUsers = topUsers
+        self.access = access
     }
 
     public static let defaults = MetricsSettings()

@@ -63,6 +63,13 @@ struct Serve: AsyncParsableCommand {
         for warning in policy.warnings { logger.warning("\(warning)") }
         if noLedger { logger.warning("--no-ledger: calls are NOT recorded (benchmark mode)") }
         let backend = try ledger.creating()
+        // Connections are bounded by max_connections (gateway.yaml), not by a soft limit meant for select().
+        let descriptors = DescriptorLimit.raise()
+        if policy.gateway.maxConnections == nil {
+            logger.info("open-file limit \(descriptors): max_connections \(DescriptorLimit.automaticConnectionCap(descriptors: descriptors)) (half of it less 64; set it in gateway.yaml)")
+        } else if let cap = policy.gateway.maxConnections, cap > descriptors - 64 {
+            logger.warning("max_connections \(cap) is above the open-file limit \(descriptors) less 64: connections past the limit cannot be accepted, and calls may find no descriptor for their provider (raise LimitNOFILE or lower max_connections)")
+        }
 
         let server: GatewayServer
         do {

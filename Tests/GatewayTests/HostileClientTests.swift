@@ -150,3 +150,66 @@ struct HostileClientTests {
         try await Self.stillServing(h, "after-slow-body")
     }
 }
+
+/// Connections past `max_connections`, and who may read `/metrics`.
+@Suite("Connection cap and metrics access")
+struct ConnectionCapTests {
+    @Test("past max_connections a new connection is closed unread; held ones serve; a freed slot is taken again")
+    func connectionCap() async throws {
+        let h = try ProxyHarness(gatewayYAML: "max_connections: 2\n")
+        defer { h.shutdown() }
+        // Accepted in the order they connected: these two hold the cap.
+        let first = try RawSocketClient(port: h.port)
+        defer { first.close() }
+        let second = try RawSocketClient(port: h.port)
+        defer { second.close() }
+        let third = try RawSocketClient(port: h.port)
+        defer { third.close() }
+        third.send(RawSocketClient.request(key: h.aliceKey, body: HostileClientTests.chat, requestID: "cap-refused"))
+        let (refusedBytes, refusedEnd) = await third.readUntilEnd(timeout: 8)
+        #expect(refusedBytes.isEmpty)
+        #expect(refusedEnd != .timedOut)
+
+        first.send(RawSocketClient.request(key: h.aliceKey, body: HostileClientTests.chat, requestID: "cap-held",
+                                           extra: ["connection: close"]))
+        let (bytes, closed) = await first.readUntilClosed(timeout: 8)
+        #expect(RawSocketClient.statuses(bytes) == [200])
+        #expect(closed)
+        #expect(try h.row("cap-held")?.outcome == .ok)
+        #expect(try h.row("cap-refused") == nil)
+
+        // The slot is free once the server has seen the close (a moment after the client has).
+        var scrape: String?
+        for _ in 0..<100 where scrape == nil {
+            if let r = try? await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics"), r.status == 200 {
+                scrape = r.text
+            } else {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let text = try #require(scrape)
+        #expect(text.contains("\ntokenctl_client_connections 2\n"))  // second, and this scrape's
+        #expect(text.contains("\ntokenctl_client_connections_refused_total "))
+        #expect(!text.contains("\ntokenctl_client_connections_refused_total 0\n"))
+    }
+
+    @Test("metrics.access admin_key: /metrics needs an admin key; a model key gets 403, none 401")
+    func metricsAccess() async throws {
+        let h = try ProxyHarness(gatewayYAML: "metrics: { access: admin_key }\n")
+        defer { h.shutdown() }
+        let none = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics")
+        #expect(none.status == 401)
+        #expect(!none.text.contains("tokenctl_"))
+        let user = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics",
+                                                 headers: [("authorization", "Bearer \(h.aliceKey)")])
+        #expect(user.status == 403)
+        #expect(user.text.contains("/metrics"))
+        let admin = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics",
+                                                  headers: [("authorization", "Bearer \(h.adminKey)")])
+        #expect(admin.status == 200)
+        #expect(admin.text.contains("tokenctl_calls_in_flight"))
+        let open = try ProxyHarness()
+        defer { open.shutdown() }
+        #expect(try await TestHTTPClient.send(port: open.port, method: .GET, path: "/metrics").status == 200)
+    }
+}

@@ -221,7 +221,8 @@ struct MetricsTests {
         let seenInFlight = 0
         let scrape = Scrape(String(decoding: metrics.render(
             policyVersion: "v", reloadErrors: 0,
-            callsInFlight: { load.sent(); return seenInFlight }(), openReservations: 0, ledgerBacklog: 0), as: UTF8.self))
+            callsInFlight: { load.sent(); return seenInFlight }(), openReservations: 0, ledgerBacklog: 0,
+            connections: (open: 0, refused: 0)), as: UTF8.self))
         let backlog = try #require(scrape[#"tokenctl_upstream_backlog{provider="openai",stage="awaiting_head"}"#])
         let inFlight = try #require(scrape["tokenctl_calls_in_flight"])
         #expect(inFlight >= backlog, "a call in the backlog must count as in flight in the same scrape")

@@ -36,11 +36,18 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms or body_timeout_ms)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms or max_connections)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",
         ])
+    }
+
+    @Test func maxConnections() throws {
+        #expect(GatewaySettings.defaults.maxConnections == nil)
+        #expect(try PolicyFixture.with(gateway: "max_connections: 5000\n").load().gateway.maxConnections == 5_000)
+        #expect(try PolicyFixture.with(gateway: "max_connections: 0\n").problems()
+                == ["gateway.yaml:1: max_connections: 0 is out of range (1...10000000)"])
     }
 
     @Test func metricsUserLabels() throws {
@@ -62,7 +69,12 @@ import Testing
             """).problems() == [
             "gateway.yaml:2: metrics.user_labels: unknown value 'all' (expected none or top)",
             "gateway.yaml:3: metrics.top_users: 5000 is out of range (1...1000)",
-            "gateway.yaml:4: metrics.per_user: unknown key 'per_user' (expected user_labels or top_users)",
+            "gateway.yaml:4: metrics.per_user: unknown key 'per_user' (expected user_labels, top_users or access)",
+        ])
+        #expect(try PolicyFixture.with(gateway: "metrics: { access: admin_key }\n").load(env).gateway.metrics
+                == MetricsSettings(access: .adminKey))
+        #expect(try PolicyFixture.with(gateway: "metrics: { access: admin }\n").problems() == [
+            "gateway.yaml:1: metrics.access: unknown value 'admin' (expected open or admin_key)",
         ])
         #expect(try PolicyFixture.with(gateway: "metrics: [top]\n").problems() == [
             "gateway.yaml:1: metrics: expected a mapping, found a list",
