@@ -237,7 +237,7 @@ final class InFlightJournal: @unchecked Sendable {
 /// (Foundation's `createFile` fsyncs, and 5 fsyncs a second forced commits of the filesystem's
 /// journal while the ledger appends to its WAL.)
 private func writeWhole(_ data: Data, to file: String) -> Bool {
-    let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SQLiteConnection.fileMode)
     guard descriptor >= 0 else { return false }
     defer { close(descriptor) }
     return data.withUnsafeBytes { buffer in

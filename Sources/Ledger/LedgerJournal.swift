@@ -149,7 +149,7 @@ package final class LedgerJournal: @unchecked Sendable {
         if descriptor >= 0 && segmentSize >= segmentBytes { endSegment() }
         if descriptor < 0 {
             let next = segment + 1
-            descriptor = open(path(of: next), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+            descriptor = open(path(of: next), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, SQLiteConnection.fileMode)
             guard descriptor >= 0 else { return nil }
             segment = next
             segmentSize = 0

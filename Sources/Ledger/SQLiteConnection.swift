@@ -1,3 +1,4 @@
+import Glibc
 import CSQLite
 import CWalFrames
 
@@ -35,7 +36,10 @@ public final class SQLiteConnection {
         _ = Self.libraryConfigured
         self.path = path
         var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
-        if mode == .readWriteCreate { flags |= SQLITE_OPEN_CREATE }
+        if mode == .readWriteCreate {
+            flags |= SQLITE_OPEN_CREATE
+            Self.createPrivately(path)
+        }
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(path, &db, flags, vfs)
         guard rc == SQLITE_OK, let db else {
@@ -49,6 +53,19 @@ public final class SQLiteConnection {
     }
 
     deinit { close() }
+
+    /// Mode of a ledger file this creates, and of its journals: owner and group, not everyone
+    /// (SQLite would make it 0644, less the umask). A ledger names users, keys' teams and what
+    /// each spends. SQLite gives its WAL and shared-memory files the database's mode.
+    public static let fileMode: mode_t = 0o640
+
+    /// Creates `path` empty (which SQLite opens as a new database) with `fileMode`, unless it
+    /// exists or is not a plain file name (`:memory:`, a `file:` URI).
+    private static func createPrivately(_ path: String) {
+        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file:") else { return }
+        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, fileMode)
+        if descriptor >= 0 { Glibc.close(descriptor) }
+    }
 
     /// Closes the connection; later use is a programming error. `close_v2` defers the real close
     /// until any statement still alive is finalized, so ordering of deinit does not matter.

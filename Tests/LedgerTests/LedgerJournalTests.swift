@@ -150,6 +150,25 @@ import LedgerTestSupport
         #expect(try reader.scalarInt("SELECT count(*) FROM calls") == 2)
     }
 
+    /// A ledger names users and what they spend: a new one, its WAL and its journal are not
+    /// readable by other users of the machine (SQLite alone makes them 0644).
+    @Test func aNewLedgerAndItsFilesAreNotWorldReadable() throws {
+        let dir = try TemporaryDirectory()
+        let writer = try LedgerWriter(path: dir.path(), options: .init(commitLinger: .seconds(30)))
+        defer { writer.close() }
+        if writer.stage(sampleEntry(1), onCommit: { _ in }) { writer.recordStaged() }
+        let committed = DispatchSemaphore(value: 0)
+        writer.append(sampleEntry(2)) { _ in committed.signal() }
+        #expect(committed.wait(timeout: .now() + 10) == .success)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.url.path)
+            .filter { !$0.hasSuffix(".lock") }
+        #expect(files.contains { $0.hasSuffix("-wal") } && files.contains { $0.contains(LedgerJournal.infix) })
+        for file in files {
+            let mode = try #require(FileManager.default.attributesOfItem(atPath: dir.url.path + "/" + file)[.posixPermissions] as? Int)
+            #expect(mode & 0o007 == 0, "\(file) is \(String(mode, radix: 8))")
+        }
+    }
+
     @Test func aStartReplaysTheJournalOfAGatewayThatIsGone() throws {
         let dir = try TemporaryDirectory()
         let first = try LedgerWriter(path: dir.path())
