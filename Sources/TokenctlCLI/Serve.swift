@@ -66,7 +66,7 @@ struct Serve: AsyncParsableCommand {
         // Connections are bounded by max_connections (gateway.yaml), not by a soft limit meant for select().
         let descriptors = DescriptorLimit.raise()
         if policy.gateway.maxConnections == nil {
-            logger.info("open-file limit \(descriptors): max_connections \(DescriptorLimit.automaticConnectionCap(descriptors: descriptors)) (half of it less 64; set it in gateway.yaml)")
+            logger.info("open-file limit \(descriptors): max_connections \(DescriptorLimit.automaticConnectionCap(descriptors: descriptors)) (half the limit, less 64; gateway.yaml may set another)")
         } else if let cap = policy.gateway.maxConnections, cap > descriptors - 64 {
             logger.warning("max_connections \(cap) is above the open-file limit \(descriptors) less 64: connections past the limit cannot be accepted, and calls may find no descriptor for their provider (raise LimitNOFILE or lower max_connections)")
         }
