@@ -20,12 +20,8 @@ enum GatewayFile {
         if let entry = fields["max_body_bytes"], let value = reader.integer(entry, in: bodyRange) {
             settings.maxBodyBytes = value
         }
-        if let entry = fields["unpriced_models"], let text = reader.string(entry) {
-            if let policy = UnpricedModelPolicy(rawValue: text) {
-                settings.unpricedModels = policy
-            } else {
-                reader.problem(entry.value, entry.path, "unknown value '\(text)' (expected refuse or allow)")
-            }
+        if let entry = fields["unpriced_models"], let policy: UnpricedModelPolicy = reader.choice(entry) {
+            settings.unpricedModels = policy
         }
         if let entry = fields["request_timeout_ms"], let value = reader.integer(entry, in: timeoutRange) {
             settings.requestTimeoutMs = value
@@ -51,21 +47,11 @@ enum GatewayFile {
         var metrics = MetricsSettings.defaults
         guard PolicyFileReader.tag(of: entry.value) != .null,
               let fields = reader.mapping(entry.value, entry.path, allowed: metricsKeys) else { return metrics }
-        if let labels = fields["user_labels"], let text = reader.string(labels) {
-            if let value = MetricsSettings.UserLabels(rawValue: text) {
-                metrics.userLabels = value
-            } else {
-                let names = MetricsSettings.UserLabels.allCases.map(\.rawValue)
-                reader.problem(labels.value, labels.path, "unknown value '\(text)' (expected \(PolicyFileReader.oneOf(names)))")
-            }
+        if let labels = fields["user_labels"], let value: MetricsSettings.UserLabels = reader.choice(labels) {
+            metrics.userLabels = value
         }
-        if let access = fields["access"], let text = reader.string(access) {
-            if let value = MetricsSettings.Access(rawValue: text) {
-                metrics.access = value
-            } else {
-                let names = MetricsSettings.Access.allCases.map(\.rawValue)
-                reader.problem(access.value, access.path, "unknown value '\(text)' (expected \(PolicyFileReader.oneOf(names)))")
-            }
+        if let access = fields["access"], let value: MetricsSettings.Access = reader.choice(access) {
+            metrics.access = value
         }
         if let top = fields["top_users"], let value = reader.integer(top, in: topUsersRange) {
             metrics.topUsers = value

@@ -50,7 +50,7 @@ public struct RateLimits: Sendable, Hashable {
 }
 
 /// What happens to a request asking for more output than the plan allows.
-public enum OverCapAction: String, Sendable, Hashable {
+public enum OverCapAction: String, Sendable, Hashable, CaseIterable {
     case clamp, reject
 }
 

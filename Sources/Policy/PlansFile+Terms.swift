@@ -23,12 +23,8 @@ extension PlansFile {
         terms.maxConcurrent = fields["max_concurrent"].flatMap { limit($0, atLeast: 0, &reader) }
         // A cap of 0 would clamp every answer to nothing; blocking is what requests_per_minute: 0 says.
         terms.maxOutputTokens = fields["max_output_tokens"].flatMap { limit($0, atLeast: 1, &reader) }
-        if let entry = fields["on_output_over_cap"], let text = reader.string(entry) {
-            if let action = OverCapAction(rawValue: text) {
-                terms.onOutputOverCap = action
-            } else {
-                reader.problem(entry.value, entry.path, "unknown value '\(text)' (expected clamp or reject)")
-            }
+        if let entry = fields["on_output_over_cap"], let action: OverCapAction = reader.choice(entry) {
+            terms.onOutputOverCap = action
         }
         terms.budgets = readBudgets(fields, &reader)
         if let entry = fields["models"] { terms.models = readModels(entry, catalog, &reader) }

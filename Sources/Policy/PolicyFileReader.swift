@@ -112,6 +112,16 @@ struct PolicyFileReader {
         return value
     }
 
+    /// One of an enumeration's names; else a problem naming them all.
+    mutating func choice<Choice: RawRepresentable & CaseIterable>(_ entry: MappingFields.Entry) -> Choice?
+    where Choice.RawValue == String {
+        guard let text = string(entry) else { return nil }
+        if let value = Choice(rawValue: text) { return value }
+        problem(entry.value, entry.path,
+                "unknown value '\(text)' (expected \(Self.oneOf(Choice.allCases.map(\.rawValue))))")
+        return nil
+    }
+
     /// A plain decimal whole number within `range` (YAML `10_485_760` is accepted).
     mutating func integer(_ entry: MappingFields.Entry, in range: ClosedRange<Int>) -> Int? {
         let node = entry.value
