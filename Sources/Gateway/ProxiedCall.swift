@@ -340,5 +340,8 @@ final class ProxiedCall: UpstreamResponseHandler {
         "proxy-authenticate", "proxy-authorization",
         // The gateway's provider account is nobody else's business.
         "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
+        // Which pages may read the answer is the gateway's to say (`cors`), not the provider's.
+        "access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers",
+        "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age",
     ])
 }

@@ -13,6 +13,15 @@ extension ProxyHandler {
         let line = line(for: head, startedAt: startedAt)
         let path = Self.path(of: head.uri)
 
+        // A browser asking whether a page of an allowed origin may make this request: not a call.
+        if head.method == .OPTIONS, allowedOrigin != nil,
+           head.headers.contains(name: "access-control-request-method") {
+            var headers = HTTPHeaders(CrossOrigin.preflightHeaders(requested: head.headers))
+            headers.add(name: "content-length", value: "0")
+            writeHead(status: 204, headers: headers)
+            return writeEnd()
+        }
+
         if head.method == .POST, let endpoint = Endpoint(proxyPath: path) {
             // Fail closed: a call that could not be recorded is not made. Answered at once and
             // not recorded (the ledger is what is failing); counted in the metrics.

@@ -40,6 +40,8 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// The policy in force when the current request's head arrived; the whole call uses it.
     private(set) var policy: PolicySet
     private var responseVersion = HTTPVersion.http1_1
+    /// The current request's `access-control-allow-origin`: its origin is one `cors` allows.
+    var allowedOrigin: String?
 
     enum State {
         case idle
@@ -177,6 +179,8 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
             policy = gateway.policies.policy
             keepAlive = head.isKeepAlive && !draining
             responseVersion = head.version
+            allowedOrigin = policy.gateway.cors.allowedOrigins.isEmpty
+                ? nil : head.headers.first(name: "origin").flatMap(policy.gateway.cors.allowOrigin(for:))
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
             if head.headers.count > Self.maxHeaderCount || headerBytes > Self.maxHeaderBytes {
@@ -267,6 +271,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
         }
         var headers = headers
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+        if let allowedOrigin { CrossOrigin.allow(allowedOrigin, in: &headers) }
         let head = HTTPResponseHead(version: responseVersion, status: HTTPResponseStatus(statusCode: status),
                                     headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

@@ -4,8 +4,9 @@ import Yams
 enum GatewayFile {
     static let name = "gateway.yaml"
     static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics",
-                       "header_timeout_ms", "body_timeout_ms", "max_connections"]
+                       "header_timeout_ms", "body_timeout_ms", "max_connections", "cors"]
     static let metricsKeys = ["user_labels", "top_users", "access"]
+    static let corsKeys = ["allowed_origins"]
     /// More per-user series than this is no longer a bounded label set.
     static let topUsersRange = 1...1_000
     /// Upper bound for any timeout: a day. Longer is surely a typo (seconds written as ms × 1000).
@@ -39,7 +40,26 @@ enum GatewayFile {
         if let entry = fields["max_connections"], let value = reader.integer(entry, in: connectionsRange) {
             settings.maxConnections = value
         }
+        if let entry = fields["cors"] { settings.cors = readCORS(entry, &reader) }
         return settings
+    }
+
+    /// `cors: { allowed_origins: [https://tools.example.com, …] }`.
+    private static func readCORS(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> CORSSettings {
+        var cors = CORSSettings.none
+        guard PolicyFileReader.tag(of: entry.value) != .null,
+              let fields = reader.mapping(entry.value, entry.path, allowed: corsKeys),
+              let list = fields["allowed_origins"], let items = reader.sequence(list.value, list.path) else { return cors }
+        for (index, item) in items.enumerated() {
+            let field = "\(list.path)[\(index)]"
+            guard let text = reader.string(item, field) else { continue }
+            if let why = CORSSettings.problem(with: text) {
+                reader.problem(item, field, why)
+            } else {
+                cors.allowedOrigins.append(text)
+            }
+        }
+        return cors
     }
 
     /// `metrics: { user_labels: none|top, top_users: N, access: open|admin_key }`.

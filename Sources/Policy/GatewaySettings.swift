@@ -26,12 +26,15 @@ public struct GatewaySettings: Sendable, Hashable {
     /// nil: half the process's open-file limit less 64, so every client connection can have one
     /// to its provider beside it and the ledger, policy files and DNS keep descriptors.
     public var maxConnections: Int?
+    /// Web pages of other origins allowed to call from a browser.
+    public var cors: CORSSettings
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
                 requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
                 metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000,
-                maxConnections: Int? = nil) {
+                maxConnections: Int? = nil, cors: CORSSettings = .none) {
         self.maxConnections = maxConnections
+        self.cors = cors
         self.headerTimeoutMs = headerTimeoutMs
         self.bodyTimeoutMs = bodyTimeoutMs
         self.maxBodyBytes = maxBodyBytes

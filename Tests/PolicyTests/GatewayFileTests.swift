@@ -36,7 +36,7 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms or max_connections)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms, max_connections or cors)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",
@@ -48,6 +48,22 @@ import Testing
         #expect(try PolicyFixture.with(gateway: "max_connections: 5000\n").load().gateway.maxConnections == 5_000)
         #expect(try PolicyFixture.with(gateway: "max_connections: 0\n").problems()
                 == ["gateway.yaml:1: max_connections: 0 is out of range (1...10000000)"])
+    }
+
+    @Test func corsOrigins() throws {
+        #expect(GatewaySettings.defaults.cors == .none)
+        let set = try PolicyFixture.with(gateway: "cors: { allowed_origins: [\"https://tools.example.com\", \"http://localhost:5173\"] }\n").load()
+        #expect(set.gateway.cors.allowedOrigins == ["https://tools.example.com", "http://localhost:5173"])
+        #expect(set.gateway.cors.allowOrigin(for: "http://localhost:5173") == "http://localhost:5173")
+        #expect(set.gateway.cors.allowOrigin(for: "http://localhost:5174") == nil)
+        #expect(try PolicyFixture.with(gateway: """
+            cors:
+              allowed_origins: [tools.example.com, "https://tools.example.com/app", "https://Tools.example.com", "*"]
+            """).problems() == [
+            "gateway.yaml:2: cors.allowed_origins[0]: 'tools.example.com' is not an origin: expected http:// or https:// and a host, as a browser sends it (https://tools.example.com), or *",
+            "gateway.yaml:2: cors.allowed_origins[1]: 'https://tools.example.com/app' is not an origin: an origin has no path, query, user or spaces (https://tools.example.com:8443)",
+            "gateway.yaml:2: cors.allowed_origins[2]: 'https://Tools.example.com' is not an origin as browsers send it: write it in lower case",
+        ])
     }
 
     @Test func metricsUserLabels() throws {
