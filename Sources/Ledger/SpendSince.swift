@@ -20,22 +20,22 @@ public struct PayerSpend: Sendable, Hashable {
 extension LedgerReader {
     /// Spend per (user, team) of the calls that started at or after `since`. Refusals cost
     /// nothing and are left out; every other outcome (errors and cancellations included) counts.
+    ///
+    /// Read as a report (`ReportAggregation`): the payer rollup cells for whole UTC days and
+    /// hours, raw rows only for a ragged first hour and the calls not yet rolled up. Start-up
+    /// asks this for the day, week and month: grouping a month's raw rows took 40 s for 3M calls
+    /// (20,000 users), and the port is not bound meanwhile.
     public func spend(since: Int64) throws -> [PayerSpend] {
-        try withConnection { connection in
-            let s = try connection.prepare("""
-                SELECT user, team, SUM(cost_pd),
-                       SUM(input_tokens + cached_input_tokens + cache_write_tokens + output_tokens)
-                FROM calls WHERE started_at >= ?1 AND outcome NOT LIKE 'refused\\_%' ESCAPE '\\'
-                GROUP BY user, team
-                """)
-            s.bind(since, at: 1)
-            var rows: [PayerSpend] = []
-            while try s.step() {
-                rows.append(PayerSpend(user: s.optionalString(at: 0), team: s.optionalString(at: 1),
-                                       cost: Money.Total(picodollars: Int128(s.int64(at: 2))),
-                                       tokens: s.int(at: 3)))
-            }
-            return rows
+        var query = ReportQuery(since: since, until: .max, groupBy: [.user, .team])
+        query.figures = .sums
+        return try report(query).rows.compactMap { row in
+            let figures = row.figures
+            // Refused calls cost nothing and carry no tokens: a payer with only those is left out.
+            guard figures.requests > figures.refused else { return nil }
+            func name(_ label: String) -> String? { label == ReportDimension.noneLabel ? nil : label }
+            return PayerSpend(user: name(row.values[0]), team: name(row.values[1]), cost: figures.cost,
+                              tokens: figures.inputTokens + figures.cachedInputTokens + figures.cacheWriteTokens
+                                  + figures.outputTokens)
         }
     }
 }
