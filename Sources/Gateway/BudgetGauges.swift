@@ -102,6 +102,6 @@ enum BudgetGauges {
 
     private static func ratio(_ used: Int128, _ limit: Int128) -> Double {
         guard limit > 0 else { return used > 0 ? 1 : 0 }
-        return Double(used) / Double(limit)
+        return used.double / limit.double
     }
 }

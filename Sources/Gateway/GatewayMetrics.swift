@@ -1,4 +1,7 @@
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Ledger
 import Metering
 import Policy
@@ -24,6 +27,10 @@ final class GatewayMetrics: Sendable {
     private let ledgerCommitDuration: DurationHistogram
     private let ledgerCheckpoints: [LedgerWriter.Options.Checkpoint: Counter]
     private let ledgerCheckpointHold: DurationHistogram
+    /// Scrapes render on a thread of their own, one at a time: with 20,000 users' budgets a
+    /// render took 0.1–0.2 s, which on an event loop held every call of its connections as long.
+    /// Started by the first scrape (nil), none once shut down.
+    private let scrapes = NIOLockedValueBox<(pool: NIOThreadPool?, stopped: Bool)>((nil, false))
 
     static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
@@ -58,6 +65,34 @@ final class GatewayMetrics: Sendable {
             descriptor: .named("tokenctl_ledger_checkpoint_hold_seconds",
                 "Time the ledger writer held every commit for a catch_up or forced checkpoint (calls ending meanwhile wait for their rows)"),
             buckets: Self.commitBuckets)
+    }
+
+    func shutdown() {
+        let pool = scrapes.withLockedValue { state -> NIOThreadPool? in
+            state.stopped = true
+            return state.pool
+        }
+        try? pool?.syncShutdownGracefully()
+    }
+
+    /// `render` off the event loops; the future completes on `loop` (fails once shut down).
+    func render(on loop: any EventLoop, policyVersion: String, reloadErrors: Int,
+                callsInFlight: @escaping @Sendable () -> Int, openReservations: @escaping @Sendable () -> Int,
+                ledgerBacklog: @escaping @Sendable () -> Int,
+                connections: @escaping @Sendable () -> (open: Int, refused: Int)) -> EventLoopFuture<[UInt8]> {
+        let pool = scrapes.withLockedValue { state -> NIOThreadPool? in
+            guard !state.stopped else { return nil }
+            if state.pool == nil {
+                state.pool = NIOThreadPool(numberOfThreads: 1)
+                state.pool?.start()
+            }
+            return state.pool
+        }
+        guard let pool else { return loop.makeFailedFuture(NIOThreadPoolError.ThreadPoolInactive()) }
+        return pool.runIfActive(eventLoop: loop) { [self] in
+            render(policyVersion: policyVersion, reloadErrors: reloadErrors, callsInFlight: callsInFlight(),
+                   openReservations: openReservations(), ledgerBacklog: ledgerBacklog(), connections: connections())
+        }
     }
 
     /// Ledger writer options that feed the batch metrics.
@@ -180,13 +215,14 @@ final class GatewayMetrics: Sendable {
     /// missing from `tokenctl_calls_in_flight` (read first, a call admitted meanwhile was).
     func render(policyVersion: String, reloadErrors: Int, callsInFlight: @autoclosure () -> Int,
                 openReservations: @autoclosure () -> Int, ledgerBacklog: @autoclosure () -> Int,
-                connections: (open: Int, refused: Int)) -> [UInt8] {
+                connections: @autoclosure () -> (open: Int, refused: Int)) -> [UInt8] {
         let policy = policies.policy
         let now = UnixTime.nowMicros()
         // Every provider of the policy shows its load, 0 when idle.
         for name in policy.providers.keys { _ = load(of: name) }
         var out = MetricsExposition(registry.emitToBuffer())
         let (callsInFlight, openReservations, ledgerBacklog) = (callsInFlight(), openReservations(), ledgerBacklog())
+        let connections = connections()
 
         out.family("tokenctl_policy_info", "gauge", "The policy in force (its version is a hash of the files)")
         out.sample("tokenctl_policy_info", ["version": policyVersion], 1)
@@ -252,7 +288,7 @@ final class GatewayMetrics: Sendable {
         return out.bytes
     }
 
-    static func usd(_ picodollars: Int128) -> Double { Double(picodollars) / 1e12 }
+    static func usd(_ picodollars: Int128) -> Double { picodollars.double / 1e12 }
 }
 
 // MARK: - Cached handles
@@ -404,4 +440,10 @@ private struct SeriesCache {
                 buckets: GatewayMetrics.durationBuckets)
         }
     }
+}
+
+extension Int128 {
+    /// As a Double, through Int64 when it fits: the generic Int128 conversion was a third of a
+    /// scrape's time with 20,000 users' budgets.
+    var double: Double { Int64(exactly: self).map(Double.init) ?? Double(self) }
 }

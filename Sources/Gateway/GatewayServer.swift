@@ -258,6 +258,7 @@ public final class GatewayServer: Sendable {
         while callsInFlight > 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         runPendingLoopWork()
         admin.shutdown()
+        context.metrics.shutdown()
         // Commits what is queued; a failing ledger gets a few attempts, then its rows fail
         // (never a wait without end). No flush first: it would wait for a failing ledger forever.
         context.ledger.close()

@@ -67,17 +67,24 @@ extension ProxyHandler {
                 return writeJSON(status: refusal.status, body: refusal.body(in: .openai), requestID: line.requestID,
                                  extraHeaders: headers)
             }
-            let body = gateway.metrics.render(
-                policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
-                callsInFlight: gateway.enforcer.concurrency.totalInFlight,
-                openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog,
-                connections: gateway.connections.counts)
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
-            headers.add(name: "content-length", value: String(body.count))
-            writeHead(status: 200, headers: headers)
-            writeBody(ByteBuffer(bytes: body))
-            writeEnd()
+            let (enforcer, ledger, connections) = (gateway.enforcer, gateway.ledger, gateway.connections)
+            gateway.metrics.render(
+                on: eventLoop, policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
+                callsInFlight: { enforcer.concurrency.totalInFlight }, openReservations: { enforcer.openReservations },
+                ledgerBacklog: { ledger.backlog }, connections: { connections.counts })
+                .assumeIsolated()
+                .whenComplete { [self] result in
+                    guard case .success(let body) = result else {
+                        return writeRefusal(Refusal(.shuttingDown, "The gateway is shutting down."), dialect: .openai,
+                                            requestID: line.requestID)
+                    }
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
+                    headers.add(name: "content-length", value: String(body.count))
+                    writeHead(status: 200, headers: headers)
+                    writeBody(ByteBuffer(bytes: body))
+                    writeEnd()
+                }
         case (.GET, "/dashboard"):
             // The page holds no data (it asks for an admin key and calls /admin/api/…), so it needs none.
             var headers = HTTPHeaders(DashboardPage.headers)
