@@ -81,7 +81,8 @@ final class AdminAPI: Sendable {
                 Self.awaitAnsweredCalls(in: ledger)
                 let report = try reader.report(request.query).top(request.top)
                 let summary = request.summary
-                    ? try ReportSummary.compute(reader: reader, query: request.query, plans: plans, now: now, models: false)
+                    ? try ReportSummary.compute(reader: reader, query: request.query, plans: request.budgets ? plans : nil,
+                                                now: now, models: false)
                     : nil
                 return .json(ReportRenderer.render(report, query: request.query, format: .json, summary: summary))
             }.flatMapErrorThrowing(Self.failure)

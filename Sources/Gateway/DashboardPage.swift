@@ -252,7 +252,7 @@ function renderHealth(h) {
   })), pct, {max: 1, width: 1180, empty: "No budgets in plans.yaml apply to the current keys."});
 }
 
-function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
+function renderSpend(byDay, topUserDays, byUser, byTeam, byModel) {
   const t = byDay.totals, s = byDay.summary;
   const days = daysOf(byDay);
   $("periodlabel").textContent = byDay.since.slice(0, 10) + " to " + byDay.until.slice(0, 16).replace("T", " ") + " " + byDay.time_zone;
@@ -276,11 +276,12 @@ function renderSpend(byDay, byDayUser, byUser, byTeam, byModel) {
          (s.burn_rate.tokens_per_hour === null ? "–" : num(s.burn_rate.tokens_per_hour)) + " tokens/h") +
     tile("Month-end forecast", forecast, s.forecast ? "at the current burn rate, " + s.forecast.month : "") +
     tile("Tokens", num(t.input_tokens + t.output_tokens), num(t.input_tokens) + " in · " + num(t.output_tokens) + " out");
-  // Cost per day stacked by the five costliest users; the rest (and calls without a user) as "others".
-  const top = byUser.rows.filter(r => r.user !== "(others)").slice(0, 5).map(r => r.user);
-  const series = top.map((u, j) => ({name: u, color: COLORS[j], values: days.map(d => {
-    const r = byDayUser.rows.find(x => x.day === d && x.user === u);
-    return r ? Number(r.cost_usd) : 0;
+  // Cost per day stacked by the five costliest users (each user's days a report of their own:
+  // one report by day and user would fold most of their days into "(others)" past its top rows
+  // with thousands of users); the rest, and calls without a user, as "others".
+  const series = topUserDays.map((r, j) => ({name: r.user, color: COLORS[j], values: days.map(d => {
+    const row = r.report.rows.find(x => x.day === d);
+    return row ? Number(row.cost_usd) : 0;
   })}));
   const others = days.map((d, i) => Math.max(0, (costByDay.get(d) || 0) - series.reduce((s, x) => s + x.values[i], 0)));
   if (others.some(v => v > 1e-9)) series.push({name: "others", color: COLORS[5], values: others});
@@ -301,18 +302,21 @@ async function load() {
   $("status").textContent = "loading…";
   const since = "since=" + encodeURIComponent($("period").value);
   try {
-    const [health, byDay, byDayUser, byUser, byTeam, byModel] = await Promise.all([
+    // The budgets are health's; the summary's would repeat them (megabytes with thousands of users).
+    const [health, byDay, byUser, byTeam, byModel] = await Promise.all([
       api("/admin/api/health"),
-      api("/admin/api/report?" + since + "&by=day&summary=true"),
-      api("/admin/api/report?" + since + "&by=day&by=user"),
-      api("/admin/api/report?" + since + "&by=user"),
+      api("/admin/api/report?" + since + "&by=day&summary=true&budgets=false"),
+      api("/admin/api/report?" + since + "&by=user&top=10"),
       api("/admin/api/report?" + since + "&by=team"),
       api("/admin/api/report?" + since + "&by=model"),
     ]);
+    const topUsers = byUser.rows.filter(r => r.user !== "(others)" && Number(r.cost_usd) > 0).slice(0, 5).map(r => r.user);
+    const topUserDays = await Promise.all(topUsers.map(async u =>
+      ({user: u, report: await api("/admin/api/report?" + since + "&by=day&user=" + encodeURIComponent(u))})));
     $("login").hidden = true;
     $("main").hidden = false;
     renderHealth(health);
-    renderSpend(byDay, byDayUser, byUser, byTeam, byModel);
+    renderSpend(byDay, topUserDays, byUser, byTeam, byModel);
     $("status").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC · policy " + health.policy.version;
   } catch (e) {
     if (e instanceof Unauthorised) {

@@ -152,6 +152,16 @@ struct AdminDashboardTests {
         #expect(try jsonObject(summarised)["summary"] != nil)
         let bad = try await get(h, "/admin/api/report?summary=yes", key: h.adminKey)
         #expect(bad.status == 400 && bad.text.contains("\"param\":\"summary\""))
+        // budgets=false: the same summary without its budgets (the dashboard shows health's).
+        let lean = try await get(h, "/admin/api/report?since=\(iso(from))&until=\(iso(to))&by=day&summary=true&budgets=false",
+                                 key: h.adminKey)
+        let leanSummary = try ReportSummary.compute(reader: reader, query: dayQuery, plans: nil,
+                                                    now: UnixTime.nowMicros(), models: false)
+        #expect(try withoutBurn(lean.text) == withoutBurn(ReportRenderer.render(try reader.report(dayQuery), query: dayQuery,
+                                                                               format: .json, summary: leanSummary)))
+        #expect(leanSummary.budgets.isEmpty)
+        let badBudgets = try await get(h, "/admin/api/report?summary=true&budgets=no", key: h.adminKey)
+        #expect(badBudgets.status == 400 && badBudgets.text.contains("\"param\":\"budgets\""))
         // And the totals are the ledger's sum, to the picodollar.
         var sum = Money.Total()
         for row in try h.allRows() { sum.add(row.cost) }
