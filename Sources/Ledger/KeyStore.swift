@@ -39,11 +39,10 @@ public final class KeyStore: @unchecked Sendable {
     private static let columns = "id, secret_hash, user, team, created_at, revoked_at, admin"
 
     /// Opens (creating and migrating if needed) the ledger at `path`. A serving gateway's writer
-    /// holds the ledger's lock most of the time under load: a key's write waits for a gap, trying
-    /// every millisecond, for up to `busyTimeoutMillis`.
+    /// can hold the ledger's lock for seconds under load (commits of 0.25 s back to back with
+    /// 20,000 users at 4,000 calls/s): a key's write waits up to `busyTimeoutMillis` for a gap.
     public init(path: String, busyTimeoutMillis: Int32 = 30_000) throws {
         connection = try SQLiteConnection(path: path, busyTimeoutMillis: busyTimeoutMillis)
-        connection.retryWhileBusy(forMilliseconds: busyTimeoutMillis)
         try connection.configureForLedger()
         try Schema.migrate(connection)
         stampQuery = try connection.prepare("SELECT value FROM meta WHERE name = 'api_keys_stamp'")

@@ -54,19 +54,6 @@ public final class SQLiteConnection {
 
     deinit { close() }
 
-    /// Waits for a busy database by trying again every millisecond, for up to `milliseconds`
-    /// (in place of the busy timeout). SQLite's own waits grow to 100 ms between tries, and a
-    /// writer committing back to back (the gateway's, under load) takes the lock again within
-    /// them: `keys create` waited seconds, and failed once the 5 s timeout passed.
-    public func retryWhileBusy(forMilliseconds milliseconds: Int32) {
-        let limit = UnsafeMutableRawPointer(bitPattern: Int(max(1, milliseconds)))
-        sqlite3_busy_handler(handle, { limit, tries in
-            guard tries < Int32(truncatingIfNeeded: Int(bitPattern: limit)) else { return 0 }
-            usleep(1_000)
-            return 1
-        }, limit)
-    }
-
     /// Mode of a ledger file this creates, and of its journals: owner and group, not everyone
     /// (SQLite would make it 0644, less the umask). A ledger names users, keys' teams and what
     /// each spends. SQLite gives its WAL and shared-memory files the database's mode.
