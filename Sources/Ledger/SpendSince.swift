@@ -18,8 +18,9 @@ public struct PayerSpend: Sendable, Hashable {
 }
 
 extension LedgerReader {
-    /// Spend per (user, team) of the calls that started at or after `since`. Refusals cost
-    /// nothing and are left out; every other outcome (errors and cancellations included) counts.
+    /// Spend per (user, team) of the calls that started at or after `since`: every call's cost
+    /// and tokens (errors and cancellations included; a refusal's are none), payers with only
+    /// refusals left out.
     ///
     /// Read as a report (`ReportAggregation`): the payer rollup cells for whole UTC days and
     /// hours, raw rows only for a ragged first hour and the calls not yet rolled up. Start-up
@@ -30,7 +31,7 @@ extension LedgerReader {
         query.figures = .sums
         return try report(query).rows.compactMap { row in
             let figures = row.figures
-            // Refused calls cost nothing and carry no tokens: a payer with only those is left out.
+            // A payer with only refusals spent nothing: left out.
             guard figures.requests > figures.refused else { return nil }
             func name(_ label: String) -> String? { label == ReportDimension.noneLabel ? nil : label }
             return PayerSpend(user: name(row.values[0]), team: name(row.values[1]), cost: figures.cost,

@@ -105,14 +105,16 @@ public final class PostgresLedgerReader: LedgerSource, @unchecked Sendable {
         }
     }
 
-    /// Spend per (user, team) of the calls that started at or after `since`, refusals left out.
+    /// Spend per (user, team) of the calls that started at or after `since`, as SQLite's
+    /// (`LedgerReader.spend(since:)`, read from its rollup cells): every call's cost and tokens
+    /// (a refusal's are none), payers with only refusals left out.
     public func spend(since: Int64) throws -> [PayerSpend] {
         try locked {
             try session.query("""
                 SELECT "user", team, SUM(cost_pd)::text,
                        SUM(input_tokens + cached_input_tokens + cache_write_tokens + output_tokens)::int8
-                FROM calls WHERE started_at >= \(since) AND NOT starts_with(outcome, 'refused_')
-                GROUP BY "user", team ORDER BY "user", team
+                FROM calls WHERE started_at >= \(since)
+                GROUP BY "user", team HAVING bool_or(NOT starts_with(outcome, 'refused_')) ORDER BY "user", team
                 """, context: "sum spend").map { row in
                 let r = row.makeRandomAccess()
                 return PayerSpend(user: try r.value(0), team: try r.value(1), cost: try Self.total(r, 2),

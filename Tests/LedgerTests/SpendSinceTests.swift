@@ -73,7 +73,8 @@ struct SpendSinceTests {
         func rawSpend(since: Int64) throws -> Set<PayerSpend> {
             let s = try raw.prepare("""
                 SELECT user, team, SUM(cost_pd), SUM(input_tokens + cached_input_tokens + cache_write_tokens + output_tokens)
-                FROM calls WHERE started_at >= ?1 AND outcome NOT LIKE 'refused\\_%' ESCAPE '\\' GROUP BY user, team
+                FROM calls WHERE started_at >= ?1 GROUP BY user, team
+                HAVING SUM(outcome NOT LIKE 'refused\\_%' ESCAPE '\\') > 0
                 """)
             s.bind(since, at: 1)
             var rows = Set<PayerSpend>()
