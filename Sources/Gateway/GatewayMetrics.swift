@@ -75,11 +75,9 @@ final class GatewayMetrics: Sendable {
         try? pool?.syncShutdownGracefully()
     }
 
-    /// `render` off the event loops; the future completes on `loop` (fails once shut down).
-    func render(on loop: any EventLoop, policyVersion: String, reloadErrors: Int,
-                callsInFlight: @escaping @Sendable () -> Int, openReservations: @escaping @Sendable () -> Int,
-                ledgerBacklog: @escaping @Sendable () -> Int,
-                connections: @escaping @Sendable () -> (open: Int, refused: Int)) -> EventLoopFuture<[UInt8]> {
+    /// `render` (the caller's closure) off the event loops; the future completes on `loop`
+    /// (fails once shut down).
+    func renderOffLoop(on loop: any EventLoop, _ render: @escaping @Sendable () -> [UInt8]) -> EventLoopFuture<[UInt8]> {
         let pool = scrapes.withLockedValue { state -> NIOThreadPool? in
             guard !state.stopped else { return nil }
             if state.pool == nil {
@@ -89,10 +87,7 @@ final class GatewayMetrics: Sendable {
             return state.pool
         }
         guard let pool else { return loop.makeFailedFuture(NIOThreadPoolError.ThreadPoolInactive()) }
-        return pool.runIfActive(eventLoop: loop) { [self] in
-            render(policyVersion: policyVersion, reloadErrors: reloadErrors, callsInFlight: callsInFlight(),
-                   openReservations: openReservations(), ledgerBacklog: ledgerBacklog(), connections: connections())
-        }
+        return pool.runIfActive(eventLoop: loop, render)
     }
 
     /// Ledger writer options that feed the batch metrics.

@@ -67,11 +67,14 @@ extension ProxyHandler {
                 return writeJSON(status: refusal.status, body: refusal.body(in: .openai), requestID: line.requestID,
                                  extraHeaders: headers)
             }
-            let (enforcer, ledger, connections) = (gateway.enforcer, gateway.ledger, gateway.connections)
-            gateway.metrics.render(
-                on: eventLoop, policyVersion: policy.version, reloadErrors: gateway.policies.failedReloads,
-                callsInFlight: { enforcer.concurrency.totalInFlight }, openReservations: { enforcer.openReservations },
-                ledgerBacklog: { ledger.backlog }, connections: { connections.counts })
+            let (gateway, version) = (gateway, policy.version)
+            gateway.metrics.renderOffLoop(on: eventLoop) {
+                gateway.metrics.render(
+                    policyVersion: version, reloadErrors: gateway.policies.failedReloads,
+                    callsInFlight: gateway.enforcer.concurrency.totalInFlight,
+                    openReservations: gateway.enforcer.openReservations, ledgerBacklog: gateway.ledger.backlog,
+                    connections: gateway.connections.counts)
+            }
                 .assumeIsolated()
                 .whenComplete { [self] result in
                     guard case .success(let body) = result else {
