@@ -30,17 +30,33 @@ public enum PolicySimulation {
         public var saved = Money.Total()
     }
 
-    /// `progress` is called after each call replayed, with the number replayed so far.
-    public static func run(_ entries: [LedgerEntry], policy: PolicySet,
-                           progress: (Int) -> Void = { _ in }) -> [PayerResult] {
-        let rates = RateLimiter(), gate = ConcurrencyGate(), quotas = QuotaBook(abandonAfter: .max)
-        let breaker = SpendRateBreaker()
-        let plans = policy.plans
-        var results: [String: PayerResult] = [:]
-        var ends: [Ending] = []
+    /// Replays `entries` (in start order) and returns each payer's result, largest saving first.
+    public static func run(_ entries: [LedgerEntry], policy: PolicySet) -> [PayerResult] {
+        var replay = Replay(policy: policy)
+        for entry in entries { replay.replay(entry) }
+        return replay.results()
+    }
 
-        // `ends` is kept sorted latest-first, so the next call to end is last.
-        func settle(until now: Int64) {
+    /// One replay, fed the ledger's calls in start order one at a time, so a month of calls is
+    /// never held in memory: only the calls in flight at a moment and one result per payer.
+    public struct Replay {
+        private let rates = RateLimiter(), gate = ConcurrencyGate(), quotas = QuotaBook(abandonAfter: .max)
+        private let breaker = SpendRateBreaker()
+        private let plans: PlanBook
+        private var byUser: [String: PayerResult] = [:]
+        /// Kept sorted latest-first, so the next call to end is last.
+        private var ends: [Ending] = []
+
+        public init(policy: PolicySet) {
+            plans = policy.plans
+        }
+
+        /// Each payer's result, largest saving first.
+        public func results() -> [PayerResult] {
+            byUser.values.sorted { $0.saved.picodollars > $1.saved.picodollars || ($0.saved == $1.saved && $0.user < $1.user) }
+        }
+
+        private mutating func settle(until now: Int64) {
             while let last = ends.last, last.at <= now {
                 ends.removeLast()
                 let key = "user:" + last.user
@@ -52,13 +68,13 @@ public enum PolicySimulation {
             }
         }
 
-        for (index, entry) in entries.enumerated() {
-            progress(index + 1)
-            guard !entry.outcome.isRefusal else { continue }
+        /// Replays one call; it must not have started before the one replayed last.
+        public mutating func replay(_ entry: LedgerEntry) {
+            guard !entry.outcome.isRefusal else { return }
             settle(until: entry.startedAt)
             let user = entry.user ?? "(none)"
             let plan = plans.effectivePlan(user: user, team: entry.team)
-            var result = results[user] ?? PayerResult(user: user, plan: plan.planName)
+            var result = byUser[user] ?? PayerResult(user: user, plan: plan.planName)
             result.calls += 1
             var cost = entry.cost
             var tokens = entry.usage.totalTokens
@@ -66,15 +82,15 @@ public enum PolicySimulation {
                 result.refused[verdict, default: 0] += 1
                 result.saved.add(entry.cost)
             }
-            defer { results[user] = result }
+            defer { byUser[user] = result }
 
-            if let model = entry.modelRequested, !plan.allows(model: model) { refuse(.model); continue }
+            if let model = entry.modelRequested, !plan.allows(model: model) { refuse(.model); return }
             let endpoint = Endpoint(rawValue: entry.route) ?? .chatCompletions
             // The output limit the call goes upstream with: the one it named, else none; a plan
             // cap refuses a larger one (`reject`) or clamps it, and is added where none was named.
             var applied = entry.outputCapRequested
             if let cap = plan.outputCap {
-                if cap.onOver == .reject, (applied ?? 0) > cap.maxTokens { refuse(.cap); continue }
+                if cap.onOver == .reject, (applied ?? 0) > cap.maxTokens { refuse(.cap); return }
                 applied = min(applied ?? cap.maxTokens, cap.maxTokens)
                 if (entry.outputCapRequested ?? entry.usage.outputTokens) > cap.maxTokens {
                     result.clamped += 1
@@ -95,11 +111,11 @@ public enum PolicySimulation {
                                    audioAnswer: entry.usage.audioOutputTokens > 0,
                                    webSearches: entry.usage.webSearches, fileSearches: entry.usage.fileSearches)
             let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve, kinds: kinds) ?? cost
-            guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); continue }
+            guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); return }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
                 gate.release("user:" + user)
                 refuse(.rate)
-                continue
+                return
             }
             // A later step's refusal gives back what the earlier ones took, as admission does.
             func giveBack() {
@@ -109,7 +125,7 @@ public enum PolicySimulation {
             if breaker.isTripped(limitPerHour: plans.orgSpendRatePerHour, now: entry.startedAt).tripped {
                 giveBack()
                 refuse(.breaker)
-                continue
+                return
             }
             var reservation: QuotaReservation?
             if !plan.budgets.isEmpty {
@@ -118,7 +134,7 @@ public enum PolicySimulation {
                 case .failure:
                     giveBack()
                     refuse(.quota)
-                    continue
+                    return
                 case .success(let held):
                     reservation = held
                 }
@@ -128,7 +144,6 @@ public enum PolicySimulation {
             ends.insert(Ending(at: entry.endedAt, user: user, rate: plan.rate, reservation: reservation, cost: cost,
                                tokens: tokens, estimatedTokens: estimatedTokens), at: position)
         }
-        return results.values.sorted { $0.saved.picodollars > $1.saved.picodollars || ($0.saved == $1.saved && $0.user < $1.user) }
     }
 
     /// A replayed call still in flight: what its end settles.

@@ -56,17 +56,17 @@ extension PolicyCommand {
             let (from, to) = try nonEmptySpan(ReportPeriod.range(since: since, until: until, period: nil,
                                                                  now: UnixTime.nowMicros(), timeZone: zone),
                                               since: since, until: until)
-            var entries: [LedgerEntry] = []
-            let reading = ProgressLine("read")
-            try reader.forEachEntry(since: from, until: to) { entry in
-                entries.append(entry)
-                reading.update(entries.count)
-            }
-            reading.finish(entries.count)
+            // Calls are replayed as they are read, so memory holds the calls in flight, not the span's.
+            var replay = PolicySimulation.Replay(policy: policy)
+            var count = 0
             let replaying = ProgressLine("replayed")
-            let results = PolicySimulation.run(entries, policy: policy, progress: replaying.update)
-            replaying.finish(entries.count)
-            print(PolicySimulation.table(results), terminator: "")
+            try reader.forEachEntry(since: from, until: to) { entry in
+                replay.replay(entry)
+                count += 1
+                replaying.update(count)
+            }
+            replaying.finish(count)
+            print(PolicySimulation.table(replay.results()), terminator: "")
         }
     }
 }
