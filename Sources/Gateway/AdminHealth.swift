@@ -71,13 +71,13 @@ enum AdminHealth {
         for principal in gateway.principals.all where !principal.isAdmin {
             limits += plans.effectivePlan(user: principal.user, team: principal.team).budgets
         }
-        var seen = Set<String>()
-        limits = limits.filter { seen.insert("\($0.scope)|\($0.period.rawValue)").inserted }
+        struct ScopePeriod: Hashable { var scope: PayerScope, period: BudgetPeriod }
+        var seen = Set<ScopePeriod>()
+        limits = limits.filter { seen.insert(ScopePeriod(scope: $0.scope, period: $0.period)).inserted }
         let standings = try gateway.enforcer.remainingBlocking(budgets: limits, now: now,
                                                                timeZone: gateway.enforcer.budgetTimeZone(gateway.policies.policy))
-        let rows = standings.map { standing -> (share: Double, json: String) in
+        return mostUsed(standings).map { share, standing in
             let limit = standing.limit
-            var share = 0.0
             var json = "{\"scope\":"
             switch limit.scope {
             case .org: json += "\"org\",\"name\":null"
@@ -87,20 +87,35 @@ enum AdminHealth {
             json += ",\"period\":\"\(limit.period.rawValue)\",\"resets_at\":" + time(standing.resetsAt)
             if let usd = limit.usd, let left = standing.usdLeft {
                 let used = Money(picodollars: usd.picodollars - left.picodollars)
-                share = max(share, usd.picodollars > 0 ? Double(used.picodollars) / Double(usd.picodollars) : 1)
                 json += ",\"limit_usd\":" + JSONString.literal(usd.formatted()) + ",\"used_usd\":" + JSONString.literal(used.formatted())
             } else {
                 json += ",\"limit_usd\":null,\"used_usd\":null"
             }
             if let tokens = limit.tokens, let left = standing.tokensLeft {
-                share = max(share, tokens > 0 ? Double(tokens - left) / Double(tokens) : 1)
                 json += ",\"limit_tokens\":\(tokens),\"used_tokens\":\(tokens - left)"
             } else {
                 json += ",\"limit_tokens\":null,\"used_tokens\":null"
             }
-            return (share, json + ",\"used_share\":" + String(format: "%.4f", share) + "}")
+            return json + ",\"used_share\":" + String(format: "%.4f", share) + "}"
         }
-        return rows.sorted { $0.share > $1.share }.prefix(maxBudgets).map(\.json)
+    }
+
+    /// The `maxBudgets` most used budgets, with their shares, most used first. Only these are
+    /// rendered: rendering all 40,000 budgets of 20,000 payers took 0.3 s.
+    static func mostUsed(_ standings: [QuotaStanding]) -> ArraySlice<(share: Double, standing: QuotaStanding)> {
+        standings.map { (share: share(of: $0), standing: $0) }.sorted { $0.share > $1.share }.prefix(maxBudgets)
+    }
+
+    /// The larger of the money and token shares used (1 for a zero limit).
+    private static func share(of standing: QuotaStanding) -> Double {
+        var share = 0.0
+        if let usd = standing.limit.usd, let left = standing.usdLeft {
+            share = usd.picodollars > 0 ? Double(usd.picodollars - left.picodollars) / Double(usd.picodollars) : 1
+        }
+        if let tokens = standing.limit.tokens, let left = standing.tokensLeft {
+            share = max(share, tokens > 0 ? Double(tokens - left) / Double(tokens) : 1)
+        }
+        return share
     }
 
     private static func time(_ micros: Int64) -> String {

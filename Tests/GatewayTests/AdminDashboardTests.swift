@@ -2,6 +2,7 @@ import Foundation
 @testable import Ledger
 import Metering
 import NIOHTTP1
+import Policy
 import Reports
 import Testing
 @testable import Gateway
@@ -213,6 +214,25 @@ struct AdminDashboardTests {
         let aliceSpend = try h.allRows().filter { $0.user == "alice" }.reduce(Money.zero) { Money(picodollars: $0.picodollars + $1.cost.picodollars) }
         #expect(alice["used_usd"] as? String == aliceSpend.formatted())
         #expect(aliceSpend > .zero)
+    }
+
+    @Test("health lists the 100 most used budgets, by the larger of their money and token shares")
+    func healthMostUsedBudgets() {
+        func standing(_ n: Int, usdLeft: Int64?, tokensLeft: Int? = nil) -> QuotaStanding {
+            QuotaStanding(limit: BudgetLimit(scope: .user("u\(n)"), period: .month,
+                                             usd: usdLeft == nil ? nil : Money(picodollars: 1_000),
+                                             tokens: tokensLeft == nil ? nil : 1_000),
+                          usdLeft: usdLeft.map { Money(picodollars: $0) }, tokensLeft: tokensLeft, resetsAt: 0)
+        }
+        // 150 money budgets used 0.0 … 0.149, then one by tokens (0.9), one at both (0.2 money, 0.95 tokens).
+        var standings = (0..<150).map { standing($0, usdLeft: 1_000 - Int64($0)) }
+        standings.append(standing(150, usdLeft: nil, tokensLeft: 100))
+        standings.append(standing(151, usdLeft: 800, tokensLeft: 50))
+        let listed = AdminHealth.mostUsed(standings.shuffled())
+        #expect(listed.count == AdminHealth.maxBudgets)
+        #expect(listed.map(\.standing.limit.scope).prefix(4) == [.user("u151"), .user("u150"), .user("u149"), .user("u148")])
+        #expect(listed.map(\.share).prefix(3) == [0.95, 0.9, 0.149])
+        #expect(listed.last?.standing.limit.scope == .user("u52"))
     }
 
     @Test("a health answer that took long is reused for five times as long; a quick one never")
