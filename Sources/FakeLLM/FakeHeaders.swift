@@ -87,6 +87,10 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.
     case echoCredential400 = "echo-credential-400"
+    /// A request that carries `stream_options` gets 400 `Unknown parameter: 'stream_options'.`
+    /// (`param` and `code` set), as servers that do not know the field answer (new-api issue
+    /// #418's upstream; Azure OpenAI before API version 2024-09-01-preview); others the normal answer.
+    case refuseStreamOptions = "refuse-stream-options"
 }
 
 /// What the request headers ask of this one answer, read in one pass over the headers.

@@ -11,6 +11,8 @@ struct RequestPeek: Sendable {
     var stream = false
     /// `"stream_options": {"include_usage": true}`.
     var includeUsage = false
+    /// The body has a top-level `stream_options`, whatever its value.
+    var hasStreamOptions = false
     /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever came last.
     var maxOutputTokens: Int?
     /// Embeddings: how many inputs (`"input": "x"` is one, `["a","b"]` two, `[1,2,3]` one).
@@ -36,6 +38,7 @@ struct RequestPeek: Sendable {
             case "max_tokens", "max_completion_tokens", "max_output_tokens":
                 if let n = reader.integer(in: value) { maxOutputTokens = n }
             case "stream_options":
+                hasStreamOptions = true
                 var nested = JSONScanner(bytes: bytes, position: value.lowerBound)
                 _ = nested.members { innerKey, innerValue in
                     if innerKey == "include_usage" { includeUsage = reader.isTrue(innerValue) }

@@ -93,7 +93,8 @@ enum Router {
             echo.splitBody(into: 3)
             return echo
         case .nonJSON200: return ErrorReplies.nonJSON200()
-        case .cutMidStream, .errorMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead, .none: break  // drops: see FakeHTTPHandler.begin
+        case .cutMidStream, .errorMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead,
+             .refuseStreamOptions, .none: break  // drops: see FakeHTTPHandler.begin; the rest below
         }
         if let status = knobs.status, status >= 400 {
             return ErrorReplies.plan(dialect, status: status, requestID: requestID)
@@ -109,6 +110,10 @@ enum Router {
                     ? "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
                     : "There was an issue with the formatting or content of your request body: invalid JSON."
                 return ErrorReplies.plan(dialect, status: 400, message: message, requestID: requestID)
+            }
+            if knobs.failure == .refuseStreamOptions, peek.hasStreamOptions {
+                return ErrorReplies.plan(dialect, status: 400, message: "Unknown parameter: 'stream_options'.",
+                                         openAICode: "unknown_parameter", param: "stream_options", requestID: requestID)
             }
             guard let model = peek.model else {
                 let message = dialect == .openAI ? "you must provide a model parameter" : "model: Field required"

@@ -119,8 +119,9 @@ enum Admit {
             body = rewrite.body
         }
 
-        // OpenAI streams report usage only when asked: ask, and strip the answer later.
-        let strip = peeked.stream && peeked.needsIncludeUsage
+        // OpenAI streams report usage only when asked: ask, and strip the answer later (unless
+        // the provider refuses the field).
+        let strip = peeked.stream && peeked.needsIncludeUsage && provider.asksStreamUsage
             && (request.endpoint == .chatCompletions || request.endpoint == .completions)
         if strip { body = peeked.withIncludeUsage(body) }
         return .success(Admission(principal: principal, payer: payer, promptEstimate: promptEstimate,

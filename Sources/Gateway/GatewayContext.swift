@@ -19,6 +19,8 @@ final class GatewayContext: Sendable {
     let ledgerHealth: LedgerHealth
     let journal: InFlightJournal
     let connections: OpenConnections
+    /// Providers whose refusal of the `stream_options` the gateway adds was logged (once each).
+    let refusedStreamOptions = NIOLockedValueBox<Set<String>>([])
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
     let stopping = NIOLockedValueBox(false)
     var isStopping: Bool { stopping.withLockedValue { $0 } }

@@ -52,6 +52,7 @@ extension ProxiedCall {
                 entry.outcome = .upstreamError
                 entry.errorMessage = CredentialScrub.scrub(metered.providerErrorMessage,
                                                            secret: admission.provider.apiKey)
+                noteRefusedStreamOptions(&entry)
             } else if metered.isStream && metered.streamFailed {
                 entry.outcome = .upstreamError
                 billFailedStream(&entry, metered: metered, price: price)
@@ -169,6 +170,20 @@ extension ProxiedCall {
                 }
             }
         }
+    }
+
+    /// A 4xx naming `stream_options` that the gateway added (the client did not send it): the
+    /// provider does not know the field. The row says so, and the log once per provider, with
+    /// the setting that stops it.
+    private func noteRefusedStreamOptions(_ entry: inout LedgerEntry) {
+        guard admission.stripInjectedUsage, upstreamStatus < 500,
+              let message = entry.errorMessage, message.contains("stream_options") else { return }
+        let provider = admission.provider.name
+        let fix = "tokenctl added stream_options to read the stream's usage; provider '\(provider)' refuses it: set ask_stream_usage: false for it in providers.yaml"
+        entry.appendNote(fix)
+        guard gateway.refusedStreamOptions.withLockedValue({ $0.insert(provider).inserted }) else { return }
+        gateway.logger.warning("provider refused the stream_options the gateway adds; its streams fail until providers.yaml sets ask_stream_usage: false for it",
+                               metadata: ["provider": "\(provider)", "status": "\(upstreamStatus)"])
     }
 
     /// The held bytes to send last: with an error answer held (for scrubbing, or as a page), all

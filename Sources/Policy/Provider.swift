@@ -40,6 +40,11 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     /// llama.cpp, LM Studio): a plan's output cap goes in `max_tokens`, which they all read
     /// (some ignore `max_completion_tokens`), and legacy completions without one may be unbounded (Ollama, llama.cpp).
     public let openAICompatible: Bool
+    /// Whether a chat or completions stream that did not ask for its usage is sent upstream with
+    /// `stream_options.include_usage` (`ask_stream_usage`, default true), so the provider reports
+    /// it. False for a server that refuses the field: its streams are then billed from their
+    /// text (`usage_source = estimated`) unless it reports usage of its own accord.
+    public let asksStreamUsage: Bool
 
     public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnv: String? = nil,
                 apiKey: String? = nil, headers: [(String, String)] = [],
@@ -47,7 +52,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
                 timeoutMs: Int = GatewaySettings.defaults.requestTimeoutMs,
                 firstByteTimeoutMs: Int? = nil, idleTimeoutMs: Int? = nil, limits: ProviderLimits = .unlimited,
                 retries: Int = Provider.defaultRetries, certificateAuthorities: CertificateAuthorities? = nil,
-                http2: Bool = true, openAICompatible: Bool = false) {
+                http2: Bool = true, openAICompatible: Bool = false, asksStreamUsage: Bool = true) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
@@ -63,6 +68,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.certificateAuthorities = certificateAuthorities
         self.http2 = http2
         self.openAICompatible = openAICompatible
+        self.asksStreamUsage = asksStreamUsage
     }
 
     /// The longest one call may spend on this provider: the wait for a slot, then each attempt
@@ -92,7 +98,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             && a.connectTimeoutMs == b.connectTimeoutMs && a.timeoutMs == b.timeoutMs
             && a.firstByteTimeoutMs == b.firstByteTimeoutMs && a.idleTimeoutMs == b.idleTimeoutMs
             && a.limits == b.limits && a.retries == b.retries && a.certificateAuthorities == b.certificateAuthorities
-            && a.http2 == b.http2 && a.openAICompatible == b.openAICompatible
+            && a.http2 == b.http2 && a.openAICompatible == b.openAICompatible && a.asksStreamUsage == b.asksStreamUsage
     }
 
     private var redactedKey: String { apiKey == nil ? "<none>" : "<redacted>" }
@@ -107,7 +113,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             + "idleTimeoutMs: \(idleTimeoutMs.map(String.init) ?? "none"), "
             + "maxConcurrent: \(limits.maxConcurrent.map(String.init) ?? "none"), "
             + "caFile: \(certificateAuthorities?.path ?? "none"), http2: \(http2), "
-            + "openAICompatible: \(openAICompatible))"
+            + "openAICompatible: \(openAICompatible), asksStreamUsage: \(asksStreamUsage))"
     }
 
     public var debugDescription: String { description }
@@ -120,7 +126,7 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
             "connectTimeoutMs": connectTimeoutMs, "timeoutMs": timeoutMs,
             "firstByteTimeoutMs": firstByteTimeoutMs as Any, "idleTimeoutMs": idleTimeoutMs as Any,
             "limits": limits, "retries": retries, "caFile": certificateAuthorities?.path ?? "none", "http2": http2,
-            "openAICompatible": openAICompatible,
+            "openAICompatible": openAICompatible, "asksStreamUsage": asksStreamUsage,
         ], displayStyle: .struct)
     }
 }

@@ -9,7 +9,7 @@ enum ProvidersFile {
     static let providerKeys = ["dialect", "base_url", "api_key_env", "headers", "connect_timeout_ms", "timeout_ms",
                                        "first_byte_timeout_ms", "idle_timeout_ms",
                                        "max_concurrent", "max_queue", "queue_timeout_ms", "retries", "ca_file", "http2",
-                                       "openai_compatible"]
+                                       "openai_compatible", "ask_stream_usage"]
     static let routeKeys = ["match", "provider", "fallbacks"]
 
     /// A route with where it was written, for messages from later cross-file checks.
@@ -160,6 +160,10 @@ enum ProvidersFile {
         if let entry = fields["openai_compatible"], dialect == .anthropic {
             reader.problem(entry.value, entry.path, "applies to the openai dialect only")
         }
+        let asksStreamUsage = fields["ask_stream_usage"].flatMap { reader.boolean($0) } ?? true
+        if let entry = fields["ask_stream_usage"], dialect == .anthropic {
+            reader.problem(entry.value, entry.path, "applies to the openai dialect only (Anthropic streams always report usage)")
+        }
         guard let dialect, let baseURL else { return nil }
         if dialect == .anthropic && !headers.contains(where: { $0.0.lowercased() == "anthropic-version" }) {
             headers.append(("anthropic-version", Provider.defaultAnthropicVersion))
@@ -168,7 +172,7 @@ enum ProvidersFile {
                         headers: headers, connectTimeoutMs: connectTimeoutMs, timeoutMs: timeoutMs,
                         firstByteTimeoutMs: firstByteTimeoutMs, idleTimeoutMs: idleTimeoutMs, limits: limits,
                         retries: retries, certificateAuthorities: authorities, http2: http2,
-                        openAICompatible: compatible)
+                        openAICompatible: compatible, asksStreamUsage: asksStreamUsage)
     }
 
     /// A CA that has expired (or is not valid yet) loads, as OpenSSL would take the file, but

@@ -84,6 +84,45 @@ struct OpenAIRelayTests {
         #expect(try h.row("chat-s2")?.requestHash == fingerprint)
     }
 
+    @Test("a server that refuses stream_options: with ask_stream_usage false a stream goes as sent, billed from its text; without, the row says what to set")
+    func providerRefusingStreamOptions() async throws {
+        let h = try ProxyHarness(providersForFake: { url in
+            """
+            providers:
+              strict: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ask_stream_usage: false,
+                        headers: { x-fake-fail: refuse-stream-options } }
+              unset:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY,
+                        headers: { x-fake-fail: refuse-stream-options } }
+            models:
+              - { match: "gpt-4o-mini", provider: strict }
+              - { match: "gpt-*", provider: unset }
+            """
+        })
+        defer { h.shutdown() }
+        let stream = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream please"}]}"#
+        let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: stream, requestID: "so-1")
+        #expect(r.status == 200 && r.text.hasSuffix("data: [DONE]\n\n"))
+        let exchange = try #require(h.fake.exchange(requestID: "so-1"))
+        #expect(exchange.requestBody == Array(stream.utf8))
+        #expect(r.body == exchange.responseBody)
+        let row = try #require(try h.row("so-1"))
+        #expect(row.outcome == .ok && row.usageSource == .estimated)
+        #expect(row.usage.outputTokens > 0 && row.cost > .zero)
+
+        // The same server without the setting: the provider's 400 is relayed; the row and the
+        // log (once) name the setting.
+        let unset = #"{"model":"gpt-quota","stream":true,"messages":[{"role":"user","content":"stream please"}]}"#
+        let refused = try await h.post("/v1/chat/completions", key: h.aliceKey, json: unset, requestID: "so-2")
+        #expect(refused.status == 400 && refused.text.contains("Unknown parameter: 'stream_options'."))
+        let refusedRow = try #require(try h.row("so-2"))
+        #expect(refusedRow.outcome == .upstreamError && refusedRow.cost == .zero)
+        #expect(refusedRow.errorMessage?.contains("provider 'unset' refuses it: set ask_stream_usage: false for it in providers.yaml") == true)
+        // A call that is not a stream goes as sent, with the provider's usage.
+        let plain = #"{"model":"gpt-quota","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: plain, requestID: "so-3").status == 200)
+        #expect(try h.row("so-3")?.usageSource == .provider)
+    }
+
     @Test("chat, streaming with include_usage: byte-identical, chunks relayed one to one")
     func chatStreamingWithUsage() async throws {
         // 80 ms apart: at 20 ms, a full suite's load on two cores sometimes delayed the relay enough

@@ -146,7 +146,7 @@ import X509
             "providers.yaml:4: providers.openai.base_url: bad URL: scheme must be http or https",
             "providers.yaml:5: providers.openai.api_key_env: '1BAD' is not an environment variable name (letters, digits, '_'; not starting with a digit)",
             "providers.yaml:6: providers.openai.timeout_ms: expected a whole number, found string '600000'",
-            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue, queue_timeout_ms, retries, ca_file, http2 or openai_compatible)",
+            "providers.yaml:7: providers.openai.colour: unknown key 'colour' (expected dialect, base_url, api_key_env, headers, connect_timeout_ms, timeout_ms, first_byte_timeout_ms, idle_timeout_ms, max_concurrent, max_queue, queue_timeout_ms, retries, ca_file, http2, openai_compatible or ask_stream_usage)",
             "providers.yaml:9: providers.local.dialect: missing required field",
             "providers.yaml:10: providers.broken.base_url: bad URL: no host",
             "providers.yaml:11: providers.creds.base_url: bad URL: credentials in the URL would be logged; use api_key_env",
@@ -345,6 +345,29 @@ import X509
             """)
         let set = try sound.load()
         #expect(set.providers["a"]?.openAICompatible == false && set.providers["ollama"]?.openAICompatible == true)
+    }
+
+    @Test func askStreamUsageIsOnUnlessSetOffAndOnlyForTheOpenAIDialect() throws {
+        let fixture = try PolicyFixture.with(providers: """
+            providers:
+              a: { dialect: openai, base_url: "https://a.example/v1" }
+              c: { dialect: anthropic, base_url: "https://c.example", ask_stream_usage: false }
+              d: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ask_stream_usage: no }
+            models:
+              - { match: "gpt-*", provider: a }
+            """)
+        #expect(fixture.problems() == [
+            "providers.yaml:3: providers.c.ask_stream_usage: applies to the openai dialect only (Anthropic streams always report usage)",
+            "providers.yaml:4: providers.d.ask_stream_usage: expected true or false, found 'no'"])
+        let sound = try PolicyFixture.with(providers: """
+            providers:
+              a: { dialect: openai, base_url: "https://a.example/v1" }
+              strict: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ask_stream_usage: false }
+            models:
+              - { match: "gpt-*", provider: a }
+            """)
+        let set = try sound.load()
+        #expect(set.providers["a"]?.asksStreamUsage == true && set.providers["strict"]?.asksStreamUsage == false)
     }
 
     @Test func aRenewedCertificateAuthorityIsANewPolicyVersion() throws {
