@@ -89,7 +89,7 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     case echoCredential400 = "echo-credential-400"
     /// A request that carries `stream_options` gets 400 `Unknown parameter: 'stream_options'.`
     /// (`param` and `code` set), as servers that do not know the field answer (new-api issue
-    /// #418's upstream; Azure OpenAI before API version 2024-09-01-preview); others the normal answer.
+    /// #418's upstream; older Azure OpenAI API versions); others the normal answer.
     case refuseStreamOptions = "refuse-stream-options"
 }
 
