@@ -9,11 +9,13 @@ import Policy
 import PostgresLedger
 import Reports
 
-/// `/admin/api/…`: read-only JSON views of the ledger and of the live gateway, for admin keys.
+/// `/admin/api/…`: JSON views of the ledger and of the live gateway for admin keys, and caller
+/// keys made and revoked (`AdminKeys`, when `admin_api.manage_keys` allows).
 ///
 /// Identification is a memory look-up on the event loop; the ledger queries run on their own
 /// thread (a `NIOThreadPool` of one) over a read-only connection, so a long report never stalls a
-/// proxied call. Admin requests are not recorded in the ledger: it holds model calls only.
+/// proxied call. Admin requests are not recorded in the ledger: it holds model calls only (key
+/// changes are logged, with the admin key that made them).
 final class AdminAPI: Sendable {
     /// What to send back: status, content type and body.
     struct Answer: Sendable {
@@ -30,11 +32,14 @@ final class AdminAPI: Sendable {
     private let gateway: GatewayContext
     private let pool: NIOThreadPool
     private let reader: any LedgerSource
+    /// The gateway's key store (the one its `PrincipalDirectory` polls).
+    private let keys: any APIKeyStore
     /// The last health answer, reused while `AdminHealth.Reading.isFresh`.
     private let lastHealth = NIOLockedValueBox<AdminHealth.Reading?>(nil)
 
-    init(gateway: GatewayContext, ledger: LedgerBackend) throws {
+    init(gateway: GatewayContext, ledger: LedgerBackend, keys: any APIKeyStore) throws {
         self.gateway = gateway
+        self.keys = keys
         reader = try ledger.openSource(readOnly: true)
         pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
@@ -45,28 +50,61 @@ final class AdminAPI: Sendable {
         reader.close()
     }
 
-    static let routes: Set<String> = ["/admin/api/report", "/admin/api/health"]
+    /// The admin API's routes and the methods each answers.
+    enum Route: Equatable {
+        case report, health, keys
+        /// `/admin/api/keys/{id}`.
+        case key(id: String)
+
+        static let keysPrefix = "/admin/api/keys/"
+
+        init?(path: String) {
+            switch path {
+            case "/admin/api/report": self = .report
+            case "/admin/api/health": self = .health
+            case "/admin/api/keys": self = .keys
+            default:
+                guard path.hasPrefix(Self.keysPrefix), path.count > Self.keysPrefix.count else { return nil }
+                self = .key(id: String(path.dropFirst(Self.keysPrefix.count)))
+            }
+        }
+
+        var methods: [HTTPMethod] {
+            switch self {
+            case .report, .health: [.GET]
+            case .keys: [.GET, .POST]
+            case .key: [.DELETE]
+            }
+        }
+    }
 
     /// Answers one admin request; the future completes on `loop`.
-    func answer(method: HTTPMethod, path: String, queryString: String?, secret: String?,
+    func answer(method: HTTPMethod, path: String, queryString: String?, secret: String?, body: ByteBuffer,
                 on loop: any EventLoop) -> EventLoopFuture<Answer> {
+        let admin: Principal
         switch Self.authorise(secret: secret, in: gateway.principals) {
         case .failure(let refusal):
             gateway.logger.notice("admin request refused", metadata: ["path": "\(path.prefix(100))",
                                                                       "status": "\(refusal.status)"])
             return loop.makeSucceededFuture(.refusal(refusal))
-        case .success:
-            break
+        case .success(let principal):
+            admin = principal
         }
-        // An unknown route is 404 whatever the method; a known one only answers GET.
-        guard method == .GET || !Self.routes.contains(path) else {
+        guard let route = Route(path: path) else {
             return loop.makeSucceededFuture(.refusal(Refusal(
-                .methodNotAllowed, "\(method.rawValue) is not supported on \(path); the admin API is read-only, use GET.",
-                headers: [("allow", "GET")])))
+                .notFound, "Unknown admin route \(path.prefix(200)); see /admin/api/report, /admin/api/health and /admin/api/keys.")))
+        }
+        guard route.methods.contains(method) else {
+            let allowed = route.methods.map(\.rawValue).joined(separator: ", ")
+            return loop.makeSucceededFuture(.refusal(Refusal(
+                .methodNotAllowed, "\(method.rawValue) is not supported on \(path.prefix(200)); use \(allowed).",
+                headers: [("allow", allowed)])))
         }
         let now = UnixTime.nowMicros()
-        switch path {
-        case "/admin/api/report":
+        switch route {
+        case .keys, .key:
+            return answerKeys(route, method: method, queryString: queryString, body: body, admin: admin, now: now, on: loop)
+        case .report:
             let request: AdminReportRequest
             do {
                 request = try AdminReportRequest(queryString: queryString, now: now,
@@ -86,7 +124,7 @@ final class AdminAPI: Sendable {
                     : nil
                 return .json(ReportRenderer.render(report, query: request.query, format: .json, summary: summary))
             }.flatMapErrorThrowing(Self.failure)
-        case "/admin/api/health":
+        case .health:
             let items = (try? AdminReportRequest.items(queryString)) ?? [("query", "")]
             if let name = items.first?.0 {
                 return loop.makeSucceededFuture(.refusal(AdminReportRequest.bad(name, "'\(name)': /admin/api/health takes no parameters.")))
@@ -102,9 +140,65 @@ final class AdminAPI: Sendable {
                 }
                 return .json(body)
             }.flatMapErrorThrowing(Self.failure)
+        }
+    }
+
+    /// `/admin/api/keys` (list, create) and `/admin/api/keys/{id}` (revoke). A change reloads
+    /// the gateway's keys before it is answered, so a new key works, and a revoked one is
+    /// refused, from the next request on.
+    private func answerKeys(_ route: Route, method: HTTPMethod, queryString: String?, body: ByteBuffer,
+                            admin: Principal, now: Int64, on loop: any EventLoop) -> EventLoopFuture<Answer> {
+        let keys = self.keys, principals = gateway.principals, logger = gateway.logger
+        if method == .GET {
+            let listing: AdminKeys.Listing
+            do { listing = try AdminKeys.Listing(queryString: queryString) } catch {
+                return loop.makeSucceededFuture(.refusal(error))
+            }
+            return pool.runIfActive(eventLoop: loop) { .json(AdminKeys.list(try keys.list(), listing)) }
+                .flatMapErrorThrowing(Self.failure)
+        }
+        guard gateway.policies.policy.gateway.adminAPI.manageKeys else {
+            return loop.makeSucceededFuture(.refusal(Refusal(.forbidden,
+                "This gateway does not let the admin API change keys; its gateway.yaml must say admin_api: { manage_keys: true }. tokenctl keys on its host always can.")))
+        }
+        switch route {
+        case .key(let id):
+            return pool.runIfActive(eventLoop: loop) {
+                guard let key = try keys.list().first(where: { $0.id == id }) else {
+                    return .refusal(Refusal(.notFound, "No key with id \(id.prefix(100)).", field: "id"))
+                }
+                if key.admin {
+                    return .refusal(Refusal(.forbidden, "Admin keys are revoked only with `tokenctl keys revoke` on the gateway's host."))
+                }
+                // Revoking again answers as the first time did: the key stays revoked since then.
+                guard !key.isRevoked else { return .json(AdminKeys.revoked(key)) }
+                var revoked = key
+                revoked.revokedAt = now
+                guard try keys.revoke(id: id, at: now) else {
+                    return .refusal(Refusal(.notFound, "No active key with id \(id.prefix(100)).", field: "id"))
+                }
+                try principals.reload()
+                logger.notice("api key revoked through the admin API",
+                              metadata: ["key": "\(id)", "user": "\(key.user)", "by": "\(admin.keyId)"])
+                return .json(AdminKeys.revoked(revoked))
+            }.flatMapErrorThrowing(Self.failure)
         default:
-            return loop.makeSucceededFuture(.refusal(Refusal(
-                .notFound, "Unknown admin route \(path.prefix(200)); see /admin/api/report and /admin/api/health.")))
+            let creation: AdminKeys.Creation
+            do { creation = try AdminKeys.Creation(body: body) } catch {
+                return loop.makeSucceededFuture(.refusal(error))
+            }
+            return pool.runIfActive(eventLoop: loop) {
+                let (id, secret) = APIKeySecret.generate()
+                let key = APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: creation.user,
+                                       team: creation.team, createdAt: now)
+                try keys.insert(key)
+                try principals.reload()
+                logger.notice("api key created through the admin API",
+                              metadata: ["key": "\(id)", "user": "\(creation.user)", "by": "\(admin.keyId)"])
+                var answer = Answer.json(AdminKeys.created(key, secret: secret))
+                answer.status = 201
+                return answer
+            }.flatMapErrorThrowing(Self.failure)
         }
     }
 
@@ -130,9 +224,9 @@ final class AdminAPI: Sendable {
         }
     }
 
-    /// A ledger read that failed (busy for longer than the timeout, disk error) or a stopped pool.
+    /// A ledger read or write that failed (busy for longer than the timeout, disk error) or a stopped pool.
     private static func failure(_ error: any Error) -> Answer {
-        let message = "The ledger could not be read: \(error)"
+        let message = "The ledger could not be read or written: \(error)"
         return Answer(status: 503, body: #"{"error":{"message":\#(JSONString.literal(message)),"type":"api_error","param":null,"code":"ledger_unavailable"}}"#)
     }
 }

@@ -130,7 +130,7 @@ public final class GatewayServer: Sendable {
             let now = UnixTime.nowMicros()
             try context.enforcer.rebuild(from: reader, plans: policy.plans, now: now)
             try metrics.restoreActivity(from: reader, timeZone: policy.plans.timeZone, now: now)
-            admin = try AdminAPI(gateway: context, ledger: backend)
+            admin = try AdminAPI(gateway: context, ledger: backend, keys: keys)
         } catch {
             upstream.shutdown()
             journal.stop()

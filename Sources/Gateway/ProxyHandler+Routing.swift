@@ -62,10 +62,7 @@ extension ProxyHandler {
                case .failure(let refusal) = AdminAPI.authorise(secret: Self.secret(in: head.headers), in: gateway.principals,
                                                                reading: "/metrics (gateway.yaml metrics.access: admin_key)") {
                 // As the admin API's refusals: answered, not recorded (no call was made).
-                var headers = refusal.headers
-                headers.append(("cache-control", "no-store"))
-                return writeJSON(status: refusal.status, body: refusal.body(in: .openai), requestID: line.requestID,
-                                 extraHeaders: headers)
+                return writeAdmin(.refusal(refusal), requestID: line.requestID)
             }
             let (gateway, version) = (gateway, policy.version)
             gateway.metrics.renderOffLoop(on: eventLoop) {
@@ -97,7 +94,7 @@ extension ProxyHandler {
             writeBody(page)
             writeEnd()
         case (_, _) where path.hasPrefix("/admin/"):
-            answerAdmin(head, path: path, requestID: line.requestID)
+            answerAdmin(head, path: path, body: body, requestID: line.requestID)
         case (.GET, _) where path == "/v1/models" || path.hasPrefix(Self.modelPathPrefix):
             switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
@@ -214,19 +211,22 @@ extension ProxyHandler {
 
     /// `/admin/…`: answered (JSON, OpenAI-style errors) once the admin API's work, which runs off
     /// this loop, is done. Not recorded in the ledger, which holds model calls only.
-    func answerAdmin(_ head: HTTPRequestHead, path: String, requestID: String) {
+    func answerAdmin(_ head: HTTPRequestHead, path: String, body: ByteBuffer, requestID: String) {
         let query = head.uri.firstIndex(of: "?").map { String(head.uri[head.uri.index(after: $0)...]) }
         admin.answer(method: head.method, path: path, queryString: query, secret: Self.secret(in: head.headers),
-                     on: eventLoop)
+                     body: body, on: eventLoop)
             .assumeIsolated()
             .whenComplete { [self] result in
                 // The pool only fails when stopped (shutdown): answer as the proxy does then.
-                let answer = (try? result.get())
-                    ?? AdminAPI.Answer.refusal(Refusal(.shuttingDown, "The gateway is shutting down."))
-                var headers = answer.headers
-                headers.append(("cache-control", "no-store"))
-                writeJSON(status: answer.status, body: answer.body, requestID: requestID, extraHeaders: headers)
+                writeAdmin((try? result.get()) ?? .refusal(Refusal(.shuttingDown, "The gateway is shutting down.")),
+                           requestID: requestID)
             }
+    }
+
+    /// An admin answer: never cached (it holds spend, keys, or a new key's secret).
+    private func writeAdmin(_ answer: AdminAPI.Answer, requestID: String) {
+        writeJSON(status: answer.status, body: answer.body, requestID: requestID,
+                  extraHeaders: answer.headers + [("cache-control", "no-store")])
     }
 
     /// Records the refusal, then answers it in the caller's dialect once the row has committed.

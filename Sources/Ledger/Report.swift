@@ -45,6 +45,19 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
         return !scalars.contains(where: hides)
     }
 
+    /// Why `name` cannot be the user or team (`noun`) a key bills, or nil when it can, for
+    /// messages that put the field's name first (`--user`, `user`).
+    public static func problem(asKeyOwner name: String, noun: String) -> String? {
+        // Names are billing identities: " alice" and "alice" must not become two payers.
+        guard isWellFormedName(name) else {
+            return "must be a non-empty name without surrounding spaces, control or invisible format characters (at most \(longestName))"
+        }
+        guard !isReservedLabel(name) else {
+            return "'\(name)' is reserved: reports label calls without a \(noun), and folded rows, so"
+        }
+        return nil
+    }
+
     /// A character a name must not carry, and reports write as an escape: a control character
     /// (C0, DEL, C1: it can repaint a terminal), a line or paragraph separator (it forges a line)
     /// or a format character (the bidi overrides that reorder what is shown; a zero-width space:

@@ -4,9 +4,10 @@ import Yams
 enum GatewayFile {
     static let name = "gateway.yaml"
     static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics",
-                       "header_timeout_ms", "body_timeout_ms", "max_connections", "cors"]
+                       "header_timeout_ms", "body_timeout_ms", "max_connections", "cors", "admin_api"]
     static let metricsKeys = ["user_labels", "top_users", "access"]
     static let corsKeys = ["allowed_origins"]
+    static let adminAPIKeys = ["manage_keys"]
     /// More per-user series than this is no longer a bounded label set.
     static let topUsersRange = 1...1_000
     /// Upper bound for any timeout: a day. Longer is surely a typo (seconds written as ms × 1000).
@@ -41,6 +42,11 @@ enum GatewayFile {
             settings.maxConnections = value
         }
         if let entry = fields["cors"] { settings.cors = readCORS(entry, &reader) }
+        if let entry = fields["admin_api"], PolicyFileReader.tag(of: entry.value) != .null,
+           let adminFields = reader.mapping(entry.value, entry.path, allowed: adminAPIKeys),
+           let manage = adminFields["manage_keys"], let value = reader.boolean(manage) {
+            settings.adminAPI.manageKeys = value
+        }
         return settings
     }
 

@@ -28,12 +28,15 @@ public struct GatewaySettings: Sendable, Hashable {
     public var maxConnections: Int?
     /// Web pages of other origins allowed to call from a browser.
     public var cors: CORSSettings
+    /// What admin keys may change through the admin API.
+    public var adminAPI: AdminAPISettings
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
                 requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
                 metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000,
-                maxConnections: Int? = nil, cors: CORSSettings = .none) {
+                maxConnections: Int? = nil, cors: CORSSettings = .none, adminAPI: AdminAPISettings = .defaults) {
         self.maxConnections = maxConnections
+        self.adminAPI = adminAPI
         self.cors = cors
         self.headerTimeoutMs = headerTimeoutMs
         self.bodyTimeoutMs = bodyTimeoutMs

@@ -28,14 +28,9 @@ struct Keys: ParsableCommand {
             if admin, team != nil {
                 throw ValidationError("--team does not apply to an admin key: it makes no billed calls")
             }
-            for (name, value) in [("--user", user), ("--team", team)] {
-                guard let value else { continue }
-                // Names are billing identities: " alice" and "alice" must not become two payers.
-                guard ReportDimension.isWellFormedName(value) else {
-                    throw ValidationError("\(name) must be a non-empty name without surrounding spaces, control or invisible format characters (at most \(ReportDimension.longestName))")
-                }
-                guard !ReportDimension.isReservedLabel(value) else {
-                    throw ValidationError("\(name) '\(value)' is reserved: reports label calls without a \(name.dropFirst(2)), and folded rows, so")
+            for (name, value) in [("user", user), ("team", team)] {
+                if let value, let problem = ReportDimension.problem(asKeyOwner: value, noun: name) {
+                    throw ValidationError("--\(name) \(problem)")
                 }
             }
         }

@@ -21,7 +21,7 @@ struct PostgresServeTests {
             admin.close()
         }
         let url = "postgres://\(base.user)@\(base.host):\(base.port)/\(name)"
-        let h = try ProxyHarness(database: url)
+        let h = try ProxyHarness(gatewayYAML: "admin_api: { manage_keys: true }", database: url)
         defer { h.shutdown() }
         let answer = try await h.post("/v1/chat/completions", key: h.aliceKey,
                                       json: #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
@@ -39,6 +39,24 @@ struct PostgresServeTests {
         let report = try reader.report(ReportQuery(since: 0, until: .max, groupBy: [.user]))
         #expect(report.totals.requests == 2)
         #expect(report.totals.cost == { var t = Money.Total(); t.add(row.cost); return t }())
+        // A key made and revoked through the admin API lives in PostgreSQL too.
+        let made = try await TestHTTPClient.send(port: h.port, method: .POST, path: "/admin/api/keys",
+                                                 headers: [("authorization", "Bearer \(h.adminKey)")],
+                                                 body: Array(#"{"user":"dave"}"#.utf8))
+        #expect(made.status == 201)
+        let key = try jsonObject(made)
+        let secret = try #require(key["secret"] as? String), id = try #require(key["id"] as? String)
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: #"{"model":"gpt-4o-mini","messages":[]}"#,
+                                 requestID: "pg-e2e-3").status == 200)
+        let keys = try PostgresKeyStore(location: try PostgresLocation(url: url))
+        defer { keys.close() }
+        #expect(try keys.list().first { $0.id == id }?.user == "dave")
+        let revoked = try await TestHTTPClient.send(port: h.port, method: .DELETE, path: "/admin/api/keys/\(id)",
+                                                    headers: [("authorization", "Bearer \(h.adminKey)")])
+        #expect(revoked.status == 200)
+        #expect(try keys.list().first { $0.id == id }?.isRevoked == true)
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: #"{"model":"gpt-4o-mini","messages":[]}"#,
+                                 requestID: "pg-e2e-4").status == 401)
         // No SQLite file was made: the journal went to the directory given.
         let files = try FileManager.default.contentsOfDirectory(atPath: h.directory.path)
         #expect(!files.contains { $0.hasSuffix(".sqlite") })

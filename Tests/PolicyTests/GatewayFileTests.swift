@@ -24,6 +24,18 @@ import Testing
         #expect(set.providers["openai"]?.connectTimeoutMs == 5_000)
     }
 
+    @Test func adminAPIManageKeysIsOffUnlessSet() throws {
+        #expect(try PolicyFixture.with(gateway: "").load().gateway.adminAPI.manageKeys == false)
+        #expect(try PolicyFixture.with(gateway: "admin_api: { manage_keys: true }").load().gateway.adminAPI.manageKeys)
+        #expect(try PolicyFixture.with(gateway: "admin_api:\n").load().gateway.adminAPI.manageKeys == false)
+        #expect(try PolicyFixture.with(gateway: """
+            admin_api: { manage_keys: yes }
+            """).problems() == ["gateway.yaml:1: admin_api.manage_keys: expected true or false, found 'yes'"])
+        #expect(try PolicyFixture.with(gateway: """
+            admin_api: { keys: true }
+            """).problems() == ["gateway.yaml:1: admin_api.keys: unknown key 'keys' (expected manage_keys)"])
+    }
+
     @Test func badValuesAreProblems() throws {
         #expect(try PolicyFixture.with(gateway: """
             max_body_bytes: 0
@@ -36,7 +48,7 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms, max_connections or cors)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms, max_connections, cors or admin_api)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",

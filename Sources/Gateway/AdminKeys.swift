@@ -1,0 +1,116 @@
+import Foundation
+import Ledger
+import Metering
+import NIOCore
+import Policy
+
+/// `/admin/api/keys`: caller keys for provisioning scripts and self-service portals, as
+/// `tokenctl keys` makes them on the host. Listing is a read, open to every admin key; creating
+/// and revoking need `admin_api: { manage_keys: true }`. Admin keys are listed but neither made
+/// nor revoked here: one leaked admin key must not be able to mint others or lock admins out.
+enum AdminKeys {
+    /// The body of `POST /admin/api/keys`: `{"user": "alice", "team": "research"}` (team optional).
+    struct Creation: Equatable {
+        var user: String
+        var team: String?
+
+        static let fields: Set<String> = ["user", "team"]
+
+        init(user: String, team: String? = nil) {
+            self.user = user
+            self.team = team
+        }
+
+        /// Parses and checks the body as `tokenctl keys create` checks its options.
+        init(body: ByteBuffer) throws(Refusal) {
+            let object: [String: Any]
+            do {
+                guard let parsed = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+                    throw AdminReportRequest.bad("body", "The body must be a JSON object: {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
+                }
+                object = parsed
+            } catch let refusal as Refusal {
+                throw refusal
+            } catch {
+                throw AdminReportRequest.bad("body", "The body is not valid JSON; send {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
+            }
+            if object["admin"] != nil {
+                throw Refusal(.forbidden, "Admin keys are made only with `tokenctl keys create --admin` on the gateway's host.",
+                              field: "admin")
+            }
+            if let unknown = object.keys.sorted().first(where: { !Self.fields.contains($0) }) {
+                throw AdminReportRequest.bad(unknown, "Unknown field '\(unknown.prefix(100))'; a key takes user and team.")
+            }
+            guard let user = object["user"] as? String else {
+                throw AdminReportRequest.bad("user", "user is required: the name the key's calls are billed to, as a string.")
+            }
+            let team: String?
+            switch object["team"] {
+            case nil, is NSNull: team = nil
+            case let name as String: team = name
+            default: throw AdminReportRequest.bad("team", "team must be a string (or null for none).")
+            }
+            for (field, value) in [("user", user), ("team", team)] {
+                if let value, let problem = ReportDimension.problem(asKeyOwner: value, noun: field) {
+                    throw AdminReportRequest.bad(field, "\(field) \(problem).")
+                }
+            }
+            self.init(user: user, team: team)
+        }
+    }
+
+    /// `GET /admin/api/keys` filters: `user`, `team`, `state` (`active`, `revoked`; default all).
+    struct Listing: Equatable {
+        var user: String?
+        var team: String?
+        var state: String?
+
+        init(queryString: String?) throws(Refusal) {
+            for (name, value) in try AdminReportRequest.items(queryString) {
+                switch name {
+                case "user": user = value
+                case "team": team = value
+                case "state":
+                    guard value == "active" || value == "revoked" else {
+                        throw AdminReportRequest.bad("state", "state must be active or revoked (omit it for all keys).")
+                    }
+                    state = value
+                default:
+                    throw AdminReportRequest.bad(name, "Unknown parameter '\(name.prefix(100))'; /admin/api/keys takes user, team and state.")
+                }
+            }
+        }
+
+        func includes(_ key: APIKeyRecord) -> Bool {
+            (user == nil || key.user == user) && (team == nil || key.team == team)
+                && (state == nil || (state == "revoked") == key.isRevoked)
+        }
+    }
+
+    /// `{"data":[…]}`, oldest first: ids, owners, role and state, never secrets or hashes.
+    static func list(_ keys: [APIKeyRecord], _ listing: Listing) -> String {
+        "{\"data\":[" + keys.filter(listing.includes).map { describe($0) + "}" }.joined(separator: ",") + "]}\n"
+    }
+
+    /// The new key, with its secret: shown this once.
+    static func created(_ key: APIKeyRecord, secret: String) -> String {
+        describe(key) + ",\"secret\":" + JSONString.literal(secret) + "}\n"
+    }
+
+    static func revoked(_ key: APIKeyRecord) -> String {
+        describe(key) + "}\n"
+    }
+
+    /// A key's public fields, as an unclosed JSON object.
+    private static func describe(_ key: APIKeyRecord) -> String {
+        "{\"id\":" + JSONString.literal(key.id) + ",\"user\":" + JSONString.literal(key.user)
+            + ",\"team\":" + (key.team.map(JSONString.literal) ?? "null")
+            + ",\"role\":\"" + (key.admin ? "admin" : "caller") + "\""
+            + ",\"created_at\":" + (key.createdAt.map(time) ?? "null")
+            + ",\"revoked_at\":" + (key.revokedAt.map(time) ?? "null")
+    }
+
+    private static func time(_ micros: Int64) -> String {
+        JSONString.literal(Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601))
+    }
+}

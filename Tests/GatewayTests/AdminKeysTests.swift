@@ -1,0 +1,127 @@
+import Foundation
+import NIOHTTP1
+import Testing
+
+/// `/admin/api/keys`: caller keys listed, created and revoked by admin keys, through the real
+/// server, its key store and its principal directory.
+@Suite("Admin API: keys")
+struct AdminKeysTests {
+    static let manageKeys = "admin_api: { manage_keys: true }"
+    static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#
+
+    func send(_ h: ProxyHarness, _ method: HTTPMethod, _ path: String, key: String?, json: String? = nil) async throws
+        -> ReceivedResponse {
+        var headers = key.map { [("authorization", "Bearer \($0)")] } ?? []
+        if json != nil { headers.append(("content-type", "application/json")) }
+        return try await TestHTTPClient.send(port: h.port, method: method, path: path, headers: headers,
+                                             body: json.map { Array($0.utf8) })
+    }
+
+    func listed(_ r: ReceivedResponse) throws -> [[String: Any]] {
+        try #require(try jsonObject(r)["data"] as? [[String: Any]], "\(r.text)")
+    }
+
+    @Test("a key made through the API works at once, is listed without its secret, and once revoked is refused at once")
+    func createListRevoke() async throws {
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys)
+        defer { h.shutdown() }
+        let made = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"dave","team":"design"}"#)
+        #expect(made.status == 201, "\(made.text)")
+        let key = try jsonObject(made)
+        let id = try #require(key["id"] as? String), secret = try #require(key["secret"] as? String)
+        #expect(id.hasPrefix("key_") && secret.hasPrefix("tk-"))
+        #expect(key["user"] as? String == "dave" && key["team"] as? String == "design" && key["role"] as? String == "caller")
+        #expect(key["created_at"] is String && key["revoked_at"] is NSNull)
+        #expect(made.header("cache-control") == "no-store")
+
+        // No wait for the key poll: the directory reloaded before the answer.
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "ak-1").status == 200)
+        let row = try #require(try h.row("ak-1"))
+        #expect(row.user == "dave" && row.team == "design" && row.keyId == id)
+
+        let daves = try await send(h, .GET, "/admin/api/keys?user=dave", key: h.adminKey)
+        #expect(daves.status == 200)
+        #expect(try listed(daves).map { $0["id"] as? String } == [id])
+        let all = try await send(h, .GET, "/admin/api/keys?state=active", key: h.adminKey)
+        #expect(Set(try listed(all).compactMap { $0["user"] as? String }) == ["alice", "bob", "carol", "svc-chat", "ops", "dave"])
+        #expect(try listed(all).first { $0["user"] as? String == "ops" }?["role"] as? String == "admin")
+        #expect(!all.text.contains(secret) && !all.text.contains("secret"))
+
+        let revoked = try await send(h, .DELETE, "/admin/api/keys/\(id)", key: h.adminKey)
+        #expect(revoked.status == 200, "\(revoked.text)")
+        let revokedAt = try #require(try jsonObject(revoked)["revoked_at"] as? String)
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "ak-2").status == 401)
+        // Revoking again answers as the first time did.
+        let again = try await send(h, .DELETE, "/admin/api/keys/\(id)", key: h.adminKey)
+        #expect(again.status == 200)
+        #expect(try jsonObject(again)["revoked_at"] as? String == revokedAt)
+        let gone = try await send(h, .GET, "/admin/api/keys?state=revoked", key: h.adminKey)
+        #expect(try listed(gone).map { $0["id"] as? String } == [id])
+        #expect(try await send(h, .GET, "/admin/api/keys?team=research", key: h.adminKey).text.contains("\"alice\""))
+    }
+
+    @Test("without manage_keys the API lists keys but neither creates nor revokes them")
+    func changesNeedTheSetting() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        #expect(try await send(h, .GET, "/admin/api/keys", key: h.adminKey).status == 200)
+        let made = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"dave"}"#)
+        #expect(made.status == 403)
+        #expect(try errorObject(made)["message"] as? String
+                == "This gateway does not let the admin API change keys; its gateway.yaml must say admin_api: { manage_keys: true }. tokenctl keys on its host always can.")
+        let aliceID = try #require(try listed(try await send(h, .GET, "/admin/api/keys?user=alice", key: h.adminKey))
+            .first?["id"] as? String)
+        #expect(try await send(h, .DELETE, "/admin/api/keys/\(aliceID)", key: h.adminKey).status == 403)
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "ak-3").status == 200)
+        #expect(try h.allRows().count == 1)
+    }
+
+    @Test("refusals: who may ask, bad bodies and names, admin keys, unknown ids, methods, parameters; none recorded")
+    func refusals() async throws {
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys)
+        defer { h.shutdown() }
+        let dave = #"{"user":"dave"}"#
+        #expect(try await send(h, .POST, "/admin/api/keys", key: nil, json: dave).status == 401)
+        let caller = try await send(h, .POST, "/admin/api/keys", key: h.aliceKey, json: dave)
+        #expect(caller.status == 403)
+        #expect(try errorObject(caller)["code"] as? String == "wrong_key_role")
+
+        for (body, status, param) in [
+            ("{", 400, "body"), ("[]", 400, "body"), ("", 400, "body"), (#"{"team":"x"}"#, 400, "user"),
+            (#"{"user":" alice"}"#, 400, "user"), (#"{"user":"alice\u200b"}"#, 400, "user"),
+            (#"{"user":"dave","team":"(none)"}"#, 400, "team"), (#"{"user":"dave","team":5}"#, 400, "team"),
+            (#"{"user":"dave","teams":"x"}"#, 400, "teams"), (#"{"user":"dave","admin":true}"#, 403, "admin"),
+            (#"{"user":7}"#, 400, "user"),
+        ] {
+            let r = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: body)
+            #expect(r.status == status, "\(body): \(r.text)")
+            #expect(try errorObject(r)["param"] as? String == param, "\(body)")
+        }
+        let reserved = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"(others)"}"#)
+        #expect(try errorObject(reserved)["message"] as? String
+                == "user '(others)' is reserved: reports label calls without a user, and folded rows, so.")
+
+        let unknown = try await send(h, .DELETE, "/admin/api/keys/key_000000000000", key: h.adminKey)
+        #expect(unknown.status == 404)
+        let keys = try listed(try await send(h, .GET, "/admin/api/keys", key: h.adminKey))
+        let adminID = try #require(keys.first { $0["role"] as? String == "admin" }?["id"] as? String)
+        let adminRevoke = try await send(h, .DELETE, "/admin/api/keys/\(adminID)", key: h.adminKey)
+        #expect(adminRevoke.status == 403)
+        #expect(try await send(h, .GET, "/admin/api/health", key: h.adminKey).status == 200)  // still an admin
+
+        let put = try await send(h, .PUT, "/admin/api/keys", key: h.adminKey, json: dave)
+        #expect(put.status == 405 && put.header("allow") == "GET, POST")
+        let getOne = try await send(h, .GET, "/admin/api/keys/\(adminID)", key: h.adminKey)
+        #expect(getOne.status == 405 && getOne.header("allow") == "DELETE")
+        let state = try await send(h, .GET, "/admin/api/keys?state=gone", key: h.adminKey)
+        #expect(state.status == 400)
+        #expect(try errorObject(state)["param"] as? String == "state")
+        let colour = try await send(h, .GET, "/admin/api/keys?colour=red", key: h.adminKey)
+        #expect(colour.status == 400)
+        #expect(try errorObject(colour)["param"] as? String == "colour")
+
+        // Nothing was made: only the harness's five keys.
+        #expect(try listed(try await send(h, .GET, "/admin/api/keys", key: h.adminKey)).count == 5)
+        #expect(try h.allRows().isEmpty)
+    }
+}
