@@ -324,50 +324,29 @@ import X509
             "providers.yaml:4: providers.c.http2: has no effect on an http:// base_url (HTTP/1.1 there)"), "\(set.warnings)")
     }
 
-    @Test func openAICompatibleIsOffUnlessSetAndOnlyForTheOpenAIDialect() throws {
+    /// The openai dialect's switches: the default, the value set, and the two ways to get one wrong.
+    @Test(arguments: [("openai_compatible", false, "applies to the openai dialect only"),
+                      ("ask_stream_usage", true, "applies to the openai dialect only (Anthropic streams always report usage)")])
+    func openAIDialectSwitch(key: String, byDefault: Bool, anthropicProblem: String) throws {
         let fixture = try PolicyFixture.with(providers: """
             providers:
               a: { dialect: openai, base_url: "https://a.example/v1" }
-              ollama: { dialect: openai, base_url: "http://127.0.0.1:11434/v1", openai_compatible: true }
-              c: { dialect: anthropic, base_url: "https://c.example", openai_compatible: true }
-              d: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", openai_compatible: yes }
+              c: { dialect: anthropic, base_url: "https://c.example", \(key): \(!byDefault) }
+              d: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", \(key): yes }
             models:
               - { match: "gpt-*", provider: a }
             """)
-        #expect(fixture.problems() == ["providers.yaml:4: providers.c.openai_compatible: applies to the openai dialect only",
-                                       "providers.yaml:5: providers.d.openai_compatible: expected true or false, found 'yes'"])
-        let sound = try PolicyFixture.with(providers: """
+        #expect(fixture.problems() == ["providers.yaml:3: providers.c.\(key): \(anthropicProblem)",
+                                       "providers.yaml:4: providers.d.\(key): expected true or false, found 'yes'"])
+        let set = try PolicyFixture.with(providers: """
             providers:
               a: { dialect: openai, base_url: "https://a.example/v1" }
-              ollama: { dialect: openai, base_url: "http://127.0.0.1:11434/v1", openai_compatible: true }
+              local: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", \(key): \(!byDefault) }
             models:
               - { match: "gpt-*", provider: a }
-            """)
-        let set = try sound.load()
-        #expect(set.providers["a"]?.openAICompatible == false && set.providers["ollama"]?.openAICompatible == true)
-    }
-
-    @Test func askStreamUsageIsOnUnlessSetOffAndOnlyForTheOpenAIDialect() throws {
-        let fixture = try PolicyFixture.with(providers: """
-            providers:
-              a: { dialect: openai, base_url: "https://a.example/v1" }
-              c: { dialect: anthropic, base_url: "https://c.example", ask_stream_usage: false }
-              d: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ask_stream_usage: no }
-            models:
-              - { match: "gpt-*", provider: a }
-            """)
-        #expect(fixture.problems() == [
-            "providers.yaml:3: providers.c.ask_stream_usage: applies to the openai dialect only (Anthropic streams always report usage)",
-            "providers.yaml:4: providers.d.ask_stream_usage: expected true or false, found 'no'"])
-        let sound = try PolicyFixture.with(providers: """
-            providers:
-              a: { dialect: openai, base_url: "https://a.example/v1" }
-              strict: { dialect: openai, base_url: "http://127.0.0.1:8000/v1", ask_stream_usage: false }
-            models:
-              - { match: "gpt-*", provider: a }
-            """)
-        let set = try sound.load()
-        #expect(set.providers["a"]?.asksStreamUsage == true && set.providers["strict"]?.asksStreamUsage == false)
+            """).load()
+        let value: (Provider?) -> Bool? = { key == "ask_stream_usage" ? $0?.asksStreamUsage : $0?.openAICompatible }
+        #expect(value(set.providers["a"]) == byDefault && value(set.providers["local"]) == !byDefault)
     }
 
     @Test func aRenewedCertificateAuthorityIsANewPolicyVersion() throws {
