@@ -84,7 +84,8 @@ final class AdminAPI: Sendable {
         let admin: Principal
         switch Self.authorise(secret: secret, in: gateway.principals) {
         case .failure(let refusal):
-            gateway.logger.notice("admin request refused", metadata: ["path": "\(path.prefix(100))",
+            gateway.logger.notice("admin request refused", metadata: ["method": "\(method.rawValue)",
+                                                                      "path": "\(path.prefix(100))",
                                                                       "status": "\(refusal.status)"])
             return loop.makeSucceededFuture(.refusal(refusal))
         case .success(let principal):
@@ -157,8 +158,16 @@ final class AdminAPI: Sendable {
             return pool.runIfActive(eventLoop: loop) { .json(AdminKeys.list(try keys.list(), listing)) }
                 .flatMapErrorThrowing(Self.failure)
         }
+        // A change refused is logged as a change made is: who tried what.
+        @Sendable func refusedChange(_ refusal: Refusal) -> Answer {
+            logger.notice("api key change refused", metadata: [
+                "method": "\(method.rawValue)", "path": "\(route == .keys ? "/admin/api/keys" : "/admin/api/keys/…")",
+                "status": "\(refusal.status)", "reason": "\(refusal.message.prefix(120))", "by": "\(admin.keyId)",
+            ])
+            return .refusal(refusal)
+        }
         guard gateway.policies.policy.gateway.adminAPI.manageKeys else {
-            return loop.makeSucceededFuture(.refusal(Refusal(.forbidden,
+            return loop.makeSucceededFuture(refusedChange(Refusal(.notPermitted,
                 "This gateway does not let the admin API change keys; its gateway.yaml must say admin_api: { manage_keys: true }. tokenctl keys on its host always can.")))
         }
         switch route {
@@ -168,7 +177,8 @@ final class AdminAPI: Sendable {
                     return .refusal(Refusal(.notFound, "No key with id \(id.prefix(100)).", field: "id"))
                 }
                 if key.admin {
-                    return .refusal(Refusal(.forbidden, "Admin keys are revoked only with `tokenctl keys revoke` on the gateway's host."))
+                    return refusedChange(Refusal(.notPermitted,
+                        "Admin keys are revoked only with `tokenctl keys revoke` on the gateway's host."))
                 }
                 // Revoking again answers as the first time did: the key stays revoked since then.
                 guard !key.isRevoked else { return .json(AdminKeys.revoked(key)) }
@@ -185,7 +195,7 @@ final class AdminAPI: Sendable {
         default:
             let creation: AdminKeys.Creation
             do { creation = try AdminKeys.Creation(body: body) } catch {
-                return loop.makeSucceededFuture(.refusal(error))
+                return loop.makeSucceededFuture(error.kind == .notPermitted ? refusedChange(error) : .refusal(error))
             }
             return pool.runIfActive(eventLoop: loop) {
                 let (id, secret) = APIKeySecret.generate()
@@ -194,7 +204,8 @@ final class AdminAPI: Sendable {
                 try keys.insert(key)
                 try principals.reload()
                 logger.notice("api key created through the admin API",
-                              metadata: ["key": "\(id)", "user": "\(creation.user)", "by": "\(admin.keyId)"])
+                              metadata: ["key": "\(id)", "user": "\(creation.user)", "team": "\(creation.team ?? "-")",
+                                         "by": "\(admin.keyId)"])
                 var answer = Answer.json(AdminKeys.created(key, secret: secret))
                 answer.status = 201
                 return answer
@@ -218,7 +229,7 @@ final class AdminAPI: Sendable {
             return .failure(refusal)
         case .success(let principal) where !principal.isAdmin:
             return .failure(Refusal(.wrongKeyRole,
-                "This key may call models but not read \(what); use an admin key (tokenctl keys create --admin)."))
+                "This key may call models but not use \(what); use an admin key (tokenctl keys create --admin)."))
         case .success(let principal):
             return .success(principal)
         }

@@ -14,7 +14,7 @@ enum AdminKeys {
         var user: String
         var team: String?
 
-        static let fields: Set<String> = ["user", "team"]
+        static let fields: Set<String> = ["user", "team", "admin"]
 
         init(user: String, team: String? = nil) {
             self.user = user
@@ -34,16 +34,22 @@ enum AdminKeys {
             } catch {
                 throw AdminReportRequest.bad("body", "The body is not valid JSON; send {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
             }
-            if object["admin"] != nil {
-                throw Refusal(.forbidden, "Admin keys are made only with `tokenctl keys create --admin` on the gateway's host.",
+            switch object["admin"] {
+            case nil: break
+            case let flag as Bool where flag == false: break  // what the API makes anyway
+            case let flag as Bool where flag == true:
+                throw Refusal(.notPermitted, "Admin keys are made only with `tokenctl keys create --admin` on the gateway's host.",
                               field: "admin")
+            default:
+                throw AdminReportRequest.bad("admin", "admin must be true or false (the API makes caller keys only).")
             }
             if let unknown = object.keys.sorted().first(where: { !Self.fields.contains($0) }) {
                 throw AdminReportRequest.bad(unknown, "Unknown field '\(unknown.prefix(100))'; a key takes user and team.")
             }
-            guard let user = object["user"] as? String else {
-                throw AdminReportRequest.bad("user", "user is required: the name the key's calls are billed to, as a string.")
+            guard let sent = object["user"] else {
+                throw AdminReportRequest.bad("user", "user is required: the name the key's calls are billed to.")
             }
+            guard let user = sent as? String else { throw AdminReportRequest.bad("user", "user must be a string.") }
             let team: String?
             switch object["team"] {
             case nil, is NSNull: team = nil
@@ -66,7 +72,9 @@ enum AdminKeys {
         var state: String?
 
         init(queryString: String?) throws(Refusal) {
+            var seen = Set<String>()
             for (name, value) in try AdminReportRequest.items(queryString) {
+                guard seen.insert(name).inserted else { throw AdminReportRequest.bad(name, "'\(name.prefix(100))' may be given once.") }
                 switch name {
                 case "user": user = value
                 case "team": team = value

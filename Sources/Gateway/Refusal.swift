@@ -12,6 +12,9 @@ public struct Refusal: Error, Sendable {
         /// A valid key used where its role does not reach: an admin key on a model route, or a
         /// caller key on an admin route.
         case wrongKeyRole
+        /// An admin API change this gateway or this route does not allow (`admin_api`; admin
+        /// keys are made and revoked on the host only).
+        case notPermitted
         /// The provider refused the gateway's own key: the caller is not at fault.
         case providerAuthFailed
         /// The provider's error answer was not JSON (a load balancer's or CDN's HTML page, a
@@ -80,7 +83,7 @@ public struct Refusal: Error, Sendable {
         case .notFound, .unknownModel: return 404
         case .methodNotAllowed: return 405
         case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return 503
-        case .forbidden, .wrongKeyRole: return 403
+        case .forbidden, .wrongKeyRole, .notPermitted: return 403
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return 502
         case .upstreamTimeout: return 504
         case .providerErrorPage(let status): return status
@@ -89,7 +92,7 @@ public struct Refusal: Error, Sendable {
 
     public var outcome: Outcome {
         switch kind {
-        case .unauthenticated, .wrongKeyRole: return .refusedAuth
+        case .unauthenticated, .wrongKeyRole, .notPermitted: return .refusedAuth
         case .badRequest, .requestTimeout, .idempotencyConflict: return .refusedBadRequest
         case .headersTooLarge: return .refusedTooLarge
         case .tooLarge: return .refusedTooLarge
@@ -131,7 +134,7 @@ public struct Refusal: Error, Sendable {
         case .unauthenticated, .badRequest, .tooLarge, .notFound, .methodNotAllowed, .unknownModel, .unpriced,
              .outputOverCap, .requestTimeout, .headersTooLarge, .idempotencyConflict:
             return "invalid_request_error"
-        case .forbidden, .wrongKeyRole: return "permission_error"
+        case .forbidden, .wrongKeyRole, .notPermitted: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .upstreamTimeout, .providerAuthFailed, .shuttingDown,
              .providerBusy, .ledgerUnavailable, .quotaStateUnavailable, .providerErrorPage:
             return "api_error"
@@ -158,6 +161,7 @@ public struct Refusal: Error, Sendable {
         case .unpriced: return "model_not_priced"
         case .forbidden: return "model_not_allowed"
         case .wrongKeyRole: return "wrong_key_role"
+        case .notPermitted: return "not_permitted"
         case .providerKeyMissing: return "provider_key_missing"
         case .upstreamUnreachable: return "upstream_unreachable"
         case .upstreamTimeout: return "upstream_timeout"
@@ -178,7 +182,7 @@ public struct Refusal: Error, Sendable {
         case .badRequest, .unpriced, .methodNotAllowed, .requestTimeout, .idempotencyConflict: return "invalid_request_error"
         case .tooLarge, .headersTooLarge: return "request_too_large"
         case .notFound, .unknownModel: return "not_found_error"
-        case .forbidden, .wrongKeyRole: return "permission_error"
+        case .forbidden, .wrongKeyRole, .notPermitted: return "permission_error"
         case .providerKeyMissing, .upstreamUnreachable, .providerAuthFailed: return "api_error"
         case .upstreamTimeout: return "timeout_error"
         case .shuttingDown, .providerBusy, .ledgerUnavailable, .quotaStateUnavailable: return "overloaded_error"

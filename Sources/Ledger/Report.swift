@@ -50,10 +50,10 @@ public enum ReportDimension: String, Sendable, Hashable, CaseIterable, Codable {
     public static func problem(asKeyOwner name: String, noun: String) -> String? {
         // Names are billing identities: " alice" and "alice" must not become two payers.
         guard isWellFormedName(name) else {
-            return "must be a non-empty name without surrounding spaces, control or invisible format characters (at most \(longestName))"
+            return "must be a non-empty name without surrounding spaces, control or invisible format characters (at most \(longestName) characters)"
         }
         guard !isReservedLabel(name) else {
-            return "'\(name)' is reserved: reports label calls without a \(noun), and folded rows, so"
+            return "'\(name)' is reserved: reports use it to label calls without a \(noun), or folded rows"
         }
         return nil
     }

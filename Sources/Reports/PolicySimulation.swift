@@ -43,12 +43,14 @@ public enum PolicySimulation {
         private let rates = RateLimiter(), gate = ConcurrencyGate(), quotas = QuotaBook(abandonAfter: .max)
         private let breaker = SpendRateBreaker()
         private let plans: PlanBook
+        private let prices: PriceBook
         private var byUser: [String: PayerResult] = [:]
         /// Kept sorted latest-first, so the next call to end is last.
         private var ends: [Ending] = []
 
         public init(policy: PolicySet) {
             plans = policy.plans
+            prices = policy.prices
         }
 
         /// Each payer's result, largest saving first.
@@ -110,7 +112,12 @@ public enum PolicySimulation {
                                    audioInputTokens: entry.usage.audioInputTokens,
                                    audioAnswer: entry.usage.audioOutputTokens > 0,
                                    webSearches: entry.usage.webSearches, fileSearches: entry.usage.fileSearches)
-            let worstCase = entry.price?.worstCase(inputTokens: prompt, outputTokens: reserve, kinds: kinds) ?? cost
+            // A call that ended without usage (a provider's error) has no price on its row, yet was
+            // admitted against its worst case at the model's price: the candidate's, that day.
+            let price = entry.price ?? entry.modelRequested.flatMap {
+                prices.price(for: $0, on: Day(unixSeconds: entry.startedAt / 1_000_000))
+            }
+            let worstCase = price?.worstCase(inputTokens: prompt, outputTokens: reserve, kinds: kinds) ?? cost
             guard gate.tryAcquire("user:" + user, limit: plan.rate.maxConcurrent) else { refuse(.concurrency); return }
             if case .limited = rates.admit("user:" + user, limits: plan.rate, tokens: estimatedTokens, now: entry.startedAt) {
                 gate.release("user:" + user)
@@ -157,10 +164,14 @@ public enum PolicySimulation {
         var estimatedTokens: Int
     }
 
-    /// An aligned table: per user, calls replayed, would-be refusals by reason, clamps, spend kept and saved.
-    public static func table(_ results: [PayerResult]) -> String {
+    /// An aligned table: per user, calls replayed, would-be refusals by reason, clamps, spend kept
+    /// and saved, then the total over every user. `everyone: false` lists only the users the
+    /// candidate changes something for (a refusal or a clamp), and says how many were left out:
+    /// with thousands of users the rest is noise.
+    public static func table(_ results: [PayerResult], everyone: Bool = true) -> String {
         let header = ["user", "plan", "calls"] + Verdict.allCases.map(\.rawValue) + ["clamped", "spend", "saved"]
-        var rows = results.map { r in
+        let listed = everyone ? results : results.filter { !$0.refused.isEmpty || $0.clamped > 0 }
+        var rows = listed.map { r in
             [r.user, r.plan, String(r.calls)] + Verdict.allCases.map { String(r.refused[$0] ?? 0) }
                 + [String(r.clamped), "$" + r.spent.formatted(), "$" + r.saved.formatted()]
         }
@@ -169,7 +180,12 @@ public enum PolicySimulation {
         rows.append(["TOTAL", "", String(results.reduce(0) { $0 + $1.calls })]
                     + Verdict.allCases.map { v in String(results.reduce(0) { $0 + ($1.refused[v] ?? 0) }) }
                     + [String(results.reduce(0) { $0 + $1.clamped }), "$" + spent.formatted(), "$" + saved.formatted()])
-        return TextColumns.render(header: header, rows: rows, labelColumns: 2)
+        var text = TextColumns.render(header: header, rows: rows, labelColumns: 2)
+        let unchanged = results.count - listed.count
+        if unchanged > 0 {
+            text += "\(unchanged) user\(unchanged == 1 ? "" : "s") with nothing refused or clamped not listed (in TOTAL; --all lists them)\n"
+        }
+        return text
     }
 }
 

@@ -48,6 +48,9 @@ extension PolicyCommand {
         @Option(help: "IANA time zone of --since/--until dates. Default: the candidate policy's time_zone.")
         var tz: String?
 
+        @Flag(help: "List every user replayed, not only those the candidate policy refuses or clamps calls for.")
+        var all = false
+
         func run() throws {
             let policy = try loadPolicyOrExit(directory)
             let reader = try ledger.existing().openSource()
@@ -66,7 +69,7 @@ extension PolicyCommand {
                 replaying.update(count)
             }
             replaying.finish(count)
-            print(PolicySimulation.table(replay.results()), terminator: "")
+            print(PolicySimulation.table(replay.results(), everyone: all), terminator: "")
         }
     }
 }

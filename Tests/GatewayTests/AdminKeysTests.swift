@@ -23,7 +23,8 @@ struct AdminKeysTests {
 
     @Test("a key made through the API works at once, is listed without its secret, and once revoked is refused at once")
     func createListRevoke() async throws {
-        let h = try ProxyHarness(gatewayYAML: Self.manageKeys)
+        let logs = LogCapture()
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys, logger: logs.logger)
         defer { h.shutdown() }
         let made = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"dave","team":"design"}"#)
         #expect(made.status == 201, "\(made.text)")
@@ -58,15 +59,22 @@ struct AdminKeysTests {
         let gone = try await send(h, .GET, "/admin/api/keys?state=revoked", key: h.adminKey)
         #expect(try listed(gone).map { $0["id"] as? String } == [id])
         #expect(try await send(h, .GET, "/admin/api/keys?team=research", key: h.adminKey).text.contains("\"alice\""))
+        // Each change is logged with the admin key that made it.
+        let adminID = try #require(try listed(all).first { $0["role"] as? String == "admin" }?["id"] as? String)
+        let lines = logs.text.split(separator: "\n")
+        #expect(lines.filter { $0.contains("api key created through the admin API") && $0.contains(id) && $0.contains(adminID) }.count == 1)
+        #expect(lines.filter { $0.contains("api key revoked through the admin API") && $0.contains(id) && $0.contains(adminID) }.count == 1)
     }
 
     @Test("without manage_keys the API lists keys but neither creates nor revokes them")
     func changesNeedTheSetting() async throws {
-        let h = try ProxyHarness()
+        let logs = LogCapture()
+        let h = try ProxyHarness(logger: logs.logger)
         defer { h.shutdown() }
         #expect(try await send(h, .GET, "/admin/api/keys", key: h.adminKey).status == 200)
         let made = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"dave"}"#)
         #expect(made.status == 403)
+        #expect(try errorObject(made)["code"] as? String == "not_permitted")
         #expect(try errorObject(made)["message"] as? String
                 == "This gateway does not let the admin API change keys; its gateway.yaml must say admin_api: { manage_keys: true }. tokenctl keys on its host always can.")
         let aliceID = try #require(try listed(try await send(h, .GET, "/admin/api/keys?user=alice", key: h.adminKey))
@@ -74,6 +82,7 @@ struct AdminKeysTests {
         #expect(try await send(h, .DELETE, "/admin/api/keys/\(aliceID)", key: h.adminKey).status == 403)
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "ak-3").status == 200)
         #expect(try h.allRows().count == 1)
+        #expect(logs.text.components(separatedBy: "api key change refused").count - 1 == 2)
     }
 
     @Test("refusals: who may ask, bad bodies and names, admin keys, unknown ids, methods, parameters; none recorded")
@@ -91,7 +100,7 @@ struct AdminKeysTests {
             (#"{"user":" alice"}"#, 400, "user"), (#"{"user":"alice\u200b"}"#, 400, "user"),
             (#"{"user":"dave","team":"(none)"}"#, 400, "team"), (#"{"user":"dave","team":5}"#, 400, "team"),
             (#"{"user":"dave","teams":"x"}"#, 400, "teams"), (#"{"user":"dave","admin":true}"#, 403, "admin"),
-            (#"{"user":7}"#, 400, "user"),
+            (#"{"user":7}"#, 400, "user"), (#"{"user":"dave","admin":"yes"}"#, 400, "admin"),
         ] {
             let r = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: body)
             #expect(r.status == status, "\(body): \(r.text)")
@@ -99,7 +108,15 @@ struct AdminKeysTests {
         }
         let reserved = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"(others)"}"#)
         #expect(try errorObject(reserved)["message"] as? String
-                == "user '(others)' is reserved: reports label calls without a user, and folded rows, so.")
+                == "user '(others)' is reserved: reports use it to label calls without a user, or folded rows.")
+
+        let asAdmin = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"dave","admin":true}"#)
+        #expect(try errorObject(asAdmin)["code"] as? String == "not_permitted")
+        #expect(try errorObject(try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":7}"#))["message"]
+                as? String == "user must be a string.")
+        let twice = try await send(h, .GET, "/admin/api/keys?user=alice&user=bob", key: h.adminKey)
+        #expect(twice.status == 400)
+        #expect(try errorObject(twice)["param"] as? String == "user")
 
         let unknown = try await send(h, .DELETE, "/admin/api/keys/key_000000000000", key: h.adminKey)
         #expect(unknown.status == 404)
@@ -107,6 +124,7 @@ struct AdminKeysTests {
         let adminID = try #require(keys.first { $0["role"] as? String == "admin" }?["id"] as? String)
         let adminRevoke = try await send(h, .DELETE, "/admin/api/keys/\(adminID)", key: h.adminKey)
         #expect(adminRevoke.status == 403)
+        #expect(try errorObject(adminRevoke)["code"] as? String == "not_permitted")
         #expect(try await send(h, .GET, "/admin/api/health", key: h.adminKey).status == 200)  // still an admin
 
         let put = try await send(h, .PUT, "/admin/api/keys", key: h.adminKey, json: dave)
@@ -120,8 +138,13 @@ struct AdminKeysTests {
         #expect(colour.status == 400)
         #expect(try errorObject(colour)["param"] as? String == "colour")
 
-        // Nothing was made: only the harness's five keys.
-        #expect(try listed(try await send(h, .GET, "/admin/api/keys", key: h.adminKey)).count == 5)
+        // Asking for a caller key in so many words is what the API does anyway.
+        let explicit = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"erin","admin":false}"#)
+        #expect(explicit.status == 201)
+        #expect(try jsonObject(explicit)["role"] as? String == "caller")
+
+        // Nothing else was made: the harness's five keys and erin's.
+        #expect(try listed(try await send(h, .GET, "/admin/api/keys", key: h.adminKey)).count == 6)
         #expect(try h.allRows().isEmpty)
     }
 }

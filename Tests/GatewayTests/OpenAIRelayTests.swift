@@ -108,6 +108,7 @@ struct OpenAIRelayTests {
         let row = try #require(try h.row("so-1"))
         #expect(row.outcome == .ok && row.usageSource == .estimated)
         #expect(row.usage.outputTokens > 0 && row.cost > .zero)
+        #expect(row.errorMessage == "tokens estimated from the request and the stream's text: provider 'strict' is not asked for a stream's usage (ask_stream_usage: false)")
 
         // The same server without the setting: the provider's 400 is relayed; the row and the
         // log (once) name the setting.

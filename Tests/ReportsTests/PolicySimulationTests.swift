@@ -2,7 +2,7 @@ import Foundation
 import Ledger
 import Metering
 import Policy
-import Reports
+@testable import Reports
 import Testing
 
 @Suite("policy simulate")
@@ -70,6 +70,13 @@ struct PolicySimulationTests {
         let table = PolicySimulation.table(results)
         #expect(table.contains("refused_quota"))
         #expect(table.split(separator: "\n").last?.hasPrefix("TOTAL") == true)
+        // Only the users something changes for, and the total over everyone.
+        let dave = PolicySimulation.PayerResult(user: "dave", plan: "small", calls: 7)
+        let changed = PolicySimulation.table(results + [dave], everyone: false).split(separator: "\n")
+        #expect(!changed.contains { $0.hasPrefix("dave") } && changed.contains { $0.hasPrefix("alice") })
+        #expect(changed.last == "1 user with nothing refused or clamped not listed (in TOTAL; --all lists them)")
+        let total = try #require(changed.dropLast().last?.split(separator: " ", omittingEmptySubsequences: true))
+        #expect(total.prefix(2) == ["TOTAL", "12"], "\(changed)")
     }
 
     @Test("holds each call's worst case against budgets while it runs, as the gateway does")
@@ -126,5 +133,21 @@ struct PolicySimulationTests {
         #expect(dave.refused[.cap] == 1)
         #expect(dave.clamped == 1)  // the second: the cap added, its 6 output tokens cut to 2
         #expect(dave.spent.picodollars == 6_000_000)
+    }
+
+    @Test("a call that ended in a provider's error, with no price or usage on its row, still holds its worst case")
+    func failedCallsHoldTheirWorstCase() throws {
+        let candidate = try policy(plans: """
+            defaults: { plan: tight }
+            plans: { tight: { budget: { daily_usd: "0.001" } } }
+            """)
+        // No output limit: 4,096 tokens at $1 per 1M is $0.004, over the day's $0.001.
+        var failed = call(1, user: "erin", outcome: .upstreamError)
+        failed.usage = .zero
+        failed.usageSource = .none
+        failed.cost = .zero
+        failed.price = nil
+        let erin = try #require(PolicySimulation.run([failed, call(2, user: "erin")], policy: candidate).first)
+        #expect(erin.refused[.quota] == 2)
     }
 }
