@@ -150,6 +150,13 @@ final class AdminAPI: Sendable {
     private func answerKeys(_ route: Route, method: HTTPMethod, queryString: String?, body: ByteBuffer,
                             admin: Principal, now: Int64, on loop: any EventLoop) -> EventLoopFuture<Answer> {
         let keys = self.keys, principals = gateway.principals, logger = gateway.logger
+        // The change is made: a reload that fails must not turn it into an error (the secret of a
+        // new key would be lost). The key poll picks the change up once the keys can be read.
+        @Sendable func reloadKeys() {
+            do { try principals.reload() } catch {
+                logger.warning("api keys not reloaded after a change; the key poll will", metadata: ["error": "\(error)"])
+            }
+        }
         if method == .GET {
             let listing: AdminKeys.Listing
             do { listing = try AdminKeys.Listing(queryString: queryString) } catch {
@@ -187,7 +194,7 @@ final class AdminAPI: Sendable {
                 guard try keys.revoke(id: id, at: now) else {
                     return .refusal(Refusal(.notFound, "No active key with id \(id.prefix(100)).", field: "id"))
                 }
-                try principals.reload()
+                reloadKeys()
                 logger.notice("api key revoked through the admin API",
                               metadata: ["key": "\(id)", "user": "\(key.user)", "by": "\(admin.keyId)"])
                 return .json(AdminKeys.revoked(revoked))
@@ -202,7 +209,7 @@ final class AdminAPI: Sendable {
                 let key = APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: creation.user,
                                        team: creation.team, createdAt: now)
                 try keys.insert(key)
-                try principals.reload()
+                reloadKeys()
                 logger.notice("api key created through the admin API",
                               metadata: ["key": "\(id)", "user": "\(creation.user)", "team": "\(creation.team ?? "-")",
                                          "by": "\(admin.keyId)"])

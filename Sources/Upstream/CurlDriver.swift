@@ -266,8 +266,16 @@ final class CurlDriver: @unchecked Sendable {
     /// Removes the handle mid-transfer. libcurl closes an HTTP/1 connection
     /// removed before its response ended (it cannot be reused); on HTTP/2
     /// only the stream is reset.
+    ///
+    /// libcurl 7.88 queues that RST_STREAM and sends it only when another transfer next uses
+    /// the connection (curl issue #17611): a stream alone on its connection went on upstream,
+    /// the provider generating (and billing) an answer nobody reads. Forbidding reuse makes
+    /// libcurl close a connection the stream was alone on, which the provider sees at once; one
+    /// that other transfers still use is left open (libcurl closes only a connection no transfer
+    /// uses), and their traffic sends the reset.
     private func abort(_ transfer: CurlTransfer) {
         guard transfer.curlState.cancel() else { return }
+        if let easy = transfer.easy { _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1) }
         detach(transfer)
         transfer.finish(.failure(.cancelled))
     }

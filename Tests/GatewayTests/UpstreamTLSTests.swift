@@ -93,12 +93,14 @@ struct UpstreamTLSTests {
         let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
         let gate = try HandshakeGate(targetPort: fake.port)
         defer { gate.shutdown() }
-        // Two providers at one origin, so one connection: `filler` holds it full for 6 s (its
-        // calls outlive the test's timeouts), `openai` is the one under test.
+        // Two providers at one origin, so one connection: `filler` holds it full for 15 s (its
+        // calls outlive the test's timeouts; with 6 s, in a full run the first fillers, sent
+        // seconds before the last, freed their streams to the calls under test), `openai` is
+        // the one under test.
         let h = try ProxyHarness(providersYAML: """
             providers:
               filler: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
-                        timeout_ms: 30000, headers: { "x-fake-first-byte-delay-ms": "6000" } }
+                        timeout_ms: 30000, headers: { "x-fake-first-byte-delay-ms": "15000" } }
               openai: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
                         connect_timeout_ms: 2000, timeout_ms: \(timeoutMs) }
             models:
@@ -247,21 +249,13 @@ struct UpstreamTLSTests {
         // Two providers on the same server share its connection: 1 s answers for the calls that
         // finish, a minute's for the one the client leaves (a loaded machine may starve the
         // client for seconds, and HTTP/2's window lets the provider send on meanwhile).
-        let h = try ProxyHarness(providersForFake: { url in
-            """
-            providers:
-              quick: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
-                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "20" } }
-              long:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
-                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "1200" } }
-            models:
-              - { match: "gpt-*", provider: quick }
-              - { match: "o4-*", provider: long }
-            """
-        }, fakeTLS: try FakeTLS.generate())
+        let h = try Self.quickAndLong(quickGapMs: 50, quickChunks: 20)
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "keep-1")
         async let second = h.post("/v1/chat/completions", key: h.carolKey, json: Self.stream, requestID: "keep-2")
+        // Both on the connection before the third comes and goes: a stream left alone on its
+        // connection closes it, and calls after that would open another.
+        for _ in 0..<600 where h.fake.requestCount < 2 { try await Task.sleep(for: .milliseconds(50)) }
         let long = Self.stream.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
         let gone = try await TestHTTPClient.sendAndHangUp(
             port: h.port, path: "/v1/chat/completions",
@@ -289,6 +283,70 @@ struct UpstreamTLSTests {
             #expect(h.fake.exchange(requestID: id)?.completed == true)
         }
         #expect(h.fake.connectionCount == 1)
+    }
+
+    /// Two providers on one FakeLLM, so on one HTTP/2 connection: `gpt-*` answers in
+    /// `quickChunks` chunks `quickGapMs` apart, `o4-*` streams for a minute (1,200 chunks 50 ms apart).
+    static func quickAndLong(quickGapMs: Int = 0, quickChunks: Int = 2) throws -> ProxyHarness {
+        try ProxyHarness(providersForFake: { url in
+            """
+            providers:
+              quick: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                       headers: { "x-fake-chunk-gap-ms": "\(quickGapMs)", "x-fake-chunks": "\(quickChunks)" } }
+              long:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
+                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "1200" } }
+            models:
+              - { match: "gpt-*", provider: quick }
+              - { match: "o4-*", provider: long }
+            """
+        }, fakeTLS: try FakeTLS.generate())
+    }
+
+    /// Sends a minute's stream and hangs up after `chunks` of it.
+    private static func leave(_ h: ProxyHarness, id: String, after chunks: Int = 2) async throws {
+        let gone = try await TestHTTPClient.sendAndHangUp(
+            port: h.port, path: "/v1/chat/completions",
+            headers: [("authorization", "Bearer \(h.bobKey)"), ("content-type", "application/json"), ("x-request-id", id)],
+            body: Array(Self.stream.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini").utf8), afterChunks: chunks)
+        #expect(gone.hungUpAt != nil)
+    }
+
+    /// FakeLLM's record of a stream, once it ended (within `seconds`).
+    private static func ended(_ h: ProxyHarness, _ id: String, within seconds: Int = 10) async throws -> FakeExchange? {
+        for _ in 0..<(seconds * 10) {
+            if let exchange = h.fake.exchange(requestID: id) { return exchange }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+
+    // libcurl 7.88 queues the reset of a stream removed mid-answer and sends it only when another
+    // transfer uses the connection (curl issue #17611): alone on its connection, the stream went on
+    // for its whole minute, the provider generating an answer nobody read.
+    @Test("a client hanging up on the only stream of an HTTP/2 connection: the provider sees the stream end at once")
+    func loneStreamEnds() async throws {
+        let h = try Self.quickAndLong()
+        defer { h.shutdown() }
+        try await Self.leave(h, id: "lone-1")
+        #expect(try await Self.ended(h, "lone-1")?.completed == false)
+        #expect(try h.row("lone-1")?.outcome == .clientCancelled)
+        // The gateway goes on: the next call opens a connection of its own.
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "lone-2").status == 200)
+    }
+
+    @Test("a stream left while another rides its HTTP/2 connection is reset; the connection stays for the next call")
+    func sharedConnectionStays() async throws {
+        let h = try Self.quickAndLong()
+        defer { h.shutdown() }
+        // A holds the connection: its client reads 10 s of its stream while B is left.
+        async let held: Void = Self.leave(h, id: "ride-a", after: 200)
+        for _ in 0..<200 where h.server.callsInFlight == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        try await Self.leave(h, id: "ride-b")
+        #expect(try await Self.ended(h, "ride-b")?.completed == false)
+        #expect(try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.stream, requestID: "ride-c").status == 200)
+        #expect(h.fake.connectionCount == 1)
+        try await held
+        #expect(try await Self.ended(h, "ride-a")?.completed == false)
     }
 
     @Test("a ca_file changed in place is in force without a restart, for new connections")
