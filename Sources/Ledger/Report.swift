@@ -127,6 +127,9 @@ public struct ReportFigures: Sendable, Hashable {
     public var cacheWriteTokens = 0
     public var outputTokens = 0
     public var reasoningTokens = 0
+    /// Input, cached, cache-write and output tokens (reasoning is part of output): what token
+    /// budgets count.
+    public var totalTokens: Int { inputTokens + cachedInputTokens + cacheWriteTokens + outputTokens }
     /// Exact sum of the calls' costs.
     public var cost = Money.Total()
     /// Calls the latency figures cover: every call that was not refused (refusals never reach a

@@ -35,8 +35,7 @@ extension LedgerReader {
             guard figures.requests > figures.refused else { return nil }
             func name(_ label: String) -> String? { label == ReportDimension.noneLabel ? nil : label }
             return PayerSpend(user: name(row.values[0]), team: name(row.values[1]), cost: figures.cost,
-                              tokens: figures.inputTokens + figures.cachedInputTokens + figures.cacheWriteTokens
-                                  + figures.outputTokens)
+                              tokens: figures.totalTokens)
         }
     }
 }

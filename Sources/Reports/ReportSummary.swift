@@ -105,9 +105,7 @@ public struct ReportSummary: Sendable {
     }
 
     /// Input, cached, cache-write and output tokens (reasoning is part of output).
-    public var tokens: Int {
-        totals.inputTokens + totals.cachedInputTokens + totals.cacheWriteTokens + totals.outputTokens
-    }
+    public var tokens: Int { totals.totalTokens }
 
     public var tokensPerHour: Int? {
         burnEnd > burnStart ? Int(Int128(tokens) * 3_600_000_000 / Int128(burnEnd - burnStart)) : nil
@@ -278,7 +276,7 @@ extension ReportSummary {
             func charge(_ scope: PayerScope, _ figures: ReportFigures) {
                 var sum = spent[scope] ?? (Money.Total(), 0)
                 sum.cost.picodollars += figures.cost.picodollars
-                sum.tokens += figures.inputTokens + figures.cachedInputTokens + figures.cacheWriteTokens + figures.outputTokens
+                sum.tokens += figures.totalTokens
                 spent[scope] = sum
             }
             for row in try spend(interval) {
