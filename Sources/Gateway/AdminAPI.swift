@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 import Logging
 import Metering
@@ -240,6 +241,11 @@ final class AdminAPI: Sendable {
         case .success(let principal):
             return .success(principal)
         }
+    }
+
+    /// An instant (Unix µs) as the admin API writes it: a JSON string, ISO 8601 UTC, to the second.
+    static func time(_ micros: Int64) -> String {
+        JSONString.literal(Date(timeIntervalSince1970: Double(micros / 1_000_000)).formatted(.iso8601))
     }
 
     /// A ledger read or write that failed (busy for longer than the timeout, disk error) or a stopped pool.

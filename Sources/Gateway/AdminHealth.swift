@@ -35,7 +35,7 @@ enum AdminHealth {
         let recent = try reader.report(ReportQuery(since: since, until: now + 1)).totals
         let minutes = try reader.activityPerMinute(since: since, until: now + 1)
 
-        var out = "{\"now\":" + time(now)
+        var out = "{\"now\":" + AdminAPI.time(now)
         out += ",\"policy\":{\"version\":" + JSONString.literal(policy.version)
         out += ",\"reload_errors\":\(gateway.policies.failedReloads)"
         out += ",\"last_reload_error\":" + (gateway.policies.lastError.map(JSONString.literal) ?? "null")
@@ -45,7 +45,7 @@ enum AdminHealth {
         out += ",\"ledger_backlog\":\(gateway.ledger.backlog)"
 
         let upstreamCalls = recent.requests - recent.refused
-        out += ",\"last_hour\":{\"since\":" + time(since) + ",\"until\":" + time(now)
+        out += ",\"last_hour\":{\"since\":" + AdminAPI.time(since) + ",\"until\":" + AdminAPI.time(now)
         out += ",\"requests\":\(recent.requests),\"refused\":\(recent.refused),\"errors\":\(recent.errors)"
         out += ",\"error_rate\":" + ratio(recent.errors, upstreamCalls)
         out += ",\"latency_mean_ms\":" + millis(recent.latencyMeanMicros)
@@ -55,7 +55,7 @@ enum AdminHealth {
         out += ",\"cost_usd\":" + JSONString.literal(recent.cost.formatted(decimals: 6)) + "}"
 
         out += ",\"per_minute\":[" + minutes.map { m in
-            "{\"minute\":" + time(m.minute) + ",\"requests\":\(m.requests),\"refused\":\(m.refused),\"errors\":\(m.errors)"
+            "{\"minute\":" + AdminAPI.time(m.minute) + ",\"requests\":\(m.requests),\"refused\":\(m.refused),\"errors\":\(m.errors)"
                 + ",\"latency_mean_ms\":"
                 + millis(m.timedRequests == 0 ? nil : m.latencySumMicros / Int64(m.timedRequests)) + "}"
         }.joined(separator: ",") + "]"
@@ -84,7 +84,7 @@ enum AdminHealth {
             case .team(let name): json += "\"team\",\"name\":" + JSONString.literal(name)
             case .user(let name): json += "\"user\",\"name\":" + JSONString.literal(name)
             }
-            json += ",\"period\":\"\(limit.period.rawValue)\",\"resets_at\":" + time(standing.resetsAt)
+            json += ",\"period\":\"\(limit.period.rawValue)\",\"resets_at\":" + AdminAPI.time(standing.resetsAt)
             if let usd = limit.usd, let left = standing.usdLeft {
                 let used = Money(picodollars: usd.picodollars - left.picodollars)
                 json += ",\"limit_usd\":" + JSONString.literal(usd.formatted()) + ",\"used_usd\":" + JSONString.literal(used.formatted())
@@ -116,10 +116,6 @@ enum AdminHealth {
             share = max(share, tokens > 0 ? Double(tokens - left) / Double(tokens) : 1)
         }
         return share
-    }
-
-    private static func time(_ micros: Int64) -> String {
-        JSONString.literal(Date(timeIntervalSince1970: Double(micros / 1_000_000)).formatted(.iso8601))
     }
 
     private static func millis(_ micros: Int64?) -> String {

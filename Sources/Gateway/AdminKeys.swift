@@ -114,11 +114,7 @@ enum AdminKeys {
         "{\"id\":" + JSONString.literal(key.id) + ",\"user\":" + JSONString.literal(key.user)
             + ",\"team\":" + (key.team.map(JSONString.literal) ?? "null")
             + ",\"role\":\"" + (key.admin ? "admin" : "caller") + "\""
-            + ",\"created_at\":" + (key.createdAt.map(time) ?? "null")
-            + ",\"revoked_at\":" + (key.revokedAt.map(time) ?? "null")
-    }
-
-    private static func time(_ micros: Int64) -> String {
-        JSONString.literal(Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601))
+            + ",\"created_at\":" + (key.createdAt.map(AdminAPI.time) ?? "null")
+            + ",\"revoked_at\":" + (key.revokedAt.map(AdminAPI.time) ?? "null")
     }
 }

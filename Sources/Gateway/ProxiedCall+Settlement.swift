@@ -83,13 +83,14 @@ extension ProxiedCall {
                     // Missing, negative or absurd usage: bill the prompt estimate and the text sent.
                     CallRecord.estimateMissingUsage(&entry, metered: metered, promptEstimate: admission.promptEstimate, kinds: admission.tokenKinds,
                                              price: price, promptAlone: true)
-                    // A stream not asked for its usage, as configured, is estimated by design, not by fault.
-                    let unasked = metered.isStream && !admission.provider.asksStreamUsage
-                    entry.errorMessage = entry.usageSource != .estimated
-                        ? "the provider reported no usage; recorded without tokens or cost"
-                        : unasked
-                        ? "tokens estimated from the request and the stream's text: provider '\(admission.provider.name)' is not asked for a stream's usage (ask_stream_usage: false)"
-                        : "the provider reported no usable usage; tokens estimated from the request and the answer's text"
+                    if entry.usageSource != .estimated {
+                        entry.errorMessage = "the provider reported no usage; recorded without tokens or cost"
+                    } else if metered.isStream && !admission.provider.asksStreamUsage {
+                        // Not asked for its usage, as configured: estimated by design, not by fault.
+                        entry.errorMessage = "tokens estimated from the request and the stream's text: provider '\(admission.provider.name)' is not asked for a stream's usage (ask_stream_usage: false)"
+                    } else {
+                        entry.errorMessage = "the provider reported no usable usage; tokens estimated from the request and the answer's text"
+                    }
                 } else if (metered.usage?.outputTokens ?? 0) == 0 {
                     // Text sent but no output count: an Anthropic stream that ended with an
                     // `error` event before `message_delta`, a provider whose `message_delta`

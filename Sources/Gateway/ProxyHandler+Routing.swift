@@ -75,8 +75,7 @@ extension ProxyHandler {
                 .assumeIsolated()
                 .whenComplete { [self] result in
                     guard case .success(let body) = result else {
-                        return writeRefusal(Refusal(.shuttingDown, "The gateway is shutting down."), dialect: .openai,
-                                            requestID: line.requestID)
+                        return writeRefusal(Self.shuttingDown, dialect: .openai, requestID: line.requestID)
                     }
                     var headers = HTTPHeaders()
                     headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
@@ -205,6 +204,10 @@ extension ProxyHandler {
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
     private static let modelPathPrefix = "/v1/models/"
 
+    /// A page whose work runs off the event loop, asked for while the gateway stops (its
+    /// thread is gone).
+    private static let shuttingDown = Refusal(.shuttingDown, "The gateway is shutting down.")
+
     /// Admin keys read the admin API and nothing else: they never run up a bill.
     private static let adminKeyOnModelRoute = Refusal(
         .wrongKeyRole, "This is an admin key: it opens the dashboard and the admin API, not model calls. Use a caller key (tokenctl keys create --user NAME).")
@@ -218,8 +221,7 @@ extension ProxyHandler {
             .assumeIsolated()
             .whenComplete { [self] result in
                 // The pool only fails when stopped (shutdown): answer as the proxy does then.
-                writeAdmin((try? result.get()) ?? .refusal(Refusal(.shuttingDown, "The gateway is shutting down.")),
-                           requestID: requestID)
+                writeAdmin((try? result.get()) ?? .refusal(Self.shuttingDown), requestID: requestID)
             }
     }
 
