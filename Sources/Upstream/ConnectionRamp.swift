@@ -127,11 +127,16 @@ struct ConnectionRamp<Call: AnyObject> {
         return released
     }
 
+    /// The calls still waiting (withdrawn ones left out).
+    var waiting: [Call] {
+        guard waitingCalls > 0 else { return [] }
+        return origins.values.flatMap { state in state.waiting.filter { !state.withdrawn.contains(ObjectIdentifier($0)) } }
+    }
+
     /// Takes every waiting call off the ramp (shutdown).
     mutating func takeAllWaiting() -> [Call] {
-        var calls: [Call] = []
+        let calls = waiting
         for origin in Array(origins.keys) {
-            calls.append(contentsOf: origins[origin]!.waiting.filter { !origins[origin]!.withdrawn.contains(ObjectIdentifier($0)) })
             origins[origin]!.waiting.removeAll()
             origins[origin]!.withdrawn.removeAll()
         }

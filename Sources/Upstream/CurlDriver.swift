@@ -58,6 +58,9 @@ final class CurlDriver: @unchecked Sendable {
     private var commands: [Command] = []
     private var pool: CurlEasyHandlePool
     private var ramp: ConnectionRamp<CurlTransfer>
+    /// No transfer's deadline comes before it (`expireOverdue`). A transfer that ends leaves it
+    /// early, which costs one scan that finds nothing.
+    private var nextDeadline = NIODeadline.distantFuture
 
     init(configuration: UpstreamConfiguration, logger: Logger) {
         CurlRuntime.initialize()
@@ -173,9 +176,10 @@ final class CurlDriver: @unchecked Sendable {
                 // (it shut down first) cannot keep later commands waiting for poll's timeout.
                 wakeScheduled = false
             }
+            let now = NIODeadline.now()
             for command in commands {
                 switch command {
-                case .start(let t): begin(t)
+                case .start(let t): begin(t, now: now)
                 case .cancel(let t): abort(t)
                 case .pause(let t): pause(t)
                 case .resume(let t): resume(t)
@@ -188,16 +192,17 @@ final class CurlDriver: @unchecked Sendable {
 
             check(curl_multi_perform(multi, &stillRunning), "curl_multi_perform")
             collectCompletions()
+            expireOverdue(now: now)
             // Added now, they make the poll below return at once (curl runs new handles at once).
             for (transfer, seat) in ramp.release() {
                 transfer.seat = seat
-                add(transfer)
+                add(transfer, now: now)
             }
             flush()
             let freed = pool.freeUnused(now: .now)
             if freed > 0 { unusedHandlesFreed.add(freed, ordering: .relaxed) }
-            // Sleeps until socket activity, curl's next timer, or a wakeup.
-            check(curl_multi_poll(multi, nil, 0, 1000, nil), "curl_multi_poll")
+            // Sleeps until socket activity, curl's next timer, a wakeup or the next deadline.
+            check(curl_multi_poll(multi, nil, 0, pollTimeoutMs(now: now), nil), "curl_multi_poll")
         }
         for transfer in running.reversed() { abort(transfer) }
         for transfer in ramp.takeAllWaiting() {
@@ -216,20 +221,28 @@ final class CurlDriver: @unchecked Sendable {
         logger.error("\(call) failed", metadata: ["code": "\(code.rawValue)", "message": "\(String(cString: curl_multi_strerror(code)))"])
     }
 
-    private func begin(_ transfer: CurlTransfer) {
+    private func begin(_ transfer: CurlTransfer, now: NIODeadline) {
+        if transfer.totalTimeoutMs > 0 {
+            let deadline = now + .milliseconds(Int64(transfer.totalTimeoutMs))
+            transfer.deadline = deadline
+            nextDeadline = min(nextDeadline, deadline)
+        }
         if configuration.http2 && transfer.http2,
            let origin = ConnectionRamp<CurlTransfer>.origin(of: transfer.url) {
             transfer.rampOrigin = origin
             guard ramp.arrive(transfer, origin: origin, seat: &transfer.seat) else {
                 transfer.curlState.hold()
-                transfer.heldSince = .now()
                 return
             }
         }
-        add(transfer)
+        add(transfer, now: now)
     }
 
-    private func add(_ transfer: CurlTransfer) {
+    private func add(_ transfer: CurlTransfer, now: NIODeadline) {
+        if let deadline = transfer.deadline, deadline <= now {  // passed while it waited on the ramp
+            fail(transfer, transfer.deadlineError(easy: nil))
+            return
+        }
         guard let easy = pool.take() else {
             fail(transfer, .transport(code: Int(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
             return
@@ -278,6 +291,40 @@ final class CurlDriver: @unchecked Sendable {
         if let easy = transfer.easy { _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1) }
         detach(transfer)
         transfer.finish(.failure(.cancelled))
+    }
+
+    /// Ends the transfers whose total timeout passed. The driver keeps that deadline, not libcurl
+    /// (CURLOPT_TIMEOUT_MS): libcurl 7.88 ends a late HTTP/2 stream as it removes one, with the
+    /// reset held until another transfer uses the connection (see `abort`), and the provider went
+    /// on with an answer nobody reads. Ended here, the stream's connection is closed as a left
+    /// one's is.
+    private func expireOverdue(now: NIODeadline) {
+        guard now >= nextDeadline else { return }
+        nextDeadline = .distantFuture
+        // Copies: ending a transfer changes both lists.
+        for transfer in running + ramp.waiting {
+            guard let deadline = transfer.deadline else { continue }
+            guard deadline <= now else {
+                nextDeadline = min(nextDeadline, deadline)
+                continue
+            }
+            guard let easy = transfer.easy else {
+                fail(transfer, transfer.deadlineError(easy: nil))
+                continue
+            }
+            guard transfer.curlState.completed() else { continue }
+            let error = transfer.deadlineError(easy: easy)
+            _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1)
+            detach(transfer, failed: true)
+            transfer.finish(.failure(error))
+        }
+    }
+
+    /// How long the poll may sleep: at most a second, and not past the next deadline.
+    private func pollTimeoutMs(now: NIODeadline) -> Int32 {
+        guard nextDeadline != .distantFuture else { return 1000 }
+        let ms = ((nextDeadline - now).nanoseconds + 999_999) / 1_000_000
+        return Int32(max(0, min(1000, ms)))
     }
 
     private func pause(_ transfer: CurlTransfer) {

@@ -57,8 +57,9 @@ final class CurlTransfer: @unchecked Sendable {
     /// `https://host:port` of an HTTP/2 transfer, whose connection the ramp finds (`ConnectionRamp`).
     var rampOrigin: String?
     var seat = ConnectionRamp<CurlTransfer>.Seat.none
-    /// When the ramp held it back (the wait counts against its total timeout).
-    var heldSince: NIODeadline?
+    /// When its total timeout passes, counted from its start (a wait on the ramp counts). The
+    /// driver keeps it, not libcurl (`CurlDriver.expireOverdue`).
+    var deadline: NIODeadline?
     /// The ramp refused the connection libcurl's own second send of this call would have opened.
     var refusedStreamResendHeld = false
     /// libcurl's second send after the answer had started was stopped (`maySend`).
@@ -183,10 +184,6 @@ final class CurlTransfer: @unchecked Sendable {
         set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
         set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
         if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
-        if totalTimeoutMs > 0 {
-            let heldMs = heldSince.map { Int((NIODeadline.now() - $0).nanoseconds / 1_000_000) } ?? 0
-            set(tc_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, max(1, totalTimeoutMs - heldMs)))
-        }
         set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
         if let certificateAuthoritiesPEM {
             // Copied by curl, which compares it when matching a pooled connection to this one.
@@ -292,7 +289,7 @@ final class CurlTransfer: @unchecked Sendable {
     }
 
     /// The error a failed transfer reports, from curl's code and what was seen of the answer.
-    func error(code: CURLcode, easy: CurlEasyHandle) -> UpstreamError {
+    func error(code: CURLcode, easy: CurlEasyHandle, detail: String? = nil) -> UpstreamError {
         var connects = 0, headerBytes = 0
         var pretransfer: curl_off_t = 0, total: curl_off_t = 0
         _ = tc_easy_getinfo_long(easy.raw, CURLINFO_NUM_CONNECTS, &connects)
@@ -300,11 +297,23 @@ final class CurlTransfer: @unchecked Sendable {
         _ = tc_easy_getinfo_off(easy.raw, CURLINFO_PRETRANSFER_TIME_T, &pretransfer)
         _ = tc_easy_getinfo_off(easy.raw, CURLINFO_TOTAL_TIME_T, &total)
         return CurlRuntime.error(CurlFailure(
-            code: code, detail: easy.errorDetail, reusedConnection: connects == 0,
+            code: code, detail: detail ?? easy.errorDetail, reusedConnection: connects == 0,
             answerStarted: headSeen || headerBytes > 0,  // body bytes set headSeen (synthesizeHead)
             waitedMicros: Int64(total) - Int64(pretransfer), requestSent: pretransfer > 0,
             resendRefusedAfterMicros: resendRefusedAfterMicros,
             refusedStreamResendHeld: refusedStreamResendHeld, resendAfterAnswerRefused: resendAfterAnswerRefused))
+    }
+
+    /// Its deadline passed: on the ramp (`easy` nil, never sent) or running.
+    func deadlineError(easy: CurlEasyHandle?) -> UpstreamError {
+        let limit = "\(totalTimeoutMs) ms (timeout_ms)"
+        guard let easy else {
+            return .timeout("no HTTP/2 stream to the provider came free within \(limit)", requestSent: false)
+        }
+        let detail = requestWentOut.load(ordering: .relaxed)
+            ? "the answer did not end within \(limit), \(bytesReceived) bytes of it in"
+            : "the connection to the provider was not ready within \(limit)"
+        return error(code: CURLE_OPERATION_TIMEDOUT, easy: easy, detail: detail)
     }
 
     /// Reads the timing of the finished transfer (before its handle is reset).

@@ -13,7 +13,8 @@ public struct UpstreamRequest: Sendable {
     public var body: ByteBuffer
     /// Limit for TCP (+TLS) connect; 0 means curl's default (300 s).
     public var connectTimeoutMs: Int
-    /// Deadline for the whole transfer, including time spent paused; 0 means none.
+    /// Deadline for the whole transfer, including time spent waiting for an HTTP/2 stream and
+    /// paused; 0 means none. The driver keeps it (`CurlDriver.expireOverdue`).
     public var totalTimeoutMs: Int
     /// PEM certificates of the only authorities to trust for this upstream's TLS, in place of
     /// the system's store (a company CA in front of a self-hosted model); nil: the system's.

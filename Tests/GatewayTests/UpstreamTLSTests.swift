@@ -89,38 +89,10 @@ struct UpstreamTLSTests {
     @Test("a provider that stops answering handshakes while its connection is full: the calls waiting for the next connection fail after one connect timeout, not one after another; the wait counts against timeout_ms",
           arguments: [(30_000, 3_000), (3_000, 1_500)])
     func stalledHandshake(timeoutMs: Int, boundMs: Int) async throws {
-        let tls = try FakeTLS.generate()
-        let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
-        let gate = try HandshakeGate(targetPort: fake.port)
-        defer { gate.shutdown() }
-        // Two providers at one origin, so one connection: `filler` holds it full for 15 s (its
-        // calls outlive the test's timeouts; with 6 s, in a full run the first fillers, sent
-        // seconds before the last, freed their streams to the calls under test), `openai` is
-        // the one under test.
-        let h = try ProxyHarness(providersYAML: """
-            providers:
-              filler: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
-                        timeout_ms: 30000, headers: { "x-fake-first-byte-delay-ms": "15000" } }
-              openai: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
-                        connect_timeout_ms: 2000, timeout_ms: \(timeoutMs) }
-            models:
-              - { match: "o4-*", provider: filler }
-              - { match: "gpt-*", provider: openai }
-            """, fakeTLS: tls)
-        defer { h.shutdown() }
-        let fill = #"{"model":"o4-mini","messages":[{"role":"user","content":"hi"}]}"#
-        let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
-        // 100 calls fill the one connection (FakeLLM allows 100 streams).
-        let full = Task {
-            try await withThrowingTaskGroup(of: Int.self) { group in
-                for i in 0..<100 {
-                    group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: fill, requestID: "full\(i)").status }
-                }
-                return try await group.reduce(into: [Int]()) { $0.append($1) }
-            }
-        }
-        while fake.requestCount < 100 { try await Task.sleep(for: .milliseconds(20)) }
-        gate.stopAnswering()
+        let held = try await FullConnection.start(openaiOptions: "connect_timeout_ms: 2000, timeout_ms: \(timeoutMs)")
+        defer { held.stop() }
+        let h = held.h
+        let chat = FullConnection.chat
         // 6 more: one opens a connection whose handshake never ends; the others wait for it.
         let started = ContinuousClock.now
         let late = try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
@@ -139,8 +111,89 @@ struct UpstreamTLSTests {
         let ends = late.map(\.1)
         let afterOpener = ends.max()! - ends.min()!
         #expect(afterOpener > .milliseconds(500) && afterOpener < .milliseconds(boundMs), "\(ends)")
-        #expect(try await full.value.allSatisfy { $0 == 200 })
-        try await fake.shutdownGracefully()
+        try await held.fillersAnswered()
+    }
+
+    @Test("calls waiting for an HTTP/2 stream behind a handshake that outlasts their timeout_ms end at it, with a 504 saying so")
+    func waitPastTheDeadline() async throws {
+        let held = try await FullConnection.start(openaiOptions: "timeout_ms: 800")
+        defer { held.stop() }
+        let h = held.h
+        // A filler call opens the next connection, whose handshake hangs for the gateway's
+        // connect timeout (10 s); the calls under test wait on the ramp behind it.
+        let opener = Task { _ = try await h.post("/v1/chat/completions", key: h.aliceKey, json: FullConnection.fill, requestID: "opener") }
+        while held.gate.accepted < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        let started = ContinuousClock.now
+        let late = try await withThrowingTaskGroup(of: (String, Int).self) { group in
+            for i in 0..<5 {
+                group.addTask {
+                    ("wait\(i)", try await h.post("/v1/chat/completions", key: h.aliceKey, json: FullConnection.chat,
+                                                 requestID: "wait\(i)").status)
+                }
+            }
+            return try await group.reduce(into: [(String, Int)]()) { $0.append($1) }
+        }
+        // Before the gateway kept the deadline, they waited for the opener's handshake to fail.
+        #expect(ContinuousClock.now - started < .seconds(8))
+        #expect(late.allSatisfy { $0.1 == 504 }, "\(late)")
+        for (id, _) in late {
+            let row = try #require(try h.row(id))
+            #expect(row.outcome == .timeout)
+            #expect(row.errorMessage?.contains("came free within 800 ms (timeout_ms)") == true, "\(row.errorMessage ?? "")")
+        }
+        opener.cancel()
+        try await held.fillersAnswered()
+    }
+
+    /// One HTTP/2 connection held full (FakeLLM allows 100 streams), behind a front that then
+    /// answers no more handshakes. Two providers at one origin, so one connection: `filler` holds
+    /// it full for 15 s (its calls outlive the tests' timeouts; with 6 s, in a full run the first
+    /// fillers, sent seconds before the last, freed their streams to the calls under test),
+    /// `openai` is the one under test.
+    struct FullConnection {
+        static let fill = #"{"model":"o4-mini","messages":[{"role":"user","content":"hi"}]}"#
+        static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        let h: ProxyHarness
+        let gate: HandshakeGate
+        let fake: FakeLLMServer
+        let full: Task<[Int], any Error>
+
+        static func start(openaiOptions: String) async throws -> FullConnection {
+            let tls = try FakeTLS.generate()
+            let fake = try await FakeLLMServer.started(FakeLLMConfiguration(transport: tls))
+            let gate = try HandshakeGate(targetPort: fake.port)
+            let h = try ProxyHarness(providersYAML: """
+                providers:
+                  filler: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
+                            timeout_ms: 30000, headers: { "x-fake-first-byte-delay-ms": "15000" } }
+                  openai: { dialect: openai, base_url: "https://127.0.0.1:\(gate.port)/v1", ca_file: fake-ca.pem,
+                            \(openaiOptions) }
+                models:
+                  - { match: "o4-*", provider: filler }
+                  - { match: "gpt-*", provider: openai }
+                """, fakeTLS: tls)
+            let full = Task {
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for i in 0..<100 {
+                        group.addTask { try await h.post("/v1/chat/completions", key: h.aliceKey, json: fill, requestID: "full\(i)").status }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+            }
+            while fake.requestCount < 100 { try await Task.sleep(for: .milliseconds(20)) }
+            gate.stopAnswering()
+            return FullConnection(h: h, gate: gate, fake: fake, full: full)
+        }
+
+        func fillersAnswered() async throws {
+            #expect(try await full.value.allSatisfy { $0 == 200 })
+            try await fake.shutdownGracefully()
+        }
+
+        func stop() {
+            h.shutdown()
+            gate.shutdown()
+        }
     }
 
     /// libcurl 7.88 cannot read an HTTP/2 header block larger than its 16 KiB receive buffer while
@@ -287,14 +340,14 @@ struct UpstreamTLSTests {
 
     /// Two providers on one FakeLLM, so on one HTTP/2 connection: `gpt-*` answers in
     /// `quickChunks` chunks `quickGapMs` apart, `o4-*` streams for a minute (1,200 chunks 50 ms apart).
-    static func quickAndLong(quickGapMs: Int = 0, quickChunks: Int = 2) throws -> ProxyHarness {
+    static func quickAndLong(quickGapMs: Int = 0, quickChunks: Int = 2, longOptions: String = "") throws -> ProxyHarness {
         try ProxyHarness(providersForFake: { url in
             """
             providers:
               quick: { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
                        headers: { "x-fake-chunk-gap-ms": "\(quickGapMs)", "x-fake-chunks": "\(quickChunks)" } }
               long:  { dialect: openai, base_url: "\(url)/v1", api_key_env: E2E_PROVIDER_KEY, ca_file: fake-ca.pem,
-                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "1200" } }
+                       headers: { "x-fake-chunk-gap-ms": "50", "x-fake-chunks": "1200" }\(longOptions) }
             models:
               - { match: "gpt-*", provider: quick }
               - { match: "o4-*", provider: long }
@@ -332,6 +385,22 @@ struct UpstreamTLSTests {
         #expect(try h.row("lone-1")?.outcome == .clientCancelled)
         // The gateway goes on: the next call opens a connection of its own.
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "lone-2").status == 200)
+    }
+
+    // The same libcurl queueing, when libcurl itself ended the stream (its CURLOPT_TIMEOUT_MS): the
+    // gateway keeps the attempt's deadline, and ends a late transfer as it ends a left one.
+    @Test("timeout_ms passing on the only stream of an HTTP/2 connection: the provider sees the stream end at once")
+    func loneStreamPastItsDeadlineEnds() async throws {
+        let h = try Self.quickAndLong(longOptions: ", timeout_ms: 700")
+        defer { h.shutdown() }
+        let body = Self.stream.replacingOccurrences(of: "gpt-4o-mini", with: "o4-mini")
+        let late = try await h.post("/v1/chat/completions", key: h.bobKey, json: body, requestID: "late-1")
+        #expect(late.status == 200 && !late.complete)
+        #expect(try await Self.ended(h, "late-1")?.completed == false)
+        let row = try #require(try h.row("late-1"))
+        #expect(row.outcome == .timeout)
+        #expect(row.errorMessage?.contains("timeout_ms") == true, "\(row.errorMessage ?? "")")
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.stream, requestID: "late-2").status == 200)
     }
 
     @Test("a stream left while another rides its HTTP/2 connection is reset; the connection stays for the next call")

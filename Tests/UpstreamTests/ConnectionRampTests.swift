@@ -133,8 +133,10 @@ import Testing
     mutating func cancelledWhileWaiting() {
         let a = Call("a"), b = Call("b"), c = Call("c")
         #expect(arrive([a, b, c]) == ["a"])
+        #expect(ramp.waiting.map(\.name) == ["b", "c"])
         ends(b)
         #expect(b.seat == .none && counts.waiting == 1)
+        #expect(ramp.waiting.map(\.name) == ["c"])  // what the driver's deadline scan looks at
         opens(a, socket: 7)
         goesOut(a, port: 40_000)
         #expect(release() == ["c"])
