@@ -104,9 +104,15 @@ public struct LedgerEntry: Sendable, Hashable {
     /// `<model pattern>@<effective day>` of the price used, as stored in `price_id`.
     public var priceId: String? { price?.id }
 
-    /// Adds `note` after what `errorMessage` already says ("…; note").
+    /// Adds `note` after what `errorMessage` already says ("…; note"), without the full stop a
+    /// provider's message often ends with ("…'stream_options'.; tokenctl…" read badly).
     public mutating func appendNote(_ note: String) {
-        errorMessage = errorMessage.map { "\($0); \(note)" } ?? note
+        guard var message = errorMessage else {
+            errorMessage = note
+            return
+        }
+        if message.hasSuffix("."), !message.hasSuffix("..") { message.removeLast() }
+        errorMessage = "\(message); \(note)"
     }
 
     /// Total time the proxy spent on the call.

@@ -117,7 +117,8 @@ struct OpenAIRelayTests {
         #expect(refused.status == 400 && refused.text.contains("Unknown parameter: 'stream_options'."))
         let refusedRow = try #require(try h.row("so-2"))
         #expect(refusedRow.outcome == .upstreamError && refusedRow.cost == .zero)
-        #expect(refusedRow.errorMessage?.contains("provider 'unset' refuses it: set ask_stream_usage: false for it in providers.yaml") == true)
+        #expect(refusedRow.errorMessage?.hasSuffix("Unknown parameter: 'stream_options'; tokenctl added stream_options to read the stream's usage; provider 'unset' refuses it: set ask_stream_usage: false for it in providers.yaml") == true,
+                "\(refusedRow.errorMessage ?? "")")
         // A call that is not a stream goes as sent, with the provider's usage.
         let plain = #"{"model":"gpt-quota","messages":[{"role":"user","content":"hi"}]}"#
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: plain, requestID: "so-3").status == 200)
