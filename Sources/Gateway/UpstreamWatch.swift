@@ -1,4 +1,5 @@
-/// The provider-side deadlines of one call besides libcurl's connect and total timeouts: the
+/// The provider-side deadlines of one call besides its connect and total timeouts (libcurl and
+/// the curl driver keep those): the
 /// first byte (the response head) must arrive within `firstByteMicros` of the request being
 /// sent, and a body must never go silent for `idleMicros`. Pure: the call feeds it events and
 /// asks when to look again, so one timer per call covers both deadlines (no timer per chunk).

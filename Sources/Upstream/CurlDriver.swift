@@ -58,9 +58,13 @@ final class CurlDriver: @unchecked Sendable {
     private var commands: [Command] = []
     private var pool: CurlEasyHandlePool
     private var ramp: ConnectionRamp<CurlTransfer>
-    /// No transfer's deadline comes before it (`expireOverdue`). A transfer that ends leaves it
-    /// early, which costs one scan that finds nothing.
+    /// When `expireOverdue` looks next: no transfer's deadline comes before it, less
+    /// `deadlineGranularity`. A transfer that ends leaves it early, which costs one scan that
+    /// finds nothing.
     private var nextDeadline = NIODeadline.distantFuture
+    /// How late a deadline may be acted on: a provider that stalls passes the deadlines of many
+    /// calls one after another, each a scan of every call running.
+    private static let deadlineGranularity = TimeAmount.milliseconds(20)
 
     init(configuration: UpstreamConfiguration, logger: Logger) {
         CurlRuntime.initialize()
@@ -248,7 +252,7 @@ final class CurlDriver: @unchecked Sendable {
             return
         }
         transfer.easy = easy
-        let rc = transfer.configure(easy, driverAllowsHTTP2: configuration.http2)
+        let rc = transfer.configure(easy, driverAllowsHTTP2: configuration.http2, now: now)
         guard rc == CURLE_OK else {
             fail(transfer, CurlRuntime.error(CurlFailure(code: rc, detail: easy.errorDetail)))
             return
@@ -301,23 +305,31 @@ final class CurlDriver: @unchecked Sendable {
     private func expireOverdue(now: NIODeadline) {
         guard now >= nextDeadline else { return }
         nextDeadline = .distantFuture
-        // Copies: ending a transfer changes both lists.
-        for transfer in running + ramp.waiting {
+        // From the end: `detach` moves the last transfer into the slot it frees, one already seen.
+        var index = running.count
+        while index > 0 {
+            index -= 1
+            let transfer = running[index]
             guard let deadline = transfer.deadline else { continue }
             guard deadline <= now else {
                 nextDeadline = min(nextDeadline, deadline)
                 continue
             }
-            guard let easy = transfer.easy else {
-                fail(transfer, transfer.deadlineError(easy: nil))
-                continue
-            }
-            guard transfer.curlState.completed() else { continue }
+            guard transfer.curlState.completed(), let easy = transfer.easy else { continue }
             let error = transfer.deadlineError(easy: easy)
             _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1)
             detach(transfer, failed: true)
             transfer.finish(.failure(error))
         }
+        for transfer in ramp.waiting {
+            guard let deadline = transfer.deadline else { continue }
+            if deadline <= now {
+                fail(transfer, transfer.deadlineError(easy: nil))
+            } else {
+                nextDeadline = min(nextDeadline, deadline)
+            }
+        }
+        if nextDeadline != .distantFuture { nextDeadline = max(nextDeadline, now + Self.deadlineGranularity) }
     }
 
     /// How long the poll may sleep: at most a second, and not past the next deadline.

@@ -144,7 +144,7 @@ final class CurlTransfer: @unchecked Sendable {
 
     /// Sets the options of this transfer on `easy`. Returns the first failure. `driverAllowsHTTP2`:
     /// the driver's setting, which this transfer's own `http2` can only turn off.
-    func configure(_ easy: CurlEasyHandle, driverAllowsHTTP2: Bool) -> CURLcode {
+    func configure(_ easy: CurlEasyHandle, driverAllowsHTTP2: Bool, now: NIODeadline) -> CURLcode {
         let http2 = driverAllowsHTTP2 && self.http2
         let h = easy.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -183,7 +183,14 @@ final class CurlTransfer: @unchecked Sendable {
         // window of `CurlFailure.isStaleConnection` (see `maySend`).
         set(tc_easy_setopt_prereq_callback(h, CURLOPT_PREREQFUNCTION, curlPrerequestCallback))
         set(tc_easy_setopt_pointer(h, CURLOPT_PREREQDATA, me))
-        if connectTimeoutMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)) }
+        // Within what is left of the total deadline, as libcurl's own total timeout did: libcurl
+        // gives each of a host's addresses a share of it, so a later address is still tried.
+        var connectMs = connectTimeoutMs
+        if let deadline {
+            let left = max(1, Int((deadline - now).nanoseconds / 1_000_000))
+            connectMs = connectMs > 0 ? min(connectMs, left) : left
+        }
+        if connectMs > 0 { set(tc_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectMs)) }
         set(tc_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headers?.head))
         if let certificateAuthoritiesPEM {
             // Copied by curl, which compares it when matching a pooled connection to this one.
@@ -308,7 +315,7 @@ final class CurlTransfer: @unchecked Sendable {
     func deadlineError(easy: CurlEasyHandle?) -> UpstreamError {
         let limit = "\(totalTimeoutMs) ms (timeout_ms)"
         guard let easy else {
-            return .timeout("no HTTP/2 stream to the provider came free within \(limit)", requestSent: false)
+            return .timeout("no room on an HTTP/2 connection to the provider within \(limit)", requestSent: false)
         }
         let detail = requestWentOut.load(ordering: .relaxed)
             ? "the answer did not end within \(limit), \(bytesReceived) bytes of it in"
