@@ -34,6 +34,9 @@ enum AdminKeys {
             } catch {
                 throw AdminReportRequest.bad("body", "The body is not valid JSON; send {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
             }
+            if let name = body.withUnsafeReadableBytes(JSONMemberNames.repeated(in:)) {
+                throw AdminReportRequest.bad(name, "Field '\(name.prefix(100))' is given more than once.")
+            }
             switch object["admin"] {
             case nil: break
             case let flag as Bool where flag == false: break  // what the API makes anyway

@@ -101,6 +101,9 @@ struct AdminKeysTests {
             (#"{"user":"dave","team":"(none)"}"#, 400, "team"), (#"{"user":"dave","team":5}"#, 400, "team"),
             (#"{"user":"dave","teams":"x"}"#, 400, "teams"), (#"{"user":"dave","admin":true}"#, 403, "admin"),
             (#"{"user":7}"#, 400, "user"), (#"{"user":"dave","admin":"yes"}"#, 400, "admin"),
+            // Foundation keeps the last; another reader (a proxy before this one) the first.
+            (#"{"user":"dave","user":"erin"}"#, 400, "user"), (#"{"user":"dave","team":null,"team":"x"}"#, 400, "team"),
+            (#"{"user":"dave","u\u0073er":"erin"}"#, 400, "user"),
         ] {
             let r = try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: body)
             #expect(r.status == status, "\(body): \(r.text)")
