@@ -37,15 +37,17 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let configuration: FakeLLMConfiguration
     private let log: ExchangeLog
+    private let held: HeldAnswers
     private var requestHead: HTTPRequestHead?
     private var requestBody: ByteBuffer?
     private var requestTooLarge = false
     private var reply: Reply?
     private var timer: Scheduled<Void>?
 
-    init(configuration: FakeLLMConfiguration, log: ExchangeLog) {
+    init(configuration: FakeLLMConfiguration, log: ExchangeLog, held: HeldAnswers) {
         self.configuration = configuration
         self.log = log
+        self.held = held
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -122,7 +124,15 @@ final class FakeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 responseStatus: 0, responseHeaders: [], responseBody: [], responseChunks: [], completed: false)
         }
         reply = Reply(plan: decision.plan, version: head.version, keepAlive: keepAlive, exchange: exchange)
-        after(knobs.firstByteDelay, context: context)
+        guard let hold = knobs.hold else { return after(knobs.firstByteDelay, context: context) }
+        let loop = context.eventLoop, delay = knobs.firstByteDelay
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        held.hold(hold) {
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.after(delay, context: context)  // a connection gone meanwhile has no reply left
+            }
+        }
     }
 
     private func after(_ delay: Duration, context: ChannelHandlerContext) {

@@ -6,6 +6,9 @@ public enum FakeHeader {
     public static let chunks = "x-fake-chunks"
     /// Milliseconds (fractions allowed) before the first byte; overrides `firstByteDelay`.
     public static let firstByteDelayMS = "x-fake-first-byte-delay-ms"
+    /// A name: the answer waits (before its first-byte delay) until the test calls
+    /// `FakeLLMServer.release` with it; once released, answers held under it go at once.
+    public static let hold = "x-fake-hold"
     /// Milliseconds before each content delta; overrides `chunkGap`.
     public static let chunkGapMS = "x-fake-chunk-gap-ms"
     /// One of `FakeFailure`'s raw values.
@@ -109,6 +112,7 @@ struct RequestKnobs {
     var audioInputTokens = 0
     var audioOutputTokens = 0
     var inferenceGeo: String?
+    var hold: String?
     var headerBytes = 0
     var requestID: String?
     var authorization: String?
@@ -152,6 +156,8 @@ struct RequestKnobs {
             chunks = count(trimmed, name: name, limit: 1_000_000) ?? chunks
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.firstByteDelayMS.utf8) {
             firstByteDelay = milliseconds(trimmed, name: name) ?? firstByteDelay
+        } else if name.utf8.equals(ignoringASCIICase: FakeHeader.hold.utf8) {
+            hold = trimmed
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.chunkGapMS.utf8) {
             chunkGap = milliseconds(trimmed, name: name) ?? chunkGap
         } else if name.utf8.equals(ignoringASCIICase: FakeHeader.fail.utf8) {

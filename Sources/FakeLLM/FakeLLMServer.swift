@@ -18,15 +18,16 @@ public final class FakeLLMServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let log: ExchangeLog
+    private let held: HeldAnswers
 
     /// Binds and starts serving; returns once the port is open.
     public static func start(_ configuration: FakeLLMConfiguration = FakeLLMConfiguration()) throws -> FakeLLMServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
-        let log = ExchangeLog(capacity: configuration.maxRecordedExchanges)
+        let log = ExchangeLog(capacity: configuration.maxRecordedExchanges), held = HeldAnswers()
         do {
-            let channel = try bootstrap(group: group, configuration: configuration, log: log)
+            let channel = try bootstrap(group: group, configuration: configuration, log: log, held: held)
                 .bind(host: configuration.host, port: configuration.port).wait()
-            return FakeLLMServer(configuration: configuration, group: group, channel: channel, log: log)
+            return FakeLLMServer(configuration: configuration, group: group, channel: channel, log: log, held: held)
         } catch {
             try? group.syncShutdownGracefully()
             throw error
@@ -37,11 +38,11 @@ public final class FakeLLMServer: Sendable {
     public static func started(_ configuration: FakeLLMConfiguration = FakeLLMConfiguration())
         async throws -> FakeLLMServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
-        let log = ExchangeLog(capacity: configuration.maxRecordedExchanges)
+        let log = ExchangeLog(capacity: configuration.maxRecordedExchanges), held = HeldAnswers()
         do {
-            let channel = try await bootstrap(group: group, configuration: configuration, log: log)
+            let channel = try await bootstrap(group: group, configuration: configuration, log: log, held: held)
                 .bind(host: configuration.host, port: configuration.port).get()
-            return FakeLLMServer(configuration: configuration, group: group, channel: channel, log: log)
+            return FakeLLMServer(configuration: configuration, group: group, channel: channel, log: log, held: held)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -49,16 +50,17 @@ public final class FakeLLMServer: Sendable {
     }
 
     private init(configuration: FakeLLMConfiguration, group: MultiThreadedEventLoopGroup,
-                 channel: any Channel, log: ExchangeLog) {
+                 channel: any Channel, log: ExchangeLog, held: HeldAnswers) {
         self.configuration = configuration
         self.group = group
         self.channel = channel
         self.log = log
+        self.held = held
         self.port = channel.localAddress?.port ?? configuration.port
     }
 
     private static func bootstrap(group: MultiThreadedEventLoopGroup, configuration: FakeLLMConfiguration,
-                                  log: ExchangeLog) -> ServerBootstrap {
+                                  log: ExchangeLog, held: HeldAnswers) -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -68,7 +70,7 @@ public final class FakeLLMServer: Sendable {
             .childChannelInitializer { channel in
                 log.countConnection()
                 return configuration.transport.configure(channel) { channel in
-                    try channel.pipeline.syncOperations.addHandler(FakeHTTPHandler(configuration: configuration, log: log))
+                    try channel.pipeline.syncOperations.addHandler(FakeHTTPHandler(configuration: configuration, log: log, held: held))
                 }
             }
     }
@@ -95,6 +97,9 @@ public final class FakeLLMServer: Sendable {
     public func exchange(requestID: String) -> FakeExchange? {
         log.exchange(requestID: requestID)
     }
+
+    /// Lets the answers held under `name` (`x-fake-hold`) go, and those that ask for it later.
+    public func release(_ name: String) { held.release(name) }
 
     /// Every exchange still kept, oldest first.
     public func recordedExchanges() -> [FakeExchange] { log.all() }

@@ -19,7 +19,9 @@ struct FakeLLMCommand: ParsableCommand {
             x-fake-file-searches (Responses file_search_call),
             x-fake-audio-input-tokens, x-fake-audio-output-tokens (chat completions' audio_tokens),
             x-fake-inference-geo (Anthropic's usage.inference_geo when the request names none),
-            x-fake-header-bytes (pads the answer head with that many bytes).
+            x-fake-header-bytes (pads the answer head with that many bytes),
+            x-fake-hold (NAME: the answer waits until a test embedding FakeLLM calls release(NAME);
+            here, for good: a provider that never answers).
             A request's service_tier (priority, flex) is reported as served;
             Anthropic's speed and inference_geo are echoed in its usage.
             """)

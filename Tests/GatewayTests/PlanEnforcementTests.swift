@@ -211,13 +211,14 @@ struct PlanEnforcementTests {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: one }
             plans: { one: { max_concurrent: 1 } }
-            """, providerHeaders: ["x-fake-first-byte-delay-ms": "5000"])
+            """, providerHeaders: ["x-fake-hold": "slow"])
         defer { h.shutdown() }
         async let slow = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-1")
         for _ in 0..<1_000 where h.server.callsInFlight == 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(h.server.callsInFlight == 1)
         let second = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-2")
         #expect(second.status == 429)
+        h.fake.release("slow")
         #expect(try await slow.status == 200)
         #expect(try h.row("cc-2")?.outcome == .refusedConcurrency)
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "cc-3").status == 200)

@@ -61,12 +61,12 @@ struct ProviderGateTests {
         init(_ description: String) { self.description = description }
     }
 
-    // The first call is held 8 s so that, even on a loaded machine, the second one arrives while
-    // it runs (a 3 s hold failed once under a load of 6 on 2 cores).
+    // FakeLLM holds the first call until the test lets it go: a fixed hold (8 s) ended first once,
+    // in a full run on two cores, and the third call found a free slot.
     @Test("past max_concurrent a call waits; with the queue full the next gets 503 + retry-after at once")
     func queueFull() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "8000"],
-                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 20000")
+        let h = try ProxyHarness(providerHeaders: ["x-fake-hold": "slot"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 600000")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "slot-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
@@ -79,6 +79,7 @@ struct ProviderGateTests {
         #expect(third.status == 503)
         #expect(third.header("retry-after") == "1")
         #expect(third.text.contains("\"provider_busy\"") && third.text.contains("already waiting"))
+        h.fake.release("slot")
         #expect(try await first.status == 200)
         #expect(try await second.status == 200)   // served once the first call ended
 
@@ -88,23 +89,25 @@ struct ProviderGateTests {
         #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
     }
 
-    // Held 8 s as in queueFull: a 3 s hold let the second call in after the first ended once,
-    // in a full run on a host half as fast as usual.
+    // Held by FakeLLM as in queueFull (a 3 s hold let the second call in after the first ended
+    // once, in a full run on a host half as fast as usual).
     @Test("a wait longer than queue_timeout_ms ends in 503, recorded, its reservation released")
     func waitExpires() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "8000"],
+        let h = try ProxyHarness(providerHeaders: ["x-fake-hold": "slot"],
                                  providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 200")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "wait-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
-        // Each provider has its own slots: the same wait at the Anthropic provider is not affected.
         let waited = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "wait-b")
         #expect(waited.status == 503)
         #expect(waited.text.contains("waited 200 ms"))
-        let other = try await h.post("/v1/messages", key: h.bobKey, dialect: "anthropic",
-                                     json: #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
-                                     requestID: "wait-c")
-        #expect(other.status == 200)
+        // Each provider has its own slots: a call to the Anthropic provider reaches it meanwhile.
+        async let other = h.post("/v1/messages", key: h.bobKey, dialect: "anthropic",
+                                 json: #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+                                 requestID: "wait-c")
+        try await Self.waitFor("the Anthropic call at the provider") { h.fake.requestCount == 2 }
+        h.fake.release("slot")
+        #expect(try await other.status == 200)
         #expect(try h.row("wait-b")?.outcome == .refusedProviderBusy)
         #expect(try await first.status == 200)
         #expect(h.server.callsInFlight == 0 && h.server.openQuotaReservations == 0)
@@ -126,8 +129,8 @@ struct ProviderGateTests {
 
     @Test("a client that leaves while waiting is recorded as client_cancelled and frees its place")
     func waiterLeaves() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "3000"],
-                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 20000")
+        let h = try ProxyHarness(providerHeaders: ["x-fake-hold": "slot"],
+                                 providerOptions: "max_concurrent: 1, max_queue: 1, queue_timeout_ms: 600000")
         defer { h.shutdown() }
         async let first = h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat, requestID: "leave-a")
         try await Self.waitFor("first call in flight") { h.server.callsInFlight == 1 }
@@ -139,8 +142,11 @@ struct ProviderGateTests {
         #expect(left.cost == .zero)
         #expect(left.errorMessage?.contains("waited for a provider slot") == true)
         // Its place is free again: a new call waits and is served after the first.
-        let next = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "leave-c")
-        #expect(next.status == 200)
+        async let next = h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat, requestID: "leave-c")
+        try await Self.waitFor("the next call waiting") { h.server.callsInFlight == 2 }
+        #expect(h.fake.requestCount == 1)
+        h.fake.release("slot")
+        #expect(try await next.status == 200)
         #expect(try await first.status == 200)
     }
 }
