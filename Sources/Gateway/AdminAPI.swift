@@ -85,9 +85,7 @@ final class AdminAPI: Sendable {
         let admin: Principal
         switch Self.authorise(secret: secret, in: gateway.principals) {
         case .failure(let refusal):
-            gateway.logger.notice("admin request refused", metadata: ["method": "\(method.rawValue)",
-                                                                      "path": "\(path.prefix(100))",
-                                                                      "status": "\(refusal.status)"])
+            Self.noteRefused(method: method, path: path, refusal, logger: gateway.logger)
             return loop.makeSucceededFuture(.refusal(refusal))
         case .success(let principal):
             admin = principal
@@ -241,6 +239,11 @@ final class AdminAPI: Sendable {
         case .success(let principal):
             return .success(principal)
         }
+    }
+
+    static func noteRefused(method: HTTPMethod, path: String, _ refusal: Refusal, logger: Logger) {
+        logger.notice("admin request refused", metadata: ["method": "\(method.rawValue)", "path": "\(path.prefix(100))",
+                                                          "status": "\(refusal.status)"])
     }
 
     /// An instant (Unix µs) as the admin API writes it: a JSON string, ISO 8601 UTC, to the second.

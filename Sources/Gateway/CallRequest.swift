@@ -21,6 +21,8 @@ struct CallRequest {
     let line: RequestLine
     /// The secret the caller presented (`Authorization: Bearer` or `x-api-key`).
     var presentedSecret: String?
+    /// Whose it is, when the request's head was checked already (`ProxyHandler.caller`).
+    var caller: Principal? = nil
     /// Client headers that are forwarded (protocol versions and betas).
     var forwardedHeaders: [(String, String)]
     /// `x-tokenctl-user`: the end user a service key calls for (honoured only for such keys).

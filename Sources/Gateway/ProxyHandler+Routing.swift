@@ -35,7 +35,7 @@ extension ProxyHandler {
                 forwarded.append((name.lowercased(), value))
             }
             let request = CallRequest(endpoint: endpoint, line: line,
-                                      presentedSecret: Self.secret(in: head.headers),
+                                      presentedSecret: Self.secret(in: head.headers), caller: caller,
                                       forwardedHeaders: forwarded,
                                       declaredEndUser: head.headers.first(name: "x-tokenctl-user"),
                                       idempotencyKey: head.headers.first(name: "idempotency-key"), body: body)
@@ -129,9 +129,11 @@ extension ProxyHandler {
 
     func proxy(_ request: CallRequest) {
         let principal: Principal
-        switch Admit.identify(secret: request.presentedSecret, dialect: request.endpoint.dialect, in: gateway.principals) {
+        let identity = request.caller.map { .success($0) }
+            ?? Admit.identify(secret: request.presentedSecret, dialect: request.endpoint.dialect, in: gateway.principals)
+        switch identity {
         case .failure(let refusal):
-            // An unknown caller's body is not read: no work, and no caller-chosen text in the ledger.
+            // An unknown caller's body is not looked at: no work, and no caller-chosen text in the ledger.
             return refuse(request.line, principal: nil, model: nil, refusal)
         case .success(let p) where p.isAdmin:
             return refuse(request.line, principal: p, model: nil, Self.adminKeyOnModelRoute)
@@ -226,7 +228,7 @@ extension ProxyHandler {
     }
 
     /// An admin answer: never cached (it holds spend, keys, or a new key's secret).
-    private func writeAdmin(_ answer: AdminAPI.Answer, requestID: String) {
+    func writeAdmin(_ answer: AdminAPI.Answer, requestID: String) {
         writeJSON(status: answer.status, body: answer.body, requestID: requestID,
                   extraHeaders: answer.headers + [("cache-control", "no-store")])
     }

@@ -42,6 +42,9 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     private var responseVersion = HTTPVersion.http1_1
     /// The current request's `access-control-allow-origin`: its origin is one `cors` allows.
     var allowedOrigin: String?
+    /// Whose key a proxied call's head presented (nil for other requests): checked on the head, so
+    /// that the body of an unknown caller is never read.
+    var caller: Principal?
 
     enum State {
         case idle
@@ -133,11 +136,44 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// Answers a request whose head or body broke a limit before its end: the rest of it is not
     /// read (the connection closes after the answer).
     private func refuseBeforeEnd(head: HTTPRequestHead, startedAt: Int64, _ refusal: Refusal) {
+        leaveBodyUnread()
+        refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil, refusal)
+    }
+
+    /// The answer goes before the request's end, and the connection closes after it.
+    private func leaveBodyUnread() {
         readDeadline.satisfied()
         state = .responding(call: nil)
         keepAlive = false
         bodyLeftUnread = true
-        refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil, refusal)
+    }
+
+    /// Checks the key on a request's head, before its body is read. A proxied call's caller is
+    /// kept (`caller`). With a body coming, a call without a known key, or an admin request
+    /// without an admin key, is answered at once and the body never read: without a key nobody
+    /// makes the gateway hold bodies (up to max_body_bytes each, for as long as body_timeout_ms).
+    /// Returns whether it answered.
+    private func refusedOnHead(_ head: HTTPRequestHead, bodyComing: Bool, startedAt: Int64) -> Bool {
+        caller = nil
+        let path = Self.path(of: head.uri)
+        if head.method == .POST, let endpoint = Endpoint(proxyPath: path), !gateway.ledgerHealth.isFailing {
+            switch Admit.identify(secret: Self.secret(in: head.headers), dialect: endpoint.dialect, in: gateway.principals) {
+            case .success(let principal):
+                caller = principal
+            case .failure(let refusal) where bodyComing:
+                refuseBeforeEnd(head: head, startedAt: startedAt, refusal)
+                return true
+            case .failure:
+                break  // no body to hold: refused as it ends, and the connection stays
+            }
+        } else if bodyComing, path.hasPrefix("/admin/"),
+                  case .failure(let refusal) = AdminAPI.authorise(secret: Self.secret(in: head.headers), in: gateway.principals) {
+            AdminAPI.noteRefused(method: head.method, path: path, refusal, logger: gateway.logger)
+            leaveBodyUnread()
+            writeAdmin(.refusal(refusal), requestID: line(for: head, startedAt: startedAt).requestID)
+            return true
+        }
+        return false
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -192,6 +228,8 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
                 // for) a body it will refuse anyway.
                 return refuseBeforeEnd(head: head, startedAt: startedAt, tooLarge)
             }
+            if refusedOnHead(head, bodyComing: declared > 0 || head.headers.contains(name: "transfer-encoding"),
+                             startedAt: startedAt) { return }
             // curl and some SDKs wait (1 s for curl) for this before sending a large body.
             if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),

@@ -86,6 +86,48 @@ struct HostileClientTests {
         try await Self.stillServing(h, "after-huge")
     }
 
+    // Before, an unknown caller's body was read (up to max_body_bytes) and then refused: anyone
+    // could make the gateway hold 10 MiB per connection for body_timeout_ms.
+    @Test("a body sent with an unknown key or none is not read: 401 on the head, in the caller's dialect, recorded, the connection closed")
+    func unknownCallerBodyNotRead() async throws {
+        let h = try ProxyHarness()
+        defer { h.shutdown() }
+        for (path, auth, id, text) in [("/v1/chat/completions", "authorization: Bearer tk-\(String(repeating: "x", count: 43))", "nokey-1", "invalid_api_key"),
+                                       ("/v1/messages", "", "nokey-2", "authentication_error")] {
+            let client = try RawSocketClient(port: h.port)
+            defer { client.close() }
+            // The head only: the body (10 MiB declared) never comes, and the answer must not wait for it.
+            client.send("POST \(path) HTTP/1.1\r\nhost: 127.0.0.1\r\n\(auth.isEmpty ? "" : auth + "\r\n")"
+                        + "content-type: application/json\r\nx-request-id: \(id)\r\ncontent-length: \(10 << 20)\r\n\r\n")
+            let (bytes, closed) = await client.readUntilClosed(timeout: 8)
+            #expect(closed)
+            #expect(RawSocketClient.statuses(bytes) == [401], "\(path)")
+            #expect(String(decoding: bytes, as: UTF8.self).contains(text), "\(path)")
+            let row = try #require(try h.row(id))
+            #expect(row.outcome == .refusedAuth && row.status == 401 && row.user == nil)
+        }
+        // The admin API too: a body for it needs an admin key (answered, not recorded, as its refusals are).
+        for (auth, status) in [("", 401), ("authorization: Bearer \(h.aliceKey)\r\n", 403)] {
+            let client = try RawSocketClient(port: h.port)
+            defer { client.close() }
+            client.send("POST /admin/api/keys HTTP/1.1\r\nhost: 127.0.0.1\r\n\(auth)content-type: application/json\r\n"
+                        + "x-request-id: admin-nokey\r\ncontent-length: \(10 << 20)\r\n\r\n")
+            let (bytes, closed) = await client.readUntilClosed(timeout: 8)
+            #expect(closed)
+            #expect(RawSocketClient.statuses(bytes) == [status])
+            #expect(String(decoding: bytes, as: UTF8.self).lowercased().contains("cache-control: no-store"))
+        }
+        #expect(try h.row("admin-nokey") == nil)
+        // A known key's body is read and its call made, on a connection that stays open.
+        let client = try RawSocketClient(port: h.port)
+        defer { client.close() }
+        client.send(RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "known-1")
+                    + RawSocketClient.request(key: h.aliceKey, body: Self.chat, requestID: "known-2", extra: ["connection: close"]))
+        let (bytes, _) = await client.readUntilEnd(timeout: 8)
+        #expect(RawSocketClient.statuses(bytes) == [200, 200])
+        try await Self.stillServing(h, "after-unknown-callers")
+    }
+
     @Test("too many headers: 431 in the caller's dialect, recorded, and the connection closes")
     func tooManyHeaders() async throws {
         let h = try ProxyHarness()
