@@ -34,7 +34,15 @@ enum AdminKeys {
             } catch {
                 throw AdminReportRequest.bad("body", "The body is not valid JSON; send {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
             }
-            if let name = body.withUnsafeReadableBytes(JSONMemberNames.repeated(in:)) {
+            let repeated: String?
+            do {
+                repeated = try body.withUnsafeReadableBytes { bytes throws(JSONMemberNames.NotAnObject) in
+                    try JSONMemberNames.repeated(in: bytes)
+                }
+            } catch {
+                throw AdminReportRequest.bad("body", "The body is not strict JSON (a byte-order mark, UTF-16 or a trailing comma); send {\"user\": \"NAME\", \"team\": \"TEAM\"} (team optional).")
+            }
+            if let name = repeated {
                 throw AdminReportRequest.bad(name, "Field '\(name.prefix(100))' is given more than once.")
             }
             switch object["admin"] {
