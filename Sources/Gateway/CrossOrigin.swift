@@ -11,6 +11,14 @@ enum CrossOrigin {
         if origin != "*" { headers.add(name: "vary", value: "origin") }
     }
 
+    /// Whether pages may call `path` across origins: the model routes and `/healthz`, not the
+    /// admin API, `/metrics` or `/dashboard`. An admin key belongs in the dashboard on the
+    /// gateway's own origin; a page elsewhere holding one (a script injected into an internal
+    /// tool) could read everyone's spend and mint keys.
+    static func covers(path: String) -> Bool {
+        !(path.hasPrefix("/admin/") || path == "/metrics" || path == "/dashboard")
+    }
+
     /// A preflight's answer: the methods the gateway serves, and the headers the page asked for
     /// (`authorization` must be named: a wildcard does not cover it). Browsers keep it 10 minutes.
     static func preflightHeaders(requested: HTTPHeaders) -> [(String, String)] {

@@ -215,7 +215,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
             policy = gateway.policies.policy
             keepAlive = head.isKeepAlive && !draining
             responseVersion = head.version
-            allowedOrigin = policy.gateway.cors.allowedOrigins.isEmpty
+            allowedOrigin = policy.gateway.cors.allowedOrigins.isEmpty || !CrossOrigin.covers(path: Self.path(of: head.uri))
                 ? nil : head.headers.first(name: "origin").flatMap(policy.gateway.cors.allowOrigin(for:))
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }

@@ -66,5 +66,15 @@ struct CrossOriginTests {
                                    headers: [("origin", "null")])
         #expect(a.header("access-control-allow-origin") == "*" && a.header("vary") == nil)
         #expect(try await Self.preflight(any, origin: Self.page, requestID: "any-preflight").status == 204)
+
+        // Even then, the admin API, /metrics and /dashboard are for the gateway's own origin.
+        for path in ["/admin/api/keys", "/admin/api/health", "/metrics", "/dashboard"] {
+            let pre = try await TestHTTPClient.send(port: any.port, method: .OPTIONS, path: path, headers: [
+                ("origin", Self.page), ("access-control-request-method", "GET"), ("access-control-request-headers", "authorization")])
+            #expect(pre.status != 204 && pre.header("access-control-allow-origin") == nil, "\(path)")
+            let get = try await TestHTTPClient.send(port: any.port, method: .GET, path: path,
+                                                    headers: [("origin", Self.page), ("authorization", "Bearer \(any.adminKey)")])
+            #expect(get.status == 200 && get.header("access-control-allow-origin") == nil, "\(path)")
+        }
     }
 }
