@@ -149,8 +149,8 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     }
 
     /// Checks the key on a request's head, before its body is read. A proxied call's caller is
-    /// kept (`caller`). With a body coming, a call without a known key, or an admin request
-    /// without an admin key, is answered at once and the body never read: without a key nobody
+    /// kept (`caller`). With a body coming, a request without a known key (an admin request:
+    /// without an admin key) is answered at once and the body never read: without a key nobody
     /// makes the gateway hold bodies (up to max_body_bytes each, for as long as body_timeout_ms).
     /// Returns whether it answered.
     private func refusedOnHead(_ head: HTTPRequestHead, bodyComing: Bool, startedAt: Int64) -> Bool {
@@ -171,6 +171,13 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
             AdminAPI.noteRefused(method: head.method, path: path, refusal, logger: gateway.logger)
             leaveBodyUnread()
             writeAdmin(.refusal(refusal), requestID: line(for: head, startedAt: startedAt).requestID)
+            return true
+        } else if bodyComing, !path.hasPrefix("/admin/"), head.method != .POST || Endpoint(proxyPath: path) == nil,
+                  case .failure(let refusal) = Admit.identify(secret: Self.secret(in: head.headers),
+                                                              dialect: line(for: head, startedAt: startedAt).dialect,
+                                                              in: gateway.principals) {
+            // A body no route reads (a wrong method, an unknown path): its answer does not need it.
+            refuseBeforeEnd(head: head, startedAt: startedAt, refusal)
             return true
         }
         return false

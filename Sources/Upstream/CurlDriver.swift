@@ -292,9 +292,15 @@ final class CurlDriver: @unchecked Sendable {
     /// uses), and their traffic sends the reset.
     private func abort(_ transfer: CurlTransfer) {
         guard transfer.curlState.cancel() else { return }
-        if let easy = transfer.easy { _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1) }
-        detach(transfer)
+        detachUnfinished(transfer)
         transfer.finish(.failure(.cancelled))
+    }
+
+    /// `detach` for a transfer ended before its answer: its connection closes when no other
+    /// transfer uses it (see `abort`).
+    private func detachUnfinished(_ transfer: CurlTransfer, failed: Bool = false) {
+        if let easy = transfer.easy { _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1) }
+        detach(transfer, failed: failed)
     }
 
     /// Ends the transfers whose total timeout passed. The driver keeps that deadline, not libcurl
@@ -317,8 +323,7 @@ final class CurlDriver: @unchecked Sendable {
             }
             guard transfer.curlState.completed(), let easy = transfer.easy else { continue }
             let error = transfer.deadlineError(easy: easy)
-            _ = tc_easy_setopt_long(easy.raw, CURLOPT_FORBID_REUSE, 1)
-            detach(transfer, failed: true)
+            detachUnfinished(transfer, failed: true)
             transfer.finish(.failure(error))
         }
         for transfer in ramp.waiting {

@@ -93,7 +93,8 @@ struct HostileClientTests {
         let h = try ProxyHarness()
         defer { h.shutdown() }
         for (path, auth, id, text) in [("/v1/chat/completions", "authorization: Bearer tk-\(String(repeating: "x", count: 43))", "nokey-1", "invalid_api_key"),
-                                       ("/v1/messages", "", "nokey-2", "authentication_error")] {
+                                       ("/v1/messages", "", "nokey-2", "authentication_error"),
+                                       ("/v1/no-such-route", "", "nokey-3", "invalid_api_key")] {
             let client = try RawSocketClient(port: h.port)
             defer { client.close() }
             // The head only: the body (10 MiB declared) never comes, and the answer must not wait for it.
