@@ -278,14 +278,18 @@ extension ProxyHandler {
     func line(for head: HTTPRequestHead, startedAt: Int64) -> RequestLine {
         let path = Self.path(of: head.uri)
         let endpoint = Endpoint(proxyPath: path)
-        let dialect = endpoint?.dialect
-            ?? (head.headers.contains(name: "x-api-key") || head.headers.contains(name: "anthropic-version")
-                ? .anthropic : .openai)
         let callID = CallIdentity.newCallID()
         return RequestLine(callID: callID,
                            requestID: CallIdentity.requestID(fromClient: head.headers.first(name: "x-request-id"), callID: callID),
-                           startedAt: startedAt, dialect: dialect,
+                           startedAt: startedAt, dialect: Self.dialect(of: head, endpoint: endpoint),
                            route: endpoint?.rawValue ?? String(path.prefix(200)))
+    }
+
+    /// The dialect a request is answered in: its route's, else the Anthropic SDKs' headers say so.
+    static func dialect(of head: HTTPRequestHead, endpoint: Endpoint?) -> Dialect {
+        endpoint?.dialect
+            ?? (head.headers.contains(name: "x-api-key") || head.headers.contains(name: "anthropic-version")
+                ? .anthropic : .openai)
     }
 
     static func path(of uri: String) -> String {

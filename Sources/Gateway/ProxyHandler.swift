@@ -156,31 +156,30 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     private func refusedOnHead(_ head: HTTPRequestHead, bodyComing: Bool, startedAt: Int64) -> Bool {
         caller = nil
         let path = Self.path(of: head.uri)
-        if head.method == .POST, let endpoint = Endpoint(proxyPath: path), !gateway.ledgerHealth.isFailing {
-            switch Admit.identify(secret: Self.secret(in: head.headers), dialect: endpoint.dialect, in: gateway.principals) {
-            case .success(let principal):
-                caller = principal
-            case .failure(let refusal) where bodyComing:
-                refuseBeforeEnd(head: head, startedAt: startedAt, refusal)
-                return true
-            case .failure:
-                break  // no body to hold: refused as it ends, and the connection stays
-            }
-        } else if bodyComing, path.hasPrefix("/admin/"),
-                  case .failure(let refusal) = AdminAPI.authorise(secret: Self.secret(in: head.headers), in: gateway.principals) {
+        let secret = Self.secret(in: head.headers)
+        if path.hasPrefix("/admin/") {
+            guard bodyComing, case .failure(let refusal) = AdminAPI.authorise(secret: secret, in: gateway.principals)
+            else { return false }
             AdminAPI.noteRefused(method: head.method, path: path, refusal, logger: gateway.logger)
             leaveBodyUnread()
             writeAdmin(.refusal(refusal), requestID: line(for: head, startedAt: startedAt).requestID)
             return true
-        } else if bodyComing, !path.hasPrefix("/admin/"), head.method != .POST || Endpoint(proxyPath: path) == nil,
-                  case .failure(let refusal) = Admit.identify(secret: Self.secret(in: head.headers),
-                                                              dialect: line(for: head, startedAt: startedAt).dialect,
-                                                              in: gateway.principals) {
-            // A body no route reads (a wrong method, an unknown path): its answer does not need it.
+        }
+        let endpoint = head.method == .POST ? Endpoint(proxyPath: path) : nil
+        // A call while the ledger fails is answered as it ends (503, unrecorded). Of the other
+        // requests, only one with a body is looked at here: no route reads that body (a wrong
+        // method, an unknown path), and its answer does not need it.
+        guard endpoint != nil ? !gateway.ledgerHealth.isFailing : bodyComing else { return false }
+        switch Admit.identify(secret: secret, dialect: Self.dialect(of: head, endpoint: endpoint), in: gateway.principals) {
+        case .success(let principal):
+            if endpoint != nil { caller = principal }
+            return false
+        case .failure(let refusal) where bodyComing:
             refuseBeforeEnd(head: head, startedAt: startedAt, refusal)
             return true
+        case .failure:
+            return false  // no body to hold: refused as it ends, and the connection stays
         }
-        return false
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
