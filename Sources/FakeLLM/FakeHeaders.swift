@@ -90,6 +90,11 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// 400 whose message quotes the credential the request carried, split over several body
     /// writes: a careless upstream (or a debugging proxy) echoing headers.
     case echoCredential400 = "echo-credential-400"
+    /// Streams: half of the events, then an error event quoting the credential (plain and as
+    /// JSON escapes), split over several writes, and the stream ends there: chat and completions
+    /// an `{"error":…}` chunk (no `[DONE]`), Responses an `error` event, Anthropic an `error`
+    /// event. Other answers: the normal one.
+    case echoCredentialMidStream = "echo-credential-mid-stream"
     /// A request that carries `stream_options` gets 400 `Unknown parameter: 'stream_options'.`
     /// (`param` and `code` set), as servers that do not know the field answer (new-api issue
     /// #418's upstream; older Azure OpenAI API versions); others the normal answer.

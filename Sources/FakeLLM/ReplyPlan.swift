@@ -76,9 +76,17 @@ struct ReplyPlan {
         pieces = split
     }
 
-    /// Keeps the first half of a stream's events, then `last`, and ends the stream normally.
-    mutating func endHalfway(with last: ByteBuffer) {
-        pieces = Array(pieces.prefix(pieces.count / 2)) + [ReplyPiece(bytes: last, delay: .zero)]
+    /// Keeps the first half of a stream's events, then `last` (in `splitInto` writes 5 ms
+    /// apart), and ends the stream normally.
+    mutating func endHalfway(with last: ByteBuffer, splitInto count: Int = 1) {
+        var rest = last
+        let size = max(1, (rest.readableBytes + count - 1) / max(1, count))
+        pieces = Array(pieces.prefix(pieces.count / 2))
+        var first = true
+        while rest.readableBytes > 0, let slice = rest.readSlice(length: min(size, rest.readableBytes)) {
+            pieces.append(ReplyPiece(bytes: slice, delay: first ? .zero : .milliseconds(5)))
+            first = false
+        }
     }
 
     /// Keeps the first half of the answer, then closes: half the events of a stream, or half

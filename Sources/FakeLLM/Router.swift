@@ -82,18 +82,15 @@ enum Router {
         case .html502: return ErrorReplies.html502()
         case .echoCredential400:
             // Plain, as JSON escapes (`\u0073…`) and in a response header, as echoes come.
-            let credential = dialect == .openAI ? knobs.authorization : (knobs.apiKey ?? knobs.authorization)
-            let escaped = (credential ?? "none").unicodeScalars.map { "\\u" + hex4($0.value) }.joined()
-            let plan = ErrorReplies.plan(dialect, status: 400,
-                                         message: "Bad request from a client with credentials \(credential ?? "none") (escaped: ESCAPED)",
+            let echoed = CredentialEcho(knobs: knobs, dialect: dialect)
+            let plan = ErrorReplies.plan(dialect, status: 400, message: echoed.message(CredentialEcho.placeholder),
                                          requestID: requestID)
-            let text = String(buffer: plan.pieces[0].bytes).replacingOccurrences(of: "ESCAPED", with: escaped)
-            var echo = ReplyPlan.body(status: plan.status, text)
-            if let credential { echo.headers.add(name: "x-echo-authorization", value: credential) }
+            var echo = ReplyPlan.body(status: plan.status, echoed.filled(String(buffer: plan.pieces[0].bytes)))
+            if let credential = echoed.credential { echo.headers.add(name: "x-echo-authorization", value: credential) }
             echo.splitBody(into: 3)
             return echo
         case .nonJSON200: return ErrorReplies.nonJSON200()
-        case .cutMidStream, .errorMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead,
+        case .cutMidStream, .errorMidStream, .echoCredentialMidStream, .noDoneMarker, .dropConnectionOnce, .goAwayOnce, .http11RequiredAfterHead,
              .refuseStreamOptions, .none: break  // drops: see FakeHTTPHandler.begin; the rest below
         }
         if let status = knobs.status, status >= 400 {
@@ -138,6 +135,9 @@ enum Router {
         if knobs.failure == .errorMidStream, route == .messages, plan.headFirst {
             plan.endHalfway(with: .sseEvent("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#))
         }
+        if knobs.failure == .echoCredentialMidStream, plan.headFirst {
+            plan.endHalfway(with: CredentialEcho(knobs: knobs, dialect: dialect).errorEvent(route: route), splitInto: 3)
+        }
         if knobs.failure == .noDoneMarker, route == .chatCompletions || route == .completions,
            plan.pieces.last.map({ $0.bytes == OpenAIReplies.done.bytes }) == true {
             plan.pieces.removeLast()
@@ -147,8 +147,43 @@ enum Router {
     }
 }
 
-/// Four lower-case hex digits (a JSON `\u` escape's).
-private func hex4(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+/// The credential a request carried, quoted back as a careless upstream would: as written and
+/// as JSON escapes (`\u0073…`).
+struct CredentialEcho {
+    static let placeholder = "ESCAPED"
+    let credential: String?
+
+    init(knobs: RequestKnobs, dialect: FakeDialect) {
+        credential = dialect == .openAI ? knobs.authorization : (knobs.apiKey ?? knobs.authorization)
+    }
+
+    /// The message, with `escaped` where the escaped copy goes (a JSON writer would escape the
+    /// backslashes: the caller puts the copy in after writing).
+    func message(_ escaped: String) -> String {
+        "Bad request from a client with credentials \(credential ?? "none") (escaped: \(escaped))"
+    }
+
+    func filled(_ json: String) -> String {
+        let escaped = (credential ?? "none").unicodeScalars.map { "\\u" + hex4($0.value) }.joined()
+        return json.replacingOccurrences(of: Self.placeholder, with: escaped)
+    }
+
+    /// The stream's error event for `route`, in its provider's shape.
+    func errorEvent(route: FakeRoute) -> ByteBuffer {
+        let message = jsonEscaped(message(Self.placeholder))
+        switch route {
+        case .responses:
+            return .sseEvent("error", filled(#"{"type":"error","code":"server_error","message":"\#(message)","param":null,"sequence_number":99}"#))
+        case .messages, .countTokens:
+            return .sseEvent("error", filled(#"{"type":"error","error":{"type":"api_error","message":"\#(message)"}}"#))
+        case .chatCompletions, .completions, .embeddings, .models:
+            return .sseData(filled(#"{"error":{"message":"\#(message)","type":"server_error","param":null,"code":null}}"#))
+        }
+    }
+
+    /// Four lower-case hex digits (a JSON `\u` escape's).
+    private func hex4(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
 }

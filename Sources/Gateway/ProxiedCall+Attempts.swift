@@ -76,7 +76,7 @@ extension ProxiedCall {
         retriesHere = 0
         staleConnectionRetried = false
         admission = next
-        meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: next.stripInjectedUsage)
+        meter = Self.meter(for: request, through: next)
         load = gateway.metrics.upstreamLoad(provider: next.provider.name)
         acquireSlot()
     }

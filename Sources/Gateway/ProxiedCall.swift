@@ -97,10 +97,17 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.hold = hold
         self.gateway = gateway
         self.connection = connection
-        self.meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+        self.meter = Self.meter(for: request, through: admission)
         self.load = gateway.metrics.upstreamLoad(provider: admission.provider.name)
         self.requestedModel = admission.model
         self.fallbacksLeft = gateway.policies.policy.route(forModel: admission.model)?.fallbacks ?? []
+    }
+
+    /// A new attempt's meter: it strips the usage chunk the gateway asked for, and scrubs the
+    /// provider's key from the stream's error events.
+    static func meter(for request: CallRequest, through admission: Admission) -> ResponseMeter {
+        ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage,
+                      providerKey: admission.provider.apiKey)
     }
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
@@ -156,7 +163,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
         if !retriesMade.isEmpty {
-            meter = ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage)
+            meter = Self.meter(for: request, through: admission)
         }
         load.sent()
         upstreamStatus = 0  // this attempt's, once its head comes

@@ -16,10 +16,12 @@ extension ResponseMeter {
         private var state: State = .awaitingHead
         private let endpoint: Endpoint
         private let stripInjectedUsage: Bool
+        private let providerKey: String?
 
-        init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+        init(endpoint: Endpoint, stripInjectedUsage: Bool, providerKey: String?) {
             self.endpoint = endpoint
             self.stripInjectedUsage = stripInjectedUsage
+            self.providerKey = providerKey
         }
 
         var isStreaming: Bool {
@@ -33,7 +35,8 @@ extension ResponseMeter {
                 return
             }
             if status < 400 && isEventStream {
-                state = .streaming(Streaming(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage))
+                state = .streaming(Streaming(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage,
+                                             providerKey: providerKey))
             } else {
                 state = .buffering(Buffering(endpoint: endpoint, status: status))
             }
@@ -94,13 +97,22 @@ extension ResponseMeter {
         private var pending = PendingBytes()
         /// Where the terminal event starts; from here on everything is held.
         private var terminalStart: Int?
-        /// Events to drop, not yet passed by the release point.
-        private var stripped: [Range<Int>] = []
+        /// Events to drop or scrub, in stream order, not yet passed by the release point.
+        private var edits: [EventEdit] = []
         /// An event outgrew `ResponseMeter.bodyLimit`: bytes now pass as they come, unread.
         private var passthrough = false
+        private let providerKey: String?
 
-        init(endpoint: Endpoint, stripInjectedUsage: Bool) {
+        /// What becomes of one event's bytes on release.
+        private struct EventEdit {
+            enum Kind { case strip, scrub }
+            var kind: Kind
+            var range: Range<Int>
+        }
+
+        init(endpoint: Endpoint, stripInjectedUsage: Bool, providerKey: String?) {
             reading = StreamReading(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage)
+            self.providerKey = providerKey.flatMap { $0.isEmpty ? nil : $0 }
         }
 
         mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
@@ -145,21 +157,33 @@ extension ResponseMeter {
             guard terminalStart == nil else { return }  // after the end: relayed, not read
             // Local references (not copies) so `reading` can change while they are read.
             let name = parser.eventTypeBytes, data = parser.dataBytes
+            let failuresBefore = reading.failureEvents
             let role = name.withUnsafeBytes { name in
                 data.withUnsafeBytes { data in reading.read(name: name, data: data) }
             }
+            // An error event may quote the request's headers, the gateway's key among them.
+            if providerKey != nil, reading.failureEvents > failuresBefore {
+                edits.append(EventEdit(kind: .scrub, range: range))
+            }
             switch role {
             case .pass: break
-            case .strip: stripped.append(range)
+            case .strip: edits.append(EventEdit(kind: .strip, range: range))
             case .terminal: terminalStart = range.lowerBound
             }
         }
 
         private mutating func release(upTo boundary: Int, into out: inout [ByteBuffer]) {
-            while let range = stripped.first, range.upperBound <= boundary {
-                pending.release(upTo: range.lowerBound, into: &out)
-                pending.drop(upTo: range.upperBound)
-                stripped.removeFirst()
+            while let edit = edits.first, edit.range.upperBound <= boundary {
+                pending.release(upTo: edit.range.lowerBound, into: &out)
+                switch edit.kind {
+                case .strip:
+                    pending.drop(upTo: edit.range.upperBound)
+                case .scrub:
+                    var event: [ByteBuffer] = []
+                    pending.release(upTo: edit.range.upperBound, into: &event)
+                    out.append(CredentialScrub.scrub(event, secret: providerKey!))
+                }
+                edits.removeFirst()
             }
             pending.release(upTo: boundary, into: &out)
         }

@@ -67,8 +67,10 @@ public struct ResponseMeter: Sendable {
 
     /// `stripInjectedUsage`: the proxy set `stream_options.include_usage` for an OpenAI
     /// chat/completions client that did not ask, so the usage chunk is read and not relayed.
-    public init(endpoint: Endpoint, stripInjectedUsage: Bool) {
-        machine = StateMachine(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage)
+    /// `providerKey`: the gateway's key at the provider, scrubbed from a stream's error events
+    /// (a provider may quote the request's headers in one, as in an error page).
+    public init(endpoint: Endpoint, stripInjectedUsage: Bool, providerKey: String? = nil) {
+        machine = StateMachine(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage, providerKey: providerKey)
     }
 
     /// The upstream status and content type; once, before any body bytes.

@@ -2,6 +2,7 @@ import FakeLLM
 import Foundation
 import Ledger
 import Logging
+import Metering
 import NIOConcurrencyHelpers
 import NIOHTTP1
 import Testing
@@ -14,6 +15,8 @@ struct SecretHygieneTests {
     static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
     static let stream = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
     static let message = #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#
+    static let responsesStream = #"{"model":"gpt-4o-mini","stream":true,"input":"hi"}"#
+    static let messageStream = #"{"model":"claude-3-5-haiku-latest","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
 
     @Test("after traffic that includes errors echoing the gateway's key, the key is nowhere")
     func providerKeyNeverLeaks() async throws {
@@ -35,11 +38,30 @@ struct SecretHygieneTests {
         #expect(echoed.responseChunks.count >= 2)
         for r in responses {
             #expect(r.status == 400)
-            #expect(r.text.contains(CredentialScrubText.replacement))
+            #expect(r.text.contains(CredentialScrub.replacement))
             #expect(!r.text.contains(escapedKey), "\(r.text)")
-            #expect(r.header("x-echo-authorization")?.contains(CredentialScrubText.replacement) == true)
+            #expect(r.header("x-echo-authorization")?.contains(CredentialScrub.replacement) == true)
         }
-        #expect(try echo.row("echo-openai")?.errorMessage?.contains(CredentialScrubText.replacement) == true)
+        #expect(try echo.row("echo-openai")?.errorMessage?.contains(CredentialScrub.replacement) == true)
+
+        // Streams answered 200 whose error event, mid-stream, quotes the key: the chat chunk and
+        // the Responses `error` event are relayed as they come, Anthropic's `error` ends it.
+        let streamEcho = try ProxyHarness(providerHeaders: ["x-fake-fail": "echo-credential-mid-stream"], logger: logs.logger)
+        defer { streamEcho.shutdown() }
+        let streamKey = streamEcho.providerKey
+        for (path, dialect, json, id) in [("/v1/chat/completions", "openai", Self.stream, "echo-chat-stream"),
+                                          ("/v1/responses", "openai", Self.responsesStream, "echo-responses-stream"),
+                                          ("/v1/messages", "anthropic", Self.messageStream, "echo-messages-stream")] {
+            let r = try await streamEcho.post(path, key: streamEcho.aliceKey, dialect: dialect, json: json, requestID: id)
+            responses.append(r)
+            let echoed = try #require(streamEcho.fake.exchange(requestID: id))
+            #expect(echoed.responseText.contains(streamKey) && echoed.responseChunks.count >= 3, "\(id)")
+            #expect(r.status == 200 && r.text.contains(CredentialScrub.replacement), "\(id): \(r.text)")
+            #expect(!r.text.contains(streamKey) && !r.text.contains(#"\u0070\u0072\u006f"#), "\(id): \(r.text)")
+            let row = try #require(try streamEcho.row(id))
+            #expect(row.outcome == .upstreamError && row.errorMessage?.contains(CredentialScrub.replacement) == true,
+                    "\(id): \(String(describing: row.errorMessage))")
+        }
 
         // Ordinary traffic and other failures on a second gateway sharing nothing but the checks.
         let plain = try ProxyHarness(logger: logs.logger)
@@ -50,7 +72,7 @@ struct SecretHygieneTests {
         responses.append(try await TestHTTPClient.send(port: plain.port, method: .GET, path: "/metrics"))
         responses.append(try await TestHTTPClient.send(port: plain.port, method: .GET, path: "/healthz"))
 
-        for (harness, name) in [(echo, "echo"), (plain, "plain")] {
+        for (harness, name) in [(echo, "echo"), (streamEcho, "stream echo"), (plain, "plain")] {
             let key = harness.providerKey
             for r in responses {
                 #expect(!r.text.contains(key), "a response body of \(name)")
@@ -88,11 +110,6 @@ struct SecretHygieneTests {
         #expect(absolute.status == 404 || h.fake.exchange(requestID: "absolute-1") != nil)
         #expect(decoy.requestCount == 0)
     }
-}
-
-/// The replacement text, as the tests see it (the scrubber itself is internal).
-enum CredentialScrubText {
-    static let replacement = "[redacted]"
 }
 
 /// Every log line and its metadata, as text, from every logger made with `logger`.

@@ -13,8 +13,9 @@ struct Relay: Equatable {
 }
 
 func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = false,
-           status: Int = 200, contentType: String? = "text/event-stream; charset=utf-8") -> Relay {
-    var meter = ResponseMeter(endpoint: endpoint, stripInjectedUsage: strip)
+           status: Int = 200, contentType: String? = "text/event-stream; charset=utf-8",
+           providerKey: String? = nil) -> Relay {
+    var meter = ResponseMeter(endpoint: endpoint, stripInjectedUsage: strip, providerKey: providerKey)
     meter.head(status: status, contentType: contentType)
     var sent: [[UInt8]] = []
     for chunk in chunks {
@@ -220,6 +221,40 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         let done = relay(.responses, [Fixtures.sse(Fixtures.responsesStreamEvents)[...]])
         #expect(done.result.sawTerminalEvent && !done.result.streamFailed)
         #expect(!relay(.chatCompletions, [Fixtures.sse(Fixtures.chatStreamEvents)[...]]).result.streamFailed)
+    }
+
+    @Test("a stream's error events are relayed without the provider key, as written or escaped, wherever the chunks split them")
+    func errorEventsAreScrubbed() {
+        let key = "sk-proj-abc/123"
+        let escaped = #"\u0073\u006b-proj-abc\/123"#
+        let quoted = "key \(key) and \(escaped)"
+        let cases: [(Endpoint, [String])] = [
+            // Relayed as they come: a chat error chunk (then [DONE]), a Responses `error` event.
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], #"data: {"error":{"message":"\#(quoted)","type":"server_error"}}"#,
+                                "data: [DONE]"]),
+            (.responses, [Fixtures.responsesStreamEvents[0],
+                          #"event: error\#ndata: {"type":"error","code":"server_error","message":"\#(quoted)","sequence_number":1}"#]),
+            // Held as the terminal event.
+            (.messages, [Fixtures.anthropicStreamEvents[0],
+                         #"event: error\#ndata: {"type":"error","error":{"type":"api_error","message":"\#(quoted)"}}"#]),
+        ]
+        for (endpoint, events) in cases {
+            let whole = Fixtures.sse(events)
+            for cut in stride(from: 1, to: whole.count, by: 7) {
+                let r = relay(endpoint, [whole[..<cut], whole[cut...]], providerKey: key)
+                let text = String(decoding: r.all, as: UTF8.self)
+                #expect(!text.contains(key) && !text.contains(escaped) && !text.contains("proj-abc"), "\(endpoint) cut at \(cut): \(text)")
+                #expect(text.components(separatedBy: CredentialScrub.replacement).count == 3, "\(endpoint) cut at \(cut)")
+                #expect(r.result.streamFailed)
+                // The events before the error pass unchanged, and the error is relayed once.
+                #expect(text.hasPrefix(String(decoding: Fixtures.sse([events[0]]), as: UTF8.self)))
+            }
+            // Without a key to scrub, the same bytes pass as they came.
+            #expect(relay(endpoint, [whole[...]]).all == whole)
+        }
+        // The key in an event that reports no failure is not looked for (the model cannot know it).
+        let plain = Fixtures.sse([#"data: {"choices":[{"delta":{"content":"\#(key)"}}]}"#, "data: [DONE]"])
+        #expect(relay(.chatCompletions, [plain[...]], providerKey: key).all == plain)
     }
 
     @Test("the output estimate reads text fields written with whitespace around the colon, and only string values")

@@ -1,30 +1,30 @@
-import Foundation
 import NIOCore
 
 /// Removes the gateway's provider key from a provider's error answer before it reaches the
 /// client or the ledger: a provider (or a proxy in front of it) may echo request headers in an
 /// error body, and the caller must never see the key (invariant 6). Error bodies are held whole
-/// for this, up to `holdLimit`; a larger one is cut off rather than relayed unread. The key is
-/// found as written or JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
-enum CredentialScrub {
-    static let holdLimit = 1 << 20
-    static let replacement = "[redacted]"
+/// for this, up to `holdLimit`; a larger one is cut off rather than relayed unread. A stream's
+/// error events are scrubbed one by one (`ResponseMeter`). The key is found as written or
+/// JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
+public enum CredentialScrub {
+    public static let holdLimit = 1 << 20
+    public static let replacement = "[redacted]"
 
-    static func scrub(_ parts: [ByteBuffer], secret: String) -> ByteBuffer {
+    public static func scrub(_ parts: [ByteBuffer], secret: String) -> ByteBuffer {
         var whole = ByteBuffer()
         whole.reserveCapacity(parts.reduce(0) { $0 + $1.readableBytes })
         for var part in parts { whole.writeBuffer(&part) }
         return redacted(Array(whole.readableBytesView), secret: secret).map { ByteBuffer(bytes: $0) } ?? whole
     }
 
-    static func scrub(_ text: String?, secret: String?) -> String? {
+    public static func scrub(_ text: String?, secret: String?) -> String? {
         guard let text, let secret else { return text }
         return redacted(Array(text.utf8), secret: secret).map { String(decoding: $0, as: UTF8.self) } ?? text
     }
 
     /// A relayed header's value without the key; the value itself when too short to hold it
     /// (nearly every header: keys run to a hundred characters and more).
-    static func header(_ value: String, secret: String?) -> String {
+    public static func header(_ value: String, secret: String?) -> String {
         guard let secret, value.utf8.count >= secret.utf8.count else { return value }
         return scrub(value, secret: secret) ?? value
     }
