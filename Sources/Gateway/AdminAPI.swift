@@ -143,19 +143,12 @@ final class AdminAPI: Sendable {
         }
     }
 
-    /// `/admin/api/keys` (list, create) and `/admin/api/keys/{id}` (revoke). A change reloads
-    /// the gateway's keys before it is answered, so a new key works, and a revoked one is
-    /// refused, from the next request on.
+    /// `/admin/api/keys` (list, create) and `/admin/api/keys/{id}` (revoke). A change reaches
+    /// the gateway's keys in memory before it is answered, so a new key works, and a revoked one
+    /// is refused, from the next request on (whether or not the store can be read again then).
     private func answerKeys(_ route: Route, method: HTTPMethod, queryString: String?, body: ByteBuffer,
                             admin: Principal, now: Int64, on loop: any EventLoop) -> EventLoopFuture<Answer> {
         let keys = self.keys, principals = gateway.principals, logger = gateway.logger
-        // The change is made: a reload that fails must not turn it into an error (the secret of a
-        // new key would be lost). The key poll picks the change up once the keys can be read.
-        @Sendable func reloadKeys() {
-            do { try principals.reload() } catch {
-                logger.warning("api keys not reloaded after a change; the key poll will", metadata: ["error": "\(error)"])
-            }
-        }
         if method == .GET {
             let listing: AdminKeys.Listing
             do { listing = try AdminKeys.Listing(queryString: queryString) } catch {
@@ -193,7 +186,7 @@ final class AdminAPI: Sendable {
                 guard try keys.revoke(id: id, at: now) else {
                     return .refusal(Refusal(.notFound, "No active key with id \(id.prefix(100)).", field: "id"))
                 }
-                reloadKeys()
+                principals.forget(key)
                 logger.notice("api key revoked through the admin API",
                               metadata: ["key": "\(id)", "user": "\(key.user)", "by": "\(admin.keyId)"])
                 return .json(AdminKeys.revoked(revoked))
@@ -208,7 +201,7 @@ final class AdminAPI: Sendable {
                 let key = APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: creation.user,
                                        team: creation.team, createdAt: now)
                 try keys.insert(key)
-                reloadKeys()
+                principals.admit(key)
                 logger.notice("api key created through the admin API",
                               metadata: ["key": "\(id)", "user": "\(creation.user)", "team": "\(creation.team ?? "-")",
                                          "by": "\(admin.keyId)"])

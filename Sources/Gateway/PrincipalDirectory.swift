@@ -8,9 +8,16 @@ import Policy
 /// background thread polls the key store's change stamp four times a second (one integer read:
 /// a key made by `keys create` works, and a revoked one stops, within a quarter of a second) and
 /// swaps in a new snapshot only when keys were created or revoked, so identification never
-/// touches the disk.
+/// touches the disk. A change made in this process (the admin API's) is applied at once, key
+/// by key (`admit`, `forget`): it cannot fail once the store holds it, and costs no reload.
 public final class PrincipalDirectory: Sendable {
-    private let principalsByHash: NIOLockedValueBox<[String: Principal]>
+    private struct Keys {
+        var byHash: [String: Principal]
+        /// Changes applied key by key; a snapshot read while one was made may predate it.
+        var edits = 0
+    }
+
+    private let keys: NIOLockedValueBox<Keys>
     private let keyStore: any APIKeyStore
     private let logger: Logger
     private let stopped = NIOLockedValueBox(false)
@@ -18,27 +25,51 @@ public final class PrincipalDirectory: Sendable {
     public init(keyStore: any APIKeyStore, logger: Logger) throws {
         self.keyStore = keyStore
         self.logger = logger
-        self.principalsByHash = .init(try PrincipalDirectory.snapshot(keyStore))
+        self.keys = .init(Keys(byHash: try PrincipalDirectory.snapshot(keyStore)))
     }
 
     /// The principal for a presented secret, or nil if unknown or revoked.
     public func principal(forSecret secret: String) -> Principal? {
         guard APIKeySecret.looksValid(secret) else { return nil }
         let hash = APIKeySecret.hash(secret)
-        return principalsByHash.withLockedValue { $0[hash] }
+        return keys.withLockedValue { $0.byHash[hash] }
     }
 
     /// Every active key's principal (the admin API lists budgets per payer from it).
     public var all: [Principal] {
-        principalsByHash.withLockedValue { Array($0.values) }
+        keys.withLockedValue { Array($0.byHash.values) }
     }
 
-    /// Reloads now (used by tests and after `keys create` in the same process).
-    public func reload() throws {
+    /// A key the store now holds works from the next request on.
+    public func admit(_ record: APIKeyRecord) {
+        keys.withLockedValue {
+            $0.byHash[record.secretHash] = Self.principal(record)
+            $0.edits += 1
+        }
+    }
+
+    /// A key the store now holds revoked is refused from the next request on.
+    public func forget(_ record: APIKeyRecord) {
+        keys.withLockedValue {
+            $0.byHash[record.secretHash] = nil
+            $0.edits += 1
+        }
+    }
+
+    /// Reloads now (used by tests and after `keys create` in the same process). False when a
+    /// key was admitted or forgotten while the store was read: the snapshot may predate that
+    /// change, so it is not used (the poll reads again).
+    @discardableResult
+    public func reload() throws -> Bool {
+        let editsBefore = keys.withLockedValue { $0.edits }
         var swapped = try PrincipalDirectory.snapshot(keyStore)
         // Swapped under the lock, freed after it: the poller runs at nice 19, and every call
         // takes this lock, so it must not hold it while it frees a whole map.
-        principalsByHash.withLockedValue { swap(&$0, &swapped) }
+        return keys.withLockedValue {
+            guard $0.edits == editsBefore else { return false }
+            swap(&$0.byHash, &swapped)
+            return true
+        }
     }
 
     public func startPolling(every interval: TimeInterval = 0.25) {
@@ -52,8 +83,7 @@ public final class PrincipalDirectory: Sendable {
                 if stopped.withLockedValue({ $0 }) { break }
                 do {
                     let stamp = try keyStore.changeStamp()
-                    if stamp != lastStamp {
-                        try reload()
+                    if stamp != lastStamp, try reload() {
                         lastStamp = stamp
                         logger.info("api keys reloaded", metadata: ["stamp": "\(stamp)"])
                     }
@@ -79,10 +109,11 @@ public final class PrincipalDirectory: Sendable {
 
     private static func snapshot(_ store: any APIKeyStore) throws -> [String: Principal] {
         var map: [String: Principal] = [:]
-        for record in try store.activeKeys() {
-            map[record.secretHash] = Principal(keyId: record.id, user: record.user, team: record.team,
-                                               role: record.admin ? .admin : .caller)
-        }
+        for record in try store.activeKeys() { map[record.secretHash] = principal(record) }
         return map
+    }
+
+    private static func principal(_ record: APIKeyRecord) -> Principal {
+        Principal(keyId: record.id, user: record.user, team: record.team, role: record.admin ? .admin : .caller)
     }
 }

@@ -35,7 +35,7 @@ struct AdminKeysTests {
         #expect(key["created_at"] is String && key["revoked_at"] is NSNull)
         #expect(made.header("cache-control") == "no-store")
 
-        // No wait for the key poll: the directory reloaded before the answer.
+        // No wait for the key poll: the directory had the key before the answer.
         #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "ak-1").status == 200)
         let row = try #require(try h.row("ak-1"))
         #expect(row.user == "dave" && row.team == "design" && row.keyId == id)
