@@ -172,7 +172,7 @@ final class AdminAPI: Sendable {
         switch route {
         case .key(let id):
             return pool.runIfActive(eventLoop: loop) {
-                guard let key = try keys.list().first(where: { $0.id == id }) else {
+                guard let key = try keys.key(id: id) else {
                     return .refusal(Refusal(.notFound, "No key with id \(id.prefix(100)).", field: "id"))
                 }
                 if key.admin {

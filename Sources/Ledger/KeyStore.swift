@@ -73,6 +73,10 @@ public final class KeyStore: @unchecked Sendable {
         try query("SELECT \(Self.columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id")
     }
 
+    public func key(id: String) throws -> APIKeyRecord? {
+        try query("SELECT \(Self.columns) FROM api_keys WHERE id = ?1", binding: id).first
+    }
+
     /// Marks the key revoked at `time` (Unix µs). False if no such key or it was already revoked.
     @discardableResult
     public func revoke(id: String, at time: Int64 = UnixTime.nowMicros()) throws -> Bool {
@@ -105,9 +109,10 @@ public final class KeyStore: @unchecked Sendable {
         connection.close()
     }
 
-    private func query(_ sql: String) throws -> [APIKeyRecord] {
+    private func query(_ sql: String, binding parameter: String? = nil) throws -> [APIKeyRecord] {
         try locked {
             let s = try connection.prepare(sql)
+            if let parameter { s.bind(parameter, at: 1) }
             var keys: [APIKeyRecord] = []
             while try s.step() {
                 keys.append(APIKeyRecord(id: s.string(at: 0), secretHash: s.string(at: 1), user: s.string(at: 2),

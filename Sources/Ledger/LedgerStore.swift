@@ -67,6 +67,8 @@ public protocol APIKeyStore: AnyObject, Sendable {
     func insert(_ key: APIKeyRecord) throws
     func list() throws -> [APIKeyRecord]
     func activeKeys() throws -> [APIKeyRecord]
+    /// The key with this id, revoked or not; nil if none (one indexed read).
+    func key(id: String) throws -> APIKeyRecord?
     func revoke(id: String, at time: Int64) throws -> Bool
     /// Changes whenever a key is added or revoked (the directory reloads when it does).
     func changeStamp() throws -> Int64

@@ -42,6 +42,10 @@ public final class PostgresKeyStore: APIKeyStore, @unchecked Sendable {
         try query("SELECT \(unescaped: Self.columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id")
     }
 
+    public func key(id: String) throws -> APIKeyRecord? {
+        try query("SELECT \(unescaped: Self.columns) FROM api_keys WHERE id = \(id)").first
+    }
+
     /// Marks the key revoked at `time` (Unix µs). False if no such key or it was already revoked.
     @discardableResult
     public func revoke(id: String, at time: Int64 = UnixTime.nowMicros()) throws -> Bool {

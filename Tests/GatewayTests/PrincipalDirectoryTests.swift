@@ -19,6 +19,7 @@ import Testing
 
         func insert(_ key: APIKeyRecord) throws { script.withLockedValue { $0.keys.append(key) } }
         func list() throws -> [APIKeyRecord] { try activeKeys() }
+        func key(id: String) throws -> APIKeyRecord? { try list().first { $0.id == id } }
         func activeKeys() throws -> [APIKeyRecord] {
             let (keys, unreadable, step) = script.withLockedValue { ($0.keys, $0.unreadable, $0.duringRead) }
             if unreadable { throw LedgerError.sqlite(code: 10, message: "disk I/O error", context: "reading keys") }

@@ -25,6 +25,8 @@ import LedgerTestSupport
         let all = try store.list()
         #expect(all.count == 2)
         #expect(all[0].revokedAt == 99 && all[0].isRevoked)
+        #expect(try store.key(id: "k1") == all[0] && store.key(id: "k2") == all[1])
+        #expect(try store.key(id: "nope") == nil && store.key(id: "k1' OR 1=1 --") == nil)
         #expect(try store.changeStamp() == stamp2, "reads do not move the stamp")
     }
 

@@ -27,6 +27,10 @@ final class PostgresKeyStoreTests: XCTestCase {
         XCTAssertNotEqual(try other.changeStamp(), stamp1)
         XCTAssertEqual(try other.activeKeys(), [admin])
         XCTAssertEqual(try other.list().first?.revokedAt, 99)
+        XCTAssertEqual(try other.key(id: "key_a")?.revokedAt, 99)
+        XCTAssertEqual(try other.key(id: "key_b"), admin)
+        XCTAssertNil(try other.key(id: "nope"))
+        XCTAssertNil(try other.key(id: "key_a' OR 1=1 --"))
         store.close()
         XCTAssertThrowsError(try store.list())
     }
