@@ -93,7 +93,8 @@ public enum FakeFailure: String, Sendable, CaseIterable {
     /// Streams: half of the events, then an error event quoting the credential (plain and as
     /// JSON escapes), split over several writes, and the stream ends there: chat and completions
     /// an `{"error":…}` chunk (no `[DONE]`), Responses an `error` event, Anthropic an `error`
-    /// event. Other answers: the normal one.
+    /// event. The stream comes with its `content-length`, as a buffering proxy would send it.
+    /// Other answers: the normal one.
     case echoCredentialMidStream = "echo-credential-mid-stream"
     /// A request that carries `stream_options` gets 400 `Unknown parameter: 'stream_options'.`
     /// (`param` and `code` set), as servers that do not know the field answer (new-api issue

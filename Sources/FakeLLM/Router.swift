@@ -137,6 +137,8 @@ enum Router {
         }
         if knobs.failure == .echoCredentialMidStream, plan.headFirst {
             plan.endHalfway(with: CredentialEcho(knobs: knobs, dialect: dialect).errorEvent(route: route), splitInto: 3)
+            // Its length announced, as a buffering proxy before the provider would.
+            plan.headers.replaceOrAdd(name: "content-length", value: "\(plan.pieces.reduce(0) { $0 + $1.bytes.readableBytes })")
         }
         if knobs.failure == .noDoneMarker, route == .chatCompletions || route == .completions,
            plan.pieces.last.map({ $0.bytes == OpenAIReplies.done.bytes }) == true {

@@ -260,8 +260,10 @@ final class ProxiedCall: UpstreamResponseHandler {
         headers.reserveCapacity(head.headers.count + 12)
         for (name, value) in head.headers {
             if ProxiedCall.hopByHop.contains(name) { continue }
-            // A scrubbed error body may change length: it goes chunked.
-            if admission.stripInjectedUsage || errorHold != nil, name.utf8.equals(ignoringASCIICase: "content-length".utf8) {
+            // A stream (events dropped or scrubbed) or a scrubbed error body may change length:
+            // it goes chunked.
+            if admission.stripInjectedUsage || meter.isStreaming || errorHold != nil,
+               name.utf8.equals(ignoringASCIICase: "content-length".utf8) {
                 continue
             }
             if name.utf8.equals(ignoringASCIICase: "x-request-id".utf8) {

@@ -3,9 +3,9 @@ import NIOCore
 /// Removes the gateway's provider key from a provider's error answer before it reaches the
 /// client or the ledger: a provider (or a proxy in front of it) may echo request headers in an
 /// error body, and the caller must never see the key (invariant 6). Error bodies are held whole
-/// for this, up to `holdLimit`; a larger one is cut off rather than relayed unread. A stream's
-/// error events are scrubbed one by one (`ResponseMeter`). The key is found as written or
-/// JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
+/// for this, up to `holdLimit`; a larger one is cut off rather than relayed unread. A 200
+/// stream is scrubbed event by event (`ResponseMeter.Streaming`). The key is found as written
+/// or JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
 public enum CredentialScrub {
     public static let holdLimit = 1 << 20
     public static let replacement = "[redacted]"
@@ -27,6 +27,26 @@ public enum CredentialScrub {
     public static func header(_ value: String, secret: String?) -> String {
         guard let secret, value.utf8.count >= secret.utf8.count else { return value }
         return scrub(value, secret: secret) ?? value
+    }
+
+    /// Scrubs a stream read without its events (`ResponseMeter`'s passthrough): `bytes` are
+    /// those carried from the last call and a new chunk. What can go now is returned scrubbed;
+    /// the last bytes, which could begin a copy of the key that the next chunk completes, are
+    /// carried (all go when `final`).
+    public static func scrub(stream bytes: [UInt8], secret: String, final: Bool) -> (ready: ByteBuffer, carry: [UInt8]) {
+        let key = Array(secret.utf8)
+        // A copy is at most six bytes a character (each one a `\uXXXX` escape).
+        var cut = final ? bytes.count : max(0, bytes.count - (key.count * 6 - 1))
+        var from = 0
+        while let match = firstMatch(of: key, in: bytes, from: from), match.lowerBound < cut {
+            if match.upperBound > cut {
+                cut = match.upperBound  // a whole copy across the cut goes now, scrubbed
+                break
+            }
+            from = match.upperBound
+        }
+        let ready = Array(bytes[..<cut])
+        return (ByteBuffer(bytes: redacted(ready, secret: secret) ?? ready), Array(bytes[cut...]))
     }
 
     /// `bytes` with every copy of the key, as written or JSON-escaped, replaced; nil if none.

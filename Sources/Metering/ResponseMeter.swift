@@ -50,7 +50,8 @@ public struct MeterResult: Sendable, Hashable {
 /// they came. The terminal event and anything after it are held for `finish()`. Every other
 /// response is released chunk by chunk one behind: the latest chunk is held. Concatenating
 /// everything `consume` returned and `finish().held` gives back the upstream bytes exactly,
-/// minus the usage event when `stripInjectedUsage` is set.
+/// minus the usage event when `stripInjectedUsage` is set, and, with a `providerKey`, with the
+/// key scrubbed from a stream and its unfinished last event left out (`Streaming`).
 ///
 /// Non-streamed bodies are kept (as references to the chunks, not copies) for reading usage
 /// at `finish()`, up to `bodyLimit` bytes; a larger body is relayed intact, its usage read from

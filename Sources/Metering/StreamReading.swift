@@ -38,8 +38,6 @@ struct StreamReading {
     /// The stream reported a failure: Anthropic's `error`, Responses' `response.failed` or
     /// `error`, a chat chunk with an `error` object (the error's message is in `errorMessage`).
     private(set) var failed = false
-    /// Events read that reported a failure (their bytes are scrubbed of the provider key).
-    private(set) var failureEvents = 0
     /// Chat chunks read in full while looking for the model (Azure's first chunk has none).
     private var modelLookups = 0
     /// Generated text streamed so far, for an estimate if the stream is cut before its usage.
@@ -92,7 +90,6 @@ struct StreamReading {
             // An `{"error":…}` chunk: the provider's failure mid-stream, whatever ends it.
             errorMessage = message
             failed = true
-            failureEvents += 1
         }
         guard let reported = fields.usage else { return .pass }
         usage = reported  // the usage chunk reports the whole call
@@ -168,7 +165,7 @@ struct StreamReading {
         case .fileSearchDone: searchesSeen.file += 1; return .pass
         default: return .pass
         }
-        if kind == .responseFailed || kind == .error { failed = true; failureEvents += 1 }
+        if kind == .responseFailed || kind == .error { failed = true }
         let terminal = kind == .responseTerminal || kind == .responseFailed
         let role: EventRole = terminal ? .terminal : .pass
         guard wanted, let fields = parsed ?? parse(data) else { return role }
@@ -193,7 +190,7 @@ struct StreamReading {
             return .pass
         default: return .pass
         }
-        if kind == .error { failed = true; failureEvents += 1 }
+        if kind == .error { failed = true }
         let role: EventRole = kind == .error ? .terminal : .pass
         guard let fields = parsed ?? parse(data) else { return role }
         adoptModel(fields.model)

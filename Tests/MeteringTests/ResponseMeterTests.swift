@@ -223,38 +223,118 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(!relay(.chatCompletions, [Fixtures.sse(Fixtures.chatStreamEvents)[...]]).result.streamFailed)
     }
 
+    static let scrubKey = "sk-proj-abc/123"
+    static let scrubEscaped = #"\u0073\u006b-proj-abc\/123"#
+
+    /// The relayed text, checked to hold no part of `scrubKey` that identifies it.
+    static func scrubbed(_ r: Relay, _ label: String) -> String {
+        let text = String(decoding: r.all, as: UTF8.self)
+        #expect(!text.contains(scrubKey) && !text.contains(scrubEscaped) && !text.contains("proj-abc")
+                && !text.contains(#"\u006b-proj"#), "\(label): \(text)")
+        return text
+    }
+
     @Test("a stream's error events are relayed without the provider key, as written or escaped, wherever the chunks split them")
     func errorEventsAreScrubbed() {
-        let key = "sk-proj-abc/123"
-        let escaped = #"\u0073\u006b-proj-abc\/123"#
-        let quoted = "key \(key) and \(escaped)"
+        let key = Self.scrubKey
+        let quoted = "key \(key) and \(Self.scrubEscaped)"
         let cases: [(Endpoint, [String])] = [
-            // Relayed as they come: a chat error chunk (then [DONE]), a Responses `error` event.
+            // Relayed as they come: chat error chunks (an object with a message, one without, a
+            // bare string), a Responses `error` event.
             (.chatCompletions, [Fixtures.chatStreamEvents[0], #"data: {"error":{"message":"\#(quoted)","type":"server_error"}}"#,
                                 "data: [DONE]"]),
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], #"data: {"error":{"detail":"\#(quoted)"}}"#, "data: [DONE]"]),
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], Fixtures.chatStreamEvents[1],
+                                #"data: {"error":"\#(quoted)"}"#, "data: [DONE]"]),
             (.responses, [Fixtures.responsesStreamEvents[0],
                           #"event: error\#ndata: {"type":"error","code":"server_error","message":"\#(quoted)","sequence_number":1}"#]),
             // Held as the terminal event.
             (.messages, [Fixtures.anthropicStreamEvents[0],
                          #"event: error\#ndata: {"type":"error","error":{"type":"api_error","message":"\#(quoted)"}}"#]),
+            (.responses, [Fixtures.responsesStreamEvents[0],
+                          #"event: response.failed\#ndata: {"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"\#(quoted)"}}}"#]),
+            // After the terminal event: relayed unread.
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], "data: [DONE]", #"data: {"error":{"message":"\#(quoted)"}}"#]),
         ]
         for (endpoint, events) in cases {
             let whole = Fixtures.sse(events)
             for cut in stride(from: 1, to: whole.count, by: 7) {
                 let r = relay(endpoint, [whole[..<cut], whole[cut...]], providerKey: key)
-                let text = String(decoding: r.all, as: UTF8.self)
-                #expect(!text.contains(key) && !text.contains(escaped) && !text.contains("proj-abc"), "\(endpoint) cut at \(cut): \(text)")
+                let text = Self.scrubbed(r, "\(endpoint) cut at \(cut)")
                 #expect(text.components(separatedBy: CredentialScrub.replacement).count == 3, "\(endpoint) cut at \(cut)")
-                #expect(r.result.streamFailed)
                 // The events before the error pass unchanged, and the error is relayed once.
                 #expect(text.hasPrefix(String(decoding: Fixtures.sse([events[0]]), as: UTF8.self)))
             }
             // Without a key to scrub, the same bytes pass as they came.
             #expect(relay(endpoint, [whole[...]]).all == whole)
         }
-        // The key in an event that reports no failure is not looked for (the model cannot know it).
+        // The key in an event that names no error is not looked for (the model cannot know it).
         let plain = Fixtures.sse([#"data: {"choices":[{"delta":{"content":"\#(key)"}}]}"#, "data: [DONE]"])
         #expect(relay(.chatCompletions, [plain[...]], providerKey: key).all == plain)
+    }
+
+    @Test("with a provider key, an event the stream ends inside is not relayed: it could end partway through the key")
+    func unfinishedEventIsDropped() {
+        let first = Fixtures.sse([Fixtures.chatStreamEvents[0]])
+        let error = Array(#"data: {"error":{"message":"key \#(Self.scrubKey)"}}"#.utf8)
+        for end in 1...error.count {
+            let cut = first + error[..<end]  // the stream ends here, with no blank line
+            let r = relay(.chatCompletions, [cut[...]], providerKey: Self.scrubKey)
+            #expect(r.all == first, "ended after \(end) bytes")
+            // Without a key, relayed as it came (clients discard it).
+            #expect(relay(.chatCompletions, [cut[...]]).all == cut)
+        }
+    }
+
+    @Test("the usage chunk the gateway asked for is dropped whole, even when it names an error")
+    func strippedEventStaysDropped() {
+        let usage = #"data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"error":null}"#
+        let stream = Fixtures.sse([Fixtures.chatStreamEvents[0], usage, "data: [DONE]"])
+        let r = relay(.chatCompletions, [stream[...]], strip: true, providerKey: Self.scrubKey)
+        #expect(r.all == Fixtures.sse([Fixtures.chatStreamEvents[0], "data: [DONE]"]))
+        #expect(r.result.usage?.outputTokens == 2)
+    }
+
+    @Test("a stream relayed unread past an event over bodyLimit is scrubbed as it passes, wherever the chunks split the key")
+    func passthroughIsScrubbed() {
+        // An event that has not ended at bodyLimit: the rest of the stream passes unread.
+        let big = Array("data: ".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: ResponseMeter.bodyLimit + 1)
+        let error = #"data: {"error":{"message":"key \#(Self.scrubKey) and \#(Self.scrubEscaped)"}}"#
+        let tail = Array(("\n\n" + error + "\n\ndata: [DONE]\n\n").utf8)
+        var meter = ResponseMeter(endpoint: .chatCompletions, stripInjectedUsage: false, providerKey: Self.scrubKey)
+        meter.head(status: 200, contentType: "text/event-stream")
+        var relayed: [UInt8] = []
+        for part in meter.consume(ByteBuffer(bytes: big)) { relayed += part.readableBytesView }
+        #expect(relayed.count > ResponseMeter.bodyLimit - 100, "passing through, a few bytes carried")
+        // The tail in pieces of 5 bytes: every copy of the key is split between chunks.
+        var at = 0
+        while at < tail.count {
+            for part in meter.consume(ByteBuffer(bytes: tail[at..<min(at + 5, tail.count)])) { relayed += part.readableBytesView }
+            at += 5
+        }
+        for part in meter.finish().held { relayed += part.readableBytesView }
+        #expect(meter.bytesForwarded == relayed.count)
+        let scrubbed = #"data: {"error":{"message":"key [redacted] and [redacted]"}}"#
+        #expect(relayed == big + Array(("\n\n" + scrubbed + "\n\ndata: [DONE]\n\n").utf8))
+    }
+
+    @Test("the stream scrub carries only what could begin a copy of the key, and finds every copy across chunks")
+    func streamScrubCarry() {
+        let key = Self.scrubKey
+        let text = Array("a \(key) b \(Self.scrubEscaped) c".utf8)
+        for size in 1...text.count {
+            var out: [UInt8] = [], carried: [UInt8] = []
+            var at = 0
+            while at < text.count {
+                let (ready, carry) = CredentialScrub.scrub(stream: carried + text[at..<min(at + size, text.count)], secret: key, final: false)
+                out += ready.readableBytesView
+                carried = carry
+                #expect(carried.count < key.utf8.count * 6)
+                at += size
+            }
+            out += CredentialScrub.scrub(stream: carried, secret: key, final: true).ready.readableBytesView
+            #expect(String(decoding: out, as: UTF8.self) == "a [redacted] b [redacted] c", "chunks of \(size)")
+        }
     }
 
     @Test("the output estimate reads text fields written with whitespace around the colon, and only string values")
