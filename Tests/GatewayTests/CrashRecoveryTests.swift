@@ -66,17 +66,21 @@ struct CrashRecoveryTests {
 
     @Test("a call in flight is in the journal file while it runs, and out of it once recorded")
     func journalFollowsCalls() async throws {
-        let h = try ProxyHarness(providerHeaders: ["x-fake-first-byte-delay-ms": "1500"])
+        // FakeLLM holds the answer until the journal was seen (a fixed delay could end first on
+        // a loaded machine).
+        let h = try ProxyHarness(providerHeaders: ["x-fake-hold": "journaled"])
         defer { h.shutdown() }
         let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
         async let answer = h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "journaled")
         var text = ""
         var file = ""
-        for _ in 0..<100 where !text.contains("journaled") {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !text.contains("journaled"), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
             file = Self.journals(h.dbPath).first ?? ""
             text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         }
+        h.fake.release("journaled")
         #expect(text.contains(#""requestId":"journaled""#))
         #expect(try await answer.status == 200)
         let row = try #require(try h.row("journaled"))
