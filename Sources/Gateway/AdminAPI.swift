@@ -154,8 +154,12 @@ final class AdminAPI: Sendable {
             do { listing = try AdminKeys.Listing(queryString: queryString) } catch {
                 return loop.makeSucceededFuture(.refusal(error))
             }
-            return pool.runIfActive(eventLoop: loop) { .json(AdminKeys.list(try keys.list(), listing)) }
-                .flatMapErrorThrowing(Self.failure)
+            return pool.runIfActive(eventLoop: loop) {
+                switch try listing.page(in: keys) {
+                case .success(let page): .json(AdminKeys.list(page.keys, hasMore: page.hasMore))
+                case .failure(let refusal): .refusal(refusal)
+                }
+            }.flatMapErrorThrowing(Self.failure)
         }
         // A change refused is logged as a change made is: who tried what.
         @Sendable func refusedChange(_ refusal: Refusal) -> Answer {
@@ -180,15 +184,19 @@ final class AdminAPI: Sendable {
                         "Admin keys are revoked only with `tokenctl keys revoke` on the gateway's host."))
                 }
                 // Revoking again answers as the first time did: the key stays revoked since then.
-                guard !key.isRevoked else { return .json(AdminKeys.revoked(key)) }
+                // One revoked elsewhere (`tokenctl keys revoke`, another replica), before or
+                // while this runs, is refused here from now on too, before the key poll sees it.
                 var revoked = key
-                revoked.revokedAt = now
-                guard try keys.revoke(id: id, at: now) else {
-                    return .refusal(Refusal(.notFound, "No active key with id \(id.prefix(100)).", field: "id"))
+                if !key.isRevoked {
+                    revoked.revokedAt = now
+                    if try keys.revoke(id: id, at: now) {
+                        logger.notice("api key revoked through the admin API",
+                                      metadata: ["key": "\(id)", "user": "\(key.user)", "by": "\(admin.keyId)"])
+                    } else {
+                        revoked = try keys.key(id: id) ?? revoked
+                    }
                 }
                 principals.forget(key)
-                logger.notice("api key revoked through the admin API",
-                              metadata: ["key": "\(id)", "user": "\(key.user)", "by": "\(admin.keyId)"])
                 return .json(AdminKeys.revoked(revoked))
             }.flatMapErrorThrowing(Self.failure)
         default:

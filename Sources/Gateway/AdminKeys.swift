@@ -76,39 +76,66 @@ enum AdminKeys {
         }
     }
 
-    /// `GET /admin/api/keys` filters: `user`, `team`, `state` (`active`, `revoked`; default all).
+    /// `GET /admin/api/keys`: filters `user`, `team`, `state` (`active`, `revoked`; default
+    /// all), and a page, as OpenAI's lists page: `limit` (1–1000, default 100) keys `after` a
+    /// key id (the previous page's `last_id`).
     struct Listing: Equatable {
-        var user: String?
-        var team: String?
-        var state: String?
+        static let defaultLimit = 100
+        static let maxLimit = 1000
+        /// The page asked for; `after` is set once the `after` key is found.
+        var query = KeyQuery(limit: defaultLimit)
+        /// The key the page starts after.
+        var afterID: String?
 
         init(queryString: String?) throws(Refusal) {
             var seen = Set<String>()
             for (name, value) in try AdminReportRequest.items(queryString) {
                 guard seen.insert(name).inserted else { throw AdminReportRequest.bad(name, "'\(name.prefix(100))' may be given once.") }
                 switch name {
-                case "user": user = value
-                case "team": team = value
+                case "user": query.user = value
+                case "team": query.team = value
                 case "state":
                     guard value == "active" || value == "revoked" else {
                         throw AdminReportRequest.bad("state", "state must be active or revoked (omit it for all keys).")
                     }
-                    state = value
+                    query.revoked = value == "revoked"
+                case "limit":
+                    guard let limit = Int(value), (1...Self.maxLimit).contains(limit) else {
+                        throw AdminReportRequest.bad("limit", "limit must be a whole number from 1 to \(Self.maxLimit).")
+                    }
+                    query.limit = limit
+                case "after":
+                    guard !value.isEmpty else { throw AdminReportRequest.bad("after", "after must be a key id (the last_id of the previous page).") }
+                    afterID = value
                 default:
-                    throw AdminReportRequest.bad(name, "Unknown parameter '\(name.prefix(100))'; /admin/api/keys takes user, team and state.")
+                    throw AdminReportRequest.bad(name,
+                        "Unknown parameter '\(name.prefix(100))'; /admin/api/keys takes user, team, state, limit and after.")
                 }
             }
         }
 
-        func includes(_ key: APIKeyRecord) -> Bool {
-            (user == nil || key.user == user) && (team == nil || key.team == team)
-                && (state == nil || (state == "revoked") == key.isRevoked)
+        /// The page's keys from `store`: one more than the page holds is read, to know if more follow.
+        func page(in store: any APIKeyStore) throws -> Result<(keys: [APIKeyRecord], hasMore: Bool), Refusal> {
+            var query = self.query
+            if let afterID {
+                guard let after = try store.key(id: afterID) else {
+                    return .failure(AdminReportRequest.bad("after", "No key with id \(afterID.prefix(100)) to list after."))
+                }
+                query.after = KeyCursor(after: after)
+            }
+            let limit = query.limit ?? Self.defaultLimit
+            query.limit = limit + 1
+            let keys = try store.keys(query)
+            return .success((Array(keys.prefix(limit)), keys.count > limit))
         }
     }
 
-    /// `{"data":[…]}`, oldest first: ids, owners, role and state, never secrets or hashes.
-    static func list(_ keys: [APIKeyRecord], _ listing: Listing) -> String {
-        "{\"data\":[" + keys.filter(listing.includes).map { describe($0) + "}" }.joined(separator: ",") + "]}\n"
+    /// `{"data":[…],"has_more":…,"first_id":…,"last_id":…}`, oldest first: ids, owners, role and
+    /// state, never secrets or hashes.
+    static func list(_ keys: [APIKeyRecord], hasMore: Bool) -> String {
+        "{\"data\":[" + keys.map { describe($0) + "}" }.joined(separator: ",") + "],\"has_more\":\(hasMore)"
+            + ",\"first_id\":" + (keys.first.map { JSONString.literal($0.id) } ?? "null")
+            + ",\"last_id\":" + (keys.last.map { JSONString.literal($0.id) } ?? "null") + "}\n"
     }
 
     /// The new key, with its secret: shown this once.

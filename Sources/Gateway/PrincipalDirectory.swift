@@ -9,12 +9,26 @@ import Policy
 /// a key made by `keys create` works, and a revoked one stops, within a quarter of a second) and
 /// swaps in a new snapshot only when keys were created or revoked, so identification never
 /// touches the disk. A change made in this process (the admin API's) is applied at once, key
-/// by key (`admit`, `forget`): it cannot fail once the store holds it, and costs no reload.
+/// by key (`admit`, `forget`): it cannot fail once the store holds it, and its answer waits for
+/// no reload (the poll still reloads every key once it sees the change).
 public final class PrincipalDirectory: Sendable {
     private struct Keys {
         var byHash: [String: Principal]
-        /// Changes applied key by key; a snapshot read while one was made may predate it.
-        var edits = 0
+        /// Reloads reading the store now.
+        var reloading = 0
+        /// Changes made while a reload read the store, replayed onto what it read (which may
+        /// predate them) before it is swapped in.
+        var changesDuringReload: [(hash: String, principal: Principal?)] = []
+
+        mutating func change(_ hash: String, to principal: Principal?) {
+            byHash[hash] = principal
+            if reloading > 0 { changesDuringReload.append((hash, principal)) }
+        }
+
+        mutating func reloadEnded() {
+            reloading -= 1
+            if reloading == 0 { changesDuringReload = [] }
+        }
     }
 
     private let keys: NIOLockedValueBox<Keys>
@@ -42,33 +56,31 @@ public final class PrincipalDirectory: Sendable {
 
     /// A key the store now holds works from the next request on.
     public func admit(_ record: APIKeyRecord) {
-        keys.withLockedValue {
-            $0.byHash[record.secretHash] = Self.principal(record)
-            $0.edits += 1
-        }
+        keys.withLockedValue { $0.change(record.secretHash, to: Self.principal(record)) }
     }
 
     /// A key the store now holds revoked is refused from the next request on.
     public func forget(_ record: APIKeyRecord) {
-        keys.withLockedValue {
-            $0.byHash[record.secretHash] = nil
-            $0.edits += 1
-        }
+        keys.withLockedValue { $0.change(record.secretHash, to: nil) }
     }
 
-    /// Reloads now (used by tests and after `keys create` in the same process). False when a
-    /// key was admitted or forgotten while the store was read: the snapshot may predate that
-    /// change, so it is not used (the poll reads again).
-    @discardableResult
-    public func reload() throws -> Bool {
-        let editsBefore = keys.withLockedValue { $0.edits }
-        var swapped = try PrincipalDirectory.snapshot(keyStore)
+    /// Reads every key from the store and swaps them in (the poll does, when the stamp moved).
+    public func reload() throws {
+        let since = keys.withLockedValue {
+            $0.reloading += 1
+            return $0.changesDuringReload.count
+        }
+        var snapshot: [String: Principal]
+        do { snapshot = try PrincipalDirectory.snapshot(keyStore) } catch {
+            keys.withLockedValue { $0.reloadEnded() }
+            throw error
+        }
         // Swapped under the lock, freed after it: the poller runs at nice 19, and every call
         // takes this lock, so it must not hold it while it frees a whole map.
-        return keys.withLockedValue {
-            guard $0.edits == editsBefore else { return false }
-            swap(&$0.byHash, &swapped)
-            return true
+        keys.withLockedValue {
+            for change in $0.changesDuringReload[since...] { snapshot[change.hash] = change.principal }
+            swap(&$0.byHash, &snapshot)
+            $0.reloadEnded()
         }
     }
 
@@ -83,7 +95,8 @@ public final class PrincipalDirectory: Sendable {
                 if stopped.withLockedValue({ $0 }) { break }
                 do {
                     let stamp = try keyStore.changeStamp()
-                    if stamp != lastStamp, try reload() {
+                    if stamp != lastStamp {
+                        try reload()
                         lastStamp = stamp
                         logger.info("api keys reloaded", metadata: ["stamp": "\(stamp)"])
                     }

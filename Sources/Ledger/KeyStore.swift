@@ -64,17 +64,20 @@ public final class KeyStore: @unchecked Sendable {
     }
 
     /// Every key, revoked ones included, oldest first.
-    public func list() throws -> [APIKeyRecord] {
-        try query("SELECT \(Self.columns) FROM api_keys ORDER BY created_at, id")
-    }
-
-    /// Keys that may authenticate now.
-    public func activeKeys() throws -> [APIKeyRecord] {
-        try query("SELECT \(Self.columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id")
+    public func keys(_ query: KeyQuery) throws -> [APIKeyRecord] {
+        try records(KeyQuery.sql(columns: Self.columns) { "?\($0)" }) { s in
+            let values = query.bindings
+            s.bind(values.user, at: 1)
+            s.bind(values.team, at: 2)
+            s.bind(values.revoked.map { $0 ? 1 : 0 } as Int64?, at: 3)
+            s.bind(values.afterTime, at: 4)
+            s.bind(values.afterID, at: 5)
+            s.bind(values.limit, at: 6)
+        }
     }
 
     public func key(id: String) throws -> APIKeyRecord? {
-        try query("SELECT \(Self.columns) FROM api_keys WHERE id = ?1", binding: id).first
+        try records("SELECT \(Self.columns) FROM api_keys WHERE id = ?1") { $0.bind(id, at: 1) }.first
     }
 
     /// Marks the key revoked at `time` (Unix µs). False if no such key or it was already revoked.
@@ -109,10 +112,10 @@ public final class KeyStore: @unchecked Sendable {
         connection.close()
     }
 
-    private func query(_ sql: String, binding parameter: String? = nil) throws -> [APIKeyRecord] {
+    private func records(_ sql: String, binding bind: (Statement) -> Void) throws -> [APIKeyRecord] {
         try locked {
             let s = try connection.prepare(sql)
-            if let parameter { s.bind(parameter, at: 1) }
+            bind(s)
             var keys: [APIKeyRecord] = []
             while try s.step() {
                 keys.append(APIKeyRecord(id: s.string(at: 0), secretHash: s.string(at: 1), user: s.string(at: 2),

@@ -65,14 +65,22 @@ extension LedgerSource {
 /// Client API keys (stored hashed), kept beside the ledger so every replica sees the same keys.
 public protocol APIKeyStore: AnyObject, Sendable {
     func insert(_ key: APIKeyRecord) throws
-    func list() throws -> [APIKeyRecord]
-    func activeKeys() throws -> [APIKeyRecord]
+    /// The keys `query` asks for, oldest first.
+    func keys(_ query: KeyQuery) throws -> [APIKeyRecord]
     /// The key with this id, revoked or not; nil if none (one indexed read).
     func key(id: String) throws -> APIKeyRecord?
     func revoke(id: String, at time: Int64) throws -> Bool
     /// Changes whenever a key is added or revoked (the directory reloads when it does).
     func changeStamp() throws -> Int64
     func close()
+}
+
+extension APIKeyStore {
+    /// Every key, oldest first.
+    public func list() throws -> [APIKeyRecord] { try keys(KeyQuery()) }
+
+    /// Keys that may authenticate now.
+    public func activeKeys() throws -> [APIKeyRecord] { try keys(KeyQuery(revoked: false)) }
 }
 
 extension LedgerWriter: LedgerSink {}

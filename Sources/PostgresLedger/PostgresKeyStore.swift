@@ -34,16 +34,21 @@ public final class PostgresKeyStore: APIKeyStore, @unchecked Sendable {
         }
     }
 
-    public func list() throws -> [APIKeyRecord] {
-        try query("SELECT \(unescaped: Self.columns) FROM api_keys ORDER BY created_at, id")
-    }
-
-    public func activeKeys() throws -> [APIKeyRecord] {
-        try query("SELECT \(unescaped: Self.columns) FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id")
+    public func keys(_ query: KeyQuery) throws -> [APIKeyRecord] {
+        let values = query.bindings
+        var binds = PostgresBindings(capacity: 6)
+        binds.append(values.user)
+        binds.append(values.team)
+        binds.append(values.revoked)
+        binds.append(values.afterTime)
+        binds.append(values.afterID)
+        binds.append(values.limit)
+        return try self.query(PostgresQuery(unsafeSQL: KeyQuery.sql(columns: Self.columns) { "$\($0)::\(KeyQuery.parameterTypes[$0 - 1])" }, binds: binds),
+                              context: "list keys")
     }
 
     public func key(id: String) throws -> APIKeyRecord? {
-        try query("SELECT \(unescaped: Self.columns) FROM api_keys WHERE id = \(id)").first
+        try query("SELECT \(unescaped: Self.columns) FROM api_keys WHERE id = \(id)", context: "read key \(id.prefix(100))").first
     }
 
     /// Marks the key revoked at `time` (Unix µs). False if no such key or it was already revoked.
@@ -75,9 +80,9 @@ public final class PostgresKeyStore: APIKeyStore, @unchecked Sendable {
         session.close()
     }
 
-    private func query(_ sql: PostgresQuery) throws -> [APIKeyRecord] {
+    private func query(_ sql: PostgresQuery, context: String) throws -> [APIKeyRecord] {
         try locked {
-            try session.query(sql, context: "list keys").map { row in
+            try session.query(sql, context: context).map { row in
                 let r = row.makeRandomAccess()
                 return APIKeyRecord(id: try r.value(0), secretHash: try r.value(1), user: try r.value(2),
                                     team: try r.value(3), createdAt: try r.value(4), revokedAt: try r.value(5),

@@ -152,4 +152,40 @@ struct AdminKeysTests {
         #expect(try listed(try await send(h, .GET, "/admin/api/keys", key: h.adminKey)).count == 6)
         #expect(try h.allRows().isEmpty)
     }
+
+    @Test("the key list pages: limit keys after a key id, has_more and last_id; a bad limit or an unknown after is a 400")
+    func listPages() async throws {
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys)
+        defer { h.shutdown() }
+        for user in ["dave", "erin", "frank"] {
+            #expect(try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"\#(user)"}"#).status == 201)
+        }
+        let everyone = try listed(try await send(h, .GET, "/admin/api/keys?limit=1000", key: h.adminKey)).compactMap { $0["id"] as? String }
+        #expect(everyone.count == 8)
+        var paged: [String] = [], after: String?, pages: [(count: Int, hasMore: Bool)] = []
+        repeat {
+            let page = try await send(h, .GET, "/admin/api/keys?limit=3" + (after.map { "&after=\($0)" } ?? ""), key: h.adminKey)
+            let object = try jsonObject(page)
+            let ids = try listed(page).compactMap { $0["id"] as? String }
+            #expect(object["first_id"] as? String == ids.first && object["last_id"] as? String == ids.last)
+            pages.append((ids.count, object["has_more"] as? Bool == true))
+            paged += ids
+            after = object["has_more"] as? Bool == true ? ids.last : nil
+        } while after != nil && pages.count < 10
+        #expect(paged == everyone)
+        #expect(pages.map(\.count) == [3, 3, 2] && pages.map(\.hasMore) == [true, true, false])
+
+        // Filters and pages together; an empty page.
+        let active = try await send(h, .GET, "/admin/api/keys?state=active&limit=2&after=\(everyone[6])", key: h.adminKey)
+        #expect(try listed(active).compactMap { $0["id"] as? String } == [everyone[7]])
+        let past = try jsonObject(try await send(h, .GET, "/admin/api/keys?after=\(everyone[7])", key: h.adminKey))
+        #expect((past["data"] as? [Any])?.isEmpty == true && past["has_more"] as? Bool == false && past["last_id"] is NSNull)
+
+        for (query, param) in [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=ten", "limit"), ("after=", "after"),
+                               ("after=key_000000000000", "after")] {
+            let r = try await send(h, .GET, "/admin/api/keys?\(query)", key: h.adminKey)
+            #expect(r.status == 400, "\(query): \(r.text)")
+            #expect(try errorObject(r)["param"] as? String == param, "\(query)")
+        }
+    }
 }

@@ -18,13 +18,13 @@ import Testing
         let script = NIOLockedValueBox(Script())
 
         func insert(_ key: APIKeyRecord) throws { script.withLockedValue { $0.keys.append(key) } }
-        func list() throws -> [APIKeyRecord] { try activeKeys() }
         func key(id: String) throws -> APIKeyRecord? { try list().first { $0.id == id } }
-        func activeKeys() throws -> [APIKeyRecord] {
+        /// Every key (the directory asks for the active ones: revoked keys are removed here).
+        func keys(_ query: KeyQuery) throws -> [APIKeyRecord] {
             let (keys, unreadable, step) = script.withLockedValue { ($0.keys, $0.unreadable, $0.duringRead) }
             if unreadable { throw LedgerError.sqlite(code: 10, message: "disk I/O error", context: "reading keys") }
             step?()  // after the keys were read, before the directory swaps them in
-            return keys.filter { !$0.isRevoked }
+            return keys
         }
         func revoke(id: String, at time: Int64) throws -> Bool {
             script.withLockedValue { $0.keys.removeAll { $0.id == id } }
@@ -56,24 +56,32 @@ import Testing
         #expect(directory.all.map(\.user) == ["bob"])
     }
 
-    @Test("a reload that read the store before a key was forgotten does not bring the key back")
-    func staleReloadIsDropped() throws {
+    @Test("a reload that read the store before a key was forgotten or made keeps the change, and the keys it read")
+    func changesDuringAReloadStay() throws {
         let store = ScriptedKeyStore()
-        let alice = Self.key("alice")
+        let alice = Self.key("alice"), bob = Self.key("bob"), carol = Self.key("carol")
         try store.insert(alice.record)
         let directory = try PrincipalDirectory(keyStore: store, logger: Logger(label: "test"))
-        // The revoke lands while the reload holds the keys it read, alice's among them.
+        // Carol's key comes from elsewhere (`keys create`): only a read of the store finds it.
+        try store.insert(carol.record)
+        // The admin API's revoke and create land while the reload holds the keys it read.
         store.script.withLockedValue {
             $0.duringRead = {
                 _ = try? store.revoke(id: alice.record.id, at: 1)
                 directory.forget(alice.record)
+                try? store.insert(bob.record)
+                directory.admit(bob.record)
             }
         }
-        #expect(try directory.reload() == false)
+        try directory.reload()
         #expect(directory.principal(forSecret: alice.secret) == nil)
-        // The next read sees the store as it is now, and is used.
-        store.script.withLockedValue { $0.duringRead = nil }
-        #expect(try directory.reload() == true)
-        #expect(directory.principal(forSecret: alice.secret) == nil && directory.all.isEmpty)
+        #expect(directory.principal(forSecret: bob.secret)?.user == "bob")
+        #expect(directory.principal(forSecret: carol.secret)?.user == "carol")
+        // A reload that fails leaves the keys as they were, and the next one reads the store as it is.
+        store.script.withLockedValue { $0.duringRead = nil; $0.unreadable = true }
+        #expect(throws: LedgerError.self) { try directory.reload() }
+        store.script.withLockedValue { $0.unreadable = false }
+        try directory.reload()
+        #expect(Set(directory.all.map(\.user)) == ["bob", "carol"])
     }
 }

@@ -5,6 +5,17 @@ import Testing
 import LedgerTestSupport
 
 @Suite struct KeyStoreTests {
+    @Test("listings filter by user, team and state, and page oldest first (no creation time first, then by id)")
+    func listingQueries() throws {
+        let dir = try TemporaryDirectory()
+        let store = try KeyStore(path: dir.path())
+        for key in KeyListingFixture.keys { try store.insert(key) }
+        for (query, ids) in KeyListingFixture.queries() {
+            #expect(try store.keys(query).map(\.id) == ids, "\(query)")
+        }
+        #expect(try store.activeKeys().map(\.id) == ["k_z", "k_a", "k_b", "k_d"])
+    }
+
     @Test func insertListRevoke() throws {
         let dir = try TemporaryDirectory()
         let store = try KeyStore(path: dir.path())

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerTestSupport
 @testable import PostgresLedger
 import XCTest
 
@@ -33,5 +34,17 @@ final class PostgresKeyStoreTests: XCTestCase {
         XCTAssertNil(try other.key(id: "key_a' OR 1=1 --"))
         store.close()
         XCTAssertThrowsError(try store.list())
+    }
+
+    /// The listings KeyStoreTests checks on SQLite, on PostgreSQL: the same keys in the same order.
+    func testListingQueriesMatchSQLite() throws {
+        let db = try ScratchDatabase()
+        defer { db.drop() }
+        let store = try PostgresKeyStore(location: db.location)
+        defer { store.close() }
+        for key in KeyListingFixture.keys { try store.insert(key) }
+        for (query, ids) in KeyListingFixture.queries() {
+            XCTAssertEqual(try store.keys(query).map(\.id), ids, "\(query)")
+        }
     }
 }
