@@ -3,7 +3,7 @@
 # latency at a connection count (a shared machine's drift hits both alike), and per thread its
 # CPU µs, waits and preemptions per request (bench/threads.sh).
 # Usage: bench/ab.sh DIR_A DIR_B [connections=16] [seconds=6] [rounds=4]
-#   AB_SCRIPT=bench/chat-stream.lua: streamed calls instead (default bench/chat.lua).
+#   CHAT_STREAM=1: streamed calls (FakeLLM's default chunks) instead of plain ones.
 #   AB_PROVIDER_KEY=KEY: the provider is given a key (api_key_env), as in production: the
 #   upstream Authorization header and the scrub of the key from what comes back are measured.
 #   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
@@ -14,7 +14,7 @@
 set -euo pipefail
 a=$1 b=$2 conns=${3:-16} secs=${4:-6} rounds=${5:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
-script=$(realpath "${AB_SCRIPT:-$root/bench/chat.lua}")
+script=$root/bench/chat.lua
 key_field=""
 if [ -n "${AB_PROVIDER_KEY:-}" ]; then key_field=", api_key_env: AB_PROVIDER_KEY"; export AB_PROVIDER_KEY; fi
 command -v wrk >/dev/null || "$root/scripts/install-deps.sh" wrk
@@ -49,7 +49,7 @@ run() {  # dir
   rm -rf "$work"
 }
 
-echo "# $(date -u '+%F %T UTC'), $conns connections, ${secs}s per run, $(basename "$script")${key_field:+, provider key set}; load: $(uptime | sed 's/.*load/load/')"
+echo "# $(date -u '+%F %T UTC'), $conns connections, ${secs}s per run${CHAT_STREAM:+, streamed calls}${key_field:+, provider key set}; load: $(uptime | sed 's/.*load/load/')"
 for round in $(seq "$rounds"); do
   echo "A round $round: $(run "$a")"
   echo "B round $round: $(run "$b")"

@@ -1,6 +1,8 @@
--- wrk script: a small non-streaming chat completion, the tokenctl key from $TOKENCTL_KEY (if set).
+-- wrk script: a small non-streaming chat completion (streamed with CHAT_STREAM=1), the tokenctl
+-- key from $TOKENCTL_KEY (if set).
 wrk.method = "POST"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in five words."}]}'
+local stream = os.getenv("CHAT_STREAM") == "1" and ',"stream":true' or ''
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in five words."}]' .. stream .. '}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("TOKENCTL_KEY")
 if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
