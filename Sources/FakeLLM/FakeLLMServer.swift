@@ -101,6 +101,9 @@ public final class FakeLLMServer: Sendable {
     /// Lets the answers held under `name` (`x-fake-hold`) go, and those that ask for it later.
     public func release(_ name: String) { held.release(name) }
 
+    /// How many answers wait under `name` now: a test knows its call reached the provider.
+    public func holding(_ name: String) -> Int { held.waiting(name) }
+
     /// Every exchange still kept, oldest first.
     public func recordedExchanges() -> [FakeExchange] { log.all() }
 

@@ -22,6 +22,11 @@ final class HeldAnswers: Sendable {
         if now { go() }
     }
 
+    /// How many answers wait under `name`.
+    func waiting(_ name: String) -> Int {
+        state.withLock { $0.waiting[name]?.count ?? 0 }
+    }
+
     /// Lets every answer held under `name` go, now and from now on.
     func release(_ name: String) {
         let held = state.withLock { state -> [@Sendable () -> Void] in

@@ -74,14 +74,22 @@ struct CrashRecoveryTests {
         async let answer = h.post("/v1/chat/completions", key: h.aliceKey, json: chat, requestID: "journaled")
         var text = ""
         var file = ""
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !text.contains("journaled"), ContinuousClock.now < deadline {
+        // Bounds for a loaded machine (a full suite on two cores has taken 70 s for a test that
+        // takes one alone): first the call reaches FakeLLM, then the journal, rewritten every
+        // 0.2 s, shows it.
+        let reached = ContinuousClock.now + .seconds(60)
+        while h.fake.holding("journaled") == 0, ContinuousClock.now < reached { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(h.fake.holding("journaled") == 1)
+        let journaled = ContinuousClock.now + .seconds(30)
+        while !text.contains("journaled"), ContinuousClock.now < journaled {
             try await Task.sleep(for: .milliseconds(20))
             file = Self.journals(h.dbPath).first ?? ""
             text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         }
         h.fake.release("journaled")
-        #expect(text.contains(#""requestId":"journaled""#))
+        let directory = (h.dbPath as NSString).deletingLastPathComponent
+        #expect(text.contains(#""requestId":"journaled""#),
+                "journals: \(Self.journals(h.dbPath)); files: \((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])")
         #expect(try await answer.status == 200)
         let row = try #require(try h.row("journaled"))
         #expect(text.contains(#""id":"\#(row.id)""#))   // the marker names the row's id
