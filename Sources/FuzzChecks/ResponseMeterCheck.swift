@@ -3,7 +3,8 @@ import NIOCore
 
 /// Every dialect's usage readers on arbitrary provider answers, both as a whole body and as a
 /// stream relayed through `ResponseMeter` in arbitrary chunks: no trap, never a negative token
-/// count, and the relay is byte-identical (what the provider sent is what the client gets).
+/// count, and the relay is byte-identical (what the provider sent is what the client gets);
+/// with a provider key, the relayed stream holds no copy of it.
 public enum ResponseMeterCheck {
     public static func run(_ data: UnsafeRawBufferPointer) throws {
         var input = FuzzInput(data, seedBytes: 3)
@@ -32,6 +33,24 @@ public enum ResponseMeterCheck {
                 throw FuzzFailure("\(contentType) relay of \(endpoint.rawValue) changed the bytes: \(relayed.count) out for \(bytes.count) in")
             }
             try checkUsage(result.usage, "\(endpoint.rawValue) \(contentType) relay")
+        }
+
+        // A short key, so that inputs hold it; scrubbed wherever the pieces split it.
+        let key = Array("sk-fz".utf8)
+        var meter = ResponseMeter(endpoint: endpoint, stripInjectedUsage: false, providerKey: String(decoding: key, as: UTF8.self))
+        meter.head(status: 200, contentType: "text/event-stream")
+        var relayed: [UInt8] = []
+        for piece in input.pieces() {
+            for out in meter.consume(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[piece]))) {
+                relayed += out.readableBytesView
+            }
+        }
+        for out in meter.finish().held { relayed += out.readableBytesView }
+        if relayed.count >= key.count, (0...(relayed.count - key.count)).contains(where: { relayed[$0..<($0 + key.count)].elementsEqual(key) }) {
+            throw FuzzFailure("the provider key went out in a \(endpoint.rawValue) stream")
+        }
+        guard meter.bytesForwarded == relayed.count else {
+            throw FuzzFailure("bytesForwarded \(meter.bytesForwarded) for \(relayed.count) relayed")
         }
     }
 

@@ -14,24 +14,26 @@ import Policy
 public final class PrincipalDirectory: Sendable {
     private struct Keys {
         var byHash: [String: Principal]
-        /// Reloads reading the store now.
-        var reloading = 0
+        /// Whether a reload is reading the store now.
+        var reloading = false
         /// Changes made while a reload read the store, replayed onto what it read (which may
         /// predate them) before it is swapped in.
         var changesDuringReload: [(hash: String, principal: Principal?)] = []
 
         mutating func change(_ hash: String, to principal: Principal?) {
             byHash[hash] = principal
-            if reloading > 0 { changesDuringReload.append((hash, principal)) }
+            if reloading { changesDuringReload.append((hash, principal)) }
         }
 
         mutating func reloadEnded() {
-            reloading -= 1
-            if reloading == 0 { changesDuringReload = [] }
+            reloading = false
+            changesDuringReload = []
         }
     }
 
     private let keys: NIOLockedValueBox<Keys>
+    /// One reload at a time: two could swap in their snapshots out of order.
+    private let reloadLock = NIOLock()
     private let keyStore: any APIKeyStore
     private let logger: Logger
     private let stopped = NIOLockedValueBox(false)
@@ -66,10 +68,11 @@ public final class PrincipalDirectory: Sendable {
 
     /// Reads every key from the store and swaps them in (the poll does, when the stamp moved).
     public func reload() throws {
-        let since = keys.withLockedValue {
-            $0.reloading += 1
-            return $0.changesDuringReload.count
-        }
+        try reloadLock.withLock { try reloadAlone() }
+    }
+
+    private func reloadAlone() throws {
+        keys.withLockedValue { $0.reloading = true }
         var snapshot: [String: Principal]
         do { snapshot = try PrincipalDirectory.snapshot(keyStore) } catch {
             keys.withLockedValue { $0.reloadEnded() }
@@ -78,7 +81,7 @@ public final class PrincipalDirectory: Sendable {
         // Swapped under the lock, freed after it: the poller runs at nice 19, and every call
         // takes this lock, so it must not hold it while it frees a whole map.
         keys.withLockedValue {
-            for change in $0.changesDuringReload[since...] { snapshot[change.hash] = change.principal }
+            for change in $0.changesDuringReload { snapshot[change.hash] = change.principal }
             swap(&$0.byHash, &snapshot)
             $0.reloadEnded()
         }

@@ -73,20 +73,6 @@ enum ByteSearch {
         return count
     }
 
-    /// Whether the ASCII `text` occurs in the bytes: each place its first byte is, compared.
-    static func contains(_ text: StaticString, in bytes: UnsafeRawBufferPointer) -> Bool {
-        let count = text.utf8CodeUnitCount, literal = text.utf8Start
-        guard count > 0, bytes.count >= count else { return false }
-        var i = first(literal[0], in: bytes, from: 0)
-        while i + count <= bytes.count {
-            var k = 1
-            while k < count, bytes[i + k] == literal[k] { k += 1 }
-            if k == count { return true }
-            i = first(literal[0], in: bytes, from: i + 1)
-        }
-        return false
-    }
-
     /// Whether the bytes are exactly the ASCII text.
     @inline(__always)
     static func equals(_ bytes: UnsafeRawBufferPointer, _ text: StaticString) -> Bool {

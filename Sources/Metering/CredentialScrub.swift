@@ -1,11 +1,11 @@
 import NIOCore
 
-/// Removes the gateway's provider key from a provider's error answer before it reaches the
-/// client or the ledger: a provider (or a proxy in front of it) may echo request headers in an
-/// error body, and the caller must never see the key (invariant 6). Error bodies are held whole
-/// for this, up to `holdLimit`; a larger one is cut off rather than relayed unread. A 200
-/// stream is scrubbed event by event (`ResponseMeter.Streaming`). The key is found as written
-/// or JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
+/// Removes the gateway's provider key from a provider's answer before it reaches the client or
+/// the ledger: a provider (or a proxy in front of it) may echo request headers in an error, and
+/// the caller must never see the key (invariant 6). Error bodies are held whole for this, up to
+/// `holdLimit`; a larger one is cut off rather than relayed unread. A 200 stream is checked as
+/// it is released, whole events at a time (`ResponseMeter.Streaming`). The key is found as
+/// written or JSON-escaped (`\u0073k-…`, `\/`), and in the answer's headers too.
 public enum CredentialScrub {
     public static let holdLimit = 1 << 20
     public static let replacement = "[redacted]"
@@ -29,24 +29,59 @@ public enum CredentialScrub {
         return scrub(value, secret: secret) ?? value
     }
 
+    /// Whether `parts` (consecutive, ending where a copy cannot go on: at an event's end) may
+    /// hold a copy of `key`, read where they lie: most of a stream holds none, and goes out as
+    /// it came. True for a copy, or the start of one that runs into the next part.
+    static func mayHold(_ key: [UInt8], in parts: [ByteBuffer]) -> Bool {
+        guard !key.isEmpty else { return false }
+        for (n, part) in parts.enumerated() {
+            let found = part.withUnsafeReadableBytes { bytes in
+                // Word-at-a-time searches for the two bytes a copy can start with.
+                let backslash = UInt8(ascii: "\\")
+                var nextKey = ByteSearch.first(key[0], in: bytes, from: 0)
+                var nextEscape = ByteSearch.first(backslash, in: bytes, from: 0)
+                while true {
+                    let start = min(nextKey, nextEscape)
+                    guard start < bytes.count else { return false }
+                    switch match(of: key, in: bytes, at: start) {
+                    case .whole: return true
+                    case .cutShort where n < parts.count - 1: return true
+                    case .cutShort, .none: break
+                    }
+                    if start == nextKey { nextKey = ByteSearch.first(key[0], in: bytes, from: start + 1) }
+                    if start == nextEscape { nextEscape = ByteSearch.first(backslash, in: bytes, from: start + 1) }
+                }
+            }
+            if found { return true }
+        }
+        return false
+    }
+
     /// Scrubs a stream read without its events (`ResponseMeter`'s passthrough): `bytes` are
     /// those carried from the last call and a new chunk. What can go now is returned scrubbed;
     /// the last bytes, which could begin a copy of the key that the next chunk completes, are
-    /// carried (all go when `final`).
+    /// carried. When `final`, all goes but a copy the stream ended partway through.
     public static func scrub(stream bytes: [UInt8], secret: String, final: Bool) -> (ready: ByteBuffer, carry: [UInt8]) {
         let key = Array(secret.utf8)
+        guard !key.isEmpty else { return (ByteBuffer(bytes: bytes), []) }
         // A copy is at most six bytes a character (each one a `\uXXXX` escape).
         var cut = final ? bytes.count : max(0, bytes.count - (key.count * 6 - 1))
         var from = 0
-        while let match = firstMatch(of: key, in: bytes, from: from), match.lowerBound < cut {
-            if match.upperBound > cut {
-                cut = match.upperBound  // a whole copy across the cut goes now, scrubbed
-                break
+        while let start = nextStart(of: key, in: bytes, from: from), start < cut {
+            switch match(of: key, in: bytes, at: start) {
+            case .whole(let end) where end > cut:
+                cut = end  // a whole copy across the cut goes now, scrubbed
+            case .cutShort where final:
+                cut = start  // the stream ended inside a copy: none of it goes
+            default:
+                from = start + 1
+                continue
             }
-            from = match.upperBound
+            break
         }
         let ready = Array(bytes[..<cut])
-        return (ByteBuffer(bytes: redacted(ready, secret: secret) ?? ready), Array(bytes[cut...]))
+        let carry = final ? [] : Array(bytes[cut...])
+        return (ByteBuffer(bytes: redacted(ready, secret: secret) ?? ready), carry)
     }
 
     /// `bytes` with every copy of the key, as written or JSON-escaped, replaced; nil if none.
@@ -67,37 +102,72 @@ public enum CredentialScrub {
         return out
     }
 
-    /// Where the key first appears from `start`, each of its characters as itself or as a JSON
-    /// escape of it.
+    /// Where the key first appears whole from `start`.
     private static func firstMatch(of key: [UInt8], in bytes: [UInt8], from start: Int) -> Range<Int>? {
         var i = start
+        while let at = nextStart(of: key, in: bytes, from: i) {
+            if case .whole(let end) = match(of: key, in: bytes, at: at) { return at..<end }
+            i = at + 1
+        }
+        return nil
+    }
+
+    /// The next place from `start` a copy could begin: the key's first byte, or a backslash
+    /// (its escape).
+    private static func nextStart(of key: [UInt8], in bytes: some RandomAccessCollection<UInt8>, from start: Int) -> Int? {
+        var i = start
         while i < bytes.count {
-            if bytes[i] == key[0] || bytes[i] == UInt8(ascii: "\\"), let end = matchEnd(of: key, in: bytes, at: i) {
-                return i..<end
-            }
+            let byte = bytes[bytes.index(bytes.startIndex, offsetBy: i)]
+            if byte == key[0] || byte == UInt8(ascii: "\\") { return i }
             i += 1
         }
         return nil
     }
 
-    private static func matchEnd(of key: [UInt8], in bytes: [UInt8], at start: Int) -> Int? {
+    private enum Match {
+        case whole(end: Int)
+        case none
+        /// The bytes ended while they still matched.
+        case cutShort
+    }
+
+    /// Whether a copy of the key starts at `start`: each of its characters as itself, or as a
+    /// JSON escape of it (`\/`, `\u002f`).
+    private static func match(of key: [UInt8], in bytes: some RandomAccessCollection<UInt8>, at start: Int) -> Match {
+        func byte(_ offset: Int) -> UInt8 { bytes[bytes.index(bytes.startIndex, offsetBy: offset)] }
+        let count = bytes.count
         var at = start
         for expected in key {
-            guard at < bytes.count else { return nil }
-            if bytes[at] == expected {
+            guard at < count else { return .cutShort }
+            if byte(at) == expected {
                 at += 1
                 continue
             }
-            guard bytes[at] == UInt8(ascii: "\\"), at + 1 < bytes.count else { return nil }
-            if bytes[at + 1] == UInt8(ascii: "/"), expected == UInt8(ascii: "/") {
+            guard byte(at) == UInt8(ascii: "\\") else { return .none }
+            guard at + 1 < count else { return .cutShort }
+            if byte(at + 1) == UInt8(ascii: "/"), expected == UInt8(ascii: "/") {
                 at += 2
                 continue
             }
-            guard bytes[at + 1] == UInt8(ascii: "u"), at + 6 <= bytes.count,
-                  let value = UInt32(String(decoding: bytes[(at + 2)..<(at + 6)], as: UTF8.self), radix: 16),
-                  value == UInt32(expected) else { return nil }
+            guard byte(at + 1) == UInt8(ascii: "u") else { return .none }
+            var value: UInt32 = 0
+            for k in 2..<6 {
+                guard at + k < count else { return .cutShort }
+                guard let digit = hexValue(byte(at + k)) else { return .none }
+                value = value << 4 | digit
+            }
+            guard value == UInt32(expected) else { return .none }
             at += 6
         }
-        return at
+        return .whole(end: at)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt32? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
+        default: nil
+        }
     }
 }

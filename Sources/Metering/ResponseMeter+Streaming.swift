@@ -4,36 +4,30 @@ extension ResponseMeter {
     /// An event stream: released event by event, the terminal event held.
     ///
     /// With a provider key, nothing of the key reaches the client: a provider (or a proxy before
-    /// it) may quote the request's headers in an error event, as in an error page. An event that
-    /// names an error (`error` in its name or data) is scrubbed as it is released; the held
-    /// terminal event and anything after it are scrubbed at the end; an event the stream ends
-    /// inside (which clients discard, as the SSE spec says) is not relayed, since it may end
-    /// partway through a copy of the key. A stream past `bodyLimit`, relayed unread, is scrubbed
-    /// as it passes (`CredentialScrub.scrub(stream:…)`).
+    /// it) may quote the request's headers in an error event, as in an error page. Whatever is
+    /// released (whole events, and comments between them) is checked for a copy where it lies
+    /// (`CredentialScrub.mayHold`) and scrubbed if it holds one. An event the stream ends inside
+    /// (which clients discard, as the SSE spec says) is not relayed, since it may end partway
+    /// through a copy. A stream past `bodyLimit`, relayed unread, is scrubbed as it passes
+    /// (`CredentialScrub.scrub(stream:…)`).
     struct Streaming: Sendable {
         private var parser = SSEParser()
         private var reading: StreamReading
         private var pending = PendingBytes()
         /// Where the terminal event starts; from here on everything is held.
         private var terminalStart: Int?
-        /// Events to drop or scrub, in stream order, not yet passed by the release point.
-        private var edits: [EventEdit] = []
+        /// Events to drop, not yet passed by the release point.
+        private var stripped: [Range<Int>] = []
         /// An event outgrew `ResponseMeter.bodyLimit`: bytes now pass as they come, unread.
         private var passthrough = false
-        private let providerKey: String?
+        /// The key's bytes, when there is a key to keep from the client.
+        private let providerKey: [UInt8]?
         /// In passthrough with a key: the last bytes, which could begin a copy of the key.
         private var carried: [UInt8] = []
 
-        /// What becomes of one event's bytes on release.
-        private struct EventEdit {
-            enum Kind { case strip, scrub }
-            var kind: Kind
-            var range: Range<Int>
-        }
-
         init(endpoint: Endpoint, stripInjectedUsage: Bool, providerKey: String?) {
             reading = StreamReading(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage)
-            self.providerKey = providerKey.flatMap { $0.isEmpty ? nil : $0 }
+            self.providerKey = providerKey.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
         }
 
         mutating func consume(_ chunk: ByteBuffer) -> [ByteBuffer] {
@@ -65,13 +59,8 @@ extension ResponseMeter {
                 held = pass([], final: true)
             } else {
                 if let range = parser.finish() { take(range) }
-                if let providerKey {
-                    release(upTo: parser.blockStart, into: &held)
-                    pending.drop(upTo: pending.end)
-                    if !held.isEmpty { held = [CredentialScrub.scrub(held, secret: providerKey)] }
-                } else {
-                    release(upTo: pending.end, into: &held)
-                }
+                release(upTo: providerKey == nil ? pending.end : parser.blockStart, into: &held)
+                pending.drop(upTo: pending.end)
             }
             var result = MeterResult(usage: reading.normalisedUsage, servedModel: reading.servedModel,
                                      providerErrorMessage: ResponseUsage.truncated(reading.errorMessage),
@@ -94,29 +83,30 @@ extension ResponseMeter {
                 data.withUnsafeBytes { data in reading.read(name: name, data: data) }
             }
             switch role {
-            case .pass:
-                guard providerKey != nil else { return }
-                let namesError = name.withUnsafeBytes { name in
-                    data.withUnsafeBytes { ByteSearch.contains("error", in: name) || ByteSearch.contains("error", in: $0) }
-                }
-                if namesError { edits.append(EventEdit(kind: .scrub, range: range)) }
-            case .strip: edits.append(EventEdit(kind: .strip, range: range))  // dropped: none of it is sent
-            case .terminal: terminalStart = range.lowerBound  // held, and scrubbed at the end
+            case .pass: break
+            case .strip: stripped.append(range)
+            case .terminal: terminalStart = range.lowerBound
             }
         }
 
+        /// Releases the bytes before `boundary`, which ends a block, less the stripped events;
+        /// with a key, scrubbed if they hold a copy.
         private mutating func release(upTo boundary: Int, into out: inout [ByteBuffer]) {
-            while let edit = edits.first, edit.range.upperBound <= boundary {
-                pending.release(upTo: edit.range.lowerBound, into: &out)
-                switch edit.kind {
-                case .strip:
-                    pending.drop(upTo: edit.range.upperBound)
-                case .scrub:
-                    var event: [ByteBuffer] = []
-                    pending.release(upTo: edit.range.upperBound, into: &event)
-                    out.append(CredentialScrub.scrub(event, secret: providerKey!))
-                }
-                edits.removeFirst()
+            guard let providerKey else { return releaseUnchecked(upTo: boundary, into: &out) }
+            var released: [ByteBuffer] = []
+            releaseUnchecked(upTo: boundary, into: &released)
+            if CredentialScrub.mayHold(providerKey, in: released) {
+                out.append(CredentialScrub.scrub(released, secret: String(decoding: providerKey, as: UTF8.self)))
+            } else {
+                out += released
+            }
+        }
+
+        private mutating func releaseUnchecked(upTo boundary: Int, into out: inout [ByteBuffer]) {
+            while let range = stripped.first, range.upperBound <= boundary {
+                pending.release(upTo: range.lowerBound, into: &out)
+                pending.drop(upTo: range.upperBound)
+                stripped.removeFirst()
             }
             pending.release(upTo: boundary, into: &out)
         }
@@ -127,7 +117,8 @@ extension ResponseMeter {
             guard let providerKey else { return parts }
             var bytes = carried
             for part in parts { bytes += part.readableBytesView }
-            let (ready, carry) = CredentialScrub.scrub(stream: bytes, secret: providerKey, final: final)
+            let (ready, carry) = CredentialScrub.scrub(stream: bytes, secret: String(decoding: providerKey, as: UTF8.self),
+                                                       final: final)
             carried = carry
             return ready.readableBytes > 0 ? [ready] : []
         }

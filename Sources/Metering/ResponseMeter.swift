@@ -57,7 +57,8 @@ public struct MeterResult: Sendable, Hashable {
 /// at `finish()`, up to `bodyLimit` bytes; a larger body is relayed intact, its usage read from
 /// its last 64 KiB.
 /// A stream event that grows past `bodyLimit` without ending turns the rest of the stream into
-/// a plain pass-through (nothing held or read after it), so memory stays bounded.
+/// a pass-through (nothing held or read after it but, with a provider key, the few bytes that
+/// could begin a copy of it), so memory stays bounded.
 public struct ResponseMeter: Sendable {
     /// Largest non-streamed body read for usage.
     public static let bodyLimit = 16 << 20
@@ -68,8 +69,8 @@ public struct ResponseMeter: Sendable {
 
     /// `stripInjectedUsage`: the proxy set `stream_options.include_usage` for an OpenAI
     /// chat/completions client that did not ask, so the usage chunk is read and not relayed.
-    /// `providerKey`: the gateway's key at the provider, scrubbed from a stream's error events
-    /// (a provider may quote the request's headers in one, as in an error page).
+    /// `providerKey`: the gateway's key at the provider, scrubbed from a stream (`Streaming`):
+    /// a provider may quote the request's headers in an error event, as in an error page.
     public init(endpoint: Endpoint, stripInjectedUsage: Bool, providerKey: String? = nil) {
         machine = StateMachine(endpoint: endpoint, stripInjectedUsage: stripInjectedUsage, providerKey: providerKey)
     }

@@ -77,11 +77,18 @@ import Testing
         #expect(directory.principal(forSecret: alice.secret) == nil)
         #expect(directory.principal(forSecret: bob.secret)?.user == "bob")
         #expect(directory.principal(forSecret: carol.secret)?.user == "carol")
-        // A reload that fails leaves the keys as they were, and the next one reads the store as it is.
+        // A reload that fails leaves the keys as they were, and the next one reads the store as
+        // it is: a change made in between is not replayed onto it (dave's key, made through
+        // the API, then revoked with `tokenctl keys revoke`, stays revoked).
         store.script.withLockedValue { $0.duringRead = nil; $0.unreadable = true }
         #expect(throws: LedgerError.self) { try directory.reload() }
         store.script.withLockedValue { $0.unreadable = false }
+        let dave = Self.key("dave")
+        try store.insert(dave.record)
+        directory.admit(dave.record)
+        _ = try store.revoke(id: dave.record.id, at: 2)
         try directory.reload()
         #expect(Set(directory.all.map(\.user)) == ["bob", "carol"])
+        #expect(directory.principal(forSecret: dave.secret) == nil)
     }
 }

@@ -234,7 +234,7 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         return text
     }
 
-    @Test("a stream's error events are relayed without the provider key, as written or escaped, wherever the chunks split them")
+    @Test("a stream is relayed without the provider key, as written or escaped, in an error event or anywhere else, wherever the chunks split it")
     func errorEventsAreScrubbed() {
         let key = Self.scrubKey
         let quoted = "key \(key) and \(Self.scrubEscaped)"
@@ -255,6 +255,12 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
                           #"event: response.failed\#ndata: {"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"\#(quoted)"}}}"#]),
             // After the terminal event: relayed unread.
             (.chatCompletions, [Fixtures.chatStreamEvents[0], "data: [DONE]", #"data: {"error":{"message":"\#(quoted)"}}"#]),
+            // Anywhere else in the stream: a comment, an `id`, an event that names no error.
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], ": proxy saw key \(key)\nid: \(Self.scrubEscaped)\n" + Fixtures.chatStreamEvents[1],
+                                "data: [DONE]"]),
+            (.chatCompletions, [Fixtures.chatStreamEvents[0], #"data: {"choices":[{"delta":{"content":"\#(quoted)"}}]}"#, "data: [DONE]"]),
+            (.messages, [Fixtures.anthropicStreamEvents[0], #"event: ping\#ndata: {"type":"ping","note":"\#(quoted)"}"#,
+                         Fixtures.anthropicStreamEvents.last!]),
         ]
         for (endpoint, events) in cases {
             let whole = Fixtures.sse(events)
@@ -268,9 +274,10 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
             // Without a key to scrub, the same bytes pass as they came.
             #expect(relay(endpoint, [whole[...]]).all == whole)
         }
-        // The key in an event that names no error is not looked for (the model cannot know it).
-        let plain = Fixtures.sse([#"data: {"choices":[{"delta":{"content":"\#(key)"}}]}"#, "data: [DONE]"])
-        #expect(relay(.chatCompletions, [plain[...]], providerKey: key).all == plain)
+        // Events that hold no copy go out as they came.
+        let plain = Fixtures.sse(Fixtures.chatStreamEvents)
+        let r = relay(.chatCompletions, [plain[..<40], plain[40...]], providerKey: key)
+        #expect(r.all == plain)
     }
 
     @Test("with a provider key, an event the stream ends inside is not relayed: it could end partway through the key")
@@ -316,6 +323,14 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(meter.bytesForwarded == relayed.count)
         let scrubbed = #"data: {"error":{"message":"key [redacted] and [redacted]"}}"#
         #expect(relayed == big + Array(("\n\n" + scrubbed + "\n\ndata: [DONE]\n\n").utf8))
+
+        // A stream that ends partway through a copy: that copy does not go, the rest does.
+        var cut = ResponseMeter(endpoint: .chatCompletions, stripInjectedUsage: false, providerKey: Self.scrubKey)
+        cut.head(status: 200, contentType: "text/event-stream")
+        var out: [UInt8] = []
+        for part in cut.consume(ByteBuffer(bytes: big + Array(" and sk-proj-ab".utf8))) { out += part.readableBytesView }
+        for part in cut.finish().held { out += part.readableBytesView }
+        #expect(out == big + Array(" and ".utf8))
     }
 
     @Test("the stream scrub carries only what could begin a copy of the key, and finds every copy across chunks")
