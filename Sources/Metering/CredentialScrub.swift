@@ -32,21 +32,32 @@ public enum CredentialScrub {
     /// Whether `parts` (consecutive, ending where a copy cannot go on: at an event's end) may
     /// hold a copy of `key`, read where they lie: most of a stream holds none, and goes out as
     /// it came. True for a copy, or the start of one that runs into the next part.
-    static func mayHold(_ key: [UInt8], in parts: [ByteBuffer]) -> Bool {
+    static func mayHold(_ key: [UInt8], in parts: ArraySlice<ByteBuffer>) -> Bool {
         guard !key.isEmpty else { return false }
-        for (n, part) in parts.enumerated() {
-            let found = part.withUnsafeReadableBytes { bytes in
-                // Word-at-a-time searches for the two bytes a copy can start with.
+        for index in parts.indices {
+            let found = parts[index].withUnsafeReadableBytes { bytes in
+                // Word-at-a-time searches for the two bytes a copy can start with; most places
+                // found are told apart by the next byte (a copy's second byte, or `u` or `/`
+                // after a backslash) without a call.
                 let backslash = UInt8(ascii: "\\")
+                let second: UInt8? = key.count > 1 ? key[1] : nil
                 var nextKey = ByteSearch.first(key[0], in: bytes, from: 0)
                 var nextEscape = ByteSearch.first(backslash, in: bytes, from: 0)
                 while true {
                     let start = min(nextKey, nextEscape)
                     guard start < bytes.count else { return false }
-                    switch match(of: key, in: bytes, at: start) {
-                    case .whole: return true
-                    case .cutShort where n < parts.count - 1: return true
-                    case .cutShort, .none: break
+                    let next = start + 1 < bytes.count ? bytes[start + 1] : nil
+                    let worthMatching = switch (next, second) {
+                    case (nil, _), (_, nil): true
+                    case (.some(let byte), .some(let second)):
+                        byte == second || byte == backslash || byte == UInt8(ascii: "u") || byte == UInt8(ascii: "/")
+                    }
+                    if worthMatching {
+                        switch match(of: key, in: bytes, at: start) {
+                        case .whole: return true
+                        case .cutShort where index < parts.endIndex - 1: return true
+                        case .cutShort, .none: break
+                        }
                     }
                     if start == nextKey { nextKey = ByteSearch.first(key[0], in: bytes, from: start + 1) }
                     if start == nextEscape { nextEscape = ByteSearch.first(backslash, in: bytes, from: start + 1) }

@@ -92,14 +92,12 @@ extension ResponseMeter {
         /// Releases the bytes before `boundary`, which ends a block, less the stripped events;
         /// with a key, scrubbed if they hold a copy.
         private mutating func release(upTo boundary: Int, into out: inout [ByteBuffer]) {
-            guard let providerKey else { return releaseUnchecked(upTo: boundary, into: &out) }
-            var released: [ByteBuffer] = []
-            releaseUnchecked(upTo: boundary, into: &released)
-            if CredentialScrub.mayHold(providerKey, in: released) {
-                out.append(CredentialScrub.scrub(released, secret: String(decoding: providerKey, as: UTF8.self)))
-            } else {
-                out += released
-            }
+            let first = out.count
+            releaseUnchecked(upTo: boundary, into: &out)
+            guard let providerKey, CredentialScrub.mayHold(providerKey, in: out[first...]) else { return }
+            let scrubbed = CredentialScrub.scrub(Array(out[first...]), secret: String(decoding: providerKey, as: UTF8.self))
+            out.removeSubrange(first...)
+            out.append(scrubbed)
         }
 
         private mutating func releaseUnchecked(upTo boundary: Int, into out: inout [ByteBuffer]) {

@@ -280,6 +280,20 @@ func relay(_ endpoint: Endpoint, _ chunks: [ArraySlice<UInt8>], strip: Bool = fa
         #expect(r.all == plain)
     }
 
+    @Test("the stream check finds a copy as written, escaped or half escaped, across parts, and passes text that holds none")
+    func streamCheckFindsCopies() {
+        let key = Array(Self.scrubKey.utf8)
+        func parts(_ texts: String...) -> ArraySlice<ByteBuffer> { ArraySlice(texts.map { ByteBuffer(string: $0) }) }
+        #expect(CredentialScrub.mayHold(key, in: parts("a \(Self.scrubKey) b")))
+        #expect(CredentialScrub.mayHold(key, in: parts("a \(Self.scrubEscaped) b")))
+        #expect(CredentialScrub.mayHold(key, in: parts(#"a s\u006b-proj-abc/123"#)))
+        #expect(CredentialScrub.mayHold(key, in: parts("a sk-pr", "oj-abc/123 b")))
+        #expect(CredentialScrub.mayHold(key, in: parts("a s", "k-proj-abc/123 b")))
+        #expect(!CredentialScrub.mayHold(key, in: parts(#"sessions \n \" \u00e9 sk-proj-abd"#)))
+        #expect(!CredentialScrub.mayHold(key, in: parts("the event ends in sk-proj")))  // no part follows
+        #expect(CredentialScrub.mayHold(Array("x".utf8), in: parts("ax")))
+    }
+
     @Test("with a provider key, an event the stream ends inside is not relayed: it could end partway through the key")
     func unfinishedEventIsDropped() {
         let first = Fixtures.sse([Fixtures.chatStreamEvents[0]])
