@@ -95,7 +95,7 @@ extension ResponseMeter {
             let first = out.count
             releaseUnchecked(upTo: boundary, into: &out)
             guard let providerKey, CredentialScrub.mayHold(providerKey, in: out[first...]) else { return }
-            let scrubbed = CredentialScrub.scrub(Array(out[first...]), secret: String(decoding: providerKey, as: UTF8.self))
+            let scrubbed = CredentialScrub.scrub(Array(out[first...]), key: providerKey)
             out.removeSubrange(first...)
             out.append(scrubbed)
         }
@@ -115,8 +115,7 @@ extension ResponseMeter {
             guard let providerKey else { return parts }
             var bytes = carried
             for part in parts { bytes += part.readableBytesView }
-            let (ready, carry) = CredentialScrub.scrub(stream: bytes, secret: String(decoding: providerKey, as: UTF8.self),
-                                                       final: final)
+            let (ready, carry) = CredentialScrub.scrub(stream: bytes, key: providerKey, final: final)
             carried = carry
             return ready.readableBytes > 0 ? [ready] : []
         }
