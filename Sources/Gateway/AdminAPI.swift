@@ -81,11 +81,11 @@ final class AdminAPI: Sendable {
 
     /// Answers one admin request; the future completes on `loop`.
     func answer(method: HTTPMethod, path: String, queryString: String?, secret: String?, body: ByteBuffer,
-                on loop: any EventLoop) -> EventLoopFuture<Answer> {
+                from peer: SocketAddress?, on loop: any EventLoop) -> EventLoopFuture<Answer> {
         let admin: Principal
         switch Self.authorise(secret: secret, in: gateway.principals) {
         case .failure(let refusal):
-            Self.noteRefused(method: method, path: path, refusal, logger: gateway.logger)
+            noteRefused(method: method, path: path, refusal, from: peer, on: loop)
             return loop.makeSucceededFuture(.refusal(refusal))
         case .success(let principal):
             admin = principal
@@ -242,9 +242,15 @@ final class AdminAPI: Sendable {
         }
     }
 
-    static func noteRefused(method: HTTPMethod, path: String, _ refusal: Refusal, logger: Logger) {
-        logger.notice("admin request refused", metadata: ["method": "\(method.rawValue)", "path": "\(path.prefix(100))",
-                                                          "status": "\(refusal.status)"])
+    /// A line in the log; for a request without a known key only within `unknown_callers`, as its
+    /// row would be on a model route (past it, tallied in the minute's summary line).
+    func noteRefused(method: HTTPMethod, path: String, _ refusal: Refusal, from peer: SocketAddress?, on loop: any EventLoop) {
+        if refusal.kind == .unauthenticated,
+           !gateway.unknownCallers.mayRecord(from: peer, gateway.policies.policy.gateway.unknownCallers,
+                                             now: UnixTime.nowMicros(), on: loop) { return }
+        gateway.logger.notice("admin request refused", metadata: [
+            "method": "\(method.rawValue)", "path": "\(path.prefix(100))", "status": "\(refusal.status)",
+        ])
     }
 
     /// An instant (Unix µs) as the admin API writes it: a JSON string, ISO 8601 UTC, to the second.

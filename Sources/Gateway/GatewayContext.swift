@@ -19,6 +19,8 @@ final class GatewayContext: Sendable {
     let ledgerHealth: LedgerHealth
     let journal: InFlightJournal
     let connections: OpenConnections
+    /// Which refusals of callers without a known key get a row.
+    let unknownCallers: UnknownCallerRefusals
     /// Providers whose refusal of the `stream_options` the gateway adds was logged (once each).
     let refusedStreamOptions = NIOLockedValueBox<Set<String>>([])
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
@@ -38,6 +40,7 @@ final class GatewayContext: Sendable {
         self.upstream = upstream
         self.ledger = ledger
         self.logger = logger
+        unknownCallers = UnknownCallerRefusals(logger: logger)
     }
 
     /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it is recorded (in

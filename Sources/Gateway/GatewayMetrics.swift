@@ -27,6 +27,7 @@ final class GatewayMetrics: Sendable {
     private let ledgerCommitDuration: DurationHistogram
     private let ledgerCheckpoints: [LedgerWriter.Options.Checkpoint: Counter]
     private let ledgerCheckpointHold: DurationHistogram
+    private let unknownCallerRefusalsUnrecorded: Counter
     /// Scrapes render on a thread of their own, one at a time: with 20,000 users' budgets a
     /// render took 0.1–0.2 s, which on an event loop held every call of its connections as long.
     /// Started by the first scrape (nil), none once shut down.
@@ -65,6 +66,9 @@ final class GatewayMetrics: Sendable {
             descriptor: .named("tokenctl_ledger_checkpoint_hold_seconds",
                 "Time the ledger writer held every commit for a catch_up or forced checkpoint (calls ending meanwhile wait for their rows)"),
             buckets: Self.commitBuckets)
+        unknownCallerRefusalsUnrecorded = registry.makeCounter(
+            descriptor: .named("tokenctl_unknown_caller_refusals_unrecorded_total",
+                "Refusals of requests without a known key answered without a ledger row: past unknown_callers in gateway.yaml"))
     }
 
     func shutdown() {
@@ -166,8 +170,10 @@ final class GatewayMetrics: Sendable {
     }
 
     /// A row that could not commit (its client's connection is cut instead).
-    /// A refusal the ledger could not record (it was the ledger failing), by reason and plan.
-    func recordUnrecordedRefusal(reason: String, plan: String? = nil) {
+    /// A refusal answered without a row, by reason and plan: the ledger was failing, or an unknown
+    /// caller's refusal was past `unknown_callers` (`unknownCaller`, counted apart as well).
+    func recordUnrecordedRefusal(reason: String, plan: String? = nil, unknownCaller: Bool = false) {
+        if unknownCaller { unknownCallerRefusalsUnrecorded.increment() }
         series.withLock { cache in
             cache.refusal(PlanKey(name: reason, plan: cache.labels(for: policies.policy).plan(plan)), registry).increment()
         }

@@ -247,6 +247,7 @@ public final class GatewayServer: Sendable {
         }
         context.stopping.withLockedValue { $0 = true }
         try? channel.close().wait()
+        context.unknownCallers.summarise(now: UnixTime.nowMicros())  // the open window's, due after the stop
         context.principals.stopPolling()
         fileWatch?.cancel()
         context.policies.stopWatching()

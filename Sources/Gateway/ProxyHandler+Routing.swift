@@ -219,7 +219,7 @@ extension ProxyHandler {
     func answerAdmin(_ head: HTTPRequestHead, path: String, body: ByteBuffer, requestID: String) {
         let query = head.uri.firstIndex(of: "?").map { String(head.uri[head.uri.index(after: $0)...]) }
         admin.answer(method: head.method, path: path, queryString: query, secret: Self.secret(in: head.headers),
-                     body: body, on: eventLoop)
+                     body: body, from: context?.channel.remoteAddress, on: eventLoop)
             .assumeIsolated()
             .whenComplete { [self] result in
                 // The pool only fails when stopped (shutdown): answer as the proxy does then.
@@ -246,6 +246,14 @@ extension ProxyHandler {
             // unrecorded (counted), as for model calls while the ledger fails.
             gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)),
                                                     plan: payer?.plan.planName)
+            return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
+        }
+        if payer == nil, !gateway.unknownCallers.mayRecord(from: context?.channel.remoteAddress, policy.gateway.unknownCallers,
+                                                           now: line.startedAt, on: eventLoop) {
+            // Nobody known asked: past unknown_callers, answered without a row (a stranger's flood
+            // must not fill the ledger's disk), counted.
+            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)),
+                                                    unknownCaller: true)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
         var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,

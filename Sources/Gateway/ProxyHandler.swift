@@ -160,7 +160,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
         if path.hasPrefix("/admin/") {
             guard bodyComing, case .failure(let refusal) = AdminAPI.authorise(secret: secret, in: gateway.principals)
             else { return false }
-            AdminAPI.noteRefused(method: head.method, path: path, refusal, logger: gateway.logger)
+            admin.noteRefused(method: head.method, path: path, refusal, from: context?.channel.remoteAddress, on: eventLoop)
             leaveBodyUnread()
             writeAdmin(.refusal(refusal), requestID: line(for: head, startedAt: startedAt).requestID)
             return true

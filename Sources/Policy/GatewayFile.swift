@@ -4,10 +4,14 @@ import Yams
 enum GatewayFile {
     static let name = "gateway.yaml"
     static let keys = ["max_body_bytes", "unpriced_models", "request_timeout_ms", "connect_timeout_ms", "metrics",
-                       "header_timeout_ms", "body_timeout_ms", "max_connections", "cors", "admin_api"]
+                       "header_timeout_ms", "body_timeout_ms", "max_connections", "cors", "admin_api",
+                       "unknown_callers"]
     static let metricsKeys = ["user_labels", "top_users", "access"]
     static let corsKeys = ["allowed_origins"]
     static let adminAPIKeys = ["manage_keys"]
+    static let unknownCallerKeys = ["rows_per_minute", "rows_per_minute_per_address"]
+    /// 0 records none; a million a minute is past what a ledger should take from strangers.
+    static let unknownCallerRowsRange = 0...1_000_000
     /// More per-user series than this is no longer a bounded label set.
     static let topUsersRange = 1...1_000
     /// Upper bound for any timeout: a day. Longer is surely a typo (seconds written as ms × 1000).
@@ -47,6 +51,7 @@ enum GatewayFile {
            let manage = adminFields["manage_keys"], let value = reader.boolean(manage) {
             settings.adminAPI.manageKeys = value
         }
+        if let entry = fields["unknown_callers"] { settings.unknownCallers = readUnknownCallers(entry, &reader) }
         return settings
     }
 
@@ -66,6 +71,20 @@ enum GatewayFile {
             }
         }
         return cors
+    }
+
+    /// `unknown_callers: { rows_per_minute: N, rows_per_minute_per_address: N }`.
+    private static func readUnknownCallers(_ entry: MappingFields.Entry, _ reader: inout PolicyFileReader) -> UnknownCallerSettings {
+        var settings = UnknownCallerSettings.defaults
+        guard PolicyFileReader.tag(of: entry.value) != .null,
+              let fields = reader.mapping(entry.value, entry.path, allowed: unknownCallerKeys) else { return settings }
+        if let rows = fields["rows_per_minute"], let value = reader.integer(rows, in: unknownCallerRowsRange) {
+            settings.rowsPerMinute = value
+        }
+        if let rows = fields["rows_per_minute_per_address"], let value = reader.integer(rows, in: unknownCallerRowsRange) {
+            settings.rowsPerMinutePerAddress = value
+        }
+        return settings
     }
 
     /// `metrics: { user_labels: none|top, top_users: N, access: open|admin_key }`.

@@ -30,11 +30,15 @@ public struct GatewaySettings: Sendable, Hashable {
     public var cors: CORSSettings
     /// What admin keys may change through the admin API.
     public var adminAPI: AdminAPISettings
+    /// How many refusals of requests without a known key are recorded.
+    public var unknownCallers: UnknownCallerSettings
 
     public init(maxBodyBytes: Int = 10 * 1024 * 1024, unpricedModels: UnpricedModelPolicy = .refuse,
                 requestTimeoutMs: Int = 600_000, connectTimeoutMs: Int = 10_000,
                 metrics: MetricsSettings = .defaults, headerTimeoutMs: Int = 60_000, bodyTimeoutMs: Int = 60_000,
-                maxConnections: Int? = nil, cors: CORSSettings = .none, adminAPI: AdminAPISettings = .defaults) {
+                maxConnections: Int? = nil, cors: CORSSettings = .none, adminAPI: AdminAPISettings = .defaults,
+                unknownCallers: UnknownCallerSettings = .defaults) {
+        self.unknownCallers = unknownCallers
         self.maxConnections = maxConnections
         self.adminAPI = adminAPI
         self.cors = cors

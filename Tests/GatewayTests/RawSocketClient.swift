@@ -5,9 +5,23 @@ import Foundation
 struct RawSocketClient {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// `source`: the loopback address to connect from (any of 127.0.0.0/8), for tests of what a
+    /// gateway keeps per client address.
+    init(port: Int, from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                Glibc.close(fd)
+                throw POSIXError(.EADDRNOTAVAIL)
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -61,7 +75,8 @@ struct RawSocketClient {
 
     private init(fd: Int32) { self.fd = fd }
 
-    private func blockingRead(timeout: TimeInterval) -> (bytes: [UInt8], end: End) {
+    /// `readUntilEnd` on the calling thread: only for a test's own thread, never the pool's.
+    func blockingRead(timeout: TimeInterval) -> (bytes: [UInt8], end: End) {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         let deadline = Date().addingTimeInterval(timeout)

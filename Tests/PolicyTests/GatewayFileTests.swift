@@ -36,6 +36,25 @@ import Testing
             """).problems() == ["gateway.yaml:1: admin_api.keys: unknown key 'keys' (expected manage_keys)"])
     }
 
+    @Test func unknownCallerRows() throws {
+        #expect(GatewaySettings.defaults.unknownCallers == UnknownCallerSettings(rowsPerMinute: 600, rowsPerMinutePerAddress: 60))
+        #expect(try PolicyFixture.with(gateway: "unknown_callers:\n").load().gateway.unknownCallers == .defaults)
+        #expect(try PolicyFixture.with(gateway: "unknown_callers: { rows_per_minute: 0 }").load().gateway.unknownCallers
+                == UnknownCallerSettings(rowsPerMinute: 0, rowsPerMinutePerAddress: 60))
+        #expect(try PolicyFixture.with(gateway: """
+            unknown_callers:
+              rows_per_minute: 6_000
+              rows_per_minute_per_address: 1
+            """).load().gateway.unknownCallers == UnknownCallerSettings(rowsPerMinute: 6_000, rowsPerMinutePerAddress: 1))
+        #expect(try PolicyFixture.with(gateway: """
+            unknown_callers: { rows_per_minute: -1, rows_per_minute_per_address: 1_000_001, rows: 3 }
+            """).problems() == [
+            "gateway.yaml:1: unknown_callers.rows: unknown key 'rows' (expected rows_per_minute or rows_per_minute_per_address)",
+            "gateway.yaml:1: unknown_callers.rows_per_minute: -1 is out of range (0...1000000)",
+            "gateway.yaml:1: unknown_callers.rows_per_minute_per_address: 1000001 is out of range (0...1000000)",
+        ])
+    }
+
     @Test func badValuesAreProblems() throws {
         #expect(try PolicyFixture.with(gateway: """
             max_body_bytes: 0
@@ -48,7 +67,7 @@ import Testing
             "gateway.yaml:2: unpriced_models: unknown value 'maybe' (expected refuse or allow)",
             "gateway.yaml:3: request_timeout_ms: expected a whole number, found number 1.5",
             "gateway.yaml:4: connect_timeout_ms: expected a decimal whole number, found '0x10'",
-            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms, max_connections, cors or admin_api)",
+            "gateway.yaml:5: max_bytes: unknown key 'max_bytes' (expected max_body_bytes, unpriced_models, request_timeout_ms, connect_timeout_ms, metrics, header_timeout_ms, body_timeout_ms, max_connections, cors, admin_api or unknown_callers)",
         ])
         #expect(try PolicyFixture.with(gateway: "- 1\n").problems() == [
             "gateway.yaml:1: expected a mapping, found a list",
