@@ -242,11 +242,11 @@ final class AdminAPI: Sendable {
         }
     }
 
-    /// A line in the log; for a request without a known key only within `unknown_callers`, as its
-    /// row would be on a model route (past it, tallied in the minute's summary line).
+    /// A line in the log; for a request without a known key only within `unknown_callers`, as a
+    /// row on a model route, on meters of their own (past it, tallied in the minute's summary).
     func noteRefused(method: HTTPMethod, path: String, _ refusal: Refusal, from peer: SocketAddress?, on loop: any EventLoop) {
         if refusal.kind == .unauthenticated,
-           !gateway.unknownCallers.mayRecord(from: peer, gateway.policies.policy.gateway.unknownCallers,
+           !gateway.unknownAdminCallers.mayRecord(from: peer, gateway.policies.policy.gateway.unknownCallers,
                                              now: UnixTime.nowMicros(), on: loop) { return }
         gateway.logger.notice("admin request refused", metadata: [
             "method": "\(method.rawValue)", "path": "\(path.prefix(100))", "status": "\(refusal.status)",

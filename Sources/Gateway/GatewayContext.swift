@@ -19,8 +19,9 @@ final class GatewayContext: Sendable {
     let ledgerHealth: LedgerHealth
     let journal: InFlightJournal
     let connections: OpenConnections
-    /// Which refusals of callers without a known key get a row.
+    /// Which refusals of callers without a known key get a row, and on admin routes a log line.
     let unknownCallers: UnknownCallerRefusals
+    let unknownAdminCallers: UnknownCallerRefusals
     /// Providers whose refusal of the `stream_options` the gateway adds was logged (once each).
     let refusedStreamOptions = NIOLockedValueBox<Set<String>>([])
     /// Set when the gateway begins to stop: calls between attempts end instead of trying again.
@@ -40,7 +41,8 @@ final class GatewayContext: Sendable {
         self.upstream = upstream
         self.ledger = ledger
         self.logger = logger
-        unknownCallers = UnknownCallerRefusals(logger: logger)
+        unknownCallers = UnknownCallerRefusals(logger: logger, trace: "a ledger row")
+        unknownAdminCallers = UnknownCallerRefusals(logger: logger, trace: "a log line (admin requests)")
     }
 
     /// Stamps the call's end, appends its row and runs `deliver` on `loop` once it is recorded (in

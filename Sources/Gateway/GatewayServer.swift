@@ -247,7 +247,6 @@ public final class GatewayServer: Sendable {
         }
         context.stopping.withLockedValue { $0 = true }
         try? channel.close().wait()
-        context.unknownCallers.summarise(now: UnixTime.nowMicros())  // the open window's, due after the stop
         context.principals.stopPolling()
         fileWatch?.cancel()
         context.policies.stopWatching()
@@ -273,7 +272,11 @@ public final class GatewayServer: Sendable {
         quotaReaper?.stop()
         memory.stop()
         try? sharedQuotas?.shutdown(on: group.next()).wait()
-        try group.syncShutdownGracefully()
+        let loopsStopped = Result { try group.syncShutdownGracefully() }
+        // The open windows' unrecorded refusals (their timers went with the loops, which served
+        // open connections until now).
+        for refusals in [context.unknownCallers, context.unknownAdminCallers] { refusals.summarise(now: UnixTime.nowMicros()) }
+        try loopsStopped.get()
     }
 
     /// Lets every event loop run what is already queued on it.

@@ -7,23 +7,27 @@ import NIOCore
 import Policy
 import Synchronization
 
-/// Which refusals of unknown callers (no key, an unknown or a revoked one) get a ledger row:
-/// those within `unknown_callers` in gateway.yaml, per client address and for all together.
-/// Anyone who reaches the port can send such requests for free, and a row each would let them
-/// fill the ledger's disk. The others are answered the same, counted in the metrics, and summed
-/// up in one log line a minute (with the addresses that sent most).
+/// Which refusals of unknown callers (no key, an unknown or a revoked one) leave a trace, a
+/// ledger row or (admin requests) a log line: those within `unknown_callers` in gateway.yaml, per
+/// client address and for all together. Anyone who reaches the port can send such requests for
+/// free, and a row each would let them fill the ledger's disk. The others are answered the same
+/// and summed up in one log line a minute (with the addresses that sent most). Model routes and
+/// admin requests have one each, so a flood of one cannot hide the other.
 final class UnknownCallerRefusals: Sendable {
     private let rates = RateLimiter()
     private let unrecorded = Mutex(UnrecordedRefusalTally())
     private let logger: Logger
+    /// What a refusal past the limits goes without, for the log ("a ledger row").
+    private let trace: String
     private let window: TimeAmount
 
-    init(logger: Logger, window: TimeAmount = .minutes(1)) {
+    init(logger: Logger, trace: String, window: TimeAmount = .minutes(1)) {
         self.logger = logger
+        self.trace = trace
         self.window = window
     }
 
-    /// Whether the refusal of a request from `peer` without a known key gets its row. When it
+    /// Whether the refusal of a request from `peer` without a known key leaves its trace. When it
     /// does not, it is tallied; the refusal that opens a window schedules its summary on `loop`.
     func mayRecord(from peer: SocketAddress?, _ settings: UnknownCallerSettings, now: Int64, on loop: any EventLoop) -> Bool {
         let address = Self.address(of: peer)
@@ -34,7 +38,7 @@ final class UnknownCallerRefusals: Sendable {
         if case .allowed = decision { return true }
         let added = unrecorded.withLock { $0.add(address, now: now, window: window.nanoseconds / 1_000) }
         if added == .openedEpisode {
-            logger.warning("refusals of unknown callers are past unknown_callers in gateway.yaml: answered, not recorded, while they stay past it", metadata: [
+            logger.warning("refusals of unknown callers are past unknown_callers in gateway.yaml: answered without \(trace) while they stay past it", metadata: [
                 "address": "\(address)", "rows_per_minute": "\(settings.rowsPerMinute)",
                 "rows_per_minute_per_address": "\(settings.rowsPerMinutePerAddress)",
             ])
@@ -51,7 +55,7 @@ final class UnknownCallerRefusals: Sendable {
         var from = summary.top.map { "\($0.address) (\($0.count))" }.joined(separator: ", ")
         if summary.otherAddresses > 0 { from += ", \(summary.otherAddresses) more addresses" }
         if summary.untallied > 0 { from += ", \(summary.untallied) from addresses past the \(UnrecordedRefusalTally.addressesKept) tallied" }
-        logger.warning("refusals of unknown callers not recorded", metadata: [
+        logger.warning("refusals of unknown callers answered without \(trace)", metadata: [
             "count": "\(summary.total)", "seconds": "\(max(0, now - summary.openedAt) / 1_000_000)", "from": "\(from)",
         ])
     }
