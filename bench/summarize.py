@@ -79,6 +79,8 @@ if args.steal:
     w(f"- time stolen by the hypervisor during the run: {args.steal} (a busy host slows every arm, unevenly)")
 w(f"- rounds per interleaved measurement: {max((int(r['round']) for r in sel('lat1')), default=0)}; "
   f"system under test pinned to core {args.sut_core}, FakeLLM + wrk + the stream client to the other core")
+w("- the providers have a key (`api_key_env`, 164 characters, as an OpenAI project key): tokenctl sends it upstream "
+  "and checks what comes back for a copy of it; nginx sends the same `Authorization` header")
 if args.noledger:
     w("- tokenctl-noledger: `tokenctl serve --no-ledger`: calls served and metered, nothing recorded (the cost of recording = tokenctl − tokenctl-noledger)")
 elif not args.pg_only:
