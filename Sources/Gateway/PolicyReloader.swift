@@ -41,7 +41,7 @@ public final class PolicyReloader: Sendable {
         self.environment = environment
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
-        let namedFiles = policy.namedFiles
+        let namedFiles = Array(policy.namedFiles.keys)
         let fingerprint = directory.map { Self.fingerprint(of: $0, namedFiles: namedFiles) } ?? [:]
         state.withLockedValue {
             $0.warnings = warnings
@@ -81,7 +81,7 @@ public final class PolicyReloader: Sendable {
                     s.lastError = nil
                 }
                 s.fingerprint = Self.fingerprint(fingerprint, namedFiles: fresh.namedFiles)
-                s.namedFiles = fresh.namedFiles
+                s.namedFiles = Array(fresh.namedFiles.keys)
                 s.reloads += 1
                 s.refused = nil
                 return (s.warnings, s.lastError != nil)
@@ -105,7 +105,7 @@ public final class PolicyReloader: Sendable {
                 // Do not retry the same broken files every half second; a missing ca_file is
                 // watched, so that it is loaded once it appears.
                 $0.fingerprint = Self.fingerprint(fingerprint, namedFiles: error.namedFiles)
-                $0.namedFiles = error.namedFiles
+                $0.namedFiles = Array(error.namedFiles.keys)
                 if $0.refused != $0.fingerprint { $0.failedReloads += 1 }
                 $0.refused = $0.fingerprint
                 $0.lastError = error.description
@@ -173,31 +173,24 @@ public final class PolicyReloader: Sendable {
         state.withLockedValue { $0.stopped = true }
     }
 
-    /// Name → inode, size and modification time of each YAML file (and path → the same of each
-    /// named file), read every half second with `stat` (Foundation's `attributesOfItem` also
-    /// resolves the owner's and group's names, reading /etc/passwd and /etc/group per file). The
-    /// inode catches a file replaced by a rename.
+    /// Name → `FileStamp` of each YAML file (and path → the same of each named file), read every
+    /// half second.
     private static func fingerprint(of directory: String, namedFiles: [String]) -> [String: String] {
         var result: [String: String] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
-            result[name] = stamp(directory + "/" + name)
+            result[name] = FileStamp.of(directory + "/" + name)
         }
-        for path in namedFiles { result[path] = stamp(path) }  // never a bare name: no clash
+        for path in namedFiles { result[path] = FileStamp.of(path) }  // never a bare name: no clash
         return result
     }
 
     /// A fingerprint taken before a load, brought to the files that load named: those it added
-    /// are stamped now (else the watcher would see them as a change, and reload once more).
-    private static func fingerprint(_ before: [String: String], namedFiles: [String]) -> [String: String] {
-        var result = before.filter { !$0.key.contains("/") || namedFiles.contains($0.key) }
-        for path in namedFiles where result[path] == nil { result[path] = stamp(path) }
+    /// with their stamps as the load found them, not as they are now (a CA file that appeared
+    /// while a load found it missing would otherwise look loaded, and never be).
+    static func fingerprint(_ before: [String: String], namedFiles: [String: String]) -> [String: String] {
+        var result = before.filter { !$0.key.contains("/") || namedFiles[$0.key] != nil }
+        for (path, stamp) in namedFiles where result[path] == nil { result[path] = stamp }
         return result
-    }
-
-    private static func stamp(_ path: String) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return "unreadable" }
-        return "\(info.st_ino):\(info.st_size)@\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
     }
 }

@@ -44,7 +44,7 @@ public enum PolicyLoader {
             }
         }
         var warnings = strayFiles(in: directory)
-        var namedFiles: [String] = []
+        var namedFiles: [String: String] = [:]
         let set = build(sources, directory: directory, environment: environment,
                         problems: &problems, warnings: &warnings, namedFiles: &namedFiles)
         guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems), namedFiles: namedFiles) }
@@ -60,7 +60,7 @@ public enum PolicyLoader {
         var problems = knownFiles.filter { $0.required && files[$0.name] == nil }
             .map { PolicyProblem(file: $0.name, line: 0, field: "", message: "missing required file") }
         var warnings: [PolicyProblem] = []
-        var namedFiles: [String] = []
+        var namedFiles: [String: String] = [:]
         let set = build(files, directory: FileManager.default.currentDirectoryPath, environment: environment,
                         problems: &problems, warnings: &warnings, namedFiles: &namedFiles)
         guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems), namedFiles: namedFiles) }
@@ -71,7 +71,7 @@ public enum PolicyLoader {
     /// Relative paths in them are relative to `directory`.
     static func build(_ sources: [String: Data], directory: String, environment: [String: String],
                       problems: inout [PolicyProblem], warnings: inout [PolicyProblem],
-                      namedFiles: inout [String]) -> PolicySet? {
+                      namedFiles: inout [String: String]) -> PolicySet? {
         /// A reader for the file, its root node, and whether its contents should be read:
         /// not when it is absent or unparseable (that problem is already recorded).
         func reader(_ name: String) -> (PolicyFileReader, Node?, Bool) {

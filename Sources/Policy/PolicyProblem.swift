@@ -26,11 +26,12 @@ public struct PolicyProblem: Sendable, Hashable, CustomStringConvertible {
 /// A policy directory that cannot be used; carries every problem found, not just the first.
 public struct PolicyError: Error, Sendable, CustomStringConvertible {
     public var problems: [PolicyProblem]
-    /// Files outside the YAML that the policy names (`ca_file`), readable or not: a reloader
-    /// watches them too, so that creating a missing one is noticed.
-    public var namedFiles: [String]
+    /// Files outside the YAML that the policy names (`ca_file`), readable or not, with their
+    /// `FileStamp` as the load found them: a reloader watches them too, so that creating a
+    /// missing one is noticed.
+    public var namedFiles: [String: String]
 
-    public init(problems: [PolicyProblem], namedFiles: [String] = []) {
+    public init(problems: [PolicyProblem], namedFiles: [String: String] = [:]) {
         self.problems = problems
         self.namedFiles = namedFiles
     }

@@ -16,14 +16,15 @@ public final class PolicySet: Sendable {
     public let version: String
     /// Things that load but deserve an admin's look (unset key variables, unpriced routes, ...).
     public let warnings: [PolicyProblem]
-    /// Files outside the YAML that the policy was read from (`ca_file`), resolved.
-    public let namedFiles: [String]
+    /// Files outside the YAML that the policy was read from (`ca_file`), resolved, with their
+    /// `FileStamp` from just before the load read them.
+    public let namedFiles: [String: String]
     /// Per route, in order: the longest its calls may take (`serving(model:)`).
     private let longestCalls: [Int64]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
                 gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
-                warnings: [PolicyProblem] = [], namedFiles: [String] = []) {
+                warnings: [PolicyProblem] = [], namedFiles: [String: String] = [:]) {
         self.providers = providers
         self.routes = routes
         self.prices = prices

@@ -22,8 +22,9 @@ enum ProvidersFile {
     struct Contents {
         var providers: [String: Provider] = [:]
         var routes: [PlacedRoute] = []
-        /// Files the providers name (`ca_file`), resolved, whether or not they could be read.
-        var namedFiles: [String] = []
+        /// Files the providers name (`ca_file`), resolved, whether or not they could be read, each
+        /// with its `FileStamp` from just before it was read.
+        var namedFiles: [String: String] = [:]
     }
 
     static func read(_ root: Node?, gateway: GatewaySettings, environment: [String: String],
@@ -82,7 +83,7 @@ enum ProvidersFile {
 
     private static func readProvider(_ item: MappingFields.Entry, gateway: GatewaySettings,
                                      environment: [String: String], directory: String,
-                                     namedFiles: inout [String], _ reader: inout PolicyFileReader) -> Provider? {
+                                     namedFiles: inout [String: String], _ reader: inout PolicyFileReader) -> Provider? {
         let name = item.key
         if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             reader.problem(item.keyNode, item.path, "provider names may use only letters, digits, '-', '_' and '.'")
@@ -142,7 +143,8 @@ enum ProvidersFile {
         var authorities: CertificateAuthorities?
         if let entry = fields["ca_file"], let path = reader.string(entry) {
             let resolved = CertificateAuthorities.resolve(path, directory: directory)
-            namedFiles.append(resolved)
+            // Stamped before the read: a file changed after it is seen as a change, and read again.
+            namedFiles[resolved] = FileStamp.of(resolved)
             do {
                 let read = try CertificateAuthorities.read(resolved)
                 warnAboutValidity(of: read, entry, &reader)

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import Policy
 import Testing
 @testable import Gateway
 
@@ -66,6 +67,22 @@ struct PolicyFileSettlingTests {
             settling.look($0, loaded: loaded)
         }
         #expect(looks == [false, false, false, true, false, false, false])
+    }
+
+    @Test("a named file is recorded as the load found it: one that appeared after a load found it missing is still a change to load")
+    func namedFileStampedAsTheLoadFoundIt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stamp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ca = directory.appendingPathComponent("ca.pem").path
+        // The load found it missing; by the time the refusal is recorded the copy has landed.
+        try "-----BEGIN CERTIFICATE-----\n".write(toFile: ca, atomically: true, encoding: .utf8)
+        let recorded = PolicyReloader.fingerprint(["providers.yaml": "1:100@1.0"], namedFiles: [ca: FileStamp.unreadable])
+        #expect(recorded == ["providers.yaml": "1:100@1.0", ca: FileStamp.unreadable])
+        // So the watcher's next looks see the file as changed, and load it.
+        var settling = PolicyReloader.FileSettling()
+        let now = ["providers.yaml": "1:100@1.0", ca: FileStamp.of(ca)]
+        #expect([settling.look(now, loaded: recorded), settling.look(now, loaded: recorded)] == [false, true])
     }
 }
 

@@ -291,13 +291,16 @@ import X509
         try FileManager.default.createDirectory(atPath: sound.directory + "/certs", withIntermediateDirectories: true)
         try pem.write(toFile: sound.directory + "/certs/company-ca.pem", atomically: true, encoding: .utf8)
         let soundDirectory = sound.directory
+        let stamp = FileStamp.of(soundDirectory + "/certs/company-ca.pem")
         let set = try sound.load()
         let authorities = try #require(set.providers["local"]?.certificateAuthorities)
         #expect(authorities.path == soundDirectory + "/certs/company-ca.pem")
         #expect(authorities.pem == Array(pem.utf8))
         #expect(set.providers["system"]?.certificateAuthorities == nil)
         #expect(set.providers["local"]!.description.contains("caFile: \(soundDirectory)/certs/company-ca.pem"))
-        #expect(set.namedFiles == [soundDirectory + "/certs/company-ca.pem"])
+        // With its stamp as the load found it.
+        #expect(set.namedFiles == [soundDirectory + "/certs/company-ca.pem": stamp])
+        #expect(stamp != FileStamp.unreadable)
     }
 
     @Test func http2IsOnUnlessTurnedOff() throws {
