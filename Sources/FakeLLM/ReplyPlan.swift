@@ -67,26 +67,24 @@ struct ReplyPlan {
     /// so a reader sees it in several chunks.
     mutating func splitBody(into count: Int) {
         guard pieces.count == 1, count > 1 else { return }
-        var whole = pieces[0].bytes
-        let size = max(1, (whole.readableBytes + count - 1) / count)
-        var split: [ReplyPiece] = []
-        while whole.readableBytes > 0, let slice = whole.readSlice(length: min(size, whole.readableBytes)) {
-            split.append(ReplyPiece(bytes: slice, delay: split.isEmpty ? pieces[0].delay : .milliseconds(5)))
-        }
-        pieces = split
+        pieces = Self.pieces(of: pieces[0].bytes, splitInto: count, firstAfter: pieces[0].delay)
     }
 
     /// Keeps the first half of a stream's events, then `last` (in `splitInto` writes 5 ms
     /// apart), and ends the stream normally.
     mutating func endHalfway(with last: ByteBuffer, splitInto count: Int = 1) {
-        var rest = last
+        pieces = Array(pieces.prefix(pieces.count / 2)) + Self.pieces(of: last, splitInto: count, firstAfter: .zero)
+    }
+
+    /// `bytes` in `count` writes of equal size (the last one shorter), 5 ms apart after the first.
+    private static func pieces(of bytes: ByteBuffer, splitInto count: Int, firstAfter delay: Duration) -> [ReplyPiece] {
+        var rest = bytes
         let size = max(1, (rest.readableBytes + count - 1) / max(1, count))
-        pieces = Array(pieces.prefix(pieces.count / 2))
-        var first = true
+        var split: [ReplyPiece] = []
         while rest.readableBytes > 0, let slice = rest.readSlice(length: min(size, rest.readableBytes)) {
-            pieces.append(ReplyPiece(bytes: slice, delay: first ? .zero : .milliseconds(5)))
-            first = false
+            split.append(ReplyPiece(bytes: slice, delay: split.isEmpty ? delay : .milliseconds(5)))
         }
+        return split
     }
 
     /// Keeps the first half of the answer, then closes: half the events of a stream, or half
