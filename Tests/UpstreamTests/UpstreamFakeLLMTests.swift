@@ -256,10 +256,12 @@ extension UpstreamFakeLLMTests {
             let freed = { client.driver.unusedHandlesFreed.load(ordering: .relaxed) }
             // A stream that runs across the burst and its release until the test ends it (one
             // that ended on its own, after 3, 8, then 20 s, ended before this task reached its
-            // check in full runs on two cores).
+            // check in full runs on two cores; so did one at the default 30 s deadline, in a run
+            // whose test pool starved this test for 84 s).
             let streaming = RecordingHandler(eventLoop: loop, script: Script())
             streaming.transfer = client.start(
-                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "2"), (FakeHeader.chunkGapMS, "600000")]),
+                chat(fake, id: "long", stream: true, headers: [(FakeHeader.chunks, "2"), (FakeHeader.chunkGapMS, "600000")],
+                     totalTimeoutMs: 900_000),
                 on: loop, handler: streaming)
             // Each answered after 300 ms, so the eight are in flight at once, each on a handle of
             // its own (instant answers on a loaded machine let a late one reuse an early one's: 7 kept).
