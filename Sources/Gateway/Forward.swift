@@ -13,12 +13,7 @@ enum Forward {
         headers.append(("content-type", "application/json"))
         headers.append(("user-agent", "tokenctl/0.1"))
         headers.append(("x-request-id", request.requestID))
-        if let key = provider.apiKey {
-            switch provider.dialect {
-            case .openai: headers.append(("authorization", "Bearer " + key))
-            case .anthropic: headers.append(("x-api-key", key))
-            }
-        }
+        if let key = provider.keyHeader { headers.append((key.name, key.value)) }
         // A handful of names: a scan is cheaper than hashing them into a set on every call. Only
         // the gateway's own are checked: a client's repeated line (two `anthropic-beta`) all go.
         let own = headers.count

@@ -14,6 +14,9 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
     public let apiKeyEnv: String?
     /// The key itself, or nil when `apiKeyEnv` is absent or unset.
     public let apiKey: String?
+    /// The header that carries `apiKey` upstream in the provider's dialect (`authorization: Bearer
+    /// KEY`, `x-api-key: KEY`), made once here rather than for every call.
+    public let keyHeader: (name: String, value: String)?
     /// Static headers sent upstream unless the client sent one of the same name (case-insensitive).
     /// Anthropic-dialect providers get `anthropic-version: 2023-06-01` unless configured otherwise.
     public let headers: [(String, String)]
@@ -58,6 +61,12 @@ public struct Provider: Sendable, Equatable, CustomStringConvertible, CustomDebu
         self.baseURL = baseURL
         self.apiKeyEnv = apiKeyEnv
         self.apiKey = apiKey
+        keyHeader = apiKey.map { key in
+            switch dialect {
+            case .openai: ("authorization", "Bearer " + key)
+            case .anthropic: ("x-api-key", key)
+            }
+        }
         self.headers = headers
         self.connectTimeoutMs = connectTimeoutMs
         self.timeoutMs = timeoutMs
