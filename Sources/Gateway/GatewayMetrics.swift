@@ -130,8 +130,7 @@ final class GatewayMetrics: Sendable {
             call.duration.recordNanoseconds(max(0, entry.latencyMicros) * 1_000)
             if let ttft = entry.ttftMicros { call.ttft.recordNanoseconds(max(0, ttft) * 1_000) }
             if refused {
-                let reason = String(entry.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count))
-                cache.refusal(PlanKey(name: reason, plan: labels.plan(entry.plan)), registry).increment()
+                cache.refusal(PlanKey(name: entry.outcome.refusalReason, plan: labels.plan(entry.plan)), registry).increment()
                 return
             }
             let provider = labels.provider(entry.provider)

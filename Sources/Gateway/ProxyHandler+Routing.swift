@@ -244,16 +244,14 @@ extension ProxyHandler {
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
             // unrecorded (counted), as for model calls while the ledger fails.
-            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)),
-                                                    plan: payer?.plan.planName)
+            gateway.metrics.recordUnrecordedRefusal(reason: refusal.outcome.refusalReason, plan: payer?.plan.planName)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
         if payer == nil, !gateway.unknownCallers.mayRecord(from: context?.channel.remoteAddress, policy.gateway.unknownCallers,
                                                            now: line.startedAt, on: eventLoop) {
             // Nobody known asked: past unknown_callers, answered without a row (a stranger's flood
             // must not fill the ledger's disk), counted.
-            gateway.metrics.recordUnrecordedRefusal(reason: String(refusal.outcome.rawValue.dropFirst(Outcome.refusalPrefix.count)),
-                                                    unknownCaller: true)
+            gateway.metrics.recordUnrecordedRefusal(reason: refusal.outcome.refusalReason, unknownCaller: true)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
         var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,

@@ -46,6 +46,9 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
 
     public var isRefusal: Bool { rawValue.hasPrefix(Outcome.refusalPrefix) }
 
+    /// A refusal's outcome without `refused_` (`auth`, `rate`, …): the metrics' reason label.
+    public var refusalReason: String { String(rawValue.dropFirst(Outcome.refusalPrefix.count)) }
+
     /// Failures on the provider side or in transit (not the caller's doing, not a refusal).
     public var isError: Bool {
         switch self {
