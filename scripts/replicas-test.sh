@@ -109,7 +109,9 @@ python3 Tests/replicas/replicas_load.py --replicas "$(listening_url "$work/singl
   --prefix p1 --out "$work/single.jsonl"
 kill "$single"; wait "$single" 2>/dev/null || true
 "$bin/tokenctl" report --db "$sqlite_db" --by user --format json --since 1d >"$work/report-sqlite.json"
-# Everything but timing (latencies differ from run to run) must be equal, user by user.
+# Everything but timing (latencies differ from run to run) must be equal, user by user. So must
+# the retry cost, but for one call: a user's 30 calls are the same request, sent at once, so
+# each after the first is a retry, and which came first (admitted or refused) is the race's.
 python3 - "$work/report-pg.json" "$work/report-sqlite.json" <<'PY'
 import json, sys
 def figures(path):
@@ -117,9 +119,19 @@ def figures(path):
     report = json.load(open(path))
     rows = report["rows"] + [dict(report["totals"], user="(totals)")]
     return {r["user"]: {k: v for k, v in r.items() if not any(t in k for t in timing)} for r in rows}
+def retry_costs(fig, name):
+    costs = {u: int(r.pop("retry_cost_picodollars")) for u, r in fig.items()}
+    for r in fig.values(): r.pop("retry_cost_usd")
+    for u, r in fig.items():
+        if u == "(totals)": continue
+        cost, admitted = int(r["cost_picodollars"]), r["requests"] - r["refused"] - r["errors"]
+        # The first call admitted: the other admitted ones are retries; refused: all of them are.
+        assert admitted > 0 and costs[u] in (cost, cost - cost // admitted), f"{name} {u}: retry cost {costs[u]} of {cost}"
+    assert costs["(totals)"] == sum(v for u, v in costs.items() if u != "(totals)"), f"{name}: retry cost totals"
 pg, single = figures(sys.argv[1]), figures(sys.argv[2])
+retry_costs(pg, "PostgreSQL"), retry_costs(single, "SQLite")
 assert pg == single, f"reports differ:\n{pg}\n{single}"
-print(f"ok: report by user on PostgreSQL (3 replicas) = on SQLite (1 process), {len(pg)} users, timing aside")
+print(f"ok: report by user on PostgreSQL (3 replicas) = on SQLite (1 process), {len(pg)} users, timing aside, the retry cost within its race")
 PY
 
 echo "== 2. kill -9 a replica holding reservations"
