@@ -42,7 +42,7 @@ public final class PolicyReloader: Sendable {
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
         let namedFiles = Array(policy.namedFiles.keys)
-        let fingerprint = directory.map { Self.fingerprint(of: $0, namedFiles: namedFiles) } ?? [:]
+        let fingerprint = directory.map { Self.fingerprint(of: $0, loaded: policy) } ?? [:]
         state.withLockedValue {
             $0.warnings = warnings
             $0.fingerprint = fingerprint
@@ -182,6 +182,18 @@ public final class PolicyReloader: Sendable {
             result[name] = FileStamp.of(directory + "/" + name)
         }
         for path in namedFiles { result[path] = FileStamp.of(path) }  // never a bare name: no clash
+        return result
+    }
+
+    /// The fingerprint of a policy loaded before the watcher existed (at start-up): its files as
+    /// that load found them, not as they are now, so that a change made in between (a deploy
+    /// still writing the files as the service starts) is seen and loaded. Other YAML files in the
+    /// directory (which the loader does not read) are taken as they are.
+    static func fingerprint(of directory: String, loaded policy: PolicySet) -> [String: String] {
+        var result = fingerprint(of: directory, namedFiles: [])
+        // A file the load did not find has no stamp: one that appeared since is a change.
+        for (name, _) in PolicyLoader.knownFiles { result[name] = policy.sourceFiles[name] }
+        result.merge(policy.namedFiles) { _, loaded in loaded }
         return result
     }
 

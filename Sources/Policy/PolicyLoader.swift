@@ -32,11 +32,15 @@ public enum PolicyLoader {
                                                        message: "policy directory cannot be read (\(String(cString: strerror(errno))))")])
         }
         var sources: [String: Data] = [:]
+        var stamps: [String: String] = [:]
         var problems: [PolicyProblem] = []
         for (name, required) in knownFiles {
             let path = (directory as NSString).appendingPathComponent(name)
+            // Taken before the read: a change made after it is a change to load.
+            let stamp = FileStamp.of(path)
             if let data = FileManager.default.contents(atPath: path) {
                 sources[name] = data
+                stamps[name] = stamp
             } else if required || FileManager.default.fileExists(atPath: path) {
                 let message = required && !FileManager.default.fileExists(atPath: path)
                     ? "missing required file" : "cannot be read"
@@ -46,7 +50,7 @@ public enum PolicyLoader {
         var warnings = strayFiles(in: directory)
         var namedFiles: [String: String] = [:]
         let set = build(sources, directory: directory, environment: environment,
-                        problems: &problems, warnings: &warnings, namedFiles: &namedFiles)
+                        problems: &problems, warnings: &warnings, namedFiles: &namedFiles, sourceFiles: stamps)
         guard problems.isEmpty, let set else { throw PolicyError(problems: ordered(problems), namedFiles: namedFiles) }
         return set
     }
@@ -71,7 +75,7 @@ public enum PolicyLoader {
     /// Relative paths in them are relative to `directory`.
     static func build(_ sources: [String: Data], directory: String, environment: [String: String],
                       problems: inout [PolicyProblem], warnings: inout [PolicyProblem],
-                      namedFiles: inout [String: String]) -> PolicySet? {
+                      namedFiles: inout [String: String], sourceFiles: [String: String] = [:]) -> PolicySet? {
         /// A reader for the file, its root node, and whether its contents should be read:
         /// not when it is absent or unparseable (that problem is already recorded).
         func reader(_ name: String) -> (PolicyFileReader, Node?, Bool) {
@@ -117,7 +121,7 @@ public enum PolicyLoader {
         let routes = upstreams.routes.map(\.route)
         return PolicySet(providers: upstreams.providers, routes: routes, prices: book, gateway: gateway,
                          plans: plans, version: version(of: sources, providers: upstreams.providers),
-                         warnings: ordered(warnings), namedFiles: namedFiles)
+                         warnings: ordered(warnings), namedFiles: namedFiles, sourceFiles: sourceFiles)
     }
 
     /// Routes that no price covers, and prices that no route reaches.

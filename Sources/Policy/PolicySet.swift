@@ -19,12 +19,16 @@ public final class PolicySet: Sendable {
     /// Files outside the YAML that the policy was read from (`ca_file`), resolved, with their
     /// `FileStamp` from just before the load read them.
     public let namedFiles: [String: String]
+    /// The directory's policy files the load read (`providers.yaml`, ...), by name, with their
+    /// `FileStamp` from just before it read each; empty for a set loaded from memory.
+    public let sourceFiles: [String: String]
     /// Per route, in order: the longest its calls may take (`serving(model:)`).
     private let longestCalls: [Int64]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
                 gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
-                warnings: [PolicyProblem] = [], namedFiles: [String: String] = [:]) {
+                warnings: [PolicyProblem] = [], namedFiles: [String: String] = [:],
+                sourceFiles: [String: String] = [:]) {
         self.providers = providers
         self.routes = routes
         self.prices = prices
@@ -33,6 +37,7 @@ public final class PolicySet: Sendable {
         self.version = version
         self.warnings = warnings
         self.namedFiles = namedFiles
+        self.sourceFiles = sourceFiles
         longestCalls = routes.map { route in
             let chain = [route.provider] + route.fallbacks.compactMap { model in
                 routes.first { $0.pattern.matches(model) }?.provider

@@ -1,5 +1,7 @@
+import FakeLLMTLS
 import Foundation
 import Ledger
+import Logging
 import Policy
 import Testing
 @testable import Gateway
@@ -83,6 +85,46 @@ struct PolicyFileSettlingTests {
         var settling = PolicyReloader.FileSettling()
         let now = ["providers.yaml": "1:100@1.0", ca: FileStamp.of(ca)]
         #expect([settling.look(now, loaded: recorded), settling.look(now, loaded: recorded)] == [false, true])
+    }
+
+    /// A deploy may still be writing the files while the service starts: what changed between
+    /// the start-up load and the watcher's first look must load, not pass for the files loaded.
+    @Test("a change made between the start-up load and the watcher's start is loaded",
+          arguments: ["a policy file rewritten", "a policy file that appeared", "a ca_file replaced"])
+    func changeBeforeTheWatcherStartsLoads(change: String) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("start-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func write(_ name: String, _ text: String) throws {
+            try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        try write("providers.yaml", """
+            providers:
+              openai: { dialect: openai, base_url: "https://127.0.0.1:9/v1", ca_file: ca.pem }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """)
+        try write("prices.yaml", #"- { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.6" }"#)
+        try write("gateway.yaml", "max_body_bytes: 100000\n")
+        try FakeTLS.generate().writeCertificateAuthority(to: directory + "/ca.pem")
+        let loaded = try PolicyLoader.load(directory: directory, environment: [:])
+
+        switch change {
+        case "a policy file rewritten": try write("gateway.yaml", "max_body_bytes: 1024\n")
+        case "a policy file that appeared": try write("plans.yaml", "plans: { small: { requests_per_minute: 5 } }\ndefaults: { plan: small }\n")
+        default: try FakeTLS.generate().writeCertificateAuthority(to: directory + "/ca.pem")
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .error
+        let reloader = PolicyReloader(policy: loaded, directory: directory, environment: [:], logger: logger)
+        reloader.startWatching(every: 0.02)
+        defer { reloader.stopWatching() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while reloader.policy.version == loaded.version, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(reloader.policy.version != loaded.version)
+        #expect(reloader.failedReloads == 0, "\(reloader.lastError ?? "")")
     }
 }
 
