@@ -1,5 +1,7 @@
 import Foundation
+import Ledger
 import NIOHTTP1
+import PostgresLedger
 import Testing
 
 /// `/admin/api/keys`: caller keys listed, created and revoked by admin keys, through the real
@@ -64,6 +66,31 @@ struct AdminKeysTests {
         let lines = logs.text.split(separator: "\n")
         #expect(lines.filter { $0.contains("api key created through the admin API") && $0.contains(id) && $0.contains(adminID) }.count == 1)
         #expect(lines.filter { $0.contains("api key revoked through the admin API") && $0.contains(id) && $0.contains(adminID) }.count == 1)
+    }
+
+    /// `tokenctl keys revoke` on the host, or another replica, may revoke a key first; the key
+    /// poll may or may not have seen it when the admin API is asked: the answer is the same.
+    @Test("a key revoked elsewhere, then through the API: 200 with the first revocation's time, logged as no new revocation, refused")
+    func revokedElsewhereFirst() async throws {
+        let logs = LogCapture()
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys, logger: logs.logger)
+        defer { h.shutdown() }
+        let made = try jsonObject(try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"erin"}"#))
+        let id = try #require(made["id"] as? String), secret = try #require(made["secret"] as? String)
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "re-1").status == 200)
+
+        let elsewhere = UnixTime.nowMicros() - 5_000_000
+        let keys = try LedgerBackend(h.dbPath).openKeys()
+        #expect(try keys.revoke(id: id, at: elsewhere))
+        keys.close()
+        let revoked = try await send(h, .DELETE, "/admin/api/keys/\(id)", key: h.adminKey)
+        #expect(revoked.status == 200, "\(revoked.text)")
+        let first = Date(timeIntervalSince1970: Double(elsewhere / 1_000_000)).formatted(.iso8601)
+        #expect(try jsonObject(revoked)["revoked_at"] as? String == first, "\(revoked.text)")
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "re-2").status == 401)
+        #expect(!logs.text.contains("api key revoked through the admin API"))
+        let listed = try listed(try await send(h, .GET, "/admin/api/keys?state=revoked", key: h.adminKey))
+        #expect(listed.map { $0["id"] as? String } == [id] && listed.first?["revoked_at"] as? String == first)
     }
 
     @Test("without manage_keys the API lists keys but neither creates nor revokes them")
