@@ -123,7 +123,7 @@ extension ProxyHandler {
                            headers: [("allow", "GET, HEAD")]))
         default:
             refuse(line, principal: knownPrincipal(head), model: nil,
-                   Refusal(.notFound, "Unknown route \(head.method.rawValue) \(path)."))
+                   Refusal(.notFound, Self.unknownRoute(head.method, path)))
         }
     }
 
@@ -203,6 +203,23 @@ extension ProxyHandler {
     }
 
     /// The gateway's own pages, answered to GET and HEAD only.
+    /// The 404 of a path the gateway does not serve, with the fix when it is one of its routes
+    /// with `/v1` missing or doubled: the usual mistake in a client's base URL.
+    static func unknownRoute(_ method: HTTPMethod, _ path: String) -> String {
+        func served(_ path: String) -> Bool {
+            Endpoint(proxyPath: path) != nil || path == "/v1/models" || path.hasPrefix(modelPathPrefix)
+        }
+        let unknown = "Unknown route \(method.rawValue) \(path.prefix(200))."
+        let baseURLs = "OpenAI's SDKs take the base URL with /v1 (http://HOST:PORT/v1), Anthropic's without (http://HOST:PORT)."
+        if path.hasPrefix("/v1/v1/"), served(String(path.dropFirst(3))) {
+            return unknown + " The path has /v1 twice: the client's base URL ends in /v1 and its SDK adds /v1 too. " + baseURLs
+        }
+        if !path.hasPrefix("/v1/"), served("/v1" + path) {
+            return unknown + " Did you mean /v1\(path)? " + baseURLs
+        }
+        return unknown
+    }
+
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
     private static let modelPathPrefix = "/v1/models/"
 

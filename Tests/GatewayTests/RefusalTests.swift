@@ -146,6 +146,19 @@ struct RefusalTests {
         #expect(r.status == 404)
         #expect(try h.row("route-1")?.outcome == .refusedNotFound)
         #expect(try h.row("route-1")?.user == "alice")
+        #expect(r.text.contains("Unknown route POST /v1/images/generations.") && !r.text.contains("Did you mean"), "\(r.text)")
+        // A base URL without /v1 (OpenAI's SDKs) or with it (Anthropic's): the 404 says how to fix it.
+        let short = try await h.post("/chat/completions", key: h.aliceKey, json: "{}", requestID: "route-3")
+        #expect(short.status == 404 && short.text.contains("Did you mean /v1/chat/completions?")
+                && short.text.contains("http://HOST:PORT/v1"), "\(short.text)")
+        let doubled = try await TestHTTPClient.send(port: h.port, method: .POST, path: "/v1/v1/messages",
+                                                    headers: [("x-api-key", h.aliceKey), ("anthropic-version", "2023-06-01")],
+                                                    body: Array("{}".utf8))
+        #expect(doubled.status == 404 && doubled.text.contains(#""type":"not_found_error""#)
+                && doubled.text.contains("The path has /v1 twice"), "\(doubled.text)")
+        let models = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/models",
+                                                   headers: [("authorization", "Bearer \(h.aliceKey)")])
+        #expect(models.status == 404 && models.text.contains("Did you mean /v1/models?"), "\(models.text)")
         let get = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/chat/completions",
                                                 headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-2")])
         #expect(get.status == 405)
