@@ -105,6 +105,9 @@ enum ProvidersFile {
             case .failure(let why): reader.problem(entry.value, entry.path, "bad URL: \(why.reason)")  // not echoed: it may hold credentials
             }
         }
+        if let baseURL, let dialect, let entry = fields["base_url"], let mistake = Self.pathMistake(baseURL, dialect) {
+            reader.warning(entry.value, entry.path, mistake)
+        }
         var apiKeyEnv: String?, apiKey: String?
         if let entry = fields["api_key_env"], let variable = reader.string(entry) {
             if isEnvironmentName(variable) {
@@ -301,6 +304,20 @@ enum ProvidersFile {
     struct URLProblem: Error { let reason: String }
 
     /// `http(s)://host[:port][/path]` with trailing slashes removed, or why not.
+    /// A base URL whose path does not fit its dialect's paths (`Endpoint.upstreamPath`): the
+    /// usual slip in a provider's set-up, which would otherwise show only as the provider's 404s.
+    static func pathMistake(_ baseURL: String, _ dialect: Dialect) -> String? {
+        let path = URLComponents(string: baseURL)?.path ?? ""
+        switch dialect {
+        case .anthropic where path.hasSuffix("/v1"):
+            return "ends in /v1, and the gateway adds /v1/messages to it (calls would go to …/v1/v1/messages): an Anthropic base URL ends before /v1, as https://api.anthropic.com does"
+        case .openai where path.isEmpty:
+            return "has no path, and the gateway adds /chat/completions (not /v1/chat/completions) to it: an OpenAI base URL usually ends in /v1, as https://api.openai.com/v1 does (unless this server serves at its root)"
+        default:
+            return nil
+        }
+    }
+
     static func normaliseBaseURL(_ text: String) -> Result<String, URLProblem> {
         var url = text
         while url.hasSuffix("/") { url.removeLast() }

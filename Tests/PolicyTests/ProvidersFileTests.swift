@@ -327,6 +327,26 @@ import X509
             "providers.yaml:4: providers.c.http2: has no effect on an http:// base_url (HTTP/1.1 there)"), "\(set.warnings)")
     }
 
+    /// The slip a new set-up makes most: an Anthropic base URL copied with /v1, an OpenAI one
+    /// without it. Warned (the provider's 404s would say only "not found"), not refused.
+    @Test("a base_url path that does not fit its dialect is warned about")
+    func baseURLPathMistakesAreWarned() throws {
+        let set = try PolicyFixture.with(providers: """
+            providers:
+              claude: { dialect: anthropic, base_url: "https://api.anthropic.com/v1/" }
+              bare: { dialect: openai, base_url: "http://127.0.0.1:8000" }
+              openai: { dialect: openai, base_url: "https://api.openai.com/v1" }
+              anthropic: { dialect: anthropic, base_url: "https://api.anthropic.com" }
+              prefixed: { dialect: openai, base_url: "https://gateway.example/openai/v1" }
+            models:
+              - { match: "gpt-*", provider: openai }
+            """).load()
+        let warnings = set.warnings.map(\.description).filter { $0.contains("base_url") }
+        #expect(warnings.count == 2, "\(warnings)")
+        #expect(warnings.contains { $0.hasPrefix("providers.yaml:2: providers.claude.base_url: ends in /v1") })
+        #expect(warnings.contains { $0.hasPrefix("providers.yaml:3: providers.bare.base_url: has no path") })
+    }
+
     /// The openai dialect's switches: the default, the value set, and the two ways to get one wrong.
     @Test(arguments: [("openai_compatible", false, "applies to the openai dialect only"),
                       ("ask_stream_usage", true, "applies to the openai dialect only (Anthropic streams always report usage)")])
