@@ -26,6 +26,12 @@ struct Demo: ParsableCommand {
     var db: String?
 
     func run() throws {
+        // Checked before anything starts: run elsewhere than the source tree, the default
+        // `policies` is not there, and "prices.yaml: missing required file" would not say where.
+        let prices = URL(fileURLWithPath: policies).appendingPathComponent("prices.yaml").path
+        guard FileManager.default.fileExists(atPath: prices) else {
+            throw CommandFailure("the demo reads its price book from \(prices), which does not exist: run it from tokenctl's source directory, or pass --policies DIR (a policy directory with a prices.yaml)")
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .warning
@@ -59,7 +65,7 @@ struct Demo: ParsableCommand {
         do {
             policy = try PolicyLoader.load(directory: policyDir.path, environment: ["DEMO_PROVIDER_KEY": providerKey])
         } catch {
-            throw ValidationError("the demo policy did not load:\n\(error)")
+            throw CommandFailure("the demo policy did not load:\n\(error)")
         }
 
         let dbPath = db ?? work.appendingPathComponent("demo.sqlite").path

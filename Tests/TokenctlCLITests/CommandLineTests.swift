@@ -71,6 +71,14 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("demo without a price book (run outside the source tree) says where it looked and what to pass; nothing starts")
+    func demoWithoutPolicies() async throws {
+        let dir = try TemporaryDirectory()
+        let policies = dir.path("nowhere")
+        #expect(await Self.refusal(["demo", "--policies", policies]) ==
+                "the demo reads its price book from \(policies)/prices.yaml, which does not exist: run it from tokenctl's source directory, or pass --policies DIR (a policy directory with a prices.yaml)")
+    }
+
     @Test("a ledger path that cannot be one says why, in the system's words (not Foundation's)")
     func ledgerPathsThatCannotBe() async throws {
         let dir = try TemporaryDirectory()
