@@ -13,16 +13,16 @@ import Policy
 /// no reload (the poll still reloads every key once it sees the change).
 public final class PrincipalDirectory: Sendable {
     private struct Keys {
-        var byHash: [String: Principal]
+        var snapshot: Snapshot
         /// Whether a reload is reading the store now.
         var reloading = false
         /// Changes made while a reload read the store, replayed onto what it read (which may
         /// predate them) before it is swapped in.
-        var changesDuringReload: [(hash: String, principal: Principal?)] = []
+        var changesDuringReload: [(hash: String, principal: Principal, revoked: Bool)] = []
 
-        mutating func change(_ hash: String, to principal: Principal?) {
-            byHash[hash] = principal
-            if reloading { changesDuringReload.append((hash, principal)) }
+        mutating func change(_ hash: String, to principal: Principal, revoked: Bool) {
+            snapshot.change(hash, to: principal, revoked: revoked)
+            if reloading { changesDuringReload.append((hash, principal, revoked)) }
         }
 
         mutating func reloadEnded() {
@@ -38,32 +38,52 @@ public final class PrincipalDirectory: Sendable {
     private let logger: Logger
     private let stopped = NIOLockedValueBox(false)
 
+    /// The keys by the hash of their secret: those that work, and those revoked (whose refusals
+    /// are recorded against the key and its user: an admin sees who still uses a revoked key).
+    private struct Snapshot {
+        var active: [String: Principal] = [:]
+        var revoked: [String: Principal] = [:]
+
+        mutating func change(_ hash: String, to principal: Principal, revoked isRevoked: Bool) {
+            active[hash] = isRevoked ? nil : principal
+            revoked[hash] = isRevoked ? principal : nil
+        }
+    }
+
     public init(keyStore: any APIKeyStore, logger: Logger) throws {
         self.keyStore = keyStore
         self.logger = logger
-        self.keys = .init(Keys(byHash: try PrincipalDirectory.snapshot(keyStore)))
+        self.keys = .init(Keys(snapshot: try PrincipalDirectory.snapshot(keyStore)))
     }
 
     /// The principal for a presented secret, or nil if unknown or revoked.
     public func principal(forSecret secret: String) -> Principal? {
         guard APIKeySecret.looksValid(secret) else { return nil }
         let hash = APIKeySecret.hash(secret)
-        return keys.withLockedValue { $0.byHash[hash] }
+        return keys.withLockedValue { $0.snapshot.active[hash] }
+    }
+
+    /// Whose key a refused secret was, if it is a revoked key: its refusal is recorded against
+    /// them (not as a stranger's), though it stays within `unknown_callers`.
+    public func revokedPrincipal(forSecret secret: String?) -> Principal? {
+        guard let secret, APIKeySecret.looksValid(secret) else { return nil }
+        let hash = APIKeySecret.hash(secret)
+        return keys.withLockedValue { $0.snapshot.revoked[hash] }
     }
 
     /// Every active key's principal (the admin API lists budgets per payer from it).
     public var all: [Principal] {
-        keys.withLockedValue { Array($0.byHash.values) }
+        keys.withLockedValue { Array($0.snapshot.active.values) }
     }
 
     /// A key the store now holds works from the next request on.
     public func admit(_ record: APIKeyRecord) {
-        keys.withLockedValue { $0.change(record.secretHash, to: Self.principal(record)) }
+        keys.withLockedValue { $0.change(record.secretHash, to: Self.principal(record), revoked: false) }
     }
 
     /// A key the store now holds revoked is refused from the next request on.
     public func forget(_ record: APIKeyRecord) {
-        keys.withLockedValue { $0.change(record.secretHash, to: nil) }
+        keys.withLockedValue { $0.change(record.secretHash, to: Self.principal(record), revoked: true) }
     }
 
     /// Reads every key from the store and swaps them in (the poll does, when the stamp moved).
@@ -73,7 +93,7 @@ public final class PrincipalDirectory: Sendable {
 
     private func reloadAlone() throws {
         keys.withLockedValue { $0.reloading = true }
-        var snapshot: [String: Principal]
+        var snapshot: Snapshot
         do { snapshot = try PrincipalDirectory.snapshot(keyStore) } catch {
             keys.withLockedValue { $0.reloadEnded() }
             throw error
@@ -81,8 +101,8 @@ public final class PrincipalDirectory: Sendable {
         // Swapped under the lock, freed after it: the poller runs at nice 19, and every call
         // takes this lock, so it must not hold it while it frees a whole map.
         keys.withLockedValue {
-            for change in $0.changesDuringReload { snapshot[change.hash] = change.principal }
-            swap(&$0.byHash, &snapshot)
+            for change in $0.changesDuringReload { snapshot.change(change.hash, to: change.principal, revoked: change.revoked) }
+            swap(&$0.snapshot, &snapshot)
             $0.reloadEnded()
         }
     }
@@ -123,10 +143,12 @@ public final class PrincipalDirectory: Sendable {
         stopped.withLockedValue { $0 = true }
     }
 
-    private static func snapshot(_ store: any APIKeyStore) throws -> [String: Principal] {
-        var map: [String: Principal] = [:]
-        for record in try store.activeKeys() { map[record.secretHash] = principal(record) }
-        return map
+    private static func snapshot(_ store: any APIKeyStore) throws -> Snapshot {
+        var snapshot = Snapshot()
+        for record in try store.list() {
+            snapshot.change(record.secretHash, to: principal(record), revoked: record.isRevoked)
+        }
+        return snapshot
     }
 
     private static func principal(_ record: APIKeyRecord) -> Principal {

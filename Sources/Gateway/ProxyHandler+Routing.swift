@@ -95,9 +95,10 @@ extension ProxyHandler {
         case (_, _) where path.hasPrefix("/admin/"):
             answerAdmin(head, path: path, body: body, requestID: line.requestID)
         case (.GET, _) where path == "/v1/models" || path.hasPrefix(Self.modelPathPrefix):
-            switch Admit.identify(secret: Self.secret(in: head.headers), dialect: line.dialect, in: gateway.principals) {
+            let secret = Self.secret(in: head.headers)
+            switch Admit.identify(secret: secret, dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
-                refuse(line, principal: nil, model: nil, refusal)
+                refuse(line, principal: nil, model: nil, refusal, revokedKey: gateway.principals.revokedPrincipal(forSecret: secret))
             case .success(let principal) where principal.isAdmin:
                 refuse(line, principal: principal, model: nil, Self.adminKeyOnModelRoute)
             case .success(let principal) where path != "/v1/models":
@@ -134,7 +135,8 @@ extension ProxyHandler {
         switch identity {
         case .failure(let refusal):
             // An unknown caller's body is not looked at: no work, and no caller-chosen text in the ledger.
-            return refuse(request.line, principal: nil, model: nil, refusal)
+            return refuse(request.line, principal: nil, model: nil, refusal,
+                          revokedKey: gateway.principals.revokedPrincipal(forSecret: request.presentedSecret))
         case .success(let p) where p.isAdmin:
             return refuse(request.line, principal: p, model: nil, Self.adminKeyOnModelRoute)
         case .success(let p):
@@ -254,9 +256,12 @@ extension ProxyHandler {
     /// Who pays is the admission's, else `payer`, else the caller's own plan; the provider the
     /// admission's, else `provider`. `body`: the request's, when it was read (a known caller's):
     /// its fingerprint goes in the row, so a repeat of a refused call counts as a retry.
+    /// `revokedKey`: whose revoked key the refused request carried; its row names the key and
+    /// its user (no payer: it is still a refusal of an unknown caller, within `unknown_callers`).
     func refuse(_ line: RequestLine, principal: Principal?, model: String?, _ refusal: Refusal,
                 admission: Admission? = nil, payer: Payer? = nil, provider: Provider? = nil,
-                outputCapRequested: Int? = nil, stream: Bool = false, body: ByteBuffer? = nil) {
+                outputCapRequested: Int? = nil, stream: Bool = false, body: ByteBuffer? = nil,
+                revokedKey: Principal? = nil) {
         let payer = admission?.payer ?? payer ?? principal.map { Payer(user: $0.user, team: $0.team, plans: policy.plans) }
         if gateway.ledgerHealth.isFailing {
             // The row would wait behind the failing ledger, and the client with it: answer now,
@@ -271,7 +276,7 @@ extension ProxyHandler {
             gateway.metrics.recordUnrecordedRefusal(reason: refusal.outcome.refusalReason, unknownCaller: true)
             return writeRefusal(refusal, dialect: line.dialect, requestID: line.requestID)
         }
-        var entry = CallRecord.refused(line, principal: principal, payer: payer, model: model,
+        var entry = CallRecord.refused(line, principal: principal ?? revokedKey, payer: payer, model: model,
                                        provider: admission?.provider ?? provider, refusal: refusal, admission: admission,
                                        outputCapRequested: outputCapRequested, stream: stream)
         entry.requestHash = body.map(RequestFingerprint.of)

@@ -137,7 +137,9 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// read (the connection closes after the answer).
     private func refuseBeforeEnd(head: HTTPRequestHead, startedAt: Int64, _ refusal: Refusal) {
         leaveBodyUnread()
-        refuse(line(for: head, startedAt: startedAt), principal: knownPrincipal(head), model: nil, refusal)
+        let principal = knownPrincipal(head)
+        refuse(line(for: head, startedAt: startedAt), principal: principal, model: nil, refusal,
+               revokedKey: principal == nil ? gateway.principals.revokedPrincipal(forSecret: Self.secret(in: head.headers)) : nil)
     }
 
     /// The answer goes before the request's end, and the connection closes after it.

@@ -54,6 +54,7 @@ struct AdminKeysTests {
         #expect(revoked.status == 200, "\(revoked.text)")
         let revokedAt = try #require(try jsonObject(revoked)["revoked_at"] as? String)
         #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "ak-2").status == 401)
+        #expect(try h.row("ak-2")?.keyId == id && h.row("ak-2")?.user == "dave")
         // Revoking again answers as the first time did.
         let again = try await send(h, .DELETE, "/admin/api/keys/\(id)", key: h.adminKey)
         #expect(again.status == 200)
@@ -91,6 +92,47 @@ struct AdminKeysTests {
         #expect(!logs.text.contains("api key revoked through the admin API"))
         let listed = try listed(try await send(h, .GET, "/admin/api/keys?state=revoked", key: h.adminKey))
         #expect(listed.map { $0["id"] as? String } == [id] && listed.first?["revoked_at"] as? String == first)
+    }
+
+    /// A revoked key still in use is worth an admin's look: its refusals name the key and its
+    /// user (not "(none)"), but a revoked key is no caller: its rows stay within unknown_callers.
+    @Test("a revoked key's refusals are recorded against the key and its user, within unknown_callers")
+    func revokedKeyRefusalsNameTheKey() async throws {
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys + "\nunknown_callers: { rows_per_minute: 600, rows_per_minute_per_address: 3 }\n")
+        defer { h.shutdown() }
+        let made = try jsonObject(try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"frank","team":"ops2"}"#))
+        let id = try #require(made["id"] as? String), secret = try #require(made["secret"] as? String)
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "rk-0").status == 200)
+
+        // Revoked by `tokenctl keys revoke`: the key poll brings the revocation in.
+        let keys = try LedgerBackend(h.dbPath).openKeys()
+        #expect(try keys.revoke(id: id, at: UnixTime.nowMicros()))
+        keys.close()
+        var refusedID: String?
+        for attempt in 0..<50 where refusedID == nil {
+            let requestID = "rk-poll-\(attempt)"
+            if try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: requestID).status == 401 {
+                refusedID = requestID
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let refused = try #require(refusedID, "the key poll did not bring the revocation in 5 s")
+        let polled = try #require(try h.row(refused))
+        #expect(polled.outcome == .refusedAuth && polled.keyId == id && polled.user == "frank" && polled.team == "ops2"
+                && polled.plan == nil, "\(polled)")
+        let models = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/models",
+                                                   headers: [("authorization", "Bearer \(secret)"), ("x-request-id", "rk-models")])
+        #expect(models.status == 401)
+        #expect(try h.row("rk-models")?.keyId == id)
+        // A key unknown to the store is still nobody's.
+        #expect(try await h.post("/v1/chat/completions", key: "tk-" + String(repeating: "a", count: 40), json: Self.chat,
+                                 requestID: "rk-unknown").status == 401)
+        let unknown = try #require(try h.row("rk-unknown"))
+        #expect(unknown.keyId == nil && unknown.user == nil)
+        // The address's 3 rows are used: the revoked key's next refusals are answered, not recorded.
+        #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "rk-past").status == 401)
+        #expect(try h.row("rk-past") == nil)
     }
 
     @Test("without manage_keys the API lists keys but neither creates nor revokes them")
