@@ -16,6 +16,11 @@ enum Admit {
         return .success(principal)
     }
 
+    /// " Did you mean 'gpt-4o-mini'?" when a listed model is one or two typos away, else "".
+    static func didYouMean(_ model: String, _ policy: PolicySet) -> String {
+        policy.suggestion(for: model).map { " Did you mean '\($0)'?" } ?? ""
+    }
+
     static func admit(_ request: CallRequest, principal: Principal, policy: PolicySet,
                       today: Day) -> Result<Admission, AdmissionRefusal> {
         let peek: RequestPeek
@@ -41,7 +46,7 @@ enum Admit {
         }
         guard let (provider, longestCall) = policy.serving(model: model) else {
             return refused(Refusal(.unknownModel,
-                "The model '\(model)' is not routed by this gateway's policy (see providers.yaml).",
+                "The model '\(model)' is not routed by this gateway's policy (see providers.yaml)." + didYouMean(model, policy),
                 field: "model"))
         }
         guard provider.dialect == request.endpoint.dialect else {
@@ -52,7 +57,7 @@ enum Admit {
         let pricing = policy.prices.pricing(for: model, on: today)
         if pricing.standard == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             return refused(Refusal(.unpriced,
-                "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models.",
+                "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models." + didYouMean(model, policy),
                 field: "model"), provider: provider)
         }
         let promptEstimate = PromptEstimate.tokens(peek)

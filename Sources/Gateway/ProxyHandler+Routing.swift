@@ -106,7 +106,8 @@ extension ProxyHandler {
                 let model = String(path.dropFirst(Self.modelPathPrefix.count)).removingPercentEncoding ?? ""
                 guard !model.isEmpty, policy.provider(forModel: model) != nil else {
                     return refuse(line, principal: principal, model: nil, Refusal(.unknownModel,
-                        "The model '\(model.prefix(200))' is not routed by this gateway's policy (see providers.yaml).",
+                        "The model '\(model.prefix(200))' is not routed by this gateway's policy (see providers.yaml)."
+                            + Admit.didYouMean(model, policy),
                         field: "model"))
                 }
                 writeJSON(status: 200, body: ModelList.item(model, dialect: line.dialect), requestID: line.requestID)

@@ -107,6 +107,15 @@ struct RefusalTests {
         #expect(try errorObject(unknown)["code"] as? String == "model_not_found")
         #expect((try errorObject(unknown)["message"] as? String)?.contains("llama-9") == true)
         #expect(try h.row("model-1")?.outcome == .refusedUnknownModel)
+        #expect((try errorObject(unknown)["message"] as? String)?.contains("Did you mean") == false)
+        // A typo that a glob routes (gpt-*) looks unpriced; one no route takes, unrouted: both name the likely model.
+        for (typo, status) in [("gpt-4o-minii", 400), ("o4mini", 404)] {
+            let refused = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                           json: #"{"model":"\#(typo)","messages":[]}"#, requestID: "model-\(typo)")
+            #expect(refused.status == status)
+            #expect((try errorObject(refused)["message"] as? String)?
+                .hasSuffix(typo == "o4mini" ? "Did you mean 'o4-mini'?" : "Did you mean 'gpt-4o-mini'?") == true, "\(refused.text)")
+        }
 
         let unpriced = try await h.post("/v1/chat/completions", key: h.aliceKey,
                                         json: #"{"model":"gpt-unpriced","messages":[]}"#, requestID: "model-2")

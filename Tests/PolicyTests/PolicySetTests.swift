@@ -69,6 +69,30 @@ import Testing
         #expect(set.listedModels() == ["gpt-4o", "gpt-4o-local", "o3"])
     }
 
+    @Test("a mistyped model's nearest listed name, within two edits and unique, ignoring case")
+    func suggestionForATypo() throws {
+        let set = try PolicyFixture.with(providers: Self.providers, prices: Self.prices).load()
+        #expect(set.listedModels() == ["gpt-4o", "gpt-4o-local", "o3"])
+        #expect(set.suggestion(for: "gpt-4o-locall") == "gpt-4o-local")  // one added
+        #expect(set.suggestion(for: "gpt-4o-lcoal") == "gpt-4o-local")   // two swapped
+        #expect(set.suggestion(for: "GPT-4o") == "gpt-4o")               // case
+        #expect(set.suggestion(for: "gpt4o") == "gpt-4o")
+        #expect(set.suggestion(for: "gpt-4o-lo") == nil)                  // three away from both
+        #expect(set.suggestion(for: "o3") == nil && set.suggestion(for: "") == nil)
+        #expect(set.suggestion(for: "llama-3") == nil)
+        // Two as near: no guess.
+        #expect(set.suggestion(for: "o4") == "o3")
+        let twins = try PolicyFixture.with(providers: Self.providers, prices: Self.prices + """
+
+            - { model: "o3x", effective_from: "2025-04-16", input: "2", output: "8" }
+            """ ).load()
+        #expect(twins.suggestion(for: "o3y") == nil)
+        #expect(twins.suggestion(for: "o3xx") == "o3x")
+        #expect(PolicySet.editDistance(Array("kitten".utf8), Array("sitting".utf8), atMost: 5) == 3)
+        #expect(PolicySet.editDistance(Array("kitten".utf8), Array("sitting".utf8), atMost: 2) == 3)
+        #expect(PolicySet.editDistance(Array("ab".utf8), Array("ba".utf8), atMost: 2) == 1)
+    }
+
     @Test func exactRouteWithoutPriceIsAnErrorWhenRefusingAndAWarningWhenAllowing() throws {
         let providers = """
             providers:
