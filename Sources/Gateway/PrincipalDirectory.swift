@@ -63,12 +63,18 @@ public final class PrincipalDirectory: Sendable {
         return keys.withLockedValue { $0.snapshot.active[hash] }
     }
 
-    /// Whose key a refused secret was, if it is a revoked key: its refusal is recorded against
-    /// them (not as a stranger's), though it stays within `unknown_callers`.
-    public func revokedPrincipal(forSecret secret: String?) -> Principal? {
-        guard let secret, APIKeySecret.looksValid(secret) else { return nil }
+    /// Whose key a presented secret is, for a refusal's row: the caller's, or, for a revoked
+    /// key, whose it was (recorded against them, not as a stranger's, though it stays within
+    /// `unknown_callers`). At most one is set.
+    public struct KeyHolder: Sendable {
+        public var active: Principal?
+        public var revoked: Principal?
+    }
+
+    public func holder(ofSecret secret: String?) -> KeyHolder {
+        guard let secret, APIKeySecret.looksValid(secret) else { return KeyHolder() }
         let hash = APIKeySecret.hash(secret)
-        return keys.withLockedValue { $0.snapshot.revoked[hash] }
+        return keys.withLockedValue { KeyHolder(active: $0.snapshot.active[hash], revoked: $0.snapshot.revoked[hash]) }
     }
 
     /// Every active key's principal (the admin API lists budgets per payer from it).

@@ -98,7 +98,7 @@ extension ProxyHandler {
             let secret = Self.secret(in: head.headers)
             switch Admit.identify(secret: secret, dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
-                refuse(line, principal: nil, model: nil, refusal, revokedKey: gateway.principals.revokedPrincipal(forSecret: secret))
+                refuse(line, holder: gateway.principals.holder(ofSecret: secret), refusal)
             case .success(let principal) where principal.isAdmin:
                 refuse(line, principal: principal, model: nil, Self.adminKeyOnModelRoute)
             case .success(let principal) where path != "/v1/models":
@@ -116,15 +116,15 @@ extension ProxyHandler {
                           requestID: line.requestID)
             }
         case (_, _) where Endpoint(proxyPath: path) != nil:
-            refuse(line, principal: knownPrincipal(head), model: nil,
+            refuse(line, holder: keyHolder(head),
                    Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use POST.",
                            headers: [("allow", "POST")]))
         case (_, _) where Self.readOnlyPaths.contains(path):
-            refuse(line, principal: knownPrincipal(head), model: nil,
+            refuse(line, holder: keyHolder(head),
                    Refusal(.methodNotAllowed, "\(head.method.rawValue) is not supported on \(path); use GET.",
                            headers: [("allow", "GET, HEAD")]))
         default:
-            refuse(line, principal: knownPrincipal(head), model: nil,
+            refuse(line, holder: keyHolder(head),
                    Refusal(.notFound, Self.unknownRoute(head.method, path)))
         }
     }
@@ -136,8 +136,7 @@ extension ProxyHandler {
         switch identity {
         case .failure(let refusal):
             // An unknown caller's body is not looked at: no work, and no caller-chosen text in the ledger.
-            return refuse(request.line, principal: nil, model: nil, refusal,
-                          revokedKey: gateway.principals.revokedPrincipal(forSecret: request.presentedSecret))
+            return refuse(request.line, holder: gateway.principals.holder(ofSecret: request.presentedSecret), refusal)
         case .success(let p) where p.isAdmin:
             return refuse(request.line, principal: p, model: nil, Self.adminKeyOnModelRoute)
         case .success(let p):
@@ -205,24 +204,26 @@ extension ProxyHandler {
             }
     }
 
-    /// The gateway's own pages, answered to GET and HEAD only.
     /// The 404 of a path the gateway does not serve, with the fix when it is one of its routes
-    /// with `/v1` missing or doubled: the usual mistake in a client's base URL.
+    /// for this method with `/v1` missing or doubled: the usual mistake in a client's base URL.
     static func unknownRoute(_ method: HTTPMethod, _ path: String) -> String {
         func served(_ path: String) -> Bool {
-            Endpoint(proxyPath: path) != nil || path == "/v1/models" || path.hasPrefix(modelPathPrefix)
+            method == .POST ? Endpoint(proxyPath: path) != nil
+                : (method == .GET || method == .HEAD) && (path == "/v1/models" || path.hasPrefix(modelPathPrefix))
         }
-        let unknown = "Unknown route \(method.rawValue) \(path.prefix(200))."
+        let shown = path.prefix(200)  // the path is the caller's: its row and answer stay bounded
+        let unknown = "Unknown route \(method.rawValue) \(shown)."
         let baseURLs = "OpenAI's SDKs take the base URL with /v1 (http://HOST:PORT/v1), Anthropic's without (http://HOST:PORT)."
         if path.hasPrefix("/v1/v1/"), served(String(path.dropFirst(3))) {
             return unknown + " The path has /v1 twice: the client's base URL ends in /v1 and its SDK adds /v1 too. " + baseURLs
         }
         if !path.hasPrefix("/v1/"), served("/v1" + path) {
-            return unknown + " Did you mean /v1\(path)? " + baseURLs
+            return unknown + " Did you mean /v1\(shown)? " + baseURLs
         }
         return unknown
     }
 
+    /// The gateway's own pages, answered to GET and HEAD only.
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
     private static let modelPathPrefix = "/v1/models/"
 
@@ -293,10 +294,15 @@ extension ProxyHandler {
         }
     }
 
-    /// The caller, if the request carries a valid key: refusals that come before identification
-    /// (too large, wrong route) are still recorded against whoever made them.
-    func knownPrincipal(_ head: HTTPRequestHead) -> Principal? {
-        Self.secret(in: head.headers).flatMap(gateway.principals.principal(forSecret:))
+    /// Whose key the request carries: refusals that come before identification (too large,
+    /// wrong route) or without it (a revoked key) are still recorded against whoever made them.
+    func keyHolder(_ head: HTTPRequestHead) -> PrincipalDirectory.KeyHolder {
+        gateway.principals.holder(ofSecret: Self.secret(in: head.headers))
+    }
+
+    /// A refusal before the caller is admitted: recorded against the key's holder, if any.
+    func refuse(_ line: RequestLine, holder: PrincipalDirectory.KeyHolder, _ refusal: Refusal) {
+        refuse(line, principal: holder.active, model: nil, refusal, revokedKey: holder.revoked)
     }
 
     var tooLarge: Refusal {

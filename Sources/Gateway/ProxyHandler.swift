@@ -137,9 +137,7 @@ final class ProxyHandler: ChannelDuplexHandler, ClientConnection {
     /// read (the connection closes after the answer).
     private func refuseBeforeEnd(head: HTTPRequestHead, startedAt: Int64, _ refusal: Refusal) {
         leaveBodyUnread()
-        let principal = knownPrincipal(head)
-        refuse(line(for: head, startedAt: startedAt), principal: principal, model: nil, refusal,
-               revokedKey: principal == nil ? gateway.principals.revokedPrincipal(forSecret: Self.secret(in: head.headers)) : nil)
+        refuse(line(for: head, startedAt: startedAt), holder: keyHolder(head), refusal)
     }
 
     /// The answer goes before the request's end, and the connection closes after it.

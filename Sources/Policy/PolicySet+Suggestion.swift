@@ -4,8 +4,9 @@ extension PolicySet {
     /// edits and no other is as near. For refusals of an unrouted or unpriced model: the caller
     /// cannot see the policy's files, and a glob route (`gpt-*`) makes a typo look unpriced.
     public func suggestion(for model: String) -> String? {
+        // The name is the caller's (up to a whole body): nothing longer than a model's is looked at.
+        guard !model.isEmpty, model.utf8.count <= 200 else { return nil }
         let typed = Array(model.lowercased().utf8)
-        guard !typed.isEmpty, typed.count <= 200 else { return nil }
         var best: (name: String, distance: Int)?
         var tied = false
         for name in listedModels() where name != model {

@@ -24,6 +24,8 @@ public final class PolicySet: Sendable {
     public let sourceFiles: [String: String]
     /// Per route, in order: the longest its calls may take (`serving(model:)`).
     private let longestCalls: [Int64]
+    /// `listedModels()`, worked out once (a refusal's suggestion reads it too).
+    private let listed: [String]
 
     public init(providers: [String: Provider], routes: [ModelRoute], prices: PriceBook,
                 gateway: GatewaySettings = .defaults, plans: PlanBook = .unlimited, version: String = "",
@@ -38,6 +40,7 @@ public final class PolicySet: Sendable {
         self.warnings = warnings
         self.namedFiles = namedFiles
         self.sourceFiles = sourceFiles
+        listed = Self.listed(routes: routes, prices: prices, providers: providers)
         longestCalls = routes.map { route in
             let chain = [route.provider] + route.fallbacks.compactMap { model in
                 routes.first { $0.pattern.matches(model) }?.provider
@@ -70,12 +73,17 @@ public final class PolicySet: Sendable {
 
     /// Models to advertise on `GET /v1/models`: every exact name in the price book or in a route
     /// that routes to a provider, sorted. Globs are not listed: they name no particular model.
-    public func listedModels() -> [String] {
+    public func listedModels() -> [String] { listed }
+
+    private static func listed(routes: [ModelRoute], prices: PriceBook, providers: [String: Provider]) -> [String] {
+        func routed(_ model: String) -> Bool {
+            routes.first { $0.pattern.matches(model) }.map { providers[$0.provider] != nil } ?? false
+        }
         var names = Set<String>()
-        for entry in prices.entries where entry.model.isExact && provider(forModel: entry.model.text) != nil {
+        for entry in prices.entries where entry.model.isExact && routed(entry.model.text) {
             names.insert(entry.model.text)
         }
-        for route in routes where route.pattern.isExact && provider(forModel: route.pattern.text) != nil {
+        for route in routes where route.pattern.isExact && routed(route.pattern.text) {
             names.insert(route.pattern.text)
         }
         return names.sorted()

@@ -303,7 +303,6 @@ enum ProvidersFile {
 
     struct URLProblem: Error { let reason: String }
 
-    /// `http(s)://host[:port][/path]` with trailing slashes removed, or why not.
     /// A base URL whose path does not fit its dialect's paths (`Endpoint.upstreamPath`): the
     /// usual slip in a provider's set-up, which would otherwise show only as the provider's 404s.
     static func pathMistake(_ baseURL: String, _ dialect: Dialect) -> String? {
@@ -318,6 +317,7 @@ enum ProvidersFile {
         }
     }
 
+    /// `http(s)://host[:port][/path]` with trailing slashes removed, or why not.
     static func normaliseBaseURL(_ text: String) -> Result<String, URLProblem> {
         var url = text
         while url.hasSuffix("/") { url.removeLast() }

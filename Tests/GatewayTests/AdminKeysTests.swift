@@ -98,7 +98,7 @@ struct AdminKeysTests {
     /// user (not "(none)"), but a revoked key is no caller: its rows stay within unknown_callers.
     @Test("a revoked key's refusals are recorded against the key and its user, within unknown_callers")
     func revokedKeyRefusalsNameTheKey() async throws {
-        let h = try ProxyHarness(gatewayYAML: Self.manageKeys + "\nunknown_callers: { rows_per_minute: 600, rows_per_minute_per_address: 3 }\n")
+        let h = try ProxyHarness(gatewayYAML: Self.manageKeys + "\nunknown_callers: { rows_per_minute: 600, rows_per_minute_per_address: 4 }\n")
         defer { h.shutdown() }
         let made = try jsonObject(try await send(h, .POST, "/admin/api/keys", key: h.adminKey, json: #"{"user":"frank","team":"ops2"}"#))
         let id = try #require(made["id"] as? String), secret = try #require(made["secret"] as? String)
@@ -125,12 +125,16 @@ struct AdminKeysTests {
                                                    headers: [("authorization", "Bearer \(secret)"), ("x-request-id", "rk-models")])
         #expect(models.status == 401)
         #expect(try h.row("rk-models")?.keyId == id)
+        let nowhere = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/nowhere",
+                                                    headers: [("authorization", "Bearer \(secret)"), ("x-request-id", "rk-404")])
+        #expect(nowhere.status == 404)
+        #expect(try h.row("rk-404")?.keyId == id)
         // A key unknown to the store is still nobody's.
         #expect(try await h.post("/v1/chat/completions", key: "tk-" + String(repeating: "a", count: 40), json: Self.chat,
                                  requestID: "rk-unknown").status == 401)
         let unknown = try #require(try h.row("rk-unknown"))
         #expect(unknown.keyId == nil && unknown.user == nil)
-        // The address's 3 rows are used: the revoked key's next refusals are answered, not recorded.
+        // The address's 4 rows are used: the revoked key's next refusals are answered, not recorded.
         #expect(try await h.post("/v1/chat/completions", key: secret, json: Self.chat, requestID: "rk-past").status == 401)
         #expect(try h.row("rk-past") == nil)
     }

@@ -19,16 +19,19 @@ import Testing
 
         func insert(_ key: APIKeyRecord) throws { script.withLockedValue { $0.keys.append(key) } }
         func key(id: String) throws -> APIKeyRecord? { try list().first { $0.id == id } }
-        /// Every key (the directory asks for the active ones: revoked keys are removed here).
+        /// The keys, active or revoked as `query` asks (the directory reads both).
         func keys(_ query: KeyQuery) throws -> [APIKeyRecord] {
             let (keys, unreadable, step) = script.withLockedValue { ($0.keys, $0.unreadable, $0.duringRead) }
             if unreadable { throw LedgerError.sqlite(code: 10, message: "disk I/O error", context: "reading keys") }
             step?()  // after the keys were read, before the directory swaps them in
-            return keys
+            return keys.filter { query.revoked == nil || $0.isRevoked == query.revoked }
         }
         func revoke(id: String, at time: Int64) throws -> Bool {
-            script.withLockedValue { $0.keys.removeAll { $0.id == id } }
-            return true
+            script.withLockedValue { script in
+                guard let i = script.keys.firstIndex(where: { $0.id == id && !$0.isRevoked }) else { return false }
+                script.keys[i].revokedAt = time
+                return true
+            }
         }
         func changeStamp() throws -> Int64 { 0 }
         func close() {}
@@ -53,6 +56,7 @@ import Testing
         directory.forget(alice.record)
         #expect(directory.principal(forSecret: bob.secret)?.user == "bob")
         #expect(directory.principal(forSecret: alice.secret) == nil)
+        #expect(directory.holder(ofSecret: alice.secret).revoked?.user == "alice")
         #expect(directory.all.map(\.user) == ["bob"])
     }
 
@@ -75,7 +79,9 @@ import Testing
         }
         try directory.reload()
         #expect(directory.principal(forSecret: alice.secret) == nil)
+        #expect(directory.holder(ofSecret: alice.secret).revoked?.user == "alice")
         #expect(directory.principal(forSecret: bob.secret)?.user == "bob")
+        #expect(directory.holder(ofSecret: bob.secret).revoked == nil)
         #expect(directory.principal(forSecret: carol.secret)?.user == "carol")
         // A reload that fails leaves the keys as they were, and the next one reads the store as
         // it is: a change made in between is not replayed onto it (dave's key, made through
@@ -90,5 +96,8 @@ import Testing
         try directory.reload()
         #expect(Set(directory.all.map(\.user)) == ["bob", "carol"])
         #expect(directory.principal(forSecret: dave.secret) == nil)
+        let daves = directory.holder(ofSecret: dave.secret)
+        #expect(daves.active == nil && daves.revoked?.keyId == dave.record.id)
+        #expect(directory.holder(ofSecret: "tk-" + String(repeating: "b", count: 40)).revoked == nil)
     }
 }

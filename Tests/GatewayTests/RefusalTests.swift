@@ -168,6 +168,14 @@ struct RefusalTests {
         let models = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/models",
                                                    headers: [("authorization", "Bearer \(h.aliceKey)")])
         #expect(models.status == 404 && models.text.contains("Did you mean /v1/models?"), "\(models.text)")
+        // The path is the caller's: the answer quotes at most 200 bytes of it, hint or not.
+        let long = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/models/" + String(repeating: "m", count: 5_000),
+                                                 headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-4")])
+        #expect(long.status == 404 && long.text.contains("Did you mean /v1/models/mmm") && long.text.count < 1_000, "\(long.text.count)")
+        #expect(try #require(try h.row("route-4")).errorMessage?.count ?? 0 < 1_000)
+        // A route of another method is no hint: POST /models/x is not POST /v1/models/x.
+        let post = try await h.post("/models/x", key: h.aliceKey, json: "{}", requestID: "route-5")
+        #expect(post.status == 404 && !post.text.contains("Did you mean"), "\(post.text)")
         let get = try await TestHTTPClient.send(port: h.port, method: .GET, path: "/v1/chat/completions",
                                                 headers: [("authorization", "Bearer \(h.aliceKey)"), ("x-request-id", "route-2")])
         #expect(get.status == 405)

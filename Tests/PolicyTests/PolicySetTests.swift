@@ -80,8 +80,9 @@ import Testing
         #expect(set.suggestion(for: "gpt-4o-lo") == nil)                  // three away from both
         #expect(set.suggestion(for: "o3") == nil && set.suggestion(for: "") == nil)
         #expect(set.suggestion(for: "llama-3") == nil)
-        // Two as near: no guess.
         #expect(set.suggestion(for: "o4") == "o3")
+        #expect(set.suggestion(for: "gpt-4o" + String(repeating: "x", count: 1_000)) == nil)
+        // Two as near: no guess.
         let twins = try PolicyFixture.with(providers: Self.providers, prices: Self.prices + """
 
             - { model: "o3x", effective_from: "2025-04-16", input: "2", output: "8" }
