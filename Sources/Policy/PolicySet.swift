@@ -42,9 +42,7 @@ public final class PolicySet: Sendable {
         self.sourceFiles = sourceFiles
         listed = Self.listed(routes: routes, prices: prices, providers: providers)
         longestCalls = routes.map { route in
-            let chain = [route.provider] + route.fallbacks.compactMap { model in
-                routes.first { $0.pattern.matches(model) }?.provider
-            }
+            let chain = [route.provider] + route.fallbacks.compactMap { Self.route(for: $0, in: routes)?.provider }
             // From the call's start: its body may take `body_timeout_ms` to arrive.
             return chain.reduce(Int64(gateway.bodyTimeoutMs) * 1_000) { total, name in
                 total + (providers[name]?.longestCallMicros ?? 0)
@@ -63,6 +61,11 @@ public final class PolicySet: Sendable {
 
     /// The route a model takes: the first whose pattern matches.
     public func route(forModel model: String) -> ModelRoute? {
+        Self.route(for: model, in: routes)
+    }
+
+    /// Also for what `init` works out before the set exists.
+    private static func route(for model: String, in routes: [ModelRoute]) -> ModelRoute? {
         routes.first { $0.pattern.matches(model) }
     }
 
@@ -77,7 +80,7 @@ public final class PolicySet: Sendable {
 
     private static func listed(routes: [ModelRoute], prices: PriceBook, providers: [String: Provider]) -> [String] {
         func routed(_ model: String) -> Bool {
-            routes.first { $0.pattern.matches(model) }.map { providers[$0.provider] != nil } ?? false
+            route(for: model, in: routes).map { providers[$0.provider] != nil } ?? false
         }
         var names = Set<String>()
         for entry in prices.entries where entry.model.isExact && routed(entry.model.text) {
