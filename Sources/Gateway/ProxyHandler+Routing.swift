@@ -94,7 +94,7 @@ extension ProxyHandler {
             writeEnd()
         case (_, _) where path.hasPrefix("/admin/"):
             answerAdmin(head, path: path, body: body, requestID: line.requestID)
-        case (.GET, _) where path == "/v1/models" || path.hasPrefix(Self.modelPathPrefix):
+        case (.GET, _) where Self.isModelsPath(path):
             let secret = Self.secret(in: head.headers)
             switch Admit.identify(secret: secret, dialect: line.dialect, in: gateway.principals) {
             case .failure(let refusal):
@@ -208,8 +208,7 @@ extension ProxyHandler {
     /// for this method with `/v1` missing or doubled: the usual mistake in a client's base URL.
     static func unknownRoute(_ method: HTTPMethod, _ path: String) -> String {
         func served(_ path: String) -> Bool {
-            method == .POST ? Endpoint(proxyPath: path) != nil
-                : (method == .GET || method == .HEAD) && (path == "/v1/models" || path.hasPrefix(modelPathPrefix))
+            method == .POST ? Endpoint(proxyPath: path) != nil : (method == .GET || method == .HEAD) && isModelsPath(path)
         }
         let shown = path.prefix(200)  // the path is the caller's: its row and answer stay bounded
         let unknown = "Unknown route \(method.rawValue) \(shown)."
@@ -226,6 +225,11 @@ extension ProxyHandler {
     /// The gateway's own pages, answered to GET and HEAD only.
     private static let readOnlyPaths: Set<String> = ["/healthz", "/metrics", "/dashboard", "/v1/models"]
     private static let modelPathPrefix = "/v1/models/"
+
+    /// The model list and one model (`GET /v1/models/{id}`; ids may hold '/').
+    private static func isModelsPath(_ path: String) -> Bool {
+        path == "/v1/models" || path.hasPrefix(modelPathPrefix)
+    }
 
     /// A page whose work runs off the event loop, asked for while the gateway stops (its
     /// thread is gone).
