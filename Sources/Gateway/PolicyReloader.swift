@@ -22,8 +22,9 @@ public final class PolicyReloader: Sendable {
 
     private struct State {
         var fingerprint: [String: String] = [:]
-        /// Files outside the YAML that the last load named (`ca_file`), watched with the YAML.
-        var namedFiles: [String] = []
+        /// Files outside the YAML that the last load named (`ca_file`), watched with the YAML
+        /// (with their stamps as that load found them; the watcher needs only the paths).
+        var namedFiles: [String: String] = [:]
         var stopped = false
         var reloads = 0
         var failedReloads = 0
@@ -41,12 +42,11 @@ public final class PolicyReloader: Sendable {
         self.environment = environment
         self.logger = logger
         let warnings = Set(policy.warnings.map { "\($0)" })
-        let namedFiles = Array(policy.namedFiles.keys)
         let fingerprint = directory.map { Self.fingerprint(of: $0, loaded: policy) } ?? [:]
         state.withLockedValue {
             $0.warnings = warnings
             $0.fingerprint = fingerprint
-            $0.namedFiles = namedFiles
+            $0.namedFiles = policy.namedFiles
         }
     }
 
@@ -65,7 +65,7 @@ public final class PolicyReloader: Sendable {
 
     private func reload(_ directory: String) -> Bool {
         // Taken before loading, so a change made meanwhile is seen next time.
-        let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles })
+        let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles }.keys)
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
             try Self.checkLimitsStay(from: policy, to: fresh)
@@ -81,7 +81,7 @@ public final class PolicyReloader: Sendable {
                     s.lastError = nil
                 }
                 s.fingerprint = Self.fingerprint(fingerprint, namedFiles: fresh.namedFiles)
-                s.namedFiles = Array(fresh.namedFiles.keys)
+                s.namedFiles = fresh.namedFiles
                 s.reloads += 1
                 s.refused = nil
                 return (s.warnings, s.lastError != nil)
@@ -105,7 +105,7 @@ public final class PolicyReloader: Sendable {
                 // Do not retry the same broken files every half second; a missing ca_file is
                 // watched, so that it is loaded once it appears.
                 $0.fingerprint = Self.fingerprint(fingerprint, namedFiles: error.namedFiles)
-                $0.namedFiles = Array(error.namedFiles.keys)
+                $0.namedFiles = error.namedFiles
                 if $0.refused != $0.fingerprint { $0.failedReloads += 1 }
                 $0.refused = $0.fingerprint
                 $0.lastError = error.description
@@ -140,7 +140,7 @@ public final class PolicyReloader: Sendable {
                 // Compared under the reload lock: a SIGHUP may have loaded the change meanwhile.
                 reloading.withLock {
                     let (seen, files) = state.withLockedValue { ($0.fingerprint, $0.namedFiles) }
-                    if settling.look(Self.fingerprint(of: directory, namedFiles: files), loaded: seen) {
+                    if settling.look(Self.fingerprint(of: directory, namedFiles: files.keys), loaded: seen) {
                         _ = reload(directory)
                     }
                 }
@@ -175,7 +175,7 @@ public final class PolicyReloader: Sendable {
 
     /// Name → `FileStamp` of each YAML file (and path → the same of each named file), read every
     /// half second.
-    private static func fingerprint(of directory: String, namedFiles: [String]) -> [String: String] {
+    private static func fingerprint(of directory: String, namedFiles: some Sequence<String>) -> [String: String] {
         var result: [String: String] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
@@ -190,7 +190,7 @@ public final class PolicyReloader: Sendable {
     /// still writing the files as the service starts) is seen and loaded. Other YAML files in the
     /// directory (which the loader does not read) are taken as they are.
     static func fingerprint(of directory: String, loaded policy: PolicySet) -> [String: String] {
-        var result = fingerprint(of: directory, namedFiles: [])
+        var result = fingerprint(of: directory, namedFiles: [String]())
         // A file the load did not find has no stamp: one that appeared since is a change.
         for (name, _) in PolicyLoader.knownFiles { result[name] = policy.sourceFiles[name] }
         result.merge(policy.namedFiles) { _, loaded in loaded }
