@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerTestSupport
 import Metering
 import Testing
 @testable import Gateway
@@ -12,10 +13,9 @@ import Testing
     }
 
     @Test func aBurstsTableIsGivenBackWhenItsCallsHaveEnded() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let journal = InFlightJournal(databasePath: dir.appendingPathComponent("ledger.sqlite").path)
+        let dir = try TemporaryDirectory()
+        defer { _ = dir }
+        let journal = InFlightJournal(databasePath: dir.path())
         defer { journal.stop() }
 
         // A few at a time, as at steady load: the table keeps its room.
@@ -38,10 +38,9 @@ import Testing
     /// must not leave them to find no row and record the calls again, as `interrupted`.
     @Test("ledger prune records what a stopped gateway left first: its markers do not bring pruned calls back")
     func markersAreRecordedBeforeAPrune() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let dir = try TemporaryDirectory()
+        defer { _ = dir }
+        let path = dir.path()
         let january = Day("2026-01-10")!.unixSeconds * UnixTime.microsPerSecond
         let calls = (1...4).map { i -> LedgerEntry in
             var call = entry(i)
@@ -71,10 +70,9 @@ import Testing
 
     @Test("a call that ended but could not be recorded is recorded at the next start with its usage, not as interrupted")
     func aRowNotRecordedIsKeptForTheNextStart() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inflight-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let dir = try TemporaryDirectory()
+        defer { _ = dir }
+        let path = dir.path()
         let journal = InFlightJournal(databasePath: path)
         journal.started(entry(1))
         journal.started(entry(2))

@@ -1,6 +1,7 @@
 import FakeLLMTLS
 import Foundation
 import Ledger
+import LedgerTestSupport
 import Logging
 import Policy
 import Testing
@@ -73,10 +74,9 @@ struct PolicyFileSettlingTests {
 
     @Test("a named file is recorded as the load found it: one that appeared after a load found it missing is still a change to load")
     func namedFileStampedAsTheLoadFoundIt() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stamp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let ca = directory.appendingPathComponent("ca.pem").path
+        let directory = try TemporaryDirectory()
+        defer { _ = directory }
+        let ca = directory.path("ca.pem")
         // The load found it missing; by the time the refusal is recorded the copy has landed.
         try "-----BEGIN CERTIFICATE-----\n".write(toFile: ca, atomically: true, encoding: .utf8)
         let recorded = PolicyReloader.fingerprint(["providers.yaml": "1:100@1.0"], namedFiles: [ca: FileStamp.unreadable])
@@ -92,11 +92,11 @@ struct PolicyFileSettlingTests {
     @Test("a change made between the start-up load and the watcher's start is loaded",
           arguments: ["a policy file rewritten", "a policy file that appeared", "a ca_file replaced"])
     func changeBeforeTheWatcherStartsLoads(change: String) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("start-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        defer { _ = scratch }
+        let directory = scratch.url.path
         func write(_ name: String, _ text: String) throws {
-            try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+            try text.write(toFile: scratch.path(name), atomically: true, encoding: .utf8)
         }
         try write("providers.yaml", """
             providers:
@@ -106,13 +106,13 @@ struct PolicyFileSettlingTests {
             """)
         try write("prices.yaml", #"- { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.6" }"#)
         try write("gateway.yaml", "max_body_bytes: 100000\n")
-        try FakeTLS.generate().writeCertificateAuthority(to: directory + "/ca.pem")
+        try FakeTLS.generate().writeCertificateAuthority(to: scratch.path("ca.pem"))
         let loaded = try PolicyLoader.load(directory: directory, environment: [:])
 
         switch change {
         case "a policy file rewritten": try write("gateway.yaml", "max_body_bytes: 1024\n")
         case "a policy file that appeared": try write("plans.yaml", "plans: { small: { requests_per_minute: 5 } }\ndefaults: { plan: small }\n")
-        default: try FakeTLS.generate().writeCertificateAuthority(to: directory + "/ca.pem")
+        default: try FakeTLS.generate().writeCertificateAuthority(to: scratch.path("ca.pem"))
         }
         var logger = Logger(label: "test")
         logger.logLevel = .error
