@@ -45,6 +45,10 @@ public final class PrincipalDirectory: Sendable {
         var revoked: [String: Principal] = [:]
 
         mutating func change(_ hash: String, to principal: Principal, revoked isRevoked: Bool) {
+            // A revocation is final: a key made through the API while a reload read the store,
+            // and revoked elsewhere (`keys revoke`) before the read, is not brought back when
+            // its admission is replayed onto what the read found.
+            if !isRevoked, revoked[hash] != nil { return }
             active[hash] = isRevoked ? nil : principal
             revoked[hash] = isRevoked ? principal : nil
         }

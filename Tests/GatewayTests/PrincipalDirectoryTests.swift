@@ -13,6 +13,7 @@ import Testing
         struct Script {
             var keys: [APIKeyRecord] = []
             var unreadable = false
+            var beforeRead: (@Sendable () -> Void)?
             var duringRead: (@Sendable () -> Void)?
         }
         let script = NIOLockedValueBox(Script())
@@ -21,6 +22,7 @@ import Testing
         func key(id: String) throws -> APIKeyRecord? { try list().first { $0.id == id } }
         /// The keys, active or revoked as `query` asks (the directory reads both).
         func keys(_ query: KeyQuery) throws -> [APIKeyRecord] {
+            script.withLockedValue { $0.beforeRead }?()  // once the reload began, before it reads
             let (keys, unreadable, step) = script.withLockedValue { ($0.keys, $0.unreadable, $0.duringRead) }
             if unreadable { throw LedgerError.sqlite(code: 10, message: "disk I/O error", context: "reading keys") }
             step?()  // after the keys were read, before the directory swaps them in
@@ -99,5 +101,29 @@ import Testing
         let daves = directory.holder(ofSecret: dave.secret)
         #expect(daves.active == nil && daves.revoked?.keyId == dave.record.id)
         #expect(directory.holder(ofSecret: "tk-" + String(repeating: "b", count: 40)).revoked == nil)
+    }
+
+    @Test("a key made through the API during a reload and revoked elsewhere before the reload read it stays revoked")
+    func revocationDuringAReloadIsFinal() throws {
+        let store = ScriptedKeyStore()
+        let directory = try PrincipalDirectory(keyStore: store, logger: Logger(label: "test"))
+        let erin = Self.key("erin")
+        // The admin API makes erin's key while the poll reloads; `tokenctl keys revoke` revokes
+        // it before the reload reads the store, so the read finds it revoked and the admission
+        // is replayed onto that.
+        store.script.withLockedValue {
+            $0.beforeRead = {
+                try? store.insert(erin.record)
+                directory.admit(erin.record)
+                _ = try? store.revoke(id: erin.record.id, at: 3)
+            }
+        }
+        try directory.reload()
+        #expect(directory.principal(forSecret: erin.secret) == nil)
+        #expect(directory.holder(ofSecret: erin.secret).revoked?.keyId == erin.record.id)
+        // Nor does an admission after the revocation was seen bring it back.
+        store.script.withLockedValue { $0.beforeRead = nil }
+        directory.admit(erin.record)
+        #expect(directory.principal(forSecret: erin.secret) == nil)
     }
 }
