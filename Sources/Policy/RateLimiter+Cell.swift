@@ -9,6 +9,9 @@
 ///
 /// The TAT is kept exactly: whole microseconds plus `fraction / rate` of one, so that rates
 /// that do not divide a minute (7 per minute) neither drift nor lose a unit of the burst.
+///
+/// The cell keeps the rate it was charged at: a policy reload may change the limit, and a TAT
+/// is a count of units only at its own rate (see `rescaled`).
 struct GCRACell: Sendable, Hashable {
     /// The length of the window the rate is expressed in: one minute, in microseconds.
     static let period: Int64 = 60_000_000
@@ -19,11 +22,13 @@ struct GCRACell: Sendable, Hashable {
     static let maxDebt: Int64 = 86_400_000_000
 
     /// A meter that is full (TAT at or before every `now`).
-    static let full = GCRACell(micros: .min, fraction: 0)
+    static let full = GCRACell(micros: .min, fraction: 0, rate: 1)
 
     /// TAT = `micros` + `fraction / rate` µs, with `0 <= fraction < rate`.
     var micros: Int64
     var fraction: Int64
+    /// The per-minute rate the TAT was charged at.
+    var rate: Int64
 
     /// A limit as a usable rate, or nil when the limit blocks everything (0 or less).
     static func rate(_ perMinute: Int) -> Int64? {
@@ -41,17 +46,35 @@ struct GCRACell: Sendable, Hashable {
         micros > now || (micros == now && fraction > 0)
     }
 
-    /// The TAT as a meter that cannot be fuller than full: `max(TAT, now)`, and with the
-    /// fraction valid for `rate` (a policy reload may have lowered the rate).
+    /// The TAT as a meter at `rate` that cannot be fuller than full: `max(TAT, now)`.
     func started(at now: Int64, rate: Int64) -> GCRACell {
-        isBusy(at: now) ? GCRACell(micros: micros, fraction: min(fraction, rate - 1))
-                        : GCRACell(micros: now, fraction: 0)
+        isBusy(at: now) ? rescaled(to: rate, at: now) : GCRACell(micros: now, fraction: 0, rate: rate)
+    }
+
+    /// A busy meter charged at `self.rate` as one at `new` (a policy reload changed the limit):
+    /// what was taken, counted at the new rate. Raised, the lead over now shrinks by old / new,
+    /// so a caller in debt under the old limit gets in as far as the new one allows (kept in
+    /// time, 7,530 tokens over 3,000 a minute still waited 1.5 minutes under 100,000).
+    /// Lowered, what was taken fills the new minute at most: 50,000 of 100,000 leave nothing of
+    /// a new 3,000, earned back at its rate, not 16 minutes of debt; debt it had stays as long.
+    func rescaled(to new: Int64, at now: Int64) -> GCRACell {
+        if new == rate { return self }
+        let lead = micros - now
+        // lead · old = (micros − now) · old + fraction: up to a day's debt times `maxRate`.
+        let scaled = Int128(lead) * Int128(rate) + Int128(fraction)
+        let (newLead, newFraction) = scaled.quotientAndRemainder(dividingBy: Int128(new))
+        let cap = max(lead, GCRACell.period)
+        guard newLead < Int128(cap) else {
+            let kept = lead == cap ? Int64(Int128(fraction) * Int128(new) / Int128(rate)) : 0
+            return GCRACell(micros: now + cap, fraction: kept, rate: new)
+        }
+        return GCRACell(micros: now + Int64(newLead), fraction: Int64(newFraction), rate: new)
     }
 
     /// This TAT pushed `units · period / rate` later (`0 <= units <= maxRate`).
-    func advanced(by units: Int64, rate: Int64) -> GCRACell {
+    func advanced(by units: Int64) -> GCRACell {
         let total = fraction + units * GCRACell.period
-        return GCRACell(micros: micros + total / rate, fraction: total % rate)
+        return GCRACell(micros: micros + total / rate, fraction: total % rate, rate: rate)
     }
 
     /// Whether a meter with this TAT is within its burst at `now`: TAT − now ≤ period.
@@ -67,12 +90,11 @@ struct GCRACell: Sendable, Hashable {
         return late + (fraction > 0 ? 1 : 0)
     }
 
-    /// Units that could be taken at `now` (0 ... rate).
-    func remaining(at now: Int64, rate: Int64) -> Int64 {
-        let start = started(at: now, rate: rate)
-        let room = now + GCRACell.period - start.micros  // ≤ period; negative in debt
+    /// Units that could be taken at `now` (0 ... rate), of a meter `started` at `now`.
+    func remaining(at now: Int64) -> Int64 {
+        let room = now + GCRACell.period - micros  // ≤ period; negative in debt
         if room <= 0 { return 0 }
-        return max(0, min(rate, (room * rate - start.fraction) / GCRACell.period))
+        return max(0, min(rate, (room * rate - fraction) / GCRACell.period))
     }
 
     /// Microseconds from `now` until the meter is full again (rounded up).
@@ -86,17 +108,17 @@ struct GCRACell: Sendable, Hashable {
     /// `units` more taken at settlement, without a check: the call already ran. The debt this
     /// may create delays later calls; it is capped at `maxDebt` past a full minute.
     func charged(extra units: Int64, rate: Int64, now: Int64) -> GCRACell {
-        let pushed = started(at: now, rate: rate).advanced(by: min(units, GCRACell.maxRate), rate: rate)
+        let pushed = started(at: now, rate: rate).advanced(by: min(units, GCRACell.maxRate))
         let ceiling = now + GCRACell.period + GCRACell.maxDebt
-        return pushed.micros >= ceiling ? GCRACell(micros: ceiling, fraction: 0) : pushed
+        return pushed.micros >= ceiling ? GCRACell(micros: ceiling, fraction: 0, rate: rate) : pushed
     }
 
     /// `units` given back at settlement; never fuller than full.
     func refunded(_ units: Int64, rate: Int64, now: Int64) -> GCRACell {
         guard isBusy(at: now) else { return .full }
+        let cell = rescaled(to: rate, at: now)
         let total = min(units, GCRACell.maxRate) * GCRACell.period
-        var result = GCRACell(micros: micros - total / rate,
-                              fraction: min(fraction, rate - 1) - total % rate)
+        var result = GCRACell(micros: cell.micros - total / rate, fraction: cell.fraction - total % rate, rate: rate)
         if result.fraction < 0 {
             result.fraction += rate
             result.micros -= 1

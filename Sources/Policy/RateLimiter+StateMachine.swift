@@ -11,6 +11,20 @@ struct RateLimiterStateMachine: Sendable {
         func isIdle(at now: Int64) -> Bool {
             !requests.isBusy(at: now) && !tokens.isBusy(at: now)
         }
+
+        /// Its busy meters at the rates `limits` set now: a policy reload may have changed them
+        /// (`GCRACell.rescaled`). Stored by a refusal too, so that a lowered limit's count of what
+        /// was taken is made once, not again from each later moment.
+        func rated(_ limits: RateLimits, at now: Int64) -> Entry {
+            var entry = self
+            if let rate = limits.requestsPerMinute.flatMap(GCRACell.rate), requests.isBusy(at: now) {
+                entry.requests = requests.rescaled(to: rate, at: now)
+            }
+            if let rate = limits.tokensPerMinute.flatMap(GCRACell.rate), tokens.isBusy(at: now) {
+                entry.tokens = tokens.rescaled(to: rate, at: now)
+            }
+            return entry
+        }
     }
 
     /// One key's verdict before anything is stored.
@@ -45,6 +59,7 @@ struct RateLimiterStateMachine: Sendable {
             entries[key] = updated
             return .allowed(status)
         case .over(let status, let which, let wait):
+            keepRated(key, limits, now: now)
             return .limited(status, which: which, retryAfterMicros: wait)
         }
     }
@@ -62,15 +77,25 @@ struct RateLimiterStateMachine: Sendable {
             if secondLimits.requestsPerMinute != nil || secondLimits.tokensPerMinute != nil { entries[second] = entryB }
             return .allowed(statusA.tighter(statusB))
         default:
+            keepRated(first, firstLimits, now: now)
+            keepRated(second, secondLimits, now: now)
             let refusal = a.retryAfter >= b.retryAfter ? a : b
             guard case .over(let status, let which, let wait) = refusal else { preconditionFailure() }
             return .limited(status, which: which, retryAfterMicros: wait)
         }
     }
 
+    /// A refused key's meters, uncharged, at the current rates (see `Entry.rated`).
+    private mutating func keepRated(_ key: String, _ limits: RateLimits, now: Int64) {
+        guard let entry = entries[key] else { return }
+        let rated = entry.rated(limits, at: now)
+        if rated != entry { entries[key] = rated }
+    }
+
     /// Charges one request and `tokens` to `entry`, or says which limit refuses and for how long
     /// (the longer wait if both do, so a retry at that moment fits both).
-    static func evaluate(_ entry: Entry, _ limits: RateLimits, tokens: Int, now: Int64) -> Evaluation {
+    static func evaluate(_ stored: Entry, _ limits: RateLimits, tokens: Int, now: Int64) -> Evaluation {
+        let entry = stored.rated(limits, at: now)
         var updated = entry
         var refusal: (which: RateDimension, wait: Int64)?
         if let limit = limits.requestsPerMinute {
@@ -93,8 +118,7 @@ struct RateLimiterStateMachine: Sendable {
 
     static func meter(_ cell: GCRACell, limit: Int, units: Int, now: Int64) -> Metered {
         guard let rate = GCRACell.rate(limit) else { return .over(wait: GCRACell.period) }
-        let pushed = cell.started(at: now, rate: rate)
-            .advanced(by: GCRACell.charge(units, rate: rate), rate: rate)
+        let pushed = cell.started(at: now, rate: rate).advanced(by: GCRACell.charge(units, rate: rate))
         return pushed.fits(at: now) ? .fits(pushed) : .over(wait: pushed.wait(from: now))
     }
 
@@ -107,8 +131,9 @@ struct RateLimiterStateMachine: Sendable {
         guard let rate = GCRACell.rate(limit) else {
             return RateMeterStatus(limit: max(0, limit), remaining: 0, resetMicros: 0)
         }
-        return RateMeterStatus(limit: limit, remaining: Int(cell.remaining(at: now, rate: rate)),
-                               resetMicros: cell.untilFull(at: now))
+        let current = cell.started(at: now, rate: rate)
+        return RateMeterStatus(limit: limit, remaining: Int(current.remaining(at: now)),
+                               resetMicros: current.untilFull(at: now))
     }
 
     // MARK: Settlement

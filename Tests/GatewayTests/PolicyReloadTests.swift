@@ -158,6 +158,28 @@ struct PolicyReloadLimitTests {
     }
 }
 
+@Suite("Policy reload of rate limits")
+struct PolicyReloadRateTests {
+    /// A caller in token debt under the old limit (one long prompt) is let in as soon as a raised
+    /// limit allows: the debt was kept in time at the old rate, so it still waited minutes.
+    @Test("tokens_per_minute raised while a caller is in debt under the old limit: its next call is admitted")
+    func raisedLimitAdmitsAtOnce() async throws {
+        let plans = { (tpm: Int) in "defaults: { plan: metered }\nplans: { metered: { tokens_per_minute: \(tpm) } }\n" }
+        let h = try ProxyHarness(plansYAML: plans(1_000))
+        defer { h.shutdown() }
+        let long = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""# + String(repeating: "lorem ", count: 3_000) + #""}]}"#
+        let short = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+        #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: long, requestID: "long").status == 200)
+        let refused = try await h.post("/v1/chat/completions", key: h.aliceKey, json: short, requestID: "in-debt")
+        #expect(refused.status == 429, "\(refused.text)")
+        try h.writePolicy("plans.yaml", plans(100_000))
+        #expect(h.server.reloadPolicy())
+        let raised = try await h.post("/v1/chat/completions", key: h.aliceKey, json: short, requestID: "raised")
+        #expect(raised.status == 200, "\(raised.text)")
+        #expect(raised.header("x-ratelimit-limit-tokens") == "100000")
+    }
+}
+
 @Suite("Policy reload warnings")
 struct PolicyReloadWarningTests {
     @Test("a reload logs only the warnings the policy in force did not have")

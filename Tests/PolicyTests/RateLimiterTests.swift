@@ -166,6 +166,54 @@ import Testing
         #expect(limiter.status("k", limits: limits, now: Self.t0 + 30 * Self.second).tokens?.remaining == 750)
     }
 
+    /// The trial's case: one call of 7,530 tokens under 3,000 a minute, then the limit raised to
+    /// 100,000. The debt was kept in time at the old rate, so the next call still waited 1.5 min.
+    @Test func aRaisedLimitAppliesToWhatWasAlreadyTaken() {
+        let limiter = RateLimiter()
+        let old = RateLimits(tokensPerMinute: 3_000), raised = RateLimits(tokensPerMinute: 100_000)
+        #expect(limiter.admit("k", limits: old, tokens: 3_000, now: Self.t0).isAllowed)
+        limiter.correct("k", limits: old, estimatedTokens: 3_000, actualTokens: 7_530, now: Self.t0)
+        #expect(!limiter.admit("k", limits: old, tokens: 10, now: Self.t0).isAllowed)
+        // 7,530 of 100,000 taken: 92,470 left, full again in 7,530 · 60 s / 100,000 = 4.518 s.
+        #expect(limiter.status("k", limits: raised, now: Self.t0).tokens
+                == RateMeterStatus(limit: 100_000, remaining: 92_470, resetMicros: 4_518_000))
+        #expect(limiter.admit("k", limits: raised, tokens: 92_470, now: Self.t0).isAllowed)
+        #expect(limiter.admit("k", limits: raised, tokens: 1, now: Self.t0)
+                == .limited(RateStatus(tokens: .init(limit: 100_000, remaining: 0, resetMicros: 60 * Self.second)),
+                            which: .tokens, retryAfterMicros: 600))
+        // Requests alike: 10 of 10 a minute taken, then 20 a minute: 10 more now, not in 6 s.
+        let requests = RateLimits(requestsPerMinute: 10), more = RateLimits(requestsPerMinute: 20)
+        for _ in 0..<10 { #expect(limiter.admit("r", limits: requests, tokens: 0, now: Self.t0).isAllowed) }
+        for _ in 0..<10 { #expect(limiter.admit("r", limits: more, tokens: 0, now: Self.t0).isAllowed) }
+        #expect(!limiter.admit("r", limits: more, tokens: 0, now: Self.t0).isAllowed)
+    }
+
+    /// Lowered, what a key took fills the new minute at most: 50,000 of 100,000 leave it nothing
+    /// of a new 3,000, earned back at 50 a second, not 16 minutes of debt (50,000 at 3,000 a
+    /// minute). A key in debt under the old limit waits as long as it did.
+    @Test func aLoweredLimitCountsWhatWasTakenUpToItsMinute() {
+        let limiter = RateLimiter()
+        let old = RateLimits(tokensPerMinute: 100_000), lowered = RateLimits(tokensPerMinute: 3_000)
+        #expect(limiter.admit("k", limits: old, tokens: 50_000, now: Self.t0).isAllowed)
+        #expect(limiter.status("k", limits: lowered, now: Self.t0).tokens
+                == RateMeterStatus(limit: 3_000, remaining: 0, resetMicros: 60 * Self.second))
+        #expect(limiter.admit("k", limits: lowered, tokens: 100, now: Self.t0)
+                == .limited(RateStatus(tokens: .init(limit: 3_000, remaining: 0, resetMicros: 60 * Self.second)),
+                            which: .tokens, retryAfterMicros: 2 * Self.second))
+        #expect(limiter.admit("k", limits: lowered, tokens: 100, now: Self.t0 + 2 * Self.second).isAllowed)
+        // Below a full minute, what was taken is counted whole: 1,000 of 100,000 are 1,000 of 3,000.
+        #expect(limiter.admit("m", limits: old, tokens: 1_000, now: Self.t0).isAllowed)
+        #expect(limiter.status("m", limits: lowered, now: Self.t0).tokens
+                == RateMeterStatus(limit: 3_000, remaining: 2_000, resetMicros: 20 * Self.second))
+        // Two minutes of debt under the old limit stay two minutes.
+        #expect(limiter.admit("d", limits: old, tokens: 100_000, now: Self.t0).isAllowed)
+        limiter.correct("d", limits: old, estimatedTokens: 100_000, actualTokens: 300_000, now: Self.t0)
+        guard case .limited(_, .tokens, let wait) = limiter.admit("d", limits: lowered, tokens: 1, now: Self.t0) else {
+            Issue.record("admitted in debt"); return
+        }
+        #expect(wait == 120 * Self.second + 20_000)
+    }
+
     @Test func limitZeroRefusesAndNilIsUnlimited() {
         let limiter = RateLimiter()
         #expect(limiter.admit("k", limits: RateLimits(requestsPerMinute: 0), tokens: 1, now: Self.t0)
