@@ -87,9 +87,12 @@ enum Admit {
                 provider: provider)
         }
         guard payer.plan.allows(model: model) else {
-            return refused(Refusal(.forbidden,
-                "The model '\(model)' is not allowed on plan '\(payer.plan.planName)' (see plans.yaml).", field: "model"),
-                provider: provider)
+            // Name the list that refused: the user's own `models` replaces their plan's.
+            let byUser = policy.plans.plan(named: payer.plan.planName)?.models != payer.plan.models
+            let list = byUser ? "for user '\(payer.user)' (users.\(payer.user).models in plans.yaml)"
+                              : "on plan '\(payer.plan.planName)' (see plans.yaml)"
+            return refused(Refusal(.forbidden, "The model '\(model)' is not allowed \(list).", field: "model"),
+                           provider: provider)
         }
 
         // The plan's output cap: clamp (or inject) the output limit, or refuse if the plan says so.

@@ -20,15 +20,21 @@ struct PlanEnforcementTests {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: small }
             plans: { small: { models: ["gpt-4o-mini"] } }
+            users: { bob: { plan: small, models: [] } }
             """)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("o4-mini"), requestID: "m-1")
         #expect(r.status == 403)
         let message = try errorObject(r)["message"] as? String ?? ""
-        #expect(message.contains("o4-mini") && message.contains("small"))
+        #expect(message == "The model 'o4-mini' is not allowed on plan 'small' (see plans.yaml).")
         let refused = try #require(try h.row("m-1"))
         #expect(refused.outcome == .refusedModel && refused.plan == "small" && refused.provider == "openai")
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat(), requestID: "m-2").status == 200)
+        // A user's own list names the user, not the plan it replaced.
+        let bob = try await h.post("/v1/chat/completions", key: h.bobKey, json: Self.chat(), requestID: "m-3")
+        #expect(bob.status == 403)
+        #expect(try errorObject(bob)["message"] as? String
+                == "The model 'gpt-4o-mini' is not allowed for user 'bob' (users.bob.models in plans.yaml).")
     }
 
     @Test("output over the cap is clamped before it goes upstream, or refused when the plan rejects")
