@@ -68,7 +68,7 @@ public final class PolicyReloader: Sendable {
         let fingerprint = Self.fingerprint(of: directory, namedFiles: state.withLockedValue { $0.namedFiles }.keys)
         do {
             let fresh = try PolicyLoader.load(directory: directory, environment: environment)
-            try Self.checkLimitsStay(from: policy, to: fresh)
+            try Self.checkNothingVanishes(from: policy, to: fresh)
             // Swapped under the lock, freed after it (`replaced` goes at the end of this scope):
             // the watcher runs at nice 19, and every call reads `current`.
             var replaced = fresh
@@ -117,15 +117,22 @@ public final class PolicyReloader: Sendable {
         }
     }
 
-    /// A reload may not lift every plan, limit and budget at once: a plans.yaml deleted, emptied
-    /// or cut short by an edit on its way (a deploy that removes then writes it) would leave
-    /// calls unbudgeted until it is back. Running without plans takes a restart.
-    static func checkLimitsStay(from current: PolicySet, to fresh: PolicySet) throws(PolicyError) {
-        guard !current.plans.limitsNothing, fresh.plans.limitsNothing else { return }
-        throw PolicyError(problems: [PolicyProblem(
-            file: "plans.yaml", line: 0, field: "",
-            message: "the change would lift every plan, limit and budget (the file is gone, empty, or names no plan); to run without plans, remove it and restart tokenctl")],
-            namedFiles: fresh.namedFiles)
+    /// A reload may not lift every plan, limit and budget at once, nor put every gateway.yaml
+    /// setting back to its default (`/metrics` open again, the admin API and CORS as shipped):
+    /// a file deleted, emptied or cut short by an edit on its way (a deploy that removes then
+    /// writes it) would leave calls unbudgeted, or `/metrics` open, until it is back. Running
+    /// without plans, or on the defaults, takes a restart.
+    static func checkNothingVanishes(from current: PolicySet, to fresh: PolicySet) throws(PolicyError) {
+        var problems: [PolicyProblem] = []
+        if !current.plans.limitsNothing, fresh.plans.limitsNothing {
+            problems.append(PolicyProblem(file: "plans.yaml", line: 0, field: "",
+                message: "the change would lift every plan, limit and budget (the file is gone, empty, or names no plan); to run without plans, remove it and restart tokenctl"))
+        }
+        if current.gateway != .defaults, fresh.gateway == .defaults {
+            problems.append(PolicyProblem(file: "gateway.yaml", line: 0, field: "",
+                message: "the change would put every setting back to its default at once (the file is gone, empty, or sets only defaults), /metrics access and the admin API among them; to run on the defaults, remove it and restart tokenctl"))
+        }
+        guard problems.isEmpty else { throw PolicyError(problems: problems, namedFiles: fresh.namedFiles) }
     }
 
     /// Starts watching the directory (no-op without one). A change is loaded once the files

@@ -109,6 +109,12 @@ public enum PolicyLoader {
             : nil
         var (plansReader, plansRoot, plansParsed) = reader(PlansFile.name)
         let plans = plansParsed ? PlansFile.read(plansRoot, catalog: catalog, &plansReader) : .unlimited
+        if plans.limitsNothing, plansReader.problems.isEmpty {
+            // Said at every start and check: a reload refuses to get here from limits (see
+            // `PolicyReloader.checkNothingVanishes`), but a restart on such files loads them.
+            let what = sources[PlansFile.name] == nil ? "not found" : "names no plan, user, team or org limit"
+            plansReader.warning(nil, "", "\(what): every caller is unlimited (no rate limit, output cap, concurrency limit or budget)")
+        }
 
         for reader in [gatewayReader, providersReader, pricesReader, plansReader] {
             problems += reader.problems

@@ -16,10 +16,14 @@ struct PolicyCommand: ParsableCommand {
         @Argument(help: "The policy directory.")
         var directory: String = "policies"
 
+        @Flag(help: "Exit 2 when there are warnings (a deploy's check: plans that limit nothing, unused prices, ...).")
+        var strict = false
+
         func run() throws {
             let policy = try loadPolicyOrExit(directory)
             for warning in policy.warnings { print("warning: \(warning)") }
             print("\(directory): ok (version \(policy.version), \(policy.providers.count) providers, \(policy.routes.count) routes, \(policy.prices.entries.count) prices)")
+            if strict, !policy.warnings.isEmpty { throw ExitCode(2) }
         }
     }
 }

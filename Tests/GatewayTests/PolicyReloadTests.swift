@@ -158,6 +158,33 @@ struct PolicyReloadLimitTests {
     }
 }
 
+extension PolicyReloadLimitTests {
+    /// gateway.yaml alike: its loss would reopen `/metrics` (the trial's admin saw team names and
+    /// spend answered to anyone after `mv gateway.yaml`) and the admin API, CORS and limits it set.
+    @Test("gateway.yaml removed, emptied or left with only defaults: refused, its settings stay in force")
+    func gatewaySettingsCannotVanishOnReload() async throws {
+        let capture = LogCapture()
+        let h = try ProxyHarness(gatewayYAML: "metrics: { access: admin_key }\n", logger: capture.logger)
+        defer { h.shutdown() }
+        func metricsStatus() async throws -> Int {
+            try await TestHTTPClient.send(port: h.port, method: .GET, path: "/metrics").status
+        }
+        #expect(try await metricsStatus() == 401)
+        try FileManager.default.removeItem(at: h.policyDirectory.appendingPathComponent("gateway.yaml"))
+        #expect(!h.server.reloadPolicy())
+        for text in ["", "# moved\n", "max_body_bytes: 10485760\n"] {
+            try h.writePolicy("gateway.yaml", text)
+            #expect(!h.server.reloadPolicy(), "\(text)")
+        }
+        #expect(try await metricsStatus() == 401)
+        #expect(capture.text.contains("gateway.yaml: the change would put every setting back to its default at once"))
+        // Another setting in its place loads as any change does.
+        try h.writePolicy("gateway.yaml", "max_body_bytes: 100000\n")
+        #expect(h.server.reloadPolicy())
+        #expect(try await metricsStatus() == 200)
+    }
+}
+
 @Suite("Policy reload of rate limits")
 struct PolicyReloadRateTests {
     /// A caller in token debt under the old limit (one long prompt) is let in as soon as a raised

@@ -102,11 +102,12 @@ import Testing
         let env = ["OPENAI_API_KEY": "k"]
         let set = try PolicyFixture.with(gateway: "metrics: { user_labels: top, top_users: 5 }\n").load(env)
         #expect(set.gateway.metrics == MetricsSettings(userLabels: .top, topUsers: 5))
-        #expect(set.warnings.isEmpty)
+        #expect(set.warnings.map(\.description) == [PolicyFixture.noPlans])
         #expect(try PolicyFixture.with(gateway: "metrics:\n").load().gateway.metrics == .defaults)
 
         let idle = try PolicyFixture.with(gateway: "metrics: { top_users: 5 }\n").load(env)
-        #expect(idle.warnings.map(\.description) == ["gateway.yaml:1: metrics.top_users: has no effect unless user_labels is top"])
+        #expect(idle.warnings.map(\.description) == ["gateway.yaml:1: metrics.top_users: has no effect unless user_labels is top",
+                                                     PolicyFixture.noPlans])
 
         #expect(try PolicyFixture.with(gateway: """
             metrics:

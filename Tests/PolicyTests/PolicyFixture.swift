@@ -5,6 +5,9 @@ import Policy
 struct PolicyFixture {
     let directory: String
 
+    /// The warning of a directory without plans.yaml.
+    static let noPlans = "plans.yaml: not found: every caller is unlimited (no rate limit, output cap, concurrency limit or budget)"
+
     init(_ files: [String: String]) throws {
         directory = NSTemporaryDirectory() + "tokenctl-policy-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -115,6 +115,7 @@ import Testing
             "providers.yaml:4: models[0].match: no price for model 'ft:gpt-4o:acme' in prices.yaml; calls for it will be recorded at zero cost",
             "providers.yaml:6: models[2].match: no price in prices.yaml matches any model of 'o1*'; calls for it will be recorded at zero cost",
             "prices.yaml:2: prices[1].model: no route in providers.yaml sends 'llama-3' to a provider; this price is unused",
+            PolicyFixture.noPlans,
         ])
         #expect(set.listedModels() == ["ft:gpt-4o:acme", "gpt-4o-mini"])
     }
@@ -134,6 +135,7 @@ import Testing
         ])
         #expect(try fixture.load().warnings.map(\.description) == [
             "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' are refused with 502 until it is set",
+            PolicyFixture.noPlans,
             "gateway.yml: not a policy file tokenctl reads (expected gateway.yaml, providers.yaml, prices.yaml or plans.yaml); ignored",
         ])
     }

@@ -437,12 +437,13 @@ import X509
     @Test func apiKeyIsResolvedFromTheEnvironmentOrWarned() throws {
         let withKey = try PolicyFixture.with().load(["OPENAI_API_KEY": "sk-live-123"])
         #expect(withKey.providers["openai"]?.apiKey == "sk-live-123")
-        #expect(withKey.warnings.isEmpty)
+        #expect(withKey.warnings.map(\.description) == [PolicyFixture.noPlans])
 
         let without = try PolicyFixture.with().load(["OPENAI_API_KEY": ""])
         #expect(without.providers["openai"]?.apiKey == nil)
         #expect(without.warnings.map(\.description) == [
             "providers.yaml:2: providers.openai.api_key_env: environment variable OPENAI_API_KEY is not set; calls to 'openai' are refused with 502 until it is set",
+            PolicyFixture.noPlans,
         ])
     }
 }

@@ -116,6 +116,28 @@ struct CommandLineTests {
                 == "--since (2026-12-06) must be before --until (2026-12-01)")
     }
 
+    @Test("policy check --strict exits 2 on warnings (plans.yaml gone: every caller unlimited), 0 without")
+    func strictPolicyCheck() throws {
+        func exitCode(_ arguments: [String]) throws -> Int32 {
+            var command = try TokenCtl.parseAsRoot(arguments)
+            do { try command.run() } catch let exit as ExitCode { return exit.rawValue }
+            return 0
+        }
+        let dir = try TemporaryDirectory()
+        try #"""
+            providers: { local: { dialect: openai, base_url: "http://127.0.0.1:9/v1" } }
+            models: [{ match: "gpt-4o-mini", provider: local }]
+            """#.write(toFile: dir.path("providers.yaml"), atomically: true, encoding: .utf8)
+        try #"- { model: "gpt-4o-mini", effective_from: "2024-07-18", input: "0.15", output: "0.60" }"#
+            .write(toFile: dir.path("prices.yaml"), atomically: true, encoding: .utf8)
+        let policies = dir.url.path
+        #expect(try exitCode(["policy", "check", policies]) == 0)
+        #expect(try exitCode(["policy", "check", policies, "--strict"]) == 2)
+        try "plans: { small: { requests_per_minute: 60 } }\ndefaults: { plan: small }\n"
+            .write(toFile: dir.path("plans.yaml"), atomically: true, encoding: .utf8)
+        #expect(try exitCode(["policy", "check", policies, "--strict"]) == 0)
+    }
+
     @Test("keys create, then a report of the ledger's calls as CSV into a file")
     func reportToFile() async throws {
         let dir = try TemporaryDirectory()
