@@ -56,8 +56,11 @@ enum Admit {
         }
         let pricing = policy.prices.pricing(for: model, on: today)
         if pricing.standard == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
+            // Priced from a later day only: say so, not that prices.yaml lacks it.
+            let missing = policy.prices.firstPriced(model).map { "no price in effect today (\(today)) in prices.yaml: its first is from \($0)" }
+                ?? "no price in prices.yaml"
             return refused(Refusal(.unpriced,
-                "The model '\(model)' has no price in prices.yaml, so its cost cannot be accounted; the gateway refuses unpriced models." + didYouMean(model, policy),
+                "The model '\(model)' has \(missing), so its cost cannot be accounted; the gateway refuses unpriced models." + didYouMean(model, policy),
                 field: "model"), provider: provider)
         }
         let promptEstimate = PromptEstimate.tokens(peek)

@@ -285,6 +285,11 @@ public struct PriceBook: Sendable, Hashable {
     /// Whether any entry (of any date) covers the model.
     public func covers(_ model: String) -> Bool { entries.contains { $0.model.matches(model) } }
 
+    /// The first day a standard entry prices `model`; nil when none does, of any date.
+    public func firstPriced(_ model: String) -> Day? {
+        entries.filter { !$0.isVariant && $0.model.matches(model) }.map(\.effectiveFrom).min()
+    }
+
     public static func == (a: PriceBook, b: PriceBook) -> Bool { a.entries == b.entries }
     public func hash(into hasher: inout Hasher) { hasher.combine(entries) }
 }

@@ -1,6 +1,7 @@
 import FakeLLM
 import Foundation
 import Ledger
+import Metering
 import Testing
 
 /// Every refusal: the right status, a body in the caller's dialect naming the problem, a ledger
@@ -129,6 +130,17 @@ struct RefusalTests {
         #expect(row.plan == "unlimited" && row.provider == "openai")
         #expect(try h.row("model-1")?.plan == "unlimited")
         #expect(try h.row("model-1")?.provider == nil)
+
+        // Priced from a later day only (a date typed a year ahead): the refusal says so.
+        let later = #"- { model: "gpt-later", effective_from: "2999-01-01", input: "1", output: "2", source: test }"#
+        try h.writePolicy("prices.yaml", ProxyHarness.prices + "\n" + later + "\n")
+        #expect(h.server.reloadPolicy())
+        let notYet = try await h.post("/v1/chat/completions", key: h.aliceKey,
+                                      json: #"{"model":"gpt-later","messages":[]}"#, requestID: "model-3")
+        #expect(notYet.status == 400)
+        let today = Day(unixSeconds: Int64(Date().timeIntervalSince1970))
+        #expect(try errorObject(notYet)["message"] as? String
+                == "The model 'gpt-later' has no price in effect today (\(today)) in prices.yaml: its first is from 2999-01-01, so its cost cannot be accounted; the gateway refuses unpriced models.")
         #expect(h.fake.requestCount == 0)
     }
 
