@@ -87,7 +87,9 @@ public final class PolicyReloader: Sendable {
                 return (s.warnings, s.lastError != nil)
             }
             if old != fresh.version {
-                logger.info("policy reloaded", metadata: ["version": "\(fresh.version)", "previous": "\(old)"])
+                var metadata: Logger.Metadata = ["version": "\(fresh.version)", "previous": "\(old)"]
+                for (what, change) in fresh.plans.changes(from: replaced.plans) { metadata[what] = "\(change)" }
+                logger.info("policy reloaded", metadata: metadata)
                 if replaced.plans.timeZone.identifier != fresh.plans.timeZone.identifier {
                     logger.warning("time_zone changed: budgets keep their periods until the next restart, reports and metrics use the new zone",
                                    metadata: ["from": "\(replaced.plans.timeZone.identifier)", "to": "\(fresh.plans.timeZone.identifier)"])
