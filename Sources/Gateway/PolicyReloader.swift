@@ -15,6 +15,8 @@ public final class PolicyReloader: Sendable {
     private let directory: String?
     private let environment: [String: String]
     private let logger: Logger
+    /// Budgets count in the zone of the start-up policy until a restart.
+    private let budgetZone: String
     private let state = NIOLockedValueBox(State())
     /// One reload at a time (the watcher's and SIGHUP's), so that each compares its warnings with
     /// those of the policy it replaces.
@@ -41,6 +43,7 @@ public final class PolicyReloader: Sendable {
         self.directory = directory
         self.environment = environment
         self.logger = logger
+        self.budgetZone = policy.plans.timeZone.identifier
         let warnings = Set(policy.warnings.map { "\($0)" })
         let fingerprint = directory.map { Self.fingerprint(of: $0, loaded: policy) } ?? [:]
         state.withLockedValue {
@@ -90,9 +93,13 @@ public final class PolicyReloader: Sendable {
                 var metadata: Logger.Metadata = ["version": "\(fresh.version)", "previous": "\(old)"]
                 for (what, change) in fresh.plans.changes(from: replaced.plans) { metadata[what] = "\(change)" }
                 logger.info("policy reloaded", metadata: metadata)
-                if replaced.plans.timeZone.identifier != fresh.plans.timeZone.identifier {
+                let (from, to) = (replaced.plans.timeZone.identifier, fresh.plans.timeZone.identifier)
+                if from != to, to == budgetZone {
+                    logger.info("time_zone back to the zone budgets count in: budgets, reports and metrics agree again",
+                                metadata: ["from": "\(from)", "to": "\(to)"])
+                } else if from != to {
                     logger.warning("time_zone changed: budgets keep their periods until the next restart, reports and metrics use the new zone",
-                                   metadata: ["from": "\(replaced.plans.timeZone.identifier)", "to": "\(fresh.plans.timeZone.identifier)"])
+                                   metadata: ["from": "\(from)", "to": "\(to)"])
                 }
             } else if wasRefused {
                 // The files are back to the policy in force: say so, after the refusal's errors.

@@ -342,7 +342,8 @@ struct PlanEnforcementTests {
             defaults: { plan: metered }
             plans: { metered: { budget: { monthly_usd: "\(room)" } } }
             """
-        let h = try ProxyHarness(plansYAML: plans, providerHeaders: ["x-fake-chunks": "50"])
+        let capture = LogCapture()
+        let h = try ProxyHarness(plansYAML: plans, providerHeaders: ["x-fake-chunks": "50"], logger: capture.logger)
         defer { h.shutdown() }
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-1").status == 200)
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-2").status == 200)
@@ -350,6 +351,12 @@ struct PlanEnforcementTests {
         #expect(h.server.reloadPolicy())
         // In the new zone's month nothing was counted yet; the budget still is.
         #expect(try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.exactCall, requestID: "tz-3").status == 429)
+        #expect(capture.text.contains("time_zone changed: budgets keep their periods until the next restart"))
+        // Back to the start-up zone, budgets and reports agree again: said so, not warned.
+        try h.writePolicy("plans.yaml", plans)
+        #expect(h.server.reloadPolicy())
+        #expect(capture.text.contains("time_zone back to the zone budgets count in"))
+        #expect(capture.text.components(separatedBy: "time_zone changed").count == 2)
     }
 
     @Test("an exhausted quota: 429 insufficient_quota, x-should-retry false, the budget named; no rate slot taken")
