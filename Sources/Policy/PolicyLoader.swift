@@ -101,9 +101,11 @@ public enum PolicyLoader {
         var (pricesReader, pricesRoot, pricesParsed) = reader(PricesFile.name)
         let prices = pricesParsed ? PricesFile.read(pricesRoot, &pricesReader) : []
 
-        // Plans' models are checked against routes and prices only when those files are sound:
-        // otherwise every plan would repeat their problems as "not routed" or "no price".
-        let catalog = providersReader.problems.isEmpty && pricesReader.problems.isEmpty
+        // Plans' models, and routes and prices with each other, are checked only when both files
+        // are there and sound: otherwise each model would repeat their problem as "not routed"
+        // or "no price" (a prices.yaml deleted gave a line per model of every plan after its own).
+        let catalogSound = providersParsed && pricesParsed && providersReader.problems.isEmpty && pricesReader.problems.isEmpty
+        let catalog = catalogSound
             ? PlansFile.ModelCatalog(routes: upstreams.routes.map(\.route.pattern), prices: prices.map(\.price.model),
                                      refuseUnpriced: gateway.unpricedModels == .refuse)
             : nil
@@ -121,8 +123,10 @@ public enum PolicyLoader {
             warnings += reader.warnings
         }
         let book = PriceBook(prices.map(\.price))
-        crossCheck(routes: upstreams.routes, prices: prices, book: book, gateway: gateway,
-                   problems: &problems, warnings: &warnings)
+        if catalogSound {
+            crossCheck(routes: upstreams.routes, prices: prices, book: book, gateway: gateway,
+                       problems: &problems, warnings: &warnings)
+        }
         guard problems.isEmpty else { return nil }
         let routes = upstreams.routes.map(\.route)
         return PolicySet(providers: upstreams.providers, routes: routes, prices: book, gateway: gateway,

@@ -140,6 +140,12 @@ import Testing
             "prices.yaml: missing required file",
         ])
         #expect(throws: PolicyError.self) { try PolicyLoader.load(directory: "/nonexistent/tokenctl", environment: [:]) }
+        // A missing file is the one problem: plans' models and routes are not each said unpriced or unrouted.
+        let plans = "defaults: { plan: p }\nplans: { p: { models: [\"gpt-4o-mini\", \"gpt-4.1*\"] } }\n"
+        #expect(try PolicyFixture(["providers.yaml": PolicyFixture.providers, "plans.yaml": plans]).problems()
+                == ["prices.yaml: missing required file"])
+        #expect(try PolicyFixture(["prices.yaml": PolicyFixture.prices, "plans.yaml": plans]).problems()
+                == ["providers.yaml: missing required file"])
     }
 
     @Test func strayYamlFilesAreWarnedAboutNotRead() throws {
