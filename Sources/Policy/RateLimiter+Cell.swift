@@ -21,7 +21,8 @@ struct GCRACell: Sendable, Hashable {
     /// How far settlement may push a meter into debt (beyond one full minute of use).
     static let maxDebt: Int64 = 86_400_000_000
 
-    /// A meter that is full (TAT at or before every `now`).
+    /// A meter that is full (TAT at or before every `now`). Its rate is never read: an idle
+    /// meter restarts at the limit's rate (`started`).
     static let full = GCRACell(micros: .min, fraction: 0, rate: 1)
 
     /// TAT = `micros` + `fraction / rate` µs, with `0 <= fraction < rate`.
@@ -31,7 +32,7 @@ struct GCRACell: Sendable, Hashable {
     var rate: Int64
 
     /// A limit as a usable rate, or nil when the limit blocks everything (0 or less).
-    static func rate(_ perMinute: Int) -> Int64? {
+    static func usableRate(_ perMinute: Int) -> Int64? {
         perMinute <= 0 ? nil : min(Int64(perMinute), maxRate)
     }
 
@@ -46,18 +47,12 @@ struct GCRACell: Sendable, Hashable {
         micros > now || (micros == now && fraction > 0)
     }
 
-    /// The TAT as a meter at `rate` that cannot be fuller than full: `max(TAT, now)`.
-    func started(at now: Int64, rate: Int64) -> GCRACell {
-        isBusy(at: now) ? rescaled(to: rate, at: now) : GCRACell(micros: now, fraction: 0, rate: rate)
-    }
-
-    /// A busy meter charged at `self.rate` as one at `new` (a policy reload changed the limit):
-    /// what was taken, counted at the new rate. Raised, the lead over now shrinks by old / new,
-    /// so a caller in debt under the old limit gets in as far as the new one allows (kept in
-    /// time, 7,530 tokens over 3,000 a minute still waited 1.5 minutes under 100,000).
-    /// Lowered, what was taken fills the new minute at most: 50,000 of 100,000 leave nothing of
-    /// a new 3,000, earned back at its rate, not 16 minutes of debt; debt it had stays as long.
+    /// This meter as one at `new` per minute that cannot be fuller than full (an idle meter
+    /// restarts at `now`). A reload may have changed the limit: what was taken is counted at
+    /// the new rate, so a raised limit lets a caller in debt in as far as it allows; lowered, at
+    /// most a full minute of it (or the debt it had, if longer): old use does not become debt.
     func rescaled(to new: Int64, at now: Int64) -> GCRACell {
+        guard isBusy(at: now) else { return GCRACell(micros: now, fraction: 0, rate: new) }
         if new == rate { return self }
         let lead = micros - now
         // lead · old = (micros − now) · old + fraction: up to a day's debt times `maxRate`.
@@ -90,9 +85,9 @@ struct GCRACell: Sendable, Hashable {
         return late + (fraction > 0 ? 1 : 0)
     }
 
-    /// Units that could be taken at `now` (0 ... rate), of a meter `started` at `now`.
+    /// Units that could be taken at `now` (0 ... rate).
     func remaining(at now: Int64) -> Int64 {
-        let room = now + GCRACell.period - micros  // ≤ period; negative in debt
+        let room = now + GCRACell.period - max(micros, now)  // ≤ period; negative in debt
         if room <= 0 { return 0 }
         return max(0, min(rate, (room * rate - fraction) / GCRACell.period))
     }
@@ -105,20 +100,25 @@ struct GCRACell: Sendable, Hashable {
 
     // MARK: Settlement
 
-    /// `units` more taken at settlement, without a check: the call already ran. The debt this
-    /// may create delays later calls; it is capped at `maxDebt` past a full minute.
-    func charged(extra units: Int64, rate: Int64, now: Int64) -> GCRACell {
-        let pushed = started(at: now, rate: rate).advanced(by: min(units, GCRACell.maxRate))
+    // Settlement takes or gives back units at the meter's own rate, not at the admission's: a
+    // call admitted before a reload that raised the limit, settled after it, would otherwise
+    // count the meter back at the old rate and drop what was taken under the new one.
+
+    /// `units` more taken at settlement, without a check: the call already ran. An idle meter
+    /// starts at `idleRate`. The debt this may create delays later calls; it is capped at
+    /// `maxDebt` past a full minute.
+    func charged(extra units: Int64, idleRate: Int64, now: Int64) -> GCRACell {
+        let start = isBusy(at: now) ? self : GCRACell(micros: now, fraction: 0, rate: idleRate)
+        let pushed = start.advanced(by: min(units, GCRACell.maxRate))
         let ceiling = now + GCRACell.period + GCRACell.maxDebt
-        return pushed.micros >= ceiling ? GCRACell(micros: ceiling, fraction: 0, rate: rate) : pushed
+        return pushed.micros >= ceiling ? GCRACell(micros: ceiling, fraction: 0, rate: pushed.rate) : pushed
     }
 
     /// `units` given back at settlement; never fuller than full.
-    func refunded(_ units: Int64, rate: Int64, now: Int64) -> GCRACell {
+    func refunded(_ units: Int64, now: Int64) -> GCRACell {
         guard isBusy(at: now) else { return .full }
-        let cell = rescaled(to: rate, at: now)
         let total = min(units, GCRACell.maxRate) * GCRACell.period
-        var result = GCRACell(micros: cell.micros - total / rate, fraction: cell.fraction - total % rate, rate: rate)
+        var result = GCRACell(micros: micros - total / rate, fraction: fraction - total % rate, rate: rate)
         if result.fraction < 0 {
             result.fraction += rate
             result.micros -= 1

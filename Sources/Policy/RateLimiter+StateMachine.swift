@@ -15,12 +15,12 @@ struct RateLimiterStateMachine: Sendable {
         /// Its busy meters at the rates `limits` set now: a policy reload may have changed them
         /// (`GCRACell.rescaled`). Stored by a refusal too, so that a lowered limit's count of what
         /// was taken is made once, not again from each later moment.
-        func rated(_ limits: RateLimits, at now: Int64) -> Entry {
+        func rescaled(to limits: RateLimits, at now: Int64) -> Entry {
             var entry = self
-            if let rate = limits.requestsPerMinute.flatMap(GCRACell.rate), requests.isBusy(at: now) {
+            if let rate = limits.requestsPerMinute.flatMap(GCRACell.usableRate), requests.isBusy(at: now) {
                 entry.requests = requests.rescaled(to: rate, at: now)
             }
-            if let rate = limits.tokensPerMinute.flatMap(GCRACell.rate), tokens.isBusy(at: now) {
+            if let rate = limits.tokensPerMinute.flatMap(GCRACell.usableRate), tokens.isBusy(at: now) {
                 entry.tokens = tokens.rescaled(to: rate, at: now)
             }
             return entry
@@ -59,7 +59,7 @@ struct RateLimiterStateMachine: Sendable {
             entries[key] = updated
             return .allowed(status)
         case .over(let status, let which, let wait):
-            keepRated(key, limits, now: now)
+            storeRescaled(key, limits, now: now)
             return .limited(status, which: which, retryAfterMicros: wait)
         }
     }
@@ -77,25 +77,25 @@ struct RateLimiterStateMachine: Sendable {
             if secondLimits.requestsPerMinute != nil || secondLimits.tokensPerMinute != nil { entries[second] = entryB }
             return .allowed(statusA.tighter(statusB))
         default:
-            keepRated(first, firstLimits, now: now)
-            keepRated(second, secondLimits, now: now)
+            storeRescaled(first, firstLimits, now: now)
+            storeRescaled(second, secondLimits, now: now)
             let refusal = a.retryAfter >= b.retryAfter ? a : b
             guard case .over(let status, let which, let wait) = refusal else { preconditionFailure() }
             return .limited(status, which: which, retryAfterMicros: wait)
         }
     }
 
-    /// A refused key's meters, uncharged, at the current rates (see `Entry.rated`).
-    private mutating func keepRated(_ key: String, _ limits: RateLimits, now: Int64) {
+    /// A refused key's meters, uncharged, at the current rates (see `Entry.rescaled`).
+    private mutating func storeRescaled(_ key: String, _ limits: RateLimits, now: Int64) {
         guard let entry = entries[key] else { return }
-        let rated = entry.rated(limits, at: now)
-        if rated != entry { entries[key] = rated }
+        let rescaled = entry.rescaled(to: limits, at: now)
+        if rescaled != entry { entries[key] = rescaled }
     }
 
     /// Charges one request and `tokens` to `entry`, or says which limit refuses and for how long
     /// (the longer wait if both do, so a retry at that moment fits both).
     static func evaluate(_ stored: Entry, _ limits: RateLimits, tokens: Int, now: Int64) -> Evaluation {
-        let entry = stored.rated(limits, at: now)
+        let entry = stored.rescaled(to: limits, at: now)
         var updated = entry
         var refusal: (which: RateDimension, wait: Int64)?
         if let limit = limits.requestsPerMinute {
@@ -117,8 +117,8 @@ struct RateLimiterStateMachine: Sendable {
     }
 
     static func meter(_ cell: GCRACell, limit: Int, units: Int, now: Int64) -> Metered {
-        guard let rate = GCRACell.rate(limit) else { return .over(wait: GCRACell.period) }
-        let pushed = cell.started(at: now, rate: rate).advanced(by: GCRACell.charge(units, rate: rate))
+        guard let rate = GCRACell.usableRate(limit) else { return .over(wait: GCRACell.period) }
+        let pushed = cell.rescaled(to: rate, at: now).advanced(by: GCRACell.charge(units, rate: rate))
         return pushed.fits(at: now) ? .fits(pushed) : .over(wait: pushed.wait(from: now))
     }
 
@@ -128,10 +128,10 @@ struct RateLimiterStateMachine: Sendable {
     }
 
     static func status(of cell: GCRACell, limit: Int, now: Int64) -> RateMeterStatus {
-        guard let rate = GCRACell.rate(limit) else {
+        guard let rate = GCRACell.usableRate(limit) else {
             return RateMeterStatus(limit: max(0, limit), remaining: 0, resetMicros: 0)
         }
-        let current = cell.started(at: now, rate: rate)
+        let current = cell.rescaled(to: rate, at: now)
         return RateMeterStatus(limit: limit, remaining: Int(current.remaining(at: now)),
                                resetMicros: current.untilFull(at: now))
     }
@@ -142,17 +142,17 @@ struct RateLimiterStateMachine: Sendable {
     mutating func correct(_ key: String, limits: RateLimits, estimatedTokens: Int, actualTokens: Int,
                           now: Int64) {
         sweepIfDue(now)
-        guard let limit = limits.tokensPerMinute, let rate = GCRACell.rate(limit) else { return }
+        guard let limit = limits.tokensPerMinute, let rate = GCRACell.usableRate(limit) else { return }
         let charged = GCRACell.charge(estimatedTokens, rate: rate)
         let actual = Int64(max(0, actualTokens))
         // Read, change, write back whole: `entries[key]?.tokens = …` goes through the optional
         // subscript's modify coroutine, which allocates its frame on every call.
         if actual > charged {
             var entry = entries[key] ?? Entry()
-            entry.tokens = entry.tokens.charged(extra: actual - charged, rate: rate, now: now)
+            entry.tokens = entry.tokens.charged(extra: actual - charged, idleRate: rate, now: now)
             entries[key] = entry
         } else if actual < charged, var entry = entries[key] {
-            entry.tokens = entry.tokens.refunded(charged - actual, rate: rate, now: now)
+            entry.tokens = entry.tokens.refunded(charged - actual, now: now)
             entries[key] = entry
         }
     }
@@ -162,11 +162,11 @@ struct RateLimiterStateMachine: Sendable {
     mutating func giveBack(_ key: String, limits: RateLimits, estimatedTokens: Int, now: Int64) {
         sweepIfDue(now)
         guard var entry = entries[key] else { return }
-        if let limit = limits.requestsPerMinute, let rate = GCRACell.rate(limit) {
-            entry.requests = entry.requests.refunded(GCRACell.charge(1, rate: rate), rate: rate, now: now)
+        if let limit = limits.requestsPerMinute, let rate = GCRACell.usableRate(limit) {
+            entry.requests = entry.requests.refunded(GCRACell.charge(1, rate: rate), now: now)
         }
-        if let limit = limits.tokensPerMinute, let rate = GCRACell.rate(limit) {
-            entry.tokens = entry.tokens.refunded(GCRACell.charge(estimatedTokens, rate: rate), rate: rate, now: now)
+        if let limit = limits.tokensPerMinute, let rate = GCRACell.usableRate(limit) {
+            entry.tokens = entry.tokens.refunded(GCRACell.charge(estimatedTokens, rate: rate), now: now)
         }
         entries[key] = entry
     }

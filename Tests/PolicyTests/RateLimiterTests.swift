@@ -188,6 +188,29 @@ import Testing
         #expect(!limiter.admit("r", limits: more, tokens: 0, now: Self.t0).isAllowed)
     }
 
+    /// A call admitted before the reload, settled after it, settles at the meter's own rate: at
+    /// the admission's it counted the meter back at 3,000 a minute, dropping what was taken under
+    /// 100,000 (99,000 left after a refund, where 9,000 are).
+    @Test func aCallAdmittedBeforeARaiseSettlesAtTheNewRate() {
+        let limiter = RateLimiter()
+        let old = RateLimits(tokensPerMinute: 3_000), raised = RateLimits(tokensPerMinute: 100_000)
+        for key in ["under", "over"] {
+            #expect(limiter.admit(key, limits: old, tokens: 3_000, now: Self.t0).isAllowed)
+            #expect(limiter.admit(key, limits: raised, tokens: 90_000, now: Self.t0).isAllowed)
+            #expect(limiter.status(key, limits: raised, now: Self.t0).tokens?.remaining == 7_000)
+        }
+        limiter.correct("under", limits: old, estimatedTokens: 3_000, actualTokens: 1_000, now: Self.t0)
+        #expect(limiter.status("under", limits: raised, now: Self.t0).tokens?.remaining == 9_000)
+        limiter.correct("over", limits: old, estimatedTokens: 3_000, actualTokens: 7_530, now: Self.t0)
+        #expect(limiter.status("over", limits: raised, now: Self.t0).tokens?.remaining == 2_470)
+        // A request given back after the raise alike: one of ten a minute, counted at twenty.
+        let requests = RateLimits(requestsPerMinute: 10), more = RateLimits(requestsPerMinute: 20)
+        for _ in 0..<10 { #expect(limiter.admit("r", limits: requests, tokens: 0, now: Self.t0).isAllowed) }
+        for _ in 0..<10 { #expect(limiter.admit("r", limits: more, tokens: 0, now: Self.t0).isAllowed) }
+        limiter.giveBack("r", limits: requests, estimatedTokens: 0, now: Self.t0)
+        #expect(limiter.status("r", limits: more, now: Self.t0).requests?.remaining == 1)
+    }
+
     /// Lowered, what a key took fills the new minute at most: 50,000 of 100,000 leave it nothing
     /// of a new 3,000, earned back at 50 a second, not 16 minutes of debt (50,000 at 3,000 a
     /// minute). A key in debt under the old limit waits as long as it did.
