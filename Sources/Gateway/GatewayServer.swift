@@ -75,7 +75,7 @@ public final class GatewayServer: Sendable {
                               logger: Logger) throws -> GatewayServer {
         let journalBase = backend.journalBase(directory: journalDirectory)
         let policies = PolicyReloader(policy: policy, directory: policyDirectory, environment: environment,
-                                      logger: logger)
+                                      logger: logger, budgetsFollowTimeZone: sharedQuotas != nil)
         // Tables and functions installed, and a first heartbeat, before any call can hold budget.
         try sharedQuotas?.prepare(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
         let enforcer = Enforcer(sharedQuotas: sharedQuotas, timeZone: policy.plans.timeZone)

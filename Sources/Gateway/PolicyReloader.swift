@@ -15,8 +15,9 @@ public final class PolicyReloader: Sendable {
     private let directory: String?
     private let environment: [String: String]
     private let logger: Logger
-    /// Budgets count in the zone of the start-up policy until a restart.
-    private let budgetZone: String
+    /// The zone budgets count in until a restart (the start-up policy's); nil when they follow
+    /// the policy's (shared budgets, see `Enforcer.budgetTimeZone`).
+    private let budgetZone: String?
     private let state = NIOLockedValueBox(State())
     /// One reload at a time (the watcher's and SIGHUP's), so that each compares its warnings with
     /// those of the policy it replaces.
@@ -38,12 +39,13 @@ public final class PolicyReloader: Sendable {
         var warnings: Set<String> = []
     }
 
-    public init(policy: PolicySet, directory: String?, environment: [String: String], logger: Logger) {
+    public init(policy: PolicySet, directory: String?, environment: [String: String], logger: Logger,
+                budgetsFollowTimeZone: Bool = false) {
         self.current = NIOLockedValueBox(policy)
         self.directory = directory
         self.environment = environment
         self.logger = logger
-        self.budgetZone = policy.plans.timeZone.identifier
+        self.budgetZone = budgetsFollowTimeZone ? nil : policy.plans.timeZone.identifier
         let warnings = Set(policy.warnings.map { "\($0)" })
         let fingerprint = directory.map { Self.fingerprint(of: $0, loaded: policy) } ?? [:]
         state.withLockedValue {
@@ -94,7 +96,10 @@ public final class PolicyReloader: Sendable {
                 for (what, change) in fresh.plans.changes(from: replaced.plans) { metadata[what] = "\(change)" }
                 logger.info("policy reloaded", metadata: metadata)
                 let (from, to) = (replaced.plans.timeZone.identifier, fresh.plans.timeZone.identifier)
-                if from != to, to == budgetZone {
+                if from != to, budgetZone == nil {
+                    logger.info("time_zone changed: budgets, reports and metrics use the new zone",
+                                metadata: ["from": "\(from)", "to": "\(to)"])
+                } else if from != to, to == budgetZone {
                     logger.info("time_zone back to the zone budgets count in: budgets, reports and metrics agree again",
                                 metadata: ["from": "\(from)", "to": "\(to)"])
                 } else if from != to {
