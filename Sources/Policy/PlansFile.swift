@@ -42,6 +42,13 @@ enum PlansFile {
         }
     }
 
+    /// Whether the file sets anything but `time_zone`: one that names a plan or a default
+    /// means what it says, even if that limits nothing.
+    static func saysSomething(_ root: Node?) -> Bool {
+        guard case .mapping(let fields)? = root else { return false }
+        return fields.keys.contains { $0.string != "time_zone" }
+    }
+
     static func read(_ root: Node?, catalog: ModelCatalog?, _ reader: inout PolicyFileReader) -> PlanBook {
         guard let root, PolicyFileReader.tag(of: root) != .null,
               let fields = reader.mapping(root, "", allowed: rootKeys) else { return .unlimited }

@@ -111,9 +111,10 @@ public enum PolicyLoader {
             : nil
         var (plansReader, plansRoot, plansParsed) = reader(PlansFile.name)
         let plans = plansParsed ? PlansFile.read(plansRoot, catalog: catalog, &plansReader) : .unlimited
-        if plans.limitsNothing, plansReader.problems.isEmpty {
+        if plans.limitsNothing, plansReader.problems.isEmpty, !PlansFile.saysSomething(plansRoot) {
             // Said at every start and check: a reload refuses to get here from limits (see
             // `PolicyReloader.checkNothingVanishes`), but a restart on such files loads them.
+            // A file that names a plan or a default (`defaults: { plan: unlimited }`) means it.
             let what = sources[PlansFile.name] == nil ? "not found" : "names no plan, user, team or org limit"
             plansReader.warning(nil, "", "\(what): every caller is unlimited (no rate limit, output cap, concurrency limit or budget)")
         }

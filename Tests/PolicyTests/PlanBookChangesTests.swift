@@ -26,7 +26,7 @@ import Testing
         let changes = new.changes(from: old)
         #expect(changes.map(\.0) == ["plans", "defaults.plan", "users", "teams", "org"])
         // ana is on pro: a plan's change is a change for the users listed on it.
-        #expect(changes.map(\.1) == ["+max ~pro", "free -> pro", "+cy -bo ~ana", "-research", "changed"])
+        #expect(changes.map(\.1) == ["+max,~pro", "free->pro", "+cy,-bo,~ana", "-research", "changed"])
     }
 
     @Test("many changes are counted, not listed")

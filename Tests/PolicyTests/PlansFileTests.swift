@@ -191,15 +191,17 @@ import Testing
     }
 
     /// A restart loads such files (a reload from limits refuses them): start-up and `policy check` say so.
-    @Test("a plans.yaml that limits nothing (empty, a comment, only time_zone) is warned about; one with a limit is not")
+    @Test("a plans.yaml that limits nothing (empty, a comment, only time_zone) is warned about; one with a limit, or naming the unlimited plan, is not")
     func plansThatLimitNothingAreWarned() throws {
         for text in ["", "# nothing yet\n", "time_zone: UTC\n"] {
             #expect(try Self.fixture(text).load().warnings.filter { $0.file == "plans.yaml" }.map(\.description) == [
                 "plans.yaml: names no plan, user, team or org limit: every caller is unlimited (no rate limit, output cap, concurrency limit or budget)",
             ], "\(text)")
         }
-        let limited = try Self.fixture("org: { budget: { monthly_usd: \"100\" } }\n").load()
-        #expect(limited.warnings.filter { $0.file == "plans.yaml" }.isEmpty)
+        // A file that limits, or says it means no limits, is not warned about.
+        for text in ["org: { budget: { monthly_usd: \"100\" } }\n", "defaults: { plan: unlimited }\n"] {
+            #expect(try Self.fixture(text).load().warnings.filter { $0.file == "plans.yaml" }.isEmpty, "\(text)")
+        }
     }
 
     @Test func limitsAcceptZeroUnlimitedAndLargeCounts() throws {
