@@ -91,8 +91,7 @@ enum Admit {
         }
         guard payer.plan.allows(model: model) else {
             // Name the list that refused: the user's own `models` replaces their plan's.
-            let byUser = policy.plans.plan(named: payer.plan.planName)?.models != payer.plan.models
-            let list = byUser ? "for user '\(payer.user)' (users.\(payer.user).models in plans.yaml)"
+            let list = payer.plan.modelsFromUser ? "for user '\(payer.user)' (users.\(payer.user).models in plans.yaml)"
                               : "on plan '\(payer.plan.planName)' (see plans.yaml)"
             return refused(Refusal(.forbidden, "The model '\(model)' is not allowed \(list).", field: "model"),
                            provider: provider)

@@ -70,6 +70,9 @@ public struct EffectivePlan: Sendable, Hashable {
     public var planName: String
     /// Models the plan allows; nil allows every routed model.
     public var models: [ModelPattern]?
+    /// Whether `models` is the user's own list (plans.yaml's `users`), not their plan's: a
+    /// refusal names the list an admin must edit.
+    public var modelsFromUser = false
     public var rate: RateLimits
     public var outputCap: OutputCap?
     /// User, team and org budgets, in that order.

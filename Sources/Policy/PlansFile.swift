@@ -91,9 +91,12 @@ enum PlansFile {
                 if let planEntry = userFields["plan"], let chosen = planName(planEntry, in: plans, &reader) {
                     name = chosen
                 }
-                let terms = (plans[name] ?? PlanTerms()).overridden(by: readTerms(userFields, catalog, &reader))
+                let own = readTerms(userFields, catalog, &reader)
+                let terms = (plans[name] ?? PlanTerms()).overridden(by: own)
                 warnIfCapActionIdle(userFields, terms, &reader)
-                users[item.key] = terms.effective(planName: name, user: item.key)
+                var plan = terms.effective(planName: name, user: item.key)
+                plan.modelsFromUser = own.models != nil
+                users[item.key] = plan
             }
         }
 

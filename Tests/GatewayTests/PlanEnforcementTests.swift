@@ -20,7 +20,7 @@ struct PlanEnforcementTests {
         let h = try ProxyHarness(plansYAML: """
             defaults: { plan: small }
             plans: { small: { models: ["gpt-4o-mini"] } }
-            users: { bob: { plan: small, models: [] } }
+            users: { bob: { plan: small, models: [] }, carol: { plan: small, models: ["gpt-4o-mini"] } }
             """)
         defer { h.shutdown() }
         let r = try await h.post("/v1/chat/completions", key: h.aliceKey, json: Self.chat("o4-mini"), requestID: "m-1")
@@ -35,6 +35,10 @@ struct PlanEnforcementTests {
         #expect(bob.status == 403)
         #expect(try errorObject(bob)["message"] as? String
                 == "The model 'gpt-4o-mini' is not allowed for user 'bob' (users.bob.models in plans.yaml).")
+        // Also when it is the same list as the plan's: editing the plan would not change it.
+        let carol = try await h.post("/v1/chat/completions", key: h.carolKey, json: Self.chat("o4-mini"), requestID: "m-4")
+        #expect(try errorObject(carol)["message"] as? String
+                == "The model 'o4-mini' is not allowed for user 'carol' (users.carol.models in plans.yaml).")
     }
 
     @Test("output over the cap is clamped before it goes upstream, or refused when the plan rejects")
