@@ -57,7 +57,7 @@ enum Admit {
         let pricing = policy.prices.pricing(for: model, on: today)
         if pricing.standard == nil, request.endpoint != .countTokens, policy.gateway.unpricedModels == .refuse {
             // Priced from a later day only: say so, not that prices.yaml lacks it.
-            let missing = policy.prices.firstPriced(model).map { "no price in effect today (\(today)) in prices.yaml: its first is from \($0)" }
+            let missing = policy.prices.firstPriced(model).map { "no price in effect today (\(today), UTC) in prices.yaml: its first is from \($0)" }
                 ?? "no price in prices.yaml"
             return refused(Refusal(.unpriced,
                 "The model '\(model)' has \(missing), so its cost cannot be accounted; the gateway refuses unpriced models." + didYouMean(model, policy),

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A calendar day (UTC) as days since 1970-01-01; price changes take effect at 00:00 UTC.
 public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public var daysSinceEpoch: Int
@@ -20,6 +24,13 @@ public struct Day: Sendable, Hashable, Comparable, Codable, CustomStringConverti
     }
 
     public var unixSeconds: Int64 { Int64(daysSinceEpoch) * 86_400 }
+
+    /// The current day, UTC.
+    public static func today() -> Day {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Day(unixSeconds: Int64(now.tv_sec))
+    }
 
     public static func < (a: Day, b: Day) -> Bool { a.daysSinceEpoch < b.daysSinceEpoch }
 

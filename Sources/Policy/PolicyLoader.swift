@@ -139,7 +139,7 @@ public enum PolicyLoader {
     private static func crossCheck(routes: [ProvidersFile.PlacedRoute], prices: [PricesFile.PlacedPrice],
                                    book: PriceBook, gateway: GatewaySettings,
                                    problems: inout [PolicyProblem], warnings: inout [PolicyProblem]) {
-        let today = Day(unixSeconds: Int64(Date().timeIntervalSince1970))
+        let today = Day.today()
         let consequence = gateway.unpricedModels == .refuse
             ? "calls for it will be refused" : "calls for it will be recorded at zero cost"
         for placed in routes {
@@ -174,9 +174,10 @@ public enum PolicyLoader {
             } else if model.isExact, !placed.price.isVariant, book.price(for: model.text, on: today) == nil,
                       let first = book.firstPriced(model.text), first > today {
                 // Priced from a later day only (a date mistyped, or set ahead): unpriced until then.
+                // Today's date stays out of the text: a reload logs only warnings it had not.
                 reported.insert(model)
                 warnings.append(PolicyProblem(file: PricesFile.name, line: placed.line, field: "\(placed.field).effective_from",
-                    message: "'\(model)' has no price in effect today (\(today)): its first is from \(first), and until then \(consequence)"))
+                    message: "'\(model)' has no price in effect yet: its first is from \(first) (UTC), and until then \(consequence)"))
             }
         }
     }

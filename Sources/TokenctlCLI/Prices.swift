@@ -28,7 +28,7 @@ struct Prices: ParsableCommand {
         let book = try loadPolicyOrExit(policies).prices
         var entries = book.entries
         if let model {
-            let day = on.flatMap(Day.init) ?? Day(unixSeconds: Int64(Date().timeIntervalSince1970))
+            let day = on.flatMap(Day.init) ?? Day.today()
             guard let entry = book.price(for: model, on: day) else {
                 FileHandle.standardError.write(Data("no price for \(model) on \(day)\n".utf8))
                 throw ExitCode(1)

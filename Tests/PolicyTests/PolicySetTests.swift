@@ -123,14 +123,13 @@ import Testing
     /// The trial set gpt-4o-mini's date a year ahead: check said ok, and every call was refused.
     @Test("a routed model priced only from a later day is warned about at its price; one priced today too is not")
     func pricedOnlyLater() throws {
-        let today = Day(unixSeconds: Int64(Date().timeIntervalSince1970))
         let set = try PolicyFixture.with(prices: """
             - { model: "gpt-4o-mini", effective_from: "2999-01-01", input: "0.15", output: "0.60" }
             - { model: "gpt-4.1", effective_from: "2025-01-01", input: "2", output: "8" }
             - { model: "gpt-4.1", effective_from: "2999-01-01", input: "1", output: "4" }
             """).load(["OPENAI_API_KEY": "k"])
         #expect(set.warnings.filter { $0.file == "prices.yaml" }.map(\.description) == [
-            "prices.yaml:1: prices[0].effective_from: 'gpt-4o-mini' has no price in effect today (\(today)): its first is from 2999-01-01, and until then calls for it will be refused",
+            "prices.yaml:1: prices[0].effective_from: 'gpt-4o-mini' has no price in effect yet: its first is from 2999-01-01 (UTC), and until then calls for it will be refused",
         ])
     }
 
