@@ -229,13 +229,17 @@ extension Report {
     /// active days (0), since neither can be derived from the folded rows' own values.
     public func top(_ count: Int) -> Report {
         guard count >= 0, rows.count > count else { return self }
+        // The costliest rows, kept in the report's order (days stay in date order).
+        let costliest = Set(rows.indices.sorted {
+            rows[$0].cost.picodollars != rows[$1].cost.picodollars ? rows[$0].cost.picodollars > rows[$1].cost.picodollars : $0 < $1
+        }.prefix(count))
         var others = ReportFigures()
-        for row in rows[count...] { others.absorb(row.figures) }
+        for index in rows.indices where !costliest.contains(index) { others.absorb(rows[index].figures) }
         others.latencyP95Micros = nil
         others.latencyP50Micros = nil
         others.ttftP50Micros = nil
         others.activeDays = 0
         let folded = ReportRow(values: query.groupBy.map { _ in Report.othersLabel }, figures: others)
-        return Report(query: query, rows: Array(rows.prefix(count)) + [folded], totals: totals)
+        return Report(query: query, rows: rows.indices.filter(costliest.contains).map { rows[$0] } + [folded], totals: totals)
     }
 }

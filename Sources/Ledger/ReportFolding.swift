@@ -260,12 +260,7 @@ struct ReportFolding {
             rows.append(ReportRow(values: labels, figures: figures))
         }
         Self.fill(&totals, latency: latency, ttft: ttft, days: days.count)
-        rows.sort { a, b in
-            a.cost.picodollars != b.cost.picodollars
-                ? a.cost.picodollars > b.cost.picodollars
-                : a.values.lexicographicallyPrecedes(b.values)
-        }
-        return Report(query: query, rows: rows, totals: totals)
+        return Report(query: query, rows: Report.ordered(rows, by: query.groupBy), totals: totals)
     }
 
     private static func fill(_ figures: inout ReportFigures, latency: DenseHistogram, ttft: DenseHistogram, days: Int) {

@@ -72,8 +72,24 @@ import LedgerTestSupport
             // Percentiles within the documented error of nearest-rank (LatencyBuckets).
             NaiveReport.expectMatch(row.figures, want[row.values] ?? ReportFigures(), "group \(row.values)")
         }
-        let costs = report.rows.map(\.cost.picodollars)
-        #expect(costs == costs.sorted(by: >), "sorted by cost descending")
+        // In the grouping's order: periods by date, other groups costliest first (by the naive
+        // sums of each outer group), each inner group under its outer one.
+        var groupCost: [[String]: Int128] = [:]
+        for (values, figures) in want {
+            for level in values.indices { groupCost[Array(values[...level]), default: 0] += figures.cost.picodollars }
+        }
+        for (a, b) in zip(report.rows, report.rows.dropFirst()) {
+            guard let level = groupBy.indices.first(where: { a.values[$0] != b.values[$0] }) else {
+                Issue.record("two rows for \(a.values)"); continue
+            }
+            let (costA, costB) = (groupCost[Array(a.values[...level])] ?? 0, groupCost[Array(b.values[...level])] ?? 0)
+            if [.day, .week, .month].contains(groupBy[level]) {
+                #expect(a.values[level] < b.values[level], "\(a.values) before \(b.values): periods in date order")
+            } else {
+                #expect(costA > costB || (costA == costB && a.values[level] < b.values[level]),
+                        "\(a.values) before \(b.values): costliest group first")
+            }
+        }
 
         var sum = ReportFigures()
         for row in report.rows { sum.absorb(row.figures) }

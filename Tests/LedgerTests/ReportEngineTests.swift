@@ -220,6 +220,15 @@ import LedgerTestSupport
         var sum = ReportFigures()
         for row in top.rows { sum.absorb(row.figures) }
         #expect(sum.cost == full.totals.cost && sum.retries == full.totals.retries && sum.retryCost == full.totals.retryCost)
+        // By day: the two costliest days, still in date order.
+        let (daysDir, daysReader) = try Self.ledger(autumnCalls(count: 1_200))  // eight days
+        defer { daysReader.close(); _ = daysDir }
+        let days = try daysReader.report(ReportQuery(since: 0, until: .max, groupBy: [.day]))
+        #expect(days.rows.count > 3)
+        let kept = days.top(2).rows.dropLast().map(\.values)
+        let costliest = days.rows.sorted { $0.cost.picodollars > $1.cost.picodollars }.prefix(2).map(\.values)
+        #expect(Set(kept) == Set(costliest))
+        #expect(kept == kept.sorted { $0[0] < $1[0] }, "\(kept)")
     }
 
     @Test func bucketsStayWithinTheDocumentedError() {
