@@ -45,6 +45,9 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .sqlite(let code, let message, let context):
             let text = "sqlite error \(code) during \(context): \(message)"
+            if code & 0xff == SQLITE_NOTADB {
+                return text + " (the file is not a tokenctl ledger: --db names the SQLite file serve writes)"
+            }
             // What to do about it: a finance user running a report may not know SQLite needs this.
             if isReadOnly || isCannotOpen {
                 return text + " (tokenctl needs write access to the ledger file and its directory: "

@@ -58,6 +58,10 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
+        var isDirectory: ObjCBool = false
+        if let out, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CommandFailure("cannot write \(out): it is a directory (--out names the file to write)")
+        }
         let backend = try ledger.existing()
         let selected = try columns.map { text in
             do { return try ReportColumns(parsing: text) } catch { throw CommandFailure("--columns: \(error)") }
@@ -98,6 +102,12 @@ struct Report: ParsableCommand {
     private func loadPolicyIfPresent() throws -> PolicySet? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: policies, isDirectory: &isDirectory), isDirectory.boolValue else {
+            // Said on stderr, beside the report: run from the wrong directory, a month close was
+            // cut in UTC instead of the policy's zone, without a word.
+            FileHandle.standardError.write(Data("""
+                note: no policy directory at \(policies): days are cut in UTC unless --tz says otherwise, \
+                and the summary has no budgets (pass --policies DIR)\n
+                """.utf8))
             return nil
         }
         return try loadPolicyOrExit(policies)

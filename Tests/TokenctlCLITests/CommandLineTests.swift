@@ -71,6 +71,20 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("a report into a directory, or of a file that is no ledger, says so plainly")
+    func reportPathMistakes() async throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.path()
+        #expect(await Self.refusal(["keys", "create", "--user", "alice", "--db", db]) == nil)
+        #expect(await Self.refusal(["report", "--db", db, "--out", dir.url.path]) ==
+                "cannot write \(dir.url.path): it is a directory (--out names the file to write)")
+        let csv = dir.path("export.csv")
+        try "user,cost\nalice,1\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let notALedger = await Self.refusal(["report", "--db", csv])
+        #expect(notALedger?.hasSuffix("(the file is not a tokenctl ledger: --db names the SQLite file serve writes)") == true,
+                "\(notALedger ?? "")")
+    }
+
     @Test("demo without a price book (run outside the source tree) says where it looked and what to pass; nothing starts")
     func demoWithoutPolicies() async throws {
         let dir = try TemporaryDirectory()
