@@ -43,6 +43,11 @@ struct Keys: ParsableCommand {
             if case .sqlite(let path) = backend, !FileManager.default.fileExists(atPath: path) { newLedger = path }
             let store = try backend.openKeys()
             defer { store.close() }
+            // Names are case-sensitive: `Research` is a team of its own, without research's budget.
+            let existing = newLedger == nil ? try store.list() : []
+            for note in Self.caseNotes(user: user, team: team, existing: existing) {
+                FileHandle.standardError.write(Data("note: \(note)\n".utf8))
+            }
             let (id, secret) = APIKeySecret.generate()
             try store.insert(APIKeyRecord(id: id, secretHash: APIKeySecret.hash(secret), user: user, team: team,
                                           createdAt: Int64(Date().timeIntervalSince1970 * 1_000_000), revokedAt: nil,
@@ -55,6 +60,22 @@ struct Keys: ParsableCommand {
             let what = admin ? "admin key" : "key"
             print("created \(what) \(id) for user \(user)\(team.map { " (team \($0))" } ?? ""); the secret is shown once:")
             print(secret)
+        }
+
+        /// A user or team named as an existing key's is, but for letter case: most likely a typo,
+        /// which would give the calls a report row, and budgets, of their own.
+        static func caseNotes(user: String, team: String?, existing: [APIKeyRecord]) -> [String] {
+            var notes: [String] = []
+            for (noun, name, names) in [("user", user, Set(existing.map(\.user))),
+                                        ("team", team, Set(existing.compactMap(\.team)))] {
+                guard let name, !names.contains(name) else { continue }
+                let alike = names.filter { $0.lowercased() == name.lowercased() }.sorted()
+                if !alike.isEmpty {
+                    notes.append("\(noun) '\(name)' is new; keys exist for \(alike.map { "'\($0)'" }.joined(separator: ", ")): "
+                                 + "names are case-sensitive, so its calls are reported, and budgeted, apart")
+                }
+            }
+            return notes
         }
     }
 

@@ -71,6 +71,18 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("keys create notes a user or team named as an existing key's but for letter case (a report and budget apart)")
+    func keyOwnerCaseNotes() {
+        let existing = [APIKeyRecord(id: "key_1", secretHash: "h1", user: "bob", team: "research"),
+                        APIKeyRecord(id: "key_2", secretHash: "h2", user: "BOB", team: nil)]
+        #expect(Keys.Create.caseNotes(user: "Bob", team: "Research", existing: existing) == [
+            "user 'Bob' is new; keys exist for 'BOB', 'bob': names are case-sensitive, so its calls are reported, and budgeted, apart",
+            "team 'Research' is new; keys exist for 'research': names are case-sensitive, so its calls are reported, and budgeted, apart",
+        ])
+        #expect(Keys.Create.caseNotes(user: "bob", team: "research", existing: existing).isEmpty)
+        #expect(Keys.Create.caseNotes(user: "carol", team: "ops", existing: existing).isEmpty)
+    }
+
     @Test("a report into a directory, or of a file that is no ledger, says so plainly")
     func reportPathMistakes() async throws {
         let dir = try TemporaryDirectory()
