@@ -80,6 +80,9 @@ struct AdminReportRequest: Equatable {
             guard let dimension = ReportDimension(rawValue: value) else {
                 throw Self.bad("by", "'by' must be one of \(ReportDimension.allCases.map(\.rawValue).joined(separator: ", ")), not '\(value)'.")
             }
+            guard !dimensions.contains(dimension) else {
+                throw Self.bad("by", "'by' names '\(value)' twice; each dimension groups once.")
+            }
             dimensions.append(dimension)
         }
         guard dimensions.count <= Self.maxDimensions else {

@@ -37,7 +37,8 @@ struct Report: ParsableCommand {
     @Option(help: "Only calls of this model (as served, else as requested).")
     var model: String?
 
-    @Option(help: "Show the N costliest groups; the rest are folded into one (others) row.")
+    // Unconditional: `--top -1` is a bad count, not a missing one followed by an option.
+    @Option(parsing: .unconditional, help: "Show the N costliest groups; the rest are folded into one (others) row.")
     var top: Int?
 
     @Option(help: "Output format: table, csv, json, markdown or html.")
@@ -55,6 +56,9 @@ struct Report: ParsableCommand {
 
     func validate() throws {
         if let top, top < 1 { throw ValidationError("--top must be 1 or more") }
+        if let twice = by.enumerated().first(where: { by[..<$0.offset].contains($0.element) })?.element {
+            throw ValidationError("--by \(twice.rawValue) is given twice; each dimension groups once")
+        }
     }
 
     func run() throws {

@@ -257,6 +257,7 @@ struct AdminDashboardTests {
             ("/admin/api/report?period=2026-1x", "period"),
             ("/admin/api/report?period=2026-01&since=2026-01-01", "period"),
             ("/admin/api/report?by=colour", "by"),
+            ("/admin/api/report?by=user&by=user", "by"),
             ("/admin/api/report?by=user&by=team&by=model&by=day", "by"),
             ("/admin/api/report?tz=Mars/Olympus", "tz"),
             ("/admin/api/report?top=0", "top"),

@@ -36,6 +36,8 @@ struct CommandLineTests {
 
     @Test("bad option values are refused with what is wrong", arguments: [
         (["report", "--top", "0"], "--top must be 1 or more"),
+        (["report", "--top", "-1"], "--top must be 1 or more"),
+        (["report", "--by", "user", "--by", "day", "--by", "user"], "--by user is given twice; each dimension groups once"),
         (["keys", "create", "--user", " alice"],
          "--user must be a non-empty name without surrounding spaces, control or invisible format characters (at most 128 characters)"),
         (["keys", "create", "--user", "(none)"],
