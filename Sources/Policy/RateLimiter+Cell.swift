@@ -22,7 +22,7 @@ struct GCRACell: Sendable, Hashable {
     static let maxDebt: Int64 = 86_400_000_000
 
     /// A meter that is full (TAT at or before every `now`). Its rate is never read: an idle
-    /// meter restarts at the limit's rate (`started`).
+    /// meter restarts at the limit's rate (`rescaled`).
     static let full = GCRACell(micros: .min, fraction: 0, rate: 1)
 
     /// TAT = `micros` + `fraction / rate` µs, with `0 <= fraction < rate`.
