@@ -122,11 +122,16 @@ struct Keys: ParsableCommand {
     }
 }
 
+/// Whether `path` is an existing directory (a symlink to one counts).
+func isDirectory(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+}
+
 /// Creates the folder a ledger file goes in (`data/` by default).
 func createParentDirectory(of path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+    if isDirectory(path) {
         throw CommandFailure("--db \(path) is a directory: name the ledger file in it (e.g. \(path)/tokenctl.sqlite)")
     }
     guard !dir.isEmpty else { return }
@@ -138,7 +143,7 @@ func createParentDirectory(of path: String) throws {
         let reason = errno == EACCES ? "permission denied" : String(cString: strerror(errno)).lowercased()
         throw CommandFailure("cannot create the ledger's directory \(dir) (\(reason)): create it, writable by this user, or pick another --db")
     }
-    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+    guard isDirectory(dir) else {
         throw CommandFailure("cannot create the ledger's directory \(dir) (a file has its name, or one on its way): pick another --db")
     }
 }

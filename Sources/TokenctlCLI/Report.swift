@@ -62,8 +62,7 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
-        var isDirectory: ObjCBool = false
-        if let out, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+        if let out, isDirectory(out) {
             throw CommandFailure("cannot write \(out): it is a directory (--out names the file to write)")
         }
         let backend = try ledger.existing()
@@ -104,8 +103,7 @@ struct Report: ParsableCommand {
     /// The policy, when its directory exists (a report needs none); its problems stop the report,
     /// since budgets and the zone would otherwise be silently wrong.
     private func loadPolicyIfPresent() throws -> PolicySet? {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: policies, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard isDirectory(policies) else {
             // Said on stderr, beside the report: run from the wrong directory, a month close was
             // cut in UTC instead of the policy's zone, without a word.
             FileHandle.standardError.write(Data("""
