@@ -96,15 +96,17 @@ public final class PolicyReloader: Sendable {
                 for (what, change) in fresh.plans.changes(from: replaced.plans) { metadata[what] = "\(change)" }
                 logger.info("policy reloaded", metadata: metadata)
                 let (from, to) = (replaced.plans.timeZone.identifier, fresh.plans.timeZone.identifier)
-                if from != to, budgetZone == nil {
-                    logger.info("time_zone changed: budgets, reports and metrics use the new zone",
-                                metadata: ["from": "\(from)", "to": "\(to)"])
-                } else if from != to, to == budgetZone {
-                    logger.info("time_zone back to the zone budgets count in: budgets, reports and metrics agree again",
-                                metadata: ["from": "\(from)", "to": "\(to)"])
-                } else if from != to {
-                    logger.warning("time_zone changed: budgets keep their periods until the next restart, reports and metrics use the new zone",
-                                   metadata: ["from": "\(from)", "to": "\(to)"])
+                if from != to {
+                    let zones: Logger.Metadata = ["from": "\(from)", "to": "\(to)"]
+                    if budgetZone == nil {
+                        logger.info("time_zone changed: budgets, reports and metrics use the new zone", metadata: zones)
+                    } else if to == budgetZone {
+                        logger.info("time_zone back to the zone budgets count in: budgets, reports and metrics agree again",
+                                    metadata: zones)
+                    } else {
+                        logger.warning("time_zone changed: budgets keep their periods until the next restart, reports and metrics use the new zone",
+                                       metadata: zones)
+                    }
                 }
             } else if wasRefused {
                 // The files are back to the policy in force: say so, after the refusal's errors.
