@@ -6,6 +6,9 @@
 #   CHAT_STREAM=1: streamed calls (FakeLLM's default chunks) instead of plain ones.
 #   AB_PROVIDER_KEY=KEY: the provider is given a key (api_key_env), as in production: the
 #   upstream Authorization header and the scrub of the key from what comes back are measured.
+#   AB_COUNTS=1: instead of timing, each run counts per call and thread its mallocs, system
+#   calls, context switches and retains + releases (bench/counts.sh; root): exact where CPU
+#   time on a shared host is not, so one round tells two builds apart.
 #   DIR_A, DIR_B: folders holding a `tokenctl` and a `fakellm` binary (release builds), e.g. one
 #   built from an older commit and one from HEAD; and a `prices.yaml` if that build needs its own
 #   (an older build refuses keys added since), else the repository's is used.
@@ -35,6 +38,16 @@ run() {  # dir
     >"$work/tokenctl.log" 2>&1 & local pid=$!; pids+=($pid)
   local url; url=$(listening_url "$work/tokenctl.log")/v1/chat/completions
   TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d2s -s "$script" "$url" >/dev/null  # warm-up
+  if [ -n "${AB_COUNTS:-}" ]; then
+    TOKENCTL_KEY=$key taskset -c 1 wrk -t1 -c"$conns" -d"$((secs + 2))s" -s "$script" "$url" >/dev/null & local load=$!
+    sleep 1
+    local counted; counted=$("$root/bench/counts.sh" measure "$pid" "$secs" "${url%/v1/chat/completions}/metrics")
+    wait $load
+    echo "counted per call: $("$root/bench/counts.sh" per-request "$counted")"
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    rm -rf "$work"
+    return
+  fi
   local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   local threads; threads=$("$root/bench/threads.sh" snapshot "$pid")
   local stolen; stolen=$("$root/bench/steal.sh" snapshot 0)
@@ -49,6 +62,7 @@ run() {  # dir
   rm -rf "$work"
 }
 
+[ -z "${AB_COUNTS:-}" ] || "$root/bench/counts.sh" probe
 echo "# $(date -u '+%F %T UTC'), $conns connections, ${secs}s per run${CHAT_STREAM:+, streamed calls}${key_field:+, provider key set}; load: $(uptime | sed 's/.*load/load/')"
 for round in $(seq "$rounds"); do
   echo "A round $round: $(run "$a")"

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Per-request event counts of one process's threads, by thread name: calls to malloc (a uprobe on
-# the malloc the process calls: mimalloc's or libc's), system calls and context switches, counted
-# by `perf stat`. Unlike CPU time they do not grow when the hypervisor steals time, so they compare
+# the malloc the process calls: mimalloc's or libc's), system calls, context switches and Swift
+# reference-count operations (uprobes on swift_retain, swift_release and their String twins,
+# swift_bridgeObjectRetain/Release, in the toolchain's libswiftCore), counted by `perf stat`. Unlike CPU time they do not grow when the hypervisor steals time, so they compare
 # two builds on a noisy host (the issue asked for instruction counts; callgrind cannot run
 # tokenctl here).
 #   bench/counts.sh probe                  (re)makes the malloc uprobes (root); exit 1 if
 #                                          it cannot (then `measure` counts no mallocs)
 #   bench/counts.sh measure PID SECONDS URL
 #                                          counts for SECONDS (run it while load runs) and prints
-#                                          "window_requests=N counts=name=mallocs:syscalls:switches,…"
+#                                          "window_requests=N counts=name=mallocs:syscalls:switches:refops,…"
 #                                          (event loops summed as NIO-ELT); N: the calls tokenctl
 #                                          (its /metrics at URL) answered inside the counted window
 #   bench/counts.sh per-request "MEASURED" prints, from what `measure` printed, per thread its
 #                                          counts per request, e.g. "NIO-ELT 80.2 mallocs 6.10
-#                                          syscalls 0.52 switches; tokenctl-curl …"
+#                                          syscalls 0.52 switches 2940 refops; tokenctl-curl …"
 # A uprobe costs each malloc a trap: throughput falls while counting, so counts come from runs of
 # their own, never from the runs timed for latency or CPU.
 set -euo pipefail
@@ -22,6 +23,9 @@ set -euo pipefail
 # (awk reads to the end: leaving early would fail the pipe under pipefail.)
 library() { ldconfig -p | awk -v l="$1" '$1 == l && /x86-64/ && !found {print $NF; found = 1}'; }
 probe_of() { grep -q libmimalloc "/proc/$1/maps" 2>/dev/null && echo probe_libmimalloc:mimalloc || echo probe_libc:malloc; }
+# The Swift runtime the toolchain's executables link (not in ldconfig's cache).
+swift_core() { local s; s=$(command -v swift) && echo "$(dirname "$(readlink -f "$s")")/../lib/swift/linux/libswiftCore.so"; }
+refops="swift_retain swift_release swift_bridgeObjectRetain swift_bridgeObjectRelease"
 case $1 in
   probe)
     # perf wants event names unique across groups: mimalloc's malloc is "mimalloc".
@@ -35,13 +39,25 @@ case $1 in
       perf probe -q -d "$2" >/dev/null 2>&1 || true
       perf probe -q -x "$lib" -a "$2=malloc" >/dev/null 2>&1 && made=$((made + 1))
     done
+    core=$(swift_core || true)
+    if [ -n "$core" ] && [ -f "$core" ]; then
+      for f in $refops; do
+        perf probe -q -d "probe_libswiftCore:$f" >/dev/null 2>&1 || true
+        perf probe -q -x "$core" -a "$f" >/dev/null 2>&1 || true
+      done
+    fi
     [ $made -gt 0 ] && exit 0
     echo "bench/counts.sh: cannot make the malloc uprobes (root and uprobes needed); mallocs not counted" >&2
     exit 1 ;;
   measure)
     pid=$2 secs=$3 url=$4 events=raw_syscalls:sys_enter,context-switches
     probe=$(probe_of "$pid")
-    perf probe -l 2>/dev/null | grep -q "$probe" && events=$probe,$events
+    probes=$(perf probe -l 2>/dev/null)
+    grep -q "$probe" <<<"$probes" && events=$probe,$events
+    # Swift's reference counting, if the process links the runtime the probes were made on.
+    for f in $refops; do
+      grep -q "probe_libswiftCore:$f " <<<"$probes" && grep -q libswiftCore "/proc/$pid/maps" && events=$events,probe_libswiftCore:$f
+    done
     stat=$(mktemp) served=$(mktemp)
     # The calls are read inside perf's command, so both count the same window (perf takes a
     # while to attach a uprobe to every thread).
@@ -53,8 +69,10 @@ case $1 in
     awk -F, -v p="$probe" '/^#/ || NF < 4 {next} {
         name = $1; sub(/-[0-9]+$/, "", name); sub(/-[0-9]+-#[0-9]+$/, "", name); gsub(/[^A-Za-z0-9.-]/, "_", name)
         n = ($2 ~ /^[0-9]+$/) ? $2 : 0
-        if ($4 == p) m[name] += n; else if ($4 ~ /sys_enter/) s[name] += n; else c[name] += n; seen[name] = 1
-      } END {for (k in seen) printf "%s%s=%d:%d:%d", (i++ ? "," : ""), k, m[k], s[k], c[k]}' "$stat"
+        if ($4 == p) m[name] += n; else if ($4 ~ /sys_enter/) s[name] += n; else if ($4 ~ /libswiftCore/) r[name] += n
+        else c[name] += n
+        seen[name] = 1
+      } END {for (k in seen) printf "%s%s=%d:%d:%d:%d", (i++ ? "," : ""), k, m[k], s[k], c[k], r[k]}' "$stat"
     rm -f "$stat" "$served" ;;
   per-request)
     awk -v m="$2" 'BEGIN {
@@ -63,8 +81,8 @@ case $1 in
       for (i = 1; i <= n; i++) {
         split(x[i], kv, "="); split(kv[2], v, ":")
         if (v[1] + v[2] + v[3] < r / 100) continue  # idle threads
-        out = out sprintf("%s%s %.1f mallocs %.2f syscalls %.2f switches", (out == "" ? "" : "; "), kv[1],
-                          v[1] / r, v[2] / r, v[3] / r)
+        out = out sprintf("%s%s %.1f mallocs %.2f syscalls %.2f switches %.0f refops", (out == "" ? "" : "; "), kv[1],
+                          v[1] / r, v[2] / r, v[3] / r, v[4] / r)
       }
       print out
     }' ;;

@@ -157,15 +157,15 @@ def malloc_report(path, calls):
     for _, frames in all_samples:
         names = [name_of(s) for s, _ in frames if not allocating.search(name_of(s))]
         first = names[0] if names else "?"
-        ours = next((n for n in names if OURS.search(n)), None)
-        site = first[:70] if ours is None or ours == first else f"{first[:70]} ← {ours[:70]}"
+        ours = next((n for n in names[1:] if OURS.search(n)), None)
+        site = first[:70] if ours is None else f"{first[:70]} ← {ours[:70]}"
         sites[site] += 1
     total = len(all_samples)
     print(f"## The event loop's mallocs: {total / calls:.1f} per call ({total} in {calls} calls)\n")
-    print("Where each is made: the allocating frame, and the innermost tokenctl function above it.\n")
+    print("Where each is made: the allocating frame, and the innermost tokenctl function that called it.\n")
     print("| made in | per call |")
     print("|---|---|")
-    for site, n in sites.most_common(30):
+    for site, n in sites.most_common(40):
         print(f"| {site.replace('|', '/')} | {n / calls:.2f} |")
     print()
 

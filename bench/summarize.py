@@ -197,11 +197,12 @@ if by_thread:
 
 # --- per-request counts by thread (bench/counts.sh): stable where CPU time is not ---------------
 def thread_counts(r):
-    """Per group: (mallocs, system calls, context switches) per request from a counts row."""
+    """Per group: (mallocs, system calls, context switches, reference-count operations) per
+    request from a counts row (a row of a run before the last were counted has three)."""
     n = float(r.get("window_requests", 0))
     if n <= 0 or "counts" not in r:
         return None
-    groups = {g: [0.0, 0.0, 0.0] for g in GROUPS}
+    groups = {g: [0.0, 0.0, 0.0, 0.0] for g in GROUPS}
     for item in r["counts"].split(","):
         name, _, v = item.partition("=")
         for i, x in enumerate(v.split(":") if v else []):
@@ -212,15 +213,15 @@ def thread_counts(r):
 counted = [(r["arm"], thread_counts(r)) for r in sel("counts") if thread_counts(r)]
 if counted:
     w("Per-request counts by thread at 16 conns (bench/counts.sh: `perf stat` with a uprobe on the malloc "
-      "the process calls, mimalloc's or libc's, over a window of a run of their own; unlike CPU time they do not grow when the host steals "
-      "time, so they compare builds across runs):")
+      "the process calls, mimalloc's or libc's, and on the Swift runtime's retain and release, over a window of a run of their own; "
+      "unlike CPU time they do not grow when the host steals time, so they compare builds across runs):")
     w("")
-    w("| arm | thread | mallocs | system calls | context switches |")
-    w("|---|---|---|---|---|")
+    w("| arm | thread | mallocs | system calls | context switches | retains + releases |")
+    w("|---|---|---|---|---|---|")
     for a, groups in counted:
-        for g, (m, sc, cs) in groups.items():
-            if m + sc + cs >= 0.01:
-                w(f"| {a} | {g} | {m:.1f} | {sc:.2f} | {cs:.2f} |")
+        for g, (m, sc, cs, rc) in groups.items():
+            if m + sc + cs + rc >= 0.01:
+                w(f"| {a} | {g} | {m:.1f} | {sc:.2f} | {cs:.2f} | {rc:.0f} |")
     w("")
 
 
