@@ -50,9 +50,8 @@ final class GatewayContext: Sendable {
     /// 1). If the row cannot be recorded, the connection is cut instead, so no client ever holds
     /// a complete answer the ledger lacks, and `notRecorded` runs on `loop` (what the call used
     /// is still owed to the shared budgets).
-    func record(_ entry: LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
+    func record(_ entry: consuming LedgerEntry, on loop: any EventLoop, connection: any ClientConnection,
                 notRecorded: (@Sendable (LedgerEntry) -> Void)? = nil, then deliver: @escaping () -> Void) {
-        var entry = entry
         entry.endedAt = UnixTime.nowMicros()
         let onLoop = NIOLoopBound((connection: connection, deliver: deliver), eventLoop: loop)
         let logger = self.logger
@@ -80,8 +79,7 @@ final class GatewayContext: Sendable {
 
     /// Stamps the call's end and appends its row without anyone waiting for it: for a refusal
     /// answered before its row is recorded (see `ProxyHandler.refuse`).
-    func recordDetached(_ entry: LedgerEntry) {
-        var entry = entry
+    func recordDetached(_ entry: consuming LedgerEntry) {
         entry.endedAt = UnixTime.nowMicros()
         let metrics = self.metrics, recorded = entry
         ledger.append(entry) { metrics.count(recorded, $0) }

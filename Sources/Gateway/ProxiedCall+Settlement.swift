@@ -108,7 +108,7 @@ extension ProxiedCall {
             // A stream that ended without its final event is cut, not ended: the client must not
             // take a truncated answer for a complete one.
             let truncated = metered.isStream && !metered.sawTerminalEvent && upstreamStatus < 400
-            record(entry) { [self] in
+            record(consume entry) { [self] in
                 phase = .done
                 if let page {
                     return connection.writeRefusal(page, dialect: request.endpoint.dialect, requestID: request.requestID)
@@ -260,8 +260,7 @@ extension ProxiedCall {
     private var billsPrompt: Bool { request.endpoint != .countTokens }
 
     /// Settles the call's hold with what it really used, then records it.
-    func record(_ entry: LedgerEntry, then deliver: @escaping () -> Void) {
-        var entry = entry
+    func record(_ entry: consuming LedgerEntry, then deliver: @escaping () -> Void) {
         entry.modelRequested = requestedModel
         // Fingerprinted once for every row of an admitted call (not for its start marker): here,
         // or as the body went.
