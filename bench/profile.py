@@ -85,7 +85,7 @@ def samples(path):
                 out.append((tid, frames))
             tid, frames = None, []
             continue
-        if not line[0].isspace():
+        if not line.startswith("\t"):  # "  TID" (right-aligned), then a frame per tabbed line
             tid = line.split()[0]
             continue
         m = re.match(r"\s*[0-9a-f]+ (.*?)(?: \((.*)\))?$", line)
