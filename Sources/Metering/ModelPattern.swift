@@ -11,10 +11,15 @@ public struct ModelPattern: Sendable, Hashable, Codable, CustomStringConvertible
 
     public var description: String { text }
 
-    /// Runs on every call (routes, prices, limits), so it reads both strings in place.
+    /// Runs on every call (routes, prices, limits), so it reads both strings in place (not
+    /// through `withUTF8` on copies: a retain and a release of each per pattern tried).
     public func matches(_ name: String) -> Bool {
-        var pattern = text, name = name
-        return pattern.withUTF8 { p in name.withUTF8 { s in Self.glob(p, s) } }
+        let inPlace = text.utf8.withContiguousStorageIfAvailable { p in
+            name.utf8.withContiguousStorageIfAvailable { s in Self.glob(p, s) }
+        }
+        if let matched = inPlace ?? nil { return matched }
+        // A bridged string's bytes are not contiguous (none on Linux).
+        return Array(text.utf8).withUnsafeBufferPointer { p in Array(name.utf8).withUnsafeBufferPointer { Self.glob(p, $0) } }
     }
 
     /// `*` matches any run of bytes, itself included; everything else matches itself.

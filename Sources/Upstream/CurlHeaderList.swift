@@ -55,12 +55,14 @@ struct CurlHeaderList {
         let nodes = block.bindMemory(to: curl_slist.self, capacity: lines.count)
         var text = (block + nodeBytes).bindMemory(to: CChar.self, capacity: 1)
         func put(_ string: String) {
-            var string = string
-            string.withUTF8 { bytes in
+            // In place (a copy for withUTF8 costs a retain and a release); a bridged string's
+            // bytes are not contiguous and go one by one.
+            let copied: Void? = string.utf8.withContiguousStorageIfAvailable { bytes in
                 guard let base = bytes.baseAddress else { return }
                 UnsafeMutableRawPointer(text).copyMemory(from: base, byteCount: bytes.count)
                 text += bytes.count
             }
+            if copied == nil { string.utf8.forEach(put) }
         }
         func put(_ byte: UInt8) {
             text.pointee = CChar(bitPattern: byte)

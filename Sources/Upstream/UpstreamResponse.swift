@@ -110,19 +110,18 @@ public protocol UpstreamResponseHandler: AnyObject {
 
 extension String {
     /// ASCII letters compared without case. Over the strings' bytes in place: header names are
-    /// compared several times per call (a zip of two UTF-8 views cost more than the compare).
+    /// compared several times per call (a zip of two UTF-8 views cost more than the compare, and
+    /// `withUTF8` on copies a retain and a release of each string).
     func caseInsensitiveEquals(_ other: String) -> Bool {
         guard utf8.count == other.utf8.count else { return false }
-        func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-            for i in a.indices {
-                let x = a[i], y = b[i]
-                guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
-                else { return false }
-            }
-            return true
+        func same(_ x: UInt8, _ y: UInt8) -> Bool {
+            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
         }
-        var a = self, b = other  // withUTF8 makes a bridged string contiguous: on copies
-        return a.withUTF8 { a in b.withUTF8 { b in equal(a, b) } }
+        let inPlace = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in zip(a, b).allSatisfy(same) }
+        }
+        // Native strings, small or not, have their bytes contiguous; a bridged one would not.
+        return (inPlace ?? nil) ?? zip(utf8, other.utf8).allSatisfy(same)
     }
 }
 
