@@ -6,8 +6,8 @@ import Policy
 enum CallRecord {
     /// The row of an admitted call before settlement; outcome and usage are filled in at the end.
     /// Its id is the call's own, made once with its request line (its journal marker and its row).
-    static func entry(for request: CallRequest, admission: Admission) -> LedgerEntry {
-        var entry = base(request.line, principal: admission.principal, payer: admission.payer)
+    static func entry(for line: RequestLine, admission: Admission) -> LedgerEntry {
+        var entry = base(line, principal: admission.principal, payer: admission.payer)
         entry.outputCapRequested = admission.outputCapRequested
         entry.outputCapApplied = admission.outputCapApplied
         entry.provider = admission.provider.name

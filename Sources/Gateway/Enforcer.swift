@@ -128,8 +128,7 @@ struct Hold: Sendable {
     /// should this replica die before, the reaper charges the row (docs/postgres-quotas.md).
     /// Nothing to wait for: the client's answer does not depend on it.
     func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
-        guard case .shared(let reservation) = quota, let book = enforcer.sharedQuotas else { return }
-        book.settleRetrying(reservation, cost: cost, tokens: tokens, on: loop)
+        quota?.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
     }
 
     /// What was left of each budget when the call was admitted, its own hold not counted (for the
@@ -154,6 +153,12 @@ struct Hold: Sendable {
 enum QuotaHold: Sendable {
     case local(QuotaReservation)
     case shared(SharedQuotaReservation)
+
+    /// `Hold.settleShared`, for a caller that keeps this alone rather than the whole hold.
+    func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
+        guard case .shared(let reservation) = self, let book = enforcer.sharedQuotas else { return }
+        book.settleRetrying(reservation, cost: cost, tokens: tokens, on: loop)
+    }
 
     /// The worst case held against budgets; nil when no budget applied (nothing bounds the call).
     /// `tokens` is nil when no budget counts tokens.

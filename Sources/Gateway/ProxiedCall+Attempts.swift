@@ -76,7 +76,7 @@ extension ProxiedCall {
         retriesHere = 0
         staleConnectionRetried = false
         admission = next
-        meter = Self.meter(for: request, through: next)
+        meter = Self.meter(for: request.endpoint, through: next)
         load = gateway.metrics.upstreamLoad(provider: next.provider.name)
         acquireSlot()
     }

@@ -17,7 +17,7 @@ extension ProxiedCall {
         let (held, metered) = meter.finish()
         let (price, priceNote) = admission.settlementPrice(servedTier: metered.servedTier, servedGeo: metered.servedGeo,
                                                                usage: metered.usage)
-        var entry = CallRecord.entry(for: request, admission: admission)
+        var entry = CallRecord.entry(for: request.line, admission: admission)
         entry.firstByteAt = firstByteAt
         entry.modelServed = metered.servedModel
         if let ttft = firstByteAt { entry.ttftMicros = ttft - request.startedAt }
@@ -274,19 +274,20 @@ extension ProxiedCall {
         for (model, reason) in fallbacksSkipped { entry.appendNote("fallback \(model) skipped: \(reason)") }
         let cost = entry.cost, tokens = entry.usage.totalTokens
         hold.settle(in: gateway.enforcer, cost: cost, tokens: tokens, startedAt: entry.startedAt, now: UnixTime.nowMicros())
-        let (hold, enforcer, loop) = (self.hold, gateway.enforcer, connection.eventLoop)
+        // The closures keep what the shared settlement needs, not a copy of the whole hold.
+        let (quota, enforcer, loop) = (hold.quota, gateway.enforcer, connection.eventLoop)
         // A row that cannot commit does not make the provider's tokens free: the shared budgets
         // are charged at once rather than holding the reservation until it expires.
         // The row, kept with the call's start marker, is recorded at the next start.
         let journal = gateway.journal
         let chargeAnyway: @Sendable (LedgerEntry) -> Void = { row in
             journal.notRecorded(row)
-            hold.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
+            quota?.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
         }
         gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
             // Recorded (committed, on PostgreSQL, where shared budgets live): a replica that dies
             // before this line is charged from the row.
-            hold.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
+            quota?.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)
             gateway.journal.ended(id: callID)
             deliver()
         }

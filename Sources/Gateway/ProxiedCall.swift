@@ -97,7 +97,7 @@ final class ProxiedCall: UpstreamResponseHandler {
         self.hold = hold
         self.gateway = gateway
         self.connection = connection
-        self.meter = Self.meter(for: request, through: admission)
+        self.meter = Self.meter(for: request.endpoint, through: admission)
         self.load = gateway.metrics.upstreamLoad(provider: admission.provider.name)
         self.requestedModel = admission.model
         self.fallbacksLeft = gateway.policies.policy.route(forModel: admission.model)?.fallbacks ?? []
@@ -105,14 +105,14 @@ final class ProxiedCall: UpstreamResponseHandler {
 
     /// A new attempt's meter: it strips the usage chunk the gateway asked for, and scrubs the
     /// provider's key from the stream's error events.
-    static func meter(for request: CallRequest, through admission: Admission) -> ResponseMeter {
-        ResponseMeter(endpoint: request.endpoint, stripInjectedUsage: admission.stripInjectedUsage,
+    static func meter(for endpoint: Endpoint, through admission: Admission) -> ResponseMeter {
+        ResponseMeter(endpoint: endpoint, stripInjectedUsage: admission.stripInjectedUsage,
                       providerKey: admission.provider.apiKey)
     }
 
     /// Takes a slot at the provider (maybe after waiting in its queue), then starts the transfer.
     func start() {
-        gateway.journal.started(CallRecord.entry(for: request, admission: admission))
+        gateway.journal.started(CallRecord.entry(for: request.line, admission: admission))
         acquireSlot()
     }
 
@@ -163,7 +163,7 @@ final class ProxiedCall: UpstreamResponseHandler {
     func startTransfer() {
         let upstreamRequest = Forward.upstreamRequest(for: request, admission: admission)
         if !retriesMade.isEmpty {
-            meter = Self.meter(for: request, through: admission)
+            meter = Self.meter(for: request.endpoint, through: admission)
         }
         load.sent()
         upstreamStatus = 0  // this attempt's, once its head comes
@@ -190,7 +190,7 @@ final class ProxiedCall: UpstreamResponseHandler {
             slot = .none
             clientGone = true
             phase = .settling
-            var entry = CallRecord.entry(for: request, admission: admission)
+            var entry = CallRecord.entry(for: request.line, admission: admission)
             CallRecord.settle(&entry, usage: nil, price: admission.price)
             entry.outcome = .clientCancelled
             entry.status = 499

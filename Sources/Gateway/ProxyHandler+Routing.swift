@@ -190,7 +190,7 @@ extension ProxyHandler {
                 guard !clientConnected, case .success(let hold) = result else {
                     return enforced(result, request: request, principal: principal, admission: admission)
                 }
-                var entry = CallRecord.entry(for: request, admission: admission)
+                var entry = CallRecord.entry(for: request.line, admission: admission)
                 CallRecord.settle(&entry, usage: nil, price: admission.price)
                 entry.outcome = .clientCancelled
                 entry.status = 499
