@@ -61,55 +61,54 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable, Codable {
 /// One call as recorded in the ledger: who, what, how it ended, tokens and exact cost.
 /// Times are Unix microseconds (UTC).
 ///
-/// A value type whose fields sit in one shared box until a copy changes one (copy on write): a
-/// row passes through several hands on the event loop (settled, recorded, journaled, queued for
-/// the writer), and copying its two dozen fields, a dozen of them strings, at each hand-off took
-/// about 5 % of the event loop's CPU per call (`bench/profile.sh`: value copies and retains).
+/// Its fields sit in one box its copies share (`SharedFields`): a row passes through several hands
+/// on the event loop (settled, recorded, journaled, queued for the writer), and copying its two
+/// dozen fields, a dozen of them strings, at each hand-off cost 600 retains and releases per call.
 public struct LedgerEntry: Sendable, Hashable {
     /// A request id the gateway made is this and the row's `id`: the ledger finds it through the
     /// index of `id` and indexes only the ids clients sent (`Schema` v7).
     public static let madeRequestIDPrefix = "req_"
 
-    private var box: Box
+    private var shared: SharedFields<Fields>
 
     /// Unique id of the call (primary key of the row).
-    public var id: String { get { box.fields.id } set { unshared.id = newValue } }
+    public var id: String { get { shared.box.fields.id } set { shared.update { $0.id = newValue } } }
     /// The `x-request-id` the client sent or was given, for correlation with logs. One the
     /// gateway made is `madeRequestIDPrefix` and `id`.
-    public var requestId: String { get { box.fields.requestId } set { unshared.requestId = newValue } }
-    public var startedAt: Int64 { get { box.fields.startedAt } set { unshared.startedAt = newValue } }
-    public var firstByteAt: Int64? { get { box.fields.firstByteAt } set { unshared.firstByteAt = newValue } }
-    public var endedAt: Int64 { get { box.fields.endedAt } set { unshared.endedAt = newValue } }
-    public var keyId: String? { get { box.fields.keyId } set { unshared.keyId = newValue } }
-    public var user: String? { get { box.fields.user } set { unshared.user = newValue } }
-    public var team: String? { get { box.fields.team } set { unshared.team = newValue } }
-    public var dialect: Dialect { get { box.fields.dialect } set { unshared.dialect = newValue } }
+    public var requestId: String { get { shared.box.fields.requestId } set { shared.update { $0.requestId = newValue } } }
+    public var startedAt: Int64 { get { shared.box.fields.startedAt } set { shared.update { $0.startedAt = newValue } } }
+    public var firstByteAt: Int64? { get { shared.box.fields.firstByteAt } set { shared.update { $0.firstByteAt = newValue } } }
+    public var endedAt: Int64 { get { shared.box.fields.endedAt } set { shared.update { $0.endedAt = newValue } } }
+    public var keyId: String? { get { shared.box.fields.keyId } set { shared.update { $0.keyId = newValue } } }
+    public var user: String? { get { shared.box.fields.user } set { shared.update { $0.user = newValue } } }
+    public var team: String? { get { shared.box.fields.team } set { shared.update { $0.team = newValue } } }
+    public var dialect: Dialect { get { shared.box.fields.dialect } set { shared.update { $0.dialect = newValue } } }
     /// The operation, e.g. `chat.completions` (an `Endpoint` raw value, or another route name).
-    public var route: String { get { box.fields.route } set { unshared.route = newValue } }
-    public var provider: String? { get { box.fields.provider } set { unshared.provider = newValue } }
-    public var modelRequested: String? { get { box.fields.modelRequested } set { unshared.modelRequested = newValue } }
-    public var modelServed: String? { get { box.fields.modelServed } set { unshared.modelServed = newValue } }
-    public var stream: Bool { get { box.fields.stream } set { unshared.stream = newValue } }
+    public var route: String { get { shared.box.fields.route } set { shared.update { $0.route = newValue } } }
+    public var provider: String? { get { shared.box.fields.provider } set { shared.update { $0.provider = newValue } } }
+    public var modelRequested: String? { get { shared.box.fields.modelRequested } set { shared.update { $0.modelRequested = newValue } } }
+    public var modelServed: String? { get { shared.box.fields.modelServed } set { shared.update { $0.modelServed = newValue } } }
+    public var stream: Bool { get { shared.box.fields.stream } set { shared.update { $0.stream = newValue } } }
     /// HTTP status returned to the client.
-    public var status: Int { get { box.fields.status } set { unshared.status = newValue } }
-    public var outcome: Outcome { get { box.fields.outcome } set { unshared.outcome = newValue } }
-    public var usage: Usage { get { box.fields.usage } set { unshared.usage = newValue } }
-    public var usageSource: UsageSource { get { box.fields.usageSource } set { unshared.usageSource = newValue } }
-    public var cost: Money { get { box.fields.cost } set { unshared.cost = newValue } }
+    public var status: Int { get { shared.box.fields.status } set { shared.update { $0.status = newValue } } }
+    public var outcome: Outcome { get { shared.box.fields.outcome } set { shared.update { $0.outcome = newValue } } }
+    public var usage: Usage { get { shared.box.fields.usage } set { shared.update { $0.usage = newValue } } }
+    public var usageSource: UsageSource { get { shared.box.fields.usageSource } set { shared.update { $0.usageSource = newValue } } }
+    public var cost: Money { get { shared.box.fields.cost } set { shared.update { $0.cost = newValue } } }
     /// The per-token prices the cost was computed with, stored in the row so that a later price
     /// change never rewrites history. Only the prices and the id are stored: `source` reads back empty.
-    public var price: ModelPrice? { get { box.fields.price } set { unshared.price = newValue } }
-    public var ttftMicros: Int64? { get { box.fields.ttftMicros } set { unshared.ttftMicros = newValue } }
-    public var upstreamMicros: Int64? { get { box.fields.upstreamMicros } set { unshared.upstreamMicros = newValue } }
-    public var errorMessage: String? { get { box.fields.errorMessage } set { unshared.errorMessage = newValue } }
+    public var price: ModelPrice? { get { shared.box.fields.price } set { shared.update { $0.price = newValue } } }
+    public var ttftMicros: Int64? { get { shared.box.fields.ttftMicros } set { shared.update { $0.ttftMicros = newValue } } }
+    public var upstreamMicros: Int64? { get { shared.box.fields.upstreamMicros } set { shared.update { $0.upstreamMicros = newValue } } }
+    public var errorMessage: String? { get { shared.box.fields.errorMessage } set { shared.update { $0.errorMessage = newValue } } }
     /// The payer's plan when the call was admitted (nil before plans, or when refused earlier).
-    public var plan: String? { get { box.fields.plan } set { unshared.plan = newValue } }
+    public var plan: String? { get { shared.box.fields.plan } set { shared.update { $0.plan = newValue } } }
     /// The output cap the client asked for, and the one sent upstream after clamping/injection.
-    public var outputCapRequested: Int? { get { box.fields.outputCapRequested } set { unshared.outputCapRequested = newValue } }
-    public var outputCapApplied: Int? { get { box.fields.outputCapApplied } set { unshared.outputCapApplied = newValue } }
+    public var outputCapRequested: Int? { get { shared.box.fields.outputCapRequested } set { shared.update { $0.outputCapRequested = newValue } } }
+    public var outputCapApplied: Int? { get { shared.box.fields.outputCapApplied } set { shared.update { $0.outputCapApplied = newValue } } }
     /// `RequestFingerprint` of the request body as the client sent it: equal bodies from the same
     /// user within a short time are retries or regenerations. Nil for calls refused before the body was read.
-    public var requestHash: Int64? { get { box.fields.requestHash } set { unshared.requestHash = newValue } }
+    public var requestHash: Int64? { get { shared.box.fields.requestHash } set { shared.update { $0.requestHash = newValue } } }
 
     /// `<model pattern>@<effective day>` of the price used, as stored in `price_id`.
     public var priceId: String? { price?.id }
@@ -137,7 +136,7 @@ public struct LedgerEntry: Sendable, Hashable {
                 ttftMicros: Int64? = nil, upstreamMicros: Int64? = nil, errorMessage: String? = nil,
                 plan: String? = nil, outputCapRequested: Int? = nil, outputCapApplied: Int? = nil,
                 requestHash: Int64? = nil) {
-        box = Box(Fields(
+        shared = SharedFields(Fields(
             id: id,
             requestId: requestId,
             startedAt: startedAt,
@@ -165,21 +164,6 @@ public struct LedgerEntry: Sendable, Hashable {
             outputCapRequested: outputCapRequested,
             outputCapApplied: outputCapApplied,
             requestHash: requestHash))
-    }
-
-    public static func == (lhs: LedgerEntry, rhs: LedgerEntry) -> Bool {
-        lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
-    }
-
-    public func hash(into hasher: inout Hasher) { box.fields.hash(into: &hasher) }
-
-    /// The fields to change, first copied into a box of their own if another entry shares it.
-    private var unshared: Fields {
-        get { box.fields }
-        _modify {
-            if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
-            yield &box.fields
-        }
     }
 
     private struct Fields: Sendable, Hashable {
@@ -210,14 +194,5 @@ public struct LedgerEntry: Sendable, Hashable {
         var outputCapRequested: Int?
         var outputCapApplied: Int?
         var requestHash: Int64?
-    }
-
-    private final class Box: @unchecked Sendable {
-        /// Changed only through `unshared`, once no other entry holds the box: no two accesses
-        /// can overlap, so the runtime's exclusivity check (a cost on every read) is left out.
-        @exclusivity(unchecked)
-        var fields: Fields
-
-        init(_ fields: Fields) { self.fields = fields }
     }
 }

@@ -1,42 +1,57 @@
 /// What one token of each kind costs for a model from a given day, in pico-dollars per token.
 public struct ModelPrice: Sendable, Hashable, Codable {
-    public let model: ModelPattern
-    public let effectiveFrom: Day
-    public var input: Money
-    public var cachedInput: Money
+    /// Its fields sit in one box its copies share (`SharedFields`): a price is copied a dozen
+    /// times per call (found, tiered, settled, recorded), each copy retaining its strings.
+    private var shared: SharedFields<Fields>
+
+    public var model: ModelPattern { shared.box.fields.model }
+    public var effectiveFrom: Day { shared.box.fields.effectiveFrom }
+    public var input: Money { get { shared.box.fields.input } set { shared.update { $0.input = newValue } } }
+    public var cachedInput: Money { get { shared.box.fields.cachedInput } set { shared.update { $0.cachedInput = newValue } } }
     /// A 5-minute prompt-cache write (Anthropic), or any other provider's.
-    public var cacheWrite: Money
+    public var cacheWrite: Money { get { shared.box.fields.cacheWrite } set { shared.update { $0.cacheWrite = newValue } } }
     /// A 1-hour prompt-cache write (Anthropic: twice the input price).
-    public var cacheWrite1h: Money
-    public var output: Money
+    public var cacheWrite1h: Money { get { shared.box.fields.cacheWrite1h } set { shared.update { $0.cacheWrite1h = newValue } } }
+    public var output: Money { get { shared.box.fields.output } set { shared.update { $0.output = newValue } } }
     /// One search of a server-side web search tool (a fee per search, not per token).
-    public var webSearch: Money
+    public var webSearch: Money { get { shared.box.fields.webSearch } set { shared.update { $0.webSearch = newValue } } }
     /// One call of the Responses API's file search tool (a fee per call).
-    public var fileSearch: Money
+    public var fileSearch: Money { get { shared.box.fields.fileSearch } set { shared.update { $0.fileSearch = newValue } } }
     /// One search of OpenAI's older `web_search_preview` tool, where it has a fee of its own ($25
     /// against the current tool's $10 per 1,000 on gpt-4o and gpt-4.1); nil: `webSearch`.
-    public var webSearchPreview: Money?
+    public var webSearchPreview: Money? {
+        get { shared.box.fields.webSearchPreview }
+        set { shared.update { $0.webSearchPreview = newValue } }
+    }
     /// The search fees a tier's or a long prompt's entry does not name: the standard entry's in
     /// force on the call's day apply (`Pricing.price(tier:promptTokens:)`), as its US-only
     /// multiple does.
-    public var unnamedFees: SearchFees = []
+    public var unnamedFees: SearchFees { get { shared.box.fields.unnamedFees } set { shared.update { $0.unnamedFees = newValue } } }
     /// An audio input or output token (OpenAI's audio models); nil: the text price.
-    public var audioInput: Money?
-    public var audioOutput: Money?
+    public var audioInput: Money? { get { shared.box.fields.audioInput } set { shared.update { $0.audioInput = newValue } } }
+    public var audioOutput: Money? { get { shared.box.fields.audioOutput } set { shared.update { $0.audioOutput = newValue } } }
     /// Where the price was taken from (a URL or note); shown by `tokenctl prices`.
-    public var source: String
+    public var source: String { get { shared.box.fields.source } set { shared.update { $0.source = newValue } } }
     /// The service tier this price is for (OpenAI `priority` or `flex`, Anthropic fast mode
     /// `fast`); nil for the standard one.
-    public let tier: String?
+    public var tier: String? { shared.box.fields.tier }
     /// This price applies to calls whose prompt (input, cache reads and writes) is over this many
     /// tokens (Anthropic's long-context rates, over 200K, apply to every token of such a call).
-    public let aboveInputTokens: Int?
+    public var aboveInputTokens: Int? { shared.box.fields.aboveInputTokens }
     /// What a call run in the US only (Anthropic's `inference_geo: "us"`) pays: this multiple of
     /// every token price (`inUSOnly`); nil: none of its own (a tier's or a long prompt's entry
     /// then takes its standard entry's, `Pricing.price(tier:promptTokens:usOnly:)`).
-    public let usOnlyMultiple: PriceMultiplier?
+    public var usOnlyMultiple: PriceMultiplier? { shared.box.fields.usOnlyMultiple }
     /// This is the price of calls run in the US only: an entry times a US-only multiple.
-    public let runsInUSOnly: Bool
+    public var runsInUSOnly: Bool { shared.box.fields.runsInUSOnly }
+
+    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`, with ` <tier>`
+    /// and ` above-<tokens>` after the pattern for a price that applies to some calls only
+    /// (`gpt-5 priority@2025-08-07`: a pattern has no spaces, and a build that knows no variants
+    /// still reads the id). A US-only price adds `us-only` to the tier's word (`fast+us-only`, or
+    /// the word alone), which a build that knows no such prices reads as a tier's name. Kept
+    /// rather than formatted on use: every call's journal record and ledger row carry it.
+    public var id: String { shared.box.fields.id }
 
     /// `cacheWrite1h` defaults to twice `input`, Anthropic's rule for its 1-hour cache;
     /// `webSearch` to `defaultWebSearch`, `fileSearch` to `defaultFileSearch`.
@@ -46,34 +61,37 @@ public struct ModelPrice: Sendable, Hashable, Codable {
                 audioInput: Money? = nil, audioOutput: Money? = nil,
                 source: String = "", tier: String? = nil, aboveInputTokens: Int? = nil,
                 usOnlyMultiple: PriceMultiplier? = nil, runsInUSOnly: Bool = false) {
-        self.model = model
-        self.effectiveFrom = effectiveFrom
-        self.input = input
-        self.cachedInput = cachedInput
-        self.cacheWrite = cacheWrite
-        self.cacheWrite1h = cacheWrite1h ?? Self.anthropicHourWrite(input: input)
-        self.output = output
-        self.webSearch = webSearch ?? Self.defaultWebSearch
-        self.fileSearch = fileSearch ?? Self.defaultFileSearch
-        self.webSearchPreview = webSearchPreview
-        self.audioInput = audioInput
-        self.audioOutput = audioOutput
-        self.source = source
-        self.tier = tier
-        self.aboveInputTokens = aboveInputTokens
-        self.usOnlyMultiple = usOnlyMultiple
-        self.runsInUSOnly = runsInUSOnly
-        id = model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens, usOnly: runsInUSOnly)
-            + "@\(effectiveFrom)"
+        shared = SharedFields(Fields(
+            model: model, effectiveFrom: effectiveFrom, input: input, cachedInput: cachedInput, cacheWrite: cacheWrite,
+            cacheWrite1h: cacheWrite1h ?? Self.anthropicHourWrite(input: input), output: output,
+            webSearch: webSearch ?? Self.defaultWebSearch, fileSearch: fileSearch ?? Self.defaultFileSearch,
+            webSearchPreview: webSearchPreview, audioInput: audioInput, audioOutput: audioOutput, source: source,
+            tier: tier, aboveInputTokens: aboveInputTokens, usOnlyMultiple: usOnlyMultiple, runsInUSOnly: runsInUSOnly,
+            id: model.text + Self.variantWords(tier: tier, aboveInputTokens: aboveInputTokens, usOnly: runsInUSOnly)
+                + "@\(effectiveFrom)"))
     }
 
-    /// Stable identifier stored in ledger rows: `<model pattern>@<effective day>`, with ` <tier>`
-    /// and ` above-<tokens>` after the pattern for a price that applies to some calls only
-    /// (`gpt-5 priority@2025-08-07`: a pattern has no spaces, and a build that knows no variants
-    /// still reads the id). A US-only price adds `us-only` to the tier's word (`fast+us-only`, or
-    /// the word alone), which a build that knows no such prices reads as a tier's name. Kept
-    /// rather than formatted on use: every call's journal record and ledger row carry it.
-    public let id: String
+    private struct Fields: Sendable, Hashable {
+        let model: ModelPattern
+        let effectiveFrom: Day
+        var input: Money
+        var cachedInput: Money
+        var cacheWrite: Money
+        var cacheWrite1h: Money
+        var output: Money
+        var webSearch: Money
+        var fileSearch: Money
+        var webSearchPreview: Money?
+        var unnamedFees: SearchFees = []
+        var audioInput: Money?
+        var audioOutput: Money?
+        var source: String
+        let tier: String?
+        let aboveInputTokens: Int?
+        let usOnlyMultiple: PriceMultiplier?
+        let runsInUSOnly: Bool
+        let id: String
+    }
 
     /// The word of `id` that says a price is US-only.
     public static let usOnlyWord = "us-only"
@@ -103,6 +121,27 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         case model, effectiveFrom, input, cachedInput, cacheWrite, cacheWrite1h, output, webSearch, fileSearch, source, tier
         case webSearchPreview
         case aboveInputTokens, audioInput, audioOutput, usOnlyMultiple, runsInUSOnly
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encode(effectiveFrom, forKey: .effectiveFrom)
+        try c.encode(input, forKey: .input)
+        try c.encode(cachedInput, forKey: .cachedInput)
+        try c.encode(cacheWrite, forKey: .cacheWrite)
+        try c.encode(cacheWrite1h, forKey: .cacheWrite1h)
+        try c.encode(output, forKey: .output)
+        try c.encode(webSearch, forKey: .webSearch)
+        try c.encode(fileSearch, forKey: .fileSearch)
+        try c.encodeIfPresent(webSearchPreview, forKey: .webSearchPreview)
+        try c.encodeIfPresent(audioInput, forKey: .audioInput)
+        try c.encodeIfPresent(audioOutput, forKey: .audioOutput)
+        try c.encode(source, forKey: .source)
+        try c.encodeIfPresent(tier, forKey: .tier)
+        try c.encodeIfPresent(aboveInputTokens, forKey: .aboveInputTokens)
+        try c.encodeIfPresent(usOnlyMultiple, forKey: .usOnlyMultiple)
+        try c.encode(runsInUSOnly, forKey: .runsInUSOnly)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Metering
 
@@ -7,6 +8,30 @@ import Testing
         ModelPrice(model: ModelPattern(pattern), effectiveFrom: Day(from)!,
                    input: ModelPrice.perToken(fromPerMillion: input)!, cachedInput: ModelPrice.perToken(fromPerMillion: cached)!,
                    cacheWrite: ModelPrice.perToken(fromPerMillion: write)!, output: ModelPrice.perToken(fromPerMillion: output)!)
+    }
+
+    /// A price shares its fields between copies (`SharedFields`) until one changes.
+    @Test func aChangedCopyLeavesTheOriginalAsItWas() {
+        let original = price("gpt-4o", "2024-05-13", input: "2.5", output: "10")
+        var copy = original
+        copy.input = Money(picodollars: 1)
+        copy.source = "elsewhere"
+        #expect(original.input == ModelPrice.perToken(fromPerMillion: "2.5"))
+        #expect(original.source == "")
+        #expect(copy.input == Money(picodollars: 1) && copy.source == "elsewhere")
+        #expect(copy != original && copy.id == original.id)
+        #expect(Set([original, price("gpt-4o", "2024-05-13", input: "2.5", output: "10"), copy]).count == 2)
+    }
+
+    @Test func aPriceEncodesAndDecodesWhole() throws {
+        let entry = ModelPrice(model: ModelPattern("claude-*"), effectiveFrom: Day("2025-01-01")!,
+                               input: Money(picodollars: 3_000_000), cachedInput: Money(picodollars: 300_000),
+                               cacheWrite: Money(picodollars: 3_750_000), output: Money(picodollars: 15_000_000),
+                               webSearchPreview: Money(picodollars: 25_000_000_000), audioInput: Money(picodollars: 7),
+                               source: "https://example.com", tier: "fast", aboveInputTokens: 200_000)
+        let decoded = try JSONDecoder().decode(ModelPrice.self, from: JSONEncoder().encode(entry))
+        #expect(decoded == entry)
+        #expect(decoded.id == "claude-* fast above-200000@2025-01-01")
     }
 
     @Test func exactBeatsGlobAndSpecificBeatsLoose() {

@@ -18,7 +18,7 @@ sources=${LEDGER_SOURCES:-$root/Sources/Ledger}
 # (its .build is kept between runs, so only what changed is rebuilt).
 rm -rf "$scratch/Sources" "$scratch/Package.swift"
 mkdir -p "$scratch/Sources/Metering" "$scratch/Sources/Ledger" "$scratch/Sources/ReportSpeedBench"
-for f in Money ModelPattern Day PriceBook PriceMultiplier TokenKinds Usage Dialect; do ln -s "$root/Sources/Metering/$f.swift" "$scratch/Sources/Metering/"; done
+for f in Money ModelPattern Day PriceBook PriceMultiplier SharedFields TokenKinds Usage Dialect; do ln -s "$root/Sources/Metering/$f.swift" "$scratch/Sources/Metering/"; done
 for f in "$sources"/*.swift; do ln -s "$f" "$scratch/Sources/Ledger/"; done
 ln -s "$root/Sources/CSQLite" "$scratch/Sources/CSQLite"
 ln -s "$root/Sources/CWalFrames" "$scratch/Sources/CWalFrames"
