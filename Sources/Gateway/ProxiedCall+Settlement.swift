@@ -284,7 +284,7 @@ extension ProxiedCall {
             journal.notRecorded(row)
             quota?.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
         }
-        gateway.record(entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
+        gateway.record(consume entry, on: loop, connection: connection, notRecorded: chargeAnyway) { [self] in
             // Recorded (committed, on PostgreSQL, where shared budgets live): a replica that dies
             // before this line is charged from the row.
             quota?.settleShared(in: gateway.enforcer, cost: cost, tokens: tokens, on: connection.eventLoop)

@@ -123,6 +123,8 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         case aboveInputTokens, audioInput, audioOutput, usOnlyMultiple, runsInUSOnly
     }
 
+    /// The keys in `CodingKeys`' order, optionals only when set: what the synthesised encoder
+    /// wrote when the fields were stored properties.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model)
@@ -134,12 +136,12 @@ public struct ModelPrice: Sendable, Hashable, Codable {
         try c.encode(output, forKey: .output)
         try c.encode(webSearch, forKey: .webSearch)
         try c.encode(fileSearch, forKey: .fileSearch)
-        try c.encodeIfPresent(webSearchPreview, forKey: .webSearchPreview)
-        try c.encodeIfPresent(audioInput, forKey: .audioInput)
-        try c.encodeIfPresent(audioOutput, forKey: .audioOutput)
         try c.encode(source, forKey: .source)
         try c.encodeIfPresent(tier, forKey: .tier)
+        try c.encodeIfPresent(webSearchPreview, forKey: .webSearchPreview)
         try c.encodeIfPresent(aboveInputTokens, forKey: .aboveInputTokens)
+        try c.encodeIfPresent(audioInput, forKey: .audioInput)
+        try c.encodeIfPresent(audioOutput, forKey: .audioOutput)
         try c.encodeIfPresent(usOnlyMultiple, forKey: .usOnlyMultiple)
         try c.encode(runsInUSOnly, forKey: .runsInUSOnly)
     }

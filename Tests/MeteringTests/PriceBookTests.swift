@@ -32,6 +32,8 @@ import Testing
         let decoded = try JSONDecoder().decode(ModelPrice.self, from: JSONEncoder().encode(entry))
         #expect(decoded == entry)
         #expect(decoded.id == "claude-* fast above-200000@2025-01-01")
+        let usOnly = entry.inUSOnly(times: try #require(PriceMultiplier("1.1")))
+        #expect(try JSONDecoder().decode(ModelPrice.self, from: JSONEncoder().encode(usOnly)) == usOnly)
     }
 
     @Test func exactBeatsGlobAndSpecificBeatsLoose() {
