@@ -9,8 +9,17 @@ struct CurlHeaderList {
     let head: UnsafeMutablePointer<curl_slist>
 
     /// Names curl must compute or must not send: the body's length is known,
-    /// and `Expect: 100-continue` would cost a round trip.
-    private static let ownedHeaders = ["content-length", "transfer-encoding", "expect"]
+    /// and `Expect: 100-continue` would cost a round trip. A switch on the length first: most
+    /// names are none of them (walking an array of the three retained and released each, per
+    /// header line of every call).
+    private static func isOwned(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 14: return name.caseInsensitiveEquals("content-length")
+        case 17: return name.caseInsensitiveEquals("transfer-encoding")
+        case 6: return name.caseInsensitiveEquals("expect")
+        default: return false
+        }
+    }
 
     private struct Line {
         enum Form {
@@ -41,7 +50,7 @@ struct CurlHeaderList {
             guard !name.isEmpty,
                   !name.utf8.containsByte(where: { $0 == 13 || $0 == 10 || $0 == UInt8(ascii: ":") }),
                   !value.utf8.containsByte(where: { $0 == 13 || $0 == 10 }),
-                  !Self.ownedHeaders.contains(where: { name.caseInsensitiveEquals($0) })
+                  !Self.isOwned(name)
             else { continue }
             if name.caseInsensitiveEquals("content-type") { hasContentType = true }
             lines.append(Line(name: name, value: value, form: value.isEmpty ? .empty : .value))
