@@ -106,7 +106,7 @@ struct Hold: Sendable {
 
     /// Settles the call: the reservation becomes the actual cost, the rate estimate the actual
     /// tokens, the concurrency slot is freed. Runs exactly once per admitted call, before its row
-    /// is appended. A shared reservation is settled later, by `settleShared`. With local budgets,
+    /// is appended. A shared reservation is settled later, by `QuotaHold.settleShared`. With local budgets,
     /// the spend counts for every scope of the payer, budgeted or not (`QuotaBook.settle`): a
     /// budget a reload adds then starts from the period's spend, as after a restart.
     func settle(in enforcer: Enforcer, cost: Money, tokens: Int, startedAt: Int64, now: Int64) {
@@ -122,13 +122,6 @@ struct Hold: Sendable {
         }
         enforcer.concurrency.release(concurrencyKey)
         if cost > .zero { enforcer.breaker.record(cost: cost, now: now) }
-    }
-
-    /// Settles a shared reservation with the call's actual use, once its ledger row has committed:
-    /// should this replica die before, the reaper charges the row (docs/postgres-quotas.md).
-    /// Nothing to wait for: the client's answer does not depend on it.
-    func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
-        quota?.settleShared(in: enforcer, cost: cost, tokens: tokens, on: loop)
     }
 
     /// What was left of each budget when the call was admitted, its own hold not counted (for the
@@ -154,7 +147,10 @@ enum QuotaHold: Sendable {
     case local(QuotaReservation)
     case shared(SharedQuotaReservation)
 
-    /// `Hold.settleShared`, for a caller that keeps this alone rather than the whole hold.
+    /// Settles a shared reservation with the call's actual use, once its ledger row has committed:
+    /// should this replica die before, the reaper charges the row (docs/postgres-quotas.md).
+    /// Nothing to wait for: the client's answer does not depend on it. (A local one was settled
+    /// with the hold, `Hold.settle`.)
     func settleShared(in enforcer: Enforcer, cost: Money, tokens: Int, on loop: any EventLoop) {
         guard case .shared(let reservation) = self, let book = enforcer.sharedQuotas else { return }
         book.settleRetrying(reservation, cost: cost, tokens: tokens, on: loop)

@@ -198,8 +198,8 @@ extension ProxyHandler {
                 hold.settle(in: gateway.enforcer, cost: .zero, tokens: 0, startedAt: request.startedAt,
                             now: UnixTime.nowMicros())
                 // Nothing was spent: the shared hold goes back whether or not the row commits.
-                let (enforcer, loop) = (gateway.enforcer, eventLoop)
-                let release: @Sendable () -> Void = { hold.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }
+                let (quota, enforcer, loop) = (hold.quota, gateway.enforcer, eventLoop)
+                let release: @Sendable () -> Void = { quota?.settleShared(in: enforcer, cost: .zero, tokens: 0, on: loop) }
                 gateway.record(entry, on: eventLoop, connection: self, notRecorded: { _ in release() }, then: release)
             }
     }
