@@ -9,17 +9,17 @@ extension Report {
     /// Sorted by cost alone, a month's days came in no order and a team's users were spread
     /// among other teams' (a finance trial re-sorted them in a spreadsheet).
     static func ordered(_ rows: [ReportRow], by dimensions: [ReportDimension]) -> [ReportRow] {
-        // The cost of each outer group a row belongs to, per level (periods need none).
-        var groupCost: [[String]: Int128] = [:]
-        for row in rows {
-            for level in dimensions.indices where !dimensions[level].isPeriod {
-                groupCost[Array(row.values[...level]), default: 0] += row.cost.picodollars
-            }
+        // The outer groups a row belongs to, one per level (nil for periods: they need no cost),
+        // made once and used to sum each group's cost and to look it up.
+        let groups = rows.map { row in
+            dimensions.indices.map { level in dimensions[level].isPeriod ? nil : Array(row.values[...level]) }
         }
-        let keyed = rows.map { row in
-            (row: row, costs: dimensions.indices.map { level in
-                dimensions[level].isPeriod ? 0 : groupCost[Array(row.values[...level])] ?? 0
-            })
+        var groupCost: [[String]: Int128] = [:]
+        for (row, rowGroups) in zip(rows, groups) {
+            for case let group? in rowGroups { groupCost[group, default: 0] += row.cost.picodollars }
+        }
+        let keyed = zip(rows, groups).map { row, rowGroups in
+            (row: row, costs: rowGroups.map { $0.flatMap { groupCost[$0] } ?? 0 })
         }
         return keyed.sorted { a, b in
             // The first level where the two differ decides; the levels before it are equal.
